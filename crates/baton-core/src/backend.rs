@@ -1,0 +1,358 @@
+//! The contract every backend satisfies: [`EngineBackend`] (the hot path and
+//! the scheduler's per-partition passes) and [`AdminBackend`] (reads for
+//! operators and dashboards).
+//!
+//! # Contract shared by every method
+//!
+//! - **Validation first.** Input is checked before anything is written; a call
+//!   that returns [`InvalidInput`](EngineError::InvalidInput) changed nothing.
+//!   Ids are checked against the deployment's partition count.
+//! - **Atomicity.** Each method documents its unit of atomicity. On SQL
+//!   backends it is one transaction; on Valkey it is one `FCALL` on the keys of
+//!   one partition. An operation on one execution is always atomic.
+//! - **Time.** Every decision reads the backend's [`Clock`](crate::Clock).
+//! - **Fencing.** Operations that take a [`LeaseToken`] act only if the token is
+//!   the current, unexpired lease of a running execution; otherwise they fail
+//!   with [`LeaseLost`](EngineError::LeaseLost) (or, for replays of a finished
+//!   attempt, answer as described per method) and change nothing.
+//! - **Terminal states never change.** Repeating a terminal operation with the
+//!   same outcome succeeds and changes nothing; asking for a different outcome
+//!   is a [`Conflict`](EngineError::Conflict).
+//! - **Retryable errors.** [`Unavailable`](EngineError::Unavailable) and
+//!   [`Contention`](EngineError::Contention) may be retried; every method is
+//!   safe to retry (idempotent, or fenced by its lease token).
+//!
+//! # Using a backend
+//!
+//! ```no_run
+//! # async fn demo(backend: std::sync::Arc<dyn baton_core::EngineBackend>) -> baton_core::Result<()> {
+//! use baton_core::*;
+//! let ns = Namespace::new("shop")?;
+//! let lane = Lane::new("emails")?;
+//! let created = backend
+//!     .create(vec![NewExecution::new(ns.clone(), lane.clone(), Kind::new("email.send")?, b"{}".to_vec())])
+//!     .await?;
+//! let claims = backend.claim(ClaimRequest::new(ns, lane, WorkerId::new("w1")?, 10)).await?;
+//! for c in claims {
+//!     backend.complete(&c.lease, b"\"sent\"".to_vec()).await?;
+//! }
+//! # let _ = created;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
+use crate::model::{
+    AttemptRecord, Claim, ClaimRequest, CreateOutcome, ExecutionSnapshot, Failure, ListFilter,
+    ListPage, NewExecution, Page, RenewOutcome, RenewRequest, ScanReport, StateCounts,
+};
+use crate::names::{Lane, Namespace};
+use crate::policy::Limits;
+
+/// What a backend supports, so callers ask instead of being surprised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Backend kind: `sqlite`, `postgres`, `valkey`.
+    pub backend: &'static str,
+    /// [`EngineBackend::wait_for_work`] is woken by submissions from *other*
+    /// processes too (not only from this one).
+    pub cross_process_wakeups: bool,
+    /// Several engine processes may share this backend.
+    pub multi_process: bool,
+    /// Acknowledged writes survive a crash of the backend's host (depends on
+    /// configuration: fsync, AOF).
+    pub durable: bool,
+    /// The limits this backend enforces.
+    pub limits: Limits,
+}
+
+impl Capabilities {
+    /// Capabilities of a backend of kind `backend` with `limits`; every flag
+    /// false until set.
+    pub fn new(backend: &'static str, limits: Limits) -> Self {
+        Capabilities {
+            backend,
+            cross_process_wakeups: false,
+            multi_process: false,
+            durable: false,
+            limits,
+        }
+    }
+}
+
+/// The engine's contract with a storage backend.
+///
+/// Object safe: held as `Arc<dyn EngineBackend>` by the engine, the server and
+/// the SDK. Implementations are cheap to share across tasks.
+#[async_trait]
+pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
+    /// What this backend supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The deployment's partition count, as recorded in the backend.
+    fn partitions(&self) -> PartitionCount;
+
+    /// Creates executions.
+    ///
+    /// # Behavior
+    /// - Every item is validated first ([`NewExecution::validate`]); one bad
+    ///   item rejects the whole batch with an error naming it, and nothing is
+    ///   written.
+    /// - A new execution is `delayed` when its start time is in the future,
+    ///   else `waiting`.
+    /// - An item whose `idempotency_key` already exists in the same namespace
+    ///   and lane (including earlier in the same batch) creates nothing and
+    ///   answers the existing id with `created: false` and its current state.
+    ///   Dedup lasts as long as the first execution is retained.
+    /// - Answers one [`CreateOutcome`] per item, in request order.
+    ///
+    /// # Atomicity
+    /// SQL backends: the batch is one transaction. Valkey: each partition's
+    /// share of the batch is one `FCALL`; if the call fails midway some items
+    /// may exist, and repeating it with idempotency keys is safe.
+    ///
+    /// # Errors
+    /// `InvalidInput` (batch size outside `1..=max_batch`, payload over the
+    /// limit, negative delay, zero attempts, deadline in the past, …),
+    /// `Unavailable`, `Contention`.
+    async fn create(&self, executions: Vec<NewExecution>) -> Result<Vec<CreateOutcome>>;
+
+    /// Claims up to `max` `waiting` executions from the request's lanes.
+    ///
+    /// # Behavior
+    /// - Only executions of the request's namespace and lanes, in state
+    ///   `waiting`, whose required capabilities are a subset of the worker's.
+    /// - Order: higher priority first, then the one that became eligible
+    ///   earliest, then the lower id. Exact for a single claimer; concurrent
+    ///   claimers may interleave, but no eligible execution is skipped forever.
+    /// - Each claimed execution becomes `running`: its attempt count grows by
+    ///   one, an attempt record is opened for `worker_id`, and a fresh lease
+    ///   expiring at `now + lease_ttl` is returned.
+    /// - An execution is handed to at most one claimer at a time.
+    /// - No eligible work answers an empty list at once (see
+    ///   [`wait_for_work`](Self::wait_for_work) for waiting).
+    ///
+    /// # Atomicity
+    /// SQL: one transaction with row locks that concurrent claimers skip.
+    /// Valkey: one `FCALL` per partition visited.
+    ///
+    /// # Idempotency
+    /// Not idempotent: each call grants new leases. A claim whose answer was
+    /// lost leaves leases that expire and are reclaimed.
+    ///
+    /// # Errors
+    /// `InvalidInput` (max, lanes, lease ttl out of range), `Unavailable`,
+    /// `Contention`.
+    async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claim>>;
+
+    /// Renews every lease a worker holds, in one call.
+    ///
+    /// # Behavior
+    /// Per lease, in request order:
+    /// - `renewed` with the new expiry `now + lease_ttl` when the token is the
+    ///   current unexpired lease of a `running` execution held by `worker_id`;
+    /// - `cancelled` when the token's attempt was ended by a cancel;
+    /// - `lost` otherwise (expired, reclaimed, superseded, another worker's,
+    ///   unknown or trimmed execution, deadline passed). A lost lease is never
+    ///   revived: an expired lease cannot be renewed even before the scanner
+    ///   reclaims it.
+    ///
+    /// # Atomicity
+    /// Each lease is renewed atomically; the batch is one transaction on SQL
+    /// backends and pipelined per partition on Valkey.
+    ///
+    /// # Idempotency
+    /// Repeating a renew moves the expiry again; harmless.
+    ///
+    /// # Errors
+    /// `InvalidInput` (batch size, lease ttl), `Unavailable`, `Contention`.
+    async fn renew(&self, request: RenewRequest) -> Result<Vec<RenewOutcome>>;
+
+    /// Completes the attempt fenced by `lease` with `result`.
+    ///
+    /// # Behavior
+    /// - With the current unexpired lease: the execution becomes `completed`,
+    ///   the result is stored, the attempt is closed as `completed`; answers the
+    ///   new snapshot.
+    /// - Replay: if this lease's attempt already completed the execution with
+    ///   the same result, answers the snapshot and changes nothing; with a
+    ///   different result, `Conflict`.
+    /// - If this lease's attempt ended as `failed`, `Conflict`.
+    /// - Any other stale lease (expired, reclaimed, cancelled, expired
+    ///   deadline, superseded, forged nonce): `LeaseLost`, nothing changes.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput` (result over the limit, id of another
+    /// deployment), `LeaseLost`, `Conflict`, `Unavailable`.
+    async fn complete(&self, lease: &LeaseToken, result: Vec<u8>) -> Result<ExecutionSnapshot>;
+
+    /// Records a failed attempt and decides what comes next from the stored
+    /// retry policy.
+    ///
+    /// # Behavior
+    /// - With the current unexpired lease: the attempt is closed as `failed`
+    ///   with the error, which also becomes `last_error`. Then
+    ///   [`RetryPolicy::decide`](crate::RetryPolicy::decide) runs with the
+    ///   attempt number: a retry with zero delay makes the execution `waiting`,
+    ///   a positive delay makes it `delayed` with `run_at = now + delay`;
+    ///   giving up makes it `failed`. Answers the new snapshot.
+    /// - Replay: if this lease's attempt already ended as `failed`, answers the
+    ///   current snapshot and changes nothing.
+    /// - If this lease's attempt completed the execution, `Conflict`.
+    /// - Any other stale lease: `LeaseLost`, nothing changes.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `LeaseLost`, `Conflict`, `Unavailable`.
+    async fn fail(&self, lease: &LeaseToken, failure: Failure) -> Result<ExecutionSnapshot>;
+
+    /// Cancels an execution.
+    ///
+    /// # Behavior
+    /// - Any non-terminal execution becomes `cancelled` with `reason`. A
+    ///   running attempt is closed as `cancelled`; its worker learns it at its
+    ///   next renew (`cancelled`) and its complete/fail answer `LeaseLost`.
+    /// - Cancelling a `cancelled` execution answers its snapshot unchanged
+    ///   (the first reason stays).
+    /// - Cancelling an execution in another terminal state is a `Conflict`.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput` (id of another deployment), `Conflict`,
+    /// `Unavailable`.
+    async fn cancel(&self, id: &ExecutionId, reason: Option<String>) -> Result<ExecutionSnapshot>;
+
+    /// The current snapshot of an execution.
+    ///
+    /// # Behavior
+    /// A pure read; identical, field for field, on every backend for the same
+    /// history. Stored values outside Baton's vocabulary are `Corruption`,
+    /// never defaulted.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Corruption`, `Unavailable`.
+    async fn describe(&self, id: &ExecutionId) -> Result<ExecutionSnapshot>;
+
+    /// Waits until work may be available in one of `lanes`, or `timeout`.
+    ///
+    /// # Behavior
+    /// A hint, never a guarantee: it may return early without work, and
+    /// correctness never depends on it (callers claim after it returns and
+    /// treat an empty claim as normal). It returns promptly after a
+    /// submission to one of the lanes made through this backend instance; see
+    /// [`Capabilities::cross_process_wakeups`] for other processes.
+    ///
+    /// # Errors
+    /// `Unavailable` when the backend's notification channel is broken.
+    async fn wait_for_work(
+        &self,
+        namespace: &Namespace,
+        lanes: &[Lane],
+        timeout: Duration,
+    ) -> Result<()>;
+
+    /// Scheduler pass: promotes `delayed` executions of `partition` whose
+    /// `run_at` has come to `waiting`, at most `limit` of them (oldest due
+    /// first).
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`; each promotion is all-or-nothing.
+    ///
+    /// # Idempotency
+    /// Running it twice promotes nothing the second time.
+    async fn promote_due(&self, partition: PartitionId, limit: usize) -> Result<ScanReport>;
+
+    /// Scheduler pass: reclaims `running` executions of `partition` whose lease
+    /// expired, at most `limit`.
+    ///
+    /// # Behavior
+    /// The attempt is closed as `lease_expired` with an error naming the
+    /// worker; it counts as a failed, retryable attempt: the retry policy
+    /// decides `waiting`, `delayed` or `failed`, exactly as
+    /// [`fail`](Self::fail) would.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    async fn reclaim_expired_leases(
+        &self,
+        partition: PartitionId,
+        limit: usize,
+    ) -> Result<ScanReport>;
+
+    /// Scheduler pass: moves non-terminal executions of `partition` whose
+    /// deadline has passed to `expired`, at most `limit`. A running attempt is
+    /// closed as `expired` and its lease is lost.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    async fn expire_deadlines(&self, partition: PartitionId, limit: usize) -> Result<ScanReport>;
+
+    /// Scheduler pass: deletes terminal executions of `partition` that
+    /// finished more than `retention` ago, with their attempts, results and
+    /// idempotency keys, at most `limit`. Afterwards `describe` answers
+    /// `NotFound` and the idempotency key may be reused.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    async fn trim_terminal(
+        &self,
+        partition: PartitionId,
+        retention: Duration,
+        limit: usize,
+    ) -> Result<ScanReport>;
+}
+
+/// Reads for operators, dashboards and the CLI. Not on the hot path; may be
+/// slower than [`EngineBackend`] methods (for example merging partitions).
+#[async_trait]
+pub trait AdminBackend: EngineBackend {
+    /// Lists executions matching `filter` in ascending id order.
+    ///
+    /// # Behavior
+    /// Walking `next_cursor` until it is `None` visits every execution that
+    /// matched throughout the walk exactly once, even while new executions are
+    /// created; ones created during the walk may or may not appear.
+    ///
+    /// # Errors
+    /// `InvalidInput` (limit outside `1..=1000`, cursor not from a previous
+    /// page), `Unavailable`.
+    async fn list(&self, filter: &ListFilter, page: Page) -> Result<ListPage>;
+
+    /// Counts executions per lane and state in `namespace`. Lanes with no
+    /// executions are absent.
+    async fn counts(&self, namespace: &Namespace) -> Result<BTreeMap<Lane, StateCounts>>;
+
+    /// The attempts of an execution, oldest first.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Corruption`, `Unavailable`.
+    async fn attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRecord>>;
+}
+
+/// Convenience calls over [`EngineBackend`], implemented once for every
+/// backend.
+#[async_trait]
+pub trait EngineBackendExt: EngineBackend {
+    /// Creates one execution; see [`EngineBackend::create`].
+    async fn create_one(&self, execution: NewExecution) -> Result<CreateOutcome> {
+        let mut out = self.create(vec![execution]).await?;
+        out.pop().ok_or_else(|| {
+            crate::EngineError::corruption("create answered no outcome for a batch of one")
+        })
+    }
+}
+
+impl<T: EngineBackend + ?Sized> EngineBackendExt for T {}

@@ -1,0 +1,457 @@
+//! Identifiers: [`ExecutionId`], [`PartitionId`], [`PartitionCount`] and
+//! [`LeaseToken`].
+//!
+//! An execution id is a UUIDv7 plus the partition it lives in. The partition is
+//! part of the id's text form as a Valkey hash tag (`{p:17}`), so every process
+//! routes an id to its partition — and on Valkey Cluster to its slot — without
+//! a lookup. The partition is a stable hash of the UUID's random bits modulo
+//! the deployment's partition count, so the executions of one lane spread over
+//! every partition instead of piling onto one.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::error::EngineError;
+
+/// How many partitions a deployment has.
+///
+/// A deployment setting, recorded by the backend the first time it starts;
+/// starting later with a different count is a
+/// [`Configuration`](EngineError::Configuration) error, because every stored
+/// id's partition was computed with the recorded count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u16", into = "u16")]
+pub struct PartitionCount(u16);
+
+impl PartitionCount {
+    /// The default: 16 partitions.
+    pub const DEFAULT: PartitionCount = PartitionCount(16);
+    /// The largest supported count.
+    pub const MAX: u16 = 1024;
+
+    /// A partition count in `1..=1024`.
+    ///
+    /// ```
+    /// use baton_core::PartitionCount;
+    /// assert_eq!(PartitionCount::new(32).unwrap().get(), 32);
+    /// assert!(PartitionCount::new(0).is_err());
+    /// ```
+    pub fn new(n: u16) -> Result<Self, EngineError> {
+        if (1..=Self::MAX).contains(&n) {
+            Ok(PartitionCount(n))
+        } else {
+            Err(EngineError::invalid(
+                "partitions",
+                n,
+                format!("the partition count must be between 1 and {}", Self::MAX),
+            ))
+        }
+    }
+
+    /// The count as a number.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    /// Every partition of the deployment, in order.
+    pub fn iter(self) -> impl Iterator<Item = PartitionId> {
+        (0..self.0).map(PartitionId)
+    }
+}
+
+impl Default for PartitionCount {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl TryFrom<u16> for PartitionCount {
+    type Error = EngineError;
+    fn try_from(n: u16) -> Result<Self, EngineError> {
+        PartitionCount::new(n)
+    }
+}
+
+impl From<PartitionCount> for u16 {
+    fn from(p: PartitionCount) -> u16 {
+        p.0
+    }
+}
+
+/// One partition of a deployment, `0..count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PartitionId(pub u16);
+
+impl PartitionId {
+    /// The partition number.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The Valkey hash tag of this partition, `{p:N}`: every key of the
+    /// partition contains it, so the partition maps to one cluster slot.
+    pub fn hash_tag(self) -> String {
+        format!("{{p:{}}}", self.0)
+    }
+}
+
+impl fmt::Display for PartitionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The id of one execution: a UUIDv7 and its partition.
+///
+/// Text form: `{p:<partition>}-<uuid>`, for example
+/// `{p:3}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071`. Display and parse round-trip;
+/// anything else is an [`InvalidInput`](EngineError::InvalidInput) error.
+/// In a URL path the braces must be percent-encoded (`%7Bp:3%7D-…`); HTTP
+/// servers decode them.
+///
+/// ```
+/// use baton_core::{ExecutionId, PartitionCount};
+/// let count = PartitionCount::new(8).unwrap();
+/// let id = ExecutionId::generate(count);
+/// let parsed: ExecutionId = id.to_string().parse().unwrap();
+/// assert_eq!(parsed, id);
+/// assert!(parsed.check_partition(count).is_ok());
+/// assert!("not-an-id".parse::<ExecutionId>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExecutionId {
+    // Field order matters for `Ord`: ids sort by creation time first.
+    uuid: Uuid,
+    partition: PartitionId,
+}
+
+impl ExecutionId {
+    /// A new id for a deployment with `count` partitions.
+    pub fn generate(count: PartitionCount) -> Self {
+        let uuid = Uuid::now_v7();
+        ExecutionId {
+            partition: partition_of(&uuid, count),
+            uuid,
+        }
+    }
+
+    /// Rebuilds an id from a stored UUID and partition; the partition is
+    /// recomputed and checked, so a mismatch is reported as corruption.
+    pub fn from_parts(
+        uuid: Uuid,
+        partition: PartitionId,
+        count: PartitionCount,
+    ) -> Result<Self, EngineError> {
+        let id = ExecutionId { uuid, partition };
+        id.check_partition(count).map_err(|_| {
+            EngineError::corruption(format!(
+                "stored execution {id} does not hash to partition {partition} with {} partitions",
+                count.get()
+            ))
+        })?;
+        Ok(id)
+    }
+
+    /// The UUIDv7 part.
+    pub fn uuid(&self) -> Uuid {
+        self.uuid
+    }
+
+    /// The partition this execution lives in.
+    pub fn partition(&self) -> PartitionId {
+        self.partition
+    }
+
+    /// Checks that this id belongs to a deployment with `count` partitions:
+    /// its partition must be in range and equal to the hash of its UUID.
+    pub fn check_partition(&self, count: PartitionCount) -> Result<(), EngineError> {
+        if partition_of(&self.uuid, count) == self.partition {
+            Ok(())
+        } else {
+            Err(EngineError::invalid(
+                "id",
+                self,
+                format!(
+                    "this id does not belong to a deployment with {} partitions (was it copied from another deployment?)",
+                    count.get()
+                ),
+            ))
+        }
+    }
+}
+
+/// FNV-1a over the 64 random bits of the UUIDv7 (bytes 8..16): stable across
+/// processes, languages and releases, which a partition function must be.
+fn partition_of(uuid: &Uuid, count: PartitionCount) -> PartitionId {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in &uuid.as_bytes()[8..16] {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    PartitionId((h % u64::from(count.get())) as u16)
+}
+
+impl fmt::Display for ExecutionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{{p:{}}}-{}", self.partition.0, self.uuid.hyphenated())
+    }
+}
+
+impl fmt::Debug for ExecutionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExecutionId({self})")
+    }
+}
+
+impl FromStr for ExecutionId {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Self, EngineError> {
+        let bad = |why: &str| {
+            EngineError::invalid(
+                "id",
+                s,
+                format!(
+                    "{why}; an execution id looks like {{p:3}}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071"
+                ),
+            )
+        };
+        let rest = s
+            .strip_prefix("{p:")
+            .ok_or_else(|| bad("missing the {p:N} partition tag"))?;
+        let (digits, rest) = rest
+            .split_once("}-")
+            .ok_or_else(|| bad("missing the {p:N} partition tag"))?;
+        if digits.is_empty()
+            || digits.len() > 4
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || (digits.len() > 1 && digits.starts_with('0'))
+        {
+            return Err(bad("the partition must be a number without leading zeros"));
+        }
+        let partition: u16 = digits.parse().map_err(|_| bad("partition out of range"))?;
+        if partition >= PartitionCount::MAX {
+            return Err(bad("partition out of range"));
+        }
+        if rest.len() != 36 || rest.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(bad("the uuid must be lowercase and hyphenated"));
+        }
+        let uuid = Uuid::try_parse(rest).map_err(|_| bad("the uuid part is malformed"))?;
+        if uuid.get_version_num() != 7 {
+            return Err(bad("the uuid must be version 7"));
+        }
+        Ok(ExecutionId {
+            uuid,
+            partition: PartitionId(partition),
+        })
+    }
+}
+
+impl Serialize for ExecutionId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ExecutionId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A worker's proof of ownership of one attempt: the execution id, the attempt
+/// number (the fencing token: it only grows) and a random nonce that makes the
+/// token unguessable.
+///
+/// Text form: `<execution id>.<attempt>.<16 hex digits>`. A token whose attempt
+/// is no longer the running one, or whose nonce differs from the stored one, is
+/// stale: every operation presented with it fails with
+/// [`LeaseLost`](EngineError::LeaseLost) and changes nothing.
+///
+/// ```
+/// use baton_core::{ExecutionId, LeaseToken, PartitionCount};
+/// let id = ExecutionId::generate(PartitionCount::DEFAULT);
+/// let token = LeaseToken::new(id.clone(), 2, 0xfeed);
+/// let back: LeaseToken = token.to_string().parse().unwrap();
+/// assert_eq!(back, token);
+/// assert_eq!(back.attempt(), 2);
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct LeaseToken {
+    id: ExecutionId,
+    attempt: u32,
+    nonce: u64,
+}
+
+impl LeaseToken {
+    /// Builds a token. Backends call this when they grant a lease.
+    pub fn new(id: ExecutionId, attempt: u32, nonce: u64) -> Self {
+        LeaseToken { id, attempt, nonce }
+    }
+
+    /// A fresh random nonce for a new lease.
+    pub fn random_nonce() -> u64 {
+        Uuid::new_v4().as_u64_pair().0
+    }
+
+    /// The execution this lease is for.
+    pub fn execution_id(&self) -> &ExecutionId {
+        &self.id
+    }
+
+    /// The attempt number this lease fences (1-based).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The random part of the token.
+    pub fn nonce(&self) -> u64 {
+        self.nonce
+    }
+}
+
+impl fmt::Display for LeaseToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{:016x}", self.id, self.attempt, self.nonce)
+    }
+}
+
+impl fmt::Debug for LeaseToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The nonce is a credential; keep it out of logs.
+        write!(f, "LeaseToken({}, attempt {})", self.id, self.attempt)
+    }
+}
+
+impl FromStr for LeaseToken {
+    type Err = EngineError;
+
+    fn from_str(s: &str) -> Result<Self, EngineError> {
+        let bad = || {
+            EngineError::invalid(
+                "lease",
+                s,
+                "a lease token looks like <execution id>.<attempt>.<16 hex digits>, exactly as claim returned it",
+            )
+        };
+        let mut parts = s.rsplitn(3, '.');
+        let nonce = parts.next().ok_or_else(bad)?;
+        let attempt = parts.next().ok_or_else(bad)?;
+        let id = parts.next().ok_or_else(bad)?;
+        if nonce.len() != 16
+            || !nonce
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(bad());
+        }
+        if attempt.is_empty() || !attempt.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let attempt: u32 = attempt.parse().map_err(|_| bad())?;
+        if attempt == 0 {
+            return Err(bad());
+        }
+        let nonce = u64::from_str_radix(nonce, 16).map_err(|_| bad())?;
+        Ok(LeaseToken {
+            id: id.parse().map_err(|_| bad())?,
+            attempt,
+            nonce,
+        })
+    }
+}
+
+impl Serialize for LeaseToken {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for LeaseToken {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_spread_over_every_partition() {
+        let count = PartitionCount::new(16).unwrap();
+        let mut seen = [0u32; 16];
+        for _ in 0..4000 {
+            let id = ExecutionId::generate(count);
+            seen[id.partition().get() as usize] += 1;
+        }
+        // 250 expected per partition; a stuck hash would leave some empty.
+        assert!(seen.iter().all(|&n| n > 150), "uneven spread: {seen:?}");
+    }
+
+    #[test]
+    fn partition_hash_is_stable() {
+        // Pinned: changing the hash would strand every stored execution.
+        let uuid = Uuid::parse_str("019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071").unwrap();
+        assert_eq!(
+            partition_of(&uuid, PartitionCount::new(16).unwrap()).get(),
+            13
+        );
+        assert_eq!(
+            partition_of(&uuid, PartitionCount::new(1024).unwrap()).get(),
+            669
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_ids() {
+        for bad in [
+            "",
+            "{p:1}",
+            "p:1-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071",
+            "{p:01}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071",
+            "{p:x}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071",
+            "{p:5000}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071",
+            "{p:1}-019AB1C2-7d3e-7f00-8a1b-2c3d4e5f6071",
+            "{p:1}-019ab1c2-7d3e-4f00-8a1b-2c3d4e5f6071",
+            "{p:1}-019ab1c27d3e7f008a1b2c3d4e5f6071",
+        ] {
+            let err = bad.parse::<ExecutionId>().unwrap_err();
+            assert_eq!(err.code(), "invalid_input", "{bad}");
+        }
+    }
+
+    #[test]
+    fn check_partition_catches_foreign_ids() {
+        let id = ExecutionId::generate(PartitionCount::new(1024).unwrap());
+        let forged = ExecutionId {
+            uuid: id.uuid,
+            partition: PartitionId((id.partition.0 + 1) % 1024),
+        };
+        assert!(
+            forged
+                .check_partition(PartitionCount::new(1024).unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn lease_tokens_reject_garbage() {
+        let id = ExecutionId::generate(PartitionCount::DEFAULT);
+        for bad in [
+            String::new(),
+            format!("{id}.1"),
+            format!("{id}.0.0000000000000001"),
+            format!("{id}.1.xyz"),
+            format!("{id}.-1.0000000000000001"),
+            "nope.1.0000000000000001".to_string(),
+        ] {
+            assert!(bad.parse::<LeaseToken>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! # baton-core
+//!
+//! The contract of Baton, a durable distributed execution engine: ids,
+//! validated names, states, policies, errors and the [`EngineBackend`] trait
+//! that every storage backend (SQLite, Postgres, Valkey/Redis) implements.
+//! This crate does no I/O.
+//!
+//! Start at [`EngineBackend`]: its documentation is the behaviour every backend
+//! guarantees, and `baton-testkit` runs the same conformance suite against each
+//! of them.
+
+mod backend;
+mod error;
+mod id;
+mod model;
+mod names;
+mod policy;
+mod state;
+mod time;
+
+pub use backend::{AdminBackend, Capabilities, EngineBackend, EngineBackendExt};
+pub use error::{EngineError, Result};
+pub use id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
+pub use model::{
+    AttemptRecord, Claim, ClaimRequest, CreateOutcome, ExecutionSnapshot, Failure, ListCursor,
+    ListFilter, ListPage, NewExecution, Page, RenewOutcome, RenewRequest, RenewStatus, ScanReport,
+    StateCounts,
+};
+pub use names::{
+    CapabilityName, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN, MAX_TAGS,
+    Namespace, TagKey, WorkerId, validate_tag_value,
+};
+pub use policy::{Backoff, Limits, RetryDecision, RetryPolicy};
+pub use state::{AttemptOutcome, State};
+pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};

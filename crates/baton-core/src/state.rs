@@ -1,0 +1,185 @@
+//! The canonical public states of an execution and outcomes of an attempt.
+//!
+//! ```text
+//!            create                      claim
+//!   ┌────────────────┬─► waiting ──────────────────► running ──complete──► completed
+//!   │                │      ▲  ▲                      │  │
+//!   │                │      │  └─ retry, no backoff ──┘  ├──fail / lease expiry, no attempts left──► failed
+//!   │                │  scheduler                        │
+//!   └─► delayed ◄────┼──────┴──── retry with backoff ────┘
+//!                    │
+//!   any non-terminal ├──cancel────► cancelled
+//!                    └──deadline──► expired
+//! ```
+//!
+//! Terminal states (`completed`, `failed`, `cancelled`, `expired`) never
+//! change again.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+
+/// The public state of an execution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Eligible to be claimed now.
+    Waiting,
+    /// Waiting for `run_at` or a retry backoff to pass; the scheduler promotes
+    /// it to `waiting` when it is due.
+    Delayed,
+    /// Claimed by a worker under a lease.
+    Running,
+    /// Finished successfully (terminal).
+    Completed,
+    /// Failed with no attempts left, or with a non-retryable error (terminal).
+    Failed,
+    /// Cancelled by a caller (terminal).
+    Cancelled,
+    /// Its deadline passed before it finished (terminal).
+    Expired,
+}
+
+impl State {
+    /// Every state, in lifecycle order.
+    pub const ALL: [State; 7] = [
+        State::Waiting,
+        State::Delayed,
+        State::Running,
+        State::Completed,
+        State::Failed,
+        State::Cancelled,
+        State::Expired,
+    ];
+
+    /// True for `completed`, `failed`, `cancelled` and `expired`.
+    ///
+    /// ```
+    /// use baton_core::State;
+    /// assert!(State::Cancelled.is_terminal());
+    /// assert!(!State::Delayed.is_terminal());
+    /// ```
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            State::Completed | State::Failed | State::Cancelled | State::Expired
+        )
+    }
+
+    /// The snake_case name used in the API, the CLI and storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Waiting => "waiting",
+            State::Delayed => "delayed",
+            State::Running => "running",
+            State::Completed => "completed",
+            State::Failed => "failed",
+            State::Cancelled => "cancelled",
+            State::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for State {
+    type Err = EngineError;
+    fn from_str(s: &str) -> Result<Self, EngineError> {
+        State::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                EngineError::invalid(
+                    "state",
+                    s,
+                    "expected one of waiting, delayed, running, completed, failed, cancelled, expired",
+                )
+            })
+    }
+}
+
+/// How one attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The worker completed the execution.
+    Completed,
+    /// The worker reported a failure.
+    Failed,
+    /// The lease expired before the worker completed or failed; the engine
+    /// reclaimed the execution.
+    LeaseExpired,
+    /// The execution was cancelled while this attempt ran.
+    Cancelled,
+    /// The execution's deadline passed while this attempt ran.
+    Expired,
+}
+
+impl AttemptOutcome {
+    /// Every outcome.
+    pub const ALL: [AttemptOutcome; 5] = [
+        AttemptOutcome::Completed,
+        AttemptOutcome::Failed,
+        AttemptOutcome::LeaseExpired,
+        AttemptOutcome::Cancelled,
+        AttemptOutcome::Expired,
+    ];
+
+    /// The snake_case name used in the API and storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Completed => "completed",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::LeaseExpired => "lease_expired",
+            AttemptOutcome::Cancelled => "cancelled",
+            AttemptOutcome::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AttemptOutcome {
+    type Err = EngineError;
+    fn from_str(s: &str) -> Result<Self, EngineError> {
+        AttemptOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                EngineError::invalid(
+                    "outcome",
+                    s,
+                    "expected one of completed, failed, lease_expired, cancelled, expired",
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_match_serde() {
+        for s in State::ALL {
+            assert_eq!(s.as_str().parse::<State>().unwrap(), s);
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+        for o in AttemptOutcome::ALL {
+            assert_eq!(o.as_str().parse::<AttemptOutcome>().unwrap(), o);
+            assert_eq!(serde_json::to_string(&o).unwrap(), format!("\"{o}\""));
+        }
+        assert!("Waiting".parse::<State>().is_err());
+    }
+}
