@@ -127,7 +127,8 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// # Behavior
     /// - Only executions of the request's namespace and lanes, in state
-    ///   `waiting`, whose required capabilities are a subset of the worker's.
+    ///   `waiting`, whose required capabilities are a subset of the worker's,
+    ///   and whose deadline (if any) is still in the future (`deadline > now`).
     /// - Order: higher priority first, then the one that became eligible
     ///   earliest, then the lower id. Exact for a single claimer; concurrent
     ///   claimers may interleave, but no eligible execution is skipped forever.
@@ -276,7 +277,8 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     async fn promote_due(&self, partition: PartitionId, limit: usize) -> Result<ScanReport>;
 
     /// Scheduler pass: reclaims `running` executions of `partition` whose lease
-    /// expired, at most `limit`.
+    /// expired (`lease_expires_at <= now`; a lease is valid while
+    /// `now < lease_expires_at`), at most `limit`, earliest expiry first.
     ///
     /// # Behavior
     /// The attempt is closed as `lease_expired` with an error naming the
@@ -293,7 +295,7 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<ScanReport>;
 
     /// Scheduler pass: moves non-terminal executions of `partition` whose
-    /// deadline has passed to `expired`, at most `limit`. A running attempt is
+    /// deadline has passed (`deadline <= now`) to `expired`, at most `limit`. A running attempt is
     /// closed as `expired` and its lease is lost.
     ///
     /// # Atomicity
@@ -301,7 +303,7 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     async fn expire_deadlines(&self, partition: PartitionId, limit: usize) -> Result<ScanReport>;
 
     /// Scheduler pass: deletes terminal executions of `partition` that
-    /// finished more than `retention` ago, with their attempts, results and
+    /// finished at least `retention` ago (`finished_at + retention <= now`), with their attempts, results and
     /// idempotency keys, at most `limit`. Afterwards `describe` answers
     /// `NotFound` and the idempotency key may be reused.
     ///

@@ -1,1 +1,537 @@
-fn main() {}
+//! `baton`: the command line of the Baton execution engine.
+//!
+//! Every command talks to a backend named by `--backend URL` (or
+//! `BATON_BACKEND`; default `sqlite://baton.db`), prints a table a person can
+//! read, or one JSON document with `--json`.
+
+mod table;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use baton_core::api::{bytes_json, counts_json, create_json, snapshot_json};
+use baton_core::{
+    AdminBackend, Backoff, CapabilityName, EngineError, ExecutionId, ExecutionSnapshot,
+    IdempotencyKey, Kind, Lane, ListCursor, ListFilter, Namespace, NewExecution, Page, RetryPolicy,
+    State, TagKey, Timestamp,
+};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use table::Table;
+
+const AFTER_HELP: &str = "\
+Exit status: 0 success, 2 invalid input, 3 not found, 4 conflict or lease lost,
+5 backend unavailable (retry), 1 anything else.
+
+Examples:
+  baton submit email.send --payload '{\"to\":\"a@example.com\"}' --lane emails
+  baton list --state waiting
+  baton describe '{p:3}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071'
+  baton cancel '{p:3}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --reason 'no longer needed'";
+
+/// Baton: a durable execution engine. Submit, inspect and cancel executions.
+#[derive(Debug, Parser)]
+#[command(name = "baton", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Backend URL: sqlite://PATH, sqlite::memory:
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_BACKEND",
+        default_value = "sqlite://baton.db"
+    )]
+    backend: String,
+    /// Print one JSON document instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Submit one execution.
+    Submit(SubmitArgs),
+    /// Show everything about one execution.
+    Describe {
+        /// The execution id, as printed by submit or list.
+        id: String,
+        /// Also list its attempts.
+        #[arg(long)]
+        attempts: bool,
+    },
+    /// List executions, oldest first.
+    List(ListArgs),
+    /// Cancel an execution that has not finished.
+    Cancel {
+        /// The execution id.
+        id: String,
+        /// Why it is cancelled; shown by describe.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Count executions per lane and state.
+    Stats {
+        /// Namespace to count.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+    /// Create or upgrade the backend's schema, and show its version.
+    Migrate,
+}
+
+#[derive(Debug, Args)]
+struct SubmitArgs {
+    /// Handler name, such as email.send.
+    kind: String,
+    /// JSON payload; '-' reads it from standard input.
+    #[arg(long, default_value = "null")]
+    payload: String,
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    #[arg(long, default_value = "default")]
+    lane: String,
+    /// Higher runs first.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
+    /// Start no earlier than this many milliseconds from now.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    delay_ms: i64,
+    /// Start no earlier than this RFC 3339 time.
+    #[arg(long)]
+    run_at: Option<String>,
+    /// Expire the execution if it has not finished by this RFC 3339 time.
+    #[arg(long)]
+    deadline: Option<String>,
+    /// Attempts in total, including the first.
+    #[arg(long, default_value_t = 3)]
+    max_attempts: u32,
+    /// First retry delay in milliseconds (doubling up to 60 s, with jitter).
+    #[arg(long, default_value_t = 1000)]
+    backoff_ms: u64,
+    /// Submitting the same key again in this namespace and lane returns the first execution.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// A tag, KEY=VALUE; repeatable.
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// A capability the worker must offer; repeatable.
+    #[arg(long = "capability")]
+    capabilities: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    #[arg(long)]
+    lane: Option<String>,
+    /// waiting, delayed, running, completed, failed, cancelled or expired.
+    #[arg(long)]
+    state: Option<String>,
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only executions with this tag, KEY=VALUE.
+    #[arg(long)]
+    tag: Option<String>,
+    /// Page size, 1 to 1000.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Continue after a previous page (its next_cursor).
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+/// An error ready for the user: the message and what to do about it.
+struct CliError {
+    message: String,
+    hint: Option<String>,
+    code: u8,
+}
+
+impl From<EngineError> for CliError {
+    fn from(e: EngineError) -> Self {
+        let (code, hint) = match &e {
+            EngineError::InvalidInput { .. } => (2, None),
+            EngineError::NotFound { .. } => (
+                3,
+                Some("check the id with `baton list`, and that --backend points at the right database".into()),
+            ),
+            EngineError::Conflict { .. } | EngineError::LeaseLost { .. } => (4, None),
+            EngineError::Unavailable { .. } | EngineError::Contention { .. } => {
+                (5, Some("the backend did not answer; retry, or check --backend".into()))
+            }
+            _ => (1, None),
+        };
+        CliError {
+            message: e.to_string(),
+            hint,
+            code,
+        }
+    }
+}
+
+type CliResult<T> = Result<T, CliError>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            if let Some(hint) = e.hint {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+async fn open_backend(url: &str) -> CliResult<Arc<dyn AdminBackend>> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "sqlite" => Ok(Arc::new(baton_sqlite::SqliteBackend::connect(url).await?)),
+        "postgres" | "postgresql" | "redis" | "rediss" | "valkey" | "redis+cluster" => {
+            Err(CliError {
+                message: format!("the {scheme} backend is not available in this build of baton"),
+                hint: Some("use a SQLite backend, for example --backend sqlite://baton.db".into()),
+                code: 2,
+            })
+        }
+        _ => Err(CliError {
+            message: format!("unrecognised backend URL {url:?}"),
+            hint: Some("backend URLs look like sqlite://baton.db or sqlite::memory:".into()),
+            code: 2,
+        }),
+    }
+}
+
+async fn run(cli: Cli) -> CliResult<()> {
+    let backend = open_backend(&cli.backend).await?;
+    let json = cli.json;
+    match cli.command {
+        Command::Submit(args) => submit(backend.as_ref(), args, json).await,
+        Command::Describe { id, attempts } => describe(backend.as_ref(), &id, attempts, json).await,
+        Command::List(args) => list(backend.as_ref(), args, json).await,
+        Command::Cancel { id, reason } => {
+            let id: ExecutionId = id.parse()?;
+            let snap = backend.cancel(&id, reason).await?;
+            if json {
+                print_json(&snapshot_json(&snap));
+            } else {
+                println!("{} is {}", snap.id, snap.state);
+            }
+            Ok(())
+        }
+        Command::Stats { namespace } => stats(backend.as_ref(), &namespace, json).await,
+        Command::Migrate => {
+            let caps = backend.capabilities();
+            let version = baton_sqlite::latest_schema_version();
+            if json {
+                print_json(&json!({
+                    "backend": caps.backend,
+                    "schema_version": version,
+                    "partitions": backend.partitions().get(),
+                }));
+            } else {
+                println!(
+                    "{} schema is at version {version} ({} partitions)",
+                    caps.backend,
+                    backend.partitions().get()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn split_pair<'a>(field: &'static str, text: &'a str) -> CliResult<(&'a str, &'a str)> {
+    text.split_once('=').ok_or_else(|| {
+        EngineError::invalid(
+            field,
+            text,
+            "write it as KEY=VALUE, for example --tag customer=42",
+        )
+        .into()
+    })
+}
+
+async fn submit(backend: &dyn AdminBackend, a: SubmitArgs, json: bool) -> CliResult<()> {
+    let payload_text = if a.payload == "-" {
+        let mut buf = String::new();
+        std::io::stdin()
+            .read_to_string(&mut buf)
+            .map_err(|e| CliError {
+                message: format!("cannot read the payload from standard input: {e}"),
+                hint: None,
+                code: 1,
+            })?;
+        buf
+    } else {
+        a.payload
+    };
+    let payload: Value = serde_json::from_str(&payload_text).map_err(|e| {
+        EngineError::invalid(
+            "payload",
+            &payload_text,
+            format!("not valid JSON ({e}); quote strings, for example --payload '\"hello\"'"),
+        )
+    })?;
+    let payload = serde_json::to_vec(&payload)
+        .map_err(|e| EngineError::invalid("payload", "", e.to_string()))?;
+    let mut new = NewExecution::new(
+        Namespace::new(a.namespace)?,
+        Lane::new(a.lane)?,
+        Kind::new(a.kind)?,
+        payload,
+    )
+    .with_priority(a.priority)
+    .with_delay_ms(a.delay_ms)
+    .with_retry(RetryPolicy {
+        max_attempts: a.max_attempts,
+        backoff: Backoff {
+            initial_ms: a.backoff_ms,
+            max_ms: a.backoff_ms.max(Backoff::default().max_ms),
+            ..Backoff::default()
+        },
+    });
+    if let Some(t) = a.run_at {
+        new = new.with_run_at(t.parse::<Timestamp>()?);
+    }
+    if let Some(t) = a.deadline {
+        new = new.with_deadline(t.parse::<Timestamp>()?);
+    }
+    if let Some(k) = a.idempotency_key {
+        new = new.with_idempotency_key(IdempotencyKey::new(k)?);
+    }
+    for t in &a.tags {
+        let (k, v) = split_pair("tag", t)?;
+        new = new.with_tag(TagKey::new(k)?, v);
+    }
+    for c in a.capabilities {
+        new = new.with_capability(CapabilityName::new(c)?);
+    }
+    let out = backend.create(vec![new]).await?;
+    let Some(o) = out.first() else {
+        return Err(EngineError::corruption("the backend answered no outcome").into());
+    };
+    if json {
+        print_json(&create_json(o));
+    } else if o.created {
+        println!("submitted {} ({})", o.id, o.state);
+    } else {
+        println!(
+            "already submitted with this idempotency key: {} ({})",
+            o.id, o.state
+        );
+    }
+    Ok(())
+}
+
+fn opt_time(t: Option<Timestamp>) -> String {
+    t.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn short(v: &Value, max: usize) -> String {
+    let s = v.to_string();
+    if s.chars().count() > max {
+        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        s
+    }
+}
+
+async fn describe(
+    backend: &dyn AdminBackend,
+    id: &str,
+    with_attempts: bool,
+    json: bool,
+) -> CliResult<()> {
+    let id: ExecutionId = id.parse()?;
+    let snap = backend.describe(&id).await?;
+    let attempts = if with_attempts {
+        Some(backend.attempts(&id).await?)
+    } else {
+        None
+    };
+    if json {
+        let mut doc = snapshot_json(&snap);
+        if let (Some(list), Some(obj)) = (&attempts, doc.as_object_mut()) {
+            let items: Vec<Value> = list
+                .iter()
+                .map(|a| {
+                    json!({
+                        "number": a.number,
+                        "worker_id": a.worker_id.as_str(),
+                        "started_at": a.started_at,
+                        "ended_at": a.ended_at,
+                        "outcome": a.outcome,
+                        "error": a.error,
+                    })
+                })
+                .collect();
+            obj.insert("attempt_history".into(), Value::Array(items));
+        }
+        print_json(&doc);
+        return Ok(());
+    }
+    print_snapshot(&snap);
+    if let Some(list) = attempts {
+        println!();
+        let mut t = Table::new(["ATTEMPT", "WORKER", "STARTED", "ENDED", "OUTCOME", "ERROR"]);
+        for a in &list {
+            t.row([
+                a.number.to_string(),
+                a.worker_id.to_string(),
+                a.started_at.to_string(),
+                opt_time(a.ended_at),
+                a.outcome
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|| "running".into()),
+                a.error.clone().unwrap_or_default(),
+            ]);
+        }
+        t.print_or("no attempts yet");
+    }
+    Ok(())
+}
+
+fn print_snapshot(s: &ExecutionSnapshot) {
+    let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let caps: Vec<&str> = s.required_capabilities.iter().map(|c| c.as_str()).collect();
+    let mut rows: Vec<(&str, String)> = vec![
+        ("id", s.id.to_string()),
+        ("state", s.state.to_string()),
+        ("namespace", s.namespace.to_string()),
+        ("lane", s.lane.to_string()),
+        ("kind", s.kind.to_string()),
+        ("priority", s.priority.to_string()),
+        (
+            "attempts",
+            format!("{} of {}", s.attempts, s.retry.max_attempts),
+        ),
+        ("created_at", s.created_at.to_string()),
+        ("updated_at", s.updated_at.to_string()),
+        ("run_at", opt_time(s.run_at)),
+        ("deadline", opt_time(s.deadline)),
+        ("finished_at", opt_time(s.finished_at)),
+    ];
+    if let Some(w) = &s.worker_id {
+        rows.push(("worker", w.to_string()));
+        rows.push(("lease_expires_at", opt_time(s.lease_expires_at)));
+    }
+    if !tags.is_empty() {
+        rows.push(("tags", tags.join(", ")));
+    }
+    if !caps.is_empty() {
+        rows.push(("capabilities", caps.join(", ")));
+    }
+    if let Some(k) = &s.idempotency_key {
+        rows.push(("idempotency_key", k.to_string()));
+    }
+    rows.push(("payload", short(&bytes_json(&s.payload), 200)));
+    if let Some(r) = &s.result {
+        rows.push(("result", short(&bytes_json(r), 200)));
+    }
+    if let Some(e) = &s.last_error {
+        rows.push(("last_error", e.clone()));
+    }
+    if let Some(r) = &s.cancel_reason {
+        rows.push(("cancel_reason", r.clone()));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        println!("{k:<width$}  {v}");
+    }
+}
+
+async fn list(backend: &dyn AdminBackend, a: ListArgs, json: bool) -> CliResult<()> {
+    let mut filter = ListFilter::namespace(Namespace::new(a.namespace)?);
+    if let Some(l) = a.lane {
+        filter = filter.with_lane(Lane::new(l)?);
+    }
+    if let Some(s) = a.state {
+        filter = filter.with_state(s.parse::<State>()?);
+    }
+    if let Some(k) = a.kind {
+        filter = filter.with_kind(Kind::new(k)?);
+    }
+    if let Some(t) = a.tag {
+        let (k, v) = split_pair("tag", &t)?;
+        filter = filter.with_tag(TagKey::new(k)?, v);
+    }
+    let cursor = a.cursor.map(|c| c.parse::<ListCursor>()).transpose()?;
+    let page = backend
+        .list(
+            &filter,
+            Page {
+                limit: a.limit,
+                cursor,
+            },
+        )
+        .await?;
+    let next = page.next_cursor.map(|c| c.to_string());
+    if json {
+        let items: Vec<Value> = page.items.iter().map(snapshot_json).collect();
+        print_json(&json!({"items": items, "next_cursor": next}));
+        return Ok(());
+    }
+    let mut t = Table::new(["ID", "STATE", "LANE", "KIND", "PRI", "ATTEMPTS", "CREATED"]);
+    for s in &page.items {
+        t.row([
+            s.id.to_string(),
+            s.state.to_string(),
+            s.lane.to_string(),
+            s.kind.to_string(),
+            s.priority.to_string(),
+            format!("{}/{}", s.attempts, s.retry.max_attempts),
+            s.created_at.to_string(),
+        ]);
+    }
+    t.print_or("no executions match");
+    if let Some(c) = next {
+        println!("more: baton list --cursor {c}");
+    }
+    Ok(())
+}
+
+async fn stats(backend: &dyn AdminBackend, namespace: &str, json: bool) -> CliResult<()> {
+    let namespace = Namespace::new(namespace)?;
+    let counts = backend.counts(&namespace).await?;
+    if json {
+        let lanes: BTreeMap<String, Value> = counts
+            .iter()
+            .map(|(lane, c)| (lane.to_string(), counts_json(c)))
+            .collect();
+        print_json(&json!({"lanes": lanes}));
+        return Ok(());
+    }
+    let mut header = vec!["LANE".to_string()];
+    header.extend(State::ALL.iter().map(|s| s.as_str().to_uppercase()));
+    let mut t = Table::new(header);
+    for (lane, c) in &counts {
+        let mut row = vec![lane.to_string()];
+        row.extend(State::ALL.iter().map(|s| c.get(*s).to_string()));
+        t.row(row);
+    }
+    t.print_or(&format!("no executions in namespace {namespace}"));
+    Ok(())
+}
+
+fn print_json(v: &Value) {
+    println!("{v}");
+}

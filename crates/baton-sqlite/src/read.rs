@@ -1,0 +1,210 @@
+//! The normalising read adapter: the one place where stored SQLite values
+//! become canonical `baton-core` types.
+//!
+//! Every conversion is total and strict. A value Baton never writes (an
+//! unknown state literal, a malformed name, a UUID of the wrong length, JSON
+//! that is not what the writer produced) is a
+//! [`Corruption`](EngineError::Corruption) error naming the execution and the
+//! column — never a default.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use baton_core::{
+    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, EngineError, ExecutionId,
+    ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId,
+    RetryPolicy, State, TagKey, Timestamp, WorkerId,
+};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+/// Columns of `executions` that [`snapshot`] reads, as a literal for `concat!`.
+macro_rules! execution_columns {
+    () => {
+        "uuid, partition, namespace, lane, kind, state, priority, payload, \
+    tags, required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, \
+    backoff_multiplier, backoff_jitter, idempotency_key, parent, created_at, updated_at, run_at, \
+    deadline, finished_at, worker_id, lease_expires_at, result, last_error, cancel_reason"
+    };
+}
+
+/// Columns of `attempts` that [`attempt`] reads, as a literal for `concat!`.
+macro_rules! attempt_columns {
+    () => {
+        "number, worker_id, started_at, ended_at, outcome, error"
+    };
+}
+
+/// Reads one column, turning a type mismatch into corruption.
+pub fn col<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T, EngineError>
+where
+    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    row.try_get(name)
+        .map_err(|e| EngineError::corruption(format!("column {name}: {e}")))
+}
+
+fn parsed<T: FromStr>(what: &str, ctx: &str, raw: &str) -> Result<T, EngineError> {
+    raw.parse().map_err(|_| {
+        EngineError::corruption(format!("{ctx}: stored {what} {raw:?} is not a valid value"))
+    })
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
+    ms.map(ts)
+}
+
+fn u32_col(ctx: &str, what: &str, v: i64) -> Result<u32, EngineError> {
+    u32::try_from(v).map_err(|_| EngineError::corruption(format!("{ctx}: {what} {v} out of range")))
+}
+
+fn u64_col(ctx: &str, what: &str, v: i64) -> Result<u64, EngineError> {
+    u64::try_from(v).map_err(|_| EngineError::corruption(format!("{ctx}: {what} {v} out of range")))
+}
+
+/// The id stored in a row's `uuid` and `partition` columns.
+pub fn execution_id(
+    row: &SqliteRow,
+    partitions: PartitionCount,
+) -> Result<ExecutionId, EngineError> {
+    let raw: Vec<u8> = col(row, "uuid")?;
+    let uuid = Uuid::from_slice(&raw)
+        .map_err(|_| EngineError::corruption(format!("stored uuid of {} bytes", raw.len())))?;
+    let partition: i64 = col(row, "partition")?;
+    let partition = u16::try_from(partition)
+        .map_err(|_| EngineError::corruption(format!("execution {uuid}: partition {partition}")))?;
+    ExecutionId::from_parts(uuid, PartitionId(partition), partitions)
+}
+
+/// Parses a stored state literal.
+pub fn state(ctx: &str, raw: &str) -> Result<State, EngineError> {
+    parsed("state", ctx, raw)
+}
+
+/// Parses the stored tags JSON object.
+pub fn tags(ctx: &str, raw: &str) -> Result<BTreeMap<TagKey, String>, EngineError> {
+    let map: BTreeMap<String, String> = serde_json::from_str(raw)
+        .map_err(|e| EngineError::corruption(format!("{ctx}: tags {raw:?}: {e}")))?;
+    map.into_iter()
+        .map(|(k, v)| Ok((parsed("tag key", ctx, &k)?, v)))
+        .collect()
+}
+
+/// Parses the stored capability JSON array.
+pub fn capabilities(ctx: &str, raw: &str) -> Result<BTreeSet<CapabilityName>, EngineError> {
+    let list: Vec<String> = serde_json::from_str(raw)
+        .map_err(|e| EngineError::corruption(format!("{ctx}: required_caps {raw:?}: {e}")))?;
+    list.iter().map(|c| parsed("capability", ctx, c)).collect()
+}
+
+/// A full snapshot from a row selected with [`EXECUTION_COLUMNS`].
+pub fn snapshot(
+    row: &SqliteRow,
+    partitions: PartitionCount,
+) -> Result<ExecutionSnapshot, EngineError> {
+    let id = execution_id(row, partitions)?;
+    let ctx = format!("execution {id}");
+    let ctx = ctx.as_str();
+    let state = state(ctx, &col::<String>(row, "state")?)?;
+    let priority: i64 = col(row, "priority")?;
+    let priority = i32::try_from(priority)
+        .map_err(|_| EngineError::corruption(format!("{ctx}: priority {priority}")))?;
+    let jitter: i64 = col(row, "backoff_jitter")?;
+    let retry = RetryPolicy {
+        max_attempts: u32_col(ctx, "max_attempts", col(row, "max_attempts")?)?,
+        backoff: Backoff {
+            initial_ms: u64_col(ctx, "backoff_initial_ms", col(row, "backoff_initial_ms")?)?,
+            max_ms: u64_col(ctx, "backoff_max_ms", col(row, "backoff_max_ms")?)?,
+            multiplier: col(row, "backoff_multiplier")?,
+            jitter: match jitter {
+                0 => false,
+                1 => true,
+                other => {
+                    return Err(EngineError::corruption(format!(
+                        "{ctx}: backoff_jitter {other}"
+                    )));
+                }
+            },
+        },
+    };
+    let worker_id: Option<String> = col(row, "worker_id")?;
+    let snapshot = ExecutionSnapshot {
+        namespace: parsed::<Namespace>("namespace", ctx, &col::<String>(row, "namespace")?)?,
+        lane: parsed::<Lane>("lane", ctx, &col::<String>(row, "lane")?)?,
+        kind: parsed::<Kind>("kind", ctx, &col::<String>(row, "kind")?)?,
+        state,
+        priority,
+        payload: col(row, "payload")?,
+        tags: tags(ctx, &col::<String>(row, "tags")?)?,
+        attempts: u32_col(ctx, "attempts", col(row, "attempts")?)?,
+        retry,
+        idempotency_key: col::<Option<String>>(row, "idempotency_key")?
+            .map(|k| parsed::<IdempotencyKey>("idempotency_key", ctx, &k))
+            .transpose()?,
+        required_capabilities: capabilities(ctx, &col::<String>(row, "required_caps")?)?,
+        parent: col::<Option<String>>(row, "parent")?
+            .map(|p| parsed::<ExecutionId>("parent", ctx, &p))
+            .transpose()?,
+        created_at: ts(col(row, "created_at")?),
+        updated_at: ts(col(row, "updated_at")?),
+        run_at: opt_ts(col(row, "run_at")?),
+        deadline: opt_ts(col(row, "deadline")?),
+        finished_at: opt_ts(col(row, "finished_at")?),
+        worker_id: worker_id
+            .map(|w| parsed::<WorkerId>("worker_id", ctx, &w))
+            .transpose()?,
+        lease_expires_at: opt_ts(col(row, "lease_expires_at")?),
+        result: col(row, "result")?,
+        last_error: col(row, "last_error")?,
+        cancel_reason: col(row, "cancel_reason")?,
+        id,
+    };
+    check_invariants(&snapshot)?;
+    Ok(snapshot)
+}
+
+/// Cross-field rules the writer always upholds; a row breaking them was not
+/// written by Baton.
+fn check_invariants(s: &ExecutionSnapshot) -> Result<(), EngineError> {
+    let running = s.state == State::Running;
+    if running != (s.worker_id.is_some() && s.lease_expires_at.is_some()) {
+        return Err(EngineError::corruption(format!(
+            "execution {}: state {} disagrees with its lease columns",
+            s.id, s.state
+        )));
+    }
+    if s.state.is_terminal() != s.finished_at.is_some() {
+        return Err(EngineError::corruption(format!(
+            "execution {}: state {} disagrees with finished_at",
+            s.id, s.state
+        )));
+    }
+    Ok(())
+}
+
+/// One attempt from a row selected with [`ATTEMPT_COLUMNS`].
+pub fn attempt(row: &SqliteRow, id: &ExecutionId) -> Result<AttemptRecord, EngineError> {
+    let ctx = format!("execution {id} attempt");
+    let ctx = ctx.as_str();
+    let outcome: Option<String> = col(row, "outcome")?;
+    Ok(AttemptRecord {
+        number: u32_col(ctx, "number", col(row, "number")?)?,
+        worker_id: parsed("worker_id", ctx, &col::<String>(row, "worker_id")?)?,
+        started_at: ts(col(row, "started_at")?),
+        ended_at: opt_ts(col(row, "ended_at")?),
+        outcome: outcome
+            .map(|o| parsed::<AttemptOutcome>("outcome", ctx, &o))
+            .transpose()?,
+        error: col(row, "error")?,
+    })
+}
+
+/// Parses a stored attempt outcome.
+pub fn outcome(ctx: &str, raw: &str) -> Result<AttemptOutcome, EngineError> {
+    parsed("outcome", ctx, raw)
+}
