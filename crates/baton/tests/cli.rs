@@ -1,0 +1,226 @@
+//! The `baton` binary against a fresh SQLite file: what a person types, and
+//! what a script parses.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        Cli {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("baton.db").display())
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(args)
+            .env("BATON_BACKEND", self.url())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "baton {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// Runs a command that must fail; answers (exit code, stderr).
+    fn fails(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args);
+        assert!(!out.status.success(), "baton {args:?} should have failed");
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+}
+
+#[test]
+fn submit_list_describe_cancel_on_a_new_file() {
+    let cli = Cli::new();
+    let sub = cli.json(&[
+        "submit",
+        "email.send",
+        "--payload",
+        r#"{"to":"a@example.com"}"#,
+        "--lane",
+        "emails",
+        "--tag",
+        "customer=42",
+        "--priority",
+        "7",
+    ]);
+    assert_eq!(sub["state"], "waiting");
+    assert_eq!(sub["created"], true);
+    let id = sub["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("{p:"), "{id}");
+
+    let list = cli.json(&["list", "--lane", "emails"]);
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], id.as_str());
+    assert_eq!(list["next_cursor"], Value::Null);
+
+    let table = cli.ok(&["list"]);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(table.contains(&id) && table.contains("waiting"), "{table}");
+
+    let snap = cli.json(&["describe", &id]);
+    assert_eq!(snap["kind"], "email.send");
+    assert_eq!(snap["payload"]["to"], "a@example.com");
+    assert_eq!(snap["tags"]["customer"], "42");
+    assert_eq!(snap["priority"], 7);
+    assert_eq!(snap["max_attempts"], 3);
+    assert_eq!(snap["attempts"], 0);
+
+    let human = cli.ok(&["describe", &id]);
+    assert!(
+        human.contains("state") && human.contains("waiting"),
+        "{human}"
+    );
+
+    let cancelled = cli.json(&["cancel", &id, "--reason", "not needed"]);
+    assert_eq!(cancelled["state"], "cancelled");
+    assert_eq!(cancelled["cancel_reason"], "not needed");
+    // Cancelling again is a no-op that keeps the first reason.
+    let again = cli.json(&["cancel", &id, "--reason", "other"]);
+    assert_eq!(again["cancel_reason"], "not needed");
+
+    let stats = cli.json(&["stats"]);
+    assert_eq!(stats["lanes"]["emails"]["cancelled"], 1);
+    assert_eq!(stats["lanes"]["emails"]["waiting"], 0);
+}
+
+#[test]
+fn idempotency_key_returns_the_first_execution() {
+    let cli = Cli::new();
+    let a = cli.json(&["submit", "k", "--idempotency-key", "order-1"]);
+    let b = cli.json(&["submit", "k", "--idempotency-key", "order-1"]);
+    assert_eq!(a["id"], b["id"]);
+    assert_eq!(b["created"], false);
+    let text = cli.ok(&["submit", "k", "--idempotency-key", "order-1"]);
+    assert!(text.contains("already submitted"), "{text}");
+}
+
+#[test]
+fn delayed_submission_and_state_filter() {
+    let cli = Cli::new();
+    let d = cli.json(&["submit", "later", "--delay-ms", "600000"]);
+    assert_eq!(d["state"], "delayed");
+    cli.json(&["submit", "now"]);
+    let delayed = cli.json(&["list", "--state", "delayed"]);
+    assert_eq!(delayed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(delayed["items"][0]["kind"], "later");
+    assert!(delayed["items"][0]["run_at"].is_string());
+}
+
+#[test]
+fn list_pages_with_a_cursor() {
+    let cli = Cli::new();
+    for i in 0..5 {
+        cli.json(&["submit", "k", "--payload", &i.to_string()]);
+    }
+    let first = cli.json(&["list", "--limit", "3"]);
+    assert_eq!(first["items"].as_array().unwrap().len(), 3);
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    let second = cli.json(&["list", "--limit", "3", "--cursor", &cursor]);
+    let payloads: Vec<i64> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["items"].as_array().unwrap())
+        .map(|s| s["payload"].as_i64().unwrap())
+        .collect();
+    assert_eq!(payloads, [0, 1, 2, 3, 4]);
+    assert_eq!(second["next_cursor"], Value::Null);
+}
+
+#[test]
+fn bad_input_gets_a_clear_message_and_exit_code_2() {
+    let cli = Cli::new();
+    let cases: &[(&[&str], &str)] = &[
+        (&["describe", "nope"], "invalid id \"nope\""),
+        (&["submit", "k", "--max-attempts", "0"], "max_attempts"),
+        (&["submit", "k", "--delay-ms", "-5"], "must not be negative"),
+        (&["submit", "k", "--payload", "{bad"], "not valid JSON"),
+        (&["submit", "bad kind"], "kind contains ' '"),
+        (&["submit", "k", "--lane", ""], "lane must not be empty"),
+        (&["submit", "k", "--tag", "novalue"], "KEY=VALUE"),
+        (&["list", "--state", "bogus"], "expected one of waiting"),
+        (&["list", "--cursor", "garbage"], "next_cursor"),
+        (&["list", "--limit", "0"], "limit"),
+        (&["submit", "k", "--deadline", "yesterday"], "RFC 3339"),
+    ];
+    for (args, needle) in cases {
+        let (code, err) = cli.fails(args);
+        assert_eq!(code, 2, "baton {args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "baton {args:?}: {err:?} lacks {needle:?}"
+        );
+    }
+    // Nothing was created by any of them.
+    let stats = cli.json(&["stats"]);
+    assert_eq!(stats["lanes"], serde_json::json!({}));
+}
+
+#[test]
+fn unknown_id_is_not_found_with_a_hint() {
+    let elsewhere = Cli::new();
+    let id = elsewhere.json(&["submit", "k"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cli = Cli::new();
+    for args in [["describe", id.as_str()], ["cancel", id.as_str()]] {
+        let (code, err) = cli.fails(&args);
+        assert_eq!(code, 3, "{err}");
+        assert!(err.contains("not found") && err.contains(&id), "{err}");
+        assert!(err.contains("hint:"), "{err}");
+    }
+}
+
+#[test]
+fn unsupported_backend_says_how_to_fix_it() {
+    let cli = Cli::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["--backend", "mysql://x", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("sqlite://baton.db"), "{err}");
+    assert!(!cli.dir.path().join("baton.db").exists());
+}
+
+#[test]
+fn migrate_reports_the_schema_version() {
+    let cli = Cli::new();
+    let m = cli.json(&["migrate"]);
+    assert_eq!(m["backend"], "sqlite");
+    assert_eq!(m["schema_version"], 1);
+    assert_eq!(m["partitions"], 16);
+    assert!(cli.dir.path().join("baton.db").exists());
+}
