@@ -6,7 +6,8 @@
 //!
 //! - **Validation first.** Input is checked before anything is written; a call
 //!   that returns [`InvalidInput`](EngineError::InvalidInput) changed nothing.
-//!   Ids are checked against the deployment's partition count.
+//!   Ids are checked against the deployment's partition count; the scheduler
+//!   passes reject a partition outside it and a `limit` of 0.
 //! - **Atomicity.** Each method documents its unit of atomicity. On SQL
 //!   backends it is one transaction; on Valkey it is one `FCALL` on the keys of
 //!   one partition. An operation on one execution is always atomic.
@@ -19,8 +20,13 @@
 //!   same outcome succeeds and changes nothing; asking for a different outcome
 //!   is a [`Conflict`](EngineError::Conflict).
 //! - **Retryable errors.** [`Unavailable`](EngineError::Unavailable) and
-//!   [`Contention`](EngineError::Contention) may be retried; every method is
-//!   safe to retry (idempotent, or fenced by its lease token).
+//!   [`Contention`](EngineError::Contention) may be retried. `complete`,
+//!   `fail`, `cancel`, `renew` and the scheduler passes are safe to repeat;
+//!   `create` is when its items carry idempotency keys; `claim` is not
+//!   idempotent (leases granted by a lost answer expire and are reclaimed).
+//! - **Deadlines.** Once `deadline <= now` an execution is as good as
+//!   expired: it is not claimed, its lease is not renewed, and `complete` /
+//!   `fail` answer `LeaseLost`, even before `expire_deadlines` has run.
 //!
 //! # Using a backend
 //!
@@ -168,11 +174,15 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     /// Each lease is renewed atomically; the batch is one transaction on SQL
     /// backends and pipelined per partition on Valkey.
     ///
+    /// Renewing changes only the lease expiry; `updated_at` (the time of the
+    /// last state change) stays.
+    ///
     /// # Idempotency
     /// Repeating a renew moves the expiry again; harmless.
     ///
     /// # Errors
     /// `InvalidInput` (batch size, lease ttl), `Unavailable`, `Contention`.
+    /// Malformed or foreign tokens are not errors: they report `lost`.
     async fn renew(&self, request: RenewRequest) -> Result<Vec<RenewOutcome>>;
 
     /// Completes the attempt fenced by `lease` with `result`.
@@ -185,8 +195,8 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     ///   the same result, answers the snapshot and changes nothing; with a
     ///   different result, `Conflict`.
     /// - If this lease's attempt ended as `failed`, `Conflict`.
-    /// - Any other stale lease (expired, reclaimed, cancelled, expired
-    ///   deadline, superseded, forged nonce): `LeaseLost`, nothing changes.
+    /// - Any other stale lease (expired, reclaimed, cancelled, deadline
+    ///   passed, superseded, forged nonce): `LeaseLost`, nothing changes.
     ///
     /// # Atomicity
     /// One transaction / one `FCALL`.
@@ -203,9 +213,10 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     /// - With the current unexpired lease: the attempt is closed as `failed`
     ///   with the error, which also becomes `last_error`. Then
     ///   [`RetryPolicy::decide`](crate::RetryPolicy::decide) runs with the
-    ///   attempt number: a retry with zero delay makes the execution `waiting`,
-    ///   a positive delay makes it `delayed` with `run_at = now + delay`;
-    ///   giving up makes it `failed`. Answers the new snapshot.
+    ///   attempt number: a retry with zero delay makes the execution `waiting`
+    ///   (leaving `run_at` as it was), a positive delay makes it `delayed`
+    ///   with `run_at = now + delay`; giving up makes it `failed`. Answers the
+    ///   new snapshot.
     /// - Replay: if this lease's attempt already ended as `failed`, answers the
     ///   current snapshot and changes nothing.
     /// - If this lease's attempt completed the execution, `Conflict`.
@@ -254,7 +265,8 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     /// correctness never depends on it (callers claim after it returns and
     /// treat an empty claim as normal). It returns promptly after a
     /// submission to one of the lanes made through this backend instance; see
-    /// [`Capabilities::cross_process_wakeups`] for other processes.
+    /// [`Capabilities::cross_process_wakeups`] for other processes. The
+    /// timeout is real time, not the backend's [`Clock`](crate::Clock).
     ///
     /// # Errors
     /// `Unavailable` when the backend's notification channel is broken.
@@ -266,8 +278,8 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<()>;
 
     /// Scheduler pass: promotes `delayed` executions of `partition` whose
-    /// `run_at` has come to `waiting`, at most `limit` of them (oldest due
-    /// first).
+    /// `run_at` has come (`run_at <= now`) to `waiting`, at most `limit` of
+    /// them, earliest `run_at` first. `run_at` is kept in the snapshot.
     ///
     /// # Atomicity
     /// One transaction / one `FCALL`; each promotion is all-or-nothing.
@@ -295,7 +307,8 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<ScanReport>;
 
     /// Scheduler pass: moves non-terminal executions of `partition` whose
-    /// deadline has passed (`deadline <= now`) to `expired`, at most `limit`. A running attempt is
+    /// deadline has passed (`deadline <= now`) to `expired`, at most `limit`,
+    /// earliest deadline first. A running attempt is
     /// closed as `expired` and its lease is lost.
     ///
     /// # Atomicity
@@ -304,7 +317,7 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
 
     /// Scheduler pass: deletes terminal executions of `partition` that
     /// finished at least `retention` ago (`finished_at + retention <= now`), with their attempts, results and
-    /// idempotency keys, at most `limit`. Afterwards `describe` answers
+    /// idempotency keys, at most `limit`, earliest finished first. Afterwards `describe` answers
     /// `NotFound` and the idempotency key may be reused.
     ///
     /// # Atomicity

@@ -16,8 +16,11 @@
 //! A call that returns an error changed nothing, except for
 //! [`Unavailable`](EngineError::Unavailable), where the backend could not tell
 //! whether the change was applied (for example a connection that broke after
-//! the request was sent); every operation is idempotent or fenced so that a
-//! retry is safe.
+//! the request was sent). Retrying is then safe for every operation that is
+//! idempotent or fenced by a lease token; `create` is safe to retry when it
+//! carries an idempotency key (without one a retry may create a duplicate),
+//! and a retried `claim` may leave the first call's leases to expire and be
+//! reclaimed.
 
 use std::fmt;
 
@@ -61,9 +64,10 @@ pub enum EngineError {
         reason: String,
     },
 
-    /// The operation contradicts how the execution already ended (for example
-    /// cancelling a completed execution).
-    #[error("conflict on execution {id}: cannot {operation} an execution that is {state}")]
+    /// The operation contradicts how the execution (or the lease's attempt)
+    /// already ended: cancelling a completed execution, completing an attempt
+    /// that failed, completing again with a different result.
+    #[error("conflict on execution {id}: cannot {operation}: {reason} (the execution is {state})")]
     Conflict {
         /// The execution.
         id: ExecutionId,
@@ -71,6 +75,8 @@ pub enum EngineError {
         operation: &'static str,
         /// The execution's current state.
         state: State,
+        /// What it contradicts.
+        reason: String,
     },
 
     /// The backend cannot be reached or is overloaded. Retry with backoff.

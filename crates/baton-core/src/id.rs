@@ -183,7 +183,9 @@ impl ExecutionId {
     }
 }
 
-/// FNV-1a over the 64 random bits of the UUIDv7 (bytes 8..16): stable across
+/// FNV-1a over bytes 8..16 of the UUIDv7 (after the variant bits: a counter
+/// seeded at random every millisecond, then random bits), never the
+/// timestamp, so consecutive ids land on unrelated partitions. Stable across
 /// processes, languages and releases, which a partition function must be.
 fn partition_of(uuid: &Uuid, count: PartitionCount) -> PartitionId {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -269,8 +271,10 @@ impl<'de> Deserialize<'de> for ExecutionId {
 ///
 /// Text form: `<execution id>.<attempt>.<16 hex digits>`. A token whose attempt
 /// is no longer the running one, or whose nonce differs from the stored one, is
-/// stale: every operation presented with it fails with
-/// [`LeaseLost`](EngineError::LeaseLost) and changes nothing.
+/// stale: operations presented with it change nothing and fail with
+/// [`LeaseLost`](EngineError::LeaseLost) — except replays of the call that
+/// ended the attempt, which `complete` and `fail` answer as documented on
+/// [`EngineBackend`](crate::EngineBackend).
 ///
 /// ```
 /// use baton_core::{ExecutionId, LeaseToken, PartitionCount};

@@ -191,7 +191,7 @@ impl RetryPolicy {
             return RetryDecision::GiveUp;
         }
         let ms = match retry_after {
-            Some(d) => (d.as_millis() as u64).min(Backoff::MAX_DELAY_MS),
+            Some(d) => d.as_millis().min(u128::from(Backoff::MAX_DELAY_MS)) as u64,
             None => self.backoff.delay_ms(id, attempt),
         };
         RetryDecision::RetryAfter(Duration::from_millis(ms))

@@ -18,6 +18,9 @@ pub fn map(err: sqlx::Error) -> EngineError {
                     ),
                 },
                 19 => EngineError::corruption(format!("SQLite constraint violated: {db}")),
+                11 | 26 => EngineError::corruption(format!(
+                    "the SQLite file is damaged or not a database ({db}); restore it from a backup"
+                )),
                 _ => EngineError::unavailable(format!("SQLite error: {db}")),
             }
         }

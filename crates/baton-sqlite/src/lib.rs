@@ -208,6 +208,7 @@ struct Inner {
     clock: SharedClock,
     wake: wake::Wakeups,
     location: Location,
+    synchronous_full: bool,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -297,6 +298,7 @@ impl SqliteBackend {
                 clock: config.clock,
                 wake: wake::Wakeups::default(),
                 location: config.location,
+                synchronous_full: config.synchronous_full,
             }),
         })
     }
@@ -333,6 +335,29 @@ impl SqliteBackend {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map)
+    }
+
+    /// Validates a scheduler pass's partition and limit; answers the limit as
+    /// SQLite binds it.
+    fn scan_limit(&self, partition: PartitionId, limit: usize) -> Result<i64> {
+        if partition.get() >= self.inner.partitions.get() {
+            return Err(EngineError::invalid(
+                "partition",
+                partition,
+                format!(
+                    "this deployment has partitions 0..{}",
+                    self.inner.partitions.get()
+                ),
+            ));
+        }
+        if limit == 0 {
+            return Err(EngineError::invalid(
+                "limit",
+                limit,
+                "a scheduler pass needs a limit of at least 1",
+            ));
+        }
+        Ok(i64::try_from(limit).unwrap_or(i64::MAX))
     }
 
     fn check_id(&self, id: &ExecutionId) -> Result<()> {
@@ -388,11 +413,14 @@ impl SqliteBackend {
         conn: &mut SqliteConnection,
         snap: &ExecutionSnapshot,
         outcome: AttemptOutcome,
-        error: String,
-        retryable: bool,
-        retry_after: Option<Duration>,
+        failure: Failure,
         now: Timestamp,
     ) -> Result<()> {
+        let Failure {
+            error,
+            retryable,
+            retry_after,
+        } = failure;
         let error = self.inner.limits.clip_text(error);
         Self::close_attempt(conn, &snap.id, snap.attempts, outcome, Some(&error), now).await?;
         let decision = snap
@@ -470,6 +498,14 @@ impl SqliteBackend {
                 snap.attempts
             )));
         }
+        if let Some(deadline) = snap.deadline
+            && deadline <= now
+        {
+            return Err(EngineError::lease_lost(
+                id,
+                format!("the execution's deadline {deadline} has passed"),
+            ));
+        }
         match snap.lease_expires_at {
             Some(exp) if now < exp => Ok(LeaseCheck::Live(snap)),
             exp => Err(EngineError::lease_lost(
@@ -488,6 +524,22 @@ enum LeaseCheck {
     Live(ExecutionSnapshot),
     /// The lease's attempt already ended this way.
     Ended(AttemptOutcome, ExecutionSnapshot),
+}
+
+/// Names the batch item an input error came from.
+fn in_batch(e: EngineError, item: usize) -> EngineError {
+    match e {
+        EngineError::InvalidInput {
+            field,
+            value,
+            reason,
+        } => EngineError::InvalidInput {
+            field,
+            value,
+            reason: format!("{reason} (item {item} of the batch)"),
+        },
+        other => other,
+    }
 }
 
 fn ended_lease_lost(id: &ExecutionId, outcome: AttemptOutcome) -> EngineError {
@@ -562,8 +614,9 @@ struct Insert {
 impl EngineBackend for SqliteBackend {
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::new("sqlite", self.inner.limits);
-        c.durable = true;
-        c.multi_process = matches!(self.inner.location, Location::File(_));
+        let on_disk = matches!(self.inner.location, Location::File(_));
+        c.durable = on_disk && self.inner.synchronous_full;
+        c.multi_process = on_disk;
         c
     }
 
@@ -577,21 +630,15 @@ impl EngineBackend for SqliteBackend {
         let now = self.now();
         let mut rows = Vec::with_capacity(executions.len());
         for (i, new) in executions.into_iter().enumerate() {
-            let run_at = new.validate(limits, now).map_err(|e| match e {
-                EngineError::InvalidInput {
-                    field,
-                    value,
-                    reason,
-                } => EngineError::InvalidInput {
-                    field,
-                    value,
-                    reason: format!("{reason} (item {i} of the batch)"),
-                },
-                other => other,
-            })?;
-            if let Some(parent) = &new.parent {
-                self.check_id(parent)?;
-            }
+            let run_at = new
+                .validate(limits, now)
+                .and_then(|run_at| {
+                    if let Some(parent) = &new.parent {
+                        parent.check_partition(self.inner.partitions)?;
+                    }
+                    Ok(run_at)
+                })
+                .map_err(|e| in_batch(e, i))?;
             let tags: BTreeMap<&str, &str> = new
                 .tags
                 .iter()
@@ -933,15 +980,17 @@ impl EngineBackend for SqliteBackend {
                 } else {
                     Err(EngineError::Conflict {
                         id: id.clone(),
-                        operation: "complete with a different result",
+                        operation: "complete",
                         state: snap.state,
+                        reason: "this lease already completed it with a different result".into(),
                     })
                 }
             }
             LeaseCheck::Ended(AttemptOutcome::Failed, snap) => Err(EngineError::Conflict {
                 id: id.clone(),
-                operation: "complete (this attempt already failed)",
+                operation: "complete",
                 state: snap.state,
+                reason: format!("attempt {} already failed", lease.attempt()),
             }),
             LeaseCheck::Ended(o, _) => Err(ended_lease_lost(id, o)),
         }
@@ -953,16 +1002,8 @@ impl EngineBackend for SqliteBackend {
         let mut tx = self.begin().await?;
         match self.check_lease(&mut tx, lease, now).await? {
             LeaseCheck::Live(snap) => {
-                self.apply_failure(
-                    &mut tx,
-                    &snap,
-                    AttemptOutcome::Failed,
-                    failure.error,
-                    failure.retryable,
-                    failure.retry_after,
-                    now,
-                )
-                .await?;
+                self.apply_failure(&mut tx, &snap, AttemptOutcome::Failed, failure, now)
+                    .await?;
                 let snap = self.snapshot_in(&mut tx, id).await?;
                 tx.commit().await.map_err(map)?;
                 if snap.state == State::Waiting {
@@ -975,8 +1016,9 @@ impl EngineBackend for SqliteBackend {
             LeaseCheck::Ended(AttemptOutcome::Failed, snap) => Ok(snap),
             LeaseCheck::Ended(AttemptOutcome::Completed, snap) => Err(EngineError::Conflict {
                 id: id.clone(),
-                operation: "fail (this attempt already completed)",
+                operation: "fail",
                 state: snap.state,
+                reason: format!("attempt {} already completed", lease.attempt()),
             }),
             LeaseCheck::Ended(o, _) => Err(ended_lease_lost(id, o)),
         }
@@ -995,6 +1037,7 @@ impl EngineBackend for SqliteBackend {
                     id: id.clone(),
                     operation: "cancel",
                     state: s,
+                    reason: "it already finished".into(),
                 });
             }
             State::Running => {
@@ -1047,6 +1090,7 @@ impl EngineBackend for SqliteBackend {
     }
 
     async fn promote_due(&self, partition: PartitionId, limit: usize) -> Result<ScanReport> {
+        let limit = self.scan_limit(partition, limit)?;
         let now = self.now();
         let mut tx = self.begin().await?;
         let promoted: Vec<(String, String)> = sqlx::query_as(
@@ -1056,7 +1100,7 @@ impl EngineBackend for SqliteBackend {
         )
         .bind(now.as_millis())
         .bind(i64::from(partition.get()))
-        .bind(limit as i64)
+        .bind(limit)
         .fetch_all(&mut *tx)
         .await
         .map_err(map)?;
@@ -1085,6 +1129,7 @@ impl EngineBackend for SqliteBackend {
         partition: PartitionId,
         limit: usize,
     ) -> Result<ScanReport> {
+        let limit = self.scan_limit(partition, limit)?;
         let now = self.now();
         let mut tx = self.begin().await?;
         let rows = sqlx::query(concat!(
@@ -1095,7 +1140,7 @@ impl EngineBackend for SqliteBackend {
         ))
         .bind(i64::from(partition.get()))
         .bind(now.as_millis())
-        .bind(limit as i64)
+        .bind(limit)
         .fetch_all(&mut *tx)
         .await
         .map_err(map)?;
@@ -1114,9 +1159,7 @@ impl EngineBackend for SqliteBackend {
                 &mut tx,
                 &snap,
                 AttemptOutcome::LeaseExpired,
-                error,
-                true,
-                None,
+                Failure::retryable(error),
                 now,
             )
             .await?;
@@ -1140,6 +1183,7 @@ impl EngineBackend for SqliteBackend {
     }
 
     async fn expire_deadlines(&self, partition: PartitionId, limit: usize) -> Result<ScanReport> {
+        let limit = self.scan_limit(partition, limit)?;
         let now = self.now();
         let mut tx = self.begin().await?;
         let rows: Vec<(Vec<u8>, i64, String, i64)> = sqlx::query_as(
@@ -1149,7 +1193,7 @@ impl EngineBackend for SqliteBackend {
         )
         .bind(i64::from(partition.get()))
         .bind(now.as_millis())
-        .bind(limit as i64)
+        .bind(limit)
         .fetch_all(&mut *tx)
         .await
         .map_err(map)?;
@@ -1197,6 +1241,7 @@ impl EngineBackend for SqliteBackend {
         retention: Duration,
         limit: usize,
     ) -> Result<ScanReport> {
+        let limit = self.scan_limit(partition, limit)?;
         let now = self.now();
         let cutoff = now.saturating_sub(retention);
         let mut tx = self.begin().await?;
@@ -1206,7 +1251,7 @@ impl EngineBackend for SqliteBackend {
         )
         .bind(i64::from(partition.get()))
         .bind(cutoff.as_millis())
-        .bind(limit as i64)
+        .bind(limit)
         .fetch_all(&mut *tx)
         .await
         .map_err(map)?;

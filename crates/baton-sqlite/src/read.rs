@@ -102,7 +102,7 @@ pub fn capabilities(ctx: &str, raw: &str) -> Result<BTreeSet<CapabilityName>, En
     list.iter().map(|c| parsed("capability", ctx, c)).collect()
 }
 
-/// A full snapshot from a row selected with [`EXECUTION_COLUMNS`].
+/// A full snapshot from a row selected with the `execution_columns!()` list.
 pub fn snapshot(
     row: &SqliteRow,
     partitions: PartitionCount,
@@ -187,7 +187,7 @@ fn check_invariants(s: &ExecutionSnapshot) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// One attempt from a row selected with [`ATTEMPT_COLUMNS`].
+/// One attempt from a row selected with the `attempt_columns!()` list.
 pub fn attempt(row: &SqliteRow, id: &ExecutionId) -> Result<AttemptRecord, EngineError> {
     let ctx = format!("execution {id} attempt");
     let ctx = ctx.as_str();

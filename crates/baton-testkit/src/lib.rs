@@ -1,1 +1,266 @@
-//! placeholder
+//! # baton-testkit
+//!
+//! The one conformance suite every Baton backend runs. It is written once,
+//! against `&dyn AdminBackend`, and instantiated per backend by one macro.
+//!
+//! A backend's test file provides a [`Harness`] — a fresh, isolated backend per
+//! case, reading the clock it is handed — and invokes the suite once:
+//!
+//! ```ignore
+//! // crates/baton-sqlite/tests/conformance.rs
+//! baton_testkit::conformance_suite!(SqliteHarness::new());
+//! ```
+//!
+//! That expands to one `#[tokio::test]` per case (so every case runs in
+//! parallel and is reported by name), each calling
+//! `baton_testkit::cases::<case>(&harness)`. The crate invoking the macro needs
+//! `tokio` (with the `macros` and `rt-multi-thread` features) as a
+//! dev-dependency.
+//!
+//! # What the suite relies on
+//!
+//! - Each case gets its own backend from [`Harness::backend`], isolated from
+//!   every other case (own file, schema or key prefix): scanner passes report
+//!   exact counts, so no other case's executions may be visible to them.
+//! - The backend reads every instant from the clock it is given. Cases hand it
+//!   a [`ManualClock`](baton_core::ManualClock) standing at [`START`] and move
+//!   it forward; no case sleeps to make time pass and none asserts on elapsed
+//!   real time.
+//! - Each case also works in its own random namespace, so a harness that
+//!   shares storage between cases still keeps their reads apart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use baton_core::{AdminBackend, SharedClock};
+
+pub mod cases;
+mod ctx;
+
+pub use ctx::{
+    Ctx, DEFAULT_LANE, DEFAULT_WORKER, START, cap, caps, expect_conflict, expect_err,
+    expect_invalid, expect_lease_lost, expect_not_found, expected_snapshot, ikey, kind, lane, ms,
+    ok, tag, worker,
+};
+
+/// What a backend's test module provides: a fresh, isolated backend per test
+/// case.
+///
+/// ```ignore
+/// struct SqliteHarness { dir: tempfile::TempDir }
+///
+/// #[async_trait::async_trait]
+/// impl baton_testkit::Harness for SqliteHarness {
+///     async fn backend(&self, clock: SharedClock) -> Arc<dyn AdminBackend> {
+///         let path = self.dir.path().join("conformance.db");
+///         let config = SqliteConfig::new(Location::File(path)).with_clock(clock);
+///         Arc::new(SqliteBackend::open(config).await.unwrap())
+///     }
+/// }
+/// ```
+///
+/// The suite calls [`backend`](Harness::backend) once per case, with a clock
+/// it owns; the backend must read every instant from that clock.
+#[async_trait]
+pub trait Harness: Send + Sync + 'static {
+    /// A new backend instance reading `clock`, isolated from every other case
+    /// (own file / schema / key prefix).
+    async fn backend(&self, clock: SharedClock) -> Arc<dyn AdminBackend>;
+}
+
+/// Instantiates the conformance suite for one backend.
+///
+/// `$harness` is an expression evaluating to a value that implements
+/// [`Harness`]; it is evaluated once per case. The expansion is one
+/// `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` function per
+/// case, named after the case, so it is best invoked at the top level of an
+/// integration-test file (or inside a module of its own).
+///
+/// ```ignore
+/// baton_testkit::conformance_suite!(SqliteHarness::new());
+/// ```
+#[macro_export]
+macro_rules! conformance_suite {
+    ($harness:expr $(,)?) => {
+        $crate::__with_cases!(tests[$harness]);
+    };
+}
+
+/// The list of cases, kept in exactly one place. Not public API: expands
+/// `tests[$harness]` to one test function per case, `names[]` to the case
+/// names and `check[]` to a reference to each case function.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_cases {
+    ($mode:ident[$($arg:tt)*]) => {
+        $crate::__with_cases! { @emit $mode[$($arg)*]
+            // create
+            create_waiting_snapshot,
+            create_with_delay_is_delayed,
+            create_with_future_run_at_is_delayed,
+            create_with_past_or_present_run_at_is_waiting,
+            create_roundtrips_every_field,
+            create_batch_answers_in_request_order,
+            create_accepts_max_size_payload,
+            // idempotency keys
+            idempotency_key_dedups_across_calls,
+            idempotency_key_dedups_within_one_batch,
+            idempotency_key_is_scoped_by_lane,
+            idempotency_key_is_scoped_by_namespace,
+            idempotency_dedup_reports_current_state,
+            concurrent_creates_with_one_idempotency_key_create_one,
+            // claim
+            claim_returns_claim_fields,
+            claim_without_eligible_work_is_empty,
+            claim_orders_by_priority_then_age,
+            claim_prefers_earliest_eligible_over_lower_id,
+            claim_respects_max,
+            claim_across_multiple_lanes,
+            claim_is_scoped_by_namespace_and_lane,
+            claim_requires_capability_subset,
+            claim_rejects_invalid_requests,
+            concurrent_claimers_never_share_an_execution,
+            // renew
+            renew_extends_lease,
+            renew_batch_answers_mixed_outcomes_in_request_order,
+            renew_by_another_worker_is_lost,
+            renew_cannot_revive_an_expired_lease,
+            renew_after_complete_is_lost,
+            renew_rejects_invalid_requests,
+            // complete
+            complete_stores_result_and_closes_attempt,
+            complete_accepts_empty_and_max_size_results,
+            complete_replay_with_same_result_is_ok,
+            complete_replay_with_different_result_conflicts,
+            complete_after_fail_conflicts,
+            complete_rejects_oversize_result_and_keeps_running,
+            complete_with_forged_lease_is_lease_lost,
+            concurrent_completes_of_one_lease_agree,
+            complete_and_cancel_race_has_one_winner,
+            // fail and retry
+            fail_schedules_exact_exponential_backoff,
+            fail_with_jitter_uses_policy_delay,
+            fail_retry_after_overrides_backoff,
+            fail_with_zero_backoff_is_waiting,
+            fail_non_retryable_fails_at_once,
+            fail_on_last_attempt_fails,
+            fail_replay_is_ok_and_changes_nothing,
+            fail_after_complete_conflicts,
+            fail_truncates_long_error,
+            fail_with_forged_lease_is_lease_lost,
+            // cancel
+            cancel_waiting,
+            cancel_delayed_is_never_promoted,
+            cancel_running_fences_the_worker,
+            cancel_of_cancelled_keeps_first_reason,
+            cancel_of_other_terminal_conflicts,
+            cancel_truncates_long_reason,
+            // scheduler passes
+            promote_due_promotes_only_due,
+            promote_due_respects_limit,
+            reclaim_expired_lease_retries_with_backoff,
+            reclaim_with_zero_backoff_is_waiting,
+            reclaim_without_attempts_left_fails,
+            reclaim_ignores_live_leases,
+            reclaim_respects_limit,
+            lease_expires_at_its_expiry_instant,
+            expired_lease_is_fenced_before_reclaim,
+            reclaimed_lease_is_fenced_after_reclaim,
+            expire_deadline_of_waiting,
+            expire_deadline_of_delayed,
+            expire_deadline_of_running_loses_lease,
+            deadline_passes_at_its_instant,
+            deadline_fences_the_lease_before_the_expiry_pass,
+            expire_deadlines_respects_limit,
+            trim_removes_only_old_terminal,
+            trim_at_exact_retention,
+            trim_frees_idempotency_key,
+            trim_respects_limit,
+            terminal_executions_ignore_every_scanner,
+            scans_of_empty_partitions_report_nothing,
+            scans_reject_invalid_partition_and_zero_limit,
+            // reads
+            describe_full_lifecycle,
+            attempts_empty_before_first_claim,
+            list_filters_by_lane_state_kind_and_tag,
+            list_paginates_without_gaps_or_duplicates_during_inserts,
+            list_rejects_invalid_page,
+            counts_per_lane_and_state,
+            capabilities_and_partitions_are_consistent,
+            // bad input
+            malformed_ids_and_names_are_rejected,
+            unknown_ids_are_not_found,
+            ids_of_another_deployment_are_invalid,
+            create_rejects_oversize_payload,
+            create_rejects_negative_delay_and_conflicting_start,
+            create_rejects_invalid_retry_policy,
+            create_rejects_deadline_not_in_future,
+            create_rejects_empty_and_oversize_batch,
+            create_invalid_item_rejects_whole_batch,
+            create_rejects_invalid_tags_and_capabilities,
+            create_rejects_parent_of_another_deployment,
+            // concurrency and wake-ups
+            concurrent_creates_all_succeed,
+            wait_for_work_wakes_on_submission,
+            wait_for_work_times_out_without_work,
+        }
+    };
+    (@emit tests[$harness:expr] $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let harness = $harness;
+                $crate::cases::$case(&harness).await;
+            }
+        )*
+    };
+    (@emit names[] $($case:ident),* $(,)?) => {
+        &[$(::core::stringify!($case)),*]
+    };
+    (@emit check[] $($case:ident),* $(,)?) => {
+        $(let _ = $crate::cases::$case;)*
+    };
+}
+
+/// The name of every case, in the order [`conformance_suite!`] emits them.
+pub const CASE_NAMES: &[&str] = __with_cases!(names[]);
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_listed_case_exists() {
+        __with_cases!(check[]);
+    }
+
+    #[test]
+    fn every_case_is_listed_once() {
+        let listed: BTreeSet<&str> = CASE_NAMES.iter().copied().collect();
+        assert_eq!(listed.len(), CASE_NAMES.len(), "a case is listed twice");
+        let mut defined = BTreeSet::new();
+        for source in cases::SOURCES {
+            for line in source.lines() {
+                if let Some(rest) = line.strip_prefix("pub async fn ") {
+                    let name = rest.split('(').next().unwrap_or_default();
+                    assert!(defined.insert(name), "case {name} defined twice");
+                }
+            }
+        }
+        let missing: Vec<_> = defined.difference(&listed).collect();
+        assert!(
+            missing.is_empty(),
+            "cases defined but not listed in __with_cases!: {missing:?}"
+        );
+        assert_eq!(defined, listed);
+    }
+
+    #[test]
+    fn start_is_2030() {
+        assert_eq!(START.to_string(), "2030-01-01T00:00:00.000Z");
+    }
+}

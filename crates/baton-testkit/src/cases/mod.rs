@@ -1,0 +1,62 @@
+//! The conformance cases. Each is `pub async fn <name>(harness: &dyn Harness)`,
+//! builds its own [`Ctx`](crate::Ctx) and panics with a message naming what
+//! differed from the contract in `baton_core::EngineBackend`.
+//!
+//! Backends do not call these directly; [`conformance_suite!`](crate::conformance_suite)
+//! emits one test per case.
+
+mod admin;
+mod cancel;
+mod claim;
+mod complete;
+mod create;
+mod fail;
+mod idempotency;
+mod input;
+mod misc;
+mod renew;
+mod scan;
+
+pub use admin::*;
+pub use cancel::*;
+pub use claim::*;
+pub use complete::*;
+pub use create::*;
+pub use fail::*;
+pub use idempotency::*;
+pub use input::*;
+pub use misc::*;
+pub use renew::*;
+pub use scan::*;
+
+/// The source of every case file, so the crate's own tests can check that
+/// every case is listed in the macro.
+#[cfg(test)]
+pub(crate) const SOURCES: &[&str] = &[
+    include_str!("admin.rs"),
+    include_str!("cancel.rs"),
+    include_str!("claim.rs"),
+    include_str!("complete.rs"),
+    include_str!("create.rs"),
+    include_str!("fail.rs"),
+    include_str!("idempotency.rs"),
+    include_str!("input.rs"),
+    include_str!("misc.rs"),
+    include_str!("renew.rs"),
+    include_str!("scan.rs"),
+];
+
+/// What every case file imports.
+mod prelude {
+    pub(crate) use std::collections::{BTreeMap, BTreeSet};
+    pub(crate) use std::time::Duration;
+
+    pub(crate) use baton_core::{
+        AttemptOutcome, AttemptRecord, Backoff, Claim, ClaimRequest, EngineError, ExecutionId,
+        Failure, LeaseToken, ListFilter, Namespace, NewExecution, Page, RenewStatus, RetryDecision,
+        RetryPolicy, State, StateCounts, Timestamp,
+    };
+
+    pub(crate) use crate::Harness;
+    pub(crate) use crate::ctx::*;
+}
