@@ -91,3 +91,16 @@ CREATE TABLE execution_tags (
 ) STRICT, WITHOUT ROWID;
 
 CREATE INDEX execution_tags_lookup ON execution_tags (namespace, key, value, execution_uuid);
+
+-- Engine processes alive, and which of them owns each partition's scans.
+CREATE TABLE engine_nodes (
+    node       TEXT    PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE partition_owners (
+    partition  INTEGER PRIMARY KEY CHECK (partition >= 0),
+    owner      TEXT,
+    expires_at INTEGER,
+    CHECK ((owner IS NULL) = (expires_at IS NULL))
+) STRICT;

@@ -55,9 +55,9 @@ use crate::error::Result;
 use crate::id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 use crate::model::{
     AttemptRecord, Claim, ClaimRequest, CreateOutcome, ExecutionSnapshot, Failure, ListFilter,
-    ListPage, NewExecution, Page, RenewOutcome, RenewRequest, ScanReport, StateCounts,
+    ListPage, NewExecution, Ownership, Page, RenewOutcome, RenewRequest, ScanReport, StateCounts,
 };
-use crate::names::{Lane, Namespace};
+use crate::names::{Lane, Namespace, NodeId};
 use crate::policy::Limits;
 
 /// What a backend supports, so callers ask instead of being surprised.
@@ -328,6 +328,45 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
         retention: Duration,
         limit: usize,
     ) -> Result<ScanReport>;
+
+    /// Partition ownership: one heartbeat of engine process `node`.
+    ///
+    /// Several engine processes share a backend by splitting its partitions
+    /// through leases stored in the backend. Each process calls this every
+    /// `ttl / 3` or so and scans only the partitions it is answered.
+    ///
+    /// # Behavior
+    /// In order, at one instant `now`:
+    /// 1. `node` is recorded alive until `now + ttl`; nodes whose record
+    ///    lapsed (`expires_at <= now`) are forgotten.
+    /// 2. `target = ceil(partitions / live nodes)`.
+    /// 3. The partitions `node` still owns (`expires_at > now`) are kept, up
+    ///    to `target`; beyond it the highest-numbered ones are released at
+    ///    once so that a joining node can take them.
+    /// 4. While below `target`, `node` takes free partitions (never owned,
+    ///    released, or whose owner's lease lapsed), lowest number first.
+    /// 5. Every partition `node` owns now expires at `now + ttl`.
+    ///
+    /// A partition has at most one owner at any instant. Because every node's
+    /// target covers its share, no partition stays unowned longer than one
+    /// heartbeat of a node below target; a killed node's partitions are
+    /// taken over at most `ttl` plus one heartbeat after its last call.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Errors
+    /// `InvalidInput` (ttl outside the lease limits), `Unavailable`,
+    /// `Contention`.
+    async fn sync_ownership(&self, node: &NodeId, ttl: Duration) -> Result<Ownership>;
+
+    /// Partition ownership: `node` leaves. Its liveness record is deleted
+    /// and its partitions are freed at once, so the remaining nodes take them
+    /// at their next heartbeat instead of after the lease lapses.
+    ///
+    /// # Idempotency
+    /// Releasing an unknown or already released node succeeds.
+    async fn release_ownership(&self, node: &NodeId) -> Result<()>;
 }
 
 /// Reads for operators, dashboards and the CLI. Not on the hot path; may be

@@ -24,12 +24,12 @@ pub use error::{EngineError, Result};
 pub use id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 pub use model::{
     AttemptRecord, Claim, ClaimRequest, CreateOutcome, ExecutionSnapshot, Failure, ListCursor,
-    ListFilter, ListPage, NewExecution, Page, RenewOutcome, RenewRequest, RenewStatus, ScanReport,
-    StateCounts,
+    ListFilter, ListPage, NewExecution, Ownership, Page, RenewOutcome, RenewRequest, RenewStatus,
+    ScanReport, StateCounts,
 };
 pub use names::{
     CapabilityName, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN, MAX_TAGS,
-    Namespace, TagKey, WorkerId, validate_tag_value,
+    Namespace, NodeId, TagKey, WorkerId, validate_tag_value,
 };
 pub use policy::{Backoff, Limits, RetryDecision, RetryPolicy};
 pub use state::{AttemptOutcome, State};

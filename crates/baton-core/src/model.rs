@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::EngineError;
-use crate::id::{ExecutionId, LeaseToken};
+use crate::id::{ExecutionId, LeaseToken, PartitionId};
 use crate::names::{
     CapabilityName, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAGS, Namespace, TagKey,
     WorkerId, validate_tag_value,
@@ -691,4 +691,19 @@ pub struct ScanReport {
     /// remains; a time at or before now means "call again at once" (the pass
     /// stopped at its limit).
     pub next_due: Option<Timestamp>,
+}
+
+/// The answer of a partition-ownership heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ownership {
+    /// Partitions this node owns after the call, ascending. It may scan them
+    /// until `expires_at` unless it renews.
+    pub owned: Vec<PartitionId>,
+    /// Engine nodes alive after the call, this one included.
+    pub live_nodes: u32,
+    /// This node's fair share: `ceil(partitions / live_nodes)`.
+    pub target: u32,
+    /// When this node's ownership (and its liveness record) lapses unless
+    /// renewed.
+    pub expires_at: Timestamp,
 }

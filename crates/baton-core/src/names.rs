@@ -6,7 +6,7 @@
 //! | [`Namespace`], [`Lane`] | `A-Z a-z 0-9 _ - .` | 1–64 |
 //! | [`Kind`] | `A-Z a-z 0-9 _ - . :` | 1–128 |
 //! | [`TagKey`], [`CapabilityName`] | `A-Z a-z 0-9 _ - . :` | 1–64 |
-//! | [`WorkerId`] | `A-Z a-z 0-9 _ - . : @ /` | 1–128 |
+//! | [`WorkerId`], [`NodeId`] | `A-Z a-z 0-9 _ - . : @ /` | 1–128 |
 //! | [`IdempotencyKey`] | any printable, no control characters | 1–256 |
 
 use std::fmt;
@@ -185,6 +185,16 @@ name_type!(
     /// assert!(WorkerId::new("host-1/pid-42").is_ok());
     /// ```
     WorkerId, "worker_id", 128, worker_chars, "A-Z a-z 0-9 _ - . : @ /"
+);
+name_type!(
+    /// The identity of one engine process (`baton serve`), under which it
+    /// holds partition ownership leases.
+    ///
+    /// ```
+    /// use baton_core::NodeId;
+    /// assert!(NodeId::new("host-1:7420/pid-42").is_ok());
+    /// ```
+    NodeId, "node_id", 128, worker_chars, "A-Z a-z 0-9 _ - . : @ /"
 );
 name_type!(
     /// A client-chosen key that makes submission idempotent within a

@@ -49,9 +49,9 @@ use async_trait::async_trait;
 use baton_core::{
     AdminBackend, AttemptOutcome, AttemptRecord, Capabilities, Claim, ClaimRequest, CreateOutcome,
     EngineError, ExecutionId, ExecutionSnapshot, Failure, LeaseToken, Limits, ListCursor,
-    ListFilter, ListPage, Namespace, NewExecution, Page, PartitionCount, PartitionId, RenewOutcome,
-    RenewRequest, RenewStatus, Result, RetryDecision, ScanReport, SharedClock, State, StateCounts,
-    SystemClock, Timestamp,
+    ListFilter, ListPage, Namespace, NewExecution, NodeId, Ownership, Page, PartitionCount,
+    PartitionId, RenewOutcome, RenewRequest, RenewStatus, Result, RetryDecision, ScanReport,
+    SharedClock, State, StateCounts, SystemClock, Timestamp,
 };
 use baton_core::{EngineBackend, Lane};
 use sqlx::sqlite::{
@@ -1280,6 +1280,118 @@ impl EngineBackend for SqliteBackend {
             processed: doomed.len() as u64,
             next_due: oldest.map(|t| Timestamp::from_millis(t).saturating_add(retention)),
         })
+    }
+
+    async fn sync_ownership(&self, node: &NodeId, ttl: Duration) -> Result<Ownership> {
+        self.inner.limits.check_lease(ttl)?;
+        let now = self.now();
+        let expires = now.saturating_add(ttl);
+        let count = i64::from(self.inner.partitions.get());
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO engine_nodes (node, expires_at) VALUES (?1, ?2) \
+             ON CONFLICT (node) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(node.as_str())
+        .bind(expires.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        sqlx::query("DELETE FROM engine_nodes WHERE expires_at <= ?")
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM engine_nodes")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+        let live = live.max(1);
+        let target = (count + live - 1) / live;
+        sqlx::query(
+            "WITH RECURSIVE p(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM p WHERE n + 1 < ?) \
+             INSERT INTO partition_owners (partition) SELECT n FROM p WHERE true \
+             ON CONFLICT (partition) DO NOTHING",
+        )
+        .bind(count)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        let mine: Vec<i64> = sqlx::query_scalar(
+            "SELECT partition FROM partition_owners WHERE owner = ? AND expires_at > ? \
+             AND partition < ? ORDER BY partition",
+        )
+        .bind(node.as_str())
+        .bind(now.as_millis())
+        .bind(count)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map)?;
+        let keep = usize::try_from(target)
+            .unwrap_or(usize::MAX)
+            .min(mine.len());
+        for surplus in &mine[keep..] {
+            sqlx::query(
+                "UPDATE partition_owners SET owner = NULL, expires_at = NULL WHERE partition = ?",
+            )
+            .bind(surplus)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        }
+        let mut owned: Vec<i64> = mine[..keep].to_vec();
+        let want = target - owned.len() as i64;
+        if want > 0 {
+            let free: Vec<i64> = sqlx::query_scalar(
+                "SELECT partition FROM partition_owners WHERE partition < ?1 \
+                 AND (owner IS NULL OR expires_at <= ?2) ORDER BY partition LIMIT ?3",
+            )
+            .bind(count)
+            .bind(now.as_millis())
+            .bind(want)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map)?;
+            owned.extend(free);
+        }
+        for p in &owned {
+            sqlx::query(
+                "UPDATE partition_owners SET owner = ?, expires_at = ? WHERE partition = ?",
+            )
+            .bind(node.as_str())
+            .bind(expires.as_millis())
+            .bind(p)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        }
+        tx.commit().await.map_err(map)?;
+        owned.sort_unstable();
+        Ok(Ownership {
+            owned: owned
+                .into_iter()
+                .map(|p| PartitionId(u16::try_from(p).unwrap_or(u16::MAX)))
+                .collect(),
+            live_nodes: u32::try_from(live).unwrap_or(u32::MAX),
+            target: u32::try_from(target).unwrap_or(u32::MAX),
+            expires_at: expires,
+        })
+    }
+
+    async fn release_ownership(&self, node: &NodeId) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE partition_owners SET owner = NULL, expires_at = NULL WHERE owner = ?")
+            .bind(node.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        sqlx::query("DELETE FROM engine_nodes WHERE node = ?")
+            .bind(node.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        tx.commit().await.map_err(map)?;
+        Ok(())
     }
 }
 

@@ -205,6 +205,13 @@ macro_rules! __with_cases {
             concurrent_creates_all_succeed,
             wait_for_work_wakes_on_submission,
             wait_for_work_times_out_without_work,
+            // partition ownership
+            ownership_single_node_owns_everything,
+            ownership_rebalances_when_a_node_joins,
+            ownership_three_nodes_converge,
+            ownership_takes_over_a_dead_nodes_partitions,
+            ownership_release_frees_partitions_at_once,
+            ownership_rejects_invalid_ttl,
         }
     };
     (@emit tests[$harness:expr] $($case:ident),* $(,)?) => {

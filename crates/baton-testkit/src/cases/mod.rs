@@ -14,6 +14,7 @@ mod fail;
 mod idempotency;
 mod input;
 mod misc;
+mod ownership;
 mod renew;
 mod scan;
 
@@ -26,6 +27,7 @@ pub use fail::*;
 pub use idempotency::*;
 pub use input::*;
 pub use misc::*;
+pub use ownership::*;
 pub use renew::*;
 pub use scan::*;
 
@@ -42,6 +44,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("idempotency.rs"),
     include_str!("input.rs"),
     include_str!("misc.rs"),
+    include_str!("ownership.rs"),
     include_str!("renew.rs"),
     include_str!("scan.rs"),
 ];
