@@ -208,6 +208,14 @@ name_type!(
     IdempotencyKey, "idempotency_key", 256, printable, "any printable character"
 );
 
+impl NodeId {
+    /// A random node id, `node-<16 hex digits>`, for processes that were
+    /// given none.
+    pub fn generate() -> Self {
+        NodeId(format!("node-{:016x}", crate::LeaseToken::random_nonce()))
+    }
+}
+
 /// Longest accepted tag value, in bytes.
 pub const MAX_TAG_VALUE_LEN: usize = 256;
 /// Most tags one execution may carry.

@@ -1,8 +1,12 @@
 //! # baton-engine
 //!
-//! The scheduler that keeps time moving for a Baton deployment: it runs the
-//! backend's per-partition passes (promote due delayed work, reclaim expired
-//! leases, expire deadlines, trim old terminal executions).
+//! The scheduler that keeps time moving for a Baton deployment. It runs the
+//! backend's per-partition passes — promote due delayed work, reclaim expired
+//! leases, expire deadlines, trim old terminal executions — on the partitions
+//! this process owns. Several engine processes against one backend split the
+//! partitions through ownership leases stored in the backend
+//! ([`EngineBackend::sync_ownership`]); when one joins, leaves or dies, the
+//! others rebalance within about one ownership TTL.
 //!
 //! ```no_run
 //! # async fn demo(backend: std::sync::Arc<dyn baton_core::EngineBackend>) {
@@ -12,38 +16,100 @@
 //! # }
 //! ```
 
+mod ownership;
+mod passes;
+mod scanner;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use baton_core::EngineBackend;
+use baton_core::{EngineBackend, NodeId, SharedClock, SystemClock};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
+
+use passes::{ExpireDeadlines, Pass, PromoteDue, ReclaimLeases, TrimRetention};
 
 /// Engine settings.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct EngineConfig {
+    /// This process's identity for partition ownership. Default:
+    /// `<hostname>-<pid>-<random>`.
+    pub node_id: NodeId,
     /// How long terminal executions are kept before trimming. Default 7 days.
     pub retention: Duration,
     /// Most executions one pass changes before yielding. Default 500.
     pub batch: usize,
-    /// Longest sleep between passes when nothing is known to be due.
-    /// Default 100 ms.
-    pub max_idle: Duration,
+    /// Ownership lease length; heartbeats run every third of it. A killed
+    /// node's partitions are taken over within about this long. Default 15 s.
+    pub ownership_ttl: Duration,
+    /// How often promote, reclaim and expire pass over every owned
+    /// partition even when nothing is known to be due: the bound on how late
+    /// work written by another process is noticed. Default 1 s.
+    pub sweep: Duration,
+    /// The same for the retention trim. Default 60 s.
+    pub trim_sweep: Duration,
+    /// The clock due times are compared with; the backend's in production.
+    pub clock: SharedClock,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
+            node_id: default_node_id(),
             retention: Duration::from_secs(7 * 24 * 3600),
             batch: 500,
-            max_idle: Duration::from_millis(100),
+            ownership_ttl: Duration::from_secs(15),
+            sweep: Duration::from_secs(1),
+            trim_sweep: Duration::from_secs(60),
+            clock: SystemClock::shared(),
         }
     }
 }
 
-/// Counters of what the engine's passes did, for `/metrics`.
+impl EngineConfig {
+    /// Sets the node id.
+    pub fn with_node_id(mut self, node_id: NodeId) -> Self {
+        self.node_id = node_id;
+        self
+    }
+
+    /// Sets the retention.
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Sets the ownership TTL.
+    pub fn with_ownership_ttl(mut self, ttl: Duration) -> Self {
+        self.ownership_ttl = ttl;
+        self
+    }
+
+    /// Sets the sweep interval of promote, reclaim and expire.
+    pub fn with_sweep(mut self, sweep: Duration) -> Self {
+        self.sweep = sweep;
+        self
+    }
+}
+
+/// `<hostname>-<pid>-<random>`: readable in logs, unique per process.
+fn default_node_id() -> NodeId {
+    let host: String = std::fs::read_to_string("/etc/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .take(64)
+        .collect();
+    let nonce = baton_core::LeaseToken::random_nonce() & 0xffff_ffff;
+    let host = if host.is_empty() { "node".into() } else { host };
+    NodeId::new(format!("{host}-{}-{nonce:08x}", std::process::id()))
+        .unwrap_or_else(|_| NodeId::generate())
+}
+
+/// Counters of what the engine did, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct EngineMetrics {
     /// Delayed executions promoted to waiting.
@@ -54,70 +120,93 @@ pub struct EngineMetrics {
     pub expired: AtomicU64,
     /// Terminal executions trimmed.
     pub trimmed: AtomicU64,
-    /// Passes that failed (backend errors); the engine retries them.
+    /// Passes or heartbeats that failed (backend errors); retried.
     pub errors: AtomicU64,
+    /// Partitions this node owns now (a gauge).
+    pub owned_partitions: AtomicU64,
+    /// Engine nodes alive at the last heartbeat (a gauge).
+    pub live_nodes: AtomicU64,
 }
 
-/// A running engine. Dropping it without [`shutdown`](Engine::shutdown)
-/// stops the loops at their next await.
+/// A running engine.
 #[derive(Debug)]
 pub struct Engine {
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    tasks: JoinSet<()>,
     metrics: Arc<EngineMetrics>,
+    node_id: NodeId,
 }
 
 impl Engine {
-    /// Starts the scanners on the current Tokio runtime.
+    /// Starts ownership heartbeats and the four scanners on the current Tokio
+    /// runtime.
     pub fn start(backend: Arc<dyn EngineBackend>, config: EngineConfig) -> Engine {
-        let (stop, mut stopped) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
+        let (owned_tx, owned_rx) = watch::channel(Vec::new());
         let metrics = Arc::new(EngineMetrics::default());
-        let m = metrics.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                for p in backend.partitions().iter() {
-                    let passes = [
-                        (backend.promote_due(p, config.batch).await, &m.promoted),
-                        (backend.reclaim_expired_leases(p, config.batch).await, &m.reclaimed),
-                        (backend.expire_deadlines(p, config.batch).await, &m.expired),
-                        (
-                            backend.trim_terminal(p, config.retention, config.batch).await,
-                            &m.trimmed,
-                        ),
-                    ];
-                    for (result, counter) in passes {
-                        match result {
-                            Ok(r) => {
-                                counter.fetch_add(r.processed, Ordering::Relaxed);
-                            }
-                            Err(e) => {
-                                m.errors.fetch_add(1, Ordering::Relaxed);
-                                tracing::warn!(partition = p.get(), error = %e, "scheduler pass failed; retrying");
-                            }
-                        }
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(config.max_idle) => {}
-                    _ = stopped.changed() => break,
-                }
+        let mut tasks = JoinSet::new();
+        tasks.spawn(
+            ownership::Owner {
+                backend: backend.clone(),
+                node: config.node_id.clone(),
+                ttl: config.ownership_ttl,
+                metrics: metrics.clone(),
+                owned: owned_tx,
+                stop: stopped.clone(),
             }
-        });
+            .run(),
+        );
+        let passes: [Box<dyn Pass>; 4] = [
+            Box::new(PromoteDue {
+                sweep: config.sweep,
+            }),
+            Box::new(ReclaimLeases {
+                sweep: config.sweep,
+            }),
+            Box::new(ExpireDeadlines {
+                sweep: config.sweep,
+            }),
+            Box::new(TrimRetention {
+                retention: config.retention,
+                sweep: config.trim_sweep,
+            }),
+        ];
+        for pass in passes {
+            tasks.spawn(
+                scanner::Scanner {
+                    backend: backend.clone(),
+                    pass,
+                    clock: config.clock.clone(),
+                    batch: config.batch,
+                    metrics: metrics.clone(),
+                    owned: owned_rx.clone(),
+                    stop: stopped.clone(),
+                }
+                .run(),
+            );
+        }
         Engine {
             stop,
-            task,
+            tasks,
             metrics,
+            node_id: config.node_id,
         }
     }
 
-    /// What the passes did so far.
+    /// This engine's node id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.node_id
+    }
+
+    /// What the engine did so far.
     pub fn metrics(&self) -> Arc<EngineMetrics> {
         self.metrics.clone()
     }
 
-    /// Stops the scanners and waits for the current pass to finish.
-    pub async fn shutdown(self) {
+    /// Stops the scanners, waits for their current pass, and releases this
+    /// node's partitions so the other nodes take them at once.
+    pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        while self.tasks.join_next().await.is_some() {}
     }
 }

@@ -1,0 +1,143 @@
+//! The engine on real time against SQLite: due work is acted on, and engines
+//! sharing a database split and hand over partitions. Waits are bounded
+//! polls; nothing asserts on elapsed time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use baton_core::{
+    AdminBackend, AttemptOutcome, ClaimRequest, EngineBackend, EngineBackendExt, Kind, Lane,
+    Namespace, NewExecution, NodeId, State, WorkerId,
+};
+use baton_engine::{Engine, EngineConfig};
+use baton_sqlite::SqliteBackend;
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("gave up waiting (10 s) for: {what}");
+}
+
+fn new(lane: &str) -> NewExecution {
+    NewExecution::new(
+        Namespace::new("engine-test").unwrap(),
+        Lane::new(lane).unwrap(),
+        Kind::new("k").unwrap(),
+        b"{}".to_vec(),
+    )
+}
+
+fn config(node: &str) -> EngineConfig {
+    EngineConfig::default()
+        .with_node_id(NodeId::new(node).unwrap())
+        .with_ownership_ttl(Duration::from_millis(600))
+        .with_sweep(Duration::from_millis(100))
+}
+
+async fn sqlite(dir: &tempfile::TempDir) -> Arc<SqliteBackend> {
+    let url = format!("sqlite://{}", dir.path().join("engine.db").display());
+    Arc::new(SqliteBackend::connect(&url).await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotes_delayed_work_and_reclaims_expired_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = sqlite(&dir).await;
+    let engine = Engine::start(backend.clone(), config("solo"));
+
+    let delayed = backend
+        .create_one(new("a").with_delay_ms(300))
+        .await
+        .unwrap();
+    assert_eq!(delayed.state, State::Delayed);
+    eventually("the delayed execution is promoted", || async {
+        backend.describe(&delayed.id).await.unwrap().state == State::Waiting
+    })
+    .await;
+
+    let claim = ClaimRequest::new(
+        Namespace::new("engine-test").unwrap(),
+        Lane::new("a").unwrap(),
+        WorkerId::new("w").unwrap(),
+        1,
+    )
+    .with_lease_ttl(Duration::from_millis(200));
+    let claims = backend.claim(claim).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    eventually("the expired lease is reclaimed", || async {
+        let attempts = backend.attempts(&delayed.id).await.unwrap();
+        attempts[0].outcome == Some(AttemptOutcome::LeaseExpired)
+    })
+    .await;
+    let snap = backend.describe(&delayed.id).await.unwrap();
+    assert!(
+        matches!(snap.state, State::Waiting | State::Delayed),
+        "{snap:?}"
+    );
+    let m = engine.metrics();
+    assert!(m.promoted.load(Ordering::Relaxed) >= 1);
+    assert!(m.reclaimed.load(Ordering::Relaxed) >= 1);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_split_partitions_and_hand_them_over_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = sqlite(&dir).await;
+    let total = u64::from(backend.partitions().get());
+    let a = Engine::start(backend.clone(), config("a"));
+    let b = Engine::start(backend.clone(), config("b"));
+    let (ma, mb) = (a.metrics(), b.metrics());
+    eventually("two engines split the partitions", || async {
+        let (x, y) = (
+            ma.owned_partitions.load(Ordering::Relaxed),
+            mb.owned_partitions.load(Ordering::Relaxed),
+        );
+        x + y == total && x > 0 && y > 0
+    })
+    .await;
+    b.shutdown().await;
+    eventually("the survivor owns everything", || async {
+        ma.owned_partitions.load(Ordering::Relaxed) == total
+    })
+    .await;
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expires_deadlines_and_trims_after_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = sqlite(&dir).await;
+    let mut cfg = config("trimmer").with_retention(Duration::from_millis(200));
+    cfg.trim_sweep = Duration::from_millis(100);
+    let engine = Engine::start(backend.clone(), cfg);
+    let deadline = baton_core::Timestamp::now_system().saturating_add(Duration::from_millis(300));
+    let doomed = backend
+        .create_one(new("d").with_deadline(deadline))
+        .await
+        .unwrap();
+    // Expired at its deadline, then trimmed 200 ms later.
+    eventually("the execution expires and is trimmed", || async {
+        matches!(
+            backend.describe(&doomed.id).await,
+            Err(baton_core::EngineError::NotFound { .. })
+        )
+    })
+    .await;
+    let m = engine.metrics();
+    assert_eq!(m.expired.load(Ordering::Relaxed), 1);
+    assert_eq!(m.trimmed.load(Ordering::Relaxed), 1);
+    engine.shutdown().await;
+}
