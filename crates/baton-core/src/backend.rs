@@ -55,7 +55,8 @@ use crate::error::Result;
 use crate::id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 use crate::model::{
     AttemptRecord, Claim, ClaimRequest, CreateOutcome, ExecutionSnapshot, Failure, ListFilter,
-    ListPage, NewExecution, Ownership, Page, RenewOutcome, RenewRequest, ScanReport, StateCounts,
+    ListPage, NewExecution, Ownership, Page, PartitionOwner, RenewOutcome, RenewRequest,
+    ScanReport, StateCounts,
 };
 use crate::names::{Lane, Namespace, NodeId};
 use crate::policy::Limits;
@@ -388,6 +389,11 @@ pub trait AdminBackend: EngineBackend {
     /// Counts executions per lane and state in `namespace`. Lanes with no
     /// executions are absent.
     async fn counts(&self, namespace: &Namespace) -> Result<BTreeMap<Lane, StateCounts>>;
+
+    /// Every partition of the deployment with its current owner, ascending.
+    /// A partition whose owner's lease lapsed (or that was never owned) shows
+    /// no owner.
+    async fn partition_owners(&self) -> Result<Vec<PartitionOwner>>;
 
     /// The attempts of an execution, oldest first.
     ///

@@ -707,3 +707,14 @@ pub struct Ownership {
     /// renewed.
     pub expires_at: Timestamp,
 }
+
+/// Who scans one partition, as recorded by partition ownership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionOwner {
+    /// The partition.
+    pub partition: PartitionId,
+    /// The engine node holding it, if its lease is live.
+    pub owner: Option<crate::NodeId>,
+    /// When that lease lapses unless renewed.
+    pub expires_at: Option<Timestamp>,
+}

@@ -50,8 +50,8 @@ use baton_core::{
     AdminBackend, AttemptOutcome, AttemptRecord, Capabilities, Claim, ClaimRequest, CreateOutcome,
     EngineError, ExecutionId, ExecutionSnapshot, Failure, LeaseToken, Limits, ListCursor,
     ListFilter, ListPage, Namespace, NewExecution, NodeId, Ownership, Page, PartitionCount,
-    PartitionId, RenewOutcome, RenewRequest, RenewStatus, Result, RetryDecision, ScanReport,
-    SharedClock, State, StateCounts, SystemClock, Timestamp,
+    PartitionId, PartitionOwner, RenewOutcome, RenewRequest, RenewStatus, Result, RetryDecision,
+    ScanReport, SharedClock, State, StateCounts, SystemClock, Timestamp,
 };
 use baton_core::{EngineBackend, Lane};
 use sqlx::sqlite::{
@@ -1466,6 +1466,43 @@ impl AdminBackend for SqliteBackend {
             *out.entry(lane).or_default().get_mut(state) += n.max(0) as u64;
         }
         Ok(out)
+    }
+
+    async fn partition_owners(&self) -> Result<Vec<PartitionOwner>> {
+        let now = self.now();
+        let rows: Vec<(i64, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT partition, owner, expires_at FROM partition_owners \
+             WHERE owner IS NOT NULL AND expires_at > ? ORDER BY partition",
+        )
+        .bind(now.as_millis())
+        .fetch_all(&self.inner.reader)
+        .await
+        .map_err(map)?;
+        let mut live: BTreeMap<u16, (NodeId, Timestamp)> = BTreeMap::new();
+        for (p, owner, expires) in rows {
+            let (Some(owner), Some(expires)) = (owner, expires) else {
+                continue;
+            };
+            let node = owner
+                .parse::<NodeId>()
+                .map_err(|_| EngineError::corruption(format!("partition {p}: owner {owner:?}")))?;
+            let p = u16::try_from(p)
+                .map_err(|_| EngineError::corruption(format!("partition number {p}")))?;
+            live.insert(p, (node, Timestamp::from_millis(expires)));
+        }
+        Ok(self
+            .inner
+            .partitions
+            .iter()
+            .map(|p| {
+                let held = live.remove(&p.get());
+                PartitionOwner {
+                    partition: p,
+                    expires_at: held.as_ref().map(|h| h.1),
+                    owner: held.map(|h| h.0),
+                }
+            })
+            .collect())
     }
 
     async fn attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRecord>> {

@@ -212,6 +212,7 @@ macro_rules! __with_cases {
             ownership_takes_over_a_dead_nodes_partitions,
             ownership_release_frees_partitions_at_once,
             ownership_rejects_invalid_ttl,
+            ownership_is_listed_per_partition,
         }
     };
     (@emit tests[$harness:expr] $($case:ident),* $(,)?) => {

@@ -147,3 +147,38 @@ pub async fn ownership_rejects_invalid_ttl(h: &dyn Harness) {
     assert_eq!(o.live_nodes, 1, "the rejected node was not recorded");
     assert_eq!(o.owned, all_partitions(&ctx));
 }
+
+/// `partition_owners` lists every partition with its live owner, and stops
+/// naming an owner once its lease lapses.
+pub async fn ownership_is_listed_per_partition(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let before = ok(ctx.backend.partition_owners().await, "partition_owners");
+    assert_eq!(
+        before.iter().map(|o| o.partition).collect::<Vec<_>>(),
+        all_partitions(&ctx)
+    );
+    assert!(
+        before
+            .iter()
+            .all(|o| o.owner.is_none() && o.expires_at.is_none())
+    );
+    sync(&ctx, "a").await;
+    sync(&ctx, "b").await;
+    let a = sync(&ctx, "a").await;
+    let b = sync(&ctx, "b").await;
+    let listed = ok(ctx.backend.partition_owners().await, "partition_owners");
+    for o in &listed {
+        let expected = if a.owned.contains(&o.partition) {
+            Some(node("a"))
+        } else if b.owned.contains(&o.partition) {
+            Some(node("b"))
+        } else {
+            None
+        };
+        assert_eq!(o.owner, expected, "owner of partition {}", o.partition);
+        assert!(o.owner.is_none() || o.expires_at == Some(ctx.now().saturating_add(ms(TTL_MS))));
+    }
+    ctx.advance(TTL_MS);
+    let lapsed = ok(ctx.backend.partition_owners().await, "partition_owners");
+    assert!(lapsed.iter().all(|o| o.owner.is_none()), "{lapsed:?}");
+}
