@@ -4,6 +4,7 @@
 //! `BATON_BACKEND`; default `sqlite://baton.db`), prints a table a person can
 //! read, or one JSON document with `--json`.
 
+mod serve;
 mod table;
 
 use std::collections::BTreeMap;
@@ -30,7 +31,8 @@ Examples:
   baton submit email.send --payload '{\"to\":\"a@example.com\"}' --lane emails
   baton list --state waiting
   baton describe '{p:3}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071'
-  baton cancel '{p:3}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --reason 'no longer needed'";
+  baton cancel '{p:3}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --reason 'no longer needed'
+  baton serve --listen 127.0.0.1:7420";
 
 /// Baton: a durable execution engine. Submit, inspect and cancel executions.
 #[derive(Debug, Parser)]
@@ -81,6 +83,8 @@ enum Command {
     },
     /// Create or upgrade the backend's schema, and show its version.
     Migrate,
+    /// Serve the HTTP API, with the scheduler, until SIGINT or SIGTERM.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -178,10 +182,14 @@ type CliResult<T> = Result<T, CliError>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // A server spreads requests and the scheduler over every core; the other
+    // commands make a few backend calls and exit.
+    let mut builder = if matches!(cli.command, Command::Serve(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -237,6 +245,7 @@ async fn run(cli: Cli) -> CliResult<()> {
             Ok(())
         }
         Command::Stats { namespace } => stats(backend.as_ref(), &namespace, json).await,
+        Command::Serve(args) => serve::run(backend, &cli.backend, args).await,
         Command::Migrate => {
             let caps = backend.capabilities();
             let version = baton_sqlite::latest_schema_version();

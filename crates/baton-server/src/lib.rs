@@ -1,0 +1,330 @@
+//! # baton-server
+//!
+//! Baton's HTTP API v1 over any [`AdminBackend`]: submitting, inspecting and
+//! cancelling executions, the worker protocol (claim with long-polling, renew,
+//! complete, fail), stats, Prometheus metrics and the OpenAPI document.
+//! The routes, field names and status codes are the public contract written
+//! down in the project's `HTTP-API.md`; [`OPENAPI`] describes them.
+//!
+//! | route | what |
+//! |-------|------|
+//! | `POST /v1/executions` | submit one |
+//! | `POST /v1/executions/batch` | submit many, in one backend call |
+//! | `GET /v1/executions` | list, filtered, with a cursor |
+//! | `GET /v1/executions/{id}` | the snapshot (`?attempts=true` adds `attempt_history`) |
+//! | `POST /v1/executions/{id}/cancel` | cancel |
+//! | `POST /v1/lanes/{lane}/claim` | claim work, optionally waiting for it |
+//! | `POST /v1/executions/{id}/complete` | complete with the lease |
+//! | `POST /v1/executions/{id}/fail` | fail with the lease |
+//! | `POST /v1/leases/renew` | renew every lease of a worker |
+//! | `GET /v1/stats` | counts per lane and state |
+//! | `GET /healthz`, `GET /metrics`, `GET /v1/openapi.json` | operations |
+//!
+//! Errors are `{"error": {"code", "message"}}`; see [`ApiError`].
+//!
+//! ```no_run
+//! # async fn demo(backend: std::sync::Arc<dyn baton_core::AdminBackend>) -> std::io::Result<()> {
+//! use baton_server::{AppState, ServerConfig};
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7420").await?;
+//! let state = AppState::new(backend, ServerConfig::default());
+//! // Any future: a signal handler, a oneshot receiver…
+//! let stop = std::future::pending::<()>();
+//! baton_server::serve(listener, state, stop).await
+//! # }
+//! ```
+
+mod error;
+mod executions;
+mod extract;
+mod metrics;
+mod ops;
+mod worker;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use baton_core::AdminBackend;
+use baton_engine::EngineMetrics;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use error::{ApiError, ApiResult};
+
+use metrics::HttpMetrics;
+
+/// The OpenAPI 3 document of the API, as served at `GET /v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Server settings.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// When set, every route except `/healthz` requires
+    /// `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+    /// Largest request body accepted; larger bodies answer `413`. `None`: the
+    /// backend's payload limit plus 1 MiB of headroom for the other fields
+    /// and JSON escaping.
+    pub max_body_bytes: Option<usize>,
+    /// Longest a claim may wait for work (`wait_ms` is capped at this).
+    /// Default 60 s.
+    pub max_wait: Duration,
+    /// While a claim waits, it tries again at least this often even without
+    /// a wake-up, so that work submitted by another process (or in the
+    /// instant before the waiter registered) is picked up. Default 1 s.
+    pub recheck: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            api_token: None,
+            max_body_bytes: None,
+            max_wait: Duration::from_secs(60),
+            recheck: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Requires `Authorization: Bearer <token>` on every route but `/healthz`.
+    pub fn with_api_token(mut self, token: impl Into<String>) -> Self {
+        self.api_token = Some(token.into());
+        self
+    }
+
+    /// Sets the largest accepted request body.
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = Some(bytes);
+        self
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            // The token is a credential; only say whether there is one.
+            .field("api_token", &self.api_token.as_ref().map(|_| "<set>"))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_wait", &self.max_wait)
+            .field("recheck", &self.recheck)
+            .finish()
+    }
+}
+
+/// What every handler shares: the backend, the settings and the counters.
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Arc<dyn AdminBackend>,
+    config: ServerConfig,
+    body_limit: usize,
+    engine: Option<Arc<EngineMetrics>>,
+    metrics: HttpMetrics,
+    draining: watch::Sender<bool>,
+}
+
+impl AppState {
+    /// State for serving `backend` with `config`.
+    pub fn new(backend: Arc<dyn AdminBackend>, config: ServerConfig) -> Self {
+        Self::build(backend, config, None)
+    }
+
+    /// Also reports the counters of an engine running in this process on
+    /// `/metrics` (promoted, reclaimed, expired, trimmed, owned partitions).
+    /// Call it while building the state: the answer is a fresh state whose
+    /// request counters start at zero.
+    pub fn with_engine_metrics(self, engine: Arc<EngineMetrics>) -> Self {
+        let inner = &self.inner;
+        Self::build(inner.backend.clone(), inner.config.clone(), Some(engine))
+    }
+
+    fn build(
+        backend: Arc<dyn AdminBackend>,
+        config: ServerConfig,
+        engine: Option<Arc<EngineMetrics>>,
+    ) -> Self {
+        let body_limit = config
+            .max_body_bytes
+            .unwrap_or_else(|| backend.capabilities().limits.max_payload_bytes + (1 << 20));
+        let (draining, _) = watch::channel(false);
+        AppState {
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                body_limit,
+                engine,
+                metrics: HttpMetrics::default(),
+                draining,
+            }),
+        }
+    }
+
+    /// The backend requests go to.
+    pub fn backend(&self) -> &Arc<dyn AdminBackend> {
+        &self.inner.backend
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Largest request body accepted, in bytes.
+    pub fn body_limit(&self) -> usize {
+        self.inner.body_limit
+    }
+
+    /// Tells waiting claims to answer now (with whatever they have, usually
+    /// nothing) so that a graceful shutdown is not held up by long-polls.
+    /// [`serve`] calls it when its shutdown signal fires.
+    pub fn begin_shutdown(&self) {
+        self.inner.draining.send_replace(true);
+    }
+
+    fn draining(&self) -> watch::Receiver<bool> {
+        self.inner.draining.subscribe()
+    }
+
+    fn metrics(&self) -> &HttpMetrics {
+        &self.inner.metrics
+    }
+
+    fn engine_metrics(&self) -> Option<&EngineMetrics> {
+        self.inner.engine.as_deref()
+    }
+}
+
+/// The API as an axum [`Router`], ready to serve or to nest.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route(
+            "/v1/executions",
+            post(executions::submit).get(executions::list),
+        )
+        .route("/v1/executions/batch", post(executions::submit_batch))
+        .route("/v1/executions/{id}", get(executions::describe))
+        .route("/v1/executions/{id}/cancel", post(executions::cancel))
+        .route("/v1/executions/{id}/complete", post(worker::complete))
+        .route("/v1/executions/{id}/fail", post(worker::fail))
+        .route("/v1/lanes/{lane}/claim", post(worker::claim))
+        .route("/v1/leases/renew", post(worker::renew))
+        .route("/v1/stats", get(executions::stats))
+        .route("/metrics", get(metrics::metrics))
+        .route("/v1/openapi.json", get(ops::openapi))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .merge(protected)
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(state.body_limit()))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then stops
+/// accepting connections, ends waiting claims and returns once in-flight
+/// requests have been answered.
+///
+/// # Errors
+/// Only I/O errors of the listener.
+pub async fn serve<F>(listener: TcpListener, state: AppState, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let drain = state.clone();
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            drain.begin_shutdown();
+        })
+        .await
+}
+
+/// Compares a presented secret with the expected one in time that depends
+/// only on the expected secret's length.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, e) in expected.iter().enumerate() {
+        diff |= given.get(i).copied().unwrap_or(0) ^ e;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(expected) = &state.config().api_token {
+        let ok = bearer(&req).is_some_and(|t| same_secret(t.as_bytes(), expected.as_bytes()));
+        if !ok {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn no_route(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no route {} {}; the routes are listed at /v1/openapi.json",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+async fn wrong_method(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}; the routes are listed at /v1/openapi.json",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(!same_secret(b"s3cre", b"s3cret"));
+        assert!(!same_secret(b"s3cretX", b"s3cret"));
+        assert!(!same_secret(b"S3cret", b"s3cret"));
+        assert!(!same_secret(b"", b"s3cret"));
+    }
+
+    #[test]
+    fn the_openapi_document_is_json() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    }
+}

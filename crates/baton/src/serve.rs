@@ -1,0 +1,180 @@
+//! `baton serve`: the HTTP API and the scheduler in one process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::{AdminBackend, EngineBackend, NodeId};
+use baton_engine::{Engine, EngineConfig};
+use baton_server::{AppState, ServerConfig};
+use clap::Args;
+
+use crate::{CliError, CliResult};
+
+/// Flags of `baton serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on, HOST:PORT (port 0 picks a free one).
+    #[arg(long, env = "BATON_LISTEN", default_value = "127.0.0.1:7420")]
+    listen: String,
+    /// This process's name among the engine nodes sharing the backend
+    /// (default: hostname, pid and a random suffix).
+    #[arg(long, env = "BATON_NODE_ID")]
+    node_id: Option<String>,
+    /// Partition ownership lease in milliseconds: how soon the partitions of
+    /// a dead node are taken over (default 15000).
+    #[arg(long)]
+    ownership_ttl_ms: Option<u64>,
+    /// How often the scheduler sweeps its partitions even when nothing is
+    /// known to be due, in milliseconds (default 1000).
+    #[arg(long)]
+    sweep_ms: Option<u64>,
+}
+
+impl ServeArgs {
+    fn engine_config(&self) -> CliResult<EngineConfig> {
+        let mut config = EngineConfig::default();
+        if let Some(id) = &self.node_id {
+            config = config.with_node_id(NodeId::new(id.as_str())?);
+        }
+        if let Some(ms) = self.ownership_ttl_ms {
+            config = config.with_ownership_ttl(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.sweep_ms {
+            config = config.with_sweep(Duration::from_millis(ms));
+        }
+        Ok(config)
+    }
+}
+
+/// Environment variable holding the bearer token that every route but
+/// `/healthz` then requires.
+const TOKEN_ENV: &str = "BATON_API_TOKEN";
+
+/// Serves the API on `args.listen` with the scheduler running beside it,
+/// until SIGINT or SIGTERM; then stops accepting, answers in-flight requests
+/// and stops the scheduler.
+pub(crate) async fn run(
+    backend: Arc<dyn AdminBackend>,
+    backend_url: &str,
+    args: ServeArgs,
+) -> CliResult<()> {
+    init_logging();
+    let engine_config = args.engine_config()?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| CliError {
+            message: format!("cannot listen on {}: {e}", args.listen),
+            hint: Some(
+                "pick a free address with --listen HOST:PORT (or BATON_LISTEN); port 0 lets the system choose"
+                    .into(),
+            ),
+            code: 2,
+        })?;
+    let addr = listener.local_addr().map_err(|e| CliError {
+        message: format!("cannot read the listening address: {e}"),
+        hint: None,
+        code: 1,
+    })?;
+    let mut config = ServerConfig::default();
+    match std::env::var(TOKEN_ENV) {
+        Ok(token) if !token.is_empty() => config = config.with_api_token(token),
+        _ => {}
+    }
+    let auth = if config.api_token.is_some() {
+        ", bearer token required"
+    } else {
+        ""
+    };
+
+    let engine_backend: Arc<dyn EngineBackend> = backend.clone();
+    let engine = Engine::start(engine_backend, engine_config);
+    let state = AppState::new(backend.clone(), config).with_engine_metrics(engine.metrics());
+    tracing::info!(
+        "baton serve: listening on http://{addr}, backend {} ({} partitions){auth}",
+        redact(backend_url),
+        backend.partitions().get(),
+    );
+    let served = baton_server::serve(listener, state, shutdown_signal()).await;
+    tracing::info!("baton serve: stopped accepting requests; stopping the scheduler");
+    engine.shutdown().await;
+    served.map_err(|e| CliError {
+        message: format!("the server failed: {e}"),
+        hint: None,
+        code: 1,
+    })
+}
+
+/// Readable log lines on stderr; `RUST_LOG` overrides the `info` default.
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal, never into log files.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Hides the password of a `scheme://user:password@host` URL.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("baton serve: shutting down; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden_in_logged_urls() {
+        assert_eq!(redact("sqlite://baton.db"), "sqlite://baton.db");
+        assert_eq!(
+            redact("postgres://baton:s3cret@db:5432/baton"),
+            "postgres://baton:***@db:5432/baton"
+        );
+        assert_eq!(
+            redact("postgres://baton@db/baton"),
+            "postgres://baton@db/baton"
+        );
+        assert_eq!(redact("sqlite::memory:"), "sqlite::memory:");
+    }
+}

@@ -1,0 +1,959 @@
+//! `baton serve` end to end: the real binary on a fresh SQLite file and a
+//! free loopback port, spoken to over plain HTTP/1.1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A `baton serve` process; killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// Asserts the contract's error body and answers its message.
+    fn error(&self, status: u16, code: &str) -> String {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        let v = self.json();
+        assert_eq!(v["error"]["code"], code, "body: {}", self.body);
+        let message = v["error"]["message"].as_str().unwrap().to_owned();
+        assert!(!message.is_empty());
+        message
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Server {
+    fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts `baton serve --listen 127.0.0.1:0` and reads the bound address
+    /// from its start-up log line.
+    fn start_with(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("baton.db").display());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"])
+            .env("BATON_BACKEND", &url)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("BATON_API_TOKEN")
+            .env_remove("BATON_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        // Keeps draining stderr so the server never blocks on a full pipe.
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split(',').next().unwrap_or_default().to_owned();
+                    let _ = tx.send(Ok(addr));
+                } else {
+                    eprintln!("[baton serve] {line}");
+                }
+            }
+            let _ = tx.send(Err("baton serve exited before listening".to_owned()));
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(e)) => panic!("{e}"),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("baton serve did not log its address: {e}");
+            }
+        };
+        let server = Server {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(a) = server.try_request("GET", "/healthz", None, &[])
+                && a.status == 200
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "/healthz never answered"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Answer> {
+        let mut stream = TcpStream::connect(&self.addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        let expect_continue = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("expect"));
+        if let Some(b) = body {
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes())?;
+        // With `Expect: 100-continue` the body is only sent if the server
+        // asks for it; these tests use it for bodies the server refuses.
+        if let (Some(b), false) = (body, expect_continue) {
+            stream.write_all(b)?;
+        }
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        Ok(parse_answer(&raw))
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap());
+        self.try_request(method, path, bytes.as_deref(), &[])
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    fn get(&self, path: &str) -> Answer {
+        self.request("GET", path, None)
+    }
+
+    fn post(&self, path: &str, body: Value) -> Answer {
+        self.request("POST", path, Some(&body))
+    }
+
+    /// POST answering 200 or 201, as JSON.
+    fn ok(&self, path: &str, body: Value) -> Value {
+        let a = self.post(path, body);
+        assert!(
+            a.status == 200 || a.status == 201,
+            "POST {path}: {} {}",
+            a.status,
+            a.body
+        );
+        a.json()
+    }
+
+    fn describe(&self, id: &str) -> Value {
+        let a = self.get(&format!("/v1/executions/{id}?attempts=true"));
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()
+    }
+
+    fn submit(&self, body: Value) -> String {
+        self.ok("/v1/executions", body)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn claim(&self, lane: &str, body: Value) -> Vec<Value> {
+        self.ok(&format!("/v1/lanes/{lane}/claim"), body)["claims"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Sends SIGTERM to the server process.
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the server to exit, and answers its status.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "baton serve did not exit after SIGTERM"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn parse_answer(raw: &[u8]) -> Answer {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no end of headers");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        body = dechunk(&body);
+    }
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8(body).unwrap(),
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size_text = std::str::from_utf8(&data[..eol]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        data = &data[eol + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// `{p:3}-…` with the braces percent-encoded.
+fn encoded(id: &str) -> String {
+    id.replace('{', "%7B").replace('}', "%7D")
+}
+
+fn claim_one(s: &Server, lane: &str, extra: Value) -> (String, String) {
+    let mut body = json!({"worker_id": "w1"});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let claims = s.claim(lane, body);
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    (
+        claims[0]["id"].as_str().unwrap().to_owned(),
+        claims[0]["lease"]["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn health_and_openapi_describe_the_server() {
+    let s = Server::start();
+    let h = s.get("/healthz").json();
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["backend"], "sqlite");
+
+    let a = s.get("/v1/openapi.json");
+    assert_eq!(a.status, 200);
+    assert!(
+        a.header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let doc = a.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/v1/executions", "post"),
+        ("/v1/executions", "get"),
+        ("/v1/executions/batch", "post"),
+        ("/v1/executions/{id}", "get"),
+        ("/v1/executions/{id}/cancel", "post"),
+        ("/v1/executions/{id}/complete", "post"),
+        ("/v1/executions/{id}/fail", "post"),
+        ("/v1/lanes/{lane}/claim", "post"),
+        ("/v1/leases/renew", "post"),
+        ("/v1/stats", "get"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+        ("/v1/openapi.json", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "openapi.json lacks {method} {path}"
+        );
+    }
+}
+
+#[test]
+fn submit_describe_list_and_stats() {
+    let s = Server::start();
+
+    // Defaults of a submission with only a kind.
+    let a = s.post(
+        "/v1/executions",
+        json!({"kind": "email.send", "payload": {"to": "ada"}}),
+    );
+    assert_eq!(a.status, 201, "{}", a.body);
+    let created = a.json();
+    assert_eq!(created["state"], "waiting");
+    assert_eq!(created["created"], true);
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("{p:"), "{id}");
+    let snap = s.describe(&id);
+    assert_eq!(snap["namespace"], "default");
+    assert_eq!(snap["lane"], "default");
+    assert_eq!(snap["kind"], "email.send");
+    assert_eq!(snap["priority"], 0);
+    assert_eq!(snap["payload"], json!({"to": "ada"}));
+    assert_eq!(snap["attempts"], 0);
+    assert_eq!(snap["max_attempts"], 3);
+    assert_eq!(
+        snap["backoff"],
+        json!({"initial_ms": 1000, "max_ms": 60000, "multiplier": 2.0, "jitter": true})
+    );
+    assert_eq!(snap["result"], Value::Null);
+    assert_eq!(snap["attempt_history"], json!([]));
+    for key in [
+        "created_at",
+        "updated_at",
+        "run_at",
+        "deadline",
+        "last_error",
+        "cancel_reason",
+        "tags",
+    ] {
+        assert!(snap.get(key).is_some(), "snapshot lacks {key}");
+    }
+    // The id works raw and percent-encoded.
+    let same = s.get(&format!("/v1/executions/{}", encoded(&id)));
+    assert_eq!(same.status, 200, "{}", same.body);
+    assert_eq!(same.json()["id"], id.as_str());
+
+    // Idempotency: the second submission answers the first id with 200.
+    let first = s.post(
+        "/v1/executions",
+        json!({"kind": "report", "lane": "reports", "idempotency_key": "r-1"}),
+    );
+    assert_eq!(first.status, 201);
+    let again = s.post(
+        "/v1/executions",
+        json!({"kind": "report", "lane": "reports", "idempotency_key": "r-1"}),
+    );
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["created"], false);
+    assert_eq!(again.json()["id"], first.json()["id"]);
+
+    // A delay makes it delayed; run_at and deadline round-trip as RFC 3339.
+    let delayed = s.ok(
+        "/v1/executions",
+        json!({"kind": "report", "lane": "reports", "delay_ms": 600000,
+               "deadline": "2999-01-01T00:00:00Z", "priority": 7,
+               "tags": {"customer": "42"}}),
+    );
+    assert_eq!(delayed["state"], "delayed");
+    let d = s.describe(delayed["id"].as_str().unwrap());
+    assert_eq!(d["deadline"], "2999-01-01T00:00:00.000Z");
+    assert!(d["run_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(d["priority"], 7);
+    assert_eq!(d["tags"], json!({"customer": "42"}));
+
+    // A batch answers in request order.
+    let batch = s.post(
+        "/v1/executions/batch",
+        json!({"executions": [
+            {"kind": "a", "lane": "bulk"},
+            {"kind": "b", "lane": "bulk", "tags": {"customer": "42"}},
+            {"kind": "report", "lane": "reports", "idempotency_key": "r-1"},
+            {"kind": "c", "lane": "bulk", "payload": [1, 2, 3]}
+        ]}),
+    );
+    assert_eq!(batch.status, 201, "{}", batch.body);
+    let results = batch.json()["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 4);
+    assert_eq!(
+        results
+            .iter()
+            .map(|r| r["created"].clone())
+            .collect::<Vec<_>>(),
+        [json!(true), json!(true), json!(false), json!(true)]
+    );
+    assert_eq!(results[2]["id"], first.json()["id"]);
+
+    // Walking the cursor with a small page visits everything exactly once.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/executions?limit=2&cursor={c}"),
+            None => "/v1/executions?limit=2".to_owned(),
+        };
+        let page = s.get(&path);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let page = page.json();
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|i| i["id"].as_str().unwrap().to_owned()));
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+        assert!(pages < 20, "the cursor walk does not end");
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(seen.len(), 6, "{seen:?}");
+    assert_eq!(unique.len(), 6, "{seen:?}");
+
+    // Filters.
+    let ids = |path: &str| -> usize {
+        let a = s.get(path);
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+        a.json()["items"].as_array().unwrap().len()
+    };
+    assert_eq!(ids("/v1/executions?lane=bulk"), 3);
+    assert_eq!(ids("/v1/executions?state=delayed"), 1);
+    assert_eq!(ids("/v1/executions?kind=report"), 2);
+    assert_eq!(ids("/v1/executions?tag=customer:42"), 2);
+    assert_eq!(ids("/v1/executions?namespace=other"), 0);
+
+    // Stats per lane, every state present.
+    let stats = s.get("/v1/stats").json();
+    assert_eq!(stats["lanes"]["bulk"]["waiting"], 3);
+    assert_eq!(stats["lanes"]["reports"]["waiting"], 1);
+    assert_eq!(stats["lanes"]["reports"]["delayed"], 1);
+    assert_eq!(stats["lanes"]["default"]["expired"], 0);
+    assert_eq!(
+        s.get("/v1/stats?namespace=other").json(),
+        json!({"lanes": {}})
+    );
+}
+
+#[test]
+fn worker_protocol_claim_renew_complete() {
+    let s = Server::start();
+    let id = s.submit(json!({"kind": "email.send", "lane": "emails", "payload": {"n": 1}}));
+
+    let claims = s.claim(
+        "emails",
+        json!({"worker_id": "w1", "max": 5, "lease_ms": 30000}),
+    );
+    assert_eq!(claims.len(), 1);
+    let c = &claims[0];
+    assert_eq!(c["id"], id.as_str());
+    assert_eq!(c["kind"], "email.send");
+    assert_eq!(c["payload"], json!({"n": 1}));
+    assert_eq!(c["attempt"], 1);
+    let lease = c["lease"]["token"].as_str().unwrap().to_owned();
+    assert!(c["lease"]["expires_at"].as_str().is_some());
+    assert_eq!(s.describe(&id)["state"], "running");
+    // Nothing left to claim.
+    assert!(s.claim("emails", json!({"worker_id": "w2"})).is_empty());
+
+    // One renew call, the real lease and a malformed one.
+    let renewed = s.ok(
+        "/v1/leases/renew",
+        json!({"worker_id": "w1", "lease_ms": 60000, "leases": [lease, "not-a-lease"]}),
+    );
+    let leases = renewed["leases"].as_array().unwrap();
+    assert_eq!(leases[0]["token"], lease.as_str());
+    assert_eq!(leases[0]["status"], "renewed");
+    assert!(leases[0]["expires_at"].as_str().is_some());
+    assert_eq!(leases[1]["status"], "lost");
+    assert_eq!(leases[1]["expires_at"], Value::Null);
+
+    let done = s.ok(
+        &format!("/v1/executions/{id}/complete"),
+        json!({"lease": lease, "result": {"sent": true}}),
+    );
+    assert_eq!(done["state"], "completed");
+    assert_eq!(done["result"], json!({"sent": true}));
+    let snap = s.describe(&id);
+    assert_eq!(snap["state"], "completed");
+    assert_eq!(snap["attempts"], 1);
+    assert_eq!(snap["attempt_history"][0]["outcome"], "completed");
+    assert_eq!(snap["attempt_history"][0]["worker_id"], "w1");
+
+    // Replaying the same completion is harmless; a different result is a conflict.
+    let replay = s.post(
+        &format!("/v1/executions/{}/complete", encoded(&id)),
+        json!({"lease": lease, "result": {"sent": true}}),
+    );
+    assert_eq!(replay.status, 200, "{}", replay.body);
+    s.post(
+        &format!("/v1/executions/{id}/complete"),
+        json!({"lease": lease, "result": "other"}),
+    )
+    .error(409, "conflict");
+    // Cancelling a completed execution contradicts it.
+    s.post(
+        &format!("/v1/executions/{id}/cancel"),
+        json!({"reason": "too late"}),
+    )
+    .error(409, "conflict");
+}
+
+#[test]
+fn failures_retry_with_backoff_or_fail_for_good() {
+    let s = Server::start();
+    let slow = json!({"initial_ms": 600000, "max_ms": 600000, "jitter": false});
+    let id = s.submit(json!({"kind": "k", "lane": "jobs", "backoff": slow}));
+    let (claimed, lease) = claim_one(&s, "jobs", json!({}));
+    assert_eq!(claimed, id);
+    let snap = s.ok(
+        &format!("/v1/executions/{id}/fail"),
+        json!({"lease": lease, "error": "smtp timeout", "retryable": true}),
+    );
+    assert_eq!(snap["state"], "delayed");
+    assert_eq!(snap["attempts"], 1);
+    assert_eq!(snap["last_error"], "smtp timeout");
+    // run_at is the backoff (600 s, no jitter) after the failure.
+    let run_at = snap["run_at"].as_str().unwrap();
+    let updated = snap["updated_at"].as_str().unwrap();
+    assert!(run_at > updated, "run_at {run_at} not after {updated}");
+    let history = s.describe(&id)["attempt_history"].clone();
+    assert_eq!(history[0]["outcome"], "failed");
+    assert_eq!(history[0]["error"], "smtp timeout");
+    // A replay of the same failure answers the snapshot unchanged.
+    let replay = s.ok(
+        &format!("/v1/executions/{id}/fail"),
+        json!({"lease": lease, "error": "smtp timeout"}),
+    );
+    assert_eq!(replay["state"], "delayed");
+
+    let id = s.submit(json!({"kind": "k", "lane": "jobs", "max_attempts": 5}));
+    let (_, lease) = claim_one(&s, "jobs", json!({}));
+    let snap = s.ok(
+        &format!("/v1/executions/{id}/fail"),
+        json!({"lease": lease, "error": "bad address", "retryable": false}),
+    );
+    assert_eq!(snap["state"], "failed");
+    assert_eq!(snap["last_error"], "bad address");
+
+    // Zero backoff retries at once: waiting again, and claimable.
+    let id = s.submit(json!({"kind": "k", "lane": "now",
+        "backoff": {"initial_ms": 0, "max_ms": 0, "multiplier": 1.0, "jitter": false}}));
+    let (_, lease) = claim_one(&s, "now", json!({}));
+    let snap = s.ok(
+        &format!("/v1/executions/{id}/fail"),
+        json!({"lease": lease, "error": "flaky"}),
+    );
+    assert_eq!(snap["state"], "waiting");
+    let claims = s.claim("now", json!({"worker_id": "w2"}));
+    assert_eq!(claims[0]["attempt"], 2);
+}
+
+#[test]
+fn errors_use_the_contract_codes() {
+    let s = Server::start();
+    let id = s.submit(json!({"kind": "k"}));
+
+    // 400: malformed JSON, a bad field, a negative delay, a malformed id.
+    let a = s
+        .try_request("POST", "/v1/executions", Some(b"{\"kind\": "), &[])
+        .unwrap();
+    let m = a.error(400, "invalid_input");
+    assert!(m.contains("JSON"), "{m}");
+    let m = s
+        .post("/v1/executions", json!({"kind": "k", "lane": "no spaces"}))
+        .error(400, "invalid_input");
+    assert!(m.contains("lane"), "{m}");
+    let m = s
+        .post("/v1/executions", json!({"kind": "k", "delay_ms": -5}))
+        .error(400, "invalid_input");
+    assert!(m.contains("delay_ms"), "{m}");
+    let m = s
+        .post("/v1/executions", json!({"lane": "x"}))
+        .error(400, "invalid_input");
+    assert!(m.contains("kind"), "{m}");
+    let m = s
+        .post("/v1/executions", json!({"kind": "k", "priorty": 1}))
+        .error(400, "invalid_input");
+    assert!(m.contains("priorty"), "{m}");
+    let m = s
+        .post(
+            "/v1/executions/batch",
+            json!({"executions": [{"kind": "k"}, {"kind": "k", "max_attempts": 0}]}),
+        )
+        .error(400, "invalid_input");
+    assert!(m.contains("max_attempts"), "{m}");
+    let m = s.get("/v1/executions/nope").error(400, "invalid_input");
+    assert!(m.contains("id"), "{m}");
+    s.get("/v1/executions?limit=5000")
+        .error(400, "invalid_input");
+    s.get("/v1/executions?state=sleeping")
+        .error(400, "invalid_input");
+    s.post("/v1/lanes/bad%20lane/claim", json!({"worker_id": "w"}))
+        .error(400, "invalid_input");
+    s.post(
+        "/v1/lanes/x/claim",
+        json!({"worker_id": "w", "lease_ms": 5}),
+    )
+    .error(400, "invalid_input");
+    // Nothing was written by any of the rejected calls.
+    assert_eq!(
+        s.get("/v1/executions").json()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // 404: an unknown execution, an unknown route.
+    let unknown = "{p:0}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071";
+    let a = s.get(&format!("/v1/executions/{unknown}"));
+    // The id may belong to another partition under this deployment's count.
+    assert!(a.status == 404 || a.status == 400, "{}", a.body);
+    // Same partition tag and hash (the hash reads the uuid's second half),
+    // another creation time: well formed, never created.
+    let other = s.submit(json!({"kind": "k", "lane": "tmp"}));
+    let (tag, uuid) = other.split_once("}-").unwrap();
+    let flipped = if uuid.starts_with('0') { '1' } else { '0' };
+    let never = format!("{tag}}}-{flipped}{}", &uuid[1..]);
+    let m = s
+        .get(&format!("/v1/executions/{never}"))
+        .error(404, "not_found");
+    assert!(m.contains(&never), "{m}");
+    s.post(&format!("/v1/executions/{never}/cancel"), json!({}))
+        .error(404, "not_found");
+    s.get("/v1/nothing-here").error(404, "not_found");
+    s.request("DELETE", "/v1/stats", None)
+        .error(405, "method_not_allowed");
+
+    // 409 lease_lost: a lease of a cancelled execution.
+    let (claimed, lease) = claim_one(&s, "default", json!({}));
+    assert_eq!(claimed, id);
+    let cancelled = s.ok(
+        &format!("/v1/executions/{id}/cancel"),
+        json!({"reason": "not needed"}),
+    );
+    assert_eq!(cancelled["state"], "cancelled");
+    assert_eq!(cancelled["cancel_reason"], "not needed");
+    s.post(
+        &format!("/v1/executions/{id}/complete"),
+        json!({"lease": lease, "result": 1}),
+    )
+    .error(409, "lease_lost");
+    s.post(
+        &format!("/v1/executions/{id}/fail"),
+        json!({"lease": lease, "error": "x"}),
+    )
+    .error(409, "lease_lost");
+    // Cancelling again is a no-op that keeps the first reason; empty body allowed.
+    let again = s.request("POST", &format!("/v1/executions/{id}/cancel"), None);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["cancel_reason"], "not needed");
+    let renewed = s.ok(
+        "/v1/leases/renew",
+        json!({"worker_id": "w1", "leases": [lease]}),
+    );
+    assert_eq!(renewed["leases"][0]["status"], "cancelled");
+
+    // A lease sent to another execution's URL.
+    let other = s.submit(json!({"kind": "k", "lane": "pair"}));
+    let (_, lease) = claim_one(&s, "pair", json!({}));
+    let m = s
+        .post(
+            &format!("/v1/executions/{id}/complete"),
+            json!({"lease": lease}),
+        )
+        .error(400, "invalid_input");
+    assert!(m.contains(&other), "{m}");
+    s.post(
+        &format!("/v1/executions/{other}/complete"),
+        json!({"lease": "garbage"}),
+    )
+    .error(400, "invalid_input");
+
+    // Oversize: a payload over the backend's limit inside an acceptable body
+    // is 400; a body over the server's limit is refused unread with 413.
+    let big = "x".repeat(1024 * 1024 + 10);
+    let m = s
+        .post("/v1/executions", json!({"kind": "k", "payload": big}))
+        .error(400, "invalid_input");
+    assert!(m.contains("payload"), "{m}");
+    let huge = vec![b' '; 3 * 1024 * 1024];
+    let a = s
+        .try_request(
+            "POST",
+            "/v1/executions",
+            Some(&huge),
+            &[("Expect", "100-continue")],
+        )
+        .unwrap();
+    a.error(413, "invalid_input");
+}
+
+#[test]
+fn a_bearer_token_guards_every_route_but_healthz() {
+    let s = Server::start_with(&[("BATON_API_TOKEN", "s3cret")]);
+    assert_eq!(s.get("/healthz").status, 200);
+    for (method, path) in [
+        ("GET", "/v1/stats"),
+        ("GET", "/v1/executions"),
+        ("POST", "/v1/executions"),
+        ("GET", "/metrics"),
+        ("GET", "/v1/openapi.json"),
+    ] {
+        let a = s.request(method, path, Some(&json!({"kind": "k"})));
+        a.error(401, "unauthorized");
+        assert!(a.header("www-authenticate").is_some());
+    }
+    let body = serde_json::to_vec(&json!({"kind": "k"})).unwrap();
+    let wrong = s
+        .try_request(
+            "POST",
+            "/v1/executions",
+            Some(&body),
+            &[("Authorization", "Bearer s3creT")],
+        )
+        .unwrap();
+    wrong.error(401, "unauthorized");
+    let right = s
+        .try_request(
+            "POST",
+            "/v1/executions",
+            Some(&body),
+            &[("Authorization", "Bearer s3cret")],
+        )
+        .unwrap();
+    assert_eq!(right.status, 201, "{}", right.body);
+    // Nothing was created by the refused calls.
+    let stats = s
+        .try_request(
+            "GET",
+            "/v1/stats",
+            None,
+            &[("Authorization", "Bearer s3cret")],
+        )
+        .unwrap();
+    assert_eq!(stats.json()["lanes"]["default"]["waiting"], 1);
+
+    // Without a token configured, any or no Authorization header is fine.
+    let open = Server::start();
+    assert_eq!(open.get("/v1/stats").status, 200);
+    let a = open
+        .try_request(
+            "GET",
+            "/v1/stats",
+            None,
+            &[("Authorization", "Bearer whatever")],
+        )
+        .unwrap();
+    assert_eq!(a.status, 200);
+}
+
+#[test]
+fn a_waiting_claim_gets_work_submitted_after_it() {
+    let s = Server::start();
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            let claims = s.claim(
+                "inbox",
+                json!({"worker_id": "w1", "wait_ms": 5000, "lease_ms": 30000}),
+            );
+            tx.send(claims).unwrap();
+        });
+        // Give the claim a head start so it is parked when the work arrives;
+        // the assertion below holds either way.
+        thread::sleep(Duration::from_millis(300));
+        let id = s.submit(json!({"kind": "k", "lane": "inbox"}));
+        let claims = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(claims.len(), 1, "{claims:?}");
+        assert_eq!(claims[0]["id"], id.as_str());
+    });
+    // With nothing to claim, a waiting claim answers empty.
+    assert!(
+        s.claim("inbox", json!({"worker_id": "w1", "wait_ms": 200}))
+            .is_empty()
+    );
+}
+
+#[test]
+fn an_unrenewed_lease_is_reclaimed_by_the_scheduler() {
+    let s = Server::start();
+    let id = s.submit(json!({"kind": "k", "lane": "crashy"}));
+    let (_, lease) = claim_one(&s, "crashy", json!({"lease_ms": 200, "worker_id": "ghost"}));
+    // The worker "crashes": no renew. The scheduler reclaims the attempt.
+    let start = Instant::now();
+    let snap = loop {
+        let snap = s.describe(&id);
+        if snap["state"] == "waiting" || snap["state"] == "delayed" {
+            break snap;
+        }
+        assert_eq!(snap["state"], "running", "{snap}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the lease was not reclaimed: {snap}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(snap["attempts"], 1);
+    let history = snap["attempt_history"].as_array().unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["outcome"], "lease_expired");
+    assert_eq!(history[0]["worker_id"], "ghost");
+    // The old lease is dead for good.
+    let renewed = s.ok(
+        "/v1/leases/renew",
+        json!({"worker_id": "ghost", "leases": [lease]}),
+    );
+    assert_eq!(renewed["leases"][0]["status"], "lost");
+    s.post(
+        &format!("/v1/executions/{id}/complete"),
+        json!({"lease": lease, "result": null}),
+    )
+    .error(409, "lease_lost");
+    let metrics = s.get("/metrics").body;
+    let reclaimed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("baton_executions_reclaimed_total "))
+        .unwrap();
+    assert!(reclaimed.parse::<u64>().unwrap() >= 1, "{metrics}");
+}
+
+#[test]
+fn metrics_count_what_happened() {
+    let s = Server::start();
+    let id = s.submit(json!({"kind": "k", "lane": "m"}));
+    s.submit(json!({"kind": "k", "lane": "m"}));
+    s.submit(json!({"kind": "k", "lane": "m", "max_attempts": 1}));
+    let (first, lease) = claim_one(&s, "m", json!({}));
+    assert_eq!(first, id);
+    s.ok(
+        &format!("/v1/executions/{id}/complete"),
+        json!({"lease": lease, "result": 1}),
+    );
+    let (second, lease) = claim_one(&s, "m", json!({}));
+    s.ok(
+        &format!("/v1/executions/{second}/fail"),
+        json!({"lease": lease, "error": "again"}),
+    );
+    let (third, lease) = claim_one(&s, "m", json!({}));
+    s.ok(
+        &format!("/v1/executions/{third}/fail"),
+        json!({"lease": lease, "error": "done"}),
+    );
+
+    let a = s.get("/metrics");
+    assert_eq!(a.status, 200);
+    assert!(a.header("content-type").unwrap().starts_with("text/plain"));
+    let text = a.body;
+    for line in [
+        "baton_executions_submitted_total 3",
+        "baton_executions_claimed_total 3",
+        "baton_executions_completed_total 1",
+        "baton_executions_retried_total 1",
+        "baton_executions_failed_total 1",
+        "baton_queue_depth{namespace=\"default\",lane=\"m\"} 0",
+        "baton_executions{namespace=\"default\",lane=\"m\",state=\"completed\"} 1",
+        "# TYPE baton_executions_reclaimed_total counter",
+        "# TYPE baton_executions_promoted_total counter",
+        "# TYPE baton_executions_expired_total counter",
+        "# TYPE baton_executions_trimmed_total counter",
+        "# TYPE baton_http_request_duration_seconds histogram",
+        "# TYPE baton_queue_oldest_waiting_age_seconds gauge",
+    ] {
+        assert!(text.contains(line), "/metrics lacks {line:?}:\n{text}");
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with(
+            "baton_http_request_duration_seconds_count{route=\"/v1/executions\",method=\"POST\"}"
+        )),
+        "{text}"
+    );
+    // A waiting execution shows its age.
+    s.submit(json!({"kind": "k", "lane": "m"}));
+    let text = s.get("/metrics").body;
+    assert!(
+        text.contains("baton_queue_depth{namespace=\"default\",lane=\"m\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("baton_queue_oldest_waiting_age_seconds{namespace=\"default\",lane=\"m\"}"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sigterm_ends_waiting_claims_and_exits_cleanly() {
+    let mut s = Server::start();
+    let (tx, rx) = mpsc::channel();
+    thread::scope(|scope| {
+        let server = &s;
+        scope.spawn(move || {
+            let body = serde_json::to_vec(&json!({"worker_id": "w", "wait_ms": 60000})).unwrap();
+            let a = server.try_request("POST", "/v1/lanes/idle/claim", Some(&body), &[]);
+            tx.send(a.map(|a| (a.status, a.body))).unwrap();
+        });
+        // Let the claim start waiting; if the signal comes first, the claim
+        // is refused instead and the assertion below says so.
+        thread::sleep(Duration::from_millis(300));
+        server.sigterm();
+        let (status, body) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .expect("the waiting claim got no answer");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap(),
+            json!({"claims": []})
+        );
+    });
+    let status = s.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+    // The listener is closed.
+    assert!(TcpStream::connect(&s.addr).is_err());
+}
