@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::model::{CreateOutcome, ExecutionSnapshot, StateCounts};
+use crate::model::{AttemptRecord, CreateOutcome, ExecutionSnapshot, StateCounts};
 use crate::state::State;
 
 /// Payload or result bytes as JSON: the JSON value they hold, or a string
@@ -68,4 +68,29 @@ pub fn counts_json(c: &StateCounts) -> Value {
         .map(|s| (s.as_str().to_owned(), json!(c.get(*s))))
         .collect();
     Value::Object(map)
+}
+
+/// One attempt: `{"number", "worker_id", "started_at", "ended_at", "outcome",
+/// "error"}`.
+pub fn attempt_json(a: &AttemptRecord) -> Value {
+    json!({
+        "number": a.number,
+        "worker_id": a.worker_id.as_str(),
+        "started_at": a.started_at,
+        "ended_at": a.ended_at,
+        "outcome": a.outcome,
+        "error": a.error,
+    })
+}
+
+/// [`snapshot_json`] plus `attempt_history`, the attempts oldest first.
+pub fn snapshot_with_attempts_json(s: &ExecutionSnapshot, attempts: &[AttemptRecord]) -> Value {
+    let mut doc = snapshot_json(s);
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert(
+            "attempt_history".into(),
+            Value::Array(attempts.iter().map(attempt_json).collect()),
+        );
+    }
+    doc
 }

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use baton_core::api::{counts_json, create_json, snapshot_json};
+use baton_core::api::{counts_json, create_json, snapshot_json, snapshot_with_attempts_json};
 use baton_core::{
-    AttemptRecord, Backoff, CapabilityName, ExecutionId, IdempotencyKey, Kind, Lane, ListCursor,
-    ListFilter, Namespace, NewExecution, Page, RetryPolicy, State as ExecState, TagKey, Timestamp,
+    Backoff, CapabilityName, ExecutionId, IdempotencyKey, Kind, Lane, ListCursor, ListFilter,
+    Namespace, NewExecution, Page, RetryPolicy, State as ExecState, TagKey, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -197,19 +197,6 @@ pub(crate) struct DescribeQuery {
     attempts: bool,
 }
 
-/// One attempt as JSON, with the keys the CLI's `describe --attempts --json`
-/// prints.
-fn attempt_json(a: &AttemptRecord) -> Value {
-    json!({
-        "number": a.number,
-        "worker_id": a.worker_id.as_str(),
-        "started_at": a.started_at,
-        "ended_at": a.ended_at,
-        "outcome": a.outcome,
-        "error": a.error,
-    })
-}
-
 /// `GET /v1/executions/{id}`; `?attempts=true` adds `attempt_history`.
 pub(crate) async fn describe(
     State(state): State<AppState>,
@@ -217,17 +204,11 @@ pub(crate) async fn describe(
     ApiQuery(q): ApiQuery<DescribeQuery>,
 ) -> ApiResult<Json<Value>> {
     let snap = state.backend().describe(&id).await?;
-    let mut doc = snapshot_json(&snap);
     if q.attempts {
         let history = state.backend().attempts(&id).await?;
-        if let Some(obj) = doc.as_object_mut() {
-            obj.insert(
-                "attempt_history".into(),
-                Value::Array(history.iter().map(attempt_json).collect()),
-            );
-        }
+        return Ok(Json(snapshot_with_attempts_json(&snap, &history)));
     }
-    Ok(Json(doc))
+    Ok(Json(snapshot_json(&snap)))
 }
 
 /// Query of `GET /v1/executions`. Values arrive as text and are parsed here

@@ -12,7 +12,9 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use baton_core::api::{bytes_json, counts_json, create_json, snapshot_json};
+use baton_core::api::{
+    bytes_json, counts_json, create_json, snapshot_json, snapshot_with_attempts_json,
+};
 use baton_core::{
     AdminBackend, Backoff, CapabilityName, EngineError, ExecutionId, ExecutionSnapshot,
     IdempotencyKey, Kind, Lane, ListCursor, ListFilter, Namespace, NewExecution, Page, RetryPolicy,
@@ -378,23 +380,10 @@ async fn describe(
         None
     };
     if json {
-        let mut doc = snapshot_json(&snap);
-        if let (Some(list), Some(obj)) = (&attempts, doc.as_object_mut()) {
-            let items: Vec<Value> = list
-                .iter()
-                .map(|a| {
-                    json!({
-                        "number": a.number,
-                        "worker_id": a.worker_id.as_str(),
-                        "started_at": a.started_at,
-                        "ended_at": a.ended_at,
-                        "outcome": a.outcome,
-                        "error": a.error,
-                    })
-                })
-                .collect();
-            obj.insert("attempt_history".into(), Value::Array(items));
-        }
+        let doc = match &attempts {
+            Some(list) => snapshot_with_attempts_json(&snap, list),
+            None => snapshot_json(&snap),
+        };
         print_json(&doc);
         return Ok(());
     }
