@@ -2,8 +2,9 @@
 //! build can start, must give identical `describe` snapshots field by field
 //! (ids aside, which each backend generates).
 //!
-//! Today the instances are SQLite on a file and SQLite in memory; each new
-//! backend adds itself to `backends()`.
+//! The instances are SQLite on a file, SQLite in memory and Postgres (the
+//! test kit's server, in a schema of its own; skipped outside CI when no
+//! server can be started); each new backend adds itself to `backends()`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,7 +16,9 @@ use baton_core::{
     AdminBackend, Backoff, CapabilityName, ClaimRequest, Failure, Kind, Lane, ManualClock,
     Namespace, NewExecution, RetryPolicy, TagKey, Timestamp, WorkerId,
 };
+use baton_postgres::{PostgresBackend, PostgresConfig};
 use baton_sqlite::{Location, SqliteBackend, SqliteConfig};
+use baton_testkit::servers::{self, PostgresServer};
 use serde_json::Value;
 
 const START: &str = "2030-01-01T00:00:00Z";
@@ -33,6 +36,15 @@ async fn backends(
             .await
             .unwrap();
         out.push((name, Arc::new(b), clock));
+    }
+    if let Some(server) = servers::postgres().await {
+        let clock = Arc::new(ManualClock::new(START.parse().unwrap()));
+        let url = server.schema_url(&PostgresServer::unique_schema());
+        let config = PostgresConfig::from_url(&url)
+            .unwrap()
+            .with_clock(clock.clone());
+        let b = PostgresBackend::open(config).await.unwrap();
+        out.push(("postgres", Arc::new(b), clock));
     }
     out
 }

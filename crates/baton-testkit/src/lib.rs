@@ -38,6 +38,7 @@ use baton_core::{AdminBackend, SharedClock};
 
 pub mod cases;
 mod ctx;
+pub mod servers;
 
 pub use ctx::{
     Ctx, DEFAULT_LANE, DEFAULT_WORKER, START, cap, caps, expect_conflict, expect_err,

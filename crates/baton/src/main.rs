@@ -6,6 +6,7 @@
 
 mod serve;
 mod table;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -40,7 +41,7 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "baton", version, after_help = AFTER_HELP)]
 struct Cli {
-    /// Backend URL: sqlite://PATH, sqlite::memory:
+    /// Backend URL: sqlite://PATH, sqlite::memory: (and http://HOST:PORT for `worker`)
     #[arg(
         long,
         global = true,
@@ -87,6 +88,9 @@ enum Command {
     Migrate,
     /// Serve the HTTP API, with the scheduler, until SIGINT or SIGTERM.
     Serve(serve::ServeArgs),
+    /// Run a shell command for every execution claimed from a lane, until
+    /// SIGINT or SIGTERM. --backend may also be http://HOST:PORT of `baton serve`.
+    Worker(worker::WorkerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -186,7 +190,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server spreads requests and the scheduler over every core; the other
     // commands make a few backend calls and exit.
-    let mut builder = if matches!(cli.command, Command::Serve(_)) {
+    let mut builder = if matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
         tokio::runtime::Builder::new_multi_thread()
     } else {
         tokio::runtime::Builder::new_current_thread()
@@ -230,6 +234,9 @@ async fn open_backend(url: &str) -> CliResult<Arc<dyn AdminBackend>> {
 }
 
 async fn run(cli: Cli) -> CliResult<()> {
+    if let Command::Worker(args) = &cli.command {
+        return worker::run(&cli.backend, args).await;
+    }
     let backend = open_backend(&cli.backend).await?;
     let json = cli.json;
     match cli.command {
@@ -248,6 +255,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         }
         Command::Stats { namespace } => stats(backend.as_ref(), &namespace, json).await,
         Command::Serve(args) => serve::run(backend, &cli.backend, args).await,
+        Command::Worker(args) => worker::run(&cli.backend, &args).await,
         Command::Migrate => {
             let caps = backend.capabilities();
             let version = baton_sqlite::latest_schema_version();

@@ -105,7 +105,7 @@ pub(crate) async fn run(
 }
 
 /// Readable log lines on stderr; `RUST_LOG` overrides the `info` default.
-fn init_logging() {
+pub(crate) fn init_logging() {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -135,7 +135,7 @@ fn redact(url: &str) -> String {
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

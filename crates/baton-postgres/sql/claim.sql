@@ -1,0 +1,48 @@
+-- claim: picks, leases and opens attempts for up to $5 executions, in one
+-- statement.
+--
+-- $1 namespace, $2 lanes (distinct), $3 now, $4 the worker's capabilities as
+-- a JSON array, $5 max, $6 worker id, $7 lease expiry, $8 one fresh nonce per
+-- possible claim.
+--
+-- Per lane, the claim index gives waiting executions in claim order (a Merge
+-- Append over the hash children); rows another claimer holds are skipped, not
+-- waited for. The lanes' candidates are merged and cut to $5.
+WITH picked AS (
+    SELECT c.partition, c.uuid
+    FROM UNNEST($2::text[]) AS l(lane)
+    CROSS JOIN LATERAL (
+        SELECT e.partition, e.uuid, e.priority, e.ready_at
+        FROM executions e
+        WHERE e.namespace = $1
+          AND e.lane = l.lane
+          AND e.state = 'waiting'
+          AND (e.deadline IS NULL OR e.deadline > $3)
+          AND e.required_caps <@ $4::jsonb
+        ORDER BY e.priority DESC, e.ready_at, e.uuid
+        LIMIT $5
+        FOR UPDATE OF e SKIP LOCKED
+    ) c
+    ORDER BY c.priority DESC, c.ready_at, c.uuid
+    LIMIT $5
+),
+numbered AS (
+    SELECT partition, uuid, row_number() OVER () AS n FROM picked
+),
+claimed AS (
+    UPDATE executions e
+    SET state = 'running',
+        attempts = e.attempts + 1,
+        worker_id = $6,
+        lease_nonce = ($8::bigint[])[n.n],
+        lease_expires_at = $7,
+        updated_at = $3
+    FROM numbered n
+    WHERE e.partition = n.partition AND e.uuid = n.uuid
+    RETURNING e.*
+),
+opened AS (
+    INSERT INTO attempts (partition, execution_uuid, number, worker_id, nonce, started_at)
+    SELECT partition, uuid, attempts, $6, lease_nonce, $3 FROM claimed
+)
+SELECT * FROM claimed

@@ -1,0 +1,35 @@
+-- complete, coalesced: completes every execution of the batch whose lease
+-- is live, in one statement; answers the new rows. Executions not answered
+-- were not live (or not running at that attempt) and are classified one by
+-- one by their callers under a row lock.
+--
+-- $1..$6: partition, uuid, attempt, nonce, now (each caller's own clock
+-- reading) and result per lease; at most one lease per execution.
+--
+-- The attempts closed are those of executions this statement updated; the
+-- update holds the row lock every writer of an execution takes first.
+WITH req AS (
+    SELECT *
+    FROM UNNEST($1::smallint[], $2::uuid[], $3::integer[], $4::bigint[], $5::bigint[],
+                $6::bytea[])
+        AS r(partition, uuid, number, nonce, now, result)
+),
+done AS (
+    UPDATE executions e
+    SET state = 'completed', result = r.result, finished_at = r.now, updated_at = r.now,
+        worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL
+    FROM req r
+    WHERE e.partition = r.partition AND e.uuid = r.uuid
+      AND e.state = 'running' AND e.attempts = r.number AND e.lease_nonce = r.nonce
+      AND e.lease_expires_at > r.now
+      AND (e.deadline IS NULL OR e.deadline > r.now)
+    RETURNING e.*
+),
+closed AS (
+    UPDATE attempts a
+    SET ended_at = d.finished_at, outcome = 'completed'
+    FROM done d
+    WHERE a.partition = d.partition AND a.execution_uuid = d.uuid AND a.number = d.attempts
+      AND a.outcome IS NULL
+)
+SELECT * FROM done

@@ -1,0 +1,53 @@
+-- create: inserts a batch of executions in one statement.
+--
+-- $1..$20: one array per column, one element per execution (the caller has
+-- already dropped repeats of an idempotency key within the batch).
+-- $21: now (ms). $22: the wake-up channel.
+--
+-- Idempotency keys are taken first (ON CONFLICT DO NOTHING waits for a
+-- concurrent inserter of the same key and then skips it); only executions
+-- without a key or whose key was taken here are inserted. Answers the uuids
+-- inserted; the caller looks up the owners of the keys it did not get.
+-- Lanes that received waiting work are notified (delivered on commit).
+WITH input AS (
+    SELECT *
+    FROM UNNEST(
+        $1::smallint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::integer[], $8::bytea[], $9::text[], $10::text[], $11::integer[],
+        $12::bigint[], $13::bigint[], $14::double precision[], $15::boolean[],
+        $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[]
+    ) AS i(partition, uuid, namespace, lane, kind, state, priority, payload, tags,
+           required_caps, max_attempts, backoff_initial_ms, backoff_max_ms,
+           backoff_multiplier, backoff_jitter, idempotency_key, parent, run_at,
+           ready_at, deadline)
+),
+taken AS (
+    INSERT INTO idempotency_keys (namespace, lane, key, partition, uuid)
+    SELECT namespace, lane, idempotency_key, partition, uuid
+    FROM input
+    WHERE idempotency_key IS NOT NULL
+    -- One lock order for every writer, so two batches never deadlock.
+    ORDER BY namespace, lane, idempotency_key
+    ON CONFLICT DO NOTHING
+    RETURNING uuid
+),
+inserted AS (
+    INSERT INTO executions (
+        partition, uuid, namespace, lane, kind, state, priority, payload, tags,
+        required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms,
+        backoff_multiplier, backoff_jitter, idempotency_key, parent, created_at,
+        updated_at, run_at, ready_at, deadline)
+    SELECT partition, uuid, namespace, lane, kind, state, priority, payload, tags::jsonb,
+           required_caps::jsonb, 0, max_attempts, backoff_initial_ms, backoff_max_ms,
+           backoff_multiplier, backoff_jitter, idempotency_key, parent, $21,
+           $21, run_at, ready_at, deadline
+    FROM input
+    WHERE idempotency_key IS NULL OR uuid IN (SELECT uuid FROM taken)
+    RETURNING uuid, namespace, lane, state
+),
+woken AS (
+    SELECT pg_notify($22, namespace || ' ' || lane)
+    FROM (SELECT DISTINCT namespace, lane FROM inserted WHERE state = 'waiting') w
+)
+SELECT ARRAY(SELECT uuid FROM inserted) AS inserted,
+       (SELECT count(*) FROM woken) AS woken

@@ -1,0 +1,187 @@
+//! The normalising read adapter: the one place where stored Postgres values
+//! become canonical `baton-core` types.
+//!
+//! Every conversion is total and strict. A value Baton never writes (an
+//! unknown state literal, a malformed name, JSON of the wrong shape, a
+//! partition that does not match the id's hash, broken cross-field
+//! invariants) is a [`Corruption`](EngineError::Corruption) error naming the
+//! execution and the column — never a default.
+//!
+//! Rows are read by column name, so every statement may answer
+//! `executions.*` (`RETURNING *`, `SELECT *`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+
+use baton_core::{
+    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, EngineError, ExecutionId,
+    ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId,
+    RetryPolicy, State, TagKey, Timestamp, WorkerId,
+};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+/// Reads one column, turning a missing column or a type mismatch into
+/// corruption.
+pub fn col<'r, T>(row: &'r PgRow, name: &str) -> Result<T, EngineError>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(name)
+        .map_err(|e| EngineError::corruption(format!("column {name}: {e}")))
+}
+
+fn parsed<T: FromStr>(what: &str, ctx: &str, raw: &str) -> Result<T, EngineError> {
+    raw.parse().map_err(|_| {
+        EngineError::corruption(format!("{ctx}: stored {what} {raw:?} is not a valid value"))
+    })
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
+    ms.map(ts)
+}
+
+fn u32_col(ctx: &str, what: &str, v: i64) -> Result<u32, EngineError> {
+    u32::try_from(v).map_err(|_| EngineError::corruption(format!("{ctx}: {what} {v} out of range")))
+}
+
+fn u64_col(ctx: &str, what: &str, v: i64) -> Result<u64, EngineError> {
+    u64::try_from(v).map_err(|_| EngineError::corruption(format!("{ctx}: {what} {v} out of range")))
+}
+
+/// The id stored in a row's partition and uuid columns (named `partition`
+/// and `uuid_col`).
+pub fn id_from(
+    row: &PgRow,
+    uuid_col: &str,
+    partitions: PartitionCount,
+) -> Result<ExecutionId, EngineError> {
+    let uuid: Uuid = col(row, uuid_col)?;
+    let partition: i16 = col(row, "partition")?;
+    let partition = u16::try_from(partition)
+        .map_err(|_| EngineError::corruption(format!("execution {uuid}: partition {partition}")))?;
+    ExecutionId::from_parts(uuid, PartitionId(partition), partitions)
+}
+
+/// The id stored in a row's `partition` and `uuid` columns.
+pub fn execution_id(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionId, EngineError> {
+    id_from(row, "uuid", partitions)
+}
+
+/// Parses a stored state literal.
+pub fn state(ctx: &str, raw: &str) -> Result<State, EngineError> {
+    parsed("state", ctx, raw)
+}
+
+/// Parses a stored attempt outcome.
+pub fn outcome(ctx: &str, raw: &str) -> Result<AttemptOutcome, EngineError> {
+    parsed("outcome", ctx, raw)
+}
+
+/// The `tags` column: a JSON object of strings.
+pub fn tags(row: &PgRow, ctx: &str) -> Result<BTreeMap<TagKey, String>, EngineError> {
+    let Json(map): Json<BTreeMap<String, String>> = col(row, "tags")?;
+    map.into_iter()
+        .map(|(k, v)| Ok((parsed("tag key", ctx, &k)?, v)))
+        .collect()
+}
+
+/// The `required_caps` column: a JSON array of capability names.
+pub fn capabilities(row: &PgRow, ctx: &str) -> Result<BTreeSet<CapabilityName>, EngineError> {
+    let Json(list): Json<Vec<String>> = col(row, "required_caps")?;
+    list.iter().map(|c| parsed("capability", ctx, c)).collect()
+}
+
+/// The nonce of the current lease, present exactly while `running`.
+pub fn lease_nonce(row: &PgRow) -> Result<Option<u64>, EngineError> {
+    Ok(col::<Option<i64>>(row, "lease_nonce")?.map(|n| n as u64))
+}
+
+/// A full snapshot from a row of `executions` (every column).
+pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnapshot, EngineError> {
+    let id = execution_id(row, partitions)?;
+    let ctx = format!("execution {id}");
+    let ctx = ctx.as_str();
+    let retry = RetryPolicy {
+        max_attempts: u32_col(ctx, "max_attempts", col::<i32>(row, "max_attempts")?.into())?,
+        backoff: Backoff {
+            initial_ms: u64_col(ctx, "backoff_initial_ms", col(row, "backoff_initial_ms")?)?,
+            max_ms: u64_col(ctx, "backoff_max_ms", col(row, "backoff_max_ms")?)?,
+            multiplier: col(row, "backoff_multiplier")?,
+            jitter: col(row, "backoff_jitter")?,
+        },
+    };
+    let snapshot = ExecutionSnapshot {
+        namespace: parsed::<Namespace>("namespace", ctx, &col::<String>(row, "namespace")?)?,
+        lane: parsed::<Lane>("lane", ctx, &col::<String>(row, "lane")?)?,
+        kind: parsed::<Kind>("kind", ctx, &col::<String>(row, "kind")?)?,
+        state: state(ctx, &col::<String>(row, "state")?)?,
+        priority: col(row, "priority")?,
+        payload: col(row, "payload")?,
+        tags: tags(row, ctx)?,
+        attempts: u32_col(ctx, "attempts", col::<i32>(row, "attempts")?.into())?,
+        retry,
+        idempotency_key: col::<Option<String>>(row, "idempotency_key")?
+            .map(|k| parsed::<IdempotencyKey>("idempotency_key", ctx, &k))
+            .transpose()?,
+        required_capabilities: capabilities(row, ctx)?,
+        parent: col::<Option<String>>(row, "parent")?
+            .map(|p| parsed::<ExecutionId>("parent", ctx, &p))
+            .transpose()?,
+        created_at: ts(col(row, "created_at")?),
+        updated_at: ts(col(row, "updated_at")?),
+        run_at: opt_ts(col(row, "run_at")?),
+        deadline: opt_ts(col(row, "deadline")?),
+        finished_at: opt_ts(col(row, "finished_at")?),
+        worker_id: col::<Option<String>>(row, "worker_id")?
+            .map(|w| parsed::<WorkerId>("worker_id", ctx, &w))
+            .transpose()?,
+        lease_expires_at: opt_ts(col(row, "lease_expires_at")?),
+        result: col(row, "result")?,
+        last_error: col(row, "last_error")?,
+        cancel_reason: col(row, "cancel_reason")?,
+        id,
+    };
+    check_invariants(&snapshot, lease_nonce(row)?.is_some())?;
+    Ok(snapshot)
+}
+
+/// Cross-field rules the writer always upholds; a row breaking them was not
+/// written by Baton.
+fn check_invariants(s: &ExecutionSnapshot, has_nonce: bool) -> Result<(), EngineError> {
+    let running = s.state == State::Running;
+    if running != (s.worker_id.is_some() && s.lease_expires_at.is_some() && has_nonce) {
+        return Err(EngineError::corruption(format!(
+            "execution {}: state {} disagrees with its lease columns",
+            s.id, s.state
+        )));
+    }
+    if s.state.is_terminal() != s.finished_at.is_some() {
+        return Err(EngineError::corruption(format!(
+            "execution {}: state {} disagrees with finished_at",
+            s.id, s.state
+        )));
+    }
+    Ok(())
+}
+
+/// One attempt from a row of `attempts`.
+pub fn attempt(row: &PgRow, id: &ExecutionId) -> Result<AttemptRecord, EngineError> {
+    let ctx = format!("execution {id} attempt");
+    let ctx = ctx.as_str();
+    let outcome_raw: Option<String> = col(row, "outcome")?;
+    Ok(AttemptRecord {
+        number: u32_col(ctx, "number", col::<i32>(row, "number")?.into())?,
+        worker_id: parsed("worker_id", ctx, &col::<String>(row, "worker_id")?)?,
+        started_at: ts(col(row, "started_at")?),
+        ended_at: opt_ts(col(row, "ended_at")?),
+        outcome: outcome_raw.map(|o| outcome(ctx, &o)).transpose()?,
+        error: col(row, "error")?,
+    })
+}

@@ -1,0 +1,157 @@
+//! Wake-ups for idle claimers: an in-process registry fed by this instance's
+//! own commits and by a `LISTEN` connection that hears every process's.
+//!
+//! Writers that make work `waiting` call `pg_notify(channel, 'namespace lane')`
+//! inside their statement, so the notification is delivered on commit and
+//! never for a rolled-back change. One listener task per backend instance
+//! (started by the first `wait_for_work`) turns notifications into wake-ups
+//! of the parked claimers of that lane. It is a hint: a lost notification
+//! (connection drop, listener restart) only delays a claimer until its wait
+//! times out, and a reconnect wakes every parked claimer so none sleeps on a
+//! notification it may have missed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use baton_core::{EngineError, Result};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+type Key = (String, String);
+
+/// Registry of parked claimers, per (namespace, lane).
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    waiters: Mutex<HashMap<Key, Vec<Weak<Notify>>>>,
+}
+
+impl Wakeups {
+    /// Wakes every claimer waiting on `lane` of `namespace`.
+    pub fn notify(&self, namespace: &str, lane: &str) {
+        let Ok(mut map) = self.waiters.lock() else {
+            return;
+        };
+        let key = (namespace.to_owned(), lane.to_owned());
+        if let Some(list) = map.get_mut(&key) {
+            list.retain(|w| match w.upgrade() {
+                Some(n) => {
+                    n.notify_one();
+                    true
+                }
+                None => false,
+            });
+            if list.is_empty() {
+                map.remove(&key);
+            }
+        }
+    }
+
+    /// Wakes a claimer from a notification payload `namespace lane`.
+    pub fn notify_payload(&self, payload: &str) {
+        if let Some((namespace, lane)) = payload.split_once(' ') {
+            self.notify(namespace, lane);
+        }
+    }
+
+    /// Wakes every parked claimer.
+    pub fn notify_all(&self) {
+        let Ok(mut map) = self.waiters.lock() else {
+            return;
+        };
+        for list in map.values() {
+            for n in list.iter().filter_map(Weak::upgrade) {
+                n.notify_one();
+            }
+        }
+        map.clear();
+    }
+
+    /// Parks until one of `lanes` is notified or `timeout` passes.
+    /// `notify_one` stores a permit when the waiter is not parked yet, so a
+    /// wake-up between registration and the await is not lost.
+    pub async fn wait(&self, namespace: &str, lanes: &[&str], timeout: Duration) {
+        let me = Arc::new(Notify::new());
+        if let Ok(mut map) = self.waiters.lock() {
+            for lane in lanes {
+                let list = map
+                    .entry((namespace.to_owned(), (*lane).to_owned()))
+                    .or_default();
+                list.retain(|w| w.strong_count() > 0);
+                list.push(Arc::downgrade(&me));
+            }
+        }
+        let _ = tokio::time::timeout(timeout, me.notified()).await;
+    }
+}
+
+/// The `LISTEN` side: one task per backend instance, started on demand.
+#[derive(Debug)]
+pub struct Listener {
+    pool: PgPool,
+    channel: String,
+    task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Listener {
+    /// A listener on `channel` over connections from `pool` (its own pool of
+    /// one, so a long `LISTEN` never holds a connection the operations need).
+    pub fn new(pool: PgPool, channel: String) -> Self {
+        Listener {
+            pool,
+            channel,
+            task: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Makes sure the listener task runs, starting it if needed.
+    ///
+    /// # Errors
+    /// `Unavailable` when the `LISTEN` connection cannot be opened.
+    pub async fn ensure(&self, wake: &Arc<Wakeups>) -> Result<()> {
+        let mut task = self.task.lock().await;
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return Ok(());
+        }
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(|e| unavailable(&self.channel, e))?;
+        listener
+            .listen(&self.channel)
+            .await
+            .map_err(|e| unavailable(&self.channel, e))?;
+        let wake = Arc::clone(wake);
+        *task = Some(tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => wake.notify_payload(n.payload()),
+                    // The connection dropped and was re-established (with
+                    // its LISTEN); notifications in between are lost.
+                    Ok(None) => wake.notify_all(),
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Postgres LISTEN connection failed; retrying");
+                        wake.notify_all();
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    /// Stops the listener task (the backend is going away).
+    pub fn stop(&mut self) {
+        if let Some(task) = self.task.get_mut().take() {
+            task.abort();
+        }
+    }
+}
+
+fn unavailable(channel: &str, e: sqlx::Error) -> EngineError {
+    EngineError::unavailable(format!(
+        "cannot LISTEN on the Postgres wake-up channel {channel}: {e}"
+    ))
+}

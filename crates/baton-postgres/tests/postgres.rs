@@ -1,0 +1,151 @@
+//! Postgres-specific behaviour the shared conformance suite cannot see:
+//! wake-ups across backend instances (processes), the recorded partition
+//! count, concurrent first starts of one schema, and schemas kept apart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::{
+    EngineBackend, EngineBackendExt, EngineError, Kind, Lane, ManualClock, Namespace, NewExecution,
+    PartitionCount,
+};
+use baton_postgres::{PostgresBackend, PostgresConfig};
+use baton_testkit::servers::{self, PostgresServer};
+
+fn exec(ns: &str, lane: &str) -> NewExecution {
+    NewExecution::new(
+        Namespace::new(ns).unwrap(),
+        Lane::new(lane).unwrap(),
+        Kind::new("job").unwrap(),
+        b"{}".to_vec(),
+    )
+}
+
+async fn open(url: &str) -> PostgresBackend {
+    PostgresBackend::connect(url).await.unwrap()
+}
+
+/// A claimer waiting through one instance is woken by a submission through
+/// another: two instances share nothing but the database, like two
+/// processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_work_wakes_on_submissions_of_another_instance() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let waiter_side = open(&url).await;
+    let submitter = open(&url).await;
+    assert!(waiter_side.capabilities().cross_process_wakeups);
+    let ns = Namespace::new("wake").unwrap();
+    let mut waiter = {
+        let b = waiter_side.clone();
+        let ns = ns.clone();
+        tokio::spawn(async move {
+            b.wait_for_work(
+                &ns,
+                &[Lane::new("main").unwrap()],
+                Duration::from_secs(3_600),
+            )
+            .await
+        })
+    };
+    // Submit until the waiter returns, so the test does not depend on when
+    // its LISTEN began; the bound is liveness, not timing.
+    for _ in 0..600 {
+        submitter.create_one(exec("wake", "main")).await.unwrap();
+        if let Ok(joined) = tokio::time::timeout(Duration::from_millis(50), &mut waiter).await {
+            joined.unwrap().unwrap();
+            return;
+        }
+    }
+    waiter.abort();
+    panic!("the waiter was never woken by the other instance's submissions");
+}
+
+/// The first start records the partition count; later starts without one
+/// use it, and a different one is a configuration error.
+#[tokio::test]
+async fn partition_count_is_recorded_and_enforced() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let url = server.schema_url(&schema);
+    let first = open(&format!("{url}&partitions=32")).await;
+    assert_eq!(first.partitions().get(), 32);
+    let again = open(&url).await;
+    assert_eq!(again.partitions().get(), 32);
+    let wrong = PostgresBackend::open(
+        PostgresConfig::from_url(&url)
+            .unwrap()
+            .with_partitions(PartitionCount::new(16).unwrap()),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(wrong, EngineError::Configuration { .. }),
+        "{wrong:?}"
+    );
+    assert_eq!(first.applied_migrations().await.unwrap(), [1]);
+}
+
+/// Several instances starting at once on a new schema migrate it once and
+/// all come up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_starts_migrate_once() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { PostgresBackend::connect(&url).await })
+        })
+        .collect();
+    for start in starts {
+        let backend = start.await.unwrap().unwrap();
+        assert_eq!(backend.applied_migrations().await.unwrap(), [1]);
+    }
+}
+
+/// Two schemas of one database are two deployments: ids of one are unknown
+/// to the other.
+#[tokio::test]
+async fn schemas_are_separate_deployments() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let a = open(&server.schema_url(&PostgresServer::unique_schema())).await;
+    let b = open(&server.schema_url(&PostgresServer::unique_schema())).await;
+    let created = a.create_one(exec("ns", "main")).await.unwrap();
+    assert!(matches!(
+        b.describe(&created.id).await,
+        Err(EngineError::NotFound { .. })
+    ));
+    assert_eq!(a.describe(&created.id).await.unwrap().id, created.id);
+}
+
+/// Stored instants come from the backend's clock, never the server's.
+#[tokio::test]
+async fn timestamps_come_from_the_injected_clock() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let at = "2041-05-06T07:08:09.123Z".parse().unwrap();
+    let clock = Arc::new(ManualClock::new(at));
+    let backend = PostgresBackend::open(
+        PostgresConfig::from_url(&server.schema_url(&PostgresServer::unique_schema()))
+            .unwrap()
+            .with_clock(clock),
+    )
+    .await
+    .unwrap();
+    let created = backend.create_one(exec("ns", "main")).await.unwrap();
+    let snap = backend.describe(&created.id).await.unwrap();
+    assert_eq!(snap.created_at, at);
+    assert_eq!(snap.updated_at, at);
+}

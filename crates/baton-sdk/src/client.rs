@@ -1,0 +1,367 @@
+//! [`Client`]: submit, inspect and cancel executions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::{
+    AdminBackend, CreateOutcome, EngineError, ExecutionId, ExecutionSnapshot, Kind, Lane,
+    ListFilter, ListPage, Namespace, NewExecution, Page, Result, StateCounts,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::http::HttpTransport;
+use crate::transport::Transport;
+
+/// First pause of [`Client::wait_for_completion`] between two reads.
+const WAIT_FIRST_POLL: Duration = Duration::from_millis(5);
+/// Longest pause between two reads on a backend in this process.
+const WAIT_MAX_POLL_DIRECT: Duration = Duration::from_millis(250);
+/// Longest pause between two reads over HTTP, where each read is a request
+/// to a shared server.
+const WAIT_MAX_POLL_HTTP: Duration = Duration::from_secs(1);
+
+/// A handle on Baton for applications: submit, describe, list, cancel, count
+/// and wait for executions.
+///
+/// Reaches Baton either directly through a backend URL (`sqlite://…`,
+/// `sqlite::memory:`, and `postgres://…` when built with the `postgres`
+/// feature) or through a server's HTTP API (`http://HOST:PORT`). Every call
+/// behaves the same over both; the errors are [`EngineError`]s, classified by
+/// what to do next.
+///
+/// Cheap to clone; clones share connections. New submissions go to the
+/// client's namespace and lane (both `default` unless changed).
+///
+/// ```no_run
+/// # async fn demo() -> baton_core::Result<()> {
+/// use baton_sdk::Client;
+/// let client = Client::connect("http://127.0.0.1:7420").await?.with_lane("emails")?;
+/// let out = client.submit("email.send", &serde_json::json!({"to": "a@example.com"})).await?;
+/// let done = client.wait_for_completion(&out.id, std::time::Duration::from_secs(30)).await?;
+/// println!("{} is {}", done.id, done.state);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub(crate) transport: Transport,
+    namespace: Namespace,
+    lane: Lane,
+}
+
+impl Client {
+    /// Connects by URL.
+    ///
+    /// - `sqlite://PATH` or `sqlite::memory:` opens the embedded backend
+    ///   (creating and migrating the file as needed).
+    /// - `postgres://…` opens Postgres when the crate is built with the
+    ///   `postgres` feature; otherwise it is
+    ///   [`Unsupported`](EngineError::Unsupported).
+    /// - `http://HOST:PORT[/PREFIX]` talks to `baton serve`; no connection is
+    ///   made until the first call. Set a bearer token with
+    ///   [`with_api_token`](Self::with_api_token).
+    ///
+    /// A backend URL runs no scheduler: delayed work, retry backoff and lease
+    /// reclaim need an engine on the same backend (`baton serve`, or
+    /// `baton_engine::Engine::start` in the application).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> baton_core::Result<()> {
+    /// let local = baton_sdk::Client::connect("sqlite://baton.db").await?;
+    /// let remote = baton_sdk::Client::connect("http://127.0.0.1:7420").await?;
+    /// # let _ = (local, remote); Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Client> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        let transport = match scheme {
+            "http" => Transport::Http(Arc::new(HttpTransport::new(url, None)?)),
+            "https" => {
+                return Err(EngineError::Configuration {
+                    message: "https:// is not built into the client; reach the server over http:// on a private network or through a local TLS-terminating proxy".into(),
+                });
+            }
+            "sqlite" => {
+                Transport::Direct(Arc::new(baton_sqlite::SqliteBackend::connect(url).await?))
+            }
+            "postgres" | "postgresql" => postgres(url).await?,
+            "redis" | "rediss" | "valkey" | "redis+cluster" => {
+                return Err(EngineError::Unsupported {
+                    operation: "connect",
+                    backend: "valkey",
+                });
+            }
+            _ => {
+                return Err(EngineError::Configuration {
+                    message: format!(
+                        "unrecognised URL {url:?}: use sqlite://PATH, sqlite::memory:, postgres://… or http://HOST:PORT"
+                    ),
+                });
+            }
+        };
+        Self::with_transport(transport)
+    }
+
+    /// A client over a backend already open in this process.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> baton_core::Result<()> {
+    /// let backend = baton_sqlite::SqliteBackend::connect("sqlite::memory:").await?;
+    /// let client = baton_sdk::Client::from_backend(std::sync::Arc::new(backend))?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    pub fn from_backend(backend: Arc<dyn AdminBackend>) -> Result<Client> {
+        Self::with_transport(Transport::Direct(backend))
+    }
+
+    fn with_transport(transport: Transport) -> Result<Client> {
+        Ok(Client {
+            transport,
+            namespace: Namespace::new("default")?,
+            lane: Lane::new("default")?,
+        })
+    }
+
+    /// The same client with a bearer token for a server started with
+    /// `BATON_API_TOKEN`; ignored for backend URLs.
+    pub fn with_api_token(mut self, token: impl Into<String>) -> Client {
+        if let Transport::Http(h) = &self.transport {
+            self.transport = Transport::Http(Arc::new(h.with_token(Some(token.into()))));
+        }
+        self
+    }
+
+    /// The same client submitting into `namespace` (and listing, counting in
+    /// it).
+    pub fn with_namespace(mut self, namespace: &str) -> Result<Client> {
+        self.namespace = Namespace::new(namespace)?;
+        Ok(self)
+    }
+
+    /// The same client submitting into `lane`.
+    pub fn with_lane(mut self, lane: &str) -> Result<Client> {
+        self.lane = Lane::new(lane)?;
+        Ok(self)
+    }
+
+    /// The client's namespace.
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// The client's lane.
+    pub fn lane(&self) -> &Lane {
+        &self.lane
+    }
+
+    /// A submission of `kind` with `payload` encoded as JSON, in the client's
+    /// namespace and lane, with the default policies; adjust it with the
+    /// `with_*` methods of [`NewExecution`] and pass it to
+    /// [`submit_execution`](Self::submit_execution) or
+    /// [`submit_batch`](Self::submit_batch).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client) -> baton_core::Result<()> {
+    /// use baton_core::RetryPolicy;
+    /// let new = client.execution("report.build", &42)?.with_priority(10).with_retry(RetryPolicy::attempts(5));
+    /// client.submit_execution(new).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn execution<P: Serialize + ?Sized>(
+        &self,
+        kind: &str,
+        payload: &P,
+    ) -> Result<NewExecution> {
+        let payload = serde_json::to_vec(payload).map_err(|e| {
+            EngineError::invalid("payload", kind, format!("cannot encode as JSON: {e}"))
+        })?;
+        Ok(NewExecution::new(
+            self.namespace.clone(),
+            self.lane.clone(),
+            Kind::new(kind)?,
+            payload,
+        ))
+    }
+
+    /// Submits one execution of `kind` with a JSON payload and the default
+    /// policies. See [`execution`](Self::execution) for more control.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client) -> baton_core::Result<()> {
+    /// let out = client.submit("email.send", &serde_json::json!({"to": "a@example.com"})).await?;
+    /// assert!(out.created);
+    /// # Ok(()) }
+    /// ```
+    pub async fn submit<P: Serialize + ?Sized>(
+        &self,
+        kind: &str,
+        payload: &P,
+    ) -> Result<CreateOutcome> {
+        self.submit_execution(self.execution(kind, payload)?).await
+    }
+
+    /// Submits one prepared execution.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client) -> baton_core::Result<()> {
+    /// let new = client.execution("email.send", "hello")?.with_delay_ms(60_000);
+    /// let out = client.submit_execution(new).await?;
+    /// # let _ = out; Ok(()) }
+    /// ```
+    pub async fn submit_execution(&self, execution: NewExecution) -> Result<CreateOutcome> {
+        let mut out = self.transport.create(vec![execution]).await?;
+        out.pop()
+            .ok_or_else(|| EngineError::corruption("submit answered no outcome for one execution"))
+    }
+
+    /// Submits many executions at once: all or none are created, and the
+    /// outcomes come back in request order.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client) -> baton_core::Result<()> {
+    /// let batch = (0..10).map(|i| client.execution("thumb", &i)).collect::<Result<Vec<_>, _>>()?;
+    /// let outcomes = client.submit_batch(batch).await?;
+    /// assert_eq!(outcomes.len(), 10);
+    /// # Ok(()) }
+    /// ```
+    pub async fn submit_batch(&self, executions: Vec<NewExecution>) -> Result<Vec<CreateOutcome>> {
+        self.transport.create(executions).await
+    }
+
+    /// The current snapshot of an execution.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
+    /// let snap = client.describe(&id).await?;
+    /// println!("{} after {} attempts", snap.state, snap.attempts);
+    /// # Ok(()) }
+    /// ```
+    pub async fn describe(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+        self.transport.describe(id).await
+    }
+
+    /// One page of executions matching `filter`; pass `next_cursor` back in
+    /// `page` to continue.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client) -> baton_core::Result<()> {
+    /// use baton_core::{ListFilter, Page, State};
+    /// let filter = ListFilter::namespace(client.namespace().clone()).with_state(State::Failed);
+    /// let page = client.list(&filter, Page::first(50)).await?;
+    /// # let _ = page; Ok(()) }
+    /// ```
+    pub async fn list(&self, filter: &ListFilter, page: Page) -> Result<ListPage> {
+        self.transport.list(filter, page).await
+    }
+
+    /// Cancels an execution that has not finished; a running handler learns
+    /// it at its worker's next heartbeat.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
+    /// client.cancel(&id, Some("no longer needed".into())).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel(
+        &self,
+        id: &ExecutionId,
+        reason: Option<String>,
+    ) -> Result<ExecutionSnapshot> {
+        self.transport.cancel(id, reason).await
+    }
+
+    /// Counts executions per lane and state in the client's namespace.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client) -> baton_core::Result<()> {
+    /// for (lane, counts) in client.stats().await? {
+    ///     println!("{lane}: {} waiting", counts.waiting);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn stats(&self) -> Result<BTreeMap<Lane, StateCounts>> {
+        self.transport.counts(&self.namespace).await
+    }
+
+    /// Waits until the execution reaches a terminal state or `timeout`
+    /// passes, and answers its latest snapshot (check
+    /// [`State::is_terminal`](baton_core::State::is_terminal): it is not
+    /// terminal when the time ran out).
+    ///
+    /// Completion has no wake-up channel yet, neither in the backend contract
+    /// nor in the HTTP API, so this re-reads the snapshot with a backoff
+    /// that starts at a few milliseconds and grows to 250 ms on a backend URL
+    /// and to 1 s over HTTP (where each read is a request to a shared server).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
+    /// use std::time::Duration;
+    /// let snap = client.wait_for_completion(&id, Duration::from_secs(60)).await?;
+    /// if snap.state.is_terminal() {
+    ///     let result: Option<u64> = baton_sdk::decode_result(&snap)?;
+    ///     println!("result: {result:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for_completion(
+        &self,
+        id: &ExecutionId,
+        timeout: Duration,
+    ) -> Result<ExecutionSnapshot> {
+        let until = Instant::now() + timeout;
+        let max = match self.transport {
+            Transport::Direct(_) => WAIT_MAX_POLL_DIRECT,
+            Transport::Http(_) => WAIT_MAX_POLL_HTTP,
+        };
+        let mut pause = WAIT_FIRST_POLL;
+        loop {
+            let snap = self.describe(id).await?;
+            let now = Instant::now();
+            if snap.state.is_terminal() || now >= until {
+                return Ok(snap);
+            }
+            tokio::time::sleep(pause.min(until - now)).await;
+            pause = (pause * 2).min(max);
+        }
+    }
+}
+
+/// The result of a completed execution decoded from JSON; `None` when it has
+/// no result (not completed).
+///
+/// ```
+/// # fn demo(snap: &baton_core::ExecutionSnapshot) -> baton_core::Result<()> {
+/// let total: Option<u64> = baton_sdk::decode_result(snap)?;
+/// # let _ = total; Ok(()) }
+/// ```
+pub fn decode_result<T: DeserializeOwned>(snapshot: &ExecutionSnapshot) -> Result<Option<T>> {
+    snapshot
+        .result
+        .as_deref()
+        .map(|bytes| {
+            serde_json::from_slice(bytes).map_err(|e| {
+                EngineError::invalid(
+                    "result",
+                    String::from_utf8_lossy(bytes),
+                    format!("does not decode as the requested type: {e}"),
+                )
+            })
+        })
+        .transpose()
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(url: &str) -> Result<Transport> {
+    Ok(Transport::Direct(Arc::new(
+        baton_postgres::PostgresBackend::connect(url).await?,
+    )))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(_url: &str) -> Result<Transport> {
+    Err(EngineError::Unsupported {
+        operation: "connect",
+        backend: "postgres",
+    })
+}

@@ -1,0 +1,130 @@
+//! One set of calls over two ways of reaching Baton: a backend in this
+//! process, or a server through the HTTP API.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::{
+    AdminBackend, Claim, ClaimRequest, CreateOutcome, ExecutionId, ExecutionSnapshot, Failure,
+    Lane, LeaseToken, Limits, ListFilter, ListPage, Namespace, NewExecution, Page, RenewOutcome,
+    RenewRequest, Result, StateCounts,
+};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::http::HttpTransport;
+
+/// Shortest interval between two claims of one waiting call: a backend may
+/// wake waiters early (wake-ups are hints), and this keeps that from turning
+/// into a busy loop.
+const MIN_CLAIM_SPACING: Duration = Duration::from_millis(10);
+
+#[derive(Clone, Debug)]
+pub(crate) enum Transport {
+    Direct(Arc<dyn AdminBackend>),
+    Http(Arc<HttpTransport>),
+}
+
+impl Transport {
+    pub(crate) fn limits(&self) -> Limits {
+        match self {
+            Transport::Direct(b) => b.capabilities().limits,
+            Transport::Http(_) => Limits::default(),
+        }
+    }
+
+    pub(crate) async fn create(&self, items: Vec<NewExecution>) -> Result<Vec<CreateOutcome>> {
+        match self {
+            Transport::Direct(b) => b.create(items).await,
+            Transport::Http(h) => h.create(items).await,
+        }
+    }
+
+    pub(crate) async fn describe(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+        match self {
+            Transport::Direct(b) => b.describe(id).await,
+            Transport::Http(h) => h.describe(id).await,
+        }
+    }
+
+    pub(crate) async fn list(&self, filter: &ListFilter, page: Page) -> Result<ListPage> {
+        match self {
+            Transport::Direct(b) => b.list(filter, page).await,
+            Transport::Http(h) => h.list(filter, page).await,
+        }
+    }
+
+    pub(crate) async fn cancel(
+        &self,
+        id: &ExecutionId,
+        reason: Option<String>,
+    ) -> Result<ExecutionSnapshot> {
+        match self {
+            Transport::Direct(b) => b.cancel(id, reason).await,
+            Transport::Http(h) => h.cancel(id, reason).await,
+        }
+    }
+
+    pub(crate) async fn counts(&self, ns: &Namespace) -> Result<BTreeMap<Lane, StateCounts>> {
+        match self {
+            Transport::Direct(b) => b.counts(ns).await,
+            Transport::Http(h) => h.counts(ns).await,
+        }
+    }
+
+    /// Claims, waiting up to `wait` for work when there is none. A direct
+    /// backend's wait ends early when `stop` turns true; an HTTP long-poll
+    /// is never abandoned midway, because the server may already have
+    /// granted leases that the answer carries.
+    pub(crate) async fn claim(
+        &self,
+        req: &ClaimRequest,
+        wait: Duration,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<Claim>> {
+        match self {
+            Transport::Http(h) => h.claim(req, wait).await,
+            Transport::Direct(b) => {
+                let until = Instant::now() + wait;
+                let mut last: Option<Instant> = None;
+                loop {
+                    if let Some(at) = last {
+                        tokio::time::sleep_until(at + MIN_CLAIM_SPACING).await;
+                    }
+                    last = Some(Instant::now());
+                    let claims = b.claim(req.clone()).await?;
+                    let now = Instant::now();
+                    if !claims.is_empty() || now >= until || *stop.borrow() {
+                        return Ok(claims);
+                    }
+                    tokio::select! {
+                        woke = b.wait_for_work(&req.namespace, &req.lanes, until - now) => woke?,
+                        changed = stop.changed() => if changed.is_err() { return Ok(claims) },
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn renew(&self, req: RenewRequest) -> Result<Vec<RenewOutcome>> {
+        match self {
+            Transport::Direct(b) => b.renew(req).await,
+            Transport::Http(h) => h.renew(req).await,
+        }
+    }
+
+    pub(crate) async fn complete(&self, lease: &LeaseToken, result: Vec<u8>) -> Result<()> {
+        match self {
+            Transport::Direct(b) => b.complete(lease, result).await.map(drop),
+            Transport::Http(h) => h.complete(lease, &result).await.map(drop),
+        }
+    }
+
+    pub(crate) async fn fail(&self, lease: &LeaseToken, failure: Failure) -> Result<()> {
+        match self {
+            Transport::Direct(b) => b.fail(lease, failure).await.map(drop),
+            Transport::Http(h) => h.fail(lease, failure).await.map(drop),
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! The client and worker runtime on every available transport: SQLite opened
+//! in the test process, and the HTTP API of a real server (on the same kind
+//! of SQLite file) over loopback. Each test uses its own namespace and
+//! database; no assertion depends on timing, only on bounded waits.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use baton_core::{
+    AdminBackend, Backoff, EngineBackend, EngineError, ExecutionId, LeaseToken, ListFilter, Page,
+    RetryPolicy, State,
+};
+use baton_engine::{Engine, EngineConfig};
+use baton_sdk::{Client, Context, HandlerError, StopReason, Worker, decode_result};
+use serde_json::{Value, json};
+
+/// Upper bound of every wait: generous, never an assertion about speed.
+const BOUND: Duration = Duration::from_secs(60);
+
+struct Env {
+    client: Client,
+    engine: Option<Engine>,
+    stop_server: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn sqlite() -> Env {
+        Self::start(false).await
+    }
+
+    async fn http() -> Env {
+        Self::start(true).await
+    }
+
+    async fn start(http: bool) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("baton.db").display());
+        let backend: Arc<dyn AdminBackend> =
+            Arc::new(baton_sqlite::SqliteBackend::connect(&url).await.unwrap());
+        // A quick sweep, so a lease that was not renewed is reclaimed soon.
+        let engine_backend: Arc<dyn EngineBackend> = backend.clone();
+        let engine = Engine::start(
+            engine_backend,
+            EngineConfig::default().with_sweep(Duration::from_millis(50)),
+        );
+        let namespace = format!("t{:x}", LeaseToken::random_nonce());
+        let (client, stop_server) = if http {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let state = baton_server::AppState::new(backend, baton_server::ServerConfig::default());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(baton_server::serve(listener, state, async move {
+                let _ = rx.await;
+            }));
+            let client = Client::connect(&format!("http://{addr}")).await.unwrap();
+            (client, Some(tx))
+        } else {
+            (Client::from_backend(backend).unwrap(), None)
+        };
+        Env {
+            client: client.with_namespace(&namespace).unwrap(),
+            engine: Some(engine),
+            stop_server,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop_server.take() {
+            let _ = tx.send(());
+        }
+        if let Some(e) = self.engine.take() {
+            e.shutdown().await;
+        }
+    }
+}
+
+async fn done(client: &Client, id: &ExecutionId) -> baton_core::ExecutionSnapshot {
+    let snap = client.wait_for_completion(id, BOUND).await.unwrap();
+    assert!(snap.state.is_terminal(), "{} still {}", snap.id, snap.state);
+    snap
+}
+
+async fn wait_until(
+    client: &Client,
+    id: &ExecutionId,
+    what: impl Fn(&baton_core::ExecutionSnapshot) -> bool,
+) -> baton_core::ExecutionSnapshot {
+    let until = tokio::time::Instant::now() + BOUND;
+    loop {
+        let snap = client.describe(id).await.unwrap();
+        if what(&snap) {
+            return snap;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "condition never met: {snap:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn quick_retries(n: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: n,
+        backoff: Backoff::NONE,
+    }
+}
+
+async fn client_calls(env: Env) {
+    let c = &env.client;
+    let batch = (0..3)
+        .map(|i| c.execution("echo", &json!({"n": i})))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let out = c.submit_batch(batch).await.unwrap();
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|o| o.created && o.state == State::Waiting));
+    let snap = c.describe(&out[1].id).await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&snap.payload).unwrap(),
+        json!({"n": 1})
+    );
+    let page = c
+        .list(
+            &ListFilter::namespace(c.namespace().clone()).with_state(State::Waiting),
+            Page::first(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert!(page.next_cursor.is_some());
+    let stats = c.stats().await.unwrap();
+    assert_eq!(stats.get(c.lane()).unwrap().waiting, 3);
+    let cancelled = c
+        .cancel(&out[0].id, Some("changed my mind".into()))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.state, State::Cancelled);
+    let missing = ExecutionId::generate(baton_core::PartitionCount::DEFAULT);
+    assert!(matches!(
+        c.describe(&missing).await,
+        Err(EngineError::NotFound { .. })
+    ));
+
+    let worker = Worker::builder(c)
+        .handler(
+            "echo",
+            |_ctx, v: Value| async move { Ok::<_, HandlerError>(v) },
+        )
+        .start()
+        .unwrap();
+    let snap = done(c, &out[2].id).await;
+    assert_eq!(snap.state, State::Completed);
+    assert_eq!(
+        decode_result::<Value>(&snap).unwrap(),
+        Some(json!({"n": 2}))
+    );
+    let e = c.cancel(&out[2].id, None).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            EngineError::Conflict {
+                state: State::Completed,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    worker.shutdown(BOUND).await;
+    env.stop().await;
+}
+
+async fn concurrency_limit(env: Env) {
+    let c = &env.client;
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (r, p) = (running.clone(), peak.clone());
+    let worker = Worker::builder(c)
+        .concurrency(3)
+        .handler("slow", move |_ctx, n: u32| {
+            let (r, p) = (r.clone(), p.clone());
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, HandlerError>(n)
+            }
+        })
+        .start()
+        .unwrap();
+    let batch = (0..12u32)
+        .map(|i| c.execution("slow", &i))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let out = c.submit_batch(batch).await.unwrap();
+    for (i, o) in out.iter().enumerate() {
+        let snap = done(c, &o.id).await;
+        assert_eq!(decode_result::<usize>(&snap).unwrap(), Some(i));
+    }
+    let peak = peak.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&peak), "peak concurrency {peak}");
+    let stats = worker.shutdown(BOUND).await;
+    assert_eq!(stats.completed, 12);
+    env.stop().await;
+}
+
+async fn heartbeat_keeps_the_lease(env: Env) {
+    let c = &env.client;
+    let worker = Worker::builder(c)
+        .lease(Duration::from_millis(300))
+        .handler("long", |ctx: Context, _: Value| async move {
+            // About three leases long; a lost lease would fire the token.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => Ok("done"),
+                r = ctx.stopped() => Err(HandlerError::permanent(format!("stopped: {r}"))),
+            }
+        })
+        .start()
+        .unwrap();
+    let id = c.submit("long", &Value::Null).await.unwrap().id;
+    let snap = done(c, &id).await;
+    assert_eq!(snap.state, State::Completed, "{:?}", snap.last_error);
+    assert_eq!(snap.attempts, 1);
+    let stats = worker.shutdown(BOUND).await;
+    assert_eq!((stats.completed, stats.abandoned), (1, 0));
+    env.stop().await;
+}
+
+async fn cancel_reaches_the_handler(env: Env) {
+    let c = &env.client;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let worker = Worker::builder(c)
+        .lease(Duration::from_millis(300))
+        .handler("wait", move |ctx: Context, _: Value| {
+            let tx = tx.clone();
+            async move {
+                let reason = ctx.stopped().await;
+                let _ = tx.send(reason);
+                Err::<(), _>(HandlerError::retry("stopped"))
+            }
+        })
+        .start()
+        .unwrap();
+    let id = c.submit("wait", &Value::Null).await.unwrap().id;
+    wait_until(c, &id, |s| s.state == State::Running).await;
+    c.cancel(&id, Some("stop it".into())).await.unwrap();
+    let reason = tokio::time::timeout(BOUND, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reason, StopReason::Cancelled);
+    let snap = c.describe(&id).await.unwrap();
+    assert_eq!(
+        (snap.state, snap.cancel_reason.as_deref()),
+        (State::Cancelled, Some("stop it"))
+    );
+    let stats = worker.shutdown(BOUND).await;
+    assert_eq!((stats.completed, stats.failed, stats.abandoned), (0, 0, 1));
+    env.stop().await;
+}
+
+async fn panic_is_a_failed_attempt(env: Env) {
+    let c = &env.client;
+    let worker = Worker::builder(c)
+        .handler("fragile", |ctx: Context, _: Value| async move {
+            if ctx.attempt() == 1 {
+                panic!("boom");
+            }
+            Ok::<_, HandlerError>("survived")
+        })
+        .start()
+        .unwrap();
+    let new = c
+        .execution("fragile", &Value::Null)
+        .unwrap()
+        .with_retry(quick_retries(3));
+    let id = c.submit_execution(new).await.unwrap().id;
+    let snap = done(c, &id).await;
+    assert_eq!(snap.state, State::Completed);
+    assert_eq!(snap.attempts, 2);
+    assert_eq!(
+        decode_result::<String>(&snap).unwrap().as_deref(),
+        Some("survived")
+    );
+    let stats = worker.shutdown(BOUND).await;
+    assert_eq!((stats.panicked, stats.failed, stats.completed), (1, 1, 1));
+    env.stop().await;
+}
+
+async fn handler_errors_choose_the_outcome(env: Env) {
+    let c = &env.client;
+    let worker = Worker::builder(c)
+        .handler("never", |_ctx, _: Value| async move {
+            Err::<(), _>(HandlerError::permanent("bad input"))
+        })
+        .handler("later", |_ctx, _: Value| async move {
+            Err::<(), _>(HandlerError::retry_after("busy", Duration::from_secs(3600)))
+        })
+        .start()
+        .unwrap();
+    let never = c
+        .submit_execution(
+            c.execution("never", &1)
+                .unwrap()
+                .with_retry(quick_retries(5)),
+        )
+        .await
+        .unwrap()
+        .id;
+    let later = c
+        .submit_execution(
+            c.execution("later", &1)
+                .unwrap()
+                .with_retry(quick_retries(5)),
+        )
+        .await
+        .unwrap()
+        .id;
+    let snap = done(c, &never).await;
+    assert_eq!((snap.state, snap.attempts), (State::Failed, 1));
+    assert_eq!(snap.last_error.as_deref(), Some("bad input"));
+    let snap = wait_until(c, &later, |s| s.attempts == 1 && s.state == State::Delayed).await;
+    assert_eq!(snap.last_error.as_deref(), Some("busy"));
+    worker.shutdown(BOUND).await;
+    env.stop().await;
+}
+
+async fn shutdown_releases_work(env: Env) {
+    let c = &env.client;
+    let stuck = Worker::builder(c)
+        .concurrency(2)
+        .handler("job", |ctx: Context, _: Value| async move {
+            ctx.stopped().await;
+            Ok::<_, HandlerError>("too late")
+        })
+        .start()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let new = c.execution("job", &i).unwrap().with_retry(quick_retries(3));
+        ids.push(c.submit_execution(new).await.unwrap().id);
+    }
+    for id in &ids {
+        wait_until(c, id, |s| s.state == State::Running).await;
+    }
+    let stats = stuck.shutdown(Duration::from_millis(100)).await;
+    assert_eq!(stats.released, 2);
+    for id in &ids {
+        let snap = c.describe(id).await.unwrap();
+        // Released for an immediate retry, not left to lease expiry.
+        assert_eq!((snap.state, snap.attempts), (State::Waiting, 1), "{snap:?}");
+        assert!(
+            snap.last_error
+                .as_deref()
+                .unwrap_or("")
+                .contains("shut down")
+        );
+    }
+    let next = Worker::builder(c)
+        .handler(
+            "job",
+            |_ctx, n: u32| async move { Ok::<_, HandlerError>(n) },
+        )
+        .start()
+        .unwrap();
+    for id in &ids {
+        let snap = done(c, id).await;
+        assert_eq!((snap.state, snap.attempts), (State::Completed, 2));
+    }
+    next.shutdown(BOUND).await;
+    env.stop().await;
+}
+
+macro_rules! on_every_transport {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(Env::sqlite().await).await;
+                }
+            )*
+        }
+        mod http {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(Env::http().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_transport!(
+    client_calls,
+    concurrency_limit,
+    heartbeat_keeps_the_lease,
+    cancel_reaches_the_handler,
+    panic_is_a_failed_attempt,
+    handler_errors_choose_the_outcome,
+    shutdown_releases_work,
+);

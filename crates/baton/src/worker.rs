@@ -1,0 +1,183 @@
+//! `baton worker`: a generic worker that runs a shell command per execution,
+//! so scripts in any language can be workers without an SDK.
+//!
+//! The payload goes to the command's standard input; exit status 0 completes
+//! the execution with standard output as the result (its JSON value, or a
+//! JSON string when it is not JSON; empty output is `null`); any other status
+//! fails the attempt, retried per the execution's policy, with standard
+//! error (trimmed and bounded) as the error.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_sdk::{Client, Context, HandlerError, Worker};
+use clap::Args;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use crate::CliResult;
+
+/// Most bytes of standard error kept as the attempt's error.
+const MAX_STDERR: usize = 4096;
+
+/// Flags of `baton worker`.
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// Lane to claim from; repeatable.
+    #[arg(long = "lane", default_value = "default")]
+    lanes: Vec<String>,
+    /// Shell command run per execution (`sh -c CMD`): payload on stdin,
+    /// result on stdout. BATON_EXECUTION_ID, BATON_KIND, BATON_ATTEMPT and
+    /// BATON_LANE are set in its environment.
+    #[arg(long)]
+    exec: String,
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Most commands running at once.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Lease length in milliseconds; renewed every third of it.
+    #[arg(long, default_value_t = 30_000)]
+    lease_ms: u64,
+    /// On SIGINT/SIGTERM, how long running commands may take to finish
+    /// before their executions are released for another attempt.
+    #[arg(long, default_value_t = 30_000)]
+    grace_ms: u64,
+    /// Identity recorded on attempts (default: host, pid and a random suffix).
+    #[arg(long, env = "BATON_WORKER_ID")]
+    worker_id: Option<String>,
+}
+
+/// Runs the worker until SIGINT or SIGTERM, then shuts it down gracefully.
+/// `backend` is a backend URL or `http://HOST:PORT` of `baton serve`.
+pub(crate) async fn run(backend: &str, args: &WorkerArgs) -> CliResult<()> {
+    crate::serve::init_logging();
+    let mut client = Client::connect(backend).await?;
+    if let Ok(token) = std::env::var("BATON_API_TOKEN")
+        && !token.is_empty()
+    {
+        client = client.with_api_token(token);
+    }
+    let command = Arc::new(args.exec.clone());
+    let mut builder = Worker::builder(&client)
+        .namespace(args.namespace.clone())
+        .concurrency(args.concurrency)
+        .lease(Duration::from_millis(args.lease_ms))
+        .fallback(move |ctx, payload| run_command(command.clone(), ctx, payload));
+    for lane in &args.lanes {
+        builder = builder.lane(lane.clone());
+    }
+    if let Some(id) = &args.worker_id {
+        builder = builder.worker_id(id.clone());
+    }
+    let worker = builder.start()?;
+    tracing::info!(
+        "baton worker {}: claiming from {:?} with concurrency {}",
+        worker.worker_id(),
+        args.lanes,
+        args.concurrency
+    );
+    crate::serve::shutdown_signal().await;
+    let stats = worker.shutdown(Duration::from_millis(args.grace_ms)).await;
+    tracing::info!(
+        "baton worker stopped: {} completed, {} failed, {} released",
+        stats.completed,
+        stats.failed,
+        stats.released
+    );
+    Ok(())
+}
+
+async fn run_command(
+    command: Arc<String>,
+    ctx: Context,
+    payload: Vec<u8>,
+) -> Result<Vec<u8>, HandlerError> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command.as_str())
+        .env("BATON_EXECUTION_ID", ctx.id().to_string())
+        .env("BATON_KIND", ctx.kind().as_str())
+        .env("BATON_ATTEMPT", ctx.attempt().to_string())
+        .env("BATON_LANE", ctx.lane().as_str())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Stopping the handler (cancel, lease loss, forced shutdown) drops
+        // this future; the command must not outlive it.
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| HandlerError::retry(format!("cannot start `sh -c {command}`: {e}")))?;
+    let stdin = child.stdin.take();
+    // Writing and reading run together so a command that writes a lot
+    // before reading its input cannot deadlock on a full pipe; a command
+    // that ignores its input closes the pipe, which is not an error.
+    let feed = async move {
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(&payload).await;
+        }
+    };
+    let run = async { tokio::join!(feed, child.wait_with_output()).1 };
+    let output = tokio::select! {
+        out = run => out.map_err(|e| HandlerError::retry(format!("waiting for the command: {e}")))?,
+        reason = ctx.stopped() => return Err(HandlerError::retry(format!("stopped: {reason}"))),
+    };
+    if output.status.success() {
+        return Ok(result_bytes(&output.stdout));
+    }
+    let stderr = bounded(String::from_utf8_lossy(&output.stderr).trim());
+    let status = match output.status.code() {
+        Some(code) => format!("exit status {code}"),
+        None => "killed by a signal".to_owned(),
+    };
+    Err(HandlerError::retry(if stderr.is_empty() {
+        format!("the command failed with {status}")
+    } else {
+        format!("the command failed with {status}: {stderr}")
+    }))
+}
+
+/// Standard output as result bytes: its JSON value, else a JSON string.
+fn result_bytes(stdout: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(stdout);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return b"null".to_vec();
+    }
+    match serde_json::from_str::<Value>(trimmed) {
+        Ok(_) => trimmed.as_bytes().to_vec(),
+        Err(_) => serde_json::to_vec(&Value::String(trimmed.to_owned()))
+            .unwrap_or_else(|_| b"null".to_vec()),
+    }
+}
+
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_STDERR {
+        return text.to_owned();
+    }
+    let mut cut = MAX_STDERR;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdout_becomes_a_json_result() {
+        assert_eq!(result_bytes(b"{\"a\": 1}\n"), b"{\"a\": 1}");
+        assert_eq!(result_bytes(b"hello\n"), b"\"hello\"");
+        assert_eq!(result_bytes(b"  \n"), b"null");
+    }
+
+    #[test]
+    fn stderr_is_bounded() {
+        let long = "é".repeat(MAX_STDERR);
+        assert!(bounded(&long).len() <= MAX_STDERR + '…'.len_utf8());
+        assert_eq!(bounded("short"), "short");
+    }
+}
