@@ -82,23 +82,7 @@ impl Client {
                     message: "https:// is not built into the client; reach the server over http:// on a private network or through a local TLS-terminating proxy".into(),
                 });
             }
-            "sqlite" => {
-                Transport::Direct(Arc::new(baton_sqlite::SqliteBackend::connect(url).await?))
-            }
-            "postgres" | "postgresql" => postgres(url).await?,
-            "redis" | "rediss" | "valkey" | "redis+cluster" => {
-                return Err(EngineError::Unsupported {
-                    operation: "connect",
-                    backend: "valkey",
-                });
-            }
-            _ => {
-                return Err(EngineError::Configuration {
-                    message: format!(
-                        "unrecognised URL {url:?}: use sqlite://PATH, sqlite::memory:, postgres://… or http://HOST:PORT"
-                    ),
-                });
-            }
+            _ => Transport::Direct(open_backend(url).await?),
         };
         Self::with_transport(transport)
     }
@@ -351,15 +335,47 @@ pub fn decode_result<T: DeserializeOwned>(snapshot: &ExecutionSnapshot) -> Resul
         .transpose()
 }
 
+/// Opens (creating and migrating where needed) the backend a URL names:
+/// `sqlite://PATH`, `sqlite::memory:`, or `postgres://…` when built with the
+/// `postgres` feature. The one place Baton's binaries turn a backend URL
+/// into a backend.
+///
+/// # Errors
+/// `Unsupported` for a backend not compiled in, `Configuration` for a URL
+/// that names no known backend, and whatever opening the backend answers.
+///
+/// ```no_run
+/// # async fn demo() -> baton_core::Result<()> {
+/// let backend = baton_sdk::open_backend("sqlite://baton.db").await?;
+/// println!("{} partitions", backend.partitions().get());
+/// # Ok(()) }
+/// ```
+pub async fn open_backend(url: &str) -> Result<Arc<dyn AdminBackend>> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        "sqlite" => Ok(Arc::new(baton_sqlite::SqliteBackend::connect(url).await?)),
+        "postgres" | "postgresql" => postgres(url).await,
+        "redis" | "rediss" | "valkey" | "redis+cluster" => Err(EngineError::Unsupported {
+            operation: "connect",
+            backend: "valkey",
+        }),
+        _ => Err(EngineError::Configuration {
+            message: format!(
+                "unrecognised URL {url:?}: use sqlite://PATH, sqlite::memory:, postgres://… or http://HOST:PORT"
+            ),
+        }),
+    }
+}
+
 #[cfg(feature = "postgres")]
-async fn postgres(url: &str) -> Result<Transport> {
-    Ok(Transport::Direct(Arc::new(
+async fn postgres(url: &str) -> Result<Arc<dyn AdminBackend>> {
+    Ok(Arc::new(
         baton_postgres::PostgresBackend::connect(url).await?,
-    )))
+    ))
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn postgres(_url: &str) -> Result<Transport> {
+async fn postgres(_url: &str) -> Result<Arc<dyn AdminBackend>> {
     Err(EngineError::Unsupported {
         operation: "connect",
         backend: "postgres",

@@ -39,6 +39,6 @@ mod http;
 mod transport;
 mod worker;
 
-pub use client::{Client, decode_result};
+pub use client::{Client, decode_result, open_backend};
 pub use context::{Context, HandlerError, StopReason, StopToken};
 pub use worker::{Worker, WorkerBuilder, WorkerStats};

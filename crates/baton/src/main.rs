@@ -215,22 +215,24 @@ fn main() -> ExitCode {
 }
 
 async fn open_backend(url: &str) -> CliResult<Arc<dyn AdminBackend>> {
-    let scheme = url.split(':').next().unwrap_or_default();
-    match scheme {
-        "sqlite" => Ok(Arc::new(baton_sqlite::SqliteBackend::connect(url).await?)),
-        "postgres" | "postgresql" | "redis" | "rediss" | "valkey" | "redis+cluster" => {
-            Err(CliError {
-                message: format!("the {scheme} backend is not available in this build of baton"),
-                hint: Some("use a SQLite backend, for example --backend sqlite://baton.db".into()),
-                code: 2,
-            })
-        }
-        _ => Err(CliError {
+    baton_sdk::open_backend(url).await.map_err(|e| match e {
+        EngineError::Configuration { message } if message.starts_with("unrecognised URL") => CliError {
             message: format!("unrecognised backend URL {url:?}"),
-            hint: Some("backend URLs look like sqlite://baton.db or sqlite::memory:".into()),
+            hint: Some(
+                "backend URLs look like sqlite://baton.db, sqlite::memory: or postgres://user@host:5432/db"
+                    .into(),
+            ),
             code: 2,
-        }),
-    }
+        },
+        EngineError::Unsupported { backend, .. } => CliError {
+            message: format!("the {backend} backend is not available in this build of baton"),
+            hint: Some(
+                "use --backend sqlite://baton.db or postgres://user@host:5432/db".into(),
+            ),
+            code: 2,
+        },
+        other => other.into(),
+    })
 }
 
 async fn run(cli: Cli) -> CliResult<()> {
@@ -258,7 +260,10 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Worker(args) => worker::run(&cli.backend, &args).await,
         Command::Migrate => {
             let caps = backend.capabilities();
-            let version = baton_sqlite::latest_schema_version();
+            let version = match caps.backend {
+                "postgres" => baton_postgres::latest_schema_version(),
+                _ => baton_sqlite::latest_schema_version(),
+            };
             if json {
                 print_json(&json!({
                     "backend": caps.backend,

@@ -1,5 +1,6 @@
-//! `baton serve` end to end: the real binary on a fresh SQLite file and a
-//! free loopback port, spoken to over plain HTTP/1.1.
+//! `baton serve` end to end: the real binary on a fresh SQLite file, then on
+//! a fresh Postgres schema, and a free loopback port, spoken to over plain
+//! HTTP/1.1.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,6 +12,66 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+/// The backend a test's server runs on.
+#[derive(Clone, Debug)]
+enum Bk {
+    Sqlite,
+    /// A URL naming a fresh schema of the test kit's Postgres server.
+    Postgres(String),
+}
+
+impl Bk {
+    /// A fresh Postgres schema, or `None` (the test skips loudly) when no
+    /// server can be started outside CI.
+    fn postgres() -> Option<Bk> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt.block_on(baton_testkit::servers::postgres())?;
+        let schema = baton_testkit::servers::PostgresServer::unique_schema();
+        Some(Bk::Postgres(server.schema_url(&schema)))
+    }
+}
+
+/// Every test below runs once per backend: `sqlite::<name>` and
+/// `postgres::<name>`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Bk::Sqlite);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(b) = super::Bk::postgres() {
+                        super::$name(b);
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    health_and_openapi_describe_the_server,
+    submit_describe_list_and_stats,
+    worker_protocol_claim_renew_complete,
+    failures_retry_with_backoff_or_fail_for_good,
+    errors_use_the_contract_codes,
+    a_bearer_token_guards_every_route_but_healthz,
+    a_waiting_claim_gets_work_submitted_after_it,
+    an_unrenewed_lease_is_reclaimed_by_the_scheduler,
+    metrics_count_what_happened,
+    sigterm_ends_waiting_claims_and_exits_cleanly,
+);
 
 /// A `baton serve` process; killed when dropped.
 struct Server {
@@ -52,15 +113,18 @@ impl Answer {
 }
 
 impl Server {
-    fn start() -> Server {
-        Server::start_with(&[])
+    fn start(b: &Bk) -> Server {
+        Server::start_with(b, &[])
     }
 
     /// Starts `baton serve --listen 127.0.0.1:0` and reads the bound address
     /// from its start-up log line.
-    fn start_with(env: &[(&str, &str)]) -> Server {
+    fn start_with(b: &Bk, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("baton.db").display());
+        let url = match b {
+            Bk::Sqlite => format!("sqlite://{}", dir.path().join("baton.db").display()),
+            Bk::Postgres(url) => url.clone(),
+        };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
             .env("BATON_BACKEND", &url)
@@ -294,12 +358,15 @@ fn claim_one(s: &Server, lane: &str, extra: Value) -> (String, String) {
     )
 }
 
-#[test]
-fn health_and_openapi_describe_the_server() {
-    let s = Server::start();
+fn health_and_openapi_describe_the_server(b: Bk) {
+    let s = Server::start(&b);
     let h = s.get("/healthz").json();
     assert_eq!(h["status"], "ok");
-    assert_eq!(h["backend"], "sqlite");
+    let kind = match b {
+        Bk::Sqlite => "sqlite",
+        Bk::Postgres(_) => "postgres",
+    };
+    assert_eq!(h["backend"], kind);
 
     let a = s.get("/v1/openapi.json");
     assert_eq!(a.status, 200);
@@ -333,9 +400,8 @@ fn health_and_openapi_describe_the_server() {
     }
 }
 
-#[test]
-fn submit_describe_list_and_stats() {
-    let s = Server::start();
+fn submit_describe_list_and_stats(b: Bk) {
+    let s = Server::start(&b);
 
     // Defaults of a submission with only a kind.
     let a = s.post(
@@ -480,9 +546,8 @@ fn submit_describe_list_and_stats() {
     );
 }
 
-#[test]
-fn worker_protocol_claim_renew_complete() {
-    let s = Server::start();
+fn worker_protocol_claim_renew_complete(b: Bk) {
+    let s = Server::start(&b);
     let id = s.submit(json!({"kind": "email.send", "lane": "emails", "payload": {"n": 1}}));
 
     let claims = s.claim(
@@ -544,9 +609,8 @@ fn worker_protocol_claim_renew_complete() {
     .error(409, "conflict");
 }
 
-#[test]
-fn failures_retry_with_backoff_or_fail_for_good() {
-    let s = Server::start();
+fn failures_retry_with_backoff_or_fail_for_good(b: Bk) {
+    let s = Server::start(&b);
     let slow = json!({"initial_ms": 600000, "max_ms": 600000, "jitter": false});
     let id = s.submit(json!({"kind": "k", "lane": "jobs", "backoff": slow}));
     let (claimed, lease) = claim_one(&s, "jobs", json!({}));
@@ -594,9 +658,8 @@ fn failures_retry_with_backoff_or_fail_for_good() {
     assert_eq!(claims[0]["attempt"], 2);
 }
 
-#[test]
-fn errors_use_the_contract_codes() {
-    let s = Server::start();
+fn errors_use_the_contract_codes(b: Bk) {
+    let s = Server::start(&b);
     let id = s.submit(json!({"kind": "k"}));
 
     // 400: malformed JSON, a bad field, a negative delay, a malformed id.
@@ -735,9 +798,8 @@ fn errors_use_the_contract_codes() {
     a.error(413, "invalid_input");
 }
 
-#[test]
-fn a_bearer_token_guards_every_route_but_healthz() {
-    let s = Server::start_with(&[("BATON_API_TOKEN", "s3cret")]);
+fn a_bearer_token_guards_every_route_but_healthz(b: Bk) {
+    let s = Server::start_with(&b, &[("BATON_API_TOKEN", "s3cret")]);
     assert_eq!(s.get("/healthz").status, 200);
     for (method, path) in [
         ("GET", "/v1/stats"),
@@ -781,7 +843,7 @@ fn a_bearer_token_guards_every_route_but_healthz() {
     assert_eq!(stats.json()["lanes"]["default"]["waiting"], 1);
 
     // Without a token configured, any or no Authorization header is fine.
-    let open = Server::start();
+    let open = Server::start(&b);
     assert_eq!(open.get("/v1/stats").status, 200);
     let a = open
         .try_request(
@@ -794,9 +856,8 @@ fn a_bearer_token_guards_every_route_but_healthz() {
     assert_eq!(a.status, 200);
 }
 
-#[test]
-fn a_waiting_claim_gets_work_submitted_after_it() {
-    let s = Server::start();
+fn a_waiting_claim_gets_work_submitted_after_it(b: Bk) {
+    let s = Server::start(&b);
     let (tx, rx) = mpsc::channel();
     thread::scope(|scope| {
         scope.spawn(|| {
@@ -821,9 +882,8 @@ fn a_waiting_claim_gets_work_submitted_after_it() {
     );
 }
 
-#[test]
-fn an_unrenewed_lease_is_reclaimed_by_the_scheduler() {
-    let s = Server::start();
+fn an_unrenewed_lease_is_reclaimed_by_the_scheduler(b: Bk) {
+    let s = Server::start(&b);
     let id = s.submit(json!({"kind": "k", "lane": "crashy"}));
     let (_, lease) = claim_one(&s, "crashy", json!({"lease_ms": 200, "worker_id": "ghost"}));
     // The worker "crashes": no renew. The scheduler reclaims the attempt.
@@ -864,9 +924,8 @@ fn an_unrenewed_lease_is_reclaimed_by_the_scheduler() {
     assert!(reclaimed.parse::<u64>().unwrap() >= 1, "{metrics}");
 }
 
-#[test]
-fn metrics_count_what_happened() {
-    let s = Server::start();
+fn metrics_count_what_happened(b: Bk) {
+    let s = Server::start(&b);
     let id = s.submit(json!({"kind": "k", "lane": "m"}));
     s.submit(json!({"kind": "k", "lane": "m"}));
     s.submit(json!({"kind": "k", "lane": "m", "max_attempts": 1}));
@@ -927,9 +986,8 @@ fn metrics_count_what_happened() {
     );
 }
 
-#[test]
-fn sigterm_ends_waiting_claims_and_exits_cleanly() {
-    let mut s = Server::start();
+fn sigterm_ends_waiting_claims_and_exits_cleanly(b: Bk) {
+    let mut s = Server::start(&b);
     let (tx, rx) = mpsc::channel();
     thread::scope(|scope| {
         let server = &s;
