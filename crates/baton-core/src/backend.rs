@@ -200,7 +200,9 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     ///   passed, superseded, forged nonce): `LeaseLost`, nothing changes.
     ///
     /// # Atomicity
-    /// One transaction / one `FCALL`.
+    /// Each complete is atomic and acknowledged only after it is durable. A
+    /// backend may commit several concurrent completes in one transaction /
+    /// one `FCALL` (each judged on its own lease as above).
     ///
     /// # Errors
     /// `NotFound`, `InvalidInput` (result over the limit, id of another
