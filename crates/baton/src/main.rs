@@ -4,6 +4,7 @@
 //! `BATON_BACKEND`; default `sqlite://baton.db`), prints a table a person can
 //! read, or one JSON document with `--json`.
 
+mod bench;
 mod serve;
 mod table;
 mod worker;
@@ -91,6 +92,9 @@ enum Command {
     /// Run a shell command for every execution claimed from a lane, until
     /// SIGINT or SIGTERM. --backend may also be http://HOST:PORT of `baton serve`.
     Worker(worker::WorkerArgs),
+    /// Measure end-to-end throughput and latency of the backend in a fresh
+    /// namespace: submit, claim and complete no-op executions.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -188,9 +192,12 @@ type CliResult<T> = Result<T, CliError>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A server spreads requests and the scheduler over every core; the other
-    // commands make a few backend calls and exit.
-    let mut builder = if matches!(cli.command, Command::Serve(_) | Command::Worker(_)) {
+    // A server, a worker and the bench spread their tasks over every core;
+    // the other commands make a few backend calls and exit.
+    let mut builder = if matches!(
+        cli.command,
+        Command::Serve(_) | Command::Worker(_) | Command::Bench(_)
+    ) {
         tokio::runtime::Builder::new_multi_thread()
     } else {
         tokio::runtime::Builder::new_current_thread()
@@ -258,6 +265,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Stats { namespace } => stats(backend.as_ref(), &namespace, json).await,
         Command::Serve(args) => serve::run(backend, &cli.backend, args).await,
         Command::Worker(args) => worker::run(&cli.backend, &args).await,
+        Command::Bench(args) => bench::run(backend, args, json).await,
         Command::Migrate => {
             let caps = backend.capabilities();
             let version = match caps.backend {
