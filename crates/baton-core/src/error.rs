@@ -170,6 +170,23 @@ impl EngineError {
         }
     }
 
+    /// Names the batch item an [`InvalidInput`](EngineError::InvalidInput)
+    /// error came from; other errors pass through unchanged.
+    pub fn in_batch(self, item: usize) -> Self {
+        match self {
+            EngineError::InvalidInput {
+                field,
+                value,
+                reason,
+            } => EngineError::InvalidInput {
+                field,
+                value,
+                reason: format!("{reason} (item {item} of the batch)"),
+            },
+            other => other,
+        }
+    }
+
     /// True when repeating the same call later may succeed
     /// ([`Unavailable`](EngineError::Unavailable) and
     /// [`Contention`](EngineError::Contention)).

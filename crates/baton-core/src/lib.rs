@@ -24,8 +24,8 @@ pub use error::{EngineError, Result};
 pub use id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 pub use model::{
     AttemptRecord, Claim, ClaimRequest, CreateOutcome, ExecutionSnapshot, Failure, ListCursor,
-    ListFilter, ListPage, NewExecution, Ownership, Page, PartitionOwner, RenewOutcome,
-    RenewRequest, RenewStatus, ScanReport, StateCounts,
+    ListFilter, ListPage, NewExecution, Ownership, Page, PartitionOwner, PreparedExecution,
+    RenewOutcome, RenewRequest, RenewStatus, ScanReport, StateCounts,
 };
 pub use names::{
     CapabilityName, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN, MAX_TAGS,

@@ -59,8 +59,9 @@ use baton_core::{
     AdminBackend, AttemptOutcome, AttemptRecord, Capabilities, Claim, ClaimRequest, CreateOutcome,
     EngineBackend, EngineError, ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken, Limits,
     ListCursor, ListFilter, ListPage, Namespace, NewExecution, NodeId, Ownership, Page,
-    PartitionCount, PartitionId, PartitionOwner, RenewOutcome, RenewRequest, RenewStatus, Result,
-    RetryDecision, ScanReport, SharedClock, State, StateCounts, SystemClock, Timestamp,
+    PartitionCount, PartitionId, PartitionOwner, PreparedExecution, RenewOutcome, RenewRequest,
+    RenewStatus, Result, RetryDecision, ScanReport, SharedClock, State, StateCounts, SystemClock,
+    Timestamp,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
@@ -526,7 +527,7 @@ impl PostgresBackend {
     async fn insert_batch(
         &self,
         conn: &mut PgConnection,
-        rows: &[&Insert],
+        rows: &[&PreparedExecution],
         now: Timestamp,
     ) -> Result<HashSet<Uuid>> {
         let mut a = CreateArrays::default();
@@ -567,7 +568,7 @@ impl PostgresBackend {
     async fn existing_keys(
         &self,
         conn: &mut PgConnection,
-        rows: &[&Insert],
+        rows: &[&PreparedExecution],
     ) -> Result<HashMap<usize, (ExecutionId, State)>> {
         let mut namespaces = Vec::with_capacity(rows.len());
         let mut lanes = Vec::with_capacity(rows.len());
@@ -607,22 +608,6 @@ enum LeaseCheck {
     Live(ExecutionSnapshot),
     /// The lease's attempt already ended this way.
     Ended(AttemptOutcome, ExecutionSnapshot),
-}
-
-/// Names the batch item an input error came from.
-fn in_batch(e: EngineError, item: usize) -> EngineError {
-    match e {
-        EngineError::InvalidInput {
-            field,
-            value,
-            reason,
-        } => EngineError::InvalidInput {
-            field,
-            value,
-            reason: format!("{reason} (item {item} of the batch)"),
-        },
-        other => other,
-    }
 }
 
 fn ended_lease_lost(id: &ExecutionId, outcome: AttemptOutcome) -> EngineError {
@@ -687,16 +672,6 @@ async fn record_partitions(
     Ok(recorded)
 }
 
-/// One validated submission of a create batch.
-struct Insert {
-    id: ExecutionId,
-    state: State,
-    run_at: Option<Timestamp>,
-    tags_json: String,
-    caps_json: String,
-    new: NewExecution,
-}
-
 /// Column arrays of a create batch, bound to `sql/create.sql`.
 #[derive(Default)]
 struct CreateArrays<'a> {
@@ -723,7 +698,7 @@ struct CreateArrays<'a> {
 }
 
 impl<'a> CreateArrays<'a> {
-    fn push(&mut self, r: &'a Insert, now: Timestamp) {
+    fn push(&mut self, r: &'a PreparedExecution, now: Timestamp) {
         let n = &r.new;
         self.partition.push(part(r.id.partition()));
         self.uuid.push(r.id.uuid());
@@ -835,44 +810,9 @@ impl EngineBackend for PostgresBackend {
 
     async fn create(&self, executions: Vec<NewExecution>) -> Result<Vec<CreateOutcome>> {
         let limits = &self.inner.limits;
-        limits.check_batch("executions", executions.len())?;
         let now = self.now();
-        let mut rows = Vec::with_capacity(executions.len());
-        for (i, new) in executions.into_iter().enumerate() {
-            let run_at = new
-                .validate(limits, now)
-                .and_then(|run_at| {
-                    if let Some(parent) = &new.parent {
-                        parent.check_partition(self.inner.partitions)?;
-                    }
-                    Ok(run_at)
-                })
-                .map_err(|e| in_batch(e, i))?;
-            let tags: BTreeMap<&str, &str> = new
-                .tags
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let caps: Vec<&str> = new
-                .required_capabilities
-                .iter()
-                .map(|c| c.as_str())
-                .collect();
-            rows.push(Insert {
-                id: ExecutionId::generate(self.inner.partitions),
-                state: if run_at.is_some() {
-                    State::Delayed
-                } else {
-                    State::Waiting
-                },
-                run_at,
-                tags_json: serde_json::to_string(&tags)
-                    .map_err(|e| EngineError::corruption(e.to_string()))?,
-                caps_json: serde_json::to_string(&caps)
-                    .map_err(|e| EngineError::corruption(e.to_string()))?,
-                new,
-            });
-        }
+        let rows =
+            PreparedExecution::prepare_batch(executions, limits, now, self.inner.partitions)?;
         // Repeats of a key within the batch answer the first occurrence.
         let mut first_of: HashMap<(&str, &str, &str), usize> = HashMap::new();
         let mut repeat_of: Vec<Option<usize>> = Vec::with_capacity(rows.len());
@@ -898,7 +838,7 @@ impl EngineBackend for PostgresBackend {
         let mut answers: HashMap<usize, CreateOutcome> = HashMap::with_capacity(rows.len());
         let mut created: Vec<usize> = Vec::new();
         if keyed == 0 {
-            let batch: Vec<&Insert> = candidates.iter().map(|&i| &rows[i]).collect();
+            let batch: Vec<&PreparedExecution> = candidates.iter().map(|&i| &rows[i]).collect();
             let mut conn = self.inner.pool.acquire().await.map_err(map)?;
             self.insert_batch(&mut conn, &batch, now).await?;
             created = candidates;
@@ -911,7 +851,7 @@ impl EngineBackend for PostgresBackend {
                 if pending.is_empty() {
                     break;
                 }
-                let batch: Vec<&Insert> = pending.iter().map(|&i| &rows[i]).collect();
+                let batch: Vec<&PreparedExecution> = pending.iter().map(|&i| &rows[i]).collect();
                 let inserted = self.insert_batch(&mut tx, &batch, now).await?;
                 let mut lost = Vec::new();
                 for &i in &pending {
@@ -925,7 +865,7 @@ impl EngineBackend for PostgresBackend {
                     pending = lost;
                     break;
                 }
-                let lost_rows: Vec<&Insert> = lost.iter().map(|&i| &rows[i]).collect();
+                let lost_rows: Vec<&PreparedExecution> = lost.iter().map(|&i| &rows[i]).collect();
                 let existing = self.existing_keys(&mut tx, &lost_rows).await?;
                 let mut again = Vec::new();
                 for (j, &i) in lost.iter().enumerate() {

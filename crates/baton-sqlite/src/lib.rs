@@ -53,7 +53,7 @@ use baton_core::{
     PartitionId, PartitionOwner, RenewOutcome, RenewRequest, RenewStatus, Result, RetryDecision,
     ScanReport, SharedClock, State, StateCounts, SystemClock, Timestamp,
 };
-use baton_core::{EngineBackend, Lane};
+use baton_core::{EngineBackend, Lane, PreparedExecution};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -526,22 +526,6 @@ enum LeaseCheck {
     Ended(AttemptOutcome, ExecutionSnapshot),
 }
 
-/// Names the batch item an input error came from.
-fn in_batch(e: EngineError, item: usize) -> EngineError {
-    match e {
-        EngineError::InvalidInput {
-            field,
-            value,
-            reason,
-        } => EngineError::InvalidInput {
-            field,
-            value,
-            reason: format!("{reason} (item {item} of the batch)"),
-        },
-        other => other,
-    }
-}
-
 fn ended_lease_lost(id: &ExecutionId, outcome: AttemptOutcome) -> EngineError {
     let why = match outcome {
         AttemptOutcome::LeaseExpired => "the lease expired and the execution was reclaimed",
@@ -600,16 +584,6 @@ async fn record_partitions(
     Ok(count)
 }
 
-/// Columns of one row inserted by `create`.
-struct Insert {
-    id: ExecutionId,
-    state: State,
-    run_at: Option<Timestamp>,
-    tags_json: String,
-    caps_json: String,
-    new: NewExecution,
-}
-
 #[async_trait]
 impl EngineBackend for SqliteBackend {
     fn capabilities(&self) -> Capabilities {
@@ -626,48 +600,13 @@ impl EngineBackend for SqliteBackend {
 
     async fn create(&self, executions: Vec<NewExecution>) -> Result<Vec<CreateOutcome>> {
         let limits = &self.inner.limits;
-        limits.check_batch("executions", executions.len())?;
         let now = self.now();
-        let mut rows = Vec::with_capacity(executions.len());
-        for (i, new) in executions.into_iter().enumerate() {
-            let run_at = new
-                .validate(limits, now)
-                .and_then(|run_at| {
-                    if let Some(parent) = &new.parent {
-                        parent.check_partition(self.inner.partitions)?;
-                    }
-                    Ok(run_at)
-                })
-                .map_err(|e| in_batch(e, i))?;
-            let tags: BTreeMap<&str, &str> = new
-                .tags
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let caps: Vec<&str> = new
-                .required_capabilities
-                .iter()
-                .map(|c| c.as_str())
-                .collect();
-            rows.push(Insert {
-                id: ExecutionId::generate(self.inner.partitions),
-                state: if run_at.is_some() {
-                    State::Delayed
-                } else {
-                    State::Waiting
-                },
-                run_at,
-                tags_json: serde_json::to_string(&tags)
-                    .map_err(|e| EngineError::corruption(e.to_string()))?,
-                caps_json: serde_json::to_string(&caps)
-                    .map_err(|e| EngineError::corruption(e.to_string()))?,
-                new,
-            });
-        }
+        let rows =
+            PreparedExecution::prepare_batch(executions, limits, now, self.inner.partitions)?;
 
         let mut tx = self.begin().await?;
         let mut outcomes = Vec::with_capacity(rows.len());
-        let mut fresh: Vec<&Insert> = Vec::with_capacity(rows.len());
+        let mut fresh: Vec<&PreparedExecution> = Vec::with_capacity(rows.len());
         let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::new();
         for row in &rows {
             if let Some(key) = &row.new.idempotency_key {
@@ -754,7 +693,7 @@ impl EngineBackend for SqliteBackend {
             });
             qb.build().execute(&mut *tx).await.map_err(map)?;
         }
-        let tagged: Vec<(&Insert, &str, &str)> = fresh
+        let tagged: Vec<(&PreparedExecution, &str, &str)> = fresh
             .iter()
             .flat_map(|r| {
                 r.new
