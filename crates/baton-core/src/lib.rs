@@ -18,6 +18,7 @@ mod names;
 mod policy;
 mod state;
 mod time;
+mod wake;
 
 pub use backend::{AdminBackend, Capabilities, EngineBackend, EngineBackendExt};
 pub use error::{EngineError, Result};
@@ -34,3 +35,4 @@ pub use names::{
 pub use policy::{Backoff, Limits, RetryDecision, RetryPolicy};
 pub use state::{AttemptOutcome, State};
 pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
+pub use wake::Wakeups;

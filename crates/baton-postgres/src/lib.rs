@@ -237,7 +237,7 @@ struct Inner {
     limits: Limits,
     clock: SharedClock,
     durable: bool,
-    wake: Arc<wake::Wakeups>,
+    wake: Arc<baton_core::Wakeups>,
     listener: wake::Listener,
     completer: tokio::sync::mpsc::UnboundedSender<coalesce::Pending>,
 }
@@ -1193,7 +1193,9 @@ impl EngineBackend for PostgresBackend {
             .map_err(map)?;
         let processed: i64 = col(&row, "processed")?;
         for lane in col::<Vec<String>>(&row, "lanes")? {
-            self.inner.wake.notify_payload(&lane);
+            if let Some((namespace, lane)) = lane.split_once(' ') {
+                self.inner.wake.notify(namespace, lane);
+            }
         }
         Ok(ScanReport {
             processed: processed.max(0) as u64,

@@ -10,82 +10,13 @@
 //! times out, and a reconnect wakes every parked claimer so none sleeps on a
 //! notification it may have missed.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::{EngineError, Result};
+use baton_core::{EngineError, Result, Wakeups};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-
-type Key = (String, String);
-
-/// Registry of parked claimers, per (namespace, lane).
-#[derive(Debug, Default)]
-pub struct Wakeups {
-    waiters: Mutex<HashMap<Key, Vec<Weak<Notify>>>>,
-}
-
-impl Wakeups {
-    /// Wakes every claimer waiting on `lane` of `namespace`.
-    pub fn notify(&self, namespace: &str, lane: &str) {
-        let Ok(mut map) = self.waiters.lock() else {
-            return;
-        };
-        let key = (namespace.to_owned(), lane.to_owned());
-        if let Some(list) = map.get_mut(&key) {
-            list.retain(|w| match w.upgrade() {
-                Some(n) => {
-                    n.notify_one();
-                    true
-                }
-                None => false,
-            });
-            if list.is_empty() {
-                map.remove(&key);
-            }
-        }
-    }
-
-    /// Wakes a claimer from a notification payload `namespace lane`.
-    pub fn notify_payload(&self, payload: &str) {
-        if let Some((namespace, lane)) = payload.split_once(' ') {
-            self.notify(namespace, lane);
-        }
-    }
-
-    /// Wakes every parked claimer.
-    pub fn notify_all(&self) {
-        let Ok(mut map) = self.waiters.lock() else {
-            return;
-        };
-        for list in map.values() {
-            for n in list.iter().filter_map(Weak::upgrade) {
-                n.notify_one();
-            }
-        }
-        map.clear();
-    }
-
-    /// Parks until one of `lanes` is notified or `timeout` passes.
-    /// `notify_one` stores a permit when the waiter is not parked yet, so a
-    /// wake-up between registration and the await is not lost.
-    pub async fn wait(&self, namespace: &str, lanes: &[&str], timeout: Duration) {
-        let me = Arc::new(Notify::new());
-        if let Ok(mut map) = self.waiters.lock() {
-            for lane in lanes {
-                let list = map
-                    .entry((namespace.to_owned(), (*lane).to_owned()))
-                    .or_default();
-                list.retain(|w| w.strong_count() > 0);
-                list.push(Arc::downgrade(&me));
-            }
-        }
-        let _ = tokio::time::timeout(timeout, me.notified()).await;
-    }
-}
 
 /// The `LISTEN` side: one task per backend instance, started on demand.
 #[derive(Debug)]
@@ -126,7 +57,11 @@ impl Listener {
         *task = Some(tokio::spawn(async move {
             loop {
                 match listener.try_recv().await {
-                    Ok(Some(n)) => wake.notify_payload(n.payload()),
+                    Ok(Some(n)) => {
+                        if let Some((namespace, lane)) = n.payload().split_once(' ') {
+                            wake.notify(namespace, lane);
+                        }
+                    }
                     // The connection dropped and was re-established (with
                     // its LISTEN); notifications in between are lost.
                     Ok(None) => wake.notify_all(),

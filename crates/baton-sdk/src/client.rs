@@ -336,8 +336,9 @@ pub fn decode_result<T: DeserializeOwned>(snapshot: &ExecutionSnapshot) -> Resul
 }
 
 /// Opens (creating and migrating where needed) the backend a URL names:
-/// `sqlite://PATH`, `sqlite::memory:`, or `postgres://…` when built with the
-/// `postgres` feature. The one place Baton's binaries turn a backend URL
+/// `sqlite://PATH`, `sqlite::memory:`, `postgres://…` when built with the
+/// `postgres` feature, and `redis://…` / `valkey://…` / `redis+cluster://…`
+/// when built with the `valkey` feature. The one place Baton's binaries turn a backend URL
 /// into a backend.
 ///
 /// # Errors
@@ -355,13 +356,10 @@ pub async fn open_backend(url: &str) -> Result<Arc<dyn AdminBackend>> {
     match scheme {
         "sqlite" => Ok(Arc::new(baton_sqlite::SqliteBackend::connect(url).await?)),
         "postgres" | "postgresql" => postgres(url).await,
-        "redis" | "rediss" | "valkey" | "redis+cluster" => Err(EngineError::Unsupported {
-            operation: "connect",
-            backend: "valkey",
-        }),
+        "redis" | "valkey" | "redis+cluster" | "valkey+cluster" => valkey(url).await,
         _ => Err(EngineError::Configuration {
             message: format!(
-                "unrecognised URL {url:?}: use sqlite://PATH, sqlite::memory:, postgres://… or http://HOST:PORT"
+                "unrecognised URL {url:?}: use sqlite://PATH, sqlite::memory:, postgres://…, redis://HOST:PORT, redis+cluster://HOST:PORT,… or http://HOST:PORT"
             ),
         }),
     }
@@ -372,6 +370,19 @@ async fn postgres(url: &str) -> Result<Arc<dyn AdminBackend>> {
     Ok(Arc::new(
         baton_postgres::PostgresBackend::connect(url).await?,
     ))
+}
+
+#[cfg(feature = "valkey")]
+async fn valkey(url: &str) -> Result<Arc<dyn AdminBackend>> {
+    Ok(Arc::new(baton_valkey::ValkeyBackend::connect(url).await?))
+}
+
+#[cfg(not(feature = "valkey"))]
+async fn valkey(_url: &str) -> Result<Arc<dyn AdminBackend>> {
+    Err(EngineError::Unsupported {
+        operation: "connect",
+        backend: "valkey",
+    })
 }
 
 #[cfg(not(feature = "postgres"))]

@@ -37,7 +37,6 @@
 mod read;
 mod errors;
 mod migrate;
-mod wake;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -206,7 +205,7 @@ struct Inner {
     partitions: PartitionCount,
     limits: Limits,
     clock: SharedClock,
-    wake: wake::Wakeups,
+    wake: baton_core::Wakeups,
     location: Location,
     synchronous_full: bool,
 }
@@ -296,7 +295,7 @@ impl SqliteBackend {
                 partitions,
                 limits: config.limits,
                 clock: config.clock,
-                wake: wake::Wakeups::default(),
+                wake: baton_core::Wakeups::default(),
                 location: config.location,
                 synchronous_full: config.synchronous_full,
             }),

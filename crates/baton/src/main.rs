@@ -226,7 +226,7 @@ async fn open_backend(url: &str) -> CliResult<Arc<dyn AdminBackend>> {
         EngineError::Configuration { message } if message.starts_with("unrecognised URL") => CliError {
             message: format!("unrecognised backend URL {url:?}"),
             hint: Some(
-                "backend URLs look like sqlite://baton.db, sqlite::memory: or postgres://user@host:5432/db"
+                "backend URLs look like sqlite://baton.db, sqlite::memory:, postgres://user@host:5432/db, redis://host:6379 or redis+cluster://host1:6379,host2:6379"
                     .into(),
             ),
             code: 2,
@@ -270,6 +270,7 @@ async fn run(cli: Cli) -> CliResult<()> {
             let caps = backend.capabilities();
             let version = match caps.backend {
                 "postgres" => baton_postgres::latest_schema_version(),
+                "valkey" => i64::from(baton_valkey::LIBRARY_GENERATION),
                 _ => baton_sqlite::latest_schema_version(),
             };
             if json {

@@ -1,5 +1,6 @@
-//! `baton serve` end to end: the real binary on a fresh SQLite file, then on
-//! a fresh Postgres schema, and a free loopback port, spoken to over plain
+//! `baton serve` end to end: the real binary on a fresh SQLite file, on a
+//! fresh Postgres schema, on a fresh key prefix of Valkey 9 and of the
+//! three-node Valkey Cluster, and a free loopback port, spoken to over plain
 //! HTTP/1.1.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,6 +20,8 @@ enum Bk {
     Sqlite,
     /// A URL naming a fresh schema of the test kit's Postgres server.
     Postgres(String),
+    /// A `redis://` or `redis+cluster://` URL with a fresh key prefix.
+    Valkey(String),
 }
 
 impl Bk {
@@ -33,10 +36,26 @@ impl Bk {
         let schema = baton_testkit::servers::PostgresServer::unique_schema();
         Some(Bk::Postgres(server.schema_url(&schema)))
     }
+
+    /// A fresh key prefix on the test kit's Valkey 9 server (`cluster`:
+    /// its three-node cluster), or `None` (the test skips loudly).
+    fn valkey(cluster: bool) -> Option<Bk> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = if cluster {
+            rt.block_on(baton_testkit::servers::valkey_cluster())?
+        } else {
+            rt.block_on(baton_testkit::servers::valkey())?
+        };
+        let prefix = baton_testkit::servers::RedisServer::unique_prefix();
+        Some(Bk::Valkey(format!("{}?prefix={prefix}", server.url())))
+    }
 }
 
-/// Every test below runs once per backend: `sqlite::<name>` and
-/// `postgres::<name>`.
+/// Every test below runs once per backend: `sqlite::<name>`,
+/// `postgres::<name>`, `valkey::<name>` and `valkey_cluster::<name>`.
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -52,6 +71,26 @@ macro_rules! on_every_backend {
                 #[test]
                 fn $name() {
                     if let Some(b) = super::Bk::postgres() {
+                        super::$name(b);
+                    }
+                }
+            )*
+        }
+        mod valkey {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(b) = super::Bk::valkey(false) {
+                        super::$name(b);
+                    }
+                }
+            )*
+        }
+        mod valkey_cluster {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(b) = super::Bk::valkey(true) {
                         super::$name(b);
                     }
                 }
@@ -123,7 +162,7 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let url = match b {
             Bk::Sqlite => format!("sqlite://{}", dir.path().join("baton.db").display()),
-            Bk::Postgres(url) => url.clone(),
+            Bk::Postgres(url) | Bk::Valkey(url) => url.clone(),
         };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
         cmd.args(["serve", "--listen", "127.0.0.1:0"])
@@ -365,6 +404,7 @@ fn health_and_openapi_describe_the_server(b: Bk) {
     let kind = match b {
         Bk::Sqlite => "sqlite",
         Bk::Postgres(_) => "postgres",
+        Bk::Valkey(_) => "valkey",
     };
     assert_eq!(h["backend"], kind);
 

@@ -100,7 +100,7 @@ fn start() -> Result<PostgresServer, String> {
          pg_config --bindir, /usr/lib/postgresql/*/bin or PATH"
             .to_owned()
     })?;
-    let dir = std::env::temp_dir().join(format!("baton-testkit-postgres-{}", user_id()));
+    let dir = std::env::temp_dir().join(format!("baton-testkit-postgres-{}", super::user_id()));
     let mut last = String::new();
     // A free port can be taken between our probe and the server's bind.
     for _ in 0..3 {
@@ -175,18 +175,6 @@ fn free_port() -> Result<u16, String> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("cannot find a free loopback port: {e}"))
-}
-
-/// The numeric user id, so users of one machine get separate servers.
-fn user_id() -> String {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn has_server(dir: &Path) -> bool {

@@ -1,9 +1,10 @@
-//! In-process wake-ups for idle claimers.
+//! In-process wake-ups for idle claimers, shared by every backend.
 //!
 //! Each waiting claimer registers one `Notify` under every lane it waits on;
-//! a submission or promotion calls `notify_one` on the registered handles.
-//! `notify_one` stores a permit when the waiter is not yet parked, so a
-//! wake-up between registration and the await is not lost.
+//! a submission, promotion or cross-process notification calls
+//! [`Wakeups::notify`], which wakes the registered claimers. `notify_one`
+//! stores a permit when a waiter is not parked yet, so a wake-up between
+//! registration and the await is not lost.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -14,6 +15,18 @@ use tokio::sync::Notify;
 type Key = (String, String);
 
 /// Registry of parked claimers, per (namespace, lane).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// let wake = std::sync::Arc::new(baton_core::Wakeups::default());
+/// let w = wake.clone();
+/// let waiter = tokio::spawn(async move { w.wait("ns", &["lane"], Duration::from_secs(30)).await });
+/// tokio::task::yield_now().await;
+/// wake.notify("ns", "lane");
+/// waiter.await.unwrap(); // returns well before the 30 s timeout
+/// # }
+/// ```
 #[derive(Debug, Default)]
 pub struct Wakeups {
     waiters: Mutex<HashMap<Key, Vec<Weak<Notify>>>>,
@@ -40,7 +53,22 @@ impl Wakeups {
         }
     }
 
-    /// Parks until one of `lanes` is notified or `timeout` passes.
+    /// Wakes every parked claimer (for example after a notification channel
+    /// reconnected and may have missed messages).
+    pub fn notify_all(&self) {
+        let Ok(mut map) = self.waiters.lock() else {
+            return;
+        };
+        for list in map.values() {
+            for n in list.iter().filter_map(Weak::upgrade) {
+                n.notify_one();
+            }
+        }
+        map.clear();
+    }
+
+    /// Parks until one of `lanes` of `namespace` is notified or `timeout`
+    /// passes.
     pub async fn wait(&self, namespace: &str, lanes: &[&str], timeout: Duration) {
         let me = Arc::new(Notify::new());
         if let Ok(mut map) = self.waiters.lock() {

@@ -1,0 +1,181 @@
+//! One connection type over a standalone server or a cluster, and the
+//! mapping of driver errors to [`EngineError`].
+
+use std::sync::Arc;
+
+use baton_core::{EngineError, Result};
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::{Cmd, Value};
+
+use crate::library::{Library, Verdict, judge};
+
+/// A multiplexed connection: concurrent calls from many tasks share one
+/// socket per server and are pipelined on the wire.
+#[derive(Clone)]
+pub enum Conn {
+    /// A standalone server, reconnecting on failure.
+    Single(ConnectionManager),
+    /// A cluster; commands are routed by their first key's slot.
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Conn::Single(_) => "Conn::Single",
+            Conn::Cluster(_) => "Conn::Cluster",
+        })
+    }
+}
+
+/// A connection plus the library it keeps loaded.
+#[derive(Clone, Debug)]
+pub struct Server {
+    conn: Conn,
+    library: Arc<Library>,
+    /// Where the server is, for error messages.
+    pub display: Arc<str>,
+}
+
+impl Server {
+    pub fn new(conn: Conn, display: String) -> Self {
+        Server {
+            conn,
+            library: Arc::new(Library::build()),
+            display: display.into(),
+        }
+    }
+
+    /// Runs one command, as is.
+    pub async fn raw(&self, cmd: &Cmd) -> Result<Value> {
+        let r = match self.conn.clone() {
+            Conn::Single(mut c) => cmd.query_async(&mut c).await,
+            Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+        };
+        r.map_err(|e| self.map(e))
+    }
+
+    /// Runs one command; if the server lost the function library (it
+    /// restarted without persistence, or was flushed), loads it and runs the
+    /// command once more.
+    pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
+        match self.raw(cmd).await {
+            Err(EngineError::Unavailable { message }) if message.contains("Function not found") => {
+                tracing::warn!(server = %self.display, "the Baton function library is missing; loading it again");
+                self.ensure_library().await?;
+                self.raw(cmd).await
+            }
+            other => other,
+        }
+    }
+
+    /// `FCALL name 1 key args...`
+    pub fn fcall(name: &str, key: &str) -> Cmd {
+        let mut c = redis::cmd("FCALL");
+        c.arg(name).arg(1).arg(key);
+        c
+    }
+
+    /// Makes sure every primary holds this build's library, loading it where
+    /// it is missing or stale. Safe when several processes start at once:
+    /// loading the same text twice is harmless, and a newer library is never
+    /// replaced.
+    pub async fn ensure_library(&self) -> Result<()> {
+        let versions = self.loaded_versions().await?;
+        let mut replace = false;
+        for v in &versions {
+            if judge(v.as_deref(), &self.library)? == Verdict::Replace {
+                replace = true;
+            }
+        }
+        if !replace {
+            return Ok(());
+        }
+        let mut load = redis::cmd("FUNCTION");
+        load.arg("LOAD").arg("REPLACE").arg(&self.library.code);
+        // Routed to every primary on a cluster.
+        self.raw(&load).await.map_err(|e| match e {
+            EngineError::Unavailable { message } => EngineError::Configuration {
+                message: format!(
+                    "cannot load the Baton function library on {}: {message}; \
+                     Baton needs Redis >= 7.0 or Valkey >= 7.2",
+                    self.display
+                ),
+            },
+            other => other,
+        })?;
+        tracing::info!(server = %self.display, version = %self.library.version, "loaded the Baton function library");
+        Ok(())
+    }
+
+    /// The library version each primary reports (None: no library).
+    async fn loaded_versions(&self) -> Result<Vec<Option<String>>> {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("baton_version").arg(0);
+        match &self.conn {
+            Conn::Single(c) => {
+                let r = cmd.query_async::<Value>(&mut c.clone()).await;
+                Ok(vec![version_of(r)])
+            }
+            Conn::Cluster(c) => {
+                let mut out = Vec::new();
+                let mut c = c.clone();
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                match c.route_command(&cmd, routing).await {
+                    Ok(Value::Map(pairs)) => {
+                        for (_, v) in pairs {
+                            out.push(version_of(Ok(v)));
+                        }
+                    }
+                    // Some primary has no library (its error fails the whole
+                    // fan-out): load everywhere.
+                    _ => out.push(None),
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// The library version this build loads.
+    pub fn library_version(&self) -> &str {
+        &self.library.version
+    }
+
+    pub fn map(&self, e: redis::RedisError) -> EngineError {
+        let text = e.to_string();
+        if text.contains("BUSY") {
+            return EngineError::Contention {
+                message: format!(
+                    "{} is busy running a long script; retry shortly ({text})",
+                    self.display
+                ),
+            };
+        }
+        if text.contains("CROSSSLOT") {
+            return EngineError::corruption(format!(
+                "a command crossed cluster slots on {}: {text}",
+                self.display
+            ));
+        }
+        if e.kind() == redis::ErrorKind::ExtensionError
+            || text.contains("Error running script")
+            || text.contains("user_function")
+        {
+            return EngineError::corruption(format!(
+                "a Baton function failed on {}: {text}",
+                self.display
+            ));
+        }
+        EngineError::unavailable(format!("Valkey at {}: {text}", self.display))
+    }
+}
+
+fn version_of(r: redis::RedisResult<Value>) -> Option<String> {
+    match r {
+        Ok(Value::BulkString(b)) => String::from_utf8(b).ok(),
+        Ok(Value::SimpleString(s)) => Some(s),
+        _ => None,
+    }
+}

@@ -1,0 +1,533 @@
+//! # baton-valkey
+//!
+//! Baton's highest-throughput backend: every state change is one `FCALL` of
+//! the `baton` function library (the files of `lua/`), touching only the
+//! keys of one partition. Every key of a partition carries the partition's
+//! hash tag `{p:N}`, so the same code runs on a single Valkey/Redis server
+//! and on a cluster. Needs Redis ≥ 7.0 or Valkey ≥ 7.2.
+//!
+//! ```no_run
+//! # async fn demo() -> baton_core::Result<()> {
+//! use baton_core::{EngineBackendExt, Kind, Lane, Namespace, NewExecution};
+//! let backend = baton_valkey::ValkeyBackend::connect("redis://127.0.0.1:6379").await?;
+//! let created = backend
+//!     .create_one(NewExecution::new(Namespace::new("shop")?, Lane::new("emails")?, Kind::new("email.send")?, b"{}".to_vec()))
+//!     .await?;
+//! println!("{} is {}", created.id, created.state);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Finding work without probing every partition
+//! Each lane has a hint key (`B:hint:{ns/lane}`, a sorted set of partition
+//! numbers) listing partitions that may hold its waiting work. A function
+//! that turns a lane's waiting set in a partition from empty to non-empty
+//! reports it; the backend then raises the hint (`ZADD GT` with the
+//! partition's sequence number) and publishes on the lane's wake-up channel.
+//! A claim reads the hints of its lanes and visits only those partitions; a
+//! partition found empty is dropped from the hint unless work arrived after
+//! it was seen. The scheduler's promote pass repairs hints every few
+//! seconds, so a client that died between a create and its hint delays that
+//! work by seconds, never loses it.
+//!
+//! ## Durability
+//! An acknowledged call has been applied by the server; whether it survives
+//! a server crash depends on the server's persistence: none (lost on
+//! restart), `appendonly yes` + `appendfsync everysec` (at most about one
+//! second of acknowledged calls lost on a power failure; none on a process
+//! crash), `appendfsync always` (nothing acknowledged is lost). After a
+//! restart that lost the function library the backend loads it again and
+//! carries on. See `rfcs/0002-valkey-backend.md`.
+
+mod config;
+mod conn;
+mod decode;
+mod library;
+mod ops;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use baton_core::{
+    AdminBackend, AttemptRecord, Capabilities, Claim, ClaimRequest, CreateOutcome, EngineBackend,
+    EngineError, ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken, ListCursor, ListFilter,
+    ListPage, Namespace, NewExecution, NodeId, Ownership, Page, PartitionCount, PartitionId,
+    PartitionOwner, PreparedExecution, RenewOutcome, RenewRequest, RenewStatus, Result, ScanReport,
+    State, StateCounts, Timestamp, Wakeups,
+};
+use futures_util::future::try_join_all;
+use redis::{Cmd, Value};
+use uuid::Uuid;
+
+pub use config::ValkeyConfig;
+use conn::{Conn, Server};
+use decode::{Fields, array, bytes, int, opt_int, seq_and_lanes, text};
+pub use library::GENERATION as LIBRARY_GENERATION;
+
+/// How often the promote pass of a partition also repairs claim hints.
+const HINT_REPAIR_EVERY: Duration = Duration::from_secs(5);
+/// Most index entries one list call examines per partition.
+const LIST_BUDGET: usize = 2000;
+
+/// The Valkey/Redis backend. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct ValkeyBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    server: Server,
+    prefix: String,
+    partitions: PartitionCount,
+    limits: baton_core::Limits,
+    clock: baton_core::SharedClock,
+    cluster: bool,
+    wake: Arc<Wakeups>,
+    listener: Option<tokio::task::JoinHandle<()>>,
+    hint_repaired: Mutex<HashMap<u16, Instant>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.listener.take() {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for ValkeyBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValkeyBackend")
+            .field("server", &self.inner.server.display)
+            .field("prefix", &self.inner.prefix)
+            .field("cluster", &self.inner.cluster)
+            .field("partitions", &self.inner.partitions.get())
+            .finish()
+    }
+}
+
+/// One woken lane of a partition: raise its hint and wake its claimers.
+struct Woken {
+    partition: u16,
+    seq: i64,
+    lane_id: String,
+}
+
+impl ValkeyBackend {
+    /// Connects to the deployment named by `url` (see
+    /// [`ValkeyConfig::from_url`]).
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::open(ValkeyConfig::from_url(url)?).await
+    }
+
+    /// Connects with explicit settings: loads the function library where it
+    /// is missing or stale, records the partition count (or checks it
+    /// against the recorded one) and starts the wake-up listener.
+    ///
+    /// # Errors
+    /// `Unavailable` when the server cannot be reached, `Configuration` when
+    /// the partition count differs from the recorded one, the server holds a
+    /// newer library, or it is older than Redis 7.0 / Valkey 7.2.
+    pub async fn open(config: ValkeyConfig) -> Result<Self> {
+        let display = config
+            .nodes
+            .iter()
+            .map(|n| strip_auth(n))
+            .collect::<Vec<_>>()
+            .join(",");
+        let unreachable = |e: redis::RedisError| {
+            EngineError::unavailable(format!(
+                "cannot connect to Valkey at {display}: {e}; is the server running and the URL right?"
+            ))
+        };
+        let conn = if config.cluster {
+            let client = redis::cluster::ClusterClient::builder(config.nodes.clone())
+                .build()
+                .map_err(unreachable)?;
+            Conn::Cluster(client.get_async_connection().await.map_err(unreachable)?)
+        } else {
+            let client = redis::Client::open(config.nodes[0].as_str()).map_err(unreachable)?;
+            Conn::Single(
+                redis::aio::ConnectionManager::new(client)
+                    .await
+                    .map_err(unreachable)?,
+            )
+        };
+        let server = Server::new(conn, display.clone());
+        server.ensure_library().await?;
+        let partitions = record_partitions(&server, &config.prefix, config.partitions).await?;
+        let wake = Arc::new(Wakeups::default());
+        let listener = Some(spawn_listener(
+            config.nodes[0].clone(),
+            format!("{}:wake:*", config.prefix),
+            Arc::clone(&wake),
+        ));
+        Ok(ValkeyBackend {
+            inner: Arc::new(Inner {
+                server,
+                prefix: config.prefix,
+                partitions,
+                limits: config.limits,
+                clock: config.clock,
+                cluster: config.cluster,
+                wake,
+                listener,
+                hint_repaired: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The version of the function library this build loads.
+    pub fn library_version(&self) -> &str {
+        self.inner.server.library_version()
+    }
+
+    /// The key prefix of this deployment.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    fn base(&self, p: u16) -> String {
+        format!("{}:{{p:{p}}}", self.inner.prefix)
+    }
+
+    fn ctl(&self) -> String {
+        format!("{}:{{ctl}}", self.inner.prefix)
+    }
+
+    fn hint_key(&self, lane_id: &str) -> String {
+        format!("{}:hint:{{{lane_id}}}", self.inner.prefix)
+    }
+
+    fn channel(&self, lane_id: &str) -> String {
+        format!("{}:wake:{lane_id}", self.inner.prefix)
+    }
+
+    fn check_id(&self, id: &ExecutionId) -> Result<()> {
+        id.check_partition(self.inner.partitions)
+    }
+
+    fn scan_limit(&self, partition: PartitionId, limit: usize) -> Result<()> {
+        if partition.get() >= self.inner.partitions.get() {
+            return Err(EngineError::invalid(
+                "partition",
+                partition,
+                format!(
+                    "this deployment has partitions 0..{}",
+                    self.inner.partitions.get()
+                ),
+            ));
+        }
+        if limit == 0 {
+            return Err(EngineError::invalid(
+                "limit",
+                limit,
+                "a scheduler pass needs a limit of at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn run(&self, cmd: &Cmd) -> Result<Value> {
+        self.inner.server.run(cmd).await
+    }
+
+    /// Raises the hints of woken lanes and wakes their claimers, here and in
+    /// every other process. Awaited before the call that woke them answers,
+    /// so a claim made after it sees the hint.
+    async fn announce(&self, woken: Vec<Woken>) -> Result<()> {
+        if woken.is_empty() {
+            return Ok(());
+        }
+        let mut calls = Vec::with_capacity(woken.len() * 2);
+        for w in &woken {
+            if let Some((ns, lane)) = w.lane_id.split_once('/') {
+                self.inner.wake.notify(ns, lane);
+            }
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(self.hint_key(&w.lane_id))
+                .arg("GT")
+                .arg(w.seq)
+                .arg(w.partition);
+            calls.push(zadd);
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(self.channel(&w.lane_id)).arg("");
+            calls.push(publish);
+        }
+        try_join_all(calls.iter().map(|c| self.inner.server.raw(c))).await?;
+        Ok(())
+    }
+
+    /// Forgets hints of lanes a partition was seen without (in the
+    /// background: a stale hint only costs a wasted probe).
+    fn drop_hints(&self, partition: u16, seq: i64, lane_ids: Vec<String>) {
+        if lane_ids.is_empty() {
+            return;
+        }
+        let server = self.inner.server.clone();
+        let keys: Vec<String> = lane_ids.iter().map(|l| self.hint_key(l)).collect();
+        tokio::spawn(async move {
+            for key in keys {
+                let mut c = Server::fcall("baton_hint_drop", &key);
+                c.arg(partition).arg(seq);
+                if let Err(e) = server.raw(&c).await {
+                    tracing::debug!(error = %e, "dropping a claim hint failed");
+                    return;
+                }
+            }
+        });
+    }
+
+    fn woken_from(&self, partition: u16, v: Value) -> Result<Vec<Woken>> {
+        let (seq, lanes) = seq_and_lanes(v)?;
+        Ok(lanes
+            .into_iter()
+            .map(|lane_id| Woken {
+                partition,
+                seq,
+                lane_id,
+            })
+            .collect())
+    }
+
+    /// Interprets the reply of complete / fail / cancel.
+    async fn outcome(
+        &self,
+        id: &ExecutionId,
+        operation: &'static str,
+        reply: Value,
+    ) -> Result<ExecutionSnapshot> {
+        let mut items = array(reply)?.into_iter();
+        let tag = items
+            .next()
+            .ok_or_else(|| decode::corrupt("an empty reply"))?;
+        match text(&tag)? {
+            "ok" => {
+                let woken = items
+                    .next()
+                    .ok_or_else(|| decode::corrupt("a reply without its woken lanes"))?;
+                let woken = self.woken_from(id.partition().get(), woken)?;
+                let fields = items
+                    .next()
+                    .and_then(|v| Fields::from_flat(v).transpose())
+                    .ok_or_else(|| EngineError::NotFound { id: id.clone() })??;
+                let snap = decode::snapshot(id.clone(), &fields)?;
+                self.announce(woken).await?;
+                Ok(snap)
+            }
+            "conflict" => {
+                let state = items
+                    .next()
+                    .ok_or_else(|| decode::corrupt("a conflict without a state"))?;
+                let state: State = text(&state)?
+                    .parse()
+                    .map_err(|_| decode::corrupt("a conflict naming an unknown state"))?;
+                let reason = match items.next() {
+                    Some(r) => text(&r)?.to_owned(),
+                    None => String::new(),
+                };
+                Err(EngineError::Conflict {
+                    id: id.clone(),
+                    operation,
+                    state,
+                    reason,
+                })
+            }
+            "lost" => {
+                let reason = match items.next() {
+                    Some(r) => text(&r)?.to_owned(),
+                    None => "the lease is no longer current".to_owned(),
+                };
+                Err(EngineError::lease_lost(id, reason))
+            }
+            "not_found" => Err(EngineError::NotFound { id: id.clone() }),
+            "corrupt" => {
+                let message = match items.next() {
+                    Some(r) => text(&r)?.to_owned(),
+                    None => String::new(),
+                };
+                Err(EngineError::corruption(format!(
+                    "execution {id}: {message}"
+                )))
+            }
+            other => Err(decode::corrupt(format_args!("reply tag {other:?}"))),
+        }
+    }
+
+    async fn read_fields(&self, id: &ExecutionId) -> Result<Fields> {
+        self.check_id(id)?;
+        let mut c = redis::cmd("HGETALL");
+        c.arg(format!(
+            "{}:e:{}",
+            self.base(id.partition().get()),
+            id.uuid().simple()
+        ));
+        Fields::from_flat(self.run(&c).await?)?
+            .ok_or_else(|| EngineError::NotFound { id: id.clone() })
+    }
+
+    /// A scheduler pass's `{ processed, next_due, woken? }` reply.
+    async fn scan_report(&self, partition: u16, reply: Value, offset: i64) -> Result<ScanReport> {
+        let mut items = array(reply)?.into_iter();
+        let processed = int(&items
+            .next()
+            .ok_or_else(|| decode::corrupt("empty scan reply"))?)?;
+        let next = match items.next() {
+            Some(v) => opt_int(&v)?,
+            None => None,
+        };
+        if let Some(w) = items.next() {
+            let woken = self.woken_from(partition, w)?;
+            self.announce(woken).await?;
+        }
+        Ok(ScanReport {
+            processed: u64::try_from(processed).unwrap_or(0),
+            next_due: next.map(|t| Timestamp::from_millis(t.saturating_add(offset))),
+        })
+    }
+
+    /// Raises the hints of every lane with waiting work in `partition`, at
+    /// most every few seconds per partition.
+    async fn repair_hints(&self, partition: u16) -> Result<()> {
+        let due = {
+            let Ok(mut last) = self.inner.hint_repaired.lock() else {
+                return Ok(());
+            };
+            let now = Instant::now();
+            match last.get(&partition) {
+                Some(t) if now.duration_since(*t) < HINT_REPAIR_EVERY => false,
+                _ => {
+                    last.insert(partition, now);
+                    true
+                }
+            }
+        };
+        if !due {
+            return Ok(());
+        }
+        let reply = self
+            .run(&Server::fcall("baton_lanes", &self.base(partition)))
+            .await?;
+        let (seq, lanes) = seq_and_lanes(reply)?;
+        let calls: Vec<Cmd> = lanes
+            .iter()
+            .map(|l| {
+                let mut z = redis::cmd("ZADD");
+                z.arg(self.hint_key(l)).arg("GT").arg(seq).arg(partition);
+                z
+            })
+            .collect();
+        try_join_all(calls.iter().map(|c| self.inner.server.raw(c))).await?;
+        Ok(())
+    }
+}
+
+fn strip_auth(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
+        _ => url.to_owned(),
+    }
+}
+
+/// The partition a submission with an idempotency key lives in: a function
+/// of (namespace, lane, key), so every submission of the key reaches the
+/// same partition, where one function call checks and records it.
+fn idempotency_partition(new: &NewExecution, partitions: PartitionCount) -> Option<u16> {
+    let key = new.idempotency_key.as_ref()?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [new.namespace.as_str(), new.lane.as_str(), key.as_str()] {
+        for b in part.bytes().chain([0u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    Some((h % u64::from(partitions.get())) as u16)
+}
+
+/// A fresh id in partition `p` (ids are random; draw until one lands there).
+fn id_in(p: u16, partitions: PartitionCount) -> ExecutionId {
+    loop {
+        let id = ExecutionId::generate(partitions);
+        if id.partition().get() == p {
+            return id;
+        }
+    }
+}
+
+async fn record_partitions(
+    server: &Server,
+    prefix: &str,
+    wanted: Option<PartitionCount>,
+) -> Result<PartitionCount> {
+    let key = format!("{prefix}:{{ctl}}:meta");
+    let proposed = wanted.unwrap_or_default();
+    let mut setnx = redis::cmd("HSETNX");
+    setnx.arg(&key).arg("partitions").arg(proposed.get());
+    server.run(&setnx).await?;
+    let mut get = redis::cmd("HGET");
+    get.arg(&key).arg("partitions");
+    let recorded = server.run(&get).await?;
+    let text = text(&recorded)?;
+    let recorded = text
+        .parse::<u16>()
+        .ok()
+        .and_then(|n| PartitionCount::new(n).ok())
+        .ok_or_else(|| EngineError::corruption(format!("recorded partition count {text:?}")))?;
+    if let Some(w) = wanted
+        && w != recorded
+    {
+        return Err(EngineError::Configuration {
+            message: format!(
+                "the deployment under prefix {prefix} was created with {} partitions but {} were requested; \
+                 start with partitions={} (or leave it unset)",
+                recorded.get(),
+                w.get(),
+                recorded.get()
+            ),
+        });
+    }
+    Ok(recorded)
+}
+
+/// Subscribes to every lane's wake-up channel on the first node (a cluster
+/// forwards `PUBLISH` to every node) and wakes local claimers. Reconnects
+/// forever; after a reconnect every parked claimer is woken, since messages
+/// may have been missed meanwhile.
+fn spawn_listener(
+    node: String,
+    pattern: String,
+    wake: Arc<Wakeups>,
+) -> tokio::task::JoinHandle<()> {
+    use futures_util::StreamExt;
+    let prefix_len = pattern.len() - 1;
+    tokio::spawn(async move {
+        loop {
+            let attempt = async {
+                let client = redis::Client::open(node.as_str())?;
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.psubscribe(&pattern).await?;
+                wake.notify_all();
+                let mut stream = pubsub.on_message();
+                while let Some(msg) = stream.next().await {
+                    let channel = msg.get_channel_name();
+                    if let Some((ns, lane)) =
+                        channel.get(prefix_len..).and_then(|l| l.split_once('/'))
+                    {
+                        wake.notify(ns, lane);
+                    }
+                }
+                Ok::<(), redis::RedisError>(())
+            };
+            if let Err(e) = attempt.await {
+                tracing::debug!(error = %e, "Valkey wake-up subscription failed; retrying");
+            }
+            wake.notify_all();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+}

@@ -1,0 +1,119 @@
+//! The function library: the files of `lua/` assembled into one library
+//! named `baton`, and loading it on every primary.
+
+use baton_core::{EngineError, Result};
+
+/// Bumped by hand when the library's contract with this crate changes; a
+/// server holding a higher generation was loaded by a newer Baton, which
+/// this build must not replace.
+pub const GENERATION: u32 = 1;
+
+/// The library files, in load order; `common.lua` holds shared helpers.
+const SOURCES: &[&str] = &[
+    include_str!("../../../lua/common.lua"),
+    include_str!("../../../lua/version.lua"),
+    include_str!("../../../lua/create.lua"),
+    include_str!("../../../lua/claim.lua"),
+    include_str!("../../../lua/renew.lua"),
+    include_str!("../../../lua/complete.lua"),
+    include_str!("../../../lua/fail.lua"),
+    include_str!("../../../lua/cancel.lua"),
+    include_str!("../../../lua/promote.lua"),
+    include_str!("../../../lua/reclaim.lua"),
+    include_str!("../../../lua/expire.lua"),
+    include_str!("../../../lua/trim.lua"),
+    include_str!("../../../lua/ownership.lua"),
+    include_str!("../../../lua/hint.lua"),
+    include_str!("../../../lua/lanes.lua"),
+    include_str!("../../../lua/list.lua"),
+];
+
+const PLACEHOLDER: &str = "__BATON_LIBRARY_VERSION__";
+
+/// The assembled library and its version, `<generation>:<16 hex digits of
+/// FNV-1a over the sources>`, so any edit of a file changes the version.
+#[derive(Debug)]
+pub struct Library {
+    /// What `baton_version` answers once this library is loaded.
+    pub version: String,
+    /// The text given to `FUNCTION LOAD`.
+    pub code: String,
+}
+
+impl Library {
+    /// Assembles the library.
+    pub fn build() -> Library {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for src in SOURCES {
+            for b in src.bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        let version = format!("{GENERATION}:{h:016x}");
+        let mut code = String::from("#!lua name=baton\n");
+        for src in SOURCES {
+            code.push_str(&src.replace(PLACEHOLDER, &version));
+            code.push('\n');
+        }
+        Library { version, code }
+    }
+}
+
+/// What to do about the library a server holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It is this build's library.
+    Current,
+    /// Missing or older (or same generation, other text): load ours.
+    Replace,
+}
+
+/// Compares a loaded version (None: no library) with ours.
+pub fn judge(loaded: Option<&str>, ours: &Library) -> Result<Verdict> {
+    let Some(loaded) = loaded else {
+        return Ok(Verdict::Replace);
+    };
+    if loaded == ours.version {
+        return Ok(Verdict::Current);
+    }
+    let generation = loaded
+        .split_once(':')
+        .and_then(|(g, _)| g.parse::<u32>().ok())
+        .unwrap_or(0);
+    if generation > GENERATION {
+        return Err(EngineError::Configuration {
+            message: format!(
+                "the server holds Baton function library {loaded}, newer than this build's {}; \
+                 upgrade this process (it must not replace a newer library)",
+                ours.version
+            ),
+        });
+    }
+    Ok(Verdict::Replace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_judged() {
+        let lib = Library::build();
+        assert!(lib.code.starts_with("#!lua name=baton\n"));
+        assert!(!lib.code.contains(PLACEHOLDER));
+        assert!(lib.code.contains(&lib.version));
+        assert_eq!(judge(None, &lib).unwrap(), Verdict::Replace);
+        assert_eq!(judge(Some(&lib.version), &lib).unwrap(), Verdict::Current);
+        assert_eq!(
+            judge(Some("1:0000000000000000"), &lib).unwrap(),
+            Verdict::Replace
+        );
+        assert_eq!(judge(Some("garbage"), &lib).unwrap(), Verdict::Replace);
+        let newer = format!("{}:0", GENERATION + 1);
+        assert!(matches!(
+            judge(Some(&newer), &lib),
+            Err(EngineError::Configuration { .. })
+        ));
+    }
+}

@@ -1,0 +1,670 @@
+//! The [`EngineBackend`] contract: each method is one `FCALL` per partition
+//! it touches (see the function files in `lua/` for what each does).
+
+use super::*;
+
+fn hex_nonce(n: u64) -> String {
+    format!("{n:016x}")
+}
+
+fn ms(t: Option<Timestamp>) -> String {
+    t.map(|t| t.as_millis().to_string()).unwrap_or_default()
+}
+
+impl ValkeyBackend {
+    async fn claim_in(
+        &self,
+        partition: u16,
+        want: usize,
+        common: &[String],
+        request: &ClaimRequest,
+        expires: Timestamp,
+    ) -> Result<Vec<(String, Claim)>> {
+        let mut c = Server::fcall("baton_claim", &self.base(partition));
+        c.arg(&common[0]).arg(&common[1]).arg(want);
+        for a in &common[2..] {
+            c.arg(a);
+        }
+        let nonces: Vec<u64> = (0..want).map(|_| LeaseToken::random_nonce()).collect();
+        let nonce_text: String = nonces.iter().map(|n| hex_nonce(*n)).collect();
+        c.arg(request.worker_id.as_str())
+            .arg(expires.as_millis())
+            .arg(nonce_text);
+        let mut items = array(self.run(&c).await?)?.into_iter();
+        let (seq, empties) = seq_empties(&mut items)?;
+        self.drop_hints(partition, seq, empties);
+        let mut out = Vec::new();
+        for (i, entry) in items.enumerate() {
+            let f = array(entry)?;
+            if f.len() < 8 {
+                return Err(decode::corrupt("a short claim entry"));
+            }
+            let member = text(&f[0])?.to_owned();
+            let id =
+                decode::execution_id(text(&f[1])?, PartitionId(partition), self.inner.partitions)?;
+            let ctx = format!("execution {id}");
+            let attempt = u32::try_from(int(&f[5])?)
+                .map_err(|_| EngineError::corruption(format!("{ctx}: attempt")))?;
+            let tags_raw = text(&f[7])?;
+            let tags: BTreeMap<String, String> = serde_json::from_str(tags_raw)
+                .map_err(|e| EngineError::corruption(format!("{ctx}: tags {tags_raw:?}: {e}")))?;
+            let tags = tags
+                .into_iter()
+                .map(|(k, v)| {
+                    k.parse()
+                        .map(|k| (k, v))
+                        .map_err(|_| EngineError::corruption(format!("{ctx}: tag key {k:?}")))
+                })
+                .collect::<Result<_>>()?;
+            let nonce = nonces
+                .get(i)
+                .copied()
+                .ok_or_else(|| decode::corrupt("more claims than requested"))?;
+            let claim = Claim {
+                namespace: request.namespace.clone(),
+                lane: text(&f[2])?
+                    .parse()
+                    .map_err(|_| EngineError::corruption(format!("{ctx}: lane")))?,
+                kind: text(&f[3])?
+                    .parse()
+                    .map_err(|_| EngineError::corruption(format!("{ctx}: kind")))?,
+                payload: bytes(&f[4])?.to_vec(),
+                attempt,
+                lease: LeaseToken::new(id.clone(), attempt, nonce),
+                lease_expires_at: expires,
+                deadline: opt_int(&f[6])?.map(Timestamp::from_millis),
+                tags,
+                id,
+            };
+            out.push((member, claim));
+        }
+        Ok(out)
+    }
+}
+
+fn seq_empties(items: &mut std::vec::IntoIter<Value>) -> Result<(i64, Vec<String>)> {
+    let seq = int(&items
+        .next()
+        .ok_or_else(|| decode::corrupt("empty claim reply"))?)?;
+    let empties = array(
+        items
+            .next()
+            .ok_or_else(|| decode::corrupt("claim reply without empty lanes"))?,
+    )?
+    .iter()
+    .map(|v| text(v).map(str::to_owned))
+    .collect::<Result<Vec<_>>>()?;
+    Ok((seq, empties))
+}
+
+#[async_trait]
+impl EngineBackend for ValkeyBackend {
+    fn capabilities(&self) -> Capabilities {
+        let mut c = Capabilities::new("valkey", self.inner.limits);
+        c.cross_process_wakeups = true;
+        c.multi_process = true;
+        // Depends on the server's persistence (AOF); not knowable here.
+        c.durable = false;
+        c
+    }
+
+    fn partitions(&self) -> PartitionCount {
+        self.inner.partitions
+    }
+
+    async fn create(&self, executions: Vec<NewExecution>) -> Result<Vec<CreateOutcome>> {
+        let now = self.now();
+        let count = self.inner.partitions;
+        let mut rows =
+            PreparedExecution::prepare_batch(executions, &self.inner.limits, now, count)?;
+        let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, r) in rows.iter_mut().enumerate() {
+            if let Some(p) = idempotency_partition(&r.new, count)
+                && r.id.partition().get() != p
+            {
+                r.id = id_in(p, count);
+            }
+            groups.entry(r.id.partition().get()).or_default().push(i);
+        }
+        let calls: Vec<(u16, Cmd)> = groups
+            .iter()
+            .map(|(p, positions)| {
+                let mut c = Server::fcall("baton_create", &self.base(*p));
+                c.arg(now.as_millis()).arg(positions.len());
+                for &i in positions {
+                    let r = &rows[i];
+                    let n = &r.new;
+                    let b = &n.retry.backoff;
+                    c.arg(r.id.uuid().simple().to_string())
+                        .arg(n.namespace.as_str())
+                        .arg(n.lane.as_str())
+                        .arg(n.kind.as_str())
+                        .arg(r.state.as_str())
+                        .arg(n.priority)
+                        .arg(n.payload.as_slice())
+                        .arg(r.tags_json.as_str())
+                        .arg(r.caps_json.as_str())
+                        .arg(n.retry.max_attempts)
+                        .arg(b.initial_ms)
+                        .arg(b.max_ms)
+                        .arg(b.multiplier.to_string())
+                        .arg(if b.jitter { "1" } else { "0" })
+                        .arg(n.idempotency_key.as_ref().map(|k| k.as_str()).unwrap_or(""))
+                        .arg(n.parent.as_ref().map(|p| p.to_string()).unwrap_or_default())
+                        .arg(ms(r.run_at))
+                        .arg(ms(n.deadline));
+                }
+                (*p, c)
+            })
+            .collect();
+        let replies = try_join_all(calls.iter().map(|(_, c)| self.run(c))).await?;
+        let mut outcomes: Vec<Option<CreateOutcome>> = vec![None; rows.len()];
+        let mut woken = Vec::new();
+        for ((p, _), reply) in calls.iter().zip(replies) {
+            let mut items = array(reply)?.into_iter();
+            let w = items
+                .next()
+                .ok_or_else(|| decode::corrupt("empty create reply"))?;
+            woken.extend(self.woken_from(*p, w)?);
+            let positions = &groups[p];
+            for (&pos, item) in positions.iter().zip(items) {
+                let f = array(item)?;
+                if f.len() < 3 {
+                    return Err(decode::corrupt("a short create outcome"));
+                }
+                let id = decode::execution_id(text(&f[0])?, PartitionId(*p), count)?;
+                let state: State = text(&f[1])?.parse().map_err(|_| {
+                    EngineError::corruption(format!("execution {id}: stored state"))
+                })?;
+                outcomes[pos] = Some(CreateOutcome {
+                    id,
+                    state,
+                    created: int(&f[2])? == 1,
+                });
+            }
+        }
+        self.announce(woken).await?;
+        outcomes
+            .into_iter()
+            .map(|o| o.ok_or_else(|| decode::corrupt("create answered fewer outcomes than items")))
+            .collect()
+    }
+
+    async fn claim(&self, request: ClaimRequest) -> Result<Vec<Claim>> {
+        request.validate(&self.inner.limits)?;
+        let now = self.now();
+        let expires = now.saturating_add(request.lease_ttl);
+        let ns = request.namespace.as_str();
+        let lanes: BTreeSet<&str> = request.lanes.iter().map(Lane::as_str).collect();
+        let hint_calls: Vec<Cmd> = lanes
+            .iter()
+            .map(|l| {
+                let mut c = redis::cmd("ZRANGE");
+                c.arg(self.hint_key(&format!("{ns}/{l}"))).arg(0).arg(-1);
+                c
+            })
+            .collect();
+        let hints = try_join_all(hint_calls.iter().map(|c| self.inner.server.raw(c))).await?;
+        let mut candidates = BTreeSet::new();
+        for h in hints {
+            for p in array(h)? {
+                if let Ok(p) = text(&p)?.parse::<u16>()
+                    && p < self.inner.partitions.get()
+                {
+                    candidates.insert(p);
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let caps: Vec<&str> = request.capabilities.iter().map(|c| c.as_str()).collect();
+        // now, ns, [want], caps, lane count, lanes...
+        let mut common = vec![now.as_millis().to_string(), ns.to_owned(), caps.join(",")];
+        common.push(lanes.len().to_string());
+        common.extend(lanes.iter().map(|l| (*l).to_owned()));
+        let plan: Vec<(u16, usize)> = if candidates.len() == 1 {
+            candidates.iter().map(|p| (*p, request.max)).collect()
+        } else {
+            // Peek every candidate, then claim the globally first `max`, so
+            // one claimer gets exact priority-then-age order across
+            // partitions.
+            let peeks: Vec<(u16, Cmd)> = candidates
+                .iter()
+                .map(|p| {
+                    let mut c = Server::fcall("baton_peek", &self.base(*p));
+                    c.arg(&common[0]).arg(&common[1]).arg(request.max);
+                    for a in &common[2..] {
+                        c.arg(a);
+                    }
+                    (*p, c)
+                })
+                .collect();
+            let replies = try_join_all(peeks.iter().map(|(_, c)| self.run(c))).await?;
+            let mut members: Vec<(String, u16)> = Vec::new();
+            for ((p, _), reply) in peeks.iter().zip(replies) {
+                let mut items = array(reply)?.into_iter();
+                let (seq, empties) = seq_empties(&mut items)?;
+                self.drop_hints(*p, seq, empties);
+                for m in items {
+                    members.push((text(&m)?.to_owned(), *p));
+                }
+            }
+            members.sort();
+            let mut per: BTreeMap<u16, usize> = BTreeMap::new();
+            for (_, p) in members.into_iter().take(request.max) {
+                *per.entry(p).or_default() += 1;
+            }
+            per.into_iter().collect()
+        };
+        let results = try_join_all(
+            plan.iter()
+                .map(|(p, want)| self.claim_in(*p, *want, &common, &request, expires)),
+        )
+        .await?;
+        let mut claims: Vec<(String, Claim)> = results.into_iter().flatten().collect();
+        claims.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(claims.into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn renew(&self, request: RenewRequest) -> Result<Vec<RenewOutcome>> {
+        let limits = &self.inner.limits;
+        limits.check_batch("leases", request.leases.len())?;
+        limits.check_lease(request.lease_ttl)?;
+        let now = self.now();
+        let expires = now.saturating_add(request.lease_ttl);
+        let mut statuses = vec![RenewStatus::Lost; request.leases.len()];
+        let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, lease) in request.leases.iter().enumerate() {
+            if self.check_id(lease.execution_id()).is_ok() {
+                groups
+                    .entry(lease.execution_id().partition().get())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        let calls: Vec<(&Vec<usize>, Cmd)> = groups
+            .iter()
+            .map(|(p, positions)| {
+                let mut c = Server::fcall("baton_renew", &self.base(*p));
+                c.arg(now.as_millis())
+                    .arg(request.worker_id.as_str())
+                    .arg(expires.as_millis());
+                for &i in positions {
+                    let l = &request.leases[i];
+                    c.arg(l.execution_id().uuid().simple().to_string())
+                        .arg(l.attempt())
+                        .arg(hex_nonce(l.nonce()));
+                }
+                (positions, c)
+            })
+            .collect();
+        let replies = try_join_all(calls.iter().map(|(_, c)| self.run(c))).await?;
+        for ((positions, _), reply) in calls.iter().zip(replies) {
+            for (&i, status) in positions.iter().zip(array(reply)?) {
+                statuses[i] = match text(&status)? {
+                    "renewed" => RenewStatus::Renewed,
+                    "cancelled" => RenewStatus::Cancelled,
+                    _ => RenewStatus::Lost,
+                };
+            }
+        }
+        Ok(request
+            .leases
+            .into_iter()
+            .zip(statuses)
+            .map(|(lease, status)| RenewOutcome {
+                lease,
+                expires_at: (status == RenewStatus::Renewed).then_some(expires),
+                status,
+            })
+            .collect())
+    }
+
+    async fn complete(&self, lease: &LeaseToken, result: Vec<u8>) -> Result<ExecutionSnapshot> {
+        self.inner.limits.check_payload("result", result.len())?;
+        let id = lease.execution_id();
+        self.check_id(id)?;
+        let mut c = Server::fcall("baton_complete", &self.base(id.partition().get()));
+        c.arg(id.uuid().simple().to_string())
+            .arg(lease.attempt())
+            .arg(hex_nonce(lease.nonce()))
+            .arg(result)
+            .arg(self.now().as_millis());
+        let reply = self.run(&c).await?;
+        self.outcome(id, "complete", reply).await
+    }
+
+    async fn fail(&self, lease: &LeaseToken, failure: Failure) -> Result<ExecutionSnapshot> {
+        let id = lease.execution_id();
+        self.check_id(id)?;
+        let error = self.inner.limits.clip_text(failure.error);
+        let retry_after = failure
+            .retry_after
+            .map(|d| {
+                d.as_millis()
+                    .min(u128::from(baton_core::Backoff::MAX_DELAY_MS))
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let mut c = Server::fcall("baton_fail", &self.base(id.partition().get()));
+        c.arg(id.uuid().simple().to_string())
+            .arg(lease.attempt())
+            .arg(hex_nonce(lease.nonce()))
+            .arg(error)
+            .arg(if failure.retryable { "1" } else { "0" })
+            .arg(retry_after)
+            .arg(self.now().as_millis());
+        let reply = self.run(&c).await?;
+        self.outcome(id, "fail", reply).await
+    }
+
+    async fn cancel(&self, id: &ExecutionId, reason: Option<String>) -> Result<ExecutionSnapshot> {
+        self.check_id(id)?;
+        let reason = reason.map(|r| self.inner.limits.clip_text(r));
+        let mut c = Server::fcall("baton_cancel", &self.base(id.partition().get()));
+        c.arg(id.uuid().simple().to_string())
+            .arg(if reason.is_some() { "1" } else { "0" })
+            .arg(reason.unwrap_or_default())
+            .arg(self.now().as_millis());
+        let reply = self.run(&c).await?;
+        self.outcome(id, "cancel", reply).await
+    }
+
+    async fn describe(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+        let fields = self.read_fields(id).await?;
+        decode::snapshot(id.clone(), &fields)
+    }
+
+    async fn wait_for_work(
+        &self,
+        namespace: &Namespace,
+        lanes: &[Lane],
+        timeout: Duration,
+    ) -> Result<()> {
+        let lanes: Vec<&str> = lanes.iter().map(Lane::as_str).collect();
+        self.inner
+            .wake
+            .wait(namespace.as_str(), &lanes, timeout)
+            .await;
+        Ok(())
+    }
+
+    async fn promote_due(&self, partition: PartitionId, limit: usize) -> Result<ScanReport> {
+        self.scan_limit(partition, limit)?;
+        let p = partition.get();
+        self.repair_hints(p).await?;
+        let mut c = Server::fcall("baton_promote", &self.base(p));
+        c.arg(self.now().as_millis()).arg(limit);
+        let reply = self.run(&c).await?;
+        self.scan_report(p, reply, 0).await
+    }
+
+    async fn reclaim_expired_leases(
+        &self,
+        partition: PartitionId,
+        limit: usize,
+    ) -> Result<ScanReport> {
+        self.scan_limit(partition, limit)?;
+        let p = partition.get();
+        let mut c = Server::fcall("baton_reclaim", &self.base(p));
+        c.arg(self.now().as_millis())
+            .arg(limit)
+            .arg(self.inner.limits.max_error_bytes);
+        let reply = self.run(&c).await?;
+        self.scan_report(p, reply, 0).await
+    }
+
+    async fn expire_deadlines(&self, partition: PartitionId, limit: usize) -> Result<ScanReport> {
+        self.scan_limit(partition, limit)?;
+        let p = partition.get();
+        let mut c = Server::fcall("baton_expire", &self.base(p));
+        c.arg(self.now().as_millis()).arg(limit);
+        let reply = self.run(&c).await?;
+        self.scan_report(p, reply, 0).await
+    }
+
+    async fn trim_terminal(
+        &self,
+        partition: PartitionId,
+        retention: Duration,
+        limit: usize,
+    ) -> Result<ScanReport> {
+        self.scan_limit(partition, limit)?;
+        let p = partition.get();
+        let cutoff = self.now().saturating_sub(retention);
+        let mut c = Server::fcall("baton_trim", &self.base(p));
+        c.arg(cutoff.as_millis()).arg(limit);
+        let reply = self.run(&c).await?;
+        let offset = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        self.scan_report(p, reply, offset).await
+    }
+
+    async fn sync_ownership(&self, node: &NodeId, ttl: Duration) -> Result<Ownership> {
+        self.inner.limits.check_lease(ttl)?;
+        let now = self.now();
+        let expires = now.saturating_add(ttl);
+        let mut c = Server::fcall("baton_sync_ownership", &self.ctl());
+        c.arg(node.as_str())
+            .arg(now.as_millis())
+            .arg(expires.as_millis())
+            .arg(self.inner.partitions.get());
+        let items = array(self.run(&c).await?)?;
+        if items.len() < 2 {
+            return Err(decode::corrupt("a short ownership reply"));
+        }
+        let live = u32::try_from(int(&items[0])?).unwrap_or(u32::MAX);
+        let target = u32::try_from(int(&items[1])?).unwrap_or(u32::MAX);
+        let owned = items[2..]
+            .iter()
+            .map(|v| {
+                int(v).and_then(|p| {
+                    u16::try_from(p)
+                        .map(PartitionId)
+                        .map_err(|_| decode::corrupt("a partition number"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Ownership {
+            owned,
+            live_nodes: live,
+            target,
+            expires_at: expires,
+        })
+    }
+
+    async fn release_ownership(&self, node: &NodeId) -> Result<()> {
+        let mut c = Server::fcall("baton_release_ownership", &self.ctl());
+        c.arg(node.as_str()).arg(self.inner.partitions.get());
+        self.run(&c).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AdminBackend for ValkeyBackend {
+    async fn list(&self, filter: &ListFilter, page: Page) -> Result<ListPage> {
+        page.validate()?;
+        let after = page
+            .cursor
+            .map(|c| c.after_uuid().simple().to_string())
+            .unwrap_or_default();
+        let want = page.limit + 1;
+        let calls: Vec<(u16, Cmd)> = self
+            .inner
+            .partitions
+            .iter()
+            .map(|p| {
+                let mut c = Server::fcall("baton_list", &self.base(p.get()));
+                c.arg(filter.namespace.as_str())
+                    .arg(&after)
+                    .arg(want)
+                    .arg(LIST_BUDGET.max(want))
+                    .arg(filter.lane.as_ref().map(|l| l.as_str()).unwrap_or(""))
+                    .arg(filter.state.map(|s| s.as_str()).unwrap_or(""))
+                    .arg(filter.kind.as_ref().map(|k| k.as_str()).unwrap_or(""))
+                    .arg(filter.tag.as_ref().map(|t| t.0.as_str()).unwrap_or(""))
+                    .arg(filter.tag.as_ref().map(|t| t.1.as_str()).unwrap_or(""));
+                (p.get(), c)
+            })
+            .collect();
+        let replies = try_join_all(calls.iter().map(|(_, c)| self.run(c))).await?;
+        // Entries up to the lowest frontier were examined in every
+        // partition; beyond it some partition was not looked at yet.
+        let mut bound: Option<(Uuid, u16)> = None;
+        let mut found: Vec<(Uuid, u16, Fields)> = Vec::new();
+        for ((p, _), reply) in calls.iter().zip(replies) {
+            let mut items = array(reply)?.into_iter();
+            let frontier = text(
+                &items
+                    .next()
+                    .ok_or_else(|| decode::corrupt("empty list reply"))?,
+            )?
+            .to_owned();
+            if !frontier.is_empty() {
+                let u = Uuid::try_parse(&frontier)
+                    .map_err(|_| decode::corrupt("a list frontier that is not a uuid"))?;
+                if bound.is_none_or(|(b, _)| u < b) {
+                    bound = Some((u, *p));
+                }
+            }
+            while let (Some(uuid), Some(flat)) = (items.next(), items.next()) {
+                let u =
+                    Uuid::try_parse(text(&uuid)?).map_err(|_| decode::corrupt("a listed uuid"))?;
+                if let Some(fields) = Fields::from_flat(flat)? {
+                    found.push((u, *p, fields));
+                }
+            }
+        }
+        found.sort_by_key(|(u, _, _)| *u);
+        if let Some((b, _)) = bound {
+            found.retain(|(u, _, _)| *u <= b);
+        }
+        let more = found.len() > page.limit;
+        let mut items = Vec::with_capacity(page.limit.min(found.len()));
+        for (u, p, fields) in found.into_iter().take(page.limit) {
+            let id = decode::execution_id(
+                &u.simple().to_string(),
+                PartitionId(p),
+                self.inner.partitions,
+            )?;
+            items.push(decode::snapshot(id, &fields)?);
+        }
+        let next_cursor = if more {
+            items.last().map(|s| ListCursor::after(&s.id))
+        } else if let Some((b, p)) = bound {
+            let id = decode::execution_id(
+                &b.simple().to_string(),
+                PartitionId(p),
+                self.inner.partitions,
+            )?;
+            Some(ListCursor::after(&id))
+        } else {
+            None
+        };
+        Ok(ListPage { items, next_cursor })
+    }
+
+    async fn counts(&self, namespace: &Namespace) -> Result<BTreeMap<Lane, StateCounts>> {
+        let calls: Vec<Cmd> = self
+            .inner
+            .partitions
+            .iter()
+            .map(|p| {
+                let mut c = redis::cmd("HGETALL");
+                c.arg(format!("{}:counts", self.base(p.get())));
+                c
+            })
+            .collect();
+        let replies = try_join_all(calls.iter().map(|c| self.run(c))).await?;
+        let prefix = format!("{namespace}/");
+        let mut out: BTreeMap<Lane, StateCounts> = BTreeMap::new();
+        for reply in replies {
+            let items = match reply {
+                Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+                other => array(other)?,
+            };
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                let field = text(&k)?;
+                let Some(rest) = field.strip_prefix(&prefix) else {
+                    continue;
+                };
+                let n = int(&v)?;
+                if n <= 0 {
+                    continue;
+                }
+                let (lane, state) = rest
+                    .split_once('/')
+                    .ok_or_else(|| EngineError::corruption(format!("count field {field:?}")))?;
+                let lane: Lane = lane
+                    .parse()
+                    .map_err(|_| EngineError::corruption(format!("count field {field:?}")))?;
+                let state: State = state
+                    .parse()
+                    .map_err(|_| EngineError::corruption(format!("count field {field:?}")))?;
+                *out.entry(lane).or_default().get_mut(state) += n as u64;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn partition_owners(&self) -> Result<Vec<PartitionOwner>> {
+        let now = self.now();
+        let read = |suffix: &str| {
+            let mut c = redis::cmd("HGETALL");
+            c.arg(format!("{}:{suffix}", self.ctl()));
+            c
+        };
+        let (owners, expiries) = (read("owners"), read("oexp"));
+        let (owners, expiries) = tokio::try_join!(self.run(&owners), self.run(&expiries))?;
+        let pairs = |v: Value| -> Result<HashMap<u16, String>> {
+            let items = match v {
+                Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+                other => array(other)?,
+            };
+            let mut map = HashMap::new();
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                if let Ok(p) = text(&k)?.parse::<u16>() {
+                    map.insert(p, text(&v)?.to_owned());
+                }
+            }
+            Ok(map)
+        };
+        let owners = pairs(owners)?;
+        let expiries = pairs(expiries)?;
+        self.inner
+            .partitions
+            .iter()
+            .map(|p| {
+                let held = match (owners.get(&p.get()), expiries.get(&p.get())) {
+                    (Some(o), Some(e)) => {
+                        let e: i64 = e.parse().map_err(|_| {
+                            EngineError::corruption(format!("partition {p}: expiry {e:?}"))
+                        })?;
+                        if e > now.as_millis() {
+                            let node: NodeId = o.parse().map_err(|_| {
+                                EngineError::corruption(format!("partition {p}: owner {o:?}"))
+                            })?;
+                            Some((node, Timestamp::from_millis(e)))
+                        } else {
+                            None
+                        }
+                    }
+                    _ => None,
+                };
+                Ok(PartitionOwner {
+                    partition: p,
+                    expires_at: held.as_ref().map(|h| h.1),
+                    owner: held.map(|h| h.0),
+                })
+            })
+            .collect()
+    }
+
+    async fn attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRecord>> {
+        let fields = self.read_fields(id).await?;
+        decode::attempts(id, &fields)
+    }
+}

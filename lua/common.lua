@@ -1,0 +1,277 @@
+-- common.lua: helpers shared by every function of the library (not a
+-- function itself; the backend places it first when assembling the library).
+--
+-- Key schema (B = the deployment's key prefix, N = partition number). Every
+-- key a function touches is derived from KEYS[1], so it carries KEYS[1]'s
+-- hash tag and lives in KEYS[1]'s cluster slot:
+--   B:{p:N}:e:<uuid>            HASH  one execution, its attempts included
+--   B:{p:N}:w:<ns>/<lane>       ZSET  waiting, no conditions (score 0, member = claim order)
+--   B:{p:N}:wx:<ns>/<lane>      ZSET  waiting with required capabilities or a deadline
+--   B:{p:N}:delayed             ZSET  run_at -> uuid
+--   B:{p:N}:leases              ZSET  lease_expires_at -> uuid
+--   B:{p:N}:deadlines           ZSET  deadline -> uuid (non-terminal only)
+--   B:{p:N}:done                ZSET  finished_at -> uuid (terminal only)
+--   B:{p:N}:idem                HASH  <ns>/<lane>/<key> -> uuid
+--   B:{p:N}:ns:<ns>             ZSET  score 0, uuid members (list order)
+--   B:{p:N}:counts              HASH  <ns>/<lane>/<state> -> count
+--   B:{p:N}:lanes               SET   <ns>/<lane> holding waiting work
+--   B:{p:N}:seq                 STRING bumped whenever a lane's waiting set
+--                                      turns non-empty (claim-discovery hints)
+--   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
+--
+-- Execution hash fields: ns lane kind st pri pl tags caps att ma bi bm bx bj
+-- ik par ca ua ra rd dl fa wid ln le res err cr, and per attempt k:
+-- a<k>w (worker) a<k>n (nonce) a<k>s (started) a<k>e (ended) a<k>o
+-- (outcome) a<k>x (error). An absent field is "none".
+
+-- Substituted by the backend when it assembles the library.
+local LIBRARY_VERSION = '__BATON_LIBRARY_VERSION__'
+
+local TERMINAL = { completed = true, failed = true, cancelled = true, expired = true }
+
+-- Integer to its decimal text: every number written to a key goes through
+-- this, so stored values never take an exponent form.
+local function s(x) return string.format('%d', x) end
+
+local function tsnum(v)
+  if v == nil or v == false or v == '' then return nil end
+  return tonumber(v)
+end
+
+-- Milliseconds since the epoch as RFC 3339 (the format of Timestamp's
+-- Display in baton-core), so engine-written messages match every backend.
+local function fmt_ts(ms)
+  ms = tonumber(ms)
+  local days = math.floor(ms / 86400000)
+  local rem = ms - days * 86400000
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m
+  if mp < 10 then m = mp + 3 else m = mp - 9 end
+  if m <= 2 then y = y + 1 end
+  local h = math.floor(rem / 3600000)
+  rem = rem - h * 3600000
+  local mi = math.floor(rem / 60000)
+  rem = rem - mi * 60000
+  local s = math.floor(rem / 1000)
+  local milli = rem - s * 1000
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, h, mi, s, milli)
+end
+
+local function load(base, uuid)
+  local flat = redis.call('HGETALL', base .. ':e:' .. uuid)
+  if #flat == 0 then return nil end
+  local h = {}
+  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  return h
+end
+
+local function snapshot(base, uuid)
+  return redis.call('HGETALL', base .. ':e:' .. uuid)
+end
+
+local function lane_id(h) return h.ns .. '/' .. h.lane end
+
+local function conditional(h)
+  return h.caps ~= '[]' or (h.dl ~= nil and h.dl ~= '')
+end
+
+local function waiting_key(base, h)
+  if conditional(h) then return base .. ':wx:' .. lane_id(h) end
+  return base .. ':w:' .. lane_id(h)
+end
+
+-- Claim order as one byte string: priority descending, then ready_at, then
+-- uuid; members of a zset with equal scores sort by these bytes.
+local function member(h, uuid)
+  local rd = tonumber(h.rd)
+  if rd < 0 then rd = 0 end
+  return string.format('%08x%016x', 2147483647 - tonumber(h.pri), rd) .. uuid
+end
+
+local function lane_empty(base, lid)
+  return redis.call('EXISTS', base .. ':w:' .. lid, base .. ':wx:' .. lid) == 0
+end
+
+local function count(base, h, st, delta)
+  local field = lane_id(h) .. '/' .. st
+  local n = redis.call('HINCRBY', base .. ':counts', field, delta)
+  if n <= 0 then redis.call('HDEL', base .. ':counts', field) end
+end
+
+-- Removes an execution from the index of its current state.
+local function leave(base, uuid, h)
+  local st = h.st
+  if st == 'waiting' then
+    redis.call('ZREM', waiting_key(base, h), member(h, uuid))
+    local lid = lane_id(h)
+    if lane_empty(base, lid) then redis.call('SREM', base .. ':lanes', lid) end
+  elseif st == 'delayed' then
+    redis.call('ZREM', base .. ':delayed', uuid)
+  elseif st == 'running' then
+    redis.call('ZREM', base .. ':leases', uuid)
+  end
+end
+
+-- Adds an execution to the index of its (new) state. A lane whose waiting
+-- sets were empty is reported in `woken` so the caller refreshes its
+-- discovery hint and wakes idle claimers.
+local function enter(base, uuid, h, woken)
+  local st = h.st
+  if st == 'waiting' then
+    local lid = lane_id(h)
+    if lane_empty(base, lid) then
+      redis.call('INCR', base .. ':seq')
+      redis.call('SADD', base .. ':lanes', lid)
+      woken[#woken + 1] = lid
+    end
+    redis.call('ZADD', waiting_key(base, h), 0, member(h, uuid))
+  elseif st == 'delayed' then
+    redis.call('ZADD', base .. ':delayed', s(h.ra), uuid)
+  elseif st == 'running' then
+    redis.call('ZADD', base .. ':leases', s(h.le), uuid)
+  elseif TERMINAL[st] then
+    redis.call('ZADD', base .. ':done', s(h.fa), uuid)
+    redis.call('ZREM', base .. ':deadlines', uuid)
+  end
+end
+
+-- Moves an execution to state `to`: indexes, counts and the `st` field.
+-- Fields the new state's index reads (rd, ra, le, fa) must be set in `h`.
+local function move(base, uuid, h, to, woken)
+  leave(base, uuid, h)
+  count(base, h, h.st, -1)
+  h.st = to
+  count(base, h, to, 1)
+  enter(base, uuid, h, woken)
+  redis.call('HSET', base .. ':e:' .. uuid, 'st', to)
+end
+
+local function seq(base)
+  return tonumber(redis.call('GET', base .. ':seq') or '0') or 0
+end
+
+-- The woken-lanes part of a reply: the partition's sequence, then lanes.
+local function woken_reply(base, woken)
+  local out = { seq(base) }
+  for i = 1, #woken do out[#out + 1] = woken[i] end
+  return out
+end
+
+-- Clears the lease of a running execution (it is leaving `running`).
+local function drop_lease(base, uuid, h)
+  redis.call('HDEL', base .. ':e:' .. uuid, 'wid', 'ln', 'le')
+  h.wid, h.ln, h.le = nil, nil, nil
+end
+
+-- Backoff before attempt `attempt + 1`, exactly as baton-core's
+-- Backoff::delay_ms computes it (same IEEE double operations).
+local function delay_ms(h, uuid, attempt)
+  local maxms = tonumber(h.bm)
+  local mult = tonumber(h.bx)
+  local b = tonumber(h.bi)
+  local i = 1
+  while i < attempt and b < maxms do
+    b = b * mult
+    i = i + 1
+  end
+  local base
+  if b >= maxms then base = maxms else base = math.floor(b) end
+  if h.bj ~= '1' or base == 0 then return base end
+  local seed = tonumber(string.sub(uuid, 29, 32), 16)
+  local r = (seed + attempt * 40503) % 65536
+  return base - math.floor(base * r / 131072)
+end
+
+-- Ends the running attempt as a failure and applies the retry policy: the
+-- one path shared by fail and lease reclaim. `retry_after` is nil or ms.
+local function apply_failure(base, uuid, h, outcome, err, retryable, retry_after, now, woken)
+  local key = base .. ':e:' .. uuid
+  local att = tonumber(h.att)
+  local a = 'a' .. att
+  redis.call('HSET', key, a .. 'e', s(now), a .. 'o', outcome, a .. 'x', err)
+  local to
+  if (not retryable) or att >= tonumber(h.ma) then
+    to = 'failed'
+    h.fa = now
+    redis.call('HSET', key, 'fa', s(now))
+  else
+    local ms = retry_after
+    if ms == nil then ms = delay_ms(h, uuid, att) end
+    if ms == 0 then
+      to = 'waiting'
+      h.rd = now
+    else
+      to = 'delayed'
+      h.ra = now + ms
+      h.rd = h.ra
+      redis.call('HSET', key, 'ra', s(h.ra))
+    end
+    redis.call('HSET', key, 'rd', s(h.rd))
+  end
+  redis.call('HSET', key, 'err', err, 'ua', s(now))
+  drop_lease(base, uuid, h)
+  move(base, uuid, h, to, woken)
+end
+
+local ENDED_WHY = {
+  lease_expired = 'the lease expired and the execution was reclaimed',
+  cancelled = 'the execution was cancelled',
+  expired = "the execution's deadline passed",
+  completed = 'the attempt already ended',
+  failed = 'the attempt already ended',
+}
+
+-- Classifies a lease (attempt, nonce) against the stored execution.
+-- Answers h, nil, nil for the live lease; h, nil, outcome when the lease's
+-- attempt already ended; nil, reply when the caller must answer `reply`.
+local function check_lease(base, uuid, attempt, nonce, now)
+  local h = load(base, uuid)
+  if not h then return nil, { 'not_found' } end
+  local a = 'a' .. attempt
+  if not h[a .. 'w'] then
+    return nil, { 'lost', 'attempt ' .. attempt .. ' was never granted' }
+  end
+  if h[a .. 'n'] ~= nonce then
+    return nil, { 'lost', 'the lease token does not match the one granted for this attempt' }
+  end
+  if h[a .. 'o'] then return h, nil, h[a .. 'o'] end
+  if h.st ~= 'running' or tonumber(h.att) ~= attempt then
+    return nil, { 'corrupt', 'attempt ' .. attempt .. ' is open but the execution is ' ..
+      tostring(h.st) .. ' at attempt ' .. tostring(h.att) }
+  end
+  local dl = tsnum(h.dl)
+  if dl and dl <= now then
+    return nil, { 'lost', "the execution's deadline " .. fmt_ts(dl) .. ' has passed' }
+  end
+  local le = tsnum(h.le)
+  if le and now < le then return h, nil, nil end
+  local at = ''
+  if le then at = fmt_ts(le) end
+  return nil, { 'lost', 'the lease expired at ' .. at ..
+    '; the engine will reclaim and retry the execution' }
+end
+
+-- Capabilities: `caps` is the stored JSON array of names (which contain no
+-- quotes), `offered` a set of the worker's names.
+local function caps_ok(caps, offered)
+  if caps == nil or caps == false or caps == '[]' then return true end
+  for name in string.gmatch(caps, '"([^"]*)"') do
+    if not offered[name] then return false end
+  end
+  return true
+end
+
+-- The next due score of a zset as an integer reply element, or ''.
+local function first_score(key)
+  local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #r == 0 then return '' end
+  return r[2]
+end

@@ -1,0 +1,70 @@
+-- baton_sync_ownership: one heartbeat of an engine node; keeps, releases
+-- and takes partitions so every live node owns its fair share.
+-- KEYS[1]: the control base B:{ctl}
+-- ARGV[1]: node id, ARGV[2]: now (ms), ARGV[3]: new expiry (ms),
+-- ARGV[4]: partition count
+-- Returns: { live_nodes, target, owned partition... } (ascending)
+-- baton_release_ownership: a node leaves; its partitions are freed at once.
+-- KEYS[1]: the control base B:{ctl}
+-- ARGV[1]: node id, ARGV[2]: partition count
+-- Returns: the number of partitions freed.
+redis.register_function('baton_sync_ownership', function(keys, args)
+  local base = keys[1]
+  local node, now, expires = args[1], tonumber(args[2]), args[3]
+  local count = tonumber(args[4])
+  local nodes, owners, oexp = base .. ':nodes', base .. ':owners', base .. ':oexp'
+  redis.call('ZADD', nodes, expires, node)
+  redis.call('ZREMRANGEBYSCORE', nodes, '-inf', args[2])
+  local live = redis.call('ZCARD', nodes)
+  if live < 1 then live = 1 end
+  local target = math.floor((count + live - 1) / live)
+  local owner, exp = {}, {}
+  local flat = redis.call('HGETALL', owners)
+  for i = 1, #flat, 2 do owner[tonumber(flat[i])] = flat[i + 1] end
+  flat = redis.call('HGETALL', oexp)
+  for i = 1, #flat, 2 do exp[tonumber(flat[i])] = tonumber(flat[i + 1]) end
+  local owned, kept = {}, {}
+  for p = 0, count - 1 do
+    if owner[p] == node and exp[p] and exp[p] > now then
+      if #owned < target then
+        owned[#owned + 1] = p
+        kept[p] = true
+      else
+        redis.call('HDEL', owners, p)
+        redis.call('HDEL', oexp, p)
+      end
+    end
+  end
+  local p = 0
+  while #owned < target and p < count do
+    if not kept[p] and (owner[p] == nil or exp[p] == nil or exp[p] <= now) then
+      owned[#owned + 1] = p
+    end
+    p = p + 1
+  end
+  table.sort(owned)
+  local reply = { live, target }
+  for i = 1, #owned do
+    redis.call('HSET', owners, owned[i], node)
+    redis.call('HSET', oexp, owned[i], expires)
+    reply[#reply + 1] = owned[i]
+  end
+  return reply
+end)
+
+redis.register_function('baton_release_ownership', function(keys, args)
+  local base = keys[1]
+  local node = args[1]
+  local owners, oexp = base .. ':owners', base .. ':oexp'
+  local flat = redis.call('HGETALL', owners)
+  local freed = 0
+  for i = 1, #flat, 2 do
+    if flat[i + 1] == node then
+      redis.call('HDEL', owners, flat[i])
+      redis.call('HDEL', oexp, flat[i])
+      freed = freed + 1
+    end
+  end
+  redis.call('ZREM', base .. ':nodes', node)
+  return freed
+end)
