@@ -2,9 +2,11 @@
 //! build can start, must give identical `describe` snapshots field by field
 //! (ids aside, which each backend generates).
 //!
-//! The instances are SQLite on a file, SQLite in memory and Postgres (the
-//! test kit's server, in a schema of its own; skipped outside CI when no
-//! server can be started); each new backend adds itself to `backends()`.
+//! The instances are SQLite on a file, SQLite in memory, Postgres (the test
+//! kit's server, in a schema of its own), Valkey 9, Redis 7.0 and the
+//! three-node Valkey Cluster (each under a key prefix of its own); a server
+//! the test kit cannot start is skipped outside CI. Each new backend adds
+//! itself to `backends()`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,7 +20,8 @@ use baton_core::{
 };
 use baton_postgres::{PostgresBackend, PostgresConfig};
 use baton_sqlite::{Location, SqliteBackend, SqliteConfig};
-use baton_testkit::servers::{self, PostgresServer};
+use baton_testkit::servers::{self, PostgresServer, RedisServer};
+use baton_valkey::{ValkeyBackend, ValkeyConfig};
 use serde_json::Value;
 
 const START: &str = "2030-01-01T00:00:00Z";
@@ -45,6 +48,21 @@ async fn backends(
             .with_clock(clock.clone());
         let b = PostgresBackend::open(config).await.unwrap();
         out.push(("postgres", Arc::new(b), clock));
+    }
+    let valkeys = [
+        ("valkey", servers::valkey().await),
+        ("redis7", servers::redis7().await),
+        ("valkey-cluster", servers::valkey_cluster().await),
+    ];
+    for (name, server) in valkeys {
+        let Some(server) = server else { continue };
+        let clock = Arc::new(ManualClock::new(START.parse().unwrap()));
+        let url = format!("{}?prefix={}", server.url(), RedisServer::unique_prefix());
+        let config = ValkeyConfig::from_url(&url)
+            .unwrap()
+            .with_clock(clock.clone());
+        let b = ValkeyBackend::open(config).await.unwrap();
+        out.push((name, Arc::new(b), clock));
     }
     out
 }
