@@ -15,30 +15,32 @@
 --   members; claim entries are { member, uuid, lane, kind, payload, attempt,
 --   deadline|'', tags }.
 
--- Appends up to `want` eligible members of zset `key` to `out`.
-local function eligible(base, key, conditional_set, want, now, offered, out)
+-- Up to `want` eligible members of zset `key`, in claim order.
+local function eligible(base, key, conditional_set, want, now, offered)
   if not conditional_set then
-    local ms = redis.call('ZRANGE', key, 0, want - 1)
-    for _, m in ipairs(ms) do out[#out + 1] = { m, key } end
-    return
+    return redis.call('ZRANGE', key, 0, want - 1)
   end
-  local start, found = 0, 0
-  while found < want do
+  local out = {}
+  local start = 0
+  while #out < want do
     local ms = redis.call('ZRANGE', key, start, start + 63)
-    if #ms == 0 then return end
+    if #ms == 0 then return out end
     for _, m in ipairs(ms) do
       local f = redis.call('HMGET', base .. ':e:' .. string.sub(m, 25), 'dl', 'caps')
       local dl = tsnum(f[1])
       if (dl == nil or dl > now) and caps_ok(f[2], offered) then
-        out[#out + 1] = { m, key }
-        found = found + 1
-        if found >= want then return end
+        out[#out + 1] = m
+        if #out >= want then return out end
       end
     end
     start = start + 64
   end
+  return out
 end
 
+-- The first `want` members over every lane's two sets: each set is already
+-- in claim order, so a merge (not a sort) picks them. Answers the members
+-- and, in step, the set each came from.
 local function choose(keys, args)
   local base = keys[1]
   local now = tonumber(args[1])
@@ -47,18 +49,39 @@ local function choose(keys, args)
   local offered = {}
   for name in string.gmatch(args[4], '[^,]+') do offered[name] = true end
   local nlanes = tonumber(args[5])
-  local lanes = {}
-  local cands = {}
+  local lanes, lists, sets = {}, {}, {}
   for i = 1, nlanes do
     local lid = ns .. '/' .. args[5 + i]
     lanes[i] = lid
-    eligible(base, base .. ':w:' .. lid, false, want, now, offered, cands)
-    eligible(base, base .. ':wx:' .. lid, true, want, now, offered, cands)
+    for _, cond in ipairs({ false, true }) do
+      local key = base .. (cond and ':wx:' or ':w:') .. lid
+      local l = eligible(base, key, cond, want, now, offered)
+      if #l > 0 then
+        lists[#lists + 1] = l
+        sets[#sets + 1] = key
+      end
+    end
   end
-  table.sort(cands, function(a, b) return a[1] < b[1] end)
-  local chosen = {}
-  for i = 1, math.min(want, #cands) do chosen[i] = cands[i] end
-  return base, now, lanes, chosen, nlanes
+  local members, from = {}, {}
+  if #lists == 1 then
+    members = lists[1]
+    for i = 1, #members do from[i] = sets[1] end
+  elseif #lists > 1 then
+    local pos = {}
+    for i = 1, #lists do pos[i] = 1 end
+    while #members < want do
+      local best = nil
+      for i = 1, #lists do
+        local m = lists[i][pos[i]]
+        if m and (best == nil or m < lists[best][pos[best]]) then best = i end
+      end
+      if best == nil then break end
+      members[#members + 1] = lists[best][pos[best]]
+      from[#from + 1] = sets[best]
+      pos[best] = pos[best] + 1
+    end
+  end
+  return base, now, lanes, members, from, nlanes
 end
 
 local function empties(base, lanes)
@@ -72,40 +95,48 @@ end
 redis.register_function {
   function_name = 'baton_peek',
   callback = function(keys, args)
-    local base, _, lanes, chosen = choose(keys, args)
+    local base, _, lanes, members = choose(keys, args)
     local reply = { seq(base), empties(base, lanes) }
-    for i = 1, #chosen do reply[#reply + 1] = chosen[i][1] end
+    for i = 1, #members do reply[#reply + 1] = members[i] end
     return reply
   end,
   flags = { 'no-writes' },
 }
 
 redis.register_function('baton_claim', function(keys, args)
-  local base, now, lanes, chosen, nlanes = choose(keys, args)
+  local base, now, lanes, members, from, nlanes = choose(keys, args)
+  local snow = s(now)
+  local ns = args[2]
   local worker = args[6 + nlanes]
-  local expires = tonumber(args[7 + nlanes])
+  local expires = s(tonumber(args[7 + nlanes]))
   local nonces = args[8 + nlanes]
-  local woken = {}
+  local removed, adds, counts = {}, {}, {}
   local reply = {}
-  for i = 1, #chosen do
-    local m = chosen[i][1]
+  for i = 1, #members do
+    local m, set = members[i], from[i]
     local uuid = string.sub(m, 25)
-    local h = load(base, uuid)
-    if h then
-      local att = tonumber(h.att) + 1
+    local key = base .. ':e:' .. uuid
+    local f = redis.call('HMGET', key, 'st', 'att', 'lane', 'kind', 'pl', 'dl', 'tags')
+    push(removed, set, m)
+    if f[1] == 'waiting' then
+      local att = tonumber(f[2]) + 1
       local a = 'a' .. att
       local nonce = string.sub(nonces, (i - 1) * 16 + 1, i * 16)
-      h.le = expires
-      redis.call('HSET', base .. ':e:' .. uuid, 'att', s(att), 'wid', worker, 'ln', nonce,
-        'le', s(expires), 'ua', s(now), a .. 'w', worker, a .. 'n', nonce, a .. 's', s(now))
-      move(base, uuid, h, 'running', woken)
-      reply[#reply + 1] = { m, uuid, h.lane, h.kind, h.pl, att, h.dl or '', h.tags }
-    else
-      -- An index entry without its execution: drop the entry.
-      redis.call('ZREM', chosen[i][2], m)
+      redis.call('HSET', key, 'st', 'running', 'att', s(att), 'wid', worker, 'ln', nonce,
+        'le', expires, 'ua', snow, a .. 'w', worker, a .. 'n', nonce, a .. 's', snow)
+      push(adds, base .. ':leases', expires, uuid)
+      local lid = ns .. '/' .. f[3]
+      counts[lid .. '/waiting'] = (counts[lid .. '/waiting'] or 0) - 1
+      counts[lid .. '/running'] = (counts[lid .. '/running'] or 0) + 1
+      reply[#reply + 1] = { m, uuid, f[3], f[4], f[5], att, f[6] or '', f[7] }
     end
+    -- Otherwise an index entry without its waiting execution: dropped.
   end
-  local head = { seq(base), empties(base, lanes) }
+  for set, members in pairs(removed) do redis.call('ZREM', set, unpack(members)) end
+  flush(base, adds, counts)
+  local e = empties(base, lanes)
+  for i = 1, #e do redis.call('SREM', base .. ':lanes', e[i]) end
+  local head = { seq(base), e }
   for i = 1, #reply do head[#head + 1] = reply[i] end
   return head
 end)

@@ -100,10 +100,43 @@ local function lane_empty(base, lid)
   return redis.call('EXISTS', base .. ':w:' .. lid, base .. ':wx:' .. lid) == 0
 end
 
+-- Zero counts stay as fields (readers skip them): cheaper than deleting.
 local function count(base, h, st, delta)
-  local field = lane_id(h) .. '/' .. st
-  local n = redis.call('HINCRBY', base .. ':counts', field, delta)
-  if n <= 0 then redis.call('HDEL', base .. ':counts', field) end
+  redis.call('HINCRBY', base .. ':counts', lane_id(h) .. '/' .. st, delta)
+end
+
+-- A hash as a flat field/value reply (values must be strings).
+local function flat(h)
+  local out = {}
+  for k, v in pairs(h) do
+    out[#out + 1] = k
+    out[#out + 1] = v
+  end
+  return out
+end
+
+-- Writes batched index changes: `adds` maps a zset key to a flat list of
+-- score, member pairs; `counts` maps a counts field to its delta. Chunked so
+-- no call exceeds Lua's argument limits.
+local function flush(base, adds, counts)
+  for key, t in pairs(adds) do
+    for i = 1, #t, 1000 do
+      redis.call('ZADD', key, unpack(t, i, math.min(i + 999, #t)))
+    end
+  end
+  for field, d in pairs(counts) do
+    if d ~= 0 then redis.call('HINCRBY', base .. ':counts', field, d) end
+  end
+end
+
+local function push(map, key, a, b)
+  local t = map[key]
+  if not t then
+    t = {}
+    map[key] = t
+  end
+  t[#t + 1] = a
+  if b ~= nil then t[#t + 1] = b end
 end
 
 -- Removes an execution from the index of its current state.

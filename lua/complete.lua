@@ -20,11 +20,17 @@ redis.register_function('baton_complete', function(keys, args)
   end
   local key = base .. ':e:' .. uuid
   local a = 'a' .. attempt
-  h.fa = now
-  redis.call('HSET', key, 'res', result, 'fa', s(now), 'ua', s(now), a .. 'e', s(now),
-    a .. 'o', 'completed')
-  drop_lease(base, uuid, h)
-  local woken = {}
-  move(base, uuid, h, 'completed', woken)
-  return { 'ok', woken_reply(base, woken), snapshot(base, uuid) }
+  local snow = s(now)
+  redis.call('HSET', key, 'st', 'completed', 'res', result, 'fa', snow, 'ua', snow,
+    a .. 'e', snow, a .. 'o', 'completed')
+  redis.call('HDEL', key, 'wid', 'ln', 'le')
+  redis.call('ZREM', base .. ':leases', uuid)
+  redis.call('ZADD', base .. ':done', snow, uuid)
+  if h.dl then redis.call('ZREM', base .. ':deadlines', uuid) end
+  count(base, h, 'running', -1)
+  count(base, h, 'completed', 1)
+  -- The reply is the hash as it now stands, without reading it again.
+  h.st, h.res, h.fa, h.ua, h[a .. 'e'], h[a .. 'o'] = 'completed', result, snow, snow, snow, 'completed'
+  h.wid, h.ln, h.le = nil, nil, nil
+  return { 'ok', { 0 }, flat(h) }
 end)

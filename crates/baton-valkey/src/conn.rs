@@ -120,20 +120,25 @@ impl Server {
                 Ok(vec![version_of(r)])
             }
             Conn::Cluster(c) => {
-                let mut out = Vec::new();
-                let mut c = c.clone();
+                // FUNCTION LIST answers on every primary, with or without
+                // the library (an FCALL would fail the whole fan-out when
+                // one primary lacks it); the version is read from the code.
+                let mut list = redis::cmd("FUNCTION");
+                list.arg("LIST")
+                    .arg("LIBRARYNAME")
+                    .arg("baton")
+                    .arg("WITHCODE");
                 let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
-                match c.route_command(&cmd, routing).await {
-                    Ok(Value::Map(pairs)) => {
-                        for (_, v) in pairs {
-                            out.push(version_of(Ok(v)));
-                        }
-                    }
-                    // Some primary has no library (its error fails the whole
-                    // fan-out): load everywhere.
-                    _ => out.push(None),
-                }
-                Ok(out)
+                let reply = c
+                    .clone()
+                    .route_command(&list, routing)
+                    .await
+                    .map_err(|e| self.map(e))?;
+                let per_node: Vec<Value> = match reply {
+                    Value::Map(pairs) => pairs.into_iter().map(|(_, v)| v).collect(),
+                    other => vec![other],
+                };
+                Ok(per_node.iter().map(version_in_code).collect())
             }
         }
     }
@@ -169,6 +174,22 @@ impl Server {
             ));
         }
         EngineError::unavailable(format!("Valkey at {}: {text}", self.display))
+    }
+}
+
+/// The library version written into the code of a `FUNCTION LIST … WITHCODE`
+/// reply, if the reply holds the `baton` library.
+fn version_in_code(v: &Value) -> Option<String> {
+    const MARK: &str = "local LIBRARY_VERSION = '";
+    match v {
+        Value::BulkString(b) => {
+            let code = std::str::from_utf8(b).ok()?;
+            let rest = &code[code.find(MARK)? + MARK.len()..];
+            Some(rest[..rest.find('\'')?].to_owned())
+        }
+        Value::Array(items) | Value::Set(items) => items.iter().find_map(version_in_code),
+        Value::Map(pairs) => pairs.iter().find_map(|(_, v)| version_in_code(v)),
+        _ => None,
     }
 }
 

@@ -1,0 +1,1123 @@
+//! Valkey-specific behaviour the shared conformance suite cannot see:
+//! wake-ups across backend instances (processes), the recorded partition
+//! count, concurrent first starts, the function library surviving a flush
+//! and its versioning, a key schema that never crosses cluster slots, the
+//! claim-discovery hints, and URL parsing.
+//!
+//! The shared servers come from the test kit (each test under a key prefix
+//! of its own); the library-versioning tests start a private
+//! `redis-server` so loading fake libraries disturbs nobody. Without a
+//! server and outside CI a test prints why and passes as skipped; under CI
+//! it fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_core::{
+    AdminBackend, ClaimRequest, EngineBackend, EngineBackendExt, EngineError, ExecutionId,
+    ExecutionSnapshot, Failure, IdempotencyKey, Kind, Lane, ListFilter, ManualClock, Namespace,
+    NewExecution, NodeId, Page, PartitionCount, State, StateCounts, Timestamp, WorkerId,
+};
+use baton_testkit::servers::{self, RedisServer, RespValue};
+use baton_valkey::{ValkeyBackend, ValkeyConfig};
+
+// ---------------------------------------------------------------- helpers
+
+fn ns(name: &str) -> Namespace {
+    Namespace::new(name).unwrap()
+}
+
+fn lane(name: &str) -> Lane {
+    Lane::new(name).unwrap()
+}
+
+fn exec(namespace: &str, lane_name: &str) -> NewExecution {
+    NewExecution::new(
+        ns(namespace),
+        lane(lane_name),
+        Kind::new("job").unwrap(),
+        b"{}".to_vec(),
+    )
+}
+
+fn claim_request(namespace: &str, lanes: &[&str], worker: &str, max: usize) -> ClaimRequest {
+    let mut request = ClaimRequest::new(
+        ns(namespace),
+        lane(lanes[0]),
+        WorkerId::new(worker).unwrap(),
+        max,
+    );
+    for l in &lanes[1..] {
+        request = request.with_lane(lane(l));
+    }
+    request
+}
+
+/// `server`'s URL with `?prefix=…` (and more options, `&`-joined).
+fn url_with(server: &RedisServer, prefix: &str, more: &str) -> String {
+    let mut url = format!("{}?prefix={prefix}", server.url());
+    if !more.is_empty() {
+        url.push('&');
+        url.push_str(more);
+    }
+    url
+}
+
+async fn connect(url: &str) -> ValkeyBackend {
+    ValkeyBackend::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
+}
+
+/// Claims from `lanes` until `want` executions are held or a claim comes
+/// back empty.
+async fn claim_up_to(
+    backend: &ValkeyBackend,
+    namespace: &str,
+    lanes: &[&str],
+    worker: &str,
+    want: usize,
+) -> Vec<baton_core::Claim> {
+    let mut held = Vec::new();
+    while held.len() < want {
+        let got = backend
+            .claim(claim_request(
+                namespace,
+                lanes,
+                worker,
+                (want - held.len()).min(100),
+            ))
+            .await
+            .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        held.extend(got);
+    }
+    held
+}
+
+/// Every execution of a namespace, through every page of `list`.
+async fn list_all(backend: &ValkeyBackend, namespace: &str) -> Vec<ExecutionSnapshot> {
+    let filter = ListFilter::namespace(ns(namespace));
+    let mut page = Page::first(100);
+    let mut out = Vec::new();
+    for _ in 0..1_000 {
+        let got = backend.list(&filter, page).await.unwrap();
+        out.extend(got.items);
+        match got.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => return out,
+        }
+    }
+    panic!("list of {namespace} never ended");
+}
+
+/// Counts per state of the listed snapshots.
+fn tally(snapshots: &[ExecutionSnapshot]) -> BTreeMap<Lane, StateCounts> {
+    let mut out: BTreeMap<Lane, StateCounts> = BTreeMap::new();
+    for s in snapshots {
+        *out.entry(s.lane.clone()).or_default().get_mut(s.state) += 1;
+    }
+    out
+}
+
+/// `counts` with lanes that hold nothing left out, so it compares with
+/// [`tally`].
+async fn counts(backend: &ValkeyBackend, namespace: &str) -> BTreeMap<Lane, StateCounts> {
+    backend
+        .counts(&ns(namespace))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, c)| c.total() > 0)
+        .collect()
+}
+
+fn resp_text(v: &RespValue) -> String {
+    v.as_text()
+        .unwrap_or_else(|| panic!("expected a string reply, got {v:?}"))
+}
+
+fn resp_int(v: &RespValue) -> i64 {
+    match v {
+        RespValue::Integer(n) => *n,
+        other => panic!("expected an integer reply, got {other:?}"),
+    }
+}
+
+fn resp_texts(v: &RespValue) -> Vec<String> {
+    match v {
+        RespValue::Array(items) => items.iter().map(resp_text).collect(),
+        other => panic!("expected an array reply, got {other:?}"),
+    }
+}
+
+/// Waits until both wake-up listeners of a deployment (two backend
+/// instances) are subscribed on the first node: a `PUBLISH` on one of its
+/// wake-up channels reaches two clients. Until then a waiter may be woken by
+/// the listener's "(re)connected, wake everyone" notification, which would
+/// make a wake-up test pass for the wrong reason.
+async fn wait_for_listeners(server: &RedisServer, prefix: &str, listeners: i64) {
+    let channel = format!("{prefix}:wake:probe/probe");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reached = resp_int(&server.command(&["PUBLISH", &channel, ""]).unwrap());
+        if reached >= listeners {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {reached} of {listeners} wake-up listeners subscribed to {prefix}:wake:* within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ------------------------------------------------- 1. cross-instance wake-ups
+
+/// A claimer parked in one instance is woken by a submission made through
+/// another instance (two instances share nothing but the server, like two
+/// processes), and its claim gets that submission.
+async fn wakes_across_instances(server: &RedisServer) {
+    let prefix = RedisServer::unique_prefix();
+    let url = url_with(server, &prefix, "");
+    let submitter = connect(&url).await;
+    let waiter_side = connect(&url).await;
+    assert!(waiter_side.capabilities().cross_process_wakeups);
+    wait_for_listeners(server, &prefix, 2).await;
+
+    let started = Instant::now();
+    let mut waiter = {
+        let b = waiter_side.clone();
+        tokio::spawn(async move {
+            b.wait_for_work(&ns("wake"), &[lane("main")], Duration::from_secs(10))
+                .await
+        })
+    };
+    // Give the waiter time to park. Should it not be parked yet when the
+    // submission lands, the submission is cancelled (emptying the lane, so
+    // the next one wakes again) and another one tried: the test does not
+    // depend on when the waiter parked.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut submitted = None;
+    for _ in 0..12 {
+        let created = submitter.create_one(exec("wake", "main")).await.unwrap();
+        assert_eq!(created.state, State::Waiting);
+        if let Ok(joined) = tokio::time::timeout(Duration::from_millis(250), &mut waiter).await {
+            joined.unwrap().unwrap();
+            submitted = Some(created.id);
+            break;
+        }
+        submitter.cancel(&created.id, None).await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let Some(id) = submitted else {
+        waiter.abort();
+        panic!("the waiter was never woken by the other instance's submissions");
+    };
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "the waiter returned after {elapsed:?}, not well before its 10 s timeout"
+    );
+
+    let claims = waiter_side
+        .claim(claim_request("wake", &["main"], "waiter", 10))
+        .await
+        .unwrap();
+    let ids: Vec<&ExecutionId> = claims.iter().map(|c| &c.id).collect();
+    assert_eq!(ids, [&id], "the waiter's claim must get the submission");
+    let seen = submitter.describe(&id).await.unwrap();
+    assert_eq!(seen.state, State::Running);
+    assert_eq!(seen.worker_id.unwrap().as_str(), "waiter");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_work_wakes_on_submissions_of_another_instance() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    wakes_across_instances(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_work_wakes_on_submissions_of_another_instance_on_a_cluster() {
+    let Some(server) = servers::valkey_cluster().await else {
+        return;
+    };
+    wakes_across_instances(server).await;
+}
+
+// ------------------------------------------------ 2. recorded partition count
+
+/// The first start records the partition count; later starts without one
+/// use it, and a different one is a configuration error naming both.
+#[tokio::test]
+async fn partition_count_is_recorded_and_enforced() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let first = connect(&url_with(server, &prefix, "partitions=8")).await;
+    assert_eq!(first.partitions().get(), 8);
+    let recorded = server
+        .command(&["HGET", &format!("{prefix}:{{ctl}}:meta"), "partitions"])
+        .unwrap();
+    assert_eq!(resp_text(&recorded), "8");
+
+    let wrong = ValkeyBackend::connect(&url_with(server, &prefix, "partitions=16"))
+        .await
+        .unwrap_err();
+    match &wrong {
+        EngineError::Configuration { message } => {
+            assert!(
+                message.contains("8 partitions") && message.contains("16"),
+                "the error should name both counts: {message}"
+            );
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    // The refused start changed nothing.
+    let recorded = server
+        .command(&["HGET", &format!("{prefix}:{{ctl}}:meta"), "partitions"])
+        .unwrap();
+    assert_eq!(resp_text(&recorded), "8");
+
+    let again = connect(&url_with(server, &prefix, "")).await;
+    assert_eq!(again.partitions().get(), 8);
+    let explicit = ValkeyBackend::open(
+        ValkeyConfig::from_url(&url_with(server, &prefix, ""))
+            .unwrap()
+            .with_partitions(PartitionCount::new(8).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(explicit.partitions().get(), 8);
+    // Ids minted by the later instance route within the recorded count and
+    // are found by the first.
+    for _ in 0..40 {
+        let created = again.create_one(exec("ns", "main")).await.unwrap();
+        assert!(created.id.partition().get() < 8, "{}", created.id);
+        assert_eq!(first.describe(&created.id).await.unwrap().id, created.id);
+    }
+}
+
+// --------------------------------------------------- 3. concurrent first starts
+
+async fn concurrent_first_starts(server: &RedisServer) {
+    for (more, expected) in [("", PartitionCount::DEFAULT.get()), ("partitions=24", 24)] {
+        let url = url_with(server, &RedisServer::unique_prefix(), more);
+        let starts: Vec<_> = (0..8)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { ValkeyBackend::connect(&url).await })
+            })
+            .collect();
+        let mut backends = Vec::new();
+        for start in starts {
+            backends.push(start.await.unwrap().unwrap());
+        }
+        for b in &backends {
+            assert_eq!(b.partitions().get(), expected, "{url}");
+            assert_eq!(b.library_version(), backends[0].library_version());
+        }
+        // They are one deployment: what one creates, every other finds.
+        let created = backends[3].create_one(exec("ns", "main")).await.unwrap();
+        for b in &backends {
+            assert_eq!(b.describe(&created.id).await.unwrap().id, created.id);
+        }
+    }
+}
+
+/// Several instances starting at once on a new prefix all come up and agree
+/// on the partition count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_starts_agree() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    concurrent_first_starts(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_starts_agree_on_a_cluster() {
+    let Some(server) = servers::valkey_cluster().await else {
+        return;
+    };
+    concurrent_first_starts(server).await;
+}
+
+// ------------------------------------------- 4. the library survives a flush
+
+/// A server that lost the function library (a restart without persistence,
+/// `FUNCTION FLUSH`) gets it back from the first call that misses it: every
+/// kind of call made right after a flush succeeds.
+#[tokio::test]
+async fn the_library_is_reloaded_after_a_flush() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let backend = connect(&url_with(server, &RedisServer::unique_prefix(), "")).await;
+    let first = backend.create_one(exec("flush", "main")).await.unwrap();
+    let claimed = backend
+        .claim(claim_request("flush", &["main"], "w", 1))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, first.id);
+
+    // complete is the first call after the flush.
+    server.command(&["FUNCTION", "FLUSH"]).unwrap();
+    let done = backend
+        .complete(&claimed[0].lease, b"one".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(done.state, State::Completed);
+
+    // create is the first call after the flush.
+    server.command(&["FUNCTION", "FLUSH"]).unwrap();
+    let second = backend.create_one(exec("flush", "main")).await.unwrap();
+    assert_eq!(second.state, State::Waiting);
+
+    // claim is the first call after the flush.
+    server.command(&["FUNCTION", "FLUSH"]).unwrap();
+    let claimed = backend
+        .claim(claim_request("flush", &["main"], "w", 1))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, second.id);
+    let done = backend
+        .complete(&claimed[0].lease, b"two".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(done.state, State::Completed);
+    assert_eq!(done.result.as_deref(), Some(&b"two"[..]));
+
+    let version = server.command(&["FCALL", "baton_version", "0"]).unwrap();
+    assert_eq!(resp_text(&version), backend.library_version());
+    assert_eq!(
+        backend.describe(&first.id).await.unwrap().result.as_deref(),
+        Some(&b"one"[..])
+    );
+}
+
+// ------------------------------- 5. library versions, on a private server
+
+/// A `redis-server` of this test alone, killed (by its own handle) when
+/// dropped, also when the test panics.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+    /// Its working directory (cluster nodes write their config there).
+    dir: PathBuf,
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const REDIS_BIN: &str = "/usr/bin/redis-server";
+
+/// Whether the private-server tests can run: false (after a loud notice)
+/// when the binary is missing outside CI; under CI a missing binary fails.
+fn redis_binary_present() -> bool {
+    if Path::new(REDIS_BIN).is_file() {
+        return true;
+    }
+    let why = format!("{REDIS_BIN} is missing; install Redis 7.0 (apt-get install redis-server)");
+    if servers::in_ci() {
+        panic!("CI is set, so this fails instead of skipping: {why}");
+    }
+    eprintln!("\n!!! SKIPPED: a test needing a private Redis server: {why}\n");
+    false
+}
+
+/// A free loopback port; for a cluster node its bus port (+10000) is free
+/// too.
+fn free_port(cluster: bool) -> u16 {
+    loop {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = probe.local_addr().unwrap().port();
+        if !cluster {
+            return port;
+        }
+        if let Some(bus) = port.checked_add(10_000)
+            && TcpListener::bind(("127.0.0.1", bus)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+impl PrivateRedis {
+    /// Starts a standalone server, or answers `None` (skipping loudly, or
+    /// panicking under CI) when the binary is missing.
+    fn start() -> Option<PrivateRedis> {
+        redis_binary_present().then(|| PrivateRedis::spawn(false))
+    }
+
+    fn spawn(cluster: bool) -> PrivateRedis {
+        let mut last = String::new();
+        // A free port may be taken between the probe and the server's bind.
+        for _ in 0..3 {
+            let port = free_port(cluster);
+            let dir = std::env::temp_dir()
+                .join(format!("baton-valkey-test-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut cmd = Command::new(REDIS_BIN);
+            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&dir);
+            if cluster {
+                cmd.args(["--cluster-enabled", "yes"]);
+            }
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {REDIS_BIN}: {e}"));
+            let mut server = PrivateRedis { child, port, dir };
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(e) => last = e,
+            }
+        }
+        panic!("cannot start a private {REDIS_BIN}: {last}");
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("it exited with {status}"));
+            }
+            if self.ping() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("port {} did not answer PING in 10 s", self.port));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A plain connection to this server (on a cluster node: node-local,
+    /// no redirects).
+    async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+/// A private two-master Redis Cluster (slots split in halves), or `None`
+/// like [`PrivateRedis::start`].
+async fn private_cluster() -> Option<[PrivateRedis; 2]> {
+    if !redis_binary_present() {
+        return None;
+    }
+    let nodes = [PrivateRedis::spawn(true), PrivateRedis::spawn(true)];
+    let slots = [("0", "8191"), ("8192", "16383")];
+    for (i, (node, (first, last))) in nodes.iter().zip(slots).enumerate() {
+        let mut c = node.conn().await;
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SET-CONFIG-EPOCH")
+            .arg(i + 1)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(first)
+            .arg(last)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let _: () = redis::cmd("CLUSTER")
+        .arg("MEET")
+        .arg("127.0.0.1")
+        .arg(nodes[1].port)
+        .query_async(&mut nodes[0].conn().await)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    'wait: loop {
+        assert!(
+            Instant::now() < deadline,
+            "the private cluster did not form in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for node in &nodes {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut node.conn().await)
+                .await
+                .unwrap();
+            if !(info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:2")) {
+                continue 'wait;
+            }
+        }
+        return Some(nodes);
+    }
+}
+
+async fn loaded_version(conn: &mut redis::aio::MultiplexedConnection) -> String {
+    redis::cmd("FCALL")
+        .arg("baton_version")
+        .arg(0)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+async fn load_fake_library(conn: &mut redis::aio::MultiplexedConnection, version: &str) {
+    // Shaped like the real library's version line (`lua/common.lua`), so
+    // a reader of either the function or the code sees `version`.
+    let code = format!(
+        "#!lua name=baton\nlocal LIBRARY_VERSION = '{version}'\n\
+         redis.register_function('baton_version', function() return LIBRARY_VERSION end)"
+    );
+    let name: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(code)
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert_eq!(name, "baton");
+    assert_eq!(loaded_version(conn).await, version);
+}
+
+/// A library of an older Baton is replaced at start; a library of a newer
+/// one is never replaced: starts fail with a configuration error, and a
+/// running instance that misses its functions refuses too, until the newer
+/// library is gone.
+#[tokio::test]
+async fn a_stale_library_is_replaced_and_a_newer_one_is_refused() {
+    let Some(server) = PrivateRedis::start() else {
+        return;
+    };
+    let mut conn = server.conn().await;
+    let url = format!("{}?prefix=lib", server.url());
+
+    load_fake_library(&mut conn, "0:0000000000000000").await;
+    let backend = connect(&url).await;
+    assert_eq!(loaded_version(&mut conn).await, backend.library_version());
+    assert!(
+        backend
+            .library_version()
+            .starts_with(&format!("{}:", baton_valkey::LIBRARY_GENERATION))
+    );
+    // The real functions are there.
+    let created = backend.create_one(exec("lib", "main")).await.unwrap();
+    assert_eq!(created.state, State::Waiting);
+
+    load_fake_library(&mut conn, "999:0").await;
+    let refused = ValkeyBackend::connect(&url).await.unwrap_err();
+    match &refused {
+        EngineError::Configuration { message } => {
+            assert!(message.contains("newer"), "{message}");
+            assert!(message.contains("999:0"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert_eq!(loaded_version(&mut conn).await, "999:0");
+    // The running instance finds its functions missing and must not replace
+    // the newer library either.
+    let missing = backend.create_one(exec("lib", "main")).await.unwrap_err();
+    assert!(
+        matches!(missing, EngineError::Configuration { .. }),
+        "{missing:?}"
+    );
+    assert_eq!(loaded_version(&mut conn).await, "999:0");
+
+    let _: String = redis::cmd("FUNCTION")
+        .arg("DELETE")
+        .arg("baton")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let reopened = connect(&url).await;
+    assert_eq!(reopened.library_version(), backend.library_version());
+    assert_eq!(loaded_version(&mut conn).await, backend.library_version());
+    // Both instances work again, on the same data.
+    let claims = backend
+        .claim(claim_request("lib", &["main"], "w", 10))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].id, created.id);
+    let done = reopened
+        .complete(&claims[0].lease, Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(done.state, State::Completed);
+}
+
+/// Instances starting at once on a server without the library all come up,
+/// and the server ends up with exactly one library, this build's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_starts_on_an_empty_server_load_the_library() {
+    let Some(server) = PrivateRedis::start() else {
+        return;
+    };
+    let url = format!("{}?prefix=first", server.url());
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { ValkeyBackend::connect(&url).await })
+        })
+        .collect();
+    let mut backends = Vec::new();
+    for start in starts {
+        backends.push(start.await.unwrap().unwrap());
+    }
+    let mut conn = server.conn().await;
+    assert_eq!(
+        loaded_version(&mut conn).await,
+        backends[0].library_version()
+    );
+    let libraries: redis::Value = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let redis::Value::Array(libraries) = libraries else {
+        panic!("FUNCTION LIST answered {libraries:?}");
+    };
+    assert_eq!(libraries.len(), 1, "{libraries:?}");
+    for b in &backends {
+        assert_eq!(b.partitions(), PartitionCount::DEFAULT);
+    }
+    let created = backends[5].create_one(exec("ns", "main")).await.unwrap();
+    assert_eq!(
+        backends[2].describe(&created.id).await.unwrap().id,
+        created.id
+    );
+}
+
+fn cluster_url(nodes: &[PrivateRedis; 2], prefix: &str) -> String {
+    format!(
+        "redis+cluster://127.0.0.1:{},127.0.0.1:{}?prefix={prefix}",
+        nodes[0].port, nodes[1].port
+    )
+}
+
+async fn delete_library(conn: &mut redis::aio::MultiplexedConnection) {
+    let _: () = redis::cmd("FUNCTION")
+        .arg("DELETE")
+        .arg("baton")
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// On a cluster the library is loaded on every primary, reloaded when one
+/// primary lost it, a stale one on some primary is replaced, and a newer
+/// one on some primary is refused and kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_every_primary_gets_the_library() {
+    let Some(nodes) = private_cluster().await else {
+        return;
+    };
+    let (mut n0, mut n1) = (nodes[0].conn().await, nodes[1].conn().await);
+    let url = cluster_url(&nodes, "lib");
+    let backend = connect(&url).await;
+    let ours = backend.library_version().to_owned();
+    assert_eq!(loaded_version(&mut n0).await, ours);
+    assert_eq!(loaded_version(&mut n1).await, ours);
+
+    // The second primary loses the library (a restart without
+    // persistence): calls routed there load it again.
+    delete_library(&mut n1).await;
+    let mut created = Vec::new();
+    for _ in 0..32 {
+        created.push(backend.create_one(exec("lib", "main")).await.unwrap().id);
+    }
+    assert_eq!(loaded_version(&mut n1).await, ours);
+    assert_eq!(loaded_version(&mut n0).await, ours);
+    let claims = claim_up_to(&backend, "lib", &["main"], "w", 100).await;
+    assert_eq!(claims.len(), created.len());
+
+    // A stale library on one primary is replaced at start.
+    load_fake_library(&mut n0, "0:0000000000000000").await;
+    connect(&url).await;
+    assert_eq!(loaded_version(&mut n0).await, ours);
+    assert_eq!(loaded_version(&mut n1).await, ours);
+
+    // A newer library on one primary is refused and kept.
+    load_fake_library(&mut n0, "999:0").await;
+    let refused = ValkeyBackend::connect(&url).await.unwrap_err();
+    assert!(
+        matches!(&refused, EngineError::Configuration { message } if message.contains("newer")),
+        "{refused:?}"
+    );
+    assert_eq!(loaded_version(&mut n0).await, "999:0");
+    assert_eq!(loaded_version(&mut n1).await, ours);
+}
+
+/// A newer library on one primary is never replaced, also while another
+/// primary has no library at all (it restarted without persistence).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_newer_library_is_kept_while_another_primary_lost_its_library() {
+    let Some(nodes) = private_cluster().await else {
+        return;
+    };
+    let mut n0 = nodes[0].conn().await;
+    load_fake_library(&mut n0, "999:0").await;
+    let started = ValkeyBackend::connect(&cluster_url(&nodes, "lib")).await;
+    assert_eq!(
+        loaded_version(&mut n0).await,
+        "999:0",
+        "the newer library on the first primary was replaced (the start answered {:?})",
+        started.as_ref().map(|b| b.library_version().to_owned())
+    );
+
+    match started {
+        Err(EngineError::Configuration { message }) => {
+            assert!(message.contains("newer"), "{message}")
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+// ------------------------------------------- 6. the key schema on a cluster
+
+/// Every operation, scheduler pass and admin read works on a cluster (a
+/// key outside the partition's slot would fail with CROSSSLOT or a
+/// non-local-key error), and the bookkeeping adds up through a history
+/// that exercises each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_schema_never_crosses_cluster_slots() {
+    let Some(server) = servers::valkey_cluster().await else {
+        return;
+    };
+    let start = Timestamp::now_system();
+    let clock = Arc::new(ManualClock::new(start));
+    let backend = ValkeyBackend::open(
+        ValkeyConfig::from_url(&url_with(server, &RedisServer::unique_prefix(), ""))
+            .unwrap()
+            .with_clock(clock.clone()),
+    )
+    .await
+    .unwrap();
+    let n = "csafe";
+    let lanes = ["a", "b", "c", "d"];
+    // Lane d: deadlines in 2 s. Lanes a-c: every i % 5 == 0 delayed by 1 s,
+    // the rest waiting.
+    let submission = |i: usize| {
+        let mut e = exec(n, lanes[i % 4])
+            .with_idempotency_key(IdempotencyKey::new(format!("key-{i}")).unwrap());
+        if i % 4 == 3 {
+            e = e.with_deadline(start.saturating_add(Duration::from_secs(2)));
+        } else if i.is_multiple_of(5) {
+            e = e.with_delay_ms(1_000);
+        }
+        e
+    };
+    let mut ids: Vec<ExecutionId> = Vec::new();
+    for batch in 0..4 {
+        let outcomes = backend
+            .create((batch * 50..(batch + 1) * 50).map(submission).collect())
+            .await
+            .unwrap();
+        for o in outcomes {
+            assert!(o.created);
+            ids.push(o.id);
+        }
+    }
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 200);
+    let partitions_used: BTreeSet<u16> = ids.iter().map(|id| id.partition().get()).collect();
+    assert!(
+        partitions_used.len() > 8,
+        "200 executions should spread over the partitions: {partitions_used:?}"
+    );
+    // Submitting every key again finds the same executions.
+    let again = backend
+        .create((0..200).map(submission).collect())
+        .await
+        .unwrap();
+    for (o, id) in again.iter().zip(&ids) {
+        assert!(!o.created, "{} was created twice", o.id);
+        assert_eq!(&o.id, id);
+    }
+
+    // Lane a: claim 25 of its 40 waiting; complete 15, fail 5 for good,
+    // leave 5 running.
+    let claims = claim_up_to(&backend, n, &["a"], "worker-1", 25).await;
+    assert_eq!(claims.len(), 25);
+    for (k, c) in claims.iter().enumerate() {
+        assert_eq!(c.lane.as_str(), "a");
+        let snap = if k < 15 {
+            backend.complete(&c.lease, b"ok".to_vec()).await.unwrap()
+        } else if k < 20 {
+            backend
+                .fail(&c.lease, Failure::permanent("broken"))
+                .await
+                .unwrap()
+        } else {
+            continue;
+        };
+        assert!(snap.state.is_terminal());
+    }
+    // Lane b: cancel its 10 delayed. Lane c: cancel 5 waiting.
+    let mut cancelled_c = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let cancel = if i % 20 == 5 {
+            true
+        } else if i % 4 == 2 && i % 5 != 0 && cancelled_c < 5 {
+            cancelled_c += 1;
+            true
+        } else {
+            false
+        };
+        if cancel {
+            let snap = backend.cancel(id, Some("no".into())).await.unwrap();
+            assert_eq!(snap.state, State::Cancelled);
+        }
+    }
+
+    let sc = |waiting, delayed, running, completed, failed, cancelled, expired| StateCounts {
+        waiting,
+        delayed,
+        running,
+        completed,
+        failed,
+        cancelled,
+        expired,
+    };
+    let expected: BTreeMap<Lane, StateCounts> = [
+        (lane("a"), sc(15, 10, 5, 15, 5, 0, 0)),
+        (lane("b"), sc(40, 0, 0, 0, 0, 10, 0)),
+        (lane("c"), sc(35, 10, 0, 0, 0, 5, 0)),
+        (lane("d"), sc(50, 0, 0, 0, 0, 0, 0)),
+    ]
+    .into();
+    assert_eq!(counts(&backend, n).await, expected);
+    let listed = list_all(&backend, n).await;
+    assert_eq!(listed.len(), 200);
+    assert_eq!(
+        listed.iter().map(|s| &s.id).collect::<BTreeSet<_>>(),
+        ids.iter().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(tally(&listed), expected);
+
+    // A minute later: every pass on every partition.
+    clock.advance(Duration::from_secs(60));
+    let (mut promoted, mut reclaimed, mut expired, mut trimmed) = (0, 0, 0, 0);
+    for p in backend.partitions().iter() {
+        promoted += backend.promote_due(p, 1_000).await.unwrap().processed;
+        reclaimed += backend
+            .reclaim_expired_leases(p, 1_000)
+            .await
+            .unwrap()
+            .processed;
+        expired += backend.expire_deadlines(p, 1_000).await.unwrap().processed;
+        trimmed += backend
+            .trim_terminal(p, Duration::ZERO, 1_000)
+            .await
+            .unwrap()
+            .processed;
+    }
+    assert_eq!(
+        (promoted, reclaimed, expired, trimmed),
+        (20, 5, 50, 15 + 5 + 15 + 50)
+    );
+    // Nothing is left due (the reclaimed wait out their backoff, and the
+    // clock stands still).
+    for p in backend.partitions().iter() {
+        assert_eq!(backend.promote_due(p, 1_000).await.unwrap().processed, 0);
+        assert_eq!(
+            backend
+                .reclaim_expired_leases(p, 1_000)
+                .await
+                .unwrap()
+                .processed,
+            0
+        );
+        assert_eq!(
+            backend.expire_deadlines(p, 1_000).await.unwrap().processed,
+            0
+        );
+    }
+    let expected: BTreeMap<Lane, StateCounts> = [
+        (lane("a"), sc(25, 5, 0, 0, 0, 0, 0)),
+        (lane("b"), sc(40, 0, 0, 0, 0, 0, 0)),
+        (lane("c"), sc(45, 0, 0, 0, 0, 0, 0)),
+    ]
+    .into();
+    assert_eq!(counts(&backend, n).await, expected);
+    let listed = list_all(&backend, n).await;
+    assert_eq!(listed.len(), 115);
+    assert_eq!(tally(&listed), expected);
+    // Trimmed executions are gone, and so are their idempotency keys.
+    let trimmed_id = &claims[0].id;
+    assert!(matches!(
+        backend.describe(trimmed_id).await,
+        Err(EngineError::NotFound { .. })
+    ));
+    let trimmed_index = ids.iter().position(|id| id == trimmed_id).unwrap();
+    let resubmitted = backend.create_one(submission(trimmed_index)).await.unwrap();
+    assert!(resubmitted.created);
+    assert_ne!(&resubmitted.id, trimmed_id);
+
+    // One claim over three lanes and many partitions takes the 100 first.
+    let claims = claim_up_to(&backend, n, &["a", "b", "c"], "worker-2", 100).await;
+    assert_eq!(claims.len(), 100);
+    let running: u64 = counts(&backend, n).await.values().map(|c| c.running).sum();
+    assert_eq!(running, 100);
+
+    // Partition ownership lives under the control hash tag.
+    let node = NodeId::new("node-1").unwrap();
+    let owned = backend
+        .sync_ownership(&node, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(owned.live_nodes, 1);
+    assert_eq!(owned.owned.len(), usize::from(backend.partitions().get()));
+    let owners = backend.partition_owners().await.unwrap();
+    assert!(owners.iter().all(|o| o.owner.as_ref() == Some(&node)));
+    backend.release_ownership(&node).await.unwrap();
+    let owners = backend.partition_owners().await.unwrap();
+    assert!(owners.iter().all(|o| o.owner.is_none()), "{owners:?}");
+}
+
+// ------------------------------------------------ 7. claim-discovery hints
+
+/// A lane's hint lists exactly the partitions holding its waiting work:
+/// raised by submissions, dropped (in the background) once claims drained
+/// them, raised again by the next submission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_hints_follow_the_partitions_holding_work() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "")).await;
+    let key = format!("{prefix}:hint:{{hints/drain}}");
+    let hinted = || -> BTreeSet<u16> {
+        resp_texts(&server.command(&["ZRANGE", &key, "0", "-1"]).unwrap())
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect()
+    };
+
+    let mut created = BTreeSet::new();
+    for _ in 0..20 {
+        created.insert(backend.create_one(exec("hints", "drain")).await.unwrap().id);
+    }
+    // Another lane's work is hinted under its own key only.
+    let other = backend.create_one(exec("hints", "other")).await.unwrap();
+    let holding: BTreeSet<u16> = created.iter().map(|id| id.partition().get()).collect();
+    assert_eq!(hinted(), holding);
+
+    let claimed = claim_up_to(&backend, "hints", &["drain"], "w", usize::MAX).await;
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|c| c.id.clone())
+            .collect::<BTreeSet<_>>(),
+        created
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = resp_int(&server.command(&["ZCARD", &key]).unwrap());
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drained lane is still hinted in {left} partitions after 2 s: {:?}",
+            hinted()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let next = backend.create_one(exec("hints", "drain")).await.unwrap();
+    assert_eq!(hinted(), BTreeSet::from([next.id.partition().get()]));
+    let claimed = backend
+        .claim(claim_request("hints", &["drain"], "w", 10))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, next.id);
+    // The other lane's hint was untouched by all this.
+    let other_key = format!("{prefix}:hint:{{hints/other}}");
+    let other_hint = resp_texts(&server.command(&["ZRANGE", &other_key, "0", "-1"]).unwrap());
+    assert_eq!(other_hint, [other.id.partition().get().to_string()]);
+}
+
+// ------------------------------------------------------------- 8. URLs
+
+#[test]
+fn bad_urls_are_rejected_as_invalid_input() {
+    for url in [
+        "redis://",
+        "redis://?prefix=a",
+        "redis://h:1,h:2",
+        "valkey://h:1,h:2",
+        "redis+cluster://h:1/3",
+        "redis+cluster://h:1,h:2/1",
+        "redis://h:1?prefix=a{b}",
+        "redis://h:1?prefix=a}b",
+        "redis://h:1?prefix=",
+        "redis://h:1?nope=1",
+        "redis://h:1?partitions=0",
+        "redis://h:1?partitions=abc",
+        "redis://h:1?partitions=70000",
+        "postgres://h:1",
+        "h:1",
+    ] {
+        match ValkeyConfig::from_url(url) {
+            Err(EngineError::InvalidInput { .. }) => {}
+            other => panic!("{url} gave {other:?}, not an invalid-input error"),
+        }
+    }
+}
+
+#[test]
+fn good_urls_are_parsed() {
+    let c = ValkeyConfig::from_url("valkey://user:pw@h:1/2?prefix=shop&partitions=32").unwrap();
+    assert_eq!(c.nodes, ["redis://user:pw@h:1/2"]);
+    assert_eq!(c.prefix, "shop");
+    assert_eq!(c.partitions.unwrap().get(), 32);
+    assert!(!c.cluster);
+    let c = ValkeyConfig::from_url("redis+cluster://:pw@a:1,b:2/").unwrap();
+    assert_eq!(c.nodes, ["redis://:pw@a:1", "redis://:pw@b:2"]);
+    assert!(c.cluster);
+    assert_eq!(c.prefix, "baton");
+    assert!(c.partitions.is_none());
+}
