@@ -110,13 +110,13 @@ redis.register_function('baton_claim', function(keys, args)
   local worker = args[6 + nlanes]
   local expires = s(tonumber(args[7 + nlanes]))
   local nonces = args[8 + nlanes]
-  local removed, adds, counts = {}, {}, {}
+  local removed, adds, counts, pkeys = {}, {}, {}, {}
   local reply = {}
   for i = 1, #members do
     local m, set = members[i], from[i]
     local uuid = string.sub(m, 25)
     local key = base .. ':e:' .. uuid
-    local f = redis.call('HMGET', key, 'st', 'att', 'lane', 'kind', 'pl', 'dl', 'tags')
+    local f = redis.call('HMGET', key, 'st', 'att', 'lane', 'kind', 'dl', 'tags')
     push(removed, set, m)
     if f[1] == 'waiting' then
       local att = tonumber(f[2]) + 1
@@ -128,9 +128,14 @@ redis.register_function('baton_claim', function(keys, args)
       local lid = ns .. '/' .. f[3]
       counts[lid .. '/waiting'] = (counts[lid .. '/waiting'] or 0) - 1
       counts[lid .. '/running'] = (counts[lid .. '/running'] or 0) + 1
-      reply[#reply + 1] = { m, uuid, f[3], f[4], f[5], att, f[6] or '', f[7] }
+      reply[#reply + 1] = { m, uuid, f[3], f[4], '', att, f[5] or '', f[6] }
+      pkeys[#pkeys + 1] = base .. ':p:' .. uuid
     end
     -- Otherwise an index entry without its waiting execution: dropped.
+  end
+  if #pkeys > 0 then
+    local payloads = redis.call('MGET', unpack(pkeys))
+    for i = 1, #reply do reply[i][5] = payloads[i] or '' end
   end
   for set, members in pairs(removed) do redis.call('ZREM', set, unpack(members)) end
   flush(base, adds, counts)

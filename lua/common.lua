@@ -5,6 +5,8 @@
 -- key a function touches is derived from KEYS[1], so it carries KEYS[1]'s
 -- hash tag and lives in KEYS[1]'s cluster slot:
 --   B:{p:N}:e:<uuid>            HASH  one execution, its attempts included
+--   B:{p:N}:p:<uuid>            STRING its payload (kept apart so the hash
+--                                      stays small enough for a listpack)
 --   B:{p:N}:w:<ns>/<lane>       ZSET  waiting, no conditions (score 0, member = claim order)
 --   B:{p:N}:wx:<ns>/<lane>      ZSET  waiting with required capabilities or a deadline
 --   B:{p:N}:delayed             ZSET  run_at -> uuid
@@ -19,7 +21,7 @@
 --                                      turns non-empty (claim-discovery hints)
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
--- Execution hash fields: ns lane kind st pri pl tags caps att ma bi bm bx bj
+-- Execution hash fields: ns lane kind st pri tags caps att ma bi bm bx bj
 -- ik par ca ua ra rd dl fa wid ln le res err cr, and per attempt k:
 -- a<k>w (worker) a<k>n (nonce) a<k>s (started) a<k>e (ended) a<k>o
 -- (outcome) a<k>x (error). An absent field is "none".
@@ -73,8 +75,12 @@ local function load(base, uuid)
   return h
 end
 
+-- The execution as a flat field/value reply, its payload added as `pl`.
 local function snapshot(base, uuid)
-  return redis.call('HGETALL', base .. ':e:' .. uuid)
+  local out = redis.call('HGETALL', base .. ':e:' .. uuid)
+  out[#out + 1] = 'pl'
+  out[#out + 1] = redis.call('GET', base .. ':p:' .. uuid) or ''
+  return out
 end
 
 local function lane_id(h) return h.ns .. '/' .. h.lane end

@@ -18,7 +18,7 @@ redis.register_function('baton_create', function(keys, args)
   local woken, out = {}, {}
   -- Index writes are batched per key: one ZADD per index, one HINCRBY per
   -- lane and state, whatever the batch size.
-  local adds, counts, was_empty, lanes = {}, {}, {}, {}
+  local adds, counts, was_empty, lanes, payloads = {}, {}, {}, {}, {}
   for i = 0, n - 1 do
     local o = 3 + i * CREATE_FIELDS
     local uuid, ns, lane = args[o], args[o + 1], args[o + 2]
@@ -41,7 +41,7 @@ redis.register_function('baton_create', function(keys, args)
       if h.dl == '' then h.dl = nil end
       h.rd = h.ra or snow
       local fields = { 'ns', ns, 'lane', lane, 'kind', args[o + 3], 'st', h.st, 'pri', h.pri,
-        'pl', args[o + 6], 'tags', args[o + 7], 'caps', h.caps, 'att', '0', 'ma', args[o + 9],
+        'tags', args[o + 7], 'caps', h.caps, 'att', '0', 'ma', args[o + 9],
         'bi', args[o + 10], 'bm', args[o + 11], 'bx', args[o + 12], 'bj', args[o + 13],
         'ca', snow, 'ua', snow, 'rd', h.rd }
       if ik ~= '' then fields[#fields + 1], fields[#fields + 2] = 'ik', ik end
@@ -52,6 +52,8 @@ redis.register_function('baton_create', function(keys, args)
         push(adds, base .. ':deadlines', h.dl, uuid)
       end
       redis.call('HSET', base .. ':e:' .. uuid, unpack(fields))
+      payloads[#payloads + 1] = base .. ':p:' .. uuid
+      payloads[#payloads + 1] = args[o + 6]
       push(adds, base .. ':ns:' .. ns, 0, uuid)
       local lid = lane_id(h)
       counts[lid .. '/' .. h.st] = (counts[lid .. '/' .. h.st] or 0) + 1
@@ -66,6 +68,9 @@ redis.register_function('baton_create', function(keys, args)
       end
       out[#out + 1] = { uuid, h.st, 1 }
     end
+  end
+  for i = 1, #payloads, 1000 do
+    redis.call('MSET', unpack(payloads, i, math.min(i + 999, #payloads)))
   end
   flush(base, adds, counts)
   for _, lid in ipairs(lanes) do

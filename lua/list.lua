@@ -28,6 +28,8 @@ redis.register_function {
         ok = type(decoded) == 'table' and decoded[tk] == tv
       end
       if ok then
+        flat[#flat + 1] = 'pl'
+        flat[#flat + 1] = redis.call('GET', base .. ':p:' .. uuid) or ''
         out[#out + 1] = uuid
         out[#out + 1] = flat
         if (#out - 1) / 2 >= want then

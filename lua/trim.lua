@@ -19,7 +19,7 @@ redis.register_function('baton_trim', function(keys, args)
       redis.call('ZREM', base .. ':ns:' .. h.ns, uuid)
       redis.call('ZREM', base .. ':deadlines', uuid)
       count(base, h, h.st, -1)
-      redis.call('DEL', base .. ':e:' .. uuid)
+      redis.call('DEL', base .. ':e:' .. uuid, base .. ':p:' .. uuid)
     end
     redis.call('ZREM', base .. ':done', uuid)
   end

@@ -108,6 +108,11 @@ impl Fields {
         Ok(Some(Fields(map)))
     }
 
+    /// Sets one field.
+    pub fn set(&mut self, k: &str, v: Vec<u8>) {
+        self.0.insert(k.to_owned(), v);
+    }
+
     fn raw(&self, k: &str) -> Option<&[u8]> {
         self.0.get(k).map(Vec::as_slice)
     }

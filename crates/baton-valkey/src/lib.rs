@@ -38,6 +38,7 @@
 //! restart that lost the function library the backend loads it again and
 //! carries on. See `rfcs/0002-valkey-backend.md`.
 
+mod complete;
 mod config;
 mod conn;
 mod decode;
@@ -85,6 +86,7 @@ struct Inner {
     cluster: bool,
     wake: Arc<Wakeups>,
     listener: Option<tokio::task::JoinHandle<()>>,
+    completer: tokio::sync::mpsc::UnboundedSender<complete::Pending>,
     hint_repaired: Mutex<HashMap<u16, Instant>>,
 }
 
@@ -163,8 +165,10 @@ impl ValkeyBackend {
             format!("{}:wake:*", config.prefix),
             Arc::clone(&wake),
         ));
+        let completer = complete::start(server.clone(), config.prefix.clone());
         Ok(ValkeyBackend {
             inner: Arc::new(Inner {
+                completer,
                 server,
                 prefix: config.prefix,
                 partitions,
@@ -359,16 +363,28 @@ impl ValkeyBackend {
         }
     }
 
-    async fn read_fields(&self, id: &ExecutionId) -> Result<Fields> {
+    /// The execution hash, and with `payload` its payload as field `pl`
+    /// (read right after it on the same connection; an execution trimmed in
+    /// between is not found).
+    async fn read_fields(&self, id: &ExecutionId, payload: bool) -> Result<Fields> {
         self.check_id(id)?;
-        let mut c = redis::cmd("HGETALL");
-        c.arg(format!(
-            "{}:e:{}",
-            self.base(id.partition().get()),
-            id.uuid().simple()
-        ));
-        Fields::from_flat(self.run(&c).await?)?
-            .ok_or_else(|| EngineError::NotFound { id: id.clone() })
+        let base = self.base(id.partition().get());
+        let uuid = id.uuid().simple();
+        let mut hash = redis::cmd("HGETALL");
+        hash.arg(format!("{base}:e:{uuid}"));
+        let not_found = || EngineError::NotFound { id: id.clone() };
+        if !payload {
+            return Fields::from_flat(self.run(&hash).await?)?.ok_or_else(not_found);
+        }
+        let mut get = redis::cmd("GET");
+        get.arg(format!("{base}:p:{uuid}"));
+        let (fields, payload) = tokio::try_join!(self.run(&hash), self.run(&get))?;
+        let mut fields = Fields::from_flat(fields)?.ok_or_else(not_found)?;
+        match payload {
+            Value::Nil => return Err(not_found()),
+            other => fields.set("pl", bytes(&other)?.to_vec()),
+        }
+        Ok(fields)
     }
 
     /// A scheduler pass's `{ processed, next_due, woken? }` reply.

@@ -325,13 +325,19 @@ impl EngineBackend for ValkeyBackend {
         self.inner.limits.check_payload("result", result.len())?;
         let id = lease.execution_id();
         self.check_id(id)?;
-        let mut c = Server::fcall("baton_complete", &self.base(id.partition().get()));
-        c.arg(id.uuid().simple().to_string())
-            .arg(lease.attempt())
-            .arg(hex_nonce(lease.nonce()))
-            .arg(result)
-            .arg(self.now().as_millis());
-        let reply = self.run(&c).await?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = complete::Pending {
+            partition: id.partition().get(),
+            uuid: id.uuid().simple().to_string(),
+            attempt: lease.attempt(),
+            nonce: hex_nonce(lease.nonce()),
+            result,
+            now: self.now().as_millis(),
+            reply,
+        };
+        let closed = || EngineError::unavailable("the Valkey backend is shutting down");
+        self.inner.completer.send(pending).map_err(|_| closed())?;
+        let reply = answer.await.map_err(|_| closed())??;
         self.outcome(id, "complete", reply).await
     }
 
@@ -372,7 +378,7 @@ impl EngineBackend for ValkeyBackend {
     }
 
     async fn describe(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
-        let fields = self.read_fields(id).await?;
+        let fields = self.read_fields(id, true).await?;
         decode::snapshot(id.clone(), &fields)
     }
 
@@ -664,7 +670,7 @@ impl AdminBackend for ValkeyBackend {
     }
 
     async fn attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRecord>> {
-        let fields = self.read_fields(id).await?;
+        let fields = self.read_fields(id, false).await?;
         decode::attempts(id, &fields)
     }
 }

@@ -1,0 +1,110 @@
+//! Write-combining for `complete`, the one hot-path call the trait takes per
+//! execution.
+//!
+//! Concurrent `complete` calls of one backend instance are queued to one
+//! task that sends whatever has queued, grouped by partition, as one
+//! `baton_complete` call per partition: under load a call carries many
+//! completes (one function call, one write per index, one counter update
+//! per lane and state for all of them), and a lone call is sent at once.
+//! The function judges every item on its own lease, in queue order, exactly
+//! as it would alone, with its caller's own clock reading; a caller is
+//! answered only after the call that carried it returned.
+
+use std::collections::BTreeMap;
+
+use baton_core::Result;
+use futures_util::future::join_all;
+use redis::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::conn::Server;
+use crate::decode::array;
+
+/// Most completes in one call.
+const MAX_BATCH: usize = 256;
+
+/// One queued complete.
+#[derive(Debug)]
+pub struct Pending {
+    /// The execution's partition.
+    pub partition: u16,
+    /// Its uuid, simple hex form.
+    pub uuid: String,
+    /// The lease's attempt.
+    pub attempt: u32,
+    /// The lease's nonce, 16 hex digits.
+    pub nonce: String,
+    /// The result bytes.
+    pub result: Vec<u8>,
+    /// The caller's clock reading, ms.
+    pub now: i64,
+    /// This item's reply from the function, or the call's error.
+    pub reply: oneshot::Sender<Result<Value>>,
+}
+
+/// Starts the combining task; it ends when the returned sender (held by the
+/// backend) is dropped.
+pub fn start(server: Server, prefix: String) -> mpsc::UnboundedSender<Pending> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+    tokio::spawn(async move {
+        let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+        loop {
+            match rx.recv().await {
+                Some(p) => batch.push(p),
+                None => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            let mut groups: BTreeMap<u16, Vec<Pending>> = BTreeMap::new();
+            for p in batch.drain(..) {
+                groups.entry(p.partition).or_default().push(p);
+            }
+            join_all(
+                groups
+                    .into_iter()
+                    .map(|(partition, items)| flush(&server, &prefix, partition, items)),
+            )
+            .await;
+        }
+    });
+    tx
+}
+
+async fn flush(server: &Server, prefix: &str, partition: u16, items: Vec<Pending>) {
+    let mut c = Server::fcall("baton_complete", &format!("{prefix}:{{p:{partition}}}"));
+    c.arg(items.len());
+    for p in &items {
+        c.arg(&p.uuid)
+            .arg(p.attempt)
+            .arg(&p.nonce)
+            .arg(p.result.as_slice())
+            .arg(p.now);
+    }
+    let replies = server.run(&c).await.and_then(array);
+    match replies {
+        Ok(replies) if replies.len() == items.len() => {
+            for (p, r) in items.into_iter().zip(replies) {
+                let _ = p.reply.send(Ok(r));
+            }
+        }
+        Ok(replies) => {
+            let e = crate::decode::corrupt(format_args!(
+                "baton_complete answered {} replies for {} completes",
+                replies.len(),
+                items.len()
+            ));
+            for p in items {
+                let _ = p.reply.send(Err(e.clone()));
+            }
+        }
+        Err(e) => {
+            for p in items {
+                let _ = p.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
