@@ -84,6 +84,7 @@ struct Inner {
     limits: baton_core::Limits,
     clock: baton_core::SharedClock,
     cluster: bool,
+    durable: bool,
     wake: Arc<Wakeups>,
     listener: Option<tokio::task::JoinHandle<()>>,
     completer: tokio::sync::mpsc::UnboundedSender<complete::Pending>,
@@ -159,6 +160,7 @@ impl ValkeyBackend {
         let server = Server::new(conn, display.clone());
         server.ensure_library().await?;
         let partitions = record_partitions(&server, &config.prefix, config.partitions).await?;
+        let durable = fsyncs_every_write(&server).await;
         let wake = Arc::new(Wakeups::default());
         let listener = Some(spawn_listener(
             config.nodes[0].clone(),
@@ -175,6 +177,7 @@ impl ValkeyBackend {
                 limits: config.limits,
                 clock: config.clock,
                 cluster: config.cluster,
+                durable,
                 wake,
                 listener,
                 hint_repaired: Mutex::new(HashMap::new()),
@@ -250,9 +253,6 @@ impl ValkeyBackend {
         }
         let mut calls = Vec::with_capacity(woken.len() * 2);
         for w in &woken {
-            if let Some((ns, lane)) = w.lane_id.split_once('/') {
-                self.inner.wake.notify(ns, lane);
-            }
             let mut zadd = redis::cmd("ZADD");
             zadd.arg(self.hint_key(&w.lane_id))
                 .arg("GT")
@@ -264,6 +264,13 @@ impl ValkeyBackend {
             calls.push(publish);
         }
         try_join_all(calls.iter().map(|c| self.inner.server.raw(c))).await?;
+        // Local claimers are woken only now: woken earlier, they could read
+        // the hint before it is raised and go back to sleep.
+        for w in &woken {
+            if let Some((ns, lane)) = w.lane_id.split_once('/') {
+                self.inner.wake.notify(ns, lane);
+            }
+        }
         Ok(())
     }
 
@@ -508,6 +515,32 @@ async fn record_partitions(
         });
     }
     Ok(recorded)
+}
+
+/// Whether the server appends every write to its AOF and fsyncs it before
+/// answering (`appendonly yes`, `appendfsync always`): only then does an
+/// acknowledged call survive a crash of the server's host. A server that
+/// refuses `CONFIG GET` (managed services often do) counts as not durable.
+async fn fsyncs_every_write(server: &Server) -> bool {
+    let get = |name: &str| {
+        let mut c = redis::cmd("CONFIG");
+        c.arg("GET").arg(name);
+        c
+    };
+    let value = |v: Value| -> Option<String> {
+        let items = match v {
+            Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            other => array(other).ok()?,
+        };
+        items.get(1).and_then(|v| text(v).ok()).map(str::to_owned)
+    };
+    let (aof, fsync) = (get("appendonly"), get("appendfsync"));
+    match tokio::join!(server.raw(&aof), server.raw(&fsync)) {
+        (Ok(a), Ok(f)) => {
+            value(a).as_deref() == Some("yes") && value(f).as_deref() == Some("always")
+        }
+        _ => false,
+    }
 }
 
 /// Subscribes to every lane's wake-up channel on the first node (a cluster

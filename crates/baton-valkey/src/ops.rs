@@ -103,8 +103,8 @@ impl EngineBackend for ValkeyBackend {
         let mut c = Capabilities::new("valkey", self.inner.limits);
         c.cross_process_wakeups = true;
         c.multi_process = true;
-        // Depends on the server's persistence (AOF); not knowable here.
-        c.durable = false;
+        // Read from the server at connect: AOF with appendfsync always.
+        c.durable = self.inner.durable;
         c
     }
 

@@ -1121,3 +1121,66 @@ fn good_urls_are_parsed() {
     assert_eq!(c.prefix, "baton");
     assert!(c.partitions.is_none());
 }
+
+/// Work whose hint was lost (a client died between its create and raising
+/// the hint) is invisible to claims until the promote pass repairs the hints
+/// of its partition; then it is claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_hint_is_repaired_by_the_promote_pass() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "")).await;
+    let id = backend.create_one(exec("repair", "main")).await.unwrap().id;
+    let key = format!("{prefix}:hint:{{repair/main}}");
+    assert_eq!(resp_int(&server.command(&["DEL", &key]).unwrap()), 1);
+    let none = backend
+        .claim(claim_request("repair", &["main"], "w", 10))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "without a hint the claim looks nowhere");
+
+    // A fresh instance has repaired no partition yet, so its first pass
+    // repairs at once.
+    let scanner = connect(&url_with(server, &prefix, "")).await;
+    scanner.promote_due(id.partition(), 100).await.unwrap();
+    let hinted = resp_texts(&server.command(&["ZRANGE", &key, "0", "-1"]).unwrap());
+    assert_eq!(hinted, vec![id.partition().get().to_string()]);
+    let claims = backend
+        .claim(claim_request("repair", &["main"], "w", 10))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].id, id);
+}
+
+/// `Capabilities::durable` follows the server's persistence: only an AOF
+/// fsynced on every write counts.
+#[tokio::test]
+async fn durability_is_read_from_the_server() {
+    let Some(server) = PrivateRedis::start() else {
+        return;
+    };
+    let url = format!("{}?prefix=durable", server.url());
+    let mut conn = server.conn().await;
+    assert!(!connect(&url).await.capabilities().durable, "appendonly no");
+    for (name, value) in [("appendonly", "yes"), ("appendfsync", "everysec")] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert!(!connect(&url).await.capabilities().durable, "everysec");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendfsync")
+        .arg("always")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(connect(&url).await.capabilities().durable, "always");
+}
