@@ -26,9 +26,9 @@ local function eligible(base, key, conditional_set, want, now, offered)
     local ms = redis.call('ZRANGE', key, start, start + 63)
     if #ms == 0 then return out end
     for _, m in ipairs(ms) do
-      local f = redis.call('HMGET', base .. ':e:' .. string.sub(m, 25), 'dl', 'caps')
-      local dl = tsnum(f[1])
-      if (dl == nil or dl > now) and caps_ok(f[2], offered) then
+      local h = load(base, string.sub(m, 25))
+      local dl = h and tsnum(h.dl)
+      if h and (dl == nil or dl > now) and caps_ok(h.caps, offered) then
         out[#out + 1] = m
         if #out >= want then return out end
       end
@@ -110,29 +110,35 @@ redis.register_function('baton_claim', function(keys, args)
   local worker = args[6 + nlanes]
   local expires = s(tonumber(args[7 + nlanes]))
   local nonces = args[8 + nlanes]
-  local removed, adds, counts, pkeys = {}, {}, {}, {}
+  local removed, adds, counts, pkeys, writes = {}, {}, {}, {}, {}
   local reply = {}
+  local rkeys = {}
+  for i = 1, #members do rkeys[i] = base .. ':e:' .. string.sub(members[i], 25) end
+  local records = {}
+  if #rkeys > 0 then records = redis.call('MGET', unpack(rkeys)) end
   for i = 1, #members do
     local m, set = members[i], from[i]
     local uuid = string.sub(m, 25)
-    local key = base .. ':e:' .. uuid
-    local f = redis.call('HMGET', key, 'st', 'att', 'lane', 'kind', 'dl', 'tags')
+    local h = records[i] and cmsgpack.unpack(records[i])
     push(removed, set, m)
-    if f[1] == 'waiting' then
-      local att = tonumber(f[2]) + 1
+    if h and h.st == 'waiting' then
+      local att = tonumber(h.att) + 1
       local a = 'a' .. att
       local nonce = string.sub(nonces, (i - 1) * 16 + 1, i * 16)
-      redis.call('HSET', key, 'st', 'running', 'att', s(att), 'wid', worker, 'ln', nonce,
-        'le', expires, 'ua', snow, a .. 'w', worker, a .. 'n', nonce, a .. 's', snow)
+      h.st, h.att, h.wid, h.ln, h.le, h.ua = 'running', s(att), worker, nonce, expires, snow
+      h[a .. 'w'], h[a .. 'n'], h[a .. 's'] = worker, nonce, snow
+      writes[#writes + 1] = rkeys[i]
+      writes[#writes + 1] = cmsgpack.pack(h)
       push(adds, base .. ':leases', expires, uuid)
-      local lid = ns .. '/' .. f[3]
+      local lid = ns .. '/' .. h.lane
       counts[lid .. '/waiting'] = (counts[lid .. '/waiting'] or 0) - 1
       counts[lid .. '/running'] = (counts[lid .. '/running'] or 0) + 1
-      reply[#reply + 1] = { m, uuid, f[3], f[4], '', att, f[5] or '', f[6] }
+      reply[#reply + 1] = { m, uuid, h.lane, h.kind, '', att, h.dl or '', h.tags }
       pkeys[#pkeys + 1] = base .. ':p:' .. uuid
     end
     -- Otherwise an index entry without its waiting execution: dropped.
   end
+  if #writes > 0 then redis.call('MSET', unpack(writes)) end
   if #pkeys > 0 then
     local payloads = redis.call('MGET', unpack(pkeys))
     for i = 1, #reply do reply[i][5] = payloads[i] or '' end

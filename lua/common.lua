@@ -4,9 +4,10 @@
 -- Key schema (B = the deployment's key prefix, N = partition number). Every
 -- key a function touches is derived from KEYS[1], so it carries KEYS[1]'s
 -- hash tag and lives in KEYS[1]'s cluster slot:
---   B:{p:N}:e:<uuid>            HASH  one execution, its attempts included
---   B:{p:N}:p:<uuid>            STRING its payload (kept apart so the hash
---                                      stays small enough for a listpack)
+--   B:{p:N}:e:<uuid>            STRING one execution, its attempts included:
+--                                      a MessagePack map of text fields
+--   B:{p:N}:p:<uuid>            STRING its payload (kept apart: the record is
+--                                      decoded and re-encoded on every change)
 --   B:{p:N}:w:<ns>/<lane>       ZSET  waiting, no conditions (score 0, member = claim order)
 --   B:{p:N}:wx:<ns>/<lane>      ZSET  waiting with required capabilities or a deadline
 --   B:{p:N}:delayed             ZSET  run_at -> uuid
@@ -21,7 +22,7 @@
 --                                      turns non-empty (claim-discovery hints)
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
--- Execution hash fields: ns lane kind st pri tags caps att ma bi bm bx bj
+-- Execution record fields (every value text): ns lane kind st pri tags caps att ma bi bm bx bj
 -- ik par ca ua ra rd dl fa wid ln le res err cr, and per attempt k:
 -- a<k>w (worker) a<k>n (nonce) a<k>s (started) a<k>e (ended) a<k>o
 -- (outcome) a<k>x (error). An absent field is "none".
@@ -67,20 +68,23 @@ local function fmt_ts(ms)
   return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, h, mi, s, milli)
 end
 
+-- An execution record is read and written whole: one value crosses into
+-- Lua and back per execution, instead of one per field.
 local function load(base, uuid)
-  local flat = redis.call('HGETALL', base .. ':e:' .. uuid)
-  if #flat == 0 then return nil end
-  local h = {}
-  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
-  return h
+  local b = redis.call('GET', base .. ':e:' .. uuid)
+  if not b then return nil end
+  return cmsgpack.unpack(b)
 end
 
--- The execution as a flat field/value reply, its payload added as `pl`.
-local function snapshot(base, uuid)
-  local out = redis.call('HGETALL', base .. ':e:' .. uuid)
-  out[#out + 1] = 'pl'
-  out[#out + 1] = redis.call('GET', base .. ':p:' .. uuid) or ''
-  return out
+-- Writes a record; answers its encoded form (the reply's snapshot).
+local function save(base, uuid, h)
+  local b = cmsgpack.pack(h)
+  redis.call('SET', base .. ':e:' .. uuid, b)
+  return b
+end
+
+local function payload(base, uuid)
+  return redis.call('GET', base .. ':p:' .. uuid) or ''
 end
 
 local function lane_id(h) return h.ns .. '/' .. h.lane end
@@ -182,7 +186,8 @@ local function enter(base, uuid, h, woken)
   end
 end
 
--- Moves an execution to state `to`: indexes, counts and the `st` field.
+-- Moves an execution to state `to`: indexes, counts and `h.st` (the caller
+-- saves the record).
 -- Fields the new state's index reads (rd, ra, le, fa) must be set in `h`.
 local function move(base, uuid, h, to, woken)
   leave(base, uuid, h)
@@ -190,7 +195,6 @@ local function move(base, uuid, h, to, woken)
   h.st = to
   count(base, h, to, 1)
   enter(base, uuid, h, woken)
-  redis.call('HSET', base .. ':e:' .. uuid, 'st', to)
 end
 
 local function seq(base)
@@ -205,8 +209,7 @@ local function woken_reply(base, woken)
 end
 
 -- Clears the lease of a running execution (it is leaving `running`).
-local function drop_lease(base, uuid, h)
-  redis.call('HDEL', base .. ':e:' .. uuid, 'wid', 'ln', 'le')
+local function drop_lease(h)
   h.wid, h.ln, h.le = nil, nil, nil
 end
 
@@ -232,31 +235,28 @@ end
 -- Ends the running attempt as a failure and applies the retry policy: the
 -- one path shared by fail and lease reclaim. `retry_after` is nil or ms.
 local function apply_failure(base, uuid, h, outcome, err, retryable, retry_after, now, woken)
-  local key = base .. ':e:' .. uuid
   local att = tonumber(h.att)
   local a = 'a' .. att
-  redis.call('HSET', key, a .. 'e', s(now), a .. 'o', outcome, a .. 'x', err)
+  local snow = s(now)
+  h[a .. 'e'], h[a .. 'o'], h[a .. 'x'] = snow, outcome, err
   local to
   if (not retryable) or att >= tonumber(h.ma) then
     to = 'failed'
-    h.fa = now
-    redis.call('HSET', key, 'fa', s(now))
+    h.fa = snow
   else
     local ms = retry_after
     if ms == nil then ms = delay_ms(h, uuid, att) end
     if ms == 0 then
       to = 'waiting'
-      h.rd = now
+      h.rd = snow
     else
       to = 'delayed'
-      h.ra = now + ms
+      h.ra = s(now + ms)
       h.rd = h.ra
-      redis.call('HSET', key, 'ra', s(h.ra))
     end
-    redis.call('HSET', key, 'rd', s(h.rd))
   end
-  redis.call('HSET', key, 'err', err, 'ua', s(now))
-  drop_lease(base, uuid, h)
+  h.err, h.ua = err, snow
+  drop_lease(h)
   move(base, uuid, h, to, woken)
 end
 

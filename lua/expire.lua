@@ -12,15 +12,15 @@ redis.register_function('baton_expire', function(keys, args)
   for _, uuid in ipairs(due) do
     local h = load(base, uuid)
     if h and not TERMINAL[h.st] then
-      local key = base .. ':e:' .. uuid
+      local snow = s(now)
       if h.st == 'running' then
         local a = 'a' .. h.att
-        redis.call('HSET', key, a .. 'e', s(now), a .. 'o', 'expired')
+        h[a .. 'e'], h[a .. 'o'] = snow, 'expired'
       end
-      h.fa = now
-      redis.call('HSET', key, 'fa', s(now), 'ua', s(now))
-      drop_lease(base, uuid, h)
+      h.fa, h.ua = snow, snow
+      drop_lease(h)
       move(base, uuid, h, 'expired', woken)
+      save(base, uuid, h)
     else
       redis.call('ZREM', base .. ':deadlines', uuid)
     end

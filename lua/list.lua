@@ -4,9 +4,9 @@
 -- ARGV[3]: most matches to answer, ARGV[4]: most entries to examine,
 -- ARGV[5]: lane, ARGV[6]: state, ARGV[7]: kind, ARGV[8]: tag key,
 -- ARGV[9]: tag value (filters: '' = any)
--- Returns: { frontier, uuid, snapshot, ... }: frontier is '' when the partition was
+-- Returns: { frontier, uuid, record, payload, ... }: frontier is '' when the partition was
 --   examined to its end, else the last uuid examined (entries after it were
---   not looked at); then pairs of uuid and execution hash (as HGETALL).
+--   not looked at); then triples of uuid, record (MessagePack) and payload.
 redis.register_function {
   function_name = 'baton_list',
   callback = function(keys, args)
@@ -18,21 +18,19 @@ redis.register_function {
     local ids = redis.call('ZRANGEBYLEX', base .. ':ns:' .. args[1], min, '+', 'LIMIT', 0, budget)
     local out = { '' }
     for i, uuid in ipairs(ids) do
-      local flat = redis.call('HGETALL', base .. ':e:' .. uuid)
-      local h = {}
-      for j = 1, #flat, 2 do h[flat[j]] = flat[j + 1] end
-      local ok = #flat > 0 and (lane == '' or h.lane == lane) and (st == '' or h.st == st)
+      local record = redis.call('GET', base .. ':e:' .. uuid)
+      local h = record and cmsgpack.unpack(record) or {}
+      local ok = record and (lane == '' or h.lane == lane) and (st == '' or h.st == st)
         and (kind == '' or h.kind == kind)
       if ok and tk ~= '' then
         local decoded = cjson.decode(h.tags)
         ok = type(decoded) == 'table' and decoded[tk] == tv
       end
       if ok then
-        flat[#flat + 1] = 'pl'
-        flat[#flat + 1] = redis.call('GET', base .. ':p:' .. uuid) or ''
         out[#out + 1] = uuid
-        out[#out + 1] = flat
-        if (#out - 1) / 2 >= want then
+        out[#out + 1] = record
+        out[#out + 1] = payload(base, uuid)
+        if (#out - 1) / 3 >= want then
           out[1] = uuid
           return out
         end

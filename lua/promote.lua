@@ -11,8 +11,9 @@ redis.register_function('baton_promote', function(keys, args)
   for _, uuid in ipairs(due) do
     local h = load(base, uuid)
     if h and h.st == 'delayed' then
-      redis.call('HSET', base .. ':e:' .. uuid, 'ua', s(now))
+      h.ua = s(now)
       move(base, uuid, h, 'waiting', woken)
+      save(base, uuid, h)
     else
       redis.call('ZREM', base .. ':delayed', uuid)
     end

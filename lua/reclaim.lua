@@ -17,6 +17,7 @@ redis.register_function('baton_reclaim', function(keys, args)
         h.att .. ' before ' .. fmt_ts(h.le)
       if #err > max_err then err = string.sub(err, 1, max_err) end
       apply_failure(base, uuid, h, 'lease_expired', err, true, nil, now, woken)
+      save(base, uuid, h)
     else
       redis.call('ZREM', base .. ':leases', uuid)
     end

@@ -11,17 +11,16 @@ redis.register_function('baton_renew', function(keys, args)
   local out = {}
   for i = 4, #args, 3 do
     local uuid, att, nonce = args[i], args[i + 1], args[i + 2]
-    local key = base .. ':e:' .. uuid
-    local f = redis.call('HMGET', key, 'st', 'att', 'ln', 'wid', 'le', 'dl')
-    local le, dl = tsnum(f[5]), tsnum(f[6])
-    if f[1] == 'running' and f[2] == att and f[3] == nonce and f[4] == worker
+    local h = load(base, uuid) or {}
+    local le, dl = tsnum(h.le), tsnum(h.dl)
+    if h.st == 'running' and h.att == att and h.ln == nonce and h.wid == worker
       and le and le > now and (dl == nil or dl > now) then
-      redis.call('HSET', key, 'le', expires)
+      h.le = expires
+      save(base, uuid, h)
       redis.call('ZADD', base .. ':leases', expires, uuid)
       out[#out + 1] = 'renewed'
     else
-      local g = redis.call('HMGET', key, 'a' .. att .. 'o', 'a' .. att .. 'n')
-      if g[1] == 'cancelled' and g[2] == nonce then
+      if h['a' .. att .. 'o'] == 'cancelled' and h['a' .. att .. 'n'] == nonce then
         out[#out + 1] = 'cancelled'
       else
         out[#out + 1] = 'lost'

@@ -83,29 +83,27 @@ pub fn seq_and_lanes(v: Value) -> Result<(i64, Vec<String>)> {
 pub struct Fields(HashMap<String, Vec<u8>>);
 
 impl Fields {
-    /// From a flat field/value array; None when the hash does not exist.
-    pub fn from_flat(v: Value) -> Result<Option<Fields>> {
-        let items = match v {
-            Value::Map(pairs) => pairs
-                .into_iter()
-                .flat_map(|(k, v)| [k, v])
-                .collect::<Vec<_>>(),
-            other => array(other)?,
+    /// From an execution record as stored: a MessagePack map whose keys are
+    /// text and whose values are text (numbers, written by no Baton
+    /// version, are read as their decimal text too).
+    pub fn from_record(record: &[u8]) -> Result<Fields> {
+        let mut r = MsgPack {
+            buf: record,
+            pos: 0,
         };
-        if items.is_empty() {
-            return Ok(None);
+        let n = r.map_len()?;
+        let mut map = HashMap::with_capacity(n + 1);
+        for _ in 0..n {
+            let k = r.value()?;
+            let key =
+                String::from_utf8(k).map_err(|_| corrupt("a record key that is not UTF-8"))?;
+            let v = r.value()?;
+            map.insert(key, v);
         }
-        let mut map = HashMap::with_capacity(items.len() / 2);
-        let mut it = items.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            let key = text(&k)?.to_owned();
-            let value = match v {
-                Value::BulkString(b) => b,
-                other => bytes(&other)?.to_vec(),
-            };
-            map.insert(key, value);
+        if r.pos != record.len() {
+            return Err(corrupt("trailing bytes after an execution record"));
         }
-        Ok(Some(Fields(map)))
+        Ok(Fields(map))
     }
 
     /// Sets one field.
@@ -288,4 +286,147 @@ pub fn attempts(id: &ExecutionId, f: &Fields) -> Result<Vec<AttemptRecord>> {
             })
         })
         .collect()
+}
+
+/// Encodes an execution record as the function library stores it: a
+/// MessagePack map of text fields (what `cmsgpack.pack` makes of a Lua
+/// table of strings).
+pub fn encode_record(fields: &[(&str, &[u8])]) -> Vec<u8> {
+    fn head(out: &mut Vec<u8>, len: usize, fix: u8, fix_max: usize, tags: [u8; 3]) {
+        if len <= fix_max {
+            out.push(fix | len as u8);
+        } else if len <= 0xff && tags[0] != 0 {
+            out.push(tags[0]);
+            out.push(len as u8);
+        } else if len <= 0xffff {
+            out.push(tags[1]);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out.push(tags[2]);
+            out.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+    let mut out = Vec::with_capacity(
+        64 + fields
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 3)
+            .sum::<usize>(),
+    );
+    head(&mut out, fields.len(), 0x80, 15, [0, 0xde, 0xdf]);
+    for (k, v) in fields {
+        for s in [k.as_bytes(), v] {
+            head(&mut out, s.len(), 0xa0, 31, [0xd9, 0xda, 0xdb]);
+            out.extend_from_slice(s);
+        }
+    }
+    out
+}
+
+/// The subset of MessagePack the function library writes: one map of text
+/// (or, defensively, integer) values.
+struct MsgPack<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl MsgPack<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or_else(|| corrupt("a truncated execution record"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn be(&mut self, n: usize) -> Result<u64> {
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    }
+
+    fn map_len(&mut self) -> Result<usize> {
+        let n = match self.byte()? {
+            b @ 0x80..=0x8f => u64::from(b & 0x0f),
+            0xde => self.be(2)?,
+            0xdf => self.be(4)?,
+            // An empty Lua table is packed as an empty array.
+            0x90 => 0,
+            other => return Err(corrupt(format_args!("record type byte {other:#x}"))),
+        };
+        usize::try_from(n).map_err(|_| corrupt("a record too large"))
+    }
+
+    /// One text or integer value, as bytes.
+    fn value(&mut self) -> Result<Vec<u8>> {
+        let tag = self.byte()?;
+        let len = match tag {
+            0xa0..=0xbf => u64::from(tag & 0x1f),
+            0xd9 | 0xc4 => self.be(1)?,
+            0xda | 0xc5 => self.be(2)?,
+            0xdb | 0xc6 => self.be(4)?,
+            0x00..=0x7f => return Ok(tag.to_string().into_bytes()),
+            0xcc => return Ok(self.be(1)?.to_string().into_bytes()),
+            0xcd => return Ok(self.be(2)?.to_string().into_bytes()),
+            0xce => return Ok(self.be(4)?.to_string().into_bytes()),
+            0xcf => return Ok(self.be(8)?.to_string().into_bytes()),
+            0xd0 => return Ok((self.be(1)? as u8 as i8).to_string().into_bytes()),
+            0xd1 => return Ok((self.be(2)? as u16 as i16).to_string().into_bytes()),
+            0xd2 => return Ok((self.be(4)? as u32 as i32).to_string().into_bytes()),
+            0xd3 => return Ok((self.be(8)? as i64).to_string().into_bytes()),
+            0xe0..=0xff => return Ok((tag as i8).to_string().into_bytes()),
+            other => return Err(corrupt(format_args!("record value type byte {other:#x}"))),
+        };
+        let len = usize::try_from(len).map_err(|_| corrupt("a record value too large"))?;
+        Ok(self.take(len)?.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_decode() {
+        // {"a": "1", "bb": "xyz"} as cmsgpack packs it, plus an integer.
+        let rec = [
+            0x83, 0xa1, b'a', 0xa1, b'1', 0xa2, b'b', b'b', 0xa3, b'x', b'y', b'z', 0xa1, b'n',
+            0xcd, 0x01, 0x00,
+        ];
+        let f = Fields::from_record(&rec).unwrap();
+        assert_eq!(f.raw("a"), Some(&b"1"[..]));
+        assert_eq!(f.raw("bb"), Some(&b"xyz"[..]));
+        assert_eq!(f.raw("n"), Some(&b"256"[..]));
+        let mut long = vec![0x81, 0xa1, b'p', 0xda, 0x01, 0x00];
+        long.extend(std::iter::repeat_n(b'q', 256));
+        assert_eq!(
+            Fields::from_record(&long).unwrap().raw("p").unwrap().len(),
+            256
+        );
+        assert!(Fields::from_record(&rec[..5]).is_err(), "truncated");
+        let big = "v".repeat(70_000);
+        let enc = encode_record(&[("a", b"1"), ("p", big.as_bytes()), ("e", b"")]);
+        let back = Fields::from_record(&enc).unwrap();
+        assert_eq!(back.raw("a"), Some(&b"1"[..]));
+        assert_eq!(back.raw("p").unwrap().len(), 70_000);
+        assert_eq!(back.raw("e"), Some(&b""[..]));
+        let many: Vec<(String, Vec<u8>)> =
+            (0..20).map(|i| (format!("k{i}"), vec![b'x'; 40])).collect();
+        let refs: Vec<(&str, &[u8])> = many
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        assert_eq!(
+            Fields::from_record(&encode_record(&refs)).unwrap().0.len(),
+            20
+        );
+        assert!(Fields::from_record(&[0xc0]).is_err(), "not a map");
+    }
 }

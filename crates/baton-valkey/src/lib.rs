@@ -323,10 +323,11 @@ impl ValkeyBackend {
                     .next()
                     .ok_or_else(|| decode::corrupt("a reply without its woken lanes"))?;
                 let woken = self.woken_from(id.partition().get(), woken)?;
-                let fields = items
-                    .next()
-                    .and_then(|v| Fields::from_flat(v).transpose())
-                    .ok_or_else(|| EngineError::NotFound { id: id.clone() })??;
+                let (Some(record), Some(payload)) = (items.next(), items.next()) else {
+                    return Err(decode::corrupt("a reply without the execution's record"));
+                };
+                let mut fields = Fields::from_record(bytes(&record)?)?;
+                fields.set("pl", bytes(&payload)?.to_vec());
                 let snap = decode::snapshot(id.clone(), &fields)?;
                 self.announce(woken).await?;
                 Ok(snap)
@@ -370,23 +371,29 @@ impl ValkeyBackend {
         }
     }
 
-    /// The execution hash, and with `payload` its payload as field `pl`
+    /// The execution record, and with `payload` its payload as field `pl`
     /// (read right after it on the same connection; an execution trimmed in
     /// between is not found).
     async fn read_fields(&self, id: &ExecutionId, payload: bool) -> Result<Fields> {
         self.check_id(id)?;
         let base = self.base(id.partition().get());
         let uuid = id.uuid().simple();
-        let mut hash = redis::cmd("HGETALL");
-        hash.arg(format!("{base}:e:{uuid}"));
-        let not_found = || EngineError::NotFound { id: id.clone() };
-        if !payload {
-            return Fields::from_flat(self.run(&hash).await?)?.ok_or_else(not_found);
-        }
         let mut get = redis::cmd("GET");
-        get.arg(format!("{base}:p:{uuid}"));
-        let (fields, payload) = tokio::try_join!(self.run(&hash), self.run(&get))?;
-        let mut fields = Fields::from_flat(fields)?.ok_or_else(not_found)?;
+        get.arg(format!("{base}:e:{uuid}"));
+        let not_found = || EngineError::NotFound { id: id.clone() };
+        let record = |v: Value| -> Result<Fields> {
+            match v {
+                Value::Nil => Err(not_found()),
+                other => Fields::from_record(bytes(&other)?),
+            }
+        };
+        if !payload {
+            return record(self.run(&get).await?);
+        }
+        let mut get_payload = redis::cmd("GET");
+        get_payload.arg(format!("{base}:p:{uuid}"));
+        let (fields, payload) = tokio::try_join!(self.run(&get), self.run(&get_payload))?;
+        let mut fields = record(fields)?;
         match payload {
             Value::Nil => return Err(not_found()),
             other => fields.set("pl", bytes(&other)?.to_vec()),

@@ -135,24 +135,65 @@ impl EngineBackend for ValkeyBackend {
                     let r = &rows[i];
                     let n = &r.new;
                     let b = &n.retry.backoff;
+                    let text = |v: &dyn ToString| v.to_string();
+                    let now_ms = now.as_millis().to_string();
+                    let (pri, ma, bi, bm, bx) = (
+                        text(&n.priority),
+                        text(&n.retry.max_attempts),
+                        text(&b.initial_ms),
+                        text(&b.max_ms),
+                        text(&b.multiplier),
+                    );
+                    let run_at = ms(r.run_at);
+                    let deadline = ms(n.deadline);
+                    let ready_at = if run_at.is_empty() {
+                        now_ms.clone()
+                    } else {
+                        run_at.clone()
+                    };
+                    let parent = n.parent.as_ref().map(|p| p.to_string());
+                    let mut fields: Vec<(&str, &[u8])> = vec![
+                        ("ns", n.namespace.as_str().as_bytes()),
+                        ("lane", n.lane.as_str().as_bytes()),
+                        ("kind", n.kind.as_str().as_bytes()),
+                        ("st", r.state.as_str().as_bytes()),
+                        ("pri", pri.as_bytes()),
+                        ("tags", r.tags_json.as_bytes()),
+                        ("caps", r.caps_json.as_bytes()),
+                        ("att", b"0"),
+                        ("ma", ma.as_bytes()),
+                        ("bi", bi.as_bytes()),
+                        ("bm", bm.as_bytes()),
+                        ("bx", bx.as_bytes()),
+                        ("bj", if b.jitter { b"1" } else { b"0" }),
+                        ("ca", now_ms.as_bytes()),
+                        ("ua", now_ms.as_bytes()),
+                        ("rd", ready_at.as_bytes()),
+                    ];
+                    if let Some(k) = &n.idempotency_key {
+                        fields.push(("ik", k.as_str().as_bytes()));
+                    }
+                    if let Some(p) = &parent {
+                        fields.push(("par", p.as_bytes()));
+                    }
+                    if !run_at.is_empty() {
+                        fields.push(("ra", run_at.as_bytes()));
+                    }
+                    if !deadline.is_empty() {
+                        fields.push(("dl", deadline.as_bytes()));
+                    }
+                    let record = decode::encode_record(&fields);
                     c.arg(r.id.uuid().simple().to_string())
                         .arg(n.namespace.as_str())
                         .arg(n.lane.as_str())
-                        .arg(n.kind.as_str())
                         .arg(r.state.as_str())
                         .arg(n.priority)
-                        .arg(n.payload.as_slice())
-                        .arg(r.tags_json.as_str())
                         .arg(r.caps_json.as_str())
-                        .arg(n.retry.max_attempts)
-                        .arg(b.initial_ms)
-                        .arg(b.max_ms)
-                        .arg(b.multiplier.to_string())
-                        .arg(if b.jitter { "1" } else { "0" })
                         .arg(n.idempotency_key.as_ref().map(|k| k.as_str()).unwrap_or(""))
-                        .arg(n.parent.as_ref().map(|p| p.to_string()).unwrap_or_default())
-                        .arg(ms(r.run_at))
-                        .arg(ms(n.deadline));
+                        .arg(&run_at)
+                        .arg(&deadline)
+                        .arg(n.payload.as_slice())
+                        .arg(record);
                 }
                 (*p, c)
             })
@@ -534,12 +575,14 @@ impl AdminBackend for ValkeyBackend {
                     bound = Some((u, *p));
                 }
             }
-            while let (Some(uuid), Some(flat)) = (items.next(), items.next()) {
+            while let (Some(uuid), Some(record), Some(payload)) =
+                (items.next(), items.next(), items.next())
+            {
                 let u =
                     Uuid::try_parse(text(&uuid)?).map_err(|_| decode::corrupt("a listed uuid"))?;
-                if let Some(fields) = Fields::from_flat(flat)? {
-                    found.push((u, *p, fields));
-                }
+                let mut fields = Fields::from_record(bytes(&record)?)?;
+                fields.set("pl", bytes(&payload)?.to_vec());
+                found.push((u, *p, fields));
             }
         }
         found.sort_by_key(|(u, _, _)| *u);
