@@ -115,16 +115,6 @@ local function count(base, h, st, delta)
   redis.call('HINCRBY', base .. ':counts', lane_id(h) .. '/' .. st, delta)
 end
 
--- A hash as a flat field/value reply (values must be strings).
-local function flat(h)
-  local out = {}
-  for k, v in pairs(h) do
-    out[#out + 1] = k
-    out[#out + 1] = v
-  end
-  return out
-end
-
 -- Writes batched index changes: `adds` maps a zset key to a flat list of
 -- score, member pairs; `counts` maps a counts field to its delta. Chunked so
 -- no call exceeds Lua's argument limits.

@@ -78,7 +78,7 @@ pub fn seq_and_lanes(v: Value) -> Result<(i64, Vec<String>)> {
     Ok((seq, lanes))
 }
 
-/// An execution hash as read with HGETALL.
+/// The fields of an execution record (and its payload, as `pl`).
 #[derive(Debug)]
 pub struct Fields(HashMap<String, Vec<u8>>);
 
@@ -189,7 +189,7 @@ pub fn execution_id(
     ExecutionId::from_parts(uuid, partition, partitions)
 }
 
-/// A snapshot from an execution hash.
+/// A snapshot from an execution record.
 pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
     let ctx = format!("execution {id}");
     let ctx = ctx.as_str();
@@ -268,7 +268,7 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
     Ok(snapshot)
 }
 
-/// The attempts recorded in an execution hash, oldest first.
+/// The attempts recorded in an execution record, oldest first.
 pub fn attempts(id: &ExecutionId, f: &Fields) -> Result<Vec<AttemptRecord>> {
     let ctx = format!("execution {id}");
     let ctx = ctx.as_str();
