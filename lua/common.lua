@@ -304,3 +304,84 @@ local function first_score(key)
   if #r == 0 then return '' end
   return r[2]
 end
+
+-- Choosing work (shared by baton_peek and baton_claim). ARGV layout of
+-- both: now, namespace, want, capabilities (comma separated), lane count L,
+-- L lanes.
+
+-- Up to `want` eligible members of zset `key`, in claim order.
+local function eligible(base, key, conditional_set, want, now, offered)
+  if not conditional_set then
+    return redis.call('ZRANGE', key, 0, want - 1)
+  end
+  local out = {}
+  local start = 0
+  while #out < want do
+    local ms = redis.call('ZRANGE', key, start, start + 63)
+    if #ms == 0 then return out end
+    for _, m in ipairs(ms) do
+      local h = load(base, string.sub(m, 25))
+      local dl = h and tsnum(h.dl)
+      if h and (dl == nil or dl > now) and caps_ok(h.caps, offered) then
+        out[#out + 1] = m
+        if #out >= want then return out end
+      end
+    end
+    start = start + 64
+  end
+  return out
+end
+
+-- The first `want` members over every lane's two sets: each set is already
+-- in claim order, so a merge (not a sort) picks them. Answers the members
+-- and, in step, the set each came from.
+local function choose(keys, args)
+  local base = keys[1]
+  local now = tonumber(args[1])
+  local ns = args[2]
+  local want = tonumber(args[3])
+  local offered = {}
+  for name in string.gmatch(args[4], '[^,]+') do offered[name] = true end
+  local nlanes = tonumber(args[5])
+  local lanes, lists, sets = {}, {}, {}
+  for i = 1, nlanes do
+    local lid = ns .. '/' .. args[5 + i]
+    lanes[i] = lid
+    for _, cond in ipairs({ false, true }) do
+      local key = base .. (cond and ':wx:' or ':w:') .. lid
+      local l = eligible(base, key, cond, want, now, offered)
+      if #l > 0 then
+        lists[#lists + 1] = l
+        sets[#sets + 1] = key
+      end
+    end
+  end
+  local members, from = {}, {}
+  if #lists == 1 then
+    members = lists[1]
+    for i = 1, #members do from[i] = sets[1] end
+  elseif #lists > 1 then
+    local pos = {}
+    for i = 1, #lists do pos[i] = 1 end
+    while #members < want do
+      local best = nil
+      for i = 1, #lists do
+        local m = lists[i][pos[i]]
+        if m and (best == nil or m < lists[best][pos[best]]) then best = i end
+      end
+      if best == nil then break end
+      members[#members + 1] = lists[best][pos[best]]
+      from[#from + 1] = sets[best]
+      pos[best] = pos[best] + 1
+    end
+  end
+  return base, now, lanes, members, from, nlanes
+end
+
+local function empties(base, lanes)
+  local e = {}
+  for i = 1, #lanes do
+    if lane_empty(base, lanes[i]) then e[#e + 1] = lanes[i] end
+  end
+  return e
+end

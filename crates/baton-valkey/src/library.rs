@@ -9,23 +9,31 @@ use baton_core::{EngineError, Result};
 pub const GENERATION: u32 = 1;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
-const SOURCES: &[&str] = &[
-    include_str!("../../../lua/common.lua"),
-    include_str!("../../../lua/version.lua"),
-    include_str!("../../../lua/create.lua"),
-    include_str!("../../../lua/claim.lua"),
-    include_str!("../../../lua/renew.lua"),
-    include_str!("../../../lua/complete.lua"),
-    include_str!("../../../lua/fail.lua"),
-    include_str!("../../../lua/cancel.lua"),
-    include_str!("../../../lua/promote.lua"),
-    include_str!("../../../lua/reclaim.lua"),
-    include_str!("../../../lua/expire.lua"),
-    include_str!("../../../lua/trim.lua"),
-    include_str!("../../../lua/ownership.lua"),
-    include_str!("../../../lua/hint.lua"),
-    include_str!("../../../lua/lanes.lua"),
-    include_str!("../../../lua/list.lua"),
+const SOURCES: &[(&str, &str)] = &[
+    ("common.lua", include_str!("../../../lua/common.lua")),
+    ("version.lua", include_str!("../../../lua/version.lua")),
+    ("create.lua", include_str!("../../../lua/create.lua")),
+    ("peek.lua", include_str!("../../../lua/peek.lua")),
+    ("claim.lua", include_str!("../../../lua/claim.lua")),
+    ("renew.lua", include_str!("../../../lua/renew.lua")),
+    ("complete.lua", include_str!("../../../lua/complete.lua")),
+    ("fail.lua", include_str!("../../../lua/fail.lua")),
+    ("cancel.lua", include_str!("../../../lua/cancel.lua")),
+    ("promote.lua", include_str!("../../../lua/promote.lua")),
+    ("reclaim.lua", include_str!("../../../lua/reclaim.lua")),
+    ("expire.lua", include_str!("../../../lua/expire.lua")),
+    ("trim.lua", include_str!("../../../lua/trim.lua")),
+    (
+        "sync_ownership.lua",
+        include_str!("../../../lua/sync_ownership.lua"),
+    ),
+    (
+        "release_ownership.lua",
+        include_str!("../../../lua/release_ownership.lua"),
+    ),
+    ("hint.lua", include_str!("../../../lua/hint.lua")),
+    ("lanes.lua", include_str!("../../../lua/lanes.lua")),
+    ("list.lua", include_str!("../../../lua/list.lua")),
 ];
 
 const PLACEHOLDER: &str = "__BATON_LIBRARY_VERSION__";
@@ -44,7 +52,7 @@ impl Library {
     /// Assembles the library.
     pub fn build() -> Library {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for src in SOURCES {
+        for (_, src) in SOURCES {
             for b in src.bytes() {
                 h ^= u64::from(b);
                 h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -52,7 +60,7 @@ impl Library {
         }
         let version = format!("{GENERATION}:{h:016x}");
         let mut code = String::from("#!lua name=baton\n");
-        for src in SOURCES {
+        for (_, src) in SOURCES {
             code.push_str(&src.replace(PLACEHOLDER, &version));
             code.push('\n');
         }
@@ -96,6 +104,20 @@ pub fn judge(loaded: Option<&str>, ours: &Library) -> Result<Verdict> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_lua_file_is_in_the_library() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../lua");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".lua"))
+            .collect();
+        on_disk.sort();
+        let mut listed: Vec<String> = SOURCES.iter().map(|(n, _)| (*n).to_owned()).collect();
+        listed.sort();
+        assert_eq!(listed, on_disk);
+    }
 
     #[test]
     fn versions_are_judged() {

@@ -4,10 +4,6 @@
 -- ARGV[1]: node id, ARGV[2]: now (ms), ARGV[3]: new expiry (ms),
 -- ARGV[4]: partition count
 -- Returns: { live_nodes, target, owned partition... } (ascending)
--- baton_release_ownership: a node leaves; its partitions are freed at once.
--- KEYS[1]: the control base B:{ctl}
--- ARGV[1]: node id, ARGV[2]: partition count
--- Returns: the number of partitions freed.
 redis.register_function('baton_sync_ownership', function(keys, args)
   local base = keys[1]
   local node, now, expires = args[1], tonumber(args[2]), args[3]
@@ -50,21 +46,4 @@ redis.register_function('baton_sync_ownership', function(keys, args)
     reply[#reply + 1] = owned[i]
   end
   return reply
-end)
-
-redis.register_function('baton_release_ownership', function(keys, args)
-  local base = keys[1]
-  local node = args[1]
-  local owners, oexp = base .. ':owners', base .. ':oexp'
-  local flat = redis.call('HGETALL', owners)
-  local freed = 0
-  for i = 1, #flat, 2 do
-    if flat[i + 1] == node then
-      redis.call('HDEL', owners, flat[i])
-      redis.call('HDEL', oexp, flat[i])
-      freed = freed + 1
-    end
-  end
-  redis.call('ZREM', base .. ':nodes', node)
-  return freed
 end)

@@ -1,0 +1,23 @@
+-- baton_peek: which executions baton_claim would take now, without taking
+-- them: the backend peeks every candidate partition first, so that one
+-- claimer gets exact priority-then-age order across partitions.
+-- KEYS[1]: the partition base B:{p:N}
+-- ARGV[1]: now (ms)
+-- ARGV[2]: namespace
+-- ARGV[3]: want (1..)
+-- ARGV[4]: worker's capabilities, comma separated ('' = none)
+-- ARGV[5]: lane count L, ARGV[6..5+L]: lanes
+-- Returns: { seq, empty_lanes, member... }: the lanes (as <ns>/<lane>) without
+--   waiting work in this partition, the partition's sequence at this
+--   instant, and up to `want` claim-order members, first first.
+redis.register_function {
+  function_name = 'baton_peek',
+  callback = function(keys, args)
+    local base, _, lanes, members = choose(keys, args)
+    local reply = { seq(base), empties(base, lanes) }
+    for i = 1, #members do reply[#reply + 1] = members[i] end
+    return reply
+  end,
+  flags = { 'no-writes' },
+}
+
