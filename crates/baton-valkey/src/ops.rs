@@ -82,6 +82,40 @@ impl ValkeyBackend {
     }
 }
 
+impl ValkeyBackend {
+    /// Peeks partitions (each with its own `want`): their claim-order
+    /// members, first first. Lanes found empty are dropped from the hints.
+    async fn peek(
+        &self,
+        wants: &[(u16, usize)],
+        common: &[String],
+    ) -> Result<BTreeMap<u16, Vec<String>>> {
+        let calls: Vec<Cmd> = wants
+            .iter()
+            .map(|(p, want)| {
+                let mut c = Server::fcall("baton_peek", &self.base(*p));
+                c.arg(&common[0]).arg(&common[1]).arg(*want);
+                for a in &common[2..] {
+                    c.arg(a);
+                }
+                c
+            })
+            .collect();
+        let replies = try_join_all(calls.iter().map(|c| self.run(c))).await?;
+        let mut out = BTreeMap::new();
+        for ((p, _), reply) in wants.iter().zip(replies) {
+            let mut items = array(reply)?.into_iter();
+            let (seq, empties) = seq_empties(&mut items)?;
+            self.drop_hints(*p, seq, empties);
+            let members = items
+                .map(|m| text(&m).map(str::to_owned))
+                .collect::<Result<Vec<_>>>()?;
+            out.insert(*p, members);
+        }
+        Ok(out)
+    }
+}
+
 fn seq_empties(items: &mut std::vec::IntoIter<Value>) -> Result<(i64, Vec<String>)> {
     let seq = int(&items
         .next()
@@ -269,28 +303,40 @@ impl EngineBackend for ValkeyBackend {
         } else {
             // Peek every candidate, then claim the globally first `max`, so
             // one claimer gets exact priority-then-age order across
-            // partitions.
-            let peeks: Vec<(u16, Cmd)> = candidates
-                .iter()
-                .map(|p| {
-                    let mut c = Server::fcall("baton_peek", &self.base(*p));
-                    c.arg(&common[0]).arg(&common[1]).arg(request.max);
-                    for a in &common[2..] {
-                        c.arg(a);
-                    }
-                    (*p, c)
-                })
-                .collect();
-            let replies = try_join_all(peeks.iter().map(|(_, c)| self.run(c))).await?;
-            let mut members: Vec<(String, u16)> = Vec::new();
-            for ((p, _), reply) in peeks.iter().zip(replies) {
-                let mut items = array(reply)?.into_iter();
-                let (seq, empties) = seq_empties(&mut items)?;
-                self.drop_hints(*p, seq, empties);
-                for m in items {
-                    members.push((text(&m)?.to_owned(), *p));
+            // partitions. A first, narrow peek asks each partition for about
+            // twice its even share; only a partition whose whole answer
+            // falls inside the first `max` may hold more that belongs there,
+            // and only those are asked again for `max`.
+            let n = candidates.len();
+            let narrow = request.max.div_ceil(n).saturating_mul(2).min(request.max);
+            let first: Vec<(u16, usize)> = candidates.iter().map(|p| (*p, narrow)).collect();
+            let mut seen = self.peek(&first, &common).await?;
+            let cutoff = |seen: &BTreeMap<u16, Vec<String>>| -> Option<String> {
+                let mut all: Vec<&String> = seen.values().flatten().collect();
+                all.sort();
+                all.get(request.max - 1).map(|m| (*m).clone())
+            };
+            if narrow < request.max {
+                let cut = cutoff(&seen);
+                let again: Vec<(u16, usize)> = seen
+                    .iter()
+                    .filter(|(_, ms)| {
+                        ms.len() == narrow
+                            && match (&cut, ms.last()) {
+                                (Some(c), Some(last)) => last < c,
+                                _ => true,
+                            }
+                    })
+                    .map(|(p, _)| (*p, request.max))
+                    .collect();
+                if !again.is_empty() {
+                    seen.extend(self.peek(&again, &common).await?);
                 }
             }
+            let mut members: Vec<(&String, u16)> = seen
+                .iter()
+                .flat_map(|(p, ms)| ms.iter().map(move |m| (m, *p)))
+                .collect();
             members.sort();
             let mut per: BTreeMap<u16, usize> = BTreeMap::new();
             for (_, p) in members.into_iter().take(request.max) {

@@ -1184,3 +1184,57 @@ async fn durability_is_read_from_the_server() {
         .unwrap();
     assert!(connect(&url).await.capabilities().durable, "always");
 }
+
+/// A single claimer gets exact priority-then-age order across partitions
+/// even when the work is spread unevenly: here the high priorities sit in a
+/// few partitions, so the narrow first peek is not enough for them and the
+/// claim must widen its look there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_claimer_gets_exact_order_across_uneven_partitions() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_893_456_000_000)));
+    let config = ValkeyConfig::from_url(&url_with(server, &RedisServer::unique_prefix(), ""))
+        .unwrap()
+        .with_clock(clock.clone());
+    let backend = ValkeyBackend::open(config).await.unwrap();
+    // Priority 9 only for executions of partitions 0-2, else 0; each
+    // created 1 ms after the previous one.
+    let mut expected: Vec<(i32, i64, ExecutionId)> = Vec::new();
+    for i in 0..240 {
+        let probe = backend.create_one(exec("order", "main")).await.unwrap().id;
+        let high = probe.partition().get() < 3;
+        backend.cancel(&probe, None).await.unwrap();
+        let priority = if high { 9 } else { i % 3 };
+        let id = backend
+            .create_one(exec("order", "main").with_priority(priority))
+            .await
+            .unwrap()
+            .id;
+        expected.push((
+            -priority,
+            baton_core::Clock::now(clock.as_ref()).as_millis(),
+            id,
+        ));
+        clock.advance(Duration::from_millis(1));
+    }
+    expected.sort();
+    let mut claimed = Vec::new();
+    loop {
+        let batch = backend
+            .claim(claim_request("order", &["main"], "w", 40))
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        claimed.extend(batch.into_iter().map(|c| c.id));
+    }
+    let want: Vec<ExecutionId> = expected.into_iter().map(|(_, _, id)| id).collect();
+    assert_eq!(claimed.len(), want.len());
+    assert_eq!(
+        claimed, want,
+        "priority, then age, then id — across partitions"
+    );
+}
