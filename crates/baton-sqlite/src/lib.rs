@@ -35,6 +35,7 @@
 
 #[macro_use]
 mod read;
+mod combine;
 mod errors;
 mod migrate;
 
@@ -200,6 +201,7 @@ pub struct SqliteBackend {
 }
 
 struct Inner {
+    completer: tokio::sync::mpsc::UnboundedSender<combine::Pending>,
     writer: SqlitePool,
     reader: SqlitePool,
     partitions: PartitionCount,
@@ -288,18 +290,20 @@ impl SqliteBackend {
                 .map_err(map)?,
         };
         let partitions = record_partitions(&writer, config.partitions).await?;
-        Ok(SqliteBackend {
-            inner: Arc::new(Inner {
-                writer,
-                reader,
-                partitions,
-                limits: config.limits,
-                clock: config.clock,
-                wake: baton_core::Wakeups::default(),
-                location: config.location,
-                synchronous_full: config.synchronous_full,
-            }),
-        })
+        let (completer, queue) = tokio::sync::mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            completer,
+            writer,
+            reader,
+            partitions,
+            limits: config.limits,
+            clock: config.clock,
+            wake: baton_core::Wakeups::default(),
+            location: config.location,
+            synchronous_full: config.synchronous_full,
+        });
+        combine::start(queue, Arc::downgrade(&inner));
+        Ok(SqliteBackend { inner })
     }
 
     /// Where this backend's database lives.
@@ -514,6 +518,90 @@ impl SqliteBackend {
                     exp.map(|t| t.to_string()).unwrap_or_default()
                 ),
             )),
+        }
+    }
+}
+
+impl SqliteBackend {
+    /// Completes one lease inside the caller's transaction (not committed
+    /// here): the body of `complete`, run by the combining task.
+    async fn complete_in(
+        &self,
+        tx: &mut SqliteConnection,
+        lease: &LeaseToken,
+        result: &[u8],
+        now: Timestamp,
+    ) -> Result<ExecutionSnapshot> {
+        let id = lease.execution_id();
+        // Fast path, one statement: the lease is the current, unexpired one
+        // (the same conditions `check_lease` calls live), so the execution
+        // completes and the new row comes back. Anything else matches no row
+        // and is classified below, in the same transaction.
+        let done = sqlx::query(concat!(
+            "UPDATE executions SET state = 'completed', result = ?1, finished_at = ?2, updated_at = ?2, \
+             worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL \
+             WHERE uuid = ?3 AND state = 'running' AND attempts = ?4 AND lease_nonce = ?5 \
+             AND lease_expires_at > ?2 AND (deadline IS NULL OR deadline > ?2) RETURNING ",
+            execution_columns!()
+        ))
+        .bind(result)
+        .bind(now.as_millis())
+        .bind(blob(id))
+        .bind(i64::from(lease.attempt()))
+        .bind(lease.nonce() as i64)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map)?;
+        if let Some(row) = done {
+            let snap = read::snapshot(&row, self.inner.partitions)?;
+            Self::close_attempt(
+                tx,
+                id,
+                lease.attempt(),
+                AttemptOutcome::Completed,
+                None,
+                now,
+            )
+            .await?;
+            return Ok(snap);
+        }
+        match self.check_lease(tx, lease, now).await? {
+            LeaseCheck::Live(snap) => {
+                Self::close_attempt(tx, id, snap.attempts, AttemptOutcome::Completed, None, now)
+                    .await?;
+                sqlx::query(
+                    "UPDATE executions SET state = 'completed', result = ?, finished_at = ?, updated_at = ?, \
+                     worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL WHERE uuid = ?",
+                )
+                .bind(result)
+                .bind(now.as_millis())
+                .bind(now.as_millis())
+                .bind(blob(id))
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+                let snap = self.snapshot_in(tx, id).await?;
+                Ok(snap)
+            }
+            LeaseCheck::Ended(AttemptOutcome::Completed, snap) => {
+                if snap.result.as_deref() == Some(result) {
+                    Ok(snap)
+                } else {
+                    Err(EngineError::Conflict {
+                        id: id.clone(),
+                        operation: "complete",
+                        state: snap.state,
+                        reason: "this lease already completed it with a different result".into(),
+                    })
+                }
+            }
+            LeaseCheck::Ended(AttemptOutcome::Failed, snap) => Err(EngineError::Conflict {
+                id: id.clone(),
+                operation: "complete",
+                state: snap.state,
+                reason: format!("attempt {} already failed", lease.attempt()),
+            }),
+            LeaseCheck::Ended(o, _) => Err(ended_lease_lost(id, o)),
         }
     }
 }
@@ -883,89 +971,17 @@ impl EngineBackend for SqliteBackend {
 
     async fn complete(&self, lease: &LeaseToken, result: Vec<u8>) -> Result<ExecutionSnapshot> {
         self.inner.limits.check_payload("result", result.len())?;
-        let now = self.now();
-        let id = lease.execution_id();
-        self.check_id(id)?;
-        let mut tx = self.begin().await?;
-        // Fast path, one statement: the lease is the current, unexpired one
-        // (the same conditions `check_lease` calls live), so the execution
-        // completes and the new row comes back. Anything else matches no row
-        // and is classified below, in the same transaction.
-        let done = sqlx::query(concat!(
-            "UPDATE executions SET state = 'completed', result = ?1, finished_at = ?2, updated_at = ?2, \
-             worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL \
-             WHERE uuid = ?3 AND state = 'running' AND attempts = ?4 AND lease_nonce = ?5 \
-             AND lease_expires_at > ?2 AND (deadline IS NULL OR deadline > ?2) RETURNING ",
-            execution_columns!()
-        ))
-        .bind(result.as_slice())
-        .bind(now.as_millis())
-        .bind(blob(id))
-        .bind(i64::from(lease.attempt()))
-        .bind(lease.nonce() as i64)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map)?;
-        if let Some(row) = done {
-            let snap = read::snapshot(&row, self.inner.partitions)?;
-            Self::close_attempt(
-                &mut tx,
-                id,
-                lease.attempt(),
-                AttemptOutcome::Completed,
-                None,
-                now,
-            )
-            .await?;
-            tx.commit().await.map_err(map)?;
-            return Ok(snap);
-        }
-        match self.check_lease(&mut tx, lease, now).await? {
-            LeaseCheck::Live(snap) => {
-                Self::close_attempt(
-                    &mut tx,
-                    id,
-                    snap.attempts,
-                    AttemptOutcome::Completed,
-                    None,
-                    now,
-                )
-                .await?;
-                sqlx::query(
-                    "UPDATE executions SET state = 'completed', result = ?, finished_at = ?, updated_at = ?, \
-                     worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL WHERE uuid = ?",
-                )
-                .bind(result.as_slice())
-                .bind(now.as_millis())
-                .bind(now.as_millis())
-                .bind(blob(id))
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
-                let snap = self.snapshot_in(&mut tx, id).await?;
-                tx.commit().await.map_err(map)?;
-                Ok(snap)
-            }
-            LeaseCheck::Ended(AttemptOutcome::Completed, snap) => {
-                if snap.result.as_deref() == Some(result.as_slice()) {
-                    Ok(snap)
-                } else {
-                    Err(EngineError::Conflict {
-                        id: id.clone(),
-                        operation: "complete",
-                        state: snap.state,
-                        reason: "this lease already completed it with a different result".into(),
-                    })
-                }
-            }
-            LeaseCheck::Ended(AttemptOutcome::Failed, snap) => Err(EngineError::Conflict {
-                id: id.clone(),
-                operation: "complete",
-                state: snap.state,
-                reason: format!("attempt {} already failed", lease.attempt()),
-            }),
-            LeaseCheck::Ended(o, _) => Err(ended_lease_lost(id, o)),
-        }
+        self.check_id(lease.execution_id())?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let pending = combine::Pending {
+            lease: lease.clone(),
+            result,
+            now: self.now(),
+            reply,
+        };
+        let closed = || EngineError::unavailable("the SQLite backend is closing");
+        self.inner.completer.send(pending).map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     async fn fail(&self, lease: &LeaseToken, failure: Failure) -> Result<ExecutionSnapshot> {
