@@ -523,6 +523,79 @@ impl SqliteBackend {
 }
 
 impl SqliteBackend {
+    /// Completes, inside the caller's transaction, every queued complete
+    /// whose lease is live (the conditions `check_lease` calls live), in
+    /// two statements per chunk; answers their snapshots by position in
+    /// `batch`. Only the first complete of each execution takes part.
+    async fn complete_live(
+        &self,
+        tx: &mut SqliteConnection,
+        batch: &[combine::Pending],
+    ) -> Result<HashMap<usize, ExecutionSnapshot>> {
+        let mut seen = std::collections::HashSet::new();
+        let firsts: Vec<(usize, &combine::Pending)> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| seen.insert(p.lease.execution_id().uuid()))
+            .collect();
+        let mut done = HashMap::new();
+        // 5 bound values per row stay far below SQLite's variable limit.
+        for chunk in firsts.chunks(200) {
+            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                "UPDATE executions SET state = 'completed', result = v.column4, \
+                 finished_at = v.column5, updated_at = v.column5, worker_id = NULL, \
+                 lease_nonce = NULL, lease_expires_at = NULL FROM (",
+            );
+            qb.push_values(chunk, |mut b, (_, p)| {
+                b.push_bind(blob(p.lease.execution_id()))
+                    .push_bind(i64::from(p.lease.attempt()))
+                    .push_bind(p.lease.nonce() as i64)
+                    .push_bind(p.result.as_slice())
+                    .push_bind(p.now.as_millis());
+            });
+            qb.push(concat!(
+                ") AS v WHERE executions.uuid = v.column1 AND executions.state = 'running' \
+                 AND executions.attempts = v.column2 AND executions.lease_nonce = v.column3 \
+                 AND executions.lease_expires_at > v.column5 \
+                 AND (executions.deadline IS NULL OR executions.deadline > v.column5) RETURNING ",
+                execution_columns!()
+            ));
+            let rows = qb.build().fetch_all(&mut *tx).await.map_err(map)?;
+            let mut completed: Vec<(usize, &combine::Pending)> = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let snap = read::snapshot(row, self.inner.partitions)?;
+                let Some(&(i, p)) = chunk
+                    .iter()
+                    .find(|(_, p)| p.lease.execution_id() == &snap.id)
+                else {
+                    return Err(EngineError::corruption(format!(
+                        "completing a batch returned execution {}, which was not in it",
+                        snap.id
+                    )));
+                };
+                completed.push((i, p));
+                done.insert(i, snap);
+            }
+            if completed.is_empty() {
+                continue;
+            }
+            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                "UPDATE attempts SET ended_at = v.column3, outcome = 'completed' FROM (",
+            );
+            qb.push_values(&completed, |mut b, (_, p)| {
+                b.push_bind(blob(p.lease.execution_id()))
+                    .push_bind(i64::from(p.lease.attempt()))
+                    .push_bind(p.now.as_millis());
+            });
+            qb.push(
+                ") AS v WHERE attempts.execution_uuid = v.column1 AND attempts.number = v.column2 \
+                 AND attempts.outcome IS NULL",
+            );
+            qb.build().execute(&mut *tx).await.map_err(map)?;
+        }
+        Ok(done)
+    }
+
     /// Completes one lease inside the caller's transaction (not committed
     /// here): the body of `complete`, run by the combining task.
     async fn complete_in(
