@@ -60,6 +60,34 @@ impl PartitionCount {
     pub fn iter(self) -> impl Iterator<Item = PartitionId> {
         (0..self.0).map(PartitionId)
     }
+
+    /// Checks the arguments of a scheduler pass: `partition` must be one of
+    /// this deployment's and `limit` at least 1.
+    ///
+    /// ```
+    /// use baton_core::{PartitionCount, PartitionId};
+    /// let count = PartitionCount::new(4).unwrap();
+    /// assert!(count.check_scan(PartitionId(3), 10).is_ok());
+    /// assert!(count.check_scan(PartitionId(4), 10).is_err());
+    /// assert!(count.check_scan(PartitionId(0), 0).is_err());
+    /// ```
+    pub fn check_scan(self, partition: PartitionId, limit: usize) -> Result<(), EngineError> {
+        if partition.get() >= self.0 {
+            return Err(EngineError::invalid(
+                "partition",
+                partition,
+                format!("this deployment has partitions 0..{}", self.0),
+            ));
+        }
+        if limit == 0 {
+            return Err(EngineError::invalid(
+                "limit",
+                limit,
+                "a scheduler pass needs a limit of at least 1",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for PartitionCount {

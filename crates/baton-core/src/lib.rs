@@ -35,4 +35,4 @@ pub use names::{
 pub use policy::{Backoff, Limits, RetryDecision, RetryPolicy};
 pub use state::{AttemptOutcome, State};
 pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
-pub use wake::Wakeups;
+pub use wake::{Wakeups, recv_batch};

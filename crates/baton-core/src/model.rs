@@ -461,6 +461,29 @@ pub struct ExecutionSnapshot {
     pub cancel_reason: Option<String>,
 }
 
+impl ExecutionSnapshot {
+    /// Cross-field rules every backend's writer upholds: `running` exactly
+    /// when a worker holds a lease, terminal exactly when `finished_at` is
+    /// set. A stored execution breaking them was not written by Baton, so
+    /// backends report it as [`Corruption`](EngineError::Corruption).
+    pub fn check_consistent(&self) -> Result<(), EngineError> {
+        let running = self.state == State::Running;
+        if running != (self.worker_id.is_some() && self.lease_expires_at.is_some()) {
+            return Err(EngineError::corruption(format!(
+                "execution {}: state {} disagrees with its lease fields",
+                self.id, self.state
+            )));
+        }
+        if self.state.is_terminal() != self.finished_at.is_some() {
+            return Err(EngineError::corruption(format!(
+                "execution {}: state {} disagrees with finished_at",
+                self.id, self.state
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One attempt of an execution, as recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttemptRecord {

@@ -1,4 +1,5 @@
-//! In-process wake-ups for idle claimers, shared by every backend.
+//! In-process wake-ups for idle claimers, and the batching step of the
+//! write-combining tasks, shared by every backend.
 //!
 //! Each waiting claimer registers one `Notify` under every lane it waits on;
 //! a submission, promotion or cross-process notification calls
@@ -82,4 +83,44 @@ impl Wakeups {
         }
         let _ = tokio::time::timeout(timeout, me.notified()).await;
     }
+}
+
+/// Takes the next batch for a write-combining task: when `batch` is empty,
+/// waits for one item, then adds whatever else is queued without waiting,
+/// up to `max` in all. Answers false when the channel is closed and nothing
+/// is left to do (the task should end).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// for i in 0..5 { tx.send(i).unwrap(); }
+/// let mut batch = Vec::new();
+/// assert!(baton_core::recv_batch(&mut rx, &mut batch, 3).await);
+/// assert_eq!(batch, [0, 1, 2]);
+/// drop(tx);
+/// batch.clear();
+/// assert!(baton_core::recv_batch(&mut rx, &mut batch, 3).await);
+/// assert_eq!(batch, [3, 4]);
+/// batch.clear();
+/// assert!(!baton_core::recv_batch(&mut rx, &mut batch, 3).await);
+/// # }
+/// ```
+pub async fn recv_batch<T>(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
+    batch: &mut Vec<T>,
+    max: usize,
+) -> bool {
+    if batch.is_empty() {
+        match rx.recv().await {
+            Some(item) => batch.push(item),
+            None => return false,
+        }
+    }
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    true
 }

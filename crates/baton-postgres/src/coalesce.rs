@@ -53,17 +53,8 @@ pub fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
         let mut deferred: Vec<Pending> = Vec::new();
         loop {
             batch.append(&mut deferred);
-            if batch.is_empty() {
-                match rx.recv().await {
-                    Some(p) => batch.push(p),
-                    None => return,
-                }
-            }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
+            if !baton_core::recv_batch(&mut rx, &mut batch, MAX_BATCH).await {
+                return;
             }
             // One lease per execution per statement: a second complete of
             // the same execution waits for the next flush, where it finds the

@@ -362,23 +362,7 @@ impl PostgresBackend {
     /// Validates a scheduler pass's partition and limit; answers the limit as
     /// Postgres binds it.
     fn scan_limit(&self, partition: PartitionId, limit: usize) -> Result<i64> {
-        if partition.get() >= self.inner.partitions.get() {
-            return Err(EngineError::invalid(
-                "partition",
-                partition,
-                format!(
-                    "this deployment has partitions 0..{}",
-                    self.inner.partitions.get()
-                ),
-            ));
-        }
-        if limit == 0 {
-            return Err(EngineError::invalid(
-                "limit",
-                limit,
-                "a scheduler pass needs a limit of at least 1",
-            ));
-        }
+        self.inner.partitions.check_scan(partition, limit)?;
         Ok(i64::try_from(limit).unwrap_or(i64::MAX))
     }
 

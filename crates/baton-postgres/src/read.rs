@@ -148,27 +148,14 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
         cancel_reason: col(row, "cancel_reason")?,
         id,
     };
-    check_invariants(&snapshot, lease_nonce(row)?.is_some())?;
+    snapshot.check_consistent()?;
+    if (snapshot.state == State::Running) != lease_nonce(row)?.is_some() {
+        return Err(EngineError::corruption(format!(
+            "execution {}: state {} disagrees with its lease nonce",
+            snapshot.id, snapshot.state
+        )));
+    }
     Ok(snapshot)
-}
-
-/// Cross-field rules the writer always upholds; a row breaking them was not
-/// written by Baton.
-fn check_invariants(s: &ExecutionSnapshot, has_nonce: bool) -> Result<(), EngineError> {
-    let running = s.state == State::Running;
-    if running != (s.worker_id.is_some() && s.lease_expires_at.is_some() && has_nonce) {
-        return Err(EngineError::corruption(format!(
-            "execution {}: state {} disagrees with its lease columns",
-            s.id, s.state
-        )));
-    }
-    if s.state.is_terminal() != s.finished_at.is_some() {
-        return Err(EngineError::corruption(format!(
-            "execution {}: state {} disagrees with finished_at",
-            s.id, s.state
-        )));
-    }
-    Ok(())
 }
 
 /// One attempt from a row of `attempts`.

@@ -50,17 +50,7 @@ fn aborts(e: &EngineError) -> bool {
 pub fn start(mut rx: mpsc::UnboundedReceiver<Pending>, backend: Weak<Inner>) {
     tokio::spawn(async move {
         let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-        loop {
-            match rx.recv().await {
-                Some(p) => batch.push(p),
-                None => return,
-            }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
-            }
+        while baton_core::recv_batch(&mut rx, &mut batch, MAX_BATCH).await {
             let Some(inner) = backend.upgrade() else {
                 return;
             };

@@ -164,27 +164,8 @@ pub fn snapshot(
         cancel_reason: col(row, "cancel_reason")?,
         id,
     };
-    check_invariants(&snapshot)?;
+    snapshot.check_consistent()?;
     Ok(snapshot)
-}
-
-/// Cross-field rules the writer always upholds; a row breaking them was not
-/// written by Baton.
-fn check_invariants(s: &ExecutionSnapshot) -> Result<(), EngineError> {
-    let running = s.state == State::Running;
-    if running != (s.worker_id.is_some() && s.lease_expires_at.is_some()) {
-        return Err(EngineError::corruption(format!(
-            "execution {}: state {} disagrees with its lease columns",
-            s.id, s.state
-        )));
-    }
-    if s.state.is_terminal() != s.finished_at.is_some() {
-        return Err(EngineError::corruption(format!(
-            "execution {}: state {} disagrees with finished_at",
-            s.id, s.state
-        )));
-    }
-    Ok(())
 }
 
 /// One attempt from a row selected with the `attempt_columns!()` list.

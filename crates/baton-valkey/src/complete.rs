@@ -48,17 +48,7 @@ pub fn start(server: Server, prefix: String) -> mpsc::UnboundedSender<Pending> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
     tokio::spawn(async move {
         let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-        loop {
-            match rx.recv().await {
-                Some(p) => batch.push(p),
-                None => return,
-            }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
-            }
+        while baton_core::recv_batch(&mut rx, &mut batch, MAX_BATCH).await {
             let mut groups: BTreeMap<u16, Vec<Pending>> = BTreeMap::new();
             for p in batch.drain(..) {
                 groups.entry(p.partition).or_default().push(p);

@@ -252,19 +252,7 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
         cancel_reason: f.opt_text(ctx, "cr")?,
         id,
     };
-    let running = snapshot.state == State::Running;
-    if running != (snapshot.worker_id.is_some() && snapshot.lease_expires_at.is_some()) {
-        return Err(EngineError::corruption(format!(
-            "{ctx}: state {} disagrees with its lease fields",
-            snapshot.state
-        )));
-    }
-    if snapshot.state.is_terminal() != snapshot.finished_at.is_some() {
-        return Err(EngineError::corruption(format!(
-            "{ctx}: state {} disagrees with finished_at",
-            snapshot.state
-        )));
-    }
+    snapshot.check_consistent()?;
     Ok(snapshot)
 }
 

@@ -219,27 +219,6 @@ impl ValkeyBackend {
         id.check_partition(self.inner.partitions)
     }
 
-    fn scan_limit(&self, partition: PartitionId, limit: usize) -> Result<()> {
-        if partition.get() >= self.inner.partitions.get() {
-            return Err(EngineError::invalid(
-                "partition",
-                partition,
-                format!(
-                    "this deployment has partitions 0..{}",
-                    self.inner.partitions.get()
-                ),
-            ));
-        }
-        if limit == 0 {
-            return Err(EngineError::invalid(
-                "limit",
-                limit,
-                "a scheduler pass needs a limit of at least 1",
-            ));
-        }
-        Ok(())
-    }
-
     async fn run(&self, cmd: &Cmd) -> Result<Value> {
         self.inner.server.run(cmd).await
     }
@@ -469,14 +448,17 @@ fn strip_auth(url: &str) -> String {
 /// same partition, where one function call checks and records it.
 fn idempotency_partition(new: &NewExecution, partitions: PartitionCount) -> Option<u16> {
     let key = new.idempotency_key.as_ref()?;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [new.namespace.as_str(), new.lane.as_str(), key.as_str()] {
-        for b in part.bytes().chain([0u8]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
+    let parts = [new.namespace.as_str(), new.lane.as_str(), key.as_str()];
+    let h = fnv1a(parts.iter().flat_map(|p| p.bytes().chain([0u8])));
     Some((h % u64::from(partitions.get())) as u16)
+}
+
+/// 64-bit FNV-1a: stable across processes and releases, as anything that
+/// decides where data lives (or names a library version) must be.
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// A fresh id in partition `p` (ids are random; draw until one lands there).

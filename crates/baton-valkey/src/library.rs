@@ -51,13 +51,7 @@ pub struct Library {
 impl Library {
     /// Assembles the library.
     pub fn build() -> Library {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (_, src) in SOURCES {
-            for b in src.bytes() {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
+        let h = crate::fnv1a(SOURCES.iter().flat_map(|(_, src)| src.bytes()));
         let version = format!("{GENERATION}:{h:016x}");
         let mut code = String::from("#!lua name=baton\n");
         for (_, src) in SOURCES {

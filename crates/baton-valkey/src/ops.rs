@@ -484,7 +484,7 @@ impl EngineBackend for ValkeyBackend {
     }
 
     async fn promote_due(&self, partition: PartitionId, limit: usize) -> Result<ScanReport> {
-        self.scan_limit(partition, limit)?;
+        self.inner.partitions.check_scan(partition, limit)?;
         let p = partition.get();
         self.repair_hints(p).await?;
         let mut c = Server::fcall("baton_promote", &self.base(p));
@@ -498,7 +498,7 @@ impl EngineBackend for ValkeyBackend {
         partition: PartitionId,
         limit: usize,
     ) -> Result<ScanReport> {
-        self.scan_limit(partition, limit)?;
+        self.inner.partitions.check_scan(partition, limit)?;
         let p = partition.get();
         let mut c = Server::fcall("baton_reclaim", &self.base(p));
         c.arg(self.now().as_millis())
@@ -509,7 +509,7 @@ impl EngineBackend for ValkeyBackend {
     }
 
     async fn expire_deadlines(&self, partition: PartitionId, limit: usize) -> Result<ScanReport> {
-        self.scan_limit(partition, limit)?;
+        self.inner.partitions.check_scan(partition, limit)?;
         let p = partition.get();
         let mut c = Server::fcall("baton_expire", &self.base(p));
         c.arg(self.now().as_millis()).arg(limit);
@@ -523,7 +523,7 @@ impl EngineBackend for ValkeyBackend {
         retention: Duration,
         limit: usize,
     ) -> Result<ScanReport> {
-        self.scan_limit(partition, limit)?;
+        self.inner.partitions.check_scan(partition, limit)?;
         let p = partition.get();
         let cutoff = self.now().saturating_sub(retention);
         let mut c = Server::fcall("baton_trim", &self.base(p));
