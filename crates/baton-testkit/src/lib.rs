@@ -117,6 +117,7 @@ macro_rules! __with_cases {
             claim_without_eligible_work_is_empty,
             claim_orders_by_priority_then_age,
             claim_prefers_earliest_eligible_over_lower_id,
+            claim_order_is_exact_when_work_is_uneven_across_partitions,
             claim_respects_max,
             claim_across_multiple_lanes,
             claim_is_scoped_by_namespace_and_lane,

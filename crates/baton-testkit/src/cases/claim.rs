@@ -122,6 +122,41 @@ pub async fn claim_prefers_earliest_eligible_over_lower_id(h: &dyn Harness) {
     assert_eq!(ids(&second), vec![delayed]);
 }
 
+/// One claimer gets exact priority-then-age order over many executions even
+/// when the urgent ones are bunched in a few partitions (a backend that
+/// looks at partitions separately must still merge them exactly).
+pub async fn claim_order_is_exact_when_work_is_uneven_across_partitions(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let mut expected: Vec<(i32, Timestamp, ExecutionId)> = Vec::new();
+    for i in 0..240 {
+        // An id's partition is known only once it exists: a probe decides
+        // whether this execution is one of the urgent ones.
+        let probe = ctx.create_id(ctx.new_exec("probe", b"")).await;
+        let urgent = probe.partition().get() < 3;
+        ctx.cancel(&probe, None).await;
+        let priority = if urgent { 9 } else { i % 3 };
+        let id = ctx
+            .create_id(ctx.new_exec("job", b"").with_priority(priority))
+            .await;
+        expected.push((-priority, ctx.now(), id));
+        ctx.advance(1);
+    }
+    expected.sort();
+    let mut claimed = Vec::new();
+    loop {
+        let batch = ctx.claim(ctx.claim_request(40)).await;
+        if batch.is_empty() {
+            break;
+        }
+        claimed.extend(ids(&batch));
+    }
+    let want: Vec<ExecutionId> = expected.into_iter().map(|(_, _, id)| id).collect();
+    assert_eq!(
+        claimed, want,
+        "priority, then age, then id, across partitions"
+    );
+}
+
 /// A claim never answers more than `max`; repeated claims drain the lane,
 /// each execution once.
 pub async fn claim_respects_max(h: &dyn Harness) {
