@@ -1,7 +1,7 @@
 -- baton_cancel: cancels a non-terminal execution.
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: uuid, ARGV[2]: has reason (1|0), ARGV[3]: reason, ARGV[4]: now (ms)
--- Returns: { 'ok', woken, record, payload } or an error reply as one item of
+-- Returns: { 'ok', woken, record } or an error reply as one item of
 --   baton_complete answers. Cancelling a cancelled execution answers its
 --   snapshot unchanged; any other terminal state is a 'conflict'.
 redis.register_function('baton_cancel', function(keys, args)
@@ -9,7 +9,7 @@ redis.register_function('baton_cancel', function(keys, args)
   local now = tonumber(args[4])
   local h = load(base, uuid)
   if not h then return { 'not_found' } end
-  if h.st == 'cancelled' then return { 'ok', { 0 }, cmsgpack.pack(h), payload(base, uuid) } end
+  if h.st == 'cancelled' then return { 'ok', { 0 }, cmsgpack.pack(h) } end
   if TERMINAL[h.st] then return { 'conflict', h.st, 'it already finished' } end
   local snow = s(now)
   if h.st == 'running' then
@@ -22,5 +22,5 @@ redis.register_function('baton_cancel', function(keys, args)
   local woken = {}
   move(base, uuid, h, 'cancelled', woken)
   local record = save(base, uuid, h)
-  return { 'ok', woken_reply(base, woken), record, payload(base, uuid) }
+  return { 'ok', woken_reply(base, woken), record }
 end)

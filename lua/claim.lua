@@ -11,7 +11,8 @@
 -- Returns: { seq, empty_lanes, entry... } where empty_lanes lists the lanes
 --   (as <ns>/<lane>) left without waiting work in this partition, seq is the
 --   partition's sequence at this instant, and each entry is { member, uuid,
---   lane, kind, payload, attempt, deadline|'', tags }.
+--   lane, kind, attempt, deadline|'', tags }. Payloads are not in the reply
+--   (they never pass through Lua): the backend reads them with MGET.
 redis.register_function('baton_claim', function(keys, args)
   local base, now, lanes, members, from, nlanes = choose(keys, args)
   local snow = s(now)
@@ -19,7 +20,7 @@ redis.register_function('baton_claim', function(keys, args)
   local worker = args[6 + nlanes]
   local expires = s(tonumber(args[7 + nlanes]))
   local nonces = args[8 + nlanes]
-  local removed, adds, counts, pkeys, writes = {}, {}, {}, {}, {}
+  local removed, adds, counts, writes = {}, {}, {}, {}
   local reply = {}
   local rkeys = {}
   for i = 1, #members do rkeys[i] = base .. ':e:' .. string.sub(members[i], 25) end
@@ -33,7 +34,10 @@ redis.register_function('baton_claim', function(keys, args)
     if h and h.st == 'waiting' then
       local att = tonumber(h.att) + 1
       local a = 'a' .. att
-      local nonce = string.sub(nonces, (i - 1) * 16 + 1, i * 16)
+      -- The k-th claimed execution takes the k-th nonce (skipped index
+      -- entries take none), as the backend pairs them.
+      local k = #reply + 1
+      local nonce = string.sub(nonces, (k - 1) * 16 + 1, k * 16)
       h.st, h.att, h.wid, h.ln, h.le, h.ua = 'running', s(att), worker, nonce, expires, snow
       h[a .. 'w'], h[a .. 'n'], h[a .. 's'] = worker, nonce, snow
       writes[#writes + 1] = rkeys[i]
@@ -42,16 +46,11 @@ redis.register_function('baton_claim', function(keys, args)
       local lid = ns .. '/' .. h.lane
       counts[lid .. '/waiting'] = (counts[lid .. '/waiting'] or 0) - 1
       counts[lid .. '/running'] = (counts[lid .. '/running'] or 0) + 1
-      reply[#reply + 1] = { m, uuid, h.lane, h.kind, '', att, h.dl or '', h.tags }
-      pkeys[#pkeys + 1] = base .. ':p:' .. uuid
+      reply[#reply + 1] = { m, uuid, h.lane, h.kind, att, h.dl or '', h.tags }
     end
     -- Otherwise an index entry without its waiting execution: dropped.
   end
   if #writes > 0 then redis.call('MSET', unpack(writes)) end
-  if #pkeys > 0 then
-    local payloads = redis.call('MGET', unpack(pkeys))
-    for i = 1, #reply do reply[i][5] = payloads[i] or '' end
-  end
   for set, members in pairs(removed) do redis.call('ZREM', set, unpack(members)) end
   flush(base, adds, counts)
   local e = empties(base, lanes)

@@ -258,11 +258,11 @@ local ENDED_WHY = {
   failed = 'the attempt already ended',
 }
 
--- Classifies a lease (attempt, nonce) against the stored execution.
+-- Classifies a lease (attempt, nonce) against an execution record `h` (nil:
+-- there is none).
 -- Answers h, nil, nil for the live lease; h, nil, outcome when the lease's
 -- attempt already ended; nil, reply when the caller must answer `reply`.
-local function check_lease(base, uuid, attempt, nonce, now)
-  local h = load(base, uuid)
+local function check_loaded(h, attempt, nonce, now)
   if not h then return nil, { 'not_found' } end
   local a = 'a' .. attempt
   if not h[a .. 'w'] then
@@ -286,6 +286,11 @@ local function check_lease(base, uuid, attempt, nonce, now)
   if le then at = fmt_ts(le) end
   return nil, { 'lost', 'the lease expired at ' .. at ..
     '; the engine will reclaim and retry the execution' }
+end
+
+-- check_loaded for the stored execution `uuid`.
+local function check_lease(base, uuid, attempt, nonce, now)
+  return check_loaded(load(base, uuid), attempt, nonce, now)
 end
 
 -- Capabilities: `caps` is the stored JSON array of names (which contain no

@@ -4,17 +4,22 @@
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: item count n
 -- ARGV[2..]: per item, 5 values: uuid, attempt, nonce, result, now (ms)
--- Returns: one reply per item, in order: { 'ok', woken, record, payload }
---   (record = the execution as stored, a MessagePack map),
---   { 'conflict', state, reason }, { 'lost', reason }, { 'not_found' } or
---   { 'corrupt', message }. A replay with the same result answers 'ok'.
+-- Returns: one reply per item, in order: { 'ok', woken, record }
+--   (record = the execution as stored, a MessagePack map; the payload is not
+--   in the reply: the backend reads it with a plain GET/MGET sent before
+--   this call), { 'conflict', state, reason }, { 'lost', reason },
+--   { 'not_found' } or { 'corrupt', message }. A replay with the same result
+--   answers 'ok'.
 
+-- `batch.records` holds every record of the call, read with one MGET and
+-- updated in place, so a later item of the same execution sees what an
+-- earlier one did; `batch.dirty` lists the records to write back.
 local function complete_one(base, uuid, attempt, nonce, result, now, batch)
-  local h, reply, ended = check_lease(base, uuid, attempt, nonce, now)
+  local h, reply, ended = check_loaded(batch.records[uuid], attempt, nonce, now)
   if reply then return reply end
   if ended == 'completed' then
     if h.res == result then
-      return { 'ok', { 0 }, cmsgpack.pack(h), payload(base, uuid) }
+      return { 'ok', { 0 }, cmsgpack.pack(h) }
     end
     return { 'conflict', h.st, 'this lease already completed it with a different result' }
   elseif ended == 'failed' then
@@ -32,18 +37,44 @@ local function complete_one(base, uuid, attempt, nonce, result, now, batch)
   batch.counts[lid .. '/completed'] = (batch.counts[lid .. '/completed'] or 0) + 1
   h.st, h.res, h.fa, h.ua, h[a .. 'e'], h[a .. 'o'] = 'completed', result, snow, snow, snow, 'completed'
   drop_lease(h)
-  return { 'ok', { 0 }, save(base, uuid, h), payload(base, uuid) }
+  local packed = cmsgpack.pack(h)
+  if not batch.dirty[uuid] then batch.order[#batch.order + 1] = uuid end
+  batch.dirty[uuid] = packed
+  return { 'ok', { 0 }, packed }
 end
 
 redis.register_function('baton_complete', function(keys, args)
   local base = keys[1]
   local n = tonumber(args[1])
-  local batch = { leases = {}, deadlines = {}, adds = {}, counts = {} }
+  local batch = { leases = {}, deadlines = {}, adds = {}, counts = {}, records = {}, dirty = {}, order = {} }
+  local rkeys, ulist, seen = {}, {}, {}
+  for i = 0, n - 1 do
+    local uuid = args[2 + i * 5]
+    if not seen[uuid] then
+      seen[uuid] = true
+      ulist[#ulist + 1] = uuid
+      rkeys[#rkeys + 1] = base .. ':e:' .. uuid
+    end
+  end
+  for i = 1, #rkeys, 1000 do
+    local got = redis.call('MGET', unpack(rkeys, i, math.min(i + 999, #rkeys)))
+    for j = 1, #got do
+      if got[j] then batch.records[ulist[i + j - 1]] = cmsgpack.unpack(got[j]) end
+    end
+  end
   local out = {}
   for i = 0, n - 1 do
     local o = 2 + i * 5
     out[#out + 1] = complete_one(base, args[o], tonumber(args[o + 1]), args[o + 2], args[o + 3],
       tonumber(args[o + 4]), batch)
+  end
+  local writes = {}
+  for _, uuid in ipairs(batch.order) do
+    writes[#writes + 1] = base .. ':e:' .. uuid
+    writes[#writes + 1] = batch.dirty[uuid]
+  end
+  for i = 1, #writes, 1000 do
+    redis.call('MSET', unpack(writes, i, math.min(i + 999, #writes)))
   end
   for i = 1, #batch.leases, 1000 do
     redis.call('ZREM', base .. ':leases', unpack(batch.leases, i, math.min(i + 999, #batch.leases)))

@@ -2,14 +2,18 @@
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: now (ms)
 -- ARGV[2]: item count n
--- ARGV[3..]: per item, 11 values: uuid ns lane state priority caps
---   idempotency_key run_at deadline ('' = none) payload record, where record
---   is the execution as stored (a MessagePack map of text fields, encoded by
---   the backend) and the values before it are what the indexes need
+-- ARGV[3..]: per item, 10 values: uuid ns lane state priority caps
+--   idempotency_key run_at deadline ('' = none) record, where record is the
+--   execution as stored (a MessagePack map of text fields, encoded by the
+--   backend) and the values before it are what the indexes need
+-- Payloads never pass through Lua: the backend writes every item's payload
+--   key B:{p:N}:p:<uuid> with one MSET in the same MULTI … EXEC, right
+--   before this call, so a record and its payload appear together.
 -- Returns: { woken, outcome... } where woken = { seq, lane... } (lanes whose
 --   waiting set turned non-empty) and each outcome = { uuid, state, created(1|0) }.
---   An item whose idempotency key exists answers the existing uuid and state.
-local CREATE_FIELDS = 11
+--   An item whose idempotency key exists answers the existing uuid and state
+--   (and the payload written for it is deleted).
+local CREATE_FIELDS = 10
 
 redis.register_function('baton_create', function(keys, args)
   local base = keys[1]
@@ -21,7 +25,7 @@ redis.register_function('baton_create', function(keys, args)
   -- lane and state, whatever the batch size.
   -- Records are written together at the end; `created` serves a repeated
   -- idempotency key within this batch.
-  local adds, counts, was_empty, lanes, writes, created = {}, {}, {}, {}, {}, {}
+  local adds, counts, was_empty, lanes, writes, created, unused = {}, {}, {}, {}, {}, {}, {}
   for i = 0, n - 1 do
     local o = 3 + i * CREATE_FIELDS
     local uuid, ns, lane = args[o], args[o + 1], args[o + 2]
@@ -35,6 +39,7 @@ redis.register_function('baton_create', function(keys, args)
     if existing then
       local prior = created[existing] or load(base, existing)
       out[#out + 1] = { existing, (prior and prior.st) or '', 0 }
+      unused[#unused + 1] = base .. ':p:' .. uuid
     else
       local h = { ns = ns, lane = lane, st = args[o + 3], pri = args[o + 4], caps = args[o + 5] }
       if args[o + 7] ~= '' then h.ra = args[o + 7] end
@@ -45,8 +50,6 @@ redis.register_function('baton_create', function(keys, args)
       h.rd = h.ra or snow
       created[uuid] = h
       writes[#writes + 1] = base .. ':e:' .. uuid
-      writes[#writes + 1] = args[o + 10]
-      writes[#writes + 1] = base .. ':p:' .. uuid
       writes[#writes + 1] = args[o + 9]
       push(adds, base .. ':ns:' .. ns, 0, uuid)
       local lid = lane_id(h)
@@ -65,6 +68,9 @@ redis.register_function('baton_create', function(keys, args)
   end
   for i = 1, #writes, 1000 do
     redis.call('MSET', unpack(writes, i, math.min(i + 999, #writes)))
+  end
+  for i = 1, #unused, 1000 do
+    redis.call('DEL', unpack(unused, i, math.min(i + 999, #unused)))
   end
   flush(base, adds, counts)
   for _, lid in ipairs(lanes) do

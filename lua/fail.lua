@@ -3,7 +3,7 @@
 -- ARGV[1]: uuid, ARGV[2]: attempt, ARGV[3]: nonce, ARGV[4]: error text,
 -- ARGV[5]: retryable (1|0), ARGV[6]: retry_after ms ('' = the policy's
 -- backoff), ARGV[7]: now (ms)
--- Returns: { 'ok', woken, record, payload } or an error reply as one item of
+-- Returns: { 'ok', woken, record } or an error reply as one item of
 --   baton_complete answers. A replay of an attempt that already failed
 --   answers 'ok' with the current snapshot.
 redis.register_function('baton_fail', function(keys, args)
@@ -13,7 +13,7 @@ redis.register_function('baton_fail', function(keys, args)
   local h, reply, ended = check_lease(base, uuid, attempt, nonce, now)
   if reply then return reply end
   if ended == 'failed' then
-    return { 'ok', { 0 }, cmsgpack.pack(h), payload(base, uuid) }
+    return { 'ok', { 0 }, cmsgpack.pack(h) }
   elseif ended == 'completed' then
     return { 'conflict', h.st, 'attempt ' .. attempt .. ' already completed' }
   elseif ended then
@@ -22,5 +22,5 @@ redis.register_function('baton_fail', function(keys, args)
   local woken = {}
   apply_failure(base, uuid, h, 'failed', args[4], args[5] == '1', tsnum(args[6]), now, woken)
   local record = save(base, uuid, h)
-  return { 'ok', woken_reply(base, woken), record, payload(base, uuid) }
+  return { 'ok', woken_reply(base, woken), record }
 end)

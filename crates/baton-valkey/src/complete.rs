@@ -38,8 +38,9 @@ pub struct Pending {
     pub result: Vec<u8>,
     /// The caller's clock reading, ms.
     pub now: i64,
-    /// This item's reply from the function, or the call's error.
-    pub reply: oneshot::Sender<Result<Value>>,
+    /// This item's reply from the function and its payload (read with one
+    /// MGET sent just before the call), or the call's error.
+    pub reply: oneshot::Sender<Result<(Value, Value)>>,
 }
 
 /// Starts the combining task; it ends when the returned sender (held by the
@@ -65,23 +66,40 @@ pub fn start(server: Server, prefix: String) -> mpsc::UnboundedSender<Pending> {
 }
 
 async fn flush(server: &Server, prefix: &str, partition: u16, items: Vec<Pending>) {
-    let mut c = Server::fcall("baton_complete", &format!("{prefix}:{{p:{partition}}}"));
+    let base = format!("{prefix}:{{p:{partition}}}");
+    let mut c = Server::fcall("baton_complete", &base);
     c.arg(items.len());
+    // The payloads, for the snapshots: immutable, and read before the call
+    // (see `ValkeyBackend::with_payload`), straight from their keys.
+    let mut mget = redis::cmd("MGET");
     for p in &items {
         c.arg(&p.uuid)
             .arg(p.attempt)
             .arg(&p.nonce)
             .arg(p.result.as_slice())
             .arg(p.now);
+        mget.arg(format!("{base}:p:{}", p.uuid));
     }
-    let replies = server.run(&c).await.and_then(array);
+    let mut pipe = redis::pipe();
+    pipe.add_command(mget).add_command(c);
+    let replies = server.run_pipe(&pipe).await.and_then(|r| {
+        let mut r = r.into_iter();
+        match (r.next(), r.next()) {
+            (Some(payloads), Some(replies)) => Ok((array(payloads)?, array(replies)?)),
+            _ => Err(crate::decode::corrupt(
+                "a pipeline answered fewer replies than commands",
+            )),
+        }
+    });
     match replies {
-        Ok(replies) if replies.len() == items.len() => {
-            for (p, r) in items.into_iter().zip(replies) {
-                let _ = p.reply.send(Ok(r));
+        Ok((payloads, replies))
+            if replies.len() == items.len() && payloads.len() == items.len() =>
+        {
+            for ((p, r), payload) in items.into_iter().zip(replies).zip(payloads) {
+                let _ = p.reply.send(Ok((r, payload)));
             }
         }
-        Ok(replies) => {
+        Ok((_, replies)) => {
             let e = crate::decode::corrupt(format_args!(
                 "baton_complete answered {} replies for {} completes",
                 replies.len(),

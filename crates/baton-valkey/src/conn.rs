@@ -7,7 +7,7 @@ use baton_core::{EngineError, Result};
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
-use redis::{Cmd, Value};
+use redis::{Cmd, Pipeline, Value};
 
 use crate::library::{Library, Verdict, judge};
 
@@ -66,6 +66,32 @@ impl Server {
                 tracing::warn!(server = %self.display, "the Baton function library is missing; loading it again");
                 self.ensure_library().await?;
                 self.raw(cmd).await
+            }
+            other => other,
+        }
+    }
+
+    /// Runs a pipeline (a transaction when it is atomic) and answers each
+    /// command's reply, in order; an error reply of any command is the
+    /// error of the whole call.
+    pub async fn raw_pipe(&self, pipe: &Pipeline) -> Result<Vec<Value>> {
+        let r = match self.conn.clone() {
+            Conn::Single(mut c) => pipe.query_async(&mut c).await,
+            Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
+        };
+        r.map_err(|e| self.map(e))
+    }
+
+    /// [`Server::run`] for a pipeline: when the server lost the function
+    /// library, loads it and runs the whole pipeline once more (every
+    /// pipeline this backend sends may be repeated: the commands beside
+    /// the function call only write immutable payloads or read them).
+    pub async fn run_pipe(&self, pipe: &Pipeline) -> Result<Vec<Value>> {
+        match self.raw_pipe(pipe).await {
+            Err(EngineError::Unavailable { message }) if message.contains("Function not found") => {
+                tracing::warn!(server = %self.display, "the Baton function library is missing; loading it again");
+                self.ensure_library().await?;
+                self.raw_pipe(pipe).await
             }
             other => other,
         }

@@ -285,12 +285,36 @@ impl ValkeyBackend {
             .collect())
     }
 
-    /// Interprets the reply of complete / fail / cancel.
+    /// Sends `call` (complete / fail / cancel of `id`) right after a plain
+    /// read of the execution's payload, in one pipeline: the payload is
+    /// immutable and lives exactly as long as the record, so a read made
+    /// before the call belongs to the snapshot the call answers.
+    async fn with_payload(&self, id: &ExecutionId, call: Cmd) -> Result<(Value, Value)> {
+        let mut get = redis::cmd("GET");
+        get.arg(format!(
+            "{}:p:{}",
+            self.base(id.partition().get()),
+            id.uuid().simple()
+        ));
+        let mut pipe = redis::pipe();
+        pipe.add_command(get).add_command(call);
+        let mut replies = self.inner.server.run_pipe(&pipe).await?.into_iter();
+        match (replies.next(), replies.next()) {
+            (Some(payload), Some(reply)) => Ok((reply, payload)),
+            _ => Err(decode::corrupt(
+                "a pipeline answered fewer replies than commands",
+            )),
+        }
+    }
+
+    /// Interprets the reply of complete / fail / cancel, with the payload
+    /// read before the call.
     async fn outcome(
         &self,
         id: &ExecutionId,
         operation: &'static str,
         reply: Value,
+        payload: Value,
     ) -> Result<ExecutionSnapshot> {
         let mut items = array(reply)?.into_iter();
         let tag = items
@@ -302,11 +326,20 @@ impl ValkeyBackend {
                     .next()
                     .ok_or_else(|| decode::corrupt("a reply without its woken lanes"))?;
                 let woken = self.woken_from(id.partition().get(), woken)?;
-                let (Some(record), Some(payload)) = (items.next(), items.next()) else {
+                let Some(record) = items.next() else {
                     return Err(decode::corrupt("a reply without the execution's record"));
                 };
                 let mut fields = Fields::from_record(bytes(&record)?)?;
-                fields.set("pl", bytes(&payload)?.to_vec());
+                let payload = match payload {
+                    Value::BulkString(b) => b,
+                    Value::Nil => {
+                        return Err(EngineError::corruption(format!(
+                            "execution {id} has a record but no payload"
+                        )));
+                    }
+                    other => bytes(&other)?.to_vec(),
+                };
+                fields.set("pl", payload);
                 let snap = decode::snapshot(id.clone(), &fields)?;
                 self.announce(woken).await?;
                 Ok(snap)

@@ -33,19 +33,45 @@ impl ValkeyBackend {
         let mut items = array(self.run(&c).await?)?.into_iter();
         let (seq, empties) = seq_empties(&mut items)?;
         self.drop_hints(partition, seq, empties);
+        let entries = items.map(array).collect::<Result<Vec<_>>>()?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Payloads are immutable and live as long as their record, so they
+        // are read after the claim, straight from their keys.
+        let base = self.base(partition);
+        let mut mget = redis::cmd("MGET");
+        for f in &entries {
+            let uuid = f
+                .get(1)
+                .ok_or_else(|| decode::corrupt("a short claim entry"))?;
+            mget.arg(format!("{base}:p:{}", text(uuid)?));
+        }
+        let payloads = array(self.run(&mget).await?)?;
+        if payloads.len() != entries.len() {
+            return Err(decode::corrupt(
+                "MGET answered a different number of payloads",
+            ));
+        }
         let mut out = Vec::new();
-        for (i, entry) in items.enumerate() {
-            let f = array(entry)?;
-            if f.len() < 8 {
+        for (i, (f, payload)) in entries.into_iter().zip(payloads).enumerate() {
+            if f.len() < 7 {
                 return Err(decode::corrupt("a short claim entry"));
             }
             let member = text(&f[0])?.to_owned();
             let id =
                 decode::execution_id(text(&f[1])?, PartitionId(partition), self.inner.partitions)?;
             let ctx = format!("execution {id}");
-            let attempt = u32::try_from(int(&f[5])?)
+            // Claimed, then cancelled or expired and trimmed before the
+            // payload was read: the lease is already dead, so there is
+            // nothing to hand out.
+            if payload == Value::Nil {
+                tracing::debug!(%id, "a claimed execution was trimmed before its payload was read");
+                continue;
+            }
+            let attempt = u32::try_from(int(&f[4])?)
                 .map_err(|_| EngineError::corruption(format!("{ctx}: attempt")))?;
-            let tags_raw = text(&f[7])?;
+            let tags_raw = text(&f[6])?;
             let tags: BTreeMap<String, String> = serde_json::from_str(tags_raw)
                 .map_err(|e| EngineError::corruption(format!("{ctx}: tags {tags_raw:?}: {e}")))?;
             let tags = tags
@@ -68,11 +94,14 @@ impl ValkeyBackend {
                 kind: text(&f[3])?
                     .parse()
                     .map_err(|_| EngineError::corruption(format!("{ctx}: kind")))?,
-                payload: bytes(&f[4])?.to_vec(),
+                payload: match payload {
+                    Value::BulkString(b) => b,
+                    other => bytes(&other)?.to_vec(),
+                },
                 attempt,
                 lease: LeaseToken::new(id.clone(), attempt, nonce),
                 lease_expires_at: expires,
-                deadline: opt_int(&f[6])?.map(Timestamp::from_millis),
+                deadline: opt_int(&f[5])?.map(Timestamp::from_millis),
                 tags,
                 id,
             };
@@ -160,11 +189,16 @@ impl EngineBackend for ValkeyBackend {
             }
             groups.entry(r.id.partition().get()).or_default().push(i);
         }
-        let calls: Vec<(u16, Cmd)> = groups
+        // One transaction per partition: the payloads (one MSET, straight
+        // into their keys, never through Lua), then the function call that
+        // writes the records and indexes.
+        let calls: Vec<(u16, redis::Pipeline)> = groups
             .iter()
             .map(|(p, positions)| {
-                let mut c = Server::fcall("baton_create", &self.base(*p));
+                let base = self.base(*p);
+                let mut c = Server::fcall("baton_create", &base);
                 c.arg(now.as_millis()).arg(positions.len());
+                let mut payloads = redis::cmd("MSET");
                 for &i in positions {
                     let r = &rows[i];
                     let n = &r.new;
@@ -217,7 +251,11 @@ impl EngineBackend for ValkeyBackend {
                         fields.push(("dl", deadline.as_bytes()));
                     }
                     let record = decode::encode_record(&fields);
-                    c.arg(r.id.uuid().simple().to_string())
+                    let uuid = r.id.uuid().simple().to_string();
+                    payloads
+                        .arg(format!("{base}:p:{uuid}"))
+                        .arg(n.payload.as_slice());
+                    c.arg(uuid)
                         .arg(n.namespace.as_str())
                         .arg(n.lane.as_str())
                         .arg(r.state.as_str())
@@ -226,13 +264,20 @@ impl EngineBackend for ValkeyBackend {
                         .arg(n.idempotency_key.as_ref().map(|k| k.as_str()).unwrap_or(""))
                         .arg(&run_at)
                         .arg(&deadline)
-                        .arg(n.payload.as_slice())
                         .arg(record);
                 }
-                (*p, c)
+                let mut pipe = redis::pipe();
+                pipe.atomic().add_command(payloads).add_command(c);
+                (*p, pipe)
             })
             .collect();
-        let replies = try_join_all(calls.iter().map(|(_, c)| self.run(c))).await?;
+        let replies = try_join_all(calls.iter().map(|(_, pipe)| async move {
+            let mut replies = self.inner.server.run_pipe(pipe).await?;
+            replies
+                .pop()
+                .ok_or_else(|| decode::corrupt("a create transaction without its reply"))
+        }))
+        .await?;
         let mut outcomes: Vec<Option<CreateOutcome>> = vec![None; rows.len()];
         let mut woken = Vec::new();
         for ((p, _), reply) in calls.iter().zip(replies) {
@@ -424,8 +469,8 @@ impl EngineBackend for ValkeyBackend {
         };
         let closed = || EngineError::unavailable("the Valkey backend is shutting down");
         self.inner.completer.send(pending).map_err(|_| closed())?;
-        let reply = answer.await.map_err(|_| closed())??;
-        self.outcome(id, "complete", reply).await
+        let (reply, payload) = answer.await.map_err(|_| closed())??;
+        self.outcome(id, "complete", reply, payload).await
     }
 
     async fn fail(&self, lease: &LeaseToken, failure: Failure) -> Result<ExecutionSnapshot> {
@@ -448,8 +493,8 @@ impl EngineBackend for ValkeyBackend {
             .arg(if failure.retryable { "1" } else { "0" })
             .arg(retry_after)
             .arg(self.now().as_millis());
-        let reply = self.run(&c).await?;
-        self.outcome(id, "fail", reply).await
+        let (reply, payload) = self.with_payload(id, c).await?;
+        self.outcome(id, "fail", reply, payload).await
     }
 
     async fn cancel(&self, id: &ExecutionId, reason: Option<String>) -> Result<ExecutionSnapshot> {
@@ -460,8 +505,8 @@ impl EngineBackend for ValkeyBackend {
             .arg(if reason.is_some() { "1" } else { "0" })
             .arg(reason.unwrap_or_default())
             .arg(self.now().as_millis());
-        let reply = self.run(&c).await?;
-        self.outcome(id, "cancel", reply).await
+        let (reply, payload) = self.with_payload(id, c).await?;
+        self.outcome(id, "cancel", reply, payload).await
     }
 
     async fn describe(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
