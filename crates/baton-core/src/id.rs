@@ -166,6 +166,56 @@ impl ExecutionId {
         }
     }
 
+    /// A new id for a deployment with `count` partitions that lands in
+    /// `partition`: a fresh UUIDv7 whose last (random) byte is chosen so its
+    /// hash falls there. Backends use it to place a batch of new executions
+    /// together; the id still carries its partition and routes as any other.
+    ///
+    /// ```
+    /// use baton_core::{ExecutionId, PartitionCount, PartitionId};
+    /// let count = PartitionCount::new(16).unwrap();
+    /// let id = ExecutionId::generate_in(PartitionId(5), count).unwrap();
+    /// assert_eq!(id.partition(), PartitionId(5));
+    /// assert!(id.check_partition(count).is_ok());
+    /// assert!(ExecutionId::generate_in(PartitionId(16), count).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidInput` when `partition` is not below `count`.
+    pub fn generate_in(partition: PartitionId, count: PartitionCount) -> Result<Self, EngineError> {
+        if partition.0 >= count.get() {
+            return Err(EngineError::invalid(
+                "partition",
+                partition.0,
+                format!(
+                    "a deployment with {} partitions has partitions 0..{}",
+                    count.get(),
+                    count.get()
+                ),
+            ));
+        }
+        let n = u64::from(count.get());
+        loop {
+            let mut bytes = *Uuid::now_v7().as_bytes();
+            let head = fnv1a(FNV_OFFSET, &bytes[8..15]);
+            // Every value of the last byte is tried, starting from the random
+            // one drawn, so the byte stays as random as the target allows;
+            // with more than 256 partitions none may fit, and a new UUID is
+            // drawn.
+            let start = bytes[15];
+            for k in 0..=255u8 {
+                let b = start.wrapping_add(k);
+                if fnv1a(head, &[b]) % n == u64::from(partition.0) {
+                    bytes[15] = b;
+                    return Ok(ExecutionId {
+                        uuid: Uuid::from_bytes(bytes),
+                        partition,
+                    });
+                }
+            }
+        }
+    }
+
     /// Rebuilds an id from a stored UUID and partition; the partition is
     /// recomputed and checked, so a mismatch is reported as corruption.
     pub fn from_parts(
@@ -215,12 +265,19 @@ impl ExecutionId {
 /// seeded at random every millisecond, then random bits), never the
 /// timestamp, so consecutive ids land on unrelated partitions. Stable across
 /// processes, languages and releases, which a partition function must be.
-fn partition_of(uuid: &Uuid, count: PartitionCount) -> PartitionId {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in &uuid.as_bytes()[8..16] {
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// 64-bit FNV-1a of `bytes`, continued from `h`.
+fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
+    h
+}
+
+fn partition_of(uuid: &Uuid, count: PartitionCount) -> PartitionId {
+    let h = fnv1a(FNV_OFFSET, &uuid.as_bytes()[8..16]);
     PartitionId((h % u64::from(count.get())) as u16)
 }
 
@@ -456,6 +513,29 @@ mod tests {
             let err = bad.parse::<ExecutionId>().unwrap_err();
             assert_eq!(err.code(), "invalid_input", "{bad}");
         }
+    }
+
+    #[test]
+    fn generate_in_lands_in_the_partition_asked_for_and_keeps_ids_ordered() {
+        for n in [1u16, 3, 16, 255, 256, 257, 1000, 1024] {
+            let count = PartitionCount::new(n).unwrap();
+            let mut last: Option<ExecutionId> = None;
+            for p in [0, n / 2, n - 1] {
+                for _ in 0..20 {
+                    let id = ExecutionId::generate_in(PartitionId(p), count).unwrap();
+                    assert_eq!(id.partition(), PartitionId(p), "{n} partitions");
+                    assert!(id.check_partition(count).is_ok());
+                    assert_eq!(id.uuid().get_version_num(), 7);
+                    if let Some(prev) = &last {
+                        assert!(prev.uuid() < id.uuid(), "ids must keep creation order");
+                    }
+                    last = Some(id);
+                }
+            }
+        }
+        let count = PartitionCount::new(4).unwrap();
+        let e = ExecutionId::generate_in(PartitionId(4), count).unwrap_err();
+        assert!(e.to_string().contains("partitions 0..4"), "{e}");
     }
 
     #[test]

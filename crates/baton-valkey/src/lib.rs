@@ -46,6 +46,7 @@ mod library;
 mod ops;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,6 +90,8 @@ struct Inner {
     listener: Option<tokio::task::JoinHandle<()>>,
     completer: tokio::sync::mpsc::UnboundedSender<complete::Pending>,
     hint_repaired: Mutex<HashMap<u16, Instant>>,
+    /// Where the next create call places its executions (see `create`).
+    placement: AtomicU32,
 }
 
 impl Drop for Inner {
@@ -181,6 +184,9 @@ impl ValkeyBackend {
                 wake,
                 listener,
                 hint_repaired: Mutex::new(HashMap::new()),
+                // Instances start at different places, so that several
+                // submitting processes do not fill the same partition.
+                placement: AtomicU32::new(rand_start()),
             }),
         })
     }
@@ -193,6 +199,13 @@ impl ValkeyBackend {
     /// The key prefix of this deployment.
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
+    }
+
+    /// The partition the next create call places its executions in: the
+    /// partitions in turn, one call each.
+    fn next_placement(&self) -> u16 {
+        let n = u32::from(self.inner.partitions.get());
+        (self.inner.placement.fetch_add(1, Ordering::Relaxed) % n) as u16
     }
 
     fn now(&self) -> Timestamp {
@@ -469,6 +482,12 @@ impl ValkeyBackend {
     }
 }
 
+/// A starting point for the placement rotation that differs between
+/// processes and instances (the low bits of a fresh lease nonce).
+fn rand_start() -> u32 {
+    (LeaseToken::random_nonce() & 0xffff_ffff) as u32
+}
+
 fn strip_auth(url: &str) -> String {
     match (url.split_once("://"), url.rsplit_once('@')) {
         (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
@@ -492,16 +511,6 @@ fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
-}
-
-/// A fresh id in partition `p` (ids are random; draw until one lands there).
-fn id_in(p: u16, partitions: PartitionCount) -> ExecutionId {
-    loop {
-        let id = ExecutionId::generate(partitions);
-        if id.partition().get() == p {
-            return id;
-        }
-    }
 }
 
 async fn record_partitions(

@@ -180,12 +180,16 @@ impl EngineBackend for ValkeyBackend {
         let count = self.inner.partitions;
         let mut rows =
             PreparedExecution::prepare_batch(executions, &self.inner.limits, now, count)?;
+        // Placement: a submission with an idempotency key goes where its
+        // key lives; the rest of the call goes to one partition, the next
+        // in this instance's rotation, so a batch is one function call and
+        // its executions are claimed and completed together.
+        let together = self.next_placement();
         let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
         for (i, r) in rows.iter_mut().enumerate() {
-            if let Some(p) = idempotency_partition(&r.new, count)
-                && r.id.partition().get() != p
-            {
-                r.id = id_in(p, count);
+            let p = idempotency_partition(&r.new, count).unwrap_or(together);
+            if r.id.partition().get() != p {
+                r.id = ExecutionId::generate_in(PartitionId(p), count)?;
             }
             groups.entry(r.id.partition().get()).or_default().push(i);
         }
