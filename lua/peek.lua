@@ -1,6 +1,9 @@
 -- baton_peek: which executions baton_claim would take now, without taking
 -- them: the backend peeks every candidate partition first, so that one
--- claimer gets exact priority-then-age order across partitions.
+-- claimer gets exact priority-then-age order across partitions. Partitions
+-- whose waiting work for the lanes has no conditions are peeked with plain
+-- ZRANGEs (those sets are already in claim order); this function serves
+-- the ones that also hold work with capability or deadline conditions.
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: now (ms)
 -- ARGV[2]: namespace

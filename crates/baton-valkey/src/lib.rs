@@ -69,6 +69,9 @@ pub use library::GENERATION as LIBRARY_GENERATION;
 
 /// How often the promote pass of a partition also repairs claim hints.
 const HINT_REPAIR_EVERY: Duration = Duration::from_secs(5);
+/// Most members the first peek of a multi-partition claim asks for, over
+/// all its candidate partitions.
+const PEEK_BUDGET: usize = 1000;
 /// Most index entries one list call examines per partition.
 const LIST_BUDGET: usize = 2000;
 

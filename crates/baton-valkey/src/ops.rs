@@ -114,7 +114,95 @@ impl ValkeyBackend {
 impl ValkeyBackend {
     /// Peeks partitions (each with its own `want`): their claim-order
     /// members, first first. Lanes found empty are dropped from the hints.
+    ///
+    /// Most partitions are read with plain commands: the unconditional
+    /// waiting sets are already in claim order. Only a partition holding
+    /// waiting work with capability or deadline conditions for one of the
+    /// lanes is asked through `baton_peek`, which checks them.
     async fn peek(
+        &self,
+        wants: &[(u16, usize)],
+        common: &[String],
+    ) -> Result<BTreeMap<u16, Vec<String>>> {
+        let (ns, lanes) = (&common[1], &common[4..]);
+        let looks = try_join_all(
+            wants
+                .iter()
+                .map(|(p, want)| self.look(*p, *want, ns, lanes)),
+        )
+        .await?;
+        let mut out = BTreeMap::new();
+        let mut conditional = Vec::new();
+        for (&(p, want), look) in wants.iter().zip(looks) {
+            match look {
+                Some(members) => {
+                    out.insert(p, members);
+                }
+                None => conditional.push((p, want)),
+            }
+        }
+        if !conditional.is_empty() {
+            out.extend(self.peek_conditional(&conditional, common).await?);
+        }
+        Ok(out)
+    }
+
+    /// One partition's first `want` unconditional waiting members over
+    /// `lanes`, read with plain commands; None when a lane also has
+    /// conditional waiting work there (the caller asks `baton_peek`).
+    async fn look(
+        &self,
+        partition: u16,
+        want: usize,
+        ns: &str,
+        lanes: &[String],
+    ) -> Result<Option<Vec<String>>> {
+        let base = self.base(partition);
+        let mut pipe = redis::pipe();
+        // The sequence first: a lane seen empty after it cannot lose a hint
+        // raised for work that arrives later (see `baton_hint_drop`).
+        pipe.cmd("GET").arg(format!("{base}:seq"));
+        for lane in lanes {
+            pipe.cmd("ZRANGE")
+                .arg(format!("{base}:w:{ns}/{lane}"))
+                .arg(0)
+                .arg(want.saturating_sub(1));
+            pipe.cmd("EXISTS").arg(format!("{base}:wx:{ns}/{lane}"));
+        }
+        let mut replies = self.inner.server.raw_pipe(&pipe).await?.into_iter();
+        let mut next = || {
+            replies
+                .next()
+                .ok_or_else(|| decode::corrupt("a peek answered fewer replies than commands"))
+        };
+        let seq = opt_int(&next()?)?.unwrap_or(0);
+        let mut members = Vec::new();
+        let mut empties = Vec::new();
+        let mut conditional = false;
+        for lane in lanes {
+            let found = array(next()?)?;
+            let has_conditional = int(&next()?)? > 0;
+            conditional |= has_conditional;
+            if found.is_empty() && !has_conditional {
+                empties.push(format!("{ns}/{lane}"));
+            }
+            for m in found {
+                members.push(text(&m)?.to_owned());
+            }
+        }
+        if conditional {
+            return Ok(None);
+        }
+        self.drop_hints(partition, seq, empties);
+        if lanes.len() > 1 {
+            members.sort();
+            members.truncate(want);
+        }
+        Ok(Some(members))
+    }
+
+    /// Peeks partitions through `baton_peek`, which checks conditions.
+    async fn peek_conditional(
         &self,
         wants: &[(u16, usize)],
         common: &[String],
@@ -352,12 +440,15 @@ impl EngineBackend for ValkeyBackend {
         } else {
             // Peek every candidate, then claim the globally first `max`, so
             // one claimer gets exact priority-then-age order across
-            // partitions. A first, narrow peek asks each partition for about
-            // twice its even share; only a partition whose whole answer
+            // partitions. The first peek asks each partition for as much of
+            // `max` as fits a budget of PEEK_BUDGET members in all (at least
+            // twice its even share); only a partition whose whole answer
             // falls inside the first `max` may hold more that belongs there,
             // and only those are asked again for `max`.
             let n = candidates.len();
-            let narrow = request.max.div_ceil(n).saturating_mul(2).min(request.max);
+            let narrow = (PEEK_BUDGET / n)
+                .max(request.max.div_ceil(n).saturating_mul(2))
+                .min(request.max);
             let first: Vec<(u16, usize)> = candidates.iter().map(|p| (*p, narrow)).collect();
             let mut seen = self.peek(&first, &common).await?;
             let cutoff = |seen: &BTreeMap<u16, Vec<String>>| -> Option<String> {
