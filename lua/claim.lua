@@ -32,13 +32,13 @@ redis.register_function('baton_claim', function(keys, args)
     local h = records[i] and cmsgpack.unpack(records[i])
     push(removed, set, m)
     if h and h.st == 'waiting' then
-      local att = tonumber(h.att) + 1
+      local att = NEXT_ATTEMPT[h.att] or s(tonumber(h.att) + 1)
       local a = 'a' .. att
       -- The k-th claimed execution takes the k-th nonce (skipped index
       -- entries take none), as the backend pairs them.
       local k = #reply + 1
       local nonce = string.sub(nonces, (k - 1) * 16 + 1, k * 16)
-      h.st, h.att, h.wid, h.ln, h.le, h.ua = 'running', s(att), worker, nonce, expires, snow
+      h.st, h.att, h.wid, h.ln, h.le, h.ua = 'running', att, worker, nonce, expires, snow
       h[a .. 'w'], h[a .. 'n'], h[a .. 's'] = worker, nonce, snow
       writes[#writes + 1] = rkeys[i]
       writes[#writes + 1] = cmsgpack.pack(h)
@@ -46,7 +46,7 @@ redis.register_function('baton_claim', function(keys, args)
       local lid = ns .. '/' .. h.lane
       counts[lid .. '/waiting'] = (counts[lid .. '/waiting'] or 0) - 1
       counts[lid .. '/running'] = (counts[lid .. '/running'] or 0) + 1
-      reply[#reply + 1] = { m, uuid, h.lane, h.kind, att, h.dl or '', h.tags }
+      reply[#reply + 1] = { m, uuid, h.lane, h.kind, att, h.dl or '', h.tags or '{}' }
     end
     -- Otherwise an index entry without its waiting execution: dropped.
   end

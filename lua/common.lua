@@ -22,10 +22,14 @@
 --                                      turns non-empty (claim-discovery hints)
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
--- Execution record fields (every value text): ns lane kind st pri tags caps att ma bi bm bx bj
+-- Execution record fields (every value text): ns lane kind st pri tags caps att rp
 -- ik par ca ua ra rd dl fa wid ln le res err cr, and per attempt k:
 -- a<k>w (worker) a<k>n (nonce) a<k>s (started) a<k>e (ended) a<k>o
--- (outcome) a<k>x (error). An absent field is "none".
+-- (outcome) a<k>x (error). An absent field is "none", except tags and caps:
+-- absent means none ('{}' and '[]'). rp is the retry policy, five numbers
+-- separated by spaces: max attempts, initial ms, max ms, multiplier, jitter
+-- (1|0). Every record is read and written whole on the hot path, so fewer
+-- fields are cheaper.
 
 -- Substituted by the backend when it assembles the library.
 local LIBRARY_VERSION = '__BATON_LIBRARY_VERSION__'
@@ -35,6 +39,11 @@ local TERMINAL = { completed = true, failed = true, cancelled = true, expired = 
 -- Integer to its decimal text: every number written to a key goes through
 -- this, so stored values never take an exponent form.
 local function s(x) return string.format('%d', x) end
+
+-- The decimal text of n + 1 for attempt counts n below 64, so claiming
+-- needs no number-to-text conversion (Lua's are slow).
+local NEXT_ATTEMPT = {}
+for i = 0, 63 do NEXT_ATTEMPT['' .. i] = '' .. (i + 1) end
 
 local function tsnum(v)
   if v == nil or v == false or v == '' then return nil end
@@ -90,7 +99,7 @@ end
 local function lane_id(h) return h.ns .. '/' .. h.lane end
 
 local function conditional(h)
-  return h.caps ~= '[]' or (h.dl ~= nil and h.dl ~= '')
+  return (h.caps ~= nil and h.caps ~= '[]') or (h.dl ~= nil and h.dl ~= '')
 end
 
 local function waiting_key(base, h)
@@ -99,7 +108,9 @@ local function waiting_key(base, h)
 end
 
 -- Claim order as one byte string: priority descending, then ready_at, then
--- uuid; members of a zset with equal scores sort by these bytes.
+-- uuid; members of a zset with equal scores sort by these bytes. The
+-- backend computes the same string for new executions (claim_member in
+-- crates/baton-valkey/src/lib.rs).
 local function member(h, uuid)
   local rd = tonumber(h.rd)
   if rd < 0 then rd = 0 end
@@ -203,12 +214,18 @@ local function drop_lease(h)
   h.wid, h.ln, h.le = nil, nil, nil
 end
 
+-- The stored retry policy: max attempts, initial ms, max ms, multiplier,
+-- jitter ('1' | '0').
+local function retry_policy(h)
+  local ma, bi, bm, bx, bj = string.match(h.rp or '', '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+  if not ma then error('execution record with retry policy ' .. tostring(h.rp)) end
+  return tonumber(ma), tonumber(bi), tonumber(bm), tonumber(bx), bj
+end
+
 -- Backoff before attempt `attempt + 1`, exactly as baton-core's
 -- Backoff::delay_ms computes it (same IEEE double operations).
 local function delay_ms(h, uuid, attempt)
-  local maxms = tonumber(h.bm)
-  local mult = tonumber(h.bx)
-  local b = tonumber(h.bi)
+  local _, b, maxms, mult, bj = retry_policy(h)
   local i = 1
   while i < attempt and b < maxms do
     b = b * mult
@@ -216,7 +233,7 @@ local function delay_ms(h, uuid, attempt)
   end
   local base
   if b >= maxms then base = maxms else base = math.floor(b) end
-  if h.bj ~= '1' or base == 0 then return base end
+  if bj ~= '1' or base == 0 then return base end
   local seed = tonumber(string.sub(uuid, 29, 32), 16)
   local r = (seed + attempt * 40503) % 65536
   return base - math.floor(base * r / 131072)
@@ -230,7 +247,7 @@ local function apply_failure(base, uuid, h, outcome, err, retryable, retry_after
   local snow = s(now)
   h[a .. 'e'], h[a .. 'o'], h[a .. 'x'] = snow, outcome, err
   local to
-  if (not retryable) or att >= tonumber(h.ma) then
+  if (not retryable) or att >= retry_policy(h) then
     to = 'failed'
     h.fa = snow
   else
@@ -262,6 +279,7 @@ local ENDED_WHY = {
 -- there is none).
 -- Answers h, nil, nil for the live lease; h, nil, outcome when the lease's
 -- attempt already ended; nil, reply when the caller must answer `reply`.
+-- `attempt` is the attempt number as decimal text.
 local function check_loaded(h, attempt, nonce, now)
   if not h then return nil, { 'not_found' } end
   local a = 'a' .. attempt
@@ -272,7 +290,7 @@ local function check_loaded(h, attempt, nonce, now)
     return nil, { 'lost', 'the lease token does not match the one granted for this attempt' }
   end
   if h[a .. 'o'] then return h, nil, h[a .. 'o'] end
-  if h.st ~= 'running' or tonumber(h.att) ~= attempt then
+  if h.st ~= 'running' or h.att ~= attempt then
     return nil, { 'corrupt', 'attempt ' .. attempt .. ' is open but the execution is ' ..
       tostring(h.st) .. ' at attempt ' .. tostring(h.att) }
   end

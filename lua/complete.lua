@@ -3,7 +3,8 @@
 -- lease exactly as if it came alone.
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: item count n
--- ARGV[2..]: per item, 5 values: uuid, attempt, nonce, result, now (ms)
+-- ARGV[2..]: per item, 5 values: uuid, attempt, nonce, result, now (ms);
+--   attempt and now as decimal text (they are stored as sent)
 -- Returns: one reply per item, in order: { 'ok', woken, record }
 --   (record = the execution as stored, a MessagePack map; the payload is not
 --   in the reply: the backend reads it with a plain GET/MGET sent before
@@ -14,8 +15,8 @@
 -- `batch.records` holds every record of the call, read with one MGET and
 -- updated in place, so a later item of the same execution sees what an
 -- earlier one did; `batch.dirty` lists the records to write back.
-local function complete_one(base, uuid, attempt, nonce, result, now, batch)
-  local h, reply, ended = check_loaded(batch.records[uuid], attempt, nonce, now)
+local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
+  local h, reply, ended = check_loaded(batch.records[uuid], attempt, nonce, tonumber(snow))
   if reply then return reply end
   if ended == 'completed' then
     if h.res == result then
@@ -28,7 +29,6 @@ local function complete_one(base, uuid, attempt, nonce, result, now, batch)
     return { 'lost', ENDED_WHY[ended] or 'the attempt already ended' }
   end
   local a = 'a' .. attempt
-  local snow = s(now)
   batch.leases[#batch.leases + 1] = uuid
   push(batch.adds, base .. ':done', snow, uuid)
   if h.dl then batch.deadlines[#batch.deadlines + 1] = uuid end
@@ -65,8 +65,8 @@ redis.register_function('baton_complete', function(keys, args)
   local out = {}
   for i = 0, n - 1 do
     local o = 2 + i * 5
-    out[#out + 1] = complete_one(base, args[o], tonumber(args[o + 1]), args[o + 2], args[o + 3],
-      tonumber(args[o + 4]), batch)
+    out[#out + 1] = complete_one(base, args[o], args[o + 1], args[o + 2], args[o + 3], args[o + 4],
+      batch)
   end
   local writes = {}
   for _, uuid in ipairs(batch.order) do

@@ -1,11 +1,12 @@
 -- baton_create: creates one partition's share of a create batch.
 -- KEYS[1]: the partition base B:{p:N}
--- ARGV[1]: now (ms)
--- ARGV[2]: item count n
--- ARGV[3..]: per item, 10 values: uuid ns lane state priority caps
---   idempotency_key run_at deadline ('' = none) record, where record is the
---   execution as stored (a MessagePack map of text fields, encoded by the
---   backend) and the values before it are what the indexes need
+-- ARGV[1]: item count n
+-- ARGV[2..]: per item, 10 values: uuid ns lane state member caps
+--   idempotency_key run_at deadline ('' = none) record, where member is the
+--   claim-order member of a waiting execution (see member() in common.lua;
+--   computed by the backend), record the execution as stored (a MessagePack
+--   map of text fields, encoded by the backend), and the values before it
+--   are what the indexes need
 -- Payloads never pass through Lua: the backend writes every item's payload
 --   key B:{p:N}:p:<uuid> with one MSET in the same MULTI … EXEC, right
 --   before this call, so a record and its payload appear together.
@@ -17,9 +18,7 @@ local CREATE_FIELDS = 10
 
 redis.register_function('baton_create', function(keys, args)
   local base = keys[1]
-  local now = tonumber(args[1])
-  local snow = s(now)
-  local n = tonumber(args[2])
+  local n = tonumber(args[1])
   local woken, out = {}, {}
   -- Index writes are batched per key: one ZADD per index, one HINCRBY per
   -- lane and state, whatever the batch size.
@@ -27,7 +26,7 @@ redis.register_function('baton_create', function(keys, args)
   -- idempotency key within this batch.
   local adds, counts, was_empty, lanes, writes, created, unused = {}, {}, {}, {}, {}, {}, {}
   for i = 0, n - 1 do
-    local o = 3 + i * CREATE_FIELDS
+    local o = 2 + i * CREATE_FIELDS
     local uuid, ns, lane = args[o], args[o + 1], args[o + 2]
     local ik = args[o + 6]
     local existing = false
@@ -41,13 +40,12 @@ redis.register_function('baton_create', function(keys, args)
       out[#out + 1] = { existing, (prior and prior.st) or '', 0 }
       unused[#unused + 1] = base .. ':p:' .. uuid
     else
-      local h = { ns = ns, lane = lane, st = args[o + 3], pri = args[o + 4], caps = args[o + 5] }
+      local h = { ns = ns, lane = lane, st = args[o + 3], caps = args[o + 5] }
       if args[o + 7] ~= '' then h.ra = args[o + 7] end
       if args[o + 8] ~= '' then
         h.dl = args[o + 8]
         push(adds, base .. ':deadlines', h.dl, uuid)
       end
-      h.rd = h.ra or snow
       created[uuid] = h
       writes[#writes + 1] = base .. ':e:' .. uuid
       writes[#writes + 1] = args[o + 9]
@@ -59,7 +57,7 @@ redis.register_function('baton_create', function(keys, args)
           was_empty[lid] = lane_empty(base, lid)
           lanes[#lanes + 1] = lid
         end
-        push(adds, waiting_key(base, h), 0, member(h, uuid))
+        push(adds, waiting_key(base, h), 0, args[o + 4])
       else
         push(adds, base .. ':delayed', h.ra, uuid)
       end

@@ -8,7 +8,7 @@
 --   answers 'ok' with the current snapshot.
 redis.register_function('baton_fail', function(keys, args)
   local base, uuid = keys[1], args[1]
-  local attempt, nonce = tonumber(args[2]), args[3]
+  local attempt, nonce = args[2], args[3]
   local now = tonumber(args[7])
   local h, reply, ended = check_lease(base, uuid, attempt, nonce, now)
   if reply then return reply end

@@ -23,7 +23,7 @@ redis.register_function {
       local ok = record and (lane == '' or h.lane == lane) and (st == '' or h.st == st)
         and (kind == '' or h.kind == kind)
       if ok and tk ~= '' then
-        local decoded = cjson.decode(h.tags)
+        local decoded = cjson.decode(h.tags or '{}')
         ok = type(decoded) == 'table' and decoded[tk] == tv
       end
       if ok then

@@ -193,7 +193,8 @@ pub fn execution_id(
 pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
     let ctx = format!("execution {id}");
     let ctx = ctx.as_str();
-    let tags_raw = f.str(ctx, "tags")?;
+    // Absent tags and capabilities are none.
+    let tags_raw = f.opt_str(ctx, "tags")?.unwrap_or("{}");
     let tags: BTreeMap<String, String> = serde_json::from_str(tags_raw)
         .map_err(|e| EngineError::corruption(format!("{ctx}: tags {tags_raw:?}: {e}")))?;
     let tags = tags
@@ -204,7 +205,7 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
                 .map_err(|_| EngineError::corruption(format!("{ctx}: tag key {k:?}")))
         })
         .collect::<Result<BTreeMap<_, _>>>()?;
-    let caps_raw = f.str(ctx, "caps")?;
+    let caps_raw = f.opt_str(ctx, "caps")?.unwrap_or("[]");
     let caps: Vec<String> = serde_json::from_str(caps_raw)
         .map_err(|e| EngineError::corruption(format!("{ctx}: caps {caps_raw:?}: {e}")))?;
     let required_capabilities = caps
@@ -214,11 +215,7 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
                 .map_err(|_| EngineError::corruption(format!("{ctx}: capability {c:?}")))
         })
         .collect::<Result<BTreeSet<_>>>()?;
-    let jitter = match f.str(ctx, "bj")? {
-        "1" => true,
-        "0" => false,
-        other => return Err(EngineError::corruption(format!("{ctx}: jitter {other:?}"))),
-    };
+    let retry = retry_policy(ctx, f.str(ctx, "rp")?)?;
     let snapshot = ExecutionSnapshot {
         namespace: f.parsed::<Namespace>(ctx, "ns")?,
         lane: f.parsed::<Lane>(ctx, "lane")?,
@@ -228,15 +225,7 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
         payload: f.raw("pl").map(<[u8]>::to_vec).unwrap_or_default(),
         tags,
         attempts: f.num(ctx, "att")?,
-        retry: RetryPolicy {
-            max_attempts: f.num(ctx, "ma")?,
-            backoff: Backoff {
-                initial_ms: f.num(ctx, "bi")?,
-                max_ms: f.num(ctx, "bm")?,
-                multiplier: f.num(ctx, "bx")?,
-                jitter,
-            },
-        },
+        retry,
         idempotency_key: f.opt_parsed::<IdempotencyKey>(ctx, "ik")?,
         required_capabilities,
         parent: f.opt_parsed::<ExecutionId>(ctx, "par")?,
@@ -254,6 +243,29 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
     };
     snapshot.check_consistent()?;
     Ok(snapshot)
+}
+
+/// The stored retry policy: `max_attempts initial_ms max_ms multiplier
+/// jitter(1|0)`.
+fn retry_policy(ctx: &str, raw: &str) -> Result<RetryPolicy> {
+    let bad = || EngineError::corruption(format!("{ctx}: retry policy {raw:?}"));
+    let parts: Vec<&str> = raw.split(' ').collect();
+    let [ma, bi, bm, bx, bj] = parts.as_slice() else {
+        return Err(bad());
+    };
+    Ok(RetryPolicy {
+        max_attempts: ma.parse().map_err(|_| bad())?,
+        backoff: Backoff {
+            initial_ms: bi.parse().map_err(|_| bad())?,
+            max_ms: bm.parse().map_err(|_| bad())?,
+            multiplier: bx.parse().map_err(|_| bad())?,
+            jitter: match *bj {
+                "1" => true,
+                "0" => false,
+                _ => return Err(bad()),
+            },
+        },
+    })
 }
 
 /// The attempts recorded in an execution record, oldest first.

@@ -485,6 +485,15 @@ impl ValkeyBackend {
     }
 }
 
+/// An execution's member in its lane's waiting set: claim order as one
+/// byte string (priority descending, then ready_at, then uuid), since
+/// members of equal score sort by their bytes. Must equal what `member` in
+/// `lua/common.lua` computes from the stored record.
+fn claim_member(priority: i32, ready_at_ms: i64, uuid: &str) -> String {
+    let rank = i64::from(i32::MAX) - i64::from(priority);
+    format!("{rank:08x}{:016x}{uuid}", ready_at_ms.max(0))
+}
+
 /// A starting point for the placement rotation that differs between
 /// processes and instances (the low bits of a fresh lease nonce).
 fn rand_start() -> u32 {

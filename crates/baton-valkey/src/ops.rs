@@ -289,7 +289,7 @@ impl EngineBackend for ValkeyBackend {
             .map(|(p, positions)| {
                 let base = self.base(*p);
                 let mut c = Server::fcall("baton_create", &base);
-                c.arg(now.as_millis()).arg(positions.len());
+                c.arg(positions.len());
                 let mut payloads = redis::cmd("MSET");
                 for &i in positions {
                     let r = &rows[i];
@@ -297,12 +297,14 @@ impl EngineBackend for ValkeyBackend {
                     let b = &n.retry.backoff;
                     let text = |v: &dyn ToString| v.to_string();
                     let now_ms = now.as_millis().to_string();
-                    let (pri, ma, bi, bm, bx) = (
-                        text(&n.priority),
-                        text(&n.retry.max_attempts),
-                        text(&b.initial_ms),
-                        text(&b.max_ms),
-                        text(&b.multiplier),
+                    let pri = text(&n.priority);
+                    let retry = format!(
+                        "{} {} {} {} {}",
+                        n.retry.max_attempts,
+                        b.initial_ms,
+                        b.max_ms,
+                        b.multiplier,
+                        if b.jitter { 1 } else { 0 }
                     );
                     let run_at = ms(r.run_at);
                     let deadline = ms(n.deadline);
@@ -318,18 +320,19 @@ impl EngineBackend for ValkeyBackend {
                         ("kind", n.kind.as_str().as_bytes()),
                         ("st", r.state.as_str().as_bytes()),
                         ("pri", pri.as_bytes()),
-                        ("tags", r.tags_json.as_bytes()),
-                        ("caps", r.caps_json.as_bytes()),
                         ("att", b"0"),
-                        ("ma", ma.as_bytes()),
-                        ("bi", bi.as_bytes()),
-                        ("bm", bm.as_bytes()),
-                        ("bx", bx.as_bytes()),
-                        ("bj", if b.jitter { b"1" } else { b"0" }),
+                        ("rp", retry.as_bytes()),
                         ("ca", now_ms.as_bytes()),
                         ("ua", now_ms.as_bytes()),
                         ("rd", ready_at.as_bytes()),
                     ];
+                    // No tags and no capabilities are the absent fields.
+                    if r.tags_json != "{}" {
+                        fields.push(("tags", r.tags_json.as_bytes()));
+                    }
+                    if r.caps_json != "[]" {
+                        fields.push(("caps", r.caps_json.as_bytes()));
+                    }
                     if let Some(k) = &n.idempotency_key {
                         fields.push(("ik", k.as_str().as_bytes()));
                     }
@@ -344,6 +347,11 @@ impl EngineBackend for ValkeyBackend {
                     }
                     let record = decode::encode_record(&fields);
                     let uuid = r.id.uuid().simple().to_string();
+                    let member = if r.state == State::Waiting {
+                        claim_member(n.priority, now.as_millis(), &uuid)
+                    } else {
+                        String::new()
+                    };
                     payloads
                         .arg(format!("{base}:p:{uuid}"))
                         .arg(n.payload.as_slice());
@@ -351,7 +359,7 @@ impl EngineBackend for ValkeyBackend {
                         .arg(n.namespace.as_str())
                         .arg(n.lane.as_str())
                         .arg(r.state.as_str())
-                        .arg(n.priority)
+                        .arg(member)
                         .arg(r.caps_json.as_str())
                         .arg(n.idempotency_key.as_ref().map(|k| k.as_str()).unwrap_or(""))
                         .arg(&run_at)

@@ -1080,6 +1080,82 @@ async fn claim_hints_follow_the_partitions_holding_work() {
     assert_eq!(other_hint, [other.id.partition().get().to_string()]);
 }
 
+/// The backend writes a new execution's waiting-set member itself; every
+/// function that later takes the execution out of the set recomputes it
+/// from the record. Both must agree to the byte, at every priority, or a
+/// cancelled or claimed execution would leave its entry behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_members_written_on_create_are_the_ones_functions_remove() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "partitions=4")).await;
+    let priorities = [i32::MIN, -7, 0, 1, 42, i32::MAX];
+    let mut ids = Vec::new();
+    for pri in priorities {
+        for lane_name in ["cancelled", "claimed"] {
+            let new = exec("members", lane_name).with_priority(pri);
+            ids.push((lane_name, backend.create_one(new).await.unwrap().id));
+        }
+    }
+    let waiting_entries = || -> i64 {
+        (0..4)
+            .flat_map(|p| ["cancelled", "claimed"].map(move |l| (p, l)))
+            .map(|(p, l)| {
+                let key = format!("{prefix}:{{p:{p}}}:w:members/{l}");
+                resp_int(&server.command(&["ZCARD", &key]).unwrap())
+            })
+            .sum()
+    };
+    assert_eq!(waiting_entries(), 12);
+    for (lane_name, id) in &ids {
+        if *lane_name == "cancelled" {
+            backend.cancel(id, None).await.unwrap();
+        }
+    }
+    assert_eq!(waiting_entries(), 6, "cancel left waiting entries behind");
+    let claimed = claim_up_to(&backend, "members", &["claimed"], "w", usize::MAX).await;
+    let got: Vec<i32> = claimed
+        .iter()
+        .map(|c| c.id.clone())
+        .map(|id| {
+            ids.iter()
+                .position(|(_, i)| *i == id)
+                .map(|k| priorities[k / 2])
+                .unwrap()
+        })
+        .collect();
+    let mut descending = priorities.to_vec();
+    descending.reverse();
+    assert_eq!(got, descending, "claims must come highest priority first");
+    assert_eq!(waiting_entries(), 0, "claims left waiting entries behind");
+}
+
+/// A create call places its executions (without idempotency keys) in one
+/// partition, and consecutive calls move on through the partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_batch_lands_in_one_partition_and_batches_rotate() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "partitions=8")).await;
+    let mut seen = BTreeSet::new();
+    for _ in 0..8 {
+        let batch: Vec<NewExecution> = (0..20).map(|_| exec("placed", "batch")).collect();
+        let out = backend.create(batch).await.unwrap();
+        let parts: BTreeSet<u16> = out.iter().map(|o| o.id.partition().get()).collect();
+        assert_eq!(parts.len(), 1, "one batch spread over {parts:?}");
+        seen.extend(parts);
+    }
+    assert_eq!(
+        seen.len(),
+        8,
+        "eight batches should use every partition once: {seen:?}"
+    );
+}
+
 // ------------------------------------------------------------- 8. URLs
 
 #[test]
