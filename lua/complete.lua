@@ -5,32 +5,34 @@
 -- ARGV[1]: item count n
 -- ARGV[2..]: per item, 5 values: uuid, attempt, nonce, result, now (ms);
 --   attempt and now as decimal text (they are stored as sent)
--- Returns: one reply per item, in order: { 'ok', woken, record }
---   (record = the execution as stored, a MessagePack map; the payload is not
---   in the reply: the backend reads it with a plain GET/MGET sent before
---   this call), { 'conflict', state, reason }, { 'lost', reason },
---   { 'not_found' } or { 'corrupt', message }. A replay with the same result
---   answers 'ok'.
+-- Returns: a flat array of three values per item, in order: 'ok', record,
+--   '' (record = the execution as stored, a MessagePack map; the payload is
+--   not in the reply: the backend reads it with a plain MGET sent before
+--   this call), 'conflict', state, reason, 'lost', reason, '',
+--   'not_found', '', '' or 'corrupt', message, ''. A replay with the same
+--   result answers 'ok'. (Flat, because a table per item is a measurable
+--   share of the call; completes never wake a lane.)
 
 -- `batch.records` holds every record of the call, read with one MGET and
 -- updated in place, so a later item of the same execution sees what an
 -- earlier one did; `batch.dirty` lists the records to write back.
+-- Answers the item's three reply values.
 local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   local h, reply, ended = check_loaded(batch.records[uuid], attempt, nonce, tonumber(snow))
-  if reply then return reply end
+  if reply then return reply[1], reply[2] or '', reply[3] or '' end
   if ended == 'completed' then
     if h.res == result then
-      return { 'ok', { 0 }, cmsgpack.pack(h) }
+      return 'ok', cmsgpack.pack(h), ''
     end
-    return { 'conflict', h.st, 'this lease already completed it with a different result' }
+    return 'conflict', h.st, 'this lease already completed it with a different result'
   elseif ended == 'failed' then
-    return { 'conflict', h.st, 'attempt ' .. attempt .. ' already failed' }
+    return 'conflict', h.st, 'attempt ' .. attempt .. ' already failed'
   elseif ended then
-    return { 'lost', ENDED_WHY[ended] or 'the attempt already ended' }
+    return 'lost', ENDED_WHY[ended] or 'the attempt already ended', ''
   end
   local a = 'a' .. attempt
   batch.leases[#batch.leases + 1] = uuid
-  push(batch.adds, base .. ':done', snow, uuid)
+  push(batch.adds, batch.done, snow, uuid)
   if h.dl then batch.deadlines[#batch.deadlines + 1] = uuid end
   local lid = lane_id(h)
   batch.counts[lid .. '/running'] = (batch.counts[lid .. '/running'] or 0) - 1
@@ -40,13 +42,14 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   local packed = cmsgpack.pack(h)
   if not batch.dirty[uuid] then batch.order[#batch.order + 1] = uuid end
   batch.dirty[uuid] = packed
-  return { 'ok', { 0 }, packed }
+  return 'ok', packed, ''
 end
 
 redis.register_function('baton_complete', function(keys, args)
   local base = keys[1]
   local n = tonumber(args[1])
-  local batch = { leases = {}, deadlines = {}, adds = {}, counts = {}, records = {}, dirty = {}, order = {} }
+  local batch = { leases = {}, deadlines = {}, adds = {}, counts = {}, records = {}, dirty = {},
+    order = {}, done = base .. ':done' }
   local rkeys, ulist, seen = {}, {}, {}
   for i = 0, n - 1 do
     local uuid = args[2 + i * 5]
@@ -65,8 +68,9 @@ redis.register_function('baton_complete', function(keys, args)
   local out = {}
   for i = 0, n - 1 do
     local o = 2 + i * 5
-    out[#out + 1] = complete_one(base, args[o], args[o + 1], args[o + 2], args[o + 3], args[o + 4],
-      batch)
+    local k = #out
+    out[k + 1], out[k + 2], out[k + 3] = complete_one(base, args[o], args[o + 1], args[o + 2],
+      args[o + 3], args[o + 4], batch)
   end
   local writes = {}
   for _, uuid in ipairs(batch.order) do

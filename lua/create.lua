@@ -11,7 +11,8 @@
 --   key B:{p:N}:p:<uuid> with one MSET in the same MULTI … EXEC, right
 --   before this call, so a record and its payload appear together.
 -- Returns: { woken, outcome... } where woken = { seq, lane... } (lanes whose
---   waiting set turned non-empty) and each outcome = { uuid, state, created(1|0) }.
+--   waiting set turned non-empty) and each outcome is three values (flat):
+--   uuid, state, created (1|0).
 --   An item whose idempotency key exists answers the existing uuid and state
 --   (and the payload written for it is deleted).
 local CREATE_FIELDS = 10
@@ -37,7 +38,8 @@ redis.register_function('baton_create', function(keys, args)
     end
     if existing then
       local prior = created[existing] or load(base, existing)
-      out[#out + 1] = { existing, (prior and prior.st) or '', 0 }
+      local k = #out
+      out[k + 1], out[k + 2], out[k + 3] = existing, (prior and prior.st) or '', 0
       unused[#unused + 1] = base .. ':p:' .. uuid
     else
       local h = { ns = ns, lane = lane, st = args[o + 3], caps = args[o + 5] }
@@ -61,7 +63,8 @@ redis.register_function('baton_create', function(keys, args)
       else
         push(adds, base .. ':delayed', h.ra, uuid)
       end
-      out[#out + 1] = { uuid, h.st, 1 }
+      local k = #out
+      out[k + 1], out[k + 2], out[k + 3] = uuid, h.st, 1
     end
   end
   for i = 1, #writes, 1000 do

@@ -43,6 +43,23 @@ pub struct Pending {
     pub reply: oneshot::Sender<Result<(Value, Value)>>,
 }
 
+/// `baton_complete` answers three flat values per item; each becomes the
+/// reply shape every fenced function answers (`ok` carries no woken lanes:
+/// a complete never turns a lane non-empty).
+fn per_item(flat: Vec<Value>) -> Vec<Value> {
+    let mut out = Vec::with_capacity(flat.len() / 3);
+    let mut it = flat.into_iter();
+    while let (Some(tag), Some(a), Some(b)) = (it.next(), it.next(), it.next()) {
+        let item = if matches!(&tag, Value::BulkString(t) if t.as_slice() == b"ok") {
+            vec![tag, Value::Array(vec![Value::Int(0)]), a]
+        } else {
+            vec![tag, a, b]
+        };
+        out.push(Value::Array(item));
+    }
+    out
+}
+
 /// Starts the combining task; it ends when the returned sender (held by the
 /// backend) is dropped.
 pub fn start(server: Server, prefix: String) -> mpsc::UnboundedSender<Pending> {
@@ -85,7 +102,7 @@ async fn flush(server: &Server, prefix: &str, partition: u16, items: Vec<Pending
     let replies = server.run_pipe(&pipe).await.and_then(|r| {
         let mut r = r.into_iter();
         match (r.next(), r.next()) {
-            (Some(payloads), Some(replies)) => Ok((array(payloads)?, array(replies)?)),
+            (Some(payloads), Some(replies)) => Ok((array(payloads)?, per_item(array(replies)?))),
             _ => Err(crate::decode::corrupt(
                 "a pipeline answered fewer replies than commands",
             )),

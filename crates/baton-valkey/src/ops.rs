@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Values per claimed execution in a `baton_claim` reply.
+const CLAIM_ENTRY: usize = 7;
+
 fn hex_nonce(n: u64) -> String {
     format!("{n:016x}")
 }
@@ -33,7 +36,15 @@ impl ValkeyBackend {
         let mut items = array(self.run(&c).await?)?.into_iter();
         let (seq, empties) = seq_empties(&mut items)?;
         self.drop_hints(partition, seq, empties);
-        let entries = items.map(array).collect::<Result<Vec<_>>>()?;
+        let flat: Vec<Value> = items.collect();
+        if !flat.len().is_multiple_of(CLAIM_ENTRY) {
+            return Err(decode::corrupt("a short claim entry"));
+        }
+        let mut entries = Vec::with_capacity(flat.len() / CLAIM_ENTRY);
+        let mut flat = flat.into_iter();
+        while flat.len() > 0 {
+            entries.push(flat.by_ref().take(CLAIM_ENTRY).collect::<Vec<_>>());
+        }
         if entries.is_empty() {
             return Ok(Vec::new());
         }
@@ -387,11 +398,11 @@ impl EngineBackend for ValkeyBackend {
                 .ok_or_else(|| decode::corrupt("empty create reply"))?;
             woken.extend(self.woken_from(*p, w)?);
             let positions = &groups[p];
-            for (&pos, item) in positions.iter().zip(items) {
-                let f = array(item)?;
-                if f.len() < 3 {
-                    return Err(decode::corrupt("a short create outcome"));
-                }
+            let flat: Vec<Value> = items.collect();
+            if flat.len() != positions.len() * 3 {
+                return Err(decode::corrupt("a short create outcome"));
+            }
+            for (&pos, f) in positions.iter().zip(flat.chunks(3)) {
                 let id = decode::execution_id(text(&f[0])?, PartitionId(*p), count)?;
                 let state: State = text(&f[1])?.parse().map_err(|_| {
                     EngineError::corruption(format!("execution {id}: stored state"))
