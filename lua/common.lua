@@ -6,8 +6,10 @@
 -- hash tag and lives in KEYS[1]'s cluster slot:
 --   B:{p:N}:e:<uuid>            STRING one execution, its attempts included:
 --                                      a MessagePack map of text fields
---   B:{p:N}:p:<uuid>            STRING its payload (kept apart: the record is
---                                      decoded and re-encoded on every change)
+--   B:{p:N}:p:<uuid>            STRING its payload, immutable: the backend writes
+--                                      and reads it with plain MSET/MGET, so it
+--                                      never passes through Lua on the hot
+--                                      path (trim deletes it, list reads it)
 --   B:{p:N}:w:<ns>/<lane>       ZSET  waiting, no conditions (score 0, member = claim order)
 --   B:{p:N}:wx:<ns>/<lane>      ZSET  waiting with required capabilities or a deadline
 --   B:{p:N}:delayed             ZSET  run_at -> uuid
