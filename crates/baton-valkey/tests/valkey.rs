@@ -1132,6 +1132,58 @@ async fn waiting_members_written_on_create_are_the_ones_functions_remove() {
     assert_eq!(waiting_entries(), 0, "claims left waiting entries behind");
 }
 
+/// Payloads are written before the function decides what to create; a
+/// submission answered with an existing execution (its idempotency key is
+/// known, from an earlier call or earlier in the same batch) must not leave
+/// its payload key behind, and trimming removes the payload with the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_idempotency_keys_and_trims_leave_no_payload_behind() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+    let mut config = ValkeyConfig::from_url(&url_with(server, &prefix, "partitions=4")).unwrap();
+    config.clock = clock.clone();
+    let backend = ValkeyBackend::open(config).await.unwrap();
+    let keyed =
+        |k: &str| exec("idem", "once").with_idempotency_key(IdempotencyKey::new(k).unwrap());
+    let payload_keys = || -> Vec<String> {
+        resp_texts(
+            &server
+                .command(&["KEYS", &format!("{prefix}:*:p:*")])
+                .unwrap(),
+        )
+    };
+    let first = backend
+        .create(vec![
+            keyed("a"),
+            keyed("a"),
+            keyed("b"),
+            exec("idem", "once"),
+        ])
+        .await
+        .unwrap();
+    assert!(first[0].created && !first[1].created && first[2].created && first[3].created);
+    assert_eq!(first[1].id, first[0].id);
+    assert_eq!(payload_keys().len(), 3, "{:?}", payload_keys());
+    let again = backend.create(vec![keyed("a"), keyed("b")]).await.unwrap();
+    assert!(again.iter().all(|o| !o.created));
+    assert_eq!(payload_keys().len(), 3, "{:?}", payload_keys());
+
+    for o in [&first[0], &first[2], &first[3]] {
+        backend.cancel(&o.id, None).await.unwrap();
+    }
+    clock.advance(Duration::from_secs(10));
+    for p in backend.partitions().iter() {
+        backend
+            .trim_terminal(p, Duration::from_secs(1), 100)
+            .await
+            .unwrap();
+    }
+    assert_eq!(payload_keys(), Vec::<String>::new());
+}
+
 /// A create call places its executions (without idempotency keys) in one
 /// partition, and consecutive calls move on through the partitions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
