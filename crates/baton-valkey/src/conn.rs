@@ -61,14 +61,7 @@ impl Server {
     /// restarted without persistence, or was flushed), loads it and runs the
     /// command once more.
     pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
-        match self.raw(cmd).await {
-            Err(EngineError::Unavailable { message }) if message.contains("Function not found") => {
-                tracing::warn!(server = %self.display, "the Baton function library is missing; loading it again");
-                self.ensure_library().await?;
-                self.raw(cmd).await
-            }
-            other => other,
-        }
+        self.reloading(|| self.raw(cmd)).await
     }
 
     /// Runs a pipeline (a transaction when it is atomic) and answers each
@@ -87,11 +80,21 @@ impl Server {
     /// pipeline this backend sends may be repeated: the commands beside
     /// the function call only write immutable payloads or read them).
     pub async fn run_pipe(&self, pipe: &Pipeline) -> Result<Vec<Value>> {
-        match self.raw_pipe(pipe).await {
+        self.reloading(|| self.raw_pipe(pipe)).await
+    }
+
+    /// Runs `call`; when the server answers that a function is missing,
+    /// loads the library and runs `call` once more.
+    async fn reloading<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        match call().await {
             Err(EngineError::Unavailable { message }) if message.contains("Function not found") => {
                 tracing::warn!(server = %self.display, "the Baton function library is missing; loading it again");
                 self.ensure_library().await?;
-                self.raw_pipe(pipe).await
+                call().await
             }
             other => other,
         }
