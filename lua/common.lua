@@ -219,6 +219,10 @@ end
 -- The stored retry policy: max attempts, initial ms, max ms, multiplier,
 -- jitter ('1' | '0').
 local function retry_policy(h)
+  if h.rp == nil and h.ma then
+    -- A record written before the policy was one field.
+    return tonumber(h.ma), tonumber(h.bi), tonumber(h.bm), tonumber(h.bx), h.bj
+  end
   local ma, bi, bm, bx, bj = string.match(h.rp or '', '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
   if not ma then error('execution record with retry policy ' .. tostring(h.rp)) end
   return tonumber(ma), tonumber(bi), tonumber(bm), tonumber(bx), bj

@@ -215,7 +215,10 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
                 .map_err(|_| EngineError::corruption(format!("{ctx}: capability {c:?}")))
         })
         .collect::<Result<BTreeSet<_>>>()?;
-    let retry = retry_policy(ctx, f.str(ctx, "rp")?)?;
+    let retry = match f.opt_str(ctx, "rp")? {
+        Some(raw) => retry_policy(ctx, raw)?,
+        None => legacy_retry_policy(ctx, f)?,
+    };
     let snapshot = ExecutionSnapshot {
         namespace: f.parsed::<Namespace>(ctx, "ns")?,
         lane: f.parsed::<Lane>(ctx, "lane")?,
@@ -264,6 +267,25 @@ fn retry_policy(ctx: &str, raw: &str) -> Result<RetryPolicy> {
                 "0" => false,
                 _ => return Err(bad()),
             },
+        },
+    })
+}
+
+/// The retry policy of a record written before it was one field (library
+/// generation 1): five fields `ma bi bm bx bj`.
+fn legacy_retry_policy(ctx: &str, f: &Fields) -> Result<RetryPolicy> {
+    let jitter = match f.str(ctx, "bj")? {
+        "1" => true,
+        "0" => false,
+        other => return Err(EngineError::corruption(format!("{ctx}: jitter {other:?}"))),
+    };
+    Ok(RetryPolicy {
+        max_attempts: f.num(ctx, "ma")?,
+        backoff: Backoff {
+            initial_ms: f.num(ctx, "bi")?,
+            max_ms: f.num(ctx, "bm")?,
+            multiplier: f.num(ctx, "bx")?,
+            jitter,
         },
     })
 }
@@ -392,6 +414,47 @@ impl MsgPack<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> Fields {
+        let refs: Vec<(&str, &[u8])> = pairs.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        Fields::from_record(&encode_record(&refs)).unwrap()
+    }
+
+    #[test]
+    fn retry_policies_of_both_record_layouts_decode() {
+        let want = RetryPolicy {
+            max_attempts: 4,
+            backoff: Backoff {
+                initial_ms: 250,
+                max_ms: 9000,
+                multiplier: 1.5,
+                jitter: true,
+            },
+        };
+        let now = fields(&[("rp", "4 250 9000 1.5 1")]);
+        assert_eq!(
+            retry_policy("x", now.str("x", "rp").unwrap()).unwrap(),
+            want
+        );
+        let old = fields(&[
+            ("ma", "4"),
+            ("bi", "250"),
+            ("bm", "9000"),
+            ("bx", "1.5"),
+            ("bj", "1"),
+        ]);
+        assert_eq!(legacy_retry_policy("x", &old).unwrap(), want);
+        for bad in [
+            "",
+            "4 250 9000 1.5",
+            "4 250 9000 1.5 2",
+            "4 x 9000 1.5 1",
+            "4 250 9000 1.5 1 0",
+        ] {
+            let e = retry_policy("execution e", bad).unwrap_err();
+            assert!(e.to_string().contains("retry policy"), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn records_decode() {

@@ -1184,6 +1184,67 @@ async fn repeated_idempotency_keys_and_trims_leave_no_payload_behind() {
     assert_eq!(payload_keys(), Vec::<String>::new());
 }
 
+/// Records written by library generation 1 kept the retry policy in five
+/// fields and empty tags and capabilities as fields; they are still read,
+/// by the backend and by the functions that apply the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_the_first_generation_are_still_read() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+    let mut config = ValkeyConfig::from_url(&url_with(server, &prefix, "")).unwrap();
+    config.clock = clock.clone();
+    let backend = ValkeyBackend::open(config).await.unwrap();
+    let policy = baton_core::RetryPolicy {
+        max_attempts: 3,
+        backoff: baton_core::Backoff {
+            initial_ms: 2_000,
+            max_ms: 60_000,
+            multiplier: 2.0,
+            jitter: false,
+        },
+    };
+    let created = backend
+        .create_one(exec("legacy", "old").with_retry(policy))
+        .await
+        .unwrap();
+    let now = backend.describe(&created.id).await.unwrap();
+    // Rewrite the record as the first generation stored it.
+    let key = format!(
+        "{prefix}:{{p:{}}}:e:{}",
+        created.id.partition().get(),
+        created.id.uuid().simple()
+    );
+    let rewrite = "local h = cmsgpack.unpack(redis.call('GET', KEYS[1])) \
+        local ma, bi, bm, bx, bj = string.match(h.rp, '^(%S+) (%S+) (%S+) (%S+) (%S+)$') \
+        h.rp = nil h.ma, h.bi, h.bm, h.bx, h.bj = ma, bi, bm, bx, bj \
+        h.tags, h.caps = '{}', '[]' \
+        redis.call('SET', KEYS[1], cmsgpack.pack(h)) return 1";
+    server.command(&["EVAL", rewrite, "1", &key]).unwrap();
+    let old = backend.describe(&created.id).await.unwrap();
+    assert_eq!(old, now, "a first-generation record must describe the same");
+
+    let claim = backend
+        .claim(claim_request("legacy", &["old"], "w", 1))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let failed = backend
+        .fail(&claim.lease, Failure::retryable("boom"))
+        .await
+        .unwrap();
+    assert_eq!(failed.state, State::Delayed);
+    assert_eq!(
+        failed.run_at,
+        Some(baton_core::Clock::now(&*clock).saturating_add(Duration::from_millis(2_000))),
+        "the backoff comes from the first-generation policy fields"
+    );
+    assert_eq!(failed.retry, policy);
+}
+
 /// A create call places its executions (without idempotency keys) in one
 /// partition, and consecutive calls move on through the partitions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
