@@ -392,6 +392,20 @@ pub trait AdminBackend: EngineBackend {
     /// executions are absent.
     async fn counts(&self, namespace: &Namespace) -> Result<BTreeMap<Lane, StateCounts>>;
 
+    /// The namespaces that hold executions (in any state, until trimmed),
+    /// ascending, at most `limit` of them: what a dashboard or a metrics
+    /// scrape walks without knowing the tenants in advance.
+    ///
+    /// # Behavior
+    /// A read of a moment: a namespace whose first execution is being
+    /// created, or whose last one is being trimmed, may or may not appear.
+    /// Cost grows with the number of namespaces (and, on Valkey, of
+    /// partitions), not with the number of executions.
+    ///
+    /// # Errors
+    /// `InvalidInput` (limit outside `1..=1000`), `Unavailable`.
+    async fn namespaces(&self, limit: usize) -> Result<Vec<Namespace>>;
+
     /// Every partition of the deployment with its current owner, ascending.
     /// A partition whose owner's lease lapsed (or that was never owned) shows
     /// no owner.

@@ -1480,6 +1480,32 @@ impl AdminBackend for PostgresBackend {
         Ok(out)
     }
 
+    async fn namespaces(&self, limit: usize) -> Result<Vec<Namespace>> {
+        Page::first(limit).validate()?;
+        // One index probe per namespace (executions_by_namespace), not a
+        // scan of every execution: each step asks for the next name up.
+        let names: Vec<(String,)> = sqlx::query_as(
+            "WITH RECURSIVE ns(name) AS ( \
+               SELECT MIN(namespace) FROM executions \
+               UNION ALL \
+               SELECT (SELECT MIN(namespace) FROM executions WHERE namespace > ns.name) \
+               FROM ns WHERE ns.name IS NOT NULL \
+             ) SELECT name FROM ns WHERE name IS NOT NULL LIMIT $1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(map)?;
+        names
+            .into_iter()
+            .map(|(n,)| {
+                n.parse().map_err(|_| {
+                    EngineError::corruption(format!("stored namespace {n:?} is invalid"))
+                })
+            })
+            .collect()
+    }
+
     async fn partition_owners(&self) -> Result<Vec<PartitionOwner>> {
         let now = self.now();
         let rows: Vec<(i16, Option<String>, Option<i64>)> = sqlx::query_as(

@@ -24,8 +24,9 @@ const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0,
 ];
 
-/// Namespaces remembered for the per-lane gauges; more are not reported, so a
-/// client inventing namespaces cannot grow a scrape without bound.
+/// Namespaces the per-lane gauges cover: the first this many the backend
+/// holds (ascending), plus up to this many more that requests used; more
+/// are not reported, so a scrape stays bounded however many tenants exist.
 const MAX_NAMESPACES: usize = 64;
 
 /// Lanes per namespace whose oldest waiting execution is looked up per scrape.
@@ -235,6 +236,15 @@ async fn lane_gauges(state: &AppState, out: &mut String) {
     let backend = state.backend();
     let now = Timestamp::now_system();
     let mut up = 1;
+    // Also the namespaces other processes wrote (and this one has not seen
+    // since it started).
+    match backend.namespaces(MAX_NAMESPACES).await {
+        Ok(held) => namespaces.extend(held),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: cannot list namespaces");
+            up = 0;
+        }
+    }
     let mut depth = String::new();
     let mut by_state = String::new();
     let mut age = String::new();

@@ -819,7 +819,64 @@ impl AdminBackend for ValkeyBackend {
         Ok(ListPage { items, next_cursor })
     }
 
+    async fn namespaces(&self, limit: usize) -> Result<Vec<Namespace>> {
+        Page::first(limit).validate()?;
+        let mut names = BTreeSet::new();
+        for (field, n) in self.all_counts().await? {
+            if n > 0
+                && let Some((ns, _)) = field.split_once('/')
+            {
+                names.insert(ns.to_owned());
+            }
+        }
+        names
+            .into_iter()
+            .take(limit)
+            .map(|n| {
+                n.parse().map_err(|_| {
+                    EngineError::corruption(format!("count field namespace {n:?} is invalid"))
+                })
+            })
+            .collect()
+    }
+
     async fn counts(&self, namespace: &Namespace) -> Result<BTreeMap<Lane, StateCounts>> {
+        let prefix = format!("{namespace}/");
+        let mut out: BTreeMap<Lane, StateCounts> = BTreeMap::new();
+        for (field, n) in self.all_counts().await? {
+            let Some(rest) = field.strip_prefix(&prefix) else {
+                continue;
+            };
+            if n <= 0 {
+                continue;
+            }
+            let (lane, state) = rest
+                .split_once('/')
+                .ok_or_else(|| EngineError::corruption(format!("count field {field:?}")))?;
+            let lane: Lane = lane
+                .parse()
+                .map_err(|_| EngineError::corruption(format!("count field {field:?}")))?;
+            let state: State = state
+                .parse()
+                .map_err(|_| EngineError::corruption(format!("count field {field:?}")))?;
+            *out.entry(lane).or_default().get_mut(state) += n as u64;
+        }
+        Ok(out)
+    }
+
+    async fn partition_owners(&self) -> Result<Vec<PartitionOwner>> {
+        self.owners().await
+    }
+
+    async fn attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRecord>> {
+        let fields = self.read_fields(id, false).await?;
+        decode::attempts(id, &fields)
+    }
+}
+
+impl ValkeyBackend {
+    /// Every partition's counters, `<ns>/<lane>/<state>` → count.
+    async fn all_counts(&self) -> Result<Vec<(String, i64)>> {
         let calls: Vec<Cmd> = self
             .inner
             .partitions
@@ -831,8 +888,7 @@ impl AdminBackend for ValkeyBackend {
             })
             .collect();
         let replies = try_join_all(calls.iter().map(|c| self.run(c))).await?;
-        let prefix = format!("{namespace}/");
-        let mut out: BTreeMap<Lane, StateCounts> = BTreeMap::new();
+        let mut out = Vec::new();
         for reply in replies {
             let items = match reply {
                 Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
@@ -840,30 +896,14 @@ impl AdminBackend for ValkeyBackend {
             };
             let mut it = items.into_iter();
             while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                let field = text(&k)?;
-                let Some(rest) = field.strip_prefix(&prefix) else {
-                    continue;
-                };
-                let n = int(&v)?;
-                if n <= 0 {
-                    continue;
-                }
-                let (lane, state) = rest
-                    .split_once('/')
-                    .ok_or_else(|| EngineError::corruption(format!("count field {field:?}")))?;
-                let lane: Lane = lane
-                    .parse()
-                    .map_err(|_| EngineError::corruption(format!("count field {field:?}")))?;
-                let state: State = state
-                    .parse()
-                    .map_err(|_| EngineError::corruption(format!("count field {field:?}")))?;
-                *out.entry(lane).or_default().get_mut(state) += n as u64;
+                out.push((text(&k)?.to_owned(), int(&v)?));
             }
         }
         Ok(out)
     }
 
-    async fn partition_owners(&self) -> Result<Vec<PartitionOwner>> {
+    /// Partition owners, read from the control slot.
+    async fn owners(&self) -> Result<Vec<PartitionOwner>> {
         let now = self.now();
         let read = |suffix: &str| {
             let mut c = redis::cmd("HGETALL");
@@ -915,10 +955,5 @@ impl AdminBackend for ValkeyBackend {
                 })
             })
             .collect()
-    }
-
-    async fn attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRecord>> {
-        let fields = self.read_fields(id, false).await?;
-        decode::attempts(id, &fields)
     }
 }

@@ -116,6 +116,8 @@ on_every_backend!(
 struct Server {
     child: Child,
     addr: String,
+    /// The backend URL it serves.
+    url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -204,6 +206,7 @@ impl Server {
         let server = Server {
             child,
             addr,
+            url,
             _dir: dir,
         };
         let start = Instant::now();
@@ -1011,6 +1014,30 @@ fn metrics_count_what_happened(b: Bk) {
         text.lines().any(|l| l.starts_with(
             "baton_http_request_duration_seconds_count{route=\"/v1/executions\",method=\"POST\"}"
         )),
+        "{text}"
+    );
+    // A namespace only another process wrote to has its gauges too.
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "--backend",
+            &s.url,
+            "submit",
+            "k",
+            "--namespace",
+            "elsewhere",
+            "--lane",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = s.get("/metrics").body;
+    assert!(
+        text.contains("baton_queue_depth{namespace=\"elsewhere\",lane=\"x\"} 1"),
         "{text}"
     );
     // A waiting execution shows its age.

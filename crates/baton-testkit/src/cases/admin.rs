@@ -477,3 +477,53 @@ pub async fn capabilities_and_partitions_are_consistent(h: &dyn Harness) {
         assert_eq!(parsed, id);
     }
 }
+
+/// `namespaces` names the namespaces holding executions, ascending and
+/// without repeats, up to its limit; one whose executions were all trimmed
+/// is gone, and a bad limit is invalid input.
+pub async fn namespaces_hold_their_executions_until_trimmed(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    assert_eq!(
+        ok(ctx.backend.namespaces(10).await, "namespaces"),
+        Vec::<Namespace>::new(),
+        "a new deployment has no namespaces"
+    );
+    let ns2 = ctx.other_namespace();
+    let never = ctx.other_namespace();
+    ctx.create_id(ctx.new_exec("job", b"")).await;
+    ctx.create_id(ctx.new_exec("job", b"")).await;
+    let gone = ctx
+        .create_id(NewExecution::new(
+            ns2.clone(),
+            ctx.lane(),
+            kind("job"),
+            vec![],
+        ))
+        .await;
+    let mut both = vec![ctx.ns.clone(), ns2.clone()];
+    both.sort();
+    let all = ok(ctx.backend.namespaces(1000).await, "namespaces");
+    assert_eq!(all, both, "ascending, once each");
+    assert!(!all.contains(&never));
+    assert_eq!(
+        ok(ctx.backend.namespaces(1).await, "namespaces"),
+        vec![both[0].clone()],
+        "a limit keeps the first"
+    );
+    for bad in [0, Page::MAX_LIMIT + 1] {
+        let e = ctx.backend.namespaces(bad).await.unwrap_err();
+        assert!(
+            matches!(e, EngineError::InvalidInput { .. }),
+            "limit {bad}: {e:?}"
+        );
+    }
+
+    ctx.cancel(&gone, None).await;
+    ctx.advance(10_000);
+    ctx.trim_all(1_000).await;
+    assert_eq!(
+        ok(ctx.backend.namespaces(1000).await, "namespaces"),
+        vec![ctx.ns.clone()],
+        "a namespace whose executions were all trimmed is gone"
+    );
+}
