@@ -17,6 +17,7 @@ mod model;
 mod names;
 mod policy;
 mod state;
+pub mod stored;
 mod time;
 mod wake;
 

@@ -1497,12 +1497,8 @@ impl AdminBackend for PostgresBackend {
         .await
         .map_err(map)?;
         names
-            .into_iter()
-            .map(|(n,)| {
-                n.parse().map_err(|_| {
-                    EngineError::corruption(format!("stored namespace {n:?} is invalid"))
-                })
-            })
+            .iter()
+            .map(|(n,)| baton_core::stored::parse("namespace", "executions", n))
             .collect()
     }
 

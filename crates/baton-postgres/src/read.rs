@@ -11,8 +11,8 @@
 //! `executions.*` (`RETURNING *`, `SELECT *`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr;
 
+use baton_core::stored::{in_range, parse as parsed};
 use baton_core::{
     AttemptOutcome, AttemptRecord, Backoff, CapabilityName, EngineError, ExecutionId,
     ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId,
@@ -33,26 +33,12 @@ where
         .map_err(|e| EngineError::corruption(format!("column {name}: {e}")))
 }
 
-fn parsed<T: FromStr>(what: &str, ctx: &str, raw: &str) -> Result<T, EngineError> {
-    raw.parse().map_err(|_| {
-        EngineError::corruption(format!("{ctx}: stored {what} {raw:?} is not a valid value"))
-    })
-}
-
 fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
 fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
     ms.map(ts)
-}
-
-fn u32_col(ctx: &str, what: &str, v: i64) -> Result<u32, EngineError> {
-    u32::try_from(v).map_err(|_| EngineError::corruption(format!("{ctx}: {what} {v} out of range")))
-}
-
-fn u64_col(ctx: &str, what: &str, v: i64) -> Result<u64, EngineError> {
-    u64::try_from(v).map_err(|_| EngineError::corruption(format!("{ctx}: {what} {v} out of range")))
 }
 
 /// The id stored in a row's partition and uuid columns (named `partition`
@@ -87,15 +73,13 @@ pub fn outcome(ctx: &str, raw: &str) -> Result<AttemptOutcome, EngineError> {
 /// The `tags` column: a JSON object of strings.
 pub fn tags(row: &PgRow, ctx: &str) -> Result<BTreeMap<TagKey, String>, EngineError> {
     let Json(map): Json<BTreeMap<String, String>> = col(row, "tags")?;
-    map.into_iter()
-        .map(|(k, v)| Ok((parsed("tag key", ctx, &k)?, v)))
-        .collect()
+    baton_core::stored::tags(ctx, map)
 }
 
 /// The `required_caps` column: a JSON array of capability names.
 pub fn capabilities(row: &PgRow, ctx: &str) -> Result<BTreeSet<CapabilityName>, EngineError> {
     let Json(list): Json<Vec<String>> = col(row, "required_caps")?;
-    list.iter().map(|c| parsed("capability", ctx, c)).collect()
+    baton_core::stored::capabilities(ctx, &list)
 }
 
 /// The nonce of the current lease, present exactly while `running`.
@@ -109,10 +93,18 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
     let ctx = format!("execution {id}");
     let ctx = ctx.as_str();
     let retry = RetryPolicy {
-        max_attempts: u32_col(ctx, "max_attempts", col::<i32>(row, "max_attempts")?.into())?,
+        max_attempts: in_range::<u32>(
+            "max_attempts",
+            ctx,
+            col::<i32>(row, "max_attempts")?.into(),
+        )?,
         backoff: Backoff {
-            initial_ms: u64_col(ctx, "backoff_initial_ms", col(row, "backoff_initial_ms")?)?,
-            max_ms: u64_col(ctx, "backoff_max_ms", col(row, "backoff_max_ms")?)?,
+            initial_ms: in_range::<u64>(
+                "backoff_initial_ms",
+                ctx,
+                col(row, "backoff_initial_ms")?,
+            )?,
+            max_ms: in_range::<u64>("backoff_max_ms", ctx, col(row, "backoff_max_ms")?)?,
             multiplier: col(row, "backoff_multiplier")?,
             jitter: col(row, "backoff_jitter")?,
         },
@@ -125,7 +117,7 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
         priority: col(row, "priority")?,
         payload: col(row, "payload")?,
         tags: tags(row, ctx)?,
-        attempts: u32_col(ctx, "attempts", col::<i32>(row, "attempts")?.into())?,
+        attempts: in_range::<u32>("attempts", ctx, col::<i32>(row, "attempts")?.into())?,
         retry,
         idempotency_key: col::<Option<String>>(row, "idempotency_key")?
             .map(|k| parsed::<IdempotencyKey>("idempotency_key", ctx, &k))
@@ -164,7 +156,7 @@ pub fn attempt(row: &PgRow, id: &ExecutionId) -> Result<AttemptRecord, EngineErr
     let ctx = ctx.as_str();
     let outcome_raw: Option<String> = col(row, "outcome")?;
     Ok(AttemptRecord {
-        number: u32_col(ctx, "number", col::<i32>(row, "number")?.into())?,
+        number: in_range::<u32>("number", ctx, col::<i32>(row, "number")?.into())?,
         worker_id: parsed("worker_id", ctx, &col::<String>(row, "worker_id")?)?,
         started_at: ts(col(row, "started_at")?),
         ended_at: opt_ts(col(row, "ended_at")?),

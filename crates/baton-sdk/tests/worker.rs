@@ -212,12 +212,14 @@ async fn concurrency_limit(env: Env) {
 
 async fn heartbeat_keeps_the_lease(env: Env) {
     let c = &env.client;
+    // A lease long enough that a busy machine (the whole suite runs in
+    // parallel on two cores) cannot delay a heartbeat past it by accident.
     let worker = Worker::builder(c)
-        .lease(Duration::from_millis(300))
+        .lease(Duration::from_secs(1))
         .handler("long", |ctx: Context, _: Value| async move {
             // About three leases long; a lost lease would fire the token.
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => Ok("done"),
+                _ = tokio::time::sleep(Duration::from_millis(3_200)) => Ok("done"),
                 r = ctx.stopped() => Err(HandlerError::permanent(format!("stopped: {r}"))),
             }
         })

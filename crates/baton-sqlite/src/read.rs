@@ -8,8 +8,8 @@
 //! column — never a default.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr;
 
+use baton_core::stored::{in_range, parse as parsed};
 use baton_core::{
     AttemptOutcome, AttemptRecord, Backoff, CapabilityName, EngineError, ExecutionId,
     ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId,
@@ -45,26 +45,12 @@ where
         .map_err(|e| EngineError::corruption(format!("column {name}: {e}")))
 }
 
-fn parsed<T: FromStr>(what: &str, ctx: &str, raw: &str) -> Result<T, EngineError> {
-    raw.parse().map_err(|_| {
-        EngineError::corruption(format!("{ctx}: stored {what} {raw:?} is not a valid value"))
-    })
-}
-
 fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
 fn opt_ts(ms: Option<i64>) -> Option<Timestamp> {
     ms.map(ts)
-}
-
-fn u32_col(ctx: &str, what: &str, v: i64) -> Result<u32, EngineError> {
-    u32::try_from(v).map_err(|_| EngineError::corruption(format!("{ctx}: {what} {v} out of range")))
-}
-
-fn u64_col(ctx: &str, what: &str, v: i64) -> Result<u64, EngineError> {
-    u64::try_from(v).map_err(|_| EngineError::corruption(format!("{ctx}: {what} {v} out of range")))
 }
 
 /// The id stored in a row's `uuid` and `partition` columns.
@@ -88,18 +74,12 @@ pub fn state(ctx: &str, raw: &str) -> Result<State, EngineError> {
 
 /// Parses the stored tags JSON object.
 pub fn tags(ctx: &str, raw: &str) -> Result<BTreeMap<TagKey, String>, EngineError> {
-    let map: BTreeMap<String, String> = serde_json::from_str(raw)
-        .map_err(|e| EngineError::corruption(format!("{ctx}: tags {raw:?}: {e}")))?;
-    map.into_iter()
-        .map(|(k, v)| Ok((parsed("tag key", ctx, &k)?, v)))
-        .collect()
+    baton_core::stored::tags_json(ctx, raw)
 }
 
 /// Parses the stored capability JSON array.
 pub fn capabilities(ctx: &str, raw: &str) -> Result<BTreeSet<CapabilityName>, EngineError> {
-    let list: Vec<String> = serde_json::from_str(raw)
-        .map_err(|e| EngineError::corruption(format!("{ctx}: required_caps {raw:?}: {e}")))?;
-    list.iter().map(|c| parsed("capability", ctx, c)).collect()
+    baton_core::stored::capabilities_json(ctx, raw)
 }
 
 /// A full snapshot from a row selected with the `execution_columns!()` list.
@@ -116,10 +96,14 @@ pub fn snapshot(
         .map_err(|_| EngineError::corruption(format!("{ctx}: priority {priority}")))?;
     let jitter: i64 = col(row, "backoff_jitter")?;
     let retry = RetryPolicy {
-        max_attempts: u32_col(ctx, "max_attempts", col(row, "max_attempts")?)?,
+        max_attempts: in_range::<u32>("max_attempts", ctx, col(row, "max_attempts")?)?,
         backoff: Backoff {
-            initial_ms: u64_col(ctx, "backoff_initial_ms", col(row, "backoff_initial_ms")?)?,
-            max_ms: u64_col(ctx, "backoff_max_ms", col(row, "backoff_max_ms")?)?,
+            initial_ms: in_range::<u64>(
+                "backoff_initial_ms",
+                ctx,
+                col(row, "backoff_initial_ms")?,
+            )?,
+            max_ms: in_range::<u64>("backoff_max_ms", ctx, col(row, "backoff_max_ms")?)?,
             multiplier: col(row, "backoff_multiplier")?,
             jitter: match jitter {
                 0 => false,
@@ -141,7 +125,7 @@ pub fn snapshot(
         priority,
         payload: col(row, "payload")?,
         tags: tags(ctx, &col::<String>(row, "tags")?)?,
-        attempts: u32_col(ctx, "attempts", col(row, "attempts")?)?,
+        attempts: in_range::<u32>("attempts", ctx, col(row, "attempts")?)?,
         retry,
         idempotency_key: col::<Option<String>>(row, "idempotency_key")?
             .map(|k| parsed::<IdempotencyKey>("idempotency_key", ctx, &k))
@@ -174,7 +158,7 @@ pub fn attempt(row: &SqliteRow, id: &ExecutionId) -> Result<AttemptRecord, Engin
     let ctx = ctx.as_str();
     let outcome: Option<String> = col(row, "outcome")?;
     Ok(AttemptRecord {
-        number: u32_col(ctx, "number", col(row, "number")?)?,
+        number: in_range::<u32>("number", ctx, col(row, "number")?)?,
         worker_id: parsed("worker_id", ctx, &col::<String>(row, "worker_id")?)?,
         started_at: ts(col(row, "started_at")?),
         ended_at: opt_ts(col(row, "ended_at")?),

@@ -1,13 +1,14 @@
 //! Replies of the function library turned into Baton's types. Stored values
 //! outside Baton's vocabulary are `Corruption`, never defaulted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::str::FromStr;
 
+use baton_core::stored;
 use baton_core::{
-    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, EngineError, ExecutionId,
-    ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId, Result,
-    RetryPolicy, State, TagKey, Timestamp, WorkerId,
+    AttemptOutcome, AttemptRecord, Backoff, EngineError, ExecutionId, ExecutionSnapshot,
+    IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId, Result, RetryPolicy, State,
+    Timestamp, WorkerId,
 };
 use redis::Value;
 use uuid::Uuid;
@@ -194,27 +195,9 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
     let ctx = format!("execution {id}");
     let ctx = ctx.as_str();
     // Absent tags and capabilities are none.
-    let tags_raw = f.opt_str(ctx, "tags")?.unwrap_or("{}");
-    let tags: BTreeMap<String, String> = serde_json::from_str(tags_raw)
-        .map_err(|e| EngineError::corruption(format!("{ctx}: tags {tags_raw:?}: {e}")))?;
-    let tags = tags
-        .into_iter()
-        .map(|(k, v)| {
-            TagKey::new(k.clone())
-                .map(|k| (k, v))
-                .map_err(|_| EngineError::corruption(format!("{ctx}: tag key {k:?}")))
-        })
-        .collect::<Result<BTreeMap<_, _>>>()?;
-    let caps_raw = f.opt_str(ctx, "caps")?.unwrap_or("[]");
-    let caps: Vec<String> = serde_json::from_str(caps_raw)
-        .map_err(|e| EngineError::corruption(format!("{ctx}: caps {caps_raw:?}: {e}")))?;
-    let required_capabilities = caps
-        .iter()
-        .map(|c| {
-            CapabilityName::new(c.clone())
-                .map_err(|_| EngineError::corruption(format!("{ctx}: capability {c:?}")))
-        })
-        .collect::<Result<BTreeSet<_>>>()?;
+    let tags = stored::tags_json(ctx, f.opt_str(ctx, "tags")?.unwrap_or("{}"))?;
+    let required_capabilities =
+        stored::capabilities_json(ctx, f.opt_str(ctx, "caps")?.unwrap_or("[]"))?;
     let retry = match f.opt_str(ctx, "rp")? {
         Some(raw) => retry_policy(ctx, raw)?,
         None => legacy_retry_policy(ctx, f)?,

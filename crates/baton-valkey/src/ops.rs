@@ -2,6 +2,7 @@
 //! it touches (see the function files in `lua/` for what each does).
 
 use super::*;
+use baton_core::stored;
 
 /// Values per claimed execution in a `baton_claim` reply.
 const CLAIM_ENTRY: usize = 7;
@@ -80,19 +81,8 @@ impl ValkeyBackend {
                 tracing::debug!(%id, "a claimed execution was trimmed before its payload was read");
                 continue;
             }
-            let attempt = u32::try_from(int(&f[4])?)
-                .map_err(|_| EngineError::corruption(format!("{ctx}: attempt")))?;
-            let tags_raw = text(&f[6])?;
-            let tags: BTreeMap<String, String> = serde_json::from_str(tags_raw)
-                .map_err(|e| EngineError::corruption(format!("{ctx}: tags {tags_raw:?}: {e}")))?;
-            let tags = tags
-                .into_iter()
-                .map(|(k, v)| {
-                    k.parse()
-                        .map(|k| (k, v))
-                        .map_err(|_| EngineError::corruption(format!("{ctx}: tag key {k:?}")))
-                })
-                .collect::<Result<_>>()?;
+            let attempt = stored::in_range::<u32>("attempt", &ctx, int(&f[4])?)?;
+            let tags = stored::tags_json(&ctx, text(&f[6])?)?;
             let nonce = nonces
                 .get(i)
                 .copied()
@@ -830,13 +820,9 @@ impl AdminBackend for ValkeyBackend {
             }
         }
         names
-            .into_iter()
+            .iter()
             .take(limit)
-            .map(|n| {
-                n.parse().map_err(|_| {
-                    EngineError::corruption(format!("count field namespace {n:?} is invalid"))
-                })
-            })
+            .map(|n| baton_core::stored::parse("namespace", "counters", n))
             .collect()
     }
 
