@@ -237,8 +237,11 @@ async fn heartbeat_keeps_the_lease(env: Env) {
 async fn cancel_reaches_the_handler(env: Env) {
     let c = &env.client;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Long enough that a delayed heartbeat on a busy machine cannot lose
+    // the lease (a lost lease would stop the handler for another reason);
+    // the heartbeat every third of it still carries the cancel soon.
     let worker = Worker::builder(c)
-        .lease(Duration::from_millis(300))
+        .lease(Duration::from_secs(1))
         .handler("wait", move |ctx: Context, _: Value| {
             let tx = tx.clone();
             async move {
