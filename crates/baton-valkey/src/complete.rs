@@ -97,17 +97,10 @@ async fn flush(server: &Server, prefix: &str, partition: u16, items: Vec<Pending
             .arg(p.now);
         mget.arg(format!("{base}:p:{}", p.uuid));
     }
-    let mut pipe = redis::pipe();
-    pipe.add_command(mget).add_command(c);
-    let replies = server.run_pipe(&pipe).await.and_then(|r| {
-        let mut r = r.into_iter();
-        match (r.next(), r.next()) {
-            (Some(payloads), Some(replies)) => Ok((array(payloads)?, per_item(array(replies)?))),
-            _ => Err(crate::decode::corrupt(
-                "a pipeline answered fewer replies than commands",
-            )),
-        }
-    });
+    let replies = server
+        .run_two(mget, c)
+        .await
+        .and_then(|(payloads, replies)| Ok((array(payloads)?, per_item(array(replies)?))));
     match replies {
         Ok((payloads, replies))
             if replies.len() == items.len() && payloads.len() == items.len() =>

@@ -83,6 +83,19 @@ impl Server {
         self.reloading(|| self.raw_pipe(pipe)).await
     }
 
+    /// [`Server::run_pipe`] of exactly two commands, answering both replies.
+    pub async fn run_two(&self, first: Cmd, second: Cmd) -> Result<(Value, Value)> {
+        let mut pipe = redis::pipe();
+        pipe.add_command(first).add_command(second);
+        let mut replies = self.run_pipe(&pipe).await?.into_iter();
+        match (replies.next(), replies.next()) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => Err(crate::decode::corrupt(
+                "a pipeline answered fewer replies than commands",
+            )),
+        }
+    }
+
     /// Runs `call`; when the server answers that a function is missing,
     /// loads the library and runs `call` once more.
     async fn reloading<T, F, Fut>(&self, call: F) -> Result<T>

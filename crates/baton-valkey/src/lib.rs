@@ -312,15 +312,8 @@ impl ValkeyBackend {
             self.base(id.partition().get()),
             id.uuid().simple()
         ));
-        let mut pipe = redis::pipe();
-        pipe.add_command(get).add_command(call);
-        let mut replies = self.inner.server.run_pipe(&pipe).await?.into_iter();
-        match (replies.next(), replies.next()) {
-            (Some(payload), Some(reply)) => Ok((reply, payload)),
-            _ => Err(decode::corrupt(
-                "a pipeline answered fewer replies than commands",
-            )),
-        }
+        let (payload, reply) = self.inner.server.run_two(get, call).await?;
+        Ok((reply, payload))
     }
 
     /// Interprets the reply of complete / fail / cancel, with the payload

@@ -76,6 +76,17 @@ async fn connect(url: &str) -> ValkeyBackend {
         .unwrap_or_else(|e| panic!("connecting to {url}: {e}"))
 }
 
+/// A backend for `url` reading a manual clock the test moves.
+async fn connect_with_clock(url: &str) -> (ValkeyBackend, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+    let mut config = ValkeyConfig::from_url(url).unwrap();
+    config.clock = clock.clone();
+    let backend = ValkeyBackend::open(config)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    (backend, clock)
+}
+
 /// Claims from `lanes` until `want` executions are held or a claim comes
 /// back empty.
 async fn claim_up_to(
@@ -1142,10 +1153,7 @@ async fn repeated_idempotency_keys_and_trims_leave_no_payload_behind() {
         return;
     };
     let prefix = RedisServer::unique_prefix();
-    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
-    let mut config = ValkeyConfig::from_url(&url_with(server, &prefix, "partitions=4")).unwrap();
-    config.clock = clock.clone();
-    let backend = ValkeyBackend::open(config).await.unwrap();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
     let keyed =
         |k: &str| exec("idem", "once").with_idempotency_key(IdempotencyKey::new(k).unwrap());
     let payload_keys = || -> Vec<String> {
@@ -1193,10 +1201,7 @@ async fn records_of_the_first_generation_are_still_read() {
         return;
     };
     let prefix = RedisServer::unique_prefix();
-    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
-    let mut config = ValkeyConfig::from_url(&url_with(server, &prefix, "")).unwrap();
-    config.clock = clock.clone();
-    let backend = ValkeyBackend::open(config).await.unwrap();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "")).await;
     let policy = baton_core::RetryPolicy {
         max_attempts: 3,
         backoff: baton_core::Backoff {

@@ -511,11 +511,8 @@ pub async fn namespaces_hold_their_executions_until_trimmed(h: &dyn Harness) {
         "a limit keeps the first"
     );
     for bad in [0, Page::MAX_LIMIT + 1] {
-        let e = ctx.backend.namespaces(bad).await.unwrap_err();
-        assert!(
-            matches!(e, EngineError::InvalidInput { .. }),
-            "limit {bad}: {e:?}"
-        );
+        let field = expect_invalid(ctx.backend.namespaces(bad).await, "namespaces");
+        assert_eq!(field, "limit", "limit {bad}");
     }
 
     ctx.cancel(&gone, None).await;
