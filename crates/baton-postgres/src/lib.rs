@@ -456,6 +456,115 @@ impl PostgresBackend {
         }
     }
 
+    /// The body of `complete` once the fast path missed, in the caller's
+    /// transaction (not committed here).
+    async fn complete_locked(
+        &self,
+        tx: &mut PgConnection,
+        lease: &LeaseToken,
+        result: &[u8],
+        now: Timestamp,
+    ) -> Result<ExecutionSnapshot> {
+        let id = lease.execution_id();
+        match self.check_lease(tx, lease, now).await? {
+            LeaseCheck::Live(_) => {
+                self.try_complete(tx, lease, result, now)
+                    .await?
+                    .ok_or_else(|| {
+                        EngineError::corruption(format!(
+                            "execution {id}: a live lease could not complete under its row lock"
+                        ))
+                    })
+            }
+            LeaseCheck::Ended(AttemptOutcome::Completed, snap) => {
+                if snap.result.as_deref() == Some(result) {
+                    Ok(snap)
+                } else {
+                    Err(EngineError::Conflict {
+                        id: id.clone(),
+                        operation: "complete",
+                        state: snap.state,
+                        reason: "this lease already completed it with a different result".into(),
+                    })
+                }
+            }
+            LeaseCheck::Ended(AttemptOutcome::Failed, snap) => Err(EngineError::Conflict {
+                id: id.clone(),
+                operation: "complete",
+                state: snap.state,
+                reason: format!("attempt {} already failed", lease.attempt()),
+            }),
+            LeaseCheck::Ended(o, _) => Err(ended_lease_lost(id, o)),
+        }
+    }
+
+    /// The body of `fail`, in the caller's transaction (not committed here).
+    async fn fail_locked(
+        &self,
+        tx: &mut PgConnection,
+        lease: &LeaseToken,
+        failure: &Failure,
+        now: Timestamp,
+    ) -> Result<ExecutionSnapshot> {
+        let id = lease.execution_id();
+        match self.check_lease(tx, lease, now).await? {
+            LeaseCheck::Live(snap) => {
+                let error = self.inner.limits.clip_text(failure.error.clone());
+                let mut settle = SettleArrays::default();
+                settle.push(&snap, error, failure, now);
+                let rows = settle
+                    .run(tx, AttemptOutcome::Failed, now, &self.inner.channel)
+                    .await?;
+                let row = rows.first().ok_or_else(|| {
+                    EngineError::corruption(format!("execution {id}: a locked row vanished"))
+                })?;
+                self.snapshot(row)
+            }
+            LeaseCheck::Ended(AttemptOutcome::Failed, snap) => Ok(snap),
+            LeaseCheck::Ended(AttemptOutcome::Completed, snap) => Err(EngineError::Conflict {
+                id: id.clone(),
+                operation: "fail",
+                state: snap.state,
+                reason: format!("attempt {} already completed", lease.attempt()),
+            }),
+            LeaseCheck::Ended(o, _) => Err(ended_lease_lost(id, o)),
+        }
+    }
+
+    /// The body of `cancel`, in the caller's transaction (not committed
+    /// here).
+    async fn cancel_locked(
+        &self,
+        tx: &mut PgConnection,
+        id: &ExecutionId,
+        reason: Option<String>,
+        now: Timestamp,
+    ) -> Result<ExecutionSnapshot> {
+        let row = self.lock_row(tx, id).await?;
+        let snap = self.snapshot(&row)?;
+        match snap.state {
+            State::Cancelled => return Ok(snap),
+            s if s.is_terminal() => {
+                return Err(EngineError::Conflict {
+                    id: id.clone(),
+                    operation: "cancel",
+                    state: s,
+                    reason: "it already finished".into(),
+                });
+            }
+            _ => {}
+        }
+        let row = sqlx::query(sql::CANCEL)
+            .bind(part(id.partition()))
+            .bind(id.uuid())
+            .bind(now.as_millis())
+            .bind(reason)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+        self.snapshot(&row)
+    }
+
     /// Runs the complete statement; `None` when `lease` is not live.
     async fn try_complete(
         &self,
@@ -584,6 +693,26 @@ impl PostgresBackend {
             out.insert(index, (id, state));
         }
         Ok(out)
+    }
+}
+
+/// Ends `tx` the way its body went: commits on success; on an error rolls
+/// back before the call answers. (A dropped transaction's rollback is sent
+/// only when the pool next tests the connection, in the background, so its
+/// row locks would outlive the call and a scan right after it would skip the
+/// rows it locked.)
+async fn finish<T>(tx: Tx, outcome: Result<T>) -> Result<T> {
+    match outcome {
+        Ok(value) => {
+            tx.commit().await.map_err(map)?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::debug!(error = %rollback, "rolling back after an error failed; the pool discards the connection");
+            }
+            Err(e)
+        }
     }
 }
 
@@ -1034,39 +1163,8 @@ impl EngineBackend for PostgresBackend {
             return Ok(snap);
         }
         let mut tx = self.begin().await?;
-        match self.check_lease(&mut tx, lease, now).await? {
-            LeaseCheck::Live(_) => {
-                let snap = self
-                    .try_complete(&mut tx, lease, &result, now)
-                    .await?
-                    .ok_or_else(|| {
-                        EngineError::corruption(format!(
-                            "execution {id}: a live lease could not complete under its row lock"
-                        ))
-                    })?;
-                tx.commit().await.map_err(map)?;
-                Ok(snap)
-            }
-            LeaseCheck::Ended(AttemptOutcome::Completed, snap) => {
-                if snap.result.as_deref() == Some(result.as_slice()) {
-                    Ok(snap)
-                } else {
-                    Err(EngineError::Conflict {
-                        id: id.clone(),
-                        operation: "complete",
-                        state: snap.state,
-                        reason: "this lease already completed it with a different result".into(),
-                    })
-                }
-            }
-            LeaseCheck::Ended(AttemptOutcome::Failed, snap) => Err(EngineError::Conflict {
-                id: id.clone(),
-                operation: "complete",
-                state: snap.state,
-                reason: format!("attempt {} already failed", lease.attempt()),
-            }),
-            LeaseCheck::Ended(o, _) => Err(ended_lease_lost(id, o)),
-        }
+        let outcome = self.complete_locked(&mut tx, lease, &result, now).await;
+        finish(tx, outcome).await
     }
 
     async fn fail(&self, lease: &LeaseToken, failure: Failure) -> Result<ExecutionSnapshot> {
@@ -1074,35 +1172,14 @@ impl EngineBackend for PostgresBackend {
         self.check_id(id)?;
         let now = self.now();
         let mut tx = self.begin().await?;
-        match self.check_lease(&mut tx, lease, now).await? {
-            LeaseCheck::Live(snap) => {
-                let error = self.inner.limits.clip_text(failure.error.clone());
-                let mut settle = SettleArrays::default();
-                settle.push(&snap, error, &failure, now);
-                let rows = settle
-                    .run(&mut tx, AttemptOutcome::Failed, now, &self.inner.channel)
-                    .await?;
-                let row = rows.first().ok_or_else(|| {
-                    EngineError::corruption(format!("execution {id}: a locked row vanished"))
-                })?;
-                let snap = self.snapshot(row)?;
-                tx.commit().await.map_err(map)?;
-                if snap.state == State::Waiting {
-                    self.inner
-                        .wake
-                        .notify(snap.namespace.as_str(), snap.lane.as_str());
-                }
-                Ok(snap)
-            }
-            LeaseCheck::Ended(AttemptOutcome::Failed, snap) => Ok(snap),
-            LeaseCheck::Ended(AttemptOutcome::Completed, snap) => Err(EngineError::Conflict {
-                id: id.clone(),
-                operation: "fail",
-                state: snap.state,
-                reason: format!("attempt {} already completed", lease.attempt()),
-            }),
-            LeaseCheck::Ended(o, _) => Err(ended_lease_lost(id, o)),
+        let outcome = self.fail_locked(&mut tx, lease, &failure, now).await;
+        let snap = finish(tx, outcome).await?;
+        if snap.state == State::Waiting {
+            self.inner
+                .wake
+                .notify(snap.namespace.as_str(), snap.lane.as_str());
         }
+        Ok(snap)
     }
 
     async fn cancel(&self, id: &ExecutionId, reason: Option<String>) -> Result<ExecutionSnapshot> {
@@ -1110,31 +1187,8 @@ impl EngineBackend for PostgresBackend {
         let reason = reason.map(|r| self.inner.limits.clip_text(r));
         let now = self.now();
         let mut tx = self.begin().await?;
-        let row = self.lock_row(&mut tx, id).await?;
-        let snap = self.snapshot(&row)?;
-        match snap.state {
-            State::Cancelled => return Ok(snap),
-            s if s.is_terminal() => {
-                return Err(EngineError::Conflict {
-                    id: id.clone(),
-                    operation: "cancel",
-                    state: s,
-                    reason: "it already finished".into(),
-                });
-            }
-            _ => {}
-        }
-        let row = sqlx::query(sql::CANCEL)
-            .bind(part(id.partition()))
-            .bind(id.uuid())
-            .bind(now.as_millis())
-            .bind(reason)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map)?;
-        let snap = self.snapshot(&row)?;
-        tx.commit().await.map_err(map)?;
-        Ok(snap)
+        let outcome = self.cancel_locked(&mut tx, id, reason, now).await;
+        finish(tx, outcome).await
     }
 
     async fn describe(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {

@@ -333,11 +333,7 @@ impl SqliteBackend {
     }
 
     async fn begin(&self) -> Result<Tx> {
-        self.inner
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map)
+        begin_immediate(&self.inner.writer).await
     }
 
     /// Validates a scheduler pass's partition and limit; answers the limit as
@@ -680,11 +676,55 @@ fn ended_lease_lost(id: &ExecutionId, outcome: AttemptOutcome) -> EngineError {
     EngineError::lease_lost(id, why)
 }
 
+/// Starts a `BEGIN IMMEDIATE` transaction on the writer, in a task of its
+/// own: a caller that gives up (a client hanging up, a timeout) drops only
+/// its wait for the answer, never the begin itself, so the connection
+/// cannot be left inside a transaction nobody owns (the driver acknowledges
+/// a custom `BEGIN` before it checks its effect, and a caller dropped
+/// between the two would strand it). A connection found inside such a
+/// transaction anyway is rolled back and used again.
+async fn begin_immediate(pool: &SqlitePool) -> Result<Tx> {
+    let pool = pool.clone();
+    let task = tokio::spawn(async move {
+        match pool.begin_with("BEGIN IMMEDIATE").await {
+            Err(sqlx::Error::InvalidSavePointStatement) => {
+                heal_writer(&pool).await?;
+                pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)
+            }
+            other => other.map_err(map),
+        }
+    });
+    task.await.map_err(|e| {
+        EngineError::unavailable(format!(
+            "the SQLite writer task stopped before its transaction began ({e}); retry"
+        ))
+    })?
+}
+
+/// Rolls back a transaction the writer connection was left in; if that
+/// fails, closes the connection so that the pool opens a fresh one.
+async fn heal_writer(pool: &SqlitePool) -> Result<()> {
+    use sqlx::{Connection, TransactionManager};
+    let mut conn = pool.acquire().await.map_err(map)?;
+    if !conn.is_in_transaction() {
+        return Ok(());
+    }
+    tracing::warn!("the SQLite writer was inside a transaction nobody owned; rolling it back");
+    while conn.is_in_transaction() {
+        if let Err(e) = sqlx::sqlite::SqliteTransactionManager::rollback(&mut conn).await {
+            tracing::warn!(error = %e, "rolling back the stranded transaction failed; reopening the writer connection");
+            conn.close_on_drop();
+            break;
+        }
+    }
+    Ok(())
+}
+
 async fn record_partitions(
     pool: &SqlitePool,
     wanted: Option<PartitionCount>,
 ) -> Result<PartitionCount> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(map)?;
+    let mut tx = begin_immediate(pool).await?;
     let recorded: Option<String> =
         sqlx::query_scalar("SELECT value FROM baton_meta WHERE key = 'partitions'")
             .fetch_optional(&mut *tx)

@@ -175,6 +175,7 @@ macro_rules! __with_cases {
             expire_deadline_of_running_loses_lease,
             deadline_passes_at_its_instant,
             deadline_fences_the_lease_before_the_expiry_pass,
+            refused_calls_leave_nothing_locked_for_the_next_pass,
             expire_deadlines_respects_limit,
             trim_removes_only_old_terminal,
             trim_at_exact_retention,
@@ -208,6 +209,7 @@ macro_rules! __with_cases {
             concurrent_creates_all_succeed,
             wait_for_work_wakes_on_submission,
             wait_for_work_times_out_without_work,
+            abandoned_calls_leave_the_backend_usable,
             // partition ownership
             ownership_single_node_owns_everything,
             ownership_rebalances_when_a_node_joins,

@@ -1,5 +1,7 @@
 //! Backend URLs and settings.
 
+use std::time::Duration;
+
 use baton_core::{EngineError, Limits, PartitionCount, Result, SharedClock, SystemClock};
 
 /// Settings of a [`ValkeyBackend`](crate::ValkeyBackend).
@@ -22,6 +24,15 @@ pub struct ValkeyConfig {
     pub limits: Limits,
     /// The clock every time decision reads.
     pub clock: SharedClock,
+    /// How long one attempt to open a connection may take before the call
+    /// answers [`Unavailable`](EngineError::Unavailable). Default 2 s;
+    /// `?connect_timeout_ms=N` in the URL.
+    pub connect_timeout: Duration,
+    /// How long a command may wait for its reply before the call answers
+    /// [`Unavailable`](EngineError::Unavailable) (whether it took effect is
+    /// then unknown, as with any lost reply). Default 10 s;
+    /// `?response_timeout_ms=N` in the URL.
+    pub response_timeout: Duration,
 }
 
 impl ValkeyConfig {
@@ -34,6 +45,8 @@ impl ValkeyConfig {
             partitions: None,
             limits: Limits::default(),
             clock: SystemClock::shared(),
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(10),
         }
     }
 
@@ -45,7 +58,8 @@ impl ValkeyConfig {
     ///   `valkey+cluster://…`: a cluster, reached through any of the seed
     ///   nodes listed;
     ///
-    /// each with optional `?prefix=NAME&partitions=N`.
+    /// each with optional `?prefix=NAME&partitions=N`, and
+    /// `connect_timeout_ms=N&response_timeout_ms=N` (see the fields).
     ///
     /// ```
     /// use baton_valkey::ValkeyConfig;
@@ -110,11 +124,20 @@ impl ValkeyConfig {
                     })?;
                     config.partitions = Some(PartitionCount::new(n)?);
                 }
+                "connect_timeout_ms" => {
+                    config.connect_timeout = timeout_ms("connect_timeout_ms", v)?
+                }
+                "response_timeout_ms" => {
+                    config.response_timeout = timeout_ms("response_timeout_ms", v)?
+                }
                 _ => {
                     return Err(EngineError::invalid(
                         "backend",
                         url,
-                        format!("unknown Valkey URL option {k:?}; known: prefix, partitions"),
+                        format!(
+                            "unknown Valkey URL option {k:?}; known: prefix, partitions, \
+                             connect_timeout_ms, response_timeout_ms"
+                        ),
                     ));
                 }
             }
@@ -144,6 +167,17 @@ impl ValkeyConfig {
     pub fn with_prefix(mut self, prefix: &str) -> Result<Self> {
         self.prefix = check_prefix(prefix)?;
         Ok(self)
+    }
+}
+
+fn timeout_ms(field: &'static str, v: &str) -> Result<Duration> {
+    match v.parse::<u64>() {
+        Ok(n) if (1..=3_600_000).contains(&n) => Ok(Duration::from_millis(n)),
+        _ => Err(EngineError::invalid(
+            field,
+            v,
+            "must be a number of milliseconds between 1 and 3600000",
+        )),
     }
 }
 

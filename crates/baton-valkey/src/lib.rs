@@ -123,6 +123,14 @@ struct Woken {
     lane_id: String,
 }
 
+/// How often a cluster call is retried (slot moves, a lost node) before it
+/// answers `Unavailable`, and the shortest and longest wait between tries in
+/// milliseconds: about a second in all, where the driver's default is
+/// minutes.
+const CLUSTER_RETRIES: u32 = 3;
+const CLUSTER_MIN_RETRY_WAIT_MS: u64 = 50;
+const CLUSTER_MAX_RETRY_WAIT_MS: u64 = 400;
+
 impl ValkeyBackend {
     /// Connects to the deployment named by `url` (see
     /// [`ValkeyConfig::from_url`]).
@@ -150,15 +158,31 @@ impl ValkeyBackend {
                 "cannot connect to Valkey at {display}: {e}; is the server running and the URL right?"
             ))
         };
+        // The drivers' defaults back off for minutes between reconnection
+        // attempts and wait for replies forever; a job engine must answer
+        // "unavailable, retry" at once while the server is down and serve
+        // again within a second or so of its return. A failed reconnection
+        // is tried again by the next call.
         let conn = if config.cluster {
             let client = redis::cluster::ClusterClient::builder(config.nodes.clone())
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.response_timeout)
+                .retries(CLUSTER_RETRIES)
+                .min_retry_wait(CLUSTER_MIN_RETRY_WAIT_MS)
+                .max_retry_wait(CLUSTER_MAX_RETRY_WAIT_MS)
                 .build()
                 .map_err(unreachable)?;
             Conn::Cluster(client.get_async_connection().await.map_err(unreachable)?)
         } else {
             let client = redis::Client::open(config.nodes[0].as_str()).map_err(unreachable)?;
+            // One attempt per reconnection: the call that finds the server
+            // gone answers at once, and the next call tries again.
+            let settings = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(config.connect_timeout)
+                .set_response_timeout(config.response_timeout)
+                .set_number_of_retries(0);
             Conn::Single(
-                redis::aio::ConnectionManager::new(client)
+                redis::aio::ConnectionManager::new_with_config(client, settings)
                     .await
                     .map_err(unreachable)?,
             )
@@ -241,7 +265,10 @@ impl ValkeyBackend {
 
     /// Raises the hints of woken lanes and wakes their claimers, here and in
     /// every other process. Awaited before the call that woke them answers,
-    /// so a claim made after it sees the hint.
+    /// so a claim made after it sees the hint. It runs in a task of its own:
+    /// a caller that gives up after its function call took effect must not
+    /// leave the new work unhinted (invisible to claims until the promote
+    /// pass repairs hints).
     async fn announce(&self, woken: Vec<Woken>) -> Result<()> {
         if woken.is_empty() {
             return Ok(());
@@ -258,15 +285,21 @@ impl ValkeyBackend {
             publish.arg(self.channel(&w.lane_id)).arg("");
             calls.push(publish);
         }
-        try_join_all(calls.iter().map(|c| self.inner.server.raw(c))).await?;
-        // Local claimers are woken only now: woken earlier, they could read
-        // the hint before it is raised and go back to sleep.
-        for w in &woken {
-            if let Some((ns, lane)) = w.lane_id.split_once('/') {
-                self.inner.wake.notify(ns, lane);
+        let inner = Arc::clone(&self.inner);
+        let task = tokio::spawn(async move {
+            try_join_all(calls.iter().map(|c| inner.server.raw(c))).await?;
+            // Local claimers are woken only now: woken earlier, they could
+            // read the hint before it is raised and go back to sleep.
+            for w in &woken {
+                if let Some((ns, lane)) = w.lane_id.split_once('/') {
+                    inner.wake.notify(ns, lane);
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        });
+        task.await.map_err(|e| {
+            EngineError::unavailable(format!("announcing new work stopped: {e}; retry"))
+        })?
     }
 
     /// Forgets hints of lanes a partition was seen without (in the

@@ -480,6 +480,12 @@ impl PrivateRedis {
     }
 
     fn spawn(cluster: bool) -> PrivateRedis {
+        let persistence: &[&str] = &["--appendonly", "no"];
+        Self::spawn_with(cluster, persistence)
+    }
+
+    /// Starts a server with `persistence` options (`--appendonly …`).
+    fn spawn_with(cluster: bool, persistence: &[&str]) -> PrivateRedis {
         let mut last = String::new();
         // A free port may be taken between the probe and the server's bind.
         for _ in 0..3 {
@@ -487,20 +493,7 @@ impl PrivateRedis {
             let dir = std::env::temp_dir()
                 .join(format!("baton-valkey-test-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
-            let mut cmd = Command::new(REDIS_BIN);
-            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&dir);
-            if cluster {
-                cmd.args(["--cluster-enabled", "yes"]);
-            }
-            let child = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {REDIS_BIN}: {e}"));
+            let child = Self::run(port, &dir, cluster, persistence);
             let mut server = PrivateRedis { child, port, dir };
             match server.wait_ready() {
                 Ok(()) => return server,
@@ -508,6 +501,38 @@ impl PrivateRedis {
             }
         }
         panic!("cannot start a private {REDIS_BIN}: {last}");
+    }
+
+    fn run(port: u16, dir: &Path, cluster: bool, persistence: &[&str]) -> Child {
+        let mut cmd = Command::new(REDIS_BIN);
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(persistence)
+            .arg("--dir")
+            .arg(dir);
+        if cluster {
+            cmd.args(["--cluster-enabled", "yes"]);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {REDIS_BIN}: {e}"))
+    }
+
+    /// Kills the server with SIGKILL (nothing flushed beyond what its
+    /// persistence settings already wrote).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the killed server again on its port and directory.
+    fn restart(&mut self, persistence: &[&str]) {
+        self.child = Self::run(self.port, &self.dir, false, persistence);
+        if let Err(e) = self.wait_ready() {
+            panic!("the private {REDIS_BIN} did not come back: {e}");
+        }
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
@@ -1377,4 +1402,96 @@ async fn durability_is_read_from_the_server() {
         .await
         .unwrap();
     assert!(connect(&url).await.capabilities().durable, "always");
+}
+
+// ------------------------------------------- 6. a server that goes away
+
+/// Unwraps a call that must answer `Unavailable` promptly: within `bound`
+/// (a liveness bound, far above the immediate answer expected, far below
+/// the minutes a driver's default reconnection backoff takes).
+async fn answers_unavailable<T: std::fmt::Debug>(
+    what: &str,
+    bound: Duration,
+    call: impl std::future::Future<Output = baton_core::Result<T>>,
+) {
+    match tokio::time::timeout(bound, call).await {
+        Ok(Err(EngineError::Unavailable { .. })) => {}
+        Ok(other) => panic!("{what} with the server down answered {other:?}, not Unavailable"),
+        Err(_) => panic!("{what} with the server down did not answer within {bound:?}"),
+    }
+}
+
+/// With the server killed, every call answers `Unavailable` at once (no
+/// call hangs on reconnection backoff); once the server is back on its
+/// port the backend serves again within seconds, and with `appendfsync
+/// always` every acknowledged submission is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_answers_unavailable_and_is_served_again_once_back() {
+    const BOUND: Duration = Duration::from_secs(5);
+    let aof: &[&str] = &["--appendonly", "yes", "--appendfsync", "always"];
+    if !redis_binary_present() {
+        return;
+    }
+    let mut server = PrivateRedis::spawn_with(false, aof);
+    let backend = connect(&format!("{}?prefix=restart", server.url())).await;
+    let mut acknowledged = Vec::new();
+    for _ in 0..20 {
+        acknowledged.push(backend.create_one(exec("n", "l")).await.unwrap().id);
+    }
+
+    server.kill();
+    for round in 0..3 {
+        answers_unavailable(
+            &format!("create (round {round})"),
+            BOUND,
+            backend.create_one(exec("n", "l")),
+        )
+        .await;
+        answers_unavailable("describe", BOUND, backend.describe(&acknowledged[0])).await;
+        answers_unavailable(
+            "claim",
+            BOUND,
+            backend.claim(claim_request("n", &["l"], "w", 1)),
+        )
+        .await;
+        answers_unavailable(
+            "list",
+            BOUND,
+            backend.list(&ListFilter::namespace(ns("n")), Page::first(10)),
+        )
+        .await;
+    }
+    // A new backend for a server that is not listening answers at once too.
+    answers_unavailable(
+        "connect",
+        BOUND,
+        ValkeyBackend::connect(&format!("{}?prefix=restart", server.url())),
+    )
+    .await;
+
+    server.restart(aof);
+    let back = Instant::now();
+    let served = loop {
+        match backend.describe(&acknowledged[0]).await {
+            Ok(snapshot) => break snapshot,
+            Err(EngineError::Unavailable { .. }) if back.elapsed() < Duration::from_secs(15) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the backend did not serve again 15 s after the server returned: {e}"),
+        }
+    };
+    assert_eq!(served.state, State::Waiting);
+    for id in &acknowledged {
+        assert_eq!(
+            backend.describe(id).await.unwrap().state,
+            State::Waiting,
+            "{id}"
+        );
+    }
+    let claimed = claim_up_to(&backend, "n", &["l"], "w", 100).await;
+    assert_eq!(
+        claimed.len(),
+        acknowledged.len(),
+        "every acknowledged submission survives"
+    );
 }

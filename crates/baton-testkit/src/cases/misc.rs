@@ -95,3 +95,93 @@ pub async fn wait_for_work_times_out_without_work(h: &dyn Harness) {
     }
     ctx.assert_nothing_to_claim().await;
 }
+
+/// Calls abandoned part-way (a client that hangs up, a request timeout) leave
+/// the backend usable: every write afterwards succeeds, nothing abandoned is
+/// half-applied, and the scheduler passes still run. Calls are dropped after
+/// varied short delays from several tasks at once, so some are dropped while
+/// they wait for a connection, some while their transaction begins and some
+/// mid-statement.
+pub async fn abandoned_calls_leave_the_backend_usable(h: &dyn Harness) {
+    const TASKS: u64 = 4;
+    const ROUNDS: u64 = 150;
+    let ctx = Ctx::new(h).await;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let ctx = ctx.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..ROUNDS {
+                // 0 µs to ~1.5 ms, spread so that every task covers the range.
+                let after = Duration::from_micros((i * 211 + t * 97) % 1_500);
+                let payload = format!("{t}/{i}");
+                let new = ctx.new_exec("abandoned", payload.as_bytes());
+                let call = ctx.backend.create(vec![new]);
+                let _ = tokio::time::timeout(after, call).await;
+                if i % 3 == 0 {
+                    let claim = ctx.backend.claim(ctx.claim_request(2));
+                    if let Ok(Ok(claims)) = tokio::time::timeout(after, claim).await {
+                        for c in claims {
+                            let done = ctx.backend.complete(&c.lease, b"r".to_vec());
+                            let _ = tokio::time::timeout(after, done).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("abandoning task panicked");
+    }
+    // Every write path still answers, at once and correctly.
+    let id = ctx.create_waiting().await;
+    assert_eq!(ctx.state(&id).await, State::Waiting);
+    let cancelled = ctx.cancel(&id, Some("after the storm")).await;
+    assert_eq!(cancelled.state, State::Cancelled);
+    let id = ctx.create_waiting().await;
+    let mut claims = Vec::new();
+    for _ in 0..100 {
+        let batch = ctx.claim(ctx.claim_request(100)).await;
+        let empty = batch.is_empty();
+        claims.extend(batch);
+        if empty || claims.iter().any(|c| c.id == id) {
+            break;
+        }
+    }
+    let mine = claims
+        .iter()
+        .find(|c| c.id == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} was not claimable after abandoned calls"));
+    let done = ctx.complete(&mine.lease, b"ok").await;
+    assert_eq!(done.state, State::Completed);
+    for c in claims.iter().filter(|c| c.id != id) {
+        let snap = ctx.complete(&c.lease, b"r").await;
+        assert_eq!(
+            snap.state,
+            State::Completed,
+            "{} after abandoned calls",
+            c.id
+        );
+    }
+    // Every execution that exists is in a consistent, listed state and the
+    // scheduler passes run over them.
+    ctx.advance(3_600_000);
+    ctx.reclaim_all().await;
+    ctx.promote_all().await;
+    let all = ctx
+        .list_all(&ListFilter::namespace(ctx.ns.clone()), 100)
+        .await;
+    for snap in &all {
+        assert!(
+            snap.check_consistent().is_ok(),
+            "{} is inconsistent after abandoned calls: {snap:?}",
+            snap.id
+        );
+    }
+    let waiting = all.iter().filter(|s| s.state == State::Waiting).count();
+    let claimed = ctx.claim(ctx.claim_request(1_000)).await.len();
+    assert!(
+        claimed >= waiting.min(1_000),
+        "{claimed} claimed of {waiting} waiting after abandoned calls"
+    );
+}

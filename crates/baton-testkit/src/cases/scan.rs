@@ -2,6 +2,9 @@
 //! `reclaim_expired_leases`, `expire_deadlines` and `trim_terminal`, with
 //! their `ScanReport`s.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use baton_core::{PartitionId, ScanReport};
 
 use super::prelude::*;
@@ -878,4 +881,64 @@ pub async fn scans_of_empty_partitions_report_nothing(h: &dyn Harness) {
     assert_eq!(expire(&ctx, p, 10).await, none, "nor has a deadline");
     assert_eq!(trim(&ctx, p, 0, 10).await, none, "nor is terminal");
     assert_eq!(ctx.state(&id).await, State::Waiting);
+}
+
+/// A call refused under a lease (past the deadline) holds nothing once it
+/// has answered: the expiry pass run right after it expires the execution
+/// every time (a backend that leaves the refused call's row locks behind
+/// until later makes the pass skip the row).
+pub async fn refused_calls_leave_nothing_locked_for_the_next_pass(h: &dyn Harness) {
+    const ROUNDS: usize = 30;
+    let ctx = Ctx::new(h).await;
+    // Other calls keep the backend busy meanwhile, as in a real deployment,
+    // so that whatever a refused call leaves to finish in the background
+    // has to wait.
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let (ctx, stop) = (ctx.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let id = ctx.create_id(ctx.new_in(&lane("busy"), "job", b"")).await;
+                while !stop.load(Ordering::Relaxed) {
+                    ok(ctx.backend.describe(&id).await, "describe");
+                }
+            })
+        })
+        .collect();
+    for round in 0..ROUNDS {
+        let id = ctx
+            .create_id(ctx.new_exec("job", b"").with_deadline(ctx.after(1_000)))
+            .await;
+        let claim = ctx.claim_one_with("w1", 60_000).await;
+        assert_eq!(claim.id, id);
+        ctx.advance(1_000);
+        if round % 2 == 0 {
+            expect_lease_lost(
+                ctx.backend
+                    .fail(&claim.lease, Failure::retryable("late"))
+                    .await,
+                &id,
+                "fail past the deadline",
+            );
+        } else {
+            expect_lease_lost(
+                ctx.backend.complete(&claim.lease, b"late".to_vec()).await,
+                &id,
+                "complete past the deadline",
+            );
+        }
+        let report = ok(
+            ctx.backend.expire_deadlines(id.partition(), 100).await,
+            "expire_deadlines",
+        );
+        assert_eq!(
+            report.processed, 1,
+            "round {round}: the pass right after the refused call must expire {id}"
+        );
+        assert_eq!(ctx.state(&id).await, State::Expired);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in busy {
+        task.await.expect("a busy task panicked");
+    }
 }
