@@ -16,8 +16,8 @@ mod id;
 mod model;
 mod names;
 mod policy;
+pub mod raw;
 mod state;
-pub mod stored;
 mod time;
 mod wake;
 
@@ -26,8 +26,8 @@ pub use error::{EngineError, Result};
 pub use id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 pub use model::{
     AttemptRecord, Claim, ClaimRequest, CreateOutcome, ExecutionSnapshot, Failure, ListCursor,
-    ListFilter, ListPage, NewExecution, Ownership, Page, PartitionOwner, PreparedExecution,
-    RenewOutcome, RenewRequest, RenewStatus, ScanReport, StateCounts,
+    ListFilter, ListPage, NewExecution, Ownership, Page, PartitionOwner, RenewOutcome,
+    RenewRequest, RenewStatus, ScanReport, StateCounts,
 };
 pub use names::{
     CapabilityName, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN, MAX_TAGS,
@@ -36,4 +36,3 @@ pub use names::{
 pub use policy::{Backoff, Limits, RetryDecision, RetryPolicy};
 pub use state::{AttemptOutcome, State};
 pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
-pub use wake::{Wakeups, recv_batch};

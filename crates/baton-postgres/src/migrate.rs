@@ -145,3 +145,11 @@ pub fn check_schema(schema: &str) -> Result<()> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_numbered_like_sqlite() {
+        assert_eq!(super::latest_version(), 1);
+    }
+}

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use baton_core::stored::{in_range, parse as parsed};
+use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
     AttemptOutcome, AttemptRecord, Backoff, CapabilityName, EngineError, ExecutionId,
     ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId,
@@ -73,13 +73,13 @@ pub fn outcome(ctx: &str, raw: &str) -> Result<AttemptOutcome, EngineError> {
 /// The `tags` column: a JSON object of strings.
 pub fn tags(row: &PgRow, ctx: &str) -> Result<BTreeMap<TagKey, String>, EngineError> {
     let Json(map): Json<BTreeMap<String, String>> = col(row, "tags")?;
-    baton_core::stored::tags(ctx, map)
+    baton_core::raw::stored::tags(ctx, map)
 }
 
 /// The `required_caps` column: a JSON array of capability names.
 pub fn capabilities(row: &PgRow, ctx: &str) -> Result<BTreeSet<CapabilityName>, EngineError> {
     let Json(list): Json<Vec<String>> = col(row, "required_caps")?;
-    baton_core::stored::capabilities(ctx, &list)
+    baton_core::raw::stored::capabilities(ctx, &list)
 }
 
 /// The nonce of the current lease, present exactly while `running`.
@@ -162,5 +162,20 @@ pub fn attempt(row: &PgRow, id: &ExecutionId) -> Result<AttemptRecord, EngineErr
         ended_at: opt_ts(col(row, "ended_at")?),
         outcome: outcome_raw.map(|o| outcome(ctx, &o)).transpose()?,
         error: col(row, "error")?,
+    })
+}
+
+/// The attempt a lease names, from a row with `nonce` and `outcome`
+/// columns.
+pub fn attempt_facts(
+    row: &PgRow,
+    ctx: &str,
+) -> Result<baton_core::raw::rules::AttemptFacts, EngineError> {
+    let outcome = col::<Option<String>>(row, "outcome")?
+        .map(|o| outcome(ctx, &o))
+        .transpose()?;
+    Ok(baton_core::raw::rules::AttemptFacts {
+        nonce: col::<i64>(row, "nonce")? as u64,
+        outcome,
     })
 }

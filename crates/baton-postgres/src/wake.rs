@@ -13,7 +13,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::{EngineError, Result, Wakeups};
+use baton_core::raw::Wakeups;
+use baton_core::{EngineError, Result};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;

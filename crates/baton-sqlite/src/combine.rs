@@ -10,12 +10,17 @@
 //! complete is judged on its own lease exactly as it would be alone, with its
 //! caller's clock reading, and is answered only after the commit.
 
+use std::collections::HashMap;
 use std::sync::Weak;
 
-use baton_core::{EngineError, LeaseToken, Result, Timestamp};
+use baton_core::raw::rules;
+use baton_core::{AttemptOutcome, EngineError, ExecutionSnapshot, LeaseToken, Result, Timestamp};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Inner, SqliteBackend};
+use crate::errors::map;
+use crate::read;
+use crate::{Inner, SqliteBackend, blob};
 
 /// Most completes in one transaction.
 const MAX_BATCH: usize = 256;
@@ -50,7 +55,7 @@ fn aborts(e: &EngineError) -> bool {
 pub fn start(mut rx: mpsc::UnboundedReceiver<Pending>, backend: Weak<Inner>) {
     tokio::spawn(async move {
         let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-        while baton_core::recv_batch(&mut rx, &mut batch, MAX_BATCH).await {
+        while baton_core::raw::recv_batch(&mut rx, &mut batch, MAX_BATCH).await {
             let Some(inner) = backend.upgrade() else {
                 return;
             };
@@ -102,5 +107,144 @@ async fn run(backend: &SqliteBackend, batch: Vec<Pending>) {
     }
     for (p, answer) in batch.into_iter().zip(answers) {
         let _ = p.reply.send(answer);
+    }
+}
+impl SqliteBackend {
+    /// Completes, inside the caller's transaction, every queued complete
+    /// whose lease is live (the conditions `check_lease` calls live), in
+    /// two statements per chunk; answers their snapshots by position in
+    /// `batch`. Only the first complete of each execution takes part.
+    pub(crate) async fn complete_live(
+        &self,
+        tx: &mut SqliteConnection,
+        batch: &[Pending],
+    ) -> Result<HashMap<usize, ExecutionSnapshot>> {
+        let mut seen = std::collections::HashSet::new();
+        let firsts: Vec<(usize, &Pending)> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| seen.insert(p.lease.execution_id().uuid()))
+            .collect();
+        let mut done = HashMap::new();
+        // 5 bound values per row stay far below SQLite's variable limit.
+        for chunk in firsts.chunks(200) {
+            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                "UPDATE executions SET state = 'completed', result = v.column4, \
+                 finished_at = v.column5, updated_at = v.column5, worker_id = NULL, \
+                 lease_nonce = NULL, lease_expires_at = NULL FROM (",
+            );
+            qb.push_values(chunk, |mut b, (_, p)| {
+                b.push_bind(blob(p.lease.execution_id()))
+                    .push_bind(i64::from(p.lease.attempt()))
+                    .push_bind(p.lease.nonce() as i64)
+                    .push_bind(p.result.as_slice())
+                    .push_bind(p.now.as_millis());
+            });
+            qb.push(concat!(
+                ") AS v WHERE executions.uuid = v.column1 AND executions.state = 'running' \
+                 AND executions.attempts = v.column2 AND executions.lease_nonce = v.column3 \
+                 AND executions.lease_expires_at > v.column5 \
+                 AND (executions.deadline IS NULL OR executions.deadline > v.column5) RETURNING ",
+                execution_columns!()
+            ));
+            let rows = qb.build().fetch_all(&mut *tx).await.map_err(map)?;
+            let mut completed: Vec<(usize, &Pending)> = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let snap = read::snapshot(row, self.inner.partitions)?;
+                let Some(&(i, p)) = chunk
+                    .iter()
+                    .find(|(_, p)| p.lease.execution_id() == &snap.id)
+                else {
+                    return Err(EngineError::corruption(format!(
+                        "completing a batch returned execution {}, which was not in it",
+                        snap.id
+                    )));
+                };
+                completed.push((i, p));
+                done.insert(i, snap);
+            }
+            if completed.is_empty() {
+                continue;
+            }
+            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+                "UPDATE attempts SET ended_at = v.column3, outcome = 'completed' FROM (",
+            );
+            qb.push_values(&completed, |mut b, (_, p)| {
+                b.push_bind(blob(p.lease.execution_id()))
+                    .push_bind(i64::from(p.lease.attempt()))
+                    .push_bind(p.now.as_millis());
+            });
+            qb.push(
+                ") AS v WHERE attempts.execution_uuid = v.column1 AND attempts.number = v.column2 \
+                 AND attempts.outcome IS NULL",
+            );
+            qb.build().execute(&mut *tx).await.map_err(map)?;
+        }
+        Ok(done)
+    }
+
+    /// Completes one lease inside the caller's transaction (not committed
+    /// here): the body of `complete`, run by the combining task.
+    pub(crate) async fn complete_in(
+        &self,
+        tx: &mut SqliteConnection,
+        lease: &LeaseToken,
+        result: &[u8],
+        now: Timestamp,
+    ) -> Result<ExecutionSnapshot> {
+        let id = lease.execution_id();
+        // Fast path, one statement: the lease is the current, unexpired one
+        // (the same conditions `check_lease` calls live), so the execution
+        // completes and the new row comes back. Anything else matches no row
+        // and is classified below, in the same transaction.
+        let done = sqlx::query(concat!(
+            "UPDATE executions SET state = 'completed', result = ?1, finished_at = ?2, updated_at = ?2, \
+             worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL \
+             WHERE uuid = ?3 AND state = 'running' AND attempts = ?4 AND lease_nonce = ?5 \
+             AND lease_expires_at > ?2 AND (deadline IS NULL OR deadline > ?2) RETURNING ",
+            execution_columns!()
+        ))
+        .bind(result)
+        .bind(now.as_millis())
+        .bind(blob(id))
+        .bind(i64::from(lease.attempt()))
+        .bind(lease.nonce() as i64)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map)?;
+        if let Some(row) = done {
+            let snap = read::snapshot(&row, self.inner.partitions)?;
+            Self::close_attempt(
+                tx,
+                id,
+                lease.attempt(),
+                AttemptOutcome::Completed,
+                None,
+                now,
+            )
+            .await?;
+            return Ok(snap);
+        }
+        match self.check_lease(tx, lease, now).await? {
+            (rules::LeaseVerdict::Live, snap) => {
+                Self::close_attempt(tx, id, snap.attempts, AttemptOutcome::Completed, None, now)
+                    .await?;
+                sqlx::query(
+                    "UPDATE executions SET state = 'completed', result = ?, finished_at = ?, updated_at = ?, \
+                     worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL WHERE uuid = ?",
+                )
+                .bind(result)
+                .bind(now.as_millis())
+                .bind(now.as_millis())
+                .bind(blob(id))
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+                self.snapshot_in(tx, id).await
+            }
+            (rules::LeaseVerdict::Ended(outcome), snap) => {
+                rules::complete_replay(lease, outcome, snap, result)
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use baton_core::stored::{in_range, parse as parsed};
+use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
     AttemptOutcome, AttemptRecord, Backoff, CapabilityName, EngineError, ExecutionId,
     ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId,
@@ -74,12 +74,12 @@ pub fn state(ctx: &str, raw: &str) -> Result<State, EngineError> {
 
 /// Parses the stored tags JSON object.
 pub fn tags(ctx: &str, raw: &str) -> Result<BTreeMap<TagKey, String>, EngineError> {
-    baton_core::stored::tags_json(ctx, raw)
+    baton_core::raw::stored::tags_json(ctx, raw)
 }
 
 /// Parses the stored capability JSON array.
 pub fn capabilities(ctx: &str, raw: &str) -> Result<BTreeSet<CapabilityName>, EngineError> {
-    baton_core::stored::capabilities_json(ctx, raw)
+    baton_core::raw::stored::capabilities_json(ctx, raw)
 }
 
 /// A full snapshot from a row selected with the `execution_columns!()` list.
@@ -172,4 +172,22 @@ pub fn attempt(row: &SqliteRow, id: &ExecutionId) -> Result<AttemptRecord, Engin
 /// Parses a stored attempt outcome.
 pub fn outcome(ctx: &str, raw: &str) -> Result<AttemptOutcome, EngineError> {
     parsed("outcome", ctx, raw)
+}
+
+/// The attempt a lease names, from a row with `nonce` and `outcome`
+/// columns; a NULL `nonce` (no such attempt) is `None`.
+pub fn attempt_facts(
+    row: &SqliteRow,
+    ctx: &str,
+) -> Result<Option<baton_core::raw::rules::AttemptFacts>, EngineError> {
+    let Some(nonce) = col::<Option<i64>>(row, "nonce")? else {
+        return Ok(None);
+    };
+    let outcome = col::<Option<String>>(row, "outcome")?
+        .map(|o| outcome(ctx, &o))
+        .transpose()?;
+    Ok(Some(baton_core::raw::rules::AttemptFacts {
+        nonce: nonce as u64,
+        outcome,
+    }))
 }

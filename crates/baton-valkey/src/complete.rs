@@ -66,7 +66,7 @@ pub fn start(server: Server, prefix: String) -> mpsc::UnboundedSender<Pending> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
     tokio::spawn(async move {
         let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-        while baton_core::recv_batch(&mut rx, &mut batch, MAX_BATCH).await {
+        while baton_core::raw::recv_batch(&mut rx, &mut batch, MAX_BATCH).await {
             let mut groups: BTreeMap<u16, Vec<Pending>> = BTreeMap::new();
             for p in batch.drain(..) {
                 groups.entry(p.partition).or_default().push(p);

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use baton_core::stored;
+use baton_core::raw::stored;
 use baton_core::{
     AttemptOutcome, AttemptRecord, Backoff, EngineError, ExecutionId, ExecutionSnapshot,
     IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId, Result, RetryPolicy, State,

@@ -51,12 +51,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use baton_core::raw::{PreparedExecution, Wakeups};
 use baton_core::{
     AdminBackend, AttemptRecord, Capabilities, Claim, ClaimRequest, CreateOutcome, EngineBackend,
     EngineError, ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken, ListCursor, ListFilter,
     ListPage, Namespace, NewExecution, NodeId, Ownership, Page, PartitionCount, PartitionId,
-    PartitionOwner, PreparedExecution, RenewOutcome, RenewRequest, RenewStatus, Result, ScanReport,
-    State, StateCounts, Timestamp, Wakeups,
+    PartitionOwner, RenewOutcome, RenewRequest, RenewStatus, Result, ScanReport, State,
+    StateCounts, Timestamp,
 };
 use futures_util::future::try_join_all;
 use redis::{Cmd, Value};

@@ -2,7 +2,7 @@
 //! it touches (see the function files in `lua/` for what each does).
 
 use super::*;
-use baton_core::stored;
+use baton_core::raw::stored;
 
 /// Values per claimed execution in a `baton_claim` reply.
 const CLAIM_ENTRY: usize = 7;
@@ -822,7 +822,7 @@ impl AdminBackend for ValkeyBackend {
         names
             .iter()
             .take(limit)
-            .map(|n| baton_core::stored::parse("namespace", "counters", n))
+            .map(|n| baton_core::raw::stored::parse("namespace", "counters", n))
             .collect()
     }
 

@@ -53,7 +53,7 @@ pub fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
         let mut deferred: Vec<Pending> = Vec::new();
         loop {
             batch.append(&mut deferred);
-            if !baton_core::recv_batch(&mut rx, &mut batch, MAX_BATCH).await {
+            if !baton_core::raw::recv_batch(&mut rx, &mut batch, MAX_BATCH).await {
                 return;
             }
             // One lease per execution per statement: a second complete of

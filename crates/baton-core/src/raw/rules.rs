@@ -1,0 +1,419 @@
+//! The verdicts every backend shares, as pure functions over stored facts.
+//!
+//! Each function states what it decides and which contract method relies on
+//! it. A backend reads the facts (in the transaction or function call that
+//! will act on the verdict), asks here, and writes what the verdict says.
+
+use std::cmp::Reverse;
+
+use crate::error::EngineError;
+use crate::id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
+use crate::model::{Claim, ExecutionSnapshot, Failure, ListCursor, StateCounts};
+use crate::names::Lane;
+use crate::policy::{Limits, RetryDecision};
+use crate::state::{AttemptOutcome, State};
+use crate::time::Timestamp;
+
+// ------------------------------------------------------------------ leases
+
+/// What a lease presented to `complete` or `fail` turned out to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseVerdict {
+    /// The lease is the execution's current one and has not expired: the
+    /// call acts.
+    Live,
+    /// The lease's attempt already ended this way: the call is a replay,
+    /// judged by [`complete_replay`] or [`fail_replay`].
+    Ended(AttemptOutcome),
+}
+
+/// The stored attempt a lease names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptFacts {
+    /// The fencing nonce granted with the attempt.
+    pub nonce: u64,
+    /// How the attempt ended; `None` while it is open.
+    pub outcome: Option<AttemptOutcome>,
+}
+
+/// Judges `lease` from the execution alone, when the execution proves it
+/// current: running at the lease's attempt under its nonce (`stored_nonce`
+/// is the nonce stored on the execution, `None` when it holds no lease).
+///
+/// Answers `None` when the execution does not hold this lease; the backend
+/// then reads the attempt the lease names and asks [`judge_ended_lease`].
+/// A current lease past the deadline or past its expiry is lost (the
+/// scheduler's passes act on it later; until then it is fenced).
+pub fn judge_current_lease(
+    lease: &LeaseToken,
+    snap: &ExecutionSnapshot,
+    stored_nonce: Option<u64>,
+    now: Timestamp,
+) -> Option<Result<LeaseVerdict, EngineError>> {
+    let current = snap.state == State::Running
+        && snap.attempts == lease.attempt()
+        && stored_nonce == Some(lease.nonce());
+    current.then(|| live_or_lost(lease.execution_id(), snap, now))
+}
+
+/// Judges `lease` that the execution does not hold (see
+/// [`judge_current_lease`]) from the attempt it names: never granted or
+/// granted under another nonce is a lost lease; an ended attempt is a
+/// replay; an open attempt the execution does not hold is corruption.
+pub fn judge_ended_lease(
+    lease: &LeaseToken,
+    snap: &ExecutionSnapshot,
+    attempt: Option<AttemptFacts>,
+) -> Result<LeaseVerdict, EngineError> {
+    let id = lease.execution_id();
+    let Some(attempt) = attempt else {
+        return Err(EngineError::lease_lost(
+            id,
+            format!("attempt {} was never granted", lease.attempt()),
+        ));
+    };
+    if attempt.nonce != lease.nonce() {
+        return Err(EngineError::lease_lost(
+            id,
+            "the lease token does not match the one granted for this attempt",
+        ));
+    }
+    match attempt.outcome {
+        Some(outcome) => Ok(LeaseVerdict::Ended(outcome)),
+        None => Err(EngineError::corruption(format!(
+            "execution {id}: attempt {} is open but the execution is {} at attempt {}",
+            lease.attempt(),
+            snap.state,
+            snap.attempts
+        ))),
+    }
+}
+
+/// [`judge_current_lease`], then [`judge_ended_lease`], for a backend that
+/// has read both the execution and the attempt.
+pub fn judge_lease(
+    lease: &LeaseToken,
+    snap: &ExecutionSnapshot,
+    stored_nonce: Option<u64>,
+    attempt: Option<AttemptFacts>,
+    now: Timestamp,
+) -> Result<LeaseVerdict, EngineError> {
+    match judge_current_lease(lease, snap, stored_nonce, now) {
+        Some(verdict) => verdict,
+        None => judge_ended_lease(lease, snap, attempt),
+    }
+}
+
+fn live_or_lost(
+    id: &ExecutionId,
+    snap: &ExecutionSnapshot,
+    now: Timestamp,
+) -> Result<LeaseVerdict, EngineError> {
+    if let Some(deadline) = snap.deadline
+        && deadline <= now
+    {
+        return Err(EngineError::lease_lost(
+            id,
+            format!("the execution's deadline {deadline} has passed"),
+        ));
+    }
+    match snap.lease_expires_at {
+        Some(expires) if now < expires => Ok(LeaseVerdict::Live),
+        expires => Err(EngineError::lease_lost(
+            id,
+            format!(
+                "the lease expired at {}; the engine will reclaim and retry the execution",
+                expires.map(|t| t.to_string()).unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+/// The error for a lease whose attempt ended `outcome` by something other
+/// than the lease holder's own `complete` or `fail`.
+pub fn ended_lease_lost(id: &ExecutionId, outcome: AttemptOutcome) -> EngineError {
+    let why = match outcome {
+        AttemptOutcome::LeaseExpired => "the lease expired and the execution was reclaimed",
+        AttemptOutcome::Cancelled => "the execution was cancelled",
+        AttemptOutcome::Expired => "the execution's deadline passed",
+        AttemptOutcome::Completed | AttemptOutcome::Failed => "the attempt already ended",
+    };
+    EngineError::lease_lost(id, why)
+}
+
+/// `complete` under a lease whose attempt already ended `outcome`: the same
+/// result again answers the stored snapshot (an idempotent replay); another
+/// result, or an attempt that failed, is a conflict; anything else ended
+/// the lease.
+pub fn complete_replay(
+    lease: &LeaseToken,
+    outcome: AttemptOutcome,
+    snap: ExecutionSnapshot,
+    result: &[u8],
+) -> Result<ExecutionSnapshot, EngineError> {
+    let id = lease.execution_id();
+    match outcome {
+        AttemptOutcome::Completed if snap.result.as_deref() == Some(result) => Ok(snap),
+        AttemptOutcome::Completed => Err(EngineError::Conflict {
+            id: id.clone(),
+            operation: "complete",
+            state: snap.state,
+            reason: "this lease already completed it with a different result".into(),
+        }),
+        AttemptOutcome::Failed => Err(EngineError::Conflict {
+            id: id.clone(),
+            operation: "complete",
+            state: snap.state,
+            reason: format!("attempt {} already failed", lease.attempt()),
+        }),
+        other => Err(ended_lease_lost(id, other)),
+    }
+}
+
+/// `fail` under a lease whose attempt already ended `outcome`: after a
+/// failure it answers the stored snapshot (an idempotent replay, whatever
+/// the error text); after a complete it is a conflict; anything else ended
+/// the lease.
+pub fn fail_replay(
+    lease: &LeaseToken,
+    outcome: AttemptOutcome,
+    snap: ExecutionSnapshot,
+) -> Result<ExecutionSnapshot, EngineError> {
+    let id = lease.execution_id();
+    match outcome {
+        AttemptOutcome::Failed => Ok(snap),
+        AttemptOutcome::Completed => Err(EngineError::Conflict {
+            id: id.clone(),
+            operation: "fail",
+            state: snap.state,
+            reason: format!("attempt {} already completed", lease.attempt()),
+        }),
+        other => Err(ended_lease_lost(id, other)),
+    }
+}
+
+/// How `renew` answers a lease it could not extend: `cancelled` when the
+/// lease's own attempt was ended by a cancel (the worker should stop),
+/// `lost` otherwise.
+pub fn renew_refusal(attempt: Option<AttemptFacts>, lease: &LeaseToken) -> crate::RenewStatus {
+    match attempt {
+        Some(AttemptFacts {
+            nonce,
+            outcome: Some(AttemptOutcome::Cancelled),
+        }) if nonce == lease.nonce() => crate::RenewStatus::Cancelled,
+        _ => crate::RenewStatus::Lost,
+    }
+}
+
+// ---------------------------------------------------------------- failures
+
+/// What a failed attempt turns the execution into.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    /// `waiting` (retry now), `delayed` (retry later) or `failed`.
+    pub state: State,
+    /// The execution's `run_at` afterwards.
+    pub run_at: Option<Timestamp>,
+    /// When it becomes claimable again (its place in claim order); `None`
+    /// keeps the stored value (a failed execution is never claimed).
+    pub ready_at: Option<Timestamp>,
+    /// Set when the execution failed for good.
+    pub finished_at: Option<Timestamp>,
+    /// The error text as stored (clipped to the limit).
+    pub error: String,
+}
+
+/// Settles the failure of `snap`'s running attempt at `now`: the retry
+/// policy decides between retrying now, after a backoff, or giving up. The
+/// one rule behind `fail` and the reclaim of expired leases (which settles a
+/// retryable failure).
+pub fn settle_failure(
+    snap: &ExecutionSnapshot,
+    failure: &Failure,
+    limits: &Limits,
+    now: Timestamp,
+) -> Settlement {
+    let error = limits.clip_text(failure.error.clone());
+    let decision = snap.retry.decide(
+        &snap.id,
+        snap.attempts,
+        failure.retryable,
+        failure.retry_after,
+    );
+    let (state, run_at, ready_at, finished_at) = match decision {
+        RetryDecision::RetryAfter(d) if d.is_zero() => {
+            (State::Waiting, snap.run_at, Some(now), None)
+        }
+        RetryDecision::RetryAfter(d) => {
+            let at = now.saturating_add(d);
+            (State::Delayed, Some(at), Some(at), None)
+        }
+        RetryDecision::GiveUp => (State::Failed, snap.run_at, None, Some(now)),
+    };
+    Settlement {
+        state,
+        run_at,
+        ready_at,
+        finished_at,
+        error,
+    }
+}
+
+// ------------------------------------------------------------------ cancel
+
+/// Whether `cancel` acts on an execution in `snap`'s state: `Ok(true)` for
+/// a non-terminal execution; `Ok(false)` when it is already cancelled (an
+/// idempotent repeat: answer the stored snapshot, first reason kept); a
+/// conflict for any other terminal state.
+pub fn cancel_acts(snap: &ExecutionSnapshot) -> Result<bool, EngineError> {
+    match snap.state {
+        State::Cancelled => Ok(false),
+        s if s.is_terminal() => Err(EngineError::Conflict {
+            id: snap.id.clone(),
+            operation: "cancel",
+            state: s,
+            reason: "it already finished".into(),
+        }),
+        _ => Ok(true),
+    }
+}
+
+// -------------------------------------------------------------- partitions
+
+/// What a backend does with the partition count at open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartitionsAtOpen {
+    /// The count to run with.
+    pub count: PartitionCount,
+    /// Whether nothing was recorded yet, so `count` must be recorded now.
+    pub record: bool,
+}
+
+/// Reconciles the partition count a deployment recorded (`recorded`, as
+/// stored text; `None` on first start) with the one asked for (`wanted`;
+/// `None` takes the recorded one, or the default on first start). A
+/// differing request is a configuration error naming both; unreadable
+/// stored text is corruption. `store` names the deployment in messages
+/// ("database", "schema", "deployment").
+pub fn reconcile_partitions(
+    recorded: Option<&str>,
+    wanted: Option<PartitionCount>,
+    store: &str,
+) -> Result<PartitionsAtOpen, EngineError> {
+    let Some(text) = recorded else {
+        return Ok(PartitionsAtOpen {
+            count: wanted.unwrap_or_default(),
+            record: true,
+        });
+    };
+    let count = text
+        .parse::<u16>()
+        .ok()
+        .and_then(|n| PartitionCount::new(n).ok())
+        .ok_or_else(|| EngineError::corruption(format!("recorded partition count {text:?}")))?;
+    if let Some(w) = wanted
+        && w != count
+    {
+        return Err(EngineError::Configuration {
+            message: format!(
+                "this {store} was created with {} partitions but {} were requested; \
+                 start with partitions={} (or leave it unset)",
+                count.get(),
+                w.get(),
+                count.get()
+            ),
+        });
+    }
+    Ok(PartitionsAtOpen {
+        count,
+        record: false,
+    })
+}
+
+// --------------------------------------------------------------- ownership
+
+/// How one node's heartbeat changes the partitions it owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnershipPlan {
+    /// The node's fair share: `ceil(partitions / live nodes)`.
+    pub share: usize,
+    /// Partitions it owns and keeps (renewed), ascending.
+    pub keep: Vec<PartitionId>,
+    /// Partitions it owns beyond its share and frees now.
+    pub release: Vec<PartitionId>,
+    /// How many free or lapsed partitions it takes (lowest first).
+    pub take: usize,
+}
+
+/// Plans a node's heartbeat: with `live_nodes` nodes alive (itself
+/// included; at least one is assumed) each owns at most its fair share;
+/// the node keeps the lowest of the partitions it holds (`mine`) up to
+/// that share, frees the rest, and takes free ones to fill its share.
+pub fn plan_ownership(
+    partitions: PartitionCount,
+    live_nodes: u64,
+    mine: &[PartitionId],
+) -> OwnershipPlan {
+    let total = u64::from(partitions.get());
+    let live = live_nodes.max(1);
+    let share = usize::try_from(total.div_ceil(live)).unwrap_or(usize::MAX);
+    let mut mine: Vec<PartitionId> = mine
+        .iter()
+        .copied()
+        .filter(|p| u64::from(p.get()) < total)
+        .collect();
+    mine.sort_unstable();
+    mine.dedup();
+    let kept = share.min(mine.len());
+    let release = mine.split_off(kept);
+    OwnershipPlan {
+        share,
+        take: share - kept,
+        keep: mine,
+        release,
+    }
+}
+
+// ------------------------------------------------------------------- reads
+
+/// Ends a page of a listing read with one item more than `limit` (the
+/// over-fetch tells whether more follow): answers at most `limit` items and
+/// the cursor after the last when more follow.
+pub fn page_from_overfetch<T>(
+    mut items: Vec<T>,
+    limit: usize,
+    id_of: impl Fn(&T) -> &ExecutionId,
+) -> (Vec<T>, Option<ListCursor>) {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = if more {
+        items.last().map(|item| ListCursor::after(id_of(item)))
+    } else {
+        None
+    };
+    (items, next)
+}
+
+/// Puts claims in the order the contract hands work out: higher priority
+/// first, then earlier `ready_at` (when each became claimable), then lower
+/// id. `keys` are each claim's `(priority, ready_at in ms)`.
+pub fn order_claims(mut claims: Vec<(i64, i64, Claim)>) -> Vec<Claim> {
+    claims.sort_by(|a, b| {
+        (Reverse(a.0), a.1, a.2.id.uuid()).cmp(&(Reverse(b.0), b.1, b.2.id.uuid()))
+    });
+    claims.into_iter().map(|(_, _, c)| c).collect()
+}
+
+/// Adds `n` executions of `lane` in `state` to a per-lane tally (the
+/// answer of [`AdminBackend::counts`](crate::AdminBackend::counts)).
+pub fn tally(
+    counts: &mut std::collections::BTreeMap<Lane, StateCounts>,
+    lane: Lane,
+    state: State,
+    n: u64,
+) {
+    *counts.entry(lane).or_default().get_mut(state) += n;
+}
+
+#[cfg(test)]
+mod tests;

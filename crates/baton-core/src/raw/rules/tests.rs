@@ -1,0 +1,314 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::*;
+use crate::names::{Kind, Namespace};
+use crate::policy::{Backoff, RetryPolicy};
+use crate::{Claim, RenewStatus};
+
+const NOW: Timestamp = Timestamp::from_millis(1_000_000);
+
+fn id() -> ExecutionId {
+    ExecutionId::generate(PartitionCount::new(4).unwrap())
+}
+
+fn running(id: &ExecutionId, attempt: u32) -> ExecutionSnapshot {
+    ExecutionSnapshot {
+        id: id.clone(),
+        namespace: Namespace::new("n").unwrap(),
+        lane: Lane::new("l").unwrap(),
+        kind: Kind::new("k").unwrap(),
+        state: State::Running,
+        priority: 0,
+        payload: Vec::new(),
+        tags: BTreeMap::new(),
+        attempts: attempt,
+        retry: RetryPolicy {
+            max_attempts: 3,
+            backoff: Backoff {
+                initial_ms: 1_000,
+                max_ms: 60_000,
+                multiplier: 2.0,
+                jitter: false,
+            },
+        },
+        idempotency_key: None,
+        required_capabilities: BTreeSet::new(),
+        parent: None,
+        created_at: NOW,
+        updated_at: NOW,
+        run_at: None,
+        deadline: None,
+        finished_at: None,
+        worker_id: None,
+        lease_expires_at: Some(NOW.saturating_add(Duration::from_secs(30))),
+        result: None,
+        last_error: None,
+        cancel_reason: None,
+    }
+}
+
+#[test]
+fn a_current_unexpired_lease_is_live() {
+    let id = id();
+    let lease = LeaseToken::new(id.clone(), 2, 77);
+    let snap = running(&id, 2);
+    assert_eq!(
+        judge_lease(&lease, &snap, Some(77), None, NOW).unwrap(),
+        LeaseVerdict::Live
+    );
+}
+
+#[test]
+fn a_current_lease_past_expiry_or_deadline_is_lost() {
+    let id = id();
+    let lease = LeaseToken::new(id.clone(), 1, 5);
+    let mut snap = running(&id, 1);
+    let at_expiry = snap.lease_expires_at.unwrap();
+    let err = judge_current_lease(&lease, &snap, Some(5), at_expiry).unwrap();
+    assert!(matches!(err, Err(EngineError::LeaseLost { .. })), "{err:?}");
+    snap.deadline = Some(NOW);
+    let err = judge_current_lease(&lease, &snap, Some(5), NOW).unwrap();
+    assert!(
+        matches!(&err, Err(EngineError::LeaseLost { reason, .. }) if reason.contains("deadline")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_lease_the_execution_does_not_hold_is_judged_by_its_attempt() {
+    let id = id();
+    let lease = LeaseToken::new(id.clone(), 1, 5);
+    let mut snap = running(&id, 2);
+    assert!(judge_current_lease(&lease, &snap, Some(9), NOW).is_none());
+    let never = judge_ended_lease(&lease, &snap, None).unwrap_err();
+    assert!(
+        matches!(never, EngineError::LeaseLost { ref reason, .. } if reason.contains("never granted"))
+    );
+    let forged = AttemptFacts {
+        nonce: 6,
+        outcome: Some(AttemptOutcome::Failed),
+    };
+    assert!(matches!(
+        judge_ended_lease(&lease, &snap, Some(forged)),
+        Err(EngineError::LeaseLost { .. })
+    ));
+    let ended = AttemptFacts {
+        nonce: 5,
+        outcome: Some(AttemptOutcome::LeaseExpired),
+    };
+    assert_eq!(
+        judge_ended_lease(&lease, &snap, Some(ended)).unwrap(),
+        LeaseVerdict::Ended(AttemptOutcome::LeaseExpired)
+    );
+    snap.state = State::Waiting;
+    let open = AttemptFacts {
+        nonce: 5,
+        outcome: None,
+    };
+    assert!(matches!(
+        judge_ended_lease(&lease, &snap, Some(open)),
+        Err(EngineError::Corruption { .. })
+    ));
+}
+
+#[test]
+fn replays_answer_the_stored_snapshot_or_a_conflict() {
+    let id = id();
+    let lease = LeaseToken::new(id.clone(), 1, 5);
+    let mut done = running(&id, 1);
+    done.state = State::Completed;
+    done.result = Some(b"r".to_vec());
+    assert_eq!(
+        complete_replay(&lease, AttemptOutcome::Completed, done.clone(), b"r").unwrap(),
+        done
+    );
+    for (outcome, result) in [
+        (AttemptOutcome::Completed, &b"other"[..]),
+        (AttemptOutcome::Failed, &b"r"[..]),
+    ] {
+        assert!(matches!(
+            complete_replay(&lease, outcome, done.clone(), result),
+            Err(EngineError::Conflict {
+                operation: "complete",
+                ..
+            })
+        ));
+    }
+    assert!(matches!(
+        complete_replay(&lease, AttemptOutcome::Cancelled, done.clone(), b"r"),
+        Err(EngineError::LeaseLost { .. })
+    ));
+    assert_eq!(
+        fail_replay(&lease, AttemptOutcome::Failed, done.clone()).unwrap(),
+        done
+    );
+    assert!(matches!(
+        fail_replay(&lease, AttemptOutcome::Completed, done.clone()),
+        Err(EngineError::Conflict {
+            operation: "fail",
+            ..
+        })
+    ));
+    assert!(matches!(
+        fail_replay(&lease, AttemptOutcome::Expired, done),
+        Err(EngineError::LeaseLost { .. })
+    ));
+}
+
+#[test]
+fn renew_refusals_tell_cancel_from_loss() {
+    let lease = LeaseToken::new(id(), 1, 5);
+    let cancelled = AttemptFacts {
+        nonce: 5,
+        outcome: Some(AttemptOutcome::Cancelled),
+    };
+    assert_eq!(
+        renew_refusal(Some(cancelled), &lease),
+        RenewStatus::Cancelled
+    );
+    let other = AttemptFacts {
+        nonce: 6,
+        ..cancelled
+    };
+    assert_eq!(renew_refusal(Some(other), &lease), RenewStatus::Lost);
+    assert_eq!(renew_refusal(None, &lease), RenewStatus::Lost);
+}
+
+#[test]
+fn failures_settle_by_the_retry_policy() {
+    let id = id();
+    let limits = Limits::default();
+    let snap = running(&id, 1);
+    let later = settle_failure(&snap, &Failure::retryable("boom"), &limits, NOW);
+    let at = NOW.saturating_add(Duration::from_millis(1_000));
+    assert_eq!(
+        later,
+        Settlement {
+            state: State::Delayed,
+            run_at: Some(at),
+            ready_at: Some(at),
+            finished_at: None,
+            error: "boom".into(),
+        }
+    );
+    let now = settle_failure(
+        &snap,
+        &Failure::retry_after("x", Duration::ZERO),
+        &limits,
+        NOW,
+    );
+    assert_eq!((now.state, now.ready_at), (State::Waiting, Some(NOW)));
+    let last = settle_failure(&running(&id, 3), &Failure::retryable("x"), &limits, NOW);
+    assert_eq!((last.state, last.finished_at), (State::Failed, Some(NOW)));
+    let fatal = settle_failure(&snap, &Failure::permanent("x"), &limits, NOW);
+    assert_eq!(fatal.state, State::Failed);
+    let long = "e".repeat(limits.max_error_bytes + 10);
+    let clipped = settle_failure(&snap, &Failure::retryable(long), &limits, NOW);
+    assert!(clipped.error.len() <= limits.max_error_bytes);
+}
+
+#[test]
+fn cancel_acts_only_on_unfinished_executions() {
+    let id = id();
+    let mut snap = running(&id, 1);
+    assert!(cancel_acts(&snap).unwrap());
+    snap.state = State::Cancelled;
+    assert!(!cancel_acts(&snap).unwrap());
+    snap.state = State::Completed;
+    assert!(matches!(
+        cancel_acts(&snap),
+        Err(EngineError::Conflict {
+            operation: "cancel",
+            state: State::Completed,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn partition_counts_are_recorded_once_and_enforced() {
+    let eight = PartitionCount::new(8).unwrap();
+    let first = reconcile_partitions(None, Some(eight), "database").unwrap();
+    assert_eq!((first.count, first.record), (eight, true));
+    let default = reconcile_partitions(None, None, "database").unwrap();
+    assert_eq!(default.count, PartitionCount::default());
+    let again = reconcile_partitions(Some("8"), None, "database").unwrap();
+    assert_eq!((again.count, again.record), (eight, false));
+    let differs = reconcile_partitions(Some("8"), Some(PartitionCount::new(4).unwrap()), "schema");
+    assert!(
+        matches!(&differs, Err(EngineError::Configuration { message }) if message.contains("schema was created with 8")),
+        "{differs:?}"
+    );
+    assert!(matches!(
+        reconcile_partitions(Some("eight"), None, "database"),
+        Err(EngineError::Corruption { .. })
+    ));
+}
+
+#[test]
+fn ownership_is_a_fair_share() {
+    let sixteen = PartitionCount::new(16).unwrap();
+    let p = |ns: &[u16]| ns.iter().map(|&n| PartitionId(n)).collect::<Vec<_>>();
+    let alone = plan_ownership(sixteen, 1, &[]);
+    assert_eq!((alone.share, alone.take), (16, 16));
+    let joined = plan_ownership(sixteen, 3, &p(&(0..16).collect::<Vec<_>>()));
+    assert_eq!(joined.share, 6);
+    assert_eq!(joined.keep, p(&[0, 1, 2, 3, 4, 5]));
+    assert_eq!(joined.release.len(), 10);
+    assert_eq!(joined.take, 0);
+    let short = plan_ownership(sixteen, 2, &p(&[9, 3, 3, 40]));
+    assert_eq!(short.keep, p(&[3, 9]));
+    assert_eq!((short.take, short.release.len()), (6, 0));
+    assert_eq!(
+        plan_ownership(sixteen, 0, &[]).share,
+        16,
+        "at least one node"
+    );
+}
+
+#[test]
+fn pages_end_where_the_overfetch_says() {
+    let ids: Vec<ExecutionId> = (0..3).map(|_| id()).collect();
+    let (items, next) = page_from_overfetch(ids.clone(), 2, |i| i);
+    assert_eq!(items, ids[..2]);
+    assert_eq!(next, Some(ListCursor::after(&ids[1])));
+    let (items, next) = page_from_overfetch(ids.clone(), 3, |i| i);
+    assert_eq!((items.len(), next), (3, None));
+}
+
+#[test]
+fn claims_go_out_by_priority_then_readiness_then_id() {
+    let claim = |id: &ExecutionId| Claim {
+        id: id.clone(),
+        namespace: Namespace::new("n").unwrap(),
+        lane: Lane::new("l").unwrap(),
+        kind: Kind::new("k").unwrap(),
+        payload: Vec::new(),
+        attempt: 1,
+        lease: LeaseToken::new(id.clone(), 1, 1),
+        lease_expires_at: NOW,
+        deadline: None,
+        tags: BTreeMap::new(),
+    };
+    let mut ids: Vec<ExecutionId> = (0..4).map(|_| id()).collect();
+    ids.sort_by_key(|i| i.uuid());
+    let order = order_claims(vec![
+        (0, 5, claim(&ids[0])),
+        (1, 9, claim(&ids[1])),
+        (0, 5, claim(&ids[3])),
+        (0, 1, claim(&ids[2])),
+    ]);
+    let got: Vec<_> = order.into_iter().map(|c| c.id).collect();
+    assert_eq!(
+        got,
+        vec![
+            ids[1].clone(),
+            ids[2].clone(),
+            ids[0].clone(),
+            ids[3].clone()
+        ]
+    );
+}

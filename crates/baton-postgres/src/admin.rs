@@ -1,0 +1,134 @@
+//! Reads: `describe` and the admin surface (`list`, `counts`, `namespaces`,
+//! `attempts`).
+
+use std::collections::BTreeMap;
+
+use baton_core::raw::rules;
+use baton_core::{
+    AttemptRecord, EngineError, ExecutionId, ExecutionSnapshot, Lane, ListFilter, ListPage,
+    Namespace, Page, Result, StateCounts,
+};
+use sqlx::{Postgres, QueryBuilder};
+
+use crate::errors::map;
+use crate::read::{self, col};
+use crate::{PostgresBackend, part};
+
+pub(crate) async fn describe(b: &PostgresBackend, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+    b.check_id(id)?;
+    let row = sqlx::query("SELECT * FROM executions WHERE partition = $1 AND uuid = $2")
+        .bind(part(id.partition()))
+        .bind(id.uuid())
+        .fetch_optional(&b.inner.pool)
+        .await
+        .map_err(map)?
+        .ok_or_else(|| EngineError::NotFound { id: id.clone() })?;
+    b.snapshot(&row)
+}
+
+pub(crate) async fn list(b: &PostgresBackend, filter: &ListFilter, page: Page) -> Result<ListPage> {
+    page.validate()?;
+    let mut qb: QueryBuilder<'_, Postgres> =
+        QueryBuilder::new("SELECT * FROM executions WHERE namespace = ");
+    qb.push_bind(filter.namespace.as_str());
+    if let Some(lane) = &filter.lane {
+        qb.push(" AND lane = ").push_bind(lane.as_str());
+    }
+    if let Some(state) = filter.state {
+        qb.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some(kind) = &filter.kind {
+        qb.push(" AND kind = ").push_bind(kind.as_str());
+    }
+    if let Some((key, value)) = &filter.tag {
+        qb.push(" AND tags @> jsonb_build_object(")
+            .push_bind(key.as_str())
+            .push("::text, ")
+            .push_bind(value.as_str())
+            .push("::text)");
+    }
+    if let Some(cursor) = page.cursor {
+        qb.push(" AND uuid > ").push_bind(cursor.after_uuid());
+    }
+    qb.push(" ORDER BY uuid LIMIT ")
+        .push_bind(page.limit as i64 + 1);
+    let rows = qb.build().fetch_all(&b.inner.pool).await.map_err(map)?;
+    let items = rows
+        .iter()
+        .map(|r| b.snapshot(r))
+        .collect::<Result<Vec<_>>>()?;
+    let (items, next_cursor) = rules::page_from_overfetch(items, page.limit, |s| &s.id);
+    Ok(ListPage { items, next_cursor })
+}
+
+pub(crate) async fn counts(
+    b: &PostgresBackend,
+    namespace: &Namespace,
+) -> Result<BTreeMap<Lane, StateCounts>> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT lane, state, count(*) FROM executions WHERE namespace = $1 GROUP BY lane, state",
+    )
+    .bind(namespace.as_str())
+    .fetch_all(&b.inner.pool)
+    .await
+    .map_err(map)?;
+    let mut out: BTreeMap<Lane, StateCounts> = BTreeMap::new();
+    for (lane, state, n) in rows {
+        let ctx = format!("namespace {namespace} lane {lane}");
+        let lane: Lane = lane
+            .parse()
+            .map_err(|_| EngineError::corruption(format!("{ctx}: stored lane is invalid")))?;
+        let state = read::state(&ctx, &state)?;
+        rules::tally(&mut out, lane, state, n.max(0) as u64);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn namespaces(b: &PostgresBackend, limit: usize) -> Result<Vec<Namespace>> {
+    Page::first(limit).validate()?;
+    // One index probe per namespace (executions_by_namespace), not a
+    // scan of every execution: each step asks for the next name up.
+    let names: Vec<(String,)> = sqlx::query_as(
+        "WITH RECURSIVE ns(name) AS ( \
+           SELECT MIN(namespace) FROM executions \
+           UNION ALL \
+           SELECT (SELECT MIN(namespace) FROM executions WHERE namespace > ns.name) \
+           FROM ns WHERE ns.name IS NOT NULL \
+         ) SELECT name FROM ns WHERE name IS NOT NULL LIMIT $1",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&b.inner.pool)
+    .await
+    .map_err(map)?;
+    names
+        .iter()
+        .map(|(n,)| baton_core::raw::stored::parse("namespace", "executions", n))
+        .collect()
+}
+
+pub(crate) async fn attempts(b: &PostgresBackend, id: &ExecutionId) -> Result<Vec<AttemptRecord>> {
+    b.check_id(id)?;
+    let rows = sqlx::query(
+        "SELECT a.*, e.uuid IS NOT NULL AS found \
+         FROM (SELECT 1) one \
+         LEFT JOIN executions e ON e.partition = $1 AND e.uuid = $2 \
+         LEFT JOIN attempts a ON a.partition = $1 AND a.execution_uuid = $2 \
+         ORDER BY a.number",
+    )
+    .bind(part(id.partition()))
+    .bind(id.uuid())
+    .fetch_all(&b.inner.pool)
+    .await
+    .map_err(map)?;
+    let found = match rows.first() {
+        Some(row) => col::<bool>(row, "found")?,
+        None => false,
+    };
+    if !found {
+        return Err(EngineError::NotFound { id: id.clone() });
+    }
+    rows.iter()
+        .filter(|r| matches!(col::<Option<i32>>(r, "number"), Ok(Some(_))))
+        .map(|r| read::attempt(r, id))
+        .collect()
+}

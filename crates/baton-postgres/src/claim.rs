@@ -1,0 +1,72 @@
+//! `claim` and `wait_for_work`.
+
+use std::time::Duration;
+
+use baton_core::raw::rules;
+use baton_core::{Claim, ClaimRequest, EngineError, Lane, LeaseToken, Namespace, Result};
+
+use crate::errors::map;
+use crate::read::{self, col};
+use crate::{PostgresBackend, sql};
+
+pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<Vec<Claim>> {
+    request.validate(&b.inner.limits)?;
+    let now = b.now();
+    let expires = now.saturating_add(request.lease_ttl);
+    let mut lanes: Vec<&str> = request.lanes.iter().map(Lane::as_str).collect();
+    lanes.sort_unstable();
+    lanes.dedup();
+    let caps: Vec<&str> = request.capabilities.iter().map(|c| c.as_str()).collect();
+    let caps_json =
+        serde_json::to_string(&caps).map_err(|e| EngineError::corruption(e.to_string()))?;
+    let nonces: Vec<i64> = (0..request.max)
+        .map(|_| LeaseToken::random_nonce() as i64)
+        .collect();
+    let rows = sqlx::query(sql::CLAIM)
+        .bind(request.namespace.as_str())
+        .bind(lanes)
+        .bind(now.as_millis())
+        .bind(caps_json)
+        .bind(i64::try_from(request.max).unwrap_or(i64::MAX))
+        .bind(request.worker_id.as_str())
+        .bind(expires.as_millis())
+        .bind(nonces)
+        .fetch_all(&b.inner.pool)
+        .await
+        .map_err(map)?;
+    let mut claims = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let snap = b.snapshot(row)?;
+        let nonce = read::lease_nonce(row)?.ok_or_else(|| {
+            EngineError::corruption(format!("execution {}: claimed without a nonce", snap.id))
+        })?;
+        let ready_at: i64 = col(row, "ready_at")?;
+        let claim = Claim {
+            namespace: snap.namespace,
+            lane: snap.lane,
+            kind: snap.kind,
+            payload: snap.payload,
+            attempt: snap.attempts,
+            lease: LeaseToken::new(snap.id.clone(), snap.attempts, nonce),
+            lease_expires_at: expires,
+            deadline: snap.deadline,
+            tags: snap.tags,
+            id: snap.id,
+        };
+        claims.push((i64::from(snap.priority), ready_at, claim));
+    }
+    // RETURNING order is unspecified; hand work out in claim order.
+    Ok(rules::order_claims(claims))
+}
+
+pub(crate) async fn wait_for_work(
+    b: &PostgresBackend,
+    namespace: &Namespace,
+    lanes: &[Lane],
+    timeout: Duration,
+) -> Result<()> {
+    b.inner.listener.ensure(&b.inner.wake).await?;
+    let lanes: Vec<&str> = lanes.iter().map(Lane::as_str).collect();
+    b.inner.wake.wait(namespace.as_str(), &lanes, timeout).await;
+    Ok(())
+}

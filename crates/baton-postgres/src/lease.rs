@@ -1,0 +1,349 @@
+//! Work under a lease: `renew`, `complete`, `fail`, and `cancel`, which
+//! fences the lease of a running execution.
+
+use baton_core::raw::rules;
+use baton_core::{
+    AttemptOutcome, EngineError, ExecutionId, ExecutionSnapshot, Failure, LeaseToken, Limits,
+    RenewOutcome, RenewRequest, RenewStatus, Result, State, Timestamp,
+};
+use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+use crate::errors::map;
+use crate::read::{self, col};
+use crate::{PostgresBackend, combine, finish, part, sql};
+
+impl PostgresBackend {
+    /// Locks the execution row of `lease` for the rest of the transaction
+    /// and judges the lease: from the row alone when it holds the lease
+    /// ([`rules::judge_current_lease`]), else from the attempt the lease
+    /// names ([`rules::judge_ended_lease`]).
+    pub(crate) async fn check_lease(
+        &self,
+        conn: &mut PgConnection,
+        lease: &LeaseToken,
+        now: Timestamp,
+    ) -> Result<(rules::LeaseVerdict, ExecutionSnapshot)> {
+        let id = lease.execution_id();
+        let row = self.lock_row(conn, id).await?;
+        let snap = self.snapshot(&row)?;
+        if let Some(verdict) =
+            rules::judge_current_lease(lease, &snap, read::lease_nonce(&row)?, now)
+        {
+            return Ok((verdict?, snap));
+        }
+        let attempt = sqlx::query(
+            "SELECT nonce, outcome FROM attempts \
+             WHERE partition = $1 AND execution_uuid = $2 AND number = $3",
+        )
+        .bind(part(id.partition()))
+        .bind(id.uuid())
+        .bind(i32::try_from(lease.attempt()).unwrap_or(i32::MAX))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map)?;
+        let attempt = match attempt {
+            Some(row) => Some(read::attempt_facts(&row, &format!("execution {id}"))?),
+            None => None,
+        };
+        let verdict = rules::judge_ended_lease(lease, &snap, attempt)?;
+        Ok((verdict, snap))
+    }
+    /// The body of `complete` once the fast path missed, in the caller's
+    /// transaction (not committed here).
+    pub(crate) async fn complete_locked(
+        &self,
+        tx: &mut PgConnection,
+        lease: &LeaseToken,
+        result: &[u8],
+        now: Timestamp,
+    ) -> Result<ExecutionSnapshot> {
+        let id = lease.execution_id();
+        match self.check_lease(tx, lease, now).await? {
+            (rules::LeaseVerdict::Live, _) => self
+                .try_complete(tx, lease, result, now)
+                .await?
+                .ok_or_else(|| {
+                    EngineError::corruption(format!(
+                        "execution {id}: a live lease could not complete under its row lock"
+                    ))
+                }),
+            (rules::LeaseVerdict::Ended(outcome), snap) => {
+                rules::complete_replay(lease, outcome, snap, result)
+            }
+        }
+    }
+
+    /// The body of `fail`, in the caller's transaction (not committed here).
+    pub(crate) async fn fail_locked(
+        &self,
+        tx: &mut PgConnection,
+        lease: &LeaseToken,
+        failure: &Failure,
+        now: Timestamp,
+    ) -> Result<ExecutionSnapshot> {
+        let id = lease.execution_id();
+        match self.check_lease(tx, lease, now).await? {
+            (rules::LeaseVerdict::Live, snap) => {
+                let mut settle = SettleArrays::default();
+                settle.push(&snap, failure, &self.inner.limits, now);
+                let rows = settle
+                    .run(tx, AttemptOutcome::Failed, now, &self.inner.channel)
+                    .await?;
+                let row = rows.first().ok_or_else(|| {
+                    EngineError::corruption(format!("execution {id}: a locked row vanished"))
+                })?;
+                self.snapshot(row)
+            }
+            (rules::LeaseVerdict::Ended(outcome), snap) => rules::fail_replay(lease, outcome, snap),
+        }
+    }
+
+    /// The body of `cancel`, in the caller's transaction (not committed
+    /// here).
+    pub(crate) async fn cancel_locked(
+        &self,
+        tx: &mut PgConnection,
+        id: &ExecutionId,
+        reason: Option<String>,
+        now: Timestamp,
+    ) -> Result<ExecutionSnapshot> {
+        let row = self.lock_row(tx, id).await?;
+        let snap = self.snapshot(&row)?;
+        if !rules::cancel_acts(&snap)? {
+            return Ok(snap);
+        }
+        let row = sqlx::query(sql::CANCEL)
+            .bind(part(id.partition()))
+            .bind(id.uuid())
+            .bind(now.as_millis())
+            .bind(reason)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+        self.snapshot(&row)
+    }
+
+    /// Runs the complete statement; `None` when `lease` is not live.
+    pub(crate) async fn try_complete(
+        &self,
+        conn: &mut PgConnection,
+        lease: &LeaseToken,
+        result: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<ExecutionSnapshot>> {
+        let id = lease.execution_id();
+        let row = sqlx::query(sql::COMPLETE)
+            .bind(part(id.partition()))
+            .bind(id.uuid())
+            .bind(i32::try_from(lease.attempt()).unwrap_or(i32::MAX))
+            .bind(lease.nonce() as i64)
+            .bind(now.as_millis())
+            .bind(result)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map)?;
+        row.map(|r| self.snapshot(&r)).transpose()
+    }
+
+    /// The fast path of `complete`, combined with concurrent completes of
+    /// this instance (see `coalesce`); `None` when `lease` is not live.
+    pub(crate) async fn complete_combined(
+        &self,
+        lease: &LeaseToken,
+        result: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<ExecutionSnapshot>> {
+        let id = lease.execution_id();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queued = self.inner.completer.send(combine::Pending {
+            partition: part(id.partition()),
+            uuid: id.uuid(),
+            attempt: i32::try_from(lease.attempt()).unwrap_or(i32::MAX),
+            nonce: lease.nonce() as i64,
+            now: now.as_millis(),
+            result: result.to_vec(),
+            reply,
+        });
+        if queued.is_ok()
+            && let Ok(row) = answer.await
+        {
+            return row.map(|r| self.snapshot(&r)).transpose();
+        }
+        // The combining task is gone (its runtime shut down): complete alone.
+        let mut conn = self.inner.pool.acquire().await.map_err(map)?;
+        self.try_complete(&mut conn, lease, result, now).await
+    }
+}
+
+pub(crate) async fn renew(b: &PostgresBackend, request: RenewRequest) -> Result<Vec<RenewOutcome>> {
+    let limits = &b.inner.limits;
+    limits.check_batch("leases", request.leases.len())?;
+    limits.check_lease(request.lease_ttl)?;
+    let now = b.now();
+    let expires = now.saturating_add(request.lease_ttl);
+    let mut index = Vec::new();
+    let (mut partitions, mut uuids, mut numbers, mut nonces) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, lease) in request.leases.iter().enumerate() {
+        let id = lease.execution_id();
+        let Ok(number) = i32::try_from(lease.attempt()) else {
+            continue;
+        };
+        if b.check_id(id).is_err() {
+            continue;
+        }
+        index.push(i);
+        partitions.push(part(id.partition()));
+        uuids.push(id.uuid());
+        numbers.push(number);
+        nonces.push(lease.nonce() as i64);
+    }
+    let mut status = vec![RenewStatus::Lost; request.leases.len()];
+    if !index.is_empty() {
+        let rows = sqlx::query(sql::RENEW)
+            .bind(partitions)
+            .bind(uuids)
+            .bind(numbers)
+            .bind(nonces)
+            .bind(request.worker_id.as_str())
+            .bind(now.as_millis())
+            .bind(expires.as_millis())
+            .fetch_all(&b.inner.pool)
+            .await
+            .map_err(map)?;
+        for row in &rows {
+            let ord: i64 = col(row, "ord")?;
+            let slot = usize::try_from(ord - 1)
+                .ok()
+                .and_then(|j| index.get(j).copied())
+                .ok_or_else(|| EngineError::corruption(format!("renew ordinality {ord}")))?;
+            status[slot] = if col::<bool>(row, "renewed")? {
+                RenewStatus::Renewed
+            } else if col::<bool>(row, "cancelled")? {
+                RenewStatus::Cancelled
+            } else {
+                RenewStatus::Lost
+            };
+        }
+    }
+    Ok(request
+        .leases
+        .into_iter()
+        .zip(status)
+        .map(|(lease, status)| RenewOutcome {
+            lease,
+            expires_at: (status == RenewStatus::Renewed).then_some(expires),
+            status,
+        })
+        .collect())
+}
+
+pub(crate) async fn complete(
+    b: &PostgresBackend,
+    lease: &LeaseToken,
+    result: Vec<u8>,
+) -> Result<ExecutionSnapshot> {
+    b.inner.limits.check_payload("result", result.len())?;
+    let id = lease.execution_id();
+    b.check_id(id)?;
+    let now = b.now();
+    if let Some(snap) = b.complete_combined(lease, &result, now).await? {
+        return Ok(snap);
+    }
+    let mut tx = b.begin().await?;
+    let outcome = b.complete_locked(&mut tx, lease, &result, now).await;
+    finish(tx, outcome).await
+}
+
+pub(crate) async fn fail(
+    b: &PostgresBackend,
+    lease: &LeaseToken,
+    failure: Failure,
+) -> Result<ExecutionSnapshot> {
+    let id = lease.execution_id();
+    b.check_id(id)?;
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let outcome = b.fail_locked(&mut tx, lease, &failure, now).await;
+    let snap = finish(tx, outcome).await?;
+    if snap.state == State::Waiting {
+        b.inner
+            .wake
+            .notify(snap.namespace.as_str(), snap.lane.as_str());
+    }
+    Ok(snap)
+}
+
+pub(crate) async fn cancel(
+    b: &PostgresBackend,
+    id: &ExecutionId,
+    reason: Option<String>,
+) -> Result<ExecutionSnapshot> {
+    b.check_id(id)?;
+    let reason = reason.map(|r| b.inner.limits.clip_text(r));
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let outcome = b.cancel_locked(&mut tx, id, reason, now).await;
+    finish(tx, outcome).await
+}
+
+/// Column arrays of a settle (fail / reclaim) batch, bound to
+/// `sql/settle.sql`.
+#[derive(Default)]
+pub(crate) struct SettleArrays {
+    partition: Vec<i16>,
+    uuid: Vec<Uuid>,
+    state: Vec<&'static str>,
+    run_at: Vec<Option<i64>>,
+    ready_at: Vec<Option<i64>>,
+    finished_at: Vec<Option<i64>>,
+    error: Vec<String>,
+}
+
+impl SettleArrays {
+    /// Adds the failure of `snap`'s running attempt, settled by
+    /// [`rules::settle_failure`].
+    pub(crate) fn push(
+        &mut self,
+        snap: &ExecutionSnapshot,
+        failure: &Failure,
+        limits: &Limits,
+        now: Timestamp,
+    ) {
+        let settled = rules::settle_failure(snap, failure, limits, now);
+        self.partition.push(part(snap.id.partition()));
+        self.uuid.push(snap.id.uuid());
+        self.state.push(settled.state.as_str());
+        self.run_at.push(settled.run_at.map(Timestamp::as_millis));
+        self.ready_at
+            .push(settled.ready_at.map(Timestamp::as_millis));
+        self.finished_at
+            .push(settled.finished_at.map(Timestamp::as_millis));
+        self.error.push(settled.error);
+    }
+
+    pub(crate) async fn run(
+        self,
+        conn: &mut PgConnection,
+        outcome: AttemptOutcome,
+        now: Timestamp,
+        channel: &str,
+    ) -> Result<Vec<PgRow>> {
+        sqlx::query(sql::SETTLE)
+            .bind(self.partition)
+            .bind(self.uuid)
+            .bind(self.state)
+            .bind(self.run_at)
+            .bind(self.ready_at)
+            .bind(self.finished_at)
+            .bind(self.error)
+            .bind(now.as_millis())
+            .bind(outcome.as_str())
+            .bind(channel)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map)
+    }
+}

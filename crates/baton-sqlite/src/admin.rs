@@ -1,0 +1,130 @@
+//! Reads: `describe` and the admin surface (`list`, `counts`, `namespaces`,
+//! `attempts`).
+
+use std::collections::BTreeMap;
+
+use baton_core::raw::rules;
+use baton_core::{
+    AttemptRecord, EngineError, ExecutionId, ExecutionSnapshot, Lane, ListFilter, ListPage,
+    Namespace, Page, Result, StateCounts,
+};
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::errors::map;
+use crate::read::{self};
+use crate::{SqliteBackend, blob};
+
+pub(crate) async fn describe(b: &SqliteBackend, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+    b.check_id(id)?;
+    let mut conn = b.inner.reader.acquire().await.map_err(map)?;
+    b.snapshot_in(&mut conn, id).await
+}
+
+pub(crate) async fn list(b: &SqliteBackend, filter: &ListFilter, page: Page) -> Result<ListPage> {
+    page.validate()?;
+    let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(concat!(
+        "SELECT ",
+        execution_columns!(),
+        " FROM executions WHERE namespace = "
+    ));
+    qb.push_bind(filter.namespace.as_str());
+    if let Some(lane) = &filter.lane {
+        qb.push(" AND lane = ").push_bind(lane.as_str());
+    }
+    if let Some(state) = filter.state {
+        qb.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some(kind) = &filter.kind {
+        qb.push(" AND kind = ").push_bind(kind.as_str());
+    }
+    if let Some((key, value)) = &filter.tag {
+        qb.push(" AND uuid IN (SELECT execution_uuid FROM execution_tags WHERE namespace = ")
+            .push_bind(filter.namespace.as_str())
+            .push(" AND key = ")
+            .push_bind(key.as_str())
+            .push(" AND value = ")
+            .push_bind(value.as_str())
+            .push(")");
+    }
+    if let Some(cursor) = page.cursor {
+        qb.push(" AND uuid > ")
+            .push_bind(cursor.after_uuid().as_bytes().to_vec());
+    }
+    qb.push(" ORDER BY uuid LIMIT ")
+        .push_bind(page.limit as i64 + 1);
+    let rows = qb.build().fetch_all(&b.inner.reader).await.map_err(map)?;
+    let items = rows
+        .iter()
+        .map(|r| read::snapshot(r, b.inner.partitions))
+        .collect::<Result<Vec<_>>>()?;
+    let (items, next_cursor) = rules::page_from_overfetch(items, page.limit, |s| &s.id);
+    Ok(ListPage { items, next_cursor })
+}
+
+pub(crate) async fn counts(
+    b: &SqliteBackend,
+    namespace: &Namespace,
+) -> Result<BTreeMap<Lane, StateCounts>> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT lane, state, COUNT(*) FROM executions WHERE namespace = ? GROUP BY lane, state",
+    )
+    .bind(namespace.as_str())
+    .fetch_all(&b.inner.reader)
+    .await
+    .map_err(map)?;
+    let mut out: BTreeMap<Lane, StateCounts> = BTreeMap::new();
+    for (lane, state, n) in rows {
+        let ctx = format!("namespace {namespace} lane {lane}");
+        let lane: Lane = lane
+            .parse()
+            .map_err(|_| EngineError::corruption(format!("{ctx}: stored lane is invalid")))?;
+        let state = read::state(&ctx, &state)?;
+        rules::tally(&mut out, lane, state, n.max(0) as u64);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn namespaces(b: &SqliteBackend, limit: usize) -> Result<Vec<Namespace>> {
+    Page::first(limit).validate()?;
+    // One index probe per namespace (executions_by_namespace), not a
+    // scan of every execution: each step asks for the next name up.
+    let names: Vec<(String,)> = sqlx::query_as(
+        "WITH RECURSIVE ns(name) AS ( \
+           SELECT MIN(namespace) FROM executions \
+           UNION ALL \
+           SELECT (SELECT MIN(namespace) FROM executions WHERE namespace > ns.name) \
+           FROM ns WHERE ns.name IS NOT NULL \
+         ) SELECT name FROM ns WHERE name IS NOT NULL LIMIT ?",
+    )
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&b.inner.reader)
+    .await
+    .map_err(map)?;
+    names
+        .iter()
+        .map(|(n,)| baton_core::raw::stored::parse("namespace", "executions", n))
+        .collect()
+}
+
+pub(crate) async fn attempts(b: &SqliteBackend, id: &ExecutionId) -> Result<Vec<AttemptRecord>> {
+    b.check_id(id)?;
+    let mut conn = b.inner.reader.acquire().await.map_err(map)?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM executions WHERE uuid = ?")
+        .bind(blob(id))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map)?;
+    if exists.is_none() {
+        return Err(EngineError::NotFound { id: id.clone() });
+    }
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        attempt_columns!(),
+        " FROM attempts WHERE execution_uuid = ? ORDER BY number"
+    ))
+    .bind(blob(id))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map)?;
+    rows.iter().map(|r| read::attempt(r, id)).collect()
+}

@@ -1,0 +1,114 @@
+//! `claim` and `wait_for_work`.
+
+use std::time::Duration;
+
+use baton_core::raw::rules;
+use baton_core::{
+    Claim, ClaimRequest, EngineError, Lane, LeaseToken, Namespace, Result, Timestamp,
+};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::errors::map;
+use crate::read::{self, col};
+use crate::{SqliteBackend, blob};
+
+pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Vec<Claim>> {
+    request.validate(&b.inner.limits)?;
+    let now = b.now();
+    let expires = now.saturating_add(request.lease_ttl);
+    let caps: Vec<&str> = request.capabilities.iter().map(|c| c.as_str()).collect();
+    let caps_json =
+        serde_json::to_string(&caps).map_err(|e| EngineError::corruption(e.to_string()))?;
+
+    let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+        "UPDATE executions SET state = 'running', attempts = attempts + 1, lease_nonce = random(), worker_id = ",
+    );
+    qb.push_bind(request.worker_id.as_str())
+        .push(", lease_expires_at = ")
+        .push_bind(expires.as_millis())
+        .push(", updated_at = ")
+        .push_bind(now.as_millis())
+        .push(" WHERE uuid IN (SELECT e.uuid FROM executions e WHERE e.state = 'waiting' AND e.namespace = ")
+        .push_bind(request.namespace.as_str())
+        .push(" AND e.lane IN (");
+    let mut lanes = qb.separated(", ");
+    for lane in &request.lanes {
+        lanes.push_bind(lane.as_str());
+    }
+    qb.push(") AND (e.deadline IS NULL OR e.deadline > ")
+        .push_bind(now.as_millis())
+        .push(
+            ") AND (e.required_caps = '[]' OR NOT EXISTS (SELECT 1 FROM json_each(e.required_caps) r \
+             WHERE r.value NOT IN (SELECT value FROM json_each(",
+        )
+        .push_bind(caps_json.as_str())
+        .push(")))) ORDER BY e.priority DESC, e.ready_at, e.uuid LIMIT ")
+        .push_bind(request.max as i64)
+        .push(
+            ") RETURNING uuid, partition, namespace, lane, kind, payload, attempts, lease_nonce, \
+             deadline, tags, priority, ready_at",
+        );
+
+    let mut tx = b.begin().await?;
+    let rows: Vec<SqliteRow> = qb.build().fetch_all(&mut *tx).await.map_err(map)?;
+    if rows.is_empty() {
+        tx.commit().await.map_err(map)?;
+        return Ok(Vec::new());
+    }
+    let mut claims = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id = read::execution_id(row, b.inner.partitions)?;
+        let ctx = format!("execution {id}");
+        let attempt: i64 = col(row, "attempts")?;
+        let attempt = u32::try_from(attempt)
+            .map_err(|_| EngineError::corruption(format!("{ctx}: attempts {attempt}")))?;
+        let nonce: i64 = col(row, "lease_nonce")?;
+        let priority: i64 = col(row, "priority")?;
+        let ready_at: i64 = col(row, "ready_at")?;
+        let claim = Claim {
+            namespace: request.namespace.clone(),
+            lane: col::<String>(row, "lane")?
+                .parse()
+                .map_err(|_| EngineError::corruption(format!("{ctx}: lane")))?,
+            kind: col::<String>(row, "kind")?
+                .parse()
+                .map_err(|_| EngineError::corruption(format!("{ctx}: kind")))?,
+            payload: col(row, "payload")?,
+            attempt,
+            lease: LeaseToken::new(id.clone(), attempt, nonce as u64),
+            lease_expires_at: expires,
+            deadline: col::<Option<i64>>(row, "deadline")?.map(Timestamp::from_millis),
+            tags: read::tags(&ctx, &col::<String>(row, "tags")?)?,
+            id,
+        };
+        claims.push((priority, ready_at, claim));
+    }
+    // RETURNING order is unspecified; hand work out in claim order.
+    let claims = rules::order_claims(claims);
+
+    let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+        "INSERT INTO attempts (execution_uuid, number, worker_id, nonce, started_at) ",
+    );
+    qb.push_values(&claims, |mut b, c| {
+        b.push_bind(blob(&c.id))
+            .push_bind(i64::from(c.attempt))
+            .push_bind(request.worker_id.as_str())
+            .push_bind(c.lease.nonce() as i64)
+            .push_bind(now.as_millis());
+    });
+    qb.build().execute(&mut *tx).await.map_err(map)?;
+    tx.commit().await.map_err(map)?;
+    Ok(claims)
+}
+
+pub(crate) async fn wait_for_work(
+    b: &SqliteBackend,
+    namespace: &Namespace,
+    lanes: &[Lane],
+    timeout: Duration,
+) -> Result<()> {
+    let lanes: Vec<&str> = lanes.iter().map(Lane::as_str).collect();
+    b.inner.wake.wait(namespace.as_str(), &lanes, timeout).await;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! `create`: submissions, idempotency keys, tags.
+
+use std::collections::HashMap;
+
+use baton_core::raw::PreparedExecution;
+use baton_core::{CreateOutcome, NewExecution, Result, State, Timestamp};
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::errors::map;
+use crate::read::{self, col};
+use crate::{SqliteBackend, blob};
+
+pub(crate) async fn create(
+    b: &SqliteBackend,
+    executions: Vec<NewExecution>,
+) -> Result<Vec<CreateOutcome>> {
+    let limits = &b.inner.limits;
+    let now = b.now();
+    let rows = PreparedExecution::prepare_batch(executions, limits, now, b.inner.partitions)?;
+
+    let mut tx = b.begin().await?;
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut fresh: Vec<&PreparedExecution> = Vec::with_capacity(rows.len());
+    let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    for row in &rows {
+        if let Some(key) = &row.new.idempotency_key {
+            let k = (
+                row.new.namespace.as_str(),
+                row.new.lane.as_str(),
+                key.as_str(),
+            );
+            if let Some(&first) = seen.get(&k) {
+                let first: &CreateOutcome = &outcomes[first];
+                outcomes.push(CreateOutcome {
+                    created: false,
+                    ..first.clone()
+                });
+                continue;
+            }
+            let existing = sqlx::query(
+                "SELECT uuid, partition, state FROM executions \
+                 WHERE namespace = ? AND lane = ? AND idempotency_key = ?",
+            )
+            .bind(k.0)
+            .bind(k.1)
+            .bind(k.2)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+            seen.insert(k, outcomes.len());
+            if let Some(existing) = existing {
+                let id = read::execution_id(&existing, b.inner.partitions)?;
+                let state = read::state(
+                    &format!("execution {id}"),
+                    &col::<String>(&existing, "state")?,
+                )?;
+                outcomes.push(CreateOutcome {
+                    id,
+                    state,
+                    created: false,
+                });
+                continue;
+            }
+        }
+        outcomes.push(CreateOutcome {
+            id: row.id.clone(),
+            state: row.state,
+            created: true,
+        });
+        fresh.push(row);
+    }
+
+    // 24 bound columns per row; 400 rows stay under SQLite's 32766
+    // variable limit with room to spare.
+    for chunk in fresh.chunks(400) {
+        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "INSERT INTO executions (uuid, partition, namespace, lane, kind, state, priority, payload, \
+             tags, required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, \
+             backoff_multiplier, backoff_jitter, idempotency_key, parent, created_at, updated_at, \
+             run_at, ready_at, deadline) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            let n = &r.new;
+            b.push_bind(blob(&r.id))
+                .push_bind(i64::from(r.id.partition().get()))
+                .push_bind(n.namespace.as_str())
+                .push_bind(n.lane.as_str())
+                .push_bind(n.kind.as_str())
+                .push_bind(r.state.as_str())
+                .push_bind(i64::from(n.priority))
+                .push_bind(n.payload.as_slice())
+                .push_bind(r.tags_json.as_str())
+                .push_bind(r.caps_json.as_str())
+                .push_bind(0i64)
+                .push_bind(i64::from(n.retry.max_attempts))
+                .push_bind(n.retry.backoff.initial_ms as i64)
+                .push_bind(n.retry.backoff.max_ms as i64)
+                .push_bind(n.retry.backoff.multiplier)
+                .push_bind(i64::from(n.retry.backoff.jitter))
+                .push_bind(n.idempotency_key.as_ref().map(|k| k.as_str()))
+                .push_bind(n.parent.as_ref().map(|p| p.to_string()))
+                .push_bind(now.as_millis())
+                .push_bind(now.as_millis())
+                .push_bind(r.run_at.map(Timestamp::as_millis))
+                .push_bind(r.run_at.unwrap_or(now).as_millis())
+                .push_bind(n.deadline.map(Timestamp::as_millis));
+        });
+        qb.build().execute(&mut *tx).await.map_err(map)?;
+    }
+    let tagged: Vec<(&PreparedExecution, &str, &str)> = fresh
+        .iter()
+        .flat_map(|r| {
+            r.new
+                .tags
+                .iter()
+                .map(move |(k, v)| (*r, k.as_str(), v.as_str()))
+        })
+        .collect();
+    for chunk in tagged.chunks(2000) {
+        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "INSERT INTO execution_tags (execution_uuid, namespace, key, value) ",
+        );
+        qb.push_values(chunk, |mut b, (r, k, v)| {
+            b.push_bind(blob(&r.id))
+                .push_bind(r.new.namespace.as_str())
+                .push_bind(*k)
+                .push_bind(*v);
+        });
+        qb.build().execute(&mut *tx).await.map_err(map)?;
+    }
+    tx.commit().await.map_err(map)?;
+    for r in &fresh {
+        if r.state == State::Waiting {
+            b.inner
+                .wake
+                .notify(r.new.namespace.as_str(), r.new.lane.as_str());
+        }
+    }
+    Ok(outcomes)
+}

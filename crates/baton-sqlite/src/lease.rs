@@ -1,0 +1,251 @@
+//! Work under a lease: `renew`, `complete`, `fail`, and `cancel`, which
+//! fences the lease of a running execution.
+
+use baton_core::raw::rules;
+use baton_core::{
+    AttemptOutcome, EngineError, ExecutionId, ExecutionSnapshot, Failure, LeaseToken, RenewOutcome,
+    RenewRequest, RenewStatus, Result, State, Timestamp,
+};
+use sqlx::SqliteConnection;
+
+use crate::errors::map;
+use crate::read::{self, col};
+use crate::{SqliteBackend, blob, combine};
+
+impl SqliteBackend {
+    /// Closes the open attempt `number` of `id` with `outcome`.
+    pub(crate) async fn close_attempt(
+        conn: &mut SqliteConnection,
+        id: &ExecutionId,
+        number: u32,
+        outcome: AttemptOutcome,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE attempts SET ended_at = ?, outcome = ?, error = ? \
+             WHERE execution_uuid = ? AND number = ? AND outcome IS NULL",
+        )
+        .bind(now.as_millis())
+        .bind(outcome.as_str())
+        .bind(error)
+        .bind(blob(id))
+        .bind(i64::from(number))
+        .execute(&mut *conn)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    /// Ends the running attempt of `snap` as a failure and settles it by
+    /// the retry policy ([`rules::settle_failure`]): the one code path
+    /// shared by `fail` and lease reclaim.
+    pub(crate) async fn apply_failure(
+        &self,
+        conn: &mut SqliteConnection,
+        snap: &ExecutionSnapshot,
+        outcome: AttemptOutcome,
+        failure: Failure,
+        now: Timestamp,
+    ) -> Result<()> {
+        let settled = rules::settle_failure(snap, &failure, &self.inner.limits, now);
+        Self::close_attempt(
+            conn,
+            &snap.id,
+            snap.attempts,
+            outcome,
+            Some(&settled.error),
+            now,
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE executions SET state = ?, run_at = ?, ready_at = COALESCE(?, ready_at), \
+             finished_at = ?, last_error = ?, updated_at = ?, \
+             worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL WHERE uuid = ?",
+        )
+        .bind(settled.state.as_str())
+        .bind(settled.run_at.map(Timestamp::as_millis))
+        .bind(settled.ready_at.map(Timestamp::as_millis))
+        .bind(settled.finished_at.map(Timestamp::as_millis))
+        .bind(&settled.error)
+        .bind(now.as_millis())
+        .bind(blob(&snap.id))
+        .execute(&mut *conn)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
+
+    /// Reads what `lease` is judged on — the execution, the nonce it holds,
+    /// the attempt the lease names — and judges it ([`rules::judge_lease`]).
+    pub(crate) async fn check_lease(
+        &self,
+        conn: &mut SqliteConnection,
+        lease: &LeaseToken,
+        now: Timestamp,
+    ) -> Result<(rules::LeaseVerdict, ExecutionSnapshot)> {
+        let id = lease.execution_id();
+        self.check_id(id)?;
+        let snap = self.snapshot_in(conn, id).await?;
+        let row = sqlx::query(
+            "SELECT (SELECT lease_nonce FROM executions WHERE uuid = ?1) AS lease_nonce, \
+             a.nonce, a.outcome FROM (SELECT 1) LEFT JOIN attempts a \
+             ON a.execution_uuid = ?1 AND a.number = ?2",
+        )
+        .bind(blob(id))
+        .bind(i64::from(lease.attempt()))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map)?;
+        let stored_nonce = col::<Option<i64>>(&row, "lease_nonce")?.map(|n| n as u64);
+        let attempt = read::attempt_facts(&row, &format!("execution {id}"))?;
+        let verdict = rules::judge_lease(lease, &snap, stored_nonce, attempt, now)?;
+        Ok((verdict, snap))
+    }
+}
+
+pub(crate) async fn renew(b: &SqliteBackend, request: RenewRequest) -> Result<Vec<RenewOutcome>> {
+    let limits = &b.inner.limits;
+    limits.check_batch("leases", request.leases.len())?;
+    limits.check_lease(request.lease_ttl)?;
+    let now = b.now();
+    let expires = now.saturating_add(request.lease_ttl);
+    let mut tx = b.begin().await?;
+    let mut out = Vec::with_capacity(request.leases.len());
+    for lease in request.leases {
+        let id = lease.execution_id();
+        if b.check_id(id).is_err() {
+            out.push(RenewOutcome {
+                lease,
+                status: RenewStatus::Lost,
+                expires_at: None,
+            });
+            continue;
+        }
+        let renewed = sqlx::query(
+            "UPDATE executions SET lease_expires_at = ? \
+             WHERE uuid = ? AND state = 'running' AND attempts = ? AND lease_nonce = ? \
+             AND worker_id = ? AND lease_expires_at > ? AND (deadline IS NULL OR deadline > ?)",
+        )
+        .bind(expires.as_millis())
+        .bind(blob(id))
+        .bind(i64::from(lease.attempt()))
+        .bind(lease.nonce() as i64)
+        .bind(request.worker_id.as_str())
+        .bind(now.as_millis())
+        .bind(now.as_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?
+        .rows_affected()
+            == 1;
+        let status = if renewed {
+            RenewStatus::Renewed
+        } else {
+            let attempt = sqlx::query(
+                "SELECT nonce, outcome FROM attempts WHERE execution_uuid = ? AND number = ?",
+            )
+            .bind(blob(id))
+            .bind(i64::from(lease.attempt()))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+            let attempt = match attempt {
+                Some(row) => read::attempt_facts(&row, &format!("execution {id}"))?,
+                None => None,
+            };
+            rules::renew_refusal(attempt, &lease)
+        };
+        out.push(RenewOutcome {
+            lease,
+            expires_at: (status == RenewStatus::Renewed).then_some(expires),
+            status,
+        });
+    }
+    tx.commit().await.map_err(map)?;
+    Ok(out)
+}
+
+pub(crate) async fn complete(
+    b: &SqliteBackend,
+    lease: &LeaseToken,
+    result: Vec<u8>,
+) -> Result<ExecutionSnapshot> {
+    b.inner.limits.check_payload("result", result.len())?;
+    b.check_id(lease.execution_id())?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let pending = combine::Pending {
+        lease: lease.clone(),
+        result,
+        now: b.now(),
+        reply,
+    };
+    let closed = || EngineError::unavailable("the SQLite backend is closing");
+    b.inner.completer.send(pending).map_err(|_| closed())?;
+    answer.await.map_err(|_| closed())?
+}
+
+pub(crate) async fn fail(
+    b: &SqliteBackend,
+    lease: &LeaseToken,
+    failure: Failure,
+) -> Result<ExecutionSnapshot> {
+    let now = b.now();
+    let id = lease.execution_id();
+    let mut tx = b.begin().await?;
+    match b.check_lease(&mut tx, lease, now).await? {
+        (rules::LeaseVerdict::Live, snap) => {
+            b.apply_failure(&mut tx, &snap, AttemptOutcome::Failed, failure, now)
+                .await?;
+            let snap = b.snapshot_in(&mut tx, id).await?;
+            tx.commit().await.map_err(map)?;
+            if snap.state == State::Waiting {
+                b.inner
+                    .wake
+                    .notify(snap.namespace.as_str(), snap.lane.as_str());
+            }
+            Ok(snap)
+        }
+        (rules::LeaseVerdict::Ended(outcome), snap) => rules::fail_replay(lease, outcome, snap),
+    }
+}
+
+pub(crate) async fn cancel(
+    b: &SqliteBackend,
+    id: &ExecutionId,
+    reason: Option<String>,
+) -> Result<ExecutionSnapshot> {
+    b.check_id(id)?;
+    let reason = reason.map(|r| b.inner.limits.clip_text(r));
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let snap = b.snapshot_in(&mut tx, id).await?;
+    if !rules::cancel_acts(&snap)? {
+        return Ok(snap);
+    }
+    if snap.state == State::Running {
+        SqliteBackend::close_attempt(
+            &mut tx,
+            id,
+            snap.attempts,
+            AttemptOutcome::Cancelled,
+            None,
+            now,
+        )
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE executions SET state = 'cancelled', cancel_reason = ?, finished_at = ?, updated_at = ?, \
+         worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL WHERE uuid = ?",
+    )
+    .bind(reason)
+    .bind(now.as_millis())
+    .bind(now.as_millis())
+    .bind(blob(id))
+    .execute(&mut *tx)
+    .await
+    .map_err(map)?;
+    let snap = b.snapshot_in(&mut tx, id).await?;
+    tx.commit().await.map_err(map)?;
+    Ok(snap)
+}
