@@ -1,10 +1,9 @@
 //! Partition ownership between engine processes.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use baton_core::raw::rules;
-use baton_core::{EngineError, NodeId, Ownership, PartitionId, PartitionOwner, Result, Timestamp};
+use baton_core::{NodeId, Ownership, PartitionId, PartitionOwner, Result};
 
 use crate::errors::map;
 use crate::{PostgresBackend, part};
@@ -113,30 +112,11 @@ pub(crate) async fn partition_owners(b: &PostgresBackend) -> Result<Vec<Partitio
     .fetch_all(&b.inner.pool)
     .await
     .map_err(map)?;
-    let mut live: BTreeMap<u16, (NodeId, Timestamp)> = BTreeMap::new();
-    for (p, owner, expires) in rows {
-        let (Some(owner), Some(expires)) = (owner, expires) else {
-            continue;
-        };
-        let node = owner
-            .parse::<NodeId>()
-            .map_err(|_| EngineError::corruption(format!("partition {p}: owner {owner:?}")))?;
-        let p = u16::try_from(p)
-            .map_err(|_| EngineError::corruption(format!("partition number {p}")))?;
-        live.insert(p, (node, Timestamp::from_millis(expires)));
-    }
-    Ok(b.inner
-        .partitions
-        .iter()
-        .map(|p| {
-            let held = live.remove(&p.get());
-            PartitionOwner {
-                partition: p,
-                expires_at: held.as_ref().map(|h| h.1),
-                owner: held.map(|h| h.0),
-            }
-        })
-        .collect())
+    rules::owners_table(
+        b.inner.partitions,
+        rows.into_iter()
+            .map(|(p, owner, expires)| (i64::from(p), owner, expires)),
+    )
 }
 
 /// A stored partition number (the table's CHECK keeps it in range).

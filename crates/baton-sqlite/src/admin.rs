@@ -72,16 +72,7 @@ pub(crate) async fn counts(
     .fetch_all(&b.inner.reader)
     .await
     .map_err(map)?;
-    let mut out: BTreeMap<Lane, StateCounts> = BTreeMap::new();
-    for (lane, state, n) in rows {
-        let ctx = format!("namespace {namespace} lane {lane}");
-        let lane: Lane = lane
-            .parse()
-            .map_err(|_| EngineError::corruption(format!("{ctx}: stored lane is invalid")))?;
-        let state = read::state(&ctx, &state)?;
-        rules::tally(&mut out, lane, state, n.max(0) as u64);
-    }
-    Ok(out)
+    rules::tally_rows(namespace, rows)
 }
 
 pub(crate) async fn namespaces(b: &SqliteBackend, limit: usize) -> Result<Vec<Namespace>> {

@@ -1,10 +1,9 @@
 //! Partition ownership between engine processes.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use baton_core::raw::rules;
-use baton_core::{EngineError, NodeId, Ownership, PartitionId, PartitionOwner, Result, Timestamp};
+use baton_core::{NodeId, Ownership, PartitionId, PartitionOwner, Result};
 
 use crate::SqliteBackend;
 use crate::errors::map;
@@ -126,30 +125,7 @@ pub(crate) async fn partition_owners(b: &SqliteBackend) -> Result<Vec<PartitionO
     .fetch_all(&b.inner.reader)
     .await
     .map_err(map)?;
-    let mut live: BTreeMap<u16, (NodeId, Timestamp)> = BTreeMap::new();
-    for (p, owner, expires) in rows {
-        let (Some(owner), Some(expires)) = (owner, expires) else {
-            continue;
-        };
-        let node = owner
-            .parse::<NodeId>()
-            .map_err(|_| EngineError::corruption(format!("partition {p}: owner {owner:?}")))?;
-        let p = u16::try_from(p)
-            .map_err(|_| EngineError::corruption(format!("partition number {p}")))?;
-        live.insert(p, (node, Timestamp::from_millis(expires)));
-    }
-    Ok(b.inner
-        .partitions
-        .iter()
-        .map(|p| {
-            let held = live.remove(&p.get());
-            PartitionOwner {
-                partition: p,
-                expires_at: held.as_ref().map(|h| h.1),
-                owner: held.map(|h| h.0),
-            }
-        })
-        .collect())
+    rules::owners_table(b.inner.partitions, rows)
 }
 
 /// A stored partition number (the table's CHECK keeps it in range).

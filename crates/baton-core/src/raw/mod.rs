@@ -14,6 +14,7 @@
 //! [`EngineBackend`]: crate::EngineBackend
 //! [`AdminBackend`]: crate::AdminBackend
 
+mod layout;
 pub mod rules;
 pub mod stored;
 pub mod url;

@@ -415,5 +415,52 @@ pub fn tally(
     *counts.entry(lane).or_default().get_mut(state) += n;
 }
 
+/// The per-lane tally of `namespace` from stored `(lane, state, count)`
+/// rows (a lane may appear once per state); unreadable lanes or states are
+/// corruption.
+pub fn tally_rows(
+    namespace: &crate::Namespace,
+    rows: impl IntoIterator<Item = (String, String, i64)>,
+) -> Result<std::collections::BTreeMap<Lane, StateCounts>, EngineError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (lane, state, n) in rows {
+        let ctx = format!("namespace {namespace} lane {lane}");
+        let lane: Lane = super::stored::parse("lane", &ctx, &lane)?;
+        let state: State = super::stored::parse("state", &ctx, &state)?;
+        tally(&mut out, lane, state, u64::try_from(n).unwrap_or(0));
+    }
+    Ok(out)
+}
+
+/// Every partition with its live owner, from stored `(partition, owner,
+/// expires_at)` rows of the leases that are live at the time of reading;
+/// partitions without a row are unowned.
+pub fn owners_table(
+    partitions: PartitionCount,
+    rows: impl IntoIterator<Item = (i64, Option<String>, Option<i64>)>,
+) -> Result<Vec<crate::PartitionOwner>, EngineError> {
+    let mut live = std::collections::BTreeMap::new();
+    for (p, owner, expires) in rows {
+        let (Some(owner), Some(expires)) = (owner, expires) else {
+            continue;
+        };
+        let ctx = format!("partition {p}");
+        let node: crate::NodeId = super::stored::parse("owner", &ctx, &owner)?;
+        let p: u16 = super::stored::in_range("partition", &ctx, p)?;
+        live.insert(p, (node, Timestamp::from_millis(expires)));
+    }
+    Ok(partitions
+        .iter()
+        .map(|p| {
+            let held = live.remove(&p.get());
+            crate::PartitionOwner {
+                partition: p,
+                expires_at: held.as_ref().map(|h| h.1),
+                owner: held.map(|h| h.0),
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests;

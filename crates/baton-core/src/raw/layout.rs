@@ -1,0 +1,180 @@
+//! The layout every backend crate shares, and the trait impls it implies.
+
+/// Implements [`EngineBackend`](crate::EngineBackend) and
+/// [`AdminBackend`](crate::AdminBackend) for a backend type by handing each
+/// method to the module of its crate that implements it, so every backend
+/// crate has the same file set and a reader who knows one finds everything
+/// in the others:
+///
+/// | module | functions (each `pub(crate) async fn name(b: &Backend, …)`, the method's arguments after `b`) |
+/// |---|---|
+/// | `backend` | `capabilities`, `partitions` (plain `fn`) |
+/// | `create` | `create` |
+/// | `claim` | `claim`, `wait_for_work` |
+/// | `lease` | `renew`, `complete`, `fail`, `cancel` |
+/// | `scan` | `promote_due`, `reclaim_expired_leases`, `expire_deadlines`, `trim_terminal` |
+/// | `ownership` | `sync_ownership`, `release_ownership`, `partition_owners` |
+/// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts` |
+///
+/// The calling crate depends on `async-trait`.
+#[macro_export]
+#[allow(clippy::crate_in_macro_def)] // `crate` is meant: the backend crate calling the macro
+macro_rules! implement_backend_by_modules {
+    ($backend:ty) => {
+        #[::async_trait::async_trait]
+        impl $crate::EngineBackend for $backend {
+            fn capabilities(&self) -> $crate::Capabilities {
+                crate::backend::capabilities(self)
+            }
+
+            fn partitions(&self) -> $crate::PartitionCount {
+                crate::backend::partitions(self)
+            }
+
+            async fn create(
+                &self,
+                executions: ::std::vec::Vec<$crate::NewExecution>,
+            ) -> $crate::Result<::std::vec::Vec<$crate::CreateOutcome>> {
+                crate::create::create(self, executions).await
+            }
+
+            async fn claim(
+                &self,
+                request: $crate::ClaimRequest,
+            ) -> $crate::Result<::std::vec::Vec<$crate::Claim>> {
+                crate::claim::claim(self, request).await
+            }
+
+            async fn renew(
+                &self,
+                request: $crate::RenewRequest,
+            ) -> $crate::Result<::std::vec::Vec<$crate::RenewOutcome>> {
+                crate::lease::renew(self, request).await
+            }
+
+            async fn complete(
+                &self,
+                lease: &$crate::LeaseToken,
+                result: ::std::vec::Vec<u8>,
+            ) -> $crate::Result<$crate::ExecutionSnapshot> {
+                crate::lease::complete(self, lease, result).await
+            }
+
+            async fn fail(
+                &self,
+                lease: &$crate::LeaseToken,
+                failure: $crate::Failure,
+            ) -> $crate::Result<$crate::ExecutionSnapshot> {
+                crate::lease::fail(self, lease, failure).await
+            }
+
+            async fn cancel(
+                &self,
+                id: &$crate::ExecutionId,
+                reason: ::std::option::Option<::std::string::String>,
+            ) -> $crate::Result<$crate::ExecutionSnapshot> {
+                crate::lease::cancel(self, id, reason).await
+            }
+
+            async fn describe(
+                &self,
+                id: &$crate::ExecutionId,
+            ) -> $crate::Result<$crate::ExecutionSnapshot> {
+                crate::admin::describe(self, id).await
+            }
+
+            async fn wait_for_work(
+                &self,
+                namespace: &$crate::Namespace,
+                lanes: &[$crate::Lane],
+                timeout: ::std::time::Duration,
+            ) -> $crate::Result<()> {
+                crate::claim::wait_for_work(self, namespace, lanes, timeout).await
+            }
+
+            async fn promote_due(
+                &self,
+                partition: $crate::PartitionId,
+                limit: usize,
+            ) -> $crate::Result<$crate::ScanReport> {
+                crate::scan::promote_due(self, partition, limit).await
+            }
+
+            async fn reclaim_expired_leases(
+                &self,
+                partition: $crate::PartitionId,
+                limit: usize,
+            ) -> $crate::Result<$crate::ScanReport> {
+                crate::scan::reclaim_expired_leases(self, partition, limit).await
+            }
+
+            async fn expire_deadlines(
+                &self,
+                partition: $crate::PartitionId,
+                limit: usize,
+            ) -> $crate::Result<$crate::ScanReport> {
+                crate::scan::expire_deadlines(self, partition, limit).await
+            }
+
+            async fn trim_terminal(
+                &self,
+                partition: $crate::PartitionId,
+                retention: ::std::time::Duration,
+                limit: usize,
+            ) -> $crate::Result<$crate::ScanReport> {
+                crate::scan::trim_terminal(self, partition, retention, limit).await
+            }
+
+            async fn sync_ownership(
+                &self,
+                node: &$crate::NodeId,
+                ttl: ::std::time::Duration,
+            ) -> $crate::Result<$crate::Ownership> {
+                crate::ownership::sync_ownership(self, node, ttl).await
+            }
+
+            async fn release_ownership(&self, node: &$crate::NodeId) -> $crate::Result<()> {
+                crate::ownership::release_ownership(self, node).await
+            }
+        }
+
+        #[::async_trait::async_trait]
+        impl $crate::AdminBackend for $backend {
+            async fn list(
+                &self,
+                filter: &$crate::ListFilter,
+                page: $crate::Page,
+            ) -> $crate::Result<$crate::ListPage> {
+                crate::admin::list(self, filter, page).await
+            }
+
+            async fn counts(
+                &self,
+                namespace: &$crate::Namespace,
+            ) -> $crate::Result<::std::collections::BTreeMap<$crate::Lane, $crate::StateCounts>>
+            {
+                crate::admin::counts(self, namespace).await
+            }
+
+            async fn namespaces(
+                &self,
+                limit: usize,
+            ) -> $crate::Result<::std::vec::Vec<$crate::Namespace>> {
+                crate::admin::namespaces(self, limit).await
+            }
+
+            async fn partition_owners(
+                &self,
+            ) -> $crate::Result<::std::vec::Vec<$crate::PartitionOwner>> {
+                crate::ownership::partition_owners(self).await
+            }
+
+            async fn attempts(
+                &self,
+                id: &$crate::ExecutionId,
+            ) -> $crate::Result<::std::vec::Vec<$crate::AttemptRecord>> {
+                crate::admin::attempts(self, id).await
+            }
+        }
+    };
+}
