@@ -4,6 +4,7 @@
 -- Returns: { 'ok', woken, record } or an error reply as one item of
 --   baton_complete answers. Cancelling a cancelled execution answers its
 --   snapshot unchanged; any other terminal state is a 'conflict'.
+-- Its verdict on a repeated call mirrors baton_core::raw::rules::cancel_acts.
 redis.register_function('baton_cancel', function(keys, args)
   local base, uuid = keys[1], args[1]
   local now = tonumber(args[4])

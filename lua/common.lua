@@ -228,8 +228,8 @@ local function retry_policy(h)
   return tonumber(ma), tonumber(bi), tonumber(bm), tonumber(bx), bj
 end
 
--- Backoff before attempt `attempt + 1`, exactly as baton-core's
--- Backoff::delay_ms computes it (same IEEE double operations).
+-- Backoff before attempt `attempt + 1` (same IEEE double operations).
+-- Mirrors baton_core::Backoff::delay_ms.
 local function delay_ms(h, uuid, attempt)
   local _, b, maxms, mult, bj = retry_policy(h)
   local i = 1
@@ -245,34 +245,38 @@ local function delay_ms(h, uuid, attempt)
   return base - math.floor(base * r / 131072)
 end
 
+-- What a failed attempt turns the execution into: the state it moves to,
+-- and its run_at, ready_at and finished_at fields afterwards (text; nil is
+-- none). Pure: it reads `h` and changes nothing. `retry_after` is nil or ms.
+-- Mirrors baton_core::raw::rules::settle_failure.
+local function settle(h, uuid, retryable, retry_after, now)
+  local att = tonumber(h.att)
+  local snow = s(now)
+  if (not retryable) or att >= retry_policy(h) then
+    return 'failed', h.ra, h.rd, snow
+  end
+  local ms = retry_after
+  if ms == nil then ms = delay_ms(h, uuid, att) end
+  if ms == 0 then return 'waiting', h.ra, snow, nil end
+  local at = s(now + ms)
+  return 'delayed', at, at, nil
+end
+
 -- Ends the running attempt as a failure and applies the retry policy: the
 -- one path shared by fail and lease reclaim. `retry_after` is nil or ms.
 local function apply_failure(base, uuid, h, outcome, err, retryable, retry_after, now, woken)
-  local att = tonumber(h.att)
-  local a = 'a' .. att
+  local a = 'a' .. h.att
   local snow = s(now)
   h[a .. 'e'], h[a .. 'o'], h[a .. 'x'] = snow, outcome, err
-  local to
-  if (not retryable) or att >= retry_policy(h) then
-    to = 'failed'
-    h.fa = snow
-  else
-    local ms = retry_after
-    if ms == nil then ms = delay_ms(h, uuid, att) end
-    if ms == 0 then
-      to = 'waiting'
-      h.rd = snow
-    else
-      to = 'delayed'
-      h.ra = s(now + ms)
-      h.rd = h.ra
-    end
-  end
+  local to, ra, rd, fa = settle(h, uuid, retryable, retry_after, now)
+  h.ra, h.rd, h.fa = ra, rd, fa
   h.err, h.ua = err, snow
   drop_lease(h)
   move(base, uuid, h, to, woken)
 end
 
+-- Why a lease whose attempt ended another way is lost.
+-- Mirrors baton_core::raw::rules::ended_lease_lost.
 local ENDED_WHY = {
   lease_expired = 'the lease expired and the execution was reclaimed',
   cancelled = 'the execution was cancelled',
@@ -286,6 +290,7 @@ local ENDED_WHY = {
 -- Answers h, nil, nil for the live lease; h, nil, outcome when the lease's
 -- attempt already ended; nil, reply when the caller must answer `reply`.
 -- `attempt` is the attempt number as decimal text.
+-- Mirrors baton_core::raw::rules::judge_lease.
 local function check_loaded(h, attempt, nonce, now)
   if not h then return nil, { 'not_found' } end
   local a = 'a' .. attempt
@@ -413,4 +418,21 @@ local function empties(base, lanes)
     if lane_empty(base, lanes[i]) then e[#e + 1] = lanes[i] end
   end
   return e
+end
+
+-- One node's heartbeat: with `live` nodes alive each owns at most its fair
+-- share; the node keeps the lowest partitions it holds (`mine`, ascending)
+-- up to the share, frees the rest and takes `take` free ones.
+-- Answers share, keep, release, take. Pure.
+-- Mirrors baton_core::raw::rules::plan_ownership.
+local function plan_ownership(count, live, mine)
+  if live < 1 then live = 1 end
+  local share = math.floor((count + live - 1) / live)
+  local keep, release = {}, {}
+  for _, p in ipairs(mine) do
+    if p < count then
+      if #keep < share then keep[#keep + 1] = p else release[#release + 1] = p end
+    end
+  end
+  return share, keep, release, share - #keep
 end

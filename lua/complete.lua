@@ -45,6 +45,7 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   return 'ok', packed, ''
 end
 
+-- Its verdict on a repeated call mirrors baton_core::raw::rules::complete_replay.
 redis.register_function('baton_complete', function(keys, args)
   local base = keys[1]
   local n = tonumber(args[1])

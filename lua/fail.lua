@@ -6,6 +6,7 @@
 -- Returns: { 'ok', woken, record } or an error reply as one item of
 --   baton_complete answers. A replay of an attempt that already failed
 --   answers 'ok' with the current snapshot.
+-- Its verdict on a repeated call mirrors baton_core::raw::rules::fail_replay.
 redis.register_function('baton_fail', function(keys, args)
   local base, uuid = keys[1], args[1]
   local attempt, nonce = args[2], args[3]

@@ -12,29 +12,27 @@ redis.register_function('baton_sync_ownership', function(keys, args)
   redis.call('ZADD', nodes, expires, node)
   redis.call('ZREMRANGEBYSCORE', nodes, '-inf', args[2])
   local live = redis.call('ZCARD', nodes)
-  if live < 1 then live = 1 end
-  local target = math.floor((count + live - 1) / live)
   local owner, exp = {}, {}
   local flat = redis.call('HGETALL', owners)
   for i = 1, #flat, 2 do owner[tonumber(flat[i])] = flat[i + 1] end
   flat = redis.call('HGETALL', oexp)
   for i = 1, #flat, 2 do exp[tonumber(flat[i])] = tonumber(flat[i + 1]) end
-  local owned, kept = {}, {}
+  local mine = {}
   for p = 0, count - 1 do
-    if owner[p] == node and exp[p] and exp[p] > now then
-      if #owned < target then
-        owned[#owned + 1] = p
-        kept[p] = true
-      else
-        redis.call('HDEL', owners, p)
-        redis.call('HDEL', oexp, p)
-      end
-    end
+    if owner[p] == node and exp[p] and exp[p] > now then mine[#mine + 1] = p end
   end
+  local target, owned, release, take = plan_ownership(count, live, mine)
+  for _, q in ipairs(release) do
+    redis.call('HDEL', owners, q)
+    redis.call('HDEL', oexp, q)
+  end
+  local kept = {}
+  for _, q in ipairs(owned) do kept[q] = true end
   local p = 0
-  while #owned < target and p < count do
+  while take > 0 and p < count do
     if not kept[p] and (owner[p] == nil or exp[p] == nil or exp[p] <= now) then
       owned[#owned + 1] = p
+      take = take - 1
     end
     p = p + 1
   end

@@ -9,6 +9,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
 use redis::{Cmd, Pipeline, Value};
 
+use crate::errors::ServerError;
 use crate::library::{Library, Verdict, judge};
 
 /// A multiplexed connection: concurrent calls from many tasks share one
@@ -50,29 +51,35 @@ impl Server {
 
     /// Runs one command, as is.
     pub async fn raw(&self, cmd: &Cmd) -> Result<Value> {
-        let r = match self.conn.clone() {
+        self.send(cmd).await.map_err(|e| self.map(&e))
+    }
+
+    async fn send(&self, cmd: &Cmd) -> redis::RedisResult<Value> {
+        match self.conn.clone() {
             Conn::Single(mut c) => cmd.query_async(&mut c).await,
             Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
-        };
-        r.map_err(|e| self.map(e))
+        }
     }
 
     /// Runs one command; if the server lost the function library (it
     /// restarted without persistence, or was flushed), loads it and runs the
     /// command once more.
     pub async fn run(&self, cmd: &Cmd) -> Result<Value> {
-        self.reloading(|| self.raw(cmd)).await
+        self.reloading(|| self.send(cmd)).await
     }
 
     /// Runs a pipeline (a transaction when it is atomic) and answers each
     /// command's reply, in order; an error reply of any command is the
     /// error of the whole call.
     pub async fn raw_pipe(&self, pipe: &Pipeline) -> Result<Vec<Value>> {
-        let r = match self.conn.clone() {
+        self.send_pipe(pipe).await.map_err(|e| self.map(&e))
+    }
+
+    async fn send_pipe(&self, pipe: &Pipeline) -> redis::RedisResult<Vec<Value>> {
+        match self.conn.clone() {
             Conn::Single(mut c) => pipe.query_async(&mut c).await,
             Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
-        };
-        r.map_err(|e| self.map(e))
+        }
     }
 
     /// [`Server::run`] for a pipeline: when the server lost the function
@@ -80,7 +87,7 @@ impl Server {
     /// pipeline this backend sends may be repeated: the commands beside
     /// the function call only write immutable payloads or read them).
     pub async fn run_pipe(&self, pipe: &Pipeline) -> Result<Vec<Value>> {
-        self.reloading(|| self.raw_pipe(pipe)).await
+        self.reloading(|| self.send_pipe(pipe)).await
     }
 
     /// [`Server::run_pipe`] of exactly two commands, answering both replies.
@@ -90,7 +97,7 @@ impl Server {
         let mut replies = self.run_pipe(&pipe).await?.into_iter();
         match (replies.next(), replies.next()) {
             (Some(a), Some(b)) => Ok((a, b)),
-            _ => Err(crate::decode::corrupt(
+            _ => Err(crate::read::corrupt(
                 "a pipeline answered fewer replies than commands",
             )),
         }
@@ -101,15 +108,15 @@ impl Server {
     async fn reloading<T, F, Fut>(&self, call: F) -> Result<T>
     where
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<T>>,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         match call().await {
-            Err(EngineError::Unavailable { message }) if message.contains("Function not found") => {
+            Err(e) if ServerError::of(&e) == ServerError::FunctionMissing => {
                 tracing::warn!(server = %self.display, "the Baton function library is missing; loading it again");
                 self.ensure_library().await?;
-                call().await
+                call().await.map_err(|e| self.map(&e))
             }
-            other => other,
+            other => other.map_err(|e| self.map(&e)),
         }
     }
 
@@ -175,7 +182,7 @@ impl Server {
                     .clone()
                     .route_command(&list, routing)
                     .await
-                    .map_err(|e| self.map(e))?;
+                    .map_err(|e| self.map(&e))?;
                 let per_node: Vec<Value> = match reply {
                     Value::Map(pairs) => pairs.into_iter().map(|(_, v)| v).collect(),
                     other => vec![other],
@@ -190,32 +197,9 @@ impl Server {
         &self.library.version
     }
 
-    pub fn map(&self, e: redis::RedisError) -> EngineError {
-        let text = e.to_string();
-        if text.contains("BUSY") {
-            return EngineError::Contention {
-                message: format!(
-                    "{} is busy running a long script; retry shortly ({text})",
-                    self.display
-                ),
-            };
-        }
-        if text.contains("CROSSSLOT") {
-            return EngineError::corruption(format!(
-                "a command crossed cluster slots on {}: {text}",
-                self.display
-            ));
-        }
-        if e.kind() == redis::ErrorKind::ExtensionError
-            || text.contains("Error running script")
-            || text.contains("user_function")
-        {
-            return EngineError::corruption(format!(
-                "a Baton function failed on {}: {text}",
-                self.display
-            ));
-        }
-        EngineError::unavailable(format!("Valkey at {}: {text}", self.display))
+    /// The [`EngineError`] for a driver error of this server.
+    pub fn map(&self, e: &redis::RedisError) -> EngineError {
+        crate::errors::map(&self.display, e)
     }
 }
 

@@ -38,26 +38,33 @@
 //! restart that lost the function library the backend loads it again and
 //! carries on. See `rfcs/0002-valkey-backend.md`.
 
-mod complete;
+mod admin;
+mod backend;
+mod claim;
+mod combine;
 mod config;
 mod conn;
-mod decode;
+mod create;
+mod errors;
+mod hints;
+mod lease;
 mod library;
-mod ops;
+mod ownership;
+mod read;
+mod scan;
+mod wake;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use baton_core::raw::{PreparedExecution, Wakeups};
 use baton_core::{
-    AdminBackend, AttemptRecord, Capabilities, Claim, ClaimRequest, CreateOutcome, EngineBackend,
-    EngineError, ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken, ListCursor, ListFilter,
-    ListPage, Namespace, NewExecution, NodeId, Ownership, Page, PartitionCount, PartitionId,
-    PartitionOwner, RenewOutcome, RenewRequest, RenewStatus, Result, ScanReport, State,
-    StateCounts, Timestamp,
+    AttemptRecord, Claim, ClaimRequest, CreateOutcome, EngineError, ExecutionId, ExecutionSnapshot,
+    Failure, Lane, LeaseToken, ListCursor, ListFilter, ListPage, Namespace, NewExecution, NodeId,
+    Ownership, Page, PartitionCount, PartitionId, PartitionOwner, RenewOutcome, RenewRequest,
+    RenewStatus, Result, ScanReport, State, StateCounts, Timestamp,
 };
 use futures_util::future::try_join_all;
 use redis::{Cmd, Value};
@@ -65,8 +72,8 @@ use uuid::Uuid;
 
 pub use config::ValkeyConfig;
 use conn::{Conn, Server};
-use decode::{Fields, array, bytes, int, opt_int, seq_and_lanes, text};
 pub use library::GENERATION as LIBRARY_GENERATION;
+use read::{Fields, array, bytes, int, opt_int, seq_and_lanes, text};
 
 /// How often the promote pass of a partition also repairs claim hints.
 const HINT_REPAIR_EVERY: Duration = Duration::from_secs(5);
@@ -92,7 +99,7 @@ struct Inner {
     durable: bool,
     wake: Arc<Wakeups>,
     listener: Option<tokio::task::JoinHandle<()>>,
-    completer: tokio::sync::mpsc::UnboundedSender<complete::Pending>,
+    completer: tokio::sync::mpsc::UnboundedSender<combine::Pending>,
     hint_repaired: Mutex<HashMap<u16, Instant>>,
     /// Where the next create call places its executions (see `create`).
     placement: AtomicU32,
@@ -151,7 +158,7 @@ impl ValkeyBackend {
         let display = config
             .nodes
             .iter()
-            .map(|n| strip_auth(n))
+            .map(|n| baton_core::raw::url::redact(n))
             .collect::<Vec<_>>()
             .join(",");
         let unreachable = |e: redis::RedisError| {
@@ -193,12 +200,12 @@ impl ValkeyBackend {
         let partitions = record_partitions(&server, &config.prefix, config.partitions).await?;
         let durable = fsyncs_every_write(&server).await;
         let wake = Arc::new(Wakeups::default());
-        let listener = Some(spawn_listener(
+        let listener = Some(wake::spawn_listener(
             config.nodes[0].clone(),
             format!("{}:wake:*", config.prefix),
             Arc::clone(&wake),
         ));
-        let completer = complete::start(server.clone(), config.prefix.clone());
+        let completer = combine::start(server.clone(), config.prefix.clone());
         Ok(ValkeyBackend {
             inner: Arc::new(Inner {
                 completer,
@@ -263,253 +270,6 @@ impl ValkeyBackend {
     async fn run(&self, cmd: &Cmd) -> Result<Value> {
         self.inner.server.run(cmd).await
     }
-
-    /// Raises the hints of woken lanes and wakes their claimers, here and in
-    /// every other process. Awaited before the call that woke them answers,
-    /// so a claim made after it sees the hint. It runs in a task of its own:
-    /// a caller that gives up after its function call took effect must not
-    /// leave the new work unhinted (invisible to claims until the promote
-    /// pass repairs hints).
-    async fn announce(&self, woken: Vec<Woken>) -> Result<()> {
-        if woken.is_empty() {
-            return Ok(());
-        }
-        let mut calls = Vec::with_capacity(woken.len() * 2);
-        for w in &woken {
-            let mut zadd = redis::cmd("ZADD");
-            zadd.arg(self.hint_key(&w.lane_id))
-                .arg("GT")
-                .arg(w.seq)
-                .arg(w.partition);
-            calls.push(zadd);
-            let mut publish = redis::cmd("PUBLISH");
-            publish.arg(self.channel(&w.lane_id)).arg("");
-            calls.push(publish);
-        }
-        let inner = Arc::clone(&self.inner);
-        let task = tokio::spawn(async move {
-            try_join_all(calls.iter().map(|c| inner.server.raw(c))).await?;
-            // Local claimers are woken only now: woken earlier, they could
-            // read the hint before it is raised and go back to sleep.
-            for w in &woken {
-                if let Some((ns, lane)) = w.lane_id.split_once('/') {
-                    inner.wake.notify(ns, lane);
-                }
-            }
-            Ok(())
-        });
-        task.await.map_err(|e| {
-            EngineError::unavailable(format!("announcing new work stopped: {e}; retry"))
-        })?
-    }
-
-    /// Forgets hints of lanes a partition was seen without (in the
-    /// background: a stale hint only costs a wasted probe).
-    fn drop_hints(&self, partition: u16, seq: i64, lane_ids: Vec<String>) {
-        if lane_ids.is_empty() {
-            return;
-        }
-        let server = self.inner.server.clone();
-        let keys: Vec<String> = lane_ids.iter().map(|l| self.hint_key(l)).collect();
-        tokio::spawn(async move {
-            for key in keys {
-                let mut c = Server::fcall("baton_hint_drop", &key);
-                c.arg(partition).arg(seq);
-                if let Err(e) = server.raw(&c).await {
-                    tracing::debug!(error = %e, "dropping a claim hint failed");
-                    return;
-                }
-            }
-        });
-    }
-
-    fn woken_from(&self, partition: u16, v: Value) -> Result<Vec<Woken>> {
-        let (seq, lanes) = seq_and_lanes(v)?;
-        Ok(lanes
-            .into_iter()
-            .map(|lane_id| Woken {
-                partition,
-                seq,
-                lane_id,
-            })
-            .collect())
-    }
-
-    /// Sends `call` (complete / fail / cancel of `id`) right after a plain
-    /// read of the execution's payload, in one pipeline: the payload is
-    /// immutable and lives exactly as long as the record, so a read made
-    /// before the call belongs to the snapshot the call answers.
-    async fn with_payload(&self, id: &ExecutionId, call: Cmd) -> Result<(Value, Value)> {
-        let mut get = redis::cmd("GET");
-        get.arg(format!(
-            "{}:p:{}",
-            self.base(id.partition().get()),
-            id.uuid().simple()
-        ));
-        let (payload, reply) = self.inner.server.run_two(get, call).await?;
-        Ok((reply, payload))
-    }
-
-    /// Interprets the reply of complete / fail / cancel, with the payload
-    /// read before the call.
-    async fn outcome(
-        &self,
-        id: &ExecutionId,
-        operation: &'static str,
-        reply: Value,
-        payload: Value,
-    ) -> Result<ExecutionSnapshot> {
-        let mut items = array(reply)?.into_iter();
-        let tag = items
-            .next()
-            .ok_or_else(|| decode::corrupt("an empty reply"))?;
-        match text(&tag)? {
-            "ok" => {
-                let woken = items
-                    .next()
-                    .ok_or_else(|| decode::corrupt("a reply without its woken lanes"))?;
-                let woken = self.woken_from(id.partition().get(), woken)?;
-                let Some(record) = items.next() else {
-                    return Err(decode::corrupt("a reply without the execution's record"));
-                };
-                let mut fields = Fields::from_record(bytes(&record)?)?;
-                let payload = match payload {
-                    Value::BulkString(b) => b,
-                    Value::Nil => {
-                        return Err(EngineError::corruption(format!(
-                            "execution {id} has a record but no payload"
-                        )));
-                    }
-                    other => bytes(&other)?.to_vec(),
-                };
-                fields.set("pl", payload);
-                let snap = decode::snapshot(id.clone(), &fields)?;
-                self.announce(woken).await?;
-                Ok(snap)
-            }
-            "conflict" => {
-                let state = items
-                    .next()
-                    .ok_or_else(|| decode::corrupt("a conflict without a state"))?;
-                let state: State = text(&state)?
-                    .parse()
-                    .map_err(|_| decode::corrupt("a conflict naming an unknown state"))?;
-                let reason = match items.next() {
-                    Some(r) => text(&r)?.to_owned(),
-                    None => String::new(),
-                };
-                Err(EngineError::Conflict {
-                    id: id.clone(),
-                    operation,
-                    state,
-                    reason,
-                })
-            }
-            "lost" => {
-                let reason = match items.next() {
-                    Some(r) => text(&r)?.to_owned(),
-                    None => "the lease is no longer current".to_owned(),
-                };
-                Err(EngineError::lease_lost(id, reason))
-            }
-            "not_found" => Err(EngineError::NotFound { id: id.clone() }),
-            "corrupt" => {
-                let message = match items.next() {
-                    Some(r) => text(&r)?.to_owned(),
-                    None => String::new(),
-                };
-                Err(EngineError::corruption(format!(
-                    "execution {id}: {message}"
-                )))
-            }
-            other => Err(decode::corrupt(format_args!("reply tag {other:?}"))),
-        }
-    }
-
-    /// The execution record, and with `payload` its payload as field `pl`
-    /// (read right after it on the same connection; an execution trimmed in
-    /// between is not found).
-    async fn read_fields(&self, id: &ExecutionId, payload: bool) -> Result<Fields> {
-        self.check_id(id)?;
-        let base = self.base(id.partition().get());
-        let uuid = id.uuid().simple();
-        let mut get = redis::cmd("GET");
-        get.arg(format!("{base}:e:{uuid}"));
-        let not_found = || EngineError::NotFound { id: id.clone() };
-        let record = |v: Value| -> Result<Fields> {
-            match v {
-                Value::Nil => Err(not_found()),
-                other => Fields::from_record(bytes(&other)?),
-            }
-        };
-        if !payload {
-            return record(self.run(&get).await?);
-        }
-        let mut get_payload = redis::cmd("GET");
-        get_payload.arg(format!("{base}:p:{uuid}"));
-        let (fields, payload) = tokio::try_join!(self.run(&get), self.run(&get_payload))?;
-        let mut fields = record(fields)?;
-        match payload {
-            Value::Nil => return Err(not_found()),
-            other => fields.set("pl", bytes(&other)?.to_vec()),
-        }
-        Ok(fields)
-    }
-
-    /// A scheduler pass's `{ processed, next_due, woken? }` reply.
-    async fn scan_report(&self, partition: u16, reply: Value, offset: i64) -> Result<ScanReport> {
-        let mut items = array(reply)?.into_iter();
-        let processed = int(&items
-            .next()
-            .ok_or_else(|| decode::corrupt("empty scan reply"))?)?;
-        let next = match items.next() {
-            Some(v) => opt_int(&v)?,
-            None => None,
-        };
-        if let Some(w) = items.next() {
-            let woken = self.woken_from(partition, w)?;
-            self.announce(woken).await?;
-        }
-        Ok(ScanReport {
-            processed: u64::try_from(processed).unwrap_or(0),
-            next_due: next.map(|t| Timestamp::from_millis(t.saturating_add(offset))),
-        })
-    }
-
-    /// Raises the hints of every lane with waiting work in `partition`, at
-    /// most every few seconds per partition.
-    async fn repair_hints(&self, partition: u16) -> Result<()> {
-        let due = {
-            let Ok(mut last) = self.inner.hint_repaired.lock() else {
-                return Ok(());
-            };
-            let now = Instant::now();
-            match last.get(&partition) {
-                Some(t) if now.duration_since(*t) < HINT_REPAIR_EVERY => false,
-                _ => {
-                    last.insert(partition, now);
-                    true
-                }
-            }
-        };
-        if !due {
-            return Ok(());
-        }
-        let reply = self
-            .run(&Server::fcall("baton_lanes", &self.base(partition)))
-            .await?;
-        let (seq, lanes) = seq_and_lanes(reply)?;
-        let calls: Vec<Cmd> = lanes
-            .iter()
-            .map(|l| {
-                let mut z = redis::cmd("ZADD");
-                z.arg(self.hint_key(l)).arg("GT").arg(seq).arg(partition);
-                z
-            })
-            .collect();
-        try_join_all(calls.iter().map(|c| self.inner.server.raw(c))).await?;
-        Ok(())
-    }
 }
 
 /// An execution's member in its lane's waiting set: claim order as one
@@ -525,13 +285,6 @@ fn claim_member(priority: i32, ready_at_ms: i64, uuid: &str) -> String {
 /// processes and instances (the low bits of a fresh lease nonce).
 fn rand_start() -> u32 {
     (LeaseToken::random_nonce() & 0xffff_ffff) as u32
-}
-
-fn strip_auth(url: &str) -> String {
-    match (url.split_once("://"), url.rsplit_once('@')) {
-        (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
-        _ => url.to_owned(),
-    }
 }
 
 /// The partition a submission with an idempotency key lives in: a function
@@ -566,25 +319,8 @@ async fn record_partitions(
     get.arg(&key).arg("partitions");
     let recorded = server.run(&get).await?;
     let text = text(&recorded)?;
-    let recorded = text
-        .parse::<u16>()
-        .ok()
-        .and_then(|n| PartitionCount::new(n).ok())
-        .ok_or_else(|| EngineError::corruption(format!("recorded partition count {text:?}")))?;
-    if let Some(w) = wanted
-        && w != recorded
-    {
-        return Err(EngineError::Configuration {
-            message: format!(
-                "the deployment under prefix {prefix} was created with {} partitions but {} were requested; \
-                 start with partitions={} (or leave it unset)",
-                recorded.get(),
-                w.get(),
-                recorded.get()
-            ),
-        });
-    }
-    Ok(recorded)
+    let store = format!("deployment under prefix {prefix}");
+    Ok(baton_core::raw::rules::reconcile_partitions(Some(text), wanted, &store)?.count)
 }
 
 /// Whether the server appends every write to its AOF and fsyncs it before
@@ -613,40 +349,27 @@ async fn fsyncs_every_write(server: &Server) -> bool {
     }
 }
 
-/// Subscribes to every lane's wake-up channel on the first node (a cluster
-/// forwards `PUBLISH` to every node) and wakes local claimers. Reconnects
-/// forever; after a reconnect every parked claimer is woken, since messages
-/// may have been missed meanwhile.
-fn spawn_listener(
-    node: String,
-    pattern: String,
-    wake: Arc<Wakeups>,
-) -> tokio::task::JoinHandle<()> {
-    use futures_util::StreamExt;
-    let prefix_len = pattern.len() - 1;
-    tokio::spawn(async move {
-        loop {
-            let attempt = async {
-                let client = redis::Client::open(node.as_str())?;
-                let mut pubsub = client.get_async_pubsub().await?;
-                pubsub.psubscribe(&pattern).await?;
-                wake.notify_all();
-                let mut stream = pubsub.on_message();
-                while let Some(msg) = stream.next().await {
-                    let channel = msg.get_channel_name();
-                    if let Some((ns, lane)) =
-                        channel.get(prefix_len..).and_then(|l| l.split_once('/'))
-                    {
-                        wake.notify(ns, lane);
-                    }
-                }
-                Ok::<(), redis::RedisError>(())
-            };
-            if let Err(e) = attempt.await {
-                tracing::debug!(error = %e, "Valkey wake-up subscription failed; retrying");
-            }
-            wake.notify_all();
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    })
+/// A lease nonce as the functions store it: 16 hex digits.
+pub(crate) fn hex_nonce(n: u64) -> String {
+    format!("{n:016x}")
+}
+
+/// An optional instant as the functions take it: milliseconds, or empty.
+pub(crate) fn ms(t: Option<Timestamp>) -> String {
+    t.map(|t| t.as_millis().to_string()).unwrap_or_default()
+}
+
+/// Runs a call's work in a task of its own and waits for it: a caller that
+/// gives up (a client hanging up, a timeout) drops only its wait, so a call
+/// whose function took effect still raises the hints and wakes the
+/// claimers of the work it made claimable (otherwise that work would stay
+/// invisible to claims until the promote pass repairs hints).
+pub(crate) async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work).await.map_err(|e| {
+        EngineError::unavailable(format!(
+            "a Valkey call stopped before it answered: {e}; retry"
+        ))
+    })?
 }

@@ -18,7 +18,7 @@ use redis::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::Server;
-use crate::decode::array;
+use crate::read::array;
 
 /// Most completes in one call.
 const MAX_BATCH: usize = 256;
@@ -110,7 +110,7 @@ async fn flush(server: &Server, prefix: &str, partition: u16, items: Vec<Pending
             }
         }
         Ok((_, replies)) => {
-            let e = crate::decode::corrupt(format_args!(
+            let e = crate::read::corrupt(format_args!(
                 "baton_complete answered {} replies for {} completes",
                 replies.len(),
                 items.len()

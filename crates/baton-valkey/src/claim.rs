@@ -1,0 +1,343 @@
+//! `claim` (hint read, peeks, one `baton_claim` per partition) and
+//! `wait_for_work`.
+
+use crate::*;
+use baton_core::raw::stored;
+
+impl ValkeyBackend {
+    pub(crate) async fn claim_in(
+        &self,
+        partition: u16,
+        want: usize,
+        common: &[String],
+        request: &ClaimRequest,
+        expires: Timestamp,
+    ) -> Result<Vec<(String, Claim)>> {
+        let mut c = Server::fcall("baton_claim", &self.base(partition));
+        c.arg(&common[0]).arg(&common[1]).arg(want);
+        for a in &common[2..] {
+            c.arg(a);
+        }
+        let nonces: Vec<u64> = (0..want).map(|_| LeaseToken::random_nonce()).collect();
+        let nonce_text: String = nonces.iter().map(|n| hex_nonce(*n)).collect();
+        c.arg(request.worker_id.as_str())
+            .arg(expires.as_millis())
+            .arg(nonce_text);
+        let mut items = array(self.run(&c).await?)?.into_iter();
+        let (seq, empties) = seq_empties(&mut items)?;
+        self.drop_hints(partition, seq, empties);
+        let flat: Vec<Value> = items.collect();
+        if !flat.len().is_multiple_of(CLAIM_ENTRY) {
+            return Err(read::corrupt("a short claim entry"));
+        }
+        let mut entries = Vec::with_capacity(flat.len() / CLAIM_ENTRY);
+        let mut flat = flat.into_iter();
+        while flat.len() > 0 {
+            entries.push(flat.by_ref().take(CLAIM_ENTRY).collect::<Vec<_>>());
+        }
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Payloads are immutable and live as long as their record, so they
+        // are read after the claim, straight from their keys.
+        let base = self.base(partition);
+        let mut mget = redis::cmd("MGET");
+        for f in &entries {
+            let uuid = f
+                .get(1)
+                .ok_or_else(|| read::corrupt("a short claim entry"))?;
+            mget.arg(format!("{base}:p:{}", text(uuid)?));
+        }
+        let payloads = array(self.run(&mget).await?)?;
+        if payloads.len() != entries.len() {
+            return Err(read::corrupt(
+                "MGET answered a different number of payloads",
+            ));
+        }
+        let mut out = Vec::new();
+        for (i, (f, payload)) in entries.into_iter().zip(payloads).enumerate() {
+            if f.len() < 7 {
+                return Err(read::corrupt("a short claim entry"));
+            }
+            let member = text(&f[0])?.to_owned();
+            let id =
+                read::execution_id(text(&f[1])?, PartitionId(partition), self.inner.partitions)?;
+            let ctx = format!("execution {id}");
+            // Claimed, then cancelled or expired and trimmed before the
+            // payload was read: the lease is already dead, so there is
+            // nothing to hand out.
+            if payload == Value::Nil {
+                tracing::debug!(%id, "a claimed execution was trimmed before its payload was read");
+                continue;
+            }
+            let attempt = stored::in_range::<u32>("attempt", &ctx, int(&f[4])?)?;
+            let tags = stored::tags_json(&ctx, text(&f[6])?)?;
+            let nonce = nonces
+                .get(i)
+                .copied()
+                .ok_or_else(|| read::corrupt("more claims than requested"))?;
+            let claim = Claim {
+                namespace: request.namespace.clone(),
+                lane: text(&f[2])?
+                    .parse()
+                    .map_err(|_| EngineError::corruption(format!("{ctx}: lane")))?,
+                kind: text(&f[3])?
+                    .parse()
+                    .map_err(|_| EngineError::corruption(format!("{ctx}: kind")))?,
+                payload: match payload {
+                    Value::BulkString(b) => b,
+                    other => bytes(&other)?.to_vec(),
+                },
+                attempt,
+                lease: LeaseToken::new(id.clone(), attempt, nonce),
+                lease_expires_at: expires,
+                deadline: opt_int(&f[5])?.map(Timestamp::from_millis),
+                tags,
+                id,
+            };
+            out.push((member, claim));
+        }
+        Ok(out)
+    }
+
+    /// Peeks partitions (each with its own `want`): their claim-order
+    /// members, first first. Lanes found empty are dropped from the hints.
+    ///
+    /// Most partitions are read with plain commands: the unconditional
+    /// waiting sets are already in claim order. Only a partition holding
+    /// waiting work with capability or deadline conditions for one of the
+    /// lanes is asked through `baton_peek`, which checks them.
+    pub(crate) async fn peek(
+        &self,
+        wants: &[(u16, usize)],
+        common: &[String],
+    ) -> Result<BTreeMap<u16, Vec<String>>> {
+        let (ns, lanes) = (&common[1], &common[4..]);
+        let looks = try_join_all(
+            wants
+                .iter()
+                .map(|(p, want)| self.look(*p, *want, ns, lanes)),
+        )
+        .await?;
+        let mut out = BTreeMap::new();
+        let mut conditional = Vec::new();
+        for (&(p, want), look) in wants.iter().zip(looks) {
+            match look {
+                Some(members) => {
+                    out.insert(p, members);
+                }
+                None => conditional.push((p, want)),
+            }
+        }
+        if !conditional.is_empty() {
+            out.extend(self.peek_conditional(&conditional, common).await?);
+        }
+        Ok(out)
+    }
+
+    /// One partition's first `want` unconditional waiting members over
+    /// `lanes`, read with plain commands; None when a lane also has
+    /// conditional waiting work there (the caller asks `baton_peek`).
+    pub(crate) async fn look(
+        &self,
+        partition: u16,
+        want: usize,
+        ns: &str,
+        lanes: &[String],
+    ) -> Result<Option<Vec<String>>> {
+        let base = self.base(partition);
+        let mut pipe = redis::pipe();
+        // The sequence first: a lane seen empty after it cannot lose a hint
+        // raised for work that arrives later (see `baton_hint_drop`).
+        pipe.cmd("GET").arg(format!("{base}:seq"));
+        for lane in lanes {
+            pipe.cmd("ZRANGE")
+                .arg(format!("{base}:w:{ns}/{lane}"))
+                .arg(0)
+                .arg(want.saturating_sub(1));
+            pipe.cmd("EXISTS").arg(format!("{base}:wx:{ns}/{lane}"));
+        }
+        let mut replies = self.inner.server.raw_pipe(&pipe).await?.into_iter();
+        let mut next = || {
+            replies
+                .next()
+                .ok_or_else(|| read::corrupt("a peek answered fewer replies than commands"))
+        };
+        let seq = opt_int(&next()?)?.unwrap_or(0);
+        let mut members = Vec::new();
+        let mut empties = Vec::new();
+        let mut conditional = false;
+        for lane in lanes {
+            let found = array(next()?)?;
+            let has_conditional = int(&next()?)? > 0;
+            conditional |= has_conditional;
+            if found.is_empty() && !has_conditional {
+                empties.push(format!("{ns}/{lane}"));
+            }
+            for m in found {
+                members.push(text(&m)?.to_owned());
+            }
+        }
+        if conditional {
+            return Ok(None);
+        }
+        self.drop_hints(partition, seq, empties);
+        if lanes.len() > 1 {
+            members.sort();
+            members.truncate(want);
+        }
+        Ok(Some(members))
+    }
+
+    /// Peeks partitions through `baton_peek`, which checks conditions.
+    pub(crate) async fn peek_conditional(
+        &self,
+        wants: &[(u16, usize)],
+        common: &[String],
+    ) -> Result<BTreeMap<u16, Vec<String>>> {
+        let calls: Vec<Cmd> = wants
+            .iter()
+            .map(|(p, want)| {
+                let mut c = Server::fcall("baton_peek", &self.base(*p));
+                c.arg(&common[0]).arg(&common[1]).arg(*want);
+                for a in &common[2..] {
+                    c.arg(a);
+                }
+                c
+            })
+            .collect();
+        let replies = try_join_all(calls.iter().map(|c| self.run(c))).await?;
+        let mut out = BTreeMap::new();
+        for ((p, _), reply) in wants.iter().zip(replies) {
+            let mut items = array(reply)?.into_iter();
+            let (seq, empties) = seq_empties(&mut items)?;
+            self.drop_hints(*p, seq, empties);
+            let members = items
+                .map(|m| text(&m).map(str::to_owned))
+                .collect::<Result<Vec<_>>>()?;
+            out.insert(*p, members);
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) async fn claim(b: &ValkeyBackend, request: ClaimRequest) -> Result<Vec<Claim>> {
+    request.validate(&b.inner.limits)?;
+    let now = b.now();
+    let expires = now.saturating_add(request.lease_ttl);
+    let ns = request.namespace.as_str();
+    let lanes: BTreeSet<&str> = request.lanes.iter().map(Lane::as_str).collect();
+    let hint_calls: Vec<Cmd> = lanes
+        .iter()
+        .map(|l| {
+            let mut c = redis::cmd("ZRANGE");
+            c.arg(b.hint_key(&format!("{ns}/{l}"))).arg(0).arg(-1);
+            c
+        })
+        .collect();
+    let hints = try_join_all(hint_calls.iter().map(|c| b.inner.server.raw(c))).await?;
+    let mut candidates = BTreeSet::new();
+    for h in hints {
+        for p in array(h)? {
+            if let Ok(p) = text(&p)?.parse::<u16>()
+                && p < b.inner.partitions.get()
+            {
+                candidates.insert(p);
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let caps: Vec<&str> = request.capabilities.iter().map(|c| c.as_str()).collect();
+    // now, ns, [want], caps, lane count, lanes...
+    let mut common = vec![now.as_millis().to_string(), ns.to_owned(), caps.join(",")];
+    common.push(lanes.len().to_string());
+    common.extend(lanes.iter().map(|l| (*l).to_owned()));
+    let plan: Vec<(u16, usize)> = if candidates.len() == 1 {
+        candidates.iter().map(|p| (*p, request.max)).collect()
+    } else {
+        // Peek every candidate, then claim the globally first `max`, so
+        // one claimer gets exact priority-then-age order across
+        // partitions. The first peek asks each partition for as much of
+        // `max` as fits a budget of PEEK_BUDGET members in all (at least
+        // twice its even share); only a partition whose whole answer
+        // falls inside the first `max` may hold more that belongs there,
+        // and only those are asked again for `max`.
+        let n = candidates.len();
+        let narrow = (PEEK_BUDGET / n)
+            .max(request.max.div_ceil(n).saturating_mul(2))
+            .min(request.max);
+        let first: Vec<(u16, usize)> = candidates.iter().map(|p| (*p, narrow)).collect();
+        let mut seen = b.peek(&first, &common).await?;
+        let cutoff = |seen: &BTreeMap<u16, Vec<String>>| -> Option<String> {
+            let mut all: Vec<&String> = seen.values().flatten().collect();
+            all.sort();
+            all.get(request.max - 1).map(|m| (*m).clone())
+        };
+        if narrow < request.max {
+            let cut = cutoff(&seen);
+            let again: Vec<(u16, usize)> = seen
+                .iter()
+                .filter(|(_, ms)| {
+                    ms.len() == narrow
+                        && match (&cut, ms.last()) {
+                            (Some(c), Some(last)) => last < c,
+                            _ => true,
+                        }
+                })
+                .map(|(p, _)| (*p, request.max))
+                .collect();
+            if !again.is_empty() {
+                seen.extend(b.peek(&again, &common).await?);
+            }
+        }
+        let mut members: Vec<(&String, u16)> = seen
+            .iter()
+            .flat_map(|(p, ms)| ms.iter().map(move |m| (m, *p)))
+            .collect();
+        members.sort();
+        let mut per: BTreeMap<u16, usize> = BTreeMap::new();
+        for (_, p) in members.into_iter().take(request.max) {
+            *per.entry(p).or_default() += 1;
+        }
+        per.into_iter().collect()
+    };
+    let results = try_join_all(
+        plan.iter()
+            .map(|(p, want)| b.claim_in(*p, *want, &common, &request, expires)),
+    )
+    .await?;
+    let mut claims: Vec<(String, Claim)> = results.into_iter().flatten().collect();
+    claims.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(claims.into_iter().map(|(_, c)| c).collect())
+}
+
+pub(crate) async fn wait_for_work(
+    b: &ValkeyBackend,
+    namespace: &Namespace,
+    lanes: &[Lane],
+    timeout: Duration,
+) -> Result<()> {
+    let lanes: Vec<&str> = lanes.iter().map(Lane::as_str).collect();
+    b.inner.wake.wait(namespace.as_str(), &lanes, timeout).await;
+    Ok(())
+}
+
+/// Values per claimed execution in a `baton_claim` reply.
+const CLAIM_ENTRY: usize = 7;
+
+fn seq_empties(items: &mut std::vec::IntoIter<Value>) -> Result<(i64, Vec<String>)> {
+    let seq = int(&items
+        .next()
+        .ok_or_else(|| read::corrupt("empty claim reply"))?)?;
+    let empties = array(
+        items
+            .next()
+            .ok_or_else(|| read::corrupt("claim reply without empty lanes"))?,
+    )?
+    .iter()
+    .map(|v| text(v).map(str::to_owned))
+    .collect::<Result<Vec<_>>>()?;
+    Ok((seq, empties))
+}

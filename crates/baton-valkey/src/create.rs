@@ -1,0 +1,162 @@
+//! `create`: one transaction per partition (payload keys written beside
+//! one `baton_create` call).
+
+use crate::*;
+
+/// Runs to completion in a task of its own (see [`detached`]).
+pub(crate) async fn create(
+    b: &ValkeyBackend,
+    executions: Vec<NewExecution>,
+) -> Result<Vec<CreateOutcome>> {
+    let b = b.clone();
+    detached(async move { create_now(&b, executions).await }).await
+}
+
+async fn create_now(
+    b: &ValkeyBackend,
+    executions: Vec<NewExecution>,
+) -> Result<Vec<CreateOutcome>> {
+    let now = b.now();
+    let count = b.inner.partitions;
+    let mut rows = PreparedExecution::prepare_batch(executions, &b.inner.limits, now, count)?;
+    // Placement: a submission with an idempotency key goes where its
+    // key lives; the rest of the call goes to one partition, the next
+    // in this instance's rotation, so a batch is one function call and
+    // its executions are claimed and completed together.
+    let together = b.next_placement();
+    let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (i, r) in rows.iter_mut().enumerate() {
+        let p = idempotency_partition(&r.new, count).unwrap_or(together);
+        if r.id.partition().get() != p {
+            r.id = ExecutionId::generate_in(PartitionId(p), count)?;
+        }
+        groups.entry(r.id.partition().get()).or_default().push(i);
+    }
+    // One transaction per partition: the payloads (one MSET, straight
+    // into their keys, never through Lua), then the function call that
+    // writes the records and indexes.
+    let calls: Vec<(u16, redis::Pipeline)> = groups
+        .iter()
+        .map(|(p, positions)| {
+            let base = b.base(*p);
+            let mut c = Server::fcall("baton_create", &base);
+            c.arg(positions.len());
+            let mut payloads = redis::cmd("MSET");
+            for &i in positions {
+                let r = &rows[i];
+                let n = &r.new;
+                let b = &n.retry.backoff;
+                let text = |v: &dyn ToString| v.to_string();
+                let now_ms = now.as_millis().to_string();
+                let pri = text(&n.priority);
+                let retry = format!(
+                    "{} {} {} {} {}",
+                    n.retry.max_attempts,
+                    b.initial_ms,
+                    b.max_ms,
+                    b.multiplier,
+                    if b.jitter { 1 } else { 0 }
+                );
+                let run_at = ms(r.run_at);
+                let deadline = ms(n.deadline);
+                let ready_at = if run_at.is_empty() {
+                    now_ms.clone()
+                } else {
+                    run_at.clone()
+                };
+                let parent = n.parent.as_ref().map(|p| p.to_string());
+                let mut fields: Vec<(&str, &[u8])> = vec![
+                    ("ns", n.namespace.as_str().as_bytes()),
+                    ("lane", n.lane.as_str().as_bytes()),
+                    ("kind", n.kind.as_str().as_bytes()),
+                    ("st", r.state.as_str().as_bytes()),
+                    ("pri", pri.as_bytes()),
+                    ("att", b"0"),
+                    ("rp", retry.as_bytes()),
+                    ("ca", now_ms.as_bytes()),
+                    ("ua", now_ms.as_bytes()),
+                    ("rd", ready_at.as_bytes()),
+                ];
+                // No tags and no capabilities are the absent fields.
+                if r.tags_json != "{}" {
+                    fields.push(("tags", r.tags_json.as_bytes()));
+                }
+                if r.caps_json != "[]" {
+                    fields.push(("caps", r.caps_json.as_bytes()));
+                }
+                if let Some(k) = &n.idempotency_key {
+                    fields.push(("ik", k.as_str().as_bytes()));
+                }
+                if let Some(p) = &parent {
+                    fields.push(("par", p.as_bytes()));
+                }
+                if !run_at.is_empty() {
+                    fields.push(("ra", run_at.as_bytes()));
+                }
+                if !deadline.is_empty() {
+                    fields.push(("dl", deadline.as_bytes()));
+                }
+                let record = read::encode_record(&fields);
+                let uuid = r.id.uuid().simple().to_string();
+                let member = if r.state == State::Waiting {
+                    claim_member(n.priority, now.as_millis(), &uuid)
+                } else {
+                    String::new()
+                };
+                payloads
+                    .arg(format!("{base}:p:{uuid}"))
+                    .arg(n.payload.as_slice());
+                c.arg(uuid)
+                    .arg(n.namespace.as_str())
+                    .arg(n.lane.as_str())
+                    .arg(r.state.as_str())
+                    .arg(member)
+                    .arg(r.caps_json.as_str())
+                    .arg(n.idempotency_key.as_ref().map(|k| k.as_str()).unwrap_or(""))
+                    .arg(&run_at)
+                    .arg(&deadline)
+                    .arg(record);
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic().add_command(payloads).add_command(c);
+            (*p, pipe)
+        })
+        .collect();
+    let replies = try_join_all(calls.iter().map(|(_, pipe)| async move {
+        let mut replies = b.inner.server.run_pipe(pipe).await?;
+        replies
+            .pop()
+            .ok_or_else(|| read::corrupt("a create transaction without its reply"))
+    }))
+    .await?;
+    let mut outcomes: Vec<Option<CreateOutcome>> = vec![None; rows.len()];
+    let mut woken = Vec::new();
+    for ((p, _), reply) in calls.iter().zip(replies) {
+        let mut items = array(reply)?.into_iter();
+        let w = items
+            .next()
+            .ok_or_else(|| read::corrupt("empty create reply"))?;
+        woken.extend(b.woken_from(*p, w)?);
+        let positions = &groups[p];
+        let flat: Vec<Value> = items.collect();
+        if flat.len() != positions.len() * 3 {
+            return Err(read::corrupt("a short create outcome"));
+        }
+        for (&pos, f) in positions.iter().zip(flat.chunks(3)) {
+            let id = read::execution_id(text(&f[0])?, PartitionId(*p), count)?;
+            let state: State = text(&f[1])?
+                .parse()
+                .map_err(|_| EngineError::corruption(format!("execution {id}: stored state")))?;
+            outcomes[pos] = Some(CreateOutcome {
+                id,
+                state,
+                created: int(&f[2])? == 1,
+            });
+        }
+    }
+    b.announce(woken).await?;
+    outcomes
+        .into_iter()
+        .map(|o| o.ok_or_else(|| read::corrupt("create answered fewer outcomes than items")))
+        .collect()
+}

@@ -1,0 +1,129 @@
+//! The scheduler's passes: promote (and hint repair), reclaim, expire, trim.
+
+use crate::*;
+
+impl ValkeyBackend {
+    /// A scheduler pass's `{ processed, next_due, woken? }` reply.
+    pub(crate) async fn scan_report(
+        &self,
+        partition: u16,
+        reply: Value,
+        offset: i64,
+    ) -> Result<ScanReport> {
+        let mut items = array(reply)?.into_iter();
+        let processed = int(&items
+            .next()
+            .ok_or_else(|| read::corrupt("empty scan reply"))?)?;
+        let next = match items.next() {
+            Some(v) => opt_int(&v)?,
+            None => None,
+        };
+        if let Some(w) = items.next() {
+            let woken = self.woken_from(partition, w)?;
+            self.announce(woken).await?;
+        }
+        Ok(ScanReport {
+            processed: u64::try_from(processed).unwrap_or(0),
+            next_due: next.map(|t| Timestamp::from_millis(t.saturating_add(offset))),
+        })
+    }
+}
+
+/// Runs to completion in a task of its own (see [`detached`]).
+pub(crate) async fn promote_due(
+    b: &ValkeyBackend,
+    partition: PartitionId,
+    limit: usize,
+) -> Result<ScanReport> {
+    let b = b.clone();
+    detached(async move { promote_due_now(&b, partition, limit).await }).await
+}
+
+async fn promote_due_now(
+    b: &ValkeyBackend,
+    partition: PartitionId,
+    limit: usize,
+) -> Result<ScanReport> {
+    b.inner.partitions.check_scan(partition, limit)?;
+    let p = partition.get();
+    b.repair_hints(p).await?;
+    let mut c = Server::fcall("baton_promote", &b.base(p));
+    c.arg(b.now().as_millis()).arg(limit);
+    let reply = b.run(&c).await?;
+    b.scan_report(p, reply, 0).await
+}
+
+/// Runs to completion in a task of its own (see [`detached`]).
+pub(crate) async fn reclaim_expired_leases(
+    b: &ValkeyBackend,
+    partition: PartitionId,
+    limit: usize,
+) -> Result<ScanReport> {
+    let b = b.clone();
+    detached(async move { reclaim_expired_leases_now(&b, partition, limit).await }).await
+}
+
+async fn reclaim_expired_leases_now(
+    b: &ValkeyBackend,
+    partition: PartitionId,
+    limit: usize,
+) -> Result<ScanReport> {
+    b.inner.partitions.check_scan(partition, limit)?;
+    let p = partition.get();
+    let mut c = Server::fcall("baton_reclaim", &b.base(p));
+    c.arg(b.now().as_millis())
+        .arg(limit)
+        .arg(b.inner.limits.max_error_bytes);
+    let reply = b.run(&c).await?;
+    b.scan_report(p, reply, 0).await
+}
+
+/// Runs to completion in a task of its own (see [`detached`]).
+pub(crate) async fn expire_deadlines(
+    b: &ValkeyBackend,
+    partition: PartitionId,
+    limit: usize,
+) -> Result<ScanReport> {
+    let b = b.clone();
+    detached(async move { expire_deadlines_now(&b, partition, limit).await }).await
+}
+
+async fn expire_deadlines_now(
+    b: &ValkeyBackend,
+    partition: PartitionId,
+    limit: usize,
+) -> Result<ScanReport> {
+    b.inner.partitions.check_scan(partition, limit)?;
+    let p = partition.get();
+    let mut c = Server::fcall("baton_expire", &b.base(p));
+    c.arg(b.now().as_millis()).arg(limit);
+    let reply = b.run(&c).await?;
+    b.scan_report(p, reply, 0).await
+}
+
+/// Runs to completion in a task of its own (see [`detached`]).
+pub(crate) async fn trim_terminal(
+    b: &ValkeyBackend,
+    partition: PartitionId,
+    retention: Duration,
+    limit: usize,
+) -> Result<ScanReport> {
+    let b = b.clone();
+    detached(async move { trim_terminal_now(&b, partition, retention, limit).await }).await
+}
+
+async fn trim_terminal_now(
+    b: &ValkeyBackend,
+    partition: PartitionId,
+    retention: Duration,
+    limit: usize,
+) -> Result<ScanReport> {
+    b.inner.partitions.check_scan(partition, limit)?;
+    let p = partition.get();
+    let cutoff = b.now().saturating_sub(retention);
+    let mut c = Server::fcall("baton_trim", &b.base(p));
+    c.arg(cutoff.as_millis()).arg(limit);
+    let reply = b.run(&c).await?;
+    let offset = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    b.scan_report(p, reply, offset).await
+}
