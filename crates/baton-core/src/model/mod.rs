@@ -1,0 +1,15 @@
+//! Requests and answers of the [`EngineBackend`](crate::EngineBackend) trait.
+
+mod engine;
+mod prepare;
+mod read;
+mod submit;
+mod work;
+
+pub use engine::{Ownership, PartitionOwner, ScanReport};
+pub use prepare::PreparedExecution;
+pub use read::{
+    AttemptRecord, ExecutionSnapshot, ListCursor, ListFilter, ListPage, Page, StateCounts,
+};
+pub use submit::{CreateOutcome, NewExecution};
+pub use work::{Claim, ClaimRequest, Failure, RenewOutcome, RenewRequest, RenewStatus};

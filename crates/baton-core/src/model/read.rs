@@ -1,0 +1,313 @@
+//! What reads answer: snapshots, attempts, listings and tallies.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::EngineError;
+use crate::id::ExecutionId;
+use crate::names::{CapabilityName, IdempotencyKey, Kind, Lane, Namespace, TagKey, WorkerId};
+use crate::policy::RetryPolicy;
+use crate::state::{AttemptOutcome, State};
+use crate::time::Timestamp;
+
+/// Everything known about one execution: the answer of `describe`.
+///
+/// Every backend returns the same snapshot, field for field, for the same
+/// history of operations at the same clock readings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutionSnapshot {
+    /// Id.
+    pub id: ExecutionId,
+    /// Namespace.
+    pub namespace: Namespace,
+    /// Lane.
+    pub lane: Lane,
+    /// Handler name.
+    pub kind: Kind,
+    /// Public state.
+    pub state: State,
+    /// Priority.
+    pub priority: i32,
+    /// Payload bytes.
+    pub payload: Vec<u8>,
+    /// Tags.
+    pub tags: BTreeMap<TagKey, String>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Retry policy (its `max_attempts` is the API's `max_attempts`).
+    pub retry: RetryPolicy,
+    /// Idempotency key, if one was given.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// Capabilities a worker must offer.
+    pub required_capabilities: BTreeSet<CapabilityName>,
+    /// Parent execution.
+    pub parent: Option<ExecutionId>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Time of the last state change.
+    pub updated_at: Timestamp,
+    /// When the execution is (or was last) scheduled to become eligible:
+    /// the requested start time or a retry's backoff end; `None` if it was
+    /// always eligible at once.
+    pub run_at: Option<Timestamp>,
+    /// Deadline.
+    pub deadline: Option<Timestamp>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<Timestamp>,
+    /// The worker holding the lease while `running`.
+    pub worker_id: Option<WorkerId>,
+    /// The lease expiry while `running`.
+    pub lease_expires_at: Option<Timestamp>,
+    /// Result bytes of a completed execution.
+    pub result: Option<Vec<u8>>,
+    /// Error of the most recent failed attempt.
+    pub last_error: Option<String>,
+    /// Reason given when cancelled.
+    pub cancel_reason: Option<String>,
+}
+
+impl ExecutionSnapshot {
+    /// Cross-field rules every backend's writer upholds: `running` exactly
+    /// when a worker holds a lease, terminal exactly when `finished_at` is
+    /// set. A stored execution breaking them was not written by Baton, so
+    /// backends report it as [`Corruption`](EngineError::Corruption).
+    pub fn check_consistent(&self) -> Result<(), EngineError> {
+        let running = self.state == State::Running;
+        if running != (self.worker_id.is_some() && self.lease_expires_at.is_some()) {
+            return Err(EngineError::corruption(format!(
+                "execution {}: state {} disagrees with its lease fields",
+                self.id, self.state
+            )));
+        }
+        if self.state.is_terminal() != self.finished_at.is_some() {
+            return Err(EngineError::corruption(format!(
+                "execution {}: state {} disagrees with finished_at",
+                self.id, self.state
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One attempt of an execution, as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// Attempt number, 1-based.
+    pub number: u32,
+    /// Worker that claimed it.
+    pub worker_id: WorkerId,
+    /// When it was claimed.
+    pub started_at: Timestamp,
+    /// When it ended; `None` while running.
+    pub ended_at: Option<Timestamp>,
+    /// How it ended; `None` while running.
+    pub outcome: Option<AttemptOutcome>,
+    /// The error reported (or recorded by the engine) when it did not complete.
+    pub error: Option<String>,
+}
+
+/// Filters for `list`. Only `namespace` is required.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListFilter {
+    /// Namespace to list.
+    pub namespace: Namespace,
+    /// Only this lane.
+    pub lane: Option<Lane>,
+    /// Only this state.
+    pub state: Option<State>,
+    /// Only this kind.
+    pub kind: Option<Kind>,
+    /// Only executions carrying this tag with this value.
+    pub tag: Option<(TagKey, String)>,
+}
+
+impl ListFilter {
+    /// Every execution of a namespace.
+    pub fn namespace(namespace: Namespace) -> Self {
+        ListFilter {
+            namespace,
+            lane: None,
+            state: None,
+            kind: None,
+            tag: None,
+        }
+    }
+
+    /// Only this lane.
+    pub fn with_lane(mut self, lane: Lane) -> Self {
+        self.lane = Some(lane);
+        self
+    }
+
+    /// Only this state.
+    pub fn with_state(mut self, state: State) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Only this kind.
+    pub fn with_kind(mut self, kind: Kind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Only this tag.
+    pub fn with_tag(mut self, key: TagKey, value: impl Into<String>) -> Self {
+        self.tag = Some((key, value.into()));
+        self
+    }
+}
+
+/// Position in a `list` walk. Opaque to callers; its text form is what the
+/// API hands out as `next_cursor`.
+///
+/// ```
+/// use baton_core::ListCursor;
+/// assert!("garbage".parse::<ListCursor>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ListCursor {
+    after: Uuid,
+}
+
+impl ListCursor {
+    /// A cursor positioned after `id`.
+    pub fn after(id: &ExecutionId) -> Self {
+        ListCursor { after: id.uuid() }
+    }
+
+    /// The UUID of the last item already returned; the next page starts after
+    /// it in ascending UUID order.
+    pub fn after_uuid(&self) -> Uuid {
+        self.after
+    }
+}
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "c1.{}", self.after.simple())
+    }
+}
+
+impl std::str::FromStr for ListCursor {
+    type Err = EngineError;
+    fn from_str(s: &str) -> Result<Self, EngineError> {
+        s.strip_prefix("c1.")
+            .filter(|hex| hex.len() == 32)
+            .and_then(|hex| Uuid::try_parse(hex).ok())
+            .map(|after| ListCursor { after })
+            .ok_or_else(|| {
+                EngineError::invalid(
+                    "cursor",
+                    s,
+                    "pass back the next_cursor value of the previous page unchanged",
+                )
+            })
+    }
+}
+
+/// A page request for `list`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Most items to return, `1..=1000`.
+    pub limit: usize,
+    /// Where the previous page ended.
+    pub cursor: Option<ListCursor>,
+}
+
+impl Page {
+    /// Largest page.
+    pub const MAX_LIMIT: usize = 1000;
+    /// Page size when none is given.
+    pub const DEFAULT_LIMIT: usize = 100;
+
+    /// The first page of `limit` items.
+    pub fn first(limit: usize) -> Self {
+        Page {
+            limit,
+            cursor: None,
+        }
+    }
+
+    /// Checks `1 <= limit <= 1000`.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        if self.limit == 0 || self.limit > Self::MAX_LIMIT {
+            return Err(EngineError::invalid(
+                "limit",
+                self.limit,
+                format!("must be between 1 and {}", Self::MAX_LIMIT),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page::first(Self::DEFAULT_LIMIT)
+    }
+}
+
+/// One page of `list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListPage {
+    /// Matching executions in ascending id (creation) order.
+    pub items: Vec<ExecutionSnapshot>,
+    /// Present when more items may follow.
+    pub next_cursor: Option<ListCursor>,
+}
+
+/// How many executions of one lane are in each state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCounts {
+    /// `waiting`
+    pub waiting: u64,
+    /// `delayed`
+    pub delayed: u64,
+    /// `running`
+    pub running: u64,
+    /// `completed`
+    pub completed: u64,
+    /// `failed`
+    pub failed: u64,
+    /// `cancelled`
+    pub cancelled: u64,
+    /// `expired`
+    pub expired: u64,
+}
+
+impl StateCounts {
+    /// The count for `state`.
+    pub fn get(&self, state: State) -> u64 {
+        match state {
+            State::Waiting => self.waiting,
+            State::Delayed => self.delayed,
+            State::Running => self.running,
+            State::Completed => self.completed,
+            State::Failed => self.failed,
+            State::Cancelled => self.cancelled,
+            State::Expired => self.expired,
+        }
+    }
+
+    /// Mutable access to the count for `state`.
+    pub fn get_mut(&mut self, state: State) -> &mut u64 {
+        match state {
+            State::Waiting => &mut self.waiting,
+            State::Delayed => &mut self.delayed,
+            State::Running => &mut self.running,
+            State::Completed => &mut self.completed,
+            State::Failed => &mut self.failed,
+            State::Cancelled => &mut self.cancelled,
+            State::Expired => &mut self.expired,
+        }
+    }
+
+    /// Sum over all states.
+    pub fn total(&self) -> u64 {
+        State::ALL.iter().map(|s| self.get(*s)).sum()
+    }
+}
