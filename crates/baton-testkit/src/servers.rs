@@ -13,10 +13,12 @@
 //! after the last one exits.
 
 mod postgres;
+mod private;
 mod redis;
 mod resp;
 
 pub use postgres::{PostgresServer, postgres};
+pub use private::PrivateRedis;
 pub use redis::{RedisServer, redis7, valkey, valkey_cluster};
 pub use resp::RespValue;
 

@@ -13,10 +13,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +21,7 @@ use baton_core::{
     ExecutionSnapshot, Failure, IdempotencyKey, Kind, Lane, ListFilter, ManualClock, Namespace,
     NewExecution, NodeId, Page, PartitionCount, State, StateCounts, Timestamp, WorkerId,
 };
-use baton_testkit::servers::{self, RedisServer, RespValue};
+use baton_testkit::servers::{self, PrivateRedis, RedisServer, RespValue};
 use baton_valkey::{ValkeyBackend, ValkeyConfig};
 
 // ---------------------------------------------------------------- helpers
@@ -422,172 +418,27 @@ async fn the_library_is_reloaded_after_a_flush() {
 
 // ------------------------------- 5. library versions, on a private server
 
-/// A `redis-server` of this test alone, killed (by its own handle) when
-/// dropped, also when the test panics.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-    /// Its working directory (cluster nodes write their config there).
-    dir: PathBuf,
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-const REDIS_BIN: &str = "/usr/bin/redis-server";
-
-/// Whether the private-server tests can run: false (after a loud notice)
-/// when the binary is missing outside CI; under CI a missing binary fails.
-fn redis_binary_present() -> bool {
-    if Path::new(REDIS_BIN).is_file() {
-        return true;
-    }
-    let why = format!("{REDIS_BIN} is missing; install Redis 7.0 (apt-get install redis-server)");
-    if servers::in_ci() {
-        panic!("CI is set, so this fails instead of skipping: {why}");
-    }
-    eprintln!("\n!!! SKIPPED: a test needing a private Redis server: {why}\n");
-    false
-}
-
-/// A free loopback port; for a cluster node its bus port (+10000) is free
-/// too.
-fn free_port(cluster: bool) -> u16 {
-    loop {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        if !cluster {
-            return port;
-        }
-        if let Some(bus) = port.checked_add(10_000)
-            && TcpListener::bind(("127.0.0.1", bus)).is_ok()
-        {
-            return port;
-        }
-    }
-}
-
-impl PrivateRedis {
-    /// Starts a standalone server, or answers `None` (skipping loudly, or
-    /// panicking under CI) when the binary is missing.
-    fn start() -> Option<PrivateRedis> {
-        redis_binary_present().then(|| PrivateRedis::spawn(false))
-    }
-
-    fn spawn(cluster: bool) -> PrivateRedis {
-        let persistence: &[&str] = &["--appendonly", "no"];
-        Self::spawn_with(cluster, persistence)
-    }
-
-    /// Starts a server with `persistence` options (`--appendonly …`).
-    fn spawn_with(cluster: bool, persistence: &[&str]) -> PrivateRedis {
-        let mut last = String::new();
-        // A free port may be taken between the probe and the server's bind.
-        for _ in 0..3 {
-            let port = free_port(cluster);
-            let dir = std::env::temp_dir()
-                .join(format!("baton-valkey-test-{}-{port}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let child = Self::run(port, &dir, cluster, persistence);
-            let mut server = PrivateRedis { child, port, dir };
-            match server.wait_ready() {
-                Ok(()) => return server,
-                Err(e) => last = e,
-            }
-        }
-        panic!("cannot start a private {REDIS_BIN}: {last}");
-    }
-
-    fn run(port: u16, dir: &Path, cluster: bool, persistence: &[&str]) -> Child {
-        let mut cmd = Command::new(REDIS_BIN);
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(persistence)
-            .arg("--dir")
-            .arg(dir);
-        if cluster {
-            cmd.args(["--cluster-enabled", "yes"]);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {REDIS_BIN}: {e}"))
-    }
-
-    /// Kills the server with SIGKILL (nothing flushed beyond what its
-    /// persistence settings already wrote).
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts the killed server again on its port and directory.
-    fn restart(&mut self, persistence: &[&str]) {
-        self.child = Self::run(self.port, &self.dir, false, persistence);
-        if let Err(e) = self.wait_ready() {
-            panic!("the private {REDIS_BIN} did not come back: {e}");
-        }
-    }
-
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("it exited with {status}"));
-            }
-            if self.ping() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("port {} did not answer PING in 10 s", self.port));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn ping(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 7];
-        s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// A plain connection to this server (on a cluster node: node-local,
-    /// no redirects).
-    async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
+/// A plain connection to a private server (on a cluster node: node-local,
+/// no redirects).
+async fn conn(server: &PrivateRedis) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 /// A private two-master Redis Cluster (slots split in halves), or `None`
 /// like [`PrivateRedis::start`].
 async fn private_cluster() -> Option<[PrivateRedis; 2]> {
-    if !redis_binary_present() {
-        return None;
-    }
-    let nodes = [PrivateRedis::spawn(true), PrivateRedis::spawn(true)];
+    let no_aof: &[&str] = &["--appendonly", "no"];
+    let nodes = [
+        PrivateRedis::start_with(true, no_aof)?,
+        PrivateRedis::start_with(true, no_aof)?,
+    ];
     let slots = [("0", "8191"), ("8192", "16383")];
     for (i, (node, (first, last))) in nodes.iter().zip(slots).enumerate() {
-        let mut c = node.conn().await;
+        let mut c = conn(node).await;
         let _: () = redis::cmd("CLUSTER")
             .arg("SET-CONFIG-EPOCH")
             .arg(i + 1)
@@ -605,8 +456,8 @@ async fn private_cluster() -> Option<[PrivateRedis; 2]> {
     let _: () = redis::cmd("CLUSTER")
         .arg("MEET")
         .arg("127.0.0.1")
-        .arg(nodes[1].port)
-        .query_async(&mut nodes[0].conn().await)
+        .arg(nodes[1].port())
+        .query_async(&mut conn(&nodes[0]).await)
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -619,7 +470,7 @@ async fn private_cluster() -> Option<[PrivateRedis; 2]> {
         for node in &nodes {
             let info: String = redis::cmd("CLUSTER")
                 .arg("INFO")
-                .query_async(&mut node.conn().await)
+                .query_async(&mut conn(node).await)
                 .await
                 .unwrap();
             if !(info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:2")) {
@@ -666,7 +517,7 @@ async fn a_stale_library_is_replaced_and_a_newer_one_is_refused() {
     let Some(server) = PrivateRedis::start() else {
         return;
     };
-    let mut conn = server.conn().await;
+    let mut conn = conn(&server).await;
     let url = format!("{}?prefix=lib", server.url());
 
     load_fake_library(&mut conn, "0:0000000000000000").await;
@@ -741,7 +592,7 @@ async fn concurrent_first_starts_on_an_empty_server_load_the_library() {
     for start in starts {
         backends.push(start.await.unwrap().unwrap());
     }
-    let mut conn = server.conn().await;
+    let mut conn = conn(&server).await;
     assert_eq!(
         loaded_version(&mut conn).await,
         backends[0].library_version()
@@ -768,7 +619,8 @@ async fn concurrent_first_starts_on_an_empty_server_load_the_library() {
 fn cluster_url(nodes: &[PrivateRedis; 2], prefix: &str) -> String {
     format!(
         "redis+cluster://127.0.0.1:{},127.0.0.1:{}?prefix={prefix}",
-        nodes[0].port, nodes[1].port
+        nodes[0].port(),
+        nodes[1].port()
     )
 }
 
@@ -789,7 +641,7 @@ async fn on_a_cluster_every_primary_gets_the_library() {
     let Some(nodes) = private_cluster().await else {
         return;
     };
-    let (mut n0, mut n1) = (nodes[0].conn().await, nodes[1].conn().await);
+    let (mut n0, mut n1) = (conn(&nodes[0]).await, conn(&nodes[1]).await);
     let url = cluster_url(&nodes, "lib");
     let backend = connect(&url).await;
     let ours = backend.library_version().to_owned();
@@ -832,7 +684,7 @@ async fn on_a_cluster_a_newer_library_is_kept_while_another_primary_lost_its_lib
     let Some(nodes) = private_cluster().await else {
         return;
     };
-    let mut n0 = nodes[0].conn().await;
+    let mut n0 = conn(&nodes[0]).await;
     load_fake_library(&mut n0, "999:0").await;
     let started = ValkeyBackend::connect(&cluster_url(&nodes, "lib")).await;
     assert_eq!(
@@ -1382,7 +1234,7 @@ async fn durability_is_read_from_the_server() {
         return;
     };
     let url = format!("{}?prefix=durable", server.url());
-    let mut conn = server.conn().await;
+    let mut conn = conn(&server).await;
     assert!(!connect(&url).await.capabilities().durable, "appendonly no");
     for (name, value) in [("appendonly", "yes"), ("appendfsync", "everysec")] {
         let _: () = redis::cmd("CONFIG")
@@ -1429,10 +1281,9 @@ async fn answers_unavailable<T: std::fmt::Debug>(
 async fn a_killed_server_answers_unavailable_and_is_served_again_once_back() {
     const BOUND: Duration = Duration::from_secs(5);
     let aof: &[&str] = &["--appendonly", "yes", "--appendfsync", "always"];
-    if !redis_binary_present() {
+    let Some(mut server) = PrivateRedis::start_with(false, aof) else {
         return;
-    }
-    let mut server = PrivateRedis::spawn_with(false, aof);
+    };
     let backend = connect(&format!("{}?prefix=restart", server.url())).await;
     let mut acknowledged = Vec::new();
     for _ in 0..20 {

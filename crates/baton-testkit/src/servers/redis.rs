@@ -120,7 +120,7 @@ impl RedisServer {
 
 /// The three kinds of deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Valkey,
     Redis7,
     ValkeyCluster,
@@ -224,8 +224,8 @@ impl Kind {
 
 /// A server binary and the version it reports.
 #[derive(Debug)]
-struct Binary {
-    path: PathBuf,
+pub(super) struct Binary {
+    pub(super) path: PathBuf,
     /// E.g. `Valkey 9.1.2`.
     version: String,
 }
@@ -642,7 +642,7 @@ fn log_tail(data: &Path, port: u16) -> String {
 
 /// `n` distinct free loopback ports (never 6379); for cluster nodes each
 /// port + 10000 (its cluster bus) is free too, so all are below 55536.
-fn free_ports(n: usize, cluster: bool) -> Result<Vec<u16>, String> {
+pub(super) fn free_ports(n: usize, cluster: bool) -> Result<Vec<u16>, String> {
     let bind = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port));
     // Every probe stays bound until all are chosen, so none repeats.
     let mut held = Vec::new();
@@ -678,7 +678,7 @@ fn free_ports(n: usize, cluster: bool) -> Result<Vec<u16>, String> {
     }
 }
 
-fn find_binary(kind: Kind) -> Result<Binary, String> {
+pub(super) fn find_binary(kind: Kind) -> Result<Binary, String> {
     let var = kind.bin_var();
     if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
         return check_binary(kind, Path::new(&path)).map_err(|e| format!("{var}: {e}"));
