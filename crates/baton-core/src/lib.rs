@@ -9,7 +9,6 @@
 //! guarantees, and `baton-testkit` runs the same conformance suite against each
 //! of them.
 
-pub mod api;
 mod backend;
 mod error;
 mod id;
