@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::api::snapshot_json;
+use baton_api::Snapshot;
 use baton_core::{
     AdminBackend, Backoff, CapabilityName, ClaimRequest, Failure, Kind, Lane, ManualClock,
     Namespace, NewExecution, RetryPolicy, TagKey, Timestamp, WorkerId,
@@ -159,7 +159,8 @@ async fn history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
     }
     let mut out = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        let mut snap = snapshot_json(&b.describe(id).await.unwrap());
+        let mut snap =
+            serde_json::to_value(Snapshot::from(&b.describe(id).await.unwrap())).unwrap();
         snap["id"] = Value::from(i);
         let attempts: Vec<Value> = b
             .attempts(id)

@@ -9,10 +9,10 @@
 //! guarantees, and `baton-testkit` runs the same conformance suite against each
 //! of them.
 
-pub mod api;
 mod backend;
 mod error;
 mod id;
+mod long_poll;
 mod model;
 mod names;
 mod policy;
@@ -24,6 +24,7 @@ mod wake;
 pub use backend::{AdminBackend, Capabilities, EngineBackend, EngineBackendExt};
 pub use error::{EngineError, Result};
 pub use id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
+pub use long_poll::{LongPoll, MIN_CLAIM_SPACING, claim_waiting};
 pub use model::{
     AttemptRecord, Claim, ClaimRequest, CreateOutcome, ExecutionSnapshot, Failure, ListCursor,
     ListFilter, ListPage, NewExecution, Ownership, Page, PartitionOwner, RenewOutcome,

@@ -1,24 +1,31 @@
-//! The HTTP transport: the public API (`HTTP-API.md`) over HTTP/1.1, with a
-//! small pool of keep-alive connections.
+//! The HTTP transport: the public API (`docs/HTTP-API.md`) over HTTP/1.1,
+//! with a small pool of keep-alive connections. Every body and answer is a
+//! `baton-api` type, and errors are read from the error body's `code`,
+//! `field` and `state`, never from its message.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use baton_api::{
+    BatchBody, BatchCreated, CancelBody, ClaimAnswer, ClaimBody, CompleteBody, ErrorBody, FailBody,
+    ListAnswer, ListQuery, RenewAnswer, RenewBody, Route, Snapshot, StatsAnswer, SubmitBody,
+    encode_component as encode,
+};
 use baton_core::{
-    Backoff, CapabilityName, Claim, ClaimRequest, CreateOutcome, EngineError, ExecutionId,
-    ExecutionSnapshot, Failure, IdempotencyKey, Kind, Lane, LeaseToken, ListFilter, ListPage,
-    Namespace, NewExecution, Page, RenewOutcome, RenewRequest, RenewStatus, Result, RetryPolicy,
-    State, StateCounts, TagKey, Timestamp, WorkerId,
+    Claim, ClaimRequest, CreateOutcome, EngineError, ExecutionId, ExecutionSnapshot, Failure, Lane,
+    LeaseToken, ListFilter, ListPage, Namespace, NewExecution, Page, RenewOutcome, RenewRequest,
+    Result, StateCounts,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, header};
+use hyper::{Request, header};
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// Most idle connections kept for reuse.
 const MAX_IDLE: usize = 16;
@@ -127,15 +134,22 @@ impl HttpTransport {
         Ok(sender)
     }
 
-    async fn request(
+    /// Sends `body` to `route` (its parameter filled with `param`, already
+    /// encoded) and decodes the answer as `T`; an error answer becomes the
+    /// [`EngineError`] its body describes.
+    async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
-        method: Method,
+        route: Route,
         path: &str,
-        body: Option<&Value>,
+        body: Option<&B>,
         op: Op<'_>,
-    ) -> Result<(u16, Value)> {
+    ) -> Result<T> {
+        let method = match route.method() {
+            baton_api::Method::Get => hyper::Method::GET,
+            baton_api::Method::Post => hyper::Method::POST,
+        };
         let body = match body {
-            Some(v) => Bytes::from(serde_json::to_vec(v).map_err(|e| {
+            Some(b) => Bytes::from(serde_json::to_vec(b).map_err(|e| {
                 EngineError::invalid("request", "", format!("cannot encode JSON: {e}"))
             })?),
             None => Bytes::new(),
@@ -184,28 +198,31 @@ impl HttpTransport {
                 })?
                 .to_bytes();
             self.checkin(sender);
-            let value: Value = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).map_err(|e| {
-                    EngineError::unavailable(format!(
-                        "{method} {path} answered {status} with a body that is not JSON ({e})"
-                    ))
-                })?
+            let text: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+            let not_json = |e: serde_json::Error| {
+                EngineError::unavailable(format!(
+                    "{method} {path} answered {status} with a body that is not JSON ({e})"
+                ))
             };
-            if (200..300).contains(&status) {
-                return Ok((status, value));
+            if !(200..300).contains(&status) {
+                return Err(match serde_json::from_slice::<ErrorBody>(text) {
+                    Ok(error) => error.into_engine_error(status, op.name, op.id),
+                    Err(e) => match serde_json::from_slice::<Value>(text) {
+                        Ok(v) => EngineError::unavailable(format!(
+                            "{} answered {status}: HTTP {status}: {v}",
+                            op.name
+                        )),
+                        Err(_) => not_json(e),
+                    },
+                });
             }
-            return Err(error_from_body(status, &value, op));
+            return serde_json::from_slice::<T>(text).map_err(|e| {
+                match serde_json::from_slice::<Value>(text) {
+                    Ok(v) => bad_answer(route, &v, &e),
+                    Err(e) => not_json(e),
+                }
+            });
         }
-    }
-
-    async fn post(&self, path: &str, body: Value, op: Op<'_>) -> Result<Value> {
-        Ok(self.request(Method::POST, path, Some(&body), op).await?.1)
-    }
-
-    async fn get(&self, path: &str, op: Op<'_>) -> Result<Value> {
-        Ok(self.request(Method::GET, path, None, op).await?.1)
     }
 
     pub(crate) async fn create(&self, items: Vec<NewExecution>) -> Result<Vec<CreateOutcome>> {
@@ -213,15 +230,19 @@ impl HttpTransport {
             name: "submit",
             id: None,
         };
-        let executions: Vec<Value> = items.iter().map(submit_body).collect::<Result<_>>()?;
-        let answer = self
-            .post(
-                "/v1/executions/batch",
-                json!({"executions": executions}),
-                op,
-            )
+        let executions = items
+            .iter()
+            .map(SubmitBody::from_new)
+            .collect::<Result<_>>()?;
+        let route = Route::SubmitBatch;
+        let answer: BatchCreated = self
+            .call(route, route.path(), Some(&BatchBody { executions }), op)
             .await?;
-        decode(&answer["results"], "results")
+        Ok(answer
+            .results
+            .into_iter()
+            .map(CreateOutcome::from)
+            .collect())
     }
 
     pub(crate) async fn describe(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
@@ -229,56 +250,22 @@ impl HttpTransport {
             name: "describe",
             id: Some(id),
         };
-        let v = self
-            .get(&format!("/v1/executions/{}", encode(&id.to_string())), op)
-            .await?;
-        snapshot_from_json(v)
+        let route = Route::Describe;
+        let path = route.path_with(&encode(&id.to_string()));
+        let snap: Snapshot = self.call(route, &path, None::<&()>, op).await?;
+        snap.into_snapshot()
     }
 
     pub(crate) async fn list(&self, filter: &ListFilter, page: Page) -> Result<ListPage> {
-        let mut q = vec![
-            ("namespace", filter.namespace.to_string()),
-            ("limit", page.limit.to_string()),
-        ];
-        if let Some(l) = &filter.lane {
-            q.push(("lane", l.to_string()));
-        }
-        if let Some(s) = filter.state {
-            q.push(("state", s.to_string()));
-        }
-        if let Some(k) = &filter.kind {
-            q.push(("kind", k.to_string()));
-        }
-        if let Some((k, v)) = &filter.tag {
-            q.push(("tag", format!("{k}:{v}")));
-        }
-        if let Some(c) = page.cursor {
-            q.push(("cursor", c.to_string()));
-        }
-        let query: Vec<String> = q
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
-            .collect();
         let op = Op {
             name: "list",
             id: None,
         };
-        let v = self
-            .get(&format!("/v1/executions?{}", query.join("&")), op)
-            .await?;
-        let items = match v.get("items") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .cloned()
-                .map(snapshot_from_json)
-                .collect::<Result<Vec<_>>>()?,
-            _ => return Err(bad_answer("items", &v)),
-        };
-        let next_cursor = match v.get("next_cursor") {
-            Some(Value::String(c)) => Some(c.parse()?),
-            _ => None,
-        };
-        Ok(ListPage { items, next_cursor })
+        let route = Route::List;
+        let query = ListQuery::from_request(filter, page).to_query_string();
+        let path = format!("{}?{query}", route.path());
+        let answer: ListAnswer = self.call(route, &path, None::<&()>, op).await?;
+        answer.into_page()
     }
 
     pub(crate) async fn cancel(
@@ -290,14 +277,12 @@ impl HttpTransport {
             name: "cancel",
             id: Some(id),
         };
-        let v = self
-            .post(
-                &format!("/v1/executions/{}/cancel", encode(&id.to_string())),
-                json!({"reason": reason}),
-                op,
-            )
+        let route = Route::Cancel;
+        let path = route.path_with(&encode(&id.to_string()));
+        let snap: Snapshot = self
+            .call(route, &path, Some(&CancelBody { reason }), op)
             .await?;
-        snapshot_from_json(v)
+        snap.into_snapshot()
     }
 
     pub(crate) async fn counts(&self, ns: &Namespace) -> Result<BTreeMap<Lane, StateCounts>> {
@@ -305,10 +290,10 @@ impl HttpTransport {
             name: "stats",
             id: None,
         };
-        let v = self
-            .get(&format!("/v1/stats?namespace={}", encode(ns.as_str())), op)
-            .await?;
-        decode(&v["lanes"], "lanes")
+        let route = Route::Stats;
+        let path = format!("{}?namespace={}", route.path(), encode(ns.as_str()));
+        let answer: StatsAnswer = self.call(route, &path, None::<&()>, op).await?;
+        Ok(answer.lanes)
     }
 
     pub(crate) async fn claim(&self, req: &ClaimRequest, wait: Duration) -> Result<Vec<Claim>> {
@@ -320,31 +305,21 @@ impl HttpTransport {
         let mut out = Vec::new();
         let mut max = req.max;
         for (i, lane) in req.lanes.iter().enumerate() {
-            // Only the last lane waits, so a worker on several lanes still
-            // notices work on the first ones within one long-poll.
-            let wait_ms = if i + 1 == req.lanes.len() {
-                wait.as_millis() as u64
+            // Only the last lane waits, and only while nothing was claimed,
+            // so a worker on several lanes still notices work on the first
+            // ones within one long-poll.
+            let last = i + 1 == req.lanes.len();
+            let wait = if last && out.is_empty() {
+                wait
             } else {
-                0
+                Duration::ZERO
             };
-            let body = json!({
-                "namespace": req.namespace.as_str(),
-                "worker_id": req.worker_id.as_str(),
-                "capabilities": req.capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-                "max": max,
-                "lease_ms": req.lease_ttl.as_millis() as u64,
-                "wait_ms": if out.is_empty() { wait_ms } else { 0 },
-            });
-            let v = self
-                .post(
-                    &format!("/v1/lanes/{}/claim", encode(lane.as_str())),
-                    body,
-                    op,
-                )
-                .await?;
-            let docs: Vec<ClaimDoc> = decode(&v["claims"], "claims")?;
-            for d in docs {
-                out.push(d.into_claim()?);
+            let route = Route::Claim;
+            let path = route.path_with(&encode(lane.as_str()));
+            let body = ClaimBody::new(req, max, wait);
+            let answer: ClaimAnswer = self.call(route, &path, Some(&body), op).await?;
+            for c in answer.claims {
+                out.push(c.into_claim()?);
             }
             max = req.max.saturating_sub(out.len());
             if max == 0 {
@@ -359,30 +334,21 @@ impl HttpTransport {
             name: "renew",
             id: None,
         };
-        let tokens: Vec<String> = req.leases.iter().map(|l| l.to_string()).collect();
-        let v = self
-            .post(
-                "/v1/leases/renew",
-                json!({
-                    "worker_id": req.worker_id.as_str(),
-                    "lease_ms": req.lease_ttl.as_millis() as u64,
-                    "leases": tokens,
-                }),
-                op,
-            )
+        let route = Route::Renew;
+        let answer: RenewAnswer = self
+            .call(route, route.path(), Some(&RenewBody::from(&req)), op)
             .await?;
-        let docs: Vec<RenewDoc> = decode(&v["leases"], "leases")?;
-        if docs.len() != req.leases.len() {
+        if answer.leases.len() != req.leases.len() {
             return Err(EngineError::corruption(format!(
                 "renew answered {} outcomes for {} leases",
-                docs.len(),
+                answer.leases.len(),
                 req.leases.len()
             )));
         }
         Ok(req
             .leases
             .into_iter()
-            .zip(docs)
+            .zip(answer.leases)
             .map(|(lease, d)| RenewOutcome {
                 lease,
                 status: d.status,
@@ -401,14 +367,11 @@ impl HttpTransport {
             name: "complete",
             id: Some(id),
         };
-        let v = self
-            .post(
-                &format!("/v1/executions/{}/complete", encode(&id.to_string())),
-                json!({"lease": lease.to_string(), "result": baton_core::api::bytes_json(result)}),
-                op,
-            )
-            .await?;
-        snapshot_from_json(v)
+        let route = Route::Complete;
+        let path = route.path_with(&encode(&id.to_string()));
+        let body = CompleteBody::new(lease, result)?;
+        let snap: Snapshot = self.call(route, &path, Some(&body), op).await?;
+        snap.into_snapshot()
     }
 
     pub(crate) async fn fail(
@@ -421,255 +384,21 @@ impl HttpTransport {
             name: "fail",
             id: Some(id),
         };
-        let mut body = json!({
-            "lease": lease.to_string(),
-            "error": failure.error,
-            "retryable": failure.retryable,
-        });
-        if let (Some(d), Some(obj)) = (failure.retry_after, body.as_object_mut()) {
-            obj.insert("retry_after_ms".into(), json!(d.as_millis() as u64));
-        }
-        let v = self
-            .post(
-                &format!("/v1/executions/{}/fail", encode(&id.to_string())),
-                body,
-                op,
-            )
-            .await?;
-        snapshot_from_json(v)
+        let route = Route::Fail;
+        let path = route.path_with(&encode(&id.to_string()));
+        let body = FailBody::new(lease, failure);
+        let snap: Snapshot = self.call(route, &path, Some(&body), op).await?;
+        snap.into_snapshot()
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn bad_answer(field: &str, v: &Value) -> EngineError {
+/// An answer of the right status whose body is not the route's answer.
+fn bad_answer(route: Route, v: &Value, e: &serde_json::Error) -> EngineError {
     let mut text = v.to_string();
     text.truncate(200);
     EngineError::unavailable(format!(
-        "the server's answer has no valid {field:?} field (is this a Baton server?): {text}"
+        "the answer to {route} is not what a Baton server answers ({e}): {text}"
     ))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(v: &Value, field: &str) -> Result<T> {
-    T::deserialize(v).map_err(|e| {
-        let mut err = bad_answer(field, v);
-        if let EngineError::Unavailable { message } = &mut err {
-            message.push_str(&format!(" ({e})"));
-        }
-        err
-    })
-}
-
-/// Payload bytes as the JSON value the HTTP API carries.
-fn payload_json(bytes: &[u8]) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        EngineError::invalid(
-            "payload",
-            String::from_utf8_lossy(bytes),
-            format!("over HTTP a payload must be JSON ({e})"),
-        )
-    })
-}
-
-fn submit_body(n: &NewExecution) -> Result<Value> {
-    let tags: Map<String, Value> = n
-        .tags
-        .iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
-        .collect();
-    Ok(json!({
-        "namespace": n.namespace.as_str(),
-        "lane": n.lane.as_str(),
-        "kind": n.kind.as_str(),
-        "payload": payload_json(&n.payload)?,
-        "priority": n.priority,
-        "delay_ms": n.delay_ms,
-        "run_at": n.run_at,
-        "deadline": n.deadline,
-        "max_attempts": n.retry.max_attempts,
-        "backoff": n.retry.backoff,
-        "idempotency_key": n.idempotency_key.as_ref().map(|k| k.as_str()),
-        "tags": tags,
-        "capabilities": n.required_capabilities.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-        "parent": n.parent.as_ref().map(|p| p.to_string()),
-    }))
-}
-
-fn error_from_body(status: u16, v: &Value, op: Op<'_>) -> EngineError {
-    let code = v["error"]["code"].as_str().unwrap_or("");
-    let message = v["error"]["message"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("HTTP {status}: {v}"));
-    match (code, op.id) {
-        ("not_found", Some(id)) => EngineError::NotFound { id: id.clone() },
-        ("lease_lost", Some(id)) => EngineError::LeaseLost {
-            id: id.clone(),
-            reason: message,
-        },
-        ("conflict", Some(id)) => EngineError::Conflict {
-            id: id.clone(),
-            operation: op.name,
-            // The body carries the state only inside the message, as
-            // "(the execution is <state>)".
-            state: message
-                .rsplit("(the execution is ")
-                .next()
-                .and_then(|s| s.trim_end_matches(')').parse().ok())
-                .unwrap_or(State::Failed),
-            reason: message,
-        },
-        ("invalid_input", _) => EngineError::InvalidInput {
-            field: "request",
-            value: String::new(),
-            reason: message,
-        },
-        ("unsupported", _) => EngineError::Unsupported {
-            operation: op.name,
-            backend: "http",
-        },
-        ("unauthorized", _) => EngineError::Configuration {
-            message: format!("{message} (set the client's API token)"),
-        },
-        ("corruption", _) => EngineError::corruption(message),
-        ("configuration", _) => EngineError::Configuration { message },
-        _ => EngineError::unavailable(format!("{} answered {status}: {message}", op.name)),
-    }
-}
-
-#[derive(Deserialize)]
-struct LeaseDoc {
-    token: LeaseToken,
-    expires_at: Timestamp,
-}
-
-#[derive(Deserialize)]
-struct ClaimDoc {
-    id: ExecutionId,
-    namespace: Namespace,
-    lane: Lane,
-    kind: Kind,
-    payload: Value,
-    attempt: u32,
-    lease: LeaseDoc,
-    #[serde(default)]
-    deadline: Option<Timestamp>,
-    #[serde(default)]
-    tags: BTreeMap<TagKey, String>,
-}
-
-impl ClaimDoc {
-    fn into_claim(self) -> Result<Claim> {
-        Ok(Claim {
-            id: self.id,
-            namespace: self.namespace,
-            lane: self.lane,
-            kind: self.kind,
-            payload: json_bytes(&self.payload)?,
-            attempt: self.attempt,
-            lease: self.lease.token,
-            lease_expires_at: self.lease.expires_at,
-            deadline: self.deadline,
-            tags: self.tags,
-        })
-    }
-}
-
-#[derive(Deserialize)]
-struct RenewDoc {
-    status: RenewStatus,
-    #[serde(default)]
-    expires_at: Option<Timestamp>,
-}
-
-#[derive(Deserialize)]
-struct SnapshotDoc {
-    id: ExecutionId,
-    namespace: Namespace,
-    lane: Lane,
-    kind: Kind,
-    state: State,
-    priority: i32,
-    payload: Value,
-    #[serde(default)]
-    tags: BTreeMap<TagKey, String>,
-    attempts: u32,
-    max_attempts: u32,
-    #[serde(default)]
-    backoff: Option<Backoff>,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    run_at: Option<Timestamp>,
-    deadline: Option<Timestamp>,
-    result: Option<Value>,
-    last_error: Option<String>,
-    cancel_reason: Option<String>,
-    #[serde(default)]
-    finished_at: Option<Timestamp>,
-    #[serde(default)]
-    worker_id: Option<WorkerId>,
-    #[serde(default)]
-    lease_expires_at: Option<Timestamp>,
-    #[serde(default)]
-    idempotency_key: Option<IdempotencyKey>,
-    #[serde(default)]
-    capabilities: BTreeSet<CapabilityName>,
-    #[serde(default)]
-    parent: Option<ExecutionId>,
-}
-
-fn json_bytes(v: &Value) -> Result<Vec<u8>> {
-    serde_json::to_vec(v).map_err(|e| EngineError::corruption(format!("cannot encode JSON: {e}")))
-}
-
-fn snapshot_from_json(v: Value) -> Result<ExecutionSnapshot> {
-    let d: SnapshotDoc = decode(&v, "snapshot")?;
-    // JSON null and "no result" look the same on the wire; a completed
-    // execution always has a result.
-    let result = match (d.result, d.state) {
-        (Some(r), _) => Some(json_bytes(&r)?),
-        (None, State::Completed) => Some(b"null".to_vec()),
-        (None, _) => None,
-    };
-    Ok(ExecutionSnapshot {
-        id: d.id,
-        namespace: d.namespace,
-        lane: d.lane,
-        kind: d.kind,
-        state: d.state,
-        priority: d.priority,
-        payload: json_bytes(&d.payload)?,
-        tags: d.tags,
-        attempts: d.attempts,
-        retry: RetryPolicy {
-            max_attempts: d.max_attempts,
-            backoff: d.backoff.unwrap_or_default(),
-        },
-        idempotency_key: d.idempotency_key,
-        required_capabilities: d.capabilities,
-        parent: d.parent,
-        created_at: d.created_at,
-        updated_at: d.updated_at,
-        run_at: d.run_at,
-        deadline: d.deadline,
-        finished_at: d.finished_at,
-        worker_id: d.worker_id,
-        lease_expires_at: d.lease_expires_at,
-        result,
-        last_error: d.last_error,
-        cancel_reason: d.cancel_reason,
-    })
 }
 
 #[cfg(test)]
@@ -677,6 +406,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use baton_core::State;
 
     #[test]
     fn urls_are_parsed() {
@@ -700,21 +430,47 @@ mod tests {
     }
 
     #[test]
-    fn conflict_state_is_read_from_the_message() {
+    fn conflict_state_is_read_from_the_state_field() {
         let id = ExecutionId::generate(baton_core::PartitionCount::DEFAULT);
-        let body = json!({"error": {"code": "conflict", "message": "conflict on execution x: cannot cancel: done (the execution is completed)"}});
-        let e = error_from_body(
-            409,
-            &body,
-            Op {
-                name: "cancel",
-                id: Some(&id),
-            },
-        );
+        // The message names another state: only the field counts.
+        let body: ErrorBody = serde_json::from_value(serde_json::json!({"error": {
+            "code": "conflict",
+            "message": "conflict on execution x: cannot cancel: done (the execution is failed)",
+            "state": "completed",
+        }}))
+        .unwrap();
+        let e = body.into_engine_error(409, "cancel", Some(&id));
         assert!(matches!(
             e,
             EngineError::Conflict {
                 state: State::Completed,
+                operation: "cancel",
+                ..
+            }
+        ));
+        // Without the field, the message is not read for it.
+        let body: ErrorBody = serde_json::from_value(serde_json::json!({"error": {
+            "code": "conflict",
+            "message": "conflict on execution x: cannot cancel: done (the execution is completed)",
+        }}))
+        .unwrap();
+        let e = body.into_engine_error(409, "cancel", Some(&id));
+        assert!(matches!(e, EngineError::Unavailable { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn invalid_input_names_the_field() {
+        let body: ErrorBody = serde_json::from_value(serde_json::json!({"error": {
+            "code": "invalid_input",
+            "message": "executions[0]: invalid delay_ms \"-5\": must not be negative",
+            "field": "executions[0].delay_ms",
+        }}))
+        .unwrap();
+        let e = body.into_engine_error(400, "submit", None);
+        assert!(matches!(
+            e,
+            EngineError::InvalidInput {
+                field: "delay_ms",
                 ..
             }
         ));

@@ -7,18 +7,12 @@ use std::time::Duration;
 
 use baton_core::{
     AdminBackend, Claim, ClaimRequest, CreateOutcome, ExecutionId, ExecutionSnapshot, Failure,
-    Lane, LeaseToken, Limits, ListFilter, ListPage, Namespace, NewExecution, Page, RenewOutcome,
-    RenewRequest, Result, StateCounts,
+    Lane, LeaseToken, Limits, ListFilter, ListPage, LongPoll, Namespace, NewExecution, Page,
+    RenewOutcome, RenewRequest, Result, StateCounts, claim_waiting,
 };
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use crate::http::HttpTransport;
-
-/// Shortest interval between two claims of one waiting call: a backend may
-/// wake waiters early (wake-ups are hints), and this keeps that from turning
-/// into a busy loop.
-const MIN_CLAIM_SPACING: Duration = Duration::from_millis(10);
 
 #[derive(Clone, Debug)]
 pub(crate) enum Transport {
@@ -85,25 +79,7 @@ impl Transport {
     ) -> Result<Vec<Claim>> {
         match self {
             Transport::Http(h) => h.claim(req, wait).await,
-            Transport::Direct(b) => {
-                let until = Instant::now() + wait;
-                let mut last: Option<Instant> = None;
-                loop {
-                    if let Some(at) = last {
-                        tokio::time::sleep_until(at + MIN_CLAIM_SPACING).await;
-                    }
-                    last = Some(Instant::now());
-                    let claims = b.claim(req.clone()).await?;
-                    let now = Instant::now();
-                    if !claims.is_empty() || now >= until || *stop.borrow() {
-                        return Ok(claims);
-                    }
-                    tokio::select! {
-                        woke = b.wait_for_work(&req.namespace, &req.lanes, until - now) => woke?,
-                        changed = stop.changed() => if changed.is_err() { return Ok(claims) },
-                    }
-                }
-            }
+            Transport::Direct(b) => claim_waiting(b.as_ref(), req, LongPoll::new(wait), stop).await,
         }
     }
 

@@ -1,23 +1,14 @@
-//! The error body of every non-2xx answer:
-//! `{"error": {"code": "<code>", "message": "<what was wrong and how to fix it>"}}`.
-//!
-//! | code | status |
-//! |------|--------|
-//! | `invalid_input` | 400 (413 when the body is over the size limit) |
-//! | `unauthorized` | 401 |
-//! | `not_found` | 404 |
-//! | `method_not_allowed` | 405 |
-//! | `lease_lost`, `conflict` | 409 |
-//! | `unavailable` | 503 |
-//! | `corruption`, `configuration`, `internal` | 500 |
-//! | `unsupported` | 501 |
+//! The error body of every non-2xx answer, [`baton_api::ErrorBody`]:
+//! `{"error": {"code", "message", "field"?, "state"?}}`. The codes and their
+//! statuses are [`baton_api::ErrorCode`]'s.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use baton_core::EngineError;
-use serde_json::json;
+use baton_api::{ErrorBody, ErrorCode, ErrorDetail};
+use baton_core::{EngineError, State};
 
-/// An error answer: HTTP status, stable code and a readable message.
+/// An error answer: HTTP status, stable code, a readable message, and the
+/// machine-readable `field` and `state` when they apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
     /// HTTP status of the answer.
@@ -26,6 +17,10 @@ pub struct ApiError {
     pub code: &'static str,
     /// What was wrong and how to fix it.
     pub message: String,
+    /// For `invalid_input`: the request field at fault, as a path.
+    pub field: Option<String>,
+    /// For `conflict`: the execution's state.
+    pub state: Option<State>,
 }
 
 impl ApiError {
@@ -35,19 +30,33 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            field: None,
+            state: None,
         }
     }
 
     /// `400 invalid_input`.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidInput.as_str(),
+            message,
+        )
+    }
+
+    /// `400 invalid_input` about the request field at `field` (a path such
+    /// as `backoff.max_ms`).
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut e = Self::invalid(message);
+        e.field = Some(field.into());
+        e
     }
 
     /// `413 invalid_input`: the request body is larger than the server accepts.
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_input",
+            ErrorCode::InvalidInput.as_str(),
             format!(
                 "the request body is larger than {limit} bytes; store large data elsewhere and pass a reference"
             ),
@@ -58,43 +67,53 @@ impl ApiError {
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized.as_str(),
             "missing or wrong bearer token; send the header `Authorization: Bearer <token>` with the server's BATON_API_TOKEN",
         )
     }
 
     /// Prefixes the message with where in the request the error is, such as
-    /// `executions[3]`.
+    /// `executions[3]`, and the field path with it.
     pub fn at(mut self, place: impl std::fmt::Display) -> Self {
         self.message = format!("{place}: {}", self.message);
+        if let Some(field) = &mut self.field {
+            *field = format!("{place}.{field}");
+        }
         self
     }
 }
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        let status = match &e {
-            EngineError::NotFound { .. } => StatusCode::NOT_FOUND,
-            EngineError::InvalidInput { .. } => StatusCode::BAD_REQUEST,
-            EngineError::LeaseLost { .. } | EngineError::Conflict { .. } => StatusCode::CONFLICT,
-            EngineError::Unavailable { .. } | EngineError::Contention { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            EngineError::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
-            // Corruption, Configuration and variants added later: the server
-            // cannot help the caller, an operator must look.
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let ErrorDetail {
+            message,
+            field,
+            state,
+            ..
+        } = ErrorDetail::from(&e);
+        let status = StatusCode::from_u16(ErrorCode::of(&e).status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
             tracing::error!(code = e.code(), error = %e, "request failed");
         }
-        ApiError::new(status, e.code(), e.to_string())
+        ApiError {
+            status,
+            code: e.code(),
+            message,
+            field,
+            state,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody::from(ErrorDetail {
+            code: self.code.to_owned(),
+            message: self.message,
+            field: self.field,
+            state: self.state,
+        });
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
@@ -185,5 +204,32 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["error"]["code"], "invalid_input");
         assert_eq!(v["error"]["message"], "executions[2]: bad lane");
+        assert!(v["error"].get("field").is_none());
+    }
+
+    async fn body(e: ApiError) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(e.into_response().into_body(), 1 << 16)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_body_names_the_field_and_the_state() {
+        let e = ApiError::from(EngineError::invalid("kind", "", "must not be empty"));
+        let v = body(e.at("executions[2]")).await;
+        assert_eq!(v["error"]["field"], "executions[2].kind");
+        assert!(v["error"].get("state").is_none());
+        let id = ExecutionId::generate(PartitionCount::DEFAULT);
+        let v = body(ApiError::from(EngineError::Conflict {
+            id,
+            operation: "cancel",
+            state: State::Failed,
+            reason: "it failed".into(),
+        }))
+        .await;
+        assert_eq!(v["error"]["code"], "conflict");
+        assert_eq!(v["error"]["state"], "failed");
+        assert!(v["error"].get("field").is_none());
     }
 }

@@ -56,7 +56,8 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             if path == "." {
                 ApiError::invalid(format!("invalid request body: {inner}"))
             } else {
-                ApiError::invalid(format!("invalid field {path}: {inner}"))
+                let message = format!("invalid field {path}: {inner}");
+                ApiError::invalid_field(path, message)
             }
         } else {
             ApiError::invalid(format!(
@@ -157,6 +158,7 @@ mod tests {
         let e = parse_json::<Body>(br#"{"kind": "a", "priority": "high"}"#).unwrap_err();
         assert_eq!(e.code, "invalid_input");
         assert!(e.message.contains("priority"), "{}", e.message);
+        assert_eq!(e.field.as_deref(), Some("priority"));
         let e = parse_json::<Body>(br#"{"kind": "a", "prio": 1}"#).unwrap_err();
         assert!(e.message.contains("unknown field `prio`"), "{}", e.message);
     }

@@ -4,7 +4,8 @@
 //! cancelling executions, the worker protocol (claim with long-polling, renew,
 //! complete, fail), stats, Prometheus metrics and the OpenAPI document.
 //! The routes, field names and status codes are the public contract written
-//! down in the project's `HTTP-API.md`; [`OPENAPI`] describes them.
+//! down in `docs/HTTP-API.md`; the bodies and answers are `baton-api`'s
+//! types, the routes [`baton_api::Route`]'s, and [`OPENAPI`] describes them.
 //!
 //! | route | what |
 //! |-------|------|
@@ -20,7 +21,8 @@
 //! | `GET /v1/stats` | counts per lane and state |
 //! | `GET /healthz`, `GET /metrics`, `GET /v1/openapi.json` | operations |
 //!
-//! Errors are `{"error": {"code", "message"}}`; see [`ApiError`].
+//! Errors are `{"error": {"code", "message", "field"?, "state"?}}`; see
+//! [`ApiError`] and [`baton_api::ErrorBody`].
 //!
 //! ```no_run
 //! # async fn demo(backend: std::sync::Arc<dyn baton_core::AdminBackend>) -> std::io::Result<()> {
@@ -49,7 +51,8 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use baton_api::{Method, Route};
 use baton_core::AdminBackend;
 use baton_engine::EngineMetrics;
 use tokio::net::TcpListener;
@@ -207,26 +210,50 @@ impl AppState {
     }
 }
 
+/// The handler of `route`, answering only the route's method. The match is
+/// exhaustive, so a route added to [`Route`] does not build without one.
+fn endpoint(route: Route) -> MethodRouter<AppState> {
+    let method = match route.method() {
+        Method::Get => MethodFilter::GET,
+        Method::Post => MethodFilter::POST,
+    };
+    match route {
+        Route::Submit => on(method, executions::submit),
+        Route::SubmitBatch => on(method, executions::submit_batch),
+        Route::List => on(method, executions::list),
+        Route::Describe => on(method, executions::describe),
+        Route::Cancel => on(method, executions::cancel),
+        Route::Claim => on(method, worker::claim),
+        Route::Complete => on(method, worker::complete),
+        Route::Fail => on(method, worker::fail),
+        Route::Renew => on(method, worker::renew),
+        Route::Stats => on(method, executions::stats),
+        Route::Health => on(method, ops::healthz),
+        Route::Metrics => on(method, metrics::metrics),
+        Route::OpenApi => on(method, ops::openapi),
+    }
+}
+
+/// The routes the server serves: exactly [`Route::ALL`], each with its
+/// method. [`router`] is built from this list.
+pub fn routes() -> &'static [Route] {
+    &Route::ALL
+}
+
 /// The API as an axum [`Router`], ready to serve or to nest.
 pub fn router(state: AppState) -> Router {
-    let protected = Router::new()
-        .route(
-            "/v1/executions",
-            post(executions::submit).get(executions::list),
-        )
-        .route("/v1/executions/batch", post(executions::submit_batch))
-        .route("/v1/executions/{id}", get(executions::describe))
-        .route("/v1/executions/{id}/cancel", post(executions::cancel))
-        .route("/v1/executions/{id}/complete", post(worker::complete))
-        .route("/v1/executions/{id}/fail", post(worker::fail))
-        .route("/v1/lanes/{lane}/claim", post(worker::claim))
-        .route("/v1/leases/renew", post(worker::renew))
-        .route("/v1/stats", get(executions::stats))
-        .route("/metrics", get(metrics::metrics))
-        .route("/v1/openapi.json", get(ops::openapi))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .route("/healthz", get(ops::healthz))
+    let mut public = Router::new();
+    let mut protected = Router::new();
+    for &route in routes() {
+        if route.requires_token() {
+            protected = protected.route(route.path(), endpoint(route));
+        } else {
+            public = public.route(route.path(), endpoint(route));
+        }
+    }
+    let protected =
+        protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    public
         .merge(protected)
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)

@@ -1,21 +1,22 @@
 //! Operations routes: health and the OpenAPI document.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use baton_api::Health;
 
 use crate::{AppState, OPENAPI};
 
 /// `GET /healthz`: the process is up and which backend it serves. Never
 /// requires a token, so load balancers can probe it.
-pub(crate) async fn healthz(State(state): State<AppState>) -> axum::Json<Value> {
+pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let backend = state.backend();
-    axum::Json(json!({
-        "status": "ok",
-        "backend": backend.capabilities().backend,
-        "partitions": backend.partitions().get(),
-    }))
+    Json(Health {
+        status: "ok".into(),
+        backend: backend.capabilities().backend.into(),
+        partitions: backend.partitions().get(),
+    })
 }
 
 /// `GET /v1/openapi.json`.

@@ -6,26 +6,21 @@
 
 mod bench;
 mod serve;
+mod show;
 mod table;
 mod worker;
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use baton_core::api::{
-    bytes_json, counts_json, create_json, snapshot_json, snapshot_with_attempts_json,
-};
+use baton_api::{Created, Snapshot};
 use baton_core::{
-    AdminBackend, Backoff, CapabilityName, EngineError, ExecutionId, ExecutionSnapshot,
-    IdempotencyKey, Kind, Lane, ListCursor, ListFilter, Namespace, NewExecution, Page, RetryPolicy,
-    State, TagKey, Timestamp,
+    AdminBackend, Backoff, CapabilityName, EngineError, ExecutionId, IdempotencyKey, Kind, Lane,
+    Namespace, NewExecution, RetryPolicy, TagKey, Timestamp,
 };
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
-
-use table::Table;
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success, 2 invalid input, 3 not found, 4 conflict or lease lost,
@@ -250,19 +245,21 @@ async fn run(cli: Cli) -> CliResult<()> {
     let json = cli.json;
     match cli.command {
         Command::Submit(args) => submit(backend.as_ref(), args, json).await,
-        Command::Describe { id, attempts } => describe(backend.as_ref(), &id, attempts, json).await,
-        Command::List(args) => list(backend.as_ref(), args, json).await,
+        Command::Describe { id, attempts } => {
+            show::describe(backend.as_ref(), &id, attempts, json).await
+        }
+        Command::List(args) => show::list(backend.as_ref(), args, json).await,
         Command::Cancel { id, reason } => {
             let id: ExecutionId = id.parse()?;
             let snap = backend.cancel(&id, reason).await?;
             if json {
-                print_json(&snapshot_json(&snap));
+                print_json(&Snapshot::from(&snap));
             } else {
                 println!("{} is {}", snap.id, snap.state);
             }
             Ok(())
         }
-        Command::Stats { namespace } => stats(backend.as_ref(), &namespace, json).await,
+        Command::Stats { namespace } => show::stats(backend.as_ref(), &namespace, json).await,
         Command::Serve(args) => serve::run(backend, &cli.backend, args).await,
         Command::Worker(args) => worker::run(&cli.backend, &args).await,
         Command::Bench(args) => bench::run(backend, args, json).await,
@@ -362,7 +359,7 @@ async fn submit(backend: &dyn AdminBackend, a: SubmitArgs, json: bool) -> CliRes
         return Err(EngineError::corruption("the backend answered no outcome").into());
     };
     if json {
-        print_json(&create_json(o));
+        print_json(&Created::from(o));
     } else if o.created {
         println!("submitted {} ({})", o.id, o.state);
     } else {
@@ -374,184 +371,11 @@ async fn submit(backend: &dyn AdminBackend, a: SubmitArgs, json: bool) -> CliRes
     Ok(())
 }
 
-fn opt_time(t: Option<Timestamp>) -> String {
-    t.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
-}
-
-fn short(v: &Value, max: usize) -> String {
-    let s = v.to_string();
-    if s.chars().count() > max {
-        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    } else {
-        s
+/// Prints one JSON document (a `baton-api` answer type, so `--json` shows
+/// what the HTTP API answers).
+fn print_json<T: serde::Serialize>(v: &T) {
+    match serde_json::to_string(v) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: cannot encode the answer as JSON: {e}"),
     }
-}
-
-async fn describe(
-    backend: &dyn AdminBackend,
-    id: &str,
-    with_attempts: bool,
-    json: bool,
-) -> CliResult<()> {
-    let id: ExecutionId = id.parse()?;
-    let snap = backend.describe(&id).await?;
-    let attempts = if with_attempts {
-        Some(backend.attempts(&id).await?)
-    } else {
-        None
-    };
-    if json {
-        let doc = match &attempts {
-            Some(list) => snapshot_with_attempts_json(&snap, list),
-            None => snapshot_json(&snap),
-        };
-        print_json(&doc);
-        return Ok(());
-    }
-    print_snapshot(&snap);
-    if let Some(list) = attempts {
-        println!();
-        let mut t = Table::new(["ATTEMPT", "WORKER", "STARTED", "ENDED", "OUTCOME", "ERROR"]);
-        for a in &list {
-            t.row([
-                a.number.to_string(),
-                a.worker_id.to_string(),
-                a.started_at.to_string(),
-                opt_time(a.ended_at),
-                a.outcome
-                    .map(|o| o.to_string())
-                    .unwrap_or_else(|| "running".into()),
-                a.error.clone().unwrap_or_default(),
-            ]);
-        }
-        t.print_or("no attempts yet");
-    }
-    Ok(())
-}
-
-fn print_snapshot(s: &ExecutionSnapshot) {
-    let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let caps: Vec<&str> = s.required_capabilities.iter().map(|c| c.as_str()).collect();
-    let mut rows: Vec<(&str, String)> = vec![
-        ("id", s.id.to_string()),
-        ("state", s.state.to_string()),
-        ("namespace", s.namespace.to_string()),
-        ("lane", s.lane.to_string()),
-        ("kind", s.kind.to_string()),
-        ("priority", s.priority.to_string()),
-        (
-            "attempts",
-            format!("{} of {}", s.attempts, s.retry.max_attempts),
-        ),
-        ("created_at", s.created_at.to_string()),
-        ("updated_at", s.updated_at.to_string()),
-        ("run_at", opt_time(s.run_at)),
-        ("deadline", opt_time(s.deadline)),
-        ("finished_at", opt_time(s.finished_at)),
-    ];
-    if let Some(w) = &s.worker_id {
-        rows.push(("worker", w.to_string()));
-        rows.push(("lease_expires_at", opt_time(s.lease_expires_at)));
-    }
-    if !tags.is_empty() {
-        rows.push(("tags", tags.join(", ")));
-    }
-    if !caps.is_empty() {
-        rows.push(("capabilities", caps.join(", ")));
-    }
-    if let Some(k) = &s.idempotency_key {
-        rows.push(("idempotency_key", k.to_string()));
-    }
-    rows.push(("payload", short(&bytes_json(&s.payload), 200)));
-    if let Some(r) = &s.result {
-        rows.push(("result", short(&bytes_json(r), 200)));
-    }
-    if let Some(e) = &s.last_error {
-        rows.push(("last_error", e.clone()));
-    }
-    if let Some(r) = &s.cancel_reason {
-        rows.push(("cancel_reason", r.clone()));
-    }
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (k, v) in rows {
-        println!("{k:<width$}  {v}");
-    }
-}
-
-async fn list(backend: &dyn AdminBackend, a: ListArgs, json: bool) -> CliResult<()> {
-    let mut filter = ListFilter::namespace(Namespace::new(a.namespace)?);
-    if let Some(l) = a.lane {
-        filter = filter.with_lane(Lane::new(l)?);
-    }
-    if let Some(s) = a.state {
-        filter = filter.with_state(s.parse::<State>()?);
-    }
-    if let Some(k) = a.kind {
-        filter = filter.with_kind(Kind::new(k)?);
-    }
-    if let Some(t) = a.tag {
-        let (k, v) = split_pair("tag", &t)?;
-        filter = filter.with_tag(TagKey::new(k)?, v);
-    }
-    let cursor = a.cursor.map(|c| c.parse::<ListCursor>()).transpose()?;
-    let page = backend
-        .list(
-            &filter,
-            Page {
-                limit: a.limit,
-                cursor,
-            },
-        )
-        .await?;
-    let next = page.next_cursor.map(|c| c.to_string());
-    if json {
-        let items: Vec<Value> = page.items.iter().map(snapshot_json).collect();
-        print_json(&json!({"items": items, "next_cursor": next}));
-        return Ok(());
-    }
-    let mut t = Table::new(["ID", "STATE", "LANE", "KIND", "PRI", "ATTEMPTS", "CREATED"]);
-    for s in &page.items {
-        t.row([
-            s.id.to_string(),
-            s.state.to_string(),
-            s.lane.to_string(),
-            s.kind.to_string(),
-            s.priority.to_string(),
-            format!("{}/{}", s.attempts, s.retry.max_attempts),
-            s.created_at.to_string(),
-        ]);
-    }
-    t.print_or("no executions match");
-    if let Some(c) = next {
-        println!("more: baton list --cursor {c}");
-    }
-    Ok(())
-}
-
-async fn stats(backend: &dyn AdminBackend, namespace: &str, json: bool) -> CliResult<()> {
-    let namespace = Namespace::new(namespace)?;
-    let counts = backend.counts(&namespace).await?;
-    if json {
-        let lanes: BTreeMap<String, Value> = counts
-            .iter()
-            .map(|(lane, c)| (lane.to_string(), counts_json(c)))
-            .collect();
-        print_json(&json!({"lanes": lanes}));
-        return Ok(());
-    }
-    let mut header = vec!["LANE".to_string()];
-    header.extend(State::ALL.iter().map(|s| s.as_str().to_uppercase()));
-    let mut t = Table::new(header);
-    for (lane, c) in &counts {
-        let mut row = vec![lane.to_string()];
-        row.extend(State::ALL.iter().map(|s| c.get(*s).to_string()));
-        t.row(row);
-    }
-    t.print_or(&format!("no executions in namespace {namespace}"));
-    Ok(())
-}
-
-fn print_json(v: &Value) {
-    println!("{v}");
 }

@@ -1,0 +1,178 @@
+//! Listing: `GET /v1/executions`.
+
+use baton_core::{
+    EngineError, Kind, Lane, ListCursor, ListFilter, ListPage, Namespace, Page, Result, State,
+    TagKey,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{Snapshot, encode_component, namespace_or_default};
+
+/// The query of `GET /v1/executions`. Values are read as text and parsed by
+/// [`into_request`](Self::into_request), so that each error names its
+/// parameter.
+///
+/// ```
+/// use baton_api::ListQuery;
+/// let q = ListQuery { lane: Some("emails".into()), tag: Some("customer:42".into()), ..Default::default() };
+/// let (filter, page) = q.into_request().unwrap();
+/// assert_eq!(filter.namespace.as_str(), "default");
+/// assert_eq!(filter.tag.unwrap().1, "42");
+/// assert_eq!(page.limit, 100);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Namespace; `default` when absent.
+    pub namespace: Option<String>,
+    /// Only this lane.
+    pub lane: Option<String>,
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only executions with this tag, written `KEY:VALUE` (split at the
+    /// first colon).
+    pub tag: Option<String>,
+    /// Page size, 1 to 1000; 100 when absent.
+    pub limit: Option<String>,
+    /// `next_cursor` of the previous page; empty or absent for the first.
+    pub cursor: Option<String>,
+}
+
+impl ListQuery {
+    /// The query asking for `page` of `filter`.
+    pub fn from_request(filter: &ListFilter, page: Page) -> Self {
+        ListQuery {
+            namespace: Some(filter.namespace.to_string()),
+            lane: filter.lane.as_ref().map(|l| l.to_string()),
+            state: filter.state.map(|s| s.to_string()),
+            kind: filter.kind.as_ref().map(|k| k.to_string()),
+            tag: filter.tag.as_ref().map(|(k, v)| format!("{k}:{v}")),
+            limit: Some(page.limit.to_string()),
+            cursor: page.cursor.map(|c| c.to_string()),
+        }
+    }
+
+    /// The filter and page asked for.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the parameter at fault.
+    pub fn into_request(self) -> Result<(ListFilter, Page)> {
+        let ns = self.namespace.map(Namespace::new).transpose()?;
+        let mut filter = ListFilter::namespace(namespace_or_default(ns)?);
+        if let Some(l) = self.lane {
+            filter = filter.with_lane(Lane::new(l)?);
+        }
+        if let Some(s) = self.state {
+            filter = filter.with_state(s.parse::<State>()?);
+        }
+        if let Some(k) = self.kind {
+            filter = filter.with_kind(Kind::new(k)?);
+        }
+        if let Some(t) = self.tag {
+            // Tag values are free text, keys cannot hold a colon in this
+            // form: split at the first one.
+            let Some((k, v)) = t.split_once(':') else {
+                return Err(EngineError::invalid(
+                    "tag",
+                    t,
+                    "write it as KEY:VALUE, for example tag=customer:42",
+                ));
+            };
+            filter = filter.with_tag(TagKey::new(k)?, v);
+        }
+        let limit = match self.limit {
+            None => Page::DEFAULT_LIMIT,
+            Some(l) => l.parse::<usize>().map_err(|_| {
+                EngineError::invalid(
+                    "limit",
+                    &l,
+                    format!("must be a whole number between 1 and {}", Page::MAX_LIMIT),
+                )
+            })?,
+        };
+        let cursor = self
+            .cursor
+            .filter(|c| !c.is_empty())
+            .map(|c| c.parse::<ListCursor>())
+            .transpose()?;
+        let page = Page { limit, cursor };
+        page.validate()?;
+        Ok((filter, page))
+    }
+
+    /// The query string (without `?`), values percent-encoded.
+    pub fn to_query_string(&self) -> String {
+        let pairs = [
+            ("namespace", &self.namespace),
+            ("lane", &self.lane),
+            ("state", &self.state),
+            ("kind", &self.kind),
+            ("tag", &self.tag),
+            ("limit", &self.limit),
+            ("cursor", &self.cursor),
+        ];
+        let parts: Vec<String> = pairs
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode_component(v))))
+            .collect();
+        parts.join("&")
+    }
+}
+
+/// The answer of `GET /v1/executions`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ListAnswer {
+    /// Matching executions, oldest first.
+    pub items: Vec<Snapshot>,
+    /// Pass as `cursor` for the next page; `null` when none may follow.
+    pub next_cursor: Option<String>,
+}
+
+impl From<&ListPage> for ListAnswer {
+    fn from(page: &ListPage) -> Self {
+        ListAnswer {
+            items: page.items.iter().map(Snapshot::from).collect(),
+            next_cursor: page.next_cursor.map(|c| c.to_string()),
+        }
+    }
+}
+
+impl ListAnswer {
+    /// The `baton-core` page this answer holds.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a cursor that is not one Baton hands out.
+    pub fn into_page(self) -> Result<ListPage> {
+        Ok(ListPage {
+            items: self
+                .items
+                .into_iter()
+                .map(Snapshot::into_snapshot)
+                .collect::<Result<_>>()?,
+            next_cursor: self.next_cursor.map(|c| c.parse()).transpose()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn list_queries_round_trip() {
+        let filter = ListFilter::namespace(Namespace::new("n").unwrap())
+            .with_state(State::Failed)
+            .with_tag(TagKey::new("customer").unwrap(), "a b:c");
+        let q = ListQuery::from_request(&filter, Page::first(5));
+        assert_eq!(
+            q.to_query_string(),
+            "namespace=n&state=failed&tag=customer%3Aa%20b%3Ac&limit=5"
+        );
+        let (f, p) = q.into_request().unwrap();
+        assert_eq!((f, p.limit), (filter, 5));
+    }
+}

@@ -1,0 +1,345 @@
+//! Reading and cancelling: the snapshot of describe, cancel, complete and
+//! fail, stats, and the health answer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use baton_core::{
+    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ExecutionId, ExecutionSnapshot,
+    IdempotencyKey, Kind, Lane, Namespace, Result, RetryPolicy, State, StateCounts, TagKey,
+    Timestamp, WorkerId,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{bytes_json, json_bytes, namespace_or_default};
+
+/// Everything known about one execution: the answer of
+/// `GET /v1/executions/{id}`, of cancel, complete and fail, and the items of
+/// a list.
+///
+/// Every field the contract names, plus `finished_at`, `worker_id`,
+/// `lease_expires_at`, `idempotency_key`, `capabilities`, `backoff`,
+/// `parent`, and `attempt_history` when asked for with `?attempts=true`.
+/// `payload` and `result` are JSON values ([`bytes_json`]); `result` is
+/// `null` until the execution completes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Id.
+    pub id: ExecutionId,
+    /// Namespace.
+    pub namespace: Namespace,
+    /// Lane.
+    pub lane: Lane,
+    /// Handler name.
+    pub kind: Kind,
+    /// Public state.
+    pub state: State,
+    /// Priority.
+    pub priority: i32,
+    /// The payload.
+    pub payload: Value,
+    /// Tags.
+    #[serde(default)]
+    pub tags: BTreeMap<TagKey, String>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Attempts allowed in total.
+    pub max_attempts: u32,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Time of the last state change.
+    pub updated_at: Timestamp,
+    /// When it is (or was last) scheduled to become eligible.
+    pub run_at: Option<Timestamp>,
+    /// Deadline.
+    pub deadline: Option<Timestamp>,
+    /// The result of a completed execution, else `null`.
+    pub result: Option<Value>,
+    /// Error of the most recent failed attempt.
+    pub last_error: Option<String>,
+    /// Reason given when cancelled.
+    pub cancel_reason: Option<String>,
+    /// When it reached a terminal state.
+    #[serde(default)]
+    pub finished_at: Option<Timestamp>,
+    /// The worker holding the lease while `running`.
+    #[serde(default)]
+    pub worker_id: Option<WorkerId>,
+    /// The lease expiry while `running`.
+    #[serde(default)]
+    pub lease_expires_at: Option<Timestamp>,
+    /// Idempotency key, if one was given.
+    #[serde(default)]
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// Capabilities a worker must offer.
+    #[serde(default)]
+    pub capabilities: BTreeSet<CapabilityName>,
+    /// Delays between attempts; [`Backoff::default`] when absent.
+    #[serde(default)]
+    pub backoff: Option<Backoff>,
+    /// Parent execution.
+    #[serde(default)]
+    pub parent: Option<ExecutionId>,
+    /// The attempts, oldest first; only with `?attempts=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_history: Option<Vec<Attempt>>,
+}
+
+impl From<&ExecutionSnapshot> for Snapshot {
+    fn from(s: &ExecutionSnapshot) -> Self {
+        Snapshot {
+            id: s.id.clone(),
+            namespace: s.namespace.clone(),
+            lane: s.lane.clone(),
+            kind: s.kind.clone(),
+            state: s.state,
+            priority: s.priority,
+            payload: bytes_json(&s.payload),
+            tags: s.tags.clone(),
+            attempts: s.attempts,
+            max_attempts: s.retry.max_attempts,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            run_at: s.run_at,
+            deadline: s.deadline,
+            result: s.result.as_deref().map(bytes_json),
+            last_error: s.last_error.clone(),
+            cancel_reason: s.cancel_reason.clone(),
+            finished_at: s.finished_at,
+            worker_id: s.worker_id.clone(),
+            lease_expires_at: s.lease_expires_at,
+            idempotency_key: s.idempotency_key.clone(),
+            capabilities: s.required_capabilities.clone(),
+            backoff: Some(s.retry.backoff),
+            parent: s.parent.clone(),
+            attempt_history: None,
+        }
+    }
+}
+
+impl Snapshot {
+    /// The snapshot with `attempt_history`, the attempts oldest first.
+    pub fn with_attempts(mut self, attempts: &[AttemptRecord]) -> Self {
+        self.attempt_history = Some(attempts.iter().map(Attempt::from).collect());
+        self
+    }
+
+    /// The `baton-core` snapshot this answer describes.
+    ///
+    /// JSON `null` and "no result" look the same on the wire; a completed
+    /// execution always has a result, so its `null` result is the bytes
+    /// `null`.
+    ///
+    /// # Errors
+    /// `Corruption` only if a JSON value cannot be encoded.
+    pub fn into_snapshot(self) -> Result<ExecutionSnapshot> {
+        let result = match (self.result, self.state) {
+            (Some(r), _) => Some(json_bytes(&r)?),
+            (None, State::Completed) => Some(b"null".to_vec()),
+            (None, _) => None,
+        };
+        Ok(ExecutionSnapshot {
+            id: self.id,
+            namespace: self.namespace,
+            lane: self.lane,
+            kind: self.kind,
+            state: self.state,
+            priority: self.priority,
+            payload: json_bytes(&self.payload)?,
+            tags: self.tags,
+            attempts: self.attempts,
+            retry: RetryPolicy {
+                max_attempts: self.max_attempts,
+                backoff: self.backoff.unwrap_or_default(),
+            },
+            idempotency_key: self.idempotency_key,
+            required_capabilities: self.capabilities,
+            parent: self.parent,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            run_at: self.run_at,
+            deadline: self.deadline,
+            finished_at: self.finished_at,
+            worker_id: self.worker_id,
+            lease_expires_at: self.lease_expires_at,
+            result,
+            last_error: self.last_error,
+            cancel_reason: self.cancel_reason,
+        })
+    }
+}
+
+/// One attempt in a snapshot's `attempt_history`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Attempt number, 1-based.
+    pub number: u32,
+    /// Worker that claimed it.
+    pub worker_id: WorkerId,
+    /// When it was claimed.
+    pub started_at: Timestamp,
+    /// When it ended; `null` while running.
+    pub ended_at: Option<Timestamp>,
+    /// How it ended; `null` while running.
+    pub outcome: Option<AttemptOutcome>,
+    /// The error reported when it did not complete.
+    pub error: Option<String>,
+}
+
+impl From<&AttemptRecord> for Attempt {
+    fn from(a: &AttemptRecord) -> Self {
+        Attempt {
+            number: a.number,
+            worker_id: a.worker_id.clone(),
+            started_at: a.started_at,
+            ended_at: a.ended_at,
+            outcome: a.outcome,
+            error: a.error.clone(),
+        }
+    }
+}
+
+/// The query of `GET /v1/executions/{id}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeQuery {
+    /// `true`: add `attempt_history` to the snapshot.
+    #[serde(default)]
+    pub attempts: bool,
+}
+
+/// The body of `POST /v1/executions/{id}/cancel`; may be empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelBody {
+    /// Why it is cancelled; shown in the snapshot.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The query of `GET /v1/stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsQuery {
+    /// Namespace to count; `default` when absent.
+    pub namespace: Option<String>,
+}
+
+impl StatsQuery {
+    /// The namespace asked for.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an invalid namespace name.
+    pub fn namespace(self) -> Result<Namespace> {
+        namespace_or_default(self.namespace.map(Namespace::new).transpose()?)
+    }
+}
+
+/// The answer of `GET /v1/stats`: per lane, the count of executions in each
+/// state, every state present.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsAnswer {
+    /// Counts per lane.
+    pub lanes: BTreeMap<Lane, StateCounts>,
+}
+
+/// The answer of `GET /healthz`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Always `ok`: the process is up.
+    pub status: String,
+    /// The backend served: `sqlite`, `postgres` or `valkey`.
+    pub backend: String,
+    /// The backend's partition count.
+    pub partitions: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use baton_core::PartitionCount;
+
+    fn snapshot(state: State, result: Option<&[u8]>) -> ExecutionSnapshot {
+        let at: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        ExecutionSnapshot {
+            id: ExecutionId::generate(PartitionCount::DEFAULT),
+            namespace: Namespace::new("ns").unwrap(),
+            lane: Lane::new("l").unwrap(),
+            kind: Kind::new("k").unwrap(),
+            state,
+            priority: 2,
+            payload: b"plain".to_vec(),
+            tags: BTreeMap::from([(TagKey::new("t").unwrap(), "v".to_owned())]),
+            attempts: 1,
+            retry: RetryPolicy::default(),
+            idempotency_key: None,
+            required_capabilities: BTreeSet::new(),
+            parent: None,
+            created_at: at,
+            updated_at: at,
+            run_at: None,
+            deadline: None,
+            finished_at: state.is_terminal().then_some(at),
+            worker_id: None,
+            lease_expires_at: None,
+            result: result.map(<[u8]>::to_vec),
+            last_error: None,
+            cancel_reason: None,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_has_every_field_of_the_contract() {
+        let s =
+            serde_json::to_value(Snapshot::from(&snapshot(State::Completed, Some(b"7")))).unwrap();
+        for field in [
+            "id",
+            "namespace",
+            "lane",
+            "kind",
+            "state",
+            "priority",
+            "payload",
+            "tags",
+            "attempts",
+            "max_attempts",
+            "created_at",
+            "updated_at",
+            "run_at",
+            "deadline",
+            "result",
+            "last_error",
+            "cancel_reason",
+            "finished_at",
+            "worker_id",
+            "lease_expires_at",
+            "idempotency_key",
+            "capabilities",
+            "backoff",
+            "parent",
+        ] {
+            assert!(s.get(field).is_some(), "no {field} in {s}");
+        }
+        assert!(s.get("attempt_history").is_none());
+        assert_eq!(s["payload"], "plain");
+        assert_eq!(s["result"], 7);
+        assert_eq!(s["created_at"], "2030-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_completed_null_result_survives_the_round_trip() {
+        for (state, result) in [
+            (State::Completed, Some(&b"null"[..])),
+            (State::Waiting, None),
+            (State::Completed, Some(&b"[1]"[..])),
+        ] {
+            let mut snap = snapshot(state, result);
+            snap.payload = b"\"plain\"".to_vec();
+            let wire = serde_json::to_string(&Snapshot::from(&snap)).unwrap();
+            let back: Snapshot = serde_json::from_str(&wire).unwrap();
+            assert_eq!(back.into_snapshot().unwrap(), snap);
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The routes of the API: method, path template and OpenAPI operation id.
+//!
+//! The server builds its router from [`Route::ALL`] (one handler per
+//! variant, matched exhaustively), and a test compares the list with
+//! `/v1/openapi.json`; a route added here without a handler or a document
+//! entry does not build or does not pass.
+
+use std::fmt;
+
+/// An HTTP method the API uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// `GET`: reads.
+    Get,
+    /// `POST`: every change.
+    Post,
+}
+
+impl Method {
+    /// The method as written in a request line: `GET`, `POST`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One route of the API.
+///
+/// ```
+/// use baton_api::{Method, Route};
+/// assert_eq!(Route::Describe.method(), Method::Get);
+/// assert_eq!(Route::Describe.path(), "/v1/executions/{id}");
+/// assert_eq!(Route::Cancel.path_with("%7Bp%3A3%7D-x"), "/v1/executions/%7Bp%3A3%7D-x/cancel");
+/// ```
+///
+/// Deliberately exhaustive: a new route is a breaking change for every
+/// `match` on it, which is how the server is forced to give it a handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Route {
+    /// `POST /v1/executions`: submit one.
+    Submit,
+    /// `POST /v1/executions/batch`: submit many at once.
+    SubmitBatch,
+    /// `GET /v1/executions`: list, filtered, with a cursor.
+    List,
+    /// `GET /v1/executions/{id}`: the snapshot.
+    Describe,
+    /// `POST /v1/executions/{id}/cancel`.
+    Cancel,
+    /// `POST /v1/lanes/{lane}/claim`: claim work, optionally waiting.
+    Claim,
+    /// `POST /v1/executions/{id}/complete`.
+    Complete,
+    /// `POST /v1/executions/{id}/fail`.
+    Fail,
+    /// `POST /v1/leases/renew`: renew every lease of a worker.
+    Renew,
+    /// `GET /v1/stats`: counts per lane and state.
+    Stats,
+    /// `GET /healthz`: liveness; the one route without a token.
+    Health,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
+    /// `GET /v1/openapi.json`: the OpenAPI document.
+    OpenApi,
+}
+
+impl Route {
+    /// Every route, in the order of the contract.
+    pub const ALL: [Route; 13] = [
+        Route::Submit,
+        Route::SubmitBatch,
+        Route::List,
+        Route::Describe,
+        Route::Cancel,
+        Route::Claim,
+        Route::Complete,
+        Route::Fail,
+        Route::Renew,
+        Route::Stats,
+        Route::Health,
+        Route::Metrics,
+        Route::OpenApi,
+    ];
+
+    /// The route's method.
+    pub fn method(self) -> Method {
+        match self {
+            Route::List
+            | Route::Describe
+            | Route::Stats
+            | Route::Health
+            | Route::Metrics
+            | Route::OpenApi => Method::Get,
+            Route::Submit
+            | Route::SubmitBatch
+            | Route::Cancel
+            | Route::Claim
+            | Route::Complete
+            | Route::Fail
+            | Route::Renew => Method::Post,
+        }
+    }
+
+    /// The path template; a parameter is written `{name}`, at most one per
+    /// route.
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::Submit | Route::List => "/v1/executions",
+            Route::SubmitBatch => "/v1/executions/batch",
+            Route::Describe => "/v1/executions/{id}",
+            Route::Cancel => "/v1/executions/{id}/cancel",
+            Route::Claim => "/v1/lanes/{lane}/claim",
+            Route::Complete => "/v1/executions/{id}/complete",
+            Route::Fail => "/v1/executions/{id}/fail",
+            Route::Renew => "/v1/leases/renew",
+            Route::Stats => "/v1/stats",
+            Route::Health => "/healthz",
+            Route::Metrics => "/metrics",
+            Route::OpenApi => "/v1/openapi.json",
+        }
+    }
+
+    /// The route's `operationId` in the OpenAPI document.
+    pub fn operation_id(self) -> &'static str {
+        match self {
+            Route::Submit => "submit",
+            Route::SubmitBatch => "submitBatch",
+            Route::List => "list",
+            Route::Describe => "describe",
+            Route::Cancel => "cancel",
+            Route::Claim => "claim",
+            Route::Complete => "complete",
+            Route::Fail => "fail",
+            Route::Renew => "renew",
+            Route::Stats => "stats",
+            Route::Health => "health",
+            Route::Metrics => "metrics",
+            Route::OpenApi => "openapi",
+        }
+    }
+
+    /// False only for `/healthz`: when the server has an API token, every
+    /// other route requires it.
+    pub fn requires_token(self) -> bool {
+        self != Route::Health
+    }
+
+    /// The path with its parameter replaced by `value`, which the caller has
+    /// already percent-encoded ([`encode_component`](crate::encode_component)).
+    /// A route without a parameter answers its path unchanged.
+    pub fn path_with(self, value: &str) -> String {
+        let path = self.path();
+        match (path.find('{'), path.find('}')) {
+            (Some(open), Some(close)) if open < close => {
+                format!("{}{value}{}", &path[..open], &path[close + 1..])
+            }
+            _ => path.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method(), self.path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_listed_once() {
+        let mut seen: Vec<(Method, &str)> =
+            Route::ALL.iter().map(|r| (r.method(), r.path())).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), Route::ALL.len());
+    }
+
+    #[test]
+    fn parameters_are_filled() {
+        assert_eq!(Route::Claim.path_with("emails"), "/v1/lanes/emails/claim");
+        assert_eq!(Route::Describe.path_with("x"), "/v1/executions/x");
+        assert_eq!(Route::Stats.path_with("x"), "/v1/stats");
+        assert_eq!(Route::Health.to_string(), "GET /healthz");
+    }
+}

@@ -1,0 +1,334 @@
+//! The worker protocol: claim, renew, complete, fail.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use baton_core::{
+    CapabilityName, Claim, ClaimRequest, ExecutionId, Failure, Kind, Lane, LeaseToken, Namespace,
+    RenewRequest, RenewStatus, Result, TagKey, Timestamp, WorkerId,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::{DEFAULT_LEASE_MS, bytes_json, json_bytes, namespace_or_default, raw_json};
+
+fn default_lease_ms() -> u64 {
+    DEFAULT_LEASE_MS
+}
+
+fn default_max() -> usize {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The body of `POST /v1/lanes/{lane}/claim`.
+///
+/// ```
+/// use baton_api::ClaimBody;
+/// let body: ClaimBody = serde_json::from_str(r#"{"worker_id": "w1"}"#).unwrap();
+/// assert_eq!((body.max, body.lease_ms, body.wait_ms), (1, 30_000, 0));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimBody {
+    /// Namespace; `default` when absent.
+    #[serde(default)]
+    pub namespace: Option<Namespace>,
+    /// The claiming worker, recorded on the attempt.
+    pub worker_id: WorkerId,
+    /// What the worker offers.
+    #[serde(default)]
+    pub capabilities: BTreeSet<CapabilityName>,
+    /// Most executions to claim; 1 when absent.
+    #[serde(default = "default_max")]
+    pub max: usize,
+    /// Lease length in milliseconds; 30 000 when absent.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// How long to wait for work when there is none, in milliseconds
+    /// (the server caps it); 0 answers at once.
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+impl ClaimBody {
+    /// The body claiming up to `max` executions for `request`'s worker, from
+    /// the lane named in the URL, waiting up to `wait`.
+    pub fn new(request: &ClaimRequest, max: usize, wait: Duration) -> Self {
+        ClaimBody {
+            namespace: Some(request.namespace.clone()),
+            worker_id: request.worker_id.clone(),
+            capabilities: request.capabilities.clone(),
+            max,
+            lease_ms: request.lease_ttl.as_millis() as u64,
+            wait_ms: wait.as_millis() as u64,
+        }
+    }
+
+    /// The claim of `lane` this body asks for, and how long it may wait.
+    ///
+    /// # Errors
+    /// None today (the default namespace is a valid name); the request is
+    /// checked by the backend.
+    pub fn into_request(self, lane: Lane) -> Result<(ClaimRequest, Duration)> {
+        let request = ClaimRequest::new(
+            namespace_or_default(self.namespace)?,
+            lane,
+            self.worker_id,
+            self.max,
+        )
+        .with_capabilities(self.capabilities)
+        .with_lease_ttl(Duration::from_millis(self.lease_ms));
+        Ok((request, Duration::from_millis(self.wait_ms)))
+    }
+}
+
+/// The answer of a claim: the executions now leased to the worker, possibly
+/// none.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimAnswer {
+    /// The claimed executions.
+    pub claims: Vec<ClaimedExecution>,
+}
+
+/// One claimed execution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimedExecution {
+    /// The execution.
+    pub id: ExecutionId,
+    /// Its namespace.
+    pub namespace: Namespace,
+    /// The lane it was claimed from.
+    pub lane: Lane,
+    /// Handler name.
+    pub kind: Kind,
+    /// The payload ([`bytes_json`]).
+    pub payload: Value,
+    /// This attempt's number, 1-based.
+    pub attempt: u32,
+    /// The lease to present to renew, complete and fail.
+    pub lease: Lease,
+    /// The execution's deadline, if any.
+    #[serde(default)]
+    pub deadline: Option<Timestamp>,
+    /// The execution's tags.
+    #[serde(default)]
+    pub tags: BTreeMap<TagKey, String>,
+}
+
+/// A lease as handed out by a claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The fencing token.
+    pub token: LeaseToken,
+    /// When it runs out unless renewed.
+    pub expires_at: Timestamp,
+}
+
+impl From<&Claim> for ClaimedExecution {
+    fn from(c: &Claim) -> Self {
+        ClaimedExecution {
+            id: c.id.clone(),
+            namespace: c.namespace.clone(),
+            lane: c.lane.clone(),
+            kind: c.kind.clone(),
+            payload: bytes_json(&c.payload),
+            attempt: c.attempt,
+            lease: Lease {
+                token: c.lease.clone(),
+                expires_at: c.lease_expires_at,
+            },
+            deadline: c.deadline,
+            tags: c.tags.clone(),
+        }
+    }
+}
+
+impl ClaimedExecution {
+    /// The `baton-core` claim this answer describes.
+    ///
+    /// # Errors
+    /// `Corruption` only if the payload cannot be encoded.
+    pub fn into_claim(self) -> Result<Claim> {
+        Ok(Claim {
+            id: self.id,
+            namespace: self.namespace,
+            lane: self.lane,
+            kind: self.kind,
+            payload: json_bytes(&self.payload)?,
+            attempt: self.attempt,
+            lease: self.lease.token,
+            lease_expires_at: self.lease.expires_at,
+            deadline: self.deadline,
+            tags: self.tags,
+        })
+    }
+}
+
+/// The body of `POST /v1/leases/renew`. Tokens are text: a malformed one is
+/// answered `lost`, like any other lease that is not the caller's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewBody {
+    /// The worker renewing.
+    pub worker_id: WorkerId,
+    /// New lease length from now, in milliseconds; 30 000 when absent.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// The lease tokens to renew.
+    pub leases: Vec<String>,
+}
+
+impl From<&RenewRequest> for RenewBody {
+    fn from(r: &RenewRequest) -> Self {
+        RenewBody {
+            worker_id: r.worker_id.clone(),
+            lease_ms: r.lease_ttl.as_millis() as u64,
+            leases: r.leases.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+}
+
+/// The answer of a renew: one item per lease, in request order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewAnswer {
+    /// What happened to each lease.
+    pub leases: Vec<RenewedLease>,
+}
+
+/// What happened to one lease of a renew.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewedLease {
+    /// The token as sent.
+    pub token: String,
+    /// `renewed`, `lost` (stop, do not complete) or `cancelled` (stop).
+    pub status: RenewStatus,
+    /// The new expiry when renewed, else `null`.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// The body of `POST /v1/executions/{id}/complete`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteBody {
+    /// The lease of the attempt.
+    pub lease: LeaseToken,
+    /// Any JSON value, stored exactly as sent; `null` when absent.
+    #[serde(default)]
+    pub result: Option<Box<RawValue>>,
+}
+
+impl CompleteBody {
+    /// The body completing `lease` with `result` bytes ([`bytes_json`]).
+    ///
+    /// # Errors
+    /// `InvalidInput` only if the value cannot be encoded.
+    pub fn new(lease: &LeaseToken, result: &[u8]) -> Result<Self> {
+        Ok(CompleteBody {
+            lease: lease.clone(),
+            result: Some(raw_json(&bytes_json(result))?),
+        })
+    }
+}
+
+/// The body of `POST /v1/executions/{id}/fail`.
+///
+/// ```
+/// use baton_api::FailBody;
+/// use baton_core::{ExecutionId, LeaseToken, PartitionCount};
+/// let lease = LeaseToken::new(ExecutionId::generate(PartitionCount::DEFAULT), 1, 7);
+/// let body: FailBody = serde_json::from_str(&format!(r#"{{"lease": "{lease}", "error": "boom"}}"#)).unwrap();
+/// let (_, failure) = body.into_failure();
+/// assert!(failure.retryable && failure.retry_after.is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailBody {
+    /// The lease of the attempt.
+    pub lease: LeaseToken,
+    /// What went wrong; stored as `last_error`.
+    pub error: String,
+    /// False fails the execution now, whatever attempts remain; true when
+    /// absent.
+    #[serde(default = "default_true")]
+    pub retryable: bool,
+    /// Overrides the backoff before the next attempt, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+impl FailBody {
+    /// The body reporting `failure` for `lease`.
+    pub fn new(lease: &LeaseToken, failure: Failure) -> Self {
+        FailBody {
+            lease: lease.clone(),
+            error: failure.error,
+            retryable: failure.retryable,
+            retry_after_ms: failure.retry_after.map(|d| d.as_millis() as u64),
+        }
+    }
+
+    /// The lease and the failure it reports.
+    pub fn into_failure(self) -> (LeaseToken, Failure) {
+        let failure = Failure {
+            error: self.error,
+            retryable: self.retryable,
+            retry_after: self.retry_after_ms.map(Duration::from_millis),
+        };
+        (self.lease, failure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use baton_core::PartitionCount;
+
+    #[test]
+    fn a_claim_round_trips() {
+        let id = ExecutionId::generate(PartitionCount::DEFAULT);
+        let claim = Claim {
+            id: id.clone(),
+            namespace: Namespace::new("n").unwrap(),
+            lane: Lane::new("l").unwrap(),
+            kind: Kind::new("k").unwrap(),
+            payload: br#"{"a":[1,2]}"#.to_vec(),
+            attempt: 2,
+            lease: LeaseToken::new(id, 2, 9),
+            lease_expires_at: "2030-01-01T00:00:30Z".parse().unwrap(),
+            deadline: None,
+            tags: BTreeMap::new(),
+        };
+        let wire = serde_json::to_value(ClaimedExecution::from(&claim)).unwrap();
+        assert_eq!(wire["lease"]["expires_at"], "2030-01-01T00:00:30.000Z");
+        assert_eq!(wire["payload"]["a"][1], 2);
+        let back: ClaimedExecution = serde_json::from_value(wire).unwrap();
+        assert_eq!(back.into_claim().unwrap(), claim);
+    }
+
+    #[test]
+    fn a_failure_round_trips() {
+        let lease = LeaseToken::new(ExecutionId::generate(PartitionCount::DEFAULT), 1, 7);
+        let failure = Failure::retry_after("busy", Duration::from_millis(1500));
+        let wire = serde_json::to_value(FailBody::new(&lease, failure.clone())).unwrap();
+        assert_eq!(wire["retry_after_ms"], 1500);
+        let body: FailBody = serde_json::from_value(wire).unwrap();
+        assert_eq!(body.into_failure(), (lease.clone(), failure));
+        let plain = serde_json::to_value(FailBody::new(&lease, Failure::permanent("x"))).unwrap();
+        assert!(plain.get("retry_after_ms").is_none());
+    }
+
+    #[test]
+    fn a_result_that_is_not_json_is_sent_as_a_string() {
+        let lease = LeaseToken::new(ExecutionId::generate(PartitionCount::DEFAULT), 1, 7);
+        let body = CompleteBody::new(&lease, b"plain").unwrap();
+        assert_eq!(body.result.unwrap().get(), "\"plain\"");
+    }
+}

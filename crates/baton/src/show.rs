@@ -1,0 +1,189 @@
+//! The read commands: describe, list, stats. `--json` prints the HTTP API's
+//! answer types, so scripts see the same documents over both.
+
+use baton_api::{ListAnswer, Snapshot, StatsAnswer, bytes_json};
+use baton_core::{
+    AdminBackend, ExecutionId, ExecutionSnapshot, Kind, Lane, ListCursor, ListFilter, Namespace,
+    Page, State, TagKey, Timestamp,
+};
+use serde_json::Value;
+
+use crate::table::Table;
+use crate::{CliResult, ListArgs, print_json, split_pair};
+
+fn opt_time(t: Option<Timestamp>) -> String {
+    t.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn short(v: &Value, max: usize) -> String {
+    let s = v.to_string();
+    if s.chars().count() > max {
+        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        s
+    }
+}
+
+pub(crate) async fn describe(
+    backend: &dyn AdminBackend,
+    id: &str,
+    with_attempts: bool,
+    json: bool,
+) -> CliResult<()> {
+    let id: ExecutionId = id.parse()?;
+    let snap = backend.describe(&id).await?;
+    let attempts = if with_attempts {
+        Some(backend.attempts(&id).await?)
+    } else {
+        None
+    };
+    if json {
+        let doc = Snapshot::from(&snap);
+        match &attempts {
+            Some(list) => print_json(&doc.with_attempts(list)),
+            None => print_json(&doc),
+        }
+        return Ok(());
+    }
+    print_snapshot(&snap);
+    if let Some(list) = attempts {
+        println!();
+        let mut t = Table::new(["ATTEMPT", "WORKER", "STARTED", "ENDED", "OUTCOME", "ERROR"]);
+        for a in &list {
+            t.row([
+                a.number.to_string(),
+                a.worker_id.to_string(),
+                a.started_at.to_string(),
+                opt_time(a.ended_at),
+                a.outcome
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|| "running".into()),
+                a.error.clone().unwrap_or_default(),
+            ]);
+        }
+        t.print_or("no attempts yet");
+    }
+    Ok(())
+}
+
+fn print_snapshot(s: &ExecutionSnapshot) {
+    let tags: Vec<String> = s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let caps: Vec<&str> = s.required_capabilities.iter().map(|c| c.as_str()).collect();
+    let mut rows: Vec<(&str, String)> = vec![
+        ("id", s.id.to_string()),
+        ("state", s.state.to_string()),
+        ("namespace", s.namespace.to_string()),
+        ("lane", s.lane.to_string()),
+        ("kind", s.kind.to_string()),
+        ("priority", s.priority.to_string()),
+        (
+            "attempts",
+            format!("{} of {}", s.attempts, s.retry.max_attempts),
+        ),
+        ("created_at", s.created_at.to_string()),
+        ("updated_at", s.updated_at.to_string()),
+        ("run_at", opt_time(s.run_at)),
+        ("deadline", opt_time(s.deadline)),
+        ("finished_at", opt_time(s.finished_at)),
+    ];
+    if let Some(w) = &s.worker_id {
+        rows.push(("worker", w.to_string()));
+        rows.push(("lease_expires_at", opt_time(s.lease_expires_at)));
+    }
+    if !tags.is_empty() {
+        rows.push(("tags", tags.join(", ")));
+    }
+    if !caps.is_empty() {
+        rows.push(("capabilities", caps.join(", ")));
+    }
+    if let Some(k) = &s.idempotency_key {
+        rows.push(("idempotency_key", k.to_string()));
+    }
+    rows.push(("payload", short(&bytes_json(&s.payload), 200)));
+    if let Some(r) = &s.result {
+        rows.push(("result", short(&bytes_json(r), 200)));
+    }
+    if let Some(e) = &s.last_error {
+        rows.push(("last_error", e.clone()));
+    }
+    if let Some(r) = &s.cancel_reason {
+        rows.push(("cancel_reason", r.clone()));
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in rows {
+        println!("{k:<width$}  {v}");
+    }
+}
+
+pub(crate) async fn list(backend: &dyn AdminBackend, a: ListArgs, json: bool) -> CliResult<()> {
+    let mut filter = ListFilter::namespace(Namespace::new(a.namespace)?);
+    if let Some(l) = a.lane {
+        filter = filter.with_lane(Lane::new(l)?);
+    }
+    if let Some(s) = a.state {
+        filter = filter.with_state(s.parse::<State>()?);
+    }
+    if let Some(k) = a.kind {
+        filter = filter.with_kind(Kind::new(k)?);
+    }
+    if let Some(t) = a.tag {
+        let (k, v) = split_pair("tag", &t)?;
+        filter = filter.with_tag(TagKey::new(k)?, v);
+    }
+    let cursor = a.cursor.map(|c| c.parse::<ListCursor>()).transpose()?;
+    let page = backend
+        .list(
+            &filter,
+            Page {
+                limit: a.limit,
+                cursor,
+            },
+        )
+        .await?;
+    if json {
+        print_json(&ListAnswer::from(&page));
+        return Ok(());
+    }
+    let next = page.next_cursor.map(|c| c.to_string());
+    let mut t = Table::new(["ID", "STATE", "LANE", "KIND", "PRI", "ATTEMPTS", "CREATED"]);
+    for s in &page.items {
+        t.row([
+            s.id.to_string(),
+            s.state.to_string(),
+            s.lane.to_string(),
+            s.kind.to_string(),
+            s.priority.to_string(),
+            format!("{}/{}", s.attempts, s.retry.max_attempts),
+            s.created_at.to_string(),
+        ]);
+    }
+    t.print_or("no executions match");
+    if let Some(c) = next {
+        println!("more: baton list --cursor {c}");
+    }
+    Ok(())
+}
+
+pub(crate) async fn stats(
+    backend: &dyn AdminBackend,
+    namespace: &str,
+    json: bool,
+) -> CliResult<()> {
+    let namespace = Namespace::new(namespace)?;
+    let counts = backend.counts(&namespace).await?;
+    if json {
+        print_json(&StatsAnswer { lanes: counts });
+        return Ok(());
+    }
+    let mut header = vec!["LANE".to_string()];
+    header.extend(State::ALL.iter().map(|s| s.as_str().to_uppercase()));
+    let mut t = Table::new(header);
+    for (lane, c) in &counts {
+        let mut row = vec![lane.to_string()];
+        row.extend(State::ALL.iter().map(|s| c.get(*s).to_string()));
+        t.row(row);
+    }
+    t.print_or(&format!("no executions in namespace {namespace}"));
+    Ok(())
+}
