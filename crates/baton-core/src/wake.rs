@@ -20,7 +20,7 @@ type Key = (String, String);
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::time::Duration;
-/// let wake = std::sync::Arc::new(baton_core::Wakeups::default());
+/// let wake = std::sync::Arc::new(baton_core::raw::Wakeups::default());
 /// let w = wake.clone();
 /// let waiter = tokio::spawn(async move { w.wait("ns", &["lane"], Duration::from_secs(30)).await });
 /// tokio::task::yield_now().await;
@@ -95,14 +95,14 @@ impl Wakeups {
 /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
 /// for i in 0..5 { tx.send(i).unwrap(); }
 /// let mut batch = Vec::new();
-/// assert!(baton_core::recv_batch(&mut rx, &mut batch, 3).await);
+/// assert!(baton_core::raw::recv_batch(&mut rx, &mut batch, 3).await);
 /// assert_eq!(batch, [0, 1, 2]);
 /// drop(tx);
 /// batch.clear();
-/// assert!(baton_core::recv_batch(&mut rx, &mut batch, 3).await);
+/// assert!(baton_core::raw::recv_batch(&mut rx, &mut batch, 3).await);
 /// assert_eq!(batch, [3, 4]);
 /// batch.clear();
-/// assert!(!baton_core::recv_batch(&mut rx, &mut batch, 3).await);
+/// assert!(!baton_core::raw::recv_batch(&mut rx, &mut batch, 3).await);
 /// # }
 /// ```
 pub async fn recv_batch<T>(

@@ -33,6 +33,7 @@ impl PreparedExecution {
     ///
     /// ```
     /// use baton_core::*;
+    /// use baton_core::raw::PreparedExecution;
     /// let new = NewExecution::new(
     ///     Namespace::new("n").unwrap(), Lane::new("l").unwrap(), Kind::new("k").unwrap(), vec![],
     /// ).with_delay_ms(-1);

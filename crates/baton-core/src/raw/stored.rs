@@ -16,7 +16,7 @@ use crate::{CapabilityName, EngineError, TagKey};
 /// Parses stored text as `T`; `what` names the field in the error.
 ///
 /// ```
-/// use baton_core::{stored, Lane};
+/// use baton_core::{raw::stored, Lane};
 /// let lane: Lane = stored::parse("lane", "execution x", "emails").unwrap();
 /// assert_eq!(lane.as_str(), "emails");
 /// let e = stored::parse::<Lane>("lane", "execution x", "no spaces").unwrap_err();
@@ -31,7 +31,7 @@ pub fn parse<T: FromStr>(what: &str, ctx: &str, raw: &str) -> Result<T, EngineEr
 /// A stored integer that must fit `T` (a count, an attempt number).
 ///
 /// ```
-/// use baton_core::stored;
+/// use baton_core::raw::stored;
 /// assert_eq!(stored::in_range::<u32>("attempts", "execution x", 3).unwrap(), 3);
 /// assert!(stored::in_range::<u32>("attempts", "execution x", -1).is_err());
 /// ```
@@ -57,7 +57,7 @@ pub fn capabilities(ctx: &str, list: &[String]) -> Result<BTreeSet<CapabilityNam
 /// [`tags`] from the JSON text itself.
 ///
 /// ```
-/// use baton_core::stored;
+/// use baton_core::raw::stored;
 /// let t = stored::tags_json("execution x", r#"{"customer":"42"}"#).unwrap();
 /// assert_eq!(t.len(), 1);
 /// assert!(stored::tags_json("execution x", "[1]").is_err());
@@ -71,7 +71,7 @@ pub fn tags_json(ctx: &str, raw: &str) -> Result<BTreeMap<TagKey, String>, Engin
 /// [`capabilities`] from the JSON text itself.
 ///
 /// ```
-/// use baton_core::stored;
+/// use baton_core::raw::stored;
 /// assert_eq!(stored::capabilities_json("execution x", r#"["gpu"]"#).unwrap().len(), 1);
 /// assert!(stored::capabilities_json("execution x", r#"["a b"]"#).is_err());
 /// ```
