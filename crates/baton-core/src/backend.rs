@@ -61,12 +61,69 @@ use crate::model::{
 use crate::names::{Lane, Namespace, NodeId};
 use crate::policy::Limits;
 
+/// Which kind of backend a deployment runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// The embedded SQLite backend (`sqlite://PATH`, `sqlite::memory:`).
+    Sqlite,
+    /// Postgres (`postgres://…`, `postgresql://…`).
+    Postgres,
+    /// Valkey or Redis, standalone or cluster (`redis://…`, `valkey://…`,
+    /// `redis+cluster://…`, `valkey+cluster://…`).
+    Valkey,
+}
+
+impl BackendKind {
+    /// Every kind.
+    pub const ALL: [BackendKind; 3] = [
+        BackendKind::Sqlite,
+        BackendKind::Postgres,
+        BackendKind::Valkey,
+    ];
+
+    /// The kind's name: `sqlite`, `postgres`, `valkey`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Sqlite => "sqlite",
+            BackendKind::Postgres => "postgres",
+            BackendKind::Valkey => "valkey",
+        }
+    }
+
+    /// The kind a backend URL names by its scheme; `None` for a URL that
+    /// names no backend (`http://` names a server, not a backend).
+    ///
+    /// ```
+    /// use baton_core::BackendKind;
+    /// assert_eq!(BackendKind::of_url("sqlite::memory:"), Some(BackendKind::Sqlite));
+    /// assert_eq!(BackendKind::of_url("postgresql://db/baton"), Some(BackendKind::Postgres));
+    /// assert_eq!(BackendKind::of_url("valkey+cluster://h1:7000,h2:7000"), Some(BackendKind::Valkey));
+    /// assert_eq!(BackendKind::of_url("http://127.0.0.1:7420"), None);
+    /// ```
+    pub fn of_url(url: &str) -> Option<BackendKind> {
+        match url.split(':').next().unwrap_or_default() {
+            "sqlite" => Some(BackendKind::Sqlite),
+            "postgres" | "postgresql" => Some(BackendKind::Postgres),
+            "redis" | "valkey" | "redis+cluster" | "valkey+cluster" => Some(BackendKind::Valkey),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a backend supports, so callers ask instead of being surprised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Capabilities {
-    /// Backend kind: `sqlite`, `postgres`, `valkey`.
-    pub backend: &'static str,
+    /// Which backend this is.
+    pub backend: BackendKind,
     /// [`EngineBackend::wait_for_work`] is woken by submissions from *other*
     /// processes too (not only from this one).
     pub cross_process_wakeups: bool,
@@ -82,7 +139,7 @@ pub struct Capabilities {
 impl Capabilities {
     /// Capabilities of a backend of kind `backend` with `limits`; every flag
     /// false until set.
-    pub fn new(backend: &'static str, limits: Limits) -> Self {
+    pub fn new(backend: BackendKind, limits: Limits) -> Self {
         Capabilities {
             backend,
             cross_process_wakeups: false,

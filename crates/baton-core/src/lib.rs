@@ -21,7 +21,7 @@ mod state;
 mod time;
 mod wake;
 
-pub use backend::{AdminBackend, Capabilities, EngineBackend, EngineBackendExt};
+pub use backend::{AdminBackend, BackendKind, Capabilities, EngineBackend, EngineBackendExt};
 pub use error::{EngineError, Result};
 pub use id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 pub use long_poll::{LongPoll, MIN_CLAIM_SPACING, claim_waiting};

@@ -2,14 +2,14 @@
 //! module that implements it (see `baton_core::implement_backend_by_modules`);
 //! what is left here is what the backend says of itself.
 
-use baton_core::{Capabilities, PartitionCount};
+use baton_core::{BackendKind, Capabilities, PartitionCount};
 
 use crate::PostgresBackend;
 
 baton_core::implement_backend_by_modules!(PostgresBackend);
 
 pub(crate) fn capabilities(b: &PostgresBackend) -> Capabilities {
-    let mut c = Capabilities::new("postgres", b.inner.limits);
+    let mut c = Capabilities::new(BackendKind::Postgres, b.inner.limits);
     c.cross_process_wakeups = true;
     c.multi_process = true;
     c.durable = b.inner.durable;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    AdminBackend, CreateOutcome, EngineError, ExecutionId, ExecutionSnapshot, Kind, Lane,
-    ListFilter, ListPage, Namespace, NewExecution, Page, Result, StateCounts,
+    AdminBackend, BackendKind, CreateOutcome, EngineError, ExecutionId, ExecutionSnapshot, Kind,
+    Lane, ListFilter, ListPage, Namespace, NewExecution, Page, Result, StateCounts,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -352,16 +352,16 @@ pub fn decode_result<T: DeserializeOwned>(snapshot: &ExecutionSnapshot) -> Resul
 /// # Ok(()) }
 /// ```
 pub async fn open_backend(url: &str) -> Result<Arc<dyn AdminBackend>> {
-    let scheme = url.split(':').next().unwrap_or_default();
-    match scheme {
-        "sqlite" => Ok(Arc::new(baton_sqlite::SqliteBackend::connect(url).await?)),
-        "postgres" | "postgresql" => postgres(url).await,
-        "redis" | "valkey" | "redis+cluster" | "valkey+cluster" => valkey(url).await,
-        _ => Err(EngineError::Configuration {
-            message: format!(
-                "unrecognised URL {url:?}: use sqlite://PATH, sqlite::memory:, postgres://…, redis://HOST:PORT, redis+cluster://HOST:PORT,… or http://HOST:PORT"
-            ),
-        }),
+    match BackendKind::of_url(url) {
+        Some(BackendKind::Sqlite) => Ok(Arc::new(baton_sqlite::SqliteBackend::connect(url).await?)),
+        Some(BackendKind::Postgres) => postgres(url).await,
+        Some(BackendKind::Valkey) => valkey(url).await,
+        _ => Err(EngineError::invalid(
+            "backend",
+            url,
+            "use sqlite://PATH, sqlite::memory:, postgres://…, redis://HOST:PORT, \
+             redis+cluster://HOST:PORT,… (or, for a client, http://HOST:PORT)",
+        )),
     }
 }
 
@@ -381,7 +381,7 @@ async fn valkey(url: &str) -> Result<Arc<dyn AdminBackend>> {
 async fn valkey(_url: &str) -> Result<Arc<dyn AdminBackend>> {
     Err(EngineError::Unsupported {
         operation: "connect",
-        backend: "valkey",
+        backend: BackendKind::Valkey.as_str(),
     })
 }
 
@@ -389,6 +389,6 @@ async fn valkey(_url: &str) -> Result<Arc<dyn AdminBackend>> {
 async fn postgres(_url: &str) -> Result<Arc<dyn AdminBackend>> {
     Err(EngineError::Unsupported {
         operation: "connect",
-        backend: "postgres",
+        backend: BackendKind::Postgres.as_str(),
     })
 }

@@ -14,7 +14,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Json<Health> {
     let backend = state.backend();
     Json(Health {
         status: "ok".into(),
-        backend: backend.capabilities().backend.into(),
+        backend: backend.capabilities().backend.as_str().into(),
         partitions: backend.partitions().get(),
     })
 }

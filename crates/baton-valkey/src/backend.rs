@@ -2,14 +2,14 @@
 //! module that implements it (see `baton_core::implement_backend_by_modules`);
 //! what is left here is what the backend says of itself.
 
-use baton_core::{Capabilities, PartitionCount};
+use baton_core::{BackendKind, Capabilities, PartitionCount};
 
 use crate::ValkeyBackend;
 
 baton_core::implement_backend_by_modules!(ValkeyBackend);
 
 pub(crate) fn capabilities(b: &ValkeyBackend) -> Capabilities {
-    let mut c = Capabilities::new("valkey", b.inner.limits);
+    let mut c = Capabilities::new(BackendKind::Valkey, b.inner.limits);
     c.cross_process_wakeups = true;
     c.multi_process = true;
     // Read from the server at connect: AOF with appendfsync always.

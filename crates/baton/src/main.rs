@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use baton_api::{Created, Snapshot};
 use baton_core::{
-    AdminBackend, Backoff, CapabilityName, EngineError, ExecutionId, IdempotencyKey, Kind, Lane,
-    Namespace, NewExecution, RetryPolicy, TagKey, Timestamp,
+    AdminBackend, BackendKind, Backoff, CapabilityName, EngineError, ExecutionId, IdempotencyKey,
+    Kind, Lane, Namespace, NewExecution, RetryPolicy, TagKey, Timestamp,
 };
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
@@ -37,7 +37,9 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "baton", version, after_help = AFTER_HELP)]
 struct Cli {
-    /// Backend URL: sqlite://PATH, sqlite::memory: (and http://HOST:PORT for `worker`)
+    /// Backend URL: sqlite://PATH, sqlite::memory:, postgres://USER@HOST:5432/DB,
+    /// redis://HOST:6379, redis+cluster://HOST1:PORT,HOST2:PORT (and
+    /// http://HOST:PORT of `baton serve` for `worker`)
     #[arg(
         long,
         global = true,
@@ -217,20 +219,20 @@ fn main() -> ExitCode {
 }
 
 async fn open_backend(url: &str) -> CliResult<Arc<dyn AdminBackend>> {
-    baton_sdk::open_backend(url).await.map_err(|e| match e {
-        EngineError::Configuration { message } if message.starts_with("unrecognised URL") => CliError {
+    if BackendKind::of_url(url).is_none() {
+        return Err(CliError {
             message: format!("unrecognised backend URL {url:?}"),
             hint: Some(
                 "backend URLs look like sqlite://baton.db, sqlite::memory:, postgres://user@host:5432/db, redis://host:6379 or redis+cluster://host1:6379,host2:6379"
                     .into(),
             ),
             code: 2,
-        },
+        });
+    }
+    baton_sdk::open_backend(url).await.map_err(|e| match e {
         EngineError::Unsupported { backend, .. } => CliError {
             message: format!("the {backend} backend is not available in this build of baton"),
-            hint: Some(
-                "use --backend sqlite://baton.db or postgres://user@host:5432/db".into(),
-            ),
+            hint: Some("use --backend sqlite://baton.db or postgres://user@host:5432/db".into()),
             code: 2,
         },
         other => other.into(),
@@ -266,8 +268,8 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Migrate => {
             let caps = backend.capabilities();
             let version = match caps.backend {
-                "postgres" => baton_postgres::latest_schema_version(),
-                "valkey" => i64::from(baton_valkey::LIBRARY_GENERATION),
+                BackendKind::Postgres => baton_postgres::latest_schema_version(),
+                BackendKind::Valkey => i64::from(baton_valkey::LIBRARY_GENERATION),
                 _ => baton_sqlite::latest_schema_version(),
             };
             if json {

@@ -91,10 +91,10 @@ pub(crate) async fn run(
     let state = AppState::new(backend.clone(), config).with_engine_metrics(engine.metrics());
     tracing::info!(
         "baton serve: listening on http://{addr}, backend {} ({} partitions){auth}",
-        redact(backend_url),
+        baton_core::raw::url::redact(backend_url),
         backend.partitions().get(),
     );
-    let served = baton_server::serve(listener, state, shutdown_signal()).await;
+    let served = baton_server::serve(listener, state, shutdown_signal("baton serve")).await;
     tracing::info!("baton serve: stopped accepting requests; stopping the scheduler");
     engine.shutdown().await;
     served.map_err(|e| CliError {
@@ -119,23 +119,9 @@ pub(crate) fn init_logging() {
         .try_init();
 }
 
-/// Hides the password of a `scheme://user:password@host` URL.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-        None => url.to_owned(),
-    }
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub(crate) async fn shutdown_signal() {
+/// Completes on SIGINT (Ctrl-C) or SIGTERM, logging that `who` (the
+/// command) is shutting down.
+pub(crate) async fn shutdown_signal(who: &str) {
     let interrupt = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
@@ -157,24 +143,5 @@ pub(crate) async fn shutdown_signal() {
         _ = interrupt => {}
         _ = terminate => {}
     }
-    tracing::info!("baton serve: shutting down; finishing in-flight requests");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_hidden_in_logged_urls() {
-        assert_eq!(redact("sqlite://baton.db"), "sqlite://baton.db");
-        assert_eq!(
-            redact("postgres://baton:s3cret@db:5432/baton"),
-            "postgres://baton:***@db:5432/baton"
-        );
-        assert_eq!(
-            redact("postgres://baton@db/baton"),
-            "postgres://baton@db/baton"
-        );
-        assert_eq!(redact("sqlite::memory:"), "sqlite::memory:");
-    }
+    tracing::info!("{who}: shutting down; finishing in-flight work");
 }

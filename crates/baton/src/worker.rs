@@ -78,7 +78,7 @@ pub(crate) async fn run(backend: &str, args: &WorkerArgs) -> CliResult<()> {
         args.lanes,
         args.concurrency
     );
-    crate::serve::shutdown_signal().await;
+    crate::serve::shutdown_signal("baton worker").await;
     let stats = worker.shutdown(Duration::from_millis(args.grace_ms)).await;
     tracing::info!(
         "baton worker stopped: {} completed, {} failed, {} released",
