@@ -1,6 +1,9 @@
 //! # baton-engine
 //!
-//! The scheduler that keeps time moving for a Baton deployment. It runs the
+//! The scheduler that keeps time moving for a Baton deployment ("engine"
+//! in Baton names the whole service — `EngineBackend`, `EngineError`, the
+//! engine processes that `baton serve` runs — and the scheduler is one part
+//! of an engine process). It runs the
 //! backend's per-partition passes — promote due delayed work, reclaim expired
 //! leases, expire deadlines, trim old terminal executions — on the partitions
 //! this process owns. Several engine processes against one backend split the
@@ -10,7 +13,7 @@
 //!
 //! ```no_run
 //! # async fn demo(backend: std::sync::Arc<dyn baton_core::EngineBackend>) {
-//! let engine = baton_engine::Engine::start(backend, baton_engine::EngineConfig::default());
+//! let engine = baton_engine::Scheduler::start(backend, baton_engine::SchedulerConfig::default());
 //! // ... serve requests ...
 //! engine.shutdown().await;
 //! # }
@@ -30,10 +33,10 @@ use tokio::task::JoinSet;
 
 use passes::{ExpireDeadlines, Pass, PromoteDue, ReclaimLeases, TrimRetention};
 
-/// Engine settings.
+/// Scheduler settings.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct EngineConfig {
+pub struct SchedulerConfig {
     /// This process's identity for partition ownership. Default:
     /// `<hostname>-<pid>-<random>`.
     pub node_id: NodeId,
@@ -54,9 +57,9 @@ pub struct EngineConfig {
     pub clock: SharedClock,
 }
 
-impl Default for EngineConfig {
+impl Default for SchedulerConfig {
     fn default() -> Self {
-        EngineConfig {
+        SchedulerConfig {
             node_id: default_node_id(),
             retention: Duration::from_secs(7 * 24 * 3600),
             batch: 500,
@@ -68,7 +71,7 @@ impl Default for EngineConfig {
     }
 }
 
-impl EngineConfig {
+impl SchedulerConfig {
     /// Sets the node id.
     pub fn with_node_id(mut self, node_id: NodeId) -> Self {
         self.node_id = node_id;
@@ -111,7 +114,7 @@ fn default_node_id() -> NodeId {
 
 /// Counters of what the engine did, for `/metrics`.
 #[derive(Debug, Default)]
-pub struct EngineMetrics {
+pub struct SchedulerMetrics {
     /// Delayed executions promoted to waiting.
     pub promoted: AtomicU64,
     /// Expired leases reclaimed.
@@ -130,20 +133,20 @@ pub struct EngineMetrics {
 
 /// A running engine.
 #[derive(Debug)]
-pub struct Engine {
+pub struct Scheduler {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
-    metrics: Arc<EngineMetrics>,
+    metrics: Arc<SchedulerMetrics>,
     node_id: NodeId,
 }
 
-impl Engine {
+impl Scheduler {
     /// Starts ownership heartbeats and the four scanners on the current Tokio
     /// runtime.
-    pub fn start(backend: Arc<dyn EngineBackend>, config: EngineConfig) -> Engine {
+    pub fn start(backend: Arc<dyn EngineBackend>, config: SchedulerConfig) -> Scheduler {
         let (stop, stopped) = watch::channel(false);
         let (owned_tx, owned_rx) = watch::channel(Vec::new());
-        let metrics = Arc::new(EngineMetrics::default());
+        let metrics = Arc::new(SchedulerMetrics::default());
         let mut tasks = JoinSet::new();
         tasks.spawn(
             ownership::Owner {
@@ -185,7 +188,7 @@ impl Engine {
                 .run(),
             );
         }
-        Engine {
+        Scheduler {
             stop,
             tasks,
             metrics,
@@ -199,7 +202,7 @@ impl Engine {
     }
 
     /// What the engine did so far.
-    pub fn metrics(&self) -> Arc<EngineMetrics> {
+    pub fn metrics(&self) -> Arc<SchedulerMetrics> {
         self.metrics.clone()
     }
 

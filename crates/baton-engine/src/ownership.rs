@@ -16,13 +16,13 @@ use baton_core::{EngineBackend, NodeId, PartitionId};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::EngineMetrics;
+use crate::SchedulerMetrics;
 
 pub(crate) struct Owner {
     pub backend: Arc<dyn EngineBackend>,
     pub node: NodeId,
     pub ttl: Duration,
-    pub metrics: Arc<EngineMetrics>,
+    pub metrics: Arc<SchedulerMetrics>,
     pub owned: watch::Sender<Vec<PartitionId>>,
     pub stop: watch::Receiver<bool>,
 }

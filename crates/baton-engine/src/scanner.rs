@@ -15,7 +15,7 @@ use std::time::Duration;
 use baton_core::{EngineBackend, PartitionId, SharedClock, Timestamp};
 use tokio::sync::watch;
 
-use crate::EngineMetrics;
+use crate::SchedulerMetrics;
 use crate::passes::Pass;
 
 /// Back-off after a failed pass, so a down backend is not hammered.
@@ -26,7 +26,7 @@ pub(crate) struct Scanner {
     pub pass: Box<dyn Pass>,
     pub clock: SharedClock,
     pub batch: usize,
-    pub metrics: Arc<EngineMetrics>,
+    pub metrics: Arc<SchedulerMetrics>,
     pub owned: watch::Receiver<Vec<PartitionId>>,
     pub stop: watch::Receiver<bool>,
 }

@@ -13,7 +13,7 @@ use baton_core::{
     AdminBackend, AttemptOutcome, ClaimRequest, EngineBackend, EngineBackendExt, Kind, Lane,
     Namespace, NewExecution, NodeId, State, WorkerId,
 };
-use baton_engine::{Engine, EngineConfig};
+use baton_engine::{Scheduler, SchedulerConfig};
 use baton_sqlite::SqliteBackend;
 
 async fn eventually<F, Fut>(what: &str, mut check: F)
@@ -39,8 +39,8 @@ fn new(lane: &str) -> NewExecution {
     )
 }
 
-fn config(node: &str) -> EngineConfig {
-    EngineConfig::default()
+fn config(node: &str) -> SchedulerConfig {
+    SchedulerConfig::default()
         .with_node_id(NodeId::new(node).unwrap())
         .with_ownership_ttl(Duration::from_millis(600))
         .with_sweep(Duration::from_millis(100))
@@ -55,7 +55,7 @@ async fn sqlite(dir: &tempfile::TempDir) -> Arc<SqliteBackend> {
 async fn promotes_delayed_work_and_reclaims_expired_leases() {
     let dir = tempfile::tempdir().unwrap();
     let backend = sqlite(&dir).await;
-    let engine = Engine::start(backend.clone(), config("solo"));
+    let engine = Scheduler::start(backend.clone(), config("solo"));
 
     let delayed = backend
         .create_one(new("a").with_delay_ms(300))
@@ -97,8 +97,8 @@ async fn engines_split_partitions_and_hand_them_over_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let backend = sqlite(&dir).await;
     let total = u64::from(backend.partitions().get());
-    let a = Engine::start(backend.clone(), config("a"));
-    let b = Engine::start(backend.clone(), config("b"));
+    let a = Scheduler::start(backend.clone(), config("a"));
+    let b = Scheduler::start(backend.clone(), config("b"));
     let (ma, mb) = (a.metrics(), b.metrics());
     eventually("two engines split the partitions", || async {
         let (x, y) = (
@@ -122,7 +122,7 @@ async fn expires_deadlines_and_trims_after_retention() {
     let backend = sqlite(&dir).await;
     let mut cfg = config("trimmer").with_retention(Duration::from_millis(200));
     cfg.trim_sweep = Duration::from_millis(100);
-    let engine = Engine::start(backend.clone(), cfg);
+    let engine = Scheduler::start(backend.clone(), cfg);
     let deadline = baton_core::Timestamp::now_system().saturating_add(Duration::from_millis(300));
     let doomed = backend
         .create_one(new("d").with_deadline(deadline))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{AdminBackend, Backoff, EngineBackend, RetryPolicy};
-use baton_engine::{Engine, EngineConfig};
+use baton_engine::{Scheduler, SchedulerConfig};
 use baton_sdk::{Client, Context, HandlerError, Worker, decode_result};
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +35,7 @@ async fn main() -> baton_core::Result<()> {
     // The engine promotes retries whose backoff has passed and reclaims
     // expired leases; `baton serve` runs it for you on a shared backend.
     let engine_backend: Arc<dyn EngineBackend> = backend.clone();
-    let engine = Engine::start(engine_backend, EngineConfig::default());
+    let engine = Scheduler::start(engine_backend, SchedulerConfig::default());
     let client = Client::from_backend(backend)?;
 
     let worker = Worker::builder(&client)

@@ -65,7 +65,7 @@ impl Client {
     ///
     /// A backend URL runs no scheduler: delayed work, retry backoff and lease
     /// reclaim need an engine on the same backend (`baton serve`, or
-    /// `baton_engine::Engine::start` in the application).
+    /// `baton_engine::Scheduler::start` in the application).
     ///
     /// ```no_run
     /// # async fn demo() -> baton_core::Result<()> {

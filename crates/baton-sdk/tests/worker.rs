@@ -13,7 +13,7 @@ use baton_core::{
     AdminBackend, Backoff, EngineBackend, EngineError, ExecutionId, LeaseToken, ListFilter, Page,
     RetryPolicy, State,
 };
-use baton_engine::{Engine, EngineConfig};
+use baton_engine::{Scheduler, SchedulerConfig};
 use baton_sdk::{Client, Context, HandlerError, StopReason, Worker, decode_result};
 use serde_json::{Value, json};
 
@@ -22,7 +22,7 @@ const BOUND: Duration = Duration::from_secs(60);
 
 struct Env {
     client: Client,
-    engine: Option<Engine>,
+    engine: Option<Scheduler>,
     stop_server: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
@@ -43,9 +43,9 @@ impl Env {
             Arc::new(baton_sqlite::SqliteBackend::connect(&url).await.unwrap());
         // A quick sweep, so a lease that was not renewed is reclaimed soon.
         let engine_backend: Arc<dyn EngineBackend> = backend.clone();
-        let engine = Engine::start(
+        let engine = Scheduler::start(
             engine_backend,
-            EngineConfig::default().with_sweep(Duration::from_millis(50)),
+            SchedulerConfig::default().with_sweep(Duration::from_millis(50)),
         );
         let namespace = format!("t{:x}", LeaseToken::random_nonce());
         let (client, stop_server) = if http {

@@ -54,7 +54,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use baton_api::{Method, Route};
 use baton_core::AdminBackend;
-use baton_engine::EngineMetrics;
+use baton_engine::SchedulerMetrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -134,7 +134,7 @@ struct Inner {
     backend: Arc<dyn AdminBackend>,
     config: ServerConfig,
     body_limit: usize,
-    engine: Option<Arc<EngineMetrics>>,
+    engine: Option<Arc<SchedulerMetrics>>,
     metrics: HttpMetrics,
     draining: watch::Sender<bool>,
 }
@@ -149,7 +149,7 @@ impl AppState {
     /// `/metrics` (promoted, reclaimed, expired, trimmed, owned partitions).
     /// Call it while building the state: the answer is a fresh state whose
     /// request counters start at zero.
-    pub fn with_engine_metrics(self, engine: Arc<EngineMetrics>) -> Self {
+    pub fn with_engine_metrics(self, engine: Arc<SchedulerMetrics>) -> Self {
         let inner = &self.inner;
         Self::build(inner.backend.clone(), inner.config.clone(), Some(engine))
     }
@@ -157,7 +157,7 @@ impl AppState {
     fn build(
         backend: Arc<dyn AdminBackend>,
         config: ServerConfig,
-        engine: Option<Arc<EngineMetrics>>,
+        engine: Option<Arc<SchedulerMetrics>>,
     ) -> Self {
         let body_limit = config
             .max_body_bytes
@@ -205,7 +205,7 @@ impl AppState {
         &self.inner.metrics
     }
 
-    fn engine_metrics(&self) -> Option<&EngineMetrics> {
+    fn engine_metrics(&self) -> Option<&SchedulerMetrics> {
         self.inner.engine.as_deref()
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{AdminBackend, EngineBackend, NodeId};
-use baton_engine::{Engine, EngineConfig};
+use baton_engine::{Scheduler, SchedulerConfig};
 use baton_server::{AppState, ServerConfig};
 use clap::Args;
 
@@ -31,8 +31,8 @@ pub(crate) struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn engine_config(&self) -> CliResult<EngineConfig> {
-        let mut config = EngineConfig::default();
+    fn engine_config(&self) -> CliResult<SchedulerConfig> {
+        let mut config = SchedulerConfig::default();
         if let Some(id) = &self.node_id {
             config = config.with_node_id(NodeId::new(id.as_str())?);
         }
@@ -87,7 +87,7 @@ pub(crate) async fn run(
     };
 
     let engine_backend: Arc<dyn EngineBackend> = backend.clone();
-    let engine = Engine::start(engine_backend, engine_config);
+    let engine = Scheduler::start(engine_backend, engine_config);
     let state = AppState::new(backend.clone(), config).with_engine_metrics(engine.metrics());
     tracing::info!(
         "baton serve: listening on http://{addr}, backend {} ({} partitions){auth}",

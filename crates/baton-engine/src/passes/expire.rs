@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use baton_core::{EngineBackend, PartitionId, Result, ScanReport};
 
 use super::Pass;
-use crate::EngineMetrics;
+use crate::SchedulerMetrics;
 
 /// any non-terminal state → `expired` at the deadline.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ impl Pass for ExpireDeadlines {
         backend.expire_deadlines(partition, limit).await
     }
 
-    fn counter<'m>(&self, metrics: &'m EngineMetrics) -> &'m AtomicU64 {
+    fn counter<'m>(&self, metrics: &'m SchedulerMetrics) -> &'m AtomicU64 {
         &metrics.expired
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_core::{EngineBackend, PartitionId, Result, ScanReport};
 
-use crate::EngineMetrics;
+use crate::SchedulerMetrics;
 
 pub use expire::ExpireDeadlines;
 pub use promote::PromoteDue;
@@ -40,5 +40,5 @@ pub trait Pass: Send + Sync + 'static {
     ) -> Result<ScanReport>;
 
     /// The counter fed with what the pass processed.
-    fn counter<'m>(&self, metrics: &'m EngineMetrics) -> &'m AtomicU64;
+    fn counter<'m>(&self, metrics: &'m SchedulerMetrics) -> &'m AtomicU64;
 }

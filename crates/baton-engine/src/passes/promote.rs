@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use baton_core::{EngineBackend, PartitionId, Result, ScanReport};
 
 use super::Pass;
-use crate::EngineMetrics;
+use crate::SchedulerMetrics;
 
 /// `delayed` → `waiting` when `run_at` comes.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ impl Pass for PromoteDue {
         backend.promote_due(partition, limit).await
     }
 
-    fn counter<'m>(&self, metrics: &'m EngineMetrics) -> &'m AtomicU64 {
+    fn counter<'m>(&self, metrics: &'m SchedulerMetrics) -> &'m AtomicU64 {
         &metrics.promoted
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use baton_core::{EngineBackend, PartitionId, Result, ScanReport};
 
 use super::Pass;
-use crate::EngineMetrics;
+use crate::SchedulerMetrics;
 
 /// Terminal executions finished at least `retention` ago → deleted.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ impl Pass for TrimRetention {
             .await
     }
 
-    fn counter<'m>(&self, metrics: &'m EngineMetrics) -> &'m AtomicU64 {
+    fn counter<'m>(&self, metrics: &'m SchedulerMetrics) -> &'m AtomicU64 {
         &metrics.trimmed
     }
 }
