@@ -70,6 +70,18 @@ impl Wakeups {
 
     /// Parks until one of `lanes` of `namespace` is notified or `timeout`
     /// passes.
+    /// [`Wakeups::wait`] for typed names: what every backend's
+    /// `wait_for_work` does for waiters of this process.
+    pub async fn wait_for(
+        &self,
+        namespace: &crate::Namespace,
+        lanes: &[crate::Lane],
+        timeout: Duration,
+    ) {
+        let lanes: Vec<&str> = lanes.iter().map(crate::Lane::as_str).collect();
+        self.wait(namespace.as_str(), &lanes, timeout).await;
+    }
+
     pub async fn wait(&self, namespace: &str, lanes: &[&str], timeout: Duration) {
         let me = Arc::new(Notify::new());
         if let Ok(mut map) = self.waiters.lock() {

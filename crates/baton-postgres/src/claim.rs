@@ -66,7 +66,6 @@ pub(crate) async fn wait_for_work(
     timeout: Duration,
 ) -> Result<()> {
     b.inner.listener.ensure(&b.inner.wake).await?;
-    let lanes: Vec<&str> = lanes.iter().map(Lane::as_str).collect();
-    b.inner.wake.wait(namespace.as_str(), &lanes, timeout).await;
+    b.inner.wake.wait_for(namespace, lanes, timeout).await;
     Ok(())
 }

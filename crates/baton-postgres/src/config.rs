@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use baton_core::raw::url::partitions_option;
 use baton_core::{EngineError, Limits, PartitionCount, Result, SharedClock, SystemClock};
 
 use crate::{DEFAULT_SCHEMA, migrate};
@@ -81,12 +82,7 @@ impl PostgresConfig {
                     migrate::check_schema(v)?;
                     config.schema = v.to_owned();
                 }
-                "partitions" => {
-                    let n: u16 = v.parse().map_err(|_| {
-                        EngineError::invalid("partitions", v, "must be a number between 1 and 1024")
-                    })?;
-                    config.partitions = Some(PartitionCount::new(n)?);
-                }
+                "partitions" => config.partitions = Some(partitions_option(v)?),
                 "max_connections" => {
                     config.max_connections = v
                         .parse()

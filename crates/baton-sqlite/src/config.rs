@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use baton_core::raw::url::partitions_option;
 use baton_core::{EngineError, Limits, PartitionCount, Result, SharedClock, SystemClock};
 
 /// Where the database lives.
@@ -85,12 +86,7 @@ impl SqliteConfig {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
-                "partitions" => {
-                    let n: u16 = v.parse().map_err(|_| {
-                        EngineError::invalid("partitions", v, "must be a number between 1 and 1024")
-                    })?;
-                    config.partitions = Some(PartitionCount::new(n)?);
-                }
+                "partitions" => config.partitions = Some(partitions_option(v)?),
                 "synchronous" => {
                     config.synchronous_full = match v.to_ascii_lowercase().as_str() {
                         "full" => true,

@@ -319,8 +319,7 @@ pub(crate) async fn wait_for_work(
     lanes: &[Lane],
     timeout: Duration,
 ) -> Result<()> {
-    let lanes: Vec<&str> = lanes.iter().map(Lane::as_str).collect();
-    b.inner.wake.wait(namespace.as_str(), &lanes, timeout).await;
+    b.inner.wake.wait_for(namespace, lanes, timeout).await;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use baton_core::raw::url::partitions_option;
 use baton_core::{EngineError, Limits, PartitionCount, Result, SharedClock, SystemClock};
 
 /// Settings of a [`ValkeyBackend`](crate::ValkeyBackend).
@@ -118,12 +119,7 @@ impl ValkeyConfig {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
                 "prefix" => config.prefix = check_prefix(v)?,
-                "partitions" => {
-                    let n: u16 = v.parse().map_err(|_| {
-                        EngineError::invalid("partitions", v, "must be a number between 1 and 1024")
-                    })?;
-                    config.partitions = Some(PartitionCount::new(n)?);
-                }
+                "partitions" => config.partitions = Some(partitions_option(v)?),
                 "connect_timeout_ms" => {
                     config.connect_timeout = timeout_ms("connect_timeout_ms", v)?
                 }

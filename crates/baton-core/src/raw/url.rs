@@ -40,3 +40,18 @@ pub fn options(url: &str) -> impl Iterator<Item = (&str, &str)> {
         .filter(|p| !p.is_empty())
         .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
 }
+
+/// The `partitions=N` option of a backend URL, shared by every backend.
+///
+/// ```
+/// use baton_core::raw::url::partitions_option;
+/// assert_eq!(partitions_option("32").unwrap().get(), 32);
+/// assert!(partitions_option("0").is_err());
+/// assert!(partitions_option("many").is_err());
+/// ```
+pub fn partitions_option(v: &str) -> crate::Result<crate::PartitionCount> {
+    let n: u16 = v.parse().map_err(|_| {
+        crate::EngineError::invalid("partitions", v, "must be a number between 1 and 1024")
+    })?;
+    crate::PartitionCount::new(n)
+}
