@@ -47,7 +47,7 @@ for i in $(seq "$RUNS"); do
     for side in A B; do
         bin=$A; [ "$side" = B ] && bin=$B
         run "sqlite-full-$side" "$bin" "sqlite://$work/s-$side-$i.db" | tee -a "$results"
-        run "postgres-$side" "$bin" "postgres://postgres@127.0.0.1:$pg_port/postgres?schema=b_${side}_$i" | tee -a "$results"
+        run "postgres-$side" "$bin" "postgres://postgres@127.0.0.1:$pg_port/postgres?schema=b_${side,,}_$i" | tee -a "$results"
         start_valkey
         run "valkey-$side" "$bin" "redis://127.0.0.1:$vk_port" | tee -a "$results"
     done
