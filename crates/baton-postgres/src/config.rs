@@ -28,8 +28,11 @@ pub struct PostgresConfig {
     /// Most connections the pool opens (the `LISTEN` connection comes on top).
     /// Default 10.
     pub max_connections: u32,
-    /// How long a call waits for a free connection before answering
-    /// [`Unavailable`](EngineError::Unavailable). Default 30 s.
+    /// How long a call waits for a connection — a free one, or a new one
+    /// while the server cannot be reached — before answering
+    /// [`Unavailable`](EngineError::Unavailable). Default 5 s, so a caller
+    /// hears "unavailable, retry" promptly while the server is down;
+    /// `?acquire_timeout_ms=N` in the URL.
     pub acquire_timeout: Duration,
 }
 
@@ -44,7 +47,7 @@ impl PostgresConfig {
             limits: Limits::default(),
             clock: SystemClock::shared(),
             max_connections: 10,
-            acquire_timeout: Duration::from_secs(30),
+            acquire_timeout: Duration::from_secs(5),
         }
     }
 
@@ -83,6 +86,20 @@ impl PostgresConfig {
                     config.schema = v.to_owned();
                 }
                 "partitions" => config.partitions = Some(partitions_option(v)?),
+                "acquire_timeout_ms" => {
+                    config.acquire_timeout = v
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| (1..=3_600_000).contains(n))
+                        .map(Duration::from_millis)
+                        .ok_or_else(|| {
+                            EngineError::invalid(
+                                "acquire_timeout_ms",
+                                v,
+                                "must be a number of milliseconds between 1 and 3600000",
+                            )
+                        })?;
+                }
                 "max_connections" => {
                     config.max_connections = v
                         .parse()

@@ -14,11 +14,13 @@
 
 mod postgres;
 mod private;
+mod private_pg;
 mod redis;
 mod resp;
 
 pub use postgres::{PostgresServer, postgres};
 pub use private::PrivateRedis;
+pub use private_pg::PrivatePostgres;
 pub use redis::{RedisServer, redis7, valkey, valkey_cluster};
 pub use resp::RespValue;
 

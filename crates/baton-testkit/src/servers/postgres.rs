@@ -181,7 +181,7 @@ fn has_server(dir: &Path) -> bool {
     dir.join("initdb").is_file() && dir.join("pg_ctl").is_file()
 }
 
-fn find_bindir() -> Option<PathBuf> {
+pub(super) fn find_bindir() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("BATON_TEST_POSTGRES_BIN") {
         let dir = PathBuf::from(dir);
         return has_server(&dir).then_some(dir);

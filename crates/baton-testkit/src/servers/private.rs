@@ -1,4 +1,4 @@
-//! A Redis 7.0 server of one test alone ([`PrivateRedis`]): for tests that
+//! A Redis 7.0 (or Valkey 9) server of one test alone ([`PrivateRedis`]): for tests that
 //! load fake function libraries, kill and restart the server, or form a
 //! cluster of their own, which must not disturb the shared deployments.
 //! The binary is found like the shared Redis 7.0's (see `redis.rs`).
@@ -37,13 +37,23 @@ impl PrivateRedis {
     /// `["--appendonly", "yes", "--appendfsync", "always"]`); with `cluster`
     /// it is a cluster node without slots (the test forms the cluster).
     pub fn start_with(cluster: bool, persistence: &[&str]) -> Option<PrivateRedis> {
-        let bin = match find_binary(Kind::Redis7) {
+        Self::start_kind(Kind::Redis7, cluster, persistence)
+    }
+
+    /// Like [`PrivateRedis::start_with`] for a standalone Valkey 9 (the
+    /// binary the shared Valkey uses) instead of Redis 7.0.
+    pub fn start_valkey_with(persistence: &[&str]) -> Option<PrivateRedis> {
+        Self::start_kind(Kind::Valkey, false, persistence)
+    }
+
+    fn start_kind(kind: Kind, cluster: bool, persistence: &[&str]) -> Option<PrivateRedis> {
+        let bin = match find_binary(kind) {
             Ok(bin) => bin.path,
             Err(why) if super::in_ci() => {
                 panic!("CI is set, so this fails instead of skipping: {why}")
             }
             Err(why) => {
-                eprintln!("\n!!! SKIPPED: a test needing a private Redis 7.0 server: {why}\n");
+                eprintln!("\n!!! SKIPPED: a test needing a private server: {why}\n");
                 return None;
             }
         };
