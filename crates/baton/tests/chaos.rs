@@ -344,6 +344,7 @@ fn answers_while_down(seen: &mut Seen, addr: &str, id: &str) {
             other => panic!("round {round}: with the backend down, describe answered {other:?}"),
         }
         assert!(start.elapsed() <= ANSWER_BOUND);
+        eprintln!("chaos: 503 while down after {:?}", start.elapsed());
         let answer = request(
             addr,
             "POST",
@@ -363,6 +364,7 @@ fn recovers(seen: &mut Seen, addr: &str, id: &str) {
     let start = Instant::now();
     loop {
         if describe(seen, addr, id).is_some() {
+            eprintln!("chaos: serving again {:?} after the backend returned", start.elapsed());
             return;
         }
         assert!(
