@@ -364,7 +364,10 @@ fn recovers(seen: &mut Seen, addr: &str, id: &str) {
     let start = Instant::now();
     loop {
         if describe(seen, addr, id).is_some() {
-            eprintln!("chaos: serving again {:?} after the backend returned", start.elapsed());
+            eprintln!(
+                "chaos: serving again {:?} after the backend returned",
+                start.elapsed()
+            );
             return;
         }
         assert!(
