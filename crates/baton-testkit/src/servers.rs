@@ -16,6 +16,8 @@ mod postgres;
 mod private;
 mod private_pg;
 mod redis;
+mod redis_binaries;
+mod redis_nodes;
 mod resp;
 
 pub use postgres::{PostgresServer, postgres};

