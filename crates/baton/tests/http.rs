@@ -112,6 +112,7 @@ on_every_backend!(
     sigterm_ends_waiting_claims_and_exits_cleanly,
     payloads_and_results_come_back_as_sent,
     text_with_nul_is_refused,
+    a_tag_key_with_a_colon_can_be_filtered,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -1151,4 +1152,23 @@ fn text_with_nul_is_refused(b: Bk) {
     a.error(400, "invalid_input");
     assert_eq!(a.json()["error"]["field"], "reason");
     assert_eq!(s.describe(&id)["state"], "running");
+}
+
+fn a_tag_key_with_a_colon_can_be_filtered(b: Bk) {
+    let s = Server::start(&b);
+    let want = s.submit(json!({"kind": "k", "tags": {"app:env": "prod"}}));
+    s.submit(json!({"kind": "k", "tags": {"app": "env:prod"}}));
+    let a = s.get("/v1/executions?tag_key=app%3Aenv&tag_value=prod");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let items = a.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["id"], want.as_str());
+    // `tag=` still splits at the first colon.
+    let items = s.get("/v1/executions?tag=app:env:prod").json()["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(items, 1);
+    s.get("/v1/executions?tag_key=app%3Aenv")
+        .error(400, "invalid_input");
 }
