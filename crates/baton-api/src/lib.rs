@@ -35,8 +35,10 @@
 //! # Payloads and results
 //! Payloads and results are bytes in `baton-core` and JSON values on the
 //! wire. A submission's payload is stored exactly as the JSON text sent
-//! ([`raw_bytes`]); bytes going out become the JSON value they hold, or a
-//! string when they are not JSON ([`bytes_json`]).
+//! ([`raw_bytes`]), once [`check_json`] accepts it, and written back as that
+//! same text ([`JsonText`]), never re-encoded: numbers of any size and
+//! precision come back as sent. Bytes that are not JSON (stored by a
+//! non-HTTP client) go out as a JSON string.
 //!
 //! ```
 //! use baton_api::{Created, ErrorBody};
@@ -53,6 +55,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod json;
 mod list;
 mod read;
 mod routes;
@@ -64,6 +67,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, static_field};
+pub use json::{JsonText, MAX_JSON_DEPTH, check_json};
 pub use list::{ListAnswer, ListQuery};
 pub use read::{Attempt, CancelBody, DescribeQuery, Health, Snapshot, StatsAnswer, StatsQuery};
 pub use routes::{Method, Route};
@@ -91,8 +95,10 @@ pub fn namespace_or_default(namespace: Option<Namespace>) -> Result<Namespace> {
     }
 }
 
-/// Payload or result bytes as JSON: the JSON value they hold, or a string
-/// when they are not JSON (bytes submitted by a non-HTTP client).
+/// Payload or result bytes as a parsed JSON value, for showing it: the JSON
+/// value they hold, or a string when they are not JSON (bytes submitted by a
+/// non-HTTP client). Parsing may change numbers beyond 64 bits; answers use
+/// [`JsonText`], which does not.
 ///
 /// ```
 /// use baton_api::bytes_json;
@@ -102,15 +108,6 @@ pub fn namespace_or_default(namespace: Option<Namespace>) -> Result<Namespace> {
 pub fn bytes_json(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
-}
-
-/// The bytes `baton-core` stores for a JSON value read from an answer.
-///
-/// # Errors
-/// `Corruption` if the value cannot be encoded (it always can).
-pub fn json_bytes(value: &Value) -> Result<Vec<u8>> {
-    serde_json::to_vec(value)
-        .map_err(|e| EngineError::corruption(format!("cannot encode JSON: {e}")))
 }
 
 /// The JSON text of an optional raw field, exactly as sent; absent is `null`.
@@ -125,10 +122,22 @@ pub fn raw_bytes(raw: Option<Box<RawValue>>) -> Vec<u8> {
         .unwrap_or_else(|| b"null".to_vec())
 }
 
-/// A JSON value as a raw field of a request.
-fn raw_json(value: &Value) -> Result<Box<RawValue>> {
-    serde_json::value::to_raw_value(value)
-        .map_err(|e| EngineError::invalid("request", "", format!("cannot encode JSON: {e}")))
+/// Payload or result bytes as a raw field of a request: the JSON text
+/// itself, checked by [`check_json`] under `field`.
+///
+/// # Errors
+/// `InvalidInput` naming `field` when the bytes are not JSON, or JSON that
+/// [`check_json`] refuses.
+fn raw_json(field: &'static str, bytes: &[u8]) -> Result<Box<RawValue>> {
+    let raw: Box<RawValue> = serde_json::from_slice(bytes).map_err(|e| {
+        EngineError::invalid(
+            field,
+            String::from_utf8_lossy(bytes),
+            format!("over HTTP a {field} must be JSON ({e})"),
+        )
+    })?;
+    check_json(field, raw.get())?;
+    Ok(raw)
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, for a

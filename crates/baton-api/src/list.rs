@@ -32,8 +32,16 @@ pub struct ListQuery {
     /// Only this kind.
     pub kind: Option<String>,
     /// Only executions with this tag, written `KEY:VALUE` (split at the
-    /// first colon).
+    /// first colon, so the key cannot hold one: use `tag_key` and
+    /// `tag_value` for such keys).
     pub tag: Option<String>,
+    /// Only executions with a tag of this key, which may hold colons; with
+    /// `tag_value`, instead of `tag`.
+    #[serde(default)]
+    pub tag_key: Option<String>,
+    /// The value of the tag named by `tag_key`.
+    #[serde(default)]
+    pub tag_value: Option<String>,
     /// Page size, 1 to 1000; 100 when absent.
     pub limit: Option<String>,
     /// `next_cursor` of the previous page; empty or absent for the first.
@@ -48,7 +56,21 @@ impl ListQuery {
             lane: filter.lane.as_ref().map(|l| l.to_string()),
             state: filter.state.map(|s| s.to_string()),
             kind: filter.kind.as_ref().map(|k| k.to_string()),
-            tag: filter.tag.as_ref().map(|(k, v)| format!("{k}:{v}")),
+            tag: filter
+                .tag
+                .as_ref()
+                .filter(|(k, _)| !k.as_str().contains(':'))
+                .map(|(k, v)| format!("{k}:{v}")),
+            tag_key: filter
+                .tag
+                .as_ref()
+                .filter(|(k, _)| k.as_str().contains(':'))
+                .map(|(k, _)| k.to_string()),
+            tag_value: filter
+                .tag
+                .as_ref()
+                .filter(|(k, _)| k.as_str().contains(':'))
+                .map(|(_, v)| v.clone()),
             limit: Some(page.limit.to_string()),
             cursor: page.cursor.map(|c| c.to_string()),
         }
@@ -70,17 +92,35 @@ impl ListQuery {
         if let Some(k) = self.kind {
             filter = filter.with_kind(Kind::new(k)?);
         }
-        if let Some(t) = self.tag {
-            // Tag values are free text, keys cannot hold a colon in this
-            // form: split at the first one.
-            let Some((k, v)) = t.split_once(':') else {
+        match (self.tag, self.tag_key, self.tag_value) {
+            (None, None, None) => {}
+            (Some(t), None, None) => {
+                // Tag values are free text, keys cannot hold a colon in this
+                // form: split at the first one.
+                let Some((k, v)) = t.split_once(':') else {
+                    return Err(EngineError::invalid(
+                        "tag",
+                        t,
+                        "write it as KEY:VALUE, for example tag=customer:42 (or tag_key=KEY&tag_value=VALUE)",
+                    ));
+                };
+                filter = filter.with_tag(TagKey::new(k)?, v);
+            }
+            (None, Some(k), Some(v)) => filter = filter.with_tag(TagKey::new(k)?, v),
+            (Some(t), _, _) => {
                 return Err(EngineError::invalid(
                     "tag",
                     t,
-                    "write it as KEY:VALUE, for example tag=customer:42",
+                    "give either tag=KEY:VALUE or tag_key and tag_value, not both",
                 ));
-            };
-            filter = filter.with_tag(TagKey::new(k)?, v);
+            }
+            (None, k, _) => {
+                return Err(EngineError::invalid(
+                    "tag",
+                    k.unwrap_or_default(),
+                    "tag_key and tag_value go together: give both, or write tag=KEY:VALUE",
+                ));
+            }
         }
         let limit = match self.limit {
             None => Page::DEFAULT_LIMIT,
@@ -110,6 +150,8 @@ impl ListQuery {
             ("state", &self.state),
             ("kind", &self.kind),
             ("tag", &self.tag),
+            ("tag_key", &self.tag_key),
+            ("tag_value", &self.tag_value),
             ("limit", &self.limit),
             ("cursor", &self.cursor),
         ];
@@ -174,5 +216,36 @@ mod tests {
         );
         let (f, p) = q.into_request().unwrap();
         assert_eq!((f, p.limit), (filter, 5));
+    }
+
+    #[test]
+    fn a_tag_key_with_a_colon_has_its_own_parameters() {
+        let filter = ListFilter::namespace(Namespace::new("n").unwrap())
+            .with_tag(TagKey::new("app:env").unwrap(), "prod:eu");
+        let q = ListQuery::from_request(&filter, Page::first(5));
+        assert_eq!(
+            q.to_query_string(),
+            "namespace=n&tag_key=app%3Aenv&tag_value=prod%3Aeu&limit=5"
+        );
+        let (f, _) = q.into_request().unwrap();
+        assert_eq!(f, filter);
+        for bad in [
+            ListQuery {
+                tag_key: Some("a:b".into()),
+                ..Default::default()
+            },
+            ListQuery {
+                tag_value: Some("v".into()),
+                ..Default::default()
+            },
+            ListQuery {
+                tag: Some("a:b".into()),
+                tag_key: Some("a".into()),
+                tag_value: Some("b".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.into_request().is_err());
+        }
     }
 }

@@ -3,15 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::{JsonText, namespace_or_default};
 use baton_core::{
     AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ExecutionId, ExecutionSnapshot,
     IdempotencyKey, Kind, Lane, Namespace, Result, RetryPolicy, State, StateCounts, TagKey,
     Timestamp, WorkerId,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-use crate::{bytes_json, json_bytes, namespace_or_default};
 
 /// Everything known about one execution: the answer of
 /// `GET /v1/executions/{id}`, of cancel, complete and fail, and the items of
@@ -20,8 +18,8 @@ use crate::{bytes_json, json_bytes, namespace_or_default};
 /// Every field the contract names, plus `finished_at`, `worker_id`,
 /// `lease_expires_at`, `idempotency_key`, `capabilities`, `backoff`,
 /// `parent`, and `attempt_history` when asked for with `?attempts=true`.
-/// `payload` and `result` are JSON values ([`bytes_json`]); `result` is
-/// `null` until the execution completes.
+/// `payload` and `result` are JSON values, written as the text stored
+/// ([`JsonText`]); `result` is `null` until the execution completes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Id.
@@ -37,7 +35,7 @@ pub struct Snapshot {
     /// Priority.
     pub priority: i32,
     /// The payload.
-    pub payload: Value,
+    pub payload: JsonText,
     /// Tags.
     #[serde(default)]
     pub tags: BTreeMap<TagKey, String>,
@@ -54,7 +52,7 @@ pub struct Snapshot {
     /// Deadline.
     pub deadline: Option<Timestamp>,
     /// The result of a completed execution, else `null`.
-    pub result: Option<Value>,
+    pub result: Option<JsonText>,
     /// Error of the most recent failed attempt.
     pub last_error: Option<String>,
     /// Reason given when cancelled.
@@ -94,7 +92,7 @@ impl From<&ExecutionSnapshot> for Snapshot {
             kind: s.kind.clone(),
             state: s.state,
             priority: s.priority,
-            payload: bytes_json(&s.payload),
+            payload: JsonText::from_bytes(&s.payload),
             tags: s.tags.clone(),
             attempts: s.attempts,
             max_attempts: s.retry.max_attempts,
@@ -102,7 +100,7 @@ impl From<&ExecutionSnapshot> for Snapshot {
             updated_at: s.updated_at,
             run_at: s.run_at,
             deadline: s.deadline,
-            result: s.result.as_deref().map(bytes_json),
+            result: s.result.as_deref().map(JsonText::from_bytes),
             last_error: s.last_error.clone(),
             cancel_reason: s.cancel_reason.clone(),
             finished_at: s.finished_at,
@@ -131,10 +129,10 @@ impl Snapshot {
     /// `null`.
     ///
     /// # Errors
-    /// `Corruption` only if a JSON value cannot be encoded.
+    /// None today; kept fallible for fields that may need checking.
     pub fn into_snapshot(self) -> Result<ExecutionSnapshot> {
         let result = match (self.result, self.state) {
-            (Some(r), _) => Some(json_bytes(&r)?),
+            (Some(r), _) => Some(r.into_bytes()),
             (None, State::Completed) => Some(b"null".to_vec()),
             (None, _) => None,
         };
@@ -145,7 +143,7 @@ impl Snapshot {
             kind: self.kind,
             state: self.state,
             priority: self.priority,
-            payload: json_bytes(&self.payload)?,
+            payload: self.payload.into_bytes(),
             tags: self.tags,
             attempts: self.attempts,
             retry: RetryPolicy {

@@ -3,13 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use baton_core::{
-    Backoff, CapabilityName, CreateOutcome, EngineError, ExecutionId, IdempotencyKey, Kind, Lane,
-    Namespace, NewExecution, Result, RetryPolicy, State, TagKey, Timestamp,
+    Backoff, CapabilityName, CreateOutcome, ExecutionId, IdempotencyKey, Kind, Lane, Namespace,
+    NewExecution, Result, RetryPolicy, State, TagKey, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{DEFAULT_NAME, namespace_or_default, raw_bytes, raw_json};
+use crate::{DEFAULT_NAME, check_json, namespace_or_default, raw_bytes, raw_json};
 
 fn default_attempts() -> u32 {
     RetryPolicy::default().max_attempts
@@ -129,9 +129,13 @@ impl SubmitBody {
     /// The submission, defaults filled in.
     ///
     /// # Errors
-    /// None today (the defaults are valid names); field values are checked
-    /// later, by the backend.
+    /// `InvalidInput` for a payload [`check_json`] refuses (too deeply
+    /// nested, a lone surrogate); other field values are checked later, by
+    /// the backend.
     pub fn into_new(self) -> Result<NewExecution> {
+        if let Some(payload) = &self.payload {
+            check_json("payload", payload.get())?;
+        }
         let retry = RetryPolicy {
             max_attempts: self.max_attempts,
             backoff: self.backoff.map(BackoffBody::resolve).unwrap_or_default(),
@@ -173,21 +177,16 @@ impl SubmitBody {
     /// The body that submits `new`, every field written out.
     ///
     /// # Errors
-    /// `InvalidInput` when the payload is not JSON: over HTTP a payload must
-    /// be a JSON value.
+    /// `InvalidInput` when the payload is not JSON (over HTTP a payload must
+    /// be a JSON value) or is JSON that [`check_json`] refuses. The payload
+    /// is sent as its text, unchanged.
     pub fn from_new(new: &NewExecution) -> Result<Self> {
-        let payload: serde_json::Value = serde_json::from_slice(&new.payload).map_err(|e| {
-            EngineError::invalid(
-                "payload",
-                String::from_utf8_lossy(&new.payload),
-                format!("over HTTP a payload must be JSON ({e})"),
-            )
-        })?;
+        let payload = raw_json("payload", &new.payload)?;
         Ok(SubmitBody {
             namespace: Some(new.namespace.clone()),
             lane: Some(new.lane.clone()),
             kind: new.kind.clone(),
-            payload: Some(raw_json(&payload)?),
+            payload: Some(payload),
             priority: new.priority,
             delay_ms: new.delay_ms,
             run_at: new.run_at,
@@ -254,6 +253,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use baton_core::EngineError;
 
     #[test]
     fn a_submission_round_trips() {

@@ -8,10 +8,9 @@ use baton_core::{
     RenewRequest, RenewStatus, Result, TagKey, Timestamp, WorkerId,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::{DEFAULT_LEASE_MS, bytes_json, json_bytes, namespace_or_default, raw_json};
+use crate::{DEFAULT_LEASE_MS, JsonText, check_json, namespace_or_default, raw_bytes};
 
 fn default_lease_ms() -> u64 {
     DEFAULT_LEASE_MS
@@ -106,8 +105,8 @@ pub struct ClaimedExecution {
     pub lane: Lane,
     /// Handler name.
     pub kind: Kind,
-    /// The payload ([`bytes_json`]).
-    pub payload: Value,
+    /// The payload, as the text stored ([`JsonText`]).
+    pub payload: JsonText,
     /// This attempt's number, 1-based.
     pub attempt: u32,
     /// The lease to present to renew, complete and fail.
@@ -136,7 +135,7 @@ impl From<&Claim> for ClaimedExecution {
             namespace: c.namespace.clone(),
             lane: c.lane.clone(),
             kind: c.kind.clone(),
-            payload: bytes_json(&c.payload),
+            payload: JsonText::from_bytes(&c.payload),
             attempt: c.attempt,
             lease: Lease {
                 token: c.lease.clone(),
@@ -152,14 +151,14 @@ impl ClaimedExecution {
     /// The `baton-core` claim this answer describes.
     ///
     /// # Errors
-    /// `Corruption` only if the payload cannot be encoded.
+    /// None today; kept fallible for fields that may need checking.
     pub fn into_claim(self) -> Result<Claim> {
         Ok(Claim {
             id: self.id,
             namespace: self.namespace,
             lane: self.lane,
             kind: self.kind,
-            payload: json_bytes(&self.payload)?,
+            payload: self.payload.into_bytes(),
             attempt: self.attempt,
             lease: self.lease.token,
             lease_expires_at: self.lease.expires_at,
@@ -224,15 +223,31 @@ pub struct CompleteBody {
 }
 
 impl CompleteBody {
-    /// The body completing `lease` with `result` bytes ([`bytes_json`]).
+    /// The body completing `lease` with `result` bytes: their JSON text
+    /// unchanged, or a JSON string when they are not JSON
+    /// ([`JsonText::from_bytes`]).
     ///
     /// # Errors
-    /// `InvalidInput` only if the value cannot be encoded.
+    /// `InvalidInput` for JSON that [`check_json`] refuses.
     pub fn new(lease: &LeaseToken, result: &[u8]) -> Result<Self> {
+        let result = JsonText::from_bytes(result);
+        check_json("result", result.get())?;
         Ok(CompleteBody {
             lease: lease.clone(),
-            result: Some(raw_json(&bytes_json(result))?),
+            result: Some(result.into_raw()),
         })
+    }
+
+    /// The lease and the result bytes to store: the JSON text as sent,
+    /// `null` when absent.
+    ///
+    /// # Errors
+    /// `InvalidInput` (field `result`) for JSON that [`check_json`] refuses.
+    pub fn into_result(self) -> Result<(LeaseToken, Vec<u8>)> {
+        if let Some(result) = &self.result {
+            check_json("result", result.get())?;
+        }
+        Ok((self.lease, raw_bytes(self.result)))
     }
 }
 

@@ -280,6 +280,32 @@ impl Limits {
         Ok(())
     }
 
+    /// Checks free text a caller stores, a failure's `error` or a cancel
+    /// `reason` (`field`): it must not hold a NUL character, which Postgres
+    /// cannot store in text, so that every backend refuses the same text.
+    /// Every backend calls it in `fail` and `cancel` before reading or
+    /// changing anything; the text is then clipped with
+    /// [`clip_text`](Self::clip_text).
+    ///
+    /// # Errors
+    /// `InvalidInput` naming `field` when the text holds a NUL.
+    ///
+    /// ```
+    /// let limits = baton_core::Limits::default();
+    /// assert!(limits.check_text("error", "disk full").is_ok());
+    /// assert!(limits.check_text("reason", "a\0b").is_err());
+    /// ```
+    pub fn check_text(&self, field: &'static str, text: &str) -> Result<(), EngineError> {
+        if text.contains('\0') {
+            return Err(EngineError::invalid(
+                field,
+                text.replace('\0', "\\u0000"),
+                "text must not contain the NUL character (U+0000)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Truncates error or reason text to `max_error_bytes`.
     pub fn clip_text(&self, mut text: String) -> String {
         if text.len() > self.max_error_bytes {

@@ -264,6 +264,7 @@ pub(crate) async fn fail(
 ) -> Result<ExecutionSnapshot> {
     let id = lease.execution_id();
     b.check_id(id)?;
+    b.inner.limits.check_text("error", &failure.error)?;
     let now = b.now();
     let mut tx = b.begin().await?;
     let outcome = b.fail_locked(&mut tx, lease, &failure, now).await;
@@ -282,6 +283,9 @@ pub(crate) async fn cancel(
     reason: Option<String>,
 ) -> Result<ExecutionSnapshot> {
     b.check_id(id)?;
+    if let Some(r) = &reason {
+        b.inner.limits.check_text("reason", r)?;
+    }
     let reason = reason.map(|r| b.inner.limits.clip_text(r));
     let now = b.now();
     let mut tx = b.begin().await?;

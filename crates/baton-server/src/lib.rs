@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+mod body;
 mod error;
 mod executions;
 mod extract;
@@ -58,6 +59,7 @@ use baton_engine::SchedulerMetrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use body::{DRAIN_BYTES, DRAIN_TIME, MAX_HEADER_BYTES, MAX_URI_BYTES};
 pub use error::{ApiError, ApiResult};
 
 use metrics::HttpMetrics;
@@ -262,6 +264,10 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(state.body_limit()))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            body::read_whole,
+        ))
         .with_state(state)
 }
 

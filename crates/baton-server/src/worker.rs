@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use baton_api::{
     ClaimAnswer, ClaimBody, ClaimedExecution, CompleteBody, FailBody, RenewAnswer, RenewBody,
-    RenewedLease, Snapshot, raw_bytes,
+    RenewedLease, Snapshot,
 };
 use baton_core::{
     EngineError, ExecutionId, LeaseToken, LongPoll, RenewOutcome, RenewRequest, RenewStatus,
@@ -64,10 +64,8 @@ pub(crate) async fn complete(
     ApiJson(body): ApiJson<CompleteBody>,
 ) -> ApiResult<Json<Snapshot>> {
     check_lease_matches(&body.lease, &id)?;
-    let snap = state
-        .backend()
-        .complete(&body.lease, raw_bytes(body.result))
-        .await?;
+    let (lease, result) = body.into_result()?;
+    let snap = state.backend().complete(&lease, result).await?;
     HttpMetrics::add(&state.metrics().completed, 1);
     Ok(Json(Snapshot::from(&snap)))
 }

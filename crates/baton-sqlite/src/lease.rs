@@ -190,6 +190,7 @@ pub(crate) async fn fail(
     lease: &LeaseToken,
     failure: Failure,
 ) -> Result<ExecutionSnapshot> {
+    b.inner.limits.check_text("error", &failure.error)?;
     let now = b.now();
     let id = lease.execution_id();
     let mut tx = b.begin().await?;
@@ -216,6 +217,9 @@ pub(crate) async fn cancel(
     reason: Option<String>,
 ) -> Result<ExecutionSnapshot> {
     b.check_id(id)?;
+    if let Some(r) = &reason {
+        b.inner.limits.check_text("reason", r)?;
+    }
     let reason = reason.map(|r| b.inner.limits.clip_text(r));
     let now = b.now();
     let mut tx = b.begin().await?;

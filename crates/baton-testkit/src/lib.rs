@@ -205,6 +205,7 @@ macro_rules! __with_cases {
             create_invalid_item_rejects_whole_batch,
             create_rejects_invalid_tags_and_capabilities,
             create_rejects_parent_of_another_deployment,
+            text_with_nul_is_rejected,
             // concurrency and wake-ups
             concurrent_creates_all_succeed,
             wait_for_work_wakes_on_submission,

@@ -201,6 +201,7 @@ async fn fail_now(
 ) -> Result<ExecutionSnapshot> {
     let id = lease.execution_id();
     b.check_id(id)?;
+    b.inner.limits.check_text("error", &failure.error)?;
     let error = b.inner.limits.clip_text(failure.error);
     let retry_after = failure
         .retry_after
@@ -238,6 +239,9 @@ async fn cancel_now(
     reason: Option<String>,
 ) -> Result<ExecutionSnapshot> {
     b.check_id(id)?;
+    if let Some(r) = &reason {
+        b.inner.limits.check_text("reason", r)?;
+    }
     let reason = reason.map(|r| b.inner.limits.clip_text(r));
     let mut c = Server::fcall("baton_cancel", &b.base(id.partition().get()));
     c.arg(id.uuid().simple().to_string())

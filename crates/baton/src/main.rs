@@ -14,13 +14,14 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use baton_api::{Created, Snapshot};
+use baton_api::{Created, Snapshot, check_json};
 use baton_core::{
     AdminBackend, BackendKind, Backoff, CapabilityName, EngineError, ExecutionId, IdempotencyKey,
     Kind, Lane, Namespace, NewExecution, RetryPolicy, TagKey, Timestamp,
 };
 use clap::{Args, Parser, Subcommand};
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success, 2 invalid input, 3 not found, 4 conflict or lease lost,
@@ -315,15 +316,16 @@ async fn submit(backend: &dyn AdminBackend, a: SubmitArgs, json: bool) -> CliRes
     } else {
         a.payload
     };
-    let payload: Value = serde_json::from_str(&payload_text).map_err(|e| {
+    // Kept as the text given, so numbers of any size stay exactly as typed.
+    let payload: Box<RawValue> = serde_json::from_str(&payload_text).map_err(|e| {
         EngineError::invalid(
             "payload",
             &payload_text,
             format!("not valid JSON ({e}); quote strings, for example --payload '\"hello\"'"),
         )
     })?;
-    let payload = serde_json::to_vec(&payload)
-        .map_err(|e| EngineError::invalid("payload", "", e.to_string()))?;
+    check_json("payload", payload.get())?;
+    let payload = payload.get().as_bytes().to_vec();
     let mut new = NewExecution::new(
         Namespace::new(a.namespace)?,
         Lane::new(a.lane)?,

@@ -224,3 +224,31 @@ fn migrate_reports_the_schema_version() {
     assert_eq!(m["partitions"], 16);
     assert!(cli.dir.path().join("baton.db").exists());
 }
+
+#[test]
+fn payloads_come_back_as_typed() {
+    let cli = Cli::new();
+    for payload in [
+        "123456789012345678901234567890",
+        "-9223372036854775809",
+        "1e400",
+        "[1.7976931348623157e309]",
+        r#"{"b":1.50,"a":[]}"#,
+    ] {
+        let arg = format!("--payload={payload}");
+        let sub = cli.json(&["submit", "k", &arg]);
+        let id = sub["id"].as_str().unwrap();
+        let text = cli.ok(&["--json", "describe", id]);
+        assert!(
+            text.contains(&format!("\"payload\":{payload},")),
+            "{payload} became: {text}"
+        );
+    }
+    let (code, err) = cli.fails(&["submit", "k", "--payload", r#""\ud800""#]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("surrogate"), "{err}");
+    let deep = "[".repeat(101) + &"]".repeat(101);
+    let (code, err) = cli.fails(&["submit", "k", "--payload", &deep]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("depth"), "{err}");
+}

@@ -110,6 +110,9 @@ on_every_backend!(
     an_unrenewed_lease_is_reclaimed_by_the_scheduler,
     metrics_count_what_happened,
     sigterm_ends_waiting_claims_and_exits_cleanly,
+    payloads_and_results_come_back_as_sent,
+    text_with_nul_is_refused,
+    a_tag_key_with_a_colon_can_be_filtered,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -1081,4 +1084,91 @@ fn sigterm_ends_waiting_claims_and_exits_cleanly(b: Bk) {
     assert!(status.success(), "exit status {status:?}");
     // The listener is closed.
     assert!(TcpStream::connect(&s.addr).is_err());
+}
+
+/// The JSON text of `field` in a compact answer body, up to the next field.
+fn raw_field<'a>(body: &'a str, field: &str, next: &str) -> &'a str {
+    let start = body.find(&format!("\"{field}\":")).unwrap() + field.len() + 3;
+    let end = body[start..].find(&format!(",\"{next}\":")).unwrap();
+    &body[start..start + end]
+}
+
+fn payloads_and_results_come_back_as_sent(b: Bk) {
+    let s = Server::start(&b);
+    let deep = "[".repeat(100) + &"]".repeat(100);
+    for text in [
+        "123456789012345678901234567890",
+        "-9223372036854775809",
+        "1e400",
+        "[1.7976931348623157e309]",
+        "{\"a\": 1.50, \"b\": \"\\ud83d\\ude00\\u0000\"}",
+        deep.as_str(),
+    ] {
+        let body = format!(r#"{{"kind": "k", "lane": "fid", "payload": {text}}}"#);
+        let a = s
+            .try_request("POST", "/v1/executions", Some(body.as_bytes()), &[])
+            .unwrap();
+        assert_eq!(a.status, 201, "{}", a.body);
+        let a = s.post("/v1/lanes/fid/claim", json!({"worker_id": "w"}));
+        assert_eq!(raw_field(&a.body, "payload", "attempt"), text);
+        // Read as text: a generic JSON parser may refuse `1e400`.
+        let id = encoded(raw_field(&a.body, "id", "namespace").trim_matches('"'));
+        let lease = raw_field(&a.body, "token", "expires_at").trim_matches('"');
+        let body = format!(r#"{{"lease": "{lease}", "result": {text}}}"#);
+        let path = format!("/v1/executions/{id}/complete");
+        let a = s
+            .try_request("POST", &path, Some(body.as_bytes()), &[])
+            .unwrap();
+        assert_eq!(a.status, 200, "{}", a.body);
+        let a = s.get(&format!("/v1/executions/{id}"));
+        assert_eq!(raw_field(&a.body, "payload", "tags"), text);
+        assert_eq!(raw_field(&a.body, "result", "last_error"), text);
+    }
+    let too_deep = "[".repeat(101) + &"]".repeat(101);
+    for text in [too_deep.as_str(), r#""\ud800""#] {
+        let body = format!(r#"{{"kind": "k", "payload": {text}}}"#);
+        let a = s
+            .try_request("POST", "/v1/executions", Some(body.as_bytes()), &[])
+            .unwrap();
+        a.error(400, "invalid_input");
+        assert_eq!(a.json()["error"]["field"], "payload");
+    }
+}
+
+fn text_with_nul_is_refused(b: Bk) {
+    let s = Server::start(&b);
+    let id = s.submit(json!({"kind": "k"}));
+    let (_, lease) = claim_one(&s, "default", json!({}));
+    let a = s.post(
+        &format!("/v1/executions/{id}/fail"),
+        json!({"lease": lease, "error": "disk\u{0}full"}),
+    );
+    a.error(400, "invalid_input");
+    assert_eq!(a.json()["error"]["field"], "error");
+    let a = s.post(
+        &format!("/v1/executions/{id}/cancel"),
+        json!({"reason": "no\u{0}pe"}),
+    );
+    a.error(400, "invalid_input");
+    assert_eq!(a.json()["error"]["field"], "reason");
+    assert_eq!(s.describe(&id)["state"], "running");
+}
+
+fn a_tag_key_with_a_colon_can_be_filtered(b: Bk) {
+    let s = Server::start(&b);
+    let want = s.submit(json!({"kind": "k", "tags": {"app:env": "prod"}}));
+    s.submit(json!({"kind": "k", "tags": {"app": "env:prod"}}));
+    let a = s.get("/v1/executions?tag_key=app%3Aenv&tag_value=prod");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let items = a.json()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["id"], want.as_str());
+    // `tag=` still splits at the first colon.
+    let items = s.get("/v1/executions?tag=app:env:prod").json()["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(items, 1);
+    s.get("/v1/executions?tag_key=app%3Aenv")
+        .error(400, "invalid_input");
 }

@@ -374,3 +374,37 @@ pub async fn create_rejects_parent_of_another_deployment(h: &dyn Harness) {
     expect_invalid(ctx.backend.create(vec![new]).await, "foreign parent");
     assert_nothing_created(&ctx, "a create with a foreign parent").await;
 }
+
+/// A NUL character in free text (a failure's error, a cancel reason) is
+/// `InvalidInput` naming the field on every backend, and changes nothing:
+/// the execution keeps running under the same lease, and can then be
+/// failed and cancelled with clean text.
+pub async fn text_with_nul_is_rejected(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let id = ctx.create_waiting().await;
+    let claim = ctx.claim_one().await;
+    for text in ["\0", "disk\0full", "trailing\0"] {
+        let got = expect_invalid(
+            ctx.backend
+                .fail(&claim.lease, Failure::permanent(text))
+                .await,
+            "fail with a NUL in its error",
+        );
+        assert_eq!(got, "error");
+        let got = expect_invalid(
+            ctx.backend.cancel(&id, Some(text.to_owned())).await,
+            "cancel with a NUL in its reason",
+        );
+        assert_eq!(got, "reason");
+    }
+    let snap = ctx.describe(&id).await;
+    assert_eq!(snap.state, State::Running);
+    assert_eq!((snap.last_error, snap.cancel_reason), (None, None));
+    assert_eq!(ctx.attempts(&id).await[0].outcome, None);
+    let snap = ctx
+        .fail(&claim.lease, Failure::retryable("disk full"))
+        .await;
+    assert_eq!(snap.last_error.as_deref(), Some("disk full"));
+    let snap = ctx.cancel(&id, Some("not needed")).await;
+    assert_eq!(snap.cancel_reason.as_deref(), Some("not needed"));
+}
