@@ -1,6 +1,7 @@
 //! One method per transport operation: its route, body and answer type.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use baton_api::{
@@ -93,7 +94,44 @@ impl HttpTransport {
             name: "claim",
             id: None,
         };
-        // The route names one lane; a multi-lane worker asks each in turn.
+        let Some(first) = req.lanes.first() else {
+            return Err(EngineError::invalid("lanes", 0, "name at least one lane"));
+        };
+        // One claim over every lane (the others in the body's `lanes`), so
+        // that priority and age decide across lanes as on a backend.
+        if req.lanes.len() == 1 || self.lanes_in_body.load(Ordering::Relaxed) {
+            let route = Route::Claim;
+            let path = route.path_with(&encode(first.as_str()));
+            let body = ClaimBody::new(req, req.max, wait);
+            match self
+                .call::<_, ClaimAnswer>(route, &path, Some(&body), op)
+                .await
+            {
+                Ok(answer) => return answer.claims.into_iter().map(|c| c.into_claim()).collect(),
+                // A server older than the body's `lanes` field refuses it
+                // as an unknown field (a whole-request error, no field).
+                Err(EngineError::InvalidInput {
+                    field: "request", ..
+                }) if req.lanes.len() > 1 => {
+                    tracing::warn!(
+                        "the server does not take several lanes in one claim; claiming lane by lane, so priority only orders work within each lane"
+                    );
+                    self.lanes_in_body.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.claim_lane_by_lane(req, wait, op).await
+    }
+
+    /// The claim against a server that takes one lane per claim: each lane
+    /// in turn, until `max` are claimed.
+    async fn claim_lane_by_lane(
+        &self,
+        req: &ClaimRequest,
+        wait: Duration,
+        op: Op<'_>,
+    ) -> Result<Vec<Claim>> {
         let mut out = Vec::new();
         let mut max = req.max;
         for (i, lane) in req.lanes.iter().enumerate() {
@@ -108,7 +146,8 @@ impl HttpTransport {
             };
             let route = Route::Claim;
             let path = route.path_with(&encode(lane.as_str()));
-            let body = ClaimBody::new(req, max, wait);
+            let mut body = ClaimBody::new(req, max, wait);
+            body.lanes.clear();
             let answer: ClaimAnswer = self.call(route, &path, Some(&body), op).await?;
             for c in answer.claims {
                 out.push(c.into_claim()?);

@@ -10,6 +10,7 @@ mod conn;
 
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use baton_core::{EngineError, ExecutionId, Result};
 use http_body_util::Full;
@@ -21,6 +22,9 @@ pub(crate) struct HttpTransport {
     base_path: String,
     token: Option<String>,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    /// The server takes a claim's extra lanes in its body (false once an
+    /// older server has refused them).
+    lanes_in_body: AtomicBool,
 }
 
 impl fmt::Debug for HttpTransport {
@@ -70,6 +74,7 @@ impl HttpTransport {
             base_path: path.to_owned(),
             token,
             idle: Mutex::new(Vec::new()),
+            lanes_in_body: AtomicBool::new(true),
         })
     }
 
@@ -79,6 +84,7 @@ impl HttpTransport {
             base_path: self.base_path.clone(),
             token,
             idle: Mutex::new(Vec::new()),
+            lanes_in_body: AtomicBool::new(self.lanes_in_body.load(Ordering::Relaxed)),
         }
     }
 }
