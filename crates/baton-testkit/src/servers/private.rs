@@ -43,7 +43,7 @@ impl PrivateRedis {
                 panic!("CI is set, so this fails instead of skipping: {why}")
             }
             Err(why) => {
-                eprintln!("\n!!! SKIPPED: a test needing a private Redis 7.0 server: {why}\n");
+                super::note_skip(&format!("a test needing a private Redis 7.0 server: {why}"));
                 return None;
             }
         };
