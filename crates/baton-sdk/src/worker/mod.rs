@@ -43,10 +43,10 @@ use run::{Held, Outcome, Shared};
 ///   HTTP claim long-poll) instead of polling in a tight loop.
 /// - One heartbeat renews every held lease in one call, every third of the
 ///   lease. When a lease is lost or the execution cancelled, the handler's
-///   [`Context::stopped`] fires; handlers are expected to return soon after
+///   [`Context::stopped`](crate::Context::stopped) fires; handlers are expected to return soon after
 ///   (they are not aborted), and their outcome is then not reported, since
 ///   the backend would refuse it.
-/// - A handler's `Ok` completes the execution; its [`HandlerError`] chooses
+/// - A handler's `Ok` completes the execution; its [`HandlerError`](crate::HandlerError) chooses
 ///   the failure (retry per policy, retry after a delay, fail now); a panic
 ///   is a retryable failed attempt, and the worker goes on.
 /// - [`shutdown`](Self::shutdown) stops claiming, lets running handlers

@@ -104,7 +104,8 @@ async fn idle_waiter(ctx: &Ctx, lanes: Vec<Lane>) -> tokio::task::JoinHandle<Res
 }
 
 /// With no work, `wait_for_work` waits out its (real-time) timeout, then
-/// returns `Ok`. As in [`idle_waiter`], a few early returns (a notification
+/// returns `Ok`. As for the idle waiter of
+/// [`wait_for_work_wakes_on_submission`], a few early returns (a notification
 /// channel that (re)connected) are tolerated, but not one every time.
 pub async fn wait_for_work_times_out_without_work(h: &dyn Harness) {
     let ctx = Ctx::new(h).await;
