@@ -52,13 +52,23 @@ pub struct ClaimBody {
     /// (the server caps it); 0 answers at once.
     #[serde(default)]
     pub wait_ms: u64,
+    /// More lanes claimed from together with the URL's, up to
+    /// [`ClaimRequest::MAX_LANES`] in all: one claim over every lane, in
+    /// which priority and age decide across lanes. Absent (empty) claims
+    /// from the URL's lane alone, so a one-lane body is what servers
+    /// without this field accept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lanes: Vec<Lane>,
 }
 
 impl ClaimBody {
-    /// The body claiming up to `max` executions for `request`'s worker, from
-    /// the lane named in the URL, waiting up to `wait`.
+    /// The body claiming up to `max` executions for `request`'s worker from
+    /// every lane of the request, waiting up to `wait`; it is sent to the
+    /// claim route of the request's first lane, and the others are named in
+    /// [`lanes`](Self::lanes).
     pub fn new(request: &ClaimRequest, max: usize, wait: Duration) -> Self {
         ClaimBody {
+            lanes: request.lanes.iter().skip(1).cloned().collect(),
             namespace: Some(request.namespace.clone()),
             worker_id: request.worker_id.clone(),
             capabilities: request.capabilities.clone(),
@@ -68,13 +78,15 @@ impl ClaimBody {
         }
     }
 
-    /// The claim of `lane` this body asks for, and how long it may wait.
+    /// The claim of `lane` (the URL's) and of [`lanes`](Self::lanes) this
+    /// body asks for, and how long it may wait. A lane named twice is
+    /// claimed from once.
     ///
     /// # Errors
     /// None today (the default namespace is a valid name); the request is
     /// checked by the backend.
     pub fn into_request(self, lane: Lane) -> Result<(ClaimRequest, Duration)> {
-        let request = ClaimRequest::new(
+        let mut request = ClaimRequest::new(
             namespace_or_default(self.namespace)?,
             lane,
             self.worker_id,
@@ -82,6 +94,11 @@ impl ClaimBody {
         )
         .with_capabilities(self.capabilities)
         .with_lease_ttl(Duration::from_millis(self.lease_ms));
+        for more in self.lanes {
+            if !request.lanes.contains(&more) {
+                request = request.with_lane(more);
+            }
+        }
         Ok((request, Duration::from_millis(self.wait_ms)))
     }
 }
@@ -305,6 +322,25 @@ mod tests {
 
     use super::*;
     use baton_core::PartitionCount;
+
+    #[test]
+    fn a_claim_body_names_every_lane_once() {
+        let lane = |n: &str| Lane::new(n).unwrap();
+        let body: ClaimBody =
+            serde_json::from_str(r#"{"worker_id": "w1", "lanes": ["b", "a", "b"]}"#).unwrap();
+        let (request, _) = body.into_request(lane("a")).unwrap();
+        assert_eq!(request.lanes, [lane("a"), lane("b")]);
+        // Built from a request, the first lane goes in the URL, the rest in
+        // `lanes`; a one-lane body has no `lanes` at all.
+        let worker = WorkerId::new("w1").unwrap();
+        let ns = Namespace::new("n").unwrap();
+        let one = ClaimRequest::new(ns, lane("a"), worker, 1);
+        let json = serde_json::to_value(ClaimBody::new(&one, 1, Duration::ZERO)).unwrap();
+        assert!(json.get("lanes").is_none(), "{json}");
+        let two = one.with_lane(lane("b"));
+        let json = serde_json::to_value(ClaimBody::new(&two, 1, Duration::ZERO)).unwrap();
+        assert_eq!(json["lanes"], serde_json::json!(["b"]));
+    }
 
     #[test]
     fn a_claim_round_trips() {

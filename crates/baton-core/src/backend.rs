@@ -321,12 +321,21 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     /// Waits until work may be available in one of `lanes`, or `timeout`.
     ///
     /// # Behavior
-    /// A hint, never a guarantee: it may return early without work, and
-    /// correctness never depends on it (callers claim after it returns and
-    /// treat an empty claim as normal). It returns promptly after a
-    /// submission to one of the lanes made through this backend instance; see
-    /// [`Capabilities::cross_process_wakeups`] for other processes. The
-    /// timeout is real time, not the backend's [`Clock`](crate::Clock).
+    /// A hint, never a guarantee: correctness never depends on it (callers
+    /// claim after it returns and treat an empty claim as normal). But it
+    /// really waits, so that idle workers do not poll in a loop:
+    /// - **It blocks.** It returns before `timeout` only after a wake-up: a
+    ///   change that may have made work `waiting` (a submission, promotion,
+    ///   retry or reclaim; a backend may wake more waiters than concerned),
+    ///   or a (re)connection of its notification channel, which may have
+    ///   missed such changes. With none of these it waits out the whole `timeout`;
+    ///   returning at once is not a valid implementation.
+    /// - **It wakes.** It returns promptly after a submission to one of
+    ///   `lanes` made through this backend instance, even when that
+    ///   submission raced with the start of the wait; see
+    ///   [`Capabilities::cross_process_wakeups`] for other processes.
+    ///
+    /// The timeout is real time, not the backend's [`Clock`](crate::Clock).
     ///
     /// # Errors
     /// `Unavailable` when the backend's notification channel is broken.

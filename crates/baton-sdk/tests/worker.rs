@@ -382,6 +382,38 @@ async fn shutdown_releases_work(env: Env) {
     env.stop().await;
 }
 
+/// A worker on several lanes gets work in priority order across them, as
+/// one backend claim orders it: high-priority work on its second lane comes
+/// before older low-priority work on its first.
+async fn priority_decides_across_lanes(env: Env) {
+    let c = &env.client;
+    let on = |lane: &str| c.clone().with_lane(lane).unwrap();
+    let high = on("b").execution("job", "high").unwrap().with_priority(10);
+    let high = on("b").submit_execution(high).await.unwrap().id;
+    let low = on("a").execution("job", "low").unwrap();
+    let low = on("a").submit_execution(low).await.unwrap().id;
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = order.clone();
+    let worker = Worker::builder(c)
+        .lane("a")
+        .lane("b")
+        .concurrency(1)
+        .handler("job", move |_ctx, name: String| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(name);
+                Ok::<_, HandlerError>(())
+            }
+        })
+        .start()
+        .unwrap();
+    done(c, &high).await;
+    done(c, &low).await;
+    worker.shutdown(BOUND).await;
+    assert_eq!(*order.lock().unwrap(), ["high", "low"]);
+    env.stop().await;
+}
+
 macro_rules! on_every_transport {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -413,4 +445,5 @@ on_every_transport!(
     panic_is_a_failed_attempt,
     handler_errors_choose_the_outcome,
     shutdown_releases_work,
+    priority_decides_across_lanes,
 );

@@ -207,3 +207,135 @@ async fn killed_worker_over_http_is_replaced() {
 async fn killed_worker_on_sqlite_is_replaced() {
     killed_worker_is_replaced(|db, _http| db.to_owned()).await;
 }
+
+/// Whether `pid` is a live (not zombie) `sh` or `sleep`: the processes of
+/// [`forking_command`]. Another program under a reused pid is not ours.
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "PID (COMM) STATE …"; COMM may hold spaces and parentheses.
+    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        return false;
+    };
+    let comm = &stat[open + 1..close];
+    let state = stat[close + 1..].trim_start().chars().next();
+    matches!(comm, "sh" | "sleep" | "dash" | "bash") && state != Some('Z')
+}
+
+/// Pids read from a file; SIGKILLs the live ones when dropped, so a failing
+/// test leaves nothing behind.
+struct Pids(Vec<u32>);
+
+impl Drop for Pids {
+    fn drop(&mut self) {
+        for pid in self.0.iter().filter(|p| alive(**p)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// A command that starts two background `sleep`s, writes their pids and its
+/// own to `pids`, and waits for them.
+fn forking_command(pids: &std::path::Path) -> String {
+    let f = pids.display();
+    format!("sleep 300 & echo $! >> '{f}'; sleep 300 & echo $! >> '{f}'; echo $$ >> '{f}'; wait")
+}
+
+/// How the worker is made to stop the command.
+enum Stop {
+    /// The execution is cancelled; the worker learns it at its next renew.
+    Cancel,
+    /// The worker gets SIGTERM and shuts down with a short grace period.
+    Shutdown,
+    /// The worker gets SIGKILL.
+    Kill,
+}
+
+/// Runs [`forking_command`] on a worker, stops it as `stop` says, and
+/// checks that every process the command started ends, not only its `sh`.
+async fn every_process_of_the_command_ends(stop: Stop) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = serve(&format!("sqlite://{}", dir.path().join("b.db").display()));
+    let client = Client::connect(&url)
+        .await
+        .unwrap()
+        .with_lane("jobs")
+        .unwrap();
+    let id = client.submit("fork", &1).await.unwrap().id;
+    let pid_file = dir.path().join("pids");
+    let mut worker = worker(
+        &url,
+        &forking_command(&pid_file),
+        &["--lease-ms", "600", "--grace-ms", "100"],
+    );
+    let until = tokio::time::Instant::now() + BOUND;
+    let pids = loop {
+        let text = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let pids: Vec<u32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.len() == 3 {
+            break Pids(pids);
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the command never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(pids.0.iter().all(|p| alive(*p)), "{:?} all run", pids.0);
+    match stop {
+        Stop::Cancel => {
+            client.cancel(&id, Some("test".into())).await.unwrap();
+        }
+        Stop::Shutdown => {
+            let pid = worker.0.id().to_string();
+            assert!(
+                Command::new("kill")
+                    .args(["-TERM", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            let until = std::time::Instant::now() + BOUND;
+            while worker.0.try_wait().unwrap().is_none() {
+                assert!(std::time::Instant::now() < until, "the worker did not stop");
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Stop::Kill => {
+            worker.0.kill().unwrap();
+            worker.0.wait().unwrap();
+        }
+    }
+    // A liveness bound, far above the watchdog's SIGTERM-to-SIGKILL grace.
+    let until = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left: Vec<u32> = pids.0.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "processes {left:?} of the command outlived it (of {:?})",
+            pids.0
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_ends_every_process_of_the_command() {
+    every_process_of_the_command_ends(Stop::Cancel).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_every_process_of_the_command() {
+    every_process_of_the_command_ends(Stop::Shutdown).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_leaves_no_process_of_the_command() {
+    every_process_of_the_command_ends(Stop::Kill).await;
+}

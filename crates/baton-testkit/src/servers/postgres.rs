@@ -77,10 +77,10 @@ pub async fn postgres() -> Option<&'static PostgresServer> {
             "no Postgres server for the tests (CI is set, so this fails instead of skipping): {reason}"
         ),
         Err(reason) => {
-            eprintln!(
-                "\n!!! SKIPPING a Postgres test: {reason}\n!!! Install the Postgres server \
-                 binaries (apt-get install postgresql) or set BATON_TEST_POSTGRES_URL.\n"
-            );
+            super::note_skip(&format!(
+                "a Postgres test: {reason}\n!!! Install the Postgres server \
+                 binaries (apt-get install postgresql) or set BATON_TEST_POSTGRES_URL."
+            ));
             None
         }
     }

@@ -53,7 +53,7 @@ impl PrivateRedis {
                 panic!("CI is set, so this fails instead of skipping: {why}")
             }
             Err(why) => {
-                eprintln!("\n!!! SKIPPED: a test needing a private server: {why}\n");
+                super::note_skip(&format!("a test needing a private server: {why}"));
                 return None;
             }
         };

@@ -31,7 +31,7 @@ impl PrivatePostgres {
             if super::in_ci() {
                 panic!("CI is set, so this fails instead of skipping: {why}");
             }
-            eprintln!("\n!!! SKIPPED: a test needing a private Postgres server: {why}\n");
+            super::note_skip(&format!("a test needing a private Postgres server: {why}"));
             return None;
         };
         let port = std::net::TcpListener::bind(("127.0.0.1", 0))

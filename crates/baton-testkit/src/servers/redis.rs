@@ -270,11 +270,11 @@ async fn shared(
             kind.install_hint()
         ),
         Err(reason) => {
-            eprintln!(
-                "\n!!! SKIPPED: a test needing a {}: {reason}\n!!! To run it: {}.\n",
+            super::note_skip(&format!(
+                "a test needing a {}: {reason}\n!!! To run it: {}.",
                 kind.label(),
                 kind.install_hint()
-            );
+            ));
             None
         }
     }

@@ -6,6 +6,12 @@
 //! JSON string when it is not JSON; empty output is `null`); any other status
 //! fails the attempt, retried per the execution's policy, with standard
 //! error (trimmed and bounded) as the error.
+//!
+//! The command runs in a process group of its own; when it is stopped
+//! (cancel, lost lease, shutdown) or the worker dies, the whole group is
+//! signalled (see `watchdog`), not only the `sh`.
+
+mod watchdog;
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -17,6 +23,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
 use crate::CliResult;
+use watchdog::GroupWatchdog;
 
 /// Most bytes of standard error kept as the attempt's error.
 const MAX_STDERR: usize = 4096;
@@ -29,7 +36,10 @@ pub(crate) struct WorkerArgs {
     lanes: Vec<String>,
     /// Shell command run per execution (`sh -c CMD`): payload on stdin,
     /// result on stdout. BATON_EXECUTION_ID, BATON_KIND, BATON_ATTEMPT and
-    /// BATON_LANE are set in its environment.
+    /// BATON_LANE are set in its environment. It runs in a process group of
+    /// its own; when the execution is cancelled, its lease lost, or the
+    /// worker stops or dies, the whole group gets SIGTERM, then SIGKILL 5 s
+    /// later.
     #[arg(long)]
     exec: String,
     #[arg(long, default_value = "default")]
@@ -104,11 +114,24 @@ async fn run_command(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own group, so that stopping it reaches everything it started.
+        .process_group(0)
         // Stopping the handler (cancel, lease loss, forced shutdown) drops
         // this future; the command must not outlive it.
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| HandlerError::retry(format!("cannot start `sh -c {command}`: {e}")))?;
+    let Some(pgid) = child.id() else {
+        return Err(HandlerError::retry(format!(
+            "`sh -c {command}` ended before its process group could be watched"
+        )));
+    };
+    // Dropped with this future unless the command ends by itself.
+    let watchdog = GroupWatchdog::start(pgid).map_err(|e| {
+        HandlerError::retry(format!(
+            "cannot start the watchdog of `sh -c {command}` (the command was stopped): {e}"
+        ))
+    })?;
     let stdin = child.stdin.take();
     // Writing and reading run together so a command that writes a lot
     // before reading its input cannot deadlock on a full pipe; a command
@@ -123,6 +146,7 @@ async fn run_command(
         out = run => out.map_err(|e| HandlerError::retry(format!("waiting for the command: {e}")))?,
         reason = ctx.stopped() => return Err(HandlerError::retry(format!("stopped: {reason}"))),
     };
+    watchdog.disarm().await;
     if output.status.success() {
         return Ok(result_bytes(&output.stdout));
     }

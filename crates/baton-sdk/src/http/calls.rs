@@ -1,0 +1,224 @@
+//! One method per transport operation: its route, body and answer type.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use baton_api::{
+    BatchBody, BatchCreated, CancelBody, ClaimAnswer, ClaimBody, CompleteBody, FailBody,
+    ListAnswer, ListQuery, RenewAnswer, RenewBody, Route, Snapshot, StatsAnswer, SubmitBody,
+    encode_component as encode,
+};
+use baton_core::{
+    Claim, ClaimRequest, CreateOutcome, EngineError, ExecutionId, ExecutionSnapshot, Failure, Lane,
+    LeaseToken, ListFilter, ListPage, Namespace, NewExecution, Page, RenewOutcome, RenewRequest,
+    Result, StateCounts,
+};
+
+use super::{HttpTransport, Op};
+
+impl HttpTransport {
+    pub(crate) async fn create(&self, items: Vec<NewExecution>) -> Result<Vec<CreateOutcome>> {
+        let op = Op {
+            name: "submit",
+            id: None,
+        };
+        let executions = items
+            .iter()
+            .map(SubmitBody::from_new)
+            .collect::<Result<_>>()?;
+        let route = Route::SubmitBatch;
+        let answer: BatchCreated = self
+            .call(route, route.path(), Some(&BatchBody { executions }), op)
+            .await?;
+        Ok(answer
+            .results
+            .into_iter()
+            .map(CreateOutcome::from)
+            .collect())
+    }
+
+    pub(crate) async fn describe(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+        let op = Op {
+            name: "describe",
+            id: Some(id),
+        };
+        let route = Route::Describe;
+        let path = route.path_with(&encode(&id.to_string()));
+        let snap: Snapshot = self.call(route, &path, None::<&()>, op).await?;
+        snap.into_snapshot()
+    }
+
+    pub(crate) async fn list(&self, filter: &ListFilter, page: Page) -> Result<ListPage> {
+        let op = Op {
+            name: "list",
+            id: None,
+        };
+        let route = Route::List;
+        let query = ListQuery::from_request(filter, page).to_query_string();
+        let path = format!("{}?{query}", route.path());
+        let answer: ListAnswer = self.call(route, &path, None::<&()>, op).await?;
+        answer.into_page()
+    }
+
+    pub(crate) async fn cancel(
+        &self,
+        id: &ExecutionId,
+        reason: Option<String>,
+    ) -> Result<ExecutionSnapshot> {
+        let op = Op {
+            name: "cancel",
+            id: Some(id),
+        };
+        let route = Route::Cancel;
+        let path = route.path_with(&encode(&id.to_string()));
+        let snap: Snapshot = self
+            .call(route, &path, Some(&CancelBody { reason }), op)
+            .await?;
+        snap.into_snapshot()
+    }
+
+    pub(crate) async fn counts(&self, ns: &Namespace) -> Result<BTreeMap<Lane, StateCounts>> {
+        let op = Op {
+            name: "stats",
+            id: None,
+        };
+        let route = Route::Stats;
+        let path = format!("{}?namespace={}", route.path(), encode(ns.as_str()));
+        let answer: StatsAnswer = self.call(route, &path, None::<&()>, op).await?;
+        Ok(answer.lanes)
+    }
+
+    pub(crate) async fn claim(&self, req: &ClaimRequest, wait: Duration) -> Result<Vec<Claim>> {
+        let op = Op {
+            name: "claim",
+            id: None,
+        };
+        let Some(first) = req.lanes.first() else {
+            return Err(EngineError::invalid("lanes", 0, "name at least one lane"));
+        };
+        // One claim over every lane (the others in the body's `lanes`), so
+        // that priority and age decide across lanes as on a backend.
+        if req.lanes.len() == 1 || self.lanes_in_body.load(Ordering::Relaxed) {
+            let route = Route::Claim;
+            let path = route.path_with(&encode(first.as_str()));
+            let body = ClaimBody::new(req, req.max, wait);
+            match self
+                .call::<_, ClaimAnswer>(route, &path, Some(&body), op)
+                .await
+            {
+                Ok(answer) => return answer.claims.into_iter().map(|c| c.into_claim()).collect(),
+                // A server older than the body's `lanes` field refuses it
+                // as an unknown field (a whole-request error, no field).
+                Err(EngineError::InvalidInput {
+                    field: "request", ..
+                }) if req.lanes.len() > 1 => {
+                    tracing::warn!(
+                        "the server does not take several lanes in one claim; claiming lane by lane, so priority only orders work within each lane"
+                    );
+                    self.lanes_in_body.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.claim_lane_by_lane(req, wait, op).await
+    }
+
+    /// The claim against a server that takes one lane per claim: each lane
+    /// in turn, until `max` are claimed.
+    async fn claim_lane_by_lane(
+        &self,
+        req: &ClaimRequest,
+        wait: Duration,
+        op: Op<'_>,
+    ) -> Result<Vec<Claim>> {
+        let mut out = Vec::new();
+        let mut max = req.max;
+        for (i, lane) in req.lanes.iter().enumerate() {
+            // Only the last lane waits, and only while nothing was claimed,
+            // so a worker on several lanes still notices work on the first
+            // ones within one long-poll.
+            let last = i + 1 == req.lanes.len();
+            let wait = if last && out.is_empty() {
+                wait
+            } else {
+                Duration::ZERO
+            };
+            let route = Route::Claim;
+            let path = route.path_with(&encode(lane.as_str()));
+            let mut body = ClaimBody::new(req, max, wait);
+            body.lanes.clear();
+            let answer: ClaimAnswer = self.call(route, &path, Some(&body), op).await?;
+            for c in answer.claims {
+                out.push(c.into_claim()?);
+            }
+            max = req.max.saturating_sub(out.len());
+            if max == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn renew(&self, req: RenewRequest) -> Result<Vec<RenewOutcome>> {
+        let op = Op {
+            name: "renew",
+            id: None,
+        };
+        let route = Route::Renew;
+        let answer: RenewAnswer = self
+            .call(route, route.path(), Some(&RenewBody::from(&req)), op)
+            .await?;
+        if answer.leases.len() != req.leases.len() {
+            return Err(EngineError::corruption(format!(
+                "renew answered {} outcomes for {} leases",
+                answer.leases.len(),
+                req.leases.len()
+            )));
+        }
+        Ok(req
+            .leases
+            .into_iter()
+            .zip(answer.leases)
+            .map(|(lease, d)| RenewOutcome {
+                lease,
+                status: d.status,
+                expires_at: d.expires_at,
+            })
+            .collect())
+    }
+
+    pub(crate) async fn complete(
+        &self,
+        lease: &LeaseToken,
+        result: &[u8],
+    ) -> Result<ExecutionSnapshot> {
+        let id = lease.execution_id();
+        let op = Op {
+            name: "complete",
+            id: Some(id),
+        };
+        let route = Route::Complete;
+        let path = route.path_with(&encode(&id.to_string()));
+        let body = CompleteBody::new(lease, result)?;
+        let snap: Snapshot = self.call(route, &path, Some(&body), op).await?;
+        snap.into_snapshot()
+    }
+
+    pub(crate) async fn fail(
+        &self,
+        lease: &LeaseToken,
+        failure: Failure,
+    ) -> Result<ExecutionSnapshot> {
+        let id = lease.execution_id();
+        let op = Op {
+            name: "fail",
+            id: Some(id),
+        };
+        let route = Route::Fail;
+        let path = route.path_with(&encode(&id.to_string()));
+        let body = FailBody::new(lease, failure);
+        let snap: Snapshot = self.call(route, &path, Some(&body), op).await?;
+        snap.into_snapshot()
+    }
+}
