@@ -43,7 +43,7 @@
 //! ```
 //! use baton_api::{Created, ErrorBody};
 //! let created: Created = serde_json::from_str(
-//!     r#"{"id": "{p:3}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071", "state": "waiting", "created": true}"#,
+//!     r#"{"id": "{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071", "state": "waiting", "created": true}"#,
 //! ).unwrap();
 //! assert!(created.created);
 //! let error: ErrorBody = serde_json::from_str(

@@ -135,9 +135,9 @@ impl fmt::Display for PartitionId {
 /// The id of one execution: a UUIDv7 and its partition.
 ///
 /// Text form: `{p:<partition>}-<uuid>`, for example
-/// `{p:3}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071`. Display and parse round-trip;
+/// `{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071`. Display and parse round-trip;
 /// anything else is an [`InvalidInput`](EngineError::InvalidInput) error.
-/// In a URL path the braces must be percent-encoded (`%7Bp:3%7D-…`); HTTP
+/// In a URL path the braces must be percent-encoded (`%7Bp:13%7D-…`); HTTP
 /// servers decode them.
 ///
 /// ```
@@ -302,7 +302,7 @@ impl FromStr for ExecutionId {
                 "id",
                 s,
                 format!(
-                    "{why}; an execution id looks like {{p:3}}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071"
+                    "{why}; an execution id looks like {{p:13}}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071"
                 ),
             )
         };

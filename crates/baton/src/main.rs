@@ -30,8 +30,8 @@ Exit status: 0 success, 2 invalid input, 3 not found, 4 conflict or lease lost,
 Examples:
   baton submit email.send --payload '{\"to\":\"a@example.com\"}' --lane emails
   baton list --state waiting
-  baton describe '{p:3}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071'
-  baton cancel '{p:3}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --reason 'no longer needed'
+  baton describe '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071'
+  baton cancel '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --reason 'no longer needed'
   baton serve --listen 127.0.0.1:7420";
 
 /// Baton: a durable execution engine. Submit, inspect and cancel executions.

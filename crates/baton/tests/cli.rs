@@ -252,3 +252,37 @@ fn payloads_come_back_as_typed() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("depth"), "{err}");
 }
+
+/// The ids the README and `baton --help` show belong to a default
+/// deployment (16 partitions): describing one answers "not found", not
+/// "invalid id".
+#[test]
+fn the_documented_example_id_fits_a_default_deployment() {
+    let readme = include_str!("../../../README.md");
+    let id = readme
+        .split('\'')
+        .find(|s| s.starts_with("{p:") && s.len() > 40)
+        .expect("the README shows an example id");
+    let cli = Cli::new();
+    let (code, err) = cli.fails(&["describe", id]);
+    assert_eq!(code, 3, "{id}: {err}");
+    assert!(err.contains("not found"), "{err}");
+}
+
+/// A Valkey URL where nothing listens answers "unavailable" (exit status 5)
+/// at once instead of retrying the connection for minutes.
+#[test]
+fn an_unreachable_valkey_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["--backend", &format!("redis://127.0.0.1:{port}"), "list"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("unavailable"), "{err}");
+}
