@@ -3,20 +3,20 @@
 //! Helpers that call the backend unwrap its answer and panic with the
 //! operation's name and the error, so a failing case says what it was doing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    AdminBackend, AttemptRecord, CapabilityName, Claim, ClaimRequest, Clock, CreateOutcome,
-    EngineBackendExt, EngineError, ExecutionId, ExecutionSnapshot, Failure, IdempotencyKey, Kind,
-    Lane, LeaseToken, Limits, ListFilter, ListPage, ManualClock, Namespace, NewExecution, Page,
-    PartitionCount, PartitionId, RenewOutcome, RenewRequest, Result, State, StateCounts, TagKey,
-    Timestamp, WorkerId,
+    AdminBackend, AttemptRecord, Claim, ClaimRequest, Clock, CreateOutcome, EngineBackendExt,
+    ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken, Limits, ListFilter, ListPage,
+    ManualClock, Namespace, NewExecution, Page, PartitionCount, PartitionId, RenewOutcome,
+    RenewRequest, State, StateCounts, Timestamp,
 };
 
 use crate::Harness;
+use crate::expect::*;
 
 /// Where every case's [`ManualClock`] starts: 2030-01-01T00:00:00Z.
 pub const START: Timestamp = Timestamp::from_millis(1_893_456_000_000);
@@ -449,117 +449,4 @@ pub fn expected_snapshot(
 
 fn unique_namespace() -> Namespace {
     Namespace::new(format!("t-{}", uuid::Uuid::new_v4().simple())).expect("valid namespace")
-}
-
-/// A [`Duration`] of `n` milliseconds.
-pub fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// A lane that must be valid.
-pub fn lane(name: &str) -> Lane {
-    Lane::new(name).expect("valid lane")
-}
-
-/// A kind that must be valid.
-pub fn kind(name: &str) -> Kind {
-    Kind::new(name).expect("valid kind")
-}
-
-/// A worker id that must be valid.
-pub fn worker(name: &str) -> WorkerId {
-    WorkerId::new(name).expect("valid worker id")
-}
-
-/// A tag key that must be valid.
-pub fn tag(name: &str) -> TagKey {
-    TagKey::new(name).expect("valid tag key")
-}
-
-/// A capability that must be valid.
-pub fn cap(name: &str) -> CapabilityName {
-    CapabilityName::new(name).expect("valid capability")
-}
-
-/// An idempotency key that must be valid.
-pub fn ikey(name: &str) -> IdempotencyKey {
-    IdempotencyKey::new(name).expect("valid idempotency key")
-}
-
-/// A set of capabilities.
-pub fn caps(names: &[&str]) -> BTreeSet<CapabilityName> {
-    names.iter().map(|n| cap(n)).collect()
-}
-
-/// Unwraps a backend answer, naming the operation when it failed.
-#[track_caller]
-pub fn ok<T>(result: Result<T>, what: &str) -> T {
-    match result {
-        Ok(value) => value,
-        Err(err) => panic!("{what} failed: {err} ({err:?})"),
-    }
-}
-
-/// Unwraps a backend error, naming the operation when it succeeded.
-#[track_caller]
-pub fn expect_err<T: Debug>(result: Result<T>, what: &str) -> EngineError {
-    match result {
-        Ok(value) => panic!("{what}: expected an error, got Ok({value:?})"),
-        Err(err) => err,
-    }
-}
-
-/// Asserts an [`EngineError::InvalidInput`] and answers the field it names.
-#[track_caller]
-pub fn expect_invalid<T: Debug>(result: Result<T>, what: &str) -> &'static str {
-    let err = expect_err(result, what);
-    assert!(
-        matches!(err, EngineError::InvalidInput { .. }),
-        "{what}: expected InvalidInput, got {err:?}"
-    );
-    match err {
-        EngineError::InvalidInput { field, .. } => field,
-        _ => unreachable!(),
-    }
-}
-
-/// Asserts an [`EngineError::NotFound`] naming `id`.
-#[track_caller]
-pub fn expect_not_found<T: Debug>(result: Result<T>, id: &ExecutionId, what: &str) {
-    let err = expect_err(result, what);
-    assert!(
-        matches!(&err, EngineError::NotFound { id: got } if got == id),
-        "{what}: expected NotFound for {id}, got {err:?}"
-    );
-}
-
-/// Asserts an [`EngineError::LeaseLost`] naming `id`.
-#[track_caller]
-pub fn expect_lease_lost<T: Debug>(result: Result<T>, id: &ExecutionId, what: &str) {
-    let err = expect_err(result, what);
-    assert!(
-        matches!(&err, EngineError::LeaseLost { id: got, .. } if got == id),
-        "{what}: expected LeaseLost for {id}, got {err:?}"
-    );
-}
-
-/// Asserts an [`EngineError::Conflict`] naming `id`, the refused `operation`
-/// and the execution's current `state`.
-#[track_caller]
-pub fn expect_conflict<T: Debug>(
-    result: Result<T>,
-    id: &ExecutionId,
-    operation: &str,
-    state: State,
-    what: &str,
-) {
-    let err = expect_err(result, what);
-    assert!(
-        matches!(
-            &err,
-            EngineError::Conflict { id: got, operation: op, state: st, .. }
-                if got == id && *op == operation && *st == state
-        ),
-        "{what}: expected Conflict {{ {id}, {operation}, {state} }}, got {err:?}"
-    );
 }

@@ -38,12 +38,13 @@ use baton_core::{AdminBackend, SharedClock};
 
 pub mod cases;
 mod ctx;
+mod expect;
 pub mod servers;
 
-pub use ctx::{
-    Ctx, DEFAULT_LANE, DEFAULT_WORKER, START, cap, caps, expect_conflict, expect_err,
-    expect_invalid, expect_lease_lost, expect_not_found, expected_snapshot, ikey, kind, lane, ms,
-    ok, tag, worker,
+pub use ctx::{Ctx, DEFAULT_LANE, DEFAULT_WORKER, START, expected_snapshot};
+pub use expect::{
+    cap, caps, expect_conflict, expect_err, expect_invalid, expect_lease_lost, expect_not_found,
+    ikey, kind, lane, ms, ok, tag, worker,
 };
 
 /// What a backend's test module provides: a fresh, isolated backend per test

@@ -62,4 +62,5 @@ mod prelude {
 
     pub(crate) use crate::Harness;
     pub(crate) use crate::ctx::*;
+    pub(crate) use crate::expect::*;
 }
