@@ -10,6 +10,7 @@ mod cancel;
 mod claim;
 mod complete;
 mod create;
+mod deadline;
 mod fail;
 mod idempotency;
 mod input;
@@ -17,12 +18,14 @@ mod misc;
 mod ownership;
 mod renew;
 mod scan;
+mod trim;
 
 pub use admin::*;
 pub use cancel::*;
 pub use claim::*;
 pub use complete::*;
 pub use create::*;
+pub use deadline::*;
 pub use fail::*;
 pub use idempotency::*;
 pub use input::*;
@@ -30,6 +33,7 @@ pub use misc::*;
 pub use ownership::*;
 pub use renew::*;
 pub use scan::*;
+pub use trim::*;
 
 /// The source of every case file, so the crate's own tests can check that
 /// every case is listed in the macro.
@@ -40,6 +44,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("claim.rs"),
     include_str!("complete.rs"),
     include_str!("create.rs"),
+    include_str!("deadline.rs"),
     include_str!("fail.rs"),
     include_str!("idempotency.rs"),
     include_str!("input.rs"),
@@ -47,6 +52,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("ownership.rs"),
     include_str!("renew.rs"),
     include_str!("scan.rs"),
+    include_str!("trim.rs"),
 ];
 
 /// What every case file imports.
