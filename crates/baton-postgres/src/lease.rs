@@ -228,16 +228,7 @@ pub(crate) async fn renew(b: &PostgresBackend, request: RenewRequest) -> Result<
             };
         }
     }
-    Ok(request
-        .leases
-        .into_iter()
-        .zip(status)
-        .map(|(lease, status)| RenewOutcome {
-            lease,
-            expires_at: (status == RenewStatus::Renewed).then_some(expires),
-            status,
-        })
-        .collect())
+    Ok(rules::renew_outcomes(request.leases, status, expires))
 }
 
 pub(crate) async fn complete(
@@ -283,10 +274,7 @@ pub(crate) async fn cancel(
     reason: Option<String>,
 ) -> Result<ExecutionSnapshot> {
     b.check_id(id)?;
-    if let Some(r) = &reason {
-        b.inner.limits.check_text("reason", r)?;
-    }
-    let reason = reason.map(|r| b.inner.limits.clip_text(r));
+    let reason = rules::cancel_reason(&b.inner.limits, reason)?;
     let now = b.now();
     let mut tx = b.begin().await?;
     let outcome = b.cancel_locked(&mut tx, id, reason, now).await;

@@ -111,15 +111,11 @@ pub(crate) async fn renew(b: &SqliteBackend, request: RenewRequest) -> Result<Ve
     let now = b.now();
     let expires = now.saturating_add(request.lease_ttl);
     let mut tx = b.begin().await?;
-    let mut out = Vec::with_capacity(request.leases.len());
-    for lease in request.leases {
+    let mut statuses = Vec::with_capacity(request.leases.len());
+    for lease in &request.leases {
         let id = lease.execution_id();
         if b.check_id(id).is_err() {
-            out.push(RenewOutcome {
-                lease,
-                status: RenewStatus::Lost,
-                expires_at: None,
-            });
+            statuses.push(RenewStatus::Lost);
             continue;
         }
         let renewed = sqlx::query(
@@ -154,16 +150,12 @@ pub(crate) async fn renew(b: &SqliteBackend, request: RenewRequest) -> Result<Ve
                 Some(row) => read::attempt_facts(&row, &format!("execution {id}"))?,
                 None => None,
             };
-            rules::renew_refusal(attempt, &lease)
+            rules::renew_refusal(attempt, lease)
         };
-        out.push(RenewOutcome {
-            lease,
-            expires_at: (status == RenewStatus::Renewed).then_some(expires),
-            status,
-        });
+        statuses.push(status);
     }
     tx.commit().await.map_err(map)?;
-    Ok(out)
+    Ok(rules::renew_outcomes(request.leases, statuses, expires))
 }
 
 pub(crate) async fn complete(
@@ -217,10 +209,7 @@ pub(crate) async fn cancel(
     reason: Option<String>,
 ) -> Result<ExecutionSnapshot> {
     b.check_id(id)?;
-    if let Some(r) = &reason {
-        b.inner.limits.check_text("reason", r)?;
-    }
-    let reason = reason.map(|r| b.inner.limits.clip_text(r));
+    let reason = rules::cancel_reason(&b.inner.limits, reason)?;
     let now = b.now();
     let mut tx = b.begin().await?;
     let snap = b.snapshot_in(&mut tx, id).await?;

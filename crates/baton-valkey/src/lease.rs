@@ -2,6 +2,7 @@
 //! fences the lease of a running execution.
 
 use crate::*;
+use baton_core::raw::rules;
 
 impl ValkeyBackend {
     /// Sends `call` (complete / fail / cancel of `id`) right after a plain
@@ -138,16 +139,7 @@ pub(crate) async fn renew(b: &ValkeyBackend, request: RenewRequest) -> Result<Ve
             };
         }
     }
-    Ok(request
-        .leases
-        .into_iter()
-        .zip(statuses)
-        .map(|(lease, status)| RenewOutcome {
-            lease,
-            expires_at: (status == RenewStatus::Renewed).then_some(expires),
-            status,
-        })
-        .collect())
+    Ok(rules::renew_outcomes(request.leases, statuses, expires))
 }
 
 /// Runs to completion in a task of its own (see [`detached`]).
@@ -239,10 +231,7 @@ async fn cancel_now(
     reason: Option<String>,
 ) -> Result<ExecutionSnapshot> {
     b.check_id(id)?;
-    if let Some(r) = &reason {
-        b.inner.limits.check_text("reason", r)?;
-    }
-    let reason = reason.map(|r| b.inner.limits.clip_text(r));
+    let reason = rules::cancel_reason(&b.inner.limits, reason)?;
     let mut c = Server::fcall("baton_cancel", &b.base(id.partition().get()));
     c.arg(id.uuid().simple().to_string())
         .arg(if reason.is_some() { "1" } else { "0" })

@@ -205,6 +205,24 @@ pub fn renew_refusal(attempt: Option<AttemptFacts>, lease: &LeaseToken) -> crate
     }
 }
 
+/// The answers of a `renew` call: each lease with its status, in request
+/// order, and the new expiry for those renewed.
+pub fn renew_outcomes(
+    leases: Vec<LeaseToken>,
+    statuses: impl IntoIterator<Item = crate::RenewStatus>,
+    expires: Timestamp,
+) -> Vec<crate::RenewOutcome> {
+    leases
+        .into_iter()
+        .zip(statuses)
+        .map(|(lease, status)| crate::RenewOutcome {
+            lease,
+            expires_at: (status == crate::RenewStatus::Renewed).then_some(expires),
+            status,
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------- failures
 
 /// What a failed attempt turns the execution into.
@@ -260,6 +278,21 @@ pub fn settle_failure(
 }
 
 // ------------------------------------------------------------------ cancel
+
+/// A cancel reason as stored: refused when it holds a NUL byte, clipped to
+/// the limit.
+pub fn cancel_reason(
+    limits: &Limits,
+    reason: Option<String>,
+) -> Result<Option<String>, EngineError> {
+    match reason {
+        Some(r) => {
+            limits.check_text("reason", &r)?;
+            Ok(Some(limits.clip_text(r)))
+        }
+        None => Ok(None),
+    }
+}
 
 /// Whether `cancel` acts on an execution in `snap`'s state: `Ok(true)` for
 /// a non-terminal execution; `Ok(false)` when it is already cancelled (an

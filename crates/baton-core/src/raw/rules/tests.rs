@@ -312,3 +312,29 @@ fn claims_go_out_by_priority_then_readiness_then_id() {
         ]
     );
 }
+
+#[test]
+fn renew_outcomes_keep_request_order_and_expire_only_the_renewed() {
+    let (a, b) = (LeaseToken::new(id(), 1, 1), LeaseToken::new(id(), 1, 2));
+    let out = renew_outcomes(
+        vec![a.clone(), b.clone()],
+        [RenewStatus::Renewed, RenewStatus::Lost],
+        NOW,
+    );
+    assert_eq!((out[0].lease.clone(), out[0].expires_at), (a, Some(NOW)));
+    assert_eq!((out[1].lease.clone(), out[1].expires_at), (b, None));
+    assert_eq!(out[1].status, RenewStatus::Lost);
+}
+
+#[test]
+fn cancel_reasons_are_clipped_and_refused_with_nul() {
+    let limits = Limits::default();
+    assert_eq!(cancel_reason(&limits, None).unwrap(), None);
+    let long = "r".repeat(limits.max_error_bytes + 5);
+    let clipped = cancel_reason(&limits, Some(long)).unwrap().unwrap();
+    assert_eq!(clipped.len(), limits.max_error_bytes);
+    assert!(matches!(
+        cancel_reason(&limits, Some("a\0b".into())),
+        Err(EngineError::InvalidInput { field: "reason", .. })
+    ));
+}
