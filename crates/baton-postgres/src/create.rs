@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use baton_core::raw::PreparedExecution;
+use baton_core::raw::{PreparedExecution, rules};
 use baton_core::{CreateOutcome, EngineError, ExecutionId, NewExecution, Result, State, Timestamp};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -99,6 +99,7 @@ pub(crate) async fn create(
     let limits = &b.inner.limits;
     let now = b.now();
     let rows = PreparedExecution::prepare_batch(executions, limits, now, b.inner.partitions)?;
+    check_parents(b, &rows).await?;
     // Repeats of a key within the batch answer the first occurrence.
     let mut first_of: HashMap<(&str, &str, &str), usize> = HashMap::new();
     let mut repeat_of: Vec<Option<usize>> = Vec::with_capacity(rows.len());
@@ -262,4 +263,46 @@ impl<'a> CreateArrays<'a> {
         self.ready_at.push(r.run_at.unwrap_or(now).as_millis());
         self.deadline.push(n.deadline.map(Timestamp::as_millis));
     }
+}
+
+/// Checks that every parent named by the batch exists in the child's
+/// namespace ([`rules::check_parents`]), before anything is written. (A
+/// parent is only ever removed by trim, long after it finished, so the gap
+/// between this read and the insert does not matter in practice.)
+async fn check_parents(b: &PostgresBackend, rows: &[PreparedExecution]) -> Result<()> {
+    let mut parents: Vec<&ExecutionId> =
+        rows.iter().filter_map(|r| r.new.parent.as_ref()).collect();
+    if parents.is_empty() {
+        return Ok(());
+    }
+    parents.sort();
+    parents.dedup();
+    let found_rows = sqlx::query(
+        "SELECT e.uuid, e.partition, e.namespace FROM executions e \
+         JOIN UNNEST($1::int2[], $2::uuid[]) AS p(partition, uuid) \
+         ON e.partition = p.partition AND e.uuid = p.uuid",
+    )
+    .bind(
+        parents
+            .iter()
+            .map(|p| part(p.partition()))
+            .collect::<Vec<i16>>(),
+    )
+    .bind(parents.iter().map(|p| p.uuid()).collect::<Vec<Uuid>>())
+    .fetch_all(&b.inner.pool)
+    .await
+    .map_err(map)?;
+    let mut found = HashMap::with_capacity(found_rows.len());
+    for row in &found_rows {
+        let id = read::execution_id(row, b.inner.partitions)?;
+        let ns: String = col(row, "namespace")?;
+        let ns = baton_core::raw::stored::parse("namespace", &format!("execution {id}"), &ns)?;
+        found.insert(id, ns);
+    }
+    rules::check_parents(
+        rows.iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.new.parent.as_ref().map(|p| (i, p, &r.new.namespace))),
+        &found,
+    )
 }

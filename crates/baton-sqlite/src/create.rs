@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use baton_core::raw::PreparedExecution;
-use baton_core::{CreateOutcome, NewExecution, Result, State, Timestamp};
-use sqlx::{QueryBuilder, Sqlite};
+use baton_core::raw::{PreparedExecution, rules};
+use baton_core::{CreateOutcome, ExecutionId, NewExecution, Result, State, Timestamp};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::errors::map;
 use crate::read::{self, col};
@@ -19,6 +19,7 @@ pub(crate) async fn create(
     let rows = PreparedExecution::prepare_batch(executions, limits, now, b.inner.partitions)?;
 
     let mut tx = b.begin().await?;
+    check_parents(b, &mut tx, &rows).await?;
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut fresh: Vec<&PreparedExecution> = Vec::with_capacity(rows.len());
     let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::new();
@@ -137,4 +138,42 @@ pub(crate) async fn create(
         }
     }
     Ok(outcomes)
+}
+
+/// Checks, inside the create's transaction, that every parent named by the
+/// batch exists in the child's namespace ([`rules::check_parents`]).
+async fn check_parents(
+    b: &SqliteBackend,
+    tx: &mut SqliteConnection,
+    rows: &[PreparedExecution],
+) -> Result<()> {
+    let mut parents: Vec<&ExecutionId> =
+        rows.iter().filter_map(|r| r.new.parent.as_ref()).collect();
+    if parents.is_empty() {
+        return Ok(());
+    }
+    parents.sort();
+    parents.dedup();
+    let mut found = HashMap::with_capacity(parents.len());
+    // One bound value per parent stays far below SQLite's variable limit
+    // (a batch is at most `Limits::max_batch` items).
+    let mut qb: QueryBuilder<'_, Sqlite> =
+        QueryBuilder::new("SELECT uuid, partition, namespace FROM executions WHERE uuid IN (");
+    let mut list = qb.separated(", ");
+    for p in &parents {
+        list.push_bind(blob(p));
+    }
+    qb.push(")");
+    for row in qb.build().fetch_all(&mut *tx).await.map_err(map)? {
+        let id = read::execution_id(&row, b.inner.partitions)?;
+        let ns: String = col(&row, "namespace")?;
+        let ns = baton_core::raw::stored::parse("namespace", &format!("execution {id}"), &ns)?;
+        found.insert(id, ns);
+    }
+    rules::check_parents(
+        rows.iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.new.parent.as_ref().map(|p| (i, p, &r.new.namespace))),
+        &found,
+    )
 }

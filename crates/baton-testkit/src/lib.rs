@@ -153,6 +153,10 @@ macro_rules! __with_cases {
             fail_after_complete_conflicts,
             fail_truncates_long_error,
             fail_with_forged_lease_is_lease_lost,
+            // flows
+            children_live_in_their_parents_partition,
+            a_parent_must_exist_in_the_childs_namespace,
+            a_child_cannot_have_an_idempotency_key,
             // cancel
             cancel_waiting,
             cancel_delayed_is_never_promoted,

@@ -19,14 +19,19 @@ async fn create_now(
     let now = b.now();
     let count = b.inner.partitions;
     let mut rows = PreparedExecution::prepare_batch(executions, &b.inner.limits, now, count)?;
-    // Placement: a submission with an idempotency key goes where its
-    // key lives; the rest of the call goes to one partition, the next
-    // in this instance's rotation, so a batch is one function call and
-    // its executions are claimed and completed together.
+    check_parents(b, &rows).await?;
+    // Placement: a child stays in its parent's partition (its id was made
+    // there); a submission with an idempotency key goes where its key
+    // lives; the rest of the call goes to one partition, the next in this
+    // instance's rotation, so a batch is one function call and its
+    // executions are claimed and completed together.
     let together = b.next_placement();
     let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
     for (i, r) in rows.iter_mut().enumerate() {
-        let p = idempotency_partition(&r.new, count).unwrap_or(together);
+        let p = match &r.new.parent {
+            Some(parent) => parent.partition().get(),
+            None => idempotency_partition(&r.new, count).unwrap_or(together),
+        };
         if r.id.partition().get() != p {
             r.id = ExecutionId::generate_in(PartitionId(p), count)?;
         }
@@ -159,4 +164,39 @@ async fn create_now(
         .into_iter()
         .map(|o| o.ok_or_else(|| read::corrupt("create answered fewer outcomes than items")))
         .collect()
+}
+
+/// Checks that every parent named by the batch exists in the child's
+/// namespace ([`rules::check_parents`]), before anything is written. (A
+/// parent is only ever removed by trim, long after it finished, so the gap
+/// between this read and the create does not matter in practice.)
+async fn check_parents(b: &ValkeyBackend, rows: &[PreparedExecution]) -> Result<()> {
+    let mut parents: Vec<&ExecutionId> =
+        rows.iter().filter_map(|r| r.new.parent.as_ref()).collect();
+    if parents.is_empty() {
+        return Ok(());
+    }
+    parents.sort();
+    parents.dedup();
+    let mut found = HashMap::with_capacity(parents.len());
+    for parent in parents {
+        match b.read_fields(parent, false).await {
+            Ok(fields) => {
+                let ctx = format!("execution {parent}");
+                let ns = fields.str(&ctx, "ns")?;
+                found.insert(
+                    parent.clone(),
+                    baton_core::raw::stored::parse("namespace", &ctx, ns)?,
+                );
+            }
+            Err(EngineError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    baton_core::raw::rules::check_parents(
+        rows.iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.new.parent.as_ref().map(|p| (i, p, &r.new.namespace))),
+        &found,
+    )
 }

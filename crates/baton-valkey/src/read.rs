@@ -125,7 +125,7 @@ impl Fields {
             .transpose()
     }
 
-    fn str(&self, ctx: &str, k: &str) -> Result<&str> {
+    pub(crate) fn str(&self, ctx: &str, k: &str) -> Result<&str> {
         self.opt_str(ctx, k)?
             .ok_or_else(|| EngineError::corruption(format!("{ctx}: field {k} is missing")))
     }

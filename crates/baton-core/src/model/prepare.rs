@@ -56,15 +56,30 @@ impl PreparedExecution {
                 .and_then(|run_at| {
                     if let Some(parent) = &new.parent {
                         parent.check_partition(partitions)?;
+                        if let Some(key) = &new.idempotency_key {
+                            return Err(EngineError::invalid(
+                                "idempotency_key",
+                                key,
+                                "an execution with a parent cannot have an idempotency key: \
+                                 a child lives in its parent's partition, while idempotency \
+                                 keys are kept where the key hashes to; submit it without one",
+                            ));
+                        }
                     }
                     Ok(run_at)
                 })
                 .map_err(|e| e.in_batch(i))?;
+            // A flow lives in one partition: a child is created where its
+            // parent is (and so, by induction, where its root is).
+            let id = match &new.parent {
+                Some(parent) => ExecutionId::generate_in(parent.partition(), partitions)?,
+                None => ExecutionId::generate(partitions),
+            };
             let json = |r: serde_json::Result<String>| {
                 r.map_err(|e| EngineError::corruption(format!("encoding item {i}: {e}")))
             };
             out.push(PreparedExecution {
-                id: ExecutionId::generate(partitions),
+                id,
                 state: if run_at.is_some() {
                     State::Delayed
                 } else {

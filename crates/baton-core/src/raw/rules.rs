@@ -277,6 +277,43 @@ pub fn settle_failure(
     }
 }
 
+// ------------------------------------------------------------------ flows
+
+/// Checks the parents named by a create batch against what the backend
+/// found: `items` are `(batch position, parent, the child's namespace)`,
+/// `found` maps each parent that exists to its namespace. A parent that
+/// does not exist, or lives in another namespace, rejects the batch with
+/// an error naming the item and the parent.
+pub fn check_parents<'a>(
+    items: impl IntoIterator<Item = (usize, &'a ExecutionId, &'a crate::Namespace)>,
+    found: &std::collections::HashMap<ExecutionId, crate::Namespace>,
+) -> Result<(), EngineError> {
+    for (i, parent, namespace) in items {
+        match found.get(parent) {
+            None => {
+                return Err(EngineError::invalid(
+                    "parent",
+                    parent,
+                    "no such execution; a parent must exist (and not be trimmed) when its child is created",
+                )
+                .in_batch(i));
+            }
+            Some(ns) if ns != namespace => {
+                return Err(EngineError::invalid(
+                    "parent",
+                    parent,
+                    format!(
+                        "it belongs to namespace {ns}, not {namespace}; a child lives in its parent's namespace"
+                    ),
+                )
+                .in_batch(i));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------ cancel
 
 /// A cancel reason as stored: refused when it holds a NUL byte, clipped to

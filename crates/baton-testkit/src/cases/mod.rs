@@ -12,6 +12,7 @@ mod complete;
 mod create;
 mod deadline;
 mod fail;
+mod flows;
 mod idempotency;
 mod input;
 mod misc;
@@ -27,6 +28,7 @@ pub use complete::*;
 pub use create::*;
 pub use deadline::*;
 pub use fail::*;
+pub use flows::*;
 pub use idempotency::*;
 pub use input::*;
 pub use misc::*;
@@ -46,6 +48,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("create.rs"),
     include_str!("deadline.rs"),
     include_str!("fail.rs"),
+    include_str!("flows.rs"),
     include_str!("idempotency.rs"),
     include_str!("input.rs"),
     include_str!("misc.rs"),

@@ -335,6 +335,9 @@ fn cancel_reasons_are_clipped_and_refused_with_nul() {
     assert_eq!(clipped.len(), limits.max_error_bytes);
     assert!(matches!(
         cancel_reason(&limits, Some("a\0b".into())),
-        Err(EngineError::InvalidInput { field: "reason", .. })
+        Err(EngineError::InvalidInput {
+            field: "reason",
+            ..
+        })
     ));
 }

@@ -1,0 +1,118 @@
+//! Flows: children and their parents.
+
+use super::prelude::*;
+
+/// A child is created in its parent's partition (a flow lives in one
+/// partition), names its parent in every read, and so does a grandchild.
+pub async fn children_live_in_their_parents_partition(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let root = ctx.create_waiting().await;
+    let mut children = Vec::new();
+    for i in 0..12 {
+        let new = ctx
+            .new_exec("child", format!("{i}").as_bytes())
+            .with_parent(root.clone());
+        let id = ctx.create_id(new.clone()).await;
+        assert_eq!(
+            id.partition(),
+            root.partition(),
+            "child {i} must live in its parent's partition"
+        );
+        assert_eq!(
+            ctx.describe(&id).await,
+            expected_snapshot(&id, &new, START, State::Waiting, None)
+        );
+        children.push(id);
+    }
+    // A batch of children of two parents, and a grandchild.
+    let other = ctx.create_waiting().await;
+    let batch = vec![
+        ctx.new_exec("child", b"a").with_parent(root.clone()),
+        ctx.new_exec("child", b"b").with_parent(other.clone()),
+        ctx.new_exec("grandchild", b"c")
+            .with_parent(children[0].clone()),
+    ];
+    let outs = ctx.create(batch).await;
+    assert_eq!(outs[0].id.partition(), root.partition());
+    assert_eq!(outs[1].id.partition(), other.partition());
+    assert_eq!(
+        outs[2].id.partition(),
+        root.partition(),
+        "a grandchild lives with its root"
+    );
+    assert_eq!(
+        ctx.describe(&outs[2].id).await.parent,
+        Some(children[0].clone())
+    );
+    // Children are claimed like any other work.
+    let claimed: BTreeSet<_> = ctx
+        .claim(ctx.claim_request(100))
+        .await
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(claimed.is_superset(&children.iter().cloned().collect()));
+}
+
+/// A parent must exist in the child's namespace: an unknown parent (of this
+/// deployment's partitioning) or one of another namespace rejects the whole
+/// batch with an error naming the item and the parent, and nothing is
+/// written.
+pub async fn a_parent_must_exist_in_the_childs_namespace(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let elsewhere = ctx
+        .create_id(NewExecution::new(
+            ctx.other_namespace(),
+            ctx.lane(),
+            kind("job"),
+            b"".to_vec(),
+        ))
+        .await;
+    let parent = ctx.create_waiting().await;
+    for (what, bad) in [
+        ("unknown", ctx.unknown_id()),
+        ("other namespace", elsewhere),
+    ] {
+        let batch = vec![
+            ctx.new_exec("child", b"ok").with_parent(parent.clone()),
+            ctx.new_exec("child", b"bad").with_parent(bad.clone()),
+        ];
+        let err = expect_err(ctx.backend.create(batch).await, what);
+        match &err {
+            EngineError::InvalidInput {
+                field,
+                value,
+                reason,
+            } => {
+                assert_eq!(*field, "parent", "{what}: {err}");
+                assert_eq!(value, &bad.to_string(), "{what}: {err}");
+                assert!(reason.contains("item 1"), "{what}: names the item: {err}");
+            }
+            other => panic!("{what}: expected invalid input, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        ctx.lane_counts(&ctx.lane()).await,
+        StateCounts {
+            waiting: 1,
+            ..StateCounts::default()
+        },
+        "only the parent exists: nothing of the refused batches was written"
+    );
+}
+
+/// An execution with a parent cannot carry an idempotency key (children
+/// live in their parent's partition; keys are kept where they hash to).
+pub async fn a_child_cannot_have_an_idempotency_key(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let parent = ctx.create_waiting().await;
+    let new = ctx
+        .new_exec("child", b"")
+        .with_parent(parent)
+        .with_idempotency_key(ikey("k"));
+    assert_eq!(
+        expect_invalid(ctx.backend.create(vec![new]).await, "child with a key"),
+        "idempotency_key"
+    );
+    assert_eq!(ctx.lane_counts(&ctx.lane()).await.total(), 1);
+}
