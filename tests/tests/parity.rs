@@ -162,6 +162,12 @@ async fn history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
         let mut snap =
             serde_json::to_value(Snapshot::from(&b.describe(id).await.unwrap())).unwrap();
         snap["id"] = Value::from(i);
+        // Ids differ between backends: the root is compared by its place in
+        // the history, like the execution itself.
+        let root = snap["root"].as_str().map(str::to_owned);
+        snap["root"] = root
+            .and_then(|r| ids.iter().position(|x| x.to_string() == r))
+            .map_or(Value::Null, Value::from);
         let attempts: Vec<Value> = b
             .attempts(id)
             .await

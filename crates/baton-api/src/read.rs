@@ -78,6 +78,10 @@ pub struct Snapshot {
     /// Parent execution.
     #[serde(default)]
     pub parent: Option<ExecutionId>,
+    /// The root of its flow (its own id when it has no parent); absent in
+    /// answers of servers older than flows, read as the execution's own id.
+    #[serde(default)]
+    pub root: Option<ExecutionId>,
     /// The attempts, oldest first; only with `?attempts=true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_history: Option<Vec<Attempt>>,
@@ -110,6 +114,7 @@ impl From<&ExecutionSnapshot> for Snapshot {
             capabilities: s.required_capabilities.clone(),
             backoff: Some(s.retry.backoff),
             parent: s.parent.clone(),
+            root: Some(s.root.clone()),
             attempt_history: None,
         }
     }
@@ -136,7 +141,9 @@ impl Snapshot {
             (None, State::Completed) => Some(b"null".to_vec()),
             (None, _) => None,
         };
+        let root = self.root.unwrap_or_else(|| self.id.clone());
         Ok(ExecutionSnapshot {
+            root,
             id: self.id,
             namespace: self.namespace,
             lane: self.lane,
@@ -261,8 +268,9 @@ mod tests {
 
     fn snapshot(state: State, result: Option<&[u8]>) -> ExecutionSnapshot {
         let at: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        let id = ExecutionId::generate(PartitionCount::DEFAULT);
         ExecutionSnapshot {
-            id: ExecutionId::generate(PartitionCount::DEFAULT),
+            id: id.clone(),
             namespace: Namespace::new("ns").unwrap(),
             lane: Lane::new("l").unwrap(),
             kind: Kind::new("k").unwrap(),
@@ -275,6 +283,7 @@ mod tests {
             idempotency_key: None,
             required_capabilities: BTreeSet::new(),
             parent: None,
+            root: id.clone(),
             created_at: at,
             updated_at: at,
             run_at: None,
@@ -317,6 +326,7 @@ mod tests {
             "capabilities",
             "backoff",
             "parent",
+            "root",
         ] {
             assert!(s.get(field).is_some(), "no {field} in {s}");
         }

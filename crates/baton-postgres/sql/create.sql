@@ -2,7 +2,8 @@
 --
 -- $1..$20: one array per column, one element per execution (the caller has
 -- already dropped repeats of an idempotency key within the batch).
--- $21: now (ms). $22: the wake-up channel.
+-- $21: now (ms). $22: the wake-up channel. $23: the root of each child
+-- (NULL for executions without a parent).
 --
 -- Idempotency keys are taken first (ON CONFLICT DO NOTHING waits for a
 -- concurrent inserter of the same key and then skips it); only executions
@@ -15,11 +16,12 @@ WITH input AS (
         $1::smallint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
         $7::integer[], $8::bytea[], $9::text[], $10::text[], $11::integer[],
         $12::bigint[], $13::bigint[], $14::double precision[], $15::boolean[],
-        $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[]
+        $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[],
+        $23::text[]
     ) AS i(partition, uuid, namespace, lane, kind, state, priority, payload, tags,
            required_caps, max_attempts, backoff_initial_ms, backoff_max_ms,
            backoff_multiplier, backoff_jitter, idempotency_key, parent, run_at,
-           ready_at, deadline)
+           ready_at, deadline, root)
 ),
 taken AS (
     INSERT INTO idempotency_keys (namespace, lane, key, partition, uuid)
@@ -35,11 +37,11 @@ inserted AS (
     INSERT INTO executions (
         partition, uuid, namespace, lane, kind, state, priority, payload, tags,
         required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms,
-        backoff_multiplier, backoff_jitter, idempotency_key, parent, created_at,
+        backoff_multiplier, backoff_jitter, idempotency_key, parent, root, created_at,
         updated_at, run_at, ready_at, deadline)
     SELECT partition, uuid, namespace, lane, kind, state, priority, payload, tags::jsonb,
            required_caps::jsonb, 0, max_attempts, backoff_initial_ms, backoff_max_ms,
-           backoff_multiplier, backoff_jitter, idempotency_key, parent, $21,
+           backoff_multiplier, backoff_jitter, idempotency_key, parent, root, $21,
            $21, run_at, ready_at, deadline
     FROM input
     WHERE idempotency_key IS NULL OR uuid IN (SELECT uuid FROM taken)

@@ -17,11 +17,14 @@ impl PostgresBackend {
         &self,
         conn: &mut PgConnection,
         rows: &[&PreparedExecution],
+        roots: &HashMap<ExecutionId, String>,
         now: Timestamp,
     ) -> Result<HashSet<Uuid>> {
         let mut a = CreateArrays::default();
         for r in rows {
             a.push(r, now);
+            a.root
+                .push(r.new.parent.as_ref().and_then(|p| roots.get(p)).cloned());
         }
         let inserted: Vec<Uuid> = sqlx::query_scalar(sql::CREATE)
             .bind(a.partition)
@@ -46,6 +49,7 @@ impl PostgresBackend {
             .bind(a.deadline)
             .bind(now.as_millis())
             .bind(&self.inner.channel)
+            .bind(a.root)
             .fetch_one(&mut *conn)
             .await
             .map_err(map)?;
@@ -99,7 +103,7 @@ pub(crate) async fn create(
     let limits = &b.inner.limits;
     let now = b.now();
     let rows = PreparedExecution::prepare_batch(executions, limits, now, b.inner.partitions)?;
-    check_parents(b, &rows).await?;
+    let roots = check_parents(b, &rows).await?;
     // Repeats of a key within the batch answer the first occurrence.
     let mut first_of: HashMap<(&str, &str, &str), usize> = HashMap::new();
     let mut repeat_of: Vec<Option<usize>> = Vec::with_capacity(rows.len());
@@ -127,7 +131,7 @@ pub(crate) async fn create(
     if keyed == 0 {
         let batch: Vec<&PreparedExecution> = candidates.iter().map(|&i| &rows[i]).collect();
         let mut conn = b.inner.pool.acquire().await.map_err(map)?;
-        b.insert_batch(&mut conn, &batch, now).await?;
+        b.insert_batch(&mut conn, &batch, &roots, now).await?;
         created = candidates;
     } else {
         let mut tx = b.begin().await?;
@@ -139,7 +143,7 @@ pub(crate) async fn create(
                 break;
             }
             let batch: Vec<&PreparedExecution> = pending.iter().map(|&i| &rows[i]).collect();
-            let inserted = b.insert_batch(&mut tx, &batch, now).await?;
+            let inserted = b.insert_batch(&mut tx, &batch, &roots, now).await?;
             let mut lost = Vec::new();
             for &i in &pending {
                 if inserted.contains(&rows[i].id.uuid()) {
@@ -229,6 +233,7 @@ struct CreateArrays<'a> {
     backoff_jitter: Vec<bool>,
     idempotency_key: Vec<Option<&'a str>>,
     parent: Vec<Option<String>>,
+    root: Vec<Option<String>>,
     run_at: Vec<Option<i64>>,
     ready_at: Vec<i64>,
     deadline: Vec<Option<i64>>,
@@ -268,17 +273,22 @@ impl<'a> CreateArrays<'a> {
 /// Checks that every parent named by the batch exists in the child's
 /// namespace ([`rules::check_parents`]), before anything is written. (A
 /// parent is only ever removed by trim, long after it finished, so the gap
-/// between this read and the insert does not matter in practice.)
-async fn check_parents(b: &PostgresBackend, rows: &[PreparedExecution]) -> Result<()> {
+/// between this read and the insert does not matter in practice.) Answers
+/// the root each parent's children belong to.
+async fn check_parents(
+    b: &PostgresBackend,
+    rows: &[PreparedExecution],
+) -> Result<HashMap<ExecutionId, String>> {
     let mut parents: Vec<&ExecutionId> =
         rows.iter().filter_map(|r| r.new.parent.as_ref()).collect();
+    let mut roots = HashMap::with_capacity(parents.len());
     if parents.is_empty() {
-        return Ok(());
+        return Ok(roots);
     }
     parents.sort();
     parents.dedup();
     let found_rows = sqlx::query(
-        "SELECT e.uuid, e.partition, e.namespace FROM executions e \
+        "SELECT e.uuid, e.partition, e.namespace, e.root FROM executions e \
          JOIN UNNEST($1::int2[], $2::uuid[]) AS p(partition, uuid) \
          ON e.partition = p.partition AND e.uuid = p.uuid",
     )
@@ -297,6 +307,8 @@ async fn check_parents(b: &PostgresBackend, rows: &[PreparedExecution]) -> Resul
         let id = read::execution_id(row, b.inner.partitions)?;
         let ns: String = col(row, "namespace")?;
         let ns = baton_core::raw::stored::parse("namespace", &format!("execution {id}"), &ns)?;
+        let root: Option<String> = col(row, "root")?;
+        roots.insert(id.clone(), root.unwrap_or_else(|| id.to_string()));
         found.insert(id, ns);
     }
     rules::check_parents(
@@ -304,5 +316,6 @@ async fn check_parents(b: &PostgresBackend, rows: &[PreparedExecution]) -> Resul
             .enumerate()
             .filter_map(|(i, r)| r.new.parent.as_ref().map(|p| (i, p, &r.new.namespace))),
         &found,
-    )
+    )?;
+    Ok(roots)
 }

@@ -25,11 +25,18 @@ use crate::errors::{map, map_migrate};
 
 /// `(version, description, sql)` of every migration, in order. Versions match
 /// the SQLite migrations of the same number.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "flow root",
+        include_str!("../../../migrations/postgres/0002_flow_root.sql"),
+    ),
+];
 
 /// The schema version this build expects.
 pub fn latest_version() -> i64 {
@@ -150,6 +157,6 @@ pub fn check_schema(schema: &str) -> Result<()> {
 mod tests {
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 1);
+        assert_eq!(super::latest_version(), 2);
     }
 }

@@ -126,6 +126,10 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
         parent: col::<Option<String>>(row, "parent")?
             .map(|p| parsed::<ExecutionId>("parent", ctx, &p))
             .transpose()?,
+        root: col::<Option<String>>(row, "root")?
+            .map(|r| parsed::<ExecutionId>("root", ctx, &r))
+            .transpose()?
+            .unwrap_or_else(|| id.clone()),
         created_at: ts(col(row, "created_at")?),
         updated_at: ts(col(row, "updated_at")?),
         run_at: opt_ts(col(row, "run_at")?),

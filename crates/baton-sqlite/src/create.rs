@@ -19,7 +19,7 @@ pub(crate) async fn create(
     let rows = PreparedExecution::prepare_batch(executions, limits, now, b.inner.partitions)?;
 
     let mut tx = b.begin().await?;
-    check_parents(b, &mut tx, &rows).await?;
+    let roots = check_parents(b, &mut tx, &rows).await?;
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut fresh: Vec<&PreparedExecution> = Vec::with_capacity(rows.len());
     let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::new();
@@ -71,13 +71,13 @@ pub(crate) async fn create(
         fresh.push(row);
     }
 
-    // 24 bound columns per row; 400 rows stay under SQLite's 32766
+    // 25 bound columns per row; 400 rows stay under SQLite's 32766
     // variable limit with room to spare.
     for chunk in fresh.chunks(400) {
         let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
             "INSERT INTO executions (uuid, partition, namespace, lane, kind, state, priority, payload, \
              tags, required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, \
-             backoff_multiplier, backoff_jitter, idempotency_key, parent, created_at, updated_at, \
+             backoff_multiplier, backoff_jitter, idempotency_key, parent, root, created_at, updated_at, \
              run_at, ready_at, deadline) ",
         );
         qb.push_values(chunk, |mut b, r| {
@@ -100,6 +100,7 @@ pub(crate) async fn create(
                 .push_bind(i64::from(n.retry.backoff.jitter))
                 .push_bind(n.idempotency_key.as_ref().map(|k| k.as_str()))
                 .push_bind(n.parent.as_ref().map(|p| p.to_string()))
+                .push_bind(n.parent.as_ref().and_then(|p| roots.get(p)).cloned())
                 .push_bind(now.as_millis())
                 .push_bind(now.as_millis())
                 .push_bind(r.run_at.map(Timestamp::as_millis))
@@ -141,24 +142,27 @@ pub(crate) async fn create(
 }
 
 /// Checks, inside the create's transaction, that every parent named by the
-/// batch exists in the child's namespace ([`rules::check_parents`]).
+/// batch exists in the child's namespace ([`rules::check_parents`]);
+/// answers the root each parent's children belong to.
 async fn check_parents(
     b: &SqliteBackend,
     tx: &mut SqliteConnection,
     rows: &[PreparedExecution],
-) -> Result<()> {
+) -> Result<HashMap<ExecutionId, String>> {
     let mut parents: Vec<&ExecutionId> =
         rows.iter().filter_map(|r| r.new.parent.as_ref()).collect();
+    let mut roots = HashMap::with_capacity(parents.len());
     if parents.is_empty() {
-        return Ok(());
+        return Ok(roots);
     }
     parents.sort();
     parents.dedup();
     let mut found = HashMap::with_capacity(parents.len());
     // One bound value per parent stays far below SQLite's variable limit
     // (a batch is at most `Limits::max_batch` items).
-    let mut qb: QueryBuilder<'_, Sqlite> =
-        QueryBuilder::new("SELECT uuid, partition, namespace FROM executions WHERE uuid IN (");
+    let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+        "SELECT uuid, partition, namespace, root FROM executions WHERE uuid IN (",
+    );
     let mut list = qb.separated(", ");
     for p in &parents {
         list.push_bind(blob(p));
@@ -168,6 +172,8 @@ async fn check_parents(
         let id = read::execution_id(&row, b.inner.partitions)?;
         let ns: String = col(&row, "namespace")?;
         let ns = baton_core::raw::stored::parse("namespace", &format!("execution {id}"), &ns)?;
+        let root: Option<String> = col(&row, "root")?;
+        roots.insert(id.clone(), root.unwrap_or_else(|| id.to_string()));
         found.insert(id, ns);
     }
     rules::check_parents(
@@ -175,5 +181,6 @@ async fn check_parents(
             .enumerate()
             .filter_map(|(i, r)| r.new.parent.as_ref().map(|p| (i, p, &r.new.namespace))),
         &found,
-    )
+    )?;
+    Ok(roots)
 }

@@ -13,11 +13,18 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 
 /// `(version, description, sql)` of every migration, in order. Versions match
 /// the Postgres migrations of the same number.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/sqlite/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "flow root",
+        include_str!("../../../migrations/sqlite/0002_flow_root.sql"),
+    ),
+];
 
 /// The schema version this build expects.
 pub fn latest_version() -> i64 {

@@ -24,7 +24,7 @@ macro_rules! execution_columns {
     () => {
         "uuid, partition, namespace, lane, kind, state, priority, payload, \
     tags, required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, \
-    backoff_multiplier, backoff_jitter, idempotency_key, parent, created_at, updated_at, run_at, \
+    backoff_multiplier, backoff_jitter, idempotency_key, parent, root, created_at, updated_at, run_at, \
     deadline, finished_at, worker_id, lease_expires_at, result, last_error, cancel_reason"
     };
 }
@@ -134,6 +134,10 @@ pub fn snapshot(
         parent: col::<Option<String>>(row, "parent")?
             .map(|p| parsed::<ExecutionId>("parent", ctx, &p))
             .transpose()?,
+        root: col::<Option<String>>(row, "root")?
+            .map(|r| parsed::<ExecutionId>("root", ctx, &r))
+            .transpose()?
+            .unwrap_or_else(|| id.clone()),
         created_at: ts(col(row, "created_at")?),
         updated_at: ts(col(row, "updated_at")?),
         run_at: opt_ts(col(row, "run_at")?),

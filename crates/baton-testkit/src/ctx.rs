@@ -434,6 +434,9 @@ pub fn expected_snapshot(
         idempotency_key: new.idempotency_key.clone(),
         required_capabilities: new.required_capabilities.clone(),
         parent: new.parent.clone(),
+        // A direct child's root is its parent (cases check deeper roots
+        // themselves).
+        root: new.parent.clone().unwrap_or_else(|| id.clone()),
         created_at,
         updated_at: created_at,
         run_at,

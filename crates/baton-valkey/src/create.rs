@@ -19,7 +19,7 @@ async fn create_now(
     let now = b.now();
     let count = b.inner.partitions;
     let mut rows = PreparedExecution::prepare_batch(executions, &b.inner.limits, now, count)?;
-    check_parents(b, &rows).await?;
+    let roots = check_parents(b, &rows).await?;
     // Placement: a child stays in its parent's partition (its id was made
     // there); a submission with an idempotency key goes where its key
     // lives; the rest of the call goes to one partition, the next in this
@@ -94,6 +94,10 @@ async fn create_now(
                 }
                 if let Some(p) = &parent {
                     fields.push(("par", p.as_bytes()));
+                }
+                let root = n.parent.as_ref().and_then(|p| roots.get(p));
+                if let Some(r) = root {
+                    fields.push(("rt", r.as_bytes()));
                 }
                 if !run_at.is_empty() {
                     fields.push(("ra", run_at.as_bytes()));
@@ -170,11 +174,15 @@ async fn create_now(
 /// namespace ([`rules::check_parents`]), before anything is written. (A
 /// parent is only ever removed by trim, long after it finished, so the gap
 /// between this read and the create does not matter in practice.)
-async fn check_parents(b: &ValkeyBackend, rows: &[PreparedExecution]) -> Result<()> {
+async fn check_parents(
+    b: &ValkeyBackend,
+    rows: &[PreparedExecution],
+) -> Result<HashMap<ExecutionId, String>> {
     let mut parents: Vec<&ExecutionId> =
         rows.iter().filter_map(|r| r.new.parent.as_ref()).collect();
+    let mut roots = HashMap::with_capacity(parents.len());
     if parents.is_empty() {
-        return Ok(());
+        return Ok(roots);
     }
     parents.sort();
     parents.dedup();
@@ -184,6 +192,10 @@ async fn check_parents(b: &ValkeyBackend, rows: &[PreparedExecution]) -> Result<
             Ok(fields) => {
                 let ctx = format!("execution {parent}");
                 let ns = fields.str(&ctx, "ns")?;
+                let root = fields
+                    .opt_parsed::<ExecutionId>(&ctx, "rt")?
+                    .unwrap_or_else(|| parent.clone());
+                roots.insert(parent.clone(), root.to_string());
                 found.insert(
                     parent.clone(),
                     baton_core::raw::stored::parse("namespace", &ctx, ns)?,
@@ -198,5 +210,6 @@ async fn check_parents(b: &ValkeyBackend, rows: &[PreparedExecution]) -> Result<
             .enumerate()
             .filter_map(|(i, r)| r.new.parent.as_ref().map(|p| (i, p, &r.new.namespace))),
         &found,
-    )
+    )?;
+    Ok(roots)
 }

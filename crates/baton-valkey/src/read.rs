@@ -159,7 +159,7 @@ impl Fields {
             .map_err(|_| EngineError::corruption(format!("{ctx}: field {k} holds {s:?}")))
     }
 
-    fn opt_parsed<T: FromStr>(&self, ctx: &str, k: &str) -> Result<Option<T>> {
+    pub(crate) fn opt_parsed<T: FromStr>(&self, ctx: &str, k: &str) -> Result<Option<T>> {
         self.opt_str(ctx, k)?
             .map(|s| {
                 s.parse::<T>()
@@ -215,6 +215,9 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
         idempotency_key: f.opt_parsed::<IdempotencyKey>(ctx, "ik")?,
         required_capabilities,
         parent: f.opt_parsed::<ExecutionId>(ctx, "par")?,
+        root: f
+            .opt_parsed::<ExecutionId>(ctx, "rt")?
+            .unwrap_or_else(|| id.clone()),
         created_at: f.ts(ctx, "ca")?,
         updated_at: f.ts(ctx, "ua")?,
         run_at: f.opt_ts(ctx, "ra")?,

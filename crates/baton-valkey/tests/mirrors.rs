@@ -63,6 +63,7 @@ fn snapshot(
         idempotency_key: None,
         required_capabilities: BTreeSet::new(),
         parent: None,
+        root: id.clone(),
         created_at: Timestamp::from_millis(T),
         updated_at: Timestamp::from_millis(T),
         run_at: None,

@@ -44,6 +44,10 @@ pub struct ExecutionSnapshot {
     pub required_capabilities: BTreeSet<CapabilityName>,
     /// Parent execution.
     pub parent: Option<ExecutionId>,
+    /// The root of the flow it belongs to: its own id for an execution
+    /// without a parent, else its parent's root. Every member of a flow
+    /// lives in its root's partition.
+    pub root: ExecutionId,
     /// Creation time.
     pub created_at: Timestamp,
     /// Time of the last state change.
@@ -74,6 +78,12 @@ impl ExecutionSnapshot {
     /// set. A stored execution breaking them was not written by Baton, so
     /// backends report it as [`Corruption`](EngineError::Corruption).
     pub fn check_consistent(&self) -> Result<(), EngineError> {
+        if self.root.partition() != self.id.partition() {
+            return Err(EngineError::corruption(format!(
+                "execution {}: its root {} lives in another partition",
+                self.id, self.root
+            )));
+        }
         let running = self.state == State::Running;
         if running != (self.worker_id.is_some() && self.lease_expires_at.is_some()) {
             return Err(EngineError::corruption(format!(

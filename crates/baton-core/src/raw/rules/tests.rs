@@ -37,6 +37,7 @@ fn running(id: &ExecutionId, attempt: u32) -> ExecutionSnapshot {
         idempotency_key: None,
         required_capabilities: BTreeSet::new(),
         parent: None,
+        root: id.clone(),
         created_at: NOW,
         updated_at: NOW,
         run_at: None,
