@@ -4,6 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::*;
+use crate::id::{PartitionCount, PartitionId};
+use crate::model::ListCursor;
+use crate::names::Lane;
 use crate::names::{Kind, Namespace};
 use crate::policy::{Backoff, RetryPolicy};
 use crate::{Claim, RenewStatus};
