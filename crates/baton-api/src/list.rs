@@ -1,8 +1,8 @@
 //! Listing: `GET /v1/executions`.
 
 use baton_core::{
-    EngineError, Kind, Lane, ListCursor, ListFilter, ListPage, Namespace, Page, Result, State,
-    TagKey,
+    EngineError, ExecutionId, Kind, Lane, ListCursor, ListFilter, ListPage, Namespace, Page,
+    Result, State, TagKey,
 };
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,9 @@ pub struct ListQuery {
     /// The value of the tag named by `tag_key`.
     #[serde(default)]
     pub tag_value: Option<String>,
+    /// Only children of this execution.
+    #[serde(default)]
+    pub parent: Option<String>,
     /// Page size, 1 to 1000; 100 when absent.
     pub limit: Option<String>,
     /// `next_cursor` of the previous page; empty or absent for the first.
@@ -71,6 +74,7 @@ impl ListQuery {
                 .as_ref()
                 .filter(|(k, _)| k.as_str().contains(':'))
                 .map(|(_, v)| v.clone()),
+            parent: filter.parent.as_ref().map(|p| p.to_string()),
             limit: Some(page.limit.to_string()),
             cursor: page.cursor.map(|c| c.to_string()),
         }
@@ -91,6 +95,9 @@ impl ListQuery {
         }
         if let Some(k) = self.kind {
             filter = filter.with_kind(Kind::new(k)?);
+        }
+        if let Some(p) = self.parent {
+            filter = filter.with_parent(p.parse::<ExecutionId>()?);
         }
         match (self.tag, self.tag_key, self.tag_value) {
             (None, None, None) => {}

@@ -27,6 +27,7 @@ pub(crate) async fn describe(b: &PostgresBackend, id: &ExecutionId) -> Result<Ex
 }
 
 pub(crate) async fn list(b: &PostgresBackend, filter: &ListFilter, page: Page) -> Result<ListPage> {
+    filter.check(b.inner.partitions)?;
     page.validate()?;
     let mut qb: QueryBuilder<'_, Postgres> =
         QueryBuilder::new("SELECT * FROM executions WHERE namespace = ");
@@ -39,6 +40,13 @@ pub(crate) async fn list(b: &PostgresBackend, filter: &ListFilter, page: Page) -
     }
     if let Some(kind) = &filter.kind {
         qb.push(" AND kind = ").push_bind(kind.as_str());
+    }
+    if let Some(parent) = &filter.parent {
+        // A child lives in its parent's partition.
+        qb.push(" AND partition = ")
+            .push_bind(crate::part(parent.partition()))
+            .push(" AND parent = ")
+            .push_bind(parent.to_string());
     }
     if let Some((key, value)) = &filter.tag {
         qb.push(" AND tags @> jsonb_build_object(")

@@ -21,6 +21,7 @@ pub(crate) async fn describe(b: &SqliteBackend, id: &ExecutionId) -> Result<Exec
 }
 
 pub(crate) async fn list(b: &SqliteBackend, filter: &ListFilter, page: Page) -> Result<ListPage> {
+    filter.check(b.inner.partitions)?;
     page.validate()?;
     let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(concat!(
         "SELECT ",
@@ -36,6 +37,9 @@ pub(crate) async fn list(b: &SqliteBackend, filter: &ListFilter, page: Page) -> 
     }
     if let Some(kind) = &filter.kind {
         qb.push(" AND kind = ").push_bind(kind.as_str());
+    }
+    if let Some(parent) = &filter.parent {
+        qb.push(" AND parent = ").push_bind(parent.to_string());
     }
     if let Some((key, value)) = &filter.tag {
         qb.push(" AND uuid IN (SELECT execution_uuid FROM execution_tags WHERE namespace = ")

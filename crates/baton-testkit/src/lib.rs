@@ -157,6 +157,7 @@ macro_rules! __with_cases {
             children_live_in_their_parents_partition,
             a_parent_must_exist_in_the_childs_namespace,
             a_child_cannot_have_an_idempotency_key,
+            list_filters_by_parent,
             // cancel
             cancel_waiting,
             cancel_delayed_is_never_promoted,

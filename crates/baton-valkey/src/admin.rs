@@ -68,16 +68,25 @@ pub(crate) async fn describe(b: &ValkeyBackend, id: &ExecutionId) -> Result<Exec
 }
 
 pub(crate) async fn list(b: &ValkeyBackend, filter: &ListFilter, page: Page) -> Result<ListPage> {
+    filter.check(b.inner.partitions)?;
     page.validate()?;
     let after = page
         .cursor
         .map(|c| c.after_uuid().simple().to_string())
         .unwrap_or_default();
     let want = page.limit + 1;
+    let parent = filter.parent.as_ref().map(|p| p.to_string());
+    // A child lives in its parent's partition: only that one is read.
     let calls: Vec<(u16, Cmd)> = b
         .inner
         .partitions
         .iter()
+        .filter(|p| {
+            filter
+                .parent
+                .as_ref()
+                .is_none_or(|parent| parent.partition() == *p)
+        })
         .map(|p| {
             let mut c = Server::fcall("baton_list", &b.base(p.get()));
             c.arg(filter.namespace.as_str())
@@ -88,7 +97,8 @@ pub(crate) async fn list(b: &ValkeyBackend, filter: &ListFilter, page: Page) -> 
                 .arg(filter.state.map(|s| s.as_str()).unwrap_or(""))
                 .arg(filter.kind.as_ref().map(|k| k.as_str()).unwrap_or(""))
                 .arg(filter.tag.as_ref().map(|t| t.0.as_str()).unwrap_or(""))
-                .arg(filter.tag.as_ref().map(|t| t.1.as_str()).unwrap_or(""));
+                .arg(filter.tag.as_ref().map(|t| t.1.as_str()).unwrap_or(""))
+                .arg(parent.as_deref().unwrap_or(""));
             (p.get(), c)
         })
         .collect();

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::EngineError;
-use crate::id::ExecutionId;
+use crate::id::{ExecutionId, PartitionCount};
 use crate::names::{CapabilityName, IdempotencyKey, Kind, Lane, Namespace, TagKey, WorkerId};
 use crate::policy::RetryPolicy;
 use crate::state::{AttemptOutcome, State};
@@ -132,6 +132,8 @@ pub struct ListFilter {
     pub kind: Option<Kind>,
     /// Only executions carrying this tag with this value.
     pub tag: Option<(TagKey, String)>,
+    /// Only children of this execution.
+    pub parent: Option<ExecutionId>,
 }
 
 impl ListFilter {
@@ -143,6 +145,7 @@ impl ListFilter {
             state: None,
             kind: None,
             tag: None,
+            parent: None,
         }
     }
 
@@ -168,6 +171,21 @@ impl ListFilter {
     pub fn with_tag(mut self, key: TagKey, value: impl Into<String>) -> Self {
         self.tag = Some((key, value.into()));
         self
+    }
+
+    /// Only children of `parent`.
+    pub fn with_parent(mut self, parent: ExecutionId) -> Self {
+        self.parent = Some(parent);
+        self
+    }
+
+    /// Checks the ids the filter names against the deployment's
+    /// partitioning (an id of another deployment is invalid input).
+    pub fn check(&self, partitions: PartitionCount) -> Result<(), EngineError> {
+        match &self.parent {
+            Some(parent) => parent.check_partition(partitions),
+            None => Ok(()),
+        }
     }
 }
 

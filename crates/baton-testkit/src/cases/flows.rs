@@ -116,3 +116,51 @@ pub async fn a_child_cannot_have_an_idempotency_key(h: &dyn Harness) {
     );
     assert_eq!(ctx.lane_counts(&ctx.lane()).await.total(), 1);
 }
+
+/// `list` with a parent answers exactly that parent's children (not
+/// grandchildren, not other executions), page by page in id order; a parent
+/// of another deployment is invalid input.
+pub async fn list_filters_by_parent(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let parent = ctx.create_waiting().await;
+    let other = ctx.create_waiting().await;
+    let mut children = BTreeSet::new();
+    for i in 0..7 {
+        let new = ctx
+            .new_exec("child", format!("{i}").as_bytes())
+            .with_parent(parent.clone());
+        children.insert(ctx.create_id(new).await);
+    }
+    let first = children
+        .iter()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| panic!("children"));
+    ctx.create_id(ctx.new_exec("grandchild", b"").with_parent(first))
+        .await;
+    ctx.create_id(ctx.new_exec("other.child", b"").with_parent(other))
+        .await;
+    let filter = ListFilter::namespace(ctx.ns.clone()).with_parent(parent.clone());
+    let listed: Vec<ExecutionId> = ctx
+        .list_all(&filter, 3)
+        .await
+        .into_iter()
+        .map(|s| {
+            assert_eq!(s.parent.as_ref(), Some(&parent), "{}", s.id);
+            s.id
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        children.iter().cloned().collect::<Vec<_>>(),
+        "exactly the children, in id order"
+    );
+    let foreign = ListFilter::namespace(ctx.ns.clone()).with_parent(ctx.foreign_id());
+    assert_eq!(
+        expect_invalid(
+            ctx.backend.list(&foreign, Page::first(10)).await,
+            "list by a foreign parent"
+        ),
+        "id"
+    );
+}
