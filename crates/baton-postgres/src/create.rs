@@ -17,14 +17,19 @@ impl PostgresBackend {
         &self,
         conn: &mut PgConnection,
         rows: &[&PreparedExecution],
-        roots: &HashMap<ExecutionId, String>,
+        roots: &HashMap<ExecutionId, ExecutionId>,
         now: Timestamp,
     ) -> Result<HashSet<Uuid>> {
         let mut a = CreateArrays::default();
         for r in rows {
             a.push(r, now);
-            a.root
-                .push(r.new.parent.as_ref().and_then(|p| roots.get(p)).cloned());
+            a.root.push(
+                r.new
+                    .parent
+                    .as_ref()
+                    .and_then(|p| roots.get(p))
+                    .map(|r| r.to_string()),
+            );
         }
         let inserted: Vec<Uuid> = sqlx::query_scalar(sql::CREATE)
             .bind(a.partition)
@@ -270,23 +275,19 @@ impl<'a> CreateArrays<'a> {
     }
 }
 
-/// Checks that every parent named by the batch exists in the child's
-/// namespace ([`rules::check_parents`]), before anything is written. (A
-/// parent is only ever removed by trim, long after it finished, so the gap
-/// between this read and the insert does not matter in practice.) Answers
-/// the root each parent's children belong to.
+/// Reads the parents the batch names and checks them
+/// ([`rules::check_parents`]) before anything is written (a parent is only
+/// ever removed by trim, long after it finished, so the gap between this
+/// read and the insert does not matter in practice); answers the root each
+/// parent's children belong to.
 async fn check_parents(
     b: &PostgresBackend,
     rows: &[PreparedExecution],
-) -> Result<HashMap<ExecutionId, String>> {
-    let mut parents: Vec<&ExecutionId> =
-        rows.iter().filter_map(|r| r.new.parent.as_ref()).collect();
-    let mut roots = HashMap::with_capacity(parents.len());
+) -> Result<HashMap<ExecutionId, ExecutionId>> {
+    let parents = rules::parents_named(rows);
     if parents.is_empty() {
-        return Ok(roots);
+        return Ok(HashMap::new());
     }
-    parents.sort();
-    parents.dedup();
     let found_rows = sqlx::query(
         "SELECT e.uuid, e.partition, e.namespace, e.root FROM executions e \
          JOIN UNNEST($1::int2[], $2::uuid[]) AS p(partition, uuid) \
@@ -305,17 +306,8 @@ async fn check_parents(
     let mut found = HashMap::with_capacity(found_rows.len());
     for row in &found_rows {
         let id = read::execution_id(row, b.inner.partitions)?;
-        let ns: String = col(row, "namespace")?;
-        let ns = baton_core::raw::stored::parse("namespace", &format!("execution {id}"), &ns)?;
-        let root: Option<String> = col(row, "root")?;
-        roots.insert(id.clone(), root.unwrap_or_else(|| id.to_string()));
-        found.insert(id, ns);
+        let facts = read::parent_facts(row, &id)?;
+        found.insert(id, facts);
     }
-    rules::check_parents(
-        rows.iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.new.parent.as_ref().map(|p| (i, p, &r.new.namespace))),
-        &found,
-    )?;
-    Ok(roots)
+    rules::check_parents(rows, &found)
 }

@@ -100,7 +100,12 @@ pub(crate) async fn create(
                 .push_bind(i64::from(n.retry.backoff.jitter))
                 .push_bind(n.idempotency_key.as_ref().map(|k| k.as_str()))
                 .push_bind(n.parent.as_ref().map(|p| p.to_string()))
-                .push_bind(n.parent.as_ref().and_then(|p| roots.get(p)).cloned())
+                .push_bind(
+                    n.parent
+                        .as_ref()
+                        .and_then(|p| roots.get(p))
+                        .map(|r| r.to_string()),
+                )
                 .push_bind(now.as_millis())
                 .push_bind(now.as_millis())
                 .push_bind(r.run_at.map(Timestamp::as_millis))
@@ -141,23 +146,18 @@ pub(crate) async fn create(
     Ok(outcomes)
 }
 
-/// Checks, inside the create's transaction, that every parent named by the
-/// batch exists in the child's namespace ([`rules::check_parents`]);
-/// answers the root each parent's children belong to.
+/// Reads, inside the create's transaction, the parents the batch names
+/// and checks them ([`rules::check_parents`]); answers the root each
+/// parent's children belong to.
 async fn check_parents(
     b: &SqliteBackend,
     tx: &mut SqliteConnection,
     rows: &[PreparedExecution],
-) -> Result<HashMap<ExecutionId, String>> {
-    let mut parents: Vec<&ExecutionId> =
-        rows.iter().filter_map(|r| r.new.parent.as_ref()).collect();
-    let mut roots = HashMap::with_capacity(parents.len());
+) -> Result<HashMap<ExecutionId, ExecutionId>> {
+    let parents = rules::parents_named(rows);
     if parents.is_empty() {
-        return Ok(roots);
+        return Ok(HashMap::new());
     }
-    parents.sort();
-    parents.dedup();
-    let mut found = HashMap::with_capacity(parents.len());
     // One bound value per parent stays far below SQLite's variable limit
     // (a batch is at most `Limits::max_batch` items).
     let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
@@ -168,19 +168,11 @@ async fn check_parents(
         list.push_bind(blob(p));
     }
     qb.push(")");
+    let mut found = HashMap::with_capacity(parents.len());
     for row in qb.build().fetch_all(&mut *tx).await.map_err(map)? {
         let id = read::execution_id(&row, b.inner.partitions)?;
-        let ns: String = col(&row, "namespace")?;
-        let ns = baton_core::raw::stored::parse("namespace", &format!("execution {id}"), &ns)?;
-        let root: Option<String> = col(&row, "root")?;
-        roots.insert(id.clone(), root.unwrap_or_else(|| id.to_string()));
-        found.insert(id, ns);
+        let facts = read::parent_facts(&row, &id)?;
+        found.insert(id, facts);
     }
-    rules::check_parents(
-        rows.iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.new.parent.as_ref().map(|p| (i, p, &r.new.namespace))),
-        &found,
-    )?;
-    Ok(roots)
+    rules::check_parents(rows, &found)
 }

@@ -195,3 +195,18 @@ pub fn attempt_facts(
         outcome,
     }))
 }
+
+/// What a create needs of a parent, from a row with `namespace` and `root`
+/// columns.
+pub fn parent_facts(
+    row: &SqliteRow,
+    id: &ExecutionId,
+) -> Result<baton_core::raw::rules::ParentFacts, EngineError> {
+    let ctx = format!("execution {id}");
+    Ok(baton_core::raw::rules::ParentFacts {
+        namespace: parsed("namespace", &ctx, &col::<String>(row, "namespace")?)?,
+        root: col::<Option<String>>(row, "root")?
+            .map(|r| parsed::<ExecutionId>("root", &ctx, &r))
+            .transpose()?,
+    })
+}

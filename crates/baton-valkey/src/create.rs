@@ -95,8 +95,12 @@ async fn create_now(
                 if let Some(p) = &parent {
                     fields.push(("par", p.as_bytes()));
                 }
-                let root = n.parent.as_ref().and_then(|p| roots.get(p));
-                if let Some(r) = root {
+                let root = n
+                    .parent
+                    .as_ref()
+                    .and_then(|p| roots.get(p))
+                    .map(|r| r.to_string());
+                if let Some(r) = &root {
                     fields.push(("rt", r.as_bytes()));
                 }
                 if !run_at.is_empty() {
@@ -170,46 +174,30 @@ async fn create_now(
         .collect()
 }
 
-/// Checks that every parent named by the batch exists in the child's
-/// namespace ([`rules::check_parents`]), before anything is written. (A
-/// parent is only ever removed by trim, long after it finished, so the gap
-/// between this read and the create does not matter in practice.)
+/// Reads the parents the batch names and checks them
+/// ([`rules::check_parents`](baton_core::raw::rules::check_parents)) before
+/// anything is written (a parent is only ever removed by trim, long after
+/// it finished, so the gap between this read and the create does not matter
+/// in practice); answers the root each parent's children belong to.
 async fn check_parents(
     b: &ValkeyBackend,
     rows: &[PreparedExecution],
-) -> Result<HashMap<ExecutionId, String>> {
-    let mut parents: Vec<&ExecutionId> =
-        rows.iter().filter_map(|r| r.new.parent.as_ref()).collect();
-    let mut roots = HashMap::with_capacity(parents.len());
-    if parents.is_empty() {
-        return Ok(roots);
-    }
-    parents.sort();
-    parents.dedup();
+) -> Result<HashMap<ExecutionId, ExecutionId>> {
+    let parents = baton_core::raw::rules::parents_named(rows);
     let mut found = HashMap::with_capacity(parents.len());
     for parent in parents {
         match b.read_fields(parent, false).await {
             Ok(fields) => {
                 let ctx = format!("execution {parent}");
-                let ns = fields.str(&ctx, "ns")?;
-                let root = fields
-                    .opt_parsed::<ExecutionId>(&ctx, "rt")?
-                    .unwrap_or_else(|| parent.clone());
-                roots.insert(parent.clone(), root.to_string());
-                found.insert(
-                    parent.clone(),
-                    baton_core::raw::stored::parse("namespace", &ctx, ns)?,
-                );
+                let facts = baton_core::raw::rules::ParentFacts {
+                    namespace: fields.parsed(&ctx, "ns")?,
+                    root: fields.opt_parsed(&ctx, "rt")?,
+                };
+                found.insert(parent.clone(), facts);
             }
             Err(EngineError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    baton_core::raw::rules::check_parents(
-        rows.iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.new.parent.as_ref().map(|p| (i, p, &r.new.namespace))),
-        &found,
-    )?;
-    Ok(roots)
+    baton_core::raw::rules::check_parents(rows, &found)
 }

@@ -153,7 +153,7 @@ impl Fields {
         Ok(Timestamp::from_millis(self.num::<i64>(ctx, k)?))
     }
 
-    fn parsed<T: FromStr>(&self, ctx: &str, k: &str) -> Result<T> {
+    pub(crate) fn parsed<T: FromStr>(&self, ctx: &str, k: &str) -> Result<T> {
         let s = self.str(ctx, k)?;
         s.parse::<T>()
             .map_err(|_| EngineError::corruption(format!("{ctx}: field {k} holds {s:?}")))

@@ -133,6 +133,10 @@ struct SubmitArgs {
     /// A capability the worker must offer; repeatable.
     #[arg(long = "capability")]
     capabilities: Vec<String>,
+    /// The parent execution (same namespace); the child lives in its
+    /// parent's partition.
+    #[arg(long)]
+    parent: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +153,9 @@ struct ListArgs {
     /// Only executions with this tag, KEY=VALUE.
     #[arg(long)]
     tag: Option<String>,
+    /// Only children of this execution.
+    #[arg(long)]
+    parent: Option<String>,
     /// Page size, 1 to 1000.
     #[arg(long, default_value_t = 100)]
     limit: usize,
@@ -357,6 +364,9 @@ async fn submit(backend: &dyn AdminBackend, a: SubmitArgs, json: bool) -> CliRes
     }
     for c in a.capabilities {
         new = new.with_capability(CapabilityName::new(c)?);
+    }
+    if let Some(p) = a.parent {
+        new = new.with_parent(p.parse::<ExecutionId>()?);
     }
     let out = backend.create(vec![new]).await?;
     let Some(o) = out.first() else {

@@ -131,6 +131,9 @@ pub(crate) async fn list(backend: &dyn AdminBackend, a: ListArgs, json: bool) ->
         let (k, v) = split_pair("tag", &t)?;
         filter = filter.with_tag(TagKey::new(k)?, v);
     }
+    if let Some(p) = a.parent {
+        filter = filter.with_parent(p.parse::<ExecutionId>()?);
+    }
     let cursor = a.cursor.map(|c| c.parse::<ListCursor>()).transpose()?;
     let page = backend
         .list(

@@ -286,3 +286,29 @@ fn an_unreachable_valkey_is_unavailable() {
     assert_eq!(out.status.code(), Some(5), "{err}");
     assert!(err.contains("unavailable"), "{err}");
 }
+
+/// `submit --parent` makes a child in its parent's partition, `list
+/// --parent` lists exactly the children, and an unknown parent is exit 2.
+#[test]
+fn children_are_submitted_and_listed_by_parent() {
+    let cli = Cli::new();
+    let parent = cli.json(&["submit", "flow.root"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    cli.json(&["submit", "unrelated"]);
+    let child = cli.json(&["submit", "flow.child", "--parent", &parent]);
+    let child_id = child["id"].as_str().unwrap().to_string();
+    let prefix = |id: &str| id.split('-').next().unwrap().to_string();
+    assert_eq!(prefix(&child_id), prefix(&parent), "same partition");
+    let listed = cli.json(&["list", "--parent", &parent]);
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    assert_eq!(items[0]["id"], child_id.as_str());
+    assert_eq!(items[0]["parent"], parent.as_str());
+    assert_eq!(items[0]["root"], parent.as_str());
+    let unknown = "{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071";
+    let (code, err) = cli.fails(&["submit", "orphan", "--parent", unknown]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("parent") && err.contains(unknown), "{err}");
+}

@@ -276,16 +276,41 @@ pub fn settle_failure(
 
 // ------------------------------------------------------------------ flows
 
+/// What a backend read about one parent named by a create batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParentFacts {
+    /// Its namespace.
+    pub namespace: crate::Namespace,
+    /// Its stored root; `None` when it is a root itself.
+    pub root: Option<ExecutionId>,
+}
+
+/// The distinct parents a create batch names, ascending: what a backend
+/// reads before [`check_parents`].
+pub fn parents_named(rows: &[crate::raw::PreparedExecution]) -> Vec<&ExecutionId> {
+    let mut parents: Vec<&ExecutionId> =
+        rows.iter().filter_map(|r| r.new.parent.as_ref()).collect();
+    parents.sort();
+    parents.dedup();
+    parents
+}
+
 /// Checks the parents named by a create batch against what the backend
-/// found: `items` are `(batch position, parent, the child's namespace)`,
-/// `found` maps each parent that exists to its namespace. A parent that
-/// does not exist, or lives in another namespace, rejects the batch with
-/// an error naming the item and the parent.
-pub fn check_parents<'a>(
-    items: impl IntoIterator<Item = (usize, &'a ExecutionId, &'a crate::Namespace)>,
-    found: &std::collections::HashMap<ExecutionId, crate::Namespace>,
-) -> Result<(), EngineError> {
-    for (i, parent, namespace) in items {
+/// found (`found`: the facts of each parent that exists). A parent that does
+/// not exist, or lives in another namespace, rejects the batch with an error
+/// naming the item and the parent. Answers, for each parent, the root its
+/// children belong to: the parent's own root, or the parent when it is a
+/// root.
+pub fn check_parents(
+    rows: &[crate::raw::PreparedExecution],
+    found: &std::collections::HashMap<ExecutionId, ParentFacts>,
+) -> Result<std::collections::HashMap<ExecutionId, ExecutionId>, EngineError> {
+    let mut roots = std::collections::HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        let Some(parent) = &r.new.parent else {
+            continue;
+        };
+        let namespace = &r.new.namespace;
         match found.get(parent) {
             None => {
                 return Err(EngineError::invalid(
@@ -295,20 +320,24 @@ pub fn check_parents<'a>(
                 )
                 .in_batch(i));
             }
-            Some(ns) if ns != namespace => {
+            Some(facts) if &facts.namespace != namespace => {
                 return Err(EngineError::invalid(
                     "parent",
                     parent,
                     format!(
-                        "it belongs to namespace {ns}, not {namespace}; a child lives in its parent's namespace"
+                        "it belongs to namespace {}, not {namespace}; a child lives in its parent's namespace",
+                        facts.namespace
                     ),
                 )
                 .in_batch(i));
             }
-            Some(_) => {}
+            Some(facts) => {
+                let root = facts.root.clone().unwrap_or_else(|| parent.clone());
+                roots.insert(parent.clone(), root);
+            }
         }
     }
-    Ok(())
+    Ok(roots)
 }
 
 // ------------------------------------------------------------------ cancel

@@ -345,3 +345,74 @@ fn cancel_reasons_are_clipped_and_refused_with_nul() {
         })
     ));
 }
+
+#[test]
+fn parents_are_checked_and_give_their_children_a_root() {
+    use crate::raw::PreparedExecution;
+    let count = PartitionCount::new(4).unwrap();
+    let ns = Namespace::new("n").unwrap();
+    let (root_parent, child_parent, missing) = (id(), id(), id());
+    let deep_root = id();
+    let new = |parent: &ExecutionId| {
+        crate::NewExecution::new(
+            ns.clone(),
+            Lane::new("l").unwrap(),
+            Kind::new("k").unwrap(),
+            vec![],
+        )
+        .with_parent(parent.clone())
+    };
+    let rows = PreparedExecution::prepare_batch(
+        vec![new(&root_parent), new(&child_parent), new(&root_parent)],
+        &Limits::default(),
+        NOW,
+        count,
+    )
+    .unwrap();
+    assert_eq!(parents_named(&rows).len(), 2, "distinct parents");
+    let mut found = std::collections::HashMap::new();
+    found.insert(
+        root_parent.clone(),
+        ParentFacts {
+            namespace: ns.clone(),
+            root: None,
+        },
+    );
+    found.insert(
+        child_parent.clone(),
+        ParentFacts {
+            namespace: ns.clone(),
+            root: Some(deep_root.clone()),
+        },
+    );
+    let roots = check_parents(&rows, &found).unwrap();
+    assert_eq!(
+        roots[&root_parent], root_parent,
+        "a root parent is its children's root"
+    );
+    assert_eq!(roots[&child_parent], deep_root, "else the parent's root");
+    let rows =
+        PreparedExecution::prepare_batch(vec![new(&missing)], &Limits::default(), NOW, count)
+            .unwrap();
+    assert!(matches!(
+        check_parents(&rows, &found),
+        Err(EngineError::InvalidInput {
+            field: "parent",
+            ..
+        })
+    ));
+    found.insert(
+        missing.clone(),
+        ParentFacts {
+            namespace: Namespace::new("other").unwrap(),
+            root: None,
+        },
+    );
+    assert!(matches!(
+        check_parents(&rows, &found),
+        Err(EngineError::InvalidInput {
+            field: "parent",
+            ..
+        })
+    ));
+}
