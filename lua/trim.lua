@@ -1,27 +1,68 @@
--- baton_trim: scheduler pass; deletes terminal executions that finished at
--- or before the cutoff, with their attempts, index entries and idempotency
--- key, earliest finished first.
+-- baton_trim: scheduler pass; deletes finished flows whose root finished
+-- (or was last looked at) at or before the cutoff, earliest first, with
+-- their attempts, index entries and idempotency keys. An execution outside
+-- flows is a flow of one. Only roots are in `done`: a member is trimmed with
+-- its root, newest member first (no parent before its children), the root
+-- last; a root whose flow has an unfinished member is looked at again a
+-- retention later (re-scored to now). At most `limit` deletions per call.
+-- Mirrors the SQL backends' trim_terminal.
 -- KEYS[1]: the partition base B:{p:N}
--- ARGV[1]: cutoff (ms; now - retention), ARGV[2]: limit
--- Returns: { processed, oldest remaining finished_at|'' }
+-- ARGV[1]: cutoff (ms; now - retention), ARGV[2]: limit, ARGV[3]: now (ms)
+-- Returns: { processed, oldest remaining score|'' }
+
+-- Deletes one loaded execution and its index entries.
+local function trim_one(base, uuid, h)
+  if h.ik then
+    local field = h.ns .. '/' .. h.lane .. '/' .. h.ik
+    if redis.call('HGET', base .. ':idem', field) == uuid then
+      redis.call('HDEL', base .. ':idem', field)
+    end
+  end
+  if h.par then
+    local pu = simple_uuid(h.par)
+    redis.call('ZREM', base .. ':ch:' .. pu, uuid)
+    if h.ck and redis.call('HGET', base .. ':ck:' .. pu, h.ck) == uuid then
+      redis.call('HDEL', base .. ':ck:' .. pu, h.ck)
+    end
+  end
+  if h.rt then redis.call('ZREM', base .. ':tr:' .. simple_uuid(h.rt), uuid) end
+  redis.call('ZREM', base .. ':ns:' .. h.ns, uuid)
+  redis.call('ZREM', base .. ':deadlines', uuid)
+  count(base, h, h.st, -1)
+  redis.call('DEL', base .. ':e:' .. uuid, base .. ':p:' .. uuid)
+end
+
 redis.register_function('baton_trim', function(keys, args)
   local base = keys[1]
-  local doomed = redis.call('ZRANGEBYSCORE', base .. ':done', '-inf', args[1], 'LIMIT', 0, args[2])
-  for _, uuid in ipairs(doomed) do
+  local limit = tonumber(args[2])
+  local done = base .. ':done'
+  local roots = redis.call('ZRANGEBYSCORE', done, '-inf', args[1], 'LIMIT', 0, limit)
+  local processed = 0
+  for _, uuid in ipairs(roots) do
+    if processed >= limit then break end
     local h = load(base, uuid)
-    if h then
-      if h.ik then
-        local field = h.ns .. '/' .. h.lane .. '/' .. h.ik
-        if redis.call('HGET', base .. ':idem', field) == uuid then
-          redis.call('HDEL', base .. ':idem', field)
+    if not h then
+      redis.call('ZREM', done, uuid)
+    elseif open_members(base, uuid) > 0 then
+      redis.call('ZADD', done, args[3], uuid)
+    else
+      local members = redis.call('ZREVRANGEBYLEX', base .. ':tr:' .. uuid, '+', '-', 'LIMIT', 0,
+        limit - processed)
+      for _, m in ipairs(members) do
+        local mh = load(base, m)
+        if mh then
+          trim_one(base, m, mh)
+        else
+          redis.call('ZREM', base .. ':tr:' .. uuid, m)
         end
       end
-      redis.call('ZREM', base .. ':ns:' .. h.ns, uuid)
-      redis.call('ZREM', base .. ':deadlines', uuid)
-      count(base, h, h.st, -1)
-      redis.call('DEL', base .. ':e:' .. uuid, base .. ':p:' .. uuid)
+      processed = processed + #members
+      if processed < limit and redis.call('EXISTS', base .. ':tr:' .. uuid) == 0 then
+        trim_one(base, uuid, h)
+        redis.call('ZREM', done, uuid)
+        processed = processed + 1
+      end
     end
-    redis.call('ZREM', base .. ':done', uuid)
   end
-  return { #doomed, first_score(base .. ':done') }
+  return { processed, first_score(done) }
 end)

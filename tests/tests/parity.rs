@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use baton_api::Snapshot;
 use baton_core::{
-    AdminBackend, Backoff, CapabilityName, ClaimRequest, Failure, Kind, Lane, ManualClock,
-    Namespace, NewExecution, RetryPolicy, TagKey, Timestamp, WorkerId,
+    AdminBackend, Backoff, CancelRequest, CapabilityName, ClaimRequest, Failure, Kind, Lane,
+    ManualClock, Namespace, NewExecution, RetryPolicy, TagKey, Timestamp, WorkerId,
 };
 use baton_postgres::{PostgresBackend, PostgresConfig};
 use baton_sqlite::{Location, SqliteBackend, SqliteConfig};
@@ -131,10 +131,10 @@ async fn history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
     b.fail(&claims[2].lease, Failure::permanent("bad input"))
         .await
         .unwrap();
-    b.cancel(&claims[3].id, Some("operator".into()))
+    b.cancel(&claims[3].id, CancelRequest::because("operator"))
         .await
         .unwrap();
-    b.cancel(&ids[7], None).await.unwrap();
+    b.cancel(&ids[7], CancelRequest::default()).await.unwrap();
     tick(11_000);
     for p in b.partitions().iter() {
         b.reclaim_expired_leases(p, 100).await.unwrap();
@@ -223,6 +223,160 @@ async fn every_backend_describes_the_same_history_identically() {
                 );
             }
             assert_eq!(a, b);
+        }
+    }
+}
+
+/// A snapshot as JSON with every id it holds (its own, its parent, its
+/// root, one named in its cancel reason) replaced by its place in `ids`:
+/// ids differ between backends, places do not.
+fn normalized(snap: &baton_core::ExecutionSnapshot, ids: &[baton_core::ExecutionId]) -> Value {
+    let place = |id: &baton_core::ExecutionId| {
+        ids.iter()
+            .position(|x| x == id)
+            .map_or(Value::Null, Value::from)
+    };
+    let mut v = serde_json::to_value(Snapshot::from(snap)).unwrap();
+    v["id"] = place(&snap.id);
+    v["root"] = place(&snap.root);
+    v["parent"] = snap.parent.as_ref().map_or(Value::Null, place);
+    if let Some(reason) = v["cancel_reason"].as_str().map(str::to_owned) {
+        let mut reason = reason;
+        for (i, id) in ids.iter().enumerate() {
+            reason = reason.replace(&id.to_string(), &format!("#{i}"));
+        }
+        v["cancel_reason"] = Value::from(reason);
+    }
+    v
+}
+
+/// The flow history: children with and without child keys, a grandchild,
+/// a parent waiting for its children (captured while blocked), children
+/// finishing every way, the parent released and completed, and a tree
+/// cancelled with its descendants.
+async fn flow_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
+    use baton_core::ChildKey;
+    let tick = |ms| clock.advance(Duration::from_millis(ms));
+    let mut ids = Vec::new();
+    let mut seen = Vec::new();
+    let root = b.create(vec![exec("root").with_priority(9)]).await.unwrap()[0]
+        .id
+        .clone();
+    ids.push(root.clone());
+    tick(10);
+    let lease = b.claim(claim(1)).await.unwrap().pop().unwrap();
+    let kids = b
+        .create(vec![
+            exec("a")
+                .with_parent(root.clone())
+                .with_child_key(ChildKey::new("a").unwrap())
+                .with_priority(3),
+            exec("b").with_parent(root.clone()).with_priority(2),
+            exec("c").with_parent(root.clone()).with_delay_ms(1_000),
+        ])
+        .await
+        .unwrap();
+    ids.extend(kids.iter().map(|k| k.id.clone()));
+    let g = b
+        .create(vec![exec("g").with_parent(kids[1].id.clone())])
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    ids.push(g.clone());
+    tick(10);
+    let blocked = b.wait_children(&lease.lease).await.unwrap();
+    seen.push(normalized(&blocked, &ids));
+    tick(10);
+    let running = b.claim(claim(5)).await.unwrap();
+    assert_eq!(running.len(), 3, "a, b and g");
+    b.complete(&running[0].lease, b"1".to_vec()).await.unwrap();
+    b.fail(&running[1].lease, Failure::permanent("no"))
+        .await
+        .unwrap();
+    seen.push(normalized(&b.describe(&root).await.unwrap(), &ids));
+    b.cancel(&g, CancelRequest::because("not needed"))
+        .await
+        .unwrap();
+    tick(1_000);
+    for p in b.partitions().iter() {
+        b.promote_due(p, 100).await.unwrap();
+    }
+    let c = b.claim(claim(5)).await.unwrap().pop().unwrap();
+    tick(10);
+    b.complete(&c.lease, b"3".to_vec()).await.unwrap();
+    seen.push(normalized(&b.describe(&root).await.unwrap(), &ids));
+    let again = b.claim(claim(5)).await.unwrap().pop().unwrap();
+    assert_eq!(again.id, root);
+    b.complete(&again.lease, b"\"joined\"".to_vec())
+        .await
+        .unwrap();
+    // A second tree, cancelled whole.
+    let other = b.create(vec![exec("other")]).await.unwrap()[0].id.clone();
+    ids.push(other.clone());
+    let below = b
+        .create(vec![
+            exec("x").with_parent(other.clone()),
+            exec("y").with_parent(other.clone()),
+        ])
+        .await
+        .unwrap();
+    ids.extend(below.iter().map(|k| k.id.clone()));
+    tick(10);
+    let out = b
+        .cancel(&other, CancelRequest::because("stop"))
+        .await
+        .unwrap();
+    assert_eq!(out.cascaded, 2);
+    for id in ids.clone() {
+        seen.push(normalized(&b.describe(&id).await.unwrap(), &ids));
+    }
+    let tree = b.tree(&g, 100).await.unwrap();
+    seen.push(Value::from(
+        tree.items
+            .iter()
+            .map(|n| {
+                serde_json::json!([
+                    ids.iter().position(|x| *x == n.id),
+                    n.parent
+                        .as_ref()
+                        .and_then(|p| ids.iter().position(|x| x == p)),
+                    n.state,
+                    n.kind.as_str()
+                ])
+            })
+            .collect::<Vec<_>>(),
+    ));
+    seen
+}
+
+#[tokio::test]
+async fn every_backend_describes_the_same_flow_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for (name, backend, clock) in backends(dir.path()).await {
+        results.push((name, flow_history(backend.as_ref(), &clock).await));
+    }
+    let (first_name, first) = &results[0];
+    assert_eq!(first[0]["state"], "blocked");
+    assert_eq!(first[0]["waiting_on"]["reason"], "children");
+    assert_eq!(first[0]["waiting_on"]["children"], 3, "a, b and c");
+    assert_eq!(first[1]["waiting_on"]["children"], 1, "c");
+    assert_eq!(first[2]["state"], "waiting", "released by its last child");
+    for (name, other) in &results[1..] {
+        assert_eq!(first.len(), other.len());
+        for (a, b) in first.iter().zip(other) {
+            if let Some(fields) = a.as_object() {
+                for (field, value) in fields {
+                    assert_eq!(
+                        Some(value),
+                        b.get(field),
+                        "{first_name} and {name} disagree on {field} of {}",
+                        a["id"]
+                    );
+                }
+            }
+            assert_eq!(a, b, "{first_name} and {name}");
         }
     }
 }

@@ -14,7 +14,9 @@
 //! | `POST /v1/executions/batch` | [`BatchBody`] | [`BatchCreated`] |
 //! | `GET /v1/executions` | [`ListQuery`] | [`ListAnswer`] |
 //! | `GET /v1/executions/{id}` | [`DescribeQuery`] | [`Snapshot`] |
-//! | `POST /v1/executions/{id}/cancel` | [`CancelBody`] | [`Snapshot`] |
+//! | `POST /v1/executions/{id}/cancel` | [`CancelBody`] | [`CancelAnswer`] |
+//! | `GET /v1/executions/{id}/children` | [`ChildrenQuery`] | [`ListAnswer`] |
+//! | `GET /v1/executions/{id}/tree` | [`TreeQuery`] | [`TreeAnswer`] |
 //! | `POST /v1/lanes/{lane}/claim` | [`ClaimBody`] | [`ClaimAnswer`] |
 //! | `POST /v1/executions/{id}/complete` | [`CompleteBody`] | [`Snapshot`] |
 //! | `POST /v1/executions/{id}/fail` | [`FailBody`] | [`Snapshot`] |
@@ -55,6 +57,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod flow;
 mod json;
 mod list;
 mod read;
@@ -67,14 +70,17 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, static_field};
+pub use flow::{CancelAnswer, ChildrenQuery, TreeAnswer, TreeItem, TreeQuery};
 pub use json::{JsonText, MAX_JSON_DEPTH, check_json};
 pub use list::{ListAnswer, ListQuery};
-pub use read::{Attempt, CancelBody, DescribeQuery, Health, Snapshot, StatsAnswer, StatsQuery};
+pub use read::{
+    Attempt, CancelBody, DescribeQuery, Health, Snapshot, StatsAnswer, StatsQuery, WaitingOnBody,
+};
 pub use routes::{Method, Route};
 pub use submit::{BackoffBody, BatchBody, BatchCreated, Created, SubmitBody};
 pub use worker::{
     ClaimAnswer, ClaimBody, ClaimedExecution, CompleteBody, FailBody, Lease, RenewAnswer,
-    RenewBody, RenewedLease,
+    RenewBody, RenewedLease, WaitChildrenBody,
 };
 
 /// The namespace or lane a request that names none uses.

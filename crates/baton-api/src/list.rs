@@ -159,6 +159,7 @@ impl ListQuery {
             ("tag", &self.tag),
             ("tag_key", &self.tag_key),
             ("tag_value", &self.tag_value),
+            ("parent", &self.parent),
             ("limit", &self.limit),
             ("cursor", &self.cursor),
         ];
@@ -223,6 +224,23 @@ mod tests {
         );
         let (f, p) = q.into_request().unwrap();
         assert_eq!((f, p.limit), (filter, 5));
+    }
+
+    #[test]
+    fn the_parent_filter_reaches_the_query_string() {
+        let parent = ExecutionId::generate(baton_core::PartitionCount::DEFAULT);
+        let filter =
+            ListFilter::namespace(Namespace::new("n").unwrap()).with_parent(parent.clone());
+        let q = ListQuery::from_request(&filter, Page::first(5));
+        assert_eq!(
+            q.to_query_string(),
+            format!(
+                "namespace=n&parent={}&limit=5",
+                encode_component(&parent.to_string())
+            )
+        );
+        let (f, _) = q.into_request().unwrap();
+        assert_eq!(f.parent, Some(parent));
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{JsonText, namespace_or_default};
 use baton_core::{
-    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ExecutionId, ExecutionSnapshot,
-    IdempotencyKey, Kind, Lane, Namespace, Result, RetryPolicy, State, StateCounts, TagKey,
-    Timestamp, WorkerId,
+    AttemptOutcome, AttemptRecord, Backoff, CancelRequest, CancelScope, CapabilityName, ChildKey,
+    ExecutionId, ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, Result, RetryPolicy,
+    State, StateCounts, TagKey, Timestamp, WaitingOn, WorkerId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// Every field the contract names, plus `finished_at`, `worker_id`,
 /// `lease_expires_at`, `idempotency_key`, `capabilities`, `backoff`,
-/// `parent`, and `attempt_history` when asked for with `?attempts=true`.
+/// `parent`, `child_key`, `root`, and `attempt_history` when asked for with
+/// `?attempts=true`.
 /// `payload` and `result` are JSON values, written as the text stored
 /// ([`JsonText`]); `result` is `null` until the execution completes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,13 +79,35 @@ pub struct Snapshot {
     /// Parent execution.
     #[serde(default)]
     pub parent: Option<ExecutionId>,
+    /// Its key among its parent's children, if one was given (`null`
+    /// otherwise, like the other optional fields).
+    #[serde(default)]
+    pub child_key: Option<ChildKey>,
     /// The root of its flow (its own id when it has no parent); absent in
     /// answers of servers older than flows, read as the execution's own id.
     #[serde(default)]
     pub root: Option<ExecutionId>,
+    /// Why it is not running: `{"reason": "<code>", "detail": "<sentence>"}`
+    /// (with `children`, the count, for reason `children`); `null` for a
+    /// waiting or finished execution.
+    #[serde(default)]
+    pub waiting_on: Option<WaitingOnBody>,
     /// The attempts, oldest first; only with `?attempts=true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_history: Option<Vec<Attempt>>,
+}
+
+/// A snapshot's `waiting_on`: why the execution is not running.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingOnBody {
+    /// A stable code: `children`, `delayed`, `leased` (later capabilities
+    /// add `dependencies`, `signals`, `timer`, `paused`, …).
+    pub reason: String,
+    /// The same as a sentence for people.
+    pub detail: String,
+    /// For reason `children`: how many have not finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children: Option<u64>,
 }
 
 impl From<&ExecutionSnapshot> for Snapshot {
@@ -114,7 +137,16 @@ impl From<&ExecutionSnapshot> for Snapshot {
             capabilities: s.required_capabilities.clone(),
             backoff: Some(s.retry.backoff),
             parent: s.parent.clone(),
+            child_key: s.child_key.clone(),
             root: Some(s.root.clone()),
+            waiting_on: s.wait_reason().map(|w| WaitingOnBody {
+                reason: w.reason.to_owned(),
+                detail: w.detail,
+                children: match s.waiting_on {
+                    Some(WaitingOn::Children(n)) => Some(n),
+                    _ => None,
+                },
+            }),
             attempt_history: None,
         }
     }
@@ -160,6 +192,12 @@ impl Snapshot {
             idempotency_key: self.idempotency_key,
             required_capabilities: self.capabilities,
             parent: self.parent,
+            child_key: self.child_key,
+            waiting_on: match (self.state, self.waiting_on) {
+                (State::Blocked, Some(w)) => Some(WaitingOn::Children(w.children.unwrap_or(0))),
+                (State::Blocked, None) => Some(WaitingOn::Children(0)),
+                _ => None,
+            },
             created_at: self.created_at,
             updated_at: self.updated_at,
             run_at: self.run_at,
@@ -214,12 +252,42 @@ pub struct DescribeQuery {
 }
 
 /// The body of `POST /v1/executions/{id}/cancel`; may be empty.
+///
+/// ```
+/// use baton_api::CancelBody;
+/// use baton_core::CancelScope;
+/// let body: CancelBody = serde_json::from_str(r#"{"reason": "superseded", "scope": "execution"}"#).unwrap();
+/// let request = body.into_request();
+/// assert_eq!(request.scope, CancelScope::Execution);
+/// // An empty body cancels the whole subtree, without a reason.
+/// let empty: CancelBody = serde_json::from_str("{}").unwrap();
+/// assert_eq!(empty.into_request().scope, CancelScope::Tree);
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CancelBody {
     /// Why it is cancelled; shown in the snapshot.
     #[serde(default)]
     pub reason: Option<String>,
+    /// `tree` (the default: non-terminal descendants are cancelled too) or
+    /// `execution` (it alone). Left out of the body when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<CancelScope>,
+}
+
+impl CancelBody {
+    /// The body asking for `request`, its scope always written out.
+    pub fn from_request(request: &CancelRequest) -> Self {
+        CancelBody {
+            reason: request.reason.clone(),
+            scope: Some(request.scope),
+        }
+    }
+
+    /// The cancel asked for; an absent scope is `tree`.
+    pub fn into_request(self) -> CancelRequest {
+        CancelRequest::with_reason(self.reason).with_scope(self.scope.unwrap_or_default())
+    }
 }
 
 /// The query of `GET /v1/stats`.
@@ -283,6 +351,7 @@ mod tests {
             idempotency_key: None,
             required_capabilities: BTreeSet::new(),
             parent: None,
+            child_key: None,
             root: id.clone(),
             created_at: at,
             updated_at: at,
@@ -294,6 +363,7 @@ mod tests {
             result: result.map(<[u8]>::to_vec),
             last_error: None,
             cancel_reason: None,
+            waiting_on: None,
         }
     }
 
@@ -326,6 +396,7 @@ mod tests {
             "capabilities",
             "backoff",
             "parent",
+            "child_key",
             "root",
         ] {
             assert!(s.get(field).is_some(), "no {field} in {s}");

@@ -53,14 +53,22 @@ pub enum Route {
     List,
     /// `GET /v1/executions/{id}`: the snapshot.
     Describe,
-    /// `POST /v1/executions/{id}/cancel`.
+    /// `POST /v1/executions/{id}/cancel`: cancel it, and by default its
+    /// non-terminal descendants.
     Cancel,
+    /// `GET /v1/executions/{id}/children`: its children, with a cursor.
+    Children,
+    /// `GET /v1/executions/{id}/tree`: the flow it belongs to, from its root.
+    Tree,
     /// `POST /v1/lanes/{lane}/claim`: claim work, optionally waiting.
     Claim,
     /// `POST /v1/executions/{id}/complete`.
     Complete,
     /// `POST /v1/executions/{id}/fail`.
     Fail,
+    /// `POST /v1/executions/{id}/wait-children`: hand the lease back until
+    /// the execution's children have finished.
+    WaitChildren,
     /// `POST /v1/leases/renew`: renew every lease of a worker.
     Renew,
     /// `GET /v1/stats`: counts per lane and state.
@@ -75,15 +83,18 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 16] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
         Route::Describe,
         Route::Cancel,
+        Route::Children,
+        Route::Tree,
         Route::Claim,
         Route::Complete,
         Route::Fail,
+        Route::WaitChildren,
         Route::Renew,
         Route::Stats,
         Route::Health,
@@ -96,6 +107,8 @@ impl Route {
         match self {
             Route::List
             | Route::Describe
+            | Route::Children
+            | Route::Tree
             | Route::Stats
             | Route::Health
             | Route::Metrics
@@ -106,6 +119,7 @@ impl Route {
             | Route::Claim
             | Route::Complete
             | Route::Fail
+            | Route::WaitChildren
             | Route::Renew => Method::Post,
         }
     }
@@ -118,9 +132,12 @@ impl Route {
             Route::SubmitBatch => "/v1/executions/batch",
             Route::Describe => "/v1/executions/{id}",
             Route::Cancel => "/v1/executions/{id}/cancel",
+            Route::Children => "/v1/executions/{id}/children",
+            Route::Tree => "/v1/executions/{id}/tree",
             Route::Claim => "/v1/lanes/{lane}/claim",
             Route::Complete => "/v1/executions/{id}/complete",
             Route::Fail => "/v1/executions/{id}/fail",
+            Route::WaitChildren => "/v1/executions/{id}/wait-children",
             Route::Renew => "/v1/leases/renew",
             Route::Stats => "/v1/stats",
             Route::Health => "/healthz",
@@ -137,9 +154,12 @@ impl Route {
             Route::List => "list",
             Route::Describe => "describe",
             Route::Cancel => "cancel",
+            Route::Children => "children",
+            Route::Tree => "tree",
             Route::Claim => "claim",
             Route::Complete => "complete",
             Route::Fail => "fail",
+            Route::WaitChildren => "waitChildren",
             Route::Renew => "renew",
             Route::Stats => "stats",
             Route::Health => "health",
@@ -191,6 +211,8 @@ mod tests {
     fn parameters_are_filled() {
         assert_eq!(Route::Claim.path_with("emails"), "/v1/lanes/emails/claim");
         assert_eq!(Route::Describe.path_with("x"), "/v1/executions/x");
+        assert_eq!(Route::Tree.path_with("x"), "/v1/executions/x/tree");
+        assert_eq!(Route::Children.method(), Method::Get);
         assert_eq!(Route::Stats.path_with("x"), "/v1/stats");
         assert_eq!(Route::Health.to_string(), "GET /healthz");
     }

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use baton_core::{
-    Backoff, CapabilityName, CreateOutcome, ExecutionId, IdempotencyKey, Kind, Lane, Namespace,
-    NewExecution, Result, RetryPolicy, State, TagKey, Timestamp,
+    Backoff, CapabilityName, ChildKey, CreateOutcome, ExecutionId, IdempotencyKey, Kind, Lane,
+    Namespace, NewExecution, Result, RetryPolicy, State, TagKey, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -73,6 +73,10 @@ pub struct SubmitBody {
     /// The execution that submitted this one.
     #[serde(default)]
     pub parent: Option<ExecutionId>,
+    /// Deduplicates among one parent's children: a repeat answers the first
+    /// child with `created: false`. Needs `parent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_key: Option<ChildKey>,
 }
 
 /// The `backoff` object of a submission; each field defaults to
@@ -171,6 +175,9 @@ impl SubmitBody {
         if let Some(p) = self.parent {
             new = new.with_parent(p);
         }
+        if let Some(k) = self.child_key {
+            new = new.with_child_key(k);
+        }
         Ok(new)
     }
 
@@ -197,6 +204,7 @@ impl SubmitBody {
             tags: new.tags.clone(),
             capabilities: new.required_capabilities.clone(),
             parent: new.parent.clone(),
+            child_key: new.child_key.clone(),
         })
     }
 }
@@ -210,10 +218,11 @@ pub struct BatchBody {
 }
 
 /// The answer to one submission: `201` when created, `200` for a repeated
-/// idempotency key.
+/// idempotency key (or a repeated child key under the same parent).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Created {
-    /// The execution; for a repeated idempotency key, the first one.
+    /// The execution; for a repeated idempotency key or child key, the
+    /// first one.
     pub id: ExecutionId,
     /// Its state right after the call.
     pub state: State,
@@ -271,6 +280,33 @@ mod tests {
         assert_eq!(wire["backoff"]["max_ms"], 60_000);
         let back: SubmitBody = serde_json::from_value(wire).unwrap();
         assert_eq!(back.into_new().unwrap(), new);
+    }
+
+    #[test]
+    fn a_child_key_round_trips_and_is_left_out_when_absent() {
+        let parent = ExecutionId::generate(baton_core::PartitionCount::DEFAULT);
+        let new = NewExecution::new(
+            Namespace::new("shop").unwrap(),
+            Lane::new("emails").unwrap(),
+            Kind::new("k").unwrap(),
+            b"1".to_vec(),
+        )
+        .with_parent(parent.clone())
+        .with_child_key(ChildKey::new("shard-7").unwrap());
+        let wire = serde_json::to_value(SubmitBody::from_new(&new).unwrap()).unwrap();
+        assert_eq!(wire["child_key"], "shard-7");
+        assert_eq!(wire["parent"], parent.to_string());
+        let back: SubmitBody = serde_json::from_value(wire).unwrap();
+        assert_eq!(back.into_new().unwrap(), new);
+
+        let plain = NewExecution::new(
+            Namespace::new("shop").unwrap(),
+            Lane::new("emails").unwrap(),
+            Kind::new("k").unwrap(),
+            b"1".to_vec(),
+        );
+        let wire = serde_json::to_value(SubmitBody::from_new(&plain).unwrap()).unwrap();
+        assert!(wire.get("child_key").is_none(), "{wire}");
     }
 
     #[test]

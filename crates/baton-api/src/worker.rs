@@ -228,6 +228,14 @@ pub struct RenewedLease {
     pub expires_at: Option<Timestamp>,
 }
 
+/// The body of `POST /v1/executions/{id}/wait-children`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitChildrenBody {
+    /// The lease of the running attempt that waits.
+    pub lease: LeaseToken,
+}
+
 /// The body of `POST /v1/executions/{id}/complete`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

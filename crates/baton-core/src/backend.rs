@@ -54,12 +54,15 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 use crate::model::{
-    AttemptRecord, Claim, ClaimRequest, CreateOutcome, ExecutionSnapshot, Failure, ListFilter,
-    ListPage, NewExecution, Ownership, Page, PartitionOwner, RenewOutcome, RenewRequest,
-    ScanReport, StateCounts,
+    AttemptRecord, CancelRequest, Cancellation, Claim, ClaimRequest, CreateOutcome,
+    ExecutionSnapshot, Failure, ListFilter, ListPage, NewExecution, Ownership, Page,
+    PartitionOwner, RenewOutcome, RenewRequest, ScanReport, StateCounts, Tree,
 };
 use crate::names::{Lane, Namespace, NodeId};
 use crate::policy::Limits;
+
+mod admin;
+pub use admin::{AdminBackend, EngineBackendExt};
 
 /// Which kind of backend a deployment runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -289,23 +292,61 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     /// `NotFound`, `InvalidInput`, `LeaseLost`, `Conflict`, `Unavailable`.
     async fn fail(&self, lease: &LeaseToken, failure: Failure) -> Result<ExecutionSnapshot>;
 
-    /// Cancels an execution.
+    /// Hands back the lease of a running parent until its children have
+    /// finished: the parent waits without a worker and runs again later.
+    ///
+    /// # Behavior
+    /// - With a current lease and unfinished children: the attempt is
+    ///   closed as `released` (the lease is dead at once: renew answers
+    ///   `lost`, complete and fail `LeaseLost`), the execution becomes
+    ///   `blocked` with `waiting_on: children(n)`. When its last child
+    ///   finishes (any terminal state), in that child's own atomic unit, it
+    ///   becomes `waiting` again (eligible at once, claimed like new work)
+    ///   and its next claim is a new attempt. A wait consumes no attempt:
+    ///   the retry policy counts failures only.
+    /// - With a current lease and no unfinished children: nothing changes,
+    ///   the answer is the running snapshot and the lease stays valid (a
+    ///   child that finished before the call is never a lost wake-up).
+    /// - Replay: if this lease's attempt already ended `released`, answers
+    ///   the current snapshot and changes nothing.
+    /// - Cancel and deadlines reach a blocked execution as any other.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL` (children live in their parent's
+    /// partition).
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `LeaseLost`, `Conflict` (the attempt
+    /// already completed or failed), `Unavailable`.
+    async fn wait_children(&self, lease: &LeaseToken) -> Result<ExecutionSnapshot>;
+
+    /// Cancels an execution and, unless the scope is
+    /// [`Execution`](crate::CancelScope::Execution), its non-terminal descendants.
     ///
     /// # Behavior
     /// - Any non-terminal execution becomes `cancelled` with `reason`. A
     ///   running attempt is closed as `cancelled`; its worker learns it at its
     ///   next renew (`cancelled`) and its complete/fail answer `LeaseLost`.
-    /// - Cancelling a `cancelled` execution answers its snapshot unchanged
-    ///   (the first reason stays).
+    /// - Cancelling a `cancelled` execution keeps its snapshot (the first
+    ///   reason stays); with scope `tree` it still reaches descendants that
+    ///   are not terminal (so a cancel of one execution can be widened later).
     /// - Cancelling an execution in another terminal state is a `Conflict`.
+    /// - Scope `tree` (the default): descendants are visited in the same
+    ///   atomic unit, up to [`Limits::cascade_budget`](crate::Limits) of them;
+    ///   every non-terminal one becomes `cancelled` with the reason
+    ///   `cancelled with its ancestor <id>` (and `: <reason>` when one was
+    ///   given), running ones as above. The answer counts them (`cascaded`).
+    ///   A bigger subtree is queued: [`cascade_due`](Self::cascade_due)
+    ///   finishes it in bounded steps and the answer says
+    ///   `cascade_pending`.
     ///
     /// # Atomicity
-    /// One transaction / one `FCALL`.
+    /// One transaction / one `FCALL` (a flow lives in one partition).
     ///
     /// # Errors
-    /// `NotFound`, `InvalidInput` (id of another deployment), `Conflict`,
-    /// `Unavailable`.
-    async fn cancel(&self, id: &ExecutionId, reason: Option<String>) -> Result<ExecutionSnapshot>;
+    /// `NotFound`, `InvalidInput` (id of another deployment, NUL in the
+    /// reason), `Conflict`, `Unavailable`.
+    async fn cancel(&self, id: &ExecutionId, request: CancelRequest) -> Result<Cancellation>;
 
     /// The current snapshot of an execution.
     ///
@@ -398,6 +439,17 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<ScanReport>;
 
+    /// Scheduler pass: continues cancels whose subtree did not fit in their
+    /// own call (see [`cancel`](Self::cancel)), visiting at most `limit`
+    /// descendants of `partition`'s queued cascades, oldest queued first.
+    /// `processed` counts the executions it cancelled; `next_due` is `now`
+    /// while queued work remains, else `None`.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`; a step that fails leaves the queue as
+    /// it was, and the next step repeats it.
+    async fn cascade_due(&self, partition: PartitionId, limit: usize) -> Result<ScanReport>;
+
     /// Partition ownership: one heartbeat of engine process `node`.
     ///
     /// Several engine processes share a backend by splitting its partitions
@@ -437,64 +489,3 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     /// Releasing an unknown or already released node succeeds.
     async fn release_ownership(&self, node: &NodeId) -> Result<()>;
 }
-
-/// Reads for operators, dashboards and the CLI. Not on the hot path; may be
-/// slower than [`EngineBackend`] methods (for example merging partitions).
-#[async_trait]
-pub trait AdminBackend: EngineBackend {
-    /// Lists executions matching `filter` in ascending id order.
-    ///
-    /// # Behavior
-    /// Walking `next_cursor` until it is `None` visits every execution that
-    /// matched throughout the walk exactly once, even while new executions are
-    /// created; ones created during the walk may or may not appear.
-    ///
-    /// # Errors
-    /// `InvalidInput` (limit outside `1..=1000`, cursor not from a previous
-    /// page), `Unavailable`.
-    async fn list(&self, filter: &ListFilter, page: Page) -> Result<ListPage>;
-
-    /// Counts executions per lane and state in `namespace`. Lanes with no
-    /// executions are absent.
-    async fn counts(&self, namespace: &Namespace) -> Result<BTreeMap<Lane, StateCounts>>;
-
-    /// The namespaces that hold executions (in any state, until trimmed),
-    /// ascending, at most `limit` of them: what a dashboard or a metrics
-    /// scrape walks without knowing the tenants in advance.
-    ///
-    /// # Behavior
-    /// A read of a moment: a namespace whose first execution is being
-    /// created, or whose last one is being trimmed, may or may not appear.
-    /// Cost grows with the number of namespaces (and, on Valkey, of
-    /// partitions), not with the number of executions.
-    ///
-    /// # Errors
-    /// `InvalidInput` (limit outside `1..=1000`), `Unavailable`.
-    async fn namespaces(&self, limit: usize) -> Result<Vec<Namespace>>;
-
-    /// Every partition of the deployment with its current owner, ascending.
-    /// A partition whose owner's lease lapsed (or that was never owned) shows
-    /// no owner.
-    async fn partition_owners(&self) -> Result<Vec<PartitionOwner>>;
-
-    /// The attempts of an execution, oldest first.
-    ///
-    /// # Errors
-    /// `NotFound`, `InvalidInput`, `Corruption`, `Unavailable`.
-    async fn attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRecord>>;
-}
-
-/// Convenience calls over [`EngineBackend`], implemented once for every
-/// backend.
-#[async_trait]
-pub trait EngineBackendExt: EngineBackend {
-    /// Creates one execution; see [`EngineBackend::create`].
-    async fn create_one(&self, execution: NewExecution) -> Result<CreateOutcome> {
-        let mut out = self.create(vec![execution]).await?;
-        out.pop().ok_or_else(|| {
-            crate::EngineError::corruption("create answered no outcome for a batch of one")
-        })
-    }
-}
-
-impl<T: EngineBackend + ?Sized> EngineBackendExt for T {}

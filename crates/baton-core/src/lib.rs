@@ -26,13 +26,14 @@ pub use error::{EngineError, Result};
 pub use id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 pub use long_poll::{LongPoll, MIN_CLAIM_SPACING, claim_waiting};
 pub use model::{
-    AttemptRecord, Claim, ClaimRequest, CreateOutcome, ExecutionSnapshot, Failure, ListCursor,
-    ListFilter, ListPage, NewExecution, Ownership, Page, PartitionOwner, RenewOutcome,
-    RenewRequest, RenewStatus, ScanReport, StateCounts,
+    AttemptRecord, CancelRequest, CancelScope, Cancellation, Claim, ClaimRequest, CreateOutcome,
+    ExecutionSnapshot, Failure, ListCursor, ListFilter, ListPage, NewExecution, Ownership, Page,
+    PartitionOwner, RenewOutcome, RenewRequest, RenewStatus, ScanReport, StateCounts, Tree,
+    TreeNode, WaitReason, WaitingOn,
 };
 pub use names::{
-    CapabilityName, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN, MAX_TAGS,
-    Namespace, NodeId, TagKey, WorkerId, validate_tag_value,
+    CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN,
+    MAX_TAGS, Namespace, NodeId, TagKey, WorkerId, validate_tag_value,
 };
 pub use policy::{Backoff, Limits, RetryDecision, RetryPolicy};
 pub use state::{AttemptOutcome, State};

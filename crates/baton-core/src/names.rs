@@ -7,7 +7,7 @@
 //! | [`Kind`] | `A-Z a-z 0-9 _ - . :` | 1–128 |
 //! | [`TagKey`], [`CapabilityName`] | `A-Z a-z 0-9 _ - . :` | 1–64 |
 //! | [`WorkerId`], [`NodeId`] | `A-Z a-z 0-9 _ - . : @ /` | 1–128 |
-//! | [`IdempotencyKey`] | any printable, no control characters | 1–256 |
+//! | [`IdempotencyKey`], [`ChildKey`] | any printable, no control characters | 1–256 |
 
 use std::fmt;
 use std::str::FromStr;
@@ -206,6 +206,17 @@ name_type!(
     /// assert!(IdempotencyKey::new("line\nbreak").is_err());
     /// ```
     IdempotencyKey, "idempotency_key", 256, printable, "any printable character"
+);
+name_type!(
+    /// A key that deduplicates children among one parent's children: a
+    /// second child with the same parent and key answers the first.
+    ///
+    /// ```
+    /// use baton_core::ChildKey;
+    /// assert!(ChildKey::new("shard-7").is_ok());
+    /// assert!(ChildKey::new("").is_err());
+    /// ```
+    ChildKey, "child_key", 256, printable, "any printable character"
 );
 
 impl NodeId {

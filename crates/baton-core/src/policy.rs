@@ -222,6 +222,10 @@ pub struct Limits {
     pub min_lease: Duration,
     /// Longest lease a worker may ask for. Default 24 hours.
     pub max_lease: Duration,
+    /// Most descendants one cancel visits in its own atomic unit (and one
+    /// step of the cascade pass); a bigger subtree is finished by the
+    /// scheduler's cascade pass in steps of this size. Default 500.
+    pub cascade_budget: usize,
 }
 
 impl Default for Limits {
@@ -232,6 +236,7 @@ impl Default for Limits {
             max_error_bytes: 16 * 1024,
             min_lease: Duration::from_millis(100),
             max_lease: Duration::from_secs(24 * 3600),
+            cascade_budget: 500,
         }
     }
 }

@@ -12,8 +12,13 @@
 //!                    └──deadline──► expired
 //! ```
 //!
+//! A running parent may also hand back its lease until its children have
+//! finished (`wait_children`): it is `blocked`, then `waiting` again when
+//! its last child finishes; the wait consumes no attempt.
+//!
 //! Terminal states (`completed`, `failed`, `cancelled`, `expired`) never
-//! change again.
+//! change again. The full machine, with the states later capabilities add,
+//! is in `rfcs/0006-durable-states-and-flows.md`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,6 +36,9 @@ pub enum State {
     /// Waiting for `run_at` or a retry backoff to pass; the scheduler promotes
     /// it to `waiting` when it is due.
     Delayed,
+    /// Not claimable until what it waits for happens: its children finish
+    /// (see `waiting_on` in its snapshot).
+    Blocked,
     /// Claimed by a worker under a lease.
     Running,
     /// Finished successfully (terminal).
@@ -45,9 +53,10 @@ pub enum State {
 
 impl State {
     /// Every state, in lifecycle order.
-    pub const ALL: [State; 7] = [
+    pub const ALL: [State; 8] = [
         State::Waiting,
         State::Delayed,
+        State::Blocked,
         State::Running,
         State::Completed,
         State::Failed,
@@ -74,6 +83,7 @@ impl State {
         match self {
             State::Waiting => "waiting",
             State::Delayed => "delayed",
+            State::Blocked => "blocked",
             State::Running => "running",
             State::Completed => "completed",
             State::Failed => "failed",
@@ -99,7 +109,7 @@ impl FromStr for State {
                 EngineError::invalid(
                     "state",
                     s,
-                    "expected one of waiting, delayed, running, completed, failed, cancelled, expired",
+                    "expected one of waiting, delayed, blocked, running, completed, failed, cancelled, expired",
                 )
             })
     }
@@ -120,16 +130,20 @@ pub enum AttemptOutcome {
     Cancelled,
     /// The execution's deadline passed while this attempt ran.
     Expired,
+    /// The worker handed the lease back to wait (for the execution's
+    /// children); the attempt counts as no failure.
+    Released,
 }
 
 impl AttemptOutcome {
     /// Every outcome.
-    pub const ALL: [AttemptOutcome; 5] = [
+    pub const ALL: [AttemptOutcome; 6] = [
         AttemptOutcome::Completed,
         AttemptOutcome::Failed,
         AttemptOutcome::LeaseExpired,
         AttemptOutcome::Cancelled,
         AttemptOutcome::Expired,
+        AttemptOutcome::Released,
     ];
 
     /// The snake_case name used in the API and storage.
@@ -140,6 +154,7 @@ impl AttemptOutcome {
             AttemptOutcome::LeaseExpired => "lease_expired",
             AttemptOutcome::Cancelled => "cancelled",
             AttemptOutcome::Expired => "expired",
+            AttemptOutcome::Released => "released",
         }
     }
 }
@@ -160,7 +175,7 @@ impl FromStr for AttemptOutcome {
                 EngineError::invalid(
                     "outcome",
                     s,
-                    "expected one of completed, failed, lease_expired, cancelled, expired",
+                    "expected one of completed, failed, lease_expired, cancelled, expired, released",
                 )
             })
     }

@@ -5,8 +5,9 @@
 //! engine processes that `baton serve` runs — and the scheduler is one part
 //! of an engine process). It runs the
 //! backend's per-partition passes — promote due delayed work, reclaim expired
-//! leases, expire deadlines, trim old terminal executions — on the partitions
-//! this process owns. Several engine processes against one backend split the
+//! leases, expire deadlines, trim old terminal executions, finish the
+//! cancels of subtrees too big for one call — on the partitions this process
+//! owns. Several engine processes against one backend split the
 //! partitions through ownership leases stored in the backend
 //! ([`EngineBackend::sync_ownership`]); when one joins, leaves or dies, the
 //! others rebalance within about one ownership TTL.
@@ -31,7 +32,7 @@ use baton_core::{EngineBackend, NodeId, SharedClock, SystemClock};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use passes::{ExpireDeadlines, Pass, PromoteDue, ReclaimLeases, TrimRetention};
+use passes::{CascadeDue, ExpireDeadlines, Pass, PromoteDue, ReclaimLeases, TrimRetention};
 
 /// Scheduler settings.
 #[derive(Clone, Debug)]
@@ -47,7 +48,7 @@ pub struct SchedulerConfig {
     /// Ownership lease length; heartbeats run every third of it. A killed
     /// node's partitions are taken over within about this long. Default 15 s.
     pub ownership_ttl: Duration,
-    /// How often promote, reclaim and expire pass over every owned
+    /// How often promote, reclaim, expire and cascade pass over every owned
     /// partition even when nothing is known to be due: the bound on how late
     /// work written by another process is noticed. Default 1 s.
     pub sweep: Duration,
@@ -90,7 +91,7 @@ impl SchedulerConfig {
         self
     }
 
-    /// Sets the sweep interval of promote, reclaim and expire.
+    /// Sets the sweep interval of promote, reclaim, expire and cascade.
     pub fn with_sweep(mut self, sweep: Duration) -> Self {
         self.sweep = sweep;
         self
@@ -123,6 +124,9 @@ pub struct SchedulerMetrics {
     pub expired: AtomicU64,
     /// Terminal executions trimmed.
     pub trimmed: AtomicU64,
+    /// Descendants cancelled by the cascade pass (those a cancel call
+    /// reached itself are counted in its answer, not here).
+    pub cascaded: AtomicU64,
     /// Passes or heartbeats that failed (backend errors); retried.
     pub errors: AtomicU64,
     /// Partitions this node owns now (a gauge).
@@ -141,7 +145,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts ownership heartbeats and the four scanners on the current Tokio
+    /// Starts ownership heartbeats and the five scanners on the current Tokio
     /// runtime.
     pub fn start(backend: Arc<dyn EngineBackend>, config: SchedulerConfig) -> Scheduler {
         let (stop, stopped) = watch::channel(false);
@@ -159,7 +163,7 @@ impl Scheduler {
             }
             .run(),
         );
-        let passes: [Box<dyn Pass>; 4] = [
+        let passes: [Box<dyn Pass>; 5] = [
             Box::new(PromoteDue {
                 sweep: config.sweep,
             }),
@@ -172,6 +176,9 @@ impl Scheduler {
             Box::new(TrimRetention {
                 retention: config.retention,
                 sweep: config.trim_sweep,
+            }),
+            Box::new(CascadeDue {
+                sweep: config.sweep,
             }),
         ];
         for pass in passes {

@@ -1,5 +1,6 @@
-//! The engine on real time against SQLite: due work is acted on, and engines
-//! sharing a database split and hand over partitions. Waits are bounded
+//! The engine on real time against SQLite: due work is acted on (cascading
+//! cancels included), and engines sharing a database split and hand over
+//! partitions. Waits are bounded
 //! polls; nothing asserts on elapsed time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -10,8 +11,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use baton_core::{
-    AdminBackend, AttemptOutcome, ClaimRequest, EngineBackend, EngineBackendExt, Kind, Lane,
-    Namespace, NewExecution, NodeId, State, WorkerId,
+    AdminBackend, AttemptOutcome, CancelRequest, ClaimRequest, EngineBackend, EngineBackendExt,
+    Kind, Lane, Namespace, NewExecution, NodeId, Page, State, Tree, WorkerId,
 };
 use baton_engine::{Scheduler, SchedulerConfig};
 use baton_sqlite::SqliteBackend;
@@ -140,4 +141,61 @@ async fn expires_deadlines_and_trims_after_retention() {
     assert_eq!(m.expired.load(Ordering::Relaxed), 1);
     assert_eq!(m.trimmed.load(Ordering::Relaxed), 1);
     engine.shutdown().await;
+}
+
+/// A cancel whose subtree is bigger than the backend's cascade budget
+/// cancels what fits and queues the rest; the cascade pass then cancels
+/// every remaining descendant, in bounded steps, and counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cascade_pass_finishes_a_cancel_too_big_for_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = sqlite(&dir).await;
+    let budget = backend.capabilities().limits.cascade_budget;
+    let root = backend.create_one(new("flow")).await.unwrap().id;
+    // More children than the budget, and grandchildren under the last one
+    // (the last visited), so the queue holds places at two depths.
+    let kids: Vec<NewExecution> = (0..budget + 100)
+        .map(|_| new("flow").with_parent(root.clone()))
+        .collect();
+    let kids = backend.create(kids).await.unwrap();
+    let last = kids.last().unwrap().id.clone();
+    let grandkids: Vec<NewExecution> = (0..50)
+        .map(|_| new("flow").with_parent(last.clone()))
+        .collect();
+    backend.create(grandkids).await.unwrap();
+    let descendants = (budget + 150) as u64;
+
+    let first = backend
+        .cancel(&root, CancelRequest::because("enough"))
+        .await
+        .unwrap();
+    assert_eq!(first.snapshot.state, State::Cancelled);
+    assert!(first.cascade_pending, "{first:?}");
+    assert!(first.cascaded <= budget as u64, "{first:?}");
+    let still = |tree: &Tree| {
+        tree.items
+            .iter()
+            .filter(|n| n.state != State::Cancelled)
+            .count()
+    };
+    let before = backend.tree(&root, Tree::MAX_LIMIT).await.unwrap();
+    assert_eq!(before.items.len() as u64, descendants + 1);
+    assert_eq!(still(&before) as u64, descendants - first.cascaded);
+
+    let engine = Scheduler::start(backend.clone(), config("cascader"));
+    eventually("every descendant is cancelled", || async {
+        still(&backend.tree(&root, Tree::MAX_LIMIT).await.unwrap()) == 0
+    })
+    .await;
+    let m = engine.metrics();
+    assert_eq!(
+        m.cascaded.load(Ordering::Relaxed),
+        descendants - first.cascaded
+    );
+    engine.shutdown().await;
+    let grandkid = backend.children(&last, Page::first(1)).await.unwrap();
+    assert_eq!(
+        grandkid.items[0].cancel_reason,
+        Some(format!("cancelled with its ancestor {root}: enough"))
+    );
 }

@@ -6,6 +6,11 @@
 -- $1..$6: partition, uuid, attempt, nonce, now (each caller's own clock
 -- reading) and result per lease; at most one lease per execution.
 --
+-- $7 chooses the executions: without a parent (false; one statement,
+-- autocommit) or children only (true; run in a transaction that then
+-- counts their parents down, so a child's complete and its parent's
+-- release are one atomic unit).
+--
 -- The attempts closed are those of executions this statement updated; the
 -- update holds the row lock every writer of an execution takes first.
 WITH req AS (
@@ -23,6 +28,7 @@ done AS (
       AND e.state = 'running' AND e.attempts = r.number AND e.lease_nonce = r.nonce
       AND e.lease_expires_at > r.now
       AND (e.deadline IS NULL OR e.deadline > r.now)
+      AND (e.parent IS NOT NULL) = $7
     RETURNING e.*
 ),
 closed AS (

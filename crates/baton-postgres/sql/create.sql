@@ -3,13 +3,16 @@
 -- $1..$20: one array per column, one element per execution (the caller has
 -- already dropped repeats of an idempotency key within the batch).
 -- $21: now (ms). $22: the wake-up channel. $23: the root of each child
--- (NULL for executions without a parent).
+-- (NULL for executions without a parent). $24: the child key of each child
+-- (NULL without one; the caller has already answered keys that exist and
+-- dropped repeats within the batch, under a lock per parent and key).
 --
 -- Idempotency keys are taken first (ON CONFLICT DO NOTHING waits for a
 -- concurrent inserter of the same key and then skips it); only executions
 -- without a key or whose key was taken here are inserted. Answers the uuids
 -- inserted; the caller looks up the owners of the keys it did not get.
 -- Lanes that received waiting work are notified (delivered on commit).
+-- Parents count their new children as open.
 WITH input AS (
     SELECT *
     FROM UNNEST(
@@ -17,11 +20,11 @@ WITH input AS (
         $7::integer[], $8::bytea[], $9::text[], $10::text[], $11::integer[],
         $12::bigint[], $13::bigint[], $14::double precision[], $15::boolean[],
         $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[],
-        $23::text[]
+        $23::text[], $24::text[]
     ) AS i(partition, uuid, namespace, lane, kind, state, priority, payload, tags,
            required_caps, max_attempts, backoff_initial_ms, backoff_max_ms,
            backoff_multiplier, backoff_jitter, idempotency_key, parent, run_at,
-           ready_at, deadline, root)
+           ready_at, deadline, root, child_key)
 ),
 taken AS (
     INSERT INTO idempotency_keys (namespace, lane, key, partition, uuid)
@@ -37,15 +40,24 @@ inserted AS (
     INSERT INTO executions (
         partition, uuid, namespace, lane, kind, state, priority, payload, tags,
         required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms,
-        backoff_multiplier, backoff_jitter, idempotency_key, parent, root, created_at,
-        updated_at, run_at, ready_at, deadline)
+        backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
+        created_at, updated_at, run_at, ready_at, deadline)
     SELECT partition, uuid, namespace, lane, kind, state, priority, payload, tags::jsonb,
            required_caps::jsonb, 0, max_attempts, backoff_initial_ms, backoff_max_ms,
-           backoff_multiplier, backoff_jitter, idempotency_key, parent, root, $21,
-           $21, run_at, ready_at, deadline
+           backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
+           $21, $21, run_at, ready_at, deadline
     FROM input
     WHERE idempotency_key IS NULL OR uuid IN (SELECT uuid FROM taken)
-    RETURNING uuid, namespace, lane, state
+    RETURNING uuid, namespace, lane, state, partition, parent
+),
+-- Every new child is open for its parent (in its partition) until it
+-- finishes.
+opened AS (
+    UPDATE executions p
+    SET open_children = p.open_children + c.n
+    FROM (SELECT partition, parent, count(*) AS n FROM inserted
+          WHERE parent IS NOT NULL GROUP BY partition, parent) c
+    WHERE p.partition = c.partition AND p.uuid = split_part(c.parent, '}-', 2)::uuid
 ),
 woken AS (
     SELECT pg_notify($22, namespace || ' ' || lane)

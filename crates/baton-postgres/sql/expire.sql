@@ -1,6 +1,6 @@
 -- expire_deadlines: moves the executions $2 of partition $1, locked by the
 -- caller earlier in the same transaction, to expired and closes their open
--- attempts; answers how many, and the next deadline among the others.
+-- attempts; answers how many.
 --
 -- $1 partition, $2 uuids, $3 now.
 WITH closed AS (
@@ -15,9 +15,4 @@ expired AS (
     WHERE partition = $1 AND uuid = ANY($2::uuid[])
     RETURNING uuid
 )
-SELECT (SELECT count(*) FROM expired) AS processed,
-       (SELECT deadline FROM executions
-        WHERE partition = $1 AND deadline IS NOT NULL AND finished_at IS NULL
-          AND uuid <> ALL($2::uuid[])
-        ORDER BY deadline
-        LIMIT 1) AS next_due
+SELECT (SELECT count(*) FROM expired) AS processed

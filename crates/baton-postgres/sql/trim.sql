@@ -1,7 +1,7 @@
--- trim_terminal: deletes the terminal executions $2 of partition $1, locked
--- by the caller earlier in the same transaction, with their attempts and
--- idempotency keys; answers how many, and the oldest finished_at among the
--- terminal executions left.
+-- trim_terminal: deletes the executions $2 of partition $1 (finished flow
+-- members, or roots whose flow is gone; locked by the caller earlier in the
+-- same transaction), with their attempts and idempotency keys; answers how
+-- many.
 --
 -- $1 partition, $2 uuids.
 WITH gone_attempts AS (
@@ -18,8 +18,4 @@ gone_keys AS (
     WHERE k.namespace = g.namespace AND k.lane = g.lane AND k.key = g.idempotency_key
       AND k.uuid = g.uuid
 )
-SELECT (SELECT count(*) FROM gone) AS processed,
-       (SELECT finished_at FROM executions
-        WHERE partition = $1 AND finished_at IS NOT NULL AND uuid <> ALL($2::uuid[])
-        ORDER BY finished_at
-        LIMIT 1) AS oldest
+SELECT (SELECT count(*) FROM gone) AS processed

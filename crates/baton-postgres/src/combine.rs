@@ -46,7 +46,7 @@ pub struct Pending {
 
 /// Starts the combining task on the current runtime; it ends when the
 /// returned sender (the backend) is dropped.
-pub fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
+pub fn start(pool: PgPool, channel: String) -> mpsc::UnboundedSender<Pending> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -64,16 +64,77 @@ pub fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
                 .drain(..)
                 .partition(|p| seen.insert((p.partition, p.uuid)));
             deferred = later;
-            flush(&pool, now).await;
+            flush(&pool, &channel, now).await;
         }
     });
     tx
 }
 
-async fn flush(pool: &PgPool, mut batch: Vec<Pending>) {
+async fn flush(pool: &PgPool, channel: &str, mut batch: Vec<Pending>) {
     // A stable lock order keeps concurrent multi-row writers from deadlocking.
     batch.sort_by_key(|p| (p.partition, p.uuid));
-    let rows = sqlx::query(crate::sql::COMPLETE_MANY)
+    // Executions outside flows: one statement.
+    let mut rows = match complete_many(pool.acquire().await, &batch, false).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!(error = %e, size = batch.len(), "combined complete failed; callers retry alone");
+            Vec::new()
+        }
+    };
+    let mut answered = answer(&mut batch, &mut rows);
+    // Children left: completed together in one transaction that also
+    // counts their parents down (and releases a parent's last wait).
+    if !batch.is_empty() {
+        match complete_children(pool, channel, &batch).await {
+            Ok(mut rows) => answered.extend(answer(&mut batch, &mut rows)),
+            Err(e) => {
+                tracing::debug!(error = %e, size = batch.len(), "combined complete of children failed; callers retry alone");
+            }
+        }
+    }
+    for (p, row) in answered {
+        let _ = p.reply.send(Some(row));
+    }
+    // The rest were not live (or their statement failed): their callers
+    // classify them alone.
+    for p in batch {
+        let _ = p.reply.send(None);
+    }
+}
+
+/// Pairs the rows answered with their pending completes, taking both out.
+fn answer(batch: &mut Vec<Pending>, rows: &mut Vec<PgRow>) -> Vec<(Pending, PgRow)> {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut rest = Vec::with_capacity(batch.len());
+    for p in batch.drain(..) {
+        let found = rows.iter().position(|r| {
+            r.try_get::<i16, _>("partition").ok() == Some(p.partition)
+                && r.try_get::<Uuid, _>("uuid").ok() == Some(p.uuid)
+        });
+        match found {
+            Some(i) => out.push((p, rows.swap_remove(i))),
+            None => rest.push(p),
+        }
+    }
+    *batch = rest;
+    out
+}
+
+async fn complete_many(
+    conn: Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error>,
+    batch: &[Pending],
+    children: bool,
+) -> Result<Vec<PgRow>, sqlx::Error> {
+    let mut conn = conn?;
+    run_many(&mut conn, batch, children).await
+}
+
+async fn run_many(
+    conn: &mut sqlx::PgConnection,
+    batch: &[Pending],
+    children: bool,
+) -> Result<Vec<PgRow>, sqlx::Error> {
+    sqlx::query(crate::sql::COMPLETE_MANY)
         .bind(batch.iter().map(|p| p.partition).collect::<Vec<_>>())
         .bind(batch.iter().map(|p| p.uuid).collect::<Vec<_>>())
         .bind(batch.iter().map(|p| p.attempt).collect::<Vec<_>>())
@@ -85,20 +146,44 @@ async fn flush(pool: &PgPool, mut batch: Vec<Pending>) {
                 .map(|p| p.result.as_slice())
                 .collect::<Vec<_>>(),
         )
-        .fetch_all(pool)
-        .await;
-    let mut rows = match rows {
-        Ok(rows) => rows,
-        Err(e) => {
-            tracing::debug!(error = %e, size = batch.len(), "combined complete failed; callers retry alone");
-            Vec::new()
+        .bind(children)
+        .fetch_all(&mut *conn)
+        .await
+}
+
+/// Completes the live children among `batch` and counts their parents
+/// down, in one transaction; answers the children's new rows.
+async fn complete_children(
+    pool: &PgPool,
+    channel: &str,
+    batch: &[Pending],
+) -> baton_core::Result<Vec<PgRow>> {
+    let mut tx = pool.begin().await.map_err(crate::errors::map)?;
+    let outcome = async {
+        let rows = run_many(&mut tx, batch, true)
+            .await
+            .map_err(crate::errors::map)?;
+        let mut parents: std::collections::BTreeMap<String, (u64, i64)> = Default::default();
+        for row in &rows {
+            let parent: Option<String> = crate::read::col(row, "parent")?;
+            let at: Option<i64> = crate::read::col(row, "finished_at")?;
+            if let (Some(parent), Some(at)) = (parent, at) {
+                let entry = parents.entry(parent).or_insert((0, at));
+                entry.0 += 1;
+                entry.1 = entry.1.max(at);
+            }
         }
-    };
-    for p in batch {
-        let found = rows.iter().position(|r| {
-            r.try_get::<i16, _>("partition").ok() == Some(p.partition)
-                && r.try_get::<Uuid, _>("uuid").ok() == Some(p.uuid)
-        });
-        let _ = p.reply.send(found.map(|i| rows.swap_remove(i)));
+        for (parent, (count, at)) in parents {
+            let parent = baton_core::raw::stored::parse::<baton_core::ExecutionId>(
+                "parent",
+                "a completed child",
+                &parent,
+            )?;
+            let now = baton_core::Timestamp::from_millis(at);
+            crate::flow::children_finished(&mut tx, &parent, count, now, channel).await?;
+        }
+        Ok(rows)
     }
+    .await;
+    crate::finish(tx, outcome).await
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::errors::map;
 use crate::read::{self, col};
-use crate::{PostgresBackend, part, sql};
+use crate::{PostgresBackend, finish, part, sql};
 
 impl PostgresBackend {
     /// Runs the create statement for `rows`; answers the uuids inserted.
@@ -55,6 +55,7 @@ impl PostgresBackend {
             .bind(now.as_millis())
             .bind(&self.inner.channel)
             .bind(a.root)
+            .bind(a.child_key)
             .fetch_one(&mut *conn)
             .await
             .map_err(map)?;
@@ -99,6 +100,78 @@ impl PostgresBackend {
         }
         Ok(out)
     }
+
+    /// The stored children that hold the (parent, child key) pairs of
+    /// `rows`, as (id, current state).
+    ///
+    /// Each pair is first locked for the rest of the transaction (an
+    /// advisory lock, taken in one order by every writer), so that of two
+    /// concurrent creates of one pair the second reads the first's child
+    /// here instead of inserting another one (which the unique index would
+    /// refuse).
+    async fn existing_children<'r>(
+        &self,
+        conn: &mut PgConnection,
+        rows: &'r [PreparedExecution],
+    ) -> Result<HashMap<(&'r ExecutionId, &'r str), (ExecutionId, State)>> {
+        let mut pairs: Vec<(&ExecutionId, &str)> = rows.iter().filter_map(child_key_of).collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        if pairs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let locks: Vec<String> = pairs
+            .iter()
+            .map(|(parent, key)| format!("baton child key {parent} {key}"))
+            .collect();
+        sqlx::query(
+            "SELECT count(pg_advisory_xact_lock(h)) FROM \
+             (SELECT DISTINCT hashtextextended(k, 0) AS h FROM UNNEST($1::text[]) AS k ORDER BY h) l",
+        )
+        .bind(locks)
+        .execute(&mut *conn)
+        .await
+        .map_err(map)?;
+        let found = sqlx::query(
+            "SELECT q.ord, e.uuid, e.partition, e.state \
+             FROM UNNEST($1::smallint[], $2::text[], $3::text[]) WITH ORDINALITY \
+                  AS q(partition, parent, child_key, ord) \
+             JOIN executions e ON e.partition = q.partition AND e.parent = q.parent \
+                  AND e.child_key = q.child_key",
+        )
+        .bind(
+            pairs
+                .iter()
+                .map(|(parent, _)| part(parent.partition()))
+                .collect::<Vec<i16>>(),
+        )
+        .bind(
+            pairs
+                .iter()
+                .map(|(parent, _)| parent.to_string())
+                .collect::<Vec<String>>(),
+        )
+        .bind(pairs.iter().map(|(_, key)| *key).collect::<Vec<&str>>())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map)?;
+        let mut out = HashMap::with_capacity(found.len());
+        for row in &found {
+            let ord: i64 = col(row, "ord")?;
+            let id = read::execution_id(row, self.inner.partitions)?;
+            let state = read::state(&format!("execution {id}"), &col::<String>(row, "state")?)?;
+            let pair = usize::try_from(ord - 1)
+                .ok()
+                .and_then(|j| pairs.get(j).copied())
+                .ok_or_else(|| {
+                    EngineError::corruption(format!(
+                        "child key lookup answered ordinality {ord} for execution {id}"
+                    ))
+                })?;
+            out.insert(pair, (id, state));
+        }
+        Ok(out)
+    }
 }
 
 pub(crate) async fn create(
@@ -108,86 +181,37 @@ pub(crate) async fn create(
     let limits = &b.inner.limits;
     let now = b.now();
     let rows = PreparedExecution::prepare_batch(executions, limits, now, b.inner.partitions)?;
-    let roots = check_parents(b, &rows).await?;
-    // Repeats of a key within the batch answer the first occurrence.
-    let mut first_of: HashMap<(&str, &str, &str), usize> = HashMap::new();
-    let mut repeat_of: Vec<Option<usize>> = Vec::with_capacity(rows.len());
-    let mut candidates: Vec<usize> = Vec::with_capacity(rows.len());
-    for (i, r) in rows.iter().enumerate() {
-        let repeat = r.new.idempotency_key.as_ref().and_then(|k| {
-            let key = (r.new.namespace.as_str(), r.new.lane.as_str(), k.as_str());
-            match first_of.get(&key) {
-                Some(&first) => Some(first),
-                None => {
-                    first_of.insert(key, i);
-                    None
-                }
-            }
-        });
-        if repeat.is_none() {
-            candidates.push(i);
-        }
-        repeat_of.push(repeat);
-    }
-
-    let keyed = first_of.len();
-    let mut answers: HashMap<usize, CreateOutcome> = HashMap::with_capacity(rows.len());
-    let mut created: Vec<usize> = Vec::new();
-    if keyed == 0 {
-        let batch: Vec<&PreparedExecution> = candidates.iter().map(|&i| &rows[i]).collect();
-        let mut conn = b.inner.pool.acquire().await.map_err(map)?;
-        b.insert_batch(&mut conn, &batch, &roots, now).await?;
-        created = candidates;
-    } else {
+    // Items with keys to deduplicate, or parents to check, are written in
+    // a transaction: a parent is read under a row lock, so it cannot be
+    // trimmed between the check and the insert of its child.
+    let keyed = rows.iter().any(|r| {
+        r.new.idempotency_key.is_some() || child_key_of(r).is_some() || r.new.parent.is_some()
+    });
+    let plan = if keyed {
         let mut tx = b.begin().await?;
-        let mut pending = candidates;
-        // A key taken by another transaction whose execution is trimmed
-        // before we read it is free again: retry those items.
-        for _round in 0..4 {
-            if pending.is_empty() {
-                break;
-            }
-            let batch: Vec<&PreparedExecution> = pending.iter().map(|&i| &rows[i]).collect();
-            let inserted = b.insert_batch(&mut tx, &batch, &roots, now).await?;
-            let mut lost = Vec::new();
-            for &i in &pending {
-                if inserted.contains(&rows[i].id.uuid()) {
-                    created.push(i);
-                } else {
-                    lost.push(i);
-                }
-            }
-            if lost.is_empty() {
-                pending = lost;
-                break;
-            }
-            let lost_rows: Vec<&PreparedExecution> = lost.iter().map(|&i| &rows[i]).collect();
-            let existing = b.existing_keys(&mut tx, &lost_rows).await?;
-            let mut again = Vec::new();
-            for (j, &i) in lost.iter().enumerate() {
-                match existing.get(&j) {
-                    Some((id, state)) => {
-                        answers.insert(
-                            i,
-                            CreateOutcome {
-                                id: id.clone(),
-                                state: *state,
-                                created: false,
-                            },
-                        );
-                    }
-                    None => again.push(i),
-                }
-            }
-            pending = again;
+        let outcome = async {
+            let roots = check_parents(b, &mut tx, &rows).await?;
+            create_keyed(b, &mut tx, &rows, &roots, now).await
         }
-        if !pending.is_empty() {
-            return Err(EngineError::Contention {
-                message: "idempotency keys of this batch kept changing owner; retry".into(),
-            });
+        .await;
+        finish(tx, outcome).await?
+    } else {
+        // Nothing to deduplicate: one statement, atomic by construction.
+        let batch: Vec<&PreparedExecution> = rows.iter().collect();
+        let mut conn = b.inner.pool.acquire().await.map_err(map)?;
+        b.insert_batch(&mut conn, &batch, &HashMap::new(), now)
+            .await?;
+        Plan {
+            repeat_of: vec![None; rows.len()],
+            answers: HashMap::new(),
+            created: (0..rows.len()).collect(),
         }
-        tx.commit().await.map_err(map)?;
-    }
+    };
+    let Plan {
+        repeat_of,
+        mut answers,
+        created,
+    } = plan;
     for &i in &created {
         let r = &rows[i];
         answers.insert(
@@ -218,6 +242,128 @@ pub(crate) async fn create(
     Ok(outcomes)
 }
 
+/// What a create decided for each item of its batch (by index).
+struct Plan {
+    /// The earlier item a repeat answers as (created: false).
+    repeat_of: Vec<Option<usize>>,
+    /// Items answered by an execution that already existed.
+    answers: HashMap<usize, CreateOutcome>,
+    /// Items inserted.
+    created: Vec<usize>,
+}
+
+/// The parent and child key of an item, when it has both.
+fn child_key_of(r: &PreparedExecution) -> Option<(&ExecutionId, &str)> {
+    match (&r.new.parent, &r.new.child_key) {
+        (Some(parent), Some(key)) => Some((parent, key.as_str())),
+        _ => None,
+    }
+}
+
+/// The body of a create whose items carry idempotency or child keys or
+/// parents, in the caller's transaction (not committed here).
+async fn create_keyed(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    rows: &[PreparedExecution],
+    roots: &HashMap<ExecutionId, ExecutionId>,
+    now: Timestamp,
+) -> Result<Plan> {
+    let existing_children = b.existing_children(tx, rows).await?;
+    // In request order, as SQLite decides: a child key seen earlier in the
+    // batch answers its first item, one already stored answers its
+    // execution; then an idempotency key seen earlier answers its first
+    // item. Stored idempotency keys are found by the insert below.
+    let mut first_child: HashMap<(&ExecutionId, &str), usize> = HashMap::new();
+    let mut first_of: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut repeat_of: Vec<Option<usize>> = Vec::with_capacity(rows.len());
+    let mut answers: HashMap<usize, CreateOutcome> = HashMap::with_capacity(rows.len());
+    let mut pending: Vec<usize> = Vec::with_capacity(rows.len());
+    for (i, r) in rows.iter().enumerate() {
+        if let Some(k) = child_key_of(r) {
+            if let Some(&first) = first_child.get(&k) {
+                repeat_of.push(Some(first));
+                continue;
+            }
+            first_child.insert(k, i);
+            if let Some((id, state)) = existing_children.get(&k) {
+                answers.insert(
+                    i,
+                    CreateOutcome {
+                        id: id.clone(),
+                        state: *state,
+                        created: false,
+                    },
+                );
+                repeat_of.push(None);
+                continue;
+            }
+        }
+        if let Some(key) = &r.new.idempotency_key {
+            let k = (r.new.namespace.as_str(), r.new.lane.as_str(), key.as_str());
+            if let Some(&first) = first_of.get(&k) {
+                repeat_of.push(Some(first));
+                continue;
+            }
+            first_of.insert(k, i);
+        }
+        repeat_of.push(None);
+        pending.push(i);
+    }
+
+    let mut created: Vec<usize> = Vec::new();
+    // A key taken by another transaction whose execution is trimmed
+    // before we read it is free again: retry those items.
+    for _round in 0..4 {
+        if pending.is_empty() {
+            break;
+        }
+        let batch: Vec<&PreparedExecution> = pending.iter().map(|&i| &rows[i]).collect();
+        let inserted = b.insert_batch(tx, &batch, roots, now).await?;
+        let mut lost = Vec::new();
+        for &i in &pending {
+            if inserted.contains(&rows[i].id.uuid()) {
+                created.push(i);
+            } else {
+                lost.push(i);
+            }
+        }
+        if lost.is_empty() {
+            pending = lost;
+            break;
+        }
+        let lost_rows: Vec<&PreparedExecution> = lost.iter().map(|&i| &rows[i]).collect();
+        let existing = b.existing_keys(tx, &lost_rows).await?;
+        let mut again = Vec::new();
+        for (j, &i) in lost.iter().enumerate() {
+            match existing.get(&j) {
+                Some((id, state)) => {
+                    answers.insert(
+                        i,
+                        CreateOutcome {
+                            id: id.clone(),
+                            state: *state,
+                            created: false,
+                        },
+                    );
+                }
+                None => again.push(i),
+            }
+        }
+        pending = again;
+    }
+    if !pending.is_empty() {
+        return Err(EngineError::Contention {
+            message: "idempotency keys of this batch kept changing owner; retry".into(),
+        });
+    }
+    Ok(Plan {
+        repeat_of,
+        answers,
+        created,
+    })
+}
+
 /// Column arrays of a create batch, bound to `sql/create.sql`.
 #[derive(Default)]
 struct CreateArrays<'a> {
@@ -238,6 +384,7 @@ struct CreateArrays<'a> {
     backoff_jitter: Vec<bool>,
     idempotency_key: Vec<Option<&'a str>>,
     parent: Vec<Option<String>>,
+    child_key: Vec<Option<&'a str>>,
     root: Vec<Option<String>>,
     run_at: Vec<Option<i64>>,
     ready_at: Vec<i64>,
@@ -268,6 +415,8 @@ impl<'a> CreateArrays<'a> {
         self.idempotency_key
             .push(n.idempotency_key.as_ref().map(|k| k.as_str()));
         self.parent.push(n.parent.as_ref().map(|p| p.to_string()));
+        self.child_key
+            .push(n.child_key.as_ref().map(|k| k.as_str()));
         self.run_at.push(r.run_at.map(Timestamp::as_millis));
         // Eligible at once: ready now; else when the start time comes.
         self.ready_at.push(r.run_at.unwrap_or(now).as_millis());
@@ -275,13 +424,16 @@ impl<'a> CreateArrays<'a> {
     }
 }
 
-/// Reads the parents the batch names and checks them
-/// ([`rules::check_parents`]) before anything is written (a parent is only
-/// ever removed by trim, long after it finished, so the gap between this
-/// read and the insert does not matter in practice); answers the root each
-/// parent's children belong to.
+/// Reads the parents the batch names, locked until the create commits
+/// (trim takes its rows with `SKIP LOCKED`, so a parent cannot vanish
+/// before its child is written; the insert updates each parent's count of
+/// open children anyway, so concurrent creates of one parent's children
+/// queue here, in one lock order, before any other lock), and checks them
+/// ([`rules::check_parents`]) before anything is written; answers the root
+/// each parent's children belong to.
 async fn check_parents(
     b: &PostgresBackend,
+    tx: &mut PgConnection,
     rows: &[PreparedExecution],
 ) -> Result<HashMap<ExecutionId, ExecutionId>> {
     let parents = rules::parents_named(rows);
@@ -291,7 +443,8 @@ async fn check_parents(
     let found_rows = sqlx::query(
         "SELECT e.uuid, e.partition, e.namespace, e.root FROM executions e \
          JOIN UNNEST($1::int2[], $2::uuid[]) AS p(partition, uuid) \
-         ON e.partition = p.partition AND e.uuid = p.uuid",
+         ON e.partition = p.partition AND e.uuid = p.uuid \
+         ORDER BY e.partition, e.uuid FOR NO KEY UPDATE OF e",
     )
     .bind(
         parents
@@ -300,7 +453,7 @@ async fn check_parents(
             .collect::<Vec<i16>>(),
     )
     .bind(parents.iter().map(|p| p.uuid()).collect::<Vec<Uuid>>())
-    .fetch_all(&b.inner.pool)
+    .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
     let mut found = HashMap::with_capacity(found_rows.len());

@@ -1,10 +1,9 @@
-//! Work under a lease: `renew`, `complete`, `fail`, and `cancel`, which
-//! fences the lease of a running execution.
+//! Work under a lease: `renew`, `complete`, `fail`.
 
 use baton_core::raw::rules;
 use baton_core::{
-    AttemptOutcome, EngineError, ExecutionId, ExecutionSnapshot, Failure, LeaseToken, Limits,
-    RenewOutcome, RenewRequest, RenewStatus, Result, State, Timestamp,
+    AttemptOutcome, EngineError, ExecutionSnapshot, Failure, LeaseToken, Limits, RenewOutcome,
+    RenewRequest, RenewStatus, Result, State, Timestamp,
 };
 use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
@@ -61,14 +60,21 @@ impl PostgresBackend {
     ) -> Result<ExecutionSnapshot> {
         let id = lease.execution_id();
         match self.check_lease(tx, lease, now).await? {
-            (rules::LeaseVerdict::Live, _) => self
-                .try_complete(tx, lease, result, now)
-                .await?
-                .ok_or_else(|| {
-                    EngineError::corruption(format!(
-                        "execution {id}: a live lease could not complete under its row lock"
-                    ))
-                }),
+            (rules::LeaseVerdict::Live, _) => {
+                let snap = self
+                    .try_complete(tx, lease, result, now)
+                    .await?
+                    .ok_or_else(|| {
+                        EngineError::corruption(format!(
+                            "execution {id}: a live lease could not complete under its row lock"
+                        ))
+                    })?;
+                if let Some(parent) = &snap.parent {
+                    let channel = &self.inner.channel;
+                    crate::flow::children_finished(tx, parent, 1, now, channel).await?;
+                }
+                Ok(snap)
+            }
             (rules::LeaseVerdict::Ended(outcome), snap) => {
                 rules::complete_replay(lease, outcome, snap, result)
             }
@@ -86,8 +92,17 @@ impl PostgresBackend {
         let id = lease.execution_id();
         match self.check_lease(tx, lease, now).await? {
             (rules::LeaseVerdict::Live, snap) => {
+                let released: i32 = sqlx::query_scalar(
+                    "SELECT released FROM executions WHERE partition = $1 AND uuid = $2",
+                )
+                .bind(part(id.partition()))
+                .bind(id.uuid())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map)?;
                 let mut settle = SettleArrays::default();
-                settle.push(&snap, failure, &self.inner.limits, now);
+                let released = u32::try_from(released).unwrap_or(0);
+                settle.push(&snap, released, failure, &self.inner.limits, now);
                 let rows = settle
                     .run(tx, AttemptOutcome::Failed, now, &self.inner.channel)
                     .await?;
@@ -98,31 +113,6 @@ impl PostgresBackend {
             }
             (rules::LeaseVerdict::Ended(outcome), snap) => rules::fail_replay(lease, outcome, snap),
         }
-    }
-
-    /// The body of `cancel`, in the caller's transaction (not committed
-    /// here).
-    pub(crate) async fn cancel_locked(
-        &self,
-        tx: &mut PgConnection,
-        id: &ExecutionId,
-        reason: Option<String>,
-        now: Timestamp,
-    ) -> Result<ExecutionSnapshot> {
-        let row = self.lock_row(tx, id).await?;
-        let snap = self.snapshot(&row)?;
-        if !rules::cancel_acts(&snap)? {
-            return Ok(snap);
-        }
-        let row = sqlx::query(sql::CANCEL)
-            .bind(part(id.partition()))
-            .bind(id.uuid())
-            .bind(now.as_millis())
-            .bind(reason)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map)?;
-        self.snapshot(&row)
     }
 
     /// Runs the complete statement; `None` when `lease` is not live.
@@ -171,9 +161,9 @@ impl PostgresBackend {
         {
             return row.map(|r| self.snapshot(&r)).transpose();
         }
-        // The combining task is gone (its runtime shut down): complete alone.
-        let mut conn = self.inner.pool.acquire().await.map_err(map)?;
-        self.try_complete(&mut conn, lease, result, now).await
+        // The combining task is gone (its runtime shut down): the caller
+        // completes alone, in a transaction.
+        Ok(None)
     }
 }
 
@@ -268,19 +258,6 @@ pub(crate) async fn fail(
     Ok(snap)
 }
 
-pub(crate) async fn cancel(
-    b: &PostgresBackend,
-    id: &ExecutionId,
-    reason: Option<String>,
-) -> Result<ExecutionSnapshot> {
-    b.check_id(id)?;
-    let reason = rules::cancel_reason(&b.inner.limits, reason)?;
-    let now = b.now();
-    let mut tx = b.begin().await?;
-    let outcome = b.cancel_locked(&mut tx, id, reason, now).await;
-    finish(tx, outcome).await
-}
-
 /// Column arrays of a settle (fail / reclaim) batch, bound to
 /// `sql/settle.sql`.
 #[derive(Default)]
@@ -300,11 +277,12 @@ impl SettleArrays {
     pub(crate) fn push(
         &mut self,
         snap: &ExecutionSnapshot,
+        released: u32,
         failure: &Failure,
         limits: &Limits,
         now: Timestamp,
     ) {
-        let settled = rules::settle_failure(snap, failure, limits, now);
+        let settled = rules::settle_failure(snap, released, failure, limits, now);
         self.partition.push(part(snap.id.partition()));
         self.uuid.push(snap.id.uuid());
         self.state.push(settled.state.as_str());
@@ -323,7 +301,7 @@ impl SettleArrays {
         now: Timestamp,
         channel: &str,
     ) -> Result<Vec<PgRow>> {
-        sqlx::query(sql::SETTLE)
+        let rows = sqlx::query(sql::SETTLE)
             .bind(self.partition)
             .bind(self.uuid)
             .bind(self.state)
@@ -336,6 +314,24 @@ impl SettleArrays {
             .bind(channel)
             .fetch_all(&mut *conn)
             .await
-            .map_err(map)
+            .map_err(map)?;
+        // Executions that failed for good count as finished for their parents.
+        let mut parents: std::collections::BTreeMap<String, u64> = Default::default();
+        for row in &rows {
+            if col::<Option<i64>>(row, "finished_at")?.is_some()
+                && let Some(parent) = col::<Option<String>>(row, "parent")?
+            {
+                *parents.entry(parent).or_default() += 1;
+            }
+        }
+        for (parent, count) in parents {
+            let parent = baton_core::raw::stored::parse::<baton_core::ExecutionId>(
+                "parent",
+                "a failed child",
+                &parent,
+            )?;
+            crate::flow::children_finished(conn, &parent, count, now, channel).await?;
+        }
+        Ok(rows)
     }
 }

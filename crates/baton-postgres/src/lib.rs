@@ -37,6 +37,14 @@
 //! - Idempotency keys live in their own table whose primary key is the
 //!   dedup scope; `ON CONFLICT DO NOTHING` makes concurrent creates with one
 //!   key create exactly one execution.
+//! - Child keys are unique per parent by a partial unique index; a create
+//!   takes a transaction-scoped advisory lock per (parent, child key) before
+//!   it looks the key up, so concurrent creates of one child create it once
+//!   and the others answer it.
+//! - A cancel's cascade locks each page of children it reads (`FOR UPDATE`,
+//!   in id order) before it cancels the unfinished ones, so a child
+//!   completed, failed or claimed concurrently is judged as that writer left
+//!   it.
 //!
 //! ## Time
 //! Every stored instant is BIGINT milliseconds from the injected
@@ -50,6 +58,7 @@ mod combine;
 mod config;
 mod create;
 mod errors;
+mod flow;
 mod lease;
 mod migrate;
 mod ownership;
@@ -82,6 +91,7 @@ mod sql {
     pub const COMPLETE_MANY: &str = include_str!("../sql/complete_many.sql");
     pub const SETTLE: &str = include_str!("../sql/settle.sql");
     pub const CANCEL: &str = include_str!("../sql/cancel.sql");
+    pub const CASCADE_CANCEL: &str = include_str!("../sql/cascade_cancel.sql");
     pub const PROMOTE: &str = include_str!("../sql/promote.sql");
     pub const EXPIRE: &str = include_str!("../sql/expire.sql");
     pub const TRIM: &str = include_str!("../sql/trim.sql");
@@ -186,7 +196,7 @@ impl PostgresBackend {
         let channel = format!("baton_work_{}", config.schema);
         Ok(PostgresBackend {
             inner: Arc::new(Inner {
-                completer: combine::start(pool.clone()),
+                completer: combine::start(pool.clone(), channel.clone()),
                 pool,
                 listener: wake::Listener::new(listen_pool, channel.clone()),
                 channel,

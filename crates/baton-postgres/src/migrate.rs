@@ -36,6 +36,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "flow root",
         include_str!("../../../migrations/postgres/0002_flow_root.sql"),
     ),
+    (
+        3,
+        "flow reads",
+        include_str!("../../../migrations/postgres/0003_flow_reads.sql"),
+    ),
+    (
+        4,
+        "durable states",
+        include_str!("../../../migrations/postgres/0004_durable_states.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -157,6 +167,6 @@ pub fn check_schema(schema: &str) -> Result<()> {
 mod tests {
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 2);
+        assert_eq!(super::latest_version(), 4);
     }
 }

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
-    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, EngineError, ExecutionId,
+    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ChildKey, EngineError, ExecutionId,
     ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId,
-    RetryPolicy, State, TagKey, Timestamp, WorkerId,
+    RetryPolicy, State, TagKey, Timestamp, TreeNode, WaitingOn, WorkerId,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -123,6 +123,9 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
             .map(|k| parsed::<IdempotencyKey>("idempotency_key", ctx, &k))
             .transpose()?,
         required_capabilities: capabilities(row, ctx)?,
+        child_key: col::<Option<String>>(row, "child_key")?
+            .map(|k| parsed::<ChildKey>("child_key", ctx, &k))
+            .transpose()?,
         parent: col::<Option<String>>(row, "parent")?
             .map(|p| parsed::<ExecutionId>("parent", ctx, &p))
             .transpose()?,
@@ -142,6 +145,14 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
         result: col(row, "result")?,
         last_error: col(row, "last_error")?,
         cancel_reason: col(row, "cancel_reason")?,
+        waiting_on: match state(ctx, &col::<String>(row, "state")?)? {
+            State::Blocked => Some(WaitingOn::Children(in_range::<u64>(
+                "open_children",
+                ctx,
+                col::<i32>(row, "open_children")?.into(),
+            )?)),
+            _ => None,
+        },
         id,
     };
     snapshot.check_consistent()?;
@@ -181,6 +192,21 @@ pub fn attempt_facts(
     Ok(baton_core::raw::rules::AttemptFacts {
         nonce: col::<i64>(row, "nonce")? as u64,
         outcome,
+    })
+}
+
+/// A flow member from a row with `uuid`, `partition`, `parent`, `state`
+/// and `kind` columns.
+pub fn tree_node(row: &PgRow, partitions: PartitionCount) -> Result<TreeNode, EngineError> {
+    let id = execution_id(row, partitions)?;
+    let ctx = format!("execution {id}");
+    Ok(TreeNode {
+        parent: col::<Option<String>>(row, "parent")?
+            .map(|p| parsed::<ExecutionId>("parent", &ctx, &p))
+            .transpose()?,
+        state: state(&ctx, &col::<String>(row, "state")?)?,
+        kind: parsed::<Kind>("kind", &ctx, &col::<String>(row, "kind")?)?,
+        id,
     })
 }
 

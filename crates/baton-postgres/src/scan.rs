@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use baton_core::{AttemptOutcome, Failure, PartitionId, Result, ScanReport, State, Timestamp};
+use baton_core::{
+    AttemptOutcome, ExecutionId, Failure, PartitionId, Result, ScanReport, State, Timestamp,
+};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::errors::map;
 use crate::lease::SettleArrays;
 use crate::read::col;
-use crate::{PostgresBackend, part, sql};
+use crate::{PostgresBackend, finish, part, sql};
 
 pub(crate) async fn promote_due(
     b: &PostgresBackend,
@@ -67,7 +70,14 @@ pub(crate) async fn reclaim_expired_leases(
                 .map(|t| t.to_string())
                 .unwrap_or_default()
         );
-        settle.push(&snap, &Failure::retryable(error), &b.inner.limits, now);
+        let released = u32::try_from(col::<i32>(row, "released")?).unwrap_or(0);
+        settle.push(
+            &snap,
+            released,
+            &Failure::retryable(error),
+            &b.inner.limits,
+            now,
+        );
     }
     let mut woken = Vec::new();
     if !rows.is_empty() {
@@ -107,8 +117,20 @@ pub(crate) async fn expire_deadlines(
     let limit = b.scan_limit(partition, limit)?;
     let now = b.now();
     let mut tx = b.begin().await?;
-    let due: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT uuid FROM executions WHERE partition = $1 AND deadline IS NOT NULL \
+    let outcome = expire_in(b, &mut tx, partition, limit, now).await;
+    finish(tx, outcome).await
+}
+
+/// The body of `expire_deadlines`, in the caller's transaction.
+async fn expire_in(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    partition: PartitionId,
+    limit: i64,
+    now: Timestamp,
+) -> Result<ScanReport> {
+    let due: Vec<(Uuid, Option<String>)> = sqlx::query_as(
+        "SELECT uuid, parent FROM executions WHERE partition = $1 AND deadline IS NOT NULL \
          AND finished_at IS NULL AND deadline <= $2 ORDER BY deadline, uuid LIMIT $3 \
          FOR UPDATE SKIP LOCKED",
     )
@@ -118,18 +140,41 @@ pub(crate) async fn expire_deadlines(
     .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
+    let uuids: Vec<Uuid> = due.iter().map(|(u, _)| *u).collect();
     let row = sqlx::query(sql::EXPIRE)
         .bind(part(partition))
-        .bind(&due)
+        .bind(&uuids)
         .bind(now.as_millis())
         .fetch_one(&mut *tx)
         .await
         .map_err(map)?;
-    tx.commit().await.map_err(map)?;
     let processed: i64 = col(&row, "processed")?;
+    for (_, parent) in &due {
+        if let Some(parent) = parent {
+            let parent = baton_core::raw::stored::parse::<ExecutionId>(
+                "parent",
+                "an expiring execution",
+                parent,
+            )?;
+            crate::flow::children_finished(tx, &parent, 1, now, &b.inner.channel).await?;
+        }
+    }
+    let expired = uuids
+        .iter()
+        .map(|u| ExecutionId::from_parts(*u, partition, b.inner.partitions))
+        .collect::<Result<Vec<_>>>()?;
+    crate::flow::cascade_expired(b, tx, &expired, now).await?;
+    let next: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(deadline) FROM executions WHERE partition = $1 \
+         AND deadline IS NOT NULL AND finished_at IS NULL",
+    )
+    .bind(part(partition))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map)?;
     Ok(ScanReport {
         processed: processed.max(0) as u64,
-        next_due: col::<Option<i64>>(&row, "next_due")?.map(Timestamp::from_millis),
+        next_due: next.map(Timestamp::from_millis),
     })
 }
 
@@ -139,31 +184,110 @@ pub(crate) async fn trim_terminal(
     retention: Duration,
     limit: usize,
 ) -> Result<ScanReport> {
-    let limit = b.scan_limit(partition, limit)?;
+    let bound = b.scan_limit(partition, limit)?;
     let now = b.now();
-    let cutoff = now.saturating_sub(retention);
     let mut tx = b.begin().await?;
-    let doomed: Vec<Uuid> = sqlx::query_scalar(
+    let outcome = trim_in(b, &mut tx, partition, retention, limit, bound, now).await;
+    finish(tx, outcome).await
+}
+
+/// The body of `trim_terminal`, in the caller's transaction. Roots only (an
+/// execution outside flows is its own root): members are trimmed with
+/// their root, newest first (no parent before its children), the root
+/// last; a root whose flow still runs is looked at again a retention
+/// later.
+async fn trim_in(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    partition: PartitionId,
+    retention: Duration,
+    limit: usize,
+    bound: i64,
+    now: Timestamp,
+) -> Result<ScanReport> {
+    let cutoff = now.saturating_sub(retention);
+    let roots: Vec<Uuid> = sqlx::query_scalar(
         "SELECT uuid FROM executions WHERE partition = $1 AND finished_at IS NOT NULL \
-         AND finished_at <= $2 ORDER BY finished_at, uuid LIMIT $3 FOR UPDATE SKIP LOCKED",
+         AND root IS NULL AND COALESCE(trim_at, finished_at) <= $2 \
+         ORDER BY COALESCE(trim_at, finished_at), uuid LIMIT $3 FOR UPDATE SKIP LOCKED",
     )
     .bind(part(partition))
     .bind(cutoff.as_millis())
-    .bind(limit)
+    .bind(bound)
     .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
-    let row = sqlx::query(sql::TRIM)
+    let mut processed = 0usize;
+    for uuid in roots {
+        if processed >= limit {
+            break;
+        }
+        let root = ExecutionId::from_parts(uuid, partition, b.inner.partitions)?.to_string();
+        let open: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM executions WHERE partition = $1 AND root = $2 \
+             AND finished_at IS NULL LIMIT 1",
+        )
         .bind(part(partition))
-        .bind(&doomed)
-        .fetch_one(&mut *tx)
+        .bind(&root)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(map)?;
-    tx.commit().await.map_err(map)?;
-    let processed: i64 = col(&row, "processed")?;
+        if open.is_some() {
+            sqlx::query("UPDATE executions SET trim_at = $3 WHERE partition = $1 AND uuid = $2")
+                .bind(part(partition))
+                .bind(uuid)
+                .bind(now.as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+            continue;
+        }
+        let asked = limit - processed;
+        let mut doomed: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT uuid FROM executions WHERE partition = $1 AND root = $2 \
+             ORDER BY uuid DESC LIMIT $3 FOR UPDATE",
+        )
+        .bind(part(partition))
+        .bind(&root)
+        .bind(asked as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map)?;
+        let members = doomed.len();
+        let more = members == asked
+            && sqlx::query_scalar::<_, i32>(
+                "SELECT 1 FROM executions WHERE partition = $1 AND root = $2 \
+                 AND uuid <> ALL($3::uuid[]) LIMIT 1",
+            )
+            .bind(part(partition))
+            .bind(&root)
+            .bind(&doomed)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?
+            .is_some();
+        if !more && members < asked {
+            doomed.push(uuid);
+        }
+        let row = sqlx::query(sql::TRIM)
+            .bind(part(partition))
+            .bind(&doomed)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+        let gone: i64 = col(&row, "processed")?;
+        processed += usize::try_from(gone).unwrap_or(0);
+    }
+    let oldest: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(COALESCE(trim_at, finished_at)) FROM executions WHERE partition = $1 \
+         AND finished_at IS NOT NULL AND root IS NULL",
+    )
+    .bind(part(partition))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map)?;
     Ok(ScanReport {
-        processed: processed.max(0) as u64,
-        next_due: col::<Option<i64>>(&row, "oldest")?
-            .map(|t| Timestamp::from_millis(t).saturating_add(retention)),
+        processed: processed as u64,
+        next_due: oldest.map(|t| Timestamp::from_millis(t).saturating_add(retention)),
     })
 }

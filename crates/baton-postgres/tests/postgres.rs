@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    EngineBackend, EngineBackendExt, EngineError, Kind, Lane, ManualClock, Namespace, NewExecution,
-    PartitionCount,
+    ChildKey, EngineBackend, EngineBackendExt, EngineError, Kind, Lane, ManualClock, Namespace,
+    NewExecution, PartitionCount,
 };
 use baton_postgres::{PostgresBackend, PostgresConfig};
 use baton_testkit::servers::{self, PostgresServer};
@@ -89,7 +89,7 @@ async fn partition_count_is_recorded_and_enforced() {
         matches!(wrong, EngineError::Configuration { .. }),
         "{wrong:?}"
     );
-    assert_eq!(first.applied_migrations().await.unwrap(), [1, 2]);
+    assert_eq!(first.applied_migrations().await.unwrap(), [1, 2, 3, 4]);
 }
 
 /// Several instances starting at once on a new schema migrate it once and
@@ -108,7 +108,7 @@ async fn concurrent_first_starts_migrate_once() {
         .collect();
     for start in starts {
         let backend = start.await.unwrap().unwrap();
-        assert_eq!(backend.applied_migrations().await.unwrap(), [1, 2]);
+        assert_eq!(backend.applied_migrations().await.unwrap(), [1, 2, 3, 4]);
     }
 }
 
@@ -148,4 +148,46 @@ async fn timestamps_come_from_the_injected_clock() {
     let snap = backend.describe(&created.id).await.unwrap();
     assert_eq!(snap.created_at, at);
     assert_eq!(snap.updated_at, at);
+}
+
+/// Concurrent creates of one parent's child with one child key, through
+/// several instances (processes), create exactly one child; every other
+/// call answers it with `created: false` (none fails on the unique index).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_of_one_child_key_create_one_child() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let first = open(&url).await;
+    let parent = first.create_one(exec("flow", "main")).await.unwrap().id;
+    let mut backends = vec![first];
+    for _ in 0..3 {
+        backends.push(open(&url).await);
+    }
+    for round in 0..20 {
+        let key = ChildKey::new(format!("shard-{round}")).unwrap();
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let b = backends[i % backends.len()].clone();
+                let child = exec("flow", "main")
+                    .with_parent(parent.clone())
+                    .with_child_key(key.clone());
+                tokio::spawn(async move { b.create(vec![child]).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for call in calls {
+            outcomes.extend(call.await.unwrap().unwrap());
+        }
+        assert_eq!(
+            outcomes.iter().filter(|o| o.created).count(),
+            1,
+            "round {round}: {outcomes:?}"
+        );
+        assert!(
+            outcomes.iter().all(|o| o.id == outcomes[0].id),
+            "round {round}: {outcomes:?}"
+        );
+    }
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    AdminBackend, BackendKind, CreateOutcome, EngineError, ExecutionId, ExecutionSnapshot, Kind,
-    Lane, ListFilter, ListPage, Namespace, NewExecution, Page, Result, StateCounts,
+    AdminBackend, BackendKind, CancelRequest, Cancellation, CreateOutcome, EngineError,
+    ExecutionId, ExecutionSnapshot, Kind, Lane, ListFilter, ListPage, Namespace, NewExecution,
+    Page, Result, StateCounts, Tree,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -24,7 +25,7 @@ const WAIT_MAX_POLL_DIRECT: Duration = Duration::from_millis(250);
 const WAIT_MAX_POLL_HTTP: Duration = Duration::from_secs(1);
 
 /// A handle on Baton for applications: submit, describe, list, cancel, count
-/// and wait for executions.
+/// and wait for executions, and read flows (children and trees).
 ///
 /// Reaches Baton either directly through a backend URL (`sqlite://…`,
 /// `sqlite::memory:`, and `postgres://…` when built with the `postgres`
@@ -239,8 +240,11 @@ impl Client {
         self.transport.list(filter, page).await
     }
 
-    /// Cancels an execution that has not finished; a running handler learns
-    /// it at its worker's next heartbeat.
+    /// Cancels an execution that has not finished, and its non-terminal
+    /// descendants (scope `tree`); a running handler learns it at its
+    /// worker's next heartbeat. Answers the execution's snapshot; use
+    /// [`cancel_with`](Self::cancel_with) to cancel it alone or to learn how
+    /// many descendants were cancelled.
     ///
     /// ```no_run
     /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
@@ -252,7 +256,69 @@ impl Client {
         id: &ExecutionId,
         reason: Option<String>,
     ) -> Result<ExecutionSnapshot> {
-        self.transport.cancel(id, reason).await
+        let out = self
+            .cancel_with(id, CancelRequest::with_reason(reason))
+            .await?;
+        Ok(out.snapshot)
+    }
+
+    /// Cancels an execution as `request` says: with scope `tree` (the
+    /// default) its non-terminal descendants too, with scope `execution` it
+    /// alone. The answer counts the descendants cancelled (`cascaded`) and
+    /// says when a subtree too big for one call is being finished by the
+    /// scheduler (`cascade_pending`).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
+    /// use baton_core::{CancelRequest, CancelScope};
+    /// let only = CancelRequest::because("superseded").with_scope(CancelScope::Execution);
+    /// let out = client.cancel_with(&id, only).await?;
+    /// assert_eq!(out.cascaded, 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel_with(
+        &self,
+        id: &ExecutionId,
+        request: CancelRequest,
+    ) -> Result<Cancellation> {
+        self.transport.cancel(id, request).await
+    }
+
+    /// One page of the children of `parent` (its direct descendants),
+    /// oldest first; pass `next_cursor` back in `page` to continue.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client, parent: baton_core::ExecutionId) -> baton_core::Result<()> {
+    /// use baton_core::Page;
+    /// let mut page = Page::first(100);
+    /// loop {
+    ///     let out = client.children(&parent, page).await?;
+    ///     for child in &out.items {
+    ///         println!("{} {}", child.id, child.state);
+    ///     }
+    ///     let Some(cursor) = out.next_cursor else { break };
+    ///     page.cursor = Some(cursor);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn children(&self, parent: &ExecutionId, page: Page) -> Result<ListPage> {
+        self.transport.children(parent, page).await
+    }
+
+    /// The flow `id` belongs to, asked by any member's id: its root and at
+    /// most `limit` members (1 to [`Tree::MAX_LIMIT`]; [`Tree::DEFAULT_LIMIT`]
+    /// is a good default) in creation order, every parent before its
+    /// children; `truncated` when there are more.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
+    /// let tree = client.tree(&id, baton_core::Tree::DEFAULT_LIMIT).await?;
+    /// let running = tree.items.iter().filter(|n| n.state == baton_core::State::Running).count();
+    /// println!("flow {}: {running} running", tree.root);
+    /// # Ok(()) }
+    /// ```
+    pub async fn tree(&self, id: &ExecutionId, limit: usize) -> Result<Tree> {
+        self.transport.tree(id, limit).await
     }
 
     /// Counts executions per lane and state in the client's namespace.

@@ -6,8 +6,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::{Claim, ExecutionId, Failure, Kind, Lane, Namespace, TagKey, Timestamp};
+use baton_core::{
+    Claim, CreateOutcome, EngineError, ExecutionId, Failure, Kind, Lane, LeaseToken, ListPage,
+    Namespace, NewExecution, Page, Result, State, TagKey, Timestamp,
+};
+use serde::Serialize;
 use tokio::sync::watch;
+
+use crate::transport::Transport;
 
 /// Why a running handler is asked to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,10 +113,11 @@ impl StopToken {
     }
 }
 
-/// Everything a handler knows about the execution it runs.
+/// Everything a handler knows about the execution it runs, and how it
+/// starts children of it.
 ///
 /// Cheap to clone. See [`StopToken`] for how cancellation and lease loss
-/// reach the handler.
+/// reach the handler, and [`submit_child`](Self::submit_child) for flows.
 ///
 /// ```no_run
 /// use baton_sdk::{Context, HandlerError};
@@ -135,11 +142,13 @@ struct ContextInner {
     attempt: u32,
     deadline: Option<Timestamp>,
     tags: BTreeMap<TagKey, String>,
+    lease: LeaseToken,
     stop: StopToken,
+    transport: Transport,
 }
 
 impl Context {
-    pub(crate) fn new(claim: &Claim, stop: StopToken) -> Self {
+    pub(crate) fn new(claim: &Claim, stop: StopToken, transport: Transport) -> Self {
         Context {
             inner: Arc::new(ContextInner {
                 id: claim.id.clone(),
@@ -149,7 +158,9 @@ impl Context {
                 attempt: claim.attempt,
                 deadline: claim.deadline,
                 tags: claim.tags.clone(),
+                lease: claim.lease.clone(),
                 stop,
+                transport,
             }),
         }
     }
@@ -203,6 +214,126 @@ impl Context {
     pub fn is_stopped(&self) -> bool {
         self.inner.stop.is_stopped()
     }
+
+    /// A child of this execution: `kind` with `payload` encoded as JSON, in
+    /// this execution's namespace and lane, with the default policies and
+    /// the parent set. Adjust it with the `with_*` methods of
+    /// [`NewExecution`] (another lane, a [child
+    /// key](NewExecution::with_child_key)…) and pass it to
+    /// [`submit_child`](Self::submit_child).
+    ///
+    /// # Errors
+    /// `InvalidInput` for an invalid kind or a payload that does not encode
+    /// as JSON.
+    ///
+    /// ```no_run
+    /// # async fn demo(ctx: baton_sdk::Context) -> baton_core::Result<()> {
+    /// use baton_core::ChildKey;
+    /// let child = ctx.child("thumbnail", &"a.png")?.with_child_key(ChildKey::new("a.png")?);
+    /// ctx.submit_child(child).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn child<P: Serialize + ?Sized>(&self, kind: &str, payload: &P) -> Result<NewExecution> {
+        let payload = serde_json::to_vec(payload).map_err(|e| {
+            EngineError::invalid("payload", kind, format!("cannot encode as JSON: {e}"))
+        })?;
+        Ok(NewExecution::new(
+            self.inner.namespace.clone(),
+            self.inner.lane.clone(),
+            Kind::new(kind)?,
+            payload,
+        )
+        .with_parent(self.inner.id.clone()))
+    }
+
+    /// Submits `execution` as a child of this execution: its parent is set
+    /// to [`id`](Self::id) (whatever it was), so it joins this execution's
+    /// flow, lives in its partition, and is cancelled with it. It must be in
+    /// this execution's namespace.
+    ///
+    /// A retried attempt runs the handler again; give each child a [child
+    /// key](NewExecution::with_child_key) so that the repeat answers the
+    /// child the earlier attempt created (`created: false`) instead of
+    /// creating another.
+    ///
+    /// # Errors
+    /// `InvalidInput` for another namespace or an invalid field (naming
+    /// it), `Unavailable` when the backend or server cannot be reached
+    /// (retry; with a child key the retry cannot create a second child).
+    ///
+    /// ```no_run
+    /// use baton_core::ChildKey;
+    /// use baton_sdk::{Context, HandlerError};
+    /// async fn fan_out(ctx: Context, files: Vec<String>) -> Result<usize, HandlerError> {
+    ///     for f in &files {
+    ///         let key = ChildKey::new(f.as_str())?;
+    ///         let child = ctx.child("thumbnail", f)?.with_child_key(key);
+    ///         ctx.submit_child(child).await?;
+    ///     }
+    ///     Ok(files.len())
+    /// }
+    /// ```
+    pub async fn submit_child(&self, execution: NewExecution) -> Result<CreateOutcome> {
+        let execution = execution.with_parent(self.inner.id.clone());
+        let mut out = self.inner.transport.create(vec![execution]).await?;
+        out.pop()
+            .ok_or_else(|| EngineError::corruption("submit answered no outcome for one execution"))
+    }
+
+    /// Waits for this execution's children without holding a worker slot.
+    ///
+    /// When every child has finished (or there are none) it answers `Ok(())`
+    /// at once and the handler goes on, with its lease. Otherwise the lease
+    /// is handed back (the execution is `blocked`, no attempt is spent) and
+    /// it answers [`HandlerError::waiting`]: return it from the handler
+    /// (`?` does) — the worker reports nothing for this attempt. Once the
+    /// last child finishes the execution is claimed again and the handler
+    /// runs from the start as a new attempt, where this call answers
+    /// `Ok(())`: submit children with [child
+    /// keys](NewExecution::with_child_key) so the rerun finds the ones it
+    /// made instead of making more, then read their outcomes with
+    /// [`children`](Self::children).
+    ///
+    /// # Errors
+    /// [`HandlerError::waiting`] as above; a retryable `HandlerError` when
+    /// the backend cannot be reached or the lease was lost.
+    ///
+    /// ```no_run
+    /// use baton_core::{ChildKey, Page, State};
+    /// use baton_sdk::{Context, HandlerError};
+    /// async fn join(ctx: Context, parts: u32) -> Result<u32, HandlerError> {
+    ///     for i in 0..parts {
+    ///         let key = ChildKey::new(format!("part-{i}"))?;
+    ///         ctx.submit_child(ctx.child("part", &i)?.with_child_key(key)).await?;
+    ///     }
+    ///     ctx.wait_children().await?;
+    ///     let done = ctx.children(Page::first(1000)).await?;
+    ///     Ok(done.items.iter().filter(|c| c.state == State::Completed).count() as u32)
+    /// }
+    /// ```
+    pub async fn wait_children(&self) -> std::result::Result<(), HandlerError> {
+        let snap = self
+            .inner
+            .transport
+            .wait_children(&self.inner.lease)
+            .await
+            .map_err(|e| HandlerError::retry(format!("waiting for children: {e}")))?;
+        match snap.state {
+            State::Running => Ok(()),
+            _ => Err(HandlerError::waiting()),
+        }
+    }
+
+    /// One page of this execution's children (see
+    /// [`Client::children`](crate::Client::children)), oldest first: what
+    /// a parent reads after [`wait_children`](Self::wait_children).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad page, `Unavailable` when the backend cannot
+    /// be reached.
+    pub async fn children(&self, page: Page) -> Result<ListPage> {
+        self.inner.transport.children(&self.inner.id, page).await
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,6 +341,8 @@ enum Retry {
     Policy,
     After(Duration),
     Never,
+    /// The lease was handed back to wait: nothing to report.
+    Waiting,
 }
 
 /// A handler's failure, and what should happen next.
@@ -263,6 +396,22 @@ impl HandlerError {
         }
     }
 
+    /// The answer of [`Context::wait_children`] when the execution now
+    /// waits for its children: not a failure — returned from the handler,
+    /// it ends this attempt without a report (its lease is already handed
+    /// back).
+    pub fn waiting() -> Self {
+        HandlerError {
+            message: "waiting for children".into(),
+            retry: Retry::Waiting,
+        }
+    }
+
+    /// True for [`waiting`](Self::waiting).
+    pub fn is_waiting(&self) -> bool {
+        self.retry == Retry::Waiting
+    }
+
     /// The error text, stored as the attempt's error and `last_error`.
     pub fn message(&self) -> &str {
         &self.message
@@ -273,6 +422,9 @@ impl HandlerError {
             Retry::Policy => Failure::retryable(self.message),
             Retry::After(d) => Failure::retry_after(self.message, d),
             Retry::Never => Failure::permanent(self.message),
+            // Never reported (the worker checks `is_waiting` first); were it
+            // reported, the lease is gone and the call would be refused.
+            Retry::Waiting => Failure::retryable(self.message),
         }
     }
 }

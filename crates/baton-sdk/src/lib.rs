@@ -1,8 +1,10 @@
 //! # baton-sdk
 //!
 //! How applications use Baton: a [`Client`] to submit, inspect, cancel and
-//! wait for executions, and a [`Worker`] runtime that claims executions and
-//! runs handlers registered by kind.
+//! wait for executions and to read flows ([`Client::children`],
+//! [`Client::tree`]), and a [`Worker`] runtime that claims executions and
+//! runs handlers registered by kind; a handler starts children of its
+//! execution with [`Context::submit_child`].
 //!
 //! Both reach Baton by URL, through one internal transport with two forms:
 //! a backend opened in this process (`sqlite://…`, `sqlite::memory:`, and

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    AdminBackend, Claim, ClaimRequest, CreateOutcome, ExecutionId, ExecutionSnapshot, Failure,
-    Lane, LeaseToken, Limits, ListFilter, ListPage, LongPoll, Namespace, NewExecution, Page,
-    RenewOutcome, RenewRequest, Result, StateCounts, claim_waiting,
+    AdminBackend, CancelRequest, Cancellation, Claim, ClaimRequest, CreateOutcome, ExecutionId,
+    ExecutionSnapshot, Failure, Lane, LeaseToken, Limits, ListFilter, ListPage, LongPoll,
+    Namespace, NewExecution, Page, RenewOutcome, RenewRequest, Result, StateCounts, Tree,
+    claim_waiting,
 };
 use tokio::sync::watch;
 
@@ -52,11 +53,25 @@ impl Transport {
     pub(crate) async fn cancel(
         &self,
         id: &ExecutionId,
-        reason: Option<String>,
-    ) -> Result<ExecutionSnapshot> {
+        request: CancelRequest,
+    ) -> Result<Cancellation> {
         match self {
-            Transport::Direct(b) => b.cancel(id, reason).await,
-            Transport::Http(h) => h.cancel(id, reason).await,
+            Transport::Direct(b) => b.cancel(id, request).await,
+            Transport::Http(h) => h.cancel(id, request).await,
+        }
+    }
+
+    pub(crate) async fn children(&self, parent: &ExecutionId, page: Page) -> Result<ListPage> {
+        match self {
+            Transport::Direct(b) => b.children(parent, page).await,
+            Transport::Http(h) => h.children(parent, page).await,
+        }
+    }
+
+    pub(crate) async fn tree(&self, id: &ExecutionId, limit: usize) -> Result<Tree> {
+        match self {
+            Transport::Direct(b) => b.tree(id, limit).await,
+            Transport::Http(h) => h.tree(id, limit).await,
         }
     }
 
@@ -101,6 +116,13 @@ impl Transport {
         match self {
             Transport::Direct(b) => b.fail(lease, failure).await.map(drop),
             Transport::Http(h) => h.fail(lease, failure).await.map(drop),
+        }
+    }
+
+    pub(crate) async fn wait_children(&self, lease: &LeaseToken) -> Result<ExecutionSnapshot> {
+        match self {
+            Transport::Direct(b) => b.wait_children(lease).await,
+            Transport::Http(h) => h.wait_children(lease).await,
         }
     }
 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use baton_core::{
-    AdminBackend, Backoff, EngineBackend, EngineError, ExecutionId, LeaseToken, ListFilter, Page,
-    RetryPolicy, State,
+    AdminBackend, Backoff, CancelRequest, CancelScope, ChildKey, EngineBackend, EngineError,
+    ExecutionId, LeaseToken, ListFilter, Page, RetryPolicy, State,
 };
 use baton_engine::{Scheduler, SchedulerConfig};
 use baton_sdk::{Client, Context, HandlerError, StopReason, Worker, decode_result};
@@ -414,6 +414,208 @@ async fn priority_decides_across_lanes(env: Env) {
     env.stop().await;
 }
 
+/// A handler fans out with `ctx.submit_child`: its children join its flow
+/// (parent and root set, same partition), a retried attempt that submits
+/// them again under the same child keys creates none twice, and
+/// `Client::tree` and `Client::children` show the flow.
+async fn handlers_submit_children(env: Env) {
+    let c = &env.client;
+    let repeats = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = repeats.clone();
+    let worker = Worker::builder(c)
+        .concurrency(4)
+        .handler("fan_out", move |ctx: Context, n: u32| {
+            let seen = seen.clone();
+            async move {
+                for i in 0..n {
+                    let key = ChildKey::new(format!("part-{i}"))?;
+                    let child = ctx.child("leaf", &i)?.with_child_key(key);
+                    let out = ctx.submit_child(child).await?;
+                    if ctx.attempt() > 1 {
+                        seen.lock().unwrap().push(out.created);
+                    }
+                }
+                // The first attempt fails after fanning out, so the second
+                // submits every child again.
+                if ctx.attempt() == 1 {
+                    return Err(HandlerError::retry("first attempt fails on purpose"));
+                }
+                Ok(n)
+            }
+        })
+        .handler("leaf", |_ctx, i: u32| async move {
+            Ok::<_, HandlerError>(i * 10)
+        })
+        .start()
+        .unwrap();
+    let new = c
+        .execution("fan_out", &3u32)
+        .unwrap()
+        .with_retry(quick_retries(2));
+    let root = c.submit_execution(new).await.unwrap().id;
+    let snap = done(c, &root).await;
+    assert_eq!(
+        (snap.state, snap.attempts),
+        (State::Completed, 2),
+        "{snap:?}"
+    );
+    assert_eq!(*repeats.lock().unwrap(), [false, false, false]);
+
+    let mut kids = Vec::new();
+    let mut page = Page::first(2);
+    loop {
+        let out = c.children(&root, page).await.unwrap();
+        kids.extend(out.items);
+        let Some(cursor) = out.next_cursor else { break };
+        page.cursor = Some(cursor);
+    }
+    assert_eq!(kids.len(), 3, "{kids:?}");
+    for (i, kid) in kids.iter().enumerate() {
+        assert_eq!(kid.parent.as_ref(), Some(&root));
+        assert_eq!(kid.root, root);
+        assert_eq!(kid.id.partition(), root.partition());
+        assert_eq!(kid.namespace, *c.namespace());
+        let key = format!("part-{i}");
+        assert_eq!(
+            kid.child_key.as_ref().map(|k| k.as_str()),
+            Some(key.as_str())
+        );
+        let done = done(c, &kid.id).await;
+        assert_eq!(decode_result::<u32>(&done).unwrap(), Some(i as u32 * 10));
+    }
+
+    // Asked by a child's id, the tree answers the whole flow from its root.
+    let tree = c.tree(&kids[2].id, 100).await.unwrap();
+    assert_eq!(tree.root, root);
+    assert!(!tree.truncated);
+    let ids: Vec<&ExecutionId> = tree.items.iter().map(|n| &n.id).collect();
+    let mut expected = vec![&root];
+    expected.extend(kids.iter().map(|k| &k.id));
+    assert_eq!(ids, expected);
+    assert_eq!(tree.items[0].parent, None);
+    assert!(
+        tree.items[1..]
+            .iter()
+            .all(|n| n.parent.as_ref() == Some(&root))
+    );
+    assert!(tree.items.iter().all(|n| n.state == State::Completed));
+    let cut = c.tree(&root, 2).await.unwrap();
+    assert_eq!((cut.items.len(), cut.truncated), (2, true));
+    assert!(matches!(
+        c.tree(&root, 0).await,
+        Err(EngineError::InvalidInput { field: "limit", .. })
+    ));
+    worker.shutdown(BOUND).await;
+    env.stop().await;
+}
+
+/// `cancel_with` scope `execution` leaves the descendants running; the
+/// default scope reaches every unfinished descendant (also below an already
+/// cancelled one) and counts them.
+async fn cancel_reaches_the_flow(env: Env) {
+    let c = &env.client;
+    let root = c.submit("flow", &0).await.unwrap().id;
+    let child = |parent: &ExecutionId, name: &str| {
+        c.execution("flow", name)
+            .unwrap()
+            .with_parent(parent.clone())
+    };
+    let a = c.submit_execution(child(&root, "a")).await.unwrap().id;
+    let b = c.submit_execution(child(&root, "b")).await.unwrap().id;
+    let a1 = c.submit_execution(child(&a, "a1")).await.unwrap().id;
+
+    let only = CancelRequest::because("just a").with_scope(CancelScope::Execution);
+    let out = c.cancel_with(&a, only).await.unwrap();
+    assert_eq!(out.snapshot.state, State::Cancelled);
+    assert_eq!((out.cascaded, out.cascade_pending), (0, false));
+    assert_eq!(c.describe(&a1).await.unwrap().state, State::Waiting);
+
+    let out = c
+        .cancel_with(&root, CancelRequest::because("done"))
+        .await
+        .unwrap();
+    assert_eq!(out.snapshot.id, root);
+    assert_eq!(out.snapshot.cancel_reason.as_deref(), Some("done"));
+    // b and a1: a was already cancelled.
+    assert_eq!((out.cascaded, out.cascade_pending), (2, false));
+    let a1 = c.describe(&a1).await.unwrap();
+    assert_eq!(a1.state, State::Cancelled);
+    assert_eq!(
+        a1.cancel_reason,
+        Some(format!("cancelled with its ancestor {root}: done"))
+    );
+    assert_eq!(
+        c.describe(&a).await.unwrap().cancel_reason.as_deref(),
+        Some("just a")
+    );
+    assert_eq!(c.describe(&b).await.unwrap().state, State::Cancelled);
+    // The plain `cancel` keeps working, and is a no-op on a cancelled one.
+    let again = c.cancel(&root, Some("again".into())).await.unwrap();
+    assert_eq!(again.cancel_reason.as_deref(), Some("done"));
+    env.stop().await;
+}
+
+/// Fan-out and fan-in with `ctx.wait_children`: the first attempt submits
+/// the children and hands its lease back (the worker reports nothing, and
+/// counts it), the parent is `blocked` with a readable reason while they
+/// run, and the second attempt finds them finished and joins their results.
+async fn handlers_wait_for_their_children(env: Env) {
+    let c = &env.client;
+    // Closed until the test has seen the parent blocked: no permits yet.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let open = gate.clone();
+    let worker = Worker::builder(c)
+        .concurrency(4)
+        .handler("join", |ctx: Context, n: u32| async move {
+            for i in 0..n {
+                let key = ChildKey::new(format!("part-{i}"))?;
+                ctx.submit_child(ctx.child("part", &i)?.with_child_key(key))
+                    .await?;
+            }
+            ctx.wait_children().await?;
+            let kids = ctx.children(Page::first(100)).await?;
+            let mut sum = 0;
+            for kid in &kids.items {
+                sum += decode_result::<u32>(kid)?.unwrap_or(0);
+            }
+            Ok::<_, HandlerError>((ctx.attempt(), sum))
+        })
+        .handler("part", move |_ctx, i: u32| {
+            let gate = open.clone();
+            async move {
+                // Held until the test has seen the parent blocked.
+                let _permit = gate.acquire().await;
+                Ok::<_, HandlerError>(i + 1)
+            }
+        })
+        .start()
+        .unwrap();
+    let parent = c.submit("join", &3u32).await.unwrap().id;
+    let blocked = wait_until(c, &parent, |s| s.state == State::Blocked).await;
+    assert_eq!(blocked.waiting_on, Some(baton_core::WaitingOn::Children(3)));
+    let why = blocked.wait_reason().unwrap();
+    assert_eq!(why.reason, "children");
+    assert!(
+        why.detail.contains("3 unfinished children"),
+        "{}",
+        why.detail
+    );
+    assert_eq!((blocked.attempts, blocked.worker_id.clone()), (1, None));
+    // Let the children finish, whenever each reaches the gate.
+    gate.add_permits(3);
+    let snap = done(c, &parent).await;
+    assert_eq!(snap.state, State::Completed, "{snap:?}");
+    assert_eq!(
+        decode_result::<(u32, u32)>(&snap).unwrap(),
+        Some((2, 1 + 2 + 3)),
+        "the second attempt joins the three children"
+    );
+    let stats = worker.shutdown(BOUND).await;
+    assert_eq!(stats.waiting, 1);
+    assert_eq!(stats.failed, 0, "a wait is not a failure");
+    env.stop().await;
+}
+
 macro_rules! on_every_transport {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -446,4 +648,7 @@ on_every_transport!(
     handler_errors_choose_the_outcome,
     shutdown_releases_work,
     priority_decides_across_lanes,
+    handlers_submit_children,
+    handlers_wait_for_their_children,
+    cancel_reaches_the_flow,
 );

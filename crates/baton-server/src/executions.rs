@@ -1,12 +1,13 @@
-//! Routes for callers: submit, describe, list, cancel, stats. The bodies and
-//! answers are `baton-api`'s types.
+//! Routes for callers: submit, describe, list, stats (cancel and the reads
+//! of a flow are in `flows.rs`). The bodies and answers are `baton-api`'s
+//! types.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use baton_api::{
-    BatchBody, BatchCreated, CancelBody, Created, DescribeQuery, ListAnswer, ListQuery, Snapshot,
-    StatsAnswer, StatsQuery, SubmitBody,
+    BatchBody, BatchCreated, Created, DescribeQuery, ListAnswer, ListQuery, Snapshot, StatsAnswer,
+    StatsQuery, SubmitBody,
 };
 
 use crate::AppState;
@@ -14,7 +15,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, IdPath};
 use crate::metrics::HttpMetrics;
 
-/// `POST /v1/executions`: 201 when created, 200 for a repeated idempotency key.
+/// `POST /v1/executions`: 201 when created, 200 for a repeated idempotency
+/// key or child key.
 pub(crate) async fn submit(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SubmitBody>,
@@ -79,17 +81,6 @@ pub(crate) async fn list(
     state.metrics().saw_namespace(&filter.namespace);
     let out = state.backend().list(&filter, page).await?;
     Ok(Json(ListAnswer::from(&out)))
-}
-
-/// `POST /v1/executions/{id}/cancel`: the snapshot; cancelling a cancelled
-/// execution again is a no-op, any other terminal state a `409 conflict`.
-pub(crate) async fn cancel(
-    State(state): State<AppState>,
-    IdPath(id): IdPath,
-    ApiJson(body): ApiJson<CancelBody>,
-) -> ApiResult<Json<Snapshot>> {
-    let snap = state.backend().cancel(&id, body.reason).await?;
-    Ok(Json(Snapshot::from(&snap)))
 }
 
 /// `GET /v1/stats?namespace=`: `{"lanes": {"<lane>": {<state>: n, …}}}`.

@@ -13,7 +13,9 @@
 //! | `POST /v1/executions/batch` | submit many, in one backend call |
 //! | `GET /v1/executions` | list, filtered, with a cursor |
 //! | `GET /v1/executions/{id}` | the snapshot (`?attempts=true` adds `attempt_history`) |
-//! | `POST /v1/executions/{id}/cancel` | cancel |
+//! | `POST /v1/executions/{id}/cancel` | cancel it and (by default) its descendants |
+//! | `GET /v1/executions/{id}/children` | its children, with a cursor |
+//! | `GET /v1/executions/{id}/tree` | the flow it belongs to |
 //! | `POST /v1/lanes/{lane}/claim` | claim work, optionally waiting for it |
 //! | `POST /v1/executions/{id}/complete` | complete with the lease |
 //! | `POST /v1/executions/{id}/fail` | fail with the lease |
@@ -39,6 +41,7 @@ mod body;
 mod error;
 mod executions;
 mod extract;
+mod flows;
 mod metrics;
 mod ops;
 mod worker;
@@ -148,7 +151,8 @@ impl AppState {
     }
 
     /// Also reports the counters of an engine running in this process on
-    /// `/metrics` (promoted, reclaimed, expired, trimmed, owned partitions).
+    /// `/metrics` (promoted, reclaimed, expired, trimmed, cascaded, owned
+    /// partitions).
     /// Call it while building the state: the answer is a fresh state whose
     /// request counters start at zero.
     pub fn with_engine_metrics(self, engine: Arc<SchedulerMetrics>) -> Self {
@@ -224,10 +228,13 @@ fn endpoint(route: Route) -> MethodRouter<AppState> {
         Route::SubmitBatch => on(method, executions::submit_batch),
         Route::List => on(method, executions::list),
         Route::Describe => on(method, executions::describe),
-        Route::Cancel => on(method, executions::cancel),
+        Route::Cancel => on(method, flows::cancel),
+        Route::Children => on(method, flows::children),
+        Route::Tree => on(method, flows::tree),
         Route::Claim => on(method, worker::claim),
         Route::Complete => on(method, worker::complete),
         Route::Fail => on(method, worker::fail),
+        Route::WaitChildren => on(method, worker::wait_children),
         Route::Renew => on(method, worker::renew),
         Route::Stats => on(method, executions::stats),
         Route::Health => on(method, ops::healthz),

@@ -195,6 +195,11 @@ async fn render(state: &AppState) -> String {
                 &e.trimmed,
             ),
             (
+                "baton_executions_cascaded_total",
+                "Descendants the scheduler's cascade pass cancelled, finishing cancels whose subtree did not fit in the cancel call.",
+                &e.cascaded,
+            ),
+            (
                 "baton_scheduler_errors_total",
                 "Scheduler passes that failed and were retried.",
                 &e.errors,

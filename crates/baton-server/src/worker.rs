@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use baton_api::{
     ClaimAnswer, ClaimBody, ClaimedExecution, CompleteBody, FailBody, RenewAnswer, RenewBody,
-    RenewedLease, Snapshot,
+    RenewedLease, Snapshot, WaitChildrenBody,
 };
 use baton_core::{
     EngineError, ExecutionId, LeaseToken, LongPoll, RenewOutcome, RenewRequest, RenewStatus,
@@ -67,6 +67,19 @@ pub(crate) async fn complete(
     let (lease, result) = body.into_result()?;
     let snap = state.backend().complete(&lease, result).await?;
     HttpMetrics::add(&state.metrics().completed, 1);
+    Ok(Json(Snapshot::from(&snap)))
+}
+
+/// `POST /v1/executions/{id}/wait-children`: the snapshot, `blocked`
+/// (lease handed back; `waiting` again once every child has finished) or
+/// still `running` with the lease kept when no child is unfinished.
+pub(crate) async fn wait_children(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<WaitChildrenBody>,
+) -> ApiResult<Json<Snapshot>> {
+    check_lease_matches(&body.lease, &id)?;
+    let snap = state.backend().wait_children(&body.lease).await?;
     Ok(Json(Snapshot::from(&snap)))
 }
 

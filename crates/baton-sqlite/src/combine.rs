@@ -77,7 +77,9 @@ async fn run(backend: &SqliteBackend, batch: Vec<Pending>) {
     // Every live lease completes in two statements for the whole batch;
     // the rest (and a second complete of one execution) are classified one
     // by one below, as they would be alone.
-    let mut done = match backend.complete_live(&mut tx, &batch).await {
+    // Lanes of parents whose last child completed, woken after commit.
+    let mut wake = Vec::new();
+    let mut done = match backend.complete_live(&mut tx, &batch, &mut wake).await {
         Ok(done) => done,
         Err(e) => {
             let _ = tx.rollback().await;
@@ -91,7 +93,7 @@ async fn run(backend: &SqliteBackend, batch: Vec<Pending>) {
             continue;
         }
         let answer = backend
-            .complete_in(&mut tx, &p.lease, &p.result, p.now)
+            .complete_in(&mut tx, &p.lease, &p.result, p.now, &mut wake)
             .await;
         if let Err(e) = &answer
             && aborts(e)
@@ -105,6 +107,7 @@ async fn run(backend: &SqliteBackend, batch: Vec<Pending>) {
     if let Err(e) = tx.commit().await {
         return fail_all(batch, crate::errors::map(e));
     }
+    backend.wake_all(wake);
     for (p, answer) in batch.into_iter().zip(answers) {
         let _ = p.reply.send(answer);
     }
@@ -118,6 +121,7 @@ impl SqliteBackend {
         &self,
         tx: &mut SqliteConnection,
         batch: &[Pending],
+        wake: &mut Vec<(String, String)>,
     ) -> Result<HashMap<usize, ExecutionSnapshot>> {
         let mut seen = std::collections::HashSet::new();
         let firsts: Vec<(usize, &Pending)> = batch
@@ -180,6 +184,20 @@ impl SqliteBackend {
             );
             qb.build().execute(&mut *tx).await.map_err(map)?;
         }
+        // Children that completed count as finished for their parents, one
+        // update per parent.
+        let mut parents: std::collections::BTreeMap<&baton_core::ExecutionId, (u64, Timestamp)> =
+            std::collections::BTreeMap::new();
+        for (i, snap) in &done {
+            if let Some(parent) = &snap.parent {
+                let entry = parents.entry(parent).or_insert((0, batch[*i].now));
+                entry.0 += 1;
+                entry.1 = entry.1.max(batch[*i].now);
+            }
+        }
+        for (parent, (count, now)) in parents {
+            wake.extend(crate::flow::children_finished(tx, parent, count, now).await?);
+        }
         Ok(done)
     }
 
@@ -191,6 +209,7 @@ impl SqliteBackend {
         lease: &LeaseToken,
         result: &[u8],
         now: Timestamp,
+        wake: &mut Vec<(String, String)>,
     ) -> Result<ExecutionSnapshot> {
         let id = lease.execution_id();
         // Fast path, one statement: the lease is the current, unexpired one
@@ -223,6 +242,9 @@ impl SqliteBackend {
                 now,
             )
             .await?;
+            if let Some(parent) = &snap.parent {
+                wake.extend(crate::flow::children_finished(tx, parent, 1, now).await?);
+            }
             return Ok(snap);
         }
         match self.check_lease(tx, lease, now).await? {
@@ -240,6 +262,9 @@ impl SqliteBackend {
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
+                if let Some(parent) = &snap.parent {
+                    wake.extend(crate::flow::children_finished(tx, parent, 1, now).await?);
+                }
                 self.snapshot_in(tx, id).await
             }
             (rules::LeaseVerdict::Ended(outcome), snap) => {

@@ -23,7 +23,32 @@ pub(crate) async fn create(
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut fresh: Vec<&PreparedExecution> = Vec::with_capacity(rows.len());
     let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut seen_children: HashMap<(&ExecutionId, &str), usize> = HashMap::new();
     for row in &rows {
+        if let (Some(parent), Some(key)) = (&row.new.parent, &row.new.child_key) {
+            let k = (parent, key.as_str());
+            if let Some(&first) = seen_children.get(&k) {
+                let first: &CreateOutcome = &outcomes[first];
+                outcomes.push(CreateOutcome {
+                    created: false,
+                    ..first.clone()
+                });
+                continue;
+            }
+            seen_children.insert(k, outcomes.len());
+            let existing = sqlx::query(
+                "SELECT uuid, partition, state FROM executions WHERE parent = ? AND child_key = ?",
+            )
+            .bind(parent.to_string())
+            .bind(key.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+            if let Some(existing) = existing {
+                outcomes.push(existing_outcome(&existing, b)?);
+                continue;
+            }
+        }
         if let Some(key) = &row.new.idempotency_key {
             let k = (
                 row.new.namespace.as_str(),
@@ -50,16 +75,7 @@ pub(crate) async fn create(
             .map_err(map)?;
             seen.insert(k, outcomes.len());
             if let Some(existing) = existing {
-                let id = read::execution_id(&existing, b.inner.partitions)?;
-                let state = read::state(
-                    &format!("execution {id}"),
-                    &col::<String>(&existing, "state")?,
-                )?;
-                outcomes.push(CreateOutcome {
-                    id,
-                    state,
-                    created: false,
-                });
+                outcomes.push(existing_outcome(&existing, b)?);
                 continue;
             }
         }
@@ -71,13 +87,13 @@ pub(crate) async fn create(
         fresh.push(row);
     }
 
-    // 25 bound columns per row; 400 rows stay under SQLite's 32766
+    // 26 bound columns per row; 400 rows stay under SQLite's 32766
     // variable limit with room to spare.
     for chunk in fresh.chunks(400) {
         let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
             "INSERT INTO executions (uuid, partition, namespace, lane, kind, state, priority, payload, \
              tags, required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, \
-             backoff_multiplier, backoff_jitter, idempotency_key, parent, root, created_at, updated_at, \
+             backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root, created_at, updated_at, \
              run_at, ready_at, deadline) ",
         );
         qb.push_values(chunk, |mut b, r| {
@@ -100,6 +116,7 @@ pub(crate) async fn create(
                 .push_bind(i64::from(n.retry.backoff.jitter))
                 .push_bind(n.idempotency_key.as_ref().map(|k| k.as_str()))
                 .push_bind(n.parent.as_ref().map(|p| p.to_string()))
+                .push_bind(n.child_key.as_ref().map(|k| k.as_str()))
                 .push_bind(
                     n.parent
                         .as_ref()
@@ -135,6 +152,22 @@ pub(crate) async fn create(
         });
         qb.build().execute(&mut *tx).await.map_err(map)?;
     }
+    // Every new child is open for its parent until it finishes.
+    let mut parents: std::collections::BTreeMap<&ExecutionId, i64> =
+        std::collections::BTreeMap::new();
+    for r in &fresh {
+        if let Some(parent) = &r.new.parent {
+            *parents.entry(parent).or_default() += 1;
+        }
+    }
+    for (parent, n) in parents {
+        sqlx::query("UPDATE executions SET open_children = open_children + ? WHERE uuid = ?")
+            .bind(n)
+            .bind(blob(parent))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+    }
     tx.commit().await.map_err(map)?;
     for r in &fresh {
         if r.state == State::Waiting {
@@ -144,6 +177,17 @@ pub(crate) async fn create(
         }
     }
     Ok(outcomes)
+}
+
+/// The answer for a submission that found its execution already there.
+fn existing_outcome(row: &sqlx::sqlite::SqliteRow, b: &SqliteBackend) -> Result<CreateOutcome> {
+    let id = read::execution_id(row, b.inner.partitions)?;
+    let state = read::state(&format!("execution {id}"), &col::<String>(row, "state")?)?;
+    Ok(CreateOutcome {
+        id,
+        state,
+        created: false,
+    })
 }
 
 /// Reads, inside the create's transaction, the parents the batch names

@@ -1,5 +1,4 @@
-//! Work under a lease: `renew`, `complete`, `fail`, and `cancel`, which
-//! fences the lease of a running execution.
+//! Work under a lease: `renew`, `complete`, `fail`.
 
 use baton_core::raw::rules;
 use baton_core::{
@@ -39,7 +38,8 @@ impl SqliteBackend {
 
     /// Ends the running attempt of `snap` as a failure and settles it by
     /// the retry policy ([`rules::settle_failure`]): the one code path
-    /// shared by `fail` and lease reclaim.
+    /// shared by `fail` and lease reclaim. Answers the lane of a parent it
+    /// released (to wake after commit).
     pub(crate) async fn apply_failure(
         &self,
         conn: &mut SqliteConnection,
@@ -47,8 +47,14 @@ impl SqliteBackend {
         outcome: AttemptOutcome,
         failure: Failure,
         now: Timestamp,
-    ) -> Result<()> {
-        let settled = rules::settle_failure(snap, &failure, &self.inner.limits, now);
+    ) -> Result<Option<(String, String)>> {
+        let released: i64 = sqlx::query_scalar("SELECT released FROM executions WHERE uuid = ?")
+            .bind(blob(&snap.id))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map)?;
+        let released = baton_core::raw::stored::in_range("released", "an execution", released)?;
+        let settled = rules::settle_failure(snap, released, &failure, &self.inner.limits, now);
         Self::close_attempt(
             conn,
             &snap.id,
@@ -73,7 +79,10 @@ impl SqliteBackend {
         .execute(&mut *conn)
         .await
         .map_err(map)?;
-        Ok(())
+        match (&snap.parent, settled.state.is_terminal()) {
+            (Some(parent), true) => crate::flow::children_finished(conn, parent, 1, now).await,
+            _ => Ok(None),
+        }
     }
 
     /// Reads what `lease` is judged on — the execution, the nonce it holds,
@@ -188,10 +197,12 @@ pub(crate) async fn fail(
     let mut tx = b.begin().await?;
     match b.check_lease(&mut tx, lease, now).await? {
         (rules::LeaseVerdict::Live, snap) => {
-            b.apply_failure(&mut tx, &snap, AttemptOutcome::Failed, failure, now)
+            let wake = b
+                .apply_failure(&mut tx, &snap, AttemptOutcome::Failed, failure, now)
                 .await?;
             let snap = b.snapshot_in(&mut tx, id).await?;
             tx.commit().await.map_err(map)?;
+            b.wake_all(wake.into_iter().collect());
             if snap.state == State::Waiting {
                 b.inner
                     .wake
@@ -201,44 +212,4 @@ pub(crate) async fn fail(
         }
         (rules::LeaseVerdict::Ended(outcome), snap) => rules::fail_replay(lease, outcome, snap),
     }
-}
-
-pub(crate) async fn cancel(
-    b: &SqliteBackend,
-    id: &ExecutionId,
-    reason: Option<String>,
-) -> Result<ExecutionSnapshot> {
-    b.check_id(id)?;
-    let reason = rules::cancel_reason(&b.inner.limits, reason)?;
-    let now = b.now();
-    let mut tx = b.begin().await?;
-    let snap = b.snapshot_in(&mut tx, id).await?;
-    if !rules::cancel_acts(&snap)? {
-        return Ok(snap);
-    }
-    if snap.state == State::Running {
-        SqliteBackend::close_attempt(
-            &mut tx,
-            id,
-            snap.attempts,
-            AttemptOutcome::Cancelled,
-            None,
-            now,
-        )
-        .await?;
-    }
-    sqlx::query(
-        "UPDATE executions SET state = 'cancelled', cancel_reason = ?, finished_at = ?, updated_at = ?, \
-         worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL WHERE uuid = ?",
-    )
-    .bind(reason)
-    .bind(now.as_millis())
-    .bind(now.as_millis())
-    .bind(blob(id))
-    .execute(&mut *tx)
-    .await
-    .map_err(map)?;
-    let snap = b.snapshot_in(&mut tx, id).await?;
-    tx.commit().await.map_err(map)?;
-    Ok(snap)
 }

@@ -42,6 +42,7 @@ mod combine;
 mod config;
 mod create;
 mod errors;
+mod flow;
 mod lease;
 mod migrate;
 mod ownership;
@@ -213,6 +214,14 @@ impl SqliteBackend {
     fn scan_limit(&self, partition: PartitionId, limit: usize) -> Result<i64> {
         self.inner.partitions.check_scan(partition, limit)?;
         Ok(i64::try_from(limit).unwrap_or(i64::MAX))
+    }
+
+    /// Wakes the claimers of each `(namespace, lane)`: after a commit that
+    /// made work `waiting` there.
+    fn wake_all(&self, lanes: Vec<(String, String)>) {
+        for (namespace, lane) in lanes {
+            self.inner.wake.notify(&namespace, &lane);
+        }
     }
 
     fn check_id(&self, id: &ExecutionId) -> Result<()> {

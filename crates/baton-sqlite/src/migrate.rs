@@ -24,6 +24,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "flow root",
         include_str!("../../../migrations/sqlite/0002_flow_root.sql"),
     ),
+    (
+        3,
+        "flow reads",
+        include_str!("../../../migrations/sqlite/0003_flow_reads.sql"),
+    ),
+    (
+        4,
+        "durable states",
+        include_str!("../../../migrations/sqlite/0004_durable_states.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -58,4 +68,90 @@ impl<'s> MigrationSource<'s> for Embedded {
 /// A migrator over the embedded migrations.
 pub async fn migrator() -> Result<Migrator, sqlx::migrate::MigrateError> {
     Migrator::new(Embedded).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use sqlx::{Connection, SqliteConnection};
+
+    /// The durable-states migration rebuilds both tables: rows written by
+    /// version 3 survive field for field, and children that were still
+    /// running count as open for their parents.
+    #[tokio::test]
+    async fn version_4_keeps_rows_and_counts_open_children() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 3) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        let parent = uuid::Uuid::parse_str("0190f0e4-0000-7000-8000-0000000000aa").unwrap();
+        let parent_text = format!("{{p:3}}-{parent}");
+        let insert = "INSERT INTO executions (uuid, partition, namespace, lane, kind, state, \
+            priority, payload, tags, required_caps, attempts, max_attempts, backoff_initial_ms, \
+            backoff_max_ms, backoff_multiplier, backoff_jitter, parent, root, created_at, \
+            updated_at, ready_at, finished_at) \
+            VALUES (?, 3, 'n', 'l', 'k', ?, 0, x'', '{}', '[]', 0, 3, 0, 0, 1.0, 0, ?, ?, 1, 1, 1, ?)";
+        let rows: [(u128, &str, Option<&str>, Option<i64>); 4] = [
+            (0xaa, "waiting", None, None),
+            (0xb1, "waiting", Some(&parent_text), None),
+            (0xb2, "waiting", Some(&parent_text), None),
+            (0xb3, "completed", Some(&parent_text), Some(5)),
+        ];
+        for (low, state, par, finished) in rows {
+            let id = uuid::Uuid::from_u128(parent.as_u128() - 0xaa + low);
+            sqlx::query(insert)
+                .bind(id.as_bytes().to_vec())
+                .bind(state)
+                .bind(par)
+                .bind(par)
+                .bind(finished)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO attempts VALUES (?, 1, 'w', 1, 1, NULL, NULL, NULL)")
+                .bind(id.as_bytes().to_vec())
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let (_, _, v4) = super::MIGRATIONS[3];
+        sqlx::raw_sql(v4).execute(&mut conn).await.unwrap();
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM executions")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(count, 4);
+        let attempts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(attempts, 4);
+        let open: i64 = sqlx::query_scalar("SELECT open_children FROM executions WHERE uuid = ?")
+            .bind(parent.as_bytes().to_vec())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(open, 2, "two unfinished children");
+        let others: i64 =
+            sqlx::query_scalar("SELECT SUM(open_children) FROM executions WHERE uuid <> ?")
+                .bind(parent.as_bytes().to_vec())
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(others, 0);
+        sqlx::query("UPDATE executions SET state = 'blocked' WHERE uuid = ?")
+            .bind(parent.as_bytes().to_vec())
+            .execute(&mut conn)
+            .await
+            .expect("the new states are allowed");
+        let bad = sqlx::query("UPDATE executions SET state = 'sleeping' WHERE uuid = ?")
+            .bind(parent.as_bytes().to_vec())
+            .execute(&mut conn)
+            .await;
+        assert!(bad.is_err(), "unknown states are still refused");
+    }
 }

@@ -11,9 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
-    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, EngineError, ExecutionId,
+    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ChildKey, EngineError, ExecutionId,
     ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId,
-    RetryPolicy, State, TagKey, Timestamp, WorkerId,
+    RetryPolicy, State, TagKey, Timestamp, TreeNode, WaitingOn, WorkerId,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -24,8 +24,9 @@ macro_rules! execution_columns {
     () => {
         "uuid, partition, namespace, lane, kind, state, priority, payload, \
     tags, required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, \
-    backoff_multiplier, backoff_jitter, idempotency_key, parent, root, created_at, updated_at, run_at, \
-    deadline, finished_at, worker_id, lease_expires_at, result, last_error, cancel_reason"
+    backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root, created_at, updated_at, run_at, \
+    deadline, finished_at, worker_id, lease_expires_at, result, last_error, cancel_reason, \
+    open_children"
     };
 }
 
@@ -59,9 +60,17 @@ pub fn execution_id(
     partitions: PartitionCount,
 ) -> Result<ExecutionId, EngineError> {
     let raw: Vec<u8> = col(row, "uuid")?;
-    let uuid = Uuid::from_slice(&raw)
+    stored_id(&raw, col(row, "partition")?, partitions)
+}
+
+/// The id of a stored `uuid` and `partition`.
+pub fn stored_id(
+    raw: &[u8],
+    partition: i64,
+    partitions: PartitionCount,
+) -> Result<ExecutionId, EngineError> {
+    let uuid = Uuid::from_slice(raw)
         .map_err(|_| EngineError::corruption(format!("stored uuid of {} bytes", raw.len())))?;
-    let partition: i64 = col(row, "partition")?;
     let partition = u16::try_from(partition)
         .map_err(|_| EngineError::corruption(format!("execution {uuid}: partition {partition}")))?;
     ExecutionId::from_parts(uuid, PartitionId(partition), partitions)
@@ -134,6 +143,9 @@ pub fn snapshot(
         parent: col::<Option<String>>(row, "parent")?
             .map(|p| parsed::<ExecutionId>("parent", ctx, &p))
             .transpose()?,
+        child_key: col::<Option<String>>(row, "child_key")?
+            .map(|k| parsed::<ChildKey>("child_key", ctx, &k))
+            .transpose()?,
         root: col::<Option<String>>(row, "root")?
             .map(|r| parsed::<ExecutionId>("root", ctx, &r))
             .transpose()?
@@ -150,10 +162,26 @@ pub fn snapshot(
         result: col(row, "result")?,
         last_error: col(row, "last_error")?,
         cancel_reason: col(row, "cancel_reason")?,
+        waiting_on: waiting_on(state, col(row, "open_children")?, ctx)?,
         id,
     };
     snapshot.check_consistent()?;
     Ok(snapshot)
+}
+
+/// What a `blocked` execution waits on, from its counters.
+fn waiting_on(
+    state: State,
+    open_children: i64,
+    ctx: &str,
+) -> Result<Option<WaitingOn>, EngineError> {
+    Ok(
+        (state == State::Blocked).then_some(WaitingOn::Children(in_range(
+            "open_children",
+            ctx,
+            open_children,
+        )?)),
+    )
 }
 
 /// One attempt from a row selected with the `attempt_columns!()` list.
@@ -194,6 +222,21 @@ pub fn attempt_facts(
         nonce: nonce as u64,
         outcome,
     }))
+}
+
+/// A flow member from a row with `uuid`, `partition`, `parent`, `state`
+/// and `kind` columns.
+pub fn tree_node(row: &SqliteRow, partitions: PartitionCount) -> Result<TreeNode, EngineError> {
+    let id = execution_id(row, partitions)?;
+    let ctx = format!("execution {id}");
+    Ok(TreeNode {
+        parent: col::<Option<String>>(row, "parent")?
+            .map(|p| parsed::<ExecutionId>("parent", &ctx, &p))
+            .transpose()?,
+        state: state(&ctx, &col::<String>(row, "state")?)?,
+        kind: parsed::<Kind>("kind", &ctx, &col::<String>(row, "kind")?)?,
+        id,
+    })
 }
 
 /// What a create needs of a parent, from a row with `namespace` and `root`

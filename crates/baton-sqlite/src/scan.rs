@@ -2,11 +2,14 @@
 
 use std::time::Duration;
 
-use baton_core::{AttemptOutcome, Failure, PartitionId, Result, ScanReport, Timestamp};
+use baton_core::{
+    AttemptOutcome, ExecutionId, Failure, PartitionId, Result, ScanReport, Timestamp,
+};
+use sqlx::SqliteConnection;
 
-use crate::SqliteBackend;
 use crate::errors::map;
 use crate::read::{self};
+use crate::{SqliteBackend, blob};
 
 pub(crate) async fn promote_due(
     b: &SqliteBackend,
@@ -68,6 +71,7 @@ pub(crate) async fn reclaim_expired_leases(
     .await
     .map_err(map)?;
     let mut woken = Vec::new();
+    let mut parents = Vec::new();
     for row in &rows {
         let snap = read::snapshot(row, b.inner.partitions)?;
         let error = format!(
@@ -78,14 +82,16 @@ pub(crate) async fn reclaim_expired_leases(
                 .map(|t| t.to_string())
                 .unwrap_or_default()
         );
-        b.apply_failure(
-            &mut tx,
-            &snap,
-            AttemptOutcome::LeaseExpired,
-            Failure::retryable(error),
-            now,
-        )
-        .await?;
+        let released = b
+            .apply_failure(
+                &mut tx,
+                &snap,
+                AttemptOutcome::LeaseExpired,
+                Failure::retryable(error),
+                now,
+            )
+            .await?;
+        parents.extend(released);
         woken.push((snap.namespace, snap.lane));
     }
     let next: Option<i64> = sqlx::query_scalar(
@@ -99,11 +105,16 @@ pub(crate) async fn reclaim_expired_leases(
     for (ns, lane) in &woken {
         b.inner.wake.notify(ns.as_str(), lane.as_str());
     }
+    b.wake_all(parents);
     Ok(ScanReport {
         processed: rows.len() as u64,
         next_due: next.map(Timestamp::from_millis),
     })
 }
+
+/// An execution whose deadline passed: uuid, partition, state, attempts,
+/// parent.
+type DueRow = (Vec<u8>, i64, String, i64, Option<String>);
 
 pub(crate) async fn expire_deadlines(
     b: &SqliteBackend,
@@ -113,8 +124,8 @@ pub(crate) async fn expire_deadlines(
     let limit = b.scan_limit(partition, limit)?;
     let now = b.now();
     let mut tx = b.begin().await?;
-    let rows: Vec<(Vec<u8>, i64, String, i64)> = sqlx::query_as(
-        "SELECT uuid, partition, state, attempts FROM executions WHERE partition = ? \
+    let rows: Vec<DueRow> = sqlx::query_as(
+        "SELECT uuid, partition, state, attempts, parent FROM executions WHERE partition = ? \
          AND deadline IS NOT NULL AND finished_at IS NULL AND deadline <= ? \
          ORDER BY deadline, uuid LIMIT ?",
     )
@@ -124,7 +135,8 @@ pub(crate) async fn expire_deadlines(
     .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
-    for (uuid, _, state, attempts) in &rows {
+    let mut wake = Vec::new();
+    for (uuid, _, state, attempts, parent) in &rows {
         if state == "running" {
             sqlx::query(
                 "UPDATE attempts SET ended_at = ?, outcome = 'expired' \
@@ -146,7 +158,20 @@ pub(crate) async fn expire_deadlines(
         .execute(&mut *tx)
         .await
         .map_err(map)?;
+        if let Some(parent) = parent {
+            let parent = baton_core::raw::stored::parse::<ExecutionId>(
+                "parent",
+                "an expiring execution",
+                parent,
+            )?;
+            wake.extend(crate::flow::children_finished(&mut tx, &parent, 1, now).await?);
+        }
     }
+    let expired = rows
+        .iter()
+        .map(|(uuid, p, _, _, _)| read::stored_id(uuid, *p, b.inner.partitions))
+        .collect::<Result<Vec<_>>>()?;
+    wake.extend(crate::flow::cascade_expired(b, &mut tx, &expired, now).await?);
     let next: Option<i64> = sqlx::query_scalar(
         "SELECT MIN(deadline) FROM executions WHERE partition = ? \
          AND deadline IS NOT NULL AND finished_at IS NULL",
@@ -156,6 +181,7 @@ pub(crate) async fn expire_deadlines(
     .await
     .map_err(map)?;
     tx.commit().await.map_err(map)?;
+    b.wake_all(wake);
     Ok(ScanReport {
         processed: rows.len() as u64,
         next_due: next.map(Timestamp::from_millis),
@@ -168,35 +194,77 @@ pub(crate) async fn trim_terminal(
     retention: Duration,
     limit: usize,
 ) -> Result<ScanReport> {
-    let limit = b.scan_limit(partition, limit)?;
+    let bound = b.scan_limit(partition, limit)?;
     let now = b.now();
     let cutoff = now.saturating_sub(retention);
     let mut tx = b.begin().await?;
-    let doomed: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT uuid FROM executions WHERE partition = ? AND finished_at IS NOT NULL \
-         AND finished_at <= ? ORDER BY finished_at, uuid LIMIT ?",
+    // Roots only (an execution outside flows is its own root): members are
+    // trimmed with their root, newest first, so no parent goes before its
+    // children, and the root last.
+    let roots = sqlx::query(
+        "SELECT uuid, partition FROM executions WHERE partition = ? AND finished_at IS NOT NULL \
+         AND root IS NULL AND COALESCE(trim_at, finished_at) <= ? \
+         ORDER BY COALESCE(trim_at, finished_at), uuid LIMIT ?",
     )
     .bind(i64::from(partition.get()))
     .bind(cutoff.as_millis())
-    .bind(limit)
+    .bind(bound)
     .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
-    for table in [
-        "DELETE FROM attempts WHERE execution_uuid = ?",
-        "DELETE FROM execution_tags WHERE execution_uuid = ?",
-        "DELETE FROM executions WHERE uuid = ?",
-    ] {
-        for uuid in &doomed {
-            sqlx::query(table)
+    let mut processed = 0usize;
+    for row in &roots {
+        if processed >= limit {
+            break;
+        }
+        let root = read::execution_id(row, b.inner.partitions)?;
+        let uuid = blob(&root);
+        let text = root.to_string();
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM executions WHERE root = ? AND finished_at IS NULL LIMIT 1",
+        )
+        .bind(&text)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map)?;
+        if open.is_some() {
+            // Its flow is still running: looked at again a retention later.
+            sqlx::query("UPDATE executions SET trim_at = ? WHERE uuid = ?")
+                .bind(now.as_millis())
                 .bind(uuid.as_slice())
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
+            continue;
+        }
+        let asked = limit - processed;
+        let members: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT uuid FROM executions WHERE root = ? ORDER BY uuid DESC LIMIT ?",
+        )
+        .bind(&text)
+        .bind(asked as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map)?;
+        for m in &members {
+            delete(&mut tx, m).await?;
+        }
+        processed += members.len();
+        let more = members.len() == asked
+            && sqlx::query_scalar::<_, i64>("SELECT 1 FROM executions WHERE root = ? LIMIT 1")
+                .bind(&text)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map)?
+                .is_some();
+        if !more && processed < limit {
+            delete(&mut tx, &uuid).await?;
+            processed += 1;
         }
     }
     let oldest: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(finished_at) FROM executions WHERE partition = ? AND finished_at IS NOT NULL",
+        "SELECT MIN(COALESCE(trim_at, finished_at)) FROM executions WHERE partition = ? \
+         AND finished_at IS NOT NULL AND root IS NULL",
     )
     .bind(i64::from(partition.get()))
     .fetch_one(&mut *tx)
@@ -204,7 +272,23 @@ pub(crate) async fn trim_terminal(
     .map_err(map)?;
     tx.commit().await.map_err(map)?;
     Ok(ScanReport {
-        processed: doomed.len() as u64,
+        processed: processed as u64,
         next_due: oldest.map(|t| Timestamp::from_millis(t).saturating_add(retention)),
     })
+}
+
+/// Deletes one execution with its attempts and tags.
+async fn delete(conn: &mut SqliteConnection, uuid: &[u8]) -> Result<()> {
+    for statement in [
+        "DELETE FROM attempts WHERE execution_uuid = ?",
+        "DELETE FROM execution_tags WHERE execution_uuid = ?",
+        "DELETE FROM executions WHERE uuid = ?",
+    ] {
+        sqlx::query(statement)
+            .bind(uuid)
+            .execute(&mut *conn)
+            .await
+            .map_err(map)?;
+    }
+    Ok(())
 }

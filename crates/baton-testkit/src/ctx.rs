@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    AdminBackend, AttemptRecord, Claim, ClaimRequest, Clock, CreateOutcome, EngineBackendExt,
-    ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken, Limits, ListFilter, ListPage,
-    ManualClock, Namespace, NewExecution, Page, PartitionCount, PartitionId, RenewOutcome,
-    RenewRequest, State, StateCounts, Timestamp,
+    AdminBackend, AttemptRecord, CancelRequest, Cancellation, Claim, ClaimRequest, Clock,
+    CreateOutcome, EngineBackendExt, ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken,
+    Limits, ListFilter, ListPage, ManualClock, Namespace, NewExecution, Page, PartitionCount,
+    PartitionId, RenewOutcome, RenewRequest, State, StateCounts, Timestamp,
 };
 
 use crate::Harness;
@@ -284,12 +284,16 @@ impl Ctx {
         ok(self.backend.fail(lease, failure).await, "fail")
     }
 
-    /// Cancels, which must succeed.
+    /// Cancels (the default scope: the whole subtree), which must succeed;
+    /// answers the execution's snapshot.
     pub async fn cancel(&self, id: &ExecutionId, reason: Option<&str>) -> ExecutionSnapshot {
-        ok(
-            self.backend.cancel(id, reason.map(str::to_owned)).await,
-            "cancel",
-        )
+        let request = CancelRequest::with_reason(reason.map(str::to_owned));
+        self.cancel_with(id, request).await.snapshot
+    }
+
+    /// Cancels with `request`, which must succeed.
+    pub async fn cancel_with(&self, id: &ExecutionId, request: CancelRequest) -> Cancellation {
+        ok(self.backend.cancel(id, request).await, "cancel")
     }
 
     /// Renews `leases` as `worker_name` for `ttl_ms`, which must succeed;
@@ -434,6 +438,7 @@ pub fn expected_snapshot(
         idempotency_key: new.idempotency_key.clone(),
         required_capabilities: new.required_capabilities.clone(),
         parent: new.parent.clone(),
+        child_key: new.child_key.clone(),
         // A direct child's root is its parent (cases check deeper roots
         // themselves).
         root: new.parent.clone().unwrap_or_else(|| id.clone()),
@@ -447,6 +452,7 @@ pub fn expected_snapshot(
         result: None,
         last_error: None,
         cancel_reason: None,
+        waiting_on: None,
     }
 }
 

@@ -44,14 +44,18 @@ pub struct Pending {
 }
 
 /// `baton_complete` answers three flat values per item; each becomes the
-/// reply shape every fenced function answers (`ok` carries no woken lanes:
-/// a complete never turns a lane non-empty).
+/// reply shape every fenced function answers (`ok` carries woken lanes only
+/// when a child's complete released its waiting parent).
 fn per_item(flat: Vec<Value>) -> Vec<Value> {
     let mut out = Vec::with_capacity(flat.len() / 3);
     let mut it = flat.into_iter();
     while let (Some(tag), Some(a), Some(b)) = (it.next(), it.next(), it.next()) {
         let item = if matches!(&tag, Value::BulkString(t) if t.as_slice() == b"ok") {
-            vec![tag, Value::Array(vec![Value::Int(0)]), a]
+            let woken = match b {
+                Value::Array(w) => Value::Array(w),
+                _ => Value::Array(vec![Value::Int(0)]),
+            };
+            vec![tag, woken, a]
         } else {
             vec![tag, a, b]
         };

@@ -95,6 +95,9 @@ async fn create_now(
                 if let Some(p) = &parent {
                     fields.push(("par", p.as_bytes()));
                 }
+                if let Some(k) = &n.child_key {
+                    fields.push(("ck", k.as_str().as_bytes()));
+                }
                 let root = n
                     .parent
                     .as_ref()
@@ -130,6 +133,25 @@ async fn create_now(
                     .arg(&deadline)
                     .arg(record);
             }
+            // The children of the call, after the items (see create.lua).
+            let children: Vec<(usize, &ExecutionId)> = positions
+                .iter()
+                .enumerate()
+                .filter_map(|(k, &i)| rows[i].new.parent.as_ref().map(|p| (k, p)))
+                .collect();
+            c.arg(children.len());
+            for (k, parent) in children {
+                let n = &rows[positions[k]].new;
+                c.arg(k)
+                    .arg(parent.uuid().simple().to_string())
+                    .arg(n.child_key.as_ref().map(|k| k.as_str()).unwrap_or(""))
+                    .arg(
+                        roots
+                            .get(parent)
+                            .map(|r| r.uuid().simple().to_string())
+                            .unwrap_or_default(),
+                    );
+            }
             let mut pipe = redis::pipe();
             pipe.atomic().add_command(payloads).add_command(c);
             (*p, pipe)
@@ -149,8 +171,30 @@ async fn create_now(
         let w = items
             .next()
             .ok_or_else(|| read::corrupt("empty create reply"))?;
-        woken.extend(b.woken_from(*p, w)?);
         let positions = &groups[p];
+        if matches!(&w, Value::BulkString(t) if t.as_slice() == b"parent_missing") {
+            // A parent trimmed since it was checked: nothing of this
+            // partition's share was written.
+            let item = items
+                .next()
+                .map(|v| int(&v))
+                .transpose()?
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| positions.get(i).copied())
+                .ok_or_else(|| read::corrupt("a parent_missing reply without its item"))?;
+            let parent = rows[item]
+                .new
+                .parent
+                .clone()
+                .unwrap_or_else(|| rows[item].id.clone());
+            return Err(EngineError::invalid(
+                "parent",
+                parent,
+                "no such execution; a parent must exist (and not be trimmed) when its child is created",
+            )
+            .in_batch(item));
+        }
+        woken.extend(b.woken_from(*p, w)?);
         let flat: Vec<Value> = items.collect();
         if flat.len() != positions.len() * 3 {
             return Err(read::corrupt("a short create outcome"));

@@ -214,29 +214,3 @@ async fn fail_now(
     let (reply, payload) = b.with_payload(id, c).await?;
     b.outcome(id, "fail", reply, payload).await
 }
-
-/// Runs to completion in a task of its own (see [`detached`]).
-pub(crate) async fn cancel(
-    b: &ValkeyBackend,
-    id: &ExecutionId,
-    reason: Option<String>,
-) -> Result<ExecutionSnapshot> {
-    let (b, id) = (b.clone(), id.clone());
-    detached(async move { cancel_now(&b, &id, reason).await }).await
-}
-
-async fn cancel_now(
-    b: &ValkeyBackend,
-    id: &ExecutionId,
-    reason: Option<String>,
-) -> Result<ExecutionSnapshot> {
-    b.check_id(id)?;
-    let reason = rules::cancel_reason(&b.inner.limits, reason)?;
-    let mut c = Server::fcall("baton_cancel", &b.base(id.partition().get()));
-    c.arg(id.uuid().simple().to_string())
-        .arg(if reason.is_some() { "1" } else { "0" })
-        .arg(reason.unwrap_or_default())
-        .arg(b.now().as_millis());
-    let (reply, payload) = b.with_payload(id, c).await?;
-    b.outcome(id, "cancel", reply, payload).await
-}

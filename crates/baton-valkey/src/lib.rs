@@ -46,6 +46,7 @@ mod config;
 mod conn;
 mod create;
 mod errors;
+mod flow;
 mod hints;
 mod lease;
 mod library;

@@ -6,7 +6,7 @@ use baton_core::{EngineError, Result};
 /// Bumped by hand when the library's contract with this crate changes; a
 /// server holding a higher generation was loaded by a newer Baton, which
 /// this build must not replace.
-pub const GENERATION: u32 = 2;
+pub const GENERATION: u32 = 3;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[
@@ -19,6 +19,11 @@ const SOURCES: &[(&str, &str)] = &[
     ("complete.lua", include_str!("../../../lua/complete.lua")),
     ("fail.lua", include_str!("../../../lua/fail.lua")),
     ("cancel.lua", include_str!("../../../lua/cancel.lua")),
+    ("cascade.lua", include_str!("../../../lua/cascade.lua")),
+    (
+        "wait_children.lua",
+        include_str!("../../../lua/wait_children.lua"),
+    ),
     ("promote.lua", include_str!("../../../lua/promote.lua")),
     ("reclaim.lua", include_str!("../../../lua/reclaim.lua")),
     ("expire.lua", include_str!("../../../lua/expire.lua")),

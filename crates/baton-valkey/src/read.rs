@@ -6,9 +6,9 @@ use std::str::FromStr;
 
 use baton_core::raw::stored;
 use baton_core::{
-    AttemptOutcome, AttemptRecord, Backoff, EngineError, ExecutionId, ExecutionSnapshot,
+    AttemptOutcome, AttemptRecord, Backoff, ChildKey, EngineError, ExecutionId, ExecutionSnapshot,
     IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId, Result, RetryPolicy, State,
-    Timestamp, WorkerId,
+    Timestamp, WaitingOn, WorkerId,
 };
 use redis::Value;
 use uuid::Uuid;
@@ -191,6 +191,14 @@ pub fn execution_id(
 }
 
 /// A snapshot from an execution record.
+/// The root of the flow `id` belongs to: its stored root, or itself.
+pub fn snapshot_root(id: &ExecutionId, f: &Fields) -> Result<ExecutionId> {
+    Ok(
+        f.opt_parsed::<ExecutionId>(&format!("execution {id}"), "rt")?
+            .unwrap_or_else(|| id.clone()),
+    )
+}
+
 pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
     let ctx = format!("execution {id}");
     let ctx = ctx.as_str();
@@ -202,11 +210,12 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
         Some(raw) => retry_policy(ctx, raw)?,
         None => legacy_retry_policy(ctx, f)?,
     };
+    let state = f.state(ctx)?;
     let snapshot = ExecutionSnapshot {
         namespace: f.parsed::<Namespace>(ctx, "ns")?,
         lane: f.parsed::<Lane>(ctx, "lane")?,
         kind: f.parsed::<Kind>(ctx, "kind")?,
-        state: f.state(ctx)?,
+        state,
         priority: f.num(ctx, "pri")?,
         payload: f.raw("pl").map(<[u8]>::to_vec).unwrap_or_default(),
         tags,
@@ -215,9 +224,8 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
         idempotency_key: f.opt_parsed::<IdempotencyKey>(ctx, "ik")?,
         required_capabilities,
         parent: f.opt_parsed::<ExecutionId>(ctx, "par")?,
-        root: f
-            .opt_parsed::<ExecutionId>(ctx, "rt")?
-            .unwrap_or_else(|| id.clone()),
+        child_key: f.opt_parsed::<ChildKey>(ctx, "ck")?,
+        root: snapshot_root(&id, f)?,
         created_at: f.ts(ctx, "ca")?,
         updated_at: f.ts(ctx, "ua")?,
         run_at: f.opt_ts(ctx, "ra")?,
@@ -228,6 +236,12 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
         result: f.raw("res").map(<[u8]>::to_vec),
         last_error: f.opt_text(ctx, "err")?,
         cancel_reason: f.opt_text(ctx, "cr")?,
+        waiting_on: match state {
+            State::Blocked => Some(WaitingOn::Children(
+                f.opt_num::<u64>(ctx, "oc")?.unwrap_or(0),
+            )),
+            _ => None,
+        },
         id,
     };
     snapshot.check_consistent()?;

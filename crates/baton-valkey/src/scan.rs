@@ -96,7 +96,11 @@ async fn expire_deadlines_now(
     b.inner.partitions.check_scan(partition, limit)?;
     let p = partition.get();
     let mut c = Server::fcall("baton_expire", &b.base(p));
-    c.arg(b.now().as_millis()).arg(limit);
+    c.arg(b.now().as_millis())
+        .arg(limit)
+        .arg(format!("cancelled with its ancestor {{p:{p}}}-"))
+        .arg(format!(": {}", baton_core::raw::rules::EXPIRED_ANCESTOR))
+        .arg(b.inner.limits.cascade_budget);
     let reply = b.run(&c).await?;
     b.scan_report(p, reply, 0).await
 }
@@ -120,9 +124,10 @@ async fn trim_terminal_now(
 ) -> Result<ScanReport> {
     b.inner.partitions.check_scan(partition, limit)?;
     let p = partition.get();
-    let cutoff = b.now().saturating_sub(retention);
+    let now = b.now();
+    let cutoff = now.saturating_sub(retention);
     let mut c = Server::fcall("baton_trim", &b.base(p));
-    c.arg(cutoff.as_millis()).arg(limit);
+    c.arg(cutoff.as_millis()).arg(limit).arg(now.as_millis());
     let reply = b.run(&c).await?;
     let offset = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     b.scan_report(p, reply, offset).await

@@ -63,6 +63,7 @@ fn snapshot(
         idempotency_key: None,
         required_capabilities: BTreeSet::new(),
         parent: None,
+        child_key: None,
         root: id.clone(),
         created_at: Timestamp::from_millis(T),
         updated_at: Timestamp::from_millis(T),
@@ -74,6 +75,7 @@ fn snapshot(
         result: None,
         last_error: None,
         cancel_reason: None,
+        waiting_on: None,
     }
 }
 
@@ -96,6 +98,7 @@ fn last_outcome(state: State) -> Option<AttemptOutcome> {
     match state {
         State::Running => None,
         State::Waiting | State::Delayed => Some(AttemptOutcome::LeaseExpired),
+        State::Blocked => Some(AttemptOutcome::Released),
         State::Completed => Some(AttemptOutcome::Completed),
         State::Failed => Some(AttemptOutcome::Failed),
         State::Cancelled => Some(AttemptOutcome::Cancelled),
@@ -110,6 +113,7 @@ async fn check_loaded_mirrors_judge_lease() {
         State::Running,
         State::Waiting,
         State::Delayed,
+        State::Blocked,
         State::Completed,
         State::Failed,
         State::Cancelled,
@@ -231,8 +235,12 @@ async fn settle_mirrors_settle_failure() {
                                     retryable,
                                     retry_after: retry_after.map(Duration::from_millis),
                                 };
+                                // Attempts ended by a release are not
+                                // failures: every other case has one.
+                                let released = (attempt + u32::from(retryable)) % 2;
                                 let s = rules::settle_failure(
                                     &snap,
+                                    released,
                                     &failure,
                                     &limits,
                                     Timestamp::from_millis(T),
@@ -253,8 +261,12 @@ async fn settle_mirrors_settle_failure() {
                                     "{max_attempts} {initial_ms} {max_ms} {multiplier} {}",
                                     u8::from(jitter)
                                 );
+                                let mut h = json!({ "att": attempt.to_string(), "rp": rp, "rd": ready.to_string() });
+                                if released > 0 {
+                                    h["rl"] = json!(released.to_string());
+                                }
                                 cases.push(json!({
-                                    "h": { "att": attempt.to_string(), "rp": rp, "rd": ready.to_string() },
+                                    "h": h,
                                     "uuid": id.uuid().simple().to_string(),
                                     "retryable": retryable,
                                     "retry_after": retry_after,

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_core::{
-    AdminBackend, ClaimRequest, EngineBackend, EngineBackendExt, EngineError, ExecutionId,
-    ExecutionSnapshot, Failure, IdempotencyKey, Kind, Lane, ListFilter, ManualClock, Namespace,
-    NewExecution, NodeId, Page, PartitionCount, State, StateCounts, Timestamp, WorkerId,
+    AdminBackend, CancelRequest, ClaimRequest, EngineBackend, EngineBackendExt, EngineError,
+    ExecutionId, ExecutionSnapshot, Failure, IdempotencyKey, Kind, Lane, ListFilter, ManualClock,
+    Namespace, NewExecution, NodeId, Page, PartitionCount, State, StateCounts, Timestamp, WorkerId,
 };
 use baton_testkit::servers::{self, PrivateRedis, RedisServer, RespValue};
 use baton_valkey::{ValkeyBackend, ValkeyConfig};
@@ -223,7 +223,10 @@ async fn wakes_across_instances(server: &RedisServer) {
             submitted = Some(created.id);
             break;
         }
-        submitter.cancel(&created.id, None).await.unwrap();
+        submitter
+            .cancel(&created.id, CancelRequest::default())
+            .await
+            .unwrap();
     }
     let elapsed = started.elapsed();
     let Some(id) = submitted else {
@@ -793,7 +796,11 @@ async fn the_key_schema_never_crosses_cluster_slots() {
             false
         };
         if cancel {
-            let snap = backend.cancel(id, Some("no".into())).await.unwrap();
+            let snap = backend
+                .cancel(id, CancelRequest::because("no"))
+                .await
+                .unwrap()
+                .snapshot;
             assert_eq!(snap.state, State::Cancelled);
         }
     }
@@ -806,6 +813,7 @@ async fn the_key_schema_never_crosses_cluster_slots() {
         failed,
         cancelled,
         expired,
+        blocked: 0,
     };
     let expected: BTreeMap<Lane, StateCounts> = [
         (lane("a"), sc(15, 10, 5, 15, 5, 0, 0)),
@@ -999,7 +1007,7 @@ async fn waiting_members_written_on_create_are_the_ones_functions_remove() {
     assert_eq!(waiting_entries(), 12);
     for (lane_name, id) in &ids {
         if *lane_name == "cancelled" {
-            backend.cancel(id, None).await.unwrap();
+            backend.cancel(id, CancelRequest::default()).await.unwrap();
         }
     }
     assert_eq!(waiting_entries(), 6, "cancel left waiting entries behind");
@@ -1057,7 +1065,10 @@ async fn repeated_idempotency_keys_and_trims_leave_no_payload_behind() {
     assert_eq!(payload_keys().len(), 3, "{:?}", payload_keys());
 
     for o in [&first[0], &first[2], &first[3]] {
-        backend.cancel(&o.id, None).await.unwrap();
+        backend
+            .cancel(&o.id, CancelRequest::default())
+            .await
+            .unwrap();
     }
     clock.advance(Duration::from_secs(10));
     for p in backend.partitions().iter() {
@@ -1067,6 +1078,82 @@ async fn repeated_idempotency_keys_and_trims_leave_no_payload_behind() {
             .unwrap();
     }
     assert_eq!(payload_keys(), Vec::<String>::new());
+}
+
+/// A flow's index keys (children per parent, child keys, members per root)
+/// and the cascade queue hold exactly what lives: a trimmed member leaves
+/// them, and a finished cascade leaves no queue behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_indexes_hold_only_what_lives() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let keys = |what: &str| -> Vec<String> {
+        let mut k = resp_texts(
+            &server
+                .command(&["KEYS", &format!("{prefix}:*:{what}")])
+                .unwrap(),
+        );
+        k.sort();
+        k
+    };
+    let root = backend.create_one(exec("flow", "root")).await.unwrap().id;
+    let child = |key: &str| {
+        exec("flow", "child")
+            .with_parent(root.clone())
+            .with_child_key(baton_core::ChildKey::new(key).unwrap())
+    };
+    let out = backend
+        .create(vec![child("a"), child("b"), child("a")])
+        .await
+        .unwrap();
+    assert!(out[0].created && out[1].created && !out[2].created);
+    let grandchild = backend
+        .create_one(exec("flow", "g").with_parent(out[0].id.clone()))
+        .await
+        .unwrap()
+        .id;
+    let u = |id: &ExecutionId| id.uuid().simple().to_string();
+    let p = root.partition().get();
+    assert_eq!(
+        keys("ch:*"),
+        vec![
+            format!("{prefix}:{{p:{p}}}:ch:{}", u(&out[0].id)),
+            format!("{prefix}:{{p:{p}}}:ch:{}", u(&root)),
+        ]
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        keys("ck:*"),
+        vec![format!("{prefix}:{{p:{p}}}:ck:{}", u(&root))]
+    );
+    assert_eq!(
+        keys("tr:*"),
+        vec![format!("{prefix}:{{p:{p}}}:tr:{}", u(&root))]
+    );
+    let tree = backend.tree(&grandchild, 10).await.unwrap();
+    assert_eq!(tree.items.len(), 4);
+    let cancelled = backend
+        .cancel(&root, CancelRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((cancelled.cascaded, cancelled.cascade_pending), (3, false));
+    assert_eq!(keys("cq"), Vec::<String>::new(), "nothing queued");
+    clock.advance(Duration::from_secs(10));
+    for p in backend.partitions().iter() {
+        backend
+            .trim_terminal(p, Duration::from_secs(1), 100)
+            .await
+            .unwrap();
+    }
+    for what in ["ch:*", "ck:*", "tr:*", "open:*", "e:*", "p:*"] {
+        assert_eq!(keys(what), Vec::<String>::new(), "{what} after trim");
+    }
 }
 
 /// Records written by library generation 1 kept the retry policy in five

@@ -5,6 +5,7 @@
 //! read, or one JSON document with `--json`.
 
 mod bench;
+mod flow;
 mod serve;
 mod show;
 mod table;
@@ -14,10 +15,10 @@ use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use baton_api::{Created, Snapshot, check_json};
+use baton_api::{Created, check_json};
 use baton_core::{
-    AdminBackend, BackendKind, Backoff, CapabilityName, EngineError, ExecutionId, IdempotencyKey,
-    Kind, Lane, Namespace, NewExecution, RetryPolicy, TagKey, Timestamp,
+    AdminBackend, BackendKind, Backoff, CapabilityName, ChildKey, EngineError, ExecutionId,
+    IdempotencyKey, Kind, Lane, Namespace, NewExecution, RetryPolicy, TagKey, Timestamp, Tree,
 };
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -32,6 +33,8 @@ Examples:
   baton list --state waiting
   baton describe '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071'
   baton cancel '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --reason 'no longer needed'
+  baton submit thumbnail --parent '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --child-key a.png
+  baton tree '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071'
   baton serve --listen 127.0.0.1:7420";
 
 /// Baton: a durable execution engine. Submit, inspect and cancel executions.
@@ -69,13 +72,45 @@ enum Command {
     },
     /// List executions, oldest first.
     List(ListArgs),
-    /// Cancel an execution that has not finished.
+    /// Cancel an execution that has not finished, and every unfinished
+    /// execution below it in its flow (unless --only).
+    ///
+    /// Prints how many descendants were cancelled with it. A subtree too big
+    /// for one call is finished by the scheduler of `baton serve`; the
+    /// answer says so, and `baton tree` shows the progress.
     Cancel {
         /// The execution id.
         id: String,
-        /// Why it is cancelled; shown by describe.
+        /// Why it is cancelled; shown by describe (descendants get "cancelled
+        /// with its ancestor ID: REASON").
         #[arg(long)]
         reason: Option<String>,
+        /// Cancel this execution alone; its descendants keep running.
+        #[arg(long)]
+        only: bool,
+    },
+    /// Show the flow an execution belongs to as an indented tree, from its
+    /// root: id, kind and state of each member, children under their parent
+    /// in the order they were created.
+    Tree {
+        /// The id of any member of the flow.
+        id: String,
+        /// Most members to show, 1 to 10000; the output says when the flow
+        /// has more.
+        #[arg(long, default_value_t = Tree::DEFAULT_LIMIT)]
+        limit: usize,
+    },
+    /// List the children of an execution (one level of its flow), oldest
+    /// first.
+    Children {
+        /// The parent execution id.
+        id: String,
+        /// Page size, 1 to 1000.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Continue after a previous page (its next_cursor).
+        #[arg(long)]
+        cursor: Option<String>,
     },
     /// Count executions per lane and state.
     Stats {
@@ -134,9 +169,13 @@ struct SubmitArgs {
     #[arg(long = "capability")]
     capabilities: Vec<String>,
     /// The parent execution (same namespace); the child lives in its
-    /// parent's partition.
+    /// parent's partition and is cancelled with it.
     #[arg(long)]
     parent: Option<String>,
+    /// Submitting the same key again under the same --parent returns the
+    /// first child instead of creating another. Needs --parent.
+    #[arg(long, requires = "parent")]
+    child_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -145,7 +184,8 @@ struct ListArgs {
     namespace: String,
     #[arg(long)]
     lane: Option<String>,
-    /// waiting, delayed, running, completed, failed, cancelled or expired.
+    /// waiting, delayed, blocked, running, completed, failed, cancelled or
+    /// expired.
     #[arg(long)]
     state: Option<String>,
     #[arg(long)]
@@ -259,15 +299,12 @@ async fn run(cli: Cli) -> CliResult<()> {
             show::describe(backend.as_ref(), &id, attempts, json).await
         }
         Command::List(args) => show::list(backend.as_ref(), args, json).await,
-        Command::Cancel { id, reason } => {
-            let id: ExecutionId = id.parse()?;
-            let snap = backend.cancel(&id, reason).await?;
-            if json {
-                print_json(&Snapshot::from(&snap));
-            } else {
-                println!("{} is {}", snap.id, snap.state);
-            }
-            Ok(())
+        Command::Cancel { id, reason, only } => {
+            flow::cancel(backend.as_ref(), &id, reason, only, json).await
+        }
+        Command::Tree { id, limit } => flow::tree(backend.as_ref(), &id, limit, json).await,
+        Command::Children { id, limit, cursor } => {
+            flow::children(backend.as_ref(), &id, limit, cursor, json).await
         }
         Command::Stats { namespace } => show::stats(backend.as_ref(), &namespace, json).await,
         Command::Serve(args) => serve::run(backend, &cli.backend, args).await,
@@ -368,6 +405,10 @@ async fn submit(backend: &dyn AdminBackend, a: SubmitArgs, json: bool) -> CliRes
     if let Some(p) = a.parent {
         new = new.with_parent(p.parse::<ExecutionId>()?);
     }
+    let by_child_key = a.child_key.is_some();
+    if let Some(k) = a.child_key {
+        new = new.with_child_key(ChildKey::new(k)?);
+    }
     let out = backend.create(vec![new]).await?;
     let Some(o) = out.first() else {
         return Err(EngineError::corruption("the backend answered no outcome").into());
@@ -376,6 +417,11 @@ async fn submit(backend: &dyn AdminBackend, a: SubmitArgs, json: bool) -> CliRes
         print_json(&Created::from(o));
     } else if o.created {
         println!("submitted {} ({})", o.id, o.state);
+    } else if by_child_key {
+        println!(
+            "already submitted with this child key under this parent: {} ({})",
+            o.id, o.state
+        );
     } else {
         println!(
             "already submitted with this idempotency key: {} ({})",

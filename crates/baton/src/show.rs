@@ -3,8 +3,8 @@
 
 use baton_api::{ListAnswer, Snapshot, StatsAnswer, bytes_json};
 use baton_core::{
-    AdminBackend, ExecutionId, ExecutionSnapshot, Kind, Lane, ListCursor, ListFilter, Namespace,
-    Page, State, TagKey, Timestamp,
+    AdminBackend, ExecutionId, ExecutionSnapshot, Kind, Lane, ListCursor, ListFilter, ListPage,
+    Namespace, Page, State, TagKey, Timestamp,
 };
 use serde_json::Value;
 
@@ -100,6 +100,13 @@ fn print_snapshot(s: &ExecutionSnapshot) {
     if let Some(k) = &s.idempotency_key {
         rows.push(("idempotency_key", k.to_string()));
     }
+    if let Some(p) = &s.parent {
+        rows.push(("parent", p.to_string()));
+        rows.push(("root", s.root.to_string()));
+    }
+    if let Some(k) = &s.child_key {
+        rows.push(("child_key", k.to_string()));
+    }
     rows.push(("payload", short(&bytes_json(&s.payload), 200)));
     if let Some(r) = &s.result {
         rows.push(("result", short(&bytes_json(r), 200)));
@@ -109,6 +116,9 @@ fn print_snapshot(s: &ExecutionSnapshot) {
     }
     if let Some(r) = &s.cancel_reason {
         rows.push(("cancel_reason", r.clone()));
+    }
+    if let Some(why) = s.wait_reason() {
+        rows.push(("waiting_on", format!("{}: {}", why.reason, why.detail)));
     }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
@@ -148,7 +158,15 @@ pub(crate) async fn list(backend: &dyn AdminBackend, a: ListArgs, json: bool) ->
         print_json(&ListAnswer::from(&page));
         return Ok(());
     }
-    let next = page.next_cursor.map(|c| c.to_string());
+    print_page(&page, "no executions match", |c| {
+        format!("baton list --cursor {c}")
+    });
+    Ok(())
+}
+
+/// Prints a page of executions as a table (or `empty`), then, when more
+/// may follow, the command that shows them (`more` of the next cursor).
+pub(crate) fn print_page(page: &ListPage, empty: &str, more: impl Fn(&str) -> String) {
     let mut t = Table::new(["ID", "STATE", "LANE", "KIND", "PRI", "ATTEMPTS", "CREATED"]);
     for s in &page.items {
         t.row([
@@ -161,11 +179,10 @@ pub(crate) async fn list(backend: &dyn AdminBackend, a: ListArgs, json: bool) ->
             s.created_at.to_string(),
         ]);
     }
-    t.print_or("no executions match");
-    if let Some(c) = next {
-        println!("more: baton list --cursor {c}");
+    t.print_or(empty);
+    if let Some(c) = page.next_cursor {
+        println!("more: {}", more(&c.to_string()));
     }
-    Ok(())
 }
 
 pub(crate) async fn stats(

@@ -220,7 +220,7 @@ fn migrate_reports_the_schema_version() {
     let cli = Cli::new();
     let m = cli.json(&["migrate"]);
     assert_eq!(m["backend"], "sqlite");
-    assert_eq!(m["schema_version"], 2);
+    assert_eq!(m["schema_version"], 4);
     assert_eq!(m["partitions"], 16);
     assert!(cli.dir.path().join("baton.db").exists());
 }
@@ -311,4 +311,165 @@ fn children_are_submitted_and_listed_by_parent() {
     let (code, err) = cli.fails(&["submit", "orphan", "--parent", unknown]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("parent") && err.contains(unknown), "{err}");
+}
+
+/// `baton tree` draws the flow from any member's id, `--json` answers the
+/// HTTP API's tree; `cancel --only` leaves the descendants running and a
+/// plain cancel reaches them and says how many; `children` lists one level;
+/// `submit --child-key` answers the first child for a repeated key.
+#[test]
+fn tree_children_and_cancel_of_a_flow() {
+    let cli = Cli::new();
+    let id = |v: Value| v["id"].as_str().unwrap().to_string();
+    let root = id(cli.json(&["submit", "report.build"]));
+    let a = id(cli.json(&[
+        "submit",
+        "report.section",
+        "--parent",
+        &root,
+        "--child-key",
+        "a",
+    ]));
+    let again = cli.ok(&[
+        "submit",
+        "report.section",
+        "--parent",
+        &root,
+        "--child-key",
+        "a",
+    ]);
+    assert!(
+        again.contains("already submitted with this child key") && again.contains(&a),
+        "{again}"
+    );
+    let b = id(cli.json(&["submit", "report.section", "--parent", &root]));
+    let chart = id(cli.json(&["submit", "report.chart", "--parent", &a]));
+
+    let text = cli.ok(&["tree", &chart]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{root}  report.build  waiting"),
+            format!("├─ {a}  report.section  waiting"),
+            format!("│  └─ {chart}  report.chart  waiting"),
+            format!("└─ {b}  report.section  waiting"),
+            format!("4 members in flow {root}"),
+        ],
+        "{text}"
+    );
+    let cut = cli.ok(&["tree", &root, "--limit", "2"]);
+    assert_eq!(cut.lines().count(), 3, "{cut}");
+    assert!(cut.contains("showing the first 2 members"), "{cut}");
+    let tree = cli.json(&["tree", &root]);
+    assert_eq!(tree["root"], root.as_str());
+    assert_eq!(tree["truncated"], false);
+    assert_eq!(tree["items"][3]["parent"], a.as_str());
+
+    let kids = cli.json(&["children", &root]);
+    let ids: Vec<&str> = kids["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [a.as_str(), b.as_str()]);
+    assert_eq!(kids["items"][0]["child_key"], "a");
+    let table = cli.ok(&["children", &root, "--limit", "1"]);
+    assert!(table.starts_with("ID") && table.contains(&a), "{table}");
+    assert!(table.contains("more: baton children"), "{table}");
+
+    let only = cli.ok(&["cancel", &a, "--only", "--reason", "not this one"]);
+    assert!(
+        only.contains("cancelled") && only.contains("descendants were left"),
+        "{only}"
+    );
+    assert_eq!(cli.json(&["describe", &chart])["state"], "waiting");
+    let all = cli.json(&["cancel", &root]);
+    assert_eq!(all["state"], "cancelled");
+    assert_eq!(all["cascaded"], 2, "{all}");
+    assert_eq!(all["cascade_pending"], false);
+    let text = cli.ok(&["tree", &root]);
+    assert_eq!(text.matches("cancelled").count(), 4, "{text}");
+    // Cancelled already: nothing left to reach, and the text says so.
+    let again = cli.ok(&["cancel", &root]);
+    assert!(again.contains("0 descendants cancelled with it"), "{again}");
+
+    let bad: &[(&[&str], &str)] = &[
+        (&["tree", &root, "--limit", "0"], "limit"),
+        (&["tree", &root, "--limit", "10001"], "limit"),
+        (&["children", &root, "--limit", "0"], "limit"),
+        (&["tree", "nope"], "invalid id"),
+    ];
+    for (args, needle) in bad {
+        let (code, err) = cli.fails(args);
+        assert_eq!(code, 2, "baton {args:?}: {err}");
+        assert!(err.contains(needle), "baton {args:?}: {err}");
+    }
+    // --child-key needs --parent (clap refuses it before any call).
+    let (code, err) = cli.fails(&["submit", "k", "--child-key", "x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--parent"), "{err}");
+}
+
+#[test]
+fn flow_commands_have_help() {
+    let cli = Cli::new();
+    for (cmd, needle) in [
+        ("tree", "indented tree"),
+        ("children", "children"),
+        ("cancel", "--only"),
+        ("submit", "--child-key"),
+    ] {
+        let help = cli.ok(&[cmd, "--help"]);
+        assert!(help.contains(needle), "baton {cmd} --help: {help}");
+    }
+}
+
+/// `baton describe` says why a blocked parent is not running (and the stats
+/// table counts it).
+#[test]
+fn describe_explains_a_parent_waiting_for_its_children() {
+    let cli = Cli::new();
+    let parent = cli.json(&["submit", "report.build", "--lane", "flow"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli.ok(&[
+        "submit",
+        "report.section",
+        "--lane",
+        "flow",
+        "--parent",
+        &parent,
+    ]);
+    // A worker's first attempt: claim the parent, then wait for its child.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use baton_core::{ClaimRequest, EngineBackend, Lane, Namespace, WorkerId};
+        let b = baton_sqlite::SqliteBackend::connect(&cli.url())
+            .await
+            .unwrap();
+        let request = ClaimRequest::new(
+            Namespace::new("default").unwrap(),
+            Lane::new("flow").unwrap(),
+            WorkerId::new("w").unwrap(),
+            1,
+        );
+        let claim = b.claim(request).await.unwrap().pop().unwrap();
+        assert_eq!(claim.id.to_string(), parent);
+        b.wait_children(&claim.lease).await.unwrap();
+        b.close().await;
+    });
+    let text = cli.ok(&["describe", &parent]);
+    assert!(text.contains("blocked"), "{text}");
+    assert!(
+        text.contains("waiting_on") && text.contains("children: waiting for 1 unfinished child;"),
+        "{text}"
+    );
+    let stats = cli.ok(&["stats"]);
+    assert!(stats.contains("BLOCKED"), "{stats}");
 }

@@ -113,6 +113,7 @@ on_every_backend!(
     payloads_and_results_come_back_as_sent,
     text_with_nul_is_refused,
     a_tag_key_with_a_colon_can_be_filtered,
+    an_http_worker_runs_a_fan_out_fan_in_flow,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -430,6 +431,8 @@ fn health_and_openapi_describe_the_server(b: Bk) {
         ("/v1/executions/batch", "post"),
         ("/v1/executions/{id}", "get"),
         ("/v1/executions/{id}/cancel", "post"),
+        ("/v1/executions/{id}/children", "get"),
+        ("/v1/executions/{id}/tree", "get"),
         ("/v1/executions/{id}/complete", "post"),
         ("/v1/executions/{id}/fail", "post"),
         ("/v1/lanes/{lane}/claim", "post"),
@@ -653,6 +656,103 @@ fn worker_protocol_claim_renew_complete(b: Bk) {
         json!({"reason": "too late"}),
     )
     .error(409, "conflict");
+}
+
+/// A flow driven by a worker that only speaks HTTP: the parent's first
+/// attempt submits children (child keys), hands its lease back with
+/// `wait-children` (blocked, with a readable `waiting_on`), the children run
+/// and complete, the last one releases the parent, whose second attempt
+/// reads its children and completes; the tree shows the whole flow; a
+/// second flow is cancelled with its tree.
+fn an_http_worker_runs_a_fan_out_fan_in_flow(b: Bk) {
+    let s = Server::start(&b);
+    let parent = s.submit(json!({"kind": "join", "lane": "flow", "payload": 3}));
+    let (id, lease) = claim_one(&s, "flow", json!({}));
+    assert_eq!(id, parent);
+    for i in 0..3 {
+        let child = json!({"kind": "part", "lane": "flow", "parent": parent,
+            "child_key": format!("part-{i}"), "payload": i});
+        s.submit(child.clone());
+        // A retried submission of the same child creates nothing.
+        let again = s.post("/v1/executions", child);
+        assert_eq!(again.status, 200, "{}", again.body);
+        assert_eq!(again.json()["created"], false);
+    }
+    let blocked = s.ok(
+        &format!("/v1/executions/{}/wait-children", encoded(&parent)),
+        json!({"lease": lease}),
+    );
+    assert_eq!(blocked["state"], "blocked");
+    assert_eq!(blocked["waiting_on"]["reason"], "children");
+    assert_eq!(blocked["waiting_on"]["children"], 3);
+    assert!(
+        blocked["waiting_on"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains('3')
+    );
+    // The old lease is dead; the parent is not claimable while blocked.
+    s.post(
+        &format!("/v1/executions/{}/complete", encoded(&parent)),
+        json!({"lease": lease}),
+    )
+    .error(409, "lease_lost");
+    let claims = s.claim("flow", json!({"worker_id": "w1", "max": 10}));
+    assert_eq!(claims.len(), 3, "only the children: {claims:?}");
+    for c in &claims {
+        assert_eq!(c["kind"], "part");
+        let n = c["payload"].as_i64().unwrap();
+        s.ok(
+            &format!(
+                "/v1/executions/{}/complete",
+                encoded(c["id"].as_str().unwrap())
+            ),
+            json!({"lease": c["lease"]["token"], "result": n * 10}),
+        );
+    }
+    assert_eq!(s.describe(&parent)["state"], "waiting");
+    let (again, lease) = claim_one(&s, "flow", json!({}));
+    assert_eq!(again, parent);
+    let kids = s.get(&format!("/v1/executions/{}/children", encoded(&parent)));
+    assert_eq!(kids.status, 200, "{}", kids.body);
+    let sum: i64 = kids.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["result"].as_i64().unwrap())
+        .sum();
+    assert_eq!(sum, 30);
+    let done = s.ok(
+        &format!("/v1/executions/{}/complete", encoded(&parent)),
+        json!({"lease": lease, "result": sum}),
+    );
+    assert_eq!(done["state"], "completed");
+    assert_eq!(done["attempts"], 2);
+    let snap = s.describe(&parent);
+    let outcomes: Vec<&str> = snap["attempt_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["released", "completed"]);
+    let tree = s.get(&format!("/v1/executions/{}/tree", encoded(&parent)));
+    let tree = tree.json();
+    assert_eq!(tree["root"], parent.as_str());
+    assert_eq!(tree["items"].as_array().unwrap().len(), 4);
+    assert_eq!(tree["truncated"], false);
+
+    // Cancel reaches a whole tree.
+    let root = s.submit(json!({"kind": "join", "lane": "idle"}));
+    for _ in 0..2 {
+        s.submit(json!({"kind": "part", "lane": "idle", "parent": root}));
+    }
+    let out = s.ok(
+        &format!("/v1/executions/{}/cancel", encoded(&root)),
+        json!({"reason": "stop"}),
+    );
+    assert_eq!(out["state"], "cancelled");
+    assert_eq!(out["cascaded"], 2);
 }
 
 fn failures_retry_with_backoff_or_fail_for_good(b: Bk) {
@@ -1008,6 +1108,7 @@ fn metrics_count_what_happened(b: Bk) {
         "# TYPE baton_executions_promoted_total counter",
         "# TYPE baton_executions_expired_total counter",
         "# TYPE baton_executions_trimmed_total counter",
+        "# TYPE baton_executions_cascaded_total counter",
         "# TYPE baton_http_request_duration_seconds histogram",
         "# TYPE baton_queue_oldest_waiting_age_seconds gauge",
     ] {

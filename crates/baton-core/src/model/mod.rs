@@ -1,15 +1,18 @@
 //! Requests and answers of the [`EngineBackend`](crate::EngineBackend) trait.
 
 mod engine;
+mod flow;
 mod prepare;
 mod read;
 mod submit;
 mod work;
 
 pub use engine::{Ownership, PartitionOwner, ScanReport};
+pub use flow::{CancelRequest, CancelScope, Cancellation, Tree, TreeNode};
 pub use prepare::PreparedExecution;
 pub use read::{
     AttemptRecord, ExecutionSnapshot, ListCursor, ListFilter, ListPage, Page, StateCounts,
+    WaitReason, WaitingOn,
 };
 pub use submit::{CreateOutcome, NewExecution};
 pub use work::{Claim, ClaimRequest, Failure, RenewOutcome, RenewRequest, RenewStatus};

@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use crate::error::EngineError;
 use crate::id::{ExecutionId, PartitionCount};
-use crate::names::{CapabilityName, IdempotencyKey, Kind, Lane, Namespace, TagKey, WorkerId};
+use crate::names::{
+    CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, Namespace, TagKey, WorkerId,
+};
 use crate::policy::RetryPolicy;
 use crate::state::{AttemptOutcome, State};
 use crate::time::Timestamp;
@@ -44,6 +46,8 @@ pub struct ExecutionSnapshot {
     pub required_capabilities: BTreeSet<CapabilityName>,
     /// Parent execution.
     pub parent: Option<ExecutionId>,
+    /// Its key among its parent's children, if one was given.
+    pub child_key: Option<ChildKey>,
     /// The root of the flow it belongs to: its own id for an execution
     /// without a parent, else its parent's root. Every member of a flow
     /// lives in its root's partition.
@@ -70,9 +74,72 @@ pub struct ExecutionSnapshot {
     pub last_error: Option<String>,
     /// Reason given when cancelled.
     pub cancel_reason: Option<String>,
+    /// What a `blocked` execution waits for; `None` in every other state.
+    pub waiting_on: Option<WaitingOn>,
+}
+
+/// What keeps a `blocked` execution from running, as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WaitingOn {
+    /// Its children that have not finished yet.
+    Children(u64),
+}
+
+/// Why an execution is not running, as a person reads it (the API's
+/// `waiting_on`): a stable `reason` code and a sentence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitReason {
+    /// `children` (blocked until its children finish), `delayed` (not
+    /// eligible before its `run_at`) or `leased` (a worker runs it); later
+    /// capabilities add codes.
+    pub reason: &'static str,
+    /// The same, as a sentence naming the numbers and times.
+    pub detail: String,
 }
 
 impl ExecutionSnapshot {
+    /// Why it is not running now; `None` for a `waiting` execution (it is
+    /// eligible) and a terminal one.
+    ///
+    /// ```
+    /// # use baton_core::*;
+    /// # fn demo(snap: ExecutionSnapshot) {
+    /// if let Some(why) = snap.wait_reason() {
+    ///     println!("{}: {}", why.reason, why.detail);
+    /// }
+    /// # }
+    /// ```
+    pub fn wait_reason(&self) -> Option<WaitReason> {
+        match (self.state, self.waiting_on) {
+            (State::Blocked, Some(WaitingOn::Children(n))) => Some(WaitReason {
+                reason: "children",
+                detail: format!(
+                    "waiting for {n} unfinished child{}; it runs again when the last one finishes",
+                    if n == 1 { "" } else { "ren" }
+                ),
+            }),
+            (State::Delayed, _) => Some(WaitReason {
+                reason: "delayed",
+                detail: match self.run_at {
+                    Some(at) => format!("not eligible before {at}"),
+                    None => "not eligible yet".into(),
+                },
+            }),
+            (State::Running, _) => Some(WaitReason {
+                reason: "leased",
+                detail: match (&self.worker_id, self.lease_expires_at) {
+                    (Some(w), Some(until)) => {
+                        format!("running on worker {w} under a lease until {until}")
+                    }
+                    _ => "running under a lease".into(),
+                },
+            }),
+            _ => None,
+        }
+    }
+
     /// Cross-field rules every backend's writer upholds: `running` exactly
     /// when a worker holds a lease, terminal exactly when `finished_at` is
     /// set. A stored execution breaking them was not written by Baton, so
@@ -88,6 +155,12 @@ impl ExecutionSnapshot {
         if running != (self.worker_id.is_some() && self.lease_expires_at.is_some()) {
             return Err(EngineError::corruption(format!(
                 "execution {}: state {} disagrees with its lease fields",
+                self.id, self.state
+            )));
+        }
+        if (self.state == State::Blocked) != self.waiting_on.is_some() {
+            return Err(EngineError::corruption(format!(
+                "execution {}: state {} disagrees with what it waits on",
                 self.id, self.state
             )));
         }
@@ -295,6 +368,9 @@ pub struct StateCounts {
     pub waiting: u64,
     /// `delayed`
     pub delayed: u64,
+    /// `blocked`
+    #[serde(default)]
+    pub blocked: u64,
     /// `running`
     pub running: u64,
     /// `completed`
@@ -313,6 +389,7 @@ impl StateCounts {
         match state {
             State::Waiting => self.waiting,
             State::Delayed => self.delayed,
+            State::Blocked => self.blocked,
             State::Running => self.running,
             State::Completed => self.completed,
             State::Failed => self.failed,
@@ -326,6 +403,7 @@ impl StateCounts {
         match state {
             State::Waiting => &mut self.waiting,
             State::Delayed => &mut self.delayed,
+            State::Blocked => &mut self.blocked,
             State::Running => &mut self.running,
             State::Completed => &mut self.completed,
             State::Failed => &mut self.failed,

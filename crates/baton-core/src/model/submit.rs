@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::EngineError;
 use crate::id::ExecutionId;
 use crate::names::{
-    CapabilityName, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAGS, Namespace, TagKey,
-    validate_tag_value,
+    CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAGS, Namespace,
+    TagKey, validate_tag_value,
 };
 use crate::policy::{Limits, RetryPolicy};
 use crate::state::State;
@@ -63,8 +63,14 @@ pub struct NewExecution {
     pub tags: BTreeMap<TagKey, String>,
     /// Only workers offering all of these may claim the execution.
     pub required_capabilities: BTreeSet<CapabilityName>,
-    /// The execution that submitted this one, if any.
+    /// The execution that submitted this one, if any. It must exist in the
+    /// same namespace; the child is created in its partition (a flow lives
+    /// in its root's partition).
     pub parent: Option<ExecutionId>,
+    /// Deduplicates among one parent's children: a second child of the same
+    /// parent with the same key creates nothing and answers the first
+    /// (`created: false`). Needs a `parent`.
+    pub child_key: Option<ChildKey>,
 }
 
 impl NewExecution {
@@ -85,6 +91,7 @@ impl NewExecution {
             tags: BTreeMap::new(),
             required_capabilities: BTreeSet::new(),
             parent: None,
+            child_key: None,
         }
     }
 
@@ -142,6 +149,12 @@ impl NewExecution {
         self
     }
 
+    /// Sets the child key (see [`child_key`](Self::child_key)).
+    pub fn with_child_key(mut self, key: ChildKey) -> Self {
+        self.child_key = Some(key);
+        self
+    }
+
     /// Checks every field against `limits` at time `now` and returns when the
     /// execution becomes eligible (`None`: now).
     ///
@@ -154,6 +167,14 @@ impl NewExecution {
     ) -> Result<Option<Timestamp>, EngineError> {
         limits.check_payload("payload", self.payload.len())?;
         self.retry.validate()?;
+        if let (Some(key), None) = (&self.child_key, &self.parent) {
+            return Err(EngineError::invalid(
+                "child_key",
+                key,
+                "a child key deduplicates among one parent's children; set a parent too, \
+                 or use an idempotency key for an execution without one",
+            ));
+        }
         if self.delay_ms < 0 {
             return Err(EngineError::invalid(
                 "delay_ms",
@@ -221,7 +242,7 @@ pub struct CreateOutcome {
     /// Its state right after the call (`waiting` or `delayed` when created;
     /// whatever it is now when deduplicated).
     pub state: State,
-    /// False when an existing execution with the same idempotency key was
-    /// returned instead.
+    /// False when an existing execution with the same idempotency key (or
+    /// the same parent and child key) was returned instead.
     pub created: bool,
 }

@@ -11,7 +11,8 @@
 /// | `backend` | `capabilities`, `partitions` (plain `fn`) |
 /// | `create` | `create` |
 /// | `claim` | `claim`, `wait_for_work` |
-/// | `lease` | `renew`, `complete`, `fail`, `cancel` |
+/// | `lease` | `renew`, `complete`, `fail` |
+/// | `flow` | `wait_children`, `cancel`, `cascade_due`, `children`, `tree` |
 /// | `scan` | `promote_due`, `reclaim_expired_leases`, `expire_deadlines`, `trim_terminal` |
 /// | `ownership` | `sync_ownership`, `release_ownership`, `partition_owners` |
 /// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts` |
@@ -68,12 +69,19 @@ macro_rules! implement_backend_by_modules {
                 crate::lease::fail(self, lease, failure).await
             }
 
+            async fn wait_children(
+                &self,
+                lease: &$crate::LeaseToken,
+            ) -> $crate::Result<$crate::ExecutionSnapshot> {
+                crate::flow::wait_children(self, lease).await
+            }
+
             async fn cancel(
                 &self,
                 id: &$crate::ExecutionId,
-                reason: ::std::option::Option<::std::string::String>,
-            ) -> $crate::Result<$crate::ExecutionSnapshot> {
-                crate::lease::cancel(self, id, reason).await
+                request: $crate::CancelRequest,
+            ) -> $crate::Result<$crate::Cancellation> {
+                crate::flow::cancel(self, id, request).await
             }
 
             async fn describe(
@@ -125,6 +133,14 @@ macro_rules! implement_backend_by_modules {
                 crate::scan::trim_terminal(self, partition, retention, limit).await
             }
 
+            async fn cascade_due(
+                &self,
+                partition: $crate::PartitionId,
+                limit: usize,
+            ) -> $crate::Result<$crate::ScanReport> {
+                crate::flow::cascade_due(self, partition, limit).await
+            }
+
             async fn sync_ownership(
                 &self,
                 node: &$crate::NodeId,
@@ -174,6 +190,22 @@ macro_rules! implement_backend_by_modules {
                 id: &$crate::ExecutionId,
             ) -> $crate::Result<::std::vec::Vec<$crate::AttemptRecord>> {
                 crate::admin::attempts(self, id).await
+            }
+
+            async fn children(
+                &self,
+                parent: &$crate::ExecutionId,
+                page: $crate::Page,
+            ) -> $crate::Result<$crate::ListPage> {
+                crate::flow::children(self, parent, page).await
+            }
+
+            async fn tree(
+                &self,
+                id: &$crate::ExecutionId,
+                limit: usize,
+            ) -> $crate::Result<$crate::Tree> {
+                crate::flow::tree(self, id, limit).await
             }
         }
     };

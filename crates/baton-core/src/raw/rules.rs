@@ -133,6 +133,9 @@ pub fn ended_lease_lost(id: &ExecutionId, outcome: AttemptOutcome) -> EngineErro
         AttemptOutcome::LeaseExpired => "the lease expired and the execution was reclaimed",
         AttemptOutcome::Cancelled => "the execution was cancelled",
         AttemptOutcome::Expired => "the execution's deadline passed",
+        AttemptOutcome::Released => {
+            "the lease was handed back to wait; a later claim runs it again"
+        }
         AttemptOutcome::Completed | AttemptOutcome::Failed => "the attempt already ended",
     };
     EngineError::lease_lost(id, why)
@@ -242,8 +245,14 @@ pub struct Settlement {
 /// policy decides between retrying now, after a backoff, or giving up. The
 /// one rule behind `fail` and the reclaim of expired leases (which settles a
 /// retryable failure).
+///
+/// Attempts count failures, not waits: `released` is how many of the
+/// execution's attempts ended by handing the lease back (to wait for its
+/// children), so this failure is number `attempts - released` of the
+/// policy's `max_attempts`.
 pub fn settle_failure(
     snap: &ExecutionSnapshot,
+    released: u32,
     failure: &Failure,
     limits: &Limits,
     now: Timestamp,
@@ -251,7 +260,7 @@ pub fn settle_failure(
     let error = limits.clip_text(failure.error.clone());
     let decision = snap.retry.decide(
         &snap.id,
-        snap.attempts,
+        snap.attempts.saturating_sub(released).max(1),
         failure.retryable,
         failure.retry_after,
     );
@@ -375,7 +384,9 @@ pub fn cancel_acts(snap: &ExecutionSnapshot) -> Result<bool, EngineError> {
 }
 
 mod deployment;
+mod flows;
 pub use deployment::*;
+pub use flows::*;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,8 @@
-//! The four scheduler passes, one small module each. A pass knows which
+//! The five scheduler passes, one small module each. A pass knows which
 //! backend operation it drives and which counter it feeds; the scheduling
 //! (when to run it, on which partitions) lives in `scanner.rs`.
 
+mod cascade;
 mod expire;
 mod promote;
 mod reclaim;
@@ -15,6 +16,7 @@ use baton_core::{EngineBackend, PartitionId, Result, ScanReport};
 
 use crate::SchedulerMetrics;
 
+pub use cascade::CascadeDue;
 pub use expire::ExpireDeadlines;
 pub use promote::PromoteDue;
 pub use reclaim::ReclaimLeases;

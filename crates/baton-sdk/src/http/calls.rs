@@ -5,14 +5,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use baton_api::{
-    BatchBody, BatchCreated, CancelBody, ClaimAnswer, ClaimBody, CompleteBody, FailBody,
-    ListAnswer, ListQuery, RenewAnswer, RenewBody, Route, Snapshot, StatsAnswer, SubmitBody,
-    encode_component as encode,
+    BatchBody, BatchCreated, CancelAnswer, CancelBody, ChildrenQuery, ClaimAnswer, ClaimBody,
+    CompleteBody, FailBody, ListAnswer, ListQuery, RenewAnswer, RenewBody, Route, Snapshot,
+    StatsAnswer, SubmitBody, TreeAnswer, WaitChildrenBody, encode_component as encode,
 };
 use baton_core::{
-    Claim, ClaimRequest, CreateOutcome, EngineError, ExecutionId, ExecutionSnapshot, Failure, Lane,
-    LeaseToken, ListFilter, ListPage, Namespace, NewExecution, Page, RenewOutcome, RenewRequest,
-    Result, StateCounts,
+    CancelRequest, Cancellation, Claim, ClaimRequest, CreateOutcome, EngineError, ExecutionId,
+    ExecutionSnapshot, Failure, Lane, LeaseToken, ListFilter, ListPage, Namespace, NewExecution,
+    Page, RenewOutcome, RenewRequest, Result, StateCounts, Tree,
 };
 
 use super::{HttpTransport, Op};
@@ -64,18 +64,43 @@ impl HttpTransport {
     pub(crate) async fn cancel(
         &self,
         id: &ExecutionId,
-        reason: Option<String>,
-    ) -> Result<ExecutionSnapshot> {
+        request: CancelRequest,
+    ) -> Result<Cancellation> {
         let op = Op {
             name: "cancel",
             id: Some(id),
         };
         let route = Route::Cancel;
         let path = route.path_with(&encode(&id.to_string()));
-        let snap: Snapshot = self
-            .call(route, &path, Some(&CancelBody { reason }), op)
-            .await?;
-        snap.into_snapshot()
+        let body = CancelBody::from_request(&request);
+        let answer: CancelAnswer = self.call(route, &path, Some(&body), op).await?;
+        answer.into_cancellation()
+    }
+
+    pub(crate) async fn children(&self, parent: &ExecutionId, page: Page) -> Result<ListPage> {
+        let op = Op {
+            name: "children",
+            id: Some(parent),
+        };
+        let route = Route::Children;
+        let query = ChildrenQuery::from_page(page).to_query_string();
+        let path = format!("{}?{query}", route.path_with(&encode(&parent.to_string())));
+        let answer: ListAnswer = self.call(route, &path, None::<&()>, op).await?;
+        answer.into_page()
+    }
+
+    pub(crate) async fn tree(&self, id: &ExecutionId, limit: usize) -> Result<Tree> {
+        let op = Op {
+            name: "tree",
+            id: Some(id),
+        };
+        let route = Route::Tree;
+        let path = format!(
+            "{}?limit={limit}",
+            route.path_with(&encode(&id.to_string()))
+        );
+        let answer: TreeAnswer = self.call(route, &path, None::<&()>, op).await?;
+        Ok(answer.into_tree())
     }
 
     pub(crate) async fn counts(&self, ns: &Namespace) -> Result<BTreeMap<Lane, StateCounts>> {
@@ -218,6 +243,21 @@ impl HttpTransport {
         let route = Route::Fail;
         let path = route.path_with(&encode(&id.to_string()));
         let body = FailBody::new(lease, failure);
+        let snap: Snapshot = self.call(route, &path, Some(&body), op).await?;
+        snap.into_snapshot()
+    }
+
+    pub(crate) async fn wait_children(&self, lease: &LeaseToken) -> Result<ExecutionSnapshot> {
+        let id = lease.execution_id();
+        let op = Op {
+            name: "wait_children",
+            id: Some(id),
+        };
+        let route = Route::WaitChildren;
+        let path = route.path_with(&encode(&id.to_string()));
+        let body = WaitChildrenBody {
+            lease: lease.clone(),
+        };
         let snap: Snapshot = self.call(route, &path, Some(&body), op).await?;
         snap.into_snapshot()
     }

@@ -92,6 +92,9 @@ pub struct WorkerStats {
     /// Executions released at shutdown because their handler did not finish
     /// within the grace period.
     pub released: u64,
+    /// Attempts that ended by handing the lease back to wait for the
+    /// execution's children ([`Context::wait_children`](crate::Context::wait_children)).
+    pub waiting: u64,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +105,7 @@ struct Counters {
     panicked: AtomicU64,
     abandoned: AtomicU64,
     released: AtomicU64,
+    waiting: AtomicU64,
 }
 
 impl Counters {
@@ -117,6 +121,7 @@ impl Counters {
             panicked: self.panicked.load(Ordering::Relaxed),
             abandoned: self.abandoned.load(Ordering::Relaxed),
             released: self.released.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
         }
     }
 }

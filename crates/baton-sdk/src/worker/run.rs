@@ -152,7 +152,7 @@ pub(super) async fn claim_loop(
 
 fn spawn_execution(shared: &Arc<Shared>, claim: Claim, permit: OwnedSemaphorePermit) {
     let stop = StopToken::new();
-    let ctx = Context::new(&claim, stop.clone());
+    let ctx = Context::new(&claim, stop.clone(), shared.transport.clone());
     let handler = shared
         .handlers
         .get(claim.kind.as_str())
@@ -194,6 +194,12 @@ fn spawn_execution(shared: &Arc<Shared>, claim: Claim, permit: OwnedSemaphorePer
         }
         let outcome = match joined {
             Ok(Ok(result)) => Outcome::Complete(result),
+            Ok(Err(e)) if e.is_waiting() => {
+                // The lease was handed back; the execution runs again once
+                // its children have finished.
+                Counters::add(&shared.counters.waiting);
+                return;
+            }
             Ok(Err(e)) => Outcome::Fail(e.into_failure()),
             Err(e) if e.is_panic() => {
                 Counters::add(&shared.counters.panicked);

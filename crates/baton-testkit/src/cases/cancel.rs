@@ -155,7 +155,9 @@ pub async fn cancel_of_other_terminal_conflicts(h: &dyn Harness) {
         let before = ctx.record(id).await;
         assert_eq!(before.0.state, state);
         expect_conflict(
-            ctx.backend.cancel(id, Some("too late".into())).await,
+            ctx.backend
+                .cancel(id, CancelRequest::because("too late"))
+                .await,
             id,
             "cancel",
             state,

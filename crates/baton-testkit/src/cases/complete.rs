@@ -239,7 +239,12 @@ pub async fn complete_and_cancel_race_has_one_winner(h: &dyn Harness) {
         let canceller = {
             let ctx = ctx.clone();
             let id = claim.id.clone();
-            tokio::spawn(async move { ctx.backend.cancel(&id, Some("race".into())).await })
+            tokio::spawn(async move {
+                ctx.backend
+                    .cancel(&id, CancelRequest::because("race"))
+                    .await
+                    .map(|c| c.snapshot)
+            })
         };
         let completed = completer.await.expect("complete task panicked");
         let cancelled = canceller.await.expect("cancel task panicked");

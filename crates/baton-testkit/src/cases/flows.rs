@@ -1,4 +1,4 @@
-//! Flows: children and their parents.
+//! Flows: children and their parents, and retention of a flow.
 
 use super::prelude::*;
 
@@ -163,4 +163,66 @@ pub async fn list_filters_by_parent(h: &dyn Harness) {
         ),
         "id"
     );
+}
+
+/// Retention works on flows: a member is never trimmed before its root,
+/// even long after it finished; a root whose flow still runs is looked at
+/// again a retention later; a finished flow is trimmed newest member first
+/// (no parent before its children), its root last, `limit` at a time.
+pub async fn a_flow_is_trimmed_with_its_root_never_before(h: &dyn Harness) {
+    const RETAIN: u64 = 1_000;
+    let ctx = Ctx::new(h).await;
+    let root = ctx.create_id(ctx.new_exec("root", b"")).await;
+    let child = |parent: &ExecutionId| ctx.new_exec("child", b"").with_parent(parent.clone());
+    let c1 = ctx.create_id(child(&root)).await;
+    let c2 = ctx.create_id(child(&root)).await;
+    let g = ctx.create_id(child(&c1)).await;
+    let p = root.partition();
+    let only = CancelRequest::default().with_scope(baton_core::CancelScope::Execution);
+    for id in [&g, &c1] {
+        ctx.cancel_with(id, only.clone()).await;
+    }
+    ctx.advance(RETAIN * 10);
+    let report = ok(ctx.backend.trim_terminal(p, ms(RETAIN), 100).await, "trim");
+    assert_eq!(
+        (report.processed, report.next_due),
+        (0, None),
+        "finished members wait for their root"
+    );
+    for id in [&root, &c1, &c2, &g] {
+        ctx.describe(id).await;
+    }
+    // The root finishes first; one member still runs: deferred.
+    ctx.cancel_with(&root, only.clone()).await;
+    ctx.advance(RETAIN);
+    let report = ok(ctx.backend.trim_terminal(p, ms(RETAIN), 100).await, "trim");
+    assert_eq!(
+        (report.processed, report.next_due),
+        (0, Some(ctx.after(RETAIN))),
+        "a root whose flow runs is looked at again a retention later"
+    );
+    ctx.cancel_with(&c2, only).await;
+    ctx.advance(RETAIN - 1);
+    let report = ok(ctx.backend.trim_terminal(p, ms(RETAIN), 100).await, "trim");
+    assert_eq!((report.processed, report.next_due), (0, Some(ctx.after(1))));
+    ctx.advance(1);
+    // Two at a time: newest members first, the root last.
+    let report = ok(ctx.backend.trim_terminal(p, ms(RETAIN), 2).await, "trim 2");
+    assert_eq!(report.processed, 2);
+    for id in [&g, &c2] {
+        expect_not_found(ctx.backend.describe(id).await, id, "trimmed first");
+    }
+    let tree = ok(ctx.backend.tree(&root, 10).await, "tree while trimming");
+    assert_eq!(
+        tree.items.iter().map(|n| n.id.clone()).collect::<Vec<_>>(),
+        vec![root.clone(), c1.clone()]
+    );
+    let report = ok(
+        ctx.backend.trim_terminal(p, ms(RETAIN), 2).await,
+        "trim rest",
+    );
+    assert_eq!((report.processed, report.next_due), (2, None));
+    for id in [&root, &c1] {
+        expect_not_found(ctx.backend.describe(id).await, id, "trimmed with the flow");
+    }
 }

@@ -95,7 +95,11 @@ pub async fn unknown_ids_are_not_found(h: &dyn Harness) {
     let unknown = ctx.unknown_id();
     let lease = LeaseToken::new(unknown.clone(), 1, 1);
     expect_not_found(ctx.backend.describe(&unknown).await, &unknown, "describe");
-    expect_not_found(ctx.backend.cancel(&unknown, None).await, &unknown, "cancel");
+    expect_not_found(
+        ctx.backend.cancel(&unknown, CancelRequest::default()).await,
+        &unknown,
+        "cancel",
+    );
     expect_not_found(ctx.backend.attempts(&unknown).await, &unknown, "attempts");
     expect_not_found(
         ctx.backend.complete(&lease, b"x".to_vec()).await,
@@ -125,7 +129,10 @@ pub async fn ids_of_another_deployment_are_invalid(h: &dyn Harness) {
     let foreign = ctx.foreign_id();
     let lease = LeaseToken::new(foreign.clone(), 1, 1);
     expect_invalid(ctx.backend.describe(&foreign).await, "describe");
-    expect_invalid(ctx.backend.cancel(&foreign, None).await, "cancel");
+    expect_invalid(
+        ctx.backend.cancel(&foreign, CancelRequest::default()).await,
+        "cancel",
+    );
     expect_invalid(ctx.backend.attempts(&foreign).await, "attempts");
     expect_invalid(
         ctx.backend.complete(&lease, b"x".to_vec()).await,
@@ -392,7 +399,7 @@ pub async fn text_with_nul_is_rejected(h: &dyn Harness) {
         );
         assert_eq!(got, "error");
         let got = expect_invalid(
-            ctx.backend.cancel(&id, Some(text.to_owned())).await,
+            ctx.backend.cancel(&id, CancelRequest::because(text)).await,
             "cancel with a NUL in its reason",
         );
         assert_eq!(got, "reason");

@@ -19,7 +19,9 @@ mod misc;
 mod ownership;
 mod renew;
 mod scan;
+mod tree;
 mod trim;
+mod wait;
 
 pub use admin::*;
 pub use cancel::*;
@@ -35,7 +37,9 @@ pub use misc::*;
 pub use ownership::*;
 pub use renew::*;
 pub use scan::*;
+pub use tree::*;
 pub use trim::*;
+pub use wait::*;
 
 /// The source of every case file, so the crate's own tests can check that
 /// every case is listed in the macro.
@@ -55,7 +59,9 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("ownership.rs"),
     include_str!("renew.rs"),
     include_str!("scan.rs"),
+    include_str!("tree.rs"),
     include_str!("trim.rs"),
+    include_str!("wait.rs"),
 ];
 
 /// What every case file imports.
@@ -64,9 +70,9 @@ mod prelude {
     pub(crate) use std::time::Duration;
 
     pub(crate) use baton_core::{
-        AttemptOutcome, AttemptRecord, Backoff, Claim, ClaimRequest, EngineError, ExecutionId,
-        Failure, LeaseToken, ListFilter, Namespace, NewExecution, Page, RenewStatus, RetryDecision,
-        RetryPolicy, State, StateCounts, Timestamp,
+        AttemptOutcome, AttemptRecord, Backoff, CancelRequest, Claim, ClaimRequest, EngineError,
+        ExecutionId, Failure, LeaseToken, ListFilter, Namespace, NewExecution, Page, RenewStatus,
+        RetryDecision, RetryPolicy, State, StateCounts, Timestamp,
     };
 
     pub(crate) use crate::Harness;

@@ -40,6 +40,7 @@ fn running(id: &ExecutionId, attempt: u32) -> ExecutionSnapshot {
         idempotency_key: None,
         required_capabilities: BTreeSet::new(),
         parent: None,
+        child_key: None,
         root: id.clone(),
         created_at: NOW,
         updated_at: NOW,
@@ -51,6 +52,7 @@ fn running(id: &ExecutionId, attempt: u32) -> ExecutionSnapshot {
         result: None,
         last_error: None,
         cancel_reason: None,
+        waiting_on: None,
     }
 }
 
@@ -186,7 +188,7 @@ fn failures_settle_by_the_retry_policy() {
     let id = id();
     let limits = Limits::default();
     let snap = running(&id, 1);
-    let later = settle_failure(&snap, &Failure::retryable("boom"), &limits, NOW);
+    let later = settle_failure(&snap, 0, &Failure::retryable("boom"), &limits, NOW);
     let at = NOW.saturating_add(Duration::from_millis(1_000));
     assert_eq!(
         later,
@@ -200,17 +202,22 @@ fn failures_settle_by_the_retry_policy() {
     );
     let now = settle_failure(
         &snap,
+        0,
         &Failure::retry_after("x", Duration::ZERO),
         &limits,
         NOW,
     );
     assert_eq!((now.state, now.ready_at), (State::Waiting, Some(NOW)));
-    let last = settle_failure(&running(&id, 3), &Failure::retryable("x"), &limits, NOW);
+    let last = settle_failure(&running(&id, 3), 0, &Failure::retryable("x"), &limits, NOW);
     assert_eq!((last.state, last.finished_at), (State::Failed, Some(NOW)));
-    let fatal = settle_failure(&snap, &Failure::permanent("x"), &limits, NOW);
+    // Attempts ended by a release are not failures: attempt 3 after one
+    // release is the second failure of three.
+    let waited = settle_failure(&running(&id, 3), 1, &Failure::retryable("x"), &limits, NOW);
+    assert_eq!(waited.state, State::Delayed);
+    let fatal = settle_failure(&snap, 0, &Failure::permanent("x"), &limits, NOW);
     assert_eq!(fatal.state, State::Failed);
     let long = "e".repeat(limits.max_error_bytes + 10);
-    let clipped = settle_failure(&snap, &Failure::retryable(long), &limits, NOW);
+    let clipped = settle_failure(&snap, 0, &Failure::retryable(long), &limits, NOW);
     assert!(clipped.error.len() <= limits.max_error_bytes);
 }
 
@@ -414,5 +421,103 @@ fn parents_are_checked_and_give_their_children_a_root() {
             field: "parent",
             ..
         })
+    ));
+}
+
+#[test]
+fn a_cascade_step_cancels_live_children_and_keeps_its_place() {
+    let node = id();
+    let kids: Vec<ExecutionId> = (0..3).map(|_| id()).collect();
+    let facts = |states: [State; 3], parents: [bool; 3]| -> Vec<ChildFacts> {
+        kids.iter()
+            .zip(states.iter().zip(parents))
+            .map(|(k, (s, p))| ChildFacts {
+                id: k.clone(),
+                state: *s,
+                attempts: 1,
+                has_children: p,
+            })
+            .collect()
+    };
+    let item = crate::raw::cascade::CascadeItem::below(node.clone());
+    let page = facts(
+        [State::Running, State::Completed, State::Delayed],
+        [false, true, false],
+    );
+    // A full page keeps the node's place after its last child, then walks
+    // below the child that has children.
+    let step = cascade_page(&item, &page, 3);
+    assert_eq!(step.cancel, vec![0, 2]);
+    assert_eq!(
+        step.push,
+        vec![
+            crate::raw::cascade::CascadeItem {
+                node: node.clone(),
+                after: Some(kids[2].clone()),
+            },
+            crate::raw::cascade::CascadeItem::below(kids[1].clone()),
+        ]
+    );
+    // A short page ends the node.
+    let step = cascade_page(&item, &page, 4);
+    assert_eq!(step.push.len(), 1);
+    assert_eq!(step.push[0].after, None);
+    assert_eq!(cascade_page(&item, &[], 5), CascadeStep::default());
+}
+
+#[test]
+fn a_cascade_reason_names_the_ancestor_and_is_clipped() {
+    let a = id();
+    let limits = Limits::default();
+    assert_eq!(
+        cascade_reason(&limits, &a, None),
+        format!("cancelled with its ancestor {a}")
+    );
+    assert_eq!(
+        cascade_reason(&limits, &a, Some("stop")),
+        format!("cancelled with its ancestor {a}: stop")
+    );
+    let long = "x".repeat(limits.max_error_bytes * 2);
+    assert_eq!(
+        cascade_reason(&limits, &a, Some(&long)).len(),
+        limits.max_error_bytes
+    );
+}
+
+#[test]
+fn children_finishing_count_down_and_release_a_blocked_parent_at_zero() {
+    assert_eq!(children_finished(State::Blocked, 3, 1), (2, false));
+    assert_eq!(children_finished(State::Blocked, 3, 3), (0, true));
+    assert_eq!(
+        children_finished(State::Running, 1, 1),
+        (0, false),
+        "not waiting"
+    );
+    assert_eq!(children_finished(State::Cancelled, 1, 1), (0, false));
+    assert_eq!(
+        children_finished(State::Blocked, 0, 2),
+        (0, true),
+        "never below zero"
+    );
+    assert!(wait_children_blocks(1));
+    assert!(!wait_children_blocks(0));
+}
+
+#[test]
+fn a_replayed_wait_answers_after_a_release_only() {
+    let id = id();
+    let lease = LeaseToken::new(id.clone(), 1, 7);
+    let snap = running(&id, 1);
+    assert_eq!(
+        wait_children_replay(&lease, AttemptOutcome::Released, snap.clone()).unwrap(),
+        snap
+    );
+    assert!(matches!(
+        wait_children_replay(&lease, AttemptOutcome::Completed, snap.clone()),
+        Err(EngineError::Conflict { .. })
+    ));
+    assert!(matches!(
+        wait_children_replay(&lease, AttemptOutcome::Cancelled, snap),
+        Err(EngineError::LeaseLost { .. })
     ));
 }

@@ -1,0 +1,88 @@
+//! [`AdminBackend`], the read surface beside the hot path, and the
+//! convenience calls of [`EngineBackendExt`].
+
+use super::*;
+
+/// Reads for operators, dashboards and the CLI. Not on the hot path; may be
+/// slower than [`EngineBackend`] methods (for example merging partitions).
+#[async_trait]
+pub trait AdminBackend: EngineBackend {
+    /// Lists executions matching `filter` in ascending id order.
+    ///
+    /// # Behavior
+    /// Walking `next_cursor` until it is `None` visits every execution that
+    /// matched throughout the walk exactly once, even while new executions are
+    /// created; ones created during the walk may or may not appear.
+    ///
+    /// # Errors
+    /// `InvalidInput` (limit outside `1..=1000`, cursor not from a previous
+    /// page), `Unavailable`.
+    async fn list(&self, filter: &ListFilter, page: Page) -> Result<ListPage>;
+
+    /// Counts executions per lane and state in `namespace`. Lanes with no
+    /// executions are absent.
+    async fn counts(&self, namespace: &Namespace) -> Result<BTreeMap<Lane, StateCounts>>;
+
+    /// The namespaces that hold executions (in any state, until trimmed),
+    /// ascending, at most `limit` of them: what a dashboard or a metrics
+    /// scrape walks without knowing the tenants in advance.
+    ///
+    /// # Behavior
+    /// A read of a moment: a namespace whose first execution is being
+    /// created, or whose last one is being trimmed, may or may not appear.
+    /// Cost grows with the number of namespaces (and, on Valkey, of
+    /// partitions), not with the number of executions.
+    ///
+    /// # Errors
+    /// `InvalidInput` (limit outside `1..=1000`), `Unavailable`.
+    async fn namespaces(&self, limit: usize) -> Result<Vec<Namespace>>;
+
+    /// Every partition of the deployment with its current owner, ascending.
+    /// A partition whose owner's lease lapsed (or that was never owned) shows
+    /// no owner.
+    async fn partition_owners(&self) -> Result<Vec<PartitionOwner>>;
+
+    /// The attempts of an execution, oldest first.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Corruption`, `Unavailable`.
+    async fn attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRecord>>;
+
+    /// The children of `parent` (its direct descendants), ascending by id
+    /// (creation order), one page at a time.
+    ///
+    /// # Behavior
+    /// Walking `next_cursor` visits every child once, as `list` does; the
+    /// cost of a page grows with the page, not with the flow. A parent
+    /// without children answers an empty page.
+    ///
+    /// # Errors
+    /// `NotFound` (no such parent), `InvalidInput` (limit outside
+    /// `1..=1000`, bad cursor, id of another deployment), `Unavailable`.
+    async fn children(&self, parent: &ExecutionId, page: Page) -> Result<ListPage>;
+
+    /// The flow `id` belongs to: its root and at most `limit` members in
+    /// creation order (every parent before its children), `truncated` when
+    /// there are more. Asked with any member's id, it answers the whole flow
+    /// from its root.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput` (limit outside `1..=10,000`, id of another
+    /// deployment), `Unavailable`.
+    async fn tree(&self, id: &ExecutionId, limit: usize) -> Result<Tree>;
+}
+
+/// Convenience calls over [`EngineBackend`], implemented once for every
+/// backend.
+#[async_trait]
+pub trait EngineBackendExt: EngineBackend {
+    /// Creates one execution; see [`EngineBackend::create`].
+    async fn create_one(&self, execution: NewExecution) -> Result<CreateOutcome> {
+        let mut out = self.create(vec![execution]).await?;
+        out.pop().ok_or_else(|| {
+            crate::EngineError::corruption("create answered no outcome for a batch of one")
+        })
+    }
+}
+
+impl<T: EngineBackend + ?Sized> EngineBackendExt for T {}

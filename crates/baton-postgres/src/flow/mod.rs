@@ -1,0 +1,380 @@
+//! Flows: `cancel` (with its cascade over a subtree), the cascade pass,
+//! and the reads of a flow (`children`, `tree`, in `reads`); waiting for
+//! children (`wait_children` and the count-down of a parent, in `wait`).
+//!
+//! Every member of a flow lives in its root's partition (a child in its
+//! parent's), so every statement over one flow names that partition and
+//! Postgres reads one child table.
+
+use std::collections::{BTreeMap, HashSet};
+
+use async_trait::async_trait;
+use baton_core::raw::cascade::{self, CascadeItem, CascadeStore};
+use baton_core::raw::rules::{self, ChildFacts};
+use baton_core::{
+    CancelRequest, CancelScope, Cancellation, EngineError, ExecutionId, ExecutionSnapshot,
+    LeaseToken, ListPage, Page, PartitionCount, PartitionId, Result, ScanReport, Timestamp, Tree,
+};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::errors::map;
+use crate::read::{self, col};
+use crate::{PostgresBackend, finish, part, sql};
+
+mod reads;
+mod wait;
+
+pub(crate) use reads::{children, tree};
+pub(crate) use wait::{children_finished, wait_children};
+
+pub(crate) async fn cancel(
+    b: &PostgresBackend,
+    id: &ExecutionId,
+    request: CancelRequest,
+) -> Result<Cancellation> {
+    b.check_id(id)?;
+    let reason = rules::cancel_reason(&b.inner.limits, request.reason)?;
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let outcome = cancel_in(b, &mut tx, id, reason, request.scope, now).await;
+    finish(tx, outcome).await
+}
+
+/// The body of `cancel`, in the caller's transaction (not committed here).
+async fn cancel_in(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    id: &ExecutionId,
+    reason: Option<String>,
+    scope: CancelScope,
+    now: Timestamp,
+) -> Result<Cancellation> {
+    let row = b.lock_row(tx, id).await?;
+    let mut snapshot = b.snapshot(&row)?;
+    if rules::cancel_acts(&snapshot)? {
+        let row = sqlx::query(sql::CANCEL)
+            .bind(part(id.partition()))
+            .bind(id.uuid())
+            .bind(now.as_millis())
+            .bind(reason.as_deref())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+        snapshot = b.snapshot(&row)?;
+        if let Some(parent) = &snapshot.parent {
+            children_finished(tx, parent, 1, now, &b.inner.channel).await?;
+        }
+    }
+    let mut walked = cascade::CascadeWalk::default();
+    if scope == CancelScope::Tree {
+        let why = rules::cascade_reason(&b.inner.limits, id, reason.as_deref());
+        let mut store = Store {
+            conn: &mut *tx,
+            partitions: b.inner.partitions,
+            now,
+            channel: &b.inner.channel,
+        };
+        walked = cascade::walk(
+            &mut store,
+            vec![CascadeItem::below(id.clone())],
+            b.inner.limits.cascade_budget,
+            &why,
+        )
+        .await?;
+        queue(tx, id.partition(), &walked.left, &why).await?;
+    }
+    Ok(Cancellation {
+        snapshot,
+        cascaded: walked.cancelled,
+        cascade_pending: !walked.left.is_empty(),
+    })
+}
+
+pub(crate) async fn cascade_due(
+    b: &PostgresBackend,
+    partition: PartitionId,
+    limit: usize,
+) -> Result<ScanReport> {
+    let bound = b.scan_limit(partition, limit)?;
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let outcome = cascade_step(b, &mut tx, partition, limit, bound, now).await;
+    finish(tx, outcome).await
+}
+
+/// One step of the cascade pass, in the caller's transaction (not
+/// committed here): the queued places of `partition`, oldest first, read
+/// once, each walked with what is left of `limit`.
+async fn cascade_step(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    partition: PartitionId,
+    limit: usize,
+    bound: i64,
+    now: Timestamp,
+) -> Result<ScanReport> {
+    // A concurrent pass of the same partition (an ownership handover) skips
+    // the places this one works on instead of walking them twice.
+    let queued: Vec<(i64, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT seq, node, after, reason FROM cascades WHERE partition = $1 \
+         ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(part(partition))
+    .bind(bound)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map)?;
+    let mut cancelled = 0u64;
+    let mut visited = 0usize;
+    for (seq, node, after, reason) in queued {
+        if visited >= limit {
+            break;
+        }
+        let item = stored_item(seq, &node, after.as_deref(), b.inner.partitions)?;
+        let mut store = Store {
+            conn: &mut *tx,
+            partitions: b.inner.partitions,
+            now,
+            channel: &b.inner.channel,
+        };
+        let walked = cascade::walk(&mut store, vec![item], limit - visited, &reason).await?;
+        visited += walked.visited.max(1);
+        cancelled += walked.cancelled;
+        sqlx::query("DELETE FROM cascades WHERE seq = $1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        queue(tx, partition, &walked.left, &reason).await?;
+    }
+    let more: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM cascades WHERE partition = $1)")
+            .bind(part(partition))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+    Ok(ScanReport {
+        processed: cancelled,
+        next_due: more.then_some(now),
+    })
+}
+
+/// Cancels the non-terminal descendants of executions that just expired,
+/// inside the expiring transaction: `budget` children visited in all, the
+/// rest queued for the cascade pass.
+pub(crate) async fn cascade_expired(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    expired: &[ExecutionId],
+    now: Timestamp,
+) -> Result<()> {
+    let mut budget = b.inner.limits.cascade_budget;
+    for id in expired {
+        let why = rules::cascade_reason(&b.inner.limits, id, Some(rules::EXPIRED_ANCESTOR));
+        let mut store = Store {
+            conn: &mut *tx,
+            partitions: b.inner.partitions,
+            now,
+            channel: &b.inner.channel,
+        };
+        let walked = cascade::walk(
+            &mut store,
+            vec![CascadeItem::below(id.clone())],
+            budget,
+            &why,
+        )
+        .await?;
+        budget -= walked.visited;
+        queue(tx, id.partition(), &walked.left, &why).await?;
+    }
+    Ok(())
+}
+
+/// Queues the places a walk did not reach, for the cascade pass, in the
+/// walk's order (the cascade pass works them off in `seq` order).
+async fn queue(
+    conn: &mut PgConnection,
+    partition: PartitionId,
+    left: &[CascadeItem],
+    reason: &str,
+) -> Result<()> {
+    if left.is_empty() {
+        return Ok(());
+    }
+    let nodes: Vec<String> = left.iter().map(|i| i.node.to_string()).collect();
+    let afters: Vec<Option<String>> = left
+        .iter()
+        .map(|i| i.after.as_ref().map(ToString::to_string))
+        .collect();
+    sqlx::query(
+        "INSERT INTO cascades (partition, node, after, reason) \
+         SELECT $1, q.node, q.after, $4 \
+         FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS q(node, after, ord) \
+         ORDER BY q.ord",
+    )
+    .bind(part(partition))
+    .bind(nodes)
+    .bind(afters)
+    .bind(reason)
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
+/// A queued place, read back: both ids must be ids of this deployment.
+fn stored_item(
+    seq: i64,
+    node: &str,
+    after: Option<&str>,
+    partitions: PartitionCount,
+) -> Result<CascadeItem> {
+    let ctx = format!("queued cascade {seq}");
+    let id = |what: &str, text: &str| {
+        baton_core::raw::stored::parse::<ExecutionId>(what, &ctx, text).and_then(|id| {
+            id.check_partition(partitions)
+                .map(|()| id)
+                .map_err(|e| EngineError::corruption(format!("{ctx}: stored {what} {text}: {e}")))
+        })
+    };
+    Ok(CascadeItem {
+        node: id("node", node)?,
+        after: after.map(|a| id("after", a)).transpose()?,
+    })
+}
+
+/// A cascade's reads and writes inside one Postgres transaction.
+struct Store<'c> {
+    conn: &'c mut PgConnection,
+    partitions: PartitionCount,
+    now: Timestamp,
+    channel: &'c str,
+}
+
+#[async_trait]
+impl CascadeStore for Store<'_> {
+    async fn children_after(
+        &mut self,
+        node: &ExecutionId,
+        after: Option<&ExecutionId>,
+        limit: usize,
+    ) -> Result<Vec<ChildFacts>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // The children are locked, as every writer that decides from stored
+        // state locks its rows: a child completed or claimed concurrently is
+        // read as it is once that writer committed, and nothing changes it
+        // before this transaction ends. Two statements rather than
+        // `($3 IS NULL OR uuid > $3)`, so that a resumed walk starts the
+        // index range at `after` under the generic plans this backend forces.
+        let rows = match after {
+            Some(after) => {
+                sqlx::query(
+                    "SELECT uuid, partition, state, attempts FROM executions \
+                     WHERE partition = $1 AND parent = $2 AND uuid > $3 \
+                     ORDER BY uuid LIMIT $4 FOR UPDATE",
+                )
+                .bind(part(node.partition()))
+                .bind(node.to_string())
+                .bind(after.uuid())
+                .bind(limit)
+                .fetch_all(&mut *self.conn)
+                .await
+            }
+            None => {
+                sqlx::query(
+                    "SELECT uuid, partition, state, attempts FROM executions \
+                     WHERE partition = $1 AND parent = $2 \
+                     ORDER BY uuid LIMIT $3 FOR UPDATE",
+                )
+                .bind(part(node.partition()))
+                .bind(node.to_string())
+                .bind(limit)
+                .fetch_all(&mut *self.conn)
+                .await
+            }
+        }
+        .map_err(map)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut facts = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id = read::execution_id(row, self.partitions)?;
+            let ctx = format!("execution {id}");
+            let state = read::state(&ctx, &col::<String>(row, "state")?)?;
+            let attempts = baton_core::raw::stored::in_range(
+                "attempts",
+                &ctx,
+                col::<i32>(row, "attempts")?.into(),
+            )?;
+            facts.push(ChildFacts {
+                id,
+                state,
+                attempts,
+                has_children: false,
+            });
+        }
+        // Which of them are parents themselves: one statement per page,
+        // which stops at the first child of each (a `SELECT DISTINCT
+        // parent` would read every grandchild of the page).
+        let ids: Vec<String> = facts.iter().map(|f| f.id.to_string()).collect();
+        let parents: HashSet<String> = sqlx::query_scalar::<_, String>(
+            "SELECT p.id FROM UNNEST($2::text[]) AS p(id) WHERE EXISTS \
+             (SELECT 1 FROM executions e WHERE e.partition = $1 AND e.parent = p.id)",
+        )
+        .bind(part(node.partition()))
+        .bind(&ids)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(map)?
+        .into_iter()
+        .collect();
+        for (f, text) in facts.iter_mut().zip(&ids) {
+            f.has_children = parents.contains(text);
+        }
+        Ok(facts)
+    }
+
+    async fn cancel_members(
+        &mut self,
+        parent: &ExecutionId,
+        members: &[&ChildFacts],
+        reason: &str,
+    ) -> Result<()> {
+        // One statement per partition; a page of one node's children is
+        // always one.
+        let mut by_partition: BTreeMap<PartitionId, Vec<Uuid>> = BTreeMap::new();
+        for m in members {
+            by_partition
+                .entry(m.id.partition())
+                .or_default()
+                .push(m.id.uuid());
+        }
+        for (partition, uuids) in by_partition {
+            let wanted = uuids.len() as u64;
+            let done = sqlx::query(sql::CASCADE_CANCEL)
+                .bind(part(partition))
+                .bind(&uuids)
+                .bind(self.now.as_millis())
+                .bind(reason)
+                .execute(&mut *self.conn)
+                .await
+                .map_err(map)?
+                .rows_affected();
+            if done != wanted {
+                let names: Vec<String> = members
+                    .iter()
+                    .filter(|m| m.id.partition() == partition)
+                    .map(|m| m.id.to_string())
+                    .collect();
+                return Err(EngineError::corruption(format!(
+                    "a cascade cancelled {done} of the {wanted} locked, unfinished executions {}",
+                    names.join(", ")
+                )));
+            }
+        }
+        let count = members.len() as u64;
+        children_finished(self.conn, parent, count, self.now, self.channel).await
+    }
+}
