@@ -1,7 +1,7 @@
 -- baton_cascade: scheduler pass; continues cascades whose subtree did not
 -- fit in their cancel's call, oldest queued first, visiting at most `limit`
 -- children in all (each queued place counts at least one).
--- Mirrors the SQL backends' cascade_due over baton_core::raw::cascade::walk.
+-- Mirrors baton_core::raw::cascade::pass_step (the SQL backends' cascade_due).
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: limit, ARGV[2]: now (ms)
 -- Returns: { cancelled, places still queued }

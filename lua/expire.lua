@@ -3,7 +3,7 @@
 -- deadline first. The non-terminal descendants of each are cancelled in the
 -- same call (a shared budget of children visited; the rest is queued for
 -- baton_cascade), with the reason ARGV[3] .. <hyphenated uuid> .. ARGV[4].
--- Mirrors the SQL backends' expire_deadlines and cascade_expired.
+-- Mirrors the SQL backends' expire_deadlines and baton_core::raw::cascade::expired.
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: now (ms), ARGV[2]: limit, ARGV[3]: reason before the ancestor's
 -- uuid, ARGV[4]: reason after it, ARGV[5]: cascade budget

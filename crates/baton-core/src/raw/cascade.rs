@@ -67,6 +67,19 @@ pub struct CascadeWalk {
     pub left: Vec<CascadeItem>,
 }
 
+impl CascadeWalk {
+    /// The places it did not reach, to queue with `reason`.
+    pub fn to_queue(&self, reason: &str) -> Vec<Queued> {
+        self.left
+            .iter()
+            .map(|item| Queued {
+                item: item.clone(),
+                reason: reason.to_owned(),
+            })
+            .collect()
+    }
+}
+
 /// Walks the subtrees below `start`, visiting at most `budget` children,
 /// cancelling every non-terminal one with `reason`.
 pub async fn walk(
@@ -94,6 +107,79 @@ pub async fn walk(
     }
     out.left = stack;
     Ok(out)
+}
+
+/// A place waiting in a backend's cascade queue, with the reason its
+/// cancels store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queued {
+    /// Where the walk goes on.
+    pub item: CascadeItem,
+    /// The cancel reason of the descendants it reaches.
+    pub reason: String,
+}
+
+/// What one step of the cascade pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassStep {
+    /// Executions it cancelled.
+    pub cancelled: u64,
+    /// How many of the queued places (the oldest) it worked: the backend
+    /// removes them from its queue…
+    pub worked: usize,
+    /// …and queues these, in order, behind the rest.
+    pub left: Vec<Queued>,
+}
+
+/// One step of the cascade pass: walks the queued places oldest first, each
+/// with what is left of `limit` children visited (a place counts at least
+/// one, so a step always moves the queue on), until the limit is spent.
+/// Mirrored by `baton_cascade` in Lua.
+pub async fn pass_step(
+    store: &mut dyn CascadeStore,
+    queued: &[Queued],
+    limit: usize,
+) -> Result<PassStep> {
+    let mut out = PassStep::default();
+    let mut visited = 0usize;
+    for q in queued {
+        if visited >= limit {
+            break;
+        }
+        let walked = walk(store, vec![q.item.clone()], limit - visited, &q.reason).await?;
+        visited += walked.visited.max(1);
+        out.cancelled += walked.cancelled;
+        out.worked += 1;
+        out.left.extend(walked.left.into_iter().map(|item| Queued {
+            item,
+            reason: q.reason.clone(),
+        }));
+    }
+    Ok(out)
+}
+
+/// The cascades of executions that have just expired, in the expiring
+/// unit: each one's descendants are cancelled with
+/// [`cascade_reason`](super::rules::cascade_reason)`(…, EXPIRED_ANCESTOR)`,
+/// `limits.cascade_budget` children visited for all of them together;
+/// answers the places to queue. Mirrored by `baton_expire` in Lua.
+pub async fn expired(
+    store: &mut dyn CascadeStore,
+    expired: &[ExecutionId],
+    limits: &crate::Limits,
+) -> Result<Vec<Queued>> {
+    let mut budget = limits.cascade_budget;
+    let mut left = Vec::new();
+    for id in expired {
+        let reason = rules::cascade_reason(limits, id, Some(rules::EXPIRED_ANCESTOR));
+        let walked = walk(store, vec![CascadeItem::below(id.clone())], budget, &reason).await?;
+        budget -= walked.visited;
+        left.extend(walked.left.into_iter().map(|item| Queued {
+            item,
+            reason: reason.clone(),
+        }));
+    }
+    Ok(left)
 }
 
 #[cfg(test)]
@@ -218,6 +304,31 @@ mod tests {
             assert_eq!(got.len(), mem.cancelled.len(), "budget {budget}: once each");
             assert_eq!(got, live, "budget {budget}");
             assert_eq!(cancelled as usize, live.len());
+        }
+    }
+
+    /// The cascade pass works a queue off in steps of its limit: every
+    /// step moves on (works at least one place), and the live descendants
+    /// are cancelled exactly once.
+    #[tokio::test]
+    async fn pass_steps_work_the_queue_off() {
+        for limit in [1, 4, 30] {
+            let (root, mut mem) = forest(25, 3);
+            let live = mem.states.values().filter(|s| !s.is_terminal()).count();
+            let mut queue = vec![Queued {
+                item: CascadeItem::below(root.clone()),
+                reason: "why".into(),
+            }];
+            let mut cancelled = 0;
+            while !queue.is_empty() {
+                let step = pass_step(&mut mem, &queue, limit).await.unwrap();
+                assert!(step.worked >= 1, "limit {limit}: a step moves on");
+                cancelled += step.cancelled;
+                queue.drain(..step.worked);
+                queue.extend(step.left);
+            }
+            assert_eq!(cancelled as usize, live, "limit {limit}");
+            assert_eq!(mem.cancelled.len(), live);
         }
     }
 

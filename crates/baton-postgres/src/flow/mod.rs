@@ -82,7 +82,7 @@ async fn cancel_in(
             &why,
         )
         .await?;
-        queue(tx, id.partition(), &walked.left, &why).await?;
+        queue(tx, id.partition(), &walked.to_queue(&why)).await?;
     }
     Ok(Cancellation {
         snapshot,
@@ -125,29 +125,30 @@ async fn cascade_step(
     .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
-    let mut cancelled = 0u64;
-    let mut visited = 0usize;
-    for (seq, node, after, reason) in queued {
-        if visited >= limit {
-            break;
-        }
-        let item = stored_item(seq, &node, after.as_deref(), b.inner.partitions)?;
-        let mut store = Store {
-            conn: &mut *tx,
-            partitions: b.inner.partitions,
-            now,
-            channel: &b.inner.channel,
-        };
-        let walked = cascade::walk(&mut store, vec![item], limit - visited, &reason).await?;
-        visited += walked.visited.max(1);
-        cancelled += walked.cancelled;
-        sqlx::query("DELETE FROM cascades WHERE seq = $1")
-            .bind(seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        queue(tx, partition, &walked.left, &reason).await?;
-    }
+    let places = queued
+        .iter()
+        .map(|(seq, node, after, reason)| {
+            Ok(cascade::Queued {
+                item: stored_item(*seq, node, after.as_deref(), b.inner.partitions)?,
+                reason: reason.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut store = Store {
+        conn: &mut *tx,
+        partitions: b.inner.partitions,
+        now,
+        channel: &b.inner.channel,
+    };
+    let step = cascade::pass_step(&mut store, &places, limit).await?;
+    let worked: Vec<i64> = queued[..step.worked].iter().map(|q| q.0).collect();
+    sqlx::query("DELETE FROM cascades WHERE seq = ANY($1)")
+        .bind(&worked)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+    queue(tx, partition, &step.left).await?;
+    let cancelled = step.cancelled;
     let more: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM cascades WHERE partition = $1)")
             .bind(part(partition))
@@ -169,26 +170,17 @@ pub(crate) async fn cascade_expired(
     expired: &[ExecutionId],
     now: Timestamp,
 ) -> Result<()> {
-    let mut budget = b.inner.limits.cascade_budget;
-    for id in expired {
-        let why = rules::cascade_reason(&b.inner.limits, id, Some(rules::EXPIRED_ANCESTOR));
-        let mut store = Store {
-            conn: &mut *tx,
-            partitions: b.inner.partitions,
-            now,
-            channel: &b.inner.channel,
-        };
-        let walked = cascade::walk(
-            &mut store,
-            vec![CascadeItem::below(id.clone())],
-            budget,
-            &why,
-        )
-        .await?;
-        budget -= walked.visited;
-        queue(tx, id.partition(), &walked.left, &why).await?;
-    }
-    Ok(())
+    let Some(first) = expired.first() else {
+        return Ok(());
+    };
+    let mut store = Store {
+        conn: &mut *tx,
+        partitions: b.inner.partitions,
+        now,
+        channel: &b.inner.channel,
+    };
+    let left = cascade::expired(&mut store, expired, &b.inner.limits).await?;
+    queue(tx, first.partition(), &left).await
 }
 
 /// Queues the places a walk did not reach, for the cascade pass, in the
@@ -196,27 +188,27 @@ pub(crate) async fn cascade_expired(
 async fn queue(
     conn: &mut PgConnection,
     partition: PartitionId,
-    left: &[CascadeItem],
-    reason: &str,
+    left: &[cascade::Queued],
 ) -> Result<()> {
     if left.is_empty() {
         return Ok(());
     }
-    let nodes: Vec<String> = left.iter().map(|i| i.node.to_string()).collect();
+    let nodes: Vec<String> = left.iter().map(|q| q.item.node.to_string()).collect();
     let afters: Vec<Option<String>> = left
         .iter()
-        .map(|i| i.after.as_ref().map(ToString::to_string))
+        .map(|q| q.item.after.as_ref().map(ToString::to_string))
         .collect();
+    let reasons: Vec<&str> = left.iter().map(|q| q.reason.as_str()).collect();
     sqlx::query(
         "INSERT INTO cascades (partition, node, after, reason) \
-         SELECT $1, q.node, q.after, $4 \
-         FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS q(node, after, ord) \
+         SELECT $1, q.node, q.after, q.reason \
+         FROM UNNEST($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS q(node, after, reason, ord) \
          ORDER BY q.ord",
     )
     .bind(part(partition))
     .bind(nodes)
     .bind(afters)
-    .bind(reason)
+    .bind(reasons)
     .execute(&mut *conn)
     .await
     .map_err(map)?;

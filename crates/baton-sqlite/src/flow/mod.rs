@@ -52,7 +52,7 @@ pub(crate) async fn cancel(
         )
         .await?;
         wake.append(&mut store.wake);
-        queue(&mut tx, id.partition(), &walked.left, &why).await?;
+        queue(&mut tx, id.partition(), &walked.to_queue(&why)).await?;
     }
     let snapshot = b.snapshot_in(&mut tx, id).await?;
     tx.commit().await.map_err(map)?;
@@ -80,26 +80,27 @@ pub(crate) async fn cascade_due(
     .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
-    let mut cancelled = 0u64;
-    let mut visited = 0usize;
-    let mut wake = Vec::new();
-    for (seq, node, after, reason) in queued {
-        if visited >= limit {
-            break;
-        }
-        let item = stored_item(&node, after.as_deref(), b.inner.partitions)?;
-        let mut store = Store::new(&mut tx, b, now);
-        let walked = cascade::walk(&mut store, vec![item], limit - visited, &reason).await?;
-        wake.append(&mut store.wake);
-        visited += walked.visited.max(1);
-        cancelled += walked.cancelled;
+    let places = queued
+        .iter()
+        .map(|(_, node, after, reason)| {
+            Ok(cascade::Queued {
+                item: stored_item(node, after.as_deref(), b.inner.partitions)?,
+                reason: reason.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut store = Store::new(&mut tx, b, now);
+    let step = cascade::pass_step(&mut store, &places, limit).await?;
+    let wake = std::mem::take(&mut store.wake);
+    for (seq, ..) in &queued[..step.worked] {
         sqlx::query("DELETE FROM cascades WHERE seq = ?")
             .bind(seq)
             .execute(&mut *tx)
             .await
             .map_err(map)?;
-        queue(&mut tx, partition, &walked.left, &reason).await?;
     }
+    queue(&mut tx, partition, &step.left).await?;
+    let cancelled = step.cancelled;
     let more: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM cascades WHERE partition = ? LIMIT 1")
             .bind(i64::from(partition.get()))
@@ -123,17 +124,13 @@ pub(crate) async fn cascade_expired(
     expired: &[ExecutionId],
     now: Timestamp,
 ) -> Result<Vec<(String, String)>> {
-    let mut budget = b.inner.limits.cascade_budget;
-    let mut wake = Vec::new();
-    for id in expired {
-        let why = rules::cascade_reason(&b.inner.limits, id, Some(rules::EXPIRED_ANCESTOR));
-        let mut store = Store::new(&mut *conn, b, now);
-        let start = vec![CascadeItem::below(id.clone())];
-        let walked = cascade::walk(&mut store, start, budget, &why).await?;
-        wake.append(&mut store.wake);
-        budget -= walked.visited;
-        queue(conn, id.partition(), &walked.left, &why).await?;
-    }
+    let Some(first) = expired.first() else {
+        return Ok(Vec::new());
+    };
+    let mut store = Store::new(&mut *conn, b, now);
+    let left = cascade::expired(&mut store, expired, &b.inner.limits).await?;
+    let wake = std::mem::take(&mut store.wake);
+    queue(conn, first.partition(), &left).await?;
     Ok(wake)
 }
 
@@ -164,19 +161,18 @@ async fn cancel_one(
     Ok(())
 }
 
-/// Queues the places a walk did not reach, for the cascade pass.
+/// Queues the places a walk did not reach, for the cascade pass, in order.
 async fn queue(
     conn: &mut SqliteConnection,
     partition: PartitionId,
-    left: &[CascadeItem],
-    reason: &str,
+    left: &[cascade::Queued],
 ) -> Result<()> {
-    for item in left {
+    for q in left {
         sqlx::query("INSERT INTO cascades (partition, node, after, reason) VALUES (?, ?, ?, ?)")
             .bind(i64::from(partition.get()))
-            .bind(item.node.to_string())
-            .bind(item.after.as_ref().map(|a| a.to_string()))
-            .bind(reason)
+            .bind(q.item.node.to_string())
+            .bind(q.item.after.as_ref().map(|a| a.to_string()))
+            .bind(&q.reason)
             .execute(&mut *conn)
             .await
             .map_err(map)?;
