@@ -187,6 +187,15 @@ fn spawn_execution(shared: &Arc<Shared>, claim: Claim, permit: OwnedSemaphorePer
         let Some(held) = shared.take(&id) else {
             return;
         };
+        // A handler that handed its lease back to wait for children has
+        // nothing to report, whatever a renewal of that dead lease said
+        // meanwhile.
+        if let Ok(Err(e)) = &joined
+            && e.is_waiting()
+        {
+            Counters::add(&shared.counters.waiting);
+            return;
+        }
         if let Some(reason) = held.stop.reason() {
             tracing::debug!(execution = %id, "handler ended after being stopped ({reason}); outcome not reported");
             Counters::add(&shared.counters.abandoned);
@@ -194,12 +203,6 @@ fn spawn_execution(shared: &Arc<Shared>, claim: Claim, permit: OwnedSemaphorePer
         }
         let outcome = match joined {
             Ok(Ok(result)) => Outcome::Complete(result),
-            Ok(Err(e)) if e.is_waiting() => {
-                // The lease was handed back; the execution runs again once
-                // its children have finished.
-                Counters::add(&shared.counters.waiting);
-                return;
-            }
             Ok(Err(e)) => Outcome::Fail(e.into_failure()),
             Err(e) if e.is_panic() => {
                 Counters::add(&shared.counters.panicked);
