@@ -18,22 +18,23 @@ redis.register_function('baton_cancel', function(keys, args)
     return { 'conflict', h.st, 'it already finished' }
   end
   local record
+  local woken = {}
   if h.st == 'cancelled' then
     record = cmsgpack.pack(h)
   else
     local why = nil
     if args[2] == '1' then why = args[3] end
-    record = cancel_record(base, uuid, h, why, snow)
+    record = cancel_record(base, uuid, h, why, snow, woken)
   end
   local cascaded, pending = 0, 0
   if args[5] == '1' then
     local stack = { { uuid, '' } }
-    local _, c = cascade_walk(base, stack, tonumber(args[6]), args[7], snow)
+    local _, c = cascade_walk(base, stack, tonumber(args[6]), args[7], snow, woken)
     cascaded = c
     if #stack > 0 then
       cascade_queue(base, stack, args[7])
       pending = 1
     end
   end
-  return { 'ok', { 0 }, record, cascaded, pending }
+  return { 'ok', woken_reply(base, woken), record, cascaded, pending }
 end)

@@ -38,11 +38,14 @@
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
 -- Execution record fields (every value text): ns lane kind st pri tags caps att rp
--- ik par ck rt oc rl ca ua ra rd dl fa wid ln le res err cr, and per attempt k:
+-- ik par ck rt fl oc rl ca ua ra rd dl fa wid ln le res err cr, and per attempt k:
 -- a<k>w (worker) a<k>n (nonce) a<k>s (started) a<k>e (ended) a<k>o
 -- (outcome) a<k>x (error). An absent field is "none", except tags and caps:
 -- absent means none ('{}' and '[]'); oc (unfinished children) and rl
--- (attempts ended by a release) absent mean 0. rp is the retry policy, five numbers
+-- (attempts ended by a release) absent mean 0; fl ('1') marks a child
+-- written by library generation 3 or later, counted in its parent's `oc`
+-- and its root's `open:` (children written before are not: they finish,
+-- and are trimmed, as they did then). rp is the retry policy, five numbers
 -- separated by spaces: max attempts, initial ms, max ms, multiplier, jitter
 -- (1|0). Every record is read and written whole on the hot path, so fewer
 -- fields are cheaper.
@@ -247,12 +250,12 @@ local function enter(base, uuid, h, woken)
   elseif st == 'running' then
     redis.call('ZADD', base .. ':leases', s(h.le), uuid)
   elseif TERMINAL[st] then
-    if h.rt then
+    if h.fl then
       member_finished(base, h)
+      child_finished(base, h, woken, nil)
     else
       redis.call('ZADD', base .. ':done', s(h.fa), uuid)
     end
-    if h.par then child_finished(base, h, woken, nil) end
     redis.call('ZREM', base .. ':deadlines', uuid)
   end
 end
@@ -287,8 +290,9 @@ end
 -- Cancels the loaded non-terminal execution `h` with reason `why` (nil:
 -- none) at `snow` (ms text) and saves it: the one code path of a cancel and
 -- of the executions a cascade reaches. A running attempt is closed as
--- cancelled, so its lease is fenced.
-local function cancel_record(base, uuid, h, why, snow)
+-- cancelled, so its lease is fenced. A parent it releases (its last
+-- unfinished child) reports its lane in `woken`.
+local function cancel_record(base, uuid, h, why, snow, woken)
   if h.st == 'running' then
     local a = 'a' .. h.att
     h[a .. 'e'], h[a .. 'o'] = snow, 'cancelled'
@@ -296,7 +300,7 @@ local function cancel_record(base, uuid, h, why, snow)
   if why then h.cr = why end
   h.fa, h.ua = snow, snow
   drop_lease(h)
-  move(base, uuid, h, 'cancelled', {})
+  move(base, uuid, h, 'cancelled', woken)
   return save(base, uuid, h)
 end
 
@@ -305,7 +309,7 @@ end
 -- below the places on `stack` ({ node uuid, after uuid | '' }, the last
 -- visited next), cancelling every non-terminal one with `why`. Leaves on
 -- `stack` the places it did not reach; answers visited, cancelled.
-local function cascade_walk(base, stack, budget, why, snow)
+local function cascade_walk(base, stack, budget, why, snow, woken)
   local visited, cancelled = 0, 0
   while visited < budget and #stack > 0 do
     local item = table.remove(stack)
@@ -318,7 +322,7 @@ local function cascade_walk(base, stack, budget, why, snow)
     for _, uuid in ipairs(page) do
       local h = load(base, uuid)
       if h and not TERMINAL[h.st] then
-        cancel_record(base, uuid, h, why, snow)
+        cancel_record(base, uuid, h, why, snow, woken)
         cancelled = cancelled + 1
       end
       if redis.call('EXISTS', base .. ':ch:' .. uuid) == 1 then

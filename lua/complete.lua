@@ -33,7 +33,7 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   end
   local a = 'a' .. attempt
   batch.leases[#batch.leases + 1] = uuid
-  if h.rt then
+  if h.fl then
     member_finished(base, h)
   else
     push(batch.adds, batch.done, snow, uuid)
@@ -47,7 +47,7 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   local packed = cmsgpack.pack(h)
   if not batch.dirty[uuid] then batch.order[#batch.order + 1] = uuid end
   batch.dirty[uuid] = packed
-  if h.par then
+  if h.fl then
     -- A parent waiting for its children may be released (and its lane
     -- woken): the reply's third value carries the woken lanes then.
     local woken = {}

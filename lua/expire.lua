@@ -7,7 +7,8 @@
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: now (ms), ARGV[2]: limit, ARGV[3]: reason before the ancestor's
 -- uuid, ARGV[4]: reason after it, ARGV[5]: cascade budget
--- Returns: { processed, next_due|'' }
+-- Returns: { processed, next_due|'', woken } (woken: lanes of parents
+--   released by what finished, as woken_reply)
 local function hyphenated(u)
   return string.sub(u, 1, 8) .. '-' .. string.sub(u, 9, 12) .. '-' .. string.sub(u, 13, 16)
     .. '-' .. string.sub(u, 17, 20) .. '-' .. string.sub(u, 21, 32)
@@ -39,9 +40,9 @@ redis.register_function('baton_expire', function(keys, args)
   for _, uuid in ipairs(expired) do
     local why = args[3] .. hyphenated(uuid) .. args[4]
     local stack = { { uuid, '' } }
-    local visited = cascade_walk(base, stack, budget, why, snow)
+    local visited = cascade_walk(base, stack, budget, why, snow, woken)
     budget = budget - visited
     cascade_queue(base, stack, why)
   end
-  return { #due, first_score(base .. ':deadlines') }
+  return { #due, first_score(base .. ':deadlines'), woken_reply(base, woken) }
 end)

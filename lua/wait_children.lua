@@ -6,7 +6,8 @@
 -- Returns: { 'ok', woken, record } or an error reply as one item of
 --   baton_complete answers. Without unfinished children the lease is kept
 --   and the record answered unchanged; a replay of an attempt already
---   released answers 'ok' with the current record.
+--   released answers 'ok' with the current record while no later attempt
+--   started (then the lease is lost).
 -- Mirrors baton_core::raw::rules::wait_children_blocks and
 -- wait_children_replay.
 redis.register_function('baton_wait_children', function(keys, args)
@@ -15,7 +16,7 @@ redis.register_function('baton_wait_children', function(keys, args)
   local now = tonumber(args[4])
   local h, reply, ended = check_lease(base, uuid, attempt, nonce, now)
   if reply then return reply end
-  if ended == 'released' then
+  if ended == 'released' and h.att == attempt then
     return { 'ok', { 0 }, cmsgpack.pack(h) }
   elseif ended == 'completed' or ended == 'failed' then
     return { 'conflict', h.st, 'attempt ' .. attempt .. ' already ' .. ended }

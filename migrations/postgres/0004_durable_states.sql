@@ -42,3 +42,11 @@ UPDATE executions e SET open_children = c.n
 FROM (SELECT parent, count(*) AS n FROM executions
       WHERE parent IS NOT NULL AND finished_at IS NULL GROUP BY parent) AS c
 WHERE c.parent = '{p:' || e.partition || '}-' || e.uuid::text;
+
+-- Members whose root was trimmed before them (retention did not know flows
+-- before version 3) become roots of their own, so retention, which now
+-- trims members only with their root, still reaches them.
+UPDATE executions e SET root = NULL
+WHERE e.root IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM executions r
+    WHERE r.partition = e.partition AND r.uuid = split_part(e.root, '}-', 2)::uuid);

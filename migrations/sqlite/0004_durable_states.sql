@@ -99,6 +99,17 @@ WHERE c.parent = '{p:' || executions.partition || '}-'
     || '-' || substr(hex(executions.uuid), 13, 4) || '-' || substr(hex(executions.uuid), 17, 4)
     || '-' || substr(hex(executions.uuid), 21, 12));
 
+-- Members whose root was trimmed before them (retention did not know flows
+-- before version 3) become roots of their own, so retention, which now
+-- trims members only with their root, still reaches them.
+UPDATE executions SET root = NULL
+WHERE root IS NOT NULL AND root NOT IN (
+    SELECT '{p:' || r.partition || '}-'
+        || lower(substr(hex(r.uuid), 1, 8) || '-' || substr(hex(r.uuid), 9, 4)
+        || '-' || substr(hex(r.uuid), 13, 4) || '-' || substr(hex(r.uuid), 17, 4)
+        || '-' || substr(hex(r.uuid), 21, 12))
+    FROM executions r WHERE r.root IS NULL);
+
 CREATE TABLE attempts_v4 (
     execution_uuid   BLOB    NOT NULL,
     number           INTEGER NOT NULL CHECK (number >= 1),

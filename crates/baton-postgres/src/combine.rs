@@ -163,25 +163,15 @@ async fn complete_children(
         let rows = run_many(&mut tx, batch, true)
             .await
             .map_err(crate::errors::map)?;
-        let mut parents: std::collections::BTreeMap<String, (u64, i64)> = Default::default();
+        let mut finished = Vec::new();
         for row in &rows {
             let parent: Option<String> = crate::read::col(row, "parent")?;
             let at: Option<i64> = crate::read::col(row, "finished_at")?;
             if let (Some(parent), Some(at)) = (parent, at) {
-                let entry = parents.entry(parent).or_insert((0, at));
-                entry.0 += 1;
-                entry.1 = entry.1.max(at);
+                finished.push((parent, baton_core::Timestamp::from_millis(at)));
             }
         }
-        for (parent, (count, at)) in parents {
-            let parent = baton_core::raw::stored::parse::<baton_core::ExecutionId>(
-                "parent",
-                "a completed child",
-                &parent,
-            )?;
-            let now = baton_core::Timestamp::from_millis(at);
-            crate::flow::children_finished(&mut tx, &parent, count, now, channel).await?;
-        }
+        crate::flow::parents_finished(&mut tx, finished, channel).await?;
         Ok(rows)
     }
     .await;

@@ -440,22 +440,54 @@ async fn check_parents(
     if parents.is_empty() {
         return Ok(HashMap::new());
     }
-    let found_rows = sqlx::query(
-        "SELECT e.uuid, e.partition, e.namespace, e.root FROM executions e \
+    // The parents and the roots of their flows are locked together, in one
+    // order: trim skips a locked root, so it never trims a flow a child is
+    // being added to; a trim already holding the root is waited for, and a
+    // parent it removed is then missing. (A parent's root never changes, so
+    // it is read first without a lock.)
+    let select = "SELECT e.uuid, e.partition, e.namespace, e.root FROM executions e \
          JOIN UNNEST($1::int2[], $2::uuid[]) AS p(partition, uuid) \
-         ON e.partition = p.partition AND e.uuid = p.uuid \
-         ORDER BY e.partition, e.uuid FOR NO KEY UPDATE OF e",
-    )
-    .bind(
-        parents
-            .iter()
-            .map(|p| part(p.partition()))
-            .collect::<Vec<i16>>(),
-    )
-    .bind(parents.iter().map(|p| p.uuid()).collect::<Vec<Uuid>>())
+         ON e.partition = p.partition AND e.uuid = p.uuid";
+    let bind_ids = |ids: &[ExecutionId]| {
+        (
+            ids.iter()
+                .map(|p| part(p.partition()))
+                .collect::<Vec<i16>>(),
+            ids.iter().map(|p| p.uuid()).collect::<Vec<Uuid>>(),
+        )
+    };
+    let named: Vec<ExecutionId> = parents.iter().map(|p| (*p).clone()).collect();
+    let (ps, us) = bind_ids(&named);
+    let unlocked = sqlx::query(select)
+        .bind(ps)
+        .bind(us)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map)?;
+    let mut lock: Vec<ExecutionId> = named.clone();
+    for row in &unlocked {
+        let id = read::execution_id(row, b.inner.partitions)?;
+        if let Some(root) = read::parent_facts(row, &id)?.root {
+            lock.push(root);
+        }
+    }
+    lock.sort_by_key(|id| (id.partition(), id.uuid()));
+    lock.dedup();
+    let (ps, us) = bind_ids(&lock);
+    let locked = sqlx::query(&format!(
+        "{select} ORDER BY e.partition, e.uuid FOR NO KEY UPDATE OF e"
+    ))
+    .bind(ps)
+    .bind(us)
     .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
+    let found_rows: Vec<_> = locked
+        .into_iter()
+        .filter(|row| {
+            read::execution_id(row, b.inner.partitions).is_ok_and(|id| named.contains(&id))
+        })
+        .collect();
     let mut found = HashMap::with_capacity(found_rows.len());
     for row in &found_rows {
         let id = read::execution_id(row, b.inner.partitions)?;

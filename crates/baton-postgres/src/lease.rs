@@ -316,22 +316,15 @@ impl SettleArrays {
             .await
             .map_err(map)?;
         // Executions that failed for good count as finished for their parents.
-        let mut parents: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut finished = Vec::new();
         for row in &rows {
             if col::<Option<i64>>(row, "finished_at")?.is_some()
                 && let Some(parent) = col::<Option<String>>(row, "parent")?
             {
-                *parents.entry(parent).or_default() += 1;
+                finished.push((parent, now));
             }
         }
-        for (parent, count) in parents {
-            let parent = baton_core::raw::stored::parse::<baton_core::ExecutionId>(
-                "parent",
-                "a failed child",
-                &parent,
-            )?;
-            crate::flow::children_finished(conn, &parent, count, now, channel).await?;
-        }
+        crate::flow::parents_finished(conn, finished, channel).await?;
         Ok(rows)
     }
 }

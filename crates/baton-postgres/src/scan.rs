@@ -149,16 +149,8 @@ async fn expire_in(
         .await
         .map_err(map)?;
     let processed: i64 = col(&row, "processed")?;
-    for (_, parent) in &due {
-        if let Some(parent) = parent {
-            let parent = baton_core::raw::stored::parse::<ExecutionId>(
-                "parent",
-                "an expiring execution",
-                parent,
-            )?;
-            crate::flow::children_finished(tx, &parent, 1, now, &b.inner.channel).await?;
-        }
-    }
+    let parents = due.iter().filter_map(|(_, p)| p.clone().map(|p| (p, now)));
+    crate::flow::parents_finished(tx, parents, &b.inner.channel).await?;
     let expired = uuids
         .iter()
         .map(|u| ExecutionId::from_parts(*u, partition, b.inner.partitions))

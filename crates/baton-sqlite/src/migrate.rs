@@ -95,11 +95,14 @@ mod tests {
             backoff_max_ms, backoff_multiplier, backoff_jitter, parent, root, created_at, \
             updated_at, ready_at, finished_at) \
             VALUES (?, 3, 'n', 'l', 'k', ?, 0, x'', '{}', '[]', 0, 3, 0, 0, 1.0, 0, ?, ?, 1, 1, 1, ?)";
-        let rows: [(u128, &str, Option<&str>, Option<i64>); 4] = [
+        // The last is a member whose root was trimmed before it.
+        let gone = format!("{{p:3}}-{}", uuid::Uuid::from_u128(7));
+        let rows: [(u128, &str, Option<&str>, Option<i64>); 5] = [
             (0xaa, "waiting", None, None),
             (0xb1, "waiting", Some(&parent_text), None),
             (0xb2, "waiting", Some(&parent_text), None),
             (0xb3, "completed", Some(&parent_text), Some(5)),
+            (0xc1, "completed", Some(&gone), Some(5)),
         ];
         for (low, state, par, finished) in rows {
             let id = uuid::Uuid::from_u128(parent.as_u128() - 0xaa + low);
@@ -124,12 +127,36 @@ mod tests {
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        assert_eq!(count, 4);
+        assert_eq!(count, 5);
         let attempts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attempts")
             .fetch_one(&mut conn)
             .await
             .unwrap();
-        assert_eq!(attempts, 4);
+        assert_eq!(attempts, 5);
+        let orphan_root: Option<String> =
+            sqlx::query_scalar("SELECT root FROM executions WHERE uuid = ?")
+                .bind(
+                    uuid::Uuid::from_u128(parent.as_u128() - 0xaa + 0xc1)
+                        .as_bytes()
+                        .to_vec(),
+                )
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(
+            orphan_root, None,
+            "a member of a trimmed root is a root of its own"
+        );
+        let kept: Option<String> = sqlx::query_scalar("SELECT root FROM executions WHERE uuid = ?")
+            .bind(
+                uuid::Uuid::from_u128(parent.as_u128() - 0xaa + 0xb1)
+                    .as_bytes()
+                    .to_vec(),
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(kept, Some(parent_text.clone()));
         let open: i64 = sqlx::query_scalar("SELECT open_children FROM executions WHERE uuid = ?")
             .bind(parent.as_bytes().to_vec())
             .fetch_one(&mut conn)

@@ -170,6 +170,7 @@ macro_rules! __with_cases {
             waiting_for_finished_children_keeps_the_lease,
             waits_consume_no_attempts,
             blocked_parents_are_cancelled_expired_and_released_like_any,
+            a_parent_released_by_a_cancel_or_an_expiry_is_claimable_at_once,
             // cancel
             cancel_waiting,
             cancel_delayed_is_never_promoted,

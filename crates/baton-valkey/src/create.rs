@@ -94,6 +94,9 @@ async fn create_now(
                 }
                 if let Some(p) = &parent {
                     fields.push(("par", p.as_bytes()));
+                    // Counted in its parent's and root's counters (a
+                    // child written before generation 3 is not).
+                    fields.push(("fl", b"1"));
                 }
                 if let Some(k) = &n.child_key {
                     fields.push(("ck", k.as_str().as_bytes()));

@@ -1156,6 +1156,90 @@ async fn flow_indexes_hold_only_what_lives() {
     }
 }
 
+/// Children written before library generation 3 are in no flow counter
+/// (no `fl` field, not counted in their parent's `oc` nor their root's
+/// `open:`): when one finishes it counts nothing down — a parent waiting
+/// for newer children is not released early, and a root with an unfinished
+/// newer member is not trimmed — and it is trimmed on its own, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_of_an_older_library_count_nothing_down() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let parent = backend.create_one(exec("flow", "flow")).await.unwrap().id;
+    let lease = backend
+        .claim(claim_request("flow", &["flow"], "w", 1))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let child = || exec("flow", "flow").with_parent(parent.clone());
+    let old = backend.create_one(child()).await.unwrap().id;
+    // Make `old` a child of the older library: no `fl`, and uncount it.
+    let key = |id: &ExecutionId, what: &str| {
+        format!(
+            "{prefix}:{{p:{}}}:{what}:{}",
+            id.partition().get(),
+            id.uuid().simple()
+        )
+    };
+    let unmark = "local h = cmsgpack.unpack(redis.call('GET', KEYS[1])) h.fl = nil \
+        redis.call('SET', KEYS[1], cmsgpack.pack(h)) \
+        local p = cmsgpack.unpack(redis.call('GET', KEYS[2])) p.oc = nil \
+        redis.call('SET', KEYS[2], cmsgpack.pack(p)) \
+        redis.call('DEL', KEYS[3]) return 1";
+    server
+        .command(&[
+            "EVAL",
+            unmark,
+            "3",
+            &key(&old, "e"),
+            &key(&parent, "e"),
+            &key(&parent, "open"),
+        ])
+        .unwrap();
+    let new = backend.create_one(child()).await.unwrap().id;
+    let blocked = backend.wait_children(&lease.lease).await.unwrap();
+    assert_eq!(blocked.waiting_on, Some(baton_core::WaitingOn::Children(1)));
+    let claims = backend
+        .claim(claim_request("flow", &["flow"], "w", 10))
+        .await
+        .unwrap();
+    let old_lease = claims.iter().find(|c| c.id == old).unwrap();
+    backend
+        .complete(&old_lease.lease, b"{}".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.describe(&parent).await.unwrap().state,
+        State::Blocked,
+        "the older child counts nothing down"
+    );
+    clock.advance(Duration::from_secs(10));
+    for p in backend.partitions().iter() {
+        backend
+            .trim_terminal(p, Duration::from_secs(1), 100)
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        backend.describe(&old).await,
+        Err(EngineError::NotFound { .. })
+    ));
+    assert_eq!(backend.describe(&new).await.unwrap().state, State::Running);
+    let new_lease = claims.iter().find(|c| c.id == new).unwrap();
+    backend
+        .complete(&new_lease.lease, b"{}".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.describe(&parent).await.unwrap().state,
+        State::Waiting
+    );
+}
+
 /// Records written by library generation 1 kept the retry policy in five
 /// fields and empty tags and capabilities as fields; they are still read,
 /// by the backend and by the functions that apply the policy.

@@ -63,6 +63,31 @@ pub(crate) async fn children_finished(
     Ok(())
 }
 
+/// Children that just finished, by their parents' stored ids (`at` is when
+/// each group finished): every parent counted down, in one lock order —
+/// partition, then uuid, as creates lock parents — so two writers never
+/// wait on each other's parents.
+pub(crate) async fn parents_finished(
+    conn: &mut PgConnection,
+    finished: impl IntoIterator<Item = (String, Timestamp)>,
+    channel: &str,
+) -> Result<()> {
+    let mut parents: BTreeMap<(PartitionId, Uuid), (ExecutionId, u64, Timestamp)> = BTreeMap::new();
+    for (text, at) in finished {
+        let id =
+            baton_core::raw::stored::parse::<ExecutionId>("parent", "a finished child", &text)?;
+        let entry = parents
+            .entry((id.partition(), id.uuid()))
+            .or_insert((id, 0, at));
+        entry.1 += 1;
+        entry.2 = entry.2.max(at);
+    }
+    for (parent, count, at) in parents.into_values() {
+        children_finished(conn, &parent, count, at, channel).await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn wait_children(
     b: &PostgresBackend,
     lease: &LeaseToken,

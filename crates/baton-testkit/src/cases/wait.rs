@@ -264,3 +264,50 @@ pub async fn blocked_parents_are_cancelled_expired_and_released_like_any(h: &dyn
     );
     assert_eq!(ctx.state(&p3).await, State::Running);
 }
+
+/// A parent whose last child is cancelled (directly, by the cascade pass,
+/// or by an expiry) is claimable at once from its own lane, even when its
+/// children run in another lane.
+pub async fn a_parent_released_by_a_cancel_or_an_expiry_is_claimable_at_once(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let work = lane("work");
+    let child_of = |parent: &ExecutionId| {
+        ctx.new_in(&work, "child", b"")
+            .with_parent(parent.clone())
+            .with_deadline(ctx.after(60_000))
+    };
+    for how in ["cancel", "cancel with a subtree", "expiry"] {
+        let parent = ctx.create_id(ctx.new_exec("parent", b"")).await;
+        let lease = ctx.claim_one().await;
+        assert_eq!(lease.id, parent, "{how}");
+        let child = ctx.create_id(child_of(&parent)).await;
+        ok(ctx.backend.wait_children(&lease.lease).await, "wait");
+        match how {
+            "cancel" => {
+                ctx.cancel_with(&child, CancelRequest::because("no")).await;
+            }
+            "cancel with a subtree" => {
+                // The child's own subtree is cancelled by its cascade.
+                let middle = ctx
+                    .create_id(
+                        ctx.new_in(&work, "grandchild", b"")
+                            .with_parent(child.clone()),
+                    )
+                    .await;
+                ctx.cancel_with(&child, CancelRequest::because("no")).await;
+                assert_eq!(ctx.state(&middle).await, State::Cancelled);
+            }
+            _ => {
+                ctx.advance(60_000);
+                assert_eq!(ctx.expire_all().await, 1, "the child expires");
+            }
+        }
+        let again = ctx.claim(ctx.claim_request(10)).await;
+        assert_eq!(
+            again.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+            vec![parent.clone()],
+            "{how}: released and claimable from its lane at once"
+        );
+        ctx.complete(&again[0].lease, b"{}").await;
+    }
+}

@@ -76,14 +76,19 @@ pub(crate) async fn cascade_due(
         let now = b.now();
         let mut c = Server::fcall("baton_cascade", &b.base(partition.get()));
         c.arg(limit).arg(now.as_millis());
-        let reply = array(b.run(&c).await?)?;
-        let (Some(cancelled), Some(queued)) = (reply.first(), reply.get(1)) else {
+        let mut reply = array(b.run(&c).await?)?.into_iter();
+        let (Some(cancelled), Some(queued), Some(woken)) =
+            (reply.next(), reply.next(), reply.next())
+        else {
             return Err(read::corrupt("a short cascade reply"));
         };
+        // Parents released by the cancels get their lanes hinted and woken.
+        let woken = b.woken_from(partition.get(), woken)?;
+        b.announce(woken).await?;
         Ok(ScanReport {
-            processed: u64::try_from(int(cancelled)?)
+            processed: u64::try_from(int(&cancelled)?)
                 .map_err(|_| read::corrupt("a negative cascade count"))?,
-            next_due: (int(queued)? > 0).then_some(now),
+            next_due: (int(&queued)? > 0).then_some(now),
         })
     })
     .await

@@ -84,8 +84,9 @@ pub fn wait_children_blocks(open_children: u64) -> bool {
 
 /// `wait_children` under a lease whose attempt already ended `outcome`:
 /// after the release it answers the stored snapshot (an idempotent
-/// replay); after a complete or a failure it is a conflict; anything else
-/// ended the lease.
+/// replay) while no later attempt has started — once the execution was
+/// claimed again, the old lease is lost like any other; after a complete
+/// or a failure it is a conflict; anything else ended the lease.
 pub fn wait_children_replay(
     lease: &LeaseToken,
     outcome: AttemptOutcome,
@@ -93,7 +94,7 @@ pub fn wait_children_replay(
 ) -> Result<ExecutionSnapshot, EngineError> {
     let id = lease.execution_id();
     match outcome {
-        AttemptOutcome::Released => Ok(snap),
+        AttemptOutcome::Released if snap.attempts == lease.attempt() => Ok(snap),
         AttemptOutcome::Completed | AttemptOutcome::Failed => Err(EngineError::Conflict {
             id: id.clone(),
             operation: "wait_children",

@@ -517,7 +517,14 @@ fn a_replayed_wait_answers_after_a_release_only() {
         Err(EngineError::Conflict { .. })
     ));
     assert!(matches!(
-        wait_children_replay(&lease, AttemptOutcome::Cancelled, snap),
+        wait_children_replay(&lease, AttemptOutcome::Cancelled, snap.clone()),
+        Err(EngineError::LeaseLost { .. })
+    ));
+    // Claimed again since: the released lease is lost, not live.
+    let mut later = snap;
+    later.attempts = 2;
+    assert!(matches!(
+        wait_children_replay(&lease, AttemptOutcome::Released, later),
         Err(EngineError::LeaseLost { .. })
     ));
 }
