@@ -169,6 +169,7 @@ async fn create_now(
     .await?;
     let mut outcomes: Vec<Option<CreateOutcome>> = vec![None; rows.len()];
     let mut woken = Vec::new();
+    let mut refused: Option<EngineError> = None;
     for ((p, _), reply) in calls.iter().zip(replies) {
         let mut items = array(reply)?.into_iter();
         let w = items
@@ -190,12 +191,17 @@ async fn create_now(
                 .parent
                 .clone()
                 .unwrap_or_else(|| rows[item].id.clone());
-            return Err(EngineError::invalid(
-                "parent",
-                parent,
-                "no such execution; a parent must exist (and not be trimmed) when its child is created",
-            )
-            .in_batch(item));
+            // The other partitions' shares were written: their lanes are
+            // still announced below before the error is answered.
+            refused.get_or_insert(
+                EngineError::invalid(
+                    "parent",
+                    parent,
+                    "no such execution; a parent must exist (and not be trimmed) when its child is created",
+                )
+                .in_batch(item),
+            );
+            continue;
         }
         woken.extend(b.woken_from(*p, w)?);
         let flat: Vec<Value> = items.collect();
@@ -215,6 +221,9 @@ async fn create_now(
         }
     }
     b.announce(woken).await?;
+    if let Some(e) = refused {
+        return Err(e);
+    }
     outcomes
         .into_iter()
         .map(|o| o.ok_or_else(|| read::corrupt("create answered fewer outcomes than items")))
@@ -223,9 +232,10 @@ async fn create_now(
 
 /// Reads the parents the batch names and checks them
 /// ([`rules::check_parents`](baton_core::raw::rules::check_parents)) before
-/// anything is written (a parent is only ever removed by trim, long after
-/// it finished, so the gap between this read and the create does not matter
-/// in practice); answers the root each parent's children belong to.
+/// anything is written, for errors that name the item; `baton_create`
+/// checks again inside its call, so a parent trimmed in between refuses
+/// that partition's share. Answers the root each parent's children belong
+/// to.
 async fn check_parents(
     b: &ValkeyBackend,
     rows: &[PreparedExecution],

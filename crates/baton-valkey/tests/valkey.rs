@@ -1156,6 +1156,59 @@ async fn flow_indexes_hold_only_what_lives() {
     }
 }
 
+/// `baton_create` checks a child's parent inside its call: a parent gone
+/// since the backend read it (trimmed in between) refuses the call's share,
+/// writes nothing and deletes the payload written beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_refuses_a_parent_gone_since_it_was_read() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    // Loads the library under this prefix's deployment.
+    let (_backend, _clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let base = format!("{prefix}:{{p:1}}");
+    let uuid = uuid::Uuid::now_v7().simple().to_string();
+    let missing = uuid::Uuid::now_v7().simple().to_string();
+    server
+        .command(&["SET", &format!("{base}:p:{uuid}"), "{}"])
+        .unwrap();
+    let reply = server
+        .command(&[
+            "FCALL",
+            "baton_create",
+            "1",
+            &base,
+            "1", // one item:
+            &uuid,
+            "ns",
+            "lane",
+            "waiting",
+            "m",
+            "[]",
+            "",
+            "",
+            "",
+            "record",
+            "1",
+            "0",
+            &missing,
+            "",
+            &missing, // one child: position 0
+        ])
+        .unwrap();
+    assert!(
+        matches!(&reply, RespValue::Array(items) if items.len() == 2
+            && resp_text(&items[0]) == "parent_missing"
+            && matches!(items[1], RespValue::Integer(0))),
+        "{reply:?}"
+    );
+    for key in [format!("{base}:p:{uuid}"), format!("{base}:e:{uuid}")] {
+        let exists = server.command(&["EXISTS", &key]).unwrap();
+        assert!(matches!(exists, RespValue::Integer(0)), "{key}: {exists:?}");
+    }
+}
+
 /// Children written before library generation 3 are in no flow counter
 /// (no `fl` field, not counted in their parent's `oc` nor their root's
 /// `open:`): when one finishes it counts nothing down — a parent waiting
