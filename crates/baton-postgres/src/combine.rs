@@ -160,6 +160,9 @@ async fn complete_children(
 ) -> baton_core::Result<Vec<PgRow>> {
     let mut tx = pool.begin().await.map_err(crate::errors::map)?;
     let outcome = async {
+        let partitions: Vec<i16> = batch.iter().map(|p| p.partition).collect();
+        let uuids: Vec<Uuid> = batch.iter().map(|p| p.uuid).collect();
+        crate::flow::lock_parents_of(&mut tx, &partitions, &uuids).await?;
         let rows = run_many(&mut tx, batch, true)
             .await
             .map_err(crate::errors::map)?;

@@ -59,6 +59,8 @@ impl PostgresBackend {
         now: Timestamp,
     ) -> Result<ExecutionSnapshot> {
         let id = lease.execution_id();
+        // Parent first: see `flow::lock_parents_of`.
+        crate::flow::lock_parents_of(tx, &[part(id.partition())], &[id.uuid()]).await?;
         match self.check_lease(tx, lease, now).await? {
             (rules::LeaseVerdict::Live, _) => {
                 let snap = self
@@ -90,6 +92,8 @@ impl PostgresBackend {
         now: Timestamp,
     ) -> Result<ExecutionSnapshot> {
         let id = lease.execution_id();
+        // Parent first: see `flow::lock_parents_of`.
+        crate::flow::lock_parents_of(tx, &[part(id.partition())], &[id.uuid()]).await?;
         match self.check_lease(tx, lease, now).await? {
             (rules::LeaseVerdict::Live, snap) => {
                 let released: i32 = sqlx::query_scalar(

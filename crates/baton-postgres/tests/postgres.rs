@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    ChildKey, EngineBackend, EngineBackendExt, EngineError, Kind, Lane, ManualClock, Namespace,
-    NewExecution, PartitionCount,
+    CancelRequest, ChildKey, ClaimRequest, EngineBackend, EngineBackendExt, EngineError, Kind,
+    Lane, ManualClock, Namespace, NewExecution, PartitionCount, WorkerId,
 };
 use baton_postgres::{PostgresBackend, PostgresConfig};
 use baton_testkit::servers::{self, PostgresServer};
@@ -148,6 +148,67 @@ async fn timestamps_come_from_the_injected_clock() {
     let snap = backend.describe(&created.id).await.unwrap();
     assert_eq!(snap.created_at, at);
     assert_eq!(snap.updated_at, at);
+}
+
+/// A tree cancel (the execution, then its children) and its children's
+/// completes and failures (each child's parent first) running at the same
+/// time never deadlock: no call answers `Contention`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_cancel_and_its_finishing_children_never_deadlock() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    for round in 0..15 {
+        let b = &backends[0];
+        let lane = format!("r{round}");
+        let parent = b.create_one(exec("flow", &lane)).await.unwrap().id;
+        let kids = (0..16)
+            .map(|_| exec("flow", &lane).with_parent(parent.clone()))
+            .collect();
+        b.create(kids).await.unwrap();
+        let request = ClaimRequest::new(
+            Namespace::new("flow").unwrap(),
+            Lane::new(&lane).unwrap(),
+            WorkerId::new("w").unwrap(),
+            100,
+        );
+        let claims: Vec<_> = b
+            .claim(request)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.id != parent)
+            .collect();
+        assert_eq!(claims.len(), 16);
+        let mut calls = Vec::new();
+        for (i, c) in claims.into_iter().enumerate() {
+            let b = backends[i % 2].clone();
+            calls.push(tokio::spawn(async move {
+                if i % 3 == 0 {
+                    b.fail(&c.lease, baton_core::Failure::permanent("x"))
+                        .await
+                        .map(drop)
+                } else {
+                    b.complete(&c.lease, b"1".to_vec()).await.map(drop)
+                }
+            }));
+            if i == 8 {
+                let b = backends[1].clone();
+                let parent = parent.clone();
+                calls.push(tokio::spawn(async move {
+                    b.cancel(&parent, CancelRequest::default()).await.map(drop)
+                }));
+            }
+        }
+        for call in calls {
+            match call.await.unwrap() {
+                Ok(()) | Err(EngineError::LeaseLost { .. }) => {}
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+    }
 }
 
 /// Concurrent creates of one parent's child with one child key, through

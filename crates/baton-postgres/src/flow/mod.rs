@@ -26,7 +26,7 @@ mod reads;
 mod wait;
 
 pub(crate) use reads::{children, tree};
-pub(crate) use wait::{children_finished, parents_finished, wait_children};
+pub(crate) use wait::{children_finished, lock_parents_of, parents_finished, wait_children};
 
 pub(crate) async fn cancel(
     b: &PostgresBackend,

@@ -63,6 +63,53 @@ pub(crate) async fn children_finished(
     Ok(())
 }
 
+/// Locks the parents of the executions `(partition, uuid)` (read first
+/// without a lock: a parent never changes), partition then uuid, before
+/// those executions are locked: a writer that may finish children takes
+/// their parents first, as a cancel takes an execution before its
+/// descendants, so a cancel and a finishing child never wait on each other.
+pub(crate) async fn lock_parents_of(
+    conn: &mut PgConnection,
+    partitions: &[i16],
+    uuids: &[Uuid],
+) -> Result<()> {
+    let named: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT e.parent FROM executions e \
+         JOIN UNNEST($1::int2[], $2::uuid[]) AS q(partition, uuid) \
+         ON e.partition = q.partition AND e.uuid = q.uuid WHERE e.parent IS NOT NULL",
+    )
+    .bind(partitions)
+    .bind(uuids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map)?;
+    if named.is_empty() {
+        return Ok(());
+    }
+    let mut parents = named
+        .iter()
+        .map(|t| baton_core::raw::stored::parse::<ExecutionId>("parent", "a child", t))
+        .collect::<Result<Vec<_>>>()?;
+    parents.sort_by_key(|p| (p.partition(), p.uuid()));
+    sqlx::query(
+        "SELECT 1 FROM executions e \
+         JOIN UNNEST($1::int2[], $2::uuid[]) AS q(partition, uuid) \
+         ON e.partition = q.partition AND e.uuid = q.uuid \
+         ORDER BY e.partition, e.uuid FOR UPDATE OF e",
+    )
+    .bind(
+        parents
+            .iter()
+            .map(|p| part(p.partition()))
+            .collect::<Vec<i16>>(),
+    )
+    .bind(parents.iter().map(|p| p.uuid()).collect::<Vec<Uuid>>())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
 /// Children that just finished, by their parents' stored ids (`at` is when
 /// each group finished): every parent counted down, in one lock order —
 /// partition, then uuid, as creates lock parents — so two writers never
