@@ -48,6 +48,19 @@ pub(crate) async fn reclaim_expired_leases(
     let limit = b.scan_limit(partition, limit)?;
     let now = b.now();
     let mut tx = b.begin().await?;
+    // Parents first (see `flow::lock_parents_of`): of the executions due,
+    // read without a lock, then the due ones themselves under their locks.
+    let due: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT uuid FROM executions WHERE partition = $1 AND state = 'running' \
+         AND lease_expires_at <= $2 ORDER BY lease_expires_at, uuid LIMIT $3",
+    )
+    .bind(part(partition))
+    .bind(now.as_millis())
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map)?;
+    crate::flow::lock_parents_of(&mut tx, &vec![part(partition); due.len()], &due).await?;
     let rows = sqlx::query(
         "SELECT * FROM executions WHERE partition = $1 AND state = 'running' \
          AND lease_expires_at <= $2 ORDER BY lease_expires_at, uuid LIMIT $3 \
@@ -129,6 +142,20 @@ async fn expire_in(
     limit: i64,
     now: Timestamp,
 ) -> Result<ScanReport> {
+    // Parents first (see `flow::lock_parents_of`): of the executions due,
+    // read without a lock, then the due ones themselves under their locks.
+    let candidates: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT uuid FROM executions WHERE partition = $1 AND deadline IS NOT NULL \
+         AND finished_at IS NULL AND deadline <= $2 ORDER BY deadline, uuid LIMIT $3",
+    )
+    .bind(part(partition))
+    .bind(now.as_millis())
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map)?;
+    let partitions = vec![part(partition); candidates.len()];
+    crate::flow::lock_parents_of(tx, &partitions, &candidates).await?;
     let due: Vec<(Uuid, Option<String>)> = sqlx::query_as(
         "SELECT uuid, parent FROM executions WHERE partition = $1 AND deadline IS NOT NULL \
          AND finished_at IS NULL AND deadline <= $2 ORDER BY deadline, uuid LIMIT $3 \

@@ -211,6 +211,55 @@ async fn a_tree_cancel_and_its_finishing_children_never_deadlock() {
     }
 }
 
+/// The reclaim pass failing children for good (their parents counted
+/// down) and a tree cancel of their parent at the same time never
+/// deadlock either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tree_cancel_and_the_reclaim_pass_never_deadlock() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    for round in 0..10 {
+        let b = &backends[0];
+        let lane = format!("r{round}");
+        let parent = b.create_one(exec("flow", &lane)).await.unwrap().id;
+        let kids = (0..16)
+            .map(|_| {
+                exec("flow", &lane)
+                    .with_parent(parent.clone())
+                    .with_retry(baton_core::RetryPolicy::attempts(1))
+            })
+            .collect();
+        b.create(kids).await.unwrap();
+        let request = ClaimRequest::new(
+            Namespace::new("flow").unwrap(),
+            Lane::new(&lane).unwrap(),
+            WorkerId::new("w").unwrap(),
+            100,
+        )
+        .with_lease_ttl(Duration::from_millis(100));
+        b.claim(request).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let reclaim = {
+            let b = backends[0].clone();
+            let p = parent.partition();
+            tokio::spawn(async move { b.reclaim_expired_leases(p, 1000).await.map(drop) })
+        };
+        let cancel = {
+            let b = backends[1].clone();
+            let parent = parent.clone();
+            tokio::spawn(async move { b.cancel(&parent, CancelRequest::default()).await.map(drop) })
+        };
+        for call in [reclaim, cancel] {
+            if let Err(e) = call.await.unwrap() {
+                panic!("round {round}: {e:?}");
+            }
+        }
+    }
+}
+
 /// Concurrent creates of one parent's child with one child key, through
 /// several instances (processes), create exactly one child; every other
 /// call answers it with `created: false` (none fails on the unique index).
