@@ -227,16 +227,12 @@ pub fn attempt_facts(
 /// A flow member from a row with `uuid`, `partition`, `parent`, `state`
 /// and `kind` columns.
 pub fn tree_node(row: &SqliteRow, partitions: PartitionCount) -> Result<TreeNode, EngineError> {
-    let id = execution_id(row, partitions)?;
-    let ctx = format!("execution {id}");
-    Ok(TreeNode {
-        parent: col::<Option<String>>(row, "parent")?
-            .map(|p| parsed::<ExecutionId>("parent", &ctx, &p))
-            .transpose()?,
-        state: state(&ctx, &col::<String>(row, "state")?)?,
-        kind: parsed::<Kind>("kind", &ctx, &col::<String>(row, "kind")?)?,
-        id,
-    })
+    baton_core::raw::stored::tree_node(
+        execution_id(row, partitions)?,
+        col::<Option<String>>(row, "parent")?.as_deref(),
+        &col::<String>(row, "state")?,
+        &col::<String>(row, "kind")?,
+    )
 }
 
 /// What a create needs of a parent, from a row with `namespace` and `root`
@@ -245,11 +241,9 @@ pub fn parent_facts(
     row: &SqliteRow,
     id: &ExecutionId,
 ) -> Result<baton_core::raw::rules::ParentFacts, EngineError> {
-    let ctx = format!("execution {id}");
-    Ok(baton_core::raw::rules::ParentFacts {
-        namespace: parsed("namespace", &ctx, &col::<String>(row, "namespace")?)?,
-        root: col::<Option<String>>(row, "root")?
-            .map(|r| parsed::<ExecutionId>("root", &ctx, &r))
-            .transpose()?,
-    })
+    baton_core::raw::stored::parent_facts(
+        id,
+        &col::<String>(row, "namespace")?,
+        col::<Option<String>>(row, "root")?.as_deref(),
+    )
 }

@@ -246,10 +246,11 @@ async fn check_parents(
         match b.read_fields(parent, false).await {
             Ok(fields) => {
                 let ctx = format!("execution {parent}");
-                let facts = baton_core::raw::rules::ParentFacts {
-                    namespace: fields.parsed(&ctx, "ns")?,
-                    root: fields.opt_parsed(&ctx, "rt")?,
-                };
+                let facts = baton_core::raw::stored::parent_facts(
+                    parent,
+                    fields.str(&ctx, "ns")?,
+                    fields.opt_str(&ctx, "rt")?,
+                )?;
                 found.insert(parent.clone(), facts);
             }
             Err(EngineError::NotFound { .. }) => {}

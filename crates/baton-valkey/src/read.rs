@@ -116,7 +116,7 @@ impl Fields {
         self.0.get(k).map(Vec::as_slice)
     }
 
-    fn opt_str(&self, ctx: &str, k: &str) -> Result<Option<&str>> {
+    pub(crate) fn opt_str(&self, ctx: &str, k: &str) -> Result<Option<&str>> {
         self.raw(k)
             .map(|b| {
                 std::str::from_utf8(b)

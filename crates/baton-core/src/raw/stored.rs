@@ -11,7 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
-use crate::{CapabilityName, EngineError, TagKey};
+use crate::raw::rules::ParentFacts;
+use crate::{CapabilityName, EngineError, ExecutionId, Kind, State, TagKey, TreeNode};
 
 /// Parses stored text as `T`; `what` names the field in the error.
 ///
@@ -79,4 +80,38 @@ pub fn capabilities_json(ctx: &str, raw: &str) -> Result<BTreeSet<CapabilityName
     let list: Vec<String> = serde_json::from_str(raw)
         .map_err(|e| EngineError::corruption(format!("{ctx}: capabilities {raw:?}: {e}")))?;
     capabilities(ctx, &list)
+}
+
+/// A flow member from its stored parent (text id, if any), state and kind.
+pub fn tree_node(
+    id: ExecutionId,
+    parent: Option<&str>,
+    state: &str,
+    kind: &str,
+) -> Result<TreeNode, EngineError> {
+    let ctx = format!("execution {id}");
+    Ok(TreeNode {
+        parent: parent
+            .map(|p| parse::<ExecutionId>("parent", &ctx, p))
+            .transpose()?,
+        state: parse::<State>("state", &ctx, state)?,
+        kind: parse::<Kind>("kind", &ctx, kind)?,
+        id,
+    })
+}
+
+/// What a create needs of a parent `id`, from its stored namespace and
+/// root (text id; `None` for a root).
+pub fn parent_facts(
+    id: &ExecutionId,
+    namespace: &str,
+    root: Option<&str>,
+) -> Result<ParentFacts, EngineError> {
+    let ctx = format!("execution {id}");
+    Ok(ParentFacts {
+        namespace: parse("namespace", &ctx, namespace)?,
+        root: root
+            .map(|r| parse::<ExecutionId>("root", &ctx, r))
+            .transpose()?,
+    })
 }

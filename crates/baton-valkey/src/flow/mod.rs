@@ -4,7 +4,7 @@
 //! waiting for children (`wait_children`, in `wait`).
 
 use baton_core::raw::rules;
-use baton_core::{CancelRequest, CancelScope, Cancellation, Kind, Tree, TreeNode};
+use baton_core::{CancelRequest, CancelScope, Cancellation, Tree};
 
 use crate::*;
 

@@ -61,12 +61,12 @@ pub(crate) async fn tree(b: &ValkeyBackend, id: &ExecutionId, limit: usize) -> R
         let Some(f) = fields else { continue };
         let id = read::execution_id(uuid, PartitionId(p), b.inner.partitions)?;
         let ctx = format!("execution {id}");
-        items.push(TreeNode {
-            parent: f.opt_parsed::<ExecutionId>(&ctx, "par")?,
-            state: f.state(&ctx)?,
-            kind: f.parsed::<Kind>(&ctx, "kind")?,
-            id,
-        });
+        let (parent, state, kind) = (
+            f.opt_str(&ctx, "par")?,
+            f.str(&ctx, "st")?,
+            f.str(&ctx, "kind")?,
+        );
+        items.push(baton_core::raw::stored::tree_node(id, parent, state, kind)?);
     }
     let truncated = items.len() > limit;
     items.truncate(limit);
