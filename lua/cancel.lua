@@ -4,6 +4,9 @@
 -- ARGV[1]: uuid, ARGV[2]: has reason (1|0), ARGV[3]: reason, ARGV[4]: now (ms),
 -- ARGV[5]: scope tree (1|0), ARGV[6]: cascade budget (children visited),
 -- ARGV[7]: the reason stored on cancelled descendants
+-- The dependents of what it cancels are told in the same call: the
+-- execution's own within the budget, and those of the descendants within
+-- what the walk below left of it.
 -- Returns: { 'ok', woken, record, cascaded, pending (1|0) } or an error reply
 --   as one item of baton_complete answers. Cancelling a cancelled execution
 --   keeps it unchanged (its descendants are still reached with scope tree);
@@ -26,15 +29,19 @@ redis.register_function('baton_cancel', function(keys, args)
     if args[2] == '1' then why = args[3] end
     record = cancel_record(base, uuid, h, why, snow, woken)
   end
+  local budget = tonumber(args[6])
   local cascaded, pending = 0, 0
+  if woken.told then tell_dependents(base, budget, snow, woken) end
   if args[5] == '1' then
     local stack = { { uuid, '' } }
-    local _, c = cascade_walk(base, stack, tonumber(args[6]), args[7], snow, woken)
+    local visited, c = cascade_walk(base, stack, budget, args[7], snow, woken)
     cascaded = c
     if #stack > 0 then
       cascade_queue(base, stack, args[7])
       pending = 1
     end
+    local _, _, queued = tell_dependents(base, budget - visited, snow, woken)
+    if queued then pending = 1 end
   end
   return { 'ok', woken_reply(base, woken), record, cascaded, pending }
 end)

@@ -32,9 +32,17 @@
 --                                      <uuid> are not finished (absent: none)
 --   B:{p:N}:done                (above) holds roots only: members are
 --                                      trimmed with their root
+--   B:{p:N}:dn:<uuid>           ZSET  score 0, the uuids of the executions that
+--                                      depend on <uuid> (id order, so a walk
+--                                      pages on after an id); a dependent
+--                                      leaves it when trimmed
 --   B:{p:N}:cq                  LIST  places cascades have still to visit,
 --                                      oldest first: MessagePack { node uuid,
---                                      after uuid | '', reason }
+--                                      after uuid | '', text, kind } where
+--                                      kind is absent or 'cancel' (text: the
+--                                      cancel reason; below the node) or
+--                                      'dependents' (text: 'completed' or
+--                                      'unmet'; the node's dependents)
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
 -- Execution record fields (every value text): ns lane kind st pri tags caps att rp
@@ -49,11 +57,19 @@
 -- separated by spaces: max attempts, initial ms, max ms, multiplier, jitter
 -- (1|0). Every record is read and written whole on the hot path, so fewer
 -- fields are cheaper.
+-- A dependent (library generation 4 or later) also holds dp (its dependency
+-- policy as text: `all_of;skip`, `any_of;run`, `quorum:2;fail`), dt (its
+-- dependencies), dd and db (how many of them completed, and finished
+-- otherwise; absent: 0) and deps (its upstream uuids, space separated); an
+-- execution others depend on holds hd ('1'). Records without them have no
+-- dependencies and no dependents: nothing reads more for them.
 
 -- Substituted by the backend when it assembles the library.
 local LIBRARY_VERSION = '__BATON_LIBRARY_VERSION__'
 
-local TERMINAL = { completed = true, failed = true, cancelled = true, expired = true }
+local TERMINAL = {
+  completed = true, failed = true, cancelled = true, expired = true, skipped = true,
+}
 
 -- Integer to its decimal text: every number written to a key goes through
 -- this, so stored values never take an exponent form.
@@ -184,8 +200,10 @@ local function member_finished(base, h)
   if redis.call('DECR', key) <= 0 then redis.call('DEL', key) end
 end
 
--- Defined below; a finished child may move its parent.
+-- Defined below; a finished child may move its parent, unless the parent
+-- still waits on its dependencies.
 local move
+local judge_dependencies
 
 -- A child `h` just finished (its `fa` set): its parent's count of unfinished
 -- children goes down, and a parent blocked on its children whose last child
@@ -201,7 +219,9 @@ local function child_finished(base, h, woken, cache)
   local after = (tonumber(ph.oc) or 0) - 1
   if after < 0 then after = 0 end
   if after == 0 then ph.oc = nil else ph.oc = s(after) end
-  if after == 0 and ph.st == 'blocked' then
+  local on_deps = ph.dp and judge_dependencies(ph.dp, tonumber(ph.dt) or 0,
+    tonumber(ph.dd) or 0, tonumber(ph.db) or 0) == 'pending'
+  if after == 0 and ph.st == 'blocked' and not on_deps then
     ph.rd, ph.ua = h.fa, h.fa
     move(base, pu, ph, 'waiting', woken)
   end
@@ -257,12 +277,25 @@ local function enter(base, uuid, h, woken)
       redis.call('ZADD', base .. ':done', s(h.fa), uuid)
     end
     redis.call('ZREM', base .. ':deadlines', uuid)
+    if h.hd then
+      -- Its dependents are told by the caller (tell_dependents), within
+      -- the call's budget.
+      local told = woken.told
+      if not told then
+        told = {}
+        woken.told = told
+      end
+      told[#told + 1] = { uuid, '', st == 'completed' }
+    end
   end
 end
 
 -- Moves an execution to state `to`: indexes, counts and `h.st` (the caller
 -- saves the record).
 -- Fields the new state's index reads (rd, ra, le, fa) must be set in `h`.
+-- `woken` collects the lanes that turned non-empty and, as `woken.told`,
+-- the executions with dependents that finished ({ uuid, '', completed }):
+-- every function that may finish one tells them before it returns.
 function move(base, uuid, h, to, woken)
   leave(base, uuid, h)
   count(base, h, h.st, -1)
@@ -339,6 +372,167 @@ local function cascade_queue(base, stack, why)
   for i = 1, #stack do
     redis.call('RPUSH', base .. ':cq', cmsgpack.pack({ stack[i][1], stack[i][2], why }))
   end
+end
+
+-- Dependencies.
+
+-- A stored dependency policy (`all_of;skip`, `any_of;run`, `quorum:2;fail`)
+-- for `total` dependencies: how many completed upstreams meet it, and its
+-- verdict once it can no longer be met ('skip', 'fail' or 'run').
+-- Mirrors baton_core::DependencyPolicy::{from_str, needed}.
+local UNMET = { skip = true, fail = true, run = true }
+local function dependency_policy(dp, total)
+  local mode, unmet = string.match(dp or '', '^([^;]+);(%a+)$')
+  local needed
+  if mode == 'all_of' then
+    needed = total
+  elseif mode == 'any_of' then
+    needed = math.min(total, 1)
+  elseif mode then
+    needed = tonumber(string.match(mode, '^quorum:(%d+)$'))
+  end
+  if not needed or not UNMET[unmet] then
+    error('execution record with dependency policy ' .. tostring(dp))
+  end
+  return needed, unmet
+end
+
+-- What a dependent's counters say: 'pending', 'release', or once its
+-- policy can no longer be met 'skip', 'fail' or 'run'.
+-- Mirrors baton_core::raw::rules::judge_dependencies.
+function judge_dependencies(dp, total, done, bad)
+  local needed, unmet = dependency_policy(dp, total)
+  if done >= needed then return 'release' end
+  local most = total - bad
+  if most < 0 then most = 0 end
+  if most < needed then return unmet end
+  return 'pending'
+end
+
+-- The state a verdict moves a blocked dependent to (none while pending).
+-- Mirrors baton_core::raw::rules::DependencyVerdict::state.
+local VERDICT_STATE = { release = 'waiting', run = 'waiting', skip = 'skipped', fail = 'failed' }
+
+-- The last_error of a dependent failed by its policy.
+-- Mirrors baton_core::raw::rules::dependency_failure.
+local function dependency_failure(dp, total, bad)
+  return string.format('its dependencies can no longer be met: %d of %d upstream executions ' ..
+    'did not complete (policy %s)', bad, total, dp)
+end
+
+-- How the new dependent `rec` (its record, with its `deps`) of the flow
+-- rooted at uuid `root` starts, `lookup(uuid)` giving each upstream's record
+-- (nil: there is none): its upstreams (uuids, in order), how many of them
+-- completed, how many finished otherwise, and the state it is written in.
+-- An upstream that does not exist, or lives in another namespace or flow,
+-- refuses it: answers nil, that upstream's uuid and record.
+-- Mirrors baton_core::raw::rules::check_dependencies (for one item).
+local function dependency_start(rec, root, lookup)
+  local done, bad, ups = 0, 0, {}
+  for up in string.gmatch(rec.deps or '', '%x+') do
+    ups[#ups + 1] = up
+    local uh = lookup(up)
+    if not uh or uh.ns ~= rec.ns or ((uh.rt and simple_uuid(uh.rt)) or up) ~= root then
+      return nil, up, uh
+    end
+    if TERMINAL[uh.st] then
+      if uh.st == 'completed' then done = done + 1 else bad = bad + 1 end
+    end
+  end
+  local verdict = judge_dependencies(rec.dp, #ups, done, bad)
+  return ups, done, bad, VERDICT_STATE[verdict] or 'blocked'
+end
+
+-- An upstream of the dependent `h` finished (`completed`: whether it
+-- completed): answers its counters after and their verdict, or nil when it
+-- no longer waits on its dependencies (not blocked, or its policy already
+-- decided).
+-- Mirrors baton_core::raw::rules::dependency_finished.
+local function dependency_finished(h, completed)
+  if h.st ~= 'blocked' or not h.dp then return nil end
+  local total, done, bad = tonumber(h.dt) or 0, tonumber(h.dd) or 0, tonumber(h.db) or 0
+  if judge_dependencies(h.dp, total, done, bad) ~= 'pending' then return nil end
+  if completed then done = done + 1 else bad = bad + 1 end
+  return done, bad, judge_dependencies(h.dp, total, done, bad)
+end
+
+-- Writes what one finished upstream did to the loaded dependent `h`: its
+-- counters, and the state its verdict names (waiting, eligible now; or
+-- skipped / failed, finished now: its parent counts it down and, through
+-- enter(), its own dependents are noted in `woken.told`). Saves it.
+-- Mirrors settle_dependents of baton_core::raw::cascade::CascadeStore, one
+-- dependent at a time.
+local function settle_dependent(base, uuid, h, done, bad, verdict, snow, woken)
+  h.dd, h.db = s(done), s(bad)
+  local to = VERDICT_STATE[verdict]
+  if to == 'waiting' then
+    h.rd, h.ua = snow, snow
+    move(base, uuid, h, to, woken)
+  elseif to then
+    if verdict == 'fail' then h.err = dependency_failure(h.dp, tonumber(h.dt) or 0, bad) end
+    h.fa, h.ua = snow, snow
+    move(base, uuid, h, to, woken)
+  end
+  save(base, uuid, h)
+end
+
+-- Mirrors baton_core::raw::cascade::dependents, its step being
+-- dependency_finished: tells the dependents of the places on `stack`
+-- ({ node uuid, after uuid | '', completed }, the last visited next) that
+-- their upstream finished, visiting at most `budget` dependents; a
+-- dependent that finishes (skipped, failed) has its own dependents told in
+-- turn, before the rest of the page's node. Leaves on `stack` the places it
+-- did not reach; answers visited, settled (released, skipped or failed).
+local function dependents_walk(base, stack, budget, snow, woken)
+  local visited, settled = 0, 0
+  while visited < budget and #stack > 0 do
+    local item = table.remove(stack)
+    local asked = budget - visited
+    local min = '-'
+    if item[2] ~= '' then min = '(' .. item[2] end
+    local page = redis.call('ZRANGEBYLEX', base .. ':dn:' .. item[1], min, '+', 'LIMIT', 0, asked)
+    visited = visited + #page
+    if #page > 0 and #page >= asked then stack[#stack + 1] = { item[1], page[#page], item[3] } end
+    for _, uuid in ipairs(page) do
+      local h = load(base, uuid)
+      if h then
+        local done, bad, verdict = dependency_finished(h, item[3])
+        if done then
+          settle_dependent(base, uuid, h, done, bad, verdict, snow, woken)
+          if verdict ~= 'pending' then settled = settled + 1 end
+        end
+      end
+    end
+    -- What this page finished and has dependents (noted by enter()).
+    local told = woken.told
+    if told then
+      woken.told = nil
+      for i = 1, #told do stack[#stack + 1] = told[i] end
+    end
+  end
+  return visited, settled
+end
+
+-- Queues the dependents walks left on `stack`, bottom first, for the
+-- cascade pass.
+local function dependents_queue(base, stack)
+  for i = 1, #stack do
+    local text = 'unmet'
+    if stack[i][3] then text = 'completed' end
+    redis.call('RPUSH', base .. ':cq', cmsgpack.pack({ stack[i][1], stack[i][2], text, 'dependents' }))
+  end
+end
+
+-- Tells the dependents of what this call finished (noted in `woken.told`),
+-- visiting at most `budget` of them, and queues the rest. Answers
+-- visited, settled, and whether anything was queued.
+local function tell_dependents(base, budget, snow, woken)
+  local stack = woken.told
+  if not stack then return 0, 0, false end
+  woken.told = nil
+  local visited, settled = dependents_walk(base, stack, budget, snow, woken)
+  dependents_queue(base, stack)
+  return visited, settled, #stack > 0
 end
 
 -- The stored retry policy: max attempts, initial ms, max ms, multiplier,

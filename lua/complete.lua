@@ -5,19 +5,24 @@
 -- ARGV[1]: item count n
 -- ARGV[2..]: per item, 5 values: uuid, attempt, nonce, result, now (ms);
 --   attempt and now as decimal text (they are stored as sent)
+-- ARGV[2 + 5n]: cascade budget: dependents visited for each completed
+--   execution that has dependents (the rest is queued for baton_cascade)
 -- Returns: a flat array of three values per item, in order: 'ok', record,
 --   '' (record = the execution as stored, a MessagePack map; the payload is
 --   not in the reply: the backend reads it with a plain MGET sent before
---   this call; the third value is '', or for a child the woken-lanes reply
---   of a parent it released), 'conflict', state, reason, 'lost', reason, '',
+--   this call; the third value is '', or for a child or an execution with
+--   dependents the woken-lanes reply of a parent or dependents it
+--   released), 'conflict', state, reason, 'lost', reason, '',
 --   'not_found', '', '' or 'corrupt', message, ''. A replay with the same
 --   result answers 'ok'. (Flat, because a table per item is a measurable
---   share of the call; only a child's complete can wake a lane.)
+--   share of the call; only the complete of a child or of an execution with
+--   dependents can wake a lane.)
 
 -- `batch.records` holds every record of the call, read with one MGET and
 -- updated in place, so a later item of the same execution sees what an
 -- earlier one did; `batch.dirty` lists the records to write back.
--- Answers the item's three reply values.
+-- Answers the item's three reply values (the third a table of woken lanes
+-- for a child or an execution with dependents: see baton_complete).
 local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   local h, reply, ended = check_loaded(batch.records[uuid], attempt, nonce, tonumber(snow))
   if reply then return reply[1], reply[2] or '', reply[3] or '' end
@@ -47,12 +52,15 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   local packed = cmsgpack.pack(h)
   if not batch.dirty[uuid] then batch.order[#batch.order + 1] = uuid end
   batch.dirty[uuid] = packed
-  if h.fl then
-    -- A parent waiting for its children may be released (and its lane
-    -- woken): the reply's third value carries the woken lanes then.
+  if h.fl or h.hd then
+    -- A parent waiting for its children may be released, and dependents
+    -- (told once the batch's records are written), and their lanes woken:
+    -- the reply's third value carries the woken lanes then.
     local woken = {}
-    child_finished(base, h, woken, batch)
-    return 'ok', packed, woken_reply(base, woken)
+    if h.fl then child_finished(base, h, woken, batch) end
+    if h.hd then batch.told[#batch.told + 1] = { uuid, snow, woken } end
+    batch.woke = true
+    return 'ok', packed, woken
   end
   return 'ok', packed, ''
 end
@@ -62,7 +70,7 @@ redis.register_function('baton_complete', function(keys, args)
   local base = keys[1]
   local n = tonumber(args[1])
   local batch = { leases = {}, deadlines = {}, adds = {}, counts = {}, records = {}, dirty = {},
-    order = {}, done = base .. ':done' }
+    order = {}, done = base .. ':done', told = {} }
   local rkeys, ulist, seen = {}, {}, {}
   for i = 0, n - 1 do
     local uuid = args[2 + i * 5]
@@ -101,5 +109,20 @@ redis.register_function('baton_complete', function(keys, args)
       unpack(batch.deadlines, i, math.min(i + 999, #batch.deadlines)))
   end
   flush(base, batch.adds, batch.counts)
+  -- Each completed execution with dependents tells them with a budget of
+  -- its own, as if it came alone, reading what the batch wrote.
+  if #batch.told > 0 then
+    local budget = tonumber(args[2 + n * 5])
+    for _, t in ipairs(batch.told) do
+      local woken = t[3]
+      woken.told = { { t[1], '', true } }
+      tell_dependents(base, budget, t[2], woken)
+    end
+  end
+  if batch.woke then
+    for i = 3, #out, 3 do
+      if type(out[i]) == 'table' then out[i] = woken_reply(base, out[i]) end
+    end
+  end
   return out
 end)

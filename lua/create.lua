@@ -11,6 +11,17 @@
 --   flows, so it pays nothing for them), then m × 4 values: the item's
 --   position (from 0), its parent's uuid, its child key ('' = none), its
 --   root's uuid
+-- ARGV[3 + 10n + 4m]: d, how many items have dependencies (0 for a batch
+--   without), then d positions (from 0, ascending). Such an item's record
+--   holds dp, dt and deps (see common.lua); its state is decided here from
+--   its upstreams' states (blocked, waiting, skipped or failed), and so are
+--   dd, db, and fa / err of one created finished. Every upstream must exist,
+--   in the item's namespace and flow (checked before anything is written:
+--   a refused one answers { 'dependency_refused', item, upstream uuid,
+--   its namespace | '' (missing), its stored root | '' } and deletes this
+--   call's payload keys). Its upstreams get hd and the item in their dn:
+--   set. An item created finished is not counted in its parent's oc nor in
+--   its root's open: count.
 -- Payloads never pass through Lua: the backend writes every item's payload
 --   key B:{p:N}:p:<uuid> with one MSET in the same MULTI … EXEC, right
 --   before this call, so a record and its payload appear together.
@@ -47,8 +58,26 @@ redis.register_function('baton_create', function(keys, args)
     end
     flow[pos] = { par, args[o + 2], args[o + 3] }
   end
+  -- Dependencies, checked and judged before anything is written.
+  local deps = {}
+  local dat = at + 1 + tonumber(args[at] or '0') * 4
+  local function lookup(uuid) return load(base, uuid) end
+  for j = 1, tonumber(args[dat] or '0') do
+    local pos = tonumber(args[dat + j])
+    local rec = cmsgpack.unpack(args[2 + pos * CREATE_FIELDS + 9])
+    local ups, done, bad, st = dependency_start(rec, (flow[pos] and flow[pos][3]) or '', lookup)
+    if not ups then
+      -- Refused: the second and third answers name the upstream and its record.
+      local up, uh = done, bad
+      for k = 0, n - 1 do
+        redis.call('DEL', base .. ':p:' .. args[2 + k * CREATE_FIELDS])
+      end
+      return { 'dependency_refused', pos, up, (uh and uh.ns) or '', (uh and uh.rt) or '' }
+    end
+    deps[pos] = { rec = rec, ups = ups, done = done, bad = bad, st = st }
+  end
   local adds, counts, was_empty, lanes, writes, created, unused = {}, {}, {}, {}, {}, {}, {}
-  local opened, children = {}, {}
+  local opened, children, upstreams = {}, {}, {}
   for i = 0, n - 1 do
     local o = 2 + i * CREATE_FIELDS
     local uuid, ns, lane = args[o], args[o + 1], args[o + 2]
@@ -72,22 +101,42 @@ redis.register_function('baton_create', function(keys, args)
       unused[#unused + 1] = base .. ':p:' .. uuid
     else
       local h = { ns = ns, lane = lane, st = args[o + 3], caps = args[o + 5] }
+      local record = args[o + 9]
+      local d = deps[i]
+      if d then
+        local rec = d.rec
+        h.st, rec.st = d.st, d.st
+        if d.done > 0 then rec.dd = s(d.done) end
+        if d.bad > 0 then rec.db = s(d.bad) end
+        if TERMINAL[d.st] then
+          rec.fa = rec.ca
+          if d.st == 'failed' then
+            rec.err = dependency_failure(rec.dp, tonumber(rec.dt) or #d.ups, d.bad)
+          end
+        end
+        record = cmsgpack.pack(rec)
+        for _, up in ipairs(d.ups) do
+          push(adds, base .. ':dn:' .. up, 0, uuid)
+          upstreams[up] = true
+        end
+      end
+      local finished = TERMINAL[h.st]
       if args[o + 7] ~= '' then h.ra = args[o + 7] end
       if args[o + 8] ~= '' then
         h.dl = args[o + 8]
-        push(adds, base .. ':deadlines', h.dl, uuid)
+        if not finished then push(adds, base .. ':deadlines', h.dl, uuid) end
       end
       created[uuid] = h
       writes[#writes + 1] = base .. ':e:' .. uuid
-      writes[#writes + 1] = args[o + 9]
+      writes[#writes + 1] = record
       push(adds, base .. ':ns:' .. ns, 0, uuid)
       if par ~= '' then
         push(adds, base .. ':ch:' .. par, 0, uuid)
-        children[par] = (children[par] or 0) + 1
+        if not finished then children[par] = (children[par] or 0) + 1 end
       end
       if rt ~= '' then
         push(adds, base .. ':tr:' .. rt, 0, uuid)
-        opened[rt] = (opened[rt] or 0) + 1
+        if not finished then opened[rt] = (opened[rt] or 0) + 1 end
       end
       local lid = lane_id(h)
       counts[lid .. '/' .. h.st] = (counts[lid .. '/' .. h.st] or 0) + 1
@@ -97,7 +146,7 @@ redis.register_function('baton_create', function(keys, args)
           lanes[#lanes + 1] = lid
         end
         push(adds, waiting_key(base, h), 0, args[o + 4])
-      else
+      elseif h.st == 'delayed' then
         push(adds, base .. ':delayed', h.ra, uuid)
       end
       local k = #out
@@ -118,6 +167,14 @@ redis.register_function('baton_create', function(keys, args)
     if ph then
       ph.oc = s((tonumber(ph.oc) or 0) + n)
       save(base, par, ph)
+    end
+  end
+  -- Upstreams tell their dependents when they finish.
+  for up in pairs(upstreams) do
+    local uh = load(base, up)
+    if uh and not uh.hd then
+      uh.hd = '1'
+      save(base, up, uh)
     end
   end
   for _, lid in ipairs(lanes) do

@@ -2,7 +2,9 @@
 -- passed become expired (a running attempt ends as expired), earliest
 -- deadline first. The non-terminal descendants of each are cancelled in the
 -- same call (a shared budget of children visited; the rest is queued for
--- baton_cascade), with the reason ARGV[3] .. <hyphenated uuid> .. ARGV[4].
+-- baton_cascade), with the reason ARGV[3] .. <hyphenated uuid> .. ARGV[4];
+-- their dependents, and those of what the walks cancel, are told within
+-- the same budget.
 -- Mirrors the SQL backends' expire_deadlines and baton_core::raw::cascade::expired.
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: now (ms), ARGV[2]: limit, ARGV[3]: reason before the ancestor's
@@ -37,12 +39,16 @@ redis.register_function('baton_expire', function(keys, args)
     end
   end
   local budget = tonumber(args[5])
+  -- Their dependents first (an expired upstream did not complete), then
+  -- their descendants, each walk telling the dependents of what it cancelled.
+  budget = budget - tell_dependents(base, budget, snow, woken)
   for _, uuid in ipairs(expired) do
     local why = args[3] .. hyphenated(uuid) .. args[4]
     local stack = { { uuid, '' } }
     local visited = cascade_walk(base, stack, budget, why, snow, woken)
-    budget = budget - visited
     cascade_queue(base, stack, why)
+    budget = budget - visited
+    budget = budget - tell_dependents(base, budget, snow, woken)
   end
   return { #due, first_score(base .. ':deadlines'), woken_reply(base, woken) }
 end)

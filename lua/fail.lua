@@ -2,7 +2,8 @@
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: uuid, ARGV[2]: attempt, ARGV[3]: nonce, ARGV[4]: error text,
 -- ARGV[5]: retryable (1|0), ARGV[6]: retry_after ms ('' = the policy's
--- backoff), ARGV[7]: now (ms)
+-- backoff), ARGV[7]: now (ms), ARGV[8]: cascade budget (dependents visited
+-- when it fails for good; the rest is queued for baton_cascade)
 -- Returns: { 'ok', woken, record } or an error reply as one item of
 --   baton_complete answers. A replay of an attempt that already failed
 --   answers 'ok' with the current snapshot.
@@ -23,5 +24,6 @@ redis.register_function('baton_fail', function(keys, args)
   local woken = {}
   apply_failure(base, uuid, h, 'failed', args[4], args[5] == '1', tsnum(args[6]), now, woken)
   local record = save(base, uuid, h)
+  if woken.told then tell_dependents(base, tonumber(args[8]), s(now), woken) end
   return { 'ok', woken_reply(base, woken), record }
 end)

@@ -2,7 +2,9 @@
 -- lose their attempt (outcome lease_expired) and the retry policy decides
 -- what comes next, earliest expiry first.
 -- KEYS[1]: the partition base B:{p:N}
--- ARGV[1]: now (ms), ARGV[2]: limit, ARGV[3]: longest stored error text (bytes)
+-- ARGV[1]: now (ms), ARGV[2]: limit, ARGV[3]: longest stored error text (bytes),
+-- ARGV[4]: cascade budget (dependents visited for each execution that fails
+-- for good; the rest is queued for baton_cascade)
 -- Returns: { processed, next_due|'', woken }
 redis.register_function('baton_reclaim', function(keys, args)
   local base = keys[1]
@@ -18,6 +20,7 @@ redis.register_function('baton_reclaim', function(keys, args)
       if #err > max_err then err = string.sub(err, 1, max_err) end
       apply_failure(base, uuid, h, 'lease_expired', err, true, nil, now, woken)
       save(base, uuid, h)
+      if woken.told then tell_dependents(base, tonumber(args[4]), s(now), woken) end
     else
       redis.call('ZREM', base .. ':leases', uuid)
     end

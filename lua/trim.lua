@@ -26,6 +26,10 @@ local function trim_one(base, uuid, h)
     end
   end
   if h.rt then redis.call('ZREM', base .. ':tr:' .. simple_uuid(h.rt), uuid) end
+  if h.deps then
+    for up in string.gmatch(h.deps, '%x+') do redis.call('ZREM', base .. ':dn:' .. up, uuid) end
+  end
+  if h.hd then redis.call('DEL', base .. ':dn:' .. uuid) end
   redis.call('ZREM', base .. ':ns:' .. h.ns, uuid)
   redis.call('ZREM', base .. ':deadlines', uuid)
   count(base, h, h.st, -1)

@@ -10,10 +10,16 @@
 //!   measured until the parent is `waiting` again;
 //! - **cancel tree**: a cancel of a parent with 10,000 waiting children
 //!   (the first `cascade_budget` in its own call), then the cascade pass
-//!   (`cascade_due`, 1,000 per step) until nothing is queued.
+//!   (`cascade_due`, 1,000 per step) until nothing is queued;
+//! - **release dependents**: the complete of one upstream that 10,000
+//!   members of its flow depend on (the first `cascade_budget` released in
+//!   its own call), then the cascade pass until nothing is queued and every
+//!   dependent is `waiting`.
 //!
 //! SQLite (a file, `synchronous=FULL`), Postgres and Valkey 9 from the test
 //! kit; a backend whose server cannot be started is skipped with a notice.
+//! `LARGE_FLOW_DEBUG=1` prints every cascade-pass step and the release's
+//! parts on standard error.
 //! Run with `cargo bench -p baton-benches --bench large_flow`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -75,6 +81,63 @@ struct Run {
     create: Duration,
     fan_in: Duration,
     cancel: Duration,
+    release: Duration,
+}
+
+/// Works the cascade queue of `partition` off, 1,000 a step.
+async fn cascade_pass(b: &Arc<dyn AdminBackend>, partition: baton_core::PartitionId) {
+    loop {
+        let t = Instant::now();
+        let step = b.cascade_due(partition, BATCH).await.unwrap();
+        if std::env::var("LARGE_FLOW_DEBUG").is_ok() {
+            eprintln!("  step {} in {:?}", step.processed, t.elapsed());
+        }
+        if step.next_due.is_none() {
+            break;
+        }
+    }
+}
+
+/// One upstream with 10,000 dependents: answers the time from its
+/// complete until every dependent is released.
+async fn release_dependents(b: &Arc<dyn AdminBackend>) -> Duration {
+    let lane = Lane::new(format!("d{}", uuid::Uuid::new_v4().simple())).unwrap();
+    let (root, _) = running_parent(b, &lane).await;
+    let up = b
+        .create(vec![new_exec(&lane, "up").with_parent(root.clone())])
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    for _ in 0..CHILDREN / BATCH {
+        let batch = (0..BATCH)
+            .map(|_| {
+                new_exec(&lane, "dependent")
+                    .with_parent(root.clone())
+                    .with_dependencies([up.clone()])
+            })
+            .collect();
+        b.create(batch).await.unwrap();
+    }
+    let worker = WorkerId::new("w").unwrap();
+    let claim = b
+        .claim(ClaimRequest::new(ns(), lane.clone(), worker, 1))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(claim.id, up, "the dependents are blocked");
+    let t = Instant::now();
+    b.complete(&claim.lease, b"1".to_vec()).await.unwrap();
+    let completed = t.elapsed();
+    cascade_pass(b, root.partition()).await;
+    let release = t.elapsed();
+    if std::env::var("LARGE_FLOW_DEBUG").is_ok() {
+        eprintln!("release: complete {completed:?}, all {release:?}");
+    }
+    let counts = b.counts(&ns()).await.unwrap();
+    assert_eq!(counts[&lane].waiting as usize, CHILDREN);
+    release
 }
 
 async fn one_run(b: &Arc<dyn AdminBackend>) -> Run {
@@ -118,10 +181,8 @@ async fn one_run(b: &Arc<dyn AdminBackend>) -> Run {
     create_children(b, &lane, &root).await;
     let t = Instant::now();
     let out = b.cancel(&root, CancelRequest::default()).await.unwrap();
-    let mut pending = out.cascade_pending;
-    while pending {
-        let step = b.cascade_due(root.partition(), BATCH).await.unwrap();
-        pending = step.next_due.is_some();
+    if out.cascade_pending {
+        cascade_pass(b, root.partition()).await;
     }
     let cancel = t.elapsed();
     let counts = b.counts(&ns()).await.unwrap();
@@ -130,6 +191,7 @@ async fn one_run(b: &Arc<dyn AdminBackend>) -> Run {
         create,
         fan_in,
         cancel,
+        release: release_dependents(b).await,
     }
 }
 
@@ -148,10 +210,11 @@ fn show(name: &str, runs: &[Run]) {
         )
     };
     println!(
-        "| {name} | {} | {} | {} |",
+        "| {name} | {} | {} | {} | {} |",
         fmt(median(runs.iter().map(|r| r.create).collect())),
         fmt(median(runs.iter().map(|r| r.fan_in).collect())),
         fmt(median(runs.iter().map(|r| r.cancel).collect())),
+        fmt(median(runs.iter().map(|r| r.release).collect())),
     );
 }
 
@@ -175,8 +238,11 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        println!("| backend | create 10,000 children | fan-in: 10,000 completes until the join is released | cancel a 10,000-child tree |");
-        println!("|---|---|---|---|");
+        println!(
+            "| backend | create 10,000 children | fan-in: 10,000 completes until the join is released \
+             | cancel a 10,000-child tree | release 10,000 dependents of one upstream |"
+        );
+        println!("|---|---|---|---|---|");
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("flow.db").display());
         let sqlite = baton_sqlite::SqliteBackend::connect(&url).await.unwrap();

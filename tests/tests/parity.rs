@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use baton_api::Snapshot;
 use baton_core::{
-    AdminBackend, Backoff, CancelRequest, CapabilityName, ClaimRequest, Failure, Kind, Lane,
-    ManualClock, Namespace, NewExecution, RetryPolicy, TagKey, Timestamp, WorkerId,
+    AdminBackend, Backoff, CancelRequest, CapabilityName, ClaimRequest, DependencyMode,
+    DependencyPolicy, ExecutionId, Failure, Kind, Lane, ManualClock, Namespace, NewExecution,
+    RetryPolicy, TagKey, Timestamp, UpstreamFailure, WorkerId,
 };
 use baton_postgres::{PostgresBackend, PostgresConfig};
 use baton_sqlite::{Location, SqliteBackend, SqliteConfig};
@@ -328,6 +329,63 @@ async fn flow_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
         .await
         .unwrap();
     assert_eq!(out.cascaded, 2);
+    // A third tree with dependencies: a join skipped by a failed upstream,
+    // an `any_of` released by the one that completed, its claim carrying
+    // both outcomes.
+    let dag = b.create(vec![exec("dag")]).await.unwrap()[0].id.clone();
+    ids.push(dag.clone());
+    let ups: Vec<ExecutionId> = b
+        .create(vec![
+            exec("u1").with_parent(dag.clone()).with_priority(4),
+            exec("u2").with_parent(dag.clone()).with_priority(3),
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    ids.extend(ups.iter().cloned());
+    let any = DependencyPolicy::new(DependencyMode::AnyOf, UpstreamFailure::Fail);
+    let joins = b
+        .create(vec![
+            exec("join")
+                .with_parent(dag.clone())
+                .with_dependencies(ups.clone()),
+            exec("any")
+                .with_parent(dag.clone())
+                .with_dependencies(ups.clone())
+                .with_dependency_policy(any),
+        ])
+        .await
+        .unwrap();
+    ids.extend(joins.iter().map(|j| j.id.clone()));
+    seen.push(normalized(&b.describe(&joins[0].id).await.unwrap(), &ids));
+    tick(10);
+    let work = b.claim(claim(5)).await.unwrap();
+    assert_eq!(work.len(), 3, "u1, u2 and the dag's root");
+    b.complete(&work[0].lease, b"\"one\"".to_vec())
+        .await
+        .unwrap();
+    b.fail(&work[1].lease, Failure::permanent("no"))
+        .await
+        .unwrap();
+    let released = b.claim(claim(5)).await.unwrap().pop().unwrap();
+    assert_eq!(released.id, joins[1].id);
+    seen.push(Value::from(
+        released
+            .upstream
+            .iter()
+            .map(|(id, u)| {
+                serde_json::json!([
+                    ids.iter().position(|x| x == id),
+                    u.state,
+                    u.result
+                        .as_ref()
+                        .map(|r| String::from_utf8_lossy(r).into_owned())
+                ])
+            })
+            .collect::<Vec<_>>(),
+    ));
     for id in ids.clone() {
         seen.push(normalized(&b.describe(&id).await.unwrap(), &ids));
     }
@@ -363,6 +421,14 @@ async fn every_backend_describes_the_same_flow_identically() {
     assert_eq!(first[0]["waiting_on"]["children"], 3, "a, b and c");
     assert_eq!(first[1]["waiting_on"]["children"], 1, "c");
     assert_eq!(first[2]["state"], "waiting", "released by its last child");
+    assert_eq!(first[3]["state"], "blocked");
+    assert_eq!(first[3]["waiting_on"]["reason"], "dependencies");
+    assert_eq!(first[3]["waiting_on"]["dependencies"], 2);
+    assert_eq!(
+        first[4],
+        serde_json::json!([[9, "completed", "\"one\""], [10, "failed", null]]),
+        "the claim of `any` carries both upstream outcomes"
+    );
     for (name, other) in &results[1..] {
         assert_eq!(first.len(), other.len());
         for (a, b) in first.iter().zip(other) {

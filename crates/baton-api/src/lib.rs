@@ -77,10 +77,10 @@ pub use read::{
     Attempt, CancelBody, DescribeQuery, Health, Snapshot, StatsAnswer, StatsQuery, WaitingOnBody,
 };
 pub use routes::{Method, Route};
-pub use submit::{BackoffBody, BatchBody, BatchCreated, Created, SubmitBody};
+pub use submit::{BackoffBody, BatchBody, BatchCreated, Created, DependencyPolicyBody, SubmitBody};
 pub use worker::{
     ClaimAnswer, ClaimBody, ClaimedExecution, CompleteBody, FailBody, Lease, RenewAnswer,
-    RenewBody, RenewedLease, WaitChildrenBody,
+    RenewBody, RenewedLease, UpstreamBody, WaitChildrenBody,
 };
 
 /// The namespace or lane a request that names none uses.

@@ -88,7 +88,8 @@ pub struct Snapshot {
     #[serde(default)]
     pub root: Option<ExecutionId>,
     /// Why it is not running: `{"reason": "<code>", "detail": "<sentence>"}`
-    /// (with `children`, the count, for reason `children`); `null` for a
+    /// (with `children` or `dependencies`, the count, for those reasons);
+    /// `null` for a
     /// waiting or finished execution.
     #[serde(default)]
     pub waiting_on: Option<WaitingOnBody>,
@@ -100,14 +101,18 @@ pub struct Snapshot {
 /// A snapshot's `waiting_on`: why the execution is not running.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaitingOnBody {
-    /// A stable code: `children`, `delayed`, `leased` (later capabilities
-    /// add `dependencies`, `signals`, `timer`, `paused`, …).
+    /// A stable code: `children`, `dependencies`, `delayed`, `leased`
+    /// (later capabilities add `signals`, `timer`, `paused`, …).
     pub reason: String,
     /// The same as a sentence for people.
     pub detail: String,
     /// For reason `children`: how many have not finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub children: Option<u64>,
+    /// For reason `dependencies`: how many upstream executions have not
+    /// finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<u64>,
 }
 
 impl From<&ExecutionSnapshot> for Snapshot {
@@ -144,6 +149,10 @@ impl From<&ExecutionSnapshot> for Snapshot {
                 detail: w.detail,
                 children: match s.waiting_on {
                     Some(WaitingOn::Children(n)) => Some(n),
+                    _ => None,
+                },
+                dependencies: match s.waiting_on {
+                    Some(WaitingOn::Dependencies(n)) => Some(n),
                     _ => None,
                 },
             }),
@@ -194,7 +203,10 @@ impl Snapshot {
             parent: self.parent,
             child_key: self.child_key,
             waiting_on: match (self.state, self.waiting_on) {
-                (State::Blocked, Some(w)) => Some(WaitingOn::Children(w.children.unwrap_or(0))),
+                (State::Blocked, Some(w)) => Some(match w.dependencies {
+                    Some(n) => WaitingOn::Dependencies(n),
+                    None => WaitingOn::Children(w.children.unwrap_or(0)),
+                }),
                 (State::Blocked, None) => Some(WaitingOn::Children(0)),
                 _ => None,
             },

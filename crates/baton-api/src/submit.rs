@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use baton_core::{
-    Backoff, CapabilityName, ChildKey, CreateOutcome, ExecutionId, IdempotencyKey, Kind, Lane,
-    Namespace, NewExecution, Result, RetryPolicy, State, TagKey, Timestamp,
+    Backoff, CapabilityName, ChildKey, CreateOutcome, DependencyMode, DependencyPolicy,
+    EngineError, ExecutionId, IdempotencyKey, Kind, Lane, Namespace, NewExecution, Result,
+    RetryPolicy, State, TagKey, Timestamp, UpstreamFailure,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -77,6 +78,96 @@ pub struct SubmitBody {
     /// child with `created: false`. Needs `parent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child_key: Option<ChildKey>,
+    /// Executions of the same flow this one runs after; it is `blocked`
+    /// until its `dependency_policy` is met. Needs `parent`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<ExecutionId>,
+    /// When the dependencies count as met; `all_of` / `skip` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency_policy: Option<DependencyPolicyBody>,
+}
+
+/// The `dependency_policy` object of a submission:
+/// `{"mode": "all_of"|"any_of"|"quorum", "k": 2, "on_upstream_failure":
+/// "skip"|"fail"|"run"}`; `k` only (and always) with `quorum`.
+///
+/// ```
+/// use baton_api::DependencyPolicyBody;
+/// let body: DependencyPolicyBody =
+///     serde_json::from_str(r#"{"mode": "quorum", "k": 2, "on_upstream_failure": "run"}"#).unwrap();
+/// assert_eq!(body.resolve().unwrap().to_string(), "quorum:2;run");
+/// let no_k: DependencyPolicyBody = serde_json::from_str(r#"{"mode": "quorum"}"#).unwrap();
+/// assert!(no_k.resolve().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DependencyPolicyBody {
+    /// `all_of` (the default), `any_of` or `quorum`.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// For `quorum`: how many upstreams must complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<u32>,
+    /// What happens once the policy can no longer be met; `skip` when
+    /// absent.
+    #[serde(default)]
+    pub on_upstream_failure: UpstreamFailure,
+}
+
+fn default_mode() -> String {
+    "all_of".into()
+}
+
+impl DependencyPolicyBody {
+    /// The policy these fields describe.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an unknown mode, `quorum` without `k`, or `k`
+    /// with another mode.
+    pub fn resolve(&self) -> Result<DependencyPolicy> {
+        let mode = match (self.mode.as_str(), self.k) {
+            ("all_of", None) => DependencyMode::AllOf,
+            ("any_of", None) => DependencyMode::AnyOf,
+            ("quorum", Some(k)) => DependencyMode::Quorum(k),
+            ("quorum", None) => {
+                return Err(EngineError::invalid(
+                    "dependency_policy.k",
+                    "null",
+                    "mode quorum needs k, how many upstream executions must complete",
+                ));
+            }
+            ("all_of" | "any_of", Some(k)) => {
+                return Err(EngineError::invalid(
+                    "dependency_policy.k",
+                    k,
+                    "k goes with mode quorum only",
+                ));
+            }
+            (other, _) => {
+                return Err(EngineError::invalid(
+                    "dependency_policy.mode",
+                    other,
+                    "expected all_of, any_of or quorum",
+                ));
+            }
+        };
+        Ok(DependencyPolicy::new(mode, self.on_upstream_failure))
+    }
+}
+
+impl From<DependencyPolicy> for DependencyPolicyBody {
+    fn from(p: DependencyPolicy) -> Self {
+        let (mode, k) = match p.mode {
+            DependencyMode::AllOf => ("all_of", None),
+            DependencyMode::AnyOf => ("any_of", None),
+            DependencyMode::Quorum(k) => ("quorum", Some(k)),
+        };
+        DependencyPolicyBody {
+            mode: mode.into(),
+            k,
+            on_upstream_failure: p.on_upstream_failure,
+        }
+    }
 }
 
 /// The `backoff` object of a submission; each field defaults to
@@ -178,7 +269,10 @@ impl SubmitBody {
         if let Some(k) = self.child_key {
             new = new.with_child_key(k);
         }
-        Ok(new)
+        if let Some(p) = &self.dependency_policy {
+            new = new.with_dependency_policy(p.resolve()?);
+        }
+        Ok(new.with_dependencies(self.depends_on))
     }
 
     /// The body that submits `new`, every field written out.
@@ -205,6 +299,8 @@ impl SubmitBody {
             capabilities: new.required_capabilities.clone(),
             parent: new.parent.clone(),
             child_key: new.child_key.clone(),
+            depends_on: new.depends_on.clone(),
+            dependency_policy: (!new.depends_on.is_empty()).then(|| new.dependency_policy.into()),
         })
     }
 }
@@ -280,6 +376,43 @@ mod tests {
         assert_eq!(wire["backoff"]["max_ms"], 60_000);
         let back: SubmitBody = serde_json::from_value(wire).unwrap();
         assert_eq!(back.into_new().unwrap(), new);
+    }
+
+    #[test]
+    fn dependencies_round_trip_and_are_left_out_when_absent() {
+        let parent = ExecutionId::generate(baton_core::PartitionCount::DEFAULT);
+        let up = ExecutionId::generate(baton_core::PartitionCount::DEFAULT);
+        let policy = DependencyPolicy::new(DependencyMode::Quorum(1), UpstreamFailure::Run);
+        let new = NewExecution::new(
+            Namespace::new("n").unwrap(),
+            Lane::new("l").unwrap(),
+            Kind::new("k").unwrap(),
+            b"null".to_vec(),
+        )
+        .with_parent(parent)
+        .with_dependencies([up.clone()])
+        .with_dependency_policy(policy);
+        let wire = serde_json::to_value(SubmitBody::from_new(&new).unwrap()).unwrap();
+        assert_eq!(wire["depends_on"][0], up.to_string());
+        assert_eq!(
+            wire["dependency_policy"],
+            serde_json::json!({"mode": "quorum", "k": 1, "on_upstream_failure": "run"})
+        );
+        let back: SubmitBody = serde_json::from_value(wire).unwrap();
+        assert_eq!(back.into_new().unwrap(), new);
+        let plain: SubmitBody = serde_json::from_str(r#"{"kind": "k"}"#).unwrap();
+        let wire = serde_json::to_value(&plain).unwrap();
+        assert!(wire.get("depends_on").is_none() && wire.get("dependency_policy").is_none());
+        let bad: SubmitBody = serde_json::from_str(
+            r#"{"kind": "k", "dependency_policy": {"mode": "all_of", "k": 2}}"#,
+        )
+        .unwrap();
+        assert!(
+            bad.into_new()
+                .unwrap_err()
+                .to_string()
+                .contains("dependency_policy.k")
+        );
     }
 
     #[test]

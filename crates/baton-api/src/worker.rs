@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use baton_core::{
     CapabilityName, Claim, ClaimRequest, ExecutionId, Failure, Kind, Lane, LeaseToken, Namespace,
-    RenewRequest, RenewStatus, Result, TagKey, Timestamp, WorkerId,
+    RenewRequest, RenewStatus, Result, State, TagKey, Timestamp, Upstream, WorkerId,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -134,6 +134,20 @@ pub struct ClaimedExecution {
     /// The execution's tags.
     #[serde(default)]
     pub tags: BTreeMap<TagKey, String>,
+    /// The outcomes of the executions it depends on, by id; absent for an
+    /// execution without dependencies.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstream: BTreeMap<ExecutionId, UpstreamBody>,
+}
+
+/// One upstream execution's outcome in a claim.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamBody {
+    /// Its state when the dependent was claimed.
+    pub state: State,
+    /// Its result, as the text stored; `null` unless it completed with one.
+    #[serde(default)]
+    pub result: Option<JsonText>,
 }
 
 /// A lease as handed out by a claim.
@@ -160,6 +174,17 @@ impl From<&Claim> for ClaimedExecution {
             },
             deadline: c.deadline,
             tags: c.tags.clone(),
+            upstream: c
+                .upstream
+                .iter()
+                .map(|(id, u)| {
+                    let body = UpstreamBody {
+                        state: u.state,
+                        result: u.result.as_deref().map(JsonText::from_bytes),
+                    };
+                    (id.clone(), body)
+                })
+                .collect(),
         }
     }
 }
@@ -181,6 +206,17 @@ impl ClaimedExecution {
             lease_expires_at: self.lease.expires_at,
             deadline: self.deadline,
             tags: self.tags,
+            upstream: self
+                .upstream
+                .into_iter()
+                .map(|(id, u)| {
+                    let upstream = Upstream {
+                        state: u.state,
+                        result: u.result.map(JsonText::into_bytes),
+                    };
+                    (id, upstream)
+                })
+                .collect(),
         })
     }
 }
@@ -364,12 +400,42 @@ mod tests {
             lease_expires_at: "2030-01-01T00:00:30Z".parse().unwrap(),
             deadline: None,
             tags: BTreeMap::new(),
+            upstream: BTreeMap::new(),
         };
         let wire = serde_json::to_value(ClaimedExecution::from(&claim)).unwrap();
         assert_eq!(wire["lease"]["expires_at"], "2030-01-01T00:00:30.000Z");
         assert_eq!(wire["payload"]["a"][1], 2);
+        assert!(wire.get("upstream").is_none(), "{wire}");
         let back: ClaimedExecution = serde_json::from_value(wire).unwrap();
         assert_eq!(back.into_claim().unwrap(), claim);
+        // With dependencies: every upstream's state and result as JSON.
+        let up = ExecutionId::generate(PartitionCount::DEFAULT);
+        let failed = ExecutionId::generate(PartitionCount::DEFAULT);
+        let with_deps = Claim {
+            upstream: BTreeMap::from([
+                (
+                    up.clone(),
+                    Upstream {
+                        state: State::Completed,
+                        result: Some(br#"{"n":1}"#.to_vec()),
+                    },
+                ),
+                (
+                    failed.clone(),
+                    Upstream {
+                        state: State::Failed,
+                        result: None,
+                    },
+                ),
+            ]),
+            ..claim
+        };
+        let wire = serde_json::to_value(ClaimedExecution::from(&with_deps)).unwrap();
+        assert_eq!(wire["upstream"][up.to_string()]["result"]["n"], 1);
+        assert_eq!(wire["upstream"][failed.to_string()]["state"], "failed");
+        assert!(wire["upstream"][failed.to_string()]["result"].is_null());
+        let back: ClaimedExecution = serde_json::from_value(wire).unwrap();
+        assert_eq!(back.into_claim().unwrap(), with_deps);
     }
 
     #[test]

@@ -27,9 +27,9 @@ pub use id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 pub use long_poll::{LongPoll, MIN_CLAIM_SPACING, claim_waiting};
 pub use model::{
     AttemptRecord, CancelRequest, CancelScope, Cancellation, Claim, ClaimRequest, CreateOutcome,
-    ExecutionSnapshot, Failure, ListCursor, ListFilter, ListPage, NewExecution, Ownership, Page,
-    PartitionOwner, RenewOutcome, RenewRequest, RenewStatus, ScanReport, StateCounts, Tree,
-    TreeNode, WaitReason, WaitingOn,
+    DependencyMode, DependencyPolicy, ExecutionSnapshot, Failure, ListCursor, ListFilter, ListPage,
+    NewExecution, Ownership, Page, PartitionOwner, RenewOutcome, RenewRequest, RenewStatus,
+    ScanReport, StateCounts, Tree, TreeNode, Upstream, UpstreamFailure, WaitReason, WaitingOn,
 };
 pub use names::{
     CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN,

@@ -226,6 +226,8 @@ pub struct Limits {
     /// step of the cascade pass); a bigger subtree is finished by the
     /// scheduler's cascade pass in steps of this size. Default 500.
     pub cascade_budget: usize,
+    /// Most executions one execution may depend on. Default 100.
+    pub max_dependencies: usize,
 }
 
 impl Default for Limits {
@@ -237,6 +239,7 @@ impl Default for Limits {
             min_lease: Duration::from_millis(100),
             max_lease: Duration::from_secs(24 * 3600),
             cascade_budget: 500,
+            max_dependencies: 100,
         }
     }
 }

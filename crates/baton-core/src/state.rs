@@ -16,7 +16,12 @@
 //! finished (`wait_children`): it is `blocked`, then `waiting` again when
 //! its last child finishes; the wait consumes no attempt.
 //!
-//! Terminal states (`completed`, `failed`, `cancelled`, `expired`) never
+//! An execution created with dependencies is `blocked` until its policy is
+//! met (then `waiting`), or `skipped` (or `failed`, or `waiting` anyway, as
+//! its policy says) once it can no longer be.
+//!
+//! Terminal states (`completed`, `failed`, `cancelled`, `expired`,
+//! `skipped`) never
 //! change again. The full machine, with the states later capabilities add,
 //! is in `rfcs/0006-durable-states-and-flows.md`.
 
@@ -49,11 +54,14 @@ pub enum State {
     Cancelled,
     /// Its deadline passed before it finished (terminal).
     Expired,
+    /// Its dependencies could no longer be met and its policy said skip;
+    /// it never ran (terminal).
+    Skipped,
 }
 
 impl State {
     /// Every state, in lifecycle order.
-    pub const ALL: [State; 8] = [
+    pub const ALL: [State; 9] = [
         State::Waiting,
         State::Delayed,
         State::Blocked,
@@ -62,9 +70,10 @@ impl State {
         State::Failed,
         State::Cancelled,
         State::Expired,
+        State::Skipped,
     ];
 
-    /// True for `completed`, `failed`, `cancelled` and `expired`.
+    /// True for `completed`, `failed`, `cancelled`, `expired` and `skipped`.
     ///
     /// ```
     /// use baton_core::State;
@@ -74,7 +83,7 @@ impl State {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            State::Completed | State::Failed | State::Cancelled | State::Expired
+            State::Completed | State::Failed | State::Cancelled | State::Expired | State::Skipped
         )
     }
 
@@ -89,6 +98,7 @@ impl State {
             State::Failed => "failed",
             State::Cancelled => "cancelled",
             State::Expired => "expired",
+            State::Skipped => "skipped",
         }
     }
 }
@@ -109,7 +119,8 @@ impl FromStr for State {
                 EngineError::invalid(
                     "state",
                     s,
-                    "expected one of waiting, delayed, blocked, running, completed, failed, cancelled, expired",
+                    "expected one of waiting, delayed, blocked, running, completed, failed, cancelled, \
+                     expired, skipped",
                 )
             })
     }

@@ -6,10 +6,13 @@
 -- $1..$6: partition, uuid, attempt, nonce, now (each caller's own clock
 -- reading) and result per lease; at most one lease per execution.
 --
--- $7 chooses the executions: without a parent (false; one statement,
--- autocommit) or children only (true; run in a transaction that then
--- counts their parents down, so a child's complete and its parent's
--- release are one atomic unit).
+-- $7 chooses the executions: without a parent or dependents (false; one
+-- statement, autocommit) or children and executions with dependents only
+-- (true; run in a transaction that then counts their parents down and
+-- tells their dependents, so a complete and what it releases are one
+-- atomic unit). $8: with true, the executions whose flow's root the
+-- transaction locked; one with dependents not among them gained its first
+-- dependent since, and is left to its caller.
 --
 -- The attempts closed are those of executions this statement updated; the
 -- update holds the row lock every writer of an execution takes first.
@@ -28,7 +31,11 @@ done AS (
       AND e.state = 'running' AND e.attempts = r.number AND e.lease_nonce = r.nonce
       AND e.lease_expires_at > r.now
       AND (e.deadline IS NULL OR e.deadline > r.now)
-      AND (e.parent IS NOT NULL) = $7
+      AND CASE WHEN $7
+               THEN (e.parent IS NOT NULL OR e.has_dependents)
+                    AND (NOT e.has_dependents OR e.uuid = ANY($8::uuid[]))
+               ELSE e.parent IS NULL AND NOT e.has_dependents
+          END
     RETURNING e.*
 ),
 closed AS (

@@ -6,13 +6,18 @@
 -- (NULL for executions without a parent). $24: the child key of each child
 -- (NULL without one; the caller has already answered keys that exist and
 -- dropped repeats within the batch, under a lock per parent and key).
+-- $25..$30: dependency policy (NULL without dependencies), counters (total,
+-- completed, finished otherwise), finished_at and last_error per execution
+-- (a dependent whose upstreams already decided is written finished).
+-- $31, $32: the edges (dependent, upstream) of the batch; an edge's ends
+-- live in one partition (one flow).
 --
 -- Idempotency keys are taken first (ON CONFLICT DO NOTHING waits for a
 -- concurrent inserter of the same key and then skips it); only executions
 -- without a key or whose key was taken here are inserted. Answers the uuids
 -- inserted; the caller looks up the owners of the keys it did not get.
 -- Lanes that received waiting work are notified (delivered on commit).
--- Parents count their new children as open.
+-- Parents count their new unfinished children as open.
 WITH input AS (
     SELECT *
     FROM UNNEST(
@@ -20,11 +25,13 @@ WITH input AS (
         $7::integer[], $8::bytea[], $9::text[], $10::text[], $11::integer[],
         $12::bigint[], $13::bigint[], $14::double precision[], $15::boolean[],
         $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[],
-        $23::text[], $24::text[]
+        $23::text[], $24::text[], $25::text[], $26::integer[], $27::integer[],
+        $28::integer[], $29::bigint[], $30::text[]
     ) AS i(partition, uuid, namespace, lane, kind, state, priority, payload, tags,
            required_caps, max_attempts, backoff_initial_ms, backoff_max_ms,
            backoff_multiplier, backoff_jitter, idempotency_key, parent, run_at,
-           ready_at, deadline, root, child_key)
+           ready_at, deadline, root, child_key, dep_policy, deps_total, deps_done,
+           deps_bad, finished_at, last_error)
 ),
 taken AS (
     INSERT INTO idempotency_keys (namespace, lane, key, partition, uuid)
@@ -41,23 +48,31 @@ inserted AS (
         partition, uuid, namespace, lane, kind, state, priority, payload, tags,
         required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms,
         backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
-        created_at, updated_at, run_at, ready_at, deadline)
+        created_at, updated_at, run_at, ready_at, deadline, dep_policy, deps_total,
+        deps_done, deps_bad, finished_at, last_error)
     SELECT partition, uuid, namespace, lane, kind, state, priority, payload, tags::jsonb,
            required_caps::jsonb, 0, max_attempts, backoff_initial_ms, backoff_max_ms,
            backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
-           $21, $21, run_at, ready_at, deadline
+           $21, $21, run_at, ready_at, deadline, dep_policy, deps_total, deps_done,
+           deps_bad, finished_at, last_error
     FROM input
     WHERE idempotency_key IS NULL OR uuid IN (SELECT uuid FROM taken)
-    RETURNING uuid, namespace, lane, state, partition, parent
+    RETURNING uuid, namespace, lane, state, partition, parent, finished_at
 ),
--- Every new child is open for its parent (in its partition) until it
--- finishes.
+-- Every new unfinished child is open for its parent (in its partition)
+-- until it finishes.
 opened AS (
     UPDATE executions p
     SET open_children = p.open_children + c.n
     FROM (SELECT partition, parent, count(*) AS n FROM inserted
-          WHERE parent IS NOT NULL GROUP BY partition, parent) c
+          WHERE parent IS NOT NULL AND finished_at IS NULL GROUP BY partition, parent) c
     WHERE p.partition = c.partition AND p.uuid = split_part(c.parent, '}-', 2)::uuid
+),
+edges AS (
+    INSERT INTO dependencies (partition, downstream, upstream)
+    SELECT i.partition, e.downstream, e.upstream
+    FROM UNNEST($31::uuid[], $32::uuid[]) AS e(downstream, upstream)
+    JOIN inserted i ON i.uuid = e.downstream
 ),
 woken AS (
     SELECT pg_notify($22, namespace || ' ' || lane)

@@ -1,13 +1,17 @@
 //! `claim` and `wait_for_work`.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use baton_core::raw::rules;
-use baton_core::{Claim, ClaimRequest, EngineError, Lane, LeaseToken, Namespace, Result};
+use baton_core::{
+    Claim, ClaimRequest, EngineError, ExecutionId, Lane, LeaseToken, Namespace, Result, Upstream,
+};
+use sqlx::postgres::PgRow;
 
 use crate::errors::map;
 use crate::read::{self, col};
-use crate::{PostgresBackend, sql};
+use crate::{PostgresBackend, part, sql};
 
 pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<Vec<Claim>> {
     request.validate(&b.inner.limits)?;
@@ -34,6 +38,7 @@ pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<
         .fetch_all(&b.inner.pool)
         .await
         .map_err(map)?;
+    let mut upstream = upstreams(b, &rows).await?;
     let mut claims = Vec::with_capacity(rows.len());
     for row in &rows {
         let snap = b.snapshot(row)?;
@@ -51,12 +56,56 @@ pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<
             lease_expires_at: expires,
             deadline: snap.deadline,
             tags: snap.tags,
+            upstream: upstream.remove(&snap.id).unwrap_or_default(),
             id: snap.id,
         };
         claims.push((i64::from(snap.priority), ready_at, claim));
     }
     // RETURNING order is unspecified; hand work out in claim order.
     Ok(rules::order_claims(claims))
+}
+
+/// The upstream executions of the claimed executions that have
+/// dependencies, with their states and results now, by dependent; one
+/// statement, and none when no claimed execution has dependencies (the hot
+/// path stays one round trip).
+async fn upstreams(
+    b: &PostgresBackend,
+    claimed: &[PgRow],
+) -> Result<HashMap<ExecutionId, BTreeMap<ExecutionId, Upstream>>> {
+    let (mut partitions, mut uuids) = (Vec::new(), Vec::new());
+    for row in claimed {
+        if col::<i32>(row, "deps_total")? > 0 {
+            let id = read::execution_id(row, b.inner.partitions)?;
+            partitions.push(part(id.partition()));
+            uuids.push(id.uuid());
+        }
+    }
+    let mut out: HashMap<ExecutionId, BTreeMap<ExecutionId, Upstream>> = HashMap::new();
+    if uuids.is_empty() {
+        return Ok(out);
+    }
+    let rows = sqlx::query(
+        "SELECT d.downstream, e.partition, e.uuid, e.state, e.result \
+         FROM UNNEST($1::int2[], $2::uuid[]) AS q(partition, uuid) \
+         JOIN dependencies d ON d.partition = q.partition AND d.downstream = q.uuid \
+         JOIN executions e ON e.partition = d.partition AND e.uuid = d.upstream",
+    )
+    .bind(partitions)
+    .bind(uuids)
+    .fetch_all(&b.inner.pool)
+    .await
+    .map_err(map)?;
+    for row in &rows {
+        let dependent = read::id_from(row, "downstream", b.inner.partitions)?;
+        let id = read::execution_id(row, b.inner.partitions)?;
+        let state = read::state(&format!("execution {id}"), &col::<String>(row, "state")?)?;
+        let result: Option<Vec<u8>> = col(row, "result")?;
+        out.entry(dependent)
+            .or_default()
+            .insert(id, Upstream { state, result });
+    }
+    Ok(out)
 }
 
 pub(crate) async fn wait_for_work(

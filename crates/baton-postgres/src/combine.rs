@@ -46,7 +46,7 @@ pub struct Pending {
 
 /// Starts the combining task on the current runtime; it ends when the
 /// returned sender (the backend) is dropped.
-pub fn start(pool: PgPool, channel: String) -> mpsc::UnboundedSender<Pending> {
+pub fn start(pool: PgPool, flow: Flow) -> mpsc::UnboundedSender<Pending> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -64,17 +64,27 @@ pub fn start(pool: PgPool, channel: String) -> mpsc::UnboundedSender<Pending> {
                 .drain(..)
                 .partition(|p| seen.insert((p.partition, p.uuid)));
             deferred = later;
-            flush(&pool, &channel, now).await;
+            flush(&pool, &flow, now).await;
         }
     });
     tx
 }
 
-async fn flush(pool: &PgPool, channel: &str, mut batch: Vec<Pending>) {
+/// What the transactional phase needs to finish executions in flows.
+pub struct Flow {
+    /// The wake-up channel.
+    pub channel: String,
+    /// The deployment's partition count.
+    pub partitions: baton_core::PartitionCount,
+    /// Dependents visited per finished execution.
+    pub budget: usize,
+}
+
+async fn flush(pool: &PgPool, flow: &Flow, mut batch: Vec<Pending>) {
     // A stable lock order keeps concurrent multi-row writers from deadlocking.
     batch.sort_by_key(|p| (p.partition, p.uuid));
-    // Executions outside flows: one statement.
-    let mut rows = match complete_many(pool.acquire().await, &batch, false).await {
+    // Executions outside flows, without dependents: one statement.
+    let mut rows = match complete_many(pool.acquire().await, &batch, false, &[]).await {
         Ok(rows) => rows,
         Err(e) => {
             tracing::debug!(error = %e, size = batch.len(), "combined complete failed; callers retry alone");
@@ -82,10 +92,11 @@ async fn flush(pool: &PgPool, channel: &str, mut batch: Vec<Pending>) {
         }
     };
     let mut answered = answer(&mut batch, &mut rows);
-    // Children left: completed together in one transaction that also
-    // counts their parents down (and releases a parent's last wait).
+    // Children and executions with dependents left: completed together in
+    // one transaction that also counts their parents down (and releases a
+    // parent's last wait) and tells their dependents.
     if !batch.is_empty() {
-        match complete_children(pool, channel, &batch).await {
+        match complete_children(pool, flow, &batch).await {
             Ok(mut rows) => answered.extend(answer(&mut batch, &mut rows)),
             Err(e) => {
                 tracing::debug!(error = %e, size = batch.len(), "combined complete of children failed; callers retry alone");
@@ -124,15 +135,17 @@ async fn complete_many(
     conn: Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error>,
     batch: &[Pending],
     children: bool,
+    covered: &[Uuid],
 ) -> Result<Vec<PgRow>, sqlx::Error> {
     let mut conn = conn?;
-    run_many(&mut conn, batch, children).await
+    run_many(&mut conn, batch, children, covered).await
 }
 
 async fn run_many(
     conn: &mut sqlx::PgConnection,
     batch: &[Pending],
     children: bool,
+    covered: &[Uuid],
 ) -> Result<Vec<PgRow>, sqlx::Error> {
     sqlx::query(crate::sql::COMPLETE_MANY)
         .bind(batch.iter().map(|p| p.partition).collect::<Vec<_>>())
@@ -147,34 +160,56 @@ async fn run_many(
                 .collect::<Vec<_>>(),
         )
         .bind(children)
+        .bind(covered)
         .fetch_all(&mut *conn)
         .await
 }
 
-/// Completes the live children among `batch` and counts their parents
-/// down, in one transaction; answers the children's new rows.
+/// Completes the live children and executions with dependents among
+/// `batch`, counts their parents down and tells their dependents, in one
+/// transaction; answers their new rows.
 async fn complete_children(
     pool: &PgPool,
-    channel: &str,
+    flow: &Flow,
     batch: &[Pending],
 ) -> baton_core::Result<Vec<PgRow>> {
     let mut tx = pool.begin().await.map_err(crate::errors::map)?;
     let outcome = async {
         let partitions: Vec<i16> = batch.iter().map(|p| p.partition).collect();
         let uuids: Vec<Uuid> = batch.iter().map(|p| p.uuid).collect();
-        crate::flow::lock_parents_of(&mut tx, &partitions, &uuids).await?;
-        let rows = run_many(&mut tx, batch, true)
+        // Roots (of those with dependents), then parents, then the
+        // executions: see `flow::lock_ancestors`.
+        let roots_of = crate::flow::RootsOf::Dependents;
+        let covered: Vec<Uuid> =
+            crate::flow::lock_ancestors(&mut tx, &partitions, &uuids, roots_of)
+                .await?
+                .into_iter()
+                .collect();
+        let rows = run_many(&mut tx, batch, true, &covered)
             .await
             .map_err(crate::errors::map)?;
         let mut finished = Vec::new();
+        let mut told = Vec::new();
         for row in &rows {
             let parent: Option<String> = crate::read::col(row, "parent")?;
-            let at: Option<i64> = crate::read::col(row, "finished_at")?;
-            if let (Some(parent), Some(at)) = (parent, at) {
-                finished.push((parent, baton_core::Timestamp::from_millis(at)));
+            let at: i64 = crate::read::col(row, "finished_at")?;
+            let at = baton_core::Timestamp::from_millis(at);
+            if let Some(parent) = parent {
+                finished.push((parent, at));
+            }
+            if crate::read::has_dependents(row)? {
+                told.push((crate::read::execution_id(row, flow.partitions)?, true, at));
             }
         }
-        crate::flow::parents_finished(&mut tx, finished, channel).await?;
+        crate::flow::parents_finished(&mut tx, finished, &flow.channel).await?;
+        crate::flow::dependents_finished(
+            &mut tx,
+            flow.partitions,
+            flow.budget,
+            &flow.channel,
+            told,
+        )
+        .await?;
         Ok(rows)
     }
     .await;

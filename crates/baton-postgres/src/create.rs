@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use baton_core::raw::rules::{DependencyStart, UpstreamFacts};
 use baton_core::raw::{PreparedExecution, rules};
 use baton_core::{CreateOutcome, EngineError, ExecutionId, NewExecution, Result, State, Timestamp};
 use sqlx::PgConnection;
@@ -18,11 +19,12 @@ impl PostgresBackend {
         conn: &mut PgConnection,
         rows: &[&PreparedExecution],
         roots: &HashMap<ExecutionId, ExecutionId>,
+        starts: &HashMap<ExecutionId, DependencyStart>,
         now: Timestamp,
     ) -> Result<HashSet<Uuid>> {
         let mut a = CreateArrays::default();
         for r in rows {
-            a.push(r, now);
+            a.push(r, starts.get(&r.id), now);
             a.root.push(
                 r.new
                     .parent
@@ -56,6 +58,14 @@ impl PostgresBackend {
             .bind(&self.inner.channel)
             .bind(a.root)
             .bind(a.child_key)
+            .bind(a.dep_policy)
+            .bind(a.deps_total)
+            .bind(a.deps_done)
+            .bind(a.deps_bad)
+            .bind(a.finished_at)
+            .bind(a.last_error)
+            .bind(a.downstream)
+            .bind(a.upstream)
             .fetch_one(&mut *conn)
             .await
             .map_err(map)?;
@@ -187,11 +197,13 @@ pub(crate) async fn create(
     let keyed = rows.iter().any(|r| {
         r.new.idempotency_key.is_some() || child_key_of(r).is_some() || r.new.parent.is_some()
     });
-    let plan = if keyed {
+    let (plan, starts) = if keyed {
         let mut tx = b.begin().await?;
         let outcome = async {
             let roots = check_parents(b, &mut tx, &rows).await?;
-            create_keyed(b, &mut tx, &rows, &roots, now).await
+            let starts = check_upstreams(b, &mut tx, &rows, &roots).await?;
+            let plan = create_keyed(b, &mut tx, &rows, &roots, &starts, now).await?;
+            Ok((plan, starts))
         }
         .await;
         finish(tx, outcome).await?
@@ -199,13 +211,15 @@ pub(crate) async fn create(
         // Nothing to deduplicate: one statement, atomic by construction.
         let batch: Vec<&PreparedExecution> = rows.iter().collect();
         let mut conn = b.inner.pool.acquire().await.map_err(map)?;
-        b.insert_batch(&mut conn, &batch, &HashMap::new(), now)
+        let starts = HashMap::new();
+        b.insert_batch(&mut conn, &batch, &HashMap::new(), &starts, now)
             .await?;
-        Plan {
+        let plan = Plan {
             repeat_of: vec![None; rows.len()],
             answers: HashMap::new(),
             created: (0..rows.len()).collect(),
-        }
+        };
+        (plan, starts)
     };
     let Plan {
         repeat_of,
@@ -214,15 +228,16 @@ pub(crate) async fn create(
     } = plan;
     for &i in &created {
         let r = &rows[i];
+        let state = starts.get(&r.id).map_or(r.state, DependencyStart::state);
         answers.insert(
             i,
             CreateOutcome {
                 id: r.id.clone(),
-                state: r.state,
+                state,
                 created: true,
             },
         );
-        if r.state == State::Waiting {
+        if state == State::Waiting {
             b.inner
                 .wake
                 .notify(r.new.namespace.as_str(), r.new.lane.as_str());
@@ -267,6 +282,7 @@ async fn create_keyed(
     tx: &mut PgConnection,
     rows: &[PreparedExecution],
     roots: &HashMap<ExecutionId, ExecutionId>,
+    starts: &HashMap<ExecutionId, DependencyStart>,
     now: Timestamp,
 ) -> Result<Plan> {
     let existing_children = b.existing_children(tx, rows).await?;
@@ -319,7 +335,7 @@ async fn create_keyed(
             break;
         }
         let batch: Vec<&PreparedExecution> = pending.iter().map(|&i| &rows[i]).collect();
-        let inserted = b.insert_batch(tx, &batch, roots, now).await?;
+        let inserted = b.insert_batch(tx, &batch, roots, starts, now).await?;
         let mut lost = Vec::new();
         for &i in &pending {
             if inserted.contains(&rows[i].id.uuid()) {
@@ -389,17 +405,26 @@ struct CreateArrays<'a> {
     run_at: Vec<Option<i64>>,
     ready_at: Vec<i64>,
     deadline: Vec<Option<i64>>,
+    dep_policy: Vec<Option<String>>,
+    deps_total: Vec<i32>,
+    deps_done: Vec<i32>,
+    deps_bad: Vec<i32>,
+    finished_at: Vec<Option<i64>>,
+    last_error: Vec<Option<String>>,
+    downstream: Vec<Uuid>,
+    upstream: Vec<Uuid>,
 }
 
 impl<'a> CreateArrays<'a> {
-    fn push(&mut self, r: &'a PreparedExecution, now: Timestamp) {
+    fn push(&mut self, r: &'a PreparedExecution, start: Option<&DependencyStart>, now: Timestamp) {
         let n = &r.new;
+        let state = start.map_or(r.state, DependencyStart::state);
         self.partition.push(part(r.id.partition()));
         self.uuid.push(r.id.uuid());
         self.namespace.push(n.namespace.as_str());
         self.lane.push(n.lane.as_str());
         self.kind.push(n.kind.as_str());
-        self.state.push(r.state.as_str());
+        self.state.push(state.as_str());
         self.priority.push(n.priority);
         self.payload.push(&n.payload);
         self.tags.push(&r.tags_json);
@@ -421,6 +446,36 @@ impl<'a> CreateArrays<'a> {
         // Eligible at once: ready now; else when the start time comes.
         self.ready_at.push(r.run_at.unwrap_or(now).as_millis());
         self.deadline.push(n.deadline.map(Timestamp::as_millis));
+        let count = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        match start {
+            Some(s) => {
+                self.dep_policy.push(Some(n.dependency_policy.to_string()));
+                self.deps_total.push(count(s.total));
+                self.deps_done.push(count(s.done));
+                self.deps_bad.push(count(s.bad));
+                for up in &n.depends_on {
+                    self.downstream.push(r.id.uuid());
+                    self.upstream.push(up.uuid());
+                }
+            }
+            None => {
+                self.dep_policy.push(None);
+                self.deps_total.push(0);
+                self.deps_done.push(0);
+                self.deps_bad.push(0);
+            }
+        }
+        // Decided at create: finished now, a failed one saying why.
+        self.finished_at
+            .push(state.is_terminal().then_some(now.as_millis()));
+        self.last_error.push(match (start, state) {
+            (Some(s), State::Failed) => Some(rules::dependency_failure(
+                n.dependency_policy,
+                s.total,
+                s.bad,
+            )),
+            _ => None,
+        });
     }
 }
 
@@ -440,48 +495,45 @@ async fn check_parents(
     if parents.is_empty() {
         return Ok(HashMap::new());
     }
-    // The parents and the roots of their flows are locked together, in one
-    // order: trim skips a locked root, so it never trims a flow a child is
+    // The parents and the roots of their flows are locked together, in the
+    // one order every writer of flows locks in (`flow::lock_order`: roots
+    // first): trim skips a locked root, so it never trims a flow a child is
     // being added to; a trim already holding the root is waited for, and a
     // parent it removed is then missing. (A parent's root never changes, so
     // it is read first without a lock.)
     let select = "SELECT e.uuid, e.partition, e.namespace, e.root FROM executions e \
-         JOIN UNNEST($1::int2[], $2::uuid[]) AS p(partition, uuid) \
+         JOIN UNNEST($1::int2[], $2::uuid[]) WITH ORDINALITY AS p(partition, uuid, ord) \
          ON e.partition = p.partition AND e.uuid = p.uuid";
-    let bind_ids = |ids: &[ExecutionId]| {
-        (
-            ids.iter()
+    let named: Vec<ExecutionId> = parents.iter().map(|p| (*p).clone()).collect();
+    let unlocked = sqlx::query(select)
+        .bind(
+            named
+                .iter()
                 .map(|p| part(p.partition()))
                 .collect::<Vec<i16>>(),
-            ids.iter().map(|p| p.uuid()).collect::<Vec<Uuid>>(),
         )
-    };
-    let named: Vec<ExecutionId> = parents.iter().map(|p| (*p).clone()).collect();
-    let (ps, us) = bind_ids(&named);
-    let unlocked = sqlx::query(select)
-        .bind(ps)
-        .bind(us)
+        .bind(named.iter().map(|p| p.uuid()).collect::<Vec<Uuid>>())
         .fetch_all(&mut *tx)
         .await
         .map_err(map)?;
-    let mut lock: Vec<ExecutionId> = named.clone();
+    let mut lock = Vec::with_capacity(unlocked.len() * 2);
     for row in &unlocked {
         let id = read::execution_id(row, b.inner.partitions)?;
-        if let Some(root) = read::parent_facts(row, &id)?.root {
-            lock.push(root);
+        match read::parent_facts(row, &id)?.root {
+            Some(root) => {
+                lock.push((false, part(id.partition()), id.uuid()));
+                lock.push((true, part(root.partition()), root.uuid()));
+            }
+            None => lock.push((true, part(id.partition()), id.uuid())),
         }
     }
-    lock.sort_by_key(|id| (id.partition(), id.uuid()));
-    lock.dedup();
-    let (ps, us) = bind_ids(&lock);
-    let locked = sqlx::query(&format!(
-        "{select} ORDER BY e.partition, e.uuid FOR NO KEY UPDATE OF e"
-    ))
-    .bind(ps)
-    .bind(us)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(map)?;
+    let order = crate::flow::lock_order(lock);
+    let locked = sqlx::query(&format!("{select} ORDER BY p.ord FOR NO KEY UPDATE OF e"))
+        .bind(order.iter().map(|r| r.0).collect::<Vec<i16>>())
+        .bind(order.iter().map(|r| r.1).collect::<Vec<Uuid>>())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map)?;
     let found_rows: Vec<_> = locked
         .into_iter()
         .filter(|row| {
@@ -495,4 +547,93 @@ async fn check_parents(
         found.insert(id, facts);
     }
     rules::check_parents(rows, &found)
+}
+
+/// Reads the upstream executions the batch names, locked until the create
+/// commits (in id order, as combined completes lock executions), and marks
+/// each as having dependents in the same statement: an
+/// upstream that finishes concurrently either finished before (its state
+/// here says so) or waits for this lock and then sees its new dependent
+/// (every writer that finishes an execution locks it first and reads
+/// `has_dependents` under that lock). The flows' roots are locked already
+/// (`check_parents`), so this runs after every writer that tells
+/// dependents in these flows. Checks them ([`rules::check_dependencies`]);
+/// answers how each new dependent starts, by its id.
+async fn check_upstreams(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    rows: &[PreparedExecution],
+    roots: &HashMap<ExecutionId, ExecutionId>,
+) -> Result<HashMap<ExecutionId, DependencyStart>> {
+    let named = rules::upstreams_named(rows);
+    if named.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let marked = sqlx::query(
+        "WITH locked AS MATERIALIZED ( \
+             SELECT e.partition, e.uuid FROM executions e \
+             JOIN UNNEST($1::int2[], $2::uuid[]) AS q(partition, uuid) \
+             ON e.partition = q.partition AND e.uuid = q.uuid \
+             ORDER BY e.partition, e.uuid FOR NO KEY UPDATE OF e) \
+         UPDATE executions e SET has_dependents = true FROM locked l \
+         WHERE e.partition = l.partition AND e.uuid = l.uuid \
+         RETURNING e.partition, e.uuid, e.namespace, e.root, e.state",
+    )
+    .bind(
+        named
+            .iter()
+            .map(|id| part(id.partition()))
+            .collect::<Vec<i16>>(),
+    )
+    .bind(named.iter().map(|id| id.uuid()).collect::<Vec<Uuid>>())
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map)?;
+    let mut found = HashMap::with_capacity(marked.len());
+    for row in &marked {
+        let id = read::execution_id(row, b.inner.partitions)?;
+        let ctx = format!("execution {id}");
+        let facts = UpstreamFacts {
+            namespace: baton_core::raw::stored::parse(
+                "namespace",
+                &ctx,
+                &col::<String>(row, "namespace")?,
+            )?,
+            root: col::<Option<String>>(row, "root")?
+                .map(|r| baton_core::raw::stored::parse::<ExecutionId>("root", &ctx, &r))
+                .transpose()?,
+            state: read::state(&ctx, &col::<String>(row, "state")?)?,
+        };
+        found.insert(id, facts);
+    }
+    let starts = rules::check_dependencies(rows, roots, &found)?;
+    // The flows now have dependencies: their writers lock the root first
+    // from here on (see `flow::deps`). The roots are locked already.
+    let mut flows: Vec<&ExecutionId> = rows
+        .iter()
+        .filter(|r| !r.new.depends_on.is_empty())
+        .filter_map(|r| r.new.parent.as_ref().and_then(|p| roots.get(p)))
+        .collect();
+    flows.sort();
+    flows.dedup();
+    sqlx::query(
+        "UPDATE executions e SET deps_in_flow = true \
+         FROM UNNEST($1::int2[], $2::uuid[]) AS q(partition, uuid) \
+         WHERE e.partition = q.partition AND e.uuid = q.uuid AND NOT e.deps_in_flow",
+    )
+    .bind(
+        flows
+            .iter()
+            .map(|id| part(id.partition()))
+            .collect::<Vec<i16>>(),
+    )
+    .bind(flows.iter().map(|id| id.uuid()).collect::<Vec<Uuid>>())
+    .execute(&mut *tx)
+    .await
+    .map_err(map)?;
+    Ok(rows
+        .iter()
+        .zip(starts)
+        .filter_map(|(r, start)| start.map(|s| (r.id.clone(), s)))
+        .collect())
 }

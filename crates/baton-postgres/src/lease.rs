@@ -2,8 +2,8 @@
 
 use baton_core::raw::rules;
 use baton_core::{
-    AttemptOutcome, EngineError, ExecutionSnapshot, Failure, LeaseToken, Limits, RenewOutcome,
-    RenewRequest, RenewStatus, Result, State, Timestamp,
+    AttemptOutcome, EngineError, ExecutionId, ExecutionSnapshot, Failure, LeaseToken, Limits,
+    RenewOutcome, RenewRequest, RenewStatus, Result, State, Timestamp,
 };
 use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
@@ -24,13 +24,27 @@ impl PostgresBackend {
         lease: &LeaseToken,
         now: Timestamp,
     ) -> Result<(rules::LeaseVerdict, ExecutionSnapshot)> {
+        let (verdict, snap, _) = self.check_lease_row(conn, lease, now).await?;
+        Ok((verdict, snap))
+    }
+
+    /// [`check_lease`](Self::check_lease), also answering whether the
+    /// execution has dependents (stable from here on: a create of a
+    /// dependent waits for the row lock).
+    async fn check_lease_row(
+        &self,
+        conn: &mut PgConnection,
+        lease: &LeaseToken,
+        now: Timestamp,
+    ) -> Result<(rules::LeaseVerdict, ExecutionSnapshot, bool)> {
         let id = lease.execution_id();
         let row = self.lock_row(conn, id).await?;
         let snap = self.snapshot(&row)?;
+        let has_dependents = read::has_dependents(&row)?;
         if let Some(verdict) =
             rules::judge_current_lease(lease, &snap, read::lease_nonce(&row)?, now)
         {
-            return Ok((verdict?, snap));
+            return Ok((verdict?, snap, has_dependents));
         }
         let attempt = sqlx::query(
             "SELECT nonce, outcome FROM attempts \
@@ -47,7 +61,17 @@ impl PostgresBackend {
             None => None,
         };
         let verdict = rules::judge_ended_lease(lease, &snap, attempt)?;
-        Ok((verdict, snap))
+        Ok((verdict, snap, has_dependents))
+    }
+
+    /// Locks what a writer that may finish `id` locks before `id`: its
+    /// flow's root when it has dependents, then its parent (see
+    /// `flow::lock_ancestors`). Answers whether the root is locked.
+    async fn lock_ancestors(&self, tx: &mut PgConnection, id: &ExecutionId) -> Result<bool> {
+        let (p, u) = ([part(id.partition())], [id.uuid()]);
+        let roots_of = crate::flow::RootsOf::Dependents;
+        let covered = crate::flow::lock_ancestors(tx, &p, &u, roots_of).await?;
+        Ok(!covered.is_empty())
     }
     /// The body of `complete` once the fast path missed, in the caller's
     /// transaction (not committed here).
@@ -59,10 +83,12 @@ impl PostgresBackend {
         now: Timestamp,
     ) -> Result<ExecutionSnapshot> {
         let id = lease.execution_id();
-        // Parent first: see `flow::lock_parents_of`.
-        crate::flow::lock_parents_of(tx, &[part(id.partition())], &[id.uuid()]).await?;
-        match self.check_lease(tx, lease, now).await? {
-            (rules::LeaseVerdict::Live, _) => {
+        let root_locked = self.lock_ancestors(tx, id).await?;
+        match self.check_lease_row(tx, lease, now).await? {
+            (rules::LeaseVerdict::Live, _, has_dependents) => {
+                if has_dependents && !root_locked {
+                    crate::flow::lock_root_of(tx, id).await?;
+                }
                 let snap = self
                     .try_complete(tx, lease, result, now)
                     .await?
@@ -71,13 +97,19 @@ impl PostgresBackend {
                             "execution {id}: a live lease could not complete under its row lock"
                         ))
                     })?;
+                let channel = &self.inner.channel;
                 if let Some(parent) = &snap.parent {
-                    let channel = &self.inner.channel;
                     crate::flow::children_finished(tx, parent, 1, now, channel).await?;
+                }
+                if has_dependents {
+                    let told = vec![(id.clone(), true, now)];
+                    let (partitions, budget) =
+                        (self.inner.partitions, self.inner.limits.cascade_budget);
+                    crate::flow::dependents_finished(tx, partitions, budget, channel, told).await?;
                 }
                 Ok(snap)
             }
-            (rules::LeaseVerdict::Ended(outcome), snap) => {
+            (rules::LeaseVerdict::Ended(outcome), snap, _) => {
                 rules::complete_replay(lease, outcome, snap, result)
             }
         }
@@ -92,10 +124,12 @@ impl PostgresBackend {
         now: Timestamp,
     ) -> Result<ExecutionSnapshot> {
         let id = lease.execution_id();
-        // Parent first: see `flow::lock_parents_of`.
-        crate::flow::lock_parents_of(tx, &[part(id.partition())], &[id.uuid()]).await?;
-        match self.check_lease(tx, lease, now).await? {
-            (rules::LeaseVerdict::Live, snap) => {
+        let root_locked = self.lock_ancestors(tx, id).await?;
+        match self.check_lease_row(tx, lease, now).await? {
+            (rules::LeaseVerdict::Live, snap, has_dependents) => {
+                if has_dependents && !root_locked {
+                    crate::flow::lock_root_of(tx, id).await?;
+                }
                 let released: i32 = sqlx::query_scalar(
                     "SELECT released FROM executions WHERE partition = $1 AND uuid = $2",
                 )
@@ -107,15 +141,15 @@ impl PostgresBackend {
                 let mut settle = SettleArrays::default();
                 let released = u32::try_from(released).unwrap_or(0);
                 settle.push(&snap, released, failure, &self.inner.limits, now);
-                let rows = settle
-                    .run(tx, AttemptOutcome::Failed, now, &self.inner.channel)
-                    .await?;
+                let rows = settle.run(self, tx, AttemptOutcome::Failed, now).await?;
                 let row = rows.first().ok_or_else(|| {
                     EngineError::corruption(format!("execution {id}: a locked row vanished"))
                 })?;
                 self.snapshot(row)
             }
-            (rules::LeaseVerdict::Ended(outcome), snap) => rules::fail_replay(lease, outcome, snap),
+            (rules::LeaseVerdict::Ended(outcome), snap, _) => {
+                rules::fail_replay(lease, outcome, snap)
+            }
         }
     }
 
@@ -298,13 +332,17 @@ impl SettleArrays {
         self.error.push(settled.error);
     }
 
+    /// Runs the settle statement; every execution that failed for good is
+    /// counted down in its parent and tells its dependents (the caller
+    /// holds the roots of those with dependents, see `flow::lock_ancestors`).
     pub(crate) async fn run(
         self,
+        b: &PostgresBackend,
         conn: &mut PgConnection,
         outcome: AttemptOutcome,
         now: Timestamp,
-        channel: &str,
     ) -> Result<Vec<PgRow>> {
+        let channel = b.inner.channel.as_str();
         let rows = sqlx::query(sql::SETTLE)
             .bind(self.partition)
             .bind(self.uuid)
@@ -319,16 +357,24 @@ impl SettleArrays {
             .fetch_all(&mut *conn)
             .await
             .map_err(map)?;
-        // Executions that failed for good count as finished for their parents.
+        // Executions that failed for good count as finished for their
+        // parents, and as not completed for their dependents.
         let mut finished = Vec::new();
+        let mut told = Vec::new();
         for row in &rows {
-            if col::<Option<i64>>(row, "finished_at")?.is_some()
-                && let Some(parent) = col::<Option<String>>(row, "parent")?
-            {
+            if col::<Option<i64>>(row, "finished_at")?.is_none() {
+                continue;
+            }
+            if let Some(parent) = col::<Option<String>>(row, "parent")? {
                 finished.push((parent, now));
+            }
+            if read::has_dependents(row)? {
+                told.push((read::execution_id(row, b.inner.partitions)?, false, now));
             }
         }
         crate::flow::parents_finished(conn, finished, channel).await?;
+        let budget = b.inner.limits.cascade_budget;
+        crate::flow::dependents_finished(conn, b.inner.partitions, budget, channel, told).await?;
         Ok(rows)
     }
 }

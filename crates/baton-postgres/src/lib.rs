@@ -45,6 +45,12 @@
 //!   in id order) before it cancels the unfinished ones, so a child
 //!   completed, failed or claimed concurrently is judged as that writer left
 //!   it.
+//! - A create of a dependent locks its upstreams while it reads their
+//!   states and marks them as having dependents; every writer that finishes
+//!   an execution reads `has_dependents` under the execution's row lock, so
+//!   an upstream finishing concurrently is either counted at create or tells
+//!   the new dependent. Writers that tell dependents lock the flow's root
+//!   first (see `flow::deps`).
 //!
 //! ## Time
 //! Every stored instant is BIGINT milliseconds from the injected
@@ -196,7 +202,14 @@ impl PostgresBackend {
         let channel = format!("baton_work_{}", config.schema);
         Ok(PostgresBackend {
             inner: Arc::new(Inner {
-                completer: combine::start(pool.clone(), channel.clone()),
+                completer: combine::start(
+                    pool.clone(),
+                    combine::Flow {
+                        channel: channel.clone(),
+                        partitions,
+                        budget: config.limits.cascade_budget,
+                    },
+                ),
                 pool,
                 listener: wake::Listener::new(listen_pool, channel.clone()),
                 channel,

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "durable states",
         include_str!("../../../migrations/postgres/0004_durable_states.sql"),
     ),
+    (
+        5,
+        "dependencies",
+        include_str!("../../../migrations/postgres/0005_dependencies.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -167,6 +172,6 @@ pub fn check_schema(schema: &str) -> Result<()> {
 mod tests {
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 4);
+        assert_eq!(super::latest_version(), 5);
     }
 }

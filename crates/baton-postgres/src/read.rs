@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
-    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ChildKey, EngineError, ExecutionId,
-    ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId,
-    RetryPolicy, State, TagKey, Timestamp, TreeNode, WaitingOn, WorkerId,
+    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ChildKey, DependencyPolicy,
+    EngineError, ExecutionId, ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace,
+    PartitionCount, PartitionId, RetryPolicy, State, TagKey, Timestamp, TreeNode, WorkerId,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -145,14 +145,15 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
         result: col(row, "result")?,
         last_error: col(row, "last_error")?,
         cancel_reason: col(row, "cancel_reason")?,
-        waiting_on: match state(ctx, &col::<String>(row, "state")?)? {
-            State::Blocked => Some(WaitingOn::Children(in_range::<u64>(
+        waiting_on: baton_core::raw::rules::blocked_on(
+            state(ctx, &col::<String>(row, "state")?)?,
+            in_range::<u64>(
                 "open_children",
                 ctx,
                 col::<i32>(row, "open_children")?.into(),
-            )?)),
-            _ => None,
-        },
+            )?,
+            dependencies(row, ctx)?,
+        ),
         id,
     };
     snapshot.check_consistent()?;
@@ -217,4 +218,31 @@ pub fn parent_facts(
         &col::<String>(row, "namespace")?,
         col::<Option<String>>(row, "root")?.as_deref(),
     )
+}
+
+/// A dependent's policy and counters (total, completed, finished
+/// otherwise), from a row with `dep_policy`, `deps_total`, `deps_done` and
+/// `deps_bad` columns; `None` for an execution without dependencies.
+pub fn dependencies(
+    row: &PgRow,
+    ctx: &str,
+) -> Result<Option<(DependencyPolicy, u32, u32, u32)>, EngineError> {
+    let Some(policy) = col::<Option<String>>(row, "dep_policy")? else {
+        return Ok(None);
+    };
+    let policy = parsed::<DependencyPolicy>("dep_policy", ctx, &policy)?;
+    let count = |name: &str| -> Result<u32, EngineError> {
+        in_range::<u32>(name, ctx, col::<i32>(row, name)?.into())
+    };
+    Ok(Some((
+        policy,
+        count("deps_total")?,
+        count("deps_done")?,
+        count("deps_bad")?,
+    )))
+}
+
+/// The `has_dependents` column: whether executions depend on this one.
+pub fn has_dependents(row: &PgRow) -> Result<bool, EngineError> {
+    col(row, "has_dependents")
 }

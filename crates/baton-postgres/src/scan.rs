@@ -48,8 +48,10 @@ pub(crate) async fn reclaim_expired_leases(
     let limit = b.scan_limit(partition, limit)?;
     let now = b.now();
     let mut tx = b.begin().await?;
-    // Parents first (see `flow::lock_parents_of`): of the executions due,
-    // read without a lock, then the due ones themselves under their locks.
+    // Roots (of those with dependents) and parents first (see
+    // `flow::lock_ancestors`): of the executions due, read without a lock,
+    // then the due ones themselves under their locks; one that gained
+    // dependents since it was read is left to the next pass.
     let due: Vec<Uuid> = sqlx::query_scalar(
         "SELECT uuid FROM executions WHERE partition = $1 AND state = 'running' \
          AND lease_expires_at <= $2 ORDER BY lease_expires_at, uuid LIMIT $3",
@@ -60,15 +62,21 @@ pub(crate) async fn reclaim_expired_leases(
     .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
-    crate::flow::lock_parents_of(&mut tx, &vec![part(partition); due.len()], &due).await?;
+    let partitions = vec![part(partition); due.len()];
+    let roots_of = crate::flow::RootsOf::Dependents;
+    let covered: Vec<Uuid> = crate::flow::lock_ancestors(&mut tx, &partitions, &due, roots_of)
+        .await?
+        .into_iter()
+        .collect();
     let rows = sqlx::query(
         "SELECT * FROM executions WHERE partition = $1 AND state = 'running' \
-         AND lease_expires_at <= $2 ORDER BY lease_expires_at, uuid LIMIT $3 \
-         FOR UPDATE SKIP LOCKED",
+         AND lease_expires_at <= $2 AND (NOT has_dependents OR uuid = ANY($4)) \
+         ORDER BY lease_expires_at, uuid LIMIT $3 FOR UPDATE SKIP LOCKED",
     )
     .bind(part(partition))
     .bind(now.as_millis())
     .bind(limit)
+    .bind(&covered)
     .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
@@ -95,7 +103,7 @@ pub(crate) async fn reclaim_expired_leases(
     let mut woken = Vec::new();
     if !rows.is_empty() {
         for row in settle
-            .run(&mut tx, AttemptOutcome::LeaseExpired, now, &b.inner.channel)
+            .run(b, &mut tx, AttemptOutcome::LeaseExpired, now)
             .await?
         {
             let snap = b.snapshot(&row)?;
@@ -142,8 +150,12 @@ async fn expire_in(
     limit: i64,
     now: Timestamp,
 ) -> Result<ScanReport> {
-    // Parents first (see `flow::lock_parents_of`): of the executions due,
-    // read without a lock, then the due ones themselves under their locks.
+    // The roots of the flows of those that are members, or have
+    // dependents, and the parents first (see `flow::lock_ancestors`): an
+    // expiry tells dependents and cancels descendants. Of the executions
+    // due, read without a lock, then the due ones themselves under their
+    // locks; a root is its own, locked there; a member not read here is
+    // left to the next pass.
     let candidates: Vec<Uuid> = sqlx::query_scalar(
         "SELECT uuid FROM executions WHERE partition = $1 AND deadline IS NOT NULL \
          AND finished_at IS NULL AND deadline <= $2 ORDER BY deadline, uuid LIMIT $3",
@@ -155,19 +167,25 @@ async fn expire_in(
     .await
     .map_err(map)?;
     let partitions = vec![part(partition); candidates.len()];
-    crate::flow::lock_parents_of(tx, &partitions, &candidates).await?;
-    let due: Vec<(Uuid, Option<String>)> = sqlx::query_as(
-        "SELECT uuid, parent FROM executions WHERE partition = $1 AND deadline IS NOT NULL \
-         AND finished_at IS NULL AND deadline <= $2 ORDER BY deadline, uuid LIMIT $3 \
-         FOR UPDATE SKIP LOCKED",
+    let roots_of = crate::flow::RootsOf::Members;
+    let covered: Vec<Uuid> = crate::flow::lock_ancestors(tx, &partitions, &candidates, roots_of)
+        .await?
+        .into_iter()
+        .collect();
+    let due: Vec<(Uuid, Option<String>, bool)> = sqlx::query_as(
+        "SELECT uuid, parent, has_dependents FROM executions WHERE partition = $1 \
+         AND deadline IS NOT NULL AND finished_at IS NULL AND deadline <= $2 \
+         AND (root IS NULL OR uuid = ANY($4)) \
+         ORDER BY deadline, uuid LIMIT $3 FOR UPDATE SKIP LOCKED",
     )
     .bind(part(partition))
     .bind(now.as_millis())
     .bind(limit)
+    .bind(&covered)
     .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
-    let uuids: Vec<Uuid> = due.iter().map(|(u, _)| *u).collect();
+    let uuids: Vec<Uuid> = due.iter().map(|(u, _, _)| *u).collect();
     let row = sqlx::query(sql::EXPIRE)
         .bind(part(partition))
         .bind(&uuids)
@@ -176,11 +194,16 @@ async fn expire_in(
         .await
         .map_err(map)?;
     let processed: i64 = col(&row, "processed")?;
-    let parents = due.iter().filter_map(|(_, p)| p.clone().map(|p| (p, now)));
-    crate::flow::parents_finished(tx, parents, &b.inner.channel).await?;
-    let expired = uuids
+    let parents = due
         .iter()
-        .map(|u| ExecutionId::from_parts(*u, partition, b.inner.partitions))
+        .filter_map(|(_, p, _)| p.clone().map(|p| (p, now)));
+    crate::flow::parents_finished(tx, parents, &b.inner.channel).await?;
+    let expired = due
+        .iter()
+        .map(|(u, _, has_dependents)| {
+            ExecutionId::from_parts(*u, partition, b.inner.partitions)
+                .map(|id| (id, *has_dependents))
+        })
         .collect::<Result<Vec<_>>>()?;
     crate::flow::cascade_expired(b, tx, &expired, now).await?;
     let next: Option<i64> = sqlx::query_scalar(

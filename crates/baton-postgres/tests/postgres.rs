@@ -1,6 +1,7 @@
 //! Postgres-specific behaviour the shared conformance suite cannot see:
 //! wake-ups across backend instances (processes), the recorded partition
-//! count, concurrent first starts of one schema, and schemas kept apart.
+//! count, concurrent first starts of one schema, schemas kept apart, and
+//! concurrent writers of one flow (no deadlock, no lost release).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    CancelRequest, ChildKey, ClaimRequest, EngineBackend, EngineBackendExt, EngineError, Kind,
-    Lane, ManualClock, Namespace, NewExecution, PartitionCount, WorkerId,
+    CancelRequest, ChildKey, ClaimRequest, DependencyMode, DependencyPolicy, EngineBackend,
+    EngineBackendExt, EngineError, Kind, Lane, ManualClock, Namespace, NewExecution,
+    PartitionCount, State, UpstreamFailure, WorkerId,
 };
 use baton_postgres::{PostgresBackend, PostgresConfig};
 use baton_testkit::servers::{self, PostgresServer};
@@ -89,7 +91,7 @@ async fn partition_count_is_recorded_and_enforced() {
         matches!(wrong, EngineError::Configuration { .. }),
         "{wrong:?}"
     );
-    assert_eq!(first.applied_migrations().await.unwrap(), [1, 2, 3, 4]);
+    assert_eq!(first.applied_migrations().await.unwrap(), [1, 2, 3, 4, 5]);
 }
 
 /// Several instances starting at once on a new schema migrate it once and
@@ -108,7 +110,7 @@ async fn concurrent_first_starts_migrate_once() {
         .collect();
     for start in starts {
         let backend = start.await.unwrap().unwrap();
-        assert_eq!(backend.applied_migrations().await.unwrap(), [1, 2, 3, 4]);
+        assert_eq!(backend.applied_migrations().await.unwrap(), [1, 2, 3, 4, 5]);
     }
 }
 
@@ -299,5 +301,506 @@ async fn concurrent_creates_of_one_child_key_create_one_child() {
             outcomes.iter().all(|o| o.id == outcomes[0].id),
             "round {round}: {outcomes:?}"
         );
+    }
+}
+
+/// Completes and failures of the upstreams of dependents in a three-level
+/// flow (dependents under one branch waiting on upstreams under the other,
+/// so telling them counts down parents across branches), through two
+/// instances, with a tree cancel of one branch in the middle, never
+/// deadlock: no call answers `Contention`, and every dependent ends
+/// decided (none stays blocked on upstreams that all finished).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_upstreams_and_a_tree_cancel_never_deadlock() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    for round in 0..10 {
+        let b = &backends[0];
+        let lane = format!("r{round}");
+        let root = b.create_one(exec("deps", &lane)).await.unwrap().id;
+        let branches: Vec<_> = b
+            .create(vec![
+                exec("deps", &lane).with_parent(root.clone()),
+                exec("deps", &lane).with_parent(root.clone()),
+            ])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        let mut ups = Vec::new();
+        for branch in &branches {
+            let leaves = (0..8)
+                .map(|_| exec("deps", &lane).with_parent(branch.clone()))
+                .collect();
+            ups.push(
+                b.create(leaves)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|o| o.id)
+                    .collect::<Vec<_>>(),
+            );
+        }
+        // Dependents under each branch on upstreams under the other, and
+        // under the root on all of them.
+        let policies = [
+            DependencyPolicy::new(DependencyMode::AllOf, UpstreamFailure::Skip),
+            DependencyPolicy::new(DependencyMode::AnyOf, UpstreamFailure::Fail),
+            DependencyPolicy::new(DependencyMode::Quorum(3), UpstreamFailure::Run),
+        ];
+        let mut news = Vec::new();
+        for (i, branch) in branches.iter().enumerate() {
+            let other = &ups[1 - i];
+            for (j, policy) in policies.iter().enumerate() {
+                news.push(
+                    exec("deps", &lane)
+                        .with_parent(branch.clone())
+                        .with_dependencies(other[j..j + 4].iter().cloned())
+                        .with_dependency_policy(*policy),
+                );
+            }
+        }
+        news.push(
+            exec("deps", &lane)
+                .with_parent(root.clone())
+                .with_dependencies(ups.concat()),
+        );
+        let dependents: Vec<_> = b
+            .create(news)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        let request = ClaimRequest::new(
+            Namespace::new("deps").unwrap(),
+            Lane::new(&lane).unwrap(),
+            WorkerId::new("w").unwrap(),
+            100,
+        );
+        let leaves: std::collections::HashSet<_> = ups.concat().into_iter().collect();
+        let claims: Vec<_> = b
+            .claim(request)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| leaves.contains(&c.id))
+            .collect();
+        assert_eq!(claims.len(), 16);
+        let mut calls = Vec::new();
+        for (i, c) in claims.into_iter().enumerate() {
+            let b = backends[i % 2].clone();
+            calls.push(tokio::spawn(async move {
+                if i % 3 == 0 {
+                    b.fail(&c.lease, baton_core::Failure::permanent("x"))
+                        .await
+                        .map(drop)
+                } else {
+                    b.complete(&c.lease, b"1".to_vec()).await.map(drop)
+                }
+            }));
+            if i == 6 {
+                let b = backends[1].clone();
+                let branch = branches[0].clone();
+                calls.push(tokio::spawn(async move {
+                    b.cancel(&branch, CancelRequest::default()).await.map(drop)
+                }));
+            }
+        }
+        for call in calls {
+            match call.await.unwrap() {
+                Ok(()) | Err(EngineError::LeaseLost { .. }) => {}
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+        for id in &dependents {
+            let snap = b.describe(id).await.unwrap();
+            assert_ne!(snap.state, State::Blocked, "round {round}: {id} {snap:?}");
+        }
+    }
+}
+
+/// Dependents created while their upstreams complete, through another
+/// instance, are never left behind: each is told of every upstream that
+/// finishes after it was created, and counts the ones that finished before
+/// at create, so each ends `waiting` (every upstream completed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependents_created_while_upstreams_complete_are_released() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    for round in 0..10 {
+        let b = &backends[0];
+        let lane = format!("r{round}");
+        let root = b.create_one(exec("race", &lane)).await.unwrap().id;
+        // Upstreams and dependents under different branches: their writers
+        // share no parent lock.
+        let branches: Vec<_> = b
+            .create(vec![
+                exec("race", &lane).with_parent(root.clone()),
+                exec("race", &lane).with_parent(root.clone()),
+            ])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        let ups: Vec<_> = b
+            .create(
+                (0..12)
+                    .map(|_| exec("race", &lane).with_parent(branches[0].clone()))
+                    .collect(),
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        let request = ClaimRequest::new(
+            Namespace::new("race").unwrap(),
+            Lane::new(&lane).unwrap(),
+            WorkerId::new("w").unwrap(),
+            100,
+        );
+        let claims: Vec<_> = b
+            .claim(request)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| ups.contains(&c.id))
+            .collect();
+        assert_eq!(claims.len(), 12);
+        let completes: Vec<_> = claims
+            .into_iter()
+            .map(|c| {
+                let b = backends[0].clone();
+                tokio::spawn(async move { b.complete(&c.lease, b"1".to_vec()).await.map(drop) })
+            })
+            .collect();
+        let creates: Vec<_> = (0..12)
+            .map(|i| {
+                let b = backends[1].clone();
+                let dependent = exec("race", &lane)
+                    .with_parent(branches[1].clone())
+                    .with_dependencies([ups[i].clone(), ups[(i + 5) % 12].clone()]);
+                tokio::spawn(async move { b.create_one(dependent).await.map(|o| o.id) })
+            })
+            .collect();
+        for call in completes {
+            call.await.unwrap().unwrap();
+        }
+        let mut dependents = Vec::new();
+        for call in creates {
+            dependents.push(call.await.unwrap().unwrap());
+        }
+        for id in &dependents {
+            let snap = b.describe(id).await.unwrap();
+            assert_eq!(snap.state, State::Waiting, "round {round}: {id} {snap:?}");
+        }
+    }
+}
+
+/// Cancels of single running children (the parent first, then the child)
+/// and their own completes and failures (the same order) at the same time
+/// never deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancels_and_completes_of_one_child_never_deadlock() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    for round in 0..10 {
+        let b = &backends[0];
+        let lane = format!("r{round}");
+        let parent = b.create_one(exec("one", &lane)).await.unwrap().id;
+        let kids = (0..16)
+            .map(|_| exec("one", &lane).with_parent(parent.clone()))
+            .collect();
+        b.create(kids).await.unwrap();
+        let request = ClaimRequest::new(
+            Namespace::new("one").unwrap(),
+            Lane::new(&lane).unwrap(),
+            WorkerId::new("w").unwrap(),
+            100,
+        );
+        let claims: Vec<_> = b
+            .claim(request)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.id != parent)
+            .collect();
+        let mut calls = Vec::new();
+        for (i, c) in claims.into_iter().enumerate() {
+            let (finisher, canceller) = (backends[i % 2].clone(), backends[(i + 1) % 2].clone());
+            let id = c.id.clone();
+            calls.push(tokio::spawn(async move {
+                canceller
+                    .cancel(
+                        &id,
+                        CancelRequest::default().with_scope(baton_core::CancelScope::Execution),
+                    )
+                    .await
+                    .map(drop)
+            }));
+            calls.push(tokio::spawn(async move {
+                if i % 2 == 0 {
+                    finisher
+                        .fail(&c.lease, baton_core::Failure::permanent("x"))
+                        .await
+                        .map(drop)
+                } else {
+                    finisher.complete(&c.lease, b"1".to_vec()).await.map(drop)
+                }
+            }));
+        }
+        for call in calls {
+            match call.await.unwrap() {
+                Ok(()) | Err(EngineError::LeaseLost { .. } | EngineError::Conflict { .. }) => {}
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+    }
+}
+
+/// The reclaim pass failing upstreams for good and the expiry pass
+/// expiring others (both telling their dependents), with a tree cancel of
+/// the flow's root at the same time, never deadlock; every dependent ends
+/// decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_passes_telling_dependents_and_a_tree_cancel_never_deadlock() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    for round in 0..8 {
+        let b = &backends[0];
+        let lane = format!("r{round}");
+        let root = b.create_one(exec("pass", &lane)).await.unwrap().id;
+        let branch = b
+            .create_one(exec("pass", &lane).with_parent(root.clone()))
+            .await
+            .unwrap()
+            .id;
+        let soon = baton_core::Timestamp::now_system().saturating_add(Duration::from_millis(100));
+        let ups: Vec<_> = b
+            .create(
+                (0..16)
+                    .map(|i| {
+                        let up = exec("pass", &lane)
+                            .with_parent(branch.clone())
+                            .with_retry(baton_core::RetryPolicy::attempts(1));
+                        if i % 2 == 0 {
+                            up.with_deadline(soon)
+                        } else {
+                            up
+                        }
+                    })
+                    .collect(),
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        let dependents: Vec<_> = b
+            .create(
+                (0..8)
+                    .map(|i| {
+                        exec("pass", &lane)
+                            .with_parent(root.clone())
+                            .with_dependencies([ups[i].clone(), ups[i + 8].clone()])
+                    })
+                    .collect(),
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        let request = ClaimRequest::new(
+            Namespace::new("pass").unwrap(),
+            Lane::new(&lane).unwrap(),
+            WorkerId::new("w").unwrap(),
+            100,
+        )
+        .with_lease_ttl(Duration::from_millis(100));
+        b.claim(request).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let p = root.partition();
+        let reclaim = {
+            let b = backends[0].clone();
+            tokio::spawn(async move { b.reclaim_expired_leases(p, 1000).await.map(drop) })
+        };
+        let expire = {
+            let b = backends[1].clone();
+            tokio::spawn(async move { b.expire_deadlines(p, 1000).await.map(drop) })
+        };
+        let cancel = {
+            let b = backends[1].clone();
+            let branch = branch.clone();
+            tokio::spawn(async move { b.cancel(&branch, CancelRequest::default()).await.map(drop) })
+        };
+        for call in [reclaim, expire, cancel] {
+            if let Err(e) = call.await.unwrap() {
+                panic!("round {round}: {e:?}");
+            }
+        }
+        // What a pass skipped (rows another one held) is done by the next.
+        b.reclaim_expired_leases(p, 1000).await.unwrap();
+        b.expire_deadlines(p, 1000).await.unwrap();
+        for id in &dependents {
+            let snap = b.describe(id).await.unwrap();
+            assert_eq!(snap.state, State::Skipped, "round {round}: {id} {snap:?}");
+        }
+    }
+}
+
+/// A dependent given children before it ran stays blocked on its
+/// dependencies when those children finish: only its dependencies
+/// release it.
+#[tokio::test]
+async fn children_finishing_do_not_release_a_dependent_before_its_upstreams() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let b = open(&server.schema_url(&PostgresServer::unique_schema())).await;
+    let root = b.create_one(exec("early", "main")).await.unwrap().id;
+    let up = b
+        .create_one(exec("early", "main").with_parent(root.clone()))
+        .await
+        .unwrap()
+        .id;
+    let join = b
+        .create_one(
+            exec("early", "main")
+                .with_parent(root.clone())
+                .with_dependencies([up.clone()]),
+        )
+        .await
+        .unwrap()
+        .id;
+    b.create_one(exec("early", "main").with_parent(join.clone()))
+        .await
+        .unwrap();
+    let request = |max| {
+        ClaimRequest::new(
+            Namespace::new("early").unwrap(),
+            Lane::new("main").unwrap(),
+            WorkerId::new("w").unwrap(),
+            max,
+        )
+    };
+    for c in b.claim(request(10)).await.unwrap() {
+        if c.id != up && c.id != root {
+            b.complete(&c.lease, b"1".to_vec()).await.unwrap();
+        }
+    }
+    let snap = b.describe(&join).await.unwrap();
+    assert_eq!(
+        (snap.state, snap.waiting_on),
+        (State::Blocked, Some(baton_core::WaitingOn::Dependencies(1)))
+    );
+    let up_lease = b.describe(&up).await.unwrap();
+    assert_eq!(up_lease.state, State::Running);
+}
+
+/// Upstreams under one branch failing (each skipping a dependent under an
+/// earlier branch, whose parent is then counted down) while plain children
+/// of both branches complete together (combined, their parents locked in
+/// id order) never deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skips_across_branches_and_combined_completes_never_deadlock() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    for round in 0..10 {
+        let b = &backends[0];
+        let lane = format!("r{round}");
+        let root = b.create_one(exec("cross", &lane)).await.unwrap().id;
+        let mut branches = Vec::new();
+        for _ in 0..2 {
+            let branch = b
+                .create_one(exec("cross", &lane).with_parent(root.clone()))
+                .await
+                .unwrap()
+                .id;
+            branches.push(branch);
+        }
+        let (early, late) = (branches[0].clone(), branches[1].clone());
+        let ups: Vec<_> = b
+            .create(
+                (0..8)
+                    .map(|_| exec("cross", &lane).with_parent(late.clone()))
+                    .collect(),
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.id)
+            .collect();
+        b.create(
+            ups.iter()
+                .map(|up| {
+                    exec("cross", &lane)
+                        .with_parent(early.clone())
+                        .with_dependencies([up.clone()])
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+        let mut plain = Vec::new();
+        for branch in [&early, &late] {
+            plain.extend(
+                b.create(
+                    (0..12)
+                        .map(|_| exec("cross", &lane).with_parent(branch.clone()))
+                        .collect(),
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|o| o.id),
+            );
+        }
+        let request = ClaimRequest::new(
+            Namespace::new("cross").unwrap(),
+            Lane::new(&lane).unwrap(),
+            WorkerId::new("w").unwrap(),
+            100,
+        );
+        let claims = b.claim(request).await.unwrap();
+        let mut calls = Vec::new();
+        for (i, c) in claims.into_iter().enumerate() {
+            if ups.contains(&c.id) {
+                let b = backends[1].clone();
+                calls.push(tokio::spawn(async move {
+                    b.fail(&c.lease, baton_core::Failure::permanent("x"))
+                        .await
+                        .map(drop)
+                }));
+            } else if plain.contains(&c.id) {
+                let b = backends[i % 2].clone();
+                calls.push(tokio::spawn(async move {
+                    b.complete(&c.lease, b"1".to_vec()).await.map(drop)
+                }));
+            }
+        }
+        for call in calls {
+            if let Err(e) = call.await.unwrap() {
+                panic!("round {round}: {e:?}");
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use baton_core::{
     Claim, CreateOutcome, EngineError, ExecutionId, Failure, Kind, Lane, LeaseToken, ListPage,
-    Namespace, NewExecution, Page, Result, State, TagKey, Timestamp,
+    Namespace, NewExecution, Page, Result, State, TagKey, Timestamp, Upstream,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -142,6 +142,7 @@ struct ContextInner {
     attempt: u32,
     deadline: Option<Timestamp>,
     tags: BTreeMap<TagKey, String>,
+    upstream: BTreeMap<ExecutionId, Upstream>,
     lease: LeaseToken,
     stop: StopToken,
     transport: Transport,
@@ -158,6 +159,7 @@ impl Context {
                 attempt: claim.attempt,
                 deadline: claim.deadline,
                 tags: claim.tags.clone(),
+                upstream: claim.upstream.clone(),
                 lease: claim.lease.clone(),
                 stop,
                 transport,
@@ -198,6 +200,23 @@ impl Context {
     /// The execution's tags.
     pub fn tags(&self) -> &BTreeMap<TagKey, String> {
         &self.inner.tags
+    }
+
+    /// The outcomes of the executions this one depends on (state and
+    /// result bytes, by id); empty without dependencies. A handler reads
+    /// its inputs from here:
+    ///
+    /// ```no_run
+    /// # fn demo(ctx: baton_sdk::Context) {
+    /// for (id, up) in ctx.upstream() {
+    ///     if let Some(result) = &up.result {
+    ///         println!("{id} ({}) said {}", up.state, String::from_utf8_lossy(result));
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn upstream(&self) -> &BTreeMap<ExecutionId, Upstream> {
+        &self.inner.upstream
     }
 
     /// The token fired on cancellation, lease loss or forced shutdown.

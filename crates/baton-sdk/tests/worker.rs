@@ -616,6 +616,81 @@ async fn handlers_wait_for_their_children(env: Env) {
     env.stop().await;
 }
 
+/// A DAG inside a flow: a `merge` that depends on two `fetch` children
+/// reads their results from `ctx.upstream()`; a dependent of a fetch that
+/// fails for good is skipped and never reaches a handler; the parent,
+/// waiting for its children, sees every one finished.
+async fn dependents_read_their_upstream_results(env: Env) {
+    let c = &env.client;
+    let ran_skipped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ran = ran_skipped.clone();
+    let worker = Worker::builder(c)
+        .concurrency(4)
+        .handler("root", |ctx: Context, _: ()| async move {
+            let mut fetches = Vec::new();
+            for n in [3u32, 4, 0] {
+                let key = ChildKey::new(format!("fetch-{n}"))?;
+                let out = ctx
+                    .submit_child(ctx.child("fetch", &n)?.with_child_key(key))
+                    .await?;
+                fetches.push(out.id);
+            }
+            let merge = ctx
+                .child("merge", &())?
+                .with_child_key(ChildKey::new("merge")?)
+                .with_dependencies(fetches[..2].to_vec());
+            let merge = ctx.submit_child(merge).await?.id;
+            let after_all = ctx
+                .child("after-all", &())?
+                .with_child_key(ChildKey::new("after-all")?)
+                .with_dependencies(fetches.clone());
+            let after_all = ctx.submit_child(after_all).await?.id;
+            ctx.wait_children().await?;
+            let kids = ctx.children(Page::first(100)).await?;
+            let of = |id: &ExecutionId| kids.items.iter().find(|k| &k.id == id).cloned();
+            let (Some(merged), Some(skipped)) = (of(&merge), of(&after_all)) else {
+                return Err(HandlerError::permanent("a child is missing"));
+            };
+            Ok::<_, HandlerError>((decode_result::<u32>(&merged)?, skipped.state))
+        })
+        .handler("fetch", |_ctx, n: u32| async move {
+            if n == 0 {
+                return Err(HandlerError::permanent("nothing to fetch"));
+            }
+            Ok::<_, HandlerError>(n * 10)
+        })
+        .handler("merge", |ctx: Context, _: ()| async move {
+            let mut sum = 0;
+            for up in ctx.upstream().values() {
+                assert_eq!(up.state, State::Completed);
+                let bytes = up.result.as_deref().unwrap_or(b"0");
+                sum += serde_json::from_slice::<u32>(bytes)
+                    .map_err(|e| HandlerError::permanent(e.to_string()))?;
+            }
+            Ok::<_, HandlerError>(sum + ctx.upstream().len() as u32)
+        })
+        .handler("after-all", move |_ctx, _: ()| {
+            let ran = ran.clone();
+            async move {
+                ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, HandlerError>(())
+            }
+        })
+        .start()
+        .unwrap();
+    let root = c.submit("root", &()).await.unwrap().id;
+    let snap = done(c, &root).await;
+    assert_eq!(snap.state, State::Completed, "{snap:?}");
+    assert_eq!(
+        decode_result::<(Option<u32>, State)>(&snap).unwrap(),
+        Some((Some(30 + 40 + 2), State::Skipped)),
+        "merge read both results; the dependent of the failed fetch was skipped"
+    );
+    assert!(!ran_skipped.load(std::sync::atomic::Ordering::SeqCst));
+    worker.shutdown(BOUND).await;
+    env.stop().await;
+}
+
 macro_rules! on_every_transport {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -650,5 +725,6 @@ on_every_transport!(
     priority_decides_across_lanes,
     handlers_submit_children,
     handlers_wait_for_their_children,
+    dependents_read_their_upstream_results,
     cancel_reaches_the_flow,
 );

@@ -47,7 +47,7 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
         .push_bind(request.max as i64)
         .push(
             ") RETURNING uuid, partition, namespace, lane, kind, payload, attempts, lease_nonce, \
-             deadline, tags, priority, ready_at",
+             deadline, tags, priority, ready_at, deps_total",
         );
 
     let mut tx = b.begin().await?;
@@ -57,6 +57,7 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
         return Ok(Vec::new());
     }
     let mut claims = Vec::with_capacity(rows.len());
+    let mut with_deps = std::collections::HashSet::new();
     for row in &rows {
         let id = read::execution_id(row, b.inner.partitions)?;
         let ctx = format!("execution {id}");
@@ -66,6 +67,9 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
         let nonce: i64 = col(row, "lease_nonce")?;
         let priority: i64 = col(row, "priority")?;
         let ready_at: i64 = col(row, "ready_at")?;
+        if col::<i64>(row, "deps_total")? > 0 {
+            with_deps.insert(id.clone());
+        }
         let claim = Claim {
             namespace: request.namespace.clone(),
             lane: col::<String>(row, "lane")?
@@ -80,12 +84,14 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
             lease_expires_at: expires,
             deadline: col::<Option<i64>>(row, "deadline")?.map(Timestamp::from_millis),
             tags: read::tags(&ctx, &col::<String>(row, "tags")?)?,
+            upstream: Default::default(),
             id,
         };
         claims.push((priority, ready_at, claim));
     }
     // RETURNING order is unspecified; hand work out in claim order.
-    let claims = rules::order_claims(claims);
+    let mut claims = rules::order_claims(claims);
+    crate::flow::upstream_results(b, &mut tx, &mut claims, &with_deps).await?;
 
     let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
         "INSERT INTO attempts (execution_uuid, number, worker_id, nonce, started_at) ",

@@ -130,6 +130,7 @@ impl SqliteBackend {
             .filter(|(_, p)| seen.insert(p.lease.execution_id().uuid()))
             .collect();
         let mut done = HashMap::new();
+        let mut upstreams = Vec::new();
         // 5 bound values per row stay far below SQLite's variable limit.
         for chunk in firsts.chunks(200) {
             let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
@@ -155,6 +156,9 @@ impl SqliteBackend {
             let mut completed: Vec<(usize, &Pending)> = Vec::with_capacity(rows.len());
             for row in &rows {
                 let snap = read::snapshot(row, self.inner.partitions)?;
+                if read::has_dependents(row)? {
+                    upstreams.push((snap.id.clone(), true));
+                }
                 let Some(&(i, p)) = chunk
                     .iter()
                     .find(|(_, p)| p.lease.execution_id() == &snap.id)
@@ -198,6 +202,14 @@ impl SqliteBackend {
         for (parent, (count, now)) in parents {
             wake.extend(crate::flow::children_finished(tx, parent, count, now).await?);
         }
+        if !upstreams.is_empty() {
+            let now = batch
+                .iter()
+                .map(|p| p.now)
+                .max()
+                .unwrap_or_else(|| self.now());
+            wake.extend(crate::flow::tell(self, tx, upstreams, now).await?);
+        }
         Ok(done)
     }
 
@@ -233,6 +245,7 @@ impl SqliteBackend {
         .map_err(map)?;
         if let Some(row) = done {
             let snap = read::snapshot(&row, self.inner.partitions)?;
+            let has = read::has_dependents(&row)?;
             Self::close_attempt(
                 tx,
                 id,
@@ -242,9 +255,9 @@ impl SqliteBackend {
                 now,
             )
             .await?;
-            if let Some(parent) = &snap.parent {
-                wake.extend(crate::flow::children_finished(tx, parent, 1, now).await?);
-            }
+            let parent = snap.parent.as_ref();
+            let state = baton_core::State::Completed;
+            wake.extend(crate::flow::finished(self, tx, id, parent, state, Some(has), now).await?);
             return Ok(snap);
         }
         match self.check_lease(tx, lease, now).await? {
@@ -262,9 +275,9 @@ impl SqliteBackend {
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
-                if let Some(parent) = &snap.parent {
-                    wake.extend(crate::flow::children_finished(tx, parent, 1, now).await?);
-                }
+                let parent = snap.parent.as_ref();
+                let state = baton_core::State::Completed;
+                wake.extend(crate::flow::finished(self, tx, id, parent, state, None, now).await?);
                 self.snapshot_in(tx, id).await
             }
             (rules::LeaseVerdict::Ended(outcome), snap) => {

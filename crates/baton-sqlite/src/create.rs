@@ -20,6 +20,15 @@ pub(crate) async fn create(
 
     let mut tx = b.begin().await?;
     let roots = check_parents(b, &mut tx, &rows).await?;
+    let starts = crate::flow::check_dependencies(b, &mut tx, &rows, &roots).await?;
+    // What each new execution starts as: what its dependencies decide, if
+    // it has any.
+    let start_of: HashMap<&ExecutionId, rules::DependencyStart> = rows
+        .iter()
+        .zip(&starts)
+        .filter_map(|(r, s)| s.map(|s| (&r.id, s)))
+        .collect();
+    let state_of = |r: &PreparedExecution| start_of.get(&r.id).map_or(r.state, |s| s.state());
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut fresh: Vec<&PreparedExecution> = Vec::with_capacity(rows.len());
     let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::new();
@@ -81,29 +90,39 @@ pub(crate) async fn create(
         }
         outcomes.push(CreateOutcome {
             id: row.id.clone(),
-            state: row.state,
+            state: state_of(row),
             created: true,
         });
         fresh.push(row);
     }
 
-    // 26 bound columns per row; 400 rows stay under SQLite's 32766
+    // 31 bound columns per row; 400 rows stay under SQLite's 32766
     // variable limit with room to spare.
     for chunk in fresh.chunks(400) {
+        // The dependency columns only for chunks that hold a dependent: the
+        // rest keep their defaults, and a plain submission binds nothing
+        // more than before dependencies existed.
+        let with_deps = chunk.iter().any(|r| start_of.contains_key(&r.id));
         let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
             "INSERT INTO executions (uuid, partition, namespace, lane, kind, state, priority, payload, \
              tags, required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, \
              backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root, created_at, updated_at, \
-             run_at, ready_at, deadline) ",
+             run_at, ready_at, deadline",
         );
+        if with_deps {
+            qb.push(", finished_at, last_error, dep_policy, deps_total, deps_done, deps_bad");
+        }
+        qb.push(") ");
         qb.push_values(chunk, |mut b, r| {
             let n = &r.new;
+            let start = start_of.get(&r.id);
+            let state = state_of(r);
             b.push_bind(blob(&r.id))
                 .push_bind(i64::from(r.id.partition().get()))
                 .push_bind(n.namespace.as_str())
                 .push_bind(n.lane.as_str())
                 .push_bind(n.kind.as_str())
-                .push_bind(r.state.as_str())
+                .push_bind(state.as_str())
                 .push_bind(i64::from(n.priority))
                 .push_bind(n.payload.as_slice())
                 .push_bind(r.tags_json.as_str())
@@ -128,6 +147,18 @@ pub(crate) async fn create(
                 .push_bind(r.run_at.map(Timestamp::as_millis))
                 .push_bind(r.run_at.unwrap_or(now).as_millis())
                 .push_bind(n.deadline.map(Timestamp::as_millis));
+            if with_deps {
+                b.push_bind(state.is_terminal().then_some(now.as_millis()))
+                    .push_bind(
+                        start.filter(|s| s.state() == State::Failed).map(|s| {
+                            rules::dependency_failure(n.dependency_policy, s.total, s.bad)
+                        }),
+                    )
+                    .push_bind(start.map(|_| n.dependency_policy.to_string()))
+                    .push_bind(start.map_or(0, |s| i64::from(s.total)))
+                    .push_bind(start.map_or(0, |s| i64::from(s.done)))
+                    .push_bind(start.map_or(0, |s| i64::from(s.bad)));
+            }
         });
         qb.build().execute(&mut *tx).await.map_err(map)?;
     }
@@ -152,11 +183,18 @@ pub(crate) async fn create(
         });
         qb.build().execute(&mut *tx).await.map_err(map)?;
     }
-    // Every new child is open for its parent until it finishes.
+    let dependents: Vec<&PreparedExecution> = fresh
+        .iter()
+        .copied()
+        .filter(|r| !r.new.depends_on.is_empty())
+        .collect();
+    crate::flow::write_edges(&mut tx, &dependents).await?;
+    // Every new child is open for its parent until it finishes (one its
+    // dependencies finished at create never was).
     let mut parents: std::collections::BTreeMap<&ExecutionId, i64> =
         std::collections::BTreeMap::new();
     for r in &fresh {
-        if let Some(parent) = &r.new.parent {
+        if let Some(parent) = r.new.parent.as_ref().filter(|_| !state_of(r).is_terminal()) {
             *parents.entry(parent).or_default() += 1;
         }
     }
@@ -170,7 +208,7 @@ pub(crate) async fn create(
     }
     tx.commit().await.map_err(map)?;
     for r in &fresh {
-        if r.state == State::Waiting {
+        if state_of(r) == State::Waiting {
             b.inner
                 .wake
                 .notify(r.new.namespace.as_str(), r.new.lane.as_str());

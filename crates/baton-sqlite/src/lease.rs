@@ -38,8 +38,8 @@ impl SqliteBackend {
 
     /// Ends the running attempt of `snap` as a failure and settles it by
     /// the retry policy ([`rules::settle_failure`]): the one code path
-    /// shared by `fail` and lease reclaim. Answers the lane of a parent it
-    /// released (to wake after commit).
+    /// shared by `fail` and lease reclaim. Answers the lanes of the parents
+    /// and dependents it released (to wake after commit).
     pub(crate) async fn apply_failure(
         &self,
         conn: &mut SqliteConnection,
@@ -47,7 +47,7 @@ impl SqliteBackend {
         outcome: AttemptOutcome,
         failure: Failure,
         now: Timestamp,
-    ) -> Result<Option<(String, String)>> {
+    ) -> Result<Vec<(String, String)>> {
         let released: i64 = sqlx::query_scalar("SELECT released FROM executions WHERE uuid = ?")
             .bind(blob(&snap.id))
             .fetch_one(&mut *conn)
@@ -79,10 +79,11 @@ impl SqliteBackend {
         .execute(&mut *conn)
         .await
         .map_err(map)?;
-        match (&snap.parent, settled.state.is_terminal()) {
-            (Some(parent), true) => crate::flow::children_finished(conn, parent, 1, now).await,
-            _ => Ok(None),
+        if !settled.state.is_terminal() {
+            return Ok(Vec::new());
         }
+        let parent = snap.parent.as_ref();
+        crate::flow::finished(self, conn, &snap.id, parent, settled.state, None, now).await
     }
 
     /// Reads what `lease` is judged on — the execution, the nonce it holds,

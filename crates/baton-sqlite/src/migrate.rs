@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "durable states",
         include_str!("../../../migrations/sqlite/0004_durable_states.sql"),
     ),
+    (
+        5,
+        "dependencies",
+        include_str!("../../../migrations/sqlite/0005_dependencies.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -180,5 +185,53 @@ mod tests {
             .execute(&mut conn)
             .await;
         assert!(bad.is_err(), "unknown states are still refused");
+    }
+
+    /// The dependencies migration is additive: a cascade queued by version
+    /// 4 is a cancel, and existing executions have no dependencies and no
+    /// dependents.
+    #[tokio::test]
+    async fn version_5_keeps_queued_cancels_and_rows() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 4) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        sqlx::query(
+            "INSERT INTO executions (uuid, partition, namespace, lane, kind, state, priority, \
+             payload, tags, required_caps, attempts, max_attempts, backoff_initial_ms, \
+             backoff_max_ms, backoff_multiplier, backoff_jitter, created_at, updated_at, \
+             ready_at) VALUES (?, 3, 'n', 'l', 'k', 'waiting', 0, x'', '{}', '[]', 0, 3, 0, 0, \
+             1.0, 0, 1, 1, 1)",
+        )
+        .bind(uuid::Uuid::from_u128(1).as_bytes().to_vec())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO cascades (partition, node, after, reason) VALUES (3, 'x', NULL, 'why')",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let (_, _, v5) = super::MIGRATIONS[4];
+        sqlx::raw_sql(v5).execute(&mut conn).await.unwrap();
+        let kind: String = sqlx::query_scalar("SELECT kind FROM cascades")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(kind, "cancel");
+        let (policy, total, has): (Option<String>, i64, i64) =
+            sqlx::query_as("SELECT dep_policy, deps_total, has_dependents FROM executions")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!((policy, total, has), (None, 0, 0));
+        let bad = sqlx::query("UPDATE cascades SET kind = 'other'")
+            .execute(&mut conn)
+            .await;
+        assert!(bad.is_err(), "only the kinds Baton writes");
     }
 }

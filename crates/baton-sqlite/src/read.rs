@@ -9,11 +9,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use baton_core::raw::rules;
 use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
-    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ChildKey, EngineError, ExecutionId,
-    ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId,
-    RetryPolicy, State, TagKey, Timestamp, TreeNode, WaitingOn, WorkerId,
+    AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ChildKey, DependencyPolicy,
+    EngineError, ExecutionId, ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace,
+    PartitionCount, PartitionId, RetryPolicy, State, TagKey, Timestamp, TreeNode, WorkerId,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -26,7 +27,7 @@ macro_rules! execution_columns {
     tags, required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, \
     backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root, created_at, updated_at, run_at, \
     deadline, finished_at, worker_id, lease_expires_at, result, last_error, cancel_reason, \
-    open_children"
+    open_children, dep_policy, deps_total, deps_done, deps_bad, has_dependents"
     };
 }
 
@@ -162,26 +163,43 @@ pub fn snapshot(
         result: col(row, "result")?,
         last_error: col(row, "last_error")?,
         cancel_reason: col(row, "cancel_reason")?,
-        waiting_on: waiting_on(state, col(row, "open_children")?, ctx)?,
+        waiting_on: rules::blocked_on(
+            state,
+            in_range("open_children", ctx, col(row, "open_children")?)?,
+            dependencies(row, ctx)?,
+        ),
         id,
     };
     snapshot.check_consistent()?;
     Ok(snapshot)
 }
 
-/// What a `blocked` execution waits on, from its counters.
-fn waiting_on(
-    state: State,
-    open_children: i64,
+/// An execution's dependency policy and counters (total, completed,
+/// finished otherwise); `None` without dependencies.
+pub fn dependencies(
+    row: &SqliteRow,
     ctx: &str,
-) -> Result<Option<WaitingOn>, EngineError> {
-    Ok(
-        (state == State::Blocked).then_some(WaitingOn::Children(in_range(
-            "open_children",
-            ctx,
-            open_children,
-        )?)),
-    )
+) -> Result<Option<(DependencyPolicy, u32, u32, u32)>, EngineError> {
+    let Some(policy) = col::<Option<String>>(row, "dep_policy")? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        parsed::<DependencyPolicy>("dep_policy", ctx, &policy)?,
+        in_range("deps_total", ctx, col(row, "deps_total")?)?,
+        in_range("deps_done", ctx, col(row, "deps_done")?)?,
+        in_range("deps_bad", ctx, col(row, "deps_bad")?)?,
+    )))
+}
+
+/// The stored `has_dependents` flag.
+pub fn has_dependents(row: &SqliteRow) -> Result<bool, EngineError> {
+    match col::<i64>(row, "has_dependents")? {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(EngineError::corruption(format!(
+            "column has_dependents: {other} is neither 0 nor 1"
+        ))),
+    }
 }
 
 /// One attempt from a row selected with the `attempt_columns!()` list.

@@ -113,8 +113,8 @@ pub(crate) async fn reclaim_expired_leases(
 }
 
 /// An execution whose deadline passed: uuid, partition, state, attempts,
-/// parent.
-type DueRow = (Vec<u8>, i64, String, i64, Option<String>);
+/// parent, has_dependents.
+type DueRow = (Vec<u8>, i64, String, i64, Option<String>, i64);
 
 pub(crate) async fn expire_deadlines(
     b: &SqliteBackend,
@@ -125,7 +125,8 @@ pub(crate) async fn expire_deadlines(
     let now = b.now();
     let mut tx = b.begin().await?;
     let rows: Vec<DueRow> = sqlx::query_as(
-        "SELECT uuid, partition, state, attempts, parent FROM executions WHERE partition = ? \
+        "SELECT uuid, partition, state, attempts, parent, has_dependents FROM executions \
+         WHERE partition = ? \
          AND deadline IS NOT NULL AND finished_at IS NULL AND deadline <= ? \
          ORDER BY deadline, uuid LIMIT ?",
     )
@@ -136,7 +137,7 @@ pub(crate) async fn expire_deadlines(
     .await
     .map_err(map)?;
     let mut wake = Vec::new();
-    for (uuid, _, state, attempts, parent) in &rows {
+    for (uuid, _, state, attempts, parent, _) in &rows {
         if state == "running" {
             sqlx::query(
                 "UPDATE attempts SET ended_at = ?, outcome = 'expired' \
@@ -169,7 +170,9 @@ pub(crate) async fn expire_deadlines(
     }
     let expired = rows
         .iter()
-        .map(|(uuid, p, _, _, _)| read::stored_id(uuid, *p, b.inner.partitions))
+        .map(|(uuid, p, _, _, _, has)| {
+            Ok((read::stored_id(uuid, *p, b.inner.partitions)?, *has == 1))
+        })
         .collect::<Result<Vec<_>>>()?;
     wake.extend(crate::flow::cascade_expired(b, &mut tx, &expired, now).await?);
     let next: Option<i64> = sqlx::query_scalar(
@@ -282,6 +285,7 @@ async fn delete(conn: &mut SqliteConnection, uuid: &[u8]) -> Result<()> {
     for statement in [
         "DELETE FROM attempts WHERE execution_uuid = ?",
         "DELETE FROM execution_tags WHERE execution_uuid = ?",
+        "DELETE FROM dependencies WHERE downstream = ?",
         "DELETE FROM executions WHERE uuid = ?",
     ] {
         sqlx::query(statement)

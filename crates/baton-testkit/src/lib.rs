@@ -171,6 +171,16 @@ macro_rules! __with_cases {
             waits_consume_no_attempts,
             blocked_parents_are_cancelled_expired_and_released_like_any,
             a_parent_released_by_a_cancel_or_an_expiry_is_claimable_at_once,
+            // dependencies
+            a_dependent_runs_when_its_upstreams_complete,
+            an_unmet_dependency_skips_and_the_skip_cascades,
+            any_of_and_quorum_release_early_or_give_up,
+            finished_upstreams_decide_at_create,
+            bad_dependencies_are_refused_and_write_nothing,
+            cancels_and_expiries_of_upstreams_reach_their_dependents,
+            a_wide_fan_of_dependents_is_finished_by_the_cascade_pass,
+            upstreams_may_be_any_member_of_the_flow,
+            children_do_not_release_a_dependent_before_its_upstreams,
             // cancel
             cancel_waiting,
             cancel_delayed_is_never_promoted,

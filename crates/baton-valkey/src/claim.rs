@@ -2,6 +2,7 @@
 //! `wait_for_work`.
 
 use crate::*;
+use baton_core::Upstream;
 use baton_core::raw::stored;
 
 impl ValkeyBackend {
@@ -39,16 +40,50 @@ impl ValkeyBackend {
             return Ok(Vec::new());
         }
         // Payloads are immutable and live as long as their record, so they
-        // are read after the claim, straight from their keys.
+        // are read after the claim, straight from their keys; so are the
+        // upstream records of claimed dependents (in the same pipeline, only
+        // when there are any): their outcomes no longer change, or, for a
+        // dependent its policy released early, are read as they are now.
         let base = self.base(partition);
         let mut mget = redis::cmd("MGET");
+        let mut upstreams: BTreeSet<&str> = BTreeSet::new();
         for f in &entries {
-            let uuid = f
-                .get(1)
-                .ok_or_else(|| read::corrupt("a short claim entry"))?;
-            mget.arg(format!("{base}:p:{}", text(uuid)?));
+            if f.len() < CLAIM_ENTRY {
+                return Err(read::corrupt("a short claim entry"));
+            }
+            mget.arg(format!("{base}:p:{}", text(&f[1])?));
+            upstreams.extend(text(&f[7])?.split(' ').filter(|u| !u.is_empty()));
         }
-        let payloads = array(self.run(&mget).await?)?;
+        let (payloads, upstream) = if upstreams.is_empty() {
+            (array(self.run(&mget).await?)?, HashMap::new())
+        } else {
+            let mut records = redis::cmd("MGET");
+            for u in &upstreams {
+                records.arg(format!("{base}:e:{u}"));
+            }
+            let (payloads, records) = self.inner.server.run_two(mget, records).await?;
+            let records = array(records)?;
+            if records.len() != upstreams.len() {
+                return Err(read::corrupt(
+                    "MGET answered a different number of upstream records",
+                ));
+            }
+            let mut found = HashMap::with_capacity(upstreams.len());
+            for (u, record) in upstreams.iter().zip(records) {
+                let id = read::execution_id(u, PartitionId(partition), self.inner.partitions)?;
+                // An upstream is trimmed only with its flow, after every
+                // dependent finished: one missing is left out.
+                if let Value::BulkString(record) = record {
+                    let fields = Fields::from_record(&record)?;
+                    let upstream = Upstream {
+                        state: fields.state(&format!("execution {id}"))?,
+                        result: fields.raw("res").map(<[u8]>::to_vec),
+                    };
+                    found.insert((*u).to_owned(), (id, upstream));
+                }
+            }
+            (array(payloads)?, found)
+        };
         if payloads.len() != entries.len() {
             return Err(read::corrupt(
                 "MGET answered a different number of payloads",
@@ -56,9 +91,6 @@ impl ValkeyBackend {
         }
         let mut out = Vec::new();
         for (i, (f, payload)) in entries.into_iter().zip(payloads).enumerate() {
-            if f.len() < 7 {
-                return Err(read::corrupt("a short claim entry"));
-            }
             let member = text(&f[0])?.to_owned();
             let id =
                 read::execution_id(text(&f[1])?, PartitionId(partition), self.inner.partitions)?;
@@ -93,6 +125,10 @@ impl ValkeyBackend {
                 lease_expires_at: expires,
                 deadline: opt_int(&f[5])?.map(Timestamp::from_millis),
                 tags,
+                upstream: text(&f[7])?
+                    .split(' ')
+                    .filter_map(|u| upstream.get(u).cloned())
+                    .collect(),
                 id,
             };
             out.push((member, claim));
@@ -324,7 +360,7 @@ pub(crate) async fn wait_for_work(
 }
 
 /// Values per claimed execution in a `baton_claim` reply.
-const CLAIM_ENTRY: usize = 7;
+const CLAIM_ENTRY: usize = 8;
 
 fn seq_empties(items: &mut std::vec::IntoIter<Value>) -> Result<(i64, Vec<String>)> {
     let seq = int(&items

@@ -65,8 +65,9 @@ fn per_item(flat: Vec<Value>) -> Vec<Value> {
 }
 
 /// Starts the combining task; it ends when the returned sender (held by the
-/// backend) is dropped.
-pub fn start(server: Server, prefix: String) -> mpsc::UnboundedSender<Pending> {
+/// backend) is dropped. `budget` is the cascade budget each completed
+/// execution with dependents tells them within.
+pub fn start(server: Server, prefix: String, budget: usize) -> mpsc::UnboundedSender<Pending> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
     tokio::spawn(async move {
         let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
@@ -78,7 +79,7 @@ pub fn start(server: Server, prefix: String) -> mpsc::UnboundedSender<Pending> {
             join_all(
                 groups
                     .into_iter()
-                    .map(|(partition, items)| flush(&server, &prefix, partition, items)),
+                    .map(|(partition, items)| flush(&server, &prefix, partition, items, budget)),
             )
             .await;
         }
@@ -86,7 +87,7 @@ pub fn start(server: Server, prefix: String) -> mpsc::UnboundedSender<Pending> {
     tx
 }
 
-async fn flush(server: &Server, prefix: &str, partition: u16, items: Vec<Pending>) {
+async fn flush(server: &Server, prefix: &str, partition: u16, items: Vec<Pending>, budget: usize) {
     let base = format!("{prefix}:{{p:{partition}}}");
     let mut c = Server::fcall("baton_complete", &base);
     c.arg(items.len());
@@ -101,6 +102,7 @@ async fn flush(server: &Server, prefix: &str, partition: u16, items: Vec<Pending
             .arg(p.now);
         mget.arg(format!("{base}:p:{}", p.uuid));
     }
+    c.arg(budget);
     let replies = server
         .run_two(mget, c)
         .await

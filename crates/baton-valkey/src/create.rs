@@ -2,6 +2,7 @@
 //! one `baton_create` call).
 
 use crate::*;
+use baton_core::raw::rules::{self, UpstreamFacts};
 
 /// Runs to completion in a task of its own (see [`detached`]).
 pub(crate) async fn create(
@@ -20,6 +21,7 @@ async fn create_now(
     let count = b.inner.partitions;
     let mut rows = PreparedExecution::prepare_batch(executions, &b.inner.limits, now, count)?;
     let roots = check_parents(b, &rows).await?;
+    let mut upstreams = check_dependencies(b, &rows, &roots).await?;
     // Placement: a child stays in its parent's partition (its id was made
     // there); a submission with an idempotency key goes where its key
     // lives; the rest of the call goes to one partition, the next in this
@@ -115,6 +117,25 @@ async fn create_now(
                 if !deadline.is_empty() {
                     fields.push(("dl", deadline.as_bytes()));
                 }
+                // The state and counters of a dependent are decided inside
+                // the call, from its upstreams' states then.
+                let dependencies = (!n.depends_on.is_empty()).then(|| {
+                    let uuids: Vec<String> = n
+                        .depends_on
+                        .iter()
+                        .map(|u| u.uuid().simple().to_string())
+                        .collect();
+                    (
+                        n.dependency_policy.to_string(),
+                        n.depends_on.len().to_string(),
+                        uuids.join(" "),
+                    )
+                });
+                if let Some((policy, total, uuids)) = &dependencies {
+                    fields.push(("dp", policy.as_bytes()));
+                    fields.push(("dt", total.as_bytes()));
+                    fields.push(("deps", uuids.as_bytes()));
+                }
                 let record = read::encode_record(&fields);
                 let uuid = r.id.uuid().simple().to_string();
                 let member = if r.state == State::Waiting {
@@ -154,6 +175,17 @@ async fn create_now(
                             .map(|r| r.uuid().simple().to_string())
                             .unwrap_or_default(),
                     );
+            }
+            // The items with dependencies, after the children.
+            let dependents: Vec<usize> = positions
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| !rows[**i].new.depends_on.is_empty())
+                .map(|(k, _)| k)
+                .collect();
+            c.arg(dependents.len());
+            for k in dependents {
+                c.arg(k);
             }
             let mut pipe = redis::pipe();
             pipe.atomic().add_command(payloads).add_command(c);
@@ -203,6 +235,22 @@ async fn create_now(
             );
             continue;
         }
+        if matches!(&w, Value::BulkString(t) if t.as_slice() == b"dependency_refused") {
+            // An upstream trimmed since it was checked: nothing of this
+            // partition's share was written.
+            let refusal: Vec<Value> = items.collect();
+            let error = dependency_refused(
+                &refusal,
+                positions,
+                &rows,
+                &roots,
+                &mut upstreams,
+                PartitionId(*p),
+                count,
+            )?;
+            refused.get_or_insert(error);
+            continue;
+        }
         woken.extend(b.woken_from(*p, w)?);
         let flat: Vec<Value> = items.collect();
         if flat.len() != positions.len() * 3 {
@@ -240,7 +288,7 @@ async fn check_parents(
     b: &ValkeyBackend,
     rows: &[PreparedExecution],
 ) -> Result<HashMap<ExecutionId, ExecutionId>> {
-    let parents = baton_core::raw::rules::parents_named(rows);
+    let parents = rules::parents_named(rows);
     let mut found = HashMap::with_capacity(parents.len());
     for parent in parents {
         match b.read_fields(parent, false).await {
@@ -257,5 +305,187 @@ async fn check_parents(
             Err(e) => return Err(e),
         }
     }
-    baton_core::raw::rules::check_parents(rows, &found)
+    rules::check_parents(rows, &found)
+}
+
+/// Reads the upstream executions the batch names and checks the batch's
+/// dependencies ([`rules::check_dependencies`](baton_core::raw::rules::check_dependencies))
+/// before anything is written, for errors that name the item;
+/// `baton_create` checks again inside its call, and decides how each
+/// dependent starts from its upstreams' states then. Answers what was
+/// read.
+async fn check_dependencies(
+    b: &ValkeyBackend,
+    rows: &[PreparedExecution],
+    roots: &HashMap<ExecutionId, ExecutionId>,
+) -> Result<HashMap<ExecutionId, UpstreamFacts>> {
+    let named = rules::upstreams_named(rows);
+    let mut found = HashMap::with_capacity(named.len());
+    if named.is_empty() {
+        return Ok(found);
+    }
+    // Core placed every upstream in its dependent's parent's partition.
+    let mut by_partition: BTreeMap<u16, Vec<&ExecutionId>> = BTreeMap::new();
+    for id in named {
+        if b.check_id(id).is_ok() {
+            by_partition
+                .entry(id.partition().get())
+                .or_default()
+                .push(id);
+        }
+    }
+    for (p, ids) in by_partition {
+        let uuids: Vec<String> = ids.iter().map(|i| i.uuid().simple().to_string()).collect();
+        for (id, fields) in ids.into_iter().zip(b.records(p, &uuids, false).await?) {
+            if let Some(fields) = fields {
+                found.insert(id.clone(), upstream_facts(id, &fields)?);
+            }
+        }
+    }
+    rules::check_dependencies(rows, roots, &found)?;
+    Ok(found)
+}
+
+/// What a dependency check needs of a stored upstream execution.
+fn upstream_facts(id: &ExecutionId, fields: &Fields) -> Result<UpstreamFacts> {
+    let ctx = format!("execution {id}");
+    Ok(UpstreamFacts {
+        namespace: fields.parsed(&ctx, "ns")?,
+        root: fields.opt_parsed(&ctx, "rt")?,
+        state: fields.state(&ctx)?,
+    })
+}
+
+/// The error of a `dependency_refused` reply ({ item, upstream uuid, its
+/// namespace or '' when it is gone, its stored root or '' }): the check of
+/// [`check_dependencies`] again, with what the call found of that upstream.
+fn dependency_refused(
+    reply: &[Value],
+    positions: &[usize],
+    rows: &[PreparedExecution],
+    roots: &HashMap<ExecutionId, ExecutionId>,
+    found: &mut HashMap<ExecutionId, UpstreamFacts>,
+    partition: PartitionId,
+    count: PartitionCount,
+) -> Result<EngineError> {
+    let [item, upstream, namespace, root] = reply else {
+        return Err(read::corrupt("a short dependency_refused reply"));
+    };
+    let item = usize::try_from(int(item)?)
+        .ok()
+        .and_then(|i| positions.get(i).copied())
+        .ok_or_else(|| read::corrupt("a dependency_refused reply without its item"))?;
+    let upstream = read::execution_id(text(upstream)?, partition, count)?;
+    match text(namespace)? {
+        "" => {
+            found.remove(&upstream);
+        }
+        ns => {
+            let ctx = format!("execution {upstream}");
+            let facts = UpstreamFacts {
+                namespace: baton_core::raw::stored::parse("namespace", &ctx, ns)?,
+                root: match text(root)? {
+                    "" => None,
+                    r => Some(baton_core::raw::stored::parse("root", &ctx, r)?),
+                },
+                // Not what refused it (namespace and flow are checked
+                // first): kept as read before the call.
+                state: found
+                    .get(&upstream)
+                    .map(|f| f.state)
+                    .unwrap_or(State::Waiting),
+            };
+            found.insert(upstream.clone(), facts);
+        }
+    }
+    Ok(match rules::check_dependencies(rows, roots, found) {
+        Err(e) => e,
+        // The call saw what no check refuses: say what it saw.
+        Ok(_) => EngineError::invalid(
+            "depends_on",
+            upstream,
+            "this upstream execution changed while the batch was created; create it again",
+        )
+        .in_batch(item),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_core::{Kind, Limits};
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    /// A refusal of the call reads as the rules' own error for what the
+    /// call found: the item's place in the batch, the field, the id.
+    #[test]
+    fn a_refusal_in_the_call_is_the_rules_error() {
+        let count = PartitionCount::new(4).unwrap();
+        let p = PartitionId(1);
+        let root = ExecutionId::generate_in(p, count).unwrap();
+        let up = ExecutionId::generate_in(p, count).unwrap();
+        let ns = Namespace::new("n").unwrap();
+        let new = |deps: Vec<ExecutionId>| {
+            NewExecution::new(
+                ns.clone(),
+                Lane::new("l").unwrap(),
+                Kind::new("k").unwrap(),
+                Vec::new(),
+            )
+            .with_parent(root.clone())
+            .with_dependencies(deps)
+        };
+        let rows = PreparedExecution::prepare_batch(
+            vec![new(Vec::new()), new(vec![up.clone()])],
+            &Limits::default(),
+            Timestamp::from_millis(0),
+            count,
+        )
+        .unwrap();
+        let roots = HashMap::from([(root.clone(), root.clone())]);
+        let facts = UpstreamFacts {
+            namespace: ns.clone(),
+            root: Some(root.clone()),
+            state: State::Waiting,
+        };
+        let mut found = HashMap::from([(up.clone(), facts.clone())]);
+        rules::check_dependencies(&rows, &roots, &found).unwrap();
+        let uuid = up.uuid().simple().to_string();
+        let check = |reply: [Value; 4], found: &mut HashMap<ExecutionId, UpstreamFacts>| {
+            // The share's item 0 is the batch's item 1.
+            dependency_refused(&reply, &[1], &rows, &roots, found, p, count).unwrap()
+        };
+        let gone = check([Value::Int(0), bulk(&uuid), bulk(""), bulk("")], &mut found);
+        let elsewhere = check(
+            [Value::Int(0), bulk(&uuid), bulk("other"), bulk("")],
+            &mut found.clone(),
+        );
+        for (e, says) in [(gone, "no such execution"), (elsewhere, "namespace other")] {
+            let text = e.to_string();
+            assert!(
+                matches!(&e, EngineError::InvalidInput { field, .. } if *field == "depends_on"),
+                "{e:?}"
+            );
+            for part in [says, "item 1 of the batch", &up.to_string()] {
+                assert!(text.contains(part), "{text} should say {part}");
+            }
+        }
+        let found_again = HashMap::from([(up.clone(), facts)]);
+        assert!(
+            dependency_refused(
+                &[Value::Int(5), bulk(&uuid), bulk(""), bulk("")],
+                &[1],
+                &rows,
+                &roots,
+                &mut found_again.clone(),
+                p,
+                count
+            )
+            .is_err(),
+            "an item the share does not hold is a corrupt reply"
+        );
+    }
 }

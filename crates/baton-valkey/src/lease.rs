@@ -210,7 +210,8 @@ async fn fail_now(
         .arg(error)
         .arg(if failure.retryable { "1" } else { "0" })
         .arg(retry_after)
-        .arg(b.now().as_millis());
+        .arg(b.now().as_millis())
+        .arg(b.inner.limits.cascade_budget);
     let (reply, payload) = b.with_payload(id, c).await?;
     b.outcome(id, "fail", reply, payload).await
 }

@@ -206,7 +206,11 @@ impl ValkeyBackend {
             format!("{}:wake:*", config.prefix),
             Arc::clone(&wake),
         ));
-        let completer = combine::start(server.clone(), config.prefix.clone());
+        let completer = combine::start(
+            server.clone(),
+            config.prefix.clone(),
+            config.limits.cascade_budget,
+        );
         Ok(ValkeyBackend {
             inner: Arc::new(Inner {
                 completer,

@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 
-use baton_core::raw::stored;
+use baton_core::raw::{rules, stored};
 use baton_core::{
-    AttemptOutcome, AttemptRecord, Backoff, ChildKey, EngineError, ExecutionId, ExecutionSnapshot,
-    IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId, Result, RetryPolicy, State,
-    Timestamp, WaitingOn, WorkerId,
+    AttemptOutcome, AttemptRecord, Backoff, ChildKey, DependencyPolicy, EngineError, ExecutionId,
+    ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace, PartitionCount, PartitionId, Result,
+    RetryPolicy, State, Timestamp, WorkerId,
 };
 use redis::Value;
 use uuid::Uuid;
@@ -112,7 +112,7 @@ impl Fields {
         self.0.insert(k.to_owned(), v);
     }
 
-    fn raw(&self, k: &str) -> Option<&[u8]> {
+    pub(crate) fn raw(&self, k: &str) -> Option<&[u8]> {
         self.0.get(k).map(Vec::as_slice)
     }
 
@@ -236,16 +236,30 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
         result: f.raw("res").map(<[u8]>::to_vec),
         last_error: f.opt_text(ctx, "err")?,
         cancel_reason: f.opt_text(ctx, "cr")?,
-        waiting_on: match state {
-            State::Blocked => Some(WaitingOn::Children(
-                f.opt_num::<u64>(ctx, "oc")?.unwrap_or(0),
-            )),
-            _ => None,
-        },
+        waiting_on: rules::blocked_on(
+            state,
+            f.opt_num::<u64>(ctx, "oc")?.unwrap_or(0),
+            dependencies(ctx, f)?,
+        ),
         id,
     };
     snapshot.check_consistent()?;
     Ok(snapshot)
+}
+
+/// A dependent's stored policy and counters (total, completed, finished
+/// otherwise); `None` without dependencies (and for every record written
+/// before library generation 4).
+pub fn dependencies(ctx: &str, f: &Fields) -> Result<Option<(DependencyPolicy, u32, u32, u32)>> {
+    let Some(policy) = f.opt_parsed::<DependencyPolicy>(ctx, "dp")? else {
+        return Ok(None);
+    };
+    Ok(Some((
+        policy,
+        f.num(ctx, "dt")?,
+        f.opt_num(ctx, "dd")?.unwrap_or(0),
+        f.opt_num(ctx, "db")?.unwrap_or(0),
+    )))
 }
 
 /// The stored retry policy: `max_attempts initial_ms max_ms multiplier

@@ -73,7 +73,8 @@ async fn reclaim_expired_leases_now(
     let mut c = Server::fcall("baton_reclaim", &b.base(p));
     c.arg(b.now().as_millis())
         .arg(limit)
-        .arg(b.inner.limits.max_error_bytes);
+        .arg(b.inner.limits.max_error_bytes)
+        .arg(b.inner.limits.cascade_budget);
     let reply = b.run(&c).await?;
     b.scan_report(p, reply, 0).await
 }

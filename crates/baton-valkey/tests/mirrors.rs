@@ -11,10 +11,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use baton_core::raw::cascade;
 use baton_core::raw::rules::{self, AttemptFacts, LeaseVerdict};
 use baton_core::{
-    AttemptOutcome, Backoff, EngineError, ExecutionId, ExecutionSnapshot, Failure, Kind, Lane,
-    LeaseToken, Limits, Namespace, PartitionCount, PartitionId, RetryPolicy, State, Timestamp,
+    AttemptOutcome, Backoff, DependencyMode, DependencyPolicy, EngineError, ExecutionId,
+    ExecutionSnapshot, Failure, Kind, Lane, LeaseToken, Limits, Namespace, PartitionCount,
+    PartitionId, RetryPolicy, State, Timestamp, UpstreamFailure,
 };
 use baton_testkit::servers;
 use serde_json::{Value, json};
@@ -103,6 +105,8 @@ fn last_outcome(state: State) -> Option<AttemptOutcome> {
         State::Failed => Some(AttemptOutcome::Failed),
         State::Cancelled => Some(AttemptOutcome::Cancelled),
         State::Expired => Some(AttemptOutcome::Expired),
+        // Skipped executions never ran.
+        State::Skipped => None,
     }
 }
 
@@ -337,5 +341,516 @@ end"#;
     };
     for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
         assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+}
+
+fn verdict_name(v: rules::DependencyVerdict) -> &'static str {
+    match v {
+        rules::DependencyVerdict::Pending => "pending",
+        rules::DependencyVerdict::Release => "release",
+        rules::DependencyVerdict::Skip => "skip",
+        rules::DependencyVerdict::Fail => "fail",
+        rules::DependencyVerdict::Run => "run",
+    }
+}
+
+/// Every policy shape for `total` dependencies, with each way to react to
+/// an unmeetable one.
+fn policies(total: u32) -> Vec<DependencyPolicy> {
+    let mut modes = vec![DependencyMode::AllOf, DependencyMode::AnyOf];
+    modes.extend((1..=total).map(DependencyMode::Quorum));
+    let mut out = Vec::new();
+    for mode in modes {
+        for unmet in [
+            UpstreamFailure::Skip,
+            UpstreamFailure::Fail,
+            UpstreamFailure::Run,
+        ] {
+            out.push(DependencyPolicy::new(mode, unmet));
+        }
+    }
+    out
+}
+
+/// `judge_dependencies` (and the state each verdict names, and the
+/// message of a dependent failed by its policy) answers what the rules do,
+/// for every policy and every reachable pair of counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_dependencies_mirrors_the_rule() {
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for total in 1..=4u32 {
+        for policy in policies(total) {
+            for done in 0..=total {
+                for bad in 0..=total - done {
+                    let verdict = rules::judge_dependencies(policy, total, done, bad);
+                    let state = verdict.state().map(State::as_str).unwrap_or("");
+                    let failure = if verdict == rules::DependencyVerdict::Fail {
+                        rules::dependency_failure(policy, total, bad)
+                    } else {
+                        String::new()
+                    };
+                    expected.push(format!("{}|{state}|{failure}", verdict_name(verdict)));
+                    cases.push(json!({
+                        "dp": policy.to_string(), "total": total, "done": done, "bad": bad,
+                    }));
+                }
+            }
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local v = judge_dependencies(c.dp, c.total, c.done, c.bad)
+  local failure = ''
+  if v == 'fail' then failure = dependency_failure(c.dp, c.total, c.bad) end
+  out[i] = v .. '|' .. (VERDICT_STATE[v] or '') .. '|' .. failure
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for v in ["pending|", "release|", "skip|", "fail|", "run|"] {
+        assert!(
+            expected.iter().any(|e| e.starts_with(v)),
+            "the table reaches {v}"
+        );
+    }
+}
+
+/// `dependency_finished` answers what the rule does for dependents in
+/// every state, with every policy and counters, for a completed upstream
+/// and for one that did not complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependency_finished_mirrors_the_rule() {
+    let partitions = PartitionCount::new(4).unwrap();
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for state in [
+        State::Blocked,
+        State::Waiting,
+        State::Running,
+        State::Skipped,
+        State::Failed,
+    ] {
+        for total in 1..=3u32 {
+            for policy in policies(total) {
+                for done in 0..=total {
+                    for bad in 0..=total - done {
+                        for completed in [true, false] {
+                            let id = ExecutionId::generate(partitions);
+                            let facts = rules::DependentFacts {
+                                id,
+                                parent: None,
+                                state,
+                                policy,
+                                total,
+                                done,
+                                bad,
+                                has_dependents: false,
+                            };
+                            expected.push(match rules::dependency_finished(&facts, completed) {
+                                None => "none".to_owned(),
+                                Some(c) => {
+                                    format!("{}|{}|{}", c.done, c.bad, verdict_name(c.verdict))
+                                }
+                            });
+                            // Zero counters are stored as absent fields.
+                            let mut h = json!({
+                                "st": state.as_str(), "dp": policy.to_string(),
+                                "dt": total.to_string(),
+                            });
+                            if done > 0 {
+                                h["dd"] = json!(done.to_string());
+                            }
+                            if bad > 0 {
+                                h["db"] = json!(bad.to_string());
+                            }
+                            cases.push(json!({ "h": h, "completed": completed }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local done, bad, verdict = dependency_finished(c.h, c.completed)
+  if done then out[i] = done .. '|' .. bad .. '|' .. verdict else out[i] = 'none' end
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    let changed = expected.iter().filter(|e| *e != "none").count();
+    assert!(
+        changed > 0 && changed < expected.len(),
+        "the table covers both sides"
+    );
+}
+
+/// Dependents in memory, for `cascade::dependents`.
+struct Graph {
+    dependents: BTreeMap<ExecutionId, Vec<ExecutionId>>,
+    facts: BTreeMap<ExecutionId, rules::DependentFacts>,
+}
+
+#[async_trait::async_trait]
+impl cascade::CascadeStore for Graph {
+    async fn children_after(
+        &mut self,
+        _node: &ExecutionId,
+        _after: Option<&ExecutionId>,
+        _limit: usize,
+    ) -> baton_core::Result<Vec<rules::ChildFacts>> {
+        Ok(Vec::new())
+    }
+
+    async fn cancel_members(
+        &mut self,
+        _parent: &ExecutionId,
+        _members: &[&rules::ChildFacts],
+        _reason: &str,
+    ) -> baton_core::Result<()> {
+        unreachable!("a dependents walk cancels nothing")
+    }
+
+    async fn dependents_after(
+        &mut self,
+        upstream: &ExecutionId,
+        after: Option<&ExecutionId>,
+        limit: usize,
+    ) -> baton_core::Result<Vec<rules::DependentFacts>> {
+        Ok(self
+            .dependents
+            .get(upstream)
+            .into_iter()
+            .flatten()
+            .filter(|d| after.is_none_or(|a| *d > a))
+            .take(limit)
+            .map(|d| self.facts[d].clone())
+            .collect())
+    }
+
+    async fn settle_dependents(
+        &mut self,
+        settled: &[(&rules::DependentFacts, rules::DependentChange)],
+    ) -> baton_core::Result<()> {
+        for (dependent, change) in settled {
+            let facts = self.facts.get_mut(&dependent.id).unwrap();
+            facts.done = change.done;
+            facts.bad = change.bad;
+            if let Some(state) = change.verdict.state() {
+                facts.state = state;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `dependents_walk` visits, settles and leaves exactly what
+/// `cascade::dependents` does, with the same budget: over random graphs of
+/// every policy, from completed and unmet upstreams, with budgets from one
+/// dependent to all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependents_walk_mirrors_cascade_dependents() {
+    let partitions = PartitionCount::new(1).unwrap();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for round in 0..24 {
+        let mut ids: Vec<ExecutionId> = (0..30)
+            .map(|_| ExecutionId::generate_in(PartitionId(0), partitions).unwrap())
+            .collect();
+        ids.sort();
+        let mut graph = Graph {
+            dependents: BTreeMap::new(),
+            facts: BTreeMap::new(),
+        };
+        let mut records = Vec::new();
+        let mut edges = Vec::new();
+        for i in 3..ids.len() {
+            let mut ups: Vec<usize> = (0..1 + next(3)).map(|_| next(i)).collect();
+            ups.sort();
+            ups.dedup();
+            let total = ups.len() as u32;
+            let all = policies(total);
+            let policy = all[next(all.len())];
+            for &u in &ups {
+                graph
+                    .dependents
+                    .entry(ids[u].clone())
+                    .or_default()
+                    .push(ids[i].clone());
+                edges.push(json!([
+                    ids[u].uuid().simple().to_string(),
+                    ids[i].uuid().simple().to_string()
+                ]));
+            }
+            graph.facts.insert(
+                ids[i].clone(),
+                rules::DependentFacts {
+                    id: ids[i].clone(),
+                    parent: None,
+                    state: State::Blocked,
+                    policy,
+                    total,
+                    done: 0,
+                    bad: 0,
+                    has_dependents: false,
+                },
+            );
+        }
+        for v in graph.dependents.values_mut() {
+            v.sort();
+        }
+        let has: BTreeSet<ExecutionId> = graph.dependents.keys().cloned().collect();
+        for f in graph.facts.values_mut() {
+            f.has_dependents = has.contains(&f.id);
+            records.push(json!({
+                "uuid": f.id.uuid().simple().to_string(),
+                "h": {
+                    "ns": "n", "lane": "l", "pri": "0", "rd": "0", "st": "blocked",
+                    "dp": f.policy.to_string(), "dt": f.total.to_string(),
+                    "hd": if f.has_dependents { json!("1") } else { json!(null) },
+                },
+            }));
+        }
+        let start: Vec<(usize, bool)> = if round % 3 == 0 {
+            vec![(0, false), (1, true)]
+        } else {
+            vec![(round % 3, round % 2 == 0)]
+        };
+        let budget = [1usize, 2, 3, 5, 8, 1_000][round % 6];
+        let walked = cascade::dependents(
+            &mut graph,
+            start
+                .iter()
+                .map(|&(i, c)| (cascade::CascadeItem::below(ids[i].clone()), c))
+                .collect(),
+            budget,
+        )
+        .await
+        .unwrap();
+        let left: Vec<String> = walked
+            .left
+            .iter()
+            .map(|(item, c)| {
+                format!(
+                    "{}/{}/{c}",
+                    item.node.uuid().simple(),
+                    item.after
+                        .as_ref()
+                        .map(|a| a.uuid().simple().to_string())
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        let states: Vec<String> = graph
+            .facts
+            .values()
+            .map(|f| format!("{}:{}:{}", f.state.as_str(), f.done, f.bad))
+            .collect();
+        expected.push(format!(
+            "{}|{}|{}|{}",
+            walked.visited,
+            walked.settled,
+            left.join(","),
+            states.join(",")
+        ));
+        cases.push(json!({
+            "base": format!("mirror-deps-{}:{{p:0}}:{round}", std::process::id()),
+            "records": records,
+            "edges": edges,
+            "start": start.iter().map(|&(i, c)| json!([ids[i].uuid().simple().to_string(), "", c])).collect::<Vec<_>>(),
+            "budget": budget,
+        }));
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local base = c.base
+  for _, r in ipairs(c.records) do
+    local h = {}
+    for k, v in pairs(r.h) do if v ~= cjson.null then h[k] = v end end
+    save(base, r.uuid, h)
+  end
+  for _, e in ipairs(c.edges) do redis.call('ZADD', base .. ':dn:' .. e[1], 0, e[2]) end
+  local stack = c.start
+  local woken = {}
+  local visited, settled = dependents_walk(base, stack, c.budget, '1000', woken)
+  local left, states = {}, {}
+  for _, s in ipairs(stack) do left[#left + 1] = s[1] .. '/' .. s[2] .. '/' .. tostring(s[3]) end
+  for _, r in ipairs(c.records) do
+    local h = load(base, r.uuid)
+    states[#states + 1] = h.st .. ':' .. (h.dd or '0') .. ':' .. (h.db or '0')
+    redis.call('DEL', base .. ':e:' .. r.uuid, base .. ':dn:' .. r.uuid)
+  end
+  out[i] = visited .. '|' .. settled .. '|' .. table.concat(left, ',') .. '|' .. table.concat(states, ',')
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}");
+    }
+    assert!(
+        expected.iter().any(|e| e.split('|').nth(2) != Some("")),
+        "some walks stop at their budget"
+    );
+    for state in ["waiting:", "skipped:", "failed:", "blocked:"] {
+        assert!(
+            expected.iter().any(|e| e.contains(state)),
+            "some dependents end {state}"
+        );
+    }
+}
+
+/// `dependency_start` (the check and first judgement of a new dependent
+/// inside `baton_create`) answers what `rules::check_dependencies` does:
+/// the same refusals, naming the same upstream, and the same counters and
+/// starting state, over random mixes of upstreams in every state, of the
+/// flow's root, of other namespaces and flows, and of missing ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependency_start_mirrors_check_dependencies() {
+    let count = PartitionCount::new(1).unwrap();
+    let id = || ExecutionId::generate_in(PartitionId(0), count).unwrap();
+    let ns = Namespace::new("n").unwrap();
+    let (root, other_root) = (id(), id());
+    let mut pool: Vec<(ExecutionId, Option<rules::UpstreamFacts>)> = Vec::new();
+    let facts = |namespace: &str, root: Option<&ExecutionId>, state: State| {
+        Some(rules::UpstreamFacts {
+            namespace: Namespace::new(namespace).unwrap(),
+            root: root.cloned(),
+            state,
+        })
+    };
+    for state in State::ALL {
+        pool.push((id(), facts("n", Some(&root), state)));
+    }
+    pool.push((root.clone(), facts("n", None, State::Running)));
+    pool.push((id(), None));
+    pool.push((id(), facts("m", Some(&root), State::Completed)));
+    pool.push((id(), facts("n", Some(&other_root), State::Completed)));
+    pool.push((other_root.clone(), facts("n", None, State::Waiting)));
+    let found: std::collections::HashMap<ExecutionId, rules::UpstreamFacts> = pool
+        .iter()
+        .filter_map(|(id, f)| f.clone().map(|f| (id.clone(), f)))
+        .collect();
+    let records: serde_json::Map<String, Value> = found
+        .iter()
+        .map(|(id, f)| {
+            let mut h = json!({ "ns": f.namespace.as_str(), "st": f.state.as_str() });
+            if let Some(r) = &f.root {
+                h["rt"] = json!(r.to_string());
+            }
+            (id.uuid().simple().to_string(), h)
+        })
+        .collect();
+    let roots = std::collections::HashMap::from([(root.clone(), root.clone())]);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for _ in 0..600 {
+        // Mostly members of the flow, so that most cases are accepted.
+        let healthy = State::ALL.len() + 1;
+        let mut picks: Vec<usize> = (0..1 + next(4))
+            .map(|_| {
+                if next(6) == 0 {
+                    next(pool.len())
+                } else {
+                    next(healthy)
+                }
+            })
+            .collect();
+        picks.dedup();
+        let mut seen = BTreeSet::new();
+        picks.retain(|p| seen.insert(*p));
+        let deps: Vec<ExecutionId> = picks.iter().map(|&p| pool[p].0.clone()).collect();
+        let all = policies(deps.len() as u32);
+        let policy = all[next(all.len())];
+        let new = baton_core::NewExecution::new(
+            ns.clone(),
+            Lane::new("l").unwrap(),
+            Kind::new("k").unwrap(),
+            Vec::new(),
+        )
+        .with_parent(root.clone())
+        .with_dependencies(deps.clone())
+        .with_dependency_policy(policy);
+        let rows = baton_core::raw::PreparedExecution::prepare_batch(
+            vec![new],
+            &Limits::default(),
+            Timestamp::from_millis(T),
+            count,
+        )
+        .unwrap();
+        expected.push(match rules::check_dependencies(&rows, &roots, &found) {
+            Ok(starts) => {
+                let s = starts[0].unwrap();
+                format!(
+                    "start|{}|{}|{}|{}",
+                    s.total,
+                    s.done,
+                    s.bad,
+                    s.state().as_str()
+                )
+            }
+            Err(EngineError::InvalidInput { value, .. }) => {
+                let refused: ExecutionId = value.parse().unwrap();
+                format!("refused|{}", refused.uuid().simple())
+            }
+            Err(other) => panic!("{other}"),
+        });
+        let uuids: Vec<String> = deps.iter().map(|d| d.uuid().simple().to_string()).collect();
+        cases.push(json!({
+            "rec": { "ns": "n", "dp": policy.to_string(), "deps": uuids.join(" ") },
+            "root": root.uuid().simple().to_string(),
+        }));
+    }
+    let driver = format!(
+        r#"
+local records = cjson.decode('{}')
+for i, c in ipairs(cases) do
+  local ups, done, bad, st = dependency_start(c.rec, c.root, function(u) return records[u] end)
+  if ups then
+    out[i] = 'start|' .. #ups .. '|' .. done .. '|' .. bad .. '|' .. st
+  else
+    out[i] = 'refused|' .. done
+  end
+end"#,
+        serde_json::to_string(&records).unwrap()
+    );
+    let Some(lua) = run_lua(&driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for what in ["refused|", "start|"] {
+        assert!(
+            expected.iter().any(|e| e.starts_with(what)),
+            "the table reaches {what}"
+        );
+    }
+    for state in ["|blocked", "|waiting", "|skipped", "|failed"] {
+        assert!(
+            expected.iter().any(|e| e.ends_with(state)),
+            "some dependents start {state}"
+        );
     }
 }

@@ -814,6 +814,7 @@ async fn the_key_schema_never_crosses_cluster_slots() {
         cancelled,
         expired,
         blocked: 0,
+        skipped: 0,
     };
     let expected: BTreeMap<Lane, StateCounts> = [
         (lane("a"), sc(15, 10, 5, 15, 5, 0, 0)),
@@ -1204,6 +1205,336 @@ async fn a_create_refuses_a_parent_gone_since_it_was_read() {
         "{reply:?}"
     );
     for key in [format!("{base}:p:{uuid}"), format!("{base}:e:{uuid}")] {
+        let exists = server.command(&["EXISTS", &key]).unwrap();
+        assert!(matches!(exists, RespValue::Integer(0)), "{key}: {exists:?}");
+    }
+}
+
+/// The dependency index (`dn:` per upstream) and the new record fields go
+/// with the flow: skips and releases leave the index as it was, and a
+/// trimmed flow leaves no dependency key behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependency_indexes_hold_only_what_lives() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let keys = |what: &str| -> BTreeSet<String> {
+        resp_texts(
+            &server
+                .command(&["KEYS", &format!("{prefix}:*:{what}")])
+                .unwrap(),
+        )
+        .into_iter()
+        .collect()
+    };
+    let root = backend.create_one(exec("deps", "root")).await.unwrap().id;
+    let child = || exec("deps", "member").with_parent(root.clone());
+    let ups = backend.create(vec![child(), child()]).await.unwrap();
+    let (a, b) = (ups[0].id.clone(), ups[1].id.clone());
+    let d = backend
+        .create_one(child().with_dependencies([a.clone(), b.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(d.state, State::Blocked);
+    let e = backend
+        .create_one(child().with_dependencies([d.id.clone()]))
+        .await
+        .unwrap()
+        .id;
+    let dn = |id: &ExecutionId| {
+        format!(
+            "{prefix}:{{p:{}}}:dn:{}",
+            id.partition().get(),
+            id.uuid().simple()
+        )
+    };
+    assert_eq!(keys("dn:*"), [dn(&a), dn(&b), dn(&d.id)].into());
+    let claims = backend
+        .claim(claim_request("deps", &["member"], "w", 10))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 2, "only the upstreams are claimable");
+    for c in &claims {
+        if c.id == a {
+            backend
+                .fail(&c.lease, Failure::permanent("no"))
+                .await
+                .unwrap();
+        } else {
+            backend.complete(&c.lease, b"1".to_vec()).await.unwrap();
+        }
+    }
+    for id in [&d.id, &e] {
+        let snap = backend.describe(id).await.unwrap();
+        assert_eq!(
+            (snap.state, snap.waiting_on),
+            (State::Skipped, None),
+            "{id}"
+        );
+    }
+    assert_eq!(keys("dn:*").len(), 3, "the index changes only with trims");
+    backend
+        .cancel(&root, CancelRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(keys("cq"), BTreeSet::new(), "nothing queued");
+    clock.advance(Duration::from_secs(10));
+    for p in backend.partitions().iter() {
+        backend
+            .trim_terminal(p, Duration::from_secs(1), 100)
+            .await
+            .unwrap();
+    }
+    for what in ["dn:*", "ch:*", "tr:*", "open:*", "e:*", "p:*"] {
+        assert_eq!(keys(what), BTreeSet::new(), "{what} after trim");
+    }
+}
+
+/// The finishes the conformance cases do not reach on this backend's
+/// paths of their own: a lease reclaim with no attempts left skips the
+/// dependents in its call, and the complete of an execution outside any
+/// counter (the flow's root, which a member may depend on) releases its
+/// dependents in the combined complete's call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reclaims_and_completes_of_roots_reach_dependents() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let root = backend.create_one(exec("deps", "root")).await.unwrap().id;
+    let once = baton_core::RetryPolicy {
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let up = backend
+        .create_one(
+            exec("deps", "up")
+                .with_parent(root.clone())
+                .with_retry(once),
+        )
+        .await
+        .unwrap()
+        .id;
+    let member = || exec("deps", "member").with_parent(root.clone());
+    let on_up = backend
+        .create_one(member().with_dependencies([up.clone()]))
+        .await
+        .unwrap()
+        .id;
+    let on_root = backend
+        .create_one(member().with_dependencies([root.clone()]))
+        .await
+        .unwrap()
+        .id;
+    let lost = backend
+        .claim(claim_request("deps", &["up"], "w", 1).with_lease_ttl(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert_eq!(lost.len(), 1);
+    clock.advance(Duration::from_secs(2));
+    let p = up.partition();
+    backend.reclaim_expired_leases(p, 100).await.unwrap();
+    assert_eq!(backend.describe(&up).await.unwrap().state, State::Failed);
+    assert_eq!(
+        backend.describe(&on_up).await.unwrap().state,
+        State::Skipped,
+        "skipped in the reclaim's call"
+    );
+    let root_claim = backend
+        .claim(claim_request("deps", &["root"], "w", 1))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    backend
+        .complete(&root_claim.lease, b"\"r\"".to_vec())
+        .await
+        .unwrap();
+    let released = backend.describe(&on_root).await.unwrap();
+    assert_eq!(
+        (released.state, released.updated_at),
+        (State::Waiting, baton_core::Clock::now(clock.as_ref()))
+    );
+    let claim = backend
+        .claim(claim_request("deps", &["member"], "w", 10))
+        .await
+        .unwrap();
+    assert_eq!(claim.len(), 1);
+    assert_eq!(claim[0].id, on_root);
+    assert_eq!(
+        claim[0].upstream[&root],
+        baton_core::Upstream {
+            state: State::Completed,
+            result: Some(b"\"r\"".to_vec())
+        }
+    );
+}
+
+/// A tree cancel that does not fit its budget queues both kinds of work:
+/// the rest of the subtree, and the dependents of what it cancelled; the
+/// cascade pass works them off in small steps, in order, until every
+/// dependent (and every dependent of a dependent) outside the subtree is
+/// skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cascade_pass_works_off_both_kinds_of_queued_work() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+    let mut config = ValkeyConfig::from_url(&url_with(server, &prefix, "partitions=4")).unwrap();
+    config.clock = clock.clone();
+    let config = config.with_limits(baton_core::Limits {
+        cascade_budget: 3,
+        ..Default::default()
+    });
+    let backend = ValkeyBackend::open(config).await.unwrap();
+    let root = backend.create_one(exec("deps", "root")).await.unwrap().id;
+    let member = |parent: &ExecutionId| exec("deps", "member").with_parent(parent.clone());
+    let branch = backend.create_one(member(&root)).await.unwrap().id;
+    let leaves: Vec<ExecutionId> = backend
+        .create(vec![member(&branch); 4])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    let mut outside = Vec::new();
+    for leaf in &leaves {
+        let d = backend
+            .create_one(member(&root).with_dependencies([leaf.clone()]))
+            .await
+            .unwrap()
+            .id;
+        let e = backend
+            .create_one(member(&root).with_dependencies([d.clone()]))
+            .await
+            .unwrap()
+            .id;
+        outside.extend([d, e]);
+    }
+    let out = backend
+        .cancel(&branch, CancelRequest::default())
+        .await
+        .unwrap();
+    assert_eq!((out.cascaded, out.cascade_pending), (3, true));
+    let p = root.partition();
+    let mut steps = 0;
+    loop {
+        let step = backend.cascade_due(p, 2).await.unwrap();
+        steps += 1;
+        assert!(steps < 50, "the pass must move on");
+        if step.next_due.is_none() {
+            break;
+        }
+    }
+    for leaf in &leaves {
+        assert_eq!(
+            backend.describe(leaf).await.unwrap().state,
+            State::Cancelled
+        );
+    }
+    for id in &outside {
+        assert_eq!(
+            backend.describe(id).await.unwrap().state,
+            State::Skipped,
+            "{id}"
+        );
+    }
+    let counts = backend.counts(&ns("deps")).await.unwrap();
+    assert_eq!(counts[&lane("member")].skipped, 8);
+}
+
+/// `baton_create` checks a dependent's upstreams inside its call: one gone
+/// since the backend read it (trimmed in between) refuses the call's share,
+/// naming the item and the upstream, writes nothing and deletes the
+/// payload written beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_refuses_an_upstream_gone_since_it_was_read() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, _clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let root = backend.create_one(exec("ns", "lane")).await.unwrap().id;
+    let p = root.partition().get();
+    let base = format!("{prefix}:{{p:{p}}}");
+    let root_uuid = root.uuid().simple().to_string();
+    let uuid = uuid::Uuid::now_v7().simple().to_string();
+    let missing = uuid::Uuid::now_v7().simple().to_string();
+    // The record as the backend encodes it: a MessagePack map of text.
+    let fields = [
+        ("ns", "ns"),
+        ("dp", "all_of;skip"),
+        ("dt", "1"),
+        ("deps", missing.as_str()),
+    ];
+    let mut record = vec![0x80 | fields.len() as u8];
+    for (k, v) in fields {
+        for s in [k, v] {
+            // fixstr below 32 bytes, str8 from there (an id is 32).
+            if s.len() < 32 {
+                record.push(0xa0 | s.len() as u8);
+            } else {
+                record.extend_from_slice(&[0xd9, s.len() as u8]);
+            }
+            record.extend_from_slice(s.as_bytes());
+        }
+    }
+    server
+        .command(&["SET", &format!("{base}:p:{uuid}"), "{}"])
+        .unwrap();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let reply: redis::Value = redis::cmd("FCALL")
+        .arg("baton_create")
+        .arg(1)
+        .arg(&base)
+        .arg(1) // one item:
+        .arg(&uuid)
+        .arg("ns")
+        .arg("lane")
+        .arg("waiting")
+        .arg("m")
+        .arg("[]")
+        .arg("")
+        .arg("")
+        .arg("")
+        .arg(record)
+        .arg(1) // one child: position 0
+        .arg(0)
+        .arg(&root_uuid)
+        .arg("")
+        .arg(&root_uuid)
+        .arg(1) // one dependent: position 0
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+        redis::Value::Int(n) => n.to_string(),
+        other => format!("{other:?}"),
+    };
+    let redis::Value::Array(items) = &reply else {
+        panic!("{reply:?}");
+    };
+    assert_eq!(
+        items.iter().map(text).collect::<Vec<_>>(),
+        ["dependency_refused", "0", &missing, "", ""],
+        "{reply:?}"
+    );
+    for key in [
+        format!("{base}:p:{uuid}"),
+        format!("{base}:e:{uuid}"),
+        format!("{base}:ch:{root_uuid}"),
+    ] {
         let exists = server.command(&["EXISTS", &key]).unwrap();
         assert!(matches!(exists, RespValue::Integer(0)), "{key}: {exists:?}");
     }

@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use baton_api::{Created, check_json};
 use baton_core::{
-    AdminBackend, BackendKind, Backoff, CapabilityName, ChildKey, EngineError, ExecutionId,
-    IdempotencyKey, Kind, Lane, Namespace, NewExecution, RetryPolicy, TagKey, Timestamp, Tree,
+    AdminBackend, BackendKind, Backoff, CapabilityName, ChildKey, DependencyMode, DependencyPolicy,
+    EngineError, ExecutionId, IdempotencyKey, Kind, Lane, Namespace, NewExecution, RetryPolicy,
+    TagKey, Timestamp, Tree, UpstreamFailure,
 };
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -34,6 +35,7 @@ Examples:
   baton describe '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071'
   baton cancel '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --reason 'no longer needed'
   baton submit thumbnail --parent '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --child-key a.png
+  baton submit report --parent ROOT --depends-on A --depends-on B --needs any
   baton tree '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071'
   baton serve --listen 127.0.0.1:7420";
 
@@ -176,6 +178,19 @@ struct SubmitArgs {
     /// first child instead of creating another. Needs --parent.
     #[arg(long, requires = "parent")]
     child_key: Option<String>,
+    /// An execution of the same flow this one runs after; repeatable. It is
+    /// `blocked` until the policy (--needs, --on-upstream-failure) is met.
+    /// Needs --parent (a member of that flow, such as its root).
+    #[arg(long = "depends-on", requires = "parent")]
+    depends_on: Vec<String>,
+    /// How many upstream executions must complete: all (the default), any,
+    /// or a number K (a quorum).
+    #[arg(long, requires = "depends_on")]
+    needs: Option<String>,
+    /// What happens once that can no longer be met: skip (the default),
+    /// fail, or run anyway.
+    #[arg(long, requires = "depends_on")]
+    on_upstream_failure: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -184,8 +199,8 @@ struct ListArgs {
     namespace: String,
     #[arg(long)]
     lane: Option<String>,
-    /// waiting, delayed, blocked, running, completed, failed, cancelled or
-    /// expired.
+    /// waiting, delayed, blocked, running, completed, failed, cancelled,
+    /// expired or skipped.
     #[arg(long)]
     state: Option<String>,
     #[arg(long)]
@@ -405,6 +420,19 @@ async fn submit(backend: &dyn AdminBackend, a: SubmitArgs, json: bool) -> CliRes
     if let Some(p) = a.parent {
         new = new.with_parent(p.parse::<ExecutionId>()?);
     }
+    if !a.depends_on.is_empty() {
+        let upstream = a
+            .depends_on
+            .iter()
+            .map(|d| d.parse::<ExecutionId>())
+            .collect::<Result<Vec<_>, _>>()?;
+        new = new
+            .with_dependencies(upstream)
+            .with_dependency_policy(dependency_policy(
+                a.needs.as_deref(),
+                a.on_upstream_failure.as_deref(),
+            )?);
+    }
     let by_child_key = a.child_key.is_some();
     if let Some(k) = a.child_key {
         new = new.with_child_key(ChildKey::new(k)?);
@@ -429,6 +457,37 @@ async fn submit(backend: &dyn AdminBackend, a: SubmitArgs, json: bool) -> CliRes
         );
     }
     Ok(())
+}
+
+/// The policy of `--needs` and `--on-upstream-failure`.
+fn dependency_policy(
+    needs: Option<&str>,
+    on_failure: Option<&str>,
+) -> Result<DependencyPolicy, EngineError> {
+    let mode = match needs.unwrap_or("all") {
+        "all" => DependencyMode::AllOf,
+        "any" => DependencyMode::AnyOf,
+        k => DependencyMode::Quorum(k.parse().map_err(|_| {
+            EngineError::invalid(
+                "needs",
+                k,
+                "expected all, any, or how many upstream executions must complete",
+            )
+        })?),
+    };
+    let on_failure = match on_failure.unwrap_or("skip") {
+        "skip" => UpstreamFailure::Skip,
+        "fail" => UpstreamFailure::Fail,
+        "run" => UpstreamFailure::Run,
+        other => {
+            return Err(EngineError::invalid(
+                "on_upstream_failure",
+                other,
+                "expected skip, fail or run",
+            ));
+        }
+    };
+    Ok(DependencyPolicy::new(mode, on_failure))
 }
 
 /// Prints one JSON document (a `baton-api` answer type, so `--json` shows

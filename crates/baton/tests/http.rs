@@ -114,6 +114,7 @@ on_every_backend!(
     text_with_nul_is_refused,
     a_tag_key_with_a_colon_can_be_filtered,
     an_http_worker_runs_a_fan_out_fan_in_flow,
+    an_http_worker_runs_a_dag_with_upstream_results,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -753,6 +754,87 @@ fn an_http_worker_runs_a_fan_out_fan_in_flow(b: Bk) {
     );
     assert_eq!(out["state"], "cancelled");
     assert_eq!(out["cascaded"], 2);
+}
+
+/// Dependencies over HTTP: a `quorum` join is `blocked` with a readable
+/// `waiting_on` until two of its three upstreams complete, and its claim
+/// carries every upstream's outcome; an `all_of` dependent of the one that
+/// failed is `skipped` and counted as such; bad dependencies are refused
+/// with the field they name.
+fn an_http_worker_runs_a_dag_with_upstream_results(b: Bk) {
+    let s = Server::start(&b);
+    let root = s.submit(json!({"kind": "dag", "lane": "idle"}));
+    let ups: Vec<String> = (0..3)
+        .map(|i| s.submit(json!({"kind": "part", "lane": "dag", "parent": root, "payload": i})))
+        .collect();
+    let join = s.post(
+        "/v1/executions",
+        json!({"kind": "join", "lane": "dag", "parent": root, "depends_on": ups,
+            "dependency_policy": {"mode": "quorum", "k": 2, "on_upstream_failure": "fail"}}),
+    );
+    assert_eq!(join.status, 201, "{}", join.body);
+    assert_eq!(join.json()["state"], "blocked");
+    let join = join.json()["id"].as_str().unwrap().to_owned();
+    let strict = s.submit(json!({"kind": "strict", "lane": "dag", "parent": root,
+        "depends_on": [ups[2]]}));
+    let snap = s.describe(&join);
+    assert_eq!(snap["waiting_on"]["reason"], "dependencies");
+    assert_eq!(snap["waiting_on"]["dependencies"], 3);
+    let bad = [
+        (
+            json!({"kind": "x", "parent": root, "depends_on": [root, root]}),
+            "depends_on",
+        ),
+        (json!({"kind": "x", "depends_on": [ups[0]]}), "depends_on"),
+        (
+            json!({"kind": "x", "parent": root, "depends_on": [ups[0]],
+                "dependency_policy": {"mode": "quorum"}}),
+            "dependency_policy.k",
+        ),
+    ];
+    for (body, field) in bad {
+        let a = s.post("/v1/executions", body.clone());
+        let message = a.error(400, "invalid_input");
+        assert_eq!(a.json()["error"]["field"], field, "{body}: {message}");
+    }
+    let claims = s.claim("dag", json!({"worker_id": "w1", "max": 10}));
+    assert_eq!(claims.len(), 3, "only the upstreams: {claims:?}");
+    for c in &claims {
+        assert!(c.get("upstream").is_none(), "no dependencies: {c}");
+        let n = c["payload"].as_i64().unwrap();
+        let id = encoded(c["id"].as_str().unwrap());
+        if n == 2 {
+            s.ok(
+                &format!("/v1/executions/{id}/fail"),
+                json!({"lease": c["lease"]["token"], "error": "no", "retryable": false}),
+            );
+        } else {
+            s.ok(
+                &format!("/v1/executions/{id}/complete"),
+                json!({"lease": c["lease"]["token"], "result": {"n": n}}),
+            );
+        }
+    }
+    assert_eq!(s.describe(&strict)["state"], "skipped");
+    let claims = s.claim("dag", json!({"worker_id": "w1", "max": 10}));
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    assert_eq!(claims[0]["id"], join.as_str());
+    let upstream = &claims[0]["upstream"];
+    assert_eq!(
+        upstream[&ups[0]],
+        json!({"state": "completed", "result": {"n": 0}})
+    );
+    assert_eq!(
+        upstream[&ups[1]],
+        json!({"state": "completed", "result": {"n": 1}})
+    );
+    assert_eq!(
+        upstream[&ups[2]],
+        json!({"state": "failed", "result": null})
+    );
+    let stats = s.get("/v1/stats").json();
+    let text = stats.to_string();
+    assert!(text.contains("\"skipped\":1"), "{text}");
 }
 
 fn failures_retry_with_backoff_or_fail_for_good(b: Bk) {

@@ -1,5 +1,6 @@
 //! Requests and answers of the [`EngineBackend`](crate::EngineBackend) trait.
 
+mod deps;
 mod engine;
 mod flow;
 mod prepare;
@@ -7,6 +8,7 @@ mod read;
 mod submit;
 mod work;
 
+pub use deps::{DependencyMode, DependencyPolicy, Upstream, UpstreamFailure};
 pub use engine::{Ownership, PartitionOwner, ScanReport};
 pub use flow::{CancelRequest, CancelScope, Cancellation, Tree, TreeNode};
 pub use prepare::PreparedExecution;

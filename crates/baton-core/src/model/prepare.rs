@@ -13,7 +13,8 @@ use crate::time::Timestamp;
 pub struct PreparedExecution {
     /// The id the new execution gets.
     pub id: ExecutionId,
-    /// `delayed` when it starts later, else `waiting`.
+    /// `delayed` when it starts later, else `waiting` (a backend that
+    /// finds unmet dependencies writes `blocked`, or what they decide).
     pub state: State,
     /// When it becomes eligible, if later than now.
     pub run_at: Option<Timestamp>,
@@ -56,6 +57,19 @@ impl PreparedExecution {
                 .and_then(|run_at| {
                     if let Some(parent) = &new.parent {
                         parent.check_partition(partitions)?;
+                        for up in &new.depends_on {
+                            if up.check_partition(partitions).is_err()
+                                || up.partition() != parent.partition()
+                            {
+                                return Err(EngineError::invalid(
+                                    "depends_on",
+                                    up,
+                                    "it is not a member of the parent's flow (a flow lives in \
+                                     one partition, and this id names another, or another \
+                                     deployment); dependencies link members of one flow",
+                                ));
+                            }
+                        }
                         if let Some(key) = &new.idempotency_key {
                             return Err(EngineError::invalid(
                                 "idempotency_key",

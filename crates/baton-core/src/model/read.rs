@@ -85,13 +85,17 @@ pub struct ExecutionSnapshot {
 pub enum WaitingOn {
     /// Its children that have not finished yet.
     Children(u64),
+    /// Its upstream executions that have not finished yet (its dependency
+    /// policy is not met yet).
+    Dependencies(u64),
 }
 
 /// Why an execution is not running, as a person reads it (the API's
 /// `waiting_on`): a stable `reason` code and a sentence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WaitReason {
-    /// `children` (blocked until its children finish), `delayed` (not
+    /// `children` (blocked until its children finish), `dependencies`
+    /// (blocked until its upstream executions finish), `delayed` (not
     /// eligible before its `run_at`) or `leased` (a worker runs it); later
     /// capabilities add codes.
     pub reason: &'static str,
@@ -118,6 +122,14 @@ impl ExecutionSnapshot {
                 detail: format!(
                     "waiting for {n} unfinished child{}; it runs again when the last one finishes",
                     if n == 1 { "" } else { "ren" }
+                ),
+            }),
+            (State::Blocked, Some(WaitingOn::Dependencies(n))) => Some(WaitReason {
+                reason: "dependencies",
+                detail: format!(
+                    "waiting for {n} unfinished upstream execution{}; it runs once its \
+                     dependency policy is met",
+                    if n == 1 { "" } else { "s" }
                 ),
             }),
             (State::Delayed, _) => Some(WaitReason {
@@ -381,6 +393,9 @@ pub struct StateCounts {
     pub cancelled: u64,
     /// `expired`
     pub expired: u64,
+    /// `skipped`
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 impl StateCounts {
@@ -395,6 +410,7 @@ impl StateCounts {
             State::Failed => self.failed,
             State::Cancelled => self.cancelled,
             State::Expired => self.expired,
+            State::Skipped => self.skipped,
         }
     }
 
@@ -409,6 +425,7 @@ impl StateCounts {
             State::Failed => &mut self.failed,
             State::Cancelled => &mut self.cancelled,
             State::Expired => &mut self.expired,
+            State::Skipped => &mut self.skipped,
         }
     }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::deps::DependencyPolicy;
 use crate::error::EngineError;
 use crate::id::ExecutionId;
 use crate::names::{
@@ -71,6 +72,17 @@ pub struct NewExecution {
     /// parent with the same key creates nothing and answers the first
     /// (`created: false`). Needs a `parent`.
     pub child_key: Option<ChildKey>,
+    /// Executions of the same flow this one runs after (at most
+    /// [`Limits::max_dependencies`], no repeats). Each must exist, in the
+    /// same namespace and under the same root, so a dependent needs a
+    /// `parent` in that flow. Because only executions that already exist
+    /// can be named, the dependencies never form a cycle. Until its
+    /// [`dependency_policy`](Self::dependency_policy) is met the execution
+    /// is `blocked`.
+    pub depends_on: Vec<ExecutionId>,
+    /// When the dependencies count as met, and what happens when they no
+    /// longer can be. Ignored without `depends_on`.
+    pub dependency_policy: DependencyPolicy,
 }
 
 impl NewExecution {
@@ -92,6 +104,8 @@ impl NewExecution {
             required_capabilities: BTreeSet::new(),
             parent: None,
             child_key: None,
+            depends_on: Vec::new(),
+            dependency_policy: DependencyPolicy::default(),
         }
     }
 
@@ -155,6 +169,19 @@ impl NewExecution {
         self
     }
 
+    /// Sets the executions this one runs after (see
+    /// [`depends_on`](Self::depends_on)).
+    pub fn with_dependencies(mut self, upstream: impl IntoIterator<Item = ExecutionId>) -> Self {
+        self.depends_on = upstream.into_iter().collect();
+        self
+    }
+
+    /// Sets the dependency policy.
+    pub fn with_dependency_policy(mut self, policy: DependencyPolicy) -> Self {
+        self.dependency_policy = policy;
+        self
+    }
+
     /// Checks every field against `limits` at time `now` and returns when the
     /// execution becomes eligible (`None`: now).
     ///
@@ -175,6 +202,7 @@ impl NewExecution {
                  or use an idempotency key for an execution without one",
             ));
         }
+        self.validate_dependencies(limits)?;
         if self.delay_ms < 0 {
             return Err(EngineError::invalid(
                 "delay_ms",
@@ -232,6 +260,50 @@ impl NewExecution {
         }
         Ok(run_at)
     }
+
+    fn validate_dependencies(&self, limits: &Limits) -> Result<(), EngineError> {
+        if self.depends_on.is_empty() {
+            return Ok(());
+        }
+        if self.depends_on.len() > limits.max_dependencies {
+            return Err(EngineError::invalid(
+                "depends_on",
+                self.depends_on.len(),
+                format!(
+                    "at most {} dependencies per execution; join bigger fan-ins through a \
+                     parent that waits for its children",
+                    limits.max_dependencies
+                ),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for id in &self.depends_on {
+            if !seen.insert(id) {
+                return Err(EngineError::invalid(
+                    "depends_on",
+                    id,
+                    "named twice; name each upstream execution once",
+                ));
+            }
+        }
+        if self.parent.is_none() {
+            return Err(EngineError::invalid(
+                "depends_on",
+                &self.depends_on[0],
+                "dependencies link members of one flow: set a parent in the flow of the \
+                 upstream executions (the flow's root, or any member)",
+            ));
+        }
+        if self.delay_ms > 0 || self.run_at.is_some() {
+            return Err(EngineError::invalid(
+                "delay_ms",
+                self.delay_ms,
+                "an execution with dependencies starts when they are met; it cannot also be \
+                 delayed (leave delay_ms and run_at unset)",
+            ));
+        }
+        self.dependency_policy.check(self.depends_on.len())
+    }
 }
 
 /// The answer for one submission of a create batch, in request order.
@@ -239,8 +311,10 @@ impl NewExecution {
 pub struct CreateOutcome {
     /// The execution's id; for a repeated idempotency key, the first one.
     pub id: ExecutionId,
-    /// Its state right after the call (`waiting` or `delayed` when created;
-    /// whatever it is now when deduplicated).
+    /// Its state right after the call when created: `waiting` or
+    /// `delayed`, `blocked` for unmet dependencies, or `skipped`/`failed`
+    /// when its dependencies could already not be met; whatever it is now
+    /// when deduplicated.
     pub state: State,
     /// False when an existing execution with the same idempotency key (or
     /// the same parent and child key) was returned instead.

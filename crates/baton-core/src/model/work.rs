@@ -111,6 +111,9 @@ pub struct Claim {
     pub deadline: Option<Timestamp>,
     /// The execution's tags.
     pub tags: BTreeMap<TagKey, String>,
+    /// The outcomes of the executions it depends on, by id; empty for an
+    /// execution without dependencies.
+    pub upstream: BTreeMap<ExecutionId, crate::model::Upstream>,
 }
 
 /// One heartbeat: renew every lease a worker holds.

@@ -1,33 +1,36 @@
-//! How a cancel reaches a subtree: a depth-first walk over the children
-//! index, bounded per atomic unit, resumable from the places it stopped.
+//! How a cancel reaches a subtree, and how a finished execution reaches
+//! its dependents: walks over the children and dependents indexes, bounded
+//! per atomic unit, resumable from the places they stopped.
 //!
-//! The SQL backends run [`walk`] inside their transaction over a
-//! [`CascadeStore`] of their own; the Valkey library runs the same walk in
-//! Lua (`cascade_walk` in `lua/common.lua`, which names
-//! [`rules::cascade_page`](super::rules::cascade_page) for its step).
-//! Places a walk did not reach within its budget are queued by the backend
-//! and finished by the scheduler's cascade pass
+//! The SQL backends run [`walk`] and [`dependents`] inside their
+//! transaction over a [`CascadeStore`] of their own; the Valkey library
+//! runs the same walks in Lua (`cascade_walk` and `dependents_walk` in
+//! `lua/common.lua`, which name [`rules::cascade_page`] and
+//! [`rules::dependency_finished`] for their steps). Places a walk did not
+//! reach within its budget are queued by the backend and finished by the
+//! scheduler's cascade pass
 //! ([`cascade_due`](crate::EngineBackend::cascade_due)).
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::id::ExecutionId;
 
-use super::rules::{self, ChildFacts};
+use super::rules::{self, ChildFacts, DependentChange, DependentFacts};
 
-/// A place in a walk: the children of `node` with ids above `after` (all of
-/// them when `None`), and their subtrees, are still to be visited.
+/// A place in a walk: the children (or dependents) of `node` with ids
+/// above `after` (all of them when `None`), and what lies below them, are
+/// still to be visited.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CascadeItem {
-    /// Whose children.
+    /// Whose children (or dependents).
     pub node: ExecutionId,
-    /// The last child already visited.
+    /// The last one already visited.
     pub after: Option<ExecutionId>,
 }
 
 impl CascadeItem {
-    /// The whole subtree below `node`.
+    /// Everything below `node`.
     pub fn below(node: ExecutionId) -> Self {
         CascadeItem { node, after: None }
     }
@@ -37,7 +40,8 @@ impl CascadeItem {
 #[async_trait]
 pub trait CascadeStore: Send {
     /// Up to `limit` children of `node` with ids above `after`, ascending,
-    /// each with its state and whether it has children of its own.
+    /// each with its state and whether it has children (and dependents) of
+    /// its own.
     async fn children_after(
         &mut self,
         node: &ExecutionId,
@@ -54,6 +58,28 @@ pub trait CascadeStore: Send {
         members: &[&ChildFacts],
         reason: &str,
     ) -> Result<()>;
+
+    /// Up to `limit` executions that depend on `upstream`, with ids above
+    /// `after`, ascending.
+    async fn dependents_after(
+        &mut self,
+        upstream: &ExecutionId,
+        after: Option<&ExecutionId>,
+        limit: usize,
+    ) -> Result<Vec<DependentFacts>>;
+
+    /// Writes what one finished upstream did to `settled`, dependents of
+    /// one page (read in this unit, each still waiting on its
+    /// dependencies), one change each: their counters, and the state each
+    /// verdict names — `waiting` (eligible now; its lane is woken after
+    /// commit), or `skipped` / `failed` (finished now; a failed one's
+    /// `last_error` is [`rules::dependency_failure`]), in which case its
+    /// parent counts it as finished. A page at a time, so a backend can
+    /// write it in a few statements rather than one per dependent.
+    async fn settle_dependents(
+        &mut self,
+        settled: &[(&DependentFacts, DependentChange)],
+    ) -> Result<()>;
 }
 
 /// What one bounded walk did.
@@ -61,27 +87,35 @@ pub trait CascadeStore: Send {
 pub struct CascadeWalk {
     /// Executions it cancelled.
     pub cancelled: u64,
-    /// Children it visited (what the budget counts).
+    /// Dependents it released, skipped or failed.
+    pub settled: u64,
+    /// Children and dependents it visited (what the budget counts).
     pub visited: usize,
     /// Places it did not reach: to queue for the cascade pass.
     pub left: Vec<CascadeItem>,
+    /// Executions it finished whose dependents it did not reach (all of
+    /// them did not complete), to queue.
+    pub dependents_left: Vec<CascadeItem>,
 }
 
 impl CascadeWalk {
-    /// The places it did not reach, to queue with `reason`.
+    /// The places it did not reach, to queue (cancels with `reason`).
     pub fn to_queue(&self, reason: &str) -> Vec<Queued> {
-        self.left
-            .iter()
-            .map(|item| Queued {
-                item: item.clone(),
-                reason: reason.to_owned(),
-            })
-            .collect()
+        let cancels = self.left.iter().map(|item| Queued {
+            item: item.clone(),
+            work: QueuedWork::Cancel(reason.to_owned()),
+        });
+        let dependents = self.dependents_left.iter().map(|item| Queued {
+            item: item.clone(),
+            work: QueuedWork::Dependents(false),
+        });
+        cancels.chain(dependents).collect()
     }
 }
 
-/// Walks the subtrees below `start`, visiting at most `budget` children,
-/// cancelling every non-terminal one with `reason`.
+/// Walks the subtrees below `start`, cancelling every non-terminal one
+/// with `reason`, then tells the dependents of those it cancelled; at most
+/// `budget` children and dependents visited in all.
 pub async fn walk(
     store: &mut dyn CascadeStore,
     start: Vec<CascadeItem>,
@@ -90,6 +124,7 @@ pub async fn walk(
 ) -> Result<CascadeWalk> {
     let mut stack = start;
     let mut out = CascadeWalk::default();
+    let mut finished = Vec::new();
     while out.visited < budget {
         let Some(item) = stack.pop() else { break };
         let asked = budget - out.visited;
@@ -102,27 +137,158 @@ pub async fn walk(
         if !doomed.is_empty() {
             store.cancel_members(&item.node, &doomed, reason).await?;
             out.cancelled += doomed.len() as u64;
+            finished.extend(
+                doomed
+                    .iter()
+                    .filter(|c| c.has_dependents)
+                    .map(|c| (CascadeItem::below(c.id.clone()), false)),
+            );
         }
         stack.extend(step.push);
+    }
+    out.left = stack;
+    let told = dependents(store, finished, budget.saturating_sub(out.visited)).await?;
+    out.visited += told.visited;
+    out.settled = told.settled;
+    out.dependents_left = told.left.into_iter().map(|(item, _)| item).collect();
+    Ok(out)
+}
+
+/// What telling dependents did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DependentsWalk {
+    /// Dependents released, skipped or failed.
+    pub settled: u64,
+    /// Dependents visited (what the budget counts).
+    pub visited: usize,
+    /// Places not reached, each with whether its node completed.
+    pub left: Vec<(CascadeItem, bool)>,
+}
+
+impl DependentsWalk {
+    /// The places it did not reach, to queue.
+    pub fn to_queue(&self) -> Vec<Queued> {
+        self.left
+            .iter()
+            .map(|(item, completed)| Queued {
+                item: item.clone(),
+                work: QueuedWork::Dependents(*completed),
+            })
+            .collect()
+    }
+}
+
+/// Tells the dependents of executions that just finished (`start`: each
+/// with whether it completed) in the finishing unit, [`rules::dependency_finished`]
+/// judging each; a dependent that is skipped or failed finishes too, and
+/// its own dependents are told in turn. At most `budget` dependents are
+/// visited; the places left are answered, to queue.
+pub async fn dependents(
+    store: &mut dyn CascadeStore,
+    start: Vec<(CascadeItem, bool)>,
+    budget: usize,
+) -> Result<DependentsWalk> {
+    let mut stack = start;
+    let mut out = DependentsWalk::default();
+    while out.visited < budget {
+        let Some((item, completed)) = stack.pop() else {
+            break;
+        };
+        let asked = budget - out.visited;
+        let page = store
+            .dependents_after(&item.node, item.after.as_ref(), asked)
+            .await?;
+        out.visited += page.len();
+        if let Some(last) = page.last().filter(|_| page.len() >= asked) {
+            stack.push((
+                CascadeItem {
+                    node: item.node.clone(),
+                    after: Some(last.id.clone()),
+                },
+                completed,
+            ));
+        }
+        let changes: Vec<(&DependentFacts, DependentChange)> = page
+            .iter()
+            .filter_map(|d| rules::dependency_finished(d, completed).map(|c| (d, c)))
+            .collect();
+        if !changes.is_empty() {
+            store.settle_dependents(&changes).await?;
+        }
+        for (dependent, change) in &changes {
+            if change.verdict != rules::DependencyVerdict::Pending {
+                out.settled += 1;
+            }
+            if change.verdict.finishes() && dependent.has_dependents {
+                stack.push((CascadeItem::below(dependent.id.clone()), false));
+            }
+        }
     }
     out.left = stack;
     Ok(out)
 }
 
-/// A place waiting in a backend's cascade queue, with the reason its
-/// cancels store.
+/// Work waiting in a backend's cascade queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueuedWork {
+    /// Cancel what lies below the place, storing this cancel reason.
+    Cancel(String),
+    /// Tell the dependents of the place's node that it finished; `true`
+    /// when it completed.
+    Dependents(bool),
+}
+
+impl QueuedWork {
+    /// The stored kind: `cancel` or `dependents`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QueuedWork::Cancel(_) => "cancel",
+            QueuedWork::Dependents(_) => "dependents",
+        }
+    }
+
+    /// The stored text: the cancel reason, or `completed` / `unmet`.
+    pub fn text(&self) -> &str {
+        match self {
+            QueuedWork::Cancel(reason) => reason,
+            QueuedWork::Dependents(true) => "completed",
+            QueuedWork::Dependents(false) => "unmet",
+        }
+    }
+
+    /// Back from the stored kind and text.
+    ///
+    /// ```
+    /// use baton_core::raw::cascade::QueuedWork;
+    /// let w = QueuedWork::Dependents(true);
+    /// assert_eq!(QueuedWork::from_stored(w.kind(), w.text()).unwrap(), w);
+    /// assert!(QueuedWork::from_stored("other", "x").is_err());
+    /// ```
+    pub fn from_stored(kind: &str, text: &str) -> Result<Self> {
+        match (kind, text) {
+            ("cancel", reason) => Ok(QueuedWork::Cancel(reason.to_owned())),
+            ("dependents", "completed") => Ok(QueuedWork::Dependents(true)),
+            ("dependents", "unmet") => Ok(QueuedWork::Dependents(false)),
+            _ => Err(EngineError::corruption(format!(
+                "a queued cascade of kind {kind:?} with {text:?} is not one Baton writes"
+            ))),
+        }
+    }
+}
+
+/// A place waiting in a backend's cascade queue, with the work to do there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Queued {
     /// Where the walk goes on.
     pub item: CascadeItem,
-    /// The cancel reason of the descendants it reaches.
-    pub reason: String,
+    /// What it does there.
+    pub work: QueuedWork,
 }
 
 /// What one step of the cascade pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PassStep {
-    /// Executions it cancelled.
+    /// Executions it cancelled, released, skipped or failed.
     pub cancelled: u64,
     /// How many of the queued places (the oldest) it worked: the backend
     /// removes them from its queue…
@@ -146,38 +312,57 @@ pub async fn pass_step(
         if visited >= limit {
             break;
         }
-        let walked = walk(store, vec![q.item.clone()], limit - visited, &q.reason).await?;
-        visited += walked.visited.max(1);
-        out.cancelled += walked.cancelled;
+        let budget = limit - visited;
+        match &q.work {
+            QueuedWork::Cancel(reason) => {
+                let walked = walk(store, vec![q.item.clone()], budget, reason).await?;
+                visited += walked.visited.max(1);
+                out.cancelled += walked.cancelled + walked.settled;
+                out.left.extend(walked.to_queue(reason));
+            }
+            QueuedWork::Dependents(completed) => {
+                let told = dependents(store, vec![(q.item.clone(), *completed)], budget).await?;
+                visited += told.visited.max(1);
+                out.cancelled += told.settled;
+                out.left.extend(told.to_queue());
+            }
+        }
         out.worked += 1;
-        out.left.extend(walked.left.into_iter().map(|item| Queued {
-            item,
-            reason: q.reason.clone(),
-        }));
     }
     Ok(out)
 }
 
-/// The cascades of executions that have just expired, in the expiring
-/// unit: each one's descendants are cancelled with
+/// The cascades of executions that have just expired (each with whether
+/// executions depend on it), in the expiring unit: their dependents are
+/// told, and each one's descendants are cancelled with
 /// [`cascade_reason`](super::rules::cascade_reason)`(…, EXPIRED_ANCESTOR)`,
 /// `limits.cascade_budget` children visited for all of them together;
 /// answers the places to queue. Mirrored by `baton_expire` in Lua.
 pub async fn expired(
     store: &mut dyn CascadeStore,
-    expired: &[ExecutionId],
+    expired: &[(ExecutionId, bool)],
     limits: &crate::Limits,
 ) -> Result<Vec<Queued>> {
     let mut budget = limits.cascade_budget;
     let mut left = Vec::new();
-    for id in expired {
+    // Their dependents first: an expired upstream did not complete.
+    let told = dependents(
+        store,
+        expired
+            .iter()
+            .filter(|(_, has_dependents)| *has_dependents)
+            .map(|(id, _)| (CascadeItem::below(id.clone()), false))
+            .collect(),
+        budget,
+    )
+    .await?;
+    budget = budget.saturating_sub(told.visited);
+    left.extend(told.to_queue());
+    for (id, _) in expired {
         let reason = rules::cascade_reason(limits, id, Some(rules::EXPIRED_ANCESTOR));
         let walked = walk(store, vec![CascadeItem::below(id.clone())], budget, &reason).await?;
-        budget -= walked.visited;
-        left.extend(walked.left.into_iter().map(|item| Queued {
-            item,
-            reason: reason.clone(),
-        }));
+        budget = budget.saturating_sub(walked.visited);
+        left.extend(walked.to_queue(&reason));
     }
     Ok(left)
 }
@@ -197,6 +382,9 @@ mod tests {
         children: BTreeMap<ExecutionId, Vec<ExecutionId>>,
         states: BTreeMap<ExecutionId, State>,
         cancelled: Vec<ExecutionId>,
+        dependents: BTreeMap<ExecutionId, Vec<ExecutionId>>,
+        deps: BTreeMap<ExecutionId, DependentFacts>,
+        settled: Vec<(ExecutionId, rules::DependencyVerdict)>,
     }
 
     #[async_trait]
@@ -219,6 +407,7 @@ mod tests {
                     state: self.states[c],
                     attempts: 0,
                     has_children: self.children.contains_key(c),
+                    has_dependents: false,
                 })
                 .collect())
         }
@@ -236,6 +425,40 @@ mod tests {
             }
             Ok(())
         }
+
+        async fn dependents_after(
+            &mut self,
+            upstream: &ExecutionId,
+            after: Option<&ExecutionId>,
+            limit: usize,
+        ) -> Result<Vec<DependentFacts>> {
+            Ok(self
+                .dependents
+                .get(upstream)
+                .into_iter()
+                .flatten()
+                .filter(|d| after.is_none_or(|a| *d > a))
+                .take(limit)
+                .map(|d| self.deps[d].clone())
+                .collect())
+        }
+
+        async fn settle_dependents(
+            &mut self,
+            settled: &[(&DependentFacts, DependentChange)],
+        ) -> Result<()> {
+            for (dependent, change) in settled {
+                let facts = self.deps.get_mut(&dependent.id).unwrap();
+                assert_eq!(facts, *dependent, "settles what it read");
+                facts.done = change.done;
+                facts.bad = change.bad;
+                if let Some(state) = change.verdict.state() {
+                    facts.state = state;
+                    self.settled.push((dependent.id.clone(), change.verdict));
+                }
+            }
+            Ok(())
+        }
     }
 
     /// A root with `wide` children; every third child has `deep` children
@@ -248,6 +471,9 @@ mod tests {
             children: BTreeMap::new(),
             states: BTreeMap::new(),
             cancelled: Vec::new(),
+            dependents: BTreeMap::new(),
+            deps: BTreeMap::new(),
+            settled: Vec::new(),
         };
         let mut n = 0;
         let mut state = || {
@@ -317,7 +543,7 @@ mod tests {
             let live = mem.states.values().filter(|s| !s.is_terminal()).count();
             let mut queue = vec![Queued {
                 item: CascadeItem::below(root.clone()),
-                reason: "why".into(),
+                work: QueuedWork::Cancel("why".into()),
             }];
             let mut cancelled = 0;
             while !queue.is_empty() {
@@ -343,5 +569,102 @@ mod tests {
         assert!(walked.left.is_empty());
         assert_eq!(walked.visited, 10 + 4 * 2, "10 children, 4 of them with 2");
         assert_eq!(walked.cancelled as usize, mem.cancelled.len());
+    }
+
+    /// A chain of `n` dependents, each on the one before, all `all_of` /
+    /// `skip`; and `wide` dependents of the first upstream.
+    fn chain(n: usize, wide: usize) -> (ExecutionId, Mem) {
+        let (_, mut mem) = forest(0, 0);
+        let count = PartitionCount::new(1).unwrap();
+        let next = || ExecutionId::generate_in(PartitionId(0), count).unwrap();
+        let first = next();
+        let mut up = first.clone();
+        let facts = |id: &ExecutionId, has_dependents: bool| DependentFacts {
+            id: id.clone(),
+            parent: None,
+            state: State::Blocked,
+            policy: crate::DependencyPolicy::default(),
+            total: 1,
+            done: 0,
+            bad: 0,
+            has_dependents,
+        };
+        for i in 0..n {
+            let d = next();
+            mem.deps.insert(d.clone(), facts(&d, i + 1 < n));
+            mem.dependents.insert(up.clone(), vec![d.clone()]);
+            up = d;
+        }
+        let mut fan: Vec<ExecutionId> = (0..wide).map(|_| next()).collect();
+        fan.sort();
+        for d in &fan {
+            mem.deps.insert(d.clone(), facts(d, false));
+        }
+        mem.dependents.entry(first.clone()).or_default().extend(fan);
+        (first, mem)
+    }
+
+    /// An upstream that did not complete skips its whole chain of
+    /// dependents and its fan, each exactly once, in steps of any budget,
+    /// resuming from what each step left.
+    #[tokio::test]
+    async fn skips_cascade_down_a_chain_in_resumable_steps() {
+        for budget in [1, 2, 5, 1_000] {
+            let (first, mut mem) = chain(6, 7);
+            let mut queue = vec![(CascadeItem::below(first.clone()), false)];
+            while let Some(item) = queue.pop() {
+                let told = dependents(&mut mem, vec![item], budget).await.unwrap();
+                assert!(told.visited <= budget, "budget {budget}");
+                queue.extend(told.left);
+            }
+            assert_eq!(
+                mem.settled.len(),
+                13,
+                "budget {budget}: 6 + 7 skipped once each"
+            );
+            assert!(
+                mem.settled
+                    .iter()
+                    .all(|(_, v)| *v == rules::DependencyVerdict::Skip)
+            );
+            assert!(mem.deps.values().all(|d| d.state == State::Skipped));
+        }
+    }
+
+    /// A completed upstream releases its direct dependents only: the
+    /// released ones have not finished, so the chain stops there.
+    #[tokio::test]
+    async fn a_completed_upstream_releases_only_its_own_dependents() {
+        let (first, mut mem) = chain(3, 2);
+        let told = dependents(&mut mem, vec![(CascadeItem::below(first), true)], 100)
+            .await
+            .unwrap();
+        assert!(told.left.is_empty());
+        assert_eq!(told.settled, 3, "the chain's first link and the fan of 2");
+        let waiting = mem
+            .deps
+            .values()
+            .filter(|d| d.state == State::Waiting)
+            .count();
+        assert_eq!(waiting, 3);
+        let blocked = mem
+            .deps
+            .values()
+            .filter(|d| d.state == State::Blocked)
+            .count();
+        assert_eq!(blocked, 2, "the rest of the chain still waits");
+    }
+
+    /// Stored queue work reads back as written.
+    #[test]
+    fn queued_work_round_trips() {
+        for w in [
+            QueuedWork::Cancel("because".into()),
+            QueuedWork::Dependents(true),
+            QueuedWork::Dependents(false),
+        ] {
+            assert_eq!(QueuedWork::from_stored(w.kind(), w.text()).unwrap(), w);
+        }
+        assert!(QueuedWork::from_stored("dependents", "maybe").is_err());
     }
 }

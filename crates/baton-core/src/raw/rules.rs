@@ -384,8 +384,10 @@ pub fn cancel_acts(snap: &ExecutionSnapshot) -> Result<bool, EngineError> {
 }
 
 mod deployment;
+mod deps;
 mod flows;
 pub use deployment::*;
+pub use deps::*;
 pub use flows::*;
 
 #[cfg(test)]

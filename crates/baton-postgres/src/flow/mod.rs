@@ -22,11 +22,13 @@ use crate::errors::map;
 use crate::read::{self, col};
 use crate::{PostgresBackend, finish, part, sql};
 
+mod deps;
 mod reads;
 mod wait;
 
+pub(crate) use deps::{RootsOf, dependents_finished, lock_ancestors, lock_order, lock_root_of};
 pub(crate) use reads::{children, tree};
-pub(crate) use wait::{children_finished, lock_parents_of, parents_finished, wait_children};
+pub(crate) use wait::{children_finished, parents_finished, wait_children};
 
 pub(crate) async fn cancel(
     b: &PostgresBackend,
@@ -50,9 +52,17 @@ async fn cancel_in(
     scope: CancelScope,
     now: Timestamp,
 ) -> Result<Cancellation> {
+    // The flow's root first, then the parent, then the execution (see
+    // `deps`): a cancel may tell dependents, and counts its parent down.
+    let (p, u) = ([part(id.partition())], [id.uuid()]);
+    lock_ancestors(tx, &p, &u, RootsOf::All).await?;
     let row = b.lock_row(tx, id).await?;
     let mut snapshot = b.snapshot(&row)?;
+    let mut told = Vec::new();
     if rules::cancel_acts(&snapshot)? {
+        if read::has_dependents(&row)? {
+            told.push((id.clone(), false, now));
+        }
         let row = sqlx::query(sql::CANCEL)
             .bind(part(id.partition()))
             .bind(id.uuid())
@@ -66,28 +76,27 @@ async fn cancel_in(
             children_finished(tx, parent, 1, now, &b.inner.channel).await?;
         }
     }
+    let budget = b.inner.limits.cascade_budget;
+    let channel = &b.inner.channel;
+    dependents_finished(tx, b.inner.partitions, budget, channel, told).await?;
     let mut walked = cascade::CascadeWalk::default();
     if scope == CancelScope::Tree {
         let why = rules::cascade_reason(&b.inner.limits, id, reason.as_deref());
-        let mut store = Store {
-            conn: &mut *tx,
-            partitions: b.inner.partitions,
-            now,
-            channel: &b.inner.channel,
-        };
+        let mut store = Store::new(tx, b.inner.partitions, now, channel);
         walked = cascade::walk(
             &mut store,
             vec![CascadeItem::below(id.clone())],
-            b.inner.limits.cascade_budget,
+            budget,
             &why,
         )
         .await?;
-        queue(tx, id.partition(), &walked.to_queue(&why)).await?;
+        store.flush().await?;
+        queue(tx, &walked.to_queue(&why)).await?;
     }
     Ok(Cancellation {
         snapshot,
         cascaded: walked.cancelled,
-        cascade_pending: !walked.left.is_empty(),
+        cascade_pending: !walked.left.is_empty() || !walked.dependents_left.is_empty(),
     })
 }
 
@@ -116,8 +125,8 @@ async fn cascade_step(
 ) -> Result<ScanReport> {
     // A concurrent pass of the same partition (an ownership handover) skips
     // the places this one works on instead of walking them twice.
-    let queued: Vec<(i64, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT seq, node, after, reason FROM cascades WHERE partition = $1 \
+    let queued: Vec<(i64, String, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT seq, node, after, kind, reason FROM cascades WHERE partition = $1 \
          ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
     .bind(part(partition))
@@ -127,27 +136,45 @@ async fn cascade_step(
     .map_err(map)?;
     let places = queued
         .iter()
-        .map(|(seq, node, after, reason)| {
+        .map(|(seq, node, after, kind, reason)| {
             Ok(cascade::Queued {
                 item: stored_item(*seq, node, after.as_deref(), b.inner.partitions)?,
-                reason: reason.clone(),
+                work: cascade::QueuedWork::from_stored(kind, reason)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut store = Store {
-        conn: &mut *tx,
-        partitions: b.inner.partitions,
-        now,
-        channel: &b.inner.channel,
-    };
+    // The roots of the flows the step walks, first, then the parents of
+    // the queued nodes, then the nodes (see `deps`): a walk locks a node's
+    // children before it counts the node down.
+    let nodes: Vec<Uuid> = places.iter().map(|q| q.item.node.uuid()).collect();
+    lock_ancestors(
+        tx,
+        &vec![part(partition); nodes.len()],
+        &nodes,
+        RootsOf::All,
+    )
+    .await?;
+    let mut sorted = nodes.clone();
+    sorted.sort_unstable();
+    sqlx::query(
+        "SELECT 1 FROM executions WHERE partition = $1 AND uuid = ANY($2) \
+         ORDER BY uuid FOR UPDATE",
+    )
+    .bind(part(partition))
+    .bind(&sorted)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map)?;
+    let mut store = Store::new(tx, b.inner.partitions, now, &b.inner.channel);
     let step = cascade::pass_step(&mut store, &places, limit).await?;
+    store.flush().await?;
     let worked: Vec<i64> = queued[..step.worked].iter().map(|q| q.0).collect();
     sqlx::query("DELETE FROM cascades WHERE seq = ANY($1)")
         .bind(&worked)
         .execute(&mut *tx)
         .await
         .map_err(map)?;
-    queue(tx, partition, &step.left).await?;
+    queue(tx, &step.left).await?;
     let cancelled = step.cancelled;
     let more: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM cascades WHERE partition = $1)")
@@ -161,53 +188,52 @@ async fn cascade_step(
     })
 }
 
-/// Cancels the non-terminal descendants of executions that just expired,
-/// inside the expiring transaction: `budget` children visited in all, the
-/// rest queued for the cascade pass.
+/// Tells the dependents of executions that just expired (each with whether
+/// it has dependents) and cancels their non-terminal descendants, inside
+/// the expiring transaction (which holds their flows' roots):
+/// `cascade_budget` children and dependents visited in all, the rest
+/// queued for the cascade pass.
 pub(crate) async fn cascade_expired(
     b: &PostgresBackend,
     tx: &mut PgConnection,
-    expired: &[ExecutionId],
+    expired: &[(ExecutionId, bool)],
     now: Timestamp,
 ) -> Result<()> {
-    let Some(first) = expired.first() else {
+    if expired.is_empty() {
         return Ok(());
-    };
-    let mut store = Store {
-        conn: &mut *tx,
-        partitions: b.inner.partitions,
-        now,
-        channel: &b.inner.channel,
-    };
+    }
+    let mut store = Store::new(tx, b.inner.partitions, now, &b.inner.channel);
     let left = cascade::expired(&mut store, expired, &b.inner.limits).await?;
-    queue(tx, first.partition(), &left).await
+    store.flush().await?;
+    queue(tx, &left).await
 }
 
 /// Queues the places a walk did not reach, for the cascade pass, in the
 /// walk's order (the cascade pass works them off in `seq` order).
-async fn queue(
-    conn: &mut PgConnection,
-    partition: PartitionId,
-    left: &[cascade::Queued],
-) -> Result<()> {
+async fn queue(conn: &mut PgConnection, left: &[cascade::Queued]) -> Result<()> {
     if left.is_empty() {
         return Ok(());
     }
+    // A place lives in its node's partition (the partition of its flow).
+    let partitions: Vec<i16> = left.iter().map(|q| part(q.item.node.partition())).collect();
     let nodes: Vec<String> = left.iter().map(|q| q.item.node.to_string()).collect();
     let afters: Vec<Option<String>> = left
         .iter()
         .map(|q| q.item.after.as_ref().map(ToString::to_string))
         .collect();
-    let reasons: Vec<&str> = left.iter().map(|q| q.reason.as_str()).collect();
+    let kinds: Vec<&str> = left.iter().map(|q| q.work.kind()).collect();
+    let reasons: Vec<&str> = left.iter().map(|q| q.work.text()).collect();
     sqlx::query(
-        "INSERT INTO cascades (partition, node, after, reason) \
-         SELECT $1, q.node, q.after, q.reason \
-         FROM UNNEST($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS q(node, after, reason, ord) \
+        "INSERT INTO cascades (partition, node, after, kind, reason) \
+         SELECT q.partition, q.node, q.after, q.kind, q.reason \
+         FROM UNNEST($1::int2[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+              WITH ORDINALITY AS q(partition, node, after, kind, reason, ord) \
          ORDER BY q.ord",
     )
-    .bind(part(partition))
+    .bind(partitions)
     .bind(nodes)
     .bind(afters)
+    .bind(kinds)
     .bind(reasons)
     .execute(&mut *conn)
     .await
@@ -242,6 +268,32 @@ struct Store<'c> {
     partitions: PartitionCount,
     now: Timestamp,
     channel: &'c str,
+    /// Parents of dependents the walk finished (skipped or failed), with
+    /// when: counted down by `flush`, in one lock order.
+    finished: Vec<(String, Timestamp)>,
+}
+
+impl<'c> Store<'c> {
+    fn new(
+        conn: &'c mut PgConnection,
+        partitions: PartitionCount,
+        now: Timestamp,
+        channel: &'c str,
+    ) -> Self {
+        Store {
+            conn,
+            partitions,
+            now,
+            channel,
+            finished: Vec::new(),
+        }
+    }
+
+    /// Counts down the parents of the dependents the walk finished.
+    async fn flush(&mut self) -> Result<()> {
+        let finished = std::mem::take(&mut self.finished);
+        parents_finished(self.conn, finished, self.channel).await
+    }
 }
 
 #[async_trait]
@@ -262,7 +314,7 @@ impl CascadeStore for Store<'_> {
         let rows = match after {
             Some(after) => {
                 sqlx::query(
-                    "SELECT uuid, partition, state, attempts FROM executions \
+                    "SELECT uuid, partition, state, attempts, has_dependents FROM executions \
                      WHERE partition = $1 AND parent = $2 AND uuid > $3 \
                      ORDER BY uuid LIMIT $4 FOR UPDATE",
                 )
@@ -275,7 +327,7 @@ impl CascadeStore for Store<'_> {
             }
             None => {
                 sqlx::query(
-                    "SELECT uuid, partition, state, attempts FROM executions \
+                    "SELECT uuid, partition, state, attempts, has_dependents FROM executions \
                      WHERE partition = $1 AND parent = $2 \
                      ORDER BY uuid LIMIT $3 FOR UPDATE",
                 )
@@ -305,6 +357,7 @@ impl CascadeStore for Store<'_> {
                 state,
                 attempts,
                 has_children: false,
+                has_dependents: read::has_dependents(row)?,
             });
         }
         // Which of them are parents themselves: one statement per page,
@@ -368,5 +421,21 @@ impl CascadeStore for Store<'_> {
         }
         let count = members.len() as u64;
         children_finished(self.conn, parent, count, self.now, self.channel).await
+    }
+
+    async fn dependents_after(
+        &mut self,
+        upstream: &ExecutionId,
+        after: Option<&ExecutionId>,
+        limit: usize,
+    ) -> Result<Vec<rules::DependentFacts>> {
+        deps::dependents_after(self, upstream, after, limit).await
+    }
+
+    async fn settle_dependents(
+        &mut self,
+        settled: &[(&rules::DependentFacts, rules::DependentChange)],
+    ) -> Result<()> {
+        deps::settle_dependents(self, settled).await
     }
 }

@@ -15,9 +15,9 @@ pub(crate) async fn children_finished(
     now: Timestamp,
     channel: &str,
 ) -> Result<()> {
-    let row: Option<(String, i32, String, String)> = sqlx::query_as(
-        "SELECT state, open_children, namespace, lane FROM executions \
-         WHERE partition = $1 AND uuid = $2 FOR UPDATE",
+    let row = sqlx::query(
+        "SELECT state, open_children, namespace, lane, dep_policy, deps_total, deps_done, \
+         deps_bad FROM executions WHERE partition = $1 AND uuid = $2 FOR UPDATE",
     )
     .bind(part(parent.partition()))
     .bind(parent.uuid())
@@ -25,13 +25,16 @@ pub(crate) async fn children_finished(
     .await
     .map_err(map)?;
     // A parent trimmed before its children (an old flow) has nothing to count.
-    let Some((state, open, namespace, lane)) = row else {
+    let Some(row) = row else {
         return Ok(());
     };
     let ctx = format!("execution {parent}");
-    let state = read::state(&ctx, &state)?;
+    let state = read::state(&ctx, &col::<String>(&row, "state")?)?;
+    let open = col::<i32>(&row, "open_children")?;
     let open = baton_core::raw::stored::in_range::<u64>("open_children", &ctx, i64::from(open))?;
-    let (after, release) = rules::children_finished(state, open, count);
+    let (namespace, lane): (String, String) = (col(&row, "namespace")?, col(&row, "lane")?);
+    let deps = read::dependencies(&row, &ctx)?;
+    let (after, release) = rules::children_finished(state, open, count, deps);
     let after = i32::try_from(after).unwrap_or(i32::MAX);
     if release {
         sqlx::query(
@@ -60,53 +63,6 @@ pub(crate) async fn children_finished(
         .execute(&mut *conn)
         .await
         .map_err(map)?;
-    Ok(())
-}
-
-/// Locks the parents of the executions `(partition, uuid)` (read first
-/// without a lock: a parent never changes), partition then uuid, before
-/// those executions are locked: a writer that may finish children takes
-/// their parents first, as a cancel takes an execution before its
-/// descendants, so a cancel and a finishing child never wait on each other.
-pub(crate) async fn lock_parents_of(
-    conn: &mut PgConnection,
-    partitions: &[i16],
-    uuids: &[Uuid],
-) -> Result<()> {
-    let named: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT e.parent FROM executions e \
-         JOIN UNNEST($1::int2[], $2::uuid[]) AS q(partition, uuid) \
-         ON e.partition = q.partition AND e.uuid = q.uuid WHERE e.parent IS NOT NULL",
-    )
-    .bind(partitions)
-    .bind(uuids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(map)?;
-    if named.is_empty() {
-        return Ok(());
-    }
-    let mut parents = named
-        .iter()
-        .map(|t| baton_core::raw::stored::parse::<ExecutionId>("parent", "a child", t))
-        .collect::<Result<Vec<_>>>()?;
-    parents.sort_by_key(|p| (p.partition(), p.uuid()));
-    sqlx::query(
-        "SELECT 1 FROM executions e \
-         JOIN UNNEST($1::int2[], $2::uuid[]) AS q(partition, uuid) \
-         ON e.partition = q.partition AND e.uuid = q.uuid \
-         ORDER BY e.partition, e.uuid FOR UPDATE OF e",
-    )
-    .bind(
-        parents
-            .iter()
-            .map(|p| part(p.partition()))
-            .collect::<Vec<i16>>(),
-    )
-    .bind(parents.iter().map(|p| p.uuid()).collect::<Vec<Uuid>>())
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(map)?;
     Ok(())
 }
 

@@ -16,9 +16,11 @@ use crate::errors::map;
 use crate::read::{self, col};
 use crate::{SqliteBackend, blob};
 
+mod deps;
 mod reads;
 mod wait;
 
+pub(crate) use deps::{check as check_dependencies, finished, tell, upstream_results, write_edges};
 pub(crate) use reads::{children, tree};
 pub(crate) use wait::{children_finished, wait_children};
 
@@ -36,9 +38,8 @@ pub(crate) async fn cancel(
     if rules::cancel_acts(&snap)? {
         let why = reason.as_deref();
         cancel_one(&mut tx, id, snap.state, snap.attempts, why, now).await?;
-        if let Some(parent) = &snap.parent {
-            wake.extend(children_finished(&mut tx, parent, 1, now).await?);
-        }
+        let parent = snap.parent.as_ref();
+        wake.extend(finished(b, &mut tx, id, parent, State::Cancelled, None, now).await?);
     }
     let mut walked = cascade::CascadeWalk::default();
     if request.scope == CancelScope::Tree {
@@ -52,7 +53,7 @@ pub(crate) async fn cancel(
         )
         .await?;
         wake.append(&mut store.wake);
-        queue(&mut tx, id.partition(), &walked.to_queue(&why)).await?;
+        queue(&mut tx, &walked.to_queue(&why)).await?;
     }
     let snapshot = b.snapshot_in(&mut tx, id).await?;
     tx.commit().await.map_err(map)?;
@@ -60,7 +61,7 @@ pub(crate) async fn cancel(
     Ok(Cancellation {
         snapshot,
         cascaded: walked.cancelled,
-        cascade_pending: !walked.left.is_empty(),
+        cascade_pending: !walked.left.is_empty() || !walked.dependents_left.is_empty(),
     })
 }
 
@@ -72,8 +73,8 @@ pub(crate) async fn cascade_due(
     let bound = b.scan_limit(partition, limit)?;
     let now = b.now();
     let mut tx = b.begin().await?;
-    let queued: Vec<(i64, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT seq, node, after, reason FROM cascades WHERE partition = ? ORDER BY seq LIMIT ?",
+    let queued: Vec<(i64, String, Option<String>, String, String)> = sqlx::query_as(
+        "SELECT seq, node, after, kind, reason FROM cascades WHERE partition = ? ORDER BY seq LIMIT ?",
     )
     .bind(i64::from(partition.get()))
     .bind(bound)
@@ -82,10 +83,10 @@ pub(crate) async fn cascade_due(
     .map_err(map)?;
     let places = queued
         .iter()
-        .map(|(_, node, after, reason)| {
+        .map(|(_, node, after, kind, reason)| {
             Ok(cascade::Queued {
                 item: stored_item(node, after.as_deref(), b.inner.partitions)?,
-                reason: reason.clone(),
+                work: cascade::QueuedWork::from_stored(kind, reason)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -99,7 +100,7 @@ pub(crate) async fn cascade_due(
             .await
             .map_err(map)?;
     }
-    queue(&mut tx, partition, &step.left).await?;
+    queue(&mut tx, &step.left).await?;
     let cancelled = step.cancelled;
     let more: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM cascades WHERE partition = ? LIMIT 1")
@@ -115,22 +116,23 @@ pub(crate) async fn cascade_due(
     })
 }
 
-/// Cancels the non-terminal descendants of executions that just expired,
-/// inside the expiring transaction: `budget` children visited in all, the
-/// rest queued for the cascade pass.
+/// Tells the dependents of executions that just expired (each with whether
+/// it has dependents) and cancels their non-terminal descendants, inside
+/// the expiring transaction: `budget` visited in all, the rest queued for
+/// the cascade pass.
 pub(crate) async fn cascade_expired(
     b: &SqliteBackend,
     conn: &mut SqliteConnection,
-    expired: &[ExecutionId],
+    expired: &[(ExecutionId, bool)],
     now: Timestamp,
 ) -> Result<Vec<(String, String)>> {
-    let Some(first) = expired.first() else {
+    if expired.is_empty() {
         return Ok(Vec::new());
-    };
+    }
     let mut store = Store::new(&mut *conn, b, now);
     let left = cascade::expired(&mut store, expired, &b.inner.limits).await?;
     let wake = std::mem::take(&mut store.wake);
-    queue(conn, first.partition(), &left).await?;
+    queue(conn, &left).await?;
     Ok(wake)
 }
 
@@ -161,21 +163,21 @@ async fn cancel_one(
     Ok(())
 }
 
-/// Queues the places a walk did not reach, for the cascade pass, in order.
-async fn queue(
-    conn: &mut SqliteConnection,
-    partition: PartitionId,
-    left: &[cascade::Queued],
-) -> Result<()> {
+/// Queues the places a walk did not reach, for the cascade pass of their
+/// partition, in order.
+async fn queue(conn: &mut SqliteConnection, left: &[cascade::Queued]) -> Result<()> {
     for q in left {
-        sqlx::query("INSERT INTO cascades (partition, node, after, reason) VALUES (?, ?, ?, ?)")
-            .bind(i64::from(partition.get()))
-            .bind(q.item.node.to_string())
-            .bind(q.item.after.as_ref().map(|a| a.to_string()))
-            .bind(&q.reason)
-            .execute(&mut *conn)
-            .await
-            .map_err(map)?;
+        sqlx::query(
+            "INSERT INTO cascades (partition, node, after, kind, reason) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(i64::from(q.item.node.partition().get()))
+        .bind(q.item.node.to_string())
+        .bind(q.item.after.as_ref().map(|a| a.to_string()))
+        .bind(q.work.kind())
+        .bind(q.work.text())
+        .execute(&mut *conn)
+        .await
+        .map_err(map)?;
     }
     Ok(())
 }
@@ -221,7 +223,7 @@ impl CascadeStore for Store<'_> {
     ) -> Result<Vec<ChildFacts>> {
         let after = after.map(blob);
         let rows = sqlx::query(
-            "SELECT uuid, partition, state, attempts FROM executions \
+            "SELECT uuid, partition, state, attempts, has_dependents FROM executions \
              WHERE parent = ? AND (? IS NULL OR uuid > ?) ORDER BY uuid LIMIT ?",
         )
         .bind(node.to_string())
@@ -244,6 +246,7 @@ impl CascadeStore for Store<'_> {
                 state,
                 attempts: baton_core::raw::stored::in_range("attempts", "a child", attempts)?,
                 has_children: false,
+                has_dependents: read::has_dependents(row)?,
             });
         }
         // Which of them are parents themselves: one indexed probe per page.
@@ -312,6 +315,24 @@ impl CascadeStore for Store<'_> {
         qb.build().execute(&mut *self.conn).await.map_err(map)?;
         let count = members.len() as u64;
         let wake = children_finished(self.conn, parent, count, self.now).await?;
+        self.wake.extend(wake);
+        Ok(())
+    }
+
+    async fn dependents_after(
+        &mut self,
+        upstream: &ExecutionId,
+        after: Option<&ExecutionId>,
+        limit: usize,
+    ) -> Result<Vec<rules::DependentFacts>> {
+        deps::dependents_after(self.conn, self.partitions, upstream, after, limit).await
+    }
+
+    async fn settle_dependents(
+        &mut self,
+        settled: &[(&rules::DependentFacts, rules::DependentChange)],
+    ) -> Result<()> {
+        let wake = deps::settle(self.conn, settled, self.now).await?;
         self.wake.extend(wake);
         Ok(())
     }

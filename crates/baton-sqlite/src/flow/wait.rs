@@ -13,21 +13,25 @@ pub(crate) async fn children_finished(
     count: u64,
     now: Timestamp,
 ) -> Result<Option<(String, String)>> {
-    let row: Option<(String, i64, String, String)> = sqlx::query_as(
-        "SELECT state, open_children, namespace, lane FROM executions WHERE uuid = ?",
+    let row = sqlx::query(
+        "SELECT state, open_children, namespace, lane, dep_policy, deps_total, deps_done, \
+         deps_bad FROM executions WHERE uuid = ?",
     )
     .bind(blob(parent))
     .fetch_optional(&mut *conn)
     .await
     .map_err(map)?;
     // A parent trimmed before its children (an old flow) has nothing to count.
-    let Some((state, open, namespace, lane)) = row else {
+    let Some(row) = row else {
         return Ok(None);
     };
     let ctx = format!("execution {parent}");
-    let state = read::state(&ctx, &state)?;
+    let state = read::state(&ctx, &col::<String>(&row, "state")?)?;
+    let open = col::<i64>(&row, "open_children")?;
     let open: u64 = baton_core::raw::stored::in_range("open_children", &ctx, open)?;
-    let (after, release) = rules::children_finished(state, open, count);
+    let (namespace, lane): (String, String) = (col(&row, "namespace")?, col(&row, "lane")?);
+    let deps = read::dependencies(&row, &ctx)?;
+    let (after, release) = rules::children_finished(state, open, count, deps);
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     if release {
         sqlx::query(

@@ -36,6 +36,7 @@ pub async fn claim_returns_claim_fields(h: &dyn Harness) {
         lease_expires_at: expires,
         deadline: Some(deadline),
         tags: new.tags.clone(),
+        upstream: BTreeMap::new(),
     };
     assert_eq!(claim, &expected);
     assert_eq!(

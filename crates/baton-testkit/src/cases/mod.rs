@@ -11,6 +11,7 @@ mod claim;
 mod complete;
 mod create;
 mod deadline;
+mod deps;
 mod fail;
 mod flows;
 mod idempotency;
@@ -29,6 +30,7 @@ pub use claim::*;
 pub use complete::*;
 pub use create::*;
 pub use deadline::*;
+pub use deps::*;
 pub use fail::*;
 pub use flows::*;
 pub use idempotency::*;
@@ -51,6 +53,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("complete.rs"),
     include_str!("create.rs"),
     include_str!("deadline.rs"),
+    include_str!("deps.rs"),
     include_str!("fail.rs"),
     include_str!("flows.rs"),
     include_str!("idempotency.rs"),

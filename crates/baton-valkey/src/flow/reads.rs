@@ -87,7 +87,7 @@ fn uuids(reply: Value) -> Result<Vec<String>> {
 impl ValkeyBackend {
     /// The records of `uuids` in partition `p` (with their payloads as field
     /// `pl` when asked), `None` for one that is gone; one MGET each.
-    async fn records(
+    pub(crate) async fn records(
         &self,
         p: u16,
         uuids: &[String],

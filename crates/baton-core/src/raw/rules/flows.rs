@@ -2,7 +2,7 @@
 
 use crate::error::EngineError;
 use crate::id::{ExecutionId, LeaseToken};
-use crate::model::ExecutionSnapshot;
+use crate::model::{DependencyPolicy, ExecutionSnapshot, WaitingOn};
 use crate::policy::Limits;
 use crate::raw::cascade::CascadeItem;
 use crate::state::AttemptOutcome;
@@ -19,6 +19,8 @@ pub struct ChildFacts {
     pub attempts: u32,
     /// Whether it has children of its own.
     pub has_children: bool,
+    /// Whether executions depend on it: cancelling it tells them.
+    pub has_dependents: bool,
 }
 
 /// What a cascade does with one page of a node's children.
@@ -106,10 +108,22 @@ pub fn wait_children_replay(
 }
 
 /// What `finished` children that just finished do to their parent: `open`
-/// is the parent's count of unfinished children before. Answers the count
-/// after and whether the parent, `blocked` on its children, becomes
-/// `waiting` (its last child finished).
-pub fn children_finished(parent_state: State, open: u64, finished: u64) -> (u64, bool) {
+/// is the parent's count of unfinished children before; `deps` its
+/// dependency policy and counters, if it has dependencies. Answers the
+/// count after and whether the parent, `blocked` on its children, becomes
+/// `waiting` (its last child finished). A parent still blocked on its
+/// dependencies stays blocked: children created for it before it ran do
+/// not release it.
+pub fn children_finished(
+    parent_state: State,
+    open: u64,
+    finished: u64,
+    deps: Option<(DependencyPolicy, u32, u32, u32)>,
+) -> (u64, bool) {
     let after = open.saturating_sub(finished);
-    (after, after == 0 && parent_state == State::Blocked)
+    let on_children = matches!(
+        super::blocked_on(parent_state, after, deps),
+        Some(WaitingOn::Children(_))
+    );
+    (after, after == 0 && on_children)
 }

@@ -9,7 +9,7 @@ use crate::model::ListCursor;
 use crate::names::Lane;
 use crate::names::{Kind, Namespace};
 use crate::policy::{Backoff, RetryPolicy};
-use crate::{Claim, RenewStatus};
+use crate::{Claim, RenewStatus, WaitingOn};
 
 const NOW: Timestamp = Timestamp::from_millis(1_000_000);
 
@@ -303,6 +303,7 @@ fn claims_go_out_by_priority_then_readiness_then_id() {
         lease_expires_at: NOW,
         deadline: None,
         tags: BTreeMap::new(),
+        upstream: BTreeMap::new(),
     };
     let mut ids: Vec<ExecutionId> = (0..4).map(|_| id()).collect();
     ids.sort_by_key(|i| i.uuid());
@@ -436,6 +437,7 @@ fn a_cascade_step_cancels_live_children_and_keeps_its_place() {
                 state: *s,
                 attempts: 1,
                 has_children: p,
+                has_dependents: false,
             })
             .collect()
     };
@@ -486,18 +488,29 @@ fn a_cascade_reason_names_the_ancestor_and_is_clipped() {
 
 #[test]
 fn children_finishing_count_down_and_release_a_blocked_parent_at_zero() {
-    assert_eq!(children_finished(State::Blocked, 3, 1), (2, false));
-    assert_eq!(children_finished(State::Blocked, 3, 3), (0, true));
+    assert_eq!(children_finished(State::Blocked, 3, 1, None), (2, false));
+    assert_eq!(children_finished(State::Blocked, 3, 3, None), (0, true));
     assert_eq!(
-        children_finished(State::Running, 1, 1),
+        children_finished(State::Running, 1, 1, None),
         (0, false),
         "not waiting"
     );
-    assert_eq!(children_finished(State::Cancelled, 1, 1), (0, false));
+    assert_eq!(children_finished(State::Cancelled, 1, 1, None), (0, false));
     assert_eq!(
-        children_finished(State::Blocked, 0, 2),
+        children_finished(State::Blocked, 0, 2, None),
         (0, true),
         "never below zero"
+    );
+    let p = crate::DependencyPolicy::default();
+    assert_eq!(
+        children_finished(State::Blocked, 1, 1, Some((p, 2, 1, 0))),
+        (0, false),
+        "still waiting on its dependencies"
+    );
+    assert_eq!(
+        children_finished(State::Blocked, 1, 1, Some((p, 2, 2, 0))),
+        (0, true),
+        "its dependencies were met: blocked on its children"
     );
     assert!(wait_children_blocks(1));
     assert!(!wait_children_blocks(0));
@@ -527,4 +540,105 @@ fn a_replayed_wait_answers_after_a_release_only() {
         wait_children_replay(&lease, AttemptOutcome::Released, later),
         Err(EngineError::LeaseLost { .. })
     ));
+}
+
+/// The policy table of the RFC, counter by counter: when each mode is met,
+/// when it can no longer be, and what each `on_upstream_failure` does then.
+#[test]
+fn dependency_verdicts_follow_the_policy_table() {
+    use crate::{DependencyMode as M, DependencyPolicy as P, UpstreamFailure as F};
+    use DependencyVerdict::*;
+    let all = P::new(M::AllOf, F::Skip);
+    assert_eq!(judge_dependencies(all, 3, 2, 0), Pending);
+    assert_eq!(judge_dependencies(all, 3, 3, 0), Release);
+    assert_eq!(judge_dependencies(all, 3, 2, 1), Skip);
+    assert_eq!(
+        judge_dependencies(all, 3, 0, 1),
+        Skip,
+        "one failure is enough"
+    );
+    let any = P::new(M::AnyOf, F::Run);
+    assert_eq!(judge_dependencies(any, 3, 0, 2), Pending);
+    assert_eq!(judge_dependencies(any, 3, 1, 0), Release);
+    assert_eq!(judge_dependencies(any, 3, 0, 3), Run);
+    let q = P::new(M::Quorum(2), F::Fail);
+    assert_eq!(judge_dependencies(q, 4, 1, 2), Pending);
+    assert_eq!(judge_dependencies(q, 4, 2, 2), Release);
+    assert_eq!(judge_dependencies(q, 4, 1, 3), Fail);
+    assert_eq!(Skip.state(), Some(State::Skipped));
+    assert_eq!(Fail.state(), Some(State::Failed));
+    assert_eq!(Run.state(), Some(State::Waiting));
+    assert!(Skip.finishes() && Fail.finishes() && !Run.finishes() && !Release.finishes());
+}
+
+/// Every counter combination that adds up: a pending verdict always has
+/// an upstream left to finish, so one more finish always moves it, and
+/// released ones never change again.
+#[test]
+fn a_pending_dependent_always_has_an_upstream_left() {
+    use crate::{DependencyMode as M, DependencyPolicy as P, UpstreamFailure as F};
+    for total in 1..=6u32 {
+        let mut modes = vec![M::AllOf, M::AnyOf];
+        modes.extend((1..=total).map(M::Quorum));
+        for mode in modes {
+            let p = P::new(mode, F::Skip);
+            for done in 0..=total {
+                for bad in 0..=(total - done) {
+                    if judge_dependencies(p, total, done, bad) == DependencyVerdict::Pending {
+                        assert!(done + bad < total, "{p} {total} {done} {bad}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dependency_finished` counts a finished upstream only for a dependent
+/// still waiting on its dependencies.
+#[test]
+fn only_waiting_dependents_count_a_finished_upstream() {
+    let facts = DependentFacts {
+        id: id(),
+        parent: Some(id()),
+        state: State::Blocked,
+        policy: crate::DependencyPolicy::default(),
+        total: 2,
+        done: 0,
+        bad: 0,
+        has_dependents: false,
+    };
+    let change = dependency_finished(&facts, true).unwrap();
+    assert_eq!(
+        (change.done, change.bad, change.verdict),
+        (1, 0, DependencyVerdict::Pending)
+    );
+    let change = dependency_finished(&facts, false).unwrap();
+    assert_eq!(change.verdict, DependencyVerdict::Skip);
+    let released = DependentFacts {
+        state: State::Waiting,
+        ..facts.clone()
+    };
+    assert_eq!(dependency_finished(&released, true), None);
+    // Blocked again, on its children, after its dependencies were met.
+    let on_children = DependentFacts { done: 2, ..facts };
+    assert_eq!(dependency_finished(&on_children, true), None);
+}
+
+/// `blocked_on` names dependencies while the policy is pending, children after.
+#[test]
+fn blocked_executions_say_what_they_wait_for() {
+    let p = crate::DependencyPolicy::default();
+    assert_eq!(
+        blocked_on(State::Blocked, 0, Some((p, 3, 1, 0))),
+        Some(WaitingOn::Dependencies(2))
+    );
+    assert_eq!(
+        blocked_on(State::Blocked, 4, Some((p, 3, 3, 0))),
+        Some(WaitingOn::Children(4))
+    );
+    assert_eq!(
+        blocked_on(State::Blocked, 4, None),
+        Some(WaitingOn::Children(4))
+    );
+    assert_eq!(blocked_on(State::Waiting, 4, Some((p, 3, 1, 0))), None);
 }
