@@ -116,8 +116,14 @@ redis.register_function('baton_create', function(keys, args)
         end
         record = cmsgpack.pack(rec)
         for _, up in ipairs(d.ups) do
-          push(adds, base .. ':dn:' .. up, 0, uuid)
-          upstreams[up] = true
+          -- An upstream already finished was counted here; only the others
+          -- tell this dependent when they finish (a cascade still queued
+          -- for a finished one must not count it again).
+          local uh = load(base, up)
+          if not (uh and TERMINAL[uh.st]) then
+            push(adds, base .. ':dn:' .. up, 0, uuid)
+            upstreams[up] = true
+          end
         end
       end
       local finished = TERMINAL[h.st]

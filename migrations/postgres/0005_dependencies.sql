@@ -19,10 +19,14 @@ ALTER TABLE executions
     -- `flow::deps` in baton-postgres).
     ADD COLUMN deps_in_flow boolean NOT NULL DEFAULT false;
 
+-- `counted`: the upstream had already finished when the dependent was
+-- created, which counted it then; walks from that upstream (a cascade
+-- still queued for it) pass the edge by.
 CREATE TABLE dependencies (
     partition  smallint NOT NULL CHECK (partition BETWEEN 0 AND 1023),
     downstream uuid     NOT NULL,
     upstream   uuid     NOT NULL,
+    counted    boolean  NOT NULL DEFAULT false,
     PRIMARY KEY (partition, downstream, upstream)
 );
 CREATE INDEX dependencies_upstream ON dependencies (partition, upstream, downstream);

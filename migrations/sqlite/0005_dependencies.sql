@@ -13,10 +13,14 @@ ALTER TABLE executions ADD COLUMN deps_bad INTEGER NOT NULL DEFAULT 0 CHECK (dep
 ALTER TABLE executions ADD COLUMN has_dependents INTEGER NOT NULL DEFAULT 0
     CHECK (has_dependents IN (0, 1));
 
+-- `counted`: the upstream had already finished when the dependent was
+-- created, which counted it then; walks from that upstream (a cascade
+-- still queued for it) pass the edge by.
 CREATE TABLE dependencies (
     partition  INTEGER NOT NULL CHECK (partition >= 0),
     downstream BLOB    NOT NULL CHECK (length(downstream) = 16),
     upstream   BLOB    NOT NULL CHECK (length(upstream) = 16),
+    counted    INTEGER NOT NULL DEFAULT 0 CHECK (counted IN (0, 1)),
     PRIMARY KEY (downstream, upstream)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX dependencies_upstream ON dependencies (upstream, downstream);

@@ -68,11 +68,14 @@ opened AS (
           WHERE parent IS NOT NULL AND finished_at IS NULL GROUP BY partition, parent) c
     WHERE p.partition = c.partition AND p.uuid = split_part(c.parent, '}-', 2)::uuid
 ),
+-- An upstream already finished was counted by the create (it is locked
+-- since it was read): walks from it pass the edge by.
 edges AS (
-    INSERT INTO dependencies (partition, downstream, upstream)
-    SELECT i.partition, e.downstream, e.upstream
+    INSERT INTO dependencies (partition, downstream, upstream, counted)
+    SELECT i.partition, e.downstream, e.upstream, u.finished_at IS NOT NULL
     FROM UNNEST($31::uuid[], $32::uuid[]) AS e(downstream, upstream)
     JOIN inserted i ON i.uuid = e.downstream
+    JOIN executions u ON u.partition = i.partition AND u.uuid = e.upstream
 ),
 woken AS (
     SELECT pg_notify($22, namespace || ' ' || lane)

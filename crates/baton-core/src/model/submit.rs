@@ -294,13 +294,13 @@ impl NewExecution {
                  upstream executions (the flow's root, or any member)",
             ));
         }
-        if self.delay_ms > 0 || self.run_at.is_some() {
-            return Err(EngineError::invalid(
-                "delay_ms",
-                self.delay_ms,
-                "an execution with dependencies starts when they are met; it cannot also be \
-                 delayed (leave delay_ms and run_at unset)",
-            ));
+        let delayed = "an execution with dependencies starts when they are met; it cannot also \
+                       be delayed (leave delay_ms and run_at unset)";
+        if self.delay_ms > 0 {
+            return Err(EngineError::invalid("delay_ms", self.delay_ms, delayed));
+        }
+        if let Some(run_at) = self.run_at {
+            return Err(EngineError::invalid("run_at", run_at, delayed));
         }
         self.dependency_policy.check(self.depends_on.len())
     }

@@ -214,7 +214,7 @@ pub(super) async fn dependents_after(
     let ids: Vec<Uuid> = match after {
         Some(after) => {
             sqlx::query_scalar(
-                "SELECT downstream FROM dependencies WHERE partition = $1 AND upstream = $2 \
+                "SELECT downstream FROM dependencies WHERE partition = $1 AND upstream = $2 AND NOT counted \
                  AND downstream > $3 ORDER BY downstream LIMIT $4",
             )
             .bind(partition)
@@ -226,7 +226,7 @@ pub(super) async fn dependents_after(
         }
         None => {
             sqlx::query_scalar(
-                "SELECT downstream FROM dependencies WHERE partition = $1 AND upstream = $2 \
+                "SELECT downstream FROM dependencies WHERE partition = $1 AND upstream = $2 AND NOT counted \
                  ORDER BY downstream LIMIT $3",
             )
             .bind(partition)

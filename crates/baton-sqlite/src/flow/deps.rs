@@ -128,14 +128,20 @@ pub(crate) async fn write_edges(
     if edges.is_empty() {
         return Ok(());
     }
+    // An upstream already finished was counted by the create (its state is
+    // the one `check` read: this transaction holds the writer).
     for chunk in edges.chunks(5_000) {
-        let mut qb: QueryBuilder<'_, Sqlite> =
-            QueryBuilder::new("INSERT INTO dependencies (partition, downstream, upstream) ");
+        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "INSERT INTO dependencies (partition, downstream, upstream, counted) \
+             SELECT v.column1, v.column2, v.column3, \
+             (SELECT finished_at IS NOT NULL FROM executions WHERE uuid = v.column3) FROM (",
+        );
         qb.push_values(chunk, |mut b, (down, up)| {
             b.push_bind(i64::from(down.partition().get()))
                 .push_bind(blob(down))
                 .push_bind(blob(up));
         });
+        qb.push(") AS v");
         qb.build().execute(&mut *conn).await.map_err(map)?;
     }
     let mut ups: Vec<&ExecutionId> = edges.iter().map(|(_, up)| *up).collect();
@@ -205,7 +211,8 @@ pub(super) async fn dependents_after(
     let rows = sqlx::query(
         "SELECT e.uuid, e.partition, e.parent, e.state, e.dep_policy, e.deps_total, e.deps_done, \
          e.deps_bad, e.has_dependents FROM dependencies d JOIN executions e ON e.uuid = d.downstream \
-         WHERE d.upstream = ? AND (? IS NULL OR d.downstream > ?) ORDER BY d.downstream LIMIT ?",
+         WHERE d.upstream = ? AND d.counted = 0 AND (? IS NULL OR d.downstream > ?) \
+         ORDER BY d.downstream LIMIT ?",
     )
     .bind(blob(upstream))
     .bind(after.clone())

@@ -4,7 +4,7 @@
 use super::prelude::*;
 use baton_core::raw::rules::dependency_failure;
 use baton_core::{
-    CancelScope, DependencyMode, DependencyPolicy, Upstream, UpstreamFailure, WaitingOn,
+    CancelScope, DependencyMode, DependencyPolicy, Lane, Upstream, UpstreamFailure, WaitingOn,
 };
 
 fn policy(mode: DependencyMode, on_failure: UpstreamFailure) -> DependencyPolicy {
@@ -392,6 +392,13 @@ pub async fn bad_dependencies_are_refused_and_write_nothing(h: &dyn Harness) {
             "delay_ms",
         ),
         (
+            "starting later",
+            child()
+                .with_dependencies([up.clone()])
+                .with_run_at(ctx.after(1_000)),
+            "run_at",
+        ),
+        (
             "quorum 0",
             child()
                 .with_dependencies([up.clone()])
@@ -475,7 +482,8 @@ pub async fn cancels_and_expiries_of_upstreams_reach_their_dependents(h: &dyn Ha
 
 /// A skip that reaches more dependents than one call's budget skips the
 /// budget's worth at once and leaves the rest to the cascade pass, which
-/// works it off in bounded steps.
+/// works it off in bounded steps; a dependent created in between, which
+/// counted the finished upstream itself, is not counted twice.
 pub async fn a_wide_fan_of_dependents_is_finished_by_the_cascade_pass(h: &dyn Harness) {
     let ctx = Ctx::new(h).await;
     let budget = ctx.limits().cascade_budget;
@@ -483,6 +491,9 @@ pub async fn a_wide_fan_of_dependents_is_finished_by_the_cascade_pass(h: &dyn Ha
     let up = ctx
         .create_id(ctx.new_exec("up", b"").with_parent(root.clone()))
         .await;
+    // A lane of its own for the late dependent and its other upstream, so
+    // the default lane's counts are the fan's.
+    let quiet = Lane::new("quiet").unwrap_or_else(|e| panic!("lane: {e}"));
     let n = budget + 120;
     let news: Vec<NewExecution> = (0..n)
         .map(|i| {
@@ -492,6 +503,9 @@ pub async fn a_wide_fan_of_dependents_is_finished_by_the_cascade_pass(h: &dyn Ha
         })
         .collect();
     let deps = ctx.create_chunked(news).await;
+    let other = ctx
+        .create_id(ctx.new_in(&quiet, "other", b"").with_parent(root.clone()))
+        .await;
     ctx.cancel_with(
         &up,
         CancelRequest::because("gone").with_scope(CancelScope::Execution),
@@ -503,6 +517,17 @@ pub async fn a_wide_fan_of_dependents_is_finished_by_the_cascade_pass(h: &dyn Ha
         (budget as u64, 120),
         "the budget's worth at once"
     );
+    // Created while the rest is queued: it counts the cancelled upstream
+    // itself, and the pass must not count it again.
+    let any = DependencyPolicy::new(DependencyMode::AnyOf, UpstreamFailure::Skip);
+    let late = ctx
+        .create_id(
+            ctx.new_in(&quiet, "late", b"")
+                .with_parent(root.clone())
+                .with_dependencies([up.clone(), other.clone()])
+                .with_dependency_policy(any),
+        )
+        .await;
     let p = root.partition();
     let step = ok(ctx.backend.cascade_due(p, 100).await, "cascade_due step");
     assert_eq!((step.processed, step.next_due), (100, Some(ctx.now())));
@@ -511,6 +536,18 @@ pub async fn a_wide_fan_of_dependents_is_finished_by_the_cascade_pass(h: &dyn Ha
     for id in &deps {
         assert_eq!(ctx.state(id).await, State::Skipped, "{id}");
     }
+    let snap = ctx.describe(&late).await;
+    assert_eq!(
+        (snap.state, snap.waiting_on),
+        (State::Blocked, Some(WaitingOn::Dependencies(1))),
+        "the cancelled upstream counted once: `other` may still complete"
+    );
+    let mut request = ctx.claim_request(1);
+    request.lanes = vec![quiet];
+    let claim = ctx.claim(request).await.pop().expect("other is claimable");
+    assert_eq!(claim.id, other);
+    ctx.complete(&claim.lease, b"{}").await;
+    assert_eq!(ctx.state(&late).await, State::Waiting);
 }
 
 /// An upstream may be any member of the flow: the root itself (here the
