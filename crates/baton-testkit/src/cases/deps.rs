@@ -21,6 +21,15 @@ async fn claim_of(ctx: &Ctx, id: &ExecutionId) -> Claim {
         .unwrap_or_else(|| panic!("{id} was not claimable"))
 }
 
+/// The lease of `id` among `claims`; panics when it was not claimed.
+fn lease_of(claims: &[Claim], id: &ExecutionId) -> LeaseToken {
+    claims
+        .iter()
+        .find(|c| &c.id == id)
+        .map(|c| c.lease.clone())
+        .unwrap_or_else(|| panic!("{id} was not claimed"))
+}
+
 /// A root, claimed (its lease held): a parent that can wait for its
 /// children.
 async fn running_root(ctx: &Ctx) -> (ExecutionId, Claim) {
@@ -66,13 +75,7 @@ pub async fn a_dependent_runs_when_its_upstreams_complete(h: &dyn Harness) {
         claims.iter().all(|c| c.upstream.is_empty()),
         "no dependencies, no upstream"
     );
-    let lease = |id: &ExecutionId| {
-        claims
-            .iter()
-            .find(|c| &c.id == id)
-            .map(|c| c.lease.clone())
-            .unwrap_or_else(|| panic!("{id} claimed"))
-    };
+    let lease = |id: &ExecutionId| lease_of(&claims, id);
     ctx.advance(10);
     ctx.complete(&lease(&a), b"\"A\"").await;
     let snap = ctx.describe(&join.id).await;
@@ -216,13 +219,7 @@ pub async fn any_of_and_quorum_release_early_or_give_up(h: &dyn Harness) {
         )
         .await;
     let claims = ctx.claim(ctx.claim_request(10)).await;
-    let lease = |id: &ExecutionId| {
-        claims
-            .iter()
-            .find(|c| &c.id == id)
-            .map(|c| c.lease.clone())
-            .unwrap_or_else(|| panic!("{id} claimed"))
-    };
+    let lease = |id: &ExecutionId| lease_of(&claims, id);
     ctx.cancel_with(
         &ups[0],
         CancelRequest::because("not needed").with_scope(CancelScope::Execution),
@@ -617,13 +614,7 @@ pub async fn children_do_not_release_a_dependent_before_its_upstreams(h: &dyn Ha
         .create_id(ctx.new_exec("early", b"").with_parent(dependent.clone()))
         .await;
     let claims = ctx.claim(ctx.claim_request(10)).await;
-    let lease = |id: &ExecutionId| {
-        claims
-            .iter()
-            .find(|c| &c.id == id)
-            .map(|c| c.lease.clone())
-            .unwrap_or_else(|| panic!("{id} claimed"))
-    };
+    let lease = |id: &ExecutionId| lease_of(&claims, id);
     ctx.complete(&lease(&early), b"{}").await;
     let snap = ctx.describe(&dependent).await;
     assert_eq!(
