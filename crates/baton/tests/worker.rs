@@ -151,6 +151,49 @@ async fn a_failing_command_fails_the_attempt_with_its_stderr() {
     );
 }
 
+/// An execution with dependencies finds its upstream outcomes in the file
+/// named by BATON_UPSTREAM_FILE (the claim's `upstream` as JSON); one
+/// without has no such variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_gets_the_upstream_outcomes_in_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url) = serve(&format!("sqlite://{}", dir.path().join("b.db").display()));
+    let client = Client::connect(&url)
+        .await
+        .unwrap()
+        .with_lane("jobs")
+        .unwrap();
+    let mut root = client.execution("root", &()).unwrap();
+    root.lane = baton_core::Lane::new("idle").unwrap();
+    let root = client.submit_execution(root).await.unwrap().id;
+    let up = client
+        .execution("copy", &json!({"n": 7}))
+        .unwrap()
+        .with_parent(root.clone());
+    let up = client.submit_execution(up).await.unwrap().id;
+    let joined = client
+        .execution("join", &())
+        .unwrap()
+        .with_parent(root)
+        .with_dependencies([up.clone()]);
+    let joined = client.submit_execution(joined).await.unwrap().id;
+    let command =
+        "if [ -n \"$BATON_UPSTREAM_FILE\" ]; then cat \"$BATON_UPSTREAM_FILE\"; else cat; fi";
+    let _worker = worker(&url, command, &[]);
+    let first = client.wait_for_completion(&up, BOUND).await.unwrap();
+    assert_eq!(
+        decode_result::<Value>(&first).unwrap(),
+        Some(json!({"n": 7})),
+        "no dependencies: no file, the payload echoed"
+    );
+    let snap = client.wait_for_completion(&joined, BOUND).await.unwrap();
+    assert_eq!(snap.state, State::Completed, "{:?}", snap.last_error);
+    assert_eq!(
+        decode_result::<Value>(&snap).unwrap(),
+        Some(json!({up.to_string(): {"state": "completed", "result": {"n": 7}}}))
+    );
+}
+
 /// Worker A takes every execution and is killed with SIGKILL mid-way; the
 /// engine reclaims the expired leases and worker B finishes them, each
 /// exactly once.

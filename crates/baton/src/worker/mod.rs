@@ -7,6 +7,11 @@
 //! fails the attempt, retried per the execution's policy, with standard
 //! error (trimmed and bounded) as the error.
 //!
+//! An execution with dependencies also gets `BATON_UPSTREAM_FILE`: the path
+//! of a JSON file holding its upstream executions' outcomes, as a claim
+//! over HTTP carries them (`{"<id>": {"state": …, "result": …}, …}`),
+//! removed when the command ends.
+//!
 //! The command runs in a process group of its own; when it is stopped
 //! (cancel, lost lease, shutdown) or the worker dies, the whole group is
 //! signalled (see `watchdog`), not only the `sh`.
@@ -36,7 +41,9 @@ pub(crate) struct WorkerArgs {
     lanes: Vec<String>,
     /// Shell command run per execution (`sh -c CMD`): payload on stdin,
     /// result on stdout. BATON_EXECUTION_ID, BATON_KIND, BATON_ATTEMPT and
-    /// BATON_LANE are set in its environment. It runs in a process group of
+    /// BATON_LANE are set in its environment, and BATON_UPSTREAM_FILE (a
+    /// JSON file of the upstream outcomes) for an execution with
+    /// dependencies. It runs in a process group of
     /// its own; when the execution is cancelled, its lease lost, or the
     /// worker stops or dies, the whole group gets SIGTERM, then SIGKILL 5 s
     /// later.
@@ -99,12 +106,60 @@ pub(crate) async fn run(backend: &str, args: &WorkerArgs) -> CliResult<()> {
     Ok(())
 }
 
+/// A file removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Writes the upstream outcomes of `ctx` to a file of their own (in the
+/// temporary directory); `None` without dependencies.
+fn upstream_file(ctx: &Context) -> Result<Option<Scratch>, HandlerError> {
+    if ctx.upstream().is_empty() {
+        return Ok(None);
+    }
+    let body: std::collections::BTreeMap<String, baton_api::UpstreamBody> = ctx
+        .upstream()
+        .iter()
+        .map(|(id, u)| {
+            let body = baton_api::UpstreamBody {
+                state: u.state,
+                result: u.result.as_deref().map(baton_api::JsonText::from_bytes),
+            };
+            (id.to_string(), body)
+        })
+        .collect();
+    let text = serde_json::to_vec(&body)
+        .map_err(|e| HandlerError::retry(format!("encoding the upstream outcomes: {e}")))?;
+    let path = std::env::temp_dir().join(format!(
+        "baton-upstream-{}-{}-{}.json",
+        ctx.id().uuid().simple(),
+        ctx.attempt(),
+        std::process::id()
+    ));
+    std::fs::write(&path, text).map_err(|e| {
+        HandlerError::retry(format!(
+            "cannot write the upstream outcomes to {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Some(Scratch(path)))
+}
+
 async fn run_command(
     command: Arc<String>,
     ctx: Context,
     payload: Vec<u8>,
 ) -> Result<Vec<u8>, HandlerError> {
-    let mut child = tokio::process::Command::new("sh")
+    let upstream = upstream_file(&ctx)?;
+    let mut command_line = tokio::process::Command::new("sh");
+    if let Some(file) = &upstream {
+        command_line.env("BATON_UPSTREAM_FILE", &file.0);
+    }
+    let mut child = command_line
         .arg("-c")
         .arg(command.as_str())
         .env("BATON_EXECUTION_ID", ctx.id().to_string())
