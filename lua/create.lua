@@ -61,7 +61,16 @@ redis.register_function('baton_create', function(keys, args)
   -- Dependencies, checked and judged before anything is written.
   local deps = {}
   local dat = at + 1 + tonumber(args[at] or '0') * 4
-  local function lookup(uuid) return load(base, uuid) end
+  -- Upstream records, read once for the checks and the dependents index.
+  local looked = {}
+  local function lookup(uuid)
+    local h = looked[uuid]
+    if h == nil then
+      h = load(base, uuid) or false
+      looked[uuid] = h
+    end
+    return h or nil
+  end
   for j = 1, tonumber(args[dat] or '0') do
     local pos = tonumber(args[dat + j])
     local rec = cmsgpack.unpack(args[2 + pos * CREATE_FIELDS + 9])
@@ -119,7 +128,7 @@ redis.register_function('baton_create', function(keys, args)
           -- An upstream already finished was counted here; only the others
           -- tell this dependent when they finish (a cascade still queued
           -- for a finished one must not count it again).
-          local uh = load(base, up)
+          local uh = lookup(up)
           if not (uh and TERMINAL[uh.st]) then
             push(adds, base .. ':dn:' .. up, 0, uuid)
             upstreams[up] = true

@@ -62,12 +62,8 @@ pub(crate) async fn reclaim_expired_leases(
     .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
-    let partitions = vec![part(partition); due.len()];
     let roots_of = crate::flow::RootsOf::Dependents;
-    let covered: Vec<Uuid> = crate::flow::lock_ancestors(&mut tx, &partitions, &due, roots_of)
-        .await?
-        .into_iter()
-        .collect();
+    let covered = crate::flow::lock_ancestors_in(&mut tx, partition, &due, roots_of).await?;
     let rows = sqlx::query(
         "SELECT * FROM executions WHERE partition = $1 AND state = 'running' \
          AND lease_expires_at <= $2 AND (NOT has_dependents OR uuid = ANY($4)) \
@@ -166,12 +162,8 @@ async fn expire_in(
     .fetch_all(&mut *tx)
     .await
     .map_err(map)?;
-    let partitions = vec![part(partition); candidates.len()];
     let roots_of = crate::flow::RootsOf::Members;
-    let covered: Vec<Uuid> = crate::flow::lock_ancestors(tx, &partitions, &candidates, roots_of)
-        .await?
-        .into_iter()
-        .collect();
+    let covered = crate::flow::lock_ancestors_in(tx, partition, &candidates, roots_of).await?;
     let due: Vec<(Uuid, Option<String>, bool)> = sqlx::query_as(
         "SELECT uuid, parent, has_dependents FROM executions WHERE partition = $1 \
          AND deadline IS NOT NULL AND finished_at IS NULL AND deadline <= $2 \

@@ -48,11 +48,13 @@ impl SqliteBackend {
         failure: Failure,
         now: Timestamp,
     ) -> Result<Vec<(String, String)>> {
-        let released: i64 = sqlx::query_scalar("SELECT released FROM executions WHERE uuid = ?")
-            .bind(blob(&snap.id))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(map)?;
+        // Its dependents flag too: read here once, used if it finishes.
+        let (released, has_dependents): (i64, i64) =
+            sqlx::query_as("SELECT released, has_dependents FROM executions WHERE uuid = ?")
+                .bind(blob(&snap.id))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(map)?;
         let released = baton_core::raw::stored::in_range("released", "an execution", released)?;
         let settled = rules::settle_failure(snap, released, &failure, &self.inner.limits, now);
         Self::close_attempt(
@@ -83,7 +85,8 @@ impl SqliteBackend {
             return Ok(Vec::new());
         }
         let parent = snap.parent.as_ref();
-        crate::flow::finished(self, conn, &snap.id, parent, settled.state, None, now).await
+        let has = Some(has_dependents == 1);
+        crate::flow::finished(self, conn, &snap.id, parent, settled.state, has, now).await
     }
 
     /// Reads what `lease` is judged on — the execution, the nonce it holds,

@@ -87,6 +87,18 @@ fn worker(backend: &str, exec: &str, extra: &[&str]) -> Proc {
     )
 }
 
+/// `baton serve` on a new SQLite file in `dir`, its URL, and a client of
+/// it on lane `jobs`.
+async fn serve_with_client(dir: &std::path::Path) -> (Proc, String, Client) {
+    let (server, url) = serve(&format!("sqlite://{}", dir.join("b.db").display()));
+    let client = Client::connect(&url)
+        .await
+        .unwrap()
+        .with_lane("jobs")
+        .unwrap();
+    (server, url, client)
+}
+
 async fn submit_all(client: &Client, n: usize) -> Vec<(ExecutionId, Value)> {
     let mut out = Vec::new();
     for i in 0..n {
@@ -106,12 +118,7 @@ async fn submit_all(client: &Client, n: usize) -> Vec<(ExecutionId, Value)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_cat_drains_http_submissions_into_equal_results() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, url) = serve(&format!("sqlite://{}", dir.path().join("b.db").display()));
-    let client = Client::connect(&url)
-        .await
-        .unwrap()
-        .with_lane("jobs")
-        .unwrap();
+    let (_server, url, client) = serve_with_client(dir.path()).await;
     let items = submit_all(&client, 20).await;
     let _worker = worker(&url, "cat", &["--concurrency", "4"]);
     for (id, payload) in &items {
@@ -127,12 +134,7 @@ async fn exec_cat_drains_http_submissions_into_equal_results() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_command_fails_the_attempt_with_its_stderr() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, url) = serve(&format!("sqlite://{}", dir.path().join("b.db").display()));
-    let client = Client::connect(&url)
-        .await
-        .unwrap()
-        .with_lane("jobs")
-        .unwrap();
+    let (_server, url, client) = serve_with_client(dir.path()).await;
     let new = client
         .execution("copy", &1)
         .unwrap()
@@ -157,12 +159,7 @@ async fn a_failing_command_fails_the_attempt_with_its_stderr() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_gets_the_upstream_outcomes_in_a_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, url) = serve(&format!("sqlite://{}", dir.path().join("b.db").display()));
-    let client = Client::connect(&url)
-        .await
-        .unwrap()
-        .with_lane("jobs")
-        .unwrap();
+    let (_server, url, client) = serve_with_client(dir.path()).await;
     let mut root = client.execution("root", &()).unwrap();
     root.lane = baton_core::Lane::new("idle").unwrap();
     let root = client.submit_execution(root).await.unwrap().id;
@@ -301,12 +298,7 @@ enum Stop {
 /// checks that every process the command started ends, not only its `sh`.
 async fn every_process_of_the_command_ends(stop: Stop) {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, url) = serve(&format!("sqlite://{}", dir.path().join("b.db").display()));
-    let client = Client::connect(&url)
-        .await
-        .unwrap()
-        .with_lane("jobs")
-        .unwrap();
+    let (_server, url, client) = serve_with_client(dir.path()).await;
     let id = client.submit("fork", &1).await.unwrap().id;
     let pid_file = dir.path().join("pids");
     let mut worker = worker(

@@ -105,6 +105,19 @@ pub(crate) async fn lock_ancestors(
     Ok(covered)
 }
 
+/// [`lock_ancestors`] of executions all in `partition` (a scheduler pass's
+/// due ones); answers the covered ones as a list, to bind.
+pub(crate) async fn lock_ancestors_in(
+    conn: &mut PgConnection,
+    partition: PartitionId,
+    uuids: &[Uuid],
+    which: RootsOf,
+) -> Result<Vec<Uuid>> {
+    let partitions = vec![part(partition); uuids.len()];
+    let covered = lock_ancestors(conn, &partitions, uuids, which).await?;
+    Ok(covered.into_iter().collect())
+}
+
 /// Sorts rows to lock (`(is a flow's root, partition, uuid)`) into the one
 /// order every writer of flows locks in — every root first, then the other
 /// members, each by (partition, uuid): a root is an ancestor of every

@@ -26,7 +26,9 @@ mod deps;
 mod reads;
 mod wait;
 
-pub(crate) use deps::{RootsOf, dependents_finished, lock_ancestors, lock_order, lock_root_of};
+pub(crate) use deps::{
+    RootsOf, dependents_finished, lock_ancestors, lock_ancestors_in, lock_order, lock_root_of,
+};
 pub(crate) use reads::{children, tree};
 pub(crate) use wait::{children_finished, parents_finished, wait_children};
 
@@ -147,13 +149,7 @@ async fn cascade_step(
     // the queued nodes, then the nodes (see `deps`): a walk locks a node's
     // children before it counts the node down.
     let nodes: Vec<Uuid> = places.iter().map(|q| q.item.node.uuid()).collect();
-    lock_ancestors(
-        tx,
-        &vec![part(partition); nodes.len()],
-        &nodes,
-        RootsOf::All,
-    )
-    .await?;
+    lock_ancestors_in(tx, partition, &nodes, RootsOf::All).await?;
     let mut sorted = nodes.clone();
     sorted.sort_unstable();
     sqlx::query(
