@@ -43,6 +43,17 @@
 --                                      cancel reason; below the node) or
 --                                      'dependents' (text: 'completed' or
 --                                      'unmet'; the node's dependents)
+--   B:{p:N}:sg:<uuid>           LIST  the signals <uuid> holds (library generation 5),
+--                                      in arrival order: element seq - 1 is signal
+--                                      seq, a MessagePack map n (name), p (payload),
+--                                      r (received_at ms), k (idempotency key, absent:
+--                                      none), w (the wait that consumed it, absent:
+--                                      buffered); LSET tags one as consumed
+--   B:{p:N}:sk:<uuid>           HASH  idempotency key -> seq, among <uuid>'s signals
+--   B:{p:N}:timeouts            ZSET  wait timeout_at -> uuid of suspended executions;
+--                                      cleaned lazily: the timeout pass drops an
+--                                      entry whose record is no longer suspended
+--                                      with a timeout
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
 -- Execution record fields (every value text): ns lane kind st pri tags caps att rp
@@ -63,6 +74,14 @@
 -- otherwise; absent: 0) and deps (its upstream uuids, space separated); an
 -- execution others depend on holds hd ('1'). Records without them have no
 -- dependencies and no dependents: nothing reads more for them.
+-- An execution that suspended (library generation 5 or later) holds wp (its
+-- waitpoints joined by ',', '' for a sleep), wc ('all' | 'any'), wt (its
+-- timeout_at in ms, absent without a timeout) and wo (on_timeout:
+-- 'resume' | 'fail' | 'cancel'), kept after the wait ended and overwritten
+-- by the next suspend; wl, its wait log (one letter per ended wait: 's'
+-- signalled, 't' timed out; absent: none); and one that received signals
+-- sc (how many it holds; absent: 0). Records without them never waited and
+-- hold no signals: the claim reads signals only when wl is not empty.
 
 -- Substituted by the backend when it assembles the library.
 local LIBRARY_VERSION = '__BATON_LIBRARY_VERSION__'
@@ -250,6 +269,8 @@ local function leave(base, uuid, h)
   elseif st == 'running' then
     redis.call('ZREM', base .. ':leases', uuid)
   end
+  -- A suspended execution leaves its timeout entry behind: the timeout pass
+  -- drops entries that no longer hold (leaving costs nothing more).
 end
 
 -- Adds an execution to the index of its (new) state. A lane whose waiting
@@ -269,6 +290,9 @@ local function enter(base, uuid, h, woken)
     redis.call('ZADD', base .. ':delayed', s(h.ra), uuid)
   elseif st == 'running' then
     redis.call('ZADD', base .. ':leases', s(h.le), uuid)
+  elseif st == 'suspended' then
+    -- Only a timer makes it due; without one a signal or a cancel ends it.
+    if h.wt then redis.call('ZADD', base .. ':timeouts', s(h.wt), uuid) end
   elseif TERMINAL[st] then
     if h.fl then
       member_finished(base, h)
@@ -757,4 +781,176 @@ local function plan_ownership(count, live, mine)
     end
   end
   return share, keep, release, share - #keep
+end
+
+-- Waiting without a worker (library generation 5): release, suspend,
+-- signals and wait timeouts.
+
+-- An id's hyphenated uuid from the 32 hex digits records use (what an
+-- execution id's text form holds after `{p:N}-`).
+local function hyphenated(u)
+  return string.sub(u, 1, 8) .. '-' .. string.sub(u, 9, 12) .. '-' .. string.sub(u, 13, 16)
+    .. '-' .. string.sub(u, 17, 20) .. '-' .. string.sub(u, 21, 32)
+end
+
+-- Text clipped to `max` bytes, as baton_core::Limits::clip_text does (the
+-- texts clipped here are ASCII: names and ids, so bytes are characters).
+local function clip(text, max)
+  if #text > max then return string.sub(text, 1, max) end
+  return text
+end
+
+-- Hands back the running attempt of `h` at `snow` without spending it: the
+-- attempt closes `released` (its lease is dead at once), `rl` counts it, and
+-- the lease fields go. The caller moves and saves `h`.
+local function hand_back(h, snow)
+  local a = 'a' .. h.att
+  h[a .. 'e'], h[a .. 'o'] = snow, 'released'
+  h.rl = s((tonumber(h.rl) or 0) + 1)
+  h.ua = snow
+  drop_lease(h)
+end
+
+-- The reply to a release or suspend under a lease whose attempt already
+-- ended `ended`: nil when the call answers the stored record (the attempt
+-- was released and no later attempt started), else the error reply.
+-- Mirrors baton_core::raw::rules::released_replay.
+local function released_replay(h, attempt, ended)
+  if ended == 'released' and h.att == attempt then return nil end
+  if ended == 'completed' or ended == 'failed' then
+    return { 'conflict', h.st, 'attempt ' .. attempt .. ' already ' .. ended }
+  end
+  return { 'lost', ENDED_WHY[ended] or 'the attempt already ended' }
+end
+
+-- The waitpoint names of a stored `wp`, in order ('' for a sleep: none).
+local function waitpoints(wp)
+  local out = {}
+  for name in string.gmatch(wp or '', '[^,]+') do out[#out + 1] = name end
+  return out
+end
+
+-- Per waitpoint, the earliest buffered signal of its name; their seqs,
+-- ascending. `buffered` holds { seq, name } pairs.
+local function earliest_per_waitpoint(points, buffered)
+  local found = {}
+  for _, w in ipairs(points) do
+    local best = nil
+    for _, b in ipairs(buffered) do
+      if b[2] == w and (best == nil or b[1] < best) then best = b[1] end
+    end
+    if best then found[#found + 1] = best end
+  end
+  table.sort(found)
+  return found
+end
+
+-- The seqs of the buffered signals ({ seq, name } pairs) that satisfy a
+-- wait on `points` under `condition` ('all' | 'any'), ascending, or nil
+-- when it is not met. A sleep (no waitpoints) is never met by signals.
+-- Mirrors baton_core::raw::rules::satisfying.
+local function satisfying(points, condition, buffered)
+  if #points == 0 then return nil end
+  local found = earliest_per_waitpoint(points, buffered)
+  local met
+  if condition == 'all' then
+    met = #found == #points
+  elseif condition == 'any' then
+    met = #found > 0
+  else
+    error('execution record with wait condition ' .. tostring(condition))
+  end
+  if met then return found end
+  return nil
+end
+
+-- The seqs a wait on `points` whose timeout passed consumes when it
+-- resumes (a partial `all` consumes what came).
+-- Mirrors baton_core::raw::rules::timed_out_consumes.
+local function timed_out_consumes(points, buffered)
+  return earliest_per_waitpoint(points, buffered)
+end
+
+-- Judges a signal for an execution in state `st` holding `held` signals
+-- (`key_seen`: its idempotency key is among them), at most `max` held:
+-- 'duplicate', 'ignored' or 'store'; or nil and the conflict's reason.
+-- Mirrors baton_core::raw::rules::signal_admission.
+local function signal_admission(st, key_seen, held, max)
+  if key_seen then return 'duplicate' end
+  if TERMINAL[st] then return 'ignored' end
+  if held >= max then
+    return nil, 'it already holds ' .. s(held) .. ' signals, the limit; signals it does not ' ..
+      'wait for are kept until it finishes'
+  end
+  return 'store'
+end
+
+-- nil when an execution that ended `ended` waits may wait again (at most
+-- `max`), else the conflict's reason.
+-- Mirrors baton_core::raw::rules::check_wait_room.
+local function check_wait_room(ended, max)
+  if ended >= max then
+    return 'it already waited ' .. s(ended) .. ' times, the limit; split the work into child ' ..
+      'executions'
+  end
+  return nil
+end
+
+-- What the passed timeout of a wait (stored wp, wc, wo) does: 'resume', or
+-- 'fail' / 'cancel' and the text naming what timed out.
+-- Mirrors baton_core::raw::rules::timeout_verdict.
+local function timeout_verdict(wp, wc, wo)
+  if wo == 'resume' then return 'resume' end
+  if wo ~= 'fail' and wo ~= 'cancel' then
+    error('execution record with on_timeout ' .. tostring(wo))
+  end
+  local points = waitpoints(wp)
+  local what
+  if #points == 0 then
+    what = 'its sleep ended'
+  elseif #points == 1 then
+    what = 'its wait for signal ' .. points[1] .. ' timed out'
+  else
+    what = 'its wait for signals ' .. table.concat(points, ', ') .. ' (' .. wc ..
+      ' of them) timed out'
+  end
+  return wo, what
+end
+
+-- The signals execution `uuid` holds, decoded; index = seq.
+local function load_signals(base, uuid)
+  local raw = redis.call('LRANGE', base .. ':sg:' .. uuid, 0, -1)
+  local out = {}
+  for i = 1, #raw do out[i] = cmsgpack.unpack(raw[i]) end
+  return out
+end
+
+-- The { seq, name } pairs of the signals no wait consumed yet.
+local function buffered_of(signals)
+  local out = {}
+  for i = 1, #signals do
+    if not signals[i].w then out[#out + 1] = { i, signals[i].n } end
+  end
+  return out
+end
+
+-- Ends the wait of `h` with `letter` ('s' | 't') in its wait log: the
+-- signals `seqs` (of `signals`, as load_signals answers them) are tagged
+-- with the wait's number. Appends seq, signal pairs of what it tagged to
+-- `reply` when given. The caller saves `h`.
+local function end_wait(base, uuid, h, signals, seqs, letter, reply)
+  local log = h.wl or ''
+  local wait = s(#log + 1)
+  local key = base .. ':sg:' .. uuid
+  for _, seq in ipairs(seqs) do
+    local e = signals[seq]
+    e.w = wait
+    local packed = cmsgpack.pack(e)
+    redis.call('LSET', key, s(seq - 1), packed)
+    if reply then
+      reply[#reply + 1] = seq
+      reply[#reply + 1] = packed
+    end
+  end
+  h.wl = log .. letter
 end

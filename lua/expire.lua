@@ -11,11 +11,6 @@
 -- uuid, ARGV[4]: reason after it, ARGV[5]: cascade budget
 -- Returns: { processed, next_due|'', woken } (woken: lanes of parents
 --   released by what finished, as woken_reply)
-local function hyphenated(u)
-  return string.sub(u, 1, 8) .. '-' .. string.sub(u, 9, 12) .. '-' .. string.sub(u, 13, 16)
-    .. '-' .. string.sub(u, 17, 20) .. '-' .. string.sub(u, 21, 32)
-end
-
 redis.register_function('baton_expire', function(keys, args)
   local base = keys[1]
   local now = tonumber(args[1])

@@ -1,6 +1,6 @@
 -- baton_trim: scheduler pass; deletes finished flows whose root finished
 -- (or was last looked at) at or before the cutoff, earliest first, with
--- their attempts, index entries and idempotency keys. An execution outside
+-- their attempts, index entries, idempotency keys and signals. An execution outside
 -- flows is a flow of one. Only roots are in `done`: a member is trimmed with
 -- its root, newest member first (no parent before its children), the root
 -- last; a root whose flow has an unfinished member is looked at again a
@@ -30,6 +30,8 @@ local function trim_one(base, uuid, h)
     for up in string.gmatch(h.deps, '%x+') do redis.call('ZREM', base .. ':dn:' .. up, uuid) end
   end
   if h.hd then redis.call('DEL', base .. ':dn:' .. uuid) end
+  if h.sc then redis.call('DEL', base .. ':sg:' .. uuid, base .. ':sk:' .. uuid) end
+  if h.wt then redis.call('ZREM', base .. ':timeouts', uuid) end
   redis.call('ZREM', base .. ':ns:' .. h.ns, uuid)
   redis.call('ZREM', base .. ':deadlines', uuid)
   count(base, h, h.st, -1)

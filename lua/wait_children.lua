@@ -24,12 +24,7 @@ redis.register_function('baton_wait_children', function(keys, args)
     return { 'lost', ENDED_WHY[ended] or 'the attempt already ended' }
   end
   if (tonumber(h.oc) or 0) == 0 then return { 'ok', { 0 }, cmsgpack.pack(h) } end
-  local snow = s(now)
-  local a = 'a' .. h.att
-  h[a .. 'e'], h[a .. 'o'] = snow, 'released'
-  h.rl = s((tonumber(h.rl) or 0) + 1)
-  h.ua = snow
-  drop_lease(h)
+  hand_back(h, s(now))
   move(base, uuid, h, 'blocked', {})
   return { 'ok', { 0 }, save(base, uuid, h) }
 end)

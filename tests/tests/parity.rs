@@ -198,7 +198,7 @@ async fn every_backend_describes_the_same_history_identically() {
     for (name, backend, clock) in backends(dir.path()).await {
         results.push((name, history(backend.as_ref(), &clock).await));
     }
-    let (first_name, first) = &results[0];
+    let (_, first) = &results[0];
     let states: Vec<&str> = first.iter().map(|s| s["state"].as_str().unwrap()).collect();
     assert_eq!(
         states,
@@ -213,19 +213,7 @@ async fn every_backend_describes_the_same_history_identically() {
             "cancelled"
         ]
     );
-    for (name, other) in &results[1..] {
-        for (a, b) in first.iter().zip(other) {
-            for (field, value) in a.as_object().unwrap() {
-                assert_eq!(
-                    Some(value),
-                    b.get(field),
-                    "{first_name} and {name} disagree on {field} of execution {}",
-                    a["id"]
-                );
-            }
-            assert_eq!(a, b);
-        }
-    }
+    assert_agree(&results);
 }
 
 /// A snapshot as JSON with every id it holds (its own, its parent, its
@@ -415,7 +403,7 @@ async fn every_backend_describes_the_same_flow_identically() {
     for (name, backend, clock) in backends(dir.path()).await {
         results.push((name, flow_history(backend.as_ref(), &clock).await));
     }
-    let (first_name, first) = &results[0];
+    let (_, first) = &results[0];
     assert_eq!(first[0]["state"], "blocked");
     assert_eq!(first[0]["waiting_on"]["reason"], "children");
     assert_eq!(first[0]["waiting_on"]["children"], 3, "a, b and c");
@@ -429,8 +417,159 @@ async fn every_backend_describes_the_same_flow_identically() {
         serde_json::json!([[9, "completed", "\"one\""], [10, "failed", null]]),
         "the claim of `any` carries both upstream outcomes"
     );
+    assert_agree(&results);
+}
+
+/// The waiting history: a suspension on two waitpoints resumed by its
+/// second signal, a durable sleep resumed by the timeout pass, a signal
+/// buffered before the suspend that satisfies it at once, a release, and a
+/// timeout that fails; each snapshot is captured while suspended and after,
+/// with the claims that follow and the signals held.
+async fn wait_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
+    use baton_api::{ClaimedExecution, SignalBody};
+    use baton_core::{
+        IdempotencyKey, NewSignal, OnTimeout, SignalName, SuspendOutcome, SuspendRequest,
+    };
+    let tick = |ms| clock.advance(Duration::from_millis(ms));
+    let name = |n: &str| SignalName::new(n).unwrap();
+    let created = b
+        .create(vec![
+            exec("both").with_priority(5),
+            exec("sleep").with_priority(4),
+            exec("early").with_priority(3),
+            exec("release").with_priority(2),
+            exec("time-out").with_priority(1),
+        ])
+        .await
+        .unwrap();
+    let ids: Vec<ExecutionId> = created.iter().map(|c| c.id.clone()).collect();
+    let mut seen = Vec::new();
+    let claim_json = |c: &baton_core::Claim| {
+        let mut v = serde_json::to_value(ClaimedExecution::from(c)).unwrap();
+        v["id"] = Value::from(ids.iter().position(|x| x == &c.id));
+        v["lease"]["token"] = Value::Null;
+        v
+    };
+    tick(100);
+    let claims = b.claim(claim(5)).await.unwrap();
+    assert_eq!(claims.len(), 5);
+    tick(100);
+    let both = SuspendRequest::signals([name("a"), name("b")])
+        .with_timeout(Duration::from_secs(60), OnTimeout::Resume);
+    b.suspend(&claims[0].lease, both).await.unwrap();
+    b.suspend(
+        &claims[1].lease,
+        SuspendRequest::sleep(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    let key = IdempotencyKey::new("k1").unwrap();
+    let early = NewSignal::new(name("go"), b"{\"n\":1}".to_vec()).with_idempotency_key(key);
+    b.signal(&ids[2], early).await.unwrap();
+    tick(10);
+    match b
+        .suspend(&claims[2].lease, SuspendRequest::signals([name("go")]))
+        .await
+        .unwrap()
+    {
+        SuspendOutcome::Satisfied { snapshot, signals } => {
+            seen.push(normalized(&snapshot, &ids));
+            seen.push(Value::Array(
+                signals
+                    .iter()
+                    .map(|s| serde_json::to_value(SignalBody::from(s)).unwrap())
+                    .collect(),
+            ));
+        }
+        other => panic!("expected satisfied at once: {other:?}"),
+    }
+    b.complete(&claims[2].lease, b"1".to_vec()).await.unwrap();
+    b.release(&claims[3].lease).await.unwrap();
+    let fails = SuspendRequest::signals([name("x")])
+        .with_timeout(Duration::from_millis(500), OnTimeout::Fail);
+    b.suspend(&claims[4].lease, fails).await.unwrap();
+    for id in &ids {
+        seen.push(normalized(&b.describe(id).await.unwrap(), &ids));
+    }
+    tick(10);
+    b.signal(&ids[0], NewSignal::new(name("a"), b"1".to_vec()))
+        .await
+        .unwrap();
+    tick(10);
+    b.signal(&ids[0], NewSignal::new(name("b"), b"2".to_vec()))
+        .await
+        .unwrap();
+    tick(1_000);
+    for p in b.partitions().iter() {
+        b.timeout_due(p, 100).await.unwrap();
+    }
+    for id in &ids {
+        seen.push(normalized(&b.describe(id).await.unwrap(), &ids));
+    }
+    tick(10);
+    let mut again = b.claim(claim(5)).await.unwrap();
+    again.sort_by_key(|c| ids.iter().position(|x| x == &c.id));
+    seen.push(Value::Array(again.iter().map(claim_json).collect()));
+    for id in [&ids[0], &ids[2]] {
+        let held: Vec<Value> = b
+            .signals(id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| serde_json::to_value(SignalBody::from(s)).unwrap())
+            .collect();
+        seen.push(Value::Array(held));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn every_backend_describes_the_same_waits_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for (name, backend, clock) in backends(dir.path()).await {
+        results.push((name, wait_history(backend.as_ref(), &clock).await));
+    }
+    let (_, first) = &results[0];
+    assert_eq!(first[0]["state"], "running", "satisfied at once");
+    assert_eq!(first[1][0]["wait"], 1);
+    let states: Vec<&str> = first[2..7]
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "suspended",
+            "suspended",
+            "completed",
+            "waiting",
+            "suspended"
+        ]
+    );
+    assert_eq!(first[2]["waiting_on"]["reason"], "signals");
+    assert_eq!(first[3]["waiting_on"]["reason"], "timer");
+    let states: Vec<&str> = first[7..12]
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["waiting", "waiting", "completed", "waiting", "failed"]
+    );
+    let claims = first[12].as_array().unwrap();
+    assert_eq!(claims.len(), 3, "both, sleep, release: {claims:?}");
+    assert_eq!(claims[0]["waits"], serde_json::json!(["signalled"]));
+    assert_eq!(claims[1]["waits"], serde_json::json!(["timed_out"]));
+    assert_agree(&results);
+}
+
+/// Asserts every backend's record equals the first one's, naming the first
+/// field that differs.
+fn assert_agree(results: &[(&str, Vec<Value>)]) {
+    let (first_name, first) = &results[0];
     for (name, other) in &results[1..] {
-        assert_eq!(first.len(), other.len());
+        assert_eq!(first.len(), other.len(), "{first_name} and {name}");
         for (a, b) in first.iter().zip(other) {
             if let Some(fields) = a.as_object() {
                 for (field, value) in fields {

@@ -312,6 +312,7 @@ mod tests {
             last_error: None,
             cancel_reason: Some("stop".into()),
             waiting_on: None,
+            suspension: None,
         }
     }
 

@@ -20,6 +20,11 @@
 //! | `POST /v1/lanes/{lane}/claim` | [`ClaimBody`] | [`ClaimAnswer`] |
 //! | `POST /v1/executions/{id}/complete` | [`CompleteBody`] | [`Snapshot`] |
 //! | `POST /v1/executions/{id}/fail` | [`FailBody`] | [`Snapshot`] |
+//! | `POST /v1/executions/{id}/wait-children` | [`WaitChildrenBody`] | [`Snapshot`] |
+//! | `POST /v1/executions/{id}/release` | [`ReleaseBody`] | [`Snapshot`] |
+//! | `POST /v1/executions/{id}/suspend` | [`SuspendBody`] | [`SuspendAnswer`] |
+//! | `POST /v1/executions/{id}/signals/{name}` | [`SignalRequestBody`] | [`SignalAnswer`] |
+//! | `GET /v1/executions/{id}/signals` | – | [`SignalsAnswer`] |
 //! | `POST /v1/leases/renew` | [`RenewBody`] | [`RenewAnswer`] |
 //! | `GET /v1/stats` | [`StatsQuery`] | [`StatsAnswer`] |
 //! | `GET /healthz` | – | [`Health`] |
@@ -63,6 +68,7 @@ mod list;
 mod read;
 mod routes;
 mod submit;
+mod wait;
 mod worker;
 
 use baton_core::{EngineError, Namespace, Result};
@@ -78,6 +84,10 @@ pub use read::{
 };
 pub use routes::{Method, Route};
 pub use submit::{BackoffBody, BatchBody, BatchCreated, Created, DependencyPolicyBody, SubmitBody};
+pub use wait::{
+    ReleaseBody, SignalAnswer, SignalBody, SignalRequestBody, SignalsAnswer, SuspendAnswer,
+    SuspendBody, SuspensionBody, WaitpointBody,
+};
 pub use worker::{
     ClaimAnswer, ClaimBody, ClaimedExecution, CompleteBody, FailBody, Lease, RenewAnswer,
     RenewBody, RenewedLease, UpstreamBody, WaitChildrenBody,

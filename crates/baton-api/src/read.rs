@@ -93,6 +93,10 @@ pub struct Snapshot {
     /// waiting or finished execution.
     #[serde(default)]
     pub waiting_on: Option<WaitingOnBody>,
+    /// The wait of a `suspended` execution (waitpoints, condition,
+    /// `timeout_at`, `on_timeout`); `null` in every other state.
+    #[serde(default)]
+    pub suspension: Option<crate::SuspensionBody>,
     /// The attempts, oldest first; only with `?attempts=true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_history: Option<Vec<Attempt>>,
@@ -113,6 +117,12 @@ pub struct WaitingOnBody {
     /// finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependencies: Option<u64>,
+    /// For reason `signals`: the waitpoints it waits on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signals: Option<Vec<baton_core::SignalName>>,
+    /// For reasons `signals` and `timer`: when the wait times out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Timestamp>,
 }
 
 impl From<&ExecutionSnapshot> for Snapshot {
@@ -155,7 +165,14 @@ impl From<&ExecutionSnapshot> for Snapshot {
                     Some(WaitingOn::Dependencies(n)) => Some(n),
                     _ => None,
                 },
+                signals: s
+                    .suspension
+                    .as_ref()
+                    .filter(|w| !w.waitpoints.is_empty())
+                    .map(|w| w.waitpoints.clone()),
+                until: s.suspension.as_ref().and_then(|w| w.timeout_at),
             }),
+            suspension: crate::wait::suspension_of(s),
             attempt_history: None,
         }
     }
@@ -220,6 +237,10 @@ impl Snapshot {
             result,
             last_error: self.last_error,
             cancel_reason: self.cancel_reason,
+            suspension: match self.state {
+                State::Suspended => self.suspension.map(crate::SuspensionBody::into_suspension),
+                _ => None,
+            },
         })
     }
 }
@@ -376,6 +397,7 @@ mod tests {
             last_error: None,
             cancel_reason: None,
             waiting_on: None,
+            suspension: None,
         }
     }
 

@@ -69,6 +69,17 @@ pub enum Route {
     /// `POST /v1/executions/{id}/wait-children`: hand the lease back until
     /// the execution's children have finished.
     WaitChildren,
+    /// `POST /v1/executions/{id}/release`: hand the lease back without
+    /// consuming an attempt (a worker shutting down).
+    Release,
+    /// `POST /v1/executions/{id}/suspend`: wait for signals or a timer
+    /// without a worker.
+    Suspend,
+    /// `POST /v1/executions/{id}/signals/{name}`: deliver a signal; the
+    /// API token or the waitpoint's token authorises it.
+    Signal,
+    /// `GET /v1/executions/{id}/signals`: the signals it holds.
+    Signals,
     /// `POST /v1/leases/renew`: renew every lease of a worker.
     Renew,
     /// `GET /v1/stats`: counts per lane and state.
@@ -83,7 +94,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 16] = [
+    pub const ALL: [Route; 20] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
@@ -95,6 +106,10 @@ impl Route {
         Route::Complete,
         Route::Fail,
         Route::WaitChildren,
+        Route::Release,
+        Route::Suspend,
+        Route::Signal,
+        Route::Signals,
         Route::Renew,
         Route::Stats,
         Route::Health,
@@ -109,6 +124,7 @@ impl Route {
             | Route::Describe
             | Route::Children
             | Route::Tree
+            | Route::Signals
             | Route::Stats
             | Route::Health
             | Route::Metrics
@@ -120,12 +136,14 @@ impl Route {
             | Route::Complete
             | Route::Fail
             | Route::WaitChildren
+            | Route::Release
+            | Route::Suspend
+            | Route::Signal
             | Route::Renew => Method::Post,
         }
     }
 
-    /// The path template; a parameter is written `{name}`, at most one per
-    /// route.
+    /// The path template; a parameter is written `{name}`.
     pub fn path(self) -> &'static str {
         match self {
             Route::Submit | Route::List => "/v1/executions",
@@ -138,6 +156,10 @@ impl Route {
             Route::Complete => "/v1/executions/{id}/complete",
             Route::Fail => "/v1/executions/{id}/fail",
             Route::WaitChildren => "/v1/executions/{id}/wait-children",
+            Route::Release => "/v1/executions/{id}/release",
+            Route::Suspend => "/v1/executions/{id}/suspend",
+            Route::Signal => "/v1/executions/{id}/signals/{name}",
+            Route::Signals => "/v1/executions/{id}/signals",
             Route::Renew => "/v1/leases/renew",
             Route::Stats => "/v1/stats",
             Route::Health => "/healthz",
@@ -160,6 +182,10 @@ impl Route {
             Route::Complete => "complete",
             Route::Fail => "fail",
             Route::WaitChildren => "waitChildren",
+            Route::Release => "release",
+            Route::Suspend => "suspend",
+            Route::Signal => "signal",
+            Route::Signals => "signals",
             Route::Renew => "renew",
             Route::Stats => "stats",
             Route::Health => "health",
@@ -168,23 +194,35 @@ impl Route {
         }
     }
 
-    /// False only for `/healthz`: when the server has an API token, every
-    /// other route requires it.
+    /// False for `/healthz`, and for the signal route, which checks the
+    /// API token or a waitpoint token itself: when the server has an API
+    /// token, every other route requires it.
     pub fn requires_token(self) -> bool {
-        self != Route::Health
+        !matches!(self, Route::Health | Route::Signal)
     }
 
-    /// The path with its parameter replaced by `value`, which the caller has
-    /// already percent-encoded ([`encode_component`](crate::encode_component)).
-    /// A route without a parameter answers its path unchanged.
+    /// The path with its first parameter replaced by `value`, which the
+    /// caller has already percent-encoded
+    /// ([`encode_component`](crate::encode_component)). A route without a
+    /// parameter answers its path unchanged.
     pub fn path_with(self, value: &str) -> String {
-        let path = self.path();
-        match (path.find('{'), path.find('}')) {
-            (Some(open), Some(close)) if open < close => {
-                format!("{}{value}{}", &path[..open], &path[close + 1..])
+        self.path_with_all(&[value])
+    }
+
+    /// The path with its parameters replaced by `values`, in order (each
+    /// already percent-encoded); parameters without a value stay as
+    /// written.
+    pub fn path_with_all(self, values: &[&str]) -> String {
+        let mut path = self.path().to_owned();
+        for value in values {
+            match (path.find('{'), path.find('}')) {
+                (Some(open), Some(close)) if open < close => {
+                    path = format!("{}{value}{}", &path[..open], &path[close + 1..]);
+                }
+                _ => break,
             }
-            _ => path.to_owned(),
         }
+        path
     }
 }
 
@@ -215,5 +253,9 @@ mod tests {
         assert_eq!(Route::Children.method(), Method::Get);
         assert_eq!(Route::Stats.path_with("x"), "/v1/stats");
         assert_eq!(Route::Health.to_string(), "GET /healthz");
+        assert_eq!(
+            Route::Signal.path_with_all(&["x", "approval"]),
+            "/v1/executions/x/signals/approval"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use baton_core::{
     CapabilityName, Claim, ClaimRequest, ExecutionId, Failure, Kind, Lane, LeaseToken, Namespace,
-    RenewRequest, RenewStatus, Result, State, TagKey, Timestamp, Upstream, WorkerId,
+    RenewRequest, RenewStatus, Result, State, TagKey, Timestamp, Upstream, WaitEnded, WorkerId,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -138,6 +138,14 @@ pub struct ClaimedExecution {
     /// execution without dependencies.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub upstream: BTreeMap<ExecutionId, UpstreamBody>,
+    /// How each of its ended waits ended (`signalled` | `timed_out`),
+    /// oldest first; absent for an execution that never suspended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<WaitEnded>,
+    /// The signals its ended waits consumed, oldest first, each naming its
+    /// wait; absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<crate::SignalBody>,
 }
 
 /// One upstream execution's outcome in a claim.
@@ -185,6 +193,8 @@ impl From<&Claim> for ClaimedExecution {
                     (id.clone(), body)
                 })
                 .collect(),
+            waits: c.waits.clone(),
+            signals: c.signals.iter().map(crate::SignalBody::from).collect(),
         }
     }
 }
@@ -216,6 +226,12 @@ impl ClaimedExecution {
                     };
                     (id, upstream)
                 })
+                .collect(),
+            waits: self.waits,
+            signals: self
+                .signals
+                .into_iter()
+                .map(crate::SignalBody::into_signal)
                 .collect(),
         })
     }
@@ -401,6 +417,8 @@ mod tests {
             deadline: None,
             tags: BTreeMap::new(),
             upstream: BTreeMap::new(),
+            waits: Vec::new(),
+            signals: Vec::new(),
         };
         let wire = serde_json::to_value(ClaimedExecution::from(&claim)).unwrap();
         assert_eq!(wire["lease"]["expires_at"], "2030-01-01T00:00:30.000Z");

@@ -21,7 +21,8 @@
 //!   is a [`Conflict`](EngineError::Conflict).
 //! - **Retryable errors.** [`Unavailable`](EngineError::Unavailable) and
 //!   [`Contention`](EngineError::Contention) may be retried. `complete`,
-//!   `fail`, `cancel`, `renew` and the scheduler passes are safe to repeat;
+//!   `fail`, `release`, `suspend`, `cancel`, `renew` and the scheduler
+//!   passes are safe to repeat (`signal` when it carries an idempotency key);
 //!   `create` is when its items carry idempotency keys; `claim` is not
 //!   idempotent (leases granted by a lost answer expire and are reclaimed).
 //! - **Deadlines.** Once `deadline <= now` an execution is as good as
@@ -55,8 +56,9 @@ use crate::error::Result;
 use crate::id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 use crate::model::{
     AttemptRecord, CancelRequest, Cancellation, Claim, ClaimRequest, CreateOutcome,
-    ExecutionSnapshot, Failure, ListFilter, ListPage, NewExecution, Ownership, Page,
-    PartitionOwner, RenewOutcome, RenewRequest, ScanReport, StateCounts, Tree,
+    ExecutionSnapshot, Failure, ListFilter, ListPage, NewExecution, NewSignal, Ownership, Page,
+    PartitionOwner, RenewOutcome, RenewRequest, ScanReport, Signal, SignalOutcome, StateCounts,
+    SuspendOutcome, SuspendRequest, Tree,
 };
 use crate::names::{Lane, Namespace, NodeId};
 use crate::policy::Limits;
@@ -320,6 +322,90 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     /// already completed or failed), `Unavailable`.
     async fn wait_children(&self, lease: &LeaseToken) -> Result<ExecutionSnapshot>;
 
+    /// Hands back the lease without consuming an attempt: what a worker
+    /// shutting down does with work it will not finish.
+    ///
+    /// # Behavior
+    /// - With a current lease: the attempt is closed as `released` (the
+    ///   lease is dead at once), the execution is `waiting` again, eligible
+    ///   now, and its next claim is a new attempt. The retry policy counts
+    ///   failures only, so a release on the last attempt leaves the
+    ///   execution `waiting`, never `failed`.
+    /// - Replay: if this lease's attempt already ended `released`, answers
+    ///   the current snapshot while no later attempt started.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `LeaseLost`, `Conflict` (the attempt
+    /// already completed or failed), `Unavailable`.
+    async fn release(&self, lease: &LeaseToken) -> Result<ExecutionSnapshot>;
+
+    /// Suspends a running execution until signals arrive or a timer passes,
+    /// without a worker.
+    ///
+    /// # Behavior
+    /// - The request is validated first ([`SuspendRequest::validate`]).
+    /// - With a current lease, when the signals the execution holds and no
+    ///   earlier wait consumed already satisfy the request
+    ///   ([`rules::satisfying`](crate::raw::rules::satisfying)): those
+    ///   signals are consumed by this wait, which ends `signalled` at once;
+    ///   the execution stays `running`, the lease stays valid, and the
+    ///   answer is [`SuspendOutcome::Satisfied`] with them. No wake-up is
+    ///   lost between a worker's check and its suspend.
+    /// - Otherwise the attempt is closed as `released` (the lease is dead at
+    ///   once), the execution is `suspended` with the wait in its snapshot
+    ///   (`suspension`: waitpoints, condition, `timeout_at = now +
+    ///   timeout`, `on_timeout`) and is not claimable. No attempt is
+    ///   consumed. A signal that satisfies the wait makes it `waiting` (see
+    ///   [`signal`](Self::signal)); its timeout is acted on by
+    ///   [`timeout_due`](Self::timeout_due).
+    /// - The claim after a wait is a new attempt; it carries how every
+    ///   ended wait ended and the signals they consumed
+    ///   ([`Claim::waits`](crate::Claim::waits), [`Claim::signals`](crate::Claim::signals)).
+    /// - Replay: if this lease's attempt already ended `released`, answers
+    ///   `Suspended` with the current snapshot while no later attempt
+    ///   started.
+    /// - Cancel, deadlines and retention reach a suspended execution as any
+    ///   other.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`: the lease is judged, the held signals
+    /// read, the verdict written.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `LeaseLost`, `Conflict` (the attempt
+    /// already completed or failed; more than [`Limits::max_waits`] waits),
+    /// `Unavailable`.
+    async fn suspend(&self, lease: &LeaseToken, request: SuspendRequest) -> Result<SuspendOutcome>;
+
+    /// Delivers a signal to an execution.
+    ///
+    /// # Behavior
+    /// Judged by [`rules::signal_admission`](crate::raw::rules::signal_admission):
+    /// - a signal whose idempotency key the execution already holds is
+    ///   `duplicate` and changes nothing;
+    /// - a terminal execution answers `ignored` and stores nothing;
+    /// - otherwise the signal is stored with the next number (`seq`) and
+    ///   `received_at = now`. If the execution is `suspended` and its
+    ///   buffered signals now satisfy its wait, those signals are consumed
+    ///   by the wait, which ends `signalled`, and the execution becomes
+    ///   `waiting`, eligible now: `resumed`. Else `buffered`: a later (or
+    ///   the current, unsatisfied) wait consumes it.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`: store, evaluate and transition.
+    ///
+    /// # Idempotency
+    /// With an idempotency key, repeating it answers `duplicate`; without
+    /// one every call stores a signal.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput` (payload over the limit), `Conflict`
+    /// (more than [`Limits::max_signals`] signals held), `Unavailable`.
+    async fn signal(&self, id: &ExecutionId, signal: NewSignal) -> Result<SignalOutcome>;
+
     /// Cancels an execution and, unless the scope is
     /// [`Execution`](crate::CancelScope::Execution), its non-terminal descendants.
     ///
@@ -438,6 +524,23 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
         retention: Duration,
         limit: usize,
     ) -> Result<ScanReport>;
+
+    /// Scheduler pass: acts on `suspended` executions of `partition` whose
+    /// wait timed out (`timeout_at <= now`), at most `limit`, earliest
+    /// first, as their `on_timeout` says
+    /// ([`rules::timeout_verdict`](crate::raw::rules::timeout_verdict)):
+    /// `resume` makes it `waiting`, eligible now (the wait ends `timed_out`
+    /// and consumes the buffered signals of its waitpoints); `fail` makes
+    /// it `failed` with an error naming the waitpoints (no attempt is
+    /// consumed, no retry); `cancel` cancels it and its descendants as a
+    /// cancel of scope `tree` would.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Idempotency
+    /// Running it twice acts on nothing the second time.
+    async fn timeout_due(&self, partition: PartitionId, limit: usize) -> Result<ScanReport>;
 
     /// Scheduler pass: continues cancels whose subtree did not fit in their
     /// own call (see [`cancel`](Self::cancel)), visiting at most `limit`

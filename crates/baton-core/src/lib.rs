@@ -28,12 +28,14 @@ pub use long_poll::{LongPoll, MIN_CLAIM_SPACING, claim_waiting};
 pub use model::{
     AttemptRecord, CancelRequest, CancelScope, Cancellation, Claim, ClaimRequest, CreateOutcome,
     DependencyMode, DependencyPolicy, ExecutionSnapshot, Failure, ListCursor, ListFilter, ListPage,
-    NewExecution, Ownership, Page, PartitionOwner, RenewOutcome, RenewRequest, RenewStatus,
-    ScanReport, StateCounts, Tree, TreeNode, Upstream, UpstreamFailure, WaitReason, WaitingOn,
+    NewExecution, NewSignal, OnTimeout, Ownership, Page, PartitionOwner, RenewOutcome,
+    RenewRequest, RenewStatus, ScanReport, Signal, SignalOutcome, StateCounts, SuspendOutcome,
+    SuspendRequest, Suspension, Tree, TreeNode, Upstream, UpstreamFailure, WaitCondition,
+    WaitEnded, WaitReason, WaitingOn,
 };
 pub use names::{
     CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN,
-    MAX_TAGS, Namespace, NodeId, TagKey, WorkerId, validate_tag_value,
+    MAX_TAGS, Namespace, NodeId, SignalName, TagKey, WorkerId, validate_tag_value,
 };
 pub use policy::{Backoff, Limits, RetryDecision, RetryPolicy};
 pub use state::{AttemptOutcome, State};

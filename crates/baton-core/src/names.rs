@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`Namespace`], [`Lane`] | `A-Z a-z 0-9 _ - .` | 1–64 |
 //! | [`Kind`] | `A-Z a-z 0-9 _ - . :` | 1–128 |
-//! | [`TagKey`], [`CapabilityName`] | `A-Z a-z 0-9 _ - . :` | 1–64 |
+//! | [`TagKey`], [`CapabilityName`], [`SignalName`] | `A-Z a-z 0-9 _ - . :` | 1–64 |
 //! | [`WorkerId`], [`NodeId`] | `A-Z a-z 0-9 _ - . : @ /` | 1–128 |
 //! | [`IdempotencyKey`], [`ChildKey`] | any printable, no control characters | 1–256 |
 
@@ -176,6 +176,17 @@ name_type!(
     /// assert!(CapabilityName::new("gpu").is_ok());
     /// ```
     CapabilityName, "capability", 64, with_colon, "A-Z a-z 0-9 _ - . :"
+);
+name_type!(
+    /// The name of a waitpoint a suspended execution waits on, and of the
+    /// signals delivered to it.
+    ///
+    /// ```
+    /// use baton_core::SignalName;
+    /// assert!(SignalName::new("approval").is_ok());
+    /// assert!(SignalName::new("no spaces").is_err());
+    /// ```
+    SignalName, "signal", 64, with_colon, "A-Z a-z 0-9 _ - . :"
 );
 name_type!(
     /// The identity of a worker process, recorded on every attempt it makes.

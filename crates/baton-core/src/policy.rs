@@ -228,6 +228,12 @@ pub struct Limits {
     pub cascade_budget: usize,
     /// Most executions one execution may depend on. Default 100.
     pub max_dependencies: usize,
+    /// Most signals one execution holds (buffered and consumed); a signal
+    /// beyond it is refused as a conflict. Default 100.
+    pub max_signals: usize,
+    /// Most waits (suspensions) one execution may end; a suspend beyond it
+    /// is refused as a conflict. Default 1000.
+    pub max_waits: usize,
 }
 
 impl Default for Limits {
@@ -240,6 +246,8 @@ impl Default for Limits {
             max_lease: Duration::from_secs(24 * 3600),
             cascade_budget: 500,
             max_dependencies: 100,
+            max_signals: 100,
+            max_waits: 1000,
         }
     }
 }

@@ -16,6 +16,13 @@
 //! finished (`wait_children`): it is `blocked`, then `waiting` again when
 //! its last child finishes; the wait consumes no attempt.
 //!
+//! A running execution may also suspend to wait for signals or a timer
+//! (`suspend`): it is `suspended` without a lease, then `waiting` again when
+//! a signal satisfies its wait or its timeout resumes it (or `failed` /
+//! `cancelled`, as its timeout policy says); suspending consumes no attempt.
+//! A worker shutting down hands its lease back (`release`): `waiting` at
+//! once, no attempt consumed.
+//!
 //! An execution created with dependencies is `blocked` until its policy is
 //! met (then `waiting`), or `skipped` (or `failed`, or `waiting` anyway, as
 //! its policy says) once it can no longer be.
@@ -46,6 +53,10 @@ pub enum State {
     Blocked,
     /// Claimed by a worker under a lease.
     Running,
+    /// Its worker suspended it to wait for signals or a timer; no lease is
+    /// held and it is not claimable until a signal satisfies its wait or
+    /// its timeout passes (see `suspension` in its snapshot).
+    Suspended,
     /// Finished successfully (terminal).
     Completed,
     /// Failed with no attempts left, or with a non-retryable error (terminal).
@@ -61,11 +72,12 @@ pub enum State {
 
 impl State {
     /// Every state, in lifecycle order.
-    pub const ALL: [State; 9] = [
+    pub const ALL: [State; 10] = [
         State::Waiting,
         State::Delayed,
         State::Blocked,
         State::Running,
+        State::Suspended,
         State::Completed,
         State::Failed,
         State::Cancelled,
@@ -94,6 +106,7 @@ impl State {
             State::Delayed => "delayed",
             State::Blocked => "blocked",
             State::Running => "running",
+            State::Suspended => "suspended",
             State::Completed => "completed",
             State::Failed => "failed",
             State::Cancelled => "cancelled",
@@ -119,8 +132,8 @@ impl FromStr for State {
                 EngineError::invalid(
                     "state",
                     s,
-                    "expected one of waiting, delayed, blocked, running, completed, failed, cancelled, \
-                     expired, skipped",
+                    "expected one of waiting, delayed, blocked, running, suspended, completed, failed, \
+                     cancelled, expired, skipped",
                 )
             })
     }

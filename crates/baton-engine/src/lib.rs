@@ -5,8 +5,9 @@
 //! engine processes that `baton serve` runs — and the scheduler is one part
 //! of an engine process). It runs the
 //! backend's per-partition passes — promote due delayed work, reclaim expired
-//! leases, expire deadlines, trim old terminal executions, finish the
-//! cancels of subtrees too big for one call — on the partitions this process
+//! leases, expire deadlines, act on timed-out waits (durable timers), trim
+//! old terminal executions, finish the cancels of subtrees too big for one
+//! call — on the partitions this process
 //! owns. Several engine processes against one backend split the
 //! partitions through ownership leases stored in the backend
 //! ([`EngineBackend::sync_ownership`]); when one joins, leaves or dies, the
@@ -32,7 +33,9 @@ use baton_core::{EngineBackend, NodeId, SharedClock, SystemClock};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use passes::{CascadeDue, ExpireDeadlines, Pass, PromoteDue, ReclaimLeases, TrimRetention};
+use passes::{
+    CascadeDue, ExpireDeadlines, Pass, PromoteDue, ReclaimLeases, TimeoutDue, TrimRetention,
+};
 
 /// Scheduler settings.
 #[derive(Clone, Debug)]
@@ -48,7 +51,7 @@ pub struct SchedulerConfig {
     /// Ownership lease length; heartbeats run every third of it. A killed
     /// node's partitions are taken over within about this long. Default 15 s.
     pub ownership_ttl: Duration,
-    /// How often promote, reclaim, expire and cascade pass over every owned
+    /// How often promote, reclaim, expire, timeout and cascade pass over every owned
     /// partition even when nothing is known to be due: the bound on how late
     /// work written by another process is noticed. Default 1 s.
     pub sweep: Duration,
@@ -91,7 +94,8 @@ impl SchedulerConfig {
         self
     }
 
-    /// Sets the sweep interval of promote, reclaim, expire and cascade.
+    /// Sets the sweep interval of promote, reclaim, expire, timeout and
+    /// cascade.
     pub fn with_sweep(mut self, sweep: Duration) -> Self {
         self.sweep = sweep;
         self
@@ -122,6 +126,9 @@ pub struct SchedulerMetrics {
     pub reclaimed: AtomicU64,
     /// Executions expired by their deadline.
     pub expired: AtomicU64,
+    /// Suspended executions whose wait timed out (resumed, failed or
+    /// cancelled as their suspension said).
+    pub timed_out: AtomicU64,
     /// Terminal executions trimmed.
     pub trimmed: AtomicU64,
     /// Descendants cancelled by the cascade pass (those a cancel call
@@ -145,7 +152,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts ownership heartbeats and the five scanners on the current Tokio
+    /// Starts ownership heartbeats and the six scanners on the current Tokio
     /// runtime.
     pub fn start(backend: Arc<dyn EngineBackend>, config: SchedulerConfig) -> Scheduler {
         let (stop, stopped) = watch::channel(false);
@@ -163,7 +170,7 @@ impl Scheduler {
             }
             .run(),
         );
-        let passes: [Box<dyn Pass>; 5] = [
+        let passes: [Box<dyn Pass>; 6] = [
             Box::new(PromoteDue {
                 sweep: config.sweep,
             }),
@@ -171,6 +178,9 @@ impl Scheduler {
                 sweep: config.sweep,
             }),
             Box::new(ExpireDeadlines {
+                sweep: config.sweep,
+            }),
+            Box::new(TimeoutDue {
                 sweep: config.sweep,
             }),
             Box::new(TrimRetention {

@@ -199,3 +199,37 @@ async fn the_cascade_pass_finishes_a_cancel_too_big_for_one_call() {
         Some(format!("cancelled with its ancestor {root}: enough"))
     );
 }
+
+/// A durable sleep: the timer is stored in the backend, so an engine
+/// stopped while an execution sleeps loses nothing; the next engine's
+/// timeout pass resumes it, and its claim says the wait timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_sleep_outlives_the_engine_that_saw_it_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = sqlite(&dir).await;
+    let first = Scheduler::start(backend.clone(), config("before"));
+    let created = backend.create_one(new("s")).await.unwrap();
+    let request = ClaimRequest::new(
+        Namespace::new("engine-test").unwrap(),
+        Lane::new("s").unwrap(),
+        WorkerId::new("w").unwrap(),
+        1,
+    );
+    let claims = backend.claim(request.clone()).await.unwrap();
+    let sleep = baton_core::SuspendRequest::sleep(Duration::from_millis(400));
+    let out = backend.suspend(&claims[0].lease, sleep).await.unwrap();
+    assert_eq!(out.snapshot().state, State::Suspended);
+    first.shutdown().await;
+    let second = Scheduler::start(backend.clone(), config("after"));
+    eventually("the sleeper wakes up", || async {
+        backend.describe(&created.id).await.unwrap().state == State::Waiting
+    })
+    .await;
+    let claims = backend.claim(request).await.unwrap();
+    assert_eq!(
+        (claims[0].attempt, claims[0].waits.clone()),
+        (2, vec![baton_core::WaitEnded::TimedOut])
+    );
+    assert_eq!(second.metrics().timed_out.load(Ordering::Relaxed), 1);
+    second.shutdown().await;
+}

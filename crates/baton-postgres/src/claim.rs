@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use baton_core::raw::rules;
 use baton_core::{
-    Claim, ClaimRequest, EngineError, ExecutionId, Lane, LeaseToken, Namespace, Result, Upstream,
+    Claim, ClaimRequest, EngineError, ExecutionId, Lane, LeaseToken, Namespace, Result, Signal,
+    Upstream,
 };
 use sqlx::postgres::PgRow;
 
@@ -39,6 +40,7 @@ pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<
         .await
         .map_err(map)?;
     let mut upstream = upstreams(b, &rows).await?;
+    let mut consumed = consumed_signals(b, &rows).await?;
     let mut claims = Vec::with_capacity(rows.len());
     for row in &rows {
         let snap = b.snapshot(row)?;
@@ -46,6 +48,12 @@ pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<
             EngineError::corruption(format!("execution {}: claimed without a nonce", snap.id))
         })?;
         let ready_at: i64 = col(row, "ready_at")?;
+        let log = read::wait_log(row)?;
+        let waits = if log.is_empty() {
+            Vec::new()
+        } else {
+            rules::parse_wait_log(&format!("execution {}", snap.id), &log)?
+        };
         let claim = Claim {
             namespace: snap.namespace,
             lane: snap.lane,
@@ -57,6 +65,8 @@ pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<
             deadline: snap.deadline,
             tags: snap.tags,
             upstream: upstream.remove(&snap.id).unwrap_or_default(),
+            waits,
+            signals: consumed.remove(&snap.id).unwrap_or_default(),
             id: snap.id,
         };
         claims.push((i64::from(snap.priority), ready_at, claim));
@@ -104,6 +114,44 @@ async fn upstreams(
         out.entry(dependent)
             .or_default()
             .insert(id, Upstream { state, result });
+    }
+    Ok(out)
+}
+
+/// The signals the ended waits of the claimed executions consumed, oldest
+/// first, by execution; one statement by primary key, and none when no
+/// claimed execution ever waited (its wait log is empty), so the hot path
+/// stays one round trip.
+async fn consumed_signals(
+    b: &PostgresBackend,
+    claimed: &[PgRow],
+) -> Result<HashMap<ExecutionId, Vec<Signal>>> {
+    let (mut partitions, mut uuids) = (Vec::new(), Vec::new());
+    for row in claimed {
+        if !read::wait_log(row)?.is_empty() {
+            let id = read::execution_id(row, b.inner.partitions)?;
+            partitions.push(part(id.partition()));
+            uuids.push(id.uuid());
+        }
+    }
+    let mut out: HashMap<ExecutionId, Vec<Signal>> = HashMap::new();
+    if uuids.is_empty() {
+        return Ok(out);
+    }
+    let rows = sqlx::query(
+        "SELECT s.* FROM UNNEST($1::int2[], $2::uuid[]) AS q(partition, uuid) \
+         JOIN signals s ON s.partition = q.partition AND s.uuid = q.uuid \
+         WHERE s.wait IS NOT NULL ORDER BY s.partition, s.uuid, s.seq",
+    )
+    .bind(partitions)
+    .bind(uuids)
+    .fetch_all(&b.inner.pool)
+    .await
+    .map_err(map)?;
+    for row in &rows {
+        let id = read::execution_id(row, b.inner.partitions)?;
+        let signal = read::signal(row, &format!("execution {id}"))?;
+        out.entry(id).or_default().push(signal);
     }
     Ok(out)
 }

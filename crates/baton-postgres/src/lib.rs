@@ -51,6 +51,13 @@
 //!   an upstream finishing concurrently is either counted at create or tells
 //!   the new dependent. Writers that tell dependents lock the flow's root
 //!   first (see `flow::deps`).
+//! - Signals are rows of their own table, numbered per execution; every
+//!   writer of an execution's signals (`signal`, `suspend`, the timeout
+//!   pass) holds the execution's row lock first, so numbering, idempotency
+//!   keys and which buffered signals a wait consumes are judged as the
+//!   previous writer left them (see `wait`). The timeout pass locks with
+//!   `SKIP LOCKED`; a timeout that fails or cancels locks the flow's root
+//!   and the parent first, as the expiry pass does.
 //!
 //! ## Time
 //! Every stored instant is BIGINT milliseconds from the injected
@@ -70,6 +77,7 @@ mod migrate;
 mod ownership;
 mod read;
 mod scan;
+mod wait;
 mod wake;
 
 pub use config::PostgresConfig;

@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "dependencies",
         include_str!("../../../migrations/postgres/0005_dependencies.sql"),
     ),
+    (
+        6,
+        "waits",
+        include_str!("../../../migrations/postgres/0006_waits.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -172,6 +177,6 @@ pub fn check_schema(schema: &str) -> Result<()> {
 mod tests {
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 5);
+        assert_eq!(super::latest_version(), 6);
     }
 }

@@ -16,7 +16,8 @@ use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
     AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ChildKey, DependencyPolicy,
     EngineError, ExecutionId, ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace,
-    PartitionCount, PartitionId, RetryPolicy, State, TagKey, Timestamp, TreeNode, WorkerId,
+    PartitionCount, PartitionId, RetryPolicy, Signal, SignalName, State, Suspension, TagKey,
+    Timestamp, TreeNode, WorkerId,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -154,6 +155,7 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
             )?,
             dependencies(row, ctx)?,
         ),
+        suspension: suspension(row, ctx)?,
         id,
     };
     snapshot.check_consistent()?;
@@ -245,4 +247,40 @@ pub fn dependencies(
 /// The `has_dependents` column: whether executions depend on this one.
 pub fn has_dependents(row: &PgRow) -> Result<bool, EngineError> {
     col(row, "has_dependents")
+}
+
+/// The wait of a `suspended` execution from its wait columns; `None` in
+/// every other state (the columns of an ended wait may remain).
+pub fn suspension(row: &PgRow, ctx: &str) -> Result<Option<Suspension>, EngineError> {
+    baton_core::raw::rules::stored_suspension(
+        ctx,
+        state(ctx, &col::<String>(row, "state")?)?,
+        col::<Option<String>>(row, "wait_points")?.as_deref(),
+        col::<Option<String>>(row, "wait_condition")?.as_deref(),
+        col(row, "wait_timeout_at")?,
+        col::<Option<String>>(row, "on_timeout")?.as_deref(),
+    )
+}
+
+/// The wait log of an execution (`wait_log`: one letter per ended wait).
+pub fn wait_log(row: &PgRow) -> Result<String, EngineError> {
+    col(row, "wait_log")
+}
+
+/// One signal from a row of `signals`.
+pub fn signal(row: &PgRow, ctx: &str) -> Result<Signal, EngineError> {
+    let ctx = format!("{ctx} signal");
+    let ctx = ctx.as_str();
+    Ok(Signal {
+        seq: in_range::<u32>("seq", ctx, col::<i32>(row, "seq")?.into())?,
+        name: parsed::<SignalName>("name", ctx, &col::<String>(row, "name")?)?,
+        payload: col(row, "payload")?,
+        idempotency_key: col::<Option<String>>(row, "idempotency_key")?
+            .map(|k| parsed::<IdempotencyKey>("idempotency_key", ctx, &k))
+            .transpose()?,
+        received_at: ts(col(row, "received_at")?),
+        wait: col::<Option<i32>>(row, "wait")?
+            .map(|w| in_range::<u32>("wait", ctx, w.into()))
+            .transpose()?,
+    })
 }

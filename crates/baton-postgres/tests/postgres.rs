@@ -1,7 +1,8 @@
 //! Postgres-specific behaviour the shared conformance suite cannot see:
 //! wake-ups across backend instances (processes), the recorded partition
-//! count, concurrent first starts of one schema, schemas kept apart, and
-//! concurrent writers of one flow (no deadlock, no lost release).
+//! count, concurrent first starts of one schema, schemas kept apart,
+//! concurrent writers of one flow (no deadlock, no lost release), and
+//! concurrent signals and timeouts of one suspended execution.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    CancelRequest, ChildKey, ClaimRequest, DependencyMode, DependencyPolicy, EngineBackend,
-    EngineBackendExt, EngineError, Kind, Lane, ManualClock, Namespace, NewExecution,
+    AdminBackend, CancelRequest, ChildKey, ClaimRequest, DependencyMode, DependencyPolicy,
+    EngineBackend, EngineBackendExt, EngineError, Kind, Lane, ManualClock, Namespace, NewExecution,
     PartitionCount, State, UpstreamFailure, WorkerId,
 };
 use baton_postgres::{PostgresBackend, PostgresConfig};
@@ -91,7 +92,10 @@ async fn partition_count_is_recorded_and_enforced() {
         matches!(wrong, EngineError::Configuration { .. }),
         "{wrong:?}"
     );
-    assert_eq!(first.applied_migrations().await.unwrap(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        first.applied_migrations().await.unwrap(),
+        [1, 2, 3, 4, 5, 6]
+    );
 }
 
 /// Several instances starting at once on a new schema migrate it once and
@@ -110,7 +114,10 @@ async fn concurrent_first_starts_migrate_once() {
         .collect();
     for start in starts {
         let backend = start.await.unwrap().unwrap();
-        assert_eq!(backend.applied_migrations().await.unwrap(), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            backend.applied_migrations().await.unwrap(),
+            [1, 2, 3, 4, 5, 6]
+        );
     }
 }
 
@@ -803,4 +810,295 @@ async fn skips_across_branches_and_combined_completes_never_deadlock() {
             }
         }
     }
+}
+
+/// Suspends a fresh execution of lane `lane` on `request`; answers its id.
+async fn create_suspended(
+    b: &PostgresBackend,
+    lane: &str,
+    request: baton_core::SuspendRequest,
+) -> baton_core::ExecutionId {
+    let id = b.create_one(exec("wait", lane)).await.unwrap().id;
+    let claim = claim_one(b, "wait", lane).await;
+    assert_eq!(claim.id, id);
+    match b.suspend(&claim.lease, request).await.unwrap() {
+        baton_core::SuspendOutcome::Suspended(snap) => assert_eq!(snap.state, State::Suspended),
+        other => panic!("expected a suspension, got {other:?}"),
+    }
+    id
+}
+
+async fn claim_one(b: &PostgresBackend, ns: &str, lane: &str) -> baton_core::Claim {
+    let request = ClaimRequest::new(
+        Namespace::new(ns).unwrap(),
+        Lane::new(lane).unwrap(),
+        WorkerId::new("w").unwrap(),
+        1,
+    );
+    let mut claims = b.claim(request).await.unwrap();
+    assert_eq!(claims.len(), 1, "one execution to claim in {ns}/{lane}");
+    claims.remove(0)
+}
+
+fn waitpoint(name: &str) -> baton_core::SignalName {
+    baton_core::SignalName::new(name).unwrap()
+}
+
+/// A claimer waiting through one instance is woken by a signal through
+/// another that resumes a suspended execution of its lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_that_resumes_wakes_claimers_of_another_instance() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let waiter_side = open(&url).await;
+    let signaller = open(&url).await;
+    let request = baton_core::SuspendRequest::signals([waitpoint("go")]);
+    let mut suspended = Vec::new();
+    for _ in 0..100 {
+        suspended.push(create_suspended(&signaller, "sig", request.clone()).await);
+    }
+    let mut waiter = {
+        let b = waiter_side.clone();
+        tokio::spawn(async move {
+            b.wait_for_work(
+                &Namespace::new("wait").unwrap(),
+                &[Lane::new("sig").unwrap()],
+                Duration::from_secs(3_600),
+            )
+            .await
+        })
+    };
+    // Resume one after the other until the waiter returns, so the test does
+    // not depend on when its LISTEN began; the bound is liveness, not
+    // timing.
+    for id in &suspended {
+        let signal = baton_core::NewSignal::new(waitpoint("go"), b"1".to_vec());
+        let outcome = signaller.signal(id, signal).await.unwrap();
+        assert_eq!(outcome, baton_core::SignalOutcome::Resumed);
+        if let Ok(joined) = tokio::time::timeout(Duration::from_millis(50), &mut waiter).await {
+            joined.unwrap().unwrap();
+            return;
+        }
+    }
+    waiter.abort();
+    panic!("the waiter was never woken by the other instance's signals");
+}
+
+/// Concurrent signals to one suspended execution are numbered once each,
+/// a repeated idempotency key is stored once, and exactly one of them
+/// resumes it, consuming one signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_signals_are_numbered_once_and_resume_once() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    let request = baton_core::SuspendRequest::signals([waitpoint("go")]);
+    let id = create_suspended(&backends[0], "many", request).await;
+    let calls: Vec<_> = (0..24)
+        .map(|i| {
+            let b = backends[i % 2].clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let mut signal = baton_core::NewSignal::new(waitpoint("go"), b"1".to_vec());
+                if i % 3 == 0 {
+                    let key = baton_core::IdempotencyKey::new(format!("k{}", i % 2)).unwrap();
+                    signal = signal.with_idempotency_key(key);
+                }
+                b.signal(&id, signal).await.unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for call in calls {
+        outcomes.push(call.await.unwrap());
+    }
+    let count = |o: baton_core::SignalOutcome| outcomes.iter().filter(|x| **x == o).count();
+    assert_eq!(count(baton_core::SignalOutcome::Resumed), 1, "{outcomes:?}");
+    assert_eq!(
+        count(baton_core::SignalOutcome::Duplicate),
+        6,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        count(baton_core::SignalOutcome::Buffered),
+        17,
+        "{outcomes:?}"
+    );
+    let held = backends[0].signals(&id).await.unwrap();
+    let seqs: Vec<u32> = held.iter().map(|s| s.seq).collect();
+    assert_eq!(seqs, (1..=18).collect::<Vec<u32>>());
+    let consumed: Vec<u32> = held
+        .iter()
+        .filter(|s| s.wait.is_some())
+        .map(|s| s.seq)
+        .collect();
+    assert_eq!(consumed, vec![1], "the earliest signal is the one consumed");
+    let claim = claim_one(&backends[1], "wait", "many").await;
+    assert_eq!(claim.waits, vec![baton_core::WaitEnded::Signalled]);
+    assert_eq!(claim.signals, vec![held[0].clone()]);
+}
+
+/// A signal and the timeout pass racing for one suspended execution end
+/// its wait once: one resumes it, the other finds it no longer suspended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_and_the_timeout_pass_end_a_wait_once() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    for round in 0..10 {
+        let lane = format!("r{round}");
+        let request = baton_core::SuspendRequest::signals([waitpoint("go")])
+            .with_timeout(Duration::from_millis(1), baton_core::OnTimeout::Resume);
+        let id = create_suspended(&backends[0], &lane, request).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let timeout = {
+            let b = backends[0].clone();
+            let p = id.partition();
+            tokio::spawn(async move { b.timeout_due(p, 1000).await.unwrap().processed })
+        };
+        let signal = {
+            let b = backends[1].clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let signal = baton_core::NewSignal::new(waitpoint("go"), b"1".to_vec());
+                b.signal(&id, signal).await.unwrap()
+            })
+        };
+        let timed_out = timeout.await.unwrap();
+        let signalled = signal.await.unwrap();
+        let claim = claim_one(&backends[0], "wait", &lane).await;
+        if signalled == baton_core::SignalOutcome::Resumed {
+            assert_eq!(timed_out, 0, "round {round}");
+            assert_eq!(claim.waits, vec![baton_core::WaitEnded::Signalled]);
+        } else {
+            assert_eq!(signalled, baton_core::SignalOutcome::Buffered);
+            assert_eq!(timed_out, 1, "round {round}");
+            assert_eq!(claim.waits, vec![baton_core::WaitEnded::TimedOut]);
+            // Sent after the wait ended: buffered for a later wait.
+            assert!(claim.signals.is_empty(), "round {round}");
+        }
+    }
+}
+
+/// The timeout pass cancelling a suspended parent with its children (its
+/// policy `cancel`) and those children's completes and failures running at
+/// the same time never deadlock: no call answers `Contention`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_cancel_and_finishing_children_never_deadlock() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    for round in 0..10 {
+        let b = &backends[0];
+        let lane = format!("r{round}");
+        let parent = b.create_one(exec("wait", &lane)).await.unwrap().id;
+        let lease = claim_one(b, "wait", &lane).await.lease;
+        let kids_lane = format!("{lane}-kids");
+        let kids = (0..16)
+            .map(|_| exec("wait", &kids_lane).with_parent(parent.clone()))
+            .collect();
+        b.create(kids).await.unwrap();
+        let request = ClaimRequest::new(
+            Namespace::new("wait").unwrap(),
+            Lane::new(&kids_lane).unwrap(),
+            WorkerId::new("w").unwrap(),
+            100,
+        );
+        let claims = b.claim(request).await.unwrap();
+        assert_eq!(claims.len(), 16);
+        let wait = baton_core::SuspendRequest::signals([waitpoint("go")])
+            .with_timeout(Duration::from_millis(1), baton_core::OnTimeout::Cancel);
+        b.suspend(&lease, wait).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut calls = Vec::new();
+        for (i, c) in claims.into_iter().enumerate() {
+            let b = backends[i % 2].clone();
+            calls.push(tokio::spawn(async move {
+                if i % 3 == 0 {
+                    b.fail(&c.lease, baton_core::Failure::permanent("x"))
+                        .await
+                        .map(drop)
+                } else {
+                    b.complete(&c.lease, b"1".to_vec()).await.map(drop)
+                }
+            }));
+            if i == 8 {
+                let b = backends[1].clone();
+                let p = parent.partition();
+                calls.push(tokio::spawn(async move {
+                    b.timeout_due(p, 1000).await.map(drop)
+                }));
+            }
+        }
+        for call in calls {
+            match call.await.unwrap() {
+                Ok(()) | Err(EngineError::LeaseLost { .. }) => {}
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+        // The pass skips a parent a child's count-down holds at that
+        // moment; the next pass acts on it.
+        backends[0]
+            .timeout_due(parent.partition(), 1000)
+            .await
+            .unwrap();
+        let snap = backends[0].describe(&parent).await.unwrap();
+        assert_eq!(snap.state, State::Cancelled, "round {round}");
+        assert_eq!(
+            snap.cancel_reason.as_deref(),
+            Some("its wait for signal go timed out")
+        );
+    }
+}
+
+/// A timeout whose policy is `fail` runs the finish hooks of a failure:
+/// the dependents of the failed execution learn it did not complete, and
+/// its parent, blocked on its children, counts it down.
+#[tokio::test]
+async fn a_timeout_that_fails_tells_dependents_and_the_parent() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let b = open(&server.schema_url(&PostgresServer::unique_schema())).await;
+    let root = b.create_one(exec("hook", "root")).await.unwrap().id;
+    let root_lease = claim_one(&b, "hook", "root").await.lease;
+    let up = b
+        .create_one(exec("hook", "up").with_parent(root.clone()))
+        .await
+        .unwrap()
+        .id;
+    let dep = b
+        .create_one(
+            exec("hook", "dep")
+                .with_parent(root.clone())
+                .with_dependencies([up.clone()]),
+        )
+        .await
+        .unwrap()
+        .id;
+    let blocked = b.wait_children(&root_lease).await.unwrap();
+    assert_eq!(blocked.state, State::Blocked);
+    let up_lease = claim_one(&b, "hook", "up").await.lease;
+    let wait = baton_core::SuspendRequest::signals([waitpoint("go")])
+        .with_timeout(Duration::from_millis(1), baton_core::OnTimeout::Fail);
+    b.suspend(&up_lease, wait).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let report = b.timeout_due(up.partition(), 100).await.unwrap();
+    assert_eq!((report.processed, report.next_due), (1, None));
+    let snap = b.describe(&up).await.unwrap();
+    assert_eq!(snap.state, State::Failed);
+    assert_eq!(
+        snap.last_error.as_deref(),
+        Some("its wait for signal go timed out")
+    );
+    assert_eq!(b.describe(&dep).await.unwrap().state, State::Skipped);
+    assert_eq!(b.describe(&root).await.unwrap().state, State::Waiting);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use baton_core::{
     AdminBackend, BackendKind, CancelRequest, Cancellation, CreateOutcome, EngineError,
     ExecutionId, ExecutionSnapshot, Kind, Lane, ListFilter, ListPage, Namespace, NewExecution,
-    Page, Result, StateCounts, Tree,
+    NewSignal, Page, Result, Signal, SignalName, SignalOutcome, StateCounts, Tree,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -319,6 +319,51 @@ impl Client {
     /// ```
     pub async fn tree(&self, id: &ExecutionId, limit: usize) -> Result<Tree> {
         self.transport.tree(id, limit).await
+    }
+
+    /// Delivers a signal named `name` with `payload` (encoded as JSON) to
+    /// execution `id`: it resumes the execution when that completes its
+    /// wait, is buffered for a later wait otherwise, and is ignored by a
+    /// finished execution. With an idempotency `key`, a repeat answers
+    /// `duplicate` instead of storing it twice — give webhooks their event
+    /// id.
+    ///
+    /// # Errors
+    /// `InvalidInput` (bad name, payload not JSON or over the limit),
+    /// `NotFound`, `Conflict` (the execution holds the most signals
+    /// allowed), `Unavailable`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
+    /// use baton_core::SignalOutcome;
+    /// let out = client.signal(&id, "approval", &"ana", Some("ticket-481")).await?;
+    /// assert_ne!(out, SignalOutcome::Ignored, "it already finished");
+    /// # Ok(()) }
+    /// ```
+    pub async fn signal<P: Serialize + ?Sized>(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &P,
+        key: Option<&str>,
+    ) -> Result<SignalOutcome> {
+        let payload = serde_json::to_vec(payload).map_err(|e| {
+            EngineError::invalid("payload", name, format!("cannot encode as JSON: {e}"))
+        })?;
+        let mut signal = NewSignal::new(SignalName::new(name)?, payload);
+        if let Some(key) = key {
+            signal = signal.with_idempotency_key(baton_core::IdempotencyKey::new(key)?);
+        }
+        self.transport.signal(id, signal).await
+    }
+
+    /// The signals execution `id` holds, oldest first: buffered ones
+    /// (`wait: None`) and those its waits consumed.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Unavailable`.
+    pub async fn signals(&self, id: &ExecutionId) -> Result<Vec<Signal>> {
+        self.transport.signals(id).await
     }
 
     /// Counts executions per lane and state in the client's namespace.

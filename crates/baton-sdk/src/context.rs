@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use baton_core::{
     Claim, CreateOutcome, EngineError, ExecutionId, Failure, Kind, Lane, LeaseToken, ListPage,
-    Namespace, NewExecution, Page, Result, State, TagKey, Timestamp, Upstream,
+    Namespace, NewExecution, OnTimeout, Page, Result, Signal, SignalName, State, SuspendOutcome,
+    SuspendRequest, TagKey, Timestamp, Upstream, WaitEnded,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -146,6 +147,18 @@ struct ContextInner {
     lease: LeaseToken,
     stop: StopToken,
     transport: Transport,
+    /// The waits ended so far and the signals they consumed: the claim's,
+    /// plus those a suspend satisfied at once during this run.
+    waits: std::sync::Mutex<Waits>,
+}
+
+/// The replay state of a run's waits.
+#[derive(Debug, Default)]
+struct Waits {
+    ended: Vec<WaitEnded>,
+    signals: Vec<Signal>,
+    /// How many waits this run has made so far.
+    made: usize,
 }
 
 impl Context {
@@ -163,6 +176,11 @@ impl Context {
                 lease: claim.lease.clone(),
                 stop,
                 transport,
+                waits: std::sync::Mutex::new(Waits {
+                    ended: claim.waits.clone(),
+                    signals: claim.signals.clone(),
+                    made: 0,
+                }),
             }),
         }
     }
@@ -343,6 +361,181 @@ impl Context {
         }
     }
 
+    /// Waits for a signal named `name`, without holding a worker slot, at
+    /// most `timeout` (`None`: as long as it takes).
+    ///
+    /// Waits are *replayed*: the handler runs again from the start after
+    /// each one, so `wait_for_signal` and [`sleep`](Self::sleep) number the
+    /// waits a run makes, in order. A wait that already ended in an earlier
+    /// run answers at once — the payload of the signal it consumed, or
+    /// `None` when its timeout passed first. The first wait past those
+    /// suspends the execution: when a signal `name` is already buffered it
+    /// is consumed and answered at once with the lease kept; otherwise the
+    /// lease is handed back (no attempt is spent) and it answers
+    /// [`HandlerError::suspended`] — return it (`?` does). The execution runs
+    /// again when the signal arrives (or the timeout passes). Keep the
+    /// order of waits the same on every run, and make work before a wait
+    /// idempotent (it runs again).
+    ///
+    /// # Errors
+    /// [`HandlerError::suspended`] as above; a retryable `HandlerError`
+    /// when the backend cannot be reached or the lease was lost; a
+    /// permanent one when an earlier run's wait at this place waited for
+    /// something else (the handler's waits changed order).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use baton_sdk::{Context, HandlerError};
+    /// async fn refund(ctx: Context, amount: u64) -> Result<String, HandlerError> {
+    ///     let approval = ctx
+    ///         .wait_for_signal("approval", Some(Duration::from_secs(48 * 3600)))
+    ///         .await?;
+    ///     match approval {
+    ///         Some(by) => Ok(format!("refunded {amount}, approved by {}", String::from_utf8_lossy(&by))),
+    ///         None => Err(HandlerError::permanent("nobody approved the refund in time")),
+    ///     }
+    /// }
+    /// ```
+    pub async fn wait_for_signal(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Option<Vec<u8>>, HandlerError> {
+        let name = SignalName::new(name).map_err(|e| HandlerError::permanent(e.to_string()))?;
+        let wait = match self.next_wait() {
+            Replay::Ended(number, how) => {
+                return match (self.consumed(number, &name), how) {
+                    (Some(payload), _) => Ok(Some(payload)),
+                    (None, WaitEnded::TimedOut) => Ok(None),
+                    (None, WaitEnded::Signalled) => Err(HandlerError::permanent(format!(
+                        "wait {number} of this execution ended without a signal {name}: \
+                         its handler must make its waits in the same order on every run"
+                    ))),
+                };
+            }
+            Replay::New(number) => number,
+        };
+        let mut request = SuspendRequest::signals([name.clone()]);
+        if let Some(t) = timeout {
+            request = request.with_timeout(t, OnTimeout::Resume);
+        }
+        match self.suspend_now(request).await? {
+            Ok(signals) => {
+                let payload = signals
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map(|s| s.payload.clone());
+                self.record(wait, WaitEnded::Signalled, signals);
+                Ok(payload)
+            }
+            Err(suspended) => Err(suspended),
+        }
+    }
+
+    /// Sleeps for `duration` without holding a worker slot: a durable
+    /// timer, kept by the backend across restarts of workers and engines.
+    ///
+    /// Replayed like [`wait_for_signal`](Self::wait_for_signal): a sleep
+    /// that ended in an earlier run answers `Ok(())` at once; the first
+    /// one past those hands the lease back (no attempt is spent) and
+    /// answers [`HandlerError::suspended`] — return it; the execution runs
+    /// again once `duration` has passed (to the scheduler's pass interval).
+    ///
+    /// # Errors
+    /// [`HandlerError::suspended`] as above; a retryable `HandlerError`
+    /// when the backend cannot be reached or the lease was lost.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use baton_sdk::{Context, HandlerError};
+    /// async fn remind(ctx: Context, user: String) -> Result<(), HandlerError> {
+    ///     ctx.sleep(Duration::from_secs(24 * 3600)).await?;
+    ///     println!("a day later: remind {user}");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn sleep(&self, duration: Duration) -> std::result::Result<(), HandlerError> {
+        if let Replay::Ended(..) = self.next_wait() {
+            return Ok(());
+        }
+        match self.suspend_now(SuspendRequest::sleep(duration)).await? {
+            // A sleep has no waitpoints, so signals never end it early.
+            Ok(_) => Ok(()),
+            Err(suspended) => Err(suspended),
+        }
+    }
+
+    /// How the execution's waits ended so far, oldest first (the claim's
+    /// and this run's).
+    pub fn waits(&self) -> Vec<WaitEnded> {
+        self.lock_waits().ended.clone()
+    }
+
+    /// The signals the execution's ended waits consumed, oldest first.
+    pub fn signals(&self) -> Vec<Signal> {
+        self.lock_waits().signals.clone()
+    }
+
+    fn lock_waits(&self) -> std::sync::MutexGuard<'_, Waits> {
+        // A panic while holding it cannot leave it half-written: every
+        // critical section is a push or an increment.
+        match self.inner.waits.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The next wait of this run: one that ended already (its 1-based
+    /// number and how), or a new one with its number.
+    fn next_wait(&self) -> Replay {
+        let mut w = self.lock_waits();
+        w.made += 1;
+        match w.ended.get(w.made - 1) {
+            Some(how) => Replay::Ended(w.made, *how),
+            None => Replay::New(w.made),
+        }
+    }
+
+    /// The payload of the signal `name` wait `number` consumed.
+    fn consumed(&self, number: usize, name: &SignalName) -> Option<Vec<u8>> {
+        let w = self.lock_waits();
+        w.signals
+            .iter()
+            .find(|s| s.wait.map(|n| n as usize) == Some(number) && &s.name == name)
+            .map(|s| s.payload.clone())
+    }
+
+    fn record(&self, number: usize, how: WaitEnded, signals: Vec<Signal>) {
+        let mut w = self.lock_waits();
+        if w.ended.len() + 1 == number {
+            w.ended.push(how);
+            w.signals.extend(signals);
+        }
+    }
+
+    /// Suspends now: `Ok(signals)` when they satisfied the wait at once
+    /// (the lease is kept), `Err(`[`HandlerError::suspended`]`)` carrying
+    /// the waitpoint tokens when the execution is suspended.
+    async fn suspend_now(
+        &self,
+        request: SuspendRequest,
+    ) -> std::result::Result<std::result::Result<Vec<Signal>, HandlerError>, HandlerError> {
+        let (out, tokens) = self
+            .inner
+            .transport
+            .suspend(&self.inner.lease, request)
+            .await
+            .map_err(|e| HandlerError::retry(format!("suspending: {e}")))?;
+        Ok(match out {
+            SuspendOutcome::Satisfied { signals, .. } => Ok(signals),
+            SuspendOutcome::Suspended(_) => {
+                let mut e = HandlerError::suspended();
+                e.waitpoints = tokens;
+                Err(e)
+            }
+        })
+    }
+
     /// One page of this execution's children (see
     /// [`Client::children`](crate::Client::children)), oldest first: what
     /// a parent reads after [`wait_children`](Self::wait_children).
@@ -353,6 +546,12 @@ impl Context {
     pub async fn children(&self, page: Page) -> Result<ListPage> {
         self.inner.transport.children(&self.inner.id, page).await
     }
+}
+
+/// Where a run's next wait stands in the execution's wait log.
+enum Replay {
+    Ended(usize, WaitEnded),
+    New(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -387,6 +586,7 @@ enum Retry {
 pub struct HandlerError {
     message: String,
     retry: Retry,
+    waitpoints: Vec<(SignalName, Option<String>)>,
 }
 
 impl HandlerError {
@@ -395,6 +595,7 @@ impl HandlerError {
         HandlerError {
             message: message.into(),
             retry: Retry::Policy,
+            waitpoints: Vec::new(),
         }
     }
 
@@ -404,6 +605,7 @@ impl HandlerError {
         HandlerError {
             message: message.into(),
             retry: Retry::After(delay),
+            waitpoints: Vec::new(),
         }
     }
 
@@ -412,6 +614,7 @@ impl HandlerError {
         HandlerError {
             message: message.into(),
             retry: Retry::Never,
+            waitpoints: Vec::new(),
         }
     }
 
@@ -423,10 +626,50 @@ impl HandlerError {
         HandlerError {
             message: "waiting for children".into(),
             retry: Retry::Waiting,
+            waitpoints: Vec::new(),
         }
     }
 
-    /// True for [`waiting`](Self::waiting).
+    /// The answer of [`Context::wait_for_signal`] and [`Context::sleep`]
+    /// when the execution is now suspended: not a failure — returned from
+    /// the handler, it ends this attempt without a report (its lease is
+    /// already handed back).
+    pub fn suspended() -> Self {
+        HandlerError {
+            message: "suspended".into(),
+            retry: Retry::Waiting,
+            waitpoints: Vec::new(),
+        }
+    }
+
+    /// For [`suspended`](Self::suspended): each waitpoint the execution
+    /// now waits on, with the token a third party presents to signal it
+    /// without the API token (`None` when the worker talks to a backend
+    /// directly, or the server has no waitpoint secret). Send it where the
+    /// signal will come from — an approval link, a webhook registration —
+    /// before returning the error:
+    ///
+    /// ```no_run
+    /// use baton_sdk::{Context, HandlerError};
+    /// async fn approve(ctx: Context, _: ()) -> Result<(), HandlerError> {
+    ///     let approval = match ctx.wait_for_signal("approval", None).await {
+    ///         Err(e) if e.is_waiting() => {
+    ///             for (name, token) in e.waitpoint_tokens() {
+    ///                 println!("POST /v1/executions/{}/signals/{name} with token {token:?}", ctx.id());
+    ///             }
+    ///             return Err(e);
+    ///         }
+    ///         other => other?,
+    ///     };
+    ///     println!("approved: {approval:?}");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn waitpoint_tokens(&self) -> &[(SignalName, Option<String>)] {
+        &self.waitpoints
+    }
+
+    /// True for [`waiting`](Self::waiting) and [`suspended`](Self::suspended).
     pub fn is_waiting(&self) -> bool {
         self.retry == Retry::Waiting
     }

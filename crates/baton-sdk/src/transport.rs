@@ -8,8 +8,8 @@ use std::time::Duration;
 use baton_core::{
     AdminBackend, CancelRequest, Cancellation, Claim, ClaimRequest, CreateOutcome, ExecutionId,
     ExecutionSnapshot, Failure, Lane, LeaseToken, Limits, ListFilter, ListPage, LongPoll,
-    Namespace, NewExecution, Page, RenewOutcome, RenewRequest, Result, StateCounts, Tree,
-    claim_waiting,
+    Namespace, NewExecution, NewSignal, Page, RenewOutcome, RenewRequest, Result, Signal,
+    SignalName, SignalOutcome, StateCounts, SuspendOutcome, SuspendRequest, Tree, claim_waiting,
 };
 use tokio::sync::watch;
 
@@ -123,6 +123,48 @@ impl Transport {
         match self {
             Transport::Direct(b) => b.wait_children(lease).await,
             Transport::Http(h) => h.wait_children(lease).await,
+        }
+    }
+
+    pub(crate) async fn release(&self, lease: &LeaseToken) -> Result<()> {
+        match self {
+            Transport::Direct(b) => b.release(lease).await.map(drop),
+            Transport::Http(h) => h.release(lease).await.map(drop),
+        }
+    }
+
+    /// The outcome, and each waitpoint with its token: only a server
+    /// signs tokens, so a backend in this process answers none.
+    pub(crate) async fn suspend(
+        &self,
+        lease: &LeaseToken,
+        request: SuspendRequest,
+    ) -> Result<(SuspendOutcome, Vec<(SignalName, Option<String>)>)> {
+        match self {
+            Transport::Direct(b) => {
+                let names = request.waitpoints.clone();
+                let out = b.suspend(lease, request).await?;
+                Ok((out, names.into_iter().map(|n| (n, None)).collect()))
+            }
+            Transport::Http(h) => h.suspend(lease, &request).await,
+        }
+    }
+
+    pub(crate) async fn signal(
+        &self,
+        id: &ExecutionId,
+        signal: NewSignal,
+    ) -> Result<SignalOutcome> {
+        match self {
+            Transport::Direct(b) => b.signal(id, signal).await,
+            Transport::Http(h) => h.signal(id, signal).await,
+        }
+    }
+
+    pub(crate) async fn signals(&self, id: &ExecutionId) -> Result<Vec<Signal>> {
+        match self {
+            Transport::Direct(b) => b.signals(id).await,
+            Transport::Http(h) => h.signals(id).await,
         }
     }
 }

@@ -348,7 +348,8 @@ async fn shutdown_releases_work(env: Env) {
         .unwrap();
     let mut ids = Vec::new();
     for i in 0..2 {
-        let new = c.execution("job", &i).unwrap().with_retry(quick_retries(3));
+        // On their last attempt: a shutdown must not fail them.
+        let new = c.execution("job", &i).unwrap().with_retry(quick_retries(1));
         ids.push(c.submit_execution(new).await.unwrap().id);
     }
     for id in &ids {
@@ -358,14 +359,10 @@ async fn shutdown_releases_work(env: Env) {
     assert_eq!(stats.released, 2);
     for id in &ids {
         let snap = c.describe(id).await.unwrap();
-        // Released for an immediate retry, not left to lease expiry.
+        // Released for another worker at once, not left to lease expiry,
+        // and without spending the one attempt allowed.
         assert_eq!((snap.state, snap.attempts), (State::Waiting, 1), "{snap:?}");
-        assert!(
-            snap.last_error
-                .as_deref()
-                .unwrap_or("")
-                .contains("shut down")
-        );
+        assert_eq!(snap.last_error, None);
     }
     let next = Worker::builder(c)
         .handler(
@@ -379,6 +376,67 @@ async fn shutdown_releases_work(env: Env) {
         assert_eq!((snap.state, snap.attempts), (State::Completed, 2));
     }
     next.shutdown(BOUND).await;
+    env.stop().await;
+}
+
+/// A handler waits for a signal, sleeps, then waits for a signal that
+/// never comes, over three suspensions: each run replays the waits that
+/// ended (the signal's payload, the sleep, the timeout) and suspends at
+/// the first new one; no attempt is spent on waiting.
+async fn handlers_wait_for_signals_and_sleep(env: Env) {
+    let c = &env.client;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let worker = Worker::builder(c)
+        .handler("refund", move |ctx: Context, amount: u64| {
+            let runs = counter.clone();
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                let approval = ctx.wait_for_signal("approval", None).await?;
+                ctx.sleep(Duration::from_millis(200)).await?;
+                let confirm = ctx
+                    .wait_for_signal("confirm", Some(Duration::from_millis(100)))
+                    .await?;
+                let by: Value = serde_json::from_slice(&approval.unwrap_or_default())?;
+                Ok::<_, HandlerError>(
+                    json!({"amount": amount, "by": by, "confirm": confirm.is_some()}),
+                )
+            }
+        })
+        .start()
+        .unwrap();
+    let new = c
+        .execution("refund", &25)
+        .unwrap()
+        .with_retry(quick_retries(1));
+    let id = c.submit_execution(new).await.unwrap().id;
+    let snap = wait_until(c, &id, |s| s.state == State::Suspended).await;
+    let wait = snap.suspension.clone().unwrap();
+    assert_eq!(wait.waitpoints[0].as_str(), "approval");
+    assert_eq!(snap.wait_reason().unwrap().reason, "signals");
+    let out = c
+        .signal(&id, "approval", &"ana", Some("mail-1"))
+        .await
+        .unwrap();
+    assert_eq!(out, baton_core::SignalOutcome::Resumed);
+    let again = c
+        .signal(&id, "approval", &"bob", Some("mail-1"))
+        .await
+        .unwrap();
+    assert_eq!(again, baton_core::SignalOutcome::Duplicate);
+    let snap = done(c, &id).await;
+    assert_eq!(snap.state, State::Completed, "{snap:?}");
+    let result: Value = decode_result(&snap).unwrap().unwrap();
+    assert_eq!(result, json!({"amount": 25, "by": "ana", "confirm": false}));
+    // Four runs (three suspensions), one attempt each, none failed.
+    assert_eq!((runs.load(Ordering::SeqCst), snap.attempts), (4, 4));
+    let signals = c.signals(&id).await.unwrap();
+    assert_eq!(signals.len(), 1);
+    assert_eq!(
+        (signals[0].name.as_str(), signals[0].wait),
+        ("approval", Some(1))
+    );
+    worker.shutdown(BOUND).await;
     env.stop().await;
 }
 
@@ -722,6 +780,7 @@ on_every_transport!(
     panic_is_a_failed_attempt,
     handler_errors_choose_the_outcome,
     shutdown_releases_work,
+    handlers_wait_for_signals_and_sleep,
     priority_decides_across_lanes,
     handlers_submit_children,
     handlers_wait_for_their_children,

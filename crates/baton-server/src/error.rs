@@ -72,6 +72,16 @@ impl ApiError {
         )
     }
 
+    /// `401` for a waitpoint token that is missing its keys, malformed,
+    /// forged, expired, or for another execution or waitpoint.
+    pub fn bad_waitpoint_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized.as_str(),
+            "the waitpoint token is not valid for this execution and waitpoint (wrong, expired or forged); ask for a new one, or send the API token",
+        )
+    }
+
     /// Prefixes the message with where in the request the error is, such as
     /// `executions[3]`, and the field path with it.
     pub fn at(mut self, place: impl std::fmt::Display) -> Self {

@@ -19,6 +19,11 @@
 //! | `POST /v1/lanes/{lane}/claim` | claim work, optionally waiting for it |
 //! | `POST /v1/executions/{id}/complete` | complete with the lease |
 //! | `POST /v1/executions/{id}/fail` | fail with the lease |
+//! | `POST /v1/executions/{id}/wait-children` | hand the lease back until the children finish |
+//! | `POST /v1/executions/{id}/release` | hand the lease back, no attempt consumed |
+//! | `POST /v1/executions/{id}/suspend` | wait for signals or a timer without a worker |
+//! | `POST /v1/executions/{id}/signals/{name}` | deliver a signal (API token or waitpoint token) |
+//! | `GET /v1/executions/{id}/signals` | the signals it holds |
 //! | `POST /v1/leases/renew` | renew every lease of a worker |
 //! | `GET /v1/stats` | counts per lane and state |
 //! | `GET /healthz`, `GET /metrics`, `GET /v1/openapi.json` | operations |
@@ -44,6 +49,8 @@ mod extract;
 mod flows;
 mod metrics;
 mod ops;
+mod waitpoint;
+mod waits;
 mod worker;
 
 use std::future::Future;
@@ -64,6 +71,8 @@ use tokio::sync::watch;
 
 pub use body::{DRAIN_BYTES, DRAIN_TIME, MAX_HEADER_BYTES, MAX_URI_BYTES};
 pub use error::{ApiError, ApiResult};
+pub use waitpoint::{MIN_SECRET_BYTES, Refusal, WaitpointKeys};
+pub use waits::WAITPOINT_TOKEN_HEADER;
 
 use metrics::HttpMetrics;
 
@@ -88,6 +97,9 @@ pub struct ServerConfig {
     /// a wake-up, so that work submitted by another process (or in the
     /// instant before the waiter registered) is picked up. Default 1 s.
     pub recheck: Duration,
+    /// The keys waitpoint tokens are signed with; without them a suspend
+    /// answers no tokens and signals need the API token.
+    pub waitpoint_keys: Option<WaitpointKeys>,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +109,7 @@ impl Default for ServerConfig {
             max_body_bytes: None,
             max_wait: Duration::from_secs(60),
             recheck: Duration::from_secs(1),
+            waitpoint_keys: None,
         }
     }
 }
@@ -105,6 +118,12 @@ impl ServerConfig {
     /// Requires `Authorization: Bearer <token>` on every route but `/healthz`.
     pub fn with_api_token(mut self, token: impl Into<String>) -> Self {
         self.api_token = Some(token.into());
+        self
+    }
+
+    /// Signs and verifies waitpoint tokens with `keys`.
+    pub fn with_waitpoint_keys(mut self, keys: WaitpointKeys) -> Self {
+        self.waitpoint_keys = Some(keys);
         self
     }
 
@@ -123,6 +142,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_wait", &self.max_wait)
             .field("recheck", &self.recheck)
+            .field("waitpoint_keys", &self.waitpoint_keys)
             .finish()
     }
 }
@@ -235,6 +255,10 @@ fn endpoint(route: Route) -> MethodRouter<AppState> {
         Route::Complete => on(method, worker::complete),
         Route::Fail => on(method, worker::fail),
         Route::WaitChildren => on(method, worker::wait_children),
+        Route::Release => on(method, waits::release),
+        Route::Suspend => on(method, waits::suspend),
+        Route::Signal => on(method, waits::signal),
+        Route::Signals => on(method, waits::signals),
         Route::Renew => on(method, worker::renew),
         Route::Stats => on(method, executions::stats),
         Route::Health => on(method, ops::healthz),
@@ -307,20 +331,25 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-fn bearer(req: &Request) -> Option<&str> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
 }
 
+/// Whether the request carries the server's API token (false when the
+/// server has none).
+fn bearer_matches(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    state.config().api_token.as_ref().is_some_and(|expected| {
+        bearer(headers).is_some_and(|t| same_secret(t.as_bytes(), expected.as_bytes()))
+    })
+}
+
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(expected) = &state.config().api_token {
-        let ok = bearer(&req).is_some_and(|t| same_secret(t.as_bytes(), expected.as_bytes()));
-        if !ok {
-            return ApiError::unauthorized().into_response();
-        }
+    if state.config().api_token.is_some() && !bearer_matches(&state, req.headers()) {
+        return ApiError::unauthorized().into_response();
     }
     next.run(req).await
 }

@@ -190,6 +190,11 @@ async fn render(state: &AppState) -> String {
                 &e.expired,
             ),
             (
+                "baton_executions_timed_out_total",
+                "Suspended executions whose wait timed out (resumed, failed or cancelled as their suspension said).",
+                &e.timed_out,
+            ),
+            (
                 "baton_executions_trimmed_total",
                 "Terminal executions deleted after their retention.",
                 &e.trimmed,

@@ -42,7 +42,7 @@ pub(crate) async fn claim(
 }
 
 /// A lease presented on `/v1/executions/{id}/…` must belong to `{id}`.
-fn check_lease_matches(lease: &LeaseToken, id: &ExecutionId) -> ApiResult<()> {
+pub(crate) fn check_lease_matches(lease: &LeaseToken, id: &ExecutionId) -> ApiResult<()> {
     if lease.execution_id() != id {
         return Err(EngineError::invalid(
             "lease",

@@ -25,7 +25,16 @@ fn documented() -> BTreeSet<(String, String, String, bool)> {
             if !HTTP_METHODS.contains(&method.as_str()) {
                 continue;
             }
-            let public = op.get("security") == Some(&serde_json::json!([]));
+            // The bearer token is required unless the route says otherwise:
+            // no security at all (`[]`), or alternatives to it (the signal
+            // route also takes a waitpoint token, checked by its handler).
+            let public = match op.get("security").and_then(|s| s.as_array()) {
+                Some(alternatives) => {
+                    alternatives.is_empty()
+                        || alternatives.iter().any(|a| a.get("bearer").is_none())
+                }
+                None => false,
+            };
             out.insert((
                 method.to_uppercase(),
                 path.clone(),

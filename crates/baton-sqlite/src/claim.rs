@@ -47,7 +47,7 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
         .push_bind(request.max as i64)
         .push(
             ") RETURNING uuid, partition, namespace, lane, kind, payload, attempts, lease_nonce, \
-             deadline, tags, priority, ready_at, deps_total",
+             deadline, tags, priority, ready_at, deps_total, wait_log",
         );
 
     let mut tx = b.begin().await?;
@@ -58,6 +58,7 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     }
     let mut claims = Vec::with_capacity(rows.len());
     let mut with_deps = std::collections::HashSet::new();
+    let mut wait_logs = std::collections::HashMap::new();
     for row in &rows {
         let id = read::execution_id(row, b.inner.partitions)?;
         let ctx = format!("execution {id}");
@@ -69,6 +70,10 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
         let ready_at: i64 = col(row, "ready_at")?;
         if col::<i64>(row, "deps_total")? > 0 {
             with_deps.insert(id.clone());
+        }
+        let log: String = col(row, "wait_log")?;
+        if !log.is_empty() {
+            wait_logs.insert(id.clone(), log);
         }
         let claim = Claim {
             namespace: request.namespace.clone(),
@@ -85,6 +90,8 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
             deadline: col::<Option<i64>>(row, "deadline")?.map(Timestamp::from_millis),
             tags: read::tags(&ctx, &col::<String>(row, "tags")?)?,
             upstream: Default::default(),
+            waits: Vec::new(),
+            signals: Vec::new(),
             id,
         };
         claims.push((priority, ready_at, claim));
@@ -92,6 +99,9 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     // RETURNING order is unspecified; hand work out in claim order.
     let mut claims = rules::order_claims(claims);
     crate::flow::upstream_results(b, &mut tx, &mut claims, &with_deps).await?;
+    if !wait_logs.is_empty() {
+        crate::wait::claimed_waits(&mut tx, &mut claims, &wait_logs).await?;
+    }
 
     let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
         "INSERT INTO attempts (execution_uuid, number, worker_id, nonce, started_at) ",

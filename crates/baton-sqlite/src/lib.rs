@@ -47,6 +47,7 @@ mod lease;
 mod migrate;
 mod ownership;
 mod scan;
+mod wait;
 
 pub use config::{Location, SqliteConfig};
 

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "dependencies",
         include_str!("../../../migrations/sqlite/0005_dependencies.sql"),
     ),
+    (
+        6,
+        "waits",
+        include_str!("../../../migrations/sqlite/0006_waits.sql"),
+    ),
 ];
 
 /// The schema version this build expects.

@@ -27,7 +27,8 @@ macro_rules! execution_columns {
     tags, required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, \
     backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root, created_at, updated_at, run_at, \
     deadline, finished_at, worker_id, lease_expires_at, result, last_error, cancel_reason, \
-    open_children, dep_policy, deps_total, deps_done, deps_bad, has_dependents"
+    open_children, dep_policy, deps_total, deps_done, deps_bad, has_dependents, \
+    wait_points, wait_condition, wait_timeout_at, on_timeout"
     };
 }
 
@@ -168,6 +169,14 @@ pub fn snapshot(
             in_range("open_children", ctx, col(row, "open_children")?)?,
             dependencies(row, ctx)?,
         ),
+        suspension: rules::stored_suspension(
+            ctx,
+            state,
+            col::<Option<String>>(row, "wait_points")?.as_deref(),
+            col::<Option<String>>(row, "wait_condition")?.as_deref(),
+            col(row, "wait_timeout_at")?,
+            col::<Option<String>>(row, "on_timeout")?.as_deref(),
+        )?,
         id,
     };
     snapshot.check_consistent()?;

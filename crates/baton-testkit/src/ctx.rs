@@ -11,8 +11,9 @@ use std::time::Duration;
 use baton_core::{
     AdminBackend, AttemptRecord, CancelRequest, Cancellation, Claim, ClaimRequest, Clock,
     CreateOutcome, EngineBackendExt, ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken,
-    Limits, ListFilter, ListPage, ManualClock, Namespace, NewExecution, Page, PartitionCount,
-    PartitionId, RenewOutcome, RenewRequest, State, StateCounts, Timestamp,
+    Limits, ListFilter, ListPage, ManualClock, Namespace, NewExecution, NewSignal, Page,
+    PartitionCount, PartitionId, RenewOutcome, RenewRequest, Signal, SignalOutcome, State,
+    StateCounts, SuspendOutcome, SuspendRequest, Timestamp,
 };
 
 use crate::Harness;
@@ -401,6 +402,41 @@ impl Ctx {
         total
     }
 
+    /// Runs `timeout_due` over every partition; answers the total processed.
+    pub async fn timeout_all(&self) -> u64 {
+        let mut total = 0;
+        for p in self.backend.partitions().iter() {
+            total += ok(self.backend.timeout_due(p, 1_000).await, "timeout_due").processed;
+        }
+        total
+    }
+
+    /// Suspends under `lease`, panicking on an error.
+    pub async fn suspend(&self, lease: &LeaseToken, request: SuspendRequest) -> SuspendOutcome {
+        ok(self.backend.suspend(lease, request).await, "suspend")
+    }
+
+    /// Delivers a signal `name` with `payload` (and `key`), panicking on an
+    /// error.
+    pub async fn signal(
+        &self,
+        id: &ExecutionId,
+        name: &str,
+        payload: &[u8],
+        key: Option<&str>,
+    ) -> SignalOutcome {
+        let mut signal = NewSignal::new(signal_name(name), payload.to_vec());
+        if let Some(key) = key {
+            signal = signal.with_idempotency_key(ikey(key));
+        }
+        ok(self.backend.signal(id, signal).await, "signal")
+    }
+
+    /// The signals `id` holds, panicking on an error.
+    pub async fn signals(&self, id: &ExecutionId) -> Vec<Signal> {
+        ok(self.backend.signals(id).await, "signals")
+    }
+
     /// Runs `trim_terminal` over every partition; answers the total processed.
     pub async fn trim_all(&self, retention_ms: u64) -> u64 {
         let mut total = 0;
@@ -453,6 +489,7 @@ pub fn expected_snapshot(
         last_error: None,
         cancel_reason: None,
         waiting_on: None,
+        suspension: None,
     }
 }
 

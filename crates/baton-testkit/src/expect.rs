@@ -42,6 +42,11 @@ pub fn ikey(name: &str) -> IdempotencyKey {
     IdempotencyKey::new(name).expect("valid idempotency key")
 }
 
+/// A signal (waitpoint) name that must be valid.
+pub fn signal_name(name: &str) -> SignalName {
+    SignalName::new(name).expect("valid signal name")
+}
+
 /// A set of capabilities.
 pub fn caps(names: &[&str]) -> BTreeSet<CapabilityName> {
     names.iter().map(|n| cap(n)).collect()

@@ -171,6 +171,15 @@ macro_rules! __with_cases {
             waits_consume_no_attempts,
             blocked_parents_are_cancelled_expired_and_released_like_any,
             a_parent_released_by_a_cancel_or_an_expiry_is_claimable_at_once,
+            // waiting without a worker
+            release_hands_work_back_without_consuming_an_attempt,
+            a_suspended_execution_waits_without_a_lease,
+            a_signal_before_the_suspend_satisfies_it_at_once,
+            all_and_any_conditions,
+            signals_are_deduplicated_ignored_and_bounded,
+            timeouts_resume_fail_or_cancel,
+            suspended_executions_are_cancelled_expired_and_trimmed,
+            suspend_is_validated_and_fenced,
             // dependencies
             a_dependent_runs_when_its_upstreams_complete,
             an_unmet_dependency_skips_and_the_skip_cascades,

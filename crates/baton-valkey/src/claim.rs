@@ -3,7 +3,7 @@
 
 use crate::*;
 use baton_core::Upstream;
-use baton_core::raw::stored;
+use baton_core::raw::{rules, stored};
 
 impl ValkeyBackend {
     pub(crate) async fn claim_in(
@@ -43,47 +43,83 @@ impl ValkeyBackend {
         // are read after the claim, straight from their keys; so are the
         // upstream records of claimed dependents (in the same pipeline, only
         // when there are any): their outcomes no longer change, or, for a
-        // dependent its policy released early, are read as they are now.
+        // dependent its policy released early, are read as they are now; and
+        // so are the signals of an execution that waited (only when its wait
+        // log is not empty): those its ended waits consumed change only by
+        // a suspend under this very claim.
         let base = self.base(partition);
         let mut mget = redis::cmd("MGET");
         let mut upstreams: BTreeSet<&str> = BTreeSet::new();
-        for f in &entries {
+        let mut waited: Vec<usize> = Vec::new();
+        for (i, f) in entries.iter().enumerate() {
             if f.len() < CLAIM_ENTRY {
                 return Err(read::corrupt("a short claim entry"));
             }
             mget.arg(format!("{base}:p:{}", text(&f[1])?));
             upstreams.extend(text(&f[7])?.split(' ').filter(|u| !u.is_empty()));
-        }
-        let (payloads, upstream) = if upstreams.is_empty() {
-            (array(self.run(&mget).await?)?, HashMap::new())
-        } else {
-            let mut records = redis::cmd("MGET");
-            for u in &upstreams {
-                records.arg(format!("{base}:e:{u}"));
+            if !text(&f[8])?.is_empty() {
+                waited.push(i);
             }
-            let (payloads, records) = self.inner.server.run_two(mget, records).await?;
+        }
+        let (payloads, records, mut lists) = if upstreams.is_empty() && waited.is_empty() {
+            (self.run(&mget).await?, None, HashMap::new())
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.add_command(mget);
+            if !upstreams.is_empty() {
+                let records = pipe.cmd("MGET");
+                for u in &upstreams {
+                    records.arg(format!("{base}:e:{u}"));
+                }
+            }
+            for &i in &waited {
+                pipe.cmd("LRANGE")
+                    .arg(format!("{base}:sg:{}", text(&entries[i][1])?))
+                    .arg(0)
+                    .arg(-1);
+            }
+            let mut replies = self.inner.server.run_pipe(&pipe).await?.into_iter();
+            let mut next = || {
+                replies
+                    .next()
+                    .ok_or_else(|| read::corrupt("a pipeline answered fewer replies than commands"))
+            };
+            let payloads = next()?;
+            let records = if upstreams.is_empty() {
+                None
+            } else {
+                Some(next()?)
+            };
+            let mut lists = HashMap::with_capacity(waited.len());
+            for &i in &waited {
+                lists.insert(i, next()?);
+            }
+            (payloads, records, lists)
+        };
+        let payloads = array(payloads)?;
+        let mut upstream = HashMap::new();
+        if let Some(records) = records {
             let records = array(records)?;
             if records.len() != upstreams.len() {
                 return Err(read::corrupt(
                     "MGET answered a different number of upstream records",
                 ));
             }
-            let mut found = HashMap::with_capacity(upstreams.len());
+            upstream.reserve(upstreams.len());
             for (u, record) in upstreams.iter().zip(records) {
                 let id = read::execution_id(u, PartitionId(partition), self.inner.partitions)?;
                 // An upstream is trimmed only with its flow, after every
                 // dependent finished: one missing is left out.
                 if let Value::BulkString(record) = record {
                     let fields = Fields::from_record(&record)?;
-                    let upstream = Upstream {
+                    let facts = Upstream {
                         state: fields.state(&format!("execution {id}"))?,
                         result: fields.raw("res").map(<[u8]>::to_vec),
                     };
-                    found.insert((*u).to_owned(), (id, upstream));
+                    upstream.insert((*u).to_owned(), (id, facts));
                 }
             }
-            (array(payloads)?, found)
-        };
+        }
         if payloads.len() != entries.len() {
             return Err(read::corrupt(
                 "MGET answered a different number of payloads",
@@ -108,6 +144,11 @@ impl ValkeyBackend {
                 .get(i)
                 .copied()
                 .ok_or_else(|| read::corrupt("more claims than requested"))?;
+            let waits = rules::parse_wait_log(&ctx, text(&f[8])?)?;
+            let signals = match lists.remove(&i) {
+                Some(list) => crate::wait::decode_signals(&id, list, true)?,
+                None => Vec::new(),
+            };
             let claim = Claim {
                 namespace: request.namespace.clone(),
                 lane: text(&f[2])?
@@ -129,6 +170,8 @@ impl ValkeyBackend {
                     .split(' ')
                     .filter_map(|u| upstream.get(u).cloned())
                     .collect(),
+                waits,
+                signals,
                 id,
             };
             out.push((member, claim));
@@ -360,7 +403,7 @@ pub(crate) async fn wait_for_work(
 }
 
 /// Values per claimed execution in a `baton_claim` reply.
-const CLAIM_ENTRY: usize = 8;
+const CLAIM_ENTRY: usize = 9;
 
 fn seq_empties(items: &mut std::vec::IntoIter<Value>) -> Result<(i64, Vec<String>)> {
     let seq = int(&items

@@ -29,6 +29,15 @@
 //! seconds, so a client that died between a create and its hint delays that
 //! work by seconds, never loses it.
 //!
+//! ## Waiting without a worker
+//! `release`, `suspend` and `signal` are one `FCALL` each on the
+//! execution's partition (library generation 5, RFC 0007). Signals live in
+//! a list per execution (`sg:<uuid>`, tagged in place when a wait consumes
+//! them) with a hash of their idempotency keys (`sk:<uuid>`); wait timeouts
+//! in a sorted set per partition (`timeouts`) that the timeout pass cleans
+//! lazily. A claim reads signals only for an execution whose wait log is
+//! not empty, so work that never waited costs the claim nothing.
+//!
 //! ## Durability
 //! An acknowledged call has been applied by the server; whether it survives
 //! a server crash depends on the server's persistence: none (lost on
@@ -53,6 +62,7 @@ mod library;
 mod ownership;
 mod read;
 mod scan;
+mod wait;
 mod wake;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -6,7 +6,10 @@ use baton_core::{EngineError, Result};
 /// Bumped by hand when the library's contract with this crate changes; a
 /// server holding a higher generation was loaded by a newer Baton, which
 /// this build must not replace.
-pub const GENERATION: u32 = 4;
+/// Generation 5 added waiting: `suspended`, the record fields `wp wc wt wo
+/// wl sc`, the signal keys `sg:` and `sk:` and the `timeouts` index, and a
+/// ninth value per claim entry (the wait log).
+pub const GENERATION: u32 = 5;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[
@@ -24,6 +27,10 @@ const SOURCES: &[(&str, &str)] = &[
         "wait_children.lua",
         include_str!("../../../lua/wait_children.lua"),
     ),
+    ("release.lua", include_str!("../../../lua/release.lua")),
+    ("suspend.lua", include_str!("../../../lua/suspend.lua")),
+    ("signal.lua", include_str!("../../../lua/signal.lua")),
+    ("timeout.lua", include_str!("../../../lua/timeout.lua")),
     ("promote.lua", include_str!("../../../lua/promote.lua")),
     ("reclaim.lua", include_str!("../../../lua/reclaim.lua")),
     ("expire.lua", include_str!("../../../lua/expire.lua")),
@@ -128,6 +135,13 @@ mod tests {
         assert_eq!(judge(Some(&lib.version), &lib).unwrap(), Verdict::Current);
         assert_eq!(
             judge(Some("1:0000000000000000"), &lib).unwrap(),
+            Verdict::Replace
+        );
+        // A server still holding the library before waiting (generation 4)
+        // gets this one: its functions neither know `suspended` nor answer
+        // the wait log in claims.
+        assert_eq!(
+            judge(Some("4:0123456789abcdef"), &lib).unwrap(),
             Verdict::Replace
         );
         assert_eq!(judge(Some("garbage"), &lib).unwrap(), Verdict::Replace);

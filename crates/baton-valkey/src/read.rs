@@ -241,10 +241,28 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
             f.opt_num::<u64>(ctx, "oc")?.unwrap_or(0),
             dependencies(ctx, f)?,
         ),
+        suspension: suspension(ctx, state, f)?,
         id,
     };
     snapshot.check_consistent()?;
     Ok(snapshot)
+}
+
+/// The wait of a suspended execution from its fields `wp wc wt wo` (a
+/// timeout stored empty is none, like an absent one).
+fn suspension(ctx: &str, state: State, f: &Fields) -> Result<Option<baton_core::Suspension>> {
+    let timeout_at = match f.opt_str(ctx, "wt")? {
+        None | Some("") => None,
+        Some(_) => f.opt_num::<i64>(ctx, "wt")?,
+    };
+    rules::stored_suspension(
+        ctx,
+        state,
+        f.opt_str(ctx, "wp")?,
+        f.opt_str(ctx, "wc")?,
+        timeout_at,
+        f.opt_str(ctx, "wo")?,
+    )
 }
 
 /// A dependent's stored policy and counters (total, completed, finished

@@ -78,6 +78,7 @@ fn snapshot(
         last_error: None,
         cancel_reason: None,
         waiting_on: None,
+        suspension: None,
     }
 }
 
@@ -100,7 +101,7 @@ fn last_outcome(state: State) -> Option<AttemptOutcome> {
     match state {
         State::Running => None,
         State::Waiting | State::Delayed => Some(AttemptOutcome::LeaseExpired),
-        State::Blocked => Some(AttemptOutcome::Released),
+        State::Blocked | State::Suspended => Some(AttemptOutcome::Released),
         State::Completed => Some(AttemptOutcome::Completed),
         State::Failed => Some(AttemptOutcome::Failed),
         State::Cancelled => Some(AttemptOutcome::Cancelled),
@@ -118,6 +119,7 @@ async fn check_loaded_mirrors_judge_lease() {
         State::Waiting,
         State::Delayed,
         State::Blocked,
+        State::Suspended,
         State::Completed,
         State::Failed,
         State::Cancelled,
@@ -852,5 +854,270 @@ end"#,
             expected.iter().any(|e| e.ends_with(state)),
             "some dependents start {state}"
         );
+    }
+}
+
+/// A small deterministic generator for the tables below.
+fn xorshift(mut seed: u64) -> impl FnMut(usize) -> usize {
+    move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    }
+}
+
+fn seqs_text(seqs: Option<Vec<u32>>) -> String {
+    match seqs {
+        None => "none".into(),
+        Some(s) => s.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+    }
+}
+
+/// `satisfying` and `timed_out_consumes` (what `baton_suspend`,
+/// `baton_signal` and `baton_timeout` consume) answer what the rules do,
+/// over random waits on a few names and random buffered signals (of
+/// awaited names and others, in any order).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn satisfying_and_timed_out_consumes_mirror_the_rules() {
+    use baton_core::WaitCondition;
+    let names = ["a", "b", "c", "approval", "x:y"];
+    let mut next = xorshift(0x853c_49e6_748f_ea9b);
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for _ in 0..800 {
+        let mut points: Vec<&str> = Vec::new();
+        for _ in 0..next(4) {
+            let n = names[next(names.len())];
+            if !points.contains(&n) {
+                points.push(n);
+            }
+        }
+        let condition = if next(2) == 0 {
+            WaitCondition::All
+        } else {
+            WaitCondition::Any
+        };
+        let mut buffered: Vec<(u32, &str)> = Vec::new();
+        let mut seq = 0;
+        for _ in 0..next(7) {
+            seq += 1 + next(3) as u32;
+            buffered.push((seq, names[next(names.len())]));
+        }
+        // The rule takes them in any order.
+        if next(2) == 0 {
+            buffered.reverse();
+        }
+        expected.push(format!(
+            "{}|{}",
+            seqs_text(rules::satisfying(&points, condition, &buffered)),
+            seqs_text(Some(rules::timed_out_consumes(&points, &buffered)))
+        ));
+        cases.push(json!({
+            "points": points,
+            "condition": condition.as_str(),
+            "buffered": buffered.iter().map(|(s, n)| json!([s, n])).collect::<Vec<_>>(),
+        }));
+    }
+    let driver = r#"
+local function text(seqs)
+  if not seqs then return 'none' end
+  return table.concat(seqs, ',')
+end
+for i, c in ipairs(cases) do
+  out[i] = text(satisfying(c.points, c.condition, c.buffered)) .. '|' ..
+    text(timed_out_consumes(c.points, c.buffered))
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    let met = expected.iter().filter(|e| !e.starts_with("none|")).count();
+    assert!(
+        met > 0 && met < expected.len(),
+        "the table covers both sides"
+    );
+}
+
+/// `signal_admission` (inside `baton_signal`) judges in the rule's order —
+/// a held key first, then a terminal execution, then the limit — with the
+/// same conflict text; and `check_wait_room` (inside `baton_suspend`)
+/// refuses at the same count with the same text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signal_admission_and_wait_room_mirror_the_rules() {
+    let id = ExecutionId::generate(PartitionCount::new(4).unwrap());
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for max in [1usize, 3, 100] {
+        let limits = Limits {
+            max_signals: max,
+            max_waits: max,
+            ..Limits::default()
+        };
+        for state in State::ALL {
+            for key_seen in [false, true] {
+                for held in [0usize, 1, 2, 3, 99, 100, 101] {
+                    let admission =
+                        match rules::signal_admission(&id, state, key_seen, held, &limits) {
+                            Ok(rules::SignalAdmission::Store) => "store".to_owned(),
+                            Ok(rules::SignalAdmission::Duplicate) => "duplicate".to_owned(),
+                            Ok(rules::SignalAdmission::Ignored) => "ignored".to_owned(),
+                            Err(EngineError::Conflict { reason, .. }) => {
+                                format!("conflict:{reason}")
+                            }
+                            Err(other) => panic!("{other}"),
+                        };
+                    let room = match rules::check_wait_room(&id, held, &limits) {
+                        Ok(()) => "room".to_owned(),
+                        Err(EngineError::Conflict { reason, .. }) => format!("full:{reason}"),
+                        Err(other) => panic!("{other}"),
+                    };
+                    expected.push(format!("{admission}|{room}"));
+                    cases.push(json!({
+                        "st": state.as_str(), "seen": key_seen, "held": held, "max": max,
+                    }));
+                }
+            }
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local verdict, why = signal_admission(c.st, c.seen, c.held, c.max)
+  local a = verdict or ('conflict:' .. why)
+  local full = check_wait_room(c.held, c.max)
+  local r = 'room'
+  if full then r = 'full:' .. full end
+  out[i] = a .. '|' .. r
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for what in [
+        "store|",
+        "duplicate|",
+        "ignored|",
+        "conflict:",
+        "|full:",
+        "|room",
+    ] {
+        assert!(
+            expected.iter().any(|e| e.contains(what)),
+            "the table reaches {what}"
+        );
+    }
+}
+
+/// `timeout_verdict` (inside `baton_timeout`) reads the stored wait as the
+/// rule reads a suspension, and words a failure or a cancel exactly alike:
+/// sleeps, one waitpoint and several, under both conditions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_verdict_mirrors_the_rule() {
+    use baton_core::{OnTimeout, SignalName, Suspension, WaitCondition};
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    let lists: [&[&str]; 4] = [&[], &["approval"], &["a", "b"], &["x:1", "y.2", "z-3"]];
+    for points in lists {
+        for condition in [WaitCondition::All, WaitCondition::Any] {
+            for on_timeout in [OnTimeout::Resume, OnTimeout::Fail, OnTimeout::Cancel] {
+                let waitpoints: Vec<SignalName> = points
+                    .iter()
+                    .map(|p| SignalName::new(*p).unwrap())
+                    .collect();
+                let suspension = Suspension {
+                    waitpoints: waitpoints.clone(),
+                    condition,
+                    timeout_at: Some(Timestamp::from_millis(T)),
+                    on_timeout,
+                };
+                expected.push(match rules::timeout_verdict(&suspension) {
+                    rules::TimeoutVerdict::Resume => "resume".to_owned(),
+                    rules::TimeoutVerdict::Fail(text) => format!("fail:{text}"),
+                    rules::TimeoutVerdict::Cancel(text) => format!("cancel:{text}"),
+                });
+                cases.push(json!({
+                    "wp": rules::format_waitpoints(&waitpoints),
+                    "wc": condition.as_str(),
+                    "wo": on_timeout.as_str(),
+                }));
+            }
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local verdict, text = timeout_verdict(c.wp, c.wc, c.wo)
+  if text then out[i] = verdict .. ':' .. text else out[i] = verdict end
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+}
+
+/// `released_replay` (a release or suspend under a lease whose attempt
+/// already ended) answers what the rule does for every way an attempt
+/// ends, before and after a later attempt started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_replay_mirrors_the_rule() {
+    let partitions = PartitionCount::new(4).unwrap();
+    let outcomes = [
+        AttemptOutcome::Completed,
+        AttemptOutcome::Failed,
+        AttemptOutcome::LeaseExpired,
+        AttemptOutcome::Cancelled,
+        AttemptOutcome::Expired,
+        AttemptOutcome::Released,
+    ];
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for outcome in outcomes {
+        for state in [
+            State::Waiting,
+            State::Suspended,
+            State::Blocked,
+            State::Running,
+            State::Completed,
+            State::Failed,
+        ] {
+            for (lease_attempt, attempts) in [(1u32, 1u32), (1, 2), (2, 2)] {
+                let id = ExecutionId::generate(partitions);
+                let snap = snapshot(&id, state, attempts, RetryPolicy::default());
+                let lease = LeaseToken::new(id.clone(), lease_attempt, 7);
+                expected.push(
+                    match rules::released_replay("suspend", &lease, outcome, snap) {
+                        Ok(_) => "ok".to_owned(),
+                        Err(EngineError::Conflict { state, reason, .. }) => {
+                            format!("conflict:{}:{reason}", state.as_str())
+                        }
+                        Err(EngineError::LeaseLost { reason, .. }) => format!("lost:{reason}"),
+                        Err(other) => panic!("{other}"),
+                    },
+                );
+                cases.push(json!({
+                    "h": { "st": state.as_str(), "att": attempts.to_string() },
+                    "attempt": lease_attempt.to_string(),
+                    "ended": outcome.as_str(),
+                }));
+            }
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local refused = released_replay(c.h, c.attempt, c.ended)
+  if not refused then out[i] = 'ok'
+  elseif refused[1] == 'conflict' then out[i] = 'conflict:' .. refused[2] .. ':' .. refused[3]
+  else out[i] = refused[1] .. ':' .. refused[2] end
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
     }
 }

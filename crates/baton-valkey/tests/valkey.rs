@@ -814,6 +814,7 @@ async fn the_key_schema_never_crosses_cluster_slots() {
         cancelled,
         expired,
         blocked: 0,
+        suspended: 0,
         skipped: 0,
     };
     let expected: BTreeMap<Lane, StateCounts> = [
@@ -1704,6 +1705,256 @@ async fn a_create_batch_lands_in_one_partition_and_batches_rotate() {
         8,
         "eight batches should use every partition once: {seen:?}"
     );
+}
+
+// ---------------------------------------- 7b. waiting without a worker
+
+/// The wait keys hold only what lives: a suspend with a timeout enters the
+/// partition's `timeouts`, a keyed signal its execution's `sk:` hash, every
+/// signal its `sg:` list; an entry whose execution left `suspended` stays
+/// until the timeout pass drops it without counting it, and a trim deletes
+/// the signals with the execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_keys_hold_only_what_lives() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=2")).await;
+    let keys = |what: &str| -> BTreeSet<String> {
+        resp_texts(
+            &server
+                .command(&["KEYS", &format!("{prefix}:*:{what}")])
+                .unwrap(),
+        )
+        .into_iter()
+        .collect()
+    };
+    let id = backend.create_one(exec("waits", "main")).await.unwrap().id;
+    let base = format!("{prefix}:{{p:{}}}", id.partition().get());
+    let uuid = id.uuid().simple().to_string();
+    let timeouts = format!("{base}:timeouts");
+    let claim = claim_up_to(&backend, "waits", &["main"], "w", 1).await;
+    let request = baton_core::SuspendRequest::signals([baton_core::SignalName::new("go").unwrap()])
+        .with_timeout(Duration::from_secs(5), baton_core::OnTimeout::Fail);
+    let outcome = backend.suspend(&claim[0].lease, request).await.unwrap();
+    assert_eq!(outcome.snapshot().state, State::Suspended);
+    assert_eq!(
+        resp_texts(&server.command(&["ZRANGE", &timeouts, "0", "-1"]).unwrap()),
+        std::slice::from_ref(&uuid)
+    );
+    assert_eq!(keys("sg:*"), BTreeSet::new(), "no signal yet");
+    let signal = |name: &str, key: Option<&str>| {
+        let mut s =
+            baton_core::NewSignal::new(baton_core::SignalName::new(name).unwrap(), b"{}".to_vec());
+        if let Some(k) = key {
+            s = s.with_idempotency_key(IdempotencyKey::new(k).unwrap());
+        }
+        s
+    };
+    let out = backend
+        .signal(&id, signal("other", Some("k1")))
+        .await
+        .unwrap();
+    assert_eq!(out, baton_core::SignalOutcome::Buffered);
+    let out = backend.signal(&id, signal("go", None)).await.unwrap();
+    assert_eq!(out, baton_core::SignalOutcome::Resumed);
+    assert_eq!(keys("sg:*"), [format!("{base}:sg:{uuid}")].into());
+    assert_eq!(keys("sk:*"), [format!("{base}:sk:{uuid}")].into());
+    assert_eq!(
+        resp_int(&server.command(&["ZCARD", &timeouts]).unwrap()),
+        1,
+        "left to the pass"
+    );
+    clock.advance(Duration::from_secs(5));
+    let report = backend.timeout_due(id.partition(), 100).await.unwrap();
+    assert_eq!((report.processed, report.next_due), (0, None));
+    assert_eq!(resp_int(&server.command(&["ZCARD", &timeouts]).unwrap()), 0);
+    assert_eq!(backend.describe(&id).await.unwrap().state, State::Waiting);
+
+    let claim = claim_up_to(&backend, "waits", &["main"], "w", 1).await;
+    assert_eq!(claim[0].waits, vec![baton_core::WaitEnded::Signalled]);
+    backend
+        .complete(&claim[0].lease, b"1".to_vec())
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(10));
+    for p in backend.partitions().iter() {
+        backend
+            .trim_terminal(p, Duration::from_secs(1), 100)
+            .await
+            .unwrap();
+    }
+    for what in ["sg:*", "sk:*", "timeouts", "e:*", "p:*"] {
+        assert_eq!(keys(what), BTreeSet::new(), "{what} after trim");
+    }
+}
+
+/// A timeout that fails or cancels finishes the execution as any terminal
+/// transition does: its parent, waiting for its children, counts it down
+/// (and runs again once the last one finished), and its dependents are
+/// told (here: skipped, as their default policy says of an upstream that
+/// did not complete).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_that_fail_or_cancel_run_the_finish_hooks() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=2")).await;
+    let root = backend.create_one(exec("hooks", "root")).await.unwrap().id;
+    let held = claim_up_to(&backend, "hooks", &["root"], "w", 1).await;
+    let child = |lane_name: &str| exec("hooks", lane_name).with_parent(root.clone());
+    let failing = backend.create_one(child("up")).await.unwrap().id;
+    let cancelled = backend.create_one(child("up")).await.unwrap().id;
+    let mut dependents = Vec::new();
+    for up in [&failing, &cancelled] {
+        let d = backend
+            .create_one(child("dep").with_dependencies([up.clone()]))
+            .await
+            .unwrap();
+        assert_eq!(d.state, State::Blocked);
+        dependents.push(d.id);
+    }
+    let blocked = backend.wait_children(&held[0].lease).await.unwrap();
+    assert_eq!(blocked.state, State::Blocked);
+    let ups = claim_up_to(&backend, "hooks", &["up"], "w", 2).await;
+    assert_eq!(ups.len(), 2);
+    let approval = baton_core::SignalName::new("approval").unwrap();
+    for c in &ups {
+        let on_timeout = if c.id == failing {
+            baton_core::OnTimeout::Fail
+        } else {
+            baton_core::OnTimeout::Cancel
+        };
+        let request = baton_core::SuspendRequest::signals([approval.clone()])
+            .with_timeout(Duration::from_secs(1), on_timeout);
+        let out = backend.suspend(&c.lease, request).await.unwrap();
+        assert_eq!(out.snapshot().state, State::Suspended);
+    }
+    clock.advance(Duration::from_secs(1));
+    let report = backend.timeout_due(root.partition(), 10).await.unwrap();
+    assert_eq!((report.processed, report.next_due), (2, None));
+    let snap = backend.describe(&failing).await.unwrap();
+    assert_eq!(
+        (snap.state, snap.last_error.as_deref()),
+        (
+            State::Failed,
+            Some("its wait for signal approval timed out")
+        )
+    );
+    let snap = backend.describe(&cancelled).await.unwrap();
+    assert_eq!(
+        (snap.state, snap.cancel_reason.as_deref()),
+        (
+            State::Cancelled,
+            Some("its wait for signal approval timed out")
+        )
+    );
+    for d in &dependents {
+        assert_eq!(backend.describe(d).await.unwrap().state, State::Skipped);
+    }
+    let parent = backend.describe(&root).await.unwrap();
+    assert_eq!(
+        (parent.state, parent.updated_at),
+        (State::Waiting, Timestamp::from_millis(1_700_000_001_000))
+    );
+    let again = claim_up_to(&backend, "hooks", &["root"], "w", 1).await;
+    assert_eq!((again[0].id.clone(), again[0].attempt), (root, 2));
+}
+
+/// Waits for the claim hint of `lane` (namespace `waits`) to be dropped once
+/// a claim drained it, so that what follows must raise it again.
+async fn wait_for_hint_drop(server: &RedisServer, prefix: &str, lane: &str) {
+    let key = format!("{prefix}:hint:{{waits/{lane}}}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while resp_int(&server.command(&["ZCARD", &key]).unwrap()) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the drained lane {lane} is still hinted after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A release, a signal that resumes and a timeout that resumes make the
+/// execution claimable again: each raises its lane's claim hint (dropped
+/// before, when a claim drained the lane) and wakes a claimer parked in
+/// another instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_that_end_raise_hints_and_wake_claimers_elsewhere() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let url = url_with(server, &prefix, "partitions=4");
+    let (actor, clock) = connect_with_clock(&url).await;
+    let waiter_side = connect(&url).await;
+    wait_for_listeners(server, &prefix, 2).await;
+    for way in ["release", "signal", "timeout"] {
+        let id = actor.create_one(exec("waits", way)).await.unwrap().id;
+        let claim = claim_up_to(&actor, "waits", &[way], "w", 1).await;
+        assert_eq!(claim[0].id, id);
+        wait_for_hint_drop(server, &prefix, way).await;
+        let lease = &claim[0].lease;
+        let go = baton_core::SignalName::new("go").unwrap();
+        match way {
+            "signal" => {
+                let request = baton_core::SuspendRequest::signals([go.clone()]);
+                actor.suspend(lease, request).await.unwrap();
+            }
+            "timeout" => {
+                let request = baton_core::SuspendRequest::sleep(Duration::from_secs(1));
+                actor.suspend(lease, request).await.unwrap();
+                clock.advance(Duration::from_secs(1));
+            }
+            _ => {}
+        }
+        let mut waiter = {
+            let b = waiter_side.clone();
+            let lane_name = lane(way);
+            tokio::spawn(async move {
+                b.wait_for_work(&ns("waits"), &[lane_name], Duration::from_secs(10))
+                    .await
+            })
+        };
+        // Time to park (registering is the task's first step); a waiter
+        // parked late would wait its 10 s and fail the test.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        match way {
+            "release" => {
+                actor.release(lease).await.unwrap();
+            }
+            "signal" => {
+                let out = actor
+                    .signal(&id, baton_core::NewSignal::new(go, b"1".to_vec()))
+                    .await
+                    .unwrap();
+                assert_eq!(out, baton_core::SignalOutcome::Resumed);
+            }
+            _ => {
+                let report = actor.timeout_due(id.partition(), 10).await.unwrap();
+                assert_eq!(report.processed, 1);
+            }
+        }
+        let hint = format!("{prefix}:hint:{{waits/{way}}}");
+        assert_eq!(
+            resp_texts(&server.command(&["ZRANGE", &hint, "0", "-1"]).unwrap()),
+            [id.partition().get().to_string()],
+            "{way} raised the hint"
+        );
+        match tokio::time::timeout(Duration::from_secs(5), &mut waiter).await {
+            Ok(joined) => joined.unwrap().unwrap(),
+            Err(_) => {
+                waiter.abort();
+                panic!("{way}: the claimer parked elsewhere was not woken");
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let again = claim_up_to(&actor, "waits", &[way], "w", 1).await;
+        assert_eq!((again[0].id.clone(), again[0].attempt), (id, 2), "{way}");
+    }
 }
 
 // ------------------------------------------------------------- 8. URLs

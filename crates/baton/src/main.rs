@@ -9,6 +9,7 @@ mod flow;
 mod serve;
 mod show;
 mod table;
+mod wait;
 mod worker;
 
 use std::io::Read;
@@ -37,6 +38,7 @@ Examples:
   baton submit thumbnail --parent '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --child-key a.png
   baton submit report --parent ROOT --depends-on A --depends-on B --needs any
   baton tree '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071'
+  baton signal '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' approval --data '{\"by\":\"ana\"}'
   baton serve --listen 127.0.0.1:7420";
 
 /// Baton: a durable execution engine. Submit, inspect and cancel executions.
@@ -113,6 +115,26 @@ enum Command {
         /// Continue after a previous page (its next_cursor).
         #[arg(long)]
         cursor: Option<String>,
+    },
+    /// Deliver a signal to an execution: it resumes a suspended execution
+    /// whose wait it completes, and is kept for a later wait otherwise.
+    Signal {
+        /// The execution id.
+        id: String,
+        /// The waitpoint (signal name), such as approval.
+        name: String,
+        /// JSON payload of the signal.
+        #[arg(long, default_value = "null")]
+        data: String,
+        /// Idempotency key: a repeat with the same key changes nothing.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// List the signals an execution holds, oldest first: the ones its
+    /// waits consumed (WAIT is the wait's number) and the buffered ones.
+    Signals {
+        /// The execution id.
+        id: String,
     },
     /// Count executions per lane and state.
     Stats {
@@ -321,6 +343,13 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Children { id, limit, cursor } => {
             flow::children(backend.as_ref(), &id, limit, cursor, json).await
         }
+        Command::Signal {
+            id,
+            name,
+            data,
+            key,
+        } => wait::signal(backend.as_ref(), &id, &name, &data, key, json).await,
+        Command::Signals { id } => wait::signals(backend.as_ref(), &id, json).await,
         Command::Stats { namespace } => show::stats(backend.as_ref(), &namespace, json).await,
         Command::Serve(args) => serve::run(backend, &cli.backend, args).await,
         Command::Worker(args) => worker::run(&cli.backend, &args).await,

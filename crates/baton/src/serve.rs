@@ -28,6 +28,19 @@ pub(crate) struct ServeArgs {
     /// known to be due, in milliseconds (default 1000).
     #[arg(long)]
     sweep_ms: Option<u64>,
+    /// Signs waitpoint tokens, so a third party (a webhook, an email link)
+    /// can signal one waitpoint without the API token: `kid:secret` pairs
+    /// separated by commas, each secret at least 16 bytes; the first signs,
+    /// every one verifies (rotate by adding the new key first and removing
+    /// the old one once its tokens have expired). Prefer the environment
+    /// variable: a flag shows in the process list.
+    #[arg(long, env = "BATON_WAITPOINT_SECRET", hide_env_values = true)]
+    waitpoint_secret: Option<String>,
+    /// How long a waitpoint token stays valid when its wait has no timeout,
+    /// in milliseconds (default 7 days); with a timeout, it expires with
+    /// the wait.
+    #[arg(long)]
+    waitpoint_token_ttl_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -80,10 +93,26 @@ pub(crate) async fn run(
         Ok(token) if !token.is_empty() => config = config.with_api_token(token),
         _ => {}
     }
-    let auth = if config.api_token.is_some() {
-        ", bearer token required"
-    } else {
-        ""
+    if let Some(secret) = args.waitpoint_secret.as_deref().filter(|s| !s.is_empty()) {
+        let mut keys = baton_server::WaitpointKeys::parse(secret).map_err(|e| CliError {
+            message: e.to_string(),
+            hint: Some(
+                "set --waitpoint-secret (or BATON_WAITPOINT_SECRET) to kid:secret pairs, \
+                 for example k1:$(openssl rand -hex 32)"
+                    .into(),
+            ),
+            code: 2,
+        })?;
+        if let Some(ms) = args.waitpoint_token_ttl_ms {
+            keys = keys.with_ttl(Duration::from_millis(ms));
+        }
+        config = config.with_waitpoint_keys(keys);
+    }
+    let auth = match (config.api_token.is_some(), config.waitpoint_keys.is_some()) {
+        (true, true) => ", bearer token required, waitpoint tokens signed",
+        (true, false) => ", bearer token required",
+        (false, true) => ", waitpoint tokens signed",
+        (false, false) => "",
     };
 
     let engine_backend: Arc<dyn EngineBackend> = backend.clone();

@@ -120,6 +120,19 @@ fn print_snapshot(s: &ExecutionSnapshot) {
     if let Some(why) = s.wait_reason() {
         rows.push(("waiting_on", format!("{}: {}", why.reason, why.detail)));
     }
+    if let Some(w) = &s.suspension {
+        let names: Vec<&str> = w.waitpoints.iter().map(|n| n.as_str()).collect();
+        rows.push((
+            "waitpoints",
+            if names.is_empty() {
+                "none (a durable sleep)".into()
+            } else {
+                format!("{} ({})", names.join(", "), w.condition)
+            },
+        ));
+        rows.push(("timeout_at", opt_time(w.timeout_at)));
+        rows.push(("on_timeout", w.on_timeout.to_string()));
+    }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in rows {
         println!("{k:<width$}  {v}");

@@ -220,7 +220,7 @@ fn migrate_reports_the_schema_version() {
     let cli = Cli::new();
     let m = cli.json(&["migrate"]);
     assert_eq!(m["backend"], "sqlite");
-    assert_eq!(m["schema_version"], 5);
+    assert_eq!(m["schema_version"], 6);
     assert_eq!(m["partitions"], 16);
     assert!(cli.dir.path().join("baton.db").exists());
 }
@@ -472,4 +472,75 @@ fn describe_explains_a_parent_waiting_for_its_children() {
     );
     let stats = cli.ok(&["stats"]);
     assert!(stats.contains("BLOCKED"), "{stats}");
+}
+
+/// `baton describe` shows what a suspended execution waits for; `baton
+/// signal` delivers a signal (printing what it did) and `baton signals`
+/// lists what the execution holds.
+#[test]
+fn signal_resumes_a_suspended_execution() {
+    let cli = Cli::new();
+    let id = cli.json(&["submit", "refund", "--lane", "approvals"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use baton_core::{
+            ClaimRequest, EngineBackend, Lane, Namespace, OnTimeout, SignalName, SuspendRequest,
+            WorkerId,
+        };
+        let b = baton_sqlite::SqliteBackend::connect(&cli.url())
+            .await
+            .unwrap();
+        let request = ClaimRequest::new(
+            Namespace::new("default").unwrap(),
+            Lane::new("approvals").unwrap(),
+            WorkerId::new("w").unwrap(),
+            1,
+        );
+        let claim = b.claim(request).await.unwrap().pop().unwrap();
+        let wait = SuspendRequest::signals([SignalName::new("approval").unwrap()])
+            .with_timeout(std::time::Duration::from_secs(3600), OnTimeout::Cancel);
+        b.suspend(&claim.lease, wait).await.unwrap();
+        b.close().await;
+    });
+    let text = cli.ok(&["describe", &id]);
+    assert!(text.contains("suspended"), "{text}");
+    assert!(
+        text.contains("signals: waiting for signal approval; at "),
+        "{text}"
+    );
+    assert!(
+        text.contains("on_timeout") && text.contains("cancel"),
+        "{text}"
+    );
+    let out = cli.ok(&["signal", &id, "comment", "--data", "\"later\""]);
+    assert!(out.contains("buffered"), "{out}");
+    let out = cli.json(&[
+        "signal",
+        &id,
+        "approval",
+        "--data",
+        r#"{"by":"ana"}"#,
+        "--key",
+        "k1",
+    ]);
+    assert_eq!(out["outcome"], "resumed");
+    let again = cli.json(&["signal", &id, "approval", "--key", "k1"]);
+    assert_eq!(again["outcome"], "duplicate");
+    assert_eq!(cli.json(&["describe", &id])["state"], "waiting");
+    let table = cli.ok(&["signals", &id]);
+    assert!(
+        table.contains("buffered") && table.contains("approval"),
+        "{table}"
+    );
+    let listed = cli.json(&["signals", &id]);
+    assert_eq!(listed["items"][1]["payload"]["by"], "ana");
+    assert_eq!(listed["items"][1]["wait"], 1);
+    let (code, err) = cli.fails(&["signal", &id, "no spaces"]);
+    assert_eq!(code, 2, "{err}");
 }

@@ -115,6 +115,7 @@ on_every_backend!(
     a_tag_key_with_a_colon_can_be_filtered,
     an_http_worker_runs_a_fan_out_fan_in_flow,
     an_http_worker_runs_a_dag_with_upstream_results,
+    an_http_worker_suspends_and_a_waitpoint_token_resumes_it,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -1354,4 +1355,206 @@ fn a_tag_key_with_a_colon_can_be_filtered(b: Bk) {
     assert_eq!(items, 1);
     s.get("/v1/executions?tag_key=app%3Aenv")
         .error(400, "invalid_input");
+}
+
+/// The approval flow over HTTP alone, with an API token and a waitpoint
+/// secret: the worker suspends and hands out the waitpoint's token; without
+/// the API token only that token signals that waitpoint of that execution
+/// (a forged one, or one for another waitpoint or execution, is 401 and
+/// changes nothing); the signal resumes it, and the next claim carries it.
+/// Then a release spends no attempt, and a durable sleep wakes up through
+/// the server's scheduler.
+fn an_http_worker_suspends_and_a_waitpoint_token_resumes_it(b: Bk) {
+    let s = Server::start_with(
+        &b,
+        &[
+            ("BATON_API_TOKEN", "s3cret"),
+            ("BATON_WAITPOINT_SECRET", "k1:0123456789abcdef0123"),
+        ],
+    );
+    let bearer = [("Authorization", "Bearer s3cret")];
+    let call = |method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]| {
+        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap());
+        s.try_request(method, path, bytes.as_deref(), headers)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    };
+    let ok = |path: &str, body: Value| {
+        let a = call("POST", path, Some(body), &bearer);
+        assert!(
+            a.status == 200 || a.status == 201,
+            "POST {path}: {} {}",
+            a.status,
+            a.body
+        );
+        a.json()
+    };
+    let describe = |id: &str| {
+        let a = call(
+            "GET",
+            &format!("/v1/executions/{}", encoded(id)),
+            None,
+            &bearer,
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()
+    };
+    let claim = || {
+        let claims = ok("/v1/lanes/approvals/claim", json!({"worker_id": "w1"}))["claims"].clone();
+        assert_eq!(claims.as_array().unwrap().len(), 1, "{claims}");
+        claims[0].clone()
+    };
+    let id = ok(
+        "/v1/executions",
+        json!({"kind": "refund", "lane": "approvals", "max_attempts": 1}),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = ok(
+        "/v1/executions",
+        json!({"kind": "other", "lane": "elsewhere"}),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = claim();
+    let e = encoded(&id);
+    let answer = ok(
+        &format!("/v1/executions/{e}/suspend"),
+        json!({"lease": first["lease"]["token"], "waitpoints": ["approval"],
+            "timeout_ms": 600000, "on_timeout": "fail"}),
+    );
+    assert_eq!(answer["state"], "suspended", "{answer}");
+    assert_eq!(answer["execution"]["state"], "suspended");
+    assert_eq!(answer["waitpoints"][0]["name"], "approval");
+    let token = answer["waitpoints"][0]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(token.starts_with("v1.k1."), "{token}");
+    let snap = describe(&id);
+    assert_eq!(snap["waiting_on"]["reason"], "signals", "{snap}");
+    assert_eq!(snap["waiting_on"]["signals"], json!(["approval"]));
+    assert_eq!(snap["suspension"]["on_timeout"], "fail");
+    assert_eq!(snap["suspension"]["condition"], "all");
+
+    // Refused without a valid credential for exactly this waitpoint.
+    let body = json!({"payload": {"by": "mallory"}});
+    let forged = format!(
+        "{}{}",
+        &token[..token.len() - 1],
+        if token.ends_with('0') { "1" } else { "0" }
+    );
+    let refusals = [
+        (format!("/v1/executions/{e}/signals/approval"), None),
+        (
+            format!("/v1/executions/{e}/signals/approval"),
+            Some(forged.as_str()),
+        ),
+        (
+            format!("/v1/executions/{e}/signals/other"),
+            Some(token.as_str()),
+        ),
+        (
+            format!("/v1/executions/{}/signals/approval", encoded(&other)),
+            Some(token.as_str()),
+        ),
+        (
+            format!("/v1/executions/{e}/signals/approval"),
+            Some("v1.k9.1.00"),
+        ),
+    ];
+    for (path, t) in &refusals {
+        let headers: Vec<(&str, &str)> = t
+            .map(|t| ("Baton-Waitpoint-Token", t))
+            .into_iter()
+            .collect();
+        let a = call("POST", path, Some(body.clone()), &headers);
+        a.error(401, "unauthorized");
+    }
+    let held = call("GET", &format!("/v1/executions/{e}/signals"), None, &bearer).json();
+    assert_eq!(held["items"], json!([]), "the refusals stored nothing");
+    assert_eq!(describe(&id)["state"], "suspended");
+
+    // The token in the query resumes it; the same key again is a duplicate.
+    let path = format!("/v1/executions/{e}/signals/approval?token={token}");
+    let a = call(
+        "POST",
+        &path,
+        Some(json!({"payload": {"by": "ana"}, "idempotency_key": "mail-1"})),
+        &[],
+    );
+    assert_eq!(
+        (a.status, a.json()["outcome"].clone()),
+        (200, json!("resumed")),
+        "{}",
+        a.body
+    );
+    let headers = [("Baton-Waitpoint-Token", token.as_str())];
+    let path = format!("/v1/executions/{e}/signals/approval");
+    let a = call(
+        "POST",
+        &path,
+        Some(json!({"payload": 1, "idempotency_key": "mail-1"})),
+        &headers,
+    );
+    assert_eq!(a.json()["outcome"], "duplicate", "{}", a.body);
+    let second = claim();
+    assert_eq!(second["attempt"], 2);
+    assert_eq!(second["waits"], json!(["signalled"]));
+    assert_eq!(second["signals"][0]["payload"], json!({"by": "ana"}));
+    assert_eq!(second["signals"][0]["wait"], 1);
+    let held = call("GET", &format!("/v1/executions/{e}/signals"), None, &bearer).json();
+    assert_eq!(held["items"][0]["idempotency_key"], "mail-1", "{held}");
+
+    // Released (a worker shutting down): no attempt spent, even past the
+    // one allowed; then completed.
+    let snap = ok(
+        &format!("/v1/executions/{e}/release"),
+        json!({"lease": second["lease"]["token"]}),
+    );
+    assert_eq!(
+        (snap["state"].clone(), snap["attempts"].clone()),
+        (json!("waiting"), json!(2))
+    );
+    let third = claim();
+    ok(
+        &format!("/v1/executions/{e}/complete"),
+        json!({"lease": third["lease"]["token"], "result": "refunded"}),
+    );
+    assert_eq!(describe(&id)["state"], "completed");
+    let a = call("POST", &path, Some(json!({"payload": 2})), &headers);
+    assert_eq!(a.json()["outcome"], "ignored", "{}", a.body);
+
+    // A durable sleep, woken by the scheduler of `baton serve`.
+    let sleeper = ok(
+        "/v1/executions",
+        json!({"kind": "nap", "lane": "approvals"}),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let nap = claim();
+    let answer = ok(
+        &format!("/v1/executions/{}/suspend", encoded(&sleeper)),
+        json!({"lease": nap["lease"]["token"], "timeout_ms": 200}),
+    );
+    assert_eq!(
+        (answer["state"].clone(), answer["waitpoints"].clone()),
+        (json!("suspended"), json!([]))
+    );
+    assert_eq!(describe(&sleeper)["waiting_on"]["reason"], "timer");
+    let start = Instant::now();
+    while describe(&sleeper)["state"] != "waiting" {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the sleeper never woke"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let woken = claim();
+    assert_eq!(
+        (woken["attempt"].clone(), woken["waits"].clone()),
+        (json!(2), json!(["timed_out"]))
+    );
 }

@@ -48,6 +48,14 @@ pub trait AdminBackend: EngineBackend {
     /// `NotFound`, `InvalidInput`, `Corruption`, `Unavailable`.
     async fn attempts(&self, id: &ExecutionId) -> Result<Vec<AttemptRecord>>;
 
+    /// The signals an execution holds, oldest first (at most
+    /// [`Limits::max_signals`](crate::Limits::max_signals)): buffered ones
+    /// (`wait: None`) and those its waits consumed.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Corruption`, `Unavailable`.
+    async fn signals(&self, id: &ExecutionId) -> Result<Vec<Signal>>;
+
     /// The children of `parent` (its direct descendants), ascending by id
     /// (creation order), one page at a time.
     ///

@@ -6,6 +6,7 @@ mod flow;
 mod prepare;
 mod read;
 mod submit;
+mod wait;
 mod work;
 
 pub use deps::{DependencyMode, DependencyPolicy, Upstream, UpstreamFailure};
@@ -17,4 +18,8 @@ pub use read::{
     WaitReason, WaitingOn,
 };
 pub use submit::{CreateOutcome, NewExecution};
+pub use wait::{
+    NewSignal, OnTimeout, Signal, SignalOutcome, SuspendOutcome, SuspendRequest, Suspension,
+    WaitCondition, WaitEnded,
+};
 pub use work::{Claim, ClaimRequest, Failure, RenewOutcome, RenewRequest, RenewStatus};

@@ -76,6 +76,8 @@ pub struct ExecutionSnapshot {
     pub cancel_reason: Option<String>,
     /// What a `blocked` execution waits for; `None` in every other state.
     pub waiting_on: Option<WaitingOn>,
+    /// The wait of a `suspended` execution; `None` in every other state.
+    pub suspension: Option<crate::model::Suspension>,
 }
 
 /// What keeps a `blocked` execution from running, as stored.
@@ -95,7 +97,9 @@ pub enum WaitingOn {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WaitReason {
     /// `children` (blocked until its children finish), `dependencies`
-    /// (blocked until its upstream executions finish), `delayed` (not
+    /// (blocked until its upstream executions finish), `signals`
+    /// (suspended until signals arrive), `timer` (suspended in a durable
+    /// sleep), `delayed` (not
     /// eligible before its `run_at`) or `leased` (a worker runs it); later
     /// capabilities add codes.
     pub reason: &'static str,
@@ -131,6 +135,20 @@ impl ExecutionSnapshot {
                      dependency policy is met",
                     if n == 1 { "" } else { "s" }
                 ),
+            }),
+            (State::Suspended, _) => Some(match &self.suspension {
+                Some(s) if s.waitpoints.is_empty() => WaitReason {
+                    reason: "timer",
+                    detail: s.describe(),
+                },
+                Some(s) => WaitReason {
+                    reason: "signals",
+                    detail: s.describe(),
+                },
+                None => WaitReason {
+                    reason: "signals",
+                    detail: "suspended".into(),
+                },
             }),
             (State::Delayed, _) => Some(WaitReason {
                 reason: "delayed",
@@ -385,6 +403,9 @@ pub struct StateCounts {
     pub blocked: u64,
     /// `running`
     pub running: u64,
+    /// `suspended`
+    #[serde(default)]
+    pub suspended: u64,
     /// `completed`
     pub completed: u64,
     /// `failed`
@@ -406,6 +427,7 @@ impl StateCounts {
             State::Delayed => self.delayed,
             State::Blocked => self.blocked,
             State::Running => self.running,
+            State::Suspended => self.suspended,
             State::Completed => self.completed,
             State::Failed => self.failed,
             State::Cancelled => self.cancelled,
@@ -421,6 +443,7 @@ impl StateCounts {
             State::Delayed => &mut self.delayed,
             State::Blocked => &mut self.blocked,
             State::Running => &mut self.running,
+            State::Suspended => &mut self.suspended,
             State::Completed => &mut self.completed,
             State::Failed => &mut self.failed,
             State::Cancelled => &mut self.cancelled,

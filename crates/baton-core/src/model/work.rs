@@ -114,6 +114,14 @@ pub struct Claim {
     /// The outcomes of the executions it depends on, by id; empty for an
     /// execution without dependencies.
     pub upstream: BTreeMap<ExecutionId, crate::model::Upstream>,
+    /// How each of its ended waits (suspensions) ended, oldest first:
+    /// the `k`-th entry is wait `k + 1`. Empty for an execution that never
+    /// suspended. A handler that replays its waits in order (the SDK's
+    /// `wait_for_signal` and `sleep`) finds here which ones are over.
+    pub waits: Vec<crate::model::WaitEnded>,
+    /// The signals its ended waits consumed, oldest first, each naming its
+    /// wait; signals still buffered are not carried.
+    pub signals: Vec<crate::model::Signal>,
 }
 
 /// One heartbeat: renew every lease a worker holds.

@@ -13,6 +13,7 @@
 /// | `claim` | `claim`, `wait_for_work` |
 /// | `lease` | `renew`, `complete`, `fail` |
 /// | `flow` | `wait_children`, `cancel`, `cascade_due`, `children`, `tree` |
+/// | `wait` | `release`, `suspend`, `signal`, `timeout_due`, `signals` |
 /// | `scan` | `promote_due`, `reclaim_expired_leases`, `expire_deadlines`, `trim_terminal` |
 /// | `ownership` | `sync_ownership`, `release_ownership`, `partition_owners` |
 /// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts` |
@@ -74,6 +75,37 @@ macro_rules! implement_backend_by_modules {
                 lease: &$crate::LeaseToken,
             ) -> $crate::Result<$crate::ExecutionSnapshot> {
                 crate::flow::wait_children(self, lease).await
+            }
+
+            async fn release(
+                &self,
+                lease: &$crate::LeaseToken,
+            ) -> $crate::Result<$crate::ExecutionSnapshot> {
+                crate::wait::release(self, lease).await
+            }
+
+            async fn suspend(
+                &self,
+                lease: &$crate::LeaseToken,
+                request: $crate::SuspendRequest,
+            ) -> $crate::Result<$crate::SuspendOutcome> {
+                crate::wait::suspend(self, lease, request).await
+            }
+
+            async fn signal(
+                &self,
+                id: &$crate::ExecutionId,
+                signal: $crate::NewSignal,
+            ) -> $crate::Result<$crate::SignalOutcome> {
+                crate::wait::signal(self, id, signal).await
+            }
+
+            async fn timeout_due(
+                &self,
+                partition: $crate::PartitionId,
+                limit: usize,
+            ) -> $crate::Result<$crate::ScanReport> {
+                crate::wait::timeout_due(self, partition, limit).await
             }
 
             async fn cancel(
@@ -190,6 +222,13 @@ macro_rules! implement_backend_by_modules {
                 id: &$crate::ExecutionId,
             ) -> $crate::Result<::std::vec::Vec<$crate::AttemptRecord>> {
                 crate::admin::attempts(self, id).await
+            }
+
+            async fn signals(
+                &self,
+                id: &$crate::ExecutionId,
+            ) -> $crate::Result<::std::vec::Vec<$crate::Signal>> {
+                crate::wait::signals(self, id).await
             }
 
             async fn children(

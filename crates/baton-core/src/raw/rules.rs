@@ -386,9 +386,11 @@ pub fn cancel_acts(snap: &ExecutionSnapshot) -> Result<bool, EngineError> {
 mod deployment;
 mod deps;
 mod flows;
+mod waits;
 pub use deployment::*;
 pub use deps::*;
 pub use flows::*;
+pub use waits::*;
 
 #[cfg(test)]
 mod tests;

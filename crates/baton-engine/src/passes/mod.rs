@@ -1,4 +1,4 @@
-//! The five scheduler passes, one small module each. A pass knows which
+//! The six scheduler passes, one small module each. A pass knows which
 //! backend operation it drives and which counter it feeds; the scheduling
 //! (when to run it, on which partitions) lives in `scanner.rs`.
 
@@ -6,6 +6,7 @@ mod cascade;
 mod expire;
 mod promote;
 mod reclaim;
+mod timeout;
 mod trim;
 
 use std::sync::atomic::AtomicU64;
@@ -20,6 +21,7 @@ pub use cascade::CascadeDue;
 pub use expire::ExpireDeadlines;
 pub use promote::PromoteDue;
 pub use reclaim::ReclaimLeases;
+pub use timeout::TimeoutDue;
 pub use trim::TrimRetention;
 
 /// One kind of per-partition pass.

@@ -45,8 +45,9 @@ pub(crate) async fn cancel(
     finish(tx, outcome).await
 }
 
-/// The body of `cancel`, in the caller's transaction (not committed here).
-async fn cancel_in(
+/// The body of `cancel`, in the caller's transaction (not committed here);
+/// also what a timeout whose policy is `cancel` does (see `wait`).
+pub(crate) async fn cancel_in(
     b: &PostgresBackend,
     tx: &mut PgConnection,
     id: &ExecutionId,

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use baton_api::{
     BatchBody, BatchCreated, CancelAnswer, CancelBody, ChildrenQuery, ClaimAnswer, ClaimBody,
-    CompleteBody, FailBody, ListAnswer, ListQuery, RenewAnswer, RenewBody, Route, Snapshot,
-    StatsAnswer, SubmitBody, TreeAnswer, WaitChildrenBody, encode_component as encode,
+    CompleteBody, FailBody, ListAnswer, ListQuery, ReleaseBody, RenewAnswer, RenewBody, Route,
+    SignalAnswer, SignalRequestBody, SignalsAnswer, Snapshot, StatsAnswer, SubmitBody,
+    SuspendAnswer, SuspendBody, TreeAnswer, WaitChildrenBody, encode_component as encode,
 };
 use baton_core::{
     CancelRequest, Cancellation, Claim, ClaimRequest, CreateOutcome, EngineError, ExecutionId,
     ExecutionSnapshot, Failure, Lane, LeaseToken, ListFilter, ListPage, Namespace, NewExecution,
-    Page, RenewOutcome, RenewRequest, Result, StateCounts, Tree,
+    NewSignal, Page, RenewOutcome, RenewRequest, Result, Signal, SignalName, SignalOutcome,
+    StateCounts, SuspendOutcome, SuspendRequest, Tree,
 };
 
 use super::{HttpTransport, Op};
@@ -260,5 +262,83 @@ impl HttpTransport {
         };
         let snap: Snapshot = self.call(route, &path, Some(&body), op).await?;
         snap.into_snapshot()
+    }
+
+    pub(crate) async fn release(&self, lease: &LeaseToken) -> Result<ExecutionSnapshot> {
+        let id = lease.execution_id();
+        let op = Op {
+            name: "release",
+            id: Some(id),
+        };
+        let route = Route::Release;
+        let path = route.path_with(&encode(&id.to_string()));
+        let body = ReleaseBody {
+            lease: lease.clone(),
+        };
+        let snap: Snapshot = self.call(route, &path, Some(&body), op).await?;
+        snap.into_snapshot()
+    }
+
+    /// The outcome, and each waitpoint with its token (when the server
+    /// signs them).
+    pub(crate) async fn suspend(
+        &self,
+        lease: &LeaseToken,
+        request: &SuspendRequest,
+    ) -> Result<(SuspendOutcome, Vec<(SignalName, Option<String>)>)> {
+        let id = lease.execution_id();
+        let op = Op {
+            name: "suspend",
+            id: Some(id),
+        };
+        let route = Route::Suspend;
+        let path = route.path_with(&encode(&id.to_string()));
+        let body = SuspendBody::new(lease, request);
+        let answer: SuspendAnswer = self.call(route, &path, Some(&body), op).await?;
+        let snapshot = answer.execution.into_snapshot()?;
+        let tokens = answer
+            .waitpoints
+            .into_iter()
+            .map(|w| (w.name, w.token))
+            .collect();
+        let outcome = match answer.state {
+            baton_core::State::Running => SuspendOutcome::Satisfied {
+                snapshot,
+                signals: answer
+                    .signals
+                    .into_iter()
+                    .map(|s| s.into_signal())
+                    .collect(),
+            },
+            _ => SuspendOutcome::Suspended(snapshot),
+        };
+        Ok((outcome, tokens))
+    }
+
+    pub(crate) async fn signal(
+        &self,
+        id: &ExecutionId,
+        signal: NewSignal,
+    ) -> Result<SignalOutcome> {
+        let op = Op {
+            name: "signal",
+            id: Some(id),
+        };
+        let route = Route::Signal;
+        let path = route.path_with_all(&[&encode(&id.to_string()), &encode(signal.name.as_str())]);
+        let body = SignalRequestBody::new(&signal.payload, signal.idempotency_key.clone())?;
+        let answer: SignalAnswer = self.call(route, &path, Some(&body), op).await?;
+        Ok(answer.outcome)
+    }
+
+    pub(crate) async fn signals(&self, id: &ExecutionId) -> Result<Vec<Signal>> {
+        let op = Op {
+            name: "signals",
+            id: Some(id),
+        };
+        let route = Route::Signals;
+        let path = route.path_with(&encode(&id.to_string()));
+        let answer: SignalsAnswer = self.call(route, &path, None::<&()>, op).await?;
+        Ok(answer.items.into_iter().map(|s| s.into_signal()).collect())
     }
 }

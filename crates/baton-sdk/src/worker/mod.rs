@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use baton_core::{ExecutionId, Failure, WorkerId};
+use baton_core::{ExecutionId, WorkerId};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -164,8 +164,10 @@ impl Worker {
     ///    outcomes to be reported.
     /// 3. Fires the stop token of the handlers still running with
     ///    [`StopReason::Shutdown`], aborts them, and releases their
-    ///    executions: a retryable failure with no delay, so another worker
-    ///    retries them at once instead of after the lease expires.
+    ///    executions ([`EngineBackend::release`](baton_core::EngineBackend::release)):
+    ///    `waiting` again at once for another worker, instead of after the
+    ///    lease expires, and no attempt is spent — an execution on its last
+    ///    attempt is not failed by a shutdown.
     /// 4. Stops the heartbeat.
     ///
     /// ```no_run
@@ -187,15 +189,8 @@ impl Worker {
             for (id, h) in leftovers {
                 h.stop.stop(StopReason::Shutdown);
                 h.handler.abort();
-                let failure = Failure::retry_after(
-                    format!(
-                        "worker {} shut down before the handler finished; released for another attempt",
-                        self.shared.request.worker_id
-                    ),
-                    Duration::ZERO,
-                );
-                tracing::info!(execution = %id, "released at shutdown");
-                if self.shared.report(&h.lease, Outcome::Fail(failure)).await {
+                tracing::info!(execution = %id, worker = %self.shared.request.worker_id, "released at shutdown");
+                if self.shared.report(&h.lease, Outcome::Release).await {
                     Counters::add(&self.shared.counters.released);
                 }
             }

@@ -43,6 +43,8 @@ pub(super) struct Shared {
 pub(super) enum Outcome {
     Complete(Vec<u8>),
     Fail(Failure),
+    /// Handed back without consuming an attempt.
+    Release,
 }
 
 impl Shared {
@@ -60,7 +62,8 @@ impl Shared {
     }
 
     /// Reports an outcome, retrying while the backend is unavailable
-    /// (complete and fail are fenced by the lease, so repeating is safe).
+    /// (complete, fail and release are fenced by the lease, so repeating is
+    /// safe).
     /// True when the backend accepted it.
     pub(super) async fn report(&self, lease: &LeaseToken, outcome: Outcome) -> bool {
         let mut pause = ERROR_PAUSE_MIN;
@@ -68,6 +71,7 @@ impl Shared {
             let res = match &outcome {
                 Outcome::Complete(bytes) => self.transport.complete(lease, bytes.clone()).await,
                 Outcome::Fail(f) => self.transport.fail(lease, f.clone()).await,
+                Outcome::Release => self.transport.release(lease).await,
             };
             match res {
                 Ok(()) => return true,
@@ -127,12 +131,9 @@ pub(super) async fn claim_loop(
                     match permits.pop() {
                         Some(permit) => spawn_execution(&shared, claim, permit),
                         None => {
-                            // More than asked for: hand it straight back.
-                            let failure = Failure::retry_after(
-                                "claimed beyond the worker's free slots",
-                                Duration::ZERO,
-                            );
-                            shared.report(&claim.lease, Outcome::Fail(failure)).await;
+                            // More than asked for: hand it straight back,
+                            // without spending an attempt.
+                            shared.report(&claim.lease, Outcome::Release).await;
                         }
                     }
                 }

@@ -20,7 +20,9 @@ mod deps;
 mod reads;
 mod wait;
 
-pub(crate) use deps::{check as check_dependencies, finished, tell, upstream_results, write_edges};
+pub(crate) use deps::{
+    check as check_dependencies, finished, has_dependents, tell, upstream_results, write_edges,
+};
 pub(crate) use reads::{children, tree};
 pub(crate) use wait::{children_finished, wait_children};
 
@@ -30,21 +32,38 @@ pub(crate) async fn cancel(
     request: CancelRequest,
 ) -> Result<Cancellation> {
     b.check_id(id)?;
-    let reason = rules::cancel_reason(&b.inner.limits, request.reason)?;
+    let reason = rules::cancel_reason(&b.inner.limits, request.reason.clone())?;
     let now = b.now();
     let mut tx = b.begin().await?;
-    let snap = b.snapshot_in(&mut tx, id).await?;
+    let (cancellation, wake) = cancel_in(b, &mut tx, id, request.scope, reason, now).await?;
+    tx.commit().await.map_err(map)?;
+    b.wake_all(wake);
+    Ok(cancellation)
+}
+
+/// The body of `cancel` with a checked `reason`, in the caller's
+/// transaction (a timed-out wait cancels this way too). Answers the lanes
+/// to wake after commit.
+pub(crate) async fn cancel_in(
+    b: &SqliteBackend,
+    tx: &mut SqliteConnection,
+    id: &ExecutionId,
+    scope: CancelScope,
+    reason: Option<String>,
+    now: Timestamp,
+) -> Result<(Cancellation, Vec<(String, String)>)> {
+    let snap = b.snapshot_in(tx, id).await?;
     let mut wake = Vec::new();
     if rules::cancel_acts(&snap)? {
         let why = reason.as_deref();
-        cancel_one(&mut tx, id, snap.state, snap.attempts, why, now).await?;
+        cancel_one(tx, id, snap.state, snap.attempts, why, now).await?;
         let parent = snap.parent.as_ref();
-        wake.extend(finished(b, &mut tx, id, parent, State::Cancelled, None, now).await?);
+        wake.extend(finished(b, tx, id, parent, State::Cancelled, None, now).await?);
     }
     let mut walked = cascade::CascadeWalk::default();
-    if request.scope == CancelScope::Tree {
+    if scope == CancelScope::Tree {
         let why = rules::cascade_reason(&b.inner.limits, id, reason.as_deref());
-        let mut store = Store::new(&mut tx, b, now);
+        let mut store = Store::new(tx, b, now);
         walked = cascade::walk(
             &mut store,
             vec![CascadeItem::below(id.clone())],
@@ -53,16 +72,15 @@ pub(crate) async fn cancel(
         )
         .await?;
         wake.append(&mut store.wake);
-        queue(&mut tx, &walked.to_queue(&why)).await?;
+        queue(tx, &walked.to_queue(&why)).await?;
     }
-    let snapshot = b.snapshot_in(&mut tx, id).await?;
-    tx.commit().await.map_err(map)?;
-    b.wake_all(wake);
-    Ok(Cancellation {
+    let snapshot = b.snapshot_in(tx, id).await?;
+    let cancellation = Cancellation {
         snapshot,
         cascaded: walked.cancelled,
         cascade_pending: !walked.left.is_empty() || !walked.dependents_left.is_empty(),
-    })
+    };
+    Ok((cancellation, wake))
 }
 
 pub(crate) async fn cascade_due(

@@ -37,6 +37,8 @@ pub async fn claim_returns_claim_fields(h: &dyn Harness) {
         deadline: Some(deadline),
         tags: new.tags.clone(),
         upstream: BTreeMap::new(),
+        waits: Vec::new(),
+        signals: Vec::new(),
     };
     assert_eq!(claim, &expected);
     assert_eq!(

@@ -23,6 +23,7 @@ mod scan;
 mod tree;
 mod trim;
 mod wait;
+mod waits;
 
 pub use admin::*;
 pub use cancel::*;
@@ -42,6 +43,7 @@ pub use scan::*;
 pub use tree::*;
 pub use trim::*;
 pub use wait::*;
+pub use waits::*;
 
 /// The source of every case file, so the crate's own tests can check that
 /// every case is listed in the macro.
@@ -65,6 +67,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("tree.rs"),
     include_str!("trim.rs"),
     include_str!("wait.rs"),
+    include_str!("waits.rs"),
 ];
 
 /// What every case file imports.

@@ -53,6 +53,7 @@ fn running(id: &ExecutionId, attempt: u32) -> ExecutionSnapshot {
         last_error: None,
         cancel_reason: None,
         waiting_on: None,
+        suspension: None,
     }
 }
 
@@ -304,6 +305,8 @@ fn claims_go_out_by_priority_then_readiness_then_id() {
         deadline: None,
         tags: BTreeMap::new(),
         upstream: BTreeMap::new(),
+        waits: Vec::new(),
+        signals: Vec::new(),
     };
     let mut ids: Vec<ExecutionId> = (0..4).map(|_| id()).collect();
     ids.sort_by_key(|i| i.uuid());
@@ -641,4 +644,149 @@ fn blocked_executions_say_what_they_wait_for() {
         Some(WaitingOn::Children(4))
     );
     assert_eq!(blocked_on(State::Waiting, 4, Some((p, 3, 1, 0))), None);
+}
+
+/// Per waitpoint the earliest buffered signal; `all` needs every waitpoint,
+/// `any` one; a sleep is never satisfied by signals.
+#[test]
+fn buffered_signals_satisfy_waits_one_per_waitpoint() {
+    use crate::WaitCondition::{All, Any};
+    let held = [(1, "b"), (2, "a"), (3, "a"), (4, "c")];
+    assert_eq!(satisfying(&["a", "b"], All, &held), Some(vec![1, 2]));
+    assert_eq!(satisfying(&["a", "z"], All, &held), None);
+    assert_eq!(satisfying(&["a", "z"], Any, &held), Some(vec![2]));
+    assert_eq!(satisfying(&["z", "y"], Any, &held), None);
+    assert_eq!(
+        satisfying(&["c", "a", "b"], Any, &held),
+        Some(vec![1, 2, 4])
+    );
+    assert_eq!(satisfying(&[], All, &held), None);
+    assert_eq!(timed_out_consumes(&["a", "z"], &held), vec![2]);
+    assert_eq!(timed_out_consumes(&["z"], &held), Vec::<u32>::new());
+}
+
+/// A repeated key is a duplicate even when terminal; terminal is ignored;
+/// beyond the limit is a conflict.
+#[test]
+fn signals_are_admitted_in_order_key_terminal_limit() {
+    let e = id();
+    let limits = Limits::default();
+    let admit = |state, seen, held| signal_admission(&e, state, seen, held, &limits);
+    assert_eq!(
+        admit(State::Completed, true, 0).unwrap(),
+        SignalAdmission::Duplicate
+    );
+    assert_eq!(
+        admit(State::Completed, false, 0).unwrap(),
+        SignalAdmission::Ignored
+    );
+    assert_eq!(
+        admit(State::Running, false, 99).unwrap(),
+        SignalAdmission::Store
+    );
+    assert!(matches!(
+        admit(State::Suspended, false, 100),
+        Err(EngineError::Conflict {
+            operation: "signal",
+            ..
+        })
+    ));
+    assert!(check_wait_room(&e, 999, &limits).is_ok());
+    assert!(check_wait_room(&e, 1000, &limits).is_err());
+}
+
+/// Timeouts: resume, or fail / cancel with a text naming the waitpoints.
+#[test]
+fn timeouts_do_what_the_suspension_says() {
+    use crate::{OnTimeout, SignalName, Suspension, WaitCondition};
+    let mut s = Suspension {
+        waitpoints: vec![SignalName::new("approval").unwrap()],
+        condition: WaitCondition::All,
+        timeout_at: Some(NOW),
+        on_timeout: OnTimeout::Resume,
+    };
+    assert_eq!(timeout_verdict(&s), TimeoutVerdict::Resume);
+    s.on_timeout = OnTimeout::Fail;
+    assert_eq!(
+        timeout_verdict(&s),
+        TimeoutVerdict::Fail("its wait for signal approval timed out".into())
+    );
+    s.on_timeout = OnTimeout::Cancel;
+    s.waitpoints.push(SignalName::new("payment").unwrap());
+    assert_eq!(
+        timeout_verdict(&s),
+        TimeoutVerdict::Cancel(
+            "its wait for signals approval, payment (all of them) timed out".into()
+        )
+    );
+}
+
+/// The stored forms round-trip; a stray letter or a suspended row without
+/// its wait is corruption.
+#[test]
+fn stored_waits_round_trip_strictly() {
+    use crate::{SignalName, WaitEnded};
+    let names = vec![
+        SignalName::new("a").unwrap(),
+        SignalName::new("b:c").unwrap(),
+    ];
+    let text = format_waitpoints(&names);
+    assert_eq!(text, "a,b:c");
+    let s = stored_suspension(
+        "x",
+        State::Suspended,
+        Some(&text),
+        Some("any"),
+        Some(5),
+        Some("fail"),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(s.waitpoints, names);
+    assert_eq!(s.condition, crate::WaitCondition::Any);
+    assert_eq!(s.timeout_at, Some(Timestamp::from_millis(5)));
+    assert_eq!(
+        stored_suspension(
+            "x",
+            State::Waiting,
+            Some(&text),
+            Some("any"),
+            None,
+            Some("fail")
+        )
+        .unwrap(),
+        None
+    );
+    let sleep = stored_suspension(
+        "x",
+        State::Suspended,
+        Some(""),
+        Some("all"),
+        Some(5),
+        Some("resume"),
+    )
+    .unwrap()
+    .unwrap();
+    assert!(sleep.waitpoints.is_empty());
+    assert!(stored_suspension("x", State::Suspended, None, None, None, None).is_err());
+    assert!(
+        stored_suspension(
+            "x",
+            State::Suspended,
+            Some("a"),
+            Some("most"),
+            None,
+            Some("fail")
+        )
+        .is_err()
+    );
+    let log: String = [WaitEnded::Signalled, WaitEnded::TimedOut]
+        .into_iter()
+        .map(wait_log_letter)
+        .collect();
+    assert_eq!(
+        parse_wait_log("x", &log).unwrap(),
+        vec![WaitEnded::Signalled, WaitEnded::TimedOut]
+    );
+    assert!(parse_wait_log("x", "sx").is_err());
 }
