@@ -80,7 +80,8 @@
 -- 'resume' | 'fail' | 'cancel'), kept after the wait ended and overwritten
 -- by the next suspend; wl, its wait log (one letter per ended wait: 's'
 -- signalled, 't' timed out; absent: none); and one that received signals
--- sc (how many it holds; absent: 0). Records without them never waited and
+-- sc (how many it holds; absent: 0) and sb (how many of them no wait
+-- consumed yet; absent: 0). Records without them never waited and
 -- hold no signals: the claim reads signals only when wl is not empty.
 
 -- Substituted by the backend when it assembles the library.
@@ -879,8 +880,8 @@ local function signal_admission(st, key_seen, held, max)
   if key_seen then return 'duplicate' end
   if TERMINAL[st] then return 'ignored' end
   if held >= max then
-    return nil, 'it already holds ' .. s(held) .. ' signals, the limit; signals it does not ' ..
-      'wait for are kept until it finishes'
+    return nil, 'it already holds ' .. s(held) .. ' signals no wait consumed, the limit; a ' ..
+      'signal stays buffered until a wait on its name consumes it'
   end
   return 'store'
 end
@@ -953,4 +954,5 @@ local function end_wait(base, uuid, h, signals, seqs, letter, reply)
     end
   end
   h.wl = log .. letter
+  if #seqs > 0 then h.sb = s(math.max((tonumber(h.sb) or 0) - #seqs, 0)) end
 end

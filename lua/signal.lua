@@ -1,12 +1,13 @@
 -- baton_signal: delivers a signal to an execution. Judged first (a held
 -- idempotency key: duplicate; a terminal execution: ignored; holding the
--- most signals: conflict), else stored as signal sc + 1 received now; a
+-- most buffered signals: conflict), else stored as signal sc + 1 received now; a
 -- suspended execution whose wait the signals it holds now satisfy consumes
 -- them (tagged with the wait's number, the wait log gains 's') and is
 -- waiting, eligible now.
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: uuid, ARGV[2]: name, ARGV[3]: payload, ARGV[4]: idempotency key
--- ('' = none), ARGV[5]: now (ms), ARGV[6]: most signals held (max_signals)
+-- ('' = none), ARGV[5]: now (ms), ARGV[6]: most buffered signals held
+-- (max_signals; the record's `sb` counts them, `sc` all it holds)
 -- Returns: { 'ok', outcome, woken } with outcome 'resumed', 'buffered',
 --   'duplicate' or 'ignored' (woken: as woken_reply), { 'not_found' } or
 --   { 'conflict', state, reason }.
@@ -19,11 +20,12 @@ redis.register_function('baton_signal', function(keys, args)
   local name, key, snow = args[2], args[4], args[5]
   local key_index = base .. ':sk:' .. uuid
   local seen = key ~= '' and redis.call('HEXISTS', key_index, key) == 1
-  local held = tonumber(h.sc) or 0
+  local held = tonumber(h.sb) or 0
   local verdict, why = signal_admission(h.st, seen, held, tonumber(args[6]))
   if not verdict then return { 'conflict', h.st, why } end
   if verdict ~= 'store' then return { 'ok', verdict, { 0 } } end
-  local seq = held + 1
+  local seq = (tonumber(h.sc) or 0) + 1
+  h.sb = s(held + 1)
   local e = { n = name, p = args[3], r = snow }
   if key ~= '' then
     e.k = key

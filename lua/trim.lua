@@ -31,7 +31,7 @@ local function trim_one(base, uuid, h)
   end
   if h.hd then redis.call('DEL', base .. ':dn:' .. uuid) end
   if h.sc then redis.call('DEL', base .. ':sg:' .. uuid, base .. ':sk:' .. uuid) end
-  if h.wt then redis.call('ZREM', base .. ':timeouts', uuid) end
+  if h.wt or h.wp then redis.call('ZREM', base .. ':timeouts', uuid) end
   redis.call('ZREM', base .. ':ns:' .. h.ns, uuid)
   redis.call('ZREM', base .. ':deadlines', uuid)
   count(base, h, h.st, -1)

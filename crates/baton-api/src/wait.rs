@@ -56,7 +56,9 @@ impl SuspendBody {
             lease: lease.clone(),
             waitpoints: request.waitpoints.clone(),
             condition: request.condition,
-            timeout_ms: request.timeout.map(|t| t.as_millis() as u64),
+            timeout_ms: request
+                .timeout
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             on_timeout: request.on_timeout,
         }
     }

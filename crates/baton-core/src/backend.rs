@@ -21,8 +21,10 @@
 //!   is a [`Conflict`](EngineError::Conflict).
 //! - **Retryable errors.** [`Unavailable`](EngineError::Unavailable) and
 //!   [`Contention`](EngineError::Contention) may be retried. `complete`,
-//!   `fail`, `release`, `suspend`, `cancel`, `renew` and the scheduler
-//!   passes are safe to repeat (`signal` when it carries an idempotency key);
+//!   `fail`, `release`, `cancel`, `renew` and the scheduler passes are safe
+//!   to repeat (`signal` when it carries an idempotency key; `suspend` once
+//!   it suspended — a suspend satisfied at once keeps the lease, and a
+//!   repeat is a new wait);
 //!   `create` is when its items carry idempotency keys; `claim` is not
 //!   idempotent (leases granted by a lost answer expire and are reclaimed).
 //! - **Deadlines.** Once `deadline <= now` an execution is as good as
@@ -366,7 +368,8 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     ///   ([`Claim::waits`](crate::Claim::waits), [`Claim::signals`](crate::Claim::signals)).
     /// - Replay: if this lease's attempt already ended `released`, answers
     ///   `Suspended` with the current snapshot while no later attempt
-    ///   started.
+    ///   started. A suspend answered `Satisfied` kept the lease: calling
+    ///   again is a new wait, not a replay.
     /// - Cancel, deadlines and retention reach a suspended execution as any
     ///   other.
     ///
@@ -403,7 +406,8 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// # Errors
     /// `NotFound`, `InvalidInput` (payload over the limit), `Conflict`
-    /// (more than [`Limits::max_signals`] signals held), `Unavailable`.
+    /// ([`Limits::max_signals`] buffered signals held already),
+    /// `Unavailable`.
     async fn signal(&self, id: &ExecutionId, signal: NewSignal) -> Result<SignalOutcome>;
 
     /// Cancels an execution and, unless the scope is

@@ -228,8 +228,9 @@ pub struct Limits {
     pub cascade_budget: usize,
     /// Most executions one execution may depend on. Default 100.
     pub max_dependencies: usize,
-    /// Most signals one execution holds (buffered and consumed); a signal
-    /// beyond it is refused as a conflict. Default 100.
+    /// Most buffered signals (delivered, not yet consumed by a wait) one
+    /// execution holds; a signal beyond it is refused as a conflict.
+    /// Default 100.
     pub max_signals: usize,
     /// Most waits (suspensions) one execution may end; a suspend beyond it
     /// is refused as a conflict. Default 1000.

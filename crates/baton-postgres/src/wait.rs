@@ -205,31 +205,32 @@ async fn signal_in(
     let row = b.lock_row(tx, id).await?;
     let ctx = format!("execution {id}");
     let state = read::state(&ctx, &col::<String>(&row, "state")?)?;
-    let held: usize = in_range(
+    let count: usize = in_range(
         "signal_count",
         &ctx,
         col::<i32>(&row, "signal_count")?.into(),
     )?;
-    let key_seen = match &signal.idempotency_key {
-        Some(key) => sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM signals WHERE partition = $1 AND uuid = $2 \
-             AND idempotency_key = $3)",
-        )
-        .bind(part(id.partition()))
-        .bind(id.uuid())
-        .bind(key.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map)?,
-        None => false,
-    };
+    // Whether the key was seen, and how many signals no wait consumed.
+    let (key_seen, held): (bool, i64) = sqlx::query_as(
+        "SELECT COALESCE(bool_or(idempotency_key = $3), false), \
+                COUNT(*) FILTER (WHERE wait IS NULL) \
+         FROM signals WHERE partition = $1 AND uuid = $2",
+    )
+    .bind(part(id.partition()))
+    .bind(id.uuid())
+    .bind(signal.idempotency_key.as_ref().map(|k| k.as_str()))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map)?;
+    let held: usize = in_range("buffered signals", &ctx, held)?;
     match rules::signal_admission(id, state, key_seen, held, &b.inner.limits)? {
         SignalAdmission::Duplicate => return Ok((SignalOutcome::Duplicate, None)),
         SignalAdmission::Ignored => return Ok((SignalOutcome::Ignored, None)),
         SignalAdmission::Store => {}
     }
-    let seq = i32::try_from(held + 1)
-        .map_err(|_| EngineError::corruption(format!("{ctx}: signal_count {held} out of range")))?;
+    let seq = i32::try_from(count + 1).map_err(|_| {
+        EngineError::corruption(format!("{ctx}: signal_count {count} out of range"))
+    })?;
     sqlx::query(
         "WITH stored AS ( \
              INSERT INTO signals (partition, uuid, seq, name, payload, idempotency_key, \
@@ -364,6 +365,7 @@ async fn timeout_in(
                 woken.push(resume(b, tx, id, WaitEnded::TimedOut, now).await?);
             }
             TimeoutVerdict::Fail(error) => {
+                let error = b.inner.limits.clip_text(error);
                 sqlx::query(
                     "UPDATE executions SET state = 'failed', last_error = $3, finished_at = $4, \
                      updated_at = $4 WHERE partition = $1 AND uuid = $2",

@@ -330,7 +330,7 @@ impl Client {
     ///
     /// # Errors
     /// `InvalidInput` (bad name, payload not JSON or over the limit),
-    /// `NotFound`, `Conflict` (the execution holds the most signals
+    /// `NotFound`, `Conflict` (the execution holds the most buffered signals
     /// allowed), `Unavailable`.
     ///
     /// ```no_run

@@ -455,8 +455,15 @@ impl Context {
     /// }
     /// ```
     pub async fn sleep(&self, duration: Duration) -> std::result::Result<(), HandlerError> {
-        if let Replay::Ended(..) = self.next_wait() {
-            return Ok(());
+        match self.next_wait() {
+            Replay::Ended(_, WaitEnded::TimedOut) => return Ok(()),
+            Replay::Ended(number, WaitEnded::Signalled) => {
+                return Err(HandlerError::permanent(format!(
+                    "wait {number} of this execution ended by a signal, not as a sleep: \
+                     its handler must make its waits in the same order on every run"
+                )));
+            }
+            Replay::New(_) => {}
         }
         match self.suspend_now(SuspendRequest::sleep(duration)).await? {
             // A sleep has no waitpoints, so signals never end it early.
@@ -520,12 +527,27 @@ impl Context {
         &self,
         request: SuspendRequest,
     ) -> std::result::Result<std::result::Result<Vec<Signal>, HandlerError>, HandlerError> {
-        let (out, tokens) = self
+        let (out, tokens) = match self
             .inner
             .transport
             .suspend(&self.inner.lease, request)
             .await
-            .map_err(|e| HandlerError::retry(format!("suspending: {e}")))?;
+        {
+            Ok(answer) => answer,
+            Err(e) => {
+                // No wait was made: a retry in this run is the same wait.
+                self.lock_waits().made -= 1;
+                let message = format!("suspending: {e}");
+                return Err(match e {
+                    // Never succeeds on a retry: a bad request, or the most
+                    // waits allowed.
+                    EngineError::InvalidInput { .. } | EngineError::Conflict { .. } => {
+                        HandlerError::permanent(message)
+                    }
+                    _ => HandlerError::retry(message),
+                });
+            }
+        };
         Ok(match out {
             SuspendOutcome::Satisfied { signals, .. } => Ok(signals),
             SuspendOutcome::Suspended(_) => {

@@ -101,17 +101,28 @@ pub(crate) struct TokenQuery {
 
 /// `POST /v1/executions/{id}/signals/{name}`: `{"outcome": …}`. Authorised
 /// by the API token, or by the waitpoint's token (header
-/// `Baton-Waitpoint-Token`, or `?token=`); a token that is presented must
-/// be valid — forged, expired, or for another execution or waitpoint, it is
-/// `401` and nothing changes.
+/// `Baton-Waitpoint-Token`, or `?token=`); every token that is presented
+/// must be valid — forged, expired, for another execution or waitpoint, or
+/// not readable, it is `401` and nothing changes. The body is read only
+/// once the caller is authorised.
 pub(crate) async fn signal(
     State(state): State<AppState>,
     SignalPath(id, name): SignalPath,
     ApiQuery(query): ApiQuery<TokenQuery>,
-    headers: axum::http::HeaderMap,
-    ApiJson(body): ApiJson<SignalRequestBody>,
+    request: axum::extract::Request,
 ) -> ApiResult<Json<SignalAnswer>> {
-    authorise_signal(&state, &headers, query.token.as_deref(), &id, &name)?;
+    authorise_signal(
+        &state,
+        request.headers(),
+        query.token.as_deref(),
+        &id,
+        &name,
+    )?;
+    let ApiJson(body) =
+        <ApiJson<SignalRequestBody> as axum::extract::FromRequest<AppState>>::from_request(
+            request, &state,
+        )
+        .await?;
     let signal = body.into_signal(name)?;
     let outcome = state.backend().signal(&id, signal).await?;
     Ok(Json(SignalAnswer { outcome }))
@@ -124,28 +135,35 @@ fn authorise_signal(
     id: &ExecutionId,
     name: &SignalName,
 ) -> ApiResult<()> {
-    if crate::bearer_matches(state, headers) {
+    let mut presented: Vec<&str> = Vec::new();
+    for value in headers.get_all(WAITPOINT_TOKEN_HEADER) {
+        // A token that cannot be read cannot be valid.
+        presented.push(
+            value
+                .to_str()
+                .map_err(|_| ApiError::bad_waitpoint_token())?,
+        );
+    }
+    presented.extend(query_token);
+    if !presented.is_empty() {
+        let keys = state
+            .config()
+            .waitpoint_keys
+            .as_ref()
+            .ok_or_else(ApiError::bad_waitpoint_token)?;
+        let now = Timestamp::now_system();
+        for token in presented {
+            keys.verify(token, id, name, now).map_err(|refusal| {
+                tracing::info!(execution = %id, waitpoint = %name, ?refusal, "waitpoint token refused");
+                ApiError::bad_waitpoint_token()
+            })?;
+        }
         return Ok(());
     }
-    let header_token = headers
-        .get(WAITPOINT_TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok());
-    match header_token.or(query_token) {
-        Some(token) => {
-            let keys = state
-                .config()
-                .waitpoint_keys
-                .as_ref()
-                .ok_or_else(ApiError::bad_waitpoint_token)?;
-            keys.verify(token, id, name, Timestamp::now_system())
-                .map_err(|refusal| {
-                    tracing::info!(execution = %id, waitpoint = %name, ?refusal, "waitpoint token refused");
-                    ApiError::bad_waitpoint_token()
-                })
-        }
-        None if state.config().api_token.is_some() => Err(ApiError::unauthorized()),
-        None => Ok(()),
+    if state.config().api_token.is_some() && !crate::bearer_matches(state, headers) {
+        return Err(ApiError::unauthorized());
     }
+    Ok(())
 }
 
 /// `GET /v1/executions/{id}/signals`: `{"items": […]}`, oldest first.

@@ -137,14 +137,18 @@ pub(crate) async fn signal(
         .is_some(),
         None => false,
     };
-    let count: i64 = sqlx::query_scalar("SELECT signal_count FROM executions WHERE uuid = ?")
-        .bind(blob(id))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(map)?;
+    let (count, held): (i64, i64) = sqlx::query_as(
+        "SELECT signal_count, (SELECT COUNT(*) FROM signals WHERE uuid = ?1 AND wait IS NULL) \
+         FROM executions WHERE uuid = ?1",
+    )
+    .bind(blob(id))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map)?;
     let ctx = format!("execution {id}");
     let count: usize = in_range("signal_count", &ctx, count)?;
-    match rules::signal_admission(id, snap.state, key_seen, count, &b.inner.limits)? {
+    let held: usize = in_range("buffered signals", &ctx, held)?;
+    match rules::signal_admission(id, snap.state, key_seen, held, &b.inner.limits)? {
         SignalAdmission::Duplicate => return Ok(SignalOutcome::Duplicate),
         SignalAdmission::Ignored => return Ok(SignalOutcome::Ignored),
         SignalAdmission::Store => {}

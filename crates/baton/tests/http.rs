@@ -1472,6 +1472,16 @@ fn an_http_worker_suspends_and_a_waitpoint_token_resumes_it(b: Bk) {
         let a = call("POST", path, Some(body.clone()), &headers);
         a.error(401, "unauthorized");
     }
+    // A presented token is checked even beside a valid API token, and
+    // every presented token must be valid.
+    let path = format!("/v1/executions/{e}/signals/approval");
+    let with_bearer = [bearer[0], ("Baton-Waitpoint-Token", forged.as_str())];
+    call("POST", &path, Some(body.clone()), &with_bearer).error(401, "unauthorized");
+    let both = format!("{path}?token={token}");
+    let header = [("Baton-Waitpoint-Token", forged.as_str())];
+    call("POST", &both, Some(body.clone()), &header).error(401, "unauthorized");
+    // Unauthorised callers learn nothing about their body.
+    call("POST", &path, Some(json!({"nonsense": true})), &[]).error(401, "unauthorized");
     let held = call("GET", &format!("/v1/executions/{e}/signals"), None, &bearer).json();
     assert_eq!(held["items"], json!([]), "the refusals stored nothing");
     assert_eq!(describe(&id)["state"], "suspended");

@@ -167,14 +167,16 @@ impl SuspendRequest {
                 "null",
                 "a suspension without waitpoints is a sleep and needs a timeout",
             )),
-            Some(t) if t.is_zero() || t > Self::MAX_TIMEOUT => Err(EngineError::invalid(
-                "timeout_ms",
-                t.as_millis(),
-                format!(
-                    "the timeout must be between 1 ms and {} ms",
-                    Self::MAX_TIMEOUT.as_millis()
-                ),
-            )),
+            Some(t) if t < Duration::from_millis(1) || t > Self::MAX_TIMEOUT => {
+                Err(EngineError::invalid(
+                    "timeout_ms",
+                    t.as_millis(),
+                    format!(
+                        "the timeout must be between 1 ms and {} ms",
+                        Self::MAX_TIMEOUT.as_millis()
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }

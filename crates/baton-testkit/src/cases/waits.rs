@@ -322,7 +322,8 @@ pub async fn all_and_any_conditions(h: &dyn Harness) {
 
 /// Idempotency keys make delivery a duplicate, even after the execution
 /// finished; a terminal execution ignores new signals and stores nothing;
-/// bad deliveries are refused and change nothing.
+/// bad deliveries are refused and change nothing; at most `max_signals`
+/// buffered signals.
 pub async fn signals_are_deduplicated_ignored_and_bounded(h: &dyn Harness) {
     let ctx = Ctx::new(h).await;
     let id = ctx.create_id(ctx.new_exec("keyed", b"")).await;
@@ -413,6 +414,21 @@ pub async fn signals_are_deduplicated_ignored_and_bounded(h: &dyn Harness) {
         "a signal beyond the limit",
     );
     assert_eq!(ctx.signals(&big).await.len(), ctx.limits().max_signals);
+    // The limit counts buffered signals: one consumed by a wait makes room.
+    let lease = ctx.claim_one().await;
+    assert_eq!(lease.id, big);
+    let (_, consumed) = satisfied(
+        ctx.suspend(&lease.lease, wait_on(&["tick"])).await,
+        "a wait on the buffered ticks",
+    );
+    assert_eq!((consumed.len(), consumed[0].seq), (1, 1));
+    assert_eq!(
+        ctx.signal(&big, "tick", b"1", None).await,
+        SignalOutcome::Buffered
+    );
+    let listed = ctx.signals(&big).await;
+    assert_eq!(listed.len(), ctx.limits().max_signals + 1);
+    assert_eq!(listed.last().map(|s| s.seq), Some(101));
 }
 
 /// A timeout acts as the suspension says, once, at its instant: `resume`

@@ -790,3 +790,27 @@ fn stored_waits_round_trip_strictly() {
     );
     assert!(parse_wait_log("x", "sx").is_err());
 }
+
+/// Timeouts are whole milliseconds from 1 ms; a sleep needs one.
+#[test]
+fn suspend_requests_are_checked() {
+    use crate::SuspendRequest;
+    assert!(
+        SuspendRequest::sleep(Duration::from_millis(1))
+            .validate()
+            .is_ok()
+    );
+    assert!(
+        SuspendRequest::sleep(Duration::from_micros(999))
+            .validate()
+            .is_err()
+    );
+    assert!(SuspendRequest::sleep(Duration::ZERO).validate().is_err());
+    assert!(
+        SuspendRequest::sleep(SuspendRequest::MAX_TIMEOUT)
+            .validate()
+            .is_ok()
+    );
+    let too_long = SuspendRequest::MAX_TIMEOUT + Duration::from_millis(1);
+    assert!(SuspendRequest::sleep(too_long).validate().is_err());
+}

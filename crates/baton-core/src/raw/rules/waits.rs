@@ -73,9 +73,12 @@ pub enum SignalAdmission {
 }
 
 /// Judges a signal for execution `id` in `state` that holds `held`
-/// signals; `key_seen` when the signal's idempotency key is among them.
-/// A repeated key is a duplicate even after the execution finished; a
-/// signal beyond [`Limits::max_signals`] is a conflict.
+/// buffered signals (delivered, not yet consumed by a wait); `key_seen`
+/// when the signal's idempotency key is among all it holds. A repeated key
+/// is a duplicate even after the execution finished; a signal beyond
+/// [`Limits::max_signals`] buffered ones is a conflict (consumed signals
+/// are bounded by the waits: [`Limits::max_waits`] of at most
+/// [`SuspendRequest::MAX_WAITPOINTS`](crate::SuspendRequest::MAX_WAITPOINTS)).
 pub fn signal_admission(
     id: &ExecutionId,
     state: State,
@@ -95,8 +98,8 @@ pub fn signal_admission(
             operation: "signal",
             state,
             reason: format!(
-                "it already holds {held} signals, the limit; signals it does not wait for \
-                 are kept until it finishes"
+                "it already holds {held} signals no wait consumed, the limit; a signal \
+                 stays buffered until a wait on its name consumes it"
             ),
         });
     }
