@@ -10,13 +10,14 @@
 -- ARGV[8+L]: `want` nonces of 16 hex digits, concatenated
 -- Returns: { seq, empty_lanes, entry... } where empty_lanes lists the lanes
 --   (as <ns>/<lane>) left without waiting work in this partition, seq is the
---   partition's sequence at this instant, and each entry is nine values
+--   partition's sequence at this instant, and each entry is ten values
 --   (flat, not a nested array: a table per entry costs): member, uuid, lane,
 --   kind, attempt, deadline|'', tags, upstream uuids|'' (space separated),
---   wait log|''. Payloads are not in the reply (they never pass through
---   Lua): the backend reads them with MGET, the upstream records of a
---   dependent with them, and the signals of an execution whose wait log is
---   not empty (LRANGE of its sg: list).
+--   wait log|'', step count|''. Payloads are not in the reply (they never
+--   pass through Lua): the backend reads them with MGET, the upstream
+--   records of a dependent with them, the signals of an execution whose wait
+--   log is not empty (LRANGE of its sg: list) and the steps of one that
+--   recorded some (HGETALL of its st: hash).
 redis.register_function('baton_claim', function(keys, args)
   local base, now, lanes, members, from, nlanes = choose(keys, args)
   local snow = s(now)
@@ -40,7 +41,7 @@ redis.register_function('baton_claim', function(keys, args)
       local a = 'a' .. att
       -- The k-th claimed execution takes the k-th nonce (skipped index
       -- entries take none), as the backend pairs them.
-      local k = #reply / 9 + 1
+      local k = #reply / 10 + 1
       local nonce = string.sub(nonces, (k - 1) * 16 + 1, k * 16)
       h.st, h.att, h.wid, h.ln, h.le, h.ua = 'running', att, worker, nonce, expires, snow
       h[a .. 'w'], h[a .. 'n'], h[a .. 's'] = worker, nonce, snow
@@ -54,7 +55,7 @@ redis.register_function('baton_claim', function(keys, args)
       reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4] = m, uuid, h.lane, h.kind
       reply[r + 5], reply[r + 6], reply[r + 7], reply[r + 8] = att, h.dl or '', h.tags or '{}',
         h.deps or ''
-      reply[r + 9] = h.wl or ''
+      reply[r + 9], reply[r + 10] = h.wl or '', h.sn or ''
     end
     -- Otherwise an index entry without its waiting execution: dropped.
   end

@@ -54,6 +54,12 @@
 --                                      cleaned lazily: the timeout pass drops an
 --                                      entry whose record is no longer suspended
 --                                      with a timeout
+--   B:{p:N}:st:<uuid>           HASH  the steps <uuid> recorded (library generation 6):
+--                                      step name -> a MessagePack map s (status:
+--                                      'done' | 'failed'), o (output; done only),
+--                                      e (the last failed record's error; absent:
+--                                      none), a (the attempt that wrote it), f
+--                                      (failed records so far), r (recorded_at ms)
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
 -- Execution record fields (every value text): ns lane kind st pri tags caps att rp
@@ -83,6 +89,8 @@
 -- sc (how many it holds; absent: 0) and sb (how many of them no wait
 -- consumed yet; absent: 0). Records without them never waited and
 -- hold no signals: the claim reads signals only when wl is not empty.
+-- An execution that recorded steps (library generation 6 or later) holds
+-- sn, how many (absent: 0): the claim reads its `st:` hash only then.
 
 -- Substituted by the backend when it assembles the library.
 local LIBRARY_VERSION = '__BATON_LIBRARY_VERSION__'
@@ -955,4 +963,38 @@ local function end_wait(base, uuid, h, signals, seqs, letter, reply)
   end
   h.wl = log .. letter
   if #seqs > 0 then h.sb = s(math.max((tonumber(h.sb) or 0) - #seqs, 0)) end
+end
+
+-- Checkpointed steps (library generation 6).
+
+-- Judges a record of step `name` of an execution holding `held` steps (at
+-- most `max`): `existing` is the stored step (its decoded map; nil or false
+-- when new), `status` the record's ('done' | 'failed') and `output` a done
+-- record's output. Answers 'unchanged' (the same output for a done step: the
+-- stored step is the answer), or 'write' with the status and failure count
+-- to store; or nil and the conflict's reason.
+-- Mirrors baton_core::raw::rules::judge_step.
+local function judge_step(name, existing, status, output, held, max)
+  local failures
+  if not existing then
+    if held >= max then
+      return nil, 'it already recorded ' .. s(held) .. ' steps, the limit; split the work ' ..
+        'into child executions'
+    end
+    failures = 0
+  elseif existing.s == 'done' then
+    if status == 'done' and existing.o == output then return 'unchanged' end
+    if status == 'done' then
+      return nil, 'step ' .. name .. ' is done with another output; a done step never changes'
+    end
+    return nil, 'step ' .. name .. ' is done; a done step never changes'
+  elseif existing.s == 'failed' then
+    failures = tonumber(existing.f)
+    if not failures then error('step record with failures ' .. tostring(existing.f)) end
+  else
+    error('step record with status ' .. tostring(existing.s))
+  end
+  if status == 'done' then return 'write', 'done', failures end
+  -- The rule counts in a u32 and saturates.
+  return 'write', 'failed', math.min(failures + 1, 4294967295)
 end

@@ -1,10 +1,11 @@
 -- baton_trim: scheduler pass; deletes finished flows whose root finished
 -- (or was last looked at) at or before the cutoff, earliest first, with
--- their attempts, index entries, idempotency keys and signals. An execution outside
--- flows is a flow of one. Only roots are in `done`: a member is trimmed with
--- its root, newest member first (no parent before its children), the root
--- last; a root whose flow has an unfinished member is looked at again a
--- retention later (re-scored to now). At most `limit` deletions per call.
+-- their attempts, index entries, idempotency keys, signals and steps. An
+-- execution outside flows is a flow of one. Only roots are in `done`: a
+-- member is trimmed with its root, newest member first (no parent before
+-- its children), the root last; a root whose flow has an unfinished member
+-- is looked at again a retention later (re-scored to now). At most `limit`
+-- deletions per call.
 -- Mirrors the SQL backends' trim_terminal.
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: cutoff (ms; now - retention), ARGV[2]: limit, ARGV[3]: now (ms)
@@ -31,6 +32,7 @@ local function trim_one(base, uuid, h)
   end
   if h.hd then redis.call('DEL', base .. ':dn:' .. uuid) end
   if h.sc then redis.call('DEL', base .. ':sg:' .. uuid, base .. ':sk:' .. uuid) end
+  if h.sn then redis.call('DEL', base .. ':st:' .. uuid) end
   if h.wt or h.wp then redis.call('ZREM', base .. ':timeouts', uuid) end
   redis.call('ZREM', base .. ':ns:' .. h.ns, uuid)
   redis.call('ZREM', base .. ':deadlines', uuid)

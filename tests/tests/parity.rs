@@ -484,6 +484,23 @@ async fn wait_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
         other => panic!("expected satisfied at once: {other:?}"),
     }
     b.complete(&claims[2].lease, b"1".to_vec()).await.unwrap();
+    // Steps recorded before the release are replayed by the next claim.
+    use baton_core::{StepName, StepOutcome};
+    let step = |n: &str| StepName::new(n).unwrap();
+    b.record_step(
+        &claims[3].lease,
+        step("a"),
+        StepOutcome::Done(b"[1, 2.50]".to_vec()),
+    )
+    .await
+    .unwrap();
+    b.record_step(
+        &claims[3].lease,
+        step("b"),
+        StepOutcome::Failed("flaky".into()),
+    )
+    .await
+    .unwrap();
     b.release(&claims[3].lease).await.unwrap();
     let fails = SuspendRequest::signals([name("x")])
         .with_timeout(Duration::from_millis(500), OnTimeout::Fail);
@@ -510,6 +527,14 @@ async fn wait_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
     let mut again = b.claim(claim(5)).await.unwrap();
     again.sort_by_key(|c| ids.iter().position(|x| x == &c.id));
     seen.push(Value::Array(again.iter().map(claim_json).collect()));
+    let steps: Vec<Value> = b
+        .steps(&ids[3])
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| serde_json::to_value(baton_api::StepAnswer::from(s)).unwrap())
+        .collect();
+    seen.push(Value::Array(steps));
     for id in [&ids[0], &ids[2]] {
         let held: Vec<Value> = b
             .signals(id)
@@ -561,6 +586,8 @@ async fn every_backend_describes_the_same_waits_identically() {
     assert_eq!(claims.len(), 3, "both, sleep, release: {claims:?}");
     assert_eq!(claims[0]["waits"], serde_json::json!(["signalled"]));
     assert_eq!(claims[1]["waits"], serde_json::json!(["timed_out"]));
+    assert_eq!(claims[2]["steps"], serde_json::json!({"a": [1, 2.50]}));
+    assert_eq!(first[13][1]["failures"], 1);
     assert_agree(&results);
 }
 

@@ -25,6 +25,8 @@
 //! | `POST /v1/executions/{id}/suspend` | [`SuspendBody`] | [`SuspendAnswer`] |
 //! | `POST /v1/executions/{id}/signals/{name}` | [`SignalRequestBody`] | [`SignalAnswer`] |
 //! | `GET /v1/executions/{id}/signals` | – | [`SignalsAnswer`] |
+//! | `POST /v1/executions/{id}/steps/{name}` | [`StepBody`] | [`StepAnswer`] |
+//! | `GET /v1/executions/{id}/steps` | – | [`StepsAnswer`] |
 //! | `POST /v1/leases/renew` | [`RenewBody`] | [`RenewAnswer`] |
 //! | `GET /v1/stats` | [`StatsQuery`] | [`StatsAnswer`] |
 //! | `GET /healthz` | – | [`Health`] |
@@ -65,6 +67,7 @@ mod error;
 mod flow;
 mod json;
 mod list;
+mod memory;
 mod read;
 mod routes;
 mod submit;
@@ -79,6 +82,7 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail, static_field};
 pub use flow::{CancelAnswer, ChildrenQuery, TreeAnswer, TreeItem, TreeQuery};
 pub use json::{JsonText, MAX_JSON_DEPTH, check_json};
 pub use list::{ListAnswer, ListQuery};
+pub use memory::{StepAnswer, StepBody, StepsAnswer};
 pub use read::{
     Attempt, CancelBody, DescribeQuery, Health, Snapshot, StatsAnswer, StatsQuery, WaitingOnBody,
 };

@@ -80,6 +80,11 @@ pub enum Route {
     Signal,
     /// `GET /v1/executions/{id}/signals`: the signals it holds.
     Signals,
+    /// `POST /v1/executions/{id}/steps/{name}`: record a step under the
+    /// lease.
+    RecordStep,
+    /// `GET /v1/executions/{id}/steps`: the steps it recorded.
+    Steps,
     /// `POST /v1/leases/renew`: renew every lease of a worker.
     Renew,
     /// `GET /v1/stats`: counts per lane and state.
@@ -94,7 +99,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 20] = [
+    pub const ALL: [Route; 22] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
@@ -110,6 +115,8 @@ impl Route {
         Route::Suspend,
         Route::Signal,
         Route::Signals,
+        Route::RecordStep,
+        Route::Steps,
         Route::Renew,
         Route::Stats,
         Route::Health,
@@ -125,6 +132,7 @@ impl Route {
             | Route::Children
             | Route::Tree
             | Route::Signals
+            | Route::Steps
             | Route::Stats
             | Route::Health
             | Route::Metrics
@@ -139,6 +147,7 @@ impl Route {
             | Route::Release
             | Route::Suspend
             | Route::Signal
+            | Route::RecordStep
             | Route::Renew => Method::Post,
         }
     }
@@ -160,6 +169,8 @@ impl Route {
             Route::Suspend => "/v1/executions/{id}/suspend",
             Route::Signal => "/v1/executions/{id}/signals/{name}",
             Route::Signals => "/v1/executions/{id}/signals",
+            Route::RecordStep => "/v1/executions/{id}/steps/{name}",
+            Route::Steps => "/v1/executions/{id}/steps",
             Route::Renew => "/v1/leases/renew",
             Route::Stats => "/v1/stats",
             Route::Health => "/healthz",
@@ -186,6 +197,8 @@ impl Route {
             Route::Suspend => "suspend",
             Route::Signal => "signal",
             Route::Signals => "signals",
+            Route::RecordStep => "recordStep",
+            Route::Steps => "steps",
             Route::Renew => "renew",
             Route::Stats => "stats",
             Route::Health => "health",

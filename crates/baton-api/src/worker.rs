@@ -146,6 +146,10 @@ pub struct ClaimedExecution {
     /// wait; absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signals: Vec<crate::SignalBody>,
+    /// The outputs of its done steps, by name, for the attempt to replay;
+    /// absent when none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<baton_core::StepName, JsonText>,
 }
 
 /// One upstream execution's outcome in a claim.
@@ -195,6 +199,7 @@ impl From<&Claim> for ClaimedExecution {
                 .collect(),
             waits: c.waits.clone(),
             signals: c.signals.iter().map(crate::SignalBody::from).collect(),
+            steps: crate::memory::steps_json(&c.steps),
         }
     }
 }
@@ -232,6 +237,11 @@ impl ClaimedExecution {
                 .signals
                 .into_iter()
                 .map(crate::SignalBody::into_signal)
+                .collect(),
+            steps: self
+                .steps
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
                 .collect(),
         })
     }
@@ -419,6 +429,7 @@ mod tests {
             upstream: BTreeMap::new(),
             waits: Vec::new(),
             signals: Vec::new(),
+            steps: BTreeMap::new(),
         };
         let wire = serde_json::to_value(ClaimedExecution::from(&claim)).unwrap();
         assert_eq!(wire["lease"]["expires_at"], "2030-01-01T00:00:30.000Z");

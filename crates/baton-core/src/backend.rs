@@ -60,9 +60,9 @@ use crate::model::{
     AttemptRecord, CancelRequest, Cancellation, Claim, ClaimRequest, CreateOutcome,
     ExecutionSnapshot, Failure, ListFilter, ListPage, NewExecution, NewSignal, Ownership, Page,
     PartitionOwner, RenewOutcome, RenewRequest, ScanReport, Signal, SignalOutcome, StateCounts,
-    SuspendOutcome, SuspendRequest, Tree,
+    StepOutcome, StepRecord, SuspendOutcome, SuspendRequest, Tree,
 };
-use crate::names::{Lane, Namespace, NodeId};
+use crate::names::{Lane, Namespace, NodeId, StepName};
 use crate::policy::Limits;
 
 mod admin;
@@ -409,6 +409,43 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     /// ([`Limits::max_signals`] buffered signals held already),
     /// `Unavailable`.
     async fn signal(&self, id: &ExecutionId, signal: NewSignal) -> Result<SignalOutcome>;
+
+    /// Records the outcome of a named step of the running attempt fenced
+    /// by `lease`: the memory a retried attempt replays.
+    ///
+    /// # Behavior
+    /// Judged by [`rules::judge_step`](crate::raw::rules::judge_step):
+    /// - a new step is stored (`done` with its output, or `failed` with its
+    ///   error and `failures: 1`), with the lease's attempt and `now`;
+    /// - a done step is final: the same output again changes nothing and
+    ///   answers the stored record; another output or a failure is a
+    ///   `Conflict`;
+    /// - a failed step takes the new record: `done`, or `failed` again with
+    ///   `failures + 1` (a retry loop inside a step counts across
+    ///   attempts).
+    ///
+    /// Every later claim of the execution carries the done steps' outputs
+    /// ([`Claim::steps`](crate::Claim::steps)); steps survive reclaim,
+    /// retry and waits, and are trimmed with the execution.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Idempotency
+    /// Repeating a done record with the same output is a no-op; repeating
+    /// a failed record counts one more failure.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput` (output over the payload limit, error
+    /// text with NUL), `LeaseLost` (the lease is not the current live one),
+    /// `Conflict` (a done step, or [`Limits::max_steps`] steps already),
+    /// `Unavailable`.
+    async fn record_step(
+        &self,
+        lease: &LeaseToken,
+        name: StepName,
+        outcome: StepOutcome,
+    ) -> Result<StepRecord>;
 
     /// Cancels an execution and, unless the scope is
     /// [`Execution`](crate::CancelScope::Execution), its non-terminal descendants.

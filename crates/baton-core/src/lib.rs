@@ -29,13 +29,13 @@ pub use model::{
     AttemptRecord, CancelRequest, CancelScope, Cancellation, Claim, ClaimRequest, CreateOutcome,
     DependencyMode, DependencyPolicy, ExecutionSnapshot, Failure, ListCursor, ListFilter, ListPage,
     NewExecution, NewSignal, OnTimeout, Ownership, Page, PartitionOwner, RenewOutcome,
-    RenewRequest, RenewStatus, ScanReport, Signal, SignalOutcome, StateCounts, SuspendOutcome,
-    SuspendRequest, Suspension, Tree, TreeNode, Upstream, UpstreamFailure, WaitCondition,
-    WaitEnded, WaitReason, WaitingOn,
+    RenewRequest, RenewStatus, ScanReport, Signal, SignalOutcome, StateCounts, StepOutcome,
+    StepRecord, StepStatus, SuspendOutcome, SuspendRequest, Suspension, Tree, TreeNode, Upstream,
+    UpstreamFailure, WaitCondition, WaitEnded, WaitReason, WaitingOn,
 };
 pub use names::{
     CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN,
-    MAX_TAGS, Namespace, NodeId, SignalName, TagKey, WorkerId, validate_tag_value,
+    MAX_TAGS, Namespace, NodeId, SignalName, StepName, TagKey, WorkerId, validate_tag_value,
 };
 pub use policy::{Backoff, Limits, RetryDecision, RetryPolicy};
 pub use state::{AttemptOutcome, State};

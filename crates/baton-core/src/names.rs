@@ -4,7 +4,7 @@
 //! | type | characters | length (bytes) |
 //! |---|---|---|
 //! | [`Namespace`], [`Lane`] | `A-Z a-z 0-9 _ - .` | 1–64 |
-//! | [`Kind`] | `A-Z a-z 0-9 _ - . :` | 1–128 |
+//! | [`Kind`], [`StepName`] | `A-Z a-z 0-9 _ - . :` | 1–128 |
 //! | [`TagKey`], [`CapabilityName`], [`SignalName`] | `A-Z a-z 0-9 _ - . :` | 1–64 |
 //! | [`WorkerId`], [`NodeId`] | `A-Z a-z 0-9 _ - . : @ /` | 1–128 |
 //! | [`IdempotencyKey`], [`ChildKey`] | any printable, no control characters | 1–256 |
@@ -176,6 +176,16 @@ name_type!(
     /// assert!(CapabilityName::new("gpu").is_ok());
     /// ```
     CapabilityName, "capability", 64, with_colon, "A-Z a-z 0-9 _ - . :"
+);
+name_type!(
+    /// The name of a checkpointed step of an execution, unique within it.
+    ///
+    /// ```
+    /// use baton_core::StepName;
+    /// assert!(StepName::new("charge:card").is_ok());
+    /// assert!(StepName::new("no spaces").is_err());
+    /// ```
+    StepName, "step", 128, with_colon, "A-Z a-z 0-9 _ - . :"
 );
 name_type!(
     /// The name of a waitpoint a suspended execution waits on, and of the

@@ -235,6 +235,9 @@ pub struct Limits {
     /// Most waits (suspensions) one execution may end; a suspend beyond it
     /// is refused as a conflict. Default 1000.
     pub max_waits: usize,
+    /// Most steps one execution records; a new step beyond it is refused
+    /// as a conflict. Default 1000.
+    pub max_steps: usize,
 }
 
 impl Default for Limits {
@@ -249,6 +252,7 @@ impl Default for Limits {
             max_dependencies: 100,
             max_signals: 100,
             max_waits: 1000,
+            max_steps: 1000,
         }
     }
 }

@@ -8,6 +8,16 @@
 -- Per lane, the claim index gives waiting executions in claim order (a Merge
 -- Append over the hash children); rows another claimer holds are skipped, not
 -- waited for. The lanes' candidates are merged and cut to $5.
+--
+-- Each claimed row comes with the names and outputs of its done steps
+-- (`step_names`, `step_outputs`, aligned by name; NULL without any). Only
+-- rows whose `step_count` is not zero read `steps`: the condition names
+-- only the outer row, so it gates the lateral subquery (a one-time filter)
+-- and an execution without steps costs the claim nothing. The read sees
+-- every step of the execution: steps are written only under a live lease,
+-- under the row lock, and a row is claimable only once a later writer took
+-- that lock to end the lease, so the statement's snapshot, in which the row
+-- was already waiting, holds them all.
 WITH picked AS (
     SELECT c.partition, c.uuid
     FROM UNNEST($2::text[]) AS l(lane)
@@ -45,4 +55,12 @@ opened AS (
     INSERT INTO attempts (partition, execution_uuid, number, worker_id, nonce, started_at)
     SELECT partition, uuid, attempts, $6, lease_nonce, $3 FROM claimed
 )
-SELECT * FROM claimed
+SELECT c.*, st.step_names, st.step_outputs
+FROM claimed c
+LEFT JOIN LATERAL (
+    SELECT array_agg(s.name ORDER BY s.name) AS step_names,
+           array_agg(s.output ORDER BY s.name) AS step_outputs
+    FROM steps s
+    WHERE c.step_count > 0
+      AND s.partition = c.partition AND s.uuid = c.uuid AND s.status = 'done'
+) st ON true

@@ -1,8 +1,8 @@
 -- trim_terminal: deletes the executions $2 of partition $1 (finished flow
 -- members, or roots whose flow is gone; locked by the caller earlier in the
--- same transaction), with their attempts, signals, idempotency keys and
--- dependency edges (both ends of an edge are members of one flow, trimmed
--- with it); answers how many.
+-- same transaction), with their attempts, signals, steps, idempotency keys
+-- and dependency edges (both ends of an edge are members of one flow,
+-- trimmed with it); answers how many.
 --
 -- $1 partition, $2 uuids.
 WITH gone_attempts AS (
@@ -10,6 +10,9 @@ WITH gone_attempts AS (
 ),
 gone_signals AS (
     DELETE FROM signals WHERE partition = $1 AND uuid = ANY($2::uuid[])
+),
+gone_steps AS (
+    DELETE FROM steps WHERE partition = $1 AND uuid = ANY($2::uuid[])
 ),
 gone_edges AS (
     DELETE FROM dependencies

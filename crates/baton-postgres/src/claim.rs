@@ -67,6 +67,7 @@ pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<
             upstream: upstream.remove(&snap.id).unwrap_or_default(),
             waits,
             signals: consumed.remove(&snap.id).unwrap_or_default(),
+            steps: read::claimed_steps(row, &format!("execution {}", snap.id))?,
             id: snap.id,
         };
         claims.push((i64::from(snap.priority), ready_at, claim));

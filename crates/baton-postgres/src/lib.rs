@@ -58,6 +58,11 @@
 //!   previous writer left them (see `wait`). The timeout pass locks with
 //!   `SKIP LOCKED`; a timeout that fails or cancels locks the flow's root
 //!   and the parent first, as the expiry pass does.
+//! - Steps are rows of their own table, one per name; `record_step` judges
+//!   the lease and the stored step under the execution's row lock, so
+//!   concurrent records of one step act one after the other and the step
+//!   count matches the rows (see `memory`). A claim reads the done steps in
+//!   its own statement, only for executions that recorded some.
 //!
 //! ## Time
 //! Every stored instant is BIGINT milliseconds from the injected
@@ -73,6 +78,7 @@ mod create;
 mod errors;
 mod flow;
 mod lease;
+mod memory;
 mod migrate;
 mod ownership;
 mod read;

@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "waits",
         include_str!("../../../migrations/postgres/0006_waits.sql"),
     ),
+    (
+        7,
+        "steps",
+        include_str!("../../../migrations/postgres/0007_steps.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -177,6 +182,6 @@ pub fn check_schema(schema: &str) -> Result<()> {
 mod tests {
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 6);
+        assert_eq!(super::latest_version(), 7);
     }
 }

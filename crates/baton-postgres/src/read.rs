@@ -16,8 +16,8 @@ use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
     AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ChildKey, DependencyPolicy,
     EngineError, ExecutionId, ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace,
-    PartitionCount, PartitionId, RetryPolicy, Signal, SignalName, State, Suspension, TagKey,
-    Timestamp, TreeNode, WorkerId,
+    PartitionCount, PartitionId, RetryPolicy, Signal, SignalName, State, StepName, StepRecord,
+    StepStatus, Suspension, TagKey, Timestamp, TreeNode, WorkerId,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -283,4 +283,46 @@ pub fn signal(row: &PgRow, ctx: &str) -> Result<Signal, EngineError> {
             .map(|w| in_range::<u32>("wait", ctx, w.into()))
             .transpose()?,
     })
+}
+
+/// One step from a row of `steps`.
+pub fn step(row: &PgRow, ctx: &str) -> Result<StepRecord, EngineError> {
+    let ctx = format!("{ctx} step");
+    let ctx = ctx.as_str();
+    Ok(StepRecord {
+        name: parsed::<StepName>("name", ctx, &col::<String>(row, "name")?)?,
+        status: parsed::<StepStatus>("status", ctx, &col::<String>(row, "status")?)?,
+        output: col(row, "output")?,
+        error: col(row, "error")?,
+        attempt: in_range::<u32>("attempt", ctx, col::<i32>(row, "attempt")?.into())?,
+        failures: in_range::<u32>("failures", ctx, col::<i32>(row, "failures")?.into())?,
+        recorded_at: ts(col(row, "recorded_at")?),
+    })
+}
+
+/// The done steps' outputs a claimed row carries (`step_names` and
+/// `step_outputs`, aligned; both NULL for an execution without any).
+pub fn claimed_steps(row: &PgRow, ctx: &str) -> Result<BTreeMap<StepName, Vec<u8>>, EngineError> {
+    let names: Option<Vec<String>> = col(row, "step_names")?;
+    let outputs: Option<Vec<Option<Vec<u8>>>> = col(row, "step_outputs")?;
+    let (names, outputs) = (names.unwrap_or_default(), outputs.unwrap_or_default());
+    if names.len() != outputs.len() {
+        return Err(EngineError::corruption(format!(
+            "{ctx}: {} done step names but {} outputs",
+            names.len(),
+            outputs.len()
+        )));
+    }
+    let ctx = format!("{ctx} step");
+    names
+        .into_iter()
+        .zip(outputs)
+        .map(|(name, output)| {
+            let name = parsed::<StepName>("name", &ctx, &name)?;
+            let output = output.ok_or_else(|| {
+                EngineError::corruption(format!("{ctx} {name}: done without an output"))
+            })?;
+            Ok((name, output))
+        })
+        .collect()
 }

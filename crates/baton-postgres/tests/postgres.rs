@@ -1,8 +1,9 @@
 //! Postgres-specific behaviour the shared conformance suite cannot see:
 //! wake-ups across backend instances (processes), the recorded partition
 //! count, concurrent first starts of one schema, schemas kept apart,
-//! concurrent writers of one flow (no deadlock, no lost release), and
-//! concurrent signals and timeouts of one suspended execution.
+//! concurrent writers of one flow (no deadlock, no lost release),
+//! concurrent signals and timeouts of one suspended execution, and
+//! concurrent step records of one execution.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -94,7 +95,7 @@ async fn partition_count_is_recorded_and_enforced() {
     );
     assert_eq!(
         first.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6]
+        [1, 2, 3, 4, 5, 6, 7]
     );
 }
 
@@ -116,7 +117,7 @@ async fn concurrent_first_starts_migrate_once() {
         let backend = start.await.unwrap().unwrap();
         assert_eq!(
             backend.applied_migrations().await.unwrap(),
-            [1, 2, 3, 4, 5, 6]
+            [1, 2, 3, 4, 5, 6, 7]
         );
     }
 }
@@ -1101,4 +1102,154 @@ async fn a_timeout_that_fails_tells_dependents_and_the_parent() {
     );
     assert_eq!(b.describe(&dep).await.unwrap().state, State::Skipped);
     assert_eq!(b.describe(&root).await.unwrap().state, State::Waiting);
+}
+
+fn step(name: &str) -> baton_core::StepName {
+    baton_core::StepName::new(name).unwrap()
+}
+
+/// Concurrent records of one step under one lease, through two instances,
+/// act one after the other: every failed record is counted once (the
+/// answers number 1 to N), then every done record with one output answers
+/// the one stored record; the execution holds one step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_records_of_one_step_are_judged_one_after_the_other() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    let id = backends[0]
+        .create_one(exec("steps", "one"))
+        .await
+        .unwrap()
+        .id;
+    let lease = claim_one(&backends[0], "steps", "one").await.lease;
+    let record = |outcome: baton_core::StepOutcome| {
+        let calls: Vec<_> = (0..24)
+            .map(|i| {
+                let b = backends[i % 2].clone();
+                let (lease, outcome) = (lease.clone(), outcome.clone());
+                tokio::spawn(async move { b.record_step(&lease, step("s"), outcome).await })
+            })
+            .collect();
+        async move {
+            let mut answers = Vec::new();
+            for call in calls {
+                answers.push(call.await.unwrap().unwrap());
+            }
+            answers
+        }
+    };
+    let failed = record(baton_core::StepOutcome::Failed("boom".into())).await;
+    let mut counts: Vec<u32> = failed.iter().map(|r| r.failures).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=24).collect::<Vec<u32>>());
+    let done = record(baton_core::StepOutcome::Done(b"1".to_vec())).await;
+    let stored = backends[1].steps(&id).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(done.iter().all(|r| *r == stored[0]), "{done:?}");
+    assert_eq!(
+        (stored[0].status, stored[0].failures),
+        (baton_core::StepStatus::Done, 24)
+    );
+}
+
+/// Concurrent records of new steps at the edge of the limit store exactly
+/// `max_steps` of them: the count is judged under the row lock, so it
+/// never passes the limit nor disagrees with the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_new_steps_stop_at_the_limit() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let limits = baton_core::Limits {
+        max_steps: 10,
+        ..baton_core::Limits::default()
+    };
+    let open_limited = || async {
+        PostgresBackend::open(PostgresConfig::from_url(&url).unwrap().with_limits(limits))
+            .await
+            .unwrap()
+    };
+    let backends = [open_limited().await, open_limited().await];
+    let id = backends[0]
+        .create_one(exec("steps", "many"))
+        .await
+        .unwrap()
+        .id;
+    let lease = claim_one(&backends[0], "steps", "many").await.lease;
+    let calls: Vec<_> = (0..24)
+        .map(|i| {
+            let b = backends[i % 2].clone();
+            let lease = lease.clone();
+            tokio::spawn(async move {
+                let outcome = baton_core::StepOutcome::Done(b"1".to_vec());
+                b.record_step(&lease, step(&format!("s{i:02}")), outcome)
+                    .await
+            })
+        })
+        .collect();
+    let (mut stored, mut refused) = (0, 0);
+    for call in calls {
+        match call.await.unwrap() {
+            Ok(_) => stored += 1,
+            Err(EngineError::Conflict { .. }) => refused += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((stored, refused), (10, 14));
+    assert_eq!(backends[1].steps(&id).await.unwrap().len(), 10);
+}
+
+/// A step recorded while its lease ends (a retryable failure through
+/// another instance) either lands before the end, and the next claim
+/// replays it, or is refused as a lost lease, and the next claim has
+/// nothing: the claim reads steps as the lease's end left them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_racing_the_end_of_its_lease_is_replayed_or_refused() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    let retry = baton_core::RetryPolicy {
+        max_attempts: 2,
+        backoff: baton_core::Backoff::NONE,
+    };
+    for round in 0..10 {
+        let lane = format!("r{round}");
+        backends[0]
+            .create_one(exec("steps", &lane).with_retry(retry))
+            .await
+            .unwrap();
+        let lease = claim_one(&backends[0], "steps", &lane).await.lease;
+        let record = {
+            let (b, lease) = (backends[0].clone(), lease.clone());
+            tokio::spawn(async move {
+                let outcome = baton_core::StepOutcome::Done(b"1".to_vec());
+                b.record_step(&lease, step("s"), outcome).await
+            })
+        };
+        let fail = {
+            let b = backends[1].clone();
+            tokio::spawn(async move {
+                b.fail(&lease, baton_core::Failure::retryable("crashed"))
+                    .await
+            })
+        };
+        assert_eq!(fail.await.unwrap().unwrap().state, State::Waiting);
+        let recorded = match record.await.unwrap() {
+            Ok(_) => true,
+            Err(EngineError::LeaseLost { .. }) => false,
+            Err(e) => panic!("round {round}: unexpected {e:?}"),
+        };
+        let next = claim_one(&backends[1], "steps", &lane).await;
+        assert_eq!(
+            next.steps.contains_key(&step("s")),
+            recorded,
+            "round {round}"
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use baton_core::{
     AdminBackend, BackendKind, CancelRequest, Cancellation, CreateOutcome, EngineError,
     ExecutionId, ExecutionSnapshot, Kind, Lane, ListFilter, ListPage, Namespace, NewExecution,
-    NewSignal, Page, Result, Signal, SignalName, SignalOutcome, StateCounts, Tree,
+    NewSignal, Page, Result, Signal, SignalName, SignalOutcome, StateCounts, StepRecord, Tree,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -364,6 +364,15 @@ impl Client {
     /// `NotFound`, `InvalidInput`, `Unavailable`.
     pub async fn signals(&self, id: &ExecutionId) -> Result<Vec<Signal>> {
         self.transport.signals(id).await
+    }
+
+    /// The steps execution `id` recorded, by name: done ones with their
+    /// output, failed ones with their last error and failure count.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Unavailable`.
+    pub async fn steps(&self, id: &ExecutionId) -> Result<Vec<StepRecord>> {
+        self.transport.steps(id).await
     }
 
     /// Counts executions per lane and state in the client's namespace.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use baton_core::{
     Claim, CreateOutcome, EngineError, ExecutionId, Failure, Kind, Lane, LeaseToken, ListPage,
-    Namespace, NewExecution, OnTimeout, Page, Result, Signal, SignalName, State, SuspendOutcome,
-    SuspendRequest, TagKey, Timestamp, Upstream, WaitEnded,
+    Namespace, NewExecution, OnTimeout, Page, Result, Signal, SignalName, State, StepName,
+    StepOutcome, SuspendOutcome, SuspendRequest, TagKey, Timestamp, Upstream, WaitEnded,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -150,6 +150,8 @@ struct ContextInner {
     /// The waits ended so far and the signals they consumed: the claim's,
     /// plus those a suspend satisfied at once during this run.
     waits: std::sync::Mutex<Waits>,
+    /// The outputs of done steps: the claim's, plus those done in this run.
+    steps: std::sync::Mutex<BTreeMap<StepName, Vec<u8>>>,
 }
 
 /// The replay state of a run's waits.
@@ -181,6 +183,7 @@ impl Context {
                     signals: claim.signals.clone(),
                     made: 0,
                 }),
+                steps: std::sync::Mutex::new(claim.steps.clone()),
             }),
         }
     }
@@ -358,6 +361,105 @@ impl Context {
         match snap.state {
             State::Running => Ok(()),
             _ => Err(HandlerError::waiting()),
+        }
+    }
+
+    /// Runs `body` as the checkpointed step `name`, once per execution:
+    /// when an earlier attempt (or this run) finished the step, its saved
+    /// output is answered without running `body` again; otherwise `body`
+    /// runs and its output is recorded (`done`, encoded as JSON) before it
+    /// is answered. A failure of `body` is recorded as a failed step (its
+    /// count of failures survives restarts; see [`steps`](crate::Client::steps))
+    /// and answered as is.
+    ///
+    /// This is how a handler becomes a durable workflow: a worker that
+    /// crashes after step 2 of 4 has a retry that skips steps 1 and 2.
+    /// Make each step's effects idempotent anyway: a crash after the work
+    /// but before the record runs it again.
+    ///
+    /// # Errors
+    /// The error of `body`; a retryable `HandlerError` when the record
+    /// cannot be written (backend unreachable, lease lost); a permanent one
+    /// when the step's output does not decode as `T`, or when the record
+    /// conflicts with another recorded first.
+    ///
+    /// ```no_run
+    /// use baton_sdk::{Context, HandlerError};
+    /// async fn order(ctx: Context, id: u64) -> Result<String, HandlerError> {
+    ///     let charge: String = ctx.step("charge", || async { Ok(format!("ch_{id}")) }).await?;
+    ///     let shipment: u32 = ctx.step("ship", || async { Ok(7) }).await?;
+    ///     Ok(format!("{charge} shipped as {shipment}"))
+    /// }
+    /// ```
+    pub async fn step<T, F, Fut>(&self, name: &str, body: F) -> std::result::Result<T, HandlerError>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, HandlerError>>,
+    {
+        let name = StepName::new(name).map_err(|e| HandlerError::permanent(e.to_string()))?;
+        if let Some(saved) = self.lock_steps().get(&name).cloned() {
+            return serde_json::from_slice(&saved).map_err(|e| {
+                HandlerError::permanent(format!(
+                    "the saved output of step {name} is not a {}: {e}",
+                    std::any::type_name::<T>()
+                ))
+            });
+        }
+        match body().await {
+            Ok(value) => {
+                let output = serde_json::to_vec(&value).map_err(|e| {
+                    HandlerError::permanent(format!(
+                        "the output of step {name} does not encode as JSON: {e}"
+                    ))
+                })?;
+                self.save_step(&name, StepOutcome::Done(output.clone()))
+                    .await?;
+                self.lock_steps().insert(name, output);
+                Ok(value)
+            }
+            Err(e) => {
+                // The failure counts across restarts; losing the record only
+                // loses the count, never the handler's own error.
+                if let Err(record) = self
+                    .save_step(&name, StepOutcome::Failed(e.message().to_owned()))
+                    .await
+                {
+                    tracing::warn!(execution = %self.inner.id, step = %name, "failed step not recorded: {record}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn save_step(
+        &self,
+        name: &StepName,
+        outcome: StepOutcome,
+    ) -> std::result::Result<(), HandlerError> {
+        self.inner
+            .transport
+            .record_step(&self.inner.lease, name.clone(), outcome)
+            .await
+            .map(drop)
+            .map_err(|e| match e {
+                EngineError::Conflict { .. } | EngineError::InvalidInput { .. } => {
+                    HandlerError::permanent(format!("recording step {name}: {e}"))
+                }
+                _ => HandlerError::retry(format!("recording step {name}: {e}")),
+            })
+    }
+
+    /// The outputs of the done steps (the claim's and this run's), by name.
+    pub fn steps(&self) -> BTreeMap<StepName, Vec<u8>> {
+        self.lock_steps().clone()
+    }
+
+    fn lock_steps(&self) -> std::sync::MutexGuard<'_, BTreeMap<StepName, Vec<u8>>> {
+        // Every critical section is one insert or one read.
+        match self.inner.steps.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
         }
     }
 

@@ -9,7 +9,8 @@ use baton_core::{
     AdminBackend, CancelRequest, Cancellation, Claim, ClaimRequest, CreateOutcome, ExecutionId,
     ExecutionSnapshot, Failure, Lane, LeaseToken, Limits, ListFilter, ListPage, LongPoll,
     Namespace, NewExecution, NewSignal, Page, RenewOutcome, RenewRequest, Result, Signal,
-    SignalName, SignalOutcome, StateCounts, SuspendOutcome, SuspendRequest, Tree, claim_waiting,
+    SignalName, SignalOutcome, StateCounts, StepName, StepOutcome, StepRecord, SuspendOutcome,
+    SuspendRequest, Tree, claim_waiting,
 };
 use tokio::sync::watch;
 
@@ -165,6 +166,25 @@ impl Transport {
         match self {
             Transport::Direct(b) => b.signals(id).await,
             Transport::Http(h) => h.signals(id).await,
+        }
+    }
+
+    pub(crate) async fn record_step(
+        &self,
+        lease: &LeaseToken,
+        name: StepName,
+        outcome: StepOutcome,
+    ) -> Result<StepRecord> {
+        match self {
+            Transport::Direct(b) => b.record_step(lease, name, outcome).await,
+            Transport::Http(h) => h.record_step(lease, &name, &outcome).await,
+        }
+    }
+
+    pub(crate) async fn steps(&self, id: &ExecutionId) -> Result<Vec<StepRecord>> {
+        match self {
+            Transport::Direct(b) => b.steps(id).await,
+            Transport::Http(h) => h.steps(id).await,
         }
     }
 }

@@ -440,6 +440,75 @@ async fn handlers_wait_for_signals_and_sleep(env: Env) {
     env.stop().await;
 }
 
+/// A workflow of checkpointed steps whose first attempt crashes between
+/// steps: the retry replays the finished steps' outputs without running
+/// them again, and a step that failed once keeps its failure count.
+async fn steps_are_skipped_by_the_retry(env: Env) {
+    let c = &env.client;
+    let runs: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+    let counts = runs.clone();
+    let worker = Worker::builder(c)
+        .handler("order", move |ctx: Context, amount: u64| {
+            let runs = counts.clone();
+            async move {
+                let charge: String = ctx
+                    .step("charge", || async {
+                        runs[0].fetch_add(1, Ordering::SeqCst);
+                        Ok(format!("ch_{amount}"))
+                    })
+                    .await?;
+                let label: u32 = ctx
+                    .step("label", || async {
+                        // Fails the first time it runs, as a flaky call would.
+                        if runs[1].fetch_add(1, Ordering::SeqCst) == 0 {
+                            return Err(HandlerError::retry("label service down"));
+                        }
+                        Ok(7)
+                    })
+                    .await?;
+                if ctx.attempt() == 2 {
+                    panic!("the worker crashes after two steps");
+                }
+                let shipped: bool = ctx
+                    .step("ship", || async {
+                        runs[2].fetch_add(1, Ordering::SeqCst);
+                        Ok(true)
+                    })
+                    .await?;
+                Ok::<_, HandlerError>(json!({"charge": charge, "label": label, "shipped": shipped}))
+            }
+        })
+        .start()
+        .unwrap();
+    let new = c
+        .execution("order", &25)
+        .unwrap()
+        .with_retry(quick_retries(5));
+    let id = c.submit_execution(new).await.unwrap().id;
+    let snap = done(c, &id).await;
+    assert_eq!(snap.state, State::Completed, "{snap:?}");
+    let result: Value = decode_result(&snap).unwrap().unwrap();
+    assert_eq!(
+        result,
+        json!({"charge": "ch_25", "label": 7, "shipped": true})
+    );
+    // Attempt 1: charge, label fails. Attempt 2: label, then the crash.
+    // Attempt 3: ship only.
+    let ran: Vec<usize> = runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+    assert_eq!((ran, snap.attempts), (vec![1, 2, 1], 3));
+    let steps = c.steps(&id).await.unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["charge", "label", "ship"]);
+    let label = &steps[1];
+    assert_eq!(
+        (label.attempt, label.failures, label.error.as_deref()),
+        (2, 1, Some("label service down"))
+    );
+    assert_eq!(steps[2].attempt, 3);
+    worker.shutdown(BOUND).await;
+    env.stop().await;
+}
+
 /// A worker on several lanes gets work in priority order across them, as
 /// one backend claim orders it: high-priority work on its second lane comes
 /// before older low-priority work on its first.
@@ -781,6 +850,7 @@ on_every_transport!(
     handler_errors_choose_the_outcome,
     shutdown_releases_work,
     handlers_wait_for_signals_and_sleep,
+    steps_are_skipped_by_the_retry,
     priority_decides_across_lanes,
     handlers_submit_children,
     handlers_wait_for_their_children,

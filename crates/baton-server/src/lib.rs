@@ -24,6 +24,8 @@
 //! | `POST /v1/executions/{id}/suspend` | wait for signals or a timer without a worker |
 //! | `POST /v1/executions/{id}/signals/{name}` | deliver a signal (API token or waitpoint token) |
 //! | `GET /v1/executions/{id}/signals` | the signals it holds |
+//! | `POST /v1/executions/{id}/steps/{name}` | record a step under the lease |
+//! | `GET /v1/executions/{id}/steps` | the steps it recorded |
 //! | `POST /v1/leases/renew` | renew every lease of a worker |
 //! | `GET /v1/stats` | counts per lane and state |
 //! | `GET /healthz`, `GET /metrics`, `GET /v1/openapi.json` | operations |
@@ -47,6 +49,7 @@ mod error;
 mod executions;
 mod extract;
 mod flows;
+mod memory;
 mod metrics;
 mod ops;
 mod waitpoint;
@@ -259,6 +262,8 @@ fn endpoint(route: Route) -> MethodRouter<AppState> {
         Route::Suspend => on(method, waits::suspend),
         Route::Signal => on(method, waits::signal),
         Route::Signals => on(method, waits::signals),
+        Route::RecordStep => on(method, memory::record_step),
+        Route::Steps => on(method, memory::steps),
         Route::Renew => on(method, worker::renew),
         Route::Stats => on(method, executions::stats),
         Route::Health => on(method, ops::healthz),

@@ -47,7 +47,7 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
         .push_bind(request.max as i64)
         .push(
             ") RETURNING uuid, partition, namespace, lane, kind, payload, attempts, lease_nonce, \
-             deadline, tags, priority, ready_at, deps_total, wait_log",
+             deadline, tags, priority, ready_at, deps_total, wait_log, step_count",
         );
 
     let mut tx = b.begin().await?;
@@ -59,6 +59,7 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     let mut claims = Vec::with_capacity(rows.len());
     let mut with_deps = std::collections::HashSet::new();
     let mut wait_logs = std::collections::HashMap::new();
+    let mut with_steps = std::collections::HashSet::new();
     for row in &rows {
         let id = read::execution_id(row, b.inner.partitions)?;
         let ctx = format!("execution {id}");
@@ -70,6 +71,9 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
         let ready_at: i64 = col(row, "ready_at")?;
         if col::<i64>(row, "deps_total")? > 0 {
             with_deps.insert(id.clone());
+        }
+        if col::<i64>(row, "step_count")? > 0 {
+            with_steps.insert(id.clone());
         }
         let log: String = col(row, "wait_log")?;
         if !log.is_empty() {
@@ -92,6 +96,7 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
             upstream: Default::default(),
             waits: Vec::new(),
             signals: Vec::new(),
+            steps: Default::default(),
             id,
         };
         claims.push((priority, ready_at, claim));
@@ -101,6 +106,9 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     crate::flow::upstream_results(b, &mut tx, &mut claims, &with_deps).await?;
     if !wait_logs.is_empty() {
         crate::wait::claimed_waits(&mut tx, &mut claims, &wait_logs).await?;
+    }
+    if !with_steps.is_empty() {
+        crate::memory::claimed_steps(&mut tx, &mut claims, &with_steps).await?;
     }
 
     let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(

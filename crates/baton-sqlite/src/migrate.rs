@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "waits",
         include_str!("../../../migrations/sqlite/0006_waits.sql"),
     ),
+    (
+        7,
+        "steps",
+        include_str!("../../../migrations/sqlite/0007_steps.sql"),
+    ),
 ];
 
 /// The schema version this build expects.

@@ -280,13 +280,15 @@ pub(crate) async fn trim_terminal(
     })
 }
 
-/// Deletes one execution with its attempts, tags, edges and signals.
+/// Deletes one execution with its attempts, tags, edges, signals and
+/// steps.
 async fn delete(conn: &mut SqliteConnection, uuid: &[u8]) -> Result<()> {
     for statement in [
         "DELETE FROM attempts WHERE execution_uuid = ?",
         "DELETE FROM execution_tags WHERE execution_uuid = ?",
         "DELETE FROM dependencies WHERE downstream = ?",
         "DELETE FROM signals WHERE uuid = ?",
+        "DELETE FROM steps WHERE uuid = ?",
         "DELETE FROM executions WHERE uuid = ?",
     ] {
         sqlx::query(statement)

@@ -13,7 +13,7 @@ use baton_core::{
     CreateOutcome, EngineBackendExt, ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken,
     Limits, ListFilter, ListPage, ManualClock, Namespace, NewExecution, NewSignal, Page,
     PartitionCount, PartitionId, RenewOutcome, RenewRequest, Signal, SignalOutcome, State,
-    StateCounts, SuspendOutcome, SuspendRequest, Timestamp,
+    StateCounts, StepOutcome, StepRecord, SuspendOutcome, SuspendRequest, Timestamp,
 };
 
 use crate::Harness;
@@ -430,6 +430,26 @@ impl Ctx {
             signal = signal.with_idempotency_key(ikey(key));
         }
         ok(self.backend.signal(id, signal).await, "signal")
+    }
+
+    /// Records step `name` under `lease`, panicking on an error.
+    pub async fn record_step(
+        &self,
+        lease: &LeaseToken,
+        name: &str,
+        outcome: StepOutcome,
+    ) -> StepRecord {
+        ok(
+            self.backend
+                .record_step(lease, step_name(name), outcome)
+                .await,
+            "record_step",
+        )
+    }
+
+    /// The steps `id` recorded, panicking on an error.
+    pub async fn steps(&self, id: &ExecutionId) -> Vec<StepRecord> {
+        ok(self.backend.steps(id).await, "steps")
     }
 
     /// The signals `id` holds, panicking on an error.

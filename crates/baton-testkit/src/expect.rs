@@ -42,6 +42,11 @@ pub fn ikey(name: &str) -> IdempotencyKey {
     IdempotencyKey::new(name).expect("valid idempotency key")
 }
 
+/// A step name that must be valid.
+pub fn step_name(name: &str) -> StepName {
+    StepName::new(name).expect("valid step name")
+}
+
 /// A signal (waitpoint) name that must be valid.
 pub fn signal_name(name: &str) -> SignalName {
     SignalName::new(name).expect("valid signal name")

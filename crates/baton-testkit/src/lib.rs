@@ -180,6 +180,10 @@ macro_rules! __with_cases {
             timeouts_resume_fail_or_cancel,
             suspended_executions_are_cancelled_expired_and_trimmed,
             suspend_is_validated_and_fenced,
+            // memory
+            steps_are_recorded_and_replayed_by_the_next_attempt,
+            step_records_are_fenced_and_checked,
+            steps_survive_reclaim_are_trimmed_and_bounded,
             // dependencies
             a_dependent_runs_when_its_upstreams_complete,
             an_unmet_dependency_skips_and_the_skip_cascades,

@@ -46,11 +46,14 @@ impl ValkeyBackend {
         // dependent its policy released early, are read as they are now; and
         // so are the signals of an execution that waited (only when its wait
         // log is not empty): those its ended waits consumed change only by
-        // a suspend under this very claim.
+        // a suspend under this very claim; and so are the steps of an
+        // execution that recorded some (only when its step count is not
+        // zero): only this claim's lease records more.
         let base = self.base(partition);
         let mut mget = redis::cmd("MGET");
         let mut upstreams: BTreeSet<&str> = BTreeSet::new();
         let mut waited: Vec<usize> = Vec::new();
+        let mut stepped: Vec<usize> = Vec::new();
         for (i, f) in entries.iter().enumerate() {
             if f.len() < CLAIM_ENTRY {
                 return Err(read::corrupt("a short claim entry"));
@@ -60,42 +63,54 @@ impl ValkeyBackend {
             if !text(&f[8])?.is_empty() {
                 waited.push(i);
             }
+            if !matches!(text(&f[9])?, "" | "0") {
+                stepped.push(i);
+            }
         }
-        let (payloads, records, mut lists) = if upstreams.is_empty() && waited.is_empty() {
-            (self.run(&mget).await?, None, HashMap::new())
-        } else {
-            let mut pipe = redis::pipe();
-            pipe.add_command(mget);
-            if !upstreams.is_empty() {
-                let records = pipe.cmd("MGET");
-                for u in &upstreams {
-                    records.arg(format!("{base}:e:{u}"));
-                }
-            }
-            for &i in &waited {
-                pipe.cmd("LRANGE")
-                    .arg(format!("{base}:sg:{}", text(&entries[i][1])?))
-                    .arg(0)
-                    .arg(-1);
-            }
-            let mut replies = self.inner.server.run_pipe(&pipe).await?.into_iter();
-            let mut next = || {
-                replies
-                    .next()
-                    .ok_or_else(|| read::corrupt("a pipeline answered fewer replies than commands"))
-            };
-            let payloads = next()?;
-            let records = if upstreams.is_empty() {
-                None
+        let (payloads, records, mut lists, mut hashes) =
+            if upstreams.is_empty() && waited.is_empty() && stepped.is_empty() {
+                (self.run(&mget).await?, None, HashMap::new(), HashMap::new())
             } else {
-                Some(next()?)
+                let mut pipe = redis::pipe();
+                pipe.add_command(mget);
+                if !upstreams.is_empty() {
+                    let records = pipe.cmd("MGET");
+                    for u in &upstreams {
+                        records.arg(format!("{base}:e:{u}"));
+                    }
+                }
+                for &i in &waited {
+                    pipe.cmd("LRANGE")
+                        .arg(format!("{base}:sg:{}", text(&entries[i][1])?))
+                        .arg(0)
+                        .arg(-1);
+                }
+                for &i in &stepped {
+                    pipe.cmd("HGETALL")
+                        .arg(format!("{base}:st:{}", text(&entries[i][1])?));
+                }
+                let mut replies = self.inner.server.run_pipe(&pipe).await?.into_iter();
+                let mut next = || {
+                    replies.next().ok_or_else(|| {
+                        read::corrupt("a pipeline answered fewer replies than commands")
+                    })
+                };
+                let payloads = next()?;
+                let records = if upstreams.is_empty() {
+                    None
+                } else {
+                    Some(next()?)
+                };
+                let mut lists = HashMap::with_capacity(waited.len());
+                for &i in &waited {
+                    lists.insert(i, next()?);
+                }
+                let mut hashes = HashMap::with_capacity(stepped.len());
+                for &i in &stepped {
+                    hashes.insert(i, next()?);
+                }
+                (payloads, records, lists, hashes)
             };
-            let mut lists = HashMap::with_capacity(waited.len());
-            for &i in &waited {
-                lists.insert(i, next()?);
-            }
-            (payloads, records, lists)
-        };
         let payloads = array(payloads)?;
         let mut upstream = HashMap::new();
         if let Some(records) = records {
@@ -149,6 +164,15 @@ impl ValkeyBackend {
                 Some(list) => crate::wait::decode_signals(&id, list, true)?,
                 None => Vec::new(),
             };
+            // Only done steps are replayed (only they hold an output, as
+            // decode_steps checks); a failed one runs again.
+            let steps = match hashes.remove(&i) {
+                Some(all) => crate::memory::decode_steps(&id, all)?
+                    .into_iter()
+                    .filter_map(|s| Some((s.name, s.output?)))
+                    .collect(),
+                None => BTreeMap::new(),
+            };
             let claim = Claim {
                 namespace: request.namespace.clone(),
                 lane: text(&f[2])?
@@ -172,6 +196,7 @@ impl ValkeyBackend {
                     .collect(),
                 waits,
                 signals,
+                steps,
                 id,
             };
             out.push((member, claim));
@@ -403,7 +428,7 @@ pub(crate) async fn wait_for_work(
 }
 
 /// Values per claimed execution in a `baton_claim` reply.
-const CLAIM_ENTRY: usize = 9;
+const CLAIM_ENTRY: usize = 10;
 
 fn seq_empties(items: &mut std::vec::IntoIter<Value>) -> Result<(i64, Vec<String>)> {
     let seq = int(&items

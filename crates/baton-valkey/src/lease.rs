@@ -57,44 +57,56 @@ impl ValkeyBackend {
                 self.announce(woken).await?;
                 Ok(snap)
             }
-            "conflict" => {
-                let state = items
-                    .next()
-                    .ok_or_else(|| read::corrupt("a conflict without a state"))?;
-                let state: State = text(&state)?
-                    .parse()
-                    .map_err(|_| read::corrupt("a conflict naming an unknown state"))?;
-                let reason = match items.next() {
-                    Some(r) => text(&r)?.to_owned(),
-                    None => String::new(),
-                };
-                Err(EngineError::Conflict {
-                    id: id.clone(),
-                    operation,
-                    state,
-                    reason,
-                })
-            }
-            "lost" => {
-                let reason = match items.next() {
-                    Some(r) => text(&r)?.to_owned(),
-                    None => "the lease is no longer current".to_owned(),
-                };
-                Err(EngineError::lease_lost(id, reason))
-            }
-            "not_found" => Err(EngineError::NotFound { id: id.clone() }),
-            "corrupt" => {
-                let message = match items.next() {
-                    Some(r) => text(&r)?.to_owned(),
-                    None => String::new(),
-                };
-                Err(EngineError::corruption(format!(
-                    "execution {id}: {message}"
-                )))
-            }
-            other => Err(read::corrupt(format_args!("reply tag {other:?}"))),
+            other => Err(refusal(id, operation, other, items)?),
         }
     }
+}
+
+/// The error a refusing reply of a fenced function stands for: `tag` is its
+/// first item (`conflict`, `lost`, `not_found` or `corrupt`), `items` the
+/// rest. An unknown tag is itself corruption.
+pub(crate) fn refusal(
+    id: &ExecutionId,
+    operation: &'static str,
+    tag: &str,
+    mut items: impl Iterator<Item = Value>,
+) -> Result<EngineError> {
+    Ok(match tag {
+        "conflict" => {
+            let state = items
+                .next()
+                .ok_or_else(|| read::corrupt("a conflict without a state"))?;
+            let state: State = text(&state)?
+                .parse()
+                .map_err(|_| read::corrupt("a conflict naming an unknown state"))?;
+            let reason = match items.next() {
+                Some(r) => text(&r)?.to_owned(),
+                None => String::new(),
+            };
+            EngineError::Conflict {
+                id: id.clone(),
+                operation,
+                state,
+                reason,
+            }
+        }
+        "lost" => {
+            let reason = match items.next() {
+                Some(r) => text(&r)?.to_owned(),
+                None => "the lease is no longer current".to_owned(),
+            };
+            EngineError::lease_lost(id, reason)
+        }
+        "not_found" => EngineError::NotFound { id: id.clone() },
+        "corrupt" => {
+            let message = match items.next() {
+                Some(r) => text(&r)?.to_owned(),
+                None => String::new(),
+            };
+            EngineError::corruption(format!("execution {id}: {message}"))
+        }
+        other => return Err(read::corrupt(format_args!("reply tag {other:?}"))),
+    })
 }
 
 pub(crate) async fn renew(b: &ValkeyBackend, request: RenewRequest) -> Result<Vec<RenewOutcome>> {

@@ -38,6 +38,13 @@
 //! lazily. A claim reads signals only for an execution whose wait log is
 //! not empty, so work that never waited costs the claim nothing.
 //!
+//! ## Checkpointed steps
+//! `record_step` is one `FCALL` on the execution's partition (library
+//! generation 6, RFC 0008), fenced by the live lease. Steps live in a hash
+//! per execution (`st:<uuid>`, name → step) counted by the record's `sn`;
+//! a claim reads the hash only for an execution whose count is not zero,
+//! so work without steps costs the claim nothing.
+//!
 //! ## Durability
 //! An acknowledged call has been applied by the server; whether it survives
 //! a server crash depends on the server's persistence: none (lost on
@@ -59,6 +66,7 @@ mod flow;
 mod hints;
 mod lease;
 mod library;
+mod memory;
 mod ownership;
 mod read;
 mod scan;

@@ -9,7 +9,10 @@ use baton_core::{EngineError, Result};
 /// Generation 5 added waiting: `suspended`, the record fields `wp wc wt wo
 /// wl sc`, the signal keys `sg:` and `sk:` and the `timeouts` index, and a
 /// ninth value per claim entry (the wait log).
-pub const GENERATION: u32 = 5;
+/// Generation 6 added checkpointed steps: `baton_record_step`, the record
+/// field `sn`, the step hash `st:` and a tenth value per claim entry (the
+/// step count).
+pub const GENERATION: u32 = 6;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[
@@ -31,6 +34,10 @@ const SOURCES: &[(&str, &str)] = &[
     ("suspend.lua", include_str!("../../../lua/suspend.lua")),
     ("signal.lua", include_str!("../../../lua/signal.lua")),
     ("timeout.lua", include_str!("../../../lua/timeout.lua")),
+    (
+        "record_step.lua",
+        include_str!("../../../lua/record_step.lua"),
+    ),
     ("promote.lua", include_str!("../../../lua/promote.lua")),
     ("reclaim.lua", include_str!("../../../lua/reclaim.lua")),
     ("expire.lua", include_str!("../../../lua/expire.lua")),
@@ -142,6 +149,13 @@ mod tests {
         // the wait log in claims.
         assert_eq!(
             judge(Some("4:0123456789abcdef"), &lib).unwrap(),
+            Verdict::Replace
+        );
+        // A server still holding the library before steps (generation 5)
+        // gets this one: its claims answer no step count, so a retried
+        // attempt would replay nothing.
+        assert_eq!(
+            judge(Some("5:0123456789abcdef"), &lib).unwrap(),
             Verdict::Replace
         );
         assert_eq!(judge(Some("garbage"), &lib).unwrap(), Verdict::Replace);

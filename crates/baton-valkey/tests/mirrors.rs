@@ -1012,6 +1012,124 @@ end"#;
     }
 }
 
+/// `judge_step` (inside `baton_record_step`) judges a step record as the
+/// rule does — the limit only for a new step, a done step final unless the
+/// same output comes again, a failed one taking the record and counting
+/// failures (saturating) — with the same conflict texts, over names, stored
+/// steps, outcomes, step counts and limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_step_mirrors_the_rule() {
+    use baton_core::{StepName, StepOutcome, StepStatus};
+    use rules::{StepFacts, StepWrite};
+    let id = ExecutionId::generate(PartitionCount::new(4).unwrap());
+    // A stored step: its status, output and failure count.
+    let stored: [Option<(StepStatus, Option<&str>, u32)>; 8] = [
+        None,
+        Some((StepStatus::Done, Some("1"), 0)),
+        Some((StepStatus::Done, Some(""), 2)),
+        Some((StepStatus::Done, Some("{\"x\":1}"), 1)),
+        Some((StepStatus::Failed, None, 0)),
+        Some((StepStatus::Failed, None, 1)),
+        Some((StepStatus::Failed, None, 7)),
+        Some((StepStatus::Failed, None, u32::MAX)),
+    ];
+    let outcomes = [
+        StepOutcome::Done(b"1".to_vec()),
+        StepOutcome::Done(b"".to_vec()),
+        StepOutcome::Done(b"{\"x\":1}".to_vec()),
+        StepOutcome::Failed("boom".into()),
+    ];
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for max in [1usize, 3, 1000] {
+        let limits = Limits {
+            max_steps: max,
+            ..Limits::default()
+        };
+        for name in ["a", "charge:card", "x.y-z_1"] {
+            let step = StepName::new(name).unwrap();
+            for existing in stored {
+                for outcome in &outcomes {
+                    for held in [0usize, 1, 2, 3, 999, 1000, 1001] {
+                        let facts = existing.map(|(status, output, failures)| StepFacts {
+                            status,
+                            output: output.map(str::as_bytes),
+                            failures,
+                        });
+                        let verdict = rules::judge_step(
+                            &id,
+                            State::Running,
+                            &step,
+                            facts,
+                            outcome,
+                            held,
+                            &limits,
+                        );
+                        expected.push(match verdict {
+                            Ok(StepWrite::Unchanged) => "unchanged".to_owned(),
+                            Ok(StepWrite::Write { status, failures }) => {
+                                format!("write:{status}:{failures}")
+                            }
+                            Err(EngineError::Conflict { reason, .. }) => {
+                                format!("conflict:{reason}")
+                            }
+                            Err(other) => panic!("{other}"),
+                        });
+                        let existing = existing.map(|(status, output, failures)| {
+                            let mut e = json!({ "s": status.as_str(), "f": failures.to_string() });
+                            if let Some(o) = output {
+                                e["o"] = json!(o);
+                            }
+                            e
+                        });
+                        let (status, output) = match outcome {
+                            StepOutcome::Done(o) => ("done", String::from_utf8(o.clone()).unwrap()),
+                            StepOutcome::Failed(e) => ("failed", e.clone()),
+                        };
+                        cases.push(json!({
+                            "name": name, "existing": existing, "status": status,
+                            "output": output, "held": held, "max": max,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+    // cjson decodes a JSON null as a sentinel, not nil: a new step is sent
+    // without the field.
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local existing = c.existing
+  if existing == cjson.null then existing = nil end
+  local verdict, a, b = judge_step(c.name, existing, c.status, c.output, c.held, c.max)
+  if not verdict then out[i] = 'conflict:' .. a
+  elseif verdict == 'unchanged' then out[i] = verdict
+  else out[i] = verdict .. ':' .. a .. ':' .. s(b) end
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for what in [
+        "unchanged",
+        "write:done:0",
+        "write:done:7",
+        "write:failed:1",
+        "write:failed:8",
+        "write:failed:4294967295",
+        "conflict:it already recorded",
+        "is done with another output",
+        "is done; a done step never changes",
+    ] {
+        assert!(
+            expected.iter().any(|e| e.contains(what)),
+            "the table reaches {what}"
+        );
+    }
+}
+
 /// `timeout_verdict` (inside `baton_timeout`) reads the stored wait as the
 /// rule reads a suspension, and words a failure or a cancel exactly alike:
 /// sleeps, one waitpoint and several, under both conditions.

@@ -2,7 +2,7 @@
 //! wake-ups across backend instances (processes), the recorded partition
 //! count, concurrent first starts, the function library surviving a flush
 //! and its versioning, a key schema that never crosses cluster slots, the
-//! claim-discovery hints, and URL parsing.
+//! claim-discovery hints, the keys of waits and steps, and URL parsing.
 //!
 //! The shared servers come from the test kit (each test under a key prefix
 //! of its own); the library-versioning tests start a private
@@ -1954,6 +1954,115 @@ async fn waits_that_end_raise_hints_and_wake_claimers_elsewhere() {
         assert!(started.elapsed() < Duration::from_secs(5));
         let again = claim_up_to(&actor, "waits", &[way], "w", 1).await;
         assert_eq!((again[0].id.clone(), again[0].attempt), (id, 2), "{way}");
+    }
+}
+
+// -------------------------------------------------- 7c. checkpointed steps
+
+/// The step keys hold only what lives: a step record writes its execution's
+/// `st:` hash and counts a new step in the record's `sn` (a repeat of a done
+/// step and another failure of a failed one count nothing), a later claim
+/// carries the done steps, and a trim deletes the hash with the execution.
+/// An execution without steps has neither hash nor count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_keys_hold_only_what_lives() {
+    use baton_core::{Backoff, RetryPolicy, StepName, StepOutcome};
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=2")).await;
+    let keys = |what: &str| -> BTreeSet<String> {
+        resp_texts(
+            &server
+                .command(&["KEYS", &format!("{prefix}:*:{what}")])
+                .unwrap(),
+        )
+        .into_iter()
+        .collect()
+    };
+    let record_key = |id: &ExecutionId| {
+        format!(
+            "{prefix}:{{p:{}}}:e:{}",
+            id.partition().get(),
+            id.uuid().simple()
+        )
+    };
+    let count = |id: &ExecutionId| -> String {
+        let script = "return cmsgpack.unpack(redis.call('GET', KEYS[1])).sn or ''";
+        resp_text(
+            &server
+                .command(&["EVAL", script, "1", &record_key(id)])
+                .unwrap(),
+        )
+    };
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        backoff: Backoff::NONE,
+    };
+    let id = backend
+        .create_one(exec("steps", "main").with_retry(policy))
+        .await
+        .unwrap()
+        .id;
+    let plain = backend.create_one(exec("steps", "other")).await.unwrap().id;
+    let step = |name: &str| StepName::new(name).unwrap();
+    let done = |output: &str| StepOutcome::Done(output.as_bytes().to_vec());
+    let failed = StepOutcome::Failed("boom".to_owned());
+
+    let first = claim_up_to(&backend, "steps", &["main"], "w", 1).await;
+    assert_eq!(count(&id), "");
+    let lease = &first[0].lease;
+    backend
+        .record_step(lease, step("a"), done("1"))
+        .await
+        .unwrap();
+    backend
+        .record_step(lease, step("b"), failed.clone())
+        .await
+        .unwrap();
+    assert_eq!(count(&id), "2");
+    backend
+        .record_step(lease, step("a"), done("1"))
+        .await
+        .unwrap();
+    let b = backend
+        .record_step(lease, step("b"), failed.clone())
+        .await
+        .unwrap();
+    assert_eq!((count(&id), b.failures), ("2".to_owned(), 2));
+    let base = format!("{prefix}:{{p:{}}}", id.partition().get());
+    assert_eq!(
+        keys("st:*"),
+        [format!("{base}:st:{}", id.uuid().simple())].into()
+    );
+    backend
+        .fail(lease, Failure::retryable("crashed"))
+        .await
+        .unwrap();
+
+    let second = claim_up_to(&backend, "steps", &["main"], "w", 1).await;
+    assert_eq!(second[0].attempt, 2);
+    assert_eq!(
+        second[0].steps,
+        BTreeMap::from([(step("a"), b"1".to_vec())])
+    );
+    let other = claim_up_to(&backend, "steps", &["other"], "w", 1).await;
+    assert!(other[0].steps.is_empty());
+    assert_eq!(count(&plain), "");
+    assert!(backend.steps(&plain).await.unwrap().is_empty());
+    for c in second.iter().chain(&other) {
+        backend.complete(&c.lease, b"1".to_vec()).await.unwrap();
+    }
+    clock.advance(Duration::from_secs(10));
+    for p in backend.partitions().iter() {
+        backend
+            .trim_terminal(p, Duration::from_secs(1), 100)
+            .await
+            .unwrap();
+    }
+    for what in ["st:*", "e:*", "p:*"] {
+        assert_eq!(keys(what), BTreeSet::new(), "{what} after trim");
     }
 }
 

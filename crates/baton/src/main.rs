@@ -73,6 +73,9 @@ enum Command {
         /// Also list its attempts.
         #[arg(long)]
         attempts: bool,
+        /// Also list its checkpointed steps.
+        #[arg(long)]
+        steps: bool,
     },
     /// List executions, oldest first.
     List(ListArgs),
@@ -332,9 +335,11 @@ async fn run(cli: Cli) -> CliResult<()> {
     let json = cli.json;
     match cli.command {
         Command::Submit(args) => submit(backend.as_ref(), args, json).await,
-        Command::Describe { id, attempts } => {
-            show::describe(backend.as_ref(), &id, attempts, json).await
-        }
+        Command::Describe {
+            id,
+            attempts,
+            steps,
+        } => show::describe(backend.as_ref(), &id, attempts, steps, json).await,
         Command::List(args) => show::list(backend.as_ref(), args, json).await,
         Command::Cancel { id, reason, only } => {
             flow::cancel(backend.as_ref(), &id, reason, only, json).await

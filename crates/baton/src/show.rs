@@ -1,7 +1,7 @@
 //! The read commands: describe, list, stats. `--json` prints the HTTP API's
 //! answer types, so scripts see the same documents over both.
 
-use baton_api::{ListAnswer, Snapshot, StatsAnswer, bytes_json};
+use baton_api::{ListAnswer, Snapshot, StatsAnswer, StepAnswer, bytes_json};
 use baton_core::{
     AdminBackend, ExecutionId, ExecutionSnapshot, Kind, Lane, ListCursor, ListFilter, ListPage,
     Namespace, Page, State, TagKey, Timestamp,
@@ -29,6 +29,7 @@ pub(crate) async fn describe(
     backend: &dyn AdminBackend,
     id: &str,
     with_attempts: bool,
+    with_steps: bool,
     json: bool,
 ) -> CliResult<()> {
     let id: ExecutionId = id.parse()?;
@@ -38,10 +39,23 @@ pub(crate) async fn describe(
     } else {
         None
     };
+    let steps = if with_steps {
+        Some(backend.steps(&id).await?)
+    } else {
+        None
+    };
     if json {
-        let doc = Snapshot::from(&snap);
-        match &attempts {
-            Some(list) => print_json(&doc.with_attempts(list)),
+        let mut doc = Snapshot::from(&snap);
+        if let Some(list) = &attempts {
+            doc = doc.with_attempts(list);
+        }
+        // Serialized as it is, never through a `Value`: payloads and
+        // results keep their exact JSON text.
+        match &steps {
+            Some(list) => print_json(&WithSteps {
+                snapshot: doc,
+                steps: list.iter().map(StepAnswer::from).collect(),
+            }),
             None => print_json(&doc),
         }
         return Ok(());
@@ -64,7 +78,42 @@ pub(crate) async fn describe(
         }
         t.print_or("no attempts yet");
     }
+    if let Some(list) = steps {
+        println!();
+        let mut t = Table::new([
+            "STEP",
+            "STATUS",
+            "ATTEMPT",
+            "FAILURES",
+            "RECORDED",
+            "OUTPUT / ERROR",
+        ]);
+        for s in &list {
+            let shown = match (&s.output, &s.error) {
+                (Some(o), _) => short(&bytes_json(o), 60),
+                (None, Some(e)) => e.clone(),
+                (None, None) => String::new(),
+            };
+            t.row([
+                s.name.to_string(),
+                s.status.to_string(),
+                s.attempt.to_string(),
+                s.failures.to_string(),
+                s.recorded_at.to_string(),
+                shown,
+            ]);
+        }
+        t.print_or("no steps recorded");
+    }
     Ok(())
+}
+
+/// `describe --steps --json`: the snapshot with its steps.
+#[derive(serde::Serialize)]
+struct WithSteps {
+    #[serde(flatten)]
+    snapshot: Snapshot,
+    steps: Vec<StepAnswer>,
 }
 
 fn print_snapshot(s: &ExecutionSnapshot) {

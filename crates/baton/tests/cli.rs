@@ -220,7 +220,7 @@ fn migrate_reports_the_schema_version() {
     let cli = Cli::new();
     let m = cli.json(&["migrate"]);
     assert_eq!(m["backend"], "sqlite");
-    assert_eq!(m["schema_version"], 6);
+    assert_eq!(m["schema_version"], 7);
     assert_eq!(m["partitions"], 16);
     assert!(cli.dir.path().join("baton.db").exists());
 }
@@ -543,4 +543,61 @@ fn signal_resumes_a_suspended_execution() {
     assert_eq!(listed["items"][1]["wait"], 1);
     let (code, err) = cli.fails(&["signal", &id, "no spaces"]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// `baton describe --steps` lists the checkpointed steps.
+#[test]
+fn describe_lists_the_steps() {
+    let cli = Cli::new();
+    let id = cli.json(&[
+        "submit",
+        "order",
+        "--lane",
+        "wf",
+        "--payload",
+        "123456789012345678901234567890",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use baton_core::{
+            ClaimRequest, EngineBackend, Lane, Namespace, StepName, StepOutcome, WorkerId,
+        };
+        let b = baton_sqlite::SqliteBackend::connect(&cli.url())
+            .await
+            .unwrap();
+        let request = ClaimRequest::new(
+            Namespace::new("default").unwrap(),
+            Lane::new("wf").unwrap(),
+            WorkerId::new("w").unwrap(),
+            1,
+        );
+        let claim = b.claim(request).await.unwrap().pop().unwrap();
+        let done = StepOutcome::Done(br#"{"charged":25}"#.to_vec());
+        b.record_step(&claim.lease, StepName::new("charge").unwrap(), done)
+            .await
+            .unwrap();
+        let failed = StepOutcome::Failed("label service down".into());
+        b.record_step(&claim.lease, StepName::new("label").unwrap(), failed)
+            .await
+            .unwrap();
+        b.close().await;
+    });
+    let text = cli.ok(&["describe", &id, "--steps"]);
+    assert!(text.contains("STEP") && text.contains("charge"), "{text}");
+    assert!(text.contains("label service down"), "{text}");
+    let doc = cli.json(&["describe", &id, "--steps"]);
+    assert_eq!(doc["steps"][0]["output"]["charged"], 25);
+    assert_eq!(doc["steps"][1]["failures"], 1);
+    assert_eq!(doc["state"], "running");
+    let text = cli.ok(&["--json", "describe", &id, "--steps"]);
+    assert!(
+        text.contains("\"payload\":123456789012345678901234567890"),
+        "{text}"
+    );
 }

@@ -116,6 +116,7 @@ on_every_backend!(
     an_http_worker_runs_a_fan_out_fan_in_flow,
     an_http_worker_runs_a_dag_with_upstream_results,
     an_http_worker_suspends_and_a_waitpoint_token_resumes_it,
+    an_http_worker_replays_its_steps,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -1567,4 +1568,80 @@ fn an_http_worker_suspends_and_a_waitpoint_token_resumes_it(b: Bk) {
         (woken["attempt"].clone(), woken["waits"].clone()),
         (json!(2), json!(["timed_out"]))
     );
+}
+
+/// Checkpointed steps over HTTP alone: an attempt records a done step and
+/// a failed one, then fails; the next claim carries the done step's output
+/// (exactly as sent), a repeat of it is a no-op, another output a 409, and
+/// `GET …/steps` lists both with the failure counted.
+fn an_http_worker_replays_its_steps(b: Bk) {
+    let s = Server::start(&b);
+    let id = s.submit(json!({"kind": "order", "lane": "wf", "max_attempts": 3,
+        "backoff": {"initial_ms": 0, "max_ms": 0, "multiplier": 1.0, "jitter": false}}));
+    let e = encoded(&id);
+    let (_, lease) = claim_one(&s, "wf", json!({}));
+    let step = s.ok(
+        &format!("/v1/executions/{e}/steps/charge"),
+        json!({"lease": lease, "output": {"amount": 25.50}}),
+    );
+    assert_eq!(
+        (step["status"].clone(), step["attempt"].clone()),
+        (json!("done"), json!(1))
+    );
+    let failed = s.ok(
+        &format!("/v1/executions/{e}/steps/label"),
+        json!({"lease": lease, "error": "label service down"}),
+    );
+    assert_eq!(
+        (failed["status"].clone(), failed["failures"].clone()),
+        (json!("failed"), json!(1))
+    );
+    let both = s.post(
+        &format!("/v1/executions/{e}/steps/x"),
+        json!({"lease": lease, "output": 1, "error": "and"}),
+    );
+    both.error(400, "invalid_input");
+    s.ok(
+        &format!("/v1/executions/{e}/fail"),
+        json!({"lease": lease, "error": "crashed"}),
+    );
+    let claims = s.claim("wf", json!({"worker_id": "w2"}));
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    assert_eq!(claims[0]["attempt"], 2);
+    assert_eq!(claims[0]["steps"], json!({"charge": {"amount": 25.50}}));
+    let raw = s.request(
+        "POST",
+        "/v1/lanes/wf/claim",
+        Some(&json!({"worker_id": "w3"})),
+    );
+    assert_eq!(raw.json()["claims"], json!([]));
+    let lease = claims[0]["lease"]["token"].clone();
+    let again = s.ok(
+        &format!("/v1/executions/{e}/steps/charge"),
+        json!({"lease": lease, "output": {"amount": 25.50}}),
+    );
+    assert_eq!(again["attempt"], 1, "a repeat changes nothing: {again}");
+    let other = s.post(
+        &format!("/v1/executions/{e}/steps/charge"),
+        json!({"lease": lease, "output": {"amount": 1}}),
+    );
+    other.error(409, "conflict");
+    let listed = s.get(&format!("/v1/executions/{e}/steps")).json();
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["charge", "label"]);
+    assert_eq!(listed["items"][1]["error"], "label service down");
+    s.ok(
+        &format!("/v1/executions/{e}/complete"),
+        json!({"lease": lease, "result": "shipped"}),
+    );
+    let late = s.post(
+        &format!("/v1/executions/{e}/steps/ship"),
+        json!({"lease": lease, "output": true}),
+    );
+    late.error(409, "lease_lost");
 }

@@ -56,6 +56,12 @@ pub trait AdminBackend: EngineBackend {
     /// `NotFound`, `InvalidInput`, `Corruption`, `Unavailable`.
     async fn signals(&self, id: &ExecutionId) -> Result<Vec<Signal>>;
 
+    /// The steps an execution recorded, by name.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Corruption`, `Unavailable`.
+    async fn steps(&self, id: &ExecutionId) -> Result<Vec<StepRecord>>;
+
     /// The children of `parent` (its direct descendants), ascending by id
     /// (creation order), one page at a time.
     ///

@@ -5,6 +5,7 @@ mod engine;
 mod flow;
 mod prepare;
 mod read;
+mod steps;
 mod submit;
 mod wait;
 mod work;
@@ -17,6 +18,7 @@ pub use read::{
     AttemptRecord, ExecutionSnapshot, ListCursor, ListFilter, ListPage, Page, StateCounts,
     WaitReason, WaitingOn,
 };
+pub use steps::{StepOutcome, StepRecord, StepStatus};
 pub use submit::{CreateOutcome, NewExecution};
 pub use wait::{
     NewSignal, OnTimeout, Signal, SignalOutcome, SuspendOutcome, SuspendRequest, Suspension,

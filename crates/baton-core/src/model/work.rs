@@ -122,6 +122,10 @@ pub struct Claim {
     /// The signals its ended waits consumed, oldest first, each naming its
     /// wait; signals still buffered are not carried.
     pub signals: Vec<crate::model::Signal>,
+    /// The outputs of its done steps, by name: what a retried attempt
+    /// replays instead of running them again. Empty for an execution that
+    /// recorded none.
+    pub steps: BTreeMap<crate::names::StepName, Vec<u8>>,
 }
 
 /// One heartbeat: renew every lease a worker holds.

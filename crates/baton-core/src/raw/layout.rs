@@ -14,6 +14,7 @@
 /// | `lease` | `renew`, `complete`, `fail` |
 /// | `flow` | `wait_children`, `cancel`, `cascade_due`, `children`, `tree` |
 /// | `wait` | `release`, `suspend`, `signal`, `timeout_due`, `signals` |
+/// | `memory` | `record_step`, `steps` |
 /// | `scan` | `promote_due`, `reclaim_expired_leases`, `expire_deadlines`, `trim_terminal` |
 /// | `ownership` | `sync_ownership`, `release_ownership`, `partition_owners` |
 /// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts` |
@@ -106,6 +107,15 @@ macro_rules! implement_backend_by_modules {
                 limit: usize,
             ) -> $crate::Result<$crate::ScanReport> {
                 crate::wait::timeout_due(self, partition, limit).await
+            }
+
+            async fn record_step(
+                &self,
+                lease: &$crate::LeaseToken,
+                name: $crate::StepName,
+                outcome: $crate::StepOutcome,
+            ) -> $crate::Result<$crate::StepRecord> {
+                crate::memory::record_step(self, lease, name, outcome).await
             }
 
             async fn cancel(
@@ -229,6 +239,13 @@ macro_rules! implement_backend_by_modules {
                 id: &$crate::ExecutionId,
             ) -> $crate::Result<::std::vec::Vec<$crate::Signal>> {
                 crate::wait::signals(self, id).await
+            }
+
+            async fn steps(
+                &self,
+                id: &$crate::ExecutionId,
+            ) -> $crate::Result<::std::vec::Vec<$crate::StepRecord>> {
+                crate::memory::steps(self, id).await
             }
 
             async fn children(

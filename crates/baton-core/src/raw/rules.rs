@@ -386,10 +386,12 @@ pub fn cancel_acts(snap: &ExecutionSnapshot) -> Result<bool, EngineError> {
 mod deployment;
 mod deps;
 mod flows;
+mod steps;
 mod waits;
 pub use deployment::*;
 pub use deps::*;
 pub use flows::*;
+pub use steps::*;
 pub use waits::*;
 
 #[cfg(test)]

@@ -7,14 +7,15 @@ use std::time::Duration;
 use baton_api::{
     BatchBody, BatchCreated, CancelAnswer, CancelBody, ChildrenQuery, ClaimAnswer, ClaimBody,
     CompleteBody, FailBody, ListAnswer, ListQuery, ReleaseBody, RenewAnswer, RenewBody, Route,
-    SignalAnswer, SignalRequestBody, SignalsAnswer, Snapshot, StatsAnswer, SubmitBody,
-    SuspendAnswer, SuspendBody, TreeAnswer, WaitChildrenBody, encode_component as encode,
+    SignalAnswer, SignalRequestBody, SignalsAnswer, Snapshot, StatsAnswer, StepAnswer, StepBody,
+    StepsAnswer, SubmitBody, SuspendAnswer, SuspendBody, TreeAnswer, WaitChildrenBody,
+    encode_component as encode,
 };
 use baton_core::{
     CancelRequest, Cancellation, Claim, ClaimRequest, CreateOutcome, EngineError, ExecutionId,
     ExecutionSnapshot, Failure, Lane, LeaseToken, ListFilter, ListPage, Namespace, NewExecution,
     NewSignal, Page, RenewOutcome, RenewRequest, Result, Signal, SignalName, SignalOutcome,
-    StateCounts, SuspendOutcome, SuspendRequest, Tree,
+    StateCounts, StepName, StepOutcome, StepRecord, SuspendOutcome, SuspendRequest, Tree,
 };
 
 use super::{HttpTransport, Op};
@@ -340,5 +341,38 @@ impl HttpTransport {
         let path = route.path_with(&encode(&id.to_string()));
         let answer: SignalsAnswer = self.call(route, &path, None::<&()>, op).await?;
         Ok(answer.items.into_iter().map(|s| s.into_signal()).collect())
+    }
+
+    pub(crate) async fn record_step(
+        &self,
+        lease: &LeaseToken,
+        name: &StepName,
+        outcome: &StepOutcome,
+    ) -> Result<StepRecord> {
+        let id = lease.execution_id();
+        let op = Op {
+            name: "record_step",
+            id: Some(id),
+        };
+        let route = Route::RecordStep;
+        let path = route.path_with_all(&[&encode(&id.to_string()), &encode(name.as_str())]);
+        let body = StepBody::new(lease, outcome)?;
+        let answer: StepAnswer = self.call(route, &path, Some(&body), op).await?;
+        Ok(answer.into_record())
+    }
+
+    pub(crate) async fn steps(&self, id: &ExecutionId) -> Result<Vec<StepRecord>> {
+        let op = Op {
+            name: "steps",
+            id: Some(id),
+        };
+        let route = Route::Steps;
+        let path = route.path_with(&encode(&id.to_string()));
+        let answer: StepsAnswer = self.call(route, &path, None::<&()>, op).await?;
+        Ok(answer
+            .items
+            .into_iter()
+            .map(StepAnswer::into_record)
+            .collect())
     }
 }

@@ -39,6 +39,7 @@ pub async fn claim_returns_claim_fields(h: &dyn Harness) {
         upstream: BTreeMap::new(),
         waits: Vec::new(),
         signals: Vec::new(),
+        steps: BTreeMap::new(),
     };
     assert_eq!(claim, &expected);
     assert_eq!(

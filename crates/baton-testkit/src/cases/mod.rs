@@ -20,6 +20,7 @@ mod misc;
 mod ownership;
 mod renew;
 mod scan;
+mod steps;
 mod tree;
 mod trim;
 mod wait;
@@ -40,6 +41,7 @@ pub use misc::*;
 pub use ownership::*;
 pub use renew::*;
 pub use scan::*;
+pub use steps::*;
 pub use tree::*;
 pub use trim::*;
 pub use wait::*;
@@ -64,6 +66,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("ownership.rs"),
     include_str!("renew.rs"),
     include_str!("scan.rs"),
+    include_str!("steps.rs"),
     include_str!("tree.rs"),
     include_str!("trim.rs"),
     include_str!("wait.rs"),

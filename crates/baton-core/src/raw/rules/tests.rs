@@ -307,6 +307,7 @@ fn claims_go_out_by_priority_then_readiness_then_id() {
         upstream: BTreeMap::new(),
         waits: Vec::new(),
         signals: Vec::new(),
+        steps: BTreeMap::new(),
     };
     let mut ids: Vec<ExecutionId> = (0..4).map(|_| id()).collect();
     ids.sort_by_key(|i| i.uuid());
@@ -813,4 +814,70 @@ fn suspend_requests_are_checked() {
     );
     let too_long = SuspendRequest::MAX_TIMEOUT + Duration::from_millis(1);
     assert!(SuspendRequest::sleep(too_long).validate().is_err());
+}
+
+/// A done step is final (the same output is a no-op); a failed or new one
+/// takes the record, counting failures; new steps stop at the limit.
+#[test]
+fn step_records_follow_the_rules() {
+    use crate::{StepName, StepOutcome, StepStatus};
+    let e = id();
+    let name = StepName::new("charge").unwrap();
+    let limits = Limits::default();
+    let judge = |existing, outcome: &StepOutcome, held| {
+        judge_step(&e, State::Running, &name, existing, outcome, held, &limits)
+    };
+    let done = StepOutcome::Done(b"1".to_vec());
+    let failed = StepOutcome::Failed("boom".into());
+    assert_eq!(
+        judge(None, &done, 0).unwrap(),
+        StepWrite::Write {
+            status: StepStatus::Done,
+            failures: 0
+        }
+    );
+    assert_eq!(
+        judge(None, &failed, 999).unwrap(),
+        StepWrite::Write {
+            status: StepStatus::Failed,
+            failures: 1
+        }
+    );
+    assert!(matches!(
+        judge(None, &done, 1000),
+        Err(EngineError::Conflict {
+            operation: "record_step",
+            ..
+        })
+    ));
+    let stored_done = StepFacts {
+        status: StepStatus::Done,
+        output: Some(b"1"),
+        failures: 2,
+    };
+    assert_eq!(
+        judge(Some(stored_done), &done, 1000).unwrap(),
+        StepWrite::Unchanged
+    );
+    assert!(judge(Some(stored_done), &StepOutcome::Done(b"2".to_vec()), 1).is_err());
+    assert!(judge(Some(stored_done), &failed, 1).is_err());
+    let stored_failed = StepFacts {
+        status: StepStatus::Failed,
+        output: None,
+        failures: 2,
+    };
+    assert_eq!(
+        judge(Some(stored_failed), &failed, 1000).unwrap(),
+        StepWrite::Write {
+            status: StepStatus::Failed,
+            failures: 3
+        }
+    );
+    assert_eq!(
+        judge(Some(stored_failed), &done, 1000).unwrap(),
+        StepWrite::Write {
+            status: StepStatus::Done,
+            failures: 2
+        }
+    );
 }
