@@ -109,6 +109,31 @@ pub fn hot_ops(c: &mut Criterion, rt: &Runtime, name: &str, backend: Arc<dyn Eng
     });
 
     let b = backend.clone();
+    g.bench_function("record_step_100", |bench| {
+        bench.to_async(rt).iter_custom(|iters| {
+            let b = b.clone();
+            async move {
+                let step = baton_core::StepName::new("charge").unwrap();
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    b.create(new_batch("stepped", BATCH)).await.unwrap();
+                    let claims = b.claim(claim_request("stepped")).await.unwrap();
+                    let began = Instant::now();
+                    for c in &claims {
+                        let done = baton_core::StepOutcome::Done(br#"{"id":"ch_1"}"#.to_vec());
+                        b.record_step(&c.lease, step.clone(), done).await.unwrap();
+                    }
+                    timed += began.elapsed();
+                    for c in &claims {
+                        b.complete(&c.lease, b"null".to_vec()).await.unwrap();
+                    }
+                }
+                timed
+            }
+        })
+    });
+
+    let b = backend.clone();
     g.bench_function("create_claim_complete_100", |bench| {
         bench.to_async(rt).iter_batched(
             || new_batch("cycle", BATCH),

@@ -432,6 +432,72 @@ impl Context {
         }
     }
 
+    /// [`step`](Self::step), retried in this process when `body` fails:
+    /// after each failure the step's failure count — kept by Baton across
+    /// attempts, workers and restarts — decides what comes next from
+    /// `retry`: another try after the policy's delay, or, once the count
+    /// reaches `retry.max_tries`, a permanent error (the execution fails
+    /// for good; its own retry policy is for the whole handler). A worker
+    /// that dies between tries resumes the count in the next attempt. A
+    /// permanent error of `body` is not retried.
+    ///
+    /// # Errors
+    /// As [`step`](Self::step); a permanent `HandlerError` naming the step
+    /// and its last error when the tries are used up.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use baton_sdk::{Context, HandlerError, StepRetry};
+    /// async fn label(ctx: Context, _: ()) -> Result<u32, HandlerError> {
+    ///     let retry = StepRetry::exponential(5, Duration::from_millis(200), Duration::from_secs(5));
+    ///     ctx.step_with_retry("label", retry, || async { Ok(7) }).await
+    /// }
+    /// ```
+    pub async fn step_with_retry<T, F, Fut>(
+        &self,
+        name: &str,
+        retry: StepRetry,
+        mut body: F,
+    ) -> std::result::Result<T, HandlerError>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, HandlerError>>,
+    {
+        let step = StepName::new(name).map_err(|e| HandlerError::permanent(e.to_string()))?;
+        loop {
+            match self.step(name, &mut body).await {
+                Ok(value) => return Ok(value),
+                Err(e) if e.is_waiting() || e.is_permanent() => return Err(e),
+                Err(e) => {
+                    // The count as stored (over every attempt); when it
+                    // cannot be read, this failure is the first known.
+                    let failures = self
+                        .inner
+                        .transport
+                        .steps(&self.inner.id)
+                        .await
+                        .ok()
+                        .and_then(|all| all.into_iter().find(|s| s.name == step))
+                        .map(|s| s.failures)
+                        .unwrap_or(1);
+                    if failures >= retry.max_tries {
+                        return Err(HandlerError::permanent(format!(
+                            "step {step} failed {failures} times, the most its retry allows: {}",
+                            e.message()
+                        )));
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry.delay(failures)) => {}
+                        reason = self.stopped() => {
+                            return Err(HandlerError::retry(format!("step {step}: stopped ({reason})")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     async fn save_step(
         &self,
         name: &StepName,
@@ -672,6 +738,68 @@ impl Context {
     }
 }
 
+/// How [`Context::step_with_retry`] retries a failing step in process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepRetry {
+    /// Most tries in all (failed records, over every attempt).
+    pub max_tries: u32,
+    /// The delay after the first failure.
+    pub initial: Duration,
+    /// Each later delay is the previous one times this (1: fixed).
+    pub multiplier: u32,
+    /// The longest delay.
+    pub max_delay: Duration,
+}
+
+impl StepRetry {
+    /// One try: no retry.
+    pub const NONE: StepRetry = StepRetry {
+        max_tries: 1,
+        initial: Duration::ZERO,
+        multiplier: 1,
+        max_delay: Duration::ZERO,
+    };
+
+    /// Up to `max_tries` tries, `delay` apart.
+    pub fn fixed(max_tries: u32, delay: Duration) -> Self {
+        StepRetry {
+            max_tries,
+            initial: delay,
+            multiplier: 1,
+            max_delay: delay,
+        }
+    }
+
+    /// Up to `max_tries` tries, the delay doubling from `initial` up to
+    /// `max_delay`.
+    pub fn exponential(max_tries: u32, initial: Duration, max_delay: Duration) -> Self {
+        StepRetry {
+            max_tries,
+            initial,
+            multiplier: 2,
+            max_delay,
+        }
+    }
+
+    /// The delay after the `failures`-th failure (from 1).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use baton_sdk::StepRetry;
+    /// let r = StepRetry::exponential(5, Duration::from_millis(100), Duration::from_millis(300));
+    /// assert_eq!(r.delay(1), Duration::from_millis(100));
+    /// assert_eq!(r.delay(2), Duration::from_millis(200));
+    /// assert_eq!(r.delay(3), Duration::from_millis(300));
+    /// ```
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = self
+            .multiplier
+            .max(1)
+            .saturating_pow(failures.saturating_sub(1).min(31));
+        self.initial.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
 /// Where a run's next wait stands in the execution's wait log.
 enum Replay {
     Ended(usize, WaitEnded),
@@ -791,6 +919,11 @@ impl HandlerError {
     /// ```
     pub fn waitpoint_tokens(&self) -> &[(SignalName, Option<String>)] {
         &self.waitpoints
+    }
+
+    /// True for [`permanent`](Self::permanent): no retry helps.
+    pub fn is_permanent(&self) -> bool {
+        self.retry == Retry::Never
     }
 
     /// True for [`waiting`](Self::waiting) and [`suspended`](Self::suspended).

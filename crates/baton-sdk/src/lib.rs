@@ -42,5 +42,5 @@ mod transport;
 mod worker;
 
 pub use client::{Client, decode_result, open_backend};
-pub use context::{Context, HandlerError, StopReason, StopToken};
+pub use context::{Context, HandlerError, StepRetry, StopReason, StopToken};
 pub use worker::{Worker, WorkerBuilder, WorkerStats};

@@ -509,6 +509,59 @@ async fn steps_are_skipped_by_the_retry(env: Env) {
     env.stop().await;
 }
 
+/// `step_with_retry` retries a failing step in process, and its count of
+/// failures survives a crash: the next attempt goes on counting and stops
+/// at the policy's most tries.
+async fn step_retries_count_across_attempts(env: Env) {
+    let c = &env.client;
+    let tries = Arc::new(AtomicUsize::new(0));
+    let counted = tries.clone();
+    let worker = Worker::builder(c)
+        .handler("flaky", move |ctx: Context, _: Value| {
+            let tries = counted.clone();
+            async move {
+                let retry = baton_sdk::StepRetry::fixed(3, Duration::from_millis(5));
+                let out: u32 = ctx
+                    .step_with_retry("call", retry, || {
+                        let tries = tries.clone();
+                        let attempt = ctx.attempt();
+                        async move {
+                            let n = tries.fetch_add(1, Ordering::SeqCst);
+                            if attempt == 1 && n == 1 {
+                                panic!("the worker crashes after two tries");
+                            }
+                            Err::<u32, _>(HandlerError::retry(format!("try {n} failed")))
+                        }
+                    })
+                    .await?;
+                Ok::<_, HandlerError>(out)
+            }
+        })
+        .start()
+        .unwrap();
+    let new = c
+        .execution("flaky", &Value::Null)
+        .unwrap()
+        .with_retry(quick_retries(5));
+    let id = c.submit_execution(new).await.unwrap().id;
+    let snap = done(c, &id).await;
+    // Attempt 1: try 0 fails (recorded), try 1 panics (not recorded).
+    // Attempt 2: tries 2 and 3 fail: 3 failures recorded, the most allowed.
+    assert_eq!((snap.state, snap.attempts), (State::Failed, 2), "{snap:?}");
+    assert!(
+        snap.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("failed 3 times"),
+        "{snap:?}"
+    );
+    assert_eq!(tries.load(Ordering::SeqCst), 4);
+    let steps = c.steps(&id).await.unwrap();
+    assert_eq!((steps[0].failures, steps[0].attempt), (3, 2));
+    worker.shutdown(BOUND).await;
+    env.stop().await;
+}
+
 /// A worker on several lanes gets work in priority order across them, as
 /// one backend claim orders it: high-priority work on its second lane comes
 /// before older low-priority work on its first.
@@ -851,6 +904,7 @@ on_every_transport!(
     shutdown_releases_work,
     handlers_wait_for_signals_and_sleep,
     steps_are_skipped_by_the_retry,
+    step_retries_count_across_attempts,
     priority_decides_across_lanes,
     handlers_submit_children,
     handlers_wait_for_their_children,
