@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use baton_core::raw::rules;
 use baton_core::{
-    AttemptRecord, EngineError, ExecutionId, ExecutionSnapshot, Lane, ListFilter, ListPage,
-    Namespace, Page, Result, StateCounts,
+    AttemptRecord, ExecutionId, ExecutionSnapshot, Lane, ListFilter, ListPage, Namespace, Page,
+    Result, StateCounts,
 };
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -102,16 +102,7 @@ pub(crate) async fn namespaces(b: &SqliteBackend, limit: usize) -> Result<Vec<Na
 }
 
 pub(crate) async fn attempts(b: &SqliteBackend, id: &ExecutionId) -> Result<Vec<AttemptRecord>> {
-    b.check_id(id)?;
-    let mut conn = b.inner.reader.acquire().await.map_err(map)?;
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM executions WHERE uuid = ?")
-        .bind(blob(id))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(map)?;
-    if exists.is_none() {
-        return Err(EngineError::NotFound { id: id.clone() });
-    }
+    let mut conn = b.read_existing(id).await?;
     let rows = sqlx::query(concat!(
         "SELECT ",
         attempt_columns!(),

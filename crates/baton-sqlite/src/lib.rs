@@ -230,6 +230,23 @@ impl SqliteBackend {
         id.check_partition(self.inner.partitions)
     }
 
+    /// A reader connection, once `id` is known to exist: the start of every
+    /// read of an execution's records (attempts, signals, steps), which
+    /// answer `NotFound` for an unknown execution rather than an empty list.
+    async fn read_existing(&self, id: &ExecutionId) -> Result<sqlx::pool::PoolConnection<Sqlite>> {
+        self.check_id(id)?;
+        let mut conn = self.inner.reader.acquire().await.map_err(map)?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM executions WHERE uuid = ?")
+            .bind(blob(id))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map)?;
+        if exists.is_none() {
+            return Err(EngineError::NotFound { id: id.clone() });
+        }
+        Ok(conn)
+    }
+
     async fn snapshot_in(
         &self,
         conn: &mut SqliteConnection,

@@ -101,16 +101,7 @@ pub(crate) async fn record_step(
 }
 
 pub(crate) async fn steps(b: &SqliteBackend, id: &ExecutionId) -> Result<Vec<StepRecord>> {
-    b.check_id(id)?;
-    let mut conn = b.inner.reader.acquire().await.map_err(map)?;
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM executions WHERE uuid = ?")
-        .bind(blob(id))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(map)?;
-    if exists.is_none() {
-        return Err(EngineError::NotFound { id: id.clone() });
-    }
+    let mut conn = b.read_existing(id).await?;
     let rows = sqlx::query(&format!(
         "SELECT {STEP_COLUMNS} FROM steps WHERE uuid = ? ORDER BY name"
     ))

@@ -6,9 +6,9 @@
 use baton_core::raw::rules::{self, SignalAdmission, TimeoutVerdict};
 use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
-    AttemptOutcome, CancelScope, Claim, EngineError, ExecutionId, ExecutionSnapshot, LeaseToken,
-    NewSignal, PartitionId, Result, ScanReport, Signal, SignalOutcome, State, SuspendOutcome,
-    SuspendRequest, Timestamp, WaitEnded,
+    AttemptOutcome, CancelScope, Claim, ExecutionId, ExecutionSnapshot, LeaseToken, NewSignal,
+    PartitionId, Result, ScanReport, Signal, SignalOutcome, State, SuspendOutcome, SuspendRequest,
+    Timestamp, WaitEnded,
 };
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
@@ -284,16 +284,7 @@ pub(crate) async fn timeout_due(
 }
 
 pub(crate) async fn signals(b: &SqliteBackend, id: &ExecutionId) -> Result<Vec<Signal>> {
-    b.check_id(id)?;
-    let mut conn = b.inner.reader.acquire().await.map_err(map)?;
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM executions WHERE uuid = ?")
-        .bind(blob(id))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(map)?;
-    if exists.is_none() {
-        return Err(EngineError::NotFound { id: id.clone() });
-    }
+    let mut conn = b.read_existing(id).await?;
     let rows = sqlx::query(&format!(
         "SELECT {SIGNAL_COLUMNS} FROM signals WHERE uuid = ? ORDER BY seq"
     ))
