@@ -152,6 +152,9 @@ struct ContextInner {
     waits: std::sync::Mutex<Waits>,
     /// The outputs of done steps: the claim's, plus those done in this run.
     steps: std::sync::Mutex<BTreeMap<StepName, Vec<u8>>>,
+    /// The failure count a failed step record answered, until
+    /// `step_with_retry` takes it.
+    failures: std::sync::Mutex<BTreeMap<StepName, u32>>,
 }
 
 /// The replay state of a run's waits.
@@ -184,6 +187,7 @@ impl Context {
                     made: 0,
                 }),
                 steps: std::sync::Mutex::new(claim.steps.clone()),
+                failures: std::sync::Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -421,11 +425,16 @@ impl Context {
             Err(e) => {
                 // The failure counts across restarts; losing the record only
                 // loses the count, never the handler's own error.
-                if let Err(record) = self
+                match self
                     .save_step(&name, StepOutcome::Failed(e.message().to_owned()))
                     .await
                 {
-                    tracing::warn!(execution = %self.inner.id, step = %name, "failed step not recorded: {record}");
+                    Ok(record) => {
+                        self.lock_failures().insert(name, record.failures);
+                    }
+                    Err(record) => {
+                        tracing::warn!(execution = %self.inner.id, step = %name, "failed step not recorded: {record}");
+                    }
                 }
                 Err(e)
             }
@@ -435,7 +444,8 @@ impl Context {
     /// [`step`](Self::step), retried in this process when `body` fails:
     /// after each failure the step's failure count — kept by Baton across
     /// attempts, workers and restarts — decides what comes next from
-    /// `retry`: another try after the policy's delay, or, once the count
+    /// `retry` (the count is the one the failed record answers): another
+    /// try after the policy's delay, or, once the count
     /// reaches `retry.max_tries`, a permanent error (the execution fails
     /// for good; its own retry policy is for the whole handler). A worker
     /// that dies between tries resumes the count in the next attempt. A
@@ -470,17 +480,10 @@ impl Context {
                 Ok(value) => return Ok(value),
                 Err(e) if e.is_waiting() || e.is_permanent() => return Err(e),
                 Err(e) => {
-                    // The count as stored (over every attempt); when it
-                    // cannot be read, this failure is the first known.
-                    let failures = self
-                        .inner
-                        .transport
-                        .steps(&self.inner.id)
-                        .await
-                        .ok()
-                        .and_then(|all| all.into_iter().find(|s| s.name == step))
-                        .map(|s| s.failures)
-                        .unwrap_or(1);
+                    // The count as stored (over every attempt), which the
+                    // failed record answered; when it was not recorded, this
+                    // failure is the first known.
+                    let failures = self.lock_failures().remove(&step).unwrap_or(1);
                     if failures >= retry.max_tries {
                         return Err(HandlerError::permanent(format!(
                             "step {step} failed {failures} times, the most its retry allows: {}",
@@ -502,12 +505,11 @@ impl Context {
         &self,
         name: &StepName,
         outcome: StepOutcome,
-    ) -> std::result::Result<(), HandlerError> {
+    ) -> std::result::Result<baton_core::StepRecord, HandlerError> {
         self.inner
             .transport
             .record_step(&self.inner.lease, name.clone(), outcome)
             .await
-            .map(drop)
             .map_err(|e| match e {
                 EngineError::Conflict { .. } | EngineError::InvalidInput { .. } => {
                     HandlerError::permanent(format!("recording step {name}: {e}"))
@@ -519,6 +521,14 @@ impl Context {
     /// The outputs of the done steps (the claim's and this run's), by name.
     pub fn steps(&self) -> BTreeMap<StepName, Vec<u8>> {
         self.lock_steps().clone()
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, BTreeMap<StepName, u32>> {
+        // Every critical section is one insert or one removal.
+        match self.inner.failures.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 
     fn lock_steps(&self) -> std::sync::MutexGuard<'_, BTreeMap<StepName, Vec<u8>>> {
