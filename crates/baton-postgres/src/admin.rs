@@ -106,19 +106,39 @@ pub(crate) async fn namespaces(b: &PostgresBackend, limit: usize) -> Result<Vec<
 }
 
 pub(crate) async fn attempts(b: &PostgresBackend, id: &ExecutionId) -> Result<Vec<AttemptRecord>> {
-    b.check_id(id)?;
-    let rows = sqlx::query(
+    let rows = records_of(
+        b,
+        id,
         "SELECT a.*, e.uuid IS NOT NULL AS found \
          FROM (SELECT 1) one \
          LEFT JOIN executions e ON e.partition = $1 AND e.uuid = $2 \
          LEFT JOIN attempts a ON a.partition = $1 AND a.execution_uuid = $2 \
          ORDER BY a.number",
+        "number",
     )
-    .bind(part(id.partition()))
-    .bind(id.uuid())
-    .fetch_all(&b.inner.pool)
-    .await
-    .map_err(map)?;
+    .await?;
+    rows.iter().map(|r| read::attempt(r, id)).collect()
+}
+
+/// The rows of one of an execution's record tables (attempts, signals,
+/// steps) that `sql` reads: the execution left-joined to the table, so one
+/// statement tells an execution without records (one row whose `present`
+/// column is NULL) from an unknown one (`found` false: `NotFound`).
+/// Answers the rows that hold a record.
+pub(crate) async fn records_of(
+    b: &PostgresBackend,
+    id: &ExecutionId,
+    sql: &'static str,
+    present: &str,
+) -> Result<Vec<sqlx::postgres::PgRow>> {
+    use sqlx::{Row, ValueRef};
+    b.check_id(id)?;
+    let rows = sqlx::query(sql)
+        .bind(part(id.partition()))
+        .bind(id.uuid())
+        .fetch_all(&b.inner.pool)
+        .await
+        .map_err(map)?;
     let found = match rows.first() {
         Some(row) => col::<bool>(row, "found")?,
         None => false,
@@ -126,8 +146,15 @@ pub(crate) async fn attempts(b: &PostgresBackend, id: &ExecutionId) -> Result<Ve
     if !found {
         return Err(EngineError::NotFound { id: id.clone() });
     }
-    rows.iter()
-        .filter(|r| matches!(col::<Option<i32>>(r, "number"), Ok(Some(_))))
-        .map(|r| read::attempt(r, id))
-        .collect()
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let null = row
+            .try_get_raw(present)
+            .map_err(|e| EngineError::corruption(format!("column {present}: {e}")))?
+            .is_null();
+        if !null {
+            out.push(row);
+        }
+    }
+    Ok(out)
 }

@@ -121,37 +121,21 @@ async fn record_in(
 }
 
 pub(crate) async fn steps(b: &PostgresBackend, id: &ExecutionId) -> Result<Vec<StepRecord>> {
-    b.check_id(id)?;
-    // One statement tells an execution without steps (one row of NULL
-    // step columns) from an unknown one (`found` false). Names collate as
-    // bytes (migration 0007), so this is `StepName`'s order.
-    let rows = sqlx::query(
+    // Names collate as bytes (migration 0007), so this is `StepName`'s
+    // order.
+    let rows = crate::admin::records_of(
+        b,
+        id,
         "SELECT s.*, e.uuid IS NOT NULL AS found \
          FROM (SELECT 1) one \
          LEFT JOIN executions e ON e.partition = $1 AND e.uuid = $2 \
          LEFT JOIN steps s ON s.partition = $1 AND s.uuid = $2 \
          ORDER BY s.name",
+        "name",
     )
-    .bind(part(id.partition()))
-    .bind(id.uuid())
-    .fetch_all(&b.inner.pool)
-    .await
-    .map_err(map)?;
-    let found = match rows.first() {
-        Some(row) => col::<bool>(row, "found")?,
-        None => false,
-    };
-    if !found {
-        return Err(EngineError::NotFound { id: id.clone() });
-    }
+    .await?;
     let ctx = format!("execution {id}");
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        if col::<Option<String>>(row, "name")?.is_some() {
-            out.push(read::step(row, &ctx)?);
-        }
-    }
-    Ok(out)
+    rows.iter().map(|r| read::step(r, &ctx)).collect()
 }
 
 /// A count or attempt number as Postgres binds it.

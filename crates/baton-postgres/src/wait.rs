@@ -416,34 +416,19 @@ async fn timeout_in(
 }
 
 pub(crate) async fn signals(b: &PostgresBackend, id: &ExecutionId) -> Result<Vec<Signal>> {
-    b.check_id(id)?;
-    let rows = sqlx::query(
+    let rows = crate::admin::records_of(
+        b,
+        id,
         "SELECT s.*, e.uuid IS NOT NULL AS found \
          FROM (SELECT 1) one \
          LEFT JOIN executions e ON e.partition = $1 AND e.uuid = $2 \
          LEFT JOIN signals s ON s.partition = $1 AND s.uuid = $2 \
          ORDER BY s.seq",
+        "seq",
     )
-    .bind(part(id.partition()))
-    .bind(id.uuid())
-    .fetch_all(&b.inner.pool)
-    .await
-    .map_err(map)?;
-    let found = match rows.first() {
-        Some(row) => col::<bool>(row, "found")?,
-        None => false,
-    };
-    if !found {
-        return Err(EngineError::NotFound { id: id.clone() });
-    }
+    .await?;
     let ctx = format!("execution {id}");
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        if col::<Option<i32>>(row, "seq")?.is_some() {
-            out.push(read::signal(row, &ctx)?);
-        }
-    }
-    Ok(out)
+    rows.iter().map(|r| read::signal(r, &ctx)).collect()
 }
 
 /// The signals of `id` no wait consumed yet, as `(seq, name)`, oldest
