@@ -60,6 +60,21 @@
 --                                      e (the last failed record's error; absent:
 --                                      none), a (the attempt that wrote it), f
 --                                      (failed records so far), r (recorded_at ms)
+--   B:{p:N}:kv:<uuid>           HASH  the key-value state of <uuid> (library generation 7):
+--                                      state key -> a MessagePack map v (value), a
+--                                      (the attempt that set it), u (updated_at ms)
+--   B:{p:N}:pg:<uuid>           ZSET  the progress frames <uuid> keeps (library
+--                                      generation 7): score = frame number, member =
+--                                      a MessagePack map s (number), t (appended at
+--                                      ms), a (attempt), f (frame); the number in the
+--                                      member keeps equal frames distinct. By score,
+--                                      a read after a cursor and dropping the oldest
+--                                      are each one range command
+--   B:{p:N}:watch               ZSET  watched-until ms -> uuid of executions a reader
+--                                      waits on (wait_for_change); a change of one
+--                                      watched and not past it is published on
+--                                      B:changed (its id text as the message); the
+--                                      trim pass drops entries past their time
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
 -- Execution record fields (every value text): ns lane kind st pri tags caps att rp
@@ -91,6 +106,12 @@
 -- hold no signals: the claim reads signals only when wl is not empty.
 -- An execution that recorded steps (library generation 6 or later) holds
 -- sn, how many (absent: 0): the claim reads its `st:` hash only then.
+-- An execution whose attempts used memory (library generation 7 or later)
+-- holds kc, how many keys its `kv:` hash holds; cs, its custom status (the
+-- bytes as set: it travels with the record, so a snapshot carries it, at
+-- the cost of every call on the execution carrying it too) and cv, how many
+-- times it changed; and pq, the number of its last progress frame. Each
+-- absent means none (0): records written before read as never used.
 
 -- Substituted by the backend when it assembles the library.
 local LIBRARY_VERSION = '__BATON_LIBRARY_VERSION__'
@@ -220,6 +241,34 @@ local function simple_uuid(id)
   return (string.gsub(hyphenated, '-', ''))
 end
 
+-- An id's hyphenated uuid from the 32 hex digits records use (what an
+-- execution id's text form holds after `{p:N}-`).
+local function hyphenated(u)
+  return string.sub(u, 1, 8) .. '-' .. string.sub(u, 9, 12) .. '-' .. string.sub(u, 13, 16)
+    .. '-' .. string.sub(u, 17, 20) .. '-' .. string.sub(u, 21, 32)
+end
+
+-- Tells the readers waiting for execution `uuid` to change (wait_for_change)
+-- that it did, at `now` (ms): a PUBLISH of its id text on B:changed, made
+-- only while a reader watches it (its entry in `watch` is not past), so a
+-- change nobody follows costs one ZSCORE and no message. A past entry met
+-- here is dropped. The listeners of the backends turn the message into a
+-- wake-up of their readers of that id. Answers whether it published (the
+-- entry stays then).
+local function announce_change(base, uuid, now)
+  local key = base .. ':watch'
+  local until_ms = redis.call('ZSCORE', key, uuid)
+  if not until_ms then return false end
+  if tonumber(until_ms) < now then
+    redis.call('ZREM', key, uuid)
+    return false
+  end
+  local prefix, tag = string.match(base, '^(.*):({p:%d+})$')
+  if not prefix then error('partition base without its {p:N} tag: ' .. base) end
+  redis.call('PUBLISH', prefix .. ':changed', tag .. '-' .. hyphenated(uuid))
+  return true
+end
+
 -- A flow member `h` just finished: its root's count of unfinished members
 -- goes down (members are trimmed with their root, so they never enter
 -- `done` themselves).
@@ -310,6 +359,7 @@ local function enter(base, uuid, h, woken)
       redis.call('ZADD', base .. ':done', s(h.fa), uuid)
     end
     redis.call('ZREM', base .. ':deadlines', uuid)
+    announce_change(base, uuid, tonumber(h.fa))
     if h.hd then
       -- Its dependents are told by the caller (tell_dependents), within
       -- the call's budget.
@@ -795,13 +845,6 @@ end
 -- Waiting without a worker (library generation 5): release, suspend,
 -- signals and wait timeouts.
 
--- An id's hyphenated uuid from the 32 hex digits records use (what an
--- execution id's text form holds after `{p:N}-`).
-local function hyphenated(u)
-  return string.sub(u, 1, 8) .. '-' .. string.sub(u, 9, 12) .. '-' .. string.sub(u, 13, 16)
-    .. '-' .. string.sub(u, 17, 20) .. '-' .. string.sub(u, 21, 32)
-end
-
 -- Text clipped to `max` bytes, as baton_core::Limits::clip_text does (the
 -- texts clipped here are ASCII: names and ids, so bytes are characters).
 local function clip(text, max)
@@ -997,4 +1040,46 @@ local function judge_step(name, existing, status, output, held, max)
   if status == 'done' then return 'write', 'done', failures end
   -- The rule counts in a u32 and saturates.
   return 'write', 'failed', math.min(failures + 1, 4294967295)
+end
+
+-- Key-value state, custom status and progress frames (library generation 7).
+
+-- Judges a write to state key `key` of an execution holding `held` keys (at
+-- most `max`): `existing` is the key's stored value (nil or false when not
+-- held), `value` the new one (nil: clear the key). Answers 'unchanged',
+-- 'set' or 'clear'; or nil and the conflict's reason.
+-- Mirrors baton_core::raw::rules::judge_state.
+local function judge_state(key, existing, value, held, max)
+  if value == nil then
+    if existing then return 'clear' end
+    return 'unchanged'
+  end
+  if existing then
+    if existing == value then return 'unchanged' end
+    return 'set'
+  end
+  if held >= max then
+    return nil, 'it already holds ' .. s(held) .. ' state keys, the limit; clear keys it no ' ..
+      'longer needs before setting ' .. key
+  end
+  return 'set'
+end
+
+-- The version a custom status write leaves: `current` is the stored status
+-- (nil when never set) at `version`; `new` the status written. Answers
+-- whether it changed, and the version.
+-- Mirrors baton_core::raw::rules::status_version.
+local function status_version(current, version, new)
+  if current == new then return false, version end
+  return true, version + 1
+end
+
+-- The number of the oldest progress frame kept once frame `seq` is
+-- appended, at most `max` being kept (at least one).
+-- Mirrors baton_core::raw::rules::first_kept_frame.
+local function first_kept_frame(seq, max)
+  if max < 1 then max = 1 end
+  local first = seq - max
+  if first < 0 then first = 0 end
+  return first + 1
 end

@@ -49,6 +49,9 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   batch.counts[lid .. '/completed'] = (batch.counts[lid .. '/completed'] or 0) + 1
   h.st, h.res, h.fa, h.ua, h[a .. 'e'], h[a .. 'o'] = 'completed', result, snow, snow, snow, 'completed'
   drop_lease(h)
+  -- The one terminal transition made without enter(): it tells waiting
+  -- readers itself.
+  announce_change(base, uuid, tonumber(snow))
   local packed = cmsgpack.pack(h)
   if not batch.dirty[uuid] then batch.order[#batch.order + 1] = uuid end
   batch.dirty[uuid] = packed

@@ -612,3 +612,127 @@ fn assert_agree(results: &[(&str, Vec<Value>)]) {
         }
     }
 }
+
+/// The memory history: custom status (a repeat keeping its version),
+/// progress frames, key-value state set, overwritten and cleared, across a
+/// reclaim and a completion; snapshots, state and frames captured after
+/// each stage.
+async fn memory_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
+    use baton_core::StateKey;
+    let tick = |ms| clock.advance(Duration::from_millis(ms));
+    let key = |k: &str| StateKey::new(k).unwrap();
+    let ids: Vec<ExecutionId> = b
+        .create(vec![
+            exec("memory"),
+            exec("untouched").with_delay_ms(3_600_000),
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let mut seen = Vec::new();
+    tick(10);
+    let first = b.claim(claim(1)).await.unwrap().pop().unwrap();
+    let lease = &first.lease;
+    tick(10);
+    b.set_status(lease, br#"{"stage": "one"}"#.to_vec())
+        .await
+        .unwrap();
+    b.set_status(lease, br#"{"stage": "one"}"#.to_vec())
+        .await
+        .unwrap();
+    b.append_progress(lease, b"[1, 2.50]".to_vec())
+        .await
+        .unwrap();
+    tick(10);
+    b.set_state(lease, key("b"), Some(b"\"x\"".to_vec()))
+        .await
+        .unwrap();
+    b.set_state(lease, key("a"), Some(b"{\"n\": 1}".to_vec()))
+        .await
+        .unwrap();
+    b.set_state(lease, key("gone"), Some(b"0".to_vec()))
+        .await
+        .unwrap();
+    b.set_state(lease, key("gone"), None).await.unwrap();
+    seen.extend(memory_of(b, &ids).await);
+    // The lease expires; the next attempt carries on.
+    tick(10_000);
+    for p in b.partitions().iter() {
+        b.reclaim_expired_leases(p, 100).await.unwrap();
+    }
+    tick(2_000);
+    for p in b.partitions().iter() {
+        b.promote_due(p, 100).await.unwrap();
+    }
+    let second = b.claim(claim(1)).await.unwrap().pop().unwrap();
+    let lease = &second.lease;
+    tick(10);
+    b.set_state(lease, key("a"), Some(b"{\"n\": 2}".to_vec()))
+        .await
+        .unwrap();
+    b.append_progress(lease, b"\"two\"".to_vec()).await.unwrap();
+    b.set_status(lease, br#"{"stage": "two"}"#.to_vec())
+        .await
+        .unwrap();
+    seen.extend(memory_of(b, &ids).await);
+    tick(10);
+    b.complete(lease, b"true".to_vec()).await.unwrap();
+    seen.extend(memory_of(b, &ids).await);
+    seen
+}
+
+#[tokio::test]
+async fn every_backend_describes_the_same_memory_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for (name, backend, clock) in backends(dir.path()).await {
+        results.push((name, memory_history(backend.as_ref(), &clock).await));
+    }
+    let (_, first) = &results[0];
+    // After the first attempt: status v1 (the repeat kept it), one frame,
+    // keys a and b.
+    assert_eq!(first[0]["status_version"], 1);
+    assert_eq!(
+        first[0]["custom_status"],
+        serde_json::json!({"stage": "one"})
+    );
+    assert_eq!(first[1].as_array().unwrap().len(), 2);
+    assert_eq!(first[2][0]["frame"], serde_json::json!([1, 2.50]));
+    // After the second: a rewritten by attempt 2, two frames, status v2.
+    assert_eq!(first[6]["status_version"], 2);
+    assert_eq!(first[7][0]["attempt"], 2);
+    assert_eq!(first[8].as_array().unwrap().len(), 2);
+    // Completed: everything stays; the untouched one has nothing.
+    assert_eq!(first[12]["state"], "completed");
+    assert_eq!(first[12]["progress_seq"], 2);
+    assert_eq!(first[15]["status_version"], 0);
+    assert_agree(&results);
+}
+
+/// Each execution's snapshot, state and frames, as the API writes them.
+async fn memory_of(b: &dyn AdminBackend, ids: &[ExecutionId]) -> Vec<Value> {
+    use baton_api::{FrameAnswer, StateEntryAnswer};
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(normalized(&b.describe(id).await.unwrap(), ids));
+        out.push(Value::Array(
+            b.state(id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| serde_json::to_value(StateEntryAnswer::from(e)).unwrap())
+                .collect(),
+        ));
+        out.push(Value::Array(
+            b.progress(id, 0, 1000)
+                .await
+                .unwrap()
+                .iter()
+                .map(|f| serde_json::to_value(FrameAnswer::from(f)).unwrap())
+                .collect(),
+        ));
+    }
+    out
+}

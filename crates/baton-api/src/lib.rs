@@ -82,7 +82,11 @@ pub use error::{ErrorBody, ErrorCode, ErrorDetail, static_field};
 pub use flow::{CancelAnswer, ChildrenQuery, TreeAnswer, TreeItem, TreeQuery};
 pub use json::{JsonText, MAX_JSON_DEPTH, check_json};
 pub use list::{ListAnswer, ListQuery};
-pub use memory::{StepAnswer, StepBody, StepsAnswer};
+pub use memory::{
+    FrameAnswer, LeaseBody, ProgressAnswer, ProgressAppended, ProgressBody, ProgressQuery,
+    StateAnswer, StateBody, StateEntryAnswer, StatusAnswer, StatusBody, StepAnswer, StepBody,
+    StepsAnswer,
+};
 pub use read::{
     Attempt, CancelBody, DescribeQuery, Health, Snapshot, StatsAnswer, StatsQuery, WaitingOnBody,
 };

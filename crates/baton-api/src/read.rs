@@ -97,6 +97,16 @@ pub struct Snapshot {
     /// `timeout_at`, `on_timeout`); `null` in every other state.
     #[serde(default)]
     pub suspension: Option<crate::SuspensionBody>,
+    /// The custom status its lease holders last set (any JSON); `null`
+    /// when never set.
+    #[serde(default)]
+    pub custom_status: Option<JsonText>,
+    /// How many times the custom status changed (0: never set).
+    #[serde(default)]
+    pub status_version: u64,
+    /// The number of its last progress frame (0: none).
+    #[serde(default)]
+    pub progress_seq: u64,
     /// The attempts, oldest first; only with `?attempts=true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_history: Option<Vec<Attempt>>,
@@ -173,6 +183,9 @@ impl From<&ExecutionSnapshot> for Snapshot {
                 until: s.suspension.as_ref().and_then(|w| w.timeout_at),
             }),
             suspension: crate::wait::suspension_of(s),
+            custom_status: s.custom_status.as_deref().map(JsonText::from_bytes),
+            status_version: s.status_version,
+            progress_seq: s.progress_seq,
             attempt_history: None,
         }
     }
@@ -241,6 +254,9 @@ impl Snapshot {
                 State::Suspended => self.suspension.map(crate::SuspensionBody::into_suspension),
                 _ => None,
             },
+            custom_status: self.custom_status.map(JsonText::into_bytes),
+            status_version: self.status_version,
+            progress_seq: self.progress_seq,
         })
     }
 }
@@ -282,6 +298,18 @@ pub struct DescribeQuery {
     /// `true`: add `attempt_history` to the snapshot.
     #[serde(default)]
     pub attempts: bool,
+    /// Wait up to this long for the execution to be terminal (answer at
+    /// once if it is); 0 answers at once.
+    #[serde(default)]
+    pub wait_ms: u64,
+    /// With `wait_ms`: also answer as soon as the status version differs
+    /// from this one.
+    #[serde(default)]
+    pub status_version: Option<u64>,
+    /// With `wait_ms`: also answer as soon as the last progress frame's
+    /// number differs from this one.
+    #[serde(default)]
+    pub progress_seq: Option<u64>,
 }
 
 /// The body of `POST /v1/executions/{id}/cancel`; may be empty.
@@ -398,6 +426,9 @@ mod tests {
             cancel_reason: None,
             waiting_on: None,
             suspension: None,
+            custom_status: None,
+            status_version: 0,
+            progress_seq: 0,
         }
     }
 

@@ -12,16 +12,23 @@ use std::fmt;
 pub enum Method {
     /// `GET`: reads.
     Get,
-    /// `POST`: every change.
+    /// `POST`: most changes.
     Post,
+    /// `PUT`: setting a value at a known place (status, a state key).
+    Put,
+    /// `DELETE`: removing one (a state key).
+    Delete,
 }
 
 impl Method {
-    /// The method as written in a request line: `GET`, `POST`.
+    /// The method as written in a request line: `GET`, `POST`, `PUT`,
+    /// `DELETE`.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
         }
     }
 }
@@ -85,6 +92,23 @@ pub enum Route {
     RecordStep,
     /// `GET /v1/executions/{id}/steps`: the steps it recorded.
     Steps,
+    /// `PUT /v1/executions/{id}/status`: set the custom status under the
+    /// lease.
+    SetStatus,
+    /// `POST /v1/executions/{id}/progress`: append a progress frame under
+    /// the lease.
+    AppendProgress,
+    /// `GET /v1/executions/{id}/progress`: frames after a cursor, with a
+    /// long-poll.
+    Progress,
+    /// `PUT /v1/executions/{id}/state/{key}`: set a state key under the
+    /// lease.
+    SetState,
+    /// `DELETE /v1/executions/{id}/state/{key}`: clear a state key under
+    /// the lease.
+    ClearState,
+    /// `GET /v1/executions/{id}/state`: the key-value state.
+    State,
     /// `POST /v1/leases/renew`: renew every lease of a worker.
     Renew,
     /// `GET /v1/stats`: counts per lane and state.
@@ -99,7 +123,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 22] = [
+    pub const ALL: [Route; 28] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
@@ -117,6 +141,12 @@ impl Route {
         Route::Signals,
         Route::RecordStep,
         Route::Steps,
+        Route::SetStatus,
+        Route::AppendProgress,
+        Route::Progress,
+        Route::SetState,
+        Route::ClearState,
+        Route::State,
         Route::Renew,
         Route::Stats,
         Route::Health,
@@ -133,6 +163,8 @@ impl Route {
             | Route::Tree
             | Route::Signals
             | Route::Steps
+            | Route::Progress
+            | Route::State
             | Route::Stats
             | Route::Health
             | Route::Metrics
@@ -148,7 +180,10 @@ impl Route {
             | Route::Suspend
             | Route::Signal
             | Route::RecordStep
+            | Route::AppendProgress
             | Route::Renew => Method::Post,
+            Route::SetStatus | Route::SetState => Method::Put,
+            Route::ClearState => Method::Delete,
         }
     }
 
@@ -171,6 +206,10 @@ impl Route {
             Route::Signals => "/v1/executions/{id}/signals",
             Route::RecordStep => "/v1/executions/{id}/steps/{name}",
             Route::Steps => "/v1/executions/{id}/steps",
+            Route::SetStatus => "/v1/executions/{id}/status",
+            Route::AppendProgress | Route::Progress => "/v1/executions/{id}/progress",
+            Route::SetState | Route::ClearState => "/v1/executions/{id}/state/{key}",
+            Route::State => "/v1/executions/{id}/state",
             Route::Renew => "/v1/leases/renew",
             Route::Stats => "/v1/stats",
             Route::Health => "/healthz",
@@ -199,6 +238,12 @@ impl Route {
             Route::Signals => "signals",
             Route::RecordStep => "recordStep",
             Route::Steps => "steps",
+            Route::SetStatus => "setStatus",
+            Route::AppendProgress => "appendProgress",
+            Route::Progress => "progress",
+            Route::SetState => "setState",
+            Route::ClearState => "clearState",
+            Route::State => "state",
             Route::Renew => "renew",
             Route::Stats => "stats",
             Route::Health => "health",

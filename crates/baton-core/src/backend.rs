@@ -57,12 +57,12 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 use crate::model::{
-    AttemptRecord, CancelRequest, Cancellation, Claim, ClaimRequest, CreateOutcome,
+    AttemptRecord, CancelRequest, Cancellation, ChangeMark, Claim, ClaimRequest, CreateOutcome,
     ExecutionSnapshot, Failure, ListFilter, ListPage, NewExecution, NewSignal, Ownership, Page,
-    PartitionOwner, RenewOutcome, RenewRequest, ScanReport, Signal, SignalOutcome, StateCounts,
-    StepOutcome, StepRecord, SuspendOutcome, SuspendRequest, Tree,
+    PartitionOwner, ProgressFrame, RenewOutcome, RenewRequest, ScanReport, Signal, SignalOutcome,
+    StateCounts, StateEntry, StepOutcome, StepRecord, SuspendOutcome, SuspendRequest, Tree,
 };
-use crate::names::{Lane, Namespace, NodeId, StepName};
+use crate::names::{Lane, Namespace, NodeId, StateKey, StepName};
 use crate::policy::Limits;
 
 mod admin;
@@ -446,6 +446,83 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
         name: StepName,
         outcome: StepOutcome,
     ) -> Result<StepRecord>;
+
+    /// Sets (`Some`) or clears (`None`) entry `key` of the key-value state
+    /// of the running attempt's execution, fenced by `lease`.
+    ///
+    /// # Behavior
+    /// Judged by [`rules::judge_state`](crate::raw::rules::judge_state):
+    /// the same value again, or clearing a key not held, changes nothing; a
+    /// new key beyond [`Limits::max_state_keys`] is a `Conflict`; otherwise
+    /// the value is stored with the lease's attempt and `now` (or the key
+    /// removed). The state is read by anyone
+    /// ([`AdminBackend::state`](crate::AdminBackend::state)), survives
+    /// reclaim, retry and waits, and is trimmed with the execution.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Idempotency
+    /// Repeating a write leaves the same state.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput` (value over
+    /// [`Limits::max_value_bytes`]), `LeaseLost`, `Conflict` (a new key
+    /// beyond the limit), `Unavailable`.
+    async fn set_state(
+        &self,
+        lease: &LeaseToken,
+        key: StateKey,
+        value: Option<Vec<u8>>,
+    ) -> Result<()>;
+
+    /// Sets the custom status (any JSON, as bytes) of the running attempt's
+    /// execution, fenced by `lease`, and answers its version.
+    ///
+    /// # Behavior
+    /// Judged by [`rules::status_version`](crate::raw::rules::status_version):
+    /// a status other than the stored one takes the next version (the
+    /// first is 1); the same status again keeps the version. The snapshot
+    /// carries both ([`custom_status`](crate::ExecutionSnapshot::custom_status),
+    /// [`status_version`](crate::ExecutionSnapshot::status_version)); they
+    /// stay after the execution finishes, until it is trimmed. A change
+    /// wakes [`AdminBackend::wait_for_change`](crate::AdminBackend::wait_for_change).
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Idempotency
+    /// Repeating a status answers the same version.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput` (status over
+    /// [`Limits::max_value_bytes`]), `LeaseLost`, `Unavailable`.
+    async fn set_status(&self, lease: &LeaseToken, status: Vec<u8>) -> Result<u64>;
+
+    /// Appends a progress frame (any JSON, as bytes) to the running
+    /// attempt's execution, fenced by `lease`, and answers its number.
+    ///
+    /// # Behavior
+    /// The frame takes the execution's next number (the first is 1; the
+    /// snapshot's [`progress_seq`](crate::ExecutionSnapshot::progress_seq)
+    /// is the last), with the lease's attempt and `now`. At most
+    /// [`Limits::max_progress_frames`] are kept: the append drops the
+    /// oldest beyond it ([`rules::first_kept_frame`](crate::raw::rules::first_kept_frame)).
+    /// Frames are read in order with
+    /// [`AdminBackend::progress`](crate::AdminBackend::progress) and
+    /// trimmed with the execution. An append wakes
+    /// [`AdminBackend::wait_for_change`](crate::AdminBackend::wait_for_change).
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`: number, store, drop.
+    ///
+    /// # Idempotency
+    /// None: every call appends a frame.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput` (frame over
+    /// [`Limits::max_value_bytes`]), `LeaseLost`, `Unavailable`.
+    async fn append_progress(&self, lease: &LeaseToken, frame: Vec<u8>) -> Result<u64>;
 
     /// Cancels an execution and, unless the scope is
     /// [`Execution`](crate::CancelScope::Execution), its non-terminal descendants.

@@ -26,16 +26,18 @@ pub use error::{EngineError, Result};
 pub use id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 pub use long_poll::{LongPoll, MIN_CLAIM_SPACING, claim_waiting};
 pub use model::{
-    AttemptRecord, CancelRequest, CancelScope, Cancellation, Claim, ClaimRequest, CreateOutcome,
-    DependencyMode, DependencyPolicy, ExecutionSnapshot, Failure, ListCursor, ListFilter, ListPage,
-    NewExecution, NewSignal, OnTimeout, Ownership, Page, PartitionOwner, RenewOutcome,
-    RenewRequest, RenewStatus, ScanReport, Signal, SignalOutcome, StateCounts, StepOutcome,
-    StepRecord, StepStatus, SuspendOutcome, SuspendRequest, Suspension, Tree, TreeNode, Upstream,
-    UpstreamFailure, WaitCondition, WaitEnded, WaitReason, WaitingOn,
+    AttemptRecord, CancelRequest, CancelScope, Cancellation, ChangeMark, Claim, ClaimRequest,
+    CreateOutcome, DependencyMode, DependencyPolicy, ExecutionSnapshot, Failure, ListCursor,
+    ListFilter, ListPage, NewExecution, NewSignal, OnTimeout, Ownership, Page, PartitionOwner,
+    ProgressFrame, RenewOutcome, RenewRequest, RenewStatus, ScanReport, Signal, SignalOutcome,
+    StateCounts, StateEntry, StepOutcome, StepRecord, StepStatus, SuspendOutcome, SuspendRequest,
+    Suspension, Tree, TreeNode, Upstream, UpstreamFailure, WaitCondition, WaitEnded, WaitReason,
+    WaitingOn,
 };
 pub use names::{
     CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN,
-    MAX_TAGS, Namespace, NodeId, SignalName, StepName, TagKey, WorkerId, validate_tag_value,
+    MAX_TAGS, Namespace, NodeId, SignalName, StateKey, StepName, TagKey, WorkerId,
+    validate_tag_value,
 };
 pub use policy::{Backoff, Limits, RetryDecision, RetryPolicy};
 pub use state::{AttemptOutcome, State};

@@ -4,7 +4,7 @@
 //! | type | characters | length (bytes) |
 //! |---|---|---|
 //! | [`Namespace`], [`Lane`] | `A-Z a-z 0-9 _ - .` | 1–64 |
-//! | [`Kind`], [`StepName`] | `A-Z a-z 0-9 _ - . :` | 1–128 |
+//! | [`Kind`], [`StepName`], [`StateKey`] | `A-Z a-z 0-9 _ - . :` | 1–128 |
 //! | [`TagKey`], [`CapabilityName`], [`SignalName`] | `A-Z a-z 0-9 _ - . :` | 1–64 |
 //! | [`WorkerId`], [`NodeId`] | `A-Z a-z 0-9 _ - . : @ /` | 1–128 |
 //! | [`IdempotencyKey`], [`ChildKey`] | any printable, no control characters | 1–256 |
@@ -186,6 +186,16 @@ name_type!(
     /// assert!(StepName::new("no spaces").is_err());
     /// ```
     StepName, "step", 128, with_colon, "A-Z a-z 0-9 _ - . :"
+);
+name_type!(
+    /// The key of an entry of an execution's key-value state.
+    ///
+    /// ```
+    /// use baton_core::StateKey;
+    /// assert!(StateKey::new("cursor:page").is_ok());
+    /// assert!(StateKey::new("no spaces").is_err());
+    /// ```
+    StateKey, "state key", 128, with_colon, "A-Z a-z 0-9 _ - . :"
 );
 name_type!(
     /// The name of a waitpoint a suspended execution waits on, and of the

@@ -238,6 +238,15 @@ pub struct Limits {
     /// Most steps one execution records; a new step beyond it is refused
     /// as a conflict. Default 1000.
     pub max_steps: usize,
+    /// Most keys one execution's key-value state holds; a new key beyond
+    /// it is refused as a conflict. Default 100.
+    pub max_state_keys: usize,
+    /// Largest state value, custom status or progress frame, in bytes.
+    /// Default 64 KiB.
+    pub max_value_bytes: usize,
+    /// Most progress frames one execution keeps: appending beyond it
+    /// drops the oldest. Default 1000.
+    pub max_progress_frames: usize,
 }
 
 impl Default for Limits {
@@ -253,6 +262,9 @@ impl Default for Limits {
             max_signals: 100,
             max_waits: 1000,
             max_steps: 1000,
+            max_state_keys: 100,
+            max_value_bytes: 64 * 1024,
+            max_progress_frames: 1000,
         }
     }
 }
@@ -267,6 +279,22 @@ impl Limits {
                 format!(
                     "{field} exceeds the limit of {} bytes; store large data elsewhere and pass a reference",
                     self.max_payload_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the size of a state value, a custom status or a progress
+    /// frame ([`max_value_bytes`](Self::max_value_bytes)).
+    pub fn check_value(&self, field: &'static str, len: usize) -> Result<(), EngineError> {
+        if len > self.max_value_bytes {
+            return Err(EngineError::invalid(
+                field,
+                format!("{len} bytes"),
+                format!(
+                    "{field} exceeds the limit of {} bytes; keep large data elsewhere and store a reference",
+                    self.max_value_bytes
                 ),
             ));
         }

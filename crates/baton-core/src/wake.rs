@@ -136,3 +136,196 @@ pub async fn recv_batch<T>(
     }
     true
 }
+
+/// Registry of readers waiting on executions to change
+/// ([`AdminBackend::wait_for_change`](crate::AdminBackend::wait_for_change)),
+/// per execution. A backend calls [`Watchers::notify`] when it learns that
+/// an execution changed (its own commit, a `NOTIFY`, a `PUBLISH`), and
+/// [`Watchers::notify_all`] when it may have missed such news.
+#[derive(Debug, Default)]
+pub struct Watchers {
+    waiters: Mutex<HashMap<crate::ExecutionId, Vec<Weak<Notify>>>>,
+}
+
+/// One registered reader of [`Watchers`]; dropping it unregisters (so a
+/// registry of a long-running process holds only the readers waiting now).
+#[derive(Debug)]
+pub struct Watch<'a> {
+    watchers: &'a Watchers,
+    id: crate::ExecutionId,
+    notify: Arc<Notify>,
+}
+
+impl Watch<'_> {
+    /// Returns once the execution was announced changed since the last
+    /// return (or since registration).
+    pub async fn changed(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        let Ok(mut map) = self.watchers.waiters.lock() else {
+            return;
+        };
+        if let Some(list) = map.get_mut(&self.id) {
+            let me = Arc::as_ptr(&self.notify);
+            list.retain(|w| w.strong_count() > 0 && w.as_ptr() != me);
+            if list.is_empty() {
+                map.remove(&self.id);
+            }
+        }
+    }
+}
+
+impl Watchers {
+    /// Registers a reader of `id`.
+    pub fn register(&self, id: &crate::ExecutionId) -> Watch<'_> {
+        let notify = Arc::new(Notify::new());
+        if let Ok(mut map) = self.waiters.lock() {
+            let list = map.entry(id.clone()).or_default();
+            list.retain(|w| w.strong_count() > 0);
+            list.push(Arc::downgrade(&notify));
+        }
+        Watch {
+            watchers: self,
+            id: id.clone(),
+            notify,
+        }
+    }
+
+    /// Whether a reader of this process waits on `id`.
+    pub fn is_watched(&self, id: &crate::ExecutionId) -> bool {
+        self.waiters.lock().is_ok_and(|map| {
+            map.get(id)
+                .is_some_and(|l| l.iter().any(|w| w.strong_count() > 0))
+        })
+    }
+
+    /// Whether any reader of this process waits on anything: a writer may
+    /// skip collecting changes when none does.
+    pub fn any(&self) -> bool {
+        self.waiters.lock().is_ok_and(|map| !map.is_empty())
+    }
+
+    /// Wakes the readers of `id`.
+    pub fn notify(&self, id: &crate::ExecutionId) {
+        let Ok(mut map) = self.waiters.lock() else {
+            return;
+        };
+        if let Some(list) = map.get_mut(id) {
+            list.retain(|w| match w.upgrade() {
+                Some(n) => {
+                    n.notify_one();
+                    true
+                }
+                None => false,
+            });
+            if list.is_empty() {
+                map.remove(id);
+            }
+        }
+    }
+
+    /// Wakes every reader (each reads again).
+    pub fn notify_all(&self) {
+        let Ok(mut map) = self.waiters.lock() else {
+            return;
+        };
+        map.retain(|_, list| {
+            list.retain(|w| match w.upgrade() {
+                Some(n) => {
+                    n.notify_one();
+                    true
+                }
+                None => false,
+            });
+            !list.is_empty()
+        });
+    }
+}
+
+/// The loop of every backend's
+/// [`wait_for_change`](crate::AdminBackend::wait_for_change): registers a
+/// reader of `id` in `watchers`, runs `arm` (what makes the backend announce
+/// changes of `id` to this process: nothing in process, a watch mark in
+/// storage otherwise), then reads with `read` until the snapshot differs
+/// from `seen` or `timeout` (real time) passes. A wake-up only makes it read
+/// again, so spurious ones cost one read.
+///
+/// # Errors
+/// Whatever `arm` or `read` answer.
+pub async fn wait_for_change<A, R, F>(
+    watchers: &Watchers,
+    id: &crate::ExecutionId,
+    seen: crate::ChangeMark,
+    timeout: Duration,
+    arm: A,
+    mut read: R,
+) -> crate::Result<crate::ExecutionSnapshot>
+where
+    A: std::future::Future<Output = crate::Result<()>>,
+    R: FnMut() -> F,
+    F: std::future::Future<Output = crate::Result<crate::ExecutionSnapshot>>,
+{
+    let watch = watchers.register(id);
+    let deadline = deadline_in(timeout);
+    let mut armed = Some(arm);
+    loop {
+        if let Some(arm) = armed.take()
+            && !timeout.is_zero()
+        {
+            arm.await?;
+        }
+        let snap = read().await?;
+        if crate::ChangeMark::of(&snap) != seen {
+            return Ok(snap);
+        }
+        if tokio::time::timeout_at(deadline, watch.changed())
+            .await
+            .is_err()
+        {
+            return Ok(snap);
+        }
+    }
+}
+
+/// The instant `timeout` from now, saturating: a wait "for ever"
+/// (`Duration::MAX`) ends in about thirty years instead of overflowing.
+pub fn deadline_in(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_watch_is_woken_by_its_execution_and_unregisters_when_dropped() {
+        let watchers = Watchers::default();
+        let id = crate::ExecutionId::generate(crate::PartitionCount::DEFAULT);
+        let other = crate::ExecutionId::generate(crate::PartitionCount::DEFAULT);
+        let watch = watchers.register(&id);
+        assert!(watchers.is_watched(&id) && !watchers.is_watched(&other));
+        watchers.notify(&other);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), watch.changed())
+                .await
+                .is_err(),
+            "another execution's change does not wake it"
+        );
+        // A change before the await is kept, not lost.
+        watchers.notify(&id);
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("woken");
+        let second = watchers.register(&id);
+        drop(watch);
+        assert!(watchers.is_watched(&id), "the other reader stays");
+        drop(second);
+        assert!(!watchers.any(), "nothing left behind");
+    }
+}

@@ -1,8 +1,10 @@
 -- trim_terminal: deletes the executions $2 of partition $1 (finished flow
 -- members, or roots whose flow is gone; locked by the caller earlier in the
--- same transaction), with their attempts, signals, steps, idempotency keys
--- and dependency edges (both ends of an edge are members of one flow,
--- trimmed with it); answers how many.
+-- same transaction), with their attempts, signals, steps, state, progress
+-- frames, idempotency keys and dependency edges (both ends of an edge are
+-- members of one flow, trimmed with it); answers how many. A trimmed
+-- execution someone waits on announces it (migration 0008's trigger), so
+-- its readers learn at once that it is gone.
 --
 -- $1 partition, $2 uuids.
 WITH gone_attempts AS (
@@ -13,6 +15,12 @@ gone_signals AS (
 ),
 gone_steps AS (
     DELETE FROM steps WHERE partition = $1 AND uuid = ANY($2::uuid[])
+),
+gone_state AS (
+    DELETE FROM execution_state WHERE partition = $1 AND uuid = ANY($2::uuid[])
+),
+gone_frames AS (
+    DELETE FROM progress_frames WHERE partition = $1 AND uuid = ANY($2::uuid[])
 ),
 gone_edges AS (
     DELETE FROM dependencies

@@ -131,14 +131,25 @@ pub(crate) async fn records_of(
     sql: &'static str,
     present: &str,
 ) -> Result<Vec<sqlx::postgres::PgRow>> {
+    records_with(b, id, sql, present, |q| q).await
+}
+
+/// A statement with its parameters bound.
+type Bound<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// [`records_of`] for a statement with parameters of its own after the
+/// partition (`$1`) and uuid (`$2`), which `more` binds.
+pub(crate) async fn records_with<'q>(
+    b: &PostgresBackend,
+    id: &ExecutionId,
+    sql: &'q str,
+    present: &str,
+    more: impl FnOnce(Bound<'q>) -> Bound<'q>,
+) -> Result<Vec<sqlx::postgres::PgRow>> {
     use sqlx::{Row, ValueRef};
     b.check_id(id)?;
-    let rows = sqlx::query(sql)
-        .bind(part(id.partition()))
-        .bind(id.uuid())
-        .fetch_all(&b.inner.pool)
-        .await
-        .map_err(map)?;
+    let query = sqlx::query(sql).bind(part(id.partition())).bind(id.uuid());
+    let rows = more(query).fetch_all(&b.inner.pool).await.map_err(map)?;
     let found = match rows.first() {
         Some(row) => col::<bool>(row, "found")?,
         None => false,

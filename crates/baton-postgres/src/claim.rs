@@ -163,7 +163,7 @@ pub(crate) async fn wait_for_work(
     lanes: &[Lane],
     timeout: Duration,
 ) -> Result<()> {
-    b.inner.listener.ensure(&b.inner.wake).await?;
+    b.inner.listener.ensure().await?;
     b.inner.wake.wait_for(namespace, lanes, timeout).await;
     Ok(())
 }

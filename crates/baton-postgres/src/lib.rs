@@ -63,6 +63,15 @@
 //!   concurrent records of one step act one after the other and the step
 //!   count matches the rows (see `memory`). A claim reads the done steps in
 //!   its own statement, only for executions that recorded some.
+//! - Key-value state, custom status and progress frames are written the
+//!   same way: judged under the execution's row lock, one transaction per
+//!   write, so state keys stay within their count and frames take
+//!   consecutive numbers.
+//! - `wait_for_change` marks the execution watched (after its `LISTEN` is
+//!   in place) before it reads; a trigger announces the changes of watched
+//!   executions with a `NOTIFY` sent at commit, so a change either is in
+//!   the reader's read or wakes it, and executions nobody watches send
+//!   nothing (see `memory::wait_for_change` and migration 0008).
 //!
 //! ## Time
 //! Every stored instant is BIGINT milliseconds from the injected
@@ -136,12 +145,17 @@ struct Inner {
     durable: bool,
     wake: Arc<baton_core::raw::Wakeups>,
     listener: wake::Listener,
+    /// Readers waiting for executions to change (`wait_for_change`), woken
+    /// by `changes`.
+    watchers: Arc<baton_core::raw::Watchers>,
+    changes: wake::Listener,
     completer: tokio::sync::mpsc::UnboundedSender<combine::Pending>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.listener.stop();
+        self.changes.stop();
     }
 }
 
@@ -207,13 +221,23 @@ impl PostgresBackend {
         .await
         .map_err(map)?;
         drop(conn);
-        let listen_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_lazy_with(options);
+        // Each listener holds one connection of its own for as long as it
+        // runs, opened when it starts.
+        let listen_pool = || {
+            PgPoolOptions::new()
+                .max_connections(1)
+                .min_connections(0)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_lazy_with(options.clone())
+        };
         let channel = format!("baton_work_{}", config.schema);
+        // The name migration 0008's trigger sends on: derived from the
+        // schema it fires in (at most 14 + 48 characters, within the 63 a
+        // channel name may hold).
+        let changed_channel = format!("baton_changed_{}", config.schema);
+        let wake: Arc<baton_core::raw::Wakeups> = Arc::default();
+        let watchers: Arc<baton_core::raw::Watchers> = Arc::default();
         Ok(PostgresBackend {
             inner: Arc::new(Inner {
                 completer: combine::start(
@@ -225,14 +249,16 @@ impl PostgresBackend {
                     },
                 ),
                 pool,
-                listener: wake::Listener::new(listen_pool, channel.clone()),
+                listener: wake::Listener::new(listen_pool(), channel.clone(), wake.clone()),
+                changes: wake::Listener::new(listen_pool(), changed_channel, watchers.clone()),
                 channel,
                 schema: config.schema,
                 partitions,
                 limits: config.limits,
                 clock: config.clock,
                 durable,
-                wake: Arc::default(),
+                wake,
+                watchers,
             }),
         })
     }

@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "steps",
         include_str!("../../../migrations/postgres/0007_steps.sql"),
     ),
+    (
+        8,
+        "memory",
+        include_str!("../../../migrations/postgres/0008_memory.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -182,6 +187,6 @@ pub fn check_schema(schema: &str) -> Result<()> {
 mod tests {
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 7);
+        assert_eq!(super::latest_version(), 8);
     }
 }

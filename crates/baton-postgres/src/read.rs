@@ -16,8 +16,8 @@ use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
     AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ChildKey, DependencyPolicy,
     EngineError, ExecutionId, ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace,
-    PartitionCount, PartitionId, RetryPolicy, Signal, SignalName, State, StepName, StepRecord,
-    StepStatus, Suspension, TagKey, Timestamp, TreeNode, WorkerId,
+    PartitionCount, PartitionId, ProgressFrame, RetryPolicy, Signal, SignalName, State, StateEntry,
+    StateKey, StepName, StepRecord, StepStatus, Suspension, TagKey, Timestamp, TreeNode, WorkerId,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -156,6 +156,9 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
             dependencies(row, ctx)?,
         ),
         suspension: suspension(row, ctx)?,
+        custom_status: col(row, "custom_status")?,
+        status_version: in_range::<u64>("status_version", ctx, col(row, "status_version")?)?,
+        progress_seq: in_range::<u64>("progress_seq", ctx, col(row, "progress_seq")?)?,
         id,
     };
     snapshot.check_consistent()?;
@@ -297,6 +300,30 @@ pub fn step(row: &PgRow, ctx: &str) -> Result<StepRecord, EngineError> {
         attempt: in_range::<u32>("attempt", ctx, col::<i32>(row, "attempt")?.into())?,
         failures: in_range::<u32>("failures", ctx, col::<i32>(row, "failures")?.into())?,
         recorded_at: ts(col(row, "recorded_at")?),
+    })
+}
+
+/// One entry of the key-value state from a row of `execution_state`.
+pub fn state_entry(row: &PgRow, ctx: &str) -> Result<StateEntry, EngineError> {
+    let ctx = format!("{ctx} state");
+    let ctx = ctx.as_str();
+    Ok(StateEntry {
+        key: parsed::<StateKey>("key", ctx, &col::<String>(row, "key")?)?,
+        value: col(row, "value")?,
+        attempt: in_range::<u32>("attempt", ctx, col::<i32>(row, "attempt")?.into())?,
+        updated_at: ts(col(row, "updated_at")?),
+    })
+}
+
+/// One progress frame from a row of `progress_frames`.
+pub fn progress_frame(row: &PgRow, ctx: &str) -> Result<ProgressFrame, EngineError> {
+    let ctx = format!("{ctx} progress");
+    let ctx = ctx.as_str();
+    Ok(ProgressFrame {
+        seq: in_range::<u64>("seq", ctx, col(row, "seq")?)?,
+        at: ts(col(row, "at")?),
+        attempt: in_range::<u32>("attempt", ctx, col::<i32>(row, "attempt")?.into())?,
+        frame: col(row, "frame")?,
     })
 }
 

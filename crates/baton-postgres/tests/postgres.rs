@@ -2,8 +2,9 @@
 //! wake-ups across backend instances (processes), the recorded partition
 //! count, concurrent first starts of one schema, schemas kept apart,
 //! concurrent writers of one flow (no deadlock, no lost release),
-//! concurrent signals and timeouts of one suspended execution, and
-//! concurrent step records of one execution.
+//! concurrent signals and timeouts of one suspended execution,
+//! concurrent step records of one execution, and change notifications
+//! (sent only for watched executions, heard by other instances).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -95,7 +96,7 @@ async fn partition_count_is_recorded_and_enforced() {
     );
     assert_eq!(
         first.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7]
+        [1, 2, 3, 4, 5, 6, 7, 8]
     );
 }
 
@@ -117,7 +118,7 @@ async fn concurrent_first_starts_migrate_once() {
         let backend = start.await.unwrap().unwrap();
         assert_eq!(
             backend.applied_migrations().await.unwrap(),
-            [1, 2, 3, 4, 5, 6, 7]
+            [1, 2, 3, 4, 5, 6, 7, 8]
         );
     }
 }
@@ -1252,4 +1253,181 @@ async fn a_step_racing_the_end_of_its_lease_is_replayed_or_refused() {
             "round {round}"
         );
     }
+}
+
+/// The deployment in `schema` announces changes of watched executions on
+/// this channel (migration 0008).
+fn changed_channel(schema: &str) -> String {
+    format!("baton_changed_{schema}")
+}
+
+/// Nothing arrives on `heard` for a while.
+async fn assert_nothing_heard(heard: &mut sqlx::postgres::PgListener, what: &str) {
+    if let Ok(n) = tokio::time::timeout(Duration::from_millis(300), heard.recv()).await {
+        panic!(
+            "{what}: unexpected notification {:?}",
+            n.map(|n| n.payload().to_owned())
+        );
+    }
+}
+
+/// The next notification on `heard`, well before any timeout of Baton's.
+async fn next_heard(heard: &mut sqlx::postgres::PgListener, what: &str) -> String {
+    tokio::time::timeout(Duration::from_secs(10), heard.recv())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no notification"))
+        .unwrap()
+        .payload()
+        .to_owned()
+}
+
+/// Trims every finished execution of `b` right away.
+async fn trim_everything(b: &PostgresBackend) -> u64 {
+    let mut trimmed = 0;
+    for p in b.partitions().iter() {
+        trimmed += b
+            .trim_terminal(p, Duration::ZERO, 1_000)
+            .await
+            .unwrap()
+            .processed;
+    }
+    trimmed
+}
+
+/// An execution nobody waits on changes (status, progress, the end, the
+/// trim) without a notification; one a reader waited on announces its
+/// changes with its id, in the form `ExecutionId` parses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_watched_executions_announce_their_changes() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let b = open(&server.schema_url(&schema)).await;
+    let mut heard = sqlx::postgres::PgListener::connect(server.url())
+        .await
+        .unwrap();
+    heard.listen(&changed_channel(&schema)).await.unwrap();
+
+    let quiet = b.create_one(exec("memory", "quiet")).await.unwrap().id;
+    let lease = claim_one(&b, "memory", "quiet").await.lease;
+    b.set_status(&lease, b"1".to_vec()).await.unwrap();
+    b.append_progress(&lease, b"1".to_vec()).await.unwrap();
+    b.complete(&lease, b"1".to_vec()).await.unwrap();
+    assert_nothing_heard(&mut heard, "changes of an unwatched execution").await;
+
+    let watched = b.create_one(exec("memory", "watched")).await.unwrap().id;
+    let lease = claim_one(&b, "memory", "watched").await.lease;
+    // A reader waits and gives up: the execution stays watched a while.
+    let seen = baton_core::ChangeMark::of(&b.describe(&watched).await.unwrap());
+    let unchanged = b
+        .wait_for_change(&watched, seen, Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert_eq!(baton_core::ChangeMark::of(&unchanged), seen);
+    assert_nothing_heard(&mut heard, "a reader's mark is no change").await;
+    b.append_progress(&lease, b"1".to_vec()).await.unwrap();
+    let payload = next_heard(&mut heard, "a frame of a watched execution").await;
+    assert_eq!(payload.parse::<baton_core::ExecutionId>().unwrap(), watched);
+    assert_eq!(payload, watched.to_string());
+    // A repeated status is no change; a state write is none a reader
+    // follows.
+    b.set_status(&lease, b"1".to_vec()).await.unwrap();
+    assert_eq!(next_heard(&mut heard, "a new status").await, payload);
+    b.set_status(&lease, b"1".to_vec()).await.unwrap();
+    b.set_state(
+        &lease,
+        baton_core::StateKey::new("k").unwrap(),
+        Some(b"1".to_vec()),
+    )
+    .await
+    .unwrap();
+    assert_nothing_heard(&mut heard, "a repeated status and a state write").await;
+    b.complete(&lease, b"1".to_vec()).await.unwrap();
+    assert_eq!(next_heard(&mut heard, "the end").await, payload);
+    assert_nothing_heard(&mut heard, "one notification per change").await;
+
+    // The trim of both announces the watched one only.
+    assert_eq!(trim_everything(&b).await, 2);
+    assert_eq!(next_heard(&mut heard, "the trim").await, payload);
+    assert_nothing_heard(&mut heard, "the trim of an unwatched execution").await;
+    assert!(matches!(
+        b.describe(&quiet).await,
+        Err(EngineError::NotFound { .. })
+    ));
+}
+
+/// A reader waiting through one instance is woken, well before its
+/// timeout, by each change made through another (another process): a
+/// status, a frame, the end, and the trim (answered as `NotFound`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_change_wakes_on_changes_of_another_instance() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let reader = open(&url).await;
+    let writer = open(&url).await;
+    let id = writer
+        .create_one(exec("memory", "followed"))
+        .await
+        .unwrap()
+        .id;
+    let lease = claim_one(&writer, "memory", "followed").await.lease;
+    type Waiting = tokio::task::JoinHandle<baton_core::Result<baton_core::ExecutionSnapshot>>;
+    let park = |seen: baton_core::ChangeMark| -> Waiting {
+        let (reader, id) = (reader.clone(), id.clone());
+        tokio::spawn(async move {
+            reader
+                .wait_for_change(&id, seen, Duration::from_secs(3_600))
+                .await
+        })
+    };
+    // Nothing changes meanwhile, so a reader still waiting after a while
+    // is parked (or about to park, and then reads the change anyway).
+    let parked = |task: &Waiting| {
+        let finished = task.is_finished();
+        assert!(!finished, "the reader answered with no change");
+    };
+    let settle = || tokio::time::sleep(Duration::from_millis(200));
+    let woken = |task: Waiting| async move {
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the change through the other instance wakes the reader")
+            .unwrap()
+    };
+    let seen = baton_core::ChangeMark::of(&reader.describe(&id).await.unwrap());
+    let task = park(seen);
+    settle().await;
+    parked(&task);
+    writer
+        .set_status(&lease, b"\"half\"".to_vec())
+        .await
+        .unwrap();
+    let snap = woken(task).await.unwrap();
+    assert_eq!(snap.status_version, 1);
+
+    let task = park(baton_core::ChangeMark::of(&snap));
+    settle().await;
+    parked(&task);
+    writer.append_progress(&lease, b"1".to_vec()).await.unwrap();
+    let snap = woken(task).await.unwrap();
+    assert_eq!(snap.progress_seq, 1);
+
+    let task = park(baton_core::ChangeMark::of(&snap));
+    settle().await;
+    parked(&task);
+    writer.complete(&lease, b"1".to_vec()).await.unwrap();
+    let snap = woken(task).await.unwrap();
+    assert_eq!(snap.state, State::Completed);
+
+    let task = park(baton_core::ChangeMark::of(&snap));
+    settle().await;
+    parked(&task);
+    assert_eq!(trim_everything(&writer).await, 1);
+    let gone = woken(task).await;
+    assert!(
+        matches!(gone, Err(EngineError::NotFound { .. })),
+        "{gone:?}"
+    );
 }

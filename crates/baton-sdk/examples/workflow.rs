@@ -3,7 +3,9 @@
 //! this example — is killed (`abort`) right after the second step; nothing
 //! tells Baton, so the scheduler reclaims its lease when it expires, and
 //! the next worker's attempt replays the two finished steps from their
-//! saved outputs and runs only the last two.
+//! saved outputs and runs only the last two. Along the way the workflow
+//! reports a custom status and progress frames, which the submitter reads
+//! at the end (what `baton watch ID` follows live).
 //!
 //! `cargo run -p baton-sdk --example workflow`.
 
@@ -15,18 +17,28 @@ use baton_engine::{Scheduler, SchedulerConfig};
 use baton_sdk::{Client, Context, HandlerError, Worker, decode_result};
 use serde_json::{Value, json};
 
+/// Reports where the workflow is: its status, and one progress frame.
+/// Called inside each step, so a replayed step reports nothing again.
+async fn reached(ctx: &Context, stage: &str, done: u32) -> Result<(), HandlerError> {
+    ctx.set_status(&json!({"stage": stage})).await?;
+    ctx.progress(&json!({"done": done, "of": 4})).await?;
+    Ok(())
+}
+
 /// The workflow. `doomed`: this process dies after the second step.
 async fn order(ctx: Context, amount: u64, doomed: bool) -> Result<Value, HandlerError> {
     let say = |what: &str| println!("  attempt {}: {what}", ctx.attempt());
     let reservation: String = ctx
         .step("reserve", || async {
             say("reserving stock");
+            reached(&ctx, "reserved", 1).await?;
             Ok(format!("rsv-{amount}"))
         })
         .await?;
     let charge: String = ctx
         .step("charge", || async {
             say("charging the card");
+            reached(&ctx, "charged", 2).await?;
             Ok(format!("ch-{amount}"))
         })
         .await?;
@@ -37,11 +49,13 @@ async fn order(ctx: Context, amount: u64, doomed: bool) -> Result<Value, Handler
     let label: u32 = ctx
         .step("label", || async {
             say("printing the shipping label");
+            reached(&ctx, "labelled", 3).await?;
             Ok(7)
         })
         .await?;
     ctx.step("notify", || async {
         say("emailing the customer");
+        reached(&ctx, "notified", 4).await?;
         Ok(())
     })
     .await?;
@@ -111,6 +125,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             step.name.as_str(),
             step.status,
             step.attempt
+        );
+    }
+    println!(
+        "  status (version {}): {}",
+        done.status_version,
+        String::from_utf8_lossy(done.custom_status.as_deref().unwrap_or(b"null"))
+    );
+    let (frames, _) = client.progress(&id, 0, 100, Duration::ZERO).await?;
+    for f in frames {
+        println!(
+            "  progress #{} (attempt {}): {}",
+            f.seq,
+            f.attempt,
+            String::from_utf8_lossy(&f.frame)
         );
     }
     survivor.shutdown(Duration::from_secs(5)).await;

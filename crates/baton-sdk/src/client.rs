@@ -5,24 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    AdminBackend, BackendKind, CancelRequest, Cancellation, CreateOutcome, EngineError,
+    AdminBackend, BackendKind, CancelRequest, Cancellation, ChangeMark, CreateOutcome, EngineError,
     ExecutionId, ExecutionSnapshot, Kind, Lane, ListFilter, ListPage, Namespace, NewExecution,
-    NewSignal, Page, Result, Signal, SignalName, SignalOutcome, StateCounts, StepRecord, Tree,
+    NewSignal, Page, ProgressFrame, Result, Signal, SignalName, SignalOutcome, State, StateCounts,
+    StateEntry, StepRecord, Tree,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::time::Instant;
 
 use crate::http::HttpTransport;
 use crate::transport::Transport;
 
-/// First pause of [`Client::wait_for_completion`] between two reads.
-const WAIT_FIRST_POLL: Duration = Duration::from_millis(5);
-/// Longest pause between two reads on a backend in this process.
-const WAIT_MAX_POLL_DIRECT: Duration = Duration::from_millis(250);
-/// Longest pause between two reads over HTTP, where each read is a request
-/// to a shared server.
-const WAIT_MAX_POLL_HTTP: Duration = Duration::from_secs(1);
+/// The longest single wait [`Client::wait_for_completion`] asks of the
+/// backend before asking again.
+pub(crate) const WAIT_PIECE: Duration = Duration::from_secs(60);
 
 /// A handle on Baton for applications: submit, describe, list, cancel, count
 /// and wait for executions, and read flows (children and trees).
@@ -375,28 +371,59 @@ impl Client {
         self.transport.steps(id).await
     }
 
-    /// Counts executions per lane and state in the client's namespace.
+    /// The key-value state of execution `id`, ascending by key.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Unavailable`.
+    pub async fn state(&self, id: &ExecutionId) -> Result<Vec<StateEntry>> {
+        self.transport.state(id).await
+    }
+
+    /// The progress frames of execution `id` numbered above `after`,
+    /// ascending (at most `limit`, `1..=1000`). With none yet, waits up to
+    /// `wait` for the next one or for the execution to finish — woken by
+    /// the append, never polling. Answers the frames and the execution's
+    /// state (terminal: no frame follows).
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Unavailable`.
     ///
     /// ```no_run
-    /// # async fn demo(client: baton_sdk::Client) -> baton_core::Result<()> {
-    /// for (lane, counts) in client.stats().await? {
-    ///     println!("{lane}: {} waiting", counts.waiting);
+    /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
+    /// use std::time::Duration;
+    /// let mut after = 0;
+    /// loop {
+    ///     let (frames, state) = client.progress(&id, after, 100, Duration::from_secs(30)).await?;
+    ///     for f in &frames {
+    ///         println!("{}: {}", f.seq, String::from_utf8_lossy(&f.frame));
+    ///         after = f.seq;
+    ///     }
+    ///     if frames.is_empty() && state.is_terminal() {
+    ///         break;
+    ///     }
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn stats(&self) -> Result<BTreeMap<Lane, StateCounts>> {
-        self.transport.counts(&self.namespace).await
+    pub async fn progress(
+        &self,
+        id: &ExecutionId,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<(Vec<ProgressFrame>, State)> {
+        baton_core::Page::first(limit).validate()?;
+        self.transport.progress(id, after, limit, wait).await
     }
 
-    /// Waits until the execution reaches a terminal state or `timeout`
-    /// passes, and answers its latest snapshot (check
-    /// [`State::is_terminal`](baton_core::State::is_terminal): it is not
-    /// terminal when the time ran out).
+    /// Waits until execution `id` is terminal and answers its snapshot, or
+    /// after `timeout` the snapshot as it is then (check its `state`). The
+    /// wait is woken by the transition itself (in process on SQLite, by
+    /// `NOTIFY` on Postgres, by a `PUBLISH` from the finishing call on
+    /// Valkey; over HTTP, a long-poll the server wakes the same way): a
+    /// waiting client costs nothing while nothing changes.
     ///
-    /// Completion has no wake-up channel yet, neither in the backend contract
-    /// nor in the HTTP API, so this re-reads the snapshot with a backoff
-    /// that starts at a few milliseconds and grows to 250 ms on a backend URL
-    /// and to 1 s over HTTP (where each read is a request to a shared server).
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Unavailable`.
     ///
     /// ```no_run
     /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
@@ -413,21 +440,49 @@ impl Client {
         id: &ExecutionId,
         timeout: Duration,
     ) -> Result<ExecutionSnapshot> {
-        let until = Instant::now() + timeout;
-        let max = match self.transport {
-            Transport::Direct(_) => WAIT_MAX_POLL_DIRECT,
-            Transport::Http(_) => WAIT_MAX_POLL_HTTP,
-        };
-        let mut pause = WAIT_FIRST_POLL;
+        let deadline = baton_core::raw::deadline_in(timeout);
+        let mut snap = self.transport.describe(id).await?;
         loop {
-            let snap = self.describe(id).await?;
-            let now = Instant::now();
-            if snap.state.is_terminal() || now >= until {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if snap.state.is_terminal() || left.is_zero() {
                 return Ok(snap);
             }
-            tokio::time::sleep(pause.min(until - now)).await;
-            pause = (pause * 2).min(max);
+            // In bounded pieces: a notification lost with a dropped
+            // connection costs at most one piece.
+            snap = self
+                .transport
+                .wait_for_change(id, ChangeMark::of(&snap), left.min(WAIT_PIECE))
+                .await?;
         }
+    }
+
+    /// Waits until execution `id` no longer matches `seen` (it finished,
+    /// its custom status changed or a progress frame was appended) or
+    /// `timeout` passes; answers its snapshot then. What a follower such as
+    /// `baton watch` loops on.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Unavailable`.
+    pub async fn wait_for_change(
+        &self,
+        id: &ExecutionId,
+        seen: ChangeMark,
+        timeout: Duration,
+    ) -> Result<ExecutionSnapshot> {
+        self.transport.wait_for_change(id, seen, timeout).await
+    }
+
+    /// Counts executions per lane and state in the client's namespace.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client) -> baton_core::Result<()> {
+    /// for (lane, counts) in client.stats().await? {
+    ///     println!("{lane}: {} waiting", counts.waiting);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn stats(&self) -> Result<BTreeMap<Lane, StateCounts>> {
+        self.transport.counts(&self.namespace).await
     }
 }
 

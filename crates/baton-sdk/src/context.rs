@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use baton_core::{
     Claim, CreateOutcome, EngineError, ExecutionId, Failure, Kind, Lane, LeaseToken, ListPage,
-    Namespace, NewExecution, OnTimeout, Page, Result, Signal, SignalName, State, StepName,
-    StepOutcome, SuspendOutcome, SuspendRequest, TagKey, Timestamp, Upstream, WaitEnded,
+    Namespace, NewExecution, OnTimeout, Page, Result, Signal, SignalName, State, StateKey,
+    StepName, StepOutcome, SuspendOutcome, SuspendRequest, TagKey, Timestamp, Upstream, WaitEnded,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -745,6 +745,154 @@ impl Context {
     /// be reached.
     pub async fn children(&self, page: Page) -> Result<ListPage> {
         self.inner.transport.children(&self.inner.id, page).await
+    }
+
+    /// Sets the custom status of this execution (any serializable value,
+    /// stored as JSON): what `describe`, the dashboard and `baton watch`
+    /// show while it runs, kept after it finishes. Answers the status
+    /// version (the same status again keeps it).
+    ///
+    /// # Errors
+    /// A permanent `HandlerError` for a status that does not encode or is
+    /// over the size limit; a retryable one when the backend cannot be
+    /// reached or the lease was lost.
+    ///
+    /// ```no_run
+    /// use baton_sdk::{Context, HandlerError};
+    /// async fn import(ctx: Context, rows: u32) -> Result<(), HandlerError> {
+    ///     ctx.set_status(&serde_json::json!({"stage": "importing", "rows": rows})).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn set_status<S: Serialize + ?Sized>(
+        &self,
+        status: &S,
+    ) -> std::result::Result<u64, HandlerError> {
+        let status = to_json("status", status)?;
+        let out = self
+            .inner
+            .transport
+            .set_status(&self.inner.lease, status)
+            .await;
+        out.map_err(|e| memory_error("setting the status", e))
+    }
+
+    /// Appends a progress frame (any serializable value) to this execution:
+    /// followers read frames in order (`baton watch`, the progress
+    /// long-poll). Only the newest frames are kept (1000 by default).
+    /// Answers the frame's number.
+    ///
+    /// # Errors
+    /// As [`set_status`](Self::set_status).
+    pub async fn progress<F: Serialize + ?Sized>(
+        &self,
+        frame: &F,
+    ) -> std::result::Result<u64, HandlerError> {
+        let frame = to_json("frame", frame)?;
+        let out = self
+            .inner
+            .transport
+            .append_progress(&self.inner.lease, frame)
+            .await;
+        out.map_err(|e| memory_error("appending progress", e))
+    }
+
+    /// Sets key `key` of this execution's key-value state (kept across
+    /// attempts, read by anyone, trimmed with the execution).
+    ///
+    /// # Errors
+    /// As [`set_status`](Self::set_status); also permanent past the most
+    /// keys allowed (100 by default).
+    ///
+    /// ```no_run
+    /// use baton_sdk::{Context, HandlerError};
+    /// async fn crawl(ctx: Context, _: ()) -> Result<(), HandlerError> {
+    ///     let mut page: u32 = ctx.get_state("page").await?.unwrap_or(0);
+    ///     while page < 10 {
+    ///         page += 1; // fetch it…
+    ///         ctx.set_state("page", &page).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn set_state<V: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &V,
+    ) -> std::result::Result<(), HandlerError> {
+        let key = StateKey::new(key).map_err(|e| HandlerError::permanent(e.to_string()))?;
+        let value = to_json("value", value)?;
+        let out = self
+            .inner
+            .transport
+            .set_state(&self.inner.lease, key, Some(value))
+            .await;
+        out.map_err(|e| memory_error("setting state", e))
+    }
+
+    /// Clears key `key` of this execution's state (a key not held is fine).
+    ///
+    /// # Errors
+    /// As [`set_status`](Self::set_status).
+    pub async fn clear_state(&self, key: &str) -> std::result::Result<(), HandlerError> {
+        let key = StateKey::new(key).map_err(|e| HandlerError::permanent(e.to_string()))?;
+        let out = self
+            .inner
+            .transport
+            .set_state(&self.inner.lease, key, None)
+            .await;
+        out.map_err(|e| memory_error("clearing state", e))
+    }
+
+    /// The value of key `key` of this execution's state, decoded as `T`;
+    /// `None` when it is not held. Reads the stored state (what an earlier
+    /// attempt left included).
+    ///
+    /// # Errors
+    /// A permanent `HandlerError` when the stored value does not decode as
+    /// `T`; a retryable one when the backend cannot be reached.
+    pub async fn get_state<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> std::result::Result<Option<T>, HandlerError> {
+        let key = StateKey::new(key).map_err(|e| HandlerError::permanent(e.to_string()))?;
+        let entries = self
+            .inner
+            .transport
+            .state(&self.inner.id)
+            .await
+            .map_err(|e| memory_error("reading state", e))?;
+        let Some(entry) = entries.into_iter().find(|e| e.key == key) else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&entry.value).map(Some).map_err(|e| {
+            HandlerError::permanent(format!(
+                "state key {key} does not hold a {}: {e}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+}
+
+/// `value` as JSON bytes, or a permanent error naming `field`.
+fn to_json<V: Serialize + ?Sized>(
+    field: &str,
+    value: &V,
+) -> std::result::Result<Vec<u8>, HandlerError> {
+    serde_json::to_vec(value)
+        .map_err(|e| HandlerError::permanent(format!("the {field} does not encode as JSON: {e}")))
+}
+
+/// A memory write's error as the handler sees it: a request that can
+/// never succeed is permanent, anything else (lease lost, backend
+/// unreachable) retryable.
+fn memory_error(what: &str, e: EngineError) -> HandlerError {
+    let message = format!("{what}: {e}");
+    match e {
+        EngineError::InvalidInput { .. } | EngineError::Conflict { .. } => {
+            HandlerError::permanent(message)
+        }
+        _ => HandlerError::retry(message),
     }
 }
 

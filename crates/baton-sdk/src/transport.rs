@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    AdminBackend, CancelRequest, Cancellation, Claim, ClaimRequest, CreateOutcome, ExecutionId,
-    ExecutionSnapshot, Failure, Lane, LeaseToken, Limits, ListFilter, ListPage, LongPoll,
-    Namespace, NewExecution, NewSignal, Page, RenewOutcome, RenewRequest, Result, Signal,
-    SignalName, SignalOutcome, StateCounts, StepName, StepOutcome, StepRecord, SuspendOutcome,
-    SuspendRequest, Tree, claim_waiting,
+    AdminBackend, CancelRequest, Cancellation, ChangeMark, Claim, ClaimRequest, CreateOutcome,
+    ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken, Limits, ListFilter, ListPage,
+    LongPoll, Namespace, NewExecution, NewSignal, Page, ProgressFrame, RenewOutcome, RenewRequest,
+    Result, Signal, SignalName, SignalOutcome, StateCounts, StateEntry, StateKey, StepName,
+    StepOutcome, StepRecord, SuspendOutcome, SuspendRequest, Tree, claim_waiting,
 };
 use tokio::sync::watch;
 
@@ -185,6 +185,95 @@ impl Transport {
         match self {
             Transport::Direct(b) => b.steps(id).await,
             Transport::Http(h) => h.steps(id).await,
+        }
+    }
+
+    pub(crate) async fn set_state(
+        &self,
+        lease: &LeaseToken,
+        key: StateKey,
+        value: Option<Vec<u8>>,
+    ) -> Result<()> {
+        match self {
+            Transport::Direct(b) => b.set_state(lease, key, value).await,
+            Transport::Http(h) => h.set_state(lease, &key, value.as_deref()).await,
+        }
+    }
+
+    pub(crate) async fn state(&self, id: &ExecutionId) -> Result<Vec<StateEntry>> {
+        match self {
+            Transport::Direct(b) => b.state(id).await,
+            Transport::Http(h) => h.state(id).await,
+        }
+    }
+
+    pub(crate) async fn set_status(&self, lease: &LeaseToken, status: Vec<u8>) -> Result<u64> {
+        match self {
+            Transport::Direct(b) => b.set_status(lease, status).await,
+            Transport::Http(h) => h.set_status(lease, &status).await,
+        }
+    }
+
+    pub(crate) async fn append_progress(&self, lease: &LeaseToken, frame: Vec<u8>) -> Result<u64> {
+        match self {
+            Transport::Direct(b) => b.append_progress(lease, frame).await,
+            Transport::Http(h) => h.append_progress(lease, &frame).await,
+        }
+    }
+
+    /// The frames above `after`; with `wait`, waits for the next one (or
+    /// the end of the execution) when there is none yet. Answers the frames
+    /// and the execution's state then.
+    pub(crate) async fn progress(
+        &self,
+        id: &ExecutionId,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<(Vec<ProgressFrame>, baton_core::State)> {
+        match self {
+            Transport::Direct(b) => {
+                let frames = b.progress(id, after, limit).await?;
+                if !frames.is_empty() {
+                    return Ok((frames, b.describe(id).await?.state));
+                }
+                let deadline = baton_core::raw::deadline_in(wait);
+                let mut snap = b.describe(id).await?;
+                loop {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if snap.progress_seq > after {
+                        return Ok((b.progress(id, after, limit).await?, snap.state));
+                    }
+                    if snap.state.is_terminal() || left.is_zero() {
+                        return Ok((Vec::new(), snap.state));
+                    }
+                    let piece = left.min(crate::client::WAIT_PIECE);
+                    snap = b.wait_for_change(id, ChangeMark::of(&snap), piece).await?;
+                }
+            }
+            Transport::Http(h) => {
+                let answer = h.progress(id, after, limit, wait).await?;
+                Ok((
+                    answer
+                        .frames
+                        .into_iter()
+                        .map(baton_api::FrameAnswer::into_frame)
+                        .collect(),
+                    answer.state,
+                ))
+            }
+        }
+    }
+
+    pub(crate) async fn wait_for_change(
+        &self,
+        id: &ExecutionId,
+        seen: ChangeMark,
+        timeout: Duration,
+    ) -> Result<ExecutionSnapshot> {
+        match self {
+            Transport::Direct(b) => b.wait_for_change(id, seen, timeout).await,
+            Transport::Http(h) => h.wait_for_change(id, seen, timeout).await,
         }
     }
 }

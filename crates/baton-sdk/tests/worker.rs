@@ -871,6 +871,91 @@ async fn dependents_read_their_upstream_results(env: Env) {
     env.stop().await;
 }
 
+/// A handler keeps its place in key-value state across attempts, reports a
+/// custom status and progress frames; a follower parked on the progress
+/// long-poll gets the next frame, `wait_for_completion` the outcome.
+async fn handlers_report_status_progress_and_state(env: Env) {
+    let c = &env.client;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let opened = gate.clone();
+    let worker = Worker::builder(c)
+        .handler("import", move |ctx: Context, pages: u32| {
+            let gate = opened.clone();
+            async move {
+                let mut page: u32 = ctx.get_state("page").await?.unwrap_or(0);
+                if ctx.attempt() == 1 {
+                    page += 1;
+                    ctx.set_state("page", &page).await?;
+                    ctx.progress(&json!({"page": page})).await?;
+                    ctx.set_status(&json!({"stage": "importing"})).await?;
+                    ctx.set_state("scratch", &true).await?;
+                    return Err(HandlerError::retry("connection reset"));
+                }
+                ctx.clear_state("scratch").await?;
+                gate.notified().await;
+                while page < pages {
+                    page += 1;
+                    ctx.set_state("page", &page).await?;
+                    ctx.progress(&json!({"page": page})).await?;
+                }
+                ctx.set_status(&json!({"stage": "done"})).await?;
+                Ok::<_, HandlerError>(page)
+            }
+        })
+        .start()
+        .unwrap();
+    let new = c
+        .execution("import", &3)
+        .unwrap()
+        .with_retry(quick_retries(3));
+    let id = c.submit_execution(new).await.unwrap().id;
+    let parked = wait_until(c, &id, |s| s.attempts == 2 && s.state == State::Running).await;
+    assert_eq!(
+        (parked.status_version, parked.progress_seq),
+        (1, 1),
+        "the first attempt's status and frame stay"
+    );
+    let follower = {
+        let c = c.clone();
+        let id = id.clone();
+        tokio::spawn(async move { c.progress(&id, 1, 100, BOUND).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    gate.notify_one();
+    let (frames, _) = tokio::time::timeout(BOUND, follower)
+        .await
+        .expect("the follower is woken by the next frame")
+        .unwrap()
+        .unwrap();
+    assert_eq!(frames[0].seq, 2);
+    assert_eq!(frames[0].frame, br#"{"page":2}"#.to_vec());
+    let snap = done(c, &id).await;
+    assert_eq!(snap.state, State::Completed, "{snap:?}");
+    assert_eq!(
+        decode_result::<u32>(&snap).unwrap(),
+        Some(3),
+        "resumed at page 1"
+    );
+    assert_eq!(
+        snap.custom_status.as_deref(),
+        Some(&br#"{"stage":"done"}"#[..])
+    );
+    assert_eq!((snap.status_version, snap.progress_seq), (2, 3));
+    let state = c.state(&id).await.unwrap();
+    assert_eq!(
+        state
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_slice()))
+            .collect::<Vec<_>>(),
+        vec![("page", &b"3"[..])]
+    );
+    let (all, end) = c.progress(&id, 0, 100, Duration::ZERO).await.unwrap();
+    assert_eq!(all.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(end, State::Completed);
+    worker.shutdown(BOUND).await;
+    env.stop().await;
+}
+
 macro_rules! on_every_transport {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -905,6 +990,7 @@ on_every_transport!(
     handlers_wait_for_signals_and_sleep,
     steps_are_skipped_by_the_retry,
     step_retries_count_across_attempts,
+    handlers_report_status_progress_and_state,
     priority_decides_across_lanes,
     handlers_submit_children,
     handlers_wait_for_their_children,

@@ -2,6 +2,8 @@
 //! of a flow are in `flows.rs`). The bodies and answers are `baton-api`'s
 //! types.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -59,12 +61,23 @@ pub(crate) async fn submit_batch(
 }
 
 /// `GET /v1/executions/{id}`; `?attempts=true` adds `attempt_history`.
+/// With `wait_ms > 0` it answers as soon as the execution is terminal (at
+/// once if it is) — or, given `status_version` / `progress_seq`, as soon as
+/// those differ — else after `wait_ms` with the current snapshot; the wait
+/// is woken by the change, never by polling.
 pub(crate) async fn describe(
     State(state): State<AppState>,
     IdPath(id): IdPath,
     ApiQuery(q): ApiQuery<DescribeQuery>,
 ) -> ApiResult<Json<Snapshot>> {
-    let snap = Snapshot::from(&state.backend().describe(&id).await?);
+    let (status, progress) = (q.status_version, q.progress_seq);
+    let snap = crate::memory::follow(&state, &id, Duration::from_millis(q.wait_ms), |s| {
+        s.state.is_terminal()
+            || status.is_some_and(|v| v != s.status_version)
+            || progress.is_some_and(|p| p != s.progress_seq)
+    })
+    .await?;
+    let snap = Snapshot::from(&snap);
     if q.attempts {
         let history = state.backend().attempts(&id).await?;
         return Ok(Json(snap.with_attempts(&history)));

@@ -245,6 +245,8 @@ fn endpoint(route: Route) -> MethodRouter<AppState> {
     let method = match route.method() {
         Method::Get => MethodFilter::GET,
         Method::Post => MethodFilter::POST,
+        Method::Put => MethodFilter::PUT,
+        Method::Delete => MethodFilter::DELETE,
     };
     match route {
         Route::Submit => on(method, executions::submit),
@@ -264,6 +266,12 @@ fn endpoint(route: Route) -> MethodRouter<AppState> {
         Route::Signals => on(method, waits::signals),
         Route::RecordStep => on(method, memory::record_step),
         Route::Steps => on(method, memory::steps),
+        Route::SetStatus => on(method, memory::set_status),
+        Route::AppendProgress => on(method, memory::append_progress),
+        Route::Progress => on(method, memory::progress),
+        Route::SetState => on(method, memory::set_state),
+        Route::ClearState => on(method, memory::clear_state),
+        Route::State => on(method, memory::execution_state),
         Route::Renew => on(method, worker::renew),
         Route::Stats => on(method, executions::stats),
         Route::Health => on(method, ops::healthz),

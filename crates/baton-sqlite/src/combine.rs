@@ -108,6 +108,7 @@ async fn run(backend: &SqliteBackend, batch: Vec<Pending>) {
         return fail_all(batch, crate::errors::map(e));
     }
     backend.wake_all(wake);
+    backend.finished_some();
     for (p, answer) in batch.into_iter().zip(answers) {
         let _ = p.reply.send(answer);
     }

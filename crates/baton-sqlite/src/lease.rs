@@ -207,6 +207,7 @@ pub(crate) async fn fail(
             let snap = b.snapshot_in(&mut tx, id).await?;
             tx.commit().await.map_err(map)?;
             b.wake_all(wake.into_iter().collect());
+            b.finished_some();
             if snap.state == State::Waiting {
                 b.inner
                     .wake

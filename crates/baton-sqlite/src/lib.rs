@@ -83,6 +83,7 @@ struct Inner {
     limits: Limits,
     clock: SharedClock,
     wake: baton_core::raw::Wakeups,
+    watchers: baton_core::raw::Watchers,
     location: Location,
     synchronous_full: bool,
 }
@@ -174,6 +175,7 @@ impl SqliteBackend {
             limits: config.limits,
             clock: config.clock,
             wake: baton_core::raw::Wakeups::default(),
+            watchers: baton_core::raw::Watchers::default(),
             location: config.location,
             synchronous_full: config.synchronous_full,
         });
@@ -223,6 +225,14 @@ impl SqliteBackend {
     fn wake_all(&self, lanes: Vec<(String, String)>) {
         for (namespace, lane) in lanes {
             self.inner.wake.notify(&namespace, &lane);
+        }
+    }
+
+    /// Wakes every reader waiting for an execution to change: after a
+    /// commit that may have finished executions.
+    fn finished_some(&self) {
+        if self.inner.watchers.any() {
+            self.inner.watchers.notify_all();
         }
     }
 

@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "steps",
         include_str!("../../../migrations/sqlite/0007_steps.sql"),
     ),
+    (
+        8,
+        "memory",
+        include_str!("../../../migrations/sqlite/0008_memory.sql"),
+    ),
 ];
 
 /// The schema version this build expects.

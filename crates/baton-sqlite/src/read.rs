@@ -28,7 +28,8 @@ macro_rules! execution_columns {
     backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root, created_at, updated_at, run_at, \
     deadline, finished_at, worker_id, lease_expires_at, result, last_error, cancel_reason, \
     open_children, dep_policy, deps_total, deps_done, deps_bad, has_dependents, \
-    wait_points, wait_condition, wait_timeout_at, on_timeout"
+    wait_points, wait_condition, wait_timeout_at, on_timeout, \
+    custom_status, status_version, progress_seq"
     };
 }
 
@@ -177,6 +178,9 @@ pub fn snapshot(
             col(row, "wait_timeout_at")?,
             col::<Option<String>>(row, "on_timeout")?.as_deref(),
         )?,
+        custom_status: col(row, "custom_status")?,
+        status_version: in_range("status_version", ctx, col(row, "status_version")?)?,
+        progress_seq: in_range("progress_seq", ctx, col(row, "progress_seq")?)?,
         id,
     };
     snapshot.check_consistent()?;

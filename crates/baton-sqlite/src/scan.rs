@@ -102,6 +102,7 @@ pub(crate) async fn reclaim_expired_leases(
     .await
     .map_err(map)?;
     tx.commit().await.map_err(map)?;
+    b.finished_some();
     for (ns, lane) in &woken {
         b.inner.wake.notify(ns.as_str(), lane.as_str());
     }
@@ -185,6 +186,7 @@ pub(crate) async fn expire_deadlines(
     .map_err(map)?;
     tx.commit().await.map_err(map)?;
     b.wake_all(wake);
+    b.finished_some();
     Ok(ScanReport {
         processed: rows.len() as u64,
         next_due: next.map(Timestamp::from_millis),
@@ -274,14 +276,18 @@ pub(crate) async fn trim_terminal(
     .await
     .map_err(map)?;
     tx.commit().await.map_err(map)?;
+    // A reader waiting on a trimmed execution reads NotFound at once.
+    if processed > 0 {
+        b.finished_some();
+    }
     Ok(ScanReport {
         processed: processed as u64,
         next_due: oldest.map(|t| Timestamp::from_millis(t).saturating_add(retention)),
     })
 }
 
-/// Deletes one execution with its attempts, tags, edges, signals and
-/// steps.
+/// Deletes one execution with its attempts, tags, edges, signals, steps,
+/// state and progress frames.
 async fn delete(conn: &mut SqliteConnection, uuid: &[u8]) -> Result<()> {
     for statement in [
         "DELETE FROM attempts WHERE execution_uuid = ?",
@@ -289,6 +295,8 @@ async fn delete(conn: &mut SqliteConnection, uuid: &[u8]) -> Result<()> {
         "DELETE FROM dependencies WHERE downstream = ?",
         "DELETE FROM signals WHERE uuid = ?",
         "DELETE FROM steps WHERE uuid = ?",
+        "DELETE FROM execution_state WHERE uuid = ?",
+        "DELETE FROM progress_frames WHERE uuid = ?",
         "DELETE FROM executions WHERE uuid = ?",
     ] {
         sqlx::query(statement)

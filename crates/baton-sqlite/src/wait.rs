@@ -277,6 +277,7 @@ pub(crate) async fn timeout_due(
     .map_err(map)?;
     tx.commit().await.map_err(map)?;
     b.wake_all(wake);
+    b.finished_some();
     Ok(ScanReport {
         processed,
         next_due: next.map(Timestamp::from_millis),

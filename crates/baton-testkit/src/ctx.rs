@@ -510,6 +510,9 @@ pub fn expected_snapshot(
         cancel_reason: None,
         waiting_on: None,
         suspension: None,
+        custom_status: None,
+        status_version: 0,
+        progress_seq: 0,
     }
 }
 

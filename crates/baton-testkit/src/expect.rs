@@ -7,6 +7,15 @@ use std::time::Duration;
 
 use baton_core::*;
 
+/// A retry policy of `max_attempts` without backoff: a retried execution
+/// is claimable again at once.
+pub fn no_backoff(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        backoff: Backoff::NONE,
+    }
+}
+
 /// A [`Duration`] of `n` milliseconds.
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -184,6 +184,10 @@ macro_rules! __with_cases {
             steps_are_recorded_and_replayed_by_the_next_attempt,
             step_records_are_fenced_and_checked,
             steps_survive_reclaim_are_trimmed_and_bounded,
+            state_is_fenced_bounded_and_trimmed,
+            custom_status_is_versioned_and_in_snapshots,
+            progress_frames_are_ordered_bounded_and_trimmed,
+            wait_for_change_is_woken_by_changes_and_times_out_unchanged,
             // dependencies
             a_dependent_runs_when_its_upstreams_complete,
             an_unmet_dependency_skips_and_the_skip_cascades,

@@ -45,6 +45,26 @@
 //! a claim reads the hash only for an execution whose count is not zero,
 //! so work without steps costs the claim nothing.
 //!
+//! ## Key-value state, custom status, progress and waiting for a change
+//! `set_state`, `set_status` and `append_progress` are one `FCALL` each
+//! (library generation 7), fenced by the live lease. The state lives in a
+//! hash per execution (`kv:<uuid>`, counted by the record's `kc`), the
+//! custom status in the record itself (`cs`, its version `cv`), so every
+//! snapshot carries it, and progress frames in a sorted set per execution
+//! by number (`pg:<uuid>`; the record's `pq` is the last number), so a read
+//! after a cursor and dropping the oldest are one range command each.
+//!
+//! A reader of `wait_for_change` marks its execution watched (the
+//! partition's `watch` sorted set, member uuid, score the time until which
+//! it waits) and this backend instance subscribes, once, to
+//! `<prefix>:changed` on the first node. Every function that changes what
+//! a reader follows (a terminal transition, a new status, a frame) looks up
+//! the mark and, while it holds, `PUBLISH`es the execution's id there; the
+//! subscription wakes the readers of that id, which read again. An
+//! execution nobody watches costs one `ZSCORE` per change and no message;
+//! a waiting reader costs nothing until its execution changes. A lost
+//! subscription wakes every reader of the instance once it is back.
+//!
 //! ## Durability
 //! An acknowledged call has been applied by the server; whether it survives
 //! a server crash depends on the server's persistence: none (lost on
@@ -78,7 +98,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use baton_core::raw::{PreparedExecution, Wakeups};
+use baton_core::raw::{PreparedExecution, Wakeups, Watchers};
 use baton_core::{
     AttemptRecord, Claim, ClaimRequest, CreateOutcome, EngineError, ExecutionId, ExecutionSnapshot,
     Failure, Lane, LeaseToken, ListCursor, ListFilter, ListPage, Namespace, NewExecution, NodeId,
@@ -118,6 +138,14 @@ struct Inner {
     durable: bool,
     wake: Arc<Wakeups>,
     listener: Option<tokio::task::JoinHandle<()>>,
+    /// Readers waiting for executions to change (`wait_for_change`).
+    watchers: Arc<Watchers>,
+    /// The subscription to change announcements, started by the first
+    /// reader that waits: instances that never wait receive none.
+    change_listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The node the subscriptions listen on (a cluster forwards `PUBLISH`
+    /// to every node).
+    listen_node: String,
     completer: tokio::sync::mpsc::UnboundedSender<combine::Pending>,
     hint_repaired: Mutex<HashMap<u16, Instant>>,
     /// Where the next create call places its executions (see `create`).
@@ -127,6 +155,9 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(task) = self.listener.take() {
+            task.abort();
+        }
+        if let Some(task) = self.change_listener.get_mut().ok().and_then(Option::take) {
             task.abort();
         }
     }
@@ -241,6 +272,9 @@ impl ValkeyBackend {
                 durable,
                 wake,
                 listener,
+                watchers: Arc::new(Watchers::default()),
+                change_listener: std::sync::Mutex::new(None),
+                listen_node: config.nodes[0].clone(),
                 hint_repaired: Mutex::new(HashMap::new()),
                 // Instances start at different places, so that several
                 // submitting processes do not fill the same partition.
@@ -284,6 +318,12 @@ impl ValkeyBackend {
 
     fn channel(&self, lane_id: &str) -> String {
         format!("{}:wake:{lane_id}", self.inner.prefix)
+    }
+
+    /// The channel change announcements are published on (see
+    /// `announce_change` in `lua/common.lua`).
+    fn change_channel(&self) -> String {
+        format!("{}:changed", self.inner.prefix)
     }
 
     fn check_id(&self, id: &ExecutionId) -> Result<()> {

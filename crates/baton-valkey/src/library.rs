@@ -12,7 +12,12 @@ use baton_core::{EngineError, Result};
 /// Generation 6 added checkpointed steps: `baton_record_step`, the record
 /// field `sn`, the step hash `st:` and a tenth value per claim entry (the
 /// step count).
-pub const GENERATION: u32 = 6;
+/// Generation 7 added the rest of memory: `baton_set_state`,
+/// `baton_set_status`, `baton_append_progress` and `baton_watch`, the record
+/// fields `kc cs cv pq`, the keys `kv:`, `pg:` and `watch`, and the change
+/// announcements (`PUBLISH` on `<prefix>:changed`) of terminal transitions,
+/// status changes and progress frames of watched executions.
+pub const GENERATION: u32 = 7;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[
@@ -38,6 +43,16 @@ const SOURCES: &[(&str, &str)] = &[
         "record_step.lua",
         include_str!("../../../lua/record_step.lua"),
     ),
+    ("set_state.lua", include_str!("../../../lua/set_state.lua")),
+    (
+        "set_status.lua",
+        include_str!("../../../lua/set_status.lua"),
+    ),
+    (
+        "append_progress.lua",
+        include_str!("../../../lua/append_progress.lua"),
+    ),
+    ("watch.lua", include_str!("../../../lua/watch.lua")),
     ("promote.lua", include_str!("../../../lua/promote.lua")),
     ("reclaim.lua", include_str!("../../../lua/reclaim.lua")),
     ("expire.lua", include_str!("../../../lua/expire.lua")),
@@ -156,6 +171,13 @@ mod tests {
         // attempt would replay nothing.
         assert_eq!(
             judge(Some("5:0123456789abcdef"), &lib).unwrap(),
+            Verdict::Replace
+        );
+        // A server still holding the library before the rest of memory
+        // (generation 6) gets this one: its terminal transitions announce
+        // nothing, so a reader waiting for a change would sleep through it.
+        assert_eq!(
+            judge(Some("6:0123456789abcdef"), &lib).unwrap(),
             Verdict::Replace
         );
         assert_eq!(judge(Some("garbage"), &lib).unwrap(), Verdict::Replace);

@@ -211,6 +211,7 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
         None => legacy_retry_policy(ctx, f)?,
     };
     let state = f.state(ctx)?;
+    let (custom_status, status_version) = custom_status(ctx, f)?;
     let snapshot = ExecutionSnapshot {
         namespace: f.parsed::<Namespace>(ctx, "ns")?,
         lane: f.parsed::<Lane>(ctx, "lane")?,
@@ -242,10 +243,28 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
             dependencies(ctx, f)?,
         ),
         suspension: suspension(ctx, state, f)?,
+        custom_status,
+        status_version,
+        progress_seq: f.opt_num(ctx, "pq")?.unwrap_or(0),
         id,
     };
     snapshot.check_consistent()?;
     Ok(snapshot)
+}
+
+/// The custom status and its version from the fields `cs cv` (library
+/// generation 7; absent: never set). A status is stored with a version of
+/// at least 1, and a version only with a status.
+fn custom_status(ctx: &str, f: &Fields) -> Result<(Option<Vec<u8>>, u64)> {
+    let status = f.raw("cs").map(<[u8]>::to_vec);
+    let version: u64 = f.opt_num(ctx, "cv")?.unwrap_or(0);
+    if status.is_some() != (version > 0) {
+        return Err(EngineError::corruption(format!(
+            "{ctx}: custom status version {version} {} a status",
+            if status.is_some() { "with" } else { "without" }
+        )));
+    }
+    Ok((status, version))
 }
 
 /// The wait of a suspended execution from its fields `wp wc wt wo` (a

@@ -79,6 +79,9 @@ fn snapshot(
         cancel_reason: None,
         waiting_on: None,
         suspension: None,
+        custom_status: None,
+        status_version: 0,
+        progress_seq: 0,
     }
 }
 
@@ -1237,5 +1240,140 @@ end"#;
     };
     for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
         assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+}
+
+/// `judge_state` (inside `baton_set_state`) judges a state write as the
+/// rule does — a repeat or a clear of a key not held is unchanged, the
+/// limit only for a new key, with the same conflict text — over keys,
+/// stored values, new values (or a clear), key counts and limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_state_mirrors_the_rule() {
+    use baton_core::StateKey;
+    use rules::StateWrite;
+    let id = ExecutionId::generate(PartitionCount::new(4).unwrap());
+    let values = [None, Some(""), Some("1"), Some("2"), Some("{\"x\":1}")];
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for max in [1usize, 3, 100] {
+        let limits = Limits {
+            max_state_keys: max,
+            ..Limits::default()
+        };
+        for name in ["a", "cursor:page", "x.y-z_1"] {
+            let key = StateKey::new(name).unwrap();
+            for existing in values {
+                for value in values {
+                    for held in [0usize, 1, 2, 3, 99, 100, 101] {
+                        let verdict = rules::judge_state(
+                            &id,
+                            State::Running,
+                            &key,
+                            existing.map(str::as_bytes),
+                            value.map(str::as_bytes),
+                            held,
+                            &limits,
+                        );
+                        expected.push(match verdict {
+                            Ok(StateWrite::Unchanged) => "unchanged".to_owned(),
+                            Ok(StateWrite::Set) => "set".to_owned(),
+                            Ok(StateWrite::Clear) => "clear".to_owned(),
+                            Err(EngineError::Conflict { reason, .. }) => {
+                                format!("conflict:{reason}")
+                            }
+                            Err(other) => panic!("{other}"),
+                        });
+                        // cjson decodes a JSON null as a sentinel, not nil:
+                        // an absent value is sent without its field.
+                        let mut case = json!({ "key": name, "held": held, "max": max });
+                        if let Some(e) = existing {
+                            case["existing"] = json!(e);
+                        }
+                        if let Some(v) = value {
+                            case["value"] = json!(v);
+                        }
+                        cases.push(case);
+                    }
+                }
+            }
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local verdict, why = judge_state(c.key, c.existing, c.value, c.held, c.max)
+  if not verdict then out[i] = 'conflict:' .. why else out[i] = verdict end
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for what in [
+        "unchanged",
+        "set",
+        "clear",
+        "conflict:it already holds 3 state keys",
+    ] {
+        assert!(
+            expected.iter().any(|e| e.starts_with(what)),
+            "the table reaches {what}"
+        );
+    }
+}
+
+/// `status_version` (inside `baton_set_status`) and `first_kept_frame`
+/// (inside `baton_append_progress`) answer what the rules do: a repeated
+/// status keeps its version and any other takes the next one; the oldest
+/// frame kept follows the bound, a bound of 0 keeping one frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_version_and_first_kept_frame_mirror_the_rules() {
+    let statuses = [None, Some(""), Some("\"a\""), Some("{\"stage\":1}")];
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for current in statuses {
+        for version in [0u64, 1, 2, 41, 1 << 52] {
+            for new in statuses.iter().flatten() {
+                let (changed, v) =
+                    rules::status_version(current.map(str::as_bytes), version, new.as_bytes());
+                expected.push(format!("status:{changed}:{v}"));
+                let mut case = json!({ "rule": "status", "version": version, "new": new });
+                if let Some(c) = current {
+                    case["current"] = json!(c);
+                }
+                cases.push(case);
+            }
+        }
+    }
+    for max in [0usize, 1, 2, 10, 1000] {
+        let limits = Limits {
+            max_progress_frames: max,
+            ..Limits::default()
+        };
+        for seq in [1u64, 2, 3, 9, 10, 11, 999, 1000, 1001, 1002, 5000] {
+            expected.push(format!("frame:{}", rules::first_kept_frame(seq, &limits)));
+            cases.push(json!({ "rule": "frame", "seq": seq, "max": max }));
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  if c.rule == 'status' then
+    local changed, version = status_version(c.current, c.version, c.new)
+    out[i] = 'status:' .. tostring(changed) .. ':' .. s(version)
+  else
+    out[i] = 'frame:' .. s(first_kept_frame(c.seq, c.max))
+  end
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for what in ["status:true:1", "status:false:41", "frame:1", "frame:4001"] {
+        assert!(
+            expected.iter().any(|e| e == what),
+            "the table reaches {what}"
+        );
     }
 }

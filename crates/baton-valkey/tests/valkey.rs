@@ -2,7 +2,9 @@
 //! wake-ups across backend instances (processes), the recorded partition
 //! count, concurrent first starts, the function library surviving a flush
 //! and its versioning, a key schema that never crosses cluster slots, the
-//! claim-discovery hints, the keys of waits and steps, and URL parsing.
+//! claim-discovery hints, the keys of waits, steps and the rest of memory,
+//! change announcements (published only for watched executions, waking
+//! readers across instances), and URL parsing.
 //!
 //! The shared servers come from the test kit (each test under a key prefix
 //! of its own); the library-versioning tests start a private
@@ -2064,6 +2066,361 @@ async fn step_keys_hold_only_what_lives() {
     for what in ["st:*", "e:*", "p:*"] {
         assert_eq!(keys(what), BTreeSet::new(), "{what} after trim");
     }
+}
+
+// ------------------------------------- 7d. memory and waiting for a change
+
+/// Waits until `subscribers` clients listen on the change channel of a
+/// deployment on the first node (where the backends subscribe).
+async fn wait_for_change_subscribers(server: &RedisServer, prefix: &str, subscribers: i64) {
+    let channel = format!("{prefix}:changed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = server.command(&["PUBSUB", "NUMSUB", &channel]).unwrap();
+        let count = match &reply {
+            RespValue::Array(items) if items.len() == 2 => resp_int(&items[1]),
+            other => panic!("PUBSUB NUMSUB answered {other:?}"),
+        };
+        if count >= subscribers {
+            assert_eq!(
+                count, subscribers,
+                "more subscribers than waiting instances"
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {count} of {subscribers} change subscriptions on {channel} within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The state, frame and watch keys hold only what lives. Records as
+/// library generation 6 wrote them (no `kc cs cv pq`) read as never having
+/// used memory, and the functions count from there. Clearing every key
+/// leaves neither hash nor count; frames beyond the bound go; a trim
+/// deletes both keys and the watch mark with the execution, and drops the
+/// marks past their time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_keys_hold_only_what_lives() {
+    use baton_core::{ChangeMark, Limits, StateKey};
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+    let config = ValkeyConfig::from_url(&url_with(server, &prefix, "partitions=2"))
+        .unwrap()
+        .with_clock(clock.clone())
+        .with_limits(Limits {
+            max_progress_frames: 3,
+            ..Limits::default()
+        });
+    let backend = ValkeyBackend::open(config).await.unwrap();
+    let keys = |what: &str| -> BTreeSet<String> {
+        resp_texts(
+            &server
+                .command(&["KEYS", &format!("{prefix}:*:{what}")])
+                .unwrap(),
+        )
+        .into_iter()
+        .collect()
+    };
+    let record_key = |id: &ExecutionId| {
+        format!(
+            "{prefix}:{{p:{}}}:e:{}",
+            id.partition().get(),
+            id.uuid().simple()
+        )
+    };
+    // The memory fields of a record, as `kc cs cv pq` ('-' for absent).
+    let fields = |id: &ExecutionId| -> String {
+        let script = "local h = cmsgpack.unpack(redis.call('GET', KEYS[1])) \
+            return (h.kc or '-') .. ' ' .. (h.cs or '-') .. ' ' .. (h.cv or '-') .. ' ' .. (h.pq or '-')";
+        resp_text(
+            &server
+                .command(&["EVAL", script, "1", &record_key(id)])
+                .unwrap(),
+        )
+    };
+    let key = |name: &str| StateKey::new(name).unwrap();
+    let id = backend.create_one(exec("mem", "main")).await.unwrap().id;
+    let lease = claim_up_to(&backend, "mem", &["main"], "w", 1).await[0]
+        .lease
+        .clone();
+    assert_eq!(fields(&id), "- - - -", "the layout of generation 6");
+    let snap = backend.describe(&id).await.unwrap();
+    assert_eq!(
+        (snap.custom_status, snap.status_version, snap.progress_seq),
+        (None, 0, 0)
+    );
+    assert!(backend.state(&id).await.unwrap().is_empty());
+    assert!(backend.progress(&id, 0, 10).await.unwrap().is_empty());
+
+    for name in ["a", "b"] {
+        backend
+            .set_state(&lease, key(name), Some(b"1".to_vec()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        backend.set_status(&lease, b"\"s\"".to_vec()).await.unwrap(),
+        1
+    );
+    for n in 1..=5u64 {
+        assert_eq!(
+            backend
+                .append_progress(&lease, n.to_string().into_bytes())
+                .await
+                .unwrap(),
+            n
+        );
+    }
+    assert_eq!(fields(&id), "2 \"s\" 1 5");
+    let base = format!("{prefix}:{{p:{}}}", id.partition().get());
+    let uuid = id.uuid().simple();
+    assert_eq!(keys("kv:*"), [format!("{base}:kv:{uuid}")].into());
+    let frames = server
+        .command(&["ZCARD", &format!("{base}:pg:{uuid}")])
+        .unwrap();
+    assert_eq!(resp_int(&frames), 3, "frames beyond the bound are dropped");
+    for name in ["a", "b"] {
+        backend.set_state(&lease, key(name), None).await.unwrap();
+    }
+    assert_eq!(fields(&id), "- \"s\" 1 5", "no keys left: no count");
+    assert_eq!(keys("kv:*"), BTreeSet::new(), "no keys left: no hash");
+    backend
+        .set_state(&lease, key("c"), Some(b"1".to_vec()))
+        .await
+        .unwrap();
+
+    // A mark past its time (a waiter of a minute ago) is dropped by the
+    // trim pass; one that holds goes with its execution, whose reader
+    // learns at once that it is gone.
+    let other = backend.create_one(exec("mem", "other")).await.unwrap().id;
+    let other_seen = ChangeMark::of(&backend.describe(&other).await.unwrap());
+    let waited = backend
+        .wait_for_change(&other, other_seen, Duration::from_millis(20))
+        .await
+        .unwrap();
+    assert_eq!(ChangeMark::of(&waited), other_seen);
+    backend.complete(&lease, b"{}".to_vec()).await.unwrap();
+    clock.advance(Duration::from_secs(60));
+    let seen = ChangeMark::of(&backend.describe(&id).await.unwrap());
+    assert!(seen.terminal);
+    let parked = {
+        let backend = backend.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            backend
+                .wait_for_change(&id, seen, Duration::from_secs(30))
+                .await
+        })
+    };
+    let mark = format!("{base}:watch");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while matches!(
+        server
+            .command(&["ZSCORE", &mark, &uuid.to_string()])
+            .unwrap(),
+        RespValue::Nil
+    ) {
+        assert!(Instant::now() < deadline, "the waiter never marked {id}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let watched: BTreeSet<_> = [id.partition(), other.partition()].into();
+    assert_eq!(keys("watch").len(), watched.len());
+    for p in backend.partitions().iter() {
+        backend
+            .trim_terminal(p, Duration::from_secs(1), 100)
+            .await
+            .unwrap();
+    }
+    let gone = tokio::time::timeout(Duration::from_secs(5), parked)
+        .await
+        .expect("the trim wakes the reader of the trimmed execution")
+        .unwrap();
+    assert!(
+        matches!(gone, Err(EngineError::NotFound { .. })),
+        "{gone:?}"
+    );
+    for what in ["kv:*", "pg:*", "watch"] {
+        assert_eq!(keys(what), BTreeSet::new(), "{what} after trim");
+    }
+    assert_eq!(
+        backend.describe(&other).await.unwrap().state,
+        State::Waiting
+    );
+}
+
+/// A change nobody watches publishes nothing (a terminal transition, a
+/// status, a frame, a cancel); a change of a watched execution publishes
+/// its id on `<prefix>:changed`, once, and wakes its reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_changes_of_watched_executions_are_published() {
+    use baton_core::ChangeMark;
+    use futures_util::StreamExt;
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "")).await;
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(format!("{prefix}:changed")).await.unwrap();
+    let mut messages = pubsub.into_on_message();
+
+    let quiet = backend.create_one(exec("pub", "main")).await.unwrap().id;
+    let claim = claim_up_to(&backend, "pub", &["main"], "w", 1).await;
+    assert_eq!(claim[0].id, quiet);
+    let lease = &claim[0].lease;
+    backend.set_status(lease, b"1".to_vec()).await.unwrap();
+    backend.append_progress(lease, b"1".to_vec()).await.unwrap();
+    backend.complete(lease, b"{}".to_vec()).await.unwrap();
+    let cancelled = backend.create_one(exec("pub", "main")).await.unwrap().id;
+    backend
+        .cancel(&cancelled, CancelRequest::because("no"))
+        .await
+        .unwrap();
+    if let Ok(message) = tokio::time::timeout(Duration::from_millis(300), messages.next()).await {
+        panic!("an unwatched execution's change was published: {message:?}");
+    }
+
+    let watched = backend.create_one(exec("pub", "main")).await.unwrap().id;
+    let seen = ChangeMark::of(&backend.describe(&watched).await.unwrap());
+    let waiter = {
+        let backend = backend.clone();
+        let watched = watched.clone();
+        tokio::spawn(async move {
+            backend
+                .wait_for_change(&watched, seen, Duration::from_secs(30))
+                .await
+        })
+    };
+    let mark = format!("{prefix}:{{p:{}}}:watch", watched.partition().get());
+    let member = watched.uuid().simple().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while matches!(
+        server.command(&["ZSCORE", &mark, &member]).unwrap(),
+        RespValue::Nil
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "the waiter never marked {watched}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    backend
+        .cancel(&watched, CancelRequest::because("stop"))
+        .await
+        .unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .expect("the change of a watched execution is published")
+        .expect("the subscription stays open");
+    assert_eq!(
+        message.get_payload::<String>().unwrap(),
+        watched.to_string()
+    );
+    let woke = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the reader is woken")
+        .unwrap()
+        .unwrap();
+    assert_eq!(woke.state, State::Cancelled);
+    if let Ok(message) = tokio::time::timeout(Duration::from_millis(300), messages.next()).await {
+        panic!("one change was published twice: {message:?}");
+    }
+}
+
+/// A reader waiting in one instance is woken by changes made through
+/// another (two instances share nothing but the server, like two
+/// processes): a status, a frame and the completion. Only the instance that
+/// waits subscribes.
+async fn changes_wake_readers_across_instances(server: &RedisServer) {
+    use baton_core::ChangeMark;
+    let prefix = RedisServer::unique_prefix();
+    let url = url_with(server, &prefix, "");
+    let writer = connect(&url).await;
+    let reader = connect(&url).await;
+    let id = writer.create_one(exec("follow", "main")).await.unwrap().id;
+    let lease = claim_up_to(&writer, "follow", &["main"], "w", 1).await[0]
+        .lease
+        .clone();
+    let wait = |seen: ChangeMark| {
+        let reader = reader.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            reader
+                .wait_for_change(&id, seen, Duration::from_secs(30))
+                .await
+        })
+    };
+    let woken = |parked: tokio::task::JoinHandle<baton_core::Result<ExecutionSnapshot>>,
+                 what: &'static str| async move {
+        let started = Instant::now();
+        let snap = tokio::time::timeout(Duration::from_secs(10), parked)
+            .await
+            .unwrap_or_else(|_| panic!("{what} through the other instance never woke the reader"))
+            .unwrap()
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: the reader returned after {:?}",
+            started.elapsed()
+        );
+        snap
+    };
+    let seen = ChangeMark::of(&reader.describe(&id).await.unwrap());
+    let parked = wait(seen);
+    // The reader's subscription is up (and its wake-up of every reader on
+    // subscribing is over) before the change, so only the announcement
+    // can wake it.
+    wait_for_change_subscribers(server, &prefix, 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !parked.is_finished(),
+        "the reader returned without a change"
+    );
+    writer
+        .set_status(&lease, b"\"half\"".to_vec())
+        .await
+        .unwrap();
+    let snap = woken(parked, "a status").await;
+    assert_eq!(snap.status_version, 1);
+
+    let parked = wait(ChangeMark::of(&snap));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    writer
+        .append_progress(&lease, b"{\"n\":1}".to_vec())
+        .await
+        .unwrap();
+    let snap = woken(parked, "a frame").await;
+    assert_eq!(snap.progress_seq, 1);
+
+    let parked = wait(ChangeMark::of(&snap));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    writer.complete(&lease, b"{}".to_vec()).await.unwrap();
+    let snap = woken(parked, "the completion").await;
+    assert_eq!(snap.state, State::Completed);
+    wait_for_change_subscribers(server, &prefix, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_change_wakes_on_changes_made_through_another_instance() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    changes_wake_readers_across_instances(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_change_wakes_on_changes_made_through_another_instance_on_a_cluster() {
+    let Some(server) = servers::valkey_cluster().await else {
+        return;
+    };
+    changes_wake_readers_across_instances(server).await;
 }
 
 // ------------------------------------------------------------- 8. URLs

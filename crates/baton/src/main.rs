@@ -6,6 +6,7 @@
 
 mod bench;
 mod flow;
+mod follow;
 mod serve;
 mod show;
 mod table;
@@ -28,12 +29,15 @@ use serde_json::value::RawValue;
 
 const AFTER_HELP: &str = "\
 Exit status: 0 success, 2 invalid input, 3 not found, 4 conflict or lease lost,
-5 backend unavailable (retry), 1 anything else.
+5 backend unavailable (retry), 6 (wait, watch) the execution finished without
+completing, 7 (wait, watch) the time ran out first, 1 anything else.
 
 Examples:
   baton submit email.send --payload '{\"to\":\"a@example.com\"}' --lane emails
   baton list --state waiting
-  baton describe '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071'
+  baton describe '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --steps --state
+  baton wait '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --timeout 30s
+  baton watch '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071'
   baton cancel '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --reason 'no longer needed'
   baton submit thumbnail --parent '{p:13}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071' --child-key a.png
   baton submit report --parent ROOT --depends-on A --depends-on B --needs any
@@ -76,6 +80,30 @@ enum Command {
         /// Also list its checkpointed steps.
         #[arg(long)]
         steps: bool,
+        /// Also list its key-value state.
+        #[arg(long)]
+        state: bool,
+    },
+    /// Wait until an execution finishes and print how: exit status 0 when
+    /// it completed, 6 when it finished otherwise, 7 when the time ran out.
+    /// Woken by the finish itself, not by polling.
+    Wait {
+        /// The execution id.
+        id: String,
+        /// Give up after this long (500ms, 30s, 5m, 2h); without it, wait
+        /// until it finishes.
+        #[arg(long, value_parser = follow::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Follow an execution: print its progress frames and each change of
+    /// its custom status as they happen, until it finishes (exit status as
+    /// `wait`). With --json, one JSON document per line.
+    Watch {
+        /// The execution id.
+        id: String,
+        /// Stop following after this long (500ms, 30s, 5m, 2h).
+        #[arg(long, value_parser = follow::parse_duration)]
+        timeout: Option<std::time::Duration>,
     },
     /// List executions, oldest first.
     List(ListArgs),
@@ -339,7 +367,17 @@ async fn run(cli: Cli) -> CliResult<()> {
             id,
             attempts,
             steps,
-        } => show::describe(backend.as_ref(), &id, attempts, steps, json).await,
+            state,
+        } => {
+            let with = show::With {
+                attempts,
+                steps,
+                state,
+            };
+            show::describe(backend.as_ref(), &id, with, json).await
+        }
+        Command::Wait { id, timeout } => follow::wait(backend.as_ref(), &id, timeout, json).await,
+        Command::Watch { id, timeout } => follow::watch(backend.as_ref(), &id, timeout, json).await,
         Command::List(args) => show::list(backend.as_ref(), args, json).await,
         Command::Cancel { id, reason, only } => {
             flow::cancel(backend.as_ref(), &id, reason, only, json).await

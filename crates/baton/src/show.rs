@@ -1,7 +1,7 @@
 //! The read commands: describe, list, stats. `--json` prints the HTTP API's
 //! answer types, so scripts see the same documents over both.
 
-use baton_api::{ListAnswer, Snapshot, StatsAnswer, StepAnswer, bytes_json};
+use baton_api::{ListAnswer, Snapshot, StateEntryAnswer, StatsAnswer, StepAnswer, bytes_json};
 use baton_core::{
     AdminBackend, ExecutionId, ExecutionSnapshot, Kind, Lane, ListCursor, ListFilter, ListPage,
     Namespace, Page, State, TagKey, Timestamp,
@@ -25,22 +25,37 @@ fn short(v: &Value, max: usize) -> String {
     }
 }
 
+/// What `describe` lists beside the snapshot.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct With {
+    /// Its attempts.
+    pub attempts: bool,
+    /// Its checkpointed steps.
+    pub steps: bool,
+    /// Its key-value state.
+    pub state: bool,
+}
+
 pub(crate) async fn describe(
     backend: &dyn AdminBackend,
     id: &str,
-    with_attempts: bool,
-    with_steps: bool,
+    with: With,
     json: bool,
 ) -> CliResult<()> {
     let id: ExecutionId = id.parse()?;
     let snap = backend.describe(&id).await?;
-    let attempts = if with_attempts {
+    let attempts = if with.attempts {
         Some(backend.attempts(&id).await?)
     } else {
         None
     };
-    let steps = if with_steps {
+    let steps = if with.steps {
         Some(backend.steps(&id).await?)
+    } else {
+        None
+    };
+    let state = if with.state {
+        Some(backend.state(&id).await?)
     } else {
         None
     };
@@ -51,13 +66,15 @@ pub(crate) async fn describe(
         }
         // Serialized as it is, never through a `Value`: payloads and
         // results keep their exact JSON text.
-        match &steps {
-            Some(list) => print_json(&WithSteps {
-                snapshot: doc,
-                steps: list.iter().map(StepAnswer::from).collect(),
-            }),
-            None => print_json(&doc),
-        }
+        print_json(&WithRecords {
+            snapshot: doc,
+            steps: steps
+                .as_ref()
+                .map(|list| list.iter().map(StepAnswer::from).collect()),
+            execution_state: state
+                .as_ref()
+                .map(|list| list.iter().map(StateEntryAnswer::from).collect()),
+        });
         return Ok(());
     }
     print_snapshot(&snap);
@@ -105,15 +122,32 @@ pub(crate) async fn describe(
         }
         t.print_or("no steps recorded");
     }
+    if let Some(list) = state {
+        println!();
+        let mut t = Table::new(["KEY", "ATTEMPT", "UPDATED", "VALUE"]);
+        for e in &list {
+            t.row([
+                e.key.to_string(),
+                e.attempt.to_string(),
+                e.updated_at.to_string(),
+                short(&bytes_json(&e.value), 80),
+            ]);
+        }
+        t.print_or("no state held");
+    }
     Ok(())
 }
 
-/// `describe --steps --json`: the snapshot with its steps.
+/// `describe --json` with `--steps` / `--state`: the snapshot with them.
 #[derive(serde::Serialize)]
-struct WithSteps {
+struct WithRecords {
     #[serde(flatten)]
     snapshot: Snapshot,
-    steps: Vec<StepAnswer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    steps: Option<Vec<StepAnswer>>,
+    /// Named apart from the snapshot's own `state`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    execution_state: Option<Vec<StateEntryAnswer>>,
 }
 
 fn print_snapshot(s: &ExecutionSnapshot) {
@@ -165,6 +199,18 @@ fn print_snapshot(s: &ExecutionSnapshot) {
     }
     if let Some(r) = &s.cancel_reason {
         rows.push(("cancel_reason", r.clone()));
+    }
+    if let Some(status) = &s.custom_status {
+        rows.push((
+            "status",
+            format!("v{}  {}", s.status_version, short(&bytes_json(status), 200)),
+        ));
+    }
+    if s.progress_seq > 0 {
+        rows.push((
+            "progress",
+            format!("{} frames (see `baton watch {}`)", s.progress_seq, s.id),
+        ));
     }
     if let Some(why) = s.wait_reason() {
         rows.push(("waiting_on", format!("{}: {}", why.reason, why.detail)));

@@ -220,7 +220,7 @@ fn migrate_reports_the_schema_version() {
     let cli = Cli::new();
     let m = cli.json(&["migrate"]);
     assert_eq!(m["backend"], "sqlite");
-    assert_eq!(m["schema_version"], 7);
+    assert_eq!(m["schema_version"], 8);
     assert_eq!(m["partitions"], 16);
     assert!(cli.dir.path().join("baton.db").exists());
 }
@@ -600,4 +600,119 @@ fn describe_lists_the_steps() {
         text.contains("\"payload\":123456789012345678901234567890"),
         "{text}"
     );
+}
+
+/// `baton wait` is woken when another process finishes the execution;
+/// `baton watch` prints the status and frames; `describe --state` lists
+/// the key-value state; exit status 6 for an execution that finished
+/// otherwise, 7 when the time ran out.
+#[test]
+fn wait_watch_and_describe_follow_an_execution() {
+    let cli = Cli::new();
+    let submit = |kind: &str| {
+        cli.json(&["submit", kind, "--lane", "mem"])["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let id = submit("import");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = cli.url();
+    let (backend, lease) = rt.block_on(async {
+        use baton_core::{
+            AdminBackend, ClaimRequest, EngineBackend, Lane, Namespace, StateKey, WorkerId,
+        };
+        let b = baton_sqlite::SqliteBackend::connect(&url).await.unwrap();
+        let request = ClaimRequest::new(
+            Namespace::new("default").unwrap(),
+            Lane::new("mem").unwrap(),
+            WorkerId::new("w").unwrap(),
+            1,
+        );
+        let claim = b.claim(request).await.unwrap().pop().unwrap();
+        b.set_status(&claim.lease, br#"{"stage":"reading"}"#.to_vec())
+            .await
+            .unwrap();
+        for n in 1..=2 {
+            b.append_progress(&claim.lease, format!("{{\"page\":{n}}}").into_bytes())
+                .await
+                .unwrap();
+        }
+        let key = StateKey::new("cursor").unwrap();
+        b.set_state(&claim.lease, key, Some(b"41".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(b.state(&claim.id).await.unwrap().len(), 1);
+        (b, claim.lease)
+    });
+    let text = cli.ok(&["describe", &id, "--state"]);
+    assert!(text.contains("v1") && text.contains("reading"), "{text}");
+    assert!(text.contains("cursor") && text.contains("41"), "{text}");
+    let doc = cli.json(&["describe", &id, "--state"]);
+    assert_eq!(doc["execution_state"][0]["value"], 41);
+    assert_eq!(
+        (doc["state"].clone(), doc["progress_seq"].clone()),
+        ("running".into(), 2.into())
+    );
+
+    // A waiting `baton wait` in another process, woken by this one's complete.
+    let waiter = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["wait", &id, "--timeout", "30s"])
+        .env("BATON_BACKEND", cli.url())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    rt.block_on(async {
+        use baton_core::EngineBackend;
+        backend
+            .complete(&lease, br#"{"rows":2}"#.to_vec())
+            .await
+            .unwrap();
+        backend.close().await;
+    });
+    let out = waiter.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("completed") && text.contains("rows"),
+        "{text}"
+    );
+
+    let watched = cli.ok(&["watch", &id]);
+    let lines: Vec<&str> = watched.lines().collect();
+    assert!(lines.iter().any(|l| l.contains("status v1")), "{watched}");
+    let frames: Vec<&&str> = lines.iter().filter(|l| l.contains("  #")).collect();
+    assert_eq!(frames.len(), 2, "{watched}");
+    assert!(
+        frames[0].contains("#1") && frames[1].contains(r#"{"page":2}"#),
+        "{watched}"
+    );
+    assert!(
+        watched.trim_end().ends_with(r#"completed  {"rows":2}"#),
+        "{watched}"
+    );
+    let events: Vec<Value> = cli
+        .ok(&["--json", "watch", &id])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["state", "status", "progress", "progress"]);
+
+    let idle = submit("idle");
+    let (code, err) = cli.fails(&["wait", &idle, "--timeout", "200ms"]);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("still waiting"), "{err}");
+    cli.ok(&["cancel", &idle]);
+    let (code, err) = cli.fails(&["wait", &idle]);
+    assert_eq!(code, 6, "{err}");
+    let (code, err) = cli.fails(&["wait", &idle, "--timeout", "soon"]);
+    assert_eq!(code, 2, "{err}");
 }

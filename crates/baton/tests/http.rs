@@ -117,6 +117,7 @@ on_every_backend!(
     an_http_worker_runs_a_dag_with_upstream_results,
     an_http_worker_suspends_and_a_waitpoint_token_resumes_it,
     an_http_worker_replays_its_steps,
+    status_progress_and_state_over_http_with_woken_long_polls,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -1644,4 +1645,159 @@ fn an_http_worker_replays_its_steps(b: Bk) {
         json!({"lease": lease, "output": true}),
     );
     late.error(409, "lease_lost");
+}
+
+/// Custom status, progress frames and key-value state over HTTP alone, and
+/// the long-polls that follow them: a reader parked on `GET …/progress`
+/// gets the next frame, one parked on `GET /v1/executions/{id}?wait_ms=`
+/// gets the completed snapshot — each well before its 20 s wait ends.
+fn status_progress_and_state_over_http_with_woken_long_polls(b: Bk) {
+    let s = Server::start(&b);
+    let id = s.submit(json!({"kind": "import", "lane": "mem"}));
+    let e = encoded(&id);
+    let (_, lease) = claim_one(&s, "mem", json!({}));
+    let put = |path: &str, body: Value| s.request("PUT", path, Some(&body));
+    let status = put(
+        &format!("/v1/executions/{e}/status"),
+        json!({"lease": lease, "status": {"stage": "reading", "rows": 10}}),
+    );
+    assert_eq!((status.status, status.json()), (200, json!({"version": 1})));
+    let again = put(
+        &format!("/v1/executions/{e}/status"),
+        json!({"lease": lease, "status": {"stage": "reading", "rows": 10}}),
+    );
+    assert_eq!(
+        again.json(),
+        json!({"version": 1}),
+        "a repeat keeps the version"
+    );
+    let snap = s.describe(&e);
+    assert_eq!(
+        (
+            snap["custom_status"].clone(),
+            snap["status_version"].clone()
+        ),
+        (json!({"stage": "reading", "rows": 10}), json!(1))
+    );
+    for n in 1..=2 {
+        let appended = s.ok(
+            &format!("/v1/executions/{e}/progress"),
+            json!({"lease": lease, "frame": {"done": n}}),
+        );
+        assert_eq!(appended, json!({"seq": n}));
+    }
+    let read = s
+        .get(&format!("/v1/executions/{e}/progress?after=0"))
+        .json();
+    assert_eq!(
+        read["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["seq"].clone(), f["frame"].clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (json!(1), json!({"done": 1})),
+            (json!(2), json!({"done": 2}))
+        ]
+    );
+    assert_eq!(
+        (read["progress_seq"].clone(), read["state"].clone()),
+        (json!(2), json!("running"))
+    );
+    // State: set, read, clear; a key past the path rules is refused.
+    let set = put(
+        &format!("/v1/executions/{e}/state/cursor"),
+        json!({"lease": lease, "value": {"page": 3}}),
+    );
+    assert_eq!(set.status, 204, "{}", set.body);
+    let held = s.get(&format!("/v1/executions/{e}/state")).json();
+    assert_eq!(held["items"][0]["key"], "cursor");
+    assert_eq!(held["items"][0]["value"], json!({"page": 3}));
+    let cleared = s.request(
+        "DELETE",
+        &format!("/v1/executions/{e}/state/cursor"),
+        Some(&json!({"lease": lease})),
+    );
+    assert_eq!(cleared.status, 204, "{}", cleared.body);
+    assert_eq!(
+        s.get(&format!("/v1/executions/{e}/state")).json()["items"],
+        json!([])
+    );
+    put(
+        &format!("/v1/executions/{e}/state/no%20spaces"),
+        json!({"lease": lease, "value": 1}),
+    )
+    .error(400, "invalid_input");
+    put(
+        &format!("/v1/executions/{e}/status"),
+        json!({"lease": lease, "status": "x".repeat(70_000)}),
+    )
+    .error(400, "invalid_input");
+
+    std::thread::scope(|scope| {
+        // Parked for the next frame: the append wakes it.
+        let reader = scope.spawn(|| {
+            let start = Instant::now();
+            let got = s
+                .get(&format!(
+                    "/v1/executions/{e}/progress?after=2&wait_ms=20000"
+                ))
+                .json();
+            (got, start.elapsed())
+        });
+        thread::sleep(Duration::from_millis(300));
+        s.ok(
+            &format!("/v1/executions/{e}/progress"),
+            json!({"lease": lease, "frame": "third"}),
+        );
+        let (got, took) = reader.join().unwrap();
+        assert_eq!(got["frames"][0]["frame"], "third", "{got}");
+        assert!(
+            took < Duration::from_secs(15),
+            "the append did not wake the reader ({took:?})"
+        );
+
+        // Parked for the outcome: the completion wakes it.
+        let waiter = scope.spawn(|| {
+            let start = Instant::now();
+            let got = s.get(&format!("/v1/executions/{e}?wait_ms=20000")).json();
+            (got, start.elapsed())
+        });
+        thread::sleep(Duration::from_millis(300));
+        s.ok(
+            &format!("/v1/executions/{e}/complete"),
+            json!({"lease": lease, "result": {"rows": 10}}),
+        );
+        let (got, took) = waiter.join().unwrap();
+        assert_eq!(got["state"], "completed", "{got}");
+        assert_eq!(got["result"], json!({"rows": 10}));
+        assert!(
+            took < Duration::from_secs(15),
+            "the completion did not wake the waiter ({took:?})"
+        );
+    });
+    // Terminal already: at once; frames after the last: none, state says done.
+    let done = s.get(&format!("/v1/executions/{e}?wait_ms=20000")).json();
+    assert_eq!(done["status_version"], 1);
+    let tail = s
+        .get(&format!(
+            "/v1/executions/{e}/progress?after=3&wait_ms=20000"
+        ))
+        .json();
+    assert_eq!(
+        (tail["frames"].clone(), tail["state"].clone()),
+        (json!([]), json!("completed"))
+    );
+    put(
+        &format!("/v1/executions/{e}/status"),
+        json!({"lease": lease, "status": "late"}),
+    )
+    .error(409, "lease_lost");
+    // Not terminal and nothing changes: the wait ends with the snapshot as is.
+    let other = s.submit(json!({"kind": "idle", "lane": "mem"}));
+    let quiet = s
+        .get(&format!("/v1/executions/{}?wait_ms=200", encoded(&other)))
+        .json();
+    assert_eq!(quiet["state"], "waiting");
 }

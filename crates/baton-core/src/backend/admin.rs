@@ -62,6 +62,51 @@ pub trait AdminBackend: EngineBackend {
     /// `NotFound`, `InvalidInput`, `Corruption`, `Unavailable`.
     async fn steps(&self, id: &ExecutionId) -> Result<Vec<StepRecord>>;
 
+    /// The key-value state of an execution, ascending by key.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Corruption`, `Unavailable`.
+    async fn state(&self, id: &ExecutionId) -> Result<Vec<StateEntry>>;
+
+    /// The progress frames of an execution numbered above `after`,
+    /// ascending, at most `limit` of them. Frames dropped for the bound are
+    /// skipped (numbers are never reused, so a reader's cursor stays valid).
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput` (limit outside `1..=1000`),
+    /// `Corruption`, `Unavailable`.
+    async fn progress(
+        &self,
+        id: &ExecutionId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ProgressFrame>>;
+
+    /// Waits until execution `id` no longer matches `seen` — it became
+    /// terminal, its custom status changed or a progress frame was appended
+    /// — or `timeout` passes, and answers its snapshot then.
+    ///
+    /// # Behavior
+    /// Answers at once when the stored execution already differs from
+    /// `seen`. Otherwise it is woken by the change itself, never by
+    /// polling: in process on SQLite, by a `NOTIFY` sent in the changing
+    /// transaction on Postgres, by a `PUBLISH` from the changing `FCALL` on
+    /// Valkey. Only executions someone waits on are announced, so a change
+    /// nobody follows costs no message, and a waiter costs nothing while
+    /// nothing changes. A lost notification (a dropped connection) wakes
+    /// every waiter of the process, which reads again. After `timeout` the
+    /// answer is the current snapshot, unchanged from `seen`.
+    ///
+    /// # Errors
+    /// `NotFound` (no such execution, or trimmed while waited on),
+    /// `InvalidInput`, `Unavailable`.
+    async fn wait_for_change(
+        &self,
+        id: &ExecutionId,
+        seen: ChangeMark,
+        timeout: Duration,
+    ) -> Result<ExecutionSnapshot>;
+
     /// The children of `parent` (its direct descendants), ascending by id
     /// (creation order), one page at a time.
     ///

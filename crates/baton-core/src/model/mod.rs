@@ -18,7 +18,7 @@ pub use read::{
     AttemptRecord, ExecutionSnapshot, ListCursor, ListFilter, ListPage, Page, StateCounts,
     WaitReason, WaitingOn,
 };
-pub use steps::{StepOutcome, StepRecord, StepStatus};
+pub use steps::{ChangeMark, ProgressFrame, StateEntry, StepOutcome, StepRecord, StepStatus};
 pub use submit::{CreateOutcome, NewExecution};
 pub use wait::{
     NewSignal, OnTimeout, Signal, SignalOutcome, SuspendOutcome, SuspendRequest, Suspension,

@@ -78,6 +78,13 @@ pub struct ExecutionSnapshot {
     pub waiting_on: Option<WaitingOn>,
     /// The wait of a `suspended` execution; `None` in every other state.
     pub suspension: Option<crate::model::Suspension>,
+    /// The custom status its lease holders last set (JSON bytes), kept
+    /// after it finishes.
+    pub custom_status: Option<Vec<u8>>,
+    /// How many times its custom status changed (0: never set).
+    pub status_version: u64,
+    /// The number of its last progress frame (0: none appended).
+    pub progress_seq: u64,
 }
 
 /// What keeps a `blocked` execution from running, as stored.

@@ -1,9 +1,10 @@
-//! Memory: the checkpointed steps of an execution.
+//! Memory: the checkpointed steps of an execution, its key-value state and
+//! its progress frames.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::EngineError;
-use crate::names::StepName;
+use crate::names::{StateKey, StepName};
 use crate::policy::Limits;
 use crate::time::Timestamp;
 
@@ -88,4 +89,57 @@ pub struct StepRecord {
     pub failures: u32,
     /// When the current status was recorded.
     pub recorded_at: Timestamp,
+}
+
+/// One entry of an execution's key-value state, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateEntry {
+    /// Its key, unique within the execution.
+    pub key: StateKey,
+    /// Its value (JSON bytes).
+    pub value: Vec<u8>,
+    /// The attempt of the execution that last set it.
+    pub attempt: u32,
+    /// When it was last set.
+    pub updated_at: Timestamp,
+}
+
+/// One progress frame an attempt appended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgressFrame {
+    /// Its number: 1 for an execution's first frame, one more for each
+    /// frame after it, never reused (frames dropped for the bound keep
+    /// their numbers taken).
+    pub seq: u64,
+    /// When it was appended.
+    pub at: Timestamp,
+    /// The attempt that appended it.
+    pub attempt: u32,
+    /// The frame (JSON bytes).
+    pub frame: Vec<u8>,
+}
+
+/// What a reader following an execution has seen of it: whether it was
+/// terminal, its custom status version and its last progress frame.
+/// [`AdminBackend::wait_for_change`](crate::AdminBackend::wait_for_change)
+/// answers when the execution no longer matches it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ChangeMark {
+    /// It was terminal.
+    pub terminal: bool,
+    /// Its [`status_version`](crate::ExecutionSnapshot::status_version).
+    pub status_version: u64,
+    /// Its [`progress_seq`](crate::ExecutionSnapshot::progress_seq).
+    pub progress_seq: u64,
+}
+
+impl ChangeMark {
+    /// The mark of a snapshot.
+    pub fn of(snapshot: &crate::ExecutionSnapshot) -> Self {
+        ChangeMark {
+            terminal: snapshot.state.is_terminal(),
+            status_version: snapshot.status_version,
+            progress_seq: snapshot.progress_seq,
+        }
+    }
 }

@@ -14,7 +14,7 @@
 /// | `lease` | `renew`, `complete`, `fail` |
 /// | `flow` | `wait_children`, `cancel`, `cascade_due`, `children`, `tree` |
 /// | `wait` | `release`, `suspend`, `signal`, `timeout_due`, `signals` |
-/// | `memory` | `record_step`, `steps` |
+/// | `memory` | `record_step`, `set_state`, `set_status`, `append_progress`, `steps`, `state`, `progress`, `wait_for_change` |
 /// | `scan` | `promote_due`, `reclaim_expired_leases`, `expire_deadlines`, `trim_terminal` |
 /// | `ownership` | `sync_ownership`, `release_ownership`, `partition_owners` |
 /// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts` |
@@ -116,6 +116,31 @@ macro_rules! implement_backend_by_modules {
                 outcome: $crate::StepOutcome,
             ) -> $crate::Result<$crate::StepRecord> {
                 crate::memory::record_step(self, lease, name, outcome).await
+            }
+
+            async fn set_state(
+                &self,
+                lease: &$crate::LeaseToken,
+                key: $crate::StateKey,
+                value: ::std::option::Option<::std::vec::Vec<u8>>,
+            ) -> $crate::Result<()> {
+                crate::memory::set_state(self, lease, key, value).await
+            }
+
+            async fn set_status(
+                &self,
+                lease: &$crate::LeaseToken,
+                status: ::std::vec::Vec<u8>,
+            ) -> $crate::Result<u64> {
+                crate::memory::set_status(self, lease, status).await
+            }
+
+            async fn append_progress(
+                &self,
+                lease: &$crate::LeaseToken,
+                frame: ::std::vec::Vec<u8>,
+            ) -> $crate::Result<u64> {
+                crate::memory::append_progress(self, lease, frame).await
             }
 
             async fn cancel(
@@ -246,6 +271,31 @@ macro_rules! implement_backend_by_modules {
                 id: &$crate::ExecutionId,
             ) -> $crate::Result<::std::vec::Vec<$crate::StepRecord>> {
                 crate::memory::steps(self, id).await
+            }
+
+            async fn state(
+                &self,
+                id: &$crate::ExecutionId,
+            ) -> $crate::Result<::std::vec::Vec<$crate::StateEntry>> {
+                crate::memory::state(self, id).await
+            }
+
+            async fn progress(
+                &self,
+                id: &$crate::ExecutionId,
+                after: u64,
+                limit: usize,
+            ) -> $crate::Result<::std::vec::Vec<$crate::ProgressFrame>> {
+                crate::memory::progress(self, id, after, limit).await
+            }
+
+            async fn wait_for_change(
+                &self,
+                id: &$crate::ExecutionId,
+                seen: $crate::ChangeMark,
+                timeout: ::std::time::Duration,
+            ) -> $crate::Result<$crate::ExecutionSnapshot> {
+                crate::memory::wait_for_change(self, id, seen, timeout).await
             }
 
             async fn children(

@@ -21,4 +21,4 @@ pub mod stored;
 pub mod url;
 
 pub use crate::model::PreparedExecution;
-pub use crate::wake::{Wakeups, recv_batch};
+pub use crate::wake::{Wakeups, Watch, Watchers, deadline_in, recv_batch, wait_for_change};

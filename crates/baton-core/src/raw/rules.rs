@@ -386,11 +386,13 @@ pub fn cancel_acts(snap: &ExecutionSnapshot) -> Result<bool, EngineError> {
 mod deployment;
 mod deps;
 mod flows;
+mod memory;
 mod steps;
 mod waits;
 pub use deployment::*;
 pub use deps::*;
 pub use flows::*;
+pub use memory::*;
 pub use steps::*;
 pub use waits::*;
 

@@ -6,16 +6,18 @@ use std::time::Duration;
 
 use baton_api::{
     BatchBody, BatchCreated, CancelAnswer, CancelBody, ChildrenQuery, ClaimAnswer, ClaimBody,
-    CompleteBody, FailBody, ListAnswer, ListQuery, ReleaseBody, RenewAnswer, RenewBody, Route,
-    SignalAnswer, SignalRequestBody, SignalsAnswer, Snapshot, StatsAnswer, StepAnswer, StepBody,
-    StepsAnswer, SubmitBody, SuspendAnswer, SuspendBody, TreeAnswer, WaitChildrenBody,
-    encode_component as encode,
+    CompleteBody, FailBody, LeaseBody, ListAnswer, ListQuery, ProgressAnswer, ProgressAppended,
+    ProgressBody, ReleaseBody, RenewAnswer, RenewBody, Route, SignalAnswer, SignalRequestBody,
+    SignalsAnswer, Snapshot, StateAnswer, StateBody, StateEntryAnswer, StatsAnswer, StatusAnswer,
+    StatusBody, StepAnswer, StepBody, StepsAnswer, SubmitBody, SuspendAnswer, SuspendBody,
+    TreeAnswer, WaitChildrenBody, encode_component as encode,
 };
 use baton_core::{
-    CancelRequest, Cancellation, Claim, ClaimRequest, CreateOutcome, EngineError, ExecutionId,
-    ExecutionSnapshot, Failure, Lane, LeaseToken, ListFilter, ListPage, Namespace, NewExecution,
-    NewSignal, Page, RenewOutcome, RenewRequest, Result, Signal, SignalName, SignalOutcome,
-    StateCounts, StepName, StepOutcome, StepRecord, SuspendOutcome, SuspendRequest, Tree,
+    CancelRequest, Cancellation, ChangeMark, Claim, ClaimRequest, CreateOutcome, EngineError,
+    ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken, ListFilter, ListPage, Namespace,
+    NewExecution, NewSignal, Page, RenewOutcome, RenewRequest, Result, Signal, SignalName,
+    SignalOutcome, StateCounts, StateEntry, StateKey, StepName, StepOutcome, StepRecord,
+    SuspendOutcome, SuspendRequest, Tree,
 };
 
 use super::{HttpTransport, Op};
@@ -374,5 +376,172 @@ impl HttpTransport {
             .into_iter()
             .map(StepAnswer::into_record)
             .collect())
+    }
+
+    /// `GET /v1/executions/{id}?wait_ms=` following `seen`: answers when
+    /// the execution is terminal or its status version or last frame
+    /// differs from `seen`, or after `timeout`. The server caps one wait,
+    /// so a longer one is asked again until `timeout` is over; a server
+    /// that answers unchanged early (it is shutting down) is asked again
+    /// only after a pause, never in a tight loop.
+    pub(crate) async fn wait_for_change(
+        &self,
+        id: &ExecutionId,
+        seen: ChangeMark,
+        timeout: Duration,
+    ) -> Result<ExecutionSnapshot> {
+        let deadline = baton_core::raw::deadline_in(timeout);
+        let op = Op {
+            name: "wait_for_change",
+            id: Some(id),
+        };
+        let route = Route::Describe;
+        loop {
+            let asked = tokio::time::Instant::now();
+            let left = deadline.saturating_duration_since(asked);
+            let path = format!(
+                "{}?wait_ms={}&status_version={}&progress_seq={}",
+                route.path_with(&encode(&id.to_string())),
+                wait_ms(left),
+                seen.status_version,
+                seen.progress_seq
+            );
+            let snap: Snapshot = self.call(route, &path, None::<&()>, op).await?;
+            let snap = snap.into_snapshot()?;
+            if ChangeMark::of(&snap) != seen || snap.state.is_terminal() {
+                return Ok(snap);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(snap);
+            }
+            early_answer_pause(asked, deadline).await;
+        }
+    }
+
+    pub(crate) async fn set_status(&self, lease: &LeaseToken, status: &[u8]) -> Result<u64> {
+        let id = lease.execution_id();
+        let op = Op {
+            name: "set_status",
+            id: Some(id),
+        };
+        let route = Route::SetStatus;
+        let path = route.path_with(&encode(&id.to_string()));
+        let body = StatusBody::new(lease, status)?;
+        let answer: StatusAnswer = self.call(route, &path, Some(&body), op).await?;
+        Ok(answer.version)
+    }
+
+    pub(crate) async fn append_progress(&self, lease: &LeaseToken, frame: &[u8]) -> Result<u64> {
+        let id = lease.execution_id();
+        let op = Op {
+            name: "append_progress",
+            id: Some(id),
+        };
+        let route = Route::AppendProgress;
+        let path = route.path_with(&encode(&id.to_string()));
+        let body = ProgressBody::new(lease, frame)?;
+        let answer: ProgressAppended = self.call(route, &path, Some(&body), op).await?;
+        Ok(answer.seq)
+    }
+
+    /// `GET …/progress`; with `wait`, a long-poll for the next frame,
+    /// asked again (the server caps one wait) until a frame comes, the
+    /// execution finishes or `wait` is over.
+    pub(crate) async fn progress(
+        &self,
+        id: &ExecutionId,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<ProgressAnswer> {
+        let deadline = baton_core::raw::deadline_in(wait);
+        let op = Op {
+            name: "progress",
+            id: Some(id),
+        };
+        let route = Route::Progress;
+        loop {
+            let asked = tokio::time::Instant::now();
+            let left = deadline.saturating_duration_since(asked);
+            let path = format!(
+                "{}?after={after}&limit={limit}&wait_ms={}",
+                route.path_with(&encode(&id.to_string())),
+                wait_ms(left)
+            );
+            let answer: ProgressAnswer = self.call(route, &path, None::<&()>, op).await?;
+            if !answer.frames.is_empty()
+                || answer.state.is_terminal()
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(answer);
+            }
+            early_answer_pause(asked, deadline).await;
+        }
+    }
+
+    pub(crate) async fn set_state(
+        &self,
+        lease: &LeaseToken,
+        key: &StateKey,
+        value: Option<&[u8]>,
+    ) -> Result<()> {
+        let id = lease.execution_id();
+        let op = Op {
+            name: "set_state",
+            id: Some(id),
+        };
+        let path_of =
+            |route: Route| route.path_with_all(&[&encode(&id.to_string()), &encode(key.as_str())]);
+        match value {
+            Some(value) => {
+                let route = Route::SetState;
+                let body = StateBody::new(lease, value)?;
+                self.call(route, &path_of(route), Some(&body), op).await
+            }
+            None => {
+                let route = Route::ClearState;
+                let body = LeaseBody {
+                    lease: lease.clone(),
+                };
+                self.call(route, &path_of(route), Some(&body), op).await
+            }
+        }
+    }
+
+    pub(crate) async fn state(&self, id: &ExecutionId) -> Result<Vec<StateEntry>> {
+        let op = Op {
+            name: "state",
+            id: Some(id),
+        };
+        let route = Route::State;
+        let path = route.path_with(&encode(&id.to_string()));
+        let answer: StateAnswer = self.call(route, &path, None::<&()>, op).await?;
+        Ok(answer
+            .items
+            .into_iter()
+            .map(StateEntryAnswer::into_entry)
+            .collect())
+    }
+}
+
+/// A wait as the query's `wait_ms`, at most a day (the server caps it far
+/// lower anyway).
+fn wait_ms(wait: Duration) -> u64 {
+    u64::try_from(wait.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(24 * 3600 * 1000)
+}
+
+/// After a long-poll answered with nothing new: if it came back long
+/// before the wait asked for (a server shutting down answers at once),
+/// pause before asking again, so a client never loops tightly on it.
+async fn early_answer_pause(asked: tokio::time::Instant, deadline: tokio::time::Instant) {
+    let took = asked.elapsed();
+    let asked_for = deadline.saturating_duration_since(asked);
+    if took < asked_for / 2 && took < Duration::from_secs(1) {
+        tokio::time::sleep_until(
+            deadline.min(tokio::time::Instant::now() + Duration::from_secs(1)),
+        )
+        .await;
     }
 }

@@ -70,6 +70,8 @@ impl HttpTransport {
         let method = match route.method() {
             baton_api::Method::Get => hyper::Method::GET,
             baton_api::Method::Post => hyper::Method::POST,
+            baton_api::Method::Put => hyper::Method::PUT,
+            baton_api::Method::Delete => hyper::Method::DELETE,
         };
         let body = match body {
             Some(b) => Bytes::from(serde_json::to_vec(b).map_err(|e| {

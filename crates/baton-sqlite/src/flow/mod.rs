@@ -38,6 +38,7 @@ pub(crate) async fn cancel(
     let (cancellation, wake) = cancel_in(b, &mut tx, id, request.scope, reason, now).await?;
     tx.commit().await.map_err(map)?;
     b.wake_all(wake);
+    b.finished_some();
     Ok(cancellation)
 }
 
@@ -128,6 +129,7 @@ pub(crate) async fn cascade_due(
             .map_err(map)?;
     tx.commit().await.map_err(map)?;
     b.wake_all(wake);
+    b.finished_some();
     Ok(ScanReport {
         processed: cancelled,
         next_due: more.map(|_| now),

@@ -16,6 +16,7 @@ mod fail;
 mod flows;
 mod idempotency;
 mod input;
+mod memory;
 mod misc;
 mod ownership;
 mod renew;
@@ -37,6 +38,7 @@ pub use fail::*;
 pub use flows::*;
 pub use idempotency::*;
 pub use input::*;
+pub use memory::*;
 pub use misc::*;
 pub use ownership::*;
 pub use renew::*;
@@ -62,6 +64,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("flows.rs"),
     include_str!("idempotency.rs"),
     include_str!("input.rs"),
+    include_str!("memory.rs"),
     include_str!("misc.rs"),
     include_str!("ownership.rs"),
     include_str!("renew.rs"),

@@ -4,18 +4,6 @@
 use super::prelude::*;
 use baton_core::{StepOutcome, StepRecord, StepStatus};
 
-fn no_backoff(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        backoff: Backoff {
-            initial_ms: 0,
-            max_ms: 0,
-            multiplier: 1.0,
-            jitter: false,
-        },
-    }
-}
-
 fn done(output: &[u8]) -> StepOutcome {
     StepOutcome::Done(output.to_vec())
 }

@@ -4,18 +4,6 @@
 use super::prelude::*;
 use baton_core::{CancelRequest, WaitingOn};
 
-fn no_backoff(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        backoff: Backoff {
-            initial_ms: 0,
-            max_ms: 0,
-            multiplier: 1.0,
-            jitter: false,
-        },
-    }
-}
-
 /// The whole cycle: the parent blocks (its attempt closed as `released`,
 /// its lease dead at once), is not claimable while blocked, counts its
 /// unfinished children down as they finish (completed or failed), and is

@@ -5,18 +5,6 @@ use baton_core::{
     OnTimeout, Signal, SignalOutcome, SuspendOutcome, SuspendRequest, WaitCondition, WaitEnded,
 };
 
-fn no_backoff(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        backoff: Backoff {
-            initial_ms: 0,
-            max_ms: 0,
-            multiplier: 1.0,
-            jitter: false,
-        },
-    }
-}
-
 fn wait_on(names: &[&str]) -> SuspendRequest {
     SuspendRequest::signals(names.iter().map(|n| signal_name(n)))
 }

@@ -54,6 +54,9 @@ fn running(id: &ExecutionId, attempt: u32) -> ExecutionSnapshot {
         cancel_reason: None,
         waiting_on: None,
         suspension: None,
+        custom_status: None,
+        status_version: 0,
+        progress_seq: 0,
     }
 }
 
@@ -880,4 +883,56 @@ fn step_records_follow_the_rules() {
             failures: 2
         }
     );
+}
+
+#[test]
+fn state_writes_are_judged_by_the_value_held_and_the_key_limit() {
+    let e = id();
+    let key = crate::StateKey::new("k").unwrap();
+    let limits = Limits {
+        max_state_keys: 2,
+        ..Limits::default()
+    };
+    let judge = |existing: Option<&[u8]>, value: Option<&[u8]>, held| {
+        judge_state(&e, State::Running, &key, existing, value, held, &limits)
+    };
+    assert_eq!(judge(None, None, 0).unwrap(), StateWrite::Unchanged);
+    assert_eq!(judge(Some(b"1"), None, 1).unwrap(), StateWrite::Clear);
+    assert_eq!(
+        judge(Some(b"1"), Some(b"1"), 1).unwrap(),
+        StateWrite::Unchanged
+    );
+    assert_eq!(judge(Some(b"1"), Some(b"2"), 2).unwrap(), StateWrite::Set);
+    assert_eq!(judge(None, Some(b"2"), 1).unwrap(), StateWrite::Set);
+    let err = judge(None, Some(b"2"), 2).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            EngineError::Conflict {
+                operation: "set_state",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("2 state keys"), "{err}");
+}
+
+#[test]
+fn a_status_change_takes_the_next_version_and_a_repeat_keeps_it() {
+    assert_eq!(status_version(None, 0, b"{}"), (true, 1));
+    assert_eq!(status_version(Some(b"{}"), 1, b"{}"), (false, 1));
+    assert_eq!(status_version(Some(b"{}"), 1, b"[]"), (true, 2));
+}
+
+#[test]
+fn progress_keeps_the_newest_frames_up_to_the_limit() {
+    let limits = Limits {
+        max_progress_frames: 3,
+        ..Limits::default()
+    };
+    assert_eq!(first_kept_frame(1, &limits), 1);
+    assert_eq!(first_kept_frame(3, &limits), 1);
+    assert_eq!(first_kept_frame(4, &limits), 2);
+    assert_eq!(first_kept_frame(10, &limits), 8);
 }
