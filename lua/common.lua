@@ -77,6 +77,19 @@
 --                                      trim pass drops entries past their time
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
+-- The worker registry (library generation 8) lives beside the partitions:
+-- per namespace, under its own hash tag, so one function writes both keys:
+--   B:{w:<ns>}:workers          HASH  worker id -> a MessagePack map l (lanes of its
+--                                      last claim, comma separated), c (its
+--                                      capabilities, likewise), s (last seen ms), n
+--                                      (leases its last renew presented)
+--   B:{w:<ns>}:seen             ZSET  last seen ms -> worker id (the same `s`): who
+--                                      is live, and who is stale enough to forget
+--   B:{wk:<worker>}:ns          SET   the namespaces the worker claimed from, so a
+--                                      renew (which names none) reaches its
+--                                      entries; expires ten worker TTLs after the
+--                                      last claim recorded (plain commands)
+--
 -- Execution record fields (every value text): ns lane kind st pri tags caps att rp
 -- ik par ck rt fl oc rl ca ua ra rd dl fa wid ln le res err cr, and per attempt k:
 -- a<k>w (worker) a<k>n (nonce) a<k>s (started) a<k>e (ended) a<k>o
@@ -1082,4 +1095,61 @@ local function first_kept_frame(seq, max)
   local first = seq - max
   if first < 0 then first = 0 end
   return first + 1
+end
+
+-- Operator control (library generation 8).
+
+-- Why an execution in state `st` refuses a priority edit, or nil.
+-- Mirrors baton_core::raw::rules::check_priority_edit.
+local function priority_edit_refusal(st)
+  if TERMINAL[st] then
+    return 'it already finished; its priority no longer decides anything'
+  end
+  return nil
+end
+
+-- Why an execution in state `st` refuses a revoke, or nil.
+-- Mirrors baton_core::raw::rules::check_revoke.
+local function revoke_refusal(st)
+  if st ~= 'running' then return 'only a running execution holds a lease to revoke' end
+  return nil
+end
+
+-- The error a revoke settles for the running attempt of `h`.
+-- Mirrors baton_core::raw::rules::revoke_failure.
+local function revoke_error(h)
+  return 'lease revoked by an operator: worker ' .. (h.wid or '?') .. ' held attempt ' ..
+    tostring(h.att)
+end
+
+-- Judges setting tag `key` of the decoded tags `tags` to `value` (nil:
+-- removing it), at most `max` tags held. Answers 'unchanged', or 'write'
+-- and the tags after (`tags` itself, changed); or nil and the conflict's
+-- reason. The value was checked by the backend before the call.
+-- Mirrors baton_core::raw::rules::tag_edit.
+local function tag_edit(tags, key, value, max)
+  local held = tags[key]
+  if held == value then return 'unchanged' end
+  if held == nil then
+    local n = 0
+    for _ in pairs(tags) do n = n + 1 end
+    if n >= max then
+      return nil, 'it already has ' .. s(max) .. ' tags, the limit; remove one before adding ' ..
+        key
+    end
+  end
+  tags[key] = value
+  return 'write', tags
+end
+
+-- Tags as the record stores them: a JSON object in key order (as the
+-- backend writes them at create), or nil for none (the absent field).
+local function encode_tags(tags)
+  local keys = {}
+  for k in pairs(tags) do keys[#keys + 1] = k end
+  if #keys == 0 then return nil end
+  table.sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = cjson.encode(k) .. ':' .. cjson.encode(tags[k]) end
+  return '{' .. table.concat(parts, ',') .. '}'
 end

@@ -736,3 +736,79 @@ async fn memory_of(b: &dyn AdminBackend, ids: &[ExecutionId]) -> Vec<Value> {
     }
     out
 }
+
+/// Operator edits: a priority change (waiting and delayed), tags set,
+/// overwritten and removed (a finished execution too), and a revoke that
+/// retries, then one that fails on the last attempt.
+async fn ops_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
+    let tick = |ms| clock.advance(Duration::from_millis(ms));
+    let tag = |k: &str| TagKey::new(k).unwrap();
+    let ids: Vec<ExecutionId> = b
+        .create(vec![exec("edited"), exec("delayed").with_delay_ms(60_000)])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let mut seen = Vec::new();
+    tick(10);
+    b.set_priority(&ids[0], 7).await.unwrap();
+    b.set_priority(&ids[1], -2).await.unwrap();
+    b.set_tag(&ids[0], tag("team"), Some("core".into()))
+        .await
+        .unwrap();
+    b.set_tag(&ids[0], tag("team"), Some("ops".into()))
+        .await
+        .unwrap();
+    b.set_tag(&ids[1], tag("gone"), Some("x".into()))
+        .await
+        .unwrap();
+    b.set_tag(&ids[1], tag("gone"), None).await.unwrap();
+    for id in &ids {
+        seen.push(normalized(&b.describe(id).await.unwrap(), &ids));
+    }
+    tick(10);
+    b.claim(claim(1)).await.unwrap();
+    tick(10);
+    seen.push(normalized(&b.revoke(&ids[0]).await.unwrap(), &ids));
+    tick(2_000);
+    for p in b.partitions().iter() {
+        b.promote_due(p, 100).await.unwrap();
+    }
+    b.claim(claim(1)).await.unwrap();
+    tick(10);
+    seen.push(normalized(&b.revoke(&ids[0]).await.unwrap(), &ids));
+    b.set_tag(&ids[0], tag("checked"), Some("yes".into()))
+        .await
+        .unwrap();
+    for id in &ids {
+        seen.push(normalized(&b.describe(id).await.unwrap(), &ids));
+    }
+    let attempts: Vec<Value> = b
+        .attempts(&ids[0])
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| serde_json::to_value(baton_api::Attempt::from(a)).unwrap())
+        .collect();
+    seen.push(Value::Array(attempts));
+    seen
+}
+
+#[tokio::test]
+async fn every_backend_describes_the_same_edits_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for (name, backend, clock) in backends(dir.path()).await {
+        results.push((name, ops_history(backend.as_ref(), &clock).await));
+    }
+    let (_, first) = &results[0];
+    assert_eq!(first[0]["priority"], 7);
+    assert_eq!(first[0]["tags"], serde_json::json!({"team": "ops"}));
+    assert_eq!(first[1]["tags"], serde_json::json!({}));
+    assert_eq!(first[2]["state"], "delayed", "revoked, backing off");
+    assert_eq!(first[3]["state"], "failed", "revoked on its last attempt");
+    assert_eq!(first[4]["tags"]["checked"], "yes");
+    assert_eq!(first[6][1]["outcome"], "lease_expired");
+    assert_agree(&results);
+}

@@ -68,6 +68,7 @@ mod flow;
 mod json;
 mod list;
 mod memory;
+mod ops;
 mod read;
 mod routes;
 mod submit;
@@ -87,6 +88,7 @@ pub use memory::{
     StateAnswer, StateBody, StateEntryAnswer, StatusAnswer, StatusBody, StepAnswer, StepBody,
     StepsAnswer,
 };
+pub use ops::{PriorityBody, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery};
 pub use read::{
     Attempt, CancelBody, DescribeQuery, Health, Snapshot, StatsAnswer, StatsQuery, WaitingOnBody,
 };

@@ -109,6 +109,18 @@ pub enum Route {
     ClearState,
     /// `GET /v1/executions/{id}/state`: the key-value state.
     State,
+    /// `PUT /v1/executions/{id}/priority`: change the priority of an
+    /// unfinished execution.
+    SetPriority,
+    /// `PUT /v1/executions/{id}/tags/{key}`: set a tag.
+    SetTag,
+    /// `DELETE /v1/executions/{id}/tags/{key}`: remove a tag.
+    RemoveTag,
+    /// `POST /v1/executions/{id}/revoke`: end a running execution's
+    /// attempt as an expired lease would.
+    Revoke,
+    /// `GET /v1/workers`: the live workers of a namespace.
+    Workers,
     /// `POST /v1/leases/renew`: renew every lease of a worker.
     Renew,
     /// `GET /v1/stats`: counts per lane and state.
@@ -123,7 +135,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 28] = [
+    pub const ALL: [Route; 33] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
@@ -147,6 +159,11 @@ impl Route {
         Route::SetState,
         Route::ClearState,
         Route::State,
+        Route::SetPriority,
+        Route::SetTag,
+        Route::RemoveTag,
+        Route::Revoke,
+        Route::Workers,
         Route::Renew,
         Route::Stats,
         Route::Health,
@@ -165,6 +182,7 @@ impl Route {
             | Route::Steps
             | Route::Progress
             | Route::State
+            | Route::Workers
             | Route::Stats
             | Route::Health
             | Route::Metrics
@@ -181,9 +199,10 @@ impl Route {
             | Route::Signal
             | Route::RecordStep
             | Route::AppendProgress
+            | Route::Revoke
             | Route::Renew => Method::Post,
-            Route::SetStatus | Route::SetState => Method::Put,
-            Route::ClearState => Method::Delete,
+            Route::SetStatus | Route::SetState | Route::SetPriority | Route::SetTag => Method::Put,
+            Route::ClearState | Route::RemoveTag => Method::Delete,
         }
     }
 
@@ -210,6 +229,10 @@ impl Route {
             Route::AppendProgress | Route::Progress => "/v1/executions/{id}/progress",
             Route::SetState | Route::ClearState => "/v1/executions/{id}/state/{key}",
             Route::State => "/v1/executions/{id}/state",
+            Route::SetPriority => "/v1/executions/{id}/priority",
+            Route::SetTag | Route::RemoveTag => "/v1/executions/{id}/tags/{key}",
+            Route::Revoke => "/v1/executions/{id}/revoke",
+            Route::Workers => "/v1/workers",
             Route::Renew => "/v1/leases/renew",
             Route::Stats => "/v1/stats",
             Route::Health => "/healthz",
@@ -244,6 +267,11 @@ impl Route {
             Route::SetState => "setState",
             Route::ClearState => "clearState",
             Route::State => "state",
+            Route::SetPriority => "setPriority",
+            Route::SetTag => "setTag",
+            Route::RemoveTag => "removeTag",
+            Route::Revoke => "revoke",
+            Route::Workers => "workers",
             Route::Renew => "renew",
             Route::Stats => "stats",
             Route::Health => "health",

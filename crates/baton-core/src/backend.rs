@@ -61,8 +61,9 @@ use crate::model::{
     ExecutionSnapshot, Failure, ListFilter, ListPage, NewExecution, NewSignal, Ownership, Page,
     PartitionOwner, ProgressFrame, RenewOutcome, RenewRequest, ScanReport, Signal, SignalOutcome,
     StateCounts, StateEntry, StepOutcome, StepRecord, SuspendOutcome, SuspendRequest, Tree,
+    WorkerInfo,
 };
-use crate::names::{Lane, Namespace, NodeId, StateKey, StepName};
+use crate::names::{Lane, Namespace, NodeId, StateKey, StepName, TagKey};
 use crate::policy::Limits;
 
 mod admin;

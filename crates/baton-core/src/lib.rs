@@ -32,7 +32,7 @@ pub use model::{
     ProgressFrame, RenewOutcome, RenewRequest, RenewStatus, ScanReport, Signal, SignalOutcome,
     StateCounts, StateEntry, StepOutcome, StepRecord, StepStatus, SuspendOutcome, SuspendRequest,
     Suspension, Tree, TreeNode, Upstream, UpstreamFailure, WaitCondition, WaitEnded, WaitReason,
-    WaitingOn,
+    WaitingOn, WorkerInfo,
 };
 pub use names::{
     CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN,

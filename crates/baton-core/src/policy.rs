@@ -247,6 +247,9 @@ pub struct Limits {
     /// Most progress frames one execution keeps: appending beyond it
     /// drops the oldest. Default 1000.
     pub max_progress_frames: usize,
+    /// How long the worker registry lists a worker after its last claim or
+    /// renew. Default 60 s.
+    pub worker_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -265,6 +268,7 @@ impl Default for Limits {
             max_state_keys: 100,
             max_value_bytes: 64 * 1024,
             max_progress_frames: 1000,
+            worker_ttl: Duration::from_secs(60),
         }
     }
 }

@@ -18,6 +18,7 @@ pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<
     request.validate(&b.inner.limits)?;
     let now = b.now();
     let expires = now.saturating_add(request.lease_ttl);
+    crate::ops::saw_claim(b, &request, now).await;
     let mut lanes: Vec<&str> = request.lanes.iter().map(Lane::as_str).collect();
     lanes.sort_unstable();
     lanes.dedup();

@@ -211,6 +211,7 @@ pub(crate) async fn renew(b: &PostgresBackend, request: RenewRequest) -> Result<
     limits.check_lease(request.lease_ttl)?;
     let now = b.now();
     let expires = now.saturating_add(request.lease_ttl);
+    crate::ops::saw_renew(b, &request, now).await;
     let mut index = Vec::new();
     let (mut partitions, mut uuids, mut numbers, mut nonces) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -72,6 +72,12 @@
 //!   executions with a `NOTIFY` sent at commit, so a change either is in
 //!   the reader's read or wakes it, and executions nobody watches send
 //!   nothing (see `memory::wait_for_change` and migration 0008).
+//! - Operator edits of priority and tags lock the execution's row alone
+//!   and wait for nothing else while they hold it. A revoke locks as
+//!   `fail` does (the flow's root when it has dependents, the parent, then
+//!   the execution) and settles through the reclaim pass's statement. The
+//!   worker registry is written by single statements outside any
+//!   transaction, its stale rows taken with `SKIP LOCKED` (see `ops`).
 //!
 //! ## Time
 //! Every stored instant is BIGINT milliseconds from the injected
@@ -89,6 +95,7 @@ mod flow;
 mod lease;
 mod memory;
 mod migrate;
+mod ops;
 mod ownership;
 mod read;
 mod scan;
@@ -149,6 +156,8 @@ struct Inner {
     /// by `changes`.
     watchers: Arc<baton_core::raw::Watchers>,
     changes: wake::Listener,
+    /// The worker registry writes this process made (see `ops`).
+    sightings: baton_core::raw::Sightings,
     completer: tokio::sync::mpsc::UnboundedSender<combine::Pending>,
 }
 
@@ -259,6 +268,7 @@ impl PostgresBackend {
                 durable,
                 wake,
                 watchers,
+                sightings: baton_core::raw::Sightings::default(),
             }),
         })
     }

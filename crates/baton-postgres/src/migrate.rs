@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "memory",
         include_str!("../../../migrations/postgres/0008_memory.sql"),
     ),
+    (
+        9,
+        "operator control",
+        include_str!("../../../migrations/postgres/0009_operator_control.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -187,6 +192,6 @@ pub fn check_schema(schema: &str) -> Result<()> {
 mod tests {
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 8);
+        assert_eq!(super::latest_version(), 9);
     }
 }

@@ -3,8 +3,9 @@
 //! count, concurrent first starts of one schema, schemas kept apart,
 //! concurrent writers of one flow (no deadlock, no lost release),
 //! concurrent signals and timeouts of one suspended execution,
-//! concurrent step records of one execution, and change notifications
-//! (sent only for watched executions, heard by other instances).
+//! concurrent step records of one execution, change notifications
+//! (sent only for watched executions, heard by other instances), and
+//! revokes racing the worker's own complete or fail.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -96,7 +97,7 @@ async fn partition_count_is_recorded_and_enforced() {
     );
     assert_eq!(
         first.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9]
     );
 }
 
@@ -118,7 +119,7 @@ async fn concurrent_first_starts_migrate_once() {
         let backend = start.await.unwrap().unwrap();
         assert_eq!(
             backend.applied_migrations().await.unwrap(),
-            [1, 2, 3, 4, 5, 6, 7, 8]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9]
         );
     }
 }
@@ -1430,4 +1431,122 @@ async fn wait_for_change_wakes_on_changes_of_another_instance() {
         matches!(gone, Err(EngineError::NotFound { .. })),
         "{gone:?}"
     );
+}
+
+/// Revokes racing the worker's completes and fails of the children of one
+/// blocked parent, through two instances: for each child exactly one wins
+/// (the loser answers `Conflict` or `LeaseLost`), the child ends as the
+/// winner left it, and the parent is counted down to none. Every other
+/// round a tree cancel of the parent joins in (it locks the parent, then
+/// the children, as a revoke does), and nothing deadlocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_and_the_workers_complete_or_fail_settle_once() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    let once = baton_core::RetryPolicy {
+        max_attempts: 1,
+        backoff: baton_core::Backoff::NONE,
+    };
+    for round in 0..10 {
+        let b = &backends[0];
+        let (lane, parent_lane) = (format!("r{round}"), format!("p{round}"));
+        let parent = b.create_one(exec("revoke", &parent_lane)).await.unwrap().id;
+        let parent_lease = claim_one(b, "revoke", &parent_lane).await.lease;
+        let kids = (0..16)
+            .map(|_| {
+                exec("revoke", &lane)
+                    .with_parent(parent.clone())
+                    .with_retry(once)
+            })
+            .collect();
+        b.create(kids).await.unwrap();
+        let blocked = b.wait_children(&parent_lease).await.unwrap();
+        assert_eq!(blocked.state, State::Blocked);
+        let request = ClaimRequest::new(
+            Namespace::new("revoke").unwrap(),
+            Lane::new(&lane).unwrap(),
+            WorkerId::new("w").unwrap(),
+            100,
+        );
+        let claims = b.claim(request).await.unwrap();
+        assert_eq!(claims.len(), 16);
+        let cancelling = round % 2 == 1;
+        let cancel = cancelling.then(|| {
+            let (canceller, parent) = (backends[1].clone(), parent.clone());
+            tokio::spawn(async move {
+                canceller
+                    .cancel(&parent, CancelRequest::default())
+                    .await
+                    .map(drop)
+            })
+        });
+        let mut races = Vec::new();
+        for (i, c) in claims.into_iter().enumerate() {
+            let (worker, operator) = (backends[i % 2].clone(), backends[(i + 1) % 2].clone());
+            let id = c.id.clone();
+            let revoke = tokio::spawn(async move { operator.revoke(&id).await.map(drop) });
+            let lease = c.lease.clone();
+            let finish = tokio::spawn(async move {
+                if i % 2 == 0 {
+                    worker
+                        .fail(&lease, baton_core::Failure::permanent("x"))
+                        .await
+                        .map(drop)
+                } else {
+                    worker.complete(&lease, b"1".to_vec()).await.map(drop)
+                }
+            });
+            races.push((c.id, i, revoke, finish));
+        }
+        if let Some(cancel) = cancel {
+            cancel.await.unwrap().unwrap();
+        }
+        let lost = |r: &Result<(), EngineError>| {
+            matches!(
+                r,
+                Err(EngineError::LeaseLost { .. } | EngineError::Conflict { .. })
+            )
+        };
+        for (id, i, revoke, finish) in races {
+            let (revoked, finished) = (revoke.await.unwrap(), finish.await.unwrap());
+            for r in [&revoked, &finished] {
+                assert!(r.is_ok() || lost(r), "round {round}: {r:?}");
+            }
+            let snap = b.describe(&id).await.unwrap();
+            if cancelling && snap.state == State::Cancelled {
+                assert!(lost(&revoked) && lost(&finished), "round {round}: {snap:?}");
+                continue;
+            }
+            assert!(
+                revoked.is_ok() != finished.is_ok(),
+                "round {round}: exactly one wins: {revoked:?} / {finished:?}"
+            );
+            let attempts = b.attempts(&id).await.unwrap();
+            assert_eq!(attempts.len(), 1, "round {round}");
+            let (state, outcome) = if revoked.is_ok() {
+                (State::Failed, baton_core::AttemptOutcome::LeaseExpired)
+            } else if i % 2 == 0 {
+                (State::Failed, baton_core::AttemptOutcome::Failed)
+            } else {
+                (State::Completed, baton_core::AttemptOutcome::Completed)
+            };
+            assert_eq!(
+                (snap.state, attempts[0].outcome),
+                (state, Some(outcome)),
+                "round {round}"
+            );
+        }
+        let parent = b.describe(&parent).await.unwrap();
+        let expected = if cancelling {
+            State::Cancelled
+        } else {
+            // Every child finished once: the parent, blocked on them, was
+            // counted down to none and is waiting again.
+            State::Waiting
+        };
+        assert_eq!(parent.state, expected, "round {round}");
+    }
 }

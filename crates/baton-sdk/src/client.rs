@@ -8,7 +8,7 @@ use baton_core::{
     AdminBackend, BackendKind, CancelRequest, Cancellation, ChangeMark, CreateOutcome, EngineError,
     ExecutionId, ExecutionSnapshot, Kind, Lane, ListFilter, ListPage, Namespace, NewExecution,
     NewSignal, Page, ProgressFrame, Result, Signal, SignalName, SignalOutcome, State, StateCounts,
-    StateEntry, StepRecord, Tree,
+    StateEntry, StepRecord, Tree, WorkerInfo,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -369,6 +369,62 @@ impl Client {
     /// `NotFound`, `InvalidInput`, `Unavailable`.
     pub async fn steps(&self, id: &ExecutionId) -> Result<Vec<StepRecord>> {
         self.transport.steps(id).await
+    }
+
+    /// Changes the priority of execution `id` (not finished): a waiting
+    /// one is reordered among its lane at once. Answers its snapshot.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict` (it finished), `Unavailable`.
+    pub async fn set_priority(&self, id: &ExecutionId, priority: i32) -> Result<ExecutionSnapshot> {
+        self.transport.set_priority(id, priority).await
+    }
+
+    /// Sets tag `key` of execution `id` to `value` (any state); list
+    /// filters see it at once. Answers its snapshot.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput` (bad key or value), `Conflict` (a new tag
+    /// beyond the 32 allowed), `Unavailable`.
+    pub async fn set_tag(
+        &self,
+        id: &ExecutionId,
+        key: &str,
+        value: &str,
+    ) -> Result<ExecutionSnapshot> {
+        let key = baton_core::TagKey::new(key)?;
+        self.transport
+            .set_tag(id, key, Some(value.to_owned()))
+            .await
+    }
+
+    /// Removes tag `key` of execution `id` (a tag it does not have is
+    /// fine). Answers its snapshot.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Unavailable`.
+    pub async fn remove_tag(&self, id: &ExecutionId, key: &str) -> Result<ExecutionSnapshot> {
+        let key = baton_core::TagKey::new(key)?;
+        self.transport.set_tag(id, key, None).await
+    }
+
+    /// Revokes the lease of running execution `id`: its attempt ends as an
+    /// expired lease would, and it is retried (or fails on its last
+    /// attempt). Answers its snapshot after.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict` (not running), `Unavailable`.
+    pub async fn revoke(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+        self.transport.revoke(id).await
+    }
+
+    /// The live workers of the client's namespace, by id (at most
+    /// `limit`, `1..=1000`).
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Unavailable`.
+    pub async fn workers(&self, limit: usize) -> Result<Vec<WorkerInfo>> {
+        self.transport.workers(&self.namespace, limit).await
     }
 
     /// The key-value state of execution `id`, ascending by key.

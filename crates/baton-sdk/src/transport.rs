@@ -10,7 +10,8 @@ use baton_core::{
     ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken, Limits, ListFilter, ListPage,
     LongPoll, Namespace, NewExecution, NewSignal, Page, ProgressFrame, RenewOutcome, RenewRequest,
     Result, Signal, SignalName, SignalOutcome, StateCounts, StateEntry, StateKey, StepName,
-    StepOutcome, StepRecord, SuspendOutcome, SuspendRequest, Tree, claim_waiting,
+    StepOutcome, StepRecord, SuspendOutcome, SuspendRequest, TagKey, Tree, WorkerInfo,
+    claim_waiting,
 };
 use tokio::sync::watch;
 
@@ -274,6 +275,47 @@ impl Transport {
         match self {
             Transport::Direct(b) => b.wait_for_change(id, seen, timeout).await,
             Transport::Http(h) => h.wait_for_change(id, seen, timeout).await,
+        }
+    }
+
+    pub(crate) async fn set_priority(
+        &self,
+        id: &ExecutionId,
+        priority: i32,
+    ) -> Result<ExecutionSnapshot> {
+        match self {
+            Transport::Direct(b) => b.set_priority(id, priority).await,
+            Transport::Http(h) => h.set_priority(id, priority).await,
+        }
+    }
+
+    pub(crate) async fn set_tag(
+        &self,
+        id: &ExecutionId,
+        key: TagKey,
+        value: Option<String>,
+    ) -> Result<ExecutionSnapshot> {
+        match self {
+            Transport::Direct(b) => b.set_tag(id, key, value).await,
+            Transport::Http(h) => h.set_tag(id, &key, value.as_deref()).await,
+        }
+    }
+
+    pub(crate) async fn revoke(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+        match self {
+            Transport::Direct(b) => b.revoke(id).await,
+            Transport::Http(h) => h.revoke(id).await,
+        }
+    }
+
+    pub(crate) async fn workers(
+        &self,
+        namespace: &Namespace,
+        limit: usize,
+    ) -> Result<Vec<WorkerInfo>> {
+        match self {
+            Transport::Direct(b) => b.workers(namespace, limit).await,
+            Transport::Http(h) => h.workers(namespace, limit).await,
         }
     }
 }

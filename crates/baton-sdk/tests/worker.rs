@@ -956,6 +956,60 @@ async fn handlers_report_status_progress_and_state(env: Env) {
     env.stop().await;
 }
 
+/// Operator calls through the client: priority and tag edits, the live
+/// worker in the registry, and a revoke that takes a wedged handler's
+/// lease (the retry completes).
+async fn operators_edit_revoke_and_list_workers(env: Env) {
+    let c = &env.client;
+    let wedged = Arc::new(AtomicUsize::new(0));
+    let runs = wedged.clone();
+    let id = c
+        .submit_execution(
+            c.execution("slow", &0)
+                .unwrap()
+                .with_retry(quick_retries(3)),
+        )
+        .await
+        .unwrap()
+        .id;
+    let snap = c.set_priority(&id, 4).await.unwrap();
+    assert_eq!(snap.priority, 4);
+    let snap = c.set_tag(&id, "team", "core").await.unwrap();
+    assert_eq!(snap.tags.len(), 1);
+    let snap = c.remove_tag(&id, "team").await.unwrap();
+    assert!(snap.tags.is_empty());
+    let err = c.revoke(&id).await.unwrap_err();
+    assert!(matches!(err, EngineError::Conflict { .. }), "{err}");
+    let worker = Worker::builder(c)
+        .worker_id("sdk-op")
+        // Renewed often, so the revoke reaches the handler soon.
+        .lease(Duration::from_secs(1))
+        .handler("slow", move |ctx: Context, _: u32| {
+            let runs = runs.clone();
+            async move {
+                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // Wedged until told to stop: the revoke tells it.
+                    let why = ctx.stopped().await;
+                    return Err(HandlerError::retry(format!("stopped: {why}")));
+                }
+                Ok::<_, HandlerError>(json!("done"))
+            }
+        })
+        .start()
+        .unwrap();
+    wait_until(c, &id, |s| s.state == State::Running).await;
+    let live = c.workers(10).await.unwrap();
+    assert_eq!(live.len(), 1, "{live:?}");
+    assert_eq!(live[0].worker_id.as_str(), "sdk-op");
+    let snap = c.revoke(&id).await.unwrap();
+    assert_ne!(snap.state, State::Running);
+    let snap = done(c, &id).await;
+    assert_eq!(snap.state, State::Completed, "{snap:?}");
+    assert_eq!(snap.attempts, 2);
+    worker.shutdown(BOUND).await;
+    env.stop().await;
+}
+
 macro_rules! on_every_transport {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -991,6 +1045,7 @@ on_every_transport!(
     steps_are_skipped_by_the_retry,
     step_retries_count_across_attempts,
     handlers_report_status_progress_and_state,
+    operators_edit_revoke_and_list_workers,
     priority_decides_across_lanes,
     handlers_submit_children,
     handlers_wait_for_their_children,

@@ -101,6 +101,24 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     }
 }
 
+/// The `{id}` and second segment of a path (`{name}` of a step or a
+/// signal, `{key}` of a state entry or a tag), each checked by its type.
+#[derive(Debug)]
+pub struct IdAnd<T>(pub ExecutionId, pub T);
+
+impl<S: Send + Sync, T: std::str::FromStr<Err = baton_core::EngineError>> FromRequestParts<S>
+    for IdAnd<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path((id, second)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid(format!("invalid path: {}", e.body_text())))?;
+        Ok(IdAnd(id.parse()?, second.parse()?))
+    }
+}
+
 /// The `{lane}` segment of a path.
 #[derive(Debug)]
 pub struct LanePath(pub Lane);

@@ -45,6 +45,7 @@
 //! ```
 
 mod body;
+mod control;
 mod error;
 mod executions;
 mod extract;
@@ -272,6 +273,11 @@ fn endpoint(route: Route) -> MethodRouter<AppState> {
         Route::SetState => on(method, memory::set_state),
         Route::ClearState => on(method, memory::clear_state),
         Route::State => on(method, memory::execution_state),
+        Route::SetPriority => on(method, control::set_priority),
+        Route::SetTag => on(method, control::set_tag),
+        Route::RemoveTag => on(method, control::remove_tag),
+        Route::Revoke => on(method, control::revoke),
+        Route::Workers => on(method, control::workers),
         Route::Renew => on(method, worker::renew),
         Route::Stats => on(method, executions::stats),
         Route::Health => on(method, ops::healthz),

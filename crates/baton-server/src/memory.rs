@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use baton_api::{
     FrameAnswer, LeaseBody, ProgressAnswer, ProgressAppended, ProgressBody, ProgressQuery,
     StateAnswer, StateBody, StateEntryAnswer, StatusAnswer, StatusBody, StepAnswer, StepBody,
@@ -15,31 +14,16 @@ use baton_api::{
 use baton_core::{ChangeMark, ExecutionId, ExecutionSnapshot, Page, StateKey, StepName};
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, ApiQuery, IdAnd, IdPath};
 use crate::worker::check_lease_matches;
-
-/// The `{id}` and `{name}` segments of the step route.
-#[derive(Debug)]
-pub(crate) struct StepPath(ExecutionId, StepName);
-
-impl<S: Send + Sync> FromRequestParts<S> for StepPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path((id, name)) = Path::<(String, String)>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("invalid path: {}", e.body_text())))?;
-        Ok(StepPath(id.parse()?, StepName::new(name)?))
-    }
-}
 
 /// `POST /v1/executions/{id}/steps/{name}`: the step as stored. The same
 /// output again for a done step answers it unchanged; another record for a
 /// done step is `409 conflict`.
 pub(crate) async fn record_step(
     State(state): State<AppState>,
-    StepPath(id, name): StepPath,
+    IdAnd(id, name): IdAnd<StepName>,
     ApiJson(body): ApiJson<StepBody>,
 ) -> ApiResult<Json<StepAnswer>> {
     check_lease_matches(&body.lease, &id)?;
@@ -57,21 +41,6 @@ pub(crate) async fn steps(
     Ok(Json(StepsAnswer {
         items: items.iter().map(StepAnswer::from).collect(),
     }))
-}
-
-/// The `{id}` and `{key}` segments of the state routes.
-#[derive(Debug)]
-pub(crate) struct KeyPath(ExecutionId, StateKey);
-
-impl<S: Send + Sync> FromRequestParts<S> for KeyPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path((id, key)) = Path::<(String, String)>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("invalid path: {}", e.body_text())))?;
-        Ok(KeyPath(id.parse()?, StateKey::new(key)?))
-    }
 }
 
 /// `PUT /v1/executions/{id}/status`: `{"version": n}`.
@@ -134,7 +103,7 @@ pub(crate) async fn progress(
 /// `PUT /v1/executions/{id}/state/{key}`: `204`.
 pub(crate) async fn set_state(
     State(state): State<AppState>,
-    KeyPath(id, key): KeyPath,
+    IdAnd(id, key): IdAnd<StateKey>,
     ApiJson(body): ApiJson<StateBody>,
 ) -> ApiResult<StatusCode> {
     check_lease_matches(&body.lease, &id)?;
@@ -147,7 +116,7 @@ pub(crate) async fn set_state(
 /// was held.
 pub(crate) async fn clear_state(
     State(state): State<AppState>,
-    KeyPath(id, key): KeyPath,
+    IdAnd(id, key): IdAnd<StateKey>,
     ApiJson(body): ApiJson<LeaseBody>,
 ) -> ApiResult<StatusCode> {
     check_lease_matches(&body.lease, &id)?;

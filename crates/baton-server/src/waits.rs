@@ -1,8 +1,7 @@
 //! Routes of waiting without a worker: release, suspend, signals.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use baton_api::{
     ReleaseBody, SignalAnswer, SignalBody, SignalRequestBody, SignalsAnswer, Snapshot,
     SuspendAnswer, SuspendBody, WaitpointBody,
@@ -12,7 +11,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::extract::{ApiJson, ApiQuery, IdAnd, IdPath};
 use crate::worker::check_lease_matches;
 
 /// The header a third party presents a waitpoint token in.
@@ -76,21 +75,6 @@ fn tokens(state: &AppState, snap: &ExecutionSnapshot) -> Vec<WaitpointBody> {
         .collect()
 }
 
-/// The `{id}` and `{name}` segments of the signal route.
-#[derive(Debug)]
-pub(crate) struct SignalPath(ExecutionId, SignalName);
-
-impl<S: Send + Sync> FromRequestParts<S> for SignalPath {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path((id, name)) = Path::<(String, String)>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("invalid path: {}", e.body_text())))?;
-        Ok(SignalPath(id.parse()?, SignalName::new(name)?))
-    }
-}
-
 /// The optional `?token=` of the signal route.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,7 +91,7 @@ pub(crate) struct TokenQuery {
 /// once the caller is authorised.
 pub(crate) async fn signal(
     State(state): State<AppState>,
-    SignalPath(id, name): SignalPath,
+    IdAnd(id, name): IdAnd<SignalName>,
     ApiQuery(query): ApiQuery<TokenQuery>,
     request: axum::extract::Request,
 ) -> ApiResult<Json<SignalAnswer>> {

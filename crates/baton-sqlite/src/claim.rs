@@ -17,6 +17,7 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     request.validate(&b.inner.limits)?;
     let now = b.now();
     let expires = now.saturating_add(request.lease_ttl);
+    crate::ops::saw_claim(b, &request, now).await;
     let caps: Vec<&str> = request.capabilities.iter().map(|c| c.as_str()).collect();
     let caps_json =
         serde_json::to_string(&caps).map_err(|e| EngineError::corruption(e.to_string()))?;

@@ -123,6 +123,7 @@ pub(crate) async fn renew(b: &SqliteBackend, request: RenewRequest) -> Result<Ve
     limits.check_lease(request.lease_ttl)?;
     let now = b.now();
     let expires = now.saturating_add(request.lease_ttl);
+    crate::ops::saw_renew(b, &request, now).await;
     let mut tx = b.begin().await?;
     let mut statuses = Vec::with_capacity(request.leases.len());
     for lease in &request.leases {

@@ -46,6 +46,7 @@ mod flow;
 mod lease;
 mod memory;
 mod migrate;
+mod ops;
 mod ownership;
 mod scan;
 mod wait;
@@ -84,6 +85,7 @@ struct Inner {
     clock: SharedClock,
     wake: baton_core::raw::Wakeups,
     watchers: baton_core::raw::Watchers,
+    sightings: baton_core::raw::Sightings,
     location: Location,
     synchronous_full: bool,
 }
@@ -176,6 +178,7 @@ impl SqliteBackend {
             clock: config.clock,
             wake: baton_core::raw::Wakeups::default(),
             watchers: baton_core::raw::Watchers::default(),
+            sightings: baton_core::raw::Sightings::default(),
             location: config.location,
             synchronous_full: config.synchronous_full,
         });

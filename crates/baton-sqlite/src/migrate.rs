@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "memory",
         include_str!("../../../migrations/sqlite/0008_memory.sql"),
     ),
+    (
+        9,
+        "operator control",
+        include_str!("../../../migrations/sqlite/0009_operator_control.sql"),
+    ),
 ];
 
 /// The schema version this build expects.

@@ -225,6 +225,18 @@ impl Ctx {
         claims.remove(0)
     }
 
+    /// Claims from the default lane until `id` is claimed (completing
+    /// nothing: earlier claims stay running), answering its lease.
+    pub async fn claim_one_pending(&self, id: &ExecutionId) -> LeaseToken {
+        for _ in 0..100 {
+            let claim = self.claim_one().await;
+            if &claim.id == id {
+                return claim.lease;
+            }
+        }
+        panic!("execution {id} was never claimed");
+    }
+
     /// Asserts that the default lane has nothing to claim for a worker
     /// offering no capabilities.
     #[track_caller]

@@ -188,6 +188,11 @@ macro_rules! __with_cases {
             custom_status_is_versioned_and_in_snapshots,
             progress_frames_are_ordered_bounded_and_trimmed,
             wait_for_change_is_woken_by_changes_and_times_out_unchanged,
+            // operator control
+            a_priority_edit_reorders_claims,
+            tags_are_edited_after_create_and_filters_see_them,
+            revoke_reclaims_and_retries_at_once,
+            workers_are_registered_by_claims_and_renews,
             // dependencies
             a_dependent_runs_when_its_upstreams_complete,
             an_unmet_dependency_skips_and_the_skip_cascades,

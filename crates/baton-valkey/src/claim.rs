@@ -339,7 +339,13 @@ pub(crate) async fn claim(b: &ValkeyBackend, request: ClaimRequest) -> Result<Ve
             c
         })
         .collect();
-    let hints = try_join_all(hint_calls.iter().map(|c| b.inner.server.raw(c))).await?;
+    // The worker is recorded even when it finds nothing (an idle worker is
+    // live too), beside the hint reads rather than before them.
+    let (_, hints) = tokio::join!(
+        crate::ops::saw_claim(b, &request, now),
+        try_join_all(hint_calls.iter().map(|c| b.inner.server.raw(c)))
+    );
+    let hints = hints?;
     let mut candidates = BTreeSet::new();
     for h in hints {
         for p in array(h)? {

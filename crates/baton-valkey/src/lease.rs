@@ -141,8 +141,12 @@ pub(crate) async fn renew(b: &ValkeyBackend, request: RenewRequest) -> Result<Ve
             (positions, c)
         })
         .collect();
-    let replies = try_join_all(calls.iter().map(|(_, c)| b.run(c))).await?;
-    for ((positions, _), reply) in calls.iter().zip(replies) {
+    // The worker is recorded beside the renew calls, not before them.
+    let (_, replies) = tokio::join!(
+        crate::ops::saw_renew(b, &request, now),
+        try_join_all(calls.iter().map(|(_, c)| b.run(c)))
+    );
+    for ((positions, _), reply) in calls.iter().zip(replies?) {
         for (&i, status) in positions.iter().zip(array(reply)?) {
             statuses[i] = match text(&status)? {
                 "renewed" => RenewStatus::Renewed,

@@ -65,6 +65,14 @@
 //! a waiting reader costs nothing until its execution changes. A lost
 //! subscription wakes every reader of the instance once it is back.
 //!
+//! ## Operator control
+//! `set_priority`, `set_tag` and `revoke` are one `FCALL` each on the
+//! execution's partition (library generation 8); a revoke settles the
+//! attempt as the reclaim pass settles an expired lease. The worker
+//! registry lives per namespace under a hash tag of its own (`{w:<ns>}`: a
+//! hash of entries and a sorted set by last seen), written by claims and
+//! renews only now and then (`baton_core::raw::Sightings`); see `ops`.
+//!
 //! ## Durability
 //! An acknowledged call has been applied by the server; whether it survives
 //! a server crash depends on the server's persistence: none (lost on
@@ -87,6 +95,7 @@ mod hints;
 mod lease;
 mod library;
 mod memory;
+mod ops;
 mod ownership;
 mod read;
 mod scan;
@@ -150,6 +159,9 @@ struct Inner {
     hint_repaired: Mutex<HashMap<u16, Instant>>,
     /// Where the next create call places its executions (see `create`).
     placement: AtomicU32,
+    /// Which worker sightings this instance wrote, so claims and renews
+    /// write the registry only now and then (see `ops`).
+    sightings: baton_core::raw::Sightings,
 }
 
 impl Drop for Inner {
@@ -279,6 +291,7 @@ impl ValkeyBackend {
                 // Instances start at different places, so that several
                 // submitting processes do not fill the same partition.
                 placement: AtomicU32::new(rand_start()),
+                sightings: baton_core::raw::Sightings::default(),
             }),
         })
     }

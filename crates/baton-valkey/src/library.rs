@@ -17,7 +17,11 @@ use baton_core::{EngineError, Result};
 /// fields `kc cs cv pq`, the keys `kv:`, `pg:` and `watch`, and the change
 /// announcements (`PUBLISH` on `<prefix>:changed`) of terminal transitions,
 /// status changes and progress frames of watched executions.
-pub const GENERATION: u32 = 7;
+/// Generation 8 added operator control: `baton_set_priority`,
+/// `baton_set_tag`, `baton_revoke`, and the worker registry
+/// (`baton_saw_claim`, `baton_saw_renew`, `baton_workers` over the keys
+/// `{w:<ns>}:workers` and `{w:<ns>}:seen`).
+pub const GENERATION: u32 = 8;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[
@@ -68,6 +72,15 @@ const SOURCES: &[(&str, &str)] = &[
     ("hint.lua", include_str!("../../../lua/hint.lua")),
     ("lanes.lua", include_str!("../../../lua/lanes.lua")),
     ("list.lua", include_str!("../../../lua/list.lua")),
+    (
+        "set_priority.lua",
+        include_str!("../../../lua/set_priority.lua"),
+    ),
+    ("set_tag.lua", include_str!("../../../lua/set_tag.lua")),
+    ("revoke.lua", include_str!("../../../lua/revoke.lua")),
+    ("saw_claim.lua", include_str!("../../../lua/saw_claim.lua")),
+    ("saw_renew.lua", include_str!("../../../lua/saw_renew.lua")),
+    ("workers.lua", include_str!("../../../lua/workers.lua")),
 ];
 
 const PLACEHOLDER: &str = "__BATON_LIBRARY_VERSION__";
@@ -178,6 +191,13 @@ mod tests {
         // nothing, so a reader waiting for a change would sleep through it.
         assert_eq!(
             judge(Some("6:0123456789abcdef"), &lib).unwrap(),
+            Verdict::Replace
+        );
+        // A server still holding the library before operator control
+        // (generation 7) gets this one: it has no edit, revoke or worker
+        // registry functions, so those calls would find none.
+        assert_eq!(
+            judge(Some("7:0123456789abcdef"), &lib).unwrap(),
             Verdict::Replace
         );
         assert_eq!(judge(Some("garbage"), &lib).unwrap(), Verdict::Replace);

@@ -1377,3 +1377,152 @@ end"#;
         );
     }
 }
+
+/// `priority_edit_refusal`, `revoke_refusal` and `revoke_error` (inside
+/// `baton_set_priority` and `baton_revoke`) answer what
+/// `check_priority_edit`, `check_revoke` and `revoke_failure` do, for every
+/// state, with and without a worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_checks_mirror_the_rules() {
+    let id = ExecutionId::generate(PartitionCount::new(4).unwrap());
+    let states = [
+        State::Waiting,
+        State::Delayed,
+        State::Running,
+        State::Blocked,
+        State::Suspended,
+        State::Completed,
+        State::Failed,
+        State::Cancelled,
+        State::Expired,
+        State::Skipped,
+    ];
+    let reason = |r: Result<(), EngineError>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(EngineError::Conflict { reason, .. }) => format!("conflict:{reason}"),
+        Err(other) => panic!("{other}"),
+    };
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for state in states {
+        expected.push(format!(
+            "{}|{}",
+            reason(rules::check_priority_edit(&id, state)),
+            reason(rules::check_revoke(&id, state))
+        ));
+        cases.push(json!({ "rule": "checks", "st": state.as_str() }));
+    }
+    for worker in [None, Some("w1"), Some("pod-7.host:9/a@b")] {
+        for attempts in [1u32, 2, 17] {
+            let mut snap = snapshot(&id, State::Running, attempts, RetryPolicy::default());
+            snap.worker_id = worker.map(|w| w.parse().unwrap());
+            expected.push(rules::revoke_failure(&snap).error);
+            let mut h = json!({ "att": attempts.to_string() });
+            if let Some(w) = worker {
+                h["wid"] = json!(w);
+            }
+            cases.push(json!({ "rule": "error", "h": h }));
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  if c.rule == 'checks' then
+    local function text(why)
+      if why then return 'conflict:' .. why end
+      return 'ok'
+    end
+    out[i] = text(priority_edit_refusal(c.st)) .. '|' .. text(revoke_refusal(c.st))
+  else
+    out[i] = revoke_error(c.h)
+  end
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+}
+
+/// `tag_edit` (inside `baton_set_tag`) judges a tag edit as the rule does —
+/// the same value or removing a missing key is unchanged, the limit holds
+/// only for a new key, with the same conflict text — and `encode_tags`
+/// writes tags the backend reads back as the rule's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_edit_mirrors_the_rule() {
+    use baton_core::{MAX_TAGS, TagKey};
+    let id = ExecutionId::generate(PartitionCount::new(4).unwrap());
+    let values = [None, Some(""), Some("1"), Some("eu/west \"é\"")];
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for held in [0usize, 1, MAX_TAGS - 1, MAX_TAGS] {
+        let mut tags: BTreeMap<TagKey, String> = (0..held)
+            .map(|n| (TagKey::new(format!("k{n:02}")).unwrap(), "1".to_owned()))
+            .collect();
+        for existing in [None, Some("1"), Some("eu/west \"é\"")] {
+            if let (Some(v), Some(first)) = (existing, tags.keys().next().cloned()) {
+                tags.insert(first, v.to_owned());
+            }
+            for key in ["k00", "team", "a:b.c-d_e"] {
+                let key = TagKey::new(key).unwrap();
+                for value in values {
+                    let edit = rules::tag_edit(&id, State::Waiting, &tags, &key, value);
+                    expected.push(match edit {
+                        Ok(None) => "unchanged".to_owned(),
+                        Ok(Some(after)) => {
+                            format!("write:{}", serde_json::to_string(&after).unwrap())
+                        }
+                        Err(EngineError::Conflict { reason, .. }) => {
+                            format!("conflict:{reason}")
+                        }
+                        Err(other) => panic!("{other}"),
+                    });
+                    let mut case = json!({
+                        "tags": serde_json::to_string(&tags).unwrap(),
+                        "key": key.as_str(),
+                        "max": MAX_TAGS,
+                    });
+                    if let Some(v) = value {
+                        case["value"] = json!(v);
+                    }
+                    cases.push(case);
+                }
+            }
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local verdict, after = tag_edit(cjson.decode(c.tags), c.key, c.value, c.max)
+  if not verdict then out[i] = 'conflict:' .. after
+  elseif verdict == 'unchanged' then out[i] = verdict
+  else out[i] = 'write:' .. (encode_tags(after) or '{}') end
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    // cjson escapes what serde_json does not (`/`): written tags are
+    // compared as the backend reads them.
+    let read = |text: &str| -> String {
+        match text.strip_prefix("write:") {
+            Some(json) => {
+                let tags: BTreeMap<String, String> = serde_json::from_str(json).unwrap();
+                format!("write:{tags:?}")
+            }
+            None => text.to_owned(),
+        }
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(read(rust), read(lua), "case {i}: {}", cases[i]);
+    }
+    for what in [
+        "unchanged",
+        "write:{}",
+        "write:{\"",
+        "conflict:it already has 32 tags",
+    ] {
+        assert!(
+            expected.iter().any(|e| e.starts_with(what)),
+            "the table reaches {what}"
+        );
+    }
+}

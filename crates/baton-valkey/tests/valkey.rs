@@ -1032,6 +1032,110 @@ async fn waiting_members_written_on_create_are_the_ones_functions_remove() {
     assert_eq!(waiting_entries(), 0, "claims left waiting entries behind");
 }
 
+/// A priority edit of a waiting execution replaces its member in the
+/// waiting set it is in (plain or conditional) rather than adding one: the
+/// sets keep one member per waiting execution, and claims follow the new
+/// priorities and then leave the sets empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_edits_replace_waiting_members() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "partitions=1")).await;
+    let gpu = baton_core::CapabilityName::new("gpu").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let mut new = exec("edits", "l");
+        if i == 2 {
+            new = new.with_capability(gpu.clone());
+        }
+        ids.push(backend.create_one(new).await.unwrap().id);
+    }
+    let members = |set: &str| -> i64 {
+        let key = format!("{prefix}:{{p:0}}:{set}:edits/l");
+        resp_int(&server.command(&["ZCARD", &key]).unwrap())
+    };
+    assert_eq!((members("w"), members("wx")), (3, 1));
+    for (k, pri) in [(3, 5), (2, 9), (0, -3), (3, 5), (1, 0)] {
+        let snap = backend.set_priority(&ids[k], pri).await.unwrap();
+        assert_eq!((snap.priority, snap.state), (pri, State::Waiting));
+        assert_eq!(
+            (members("w"), members("wx")),
+            (3, 1),
+            "an edit left a member behind"
+        );
+    }
+    let claimed = backend
+        .claim(claim_request("edits", &["l"], "w", 10).with_capabilities([gpu]))
+        .await
+        .unwrap();
+    let order: Vec<&ExecutionId> = claimed.iter().map(|c| &c.id).collect();
+    assert_eq!(order, vec![&ids[2], &ids[3], &ids[1], &ids[0]]);
+    assert_eq!((members("w"), members("wx")), (0, 0));
+}
+
+/// The worker registry keeps a namespace's entries under a hash tag of
+/// its own and forgets workers unseen for ten TTLs when later claims are
+/// recorded; renews reach a worker in every namespace it claimed from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_registry_forgets_long_gone_workers() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=1")).await;
+    let ttl = baton_core::Limits::default().worker_ttl;
+    let entries = |namespace: &str| -> (i64, i64) {
+        let base = format!("{prefix}:{{w:{namespace}}}");
+        (
+            resp_int(
+                &server
+                    .command(&["HLEN", &format!("{base}:workers")])
+                    .unwrap(),
+            ),
+            resp_int(&server.command(&["ZCARD", &format!("{base}:seen")]).unwrap()),
+        )
+    };
+    backend.create_one(exec("reg-a", "l")).await.unwrap();
+    let mut leases = Vec::new();
+    for namespace in ["reg-a", "reg-b"] {
+        let found = backend
+            .claim(claim_request(namespace, &["l"], "old", 1))
+            .await
+            .unwrap();
+        leases.extend(found.into_iter().map(|c| c.lease));
+    }
+    assert_eq!(leases.len(), 1);
+    assert_eq!((entries("reg-a"), entries("reg-b")), ((1, 1), (1, 1)));
+    clock.advance(ttl / 2);
+    let renew = baton_core::RenewRequest {
+        worker_id: WorkerId::new("old").unwrap(),
+        lease_ttl: Duration::from_secs(30),
+        leases,
+    };
+    backend.renew(renew).await.unwrap();
+    let seen_at = baton_core::Clock::now(clock.as_ref());
+    for namespace in ["reg-a", "reg-b"] {
+        let listed = backend.workers(&ns(namespace), 10).await.unwrap();
+        assert_eq!(listed.len(), 1, "{namespace}: {listed:?}");
+        assert_eq!(
+            (listed[0].last_seen, listed[0].leases),
+            (seen_at, 1),
+            "a renew reaches every namespace"
+        );
+    }
+    clock.advance(ttl * 10 + Duration::from_millis(1));
+    backend
+        .claim(claim_request("reg-a", &["l"], "new", 1))
+        .await
+        .unwrap();
+    assert_eq!(entries("reg-a"), (1, 1), "the stale worker is forgotten");
+    let listed = backend.workers(&ns("reg-a"), 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].worker_id.as_str(), "new");
+}
+
 /// Payloads are written before the function decides what to create; a
 /// submission answered with an existing execution (its idempotency key is
 /// known, from an earlier call or earlier in the same batch) must not leave

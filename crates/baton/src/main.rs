@@ -5,6 +5,7 @@
 //! read, or one JSON document with `--json`.
 
 mod bench;
+mod control;
 mod flow;
 mod follow;
 mod serve;
@@ -166,6 +167,45 @@ enum Command {
     Signals {
         /// The execution id.
         id: String,
+    },
+    /// Change the priority of an execution that has not finished; a
+    /// waiting one is reordered among its lane at once.
+    Priority {
+        /// The execution id.
+        id: String,
+        /// The new priority (higher runs first).
+        #[arg(allow_hyphen_values = true)]
+        priority: i32,
+    },
+    /// Set a tag of an execution (any state): KEY=VALUE.
+    Tag {
+        /// The execution id.
+        id: String,
+        /// The tag, KEY=VALUE.
+        tag: String,
+    },
+    /// Remove a tag of an execution.
+    Untag {
+        /// The execution id.
+        id: String,
+        /// The tag key.
+        key: String,
+    },
+    /// Revoke a running execution's lease: its attempt ends as an expired
+    /// lease would, and it is retried (or fails on its last attempt).
+    Revoke {
+        /// The execution id.
+        id: String,
+    },
+    /// List the live workers of a namespace: those whose claims or renews
+    /// were seen within the last minute.
+    Workers {
+        /// Namespace to list.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Most workers to list, 1 to 1000.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
     /// Count executions per lane and state.
     Stats {
@@ -393,6 +433,15 @@ async fn run(cli: Cli) -> CliResult<()> {
             key,
         } => wait::signal(backend.as_ref(), &id, &name, &data, key, json).await,
         Command::Signals { id } => wait::signals(backend.as_ref(), &id, json).await,
+        Command::Priority { id, priority } => {
+            control::priority(backend.as_ref(), &id, priority, json).await
+        }
+        Command::Tag { id, tag } => control::tag(backend.as_ref(), &id, &tag, false, json).await,
+        Command::Untag { id, key } => control::tag(backend.as_ref(), &id, &key, true, json).await,
+        Command::Revoke { id } => control::revoke(backend.as_ref(), &id, json).await,
+        Command::Workers { namespace, limit } => {
+            control::workers(backend.as_ref(), &namespace, limit, json).await
+        }
         Command::Stats { namespace } => show::stats(backend.as_ref(), &namespace, json).await,
         Command::Serve(args) => serve::run(backend, &cli.backend, args).await,
         Command::Worker(args) => worker::run(&cli.backend, &args).await,

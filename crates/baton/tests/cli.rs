@@ -220,7 +220,7 @@ fn migrate_reports_the_schema_version() {
     let cli = Cli::new();
     let m = cli.json(&["migrate"]);
     assert_eq!(m["backend"], "sqlite");
-    assert_eq!(m["schema_version"], 8);
+    assert_eq!(m["schema_version"], 9);
     assert_eq!(m["partitions"], 16);
     assert!(cli.dir.path().join("baton.db").exists());
 }
@@ -715,4 +715,63 @@ fn wait_watch_and_describe_follow_an_execution() {
     assert_eq!(code, 6, "{err}");
     let (code, err) = cli.fails(&["wait", &idle, "--timeout", "soon"]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// `baton priority`, `tag`, `untag`, `revoke` and `workers`.
+#[test]
+fn operators_edit_revoke_and_list_workers() {
+    let cli = Cli::new();
+    let submit = |kind: &str| {
+        cli.json(&["submit", kind, "--lane", "ops"])["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let first = submit("a");
+    let second = submit("b");
+    let text = cli.ok(&["priority", &second, "-3"]);
+    assert!(text.contains("priority -3"), "{text}");
+    assert_eq!(cli.json(&["priority", &second, "7"])["priority"], 7);
+    let text = cli.ok(&["tag", &first, "team=core"]);
+    assert!(text.contains("team=core"), "{text}");
+    let listed = cli.json(&["list", "--tag", "team=core"]);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    let text = cli.ok(&["untag", &first, "team"]);
+    assert!(text.contains("no tags"), "{text}");
+    let (code, err) = cli.fails(&["tag", &first, "no-equals"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, err) = cli.fails(&["revoke", &first]);
+    assert_eq!(code, 4, "a waiting execution has no lease: {err}");
+    let text = cli.ok(&["workers"]);
+    assert!(text.contains("no live workers"), "{text}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = cli.url();
+    let claimed = rt.block_on(async {
+        use baton_core::{ClaimRequest, EngineBackend, Lane, Namespace, WorkerId};
+        let b = baton_sqlite::SqliteBackend::connect(&url).await.unwrap();
+        let request = ClaimRequest::new(
+            Namespace::new("default").unwrap(),
+            Lane::new("ops").unwrap(),
+            WorkerId::new("cli-w").unwrap(),
+            1,
+        );
+        let claim = b.claim(request).await.unwrap().pop().unwrap();
+        b.close().await;
+        claim.id.to_string()
+    });
+    assert_eq!(claimed, second, "the higher priority first");
+    let text = cli.ok(&["workers"]);
+    assert!(
+        text.contains("WORKER") && text.contains("cli-w") && text.contains("ops"),
+        "{text}"
+    );
+    let text = cli.ok(&["revoke", &second]);
+    // The default retry policy backs off before attempt 2.
+    assert!(text.contains("delayed for attempt 2"), "{text}");
+    let snap = cli.json(&["describe", &second, "--attempts"]);
+    assert_eq!(snap["state"], "delayed");
+    assert_eq!(snap["attempt_history"][0]["outcome"], "lease_expired");
 }

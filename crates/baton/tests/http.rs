@@ -118,6 +118,7 @@ on_every_backend!(
     an_http_worker_suspends_and_a_waitpoint_token_resumes_it,
     an_http_worker_replays_its_steps,
     status_progress_and_state_over_http_with_woken_long_polls,
+    operators_edit_priority_and_tags_revoke_and_list_workers,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -1800,4 +1801,65 @@ fn status_progress_and_state_over_http_with_woken_long_polls(b: Bk) {
         .get(&format!("/v1/executions/{}?wait_ms=200", encoded(&other)))
         .json();
     assert_eq!(quiet["state"], "waiting");
+}
+
+/// Operator control over HTTP: a priority edit reorders claims, tags are
+/// set and removed with filters following, a revoke retries the execution
+/// and kills the old lease, and the claiming worker is listed as live.
+fn operators_edit_priority_and_tags_revoke_and_list_workers(b: Bk) {
+    let s = Server::start(&b);
+    let first = s.submit(json!({"kind": "a", "lane": "ops", "max_attempts": 2,
+        "backoff": {"initial_ms": 0, "max_ms": 0, "multiplier": 1.0, "jitter": false}}));
+    let second = s.submit(json!({"kind": "b", "lane": "ops"}));
+    let (f, sec) = (encoded(&first), encoded(&second));
+    let put = |path: &str, body: Value| s.request("PUT", path, Some(&body));
+    let edited = put(
+        &format!("/v1/executions/{sec}/priority"),
+        json!({"priority": 5}),
+    );
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    assert_eq!(edited.json()["priority"], 5);
+    put(
+        &format!("/v1/executions/{sec}/priority"),
+        json!({"priority": "high"}),
+    )
+    .error(400, "invalid_input");
+    let tagged = put(
+        &format!("/v1/executions/{f}/tags/team"),
+        json!({"value": "core"}),
+    )
+    .json();
+    assert_eq!(tagged["tags"], json!({"team": "core"}));
+    let listed = s
+        .get("/v1/executions?namespace=default&tag=team:core")
+        .json();
+    assert_eq!(listed["items"][0]["id"], first.as_str());
+    let untagged = s.request("DELETE", &format!("/v1/executions/{f}/tags/team"), None);
+    assert_eq!(untagged.status, 200, "{}", untagged.body);
+    assert_eq!(untagged.json()["tags"], json!({}));
+    let listed = s
+        .get("/v1/executions?namespace=default&tag=team:core")
+        .json();
+    assert_eq!(listed["items"], json!([]));
+    // The edited one comes first.
+    let claims = s.claim("ops", json!({"worker_id": "op-w", "max": 1}));
+    assert_eq!(claims[0]["id"], second.as_str());
+    let claims = s.claim("ops", json!({"worker_id": "op-w", "max": 1}));
+    assert_eq!(claims[0]["id"], first.as_str());
+    let lease = claims[0]["lease"]["token"].clone();
+    let workers = s.get("/v1/workers?namespace=default").json();
+    assert_eq!(workers["workers"][0]["worker_id"], "op-w");
+    assert_eq!(workers["workers"][0]["lanes"], json!(["ops"]));
+    let revoked = s.post(&format!("/v1/executions/{f}/revoke"), json!({}));
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(revoked.json()["state"], "waiting");
+    s.post(
+        &format!("/v1/executions/{f}/complete"),
+        json!({"lease": lease, "result": 1}),
+    )
+    .error(409, "lease_lost");
+    s.post(&format!("/v1/executions/{f}/revoke"), json!({}))
+        .error(409, "conflict");
+    let snap = s.describe(&f);
+    assert_eq!(snap["attempt_history"][0]["outcome"], "lease_expired");
 }

@@ -107,6 +107,81 @@ pub trait AdminBackend: EngineBackend {
         timeout: Duration,
     ) -> Result<ExecutionSnapshot>;
 
+    /// Changes the priority of an execution that has not finished.
+    ///
+    /// # Behavior
+    /// Checked by [`rules::check_priority_edit`](crate::raw::rules::check_priority_edit):
+    /// a finished execution is a `Conflict`. A waiting execution is
+    /// reordered among its lane at once (the next claim follows the new
+    /// priority; FIFO within a priority keeps its original place in time);
+    /// any other takes it when it becomes waiting. `updated_at` (the time
+    /// of the last state change) does not move.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Idempotency
+    /// Setting the priority it has changes nothing.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict`, `Unavailable`.
+    async fn set_priority(&self, id: &ExecutionId, priority: i32) -> Result<ExecutionSnapshot>;
+
+    /// Sets tag `key` of an execution to `value`, or removes it (`None`),
+    /// in any state; list filters see the change at once.
+    ///
+    /// # Behavior
+    /// Judged by [`rules::tag_edit`](crate::raw::rules::tag_edit): the
+    /// value is checked like a created execution's (`InvalidInput`); a new
+    /// key beyond [`MAX_TAGS`](crate::MAX_TAGS) is a `Conflict`; the same
+    /// value again, or removing a key it does not have, changes nothing.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict`, `Unavailable`.
+    async fn set_tag(
+        &self,
+        id: &ExecutionId,
+        key: TagKey,
+        value: Option<String>,
+    ) -> Result<ExecutionSnapshot>;
+
+    /// Revokes the lease of a running execution: its attempt ends at once
+    /// as a lease that expired would (`lease_expired`, a retryable failure
+    /// whose error names the revoke), and the retry policy decides what
+    /// follows — `waiting` or `delayed` for a retry, `failed` on the last
+    /// attempt — exactly as the reclaim pass would. The worker learns it at
+    /// its next renew (`lost`); its complete or fail answers `LeaseLost`.
+    ///
+    /// # Behavior
+    /// Checked by [`rules::check_revoke`](crate::raw::rules::check_revoke):
+    /// an execution that is not running is a `Conflict`.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`, with everything a failed attempt
+    /// settles (a parent told, dependents decided).
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict`, `Unavailable`.
+    async fn revoke(&self, id: &ExecutionId) -> Result<ExecutionSnapshot>;
+
+    /// The live workers of `namespace` by id: those whose claims or renews
+    /// were recorded within [`Limits::worker_ttl`](crate::Limits::worker_ttl).
+    ///
+    /// # Behavior
+    /// Every claim records its worker (namespace, lanes, capabilities) and
+    /// every renew its worker's lease count, but a backend writes a
+    /// sighting only when it is new, changed, or a sixth of the TTL after
+    /// the last one it wrote ([`raw::Sightings`](crate::raw::Sightings)),
+    /// so `last_seen` may lag the last call by that much. Workers past the
+    /// TTL are not listed, and their records are removed by later writes.
+    ///
+    /// # Errors
+    /// `InvalidInput` (limit outside `1..=1000`), `Unavailable`.
+    async fn workers(&self, namespace: &Namespace, limit: usize) -> Result<Vec<WorkerInfo>>;
+
     /// The children of `parent` (its direct descendants), ascending by id
     /// (creation order), one page at a time.
     ///

@@ -15,6 +15,7 @@
 /// | `flow` | `wait_children`, `cancel`, `cascade_due`, `children`, `tree` |
 /// | `wait` | `release`, `suspend`, `signal`, `timeout_due`, `signals` |
 /// | `memory` | `record_step`, `set_state`, `set_status`, `append_progress`, `steps`, `state`, `progress`, `wait_for_change` |
+/// | `ops` | `set_priority`, `set_tag`, `revoke`, `workers` |
 /// | `scan` | `promote_due`, `reclaim_expired_leases`, `expire_deadlines`, `trim_terminal` |
 /// | `ownership` | `sync_ownership`, `release_ownership`, `partition_owners` |
 /// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts` |
@@ -296,6 +297,38 @@ macro_rules! implement_backend_by_modules {
                 timeout: ::std::time::Duration,
             ) -> $crate::Result<$crate::ExecutionSnapshot> {
                 crate::memory::wait_for_change(self, id, seen, timeout).await
+            }
+
+            async fn set_priority(
+                &self,
+                id: &$crate::ExecutionId,
+                priority: i32,
+            ) -> $crate::Result<$crate::ExecutionSnapshot> {
+                crate::ops::set_priority(self, id, priority).await
+            }
+
+            async fn set_tag(
+                &self,
+                id: &$crate::ExecutionId,
+                key: $crate::TagKey,
+                value: ::std::option::Option<::std::string::String>,
+            ) -> $crate::Result<$crate::ExecutionSnapshot> {
+                crate::ops::set_tag(self, id, key, value).await
+            }
+
+            async fn revoke(
+                &self,
+                id: &$crate::ExecutionId,
+            ) -> $crate::Result<$crate::ExecutionSnapshot> {
+                crate::ops::revoke(self, id).await
+            }
+
+            async fn workers(
+                &self,
+                namespace: &$crate::Namespace,
+                limit: usize,
+            ) -> $crate::Result<::std::vec::Vec<$crate::WorkerInfo>> {
+                crate::ops::workers(self, namespace, limit).await
             }
 
             async fn children(

@@ -17,8 +17,10 @@
 pub mod cascade;
 mod layout;
 pub mod rules;
+mod sightings;
 pub mod stored;
 pub mod url;
 
 pub use crate::model::PreparedExecution;
 pub use crate::wake::{Wakeups, Watch, Watchers, deadline_in, recv_batch, wait_for_change};
+pub use sightings::Sightings;

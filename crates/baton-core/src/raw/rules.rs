@@ -387,12 +387,14 @@ mod deployment;
 mod deps;
 mod flows;
 mod memory;
+mod ops;
 mod steps;
 mod waits;
 pub use deployment::*;
 pub use deps::*;
 pub use flows::*;
 pub use memory::*;
+pub use ops::*;
 pub use steps::*;
 pub use waits::*;
 

@@ -6,18 +6,19 @@ use std::time::Duration;
 
 use baton_api::{
     BatchBody, BatchCreated, CancelAnswer, CancelBody, ChildrenQuery, ClaimAnswer, ClaimBody,
-    CompleteBody, FailBody, LeaseBody, ListAnswer, ListQuery, ProgressAnswer, ProgressAppended,
-    ProgressBody, ReleaseBody, RenewAnswer, RenewBody, Route, SignalAnswer, SignalRequestBody,
-    SignalsAnswer, Snapshot, StateAnswer, StateBody, StateEntryAnswer, StatsAnswer, StatusAnswer,
-    StatusBody, StepAnswer, StepBody, StepsAnswer, SubmitBody, SuspendAnswer, SuspendBody,
-    TreeAnswer, WaitChildrenBody, encode_component as encode,
+    CompleteBody, FailBody, LeaseBody, ListAnswer, ListQuery, PriorityBody, ProgressAnswer,
+    ProgressAppended, ProgressBody, ReleaseBody, RenewAnswer, RenewBody, Route, SignalAnswer,
+    SignalRequestBody, SignalsAnswer, Snapshot, StateAnswer, StateBody, StateEntryAnswer,
+    StatsAnswer, StatusAnswer, StatusBody, StepAnswer, StepBody, StepsAnswer, SubmitBody,
+    SuspendAnswer, SuspendBody, TagBody, TreeAnswer, WaitChildrenBody, WorkersAnswer,
+    encode_component as encode,
 };
 use baton_core::{
     CancelRequest, Cancellation, ChangeMark, Claim, ClaimRequest, CreateOutcome, EngineError,
     ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken, ListFilter, ListPage, Namespace,
     NewExecution, NewSignal, Page, RenewOutcome, RenewRequest, Result, Signal, SignalName,
     SignalOutcome, StateCounts, StateEntry, StateKey, StepName, StepOutcome, StepRecord,
-    SuspendOutcome, SuspendRequest, Tree,
+    SuspendOutcome, SuspendRequest, TagKey, Tree, WorkerInfo,
 };
 
 use super::{HttpTransport, Op};
@@ -520,6 +521,85 @@ impl HttpTransport {
             .items
             .into_iter()
             .map(StateEntryAnswer::into_entry)
+            .collect())
+    }
+
+    pub(crate) async fn set_priority(
+        &self,
+        id: &ExecutionId,
+        priority: i32,
+    ) -> Result<ExecutionSnapshot> {
+        let op = Op {
+            name: "set_priority",
+            id: Some(id),
+        };
+        let route = Route::SetPriority;
+        let path = route.path_with(&encode(&id.to_string()));
+        let snap: Snapshot = self
+            .call(route, &path, Some(&PriorityBody { priority }), op)
+            .await?;
+        snap.into_snapshot()
+    }
+
+    pub(crate) async fn set_tag(
+        &self,
+        id: &ExecutionId,
+        key: &TagKey,
+        value: Option<&str>,
+    ) -> Result<ExecutionSnapshot> {
+        let op = Op {
+            name: "set_tag",
+            id: Some(id),
+        };
+        let path_of =
+            |route: Route| route.path_with_all(&[&encode(&id.to_string()), &encode(key.as_str())]);
+        let snap: Snapshot = match value {
+            Some(v) => {
+                let route = Route::SetTag;
+                let body = TagBody {
+                    value: v.to_owned(),
+                };
+                self.call(route, &path_of(route), Some(&body), op).await?
+            }
+            None => {
+                let route = Route::RemoveTag;
+                self.call(route, &path_of(route), None::<&()>, op).await?
+            }
+        };
+        snap.into_snapshot()
+    }
+
+    pub(crate) async fn revoke(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+        let op = Op {
+            name: "revoke",
+            id: Some(id),
+        };
+        let route = Route::Revoke;
+        let path = route.path_with(&encode(&id.to_string()));
+        let snap: Snapshot = self.call(route, &path, None::<&()>, op).await?;
+        snap.into_snapshot()
+    }
+
+    pub(crate) async fn workers(
+        &self,
+        namespace: &Namespace,
+        limit: usize,
+    ) -> Result<Vec<WorkerInfo>> {
+        let op = Op {
+            name: "workers",
+            id: None,
+        };
+        let route = Route::Workers;
+        let path = format!(
+            "{}?namespace={}&limit={limit}",
+            route.path(),
+            encode(namespace.as_str())
+        );
+        let answer: WorkersAnswer = self.call(route, &path, None::<&()>, op).await?;
+        Ok(answer
+            .workers
+            .into_iter()
+            .map(|w| w.into_info(namespace.clone()))
             .collect())
     }
 }

@@ -18,6 +18,7 @@ mod idempotency;
 mod input;
 mod memory;
 mod misc;
+mod ops;
 mod ownership;
 mod renew;
 mod scan;
@@ -40,6 +41,7 @@ pub use idempotency::*;
 pub use input::*;
 pub use memory::*;
 pub use misc::*;
+pub use ops::*;
 pub use ownership::*;
 pub use renew::*;
 pub use scan::*;
@@ -66,6 +68,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("input.rs"),
     include_str!("memory.rs"),
     include_str!("misc.rs"),
+    include_str!("ops.rs"),
     include_str!("ownership.rs"),
     include_str!("renew.rs"),
     include_str!("scan.rs"),

@@ -1,0 +1,101 @@
+//! Operator control: priority and tag edits, revoking a lease, the worker
+//! registry.
+
+use std::collections::BTreeSet;
+
+use baton_core::{CapabilityName, Lane, Namespace, Page, Result, Timestamp, WorkerId, WorkerInfo};
+use serde::{Deserialize, Serialize};
+
+use crate::namespace_or_default;
+
+/// The body of `PUT /v1/executions/{id}/priority`.
+///
+/// ```
+/// let body: baton_api::PriorityBody = serde_json::from_str(r#"{"priority": 10}"#).unwrap();
+/// assert_eq!(body.priority, 10);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriorityBody {
+    /// The new priority: higher runs first.
+    pub priority: i32,
+}
+
+/// The body of `PUT /v1/executions/{id}/tags/{key}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagBody {
+    /// The tag's value.
+    pub value: String,
+}
+
+/// The query of `GET /v1/workers`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersQuery {
+    /// Namespace; `default` when absent.
+    pub namespace: Option<String>,
+    /// Most workers to list, `1..=1000` (default 100).
+    pub limit: Option<usize>,
+}
+
+impl WorkersQuery {
+    /// The namespace and the limit asked for.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an invalid namespace or a limit outside `1..=1000`.
+    pub fn into_request(self) -> Result<(Namespace, usize)> {
+        let ns = namespace_or_default(self.namespace.map(Namespace::new).transpose()?)?;
+        let limit = self.limit.unwrap_or(Page::DEFAULT_LIMIT);
+        Page::first(limit).validate()?;
+        Ok((ns, limit))
+    }
+}
+
+/// One live worker on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerAnswer {
+    /// Its id.
+    pub worker_id: WorkerId,
+    /// The lanes of its last recorded claim.
+    pub lanes: BTreeSet<Lane>,
+    /// The capabilities of its last recorded claim.
+    pub capabilities: BTreeSet<CapabilityName>,
+    /// When a claim or renew of it was last recorded.
+    pub last_seen: Timestamp,
+    /// How many leases its last recorded renew presented.
+    pub leases: u32,
+}
+
+impl From<&WorkerInfo> for WorkerAnswer {
+    fn from(w: &WorkerInfo) -> Self {
+        WorkerAnswer {
+            worker_id: w.worker_id.clone(),
+            lanes: w.lanes.clone(),
+            capabilities: w.capabilities.clone(),
+            last_seen: w.last_seen,
+            leases: w.leases,
+        }
+    }
+}
+
+impl WorkerAnswer {
+    /// The `baton-core` record, in `namespace` (the one asked for).
+    pub fn into_info(self, namespace: Namespace) -> WorkerInfo {
+        WorkerInfo {
+            worker_id: self.worker_id,
+            namespace,
+            lanes: self.lanes,
+            capabilities: self.capabilities,
+            last_seen: self.last_seen,
+            leases: self.leases,
+        }
+    }
+}
+
+/// The answer of `GET /v1/workers`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkersAnswer {
+    /// The live workers by id.
+    pub workers: Vec<WorkerAnswer>,
+}

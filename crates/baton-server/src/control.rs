@@ -1,0 +1,63 @@
+//! Routes of operator control: priority and tag edits, revoking a lease,
+//! the worker registry.
+
+use axum::Json;
+use axum::extract::State;
+use baton_api::{PriorityBody, Snapshot, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery};
+use baton_core::TagKey;
+
+use crate::AppState;
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, ApiQuery, IdAnd, IdPath};
+
+/// `PUT /v1/executions/{id}/priority`: the snapshot with its new priority.
+pub(crate) async fn set_priority(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<PriorityBody>,
+) -> ApiResult<Json<Snapshot>> {
+    let snap = state.backend().set_priority(&id, body.priority).await?;
+    Ok(Json(Snapshot::from(&snap)))
+}
+
+/// `PUT /v1/executions/{id}/tags/{key}`: the snapshot with the tag set.
+pub(crate) async fn set_tag(
+    State(state): State<AppState>,
+    IdAnd(id, key): IdAnd<TagKey>,
+    ApiJson(body): ApiJson<TagBody>,
+) -> ApiResult<Json<Snapshot>> {
+    let snap = state.backend().set_tag(&id, key, Some(body.value)).await?;
+    Ok(Json(Snapshot::from(&snap)))
+}
+
+/// `DELETE /v1/executions/{id}/tags/{key}`: the snapshot without the tag
+/// (removing a tag it does not have is fine).
+pub(crate) async fn remove_tag(
+    State(state): State<AppState>,
+    IdAnd(id, key): IdAnd<TagKey>,
+) -> ApiResult<Json<Snapshot>> {
+    let snap = state.backend().set_tag(&id, key, None).await?;
+    Ok(Json(Snapshot::from(&snap)))
+}
+
+/// `POST /v1/executions/{id}/revoke`: the snapshot after the attempt ended
+/// (`waiting`/`delayed` for a retry, `failed` on the last attempt).
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<Snapshot>> {
+    let snap = state.backend().revoke(&id).await?;
+    Ok(Json(Snapshot::from(&snap)))
+}
+
+/// `GET /v1/workers?namespace=&limit=`: `{"workers": […]}` by id.
+pub(crate) async fn workers(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<WorkersQuery>,
+) -> ApiResult<Json<WorkersAnswer>> {
+    let (ns, limit) = q.into_request()?;
+    let list = state.backend().workers(&ns, limit).await?;
+    Ok(Json(WorkersAnswer {
+        workers: list.iter().map(WorkerAnswer::from).collect(),
+    }))
+}

@@ -1,0 +1,224 @@
+//! Operator control: priority and tag edits and revoking a lease (one
+//! `FCALL` each on the execution's partition: `baton_set_priority`,
+//! `baton_set_tag`, `baton_revoke`), and the worker registry.
+//!
+//! The decisions are `check_priority_edit`, `tag_edit`, `check_revoke` and
+//! `revoke_failure` of `baton_core::raw::rules`, mirrored by the
+//! Lua helpers the functions call (so judging and writing stay one atomic
+//! call); a revoke settles like a reclaimed lease.
+//!
+//! The registry lives per namespace under a hash tag of its own,
+//! `{w:<ns>}`: a hash `workers` (worker id → a MessagePack map `l` lanes and
+//! `c` capabilities, comma separated, `s` last seen ms, `n` leases) and a
+//! sorted set `seen` (worker id by last seen), written together by one
+//! function. A renew names no namespace, so a claim also adds its namespace
+//! to the worker's set `{wk:<worker>}:ns`, which a renew reads to reach its
+//! entries. Claims and renews write only when [`baton_core::raw::Sightings`]
+//! says so, and the registry is advisory: a write that fails is logged and
+//! the call goes on.
+
+use baton_core::raw::stored::parse as parsed;
+use baton_core::{TagKey, WorkerInfo, validate_tag_value};
+
+use crate::*;
+
+/// Most stale registry entries one recorded claim removes: the rest go with
+/// the next ones.
+const FORGET_BATCH: usize = 100;
+
+/// How many worker TTLs an entry outlives its last sighting before a
+/// recording removes it (`workers` stops listing it after one).
+const FORGET_AFTER_TTLS: u32 = 10;
+
+pub(crate) async fn set_priority(
+    b: &ValkeyBackend,
+    id: &ExecutionId,
+    priority: i32,
+) -> Result<ExecutionSnapshot> {
+    b.check_id(id)?;
+    let mut c = Server::fcall("baton_set_priority", &b.base(id.partition().get()));
+    c.arg(id.uuid().simple().to_string()).arg(priority);
+    let (reply, payload) = b.with_payload(id, c).await?;
+    b.outcome(id, "set_priority", reply, payload).await
+}
+
+pub(crate) async fn set_tag(
+    b: &ValkeyBackend,
+    id: &ExecutionId,
+    key: TagKey,
+    value: Option<String>,
+) -> Result<ExecutionSnapshot> {
+    b.check_id(id)?;
+    // The value is checked here (it needs nothing stored); the count limit
+    // and "unchanged" are judged by the function, atomically with the write.
+    if let Some(v) = &value {
+        validate_tag_value(v)?;
+    }
+    let mut c = Server::fcall("baton_set_tag", &b.base(id.partition().get()));
+    c.arg(id.uuid().simple().to_string())
+        .arg(key.as_str())
+        .arg(if value.is_some() { "1" } else { "0" })
+        .arg(value.unwrap_or_default())
+        .arg(baton_core::MAX_TAGS);
+    let (reply, payload) = b.with_payload(id, c).await?;
+    b.outcome(id, "set_tag", reply, payload).await
+}
+
+/// Runs to completion in a task of its own (see [`detached`]): a revoke
+/// that took effect still raises the hint of a lane its retry woke.
+pub(crate) async fn revoke(b: &ValkeyBackend, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+    let (b, id) = (b.clone(), id.clone());
+    detached(async move { revoke_now(&b, &id).await }).await
+}
+
+async fn revoke_now(b: &ValkeyBackend, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+    b.check_id(id)?;
+    let limits = &b.inner.limits;
+    let mut c = Server::fcall("baton_revoke", &b.base(id.partition().get()));
+    c.arg(id.uuid().simple().to_string())
+        .arg(b.now().as_millis())
+        .arg(limits.max_error_bytes)
+        .arg(limits.cascade_budget);
+    let (reply, payload) = b.with_payload(id, c).await?;
+    b.outcome(id, "revoke", reply, payload).await
+}
+
+pub(crate) async fn workers(
+    b: &ValkeyBackend,
+    namespace: &Namespace,
+    limit: usize,
+) -> Result<Vec<WorkerInfo>> {
+    Page::first(limit).validate()?;
+    let since = b.now().saturating_sub(b.inner.limits.worker_ttl);
+    let mut c = Server::fcall("baton_workers", &b.registry(namespace));
+    c.arg(since.as_millis());
+    let mut items = array(b.run(&c).await?)?.into_iter();
+    let mut out = Vec::new();
+    while let (Some(worker), Some(entry)) = (items.next(), items.next()) {
+        out.push(decode_worker(namespace, text(&worker)?, bytes(&entry)?)?);
+    }
+    out.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// One registry entry (see the module's docs).
+fn decode_worker(namespace: &Namespace, worker: &str, raw: &[u8]) -> Result<WorkerInfo> {
+    let ctx = format!("namespace {namespace}: worker {worker}");
+    let ctx = ctx.as_str();
+    let f = Fields::from_record(raw)?;
+    let names = |k: &str| -> Result<Vec<&str>> {
+        Ok(f.str(ctx, k)?
+            .split(',')
+            .filter(|n| !n.is_empty())
+            .collect())
+    };
+    Ok(WorkerInfo {
+        worker_id: parsed("worker_id", ctx, worker)?,
+        namespace: namespace.clone(),
+        lanes: names("l")?
+            .into_iter()
+            .map(|l| parsed("lane", ctx, l))
+            .collect::<Result<_>>()?,
+        capabilities: names("c")?
+            .into_iter()
+            .map(|c| parsed("capability", ctx, c))
+            .collect::<Result<_>>()?,
+        last_seen: Timestamp::from_millis(f.parsed(ctx, "s")?),
+        leases: f.parsed(ctx, "n")?,
+    })
+}
+
+impl ValkeyBackend {
+    /// The registry base of `namespace`: its keys share a hash tag of their
+    /// own, so one function writes them on a cluster too.
+    fn registry(&self, namespace: &Namespace) -> String {
+        format!("{}:{{w:{namespace}}}", self.inner.prefix)
+    }
+
+    /// The set of namespaces `worker` claimed from (what a renew reaches).
+    fn worker_namespaces(&self, worker: &str) -> String {
+        format!("{}:{{wk:{worker}}}:ns", self.inner.prefix)
+    }
+}
+
+/// Records the worker of a claim, when due. The registry is advisory: a
+/// write that fails is logged and the claim goes on.
+pub(crate) async fn saw_claim(b: &ValkeyBackend, request: &ClaimRequest, now: Timestamp) {
+    let ttl = b.inner.limits.worker_ttl;
+    if !b.inner.sightings.claim_due(request, now, ttl) {
+        return;
+    }
+    let lanes: BTreeSet<&str> = request.lanes.iter().map(Lane::as_str).collect();
+    let caps: BTreeSet<&str> = request.capabilities.iter().map(|c| c.as_str()).collect();
+    let forget = ttl.saturating_mul(FORGET_AFTER_TTLS);
+    let mut record = Server::fcall("baton_saw_claim", &b.registry(&request.namespace));
+    record
+        .arg(request.worker_id.as_str())
+        .arg(lanes.into_iter().collect::<Vec<_>>().join(","))
+        .arg(caps.into_iter().collect::<Vec<_>>().join(","))
+        .arg(now.as_millis())
+        .arg(now.saturating_sub(forget).as_millis())
+        .arg(FORGET_BATCH);
+    // The worker's namespaces live as long as its entries may.
+    let set = b.worker_namespaces(request.worker_id.as_str());
+    let mut remember = redis::pipe();
+    remember
+        .cmd("SADD")
+        .arg(&set)
+        .arg(request.namespace.as_str())
+        .cmd("PEXPIRE")
+        .arg(&set)
+        // PEXPIRE 0 would delete the set at once (a zero TTL).
+        .arg(u64::try_from(forget.as_millis()).unwrap_or(u64::MAX).max(1));
+    let written = tokio::try_join!(b.run(&record), b.inner.server.raw_pipe(&remember));
+    if let Err(e) = written {
+        tracing::debug!(worker = %request.worker_id, error = %e, "worker registry not written");
+    }
+}
+
+/// Records the worker of a renew in every namespace it claimed from, when
+/// due; advisory like [`saw_claim`].
+pub(crate) async fn saw_renew(b: &ValkeyBackend, request: &RenewRequest, now: Timestamp) {
+    let ttl = b.inner.limits.worker_ttl;
+    if !b.inner.sightings.renew_due(request, now, ttl) {
+        return;
+    }
+    let worker = request.worker_id.as_str();
+    let set = b.worker_namespaces(worker);
+    let written = async {
+        let mut members = redis::cmd("SMEMBERS");
+        members.arg(&set);
+        let namespaces: Vec<String> = array(b.inner.server.raw(&members).await?)?
+            .iter()
+            .map(|n| text(n).map(str::to_owned))
+            .collect::<Result<_>>()?;
+        let calls: Vec<(&String, Cmd)> = namespaces
+            .iter()
+            .filter_map(|raw| {
+                // A member that is no namespace was not written by a claim.
+                let ns: Namespace = raw.parse().ok()?;
+                let mut c = Server::fcall("baton_saw_renew", &b.registry(&ns));
+                c.arg(worker).arg(request.leases.len()).arg(now.as_millis());
+                Some((raw, c))
+            })
+            .collect();
+        let replies = try_join_all(calls.iter().map(|(_, c)| b.run(c))).await?;
+        // A namespace whose registry forgot the worker is no longer reached.
+        let gone: Vec<&String> = calls
+            .iter()
+            .zip(&replies)
+            .filter(|(_, r)| matches!(int(r), Ok(0)))
+            .map(|((ns, _), _)| *ns)
+            .collect();
+        if !gone.is_empty() {
+            let mut srem = redis::cmd("SREM");
+            srem.arg(&set).arg(gone);
+            b.inner.server.raw(&srem).await?;
+        }
+        Ok::<_, EngineError>(())
+    };
+    if let Err(e) = written.await {
+        tracing::debug!(worker = %request.worker_id, error = %e, "worker registry not written");
+    }
+}
