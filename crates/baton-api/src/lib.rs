@@ -88,7 +88,7 @@ pub use memory::{
     StateAnswer, StateBody, StateEntryAnswer, StatusAnswer, StatusBody, StepAnswer, StepBody,
     StepsAnswer,
 };
-pub use ops::{PriorityBody, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery};
+pub use ops::{ExplainAnswer, PriorityBody, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery};
 pub use read::{
     Attempt, CancelBody, DescribeQuery, Health, Snapshot, StatsAnswer, StatsQuery, WaitingOnBody,
 };

@@ -99,3 +99,36 @@ pub struct WorkersAnswer {
     /// The live workers by id.
     pub workers: Vec<WorkerAnswer>,
 }
+
+/// The answer of `GET /v1/executions/{id}/explain`.
+///
+/// ```
+/// let doc = r#"{"id": "{p:1}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071", "state": "waiting",
+///              "waiting_on": "queued", "detail": "eligible and next in lane main"}"#;
+/// let e: baton_api::ExplainAnswer = serde_json::from_str(doc).unwrap();
+/// assert_eq!(e.waiting_on.as_deref(), Some("queued"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainAnswer {
+    /// The execution.
+    pub id: baton_core::ExecutionId,
+    /// Its state.
+    pub state: baton_core::State,
+    /// The reason code (`children`, `dependencies`, `signals`, `timer`,
+    /// `delayed`, `leased`, `no_capable_worker`, `queued`); `null` once it
+    /// finished.
+    pub waiting_on: Option<String>,
+    /// The same as a sentence.
+    pub detail: String,
+}
+
+impl From<&baton_core::Explanation> for ExplainAnswer {
+    fn from(e: &baton_core::Explanation) -> Self {
+        ExplainAnswer {
+            id: e.snapshot.id.clone(),
+            state: e.snapshot.state,
+            waiting_on: e.reason.map(str::to_owned),
+            detail: e.detail.clone(),
+        }
+    }
+}

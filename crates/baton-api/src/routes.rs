@@ -121,6 +121,8 @@ pub enum Route {
     Revoke,
     /// `GET /v1/workers`: the live workers of a namespace.
     Workers,
+    /// `GET /v1/executions/{id}/explain`: why it is not running, in words.
+    Explain,
     /// `POST /v1/leases/renew`: renew every lease of a worker.
     Renew,
     /// `GET /v1/stats`: counts per lane and state.
@@ -135,7 +137,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 33] = [
+    pub const ALL: [Route; 34] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
@@ -164,6 +166,7 @@ impl Route {
         Route::RemoveTag,
         Route::Revoke,
         Route::Workers,
+        Route::Explain,
         Route::Renew,
         Route::Stats,
         Route::Health,
@@ -183,6 +186,7 @@ impl Route {
             | Route::Progress
             | Route::State
             | Route::Workers
+            | Route::Explain
             | Route::Stats
             | Route::Health
             | Route::Metrics
@@ -233,6 +237,7 @@ impl Route {
             Route::SetTag | Route::RemoveTag => "/v1/executions/{id}/tags/{key}",
             Route::Revoke => "/v1/executions/{id}/revoke",
             Route::Workers => "/v1/workers",
+            Route::Explain => "/v1/executions/{id}/explain",
             Route::Renew => "/v1/leases/renew",
             Route::Stats => "/v1/stats",
             Route::Health => "/healthz",
@@ -272,6 +277,7 @@ impl Route {
             Route::RemoveTag => "removeTag",
             Route::Revoke => "revoke",
             Route::Workers => "workers",
+            Route::Explain => "explain",
             Route::Renew => "renew",
             Route::Stats => "stats",
             Route::Health => "health",

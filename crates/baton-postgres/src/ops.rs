@@ -9,8 +9,8 @@
 use baton_core::raw::rules;
 use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
-    AttemptOutcome, ClaimRequest, EngineError, ExecutionId, ExecutionSnapshot, Namespace, Page,
-    RenewRequest, Result, State, TagKey, Timestamp, WorkerInfo,
+    AttemptOutcome, ClaimRequest, EngineError, ExecutionId, ExecutionSnapshot, Explanation,
+    Namespace, Page, QueueFacts, RenewRequest, Result, State, TagKey, Timestamp, WorkerInfo,
 };
 use sqlx::PgConnection;
 
@@ -252,4 +252,34 @@ pub(crate) async fn saw_renew(b: &PostgresBackend, request: &RenewRequest, now: 
     if let Err(e) = written {
         tracing::debug!(worker = %request.worker_id, error = %e, "worker registry not written");
     }
+}
+
+pub(crate) async fn explain(b: &PostgresBackend, id: &ExecutionId) -> Result<Explanation> {
+    let snapshot = crate::admin::describe(b, id).await?;
+    let facts = if snapshot.state == State::Waiting {
+        // The claim order (priority, ready time, uuid) over the lane's
+        // waiting executions of every partition: the claim index's order.
+        let ahead: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM executions e \
+             JOIN executions me ON me.partition = $1 AND me.uuid = $2 \
+             WHERE e.state = 'waiting' AND e.namespace = me.namespace AND e.lane = me.lane \
+             AND (e.priority > me.priority \
+                  OR (e.priority = me.priority AND (e.ready_at < me.ready_at \
+                      OR (e.ready_at = me.ready_at AND e.uuid < me.uuid)))) \
+             LIMIT $3) ahead",
+        )
+        .bind(part(id.partition()))
+        .bind(id.uuid())
+        .bind(i64::try_from(QueueFacts::MAX_AHEAD).unwrap_or(i64::MAX))
+        .fetch_one(&b.inner.pool)
+        .await
+        .map_err(map)?;
+        QueueFacts {
+            workers: workers(b, &snapshot.namespace, Page::MAX_LIMIT).await?,
+            ahead: u64::try_from(ahead).unwrap_or(0),
+        }
+    } else {
+        QueueFacts::default()
+    };
+    Ok(rules::explain(snapshot, &facts))
 }

@@ -418,6 +418,22 @@ impl Client {
         self.transport.revoke(id).await
     }
 
+    /// Why execution `id` is not running now: a reason code and a
+    /// sentence (see [`baton_core::Explanation`]).
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Unavailable`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
+    /// let why = client.explain(&id).await?;
+    /// println!("{}: {}", why.reason.unwrap_or("finished"), why.detail);
+    /// # Ok(()) }
+    /// ```
+    pub async fn explain(&self, id: &ExecutionId) -> Result<baton_core::Explanation> {
+        self.transport.explain(id).await
+    }
+
     /// The live workers of the client's namespace, by id (at most
     /// `limit`, `1..=1000`).
     ///

@@ -301,6 +301,13 @@ impl Transport {
         }
     }
 
+    pub(crate) async fn explain(&self, id: &ExecutionId) -> Result<baton_core::Explanation> {
+        match self {
+            Transport::Direct(b) => b.explain(id).await,
+            Transport::Http(h) => h.explain(id).await,
+        }
+    }
+
     pub(crate) async fn revoke(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
         match self {
             Transport::Direct(b) => b.revoke(id).await,

@@ -998,6 +998,9 @@ async fn operators_edit_revoke_and_list_workers(env: Env) {
         .start()
         .unwrap();
     wait_until(c, &id, |s| s.state == State::Running).await;
+    let why = c.explain(&id).await.unwrap();
+    assert_eq!(why.reason, Some("leased"), "{}", why.detail);
+    assert!(why.detail.contains("sdk-op"), "{}", why.detail);
     let live = c.workers(10).await.unwrap();
     assert_eq!(live.len(), 1, "{live:?}");
     assert_eq!(live[0].worker_id.as_str(), "sdk-op");

@@ -3,7 +3,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use baton_api::{PriorityBody, Snapshot, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery};
+use baton_api::{
+    ExplainAnswer, PriorityBody, Snapshot, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery,
+};
 use baton_core::TagKey;
 
 use crate::AppState;
@@ -60,4 +62,14 @@ pub(crate) async fn workers(
     Ok(Json(WorkersAnswer {
         workers: list.iter().map(WorkerAnswer::from).collect(),
     }))
+}
+
+/// `GET /v1/executions/{id}/explain`: `{"id", "state", "waiting_on",
+/// "detail"}`.
+pub(crate) async fn explain(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<ExplainAnswer>> {
+    let e = state.backend().explain(&id).await?;
+    Ok(Json(ExplainAnswer::from(&e)))
 }

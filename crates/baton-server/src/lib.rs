@@ -278,6 +278,7 @@ fn endpoint(route: Route) -> MethodRouter<AppState> {
         Route::RemoveTag => on(method, control::remove_tag),
         Route::Revoke => on(method, control::revoke),
         Route::Workers => on(method, control::workers),
+        Route::Explain => on(method, control::explain),
         Route::Renew => on(method, worker::renew),
         Route::Stats => on(method, executions::stats),
         Route::Health => on(method, ops::healthz),

@@ -8,8 +8,8 @@
 use baton_core::raw::rules;
 use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
-    AttemptOutcome, ClaimRequest, EngineError, ExecutionId, ExecutionSnapshot, Namespace, Page,
-    RenewRequest, Result, State, TagKey, Timestamp, WorkerInfo,
+    AttemptOutcome, ClaimRequest, EngineError, ExecutionId, ExecutionSnapshot, Explanation,
+    Namespace, Page, QueueFacts, RenewRequest, Result, State, TagKey, Timestamp, WorkerInfo,
 };
 
 use crate::errors::map;
@@ -221,4 +221,34 @@ async fn forget_stale(
         .await
         .map_err(map)?;
     Ok(())
+}
+
+pub(crate) async fn explain(b: &SqliteBackend, id: &ExecutionId) -> Result<Explanation> {
+    b.check_id(id)?;
+    let mut conn = b.inner.reader.acquire().await.map_err(map)?;
+    let snapshot = b.snapshot_in(&mut conn, id).await?;
+    let facts = if snapshot.state == State::Waiting {
+        let ahead: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM executions e, executions me \
+             WHERE me.uuid = ?1 AND e.namespace = me.namespace AND e.lane = me.lane \
+             AND e.state = 'waiting' AND e.uuid <> me.uuid \
+             AND (e.priority > me.priority OR (e.priority = me.priority \
+                  AND (e.ready_at < me.ready_at \
+                       OR (e.ready_at = me.ready_at AND e.uuid < me.uuid)))) \
+             LIMIT ?2)",
+        )
+        .bind(blob(id))
+        .bind(i64::try_from(QueueFacts::MAX_AHEAD).unwrap_or(i64::MAX))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map)?;
+        drop(conn);
+        QueueFacts {
+            workers: workers(b, &snapshot.namespace, Page::MAX_LIMIT).await?,
+            ahead: u64::try_from(ahead).unwrap_or(0),
+        }
+    } else {
+        QueueFacts::default()
+    };
+    Ok(rules::explain(snapshot, &facts))
 }

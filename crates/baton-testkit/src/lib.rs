@@ -193,6 +193,7 @@ macro_rules! __with_cases {
             tags_are_edited_after_create_and_filters_see_them,
             revoke_reclaims_and_retries_at_once,
             workers_are_registered_by_claims_and_renews,
+            explain_names_why_an_execution_is_not_running,
             // dependencies
             a_dependent_runs_when_its_upstreams_complete,
             an_unmet_dependency_skips_and_the_skip_cascades,

@@ -17,8 +17,9 @@
 //! says so, and the registry is advisory: a write that fails is logged and
 //! the call goes on.
 
+use baton_core::raw::rules;
 use baton_core::raw::stored::parse as parsed;
-use baton_core::{TagKey, WorkerInfo, validate_tag_value};
+use baton_core::{Explanation, QueueFacts, TagKey, WorkerInfo, validate_tag_value};
 
 use crate::*;
 
@@ -221,4 +222,65 @@ pub(crate) async fn saw_renew(b: &ValkeyBackend, request: &RenewRequest, now: Ti
     if let Err(e) = written.await {
         tracing::debug!(worker = %request.worker_id, error = %e, "worker registry not written");
     }
+}
+
+/// Why `id` is not running (`rules::explain`). For a waiting execution the
+/// queue ahead of it is counted from its lane's waiting sets with plain
+/// reads rather than a library function, so the library (shared by every
+/// deployment on the server) stays as it is: members sort in claim order,
+/// so those before its own member are the ones a claim takes first.
+pub(crate) async fn explain(b: &ValkeyBackend, id: &ExecutionId) -> Result<Explanation> {
+    let fields = b.read_fields(id, true).await?;
+    let snapshot = read::snapshot(id.clone(), &fields)?;
+    let facts = if snapshot.state == State::Waiting {
+        let ctx = format!("execution {id}");
+        let ready_at: i64 = fields.parsed(&ctx, "rd")?;
+        let own = claim_member(snapshot.priority, ready_at, &id.uuid().simple().to_string());
+        let (workers, ahead) = tokio::try_join!(
+            workers(b, &snapshot.namespace, Page::MAX_LIMIT),
+            queued_before(b, &snapshot.namespace, &snapshot.lane, &own),
+        )?;
+        QueueFacts {
+            workers,
+            ahead: ahead.min(QueueFacts::MAX_AHEAD),
+        }
+    } else {
+        QueueFacts::default()
+    };
+    Ok(rules::explain(snapshot, &facts))
+}
+
+/// How many members of the lane's waiting sets, plain and conditional, of
+/// every partition sort before `member` (a claim merges the partitions
+/// and both sets by these bytes). `ZLEXCOUNT` counts without reading the
+/// members, so no cap is needed while counting.
+async fn queued_before(
+    b: &ValkeyBackend,
+    ns: &Namespace,
+    lane: &Lane,
+    member: &str,
+) -> Result<u64> {
+    let below = format!("({member}");
+    let pipes: Vec<redis::Pipeline> = b
+        .inner
+        .partitions
+        .iter()
+        .map(|p| {
+            let base = b.base(p.get());
+            let mut pipe = redis::pipe();
+            for set in ["w", "wx"] {
+                pipe.cmd("ZLEXCOUNT")
+                    .arg(format!("{base}:{set}:{ns}/{lane}"))
+                    .arg("-")
+                    .arg(&below);
+            }
+            pipe
+        })
+        .collect();
+    let replies = try_join_all(pipes.iter().map(|p| b.inner.server.raw_pipe(p))).await?;
+    let mut total: u64 = 0;
+    for reply in replies.iter().flatten() {
+        total = total.saturating_add(u64::try_from(int(reply)?).unwrap_or(0));
+    }
+    Ok(total)
 }

@@ -2722,3 +2722,72 @@ async fn a_killed_server_answers_unavailable_and_is_served_again_once_back() {
         "every acknowledged submission survives"
     );
 }
+
+// ---------------------------------------------------------------- explain
+
+/// The queue `explain` counts ahead of a waiting execution spans every
+/// partition and both waiting sets of its lane (conditional work included),
+/// and follows a priority edit: the member built from the stored record
+/// must sort exactly where the library placed it.
+async fn explain_counts_the_whole_lane(server: &RedisServer) {
+    let url = url_with(server, &RedisServer::unique_prefix(), "partitions=4");
+    let (backend, clock) = connect_with_clock(&url).await;
+    let gpu = baton_core::CapabilityName::new("gpu").unwrap();
+    // A worker offering the capability, seen before any work exists.
+    let request = claim_request("ex", &["main"], "w1", 1).with_capabilities([gpu.clone()]);
+    assert!(backend.claim(request).await.unwrap().is_empty());
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let mut new = exec("ex", "main");
+        if n == 0 {
+            new = new.with_capability(gpu.clone());
+        }
+        ids.push(backend.create_one(new).await.unwrap().id);
+        clock.advance(Duration::from_millis(1));
+    }
+    let partitions: BTreeSet<_> = ids.iter().map(ExecutionId::partition).collect();
+    assert!(partitions.len() > 1, "placement used one partition");
+    let detail = |id: &ExecutionId| {
+        let backend = backend.clone();
+        let id = id.clone();
+        async move {
+            let e = backend.explain(&id).await.unwrap();
+            assert_eq!(e.reason, Some("queued"), "{}", e.detail);
+            e.detail
+        }
+    };
+    assert!(detail(&ids[0]).await.contains("next in lane main"));
+    assert!(
+        detail(&ids[3])
+            .await
+            .contains("3 executions of lane main are")
+    );
+    backend.set_priority(&ids[3], 1).await.unwrap();
+    assert!(detail(&ids[3]).await.contains("next in lane main"));
+    assert!(
+        detail(&ids[0])
+            .await
+            .contains("1 execution of lane main is")
+    );
+    assert!(
+        detail(&ids[2])
+            .await
+            .contains("3 executions of lane main are")
+    );
+}
+
+#[tokio::test]
+async fn explain_counts_the_whole_lane_on_valkey() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    explain_counts_the_whole_lane(server).await;
+}
+
+#[tokio::test]
+async fn explain_counts_the_whole_lane_on_a_cluster() {
+    let Some(server) = servers::valkey_cluster().await else {
+        return;
+    };
+    explain_counts_the_whole_lane(server).await;
+}

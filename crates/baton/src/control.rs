@@ -1,7 +1,7 @@
 //! The commands of operator control: priority and tag edits, revoking a
 //! lease, the live workers. `--json` prints the HTTP API's answer types.
 
-use baton_api::{Snapshot, WorkerAnswer, WorkersAnswer};
+use baton_api::{ExplainAnswer, Snapshot, WorkerAnswer, WorkersAnswer};
 use baton_core::{AdminBackend, ExecutionId, Namespace, TagKey};
 
 use crate::table::Table;
@@ -105,5 +105,23 @@ pub(crate) async fn workers(
         ]);
     }
     t.print_or(&format!("no live workers in namespace {ns}"));
+    Ok(())
+}
+
+/// `baton explain ID`.
+pub(crate) async fn explain(backend: &dyn AdminBackend, id: &str, json: bool) -> CliResult<()> {
+    let id: ExecutionId = id.parse()?;
+    let e = backend.explain(&id).await?;
+    if json {
+        print_json(&ExplainAnswer::from(&e));
+        return Ok(());
+    }
+    match e.reason {
+        Some(reason) => println!(
+            "{} is {} ({reason}): {}",
+            e.snapshot.id, e.snapshot.state, e.detail
+        ),
+        None => println!("{}: {}", e.snapshot.id, e.detail),
+    }
     Ok(())
 }

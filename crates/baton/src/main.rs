@@ -191,6 +191,12 @@ enum Command {
         /// The tag key.
         key: String,
     },
+    /// Say in words why an execution is not running now: what it waits
+    /// for, who runs it, or how many of its lane go before it.
+    Explain {
+        /// The execution id.
+        id: String,
+    },
     /// Revoke a running execution's lease: its attempt ends as an expired
     /// lease would, and it is retried (or fails on its last attempt).
     Revoke {
@@ -439,6 +445,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Tag { id, tag } => control::tag(backend.as_ref(), &id, &tag, false, json).await,
         Command::Untag { id, key } => control::tag(backend.as_ref(), &id, &key, true, json).await,
         Command::Revoke { id } => control::revoke(backend.as_ref(), &id, json).await,
+        Command::Explain { id } => control::explain(backend.as_ref(), &id, json).await,
         Command::Workers { namespace, limit } => {
             control::workers(backend.as_ref(), &namespace, limit, json).await
         }

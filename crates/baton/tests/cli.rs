@@ -768,6 +768,17 @@ fn operators_edit_revoke_and_list_workers() {
         text.contains("WORKER") && text.contains("cli-w") && text.contains("ops"),
         "{text}"
     );
+    let text = cli.ok(&["explain", &second]);
+    assert!(
+        text.contains("(leased)") && text.contains("cli-w"),
+        "{text}"
+    );
+    let text = cli.ok(&["explain", &first]);
+    assert!(
+        text.contains("(queued)") && text.contains("next in lane ops"),
+        "{text}"
+    );
+    assert_eq!(cli.json(&["explain", &first])["waiting_on"], "queued");
     let text = cli.ok(&["revoke", &second]);
     // The default retry policy backs off before attempt 2.
     assert!(text.contains("delayed for attempt 2"), "{text}");

@@ -1813,6 +1813,12 @@ fn operators_edit_priority_and_tags_revoke_and_list_workers(b: Bk) {
     let second = s.submit(json!({"kind": "b", "lane": "ops"}));
     let (f, sec) = (encoded(&first), encoded(&second));
     let put = |path: &str, body: Value| s.request("PUT", path, Some(&body));
+    let why = s.get(&format!("/v1/executions/{f}/explain")).json();
+    assert_eq!(
+        (why["state"].clone(), why["waiting_on"].clone()),
+        (json!("waiting"), json!("no_capable_worker")),
+        "{why}"
+    );
     let edited = put(
         &format!("/v1/executions/{sec}/priority"),
         json!({"priority": 5}),
@@ -1847,6 +1853,9 @@ fn operators_edit_priority_and_tags_revoke_and_list_workers(b: Bk) {
     let claims = s.claim("ops", json!({"worker_id": "op-w", "max": 1}));
     assert_eq!(claims[0]["id"], first.as_str());
     let lease = claims[0]["lease"]["token"].clone();
+    let why = s.get(&format!("/v1/executions/{f}/explain")).json();
+    assert_eq!(why["waiting_on"], "leased", "{why}");
+    assert!(why["detail"].as_str().unwrap().contains("op-w"), "{why}");
     let workers = s.get("/v1/workers?namespace=default").json();
     assert_eq!(workers["workers"][0]["worker_id"], "op-w");
     assert_eq!(workers["workers"][0]["lanes"], json!(["ops"]));

@@ -2,6 +2,7 @@
 //! convenience calls of [`EngineBackendExt`].
 
 use super::*;
+use crate::model::Explanation;
 
 /// Reads for operators, dashboards and the CLI. Not on the hot path; may be
 /// slower than [`EngineBackend`] methods (for example merging partitions).
@@ -181,6 +182,20 @@ pub trait AdminBackend: EngineBackend {
     /// # Errors
     /// `InvalidInput` (limit outside `1..=1000`), `Unavailable`.
     async fn workers(&self, namespace: &Namespace, limit: usize) -> Result<Vec<WorkerInfo>>;
+
+    /// Why an execution is not running now, in words
+    /// ([`rules::explain`](crate::raw::rules::explain)): for a waiting one
+    /// it reads the live workers of its namespace and counts the waiting
+    /// executions of its lane that a claim takes before it (up to
+    /// [`QueueFacts::MAX_AHEAD`](crate::QueueFacts::MAX_AHEAD)).
+    ///
+    /// # Behavior
+    /// A read of a moment, never a write: the facts may change as soon as
+    /// it answers.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Corruption`, `Unavailable`.
+    async fn explain(&self, id: &ExecutionId) -> Result<Explanation>;
 
     /// The children of `parent` (its direct descendants), ascending by id
     /// (creation order), one page at a time.

@@ -14,7 +14,7 @@ mod work;
 pub use deps::{DependencyMode, DependencyPolicy, Upstream, UpstreamFailure};
 pub use engine::{Ownership, PartitionOwner, ScanReport};
 pub use flow::{CancelRequest, CancelScope, Cancellation, Tree, TreeNode};
-pub use ops::WorkerInfo;
+pub use ops::{Explanation, QueueFacts, WorkerInfo};
 pub use prepare::PreparedExecution;
 pub use read::{
     AttemptRecord, ExecutionSnapshot, ListCursor, ListFilter, ListPage, Page, StateCounts,

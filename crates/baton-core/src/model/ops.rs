@@ -23,3 +23,36 @@ pub struct WorkerInfo {
     /// How many leases its last renew presented (0 before any).
     pub leases: u32,
 }
+
+/// Why an execution is not running now, for a person: the answer of
+/// [`AdminBackend::explain`](crate::AdminBackend::explain).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    /// The execution as it is.
+    pub snapshot: crate::ExecutionSnapshot,
+    /// A stable code: the snapshot's `waiting_on` reasons (`children`,
+    /// `dependencies`, `signals`, `timer`, `delayed`, `leased`), and for a
+    /// waiting execution `no_capable_worker` (no live worker claims its
+    /// lane with the capabilities it requires) or `queued` (it is next, or
+    /// behind others of its lane); `None` once it finished.
+    pub reason: Option<&'static str>,
+    /// The same as a sentence naming the numbers, names and times.
+    pub detail: String,
+}
+
+/// What [`rules::explain`](crate::raw::rules::explain) needs beyond the
+/// snapshot of a waiting execution.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueFacts {
+    /// The live workers of its namespace.
+    pub workers: Vec<WorkerInfo>,
+    /// How many waiting executions of its lane a claim takes before it
+    /// (higher priority, or equal priority and eligible earlier), counted
+    /// up to [`QueueFacts::MAX_AHEAD`].
+    pub ahead: u64,
+}
+
+impl QueueFacts {
+    /// The most executions ahead an explanation counts ("at least" beyond).
+    pub const MAX_AHEAD: u64 = 10_000;
+}

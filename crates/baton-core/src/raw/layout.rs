@@ -15,7 +15,7 @@
 /// | `flow` | `wait_children`, `cancel`, `cascade_due`, `children`, `tree` |
 /// | `wait` | `release`, `suspend`, `signal`, `timeout_due`, `signals` |
 /// | `memory` | `record_step`, `set_state`, `set_status`, `append_progress`, `steps`, `state`, `progress`, `wait_for_change` |
-/// | `ops` | `set_priority`, `set_tag`, `revoke`, `workers` |
+/// | `ops` | `set_priority`, `set_tag`, `revoke`, `workers`, `explain` |
 /// | `scan` | `promote_due`, `reclaim_expired_leases`, `expire_deadlines`, `trim_terminal` |
 /// | `ownership` | `sync_ownership`, `release_ownership`, `partition_owners` |
 /// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts` |
@@ -329,6 +329,13 @@ macro_rules! implement_backend_by_modules {
                 limit: usize,
             ) -> $crate::Result<::std::vec::Vec<$crate::WorkerInfo>> {
                 crate::ops::workers(self, namespace, limit).await
+            }
+
+            async fn explain(
+                &self,
+                id: &$crate::ExecutionId,
+            ) -> $crate::Result<$crate::Explanation> {
+                crate::ops::explain(self, id).await
             }
 
             async fn children(

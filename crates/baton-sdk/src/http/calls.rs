@@ -6,19 +6,19 @@ use std::time::Duration;
 
 use baton_api::{
     BatchBody, BatchCreated, CancelAnswer, CancelBody, ChildrenQuery, ClaimAnswer, ClaimBody,
-    CompleteBody, FailBody, LeaseBody, ListAnswer, ListQuery, PriorityBody, ProgressAnswer,
-    ProgressAppended, ProgressBody, ReleaseBody, RenewAnswer, RenewBody, Route, SignalAnswer,
-    SignalRequestBody, SignalsAnswer, Snapshot, StateAnswer, StateBody, StateEntryAnswer,
-    StatsAnswer, StatusAnswer, StatusBody, StepAnswer, StepBody, StepsAnswer, SubmitBody,
-    SuspendAnswer, SuspendBody, TagBody, TreeAnswer, WaitChildrenBody, WorkersAnswer,
+    CompleteBody, ExplainAnswer, FailBody, LeaseBody, ListAnswer, ListQuery, PriorityBody,
+    ProgressAnswer, ProgressAppended, ProgressBody, ReleaseBody, RenewAnswer, RenewBody, Route,
+    SignalAnswer, SignalRequestBody, SignalsAnswer, Snapshot, StateAnswer, StateBody,
+    StateEntryAnswer, StatsAnswer, StatusAnswer, StatusBody, StepAnswer, StepBody, StepsAnswer,
+    SubmitBody, SuspendAnswer, SuspendBody, TagBody, TreeAnswer, WaitChildrenBody, WorkersAnswer,
     encode_component as encode,
 };
 use baton_core::{
     CancelRequest, Cancellation, ChangeMark, Claim, ClaimRequest, CreateOutcome, EngineError,
-    ExecutionId, ExecutionSnapshot, Failure, Lane, LeaseToken, ListFilter, ListPage, Namespace,
-    NewExecution, NewSignal, Page, RenewOutcome, RenewRequest, Result, Signal, SignalName,
-    SignalOutcome, StateCounts, StateEntry, StateKey, StepName, StepOutcome, StepRecord,
-    SuspendOutcome, SuspendRequest, TagKey, Tree, WorkerInfo,
+    ExecutionId, ExecutionSnapshot, Explanation, Failure, Lane, LeaseToken, ListFilter, ListPage,
+    Namespace, NewExecution, NewSignal, Page, RenewOutcome, RenewRequest, Result, Signal,
+    SignalName, SignalOutcome, StateCounts, StateEntry, StateKey, StepName, StepOutcome,
+    StepRecord, SuspendOutcome, SuspendRequest, TagKey, Tree, WorkerInfo,
 };
 
 use super::{HttpTransport, Op};
@@ -569,6 +569,24 @@ impl HttpTransport {
         snap.into_snapshot()
     }
 
+    /// `GET …/explain`, with the snapshot read beside it (the answer
+    /// carries only the id and state).
+    pub(crate) async fn explain(&self, id: &ExecutionId) -> Result<Explanation> {
+        let op = Op {
+            name: "explain",
+            id: Some(id),
+        };
+        let route = Route::Explain;
+        let path = route.path_with(&encode(&id.to_string()));
+        let answer: ExplainAnswer = self.call(route, &path, None::<&()>, op).await?;
+        let snapshot = self.describe(id).await?;
+        Ok(Explanation {
+            snapshot,
+            reason: answer.waiting_on.as_deref().and_then(known_reason),
+            detail: answer.detail,
+        })
+    }
+
     pub(crate) async fn revoke(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
         let op = Op {
             name: "revoke",
@@ -624,4 +642,21 @@ async fn early_answer_pause(asked: tokio::time::Instant, deadline: tokio::time::
         )
         .await;
     }
+}
+
+/// A reason code as `baton-core` names it; a code this client does not
+/// know (a newer server) is kept out rather than invented.
+fn known_reason(code: &str) -> Option<&'static str> {
+    [
+        "children",
+        "dependencies",
+        "signals",
+        "timer",
+        "delayed",
+        "leased",
+        "no_capable_worker",
+        "queued",
+    ]
+    .into_iter()
+    .find(|known| *known == code)
 }

@@ -267,3 +267,68 @@ pub async fn workers_are_registered_by_claims_and_renews(h: &dyn Harness) {
     ctx.advance(ttl);
     assert!(ok(ctx.backend.workers(&ctx.ns, 100).await, "workers").is_empty());
 }
+
+/// `explain` names the one reason an execution is not running: its own
+/// (delayed, leased, children), no live worker for its lane or its
+/// capabilities, or how many of its lane are claimed before it.
+pub async fn explain_names_why_an_execution_is_not_running(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let explain = |id: ExecutionId| {
+        let backend = ctx.backend.clone();
+        async move { ok(backend.explain(&id).await, "explain") }
+    };
+    let first = ctx.create_id(ctx.new_exec("first", b"")).await;
+    let e = explain(first.clone()).await;
+    assert_eq!(e.reason, Some("no_capable_worker"), "{}", e.detail);
+    assert!(e.detail.contains("lane main"), "{}", e.detail);
+    assert_eq!(e.snapshot, ctx.describe(&first).await);
+    // A worker claims the lane (and takes `first`): the rest queue.
+    let claimed = ctx.claim_one().await;
+    assert_eq!(claimed.id, first);
+    let e = explain(first.clone()).await;
+    assert_eq!(e.reason, Some("leased"));
+    assert!(e.detail.contains(DEFAULT_WORKER), "{}", e.detail);
+    let low = ctx.create_id(ctx.new_exec("low", b"")).await;
+    let e = explain(low.clone()).await;
+    assert_eq!(e.reason, Some("queued"));
+    assert!(e.detail.contains("next in lane main"), "{}", e.detail);
+    ctx.advance(5);
+    let high = ctx
+        .create_id(ctx.new_exec("high", b"").with_priority(5))
+        .await;
+    let same = ctx.create_id(ctx.new_exec("same", b"")).await;
+    let e = explain(low.clone()).await;
+    assert!(
+        e.detail.contains("1 execution of lane main is"),
+        "{}",
+        e.detail
+    );
+    let e = explain(same.clone()).await;
+    assert!(
+        e.detail.contains("2 executions of lane main are"),
+        "{}",
+        e.detail
+    );
+    assert!(explain(high.clone()).await.detail.contains("next in lane"));
+    // Capabilities no live worker of the lane offers.
+    let gpu = ctx
+        .create_id(ctx.new_exec("gpu", b"").with_capability(cap("gpu")))
+        .await;
+    let e = explain(gpu).await;
+    assert_eq!(e.reason, Some("no_capable_worker"));
+    assert!(e.detail.contains("gpu"), "{}", e.detail);
+    let later = ctx
+        .create_id(ctx.new_exec("later", b"").with_delay_ms(60_000))
+        .await;
+    assert_eq!(explain(later).await.reason, Some("delayed"));
+    ctx.complete(&claimed.lease, b"{}").await;
+    let e = explain(first).await;
+    assert_eq!(e.reason, None);
+    assert!(
+        e.detail.starts_with("it finished completed"),
+        "{}",
+        e.detail
+    );
+    let unknown = ctx.unknown_id();
+    expect_not_found(ctx.backend.explain(&unknown).await, &unknown, "explain");
+}

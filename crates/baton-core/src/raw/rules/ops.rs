@@ -80,3 +80,93 @@ pub fn revoke_failure(snap: &ExecutionSnapshot) -> Failure {
         snap.attempts
     ))
 }
+
+/// Explains why `snap` is not running (`explain`): the snapshot's own
+/// reason when it has one (blocked, suspended, delayed, running); for a
+/// waiting execution, whether a live worker (`facts.workers`) claims its
+/// lane offering every capability it requires — `no_capable_worker`
+/// otherwise — and else how many are ahead of it (`queued`); nothing for a
+/// finished one, only what became of it.
+pub fn explain(
+    snapshot: ExecutionSnapshot,
+    facts: &crate::model::QueueFacts,
+) -> crate::model::Explanation {
+    let (reason, detail) = reason_of(&snapshot, facts);
+    crate::model::Explanation {
+        snapshot,
+        reason,
+        detail,
+    }
+}
+
+fn reason_of(
+    snap: &ExecutionSnapshot,
+    facts: &crate::model::QueueFacts,
+) -> (Option<&'static str>, String) {
+    if let Some(why) = snap.wait_reason() {
+        return (Some(why.reason), why.detail);
+    }
+    if snap.state.is_terminal() {
+        let at = snap
+            .finished_at
+            .map(|t| format!(" at {t}"))
+            .unwrap_or_default();
+        let why = match snap.state {
+            State::Cancelled => snap.cancel_reason.as_deref(),
+            State::Failed | State::Expired | State::Skipped => snap.last_error.as_deref(),
+            _ => None,
+        };
+        let why = why.map(|w| format!(": {w}")).unwrap_or_default();
+        return (None, format!("it finished {}{at}{why}", snap.state));
+    }
+    let lane = &snap.lane;
+    let serving: Vec<&crate::model::WorkerInfo> = facts
+        .workers
+        .iter()
+        .filter(|w| w.lanes.contains(lane))
+        .collect();
+    if serving.is_empty() {
+        return (
+            Some("no_capable_worker"),
+            format!("eligible, but no live worker claims lane {lane}; start one for this lane"),
+        );
+    }
+    let missing = |w: &crate::model::WorkerInfo| -> Vec<String> {
+        snap.required_capabilities
+            .iter()
+            .filter(|c| !w.capabilities.contains(*c))
+            .map(|c| c.to_string())
+            .collect()
+    };
+    if serving.iter().all(|w| !missing(w).is_empty()) {
+        let needed: Vec<&str> = snap
+            .required_capabilities
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        return (
+            Some("no_capable_worker"),
+            format!(
+                "eligible, but none of the {} live worker{} of lane {lane} offers every \
+                 capability it requires ({})",
+                serving.len(),
+                if serving.len() == 1 { "" } else { "s" },
+                needed.join(", ")
+            ),
+        );
+    }
+    let detail = match facts.ahead {
+        0 => format!("eligible and next in lane {lane}; a live worker should claim it soon"),
+        n if n >= crate::model::QueueFacts::MAX_AHEAD => format!(
+            "eligible; at least {n} executions of lane {lane} are claimed before it (higher \
+             priority, or the same priority and eligible earlier)"
+        ),
+        n => format!(
+            "eligible; {n} execution{} of lane {lane} {} claimed before it (higher priority, or \
+             the same priority and eligible earlier)",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "is" } else { "are" }
+        ),
+    };
+    (Some("queued"), detail)
+}
