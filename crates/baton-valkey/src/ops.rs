@@ -170,9 +170,13 @@ pub(crate) async fn saw_claim(b: &ValkeyBackend, request: &ClaimRequest, now: Ti
         .arg(request.namespace.as_str())
         .cmd("PEXPIRE")
         .arg(&set)
-        // PEXPIRE 0 would delete the set at once (a zero TTL).
-        .arg(u64::try_from(forget.as_millis()).unwrap_or(u64::MAX).max(1));
-    let written = tokio::try_join!(b.run(&record), b.inner.server.raw_pipe(&remember));
+        .arg(forget_ms(forget));
+    let expiry = registry_expiry(b, &request.namespace, forget);
+    let written = tokio::try_join!(
+        b.run(&record),
+        b.inner.server.raw_pipe(&remember),
+        b.inner.server.raw_pipe(&expiry)
+    );
     if let Err(e) = written {
         tracing::debug!(worker = %request.worker_id, error = %e, "worker registry not written");
     }
@@ -187,13 +191,26 @@ pub(crate) async fn saw_renew(b: &ValkeyBackend, request: &RenewRequest, now: Ti
     }
     let worker = request.worker_id.as_str();
     let set = b.worker_namespaces(worker);
+    let forget = ttl.saturating_mul(FORGET_AFTER_TTLS);
     let written = async {
+        // A worker busy with long jobs claims rarely and renews often: its
+        // renews keep its namespaces (and their registries) alive.
         let mut members = redis::cmd("SMEMBERS");
         members.arg(&set);
-        let namespaces: Vec<String> = array(b.inner.server.raw(&members).await?)?
+        let mut extend = redis::cmd("PEXPIRE");
+        extend.arg(&set).arg(forget_ms(forget));
+        let (listed, _) =
+            tokio::try_join!(b.inner.server.raw(&members), b.inner.server.raw(&extend))?;
+        let namespaces: Vec<String> = array(listed)?
             .iter()
             .map(|n| text(n).map(str::to_owned))
             .collect::<Result<_>>()?;
+        let expiries: Vec<redis::Pipeline> = namespaces
+            .iter()
+            .filter_map(|raw| raw.parse::<Namespace>().ok())
+            .map(|ns| registry_expiry(b, &ns, forget))
+            .collect();
+        try_join_all(expiries.iter().map(|p| b.inner.server.raw_pipe(p))).await?;
         let calls: Vec<(&String, Cmd)> = namespaces
             .iter()
             .filter_map(|raw| {
@@ -283,4 +300,22 @@ async fn queued_before(
         total = total.saturating_add(u64::try_from(int(reply)?).unwrap_or(0));
     }
     Ok(total)
+}
+
+/// A key lifetime of `forget`, in milliseconds; never 0, which would delete
+/// the key at once.
+fn forget_ms(forget: Duration) -> u64 {
+    u64::try_from(forget.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Expiries of a namespace's registry keys, renewed by every recorded
+/// sighting: a namespace whose workers all stopped loses its registry after
+/// ten TTLs even if nobody claims there again.
+fn registry_expiry(b: &ValkeyBackend, namespace: &Namespace, forget: Duration) -> redis::Pipeline {
+    let base = b.registry(namespace);
+    let mut pipe = redis::pipe();
+    for key in [format!("{base}:workers"), format!("{base}:seen")] {
+        pipe.cmd("PEXPIRE").arg(key).arg(forget_ms(forget));
+    }
+    pipe
 }

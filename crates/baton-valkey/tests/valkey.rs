@@ -1108,6 +1108,21 @@ async fn the_worker_registry_forgets_long_gone_workers() {
     }
     assert_eq!(leases.len(), 1);
     assert_eq!((entries("reg-a"), entries("reg-b")), ((1, 1), (1, 1)));
+    // Every key of the registry expires (ten TTLs after the last
+    // sighting), and a renew pushes the expiry back: a worker busy with
+    // long jobs claims rarely but is still reached through its renews.
+    let keys = [
+        format!("{prefix}:{{wk:old}}:ns"),
+        format!("{prefix}:{{w:reg-a}}:workers"),
+        format!("{prefix}:{{w:reg-b}}:seen"),
+    ];
+    for key in &keys {
+        assert!(
+            resp_int(&server.command(&["PTTL", key]).unwrap()) > 0,
+            "{key} expires"
+        );
+        server.command(&["PEXPIRE", key, "5000"]).unwrap();
+    }
     clock.advance(ttl / 2);
     let renew = baton_core::RenewRequest {
         worker_id: WorkerId::new("old").unwrap(),
@@ -1115,6 +1130,13 @@ async fn the_worker_registry_forgets_long_gone_workers() {
         leases,
     };
     backend.renew(renew).await.unwrap();
+    for key in &keys {
+        let left = resp_int(&server.command(&["PTTL", key]).unwrap());
+        assert!(
+            left > 5_000,
+            "{key}: the renew pushed its expiry back ({left} ms left)"
+        );
+    }
     let seen_at = baton_core::Clock::now(clock.as_ref());
     for namespace in ["reg-a", "reg-b"] {
         let listed = backend.workers(&ns(namespace), 10).await.unwrap();
