@@ -46,6 +46,28 @@ impl Cli {
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
 
+    /// Opens the CLI's database in this process and claims one execution
+    /// of `lane` in namespace `default` as `worker`: a worker's side of a
+    /// test, beside the commands under test.
+    async fn claim_one(
+        &self,
+        lane: &str,
+        worker: &str,
+    ) -> (baton_sqlite::SqliteBackend, baton_core::Claim) {
+        use baton_core::{ClaimRequest, EngineBackend, Lane, Namespace, WorkerId};
+        let b = baton_sqlite::SqliteBackend::connect(&self.url())
+            .await
+            .unwrap();
+        let request = ClaimRequest::new(
+            Namespace::new("default").unwrap(),
+            Lane::new(lane).unwrap(),
+            WorkerId::new(worker).unwrap(),
+            1,
+        );
+        let claim = b.claim(request).await.unwrap().pop().unwrap();
+        (b, claim)
+    }
+
     /// Runs a command that must fail; answers (exit code, stderr).
     fn fails(&self, args: &[&str]) -> (i32, String) {
         let out = self.run(args);
@@ -449,17 +471,8 @@ fn describe_explains_a_parent_waiting_for_its_children() {
         .build()
         .unwrap();
     rt.block_on(async {
-        use baton_core::{ClaimRequest, EngineBackend, Lane, Namespace, WorkerId};
-        let b = baton_sqlite::SqliteBackend::connect(&cli.url())
-            .await
-            .unwrap();
-        let request = ClaimRequest::new(
-            Namespace::new("default").unwrap(),
-            Lane::new("flow").unwrap(),
-            WorkerId::new("w").unwrap(),
-            1,
-        );
-        let claim = b.claim(request).await.unwrap().pop().unwrap();
+        use baton_core::EngineBackend;
+        let (b, claim) = cli.claim_one("flow", "w").await;
         assert_eq!(claim.id.to_string(), parent);
         b.wait_children(&claim.lease).await.unwrap();
         b.close().await;
@@ -489,20 +502,8 @@ fn signal_resumes_a_suspended_execution() {
         .build()
         .unwrap();
     rt.block_on(async {
-        use baton_core::{
-            ClaimRequest, EngineBackend, Lane, Namespace, OnTimeout, SignalName, SuspendRequest,
-            WorkerId,
-        };
-        let b = baton_sqlite::SqliteBackend::connect(&cli.url())
-            .await
-            .unwrap();
-        let request = ClaimRequest::new(
-            Namespace::new("default").unwrap(),
-            Lane::new("approvals").unwrap(),
-            WorkerId::new("w").unwrap(),
-            1,
-        );
-        let claim = b.claim(request).await.unwrap().pop().unwrap();
+        use baton_core::{EngineBackend, OnTimeout, SignalName, SuspendRequest};
+        let (b, claim) = cli.claim_one("approvals", "w").await;
         let wait = SuspendRequest::signals([SignalName::new("approval").unwrap()])
             .with_timeout(std::time::Duration::from_secs(3600), OnTimeout::Cancel);
         b.suspend(&claim.lease, wait).await.unwrap();
@@ -565,19 +566,8 @@ fn describe_lists_the_steps() {
         .build()
         .unwrap();
     rt.block_on(async {
-        use baton_core::{
-            ClaimRequest, EngineBackend, Lane, Namespace, StepName, StepOutcome, WorkerId,
-        };
-        let b = baton_sqlite::SqliteBackend::connect(&cli.url())
-            .await
-            .unwrap();
-        let request = ClaimRequest::new(
-            Namespace::new("default").unwrap(),
-            Lane::new("wf").unwrap(),
-            WorkerId::new("w").unwrap(),
-            1,
-        );
-        let claim = b.claim(request).await.unwrap().pop().unwrap();
+        use baton_core::{EngineBackend, StepName, StepOutcome};
+        let (b, claim) = cli.claim_one("wf", "w").await;
         let done = StepOutcome::Done(br#"{"charged":25}"#.to_vec());
         b.record_step(&claim.lease, StepName::new("charge").unwrap(), done)
             .await
@@ -620,19 +610,9 @@ fn wait_watch_and_describe_follow_an_execution() {
         .enable_all()
         .build()
         .unwrap();
-    let url = cli.url();
     let (backend, lease) = rt.block_on(async {
-        use baton_core::{
-            AdminBackend, ClaimRequest, EngineBackend, Lane, Namespace, StateKey, WorkerId,
-        };
-        let b = baton_sqlite::SqliteBackend::connect(&url).await.unwrap();
-        let request = ClaimRequest::new(
-            Namespace::new("default").unwrap(),
-            Lane::new("mem").unwrap(),
-            WorkerId::new("w").unwrap(),
-            1,
-        );
-        let claim = b.claim(request).await.unwrap().pop().unwrap();
+        use baton_core::{AdminBackend, EngineBackend, StateKey};
+        let (b, claim) = cli.claim_one("mem", "w").await;
         b.set_status(&claim.lease, br#"{"stage":"reading"}"#.to_vec())
             .await
             .unwrap();
@@ -748,17 +728,8 @@ fn operators_edit_revoke_and_list_workers() {
         .enable_all()
         .build()
         .unwrap();
-    let url = cli.url();
     let claimed = rt.block_on(async {
-        use baton_core::{ClaimRequest, EngineBackend, Lane, Namespace, WorkerId};
-        let b = baton_sqlite::SqliteBackend::connect(&url).await.unwrap();
-        let request = ClaimRequest::new(
-            Namespace::new("default").unwrap(),
-            Lane::new("ops").unwrap(),
-            WorkerId::new("cli-w").unwrap(),
-            1,
-        );
-        let claim = b.claim(request).await.unwrap().pop().unwrap();
+        let (b, claim) = cli.claim_one("ops", "cli-w").await;
         b.close().await;
         claim.id.to_string()
     });
