@@ -137,13 +137,9 @@ async fn history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
         .unwrap();
     b.cancel(&ids[7], CancelRequest::default()).await.unwrap();
     tick(11_000);
-    for p in b.partitions().iter() {
-        b.reclaim_expired_leases(p, 100).await.unwrap();
-    }
+    every_partition(b, Pass::ReclaimExpiredLeases).await;
     tick(2_000);
-    for p in b.partitions().iter() {
-        b.promote_due(p, 100).await.unwrap();
-    }
+    every_partition(b, Pass::PromoteDue).await;
     let again = b.claim(claim(5)).await.unwrap();
     assert_eq!(
         again.len(),
@@ -155,9 +151,7 @@ async fn history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
         b.complete(&c.lease, c.payload.clone()).await.unwrap();
     }
     clock.set(deadline);
-    for p in b.partitions().iter() {
-        b.expire_deadlines(p, 100).await.unwrap();
-    }
+    every_partition(b, Pass::ExpireDeadlines).await;
     let mut out = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         let mut snap =
@@ -288,9 +282,7 @@ async fn flow_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
         .await
         .unwrap();
     tick(1_000);
-    for p in b.partitions().iter() {
-        b.promote_due(p, 100).await.unwrap();
-    }
+    every_partition(b, Pass::PromoteDue).await;
     let c = b.claim(claim(5)).await.unwrap().pop().unwrap();
     tick(10);
     b.complete(&c.lease, b"3".to_vec()).await.unwrap();
@@ -517,9 +509,7 @@ async fn wait_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
         .await
         .unwrap();
     tick(1_000);
-    for p in b.partitions().iter() {
-        b.timeout_due(p, 100).await.unwrap();
-    }
+    every_partition(b, Pass::TimeoutDue).await;
     for id in &ids {
         seen.push(normalized(&b.describe(id).await.unwrap(), &ids));
     }
@@ -659,13 +649,9 @@ async fn memory_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value>
     seen.extend(memory_of(b, &ids).await);
     // The lease expires; the next attempt carries on.
     tick(10_000);
-    for p in b.partitions().iter() {
-        b.reclaim_expired_leases(p, 100).await.unwrap();
-    }
+    every_partition(b, Pass::ReclaimExpiredLeases).await;
     tick(2_000);
-    for p in b.partitions().iter() {
-        b.promote_due(p, 100).await.unwrap();
-    }
+    every_partition(b, Pass::PromoteDue).await;
     let second = b.claim(claim(1)).await.unwrap().pop().unwrap();
     let lease = &second.lease;
     tick(10);
@@ -769,12 +755,21 @@ async fn ops_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
     }
     tick(10);
     b.claim(claim(1)).await.unwrap();
+    // The registry and what explain makes of it, while ids[0] runs.
+    let workers: Vec<Value> = b
+        .workers(&Namespace::new("parity").unwrap(), 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|w| serde_json::to_value(baton_api::WorkerAnswer::from(w)).unwrap())
+        .collect();
+    let explained = |e: baton_core::Explanation| serde_json::json!({"state": e.snapshot.state, "reason": e.reason, "detail": e.detail});
+    let running = explained(b.explain(&ids[0]).await.unwrap());
+    let delayed = explained(b.explain(&ids[1]).await.unwrap());
     tick(10);
     seen.push(normalized(&b.revoke(&ids[0]).await.unwrap(), &ids));
     tick(2_000);
-    for p in b.partitions().iter() {
-        b.promote_due(p, 100).await.unwrap();
-    }
+    every_partition(b, Pass::PromoteDue).await;
     b.claim(claim(1)).await.unwrap();
     tick(10);
     seen.push(normalized(&b.revoke(&ids[0]).await.unwrap(), &ids));
@@ -792,6 +787,9 @@ async fn ops_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
         .map(|a| serde_json::to_value(baton_api::Attempt::from(a)).unwrap())
         .collect();
     seen.push(Value::Array(attempts));
+    seen.push(Value::Array(workers));
+    seen.push(running);
+    seen.push(delayed);
     seen
 }
 
@@ -810,5 +808,30 @@ async fn every_backend_describes_the_same_edits_identically() {
     assert_eq!(first[3]["state"], "failed", "revoked on its last attempt");
     assert_eq!(first[4]["tags"]["checked"], "yes");
     assert_eq!(first[6][1]["outcome"], "lease_expired");
+    assert_eq!(first[7][0]["worker_id"], "parity-worker");
+    assert_eq!(first[8]["reason"], "leased");
+    assert_eq!(first[9]["reason"], "delayed");
     assert_agree(&results);
+}
+
+/// A scheduler pass the histories run over every partition.
+#[derive(Clone, Copy)]
+enum Pass {
+    PromoteDue,
+    ReclaimExpiredLeases,
+    ExpireDeadlines,
+    TimeoutDue,
+}
+
+/// Runs `pass` over every partition of `b` (100 at most each).
+async fn every_partition(b: &dyn AdminBackend, pass: Pass) {
+    for p in b.partitions().iter() {
+        match pass {
+            Pass::PromoteDue => b.promote_due(p, 100).await,
+            Pass::ReclaimExpiredLeases => b.reclaim_expired_leases(p, 100).await,
+            Pass::ExpireDeadlines => b.expire_deadlines(p, 100).await,
+            Pass::TimeoutDue => b.timeout_due(p, 100).await,
+        }
+        .unwrap();
+    }
 }
