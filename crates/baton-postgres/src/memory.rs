@@ -77,11 +77,7 @@ async fn record_in(
         Some(_) => Some(read::step(&row, &ctx)?),
         None => None,
     };
-    let facts = existing.as_ref().map(|s| StepFacts {
-        status: s.status,
-        output: s.output.as_deref(),
-        failures: s.failures,
-    });
+    let facts = existing.as_ref().map(StepFacts::of);
     let limits = &b.inner.limits;
     let (status, failures) =
         match rules::judge_step(id, snap.state, name, facts, &outcome, held, limits)? {

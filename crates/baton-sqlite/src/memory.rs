@@ -41,11 +41,7 @@ pub(crate) async fn record_step(
         .await
         .map_err(map)?;
     let held: usize = in_range("step_count", &format!("execution {id}"), held)?;
-    let facts = existing.as_ref().map(|s| StepFacts {
-        status: s.status,
-        output: s.output.as_deref(),
-        failures: s.failures,
-    });
+    let facts = existing.as_ref().map(StepFacts::of);
     let limits = &b.inner.limits;
     let (status, failures) =
         match rules::judge_step(id, snap.state, &name, facts, &outcome, held, limits)? {

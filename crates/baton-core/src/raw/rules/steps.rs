@@ -15,6 +15,17 @@ pub struct StepFacts<'a> {
     pub failures: u32,
 }
 
+impl<'a> StepFacts<'a> {
+    /// The facts of a stored record.
+    pub fn of(record: &'a crate::model::StepRecord) -> Self {
+        StepFacts {
+            status: record.status,
+            output: record.output.as_deref(),
+            failures: record.failures,
+        }
+    }
+}
+
 /// What a step record writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepWrite {
