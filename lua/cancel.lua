@@ -1,5 +1,6 @@
 -- baton_cancel: cancels a non-terminal execution and, with scope tree, its
 -- non-terminal descendants (bounded; the rest is queued for baton_cascade).
+-- A paused one is cancelled like any other (it sits in no index to leave).
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: uuid, ARGV[2]: has reason (1|0), ARGV[3]: reason, ARGV[4]: now (ms),
 -- ARGV[5]: scope tree (1|0), ARGV[6]: cascade budget (children visited),

@@ -1,14 +1,15 @@
 -- baton_cascade: scheduler pass; continues the walks that did not fit in
 -- the call that started them, oldest queued first, visiting at most `limit`
 -- children and dependents in all (each queued place counts at least one):
--- cancels below a node (telling the dependents of what they cancel), and
--- the dependents of a finished node.
+-- cancels below a node (telling the dependents of what they cancel), the
+-- dependents of a finished node, and pauses and resumes below a node
+-- (nothing finishes in those, so no dependents are told).
 -- Mirrors baton_core::raw::cascade::pass_step (the SQL backends' cascade_due).
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: limit, ARGV[2]: now (ms)
 -- Returns: { cancelled, places still queued, woken } (cancelled: the
---   executions cancelled, released, skipped or failed; woken: the lanes of
---   the executions that became waiting, as woken_reply)
+--   executions cancelled, released, skipped, failed, paused or resumed;
+--   woken: the lanes of the executions that became waiting, as woken_reply)
 redis.register_function('baton_cascade', function(keys, args)
   local base = keys[1]
   local limit = tonumber(args[1])
@@ -40,6 +41,14 @@ redis.register_function('baton_cascade', function(keys, args)
       left_dependents(told)
       visited = visited + math.max(v + tv, 1)
       cancelled = cancelled + c + settled
+    elseif (kind == 'pause' and e[3] ~= '') or (kind == 'resume' and e[3] == '') then
+      local stack = { { e[1], e[2] } }
+      local v, c = tree_walk(base, stack, budget, kind, e[3], snow, woken)
+      for i = 1, #stack do
+        requeue[#requeue + 1] = cmsgpack.pack({ stack[i][1], stack[i][2], e[3], kind })
+      end
+      visited = visited + math.max(v, 1)
+      cancelled = cancelled + c
     elseif kind == 'dependents' and (e[3] == 'completed' or e[3] == 'unmet') then
       local stack = { { e[1], e[2], e[3] == 'completed' } }
       local v, settled = dependents_walk(base, stack, budget, snow, woken)

@@ -5,7 +5,8 @@
 -- ARGV[2]: namespace
 -- ARGV[3]: want (1..)
 -- ARGV[4]: worker's capabilities, comma separated ('' = none)
--- ARGV[5]: lane count L, ARGV[6..5+L]: lanes
+-- ARGV[5]: lane count L, ARGV[6..5+L]: lanes (those paused in this
+-- partition's `lp:<ns>` are skipped, and never reported empty)
 -- ARGV[6+L]: worker id, ARGV[7+L]: lease expiry (ms),
 -- ARGV[8+L]: `want` nonces of 16 hex digits, concatenated
 -- Returns: { seq, empty_lanes, entry... } where empty_lanes lists the lanes

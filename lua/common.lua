@@ -40,9 +40,13 @@
 --                                      oldest first: MessagePack { node uuid,
 --                                      after uuid | '', text, kind } where
 --                                      kind is absent or 'cancel' (text: the
---                                      cancel reason; below the node) or
+--                                      cancel reason; below the node),
 --                                      'dependents' (text: 'completed' or
---                                      'unmet'; the node's dependents)
+--                                      'unmet'; the node's dependents), 'pause'
+--                                      (text: the pausing ancestor's id; below
+--                                      the node) or 'resume' (text: ''; below
+--                                      the node). A replay waits while it
+--                                      holds work (see baton_replay)
 --   B:{p:N}:sg:<uuid>           LIST  the signals <uuid> holds (library generation 5),
 --                                      in arrival order: element seq - 1 is signal
 --                                      seq, a MessagePack map n (name), p (payload),
@@ -75,6 +79,12 @@
 --                                      watched and not past it is published on
 --                                      B:changed (its id text as the message); the
 --                                      trim pass drops entries past their time
+--   B:{p:N}:lp:<ns>             HASH  (library generation 9) the paused lanes of
+--                                      namespace <ns>: lane -> paused_at ms. Written
+--                                      to every partition by pause_lane (plain
+--                                      commands, one partition after another);
+--                                      each claim reads its own partition's
+--                                      copy and skips those lanes
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
 -- The worker registry (library generation 8) lives beside the partitions:
@@ -125,6 +135,14 @@
 -- the cost of every call on the execution carrying it too) and cv, how many
 -- times it changed; and pq, the number of its last progress frame. Each
 -- absent means none (0): records written before read as never used.
+-- A paused execution (library generation 9) holds pf, the state resume
+-- returns it to ('waiting' for one paused while running, else the state it
+-- left), and pv, the id text of the ancestor whose tree pause reached it
+-- (absent: paused itself); both go when it leaves `paused` (see leave()). A
+-- paused execution sits in no index that makes it claimable, promotable or
+-- timed out: only in `deadlines` and its counters. A replay clears hd and
+-- the dependents set, so its next end tells only dependents created after
+-- it.
 
 -- Substituted by the backend when it assembles the library.
 local LIBRARY_VERSION = '__BATON_LIBRARY_VERSION__'
@@ -339,6 +357,9 @@ local function leave(base, uuid, h)
     redis.call('ZREM', base .. ':delayed', uuid)
   elseif st == 'running' then
     redis.call('ZREM', base .. ':leases', uuid)
+  elseif st == 'paused' then
+    -- Held in no index; what it remembered holds only while paused.
+    h.pf, h.pv = nil, nil
   end
   -- A suspended execution leaves its timeout entry behind: the timeout pass
   -- drops entries that no longer hold (leaving costs nothing more).
@@ -433,13 +454,28 @@ local function cancel_record(base, uuid, h, why, snow, woken)
   return save(base, uuid, h)
 end
 
--- Mirrors baton_core::raw::cascade::walk, its step being
--- baton_core::raw::rules::cascade_page: visits at most `budget` children
+-- Defined with pause and resume below; a tree walk pauses and resumes.
+local pause_record, resume_record, pause_verdict
+
+-- Whether a tree walk of `kind` ('cancel' | 'pause' | 'resume') changes a
+-- descendant in state `st`.
+-- Mirrors baton_core::raw::cascade::TreeAction::reaches.
+local function tree_reaches(kind, st)
+  if kind == 'cancel' then return not TERMINAL[st] end
+  if kind == 'pause' then return not TERMINAL[st] and st ~= 'paused' end
+  if kind == 'resume' then return st == 'paused' end
+  error('a tree walk of kind ' .. tostring(kind))
+end
+
+-- Mirrors baton_core::raw::cascade::walk_tree, its step being
+-- baton_core::raw::rules::tree_page: visits at most `budget` children
 -- below the places on `stack` ({ node uuid, after uuid | '' }, the last
--- visited next), cancelling every non-terminal one with `why`. Leaves on
--- `stack` the places it did not reach; answers visited, cancelled.
-local function cascade_walk(base, stack, budget, why, snow, woken)
-  local visited, cancelled = 0, 0
+-- visited next), doing `kind` to every one it reaches: 'cancel' cancels it
+-- with reason `text`, 'pause' pauses it through the tree pause of the
+-- ancestor whose id text is `text`, 'resume' resumes it. Leaves on `stack`
+-- the places it did not reach; answers visited, changed.
+local function tree_walk(base, stack, budget, kind, text, snow, woken)
+  local visited, changed = 0, 0
   while visited < budget and #stack > 0 do
     local item = table.remove(stack)
     local asked = budget - visited
@@ -450,23 +486,44 @@ local function cascade_walk(base, stack, budget, why, snow, woken)
     if #page > 0 and #page >= asked then stack[#stack + 1] = { item[1], page[#page] } end
     for _, uuid in ipairs(page) do
       local h = load(base, uuid)
-      if h and not TERMINAL[h.st] then
-        cancel_record(base, uuid, h, why, snow, woken)
-        cancelled = cancelled + 1
+      if h and tree_reaches(kind, h.st) then
+        if kind == 'cancel' then
+          cancel_record(base, uuid, h, text, snow, woken)
+        elseif kind == 'pause' then
+          pause_record(base, uuid, h, pause_verdict(h.st), text, snow, woken)
+        else
+          resume_record(base, uuid, h, snow, woken)
+        end
+        changed = changed + 1
       end
       if redis.call('EXISTS', base .. ':ch:' .. uuid) == 1 then
         stack[#stack + 1] = { uuid, '' }
       end
     end
   end
-  return visited, cancelled
+  return visited, changed
+end
+
+-- Mirrors baton_core::raw::cascade::walk: the tree walk of a cancel with
+-- reason `why`.
+local function cascade_walk(base, stack, budget, why, snow, woken)
+  return tree_walk(base, stack, budget, 'cancel', why, snow, woken)
 end
 
 -- Queues the places a walk left on `stack`, bottom first, for the cascade
--- pass (baton_cascade).
+-- pass (baton_cascade): cancels with reason `why`.
 local function cascade_queue(base, stack, why)
   for i = 1, #stack do
     redis.call('RPUSH', base .. ':cq', cmsgpack.pack({ stack[i][1], stack[i][2], why }))
+  end
+end
+
+-- Queues the places a pause or resume walk left on `stack`, bottom first,
+-- for the cascade pass: kind 'pause' with the pausing ancestor's id text,
+-- or 'resume' with ''.
+local function tree_queue(base, stack, kind, text)
+  for i = 1, #stack do
+    redis.call('RPUSH', base .. ':cq', cmsgpack.pack({ stack[i][1], stack[i][2], text, kind }))
   end
 end
 
@@ -539,17 +596,38 @@ local function dependency_start(rec, root, lookup)
   return ups, done, bad, VERDICT_STATE[verdict] or 'blocked'
 end
 
+-- The state a paused execution left (what events reaching it while paused
+-- are judged against), else its state.
+-- Mirrors baton_core::Pause::underlying.
+local function underlying(h)
+  if h.st == 'paused' and h.pf then return h.pf end
+  return h.st
+end
+
 -- An upstream of the dependent `h` finished (`completed`: whether it
 -- completed): answers its counters after and their verdict, or nil when it
--- no longer waits on its dependencies (not blocked, or its policy already
--- decided).
+-- no longer waits on its dependencies (not blocked nor paused from there,
+-- or its policy already decided).
 -- Mirrors baton_core::raw::rules::dependency_finished.
 local function dependency_finished(h, completed)
-  if h.st ~= 'blocked' or not h.dp then return nil end
+  if underlying(h) ~= 'blocked' or not h.dp then return nil end
   local total, done, bad = tonumber(h.dt) or 0, tonumber(h.dd) or 0, tonumber(h.db) or 0
   if judge_dependencies(h.dp, total, done, bad) ~= 'pending' then return nil end
   if completed then done = done + 1 else bad = bad + 1 end
   return done, bad, judge_dependencies(h.dp, total, done, bad)
+end
+
+-- Verdicts that finish a dependent without running it.
+-- Mirrors baton_core::raw::rules::DependencyVerdict::finishes.
+local FINISHES = { skip = true, fail = true }
+
+-- The state a dependent in state `st` takes for `verdict` (nil: it keeps
+-- its state, only its counters change): a paused one only a state that
+-- finishes it; a release waits for its resume, which judges the counters.
+-- Mirrors baton_core::raw::rules::dependency_settles.
+local function dependency_settles(st, verdict)
+  if st == 'paused' and not FINISHES[verdict] then return nil end
+  return VERDICT_STATE[verdict]
 end
 
 -- Writes what one finished upstream did to the loaded dependent `h`: its
@@ -560,7 +638,7 @@ end
 -- dependent at a time.
 local function settle_dependent(base, uuid, h, done, bad, verdict, snow, woken)
   h.dd, h.db = s(done), s(bad)
-  local to = VERDICT_STATE[verdict]
+  local to = dependency_settles(h.st, verdict)
   if to == 'waiting' then
     h.rd, h.ua = snow, snow
     move(base, uuid, h, to, woken)
@@ -699,9 +777,23 @@ local ENDED_WHY = {
   cancelled = 'the execution was cancelled',
   expired = "the execution's deadline passed",
   released = 'the lease was handed back to wait; a later claim runs it again',
+  paused = 'an operator paused the execution; a claim after its resume runs it again',
   completed = 'the attempt already ended',
   failed = 'the attempt already ended',
 }
+
+-- What a renew answers for a lease (attempt `att` as decimal text, `nonce`)
+-- it could not extend, `h` being the record (empty when there is none):
+-- 'cancelled' or 'paused' when a cancel or a pause ended the lease's own
+-- attempt (the worker stops), else 'lost'.
+-- Mirrors baton_core::raw::rules::renew_refusal.
+local function renew_refusal(h, att, nonce)
+  local ended = h['a' .. att .. 'o']
+  if (ended == 'cancelled' or ended == 'paused') and h['a' .. att .. 'n'] == nonce then
+    return ended
+  end
+  return 'lost'
+end
 
 -- Classifies a lease (attempt, nonce) against an execution record `h` (nil:
 -- there is none).
@@ -784,6 +876,19 @@ local function eligible(base, key, conditional_set, want, now, offered)
   return out
 end
 
+-- The lanes of `lanes` (names) that are not paused in this partition for
+-- namespace `ns`: one HMGET of a key that is absent unless an operator
+-- paused a lane of the namespace.
+local function unpaused_lanes(base, ns, lanes)
+  if #lanes == 0 then return lanes end
+  local flags = redis.call('HMGET', base .. ':lp:' .. ns, unpack(lanes))
+  local out = {}
+  for i = 1, #lanes do
+    if not flags[i] then out[#out + 1] = lanes[i] end
+  end
+  return out
+end
+
 -- The first `want` members over every lane's two sets: each set is already
 -- in claim order, so a merge (not a sort) picks them. Answers the members
 -- and, in step, the set each came from.
@@ -795,9 +900,14 @@ local function choose(keys, args)
   local offered = {}
   for name in string.gmatch(args[4], '[^,]+') do offered[name] = true end
   local nlanes = tonumber(args[5])
+  local names = {}
+  for i = 1, nlanes do names[i] = args[5 + i] end
+  -- A paused lane is skipped, and not reported empty: its hint stays for
+  -- its resume.
+  names = unpaused_lanes(base, ns, names)
   local lanes, lists, sets = {}, {}, {}
-  for i = 1, nlanes do
-    local lid = ns .. '/' .. args[5 + i]
+  for i = 1, #names do
+    local lid = ns .. '/' .. names[i]
     lanes[i] = lid
     for _, cond in ipairs({ false, true }) do
       local key = base .. (cond and ':wx:' or ':w:') .. lid
@@ -1152,4 +1262,116 @@ local function encode_tags(tags)
   local parts = {}
   for i, k in ipairs(keys) do parts[i] = cjson.encode(k) .. ':' .. cjson.encode(tags[k]) end
   return '{' .. table.concat(parts, ',') .. '}'
+end
+
+-- Pause, resume and replay (library generation 9).
+
+local FINISHED_WHY = 'it already finished; replay a failed, cancelled, expired or skipped ' ..
+  'execution to run it again'
+
+-- What a pause does to an execution in state `st`: the state resume
+-- returns it to ('waiting' for a running one); false for one already
+-- paused (pausing again changes nothing); nil and the conflict's reason for
+-- a finished one.
+-- Mirrors baton_core::raw::rules::check_pause.
+function pause_verdict(st)
+  if st == 'paused' then return false end
+  if TERMINAL[st] then return nil, FINISHED_WHY end
+  if st == 'running' then return 'waiting' end
+  return st
+end
+
+-- Whether a resume acts on an execution in state `st`: true for a paused
+-- one, false for one neither paused nor finished (left as it is); nil and
+-- the conflict's reason for a finished one.
+-- Mirrors baton_core::raw::rules::check_resume.
+local function resume_verdict(st)
+  if st == 'paused' then return true end
+  if TERMINAL[st] then return nil, FINISHED_WHY end
+  return false
+end
+
+-- Why an execution in state `st` refuses a replay, or nil.
+-- Mirrors baton_core::raw::rules::check_replay.
+local function replay_refusal(st)
+  if st == 'failed' or st == 'cancelled' or st == 'expired' or st == 'skipped' then return nil end
+  if st == 'completed' then
+    return 'it completed; submit a new execution to run the work again'
+  end
+  return 'it has not finished; only a failed, cancelled, expired or skipped execution is replayed'
+end
+
+-- The deadline (ms text, nil: none) a replayed execution keeps at `now`:
+-- its own while still ahead, none once it passed.
+-- Mirrors baton_core::raw::rules::replay_deadline.
+local function replay_deadline(dl, now)
+  local at = tsnum(dl)
+  if at and at > now then return dl end
+  return nil
+end
+
+-- The state a paused execution that left `from` is resumed to at `now`:
+-- `ra` its run_at (nil: none), `oc` its unfinished children, `dp dt dd db`
+-- its dependency policy and counters (dp nil: no dependencies),
+-- `signalled` whether the signals it holds satisfy its stored wait.
+-- Mirrors baton_core::raw::rules::resume_target.
+local function resume_target(from, ra, oc, dp, dt, dd, db, signalled, now)
+  if from == 'delayed' then
+    if ra and ra > now then return 'delayed' end
+    return 'waiting'
+  elseif from == 'blocked' then
+    if dp and judge_dependencies(dp, dt, dd, db) == 'pending' then return 'blocked' end
+    if oc == 0 then return 'waiting' end
+    return 'blocked'
+  elseif from == 'suspended' and signalled then
+    return 'waiting'
+  end
+  return from
+end
+
+-- Pauses the loaded execution `h` (neither finished nor paused) at `snow`,
+-- remembering `from` (what pause_verdict answered) and `via` (the pausing
+-- ancestor's id text; nil when paused itself), and saves it. A running
+-- attempt ends 'paused': its lease is dead at once and `rl` counts it, so
+-- it spends no attempt. A paused execution leaves every index that would
+-- claim, promote or time it out (see leave()); it stays in `deadlines`.
+function pause_record(base, uuid, h, from, via, snow, woken)
+  if h.st == 'running' then
+    local a = 'a' .. h.att
+    h[a .. 'e'], h[a .. 'o'] = snow, 'paused'
+    h.rl = s((tonumber(h.rl) or 0) + 1)
+    drop_lease(h)
+  end
+  h.ua = snow
+  move(base, uuid, h, 'paused', woken)
+  h.pf, h.pv = from, via
+  return save(base, uuid, h)
+end
+
+-- Resumes the loaded paused execution `h` at `snow` (ms text) to what
+-- resume_target answers on what it holds now, and saves it. One that left
+-- `suspended` whose held signals satisfy its stored wait consumes them as a
+-- signal would (its wait log gains 's'); a waiting one is eligible from
+-- now (its lane, when it turns non-empty, goes to `woken`).
+function resume_record(base, uuid, h, snow, woken)
+  local now = tonumber(snow)
+  local from = h.pf
+  if not from then error('execution record ' .. uuid .. ' paused without the state it left') end
+  local signals, seqs
+  if from == 'suspended' and h.sc then
+    local points = waitpoints(h.wp)
+    if #points > 0 then
+      signals = load_signals(base, uuid)
+      seqs = satisfying(points, h.wc, buffered_of(signals))
+    end
+  end
+  local to = resume_target(from, tsnum(h.ra), tonumber(h.oc) or 0, h.dp, tonumber(h.dt) or 0,
+    tonumber(h.dd) or 0, tonumber(h.db) or 0, seqs ~= nil, now)
+  if to == 'waiting' then
+    if seqs then end_wait(base, uuid, h, signals, seqs, 's') end
+    h.rd = snow
+  end
+  h.ua = snow
+  move(base, uuid, h, to, woken)
+  return save(base, uuid, h)
 end

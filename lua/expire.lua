@@ -1,6 +1,7 @@
 -- baton_expire: scheduler pass; non-terminal executions whose deadline has
 -- passed become expired (a running attempt ends as expired), earliest
--- deadline first. The non-terminal descendants of each are cancelled in the
+-- deadline first (a paused one too: it stays in `deadlines` while paused).
+-- The non-terminal descendants of each are cancelled in the
 -- same call (a shared budget of children visited; the rest is queued for
 -- baton_cascade), with the reason ARGV[3] .. <hyphenated uuid> .. ARGV[4];
 -- their dependents, and those of what the walks cancel, are told within

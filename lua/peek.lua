@@ -9,7 +9,8 @@
 -- ARGV[2]: namespace
 -- ARGV[3]: want (1..)
 -- ARGV[4]: worker's capabilities, comma separated ('' = none)
--- ARGV[5]: lane count L, ARGV[6..5+L]: lanes
+-- ARGV[5]: lane count L, ARGV[6..5+L]: lanes (those paused in this
+-- partition's `lp:<ns>` are skipped, and never reported empty)
 -- Returns: { seq, empty_lanes, member... }: the lanes (as <ns>/<lane>) without
 --   waiting work in this partition, the partition's sequence at this
 --   instant, and up to `want` claim-order members, first first.

@@ -2,7 +2,9 @@
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: now (ms), ARGV[2]: worker id, ARGV[3]: new expiry (ms)
 -- ARGV[4..]: per lease: uuid, attempt, nonce (16 hex digits)
--- Returns: one status per lease, in order: 'renewed', 'cancelled' or 'lost'.
+-- Returns: one status per lease, in order: 'renewed', 'cancelled', 'paused'
+--   or 'lost' ('cancelled' / 'paused' when a cancel / pause ended the
+--   lease's own attempt).
 redis.register_function('baton_renew', function(keys, args)
   local base = keys[1]
   local now = tonumber(args[1])
@@ -20,11 +22,7 @@ redis.register_function('baton_renew', function(keys, args)
       redis.call('ZADD', base .. ':leases', expires, uuid)
       out[#out + 1] = 'renewed'
     else
-      if h['a' .. att .. 'o'] == 'cancelled' and h['a' .. att .. 'n'] == nonce then
-        out[#out + 1] = 'cancelled'
-      else
-        out[#out + 1] = 'lost'
-      end
+      out[#out + 1] = renew_refusal(h, att, nonce)
     end
   end
   return out

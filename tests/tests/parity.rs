@@ -223,12 +223,21 @@ fn normalized(snap: &baton_core::ExecutionSnapshot, ids: &[baton_core::Execution
     v["id"] = place(&snap.id);
     v["root"] = place(&snap.root);
     v["parent"] = snap.parent.as_ref().map_or(Value::Null, place);
-    if let Some(reason) = v["cancel_reason"].as_str().map(str::to_owned) {
-        let mut reason = reason;
+    if let Some(via) = snap.pause.as_ref().and_then(|p| p.via.as_ref()) {
+        v["pause"]["via"] = place(via);
+    }
+    let places = |text: &str| {
+        let mut text = text.to_owned();
         for (i, id) in ids.iter().enumerate() {
-            reason = reason.replace(&id.to_string(), &format!("#{i}"));
+            text = text.replace(&id.to_string(), &format!("#{i}"));
         }
-        v["cancel_reason"] = Value::from(reason);
+        Value::from(text)
+    };
+    if let Some(reason) = v["cancel_reason"].as_str().map(str::to_owned) {
+        v["cancel_reason"] = places(&reason);
+    }
+    if let Some(detail) = v["waiting_on"]["detail"].as_str().map(str::to_owned) {
+        v["waiting_on"]["detail"] = places(&detail);
     }
     v
 }
@@ -811,6 +820,116 @@ async fn every_backend_describes_the_same_edits_identically() {
     assert_eq!(first[7][0]["worker_id"], "parity-worker");
     assert_eq!(first[8]["reason"], "leased");
     assert_eq!(first[9]["reason"], "delayed");
+    assert_agree(&results);
+}
+
+/// Pause and replay: a tree pause over a running root and its waiting and
+/// delayed children (the root's renew answers paused), a paused lane
+/// listed and explained, a tree resume, then a cancel and a replay.
+async fn pause_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
+    let tick = |ms| clock.advance(Duration::from_millis(ms));
+    let ns = Namespace::new("parity").unwrap();
+    let main = Lane::new("main").unwrap();
+    let root = b.create(vec![exec("root")]).await.unwrap()[0].id.clone();
+    let lease = b.claim(claim(1)).await.unwrap()[0].lease.clone();
+    let mut ids = vec![root.clone()];
+    for c in b
+        .create(vec![
+            exec("a").with_parent(root.clone()),
+            exec("b").with_parent(root.clone()).with_delay_ms(5_000),
+        ])
+        .await
+        .unwrap()
+    {
+        ids.push(c.id);
+    }
+    let mut seen = Vec::new();
+    tick(10);
+    let out = b.pause(&root, baton_core::CancelScope::Tree).await.unwrap();
+    seen.push(serde_json::json!({"cascaded": out.cascaded, "pending": out.cascade_pending}));
+    for id in &ids {
+        seen.push(normalized(&b.describe(id).await.unwrap(), &ids));
+    }
+    let renewed = b
+        .renew(baton_core::RenewRequest {
+            worker_id: WorkerId::new("parity-worker").unwrap(),
+            lease_ttl: Duration::from_secs(10),
+            leases: vec![lease],
+        })
+        .await
+        .unwrap();
+    seen.push(serde_json::to_value(renewed[0].status).unwrap());
+    tick(10);
+    b.pause_lane(&ns, &main).await.unwrap();
+    tick(6_000);
+    let out = b
+        .resume(&root, baton_core::CancelScope::Tree)
+        .await
+        .unwrap();
+    seen.push(serde_json::json!({"cascaded": out.cascaded, "pending": out.cascade_pending}));
+    for id in &ids {
+        seen.push(normalized(&b.describe(id).await.unwrap(), &ids));
+    }
+    let lanes: Vec<Value> = b
+        .lanes(&ns)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::to_value(baton_api::LaneAnswer::from(l)).unwrap())
+        .collect();
+    seen.push(Value::Array(lanes));
+    let e = b.explain(&ids[1]).await.unwrap();
+    seen.push(serde_json::json!({"reason": e.reason, "detail": e.detail}));
+    b.resume_lane(&ns, &main).await.unwrap();
+    tick(10);
+    b.cancel(&root, baton_core::CancelRequest::because("stop"))
+        .await
+        .unwrap();
+    tick(10);
+    seen.push(normalized(&b.replay(&root).await.unwrap(), &ids));
+    let attempts: Vec<Value> = b
+        .attempts(&root)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| serde_json::to_value(baton_api::Attempt::from(a)).unwrap())
+        .collect();
+    seen.push(Value::Array(attempts));
+    seen
+}
+
+#[tokio::test]
+async fn every_backend_describes_the_same_pauses_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for (name, backend, clock) in backends(dir.path()).await {
+        results.push((name, pause_history(backend.as_ref(), &clock).await));
+    }
+    let (_, first) = &results[0];
+    assert_eq!(first[0]["cascaded"], 2);
+    assert_eq!(
+        first[1]["pause"],
+        serde_json::json!({"from": "waiting", "via": null})
+    );
+    assert_eq!(
+        first[2]["pause"],
+        serde_json::json!({"from": "waiting", "via": 0})
+    );
+    assert_eq!(
+        first[3]["pause"],
+        serde_json::json!({"from": "delayed", "via": 0})
+    );
+    assert_eq!(first[4], "paused");
+    assert_eq!(first[5]["cascaded"], 2);
+    assert_eq!(first[6]["state"], "waiting");
+    assert_eq!(
+        first[8]["state"], "waiting",
+        "its run_at passed while paused"
+    );
+    assert_eq!(first[9][0]["paused"], true);
+    assert_eq!(first[10]["reason"], "lane_paused");
+    assert_eq!(first[11]["state"], "waiting");
+    assert_eq!(first[12][0]["outcome"], "paused");
     assert_agree(&results);
 }
 

@@ -313,6 +313,7 @@ mod tests {
             cancel_reason: Some("stop".into()),
             waiting_on: None,
             suspension: None,
+            pause: None,
             custom_status: None,
             status_version: 0,
             progress_seq: 0,

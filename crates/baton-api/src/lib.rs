@@ -88,9 +88,13 @@ pub use memory::{
     StateAnswer, StateBody, StateEntryAnswer, StatusAnswer, StatusBody, StepAnswer, StepBody,
     StepsAnswer,
 };
-pub use ops::{ExplainAnswer, PriorityBody, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery};
+pub use ops::{
+    ExplainAnswer, LaneAnswer, LaneBody, LanePauseAnswer, LanesAnswer, PauseAnswer, PriorityBody,
+    ScopeBody, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery,
+};
 pub use read::{
-    Attempt, CancelBody, DescribeQuery, Health, Snapshot, StatsAnswer, StatsQuery, WaitingOnBody,
+    Attempt, CancelBody, DescribeQuery, Health, PauseBody, Snapshot, StatsAnswer, StatsQuery,
+    WaitingOnBody,
 };
 pub use routes::{Method, Route};
 pub use submit::{BackoffBody, BatchBody, BatchCreated, Created, DependencyPolicyBody, SubmitBody};

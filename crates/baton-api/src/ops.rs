@@ -1,9 +1,12 @@
 //! Operator control: priority and tag edits, revoking a lease, the worker
-//! registry.
+//! registry, pausing and resuming executions and lanes.
 
 use std::collections::BTreeSet;
 
-use baton_core::{CapabilityName, Lane, Namespace, Page, Result, Timestamp, WorkerId, WorkerInfo};
+use baton_core::{
+    CancelScope, CapabilityName, Lane, LaneInfo, Namespace, Page, PauseOutcome, Result,
+    StateCounts, Timestamp, WorkerId, WorkerInfo,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::namespace_or_default;
@@ -115,8 +118,8 @@ pub struct ExplainAnswer {
     /// Its state.
     pub state: baton_core::State,
     /// The reason code (`children`, `dependencies`, `signals`, `timer`,
-    /// `delayed`, `leased`, `no_capable_worker`, `queued`); `null` once it
-    /// finished.
+    /// `paused`, `delayed`, `leased`, `lane_paused`, `no_capable_worker`,
+    /// `queued`); `null` once it finished.
     pub waiting_on: Option<String>,
     /// The same as a sentence.
     pub detail: String,
@@ -131,4 +134,138 @@ impl From<&baton_core::Explanation> for ExplainAnswer {
             detail: e.detail.clone(),
         }
     }
+}
+
+/// The body of `POST /v1/executions/{id}/pause` and `/resume`; an empty
+/// body is scope `tree`.
+///
+/// ```
+/// use baton_core::CancelScope;
+/// let body: baton_api::ScopeBody = serde_json::from_str(r#"{"scope": "execution"}"#).unwrap();
+/// assert_eq!(body.scope(), CancelScope::Execution);
+/// let empty: baton_api::ScopeBody = serde_json::from_str("{}").unwrap();
+/// assert_eq!(empty.scope(), CancelScope::Tree);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeBody {
+    /// `tree` (the default: its descendants too) or `execution` (it alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<CancelScope>,
+}
+
+impl ScopeBody {
+    /// The scope asked for; `tree` when absent.
+    pub fn scope(self) -> CancelScope {
+        self.scope.unwrap_or_default()
+    }
+}
+
+/// The answer of `POST /v1/executions/{id}/pause` and `/resume`: the
+/// snapshot with `cascaded` and `cascade_pending` beside its fields, the
+/// shape of a cancel's answer.
+pub type PauseAnswer = crate::CancelAnswer;
+
+impl From<&PauseOutcome> for crate::CancelAnswer {
+    fn from(p: &PauseOutcome) -> Self {
+        crate::CancelAnswer {
+            snapshot: crate::Snapshot::from(&p.snapshot),
+            cascaded: p.cascaded,
+            cascade_pending: p.cascade_pending,
+        }
+    }
+}
+
+impl crate::CancelAnswer {
+    /// The `baton-core` answer of a pause or a resume this carries.
+    ///
+    /// # Errors
+    /// As [`Snapshot::into_snapshot`](crate::Snapshot::into_snapshot).
+    pub fn into_pause_outcome(self) -> Result<PauseOutcome> {
+        Ok(PauseOutcome {
+            snapshot: self.snapshot.into_snapshot()?,
+            cascaded: self.cascaded,
+            cascade_pending: self.cascade_pending,
+        })
+    }
+}
+
+/// The body of `POST /v1/lanes/{lane}/pause` and `/resume`, and the query
+/// of `GET /v1/lanes`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneBody {
+    /// Namespace; `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl LaneBody {
+    /// The namespace asked for.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an invalid namespace name.
+    pub fn namespace(self) -> Result<Namespace> {
+        namespace_or_default(self.namespace.map(Namespace::new).transpose()?)
+    }
+}
+
+/// The answer of `POST /v1/lanes/{lane}/pause` and `/resume`.
+///
+/// ```
+/// let doc = r#"{"lane": "email", "paused": true, "changed": true}"#;
+/// let a: baton_api::LanePauseAnswer = serde_json::from_str(doc).unwrap();
+/// assert!(a.paused && a.changed);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LanePauseAnswer {
+    /// The lane.
+    pub lane: Lane,
+    /// Whether it is paused now.
+    pub paused: bool,
+    /// Whether this call changed that (false: it already was).
+    pub changed: bool,
+}
+
+/// One lane on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneAnswer {
+    /// The lane.
+    pub lane: Lane,
+    /// Whether it is paused.
+    pub paused: bool,
+    /// When it was paused; `null` while claims take its work.
+    #[serde(default)]
+    pub paused_at: Option<Timestamp>,
+    /// Its executions per state.
+    pub counts: StateCounts,
+}
+
+impl From<&LaneInfo> for LaneAnswer {
+    fn from(l: &LaneInfo) -> Self {
+        LaneAnswer {
+            lane: l.lane.clone(),
+            paused: l.paused_at.is_some(),
+            paused_at: l.paused_at,
+            counts: l.counts,
+        }
+    }
+}
+
+impl LaneAnswer {
+    /// The `baton-core` record.
+    pub fn into_info(self) -> LaneInfo {
+        LaneInfo {
+            lane: self.lane,
+            paused_at: self.paused_at,
+            counts: self.counts,
+        }
+    }
+}
+
+/// The answer of `GET /v1/lanes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LanesAnswer {
+    /// Every lane with executions or paused, by name.
+    pub lanes: Vec<LaneAnswer>,
 }

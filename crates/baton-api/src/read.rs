@@ -97,6 +97,11 @@ pub struct Snapshot {
     /// `timeout_at`, `on_timeout`); `null` in every other state.
     #[serde(default)]
     pub suspension: Option<crate::SuspensionBody>,
+    /// The pause of a `paused` execution: `{"from": "<the state it left>",
+    /// "via": "<id of the ancestor whose tree pause reached it>" | null}`;
+    /// `null` in every other state.
+    #[serde(default)]
+    pub pause: Option<PauseBody>,
     /// The custom status its lease holders last set (any JSON); `null`
     /// when never set.
     #[serde(default)]
@@ -133,6 +138,19 @@ pub struct WaitingOnBody {
     /// For reasons `signals` and `timer`: when the wait times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<Timestamp>,
+}
+
+/// A snapshot's `pause`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseBody {
+    /// The state it left (`waiting` for one that was running); resume
+    /// returns it there, or to `waiting` when what it waited for happened
+    /// meanwhile.
+    pub from: State,
+    /// The ancestor whose tree pause reached it; `null` when it was paused
+    /// itself.
+    #[serde(default)]
+    pub via: Option<ExecutionId>,
 }
 
 impl From<&ExecutionSnapshot> for Snapshot {
@@ -183,6 +201,10 @@ impl From<&ExecutionSnapshot> for Snapshot {
                 until: s.suspension.as_ref().and_then(|w| w.timeout_at),
             }),
             suspension: crate::wait::suspension_of(s),
+            pause: s.pause.as_ref().map(|p| PauseBody {
+                from: p.from,
+                via: p.via.clone(),
+            }),
             custom_status: s.custom_status.as_deref().map(JsonText::from_bytes),
             status_version: s.status_version,
             progress_seq: s.progress_seq,
@@ -252,6 +274,13 @@ impl Snapshot {
             cancel_reason: self.cancel_reason,
             suspension: match self.state {
                 State::Suspended => self.suspension.map(crate::SuspensionBody::into_suspension),
+                _ => None,
+            },
+            pause: match self.state {
+                State::Paused => Some(baton_core::Pause {
+                    from: self.pause.as_ref().map_or(State::Waiting, |p| p.from),
+                    via: self.pause.and_then(|p| p.via),
+                }),
                 _ => None,
             },
             custom_status: self.custom_status.map(JsonText::into_bytes),
@@ -426,6 +455,7 @@ mod tests {
             cancel_reason: None,
             waiting_on: None,
             suspension: None,
+            pause: None,
             custom_status: None,
             status_version: 0,
             progress_seq: 0,

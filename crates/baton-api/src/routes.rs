@@ -123,6 +123,22 @@ pub enum Route {
     Workers,
     /// `GET /v1/executions/{id}/explain`: why it is not running, in words.
     Explain,
+    /// `POST /v1/executions/{id}/pause`: pause it, and by default its
+    /// descendants.
+    Pause,
+    /// `POST /v1/executions/{id}/resume`: resume it, and by default its
+    /// paused descendants.
+    Resume,
+    /// `POST /v1/executions/{id}/replay`: run a failed, cancelled, expired
+    /// or skipped execution again with a fresh attempt budget.
+    Replay,
+    /// `POST /v1/lanes/{lane}/pause`: claims stop taking the lane's work.
+    PauseLane,
+    /// `POST /v1/lanes/{lane}/resume`: claims take the lane's work again.
+    ResumeLane,
+    /// `GET /v1/lanes`: the lanes of a namespace, paused or not, with
+    /// counts.
+    Lanes,
     /// `POST /v1/leases/renew`: renew every lease of a worker.
     Renew,
     /// `GET /v1/stats`: counts per lane and state.
@@ -137,7 +153,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 34] = [
+    pub const ALL: [Route; 40] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
@@ -167,6 +183,12 @@ impl Route {
         Route::Revoke,
         Route::Workers,
         Route::Explain,
+        Route::Pause,
+        Route::Resume,
+        Route::Replay,
+        Route::PauseLane,
+        Route::ResumeLane,
+        Route::Lanes,
         Route::Renew,
         Route::Stats,
         Route::Health,
@@ -187,6 +209,7 @@ impl Route {
             | Route::State
             | Route::Workers
             | Route::Explain
+            | Route::Lanes
             | Route::Stats
             | Route::Health
             | Route::Metrics
@@ -204,6 +227,11 @@ impl Route {
             | Route::RecordStep
             | Route::AppendProgress
             | Route::Revoke
+            | Route::Pause
+            | Route::Resume
+            | Route::Replay
+            | Route::PauseLane
+            | Route::ResumeLane
             | Route::Renew => Method::Post,
             Route::SetStatus | Route::SetState | Route::SetPriority | Route::SetTag => Method::Put,
             Route::ClearState | Route::RemoveTag => Method::Delete,
@@ -238,6 +266,12 @@ impl Route {
             Route::Revoke => "/v1/executions/{id}/revoke",
             Route::Workers => "/v1/workers",
             Route::Explain => "/v1/executions/{id}/explain",
+            Route::Pause => "/v1/executions/{id}/pause",
+            Route::Resume => "/v1/executions/{id}/resume",
+            Route::Replay => "/v1/executions/{id}/replay",
+            Route::PauseLane => "/v1/lanes/{lane}/pause",
+            Route::ResumeLane => "/v1/lanes/{lane}/resume",
+            Route::Lanes => "/v1/lanes",
             Route::Renew => "/v1/leases/renew",
             Route::Stats => "/v1/stats",
             Route::Health => "/healthz",
@@ -278,6 +312,12 @@ impl Route {
             Route::Revoke => "revoke",
             Route::Workers => "workers",
             Route::Explain => "explain",
+            Route::Pause => "pause",
+            Route::Resume => "resume",
+            Route::Replay => "replay",
+            Route::PauseLane => "pauseLane",
+            Route::ResumeLane => "resumeLane",
+            Route::Lanes => "lanes",
             Route::Renew => "renew",
             Route::Stats => "stats",
             Route::Health => "health",

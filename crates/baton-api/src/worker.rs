@@ -283,11 +283,22 @@ pub struct RenewAnswer {
 pub struct RenewedLease {
     /// The token as sent.
     pub token: String,
-    /// `renewed`, `lost` (stop, do not complete) or `cancelled` (stop).
+    /// `renewed`, `lost` (stop, do not complete), `cancelled` or `paused`
+    /// (an operator ended the attempt: stop, do not report). A status this
+    /// build does not know reads as `lost`: stopping is always safe, and a
+    /// newer server may add statuses.
+    #[serde(deserialize_with = "status_or_lost")]
     pub status: RenewStatus,
     /// The new expiry when renewed, else `null`.
     #[serde(default)]
     pub expires_at: Option<Timestamp>,
+}
+
+fn status_or_lost<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<RenewStatus, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok(serde_json::from_value(serde_json::Value::String(text)).unwrap_or(RenewStatus::Lost))
 }
 
 /// The body of `POST /v1/executions/{id}/wait-children`.
@@ -391,6 +402,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn unknown_renew_statuses_read_as_lost() {
+        let doc = r#"{"leases": [{"token": "a", "status": "paused", "expires_at": null},
+            {"token": "b", "status": "frozen-by-a-newer-server", "expires_at": null}]}"#;
+        let answer: RenewAnswer = serde_json::from_str(doc).unwrap();
+        assert_eq!(answer.leases[0].status, RenewStatus::Paused);
+        assert_eq!(answer.leases[1].status, RenewStatus::Lost);
+    }
     use baton_core::PartitionCount;
 
     #[test]

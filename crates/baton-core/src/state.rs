@@ -27,6 +27,11 @@
 //! met (then `waiting`), or `skipped` (or `failed`, or `waiting` anyway, as
 //! its policy says) once it can no longer be.
 //!
+//! An operator may pause any non-terminal execution that is not finished
+//! (`pause`): it is `paused`, remembering the state it left, until
+//! `resume` returns it there; a running one's attempt ends `paused` (no
+//! attempt consumed) and its worker learns it at its next renew.
+//!
 //! Terminal states (`completed`, `failed`, `cancelled`, `expired`,
 //! `skipped`) never
 //! change again. The full machine, with the states later capabilities add,
@@ -57,6 +62,10 @@ pub enum State {
     /// held and it is not claimable until a signal satisfies its wait or
     /// its timeout passes (see `suspension` in its snapshot).
     Suspended,
+    /// An operator paused it: not claimed, promoted or timed out until it
+    /// is resumed to the state it left (see `pause` in its snapshot);
+    /// cancels and deadlines still reach it.
+    Paused,
     /// Finished successfully (terminal).
     Completed,
     /// Failed with no attempts left, or with a non-retryable error (terminal).
@@ -72,12 +81,13 @@ pub enum State {
 
 impl State {
     /// Every state, in lifecycle order.
-    pub const ALL: [State; 10] = [
+    pub const ALL: [State; 11] = [
         State::Waiting,
         State::Delayed,
         State::Blocked,
         State::Running,
         State::Suspended,
+        State::Paused,
         State::Completed,
         State::Failed,
         State::Cancelled,
@@ -107,6 +117,7 @@ impl State {
             State::Blocked => "blocked",
             State::Running => "running",
             State::Suspended => "suspended",
+            State::Paused => "paused",
             State::Completed => "completed",
             State::Failed => "failed",
             State::Cancelled => "cancelled",
@@ -132,8 +143,8 @@ impl FromStr for State {
                 EngineError::invalid(
                     "state",
                     s,
-                    "expected one of waiting, delayed, blocked, running, suspended, completed, failed, \
-                     cancelled, expired, skipped",
+                    "expected one of waiting, delayed, blocked, running, suspended, paused, completed, \
+                     failed, cancelled, expired, skipped",
                 )
             })
     }
@@ -157,17 +168,21 @@ pub enum AttemptOutcome {
     /// The worker handed the lease back to wait (for the execution's
     /// children); the attempt counts as no failure.
     Released,
+    /// An operator paused the execution while this attempt ran; the
+    /// attempt counts as no failure and its worker stops at its next renew.
+    Paused,
 }
 
 impl AttemptOutcome {
     /// Every outcome.
-    pub const ALL: [AttemptOutcome; 6] = [
+    pub const ALL: [AttemptOutcome; 7] = [
         AttemptOutcome::Completed,
         AttemptOutcome::Failed,
         AttemptOutcome::LeaseExpired,
         AttemptOutcome::Cancelled,
         AttemptOutcome::Expired,
         AttemptOutcome::Released,
+        AttemptOutcome::Paused,
     ];
 
     /// The snake_case name used in the API and storage.
@@ -179,6 +194,7 @@ impl AttemptOutcome {
             AttemptOutcome::Cancelled => "cancelled",
             AttemptOutcome::Expired => "expired",
             AttemptOutcome::Released => "released",
+            AttemptOutcome::Paused => "paused",
         }
     }
 }
@@ -199,7 +215,8 @@ impl FromStr for AttemptOutcome {
                 EngineError::invalid(
                     "outcome",
                     s,
-                    "expected one of completed, failed, lease_expired, cancelled, expired, released",
+                    "expected one of completed, failed, lease_expired, cancelled, expired, released, \
+                     paused",
                 )
             })
     }

@@ -9,6 +9,14 @@
 -- Append over the hash children); rows another claimer holds are skipped, not
 -- waited for. The lanes' candidates are merged and cut to $5.
 --
+-- A lane an operator paused (a row of `paused_lanes`) is dropped from $2
+-- before any execution is read: one primary-key probe per lane asked for,
+-- into a table that is empty in the common case. The statement reads
+-- `paused_lanes` in its own snapshot (READ COMMITTED, taken when it
+-- starts), so a claim whose statement started before a `pause_lane`
+-- committed may still take work of that lane; once `pause_lane` has
+-- answered (committed), every claim that starts later skips the lane.
+--
 -- Each claimed row comes with the names and outputs of its done steps
 -- (`step_names`, `step_outputs`, aligned by name; NULL without any). Only
 -- rows whose `step_count` is not zero read `steps`: the condition names
@@ -18,9 +26,14 @@
 -- under the row lock, and a row is claimable only once a later writer took
 -- that lock to end the lease, so the statement's snapshot, in which the row
 -- was already waiting, holds them all.
-WITH picked AS (
-    SELECT c.partition, c.uuid
+WITH lanes AS (
+    SELECT l.lane
     FROM UNNEST($2::text[]) AS l(lane)
+    WHERE NOT EXISTS (SELECT 1 FROM paused_lanes p WHERE p.namespace = $1 AND p.lane = l.lane)
+),
+picked AS (
+    SELECT c.partition, c.uuid
+    FROM lanes l
     CROSS JOIN LATERAL (
         SELECT e.partition, e.uuid, e.priority, e.ready_at
         FROM executions e

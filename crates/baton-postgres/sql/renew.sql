@@ -4,7 +4,9 @@
 -- $5 worker id, $6 now, $7 new expiry.
 --
 -- Answers one row per lease, in request order: whether it was renewed, and
--- whether its attempt was ended by a cancel.
+-- the nonce and outcome of the attempt it names (NULL when there is no such
+-- attempt), which tell a lease ended by a cancel or a pause from one lost
+-- otherwise (`rules::renew_refusal`).
 WITH req AS (
     SELECT *
     FROM UNNEST($1::smallint[], $2::uuid[], $3::integer[], $4::bigint[])
@@ -28,9 +30,9 @@ SELECT r.ord,
        EXISTS (SELECT 1 FROM renewed w
                WHERE w.partition = r.partition AND w.uuid = r.uuid
                  AND w.attempts = r.number AND w.lease_nonce = r.nonce) AS renewed,
-       EXISTS (SELECT 1 FROM attempts a
-               WHERE a.partition = r.partition AND a.execution_uuid = r.uuid
-                 AND a.number = r.number AND a.nonce = r.nonce
-                 AND a.outcome = 'cancelled') AS cancelled
+       a.nonce,
+       a.outcome
 FROM req r
+LEFT JOIN attempts a
+       ON a.partition = r.partition AND a.execution_uuid = r.uuid AND a.number = r.number
 ORDER BY r.ord

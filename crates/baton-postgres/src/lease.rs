@@ -250,10 +250,16 @@ pub(crate) async fn renew(b: &PostgresBackend, request: RenewRequest) -> Result<
                 .ok_or_else(|| EngineError::corruption(format!("renew ordinality {ord}")))?;
             status[slot] = if col::<bool>(row, "renewed")? {
                 RenewStatus::Renewed
-            } else if col::<bool>(row, "cancelled")? {
-                RenewStatus::Cancelled
             } else {
-                RenewStatus::Lost
+                let lease = &request.leases[slot];
+                let attempt = match col::<Option<i64>>(row, "nonce")? {
+                    Some(_) => Some(read::attempt_facts(
+                        row,
+                        &format!("execution {}", lease.execution_id()),
+                    )?),
+                    None => None,
+                };
+                rules::renew_refusal(attempt, lease)
             };
         }
     }

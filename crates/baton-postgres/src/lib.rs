@@ -78,6 +78,19 @@
 //!   the execution) and settles through the reclaim pass's statement. The
 //!   worker registry is written by single statements outside any
 //!   transaction, its stale rows taken with `SKIP LOCKED` (see `ops`).
+//! - A pause or resume of one execution locks its row alone, as an edit
+//!   does; a pause of a running one ends its attempt under that lock, so
+//!   the worker's complete (whose statement requires `running`) either
+//!   committed first or finds the lease dead. Tree pauses and resumes, and
+//!   replays, lock the flow's root and the parent first, as a cancel does;
+//!   their walks lock each page of children before changing it, and what
+//!   they do not reach is queued for the cascade pass. A paused dependent
+//!   is locked and judged like a blocked one; a verdict that finishes it
+//!   acts at once, a release waits for its resume.
+//! - Paused lanes are rows of `paused_lanes`, read by the claim statement
+//!   in its own snapshot: a claim that started before a `pause_lane`
+//!   committed may still take work of the lane, none that starts after
+//!   does (see `sql/claim.sql`).
 //!
 //! ## Time
 //! Every stored instant is BIGINT milliseconds from the injected
@@ -128,6 +141,7 @@ mod sql {
     pub const SETTLE: &str = include_str!("../sql/settle.sql");
     pub const CANCEL: &str = include_str!("../sql/cancel.sql");
     pub const CASCADE_CANCEL: &str = include_str!("../sql/cascade_cancel.sql");
+    pub const PAUSE: &str = include_str!("../sql/pause.sql");
     pub const PROMOTE: &str = include_str!("../sql/promote.sql");
     pub const EXPIRE: &str = include_str!("../sql/expire.sql");
     pub const TRIM: &str = include_str!("../sql/trim.sql");

@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "operator control",
         include_str!("../../../migrations/postgres/0009_operator_control.sql"),
     ),
+    (
+        10,
+        "pause and replay",
+        include_str!("../../../migrations/postgres/0010_pause_replay.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -192,6 +197,6 @@ pub fn check_schema(schema: &str) -> Result<()> {
 mod tests {
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 9);
+        assert_eq!(super::latest_version(), 10);
     }
 }

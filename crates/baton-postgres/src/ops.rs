@@ -1,23 +1,42 @@
-//! Operator control: priority and tag edits, revoking a lease, and the
-//! worker registry. The decisions are [`rules::check_priority_edit`],
-//! [`rules::tag_edit`] and [`rules::check_revoke`] (a revoke settles like
-//! a reclaimed lease, [`rules::revoke_failure`]); this module reads the
-//! facts under the execution's row lock and writes the verdict, in one
+//! Operator control: priority and tag edits, revoking a lease, the worker
+//! registry, pausing and resuming (executions, trees, lanes) and replay.
+//! The decisions are [`rules::check_priority_edit`], [`rules::tag_edit`],
+//! [`rules::check_revoke`] (a revoke settles like a reclaimed lease,
+//! [`rules::revoke_failure`]), [`rules::check_pause`],
+//! [`rules::resume_target`] and [`rules::check_replay`]; this module reads
+//! the facts under the execution's row lock and writes the verdict, in one
 //! transaction. Claims and renews record their worker when
 //! [`baton_core::raw::Sightings`] says so.
+//!
+//! Locks. A pause or resume of one execution (scope `execution`) locks its
+//! row alone and waits for nothing else while it holds it, like a priority
+//! edit: it finishes nothing, so it counts no parent down and tells no
+//! dependent. With scope `tree` it then locks its descendants page by page
+//! (parents before children), which would close a cycle with a writer
+//! telling dependents (which holds a dependent and counts its parent down
+//! later), so it locks the flow's root and the parent first, as a cancel
+//! does (see `flow::deps`). A replay locks the same way: it re-opens its
+//! parent and its flow, and holding the root keeps the retention pass
+//! (which locks roots with `SKIP LOCKED`) from trimming the flow under it.
 
+use baton_core::raw::cascade::{CascadeWalk, TreeAction};
 use baton_core::raw::rules;
 use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
-    AttemptOutcome, ClaimRequest, EngineError, ExecutionId, ExecutionSnapshot, Explanation,
-    Namespace, Page, QueueFacts, RenewRequest, Result, State, TagKey, Timestamp, WorkerInfo,
+    AttemptOutcome, CancelScope, ClaimRequest, EngineError, ExecutionId, ExecutionSnapshot,
+    Explanation, Lane, LaneInfo, Namespace, Page, PartitionCount, PartitionId, PauseOutcome,
+    QueueFacts, RenewRequest, Result, State, TagKey, Timestamp, WorkerInfo,
 };
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::errors::map;
 use crate::lease::SettleArrays;
 use crate::read::{self, col};
-use crate::{PostgresBackend, finish, part};
+use crate::{PostgresBackend, finish, part, sql};
+
+/// A lane to wake once the transaction committed: `(namespace, lane)`.
+pub(crate) type WokenLane = (String, String);
 
 pub(crate) async fn set_priority(
     b: &PostgresBackend,
@@ -277,9 +296,414 @@ pub(crate) async fn explain(b: &PostgresBackend, id: &ExecutionId) -> Result<Exp
         QueueFacts {
             workers: workers(b, &snapshot.namespace, Page::MAX_LIMIT).await?,
             ahead: u64::try_from(ahead).unwrap_or(0),
+            lane_paused: lane_paused(b, &snapshot.namespace, &snapshot.lane).await?,
         }
     } else {
         QueueFacts::default()
     };
     Ok(rules::explain(snapshot, &facts))
+}
+
+/// Whether an operator paused `lane` of `namespace`.
+async fn lane_paused(b: &PostgresBackend, namespace: &Namespace, lane: &Lane) -> Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM paused_lanes WHERE namespace = $1 AND lane = $2)",
+    )
+    .bind(namespace.as_str())
+    .bind(lane.as_str())
+    .fetch_one(&b.inner.pool)
+    .await
+    .map_err(map)
+}
+
+/// Pauses the executions `uuids` of `partition`, locked by the caller and
+/// found neither finished nor paused, each remembering the state it
+/// leaves (`from`, aligned, as [`rules::check_pause`] answered) and `via`
+/// (`sql/pause.sql`).
+pub(crate) async fn pause_rows(
+    conn: &mut PgConnection,
+    partition: PartitionId,
+    uuids: &[Uuid],
+    from: &[&str],
+    via: Option<&ExecutionId>,
+    now: Timestamp,
+) -> Result<()> {
+    if uuids.is_empty() {
+        return Ok(());
+    }
+    let done = sqlx::query(sql::PAUSE)
+        .bind(part(partition))
+        .bind(uuids)
+        .bind(from)
+        .bind(now.as_millis())
+        .bind(via.map(ToString::to_string))
+        .execute(&mut *conn)
+        .await
+        .map_err(map)?
+        .rows_affected();
+    if done != uuids.len() as u64 {
+        return Err(EngineError::corruption(format!(
+            "a pause changed {done} of {} locked executions that were neither finished nor paused \
+             (partition {partition})",
+            uuids.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Resumes the paused executions `uuids` of `partition`, locked by the
+/// caller, each to [`rules::resume_target`] judged on what it holds now: a
+/// suspended one whose buffered signals satisfy its wait consumes them and
+/// is `waiting`; a `waiting` one is eligible from now, its lane notified
+/// at commit. Answers the lanes to wake in this instance after commit.
+pub(crate) async fn resume_rows(
+    conn: &mut PgConnection,
+    partitions: PartitionCount,
+    partition: PartitionId,
+    uuids: &[Uuid],
+    now: Timestamp,
+    channel: &str,
+) -> Result<Vec<WokenLane>> {
+    if uuids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "SELECT * FROM executions WHERE partition = $1 AND uuid = ANY($2) AND state = 'paused' \
+         ORDER BY uuid",
+    )
+    .bind(part(partition))
+    .bind(uuids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map)?;
+    if rows.len() != uuids.len() {
+        return Err(EngineError::corruption(format!(
+            "{} of {} locked executions to resume are paused (partition {partition})",
+            rows.len(),
+            uuids.len()
+        )));
+    }
+    let mut resumed = Vec::with_capacity(rows.len());
+    let mut targets = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id = read::execution_id(row, partitions)?;
+        let ctx = format!("execution {id}");
+        let from = col::<Option<String>>(row, "paused_from")?;
+        let pause = rules::stored_pause(&ctx, State::Paused, from.as_deref(), None)?
+            .ok_or_else(|| EngineError::corruption(format!("{ctx}: paused without a pause")))?;
+        let signals = if pause.from == State::Suspended {
+            crate::wait::satisfied_while_paused(conn, &id, row).await?
+        } else {
+            None
+        };
+        let facts = rules::ResumeFacts {
+            from: pause.from,
+            run_at: col::<Option<i64>>(row, "run_at")?.map(Timestamp::from_millis),
+            open_children: in_range(
+                "open_children",
+                &ctx,
+                col::<i32>(row, "open_children")?.into(),
+            )?,
+            deps: read::dependencies(row, &ctx)?,
+            signalled: signals.is_some(),
+        };
+        let target = rules::resume_target(&facts, now);
+        if target == State::Waiting
+            && let Some(seqs) = &signals
+        {
+            crate::wait::end_wait_at_resume(conn, &id, &read::wait_log(row)?, seqs).await?;
+        }
+        resumed.push(id.uuid());
+        targets.push(target.as_str());
+    }
+    let row = sqlx::query(
+        "WITH resumed AS ( \
+             UPDATE executions e SET state = v.state, paused_from = NULL, paused_via = NULL, \
+                 updated_at = $3, ready_at = CASE WHEN v.state = 'waiting' THEN $3 \
+                                                  ELSE e.ready_at END \
+             FROM UNNEST($2::uuid[], $4::text[]) AS v(uuid, state) \
+             WHERE e.partition = $1 AND e.uuid = ANY($2::uuid[]) AND e.uuid = v.uuid \
+               AND e.state = 'paused' \
+             RETURNING e.namespace, e.lane, e.state), \
+         lanes AS (SELECT DISTINCT namespace, lane FROM resumed WHERE state = 'waiting'), \
+         woken AS (SELECT pg_notify($5, namespace || ' ' || lane) FROM lanes) \
+         SELECT (SELECT count(*) FROM resumed) AS resumed, \
+                (SELECT count(*) FROM woken) AS woken, \
+                ARRAY(SELECT namespace || ' ' || lane FROM lanes) AS lanes",
+    )
+    .bind(part(partition))
+    .bind(&resumed)
+    .bind(now.as_millis())
+    .bind(&targets)
+    .bind(channel)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map)?;
+    let count: i64 = col(&row, "resumed")?;
+    if usize::try_from(count).ok() != Some(resumed.len()) {
+        return Err(EngineError::corruption(format!(
+            "a resume changed {count} of {} locked, paused executions (partition {partition})",
+            resumed.len()
+        )));
+    }
+    Ok(col::<Vec<String>>(&row, "lanes")?
+        .into_iter()
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(namespace, lane)| (namespace.to_owned(), lane.to_owned()))
+        })
+        .collect())
+}
+
+/// Locks what a tree pause, a tree resume or a replay of `id` locks before
+/// `id`: its flow's root, then its parent (see the module's notes). A
+/// scope `execution` pause or resume locks nothing before the row.
+async fn lock_flow_of(tx: &mut PgConnection, id: &ExecutionId) -> Result<()> {
+    let (p, u) = ([part(id.partition())], [id.uuid()]);
+    crate::flow::lock_ancestors(tx, &p, &u, crate::flow::RootsOf::All).await?;
+    Ok(())
+}
+
+pub(crate) async fn pause(
+    b: &PostgresBackend,
+    id: &ExecutionId,
+    scope: CancelScope,
+) -> Result<PauseOutcome> {
+    b.check_id(id)?;
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let outcome = pause_in(b, &mut tx, id, scope, now).await;
+    finish(tx, outcome).await
+}
+
+/// The body of `pause`, in the caller's transaction.
+async fn pause_in(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    id: &ExecutionId,
+    scope: CancelScope,
+    now: Timestamp,
+) -> Result<PauseOutcome> {
+    if scope == CancelScope::Tree {
+        lock_flow_of(tx, id).await?;
+    }
+    let snap = b.snapshot(&b.lock_row(tx, id).await?)?;
+    let mut snapshot = snap.clone();
+    if let Some(from) = rules::check_pause(id, snap.state)? {
+        pause_rows(
+            tx,
+            id.partition(),
+            &[id.uuid()],
+            &[from.as_str()],
+            None,
+            now,
+        )
+        .await?;
+        snapshot = b.snapshot(&b.lock_row(tx, id).await?)?;
+    }
+    let walked = match scope {
+        CancelScope::Tree => {
+            crate::flow::walk_tree(b, tx, id, TreeAction::Pause(id), now)
+                .await?
+                .0
+        }
+        CancelScope::Execution => CascadeWalk::default(),
+    };
+    Ok(PauseOutcome {
+        snapshot,
+        cascaded: walked.cancelled,
+        cascade_pending: !walked.left.is_empty(),
+    })
+}
+
+pub(crate) async fn resume(
+    b: &PostgresBackend,
+    id: &ExecutionId,
+    scope: CancelScope,
+) -> Result<PauseOutcome> {
+    b.check_id(id)?;
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let outcome = resume_in(b, &mut tx, id, scope, now).await;
+    let (out, woken) = finish(tx, outcome).await?;
+    // The resumes notified every process at commit; this one's parked
+    // claimers are woken here at once.
+    for (namespace, lane) in &woken {
+        b.inner.wake.notify(namespace, lane);
+    }
+    Ok(out)
+}
+
+/// The body of `resume`, in the caller's transaction; answers the lanes
+/// to wake after commit.
+async fn resume_in(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    id: &ExecutionId,
+    scope: CancelScope,
+    now: Timestamp,
+) -> Result<(PauseOutcome, Vec<WokenLane>)> {
+    if scope == CancelScope::Tree {
+        lock_flow_of(tx, id).await?;
+    }
+    let snap = b.snapshot(&b.lock_row(tx, id).await?)?;
+    let mut snapshot = snap.clone();
+    let mut woken = Vec::new();
+    if rules::check_resume(id, snap.state)? {
+        let (partitions, channel) = (b.inner.partitions, b.inner.channel.as_str());
+        let lanes = resume_rows(tx, partitions, id.partition(), &[id.uuid()], now, channel).await?;
+        woken.extend(lanes);
+        snapshot = b.snapshot(&b.lock_row(tx, id).await?)?;
+    }
+    let walked = match scope {
+        CancelScope::Tree => {
+            let (walked, lanes) =
+                crate::flow::walk_tree(b, tx, id, TreeAction::Resume, now).await?;
+            woken.extend(lanes);
+            walked
+        }
+        CancelScope::Execution => CascadeWalk::default(),
+    };
+    let out = PauseOutcome {
+        snapshot,
+        cascaded: walked.cancelled,
+        cascade_pending: !walked.left.is_empty(),
+    };
+    Ok((out, woken))
+}
+
+/// One statement: the pause is in force once it commits, that is before
+/// this answers. The claim statement reads `paused_lanes` in its own
+/// snapshot, so a claim whose statement started before the commit may
+/// still take work of the lane; every claim that starts after this
+/// answered skips it (see `sql/claim.sql`).
+pub(crate) async fn pause_lane(
+    b: &PostgresBackend,
+    namespace: &Namespace,
+    lane: &Lane,
+) -> Result<bool> {
+    let added = sqlx::query(
+        "INSERT INTO paused_lanes (namespace, lane, paused_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (namespace, lane) DO NOTHING",
+    )
+    .bind(namespace.as_str())
+    .bind(lane.as_str())
+    .bind(b.now().as_millis())
+    .execute(&b.inner.pool)
+    .await
+    .map_err(map)?
+    .rows_affected();
+    Ok(added == 1)
+}
+
+/// One statement, which also notifies the lane's claimers of every
+/// process at commit (they were left parked while it was paused).
+pub(crate) async fn resume_lane(
+    b: &PostgresBackend,
+    namespace: &Namespace,
+    lane: &Lane,
+) -> Result<bool> {
+    let (removed, _woken): (i64, i64) = sqlx::query_as(
+        "WITH gone AS ( \
+             DELETE FROM paused_lanes WHERE namespace = $1 AND lane = $2 \
+             RETURNING namespace, lane), \
+         woken AS (SELECT pg_notify($3, namespace || ' ' || lane) FROM gone) \
+         SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM woken)",
+    )
+    .bind(namespace.as_str())
+    .bind(lane.as_str())
+    .bind(&b.inner.channel)
+    .fetch_one(&b.inner.pool)
+    .await
+    .map_err(map)?;
+    if removed == 1 {
+        b.inner.wake.notify(namespace.as_str(), lane.as_str());
+    }
+    Ok(removed == 1)
+}
+
+pub(crate) async fn lanes(b: &PostgresBackend, namespace: &Namespace) -> Result<Vec<LaneInfo>> {
+    let counts = crate::admin::counts(b, namespace).await?;
+    let paused: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT lane, paused_at FROM paused_lanes WHERE namespace = $1 ORDER BY lane",
+    )
+    .bind(namespace.as_str())
+    .fetch_all(&b.inner.pool)
+    .await
+    .map_err(map)?;
+    Ok(rules::lane_infos(
+        counts,
+        rules::stored_paused_lanes(paused)?,
+    ))
+}
+
+pub(crate) async fn replay(b: &PostgresBackend, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+    b.check_id(id)?;
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let outcome = replay_in(b, &mut tx, id, now).await;
+    let snap = finish(tx, outcome).await?;
+    // The statement notified every process at commit; this one's parked
+    // claimers are woken here at once.
+    b.inner
+        .wake
+        .notify(snap.namespace.as_str(), snap.lane.as_str());
+    Ok(snap)
+}
+
+/// The body of `replay`, in the caller's transaction.
+async fn replay_in(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    id: &ExecutionId,
+    now: Timestamp,
+) -> Result<ExecutionSnapshot> {
+    lock_flow_of(tx, id).await?;
+    let snap = b.snapshot(&b.lock_row(tx, id).await?)?;
+    rules::check_replay(id, snap.state)?;
+    let queued: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM cascades WHERE partition = $1)")
+            .bind(part(id.partition()))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+    if queued {
+        return Err(rules::replay_waits_for_cascade(id));
+    }
+    let deadline = rules::replay_deadline(snap.deadline, now);
+    // `released = attempts`: the retry policy counts the attempts after
+    // this one. Its dependents were told when it finished (the walk marked
+    // their edges counted), so its next end tells only dependents created
+    // after the replay; clearing the flag spares that walk when none is.
+    let row = sqlx::query(
+        "WITH replayed AS ( \
+             UPDATE executions SET state = 'waiting', released = attempts, finished_at = NULL, \
+                 trim_at = NULL, cancel_reason = NULL, deadline = $3, ready_at = $4, \
+                 updated_at = $4, has_dependents = false \
+             WHERE partition = $1 AND uuid = $2 RETURNING *), \
+         woken AS (SELECT pg_notify($5, namespace || ' ' || lane) FROM replayed) \
+         SELECT replayed.*, (SELECT count(*) FROM woken) AS woken FROM replayed",
+    )
+    .bind(part(id.partition()))
+    .bind(id.uuid())
+    .bind(deadline.map(Timestamp::as_millis))
+    .bind(now.as_millis())
+    .bind(&b.inner.channel)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map)?;
+    if let Some(parent) = &snap.parent {
+        // A parent that has not finished counts it as unfinished again
+        // (locked above, before the execution).
+        sqlx::query(
+            "UPDATE executions SET open_children = open_children + 1 \
+             WHERE partition = $1 AND uuid = $2 AND finished_at IS NULL",
+        )
+        .bind(part(parent.partition()))
+        .bind(parent.uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+    }
+    b.snapshot(&row)
 }

@@ -110,11 +110,12 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
             jitter: col(row, "backoff_jitter")?,
         },
     };
+    let current = state(ctx, &col::<String>(row, "state")?)?;
     let snapshot = ExecutionSnapshot {
         namespace: parsed::<Namespace>("namespace", ctx, &col::<String>(row, "namespace")?)?,
         lane: parsed::<Lane>("lane", ctx, &col::<String>(row, "lane")?)?,
         kind: parsed::<Kind>("kind", ctx, &col::<String>(row, "kind")?)?,
-        state: state(ctx, &col::<String>(row, "state")?)?,
+        state: current,
         priority: col(row, "priority")?,
         payload: col(row, "payload")?,
         tags: tags(row, ctx)?,
@@ -147,7 +148,7 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
         last_error: col(row, "last_error")?,
         cancel_reason: col(row, "cancel_reason")?,
         waiting_on: baton_core::raw::rules::blocked_on(
-            state(ctx, &col::<String>(row, "state")?)?,
+            current,
             in_range::<u64>(
                 "open_children",
                 ctx,
@@ -156,6 +157,12 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
             dependencies(row, ctx)?,
         ),
         suspension: suspension(row, ctx)?,
+        pause: baton_core::raw::rules::stored_pause(
+            ctx,
+            current,
+            col::<Option<String>>(row, "paused_from")?.as_deref(),
+            col::<Option<String>>(row, "paused_via")?.as_deref(),
+        )?,
         custom_status: col(row, "custom_status")?,
         status_version: in_range::<u64>("status_version", ctx, col(row, "status_version")?)?,
         progress_seq: in_range::<u64>("progress_seq", ctx, col(row, "progress_seq")?)?,

@@ -431,6 +431,63 @@ pub(crate) async fn signals(b: &PostgresBackend, id: &ExecutionId) -> Result<Vec
     rows.iter().map(|r| read::signal(r, &ctx)).collect()
 }
 
+/// For a paused execution that left `suspended` (`row`, locked by the
+/// caller and read in this transaction): the buffered signals that
+/// satisfy its stored wait now ([`rules::satisfying`]), if any.
+pub(crate) async fn satisfied_while_paused(
+    conn: &mut PgConnection,
+    id: &ExecutionId,
+    row: &sqlx::postgres::PgRow,
+) -> Result<Option<Vec<u32>>> {
+    let ctx = format!("execution {id}");
+    // The wait columns are the ones its suspend wrote, read as the
+    // suspended state they belong to.
+    let Some(wait) = rules::stored_suspension(
+        &ctx,
+        State::Suspended,
+        col::<Option<String>>(row, "wait_points")?.as_deref(),
+        col::<Option<String>>(row, "wait_condition")?.as_deref(),
+        col(row, "wait_timeout_at")?,
+        col::<Option<String>>(row, "on_timeout")?.as_deref(),
+    )?
+    else {
+        return Ok(None);
+    };
+    let names: Vec<&str> = wait.waitpoints.iter().map(|w| w.as_str()).collect();
+    // Without signals held or waitpoints named nothing can satisfy it: no
+    // read.
+    if names.is_empty() || col::<i32>(row, "signal_count")? == 0 {
+        return Ok(None);
+    }
+    let buffered = buffered(conn, id).await?;
+    let pairs: Vec<(u32, &str)> = buffered.iter().map(|(s, n)| (*s, n.as_str())).collect();
+    Ok(rules::satisfying(&names, wait.condition, &pairs))
+}
+
+/// Ends the wait of a paused execution (wait log `log`) whose held signals
+/// `seqs` satisfy it, as a signal would have: they are consumed by it and
+/// the log grows by one letter. Its state is written by the caller, which
+/// holds its row lock.
+pub(crate) async fn end_wait_at_resume(
+    conn: &mut PgConnection,
+    id: &ExecutionId,
+    log: &str,
+    seqs: &[u32],
+) -> Result<()> {
+    let ctx = format!("execution {id}");
+    consume(conn, id, &ctx, seqs, next_wait(&ctx, log)?).await?;
+    sqlx::query(
+        "UPDATE executions SET wait_log = wait_log || $3 WHERE partition = $1 AND uuid = $2",
+    )
+    .bind(part(id.partition()))
+    .bind(id.uuid())
+    .bind(rules::wait_log_letter(WaitEnded::Signalled).to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
 /// The signals of `id` no wait consumed yet, as `(seq, name)`, oldest
 /// first; the caller holds the execution's row lock.
 async fn buffered(conn: &mut PgConnection, id: &ExecutionId) -> Result<Vec<(u32, String)>> {

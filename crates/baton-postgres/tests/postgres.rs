@@ -4,8 +4,9 @@
 //! concurrent writers of one flow (no deadlock, no lost release),
 //! concurrent signals and timeouts of one suspended execution,
 //! concurrent step records of one execution, change notifications
-//! (sent only for watched executions, heard by other instances), and
-//! revokes racing the worker's own complete or fail.
+//! (sent only for watched executions, heard by other instances),
+//! revokes and pauses racing the worker's own complete or fail, and lane
+//! pauses seen by (and lane resumes waking) other instances.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -97,7 +98,7 @@ async fn partition_count_is_recorded_and_enforced() {
     );
     assert_eq!(
         first.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     );
 }
 
@@ -119,7 +120,7 @@ async fn concurrent_first_starts_migrate_once() {
         let backend = start.await.unwrap().unwrap();
         assert_eq!(
             backend.applied_migrations().await.unwrap(),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
         );
     }
 }
@@ -1549,4 +1550,217 @@ async fn a_revoke_and_the_workers_complete_or_fail_settle_once() {
         };
         assert_eq!(parent.state, expected, "round {round}");
     }
+}
+
+/// Pauses racing the worker's completes and fails of the children of one
+/// blocked parent, through two instances: for each child exactly one wins.
+/// A pause that wins ends the attempt `paused` (the worker's late complete
+/// or fail answers `LeaseLost`, its renew `paused`) and consumes no
+/// attempt; a finish that wins makes the pause a `Conflict`. Every other
+/// round a tree pause of the parent joins in (it locks the flow's root,
+/// then the children, while the finishing children lock their parent
+/// first), and nothing deadlocks. A tree resume of the parent then returns
+/// every paused child to `waiting`, and once they complete the parent is
+/// counted down to none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_and_the_workers_complete_or_fail_settle_once() {
+    use baton_core::{AttemptOutcome, CancelScope, RenewRequest, RenewStatus};
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    let once = baton_core::RetryPolicy {
+        max_attempts: 1,
+        backoff: baton_core::Backoff::NONE,
+    };
+    for round in 0..10 {
+        let b = &backends[0];
+        let (lane, parent_lane) = (format!("r{round}"), format!("p{round}"));
+        let parent = b.create_one(exec("pause", &parent_lane)).await.unwrap().id;
+        let parent_lease = claim_one(b, "pause", &parent_lane).await.lease;
+        let kids = (0..16)
+            .map(|_| {
+                exec("pause", &lane)
+                    .with_parent(parent.clone())
+                    .with_retry(once)
+            })
+            .collect();
+        b.create(kids).await.unwrap();
+        let blocked = b.wait_children(&parent_lease).await.unwrap();
+        assert_eq!(blocked.state, State::Blocked);
+        let request = ClaimRequest::new(
+            Namespace::new("pause").unwrap(),
+            Lane::new(&lane).unwrap(),
+            WorkerId::new("w").unwrap(),
+            100,
+        );
+        let claims = b.claim(request.clone()).await.unwrap();
+        assert_eq!(claims.len(), 16);
+        let tree = round % 2 == 1;
+        let tree_pause = tree.then(|| {
+            let (operator, parent) = (backends[1].clone(), parent.clone());
+            tokio::spawn(async move {
+                operator
+                    .pause(&parent, CancelScope::Tree)
+                    .await
+                    .map(|o| o.snapshot)
+            })
+        });
+        let mut races = Vec::new();
+        for (i, c) in claims.into_iter().enumerate() {
+            let (worker, operator) = (backends[i % 2].clone(), backends[(i + 1) % 2].clone());
+            let id = c.id.clone();
+            let pause =
+                tokio::spawn(
+                    async move { operator.pause(&id, CancelScope::Execution).await.map(drop) },
+                );
+            let lease = c.lease.clone();
+            let finish = tokio::spawn(async move {
+                if i % 2 == 0 {
+                    worker
+                        .fail(&lease, baton_core::Failure::permanent("x"))
+                        .await
+                        .map(drop)
+                } else {
+                    worker.complete(&lease, b"1".to_vec()).await.map(drop)
+                }
+            });
+            races.push((c, i, pause, finish));
+        }
+        if let Some(tree_pause) = tree_pause {
+            // Blocked on its children, or `waiting` if they all finished
+            // before the pause reached it.
+            let snap = tree_pause.await.unwrap().unwrap();
+            let from = snap.pause.map(|p| p.from);
+            assert!(
+                matches!(from, Some(State::Blocked | State::Waiting)),
+                "round {round}: {from:?}"
+            );
+        }
+        let mut paused = 0;
+        for (claim, i, pause, finish) in races {
+            let id = claim.id.clone();
+            let (paused_it, finished) = (pause.await.unwrap(), finish.await.unwrap());
+            assert!(
+                paused_it.is_ok() != finished.is_ok(),
+                "round {round}: exactly one wins: {paused_it:?} / {finished:?}"
+            );
+            let snap = b.describe(&id).await.unwrap();
+            let attempts = b.attempts(&id).await.unwrap();
+            assert_eq!(attempts.len(), 1, "round {round}");
+            if paused_it.is_ok() {
+                assert!(
+                    matches!(finished, Err(EngineError::LeaseLost { .. })),
+                    "round {round}: {finished:?}"
+                );
+                let pause = snap.pause.clone().expect("a paused child");
+                assert_eq!(
+                    (snap.state, pause.from, snap.worker_id.clone()),
+                    (State::Paused, State::Waiting, None),
+                    "round {round}"
+                );
+                assert!(
+                    pause.via.is_none() || pause.via.as_ref() == Some(&parent),
+                    "round {round}: {pause:?}"
+                );
+                assert_eq!(
+                    attempts[0].outcome,
+                    Some(AttemptOutcome::Paused),
+                    "round {round}"
+                );
+                let renewed = backends[i % 2]
+                    .renew(RenewRequest {
+                        worker_id: WorkerId::new("w").unwrap(),
+                        lease_ttl: Duration::from_secs(30),
+                        leases: vec![claim.lease.clone()],
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(renewed[0].status, RenewStatus::Paused, "round {round}");
+                paused += 1;
+            } else {
+                assert!(
+                    matches!(paused_it, Err(EngineError::Conflict { .. })),
+                    "round {round}: {paused_it:?}"
+                );
+                let (state, outcome) = if i % 2 == 0 {
+                    (State::Failed, AttemptOutcome::Failed)
+                } else {
+                    (State::Completed, AttemptOutcome::Completed)
+                };
+                assert_eq!(
+                    (snap.state, attempts[0].outcome),
+                    (state, Some(outcome)),
+                    "round {round}"
+                );
+            }
+        }
+        // The parent counted the finished children down; the paused ones
+        // stay open. A tree resume restores the children (the parent, when
+        // it was paused too, returns to `blocked` or, with none open,
+        // `waiting`).
+        let out = backends[1]
+            .resume(&parent, CancelScope::Tree)
+            .await
+            .unwrap();
+        assert_eq!(out.cascaded, paused, "round {round}");
+        let expected = if paused == 0 {
+            State::Waiting
+        } else {
+            State::Blocked
+        };
+        assert_eq!(out.snapshot.state, expected, "round {round}");
+        // The paused attempts consumed nothing: each child gets a second
+        // attempt under a budget of one.
+        let again = b.claim(request).await.unwrap();
+        assert_eq!(again.len() as u64, paused, "round {round}");
+        for c in again {
+            assert_eq!(c.attempt, 2, "round {round}");
+            b.complete(&c.lease, b"1".to_vec()).await.unwrap();
+        }
+        let parent = b.describe(&parent).await.unwrap();
+        assert_eq!(parent.state, State::Waiting, "round {round}");
+    }
+}
+
+/// A lane paused through one instance is skipped by the claims of another
+/// from the moment `pause_lane` answered; its resume through the first
+/// wakes a claimer parked on the other (the lane's claimers were left
+/// waiting while it was paused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_pause_holds_claims_of_another_instance_and_its_resume_wakes_them() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let operator = open(&url).await;
+    let claimer = open(&url).await;
+    let (ns, lane) = (Namespace::new("lanes").unwrap(), Lane::new("held").unwrap());
+    let id = claimer.create_one(exec("lanes", "held")).await.unwrap().id;
+    assert!(operator.pause_lane(&ns, &lane).await.unwrap());
+    let request = ClaimRequest::new(ns.clone(), lane.clone(), WorkerId::new("w").unwrap(), 10);
+    assert!(claimer.claim(request.clone()).await.unwrap().is_empty());
+    let mut waiter = {
+        let (b, ns, lane) = (claimer.clone(), ns.clone(), lane.clone());
+        tokio::spawn(async move {
+            b.wait_for_work(&ns, &[lane], Duration::from_secs(3_600))
+                .await
+        })
+    };
+    // Resume (and pause again) until the waiter returns, so the test does
+    // not depend on when its LISTEN began: nothing else wakes the lane.
+    for _ in 0..600 {
+        assert!(operator.resume_lane(&ns, &lane).await.unwrap());
+        if let Ok(joined) = tokio::time::timeout(Duration::from_millis(50), &mut waiter).await {
+            joined.unwrap().unwrap();
+            let claims = claimer.claim(request).await.unwrap();
+            assert_eq!(claims.len(), 1);
+            assert_eq!(claims[0].id, id);
+            return;
+        }
+        assert!(operator.pause_lane(&ns, &lane).await.unwrap());
+    }
+    waiter.abort();
+    panic!("the waiter was never woken by the other instance's lane resumes");
 }

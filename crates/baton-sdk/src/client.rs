@@ -434,6 +434,91 @@ impl Client {
         self.transport.explain(id).await
     }
 
+    /// Pauses execution `id` and, with scope `tree` (the default),
+    /// every live descendant: nothing paused is claimed, promoted or timed
+    /// out until it is resumed; a running one's worker stops at its next
+    /// renew and the attempt counts as no failure. Answers the snapshot
+    /// and how many descendants were paused.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict` (it already finished),
+    /// `Unavailable`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
+    /// use baton_core::CancelScope;
+    /// let paused = client.pause(&id, CancelScope::Tree).await?;
+    /// println!("paused it and {} descendants", paused.cascaded);
+    /// client.resume(&id, CancelScope::Tree).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn pause(
+        &self,
+        id: &ExecutionId,
+        scope: baton_core::CancelScope,
+    ) -> Result<baton_core::PauseOutcome> {
+        self.transport.pause(id, scope).await
+    }
+
+    /// Resumes execution `id` and, with scope `tree` (the default), every
+    /// paused descendant: each returns to the state it left, or `waiting`
+    /// when what it waited for happened meanwhile.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict` (it already finished),
+    /// `Unavailable`.
+    pub async fn resume(
+        &self,
+        id: &ExecutionId,
+        scope: baton_core::CancelScope,
+    ) -> Result<baton_core::PauseOutcome> {
+        self.transport.resume(id, scope).await
+    }
+
+    /// Runs a failed, cancelled, expired or skipped execution again: it is
+    /// `waiting`, with a fresh attempt budget and its history kept.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict` (any other state),
+    /// `Unavailable`.
+    pub async fn replay(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+        self.transport.replay(id).await
+    }
+
+    /// Pauses `lane` of the client's namespace: no claim takes its work
+    /// until [`resume_lane`](Self::resume_lane). Answers whether this call
+    /// paused it (false: it already was).
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Unavailable`.
+    pub async fn pause_lane(&self, lane: &str) -> Result<bool> {
+        let lane = Lane::new(lane)?;
+        self.transport
+            .set_lane_paused(&self.namespace, &lane, true)
+            .await
+    }
+
+    /// Resumes `lane` of the client's namespace. Answers whether it was
+    /// paused.
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Unavailable`.
+    pub async fn resume_lane(&self, lane: &str) -> Result<bool> {
+        let lane = Lane::new(lane)?;
+        self.transport
+            .set_lane_paused(&self.namespace, &lane, false)
+            .await
+    }
+
+    /// The lanes of the client's namespace that hold executions or are
+    /// paused, by name, with their counts.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub async fn lanes(&self) -> Result<Vec<baton_core::LaneInfo>> {
+        self.transport.lanes(&self.namespace).await
+    }
+
     /// The live workers of the client's namespace, by id (at most
     /// `limit`, `1..=1000`).
     ///

@@ -29,6 +29,10 @@ pub enum StopReason {
     /// The worker is shutting down and its grace period ran out; the execution
     /// is released for another attempt.
     Shutdown,
+    /// An operator paused the execution; the attempt counts as no failure
+    /// and a claim after its resume runs it again, so its result would be
+    /// refused.
+    Paused,
 }
 
 impl fmt::Display for StopReason {
@@ -37,6 +41,7 @@ impl fmt::Display for StopReason {
             StopReason::Cancelled => "cancelled",
             StopReason::LeaseLost => "lease lost",
             StopReason::Shutdown => "worker shutting down",
+            StopReason::Paused => "paused by an operator",
         })
     }
 }

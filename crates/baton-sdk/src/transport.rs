@@ -325,4 +325,53 @@ impl Transport {
             Transport::Http(h) => h.workers(namespace, limit).await,
         }
     }
+
+    pub(crate) async fn pause(
+        &self,
+        id: &ExecutionId,
+        scope: baton_core::CancelScope,
+    ) -> Result<baton_core::PauseOutcome> {
+        match self {
+            Transport::Direct(b) => b.pause(id, scope).await,
+            Transport::Http(h) => h.pause_or_resume(baton_api::Route::Pause, id, scope).await,
+        }
+    }
+
+    pub(crate) async fn resume(
+        &self,
+        id: &ExecutionId,
+        scope: baton_core::CancelScope,
+    ) -> Result<baton_core::PauseOutcome> {
+        match self {
+            Transport::Direct(b) => b.resume(id, scope).await,
+            Transport::Http(h) => h.pause_or_resume(baton_api::Route::Resume, id, scope).await,
+        }
+    }
+
+    pub(crate) async fn replay(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+        match self {
+            Transport::Direct(b) => b.replay(id).await,
+            Transport::Http(h) => h.replay(id).await,
+        }
+    }
+
+    pub(crate) async fn set_lane_paused(
+        &self,
+        namespace: &Namespace,
+        lane: &Lane,
+        paused: bool,
+    ) -> Result<bool> {
+        match self {
+            Transport::Direct(b) if paused => b.pause_lane(namespace, lane).await,
+            Transport::Direct(b) => b.resume_lane(namespace, lane).await,
+            Transport::Http(h) => h.set_lane_paused(namespace, lane, paused).await,
+        }
+    }
+
+    pub(crate) async fn lanes(&self, namespace: &Namespace) -> Result<Vec<baton_core::LaneInfo>> {
+        match self {
+            Transport::Direct(b) => b.lanes(namespace).await,
+            Transport::Http(h) => h.lanes(namespace).await,
+        }
+    }
 }

@@ -1013,6 +1013,93 @@ async fn operators_edit_revoke_and_list_workers(env: Env) {
     env.stop().await;
 }
 
+/// A pause reaches a running handler at its next renew (stopped with
+/// `Paused`, nothing reported, no attempt used); the resume runs it
+/// again; a paused lane holds the worker off; a failed execution is
+/// replayed and completes.
+async fn operators_pause_resume_and_replay(env: Env) {
+    let c = &env.client;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let id = c
+        .submit_execution(
+            c.execution("pausable", &0)
+                .unwrap()
+                .with_retry(quick_retries(1)),
+        )
+        .await
+        .unwrap()
+        .id;
+    let stops = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = stops.clone();
+    let worker = Worker::builder(c)
+        .worker_id("sdk-pause")
+        .lease(Duration::from_secs(1))
+        .handler("pausable", move |ctx: Context, _: u32| {
+            let counted = counted.clone();
+            let seen = seen.clone();
+            async move {
+                match counted.fetch_add(1, Ordering::SeqCst) {
+                    0 => {
+                        let why = ctx.stopped().await;
+                        if let Ok(mut s) = seen.lock() {
+                            s.push(why);
+                        }
+                        Err(HandlerError::retry(format!("stopped: {why}")))
+                    }
+                    1 => Err(HandlerError::permanent("second run fails")),
+                    _ => Ok::<_, HandlerError>(json!("done")),
+                }
+            }
+        })
+        .start()
+        .unwrap();
+    wait_until(c, &id, |s| s.state == State::Running).await;
+    let out = c.pause(&id, CancelScope::Tree).await.unwrap();
+    assert_eq!(out.snapshot.state, State::Paused);
+    // The worker stops the handler at its next renew and reports nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stops.lock().map(|s| s.is_empty()).unwrap_or(true) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the handler was never stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stops.lock().unwrap().as_slice(), &[StopReason::Paused]);
+    let snap = c.describe(&id).await.unwrap();
+    assert_eq!((snap.state, snap.attempts), (State::Paused, 1), "{snap:?}");
+    // The lane paused too: resuming the execution does not let it run.
+    let lane = c.lane().as_str().to_owned();
+    assert!(c.pause_lane(&lane).await.unwrap());
+    let lanes = c.lanes().await.unwrap();
+    assert!(
+        lanes
+            .iter()
+            .any(|l| l.lane.as_str() == lane && l.paused_at.is_some()),
+        "{lanes:?}"
+    );
+    c.resume(&id, CancelScope::Tree).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.describe(&id).await.unwrap().state, State::Waiting);
+    assert_eq!(c.explain(&id).await.unwrap().reason, Some("lane_paused"));
+    assert!(c.resume_lane(&lane).await.unwrap());
+    // One attempt allowed, none used by the pause: the second run fails it.
+    let snap = done(c, &id).await;
+    assert_eq!((snap.state, snap.attempts), (State::Failed, 2), "{snap:?}");
+    let snap = c.replay(&id).await.unwrap();
+    assert_eq!(snap.state, State::Waiting);
+    let snap = done(c, &id).await;
+    assert_eq!(
+        (snap.state, snap.attempts),
+        (State::Completed, 3),
+        "{snap:?}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    worker.shutdown(BOUND).await;
+    env.stop().await;
+}
+
 macro_rules! on_every_transport {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1049,6 +1136,7 @@ on_every_transport!(
     step_retries_count_across_attempts,
     handlers_report_status_progress_and_state,
     operators_edit_revoke_and_list_workers,
+    operators_pause_resume_and_replay,
     priority_decides_across_lanes,
     handlers_submit_children,
     handlers_wait_for_their_children,

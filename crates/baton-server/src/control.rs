@@ -1,16 +1,17 @@
 //! Routes of operator control: priority and tag edits, revoking a lease,
-//! the worker registry.
+//! the worker registry, pausing and resuming executions and lanes, replay.
 
 use axum::Json;
 use axum::extract::State;
 use baton_api::{
-    ExplainAnswer, PriorityBody, Snapshot, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery,
+    ExplainAnswer, LaneAnswer, LaneBody, LanePauseAnswer, LanesAnswer, PauseAnswer, PriorityBody,
+    ScopeBody, Snapshot, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery,
 };
 use baton_core::TagKey;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiQuery, IdAnd, IdPath};
+use crate::extract::{ApiJson, ApiQuery, IdAnd, IdPath, LanePath};
 
 /// `PUT /v1/executions/{id}/priority`: the snapshot with its new priority.
 pub(crate) async fn set_priority(
@@ -72,4 +73,79 @@ pub(crate) async fn explain(
 ) -> ApiResult<Json<ExplainAnswer>> {
     let e = state.backend().explain(&id).await?;
     Ok(Json(ExplainAnswer::from(&e)))
+}
+
+/// `POST /v1/executions/{id}/pause` `{"scope"}`: the snapshot with
+/// `cascaded` and `cascade_pending`.
+pub(crate) async fn pause(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<ScopeBody>,
+) -> ApiResult<Json<PauseAnswer>> {
+    let out = state.backend().pause(&id, body.scope()).await?;
+    Ok(Json(PauseAnswer::from(&out)))
+}
+
+/// `POST /v1/executions/{id}/resume` `{"scope"}`: as pause.
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<ScopeBody>,
+) -> ApiResult<Json<PauseAnswer>> {
+    let out = state.backend().resume(&id, body.scope()).await?;
+    Ok(Json(PauseAnswer::from(&out)))
+}
+
+/// `POST /v1/executions/{id}/replay`: the snapshot, `waiting` again.
+pub(crate) async fn replay(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<Snapshot>> {
+    let snap = state.backend().replay(&id).await?;
+    Ok(Json(Snapshot::from(&snap)))
+}
+
+/// `POST /v1/lanes/{lane}/pause` `{"namespace"}`: `{"lane", "paused":
+/// true, "changed"}`.
+pub(crate) async fn pause_lane(
+    State(state): State<AppState>,
+    LanePath(lane): LanePath,
+    ApiJson(body): ApiJson<LaneBody>,
+) -> ApiResult<Json<LanePauseAnswer>> {
+    let ns = body.namespace()?;
+    let changed = state.backend().pause_lane(&ns, &lane).await?;
+    Ok(Json(LanePauseAnswer {
+        lane,
+        paused: true,
+        changed,
+    }))
+}
+
+/// `POST /v1/lanes/{lane}/resume` `{"namespace"}`: `{"lane", "paused":
+/// false, "changed"}`.
+pub(crate) async fn resume_lane(
+    State(state): State<AppState>,
+    LanePath(lane): LanePath,
+    ApiJson(body): ApiJson<LaneBody>,
+) -> ApiResult<Json<LanePauseAnswer>> {
+    let ns = body.namespace()?;
+    let changed = state.backend().resume_lane(&ns, &lane).await?;
+    Ok(Json(LanePauseAnswer {
+        lane,
+        paused: false,
+        changed,
+    }))
+}
+
+/// `GET /v1/lanes?namespace=`: `{"lanes": [{"lane", "paused", "paused_at",
+/// "counts"}…]}` by name.
+pub(crate) async fn lanes(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<LaneBody>,
+) -> ApiResult<Json<LanesAnswer>> {
+    let ns = q.namespace()?;
+    let lanes = state.backend().lanes(&ns).await?;
+    Ok(Json(LanesAnswer {
+        lanes: lanes.iter().map(LaneAnswer::from).collect(),
+    }))
 }

@@ -37,7 +37,11 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     for lane in &request.lanes {
         lanes.push_bind(lane.as_str());
     }
-    qb.push(") AND (e.deadline IS NULL OR e.deadline > ")
+    // A paused lane is skipped; the subquery reads an empty table in the
+    // common case.
+    qb.push(") AND e.lane NOT IN (SELECT p.lane FROM paused_lanes p WHERE p.namespace = ")
+        .push_bind(request.namespace.as_str())
+        .push(") AND (e.deadline IS NULL OR e.deadline > ")
         .push_bind(now.as_millis())
         .push(
             ") AND (e.required_caps = '[]' OR NOT EXISTS (SELECT 1 FROM json_each(e.required_caps) r \

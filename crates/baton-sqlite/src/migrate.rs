@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "operator control",
         include_str!("../../../migrations/sqlite/0009_operator_control.sql"),
     ),
+    (
+        10,
+        "pause and replay",
+        include_str!("../../../migrations/sqlite/0010_pause_replay.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -253,5 +258,100 @@ mod tests {
             .execute(&mut conn)
             .await;
         assert!(bad.is_err(), "only the kinds Baton writes");
+    }
+
+    /// Version 10 keeps attempts and queued cascades through the rebuilds,
+    /// and marks the dependency edges finished upstreams already told —
+    /// all but those a queued walk has still to reach.
+    #[tokio::test]
+    async fn version_10_marks_told_edges_and_keeps_the_queue() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 9) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        let id = |low: u128| uuid::Uuid::from_u128(0x0190f0e4_0000_7000_8000_000000000000 + low);
+        let text = |low: u128| format!("{{p:3}}-{}", id(low));
+        let insert = "INSERT INTO executions (uuid, partition, namespace, lane, kind, state, \
+            priority, payload, tags, required_caps, attempts, max_attempts, backoff_initial_ms, \
+            backoff_max_ms, backoff_multiplier, backoff_jitter, created_at, updated_at, \
+            ready_at, finished_at) \
+            VALUES (?, 3, 'n', 'l', 'k', ?, 0, x'', '{}', '[]', 0, 3, 0, 0, 1.0, 0, 1, 1, 1, ?)";
+        // Two finished upstreams (1 with a walk queued after 12), one
+        // waiting (2), and their dependents.
+        for (low, state, finished) in [
+            (1, "failed", Some(5)),
+            (2, "waiting", None),
+            (3, "completed", Some(5)),
+        ] {
+            sqlx::query(insert)
+                .bind(id(low).as_bytes().to_vec())
+                .bind(state)
+                .bind(finished)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        for (down, up) in [(11, 1), (12, 1), (13, 1), (14, 3), (15, 2)] {
+            sqlx::query(
+                "INSERT INTO dependencies (partition, downstream, upstream, counted) \
+                 VALUES (3, ?, ?, 0)",
+            )
+            .bind(id(down).as_bytes().to_vec())
+            .bind(id(up).as_bytes().to_vec())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO attempts (execution_uuid, number, worker_id, nonce, started_at, ended_at, \
+             outcome) VALUES (?, 1, 'w', 1, 1, 2, 'failed')",
+        )
+        .bind(id(1).as_bytes().to_vec())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO cascades (partition, node, after, reason, kind) \
+             VALUES (3, ?, ?, 'unmet', 'dependents')",
+        )
+        .bind(text(1))
+        .bind(text(12))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let (_, _, v10) = super::MIGRATIONS[9];
+        sqlx::raw_sql(v10).execute(&mut conn).await.unwrap();
+        let counted: Vec<(Vec<u8>, i64)> =
+            sqlx::query_as("SELECT downstream, counted FROM dependencies ORDER BY downstream")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let counted: Vec<(u128, i64)> = counted
+            .into_iter()
+            .map(|(d, c)| (uuid::Uuid::from_slice(&d).unwrap().as_u128() & 0xff, c))
+            .collect();
+        assert_eq!(
+            counted,
+            vec![(11, 1), (12, 1), (13, 0), (14, 1), (15, 0)],
+            "told edges marked; the one the queued walk has still to reach, and the waiting \
+             upstream's, not"
+        );
+        let kind: String = sqlx::query_scalar("SELECT kind FROM cascades")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(kind, "dependents");
+        let outcome: String = sqlx::query_scalar("SELECT outcome FROM attempts")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(outcome, "failed");
+        sqlx::query("UPDATE attempts SET outcome = 'paused'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
 }

@@ -1,16 +1,21 @@
-//! Operator control: priority and tag edits, revoking a lease, and the
-//! worker registry. The decisions are [`rules::check_priority_edit`],
-//! [`rules::tag_edit`] and [`rules::check_revoke`] (a revoke settles like
-//! a reclaimed lease, [`rules::revoke_failure`]); this module reads the
-//! facts and writes the verdict, in one transaction. Claims and renews
+//! Operator control: priority and tag edits, revoking a lease, the worker
+//! registry, pausing and resuming (executions, trees, lanes) and replay.
+//! The decisions are [`rules::check_priority_edit`], [`rules::tag_edit`],
+//! [`rules::check_revoke`] (a revoke settles like a reclaimed lease,
+//! [`rules::revoke_failure`]), [`rules::check_pause`],
+//! [`rules::resume_target`] and [`rules::check_replay`]; this module reads
+//! the facts and writes the verdict, in one transaction. Claims and renews
 //! record their worker when [`baton_core::raw::Sightings`] says so.
 
+use baton_core::raw::cascade::{CascadeWalk, TreeAction};
 use baton_core::raw::rules;
 use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
-    AttemptOutcome, ClaimRequest, EngineError, ExecutionId, ExecutionSnapshot, Explanation,
-    Namespace, Page, QueueFacts, RenewRequest, Result, State, TagKey, Timestamp, WorkerInfo,
+    AttemptOutcome, CancelScope, ClaimRequest, EngineError, ExecutionId, ExecutionSnapshot,
+    Explanation, Lane, LaneInfo, Namespace, Page, PauseOutcome, QueueFacts, RenewRequest, Result,
+    State, TagKey, Timestamp, WorkerInfo,
 };
+use sqlx::SqliteConnection;
 
 use crate::errors::map;
 use crate::{SqliteBackend, blob};
@@ -242,13 +247,295 @@ pub(crate) async fn explain(b: &SqliteBackend, id: &ExecutionId) -> Result<Expla
         .fetch_one(&mut *conn)
         .await
         .map_err(map)?;
+        let lane_paused = lane_paused(&mut conn, &snapshot.namespace, &snapshot.lane).await?;
         drop(conn);
         QueueFacts {
             workers: workers(b, &snapshot.namespace, Page::MAX_LIMIT).await?,
             ahead: u64::try_from(ahead).unwrap_or(0),
+            lane_paused,
         }
     } else {
         QueueFacts::default()
     };
     Ok(rules::explain(snapshot, &facts))
+}
+
+async fn lane_paused(
+    conn: &mut SqliteConnection,
+    namespace: &Namespace,
+    lane: &Lane,
+) -> Result<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM paused_lanes WHERE namespace = ? AND lane = ?")
+            .bind(namespace.as_str())
+            .bind(lane.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map)?;
+    Ok(found.is_some())
+}
+
+/// Pauses one execution read in this transaction in `state` at attempt
+/// `attempts` (the pair `at`), remembering `from` and `via`: a running
+/// one's attempt ends `paused` and counts as no failure (`released`).
+pub(crate) async fn pause_one(
+    conn: &mut SqliteConnection,
+    id: &ExecutionId,
+    at: (State, u32),
+    from: State,
+    via: Option<&ExecutionId>,
+    now: Timestamp,
+) -> Result<()> {
+    let (state, attempts) = at;
+    let running = state == State::Running;
+    if running {
+        SqliteBackend::close_attempt(conn, id, attempts, AttemptOutcome::Paused, None, now).await?;
+    }
+    sqlx::query(
+        "UPDATE executions SET state = 'paused', paused_from = ?, paused_via = ?, updated_at = ?, \
+         released = released + ?, worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL \
+         WHERE uuid = ?",
+    )
+    .bind(from.as_str())
+    .bind(via.map(|v| v.to_string()))
+    .bind(now.as_millis())
+    .bind(i64::from(running))
+    .bind(blob(id))
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
+/// Resumes one paused execution to [`rules::resume_target`], judged on
+/// what it holds now. Answers its lane when it is `waiting` (to wake after
+/// commit).
+pub(crate) async fn resume_one(
+    conn: &mut SqliteConnection,
+    id: &ExecutionId,
+    now: Timestamp,
+) -> Result<Option<(String, String)>> {
+    let row = sqlx::query(
+        "SELECT state, paused_from, run_at, open_children, dep_policy, deps_total, deps_done, \
+         deps_bad, namespace, lane FROM executions WHERE uuid = ?",
+    )
+    .bind(blob(id))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map)?;
+    let ctx = format!("execution {id}");
+    let col = |name: &str| crate::read::col::<Option<String>>(&row, name);
+    let state = crate::read::state(&ctx, &crate::read::col::<String>(&row, "state")?)?;
+    let Some(pause) = rules::stored_pause(&ctx, state, col("paused_from")?.as_deref(), None)?
+    else {
+        return Ok(None);
+    };
+    let signals = if pause.from == State::Suspended {
+        crate::wait::satisfied_while_paused(conn, id).await?
+    } else {
+        None
+    };
+    let facts = rules::ResumeFacts {
+        from: pause.from,
+        run_at: crate::read::col::<Option<i64>>(&row, "run_at")?.map(Timestamp::from_millis),
+        open_children: in_range(
+            "open_children",
+            &ctx,
+            crate::read::col(&row, "open_children")?,
+        )?,
+        deps: crate::read::dependencies(&row, &ctx)?,
+        signalled: signals.is_some(),
+    };
+    let target = rules::resume_target(&facts, now);
+    if target == State::Waiting
+        && let Some(seqs) = &signals
+    {
+        crate::wait::end_wait_at_resume(conn, id, seqs).await?;
+    }
+    let waiting = target == State::Waiting;
+    sqlx::query(
+        "UPDATE executions SET state = ?, paused_from = NULL, paused_via = NULL, updated_at = ?, \
+         ready_at = CASE WHEN ? THEN ? ELSE ready_at END WHERE uuid = ?",
+    )
+    .bind(target.as_str())
+    .bind(now.as_millis())
+    .bind(waiting)
+    .bind(now.as_millis())
+    .bind(blob(id))
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    if !waiting {
+        return Ok(None);
+    }
+    Ok(Some((
+        crate::read::col(&row, "namespace")?,
+        crate::read::col(&row, "lane")?,
+    )))
+}
+
+pub(crate) async fn pause(
+    b: &SqliteBackend,
+    id: &ExecutionId,
+    scope: CancelScope,
+) -> Result<PauseOutcome> {
+    b.check_id(id)?;
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let snap = b.snapshot_in(&mut tx, id).await?;
+    if let Some(from) = rules::check_pause(id, snap.state)? {
+        pause_one(&mut tx, id, (snap.state, snap.attempts), from, None, now).await?;
+    }
+    let walked = match scope {
+        CancelScope::Tree => {
+            crate::flow::walk_tree(b, &mut tx, id, TreeAction::Pause(id), now)
+                .await?
+                .0
+        }
+        CancelScope::Execution => CascadeWalk::default(),
+    };
+    let snapshot = b.snapshot_in(&mut tx, id).await?;
+    tx.commit().await.map_err(map)?;
+    Ok(PauseOutcome {
+        snapshot,
+        cascaded: walked.cancelled,
+        cascade_pending: !walked.left.is_empty(),
+    })
+}
+
+pub(crate) async fn resume(
+    b: &SqliteBackend,
+    id: &ExecutionId,
+    scope: CancelScope,
+) -> Result<PauseOutcome> {
+    b.check_id(id)?;
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let snap = b.snapshot_in(&mut tx, id).await?;
+    let mut wake = Vec::new();
+    if rules::check_resume(id, snap.state)? {
+        wake.extend(resume_one(&mut tx, id, now).await?);
+    }
+    let walked = match scope {
+        CancelScope::Tree => {
+            let (walked, woken) =
+                crate::flow::walk_tree(b, &mut tx, id, TreeAction::Resume, now).await?;
+            wake.extend(woken);
+            walked
+        }
+        CancelScope::Execution => CascadeWalk::default(),
+    };
+    let snapshot = b.snapshot_in(&mut tx, id).await?;
+    tx.commit().await.map_err(map)?;
+    b.wake_all(wake);
+    Ok(PauseOutcome {
+        snapshot,
+        cascaded: walked.cancelled,
+        cascade_pending: !walked.left.is_empty(),
+    })
+}
+
+pub(crate) async fn pause_lane(
+    b: &SqliteBackend,
+    namespace: &Namespace,
+    lane: &Lane,
+) -> Result<bool> {
+    let mut tx = b.begin().await?;
+    let added = sqlx::query(
+        "INSERT INTO paused_lanes (namespace, lane, paused_at) VALUES (?, ?, ?) \
+         ON CONFLICT (namespace, lane) DO NOTHING",
+    )
+    .bind(namespace.as_str())
+    .bind(lane.as_str())
+    .bind(b.now().as_millis())
+    .execute(&mut *tx)
+    .await
+    .map_err(map)?
+    .rows_affected();
+    tx.commit().await.map_err(map)?;
+    Ok(added == 1)
+}
+
+pub(crate) async fn resume_lane(
+    b: &SqliteBackend,
+    namespace: &Namespace,
+    lane: &Lane,
+) -> Result<bool> {
+    let mut tx = b.begin().await?;
+    let removed = sqlx::query("DELETE FROM paused_lanes WHERE namespace = ? AND lane = ?")
+        .bind(namespace.as_str())
+        .bind(lane.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?
+        .rows_affected();
+    tx.commit().await.map_err(map)?;
+    if removed == 1 {
+        b.inner.wake.notify(namespace.as_str(), lane.as_str());
+    }
+    Ok(removed == 1)
+}
+
+pub(crate) async fn lanes(b: &SqliteBackend, namespace: &Namespace) -> Result<Vec<LaneInfo>> {
+    let counts = crate::admin::counts(b, namespace).await?;
+    let mut conn = b.inner.reader.acquire().await.map_err(map)?;
+    let paused: Vec<(String, i64)> =
+        sqlx::query_as("SELECT lane, paused_at FROM paused_lanes WHERE namespace = ?")
+            .bind(namespace.as_str())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map)?;
+    Ok(rules::lane_infos(
+        counts,
+        rules::stored_paused_lanes(paused)?,
+    ))
+}
+
+pub(crate) async fn replay(b: &SqliteBackend, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+    b.check_id(id)?;
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let snap = b.snapshot_in(&mut tx, id).await?;
+    rules::check_replay(id, snap.state)?;
+    let queued: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM cascades WHERE partition = ? LIMIT 1")
+            .bind(i64::from(id.partition().get()))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+    if queued.is_some() {
+        return Err(rules::replay_waits_for_cascade(id));
+    }
+    let deadline = rules::replay_deadline(snap.deadline, now);
+    // `released = attempts`: the retry policy counts attempts after this
+    // one. Its dependents were told when it finished (the walk marked their
+    // edges counted), so its next end tells only dependents created after
+    // the replay; clearing the flag spares that walk when none is.
+    sqlx::query(
+        "UPDATE executions SET state = 'waiting', released = attempts, finished_at = NULL, \
+         trim_at = NULL, cancel_reason = NULL, deadline = ?1, ready_at = ?2, updated_at = ?2, \
+         has_dependents = 0 WHERE uuid = ?3",
+    )
+    .bind(deadline.map(Timestamp::as_millis))
+    .bind(now.as_millis())
+    .bind(blob(id))
+    .execute(&mut *tx)
+    .await
+    .map_err(map)?;
+    if let Some(parent) = &snap.parent {
+        sqlx::query(
+            "UPDATE executions SET open_children = open_children + 1 \
+             WHERE uuid = ? AND finished_at IS NULL",
+        )
+        .bind(blob(parent))
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+    }
+    let after = b.snapshot_in(&mut tx, id).await?;
+    tx.commit().await.map_err(map)?;
+    b.inner
+        .wake
+        .notify(after.namespace.as_str(), after.lane.as_str());
+    Ok(after)
 }

@@ -29,7 +29,7 @@ macro_rules! execution_columns {
     deadline, finished_at, worker_id, lease_expires_at, result, last_error, cancel_reason, \
     open_children, dep_policy, deps_total, deps_done, deps_bad, has_dependents, \
     wait_points, wait_condition, wait_timeout_at, on_timeout, \
-    custom_status, status_version, progress_seq"
+    custom_status, status_version, progress_seq, paused_from, paused_via"
     };
 }
 
@@ -177,6 +177,12 @@ pub fn snapshot(
             col::<Option<String>>(row, "wait_condition")?.as_deref(),
             col(row, "wait_timeout_at")?,
             col::<Option<String>>(row, "on_timeout")?.as_deref(),
+        )?,
+        pause: rules::stored_pause(
+            ctx,
+            state,
+            col::<Option<String>>(row, "paused_from")?.as_deref(),
+            col::<Option<String>>(row, "paused_via")?.as_deref(),
         )?,
         custom_status: col(row, "custom_status")?,
         status_version: in_range("status_version", ctx, col(row, "status_version")?)?,

@@ -332,6 +332,50 @@ async fn wait_log(conn: &mut SqliteConnection, id: &ExecutionId) -> Result<Strin
         .map_err(map)
 }
 
+/// For a paused execution that left `suspended`: the buffered signals
+/// that satisfy its stored wait now ([`rules::satisfying`]), if any.
+pub(crate) async fn satisfied_while_paused(
+    conn: &mut SqliteConnection,
+    id: &ExecutionId,
+) -> Result<Option<Vec<u32>>> {
+    let row = sqlx::query(
+        "SELECT wait_points, wait_condition, wait_timeout_at, on_timeout FROM executions \
+         WHERE uuid = ?",
+    )
+    .bind(blob(id))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map)?;
+    let ctx = format!("execution {id}");
+    let Some(wait) = rules::stored_suspension(
+        &ctx,
+        State::Suspended,
+        col::<Option<String>>(&row, "wait_points")?.as_deref(),
+        col::<Option<String>>(&row, "wait_condition")?.as_deref(),
+        col(&row, "wait_timeout_at")?,
+        col::<Option<String>>(&row, "on_timeout")?.as_deref(),
+    )?
+    else {
+        return Ok(None);
+    };
+    let buffered = buffered(conn, id).await?;
+    let names: Vec<&str> = wait.waitpoints.iter().map(|w| w.as_str()).collect();
+    let held: Vec<(u32, &str)> = buffered.iter().map(|(s, n)| (*s, n.as_str())).collect();
+    Ok(rules::satisfying(&names, wait.condition, &held))
+}
+
+/// Ends the wait of an execution resumed from a pause whose held signals
+/// satisfy it, consuming `seqs` (its state is written by the caller).
+pub(crate) async fn end_wait_at_resume(
+    conn: &mut SqliteConnection,
+    id: &ExecutionId,
+    seqs: &[u32],
+) -> Result<()> {
+    let log = wait_log(conn, id).await?;
+    end_wait(conn, id, &log, WaitEnded::Signalled, seqs).await?;
+    Ok(())
+}
+
 /// `(seq, name)` of the signals no wait consumed yet.
 async fn buffered(conn: &mut SqliteConnection, id: &ExecutionId) -> Result<Vec<(u32, String)>> {
     let rows: Vec<(i64, String)> =

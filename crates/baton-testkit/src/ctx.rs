@@ -522,6 +522,7 @@ pub fn expected_snapshot(
         cancel_reason: None,
         waiting_on: None,
         suspension: None,
+        pause: None,
         custom_status: None,
         status_version: 0,
         progress_seq: 0,

@@ -254,6 +254,9 @@ impl ValkeyBackend {
         // The sequence first: a lane seen empty after it cannot lose a hint
         // raised for work that arrives later (see `baton_hint_drop`).
         pipe.cmd("GET").arg(format!("{base}:seq"));
+        // The lanes paused here are left out, as `baton_claim` leaves them
+        // out (and never reported empty: their hints stay for the resume).
+        pipe.cmd("HMGET").arg(format!("{base}:lp:{ns}")).arg(lanes);
         for lane in lanes {
             pipe.cmd("ZRANGE")
                 .arg(format!("{base}:w:{ns}/{lane}"))
@@ -268,12 +271,19 @@ impl ValkeyBackend {
                 .ok_or_else(|| read::corrupt("a peek answered fewer replies than commands"))
         };
         let seq = opt_int(&next()?)?.unwrap_or(0);
+        let paused = array(next()?)?;
+        if paused.len() != lanes.len() {
+            return Err(read::corrupt("HMGET answered a different number of lanes"));
+        }
         let mut members = Vec::new();
         let mut empties = Vec::new();
         let mut conditional = false;
-        for lane in lanes {
+        for (lane, paused) in lanes.iter().zip(paused) {
             let found = array(next()?)?;
             let has_conditional = int(&next()?)? > 0;
+            if paused != Value::Nil {
+                continue;
+            }
             conditional |= has_conditional;
             if found.is_empty() && !has_conditional {
                 empties.push(format!("{ns}/{lane}"));

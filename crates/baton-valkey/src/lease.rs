@@ -98,6 +98,7 @@ pub(crate) fn refusal(
             EngineError::lease_lost(id, reason)
         }
         "not_found" => EngineError::NotFound { id: id.clone() },
+        "contention" if operation == "replay" => rules::replay_waits_for_cascade(id),
         "corrupt" => {
             let message = match items.next() {
                 Some(r) => text(&r)?.to_owned(),
@@ -151,6 +152,7 @@ pub(crate) async fn renew(b: &ValkeyBackend, request: RenewRequest) -> Result<Ve
             statuses[i] = match text(&status)? {
                 "renewed" => RenewStatus::Renewed,
                 "cancelled" => RenewStatus::Cancelled,
+                "paused" => RenewStatus::Paused,
                 _ => RenewStatus::Lost,
             };
         }

@@ -73,6 +73,18 @@
 //! hash of entries and a sorted set by last seen), written by claims and
 //! renews only now and then (`baton_core::raw::Sightings`); see `ops`.
 //!
+//! `pause`, `resume` and `replay` are one `FCALL` each on the execution's
+//! partition (library generation 9); a tree pause or resume walks the
+//! descendants within the cascade budget in the same call and queues the
+//! rest for the cascade pass, exactly like a cancel (a flow lives in one
+//! partition). A paused execution is `paused` in its record, which keeps
+//! the state it left (`pf`) and the pausing ancestor (`pv`), and sits in no
+//! index a claim or a pass reads — only in `deadlines`, so deadlines still
+//! reach it. A paused lane is a field of the hash `lp:<ns>` written to every
+//! partition in turn and read by each partition's claim: a claim that runs
+//! in a partition before the write lands there may still take the lane's
+//! work; once `pause_lane` answers, none does (see `ops::pause_lane`).
+//!
 //! ## Durability
 //! An acknowledged call has been applied by the server; whether it survives
 //! a server crash depends on the server's persistence: none (lost on

@@ -21,7 +21,12 @@ use baton_core::{EngineError, Result};
 /// `baton_set_tag`, `baton_revoke`, and the worker registry
 /// (`baton_saw_claim`, `baton_saw_renew`, `baton_workers` over the keys
 /// `{w:<ns>}:workers` and `{w:<ns>}:seen`).
-pub const GENERATION: u32 = 8;
+/// Generation 9 added pause, resume and replay: `baton_pause`,
+/// `baton_resume`, `baton_replay`, the state `paused` (record fields `pf
+/// pv`, attempt outcome `paused`, renew answer `paused`), cascade kinds
+/// `pause` and `resume`, and the paused-lane hash `lp:<ns>` every claim
+/// reads.
+pub const GENERATION: u32 = 9;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[
@@ -81,6 +86,9 @@ const SOURCES: &[(&str, &str)] = &[
     ("saw_claim.lua", include_str!("../../../lua/saw_claim.lua")),
     ("saw_renew.lua", include_str!("../../../lua/saw_renew.lua")),
     ("workers.lua", include_str!("../../../lua/workers.lua")),
+    ("pause.lua", include_str!("../../../lua/pause.lua")),
+    ("resume.lua", include_str!("../../../lua/resume.lua")),
+    ("replay.lua", include_str!("../../../lua/replay.lua")),
 ];
 
 const PLACEHOLDER: &str = "__BATON_LIBRARY_VERSION__";
@@ -198,6 +206,13 @@ mod tests {
         // registry functions, so those calls would find none.
         assert_eq!(
             judge(Some("7:0123456789abcdef"), &lib).unwrap(),
+            Verdict::Replace
+        );
+        // A server still holding the library before pause (generation 8)
+        // gets this one: its claims would not skip paused lanes, and its
+        // functions know no paused state.
+        assert_eq!(
+            judge(Some("8:0123456789abcdef"), &lib).unwrap(),
             Verdict::Replace
         );
         assert_eq!(judge(Some("garbage"), &lib).unwrap(), Verdict::Replace);

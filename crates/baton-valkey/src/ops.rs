@@ -1,11 +1,21 @@
-//! Operator control: priority and tag edits and revoking a lease (one
-//! `FCALL` each on the execution's partition: `baton_set_priority`,
-//! `baton_set_tag`, `baton_revoke`), and the worker registry.
+//! Operator control: priority and tag edits, revoking a lease, pausing and
+//! resuming an execution (with its tree) and replaying one (one `FCALL`
+//! each on the execution's partition: `baton_set_priority`,
+//! `baton_set_tag`, `baton_revoke`, `baton_pause`, `baton_resume`,
+//! `baton_replay`), pausing lanes, and the worker registry.
 //!
-//! The decisions are `check_priority_edit`, `tag_edit`, `check_revoke` and
-//! `revoke_failure` of `baton_core::raw::rules`, mirrored by the
-//! Lua helpers the functions call (so judging and writing stay one atomic
-//! call); a revoke settles like a reclaimed lease.
+//! The decisions are `check_priority_edit`, `tag_edit`, `check_revoke`,
+//! `revoke_failure`, `check_pause`, `check_resume`, `resume_target`,
+//! `check_replay` and `replay_deadline` of `baton_core::raw::rules`,
+//! mirrored by the Lua helpers the functions call (so judging and writing
+//! stay one atomic call); a revoke settles like a reclaimed lease. A tree
+//! pause or resume walks the descendants within the cascade budget in the
+//! same call and queues the rest for the cascade pass, as a cancel does.
+//!
+//! A paused lane is a field of the hash `lp:<ns>` of every partition (lane
+//! → paused_at), read by each `baton_claim` (and `baton_peek`, and the
+//! plain peek of a claim) of its own partition; see [`pause_lane`] for how
+//! a claim racing a pause behaves.
 //!
 //! The registry lives per namespace under a hash tag of its own,
 //! `{w:<ns>}`: a hash `workers` (worker id → a MessagePack map `l` lanes and
@@ -19,7 +29,10 @@
 
 use baton_core::raw::rules;
 use baton_core::raw::stored::parse as parsed;
-use baton_core::{Explanation, QueueFacts, TagKey, WorkerInfo, validate_tag_value};
+use baton_core::{
+    CancelScope, Explanation, LaneInfo, PauseOutcome, QueueFacts, TagKey, WorkerInfo,
+    validate_tag_value,
+};
 
 use crate::*;
 
@@ -253,13 +266,20 @@ pub(crate) async fn explain(b: &ValkeyBackend, id: &ExecutionId) -> Result<Expla
         let ctx = format!("execution {id}");
         let ready_at: i64 = fields.parsed(&ctx, "rd")?;
         let own = claim_member(snapshot.priority, ready_at, &id.uuid().simple().to_string());
-        let (workers, ahead) = tokio::try_join!(
+        // Paused as the claims of its own partition see it.
+        let mut paused = redis::cmd("HEXISTS");
+        paused
+            .arg(lane_flags(b, id.partition().get(), &snapshot.namespace))
+            .arg(snapshot.lane.as_str());
+        let (workers, ahead, paused) = tokio::try_join!(
             workers(b, &snapshot.namespace, Page::MAX_LIMIT),
             queued_before(b, &snapshot.namespace, &snapshot.lane, &own),
+            b.run(&paused),
         )?;
         QueueFacts {
             workers,
             ahead: ahead.min(QueueFacts::MAX_AHEAD),
+            lane_paused: int(&paused)? == 1,
         }
     } else {
         QueueFacts::default()
@@ -318,4 +338,196 @@ fn registry_expiry(b: &ValkeyBackend, namespace: &Namespace, forget: Duration) -
         pipe.cmd("PEXPIRE").arg(key).arg(forget_ms(forget));
     }
     pipe
+}
+
+/// Runs to completion in a task of its own (see [`detached`]): a tree
+/// pause never wakes a lane, but its cascade must not be cut in two.
+pub(crate) async fn pause(
+    b: &ValkeyBackend,
+    id: &ExecutionId,
+    scope: CancelScope,
+) -> Result<PauseOutcome> {
+    let (b, id) = (b.clone(), id.clone());
+    detached(async move {
+        b.check_id(&id)?;
+        let mut c = Server::fcall("baton_pause", &b.base(id.partition().get()));
+        c.arg(id.uuid().simple().to_string())
+            .arg(b.now().as_millis())
+            .arg(id.to_string())
+            .arg(tree_flag(scope))
+            .arg(b.inner.limits.cascade_budget);
+        tree_outcome(&b, &id, "pause", c).await
+    })
+    .await
+}
+
+/// Runs to completion in a task of its own (see [`detached`]): a resume
+/// that took effect still raises the hints of the lanes it woke.
+pub(crate) async fn resume(
+    b: &ValkeyBackend,
+    id: &ExecutionId,
+    scope: CancelScope,
+) -> Result<PauseOutcome> {
+    let (b, id) = (b.clone(), id.clone());
+    detached(async move {
+        b.check_id(&id)?;
+        let mut c = Server::fcall("baton_resume", &b.base(id.partition().get()));
+        c.arg(id.uuid().simple().to_string())
+            .arg(b.now().as_millis())
+            .arg(tree_flag(scope))
+            .arg(b.inner.limits.cascade_budget);
+        tree_outcome(&b, &id, "resume", c).await
+    })
+    .await
+}
+
+fn tree_flag(scope: CancelScope) -> &'static str {
+    match scope {
+        CancelScope::Tree => "1",
+        CancelScope::Execution => "0",
+    }
+}
+
+/// Runs `call` (`baton_pause` or `baton_resume` of `id`) and reads its
+/// answer `{ 'ok', woken, record, cascaded, pending }`: the last two are
+/// the tree walk's, the rest reads like every lease operation's.
+async fn tree_outcome(
+    b: &ValkeyBackend,
+    id: &ExecutionId,
+    operation: &'static str,
+    call: Cmd,
+) -> Result<PauseOutcome> {
+    let (reply, payload) = b.with_payload(id, call).await?;
+    let mut items = array(reply)?;
+    let (mut cascaded, mut cascade_pending) = (0, false);
+    if items.len() == 5 {
+        cascade_pending = int(&items[4])? == 1;
+        cascaded = u64::try_from(int(&items[3])?)
+            .map_err(|_| read::corrupt("a negative cascade count"))?;
+        items.truncate(3);
+    }
+    let snapshot = b
+        .outcome(id, operation, Value::Array(items), payload)
+        .await?;
+    Ok(PauseOutcome {
+        snapshot,
+        cascaded,
+        cascade_pending,
+    })
+}
+
+/// The paused-lane hash of `namespace` in `partition` (`lp:<ns>`: lane →
+/// paused_at ms), read by every claim of that partition.
+fn lane_flags(b: &ValkeyBackend, partition: u16, namespace: &Namespace) -> String {
+    format!("{}:lp:{namespace}", b.base(partition))
+}
+
+/// Pauses a lane: its flag is written to every partition, one after
+/// another in partition order, each with a plain `HSETNX` (keeping the
+/// first pause time of a partition that already holds it).
+///
+/// # How a claim racing a pause behaves
+/// A claim is one `baton_claim` per partition, and each reads the flag of
+/// its own partition in the same atomic call that takes work. A claim
+/// that runs in a partition before the flag's write lands there may still
+/// take the lane's work from it; one that runs after it takes none. The
+/// writes reach every partition before this answers, so once it answers no
+/// claim takes the lane's work anywhere (a claim's peek is only a plan:
+/// the claim call judges the flag again). A pause that fails part way
+/// (`Unavailable`) leaves the lane paused in the partitions written so far;
+/// calling it again completes it, and `lanes` shows the lane paused while
+/// any partition holds the flag.
+pub(crate) async fn pause_lane(
+    b: &ValkeyBackend,
+    namespace: &Namespace,
+    lane: &Lane,
+) -> Result<bool> {
+    let now = b.now().as_millis();
+    let mut added = false;
+    for p in b.inner.partitions.iter() {
+        let mut c = redis::cmd("HSETNX");
+        c.arg(lane_flags(b, p.get(), namespace))
+            .arg(lane.as_str())
+            .arg(now);
+        added |= int(&b.run(&c).await?)? == 1;
+    }
+    Ok(added)
+}
+
+/// Resumes a lane: its flag leaves every partition, in partition order (a
+/// claim in a partition already cleared takes its work again while later
+/// ones are still being cleared), then its claimers are woken here and in
+/// every other process. Its hints were kept while it was paused (a claim
+/// never reports a paused lane empty), so claims find its partitions.
+pub(crate) async fn resume_lane(
+    b: &ValkeyBackend,
+    namespace: &Namespace,
+    lane: &Lane,
+) -> Result<bool> {
+    let mut removed = false;
+    for p in b.inner.partitions.iter() {
+        let mut c = redis::cmd("HDEL");
+        c.arg(lane_flags(b, p.get(), namespace)).arg(lane.as_str());
+        removed |= int(&b.run(&c).await?)? == 1;
+    }
+    if removed {
+        let mut publish = redis::cmd("PUBLISH");
+        publish
+            .arg(b.channel(&format!("{namespace}/{lane}")))
+            .arg("");
+        b.inner.server.raw(&publish).await?;
+        b.inner.wake.notify(namespace.as_str(), lane.as_str());
+    }
+    Ok(removed)
+}
+
+pub(crate) async fn lanes(b: &ValkeyBackend, namespace: &Namespace) -> Result<Vec<LaneInfo>> {
+    let calls: Vec<Cmd> = b
+        .inner
+        .partitions
+        .iter()
+        .map(|p| {
+            let mut c = redis::cmd("HGETALL");
+            c.arg(lane_flags(b, p.get(), namespace));
+            c
+        })
+        .collect();
+    let (counts, flags) = tokio::try_join!(
+        crate::admin::counts(b, namespace),
+        try_join_all(calls.iter().map(|c| b.run(c)))
+    )?;
+    // Paused while any partition holds the flag (a pause or resume that
+    // failed part way), since the earliest time written.
+    let mut paused: BTreeMap<Lane, Timestamp> = BTreeMap::new();
+    for reply in flags {
+        let items = match reply {
+            Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+            other => array(other)?,
+        };
+        let mut it = items.into_iter();
+        while let (Some(lane), Some(at)) = (it.next(), it.next()) {
+            let lane: Lane = parsed("lane", "a paused lane", text(&lane)?)?;
+            let at = Timestamp::from_millis(int(&at)?);
+            paused
+                .entry(lane)
+                .and_modify(|t| *t = (*t).min(at))
+                .or_insert(at);
+        }
+    }
+    Ok(rules::lane_infos(counts, paused.into_iter().collect()))
+}
+
+/// Runs to completion in a task of its own (see [`detached`]): a replay
+/// that took effect still raises the hint of the lane it woke.
+pub(crate) async fn replay(b: &ValkeyBackend, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+    let (b, id) = (b.clone(), id.clone());
+    detached(async move {
+        b.check_id(&id)?;
+        let mut c = Server::fcall("baton_replay", &b.base(id.partition().get()));
+        c.arg(id.uuid().simple().to_string())
+            .arg(b.now().as_millis());
+        let (reply, payload) = b.with_payload(&id, c).await?;
+        b.outcome(&id, "replay", reply, payload).await
+    })
+    .await
 }

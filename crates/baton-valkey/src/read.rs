@@ -243,6 +243,7 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
             dependencies(ctx, f)?,
         ),
         suspension: suspension(ctx, state, f)?,
+        pause: rules::stored_pause(ctx, state, f.opt_str(ctx, "pf")?, f.opt_str(ctx, "pv")?)?,
         custom_status,
         status_version,
         progress_seq: f.opt_num(ctx, "pq")?.unwrap_or(0),

@@ -79,6 +79,7 @@ fn snapshot(
         cancel_reason: None,
         waiting_on: None,
         suspension: None,
+        pause: None,
         custom_status: None,
         status_version: 0,
         progress_seq: 0,
@@ -105,6 +106,7 @@ fn last_outcome(state: State) -> Option<AttemptOutcome> {
         State::Running => None,
         State::Waiting | State::Delayed => Some(AttemptOutcome::LeaseExpired),
         State::Blocked | State::Suspended => Some(AttemptOutcome::Released),
+        State::Paused => Some(AttemptOutcome::Paused),
         State::Completed => Some(AttemptOutcome::Completed),
         State::Failed => Some(AttemptOutcome::Failed),
         State::Cancelled => Some(AttemptOutcome::Cancelled),
@@ -123,6 +125,7 @@ async fn check_loaded_mirrors_judge_lease() {
         State::Delayed,
         State::Blocked,
         State::Suspended,
+        State::Paused,
         State::Completed,
         State::Failed,
         State::Cancelled,
@@ -432,12 +435,15 @@ async fn dependency_finished_mirrors_the_rule() {
     let partitions = PartitionCount::new(4).unwrap();
     let mut cases = Vec::new();
     let mut expected = Vec::new();
-    for state in [
-        State::Blocked,
-        State::Waiting,
-        State::Running,
-        State::Skipped,
-        State::Failed,
+    for (state, paused_from) in [
+        (State::Blocked, None),
+        (State::Waiting, None),
+        (State::Running, None),
+        (State::Skipped, None),
+        (State::Failed, None),
+        (State::Paused, Some(State::Blocked)),
+        (State::Paused, Some(State::Waiting)),
+        (State::Paused, Some(State::Suspended)),
     ] {
         for total in 1..=3u32 {
             for policy in policies(total) {
@@ -449,6 +455,7 @@ async fn dependency_finished_mirrors_the_rule() {
                                 id,
                                 parent: None,
                                 state,
+                                paused_from,
                                 policy,
                                 total,
                                 done,
@@ -457,15 +464,24 @@ async fn dependency_finished_mirrors_the_rule() {
                             };
                             expected.push(match rules::dependency_finished(&facts, completed) {
                                 None => "none".to_owned(),
-                                Some(c) => {
-                                    format!("{}|{}|{}", c.done, c.bad, verdict_name(c.verdict))
-                                }
+                                Some(c) => format!(
+                                    "{}|{}|{}|{}",
+                                    c.done,
+                                    c.bad,
+                                    verdict_name(c.verdict),
+                                    rules::dependency_settles(&facts, &c)
+                                        .map(State::as_str)
+                                        .unwrap_or("")
+                                ),
                             });
                             // Zero counters are stored as absent fields.
                             let mut h = json!({
                                 "st": state.as_str(), "dp": policy.to_string(),
                                 "dt": total.to_string(),
                             });
+                            if let Some(from) = paused_from {
+                                h["pf"] = json!(from.as_str());
+                            }
                             if done > 0 {
                                 h["dd"] = json!(done.to_string());
                             }
@@ -482,7 +498,11 @@ async fn dependency_finished_mirrors_the_rule() {
     let driver = r#"
 for i, c in ipairs(cases) do
   local done, bad, verdict = dependency_finished(c.h, c.completed)
-  if done then out[i] = done .. '|' .. bad .. '|' .. verdict else out[i] = 'none' end
+  if done then
+    out[i] = done .. '|' .. bad .. '|' .. verdict .. '|' .. (dependency_settles(c.h.st, verdict) or '')
+  else
+    out[i] = 'none'
+  end
 end"#;
     let Some(lua) = run_lua(driver, &cases).await else {
         return;
@@ -494,6 +514,10 @@ end"#;
     assert!(
         changed > 0 && changed < expected.len(),
         "the table covers both sides"
+    );
+    assert!(
+        expected.iter().any(|e| e.ends_with("|release|")),
+        "a paused dependent's release waits for its resume"
     );
 }
 
@@ -523,6 +547,18 @@ impl cascade::CascadeStore for Graph {
         unreachable!("a dependents walk cancels nothing")
     }
 
+    async fn pause_members(
+        &mut self,
+        _members: &[&rules::ChildFacts],
+        _via: &ExecutionId,
+    ) -> baton_core::Result<()> {
+        unreachable!("a dependents walk pauses nothing")
+    }
+
+    async fn resume_members(&mut self, _members: &[&rules::ChildFacts]) -> baton_core::Result<()> {
+        unreachable!("a dependents walk resumes nothing")
+    }
+
     async fn dependents_after(
         &mut self,
         upstream: &ExecutionId,
@@ -546,10 +582,12 @@ impl cascade::CascadeStore for Graph {
     ) -> baton_core::Result<()> {
         for (dependent, change) in settled {
             let facts = self.facts.get_mut(&dependent.id).unwrap();
+            let to = rules::dependency_settles(facts, change);
             facts.done = change.done;
             facts.bad = change.bad;
-            if let Some(state) = change.verdict.state() {
+            if let Some(state) = to {
                 facts.state = state;
+                facts.paused_from = None;
             }
         }
         Ok(())
@@ -601,12 +639,20 @@ async fn dependents_walk_mirrors_cascade_dependents() {
                     ids[i].uuid().simple().to_string()
                 ]));
             }
+            // Some dependents are paused while they wait: they count, but
+            // only a verdict that finishes them moves them.
+            let paused = next(4) == 0;
             graph.facts.insert(
                 ids[i].clone(),
                 rules::DependentFacts {
                     id: ids[i].clone(),
                     parent: None,
-                    state: State::Blocked,
+                    state: if paused {
+                        State::Paused
+                    } else {
+                        State::Blocked
+                    },
+                    paused_from: paused.then_some(State::Blocked),
                     policy,
                     total,
                     done: 0,
@@ -624,7 +670,8 @@ async fn dependents_walk_mirrors_cascade_dependents() {
             records.push(json!({
                 "uuid": f.id.uuid().simple().to_string(),
                 "h": {
-                    "ns": "n", "lane": "l", "pri": "0", "rd": "0", "st": "blocked",
+                    "ns": "n", "lane": "l", "pri": "0", "rd": "0", "st": f.state.as_str(),
+                    "pf": f.paused_from.map_or(json!(null), |s| json!(s.as_str())),
                     "dp": f.policy.to_string(), "dt": f.total.to_string(),
                     "hd": if f.has_dependents { json!("1") } else { json!(null) },
                 },
@@ -711,7 +758,7 @@ end"#;
         expected.iter().any(|e| e.split('|').nth(2) != Some("")),
         "some walks stop at their budget"
     );
-    for state in ["waiting:", "skipped:", "failed:", "blocked:"] {
+    for state in ["waiting:", "skipped:", "failed:", "blocked:", "paused:"] {
         assert!(
             expected.iter().any(|e| e.contains(state)),
             "some dependents end {state}"
@@ -1187,17 +1234,9 @@ end"#;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn released_replay_mirrors_the_rule() {
     let partitions = PartitionCount::new(4).unwrap();
-    let outcomes = [
-        AttemptOutcome::Completed,
-        AttemptOutcome::Failed,
-        AttemptOutcome::LeaseExpired,
-        AttemptOutcome::Cancelled,
-        AttemptOutcome::Expired,
-        AttemptOutcome::Released,
-    ];
     let mut cases = Vec::new();
     let mut expected = Vec::new();
-    for outcome in outcomes {
+    for outcome in AttemptOutcome::ALL {
         for state in [
             State::Waiting,
             State::Suspended,
@@ -1523,6 +1562,506 @@ end"#;
         assert!(
             expected.iter().any(|e| e.starts_with(what)),
             "the table reaches {what}"
+        );
+    }
+}
+
+/// `pause_verdict`, `resume_verdict` and `replay_refusal` (inside
+/// `baton_pause`, `baton_resume` and `baton_replay`) answer what
+/// `check_pause`, `check_resume` and `check_replay` do for every state,
+/// with the same conflict texts; `replay_deadline` keeps the deadlines the
+/// rule keeps; `renew_refusal` (inside `baton_renew`) answers what the rule
+/// does for every way the lease's attempt ended, with its own nonce or
+/// another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_replay_checks_mirror_the_rules() {
+    let id = ExecutionId::generate(PartitionCount::new(4).unwrap());
+    let conflict = |e: EngineError| match e {
+        EngineError::Conflict { reason, .. } => format!("conflict:{reason}"),
+        other => panic!("{other}"),
+    };
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for state in State::ALL {
+        let pause = match rules::check_pause(&id, state) {
+            Ok(Some(from)) => from.as_str().to_owned(),
+            Ok(None) => "unchanged".to_owned(),
+            Err(e) => conflict(e),
+        };
+        let resume = match rules::check_resume(&id, state) {
+            Ok(acts) => acts.to_string(),
+            Err(e) => conflict(e),
+        };
+        let replay = match rules::check_replay(&id, state) {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => conflict(e),
+        };
+        expected.push(format!("{pause}|{resume}|{replay}"));
+        cases.push(json!({ "rule": "checks", "st": state.as_str() }));
+    }
+    for deadline in [None, Some(T - 1), Some(T), Some(T + 1)] {
+        let kept = rules::replay_deadline(
+            deadline.map(Timestamp::from_millis),
+            Timestamp::from_millis(T),
+        );
+        expected.push(kept.map(|t| t.as_millis().to_string()).unwrap_or_default());
+        let mut case = json!({ "rule": "deadline", "now": T });
+        if let Some(d) = deadline {
+            case["dl"] = json!(d.to_string());
+        }
+        cases.push(case);
+    }
+    let lease = LeaseToken::new(id.clone(), 2, 9);
+    for outcome in AttemptOutcome::ALL.map(Some).into_iter().chain([None]) {
+        for nonce in [9u64, 10] {
+            let facts = rules::AttemptFacts { nonce, outcome };
+            expected.push(match rules::renew_refusal(Some(facts), &lease) {
+                baton_core::RenewStatus::Cancelled => "cancelled".to_owned(),
+                baton_core::RenewStatus::Paused => "paused".to_owned(),
+                baton_core::RenewStatus::Lost => "lost".to_owned(),
+                other => panic!("{other:?}"),
+            });
+            let mut h = json!({ "a2n": hex(nonce) });
+            if let Some(o) = outcome {
+                h["a2o"] = json!(o.as_str());
+            }
+            cases.push(json!({ "rule": "renew", "h": h, "nonce": hex(9) }));
+        }
+    }
+    expected.push("lost".to_owned());
+    cases.push(json!({ "rule": "renew", "h": {}, "nonce": hex(9) }));
+    let driver = r#"
+for i, c in ipairs(cases) do
+  if c.rule == 'checks' then
+    local function text(v, why)
+      if v == nil then return 'conflict:' .. why end
+      if v == false then return 'unchanged' end
+      return v
+    end
+    local acts, rwhy = resume_verdict(c.st)
+    local resumed
+    if acts == nil then resumed = 'conflict:' .. rwhy else resumed = tostring(acts) end
+    local refused = replay_refusal(c.st)
+    local replayed = 'ok'
+    if refused then replayed = 'conflict:' .. refused end
+    out[i] = text(pause_verdict(c.st)) .. '|' .. resumed .. '|' .. replayed
+  elseif c.rule == 'deadline' then
+    out[i] = replay_deadline(c.dl, c.now) or ''
+  else
+    out[i] = renew_refusal(c.h, '2', c.nonce)
+  end
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for what in ["paused", "cancelled", "lost"] {
+        assert!(
+            expected.iter().any(|e| e == what),
+            "the table reaches {what}"
+        );
+    }
+}
+
+/// `resume_target` (inside `resume_record`) answers what the rule does for
+/// every state a pause leaves, with and without a `run_at` before, at or
+/// after now, open children, dependencies in every verdict, and held
+/// signals that do or do not satisfy the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_target_mirrors_the_rule() {
+    let now = Timestamp::from_millis(T);
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for from in [
+        State::Waiting,
+        State::Delayed,
+        State::Blocked,
+        State::Suspended,
+    ] {
+        for run_at in [None, Some(T - 1), Some(T), Some(T + 1)] {
+            for open_children in [0u64, 1, 3] {
+                let mut deps = vec![None];
+                for total in 1..=2u32 {
+                    for policy in policies(total) {
+                        for done in 0..=total {
+                            for bad in 0..=total - done {
+                                deps.push(Some((policy, total, done, bad)));
+                            }
+                        }
+                    }
+                }
+                for dep in deps {
+                    for signalled in [false, true] {
+                        let facts = rules::ResumeFacts {
+                            from,
+                            run_at: run_at.map(Timestamp::from_millis),
+                            open_children,
+                            deps: dep,
+                            signalled,
+                        };
+                        expected.push(rules::resume_target(&facts, now).as_str().to_owned());
+                        let mut case = json!({
+                            "from": from.as_str(), "oc": open_children,
+                            "signalled": signalled, "now": T,
+                        });
+                        if let Some(at) = run_at {
+                            case["ra"] = json!(at);
+                        }
+                        if let Some((policy, total, done, bad)) = dep {
+                            case["dp"] = json!(policy.to_string());
+                            case["dt"] = json!(total);
+                            case["dd"] = json!(done);
+                            case["db"] = json!(bad);
+                        }
+                        cases.push(case);
+                    }
+                }
+            }
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  out[i] = resume_target(c.from, c.ra, c.oc, c.dp, c.dt, c.dd, c.db, c.signalled, c.now)
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for state in ["waiting", "delayed", "blocked", "suspended"] {
+        assert!(
+            expected.iter().any(|e| e == state),
+            "the table reaches {state}"
+        );
+    }
+}
+
+/// A forest in memory, for `cascade::walk_tree`: each node's children
+/// (sorted), state, what a pause remembers, `run_at` and open children.
+struct Forest {
+    children: BTreeMap<ExecutionId, Vec<ExecutionId>>,
+    nodes: BTreeMap<ExecutionId, Node>,
+    now: Timestamp,
+}
+
+#[derive(Clone)]
+struct Node {
+    state: State,
+    paused_from: Option<State>,
+    via: Option<ExecutionId>,
+    run_at: Option<i64>,
+    open_children: u64,
+}
+
+#[async_trait::async_trait]
+impl cascade::CascadeStore for Forest {
+    async fn children_after(
+        &mut self,
+        node: &ExecutionId,
+        after: Option<&ExecutionId>,
+        limit: usize,
+    ) -> baton_core::Result<Vec<rules::ChildFacts>> {
+        Ok(self
+            .children
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter(|c| after.is_none_or(|a| *c > a))
+            .take(limit)
+            .map(|c| rules::ChildFacts {
+                id: c.clone(),
+                state: self.nodes[c].state,
+                attempts: 1,
+                has_children: self.children.get(c).is_some_and(|v| !v.is_empty()),
+                has_dependents: false,
+            })
+            .collect())
+    }
+
+    async fn cancel_members(
+        &mut self,
+        _parent: &ExecutionId,
+        members: &[&rules::ChildFacts],
+        _reason: &str,
+    ) -> baton_core::Result<()> {
+        for m in members {
+            let n = self.nodes.get_mut(&m.id).unwrap();
+            *n = Node {
+                state: State::Cancelled,
+                paused_from: None,
+                via: None,
+                ..n.clone()
+            };
+        }
+        Ok(())
+    }
+
+    async fn pause_members(
+        &mut self,
+        members: &[&rules::ChildFacts],
+        via: &ExecutionId,
+    ) -> baton_core::Result<()> {
+        for m in members {
+            let n = self.nodes.get_mut(&m.id).unwrap();
+            let from = rules::check_pause(&m.id, n.state)?.unwrap();
+            *n = Node {
+                state: State::Paused,
+                paused_from: Some(from),
+                via: Some(via.clone()),
+                ..n.clone()
+            };
+        }
+        Ok(())
+    }
+
+    async fn resume_members(&mut self, members: &[&rules::ChildFacts]) -> baton_core::Result<()> {
+        for m in members {
+            let n = self.nodes.get_mut(&m.id).unwrap();
+            let facts = rules::ResumeFacts {
+                from: n.paused_from.unwrap(),
+                run_at: n.run_at.map(Timestamp::from_millis),
+                open_children: n.open_children,
+                deps: None,
+                signalled: false,
+            };
+            *n = Node {
+                state: rules::resume_target(&facts, self.now),
+                paused_from: None,
+                via: None,
+                ..n.clone()
+            };
+        }
+        Ok(())
+    }
+
+    async fn dependents_after(
+        &mut self,
+        _upstream: &ExecutionId,
+        _after: Option<&ExecutionId>,
+        _limit: usize,
+    ) -> baton_core::Result<Vec<rules::DependentFacts>> {
+        Ok(Vec::new())
+    }
+
+    async fn settle_dependents(
+        &mut self,
+        _settled: &[(&rules::DependentFacts, rules::DependentChange)],
+    ) -> baton_core::Result<()> {
+        unreachable!("nothing in the forest has dependents")
+    }
+}
+
+/// `tree_walk` (the walk of `baton_cancel`, `baton_pause`, `baton_resume`
+/// and the cascade pass) visits, changes and leaves exactly what
+/// `cascade::walk_tree` does, with the same budget, for cancels, pauses
+/// and resumes over random forests of executions in every live state and
+/// some finished or paused ones, with budgets from one child to all of
+/// them; a paused one remembers the same state and ancestor, a resumed one
+/// takes the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_walk_mirrors_walk_tree() {
+    let partitions = PartitionCount::new(1).unwrap();
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+    let states = [
+        State::Waiting,
+        State::Delayed,
+        State::Blocked,
+        State::Running,
+        State::Suspended,
+        State::Paused,
+        State::Paused,
+        State::Completed,
+        State::Cancelled,
+    ];
+    let pause_froms = [
+        State::Waiting,
+        State::Delayed,
+        State::Blocked,
+        State::Suspended,
+    ];
+    let now = T;
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for round in 0..36 {
+        let mut ids: Vec<ExecutionId> = (0..25)
+            .map(|_| ExecutionId::generate_in(PartitionId(0), partitions).unwrap())
+            .collect();
+        ids.sort();
+        let root = ids[0].clone();
+        let mut forest = Forest {
+            children: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            now: Timestamp::from_millis(now),
+        };
+        let mut edges = Vec::new();
+        for i in 1..ids.len() {
+            // Parents come before their children, as ids of a flow do.
+            let parent = next(i.min(8));
+            forest
+                .children
+                .entry(ids[parent].clone())
+                .or_default()
+                .push(ids[i].clone());
+            edges.push(json!([
+                ids[parent].uuid().simple().to_string(),
+                ids[i].uuid().simple().to_string()
+            ]));
+        }
+        for v in forest.children.values_mut() {
+            v.sort();
+        }
+        let mut records = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let state = if i == 0 {
+                State::Running
+            } else {
+                states[next(states.len())]
+            };
+            let paused_from =
+                (state == State::Paused).then(|| pause_froms[next(pause_froms.len())]);
+            let run_at = [None, Some(now - 1), Some(now + 1_000)][next(3)];
+            let open_children = next(3) as u64;
+            let node = Node {
+                state,
+                paused_from,
+                via: None,
+                run_at,
+                open_children,
+            };
+            let mut h = json!({
+                "ns": "n", "lane": "l", "pri": "0", "rd": "0", "st": state.as_str(),
+                "att": "1", "a1w": "w", "a1n": hex(1), "a1s": "0",
+            });
+            if state == State::Running {
+                h["wid"] = json!("w");
+                h["ln"] = json!(hex(1));
+                h["le"] = json!((now + 30_000).to_string());
+            } else {
+                h["a1o"] = json!("released");
+                h["a1e"] = json!("0");
+            }
+            if let Some(from) = paused_from {
+                h["pf"] = json!(from.as_str());
+            }
+            if let Some(at) = run_at {
+                h["ra"] = json!(at.to_string());
+            }
+            if open_children > 0 {
+                h["oc"] = json!(open_children.to_string());
+            }
+            if state == State::Suspended || paused_from == Some(State::Suspended) {
+                h["wp"] = json!("go");
+                h["wc"] = json!("all");
+                h["wo"] = json!("resume");
+            }
+            records.push(json!({ "uuid": id.uuid().simple().to_string(), "h": h }));
+            forest.nodes.insert(id.clone(), node);
+        }
+        let budget = [1usize, 2, 3, 5, 8, 1_000][round % 6];
+        let (kind, text) = match round % 3 {
+            0 => ("cancel", "gone".to_owned()),
+            1 => ("pause", root.to_string()),
+            _ => ("resume", String::new()),
+        };
+        let action = match kind {
+            "cancel" => cascade::TreeAction::Cancel("gone"),
+            "pause" => cascade::TreeAction::Pause(&root),
+            _ => cascade::TreeAction::Resume,
+        };
+        let walked = cascade::walk_tree(
+            &mut forest,
+            vec![cascade::CascadeItem::below(root.clone())],
+            budget,
+            action,
+        )
+        .await
+        .unwrap();
+        let left: Vec<String> = walked
+            .left
+            .iter()
+            .map(|item| {
+                format!(
+                    "{}/{}",
+                    item.node.uuid().simple(),
+                    item.after
+                        .as_ref()
+                        .map(|a| a.uuid().simple().to_string())
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        let nodes: Vec<String> = ids
+            .iter()
+            .map(|id| {
+                let n = &forest.nodes[id];
+                format!(
+                    "{}:{}:{}",
+                    n.state.as_str(),
+                    n.paused_from.map(State::as_str).unwrap_or(""),
+                    n.via.as_ref().map(ToString::to_string).unwrap_or_default()
+                )
+            })
+            .collect();
+        expected.push(format!(
+            "{}|{}|{}|{}",
+            walked.visited,
+            walked.cancelled,
+            left.join(","),
+            nodes.join(",")
+        ));
+        cases.push(json!({
+            "base": format!("mirror-tree-{}:{{p:0}}:{round}", std::process::id()),
+            "records": records,
+            "edges": edges,
+            "root": root.uuid().simple().to_string(),
+            "budget": budget,
+            "kind": kind,
+            "text": text,
+            "now": now.to_string(),
+        }));
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local base = c.base
+  for _, r in ipairs(c.records) do save(base, r.uuid, r.h) end
+  for _, e in ipairs(c.edges) do redis.call('ZADD', base .. ':ch:' .. e[1], 0, e[2]) end
+  local stack = { { c.root, '' } }
+  local visited, changed = tree_walk(base, stack, c.budget, c.kind, c.text, c.now, {})
+  local left, nodes = {}, {}
+  for _, s in ipairs(stack) do left[#left + 1] = s[1] .. '/' .. s[2] end
+  for _, r in ipairs(c.records) do
+    local h = load(base, r.uuid)
+    nodes[#nodes + 1] = h.st .. ':' .. (h.pf or '') .. ':' .. (h.pv or '')
+  end
+  local keys = redis.call('KEYS', base .. ':*')
+  for j = 1, #keys, 100 do redis.call('DEL', unpack(keys, j, math.min(j + 99, #keys))) end
+  out[i] = visited .. '|' .. changed .. '|' .. table.concat(left, ',') .. '|' .. table.concat(nodes, ',')
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}");
+    }
+    assert!(
+        expected.iter().any(|e| e.split('|').nth(2) != Some("")),
+        "some walks stop at their budget"
+    );
+    for state in [
+        "cancelled::",
+        "paused:waiting:",
+        "paused:delayed:",
+        "waiting::",
+        "delayed::",
+        "blocked::",
+        "suspended::",
+    ] {
+        assert!(
+            expected.iter().any(|e| e.contains(state)),
+            "some executions end {state}"
         );
     }
 }

@@ -4,7 +4,9 @@
 //! and its versioning, a key schema that never crosses cluster slots, the
 //! claim-discovery hints, the keys of waits, steps and the rest of memory,
 //! change announcements (published only for watched executions, waking
-//! readers across instances), and URL parsing.
+//! readers across instances), paused lanes flagged in every partition,
+//! paused executions out of the passes' indexes, a replay beside a queued
+//! dependents walk, and URL parsing.
 //!
 //! The shared servers come from the test kit (each test under a key prefix
 //! of its own); the library-versioning tests start a private
@@ -817,6 +819,7 @@ async fn the_key_schema_never_crosses_cluster_slots() {
         expired,
         blocked: 0,
         suspended: 0,
+        paused: 0,
         skipped: 0,
     };
     let expected: BTreeMap<Lane, StateCounts> = [
@@ -2812,4 +2815,364 @@ async fn explain_counts_the_whole_lane_on_a_cluster() {
         return;
     };
     explain_counts_the_whole_lane(server).await;
+}
+
+// ------------------------------------------------- pause, resume and replay
+
+/// A paused lane is a flag written to every partition, and each partition's
+/// claim reads its own: with the lane's work spread over many partitions
+/// (some of it with a capability condition, so the claim's peek goes both
+/// through plain reads and through `baton_peek`), a claim over it and
+/// another lane takes only the other lane's work; the paused lane's hint
+/// is kept all the while (no claim reports it empty), so after the resume
+/// one claim loop takes all of it.
+/// On a cluster the keys are only read through the backend (plain
+/// commands of the test kit reach one node).
+async fn a_paused_lane_is_skipped_in_every_partition(server: &RedisServer, cluster: bool) {
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "partitions=8")).await;
+    let gpu = baton_core::CapabilityName::new("gpu").unwrap();
+    let mut held = BTreeSet::new();
+    for n in 0..16 {
+        let mut new = exec("lp", "held");
+        if n % 4 == 0 {
+            new = new.with_capability(gpu.clone());
+        }
+        held.insert(backend.create_one(new).await.unwrap().id);
+    }
+    let mut free = BTreeSet::new();
+    for _ in 0..4 {
+        free.insert(backend.create_one(exec("lp", "free")).await.unwrap().id);
+    }
+    let holding: BTreeSet<u16> = held.iter().map(|id| id.partition().get()).collect();
+    assert!(holding.len() > 4, "placement spread the lane: {holding:?}");
+    assert!(backend.pause_lane(&ns("lp"), &lane("held")).await.unwrap());
+    if !cluster {
+        for p in 0..8 {
+            let flag = server
+                .command(&["HGET", &format!("{prefix}:{{p:{p}}}:lp:lp"), "held"])
+                .unwrap();
+            assert!(flag.as_text().is_some(), "partition {p} holds the flag");
+        }
+    }
+    let hint = format!("{prefix}:hint:{{lp/held}}");
+    let hinted = || -> BTreeSet<u16> {
+        if cluster {
+            return holding.clone();
+        }
+        resp_texts(&server.command(&["ZRANGE", &hint, "0", "-1"]).unwrap())
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect()
+    };
+    assert_eq!(hinted(), holding);
+    let request =
+        |max| claim_request("lp", &["held", "free"], "w", max).with_capabilities([gpu.clone()]);
+    let mut taken = BTreeSet::new();
+    for _ in 0..3 {
+        for c in backend.claim(request(100)).await.unwrap() {
+            taken.insert(c.id);
+        }
+    }
+    assert_eq!(taken, free, "only the lane that is not paused");
+    // One at a time too: a narrow claim must not spend itself on the
+    // paused lane's members either.
+    let more = backend.create_one(exec("lp", "free")).await.unwrap().id;
+    let one = backend.claim(request(1)).await.unwrap();
+    assert_eq!(one.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&more]);
+    // Drops of empty lanes run in the background: give them the time.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(hinted(), holding, "the paused lane's hint is kept");
+    let lanes = backend.lanes(&ns("lp")).await.unwrap();
+    assert_eq!(lanes.len(), 2);
+    assert!(lanes[1].paused_at.is_some() && lanes[1].lane.as_str() == "held");
+    assert_eq!(lanes[1].counts.waiting, 16);
+
+    assert!(backend.resume_lane(&ns("lp"), &lane("held")).await.unwrap());
+    if !cluster {
+        for p in 0..8 {
+            let left = server
+                .command(&["EXISTS", &format!("{prefix}:{{p:{p}}}:lp:lp")])
+                .unwrap();
+            assert_eq!(resp_int(&left), 0, "partition {p} forgot the flag");
+        }
+    }
+    assert!(
+        backend.lanes(&ns("lp")).await.unwrap()[1]
+            .paused_at
+            .is_none()
+    );
+    let mut claimed = BTreeSet::new();
+    for c in backend.claim(request(100)).await.unwrap() {
+        claimed.insert(c.id);
+    }
+    assert_eq!(claimed, held, "one claim takes the whole resumed lane");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_lane_is_skipped_in_every_partition_on_valkey() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    a_paused_lane_is_skipped_in_every_partition(server, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_lane_is_skipped_in_every_partition_on_a_cluster() {
+    let Some(server) = servers::valkey_cluster().await else {
+        return;
+    };
+    a_paused_lane_is_skipped_in_every_partition(server, true).await;
+}
+
+/// A paused execution sits in no index a pass reads: one paused while
+/// running leaves `leases` (a reclaim long after its lease would have
+/// expired does not touch it), one paused while delayed leaves `delayed`
+/// (the promote pass does not move it), one paused while suspended with a
+/// timeout has its entry dropped by the timeout pass; all stay in
+/// `deadlines`. Resumed, each is back in the index of the state it
+/// returns to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_executions_leave_the_indexes_of_the_passes() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=1")).await;
+    let base = format!("{prefix}:{{p:0}}");
+    let score = |set: &str, id: &ExecutionId| {
+        server
+            .command(&[
+                "ZSCORE",
+                &format!("{base}:{set}"),
+                &id.uuid().simple().to_string(),
+            ])
+            .unwrap()
+            .as_text()
+    };
+    let deadline = baton_core::Clock::now(&*clock).saturating_add(Duration::from_secs(3_600));
+    let running = backend
+        .create_one(exec("px", "run").with_deadline(deadline))
+        .await
+        .unwrap()
+        .id;
+    let lease = backend
+        .claim(claim_request("px", &["run"], "w", 1).with_lease_ttl(Duration::from_secs(1)))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease;
+    let waiter = backend.create_one(exec("px", "wait")).await.unwrap().id;
+    let wait_lease = backend
+        .claim(claim_request("px", &["wait"], "w", 1))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease;
+    let wait = baton_core::SuspendRequest::signals([baton_core::SignalName::new("go").unwrap()])
+        .with_timeout(Duration::from_secs(1), baton_core::OnTimeout::Fail);
+    backend.suspend(&wait_lease, wait).await.unwrap();
+    let delayed = backend
+        .create_one(exec("px", "later").with_delay_ms(1_000))
+        .await
+        .unwrap()
+        .id;
+    assert!(score("leases", &running).is_some());
+    assert!(score("delayed", &delayed).is_some());
+    assert!(score("timeouts", &waiter).is_some());
+    for id in [&running, &delayed, &waiter] {
+        let out = backend
+            .pause(id, baton_core::CancelScope::Execution)
+            .await
+            .unwrap();
+        assert_eq!(out.snapshot.state, State::Paused);
+    }
+    assert_eq!(score("leases", &running), None);
+    assert_eq!(score("delayed", &delayed), None);
+    assert!(
+        score("deadlines", &running).is_some(),
+        "deadlines still reach it"
+    );
+    clock.advance(Duration::from_secs(60));
+    let p = baton_core::PartitionId(0);
+    assert_eq!(
+        backend
+            .reclaim_expired_leases(p, 100)
+            .await
+            .unwrap()
+            .processed,
+        0
+    );
+    assert_eq!(backend.promote_due(p, 100).await.unwrap().processed, 0);
+    assert_eq!(backend.timeout_due(p, 100).await.unwrap().processed, 0);
+    assert_eq!(
+        score("timeouts", &waiter),
+        None,
+        "the stale entry is dropped"
+    );
+    for id in [&running, &delayed, &waiter] {
+        assert_eq!(backend.describe(id).await.unwrap().state, State::Paused);
+    }
+    let renewed = backend
+        .renew(baton_core::RenewRequest {
+            worker_id: WorkerId::new("w").unwrap(),
+            lease_ttl: Duration::from_secs(30),
+            leases: vec![lease.clone()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(renewed[0].status, baton_core::RenewStatus::Paused);
+    // Resumed: back where a pass or a claim finds them.
+    for id in [&running, &delayed, &waiter] {
+        backend
+            .resume(id, baton_core::CancelScope::Execution)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        backend.describe(&delayed).await.unwrap().state,
+        State::Waiting
+    );
+    assert!(score("timeouts", &waiter).is_some());
+    assert_eq!(backend.timeout_due(p, 100).await.unwrap().processed, 1);
+    assert_eq!(
+        backend.describe(&waiter).await.unwrap().state,
+        State::Failed
+    );
+    let again = backend
+        .claim(claim_request("px", &["run", "later"], "w", 10))
+        .await
+        .unwrap();
+    let ids: BTreeSet<ExecutionId> = again.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(ids, BTreeSet::from([running.clone(), delayed.clone()]));
+    assert!(score("leases", &running).is_some());
+}
+
+/// A replay of an execution whose first end is still being told to its
+/// dependents by the cascade pass (more of them than the budget) waits
+/// (`Contention`) until the pass has told them all; after it, the
+/// dependents set is gone, the replayed execution's second end tells only
+/// dependents created after the replay, and the trim leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_waits_for_a_queued_dependents_walk_of_the_first_end() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+    let mut config = ValkeyConfig::from_url(&url_with(server, &prefix, "partitions=2")).unwrap();
+    config.clock = clock.clone();
+    let config = config.with_limits(baton_core::Limits {
+        cascade_budget: 3,
+        ..Default::default()
+    });
+    let backend = ValkeyBackend::open(config).await.unwrap();
+    let keys = |what: &str| -> BTreeSet<String> {
+        resp_texts(
+            &server
+                .command(&["KEYS", &format!("{prefix}:*:{what}")])
+                .unwrap(),
+        )
+        .into_iter()
+        .collect()
+    };
+    let root = backend.create_one(exec("rq", "root")).await.unwrap().id;
+    let member = |l: &str| exec("rq", l).with_parent(root.clone());
+    let up = backend.create_one(member("up")).await.unwrap().id;
+    let skip = baton_core::DependencyPolicy::new(
+        baton_core::DependencyMode::AllOf,
+        baton_core::UpstreamFailure::Skip,
+    );
+    let dependent = || {
+        member("down")
+            .with_dependencies([up.clone()])
+            .with_dependency_policy(skip)
+    };
+    let first: Vec<ExecutionId> = backend
+        .create(vec![dependent(); 6])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    let cancelled = backend
+        .cancel(
+            &up,
+            CancelRequest::because("first end").with_scope(baton_core::CancelScope::Execution),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cancelled.snapshot.state, State::Cancelled);
+    let skipped = |ids: &[ExecutionId]| {
+        let backend = backend.clone();
+        let ids = ids.to_vec();
+        async move {
+            let mut n = 0;
+            for id in &ids {
+                if backend.describe(id).await.unwrap().state == State::Skipped {
+                    n += 1;
+                }
+            }
+            n
+        }
+    };
+    assert_eq!(skipped(&first).await, 3, "the budget told three");
+    clock.advance(Duration::from_millis(5));
+    let err = backend.replay(&up).await.unwrap_err();
+    assert!(matches!(err, EngineError::Contention { .. }), "{err}");
+    assert!(err.is_retryable(), "{err}");
+    loop {
+        let step = backend.cascade_due(up.partition(), 2).await.unwrap();
+        if step.next_due.is_none() {
+            break;
+        }
+    }
+    assert_eq!(skipped(&first).await, 6, "the queued walk told the rest");
+    let replayed = backend.replay(&up).await.unwrap();
+    assert_eq!(replayed.state, State::Waiting);
+    let u = up.uuid().simple().to_string();
+    assert!(keys(&format!("dn:{u}*")).is_empty());
+    let later = backend.create_one(dependent()).await.unwrap().id;
+    assert_eq!(
+        backend.describe(&later).await.unwrap().state,
+        State::Blocked
+    );
+    let lease = backend
+        .claim(claim_request("rq", &["up"], "w", 1))
+        .await
+        .unwrap()
+        .remove(0)
+        .lease;
+    backend.complete(&lease, b"{}".to_vec()).await.unwrap();
+    assert_eq!(
+        backend.describe(&later).await.unwrap().state,
+        State::Waiting
+    );
+    assert_eq!(skipped(&first).await, 6);
+    // The flow ends; the trim leaves no dependents set behind.
+    backend
+        .cancel(&root, CancelRequest::default())
+        .await
+        .unwrap();
+    while backend
+        .cascade_due(up.partition(), 100)
+        .await
+        .unwrap()
+        .next_due
+        .is_some()
+    {}
+    assert_eq!(
+        backend.describe(&later).await.unwrap().state,
+        State::Cancelled
+    );
+    clock.advance(Duration::from_secs(10));
+    for p in backend.partitions().iter() {
+        backend
+            .trim_terminal(p, Duration::from_secs(1), 100)
+            .await
+            .unwrap();
+    }
+    for what in ["e:*", "open:*", "dn:*"] {
+        assert_eq!(keys(what), BTreeSet::new(), "{what} after trim");
+    }
 }

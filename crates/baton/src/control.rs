@@ -1,8 +1,12 @@
 //! The commands of operator control: priority and tag edits, revoking a
-//! lease, the live workers. `--json` prints the HTTP API's answer types.
+//! lease, the live workers, pausing and resuming executions and lanes,
+//! replay. `--json` prints the HTTP API's answer types.
 
-use baton_api::{ExplainAnswer, Snapshot, WorkerAnswer, WorkersAnswer};
-use baton_core::{AdminBackend, ExecutionId, Namespace, TagKey};
+use baton_api::{
+    ExplainAnswer, LaneAnswer, LanePauseAnswer, LanesAnswer, PauseAnswer, Snapshot, WorkerAnswer,
+    WorkersAnswer,
+};
+use baton_core::{AdminBackend, CancelScope, ExecutionId, Lane, Namespace, State, TagKey};
 
 use crate::table::Table;
 use crate::{CliResult, print_json, split_pair};
@@ -123,5 +127,148 @@ pub(crate) async fn explain(backend: &dyn AdminBackend, id: &str, json: bool) ->
         ),
         None => println!("{}: {}", e.snapshot.id, e.detail),
     }
+    Ok(())
+}
+
+/// `baton pause ID [--only]` and `baton resume ID [--only]`.
+pub(crate) async fn pause(
+    backend: &dyn AdminBackend,
+    id: &str,
+    only: bool,
+    pause: bool,
+    json: bool,
+) -> CliResult<()> {
+    let id: ExecutionId = id.parse()?;
+    let scope = if only {
+        CancelScope::Execution
+    } else {
+        CancelScope::Tree
+    };
+    let out = if pause {
+        backend.pause(&id, scope).await?
+    } else {
+        backend.resume(&id, scope).await?
+    };
+    if json {
+        print_json(&PauseAnswer::from(&out));
+        return Ok(());
+    }
+    let snap = &out.snapshot;
+    let what = match (&snap.pause, snap.state) {
+        (Some(p), _) => format!("is paused (it was {})", p.from),
+        (None, state) => format!("is {state}"),
+    };
+    let verb = if pause { "paused" } else { "resumed" };
+    let below = match (out.cascaded, out.cascade_pending) {
+        (0, false) => String::new(),
+        (n, false) => format!("; {verb} {n} execution{} below it", plural(n)),
+        (n, true) => format!(
+            "; {verb} {n} execution{} below it, the rest follow shortly (baton tree shows them)",
+            plural(n)
+        ),
+    };
+    println!("{} {what}{below}", snap.id);
+    Ok(())
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `baton replay ID`.
+pub(crate) async fn replay(backend: &dyn AdminBackend, id: &str, json: bool) -> CliResult<()> {
+    let id: ExecutionId = id.parse()?;
+    let snap = backend.replay(&id).await?;
+    if json {
+        print_json(&Snapshot::from(&snap));
+        return Ok(());
+    }
+    println!(
+        "{} is {} again: attempt {} is next, with {} attempt{} allowed from here",
+        snap.id,
+        snap.state,
+        snap.attempts + 1,
+        snap.retry.max_attempts,
+        plural(u64::from(snap.retry.max_attempts))
+    );
+    Ok(())
+}
+
+/// `baton lane pause|resume LANE [--namespace NS]`.
+pub(crate) async fn lane(
+    backend: &dyn AdminBackend,
+    namespace: &str,
+    lane: &str,
+    pause: bool,
+    json: bool,
+) -> CliResult<()> {
+    let ns = Namespace::new(namespace)?;
+    let lane = Lane::new(lane)?;
+    let changed = if pause {
+        backend.pause_lane(&ns, &lane).await?
+    } else {
+        backend.resume_lane(&ns, &lane).await?
+    };
+    if json {
+        print_json(&LanePauseAnswer {
+            lane,
+            paused: pause,
+            changed,
+        });
+        return Ok(());
+    }
+    let now = if pause { "paused" } else { "not paused" };
+    let before = if changed { "" } else { " (it already was)" };
+    let what = if pause {
+        ": claims take none of its work until `baton lane resume`"
+    } else {
+        ": claims take its work again"
+    };
+    println!("lane {lane} of namespace {ns} is {now}{before}{what}");
+    Ok(())
+}
+
+/// `baton lanes [--namespace NS]`.
+pub(crate) async fn lanes(
+    backend: &dyn AdminBackend,
+    namespace: &str,
+    json: bool,
+) -> CliResult<()> {
+    let ns = Namespace::new(namespace)?;
+    let lanes = backend.lanes(&ns).await?;
+    if json {
+        print_json(&LanesAnswer {
+            lanes: lanes.iter().map(LaneAnswer::from).collect(),
+        });
+        return Ok(());
+    }
+    let shown = [
+        State::Waiting,
+        State::Delayed,
+        State::Blocked,
+        State::Running,
+        State::Suspended,
+        State::Paused,
+    ];
+    let mut header = vec!["LANE".to_string(), "PAUSED".to_string()];
+    header.extend(shown.iter().map(|s| s.as_str().to_uppercase()));
+    header.push("FINISHED".into());
+    let mut t = Table::new(header);
+    for l in &lanes {
+        let mut row = vec![
+            l.lane.to_string(),
+            l.paused_at
+                .map_or_else(|| "-".to_owned(), |at| format!("since {at}")),
+        ];
+        row.extend(shown.iter().map(|s| l.counts.get(*s).to_string()));
+        let finished: u64 = State::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| l.counts.get(*s))
+            .sum();
+        row.push(finished.to_string());
+        t.row(row);
+    }
+    t.print_or(&format!("no lanes in namespace {ns}"));
     Ok(())
 }

@@ -203,6 +203,43 @@ enum Command {
         /// The execution id.
         id: String,
     },
+    /// Pause an execution that has not finished, and every unfinished
+    /// execution below it in its flow (unless --only): nothing paused is
+    /// claimed, promoted or timed out until `baton resume`; a running one's
+    /// worker stops at its next renew, and the attempt does not count.
+    Pause {
+        /// The execution id.
+        id: String,
+        /// Pause this execution alone; its descendants keep running.
+        #[arg(long)]
+        only: bool,
+    },
+    /// Resume a paused execution, and every paused execution below it in
+    /// its flow (unless --only): each returns to the state it left, or
+    /// waiting when what it waited for happened meanwhile.
+    Resume {
+        /// The execution id.
+        id: String,
+        /// Resume this execution alone.
+        #[arg(long)]
+        only: bool,
+    },
+    /// Run a failed, cancelled, expired or skipped execution again: it is
+    /// waiting, with a fresh attempt budget; its history stays.
+    Replay {
+        /// The execution id.
+        id: String,
+    },
+    /// Pause or resume a lane: a paused lane's work is not claimed.
+    #[command(subcommand)]
+    Lane(LaneCommand),
+    /// List the lanes of a namespace with executions or paused: whether
+    /// each is paused, and its executions per state.
+    Lanes {
+        /// Namespace to list.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
     /// List the live workers of a namespace: those whose claims or renews
     /// were seen within the last minute.
     Workers {
@@ -229,6 +266,28 @@ enum Command {
     /// Measure end-to-end throughput and latency of the backend in a fresh
     /// namespace: submit, claim and complete no-op executions.
     Bench(bench::BenchArgs),
+}
+
+/// `baton lane pause|resume LANE`.
+#[derive(Debug, Subcommand)]
+enum LaneCommand {
+    /// Stop claims from taking the lane's work, on every partition, until
+    /// it is resumed; everything else about its executions goes on.
+    Pause {
+        /// The lane.
+        lane: String,
+        /// Its namespace.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+    /// Let claims take the lane's work again.
+    Resume {
+        /// The lane.
+        lane: String,
+        /// Its namespace.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -446,6 +505,20 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Untag { id, key } => control::tag(backend.as_ref(), &id, &key, true, json).await,
         Command::Revoke { id } => control::revoke(backend.as_ref(), &id, json).await,
         Command::Explain { id } => control::explain(backend.as_ref(), &id, json).await,
+        Command::Pause { id, only } => {
+            control::pause(backend.as_ref(), &id, only, true, json).await
+        }
+        Command::Resume { id, only } => {
+            control::pause(backend.as_ref(), &id, only, false, json).await
+        }
+        Command::Replay { id } => control::replay(backend.as_ref(), &id, json).await,
+        Command::Lane(LaneCommand::Pause { lane, namespace }) => {
+            control::lane(backend.as_ref(), &namespace, &lane, true, json).await
+        }
+        Command::Lane(LaneCommand::Resume { lane, namespace }) => {
+            control::lane(backend.as_ref(), &namespace, &lane, false, json).await
+        }
+        Command::Lanes { namespace } => control::lanes(backend.as_ref(), &namespace, json).await,
         Command::Workers { namespace, limit } => {
             control::workers(backend.as_ref(), &namespace, limit, json).await
         }

@@ -242,7 +242,7 @@ fn migrate_reports_the_schema_version() {
     let cli = Cli::new();
     let m = cli.json(&["migrate"]);
     assert_eq!(m["backend"], "sqlite");
-    assert_eq!(m["schema_version"], 9);
+    assert_eq!(m["schema_version"], 10);
     assert_eq!(m["partitions"], 16);
     assert!(cli.dir.path().join("baton.db").exists());
 }
@@ -756,4 +756,50 @@ fn operators_edit_revoke_and_list_workers() {
     let snap = cli.json(&["describe", &second, "--attempts"]);
     assert_eq!(snap["state"], "delayed");
     assert_eq!(snap["attempt_history"][0]["outcome"], "lease_expired");
+}
+
+/// `baton pause`, `resume`, `replay`, `lane pause|resume` and `lanes`.
+#[test]
+fn operators_pause_resume_replay_and_pause_lanes() {
+    let cli = Cli::new();
+    let id = cli.json(&["submit", "job", "--lane", "held"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let text = cli.ok(&["pause", &id]);
+    assert!(text.contains("is paused (it was waiting)"), "{text}");
+    let answer = cli.json(&["pause", &id, "--only"]);
+    assert_eq!(
+        (answer["state"].clone(), answer["cascaded"].clone()),
+        (serde_json::json!("paused"), serde_json::json!(0))
+    );
+    let text = cli.ok(&["explain", &id]);
+    assert!(text.contains("(paused)"), "{text}");
+    let text = cli.ok(&["lanes"]);
+    assert!(text.contains("PAUSED") && text.contains("held"), "{text}");
+    let text = cli.ok(&["resume", &id]);
+    assert!(text.contains("is waiting"), "{text}");
+    let text = cli.ok(&["lane", "pause", "held"]);
+    assert!(
+        text.contains("lane held of namespace default is paused"),
+        "{text}"
+    );
+    let text = cli.ok(&["lane", "pause", "held"]);
+    assert!(text.contains("(it already was)"), "{text}");
+    let lanes = cli.json(&["lanes"]);
+    assert_eq!(lanes["lanes"][0]["paused"], true, "{lanes}");
+    assert_eq!(cli.json(&["explain", &id])["waiting_on"], "lane_paused");
+    let text = cli.ok(&["lanes"]);
+    assert!(text.contains("since "), "{text}");
+    assert_eq!(cli.json(&["lane", "resume", "held"])["changed"], true);
+    let (code, err) = cli.fails(&["replay", &id]);
+    assert_eq!(code, 4, "a waiting execution is not replayed: {err}");
+    cli.ok(&["cancel", &id]);
+    let text = cli.ok(&["replay", &id]);
+    assert!(
+        text.contains("is waiting again: attempt 1 is next"),
+        "{text}"
+    );
+    let (code, err) = cli.fails(&["pause", "not-an-id"]);
+    assert_eq!(code, 2, "{err}");
 }

@@ -119,6 +119,7 @@ on_every_backend!(
     an_http_worker_replays_its_steps,
     status_progress_and_state_over_http_with_woken_long_polls,
     operators_edit_priority_and_tags_revoke_and_list_workers,
+    operators_pause_resume_and_replay_executions_and_pause_lanes,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -1871,4 +1872,104 @@ fn operators_edit_priority_and_tags_revoke_and_list_workers(b: Bk) {
         .error(409, "conflict");
     let snap = s.describe(&f);
     assert_eq!(snap["attempt_history"][0]["outcome"], "lease_expired");
+}
+
+/// Pause, resume, replay and lane pause over HTTP: a paused running
+/// execution's worker learns it at its renew and its lease is dead; a
+/// resumed one runs again without having used an attempt; a paused lane
+/// gives claims nothing; a failed execution is replayed once.
+fn operators_pause_resume_and_replay_executions_and_pause_lanes(b: Bk) {
+    let s = Server::start(&b);
+    let id = s.submit(json!({"kind": "job", "lane": "p", "max_attempts": 1}));
+    let e = encoded(&id);
+    let claims = s.claim("p", json!({"worker_id": "pw", "max": 1}));
+    let lease = claims[0]["lease"]["token"].clone();
+    let paused = s.post(&format!("/v1/executions/{e}/pause"), json!({}));
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    let paused = paused.json();
+    assert_eq!(paused["state"], "paused");
+    assert_eq!(paused["pause"], json!({"from": "waiting", "via": null}));
+    assert_eq!(
+        (
+            paused["cascaded"].clone(),
+            paused["cascade_pending"].clone()
+        ),
+        (json!(0), json!(false))
+    );
+    assert_eq!(paused["waiting_on"]["reason"], "paused");
+    let renewed = s.ok(
+        "/v1/leases/renew",
+        json!({"worker_id": "pw", "leases": [lease]}),
+    );
+    assert_eq!(renewed["leases"][0]["status"], "paused");
+    s.post(
+        &format!("/v1/executions/{e}/complete"),
+        json!({"lease": lease, "result": 1}),
+    )
+    .error(409, "lease_lost");
+    assert_eq!(s.describe(&e)["attempt_history"][0]["outcome"], "paused");
+    let stats = s.get("/v1/stats?namespace=default").json();
+    assert_eq!(stats["lanes"]["p"]["paused"], 1, "{stats}");
+    assert!(s.claim("p", json!({"worker_id": "pw"})).is_empty());
+    s.post(
+        &format!("/v1/executions/{e}/pause"),
+        json!({"scope": "sideways"}),
+    )
+    .error(400, "invalid_input");
+    let resumed = s.post(
+        &format!("/v1/executions/{e}/resume"),
+        json!({"scope": "execution"}),
+    );
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    assert_eq!(resumed.json()["state"], "waiting");
+
+    // A paused lane gives claims nothing, and says so.
+    let lane = s.post("/v1/lanes/p/pause", json!({"namespace": "default"}));
+    assert_eq!(lane.status, 200, "{}", lane.body);
+    assert_eq!(
+        lane.json(),
+        json!({"lane": "p", "paused": true, "changed": true})
+    );
+    assert_eq!(
+        s.post("/v1/lanes/p/pause", json!({})).json()["changed"],
+        false
+    );
+    assert!(s.claim("p", json!({"worker_id": "pw"})).is_empty());
+    let why = s.get(&format!("/v1/executions/{e}/explain")).json();
+    assert_eq!(why["waiting_on"], "lane_paused", "{why}");
+    let lanes = s.get("/v1/lanes?namespace=default").json();
+    assert_eq!(lanes["lanes"][0]["lane"], "p", "{lanes}");
+    assert_eq!(lanes["lanes"][0]["paused"], true);
+    assert_eq!(lanes["lanes"][0]["counts"]["waiting"], 1);
+    let lane = s.post("/v1/lanes/p/resume", json!({})).json();
+    assert_eq!(
+        (lane["paused"].clone(), lane["changed"].clone()),
+        (json!(false), json!(true))
+    );
+    assert_eq!(s.get("/v1/lanes").json()["lanes"][0]["paused"], false);
+
+    // Its one attempt was not used by the pause: it runs, fails, is replayed.
+    let claims = s.claim("p", json!({"worker_id": "pw", "max": 1}));
+    assert_eq!(claims[0]["attempt"], 2);
+    let failed = s.ok(
+        &format!("/v1/executions/{e}/fail"),
+        json!({"lease": claims[0]["lease"]["token"], "error": "boom"}),
+    );
+    assert_eq!(failed["state"], "failed");
+    let replayed = s.post(&format!("/v1/executions/{e}/replay"), json!({}));
+    assert_eq!(replayed.status, 200, "{}", replayed.body);
+    let replayed = replayed.json();
+    assert_eq!(
+        (replayed["state"].clone(), replayed["finished_at"].clone()),
+        (json!("waiting"), Value::Null)
+    );
+    assert_eq!(replayed["last_error"], "boom");
+    s.post(&format!("/v1/executions/{e}/replay"), json!({}))
+        .error(409, "conflict");
+    // Same partition tag and hash, another creation time: never created.
+    let (tag, uuid) = id.split_once("}-").unwrap();
+    let flipped = if uuid.starts_with('0') { '1' } else { '0' };
+    let unknown = encoded(&format!("{tag}}}-{flipped}{}", &uuid[1..]));
+    s.post(&format!("/v1/executions/{unknown}/pause"), json!({}))
+        .error(404, "not_found");
 }

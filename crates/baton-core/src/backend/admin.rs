@@ -2,7 +2,7 @@
 //! convenience calls of [`EngineBackendExt`].
 
 use super::*;
-use crate::model::Explanation;
+use crate::model::{CancelScope, Explanation, LaneInfo, PauseOutcome};
 
 /// Reads for operators, dashboards and the CLI. Not on the hot path; may be
 /// slower than [`EngineBackend`] methods (for example merging partitions).
@@ -196,6 +196,116 @@ pub trait AdminBackend: EngineBackend {
     /// # Errors
     /// `NotFound`, `InvalidInput`, `Corruption`, `Unavailable`.
     async fn explain(&self, id: &ExecutionId) -> Result<Explanation>;
+
+    /// Pauses an execution, and with scope `tree` (the default) every
+    /// descendant that has neither finished nor been paused: a paused
+    /// execution is not claimed, promoted or timed out until it is resumed,
+    /// and remembers the state it left ([`Pause`](crate::Pause)).
+    ///
+    /// # Behavior
+    /// Judged by [`rules::check_pause`](crate::raw::rules::check_pause): a
+    /// finished execution is a `Conflict`. A running one's attempt ends
+    /// `paused` at once — no attempt consumed, the lease dead — and its
+    /// worker learns it at its next renew ([`RenewStatus::Paused`](crate::RenewStatus::Paused));
+    /// its complete or fail answers `LeaseLost`. Cancels and deadlines
+    /// still reach a paused execution; what it waited for goes on being
+    /// counted (children and upstreams finishing, signals buffered) and is
+    /// judged at resume, except an upstream verdict that finishes it
+    /// (skip, fail), which acts at once. Descendants beyond
+    /// `Limits::cascade_budget` are paused by the cascade pass shortly
+    /// after (`cascade_pending`).
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL` for the execution and the descendants
+    /// within the budget.
+    ///
+    /// # Idempotency
+    /// Pausing a paused execution changes nothing about it (its descendants
+    /// are still visited with scope `tree`).
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict`, `Unavailable`.
+    async fn pause(&self, id: &ExecutionId, scope: CancelScope) -> Result<PauseOutcome>;
+
+    /// Resumes a paused execution, and with scope `tree` (the default)
+    /// every paused descendant, whoever paused it: each returns to
+    /// [`rules::resume_target`](crate::raw::rules::resume_target) — the
+    /// state it left, or `waiting` when what it waited for happened
+    /// meanwhile (a `waiting` one is eligible from the resume on).
+    ///
+    /// # Behavior
+    /// Judged by [`rules::check_resume`](crate::raw::rules::check_resume):
+    /// a finished execution is a `Conflict`; one that is not paused is
+    /// left as it is. A resumed `suspended` execution whose held signals
+    /// satisfy its wait consumes them and is `waiting`.
+    ///
+    /// # Atomicity
+    /// As [`pause`](Self::pause).
+    ///
+    /// # Idempotency
+    /// Resuming an execution that is not paused changes nothing about it.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict`, `Unavailable`.
+    async fn resume(&self, id: &ExecutionId, scope: CancelScope) -> Result<PauseOutcome>;
+
+    /// Pauses a lane of a namespace: from the moment this answers, no claim
+    /// takes its work (on every partition) until it is resumed; everything
+    /// else about its executions goes on (promotions, deadlines, running
+    /// attempts). Answers `true` when it was not paused before.
+    ///
+    /// # Behavior
+    /// A claim that was already running when the pause was written may
+    /// still take work. Long-polling claims of the lane wait on.
+    ///
+    /// # Atomicity
+    /// One statement on SQL; on Valkey one write per partition, in order.
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Unavailable`.
+    async fn pause_lane(&self, namespace: &Namespace, lane: &Lane) -> Result<bool>;
+
+    /// Resumes a paused lane: claims take its work again (waiting claims
+    /// are woken). Answers `true` when it was paused.
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Unavailable`.
+    async fn resume_lane(&self, namespace: &Namespace, lane: &Lane) -> Result<bool>;
+
+    /// The lanes of a namespace, by name: every lane that holds
+    /// executions or is paused, with whether it is paused and its counts
+    /// per state.
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Unavailable`.
+    async fn lanes(&self, namespace: &Namespace) -> Result<Vec<LaneInfo>>;
+
+    /// Replays a `failed`, `cancelled`, `expired` or `skipped` execution
+    /// (a dead-letter requeue): it is `waiting` again, eligible now, with
+    /// a fresh attempt budget; its attempts, signals, steps and state stay
+    /// as history.
+    ///
+    /// # Behavior
+    /// Checked by [`rules::check_replay`](crate::raw::rules::check_replay):
+    /// any other state is a `Conflict`. The retry policy counts only the
+    /// attempts after the replay; the attempt numbers go on. A deadline
+    /// that passed is removed ([`rules::replay_deadline`](crate::raw::rules::replay_deadline)),
+    /// as are the finish time and the cancel reason (`last_error` stays
+    /// until a later attempt replaces it). A flow member re-opens its flow:
+    /// a parent that has not finished counts it as unfinished again, and
+    /// the flow is not trimmed while it runs. Its dependents were decided
+    /// when it finished and are not decided again. While the cascade pass
+    /// still has work queued in its partition (a cancel or a finish bigger
+    /// than `Limits::cascade_budget`, for seconds), the replay answers
+    /// `Contention` ([`rules::replay_waits_for_cascade`](crate::raw::rules::replay_waits_for_cascade)):
+    /// retry it in a moment.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict`, `Contention`, `Unavailable`.
+    async fn replay(&self, id: &ExecutionId) -> Result<ExecutionSnapshot>;
 
     /// The children of `parent` (its direct descendants), ascending by id
     /// (creation order), one page at a time.

@@ -14,10 +14,10 @@ mod work;
 pub use deps::{DependencyMode, DependencyPolicy, Upstream, UpstreamFailure};
 pub use engine::{Ownership, PartitionOwner, ScanReport};
 pub use flow::{CancelRequest, CancelScope, Cancellation, Tree, TreeNode};
-pub use ops::{Explanation, QueueFacts, WorkerInfo};
+pub use ops::{Explanation, LaneInfo, PauseOutcome, QueueFacts, WorkerInfo};
 pub use prepare::PreparedExecution;
 pub use read::{
-    AttemptRecord, ExecutionSnapshot, ListCursor, ListFilter, ListPage, Page, StateCounts,
+    AttemptRecord, ExecutionSnapshot, ListCursor, ListFilter, ListPage, Page, Pause, StateCounts,
     WaitReason, WaitingOn,
 };
 pub use steps::{ChangeMark, ProgressFrame, StateEntry, StepOutcome, StepRecord, StepStatus};

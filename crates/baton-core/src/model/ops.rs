@@ -1,4 +1,5 @@
-//! Operator control: what the worker registry records.
+//! Operator control: what the worker registry records, what explain and
+//! pause answer, how a lane stands.
 
 use std::collections::BTreeSet;
 
@@ -31,10 +32,11 @@ pub struct Explanation {
     /// The execution as it is.
     pub snapshot: crate::ExecutionSnapshot,
     /// A stable code: the snapshot's `waiting_on` reasons (`children`,
-    /// `dependencies`, `signals`, `timer`, `delayed`, `leased`), and for a
-    /// waiting execution `no_capable_worker` (no live worker claims its
-    /// lane with the capabilities it requires) or `queued` (it is next, or
-    /// behind others of its lane); `None` once it finished.
+    /// `dependencies`, `signals`, `timer`, `paused`, `delayed`, `leased`),
+    /// and for a waiting execution `lane_paused` (an operator paused its
+    /// lane), `no_capable_worker` (no live worker claims its lane with the
+    /// capabilities it requires) or `queued` (it is next, or behind others
+    /// of its lane); `None` once it finished.
     pub reason: Option<&'static str>,
     /// The same as a sentence naming the numbers, names and times.
     pub detail: String,
@@ -50,9 +52,36 @@ pub struct QueueFacts {
     /// (higher priority, or equal priority and eligible earlier), counted
     /// up to [`QueueFacts::MAX_AHEAD`].
     pub ahead: u64,
+    /// Whether its lane is paused.
+    pub lane_paused: bool,
 }
 
 impl QueueFacts {
     /// The most executions ahead an explanation counts ("at least" beyond).
     pub const MAX_AHEAD: u64 = 10_000;
+}
+
+/// What a `pause` or `resume` did: the execution as it is after, and how
+/// many of its descendants the tree scope changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PauseOutcome {
+    /// The execution after the call.
+    pub snapshot: crate::ExecutionSnapshot,
+    /// Descendants paused (or resumed) in the same atomic unit.
+    pub cascaded: u64,
+    /// True when more descendants remain: the scheduler's cascade pass
+    /// reaches them shortly.
+    pub cascade_pending: bool,
+}
+
+/// One lane of a namespace, as [`lanes`](crate::AdminBackend::lanes) lists
+/// it: every lane that holds executions or is paused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaneInfo {
+    /// The lane.
+    pub lane: Lane,
+    /// When an operator paused it; `None` while claims take its work.
+    pub paused_at: Option<Timestamp>,
+    /// How many of its executions are in each state.
+    pub counts: crate::StateCounts,
 }

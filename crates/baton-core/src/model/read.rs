@@ -78,6 +78,8 @@ pub struct ExecutionSnapshot {
     pub waiting_on: Option<WaitingOn>,
     /// The wait of a `suspended` execution; `None` in every other state.
     pub suspension: Option<crate::model::Suspension>,
+    /// The pause of a `paused` execution; `None` in every other state.
+    pub pause: Option<Pause>,
     /// The custom status its lease holders last set (JSON bytes), kept
     /// after it finishes.
     pub custom_status: Option<Vec<u8>>,
@@ -99,6 +101,32 @@ pub enum WaitingOn {
     Dependencies(u64),
 }
 
+/// What a `paused` execution remembers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pause {
+    /// The state it left (`waiting` for one that was running). Resume
+    /// returns it there, or to `waiting` when what it waited for happened
+    /// while it was paused (its children finished, its dependencies were
+    /// met, its held signals satisfy its wait, its `run_at` passed): see
+    /// [`rules::resume_target`](crate::raw::rules::resume_target).
+    pub from: State,
+    /// The ancestor whose tree pause reached it; `None` when it was paused
+    /// itself.
+    pub via: Option<ExecutionId>,
+}
+
+impl Pause {
+    /// The state a paused execution left, for the waits it kept: what
+    /// events that reach it while paused are judged against. `state` for
+    /// anything not paused.
+    pub fn underlying(state: State, pause: Option<&Pause>) -> State {
+        match (state, pause) {
+            (State::Paused, Some(p)) => p.from,
+            _ => state,
+        }
+    }
+}
+
 /// Why an execution is not running, as a person reads it (the API's
 /// `waiting_on`): a stable `reason` code and a sentence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,7 +134,7 @@ pub struct WaitReason {
     /// `children` (blocked until its children finish), `dependencies`
     /// (blocked until its upstream executions finish), `signals`
     /// (suspended until signals arrive), `timer` (suspended in a durable
-    /// sleep), `delayed` (not
+    /// sleep), `paused` (an operator paused it or its tree), `delayed` (not
     /// eligible before its `run_at`) or `leased` (a worker runs it); later
     /// capabilities add codes.
     pub reason: &'static str,
@@ -157,6 +185,22 @@ impl ExecutionSnapshot {
                     detail: "suspended".into(),
                 },
             }),
+            (State::Paused, _) => Some(WaitReason {
+                reason: "paused",
+                detail: match &self.pause {
+                    Some(Pause { from, via: None }) => {
+                        format!("paused by an operator while {from}; resume continues it")
+                    }
+                    Some(Pause {
+                        from,
+                        via: Some(ancestor),
+                    }) => format!(
+                        "paused with the tree of its ancestor {ancestor} while {from}; resume \
+                         continues it"
+                    ),
+                    None => "paused by an operator".into(),
+                },
+            }),
             (State::Delayed, _) => Some(WaitReason {
                 reason: "delayed",
                 detail: match self.run_at {
@@ -198,6 +242,12 @@ impl ExecutionSnapshot {
         if (self.state == State::Blocked) != self.waiting_on.is_some() {
             return Err(EngineError::corruption(format!(
                 "execution {}: state {} disagrees with what it waits on",
+                self.id, self.state
+            )));
+        }
+        if (self.state == State::Paused) != self.pause.is_some() {
+            return Err(EngineError::corruption(format!(
+                "execution {}: state {} disagrees with its pause",
                 self.id, self.state
             )));
         }
@@ -413,6 +463,9 @@ pub struct StateCounts {
     /// `suspended`
     #[serde(default)]
     pub suspended: u64,
+    /// `paused`
+    #[serde(default)]
+    pub paused: u64,
     /// `completed`
     pub completed: u64,
     /// `failed`
@@ -435,6 +488,7 @@ impl StateCounts {
             State::Blocked => self.blocked,
             State::Running => self.running,
             State::Suspended => self.suspended,
+            State::Paused => self.paused,
             State::Completed => self.completed,
             State::Failed => self.failed,
             State::Cancelled => self.cancelled,
@@ -451,6 +505,7 @@ impl StateCounts {
             State::Blocked => &mut self.blocked,
             State::Running => &mut self.running,
             State::Suspended => &mut self.suspended,
+            State::Paused => &mut self.paused,
             State::Completed => &mut self.completed,
             State::Failed => &mut self.failed,
             State::Cancelled => &mut self.cancelled,

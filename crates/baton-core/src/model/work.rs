@@ -150,6 +150,10 @@ pub enum RenewStatus {
     Lost,
     /// The execution was cancelled: stop.
     Cancelled,
+    /// An operator paused the execution: stop without reporting; the
+    /// attempt counts as no failure and a claim after its resume runs it
+    /// again.
+    Paused,
 }
 
 /// The answer for one lease of a renew call, in request order.

@@ -1,5 +1,5 @@
-//! How a cancel reaches a subtree, and how a finished execution reaches
-//! its dependents: walks over the children and dependents indexes, bounded
+//! How a cancel, a pause or a resume reaches a subtree, and how a
+//! finished execution reaches its dependents: walks over the children and dependents indexes, bounded
 //! per atomic unit, resumable from the places they stopped.
 //!
 //! The SQL backends run [`walk`] and [`dependents`] inside their
@@ -59,6 +59,17 @@ pub trait CascadeStore: Send {
         reason: &str,
     ) -> Result<()>;
 
+    /// Pauses `members` (each neither finished nor paused when read, in
+    /// this unit), reached by the tree pause of `via`: each remembers the
+    /// state it left (`waiting` for a running one, whose attempt ends
+    /// `paused` and counts as no failure) and `via`.
+    async fn pause_members(&mut self, members: &[&ChildFacts], via: &ExecutionId) -> Result<()>;
+
+    /// Resumes `members` (each paused when read, in this unit), each to
+    /// [`rules::resume_target`] (a waiting one's lane is woken after
+    /// commit).
+    async fn resume_members(&mut self, members: &[&ChildFacts]) -> Result<()>;
+
     /// Up to `limit` executions that depend on `upstream`, with ids above
     /// `after`, ascending.
     async fn dependents_after(
@@ -82,10 +93,42 @@ pub trait CascadeStore: Send {
     ) -> Result<()>;
 }
 
+/// What a walk over a subtree does to the descendants it reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TreeAction<'a> {
+    /// Cancels the non-terminal ones, storing this cancel reason.
+    Cancel(&'a str),
+    /// Pauses those neither finished nor paused, through the tree pause of
+    /// this execution.
+    Pause(&'a ExecutionId),
+    /// Resumes the paused ones.
+    Resume,
+}
+
+impl TreeAction<'_> {
+    /// Whether it changes a descendant in `state`.
+    pub fn reaches(&self, state: crate::State) -> bool {
+        match self {
+            TreeAction::Cancel(_) => !state.is_terminal(),
+            TreeAction::Pause(_) => rules::pause_reaches(state),
+            TreeAction::Resume => rules::resume_reaches(state),
+        }
+    }
+
+    /// The queued form of the places a walk of it did not reach.
+    pub fn queued(&self) -> QueuedWork {
+        match self {
+            TreeAction::Cancel(reason) => QueuedWork::Cancel((*reason).to_owned()),
+            TreeAction::Pause(via) => QueuedWork::Pause((*via).clone()),
+            TreeAction::Resume => QueuedWork::Resume,
+        }
+    }
+}
+
 /// What one bounded walk did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CascadeWalk {
-    /// Executions it cancelled.
+    /// Executions it cancelled (paused, or resumed, for those walks).
     pub cancelled: u64,
     /// Dependents it released, skipped or failed.
     pub settled: u64,
@@ -101,9 +144,14 @@ pub struct CascadeWalk {
 impl CascadeWalk {
     /// The places it did not reach, to queue (cancels with `reason`).
     pub fn to_queue(&self, reason: &str) -> Vec<Queued> {
+        self.to_queue_for(TreeAction::Cancel(reason))
+    }
+
+    /// The places a walk of `action` did not reach, to queue.
+    pub fn to_queue_for(&self, action: TreeAction<'_>) -> Vec<Queued> {
         let cancels = self.left.iter().map(|item| Queued {
             item: item.clone(),
-            work: QueuedWork::Cancel(reason.to_owned()),
+            work: action.queued(),
         });
         let dependents = self.dependents_left.iter().map(|item| Queued {
             item: item.clone(),
@@ -122,6 +170,19 @@ pub async fn walk(
     budget: usize,
     reason: &str,
 ) -> Result<CascadeWalk> {
+    walk_tree(store, start, budget, TreeAction::Cancel(reason)).await
+}
+
+/// Walks the subtrees below `start` doing `action` to every descendant it
+/// reaches ([`TreeAction::reaches`]); a cancel then tells the dependents
+/// of those it cancelled (nothing finishes in a pause or a resume). At
+/// most `budget` children and dependents visited in all.
+pub async fn walk_tree(
+    store: &mut dyn CascadeStore,
+    start: Vec<CascadeItem>,
+    budget: usize,
+    action: TreeAction<'_>,
+) -> Result<CascadeWalk> {
     let mut stack = start;
     let mut out = CascadeWalk::default();
     let mut finished = Vec::new();
@@ -132,17 +193,23 @@ pub async fn walk(
             .children_after(&item.node, item.after.as_ref(), asked)
             .await?;
         out.visited += page.len();
-        let step = rules::cascade_page(&item, &page, asked);
+        let step = rules::tree_page(&item, &page, asked, |s| action.reaches(s));
         let doomed: Vec<&ChildFacts> = step.cancel.iter().map(|&i| &page[i]).collect();
         if !doomed.is_empty() {
-            store.cancel_members(&item.node, &doomed, reason).await?;
+            match action {
+                TreeAction::Cancel(reason) => {
+                    store.cancel_members(&item.node, &doomed, reason).await?;
+                    finished.extend(
+                        doomed
+                            .iter()
+                            .filter(|c| c.has_dependents)
+                            .map(|c| (CascadeItem::below(c.id.clone()), false)),
+                    );
+                }
+                TreeAction::Pause(via) => store.pause_members(&doomed, via).await?,
+                TreeAction::Resume => store.resume_members(&doomed).await?,
+            }
             out.cancelled += doomed.len() as u64;
-            finished.extend(
-                doomed
-                    .iter()
-                    .filter(|c| c.has_dependents)
-                    .map(|c| (CascadeItem::below(c.id.clone()), false)),
-            );
         }
         stack.extend(step.push);
     }
@@ -236,23 +303,33 @@ pub enum QueuedWork {
     /// Tell the dependents of the place's node that it finished; `true`
     /// when it completed.
     Dependents(bool),
+    /// Pause what lies below the place, through the tree pause of this
+    /// execution.
+    Pause(ExecutionId),
+    /// Resume what lies below the place.
+    Resume,
 }
 
 impl QueuedWork {
-    /// The stored kind: `cancel` or `dependents`.
+    /// The stored kind: `cancel`, `dependents`, `pause` or `resume`.
     pub fn kind(&self) -> &'static str {
         match self {
             QueuedWork::Cancel(_) => "cancel",
             QueuedWork::Dependents(_) => "dependents",
+            QueuedWork::Pause(_) => "pause",
+            QueuedWork::Resume => "resume",
         }
     }
 
-    /// The stored text: the cancel reason, or `completed` / `unmet`.
-    pub fn text(&self) -> &str {
+    /// The stored text: the cancel reason, `completed` / `unmet`, the id
+    /// of the pausing ancestor, or nothing for a resume.
+    pub fn text(&self) -> String {
         match self {
-            QueuedWork::Cancel(reason) => reason,
-            QueuedWork::Dependents(true) => "completed",
-            QueuedWork::Dependents(false) => "unmet",
+            QueuedWork::Cancel(reason) => reason.clone(),
+            QueuedWork::Dependents(true) => "completed".into(),
+            QueuedWork::Dependents(false) => "unmet".into(),
+            QueuedWork::Pause(via) => via.to_string(),
+            QueuedWork::Resume => String::new(),
         }
     }
 
@@ -261,7 +338,7 @@ impl QueuedWork {
     /// ```
     /// use baton_core::raw::cascade::QueuedWork;
     /// let w = QueuedWork::Dependents(true);
-    /// assert_eq!(QueuedWork::from_stored(w.kind(), w.text()).unwrap(), w);
+    /// assert_eq!(QueuedWork::from_stored(w.kind(), &w.text()).unwrap(), w);
     /// assert!(QueuedWork::from_stored("other", "x").is_err());
     /// ```
     pub fn from_stored(kind: &str, text: &str) -> Result<Self> {
@@ -269,6 +346,12 @@ impl QueuedWork {
             ("cancel", reason) => Ok(QueuedWork::Cancel(reason.to_owned())),
             ("dependents", "completed") => Ok(QueuedWork::Dependents(true)),
             ("dependents", "unmet") => Ok(QueuedWork::Dependents(false)),
+            ("pause", via) => via.parse().map(QueuedWork::Pause).map_err(|_| {
+                EngineError::corruption(format!(
+                    "a queued pause names {via:?}, which is not an execution id"
+                ))
+            }),
+            ("resume", "") => Ok(QueuedWork::Resume),
             _ => Err(EngineError::corruption(format!(
                 "a queued cascade of kind {kind:?} with {text:?} is not one Baton writes"
             ))),
@@ -325,6 +408,20 @@ pub async fn pass_step(
                 visited += told.visited.max(1);
                 out.cancelled += told.settled;
                 out.left.extend(told.to_queue());
+            }
+            QueuedWork::Pause(via) => {
+                let action = TreeAction::Pause(via);
+                let walked = walk_tree(store, vec![q.item.clone()], budget, action).await?;
+                visited += walked.visited.max(1);
+                out.cancelled += walked.cancelled;
+                out.left.extend(walked.to_queue_for(action));
+            }
+            QueuedWork::Resume => {
+                let action = TreeAction::Resume;
+                let walked = walk_tree(store, vec![q.item.clone()], budget, action).await?;
+                visited += walked.visited.max(1);
+                out.cancelled += walked.cancelled;
+                out.left.extend(walked.to_queue_for(action));
             }
         }
         out.worked += 1;
@@ -422,6 +519,33 @@ mod tests {
                 assert!(!self.states[&m.id].is_terminal(), "cancels only live ones");
                 self.states.insert(m.id.clone(), State::Cancelled);
                 self.cancelled.push(m.id.clone());
+            }
+            Ok(())
+        }
+
+        async fn pause_members(
+            &mut self,
+            members: &[&ChildFacts],
+            _via: &ExecutionId,
+        ) -> Result<()> {
+            for m in members {
+                assert!(
+                    rules::pause_reaches(self.states[&m.id]),
+                    "pauses only live ones"
+                );
+                self.states.insert(m.id.clone(), State::Paused);
+            }
+            Ok(())
+        }
+
+        async fn resume_members(&mut self, members: &[&ChildFacts]) -> Result<()> {
+            for m in members {
+                assert_eq!(
+                    self.states[&m.id],
+                    State::Paused,
+                    "resumes only paused ones"
+                );
+                self.states.insert(m.id.clone(), State::Waiting);
             }
             Ok(())
         }
@@ -583,6 +707,7 @@ mod tests {
             id: id.clone(),
             parent: None,
             state: State::Blocked,
+            paused_from: None,
             policy: crate::DependencyPolicy::default(),
             total: 1,
             done: 0,
@@ -662,9 +787,68 @@ mod tests {
             QueuedWork::Cancel("because".into()),
             QueuedWork::Dependents(true),
             QueuedWork::Dependents(false),
+            QueuedWork::Pause(ExecutionId::generate(PartitionCount::new(2).unwrap())),
+            QueuedWork::Resume,
         ] {
-            assert_eq!(QueuedWork::from_stored(w.kind(), w.text()).unwrap(), w);
+            assert_eq!(QueuedWork::from_stored(w.kind(), &w.text()).unwrap(), w);
         }
         assert!(QueuedWork::from_stored("dependents", "maybe").is_err());
+        assert!(QueuedWork::from_stored("pause", "not-an-id").is_err());
+        assert!(QueuedWork::from_stored("resume", "x").is_err());
+    }
+
+    /// A tree pause in budget-sized steps reaches every live descendant
+    /// once, passing over finished and already paused ones; a tree resume
+    /// then reaches every paused one.
+    #[tokio::test]
+    async fn pause_and_resume_walks_reach_the_whole_tree_in_steps() {
+        let (root, mut mem) = forest(4, 3);
+        let ids: Vec<ExecutionId> = mem.states.keys().filter(|i| **i != root).cloned().collect();
+        mem.states.insert(ids[0].clone(), State::Completed);
+        mem.states.insert(ids[1].clone(), State::Paused);
+        let live = ids
+            .iter()
+            .filter(|i| rules::pause_reaches(mem.states[*i]))
+            .count();
+        let done: Vec<ExecutionId> = ids
+            .iter()
+            .filter(|i| mem.states[*i].is_terminal())
+            .cloned()
+            .collect();
+        let pause = TreeAction::Pause(&root);
+        let mut queue = vec![Queued {
+            item: CascadeItem::below(root.clone()),
+            work: pause.queued(),
+        }];
+        let mut paused = 0;
+        while !queue.is_empty() {
+            let step = pass_step(&mut mem, &queue, 3).await.unwrap();
+            paused += step.cancelled;
+            queue.drain(..step.worked);
+            queue.extend(step.left);
+        }
+        assert_eq!(paused as usize, live);
+        assert!(done.iter().all(|i| mem.states[i] == State::Completed));
+        let after: Vec<State> = ids
+            .iter()
+            .filter(|i| !done.contains(i))
+            .map(|i| mem.states[i])
+            .collect();
+        assert!(after.iter().all(|s| *s == State::Paused), "{after:?}");
+        let walked = walk_tree(
+            &mut mem,
+            vec![CascadeItem::below(root)],
+            1000,
+            TreeAction::Resume,
+        )
+        .await
+        .unwrap();
+        assert_eq!(walked.cancelled as usize, live + 1);
+        assert!(walked.left.is_empty());
+        assert!(
+            ids.iter()
+                .filter(|i| !done.contains(i))
+                .all(|i| mem.states[i] == State::Waiting)
+        );
     }
 }

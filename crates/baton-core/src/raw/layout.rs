@@ -15,7 +15,7 @@
 /// | `flow` | `wait_children`, `cancel`, `cascade_due`, `children`, `tree` |
 /// | `wait` | `release`, `suspend`, `signal`, `timeout_due`, `signals` |
 /// | `memory` | `record_step`, `set_state`, `set_status`, `append_progress`, `steps`, `state`, `progress`, `wait_for_change` |
-/// | `ops` | `set_priority`, `set_tag`, `revoke`, `workers`, `explain` |
+/// | `ops` | `set_priority`, `set_tag`, `revoke`, `workers`, `explain`, `pause`, `resume`, `pause_lane`, `resume_lane`, `lanes`, `replay` |
 /// | `scan` | `promote_due`, `reclaim_expired_leases`, `expire_deadlines`, `trim_terminal` |
 /// | `ownership` | `sync_ownership`, `release_ownership`, `partition_owners` |
 /// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts` |
@@ -336,6 +336,52 @@ macro_rules! implement_backend_by_modules {
                 id: &$crate::ExecutionId,
             ) -> $crate::Result<$crate::Explanation> {
                 crate::ops::explain(self, id).await
+            }
+
+            async fn pause(
+                &self,
+                id: &$crate::ExecutionId,
+                scope: $crate::CancelScope,
+            ) -> $crate::Result<$crate::PauseOutcome> {
+                crate::ops::pause(self, id, scope).await
+            }
+
+            async fn resume(
+                &self,
+                id: &$crate::ExecutionId,
+                scope: $crate::CancelScope,
+            ) -> $crate::Result<$crate::PauseOutcome> {
+                crate::ops::resume(self, id, scope).await
+            }
+
+            async fn pause_lane(
+                &self,
+                namespace: &$crate::Namespace,
+                lane: &$crate::Lane,
+            ) -> $crate::Result<bool> {
+                crate::ops::pause_lane(self, namespace, lane).await
+            }
+
+            async fn resume_lane(
+                &self,
+                namespace: &$crate::Namespace,
+                lane: &$crate::Lane,
+            ) -> $crate::Result<bool> {
+                crate::ops::resume_lane(self, namespace, lane).await
+            }
+
+            async fn lanes(
+                &self,
+                namespace: &$crate::Namespace,
+            ) -> $crate::Result<::std::vec::Vec<$crate::LaneInfo>> {
+                crate::ops::lanes(self, namespace).await
+            }
+
+            async fn replay(
+                &self,
+                id: &$crate::ExecutionId,
+            ) -> $crate::Result<$crate::ExecutionSnapshot> {
+                crate::ops::replay(self, id).await
             }
 
             async fn children(

@@ -136,6 +136,9 @@ pub fn ended_lease_lost(id: &ExecutionId, outcome: AttemptOutcome) -> EngineErro
         AttemptOutcome::Released => {
             "the lease was handed back to wait; a later claim runs it again"
         }
+        AttemptOutcome::Paused => {
+            "an operator paused the execution; a claim after its resume runs it again"
+        }
         AttemptOutcome::Completed | AttemptOutcome::Failed => "the attempt already ended",
     };
     EngineError::lease_lost(id, why)
@@ -193,14 +196,18 @@ pub fn fail_replay(
 }
 
 /// How `renew` answers a lease it could not extend: `cancelled` when the
-/// lease's own attempt was ended by a cancel (the worker should stop),
-/// `lost` otherwise.
+/// lease's own attempt was ended by a cancel, `paused` when by a pause (the
+/// worker should stop either way), `lost` otherwise.
 pub fn renew_refusal(attempt: Option<AttemptFacts>, lease: &LeaseToken) -> crate::RenewStatus {
     match attempt {
         Some(AttemptFacts {
             nonce,
             outcome: Some(AttemptOutcome::Cancelled),
         }) if nonce == lease.nonce() => crate::RenewStatus::Cancelled,
+        Some(AttemptFacts {
+            nonce,
+            outcome: Some(AttemptOutcome::Paused),
+        }) if nonce == lease.nonce() => crate::RenewStatus::Paused,
         _ => crate::RenewStatus::Lost,
     }
 }

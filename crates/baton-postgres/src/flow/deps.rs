@@ -212,9 +212,9 @@ pub(crate) async fn dependents_finished(
 /// The dependents of `upstream` above `after`, as `dependents_after`
 /// answers them: their ids from the edges' index (a range scan from
 /// `after`, so a walk's later pages cost what its first did), their rows
-/// read by primary key, then the ones still `blocked` — the only ones a
-/// finished upstream changes — locked and read again, so they are judged
-/// as their last writer left them.
+/// read by primary key, then the ones still `blocked`, or paused from
+/// there — the only ones a finished upstream changes — locked and read
+/// again, so they are judged as their last writer left them.
 pub(super) async fn dependents_after(
     store: &mut Store<'_>,
     upstream: &ExecutionId,
@@ -253,8 +253,21 @@ pub(super) async fn dependents_after(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let columns = "e.uuid, e.partition, e.parent, e.state, e.dep_policy, e.deps_total, \
-                   e.deps_done, e.deps_bad, e.has_dependents";
+    // The walk tells every dependent of the page in this transaction: the
+    // edges are counted from here on, so a later end of the same upstream
+    // (after a replay) tells only dependents created since.
+    sqlx::query(
+        "UPDATE dependencies SET counted = true \
+         WHERE partition = $1 AND upstream = $2 AND downstream = ANY($3)",
+    )
+    .bind(partition)
+    .bind(upstream.uuid())
+    .bind(&ids)
+    .execute(&mut *store.conn)
+    .await
+    .map_err(map)?;
+    let columns = "e.uuid, e.partition, e.parent, e.state, e.paused_from, e.dep_policy, \
+                   e.deps_total, e.deps_done, e.deps_bad, e.has_dependents";
     let rows = sqlx::query(&format!(
         "SELECT {columns} FROM executions e WHERE e.partition = $1 AND e.uuid = ANY($2) \
          ORDER BY e.uuid"
@@ -270,7 +283,7 @@ pub(super) async fn dependents_after(
         .collect::<Result<Vec<_>>>()?;
     let blocked: Vec<Uuid> = facts
         .iter()
-        .filter(|f| f.state == State::Blocked)
+        .filter(|f| blocked_or_paused_from_there(f))
         .map(|f| f.id.uuid())
         .collect();
     if blocked.is_empty() {
@@ -294,6 +307,15 @@ pub(super) async fn dependents_after(
     Ok(facts)
 }
 
+/// Whether a dependent is `blocked`, or paused from there: the only ones a
+/// finished upstream may change.
+fn blocked_or_paused_from_there(f: &DependentFacts) -> bool {
+    match f.state {
+        State::Paused => f.paused_from == Some(State::Blocked),
+        state => state == State::Blocked,
+    }
+}
+
 fn dependent_facts(row: &PgRow, partitions: PartitionCount) -> Result<DependentFacts> {
     let id = read::execution_id(row, partitions)?;
     let ctx = format!("execution {id}");
@@ -307,6 +329,9 @@ fn dependent_facts(row: &PgRow, partitions: PartitionCount) -> Result<DependentF
             .map(|p| baton_core::raw::stored::parse::<ExecutionId>("parent", &ctx, &p))
             .transpose()?,
         state: read::state(&ctx, &col::<String>(row, "state")?)?,
+        paused_from: col::<Option<String>>(row, "paused_from")?
+            .map(|s| read::state(&ctx, &s))
+            .transpose()?,
         policy,
         total,
         done,
@@ -317,9 +342,12 @@ fn dependent_facts(row: &PgRow, partitions: PartitionCount) -> Result<DependentF
 }
 
 /// Writes what one finished upstream did to one page of locked, still
-/// blocked dependents, a statement per kind of verdict: their counters
+/// blocked dependents (or paused from there), a statement per state they
+/// take ([`rules::dependency_settles`]): their counters only (pending, or
+/// a paused one released, which waits for its resume), their counters
 /// and `waiting` (lanes notified at commit), `skipped` or `failed`
-/// (finished now, their parents counted down when the walk is done).
+/// (finished now, paused or not; their parents counted down when the walk
+/// is done).
 pub(super) async fn settle_dependents(
     store: &mut Store<'_>,
     settled: &[(&DependentFacts, DependentChange)],
@@ -329,13 +357,15 @@ pub(super) async fn settle_dependents(
     let mut expected = 0u64;
     let mut updated = 0u64;
     let groups = [
-        |v: DependencyVerdict| v == DependencyVerdict::Pending,
-        |v: DependencyVerdict| matches!(v, DependencyVerdict::Release | DependencyVerdict::Run),
-        DependencyVerdict::finishes,
+        |s: Option<State>| s.is_none(),
+        |s: Option<State>| s == Some(State::Waiting),
+        |s: Option<State>| s.is_some_and(State::is_terminal),
     ];
     for (kind, pick) in groups.iter().enumerate() {
-        let group: Vec<&(&DependentFacts, DependentChange)> =
-            settled.iter().filter(|(_, c)| pick(c.verdict)).collect();
+        let group: Vec<&(&DependentFacts, DependentChange)> = settled
+            .iter()
+            .filter(|(d, c)| pick(rules::dependency_settles(d, c)))
+            .collect();
         if group.is_empty() {
             continue;
         }
@@ -360,11 +390,12 @@ pub(super) async fn settle_dependents(
         // `uuid = ANY` beside the join: the rows are found by primary key
         // whatever the planner estimates for the UNNEST.
         const MATCH: &str = "e.partition = $1 AND e.uuid = ANY($2::uuid[]) AND e.uuid = v.uuid \
-                             AND e.state = 'blocked'";
+                             AND (e.state = 'blocked' \
+                                  OR (e.state = 'paused' AND e.paused_from = 'blocked'))";
         let (states, errors): (Vec<&str>, Vec<Option<String>>) = group
             .iter()
             .map(|(d, c)| {
-                let state = c.verdict.state().unwrap_or(State::Blocked).as_str();
+                let state = rules::dependency_settles(d, c).unwrap_or(d.state).as_str();
                 let error = (c.verdict == DependencyVerdict::Fail)
                     .then(|| rules::dependency_failure(d.policy, d.total, c.bad));
                 (state, error)
@@ -430,7 +461,8 @@ pub(super) async fn settle_dependents(
     }
     if updated != expected {
         return Err(EngineError::corruption(format!(
-            "{expected} locked, blocked dependents were settled as {updated} rows"
+            "{expected} locked dependents, blocked or paused from there, were settled as \
+             {updated} rows"
         )));
     }
     Ok(())

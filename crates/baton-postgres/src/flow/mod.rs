@@ -103,6 +103,32 @@ pub(crate) async fn cancel_in(
     })
 }
 
+/// Walks the subtree below `id` doing `action` (a pause or a resume) in
+/// the caller's transaction, which holds the flow's root (see `ops`):
+/// `cascade_budget` children visited, the rest queued for the cascade
+/// pass. Answers the walk and the lanes to wake in this instance after
+/// commit (every process is notified at commit).
+pub(crate) async fn walk_tree(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    id: &ExecutionId,
+    action: cascade::TreeAction<'_>,
+    now: Timestamp,
+) -> Result<(cascade::CascadeWalk, Vec<crate::ops::WokenLane>)> {
+    let mut store = Store::new(tx, b.inner.partitions, now, &b.inner.channel);
+    let walked = cascade::walk_tree(
+        &mut store,
+        vec![CascadeItem::below(id.clone())],
+        b.inner.limits.cascade_budget,
+        action,
+    )
+    .await?;
+    store.flush().await?;
+    let woken = std::mem::take(&mut store.woken);
+    queue(tx, &walked.to_queue_for(action)).await?;
+    Ok((walked, woken))
+}
+
 pub(crate) async fn cascade_due(
     b: &PostgresBackend,
     partition: PartitionId,
@@ -219,7 +245,7 @@ async fn queue(conn: &mut PgConnection, left: &[cascade::Queued]) -> Result<()> 
         .map(|q| q.item.after.as_ref().map(ToString::to_string))
         .collect();
     let kinds: Vec<&str> = left.iter().map(|q| q.work.kind()).collect();
-    let reasons: Vec<&str> = left.iter().map(|q| q.work.text()).collect();
+    let reasons: Vec<String> = left.iter().map(|q| q.work.text()).collect();
     sqlx::query(
         "INSERT INTO cascades (partition, node, after, kind, reason) \
          SELECT q.partition, q.node, q.after, q.kind, q.reason \
@@ -268,6 +294,9 @@ struct Store<'c> {
     /// Parents of dependents the walk finished (skipped or failed), with
     /// when: counted down by `flush`, in one lock order.
     finished: Vec<(String, Timestamp)>,
+    /// Lanes a resume made work `waiting` in (notified at commit), to wake
+    /// this instance's claimers after commit.
+    woken: Vec<crate::ops::WokenLane>,
 }
 
 impl<'c> Store<'c> {
@@ -283,6 +312,7 @@ impl<'c> Store<'c> {
             now,
             channel,
             finished: Vec::new(),
+            woken: Vec::new(),
         }
     }
 
@@ -418,6 +448,48 @@ impl CascadeStore for Store<'_> {
         }
         let count = members.len() as u64;
         children_finished(self.conn, parent, count, self.now, self.channel).await
+    }
+
+    async fn pause_members(&mut self, members: &[&ChildFacts], via: &ExecutionId) -> Result<()> {
+        // Locked by `children_after`; one statement per partition (a page
+        // of one node's children is always one).
+        let mut by_partition: BTreeMap<PartitionId, (Vec<Uuid>, Vec<&'static str>)> =
+            BTreeMap::new();
+        for m in members {
+            if let Some(from) = rules::check_pause(&m.id, m.state)? {
+                let (uuids, froms) = by_partition.entry(m.id.partition()).or_default();
+                uuids.push(m.id.uuid());
+                froms.push(from.as_str());
+            }
+        }
+        for (partition, (uuids, froms)) in by_partition {
+            crate::ops::pause_rows(self.conn, partition, &uuids, &froms, Some(via), self.now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn resume_members(&mut self, members: &[&ChildFacts]) -> Result<()> {
+        let mut by_partition: BTreeMap<PartitionId, Vec<Uuid>> = BTreeMap::new();
+        for m in members {
+            by_partition
+                .entry(m.id.partition())
+                .or_default()
+                .push(m.id.uuid());
+        }
+        for (partition, uuids) in by_partition {
+            let woken = crate::ops::resume_rows(
+                self.conn,
+                self.partitions,
+                partition,
+                &uuids,
+                self.now,
+                self.channel,
+            )
+            .await?;
+            self.woken.extend(woken);
+        }
+        Ok(())
     }
 
     async fn dependents_after(

@@ -620,6 +620,70 @@ impl HttpTransport {
             .map(|w| w.into_info(namespace.clone()))
             .collect())
     }
+
+    /// `POST …/pause` or `…/resume` (`route`) with `scope`.
+    pub(crate) async fn pause_or_resume(
+        &self,
+        route: Route,
+        id: &ExecutionId,
+        scope: baton_core::CancelScope,
+    ) -> Result<baton_core::PauseOutcome> {
+        let op = Op {
+            name: route.operation_id(),
+            id: Some(id),
+        };
+        let path = route.path_with(&encode(&id.to_string()));
+        let body = baton_api::ScopeBody { scope: Some(scope) };
+        let answer: baton_api::PauseAnswer = self.call(route, &path, Some(&body), op).await?;
+        answer.into_pause_outcome()
+    }
+
+    pub(crate) async fn replay(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
+        let op = Op {
+            name: "replay",
+            id: Some(id),
+        };
+        let route = Route::Replay;
+        let path = route.path_with(&encode(&id.to_string()));
+        let snap: Snapshot = self.call(route, &path, None::<&()>, op).await?;
+        snap.into_snapshot()
+    }
+
+    /// `POST /v1/lanes/{lane}/pause` or `/resume`: whether the call
+    /// changed the lane.
+    pub(crate) async fn set_lane_paused(
+        &self,
+        namespace: &Namespace,
+        lane: &baton_core::Lane,
+        paused: bool,
+    ) -> Result<bool> {
+        let route = if paused {
+            Route::PauseLane
+        } else {
+            Route::ResumeLane
+        };
+        let op = Op {
+            name: route.operation_id(),
+            id: None,
+        };
+        let path = route.path_with(&encode(lane.as_str()));
+        let body = baton_api::LaneBody {
+            namespace: Some(namespace.as_str().to_owned()),
+        };
+        let answer: baton_api::LanePauseAnswer = self.call(route, &path, Some(&body), op).await?;
+        Ok(answer.changed)
+    }
+
+    pub(crate) async fn lanes(&self, namespace: &Namespace) -> Result<Vec<baton_core::LaneInfo>> {
+        let op = Op {
+            name: "lanes",
+            id: None,
+        };
+        let route = Route::Lanes;
+        let path = format!("{}?namespace={}", route.path(), encode(namespace.as_str()));
+        let answer: baton_api::LanesAnswer = self.call(route, &path, None::<&()>, op).await?;
+        Ok(answer.lanes.into_iter().map(|l| l.into_info()).collect())
+    }
 }
 
 /// A wait as the query's `wait_ms`, at most a day (the server caps it far
@@ -652,8 +716,10 @@ fn known_reason(code: &str) -> Option<&'static str> {
         "dependencies",
         "signals",
         "timer",
+        "paused",
         "delayed",
         "leased",
+        "lane_paused",
         "no_capable_worker",
         "queued",
     ]

@@ -256,6 +256,7 @@ pub(super) async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<boo
                             RenewStatus::Cancelled => {
                                 shared.signal(&o.lease, StopReason::Cancelled)
                             }
+                            RenewStatus::Paused => shared.signal(&o.lease, StopReason::Paused),
                         }
                     }
                 }

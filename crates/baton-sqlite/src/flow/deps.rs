@@ -208,9 +208,10 @@ pub(super) async fn dependents_after(
     limit: usize,
 ) -> Result<Vec<DependentFacts>> {
     let after = after.map(blob);
+    let after_blob = after.clone();
     let rows = sqlx::query(
-        "SELECT e.uuid, e.partition, e.parent, e.state, e.dep_policy, e.deps_total, e.deps_done, \
-         e.deps_bad, e.has_dependents FROM dependencies d JOIN executions e ON e.uuid = d.downstream \
+        "SELECT e.uuid, e.partition, e.parent, e.state, e.paused_from, e.dep_policy, e.deps_total, \
+         e.deps_done, e.deps_bad, e.has_dependents FROM dependencies d JOIN executions e ON e.uuid = d.downstream \
          WHERE d.upstream = ? AND d.counted = 0 AND (? IS NULL OR d.downstream > ?) \
          ORDER BY d.downstream LIMIT ?",
     )
@@ -221,6 +222,22 @@ pub(super) async fn dependents_after(
     .fetch_all(&mut *conn)
     .await
     .map_err(map)?;
+    if let Some(last) = rows.last() {
+        // The walk tells every dependent of the page in this transaction:
+        // the edges are counted from here on, so a later end of the same
+        // upstream (after a replay) tells only dependents created since.
+        let last: Vec<u8> = col(last, "uuid")?;
+        sqlx::query(
+            "UPDATE dependencies SET counted = 1 WHERE upstream = ?1 AND counted = 0 \
+             AND (?2 IS NULL OR downstream > ?2) AND downstream <= ?3",
+        )
+        .bind(blob(upstream))
+        .bind(after_blob.clone())
+        .bind(last)
+        .execute(&mut *conn)
+        .await
+        .map_err(map)?;
+    }
     rows.iter()
         .map(|row| {
             let id = read::execution_id(row, partitions)?;
@@ -235,6 +252,9 @@ pub(super) async fn dependents_after(
                     .map(|p| stored::parse::<ExecutionId>("parent", &ctx, &p))
                     .transpose()?,
                 state: read::state(&ctx, &col::<String>(row, "state")?)?,
+                paused_from: col::<Option<String>>(row, "paused_from")?
+                    .map(|s| read::state(&ctx, &s))
+                    .transpose()?,
                 policy,
                 total,
                 done,
@@ -254,12 +274,21 @@ pub(super) async fn settle(
     settled: &[(&DependentFacts, DependentChange)],
     now: Timestamp,
 ) -> Result<Vec<(String, String)>> {
-    let of = |pick: fn(DependencyVerdict) -> bool| -> Vec<&(&DependentFacts, DependentChange)> {
-        settled.iter().filter(|(_, c)| pick(c.verdict)).collect()
-    };
-    let pending = of(|v| v == DependencyVerdict::Pending);
-    let released = of(|v| matches!(v, DependencyVerdict::Release | DependencyVerdict::Run));
-    let finished = of(DependencyVerdict::finishes);
+    // A paused dependent takes only a verdict that finishes it; a release
+    // waits for its resume (its counters are written either way).
+    let settles = |d: &DependentFacts, c: &DependentChange| rules::dependency_settles(d, c);
+    let pending: Vec<_> = settled
+        .iter()
+        .filter(|(d, c)| settles(d, c).is_none())
+        .collect();
+    let released: Vec<_> = settled
+        .iter()
+        .filter(|(d, c)| settles(d, c) == Some(State::Waiting))
+        .collect();
+    let finished: Vec<_> = settled
+        .iter()
+        .filter(|(d, c)| settles(d, c).is_some_and(State::is_terminal))
+        .collect();
     let mut wake = Vec::new();
     // Five bound values per row: a page of 1,000 stays far below SQLite's
     // variable limit.

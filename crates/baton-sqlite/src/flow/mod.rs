@@ -183,6 +183,30 @@ async fn cancel_one(
     Ok(())
 }
 
+/// Walks the subtree below `id` doing `action` (a pause or a resume) in
+/// the caller's transaction: `cascade_budget` children visited, the rest
+/// queued for the cascade pass. Answers the walk and the lanes to wake
+/// after commit.
+pub(crate) async fn walk_tree(
+    b: &SqliteBackend,
+    tx: &mut SqliteConnection,
+    id: &ExecutionId,
+    action: cascade::TreeAction<'_>,
+    now: Timestamp,
+) -> Result<(cascade::CascadeWalk, Vec<(String, String)>)> {
+    let mut store = Store::new(tx, b, now);
+    let walked = cascade::walk_tree(
+        &mut store,
+        vec![CascadeItem::below(id.clone())],
+        b.inner.limits.cascade_budget,
+        action,
+    )
+    .await?;
+    let wake = std::mem::take(&mut store.wake);
+    queue(tx, &walked.to_queue_for(action)).await?;
+    Ok((walked, wake))
+}
+
 /// Queues the places a walk did not reach, for the cascade pass of their
 /// partition, in order.
 async fn queue(conn: &mut SqliteConnection, left: &[cascade::Queued]) -> Result<()> {
@@ -336,6 +360,24 @@ impl CascadeStore for Store<'_> {
         let count = members.len() as u64;
         let wake = children_finished(self.conn, parent, count, self.now).await?;
         self.wake.extend(wake);
+        Ok(())
+    }
+
+    async fn pause_members(&mut self, members: &[&ChildFacts], via: &ExecutionId) -> Result<()> {
+        for m in members {
+            if let Some(from) = rules::check_pause(&m.id, m.state)? {
+                let at = (m.state, m.attempts);
+                crate::ops::pause_one(self.conn, &m.id, at, from, Some(via), self.now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn resume_members(&mut self, members: &[&ChildFacts]) -> Result<()> {
+        for m in members {
+            let wake = crate::ops::resume_one(self.conn, &m.id, self.now).await?;
+            self.wake.extend(wake);
+        }
         Ok(())
     }
 

@@ -20,6 +20,7 @@ mod memory;
 mod misc;
 mod ops;
 mod ownership;
+mod pause;
 mod renew;
 mod scan;
 mod steps;
@@ -43,6 +44,7 @@ pub use memory::*;
 pub use misc::*;
 pub use ops::*;
 pub use ownership::*;
+pub use pause::*;
 pub use renew::*;
 pub use scan::*;
 pub use steps::*;
@@ -70,6 +72,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("misc.rs"),
     include_str!("ops.rs"),
     include_str!("ownership.rs"),
+    include_str!("pause.rs"),
     include_str!("renew.rs"),
     include_str!("scan.rs"),
     include_str!("steps.rs"),

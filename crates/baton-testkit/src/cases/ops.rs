@@ -332,3 +332,42 @@ pub async fn explain_names_why_an_execution_is_not_running(h: &dyn Harness) {
     let unknown = ctx.unknown_id();
     expect_not_found(ctx.backend.explain(&unknown).await, &unknown, "explain");
 }
+
+/// `explain` names each reason a blocked or suspended execution waits
+/// for: its children, its dependencies, signals, a timer.
+pub async fn explain_names_every_wait_reason(h: &dyn Harness) {
+    use baton_core::{SuspendOutcome, SuspendRequest};
+    let ctx = Ctx::new(h).await;
+    let explain = |id: ExecutionId| {
+        let backend = ctx.backend.clone();
+        async move { ok(backend.explain(&id).await, "explain") }
+    };
+    let root = ctx.create_id(ctx.new_exec("root", b"")).await;
+    let parent = ctx.claim_one_pending(&root).await;
+    let child = |name: &str| ctx.new_exec(name, b"").with_parent(root.clone());
+    let up = ctx.create_id(child("up")).await;
+    let down = ctx
+        .create_id(child("down").with_dependencies([up.clone()]))
+        .await;
+    let e = explain(down.clone()).await;
+    assert_eq!(e.reason, Some("dependencies"), "{}", e.detail);
+    assert!(e.detail.contains("1 unfinished upstream"), "{}", e.detail);
+    ok(ctx.backend.wait_children(&parent).await, "wait_children");
+    let e = explain(root.clone()).await;
+    assert_eq!(e.reason, Some("children"), "{}", e.detail);
+    assert!(e.detail.contains("2 unfinished children"), "{}", e.detail);
+    let lease = ctx.claim_one_pending(&up).await;
+    let wait = SuspendRequest::signals([signal_name("approve")]);
+    assert!(matches!(
+        ctx.suspend(&lease, wait).await,
+        SuspendOutcome::Suspended(_)
+    ));
+    let e = explain(up.clone()).await;
+    assert_eq!(e.reason, Some("signals"), "{}", e.detail);
+    assert!(e.detail.contains("approve"), "{}", e.detail);
+    let sleeper = ctx.create_id(ctx.new_exec("sleeper", b"")).await;
+    let lease = ctx.claim_one_pending(&sleeper).await;
+    ctx.suspend(&lease, SuspendRequest::sleep(ms(60_000))).await;
+    let e = explain(sleeper).await;
+    assert_eq!(e.reason, Some("timer"), "{}", e.detail);
+}

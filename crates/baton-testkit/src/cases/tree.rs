@@ -372,6 +372,12 @@ pub async fn a_big_subtree_is_finished_by_the_cascade_pass(h: &dyn Harness) {
     assert_eq!((out.cascaded, out.cascade_pending), (budget as u64, true));
     assert_eq!(ctx.state(&children[budget - 1]).await, State::Cancelled);
     assert_eq!(ctx.state(&children[budget]).await, State::Waiting);
+    // A replay waits while the queued walk could still act on it.
+    let err = expect_err(
+        ctx.backend.replay(&children[0]).await,
+        "a replay while a cascade of its partition is queued",
+    );
+    assert!(matches!(err, EngineError::Contention { .. }), "{err}");
     let step = ok(ctx.backend.cascade_due(p, 100).await, "cascade_due step");
     assert_eq!((step.processed, step.next_due), (100, Some(ctx.now())));
     let last = ok(ctx.backend.cascade_due(p, 1_000).await, "cascade_due rest");
@@ -389,6 +395,64 @@ pub async fn a_big_subtree_is_finished_by_the_cascade_pass(h: &dyn Harness) {
     assert_eq!(
         expect_invalid(ctx.backend.cascade_due(p, 0).await, "limit 0"),
         "limit"
+    );
+    let snap = ok(
+        ctx.backend.replay(&children[0]).await,
+        "replay after the pass",
+    );
+    assert_eq!(snap.state, State::Waiting);
+}
+
+/// A tree pause and a tree resume of a subtree bigger than the cascade
+/// budget: each call handles the budget and says `cascade_pending`; the
+/// cascade pass finishes the rest.
+pub async fn a_big_tree_pause_and_resume_are_finished_by_the_cascade_pass(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let budget = ctx.limits().cascade_budget;
+    let root = ctx.create_waiting().await;
+    let n = budget + 40;
+    let news: Vec<NewExecution> = (0..n)
+        .map(|i| {
+            ctx.new_exec("child", format!("{i}").as_bytes())
+                .with_parent(root.clone())
+        })
+        .collect();
+    let children = ctx.create_chunked(news).await;
+    let p = root.partition();
+    let drain = || async {
+        loop {
+            let step = ok(ctx.backend.cascade_due(p, 1_000).await, "cascade_due");
+            if step.next_due.is_none() {
+                break;
+            }
+        }
+    };
+    let out = ok(
+        ctx.backend
+            .pause(&root, baton_core::CancelScope::Tree)
+            .await,
+        "pause",
+    );
+    assert_eq!((out.cascaded, out.cascade_pending), (budget as u64, true));
+    assert_eq!(ctx.state(&children[n - 1]).await, State::Waiting);
+    drain().await;
+    assert_eq!(ctx.lane_counts(&ctx.lane()).await.paused, n as u64 + 1);
+    let snap = ctx.describe(&children[n - 1]).await;
+    assert_eq!(snap.pause.and_then(|p| p.via), Some(root.clone()));
+    let out = ok(
+        ctx.backend
+            .resume(&root, baton_core::CancelScope::Tree)
+            .await,
+        "resume",
+    );
+    assert_eq!((out.cascaded, out.cascade_pending), (budget as u64, true));
+    drain().await;
+    assert_eq!(
+        ctx.lane_counts(&ctx.lane()).await,
+        StateCounts {
+            waiting: n as u64 + 1,
+            ..StateCounts::default()
+        }
     );
 }
 

@@ -243,6 +243,9 @@ pub struct DependentFacts {
     pub parent: Option<ExecutionId>,
     /// Its state.
     pub state: State,
+    /// For a `paused` one, the state it left
+    /// ([`Pause::from`](crate::Pause::from)).
+    pub paused_from: Option<State>,
     /// Its policy.
     pub policy: DependencyPolicy,
     /// Its dependencies.
@@ -268,13 +271,19 @@ pub struct DependentChange {
 
 /// An upstream of `dependent` finished (`completed`: whether it
 /// completed). A dependent still waiting on its dependencies (`blocked`
-/// with a pending policy) counts it and is judged again; any other one
-/// (already released, running, finished, or blocked on its children
-/// after its release) is left alone: `None`. Mirrored by
-/// `dependency_finished` in `lua/common.lua`.
+/// with a pending policy, or paused from there) counts it and is judged
+/// again; any other one (already released, running, finished, or blocked
+/// on its children after its release) is left alone: `None`. A paused
+/// dependent only counts unless the verdict finishes it
+/// ([`dependency_settles`]). Mirrored by `dependency_finished` in
+/// `lua/common.lua`.
 pub fn dependency_finished(dependent: &DependentFacts, completed: bool) -> Option<DependentChange> {
     let (total, done, bad) = (dependent.total, dependent.done, dependent.bad);
-    if dependent.state != State::Blocked
+    let state = match (dependent.state, dependent.paused_from) {
+        (State::Paused, Some(from)) => from,
+        (state, _) => state,
+    };
+    if state != State::Blocked
         || judge_dependencies(dependent.policy, total, done, bad) != DependencyVerdict::Pending
     {
         return None;
@@ -289,4 +298,17 @@ pub fn dependency_finished(dependent: &DependentFacts, completed: bool) -> Optio
         bad,
         verdict: judge_dependencies(dependent.policy, total, done, bad),
     })
+}
+
+/// The state a settled dependent takes (`None`: it keeps its state and
+/// only its counters change): a `blocked` one the verdict's state; a
+/// `paused` one only a state that finishes it (a skip or a failure reaches
+/// it as a cancel would), while a release waits for its resume, which
+/// judges its counters again ([`resume_target`](super::resume_target)).
+/// Mirrored in `lua/common.lua`.
+pub fn dependency_settles(dependent: &DependentFacts, change: &DependentChange) -> Option<State> {
+    match dependent.state {
+        State::Paused if !change.verdict.finishes() => None,
+        _ => change.verdict.state(),
+    }
 }

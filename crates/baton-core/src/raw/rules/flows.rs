@@ -26,8 +26,8 @@ pub struct ChildFacts {
 /// What a cascade does with one page of a node's children.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CascadeStep {
-    /// Positions (in the page) of the children to cancel: the non-terminal
-    /// ones.
+    /// Positions (in the page) of the children the walk changes: for a
+    /// cancel the non-terminal ones.
     pub cancel: Vec<usize>,
     /// Places still to visit, in the order they go on the walk's stack (the
     /// last one is visited next): the rest of this node's children when the
@@ -42,6 +42,19 @@ pub struct CascadeStep {
 /// walked below (depth first, so the walk's stack stays as short as the
 /// tree is deep).
 pub fn cascade_page(item: &CascadeItem, page: &[ChildFacts], asked: usize) -> CascadeStep {
+    tree_page(item, page, asked, |s| !s.is_terminal())
+}
+
+/// [`cascade_page`] for any walk over a subtree: `acts` says which
+/// children (by state) the walk changes — a cancel the non-terminal ones,
+/// a pause [`pause_reaches`], a resume [`resume_reaches`]; every child
+/// with children of its own is visited below.
+pub fn tree_page(
+    item: &CascadeItem,
+    page: &[ChildFacts],
+    asked: usize,
+    acts: impl Fn(State) -> bool,
+) -> CascadeStep {
     let mut step = CascadeStep::default();
     if let Some(last) = page.last().filter(|_| page.len() >= asked) {
         step.push.push(CascadeItem {
@@ -50,7 +63,7 @@ pub fn cascade_page(item: &CascadeItem, page: &[ChildFacts], asked: usize) -> Ca
         });
     }
     for (i, child) in page.iter().enumerate() {
-        if !child.state.is_terminal() {
+        if acts(child.state) {
             step.cancel.push(i);
         }
         if child.has_children {
@@ -58,6 +71,18 @@ pub fn cascade_page(item: &CascadeItem, page: &[ChildFacts], asked: usize) -> Ca
         }
     }
     step
+}
+
+/// Whether a tree pause changes a descendant in `state`: every one that
+/// has neither finished nor been paused already.
+pub fn pause_reaches(state: State) -> bool {
+    !state.is_terminal() && state != State::Paused
+}
+
+/// Whether a tree resume changes a descendant in `state`: every paused
+/// one, whoever paused it.
+pub fn resume_reaches(state: State) -> bool {
+    state == State::Paused
 }
 
 /// The cancel reason a cascade stores on a descendant of `ancestor`:

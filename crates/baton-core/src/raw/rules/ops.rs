@@ -1,4 +1,5 @@
-//! Operator control: what an edit or a revoke may do to an execution.
+//! Operator control: what an edit, a revoke, a pause, a resume or a
+//! replay may do to an execution.
 
 use std::collections::BTreeMap;
 
@@ -81,9 +82,158 @@ pub fn revoke_failure(snap: &ExecutionSnapshot) -> Failure {
     ))
 }
 
+/// What `pause` does to an execution in `state`: a finished one is a
+/// conflict; a paused one is left as it is (`None`: pausing again changes
+/// nothing, nor who paused it); any other is paused, remembering the state
+/// resume returns it to — the state it left, `waiting` for a running one
+/// (its attempt ends `paused`, no attempt consumed).
+///
+/// ```
+/// use baton_core::{ExecutionId, PartitionCount, State};
+/// use baton_core::raw::rules::check_pause;
+/// let id = ExecutionId::generate(PartitionCount::new(4).unwrap());
+/// assert_eq!(check_pause(&id, State::Running).unwrap(), Some(State::Waiting));
+/// assert_eq!(check_pause(&id, State::Delayed).unwrap(), Some(State::Delayed));
+/// assert_eq!(check_pause(&id, State::Paused).unwrap(), None);
+/// assert!(check_pause(&id, State::Completed).is_err());
+/// ```
+pub fn check_pause(id: &ExecutionId, state: State) -> Result<Option<State>, EngineError> {
+    match state {
+        State::Paused => Ok(None),
+        State::Running => Ok(Some(State::Waiting)),
+        s if s.is_terminal() => Err(EngineError::Conflict {
+            id: id.clone(),
+            operation: "pause",
+            state,
+            reason: "it already finished; replay a failed, cancelled, expired or skipped \
+                     execution to run it again"
+                .into(),
+        }),
+        s => Ok(Some(s)),
+    }
+}
+
+/// Whether `resume` acts on an execution in `state`: a paused one is
+/// resumed (`true`); one that is not paused and has not finished is left
+/// as it is (`false`: resuming again changes nothing); a finished one is a
+/// conflict.
+pub fn check_resume(id: &ExecutionId, state: State) -> Result<bool, EngineError> {
+    match state {
+        State::Paused => Ok(true),
+        s if s.is_terminal() => Err(EngineError::Conflict {
+            id: id.clone(),
+            operation: "resume",
+            state,
+            reason: "it already finished; replay a failed, cancelled, expired or skipped \
+                     execution to run it again"
+                .into(),
+        }),
+        _ => Ok(false),
+    }
+}
+
+/// What the waits of a paused execution look like when it is resumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumeFacts {
+    /// The state it left ([`Pause::from`](crate::Pause::from)).
+    pub from: State,
+    /// Its `run_at`.
+    pub run_at: Option<Timestamp>,
+    /// Its unfinished children.
+    pub open_children: u64,
+    /// Its dependency policy and counters (total, completed, otherwise
+    /// finished), when it has dependencies.
+    pub deps: Option<(crate::model::DependencyPolicy, u32, u32, u32)>,
+    /// For one that left `suspended`: whether the signals it holds satisfy
+    /// its wait now ([`satisfying`]; the backend consumes them when the
+    /// answer is `waiting`).
+    pub signalled: bool,
+}
+
+/// The state a paused execution is resumed to. While paused, what it
+/// waited for went on being counted (children finishing, upstreams
+/// finishing, signals arriving are buffered) but moved nothing; resume
+/// judges it now: a `delayed` one whose `run_at` passed, a `blocked` one
+/// whose children finished (or whose dependency policy is met), and a
+/// `suspended` one whose wait the held signals satisfy become `waiting`;
+/// everything else returns to the state it left (a suspended one whose
+/// timeout passed is then timed out by the timeout pass).
+///
+/// ```
+/// use baton_core::{State, Timestamp};
+/// use baton_core::raw::rules::{resume_target, ResumeFacts};
+/// let now = Timestamp::from_millis(2_000);
+/// let facts = |from, run_at| ResumeFacts {
+///     from, run_at, open_children: 0, deps: None, signalled: false,
+/// };
+/// let past = Some(Timestamp::from_millis(1_000));
+/// let later = Some(Timestamp::from_millis(3_000));
+/// assert_eq!(resume_target(&facts(State::Delayed, past), now), State::Waiting);
+/// assert_eq!(resume_target(&facts(State::Delayed, later), now), State::Delayed);
+/// assert_eq!(resume_target(&facts(State::Blocked, None), now), State::Waiting);
+/// assert_eq!(resume_target(&facts(State::Suspended, None), now), State::Suspended);
+/// ```
+pub fn resume_target(facts: &ResumeFacts, now: Timestamp) -> State {
+    match facts.from {
+        State::Delayed => match facts.run_at {
+            Some(at) if at > now => State::Delayed,
+            _ => State::Waiting,
+        },
+        State::Blocked => {
+            match super::blocked_on(State::Blocked, facts.open_children, facts.deps) {
+                Some(crate::model::WaitingOn::Children(0)) => State::Waiting,
+                _ => State::Blocked,
+            }
+        }
+        State::Suspended if facts.signalled => State::Waiting,
+        from => from,
+    }
+}
+
+/// Checks a replay (`replay`): a `failed`, `cancelled`, `expired` or
+/// `skipped` execution runs again; a completed one, or one that has not
+/// finished, is a conflict.
+pub fn check_replay(id: &ExecutionId, state: State) -> Result<(), EngineError> {
+    let reason = match state {
+        State::Failed | State::Cancelled | State::Expired | State::Skipped => return Ok(()),
+        State::Completed => "it completed; submit a new execution to run the work again",
+        _ => {
+            "it has not finished; only a failed, cancelled, expired or skipped execution is replayed"
+        }
+    };
+    Err(EngineError::Conflict {
+        id: id.clone(),
+        operation: "replay",
+        state,
+        reason: reason.into(),
+    })
+}
+
+/// The error of a replay asked while the cascade queue of the execution's
+/// partition holds work (`Contention`: retry in a moment). A queued walk
+/// was cut from an earlier cancel or finish and would act on the replayed
+/// run as if it were the old one — cancel its new children, tell its
+/// dependents of its old end — so a replay waits for the cascade pass to
+/// empty the queue (within moments).
+pub fn replay_waits_for_cascade(id: &ExecutionId) -> EngineError {
+    EngineError::Contention {
+        message: format!(
+            "execution {id}: a cancel or finish in its partition is still being carried to \
+             descendants or dependents by the cascade pass; retry the replay in a moment"
+        ),
+    }
+}
+
+/// The deadline a replayed execution keeps: its own while still ahead,
+/// none once it passed (the replay would expire at once otherwise).
+pub fn replay_deadline(deadline: Option<Timestamp>, now: Timestamp) -> Option<Timestamp> {
+    deadline.filter(|d| *d > now)
+}
+
 /// Explains why `snap` is not running (`explain`): the snapshot's own
-/// reason when it has one (blocked, suspended, delayed, running); for a
-/// waiting execution, whether a live worker (`facts.workers`) claims its
+/// reason when it has one (blocked, suspended, paused, delayed, running);
+/// for a waiting execution, whether its lane is paused (`lane_paused`),
+/// whether a live worker (`facts.workers`) claims its
 /// lane offering every capability it requires — `no_capable_worker`
 /// otherwise — and else how many are ahead of it (`queued`); nothing for a
 /// finished one, only what became of it.
@@ -120,6 +270,14 @@ fn reason_of(
         return (None, format!("it finished {}{at}{why}", snap.state));
     }
     let lane = &snap.lane;
+    if facts.lane_paused {
+        return (
+            Some("lane_paused"),
+            format!(
+                "eligible, but an operator paused lane {lane}; claims take it once the lane is resumed"
+            ),
+        );
+    }
     let serving: Vec<&crate::model::WorkerInfo> = facts
         .workers
         .iter()
@@ -169,4 +327,72 @@ fn reason_of(
         ),
     };
     (Some("queued"), detail)
+}
+
+/// The pause of an execution in `state` from its stored columns (the state
+/// it left, the pausing ancestor): `None` unless it is `paused`, which
+/// must have a stored state it left.
+pub fn stored_pause(
+    ctx: &str,
+    state: State,
+    from: Option<&str>,
+    via: Option<&str>,
+) -> Result<Option<crate::model::Pause>, EngineError> {
+    if state != State::Paused {
+        return Ok(None);
+    }
+    let Some(from) = from else {
+        return Err(EngineError::corruption(format!(
+            "{ctx}: paused without the state it left"
+        )));
+    };
+    Ok(Some(crate::model::Pause {
+        from: crate::raw::stored::parse("paused_from", ctx, from)?,
+        via: via
+            .map(|v| crate::raw::stored::parse("paused_via", ctx, v))
+            .transpose()?,
+    }))
+}
+
+/// The answer of `lanes`: every lane with executions (`counts`) or paused
+/// (`paused`, with when), by name.
+pub fn lane_infos(
+    counts: BTreeMap<crate::names::Lane, crate::model::StateCounts>,
+    paused: Vec<(crate::names::Lane, Timestamp)>,
+) -> Vec<crate::model::LaneInfo> {
+    let mut lanes: BTreeMap<crate::names::Lane, crate::model::LaneInfo> = counts
+        .into_iter()
+        .map(|(lane, counts)| {
+            let info = crate::model::LaneInfo {
+                lane: lane.clone(),
+                paused_at: None,
+                counts,
+            };
+            (lane, info)
+        })
+        .collect();
+    for (lane, at) in paused {
+        lanes
+            .entry(lane.clone())
+            .or_insert_with(|| crate::model::LaneInfo {
+                lane,
+                paused_at: None,
+                counts: Default::default(),
+            })
+            .paused_at = Some(at);
+    }
+    lanes.into_values().collect()
+}
+
+/// The paused lanes as a SQL backend stores them (`(lane, paused_at
+/// millis)` rows), read strictly for [`lane_infos`].
+pub fn stored_paused_lanes(
+    rows: Vec<(String, i64)>,
+) -> Result<Vec<(crate::names::Lane, Timestamp)>, EngineError> {
+    rows.into_iter()
+        .map(|(lane, at)| {
+            let lane = crate::raw::stored::parse("lane", "a paused lane", &lane)?;
+            Ok((lane, Timestamp::from_millis(at)))
+        })
+        .collect()
 }

@@ -54,6 +54,7 @@ fn running(id: &ExecutionId, attempt: u32) -> ExecutionSnapshot {
         cancel_reason: None,
         waiting_on: None,
         suspension: None,
+        pause: None,
         custom_status: None,
         status_version: 0,
         progress_seq: 0,
@@ -608,6 +609,7 @@ fn only_waiting_dependents_count_a_finished_upstream() {
         id: id(),
         parent: Some(id()),
         state: State::Blocked,
+        paused_from: None,
         policy: crate::DependencyPolicy::default(),
         total: 2,
         done: 0,
@@ -627,8 +629,136 @@ fn only_waiting_dependents_count_a_finished_upstream() {
     };
     assert_eq!(dependency_finished(&released, true), None);
     // Blocked again, on its children, after its dependencies were met.
-    let on_children = DependentFacts { done: 2, ..facts };
+    let on_children = DependentFacts {
+        done: 2,
+        ..facts.clone()
+    };
     assert_eq!(dependency_finished(&on_children, true), None);
+    // Paused from waiting on its dependencies: it counts, and only a
+    // verdict that finishes it changes its state.
+    let paused = DependentFacts {
+        state: State::Paused,
+        paused_from: Some(State::Blocked),
+        ..facts.clone()
+    };
+    let change = dependency_finished(&paused, true).unwrap();
+    assert_eq!(change.done, 1);
+    assert_eq!(dependency_settles(&paused, &change), None);
+    let change = dependency_finished(
+        &DependentFacts {
+            done: 1,
+            ..paused.clone()
+        },
+        true,
+    )
+    .unwrap();
+    assert_eq!(change.verdict, DependencyVerdict::Release);
+    assert_eq!(dependency_settles(&paused, &change), None);
+    let change = dependency_finished(&paused, false).unwrap();
+    assert_eq!(dependency_settles(&paused, &change), Some(State::Skipped));
+    assert_eq!(dependency_settles(&facts, &change), Some(State::Skipped));
+    let paused_waiting = DependentFacts {
+        paused_from: Some(State::Waiting),
+        ..paused
+    };
+    assert_eq!(dependency_finished(&paused_waiting, true), None);
+}
+
+/// Pause, resume and replay accept the states they name and refuse the rest.
+#[test]
+fn pause_resume_and_replay_judge_the_state() {
+    let x = id();
+    for s in State::ALL {
+        match check_pause(&x, s) {
+            Ok(from) if s == State::Paused => assert_eq!(from, None),
+            Ok(from) if s == State::Running => assert_eq!(from, Some(State::Waiting)),
+            Ok(from) => assert_eq!(from, Some(s)),
+            Err(_) => assert!(s.is_terminal()),
+        }
+        match check_resume(&x, s) {
+            Ok(acts) => assert_eq!(acts, s == State::Paused),
+            Err(_) => assert!(s.is_terminal()),
+        }
+        let replayable = matches!(
+            s,
+            State::Failed | State::Cancelled | State::Expired | State::Skipped
+        );
+        assert_eq!(check_replay(&x, s).is_ok(), replayable, "{s}");
+    }
+    let later = NOW.saturating_add(Duration::from_secs(1));
+    assert_eq!(replay_deadline(Some(NOW), NOW), None);
+    assert_eq!(replay_deadline(Some(later), NOW), Some(later));
+}
+
+/// Resume judges what happened while paused.
+#[test]
+fn resume_judges_the_waits_kept() {
+    let p = crate::DependencyPolicy::default();
+    let facts = |from, open_children, deps, signalled| ResumeFacts {
+        from,
+        run_at: None,
+        open_children,
+        deps,
+        signalled,
+    };
+    assert_eq!(
+        resume_target(&facts(State::Blocked, 2, None, false), NOW),
+        State::Blocked
+    );
+    assert_eq!(
+        resume_target(&facts(State::Blocked, 0, None, false), NOW),
+        State::Waiting
+    );
+    let pending = Some((p, 2, 1, 0));
+    let met = Some((p, 2, 2, 0));
+    assert_eq!(
+        resume_target(&facts(State::Blocked, 0, pending, false), NOW),
+        State::Blocked
+    );
+    assert_eq!(
+        resume_target(&facts(State::Blocked, 0, met, false), NOW),
+        State::Waiting
+    );
+    assert_eq!(
+        resume_target(&facts(State::Blocked, 1, met, false), NOW),
+        State::Blocked
+    );
+    assert_eq!(
+        resume_target(&facts(State::Suspended, 0, None, true), NOW),
+        State::Waiting
+    );
+    assert_eq!(
+        resume_target(&facts(State::Suspended, 0, None, false), NOW),
+        State::Suspended
+    );
+    assert_eq!(
+        resume_target(&facts(State::Waiting, 0, None, false), NOW),
+        State::Waiting
+    );
+}
+
+/// A renew refused because a pause ended the attempt answers `paused`.
+#[test]
+fn renew_says_paused_for_a_paused_attempt() {
+    let lease = LeaseToken::new(id(), 2, 9);
+    let ended = |outcome| {
+        Some(AttemptFacts {
+            nonce: 9,
+            outcome: Some(outcome),
+        })
+    };
+    assert_eq!(
+        renew_refusal(ended(AttemptOutcome::Paused), &lease),
+        crate::RenewStatus::Paused
+    );
+    assert_eq!(
+        renew_refusal(ended(AttemptOutcome::Cancelled), &lease),
+        crate::RenewStatus::Cancelled
+    );
+    assert_eq!(
+        renew_refusal(ended(AttemptOutcome::Released), &lease),
+        crate::RenewStatus::Lost
+    );
 }
 
 /// `blocked_on` names dependencies while the policy is pending, children after.
