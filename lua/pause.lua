@@ -11,16 +11,22 @@
 -- tree (1|0), ARGV[5]: cascade budget (children visited)
 -- Returns: { 'ok', woken, record, paused descendants, pending (1|0) },
 --   { 'not_found' } or { 'conflict', state, reason } for a finished
---   execution. Pausing a paused execution keeps it unchanged (its
---   descendants are still reached with scope tree).
--- Its verdict mirrors baton_core::raw::rules::check_pause.
+--   execution with scope execution (with scope tree it stays as it is and
+--   its descendants are reached). Pausing a paused execution keeps it
+--   unchanged (its descendants are still reached with scope tree).
+-- Its verdict mirrors baton_core::raw::rules::pause_in_scope.
 redis.register_function('baton_pause', function(keys, args)
   local base, uuid = keys[1], args[1]
   local snow = s(tonumber(args[2]))
   local h = load(base, uuid)
   if not h then return { 'not_found' } end
   local from, why = pause_verdict(h.st)
-  if from == nil then return { 'conflict', h.st, why } end
+  if from == nil then
+    -- With scope tree a finished execution stays as it is and its live
+    -- descendants are still reached (rules::pause_in_scope).
+    if args[4] ~= '1' then return { 'conflict', h.st, why } end
+    from = false
+  end
   local woken = {}
   local record
   if from then

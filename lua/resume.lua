@@ -10,9 +10,10 @@
 -- Returns: { 'ok', woken, record, resumed descendants, pending (1|0) }
 --   (woken: the lanes that turned non-empty, as woken_reply),
 --   { 'not_found' } or { 'conflict', state, reason } for a finished
---   execution. Resuming one that is not paused keeps it unchanged (its
---   descendants are still reached with scope tree).
--- Its verdict mirrors baton_core::raw::rules::check_resume, the state each
+--   execution with scope execution (with scope tree it stays as it is and
+--   its descendants are reached). Resuming one that is not paused keeps it
+--   unchanged (its descendants are still reached with scope tree).
+-- Its verdict mirrors baton_core::raw::rules::resume_in_scope, the state each
 -- returns to baton_core::raw::rules::resume_target.
 redis.register_function('baton_resume', function(keys, args)
   local base, uuid = keys[1], args[1]
@@ -20,7 +21,12 @@ redis.register_function('baton_resume', function(keys, args)
   local h = load(base, uuid)
   if not h then return { 'not_found' } end
   local acts, why = resume_verdict(h.st)
-  if acts == nil then return { 'conflict', h.st, why } end
+  if acts == nil then
+    -- With scope tree a finished execution stays as it is and its paused
+    -- descendants are still reached (rules::resume_in_scope).
+    if args[3] ~= '1' then return { 'conflict', h.st, why } end
+    acts = false
+  end
   local woken = {}
   local record
   if acts then

@@ -489,7 +489,7 @@ async fn pause_in(
     }
     let snap = b.snapshot(&b.lock_row(tx, id).await?)?;
     let mut snapshot = snap.clone();
-    if let Some(from) = rules::check_pause(id, snap.state)? {
+    if let Some(from) = rules::pause_in_scope(id, snap.state, scope)? {
         pause_rows(
             tx,
             id.partition(),
@@ -549,7 +549,7 @@ async fn resume_in(
     let snap = b.snapshot(&b.lock_row(tx, id).await?)?;
     let mut snapshot = snap.clone();
     let mut woken = Vec::new();
-    if rules::check_resume(id, snap.state)? {
+    if rules::resume_in_scope(id, snap.state, scope)? {
         let (partitions, channel) = (b.inner.partitions, b.inner.channel.as_str());
         let lanes = resume_rows(tx, partitions, id.partition(), &[id.uuid()], now, channel).await?;
         woken.extend(lanes);

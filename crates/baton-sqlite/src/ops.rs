@@ -383,7 +383,7 @@ pub(crate) async fn pause(
     let now = b.now();
     let mut tx = b.begin().await?;
     let snap = b.snapshot_in(&mut tx, id).await?;
-    if let Some(from) = rules::check_pause(id, snap.state)? {
+    if let Some(from) = rules::pause_in_scope(id, snap.state, scope)? {
         pause_one(&mut tx, id, (snap.state, snap.attempts), from, None, now).await?;
     }
     let walked = match scope {
@@ -413,7 +413,7 @@ pub(crate) async fn resume(
     let mut tx = b.begin().await?;
     let snap = b.snapshot_in(&mut tx, id).await?;
     let mut wake = Vec::new();
-    if rules::check_resume(id, snap.state)? {
+    if rules::resume_in_scope(id, snap.state, scope)? {
         wake.extend(resume_one(&mut tx, id, now).await?);
     }
     let walked = match scope {

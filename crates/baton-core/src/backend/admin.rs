@@ -203,8 +203,9 @@ pub trait AdminBackend: EngineBackend {
     /// and remembers the state it left ([`Pause`](crate::Pause)).
     ///
     /// # Behavior
-    /// Judged by [`rules::check_pause`](crate::raw::rules::check_pause): a
-    /// finished execution is a `Conflict`. A running one's attempt ends
+    /// Judged by [`rules::pause_in_scope`](crate::raw::rules::pause_in_scope):
+    /// a finished execution is a `Conflict` with scope `execution`; with
+    /// scope `tree` it stays as it is and its descendants are reached. A running one's attempt ends
     /// `paused` at once — no attempt consumed, the lease dead — and its
     /// worker learns it at its next renew ([`RenewStatus::Paused`](crate::RenewStatus::Paused));
     /// its complete or fail answers `LeaseLost`. Cancels and deadlines
@@ -234,9 +235,11 @@ pub trait AdminBackend: EngineBackend {
     /// meanwhile (a `waiting` one is eligible from the resume on).
     ///
     /// # Behavior
-    /// Judged by [`rules::check_resume`](crate::raw::rules::check_resume):
-    /// a finished execution is a `Conflict`; one that is not paused is
-    /// left as it is. A resumed `suspended` execution whose held signals
+    /// Judged by [`rules::resume_in_scope`](crate::raw::rules::resume_in_scope):
+    /// a finished execution is a `Conflict` with scope `execution`; with
+    /// scope `tree` it stays as it is and its paused descendants are
+    /// resumed (a tree paused, then cancelled alone, is resumed from its
+    /// top). One that is not paused is left as it is. A resumed `suspended` execution whose held signals
     /// satisfy its wait consumes them and is `waiting`.
     ///
     /// # Atomicity

@@ -104,19 +104,22 @@ pub async fn pause_holds_waiting_and_delayed_work_and_resume_restores_it(h: &dyn
     assert_eq!(second.id, waiting);
     ctx.complete(&second.lease, b"{}").await;
     expect_conflict(
-        ctx.backend.pause(&waiting, CancelScope::Tree).await,
+        ctx.backend.pause(&waiting, CancelScope::Execution).await,
         &waiting,
         "pause",
         State::Completed,
         "a pause of a completed execution",
     );
     expect_conflict(
-        ctx.backend.resume(&waiting, CancelScope::Tree).await,
+        ctx.backend.resume(&waiting, CancelScope::Execution).await,
         &waiting,
         "resume",
         State::Completed,
         "a resume of a completed execution",
     );
+    // With scope tree a finished execution stays as it is.
+    let out = pause(&ctx, &waiting, CancelScope::Tree).await;
+    assert_eq!((out.snapshot.state, out.cascaded), (State::Completed, 0));
     let unknown = ctx.unknown_id();
     expect_not_found(
         ctx.backend.pause(&unknown, CancelScope::Tree).await,
@@ -278,6 +281,21 @@ pub async fn a_tree_pause_reaches_descendants_and_resume_judges_what_happened(h:
     assert_eq!(out.snapshot.waiting_on, None);
     let again = ctx.claim_one().await;
     assert_eq!((again.id.clone(), again.attempt), (root.clone(), 2));
+    // A tree paused, then its top cancelled alone, resumes from its top.
+    let top = ctx.create_id(ctx.new_exec("top", b"")).await;
+    let below = ctx
+        .create_id(ctx.new_exec("below", b"").with_parent(top.clone()))
+        .await;
+    pause(&ctx, &top, CancelScope::Tree).await;
+    ctx.cancel_with(
+        &top,
+        CancelRequest::because("top only").with_scope(CancelScope::Execution),
+    )
+    .await;
+    assert_eq!(ctx.state(&below).await, State::Paused);
+    let out = resume(&ctx, &top, CancelScope::Tree).await;
+    assert_eq!((out.snapshot.state, out.cascaded), (State::Cancelled, 1));
+    assert_eq!(ctx.state(&below).await, State::Waiting);
 }
 
 /// What a suspended or dependent execution waited for is judged at its

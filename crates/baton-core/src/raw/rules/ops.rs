@@ -113,6 +113,35 @@ pub fn check_pause(id: &ExecutionId, state: State) -> Result<Option<State>, Engi
     }
 }
 
+/// [`check_pause`] for a call with `scope`: with scope `tree`, a finished
+/// execution is left as it is (`None`) rather than refused, so the walk
+/// still reaches its descendants — a tree paused and then cancelled alone
+/// can still be resumed from its top.
+pub fn pause_in_scope(
+    id: &ExecutionId,
+    state: State,
+    scope: crate::CancelScope,
+) -> Result<Option<State>, EngineError> {
+    match check_pause(id, state) {
+        Err(_) if scope == crate::CancelScope::Tree && state.is_terminal() => Ok(None),
+        verdict => verdict,
+    }
+}
+
+/// [`check_resume`] for a call with `scope`: with scope `tree`, a finished
+/// execution is left as it is (`false`) and the walk still resumes its
+/// paused descendants.
+pub fn resume_in_scope(
+    id: &ExecutionId,
+    state: State,
+    scope: crate::CancelScope,
+) -> Result<bool, EngineError> {
+    match check_resume(id, state) {
+        Err(_) if scope == crate::CancelScope::Tree && state.is_terminal() => Ok(false),
+        verdict => verdict,
+    }
+}
+
 /// Whether `resume` acts on an execution in `state`: a paused one is
 /// resumed (`true`); one that is not paused and has not finished is left
 /// as it is (`false`: resuming again changes nothing); a finished one is a
