@@ -1,8 +1,8 @@
 //! Listing: `GET /v1/executions`.
 
 use baton_core::{
-    EngineError, ExecutionId, Kind, Lane, ListCursor, ListFilter, ListPage, Namespace, Page,
-    Result, State, TagKey,
+    EngineError, ExecutionId, IdempotencyKey, Kind, Lane, ListCursor, ListFilter, ListPage,
+    Namespace, Page, Result, State, TagKey, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +27,7 @@ pub struct ListQuery {
     pub namespace: Option<String>,
     /// Only this lane.
     pub lane: Option<String>,
-    /// Only this state.
+    /// Only these states, comma-separated (`failed,expired`).
     pub state: Option<String>,
     /// Only this kind.
     pub kind: Option<String>,
@@ -45,6 +45,22 @@ pub struct ListQuery {
     /// Only children of this execution.
     #[serde(default)]
     pub parent: Option<String>,
+    /// Only executions created strictly after this instant (RFC 3339).
+    #[serde(default)]
+    pub created_after: Option<String>,
+    /// Only executions created strictly before this instant.
+    #[serde(default)]
+    pub created_before: Option<String>,
+    /// Only executions that finished strictly after this instant.
+    #[serde(default)]
+    pub finished_after: Option<String>,
+    /// Only executions that finished strictly before this instant.
+    #[serde(default)]
+    pub finished_before: Option<String>,
+    /// Only the execution submitted with this idempotency key (a business
+    /// id; with `lane`, at most one).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
     /// Page size, 1 to 1000; 100 when absent.
     pub limit: Option<String>,
     /// `next_cursor` of the previous page; empty or absent for the first.
@@ -57,7 +73,10 @@ impl ListQuery {
         ListQuery {
             namespace: Some(filter.namespace.to_string()),
             lane: filter.lane.as_ref().map(|l| l.to_string()),
-            state: filter.state.map(|s| s.to_string()),
+            state: (!filter.states.is_empty()).then(|| {
+                let names: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+                names.join(",")
+            }),
             kind: filter.kind.as_ref().map(|k| k.to_string()),
             tag: filter
                 .tag
@@ -75,6 +94,11 @@ impl ListQuery {
                 .filter(|(k, _)| k.as_str().contains(':'))
                 .map(|(_, v)| v.clone()),
             parent: filter.parent.as_ref().map(|p| p.to_string()),
+            created_after: filter.created_after.map(|t| t.to_string()),
+            created_before: filter.created_before.map(|t| t.to_string()),
+            finished_after: filter.finished_after.map(|t| t.to_string()),
+            finished_before: filter.finished_before.map(|t| t.to_string()),
+            idempotency_key: filter.idempotency_key.as_ref().map(|k| k.to_string()),
             limit: Some(page.limit.to_string()),
             cursor: page.cursor.map(|c| c.to_string()),
         }
@@ -91,7 +115,33 @@ impl ListQuery {
             filter = filter.with_lane(Lane::new(l)?);
         }
         if let Some(s) = self.state {
-            filter = filter.with_state(s.parse::<State>()?);
+            for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                filter = filter.with_state(name.parse::<State>()?);
+            }
+        }
+        let instant = |field: &'static str, text: Option<String>| -> Result<Option<Timestamp>> {
+            text.map(|t| {
+                t.parse::<Timestamp>().map_err(|_| {
+                    EngineError::invalid(
+                        field,
+                        t,
+                        "an RFC 3339 instant such as 2030-01-01T00:00:00Z",
+                    )
+                })
+            })
+            .transpose()
+        };
+        filter = filter
+            .with_created(
+                instant("created_after", self.created_after)?,
+                instant("created_before", self.created_before)?,
+            )
+            .with_finished(
+                instant("finished_after", self.finished_after)?,
+                instant("finished_before", self.finished_before)?,
+            );
+        if let Some(k) = self.idempotency_key {
+            filter = filter.with_idempotency_key(IdempotencyKey::new(k)?);
         }
         if let Some(k) = self.kind {
             filter = filter.with_kind(Kind::new(k)?);
@@ -273,4 +323,48 @@ mod tests {
             assert!(bad.into_request().is_err());
         }
     }
+}
+
+/// The body of `POST /v1/executions/describe`.
+///
+/// ```
+/// let body: baton_api::DescribeManyBody =
+///     serde_json::from_str(r#"{"ids": ["{p:1}-019ab1c2-7d3e-7f00-8a1b-2c3d4e5f6071"]}"#).unwrap();
+/// assert_eq!(body.into_ids().unwrap().len(), 1);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeManyBody {
+    /// The execution ids, at most 1,000.
+    pub ids: Vec<String>,
+}
+
+impl DescribeManyBody {
+    /// The ids asked for, in order.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the first malformed id and its place, or too
+    /// many ids.
+    pub fn into_ids(self) -> Result<Vec<ExecutionId>> {
+        if self.ids.len() > Page::MAX_LIMIT {
+            return Err(EngineError::invalid(
+                "ids",
+                self.ids.len(),
+                format!("at most {} ids per call", Page::MAX_LIMIT),
+            ));
+        }
+        self.ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| id.parse::<ExecutionId>().map_err(|e| e.in_batch(i)))
+            .collect()
+    }
+}
+
+/// The answer of `POST /v1/executions/describe`: one item per id asked
+/// for, in order, `null` for an id that names no execution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DescribeManyAnswer {
+    /// The snapshots, in the order of the ids.
+    pub items: Vec<Option<Snapshot>>,
 }

@@ -60,6 +60,8 @@ pub enum Route {
     List,
     /// `GET /v1/executions/{id}`: the snapshot.
     Describe,
+    /// `POST /v1/executions/describe`: the snapshots of many ids at once.
+    DescribeMany,
     /// `POST /v1/executions/{id}/cancel`: cancel it, and by default its
     /// non-terminal descendants.
     Cancel,
@@ -153,11 +155,12 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 40] = [
+    pub const ALL: [Route; 41] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
         Route::Describe,
+        Route::DescribeMany,
         Route::Cancel,
         Route::Children,
         Route::Tree,
@@ -216,6 +219,7 @@ impl Route {
             | Route::OpenApi => Method::Get,
             Route::Submit
             | Route::SubmitBatch
+            | Route::DescribeMany
             | Route::Cancel
             | Route::Claim
             | Route::Complete
@@ -244,6 +248,7 @@ impl Route {
             Route::Submit | Route::List => "/v1/executions",
             Route::SubmitBatch => "/v1/executions/batch",
             Route::Describe => "/v1/executions/{id}",
+            Route::DescribeMany => "/v1/executions/describe",
             Route::Cancel => "/v1/executions/{id}/cancel",
             Route::Children => "/v1/executions/{id}/children",
             Route::Tree => "/v1/executions/{id}/tree",
@@ -287,6 +292,7 @@ impl Route {
             Route::SubmitBatch => "submitBatch",
             Route::List => "list",
             Route::Describe => "describe",
+            Route::DescribeMany => "describeMany",
             Route::Cancel => "cancel",
             Route::Children => "children",
             Route::Tree => "tree",

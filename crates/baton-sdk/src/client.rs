@@ -434,6 +434,18 @@ impl Client {
         self.transport.explain(id).await
     }
 
+    /// The snapshots of `ids`, in order, `None` for an id that names no
+    /// execution (at most 1,000 ids; one call over HTTP).
+    ///
+    /// # Errors
+    /// `InvalidInput` (too many ids), `Unavailable`.
+    pub async fn describe_many(
+        &self,
+        ids: &[ExecutionId],
+    ) -> Result<Vec<Option<ExecutionSnapshot>>> {
+        self.transport.describe_many(ids).await
+    }
+
     /// Pauses execution `id` and, with scope `tree` (the default),
     /// every live descendant: nothing paused is claimed, promoted or timed
     /// out until it is resumed; a running one's worker stops at its next

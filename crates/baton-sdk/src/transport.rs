@@ -374,4 +374,14 @@ impl Transport {
             Transport::Http(h) => h.lanes(namespace).await,
         }
     }
+
+    pub(crate) async fn describe_many(
+        &self,
+        ids: &[ExecutionId],
+    ) -> Result<Vec<Option<ExecutionSnapshot>>> {
+        match self {
+            Transport::Direct(b) => b.describe_many(ids).await,
+            Transport::Http(h) => h.describe_many(ids).await,
+        }
+    }
 }

@@ -96,6 +96,22 @@ pub(crate) async fn list(
     Ok(Json(ListAnswer::from(&out)))
 }
 
+/// `POST /v1/executions/describe` `{"ids": […]}`: `{"items": [<snapshot>
+/// | null, …]}` in the order asked.
+pub(crate) async fn describe_many(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<baton_api::DescribeManyBody>,
+) -> ApiResult<Json<baton_api::DescribeManyAnswer>> {
+    let ids = body.into_ids()?;
+    let found = state.backend().describe_many(&ids).await?;
+    Ok(Json(baton_api::DescribeManyAnswer {
+        items: found
+            .iter()
+            .map(|s| s.as_ref().map(Snapshot::from))
+            .collect(),
+    }))
+}
+
 /// `GET /v1/stats?namespace=`: `{"lanes": {"<lane>": {<state>: n, …}}}`.
 pub(crate) async fn stats(
     State(state): State<AppState>,

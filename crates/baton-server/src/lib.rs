@@ -254,6 +254,7 @@ fn endpoint(route: Route) -> MethodRouter<AppState> {
         Route::SubmitBatch => on(method, executions::submit_batch),
         Route::List => on(method, executions::list),
         Route::Describe => on(method, executions::describe),
+        Route::DescribeMany => on(method, executions::describe_many),
         Route::Cancel => on(method, flows::cancel),
         Route::Children => on(method, flows::children),
         Route::Tree => on(method, flows::tree),

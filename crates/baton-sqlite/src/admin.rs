@@ -32,8 +32,27 @@ pub(crate) async fn list(b: &SqliteBackend, filter: &ListFilter, page: Page) -> 
     if let Some(lane) = &filter.lane {
         qb.push(" AND lane = ").push_bind(lane.as_str());
     }
-    if let Some(state) = filter.state {
-        qb.push(" AND state = ").push_bind(state.as_str());
+    if !filter.states.is_empty() {
+        qb.push(" AND state IN (");
+        let mut list = qb.separated(", ");
+        for state in &filter.states {
+            list.push_bind(state.as_str());
+        }
+        qb.push(")");
+    }
+    if let Some(key) = &filter.idempotency_key {
+        qb.push(" AND idempotency_key = ").push_bind(key.as_str());
+    }
+    for (column, op, bound) in [
+        ("created_at", ">", filter.created_after),
+        ("created_at", "<", filter.created_before),
+        ("finished_at", ">", filter.finished_after),
+        ("finished_at", "<", filter.finished_before),
+    ] {
+        if let Some(t) = bound {
+            qb.push(format!(" AND {column} {op} "))
+                .push_bind(t.as_millis());
+        }
     }
     if let Some(kind) = &filter.kind {
         qb.push(" AND kind = ").push_bind(kind.as_str());

@@ -249,6 +249,7 @@ macro_rules! __with_cases {
             describe_full_lifecycle,
             attempts_empty_before_first_claim,
             list_filters_by_lane_state_kind_and_tag,
+            list_filters_by_states_ranges_and_key_and_describe_many,
             list_paginates_without_gaps_or_duplicates_during_inserts,
             list_rejects_invalid_page,
             counts_per_lane_and_state,

@@ -76,6 +76,10 @@ pub(crate) async fn list(b: &ValkeyBackend, filter: &ListFilter, page: Page) -> 
         .unwrap_or_default();
     let want = page.limit + 1;
     let parent = filter.parent.as_ref().map(|p| p.to_string());
+    let states: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+    let states = states.join(",");
+    let ms =
+        |t: Option<baton_core::Timestamp>| t.map(|t| t.as_millis().to_string()).unwrap_or_default();
     // A child lives in its parent's partition: only that one is read.
     let calls: Vec<(u16, Cmd)> = b
         .inner
@@ -94,11 +98,22 @@ pub(crate) async fn list(b: &ValkeyBackend, filter: &ListFilter, page: Page) -> 
                 .arg(want)
                 .arg(LIST_BUDGET.max(want))
                 .arg(filter.lane.as_ref().map(|l| l.as_str()).unwrap_or(""))
-                .arg(filter.state.map(|s| s.as_str()).unwrap_or(""))
+                .arg(states.as_str())
                 .arg(filter.kind.as_ref().map(|k| k.as_str()).unwrap_or(""))
                 .arg(filter.tag.as_ref().map(|t| t.0.as_str()).unwrap_or(""))
                 .arg(filter.tag.as_ref().map(|t| t.1.as_str()).unwrap_or(""))
-                .arg(parent.as_deref().unwrap_or(""));
+                .arg(parent.as_deref().unwrap_or(""))
+                .arg(ms(filter.created_after))
+                .arg(ms(filter.created_before))
+                .arg(ms(filter.finished_after))
+                .arg(ms(filter.finished_before))
+                .arg(
+                    filter
+                        .idempotency_key
+                        .as_ref()
+                        .map(|k| k.as_str())
+                        .unwrap_or(""),
+                );
             (p.get(), c)
         })
         .collect();

@@ -26,7 +26,9 @@ use baton_core::{EngineError, Result};
 /// pv`, attempt outcome `paused`, renew answer `paused`), cascade kinds
 /// `pause` and `resume`, and the paused-lane hash `lp:<ns>` every claim
 /// reads.
-pub const GENERATION: u32 = 9;
+/// Generation 10 made `baton_list` filter by several states, created and
+/// finished ranges and the idempotency key.
+pub const GENERATION: u32 = 10;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[

@@ -357,8 +357,9 @@ struct ListArgs {
     namespace: String,
     #[arg(long)]
     lane: Option<String>,
-    /// waiting, delayed, blocked, running, completed, failed, cancelled,
-    /// expired or skipped.
+    /// waiting, delayed, blocked, running, suspended, paused, completed,
+    /// failed, cancelled, expired or skipped; several comma-separated
+    /// (failed,expired) match any of them.
     #[arg(long)]
     state: Option<String>,
     #[arg(long)]
@@ -369,6 +370,23 @@ struct ListArgs {
     /// Only children of this execution.
     #[arg(long)]
     parent: Option<String>,
+    /// Only executions created after this instant: RFC 3339
+    /// (2030-01-01T00:00:00Z) or a time ago (30m, 2h, 7d).
+    #[arg(long)]
+    created_after: Option<String>,
+    /// Only executions created before this instant (as --created-after).
+    #[arg(long)]
+    created_before: Option<String>,
+    /// Only executions that finished after this instant.
+    #[arg(long)]
+    finished_after: Option<String>,
+    /// Only executions that finished before this instant.
+    #[arg(long)]
+    finished_before: Option<String>,
+    /// Only the execution submitted with this idempotency key (a business
+    /// id); with --lane at most one.
+    #[arg(long)]
+    key: Option<String>,
     /// Page size, 1 to 1000.
     #[arg(long, default_value_t = 100)]
     limit: usize,

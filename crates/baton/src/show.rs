@@ -240,7 +240,36 @@ pub(crate) async fn list(backend: &dyn AdminBackend, a: ListArgs, json: bool) ->
         filter = filter.with_lane(Lane::new(l)?);
     }
     if let Some(s) = a.state {
-        filter = filter.with_state(s.parse::<State>()?);
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            filter = filter.with_state(name.parse::<State>()?);
+        }
+    }
+    let now = Timestamp::now_system();
+    let at = |field: &'static str, text: Option<String>| -> CliResult<Option<Timestamp>> {
+        let Some(text) = text else { return Ok(None) };
+        if let Ok(t) = text.parse::<Timestamp>() {
+            return Ok(Some(t));
+        }
+        let ago = crate::follow::parse_duration(&text).map_err(|_| {
+            baton_core::EngineError::invalid(
+                field,
+                &text,
+                "an RFC 3339 instant (2030-01-01T00:00:00Z) or a time ago (30m, 2h, 7d)",
+            )
+        })?;
+        Ok(Some(now.saturating_sub(ago)))
+    };
+    filter = filter
+        .with_created(
+            at("created_after", a.created_after)?,
+            at("created_before", a.created_before)?,
+        )
+        .with_finished(
+            at("finished_after", a.finished_after)?,
+            at("finished_before", a.finished_before)?,
+        );
+    if let Some(k) = a.key {
+        filter = filter.with_idempotency_key(baton_core::IdempotencyKey::new(k)?);
     }
     if let Some(k) = a.kind {
         filter = filter.with_kind(Kind::new(k)?);

@@ -803,3 +803,40 @@ fn operators_pause_resume_replay_and_pause_lanes() {
     let (code, err) = cli.fails(&["pause", "not-an-id"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `baton list` with several states, time ranges and `--key`.
+#[test]
+fn list_filters_by_states_times_and_key() {
+    let cli = Cli::new();
+    let keyed = cli.json(&[
+        "submit",
+        "job",
+        "--lane",
+        "fl",
+        "--idempotency-key",
+        "order-9",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = cli.json(&["submit", "job", "--lane", "fl"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli.ok(&["cancel", &other]);
+    let count = |args: &[&str]| {
+        let mut all = vec!["list", "--lane", "fl"];
+        all.extend_from_slice(args);
+        cli.json(&all)["items"].as_array().unwrap().len()
+    };
+    assert_eq!(count(&["--state", "waiting,cancelled"]), 2);
+    assert_eq!(count(&["--state", "cancelled"]), 1);
+    assert_eq!(count(&["--key", "order-9"]), 1);
+    assert_eq!(count(&["--created-after", "1h"]), 2);
+    assert_eq!(count(&["--created-before", "1h"]), 0);
+    assert_eq!(count(&["--finished-after", "2000-01-01T00:00:00Z"]), 1);
+    let listed = cli.json(&["list", "--key", "order-9"]);
+    assert_eq!(listed["items"][0]["id"], keyed.as_str());
+    let (code, err) = cli.fails(&["list", "--created-after", "soon"]);
+    assert_eq!(code, 2, "{err}");
+}

@@ -120,6 +120,7 @@ on_every_backend!(
     status_progress_and_state_over_http_with_woken_long_polls,
     operators_edit_priority_and_tags_revoke_and_list_workers,
     operators_pause_resume_and_replay_executions_and_pause_lanes,
+    lists_filter_by_several_states_times_and_key_and_describe_many,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -1972,4 +1973,47 @@ fn operators_pause_resume_and_replay_executions_and_pause_lanes(b: Bk) {
     let unknown = encoded(&format!("{tag}}}-{flipped}{}", &uuid[1..]));
     s.post(&format!("/v1/executions/{unknown}/pause"), json!({}))
         .error(404, "not_found");
+}
+
+/// Several states, time ranges and the idempotency key filter a list over
+/// HTTP; `POST /v1/executions/describe` answers many ids in order.
+fn lists_filter_by_several_states_times_and_key_and_describe_many(b: Bk) {
+    let s = Server::start(&b);
+    let keyed = s.submit(json!({"kind": "k", "lane": "f", "idempotency_key": "order-7"}));
+    let doomed = s.submit(json!({"kind": "k", "lane": "f"}));
+    s.ok(
+        &format!("/v1/executions/{}/cancel", encoded(&doomed)),
+        json!({}),
+    );
+    let ids = |answer: Value| -> Vec<String> {
+        answer["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let both = s
+        .get("/v1/executions?lane=f&state=waiting,cancelled")
+        .json();
+    assert_eq!(ids(both), vec![keyed.clone(), doomed.clone()]);
+    let keyed_only = s.get("/v1/executions?idempotency_key=order-7").json();
+    assert_eq!(ids(keyed_only), vec![keyed.clone()]);
+    let future = s
+        .get("/v1/executions?lane=f&created_after=2999-01-01T00:00:00Z")
+        .json();
+    assert_eq!(ids(future), Vec::<String>::new());
+    let finished = s
+        .get("/v1/executions?lane=f&finished_after=2000-01-01T00:00:00Z")
+        .json();
+    assert_eq!(ids(finished), vec![doomed.clone()]);
+    s.get("/v1/executions?created_after=yesterday")
+        .error(400, "invalid_input");
+    s.get("/v1/executions?state=waiting,sleeping")
+        .error(400, "invalid_input");
+    let many = s.ok("/v1/executions/describe", json!({"ids": [doomed, keyed]}));
+    assert_eq!(many["items"][0]["state"], "cancelled");
+    assert_eq!(many["items"][1]["id"], keyed.as_str());
+    s.post("/v1/executions/describe", json!({"ids": ["nope"]}))
+        .error(400, "invalid_input");
 }

@@ -332,6 +332,36 @@ pub trait AdminBackend: EngineBackend {
     /// `NotFound`, `InvalidInput` (limit outside `1..=10,000`, id of another
     /// deployment), `Unavailable`.
     async fn tree(&self, id: &ExecutionId, limit: usize) -> Result<Tree>;
+
+    /// The snapshots of `ids`, in order: `None` for an id that names no
+    /// execution (never created, or trimmed). At most
+    /// [`Page::MAX_LIMIT`](crate::Page::MAX_LIMIT) ids.
+    ///
+    /// # Behavior
+    /// Each snapshot is read on its own (as `describe`); the answer is not
+    /// one moment of the whole set.
+    ///
+    /// # Errors
+    /// `InvalidInput` (too many ids, an id of another deployment),
+    /// `Unavailable`.
+    async fn describe_many(&self, ids: &[ExecutionId]) -> Result<Vec<Option<ExecutionSnapshot>>> {
+        if ids.len() > crate::Page::MAX_LIMIT {
+            return Err(crate::EngineError::invalid(
+                "ids",
+                ids.len(),
+                format!("at most {} ids per call", crate::Page::MAX_LIMIT),
+            ));
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(match self.describe(id).await {
+                Ok(snap) => Some(snap),
+                Err(crate::EngineError::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// Convenience calls over [`EngineBackend`], implemented once for every

@@ -278,7 +278,9 @@ pub struct AttemptRecord {
     pub error: Option<String>,
 }
 
-/// Filters for `list`. Only `namespace` is required.
+/// Filters for `list`. Only `namespace` is required; every filter given
+/// must hold ([`ListFilter::matches`] is the definition every backend
+/// follows).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ListFilter {
@@ -286,14 +288,26 @@ pub struct ListFilter {
     pub namespace: Namespace,
     /// Only this lane.
     pub lane: Option<Lane>,
-    /// Only this state.
-    pub state: Option<State>,
+    /// Only these states (empty: any).
+    pub states: BTreeSet<State>,
     /// Only this kind.
     pub kind: Option<Kind>,
     /// Only executions carrying this tag with this value.
     pub tag: Option<(TagKey, String)>,
     /// Only children of this execution.
     pub parent: Option<ExecutionId>,
+    /// Only executions created strictly after this instant.
+    pub created_after: Option<Timestamp>,
+    /// Only executions created strictly before this instant.
+    pub created_before: Option<Timestamp>,
+    /// Only executions that finished strictly after this instant.
+    pub finished_after: Option<Timestamp>,
+    /// Only executions that finished strictly before this instant (an
+    /// unfinished execution matches neither finished bound).
+    pub finished_before: Option<Timestamp>,
+    /// Only the execution submitted with this idempotency key (one per
+    /// lane: with `lane`, at most one matches).
+    pub idempotency_key: Option<IdempotencyKey>,
 }
 
 impl ListFilter {
@@ -302,10 +316,15 @@ impl ListFilter {
         ListFilter {
             namespace,
             lane: None,
-            state: None,
+            states: BTreeSet::new(),
             kind: None,
             tag: None,
             parent: None,
+            created_after: None,
+            created_before: None,
+            finished_after: None,
+            finished_before: None,
+            idempotency_key: None,
         }
     }
 
@@ -315,10 +334,75 @@ impl ListFilter {
         self
     }
 
-    /// Only this state.
+    /// Also this state: a filter given several states matches any of them.
     pub fn with_state(mut self, state: State) -> Self {
-        self.state = Some(state);
+        self.states.insert(state);
         self
+    }
+
+    /// Any of these states.
+    pub fn with_states(mut self, states: impl IntoIterator<Item = State>) -> Self {
+        self.states.extend(states);
+        self
+    }
+
+    /// Only executions created strictly between `after` and `before`
+    /// (either bound may be absent).
+    pub fn with_created(mut self, after: Option<Timestamp>, before: Option<Timestamp>) -> Self {
+        self.created_after = after;
+        self.created_before = before;
+        self
+    }
+
+    /// Only executions that finished strictly between `after` and
+    /// `before` (either bound may be absent).
+    pub fn with_finished(mut self, after: Option<Timestamp>, before: Option<Timestamp>) -> Self {
+        self.finished_after = after;
+        self.finished_before = before;
+        self
+    }
+
+    /// Only the execution submitted with idempotency key `key`.
+    pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
+
+    /// Whether `snap` matches every filter given: the definition each
+    /// backend's `list` implements in its own query language.
+    ///
+    /// ```
+    /// # use baton_core::*;
+    /// # fn demo(snap: ExecutionSnapshot) {
+    /// let filter = ListFilter::namespace(snap.namespace.clone())
+    ///     .with_states([State::Failed, State::Expired]);
+    /// assert_eq!(filter.matches(&snap), matches!(snap.state, State::Failed | State::Expired));
+    /// # }
+    /// ```
+    pub fn matches(&self, snap: &ExecutionSnapshot) -> bool {
+        let finished = |bound: Option<Timestamp>, holds: fn(Timestamp, Timestamp) -> bool| {
+            bound.is_none_or(|b| snap.finished_at.is_some_and(|f| holds(f, b)))
+        };
+        snap.namespace == self.namespace
+            && self.lane.as_ref().is_none_or(|l| *l == snap.lane)
+            && (self.states.is_empty() || self.states.contains(&snap.state))
+            && self.kind.as_ref().is_none_or(|k| *k == snap.kind)
+            && self
+                .tag
+                .as_ref()
+                .is_none_or(|(k, v)| snap.tags.get(k) == Some(v))
+            && self
+                .parent
+                .as_ref()
+                .is_none_or(|p| snap.parent.as_ref() == Some(p))
+            && self.created_after.is_none_or(|t| snap.created_at > t)
+            && self.created_before.is_none_or(|t| snap.created_at < t)
+            && finished(self.finished_after, |f, b| f > b)
+            && finished(self.finished_before, |f, b| f < b)
+            && self
+                .idempotency_key
+                .as_ref()
+                .is_none_or(|k| snap.idempotency_key.as_ref() == Some(k))
     }
 
     /// Only this kind.

@@ -638,6 +638,27 @@ impl HttpTransport {
         answer.into_pause_outcome()
     }
 
+    pub(crate) async fn describe_many(
+        &self,
+        ids: &[ExecutionId],
+    ) -> Result<Vec<Option<ExecutionSnapshot>>> {
+        let op = Op {
+            name: "describe_many",
+            id: None,
+        };
+        let route = Route::DescribeMany;
+        let body = baton_api::DescribeManyBody {
+            ids: ids.iter().map(|id| id.to_string()).collect(),
+        };
+        let answer: baton_api::DescribeManyAnswer =
+            self.call(route, route.path(), Some(&body), op).await?;
+        answer
+            .items
+            .into_iter()
+            .map(|item| item.map(|s| s.into_snapshot()).transpose())
+            .collect()
+    }
+
     pub(crate) async fn replay(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
         let op = Op {
             name: "replay",

@@ -527,3 +527,143 @@ pub async fn namespaces_hold_their_executions_until_trimmed(h: &dyn Harness) {
         "a namespace whose executions were all trimmed is gone"
     );
 }
+
+/// Lists `filter`, expecting `expected` in order, and checks
+/// `ListFilter::matches` agrees on each of `all`.
+async fn check_filter(
+    ctx: &Ctx,
+    all: &[&ExecutionId],
+    filter: ListFilter,
+    expected: Vec<&ExecutionId>,
+) {
+    let got = ctx.list_ids(&filter).await;
+    let want: Vec<ExecutionId> = expected.into_iter().cloned().collect();
+    assert_eq!(got, want, "{filter:?}");
+    for id in all {
+        let snap = ctx.describe(id).await;
+        assert_eq!(
+            filter.matches(&snap),
+            got.contains(id),
+            "{filter:?} on {id}"
+        );
+    }
+}
+
+/// `list` filters by several states at once, by created and finished
+/// ranges (bounds exclusive; an unfinished execution matches no finished
+/// bound) and by idempotency key; every answer is what
+/// `ListFilter::matches` says. `describe_many` answers in order, `None`
+/// for unknown ids.
+pub async fn list_filters_by_states_ranges_and_key_and_describe_many(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let t0 = ctx.now();
+    let early = ctx
+        .create_id(
+            ctx.new_in(&lane("early"), "early", b"")
+                .with_idempotency_key(ikey("order-1")),
+        )
+        .await;
+    ctx.advance(10);
+    let t1 = ctx.now();
+    let failed = ctx
+        .create_id(ctx.new_exec("failed", b"").with_retry(no_backoff(1)))
+        .await;
+    let doomed = ctx.create_id(ctx.new_exec("doomed", b"")).await;
+    let other_lane = ctx
+        .create_id(
+            ctx.new_in(&lane("side"), "other", b"")
+                .with_idempotency_key(ikey("order-1")),
+        )
+        .await;
+    ctx.advance(10);
+    let lease = ctx.claim_one_pending(&failed).await;
+    ctx.fail(&lease, Failure::permanent("no")).await;
+    let t2 = ctx.now();
+    ctx.advance(10);
+    ctx.cancel(&doomed, None).await;
+    let t3 = ctx.now();
+    let all = [&early, &failed, &doomed, &other_lane];
+    let ns = || ListFilter::namespace(ctx.ns.clone());
+    check_filter(
+        &ctx,
+        &all,
+        ns().with_states([State::Failed, State::Cancelled]),
+        vec![&failed, &doomed],
+    )
+    .await;
+    check_filter(
+        &ctx,
+        &all,
+        ns().with_state(State::Waiting).with_state(State::Failed),
+        vec![&early, &failed, &other_lane],
+    )
+    .await;
+    check_filter(
+        &ctx,
+        &all,
+        ns().with_created(Some(t0), None),
+        vec![&failed, &doomed, &other_lane],
+    )
+    .await;
+    check_filter(&ctx, &all, ns().with_created(None, Some(t1)), vec![&early]).await;
+    check_filter(&ctx, &all, ns().with_created(Some(t0), Some(t1)), vec![]).await;
+    check_filter(
+        &ctx,
+        &all,
+        ns().with_finished(None, Some(t3)),
+        vec![&failed],
+    )
+    .await;
+    check_filter(
+        &ctx,
+        &all,
+        ns().with_finished(Some(t2), None),
+        vec![&doomed],
+    )
+    .await;
+    check_filter(&ctx, &all, ns().with_finished(None, None), all.to_vec()).await;
+    check_filter(
+        &ctx,
+        &all,
+        ns().with_idempotency_key(ikey("order-1")),
+        vec![&early, &other_lane],
+    )
+    .await;
+    check_filter(
+        &ctx,
+        &all,
+        ns().with_idempotency_key(ikey("order-1"))
+            .with_lane(lane("side")),
+        vec![&other_lane],
+    )
+    .await;
+    check_filter(
+        &ctx,
+        &all,
+        ns().with_idempotency_key(ikey("order-2")),
+        vec![],
+    )
+    .await;
+    // Paging a multi-state filter visits each match once.
+    let paged = ctx
+        .list_all(&ns().with_states([State::Waiting, State::Failed]), 1)
+        .await;
+    assert_eq!(paged.len(), 3);
+
+    let unknown = ctx.unknown_id();
+    let many = ok(
+        ctx.backend
+            .describe_many(&[doomed.clone(), unknown, early.clone()])
+            .await,
+        "describe_many",
+    );
+    assert_eq!(many.len(), 3);
+    assert_eq!(many[0].as_ref().map(|s| s.id.clone()), Some(doomed.clone()));
+    assert_eq!(many[1], None);
+    assert_eq!(many[2], Some(ctx.describe(&early).await));
+    let too_many = vec![early.clone(); Page::MAX_LIMIT + 1];
+    expect_invalid(
+        ctx.backend.describe_many(&too_many).await,
+        "more ids than one call takes",
+    );
+}
