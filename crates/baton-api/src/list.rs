@@ -210,6 +210,11 @@ impl ListQuery {
             ("tag_key", &self.tag_key),
             ("tag_value", &self.tag_value),
             ("parent", &self.parent),
+            ("created_after", &self.created_after),
+            ("created_before", &self.created_before),
+            ("finished_after", &self.finished_after),
+            ("finished_before", &self.finished_before),
+            ("idempotency_key", &self.idempotency_key),
             ("limit", &self.limit),
             ("cursor", &self.cursor),
         ];
@@ -274,6 +279,56 @@ mod tests {
         );
         let (f, p) = q.into_request().unwrap();
         assert_eq!((f, p.limit), (filter, 5));
+    }
+
+    /// Every filter survives the trip through a query string (what the
+    /// SDK sends): a filter left out here would be dropped silently.
+    #[test]
+    fn every_filter_round_trips_through_the_query_string() {
+        let t = |ms| Some(baton_core::Timestamp::from_millis(ms));
+        let filter = ListFilter::namespace(Namespace::new("n").unwrap())
+            .with_lane(Lane::new("l").unwrap())
+            .with_states([State::Failed, State::Expired])
+            .with_kind(Kind::new("k").unwrap())
+            .with_tag(TagKey::new("customer").unwrap(), "42")
+            .with_parent(ExecutionId::generate(baton_core::PartitionCount::DEFAULT))
+            .with_created(t(1_900_000_000_000), t(1_900_000_000_500))
+            .with_finished(t(1_900_000_001_000), t(1_900_000_001_500))
+            .with_idempotency_key(baton_core::IdempotencyKey::new("order 7").unwrap());
+        let page = Page::first(7);
+        let text = ListQuery::from_request(&filter, page).to_query_string();
+        let q: ListQuery = serde_urlencoded_like(&text);
+        let (f, p) = q.into_request().unwrap();
+        assert_eq!((f, p.limit), (filter, 7));
+    }
+
+    /// Parses `a=b&c=d` with percent-decoding, as the server's query
+    /// extractor does.
+    fn serde_urlencoded_like(text: &str) -> ListQuery {
+        let mut map = serde_json::Map::new();
+        for pair in text.split('&') {
+            let (k, v) = pair.split_once('=').unwrap();
+            let v = percent_decode(v);
+            map.insert(k.to_owned(), serde_json::Value::String(v));
+        }
+        serde_json::from_value(serde_json::Value::Object(map)).unwrap()
+    }
+
+    fn percent_decode(v: &str) -> String {
+        let bytes = v.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
     }
 
     #[test]

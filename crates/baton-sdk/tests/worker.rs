@@ -141,6 +141,26 @@ async fn client_calls(env: Env) {
         .await
         .unwrap();
     assert_eq!(cancelled.state, State::Cancelled);
+    // Several states and a time range reach the backend over either
+    // transport.
+    let filter = ListFilter::namespace(c.namespace().clone())
+        .with_states([State::Cancelled, State::Failed])
+        .with_created(
+            Some(snap.created_at.saturating_sub(Duration::from_secs(1))),
+            None,
+        );
+    let page = c.list(&filter, Page::first(10)).await.unwrap();
+    let ids: Vec<ExecutionId> = page.items.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(ids, vec![out[0].id.clone()]);
+    let many = c
+        .describe_many(&[out[2].id.clone(), out[0].id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        many[0].as_ref().map(|s| s.id.clone()),
+        Some(out[2].id.clone())
+    );
+    assert_eq!(many[1].as_ref().map(|s| s.state), Some(State::Cancelled));
     let missing = ExecutionId::generate(baton_core::PartitionCount::DEFAULT);
     assert!(matches!(
         c.describe(&missing).await,
