@@ -100,6 +100,12 @@ impl SchedulerConfig {
         self.sweep = sweep;
         self
     }
+
+    /// Sets the sweep interval of the retention trim.
+    pub fn with_trim_sweep(mut self, sweep: Duration) -> Self {
+        self.trim_sweep = sweep;
+        self
+    }
 }
 
 /// `<hostname>-<pid>-<random>`: readable in logs, unique per process.

@@ -41,6 +41,26 @@ pub(crate) struct ServeArgs {
     /// the wait.
     #[arg(long)]
     waitpoint_token_ttl_ms: Option<u64>,
+    /// How long finished executions (and finished flows, counted from
+    /// their last member) are kept before the scheduler trims them: 90m,
+    /// 36h, 7d (default 7d).
+    #[arg(long, env = "BATON_RETENTION", value_parser = parse_retention)]
+    retention: Option<Duration>,
+    /// How often the retention trim passes over every owned partition, in
+    /// milliseconds (default 60000).
+    #[arg(long, env = "BATON_TRIM_SWEEP_MS")]
+    trim_sweep_ms: Option<u64>,
+}
+
+/// A retention: a duration of at least one second (`7d`, `36h`, `90m`).
+fn parse_retention(text: &str) -> Result<Duration, String> {
+    let d = crate::follow::parse_duration(text)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "{text:?} is shorter than a second; keep finished executions at least 1s (7d is the default)"
+        ));
+    }
+    Ok(d)
 }
 
 impl ServeArgs {
@@ -54,6 +74,12 @@ impl ServeArgs {
         }
         if let Some(ms) = self.sweep_ms {
             config = config.with_sweep(Duration::from_millis(ms));
+        }
+        if let Some(retention) = self.retention {
+            config = config.with_retention(retention);
+        }
+        if let Some(ms) = self.trim_sweep_ms {
+            config = config.with_trim_sweep(Duration::from_millis(ms.max(1)));
         }
         Ok(config)
     }

@@ -840,3 +840,14 @@ fn list_filters_by_states_times_and_key() {
     let (code, err) = cli.fails(&["list", "--created-after", "soon"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `baton serve --retention` takes a duration of at least a second.
+#[test]
+fn serve_refuses_a_retention_under_a_second() {
+    let cli = Cli::new();
+    let (code, err) = cli.fails(&["serve", "--retention", "0s", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("shorter than a second"), "{err}");
+    let (code, err) = cli.fails(&["serve", "--retention", "soon", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 2, "{err}");
+}

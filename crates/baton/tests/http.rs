@@ -121,6 +121,7 @@ on_every_backend!(
     operators_edit_priority_and_tags_revoke_and_list_workers,
     operators_pause_resume_and_replay_executions_and_pause_lanes,
     lists_filter_by_several_states_times_and_key_and_describe_many,
+    serve_trims_finished_work_after_its_retention,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -2016,4 +2017,35 @@ fn lists_filter_by_several_states_times_and_key_and_describe_many(b: Bk) {
     assert_eq!(many["items"][1]["id"], keyed.as_str());
     s.post("/v1/executions/describe", json!({"ids": ["nope"]}))
         .error(400, "invalid_input");
+}
+
+/// `baton serve --retention` (here `BATON_RETENTION=1s`): a finished
+/// execution is trimmed by the scheduler once its retention passed; an
+/// unfinished one stays.
+fn serve_trims_finished_work_after_its_retention(b: Bk) {
+    let s = Server::start_with(
+        &b,
+        &[("BATON_RETENTION", "1s"), ("BATON_TRIM_SWEEP_MS", "100")],
+    );
+    let done = s.submit(json!({"kind": "k", "lane": "ret"}));
+    let kept = s.submit(json!({"kind": "k", "lane": "other"}));
+    let claims = s.claim("ret", json!({"worker_id": "rw", "max": 1}));
+    s.ok(
+        &format!("/v1/executions/{}/complete", encoded(&done)),
+        json!({"lease": claims[0]["lease"]["token"], "result": 1}),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = s.get(&format!("/v1/executions/{}", encoded(&done)));
+        if a.status == 404 {
+            break;
+        }
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a completed execution outlived a 1 s retention by 20 s"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(s.describe(&encoded(&kept))["state"], "waiting");
 }
