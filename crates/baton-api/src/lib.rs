@@ -82,7 +82,10 @@ use serde_json::value::RawValue;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, static_field};
 pub use flow::{CancelAnswer, ChildrenQuery, TreeAnswer, TreeItem, TreeQuery};
 pub use json::{JsonText, MAX_JSON_DEPTH, check_json};
-pub use list::{DescribeManyAnswer, DescribeManyBody, ListAnswer, ListQuery};
+pub use list::{
+    BulkAnswer, BulkBody, BulkFilterBody, BulkSkipped, DescribeManyAnswer, DescribeManyBody,
+    ListAnswer, ListQuery,
+};
 pub use memory::{
     FrameAnswer, LeaseBody, ProgressAnswer, ProgressAppended, ProgressBody, ProgressQuery,
     StateAnswer, StateBody, StateEntryAnswer, StatusAnswer, StatusBody, StepAnswer, StepBody,

@@ -423,3 +423,192 @@ pub struct DescribeManyAnswer {
     /// The snapshots, in the order of the ids.
     pub items: Vec<Option<Snapshot>>,
 }
+
+/// The filter of a bulk call: the list filters (as `GET /v1/executions`
+/// takes them) and `ids`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFilterBody {
+    /// Namespace; `default` when absent.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Only this lane.
+    #[serde(default)]
+    pub lane: Option<String>,
+    /// Only these states, comma-separated.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Only this kind.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Only executions with this tag, `KEY:VALUE`.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// A tag key holding colons, with `tag_value`, instead of `tag`.
+    #[serde(default)]
+    pub tag_key: Option<String>,
+    /// The value of the tag named by `tag_key`.
+    #[serde(default)]
+    pub tag_value: Option<String>,
+    /// Only children of this execution.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Created strictly after this instant (RFC 3339).
+    #[serde(default)]
+    pub created_after: Option<String>,
+    /// Created strictly before this instant.
+    #[serde(default)]
+    pub created_before: Option<String>,
+    /// Finished strictly after this instant.
+    #[serde(default)]
+    pub finished_after: Option<String>,
+    /// Finished strictly before this instant.
+    #[serde(default)]
+    pub finished_before: Option<String>,
+    /// Only the execution with this idempotency key.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// Only these executions (each must also match the rest), at most 1,000.
+    #[serde(default)]
+    pub ids: Vec<String>,
+}
+
+/// The body of `POST /v1/executions/bulk/cancel` and `/bulk/replay`.
+///
+/// ```
+/// let body: baton_api::BulkBody = serde_json::from_str(
+///     r#"{"filter": {"lane": "reports", "state": "failed,expired"}, "limit": 500, "dry_run": true}"#,
+/// ).unwrap();
+/// let request = body.into_request(baton_core::BulkAction::Replay).unwrap();
+/// assert!(request.dry_run);
+/// assert_eq!(request.limit, 500);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBody {
+    /// Which executions.
+    #[serde(default)]
+    pub filter: BulkFilterBody,
+    /// Most executions this call reaches, `1..=1000` (default 1000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Count only; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// `next_cursor` of the previous call.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// For a cancel: the reason stored on each.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// For a cancel: `tree` (default) or `execution`.
+    #[serde(default)]
+    pub scope: Option<baton_core::CancelScope>,
+}
+
+impl BulkBody {
+    /// The bulk request asked for, doing `action` (a cancel takes this
+    /// body's reason and scope).
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the field at fault.
+    pub fn into_request(self, action: baton_core::BulkAction) -> Result<baton_core::BulkRequest> {
+        let f = self.filter;
+        let query = ListQuery {
+            namespace: f.namespace,
+            lane: f.lane,
+            state: f.state,
+            kind: f.kind,
+            tag: f.tag,
+            tag_key: f.tag_key,
+            tag_value: f.tag_value,
+            parent: f.parent,
+            created_after: f.created_after,
+            created_before: f.created_before,
+            finished_after: f.finished_after,
+            finished_before: f.finished_before,
+            idempotency_key: f.idempotency_key,
+            ..ListQuery::default()
+        };
+        let (filter, _) = query.into_request()?;
+        let ids = DescribeManyBody { ids: f.ids }.into_ids()?;
+        let action = match action {
+            baton_core::BulkAction::Cancel(_) => baton_core::BulkAction::Cancel(
+                baton_core::CancelRequest::with_reason(self.reason)
+                    .with_scope(self.scope.unwrap_or_default()),
+            ),
+            other => other,
+        };
+        Ok(baton_core::BulkRequest {
+            action,
+            filter,
+            ids,
+            limit: self.limit.unwrap_or(Page::MAX_LIMIT),
+            dry_run: self.dry_run,
+            cursor: self
+                .cursor
+                .filter(|c| !c.is_empty())
+                .map(|c| c.parse::<ListCursor>())
+                .transpose()?,
+        })
+    }
+}
+
+/// The answer of a bulk call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkAnswer {
+    /// Executions the call reached.
+    pub matched: u64,
+    /// Executions it changed (a dry run: would change).
+    pub changed: u64,
+    /// Reached executions it could not change, with why.
+    #[serde(default)]
+    pub skipped: Vec<BulkSkipped>,
+    /// Pass back as `cursor` to go on; `null` once nothing more matches.
+    pub next_cursor: Option<String>,
+}
+
+/// One execution a bulk call could not change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkSkipped {
+    /// Its id.
+    pub id: ExecutionId,
+    /// Why.
+    pub reason: String,
+}
+
+impl From<&baton_core::BulkReport> for BulkAnswer {
+    fn from(r: &baton_core::BulkReport) -> Self {
+        BulkAnswer {
+            matched: r.matched,
+            changed: r.changed,
+            skipped: r
+                .skipped
+                .iter()
+                .map(|(id, reason)| BulkSkipped {
+                    id: id.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+            next_cursor: r.next_cursor.map(|c| c.to_string()),
+        }
+    }
+}
+
+impl BulkAnswer {
+    /// The `baton-core` report this carries.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a cursor this build cannot read.
+    pub fn into_report(self) -> Result<baton_core::BulkReport> {
+        Ok(baton_core::BulkReport {
+            matched: self.matched,
+            changed: self.changed,
+            skipped: self.skipped.into_iter().map(|s| (s.id, s.reason)).collect(),
+            next_cursor: self
+                .next_cursor
+                .map(|c| c.parse::<ListCursor>())
+                .transpose()?,
+        })
+    }
+}

@@ -62,6 +62,10 @@ pub enum Route {
     Describe,
     /// `POST /v1/executions/describe`: the snapshots of many ids at once.
     DescribeMany,
+    /// `POST /v1/executions/bulk/cancel`: cancel what a filter matches.
+    BulkCancel,
+    /// `POST /v1/executions/bulk/replay`: replay what a filter matches.
+    BulkReplay,
     /// `POST /v1/executions/{id}/cancel`: cancel it, and by default its
     /// non-terminal descendants.
     Cancel,
@@ -155,12 +159,14 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 41] = [
+    pub const ALL: [Route; 43] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
         Route::Describe,
         Route::DescribeMany,
+        Route::BulkCancel,
+        Route::BulkReplay,
         Route::Cancel,
         Route::Children,
         Route::Tree,
@@ -220,6 +226,8 @@ impl Route {
             Route::Submit
             | Route::SubmitBatch
             | Route::DescribeMany
+            | Route::BulkCancel
+            | Route::BulkReplay
             | Route::Cancel
             | Route::Claim
             | Route::Complete
@@ -249,6 +257,8 @@ impl Route {
             Route::SubmitBatch => "/v1/executions/batch",
             Route::Describe => "/v1/executions/{id}",
             Route::DescribeMany => "/v1/executions/describe",
+            Route::BulkCancel => "/v1/executions/bulk/cancel",
+            Route::BulkReplay => "/v1/executions/bulk/replay",
             Route::Cancel => "/v1/executions/{id}/cancel",
             Route::Children => "/v1/executions/{id}/children",
             Route::Tree => "/v1/executions/{id}/tree",
@@ -293,6 +303,8 @@ impl Route {
             Route::List => "list",
             Route::Describe => "describe",
             Route::DescribeMany => "describeMany",
+            Route::BulkCancel => "bulkCancel",
+            Route::BulkReplay => "bulkReplay",
             Route::Cancel => "cancel",
             Route::Children => "children",
             Route::Tree => "tree",

@@ -434,6 +434,16 @@ impl Client {
         self.transport.explain(id).await
     }
 
+    /// Cancels or replays what a filter matches, at most `request.limit`
+    /// per call; pass `next_cursor` back to go on (see
+    /// [`baton_core::AdminBackend::bulk`]). With `dry_run`, only counts.
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Unavailable`.
+    pub async fn bulk(&self, request: baton_core::BulkRequest) -> Result<baton_core::BulkReport> {
+        self.transport.bulk(request).await
+    }
+
     /// The snapshots of `ids`, in order, `None` for an id that names no
     /// execution (at most 1,000 ids; one call over HTTP).
     ///

@@ -384,4 +384,14 @@ impl Transport {
             Transport::Http(h) => h.describe_many(ids).await,
         }
     }
+
+    pub(crate) async fn bulk(
+        &self,
+        request: baton_core::BulkRequest,
+    ) -> Result<baton_core::BulkReport> {
+        match self {
+            Transport::Direct(b) => b.bulk(request).await,
+            Transport::Http(h) => h.bulk(request).await,
+        }
+    }
 }

@@ -112,6 +112,51 @@ pub(crate) async fn describe_many(
     }))
 }
 
+/// `POST /v1/executions/bulk/cancel`: `{"matched", "changed", "skipped",
+/// "next_cursor"}`; each call is logged as an audit line.
+pub(crate) async fn bulk_cancel(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<baton_api::BulkBody>,
+) -> ApiResult<Json<baton_api::BulkAnswer>> {
+    let request = body.into_request(baton_core::BulkAction::Cancel(Default::default()))?;
+    bulk(state, request).await
+}
+
+/// `POST /v1/executions/bulk/replay`: as bulk cancel.
+pub(crate) async fn bulk_replay(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<baton_api::BulkBody>,
+) -> ApiResult<Json<baton_api::BulkAnswer>> {
+    let request = body.into_request(baton_core::BulkAction::Replay)?;
+    bulk(state, request).await
+}
+
+async fn bulk(
+    state: AppState,
+    request: baton_core::BulkRequest,
+) -> ApiResult<Json<baton_api::BulkAnswer>> {
+    state.metrics().saw_namespace(&request.filter.namespace);
+    let op = request.action.name();
+    let (namespace, dry_run) = (request.filter.namespace.clone(), request.dry_run);
+    let filter = format!("{:?}", request.filter);
+    let ids = request.ids.len();
+    let report = state.backend().bulk(request).await?;
+    tracing::info!(
+        target: "baton::audit",
+        op,
+        %namespace,
+        dry_run,
+        filter,
+        ids,
+        matched = report.matched,
+        changed = report.changed,
+        skipped = report.skipped.len(),
+        more = report.next_cursor.is_some(),
+        "bulk call"
+    );
+    Ok(Json(baton_api::BulkAnswer::from(&report)))
+}
+
 /// `GET /v1/stats?namespace=`: `{"lanes": {"<lane>": {<state>: n, …}}}`.
 pub(crate) async fn stats(
     State(state): State<AppState>,

@@ -255,6 +255,8 @@ fn endpoint(route: Route) -> MethodRouter<AppState> {
         Route::List => on(method, executions::list),
         Route::Describe => on(method, executions::describe),
         Route::DescribeMany => on(method, executions::describe_many),
+        Route::BulkCancel => on(method, executions::bulk_cancel),
+        Route::BulkReplay => on(method, executions::bulk_replay),
         Route::Cancel => on(method, flows::cancel),
         Route::Children => on(method, flows::children),
         Route::Tree => on(method, flows::tree),

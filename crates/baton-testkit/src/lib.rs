@@ -203,6 +203,7 @@ macro_rules! __with_cases {
             waits_kept_through_a_pause_are_judged_at_resume,
             a_paused_lane_is_skipped_by_claims_until_resumed,
             replay_requeues_dead_executions_with_a_fresh_budget,
+            bulk_cancel_and_replay_by_filter_with_preview_and_cursor,
             // dependencies
             a_dependent_runs_when_its_upstreams_complete,
             an_unmet_dependency_skips_and_the_skip_cascades,

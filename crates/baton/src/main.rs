@@ -5,6 +5,7 @@
 //! read, or one JSON document with `--json`.
 
 mod bench;
+mod bulk;
 mod control;
 mod flow;
 mod follow;
@@ -20,9 +21,9 @@ use std::sync::Arc;
 
 use baton_api::{Created, check_json};
 use baton_core::{
-    AdminBackend, BackendKind, Backoff, CapabilityName, ChildKey, DependencyMode, DependencyPolicy,
-    EngineError, ExecutionId, IdempotencyKey, Kind, Lane, Namespace, NewExecution, RetryPolicy,
-    TagKey, Timestamp, Tree, UpstreamFailure,
+    AdminBackend, BackendKind, Backoff, BulkAction, CancelRequest, CancelScope, CapabilityName,
+    ChildKey, DependencyMode, DependencyPolicy, EngineError, ExecutionId, IdempotencyKey, Kind,
+    Lane, Namespace, NewExecution, RetryPolicy, TagKey, Timestamp, Tree, UpstreamFailure,
 };
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -114,9 +115,14 @@ enum Command {
     /// Prints how many descendants were cancelled with it. A subtree too big
     /// for one call is finished by the scheduler of `baton serve`; the
     /// answer says so, and `baton tree` shows the progress.
+    ///
+    /// Without an id, cancels every execution the filters match (--state,
+    /// --lane, --tag, --created-before, …, or --all): it shows how many
+    /// first and asks (unless --yes), then works through them a thousand
+    /// at a time, showing progress.
     Cancel {
-        /// The execution id.
-        id: String,
+        /// The execution id; leave it out to cancel by filter.
+        id: Option<String>,
         /// Why it is cancelled; shown by describe (descendants get "cancelled
         /// with its ancestor ID: REASON").
         #[arg(long)]
@@ -124,6 +130,8 @@ enum Command {
         /// Cancel this execution alone; its descendants keep running.
         #[arg(long)]
         only: bool,
+        #[command(flatten)]
+        bulk: BulkArgs,
     },
     /// Show the flow an execution belongs to as an indented tree, from its
     /// root: id, kind and state of each member, children under their parent
@@ -226,9 +234,14 @@ enum Command {
     },
     /// Run a failed, cancelled, expired or skipped execution again: it is
     /// waiting, with a fresh attempt budget; its history stays.
+    ///
+    /// Without an id, replays every failed, cancelled, expired or skipped
+    /// execution the filters match, as `baton cancel` does by filter.
     Replay {
-        /// The execution id.
-        id: String,
+        /// The execution id; leave it out to replay by filter.
+        id: Option<String>,
+        #[command(flatten)]
+        bulk: BulkArgs,
     },
     /// Pause or resume a lane: a paused lane's work is not claimed.
     #[command(subcommand)]
@@ -351,8 +364,9 @@ struct SubmitArgs {
     on_upstream_failure: Option<String>,
 }
 
+/// The filters `list` and the bulk commands share.
 #[derive(Debug, Args)]
-struct ListArgs {
+struct FilterArgs {
     #[arg(long, default_value = "default")]
     namespace: String,
     #[arg(long)]
@@ -387,12 +401,52 @@ struct ListArgs {
     /// id); with --lane at most one.
     #[arg(long)]
     key: Option<String>,
+}
+
+impl FilterArgs {
+    /// Whether any filter beyond the namespace was given.
+    fn narrows(&self) -> bool {
+        self.lane.is_some()
+            || self.state.is_some()
+            || self.kind.is_some()
+            || self.tag.is_some()
+            || self.parent.is_some()
+            || self.created_after.is_some()
+            || self.created_before.is_some()
+            || self.finished_after.is_some()
+            || self.finished_before.is_some()
+            || self.key.is_some()
+    }
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Page size, 1 to 1000.
     #[arg(long, default_value_t = 100)]
     limit: usize,
     /// Continue after a previous page (its next_cursor).
     #[arg(long)]
     cursor: Option<String>,
+}
+
+/// What `baton cancel` and `baton replay` take instead of an id: which
+/// executions, and how to go about it.
+#[derive(Debug, Args)]
+struct BulkArgs {
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Act on every execution of the namespace (no other filter needed).
+    #[arg(long)]
+    all: bool,
+    /// Count what would change, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask before changing (needed when standard input is not a
+    /// terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
 }
 
 /// An error ready for the user: the message and what to do about it.
@@ -502,8 +556,25 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Wait { id, timeout } => follow::wait(backend.as_ref(), &id, timeout, json).await,
         Command::Watch { id, timeout } => follow::watch(backend.as_ref(), &id, timeout, json).await,
         Command::List(args) => show::list(backend.as_ref(), args, json).await,
-        Command::Cancel { id, reason, only } => {
-            flow::cancel(backend.as_ref(), &id, reason, only, json).await
+        Command::Cancel {
+            id: Some(id),
+            reason,
+            only,
+            ..
+        } => flow::cancel(backend.as_ref(), &id, reason, only, json).await,
+        Command::Cancel {
+            id: None,
+            reason,
+            only,
+            bulk: args,
+        } => {
+            let scope = if only {
+                CancelScope::Execution
+            } else {
+                CancelScope::Tree
+            };
+            let cancel = CancelRequest::with_reason(reason).with_scope(scope);
+            bulk::run(backend.as_ref(), BulkAction::Cancel(cancel), args, json).await
         }
         Command::Tree { id, limit } => flow::tree(backend.as_ref(), &id, limit, json).await,
         Command::Children { id, limit, cursor } => {
@@ -529,7 +600,11 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Resume { id, only } => {
             control::pause(backend.as_ref(), &id, only, false, json).await
         }
-        Command::Replay { id } => control::replay(backend.as_ref(), &id, json).await,
+        Command::Replay { id: Some(id), .. } => control::replay(backend.as_ref(), &id, json).await,
+        Command::Replay {
+            id: None,
+            bulk: args,
+        } => bulk::run(backend.as_ref(), BulkAction::Replay, args, json).await,
         Command::Lane(LaneCommand::Pause { lane, namespace }) => {
             control::lane(backend.as_ref(), &namespace, &lane, true, json).await
         }

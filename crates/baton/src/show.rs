@@ -9,7 +9,7 @@ use baton_core::{
 use serde_json::Value;
 
 use crate::table::Table;
-use crate::{CliResult, ListArgs, print_json, split_pair};
+use crate::{CliResult, FilterArgs, ListArgs, print_json, split_pair};
 
 fn opt_time(t: Option<Timestamp>) -> String {
     t.map(|t| t.to_string()).unwrap_or_else(|| "-".into())
@@ -234,7 +234,8 @@ fn print_snapshot(s: &ExecutionSnapshot) {
     }
 }
 
-pub(crate) async fn list(backend: &dyn AdminBackend, a: ListArgs, json: bool) -> CliResult<()> {
+/// The list filter the flags ask for.
+pub(crate) fn filter_of(a: FilterArgs) -> CliResult<ListFilter> {
     let mut filter = ListFilter::namespace(Namespace::new(a.namespace)?);
     if let Some(l) = a.lane {
         filter = filter.with_lane(Lane::new(l)?);
@@ -281,6 +282,11 @@ pub(crate) async fn list(backend: &dyn AdminBackend, a: ListArgs, json: bool) ->
     if let Some(p) = a.parent {
         filter = filter.with_parent(p.parse::<ExecutionId>()?);
     }
+    Ok(filter)
+}
+
+pub(crate) async fn list(backend: &dyn AdminBackend, a: ListArgs, json: bool) -> CliResult<()> {
+    let filter = filter_of(a.filter)?;
     let cursor = a.cursor.map(|c| c.parse::<ListCursor>()).transpose()?;
     let page = backend
         .list(

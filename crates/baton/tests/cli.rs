@@ -851,3 +851,44 @@ fn serve_refuses_a_retention_under_a_second() {
     let (code, err) = cli.fails(&["serve", "--retention", "soon", "--listen", "127.0.0.1:0"]);
     assert_eq!(code, 2, "{err}");
 }
+
+/// `baton cancel` and `baton replay` by filter: a dry run counts, a run
+/// without a terminal needs --yes, then every match is worked through.
+#[test]
+fn cancel_and_replay_by_filter() {
+    let cli = Cli::new();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(
+            cli.json(&["submit", "job", "--lane", "bk"])["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    cli.ok(&["submit", "job", "--lane", "untouched"]);
+    cli.ok(&["cancel", &ids[0]]);
+    let text = cli.ok(&["cancel", "--lane", "bk", "--dry-run"]);
+    assert!(
+        text.contains("would change 2 of the 3 matching executions"),
+        "{text}"
+    );
+    let (code, err) = cli.fails(&["cancel", "--lane", "bk"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--yes"), "{err}");
+    let (code, err) = cli.fails(&["cancel"]);
+    assert_eq!(code, 2, "no id, no filter: {err}");
+    let text = cli.ok(&["cancel", "--lane", "bk", "--yes", "--reason", "cleanup"]);
+    assert!(text.contains("2 changed, 1 skipped, of 3"), "{text}");
+    let snap = cli.json(&["describe", &ids[2]]);
+    assert_eq!(snap["cancel_reason"], "cleanup");
+    let untouched = cli.json(&["list", "--lane", "untouched", "--state", "waiting"]);
+    assert_eq!(untouched["items"].as_array().unwrap().len(), 1);
+    let out = cli.json(&["replay", "--lane", "bk", "--state", "cancelled", "--yes"]);
+    assert_eq!(
+        (out["matched"].clone(), out["changed"].clone()),
+        (serde_json::json!(3), serde_json::json!(3))
+    );
+    let waiting = cli.json(&["list", "--lane", "bk", "--state", "waiting"]);
+    assert_eq!(waiting["items"].as_array().unwrap().len(), 3);
+}

@@ -122,6 +122,7 @@ on_every_backend!(
     operators_pause_resume_and_replay_executions_and_pause_lanes,
     lists_filter_by_several_states_times_and_key_and_describe_many,
     serve_trims_finished_work_after_its_retention,
+    bulk_cancel_and_replay_over_http,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -2048,4 +2049,62 @@ fn serve_trims_finished_work_after_its_retention(b: Bk) {
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(s.describe(&encoded(&kept))["state"], "waiting");
+}
+
+/// `POST /v1/executions/bulk/cancel` and `/bulk/replay`: a dry run counts,
+/// a limit and a cursor page through the matches, ids narrow the filter.
+fn bulk_cancel_and_replay_over_http(b: Bk) {
+    let s = Server::start(&b);
+    let ids: Vec<String> = (0..3)
+        .map(|_| s.submit(json!({"kind": "k", "lane": "bulk"})))
+        .collect();
+    let dry = s.ok(
+        "/v1/executions/bulk/cancel",
+        json!({"filter": {"lane": "bulk"}, "dry_run": true}),
+    );
+    assert_eq!(
+        (dry["matched"].clone(), dry["changed"].clone()),
+        (json!(3), json!(3))
+    );
+    assert_eq!(dry["next_cursor"], Value::Null);
+    let first = s.ok(
+        "/v1/executions/bulk/cancel",
+        json!({"filter": {"lane": "bulk", "state": "waiting"}, "limit": 2, "reason": "bulk"}),
+    );
+    assert_eq!(first["changed"], 2);
+    let cursor = first["next_cursor"].clone();
+    assert!(cursor.is_string(), "{first}");
+    let rest = s.ok(
+        "/v1/executions/bulk/cancel",
+        json!({"filter": {"lane": "bulk", "state": "waiting"}, "limit": 2, "cursor": cursor}),
+    );
+    assert_eq!(
+        (rest["changed"].clone(), rest["next_cursor"].clone()),
+        (json!(1), Value::Null)
+    );
+    assert_eq!(s.describe(&encoded(&ids[0]))["cancel_reason"], "bulk");
+    let replayed = s.ok(
+        "/v1/executions/bulk/replay",
+        json!({"filter": {"ids": [ids[1], ids[2]]}}),
+    );
+    assert_eq!(
+        (replayed["matched"].clone(), replayed["changed"].clone()),
+        (json!(2), json!(2))
+    );
+    let again = s.ok(
+        "/v1/executions/bulk/replay",
+        json!({"filter": {"lane": "bulk"}}),
+    );
+    assert_eq!(
+        (again["matched"].clone(), again["changed"].clone()),
+        (json!(3), json!(1))
+    );
+    assert_eq!(again["skipped"].as_array().unwrap().len(), 2, "{again}");
+    s.post("/v1/executions/bulk/cancel", json!({"limit": 0}))
+        .error(400, "invalid_input");
+    s.post(
+        "/v1/executions/bulk/cancel",
+        json!({"filter": {"colour": "red"}}),
+    )
+    .error(400, "invalid_input");
 }

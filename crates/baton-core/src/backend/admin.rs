@@ -333,6 +333,26 @@ pub trait AdminBackend: EngineBackend {
     /// deployment), `Unavailable`.
     async fn tree(&self, id: &ExecutionId, limit: usize) -> Result<Tree>;
 
+    /// Cancels or replays what a filter matches, at most `limit` per call,
+    /// resumable by cursor ([`raw::bulk::run`](crate::raw::bulk::run)):
+    /// `matched` counts the executions the call reached, `changed` those it
+    /// changed (with `dry_run`, those it would change, judged by their
+    /// state now, nothing written), `skipped` the matched ones it could not
+    /// change and why.
+    ///
+    /// # Atomicity
+    /// One transaction / `FCALL` per execution, as the single call; not
+    /// atomic across executions. Walking `next_cursor` reaches every
+    /// execution that matched throughout.
+    ///
+    /// # Errors
+    /// `InvalidInput` (limit outside `1..=1000`, too many ids, a bad
+    /// cursor), `Unavailable` (the call stops; what it changed stays
+    /// changed, and calling again from the same cursor goes on).
+    async fn bulk(&self, request: crate::BulkRequest) -> Result<crate::BulkReport> {
+        crate::raw::bulk::run(self, request).await
+    }
+
     /// The snapshots of `ids`, in order: `None` for an id that names no
     /// execution (never created, or trimmed). At most
     /// [`Page::MAX_LIMIT`](crate::Page::MAX_LIMIT) ids.

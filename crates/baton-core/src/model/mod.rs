@@ -1,5 +1,6 @@
 //! Requests and answers of the [`EngineBackend`](crate::EngineBackend) trait.
 
+mod bulk;
 mod deps;
 mod engine;
 mod flow;
@@ -11,6 +12,7 @@ mod submit;
 mod wait;
 mod work;
 
+pub use bulk::{BulkAction, BulkReport, BulkRequest};
 pub use deps::{DependencyMode, DependencyPolicy, Upstream, UpstreamFailure};
 pub use engine::{Ownership, PartitionOwner, ScanReport};
 pub use flow::{CancelRequest, CancelScope, Cancellation, Tree, TreeNode};

@@ -14,6 +14,7 @@
 //! [`EngineBackend`]: crate::EngineBackend
 //! [`AdminBackend`]: crate::AdminBackend
 
+pub mod bulk;
 pub mod cascade;
 mod layout;
 pub mod rules;

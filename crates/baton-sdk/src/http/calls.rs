@@ -659,6 +659,48 @@ impl HttpTransport {
             .collect()
     }
 
+    pub(crate) async fn bulk(
+        &self,
+        request: baton_core::BulkRequest,
+    ) -> Result<baton_core::BulkReport> {
+        let (route, reason, scope) = match &request.action {
+            baton_core::BulkAction::Cancel(c) => {
+                (Route::BulkCancel, c.reason.clone(), Some(c.scope))
+            }
+            _ => (Route::BulkReplay, None, None),
+        };
+        let op = Op {
+            name: route.operation_id(),
+            id: None,
+        };
+        let q = baton_api::ListQuery::from_request(&request.filter, baton_core::Page::first(1));
+        let body = baton_api::BulkBody {
+            filter: baton_api::BulkFilterBody {
+                namespace: q.namespace,
+                lane: q.lane,
+                state: q.state,
+                kind: q.kind,
+                tag: q.tag,
+                tag_key: q.tag_key,
+                tag_value: q.tag_value,
+                parent: q.parent,
+                created_after: q.created_after,
+                created_before: q.created_before,
+                finished_after: q.finished_after,
+                finished_before: q.finished_before,
+                idempotency_key: q.idempotency_key,
+                ids: request.ids.iter().map(|id| id.to_string()).collect(),
+            },
+            limit: Some(request.limit),
+            dry_run: request.dry_run,
+            cursor: request.cursor.map(|c| c.to_string()),
+            reason,
+            scope,
+        };
+        let answer: baton_api::BulkAnswer = self.call(route, route.path(), Some(&body), op).await?;
+        answer.into_report()
+    }
+
     pub(crate) async fn replay(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
         let op = Op {
             name: "replay",

@@ -589,3 +589,104 @@ pub async fn replay_requeues_dead_executions_with_a_fresh_budget(h: &dyn Harness
     let unknown = ctx.unknown_id();
     expect_not_found(ctx.backend.replay(&unknown).await, &unknown, "replay");
 }
+
+/// Bulk cancel and replay by filter: a dry run counts and changes nothing;
+/// a call changes at most its limit and its cursor goes on; executions it
+/// cannot change are reported; `ids` narrows the filter.
+pub async fn bulk_cancel_and_replay_by_filter_with_preview_and_cursor(h: &dyn Harness) {
+    use baton_core::{BulkAction, BulkRequest};
+    let ctx = Ctx::new(h).await;
+    let reports = lane("reports");
+    let mut waiting = Vec::new();
+    for i in 0..5 {
+        waiting.push(
+            ctx.create_id(ctx.new_in(&reports, "r", format!("{i}").as_bytes()))
+                .await,
+        );
+    }
+    let other = ctx.create_id(ctx.new_exec("other", b"")).await;
+    let filter = ListFilter::namespace(ctx.ns.clone()).with_lane(reports.clone());
+    let request = |action: BulkAction, limit: usize| BulkRequest {
+        action,
+        filter: filter.clone(),
+        ids: Vec::new(),
+        limit,
+        dry_run: false,
+        cursor: None,
+    };
+    let cancel = || BulkAction::Cancel(CancelRequest::because("bulk"));
+    let preview = ok(
+        ctx.backend
+            .bulk(BulkRequest {
+                dry_run: true,
+                ..request(cancel(), 100)
+            })
+            .await,
+        "bulk dry run",
+    );
+    assert_eq!((preview.matched, preview.changed), (5, 5));
+    assert_eq!(preview.next_cursor, None);
+    assert_eq!(
+        ctx.list_ids(&filter.clone().with_state(State::Waiting))
+            .await,
+        waiting,
+        "a dry run changes nothing"
+    );
+    // Three, then the rest from the cursor.
+    let first = ok(ctx.backend.bulk(request(cancel(), 3)).await, "bulk cancel");
+    assert_eq!((first.matched, first.changed), (3, 3));
+    assert!(first.next_cursor.is_some());
+    for id in &waiting[..3] {
+        assert_eq!(
+            ctx.describe(id).await.cancel_reason.as_deref(),
+            Some("bulk")
+        );
+    }
+    assert_eq!(ctx.state(&waiting[3]).await, State::Waiting);
+    let rest = ok(
+        ctx.backend
+            .bulk(BulkRequest {
+                cursor: first.next_cursor,
+                ..request(cancel(), 3)
+            })
+            .await,
+        "bulk cancel, continued",
+    );
+    assert_eq!((rest.matched, rest.changed, rest.next_cursor), (2, 2, None));
+    assert_eq!(
+        ctx.state(&other).await,
+        State::Waiting,
+        "outside the filter"
+    );
+    // Replay two of them by id; a cancel of cancelled ones changes nothing.
+    let by_ids = ok(
+        ctx.backend
+            .bulk(BulkRequest {
+                ids: vec![waiting[4].clone(), other.clone(), waiting[0].clone()],
+                ..request(BulkAction::Replay, 100)
+            })
+            .await,
+        "bulk replay by ids",
+    );
+    assert_eq!(
+        (by_ids.matched, by_ids.changed),
+        (2, 2),
+        "other is not in the lane"
+    );
+    assert_eq!(ctx.state(&waiting[0]).await, State::Waiting);
+    let again = ok(
+        ctx.backend.bulk(request(BulkAction::Replay, 100)).await,
+        "bulk replay",
+    );
+    assert_eq!((again.matched, again.changed), (5, 3));
+    assert_eq!(again.skipped.len(), 2, "the two waiting ones are reported");
+    assert!(
+        again
+            .skipped
+            .iter()
+            .all(|(_, why)| why.contains("conflict") || why.contains("not finished")),
+        "{:?}",
+        again.skipped
+    );
+    expect_invalid(ctx.backend.bulk(request(cancel(), 0)).await, "a limit of 0");
+}

@@ -1,0 +1,78 @@
+//! Bulk operations: cancel or replay everything a filter matches, a bounded
+//! page at a time, with a preview.
+
+use crate::error::EngineError;
+use crate::id::ExecutionId;
+use crate::model::{CancelRequest, ListCursor, ListFilter};
+
+/// What a bulk call does to each execution it matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BulkAction {
+    /// Cancel it (with its scope and reason), as `cancel` does.
+    Cancel(CancelRequest),
+    /// Replay it, as `replay` does.
+    Replay,
+}
+
+impl BulkAction {
+    /// `cancel` or `replay`: the operation named in answers and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BulkAction::Cancel(_) => "cancel",
+            BulkAction::Replay => "replay",
+        }
+    }
+}
+
+/// One bulk call: the executions `filter` matches (only those of `ids`
+/// when given), walked in list order from `cursor`, at most `limit` of
+/// them; with `dry_run` nothing changes and the answer counts what would.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BulkRequest {
+    /// What to do to each.
+    pub action: BulkAction,
+    /// Which executions (the list filters).
+    pub filter: ListFilter,
+    /// Only these executions (each must also match `filter`); empty: all
+    /// the filter matches.
+    pub ids: Vec<ExecutionId>,
+    /// Most executions matched by this call, `1..=1000`.
+    pub limit: usize,
+    /// Count only.
+    pub dry_run: bool,
+    /// Where the previous call stopped (its `next_cursor`).
+    pub cursor: Option<ListCursor>,
+}
+
+impl BulkRequest {
+    /// Most ids one call names.
+    pub const MAX_IDS: usize = 1000;
+
+    /// Checks the limit and the ids.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        crate::Page::first(self.limit).validate()?;
+        if self.ids.len() > Self::MAX_IDS {
+            return Err(EngineError::invalid(
+                "ids",
+                self.ids.len(),
+                format!("at most {} ids per call", Self::MAX_IDS),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a bulk call did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BulkReport {
+    /// Executions the call matched (at most its limit).
+    pub matched: u64,
+    /// Executions it changed (with `dry_run`: none).
+    pub changed: u64,
+    /// Matched executions it could not change, with why (a conflict: one
+    /// that finished meanwhile, a completed one a replay refuses…).
+    pub skipped: Vec<(ExecutionId, String)>,
+    /// Pass back as `cursor` to go on; `None` once nothing more matches.
+    pub next_cursor: Option<ListCursor>,
+}

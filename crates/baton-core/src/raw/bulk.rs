@@ -1,0 +1,100 @@
+//! Bulk operations, written once over [`AdminBackend`]: the list walk of
+//! the filter, and per matched execution the same call an operator makes
+//! one at a time (`cancel`, `replay`), each its own transaction / `FCALL`.
+//! A call is bounded by its limit (at most 1,000 executions, a page of the
+//! list at a time) and resumable by its cursor; it is not atomic across
+//! executions, and every matched execution is either changed or reported.
+
+use crate::AdminBackend;
+use crate::error::{EngineError, Result};
+use crate::model::{BulkAction, BulkReport, BulkRequest, ExecutionSnapshot, ListCursor, Page};
+use crate::state::State;
+
+/// Whether `action` would change an execution in `state` (the preview of
+/// a dry run).
+pub fn bulk_would_change(action: &BulkAction, state: State) -> bool {
+    match action {
+        BulkAction::Cancel(_) => !state.is_terminal(),
+        BulkAction::Replay => matches!(
+            state,
+            State::Failed | State::Cancelled | State::Expired | State::Skipped
+        ),
+    }
+}
+
+/// Runs one bulk call on `b` (see [`AdminBackend::bulk`]).
+pub async fn run<B: AdminBackend + ?Sized>(b: &B, request: BulkRequest) -> Result<BulkReport> {
+    request.validate()?;
+    let mut report = BulkReport::default();
+    if !request.ids.is_empty() {
+        let found = b.describe_many(&request.ids).await?;
+        for snap in found.into_iter().flatten() {
+            if report.matched as usize >= request.limit {
+                break;
+            }
+            if request.filter.matches(&snap) {
+                act(b, &request, &snap, &mut report).await?;
+            }
+        }
+        return Ok(report);
+    }
+    let mut cursor = request.cursor;
+    loop {
+        let left = request.limit - report.matched as usize;
+        let page = b
+            .list(
+                &request.filter,
+                Page {
+                    limit: left.min(Page::MAX_LIMIT),
+                    cursor,
+                },
+            )
+            .await?;
+        for snap in &page.items {
+            act(b, &request, snap, &mut report).await?;
+        }
+        cursor = page.items.last().map(|s| ListCursor::after(&s.id));
+        if page.next_cursor.is_none() {
+            return Ok(report);
+        }
+        if report.matched as usize >= request.limit {
+            report.next_cursor = cursor;
+            return Ok(report);
+        }
+    }
+}
+
+async fn act<B: AdminBackend + ?Sized>(
+    b: &B,
+    request: &BulkRequest,
+    snap: &ExecutionSnapshot,
+    report: &mut BulkReport,
+) -> Result<()> {
+    report.matched += 1;
+    if request.dry_run {
+        if bulk_would_change(&request.action, snap.state) {
+            report.changed += 1;
+        }
+        return Ok(());
+    }
+    let done = match &request.action {
+        BulkAction::Cancel(cancel) => b
+            .cancel(&snap.id, cancel.clone())
+            .await
+            .map(|_| !snap.state.is_terminal()),
+        BulkAction::Replay => b.replay(&snap.id).await.map(|_| true),
+    };
+    match done {
+        Ok(true) => report.changed += 1,
+        Ok(false) => report
+            .skipped
+            .push((snap.id.clone(), format!("it already {}", snap.state))),
+        Err(
+            e @ (EngineError::Conflict { .. }
+            | EngineError::NotFound { .. }
+            | EngineError::Contention { .. }),
+        ) => report.skipped.push((snap.id.clone(), e.to_string())),
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
