@@ -184,3 +184,34 @@ pub(crate) async fn records_with<'q>(
     }
     Ok(out)
 }
+
+/// One statement for all ids.
+pub(crate) async fn describe_many(
+    b: &PostgresBackend,
+    ids: &[ExecutionId],
+) -> Result<Vec<Option<ExecutionSnapshot>>> {
+    baton_core::raw::check_describe_many(ids)?;
+    for id in ids {
+        b.check_id(id)?;
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let parts: Vec<i16> = ids.iter().map(|id| part(id.partition())).collect();
+    let uuids: Vec<uuid::Uuid> = ids.iter().map(|id| id.uuid()).collect();
+    let rows = sqlx::query(
+        "SELECT e.* FROM executions e \
+         JOIN UNNEST($1::int2[], $2::uuid[]) AS k(partition, uuid) \
+           ON e.partition = k.partition AND e.uuid = k.uuid",
+    )
+    .bind(&parts)
+    .bind(&uuids)
+    .fetch_all(&b.inner.pool)
+    .await
+    .map_err(map)?;
+    let found = rows
+        .iter()
+        .map(|r| b.snapshot(r))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(baton_core::raw::in_order_of(ids, found))
+}

@@ -133,3 +133,33 @@ pub(crate) async fn attempts(b: &SqliteBackend, id: &ExecutionId) -> Result<Vec<
     .map_err(map)?;
     rows.iter().map(|r| read::attempt(r, id)).collect()
 }
+
+/// One read for all ids (the reader connection, one statement).
+pub(crate) async fn describe_many(
+    b: &SqliteBackend,
+    ids: &[ExecutionId],
+) -> Result<Vec<Option<ExecutionSnapshot>>> {
+    baton_core::raw::check_describe_many(ids)?;
+    for id in ids {
+        b.check_id(id)?;
+    }
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(concat!(
+        "SELECT ",
+        execution_columns!(),
+        " FROM executions WHERE uuid IN ("
+    ));
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(blob(id));
+    }
+    qb.push(")");
+    let rows = qb.build().fetch_all(&b.inner.reader).await.map_err(map)?;
+    let found = rows
+        .iter()
+        .map(|r| read::snapshot(r, b.inner.partitions))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(baton_core::raw::in_order_of(ids, found))
+}

@@ -215,3 +215,11 @@ pub(crate) async fn attempts(b: &ValkeyBackend, id: &ExecutionId) -> Result<Vec<
     let fields = b.read_fields(id, false).await?;
     read::attempts(id, &fields)
 }
+
+/// One `describe` per id for now (each a single read of the record).
+pub(crate) async fn describe_many(
+    b: &ValkeyBackend,
+    ids: &[ExecutionId],
+) -> Result<Vec<Option<ExecutionSnapshot>>> {
+    baton_core::raw::describe_each(b, ids).await
+}

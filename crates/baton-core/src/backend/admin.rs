@@ -365,22 +365,7 @@ pub trait AdminBackend: EngineBackend {
     /// `InvalidInput` (too many ids, an id of another deployment),
     /// `Unavailable`.
     async fn describe_many(&self, ids: &[ExecutionId]) -> Result<Vec<Option<ExecutionSnapshot>>> {
-        if ids.len() > crate::Page::MAX_LIMIT {
-            return Err(crate::EngineError::invalid(
-                "ids",
-                ids.len(),
-                format!("at most {} ids per call", crate::Page::MAX_LIMIT),
-            ));
-        }
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(match self.describe(id).await {
-                Ok(snap) => Some(snap),
-                Err(crate::EngineError::NotFound { .. }) => None,
-                Err(e) => return Err(e),
-            });
-        }
-        Ok(out)
+        crate::raw::describe_each(self, ids).await
     }
 }
 

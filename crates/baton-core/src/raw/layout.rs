@@ -18,7 +18,7 @@
 /// | `ops` | `set_priority`, `set_tag`, `revoke`, `workers`, `explain`, `pause`, `resume`, `pause_lane`, `resume_lane`, `lanes`, `replay` |
 /// | `scan` | `promote_due`, `reclaim_expired_leases`, `expire_deadlines`, `trim_terminal` |
 /// | `ownership` | `sync_ownership`, `release_ownership`, `partition_owners` |
-/// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts` |
+/// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts`, `describe_many` |
 ///
 /// The calling crate depends on `async-trait`.
 #[macro_export]
@@ -258,6 +258,14 @@ macro_rules! implement_backend_by_modules {
                 id: &$crate::ExecutionId,
             ) -> $crate::Result<::std::vec::Vec<$crate::AttemptRecord>> {
                 crate::admin::attempts(self, id).await
+            }
+
+            async fn describe_many(
+                &self,
+                ids: &[$crate::ExecutionId],
+            ) -> $crate::Result<::std::vec::Vec<::std::option::Option<$crate::ExecutionSnapshot>>>
+            {
+                crate::admin::describe_many(self, ids).await
             }
 
             async fn signals(

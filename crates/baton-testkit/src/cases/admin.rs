@@ -661,6 +661,25 @@ pub async fn list_filters_by_states_ranges_and_key_and_describe_many(h: &dyn Har
     assert_eq!(many[0].as_ref().map(|s| s.id.clone()), Some(doomed.clone()));
     assert_eq!(many[1], None);
     assert_eq!(many[2], Some(ctx.describe(&early).await));
+    let twice = ok(
+        ctx.backend
+            .describe_many(&[early.clone(), early.clone()])
+            .await,
+        "describe_many with a repeated id",
+    );
+    assert_eq!(twice[0], twice[1]);
+    assert!(twice[0].is_some());
+    assert!(
+        ok(
+            ctx.backend.describe_many(&[]).await,
+            "describe_many of none"
+        )
+        .is_empty()
+    );
+    expect_invalid(
+        ctx.backend.describe_many(&[ctx.foreign_id()]).await,
+        "an id of another deployment",
+    );
     let too_many = vec![early.clone(); Page::MAX_LIMIT + 1];
     expect_invalid(
         ctx.backend.describe_many(&too_many).await,
