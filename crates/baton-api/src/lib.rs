@@ -84,7 +84,7 @@ pub use flow::{CancelAnswer, ChildrenQuery, TreeAnswer, TreeItem, TreeQuery};
 pub use json::{JsonText, MAX_JSON_DEPTH, check_json};
 pub use list::{
     BulkAnswer, BulkBody, BulkFilterBody, BulkSkipped, DescribeManyAnswer, DescribeManyBody,
-    ListAnswer, ListQuery,
+    ListAnswer, ListQuery, parse_states,
 };
 pub use memory::{
     FrameAnswer, LeaseBody, ProgressAnswer, ProgressAppended, ProgressBody, ProgressQuery,

@@ -115,9 +115,7 @@ impl ListQuery {
             filter = filter.with_lane(Lane::new(l)?);
         }
         if let Some(s) = self.state {
-            for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                filter = filter.with_state(name.parse::<State>()?);
-            }
+            filter = filter.with_states(parse_states(&s)?);
         }
         let instant = |field: &'static str, text: Option<String>| -> Result<Option<Timestamp>> {
             text.map(|t| {
@@ -224,6 +222,31 @@ impl ListQuery {
             .collect();
         parts.join("&")
     }
+}
+
+/// The states of a `state` parameter, comma-separated. An empty list is
+/// invalid: it would otherwise match every state.
+///
+/// ```
+/// use baton_core::State;
+/// assert_eq!(baton_api::parse_states("failed, expired").unwrap(), vec![State::Failed, State::Expired]);
+/// assert!(baton_api::parse_states(" , ").is_err());
+/// ```
+pub fn parse_states(text: &str) -> Result<Vec<State>> {
+    let states = text
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| n.parse::<State>())
+        .collect::<Result<Vec<_>>>()?;
+    if states.is_empty() {
+        return Err(EngineError::invalid(
+            "state",
+            text,
+            "name at least one state (waiting, failed, …), or leave the filter out",
+        ));
+    }
+    Ok(states)
 }
 
 /// The answer of `GET /v1/executions`.
@@ -504,6 +527,10 @@ pub struct BulkBody {
     /// For a cancel: `tree` (default) or `execution`.
     #[serde(default)]
     pub scope: Option<baton_core::CancelScope>,
+    /// Required (`true`) to act on a whole namespace: a body with neither
+    /// a narrowing filter nor ids is refused otherwise.
+    #[serde(default)]
+    pub all: bool,
 }
 
 impl BulkBody {
@@ -532,6 +559,22 @@ impl BulkBody {
         };
         let (filter, _) = query.into_request()?;
         let ids = DescribeManyBody { ids: f.ids }.into_ids()?;
+        if !self.all && ids.is_empty() && !filter.narrows() {
+            return Err(EngineError::invalid(
+                "filter",
+                "namespace only",
+                "give a filter (lane, state, …) or ids, or \"all\": true to act on the whole namespace",
+            ));
+        }
+        if matches!(action, baton_core::BulkAction::Replay)
+            && (self.reason.is_some() || self.scope.is_some())
+        {
+            return Err(EngineError::invalid(
+                "reason",
+                "given to a replay",
+                "reason and scope belong to a bulk cancel",
+            ));
+        }
         let action = match action {
             baton_core::BulkAction::Cancel(_) => baton_core::BulkAction::Cancel(
                 baton_core::CancelRequest::with_reason(self.reason)

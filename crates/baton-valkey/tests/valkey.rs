@@ -3176,3 +3176,57 @@ async fn a_replay_waits_for_a_queued_dependents_walk_of_the_first_end() {
         assert_eq!(keys(what), BTreeSet::new(), "{what} after trim");
     }
 }
+
+/// A bulk call goes on over list pages that examined entries without
+/// finding a match (more non-matching entries in a partition than one
+/// list call examines): it reaches every match once and ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_walk_goes_on_over_pages_without_matches() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "partitions=1")).await;
+    for chunk in 0..3 {
+        let noise: Vec<NewExecution> = (0..800).map(|_| exec("bw", "noise")).collect();
+        assert_eq!(
+            backend.create(noise).await.unwrap().len(),
+            800,
+            "chunk {chunk}"
+        );
+    }
+    let wanted: Vec<ExecutionId> = backend
+        .create((0..3).map(|_| exec("bw", "wanted")).collect())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    let filter = ListFilter::namespace(ns("bw")).with_lane(lane("wanted"));
+    let first = backend
+        .list(&filter, baton_core::Page::first(10))
+        .await
+        .unwrap();
+    assert!(
+        first.items.is_empty() && first.next_cursor.is_some(),
+        "the first list page examined only non-matching entries: {first:?}"
+    );
+    let report = backend
+        .bulk(baton_core::BulkRequest {
+            action: baton_core::BulkAction::Cancel(CancelRequest::because("bulk")),
+            filter,
+            ids: Vec::new(),
+            limit: 1000,
+            dry_run: false,
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.matched, report.changed, report.next_cursor),
+        (3, 3, None)
+    );
+    for id in &wanted {
+        assert_eq!(backend.describe(id).await.unwrap().state, State::Cancelled);
+    }
+}

@@ -30,7 +30,11 @@ pub(crate) async fn run(
         .into());
     }
     let verb = action.name();
-    let filter = filter_of(args.filter)?;
+    let mut filter = filter_of(args.filter)?;
+    // Work submitted after the preview is not part of what was confirmed
+    // (and a walk chasing new submissions would never end).
+    let started = baton_core::Timestamp::now_system();
+    filter.created_before = Some(filter.created_before.map_or(started, |t| t.min(started)));
     let request = |dry_run: bool, cursor| BulkRequest {
         action: action.clone(),
         filter: filter.clone(),

@@ -24,17 +24,18 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         Some(i) => t.split_at(i),
         None => (t, "s"),
     };
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; write it like 500ms, 30s, 5m or 2h"))?;
+    let n: f64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a duration; write it like 500ms, 30s, 5m, 2h or 7d")
+    })?;
     let secs = match unit {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86_400.0,
         other => {
             return Err(format!(
-                "unknown unit {other:?} in {text:?}; use ms, s, m or h"
+                "unknown unit {other:?} in {text:?}; use ms, s, m, h or d"
             ));
         }
     };
@@ -208,7 +209,8 @@ mod tests {
         assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3d").is_err());
+        assert_eq!(parse_duration("3d"), Ok(Duration::from_secs(3 * 86_400)));
+        assert!(parse_duration("3w").is_err());
         assert!(parse_duration("-1s").is_err());
     }
 }

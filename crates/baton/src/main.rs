@@ -419,6 +419,22 @@ impl FilterArgs {
     }
 }
 
+impl BulkArgs {
+    /// The flags of a bulk call mean nothing beside an id: refused rather
+    /// than ignored (a `--dry-run` must never act).
+    fn refuse_with_an_id(&self) -> CliResult<()> {
+        if self.dry_run || self.yes || self.all || self.filter.narrows() {
+            return Err(EngineError::invalid(
+                "id",
+                "given with filters",
+                "give either an execution id or filters (--state, --dry-run, --yes, --all …), not both",
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Args)]
 struct ListArgs {
     #[command(flatten)]
@@ -560,8 +576,11 @@ async fn run(cli: Cli) -> CliResult<()> {
             id: Some(id),
             reason,
             only,
-            ..
-        } => flow::cancel(backend.as_ref(), &id, reason, only, json).await,
+            bulk: args,
+        } => {
+            args.refuse_with_an_id()?;
+            flow::cancel(backend.as_ref(), &id, reason, only, json).await
+        }
         Command::Cancel {
             id: None,
             reason,
@@ -600,7 +619,13 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Resume { id, only } => {
             control::pause(backend.as_ref(), &id, only, false, json).await
         }
-        Command::Replay { id: Some(id), .. } => control::replay(backend.as_ref(), &id, json).await,
+        Command::Replay {
+            id: Some(id),
+            bulk: args,
+        } => {
+            args.refuse_with_an_id()?;
+            control::replay(backend.as_ref(), &id, json).await
+        }
         Command::Replay {
             id: None,
             bulk: args,

@@ -47,7 +47,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "BATON_RETENTION", value_parser = parse_retention)]
     retention: Option<Duration>,
     /// How often the retention trim passes over every owned partition, in
-    /// milliseconds (default 60000).
+    /// milliseconds (default 60000, at least 100).
     #[arg(long, env = "BATON_TRIM_SWEEP_MS")]
     trim_sweep_ms: Option<u64>,
 }
@@ -79,7 +79,7 @@ impl ServeArgs {
             config = config.with_retention(retention);
         }
         if let Some(ms) = self.trim_sweep_ms {
-            config = config.with_trim_sweep(Duration::from_millis(ms.max(1)));
+            config = config.with_trim_sweep(Duration::from_millis(ms.max(100)));
         }
         Ok(config)
     }

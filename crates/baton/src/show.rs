@@ -241,9 +241,7 @@ pub(crate) fn filter_of(a: FilterArgs) -> CliResult<ListFilter> {
         filter = filter.with_lane(Lane::new(l)?);
     }
     if let Some(s) = a.state {
-        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            filter = filter.with_state(name.parse::<State>()?);
-        }
+        filter = filter.with_states(baton_api::parse_states(&s)?);
     }
     let now = Timestamp::now_system();
     let at = |field: &'static str, text: Option<String>| -> CliResult<Option<Timestamp>> {

@@ -878,6 +878,22 @@ fn cancel_and_replay_by_filter() {
     assert!(err.contains("--yes"), "{err}");
     let (code, err) = cli.fails(&["cancel"]);
     assert_eq!(code, 2, "no id, no filter: {err}");
+    let (code, err) = cli.fails(&["cancel", &ids[1], "--dry-run"]);
+    assert_eq!(
+        code, 2,
+        "an id with bulk flags is refused, never acted on: {err}"
+    );
+    assert_eq!(cli.json(&["describe", &ids[1]])["state"], "waiting");
+    let (code, err) = cli.fails(&["cancel", "--state", "", "--yes"]);
+    assert_eq!(code, 2, "an empty state list is not every state: {err}");
+    assert_eq!(
+        cli.json(&["list", "--lane", "bk", "--created-after", "7d"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "days are a unit"
+    );
     let text = cli.ok(&["cancel", "--lane", "bk", "--yes", "--reason", "cleanup"]);
     assert!(text.contains("2 changed, 1 skipped, of 3"), "{text}");
     let snap = cli.json(&["describe", &ids[2]]);

@@ -2102,6 +2102,18 @@ fn bulk_cancel_and_replay_over_http(b: Bk) {
     assert_eq!(again["skipped"].as_array().unwrap().len(), 2, "{again}");
     s.post("/v1/executions/bulk/cancel", json!({"limit": 0}))
         .error(400, "invalid_input");
+    s.post("/v1/executions/bulk/cancel", json!({}))
+        .error(400, "invalid_input");
+    let everything = s.ok(
+        "/v1/executions/bulk/cancel",
+        json!({"all": true, "dry_run": true}),
+    );
+    assert_eq!(everything["matched"], 3);
+    s.post(
+        "/v1/executions/bulk/replay",
+        json!({"filter": {"lane": "bulk"}, "reason": "x"}),
+    )
+    .error(400, "invalid_input");
     s.post(
         "/v1/executions/bulk/cancel",
         json!({"filter": {"colour": "red"}}),

@@ -49,14 +49,27 @@ impl BulkRequest {
     /// Most ids one call names.
     pub const MAX_IDS: usize = 1000;
 
-    /// Checks the limit and the ids.
+    /// Checks the limit and the ids: at most `limit` ids (each is matched
+    /// or reported in one call), and no cursor with them (ids are not
+    /// paged).
     pub fn validate(&self) -> Result<(), EngineError> {
         crate::Page::first(self.limit).validate()?;
-        if self.ids.len() > Self::MAX_IDS {
+        if self.ids.len() > Self::MAX_IDS.min(self.limit) {
             return Err(EngineError::invalid(
                 "ids",
                 self.ids.len(),
-                format!("at most {} ids per call", Self::MAX_IDS),
+                format!(
+                    "at most the call's limit ({}) and at most {} ids per call",
+                    self.limit,
+                    Self::MAX_IDS
+                ),
+            ));
+        }
+        if !self.ids.is_empty() && self.cursor.is_some() {
+            return Err(EngineError::invalid(
+                "cursor",
+                "given with ids",
+                "a call with ids answers them all at once; leave the cursor out",
             ));
         }
         Ok(())
@@ -71,7 +84,8 @@ pub struct BulkReport {
     /// Executions it changed (with `dry_run`: none).
     pub changed: u64,
     /// Matched executions it could not change, with why (a conflict: one
-    /// that finished meanwhile, a completed one a replay refuses…).
+    /// that finished meanwhile, a completed one a replay refuses…), and
+    /// ids given that name no execution or do not match the filter.
     pub skipped: Vec<(ExecutionId, String)>,
     /// Pass back as `cursor` to go on; `None` once nothing more matches.
     pub next_cursor: Option<ListCursor>,

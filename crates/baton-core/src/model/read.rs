@@ -368,6 +368,21 @@ impl ListFilter {
         self
     }
 
+    /// Whether any filter beyond the namespace is given (bulk calls ask for
+    /// an explicit `all` otherwise).
+    pub fn narrows(&self) -> bool {
+        self.lane.is_some()
+            || !self.states.is_empty()
+            || self.kind.is_some()
+            || self.tag.is_some()
+            || self.parent.is_some()
+            || self.created_after.is_some()
+            || self.created_before.is_some()
+            || self.finished_after.is_some()
+            || self.finished_before.is_some()
+            || self.idempotency_key.is_some()
+    }
+
     /// Whether `snap` matches every filter given: the definition each
     /// backend's `list` implements in its own query language.
     ///

@@ -7,7 +7,7 @@
 
 use crate::AdminBackend;
 use crate::error::{EngineError, Result};
-use crate::model::{BulkAction, BulkReport, BulkRequest, ExecutionSnapshot, ListCursor, Page};
+use crate::model::{BulkAction, BulkReport, BulkRequest, ExecutionSnapshot, Page};
 use crate::state::State;
 
 /// Whether `action` would change an execution in `state` (the preview of
@@ -27,13 +27,23 @@ pub async fn run<B: AdminBackend + ?Sized>(b: &B, request: BulkRequest) -> Resul
     request.validate()?;
     let mut report = BulkReport::default();
     if !request.ids.is_empty() {
-        let found = b.describe_many(&request.ids).await?;
-        for snap in found.into_iter().flatten() {
-            if report.matched as usize >= request.limit {
-                break;
-            }
-            if request.filter.matches(&snap) {
-                act(b, &request, &snap, &mut report).await?;
+        // Each id once, in the order given; every one is either acted on
+        // or reported.
+        let mut ids = request.ids.clone();
+        let mut seen = std::collections::HashSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
+        let found = b.describe_many(&ids).await?;
+        for (id, snap) in ids.iter().zip(found) {
+            match snap {
+                Some(snap) if request.filter.matches(&snap) => {
+                    act(b, &request, &snap, &mut report).await?;
+                }
+                Some(_) => report
+                    .skipped
+                    .push((id.clone(), "it does not match the filter".into())),
+                None => report
+                    .skipped
+                    .push((id.clone(), "no such execution".into())),
             }
         }
         return Ok(report);
@@ -53,10 +63,13 @@ pub async fn run<B: AdminBackend + ?Sized>(b: &B, request: BulkRequest) -> Resul
         for snap in &page.items {
             act(b, &request, snap, &mut report).await?;
         }
-        cursor = page.items.last().map(|s| ListCursor::after(&s.id));
+        // Every item of the page was acted on, so the page's own cursor is
+        // where to go on — also after a page with no items, which a
+        // backend answers when it examined entries without finding one.
         if page.next_cursor.is_none() {
             return Ok(report);
         }
+        cursor = page.next_cursor;
         if report.matched as usize >= request.limit {
             report.next_cursor = cursor;
             return Ok(report);

@@ -696,6 +696,9 @@ impl HttpTransport {
             cursor: request.cursor.map(|c| c.to_string()),
             reason,
             scope,
+            // The SDK caller chose the filter in code: a namespace-wide one
+            // is meant.
+            all: true,
         };
         let answer: baton_api::BulkAnswer = self.call(route, route.path(), Some(&body), op).await?;
         answer.into_report()

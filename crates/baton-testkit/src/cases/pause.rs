@@ -597,6 +597,12 @@ pub async fn bulk_cancel_and_replay_by_filter_with_preview_and_cursor(h: &dyn Ha
     use baton_core::{BulkAction, BulkRequest};
     let ctx = Ctx::new(h).await;
     let reports = lane("reports");
+    // Many executions the filter does not match, listed before the ones it
+    // does: a walk must go on over pages that hold none of them.
+    let noise: Vec<NewExecution> = (0..2_100)
+        .map(|i| ctx.new_in(&lane("noise"), "n", format!("{i}").as_bytes()))
+        .collect();
+    ctx.create_chunked(noise).await;
     let mut waiting = Vec::new();
     for i in 0..5 {
         waiting.push(
@@ -672,6 +678,32 @@ pub async fn bulk_cancel_and_replay_by_filter_with_preview_and_cursor(h: &dyn Ha
         (by_ids.matched, by_ids.changed),
         (2, 2),
         "other is not in the lane"
+    );
+    assert_eq!(
+        by_ids.skipped,
+        vec![(other.clone(), "it does not match the filter".to_owned())]
+    );
+    let unknown = ctx.unknown_id();
+    let odd = ok(
+        ctx.backend
+            .bulk(BulkRequest {
+                ids: vec![unknown.clone(), waiting[1].clone(), waiting[1].clone()],
+                dry_run: true,
+                ..request(BulkAction::Replay, 100)
+            })
+            .await,
+        "bulk by ids with an unknown and a repeated one",
+    );
+    assert_eq!((odd.matched, odd.changed), (1, 1), "each id once");
+    assert_eq!(odd.skipped, vec![(unknown, "no such execution".to_owned())]);
+    expect_invalid(
+        ctx.backend
+            .bulk(BulkRequest {
+                ids: waiting.clone(),
+                ..request(BulkAction::Replay, 2)
+            })
+            .await,
+        "more ids than the limit",
     );
     assert_eq!(ctx.state(&waiting[0]).await, State::Waiting);
     let again = ok(
