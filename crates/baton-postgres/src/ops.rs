@@ -509,11 +509,7 @@ async fn pause_in(
         }
         CancelScope::Execution => CascadeWalk::default(),
     };
-    Ok(PauseOutcome {
-        snapshot,
-        cascaded: walked.cancelled,
-        cascade_pending: !walked.left.is_empty(),
-    })
+    Ok(walked.pause_outcome(snapshot))
 }
 
 pub(crate) async fn resume(
@@ -564,11 +560,7 @@ async fn resume_in(
         }
         CancelScope::Execution => CascadeWalk::default(),
     };
-    let out = PauseOutcome {
-        snapshot,
-        cascaded: walked.cancelled,
-        cascade_pending: !walked.left.is_empty(),
-    };
+    let out = walked.pause_outcome(snapshot);
     Ok((out, woken))
 }
 

@@ -396,11 +396,7 @@ pub(crate) async fn pause(
     };
     let snapshot = b.snapshot_in(&mut tx, id).await?;
     tx.commit().await.map_err(map)?;
-    Ok(PauseOutcome {
-        snapshot,
-        cascaded: walked.cancelled,
-        cascade_pending: !walked.left.is_empty(),
-    })
+    Ok(walked.pause_outcome(snapshot))
 }
 
 pub(crate) async fn resume(
@@ -428,11 +424,7 @@ pub(crate) async fn resume(
     let snapshot = b.snapshot_in(&mut tx, id).await?;
     tx.commit().await.map_err(map)?;
     b.wake_all(wake);
-    Ok(PauseOutcome {
-        snapshot,
-        cascaded: walked.cancelled,
-        cascade_pending: !walked.left.is_empty(),
-    })
+    Ok(walked.pause_outcome(snapshot))
 }
 
 pub(crate) async fn pause_lane(

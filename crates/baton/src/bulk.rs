@@ -20,7 +20,8 @@ pub(crate) async fn run(
     args: BulkArgs,
     json: bool,
 ) -> CliResult<()> {
-    if !args.all && !args.filter.narrows() {
+    let mut filter = filter_of(args.filter)?;
+    if !args.all && !filter.narrows() {
         return Err(EngineError::invalid(
             "filter",
             "none",
@@ -30,7 +31,6 @@ pub(crate) async fn run(
         .into());
     }
     let verb = action.name();
-    let mut filter = filter_of(args.filter)?;
     // Work submitted after the preview is not part of what was confirmed
     // (and a walk chasing new submissions would never end).
     let started = baton_core::Timestamp::now_system();

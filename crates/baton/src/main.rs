@@ -365,7 +365,7 @@ struct SubmitArgs {
 }
 
 /// The filters `list` and the bulk commands share.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 struct FilterArgs {
     #[arg(long, default_value = "default")]
     namespace: String,
@@ -403,27 +403,12 @@ struct FilterArgs {
     key: Option<String>,
 }
 
-impl FilterArgs {
-    /// Whether any filter beyond the namespace was given.
-    fn narrows(&self) -> bool {
-        self.lane.is_some()
-            || self.state.is_some()
-            || self.kind.is_some()
-            || self.tag.is_some()
-            || self.parent.is_some()
-            || self.created_after.is_some()
-            || self.created_before.is_some()
-            || self.finished_after.is_some()
-            || self.finished_before.is_some()
-            || self.key.is_some()
-    }
-}
-
 impl BulkArgs {
     /// The flags of a bulk call mean nothing beside an id: refused rather
     /// than ignored (a `--dry-run` must never act).
     fn refuse_with_an_id(&self) -> CliResult<()> {
-        if self.dry_run || self.yes || self.all || self.filter.narrows() {
+        let narrows = show::filter_of(self.filter.clone())?.narrows();
+        if self.dry_run || self.yes || self.all || narrows {
             return Err(EngineError::invalid(
                 "id",
                 "given with filters",

@@ -142,6 +142,16 @@ pub struct CascadeWalk {
 }
 
 impl CascadeWalk {
+    /// The answer of a pause or resume whose tree walk this was, with the
+    /// execution's `snapshot` after it.
+    pub fn pause_outcome(&self, snapshot: crate::ExecutionSnapshot) -> crate::PauseOutcome {
+        crate::PauseOutcome {
+            snapshot,
+            cascaded: self.cancelled,
+            cascade_pending: !self.left.is_empty(),
+        }
+    }
+
     /// The places it did not reach, to queue (cancels with `reason`).
     pub fn to_queue(&self, reason: &str) -> Vec<Queued> {
         self.to_queue_for(TreeAction::Cancel(reason))
