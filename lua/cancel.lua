@@ -21,28 +21,11 @@ redis.register_function('baton_cancel', function(keys, args)
   if TERMINAL[h.st] and h.st ~= 'cancelled' then
     return { 'conflict', h.st, 'it already finished' }
   end
-  local record
+  local why = nil
+  if args[2] == '1' then why = args[3] end
   local woken = {}
-  if h.st == 'cancelled' then
-    record = cmsgpack.pack(h)
-  else
-    local why = nil
-    if args[2] == '1' then why = args[3] end
-    record = cancel_record(base, uuid, h, why, snow, woken)
-  end
-  local budget = tonumber(args[6])
-  local cascaded, pending = 0, 0
-  if woken.told then tell_dependents(base, budget, snow, woken) end
-  if args[5] == '1' then
-    local stack = { { uuid, '' } }
-    local visited, c = cascade_walk(base, stack, budget, args[7], snow, woken)
-    cascaded = c
-    if #stack > 0 then
-      cascade_queue(base, stack, args[7])
-      pending = 1
-    end
-    local _, _, queued = tell_dependents(base, budget - visited, snow, woken)
-    if queued then pending = 1 end
-  end
+  local record, cascaded, pending = cancel_execution(base, uuid, h, why, args[5] == '1', args[7],
+    tonumber(args[6]), snow, woken)
+  if pending then pending = 1 else pending = 0 end
   return { 'ok', woken_reply(base, woken), record, cascaded, pending }
 end)

@@ -1375,3 +1375,99 @@ function resume_record(base, uuid, h, snow, woken)
   move(base, uuid, h, to, woken)
   return save(base, uuid, h)
 end
+
+-- Cancels and removes (library generation 11): the one code path of a
+-- cancel, shared by baton_cancel and a forced delete, and the one code path
+-- of removing an execution, shared by the trim pass and deletes.
+
+-- Cancels what is below execution `uuid` with reason `why` (stored on each
+-- descendant it cancels): walks its descendants visiting at most `budget`
+-- children, queues the places it did not reach for the cascade pass, and
+-- tells the dependents of what it cancelled within what the walk left of
+-- the budget, queueing the rest. Answers how many it cancelled, and whether
+-- it queued anything.
+local function cancel_below(base, uuid, why, budget, snow, woken)
+  local stack = { { uuid, '' } }
+  local visited, cancelled = cascade_walk(base, stack, budget, why, snow, woken)
+  local queued = #stack > 0
+  if queued then cascade_queue(base, stack, why) end
+  local _, _, told = tell_dependents(base, budget - visited, snow, woken)
+  return cancelled, queued or told
+end
+
+-- Cancels the loaded execution `h` (not finished; a cancelled one is kept
+-- as it is) with reason `why` (nil: none) at `snow`: its own dependents
+-- are told within `budget`, and with `tree` its descendants are cancelled
+-- with reason `below_why` (see cancel_below). Answers its encoded record,
+-- how many descendants were cancelled and whether the walk below queued
+-- work.
+local function cancel_execution(base, uuid, h, why, tree, below_why, budget, snow, woken)
+  local record
+  if h.st == 'cancelled' then
+    record = cmsgpack.pack(h)
+  else
+    record = cancel_record(base, uuid, h, why, snow, woken)
+  end
+  if woken.told then tell_dependents(base, budget, snow, woken) end
+  local cascaded, pending = 0, false
+  if tree then cascaded, pending = cancel_below(base, uuid, below_why, budget, snow, woken) end
+  return record, cascaded, pending
+end
+
+-- Removes the loaded execution `h` with everything it consists of, at
+-- `now` (ms): its record and payload, attempts (in the record), signals,
+-- steps, state and progress frames, its entries in the indexes of its
+-- state, of its namespace, of its parent's children and child keys, of its
+-- root's members, of its upstreams' dependents, its own dependents set,
+-- its idempotency key, its deadline, timeout and `done` entries and its
+-- count. A reader waiting for it to change is told (it reads NotFound at
+-- once). Its own children and members must already be gone.
+local function remove_execution(base, uuid, h, now)
+  leave(base, uuid, h)
+  if h.ik then
+    local field = h.ns .. '/' .. h.lane .. '/' .. h.ik
+    if redis.call('HGET', base .. ':idem', field) == uuid then
+      redis.call('HDEL', base .. ':idem', field)
+    end
+  end
+  if h.par then
+    local pu = simple_uuid(h.par)
+    redis.call('ZREM', base .. ':ch:' .. pu, uuid)
+    if h.ck and redis.call('HGET', base .. ':ck:' .. pu, h.ck) == uuid then
+      redis.call('HDEL', base .. ':ck:' .. pu, h.ck)
+    end
+  end
+  if h.rt then redis.call('ZREM', base .. ':tr:' .. simple_uuid(h.rt), uuid) end
+  if h.deps then
+    for up in string.gmatch(h.deps, '%x+') do redis.call('ZREM', base .. ':dn:' .. up, uuid) end
+  end
+  if h.hd then redis.call('DEL', base .. ':dn:' .. uuid) end
+  if h.sc then redis.call('DEL', base .. ':sg:' .. uuid, base .. ':sk:' .. uuid) end
+  if h.sn then redis.call('DEL', base .. ':st:' .. uuid) end
+  if h.kc then redis.call('DEL', base .. ':kv:' .. uuid) end
+  if h.pq then redis.call('DEL', base .. ':pg:' .. uuid) end
+  if announce_change(base, uuid, now) then redis.call('ZREM', base .. ':watch', uuid) end
+  if h.wt or h.wp then redis.call('ZREM', base .. ':timeouts', uuid) end
+  redis.call('ZREM', base .. ':ns:' .. h.ns, uuid)
+  redis.call('ZREM', base .. ':deadlines', uuid)
+  -- A member counted by its root (fl) never enters `done`.
+  if not h.fl then redis.call('ZREM', base .. ':done', uuid) end
+  count(base, h, h.st, -1)
+  redis.call('DEL', base .. ':e:' .. uuid, base .. ':p:' .. uuid)
+end
+
+-- Judges a delete of an execution in state `st` (`has_parent`: it is a
+-- child; `open_below`: some descendant has not finished; `force` as asked):
+-- 'remove' or 'cancel_first'; or nil and the conflict's reason.
+-- Mirrors baton_core::raw::rules::check_delete.
+local function delete_verdict(st, has_parent, open_below, force)
+  if TERMINAL[st] and not open_below then return 'remove' end
+  local what = 'it has not finished'
+  if TERMINAL[st] then what = 'some of its descendants have not finished' end
+  if has_parent then
+    return nil, what .. ', and a child is deleted alone only once it and its descendants ' ..
+      'finished; cancel it first, or delete the root of its flow with force'
+  end
+  if not force then return nil, what .. '; pass force to cancel and delete it' end
+  return 'cancel_first'
+end

@@ -92,8 +92,8 @@ pub use memory::{
     StepsAnswer,
 };
 pub use ops::{
-    ExplainAnswer, LaneAnswer, LaneBody, LanePauseAnswer, LanesAnswer, PauseAnswer, PriorityBody,
-    ScopeBody, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery,
+    DeleteAnswer, DeleteQuery, ExplainAnswer, LaneAnswer, LaneBody, LanePauseAnswer, LanesAnswer,
+    PauseAnswer, PriorityBody, ScopeBody, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery,
 };
 pub use read::{
     Attempt, CancelBody, DescribeQuery, Health, PauseBody, Snapshot, StatsAnswer, StatsQuery,

@@ -496,7 +496,8 @@ pub struct BulkFilterBody {
     pub ids: Vec<String>,
 }
 
-/// The body of `POST /v1/executions/bulk/cancel` and `/bulk/replay`.
+/// The body of `POST /v1/executions/bulk/cancel`, `/bulk/delete` and
+/// `/bulk/replay`.
 ///
 /// ```
 /// let body: baton_api::BulkBody = serde_json::from_str(
@@ -527,6 +528,9 @@ pub struct BulkBody {
     /// For a cancel: `tree` (default) or `execution`.
     #[serde(default)]
     pub scope: Option<baton_core::CancelScope>,
+    /// For a delete: cancel and delete executions that have not finished.
+    #[serde(default)]
+    pub force: bool,
     /// Required (`true`) to act on a whole namespace: a body with neither
     /// a narrowing filter nor ids is refused otherwise.
     #[serde(default)]
@@ -566,13 +570,20 @@ impl BulkBody {
                 "give a filter (lane, state, …) or ids, or \"all\": true to act on the whole namespace",
             ));
         }
-        if matches!(action, baton_core::BulkAction::Replay)
+        if !matches!(action, baton_core::BulkAction::Cancel(_))
             && (self.reason.is_some() || self.scope.is_some())
         {
             return Err(EngineError::invalid(
                 "reason",
-                "given to a replay",
+                format!("given to a {}", action.name()),
                 "reason and scope belong to a bulk cancel",
+            ));
+        }
+        if self.force && !matches!(action, baton_core::BulkAction::Delete { .. }) {
+            return Err(EngineError::invalid(
+                "force",
+                format!("given to a {}", action.name()),
+                "force belongs to a bulk delete",
             ));
         }
         let action = match action {
@@ -580,6 +591,9 @@ impl BulkBody {
                 baton_core::CancelRequest::with_reason(self.reason)
                     .with_scope(self.scope.unwrap_or_default()),
             ),
+            baton_core::BulkAction::Delete { .. } => {
+                baton_core::BulkAction::Delete { force: self.force }
+            }
             other => other,
         };
         Ok(baton_core::BulkRequest {

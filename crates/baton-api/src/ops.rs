@@ -269,3 +269,48 @@ pub struct LanesAnswer {
     /// Every lane with executions or paused, by name.
     pub lanes: Vec<LaneAnswer>,
 }
+
+/// The query of `DELETE /v1/executions/{id}`: `?force=true` cancels and
+/// deletes an execution that has not finished.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    /// Cancel first what has not finished (default `false`).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The answer of `DELETE /v1/executions/{id}`: what was removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteAnswer {
+    /// The execution deleted.
+    pub id: String,
+    /// Executions removed: it and its descendants.
+    pub deleted: u64,
+    /// Whether it (or its tree) was cancelled first (`force`).
+    pub cancelled: bool,
+}
+
+impl From<&baton_core::DeleteReport> for DeleteAnswer {
+    fn from(r: &baton_core::DeleteReport) -> Self {
+        DeleteAnswer {
+            id: r.id.to_string(),
+            deleted: r.deleted,
+            cancelled: r.cancelled,
+        }
+    }
+}
+
+impl DeleteAnswer {
+    /// The report this answer carries.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an id that does not parse.
+    pub fn into_report(self) -> Result<baton_core::DeleteReport> {
+        Ok(baton_core::DeleteReport {
+            id: self.id.parse()?,
+            deleted: self.deleted,
+            cancelled: self.cancelled,
+        })
+    }
+}

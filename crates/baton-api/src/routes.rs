@@ -66,6 +66,10 @@ pub enum Route {
     BulkCancel,
     /// `POST /v1/executions/bulk/replay`: replay what a filter matches.
     BulkReplay,
+    /// `POST /v1/executions/bulk/delete`: delete what a filter matches.
+    BulkDelete,
+    /// `DELETE /v1/executions/{id}`: delete one (with its descendants).
+    Delete,
     /// `POST /v1/executions/{id}/cancel`: cancel it, and by default its
     /// non-terminal descendants.
     Cancel,
@@ -159,7 +163,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 43] = [
+    pub const ALL: [Route; 45] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
@@ -167,6 +171,8 @@ impl Route {
         Route::DescribeMany,
         Route::BulkCancel,
         Route::BulkReplay,
+        Route::BulkDelete,
+        Route::Delete,
         Route::Cancel,
         Route::Children,
         Route::Tree,
@@ -228,6 +234,7 @@ impl Route {
             | Route::DescribeMany
             | Route::BulkCancel
             | Route::BulkReplay
+            | Route::BulkDelete
             | Route::Cancel
             | Route::Claim
             | Route::Complete
@@ -246,7 +253,7 @@ impl Route {
             | Route::ResumeLane
             | Route::Renew => Method::Post,
             Route::SetStatus | Route::SetState | Route::SetPriority | Route::SetTag => Method::Put,
-            Route::ClearState | Route::RemoveTag => Method::Delete,
+            Route::ClearState | Route::RemoveTag | Route::Delete => Method::Delete,
         }
     }
 
@@ -255,10 +262,11 @@ impl Route {
         match self {
             Route::Submit | Route::List => "/v1/executions",
             Route::SubmitBatch => "/v1/executions/batch",
-            Route::Describe => "/v1/executions/{id}",
+            Route::Describe | Route::Delete => "/v1/executions/{id}",
             Route::DescribeMany => "/v1/executions/describe",
             Route::BulkCancel => "/v1/executions/bulk/cancel",
             Route::BulkReplay => "/v1/executions/bulk/replay",
+            Route::BulkDelete => "/v1/executions/bulk/delete",
             Route::Cancel => "/v1/executions/{id}/cancel",
             Route::Children => "/v1/executions/{id}/children",
             Route::Tree => "/v1/executions/{id}/tree",
@@ -305,6 +313,8 @@ impl Route {
             Route::DescribeMany => "describeMany",
             Route::BulkCancel => "bulkCancel",
             Route::BulkReplay => "bulkReplay",
+            Route::BulkDelete => "bulkDelete",
+            Route::Delete => "delete",
             Route::Cancel => "cancel",
             Route::Children => "children",
             Route::Tree => "tree",

@@ -1,8 +1,8 @@
--- trim_terminal: deletes the executions $2 of partition $1 (finished flow
--- members, or roots whose flow is gone; locked by the caller earlier in the
--- same transaction), with their attempts, signals, steps, state, progress
--- frames, idempotency keys and dependency edges (both ends of an edge are
--- members of one flow, trimmed with it); answers how many. A trimmed
+-- trim_terminal and delete: deletes the executions $2 of partition $1
+-- (finished flow members, or roots whose flow is gone; locked by the caller
+-- earlier in the same transaction), with their attempts, signals, steps,
+-- state, progress frames, idempotency keys and dependency edges (both ends
+-- of an edge are members of one flow); answers how many. A removed
 -- execution someone waits on announces it (migration 0008's trigger), so
 -- its readers learn at once that it is gone.
 --

@@ -87,6 +87,11 @@
 //!   they do not reach is queued for the cascade pass. A paused dependent
 //!   is locked and judged like a blocked one; a verdict that finishes it
 //!   acts at once, a release waits for its resume.
+//! - A delete locks the flow's root and the parent first, as a cancel
+//!   does, then the execution, so nothing reopens or adds to the subtree
+//!   it judges; a worker's complete either committed first or finds the
+//!   execution gone. Deleting and trimming remove an execution through one
+//!   statement (see `manage`).
 //! - Paused lanes are rows of `paused_lanes`, read by the claim statement
 //!   in its own snapshot: a claim that started before a `pause_lane`
 //!   committed may still take work of the lane, none that starts after
@@ -106,6 +111,7 @@ mod create;
 mod errors;
 mod flow;
 mod lease;
+mod manage;
 mod memory;
 mod migrate;
 mod ops;

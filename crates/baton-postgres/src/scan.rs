@@ -303,14 +303,8 @@ async fn trim_in(
         if !more && members < asked {
             doomed.push(uuid);
         }
-        let row = sqlx::query(sql::TRIM)
-            .bind(part(partition))
-            .bind(&doomed)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map)?;
-        let gone: i64 = col(&row, "processed")?;
-        processed += usize::try_from(gone).unwrap_or(0);
+        let gone = remove(tx, partition, &doomed).await?;
+        processed += usize::try_from(gone).unwrap_or(usize::MAX);
     }
     let oldest: Option<i64> = sqlx::query_scalar(
         "SELECT MIN(COALESCE(trim_at, finished_at)) FROM executions WHERE partition = $1 \
@@ -324,4 +318,26 @@ async fn trim_in(
         processed: processed as u64,
         next_due: oldest.map(|t| Timestamp::from_millis(t).saturating_add(retention)),
     })
+}
+
+/// Deletes the executions `uuids` of `partition`, which the caller locked
+/// earlier in its transaction, with everything they hold (`sql/trim.sql`);
+/// answers how many went. Trimming and deleting remove executions through
+/// this one statement.
+pub(crate) async fn remove(
+    conn: &mut PgConnection,
+    partition: PartitionId,
+    uuids: &[Uuid],
+) -> Result<u64> {
+    if uuids.is_empty() {
+        return Ok(0);
+    }
+    let row = sqlx::query(sql::TRIM)
+        .bind(part(partition))
+        .bind(uuids)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map)?;
+    let gone: i64 = col(&row, "processed")?;
+    Ok(u64::try_from(gone).unwrap_or(0))
 }

@@ -42,3 +42,13 @@ baton_testkit::conformance_suite!(match PostgresHarness::start().await {
     Some(harness) => harness,
     None => return,
 });
+
+/// A forced bulk delete of 100,000 executions, a thousand per call, in
+/// bounded memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_delete_of_100k_in_bounded_memory() {
+    let Some(harness) = PostgresHarness::start().await else {
+        return;
+    };
+    baton_testkit::scale::bulk_delete_at_scale(&harness, 100_000, 32).await;
+}

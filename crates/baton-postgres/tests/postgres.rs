@@ -5,8 +5,9 @@
 //! concurrent signals and timeouts of one suspended execution,
 //! concurrent step records of one execution, change notifications
 //! (sent only for watched executions, heard by other instances),
-//! revokes and pauses racing the worker's own complete or fail, and lane
-//! pauses seen by (and lane resumes waking) other instances.
+//! revokes, pauses and forced deletes racing the worker's own complete or
+//! fail, and lane pauses seen by (and lane resumes waking) other
+//! instances.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -1763,4 +1764,125 @@ async fn a_lane_pause_holds_claims_of_another_instance_and_its_resume_wakes_them
     }
     waiter.abort();
     panic!("the waiter was never woken by the other instance's lane resumes");
+}
+
+/// Forced deletes racing the worker's complete, through two instances.
+/// Of one running execution exactly one wins: a complete that commits
+/// first leaves it completed and the delete removes it without a cancel;
+/// a delete that goes first cancels and removes it in one transaction, and
+/// the complete answers `NotFound`. Of a flow (a running child with a
+/// waiting grandchild), the delete of the root removes all three whichever
+/// goes first, and nothing deadlocks. Either way nothing of them is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_delete_and_the_workers_complete_settle_once() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    let gone = |r: baton_core::Result<baton_core::ExecutionSnapshot>| {
+        assert!(matches!(r, Err(EngineError::NotFound { .. })), "{r:?}");
+    };
+    for round in 0..10 {
+        let b = &backends[0];
+        let (lane, kids) = (format!("d{round}"), format!("k{round}"));
+        let id = b.create_one(exec("delete", &lane)).await.unwrap().id;
+        let lease = claim_one(b, "delete", &lane).await.lease;
+        let root = b.create_one(exec("delete", "roots")).await.unwrap().id;
+        let child = b
+            .create_one(exec("delete", &kids).with_parent(root.clone()))
+            .await
+            .unwrap()
+            .id;
+        let grandchild = b
+            .create_one(exec("delete", "grandchildren").with_parent(child.clone()))
+            .await
+            .unwrap()
+            .id;
+        let child_lease = claim_one(b, "delete", &kids).await.lease;
+        let (operator, worker) = (
+            backends[round % 2].clone(),
+            backends[(round + 1) % 2].clone(),
+        );
+        let deletes = {
+            let (operator, id, root) = (operator.clone(), id.clone(), root.clone());
+            tokio::spawn(async move {
+                let one = operator.delete(&id, true).await;
+                let tree = operator.delete(&root, true).await;
+                (one, tree)
+            })
+        };
+        let completes = tokio::spawn(async move {
+            let one = worker.complete(&lease, b"1".to_vec()).await;
+            let child = worker.complete(&child_lease, b"1".to_vec()).await;
+            (one, child)
+        });
+        let (one, tree) = deletes.await.unwrap();
+        let (completed, child_completed) = completes.await.unwrap();
+        let one = one.unwrap();
+        assert_eq!(one.deleted, 1, "round {round}");
+        match &completed {
+            Ok(snap) => {
+                assert_eq!(snap.state, State::Completed, "round {round}");
+                assert!(!one.cancelled, "round {round}: the complete won");
+            }
+            Err(EngineError::NotFound { .. }) => {
+                assert!(one.cancelled, "round {round}: the delete won");
+            }
+            Err(e) => panic!("round {round}: {e:?}"),
+        }
+        let tree = tree.unwrap();
+        assert_eq!((tree.deleted, tree.cancelled), (3, true), "round {round}");
+        assert!(
+            matches!(child_completed, Ok(_) | Err(EngineError::NotFound { .. })),
+            "round {round}: {child_completed:?}"
+        );
+        for id in [&id, &root, &child, &grandchild] {
+            gone(b.describe(id).await);
+            assert!(
+                matches!(b.attempts(id).await, Err(EngineError::NotFound { .. })),
+                "round {round}"
+            );
+        }
+    }
+}
+
+/// The delete of a member of a flow finds its descendants at every depth
+/// (walked down the `parent` column) and removes them with it, leaving the
+/// rest of the flow.
+#[tokio::test]
+async fn a_members_delete_reaches_every_depth_below_it() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let b = open(&server.schema_url(&PostgresServer::unique_schema())).await;
+    let root = b.create_one(exec("depth", "l")).await.unwrap().id;
+    let mut chain = vec![root.clone()];
+    for _ in 0..4 {
+        let parent = chain.last().unwrap().clone();
+        let id = b
+            .create_one(exec("depth", "l").with_parent(parent))
+            .await
+            .unwrap()
+            .id;
+        chain.push(id);
+    }
+    let sibling = b
+        .create_one(exec("depth", "l").with_parent(chain[2].clone()))
+        .await
+        .unwrap()
+        .id;
+    let alone = CancelRequest::default().with_scope(baton_core::CancelScope::Execution);
+    for id in chain.iter().chain([&sibling]) {
+        b.cancel(id, alone.clone()).await.unwrap();
+    }
+    let report = b.delete(&chain[1], false).await.unwrap();
+    assert_eq!((report.deleted, report.cancelled), (5, false));
+    for id in chain[1..].iter().chain([&sibling]) {
+        assert!(matches!(
+            b.describe(id).await,
+            Err(EngineError::NotFound { .. })
+        ));
+    }
+    assert_eq!(b.describe(&root).await.unwrap().state, State::Cancelled);
 }

@@ -434,7 +434,27 @@ impl Client {
         self.transport.explain(id).await
     }
 
-    /// Cancels or replays what a filter matches, at most `request.limit`
+    /// Deletes execution `id` and its descendants with everything they
+    /// hold (see [`baton_core::AdminBackend::delete`]); one that has not
+    /// finished needs `force` (it is cancelled first and its worker
+    /// fenced). Answers how many executions were removed.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict` (unfinished without `force`,
+    /// or a child that has not finished), `Contention` (retry),
+    /// `Unavailable`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
+    /// let report = client.delete(&id, false).await?;
+    /// println!("removed {} executions", report.deleted);
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete(&self, id: &ExecutionId, force: bool) -> Result<baton_core::DeleteReport> {
+        self.transport.delete(id, force).await
+    }
+
+    /// Cancels, deletes or replays what a filter matches, at most `request.limit`
     /// per call; pass `next_cursor` back to go on (see
     /// [`baton_core::AdminBackend::bulk`]). With `dry_run`, only counts.
     ///

@@ -348,6 +348,17 @@ impl Transport {
         }
     }
 
+    pub(crate) async fn delete(
+        &self,
+        id: &ExecutionId,
+        force: bool,
+    ) -> Result<baton_core::DeleteReport> {
+        match self {
+            Transport::Direct(b) => b.delete(id, force).await,
+            Transport::Http(h) => h.delete(id, force).await,
+        }
+    }
+
     pub(crate) async fn replay(&self, id: &ExecutionId) -> Result<ExecutionSnapshot> {
         match self {
             Transport::Direct(b) => b.replay(id).await,

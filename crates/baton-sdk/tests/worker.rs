@@ -192,6 +192,34 @@ async fn client_calls(env: Env) {
         "{e}"
     );
     worker.shutdown(BOUND).await;
+    // Delete one finished execution, then by filter the rest (a dry run
+    // first), over either transport.
+    let report = c.delete(&out[2].id, false).await.unwrap();
+    assert_eq!((report.id.clone(), report.deleted), (out[2].id.clone(), 1));
+    assert!(matches!(
+        c.describe(&out[2].id).await,
+        Err(EngineError::NotFound { .. })
+    ));
+    let all = ListFilter::namespace(c.namespace().clone());
+    let request = |dry_run: bool| baton_core::BulkRequest {
+        action: baton_core::BulkAction::Delete { force: false },
+        filter: all.clone(),
+        ids: Vec::new(),
+        limit: 100,
+        dry_run,
+        cursor: None,
+    };
+    let preview = c.bulk(request(true)).await.unwrap();
+    assert_eq!((preview.matched, preview.changed), (2, 2), "{preview:?}");
+    let gone = c.bulk(request(false)).await.unwrap();
+    assert_eq!((gone.matched, gone.changed), (2, 2), "{gone:?}");
+    assert!(
+        c.list(&all, Page::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     env.stop().await;
 }
 

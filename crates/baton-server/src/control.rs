@@ -105,6 +105,26 @@ pub(crate) async fn replay(
     Ok(Json(Snapshot::from(&snap)))
 }
 
+/// `DELETE /v1/executions/{id}?force=`: `{"id", "deleted", "cancelled"}`;
+/// logged as an audit line.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    ApiQuery(q): ApiQuery<baton_api::DeleteQuery>,
+) -> ApiResult<Json<baton_api::DeleteAnswer>> {
+    let report = state.backend().delete(&id, q.force).await?;
+    tracing::info!(
+        target: "baton::audit",
+        op = "delete",
+        %id,
+        force = q.force,
+        deleted = report.deleted,
+        cancelled = report.cancelled,
+        "delete call"
+    );
+    Ok(Json(baton_api::DeleteAnswer::from(&report)))
+}
+
 /// `POST /v1/lanes/{lane}/pause` `{"namespace"}`: `{"lane", "paused":
 /// true, "changed"}`.
 pub(crate) async fn pause_lane(

@@ -131,6 +131,16 @@ pub(crate) async fn bulk_replay(
     bulk(state, request).await
 }
 
+/// `POST /v1/executions/bulk/delete`: as bulk cancel (`"force"` cancels
+/// and deletes unfinished executions).
+pub(crate) async fn bulk_delete(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<baton_api::BulkBody>,
+) -> ApiResult<Json<baton_api::BulkAnswer>> {
+    let request = body.into_request(baton_core::BulkAction::Delete { force: false })?;
+    bulk(state, request).await
+}
+
 async fn bulk(
     state: AppState,
     request: baton_core::BulkRequest,

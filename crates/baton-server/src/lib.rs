@@ -257,6 +257,8 @@ fn endpoint(route: Route) -> MethodRouter<AppState> {
         Route::DescribeMany => on(method, executions::describe_many),
         Route::BulkCancel => on(method, executions::bulk_cancel),
         Route::BulkReplay => on(method, executions::bulk_replay),
+        Route::BulkDelete => on(method, executions::bulk_delete),
+        Route::Delete => on(method, control::delete),
         Route::Cancel => on(method, flows::cancel),
         Route::Children => on(method, flows::children),
         Route::Tree => on(method, flows::tree),

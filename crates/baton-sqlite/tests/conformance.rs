@@ -35,3 +35,10 @@ impl baton_testkit::Harness for SqliteHarness {
 }
 
 baton_testkit::conformance_suite!(SqliteHarness::new());
+
+/// A forced bulk delete of 100,000 executions, a thousand per call, in
+/// bounded memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_delete_of_100k_in_bounded_memory() {
+    baton_testkit::scale::bulk_delete_at_scale(&SqliteHarness::new(), 100_000, 32).await;
+}

@@ -377,6 +377,20 @@ impl Ctx {
             .collect()
     }
 
+    /// Runs `cascade_due` on `partition` until its queue is empty.
+    pub async fn cascade_all(&self, partition: PartitionId) {
+        for _ in 0..1_000 {
+            let step = ok(
+                self.backend.cascade_due(partition, 1_000).await,
+                "cascade_due",
+            );
+            if step.next_due.is_none() {
+                return;
+            }
+        }
+        panic!("the cascade queue of partition {partition} did not empty");
+    }
+
     /// Runs `promote_due` over every partition; answers the total processed.
     pub async fn promote_all(&self) -> u64 {
         let mut total = 0;

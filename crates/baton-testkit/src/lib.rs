@@ -39,6 +39,7 @@ use baton_core::{AdminBackend, SharedClock};
 pub mod cases;
 mod ctx;
 mod expect;
+pub mod scale;
 pub mod servers;
 
 pub use ctx::{Ctx, DEFAULT_LANE, DEFAULT_WORKER, START, expected_snapshot};
@@ -204,6 +205,12 @@ macro_rules! __with_cases {
             a_paused_lane_is_skipped_by_claims_until_resumed,
             replay_requeues_dead_executions_with_a_fresh_budget,
             bulk_cancel_and_replay_by_filter_with_preview_and_cursor,
+            // delete
+            delete_removes_a_finished_execution_and_frees_its_key,
+            delete_refuses_unfinished_work_unless_forced_and_force_fences_the_worker,
+            delete_reaches_the_subtree_and_a_child_alone_only_when_finished,
+            a_big_tree_is_deleted_in_units_leaves_first,
+            bulk_delete_by_filter_with_preview_limit_and_cursor,
             // dependencies
             a_dependent_runs_when_its_upstreams_complete,
             an_unmet_dependency_skips_and_the_skip_cascades,

@@ -99,6 +99,7 @@ pub(crate) fn refusal(
         }
         "not_found" => EngineError::NotFound { id: id.clone() },
         "contention" if operation == "replay" => rules::replay_waits_for_cascade(id),
+        "contention" if operation == "delete" => rules::delete_waits_for_cascade(id),
         "corrupt" => {
             let message = match items.next() {
                 Some(r) => text(&r)?.to_owned(),

@@ -85,6 +85,12 @@
 //! in a partition before the write lands there may still take the lane's
 //! work; once `pause_lane` answers, none does (see `ops::pause_lane`).
 //!
+//! A unit of a delete is one `FCALL` (`baton_delete`, library generation
+//! 11) over ids of one partition: a forced one cancels as `baton_cancel`
+//! does with scope tree, and every execution is removed by the routine the
+//! trim pass uses (`remove_execution` in `lua/common.lua`), so a delete and
+//! a trim leave the same keys behind: none of the execution's.
+//!
 //! ## Durability
 //! An acknowledged call has been applied by the server; whether it survives
 //! a server crash depends on the server's persistence: none (lost on
@@ -106,6 +112,7 @@ mod flow;
 mod hints;
 mod lease;
 mod library;
+mod manage;
 mod memory;
 mod ops;
 mod ownership;

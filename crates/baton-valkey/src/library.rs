@@ -28,7 +28,9 @@ use baton_core::{EngineError, Result};
 /// reads.
 /// Generation 10 made `baton_list` filter by several states, created and
 /// finished ranges and the idempotency key.
-pub const GENERATION: u32 = 10;
+/// Generation 11 added deletes: `baton_delete`, which removes executions
+/// exactly as the trim pass does (one routine, `remove_execution`).
+pub const GENERATION: u32 = 11;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[
@@ -91,6 +93,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("pause.lua", include_str!("../../../lua/pause.lua")),
     ("resume.lua", include_str!("../../../lua/resume.lua")),
     ("replay.lua", include_str!("../../../lua/replay.lua")),
+    ("delete.lua", include_str!("../../../lua/delete.lua")),
 ];
 
 const PLACEHOLDER: &str = "__BATON_LIBRARY_VERSION__";
@@ -215,6 +218,12 @@ mod tests {
         // functions know no paused state.
         assert_eq!(
             judge(Some("8:0123456789abcdef"), &lib).unwrap(),
+            Verdict::Replace
+        );
+        // A server still holding the library before deletes (generation
+        // 10) gets this one: it has no `baton_delete`.
+        assert_eq!(
+            judge(Some("10:0123456789abcdef"), &lib).unwrap(),
             Verdict::Replace
         );
         assert_eq!(judge(Some("garbage"), &lib).unwrap(), Verdict::Replace);

@@ -53,3 +53,13 @@ mod cluster {
         None => return,
     });
 }
+
+/// A forced bulk delete of 100,000 executions, a thousand per call, in
+/// bounded memory (Valkey 9; the same Lua runs on Redis and the cluster).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_delete_of_100k_in_bounded_memory() {
+    let Some(server) = baton_testkit::servers::valkey().await else {
+        return;
+    };
+    baton_testkit::scale::bulk_delete_at_scale(&ValkeyHarness { server }, 100_000, 32).await;
+}

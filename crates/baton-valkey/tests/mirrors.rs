@@ -1665,6 +1665,65 @@ end"#;
     }
 }
 
+/// `delete_verdict` (inside `baton_delete`) judges a delete as
+/// `check_delete` does, for every state, as a root or a child, with and
+/// without unfinished descendants and `force`, with the same conflict
+/// texts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_verdict_mirrors_check_delete() {
+    let id = ExecutionId::generate(PartitionCount::new(4).unwrap());
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for state in State::ALL {
+        for has_parent in [false, true] {
+            for open_below in [false, true] {
+                for force in [false, true] {
+                    let facts = rules::DeleteFacts {
+                        state,
+                        has_parent,
+                        open_below,
+                        force,
+                    };
+                    expected.push(match rules::check_delete(&id, facts) {
+                        Ok(rules::DeleteVerdict::Remove) => "remove".to_owned(),
+                        Ok(rules::DeleteVerdict::CancelFirst) => "cancel_first".to_owned(),
+                        Err(EngineError::Conflict { reason, .. }) => format!("conflict:{reason}"),
+                        Err(other) => panic!("{other}"),
+                    });
+                    cases.push(json!({
+                        "st": state.as_str(),
+                        "parent": has_parent,
+                        "open": open_below,
+                        "force": force,
+                    }));
+                }
+            }
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local verdict, why = delete_verdict(c.st, c.parent, c.open, c.force)
+  if verdict then out[i] = verdict else out[i] = 'conflict:' .. why end
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for what in [
+        "remove",
+        "cancel_first",
+        "conflict:it has not finished; pass force",
+        "conflict:some of its descendants have not finished, and a child",
+    ] {
+        assert!(
+            expected.iter().any(|e| e.starts_with(what)),
+            "the table reaches {what}"
+        );
+    }
+}
+
 /// `resume_target` (inside `resume_record`) answers what the rule does for
 /// every state a pause leaves, with and without a `run_at` before, at or
 /// after now, open children, dependencies in every verdict, and held

@@ -6,7 +6,7 @@
 //! change announcements (published only for watched executions, waking
 //! readers across instances), paused lanes flagged in every partition,
 //! paused executions out of the passes' indexes, a replay beside a queued
-//! dependents walk, and URL parsing.
+//! dependents walk, deletes that leave no key behind, and URL parsing.
 //!
 //! The shared servers come from the test kit (each test under a key prefix
 //! of its own); the library-versioning tests start a private
@@ -1421,6 +1421,94 @@ async fn dependency_indexes_hold_only_what_lives() {
     }
     for what in ["dn:*", "ch:*", "tr:*", "open:*", "e:*", "p:*"] {
         assert_eq!(keys(what), BTreeSet::new(), "{what} after trim");
+    }
+}
+
+/// A delete removes what a trim removes: after a forced delete of a flow
+/// (a running member, child keys, a dependency, the root's idempotency key
+/// and deadline) no key of its executions is left, nor any entry of them in
+/// the partition's indexes; a child deleted alone leaves its parent's
+/// children and child keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_leaves_no_key_of_what_it_removed() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, _clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let keys = |what: &str| -> BTreeSet<String> {
+        resp_texts(
+            &server
+                .command(&["KEYS", &format!("{prefix}:*:{what}")])
+                .unwrap(),
+        )
+        .into_iter()
+        .collect()
+    };
+    let root = backend
+        .create_one(
+            exec("del", "root")
+                .with_idempotency_key(IdempotencyKey::new("once").unwrap())
+                .with_deadline(Timestamp::from_millis(1_700_003_600_000)),
+        )
+        .await
+        .unwrap()
+        .id;
+    let child = |key: &str| {
+        exec("del", "member")
+            .with_parent(root.clone())
+            .with_child_key(baton_core::ChildKey::new(key).unwrap())
+    };
+    let a = backend.create_one(child("a")).await.unwrap().id;
+    backend
+        .create_one(child("b").with_dependencies([a.clone()]))
+        .await
+        .unwrap();
+    let lone = backend.create_one(child("c")).await.unwrap().id;
+    backend
+        .create_one(exec("del", "leaf").with_parent(a.clone()))
+        .await
+        .unwrap();
+    let claims = backend
+        .claim(claim_request("del", &["member"], "w", 10))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 2, "a and c run; b waits on a");
+    // A finished child alone: its parent no longer holds it.
+    let c = claims.iter().find(|c| c.id == lone).unwrap();
+    backend.complete(&c.lease, b"1".to_vec()).await.unwrap();
+    let report = backend.delete(&lone, false).await.unwrap();
+    assert_eq!((report.deleted, report.cancelled), (1, false));
+    let p = root.partition().get();
+    let ck = format!("{prefix}:{{p:{p}}}:ck:{}", root.uuid().simple());
+    let fields = resp_texts(&server.command(&["HKEYS", &ck]).unwrap());
+    assert_eq!(fields, vec!["a".to_owned(), "b".to_owned()]);
+    let ch = format!("{prefix}:{{p:{p}}}:ch:{}", root.uuid().simple());
+    let children = resp_texts(&server.command(&["ZRANGE", &ch, "0", "-1"]).unwrap());
+    assert_eq!(children.len(), 2);
+    assert!(!children.contains(&lone.uuid().simple().to_string()));
+    // The whole flow, with a running member.
+    let report = backend.delete(&root, true).await.unwrap();
+    assert_eq!((report.deleted, report.cancelled), (4, true));
+    for what in [
+        "e:*",
+        "p:*",
+        "ch:*",
+        "ck:*",
+        "tr:*",
+        "open:*",
+        "dn:*",
+        "ns:*",
+        "w:*",
+        "wx:*",
+        "cq",
+        "idem",
+        "done",
+        "deadlines",
+        "leases",
+        "delayed",
+    ] {
+        assert_eq!(keys(what), BTreeSet::new(), "{what} after the delete");
     }
 }
 

@@ -1,4 +1,4 @@
-//! `baton cancel` and `baton replay` by filter: a preview, a confirmation,
+//! `baton cancel`, `baton replay` and `baton purge` by filter: a preview, a confirmation,
 //! then the work a thousand executions per call with progress on standard
 //! error. Memory stays bounded: only counts and the first skipped ids are
 //! kept.

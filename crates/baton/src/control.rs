@@ -194,6 +194,37 @@ pub(crate) async fn replay(backend: &dyn AdminBackend, id: &str, json: bool) -> 
     Ok(())
 }
 
+/// `baton delete ID [--force]`.
+pub(crate) async fn delete(
+    backend: &dyn AdminBackend,
+    id: &str,
+    force: bool,
+    json: bool,
+) -> CliResult<()> {
+    let id: ExecutionId = id.parse()?;
+    let report = backend.delete(&id, force).await?;
+    if json {
+        print_json(&baton_api::DeleteAnswer::from(&report));
+        return Ok(());
+    }
+    let below = report.deleted.saturating_sub(1);
+    let cancelled = if report.cancelled {
+        "cancelled and "
+    } else {
+        ""
+    };
+    if below == 0 {
+        println!("{} {cancelled}deleted", report.id);
+    } else {
+        println!(
+            "{} {cancelled}deleted with {below} descendant{}",
+            report.id,
+            plural(below)
+        );
+    }
+    Ok(())
+}
+
 /// `baton lane pause|resume LANE [--namespace NS]`.
 pub(crate) async fn lane(
     backend: &dyn AdminBackend,

@@ -243,6 +243,33 @@ enum Command {
         #[command(flatten)]
         bulk: BulkArgs,
     },
+    /// Delete an execution and its descendants with everything they hold
+    /// (attempts, results, signals, steps, state, progress, tags); its
+    /// idempotency key may be used again.
+    ///
+    /// One that has not finished, or has unfinished descendants, needs
+    /// --force: it is cancelled first (its worker stops at its next renew)
+    /// and then deleted. A child of a flow is deleted alone only once it
+    /// and its descendants finished.
+    Delete {
+        /// The execution id.
+        id: String,
+        /// Cancel and delete it even if it has not finished.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete every execution the filters match (--state, --lane, --tag,
+    /// --created-before, --finished-before, …, or --all), with their
+    /// descendants: it shows how many first and asks (unless --yes), then
+    /// works through them a thousand at a time, showing progress.
+    /// Unfinished executions are skipped unless --force.
+    Purge {
+        #[command(flatten)]
+        bulk: BulkArgs,
+        /// Cancel and delete matching executions that have not finished.
+        #[arg(long)]
+        force: bool,
+    },
     /// Pause or resume a lane: a paused lane's work is not claimed.
     #[command(subcommand)]
     Lane(LaneCommand),
@@ -615,6 +642,10 @@ async fn run(cli: Cli) -> CliResult<()> {
             id: None,
             bulk: args,
         } => bulk::run(backend.as_ref(), BulkAction::Replay, args, json).await,
+        Command::Delete { id, force } => control::delete(backend.as_ref(), &id, force, json).await,
+        Command::Purge { bulk: args, force } => {
+            bulk::run(backend.as_ref(), BulkAction::Delete { force }, args, json).await
+        }
         Command::Lane(LaneCommand::Pause { lane, namespace }) => {
             control::lane(backend.as_ref(), &namespace, &lane, true, json).await
         }

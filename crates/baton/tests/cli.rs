@@ -908,3 +908,63 @@ fn cancel_and_replay_by_filter() {
     let waiting = cli.json(&["list", "--lane", "bk", "--state", "waiting"]);
     assert_eq!(waiting["items"].as_array().unwrap().len(), 3);
 }
+
+/// `baton delete ID [--force]` and `baton purge` by filter: a finished
+/// execution goes, an unfinished one needs --force, a purge previews,
+/// needs --yes without a terminal and skips unfinished work unless --force.
+#[test]
+fn delete_and_purge() {
+    let cli = Cli::new();
+    let id = |v: serde_json::Value| v["id"].as_str().unwrap().to_owned();
+    let waiting = id(cli.json(&["submit", "job", "--lane", "del"]));
+    let (code, err) = cli.fails(&["delete", &waiting]);
+    assert_eq!(code, 4, "an unfinished execution needs --force: {err}");
+    assert!(err.contains("force"), "{err}");
+    let text = cli.ok(&["delete", &waiting, "--force"]);
+    assert!(text.contains("cancelled and deleted"), "{text}");
+    let (code, _) = cli.fails(&["describe", &waiting]);
+    assert_eq!(code, 3, "a deleted execution is not found");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(id(cli.json(&["submit", "job", "--lane", "old"])));
+    }
+    cli.ok(&["submit", "job", "--lane", "keep"]);
+    cli.ok(&["cancel", &ids[0]]);
+    cli.ok(&["cancel", &ids[1]]);
+    let out = cli.json(&["delete", &ids[0]]);
+    assert_eq!(
+        (out["deleted"].clone(), out["cancelled"].clone()),
+        (serde_json::json!(1), serde_json::json!(false))
+    );
+    let text = cli.ok(&["purge", "--lane", "old", "--dry-run"]);
+    assert!(
+        text.contains("would change 1 of the 2 matching executions"),
+        "{text}"
+    );
+    let (code, err) = cli.fails(&["purge", "--lane", "old"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--yes"), "{err}");
+    let (code, err) = cli.fails(&["purge", "--yes"]);
+    assert_eq!(code, 2, "no filter: {err}");
+    let text = cli.ok(&["purge", "--lane", "old", "--yes"]);
+    assert!(text.contains("1 changed, 1 skipped, of 2"), "{text}");
+    let out = cli.json(&["purge", "--lane", "old", "--yes", "--force"]);
+    assert_eq!(
+        (out["matched"].clone(), out["changed"].clone()),
+        (serde_json::json!(1), serde_json::json!(1))
+    );
+    assert_eq!(
+        cli.json(&["list", "--lane", "old"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        cli.json(&["list", "--lane", "keep"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

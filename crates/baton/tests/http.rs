@@ -123,6 +123,7 @@ on_every_backend!(
     lists_filter_by_several_states_times_and_key_and_describe_many,
     serve_trims_finished_work_after_its_retention,
     bulk_cancel_and_replay_over_http,
+    delete_and_bulk_delete_over_http,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -2119,4 +2120,108 @@ fn bulk_cancel_and_replay_over_http(b: Bk) {
         json!({"filter": {"colour": "red"}}),
     )
     .error(400, "invalid_input");
+}
+
+/// `DELETE /v1/executions/{id}?force=` and `POST /v1/executions/bulk/delete`:
+/// a finished execution goes with its descendants and everything it
+/// holds, an unfinished one is a 409 without force; the running attempt a
+/// forced delete ends is fenced; a bulk delete previews, pages and skips
+/// unfinished work unless forced.
+fn delete_and_bulk_delete_over_http(b: Bk) {
+    let s = Server::start(&b);
+    let root = s.submit(json!({"kind": "k", "lane": "del", "idempotency_key": "order-1"}));
+    let child = s.submit(json!({"kind": "c", "lane": "del", "parent": root}));
+    let refused = s.request(
+        "DELETE",
+        &format!("/v1/executions/{}", encoded(&root)),
+        None,
+    );
+    let message = refused.error(409, "conflict");
+    assert!(message.contains("force"), "{message}");
+    let claims = s.claim("del", json!({"worker_id": "w1", "max": 1}));
+    assert_eq!(claims[0]["id"], json!(root));
+    let lease = claims[0]["lease"]["token"].as_str().unwrap().to_owned();
+    let deleted = s.request(
+        "DELETE",
+        &format!("/v1/executions/{}?force=true", encoded(&root)),
+        None,
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(
+        deleted.json(),
+        json!({"id": root, "deleted": 2, "cancelled": true})
+    );
+    for id in [&root, &child] {
+        s.get(&format!("/v1/executions/{}", encoded(id)))
+            .error(404, "not_found");
+    }
+    let renew = s.ok(
+        "/v1/leases/renew",
+        json!({"worker_id": "w1", "leases": [lease], "lease_ms": 30000}),
+    );
+    assert_eq!(renew["leases"][0]["status"], "lost", "{renew}");
+    s.post(
+        &format!("/v1/executions/{}/complete", encoded(&root)),
+        json!({"lease": lease, "result": {}}),
+    )
+    .error(404, "not_found");
+    // The key is free again.
+    let again = s.submit(json!({"kind": "k", "lane": "del", "idempotency_key": "order-1"}));
+    assert_ne!(again, root);
+    let ids: Vec<String> = (0..3)
+        .map(|_| s.submit(json!({"kind": "k", "lane": "purge"})))
+        .collect();
+    s.ok(
+        &format!("/v1/executions/{}/cancel", encoded(&ids[0])),
+        json!({}),
+    );
+    s.ok(
+        &format!("/v1/executions/{}/cancel", encoded(&ids[1])),
+        json!({}),
+    );
+    let dry = s.ok(
+        "/v1/executions/bulk/delete",
+        json!({"filter": {"lane": "purge"}, "dry_run": true}),
+    );
+    assert_eq!(
+        (dry["matched"].clone(), dry["changed"].clone()),
+        (json!(3), json!(2))
+    );
+    assert_eq!(s.describe(&encoded(&ids[0]))["state"], "cancelled");
+    let first = s.ok(
+        "/v1/executions/bulk/delete",
+        json!({"filter": {"lane": "purge"}, "limit": 2}),
+    );
+    assert_eq!(
+        (first["matched"].clone(), first["changed"].clone()),
+        (json!(2), json!(2))
+    );
+    let rest = s.ok(
+        "/v1/executions/bulk/delete",
+        json!({"filter": {"lane": "purge"}, "limit": 2, "cursor": first["next_cursor"]}),
+    );
+    assert_eq!(
+        (rest["changed"].clone(), rest["next_cursor"].clone()),
+        (json!(0), Value::Null)
+    );
+    assert_eq!(rest["skipped"][0]["id"], json!(ids[2]), "{rest}");
+    let forced = s.ok(
+        "/v1/executions/bulk/delete",
+        json!({"filter": {"lane": "purge"}, "force": true}),
+    );
+    assert_eq!(forced["changed"], 1, "{forced}");
+    s.get(&format!("/v1/executions/{}", encoded(&ids[2])))
+        .error(404, "not_found");
+    s.post(
+        "/v1/executions/bulk/cancel",
+        json!({"filter": {"lane": "purge"}, "force": true}),
+    )
+    .error(400, "invalid_input");
+    s.post(
+        "/v1/executions/bulk/delete",
+        json!({"filter": {"lane": "purge"}, "reason": "x"}),
+    )
+    .error(400, "invalid_input");
+    s.request("DELETE", "/v1/executions/nope", None)
+        .error(400, "invalid_input");
 }

@@ -333,7 +333,66 @@ pub trait AdminBackend: EngineBackend {
     /// deployment), `Unavailable`.
     async fn tree(&self, id: &ExecutionId, limit: usize) -> Result<Tree>;
 
-    /// Cancels or replays what a filter matches, at most `limit` per call,
+    /// Deletes an execution and its descendants, with everything they
+    /// hold: attempts, results and errors, signals, steps, state, progress
+    /// frames, tags, dependency edges and the idempotency key (which may
+    /// be used again). Afterwards every read answers `NotFound`, and the
+    /// worker of an attempt it ended answers `lost` at its next renew
+    /// (its complete or fail `NotFound`).
+    ///
+    /// # Behavior
+    /// Judged by [`rules::check_delete`](crate::raw::rules::check_delete):
+    /// an execution whose whole subtree finished is deleted; one that has
+    /// not finished, or has unfinished descendants, is a `Conflict` unless
+    /// `force`, which cancels its tree first (reason
+    /// [`DELETE_REASON`](crate::raw::rules::DELETE_REASON): running
+    /// attempts end `cancelled`, a parent and dependents are told as for
+    /// any cancel) and then deletes it; a child is deleted alone only when
+    /// it and its descendants finished, even with `force`. A deleted child
+    /// is no longer among its parent's children.
+    ///
+    /// # Atomicity
+    /// Written once ([`raw::delete`](crate::raw::delete)) over
+    /// [`delete_units`](Self::delete_units): a tree within
+    /// `Limits::cascade_budget` is cancelled and deleted in one
+    /// transaction / `FCALL`; a bigger one in several, leaves first and the
+    /// execution last (a call that stops midway leaves a smaller tree, whole
+    /// from its top, and calling again goes on).
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Conflict`, `Contention` (the cascade
+    /// pass of its partition did not empty for a while: retry),
+    /// `Unavailable`.
+    async fn delete(&self, id: &ExecutionId, force: bool) -> Result<crate::DeleteReport> {
+        crate::raw::delete::one(self, id, force).await
+    }
+
+    /// One atomic unit of deletes, for [`delete`](Self::delete) and bulk
+    /// deletes: for each of `ids` (all of one partition, at most
+    /// [`raw::delete::MAX_UNIT_IDS`](crate::raw::delete::MAX_UNIT_IDS)), in
+    /// order, the execution is judged by
+    /// [`rules::check_delete`](crate::raw::rules::check_delete), cancelled
+    /// first when the verdict says so, and its subtree removed leaves first
+    /// (descending id) and itself last, until the unit has removed
+    /// `Limits::cascade_budget` executions; ids after that answer a part
+    /// with nothing done. A cancel whose cascade did not fit answers
+    /// `done: false` with `cancelled`, and nothing removed.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL`.
+    ///
+    /// # Errors
+    /// The call: `InvalidInput` (ids of several partitions, too many, of
+    /// another deployment), `Unavailable`. Per id: `NotFound`, `Conflict`,
+    /// `Contention` (the partition's cascade queue holds work, as for
+    /// [`replay`](Self::replay): run the pass, then ask again).
+    async fn delete_units(
+        &self,
+        ids: &[ExecutionId],
+        force: bool,
+    ) -> Result<Vec<Result<crate::DeletePart>>>;
+
+    /// Cancels, deletes or replays what a filter matches, at most `limit` per call,
     /// resumable by cursor ([`raw::bulk::run`](crate::raw::bulk::run)):
     /// `matched` counts the executions the call reached, `changed` those it
     /// changed (with `dry_run`, those it would change, judged by their
@@ -341,8 +400,10 @@ pub trait AdminBackend: EngineBackend {
     /// change and why.
     ///
     /// # Atomicity
-    /// One transaction / `FCALL` per execution, as the single call; not
-    /// atomic across executions. Walking `next_cursor` reaches every
+    /// Cancels and replays: one transaction / `FCALL` per execution, as the
+    /// single call. Deletes: the page's executions of one partition share
+    /// units ([`delete_units`](Self::delete_units)). Not atomic across
+    /// executions. Walking `next_cursor` reaches every
     /// execution that matched throughout.
     ///
     /// # Errors

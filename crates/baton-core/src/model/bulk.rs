@@ -1,4 +1,4 @@
-//! Bulk operations: cancel or replay everything a filter matches, a bounded
+//! Bulk operations: cancel, delete or replay everything a filter matches, a bounded
 //! page at a time, with a preview.
 
 use crate::error::EngineError;
@@ -13,14 +13,21 @@ pub enum BulkAction {
     Cancel(CancelRequest),
     /// Replay it, as `replay` does.
     Replay,
+    /// Delete it with its descendants, as `delete` does (`force`: cancel
+    /// unfinished ones first).
+    Delete {
+        /// Cancel and delete executions that have not finished.
+        force: bool,
+    },
 }
 
 impl BulkAction {
-    /// `cancel` or `replay`: the operation named in answers and logs.
+    /// `cancel`, `replay` or `delete`: the operation named in answers and logs.
     pub fn name(&self) -> &'static str {
         match self {
             BulkAction::Cancel(_) => "cancel",
             BulkAction::Replay => "replay",
+            BulkAction::Delete { .. } => "delete",
         }
     }
 }

@@ -4,6 +4,7 @@ mod bulk;
 mod deps;
 mod engine;
 mod flow;
+mod manage;
 mod ops;
 mod prepare;
 mod read;
@@ -16,6 +17,7 @@ pub use bulk::{BulkAction, BulkReport, BulkRequest};
 pub use deps::{DependencyMode, DependencyPolicy, Upstream, UpstreamFailure};
 pub use engine::{Ownership, PartitionOwner, ScanReport};
 pub use flow::{CancelRequest, CancelScope, Cancellation, Tree, TreeNode};
+pub use manage::{DeletePart, DeleteReport};
 pub use ops::{Explanation, LaneInfo, PauseOutcome, QueueFacts, WorkerInfo};
 pub use prepare::PreparedExecution;
 pub use read::{

@@ -1,6 +1,7 @@
 //! Bulk operations, written once over [`AdminBackend`]: the list walk of
 //! the filter, and per matched execution the same call an operator makes
-//! one at a time (`cancel`, `replay`), each its own transaction / `FCALL`.
+//! one at a time (`cancel`, `replay`), each its own transaction / `FCALL`;
+//! deletes share units per partition ([`super::delete::many`] over a page).
 //! A call is bounded by its limit (at most 1,000 executions, a page of the
 //! list at a time) and resumable by its cursor; it is not atomic across
 //! executions, and every matched execution is either changed or reported.
@@ -19,6 +20,7 @@ pub fn bulk_would_change(action: &BulkAction, state: State) -> bool {
             state,
             State::Failed | State::Cancelled | State::Expired | State::Skipped
         ),
+        BulkAction::Delete { force } => *force || state.is_terminal(),
     }
 }
 
@@ -33,11 +35,10 @@ pub async fn run<B: AdminBackend + ?Sized>(b: &B, request: BulkRequest) -> Resul
         let mut seen = std::collections::HashSet::new();
         ids.retain(|id| seen.insert(id.clone()));
         let found = b.describe_many(&ids).await?;
+        let mut matched = Vec::new();
         for (id, snap) in ids.iter().zip(found) {
             match snap {
-                Some(snap) if request.filter.matches(&snap) => {
-                    act(b, &request, &snap, &mut report).await?;
-                }
+                Some(snap) if request.filter.matches(&snap) => matched.push(snap),
                 Some(_) => report
                     .skipped
                     .push((id.clone(), "it does not match the filter".into())),
@@ -46,6 +47,7 @@ pub async fn run<B: AdminBackend + ?Sized>(b: &B, request: BulkRequest) -> Resul
                     .push((id.clone(), "no such execution".into())),
             }
         }
+        act_on(b, &request, &matched, &mut report).await?;
         return Ok(report);
     }
     let mut cursor = request.cursor;
@@ -60,9 +62,7 @@ pub async fn run<B: AdminBackend + ?Sized>(b: &B, request: BulkRequest) -> Resul
                 },
             )
             .await?;
-        for snap in &page.items {
-            act(b, &request, snap, &mut report).await?;
-        }
+        act_on(b, &request, &page.items, &mut report).await?;
         // Every item of the page was acted on, so the page's own cursor is
         // where to go on — also after a page with no items, which a
         // backend answers when it examined entries without finding one.
@@ -75,6 +75,43 @@ pub async fn run<B: AdminBackend + ?Sized>(b: &B, request: BulkRequest) -> Resul
             return Ok(report);
         }
     }
+}
+
+/// Acts on matched executions (a page, or the ids asked for).
+async fn act_on<B: AdminBackend + ?Sized>(
+    b: &B,
+    request: &BulkRequest,
+    snaps: &[ExecutionSnapshot],
+    report: &mut BulkReport,
+) -> Result<()> {
+    let BulkAction::Delete { force } = request.action else {
+        for snap in snaps {
+            act(b, request, snap, report).await?;
+        }
+        return Ok(());
+    };
+    if request.dry_run {
+        for snap in snaps {
+            act(b, request, snap, report).await?;
+        }
+        return Ok(());
+    }
+    report.matched += snaps.len() as u64;
+    let ids: Vec<_> = snaps.iter().map(|s| s.id.clone()).collect();
+    let answers = super::delete::many(b, &ids, force).await?;
+    for (id, answer) in ids.into_iter().zip(answers) {
+        match answer {
+            Ok(_) => report.changed += 1,
+            // Deleted with an ancestor earlier in this call, or meanwhile:
+            // gone, as asked.
+            Err(EngineError::NotFound { .. }) => report.changed += 1,
+            Err(e @ (EngineError::Conflict { .. } | EngineError::Contention { .. })) => {
+                report.skipped.push((id, e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 async fn act<B: AdminBackend + ?Sized>(
@@ -96,6 +133,7 @@ async fn act<B: AdminBackend + ?Sized>(
             .await
             .map(|_| !snap.state.is_terminal()),
         BulkAction::Replay => b.replay(&snap.id).await.map(|_| true),
+        BulkAction::Delete { force } => b.delete(&snap.id, *force).await.map(|_| true),
     };
     match done {
         Ok(true) => report.changed += 1,

@@ -18,6 +18,7 @@
 /// | `ops` | `set_priority`, `set_tag`, `revoke`, `workers`, `explain`, `pause`, `resume`, `pause_lane`, `resume_lane`, `lanes`, `replay` |
 /// | `scan` | `promote_due`, `reclaim_expired_leases`, `expire_deadlines`, `trim_terminal` |
 /// | `ownership` | `sync_ownership`, `release_ownership`, `partition_owners` |
+/// | `manage` | `delete_units` |
 /// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts`, `describe_many` |
 ///
 /// The calling crate depends on `async-trait`.
@@ -390,6 +391,14 @@ macro_rules! implement_backend_by_modules {
                 id: &$crate::ExecutionId,
             ) -> $crate::Result<$crate::ExecutionSnapshot> {
                 crate::ops::replay(self, id).await
+            }
+
+            async fn delete_units(
+                &self,
+                ids: &[$crate::ExecutionId],
+                force: bool,
+            ) -> $crate::Result<::std::vec::Vec<$crate::Result<$crate::DeletePart>>> {
+                crate::manage::delete_units(self, ids, force).await
             }
 
             async fn children(

@@ -16,6 +16,7 @@
 
 pub mod bulk;
 pub mod cascade;
+pub mod delete;
 mod layout;
 pub mod rules;
 mod sightings;

@@ -84,23 +84,56 @@ pub(crate) async fn cancel_in(
     dependents_finished(tx, b.inner.partitions, budget, channel, told).await?;
     let mut walked = cascade::CascadeWalk::default();
     if scope == CancelScope::Tree {
-        let why = rules::cascade_reason(&b.inner.limits, id, reason.as_deref());
-        let mut store = Store::new(tx, b.inner.partitions, now, channel);
-        walked = cascade::walk(
-            &mut store,
-            vec![CascadeItem::below(id.clone())],
-            budget,
-            &why,
-        )
-        .await?;
-        store.flush().await?;
-        queue(tx, &walked.to_queue(&why)).await?;
+        walked = cancel_walk(b, tx, id, reason.as_deref(), now).await?;
     }
     Ok(Cancellation {
         snapshot,
         cascaded: walked.cancelled,
-        cascade_pending: !walked.left.is_empty() || !walked.dependents_left.is_empty(),
+        cascade_pending: pending(&walked),
     })
+}
+
+/// Cancels the unfinished descendants of a finished execution `id`, as a
+/// tree cancel of it reaches them, in the caller's transaction, which
+/// holds the flow's root (see `deps`): answers whether work was left for
+/// the cascade pass.
+pub(crate) async fn cancel_below(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    id: &ExecutionId,
+    reason: &str,
+    now: Timestamp,
+) -> Result<bool> {
+    let walked = cancel_walk(b, tx, id, Some(reason), now).await?;
+    Ok(pending(&walked))
+}
+
+/// The walk of a tree cancel below `id`: `cascade_budget` children
+/// visited, the rest queued for the cascade pass.
+async fn cancel_walk(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    id: &ExecutionId,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> Result<cascade::CascadeWalk> {
+    let why = rules::cascade_reason(&b.inner.limits, id, reason);
+    let mut store = Store::new(tx, b.inner.partitions, now, &b.inner.channel);
+    let walked = cascade::walk(
+        &mut store,
+        vec![CascadeItem::below(id.clone())],
+        b.inner.limits.cascade_budget,
+        &why,
+    )
+    .await?;
+    store.flush().await?;
+    queue(tx, &walked.to_queue(&why)).await?;
+    Ok(walked)
+}
+
+/// Whether a walk left work for the cascade pass.
+fn pending(walked: &cascade::CascadeWalk) -> bool {
+    !walked.left.is_empty() || !walked.dependents_left.is_empty()
 }
 
 /// Walks the subtree below `id` doing `action` (a pause or a resume) in

@@ -663,11 +663,19 @@ impl HttpTransport {
         &self,
         request: baton_core::BulkRequest,
     ) -> Result<baton_core::BulkReport> {
-        let (route, reason, scope) = match &request.action {
+        let (route, reason, scope, force) = match &request.action {
             baton_core::BulkAction::Cancel(c) => {
-                (Route::BulkCancel, c.reason.clone(), Some(c.scope))
+                (Route::BulkCancel, c.reason.clone(), Some(c.scope), false)
             }
-            _ => (Route::BulkReplay, None, None),
+            baton_core::BulkAction::Replay => (Route::BulkReplay, None, None, false),
+            baton_core::BulkAction::Delete { force } => (Route::BulkDelete, None, None, *force),
+            other => {
+                return Err(baton_core::EngineError::invalid(
+                    "action",
+                    other.name(),
+                    "this SDK does not know how to send it; upgrade the SDK",
+                ));
+            }
         };
         let op = Op {
             name: route.operation_id(),
@@ -696,11 +704,31 @@ impl HttpTransport {
             cursor: request.cursor.map(|c| c.to_string()),
             reason,
             scope,
+            force,
             // The SDK caller chose the filter in code: a namespace-wide one
             // is meant.
             all: true,
         };
         let answer: baton_api::BulkAnswer = self.call(route, route.path(), Some(&body), op).await?;
+        answer.into_report()
+    }
+
+    /// `DELETE /v1/executions/{id}?force=`.
+    pub(crate) async fn delete(
+        &self,
+        id: &ExecutionId,
+        force: bool,
+    ) -> Result<baton_core::DeleteReport> {
+        let op = Op {
+            name: "delete",
+            id: Some(id),
+        };
+        let route = Route::Delete;
+        let path = format!(
+            "{}?force={force}",
+            route.path_with(&encode(&id.to_string()))
+        );
+        let answer: baton_api::DeleteAnswer = self.call(route, &path, None::<&()>, op).await?;
         answer.into_report()
     }
 

@@ -84,6 +84,34 @@ pub(crate) async fn cancel_in(
     Ok((cancellation, wake))
 }
 
+/// Cancels the unfinished descendants of a finished execution `id`, as a
+/// tree cancel of it would reach them, in the caller's transaction:
+/// answers whether work was left for the cascade pass, and the lanes to
+/// wake after commit.
+pub(crate) async fn cancel_below(
+    b: &SqliteBackend,
+    tx: &mut SqliteConnection,
+    id: &ExecutionId,
+    reason: &str,
+    now: Timestamp,
+) -> Result<(bool, Vec<(String, String)>)> {
+    let why = rules::cascade_reason(&b.inner.limits, id, Some(reason));
+    let mut store = Store::new(tx, b, now);
+    let walked = cascade::walk(
+        &mut store,
+        vec![CascadeItem::below(id.clone())],
+        b.inner.limits.cascade_budget,
+        &why,
+    )
+    .await?;
+    let wake = std::mem::take(&mut store.wake);
+    queue(tx, &walked.to_queue(&why)).await?;
+    Ok((
+        !walked.left.is_empty() || !walked.dependents_left.is_empty(),
+        wake,
+    ))
+}
+
 pub(crate) async fn cascade_due(
     b: &SqliteBackend,
     partition: PartitionId,

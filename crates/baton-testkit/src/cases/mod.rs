@@ -16,6 +16,7 @@ mod fail;
 mod flows;
 mod idempotency;
 mod input;
+mod manage;
 mod memory;
 mod misc;
 mod ops;
@@ -40,6 +41,7 @@ pub use fail::*;
 pub use flows::*;
 pub use idempotency::*;
 pub use input::*;
+pub use manage::*;
 pub use memory::*;
 pub use misc::*;
 pub use ops::*;
@@ -68,6 +70,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("flows.rs"),
     include_str!("idempotency.rs"),
     include_str!("input.rs"),
+    include_str!("manage.rs"),
     include_str!("memory.rs"),
     include_str!("misc.rs"),
     include_str!("ops.rs"),

@@ -253,6 +253,19 @@ pub fn replay_waits_for_cascade(id: &ExecutionId) -> EngineError {
     }
 }
 
+/// The error of a delete asked while the cascade queue of the execution's
+/// partition holds work (`Contention`), as for a replay: a queued walk
+/// could still reach the subtree being removed. A delete runs the pass
+/// itself and asks again ([`raw::delete`](crate::raw::delete)).
+pub fn delete_waits_for_cascade(id: &ExecutionId) -> EngineError {
+    EngineError::Contention {
+        message: format!(
+            "execution {id}: a cancel or finish in its partition is still being carried to \
+             descendants or dependents by the cascade pass; retry the delete in a moment"
+        ),
+    }
+}
+
 /// The deadline a replayed execution keeps: its own while still ahead,
 /// none once it passed (the replay would expire at once otherwise).
 pub fn replay_deadline(deadline: Option<Timestamp>, now: Timestamp) -> Option<Timestamp> {
@@ -424,4 +437,76 @@ pub fn stored_paused_lanes(
             Ok((lane, Timestamp::from_millis(at)))
         })
         .collect()
+}
+
+/// The cancel reason a delete with `force` writes on what it cancels.
+pub const DELETE_REASON: &str = "deleted by an operator";
+
+/// What a delete reads about an execution before it removes anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeleteFacts {
+    /// Its state.
+    pub state: State,
+    /// Whether it has a parent (it is a child of a flow).
+    pub has_parent: bool,
+    /// Whether any of its descendants has not finished.
+    pub open_below: bool,
+    /// Whether the caller asked for `force`.
+    pub force: bool,
+}
+
+/// How a delete goes on, once [`check_delete`] allows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteVerdict {
+    /// Everything in its subtree finished: remove it.
+    Remove,
+    /// Cancel it and its descendants first (reason [`DELETE_REASON`]; a
+    /// running attempt ends `cancelled` and its worker's renew answers
+    /// `lost`), then remove it, in the same unit.
+    CancelFirst,
+}
+
+/// Checks a delete (`delete`): an execution whose whole subtree finished
+/// is removed; one that has not finished, or has unfinished descendants,
+/// is a conflict unless `force`, which cancels it first. A child is
+/// deleted alone only when it and its descendants finished (its parent
+/// counts on it otherwise): `force` reaches unfinished work only from the
+/// top of a flow.
+///
+/// ```
+/// use baton_core::State;
+/// use baton_core::raw::rules::{check_delete, DeleteFacts, DeleteVerdict};
+/// let id = baton_core::ExecutionId::generate(baton_core::PartitionCount::new(4).unwrap());
+/// let facts = |state, force| DeleteFacts {
+///     state, has_parent: false, open_below: false, force,
+/// };
+/// assert_eq!(check_delete(&id, facts(State::Completed, false)).ok(), Some(DeleteVerdict::Remove));
+/// assert!(check_delete(&id, facts(State::Running, false)).is_err());
+/// assert_eq!(check_delete(&id, facts(State::Running, true)).ok(), Some(DeleteVerdict::CancelFirst));
+/// ```
+pub fn check_delete(id: &ExecutionId, facts: DeleteFacts) -> Result<DeleteVerdict, EngineError> {
+    if facts.state.is_terminal() && !facts.open_below {
+        return Ok(DeleteVerdict::Remove);
+    }
+    let what = if facts.state.is_terminal() {
+        "some of its descendants have not finished"
+    } else {
+        "it has not finished"
+    };
+    let reason = if facts.has_parent {
+        format!(
+            "{what}, and a child is deleted alone only once it and its descendants finished; \
+             cancel it first, or delete the root of its flow with force"
+        )
+    } else if !facts.force {
+        format!("{what}; pass force to cancel and delete it")
+    } else {
+        return Ok(DeleteVerdict::CancelFirst);
+    };
+    Err(EngineError::Conflict {
+        id: id.clone(),
+        operation: "delete",
+        state: facts.state,
+        reason,
+    })
 }

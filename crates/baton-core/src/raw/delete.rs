@@ -1,0 +1,207 @@
+//! Deletes, written once over [`AdminBackend::delete_units`]: the units a
+//! backend runs (each one transaction / `FCALL` over one partition, at
+//! most `Limits::cascade_budget` executions removed), repeated until every
+//! execution asked for is gone or refused.
+//!
+//! A subtree bigger than one unit's budget is removed in several units,
+//! leaves first and the execution itself last, so a delete that stops
+//! midway (a crash, a lost connection) leaves a smaller tree that is still
+//! whole from its top, and asking again goes on. While a cancel or finish
+//! in the partition is still being carried by the cascade pass, a unit
+//! refuses with `Contention`; the delete then runs the pass's steps itself
+//! (they are atomic and idempotent, whoever runs them) and asks again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::AdminBackend;
+use crate::error::{EngineError, Result};
+use crate::id::{ExecutionId, PartitionId};
+use crate::model::DeleteReport;
+
+/// Most ids one [`AdminBackend::delete_units`] call names.
+pub const MAX_UNIT_IDS: usize = 1000;
+
+/// Rounds in a row that remove nothing and find no cascade work to run
+/// before a delete gives up with the `Contention` it met.
+const IDLE_ROUNDS: u32 = 20;
+
+/// Most executions one cascade step a delete runs visits.
+const CASCADE_STEP: usize = 500;
+
+/// Checks a [`AdminBackend::delete_units`] call: at most
+/// [`MAX_UNIT_IDS`] ids, all of one partition of a deployment with
+/// `partitions`; answers that partition (`None` for no ids).
+///
+/// # Errors
+/// `InvalidInput`.
+pub fn check_unit(
+    ids: &[ExecutionId],
+    partitions: crate::PartitionCount,
+) -> Result<Option<PartitionId>> {
+    if ids.len() > MAX_UNIT_IDS {
+        return Err(EngineError::invalid(
+            "ids",
+            ids.len(),
+            format!("at most {MAX_UNIT_IDS} ids per unit"),
+        ));
+    }
+    let Some(first) = ids.first() else {
+        return Ok(None);
+    };
+    for id in ids {
+        id.check_partition(partitions)?;
+        if id.partition() != first.partition() {
+            return Err(EngineError::invalid(
+                "ids",
+                id,
+                format!(
+                    "one unit deletes in one partition ({}); this id is in partition {}",
+                    first.partition(),
+                    id.partition()
+                ),
+            ));
+        }
+    }
+    Ok(Some(first.partition()))
+}
+
+/// Deletes one execution (see [`AdminBackend::delete`]).
+pub async fn one<B: AdminBackend + ?Sized>(
+    b: &B,
+    id: &ExecutionId,
+    force: bool,
+) -> Result<DeleteReport> {
+    let mut out = many(b, std::slice::from_ref(id), force).await?;
+    out.pop().unwrap_or_else(|| {
+        Err(EngineError::corruption(
+            "a delete of one id answered nothing",
+        ))
+    })
+}
+
+/// Deletes each of `ids` (any partitions; each id once) with `force`,
+/// answering in order what became of each: its report, or the error that
+/// refused it (`NotFound`, `Conflict`, `Contention` after a while, an id
+/// of another deployment). An id that vanished while its delete was under
+/// way (an ancestor's delete, a trim, another delete) counts as deleted.
+///
+/// # Errors
+/// `Unavailable` and any other error of the backend stop the call; what it
+/// removed stays removed.
+pub async fn many<B: AdminBackend + ?Sized>(
+    b: &B,
+    ids: &[ExecutionId],
+    force: bool,
+) -> Result<Vec<Result<DeleteReport>>> {
+    let mut out: Vec<Option<Result<DeleteReport>>> = vec![None; ids.len()];
+    let mut by_partition: BTreeMap<PartitionId, Vec<usize>> = BTreeMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        by_partition.entry(id.partition()).or_default().push(i);
+    }
+    for (partition, indices) in by_partition {
+        let mut reports: BTreeMap<usize, DeleteReport> = indices
+            .iter()
+            .map(|&i| {
+                (
+                    i,
+                    DeleteReport {
+                        id: ids[i].clone(),
+                        deleted: 0,
+                        cancelled: false,
+                    },
+                )
+            })
+            .collect();
+        let mut pending = indices;
+        let mut idle = 0u32;
+        while !pending.is_empty() {
+            let mut next = Vec::new();
+            let mut removed_any = false;
+            let mut contended: Option<EngineError> = None;
+            for chunk in pending.chunks(MAX_UNIT_IDS) {
+                let asked: Vec<ExecutionId> = chunk.iter().map(|&i| ids[i].clone()).collect();
+                let parts = b.delete_units(&asked, force).await?;
+                if parts.len() != asked.len() {
+                    return Err(EngineError::corruption(format!(
+                        "delete_units answered {} parts for {} ids",
+                        parts.len(),
+                        asked.len()
+                    )));
+                }
+                for (&i, part) in chunk.iter().zip(parts) {
+                    let Some(report) = reports.get_mut(&i) else {
+                        continue;
+                    };
+                    match part {
+                        Ok(part) => {
+                            report.deleted += part.removed;
+                            report.cancelled |= part.cancelled;
+                            removed_any |= part.removed > 0 || part.cancelled;
+                            if part.done {
+                                out[i] = reports.remove(&i).map(Ok);
+                            } else {
+                                next.push(i);
+                            }
+                        }
+                        Err(EngineError::NotFound { .. })
+                            if report.deleted > 0 || report.cancelled =>
+                        {
+                            out[i] = reports.remove(&i).map(Ok);
+                        }
+                        Err(e @ EngineError::Contention { .. }) => {
+                            contended = Some(e);
+                            next.push(i);
+                        }
+                        Err(e) => {
+                            reports.remove(&i);
+                            out[i] = Some(Err(e));
+                        }
+                    }
+                }
+            }
+            let mut ran_cascade = false;
+            if contended.is_some() {
+                ran_cascade = run_cascade(b, partition).await?;
+            }
+            if removed_any || ran_cascade {
+                idle = 0;
+            } else if !next.is_empty() {
+                idle += 1;
+                if idle >= IDLE_ROUNDS {
+                    let e = contended.unwrap_or_else(|| {
+                        EngineError::corruption("a delete made no progress in its units")
+                    });
+                    for i in next {
+                        reports.remove(&i);
+                        out[i] = Some(Err(e.clone()));
+                    }
+                    break;
+                }
+                // Another process's cascade step holds the work: let it.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            pending = next;
+        }
+    }
+    out.into_iter()
+        .map(|o| o.ok_or_else(|| EngineError::corruption("a delete left an id unanswered")))
+        .collect()
+}
+
+/// Runs cascade-pass steps of `partition` until its queue is empty, a
+/// step finds nothing it can take (another process's step holds it), or a
+/// bounded number of steps: whether a step cancelled anything. A round
+/// that only emptied the queue counts as idle once, and the next round's
+/// units go through.
+async fn run_cascade<B: AdminBackend + ?Sized>(b: &B, partition: PartitionId) -> Result<bool> {
+    let mut any = false;
+    for _ in 0..64 {
+        let step = b.cascade_due(partition, CASCADE_STEP).await?;
+        if step.processed == 0 || step.next_due.is_none() {
+            return Ok(any || step.processed > 0);
+        }
+        any = true;
+    }
+    Ok(any)
+}

@@ -1,0 +1,292 @@
+//! Deletes: one unit of [`AdminBackend::delete_units`](baton_core::AdminBackend::delete_units)
+//! in one transaction.
+//!
+//! Locks. A unit first locks the flow's root and the parent of every
+//! execution it was asked for, in one statement and the one order every
+//! writer of flows locks in (see `flow::deps`), then each execution's own
+//! row as it comes to it, before it reads anything it judges by. Holding
+//! the root keeps out everything that could change the subtree under the
+//! judgement: a create of a member, a replay (which reopens a finished
+//! member), a tree cancel, pause or resume, the cascade pass and the
+//! retention pass (which locks roots with `SKIP LOCKED`) all lock it
+//! first. So work queued for the cascade pass that could reach the subtree
+//! is committed, and seen, before the queue is read, and an execution
+//! found finished with every descendant finished stays so until commit.
+//! A worker's complete or fail of the execution itself waits for its row
+//! lock: it either committed first (the delete judges what it left) or
+//! finds the execution gone (`NotFound`). The descendants removed are
+//! locked in id order (parents before children, as the writers that lock
+//! a parent and then its child do) before the removal statement touches
+//! what they hold. A cycle of waits left in some corner (a unit naming an
+//! execution and a descendant of it, while a late complete locks a member
+//! between them) is broken by Postgres: the unit answers `Contention`,
+//! nothing written.
+
+use baton_core::raw::rules::{self, DeleteFacts, DeleteVerdict};
+use baton_core::{
+    CancelScope, DeletePart, EngineError, ExecutionId, PartitionId, Result, State, Timestamp,
+};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::errors::map;
+use crate::{PostgresBackend, finish, part};
+
+pub(crate) async fn delete_units(
+    b: &PostgresBackend,
+    ids: &[ExecutionId],
+    force: bool,
+) -> Result<Vec<Result<DeletePart>>> {
+    let Some(partition) = baton_core::raw::delete::check_unit(ids, b.inner.partitions)? else {
+        return Ok(Vec::new());
+    };
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let outcome = units_in(b, &mut tx, partition, ids, force, now).await;
+    // Readers waiting on a removed execution are woken by the delete
+    // trigger's notification at commit (migration 0008), and lanes whose
+    // work a cancel's dependents walk released by the statement's own
+    // notification, as for `cancel`.
+    finish(tx, outcome).await
+}
+
+/// The body of `delete_units`, in the caller's transaction.
+async fn units_in(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    partition: PartitionId,
+    ids: &[ExecutionId],
+    force: bool,
+    now: Timestamp,
+) -> Result<Vec<Result<DeletePart>>> {
+    let partitions = vec![part(partition); ids.len()];
+    let uuids: Vec<Uuid> = ids.iter().map(ExecutionId::uuid).collect();
+    crate::flow::lock_ancestors(tx, &partitions, &uuids, crate::flow::RootsOf::All).await?;
+    let mut queued: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM cascades WHERE partition = $1)")
+            .bind(part(partition))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+    let mut lone = lone_states(tx, partition, &uuids).await?;
+    let mut left = b.inner.limits.cascade_budget.max(1);
+    let mut out = Vec::with_capacity(ids.len());
+    // Executions outside flows (no parent, no members: nothing below them,
+    // no dependents) are removed together at the end, in one statement;
+    // cancelling one first would change nothing anyone could read.
+    let mut lone_removed: Vec<Uuid> = Vec::new();
+    for id in ids {
+        if left == 0 {
+            out.push(Ok(DeletePart::default()));
+            continue;
+        }
+        if lone_removed.contains(&id.uuid()) {
+            // Named twice: gone with its first mention.
+            out.push(Err(EngineError::NotFound { id: id.clone() }));
+            continue;
+        }
+        if let Some(state) = lone.remove(&id.uuid()) {
+            let facts = DeleteFacts {
+                state,
+                has_parent: false,
+                open_below: false,
+                force,
+            };
+            out.push(rules::check_delete(id, facts).map(|verdict| DeletePart {
+                removed: 1,
+                done: true,
+                cancelled: verdict == DeleteVerdict::CancelFirst,
+            }));
+            if out.last().is_some_and(Result::is_ok) {
+                lone_removed.push(id.uuid());
+                left -= 1;
+            }
+            continue;
+        }
+        let snap = match b.lock_row(tx, id).await {
+            Ok(row) => b.snapshot(&row)?,
+            Err(e @ EngineError::NotFound { .. }) => {
+                out.push(Err(e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if queued {
+            out.push(Err(rules::delete_waits_for_cascade(id)));
+            continue;
+        }
+        let is_root = snap.parent.is_none();
+        let open_below = !descendants(tx, id, is_root, true, 1).await?.is_empty();
+        let facts = DeleteFacts {
+            state: snap.state,
+            has_parent: !is_root,
+            open_below,
+            force,
+        };
+        let verdict = match rules::check_delete(id, facts) {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(Err(e));
+                continue;
+            }
+        };
+        let mut cancelled = false;
+        if verdict == DeleteVerdict::CancelFirst {
+            let pending = if snap.state.is_terminal() {
+                crate::flow::cancel_below(b, tx, id, rules::DELETE_REASON, now).await?
+            } else {
+                let reason = Some(rules::DELETE_REASON.to_owned());
+                crate::flow::cancel_in(b, tx, id, reason, CancelScope::Tree, now)
+                    .await?
+                    .cascade_pending
+            };
+            cancelled = true;
+            if pending {
+                // The cancel goes on in the cascade pass; nothing is
+                // removed until it is done.
+                queued = true;
+                out.push(Ok(DeletePart {
+                    removed: 0,
+                    done: false,
+                    cancelled,
+                }));
+                continue;
+            }
+        }
+        let members = descendants(tx, id, is_root, false, left + 1).await?;
+        let take = members.len().min(left);
+        let done = take == members.len() && take < left;
+        let mut doomed = members[..take].to_vec();
+        if done {
+            doomed.push(id.uuid());
+        }
+        lock_in_id_order(tx, partition, &doomed).await?;
+        let removed = crate::scan::remove(tx, partition, &doomed).await?;
+        if removed != doomed.len() as u64 {
+            return Err(EngineError::corruption(format!(
+                "execution {id}: a delete removed {removed} of the {} locked executions of its \
+                 subtree",
+                doomed.len()
+            )));
+        }
+        left -= doomed.len();
+        out.push(Ok(DeletePart {
+            removed,
+            done,
+            cancelled,
+        }));
+    }
+    let removed = crate::scan::remove(tx, partition, &lone_removed).await?;
+    if removed != lone_removed.len() as u64 {
+        return Err(EngineError::corruption(format!(
+            "a delete removed {removed} of the {} locked executions outside flows",
+            lone_removed.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// The states of those of `uuids` that stand outside any flow (no parent,
+/// no members), each locked, in one statement (their roots — themselves —
+/// are already locked by `lock_ancestors`).
+async fn lone_states(
+    conn: &mut PgConnection,
+    partition: PartitionId,
+    uuids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, State>> {
+    let prefix = format!("{{p:{}}}-", partition.get());
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT e.uuid, e.state FROM executions e \
+         WHERE e.partition = $1 AND e.uuid = ANY($2) AND e.parent IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM executions m \
+                         WHERE m.partition = $1 AND m.root = $3 || e.uuid::text) \
+         ORDER BY e.uuid FOR UPDATE",
+    )
+    .bind(part(partition))
+    .bind(uuids)
+    .bind(prefix)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map)?;
+    rows.into_iter()
+        .map(|(uuid, state)| {
+            let state = crate::read::state("an execution", &state)?;
+            Ok((uuid, state))
+        })
+        .collect()
+}
+
+/// Up to `limit` descendants of `id` (only unfinished ones with
+/// `open_only`), newest first: every execution comes after its
+/// descendants, so removing them in this order never leaves a child
+/// without its parent. A root's descendants are the members of its flow
+/// (one range of the flow index); below a member they are walked down the
+/// `parent` column, which holds a parent's id as `ExecutionId` prints it.
+/// Every one lives in `id`'s partition (a flow lives in its root's).
+async fn descendants(
+    conn: &mut PgConnection,
+    id: &ExecutionId,
+    is_root: bool,
+    open_only: bool,
+    limit: usize,
+) -> Result<Vec<Uuid>> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let partition = part(id.partition());
+    if is_root {
+        let open = if open_only {
+            " AND finished_at IS NULL"
+        } else {
+            ""
+        };
+        return sqlx::query_scalar(&format!(
+            "SELECT uuid FROM executions WHERE partition = $1 AND root = $2{open} \
+             ORDER BY uuid DESC LIMIT $3"
+        ))
+        .bind(partition)
+        .bind(id.to_string())
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map);
+    }
+    let open = if open_only { " WHERE open" } else { "" };
+    let prefix = format!("{{p:{}}}-", id.partition().get());
+    sqlx::query_scalar(&format!(
+        "WITH RECURSIVE below (uuid, open) AS ( \
+             SELECT uuid, finished_at IS NULL FROM executions \
+             WHERE partition = $1 AND parent = $2 \
+             UNION ALL \
+             SELECT e.uuid, e.finished_at IS NULL FROM below b \
+             JOIN executions e ON e.partition = $1 AND e.parent = $4 || b.uuid::text) \
+         SELECT uuid FROM below{open} ORDER BY uuid DESC LIMIT $3"
+    ))
+    .bind(partition)
+    .bind(id.to_string())
+    .bind(limit)
+    .bind(prefix)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map)
+}
+
+/// Locks the executions `uuids` of `partition` for the rest of the
+/// transaction, in id order: a parent before its children.
+async fn lock_in_id_order(
+    conn: &mut PgConnection,
+    partition: PartitionId,
+    uuids: &[Uuid],
+) -> Result<()> {
+    if uuids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT 1 FROM executions WHERE partition = $1 AND uuid = ANY($2) \
+         ORDER BY uuid FOR UPDATE",
+    )
+    .bind(part(partition))
+    .bind(uuids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}

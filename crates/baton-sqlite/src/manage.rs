@@ -1,0 +1,250 @@
+//! Deletes: one unit of [`AdminBackend::delete_units`](baton_core::AdminBackend::delete_units)
+//! in one transaction.
+
+use baton_core::raw::rules::{self, DeleteFacts, DeleteVerdict};
+use std::collections::HashMap;
+
+use baton_core::{CancelScope, DeletePart, EngineError, ExecutionId, PartitionId, Result, State};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use crate::errors::map;
+use crate::read;
+use crate::{SqliteBackend, blob};
+
+pub(crate) async fn delete_units(
+    b: &SqliteBackend,
+    ids: &[ExecutionId],
+    force: bool,
+) -> Result<Vec<Result<DeletePart>>> {
+    let Some(partition) = baton_core::raw::delete::check_unit(ids, b.inner.partitions)? else {
+        return Ok(Vec::new());
+    };
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let mut queued = queue_holds_work(&mut tx, partition).await?;
+    let mut lone = lone_facts(&mut tx, ids).await?;
+    let mut left = b.inner.limits.cascade_budget.max(1);
+    let mut out = Vec::with_capacity(ids.len());
+    let mut wake = Vec::new();
+    // Executions outside flows (no parent, no members: nothing below them,
+    // no dependents) are removed together at the end, a statement per
+    // table; cancelling one first would change nothing anyone could read.
+    let mut lone_removed = Vec::new();
+    for id in ids {
+        if left == 0 {
+            out.push(Ok(DeletePart::default()));
+            continue;
+        }
+        if lone_removed.contains(&blob(id)) {
+            // Named twice: gone with its first mention.
+            out.push(Err(EngineError::NotFound { id: id.clone() }));
+            continue;
+        }
+        if let Some(state) = lone.remove(&blob(id)) {
+            let facts = DeleteFacts {
+                state,
+                has_parent: false,
+                open_below: false,
+                force,
+            };
+            out.push(rules::check_delete(id, facts).map(|verdict| DeletePart {
+                removed: 1,
+                done: true,
+                cancelled: verdict == DeleteVerdict::CancelFirst,
+            }));
+            if out.last().is_some_and(Result::is_ok) {
+                lone_removed.push(blob(id));
+                left -= 1;
+            }
+            continue;
+        }
+        let snap = match b.snapshot_in(&mut tx, id).await {
+            Ok(snap) => snap,
+            Err(e @ EngineError::NotFound { .. }) => {
+                out.push(Err(e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if queued {
+            out.push(Err(rules::delete_waits_for_cascade(id)));
+            continue;
+        }
+        let is_root = snap.parent.is_none();
+        let open_below = !descendants(&mut tx, b, id, is_root, true, 1)
+            .await?
+            .is_empty();
+        let facts = DeleteFacts {
+            state: snap.state,
+            has_parent: !is_root,
+            open_below,
+            force,
+        };
+        let verdict = match rules::check_delete(id, facts) {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(Err(e));
+                continue;
+            }
+        };
+        let mut cancelled = false;
+        if verdict == DeleteVerdict::CancelFirst {
+            let reason = rules::DELETE_REASON.to_owned();
+            let pending = if snap.state.is_terminal() {
+                let (pending, woken) =
+                    crate::flow::cancel_below(b, &mut tx, id, &reason, now).await?;
+                wake.extend(woken);
+                pending
+            } else {
+                let (c, woken) =
+                    crate::flow::cancel_in(b, &mut tx, id, CancelScope::Tree, Some(reason), now)
+                        .await?;
+                wake.extend(woken);
+                c.cascade_pending
+            };
+            cancelled = true;
+            // The cancel's own dependents walk may have been queued too
+            // (its answer counts only the walk below it).
+            let pending = pending || queue_holds_work(&mut tx, partition).await?;
+            if pending {
+                // The cancel goes on in the cascade pass; nothing is
+                // removed until it is done.
+                queued = true;
+                out.push(Ok(DeletePart {
+                    removed: 0,
+                    done: false,
+                    cancelled,
+                }));
+                continue;
+            }
+        }
+        let members = descendants(&mut tx, b, id, is_root, false, left + 1).await?;
+        let take = members.len().min(left);
+        for m in &members[..take] {
+            crate::scan::delete(&mut tx, m).await?;
+        }
+        left -= take;
+        let mut removed = take as u64;
+        let done = take == members.len() && left > 0;
+        if done {
+            crate::scan::delete(&mut tx, &blob(id)).await?;
+            left -= 1;
+            removed += 1;
+        }
+        out.push(Ok(DeletePart {
+            removed,
+            done,
+            cancelled,
+        }));
+    }
+    crate::scan::delete_many(&mut tx, &lone_removed).await?;
+    tx.commit().await.map_err(map)?;
+    b.wake_all(wake);
+    // A reader waiting on a deleted execution reads NotFound at once.
+    b.finished_some();
+    Ok(out)
+}
+
+/// Whether the cascade queue of `partition` holds work.
+async fn queue_holds_work(conn: &mut SqliteConnection, partition: PartitionId) -> Result<bool> {
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT 1 FROM cascades WHERE partition = ? LIMIT 1")
+            .bind(i64::from(partition.get()))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map)?
+            .is_some(),
+    )
+}
+
+/// The states of those of `ids` that stand outside any flow (no parent,
+/// no members), by stored uuid, in two statements.
+async fn lone_facts(
+    conn: &mut SqliteConnection,
+    ids: &[ExecutionId],
+) -> Result<HashMap<Vec<u8>, State>> {
+    let mut qb: QueryBuilder<'_, Sqlite> =
+        QueryBuilder::new("SELECT uuid, state FROM executions WHERE parent IS NULL AND uuid IN (");
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(blob(id));
+    }
+    qb.push(")");
+    let mut found = HashMap::new();
+    for row in qb.build().fetch_all(&mut *conn).await.map_err(map)? {
+        let uuid: Vec<u8> = read::col(&row, "uuid")?;
+        let state = read::state("a deleted execution", &read::col::<String>(&row, "state")?)?;
+        found.insert(uuid, state);
+    }
+    // Roots of flows have members naming them.
+    let mut qb: QueryBuilder<'_, Sqlite> =
+        QueryBuilder::new("SELECT DISTINCT root FROM executions WHERE root IN (");
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(id.to_string());
+    }
+    qb.push(")");
+    let roots: Vec<String> = qb
+        .build_query_scalar()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map)?;
+    for id in ids {
+        if roots.contains(&id.to_string()) {
+            found.remove(&blob(id));
+        }
+    }
+    Ok(found)
+}
+
+/// Up to `limit` descendants of `id` (only unfinished ones with
+/// `open_only`), as stored uuids, newest first: every execution comes
+/// after its descendants, so removing them in this order never leaves a
+/// child without its parent. A root's descendants are the members of its
+/// flow (one index read); below a member they are walked level by level.
+async fn descendants(
+    conn: &mut SqliteConnection,
+    b: &SqliteBackend,
+    id: &ExecutionId,
+    is_root: bool,
+    open_only: bool,
+    limit: usize,
+) -> Result<Vec<Vec<u8>>> {
+    let open = if open_only {
+        " AND finished_at IS NULL"
+    } else {
+        ""
+    };
+    if is_root {
+        let sql =
+            format!("SELECT uuid FROM executions WHERE root = ?{open} ORDER BY uuid DESC LIMIT ?");
+        return sqlx::query_scalar(&sql)
+            .bind(id.to_string())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map);
+    }
+    // Every descendant, then the newest `limit` of them.
+    let mut found: Vec<(Vec<u8>, bool)> = Vec::new();
+    let mut frontier = vec![id.to_string()];
+    while let Some(parent) = frontier.pop() {
+        let rows = sqlx::query(
+            "SELECT uuid, partition, finished_at IS NULL AS open FROM executions WHERE parent = ?",
+        )
+        .bind(&parent)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map)?;
+        for row in &rows {
+            let child = read::execution_id(row, b.inner.partitions)?;
+            let is_open: bool = read::col(row, "open")?;
+            found.push((blob(&child), is_open));
+            frontier.push(child.to_string());
+        }
+    }
+    found.retain(|(_, is_open)| *is_open || !open_only);
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.truncate(limit);
+    Ok(found.into_iter().map(|(uuid, _)| uuid).collect())
+}
