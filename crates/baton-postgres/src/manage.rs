@@ -86,17 +86,7 @@ async fn units_in(
             continue;
         }
         if let Some(state) = lone.remove(&id.uuid()) {
-            let facts = DeleteFacts {
-                state,
-                has_parent: false,
-                open_below: false,
-                force,
-            };
-            out.push(rules::check_delete(id, facts).map(|verdict| DeletePart {
-                removed: 1,
-                done: true,
-                cancelled: verdict == DeleteVerdict::CancelFirst,
-            }));
+            out.push(baton_core::raw::delete::lone_part(id, state, force));
             if out.last().is_some_and(Result::is_ok) {
                 lone_removed.push(id.uuid());
                 left -= 1;

@@ -66,6 +66,26 @@ pub fn check_unit(
     Ok(Some(first.partition()))
 }
 
+/// The part of a unit for an execution in `state` that stands outside
+/// any flow (no parent, no members: nothing below it, no dependents),
+/// judged by [`rules::check_delete`](super::rules::check_delete): removed
+/// at once when allowed — a cancel first would change nothing anyone
+/// could read, so `cancelled` only says the verdict asked for one.
+pub fn lone_part(id: &ExecutionId, state: crate::State, force: bool) -> Result<crate::DeletePart> {
+    use super::rules::{DeleteFacts, DeleteVerdict, check_delete};
+    let facts = DeleteFacts {
+        state,
+        has_parent: false,
+        open_below: false,
+        force,
+    };
+    check_delete(id, facts).map(|verdict| crate::DeletePart {
+        removed: 1,
+        done: true,
+        cancelled: verdict == DeleteVerdict::CancelFirst,
+    })
+}
+
 /// Deletes one execution (see [`AdminBackend::delete`]).
 pub async fn one<B: AdminBackend + ?Sized>(
     b: &B,
