@@ -52,9 +52,12 @@ for i in $(seq "$RUNS"); do
         bin=$A; [ "$side" = B ] && bin=$B
         if wants sqlite-full; then
             run "sqlite-full-$side" "$bin" "sqlite://$work/s-$side-$i.db" | tee -a "$results"
+            # A run's database is hundreds of MB: keep the disk for the next.
+            rm -f "$work/s-$side-$i.db" "$work/s-$side-$i.db-wal" "$work/s-$side-$i.db-shm"
         fi
         if wants postgres; then
             run "postgres-$side" "$bin" "postgres://postgres@127.0.0.1:$pg_port/postgres?schema=b_${side,,}_$i" | tee -a "$results"
+            as_pg "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -q -c "DROP SCHEMA b_${side,,}_$i CASCADE" postgres >/dev/null 2>&1 || true
         fi
         if wants valkey; then
             start_valkey

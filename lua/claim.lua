@@ -1,5 +1,6 @@
 -- baton_claim: claims up to `want` waiting executions of one partition, in
--- claim order (priority descending, then earliest eligible, then id).
+-- claim order (priority descending, then earliest eligible, then id), each
+-- claim recorded in the execution's history.
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: now (ms)
 -- ARGV[2]: namespace
@@ -46,6 +47,7 @@ redis.register_function('baton_claim', function(keys, args)
       local nonce = string.sub(nonces, (k - 1) * 16 + 1, k * 16)
       h.st, h.att, h.wid, h.ln, h.le, h.ua = 'running', att, worker, nonce, expires, snow
       h[a .. 'w'], h[a .. 'n'], h[a .. 's'] = worker, nonce, snow
+      record_transition(base, uuid, h, 'waiting', nil)
       writes[#writes + 1] = rkeys[i]
       writes[#writes + 1] = cmsgpack.pack(h)
       push(adds, base .. ':leases', expires, uuid)

@@ -85,6 +85,27 @@
 --                                      commands, one partition after another);
 --                                      each claim reads its own partition's
 --                                      copy and skips those lanes
+--   B:{p:N}:ev:<uuid>           LIST  the history of <uuid> (library generation 12),
+--                                      oldest first: its first event, then its
+--                                      latest, at most 200 in all (an append past
+--                                      that drops the second element). Each a
+--                                      MessagePack map of text s (number, from 1),
+--                                      t (at ms), k (kind of an event that changes
+--                                      no state: 'signalled', 'priority_changed',
+--                                      'tag_changed'; absent for a transition), f
+--                                      (state before; absent at creation and with
+--                                      k), o (state after; absent with k), a
+--                                      (attempt count), w (worker; absent: none), d
+--                                      (detail; absent: none). Written by
+--                                      append_event, and first_event for the
+--                                      first; only for an execution whose record
+--                                      holds hx
+--   B:{p:N}:hx                  HASH  (library generation 12) the namespaces whose
+--                                      history is on: namespace -> '1'. Written
+--                                      to every partition by set_history (plain
+--                                      commands, one partition after another);
+--                                      baton_create reads its own partition's
+--                                      copy for the namespaces it creates in
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
 -- The worker registry (library generation 8) lives beside the partitions:
@@ -143,6 +164,11 @@
 -- timed out: only in `deadlines` and its counters. A replay clears hd and
 -- the dependents set, so its next end tells only dependents created after
 -- it.
+-- An execution created while the history of its namespace was on (library
+-- generation 12) holds hx ('1') and keeps it: it alone records events, and
+-- holds ev, the number of its last event. Without hx (its namespace's
+-- history off at its creation, or a record written before) nothing is
+-- recorded for it and it costs nothing more.
 
 -- Substituted by the backend when it assembles the library.
 local LIBRARY_VERSION = '__BATON_LIBRARY_VERSION__'
@@ -209,6 +235,89 @@ end
 
 local function payload(base, uuid)
   return redis.call('GET', base .. ':p:' .. uuid) or ''
+end
+
+-- The event history (library generation 12): every change of an
+-- execution's state is recorded in the call that makes it, through
+-- record_transition; events that change no state through append_event.
+-- Both record nothing for an execution without hx (see above): that test,
+-- at their top, is all the history costs such an execution.
+-- What a transition is named is decided when the history is read
+-- (baton_core::raw::rules::stored_event), from these facts.
+
+-- Mirror baton_core::ExecutionEvent::{MAX_KEPT, MAX_DETAIL}.
+local EVENTS_KEPT = 200
+local EVENT_DETAIL = 1024
+
+-- `text` cut to its first `max` characters. Lua strings are bytes: a
+-- character of UTF-8 text starts at every byte that is not a continuation
+-- byte (0x80-0xBF), so the cut falls before the first byte of character
+-- max + 1.
+-- Mirrors baton_core::raw::rules::event_detail.
+local function cut_chars(text, max)
+  if #text <= max then return text end
+  local n = 0
+  for i = 1, #text do
+    local b = string.byte(text, i)
+    if b < 0x80 or b >= 0xC0 then
+      n = n + 1
+      if n > max then return string.sub(text, 1, i - 1) end
+    end
+  end
+  return text
+end
+
+-- Appends event `e` (its map without its number) to the history of
+-- execution `uuid`, numbered after the last one its record `h` counts (the
+-- caller saves `h`). The list keeps the first event and the latest: past
+-- the bound, the second element goes (each element holds its number, so
+-- the one LREM removes is the one LINDEX read). Nothing for an execution
+-- that keeps no history; answers whether the event was recorded.
+local function append_event(base, uuid, h, e)
+  if not h.hx then return false end
+  local seq = s((tonumber(h.ev) or 0) + 1)
+  h.ev, e.s = seq, seq
+  local key = base .. ':ev:' .. uuid
+  local len = redis.call('RPUSH', key, cmsgpack.pack(e))
+  for _ = EVENTS_KEPT + 1, len do
+    redis.call('LREM', key, 1, redis.call('LINDEX', key, 1))
+  end
+  return true
+end
+
+-- The first event of an execution created in state `st` at `now` (ms
+-- text), packed: element 1 of its history, which its record counts with
+-- ev '1' (written by baton_create for an execution created with hx only).
+-- Mirrors the events_created trigger of the SQLite backend.
+local function first_event(st, now)
+  return cmsgpack.pack({ s = '1', t = now, o = st, a = '0' })
+end
+
+-- Records the change of `h` from state `from` to its state now, at its
+-- `ua`: its attempt count, the worker that holds the lease after it or
+-- else held it before (the worker of the attempt a move out of `running`
+-- ended), and the detail: a cancel's reason, else `err` (the error the
+-- change wrote, when it differs from the one the record held). A move to
+-- the state it is in records nothing, nor does any move of an execution
+-- that keeps no history (tested before the event is built).
+-- Mirrors the events_moved trigger of the SQLite backend.
+local function record_transition(base, uuid, h, from, err)
+  local to = h.st
+  if from == to or not h.hx then return end
+  local e = { t = h.ua, f = from, o = to, a = h.att or '0' }
+  local worker = h.wid
+  if not worker and from == 'running' then worker = h['a' .. h.att .. 'w'] end
+  e.w = worker
+  local detail = err
+  if to == 'cancelled' then detail = h.cr end
+  if detail then e.d = cut_chars(detail, EVENT_DETAIL) end
+  append_event(base, uuid, h, e)
+end
+
+-- The detail of a change that wrote last error `new` over `old`.
+local function written_error(old, new)
+  if new ~= old then return new end
+  return nil
 end
 
 local function lane_id(h) return h.ns .. '/' .. h.lane end
@@ -413,12 +522,16 @@ end
 -- `woken` collects the lanes that turned non-empty and, as `woken.told`,
 -- the executions with dependents that finished ({ uuid, '', completed }):
 -- every function that may finish one tells them before it returns.
-function move(base, uuid, h, to, woken)
+-- The move is recorded in the execution's history, with `err` (nil, or the
+-- error the caller wrote: see record_transition).
+function move(base, uuid, h, to, woken, err)
+  local from = h.st
   leave(base, uuid, h)
-  count(base, h, h.st, -1)
+  count(base, h, from, -1)
   h.st = to
   count(base, h, to, 1)
   enter(base, uuid, h, woken)
+  record_transition(base, uuid, h, from, err)
 end
 
 local function seq(base)
@@ -643,9 +756,14 @@ local function settle_dependent(base, uuid, h, done, bad, verdict, snow, woken)
     h.rd, h.ua = snow, snow
     move(base, uuid, h, to, woken)
   elseif to then
-    if verdict == 'fail' then h.err = dependency_failure(h.dp, tonumber(h.dt) or 0, bad) end
+    local wrote = nil
+    if verdict == 'fail' then
+      local err = dependency_failure(h.dp, tonumber(h.dt) or 0, bad)
+      wrote = written_error(h.err, err)
+      h.err = err
+    end
     h.fa, h.ua = snow, snow
-    move(base, uuid, h, to, woken)
+    move(base, uuid, h, to, woken, wrote)
   end
   save(base, uuid, h)
 end
@@ -765,9 +883,10 @@ local function apply_failure(base, uuid, h, outcome, err, retryable, retry_after
   h[a .. 'e'], h[a .. 'o'], h[a .. 'x'] = snow, outcome, err
   local to, ra, rd, fa = settle(h, uuid, retryable, retry_after, now)
   h.ra, h.rd, h.fa = ra, rd, fa
+  local wrote = written_error(h.err, err)
   h.err, h.ua = err, snow
   drop_lease(h)
-  move(base, uuid, h, to, woken)
+  move(base, uuid, h, to, woken, wrote)
 end
 
 -- Why a lease whose attempt ended another way is lost.
@@ -1416,11 +1535,11 @@ end
 
 -- Removes the loaded execution `h` with everything it consists of, at
 -- `now` (ms): its record and payload, attempts (in the record), signals,
--- steps, state and progress frames, its entries in the indexes of its
--- state, of its namespace, of its parent's children and child keys, of its
--- root's members, of its upstreams' dependents, its own dependents set,
--- its idempotency key, its deadline, timeout and `done` entries and its
--- count. A reader waiting for it to change is told (it reads NotFound at
+-- steps, state, progress frames and history, its entries in the indexes
+-- of its state, of its namespace, of its parent's children and child keys,
+-- of its root's members, of its upstreams' dependents, its own dependents
+-- set, its idempotency key, its deadline, timeout and `done` entries and
+-- its count. A reader waiting for it to change is told (it reads NotFound at
 -- once). Its own children and members must already be gone.
 local function remove_execution(base, uuid, h, now)
   leave(base, uuid, h)
@@ -1446,6 +1565,7 @@ local function remove_execution(base, uuid, h, now)
   if h.sn then redis.call('DEL', base .. ':st:' .. uuid) end
   if h.kc then redis.call('DEL', base .. ':kv:' .. uuid) end
   if h.pq then redis.call('DEL', base .. ':pg:' .. uuid) end
+  if h.ev then redis.call('DEL', base .. ':ev:' .. uuid) end
   if announce_change(base, uuid, now) then redis.call('ZREM', base .. ':watch', uuid) end
   if h.wt or h.wp then redis.call('ZREM', base .. ':timeouts', uuid) end
   redis.call('ZREM', base .. ':ns:' .. h.ns, uuid)

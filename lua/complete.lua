@@ -1,6 +1,7 @@
 -- baton_complete: completes attempts fenced by leases; several concurrent
 -- completes of one partition travel in one call, each judged on its own
--- lease exactly as if it came alone.
+-- lease exactly as if it came alone. Each completion is recorded in the
+-- execution's history.
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: item count n
 -- ARGV[2..]: per item, 5 values: uuid, attempt, nonce, result, now (ms);
@@ -49,6 +50,7 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   batch.counts[lid .. '/completed'] = (batch.counts[lid .. '/completed'] or 0) + 1
   h.st, h.res, h.fa, h.ua, h[a .. 'e'], h[a .. 'o'] = 'completed', result, snow, snow, snow, 'completed'
   drop_lease(h)
+  record_transition(base, uuid, h, 'running', nil)
   -- The one terminal transition made without enter(): it tells waiting
   -- readers itself.
   announce_change(base, uuid, tonumber(snow))

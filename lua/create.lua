@@ -22,6 +22,12 @@
 --   call's payload keys). Its upstreams get hd and the item in their dn:
 --   set. An item created finished is not counted in its parent's oc nor in
 --   its root's open: count.
+-- ARGV[4 + 10n + 4m + d]: now (ms), every item's created_at: the time of
+--   its first event (its history's element 1).
+-- An item created in a namespace whose history is on in this partition
+--   (the hash B:{p:N}:hx, read once per namespace of the call) gets hx '1'
+--   and ev '1' in its record and its first event; the others get neither,
+--   and nothing more is written for them.
 -- Payloads never pass through Lua: the backend writes every item's payload
 --   key B:{p:N}:p:<uuid> with one MSET in the same MULTI … EXEC, right
 --   before this call, so a record and its payload appear together.
@@ -85,6 +91,11 @@ redis.register_function('baton_create', function(keys, args)
     end
     deps[pos] = { rec = rec, ups = ups, done = done, bad = bad, st = st }
   end
+  local now = args[dat + 1 + tonumber(args[dat] or '0')]
+  -- Whether each namespace of the call keeps histories, read once per
+  -- namespace; the first event of an item is the same for every item
+  -- created in its state: packed once per state.
+  local histories, firsts = {}, {}
   local adds, counts, was_empty, lanes, writes, created, unused = {}, {}, {}, {}, {}, {}, {}
   local opened, children, upstreams = {}, {}, {}
   for i = 0, n - 1 do
@@ -111,9 +122,12 @@ redis.register_function('baton_create', function(keys, args)
     else
       local h = { ns = ns, lane = lane, st = args[o + 3], caps = args[o + 5] }
       local record = args[o + 9]
+      -- The record as a table, only when this call changes it (packed
+      -- again below).
+      local rec = nil
       local d = deps[i]
       if d then
-        local rec = d.rec
+        rec = d.rec
         h.st, rec.st = d.st, d.st
         if d.done > 0 then rec.dd = s(d.done) end
         if d.bad > 0 then rec.db = s(d.bad) end
@@ -123,7 +137,6 @@ redis.register_function('baton_create', function(keys, args)
             rec.err = dependency_failure(rec.dp, tonumber(rec.dt) or #d.ups, d.bad)
           end
         end
-        record = cmsgpack.pack(rec)
         for _, up in ipairs(d.ups) do
           -- An upstream already finished was counted here; only the others
           -- tell this dependent when they finish (a cascade still queued
@@ -141,6 +154,22 @@ redis.register_function('baton_create', function(keys, args)
         h.dl = args[o + 8]
         if not finished then push(adds, base .. ':deadlines', h.dl, uuid) end
       end
+      local history = histories[ns]
+      if history == nil then
+        history = redis.call('HEXISTS', base .. ':hx', ns) == 1
+        histories[ns] = history
+      end
+      if history then
+        rec = rec or cmsgpack.unpack(record)
+        rec.hx, rec.ev = '1', '1'
+        local first = firsts[h.st]
+        if not first then
+          first = first_event(h.st, now)
+          firsts[h.st] = first
+        end
+        redis.call('RPUSH', base .. ':ev:' .. uuid, first)
+      end
+      if rec then record = cmsgpack.pack(rec) end
       created[uuid] = h
       writes[#writes + 1] = base .. ':e:' .. uuid
       writes[#writes + 1] = record

@@ -86,6 +86,13 @@ redis.register_function('baton_delete', function(keys, args)
       -- The cancel changed its record, or its children's count in it.
       h = load(base, uuid)
       if not h then error('execution record ' .. uuid .. ' vanished while its tree was cancelled') end
+      -- And the records below a member: the copies read to judge the
+      -- delete would be stale (their state, which remove_execution counts
+      -- down, and their history's `ev`), so they are read again. Not
+      -- reached while delete_verdict refuses a member with unfinished
+      -- descendants (only a flow's root cancels first; its members are
+      -- read below, after the cancel).
+      if below then below = member_descendants(base, uuid) end
     end
     local removed, take, total = 0, 0, 0
     if is_root then

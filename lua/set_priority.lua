@@ -2,9 +2,11 @@
 -- finished. A waiting one is reordered among its lane at once: its member
 -- in the waiting set is replaced by one with the new priority and the same
 -- ready time, so it keeps its place in time among equal priorities. No
--- state change: `ua` does not move.
+-- state change: `ua` does not move. A change is recorded in its history
+-- (an event 'priority_changed').
 -- KEYS[1]: the partition base B:{p:N}
--- ARGV[1]: uuid, ARGV[2]: the priority
+-- ARGV[1]: uuid, ARGV[2]: the priority, ARGV[3]: now (ms), ARGV[4]: the
+-- event's detail (baton_core::raw::rules::priority_detail)
 -- Returns: { 'ok', woken, record } (woken: never any lane), { 'not_found' }
 --   or { 'conflict', state, reason } for a finished execution. The priority
 --   it already has changes nothing.
@@ -25,5 +27,7 @@ redis.register_function('baton_set_priority', function(keys, args)
   else
     h.pri = s(pri)
   end
+  append_event(base, uuid, h, { t = args[3], k = 'priority_changed', a = h.att or '0',
+    d = args[4] })
   return { 'ok', { 0 }, save(base, uuid, h) }
 end)

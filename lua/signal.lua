@@ -1,6 +1,7 @@
 -- baton_signal: delivers a signal to an execution. Judged first (a held
 -- idempotency key: duplicate; a terminal execution: ignored; holding the
--- most buffered signals: conflict), else stored as signal sc + 1 received now; a
+-- most buffered signals: conflict), else stored as signal sc + 1 received now
+-- and recorded in its history (an event 'signalled' naming it); a
 -- suspended execution whose wait the signals it holds now satisfy consumes
 -- them (tagged with the wait's number, the wait log gains 's') and is
 -- waiting, eligible now.
@@ -33,6 +34,7 @@ redis.register_function('baton_signal', function(keys, args)
   end
   redis.call('RPUSH', base .. ':sg:' .. uuid, cmsgpack.pack(e))
   h.sc = s(seq)
+  append_event(base, uuid, h, { t = snow, k = 'signalled', a = h.att or '0', d = name })
   local outcome, woken = 'buffered', {}
   if h.st == 'suspended' then
     local points = waitpoints(h.wp)

@@ -51,9 +51,11 @@ redis.register_function('baton_timeout', function(keys, args)
         move(base, uuid, h, 'waiting', woken)
         save(base, uuid, h)
       elseif verdict == 'fail' then
-        h.err = clip(what, max_text)
+        local err = clip(what, max_text)
+        local wrote = written_error(h.err, err)
+        h.err = err
         h.fa, h.ua = snow, snow
-        move(base, uuid, h, 'failed', woken)
+        move(base, uuid, h, 'failed', woken, wrote)
         save(base, uuid, h)
         budget = budget - tell_dependents(base, budget, snow, woken)
       else

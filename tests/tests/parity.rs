@@ -182,7 +182,38 @@ async fn history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
         snap["attempt_history"] = Value::Array(attempts);
         out.push(snap);
     }
+    out.push(events_of(b, &ids).await);
     out
+}
+
+/// The event histories of `ids`, each event as the HTTP API answers it,
+/// with every id in a detail replaced by its place in `ids`.
+async fn events_of(b: &dyn AdminBackend, ids: &[ExecutionId]) -> Value {
+    let mut all = Vec::new();
+    for id in ids {
+        let events = match b.events(id, 0, 1_000).await {
+            Ok(events) => events,
+            // Deleted or trimmed by the scenario: nothing to compare.
+            Err(baton_core::EngineError::NotFound { .. }) => Vec::new(),
+            Err(e) => panic!("events of {id}: {e}"),
+        };
+        let events: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::to_value(baton_api::EventAnswer::from(e)).unwrap();
+                if let Some(detail) = v["detail"].as_str().map(str::to_owned) {
+                    let mut text = detail;
+                    for (i, id) in ids.iter().enumerate() {
+                        text = text.replace(&id.to_string(), &format!("#{i}"));
+                    }
+                    v["detail"] = Value::from(text);
+                }
+                v
+            })
+            .collect();
+        all.push(Value::Array(events));
+    }
+    serde_json::json!({ "id": "events", "events": all })
 }
 
 #[tokio::test]
@@ -193,7 +224,11 @@ async fn every_backend_describes_the_same_history_identically() {
         results.push((name, history(backend.as_ref(), &clock).await));
     }
     let (_, first) = &results[0];
-    let states: Vec<&str> = first.iter().map(|s| s["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> = first
+        .iter()
+        .filter(|s| s["id"] != "events")
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
     assert_eq!(
         states,
         [
@@ -394,6 +429,7 @@ async fn flow_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
             })
             .collect::<Vec<_>>(),
     ));
+    seen.push(events_of(b, &ids).await);
     seen
 }
 
@@ -544,6 +580,7 @@ async fn wait_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
             .collect();
         seen.push(Value::Array(held));
     }
+    seen.push(events_of(b, &ids).await);
     seen
 }
 
@@ -675,6 +712,7 @@ async fn memory_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value>
     tick(10);
     b.complete(lease, b"true".to_vec()).await.unwrap();
     seen.extend(memory_of(b, &ids).await);
+    seen.push(events_of(b, &ids).await);
     seen
 }
 
@@ -799,6 +837,7 @@ async fn ops_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
     seen.push(Value::Array(workers));
     seen.push(running);
     seen.push(delayed);
+    seen.push(events_of(b, &ids).await);
     seen
 }
 
@@ -895,6 +934,7 @@ async fn pause_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> 
         .map(|a| serde_json::to_value(baton_api::Attempt::from(a)).unwrap())
         .collect();
     seen.push(Value::Array(attempts));
+    seen.push(events_of(b, &ids).await);
     seen
 }
 

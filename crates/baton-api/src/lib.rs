@@ -92,8 +92,9 @@ pub use memory::{
     StepsAnswer,
 };
 pub use ops::{
-    DeleteAnswer, DeleteQuery, ExplainAnswer, LaneAnswer, LaneBody, LanePauseAnswer, LanesAnswer,
-    PauseAnswer, PriorityBody, ScopeBody, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery,
+    DeleteAnswer, DeleteQuery, EventAnswer, EventsAnswer, EventsQuery, ExplainAnswer,
+    HistoryAnswer, HistoryBody, LaneAnswer, LaneBody, LanePauseAnswer, LanesAnswer, PauseAnswer,
+    PriorityBody, ScopeBody, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery,
 };
 pub use read::{
     Attempt, CancelBody, DescribeQuery, Health, PauseBody, Snapshot, StatsAnswer, StatsQuery,

@@ -607,6 +607,7 @@ impl BulkBody {
                 .filter(|c| !c.is_empty())
                 .map(|c| c.parse::<ListCursor>())
                 .transpose()?,
+            actor: None,
         })
     }
 }
@@ -623,6 +624,10 @@ pub struct BulkAnswer {
     pub skipped: Vec<BulkSkipped>,
     /// Pass back as `cursor` to go on; `null` once nothing more matches.
     pub next_cursor: Option<String>,
+    /// Present when the audit events of the changed executions could not
+    /// be written (the changes stand): why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_error: Option<String>,
 }
 
 /// One execution a bulk call could not change.
@@ -648,6 +653,7 @@ impl From<&baton_core::BulkReport> for BulkAnswer {
                 })
                 .collect(),
             next_cursor: r.next_cursor.map(|c| c.to_string()),
+            audit_error: r.audit_error.clone(),
         }
     }
 }
@@ -666,6 +672,7 @@ impl BulkAnswer {
                 .next_cursor
                 .map(|c| c.parse::<ListCursor>())
                 .transpose()?,
+            audit_error: self.audit_error,
         })
     }
 }

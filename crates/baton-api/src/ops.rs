@@ -314,3 +314,104 @@ impl DeleteAnswer {
         })
     }
 }
+
+/// The query of `GET /v1/executions/{id}/events`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Events numbered above this one (the last `seq` read; 0: from the
+    /// first kept).
+    #[serde(default)]
+    pub after: u64,
+    /// Most events to answer, `1..=1000` (default 100).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// One event of an execution's history on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventAnswer {
+    /// Its number in the history.
+    pub seq: u64,
+    /// When it happened.
+    pub at: Timestamp,
+    /// What happened: `created`, `claimed`, `retried`, `cancelled`, …
+    pub event: String,
+    /// The state before (`null` at creation and for events that change no
+    /// state).
+    pub from: Option<baton_core::State>,
+    /// The state after (`null` for events that change no state).
+    pub to: Option<baton_core::State>,
+    /// The attempt count then.
+    pub attempt: u32,
+    /// The worker that held or took the lease.
+    pub worker_id: Option<String>,
+    /// A cancel reason, an error, a signal's name, an edit.
+    pub detail: Option<String>,
+}
+
+impl From<&baton_core::ExecutionEvent> for EventAnswer {
+    fn from(e: &baton_core::ExecutionEvent) -> Self {
+        EventAnswer {
+            seq: e.seq,
+            at: e.at,
+            event: e.event.as_str().to_owned(),
+            from: e.from,
+            to: e.to,
+            attempt: e.attempt,
+            worker_id: e.worker.as_ref().map(|w| w.as_str().to_owned()),
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+impl EventAnswer {
+    /// The event this answer carries.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a worker id that does not parse.
+    pub fn into_event(self) -> Result<baton_core::ExecutionEvent> {
+        Ok(baton_core::ExecutionEvent {
+            seq: self.seq,
+            at: self.at,
+            // A name this build does not know (a newer server) reads as
+            // `changed` rather than failing the page.
+            event: self.event.parse().unwrap_or(baton_core::EventKind::Changed),
+            from: self.from,
+            to: self.to,
+            attempt: self.attempt,
+            worker: self.worker_id.map(|w| w.parse()).transpose()?,
+            detail: self.detail,
+        })
+    }
+}
+
+/// The answer of `GET /v1/executions/{id}/events`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsAnswer {
+    /// The events, oldest first.
+    pub items: Vec<EventAnswer>,
+    /// Pass as `after` for the next page; `null` when this page was the
+    /// last (fewer than `limit` events).
+    pub next_after: Option<u64>,
+}
+
+/// The body of `PUT /v1/namespaces/{namespace}/history`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryBody {
+    /// Record the history of executions created from now on.
+    pub enabled: bool,
+}
+
+/// The answer of `GET` and `PUT /v1/namespaces/{namespace}/history`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryAnswer {
+    /// The namespace.
+    pub namespace: String,
+    /// Whether executions created in it now record their history.
+    pub enabled: bool,
+    /// For a `PUT`: whether it was on before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub was: Option<bool>,
+}

@@ -70,6 +70,13 @@ pub enum Route {
     BulkDelete,
     /// `DELETE /v1/executions/{id}`: delete one (with its descendants).
     Delete,
+    /// `GET /v1/executions/{id}/events`: its history.
+    Events,
+    /// `PUT /v1/namespaces/{namespace}/history`: turn the history of a
+    /// namespace on or off.
+    SetHistory,
+    /// `GET /v1/namespaces/{namespace}/history`: whether it is on.
+    History,
     /// `POST /v1/executions/{id}/cancel`: cancel it, and by default its
     /// non-terminal descendants.
     Cancel,
@@ -163,7 +170,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 45] = [
+    pub const ALL: [Route; 48] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
@@ -173,6 +180,9 @@ impl Route {
         Route::BulkReplay,
         Route::BulkDelete,
         Route::Delete,
+        Route::Events,
+        Route::SetHistory,
+        Route::History,
         Route::Cancel,
         Route::Children,
         Route::Tree,
@@ -224,6 +234,8 @@ impl Route {
             | Route::State
             | Route::Workers
             | Route::Explain
+            | Route::Events
+            | Route::History
             | Route::Lanes
             | Route::Stats
             | Route::Health
@@ -252,7 +264,11 @@ impl Route {
             | Route::PauseLane
             | Route::ResumeLane
             | Route::Renew => Method::Post,
-            Route::SetStatus | Route::SetState | Route::SetPriority | Route::SetTag => Method::Put,
+            Route::SetStatus
+            | Route::SetState
+            | Route::SetPriority
+            | Route::SetTag
+            | Route::SetHistory => Method::Put,
             Route::ClearState | Route::RemoveTag | Route::Delete => Method::Delete,
         }
     }
@@ -289,6 +305,8 @@ impl Route {
             Route::Revoke => "/v1/executions/{id}/revoke",
             Route::Workers => "/v1/workers",
             Route::Explain => "/v1/executions/{id}/explain",
+            Route::Events => "/v1/executions/{id}/events",
+            Route::SetHistory | Route::History => "/v1/namespaces/{namespace}/history",
             Route::Pause => "/v1/executions/{id}/pause",
             Route::Resume => "/v1/executions/{id}/resume",
             Route::Replay => "/v1/executions/{id}/replay",
@@ -315,6 +333,9 @@ impl Route {
             Route::BulkReplay => "bulkReplay",
             Route::BulkDelete => "bulkDelete",
             Route::Delete => "delete",
+            Route::Events => "events",
+            Route::SetHistory => "setHistory",
+            Route::History => "history",
             Route::Cancel => "cancel",
             Route::Children => "children",
             Route::Tree => "tree",

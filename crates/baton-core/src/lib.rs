@@ -28,12 +28,12 @@ pub use long_poll::{LongPoll, MIN_CLAIM_SPACING, claim_waiting};
 pub use model::{
     AttemptRecord, BulkAction, BulkReport, BulkRequest, CancelRequest, CancelScope, Cancellation,
     ChangeMark, Claim, ClaimRequest, CreateOutcome, DeletePart, DeleteReport, DependencyMode,
-    DependencyPolicy, ExecutionSnapshot, Explanation, Failure, LaneInfo, ListCursor, ListFilter,
-    ListPage, NewExecution, NewSignal, OnTimeout, Ownership, Page, PartitionOwner, Pause,
-    PauseOutcome, ProgressFrame, QueueFacts, RenewOutcome, RenewRequest, RenewStatus, ScanReport,
-    Signal, SignalOutcome, StateCounts, StateEntry, StepOutcome, StepRecord, StepStatus,
-    SuspendOutcome, SuspendRequest, Suspension, Tree, TreeNode, Upstream, UpstreamFailure,
-    WaitCondition, WaitEnded, WaitReason, WaitingOn, WorkerInfo,
+    DependencyPolicy, EventKind, ExecutionEvent, ExecutionSnapshot, Explanation, Failure, LaneInfo,
+    ListCursor, ListFilter, ListPage, NewExecution, NewSignal, OnTimeout, Ownership, Page,
+    PartitionOwner, Pause, PauseOutcome, ProgressFrame, QueueFacts, RenewOutcome, RenewRequest,
+    RenewStatus, ScanReport, Signal, SignalOutcome, StateCounts, StateEntry, StepOutcome,
+    StepRecord, StepStatus, SuspendOutcome, SuspendRequest, Suspension, Tree, TreeNode, Upstream,
+    UpstreamFailure, WaitCondition, WaitEnded, WaitReason, WaitingOn, WorkerInfo,
 };
 pub use names::{
     CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN,

@@ -17,7 +17,9 @@
 -- without a key or whose key was taken here are inserted. Answers the uuids
 -- inserted; the caller looks up the owners of the keys it did not get.
 -- Lanes that received waiting work are notified (delivered on commit).
--- Parents count their new unfinished children as open.
+-- Parents count their new unfinished children as open. An execution keeps
+-- its event history if its namespace does now (`namespace_history`, read
+-- once per namespace of the batch; migration 0011).
 WITH input AS (
     SELECT *
     FROM UNNEST(
@@ -32,6 +34,10 @@ WITH input AS (
            backoff_multiplier, backoff_jitter, idempotency_key, parent, run_at,
            ready_at, deadline, root, child_key, dep_policy, deps_total, deps_done,
            deps_bad, finished_at, last_error)
+),
+kept AS (
+    SELECT h.namespace FROM namespace_history h
+    WHERE h.namespace IN (SELECT i.namespace FROM input i)
 ),
 taken AS (
     INSERT INTO idempotency_keys (namespace, lane, key, partition, uuid)
@@ -49,12 +55,12 @@ inserted AS (
         required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms,
         backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
         created_at, updated_at, run_at, ready_at, deadline, dep_policy, deps_total,
-        deps_done, deps_bad, finished_at, last_error)
+        deps_done, deps_bad, finished_at, last_error, history)
     SELECT partition, uuid, namespace, lane, kind, state, priority, payload, tags::jsonb,
            required_caps::jsonb, 0, max_attempts, backoff_initial_ms, backoff_max_ms,
            backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
            $21, $21, run_at, ready_at, deadline, dep_policy, deps_total, deps_done,
-           deps_bad, finished_at, last_error
+           deps_bad, finished_at, last_error, namespace IN (SELECT k.namespace FROM kept k)
     FROM input
     WHERE idempotency_key IS NULL OR uuid IN (SELECT uuid FROM taken)
     RETURNING uuid, namespace, lane, state, partition, parent, finished_at

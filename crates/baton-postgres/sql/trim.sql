@@ -1,10 +1,12 @@
 -- trim_terminal and delete: deletes the executions $2 of partition $1
 -- (finished flow members, or roots whose flow is gone; locked by the caller
 -- earlier in the same transaction), with their attempts, signals, steps,
--- state, progress frames, idempotency keys and dependency edges (both ends
--- of an edge are members of one flow); answers how many. A removed
--- execution someone waits on announces it (migration 0008's trigger), so
--- its readers learn at once that it is gone.
+-- state, progress frames, events, idempotency keys and dependency edges
+-- (both ends of an edge are members of one flow); answers how many. No
+-- statement here records an event (migration 0011's triggers fire on
+-- inserts and changes of state, never on deletes), so none outlives its
+-- execution. A removed execution someone waits on announces it (migration
+-- 0008's trigger), so its readers learn at once that it is gone.
 --
 -- $1 partition, $2 uuids.
 WITH gone_attempts AS (
@@ -21,6 +23,9 @@ gone_state AS (
 ),
 gone_frames AS (
     DELETE FROM progress_frames WHERE partition = $1 AND uuid = ANY($2::uuid[])
+),
+gone_events AS (
+    DELETE FROM events WHERE partition = $1 AND uuid = ANY($2::uuid[])
 ),
 gone_edges AS (
     DELETE FROM dependencies

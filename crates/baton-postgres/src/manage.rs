@@ -1,5 +1,6 @@
 //! Deletes: one unit of [`AdminBackend::delete_units`](baton_core::AdminBackend::delete_units)
-//! in one transaction.
+//! in one transaction; and the event history (its read, and the events of
+//! operators' edits; migration 0011's triggers write the others).
 //!
 //! Locks. A unit first locks the flow's root and the parent of every
 //! execution it was asked for, in one statement and the one order every
@@ -24,7 +25,8 @@
 
 use baton_core::raw::rules::{self, DeleteFacts, DeleteVerdict};
 use baton_core::{
-    CancelScope, DeletePart, EngineError, ExecutionId, PartitionId, Result, State, Timestamp,
+    CancelScope, DeletePart, EngineError, EventKind, ExecutionEvent, ExecutionId, PartitionId,
+    Result, State, Timestamp,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -279,4 +281,186 @@ async fn lock_in_id_order(
     .await
     .map_err(map)?;
     Ok(())
+}
+
+/// The history of `id`: one statement reads the execution (`NotFound`
+/// without it) left-joined to its page of events, each joined to the
+/// outcome of the attempt numbered as its `attempt`, which names the
+/// transitions that ended an attempt.
+pub(crate) async fn events(
+    b: &PostgresBackend,
+    id: &ExecutionId,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<ExecutionEvent>> {
+    baton_core::Page::first(limit).validate()?;
+    let rows = crate::admin::records_with(
+        b,
+        id,
+        "SELECT v.*, e.uuid IS NOT NULL AS found \
+         FROM (SELECT 1) one \
+         LEFT JOIN executions e ON e.partition = $1 AND e.uuid = $2 \
+         LEFT JOIN ( \
+             SELECT ev.seq, ev.at, ev.kind, ev.from_state, ev.to_state, ev.attempt, \
+                    ev.worker_id, ev.detail, a.outcome \
+             FROM events ev \
+             LEFT JOIN attempts a ON a.partition = $1 AND a.execution_uuid = $2 \
+                                 AND a.number = ev.attempt \
+             WHERE ev.partition = $1 AND ev.uuid = $2 AND ev.seq > $3 \
+             ORDER BY ev.seq LIMIT $4) v ON true \
+         ORDER BY v.seq",
+        "seq",
+        |q| {
+            q.bind(i64::try_from(after).unwrap_or(i64::MAX))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        },
+    )
+    .await?;
+    let ctx = format!("execution {id}");
+    rows.iter().map(|r| crate::read::event(r, &ctx)).collect()
+}
+
+/// Records an event that changes no state (an operator's edit) of `id`,
+/// whose attempt count is `attempt`, at `now`, in the caller's transaction,
+/// which holds the execution's row lock (so no other event of it is being
+/// numbered; see migration 0011); nothing for an execution that keeps no
+/// history (a caller holding the row may skip the call then, see
+/// [`keeps_history`]). The bound is kept by the migration's trigger on
+/// `events`.
+pub(crate) async fn note(
+    conn: &mut PgConnection,
+    id: &ExecutionId,
+    now: Timestamp,
+    attempt: u32,
+    kind: EventKind,
+    detail: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (partition, uuid, seq, at, kind, attempt, detail) \
+         SELECT x.partition, x.uuid, \
+                (SELECT COALESCE(MAX(e.seq), 0) + 1 FROM events e \
+                 WHERE e.partition = $1 AND e.uuid = $2), \
+                $3, $4, $5, $6 \
+         FROM executions x WHERE x.partition = $1 AND x.uuid = $2 AND x.history",
+    )
+    .bind(part(id.partition()))
+    .bind(id.uuid())
+    .bind(now.as_millis())
+    .bind(kind.as_str())
+    .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+    .bind(rules::event_detail(detail))
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
+/// Whether the execution of `row` (a whole `executions` row) keeps its
+/// history, so [`note`] has something to write.
+pub(crate) fn keeps_history(row: &sqlx::postgres::PgRow) -> Result<bool> {
+    crate::read::col(row, "history")
+}
+
+pub(crate) async fn audit(b: &PostgresBackend, ids: &[ExecutionId], detail: &str) -> Result<()> {
+    baton_core::raw::check_describe_many(ids)?;
+    let mut by_partition: std::collections::BTreeMap<PartitionId, Vec<Uuid>> =
+        std::collections::BTreeMap::new();
+    for id in ids {
+        id.check_partition(b.inner.partitions)?;
+        by_partition
+            .entry(id.partition())
+            .or_default()
+            .push(id.uuid());
+    }
+    let now = b.now();
+    for (partition, uuids) in by_partition {
+        let mut tx = b.begin().await?;
+        let outcome = audit_in(&mut tx, partition, &uuids, now, detail).await;
+        finish(tx, outcome).await?;
+    }
+    Ok(())
+}
+
+/// The audit events of `uuids` (all of `partition`), in the caller's
+/// transaction: the executions' rows are locked in the order every writer
+/// of flows locks (their roots first), so their events are numbered
+/// alone, then one statement writes an event for each of them that keeps
+/// its history (one gone meanwhile is passed over), numbered one past its
+/// highest. The insert is a statement of its own, after the locks: at read
+/// committed it then sees the events of every writer it waited for.
+async fn audit_in(
+    tx: &mut PgConnection,
+    partition: PartitionId,
+    uuids: &[Uuid],
+    now: Timestamp,
+    detail: &str,
+) -> Result<()> {
+    let partitions = vec![part(partition); uuids.len()];
+    crate::flow::lock_ancestors(tx, &partitions, uuids, crate::flow::RootsOf::All).await?;
+    // Only the executions that keep their history (a setting that never
+    // changes) need locking: nothing is written for the others.
+    let locked: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT uuid FROM executions WHERE partition = $1 AND uuid = ANY($2) AND history \
+         ORDER BY uuid FOR UPDATE",
+    )
+    .bind(part(partition))
+    .bind(uuids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map)?;
+    if locked.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO events (partition, uuid, seq, at, kind, attempt, detail) \
+         SELECT x.partition, x.uuid, \
+                (SELECT COALESCE(MAX(e.seq), 0) + 1 FROM events e \
+                 WHERE e.partition = x.partition AND e.uuid = x.uuid), \
+                $3, $4, x.attempts, $5 \
+         FROM executions x WHERE x.partition = $1 AND x.uuid = ANY($2)",
+    )
+    .bind(part(partition))
+    .bind(&locked)
+    .bind(now.as_millis())
+    .bind(EventKind::Audit.as_str())
+    .bind(rules::event_detail(detail))
+    .execute(&mut *tx)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
+/// One statement: the insert or delete of the namespace's row answers
+/// whether it was there (an insert that found it inserts nothing, a delete
+/// that found it returns it), in the order concurrent calls commit.
+pub(crate) async fn set_history(
+    b: &PostgresBackend,
+    namespace: &baton_core::Namespace,
+    enabled: bool,
+) -> Result<bool> {
+    sqlx::query_scalar(
+        "WITH added AS ( \
+             INSERT INTO namespace_history (namespace) SELECT $1 WHERE $2 \
+             ON CONFLICT DO NOTHING RETURNING 1), \
+         removed AS ( \
+             DELETE FROM namespace_history WHERE namespace = $1 AND NOT $2 RETURNING 1) \
+         SELECT CASE WHEN $2 THEN NOT EXISTS (SELECT 1 FROM added) \
+                     ELSE EXISTS (SELECT 1 FROM removed) END",
+    )
+    .bind(namespace.as_str())
+    .bind(enabled)
+    .fetch_one(&b.inner.pool)
+    .await
+    .map_err(map)
+}
+
+pub(crate) async fn history_enabled(
+    b: &PostgresBackend,
+    namespace: &baton_core::Namespace,
+) -> Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM namespace_history WHERE namespace = $1)")
+        .bind(namespace.as_str())
+        .fetch_one(&b.inner.pool)
+        .await
+        .map_err(map)
 }

@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pause and replay",
         include_str!("../../../migrations/postgres/0010_pause_replay.sql"),
     ),
+    (
+        11,
+        "event history",
+        include_str!("../../../migrations/postgres/0011_events.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -195,8 +200,105 @@ pub fn check_schema(schema: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use sqlx::{Connection, PgConnection};
+
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 10);
+        assert_eq!(super::latest_version(), 11);
+    }
+
+    /// Version 11 on a schema holding executions: one that existed before
+    /// keeps no history (its changes write no event), nor does a new one
+    /// created without it; one created with it starts with `created` and
+    /// records its changes. No namespace has the history on.
+    #[tokio::test]
+    async fn version_11_keeps_histories_of_executions_created_with_it() {
+        let Some(server) = baton_testkit::servers::postgres().await else {
+            return;
+        };
+        let schema = baton_testkit::servers::PostgresServer::unique_schema();
+        let mut conn = PgConnection::connect(server.url()).await.unwrap();
+        sqlx::raw_sql(&format!(
+            "CREATE SCHEMA {schema}; SET search_path = {schema}"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 10) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        let columns = "partition, uuid, namespace, lane, kind, state, priority, payload, tags, \
+            required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, \
+            backoff_multiplier, backoff_jitter, created_at, updated_at, ready_at";
+        let values = "3, $1, 'n', 'l', 'k', 'waiting', 0, '', '{}', '[]', 0, 3, 0, 0, 1.0, \
+            false, $2, $2, $2";
+        let insert = format!("INSERT INTO executions ({columns}) VALUES ({values})");
+        let old = uuid::Uuid::from_u128(1);
+        sqlx::query(&insert)
+            .bind(old)
+            .bind(5_i64)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (_, _, v11) = super::MIGRATIONS[10];
+        sqlx::raw_sql(v11).execute(&mut conn).await.unwrap();
+        let history: bool =
+            sqlx::query_scalar("SELECT history FROM executions WHERE partition = 3 AND uuid = $1")
+                .bind(old)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert!(!history, "an execution from before keeps no history");
+        let on: i64 = sqlx::query_scalar("SELECT count(*) FROM namespace_history")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(on, 0, "the history is off everywhere");
+        let (without, with) = (uuid::Uuid::from_u128(2), uuid::Uuid::from_u128(3));
+        sqlx::query(&insert)
+            .bind(without)
+            .bind(7_i64)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "INSERT INTO executions ({columns}, history) VALUES ({values}, true)"
+        ))
+        .bind(with)
+        .bind(7_i64)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "UPDATE executions SET state = 'delayed', run_at = 100, updated_at = 9 \
+             WHERE partition = 3",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        type Event = (uuid::Uuid, i64, i64, Option<String>, Option<String>);
+        let events: Vec<Event> = sqlx::query_as(
+            "SELECT uuid, seq, at, from_state, to_state FROM events ORDER BY uuid, seq",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let state = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            events,
+            vec![
+                (with, 1, 7, None, state("waiting")),
+                (with, 2, 9, state("waiting"), state("delayed")),
+            ]
+        );
+        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
     }
 }

@@ -23,9 +23,9 @@ use baton_core::raw::cascade::{CascadeWalk, TreeAction};
 use baton_core::raw::rules;
 use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
-    AttemptOutcome, CancelScope, ClaimRequest, EngineError, ExecutionId, ExecutionSnapshot,
-    Explanation, Lane, LaneInfo, Namespace, Page, PartitionCount, PartitionId, PauseOutcome,
-    QueueFacts, RenewRequest, Result, State, TagKey, Timestamp, WorkerInfo,
+    AttemptOutcome, CancelScope, ClaimRequest, EngineError, EventKind, ExecutionId,
+    ExecutionSnapshot, Explanation, Lane, LaneInfo, Namespace, Page, PartitionCount, PartitionId,
+    PauseOutcome, QueueFacts, RenewRequest, Result, State, TagKey, Timestamp, WorkerInfo,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -75,6 +75,11 @@ async fn set_priority_in(
     .fetch_one(&mut *tx)
     .await
     .map_err(map)?;
+    let detail = rules::priority_detail(priority);
+    let kind = EventKind::PriorityChanged;
+    if crate::manage::keeps_history(&row)? {
+        crate::manage::note(tx, id, b.now(), snap.attempts, kind, &detail).await?;
+    }
     b.snapshot(&row)
 }
 
@@ -114,6 +119,11 @@ async fn set_tag_in(
     .fetch_one(&mut *tx)
     .await
     .map_err(map)?;
+    let detail = rules::tag_detail(key.as_str(), value);
+    let kind = EventKind::TagChanged;
+    if crate::manage::keeps_history(&row)? {
+        crate::manage::note(tx, id, b.now(), snap.attempts, kind, &detail).await?;
+    }
     b.snapshot(&row)
 }
 

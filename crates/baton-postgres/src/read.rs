@@ -12,12 +12,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use baton_core::raw::rules::StoredEvent;
 use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
     AttemptOutcome, AttemptRecord, Backoff, CapabilityName, ChildKey, DependencyPolicy,
-    EngineError, ExecutionId, ExecutionSnapshot, IdempotencyKey, Kind, Lane, Namespace,
-    PartitionCount, PartitionId, ProgressFrame, RetryPolicy, Signal, SignalName, State, StateEntry,
-    StateKey, StepName, StepRecord, StepStatus, Suspension, TagKey, Timestamp, TreeNode, WorkerId,
+    EngineError, ExecutionEvent, ExecutionId, ExecutionSnapshot, IdempotencyKey, Kind, Lane,
+    Namespace, PartitionCount, PartitionId, ProgressFrame, RetryPolicy, Signal, SignalName, State,
+    StateEntry, StateKey, StepName, StepRecord, StepStatus, Suspension, TagKey, Timestamp,
+    TreeNode, WorkerId,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -191,6 +193,28 @@ pub fn attempt(row: &PgRow, id: &ExecutionId) -> Result<AttemptRecord, EngineErr
         outcome: outcome_raw.map(|o| outcome(ctx, &o)).transpose()?,
         error: col(row, "error")?,
     })
+}
+
+/// One event of an execution's history, from a row with the columns of
+/// `events` and the `outcome` of the attempt numbered as its `attempt`
+/// (NULL when that attempt has not ended or does not exist).
+pub fn event(row: &PgRow, ctx: &str) -> Result<ExecutionEvent, EngineError> {
+    let ctx = format!("{ctx} events");
+    let ctx = ctx.as_str();
+    let outcome = col::<Option<String>>(row, "outcome")?
+        .map(|o| outcome(ctx, &o))
+        .transpose()?;
+    let stored = StoredEvent {
+        seq: in_range::<u64>("seq", ctx, col::<i64>(row, "seq")?)?,
+        at: ts(col(row, "at")?),
+        kind: col(row, "kind")?,
+        from: col(row, "from_state")?,
+        to: col(row, "to_state")?,
+        attempt: in_range::<u32>("attempt", ctx, col::<i32>(row, "attempt")?.into())?,
+        worker: col(row, "worker_id")?,
+        detail: col(row, "detail")?,
+    };
+    baton_core::raw::rules::stored_event(ctx, stored, outcome)
 }
 
 /// The attempt a lease names, from a row with `nonce` and `outcome`

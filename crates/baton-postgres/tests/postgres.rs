@@ -6,8 +6,9 @@
 //! concurrent step records of one execution, change notifications
 //! (sent only for watched executions, heard by other instances),
 //! revokes, pauses and forced deletes racing the worker's own complete or
-//! fail, and lane pauses seen by (and lane resumes waking) other
-//! instances.
+//! fail, lane pauses seen by (and lane resumes waking) other instances,
+//! and the event history (numbered once under concurrent writers, removed
+//! with its execution, nothing written for an execution without it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -99,7 +100,7 @@ async fn partition_count_is_recorded_and_enforced() {
     );
     assert_eq!(
         first.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
     );
 }
 
@@ -121,7 +122,7 @@ async fn concurrent_first_starts_migrate_once() {
         let backend = start.await.unwrap().unwrap();
         assert_eq!(
             backend.applied_migrations().await.unwrap(),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
         );
     }
 }
@@ -1885,4 +1886,166 @@ async fn a_members_delete_reaches_every_depth_below_it() {
         ));
     }
     assert_eq!(b.describe(&root).await.unwrap().state, State::Cancelled);
+}
+
+/// Signals, priority edits, pauses and resumes of one execution sent at
+/// once through two instances number its events once each, without a gap:
+/// every writer of an event holds the execution's row lock (migration
+/// 0011), the signal's included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_events_of_one_execution_are_numbered_once() {
+    use baton_core::{CancelScope, EventKind};
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let backends = [open(&url).await, open(&url).await];
+    let ns = Namespace::new("wait").unwrap();
+    assert!(!backends[0].set_history(&ns, true).await.unwrap());
+    let request = baton_core::SuspendRequest::signals([waitpoint("never")]);
+    let id = create_suspended(&backends[0], "events", request).await;
+    let rounds = 20;
+    let mut calls = Vec::new();
+    for i in 0..rounds {
+        let (b, signalled) = (backends[i % 2].clone(), id.clone());
+        calls.push(tokio::spawn(async move {
+            let signal = baton_core::NewSignal::new(waitpoint("x"), b"1".to_vec());
+            let outcome = b.signal(&signalled, signal).await.unwrap();
+            assert_eq!(outcome, baton_core::SignalOutcome::Buffered);
+        }));
+        let (b, edited) = (backends[(i + 1) % 2].clone(), id.clone());
+        // Every edit sets a priority no other one does, so each changes it.
+        let priority = i32::try_from(i).unwrap() + 1;
+        calls.push(tokio::spawn(async move {
+            b.set_priority(&edited, priority).await.unwrap();
+        }));
+    }
+    let (b, paused) = (backends[1].clone(), id.clone());
+    calls.push(tokio::spawn(async move {
+        for _ in 0..rounds / 2 {
+            b.pause(&paused, CancelScope::Execution).await.unwrap();
+            b.resume(&paused, CancelScope::Execution).await.unwrap();
+        }
+    }));
+    for call in calls {
+        call.await.unwrap();
+    }
+    let events = backends[0].events(&id, 0, 1_000).await.unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    // Created, claimed, suspended, then the concurrent ones.
+    let expected = 3 + 3 * rounds as u64;
+    assert_eq!(seqs, (1..=expected).collect::<Vec<u64>>());
+    let count = |kind: EventKind| events.iter().filter(|e| e.event == kind).count();
+    assert_eq!(count(EventKind::Signalled), rounds);
+    assert_eq!(count(EventKind::PriorityChanged), rounds);
+    assert_eq!(count(EventKind::Paused), rounds / 2);
+    assert_eq!(count(EventKind::Resumed), rounds / 2);
+}
+
+/// A trimmed and a deleted execution leave no event behind; the history
+/// of one still kept stays.
+#[tokio::test]
+async fn trims_and_deletes_remove_the_events() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let b = open(&server.schema_url(&schema)).await;
+    let ns = Namespace::new("events").unwrap();
+    assert!(!b.set_history(&ns, true).await.unwrap());
+    let kept = b.create_one(exec("events", "l")).await.unwrap().id;
+    let deleted = b.create_one(exec("events", "l")).await.unwrap().id;
+    b.cancel(&deleted, CancelRequest::default()).await.unwrap();
+    b.delete(&deleted, false).await.unwrap();
+    let trimmed = b.create_one(exec("events", "l")).await.unwrap().id;
+    b.cancel(&trimmed, CancelRequest::default()).await.unwrap();
+    assert_eq!(trim_everything(&b).await, 1);
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(server.url())
+        .await
+        .unwrap();
+    let left: Vec<(uuid::Uuid, i64)> = sqlx::query_as(&format!(
+        "SELECT uuid, count(*) FROM {schema}.events GROUP BY uuid"
+    ))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(left, vec![(kept.uuid(), 1)]);
+}
+
+/// An execution created while the history of its namespace is off writes
+/// no event, whatever changes it (a claim, a suspension, a signal, edits,
+/// an audit, a cancel); one created while it is on, in the same batches
+/// and audits, writes them all. The setting is per namespace and taken at
+/// creation: turning it on later changes nothing for one created before.
+#[tokio::test]
+async fn executions_without_history_write_no_event() {
+    use baton_core::{EventKind, TagKey};
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let b = open(&server.schema_url(&schema)).await;
+    let (off, on) = (
+        Namespace::new("wait").unwrap(),
+        Namespace::new("kept").unwrap(),
+    );
+    assert!(!b.history_enabled(&on).await.unwrap());
+    assert!(!b.set_history(&on, true).await.unwrap());
+    assert!(b.history_enabled(&on).await.unwrap());
+    assert!(!b.history_enabled(&off).await.unwrap());
+    let request = baton_core::SuspendRequest::signals([waitpoint("never")]);
+    let quiet = create_suspended(&b, "quiet", request).await;
+    let created = b
+        .create(vec![exec("kept", "l"), exec("wait", "l")])
+        .await
+        .unwrap();
+    let (kept, late) = (created[0].id.clone(), created[1].id.clone());
+    // Turned on now: `quiet` and `late` keep the setting they were
+    // created with.
+    assert!(!b.set_history(&off, true).await.unwrap());
+    let signal = baton_core::NewSignal::new(waitpoint("x"), b"1".to_vec());
+    b.signal(&quiet, signal).await.unwrap();
+    for id in [&quiet, &kept, &late] {
+        b.set_priority(id, 7).await.unwrap();
+        b.set_tag(id, TagKey::new("k").unwrap(), Some("v".into()))
+            .await
+            .unwrap();
+    }
+    b.audit(&[quiet.clone(), kept.clone(), late.clone()], "looked at")
+        .await
+        .unwrap();
+    for id in [&quiet, &kept, &late] {
+        b.cancel(id, CancelRequest::default()).await.unwrap();
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(server.url())
+        .await
+        .unwrap();
+    let written: Vec<(uuid::Uuid, i64)> = sqlx::query_as(&format!(
+        "SELECT uuid, count(*) FROM {schema}.events GROUP BY uuid"
+    ))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(written, vec![(kept.uuid(), 5)]);
+    assert!(b.events(&quiet, 0, 100).await.unwrap().is_empty());
+    let kinds: Vec<EventKind> = b
+        .events(&kept, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::Created,
+            EventKind::PriorityChanged,
+            EventKind::TagChanged,
+            EventKind::Audit,
+            EventKind::Cancelled
+        ]
+    );
+    assert!(b.set_history(&on, false).await.unwrap());
+    assert!(!b.set_history(&on, false).await.unwrap());
+    assert!(!b.history_enabled(&on).await.unwrap());
 }

@@ -434,6 +434,50 @@ impl Client {
         self.transport.explain(id).await
     }
 
+    /// Turns the event history of the client's namespace on or off for
+    /// the executions created from now on (see
+    /// [`baton_core::AdminBackend::set_history`]; off by default); answers
+    /// whether it was on before.
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Unavailable`.
+    pub async fn set_history(&self, enabled: bool) -> Result<bool> {
+        self.transport.set_history(&self.namespace, enabled).await
+    }
+
+    /// Whether executions created in the client's namespace now record
+    /// their history.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub async fn history_enabled(&self) -> Result<bool> {
+        self.transport.history_enabled(&self.namespace).await
+    }
+
+    /// The history of execution `id`: its events numbered above `after`,
+    /// oldest first, at most `limit` (`1..=1000`) — every change of state
+    /// with its time, attempt, worker and detail, signals delivered and
+    /// operators' edits (see [`baton_core::AdminBackend::events`]).
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput`, `Unavailable`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client, id: baton_core::ExecutionId) -> baton_core::Result<()> {
+    /// for e in client.events(&id, 0, 100).await? {
+    ///     println!("{} {} {:?}", e.at, e.event, e.detail);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn events(
+        &self,
+        id: &ExecutionId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<baton_core::ExecutionEvent>> {
+        self.transport.events(id, after, limit).await
+    }
+
     /// Deletes execution `id` and its descendants with everything they
     /// hold (see [`baton_core::AdminBackend::delete`]); one that has not
     /// finished needs `force` (it is cancelled first and its worker

@@ -348,6 +348,32 @@ impl Transport {
         }
     }
 
+    pub(crate) async fn set_history(&self, namespace: &Namespace, enabled: bool) -> Result<bool> {
+        match self {
+            Transport::Direct(b) => b.set_history(namespace, enabled).await,
+            Transport::Http(h) => h.history(namespace, Some(enabled)).await,
+        }
+    }
+
+    pub(crate) async fn history_enabled(&self, namespace: &Namespace) -> Result<bool> {
+        match self {
+            Transport::Direct(b) => b.history_enabled(namespace).await,
+            Transport::Http(h) => h.history(namespace, None).await,
+        }
+    }
+
+    pub(crate) async fn events(
+        &self,
+        id: &ExecutionId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<baton_core::ExecutionEvent>> {
+        match self {
+            Transport::Direct(b) => b.events(id, after, limit).await,
+            Transport::Http(h) => h.events(id, after, limit).await,
+        }
+    }
+
     pub(crate) async fn delete(
         &self,
         id: &ExecutionId,

@@ -113,6 +113,9 @@ fn quick_retries(n: u32) -> RetryPolicy {
 
 async fn client_calls(env: Env) {
     let c = &env.client;
+    assert!(!c.history_enabled().await.unwrap(), "off by default");
+    assert!(!c.set_history(true).await.unwrap());
+    assert!(c.history_enabled().await.unwrap());
     let batch = (0..3)
         .map(|i| c.execution("echo", &json!({"n": i})))
         .collect::<Result<Vec<_>, _>>()
@@ -192,6 +195,16 @@ async fn client_calls(env: Env) {
         "{e}"
     );
     worker.shutdown(BOUND).await;
+    let history = c.events(&out[0].id, 0, 10).await.unwrap();
+    let names: Vec<_> = history.iter().map(|e| e.event).collect();
+    assert_eq!(
+        names,
+        [
+            baton_core::EventKind::Created,
+            baton_core::EventKind::Cancelled
+        ]
+    );
+    assert_eq!(history[1].detail.as_deref(), Some("changed my mind"));
     // Delete one finished execution, then by filter the rest (a dry run
     // first), over either transport.
     let report = c.delete(&out[2].id, false).await.unwrap();
@@ -208,6 +221,7 @@ async fn client_calls(env: Env) {
         limit: 100,
         dry_run,
         cursor: None,
+        actor: None,
     };
     let preview = c.bulk(request(true)).await.unwrap();
     assert_eq!((preview.matched, preview.changed), (2, 2), "{preview:?}");

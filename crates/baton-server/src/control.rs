@@ -11,7 +11,7 @@ use baton_core::TagKey;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiQuery, IdAnd, IdPath, LanePath};
+use crate::extract::{ApiJson, ApiQuery, IdAnd, IdPath, LanePath, NamespacePath};
 
 /// `PUT /v1/executions/{id}/priority`: the snapshot with its new priority.
 pub(crate) async fn set_priority(
@@ -123,6 +123,53 @@ pub(crate) async fn delete(
         "delete call"
     );
     Ok(Json(baton_api::DeleteAnswer::from(&report)))
+}
+
+/// `GET /v1/executions/{id}/events?after=&limit=`: `{"items": [event…],
+/// "next_after"}`.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    ApiQuery(q): ApiQuery<baton_api::EventsQuery>,
+) -> ApiResult<Json<baton_api::EventsAnswer>> {
+    let limit = q.limit.unwrap_or(baton_core::Page::DEFAULT_LIMIT);
+    let events = state.backend().events(&id, q.after, limit).await?;
+    let next_after = (events.len() == limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(baton_api::EventsAnswer {
+        items: events.iter().map(baton_api::EventAnswer::from).collect(),
+        next_after,
+    }))
+}
+
+/// `PUT /v1/namespaces/{namespace}/history` `{"enabled"}`: `{"namespace",
+/// "enabled", "was"}`.
+pub(crate) async fn set_history(
+    State(state): State<AppState>,
+    NamespacePath(ns): NamespacePath,
+    ApiJson(body): ApiJson<baton_api::HistoryBody>,
+) -> ApiResult<Json<baton_api::HistoryAnswer>> {
+    let was = state.backend().set_history(&ns, body.enabled).await?;
+    tracing::info!(target: "baton::audit", op = "set_history", namespace = %ns, enabled = body.enabled, was, "history setting");
+    Ok(Json(baton_api::HistoryAnswer {
+        namespace: ns.to_string(),
+        enabled: body.enabled,
+        was: Some(was),
+    }))
+}
+
+/// `GET /v1/namespaces/{namespace}/history`: `{"namespace", "enabled"}`.
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    NamespacePath(ns): NamespacePath,
+) -> ApiResult<Json<baton_api::HistoryAnswer>> {
+    let enabled = state.backend().history_enabled(&ns).await?;
+    Ok(Json(baton_api::HistoryAnswer {
+        namespace: ns.to_string(),
+        enabled,
+        was: None,
+    }))
 }
 
 /// `POST /v1/lanes/{lane}/pause` `{"namespace"}`: `{"lane", "paused":

@@ -116,44 +116,77 @@ pub(crate) async fn describe_many(
 /// "next_cursor"}`; each call is logged as an audit line.
 pub(crate) async fn bulk_cancel(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<baton_api::BulkBody>,
 ) -> ApiResult<Json<baton_api::BulkAnswer>> {
     let request = body.into_request(baton_core::BulkAction::Cancel(Default::default()))?;
-    bulk(state, request).await
+    bulk(state, &headers, request).await
 }
 
 /// `POST /v1/executions/bulk/replay`: as bulk cancel.
 pub(crate) async fn bulk_replay(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<baton_api::BulkBody>,
 ) -> ApiResult<Json<baton_api::BulkAnswer>> {
     let request = body.into_request(baton_core::BulkAction::Replay)?;
-    bulk(state, request).await
+    bulk(state, &headers, request).await
 }
 
 /// `POST /v1/executions/bulk/delete`: as bulk cancel (`"force"` cancels
 /// and deletes unfinished executions).
 pub(crate) async fn bulk_delete(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiJson(body): ApiJson<baton_api::BulkBody>,
 ) -> ApiResult<Json<baton_api::BulkAnswer>> {
     let request = body.into_request(baton_core::BulkAction::Delete { force: false })?;
-    bulk(state, request).await
+    bulk(state, &headers, request).await
+}
+
+/// Who asks for a bulk call: `http:` and the `Baton-Actor` header (an
+/// operator's or tool's name, visible ASCII; the server has one API token,
+/// so it cannot tell callers apart itself), else `http`.
+fn actor(headers: &axum::http::HeaderMap) -> ApiResult<String> {
+    const MAX: usize = baton_core::BulkRequest::MAX_ACTOR - "http:".len();
+    let Some(value) = headers.get("baton-actor") else {
+        return Ok("http".into());
+    };
+    let text = value.to_str().map(str::trim).unwrap_or("");
+    if text.is_empty()
+        || text.len() > MAX
+        || !text.bytes().all(|c| c.is_ascii_graphic() || c == b' ')
+    {
+        return Err(baton_core::EngineError::invalid(
+            "Baton-Actor",
+            text,
+            format!("name the caller in 1 to {MAX} visible ASCII characters"),
+        )
+        .into());
+    }
+    Ok(format!("http:{text}"))
 }
 
 async fn bulk(
     state: AppState,
-    request: baton_core::BulkRequest,
+    headers: &axum::http::HeaderMap,
+    mut request: baton_core::BulkRequest,
 ) -> ApiResult<Json<baton_api::BulkAnswer>> {
+    request.actor = Some(actor(headers)?);
     state.metrics().saw_namespace(&request.filter.namespace);
     let op = request.action.name();
     let (namespace, dry_run) = (request.filter.namespace.clone(), request.dry_run);
     let filter = format!("{:?}", request.filter);
     let ids = request.ids.len();
+    let actor = request.actor.clone().unwrap_or_default();
     let report = state.backend().bulk(request).await?;
+    if let Some(e) = &report.audit_error {
+        tracing::warn!(target: "baton::audit", op, %namespace, error = %e, "bulk call: audit events not written");
+    }
     tracing::info!(
         target: "baton::audit",
         op,
+        actor,
         %namespace,
         dry_run,
         filter,

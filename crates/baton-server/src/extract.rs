@@ -132,6 +132,19 @@ impl<S: Send + Sync> FromRequestParts<S> for LanePath {
     }
 }
 
+/// The `{namespace}` segment of a path.
+#[derive(Debug)]
+pub struct NamespacePath(pub baton_core::Namespace);
+
+impl<S: Send + Sync> FromRequestParts<S> for NamespacePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let text = one_segment(parts, state).await?;
+        Ok(NamespacePath(baton_core::Namespace::new(text)?))
+    }
+}
+
 async fn one_segment<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<String, ApiError> {
     Path::<String>::from_request_parts(parts, state)
         .await

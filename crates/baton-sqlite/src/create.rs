@@ -96,7 +96,27 @@ pub(crate) async fn create(
         fresh.push(row);
     }
 
-    // 31 bound columns per row; 400 rows stay under SQLite's 32766
+    // The namespaces of this call that keep histories (usually none: the
+    // history column keeps its default and nothing more is bound).
+    let mut namespaces: Vec<&str> = fresh.iter().map(|r| r.new.namespace.as_str()).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let mut qb: QueryBuilder<'_, Sqlite> =
+        QueryBuilder::new("SELECT namespace FROM namespace_history WHERE namespace IN (");
+    let mut list = qb.separated(", ");
+    for ns in &namespaces {
+        list.push_bind(*ns);
+    }
+    qb.push(")");
+    let with_history: Vec<String> = if namespaces.is_empty() {
+        Vec::new()
+    } else {
+        qb.build_query_scalar()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map)?
+    };
+    // 32 bound columns per row; 400 rows stay under SQLite's 32766
     // variable limit with room to spare.
     for chunk in fresh.chunks(400) {
         // The dependency columns only for chunks that hold a dependent: the
@@ -111,6 +131,10 @@ pub(crate) async fn create(
         );
         if with_deps {
             qb.push(", finished_at, last_error, dep_policy, deps_total, deps_done, deps_bad");
+        }
+        let keeps_history = !with_history.is_empty();
+        if keeps_history {
+            qb.push(", history");
         }
         qb.push(") ");
         qb.push_values(chunk, |mut b, r| {
@@ -158,6 +182,11 @@ pub(crate) async fn create(
                     .push_bind(start.map_or(0, |s| i64::from(s.total)))
                     .push_bind(start.map_or(0, |s| i64::from(s.done)))
                     .push_bind(start.map_or(0, |s| i64::from(s.bad)));
+            }
+            if keeps_history {
+                b.push_bind(i64::from(
+                    with_history.iter().any(|ns| ns == n.namespace.as_str()),
+                ));
             }
         });
         qb.build().execute(&mut *tx).await.map_err(map)?;

@@ -1,10 +1,14 @@
-//! Deletes: one unit of [`AdminBackend::delete_units`](baton_core::AdminBackend::delete_units)
-//! in one transaction.
+//! Deletes (one unit of [`AdminBackend::delete_units`](baton_core::AdminBackend::delete_units)
+//! in one transaction) and the history of an execution (written by the
+//! triggers of migration 0011, and by [`note`] for edits).
 
-use baton_core::raw::rules::{self, DeleteFacts, DeleteVerdict};
 use std::collections::HashMap;
 
-use baton_core::{CancelScope, DeletePart, EngineError, ExecutionId, PartitionId, Result, State};
+use baton_core::raw::rules::{self, DeleteFacts, DeleteVerdict, StoredEvent};
+use baton_core::{
+    AttemptOutcome, CancelScope, DeletePart, EngineError, ExecutionEvent, ExecutionId, PartitionId,
+    Result, State, Timestamp,
+};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::errors::map;
@@ -237,4 +241,143 @@ async fn descendants(
     found.sort_by(|a, b| b.0.cmp(&a.0));
     found.truncate(limit);
     Ok(found.into_iter().map(|(uuid, _)| uuid).collect())
+}
+
+pub(crate) async fn events(
+    b: &SqliteBackend,
+    id: &ExecutionId,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<ExecutionEvent>> {
+    baton_core::Page::first(limit).validate()?;
+    let mut conn = b.read_existing(id).await?;
+    type Row = (
+        i64,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT e.seq, e.at, e.kind, e.from_state, e.to_state, e.attempt, e.worker_id, \
+         e.detail, a.outcome FROM events e LEFT JOIN attempts a \
+         ON a.execution_uuid = e.uuid AND a.number = e.attempt \
+         WHERE e.uuid = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
+    )
+    .bind(blob(id))
+    .bind(i64::try_from(after).unwrap_or(i64::MAX))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map)?;
+    let ctx = format!("execution {id} events");
+    rows.into_iter()
+        .map(
+            |(seq, at, kind, from, to, attempt, worker, detail, outcome)| {
+                let outcome = outcome
+                    .as_deref()
+                    .map(|o| baton_core::raw::stored::parse::<AttemptOutcome>("outcome", &ctx, o))
+                    .transpose()?;
+                let stored = StoredEvent {
+                    seq: baton_core::raw::stored::in_range("seq", &ctx, seq)?,
+                    at: Timestamp::from_millis(at),
+                    kind,
+                    from,
+                    to,
+                    attempt: baton_core::raw::stored::in_range("attempt", &ctx, attempt)?,
+                    worker,
+                    detail,
+                };
+                rules::stored_event(&ctx, stored, outcome)
+            },
+        )
+        .collect()
+}
+
+/// Records an event that changes no state (an operator's edit, an audit)
+/// for `id` at `now`, in the caller's transaction.
+pub(crate) async fn note(
+    conn: &mut SqliteConnection,
+    id: &ExecutionId,
+    now: Timestamp,
+    kind: baton_core::EventKind,
+    detail: &str,
+) -> Result<()> {
+    // Nothing for an execution that is gone (an audit of one deleted
+    // meanwhile) or keeps no history.
+    sqlx::query(
+        "INSERT INTO events (uuid, seq, at, kind, attempt, detail) \
+         SELECT ?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE uuid = ?1), ?2, ?3, \
+         attempts, ?4 FROM executions WHERE uuid = ?1 AND history = 1",
+    )
+    .bind(blob(id))
+    .bind(now.as_millis())
+    .bind(kind.as_str())
+    .bind(rules::event_detail(detail))
+    .execute(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(())
+}
+
+pub(crate) async fn audit(b: &SqliteBackend, ids: &[ExecutionId], detail: &str) -> Result<()> {
+    baton_core::raw::check_describe_many(ids)?;
+    for id in ids {
+        b.check_id(id)?;
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    for id in ids {
+        note(&mut tx, id, now, baton_core::EventKind::Audit, detail).await?;
+    }
+    tx.commit().await.map_err(map)?;
+    Ok(())
+}
+
+pub(crate) async fn set_history(
+    b: &SqliteBackend,
+    namespace: &baton_core::Namespace,
+    enabled: bool,
+) -> Result<bool> {
+    let mut tx = b.begin().await?;
+    let was = sqlx::query_scalar::<_, i64>("SELECT 1 FROM namespace_history WHERE namespace = ?")
+        .bind(namespace.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map)?
+        .is_some();
+    let statement = if enabled {
+        "INSERT INTO namespace_history (namespace) VALUES (?) ON CONFLICT DO NOTHING"
+    } else {
+        "DELETE FROM namespace_history WHERE namespace = ?"
+    };
+    sqlx::query(statement)
+        .bind(namespace.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+    tx.commit().await.map_err(map)?;
+    Ok(was)
+}
+
+pub(crate) async fn history_enabled(
+    b: &SqliteBackend,
+    namespace: &baton_core::Namespace,
+) -> Result<bool> {
+    let mut conn = b.inner.reader.acquire().await.map_err(map)?;
+    Ok(
+        sqlx::query_scalar::<_, i64>("SELECT 1 FROM namespace_history WHERE namespace = ?")
+            .bind(namespace.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map)?
+            .is_some(),
+    )
 }

@@ -64,6 +64,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "pause and replay",
         include_str!("../../../migrations/sqlite/0010_pause_replay.sql"),
     ),
+    (
+        11,
+        "event history",
+        include_str!("../../../migrations/sqlite/0011_events.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -353,5 +358,91 @@ mod tests {
             .execute(&mut conn)
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn version_11_leaves_older_executions_without_history() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 10) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        let id = |low: u128| uuid::Uuid::from_u128(0x0190f0e4_0000_7000_8000_000000000000 + low);
+        let insert = |history: &str| {
+            format!(
+                "INSERT INTO executions (uuid, partition, namespace, lane, kind, state, \
+                 priority, payload, tags, required_caps, attempts, max_attempts, \
+                 backoff_initial_ms, backoff_max_ms, backoff_multiplier, backoff_jitter, \
+                 created_at, updated_at, ready_at{history}) \
+                 VALUES (?, 3, 'n', 'l', 'k', 'waiting', 0, x'', '{{}}', '[]', 0, 3, 0, 0, 1.0, 0, \
+                 ?, ?, 1{})",
+                if history.is_empty() { "" } else { ", 1" }
+            )
+        };
+        sqlx::query(&insert(""))
+            .bind(id(1).as_bytes().to_vec())
+            .bind(1)
+            .bind(1)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (_, _, v11) = super::MIGRATIONS[10];
+        sqlx::raw_sql(v11).execute(&mut conn).await.unwrap();
+        sqlx::query(&insert(", history"))
+            .bind(id(2).as_bytes().to_vec())
+            .bind(9)
+            .bind(9)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for low in [1, 2] {
+            sqlx::query(
+                "UPDATE executions SET state = 'cancelled', cancel_reason = 'old', \
+                 finished_at = 12, updated_at = 12 WHERE uuid = ?",
+            )
+            .bind(id(low).as_bytes().to_vec())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        type Event = (u128, i64, i64, Option<String>, String, Option<String>);
+        type Stored = (Vec<u8>, i64, i64, Option<String>, String, Option<String>);
+        let rows: Vec<Stored> = sqlx::query_as(
+            "SELECT uuid, seq, at, from_state, to_state, detail FROM events \
+                 ORDER BY uuid, seq",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let rows: Vec<Event> = rows
+            .into_iter()
+            .map(|(u, seq, at, from, to, detail)| {
+                (
+                    uuid::Uuid::from_slice(&u).unwrap().as_u128() & 0xff,
+                    seq,
+                    at,
+                    from,
+                    to,
+                    detail,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (2, 1, 9, None, "waiting".into(), None),
+                (
+                    2,
+                    2,
+                    12,
+                    Some("waiting".into()),
+                    "cancelled".into(),
+                    Some("old".into())
+                ),
+            ],
+            "an execution from before keeps no history; one created with it on records every change"
+        );
     }
 }

@@ -11,9 +11,9 @@ use baton_core::raw::cascade::{CascadeWalk, TreeAction};
 use baton_core::raw::rules;
 use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
-    AttemptOutcome, CancelScope, ClaimRequest, EngineError, ExecutionId, ExecutionSnapshot,
-    Explanation, Lane, LaneInfo, Namespace, Page, PauseOutcome, QueueFacts, RenewRequest, Result,
-    State, TagKey, Timestamp, WorkerInfo,
+    AttemptOutcome, CancelScope, ClaimRequest, EngineError, EventKind, ExecutionId,
+    ExecutionSnapshot, Explanation, Lane, LaneInfo, Namespace, Page, PauseOutcome, QueueFacts,
+    RenewRequest, Result, State, TagKey, Timestamp, WorkerInfo,
 };
 use sqlx::SqliteConnection;
 
@@ -39,6 +39,8 @@ pub(crate) async fn set_priority(
         .execute(&mut *tx)
         .await
         .map_err(map)?;
+    let detail = rules::priority_detail(priority);
+    crate::manage::note(&mut tx, id, b.now(), EventKind::PriorityChanged, &detail).await?;
     let snap = b.snapshot_in(&mut tx, id).await?;
     tx.commit().await.map_err(map)?;
     Ok(snap)
@@ -80,6 +82,8 @@ pub(crate) async fn set_tag(
     .execute(&mut *tx)
     .await
     .map_err(map)?;
+    let detail = rules::tag_detail(key.as_str(), value.as_deref());
+    crate::manage::note(&mut tx, id, b.now(), EventKind::TagChanged, &detail).await?;
     let snap = b.snapshot_in(&mut tx, id).await?;
     tx.commit().await.map_err(map)?;
     Ok(snap)

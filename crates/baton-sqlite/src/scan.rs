@@ -287,7 +287,7 @@ pub(crate) async fn trim_terminal(
 }
 
 /// Deletes one execution with its attempts, tags, edges, signals, steps,
-/// state and progress frames.
+/// state, progress frames and events.
 pub(crate) async fn delete(conn: &mut SqliteConnection, uuid: &[u8]) -> Result<()> {
     delete_many(conn, &[uuid.to_vec()]).await
 }
@@ -307,6 +307,9 @@ pub(crate) async fn delete_many(conn: &mut SqliteConnection, uuids: &[Vec<u8>]) 
         ("execution_state", "uuid"),
         ("progress_frames", "uuid"),
         ("executions", "uuid"),
+        // After the execution: its delete records no event, but the
+        // statements above may have (none do today).
+        ("events", "uuid"),
     ] {
         let mut qb: sqlx::QueryBuilder<'_, sqlx::Sqlite> =
             sqlx::QueryBuilder::new(format!("DELETE FROM {table} WHERE {column} IN ("));

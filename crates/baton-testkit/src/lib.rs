@@ -211,6 +211,11 @@ macro_rules! __with_cases {
             delete_reaches_the_subtree_and_a_child_alone_only_when_finished,
             a_big_tree_is_deleted_in_units_leaves_first,
             bulk_delete_by_filter_with_preview_limit_and_cursor,
+            // history
+            history_records_a_workers_attempts,
+            history_records_operators_waits_and_ends,
+            history_is_bounded_and_goes_with_the_execution,
+            history_is_kept_per_namespace_from_creation,
             // dependencies
             a_dependent_runs_when_its_upstreams_complete,
             an_unmet_dependency_skips_and_the_skip_cascades,

@@ -78,6 +78,7 @@ pub async fn bulk_delete_at_scale(h: &dyn Harness, n: usize, max_growth_mib: u64
                     limit: Page::MAX_LIMIT,
                     dry_run: false,
                     cursor,
+                    actor: Some("scale test".into()),
                 })
                 .await,
             "bulk delete",

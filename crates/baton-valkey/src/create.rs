@@ -83,6 +83,8 @@ async fn create_now(
                     ("ca", now_ms.as_bytes()),
                     ("ua", now_ms.as_bytes()),
                     ("rd", ready_at.as_bytes()),
+                    // `hx` and `ev` are the call's to write, when the
+                    // history of the namespace is on (see create.lua).
                 ];
                 // No tags and no capabilities are the absent fields.
                 if r.tags_json != "{}" {
@@ -187,6 +189,8 @@ async fn create_now(
             for k in dependents {
                 c.arg(k);
             }
+            // The time of every item's first event.
+            c.arg(now.as_millis());
             let mut pipe = redis::pipe();
             pipe.atomic().add_command(payloads).add_command(c);
             (*p, pipe)

@@ -91,6 +91,22 @@
 //! trim pass uses (`remove_execution` in `lua/common.lua`), so a delete and
 //! a trim leave the same keys behind: none of the execution's.
 //!
+//! ## History
+//! The history is kept per namespace, off by default: `set_history` writes
+//! the namespace to the hash `hx` of every partition in turn (as
+//! `pause_lane` writes a lane's flag), and `baton_create` reads its own
+//! partition's copy for the namespaces it creates in. An execution keeps
+//! the setting it was created with (the record field `hx`); without it
+//! nothing below is written for it.
+//! Every change of an execution's state appends an event to its history
+//! in the `FCALL` that makes it (library generation 12): one `RPUSH` to a
+//! list per execution (`ev:<uuid>`), numbered by the record's `ev`. The
+//! list keeps the first event and the latest up to
+//! `ExecutionEvent::MAX_KEPT`, so only an append past the bound drops one;
+//! `remove_execution` deletes it with the execution. Events store the facts
+//! (states, time, attempt count, worker, detail); `events` names them when
+//! it reads the list, joined with the record's attempts.
+//!
 //! ## Durability
 //! An acknowledged call has been applied by the server; whether it survives
 //! a server crash depends on the server's persistence: none (lost on

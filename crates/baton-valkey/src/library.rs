@@ -30,7 +30,15 @@ use baton_core::{EngineError, Result};
 /// finished ranges and the idempotency key.
 /// Generation 11 added deletes: `baton_delete`, which removes executions
 /// exactly as the trim pass does (one routine, `remove_execution`).
-pub const GENERATION: u32 = 11;
+/// Generation 12 added the event history: the list `ev:<uuid>` and the
+/// record field `ev`, written by every function that changes a state (and
+/// by `baton_signal`, `baton_set_priority` and `baton_set_tag`, which take
+/// the time and the event's detail as new arguments, and `baton_audit`),
+/// and a trailing `now` argument of `baton_create`; all of it only for an
+/// execution whose record holds `hx`, which `baton_create` writes for the
+/// namespaces the partition's hash `hx` names (the history is per
+/// namespace, off by default).
+pub const GENERATION: u32 = 12;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[
@@ -94,6 +102,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("resume.lua", include_str!("../../../lua/resume.lua")),
     ("replay.lua", include_str!("../../../lua/replay.lua")),
     ("delete.lua", include_str!("../../../lua/delete.lua")),
+    ("audit.lua", include_str!("../../../lua/audit.lua")),
 ];
 
 const PLACEHOLDER: &str = "__BATON_LIBRARY_VERSION__";
@@ -174,6 +183,21 @@ mod tests {
     }
 
     #[test]
+    fn the_history_bound_is_the_cores() {
+        let lib = Library::build();
+        let kept = format!(
+            "local EVENTS_KEPT = {}\n",
+            baton_core::ExecutionEvent::MAX_KEPT
+        );
+        let detail = format!(
+            "local EVENT_DETAIL = {}\n",
+            baton_core::ExecutionEvent::MAX_DETAIL
+        );
+        assert!(lib.code.contains(&kept), "{kept}");
+        assert!(lib.code.contains(&detail), "{detail}");
+    }
+
+    #[test]
     fn versions_are_judged() {
         let lib = Library::build();
         assert!(lib.code.starts_with("#!lua name=baton\n"));
@@ -224,6 +248,13 @@ mod tests {
         // 10) gets this one: it has no `baton_delete`.
         assert_eq!(
             judge(Some("10:0123456789abcdef"), &lib).unwrap(),
+            Verdict::Replace
+        );
+        // A server still holding the library before the event history
+        // (generation 11) gets this one: its functions record no event, so
+        // histories would miss the changes they make.
+        assert_eq!(
+            judge(Some("11:0123456789abcdef"), &lib).unwrap(),
             Verdict::Replace
         );
         assert_eq!(judge(Some("garbage"), &lib).unwrap(), Verdict::Replace);

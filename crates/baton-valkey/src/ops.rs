@@ -51,7 +51,10 @@ pub(crate) async fn set_priority(
 ) -> Result<ExecutionSnapshot> {
     b.check_id(id)?;
     let mut c = Server::fcall("baton_set_priority", &b.base(id.partition().get()));
-    c.arg(id.uuid().simple().to_string()).arg(priority);
+    c.arg(id.uuid().simple().to_string())
+        .arg(priority)
+        .arg(b.now().as_millis())
+        .arg(rules::priority_detail(priority));
     let (reply, payload) = b.with_payload(id, c).await?;
     b.outcome(id, "set_priority", reply, payload).await
 }
@@ -68,12 +71,15 @@ pub(crate) async fn set_tag(
     if let Some(v) = &value {
         validate_tag_value(v)?;
     }
+    let detail = rules::tag_detail(key.as_str(), value.as_deref());
     let mut c = Server::fcall("baton_set_tag", &b.base(id.partition().get()));
     c.arg(id.uuid().simple().to_string())
         .arg(key.as_str())
         .arg(if value.is_some() { "1" } else { "0" })
         .arg(value.unwrap_or_default())
-        .arg(baton_core::MAX_TAGS);
+        .arg(baton_core::MAX_TAGS)
+        .arg(b.now().as_millis())
+        .arg(detail);
     let (reply, payload) = b.with_payload(id, c).await?;
     b.outcome(id, "set_tag", reply, payload).await
 }

@@ -6,7 +6,11 @@
 //! change announcements (published only for watched executions, waking
 //! readers across instances), paused lanes flagged in every partition,
 //! paused executions out of the passes' indexes, a replay beside a queued
-//! dependents walk, deletes that leave no key behind, and URL parsing.
+//! dependents walk, deletes that leave no key behind (histories included),
+//! history details cut by characters, the history setting written to every
+//! partition (off: nothing written), an execution written before it had
+//! one keeping none, a forced delete removing what its cancel changed, and
+//! URL parsing.
 //!
 //! The shared servers come from the test kit (each test under a key prefix
 //! of its own); the library-versioning tests start a private
@@ -730,6 +734,8 @@ async fn the_key_schema_never_crosses_cluster_slots() {
     .await
     .unwrap();
     let n = "csafe";
+    // With the history on, its keys are written too.
+    assert!(!backend.set_history(&ns(n), true).await.unwrap());
     let lanes = ["a", "b", "c", "d"];
     // Lane d: deadlines in 2 s. Lanes a-c: every i % 5 == 0 delayed by 1 s,
     // the rest waiting.
@@ -1232,6 +1238,7 @@ async fn flow_indexes_hold_only_what_lives() {
         k.sort();
         k
     };
+    backend.set_history(&ns("flow"), true).await.unwrap();
     let root = backend.create_one(exec("flow", "root")).await.unwrap().id;
     let child = |key: &str| {
         exec("flow", "child")
@@ -1277,6 +1284,7 @@ async fn flow_indexes_hold_only_what_lives() {
         .unwrap();
     assert_eq!((cancelled.cascaded, cancelled.cascade_pending), (3, false));
     assert_eq!(keys("cq"), Vec::<String>::new(), "nothing queued");
+    assert_eq!(keys("ev:*").len(), 4, "a history each: {:?}", keys("ev:*"));
     clock.advance(Duration::from_secs(10));
     for p in backend.partitions().iter() {
         backend
@@ -1284,7 +1292,7 @@ async fn flow_indexes_hold_only_what_lives() {
             .await
             .unwrap();
     }
-    for what in ["ch:*", "ck:*", "tr:*", "open:*", "e:*", "p:*"] {
+    for what in ["ch:*", "ck:*", "tr:*", "open:*", "e:*", "p:*", "ev:*"] {
         assert_eq!(keys(what), Vec::<String>::new(), "{what} after trim");
     }
 }
@@ -1445,6 +1453,7 @@ async fn a_delete_leaves_no_key_of_what_it_removed() {
         .into_iter()
         .collect()
     };
+    backend.set_history(&ns("del"), true).await.unwrap();
     let root = backend
         .create_one(
             exec("del", "root")
@@ -1487,6 +1496,8 @@ async fn a_delete_leaves_no_key_of_what_it_removed() {
     let children = resp_texts(&server.command(&["ZRANGE", &ch, "0", "-1"]).unwrap());
     assert_eq!(children.len(), 2);
     assert!(!children.contains(&lone.uuid().simple().to_string()));
+    // Every execution left has a history; the one deleted took its own.
+    assert_eq!(keys("ev:*").len(), 4, "{:?}", keys("ev:*"));
     // The whole flow, with a running member.
     let report = backend.delete(&root, true).await.unwrap();
     assert_eq!((report.deleted, report.cancelled), (4, true));
@@ -1507,6 +1518,7 @@ async fn a_delete_leaves_no_key_of_what_it_removed() {
         "deadlines",
         "leases",
         "delayed",
+        "ev:*",
     ] {
         assert_eq!(keys(what), BTreeSet::new(), "{what} after the delete");
     }
@@ -3307,6 +3319,7 @@ async fn a_bulk_walk_goes_on_over_pages_without_matches() {
             limit: 1000,
             dry_run: false,
             cursor: None,
+            actor: None,
         })
         .await
         .unwrap();
@@ -3317,4 +3330,289 @@ async fn a_bulk_walk_goes_on_over_pages_without_matches() {
     for id in &wanted {
         assert_eq!(backend.describe(id).await.unwrap().state, State::Cancelled);
     }
+}
+
+// ---------------------------------------------------------------- history
+
+/// A detail is cut to `ExecutionEvent::MAX_DETAIL` characters, not bytes:
+/// Lua sees bytes, and a cut inside a character would store text that is
+/// not UTF-8 (or a shorter detail than the other backends keep).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_detail_is_cut_at_a_character() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, _clock) = connect_with_clock(&url_with(server, &prefix, "partitions=2")).await;
+    backend.set_history(&ns("hist"), true).await.unwrap();
+    let text = format!("ab{}{}", "é".repeat(600), "😀".repeat(600));
+    let expected = baton_core::raw::rules::event_detail(&text);
+    assert_eq!(
+        expected.chars().count(),
+        baton_core::ExecutionEvent::MAX_DETAIL
+    );
+    let cancelled = backend.create_one(exec("hist", "cut")).await.unwrap().id;
+    backend
+        .cancel(&cancelled, CancelRequest::because(text.clone()))
+        .await
+        .unwrap();
+    let failed = backend.create_one(exec("hist", "cut")).await.unwrap().id;
+    let claim = backend
+        .claim(claim_request("hist", &["cut"], "w", 1))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(claim.id, failed);
+    backend
+        .fail(&claim.lease, Failure::permanent(text.clone()))
+        .await
+        .unwrap();
+    for id in [&cancelled, &failed] {
+        let events = backend.events(id, 0, 10).await.unwrap();
+        let last = events.last().unwrap();
+        assert_eq!(last.detail.as_deref(), Some(expected.as_str()), "{id}");
+    }
+}
+
+/// An execution written by an older library holds no `hx`: it keeps no
+/// history, even in a namespace whose history is on now. Its changes record
+/// nothing (nor number anything in its record), and a trim leaves no
+/// history key behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_execution_keeps_no_history() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=2")).await;
+    backend.set_history(&ns("hist"), true).await.unwrap();
+    let id = backend.create_one(exec("hist", "old")).await.unwrap().id;
+    let key = |what: &str| {
+        format!(
+            "{prefix}:{{p:{}}}:{what}:{}",
+            id.partition().get(),
+            id.uuid().simple()
+        )
+    };
+    assert_eq!(backend.events(&id, 0, 10).await.unwrap().len(), 1);
+    // What an older library wrote: no `hx`, no `ev`, no history.
+    let forget = "local h = cmsgpack.unpack(redis.call('GET', KEYS[1])) h.hx, h.ev = nil, nil \
+        redis.call('SET', KEYS[1], cmsgpack.pack(h)) redis.call('DEL', KEYS[2]) return 1";
+    server
+        .command(&["EVAL", forget, "2", &key("e"), &key("ev")])
+        .unwrap();
+    let claim = backend
+        .claim(claim_request("hist", &["old"], "w", 1))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    backend
+        .complete(&claim.lease, b"{}".to_vec())
+        .await
+        .unwrap();
+    backend
+        .audit(std::slice::from_ref(&id), "bulk")
+        .await
+        .unwrap();
+    assert!(backend.events(&id, 0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        resp_int(&server.command(&["EXISTS", &key("ev")]).unwrap()),
+        0
+    );
+    assert_eq!(record_field(server, &key("e"), "ev"), "");
+    clock.advance(Duration::from_secs(10));
+    for p in backend.partitions().iter() {
+        backend
+            .trim_terminal(p, Duration::from_secs(1), 100)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        resp_int(&server.command(&["EXISTS", &key("e")]).unwrap()),
+        0
+    );
+}
+
+/// A field of a stored execution record (`key`), '' when absent.
+fn record_field(server: &RedisServer, key: &str, field: &str) -> String {
+    let read = "return cmsgpack.unpack(redis.call('GET', KEYS[1]))[ARGV[1]] or ''";
+    resp_text(&server.command(&["EVAL", read, "1", key, field]).unwrap())
+}
+
+/// The setting is a field of the hash `hx` of every partition, which
+/// `set_history` writes and removes in each; `baton_create` reads its own
+/// partition's copy (a partition a failed `set_history` did not reach
+/// creates with the old setting, and `history_enabled` answers on while
+/// any partition holds it). Off, an execution's changes, signals, edits
+/// and audits write no history key and no record field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_setting_is_written_to_every_partition_and_off_writes_nothing() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, _clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let flags = |p: u16| format!("{prefix}:{{p:{p}}}:hx");
+    let on_in = |ns: &str| -> Vec<u16> {
+        (0..4)
+            .filter(|&p| resp_int(&server.command(&["HEXISTS", &flags(p), ns]).unwrap()) == 1)
+            .collect()
+    };
+    assert!(!backend.set_history(&ns("on"), true).await.unwrap());
+    assert_eq!(on_in("on"), vec![0, 1, 2, 3]);
+    assert_eq!(on_in("off"), Vec::<u16>::new());
+    assert!(backend.history_enabled(&ns("on")).await.unwrap());
+    assert!(!backend.history_enabled(&ns("off")).await.unwrap());
+    // Creates rotate over the partitions: one of each namespace in each.
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for _ in 0..4 {
+        on.push(backend.create_one(exec("on", "l")).await.unwrap().id);
+        off.push(backend.create_one(exec("off", "l")).await.unwrap().id);
+    }
+    let key = |what: &str, id: &ExecutionId| {
+        format!(
+            "{prefix}:{{p:{}}}:{what}:{}",
+            id.partition().get(),
+            id.uuid().simple()
+        )
+    };
+    for id in &off {
+        backend
+            .signal(
+                id,
+                baton_core::NewSignal::new(
+                    baton_core::SignalName::new("s").unwrap(),
+                    b"1".to_vec(),
+                ),
+            )
+            .await
+            .unwrap();
+        backend.set_priority(id, 7).await.unwrap();
+    }
+    backend.audit(&off, "bulk").await.unwrap();
+    let claims = claim_up_to(&backend, "off", &["l"], "w", 4).await;
+    for c in &claims {
+        backend.complete(&c.lease, b"{}".to_vec()).await.unwrap();
+    }
+    for id in &off {
+        assert!(backend.events(id, 0, 10).await.unwrap().is_empty(), "{id}");
+        assert_eq!(record_field(server, &key("e", id), "hx"), "", "{id}");
+        assert_eq!(record_field(server, &key("e", id), "ev"), "", "{id}");
+    }
+    for id in &on {
+        assert_eq!(record_field(server, &key("e", id), "hx"), "1", "{id}");
+    }
+    let histories = resp_texts(
+        &server
+            .command(&["KEYS", &format!("{prefix}:*:ev:*")])
+            .unwrap(),
+    );
+    let expected: BTreeSet<String> = on.iter().map(|id| key("ev", id)).collect();
+    assert_eq!(histories.into_iter().collect::<BTreeSet<_>>(), expected);
+    // A partition the setting did not reach creates with the old one.
+    let partition = on[0].partition().get();
+    server.command(&["HDEL", &flags(partition), "on"]).unwrap();
+    assert!(backend.history_enabled(&ns("on")).await.unwrap());
+    let mut reached = Vec::new();
+    for _ in 0..4 {
+        let id = backend.create_one(exec("on", "l")).await.unwrap().id;
+        let kept = record_field(server, &key("e", &id), "hx") == "1";
+        assert_eq!(kept, id.partition().get() != partition, "{id}");
+        reached.push(id.partition().get());
+    }
+    assert!(reached.contains(&partition), "{reached:?}");
+    assert!(backend.set_history(&ns("on"), false).await.unwrap());
+    assert_eq!(on_in("on"), Vec::<u16>::new());
+    assert!(!backend.history_enabled(&ns("on")).await.unwrap());
+    assert!(!backend.set_history(&ns("on"), false).await.unwrap());
+}
+
+/// A forced delete that cancels part of a tree removes what its cancel
+/// changed as the cancel left it, the history the cancel started
+/// included: with the history on, a finished member with an unfinished
+/// descendant is refused (even with force: only the flow's root cancels
+/// first), and a forced delete of its finished root cancels that
+/// descendant and removes everything, leaving no history key behind and
+/// counts that add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_delete_removes_what_its_cancel_changed() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, _clock) = connect_with_clock(&url_with(server, &prefix, "partitions=2")).await;
+    let keys = |what: &str| -> BTreeSet<String> {
+        resp_texts(
+            &server
+                .command(&["KEYS", &format!("{prefix}:*:{what}")])
+                .unwrap(),
+        )
+        .into_iter()
+        .collect()
+    };
+    let n = "delh";
+    backend.set_history(&ns(n), true).await.unwrap();
+    let root = backend.create_one(exec(n, "root")).await.unwrap().id;
+    let member = backend
+        .create_one(exec(n, "member").with_parent(root.clone()))
+        .await
+        .unwrap()
+        .id;
+    let below = backend
+        .create_one(exec(n, "below").with_parent(member.clone()))
+        .await
+        .unwrap()
+        .id;
+    let deep = backend
+        .create_one(exec(n, "deep").with_parent(below.clone()))
+        .await
+        .unwrap()
+        .id;
+    let done = |id: &ExecutionId, l: &'static str| {
+        let backend = backend.clone();
+        let id = id.clone();
+        async move {
+            let claim = backend
+                .claim(claim_request(n, &[l], "w", 1))
+                .await
+                .unwrap()
+                .pop()
+                .unwrap();
+            assert_eq!(claim.id, id);
+            backend.complete(&claim.lease, b"1".to_vec()).await.unwrap();
+        }
+    };
+    // A finished member whose descendants have not finished (one waiting,
+    // one running).
+    done(&member, "member").await;
+    let running = backend
+        .claim(claim_request(n, &["deep"], "w", 1))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(running.id, deep);
+    let histories = keys("ev:*");
+    assert_eq!(histories.len(), 4, "{histories:?}");
+    for force in [false, true] {
+        match backend.delete(&member, force).await {
+            Err(EngineError::Conflict { state, .. }) => assert_eq!(state, State::Completed),
+            other => panic!("force {force}: {other:?}"),
+        }
+    }
+    assert_eq!(keys("ev:*"), histories, "a refused delete writes nothing");
+    // Its root finished too: a forced delete of the root cancels the
+    // member's descendants, then removes the flow.
+    done(&root, "root").await;
+    let report = backend.delete(&root, true).await.unwrap();
+    assert_eq!((report.deleted, report.cancelled), (4, true));
+    for what in [
+        "e:*", "p:*", "ev:*", "ch:*", "tr:*", "open:*", "cq", "leases",
+    ] {
+        assert_eq!(keys(what), BTreeSet::new(), "{what} after the delete");
+    }
+    assert_eq!(counts(&backend, n).await, BTreeMap::new());
 }

@@ -31,6 +31,14 @@ pub(crate) async fn run(
         .into());
     }
     let verb = action.name();
+    // Recorded in the audit event of each execution the run changes.
+    let actor = format!(
+        "cli:{}",
+        std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "unknown".into())
+    );
     // Work submitted after the preview is not part of what was confirmed
     // (and a walk chasing new submissions would never end).
     let started = baton_core::Timestamp::now_system();
@@ -42,6 +50,7 @@ pub(crate) async fn run(
         limit: Page::MAX_LIMIT,
         dry_run,
         cursor,
+        actor: Some(actor.clone()),
     };
     // The preview: every matching execution counted, nothing changed.
     let preview = walk(backend, |c| request(true, c), |_, _, _| {})

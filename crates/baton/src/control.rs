@@ -6,7 +6,7 @@ use baton_api::{
     ExplainAnswer, LaneAnswer, LanePauseAnswer, LanesAnswer, PauseAnswer, Snapshot, WorkerAnswer,
     WorkersAnswer,
 };
-use baton_core::{AdminBackend, CancelScope, ExecutionId, Lane, Namespace, State, TagKey};
+use baton_core::{AdminBackend, CancelScope, ExecutionId, Lane, Namespace, Page, State, TagKey};
 
 use crate::table::Table;
 use crate::{CliResult, print_json, split_pair};
@@ -109,6 +109,87 @@ pub(crate) async fn workers(
         ]);
     }
     t.print_or(&format!("no live workers in namespace {ns}"));
+    Ok(())
+}
+
+/// `baton history on|off|show [--namespace NS]`.
+pub(crate) async fn history(
+    backend: &dyn AdminBackend,
+    namespace: &str,
+    enabled: Option<bool>,
+    json: bool,
+) -> CliResult<()> {
+    let ns = Namespace::new(namespace)?;
+    let (now, was) = match enabled {
+        Some(on) => (on, Some(backend.set_history(&ns, on).await?)),
+        None => (backend.history_enabled(&ns).await?, None),
+    };
+    if json {
+        print_json(&baton_api::HistoryAnswer {
+            namespace: ns.to_string(),
+            enabled: now,
+            was,
+        });
+        return Ok(());
+    }
+    let word = |on: bool| if on { "on" } else { "off" };
+    match was {
+        Some(was) if was == now => println!("the history of {ns} was already {}", word(now)),
+        Some(_) => println!(
+            "the history of {ns} is {} for executions created from now on",
+            word(now)
+        ),
+        None => println!("the history of {ns} is {}", word(now)),
+    }
+    Ok(())
+}
+
+/// `baton events ID [--after N]`: every kept event, a page at a time.
+pub(crate) async fn events(
+    backend: &dyn AdminBackend,
+    id: &str,
+    after: u64,
+    json: bool,
+) -> CliResult<()> {
+    let id: ExecutionId = id.parse()?;
+    let mut events = Vec::new();
+    let mut from = after;
+    loop {
+        let page = backend.events(&id, from, Page::MAX_LIMIT).await?;
+        let full = page.len() == Page::MAX_LIMIT;
+        from = page.last().map_or(from, |e| e.seq);
+        events.extend(page);
+        if !full {
+            break;
+        }
+    }
+    if json {
+        print_json(&baton_api::EventsAnswer {
+            items: events.iter().map(baton_api::EventAnswer::from).collect(),
+            next_after: None,
+        });
+        return Ok(());
+    }
+    let mut t = Table::new(["SEQ", "AT", "EVENT", "STATE", "ATTEMPT", "WORKER", "DETAIL"]);
+    for e in &events {
+        let state = match (e.from, e.to) {
+            (Some(from), Some(to)) => format!("{from} -> {to}"),
+            (None, Some(to)) => to.to_string(),
+            _ => "-".into(),
+        };
+        t.row([
+            e.seq.to_string(),
+            e.at.to_string(),
+            e.event.to_string(),
+            state,
+            e.attempt.to_string(),
+            e.worker.as_ref().map_or("-".into(), ToString::to_string),
+            e.detail
+                .as_deref()
+                .map_or("-".into(), |d| d.replace(['\n', '\r'], " ")),
+        ]);
+    }
+    t.print_or(&format!("no events of {id} after {after}"));
     Ok(())
 }
 

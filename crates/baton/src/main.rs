@@ -199,6 +199,28 @@ enum Command {
         /// The tag key.
         key: String,
     },
+    /// Turn the event history of a namespace on or off, or show whether it
+    /// is on. Off by default: it costs a write per transition. Executions
+    /// keep the setting they were created with.
+    History {
+        /// on, off or show.
+        #[arg(value_enum, default_value = "show")]
+        switch: HistorySwitch,
+        /// The namespace.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+    /// Show the history of an execution, oldest first: every change of
+    /// state with its time, attempt, worker and detail (a cancel reason,
+    /// an error), signals delivered and operators' edits. The first event
+    /// and the latest 199 are kept.
+    Events {
+        /// The execution id.
+        id: String,
+        /// Only events numbered above this one.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
     /// Say in words why an execution is not running now: what it waits
     /// for, who runs it, or how many of its lane go before it.
     Explain {
@@ -328,6 +350,17 @@ enum LaneCommand {
         #[arg(long, default_value = "default")]
         namespace: String,
     },
+}
+
+/// What `baton history` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum HistorySwitch {
+    /// Record the history of executions created from now on.
+    On,
+    /// Stop recording it for executions created from now on.
+    Off,
+    /// Say whether it is on.
+    Show,
 }
 
 #[derive(Debug, Args)]
@@ -625,6 +658,15 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Untag { id, key } => control::tag(backend.as_ref(), &id, &key, true, json).await,
         Command::Revoke { id } => control::revoke(backend.as_ref(), &id, json).await,
         Command::Explain { id } => control::explain(backend.as_ref(), &id, json).await,
+        Command::History { switch, namespace } => {
+            let enabled = match switch {
+                HistorySwitch::On => Some(true),
+                HistorySwitch::Off => Some(false),
+                HistorySwitch::Show => None,
+            };
+            control::history(backend.as_ref(), &namespace, enabled, json).await
+        }
+        Command::Events { id, after } => control::events(backend.as_ref(), &id, after, json).await,
         Command::Pause { id, only } => {
             control::pause(backend.as_ref(), &id, only, true, json).await
         }

@@ -242,7 +242,7 @@ fn migrate_reports_the_schema_version() {
     let cli = Cli::new();
     let m = cli.json(&["migrate"]);
     assert_eq!(m["backend"], "sqlite");
-    assert_eq!(m["schema_version"], 10);
+    assert_eq!(m["schema_version"], 11);
     assert_eq!(m["partitions"], 16);
     assert!(cli.dir.path().join("baton.db").exists());
 }
@@ -966,5 +966,56 @@ fn delete_and_purge() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+/// `baton events ID`: the history as a table, and as JSON.
+#[test]
+fn events_show_the_history() {
+    let cli = Cli::new();
+    assert!(cli.ok(&["history"]).contains("is off"), "off by default");
+    assert!(
+        cli.ok(&["history", "on"])
+            .contains("is on for executions created from now on")
+    );
+    assert_eq!(cli.json(&["history", "show"])["enabled"], true);
+    let id = cli.json(&["submit", "job"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli.ok(&["priority", &id, "9"]);
+    cli.ok(&["cancel", &id, "--reason", "changed my mind"]);
+    let text = cli.ok(&["events", &id]);
+    for word in [
+        "created",
+        "priority_changed",
+        "cancelled",
+        "waiting -> cancelled",
+        "changed my mind",
+    ] {
+        assert!(text.contains(word), "{word} in {text}");
+    }
+    let out = cli.json(&["events", &id]);
+    let items = out["items"].as_array().unwrap();
+    let names: Vec<_> = items.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names, ["created", "priority_changed", "cancelled"]);
+    assert_eq!(items[2]["detail"], "changed my mind");
+    let later = cli.json(&["events", &id, "--after", "2"]);
+    assert_eq!(later["items"].as_array().unwrap().len(), 1);
+    // A bulk run leaves its audit event in each execution it changed.
+    let bulk = cli.json(&["submit", "job", "--lane", "tidy"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli.ok(&["cancel", "--lane", "tidy", "--yes"]);
+    let out = cli.json(&["events", &bulk]);
+    let last = out["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event"], "audit", "{out}");
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("bulk cancel by cli:"),
+        "{out}"
     );
 }

@@ -124,6 +124,7 @@ on_every_backend!(
     serve_trims_finished_work_after_its_retention,
     bulk_cancel_and_replay_over_http,
     delete_and_bulk_delete_over_http,
+    the_history_of_an_execution_over_http,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -2224,4 +2225,82 @@ fn delete_and_bulk_delete_over_http(b: Bk) {
     .error(400, "invalid_input");
     s.request("DELETE", "/v1/executions/nope", None)
         .error(400, "invalid_input");
+}
+
+/// `GET /v1/executions/{id}/events`: every transition in order, with the
+/// worker and detail, paged by `after` and `limit`.
+fn the_history_of_an_execution_over_http(b: Bk) {
+    let s = Server::start(&b);
+    let off = s.get("/v1/namespaces/default/history").json();
+    assert_eq!(off, json!({"namespace": "default", "enabled": false}));
+    let on = s.request(
+        "PUT",
+        "/v1/namespaces/default/history",
+        Some(&json!({"enabled": true})),
+    );
+    assert_eq!(on.status, 200, "{}", on.body);
+    assert_eq!(
+        on.json(),
+        json!({"namespace": "default", "enabled": true, "was": false})
+    );
+    let id = s.submit(json!({"kind": "k", "lane": "hist"}));
+    let claims = s.claim("hist", json!({"worker_id": "w1", "max": 1}));
+    let lease = claims[0]["lease"]["token"].as_str().unwrap().to_owned();
+    s.ok(
+        &format!("/v1/executions/{}/fail", encoded(&id)),
+        json!({"lease": lease, "error": "boom", "retryable": true}),
+    );
+    let path = format!("/v1/executions/{}/events", encoded(&id));
+    let a = s.get(&path);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let all = a.json();
+    let items = all["items"].as_array().unwrap();
+    let names: Vec<_> = items.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names[..3], ["created", "claimed", "retried"], "{all}");
+    assert_eq!(items[0]["seq"], 1);
+    assert_eq!(items[0]["from"], Value::Null);
+    assert_eq!(items[0]["to"], "waiting");
+    assert_eq!(items[1]["worker_id"], "w1");
+    assert_eq!(items[1]["attempt"], 1);
+    assert_eq!(items[2]["from"], "running");
+    assert_eq!(items[2]["detail"], "boom");
+    assert!(items[2]["at"].as_str().is_some());
+    assert_eq!(all["next_after"], Value::Null);
+    let page = s.get(&format!("{path}?after=1&limit=1")).json();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["event"], "claimed");
+    assert_eq!(page["next_after"], 2);
+    s.get(&format!("{path}?limit=0"))
+        .error(400, "invalid_input");
+    // A bulk call leaves its audit event, naming who asked.
+    let other = s.submit(json!({"kind": "k", "lane": "audited"}));
+    let body =
+        serde_json::to_vec(&json!({"filter": {"lane": "audited"}, "reason": "tidy"})).unwrap();
+    let a = s
+        .try_request(
+            "POST",
+            "/v1/executions/bulk/cancel",
+            Some(&body),
+            &[("Baton-Actor", "ana")],
+        )
+        .unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    let history = s
+        .get(&format!("/v1/executions/{}/events", encoded(&other)))
+        .json();
+    let last = history["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event"], "audit", "{history}");
+    let detail = last["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("bulk cancel by http:ana (matched 1, changed 1, skipped 0; namespace=default lane=audited"),
+        "{detail}"
+    );
+    // The history goes with the execution.
+    let gone = s.request(
+        "DELETE",
+        &format!("/v1/executions/{}?force=true", encoded(&id)),
+        None,
+    );
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    s.get(&path).error(404, "not_found");
 }

@@ -367,6 +367,68 @@ pub trait AdminBackend: EngineBackend {
         crate::raw::delete::one(self, id, force).await
     }
 
+    /// The history of an execution: its events numbered above `after`,
+    /// oldest first, at most `limit` of them. Empty for an execution
+    /// created while the history of its namespace was off
+    /// ([`set_history`](Self::set_history)).
+    ///
+    /// # Behavior
+    /// Every change of state is recorded in the transaction / `FCALL` that
+    /// makes it (with the time, the states before and after, the attempt
+    /// count, the worker, and the cancel reason or error it wrote), and so
+    /// are signals delivered and operators' priority and tag edits. The
+    /// event names are decided by
+    /// [`rules::event_kind`](crate::raw::rules::event_kind). An execution
+    /// keeps its first event and its latest ones up to
+    /// [`ExecutionEvent::MAX_KEPT`](crate::ExecutionEvent::MAX_KEPT) (numbers
+    /// are never reused, so a reader's `after` stays valid); its history
+    /// goes when it is trimmed or deleted.
+    ///
+    /// # Errors
+    /// `NotFound`, `InvalidInput` (limit outside `1..=1000`), `Corruption`,
+    /// `Unavailable`.
+    async fn events(
+        &self,
+        id: &ExecutionId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::ExecutionEvent>>;
+
+    /// Turns the event history of `namespace` on or off for the
+    /// executions created from now on (each keeps the setting it was
+    /// created with); answers whether it was on before. Off by default:
+    /// the history costs a write per transition (a fifth to a third of
+    /// the steady throughput, see `benches/RESULTS.md`), and a namespace
+    /// with it off pays nothing for it.
+    ///
+    /// # Atomicity
+    /// One statement on SQL; on Valkey one write per partition, in order
+    /// (an execution created meanwhile on a partition not yet written has
+    /// the old setting).
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Unavailable`.
+    async fn set_history(&self, namespace: &Namespace, enabled: bool) -> Result<bool>;
+
+    /// Whether executions created in `namespace` now record their history.
+    ///
+    /// # Errors
+    /// `InvalidInput`, `Unavailable`.
+    async fn history_enabled(&self, namespace: &Namespace) -> Result<bool>;
+
+    /// Records an `audit` event with `detail` in the history of each of
+    /// `ids` (at most [`Page::MAX_LIMIT`](crate::Page::MAX_LIMIT), any
+    /// partitions; an id that names no execution any more is passed
+    /// over). Bulk calls leave one per execution they changed.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL` per partition of the ids.
+    ///
+    /// # Errors
+    /// `InvalidInput` (too many ids, an id of another deployment),
+    /// `Unavailable`.
+    async fn audit(&self, ids: &[ExecutionId], detail: &str) -> Result<()>;
+
     /// One atomic unit of deletes, for [`delete`](Self::delete) and bulk
     /// deletes: for each of `ids` (all of one partition, at most
     /// [`raw::delete::MAX_UNIT_IDS`](crate::raw::delete::MAX_UNIT_IDS)), in

@@ -50,17 +50,33 @@ pub struct BulkRequest {
     pub dry_run: bool,
     /// Where the previous call stopped (its `next_cursor`).
     pub cursor: Option<ListCursor>,
+    /// Who asks (an operator's name, `cli:<user>`, `http:<address>`):
+    /// recorded in the audit event the call leaves in the history of each
+    /// execution it changed (`None`: `unknown`).
+    pub actor: Option<String>,
 }
 
 impl BulkRequest {
     /// Most ids one call names.
     pub const MAX_IDS: usize = 1000;
 
+    /// Most characters of `actor`.
+    pub const MAX_ACTOR: usize = 200;
+
     /// Checks the limit and the ids: at most `limit` ids (each is matched
     /// or reported in one call), and no cursor with them (ids are not
     /// paged).
     pub fn validate(&self) -> Result<(), EngineError> {
         crate::Page::first(self.limit).validate()?;
+        if let Some(actor) = &self.actor
+            && (actor.is_empty() || actor.chars().count() > Self::MAX_ACTOR || actor.contains('\0'))
+        {
+            return Err(EngineError::invalid(
+                "actor",
+                actor,
+                format!("1 to {} characters, no NUL", Self::MAX_ACTOR),
+            ));
+        }
         if self.ids.len() > Self::MAX_IDS.min(self.limit) {
             return Err(EngineError::invalid(
                 "ids",
@@ -96,4 +112,8 @@ pub struct BulkReport {
     pub skipped: Vec<(ExecutionId, String)>,
     /// Pass back as `cursor` to go on; `None` once nothing more matches.
     pub next_cursor: Option<ListCursor>,
+    /// Why the audit events of the changed executions could not be
+    /// written, when they could not (the changes stand: the call is not
+    /// undone or failed for its audit).
+    pub audit_error: Option<String>,
 }

@@ -3,6 +3,7 @@
 mod bulk;
 mod deps;
 mod engine;
+mod events;
 mod flow;
 mod manage;
 mod ops;
@@ -16,6 +17,7 @@ mod work;
 pub use bulk::{BulkAction, BulkReport, BulkRequest};
 pub use deps::{DependencyMode, DependencyPolicy, Upstream, UpstreamFailure};
 pub use engine::{Ownership, PartitionOwner, ScanReport};
+pub use events::{EventKind, ExecutionEvent};
 pub use flow::{CancelRequest, CancelScope, Cancellation, Tree, TreeNode};
 pub use manage::{DeletePart, DeleteReport};
 pub use ops::{Explanation, LaneInfo, PauseOutcome, QueueFacts, WorkerInfo};

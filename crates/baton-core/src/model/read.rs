@@ -311,6 +311,50 @@ pub struct ListFilter {
 }
 
 impl ListFilter {
+    /// The filter in words for logs and audit events: `namespace=default
+    /// lane=reports state=failed,expired finished_before=…`, the fields
+    /// given only.
+    ///
+    /// ```
+    /// use baton_core::{ListFilter, Namespace, State};
+    /// let f = ListFilter::namespace(Namespace::new("acme").unwrap())
+    ///     .with_states([State::Failed, State::Expired]);
+    /// assert_eq!(f.summary(), "namespace=acme state=failed,expired");
+    /// ```
+    pub fn summary(&self) -> String {
+        let mut parts = vec![format!("namespace={}", self.namespace)];
+        if let Some(lane) = &self.lane {
+            parts.push(format!("lane={lane}"));
+        }
+        if !self.states.is_empty() {
+            let states: Vec<&str> = self.states.iter().map(|s| s.as_str()).collect();
+            parts.push(format!("state={}", states.join(",")));
+        }
+        if let Some(kind) = &self.kind {
+            parts.push(format!("kind={kind}"));
+        }
+        if let Some((key, value)) = &self.tag {
+            parts.push(format!("tag={key}:{value}"));
+        }
+        if let Some(parent) = &self.parent {
+            parts.push(format!("parent={parent}"));
+        }
+        for (name, t) in [
+            ("created_after", self.created_after),
+            ("created_before", self.created_before),
+            ("finished_after", self.finished_after),
+            ("finished_before", self.finished_before),
+        ] {
+            if let Some(t) = t {
+                parts.push(format!("{name}={t}"));
+            }
+        }
+        if let Some(key) = &self.idempotency_key {
+            parts.push(format!("idempotency_key={key}"));
+        }
+        parts.join(" ")
+    }
+
     /// Every execution of a namespace.
     pub fn namespace(namespace: Namespace) -> Self {
         ListFilter {

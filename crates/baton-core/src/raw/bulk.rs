@@ -8,6 +8,7 @@
 
 use crate::AdminBackend;
 use crate::error::{EngineError, Result};
+use crate::id::ExecutionId;
 use crate::model::{BulkAction, BulkReport, BulkRequest, ExecutionSnapshot, Page};
 use crate::state::State;
 
@@ -27,6 +28,33 @@ pub fn bulk_would_change(action: &BulkAction, state: State) -> bool {
 /// Runs one bulk call on `b` (see [`AdminBackend::bulk`]).
 pub async fn run<B: AdminBackend + ?Sized>(b: &B, request: BulkRequest) -> Result<BulkReport> {
     request.validate()?;
+    let mut changed = Vec::new();
+    let mut report = walk(b, &request, &mut changed).await?;
+    if !changed.is_empty() {
+        let detail = super::rules::audit_detail(
+            request.action.name(),
+            request.actor.as_deref(),
+            &request.filter,
+            report.matched,
+            report.changed,
+            report.skipped.len(),
+        );
+        // The changes are committed: an audit that fails is reported
+        // beside them, never in their place.
+        if let Err(e) = b.audit(&changed, &detail).await {
+            report.audit_error = Some(e.to_string());
+        }
+    }
+    Ok(report)
+}
+
+/// The walk of one bulk call; `changed` collects the executions it
+/// changed that still exist (for their audit event).
+async fn walk<B: AdminBackend + ?Sized>(
+    b: &B,
+    request: &BulkRequest,
+    changed: &mut Vec<ExecutionId>,
+) -> Result<BulkReport> {
     let mut report = BulkReport::default();
     if !request.ids.is_empty() {
         // Each id once, in the order given; every one is either acted on
@@ -47,7 +75,7 @@ pub async fn run<B: AdminBackend + ?Sized>(b: &B, request: BulkRequest) -> Resul
                     .push((id.clone(), "no such execution".into())),
             }
         }
-        act_on(b, &request, &matched, &mut report).await?;
+        act_on(b, request, &matched, &mut report, changed).await?;
         return Ok(report);
     }
     let mut cursor = request.cursor;
@@ -62,7 +90,7 @@ pub async fn run<B: AdminBackend + ?Sized>(b: &B, request: BulkRequest) -> Resul
                 },
             )
             .await?;
-        act_on(b, &request, &page.items, &mut report).await?;
+        act_on(b, request, &page.items, &mut report, changed).await?;
         // Every item of the page was acted on, so the page's own cursor is
         // where to go on — also after a page with no items, which a
         // backend answers when it examined entries without finding one.
@@ -83,16 +111,17 @@ async fn act_on<B: AdminBackend + ?Sized>(
     request: &BulkRequest,
     snaps: &[ExecutionSnapshot],
     report: &mut BulkReport,
+    changed: &mut Vec<ExecutionId>,
 ) -> Result<()> {
     let BulkAction::Delete { force } = request.action else {
         for snap in snaps {
-            act(b, request, snap, report).await?;
+            act(b, request, snap, report, changed).await?;
         }
         return Ok(());
     };
     if request.dry_run {
         for snap in snaps {
-            act(b, request, snap, report).await?;
+            act(b, request, snap, report, changed).await?;
         }
         return Ok(());
     }
@@ -119,6 +148,7 @@ async fn act<B: AdminBackend + ?Sized>(
     request: &BulkRequest,
     snap: &ExecutionSnapshot,
     report: &mut BulkReport,
+    changed: &mut Vec<ExecutionId>,
 ) -> Result<()> {
     report.matched += 1;
     if request.dry_run {
@@ -136,7 +166,12 @@ async fn act<B: AdminBackend + ?Sized>(
         BulkAction::Delete { force } => b.delete(&snap.id, *force).await.map(|_| true),
     };
     match done {
-        Ok(true) => report.changed += 1,
+        Ok(true) => {
+            report.changed += 1;
+            if !matches!(request.action, BulkAction::Delete { .. }) {
+                changed.push(snap.id.clone());
+            }
+        }
         Ok(false) => report
             .skipped
             .push((snap.id.clone(), format!("it already {}", snap.state))),

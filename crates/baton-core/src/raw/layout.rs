@@ -18,7 +18,7 @@
 /// | `ops` | `set_priority`, `set_tag`, `revoke`, `workers`, `explain`, `pause`, `resume`, `pause_lane`, `resume_lane`, `lanes`, `replay` |
 /// | `scan` | `promote_due`, `reclaim_expired_leases`, `expire_deadlines`, `trim_terminal` |
 /// | `ownership` | `sync_ownership`, `release_ownership`, `partition_owners` |
-/// | `manage` | `delete_units` |
+/// | `manage` | `delete_units`, `events`, `audit`, `set_history`, `history_enabled` |
 /// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts`, `describe_many` |
 ///
 /// The calling crate depends on `async-trait`.
@@ -399,6 +399,31 @@ macro_rules! implement_backend_by_modules {
                 force: bool,
             ) -> $crate::Result<::std::vec::Vec<$crate::Result<$crate::DeletePart>>> {
                 crate::manage::delete_units(self, ids, force).await
+            }
+
+            async fn events(
+                &self,
+                id: &$crate::ExecutionId,
+                after: u64,
+                limit: usize,
+            ) -> $crate::Result<::std::vec::Vec<$crate::ExecutionEvent>> {
+                crate::manage::events(self, id, after, limit).await
+            }
+
+            async fn audit(&self, ids: &[$crate::ExecutionId], detail: &str) -> $crate::Result<()> {
+                crate::manage::audit(self, ids, detail).await
+            }
+
+            async fn set_history(
+                &self,
+                namespace: &$crate::Namespace,
+                enabled: bool,
+            ) -> $crate::Result<bool> {
+                crate::manage::set_history(self, namespace, enabled).await
+            }
+
+            async fn history_enabled(&self, namespace: &$crate::Namespace) -> $crate::Result<bool> {
+                crate::manage::history_enabled(self, namespace).await
             }
 
             async fn children(

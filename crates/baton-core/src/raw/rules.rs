@@ -392,6 +392,7 @@ pub fn cancel_acts(snap: &ExecutionSnapshot) -> Result<bool, EngineError> {
 
 mod deployment;
 mod deps;
+mod events;
 mod flows;
 mod memory;
 mod ops;
@@ -399,6 +400,7 @@ mod steps;
 mod waits;
 pub use deployment::*;
 pub use deps::*;
+pub use events::*;
 pub use flows::*;
 pub use memory::*;
 pub use ops::*;

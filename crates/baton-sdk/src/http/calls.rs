@@ -709,8 +709,70 @@ impl HttpTransport {
             // is meant.
             all: true,
         };
-        let answer: baton_api::BulkAnswer = self.call(route, route.path(), Some(&body), op).await?;
+        let answer: baton_api::BulkAnswer = self
+            .call_as(
+                route,
+                route.path(),
+                Some(&body),
+                op,
+                request.actor.as_deref(),
+            )
+            .await?;
         answer.into_report()
+    }
+
+    /// `PUT` (with `enabled`) or `GET /v1/namespaces/{namespace}/history`.
+    pub(crate) async fn history(
+        &self,
+        namespace: &baton_core::Namespace,
+        enabled: Option<bool>,
+    ) -> Result<bool> {
+        let op = Op {
+            name: "history",
+            id: None,
+        };
+        let ns = encode(namespace.as_str());
+        let answer: baton_api::HistoryAnswer = match enabled {
+            Some(enabled) => {
+                let route = Route::SetHistory;
+                let body = baton_api::HistoryBody { enabled };
+                self.call(route, &route.path_with(&ns), Some(&body), op)
+                    .await?
+            }
+            None => {
+                let route = Route::History;
+                self.call(route, &route.path_with(&ns), None::<&()>, op)
+                    .await?
+            }
+        };
+        Ok(match enabled {
+            Some(_) => answer.was.unwrap_or(false),
+            None => answer.enabled,
+        })
+    }
+
+    /// `GET /v1/executions/{id}/events?after=&limit=`.
+    pub(crate) async fn events(
+        &self,
+        id: &ExecutionId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<baton_core::ExecutionEvent>> {
+        let op = Op {
+            name: "events",
+            id: Some(id),
+        };
+        let route = Route::Events;
+        let path = format!(
+            "{}?after={after}&limit={limit}",
+            route.path_with(&encode(&id.to_string()))
+        );
+        let answer: baton_api::EventsAnswer = self.call(route, &path, None::<&()>, op).await?;
+        answer
+            .items
+            .into_iter()
+            .map(baton_api::EventAnswer::into_event)
+            .collect()
     }
 
     /// `DELETE /v1/executions/{id}?force=`.

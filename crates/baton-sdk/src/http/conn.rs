@@ -67,6 +67,19 @@ impl HttpTransport {
         body: Option<&B>,
         op: Op<'_>,
     ) -> Result<T> {
+        self.call_as(route, path, body, op, None).await
+    }
+
+    /// [`call`](Self::call) naming the caller in the `Baton-Actor` header
+    /// (recorded in the audit events of bulk calls).
+    pub(super) async fn call_as<B: Serialize, T: DeserializeOwned>(
+        &self,
+        route: Route,
+        path: &str,
+        body: Option<&B>,
+        op: Op<'_>,
+        actor: Option<&str>,
+    ) -> Result<T> {
         let method = match route.method() {
             baton_api::Method::Get => hyper::Method::GET,
             baton_api::Method::Post => hyper::Method::POST,
@@ -99,6 +112,9 @@ impl HttpTransport {
             }
             if let Some(t) = &self.token {
                 builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
+            }
+            if let Some(actor) = actor {
+                builder = builder.header("baton-actor", actor);
             }
             let req = builder.body(Full::new(body.clone())).map_err(|e| {
                 EngineError::invalid("request", path, format!("cannot build the request: {e}"))

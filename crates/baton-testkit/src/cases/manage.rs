@@ -304,6 +304,7 @@ pub async fn bulk_delete_by_filter_with_preview_limit_and_cursor(h: &dyn Harness
         limit,
         dry_run: false,
         cursor: None,
+        actor: None,
     };
     let preview = ok(
         ctx.backend

@@ -12,6 +12,7 @@ mod complete;
 mod create;
 mod deadline;
 mod deps;
+mod events;
 mod fail;
 mod flows;
 mod idempotency;
@@ -37,6 +38,7 @@ pub use complete::*;
 pub use create::*;
 pub use deadline::*;
 pub use deps::*;
+pub use events::*;
 pub use fail::*;
 pub use flows::*;
 pub use idempotency::*;
@@ -66,6 +68,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("create.rs"),
     include_str!("deadline.rs"),
     include_str!("deps.rs"),
+    include_str!("events.rs"),
     include_str!("fail.rs"),
     include_str!("flows.rs"),
     include_str!("idempotency.rs"),

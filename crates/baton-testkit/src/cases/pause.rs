@@ -596,6 +596,7 @@ pub async fn replay_requeues_dead_executions_with_a_fresh_budget(h: &dyn Harness
 pub async fn bulk_cancel_and_replay_by_filter_with_preview_and_cursor(h: &dyn Harness) {
     use baton_core::{BulkAction, BulkRequest};
     let ctx = Ctx::new(h).await;
+    ok(ctx.backend.set_history(&ctx.ns, true).await, "set_history");
     let reports = lane("reports");
     // Many executions the filter does not match, listed before the ones it
     // does: a walk must go on over pages that hold none of them.
@@ -619,6 +620,7 @@ pub async fn bulk_cancel_and_replay_by_filter_with_preview_and_cursor(h: &dyn Ha
         limit,
         dry_run: false,
         cursor: None,
+        actor: Some("ana".into()),
     };
     let cancel = || BulkAction::Cancel(CancelRequest::because("bulk"));
     let preview = ok(
@@ -648,6 +650,22 @@ pub async fn bulk_cancel_and_replay_by_filter_with_preview_and_cursor(h: &dyn Ha
             Some("bulk")
         );
     }
+    // Each execution the call changed carries its audit event.
+    let audit = baton_core::raw::rules::audit_detail("cancel", Some("ana"), &filter, 3, 3, 0);
+    for id in &waiting[..3] {
+        let events = ok(ctx.backend.events(id, 0, 100).await, "events");
+        let last = events.last().map(|e| (e.event, e.detail.clone()));
+        assert_eq!(
+            last,
+            Some((baton_core::EventKind::Audit, Some(audit.clone())))
+        );
+    }
+    let untouched = ok(ctx.backend.events(&waiting[3], 0, 100).await, "events");
+    assert!(
+        untouched
+            .iter()
+            .all(|e| e.event != baton_core::EventKind::Audit)
+    );
     assert_eq!(ctx.state(&waiting[3]).await, State::Waiting);
     let rest = ok(
         ctx.backend

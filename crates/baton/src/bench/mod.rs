@@ -115,6 +115,10 @@ pub(crate) struct BenchArgs {
     /// Executions per create call (drain, steady).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
     submit_batch: u64,
+    /// Record the event history of the run's executions (off by default,
+    /// as for any namespace): what the history costs.
+    #[arg(long)]
+    history: bool,
 }
 
 /// State shared by the submitters, the workers and the coordinator.
@@ -235,6 +239,9 @@ pub(crate) async fn run(
         stop_submitting: AtomicBool::new(false),
         stop_working: AtomicBool::new(false),
     });
+    if args.history {
+        shared.backend.set_history(&shared.namespace, true).await?;
+    }
     let progress = Progress::start(shared.clone(), args.scenario);
     let outcome = match args.scenario {
         Scenario::Drain => drain(&shared, &args).await,
