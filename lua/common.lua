@@ -1580,10 +1580,16 @@ end
 -- child; `open_below`: some descendant has not finished; `force` as asked):
 -- 'remove' or 'cancel_first'; or nil and the conflict's reason.
 -- Mirrors baton_core::raw::rules::check_delete.
-local function delete_verdict(st, has_parent, open_below, force)
-  if TERMINAL[st] and not open_below then return 'remove' end
+local function delete_verdict(st, has_parent, open_below, open_dependents, force)
+  if TERMINAL[st] and not open_below and not open_dependents then return 'remove' end
   local what = 'it has not finished'
-  if TERMINAL[st] then what = 'some of its descendants have not finished' end
+  if TERMINAL[st] then
+    if open_below then
+      what = 'some of its descendants have not finished'
+    else
+      what = 'executions that have not finished depend on it or its descendants'
+    end
+  end
   if has_parent then
     return nil, what .. ', and a child is deleted alone only once it and its descendants ' ..
       'finished; cancel it first, or delete the root of its flow with force'

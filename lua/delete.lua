@@ -1,6 +1,7 @@
 -- baton_delete: one unit of a delete (AdminBackend::delete_units). For each
--- id, in order: an execution whose whole subtree finished is removed; one
--- that has not finished, or has unfinished descendants, is cancelled first
+-- id, in order: an execution whose whole subtree finished (and on which no
+-- unfinished execution depends) is removed; one that has not finished, or
+-- has unfinished descendants, is cancelled first
 -- with `force` when it is the root of its flow (delete_verdict, which
 -- mirrors baton_core::raw::rules::check_delete): an unfinished one as
 -- baton_cancel cancels it with scope tree, a finished one only below it.
@@ -44,6 +45,21 @@ local function member_descendants(base, uuid)
   return found, open
 end
 
+-- Whether an unfinished execution depends on the member `uuid` or on one
+-- of its descendants `below` ({ uuid, record } pairs): their dependents
+-- read their results when they run.
+local function open_dependents_of(base, uuid, below)
+  local ups = { uuid }
+  for _, pair in ipairs(below or {}) do ups[#ups + 1] = pair[1] end
+  for _, up in ipairs(ups) do
+    for _, d in ipairs(redis.call('ZRANGE', base .. ':dn:' .. up, 0, -1)) do
+      local dh = load(base, d)
+      if dh and not TERMINAL[dh.st] then return true end
+    end
+  end
+  return false
+end
+
 redis.register_function('baton_delete', function(keys, args)
   local base = keys[1]
   local now = tonumber(args[1])
@@ -67,7 +83,11 @@ redis.register_function('baton_delete', function(keys, args)
         below, open_below = member_descendants(base, uuid)
       end
     end
-    local verdict, why = delete_verdict(h.st, not is_root, open_below, force)
+    local open_dependents = false
+    if not is_root and TERMINAL[h.st] and not open_below then
+      open_dependents = open_dependents_of(base, uuid, below)
+    end
+    local verdict, why = delete_verdict(h.st, not is_root, open_below, open_dependents, force)
     if not verdict then return { 'conflict', h.st, why } end
     local cancelled = 0
     if verdict == 'cancel_first' then

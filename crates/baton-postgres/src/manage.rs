@@ -109,10 +109,13 @@ async fn units_in(
         }
         let is_root = snap.parent.is_none();
         let open_below = !descendants(tx, id, is_root, true, 1).await?.is_empty();
+        let open_dependents =
+            !is_root && snap.state.is_terminal() && !open_below && open_dependents(tx, id).await?;
         let facts = DeleteFacts {
             state: snap.state,
             has_parent: !is_root,
             open_below,
+            open_dependents,
             force,
         };
         let verdict = match rules::check_delete(id, facts) {
@@ -257,6 +260,24 @@ async fn descendants(
     .bind(limit)
     .bind(prefix)
     .fetch_all(&mut *conn)
+    .await
+    .map_err(map)
+}
+
+/// Whether an unfinished execution depends on the member `id` or on one of
+/// its descendants (dependencies link members of one flow, all in `id`'s
+/// partition; a dependent reads its upstreams' results when it runs).
+async fn open_dependents(conn: &mut PgConnection, id: &ExecutionId) -> Result<bool> {
+    let mut ups = descendants(conn, id, false, false, usize::MAX).await?;
+    ups.push(id.uuid());
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM dependencies d JOIN executions e \
+         ON e.partition = d.partition AND e.uuid = d.downstream \
+         WHERE d.partition = $1 AND d.upstream = ANY($2) AND e.finished_at IS NULL)",
+    )
+    .bind(part(id.partition()))
+    .bind(&ups)
+    .fetch_one(&mut *conn)
     .await
     .map_err(map)
 }

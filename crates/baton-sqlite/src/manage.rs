@@ -68,10 +68,15 @@ pub(crate) async fn delete_units(
         let open_below = !descendants(&mut tx, b, id, is_root, true, 1)
             .await?
             .is_empty();
+        let open_dependents = !is_root
+            && snap.state.is_terminal()
+            && !open_below
+            && open_dependents(&mut tx, b, id).await?;
         let facts = DeleteFacts {
             state: snap.state,
             has_parent: !is_root,
             open_below,
+            open_dependents,
             force,
         };
         let verdict = match rules::check_delete(id, facts) {
@@ -137,6 +142,39 @@ pub(crate) async fn delete_units(
     // A reader waiting on a deleted execution reads NotFound at once.
     b.finished_some();
     Ok(out)
+}
+
+/// Whether an unfinished execution depends on the member `id` or on one of
+/// its descendants (dependencies link members of one flow; a dependent
+/// reads its upstreams' results when it runs).
+async fn open_dependents(
+    conn: &mut SqliteConnection,
+    b: &SqliteBackend,
+    id: &ExecutionId,
+) -> Result<bool> {
+    let mut ups = descendants(conn, b, id, false, false, usize::MAX).await?;
+    ups.push(blob(id));
+    for chunk in ups.chunks(500) {
+        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "SELECT 1 FROM dependencies d JOIN executions e ON e.uuid = d.downstream \
+             WHERE e.finished_at IS NULL AND d.upstream IN (",
+        );
+        let mut list = qb.separated(", ");
+        for up in chunk {
+            list.push_bind(up.as_slice());
+        }
+        qb.push(") LIMIT 1");
+        if qb
+            .build()
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map)?
+            .is_some()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether the cascade queue of `partition` holds work.

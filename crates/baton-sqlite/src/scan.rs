@@ -302,6 +302,7 @@ pub(crate) async fn delete_many(conn: &mut SqliteConnection, uuids: &[Vec<u8>]) 
         ("attempts", "execution_uuid"),
         ("execution_tags", "execution_uuid"),
         ("dependencies", "downstream"),
+        ("dependencies", "upstream"),
         ("signals", "uuid"),
         ("steps", "uuid"),
         ("execution_state", "uuid"),

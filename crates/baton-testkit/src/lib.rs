@@ -209,6 +209,7 @@ macro_rules! __with_cases {
             delete_removes_a_finished_execution_and_frees_its_key,
             delete_refuses_unfinished_work_unless_forced_and_force_fences_the_worker,
             delete_reaches_the_subtree_and_a_child_alone_only_when_finished,
+            delete_keeps_a_member_its_unfinished_dependents_need,
             a_big_tree_is_deleted_in_units_leaves_first,
             bulk_delete_by_filter_with_preview_limit_and_cursor,
             // history

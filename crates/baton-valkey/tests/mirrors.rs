@@ -1667,8 +1667,8 @@ end"#;
 
 /// `delete_verdict` (inside `baton_delete`) judges a delete as
 /// `check_delete` does, for every state, as a root or a child, with and
-/// without unfinished descendants and `force`, with the same conflict
-/// texts.
+/// without unfinished descendants or dependents and `force`, with the same
+/// conflict texts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_verdict_mirrors_check_delete() {
     let id = ExecutionId::generate(PartitionCount::new(4).unwrap());
@@ -1676,12 +1676,15 @@ async fn delete_verdict_mirrors_check_delete() {
     let mut expected = Vec::new();
     for state in State::ALL {
         for has_parent in [false, true] {
-            for open_below in [false, true] {
+            for (open_below, open_dependents) in
+                [(false, false), (true, false), (false, true), (true, true)]
+            {
                 for force in [false, true] {
                     let facts = rules::DeleteFacts {
                         state,
                         has_parent,
                         open_below,
+                        open_dependents,
                         force,
                     };
                     expected.push(match rules::check_delete(&id, facts) {
@@ -1694,6 +1697,7 @@ async fn delete_verdict_mirrors_check_delete() {
                         "st": state.as_str(),
                         "parent": has_parent,
                         "open": open_below,
+                        "deps": open_dependents,
                         "force": force,
                     }));
                 }
@@ -1702,7 +1706,7 @@ async fn delete_verdict_mirrors_check_delete() {
     }
     let driver = r#"
 for i, c in ipairs(cases) do
-  local verdict, why = delete_verdict(c.st, c.parent, c.open, c.force)
+  local verdict, why = delete_verdict(c.st, c.parent, c.open, c.deps, c.force)
   if verdict then out[i] = verdict else out[i] = 'conflict:' .. why end
 end"#;
     let Some(lua) = run_lua(driver, &cases).await else {
@@ -1716,6 +1720,7 @@ end"#;
         "cancel_first",
         "conflict:it has not finished; pass force",
         "conflict:some of its descendants have not finished, and a child",
+        "conflict:executions that have not finished depend on it",
     ] {
         assert!(
             expected.iter().any(|e| e.starts_with(what)),

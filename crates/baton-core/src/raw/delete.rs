@@ -29,6 +29,13 @@ const IDLE_ROUNDS: u32 = 20;
 /// Most executions one cascade step a delete runs visits.
 const CASCADE_STEP: usize = 500;
 
+/// Most cascade steps a delete runs between two rounds of its units.
+const CASCADE_STEPS: u32 = 16;
+
+/// Most rounds in a row that remove nothing before a delete answers the
+/// `Contention` it met (a partition whose queue keeps refilling).
+const MAX_ROUNDS: u32 = 200;
+
 /// Checks a [`AdminBackend::delete_units`] call: at most
 /// [`MAX_UNIT_IDS`] ids, all of one partition of a deployment with
 /// `partitions`; answers that partition (`None` for no ids).
@@ -67,7 +74,8 @@ pub fn check_unit(
 }
 
 /// The part of a unit for an execution in `state` that stands outside
-/// any flow (no parent, no members: nothing below it, no dependents),
+/// any flow (no parent, no members: nothing below it, no dependents —
+/// dependencies link members of one flow),
 /// judged by [`rules::check_delete`](super::rules::check_delete): removed
 /// at once when allowed — a cancel first would change nothing anyone
 /// could read, so `cancelled` only says the verdict asked for one.
@@ -77,6 +85,7 @@ pub fn lone_part(id: &ExecutionId, state: crate::State, force: bool) -> Result<c
         state,
         has_parent: false,
         open_below: false,
+        open_dependents: false,
         force,
     };
     check_delete(id, facts).map(|verdict| crate::DeletePart {
@@ -102,13 +111,15 @@ pub async fn one<B: AdminBackend + ?Sized>(
 
 /// Deletes each of `ids` (any partitions; each id once) with `force`,
 /// answering in order what became of each: its report, or the error that
-/// refused it (`NotFound`, `Conflict`, `Contention` after a while, an id
-/// of another deployment). An id that vanished while its delete was under
-/// way (an ancestor's delete, a trim, another delete) counts as deleted.
+/// refused it (`NotFound`, `Conflict`, `Contention` after a while). An id
+/// that vanished after this call removed or cancelled part of it (an
+/// ancestor's delete, a trim, another delete finishing it) counts as
+/// deleted; one that vanished before answers `NotFound`.
 ///
 /// # Errors
-/// `Unavailable` and any other error of the backend stop the call; what it
-/// removed stays removed.
+/// `InvalidInput` (an id of another deployment: the whole call),
+/// `Unavailable` and any other error of the backend but `Contention` stop
+/// the call; what it removed stays removed.
 pub async fn many<B: AdminBackend + ?Sized>(
     b: &B,
     ids: &[ExecutionId],
@@ -134,14 +145,27 @@ pub async fn many<B: AdminBackend + ?Sized>(
             })
             .collect();
         let mut pending = indices;
-        let mut idle = 0u32;
+        // Rounds in a row that removed nothing: `idle` when the cascade
+        // pass found nothing either, `stalled` however busy it was.
+        let (mut idle, mut stalled) = (0u32, 0u32);
         while !pending.is_empty() {
             let mut next = Vec::new();
             let mut removed_any = false;
             let mut contended: Option<EngineError> = None;
             for chunk in pending.chunks(MAX_UNIT_IDS) {
                 let asked: Vec<ExecutionId> = chunk.iter().map(|&i| ids[i].clone()).collect();
-                let parts = b.delete_units(&asked, force).await?;
+                let parts = match b.delete_units(&asked, force).await {
+                    Ok(parts) => parts,
+                    // The unit as a whole met contention (a lock cycle
+                    // broken by the database): nothing of it was written;
+                    // its ids go round again.
+                    Err(e @ EngineError::Contention { .. }) => {
+                        contended = Some(e);
+                        next.extend_from_slice(chunk);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 if parts.len() != asked.len() {
                     return Err(EngineError::corruption(format!(
                         "delete_units answered {} parts for {} ids",
@@ -184,11 +208,14 @@ pub async fn many<B: AdminBackend + ?Sized>(
             if contended.is_some() {
                 ran_cascade = run_cascade(b, partition).await?;
             }
-            if removed_any || ran_cascade {
-                idle = 0;
+            if removed_any {
+                (idle, stalled) = (0, 0);
             } else if !next.is_empty() {
-                idle += 1;
-                if idle >= IDLE_ROUNDS {
+                stalled += 1;
+                idle = if ran_cascade { 0 } else { idle + 1 };
+            }
+            if !next.is_empty() {
+                if idle >= IDLE_ROUNDS || stalled >= MAX_ROUNDS {
                     let e = contended.unwrap_or_else(|| {
                         EngineError::corruption("a delete made no progress in its units")
                     });
@@ -198,8 +225,10 @@ pub async fn many<B: AdminBackend + ?Sized>(
                     }
                     break;
                 }
-                // Another process's cascade step holds the work: let it.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if idle > 0 {
+                    // Another process's cascade step holds the work: let it.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
             pending = next;
         }
@@ -209,19 +238,22 @@ pub async fn many<B: AdminBackend + ?Sized>(
         .collect()
 }
 
-/// Runs cascade-pass steps of `partition` until its queue is empty, a
-/// step finds nothing it can take (another process's step holds it), or a
-/// bounded number of steps: whether a step cancelled anything. A round
-/// that only emptied the queue counts as idle once, and the next round's
-/// units go through.
+/// Runs up to [`CASCADE_STEPS`] cascade-pass steps of `partition` while
+/// its queue holds work: whether any step found work queued (a step that
+/// walks finished executions changes nothing, and counts none, yet moves
+/// the queue on). A step that took nothing while work stays queued is
+/// followed by a short pause: another process's step may hold it.
 async fn run_cascade<B: AdminBackend + ?Sized>(b: &B, partition: PartitionId) -> Result<bool> {
     let mut any = false;
-    for _ in 0..64 {
+    for _ in 0..CASCADE_STEPS {
         let step = b.cascade_due(partition, CASCADE_STEP).await?;
-        if step.processed == 0 || step.next_due.is_none() {
+        if step.next_due.is_none() {
             return Ok(any || step.processed > 0);
         }
         any = true;
+        if step.processed == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     Ok(any)
 }

@@ -187,6 +187,42 @@ pub async fn delete_reaches_the_subtree_and_a_child_alone_only_when_finished(h: 
     assert_gone(&ctx, &b).await;
 }
 
+/// A finished member on which an unfinished member of its flow depends
+/// is not deleted (its dependent reads its result when it runs), even with
+/// `force`; once the dependent finished, it is.
+pub async fn delete_keeps_a_member_its_unfinished_dependents_need(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let root = ctx.create_waiting().await;
+    let upstream = ctx
+        .create_id(ctx.new_exec("up", b"").with_parent(root.clone()))
+        .await;
+    let dependent = ctx
+        .create_id(
+            ctx.new_exec("down", b"")
+                .with_parent(root.clone())
+                .with_dependencies([upstream.clone()]),
+        )
+        .await;
+    let lease = ctx.claim_one_pending(&upstream).await;
+    ctx.complete(&lease, b"{\"n\":1}").await;
+    assert_eq!(ctx.state(&dependent).await, State::Waiting);
+    for force in [false, true] {
+        let err = expect_err(
+            ctx.backend.delete(&upstream, force).await,
+            "a delete of an upstream its dependent still needs",
+        );
+        assert!(
+            matches!(&err, EngineError::Conflict { id, state: State::Completed, reason, .. }
+                if *id == upstream && reason.contains("depend on it")),
+            "{err:?}"
+        );
+    }
+    ctx.cancel_with(&dependent, alone()).await;
+    let report = delete(&ctx, &upstream, false).await;
+    assert_eq!(report.deleted, 1);
+    assert_gone(&ctx, &upstream).await;
+}
+
 /// A tree bigger than one unit's budget is removed over several units,
 /// leaves first and the execution itself last (each unit whole: a delete
 /// that stopped midway leaves a smaller tree, still whole from its top);

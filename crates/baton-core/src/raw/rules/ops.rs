@@ -451,6 +451,10 @@ pub struct DeleteFacts {
     pub has_parent: bool,
     /// Whether any of its descendants has not finished.
     pub open_below: bool,
+    /// Whether an execution that has not finished depends on it or on one
+    /// of its descendants (its flow's dependents run with their
+    /// upstreams' results).
+    pub open_dependents: bool,
     /// Whether the caller asked for `force`.
     pub force: bool,
 }
@@ -466,32 +470,35 @@ pub enum DeleteVerdict {
     CancelFirst,
 }
 
-/// Checks a delete (`delete`): an execution whose whole subtree finished
-/// is removed; one that has not finished, or has unfinished descendants,
-/// is a conflict unless `force`, which cancels it first. A child is
-/// deleted alone only when it and its descendants finished (its parent
-/// counts on it otherwise): `force` reaches unfinished work only from the
-/// top of a flow.
+/// Checks a delete (`delete`): an execution whose whole subtree finished,
+/// and on which no unfinished execution depends, is removed; otherwise it
+/// is a conflict unless `force`, which cancels it (and its tree) first. A
+/// child is deleted alone only when it and its descendants finished and
+/// nothing unfinished depends on them (its parent counts on it, and its
+/// dependents read its result): `force` reaches unfinished work only from
+/// the top of a flow.
 ///
 /// ```
 /// use baton_core::State;
 /// use baton_core::raw::rules::{check_delete, DeleteFacts, DeleteVerdict};
 /// let id = baton_core::ExecutionId::generate(baton_core::PartitionCount::new(4).unwrap());
 /// let facts = |state, force| DeleteFacts {
-///     state, has_parent: false, open_below: false, force,
+///     state, has_parent: false, open_below: false, open_dependents: false, force,
 /// };
 /// assert_eq!(check_delete(&id, facts(State::Completed, false)).ok(), Some(DeleteVerdict::Remove));
 /// assert!(check_delete(&id, facts(State::Running, false)).is_err());
 /// assert_eq!(check_delete(&id, facts(State::Running, true)).ok(), Some(DeleteVerdict::CancelFirst));
 /// ```
 pub fn check_delete(id: &ExecutionId, facts: DeleteFacts) -> Result<DeleteVerdict, EngineError> {
-    if facts.state.is_terminal() && !facts.open_below {
+    if facts.state.is_terminal() && !facts.open_below && !facts.open_dependents {
         return Ok(DeleteVerdict::Remove);
     }
-    let what = if facts.state.is_terminal() {
+    let what = if !facts.state.is_terminal() {
+        "it has not finished"
+    } else if facts.open_below {
         "some of its descendants have not finished"
     } else {
-        "it has not finished"
+        "executions that have not finished depend on it or its descendants"
     };
     let reason = if facts.has_parent {
         format!(
