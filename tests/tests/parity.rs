@@ -994,3 +994,106 @@ async fn every_partition(b: &dyn AdminBackend, pass: Pass) {
         .unwrap();
     }
 }
+
+/// Deletes: a member its unfinished dependent needs and an unfinished root
+/// are refused (with the same texts), a forced delete of the flow reports
+/// the same counts, a bulk delete by filter the same answer, and every
+/// deleted execution reads `NotFound` afterwards.
+async fn delete_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
+    use baton_core::{BulkAction, BulkRequest, ListFilter};
+    let tick = |ms| clock.advance(Duration::from_millis(ms));
+    let root = b.create(vec![exec("root")]).await.unwrap()[0].id.clone();
+    let up = b
+        .create(vec![exec("up").with_parent(root.clone())])
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    let down = b
+        .create(vec![
+            exec("down")
+                .with_parent(root.clone())
+                .with_dependencies([up.clone()]),
+        ])
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    let ids = vec![root.clone(), up.clone(), down.clone()];
+    let place = |text: String| {
+        let mut text = text;
+        for (i, id) in ids.iter().enumerate() {
+            text = text.replace(&id.to_string(), &format!("#{i}"));
+        }
+        Value::from(text)
+    };
+    let mut seen = Vec::new();
+    // The root is claimed first (created first), then the upstream.
+    let claims = b.claim(claim(2)).await.unwrap();
+    tick(10);
+    for c in &claims {
+        if c.id == up {
+            b.complete(&c.lease, b"1".to_vec()).await.unwrap();
+        }
+    }
+    for (id, force) in [(&up, true), (&root, false)] {
+        let err = b.delete(id, force).await.unwrap_err();
+        seen.push(place(err.to_string()));
+    }
+    tick(10);
+    let report = b.delete(&root, true).await.unwrap();
+    seen.push(serde_json::json!([
+        ids.iter().position(|x| *x == report.id),
+        report.deleted,
+        report.cancelled
+    ]));
+    for id in &ids {
+        seen.push(Value::from(matches!(
+            b.describe(id).await,
+            Err(baton_core::EngineError::NotFound { .. })
+        )));
+    }
+    let lone = b
+        .create(vec![exec("lone"), exec("lone"), exec("lone")])
+        .await
+        .unwrap();
+    b.cancel(&lone[0].id, baton_core::CancelRequest::default())
+        .await
+        .unwrap();
+    let bulk = b
+        .bulk(BulkRequest {
+            action: BulkAction::Delete { force: false },
+            filter: ListFilter::namespace(Namespace::new("parity").unwrap()),
+            ids: Vec::new(),
+            limit: 100,
+            dry_run: false,
+            cursor: None,
+            actor: None,
+        })
+        .await
+        .unwrap();
+    seen.push(serde_json::json!([
+        bulk.matched,
+        bulk.changed,
+        bulk.skipped.len()
+    ]));
+    seen
+}
+
+#[tokio::test]
+async fn every_backend_deletes_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for (name, backend, clock) in backends(dir.path()).await {
+        results.push((name, delete_history(backend.as_ref(), &clock).await));
+    }
+    let (_, first) = &results[0];
+    assert!(
+        first[0].as_str().unwrap().contains("depend on it"),
+        "{}",
+        first[0]
+    );
+    assert_eq!(first[2], serde_json::json!([0, 3, true]));
+    assert_eq!(first[6], serde_json::json!([3, 1, 2]));
+    assert_agree(&results);
+}
