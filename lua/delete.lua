@@ -83,6 +83,7 @@ redis.register_function('baton_delete', function(keys, args)
         below, open_below = member_descendants(base, uuid)
       end
     end
+    -- Read only when it can change the verdict (DeleteFacts::needs_dependents).
     local open_dependents = false
     if not is_root and TERMINAL[h.st] and not open_below then
       open_dependents = open_dependents_of(base, uuid, below)

@@ -109,8 +109,8 @@ async fn units_in(
         }
         let is_root = snap.parent.is_none();
         let open_below = !descendants(tx, id, is_root, true, 1).await?.is_empty();
-        let open_dependents =
-            !is_root && snap.state.is_terminal() && !open_below && open_dependents(tx, id).await?;
+        let open_dependents = DeleteFacts::needs_dependents(snap.state, !is_root, open_below)
+            && open_dependents(tx, id).await?;
         let facts = DeleteFacts {
             state: snap.state,
             has_parent: !is_root,

@@ -68,9 +68,7 @@ pub(crate) async fn delete_units(
         let open_below = !descendants(&mut tx, b, id, is_root, true, 1)
             .await?
             .is_empty();
-        let open_dependents = !is_root
-            && snap.state.is_terminal()
-            && !open_below
+        let open_dependents = DeleteFacts::needs_dependents(snap.state, !is_root, open_below)
             && open_dependents(&mut tx, b, id).await?;
         let facts = DeleteFacts {
             state: snap.state,

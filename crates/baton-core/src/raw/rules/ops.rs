@@ -459,6 +459,16 @@ pub struct DeleteFacts {
     pub force: bool,
 }
 
+impl DeleteFacts {
+    /// Whether [`open_dependents`](Self::open_dependents) can change the
+    /// verdict, so a backend reads it only then: for a finished member
+    /// whose descendants all finished (anything else is judged without
+    /// it).
+    pub fn needs_dependents(state: State, has_parent: bool, open_below: bool) -> bool {
+        has_parent && state.is_terminal() && !open_below
+    }
+}
+
 /// How a delete goes on, once [`check_delete`] allows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeleteVerdict {
