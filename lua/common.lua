@@ -15,7 +15,14 @@
 --   B:{p:N}:delayed             ZSET  run_at -> uuid
 --   B:{p:N}:leases              ZSET  lease_expires_at -> uuid
 --   B:{p:N}:deadlines           ZSET  deadline -> uuid (non-terminal only)
---   B:{p:N}:done                ZSET  finished_at -> uuid (terminal only)
+--   B:{p:N}:done                ZSET  since -> uuid of finished roots without a
+--                                      retention keep of their own (no kp): due
+--                                      the deployment's default after since (its
+--                                      finish, or when its open flow was last
+--                                      looked at)
+--   B:{p:N}:kept                ZSET  since + kp -> uuid of finished roots
+--                                      carrying a retention rule's keep (library
+--                                      generation 13): scored by when they are due
 --   B:{p:N}:idem                HASH  <ns>/<lane>/<key> -> uuid
 --   B:{p:N}:ns:<ns>             ZSET  score 0, uuid members (list order)
 --   B:{p:N}:counts              HASH  <ns>/<lane>/<state> -> count
@@ -30,8 +37,9 @@
 --                                      flow whose root is <uuid> (not the root)
 --   B:{p:N}:open:<uuid>        STRING how many members of the flow whose root is
 --                                      <uuid> are not finished (absent: none)
---   B:{p:N}:done                (above) holds roots only: members are
---                                      trimmed with their root
+--   B:{p:N}:done, B:{p:N}:kept  (above) hold roots only: members are
+--                                      trimmed with their root; a root is in
+--                                      one of them exactly while it is finished
 --   B:{p:N}:dn:<uuid>           ZSET  score 0, the uuids of the executions that
 --                                      depend on <uuid> (id order, so a walk
 --                                      pages on after an id); a dependent
@@ -106,6 +114,14 @@
 --                                      commands, one partition after another);
 --                                      baton_create reads its own partition's
 --                                      copy for the namespaces it creates in
+--   B:{p:N}:ret                 HASH  (library generation 13) the retention rules:
+--                                      <ns>/<lane> -> keep ms, <ns>/ for the rule
+--                                      of every lane of <ns> ('/' is in no
+--                                      namespace or lane). Written to every
+--                                      partition by set_retention (plain
+--                                      commands, one partition after another);
+--                                      baton_create and baton_trim read their own
+--                                      partition's copy
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --
 -- The worker registry (library generation 8) lives beside the partitions:
@@ -169,6 +185,12 @@
 -- holds ev, the number of its last event. Without hx (its namespace's
 -- history off at its creation, or a record written before) nothing is
 -- recorded for it and it costs nothing more.
+-- A root created while a retention rule covered its namespace and lane
+-- (library generation 13) holds kp, that rule's keep in ms; the trim pass
+-- re-stamps it (or drops it: the default) with the rule in force when it
+-- reads the root as due but the rule says not yet, or its flow still runs.
+-- Finished, a root with kp sits in `kept`, one without in `done`. Members
+-- carry no kp: they go with their root.
 
 -- Substituted by the backend when it assembles the library.
 local LIBRARY_VERSION = '__BATON_LIBRARY_VERSION__'
@@ -411,7 +433,7 @@ end
 
 -- A flow member `h` just finished: its root's count of unfinished members
 -- goes down (members are trimmed with their root, so they never enter
--- `done` themselves).
+-- `done` or `kept` themselves).
 local function member_finished(base, h)
   local key = base .. ':open:' .. simple_uuid(h.rt)
   if redis.call('DECR', key) <= 0 then redis.call('DEL', key) end
@@ -454,6 +476,69 @@ end
 local function open_members(base, uuid)
   return tonumber(redis.call('GET', base .. ':open:' .. uuid) or '0') or 0
 end
+
+-- The field of a retention rule in the partition's `ret` hash; lane ''
+-- (rules::ALL_LANES) for the rule of every lane of `ns`.
+local function rule_field(ns, lane) return ns .. '/' .. lane end
+
+-- The keep (ms) of the rule covering namespace `ns` and lane `lane` among
+-- `stored` (rule field -> keep text, holding at least the two fields that
+-- may cover it): the lane's rule, else the namespace's, else nil (the
+-- deployment's default applies).
+-- Mirrors baton_core::raw::rules::keep_for.
+local function keep_for(stored, ns, lane)
+  local keep = stored[rule_field(ns, lane)] or stored[rule_field(ns, '')]
+  if not keep then return nil end
+  return tonumber(keep)
+end
+
+-- keep_for over this partition's `ret` hash; `cache` (a table per call)
+-- keeps what the call read, so each lane costs one HMGET.
+local function rule_keep(base, ns, lane, cache)
+  local field = rule_field(ns, lane)
+  local got = cache[field]
+  if got == nil then
+    local all = rule_field(ns, '')
+    local r = redis.call('HMGET', base .. ':ret', field, all)
+    got = keep_for({ [field] = r[1] or nil, [all] = r[2] or nil }, ns, lane) or false
+    cache[field] = got
+  end
+  return got or nil
+end
+
+-- Places the finished root `uuid` (record `h`) where the trim pass reads
+-- it once due, its keep counted from `since` (ms): in `kept` at the time it
+-- is due when it carries a rule's keep (kp), else in `done` at `since` (due
+-- the default later, which only the pass knows).
+local function place_finished(base, uuid, h, since)
+  if h.kp then
+    redis.call('ZADD', base .. ':kept', s(tonumber(since) + tonumber(h.kp)), uuid)
+  else
+    redis.call('ZADD', base .. ':done', s(since), uuid)
+  end
+end
+
+-- A root that is no longer finished (or no longer exists) leaves both.
+local function unplace_finished(base, uuid)
+  redis.call('ZREM', base .. ':done', uuid)
+  redis.call('ZREM', base .. ':kept', uuid)
+end
+
+-- Judges a finished root the trim pass read as due by the keep it carries:
+-- 'trim', or 'later' with the keep to stamp (`current`, the rule in force;
+-- nil: the default) and when it counts from. `default_ms` is the
+-- deployment's retention, `since` when its keep counts from, `now` the
+-- pass's time.
+-- Mirrors baton_core::raw::rules::trim_verdict.
+local function trim_verdict(current, default_ms, since, now)
+  if since + (current or default_ms) <= now then return 'trim' end
+  return 'later', current, since
+end
+
+-- A due root whose flow still runs is looked at again a keep later, counted
+-- from `now`, under the rule in force.
+-- Mirrors baton_core::raw::rules::trim_relook.
+local function trim_relook(current, now) return 'later', current, now end
 
 -- Removes an execution from the index of its current state.
 local function leave(base, uuid, h)
@@ -499,7 +584,7 @@ local function enter(base, uuid, h, woken)
       member_finished(base, h)
       child_finished(base, h, woken, nil)
     else
-      redis.call('ZADD', base .. ':done', s(h.fa), uuid)
+      place_finished(base, uuid, h, h.fa)
     end
     redis.call('ZREM', base .. ':deadlines', uuid)
     announce_change(base, uuid, tonumber(h.fa))
@@ -1538,9 +1623,10 @@ end
 -- steps, state, progress frames and history, its entries in the indexes
 -- of its state, of its namespace, of its parent's children and child keys,
 -- of its root's members, of its upstreams' dependents, its own dependents
--- set, its idempotency key, its deadline, timeout and `done` entries and
--- its count. A reader waiting for it to change is told (it reads NotFound at
--- once). Its own children and members must already be gone.
+-- set, its idempotency key, its deadline, timeout and `done` or `kept`
+-- entries and its count. A reader waiting for it to change is told (it
+-- reads NotFound at once). Its own children and members must already be
+-- gone.
 local function remove_execution(base, uuid, h, now)
   leave(base, uuid, h)
   if h.ik then
@@ -1570,8 +1656,8 @@ local function remove_execution(base, uuid, h, now)
   if h.wt or h.wp then redis.call('ZREM', base .. ':timeouts', uuid) end
   redis.call('ZREM', base .. ':ns:' .. h.ns, uuid)
   redis.call('ZREM', base .. ':deadlines', uuid)
-  -- A member counted by its root (fl) never enters `done`.
-  if not h.fl then redis.call('ZREM', base .. ':done', uuid) end
+  -- A member counted by its root (fl) never enters `done` nor `kept`.
+  if not h.fl then unplace_finished(base, uuid) end
   count(base, h, h.st, -1)
   redis.call('DEL', base .. ':e:' .. uuid, base .. ':p:' .. uuid)
 end

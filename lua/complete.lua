@@ -41,6 +41,9 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   batch.leases[#batch.leases + 1] = uuid
   if h.fl then
     member_finished(base, h)
+  elseif h.kp then
+    -- As place_finished does, batched.
+    push(batch.adds, batch.kept, s(tonumber(snow) + tonumber(h.kp)), uuid)
   else
     push(batch.adds, batch.done, snow, uuid)
   end
@@ -75,7 +78,7 @@ redis.register_function('baton_complete', function(keys, args)
   local base = keys[1]
   local n = tonumber(args[1])
   local batch = { leases = {}, deadlines = {}, adds = {}, counts = {}, records = {}, dirty = {},
-    order = {}, done = base .. ':done', told = {} }
+    order = {}, done = base .. ':done', kept = base .. ':kept', told = {} }
   local rkeys, ulist, seen = {}, {}, {}
   for i = 0, n - 1 do
     local uuid = args[2 + i * 5]

@@ -28,6 +28,10 @@
 --   (the hash B:{p:N}:hx, read once per namespace of the call) gets hx '1'
 --   and ev '1' in its record and its first event; the others get neither,
 --   and nothing more is written for them.
+-- A root item (no parent) covered by a retention rule in this partition
+--   (the hash B:{p:N}:ret, read once per namespace and lane of the call;
+--   see keep_for in common.lua) gets kp, the rule's keep in ms, in its
+--   record; the others (and every child: it goes with its root) get none.
 -- Payloads never pass through Lua: the backend writes every item's payload
 --   key B:{p:N}:p:<uuid> with one MSET in the same MULTI … EXEC, right
 --   before this call, so a record and its payload appear together.
@@ -96,6 +100,8 @@ redis.register_function('baton_create', function(keys, args)
   -- namespace; the first event of an item is the same for every item
   -- created in its state: packed once per state.
   local histories, firsts = {}, {}
+  -- The keep of the rule covering each namespace and lane of the call.
+  local keeps = {}
   local adds, counts, was_empty, lanes, writes, created, unused = {}, {}, {}, {}, {}, {}, {}
   local opened, children, upstreams = {}, {}, {}
   for i = 0, n - 1 do
@@ -168,6 +174,13 @@ redis.register_function('baton_create', function(keys, args)
           firsts[h.st] = first
         end
         redis.call('RPUSH', base .. ':ev:' .. uuid, first)
+      end
+      if par == '' then
+        local keep = rule_keep(base, ns, lane, keeps)
+        if keep then
+          rec = rec or cmsgpack.unpack(record)
+          rec.kp = s(keep)
+        end
       end
       if rec then record = cmsgpack.pack(rec) end
       created[uuid] = h

@@ -6,7 +6,8 @@
 -- `deadlines`); attempts, signals, steps and state stay as history.
 -- A flow member re-opens its flow: its root's `open:` count goes up (the
 -- flow is not trimmed while it runs) and a parent that has not finished
--- counts it as an unfinished child again; a root leaves `done`.
+-- counts it as an unfinished child again; a root leaves `done` (or `kept`:
+-- it keeps its `kp`, counted from its next finish).
 -- Its dependents were told when it finished and are not told again: `hd`
 -- goes with its dependents set (a dependent created later sets both anew,
 -- and only those are told at its next end). While the partition's cascade
@@ -45,7 +46,7 @@ redis.register_function('baton_replay', function(keys, args)
       save(base, pu, ph)
     end
   else
-    redis.call('ZREM', base .. ':done', uuid)
+    unplace_finished(base, uuid)
   end
   if h.hd then
     redis.call('DEL', base .. ':dn:' .. uuid)

@@ -94,7 +94,8 @@ pub use memory::{
 pub use ops::{
     DeleteAnswer, DeleteQuery, EventAnswer, EventsAnswer, EventsQuery, ExplainAnswer,
     HistoryAnswer, HistoryBody, LaneAnswer, LaneBody, LanePauseAnswer, LanesAnswer, PauseAnswer,
-    PriorityBody, ScopeBody, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery,
+    PriorityBody, RetentionAnswer, RetentionBody, RetentionChangeAnswer, RetentionQuery,
+    RetentionRulesAnswer, ScopeBody, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery,
 };
 pub use read::{
     Attempt, CancelBody, DescribeQuery, Health, PauseBody, Snapshot, StatsAnswer, StatsQuery,

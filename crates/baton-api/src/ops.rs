@@ -415,3 +415,87 @@ pub struct HistoryAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub was: Option<bool>,
 }
+
+/// The body of `PUT /v1/retention/{namespace}`: how long the namespace's
+/// finished executions (of `lane` only, when given) are kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionBody {
+    /// The lane the rule covers; absent or `null`: every lane of the
+    /// namespace without a rule of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+    /// The keep as people write it: `30d`, `36h`, `90m`, `45s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<String>,
+    /// The keep in milliseconds (instead of `keep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_ms: Option<u64>,
+}
+
+/// A retention rule: an item of `GET /v1/retention`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionAnswer {
+    /// The namespace it covers.
+    pub namespace: String,
+    /// The lane it covers; `null`: every lane without a rule of its own.
+    pub lane: Option<String>,
+    /// The keep, written as people write it (`30d`).
+    pub keep: String,
+    /// The keep in milliseconds.
+    pub keep_ms: u64,
+}
+
+impl From<&baton_core::RetentionRule> for RetentionAnswer {
+    fn from(rule: &baton_core::RetentionRule) -> Self {
+        RetentionAnswer {
+            namespace: rule.namespace.to_string(),
+            lane: rule.lane.as_ref().map(ToString::to_string),
+            keep: baton_core::format_duration(rule.keep),
+            keep_ms: rule.keep.as_millis() as u64,
+        }
+    }
+}
+
+impl RetentionAnswer {
+    /// The rule it names; `InvalidInput` for a name or keep Baton would
+    /// not accept.
+    pub fn rule(&self) -> Result<baton_core::RetentionRule, baton_core::EngineError> {
+        Ok(baton_core::RetentionRule {
+            namespace: self.namespace.parse()?,
+            lane: self.lane.as_deref().map(str::parse).transpose()?,
+            keep: std::time::Duration::from_millis(self.keep_ms),
+        })
+    }
+}
+
+/// The answer of `GET /v1/retention`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionRulesAnswer {
+    /// Every rule, by namespace, its all-lanes rule first, then by lane.
+    pub items: Vec<RetentionAnswer>,
+}
+
+/// The answer of `PUT` and `DELETE /v1/retention/{namespace}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionChangeAnswer {
+    /// The namespace.
+    pub namespace: String,
+    /// The lane; `null`: the namespace's rule for every lane.
+    pub lane: Option<String>,
+    /// The keep now, ms; `null` after a `DELETE` (the rules left or the
+    /// deployment's default apply).
+    pub keep_ms: Option<u64>,
+    /// The keep the rule had before, ms; `null` when there was none.
+    pub previous_ms: Option<u64>,
+}
+
+/// The query of `DELETE /v1/retention/{namespace}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionQuery {
+    /// The lane whose rule goes; absent: the namespace's rule for every
+    /// lane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+}

@@ -77,6 +77,13 @@ pub enum Route {
     SetHistory,
     /// `GET /v1/namespaces/{namespace}/history`: whether it is on.
     History,
+    /// `PUT /v1/retention/{namespace}`: keep a namespace's (or a lane's)
+    /// finished executions for a given time.
+    SetRetention,
+    /// `DELETE /v1/retention/{namespace}`: remove such a rule.
+    RemoveRetention,
+    /// `GET /v1/retention`: every retention rule.
+    Retention,
     /// `POST /v1/executions/{id}/cancel`: cancel it, and by default its
     /// non-terminal descendants.
     Cancel,
@@ -170,7 +177,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 48] = [
+    pub const ALL: [Route; 51] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
@@ -183,6 +190,9 @@ impl Route {
         Route::Events,
         Route::SetHistory,
         Route::History,
+        Route::SetRetention,
+        Route::RemoveRetention,
+        Route::Retention,
         Route::Cancel,
         Route::Children,
         Route::Tree,
@@ -236,6 +246,7 @@ impl Route {
             | Route::Explain
             | Route::Events
             | Route::History
+            | Route::Retention
             | Route::Lanes
             | Route::Stats
             | Route::Health
@@ -268,8 +279,11 @@ impl Route {
             | Route::SetState
             | Route::SetPriority
             | Route::SetTag
-            | Route::SetHistory => Method::Put,
-            Route::ClearState | Route::RemoveTag | Route::Delete => Method::Delete,
+            | Route::SetHistory
+            | Route::SetRetention => Method::Put,
+            Route::ClearState | Route::RemoveTag | Route::Delete | Route::RemoveRetention => {
+                Method::Delete
+            }
         }
     }
 
@@ -307,6 +321,8 @@ impl Route {
             Route::Explain => "/v1/executions/{id}/explain",
             Route::Events => "/v1/executions/{id}/events",
             Route::SetHistory | Route::History => "/v1/namespaces/{namespace}/history",
+            Route::SetRetention | Route::RemoveRetention => "/v1/retention/{namespace}",
+            Route::Retention => "/v1/retention",
             Route::Pause => "/v1/executions/{id}/pause",
             Route::Resume => "/v1/executions/{id}/resume",
             Route::Replay => "/v1/executions/{id}/replay",
@@ -336,6 +352,9 @@ impl Route {
             Route::Events => "events",
             Route::SetHistory => "setHistory",
             Route::History => "history",
+            Route::SetRetention => "setRetention",
+            Route::RemoveRetention => "removeRetention",
+            Route::Retention => "retention",
             Route::Cancel => "cancel",
             Route::Children => "children",
             Route::Tree => "tree",

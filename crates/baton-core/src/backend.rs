@@ -630,10 +630,28 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     /// One transaction / one `FCALL`.
     async fn expire_deadlines(&self, partition: PartitionId, limit: usize) -> Result<ScanReport>;
 
-    /// Scheduler pass: deletes terminal executions of `partition` that
-    /// finished at least `retention` ago (`finished_at + retention <= now`), with their attempts, results and
-    /// idempotency keys, at most `limit`, earliest finished first. Afterwards `describe` answers
+    /// Scheduler pass: deletes finished flows of `partition` (an execution
+    /// outside flows is a flow of one) whose root is due: `finished_at +
+    /// keep <= now` both for the keep the root was stamped with at create
+    /// and for the rule in force now, each being a retention rule covering
+    /// the root
+    /// ([`AdminBackend::set_retention`](crate::AdminBackend::set_retention))
+    /// or else `retention`, the deployment's default (so a rule shortened
+    /// after a root was created does not shorten its keep). Removed with
+    /// everything they hold (attempts, results, idempotency keys, signals,
+    /// steps, events), members newest first and the root last, at most
+    /// `limit`, earliest due first. Afterwards `describe` answers
     /// `NotFound` and the idempotency key may be reused.
+    ///
+    /// Only due roots are read: one range read of the roots stamped with a
+    /// rule's keep (`since + keep <= now`) and one of the rest (`since <=
+    /// now - retention`), `since` being the finish or the last look at an
+    /// open flow. Each is judged by
+    /// [`rules::trim_verdict`](crate::raw::rules::trim_verdict) against the
+    /// rules in force (one not due is re-stamped, where it is read when
+    /// due); a root whose flow still has an unfinished member is looked at
+    /// again a keep later ([`rules::trim_relook`](crate::raw::rules::trim_relook)).
+    /// `next_due` is the earliest time a root left becomes due.
     ///
     /// # Atomicity
     /// One transaction / one `FCALL`.

@@ -31,9 +31,10 @@ pub use model::{
     DependencyPolicy, EventKind, ExecutionEvent, ExecutionSnapshot, Explanation, Failure, LaneInfo,
     ListCursor, ListFilter, ListPage, NewExecution, NewSignal, OnTimeout, Ownership, Page,
     PartitionOwner, Pause, PauseOutcome, ProgressFrame, QueueFacts, RenewOutcome, RenewRequest,
-    RenewStatus, ScanReport, Signal, SignalOutcome, StateCounts, StateEntry, StepOutcome,
-    StepRecord, StepStatus, SuspendOutcome, SuspendRequest, Suspension, Tree, TreeNode, Upstream,
-    UpstreamFailure, WaitCondition, WaitEnded, WaitReason, WaitingOn, WorkerInfo,
+    RenewStatus, RetentionRule, ScanReport, Signal, SignalOutcome, StateCounts, StateEntry,
+    StepOutcome, StepRecord, StepStatus, SuspendOutcome, SuspendRequest, Suspension, Tree,
+    TreeNode, Upstream, UpstreamFailure, WaitCondition, WaitEnded, WaitReason, WaitingOn,
+    WorkerInfo,
 };
 pub use names::{
     CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN,
@@ -42,4 +43,6 @@ pub use names::{
 };
 pub use policy::{Backoff, Limits, RetryDecision, RetryPolicy};
 pub use state::{AttemptOutcome, State};
-pub use time::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
+pub use time::{
+    Clock, ManualClock, SharedClock, SystemClock, Timestamp, format_duration, parse_duration,
+};

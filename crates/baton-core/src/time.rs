@@ -129,6 +129,79 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// A duration as people write it: `500ms`, `30s`, `5m`, `2h`, `7d`, or a
+/// bare number of seconds; fractions are allowed (`1.5h`).
+///
+/// ```
+/// use std::time::Duration;
+/// use baton_core::{format_duration, parse_duration};
+/// assert_eq!(parse_duration("36h").unwrap(), Duration::from_secs(36 * 3600));
+/// assert_eq!(format_duration(Duration::from_secs(30 * 86_400)), "30d");
+/// assert!(parse_duration("3 weeks").is_err());
+/// ```
+///
+/// # Errors
+/// `InvalidInput` naming the text and the units accepted.
+pub fn parse_duration(text: &str) -> Result<Duration, EngineError> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = number.parse().map_err(|_| {
+        EngineError::invalid(
+            "duration",
+            text,
+            "write a duration like 500ms, 30s, 5m, 2h or 7d",
+        )
+    })?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        other => {
+            return Err(EngineError::invalid(
+                "duration",
+                text,
+                format!("unknown unit {other:?}; use ms, s, m, h or d"),
+            ));
+        }
+    };
+    let d = Duration::try_from_secs_f64(secs)
+        .map_err(|e| EngineError::invalid("duration", text, e.to_string()))?;
+    // Whole milliseconds, what every backend stores: a finer duration is
+    // refused, never cut short silently (float noise far below a
+    // millisecond is not finer).
+    let ms = d.as_secs_f64() * 1000.0;
+    if (ms - ms.round()).abs() > 1e-3 {
+        return Err(EngineError::invalid(
+            "duration",
+            text,
+            "durations are counted in whole milliseconds",
+        ));
+    }
+    Ok(Duration::from_millis(ms.round().min(u64::MAX as f64) as u64))
+}
+
+/// A duration in the largest unit that writes it whole (`30d`, `36h`,
+/// `90m`, `45s`, `1500ms`); [`parse_duration`] reads it back.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -297,6 +370,25 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_read_in_whole_milliseconds() {
+        let ok = |t: &str| parse_duration(t).unwrap_or_else(|e| panic!("{t}: {e}"));
+        assert_eq!(ok("500ms"), Duration::from_millis(500));
+        assert_eq!(ok("0.1s"), Duration::from_millis(100));
+        assert_eq!(ok("1.5h"), Duration::from_secs(5400));
+        assert_eq!(ok("2"), Duration::from_secs(2));
+        assert_eq!(ok("7d"), Duration::from_secs(7 * 86_400));
+        for bad in ["1.0005s", "0.5ms", "soon", "3w", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        for d in [1, 999, 1_000, 60_000, 5_400_000, 86_400_000, 90_061_001] {
+            let d = Duration::from_millis(d);
+            assert_eq!(ok(&format_duration(d)), d);
+        }
+        assert_eq!(format_duration(Duration::from_secs(36 * 3600)), "36h");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
 
     #[test]
     fn round_trips_known_instants() {

@@ -19,7 +19,12 @@
 -- Lanes that received waiting work are notified (delivered on commit).
 -- Parents count their new unfinished children as open. An execution keeps
 -- its event history if its namespace does now (`namespace_history`, read
--- once per namespace of the batch; migration 0011).
+-- once per namespace of the batch; migration 0011). Each is stamped with
+-- the keep of the retention rule covering it now (`rules::keep_for`: its
+-- lane's rule, else its namespace's, else NULL for the default; migration
+-- 0012): the rules of the batch's namespaces are read once, and a row
+-- looks among them only when there are any, so a deployment without rules
+-- pays one read of an empty table per batch.
 WITH input AS (
     SELECT *
     FROM UNNEST(
@@ -39,6 +44,10 @@ kept AS (
     SELECT h.namespace FROM namespace_history h
     WHERE h.namespace IN (SELECT i.namespace FROM input i)
 ),
+retained AS MATERIALIZED (
+    SELECT r.namespace, r.lane, r.keep_ms FROM retention_rules r
+    WHERE r.namespace IN (SELECT i.namespace FROM input i)
+),
 taken AS (
     INSERT INTO idempotency_keys (namespace, lane, key, partition, uuid)
     SELECT namespace, lane, idempotency_key, partition, uuid
@@ -55,12 +64,18 @@ inserted AS (
         required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms,
         backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
         created_at, updated_at, run_at, ready_at, deadline, dep_policy, deps_total,
-        deps_done, deps_bad, finished_at, last_error, history)
+        deps_done, deps_bad, finished_at, last_error, history, keep_ms)
     SELECT partition, uuid, namespace, lane, kind, state, priority, payload, tags::jsonb,
            required_caps::jsonb, 0, max_attempts, backoff_initial_ms, backoff_max_ms,
            backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
            $21, $21, run_at, ready_at, deadline, dep_policy, deps_total, deps_done,
-           deps_bad, finished_at, last_error, namespace IN (SELECT k.namespace FROM kept k)
+           deps_bad, finished_at, last_error, namespace IN (SELECT k.namespace FROM kept k),
+           -- A lane's rule sorts after its namespace's ('', the empty lane).
+           CASE WHEN EXISTS (SELECT 1 FROM retained) THEN
+               (SELECT r.keep_ms FROM retained r
+                WHERE r.namespace = input.namespace AND r.lane IN (input.lane, '')
+                ORDER BY r.lane DESC LIMIT 1)
+           END
     FROM input
     WHERE idempotency_key IS NULL OR uuid IN (SELECT uuid FROM taken)
     RETURNING uuid, namespace, lane, state, partition, parent, finished_at

@@ -96,6 +96,13 @@
 //!   in its own snapshot: a claim that started before a `pause_lane`
 //!   committed may still take work of the lane, none that starts after
 //!   does (see `sql/claim.sql`).
+//! - Retention rules are rows of `retention_rules`; their writers take the
+//!   table's lock (no reader waits for it), so the count of rules is judged
+//!   alone. A create stamps each execution with the keep of the rule that
+//!   covers it in the create statement's snapshot; the trim pass locks the
+//!   due roots with `SKIP LOCKED` and judges each by the rules it reads
+//!   after them, so a rule that lengthens the keep protects an execution
+//!   whatever keep it was stamped with (see `scan::trim_in`).
 //!
 //! ## Time
 //! Every stored instant is BIGINT milliseconds from the injected

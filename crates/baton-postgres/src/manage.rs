@@ -485,3 +485,110 @@ pub(crate) async fn history_enabled(
         .await
         .map_err(map)
 }
+
+/// The stored lane of a rule: the lane, or [`rules::ALL_LANES`].
+fn rule_lane(lane: Option<&baton_core::Lane>) -> &str {
+    lane.map_or(rules::ALL_LANES, baton_core::Lane::as_str)
+}
+
+/// A stored keep as a duration (the table's check keeps it positive).
+fn stored_keep(ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Writers of rules take the table's lock first (one that conflicts with
+/// itself and with every write, never with a read, so creates and the
+/// trim pass go on), so the count the room is judged by is not raced by
+/// another writer; then one statement writes the rule and answers, from
+/// the snapshot before it, the keep it replaces and how many rules there
+/// were. A rule that does not fit rolls the write back.
+pub(crate) async fn set_retention(
+    b: &PostgresBackend,
+    namespace: &baton_core::Namespace,
+    lane: Option<&baton_core::Lane>,
+    keep: std::time::Duration,
+) -> Result<Option<std::time::Duration>> {
+    let keep_ms = i64::try_from(rules::check_keep(keep)?).unwrap_or(i64::MAX);
+    let mut tx = b.begin().await?;
+    let outcome = async {
+        sqlx::query("LOCK TABLE retention_rules IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        let (was, held): (Option<i64>, i64) = sqlx::query_as(
+            "WITH put AS ( \
+                 INSERT INTO retention_rules (namespace, lane, keep_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (namespace, lane) DO UPDATE SET keep_ms = excluded.keep_ms) \
+             SELECT (SELECT keep_ms FROM retention_rules WHERE namespace = $1 AND lane = $2), \
+                    (SELECT count(*) FROM retention_rules)",
+        )
+        .bind(namespace.as_str())
+        .bind(rule_lane(lane))
+        .bind(keep_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map)?;
+        rules::check_rule_room(
+            usize::try_from(held).unwrap_or(usize::MAX),
+            was.is_some(),
+            namespace.as_str(),
+        )?;
+        Ok(was.map(stored_keep))
+    }
+    .await;
+    finish(tx, outcome).await
+}
+
+/// One statement (a write of the table waits for a `set_retention` that
+/// holds it).
+pub(crate) async fn remove_retention(
+    b: &PostgresBackend,
+    namespace: &baton_core::Namespace,
+    lane: Option<&baton_core::Lane>,
+) -> Result<Option<std::time::Duration>> {
+    let was: Option<i64> = sqlx::query_scalar(
+        "DELETE FROM retention_rules WHERE namespace = $1 AND lane = $2 RETURNING keep_ms",
+    )
+    .bind(namespace.as_str())
+    .bind(rule_lane(lane))
+    .fetch_optional(&b.inner.pool)
+    .await
+    .map_err(map)?;
+    Ok(was.map(stored_keep))
+}
+
+pub(crate) async fn retention_rules(b: &PostgresBackend) -> Result<Vec<baton_core::RetentionRule>> {
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT namespace, lane, keep_ms FROM retention_rules")
+            .fetch_all(&b.inner.pool)
+            .await
+            .map_err(map)?;
+    let mut out = rows
+        .iter()
+        .map(|(ns, lane, keep)| rules::stored_retention_rule(ns, lane, *keep))
+        .collect::<Result<Vec<_>>>()?;
+    rules::sort_retention_rules(&mut out);
+    Ok(out)
+}
+
+/// The rules of `namespaces` as `(namespace, lane, keep_ms)`, for
+/// [`rules::keep_for`]; empty without any.
+pub(crate) async fn rules_of(
+    conn: &mut PgConnection,
+    namespaces: &[&str],
+) -> Result<Vec<(String, String, u64)>> {
+    if namespaces.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT namespace, lane, keep_ms FROM retention_rules WHERE namespace = ANY($1)",
+    )
+    .bind(namespaces)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map)?;
+    Ok(rows
+        .into_iter()
+        .map(|(ns, lane, keep)| (ns, lane, u64::try_from(keep).unwrap_or(0)))
+        .collect())
+}

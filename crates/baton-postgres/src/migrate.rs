@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "event history",
         include_str!("../../../migrations/postgres/0011_events.sql"),
     ),
+    (
+        12,
+        "retention per namespace and lane",
+        include_str!("../../../migrations/postgres/0012_retention.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -206,7 +211,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 11);
+        assert_eq!(super::latest_version(), 12);
     }
 
     /// Version 11 on a schema holding executions: one that existed before
@@ -296,6 +301,82 @@ mod tests {
                 (with, 2, 9, state("waiting"), state("delayed")),
             ]
         );
+        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// Version 12 on a schema holding executions: one finished before
+    /// carries no keep (the deployment's default keeps it), no rule
+    /// exists, and the trim pass's two range indexes are in place.
+    #[tokio::test]
+    async fn version_12_leaves_executions_from_before_to_the_default() {
+        let Some(server) = baton_testkit::servers::postgres().await else {
+            return;
+        };
+        let schema = baton_testkit::servers::PostgresServer::unique_schema();
+        let mut conn = PgConnection::connect(server.url()).await.unwrap();
+        sqlx::raw_sql(&format!(
+            "CREATE SCHEMA {schema}; SET search_path = {schema}"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 11) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        let old = uuid::Uuid::from_u128(1);
+        sqlx::query(
+            "INSERT INTO executions (partition, uuid, namespace, lane, kind, state, priority, \
+             payload, tags, required_caps, attempts, max_attempts, backoff_initial_ms, \
+             backoff_max_ms, backoff_multiplier, backoff_jitter, created_at, updated_at, \
+             ready_at, finished_at) \
+             VALUES (3, $1, 'n', 'l', 'k', 'completed', 0, '', '{}', '[]', 1, 3, 0, 0, 1.0, \
+             false, 5, 7, 5, 7)",
+        )
+        .bind(old)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let (_, _, v12) = super::MIGRATIONS[11];
+        sqlx::raw_sql(v12).execute(&mut conn).await.unwrap();
+        let keep: Option<i64> =
+            sqlx::query_scalar("SELECT keep_ms FROM executions WHERE partition = 3 AND uuid = $1")
+                .bind(old)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(keep, None, "an execution from before carries no keep");
+        let rules: i64 = sqlx::query_scalar("SELECT count(*) FROM retention_rules")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(rules, 0, "no retention rule");
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 \
+             AND tablename = 'executions' AND indexname LIKE 'executions_retention%' \
+             ORDER BY indexname",
+        )
+        .bind(&schema)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            indexes,
+            vec!["executions_retention", "executions_retention_kept"]
+        );
+        let due: Option<uuid::Uuid> = sqlx::query_scalar(
+            "SELECT uuid FROM executions WHERE partition = 3 AND finished_at IS NOT NULL \
+             AND root IS NULL AND keep_ms IS NULL AND COALESCE(trim_at, finished_at) <= 7",
+        )
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(due, Some(old), "read by the default's range");
         sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
             .execute(&mut conn)
             .await

@@ -1,7 +1,9 @@
 //! The scheduler's passes: promote, reclaim, expire, trim.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
+use baton_core::raw::rules::{self, TrimVerdict};
 use baton_core::{
     AttemptOutcome, ExecutionId, Failure, PartitionId, Result, ScanReport, State, Timestamp,
 };
@@ -228,8 +230,12 @@ pub(crate) async fn trim_terminal(
 /// The body of `trim_terminal`, in the caller's transaction. Roots only (an
 /// execution outside flows is its own root): members are trimmed with
 /// their root, newest first (no parent before its children), the root
-/// last; a root whose flow still runs is looked at again a retention
-/// later.
+/// last. Two range reads, each on its index (migration 0012), take only
+/// due roots: those stamped with a rule's keep, and the rest against the
+/// default; so roots kept long never stand in the way of the ones due.
+/// Each is judged by the rules in force now (`rules::trim_verdict`): one a
+/// newer rule keeps longer is re-stamped where the pass reads it when it is
+/// due, one whose flow still runs is looked at again a keep later.
 async fn trim_in(
     b: &PostgresBackend,
     tx: &mut PgConnection,
@@ -239,41 +245,113 @@ async fn trim_in(
     bound: i64,
     now: Timestamp,
 ) -> Result<ScanReport> {
+    let default_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
     let cutoff = now.saturating_sub(retention);
-    let roots: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT uuid FROM executions WHERE partition = $1 AND finished_at IS NOT NULL \
-         AND root IS NULL AND COALESCE(trim_at, finished_at) <= $2 \
-         ORDER BY COALESCE(trim_at, finished_at), uuid LIMIT $3 FOR UPDATE SKIP LOCKED",
-    )
-    .bind(part(partition))
-    .bind(cutoff.as_millis())
-    .bind(bound)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(map)?;
+    let mut due: Vec<(i64, TrimRoot)> = Vec::new();
+    for (sql, bound_at) in [
+        (
+            "SELECT uuid, namespace, lane, COALESCE(trim_at, finished_at) AS since, keep_ms \
+             FROM executions WHERE partition = $1 AND finished_at IS NOT NULL \
+             AND root IS NULL AND keep_ms IS NOT NULL \
+             AND COALESCE(trim_at, finished_at) + keep_ms <= $2 \
+             ORDER BY COALESCE(trim_at, finished_at) + keep_ms, uuid LIMIT $3 \
+             FOR UPDATE SKIP LOCKED",
+            now,
+        ),
+        (
+            "SELECT uuid, namespace, lane, COALESCE(trim_at, finished_at) AS since, keep_ms \
+             FROM executions WHERE partition = $1 AND finished_at IS NOT NULL \
+             AND root IS NULL AND keep_ms IS NULL AND COALESCE(trim_at, finished_at) <= $2 \
+             ORDER BY COALESCE(trim_at, finished_at), uuid LIMIT $3 FOR UPDATE SKIP LOCKED",
+            cutoff,
+        ),
+    ] {
+        let rows: Vec<(Uuid, String, String, i64, Option<i64>)> = sqlx::query_as(sql)
+            .bind(part(partition))
+            .bind(bound_at.as_millis())
+            .bind(bound)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map)?;
+        for (uuid, namespace, lane, since, keep) in rows {
+            let keep = keep.map_or(default_ms, |k| u64::try_from(k).unwrap_or(0));
+            let at = since.saturating_add(i64::try_from(keep).unwrap_or(i64::MAX));
+            let id = ExecutionId::from_parts(uuid, partition, b.inner.partitions)?.to_string();
+            due.push((
+                at,
+                TrimRoot {
+                    uuid,
+                    id,
+                    namespace,
+                    lane,
+                    since,
+                },
+            ));
+        }
+    }
+    // Merged by when each fell due; those past the bound stay locked until
+    // commit and are read again by the next pass.
+    due.sort_by_key(|(at, root)| (*at, root.uuid));
+    due.truncate(usize::try_from(bound).unwrap_or(usize::MAX));
+    let mut namespaces: Vec<&str> = due.iter().map(|(_, r)| r.namespace.as_str()).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let in_force = crate::manage::rules_of(tx, &namespaces).await?;
+    let now_ms = now.as_millis();
+    let judged: Vec<(&TrimRoot, Option<u64>, TrimVerdict)> = due
+        .iter()
+        .map(|(_, root)| {
+            let current = rules::keep_for(
+                in_force
+                    .iter()
+                    .map(|(ns, lane, keep)| (ns.as_str(), lane.as_str(), *keep)),
+                &root.namespace,
+                &root.lane,
+            );
+            let verdict = rules::trim_verdict(current, default_ms, root.since, now_ms);
+            (root, current, verdict)
+        })
+        .collect();
+    // The flows among those due that still have an unfinished member, in
+    // one read (their roots are locked, and every writer that adds or
+    // reopens a member locks the root first).
+    let trimmed: Vec<&str> = judged
+        .iter()
+        .filter(|(_, _, verdict)| *verdict == TrimVerdict::Trim)
+        .map(|(root, _, _)| root.id.as_str())
+        .collect();
+    let open: HashSet<String> = if trimmed.is_empty() {
+        HashSet::new()
+    } else {
+        sqlx::query_scalar::<_, String>(
+            "SELECT DISTINCT root FROM executions WHERE partition = $1 AND root = ANY($2) \
+             AND finished_at IS NULL",
+        )
+        .bind(part(partition))
+        .bind(&trimmed)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map)?
+        .into_iter()
+        .collect()
+    };
+    let mut later = Restamp::default();
     let mut processed = 0usize;
-    for uuid in roots {
+    for (root, current, verdict) in judged {
         if processed >= limit {
             break;
         }
-        let root = ExecutionId::from_parts(uuid, partition, b.inner.partitions)?.to_string();
-        let open: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM executions WHERE partition = $1 AND root = $2 \
-             AND finished_at IS NULL LIMIT 1",
-        )
-        .bind(part(partition))
-        .bind(&root)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map)?;
-        if open.is_some() {
-            sqlx::query("UPDATE executions SET trim_at = $3 WHERE partition = $1 AND uuid = $2")
-                .bind(part(partition))
-                .bind(uuid)
-                .bind(now.as_millis())
-                .execute(&mut *tx)
-                .await
-                .map_err(map)?;
+        let verdict = if verdict == TrimVerdict::Trim && open.contains(&root.id) {
+            rules::trim_relook(current, now_ms)
+        } else {
+            verdict
+        };
+        if let TrimVerdict::Later { keep, since } = verdict {
+            later.uuid.push(root.uuid);
+            later
+                .keep
+                .push(keep.map(|k| i64::try_from(k).unwrap_or(i64::MAX)));
+            later.since.push(since);
             continue;
         }
         let asked = limit - processed;
@@ -282,7 +360,7 @@ async fn trim_in(
              ORDER BY uuid DESC LIMIT $3 FOR UPDATE",
         )
         .bind(part(partition))
-        .bind(&root)
+        .bind(&root.id)
         .bind(asked as i64)
         .fetch_all(&mut *tx)
         .await
@@ -294,30 +372,72 @@ async fn trim_in(
                  AND uuid <> ALL($3::uuid[]) LIMIT 1",
             )
             .bind(part(partition))
-            .bind(&root)
+            .bind(&root.id)
             .bind(&doomed)
             .fetch_optional(&mut *tx)
             .await
             .map_err(map)?
             .is_some();
         if !more && members < asked {
-            doomed.push(uuid);
+            doomed.push(root.uuid);
         }
         let gone = remove(tx, partition, &doomed).await?;
         processed += usize::try_from(gone).unwrap_or(usize::MAX);
     }
-    let oldest: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(COALESCE(trim_at, finished_at)) FROM executions WHERE partition = $1 \
-         AND finished_at IS NOT NULL AND root IS NULL",
+    if !later.uuid.is_empty() {
+        sqlx::query(
+            "UPDATE executions e SET keep_ms = v.keep, trim_at = v.since \
+             FROM UNNEST($2::uuid[], $3::bigint[], $4::bigint[]) AS v(uuid, keep, since) \
+             WHERE e.partition = $1 AND e.uuid = v.uuid",
+        )
+        .bind(part(partition))
+        .bind(&later.uuid)
+        .bind(&later.keep)
+        .bind(&later.since)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+    }
+    // The earliest a root left falls due, from each index's first entry.
+    let (plain, kept): (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT (SELECT MIN(COALESCE(trim_at, finished_at)) FROM executions \
+                 WHERE partition = $1 AND finished_at IS NOT NULL AND root IS NULL \
+                 AND keep_ms IS NULL), \
+                (SELECT MIN(COALESCE(trim_at, finished_at) + keep_ms) FROM executions \
+                 WHERE partition = $1 AND finished_at IS NOT NULL AND root IS NULL \
+                 AND keep_ms IS NOT NULL)",
     )
     .bind(part(partition))
     .fetch_one(&mut *tx)
     .await
     .map_err(map)?;
+    let plain = plain.map(|t| Timestamp::from_millis(t).saturating_add(retention));
+    let kept = kept.map(Timestamp::from_millis);
     Ok(ScanReport {
         processed: processed as u64,
-        next_due: oldest.map(|t| Timestamp::from_millis(t).saturating_add(retention)),
+        next_due: plain.into_iter().chain(kept).min(),
     })
+}
+
+/// A finished root the trim pass read as due.
+struct TrimRoot {
+    uuid: Uuid,
+    /// Its id as the `root` column of its members holds it.
+    id: String,
+    namespace: String,
+    lane: String,
+    /// When its keep counts from: its finish, or the last look at its open
+    /// flow.
+    since: i64,
+}
+
+/// The roots a trim pass re-stamps (not due under the rule in force, or
+/// their flow still runs), as one column array each.
+#[derive(Default)]
+struct Restamp {
+    uuid: Vec<Uuid>,
+    keep: Vec<Option<i64>>,
+    since: Vec<i64>,
 }
 
 /// Deletes the executions `uuids` of `partition`, which the caller locked

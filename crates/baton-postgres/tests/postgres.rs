@@ -7,8 +7,10 @@
 //! (sent only for watched executions, heard by other instances),
 //! revokes, pauses and forced deletes racing the worker's own complete or
 //! fail, lane pauses seen by (and lane resumes waking) other instances,
-//! and the event history (numbered once under concurrent writers, removed
-//! with its execution, nothing written for an execution without it).
+//! the event history (numbered once under concurrent writers, removed
+//! with its execution, nothing written for an execution without it), and
+//! retention rules (the keep stamped per row of a batch, the count of
+//! rules judged alone under concurrent writers).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -100,7 +102,7 @@ async fn partition_count_is_recorded_and_enforced() {
     );
     assert_eq!(
         first.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     );
 }
 
@@ -122,7 +124,7 @@ async fn concurrent_first_starts_migrate_once() {
         let backend = start.await.unwrap().unwrap();
         assert_eq!(
             backend.applied_migrations().await.unwrap(),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
         );
     }
 }
@@ -2048,4 +2050,133 @@ async fn executions_without_history_write_no_event() {
     assert!(b.set_history(&on, false).await.unwrap());
     assert!(!b.set_history(&on, false).await.unwrap());
     assert!(!b.history_enabled(&on).await.unwrap());
+}
+
+/// The keep each row of a create batch is stamped with, on both paths of
+/// the create statement (one statement without keys, and the transaction
+/// of a keyed batch): its lane's rule, else its namespace's, else none (a
+/// lane's rule covers no other lane).
+#[tokio::test]
+async fn create_batches_stamp_each_row_with_its_rule() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let b = open(&server.schema_url(&schema)).await;
+    let ns = |n: &str| Namespace::new(n).unwrap();
+    let lane = |l: &str| Lane::new(l).unwrap();
+    let (minute, hour) = (Duration::from_secs(60), Duration::from_secs(3_600));
+    b.set_retention(&ns("a"), None, hour).await.unwrap();
+    b.set_retention(&ns("a"), Some(&lane("x")), minute)
+        .await
+        .unwrap();
+    b.set_retention(&ns("c"), Some(&lane("y")), minute)
+        .await
+        .unwrap();
+    let batch = || {
+        vec![
+            exec("a", "x"),
+            exec("a", "y"),
+            exec("b", "x"),
+            exec("c", "x"),
+            exec("c", "y"),
+        ]
+    };
+    let plain = b.create(batch()).await.unwrap();
+    let keyed = b
+        .create(
+            batch()
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    n.with_idempotency_key(
+                        baton_core::IdempotencyKey::new(format!("k{i}")).unwrap(),
+                    )
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(server.url())
+        .await
+        .unwrap();
+    let expected = [Some(60_000), Some(3_600_000), None, None, Some(60_000)];
+    for created in [plain, keyed] {
+        let mut keeps = Vec::new();
+        for c in &created {
+            assert!(c.created);
+            let keep: Option<i64> = sqlx::query_scalar(&format!(
+                "SELECT keep_ms FROM {schema}.executions WHERE partition = $1 AND uuid = $2"
+            ))
+            .bind(i16::try_from(c.id.partition().get()).unwrap())
+            .bind(c.id.uuid())
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            keeps.push(keep);
+        }
+        assert_eq!(keeps, expected);
+    }
+}
+
+/// Writers adding a rule each when one more fits, round after round: one
+/// of them is let in, and the deployment never holds more than the most
+/// it may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_new_rules_stop_at_the_limit() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let b = open(&server.schema_url(&schema)).await;
+    let most = baton_core::RetentionRule::MAX_RULES;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(server.url())
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO {schema}.retention_rules (namespace, lane, keep_ms) \
+         SELECT 'n' || g, '', 60000 FROM generate_series(2, $1) g"
+    ))
+    .bind(i32::try_from(most).unwrap())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for round in 0..10 {
+        let writers: Vec<_> = (0..6)
+            .map(|w| {
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let ns = Namespace::new(format!("late-{round}-{w}")).unwrap();
+                    b.set_retention(&ns, None, Duration::from_secs(60))
+                        .await
+                        .map(|was| (ns, was))
+                })
+            })
+            .collect();
+        let mut added = Vec::new();
+        for w in writers {
+            match w.await.unwrap() {
+                Ok((ns, was)) => {
+                    assert_eq!(was, None);
+                    added.push(ns);
+                }
+                Err(EngineError::InvalidInput { .. }) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(added.len(), 1, "round {round}: one new rule fits");
+        assert_eq!(b.retention_rules().await.unwrap().len(), most);
+        b.remove_retention(&added[0], None).await.unwrap();
+    }
+    assert_eq!(
+        b.set_retention(
+            &Namespace::new("n2").unwrap(),
+            None,
+            Duration::from_secs(90)
+        )
+        .await
+        .unwrap(),
+        Some(Duration::from_secs(60)),
+        "replacing a rule always fits"
+    );
 }

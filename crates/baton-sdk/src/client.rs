@@ -454,6 +454,56 @@ impl Client {
         self.transport.history_enabled(&self.namespace).await
     }
 
+    /// Keeps the finished executions of the client's namespace (of `lane`
+    /// only, when given) for `keep` after they finish, instead of the
+    /// deployment's default retention (see
+    /// [`baton_core::AdminBackend::set_retention`]); answers the keep the
+    /// rule replaced.
+    ///
+    /// # Errors
+    /// `InvalidInput` (keep outside 1 s..=36500 d, too many rules),
+    /// `Unavailable`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client) -> baton_core::Result<()> {
+    /// use std::time::Duration;
+    /// client.set_retention(None, Duration::from_secs(30 * 86_400)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_retention(
+        &self,
+        lane: Option<&baton_core::Lane>,
+        keep: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>> {
+        // Checked here too, so a keep the server would refuse is refused
+        // alike over HTTP (where it travels as whole milliseconds).
+        baton_core::raw::rules::check_keep(keep)?;
+        self.transport
+            .set_retention(&self.namespace, lane, keep)
+            .await
+    }
+
+    /// Removes the retention rule of the client's namespace (of `lane`,
+    /// when given); answers the keep it had, `None` when there was none.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub async fn remove_retention(
+        &self,
+        lane: Option<&baton_core::Lane>,
+    ) -> Result<Option<std::time::Duration>> {
+        self.transport.remove_retention(&self.namespace, lane).await
+    }
+
+    /// Every retention rule of the deployment (all namespaces), by
+    /// namespace, its all-lanes rule first.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub async fn retention_rules(&self) -> Result<Vec<baton_core::RetentionRule>> {
+        self.transport.retention_rules().await
+    }
+
     /// The history of execution `id`: its events numbered above `after`,
     /// oldest first, at most `limit` (`1..=1000`) — every change of state
     /// with its time, attempt, worker and detail, signals delivered and

@@ -355,6 +355,36 @@ impl Transport {
         }
     }
 
+    pub(crate) async fn set_retention(
+        &self,
+        namespace: &Namespace,
+        lane: Option<&baton_core::Lane>,
+        keep: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>> {
+        match self {
+            Transport::Direct(b) => b.set_retention(namespace, lane, keep).await,
+            Transport::Http(h) => h.change_retention(namespace, lane, Some(keep)).await,
+        }
+    }
+
+    pub(crate) async fn remove_retention(
+        &self,
+        namespace: &Namespace,
+        lane: Option<&baton_core::Lane>,
+    ) -> Result<Option<std::time::Duration>> {
+        match self {
+            Transport::Direct(b) => b.remove_retention(namespace, lane).await,
+            Transport::Http(h) => h.change_retention(namespace, lane, None).await,
+        }
+    }
+
+    pub(crate) async fn retention_rules(&self) -> Result<Vec<baton_core::RetentionRule>> {
+        match self {
+            Transport::Direct(b) => b.retention_rules().await,
+            Transport::Http(h) => h.retention_rules().await,
+        }
+    }
+
     pub(crate) async fn history_enabled(&self, namespace: &Namespace) -> Result<bool> {
         match self {
             Transport::Direct(b) => b.history_enabled(namespace).await,

@@ -116,6 +116,28 @@ async fn client_calls(env: Env) {
     assert!(!c.history_enabled().await.unwrap(), "off by default");
     assert!(!c.set_history(true).await.unwrap());
     assert!(c.history_enabled().await.unwrap());
+    let day = Duration::from_secs(86_400);
+    let mail = baton_core::Lane::new("mail").unwrap();
+    assert_eq!(c.set_retention(None, 30 * day).await.unwrap(), None);
+    assert_eq!(c.set_retention(Some(&mail), day).await.unwrap(), None);
+    assert_eq!(
+        c.set_retention(None, 7 * day).await.unwrap(),
+        Some(30 * day),
+        "a replaced rule answers the keep it had"
+    );
+    let ours: Vec<_> = c
+        .retention_rules()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| &r.namespace == c.namespace())
+        .map(|r| (r.lane.map(|l| l.to_string()), r.keep))
+        .collect();
+    assert_eq!(ours, vec![(None, 7 * day), (Some("mail".into()), day)]);
+    assert!(c.set_retention(None, Duration::ZERO).await.is_err());
+    assert_eq!(c.remove_retention(Some(&mail)).await.unwrap(), Some(day));
+    assert_eq!(c.remove_retention(Some(&mail)).await.unwrap(), None);
+    assert_eq!(c.remove_retention(None).await.unwrap(), Some(7 * day));
     let batch = (0..3)
         .map(|i| c.execution("echo", &json!({"n": i})))
         .collect::<Result<Vec<_>, _>>()

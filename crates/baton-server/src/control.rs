@@ -172,6 +172,89 @@ pub(crate) async fn history(
     }))
 }
 
+/// The lane a retention call names, checked.
+fn retention_lane(lane: Option<&str>) -> Result<Option<baton_core::Lane>, baton_core::EngineError> {
+    lane.map(str::parse).transpose()
+}
+
+/// `PUT /v1/retention/{namespace}` `{"lane", "keep" | "keep_ms"}`:
+/// `{"namespace", "lane", "keep_ms", "previous_ms"}`.
+pub(crate) async fn set_retention(
+    State(state): State<AppState>,
+    NamespacePath(ns): NamespacePath,
+    ApiJson(body): ApiJson<baton_api::RetentionBody>,
+) -> ApiResult<Json<baton_api::RetentionChangeAnswer>> {
+    let lane = retention_lane(body.lane.as_deref())?;
+    let keep = match (&body.keep, body.keep_ms) {
+        (Some(text), None) => baton_core::parse_duration(text)?,
+        (None, Some(ms)) => std::time::Duration::from_millis(ms),
+        _ => {
+            return Err(baton_core::EngineError::invalid(
+                "keep",
+                "",
+                "give the keep once: \"keep\": \"30d\" or \"keep_ms\": 2592000000",
+            )
+            .into());
+        }
+    };
+    let previous = state
+        .backend()
+        .set_retention(&ns, lane.as_ref(), keep)
+        .await?;
+    tracing::info!(
+        target: "baton::audit",
+        op = "set_retention",
+        namespace = %ns,
+        lane = lane.as_ref().map_or("*", baton_core::Lane::as_str),
+        keep_ms = keep.as_millis() as u64,
+        previous_ms = previous.map(|p| p.as_millis() as u64),
+        "retention rule set"
+    );
+    Ok(Json(baton_api::RetentionChangeAnswer {
+        namespace: ns.to_string(),
+        lane: lane.map(|l| l.to_string()),
+        keep_ms: Some(keep.as_millis() as u64),
+        previous_ms: previous.map(|p| p.as_millis() as u64),
+    }))
+}
+
+/// `DELETE /v1/retention/{namespace}?lane=`: `{"namespace", "lane",
+/// "keep_ms": null, "previous_ms"}` (`previous_ms` null: there was no such
+/// rule).
+pub(crate) async fn remove_retention(
+    State(state): State<AppState>,
+    NamespacePath(ns): NamespacePath,
+    ApiQuery(q): ApiQuery<baton_api::RetentionQuery>,
+) -> ApiResult<Json<baton_api::RetentionChangeAnswer>> {
+    let lane = retention_lane(q.lane.as_deref())?;
+    let previous = state.backend().remove_retention(&ns, lane.as_ref()).await?;
+    tracing::info!(
+        target: "baton::audit",
+        op = "remove_retention",
+        namespace = %ns,
+        lane = lane.as_ref().map_or("*", baton_core::Lane::as_str),
+        previous_ms = previous.map(|p| p.as_millis() as u64),
+        "retention rule removed"
+    );
+    Ok(Json(baton_api::RetentionChangeAnswer {
+        namespace: ns.to_string(),
+        lane: lane.map(|l| l.to_string()),
+        keep_ms: None,
+        previous_ms: previous.map(|p| p.as_millis() as u64),
+    }))
+}
+
+/// `GET /v1/retention`: `{"items": [{"namespace", "lane", "keep",
+/// "keep_ms"}…]}`.
+pub(crate) async fn retention(
+    State(state): State<AppState>,
+) -> ApiResult<Json<baton_api::RetentionRulesAnswer>> {
+    let rules = state.backend().retention_rules().await?;
+    Ok(Json(baton_api::RetentionRulesAnswer {
+        items: rules.iter().map(baton_api::RetentionAnswer::from).collect(),
+    }))
+}
+
 /// `POST /v1/lanes/{lane}/pause` `{"namespace"}`: `{"lane", "paused":
 /// true, "changed"}`.
 pub(crate) async fn pause_lane(

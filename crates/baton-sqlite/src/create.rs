@@ -96,27 +96,51 @@ pub(crate) async fn create(
         fresh.push(row);
     }
 
-    // The namespaces of this call that keep histories (usually none: the
-    // history column keeps its default and nothing more is bound).
+    // The settings of this call's namespaces, in one statement: which keep
+    // histories, and their retention rules (usually neither: the history
+    // and keep columns keep their defaults and nothing more is bound).
+    // Each execution is stamped with the keep of the rule covering it now.
     let mut namespaces: Vec<&str> = fresh.iter().map(|r| r.new.namespace.as_str()).collect();
     namespaces.sort_unstable();
     namespaces.dedup();
-    let mut qb: QueryBuilder<'_, Sqlite> =
-        QueryBuilder::new("SELECT namespace FROM namespace_history WHERE namespace IN (");
-    let mut list = qb.separated(", ");
-    for ns in &namespaces {
-        list.push_bind(*ns);
+    let mut with_history: Vec<String> = Vec::new();
+    let mut retention: Vec<(String, String, u64)> = Vec::new();
+    if !namespaces.is_empty() {
+        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+            "SELECT namespace, NULL AS lane, NULL AS keep_ms FROM namespace_history \
+             WHERE namespace IN (",
+        );
+        let mut list = qb.separated(", ");
+        for ns in &namespaces {
+            list.push_bind(*ns);
+        }
+        qb.push(
+            ") UNION ALL SELECT namespace, lane, keep_ms FROM retention_rules WHERE namespace IN (",
+        );
+        let mut list = qb.separated(", ");
+        for ns in &namespaces {
+            list.push_bind(*ns);
+        }
+        qb.push(")");
+        let rows: Vec<(String, Option<String>, Option<i64>)> =
+            qb.build_query_as().fetch_all(&mut *tx).await.map_err(map)?;
+        for (ns, lane, keep) in rows {
+            match (lane, keep) {
+                (Some(lane), Some(keep)) => retention.push((ns, lane, keep.max(0) as u64)),
+                _ => with_history.push(ns),
+            }
+        }
     }
-    qb.push(")");
-    let with_history: Vec<String> = if namespaces.is_empty() {
-        Vec::new()
-    } else {
-        qb.build_query_scalar()
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map)?
+    let keep_of = |n: &baton_core::NewExecution| {
+        rules::keep_for(
+            retention
+                .iter()
+                .map(|(ns, lane, keep)| (ns.as_str(), lane.as_str(), *keep)),
+            n.namespace.as_str(),
+            n.lane.as_str(),
+        )
     };
-    // 32 bound columns per row; 400 rows stay under SQLite's 32766
+    // 33 bound columns per row; 400 rows stay under SQLite's 32766
     // variable limit with room to spare.
     for chunk in fresh.chunks(400) {
         // The dependency columns only for chunks that hold a dependent: the
@@ -135,6 +159,10 @@ pub(crate) async fn create(
         let keeps_history = !with_history.is_empty();
         if keeps_history {
             qb.push(", history");
+        }
+        let kept = chunk.iter().any(|r| keep_of(&r.new).is_some());
+        if kept {
+            qb.push(", keep_ms");
         }
         qb.push(") ");
         qb.push_values(chunk, |mut b, r| {
@@ -187,6 +215,9 @@ pub(crate) async fn create(
                 b.push_bind(i64::from(
                     with_history.iter().any(|ns| ns == n.namespace.as_str()),
                 ));
+            }
+            if kept {
+                b.push_bind(keep_of(n).map(|k| k as i64));
             }
         });
         qb.build().execute(&mut *tx).await.map_err(map)?;

@@ -417,3 +417,107 @@ pub(crate) async fn history_enabled(
             .is_some(),
     )
 }
+
+/// The stored lane of a rule: the lane, or [`rules::ALL_LANES`].
+fn rule_lane(lane: Option<&baton_core::Lane>) -> &str {
+    lane.map_or(rules::ALL_LANES, baton_core::Lane::as_str)
+}
+
+pub(crate) async fn set_retention(
+    b: &SqliteBackend,
+    namespace: &baton_core::Namespace,
+    lane: Option<&baton_core::Lane>,
+    keep: std::time::Duration,
+) -> Result<Option<std::time::Duration>> {
+    let keep_ms = rules::check_keep(keep)?;
+    let mut tx = b.begin().await?;
+    let was: Option<i64> =
+        sqlx::query_scalar("SELECT keep_ms FROM retention_rules WHERE namespace = ? AND lane = ?")
+            .bind(namespace.as_str())
+            .bind(rule_lane(lane))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM retention_rules")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map)?;
+    rules::check_rule_room(
+        usize::try_from(held).unwrap_or(usize::MAX),
+        was.is_some(),
+        namespace.as_str(),
+    )?;
+    sqlx::query(
+        "INSERT INTO retention_rules (namespace, lane, keep_ms) VALUES (?, ?, ?) \
+         ON CONFLICT (namespace, lane) DO UPDATE SET keep_ms = excluded.keep_ms",
+    )
+    .bind(namespace.as_str())
+    .bind(rule_lane(lane))
+    .bind(keep_ms as i64)
+    .execute(&mut *tx)
+    .await
+    .map_err(map)?;
+    tx.commit().await.map_err(map)?;
+    Ok(was.map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)))
+}
+
+pub(crate) async fn remove_retention(
+    b: &SqliteBackend,
+    namespace: &baton_core::Namespace,
+    lane: Option<&baton_core::Lane>,
+) -> Result<Option<std::time::Duration>> {
+    let mut tx = b.begin().await?;
+    let was: Option<i64> = sqlx::query_scalar(
+        "DELETE FROM retention_rules WHERE namespace = ? AND lane = ? RETURNING keep_ms",
+    )
+    .bind(namespace.as_str())
+    .bind(rule_lane(lane))
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(map)?;
+    tx.commit().await.map_err(map)?;
+    Ok(was.map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)))
+}
+
+pub(crate) async fn retention_rules(b: &SqliteBackend) -> Result<Vec<baton_core::RetentionRule>> {
+    let mut conn = b.inner.reader.acquire().await.map_err(map)?;
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT namespace, lane, keep_ms FROM retention_rules")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map)?;
+    let mut out = rows
+        .iter()
+        .map(|(ns, lane, keep)| rules::stored_retention_rule(ns, lane, *keep))
+        .collect::<Result<Vec<_>>>()?;
+    rules::sort_retention_rules(&mut out);
+    Ok(out)
+}
+
+/// The rules of `namespaces` as `(namespace, lane, keep_ms)`, for
+/// [`rules::keep_for`]; empty without any.
+pub(crate) async fn rules_of(
+    conn: &mut SqliteConnection,
+    namespaces: &[&str],
+) -> Result<Vec<(String, String, u64)>> {
+    if namespaces.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+        "SELECT namespace, lane, keep_ms FROM retention_rules WHERE namespace IN (",
+    );
+    let mut list = qb.separated(", ");
+    for ns in namespaces {
+        list.push_bind(*ns);
+    }
+    qb.push(")");
+    let rows: Vec<(String, String, i64)> = qb
+        .build_query_as()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map)?;
+    Ok(rows
+        .into_iter()
+        .map(|(ns, lane, keep)| (ns, lane, keep.max(0) as u64))
+        .collect())
+}

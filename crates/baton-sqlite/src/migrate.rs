@@ -69,6 +69,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "event history",
         include_str!("../../../migrations/sqlite/0011_events.sql"),
     ),
+    (
+        12,
+        "retention per namespace and lane",
+        include_str!("../../../migrations/sqlite/0012_retention.sql"),
+    ),
 ];
 
 /// The schema version this build expects.

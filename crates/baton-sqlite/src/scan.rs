@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use baton_core::raw::rules::{self, TrimVerdict};
 use baton_core::{
     AttemptOutcome, ExecutionId, Failure, PartitionId, Result, ScanReport, Timestamp,
 };
@@ -201,41 +202,93 @@ pub(crate) async fn trim_terminal(
 ) -> Result<ScanReport> {
     let bound = b.scan_limit(partition, limit)?;
     let now = b.now();
+    let default_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
     let cutoff = now.saturating_sub(retention);
     let mut tx = b.begin().await?;
     // Roots only (an execution outside flows is its own root): members are
     // trimmed with their root, newest first, so no parent goes before its
-    // children, and the root last.
-    let roots = sqlx::query(
-        "SELECT uuid, partition FROM executions WHERE partition = ? AND finished_at IS NOT NULL \
-         AND root IS NULL AND COALESCE(trim_at, finished_at) <= ? \
-         ORDER BY COALESCE(trim_at, finished_at), uuid LIMIT ?",
-    )
-    .bind(i64::from(partition.get()))
-    .bind(cutoff.as_millis())
-    .bind(bound)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(map)?;
+    // children, and the root last. Two range reads, each on its index
+    // (migration 0012), so only due roots are read: those stamped with a
+    // rule's keep, and the rest against the default.
+    let mut due: Vec<(i64, TrimRoot)> = Vec::new();
+    for (sql, bound_at) in [
+        (
+            "SELECT uuid, partition, namespace, lane, COALESCE(trim_at, finished_at) AS since, \
+             keep_ms FROM executions WHERE partition = ? AND finished_at IS NOT NULL \
+             AND root IS NULL AND keep_ms IS NOT NULL \
+             AND COALESCE(trim_at, finished_at) + keep_ms <= ? \
+             ORDER BY COALESCE(trim_at, finished_at) + keep_ms, uuid LIMIT ?",
+            now,
+        ),
+        (
+            "SELECT uuid, partition, namespace, lane, COALESCE(trim_at, finished_at) AS since, \
+             keep_ms FROM executions WHERE partition = ? AND finished_at IS NOT NULL \
+             AND root IS NULL AND keep_ms IS NULL AND COALESCE(trim_at, finished_at) <= ? \
+             ORDER BY COALESCE(trim_at, finished_at), uuid LIMIT ?",
+            cutoff,
+        ),
+    ] {
+        let rows = sqlx::query(sql)
+            .bind(i64::from(partition.get()))
+            .bind(bound_at.as_millis())
+            .bind(bound)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map)?;
+        for row in &rows {
+            let root = TrimRoot {
+                id: read::execution_id(row, b.inner.partitions)?,
+                namespace: read::col(row, "namespace")?,
+                lane: read::col(row, "lane")?,
+                since: read::col(row, "since")?,
+                keep: read::col::<Option<i64>>(row, "keep_ms")?.map(|k| k.max(0) as u64),
+            };
+            let keep = root.keep.unwrap_or(default_ms);
+            due.push((
+                root.since
+                    .saturating_add(i64::try_from(keep).unwrap_or(i64::MAX)),
+                root,
+            ));
+        }
+    }
+    due.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+    due.truncate(usize::try_from(bound).unwrap_or(usize::MAX));
+    let mut namespaces: Vec<&str> = due.iter().map(|(_, r)| r.namespace.as_str()).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let in_force = crate::manage::rules_of(&mut tx, &namespaces).await?;
     let mut processed = 0usize;
-    for row in &roots {
+    for (_, root) in &due {
         if processed >= limit {
             break;
         }
-        let root = read::execution_id(row, b.inner.partitions)?;
-        let uuid = blob(&root);
-        let text = root.to_string();
-        let open: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM executions WHERE root = ? AND finished_at IS NULL LIMIT 1",
-        )
-        .bind(&text)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map)?;
-        if open.is_some() {
-            // Its flow is still running: looked at again a retention later.
-            sqlx::query("UPDATE executions SET trim_at = ? WHERE uuid = ?")
-                .bind(now.as_millis())
+        let current = rules::keep_for(
+            in_force
+                .iter()
+                .map(|(ns, lane, keep)| (ns.as_str(), lane.as_str(), *keep)),
+            &root.namespace,
+            &root.lane,
+        );
+        let uuid = blob(&root.id);
+        let mut verdict = rules::trim_verdict(current, default_ms, root.since, now.as_millis());
+        let text = root.id.to_string();
+        if verdict == TrimVerdict::Trim {
+            let open: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM executions WHERE root = ? AND finished_at IS NULL LIMIT 1",
+            )
+            .bind(&text)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+            if open.is_some() {
+                // Its flow is still running: looked at again a keep later.
+                verdict = rules::trim_relook(current, now.as_millis());
+            }
+        }
+        if let TrimVerdict::Later { keep, since } = verdict {
+            sqlx::query("UPDATE executions SET keep_ms = ?, trim_at = ? WHERE uuid = ?")
+                .bind(keep.map(|k| i64::try_from(k).unwrap_or(i64::MAX)))
+                .bind(since)
                 .bind(uuid.as_slice())
                 .execute(&mut *tx)
                 .await
@@ -267,9 +320,14 @@ pub(crate) async fn trim_terminal(
             processed += 1;
         }
     }
-    let oldest: Option<i64> = sqlx::query_scalar(
-        "SELECT MIN(COALESCE(trim_at, finished_at)) FROM executions WHERE partition = ? \
-         AND finished_at IS NOT NULL AND root IS NULL",
+    // The earliest a root left falls due, from each index's first entry.
+    let (plain, kept): (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT (SELECT MIN(COALESCE(trim_at, finished_at)) FROM executions \
+                 WHERE partition = ?1 AND finished_at IS NOT NULL AND root IS NULL \
+                 AND keep_ms IS NULL), \
+                (SELECT MIN(COALESCE(trim_at, finished_at) + keep_ms) FROM executions \
+                 WHERE partition = ?1 AND finished_at IS NOT NULL AND root IS NULL \
+                 AND keep_ms IS NOT NULL)",
     )
     .bind(i64::from(partition.get()))
     .fetch_one(&mut *tx)
@@ -280,10 +338,24 @@ pub(crate) async fn trim_terminal(
     if processed > 0 {
         b.finished_some();
     }
+    let plain = plain.map(|t| Timestamp::from_millis(t).saturating_add(retention));
+    let kept = kept.map(Timestamp::from_millis);
     Ok(ScanReport {
         processed: processed as u64,
-        next_due: oldest.map(|t| Timestamp::from_millis(t).saturating_add(retention)),
+        next_due: plain.into_iter().chain(kept).min(),
     })
+}
+
+/// A finished root the trim pass read as due.
+struct TrimRoot {
+    id: ExecutionId,
+    namespace: String,
+    lane: String,
+    /// When its keep counts from: its finish, or the last look at its open
+    /// flow.
+    since: i64,
+    /// The keep it is stamped with; `None`: the default.
+    keep: Option<u64>,
 }
 
 /// Deletes one execution with its attempts, tags, edges, signals, steps,

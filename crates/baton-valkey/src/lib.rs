@@ -107,6 +107,19 @@
 //! (states, time, attempt count, worker, detail); `events` names them when
 //! it reads the list, joined with the record's attempts.
 //!
+//! ## Retention
+//! A retention rule is a field of the hash `ret` of every partition
+//! (`<ns>/<lane>`, or `<ns>/` for every lane, → keep ms), written to each
+//! in turn by `set_retention` (as `set_history` writes `hx`; library
+//! generation 13). `baton_create` stamps a root covered by a rule with its
+//! keep (the record field `kp`, read from its own partition's copy). A
+//! finished root without `kp` sits in the partition's `done` set scored
+//! by when its keep counts from; one with `kp` in `kept`, scored by when
+//! it is due. The trim pass reads both up to what is due (`done` up to now
+//! minus the default, `kept` up to now) and judges each root under the rule
+//! in force then (`rules::trim_verdict`): one not due yet moves to where
+//! that rule's keep places it, and is read again then.
+//!
 //! ## Durability
 //! An acknowledged call has been applied by the server; whether it survives
 //! a server crash depends on the server's persistence: none (lost on

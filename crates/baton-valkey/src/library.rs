@@ -38,7 +38,11 @@ use baton_core::{EngineError, Result};
 /// execution whose record holds `hx`, which `baton_create` writes for the
 /// namespaces the partition's hash `hx` names (the history is per
 /// namespace, off by default).
-pub const GENERATION: u32 = 12;
+/// Generation 13 added retention per namespace and lane: the partition's
+/// rule hash `ret`, the record field `kp` (written by `baton_create`), the
+/// set `kept` beside `done`, and a fourth argument of `baton_trim` (the
+/// default retention), which answers the first score of each set.
+pub const GENERATION: u32 = 13;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[
@@ -255,6 +259,13 @@ mod tests {
         // histories would miss the changes they make.
         assert_eq!(
             judge(Some("11:0123456789abcdef"), &lib).unwrap(),
+            Verdict::Replace
+        );
+        // A server still holding the library before retention rules
+        // (generation 12) gets this one: its creates stamp no keep and its
+        // trim reads no rule, so executions would be kept by the default.
+        assert_eq!(
+            judge(Some("12:0123456789abcdef"), &lib).unwrap(),
             Verdict::Replace
         );
         assert_eq!(judge(Some("garbage"), &lib).unwrap(), Verdict::Replace);

@@ -1,12 +1,15 @@
 //! Deletes (one unit of [`AdminBackend::delete_units`](baton_core::AdminBackend::delete_units)
 //! in one `baton_delete` call on the partition of its ids), the history
 //! of an execution (the list `ev:<uuid>`, written by the functions that
-//! change it; see `lua/common.lua`) and the setting of a namespace that
+//! change it; see `lua/common.lua`), the setting of a namespace that
 //! turns it on (the field `<ns>` of every partition's hash `hx`, read by
-//! `baton_create`).
+//! `baton_create`) and the retention rules (every partition's hash `ret`,
+//! read by `baton_create` and `baton_trim`).
 
 use baton_core::raw::rules::{self, StoredEvent};
 use baton_core::{DeletePart, ExecutionEvent, ExecutionId, Result};
+
+use std::time::Duration;
 
 use crate::*;
 
@@ -229,4 +232,235 @@ pub(crate) async fn history_enabled(b: &ValkeyBackend, namespace: &Namespace) ->
         }
     }
     Ok(false)
+}
+
+/// The hash of the retention rules in `partition` (`ret`: field
+/// `<namespace>/<lane>`, `<namespace>/` for the rule of every lane, →
+/// keep ms), read by every `baton_create` (the keep a root is stamped
+/// with) and `baton_trim` (the rule in force) of that partition.
+fn retention_key(b: &ValkeyBackend, partition: u16) -> String {
+    format!("{}:ret", b.base(partition))
+}
+
+/// A rule's field in `ret`: `/` is in no namespace or lane, so the field
+/// splits back at its first `/`.
+fn rule_field(namespace: &Namespace, lane: Option<&Lane>) -> String {
+    format!(
+        "{}/{}",
+        namespace.as_str(),
+        lane.map_or(rules::ALL_LANES, Lane::as_str)
+    )
+}
+
+/// A stored keep read back (`HGET` of a rule's field): `None` when absent.
+fn stored_keep(v: &Value) -> Result<Option<Duration>> {
+    Ok(opt_int(v)?.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+}
+
+/// How long a retention writer holds [`RetentionLock`] at most (a writer
+/// that died holding it is passed by after this).
+const RETENTION_LOCK_MS: u64 = 30_000;
+
+/// The lock one retention writer holds while it writes every partition
+/// (`{ctl}:retention-lock`, `SET NX PX`): two writers interleaving their
+/// partition-by-partition writes would leave partitions with different
+/// rules for good.
+struct RetentionLock {
+    key: String,
+    token: String,
+}
+
+impl RetentionLock {
+    /// Takes the lock, or answers `Contention` when another writer holds
+    /// it (retry shortly).
+    async fn take(b: &ValkeyBackend) -> Result<RetentionLock> {
+        let key = format!("{}:retention-lock", b.ctl());
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut c = redis::cmd("SET");
+        c.arg(&key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(RETENTION_LOCK_MS);
+        if matches!(b.run(&c).await?, Value::Nil) {
+            return Err(EngineError::Contention {
+                message: "another retention rule is being written; try again in a moment".into(),
+            });
+        }
+        Ok(RetentionLock { key, token })
+    }
+
+    /// Releases the lock if it is still this writer's.
+    async fn release(self, b: &ValkeyBackend) -> Result<()> {
+        let mut get = redis::cmd("GET");
+        get.arg(&self.key);
+        if let Value::BulkString(held) = b.run(&get).await?
+            && held == self.token.as_bytes()
+        {
+            let mut del = redis::cmd("DEL");
+            del.arg(&self.key);
+            b.run(&del).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `write` under the [`RetentionLock`], releasing it after (also when
+/// the write failed).
+async fn locked<T>(
+    b: &ValkeyBackend,
+    write: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let lock = RetentionLock::take(b).await?;
+    let out = write.await;
+    let released = lock.release(b).await;
+    let out = out?;
+    released?;
+    Ok(out)
+}
+
+/// Under the [`RetentionLock`], the rule is checked against the first
+/// partition's copy (how many rules it holds, whether it holds this one),
+/// then written to every partition's `ret`, one after another in
+/// partition order, each with a plain command, as `set_history` writes its
+/// flag. A create that runs in a partition before the write lands there
+/// stamps the old keep, and a trim there judges by the old rule until the
+/// write lands (milliseconds). One that fails part way (`Unavailable`)
+/// leaves the partitions written so far changed (`retention_rules` then
+/// says so); calling it again completes it.
+pub(crate) async fn set_retention(
+    b: &ValkeyBackend,
+    namespace: &Namespace,
+    lane: Option<&Lane>,
+    keep: Duration,
+) -> Result<Option<Duration>> {
+    let keep_ms = rules::check_keep(keep)?;
+    locked(b, write_retention(b, namespace, lane, keep_ms)).await
+}
+
+async fn write_retention(
+    b: &ValkeyBackend,
+    namespace: &Namespace,
+    lane: Option<&Lane>,
+    keep_ms: u64,
+) -> Result<Option<Duration>> {
+    let field = rule_field(namespace, lane);
+    let mut was = None;
+    for (i, p) in b.inner.partitions.iter().enumerate() {
+        let key = retention_key(b, p.get());
+        if i == 0 {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            pipe.cmd("HLEN").arg(&key);
+            pipe.cmd("HGET").arg(&key).arg(&field);
+            let mut replies = b.inner.server.run_pipe(&pipe).await?.into_iter();
+            let (Some(held), Some(old)) = (replies.next(), replies.next()) else {
+                return Err(read::corrupt(
+                    "a retention read with fewer replies than commands",
+                ));
+            };
+            was = stored_keep(&old)?;
+            rules::check_rule_room(
+                usize::try_from(int(&held)?).unwrap_or(usize::MAX),
+                was.is_some(),
+                namespace.as_str(),
+            )?;
+        }
+        let mut c = redis::cmd("HSET");
+        c.arg(key).arg(&field).arg(keep_ms);
+        b.run(&c).await?;
+    }
+    Ok(was)
+}
+
+/// Removes the rule's field from every partition's `ret`, in partition
+/// order, under the [`RetentionLock`] (as [`set_retention`]); answers the
+/// keep the first partition that held it had, so a call that completes an
+/// earlier one that failed part way still answers it.
+pub(crate) async fn remove_retention(
+    b: &ValkeyBackend,
+    namespace: &Namespace,
+    lane: Option<&Lane>,
+) -> Result<Option<Duration>> {
+    locked(b, erase_retention(b, namespace, lane)).await
+}
+
+async fn erase_retention(
+    b: &ValkeyBackend,
+    namespace: &Namespace,
+    lane: Option<&Lane>,
+) -> Result<Option<Duration>> {
+    let field = rule_field(namespace, lane);
+    let mut was = None;
+    for p in b.inner.partitions.iter() {
+        let key = retention_key(b, p.get());
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("HGET").arg(&key).arg(&field);
+        pipe.cmd("HDEL").arg(&key).arg(&field);
+        let old = b
+            .inner
+            .server
+            .run_pipe(&pipe)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| read::corrupt("a retention removal without its read"))?;
+        if was.is_none() {
+            was = stored_keep(&old)?;
+        }
+    }
+    Ok(was)
+}
+
+/// Every partition's copy, read at once: they agree unless a change
+/// failed part way, which is answered as a `Configuration` error naming
+/// the rule and how to mend it (set or remove it again).
+pub(crate) async fn retention_rules(b: &ValkeyBackend) -> Result<Vec<baton_core::RetentionRule>> {
+    let calls: Vec<redis::Cmd> = b
+        .inner
+        .partitions
+        .iter()
+        .map(|p| {
+            let mut c = redis::cmd("HGETALL");
+            c.arg(retention_key(b, p.get()));
+            c
+        })
+        .collect();
+    let mut copies = Vec::with_capacity(calls.len());
+    for reply in try_join_all(calls.iter().map(|c| b.run(c))).await? {
+        let mut copy = std::collections::BTreeMap::new();
+        for (field, keep) in crate::memory::hash_pairs(reply, "retention")? {
+            copy.insert(text(&field)?.to_string(), int(&keep)?);
+        }
+        copies.push(copy);
+    }
+    let Some(first) = copies.first() else {
+        return Ok(Vec::new());
+    };
+    for copy in &copies[1..] {
+        let differs = first
+            .iter()
+            .find(|(f, k)| copy.get(*f) != Some(k))
+            .map(|(f, _)| f)
+            .or_else(|| copy.keys().find(|f| !first.contains_key(*f)));
+        if let Some(field) = differs {
+            return Err(EngineError::Configuration {
+                message: format!(
+                    "the retention rule {field:?} differs between partitions (a change of it \
+                     failed part way); set it again (baton retention set) or remove it \
+                     (baton retention remove) to write every partition"
+                ),
+            });
+        }
+    }
+    let mut out = Vec::new();
+    for (field, keep) in first {
+        let (ns, lane) = field.split_once('/').ok_or_else(|| {
+            EngineError::corruption(format!("retention rule field {field:?} without its '/'"))
+        })?;
+        out.push(rules::stored_retention_rule(ns, lane, *keep)?);
+    }
+    rules::sort_retention_rules(&mut out);
+    Ok(out)
 }

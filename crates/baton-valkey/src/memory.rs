@@ -138,7 +138,7 @@ async fn read_existing(
 
 /// The field, value pairs of an `HGETALL` reply: RESP3 answers a map,
 /// RESP2 a flat array of pairs.
-fn hash_pairs(all: Value, what: &str) -> Result<Vec<(Value, Value)>> {
+pub(crate) fn hash_pairs(all: Value, what: &str) -> Result<Vec<(Value, Value)>> {
     if let Value::Map(pairs) = all {
         return Ok(pairs);
     }

@@ -4,12 +4,7 @@ use crate::*;
 
 impl ValkeyBackend {
     /// A scheduler pass's `{ processed, next_due, woken? }` reply.
-    pub(crate) async fn scan_report(
-        &self,
-        partition: u16,
-        reply: Value,
-        offset: i64,
-    ) -> Result<ScanReport> {
+    pub(crate) async fn scan_report(&self, partition: u16, reply: Value) -> Result<ScanReport> {
         let mut items = array(reply)?.into_iter();
         let processed = int(&items
             .next()
@@ -24,7 +19,7 @@ impl ValkeyBackend {
         }
         Ok(ScanReport {
             processed: u64::try_from(processed).unwrap_or(0),
-            next_due: next.map(|t| Timestamp::from_millis(t.saturating_add(offset))),
+            next_due: next.map(Timestamp::from_millis),
         })
     }
 }
@@ -50,7 +45,7 @@ async fn promote_due_now(
     let mut c = Server::fcall("baton_promote", &b.base(p));
     c.arg(b.now().as_millis()).arg(limit);
     let reply = b.run(&c).await?;
-    b.scan_report(p, reply, 0).await
+    b.scan_report(p, reply).await
 }
 
 /// Runs to completion in a task of its own (see [`detached`]).
@@ -76,7 +71,7 @@ async fn reclaim_expired_leases_now(
         .arg(b.inner.limits.max_error_bytes)
         .arg(b.inner.limits.cascade_budget);
     let reply = b.run(&c).await?;
-    b.scan_report(p, reply, 0).await
+    b.scan_report(p, reply).await
 }
 
 /// Runs to completion in a task of its own (see [`detached`]).
@@ -103,7 +98,7 @@ async fn expire_deadlines_now(
         .arg(format!(": {}", baton_core::raw::rules::EXPIRED_ANCESTOR))
         .arg(b.inner.limits.cascade_budget);
     let reply = b.run(&c).await?;
-    b.scan_report(p, reply, 0).await
+    b.scan_report(p, reply).await
 }
 
 /// Runs to completion in a task of its own (see [`detached`]).
@@ -127,9 +122,23 @@ async fn trim_terminal_now(
     let p = partition.get();
     let now = b.now();
     let cutoff = now.saturating_sub(retention);
+    let default_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
     let mut c = Server::fcall("baton_trim", &b.base(p));
-    c.arg(cutoff.as_millis()).arg(limit).arg(now.as_millis());
-    let reply = b.run(&c).await?;
-    let offset = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-    b.scan_report(p, reply, offset).await
+    c.arg(cutoff.as_millis())
+        .arg(limit)
+        .arg(now.as_millis())
+        .arg(default_ms);
+    let mut items = array(b.run(&c).await?)?.into_iter();
+    let (Some(processed), Some(plain), Some(kept)) = (items.next(), items.next(), items.next())
+    else {
+        return Err(read::corrupt("a short trim reply"));
+    };
+    // The earliest a root left falls due: the first of `done` a default
+    // later, the first of `kept` at its score.
+    let plain = opt_int(&plain)?.map(|t| Timestamp::from_millis(t).saturating_add(retention));
+    let kept = opt_int(&kept)?.map(Timestamp::from_millis);
+    Ok(ScanReport {
+        processed: u64::try_from(int(&processed)?).unwrap_or(0),
+        next_due: plain.into_iter().chain(kept).min(),
+    })
 }

@@ -168,7 +168,7 @@ pub(crate) async fn timeout_due(
             .arg(b.inner.limits.cascade_budget)
             .arg(format!("cancelled with its ancestor {{p:{p}}}-"));
         let reply = b.run(&c).await?;
-        b.scan_report(p, reply, 0).await
+        b.scan_report(p, reply).await
     })
     .await
 }

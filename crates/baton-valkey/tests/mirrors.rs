@@ -2129,3 +2129,152 @@ end"#;
         );
     }
 }
+
+/// `keep_for` (read by `baton_create` for the keep it stamps and by
+/// `baton_trim` for the rule in force, over the partition's `ret` hash)
+/// answers the rule's keep for every subset of a set of rules (lane rules
+/// and namespace rules, of the namespace asked and of others) and every
+/// namespace and lane asked: the lane's rule over its namespace's over
+/// none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_for_mirrors_the_rule() {
+    let universe: [(&str, &str, u64); 6] = [
+        ("a", rules::ALL_LANES, 600_000),
+        ("a", "x", 5_000),
+        ("a", "y", 7_200_000),
+        ("b", rules::ALL_LANES, 1_000),
+        ("b", "x", 3_153_600_000_000),
+        ("a.b", "x", 86_400_000),
+    ];
+    let asked = [
+        ("a", "x"),
+        ("a", "y"),
+        ("a", "z"),
+        ("b", "x"),
+        ("b", "y"),
+        ("c", "x"),
+        ("a.b", "x"),
+        ("a.b", "y"),
+    ];
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for subset in 0..(1u32 << universe.len()) {
+        let held: Vec<(&str, &str, u64)> = universe
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| subset & (1 << i) != 0)
+            .map(|(_, r)| *r)
+            .collect();
+        for (ns, lane) in asked {
+            expected.push(match rules::keep_for(held.iter().copied(), ns, lane) {
+                Some(keep) => keep.to_string(),
+                None => "none".to_owned(),
+            });
+            let stored: serde_json::Map<String, Value> = held
+                .iter()
+                .map(|(n, l, k)| (format!("{n}/{l}"), json!(k.to_string())))
+                .collect();
+            cases.push(json!({ "stored": stored, "ns": ns, "lane": lane }));
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local keep = keep_for(c.stored, c.ns, c.lane)
+  if keep then out[i] = s(keep) else out[i] = 'none' end
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for what in ["none", "5000", "600000", "3153600000000"] {
+        assert!(
+            expected.iter().any(|e| e == what),
+            "the table reaches {what}"
+        );
+    }
+}
+
+fn trim_verdict_text(v: rules::TrimVerdict) -> String {
+    match v {
+        rules::TrimVerdict::Trim => "trim".to_owned(),
+        rules::TrimVerdict::Later { keep, since } => format!(
+            "later:{}:{since}",
+            keep.map_or_else(|| "none".to_owned(), |k| k.to_string())
+        ),
+    }
+}
+
+/// `trim_verdict` and `trim_relook` (inside `baton_trim`) answer what the
+/// rules do for a rule in force or none, shorter or longer than the
+/// default (the default as large as a `Duration` in milliseconds gets),
+/// a root whose keep counts from long ago (or the epoch), a keep ago, a
+/// millisecond less or now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trim_verdict_and_relook_mirror_the_rules() {
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    let now = T;
+    for current in [None, Some(1_000u64), Some(600_000), Some(3_153_600_000_000)] {
+        for default_ms in [1_000u64, 3_600_000, u64::MAX] {
+            let keep = i64::try_from(current.unwrap_or(default_ms)).unwrap_or(i64::MAX);
+            // Times are never before the epoch.
+            let keep_ago = now - keep.min(now);
+            for since in [
+                now - 10 * 3_600_000,
+                keep_ago,
+                keep_ago + 1,
+                now - 600_000,
+                now,
+            ] {
+                expected.push(trim_verdict_text(rules::trim_verdict(
+                    current, default_ms, since, now,
+                )));
+                cases.push(json!({
+                    "relook": false,
+                    "current": current.map_or(-1, |k| k as i64),
+                    "default": default_ms,
+                    "since": since,
+                    "now": now,
+                }));
+            }
+        }
+        expected.push(trim_verdict_text(rules::trim_relook(current, now)));
+        cases.push(json!({
+            "relook": true,
+            "current": current.map_or(-1, |k| k as i64),
+            "now": now,
+        }));
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local current = c.current
+  if current < 0 then current = nil end
+  local verdict, keep, since
+  if c.relook then
+    verdict, keep, since = trim_relook(current, c.now)
+  else
+    verdict, keep, since = trim_verdict(current, c.default, c.since, c.now)
+  end
+  if verdict == 'trim' then
+    out[i] = verdict
+  else
+    local k = 'none'
+    if keep then k = s(keep) end
+    out[i] = verdict .. ':' .. k .. ':' .. s(since)
+  end
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for what in ["trim", "later:none:", "later:600000:"] {
+        assert!(
+            expected.iter().any(|e| e.starts_with(what)),
+            "the table reaches {what}"
+        );
+    }
+}

@@ -736,6 +736,12 @@ async fn the_key_schema_never_crosses_cluster_slots() {
     let n = "csafe";
     // With the history on, its keys are written too.
     assert!(!backend.set_history(&ns(n), true).await.unwrap());
+    // Lane a's executions carry a rule's keep (1 s): they finish into
+    // `kept`, and the trim a minute later reads them there.
+    backend
+        .set_retention(&ns(n), Some(&lane("a")), Duration::from_secs(1))
+        .await
+        .unwrap();
     let lanes = ["a", "b", "c", "d"];
     // Lane d: deadlines in 2 s. Lanes a-c: every i % 5 == 0 delayed by 1 s,
     // the rest waiting.
@@ -1454,6 +1460,11 @@ async fn a_delete_leaves_no_key_of_what_it_removed() {
         .collect()
     };
     backend.set_history(&ns("del"), true).await.unwrap();
+    // Roots finish into `kept`, which the delete must empty.
+    backend
+        .set_retention(&ns("del"), None, Duration::from_secs(3_600))
+        .await
+        .unwrap();
     let root = backend
         .create_one(
             exec("del", "root")
@@ -1515,6 +1526,7 @@ async fn a_delete_leaves_no_key_of_what_it_removed() {
         "cq",
         "idem",
         "done",
+        "kept",
         "deadlines",
         "leases",
         "delayed",
@@ -3615,4 +3627,294 @@ async fn a_forced_delete_removes_what_its_cancel_changed() {
         assert_eq!(keys(what), BTreeSet::new(), "{what} after the delete");
     }
     assert_eq!(counts(&backend, n).await, BTreeMap::new());
+}
+
+/// Retention rules are fields of the hash `ret` of every partition
+/// (`<ns>/<lane>`, `<ns>/` for every lane); `baton_create` stamps a root
+/// covered by one with its keep (`kp`; a child and an uncovered root get
+/// none), a finished root with a keep sits in `kept` at the time it is due
+/// and one without in `done` at its finish; a replay takes it out of both
+/// (its stamp stays), a delete and a trim too, and removing the rules
+/// leaves no `ret` behind. A partition the write did not reach stamps the
+/// old keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keys_hold_only_what_lives() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let keys = |what: &str| -> BTreeSet<String> {
+        resp_texts(
+            &server
+                .command(&["KEYS", &format!("{prefix}:*:{what}")])
+                .unwrap(),
+        )
+        .into_iter()
+        .collect()
+    };
+    let key = |what: &str, id: &ExecutionId| {
+        format!(
+            "{prefix}:{{p:{}}}:{what}:{}",
+            id.partition().get(),
+            id.uuid().simple()
+        )
+    };
+    let score = |set: &str, id: &ExecutionId| {
+        server
+            .command(&[
+                "ZSCORE",
+                &format!("{prefix}:{{p:{}}}:{set}", id.partition().get()),
+                &id.uuid().simple().to_string(),
+            ])
+            .unwrap()
+            .as_text()
+            .map(|s| s.parse::<i64>().unwrap())
+    };
+    let rules_of = |p: u16| -> BTreeMap<String, String> {
+        let flat = resp_texts(
+            &server
+                .command(&["HGETALL", &format!("{prefix}:{{p:{p}}}:ret")])
+                .unwrap(),
+        );
+        flat.chunks(2)
+            .map(|kv| (kv[0].clone(), kv[1].clone()))
+            .collect()
+    };
+    let minutes = |m: u64| Duration::from_secs(60 * m);
+    assert_eq!(
+        backend
+            .set_retention(&ns("ret"), None, minutes(10))
+            .await
+            .unwrap(),
+        None
+    );
+    backend
+        .set_retention(&ns("ret"), Some(&lane("bulk")), minutes(60))
+        .await
+        .unwrap();
+    let expected: BTreeMap<String, String> = [
+        ("ret/".to_owned(), "600000".to_owned()),
+        ("ret/bulk".to_owned(), "3600000".to_owned()),
+    ]
+    .into();
+    for p in 0..4 {
+        assert_eq!(rules_of(p), expected, "partition {p}");
+    }
+
+    let main = backend.create_one(exec("ret", "main")).await.unwrap().id;
+    let child = backend
+        .create_one(exec("ret", "main").with_parent(main.clone()))
+        .await
+        .unwrap()
+        .id;
+    let bulk = backend.create_one(exec("ret", "bulk")).await.unwrap().id;
+    let plain = backend.create_one(exec("plain", "main")).await.unwrap().id;
+    assert_eq!(record_field(server, &key("e", &main), "kp"), "600000");
+    assert_eq!(record_field(server, &key("e", &child), "kp"), "", "a child");
+    assert_eq!(record_field(server, &key("e", &bulk), "kp"), "3600000");
+    assert_eq!(record_field(server, &key("e", &plain), "kp"), "", "no rule");
+
+    let at = baton_core::Clock::now(&*clock).as_millis();
+    for id in [&main, &bulk, &plain] {
+        backend.cancel(id, CancelRequest::default()).await.unwrap();
+    }
+    assert_eq!(score("kept", &main), Some(at + 600_000));
+    assert_eq!(score("done", &main), None);
+    assert_eq!(score("kept", &child), None, "a member is in neither");
+    assert_eq!(score("done", &child), None, "a member is in neither");
+    assert_eq!(score("kept", &bulk), Some(at + 3_600_000));
+    assert_eq!(score("done", &plain), Some(at));
+    assert_eq!(score("kept", &plain), None);
+
+    // A replay takes the root out of both; its next finish places it by
+    // the keep it carries.
+    backend.replay(&bulk).await.unwrap();
+    assert_eq!((score("kept", &bulk), score("done", &bulk)), (None, None));
+    assert_eq!(record_field(server, &key("e", &bulk), "kp"), "3600000");
+    clock.advance(Duration::from_secs(1));
+    backend
+        .cancel(&bulk, CancelRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(score("kept", &bulk), Some(at + 1_000 + 3_600_000));
+    // A delete takes it out too.
+    backend.delete(&bulk, false).await.unwrap();
+    assert_eq!(score("kept", &bulk), None);
+
+    // Due by its keep, but a rule set since keeps it longer: moved to when
+    // that rule says, not trimmed.
+    backend
+        .set_retention(&ns("ret"), None, minutes(30))
+        .await
+        .unwrap();
+    clock.advance(minutes(10));
+    let mut trimmed = 0;
+    for p in backend.partitions().iter() {
+        trimmed += backend
+            .trim_terminal(p, minutes(60), 100)
+            .await
+            .unwrap()
+            .processed;
+    }
+    assert_eq!(trimmed, 0);
+    assert_eq!(score("kept", &main), Some(at + 1_800_000));
+    assert_eq!(record_field(server, &key("e", &main), "kp"), "1800000");
+    // Its rule removed: the default applies, counted from its finish.
+    backend.remove_retention(&ns("ret"), None).await.unwrap();
+    clock.advance(minutes(20));
+    for p in backend.partitions().iter() {
+        trimmed += backend
+            .trim_terminal(p, minutes(60), 100)
+            .await
+            .unwrap()
+            .processed;
+    }
+    assert_eq!(trimmed, 0);
+    assert_eq!(score("kept", &main), None);
+    assert_eq!(score("done", &main), Some(at));
+    assert_eq!(record_field(server, &key("e", &main), "kp"), "");
+    clock.advance(minutes(30));
+    for p in backend.partitions().iter() {
+        trimmed += backend
+            .trim_terminal(p, minutes(60), 100)
+            .await
+            .unwrap()
+            .processed;
+    }
+    assert_eq!(trimmed, 3, "the root, its child and the plain root");
+    for what in ["e:*", "p:*", "tr:*", "open:*", "ns:*", "done", "kept"] {
+        assert_eq!(keys(what), BTreeSet::new(), "{what} after the trim");
+    }
+
+    // A partition the write did not reach stamps the old keep (none).
+    backend
+        .set_retention(&ns("ret"), None, minutes(10))
+        .await
+        .unwrap();
+    let partition = main.partition().get();
+    server
+        .command(&["HDEL", &format!("{prefix}:{{p:{partition}}}:ret"), "ret/"])
+        .unwrap();
+    let mut reached = Vec::new();
+    for _ in 0..4 {
+        let id = backend.create_one(exec("ret", "main")).await.unwrap().id;
+        let stamped = record_field(server, &key("e", &id), "kp") == "600000";
+        assert_eq!(stamped, id.partition().get() != partition, "{id}");
+        reached.push(id.partition().get());
+    }
+    assert!(reached.contains(&partition), "{reached:?}");
+    // The listing reads every partition and says how to mend a rule that
+    // differs between them; setting it again mends it.
+    let err = backend.retention_rules().await.unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Configuration { message } if message.contains("\"ret/\"") && message.contains("set it again")),
+        "{err:?}"
+    );
+    backend
+        .set_retention(&ns("ret"), None, minutes(10))
+        .await
+        .unwrap();
+    assert_eq!(backend.retention_rules().await.unwrap().len(), 2);
+    // One writer at a time: a change while another holds the lock is
+    // refused as contention, and goes through once it is released.
+    let lock = format!("{prefix}:{{ctl}}:retention-lock");
+    server
+        .command(&["SET", &lock, "someone", "PX", "30000"])
+        .unwrap();
+    let err = backend
+        .set_retention(&ns("ret"), None, minutes(20))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Contention { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    let err = backend
+        .remove_retention(&ns("ret"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::Contention { .. }), "{err:?}");
+    server.command(&["DEL", &lock]).unwrap();
+    assert_eq!(
+        backend
+            .set_retention(&ns("ret"), None, minutes(20))
+            .await
+            .unwrap(),
+        Some(minutes(10))
+    );
+    assert_eq!(
+        resp_int(&server.command(&["EXISTS", &lock]).unwrap()),
+        0,
+        "the writer released its lock"
+    );
+    for l in [None, Some(lane("bulk"))] {
+        assert!(
+            backend
+                .remove_retention(&ns("ret"), l.as_ref())
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    for p in 0..4 {
+        let ret = format!("{prefix}:{{p:{p}}}:ret");
+        assert_eq!(resp_int(&server.command(&["EXISTS", &ret]).unwrap()), 0);
+    }
+    assert!(backend.retention_rules().await.unwrap().is_empty());
+}
+
+/// The trim pass merges the roots due in `done` and in `kept` by when they
+/// are due and judges at most `limit` of them: a root it only re-stamps
+/// (a longer rule in force) takes its place in the call without counting,
+/// and `next_due` is the earliest of both sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_reads_both_sets_in_due_order_within_its_limit() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=1")).await;
+    let minutes = |m: u64| Duration::from_secs(60 * m);
+    backend
+        .set_retention(&ns("short"), None, minutes(2))
+        .await
+        .unwrap();
+    backend
+        .set_retention(&ns("mid"), None, minutes(5))
+        .await
+        .unwrap();
+    let t0 = baton_core::Clock::now(&*clock);
+    let mut ids = Vec::new();
+    for n in ["short", "plain", "mid"] {
+        let id = backend.create_one(exec(n, "l")).await.unwrap().id;
+        backend.cancel(&id, CancelRequest::default()).await.unwrap();
+        ids.push(id);
+    }
+    let (short, plain, mid) = (&ids[0], &ids[1], &ids[2]);
+    // `short` is due first (2 min), but its rule is an hour now.
+    backend
+        .set_retention(&ns("short"), None, minutes(60))
+        .await
+        .unwrap();
+    clock.advance(minutes(10));
+    let p = short.partition();
+    let trim = |limit: usize| {
+        let backend = backend.clone();
+        async move { backend.trim_terminal(p, minutes(3), limit).await.unwrap() }
+    };
+    let first = trim(1).await;
+    assert_eq!(first.processed, 0, "re-stamped only");
+    assert_eq!(first.next_due, Some(t0.saturating_add(minutes(3))));
+    backend.describe(short).await.unwrap();
+    let second = trim(1).await;
+    assert_eq!(second.processed, 1, "the default's, at 3 min");
+    assert!(backend.describe(plain).await.is_err());
+    assert_eq!(second.next_due, Some(t0.saturating_add(minutes(5))));
+    let third = trim(5).await;
+    assert_eq!(third.processed, 1, "the 5 min rule's");
+    assert!(backend.describe(mid).await.is_err());
+    assert_eq!(third.next_due, Some(t0.saturating_add(minutes(60))));
+    backend.describe(short).await.unwrap();
+    for n in ["short", "mid"] {
+        backend.remove_retention(&ns(n), None).await.unwrap();
+    }
 }

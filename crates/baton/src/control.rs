@@ -144,6 +144,104 @@ pub(crate) async fn history(
     Ok(())
 }
 
+/// Where a rule applies, in words: `namespace shop`, `lane mail of shop`.
+fn rule_scope(ns: &Namespace, lane: Option<&Lane>) -> String {
+    match lane {
+        Some(lane) => format!("lane {lane} of {ns}"),
+        None => format!("namespace {ns}"),
+    }
+}
+
+/// `baton retention set NS KEEP [--lane L]`.
+pub(crate) async fn set_retention(
+    backend: &dyn AdminBackend,
+    namespace: &str,
+    lane: Option<&str>,
+    keep: &str,
+    json: bool,
+) -> CliResult<()> {
+    let ns = Namespace::new(namespace)?;
+    let lane = lane.map(Lane::new).transpose()?;
+    let keep = baton_core::parse_duration(keep)?;
+    let previous = backend.set_retention(&ns, lane.as_ref(), keep).await?;
+    if json {
+        print_json(&baton_api::RetentionChangeAnswer {
+            namespace: ns.to_string(),
+            lane: lane.as_ref().map(ToString::to_string),
+            keep_ms: Some(keep.as_millis() as u64),
+            previous_ms: previous.map(|p| p.as_millis() as u64),
+        });
+        return Ok(());
+    }
+    let scope = rule_scope(&ns, lane.as_ref());
+    let keep_text = baton_core::format_duration(keep);
+    match previous {
+        Some(p) if p == keep => println!("{scope} already keeps finished executions {keep_text}"),
+        Some(p) => println!(
+            "{scope} keeps finished executions {keep_text} (was {})",
+            baton_core::format_duration(p)
+        ),
+        None => println!("{scope} keeps finished executions {keep_text}"),
+    }
+    Ok(())
+}
+
+/// `baton retention remove NS [--lane L]`.
+pub(crate) async fn remove_retention(
+    backend: &dyn AdminBackend,
+    namespace: &str,
+    lane: Option<&str>,
+    json: bool,
+) -> CliResult<()> {
+    let ns = Namespace::new(namespace)?;
+    let lane = lane.map(Lane::new).transpose()?;
+    let previous = backend.remove_retention(&ns, lane.as_ref()).await?;
+    if json {
+        print_json(&baton_api::RetentionChangeAnswer {
+            namespace: ns.to_string(),
+            lane: lane.as_ref().map(ToString::to_string),
+            keep_ms: None,
+            previous_ms: previous.map(|p| p.as_millis() as u64),
+        });
+        return Ok(());
+    }
+    let scope = rule_scope(&ns, lane.as_ref());
+    match previous {
+        Some(p) => println!(
+            "removed the rule of {scope} (it kept {}); the rules left or the deployment's default apply",
+            baton_core::format_duration(p)
+        ),
+        None => println!("{scope} had no retention rule; nothing changed"),
+    }
+    Ok(())
+}
+
+/// `baton retention list`.
+pub(crate) async fn retention_rules(backend: &dyn AdminBackend, json: bool) -> CliResult<()> {
+    let rules = backend.retention_rules().await?;
+    if json {
+        print_json(&baton_api::RetentionRulesAnswer {
+            items: rules.iter().map(baton_api::RetentionAnswer::from).collect(),
+        });
+        return Ok(());
+    }
+    let mut t = Table::new(["NAMESPACE", "LANE", "KEEP"]);
+    for rule in &rules {
+        t.row([
+            rule.namespace.to_string(),
+            rule.lane
+                .as_ref()
+                .map_or_else(|| "(all)".to_string(), ToString::to_string),
+            baton_core::format_duration(rule.keep),
+        ]);
+    }
+    t.print_or(
+        "no retention rules: every finished execution is kept for the deployment's default \
+         (baton serve --retention, 7d unless set)",
+    );
+    Ok(())
+}
+
 /// `baton events ID [--after N]`: every kept event, a page at a time.
 pub(crate) async fn events(
     backend: &dyn AdminBackend,

@@ -16,30 +16,10 @@ use crate::{CliError, CliResult, print_json};
 /// again, so a watch without a timeout follows for ever.
 const CHUNK: Duration = Duration::from_secs(60);
 
-/// A duration as people write it: `500ms`, `30s`, `5m`, `2h`, or a bare
-/// number of seconds.
+/// A duration as people write it: `500ms`, `30s`, `5m`, `2h`, `7d`, or a
+/// bare number of seconds.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let n: f64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a duration; write it like 500ms, 30s, 5m, 2h or 7d")
-    })?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86_400.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}; use ms, s, m, h or d"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?}: {e}"))
+    baton_core::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// `baton wait ID [--timeout D]`: waits until the execution is terminal and

@@ -295,6 +295,11 @@ enum Command {
     /// Pause or resume a lane: a paused lane's work is not claimed.
     #[command(subcommand)]
     Lane(LaneCommand),
+    /// Keep a namespace's (or one lane's) finished executions for a given
+    /// time instead of the deployment's default (`baton serve
+    /// --retention`); list or remove such rules.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// List the lanes of a namespace with executions or paused: whether
     /// each is paused, and its executions per state.
     Lanes {
@@ -349,6 +354,37 @@ enum LaneCommand {
         /// Its namespace.
         #[arg(long, default_value = "default")]
         namespace: String,
+    },
+}
+
+/// `baton retention set|list|remove`.
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// Keep the namespace's finished executions (of --lane only, when
+    /// given) for KEEP after they finish. A lane's rule wins over its
+    /// namespace's. A longer keep protects every execution at once; a
+    /// shorter one applies to executions created from now on (`baton
+    /// purge` removes older ones sooner).
+    Set {
+        /// The namespace.
+        namespace: String,
+        /// How long: 30d, 36h, 90m, 45s (1s to 36500d).
+        keep: String,
+        /// The lane the rule covers; without it, every lane of the
+        /// namespace without a rule of its own.
+        #[arg(long)]
+        lane: Option<String>,
+    },
+    /// List every rule.
+    List,
+    /// Remove a rule (of --lane, when given; else the namespace's rule
+    /// for every lane).
+    Remove {
+        /// The namespace.
+        namespace: String,
+        /// The lane whose rule goes.
+        #[arg(long)]
+        lane: Option<String>,
     },
 }
 
@@ -693,6 +729,19 @@ async fn run(cli: Cli) -> CliResult<()> {
         }
         Command::Lane(LaneCommand::Resume { lane, namespace }) => {
             control::lane(backend.as_ref(), &namespace, &lane, false, json).await
+        }
+        Command::Retention(RetentionCommand::Set {
+            namespace,
+            keep,
+            lane,
+        }) => {
+            control::set_retention(backend.as_ref(), &namespace, lane.as_deref(), &keep, json).await
+        }
+        Command::Retention(RetentionCommand::List) => {
+            control::retention_rules(backend.as_ref(), json).await
+        }
+        Command::Retention(RetentionCommand::Remove { namespace, lane }) => {
+            control::remove_retention(backend.as_ref(), &namespace, lane.as_deref(), json).await
         }
         Command::Lanes { namespace } => control::lanes(backend.as_ref(), &namespace, json).await,
         Command::Workers { namespace, limit } => {

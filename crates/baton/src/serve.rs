@@ -41,9 +41,10 @@ pub(crate) struct ServeArgs {
     /// the wait.
     #[arg(long)]
     waitpoint_token_ttl_ms: Option<u64>,
-    /// How long finished executions (and finished flows, counted from
-    /// their last member) are kept before the scheduler trims them: 90m,
-    /// 36h, 7d (default 7d).
+    /// How long finished executions are kept before the scheduler trims
+    /// them (a flow goes with its root, counted from the root's finish,
+    /// once all of it has finished): 90m, 36h, 7d (default 7d). `baton
+    /// retention set` keeps a namespace or lane longer or shorter.
     #[arg(long, env = "BATON_RETENTION", value_parser = parse_retention)]
     retention: Option<Duration>,
     /// How often the retention trim passes over every owned partition, in

@@ -242,7 +242,7 @@ fn migrate_reports_the_schema_version() {
     let cli = Cli::new();
     let m = cli.json(&["migrate"]);
     assert_eq!(m["backend"], "sqlite");
-    assert_eq!(m["schema_version"], 11);
+    assert_eq!(m["schema_version"], 12);
     assert_eq!(m["partitions"], 16);
     assert!(cli.dir.path().join("baton.db").exists());
 }
@@ -966,6 +966,62 @@ fn delete_and_purge() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+/// `baton retention set|list|remove`: rules as a table and as JSON, a
+/// replaced keep named, bad input refused with a hint.
+#[test]
+fn retention_rules_are_set_listed_and_removed() {
+    let cli = Cli::new();
+    assert!(
+        cli.ok(&["retention", "list"])
+            .contains("no retention rules"),
+        "none at first"
+    );
+    assert!(
+        cli.ok(&["retention", "set", "shop", "30d"])
+            .contains("namespace shop keeps finished executions 30d")
+    );
+    let out = cli.ok(&["retention", "set", "shop", "36h"]);
+    assert!(out.contains("36h (was 30d)"), "{out}");
+    let out = cli.json(&["retention", "set", "shop", "90m", "--lane", "mail"]);
+    assert_eq!(
+        out,
+        serde_json::json!({"namespace": "shop", "lane": "mail", "keep_ms": 5_400_000, "previous_ms": null})
+    );
+    let table = cli.ok(&["retention", "list"]);
+    for word in ["NAMESPACE", "LANE", "KEEP", "(all)", "36h", "mail", "90m"] {
+        assert!(table.contains(word), "{word} in {table}");
+    }
+    let list = cli.json(&["retention", "list"]);
+    assert_eq!(
+        list["items"],
+        serde_json::json!([
+            {"namespace": "shop", "lane": null, "keep": "36h", "keep_ms": 129_600_000},
+            {"namespace": "shop", "lane": "mail", "keep": "90m", "keep_ms": 5_400_000},
+        ])
+    );
+    let (_, err) = cli.fails(&["retention", "set", "shop", "3 weeks"]);
+    assert!(err.contains("use ms, s, m, h or d"), "{err}");
+    let (_, err) = cli.fails(&["retention", "set", "shop", "500ms"]);
+    assert!(err.contains("between 1s and 36500d"), "{err}");
+    let out = cli.ok(&["retention", "remove", "shop", "--lane", "mail"]);
+    assert!(
+        out.contains("removed the rule of lane mail of shop (it kept 90m)"),
+        "{out}"
+    );
+    assert!(
+        cli.ok(&["retention", "remove", "shop", "--lane", "mail"])
+            .contains("had no retention rule")
+    );
+    assert_eq!(
+        cli.json(&["retention", "remove", "shop"])["previous_ms"],
+        129_600_000
+    );
+    assert_eq!(
+        cli.json(&["retention", "list"])["items"],
+        serde_json::json!([])
     );
 }
 

@@ -125,6 +125,7 @@ on_every_backend!(
     bulk_cancel_and_replay_over_http,
     delete_and_bulk_delete_over_http,
     the_history_of_an_execution_over_http,
+    retention_rules_over_http,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -2051,6 +2052,87 @@ fn serve_trims_finished_work_after_its_retention(b: Bk) {
         thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(s.describe(&encoded(&kept))["state"], "waiting");
+}
+
+/// `PUT`, `GET` and `DELETE /v1/retention…`: rules are set (with `keep`
+/// or `keep_ms`), listed, and removed; bad input is refused; the server's
+/// trim honours a lane's rule over its namespace's and the default.
+fn retention_rules_over_http(b: Bk) {
+    let s = Server::start_with(
+        &b,
+        &[("BATON_RETENTION", "1h"), ("BATON_TRIM_SWEEP_MS", "100")],
+    );
+    let ours = |s: &Server| -> Vec<Value> {
+        let all = s.get("/v1/retention").json();
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["namespace"] == "retained")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(ours(&s), Vec::<Value>::new());
+    let set = |body: Value| s.request("PUT", "/v1/retention/retained", Some(&body));
+    let a = set(json!({"lane": "brief", "keep": "1s"}));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.json(),
+        json!({"namespace": "retained", "lane": "brief", "keep_ms": 1000, "previous_ms": null})
+    );
+    let a = set(json!({"keep": "30d"}));
+    assert_eq!(a.json()["previous_ms"], Value::Null, "{}", a.body);
+    let a = set(json!({"keep_ms": 2_592_000_000u64}));
+    assert_eq!(a.json()["previous_ms"], 2_592_000_000u64, "{}", a.body);
+    for bad in [
+        json!({"keep": "soon"}),
+        json!({}),
+        json!({"keep": "1s", "keep_ms": 1000}),
+        json!({"keep": "0s"}),
+        json!({"keep": "999ms"}),
+        json!({"lane": "a b", "keep": "1s"}),
+        json!({"keep": "1s", "color": "red"}),
+    ] {
+        set(bad.clone()).error(400, "invalid_input");
+    }
+    assert_eq!(
+        ours(&s),
+        vec![
+            json!({"namespace": "retained", "lane": null, "keep": "30d", "keep_ms": 2_592_000_000u64}),
+            json!({"namespace": "retained", "lane": "brief", "keep": "1s", "keep_ms": 1000}),
+        ]
+    );
+    // The lane's rule trims within seconds; its namespace's keeps the rest.
+    let brief = s.submit(json!({"kind": "k", "lane": "brief", "namespace": "retained"}));
+    let kept = s.submit(json!({"kind": "k", "lane": "long", "namespace": "retained"}));
+    for id in [&brief, &kept] {
+        s.ok(&format!("/v1/executions/{}/cancel", encoded(id)), json!({}));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = s.get(&format!("/v1/executions/{}", encoded(&brief)));
+        if a.status == 404 {
+            break;
+        }
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an execution outlived its lane's 1 s retention by 20 s"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(s.describe(&encoded(&kept))["state"], "cancelled");
+    let gone = s.request("DELETE", "/v1/retention/retained?lane=brief", None);
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    assert_eq!(
+        gone.json(),
+        json!({"namespace": "retained", "lane": "brief", "keep_ms": null, "previous_ms": 1000})
+    );
+    let again = s.request("DELETE", "/v1/retention/retained?lane=brief", None);
+    assert_eq!(again.json()["previous_ms"], Value::Null, "{}", again.body);
+    let all = s.request("DELETE", "/v1/retention/retained", None);
+    assert_eq!(all.json()["previous_ms"], 2_592_000_000u64, "{}", all.body);
+    assert_eq!(ours(&s), Vec::<Value>::new());
 }
 
 /// `POST /v1/executions/bulk/cancel` and `/bulk/replay`: a dry run counts,

@@ -416,6 +416,70 @@ pub trait AdminBackend: EngineBackend {
     /// `InvalidInput`, `Unavailable`.
     async fn history_enabled(&self, namespace: &Namespace) -> Result<bool>;
 
+    /// Keeps the finished executions of `namespace` (of `lane` only, when
+    /// given) for `keep` after they finish, instead of the deployment's
+    /// default retention; answers the keep the rule replaced, if any. A
+    /// lane's rule wins over its namespace's
+    /// ([`rules::keep_for`](crate::raw::rules::keep_for)).
+    ///
+    /// Executions carry the keep in force when they are created; the
+    /// retention trim reads each finished root when it is due by that
+    /// keep and trims it only if the rule in force then agrees
+    /// ([`rules::trim_verdict`](crate::raw::rules::trim_verdict)). So a
+    /// rule that lengthens the keep protects every execution at once; one
+    /// that shortens it applies to executions created after it (`baton
+    /// purge` removes older ones sooner).
+    ///
+    /// # Atomicity
+    /// One transaction on SQL (Postgres locks the rules table against
+    /// other rule writers, so the limit holds); on Valkey one write per
+    /// partition, in order (an execution created meanwhile on a partition
+    /// not yet written carries the old keep; the trim still never removes
+    /// it earlier than the new rule says; two concurrent new rules may
+    /// pass the limit by one each).
+    ///
+    /// # Idempotency
+    /// Setting the same rule again changes nothing.
+    ///
+    /// # Errors
+    /// `InvalidInput` (keep outside
+    /// [`RetentionRule::MIN_KEEP`](crate::RetentionRule::MIN_KEEP)`..=`[`MAX_KEEP`](crate::RetentionRule::MAX_KEEP)
+    /// ([`rules::check_keep`](crate::raw::rules::check_keep)), or a new
+    /// rule beyond [`RetentionRule::MAX_RULES`](crate::RetentionRule::MAX_RULES)
+    /// ([`rules::check_rule_room`](crate::raw::rules::check_rule_room))),
+    /// `Unavailable`.
+    async fn set_retention(
+        &self,
+        namespace: &Namespace,
+        lane: Option<&Lane>,
+        keep: Duration,
+    ) -> Result<Option<Duration>>;
+
+    /// Removes the rule of `namespace` (of `lane` only, when given; the
+    /// namespace's rule for every lane otherwise); answers the keep it
+    /// had, `None` when there was no such rule. Executions it covered are
+    /// kept as long as the rules left (or the default) say, never less
+    /// than the keep they were stamped with.
+    ///
+    /// # Atomicity
+    /// As [`set_retention`](Self::set_retention).
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    async fn remove_retention(
+        &self,
+        namespace: &Namespace,
+        lane: Option<&Lane>,
+    ) -> Result<Option<Duration>>;
+
+    /// Every retention rule, by namespace, its all-lanes rule first, then
+    /// by lane
+    /// ([`rules::sort_retention_rules`](crate::raw::rules::sort_retention_rules)).
+    ///
+    /// # Errors
+    /// `Corruption`, `Unavailable`.
+    async fn retention_rules(&self) -> Result<Vec<crate::RetentionRule>>;
+
     /// Records an `audit` event with `detail` in the history of each of
     /// `ids` (at most [`Page::MAX_LIMIT`](crate::Page::MAX_LIMIT), any
     /// partitions; an id that names no execution any more is passed

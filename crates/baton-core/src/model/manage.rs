@@ -1,7 +1,10 @@
-//! Deleting executions: what one atomic unit of a delete did, and what a
-//! whole delete did.
+//! Deleting executions (what one atomic unit of a delete did, and what a
+//! whole delete did) and how long finished executions are kept.
+
+use std::time::Duration;
 
 use crate::id::ExecutionId;
+use crate::names::{Lane, Namespace};
 
 /// What one atomic unit of a delete
 /// ([`AdminBackend::delete_units`](crate::AdminBackend::delete_units)) did
@@ -29,4 +32,31 @@ pub struct DeleteReport {
     pub deleted: u64,
     /// Whether it (or its tree) was cancelled first (`force`).
     pub cancelled: bool,
+}
+
+/// How long the finished executions of a namespace, or of one lane of it,
+/// are kept before the retention trim removes them (a flow goes with its
+/// root, counted from the root's finish). A lane's rule wins over its
+/// namespace's, which wins over the deployment's default (`baton serve
+/// --retention`). See
+/// [`AdminBackend::set_retention`](crate::AdminBackend::set_retention).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionRule {
+    /// The namespace the rule covers.
+    pub namespace: Namespace,
+    /// The lane it covers; `None`: every lane of the namespace without a
+    /// rule of its own.
+    pub lane: Option<Lane>,
+    /// How long after its finish an execution is kept.
+    pub keep: Duration,
+}
+
+impl RetentionRule {
+    /// The shortest keep a rule may name: one second.
+    pub const MIN_KEEP: Duration = Duration::from_secs(1);
+    /// The longest keep a rule may name: a hundred years (36,500 days).
+    pub const MAX_KEEP: Duration = Duration::from_secs(36_500 * 86_400);
+    /// How many rules a deployment may hold: the retention trim reads
+    /// them all on each pass over a partition that has work due.
+    pub const MAX_RULES: usize = 1_000;
 }

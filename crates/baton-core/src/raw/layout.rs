@@ -426,6 +426,29 @@ macro_rules! implement_backend_by_modules {
                 crate::manage::history_enabled(self, namespace).await
             }
 
+            async fn set_retention(
+                &self,
+                namespace: &$crate::Namespace,
+                lane: ::std::option::Option<&$crate::Lane>,
+                keep: ::std::time::Duration,
+            ) -> $crate::Result<::std::option::Option<::std::time::Duration>> {
+                crate::manage::set_retention(self, namespace, lane, keep).await
+            }
+
+            async fn remove_retention(
+                &self,
+                namespace: &$crate::Namespace,
+                lane: ::std::option::Option<&$crate::Lane>,
+            ) -> $crate::Result<::std::option::Option<::std::time::Duration>> {
+                crate::manage::remove_retention(self, namespace, lane).await
+            }
+
+            async fn retention_rules(
+                &self,
+            ) -> $crate::Result<::std::vec::Vec<$crate::RetentionRule>> {
+                crate::manage::retention_rules(self).await
+            }
+
             async fn children(
                 &self,
                 parent: &$crate::ExecutionId,

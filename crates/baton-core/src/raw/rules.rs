@@ -396,6 +396,7 @@ mod events;
 mod flows;
 mod memory;
 mod ops;
+mod retention;
 mod steps;
 mod waits;
 pub use deployment::*;
@@ -404,6 +405,7 @@ pub use events::*;
 pub use flows::*;
 pub use memory::*;
 pub use ops::*;
+pub use retention::*;
 pub use steps::*;
 pub use waits::*;
 

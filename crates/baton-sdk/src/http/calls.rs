@@ -751,6 +751,62 @@ impl HttpTransport {
         })
     }
 
+    /// `PUT /v1/retention/{namespace}` or, without `keep`, `DELETE
+    /// /v1/retention/{namespace}?lane=`; answers the keep before.
+    pub(crate) async fn change_retention(
+        &self,
+        namespace: &baton_core::Namespace,
+        lane: Option<&baton_core::Lane>,
+        keep: Option<Duration>,
+    ) -> Result<Option<Duration>> {
+        let op = Op {
+            name: if keep.is_some() {
+                "set_retention"
+            } else {
+                "remove_retention"
+            },
+            id: None,
+        };
+        let ns = encode(namespace.as_str());
+        let answer: baton_api::RetentionChangeAnswer = match keep {
+            Some(keep) => {
+                let route = Route::SetRetention;
+                let body = baton_api::RetentionBody {
+                    lane: lane.map(ToString::to_string),
+                    keep: None,
+                    keep_ms: Some(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX)),
+                };
+                self.call(route, &route.path_with(&ns), Some(&body), op)
+                    .await?
+            }
+            None => {
+                let route = Route::RemoveRetention;
+                let mut path = route.path_with(&ns);
+                if let Some(lane) = lane {
+                    path = format!("{path}?lane={}", encode(lane.as_str()));
+                }
+                self.call(route, &path, None::<&()>, op).await?
+            }
+        };
+        Ok(answer.previous_ms.map(Duration::from_millis))
+    }
+
+    /// `GET /v1/retention`.
+    pub(crate) async fn retention_rules(&self) -> Result<Vec<baton_core::RetentionRule>> {
+        let op = Op {
+            name: "retention_rules",
+            id: None,
+        };
+        let route = Route::Retention;
+        let answer: baton_api::RetentionRulesAnswer =
+            self.call(route, route.path(), None::<&()>, op).await?;
+        answer
+            .items
+            .iter()
+            .map(baton_api::RetentionAnswer::rule)
+            .collect()
+    }
+
     /// `GET /v1/executions/{id}/events?after=&limit=`.
     pub(crate) async fn events(
         &self,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::id::{PartitionCount, PartitionId};
-use crate::model::ListCursor;
+use crate::model::{ListCursor, RetentionRule};
 use crate::names::Lane;
 use crate::names::{Kind, Namespace};
 use crate::policy::{Backoff, RetryPolicy};
@@ -1065,4 +1065,101 @@ fn progress_keeps_the_newest_frames_up_to_the_limit() {
     assert_eq!(first_kept_frame(3, &limits), 1);
     assert_eq!(first_kept_frame(4, &limits), 2);
     assert_eq!(first_kept_frame(10, &limits), 8);
+}
+
+#[test]
+fn keep_for_prefers_the_lane_then_the_namespace() {
+    let rules = [
+        ("shop", ALL_LANES, 10_000u64),
+        ("shop", "mail", 99_000),
+        ("other", "mail", 5_000),
+    ];
+    assert_eq!(keep_for(rules, "shop", "mail"), Some(99_000));
+    assert_eq!(keep_for(rules, "shop", "pay"), Some(10_000));
+    assert_eq!(keep_for(rules, "other", "mail"), Some(5_000));
+    assert_eq!(keep_for(rules, "other", "pay"), None);
+    assert_eq!(keep_for(rules, "none", "mail"), None);
+    // The lane rule wins whichever order the rules come in.
+    let reversed = [("shop", "mail", 99_000u64), ("shop", ALL_LANES, 10_000)];
+    assert_eq!(keep_for(reversed, "shop", "mail"), Some(99_000));
+}
+
+#[test]
+fn trim_verdict_trims_only_what_the_rule_in_force_says_is_due() {
+    // Due under the default.
+    assert_eq!(trim_verdict(None, 100, 1_000, 1_100), TrimVerdict::Trim);
+    // A longer rule since its stamp: stamped with it, not trimmed.
+    assert_eq!(
+        trim_verdict(Some(500), 100, 1_000, 1_100),
+        TrimVerdict::Later {
+            keep: Some(500),
+            since: 1_000
+        }
+    );
+    // The rule it was stamped with was removed and the default is longer.
+    assert_eq!(
+        trim_verdict(None, 100, 1_000, 1_050),
+        TrimVerdict::Later {
+            keep: None,
+            since: 1_000
+        }
+    );
+    assert_eq!(trim_verdict(Some(50), 100, 1_000, 1_050), TrimVerdict::Trim);
+    // A keep beyond i64 saturates: never due.
+    assert_eq!(
+        trim_verdict(Some(u64::MAX), 1, 5, i64::MAX - 1),
+        TrimVerdict::Later {
+            keep: Some(u64::MAX),
+            since: 5
+        }
+    );
+    assert_eq!(
+        trim_relook(Some(7), 2_000),
+        TrimVerdict::Later {
+            keep: Some(7),
+            since: 2_000
+        }
+    );
+}
+
+#[test]
+fn retention_keeps_are_checked_and_stored_rules_read_back() {
+    assert_eq!(check_keep(Duration::from_secs(1)).unwrap(), 1_000);
+    assert!(check_keep(Duration::from_millis(999)).is_err());
+    assert!(check_keep(RetentionRule::MAX_KEEP + Duration::from_secs(1)).is_err());
+    assert!(check_keep(Duration::from_nanos(1_500_000_100)).is_err());
+    let rule = stored_retention_rule("shop", ALL_LANES, 60_000).unwrap();
+    assert_eq!(rule.lane, None);
+    assert_eq!(rule.keep, Duration::from_secs(60));
+    let rule = stored_retention_rule("shop", "mail", 60_000).unwrap();
+    assert_eq!(rule.lane.unwrap().as_str(), "mail");
+    for (ns, lane, keep) in [("", "", 60_000), ("shop", "a b", 60_000), ("shop", "", 5)] {
+        let err = stored_retention_rule(ns, lane, keep).unwrap_err();
+        assert!(matches!(err, EngineError::Corruption { .. }), "{err:?}");
+    }
+    let mut rules = vec![
+        stored_retention_rule("b", ALL_LANES, 1_000).unwrap(),
+        stored_retention_rule("a", "z", 1_000).unwrap(),
+        stored_retention_rule("a", ALL_LANES, 1_000).unwrap(),
+        stored_retention_rule("a", "m", 1_000).unwrap(),
+    ];
+    sort_retention_rules(&mut rules);
+    let order: Vec<(String, Option<String>)> = rules
+        .iter()
+        .map(|r| {
+            (
+                r.namespace.to_string(),
+                r.lane.as_ref().map(Lane::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("a".into(), None),
+            ("a".into(), Some("m".into())),
+            ("a".into(), Some("z".into())),
+            ("b".into(), None)
+        ]
+    );
 }
