@@ -12,20 +12,17 @@
 --   as one item of baton_complete answers. Cancelling a cancelled execution
 --   keeps it unchanged (its descendants are still reached with scope tree);
 --   any other terminal state is a 'conflict'.
--- Its verdict on a repeated call mirrors baton_core::raw::rules::cancel_acts.
+-- Its verdict on a repeated call mirrors baton_core::raw::rules::cancel_acts
+-- (cancel_one in common.lua, shared with baton_cancel_units).
 redis.register_function('baton_cancel', function(keys, args)
   local base, uuid = keys[1], args[1]
   local snow = s(tonumber(args[4]))
-  local h = load(base, uuid)
-  if not h then return { 'not_found' } end
-  if TERMINAL[h.st] and h.st ~= 'cancelled' then
-    return { 'conflict', h.st, 'it already finished' }
-  end
   local why = nil
   if args[2] == '1' then why = args[3] end
   local woken = {}
-  local record, cascaded, pending = cancel_execution(base, uuid, h, why, args[5] == '1', args[7],
+  local refused, record, cascaded, pending = cancel_one(base, uuid, why, args[5] == '1', args[7],
     tonumber(args[6]), snow, woken)
+  if refused then return refused end
   if pending then pending = 1 else pending = 0 end
   return { 'ok', woken_reply(base, woken), record, cascaded, pending }
 end)

@@ -1580,31 +1580,35 @@ function resume_record(base, uuid, h, snow, woken)
   return save(base, uuid, h)
 end
 
--- Cancels and removes (library generation 11): the one code path of a
--- cancel, shared by baton_cancel and a forced delete, and the one code path
--- of removing an execution, shared by the trim pass and deletes.
+-- Cancels, replays and removes (library generation 11; units of cancels
+-- and replays, generation 14): the one code path of a cancel, shared by
+-- baton_cancel, baton_cancel_units and a forced delete, the one code path
+-- of a replay, shared by baton_replay and baton_replay_units, and the one
+-- code path of removing an execution, shared by the trim pass and deletes.
 
 -- Cancels what is below execution `uuid` with reason `why` (stored on each
 -- descendant it cancels): walks its descendants visiting at most `budget`
 -- children, queues the places it did not reach for the cascade pass, and
 -- tells the dependents of what it cancelled within what the walk left of
--- the budget, queueing the rest. Answers how many it cancelled, and whether
--- it queued anything.
+-- the budget, queueing the rest. Answers how many it cancelled, whether
+-- it queued anything, and how many children and dependents it visited
+-- (what the budget counts).
 local function cancel_below(base, uuid, why, budget, snow, woken)
   local stack = { { uuid, '' } }
   local visited, cancelled = cascade_walk(base, stack, budget, why, snow, woken)
   local queued = #stack > 0
   if queued then cascade_queue(base, stack, why) end
-  local _, _, told = tell_dependents(base, budget - visited, snow, woken)
-  return cancelled, queued or told
+  local told_visited, _, told = tell_dependents(base, budget - visited, snow, woken)
+  return cancelled, queued or told, visited + told_visited
 end
 
 -- Cancels the loaded execution `h` (not finished; a cancelled one is kept
 -- as it is) with reason `why` (nil: none) at `snow`: its own dependents
 -- are told within `budget`, and with `tree` its descendants are cancelled
 -- with reason `below_why` (see cancel_below). Answers its encoded record,
--- how many descendants were cancelled and whether the walk below queued
--- work.
+-- how many descendants were cancelled, whether the walk below queued
+-- work, and how many children and dependents were visited (its own
+-- dependents told and the walk below: what a unit of cancels charges).
 local function cancel_execution(base, uuid, h, why, tree, below_why, budget, snow, woken)
   local record
   if h.st == 'cancelled' then
@@ -1612,10 +1616,94 @@ local function cancel_execution(base, uuid, h, why, tree, below_why, budget, sno
   else
     record = cancel_record(base, uuid, h, why, snow, woken)
   end
-  if woken.told then tell_dependents(base, budget, snow, woken) end
-  local cascaded, pending = 0, false
-  if tree then cascaded, pending = cancel_below(base, uuid, below_why, budget, snow, woken) end
-  return record, cascaded, pending
+  local visited = 0
+  if woken.told then visited = tell_dependents(base, budget, snow, woken) end
+  local cascaded, pending, below = 0, false, 0
+  if tree then
+    cascaded, pending, below = cancel_below(base, uuid, below_why, budget, snow, woken)
+  end
+  return record, cascaded, pending, visited + below
+end
+
+-- Cancels execution `uuid` as asked of baton_cancel (or of one id of
+-- baton_cancel_units), with the arguments of cancel_execution. Refused
+-- when it is missing, or finished otherwise than cancelled; a refused one
+-- is judged before anything is written, so it changes nothing. Answers
+-- the refusal ({ 'not_found' } or { 'conflict', state, reason }), or nil
+-- and then its encoded record, how many descendants were cancelled,
+-- whether the walk below queued work, whether it acted (it had not
+-- finished: false for one already cancelled, kept as it is), and how many
+-- children and dependents it visited (see cancel_execution).
+-- Its verdict mirrors baton_core::raw::rules::cancel_acts.
+local function cancel_one(base, uuid, why, tree, below_why, budget, snow, woken)
+  local h = load(base, uuid)
+  if not h then return { 'not_found' } end
+  if TERMINAL[h.st] and h.st ~= 'cancelled' then
+    return { 'conflict', h.st, 'it already finished' }
+  end
+  local acted = h.st ~= 'cancelled'
+  local record, cascaded, pending, visited = cancel_execution(base, uuid, h, why, tree, below_why,
+    budget, snow, woken)
+  return nil, record, cascaded, pending, acted, visited
+end
+
+-- Replays execution `uuid` at `now` (ms), the one code path of
+-- baton_replay and of each id of baton_replay_units: a failed, cancelled,
+-- expired or skipped execution runs again (a dead-letter requeue):
+-- waiting, eligible now, with a fresh attempt budget (`rl` = its
+-- attempts, so the retry policy counts only attempts after this one; the
+-- attempt numbers go on). Its finish time and cancel reason go, its
+-- deadline stays only while still ahead (back in `deadlines`); attempts,
+-- signals, steps and state stay as history.
+-- A flow member re-opens its flow: its root's `open:` count goes up (the
+-- flow is not trimmed while it runs) and a parent that has not finished
+-- counts it as an unfinished child again; a root leaves `done` (or `kept`:
+-- it keeps its `kp`, counted from its next finish).
+-- Its dependents were told when it finished and are not told again: `hd`
+-- goes with its dependents set (a dependent created later sets both anew,
+-- and only those are told at its next end). While the partition's cascade
+-- queue holds work, a queued walk could still act on the replayed run as
+-- on the old one (cancel its new children, tell its dependents of its old
+-- end): the replay is refused with 'contention' and is retried once the
+-- cascade pass has emptied the queue. Every refusal is judged before
+-- anything is written.
+-- A lane that turns non-empty goes to `woken`. Answers the refusal ({
+-- 'not_found' }, { 'conflict', state, reason } for any other state, or {
+-- 'contention' }), or nil and its encoded record.
+-- Its check mirrors baton_core::raw::rules::check_replay, the deadline it
+-- keeps baton_core::raw::rules::replay_deadline.
+local function replay_one(base, uuid, now, woken)
+  local snow = s(now)
+  local h = load(base, uuid)
+  if not h then return { 'not_found' } end
+  local why = replay_refusal(h.st)
+  if why then return { 'conflict', h.st, why } end
+  if redis.call('LLEN', base .. ':cq') > 0 then return { 'contention' } end
+  if (tonumber(h.att) or 0) > 0 then h.rl = h.att else h.rl = nil end
+  h.dl = replay_deadline(h.dl, now)
+  h.fa, h.cr = nil, nil
+  h.rd, h.ua = snow, snow
+  if h.fl then
+    local key = base .. ':open:' .. simple_uuid(h.rt)
+    redis.call('INCR', key)
+    local pu = simple_uuid(h.par)
+    local ph = load(base, pu)
+    if ph and not TERMINAL[ph.st] then
+      ph.oc = s((tonumber(ph.oc) or 0) + 1)
+      save(base, pu, ph)
+    end
+  else
+    unplace_finished(base, uuid)
+  end
+  if h.hd then
+    redis.call('DEL', base .. ':dn:' .. uuid)
+    h.hd = nil
+  end
+  move(base, uuid, h, 'waiting', woken)
+  if h.dl then redis.call('ZADD', base .. ':deadlines', h.dl, uuid) end
+  local record = save(base, uuid, h)
+  announce_change(base, uuid, now)
+  return nil, record
 end
 
 -- Removes the loaded execution `h` with everything it consists of, at

@@ -26,14 +26,14 @@ pub use error::{EngineError, Result};
 pub use id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 pub use long_poll::{LongPoll, MIN_CLAIM_SPACING, claim_waiting};
 pub use model::{
-    AttemptRecord, BulkAction, BulkReport, BulkRequest, CancelRequest, CancelScope, Cancellation,
-    ChangeMark, Claim, ClaimRequest, CreateOutcome, DeletePart, DeleteReport, DependencyMode,
-    DependencyPolicy, EventKind, ExecutionEvent, ExecutionSnapshot, Explanation, Failure, LaneInfo,
-    ListCursor, ListFilter, ListPage, NewExecution, NewSignal, OnTimeout, Ownership, Page,
-    PartitionOwner, Pause, PauseOutcome, ProgressFrame, QueueFacts, RenewOutcome, RenewRequest,
-    RenewStatus, RetentionRule, ScanReport, Signal, SignalOutcome, StateCounts, StateEntry,
-    StepOutcome, StepRecord, StepStatus, SuspendOutcome, SuspendRequest, Suspension, Tree,
-    TreeNode, Upstream, UpstreamFailure, WaitCondition, WaitEnded, WaitReason, WaitingOn,
+    AttemptRecord, BulkAction, BulkReport, BulkRequest, CancelPart, CancelRequest, CancelScope,
+    Cancellation, ChangeMark, Claim, ClaimRequest, CreateOutcome, DeletePart, DeleteReport,
+    DependencyMode, DependencyPolicy, EventKind, ExecutionEvent, ExecutionSnapshot, Explanation,
+    Failure, LaneInfo, ListCursor, ListFilter, ListPage, NewExecution, NewSignal, OnTimeout,
+    Ownership, Page, PartitionOwner, Pause, PauseOutcome, ProgressFrame, QueueFacts, RenewOutcome,
+    RenewRequest, RenewStatus, RetentionRule, ScanReport, Signal, SignalOutcome, StateCounts,
+    StateEntry, StepOutcome, StepRecord, StepStatus, SuspendOutcome, SuspendRequest, Suspension,
+    Tree, TreeNode, Upstream, UpstreamFailure, WaitCondition, WaitEnded, WaitReason, WaitingOn,
     WorkerInfo,
 };
 pub use names::{

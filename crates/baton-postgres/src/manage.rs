@@ -1,32 +1,48 @@
 //! Deletes: one unit of [`AdminBackend::delete_units`](baton_core::AdminBackend::delete_units)
-//! in one transaction; and the event history (its read, and the events of
-//! operators' edits; migration 0011's triggers write the others).
+//! in one transaction; the units of bulk cancels and replays
+//! ([`AdminBackend::cancel_units`](baton_core::AdminBackend::cancel_units),
+//! [`AdminBackend::replay_units`](baton_core::AdminBackend::replay_units));
+//! and the event history (its read, and the events of operators' edits;
+//! migration 0011's triggers write the others).
 //!
-//! Locks. A unit first locks the flow's root and the parent of every
-//! execution it was asked for, in one statement and the one order every
-//! writer of flows locks in (see `flow::deps`), then each execution's own
-//! row as it comes to it, before it reads anything it judges by. Holding
-//! the root keeps out everything that could change the subtree under the
-//! judgement: a create of a member, a replay (which reopens a finished
-//! member), a tree cancel, pause or resume, the cascade pass and the
-//! retention pass (which locks roots with `SKIP LOCKED`) all lock it
-//! first. So work queued for the cascade pass that could reach the subtree
-//! is committed, and seen, before the queue is read, and an execution
-//! found finished with every descendant finished stays so until commit.
-//! A worker's complete or fail of the execution itself waits for its row
-//! lock: it either committed first (the delete judges what it left) or
-//! finds the execution gone (`NotFound`). The descendants removed are
-//! locked in id order (parents before children, as the writers that lock
-//! a parent and then its child do) before the removal statement touches
-//! what they hold. A cycle of waits left in some corner (a unit naming an
-//! execution and a descendant of it, while a late complete locks a member
-//! between them) is broken by Postgres: the unit answers `Contention`,
-//! nothing written.
+//! Units of cancels and replays. One transaction per unit; each id is
+//! cancelled or replayed by the body of the single call, in a savepoint of
+//! its own, so an id refused (`NotFound`, `Conflict`, a replay's
+//! `Contention` while the cascade queue holds work) is rolled back to it,
+//! its locks released, and the others go on. Any other error comes from
+//! the driver (a deadlock, a serialization failure, a lost connection)
+//! and answers the call, the whole unit rolled back: the rows locked for
+//! the ids before it stay locked after a rollback to the savepoint, so the
+//! wait cycle Postgres broke could close again, and a unit answered
+//! `Contention` is asked again by the bulk walk. Before any execution's
+//! row, a unit locks every flow root and parent of its ids at once, as a
+//! delete unit does (below), so it never holds one id's execution while it
+//! waits for another's root.
+//!
+//! Locks of a delete unit. It first locks the flow's root and the parent of
+//! every execution it was asked for, in one statement and the one order every
+//! writer of flows locks in (see `flow::deps`), then each execution's own row
+//! as it comes to it, before it reads anything it judges by. Holding the root
+//! keeps out everything that could change the subtree under the judgement: a
+//! create of a member, a replay (which reopens a finished member), a tree
+//! cancel, pause or resume, the cascade pass and the retention pass (which
+//! locks roots with `SKIP LOCKED`) all lock it first. So work queued for the
+//! cascade pass that could reach the subtree is committed, and seen, before
+//! the queue is read, and an execution found finished with every descendant
+//! finished stays so until commit. A worker's complete or fail of the
+//! execution itself waits for its row lock: it either committed first (the
+//! delete judges what it left) or finds the execution gone (`NotFound`). The
+//! descendants removed are locked in id order (parents before children, as
+//! the writers that lock a parent and then its child do) before the removal
+//! statement touches what they hold. A cycle of waits left in some corner (a
+//! unit naming an execution and a descendant of it, while a late complete
+//! locks a member between them) is broken by Postgres: the unit answers
+//! `Contention`, nothing written.
 
 use baton_core::raw::rules::{self, DeleteFacts, DeleteVerdict};
 use baton_core::{
-    CancelScope, DeletePart, EngineError, EventKind, ExecutionEvent, ExecutionId, PartitionId,
-    Result, State, Timestamp,
+    CancelPart, CancelScope, DeletePart, EngineError, EventKind, ExecutionEvent, ExecutionId,
+    PartitionId, Result, State, Timestamp,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -591,4 +607,150 @@ pub(crate) async fn rules_of(
         .into_iter()
         .map(|(ns, lane, keep)| (ns, lane, u64::try_from(keep).unwrap_or(0)))
         .collect())
+}
+
+pub(crate) async fn cancel_units(
+    b: &PostgresBackend,
+    ids: &[ExecutionId],
+    request: &baton_core::CancelRequest,
+) -> Result<Vec<Result<CancelPart>>> {
+    let Some(partition) = baton_core::raw::bulk::check_unit(ids, b.inner.partitions)? else {
+        return Ok(Vec::new());
+    };
+    let reason = rules::cancel_reason(&b.inner.limits, request.reason.clone())?;
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let outcome = cancel_units_in(b, &mut tx, partition, ids, request.scope, reason, now).await;
+    // Nothing to wake here: as for `cancel`, the statements notify the
+    // lanes of dependents they released, and readers watching what
+    // finished, at commit.
+    finish(tx, outcome).await
+}
+
+/// The body of `cancel_units`, in the caller's transaction.
+async fn cancel_units_in(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    partition: PartitionId,
+    ids: &[ExecutionId],
+    scope: CancelScope,
+    reason: Option<String>,
+    now: Timestamp,
+) -> Result<Vec<Result<CancelPart>>> {
+    lock_unit(tx, partition, ids).await?;
+    let budget = b.inner.limits.cascade_budget.max(1) as u64;
+    let mut spent = 0u64;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if spent >= budget {
+            out.push(Ok(CancelPart::NotReached));
+            continue;
+        }
+        let mut one = sqlx::Connection::begin(&mut *tx).await.map_err(map)?;
+        match crate::flow::cancel_acting(b, &mut one, id, reason.clone(), scope, now).await {
+            Ok((_, acted, visited)) => {
+                one.commit().await.map_err(map)?;
+                // Each id is charged what its walks visited, cancelled or
+                // not (a finished subtree, an already-cancelled root), so
+                // a unit is bounded as a single cancel is.
+                spent += u64::from(acted) + visited;
+                out.push(Ok(if acted {
+                    CancelPart::Cancelled
+                } else {
+                    CancelPart::Finished
+                }));
+            }
+            Err(e @ (EngineError::NotFound { .. } | EngineError::Conflict { .. })) => {
+                one.rollback().await.map_err(map)?;
+                out.push(Err(e));
+            }
+            // A driver's error: see the module's comment on units.
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn replay_units(
+    b: &PostgresBackend,
+    ids: &[ExecutionId],
+) -> Result<Vec<Result<()>>> {
+    let Some(partition) = baton_core::raw::bulk::check_unit(ids, b.inner.partitions)? else {
+        return Ok(Vec::new());
+    };
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let outcome = replay_units_in(b, &mut tx, partition, ids, now).await;
+    let (out, lanes) = finish(tx, outcome).await?;
+    // The statements notified every process at commit; this one's parked
+    // claimers are woken here at once, as after `replay`.
+    for (namespace, lane) in lanes {
+        b.inner.wake.notify(namespace.as_str(), lane.as_str());
+    }
+    Ok(out)
+}
+
+/// The lanes of a unit's replayed executions, each once.
+type ReplayedLanes = std::collections::BTreeSet<(baton_core::Namespace, baton_core::Lane)>;
+
+/// The body of `replay_units`, in the caller's transaction: the answers,
+/// and the lanes to wake after commit.
+async fn replay_units_in(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    partition: PartitionId,
+    ids: &[ExecutionId],
+    now: Timestamp,
+) -> Result<(Vec<Result<()>>, ReplayedLanes)> {
+    lock_unit(tx, partition, ids).await?;
+    let mut out = Vec::with_capacity(ids.len());
+    let mut lanes = ReplayedLanes::new();
+    for id in ids {
+        let mut one = sqlx::Connection::begin(&mut *tx).await.map_err(map)?;
+        match crate::ops::replay_in(b, &mut one, id, now).await {
+            Ok(after) => {
+                one.commit().await.map_err(map)?;
+                lanes.insert((after.namespace, after.lane));
+                out.push(Ok(()));
+            }
+            Err(e) if refuses_one(id, &e) => {
+                one.rollback().await.map_err(map)?;
+                out.push(Err(e));
+            }
+            // A driver's error: see the module's comment on units.
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((out, lanes))
+}
+
+/// Whether `e`, met by the replay of `id` in a unit, refuses that id alone:
+/// `NotFound`, `Conflict`, or the `Contention` `replay_in` answers while
+/// the partition's cascade queue holds work (told apart from a driver's
+/// `Contention` by being that very error).
+fn refuses_one(id: &ExecutionId, e: &EngineError) -> bool {
+    matches!(
+        e,
+        EngineError::NotFound { .. } | EngineError::Conflict { .. }
+    ) || *e == rules::replay_waits_for_cascade(id)
+}
+
+/// Locks, for the rest of a unit's transaction, the flows' roots and the
+/// parents of every one of `ids`, in one statement and the one order every
+/// writer of flows locks in (see `flow::deps`), before any execution is
+/// locked. Each id's cancel or replay locks its own root and parent again,
+/// which then waits for nothing; taken one id after another, in list
+/// order, they could close wait cycles with another unit or a single call
+/// on the same flows. What is left to wait for are the executions' own
+/// rows, locked in list order, each after its root and parent, as every
+/// writer locks them.
+async fn lock_unit(
+    conn: &mut PgConnection,
+    partition: PartitionId,
+    ids: &[ExecutionId],
+) -> Result<()> {
+    let partitions = vec![part(partition); ids.len()];
+    let uuids: Vec<Uuid> = ids.iter().map(ExecutionId::uuid).collect();
+    crate::flow::lock_ancestors(conn, &partitions, &uuids, crate::flow::RootsOf::All).await?;
+    Ok(())
 }

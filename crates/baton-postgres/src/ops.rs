@@ -654,7 +654,7 @@ pub(crate) async fn replay(b: &PostgresBackend, id: &ExecutionId) -> Result<Exec
 }
 
 /// The body of `replay`, in the caller's transaction.
-async fn replay_in(
+pub(crate) async fn replay_in(
     b: &PostgresBackend,
     tx: &mut PgConnection,
     id: &ExecutionId,

@@ -8,9 +8,11 @@
 //! revokes, pauses and forced deletes racing the worker's own complete or
 //! fail, lane pauses seen by (and lane resumes waking) other instances,
 //! the event history (numbered once under concurrent writers, removed
-//! with its execution, nothing written for an execution without it), and
+//! with its execution, nothing written for an execution without it),
 //! retention rules (the keep stamped per row of a batch, the count of
-//! rules judged alone under concurrent writers).
+//! rules judged alone under concurrent writers), and the units of bulk
+//! cancels and replays (ids refused one by one, concurrent cancels and
+//! units, a deadlock answered `Contention` for the unit as a whole).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -2179,4 +2181,534 @@ async fn concurrent_new_rules_stop_at_the_limit() {
         Some(Duration::from_secs(60)),
         "replacing a rule always fits"
     );
+}
+
+/// A direct connection to the test server, outside any backend.
+async fn connect_raw(server: &PostgresServer) -> sqlx::PgConnection {
+    <sqlx::PgConnection as sqlx::Connection>::connect(server.url())
+        .await
+        .unwrap()
+}
+
+/// Locks the row of `id` in `schema` for the rest of the transaction of
+/// `conn`, as a writer would.
+async fn lock_execution(conn: &mut sqlx::PgConnection, schema: &str, id: &baton_core::ExecutionId) {
+    sqlx::query(&format!(
+        "SELECT 1 FROM {schema}.executions WHERE partition = $1 AND uuid = $2 FOR UPDATE"
+    ))
+    .bind(i16::try_from(id.partition().get()).unwrap())
+    .bind(id.uuid())
+    .fetch_one(conn)
+    .await
+    .unwrap();
+}
+
+/// Waits until `n` sessions wait, directly or queued behind one another,
+/// for a lock the session `holder` holds (read through `watch`, a
+/// connection of its own outside any transaction, so every read is new).
+async fn await_waiters(watch: &mut sqlx::PgConnection, holder: i32, n: i64) {
+    for _ in 0..3_000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "WITH RECURSIVE blocked (pid) AS ( \
+                 SELECT pid FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid)) \
+                 UNION \
+                 SELECT a.pid FROM pg_stat_activity a \
+                 JOIN blocked w ON w.pid = ANY (pg_blocking_pids(a.pid))) \
+             SELECT count(*) FROM blocked",
+        )
+        .bind(holder)
+        .fetch_one(&mut *watch)
+        .await
+        .unwrap();
+        if waiting >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{n} sessions never waited for the locks of session {holder}");
+}
+
+/// How many children of `id` its row counts as unfinished.
+async fn open_children(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+    id: &baton_core::ExecutionId,
+) -> i32 {
+    sqlx::query_scalar(&format!(
+        "SELECT open_children FROM {schema}.executions WHERE partition = $1 AND uuid = $2"
+    ))
+    .bind(i16::try_from(id.partition().get()).unwrap())
+    .bind(id.uuid())
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// The snapshots and histories of `ids`.
+async fn snaps(
+    b: &PostgresBackend,
+    ids: [&baton_core::ExecutionId; 3],
+) -> Vec<(
+    baton_core::ExecutionSnapshot,
+    Vec<baton_core::ExecutionEvent>,
+)> {
+    let mut out = Vec::new();
+    for id in ids {
+        let snap = b.describe(id).await.unwrap();
+        let events = b.events(id, 0, 1_000).await.unwrap();
+        out.push((snap, events));
+    }
+    out
+}
+
+/// A unit of replays answers each refused id on its own and replays the
+/// others: while the partition's cascade queue holds work, the finished
+/// ids answer `Contention` and an unfinished one `Conflict`, the call
+/// itself succeeding; once the queue is empty, the finished ones are
+/// replayed (their parent counts them again, their history tells it, a
+/// claimer of their lane waiting on this instance is woken) while the
+/// unfinished one and a gone one are refused, each left exactly as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_of_replays_refuses_ids_one_by_one() {
+    use baton_core::{CancelScope, EventKind};
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let limits = baton_core::Limits {
+        cascade_budget: 2,
+        ..baton_core::Limits::default()
+    };
+    let b = PostgresBackend::open(
+        PostgresConfig::from_url(&server.schema_url(&schema))
+            .unwrap()
+            .with_limits(limits),
+    )
+    .await
+    .unwrap();
+    let ns = Namespace::new("units").unwrap();
+    assert!(!b.set_history(&ns, true).await.unwrap());
+    let child = |lane: &'static str, parent: &baton_core::ExecutionId| {
+        let (b, parent) = (b.clone(), parent.clone());
+        async move {
+            b.create_one(exec("units", lane).with_parent(parent))
+                .await
+                .unwrap()
+                .id
+        }
+    };
+    let root = b.create_one(exec("units", "roots")).await.unwrap().id;
+    let (a, open, c, gone, big) = (
+        child("replayed", &root).await,
+        child("kids", &root).await,
+        child("replayed", &root).await,
+        child("kids", &root).await,
+        child("kids", &root).await,
+    );
+    for _ in 0..5 {
+        child("leaves", &big).await;
+    }
+    let alone = CancelRequest::because("first").with_scope(CancelScope::Execution);
+    for id in [&a, &c, &gone] {
+        b.cancel(id, alone.clone()).await.unwrap();
+    }
+    b.delete(&gone, false).await.unwrap();
+    // A tree cancel bigger than the budget leaves work queued in the
+    // partition the flow lives in.
+    let cancelled = b.cancel(&big, CancelRequest::because("big")).await.unwrap();
+    assert!(cancelled.cascade_pending);
+    let mut raw = connect_raw(server).await;
+    let before = snaps(&b, [&a, &open, &c]).await;
+    let counted = open_children(&mut raw, &schema, &root).await;
+    assert_eq!(counted, 1, "only `open` is unfinished");
+
+    let answers = b
+        .replay_units(&[a.clone(), open.clone(), c.clone()])
+        .await
+        .unwrap();
+    assert!(
+        matches!(answers[0], Err(EngineError::Contention { .. })),
+        "{:?}",
+        answers[0]
+    );
+    assert!(
+        matches!(answers[1], Err(EngineError::Conflict { .. })),
+        "{:?}",
+        answers[1]
+    );
+    assert!(
+        matches!(answers[2], Err(EngineError::Contention { .. })),
+        "{:?}",
+        answers[2]
+    );
+    assert_eq!(snaps(&b, [&a, &open, &c]).await, before, "nothing changed");
+    assert_eq!(open_children(&mut raw, &schema, &root).await, 1);
+
+    while b
+        .cascade_due(root.partition(), 1_000)
+        .await
+        .unwrap()
+        .next_due
+        .is_some()
+    {}
+    // A claimer of the replayed ones' lane parks on this instance before
+    // the unit runs: `join!` polls it first, and with the listener already
+    // connected its first poll registers it.
+    let replayed = [Lane::new("replayed").unwrap()];
+    b.wait_for_work(&ns, &replayed, Duration::from_millis(1))
+        .await
+        .unwrap();
+    let parked = async {
+        let start = std::time::Instant::now();
+        b.wait_for_work(&ns, &replayed, Duration::from_secs(30))
+            .await
+            .unwrap();
+        start.elapsed()
+    };
+    let unit = [a.clone(), open.clone(), gone.clone(), c.clone()];
+    let unit = b.replay_units(&unit);
+    let (waited, answers) = tokio::join!(parked, unit);
+    assert!(
+        waited < Duration::from_secs(20),
+        "the claimer was woken, not timed out"
+    );
+    let answers = answers.unwrap();
+    assert_eq!(answers.len(), 4);
+    assert!(answers[0].is_ok(), "{:?}", answers[0]);
+    assert!(
+        matches!(answers[1], Err(EngineError::Conflict { .. })),
+        "{:?}",
+        answers[1]
+    );
+    assert!(
+        matches!(answers[2], Err(EngineError::NotFound { .. })),
+        "{:?}",
+        answers[2]
+    );
+    assert!(answers[3].is_ok(), "{:?}", answers[3]);
+    let after = snaps(&b, [&a, &open, &c]).await;
+    assert_eq!(after[1], before[1], "the refused one is untouched");
+    for (i, id) in [(0, &a), (2, &c)] {
+        let (snap, events) = &after[i];
+        assert_eq!(snap.state, State::Waiting, "{id}");
+        assert_eq!(
+            (snap.finished_at, snap.cancel_reason.as_deref()),
+            (None, None)
+        );
+        assert_eq!(events.len(), before[i].1.len() + 1, "{id}");
+        assert_eq!(events.last().unwrap().event, EventKind::Replayed);
+    }
+    assert_eq!(
+        open_children(&mut raw, &schema, &root).await,
+        3,
+        "the parent counts the replayed ones again, and only them"
+    );
+}
+
+/// A single cancel of an execution racing a unit of cancels that names it
+/// (both queued on its flow's root, held by another writer, each queued
+/// first in turn) fails neither: whichever goes first cancels it, and the
+/// other finds it cancelled — the single cancel answers it as it is, the
+/// unit answers `Finished` for it and cancels the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_cancel_racing_a_unit_fails_neither() {
+    use baton_core::{CancelPart, CancelScope};
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let url = server.schema_url(&schema);
+    let backends = [open(&url).await, open(&url).await];
+    let b = &backends[0];
+    let root = b.create_one(exec("race", "roots")).await.unwrap().id;
+    let mut kids = Vec::new();
+    for _ in 0..6 {
+        let kid = exec("race", "kids").with_parent(root.clone());
+        kids.push(b.create_one(kid).await.unwrap().id);
+    }
+    let raced = kids[3].clone();
+    let mut watch = connect_raw(server).await;
+    let mut holder = connect_raw(server).await;
+    for round in 0..4 {
+        let mut held = sqlx::Connection::begin(&mut holder).await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *held)
+            .await
+            .unwrap();
+        lock_execution(&mut held, &schema, &root).await;
+        let single = {
+            let (b, id) = (backends[1].clone(), raced.clone());
+            let request = CancelRequest::because("single").with_scope(CancelScope::Execution);
+            async move { b.cancel(&id, request).await }
+        };
+        let unit = {
+            let (b, ids) = (backends[0].clone(), kids.clone());
+            async move { b.cancel_units(&ids, &CancelRequest::because("bulk")).await }
+        };
+        let (single, unit) = if round % 2 == 0 {
+            let single = tokio::spawn(single);
+            await_waiters(&mut watch, pid, 1).await;
+            let unit = tokio::spawn(unit);
+            await_waiters(&mut watch, pid, 2).await;
+            (single, unit)
+        } else {
+            let unit = tokio::spawn(unit);
+            await_waiters(&mut watch, pid, 1).await;
+            let single = tokio::spawn(single);
+            await_waiters(&mut watch, pid, 2).await;
+            (single, unit)
+        };
+        held.rollback().await.unwrap();
+        let single = single.await.unwrap().unwrap();
+        let parts = unit.await.unwrap().unwrap();
+        let stored = b.describe(&raced).await.unwrap();
+        assert_eq!(stored.state, State::Cancelled);
+        assert_eq!(single.snapshot, stored, "round {round}");
+        let expected = match stored.cancel_reason.as_deref() {
+            Some("bulk") => CancelPart::Cancelled,
+            Some("single") => CancelPart::Finished,
+            other => panic!("round {round}: cancelled for {other:?}"),
+        };
+        // Postgres hands a row to its waiters in the order they queued, so
+        // each round covers the side it set going first.
+        let first = if round % 2 == 0 {
+            CancelPart::Finished
+        } else {
+            CancelPart::Cancelled
+        };
+        assert_eq!(expected, first, "round {round}");
+        for (id, part) in kids.iter().zip(&parts) {
+            let want = if *id == raced {
+                expected
+            } else {
+                CancelPart::Cancelled
+            };
+            assert_eq!(part.as_ref().ok(), Some(&want), "round {round}: {id}");
+        }
+        let replayed = b.replay_units(&kids).await.unwrap();
+        assert!(replayed.iter().all(Result::is_ok), "{replayed:?}");
+    }
+}
+
+/// A unit of tree cancels charges each id what its walk visited, not only
+/// what it cancelled: its first id, a root already cancelled with more
+/// finished children than the budget, cancels nothing, yet its walk visits
+/// a whole budget, so the second id is not reached (as a single cancel, a
+/// unit visits at most about one budget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_charges_the_children_a_walk_visits() {
+    use baton_core::{CancelPart, CancelScope};
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let limits = baton_core::Limits {
+        cascade_budget: 3,
+        ..baton_core::Limits::default()
+    };
+    let b = PostgresBackend::open(
+        PostgresConfig::from_url(&server.schema_url(&schema))
+            .unwrap()
+            .with_limits(limits)
+            .with_partitions(PartitionCount::new(1).unwrap()),
+    )
+    .await
+    .unwrap();
+    let budget = b.capabilities().limits.cascade_budget;
+    let root = b.create_one(exec("visits", "roots")).await.unwrap().id;
+    let kids: Vec<_> = (0..=budget)
+        .map(|_| exec("visits", "kids").with_parent(root.clone()))
+        .collect();
+    let alone = CancelRequest::because("first").with_scope(CancelScope::Execution);
+    for kid in b.create(kids).await.unwrap() {
+        b.cancel(&kid.id, alone.clone()).await.unwrap();
+    }
+    b.cancel(&root, alone).await.unwrap();
+    let other = b.create_one(exec("visits", "roots")).await.unwrap().id;
+    assert_eq!(root.partition(), other.partition());
+
+    let parts = b
+        .cancel_units(
+            &[root.clone(), other.clone()],
+            &CancelRequest::because("bulk"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(parts[0].as_ref().ok(), Some(&CancelPart::Finished));
+    assert_eq!(parts[1].as_ref().ok(), Some(&CancelPart::NotReached));
+    assert_eq!(b.describe(&other).await.unwrap().state, State::Waiting);
+}
+
+/// Units of cancels and replays naming the executions of two flows in
+/// opposite orders, run at once through two instances, never deadlock:
+/// each locks every root first, in one order. Each execution is changed
+/// by exactly one of them, and the other answers what it found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_in_opposite_orders_never_deadlock() {
+    use baton_core::CancelPart;
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let url = server.schema_url(&schema);
+    let backends = [open(&url).await, open(&url).await];
+    let b = &backends[0];
+    let first = b.create_one(exec("order", "roots")).await.unwrap().id;
+    let mut second = b.create_one(exec("order", "roots")).await.unwrap().id;
+    while second.partition() != first.partition() {
+        second = b.create_one(exec("order", "roots")).await.unwrap().id;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        for root in [&first, &second] {
+            let kid = exec("order", "kids").with_parent(root.clone());
+            ids.push(b.create_one(kid).await.unwrap().id);
+        }
+    }
+    let reversed: Vec<_> = ids.iter().rev().cloned().collect();
+    for round in 0..10 {
+        let calls: Vec<_> = [(0, ids.clone(), "one"), (1, reversed.clone(), "two")]
+            .into_iter()
+            .map(|(i, unit, reason)| {
+                let b = backends[i].clone();
+                tokio::spawn(async move {
+                    let parts = b
+                        .cancel_units(&unit, &CancelRequest::because(reason))
+                        .await
+                        .unwrap();
+                    unit.into_iter().zip(parts).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut cancelled = std::collections::HashMap::new();
+        for (call, reason) in calls.into_iter().zip(["one", "two"]) {
+            for (id, part) in call.await.unwrap() {
+                match part.unwrap() {
+                    CancelPart::Cancelled => assert!(
+                        cancelled.insert(id, reason).is_none(),
+                        "round {round}: cancelled twice"
+                    ),
+                    CancelPart::Finished => {}
+                    CancelPart::NotReached => panic!("round {round}: within the budget"),
+                }
+            }
+        }
+        assert_eq!(cancelled.len(), ids.len(), "round {round}");
+        for (id, reason) in &cancelled {
+            let snap = b.describe(id).await.unwrap();
+            assert_eq!(
+                snap.cancel_reason.as_deref(),
+                Some(*reason),
+                "round {round}"
+            );
+        }
+        let calls: Vec<_> = [(0, ids.clone()), (1, reversed.clone())]
+            .into_iter()
+            .map(|(i, unit)| {
+                let b = backends[i].clone();
+                tokio::spawn(async move {
+                    let answers = b.replay_units(&unit).await.unwrap();
+                    unit.into_iter().zip(answers).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut replayed = std::collections::HashSet::new();
+        for call in calls {
+            for (id, answer) in call.await.unwrap() {
+                match answer {
+                    Ok(()) => assert!(replayed.insert(id), "round {round}: replayed twice"),
+                    Err(EngineError::Conflict { .. }) => {}
+                    Err(e) => panic!("round {round}: {e:?}"),
+                }
+            }
+        }
+        assert_eq!(replayed.len(), ids.len(), "round {round}");
+    }
+    let mut raw = connect_raw(server).await;
+    for root in [&first, &second] {
+        assert_eq!(open_children(&mut raw, &schema, root).await, 5);
+    }
+}
+
+/// A unit that Postgres picks to break a cycle of waits (closed here by
+/// hand: a writer holding one of its executions then locking the flow's
+/// root, which the unit holds) answers `Contention` as a whole, with
+/// nothing of it written, not an error of one id; a bulk cancel meeting
+/// the same cycle asks the unit again and cancels both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlocked_unit_answers_contention_and_is_asked_again() {
+    use baton_core::{BulkAction, BulkRequest, ListFilter};
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let b = open(&server.schema_url(&schema)).await;
+    let root = b.create_one(exec("cycle", "roots")).await.unwrap().id;
+    let mut kids = Vec::new();
+    for _ in 0..2 {
+        let kid = exec("cycle", "kids").with_parent(root.clone());
+        kids.push(b.create_one(kid).await.unwrap().id);
+    }
+    let mut watch = connect_raw(server).await;
+    let mut holder = connect_raw(server).await;
+    let request = CancelRequest::because("bulk");
+    for via_bulk in [false, true] {
+        let mut held = sqlx::Connection::begin(&mut holder).await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *held)
+            .await
+            .unwrap();
+        lock_execution(&mut held, &schema, &kids[1]).await;
+        let call = {
+            let (b, ids, request) = (b.clone(), kids.clone(), request.clone());
+            tokio::spawn(async move {
+                if via_bulk {
+                    let report = b
+                        .bulk(BulkRequest {
+                            action: BulkAction::Cancel(request),
+                            filter: ListFilter::namespace(Namespace::new("cycle").unwrap()),
+                            ids,
+                            limit: 10,
+                            dry_run: false,
+                            cursor: None,
+                            actor: None,
+                        })
+                        .await
+                        .unwrap();
+                    assert_eq!((report.changed, report.skipped), (2, Vec::new()));
+                    None
+                } else {
+                    Some(b.cancel_units(&ids, &request).await)
+                }
+            })
+        };
+        await_waiters(&mut watch, pid, 1).await;
+        // The unit waits for the held execution, holding the root; waiting
+        // for the root now closes the cycle. The unit began waiting first,
+        // so its deadlock check runs first and picks it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        lock_execution(&mut held, &schema, &root).await;
+        if !via_bulk {
+            assert_eq!(b.describe(&kids[0]).await.unwrap().state, State::Waiting);
+        }
+        held.rollback().await.unwrap();
+        match call.await.unwrap() {
+            Some(answer) => {
+                assert!(
+                    matches!(answer, Err(EngineError::Contention { .. })),
+                    "{answer:?}"
+                );
+                for kid in &kids {
+                    assert_eq!(b.describe(kid).await.unwrap().state, State::Waiting);
+                }
+            }
+            None => {
+                for kid in &kids {
+                    let snap = b.describe(kid).await.unwrap();
+                    assert_eq!(snap.state, State::Cancelled);
+                    assert_eq!(snap.cancel_reason.as_deref(), Some("bulk"));
+                }
+            }
+        }
+    }
 }

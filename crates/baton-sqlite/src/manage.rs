@@ -521,3 +521,115 @@ pub(crate) async fn rules_of(
         .map(|(ns, lane, keep)| (ns, lane, keep.max(0) as u64))
         .collect())
 }
+
+/// Whether a unit's error is the answer for one id (the single call's
+/// refusal) rather than a failure of the unit: not found, a conflict, or a
+/// replay waiting for the partition's cascade queue.
+fn is_refusal(e: &EngineError, id: &ExecutionId) -> bool {
+    matches!(
+        e,
+        EngineError::NotFound { .. } | EngineError::Conflict { .. }
+    ) || *e == rules::replay_waits_for_cascade(id)
+}
+
+/// Whether `id` had not finished, read in the unit's transaction before
+/// its cancel (`None`: no such execution; the cancel answers `NotFound`).
+async fn unfinished(conn: &mut SqliteConnection, id: &ExecutionId) -> Result<Option<bool>> {
+    let finished: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT finished_at FROM executions WHERE uuid = ?")
+            .bind(blob(id))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map)?;
+    Ok(finished.map(|f| f.is_none()))
+}
+
+pub(crate) async fn cancel_units(
+    b: &SqliteBackend,
+    ids: &[ExecutionId],
+    request: &baton_core::CancelRequest,
+) -> Result<Vec<Result<baton_core::CancelPart>>> {
+    use baton_core::CancelPart;
+    if baton_core::raw::bulk::check_unit(ids, b.inner.partitions)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let reason = rules::cancel_reason(&b.inner.limits, request.reason.clone())?;
+    let now = b.now();
+    let budget = b.inner.limits.cascade_budget.max(1) as u64;
+    let mut tx = b.begin().await?;
+    let mut out = Vec::with_capacity(ids.len());
+    let mut wake = Vec::new();
+    let mut spent = 0u64;
+    for id in ids {
+        if spent >= budget {
+            out.push(Ok(CancelPart::NotReached));
+            continue;
+        }
+        // Each id in its own savepoint: one refused leaves nothing of its
+        // own behind, and the others go on.
+        let mut one = sqlx::Connection::begin(&mut *tx).await.map_err(map)?;
+        let was_open = unfinished(&mut one, id).await?;
+        let scope = request.scope;
+        match crate::flow::cancel_walked(b, &mut one, id, scope, reason.clone(), now).await {
+            Ok((_, lanes, visited)) => {
+                one.commit().await.map_err(map)?;
+                wake.extend(lanes);
+                let acted = was_open == Some(true);
+                // What its walk visited, cancelled or not: the unit is
+                // bounded as one cancel is.
+                spent += u64::from(acted) + visited as u64;
+                out.push(Ok(if acted {
+                    CancelPart::Cancelled
+                } else {
+                    CancelPart::Finished
+                }));
+            }
+            // A refusal is this id's answer; anything else (an I/O error)
+            // fails the unit whole, nothing of it committed.
+            Err(e) if is_refusal(&e, id) => {
+                one.rollback().await.map_err(map)?;
+                out.push(Err(e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit().await.map_err(map)?;
+    b.wake_all(wake);
+    b.finished_some();
+    Ok(out)
+}
+
+pub(crate) async fn replay_units(
+    b: &SqliteBackend,
+    ids: &[ExecutionId],
+) -> Result<Vec<Result<()>>> {
+    if baton_core::raw::bulk::check_unit(ids, b.inner.partitions)?.is_none() {
+        return Ok(Vec::new());
+    }
+    let now = b.now();
+    let mut tx = b.begin().await?;
+    let mut out = Vec::with_capacity(ids.len());
+    let mut lanes = std::collections::BTreeSet::new();
+    for id in ids {
+        let mut one = sqlx::Connection::begin(&mut *tx).await.map_err(map)?;
+        match crate::ops::replay_in(b, &mut one, id, now).await {
+            Ok(after) => {
+                one.commit().await.map_err(map)?;
+                lanes.insert((after.namespace.to_string(), after.lane.to_string()));
+                out.push(Ok(()));
+            }
+            // A refusal is this id's answer; anything else (an I/O error)
+            // fails the unit whole, nothing of it committed.
+            Err(e) if is_refusal(&e, id) => {
+                one.rollback().await.map_err(map)?;
+                out.push(Err(e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tx.commit().await.map_err(map)?;
+    for (ns, lane) in lanes {
+        b.inner.wake.notify(&ns, &lane);
+    }
+    Ok(out)
+}

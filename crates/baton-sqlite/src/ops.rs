@@ -491,7 +491,23 @@ pub(crate) async fn replay(b: &SqliteBackend, id: &ExecutionId) -> Result<Execut
     b.check_id(id)?;
     let now = b.now();
     let mut tx = b.begin().await?;
-    let snap = b.snapshot_in(&mut tx, id).await?;
+    let after = replay_in(b, &mut tx, id, now).await?;
+    tx.commit().await.map_err(map)?;
+    b.inner
+        .wake
+        .notify(after.namespace.as_str(), after.lane.as_str());
+    Ok(after)
+}
+
+/// The body of `replay`, in the caller's transaction; the caller wakes
+/// the lane after commit.
+pub(crate) async fn replay_in(
+    b: &SqliteBackend,
+    tx: &mut SqliteConnection,
+    id: &ExecutionId,
+    now: Timestamp,
+) -> Result<ExecutionSnapshot> {
+    let snap = b.snapshot_in(&mut *tx, id).await?;
     rules::check_replay(id, snap.state)?;
     let queued: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM cascades WHERE partition = ? LIMIT 1")
@@ -528,10 +544,5 @@ pub(crate) async fn replay(b: &SqliteBackend, id: &ExecutionId) -> Result<Execut
         .await
         .map_err(map)?;
     }
-    let after = b.snapshot_in(&mut tx, id).await?;
-    tx.commit().await.map_err(map)?;
-    b.inner
-        .wake
-        .notify(after.namespace.as_str(), after.lane.as_str());
-    Ok(after)
+    b.snapshot_in(&mut *tx, id).await
 }

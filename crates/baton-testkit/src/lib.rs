@@ -211,6 +211,7 @@ macro_rules! __with_cases {
             delete_reaches_the_subtree_and_a_child_alone_only_when_finished,
             delete_keeps_a_member_its_unfinished_dependents_need,
             a_big_tree_is_deleted_in_units_leaves_first,
+            cancel_and_replay_units_answer_each_id,
             bulk_delete_by_filter_with_preview_limit_and_cursor,
             // history
             history_records_a_workers_attempts,

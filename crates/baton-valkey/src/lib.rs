@@ -91,6 +91,13 @@
 //! trim pass uses (`remove_execution` in `lua/common.lua`), so a delete and
 //! a trim leave the same keys behind: none of the execution's.
 //!
+//! A unit of a bulk cancel or replay is one `FCALL` (`baton_cancel_units`,
+//! `baton_replay_units`, library generation 14) over at most
+//! `raw::bulk::MAX_UNIT_IDS` ids of one partition: each id is cancelled or
+//! replayed by the routine its single call runs (`cancel_one`,
+//! `replay_one` in `lua/common.lua`), so the keys it leaves are the single
+//! call's; the lanes the unit woke are announced once.
+//!
 //! ## History
 //! The history is kept per namespace, off by default: `set_history` writes
 //! the namespace to the hash `hx` of every partition in turn (as

@@ -42,7 +42,12 @@ use baton_core::{EngineError, Result};
 /// rule hash `ret`, the record field `kp` (written by `baton_create`), the
 /// set `kept` beside `done`, and a fourth argument of `baton_trim` (the
 /// default retention), which answers the first score of each set.
-pub const GENERATION: u32 = 13;
+/// Generation 14 added units of bulk cancels and replays:
+/// `baton_cancel_units` and `baton_replay_units`, which cancel or replay
+/// each of up to `raw::bulk::MAX_UNIT_IDS` ids of one partition exactly as
+/// `baton_cancel` and `baton_replay` do (one routine each, `cancel_one` and
+/// `replay_one`), a unit's cancels stopping at the cascade budget.
+pub const GENERATION: u32 = 14;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[
@@ -55,6 +60,10 @@ const SOURCES: &[(&str, &str)] = &[
     ("complete.lua", include_str!("../../../lua/complete.lua")),
     ("fail.lua", include_str!("../../../lua/fail.lua")),
     ("cancel.lua", include_str!("../../../lua/cancel.lua")),
+    (
+        "cancel_units.lua",
+        include_str!("../../../lua/cancel_units.lua"),
+    ),
     ("cascade.lua", include_str!("../../../lua/cascade.lua")),
     (
         "wait_children.lua",
@@ -105,6 +114,10 @@ const SOURCES: &[(&str, &str)] = &[
     ("pause.lua", include_str!("../../../lua/pause.lua")),
     ("resume.lua", include_str!("../../../lua/resume.lua")),
     ("replay.lua", include_str!("../../../lua/replay.lua")),
+    (
+        "replay_units.lua",
+        include_str!("../../../lua/replay_units.lua"),
+    ),
     ("delete.lua", include_str!("../../../lua/delete.lua")),
     ("audit.lua", include_str!("../../../lua/audit.lua")),
 ];
@@ -266,6 +279,14 @@ mod tests {
         // trim reads no rule, so executions would be kept by the default.
         assert_eq!(
             judge(Some("12:0123456789abcdef"), &lib).unwrap(),
+            Verdict::Replace
+        );
+        // A server still holding the library before units of bulk cancels
+        // and replays (generation 13) gets this one: it has no
+        // `baton_cancel_units` or `baton_replay_units`, so a bulk cancel or
+        // replay would find no function.
+        assert_eq!(
+            judge(Some("13:0123456789abcdef"), &lib).unwrap(),
             Verdict::Replace
         );
         assert_eq!(judge(Some("garbage"), &lib).unwrap(), Verdict::Replace);

@@ -1,5 +1,7 @@
 //! Deletes (one unit of [`AdminBackend::delete_units`](baton_core::AdminBackend::delete_units)
-//! in one `baton_delete` call on the partition of its ids), the history
+//! in one `baton_delete` call on the partition of its ids), the units of
+//! bulk cancels and replays (one `baton_cancel_units` or
+//! `baton_replay_units` call each), the history
 //! of an execution (the list `ev:<uuid>`, written by the functions that
 //! change it; see `lua/common.lua`), the setting of a namespace that
 //! turns it on (the field `<ns>` of every partition's hash `hx`, read by
@@ -7,7 +9,9 @@
 //! read by `baton_create` and `baton_trim`).
 
 use baton_core::raw::rules::{self, StoredEvent};
-use baton_core::{DeletePart, ExecutionEvent, ExecutionId, Result};
+use baton_core::{
+    CancelPart, CancelRequest, CancelScope, DeletePart, ExecutionEvent, ExecutionId, Result,
+};
 
 use std::time::Duration;
 
@@ -44,19 +48,7 @@ async fn unit(
         c.arg(id.uuid().simple().to_string())
             .arg(rules::cascade_reason(limits, id, Some(reason)));
     }
-    let mut reply = array(b.run(&c).await?)?.into_iter();
-    let woken = reply
-        .next()
-        .ok_or_else(|| read::corrupt("a delete reply without its woken lanes"))?;
-    let woken = b.woken_from(partition.get(), woken)?;
-    let parts: Vec<Value> = reply.collect();
-    if parts.len() != ids.len() {
-        return Err(read::corrupt(format_args!(
-            "a delete reply with {} parts for {} ids",
-            parts.len(),
-            ids.len()
-        )));
-    }
+    let (woken, parts) = unit_parts(b, partition, "delete", ids.len(), b.run(&c).await?)?;
     let out = ids
         .iter()
         .zip(parts)
@@ -64,6 +56,34 @@ async fn unit(
         .collect::<Result<Vec<_>>>()?;
     b.announce(woken).await?;
     Ok(out)
+}
+
+/// A unit's reply, `{ woken, part... }`: the lanes the unit woke (each
+/// once) and its parts, one per id of the `ids` it was asked (`what` names
+/// the unit in the error of a reply this build cannot read).
+fn unit_parts(
+    b: &ValkeyBackend,
+    partition: PartitionId,
+    what: &str,
+    ids: usize,
+    reply: Value,
+) -> Result<(Vec<Woken>, Vec<Value>)> {
+    let mut reply = array(reply)?.into_iter();
+    let woken = reply
+        .next()
+        .ok_or_else(|| read::corrupt(format_args!("a {what} reply without its woken lanes")))?;
+    let mut woken = b.woken_from(partition.get(), woken)?;
+    // A lane emptied and woken again within the unit is announced once.
+    let mut seen = BTreeSet::new();
+    woken.retain(|w| seen.insert(w.lane_id.clone()));
+    let parts: Vec<Value> = reply.collect();
+    if parts.len() != ids {
+        return Err(read::corrupt(format_args!(
+            "a {what} reply with {} parts for {ids} ids",
+            parts.len()
+        )));
+    }
+    Ok((woken, parts))
 }
 
 /// One id's part of a `baton_delete` reply: what the unit did to it, or
@@ -463,4 +483,118 @@ pub(crate) async fn retention_rules(b: &ValkeyBackend) -> Result<Vec<baton_core:
     }
     rules::sort_retention_rules(&mut out);
     Ok(out)
+}
+
+/// Runs to completion in a task of its own (see [`detached`]): a unit
+/// that took effect still raises the hints of the lanes it woke.
+pub(crate) async fn cancel_units(
+    b: &ValkeyBackend,
+    ids: &[ExecutionId],
+    request: &CancelRequest,
+) -> Result<Vec<Result<CancelPart>>> {
+    let Some(partition) = baton_core::raw::bulk::check_unit(ids, b.inner.partitions)? else {
+        return Ok(Vec::new());
+    };
+    let reason = rules::cancel_reason(&b.inner.limits, request.reason.clone())?;
+    let (b, ids, scope) = (b.clone(), ids.to_vec(), request.scope);
+    detached(async move { cancel_unit(&b, partition, &ids, reason, scope).await }).await
+}
+
+async fn cancel_unit(
+    b: &ValkeyBackend,
+    partition: PartitionId,
+    ids: &[ExecutionId],
+    reason: Option<String>,
+    scope: CancelScope,
+) -> Result<Vec<Result<CancelPart>>> {
+    let limits = &b.inner.limits;
+    let mut c = Server::fcall("baton_cancel_units", &b.base(partition.get()));
+    c.arg(b.now().as_millis())
+        .arg(if reason.is_some() { "1" } else { "0" })
+        .arg(reason.as_deref().unwrap_or_default())
+        .arg(if scope == CancelScope::Tree { "1" } else { "0" })
+        .arg(limits.cascade_budget);
+    for id in ids {
+        c.arg(id.uuid().simple().to_string())
+            .arg(rules::cascade_reason(limits, id, reason.as_deref()));
+    }
+    let (woken, parts) = unit_parts(b, partition, "cancel unit", ids.len(), b.run(&c).await?)?;
+    let out = ids
+        .iter()
+        .zip(parts)
+        .map(|(id, part)| cancel_part(id, part))
+        .collect::<Result<Vec<_>>>()?;
+    b.announce(woken).await?;
+    Ok(out)
+}
+
+/// One id's part of a `baton_cancel_units` reply (the outer `Err` is a
+/// reply this build cannot read).
+fn cancel_part(id: &ExecutionId, part: Value) -> Result<Result<CancelPart>> {
+    let mut items = array(part)?.into_iter();
+    let tag = items
+        .next()
+        .ok_or_else(|| read::corrupt(format_args!("an empty cancel part for {id}")))?;
+    match text(&tag)? {
+        "ok" => {
+            let acted = items
+                .next()
+                .ok_or_else(|| read::corrupt(format_args!("a short cancel part for {id}")))?;
+            match int(&acted)? {
+                1 => Ok(Ok(CancelPart::Cancelled)),
+                0 => Ok(Ok(CancelPart::Finished)),
+                other => Err(read::corrupt(format_args!(
+                    "a cancel part for {id} that acted {other}"
+                ))),
+            }
+        }
+        "not_reached" => Ok(Ok(CancelPart::NotReached)),
+        tag => Ok(Err(crate::lease::refusal(id, "cancel", tag, items)?)),
+    }
+}
+
+/// Runs to completion in a task of its own (see [`detached`]): a unit
+/// that took effect still raises the hints of the lanes it woke.
+pub(crate) async fn replay_units(
+    b: &ValkeyBackend,
+    ids: &[ExecutionId],
+) -> Result<Vec<Result<()>>> {
+    let Some(partition) = baton_core::raw::bulk::check_unit(ids, b.inner.partitions)? else {
+        return Ok(Vec::new());
+    };
+    let (b, ids) = (b.clone(), ids.to_vec());
+    detached(async move { replay_unit(&b, partition, &ids).await }).await
+}
+
+async fn replay_unit(
+    b: &ValkeyBackend,
+    partition: PartitionId,
+    ids: &[ExecutionId],
+) -> Result<Vec<Result<()>>> {
+    let mut c = Server::fcall("baton_replay_units", &b.base(partition.get()));
+    c.arg(b.now().as_millis());
+    for id in ids {
+        c.arg(id.uuid().simple().to_string());
+    }
+    let (woken, parts) = unit_parts(b, partition, "replay unit", ids.len(), b.run(&c).await?)?;
+    let out = ids
+        .iter()
+        .zip(parts)
+        .map(|(id, part)| replay_part(id, part))
+        .collect::<Result<Vec<_>>>()?;
+    b.announce(woken).await?;
+    Ok(out)
+}
+
+/// One id's part of a `baton_replay_units` reply (the outer `Err` is a
+/// reply this build cannot read).
+fn replay_part(id: &ExecutionId, part: Value) -> Result<Result<()>> {
+    let mut items = array(part)?.into_iter();
+    let tag = items
+        .next()
+        .ok_or_else(|| read::corrupt(format_args!("an empty replay part for {id}")))?;
+    match text(&tag)? {
+        "ok" => Ok(Ok(())),
+        tag => Ok(Err(crate::lease::refusal(id, "replay", tag, items)?)),
+    }
 }

@@ -9,8 +9,9 @@
 //! dependents walk, deletes that leave no key behind (histories included),
 //! history details cut by characters, the history setting written to every
 //! partition (off: nothing written), an execution written before it had
-//! one keeping none, a forced delete removing what its cancel changed, and
-//! URL parsing.
+//! one keeping none, a forced delete removing what its cancel changed,
+//! units of cancels and replays leaving the keys their single calls leave,
+//! and URL parsing.
 //!
 //! The shared servers come from the test kit (each test under a key prefix
 //! of its own); the library-versioning tests start a private
@@ -3917,4 +3918,297 @@ async fn a_trim_reads_both_sets_in_due_order_within_its_limit() {
     for n in ["short", "mid"] {
         backend.remove_retention(&ns(n), None).await.unwrap();
     }
+}
+
+/// Decodes one key server-side for [`partition_keys`]: its type and its
+/// content, MessagePack values (records, history events, cascade items)
+/// decoded, as JSON.
+const DUMP_KEY: &str = r"
+local k = KEYS[1]
+local t = redis.call('TYPE', k)['ok']
+local function dec(v)
+  local ok, x = pcall(cmsgpack.unpack, v)
+  if ok and type(x) == 'table' then return x end
+  return v
+end
+local out = {}
+if t == 'string' then out = { dec(redis.call('GET', k)) }
+elseif t == 'list' then
+  for i, v in ipairs(redis.call('LRANGE', k, 0, -1)) do out[i] = dec(v) end
+elseif t == 'hash' then out = redis.call('HGETALL', k)
+elseif t == 'zset' then out = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
+elseif t == 'set' then out = redis.call('SMEMBERS', k)
+end
+return cjson.encode({ t, out })
+";
+
+/// Replaces every id of `ids` (either text form) by its position in
+/// `ids`, and drops the lease nonces of records (random per claim), so two
+/// deployments built by the same calls read alike.
+fn normalized(v: &mut serde_json::Value, ids: &[ExecutionId]) {
+    match v {
+        serde_json::Value::String(s) => {
+            for (i, id) in ids.iter().enumerate() {
+                let label = format!("<id{i}>");
+                *s = s
+                    .replace(&id.uuid().simple().to_string(), &label)
+                    .replace(&id.uuid().hyphenated().to_string(), &label);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|x| normalized(x, ids)),
+        serde_json::Value::Object(fields) => {
+            // `ln`: the current lease's nonce; `a<k>n`: attempt k's.
+            fields.retain(|f, _| {
+                let nonce = f == "ln"
+                    || (f.len() > 2
+                        && f.starts_with('a')
+                        && f.ends_with('n')
+                        && f[1..f.len() - 1].bytes().all(|b| b.is_ascii_digit()));
+                !nonce
+            });
+            fields.values_mut().for_each(|x| normalized(x, ids));
+        }
+        _ => {}
+    }
+}
+
+/// Every partition key under `prefix` (hints, the worker registry and
+/// ownership left out: written in the background or random), by name,
+/// with its content normalized by [`normalized`]; members of sets and
+/// sorted sets sorted (equal scores order by the random ids).
+fn partition_keys(
+    server: &RedisServer,
+    prefix: &str,
+    ids: &[ExecutionId],
+) -> BTreeMap<String, String> {
+    let names = resp_texts(&server.command(&["KEYS", &format!("{prefix}:*")]).unwrap());
+    let mut out = BTreeMap::new();
+    for name in names.into_iter().filter(|k| k.contains("{p:")) {
+        let dumped = resp_text(&server.command(&["EVAL", DUMP_KEY, "1", &name]).unwrap());
+        let mut v: serde_json::Value = serde_json::from_str(&dumped).unwrap();
+        normalized(&mut v, ids);
+        let kind = v[0].as_str().unwrap_or_default().to_owned();
+        let content = match (kind.as_str(), v[1].as_array()) {
+            ("zset" | "hash", Some(items)) => {
+                let mut pairs: Vec<String> = items
+                    .chunks(2)
+                    .map(|p| serde_json::Value::Array(p.to_vec()).to_string())
+                    .collect();
+                pairs.sort();
+                pairs.join(" ")
+            }
+            ("set", Some(items)) => {
+                let mut members: Vec<String> = items.iter().map(|m| m.to_string()).collect();
+                members.sort();
+                members.join(" ")
+            }
+            _ => v[1].to_string(),
+        };
+        let mut key = serde_json::Value::String(name.replacen(prefix, "B", 1));
+        normalized(&mut key, ids);
+        out.insert(
+            key.as_str().unwrap_or_default().to_owned(),
+            format!("{kind} {content}"),
+        );
+    }
+    out
+}
+
+/// The flow both twins of [`units_leave_the_keys_single_calls_leave`]
+/// start from, in one partition: a root blocked on its children (a waiting
+/// one with a child of its own and a dependent, a delayed one, a running
+/// one), and beside it a completed root, a cancelled one and one deleted.
+/// Answers the ids in creation order.
+async fn twin_flow(backend: &ValkeyBackend, clock: &ManualClock) -> Vec<ExecutionId> {
+    let n = "twin";
+    backend.set_history(&ns(n), true).await.unwrap();
+    let create = |e: NewExecution| async move { backend.create_one(e).await.unwrap().id };
+    let claim_one = |l: &'static str| async move {
+        backend
+            .claim(claim_request(n, &[l], "w", 1))
+            .await
+            .unwrap()
+            .pop()
+            .unwrap()
+    };
+    let root = create(exec(n, "root")).await;
+    let parent = claim_one("root").await;
+    let kid = |l: &str| exec(n, l).with_parent(root.clone());
+    let waiting = create(kid("kid")).await;
+    let delayed = create(kid("kid").with_delay_ms(60_000)).await;
+    let running = create(kid("run")).await;
+    let dependent = create(kid("dep").with_dependencies([waiting.clone()])).await;
+    let below = create(exec(n, "leaf").with_parent(waiting.clone())).await;
+    backend.wait_children(&parent.lease).await.unwrap();
+    assert_eq!(claim_one("run").await.id, running);
+    let completed = create(exec(n, "other")).await;
+    let c = claim_one("other").await;
+    backend.complete(&c.lease, b"1".to_vec()).await.unwrap();
+    let cancelled = create(exec(n, "other")).await;
+    backend
+        .cancel(&cancelled, CancelRequest::because("earlier"))
+        .await
+        .unwrap();
+    let gone = create(exec(n, "other")).await;
+    backend
+        .cancel(&gone, CancelRequest::default())
+        .await
+        .unwrap();
+    backend.delete(&gone, false).await.unwrap();
+    clock.advance(Duration::from_millis(5));
+    vec![
+        root, waiting, delayed, running, dependent, below, completed, cancelled, gone,
+    ]
+}
+
+/// A unit of tree cancels charges each id what its walk visited, not only
+/// what it cancelled: its first id, a root already cancelled with more
+/// finished children than the budget, cancels nothing, yet its walk visits
+/// a whole budget, so the second id is not reached (as a single cancel, a
+/// unit visits at most about one budget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_charges_the_children_a_walk_visits() {
+    use baton_core::{CancelPart, CancelScope};
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let config = ValkeyConfig::from_url(&url_with(server, &prefix, "partitions=1")).unwrap();
+    let config = config.with_limits(baton_core::Limits {
+        cascade_budget: 3,
+        ..Default::default()
+    });
+    let b = ValkeyBackend::open(config).await.unwrap();
+    let budget = b.capabilities().limits.cascade_budget;
+    let root = b.create_one(exec("visits", "roots")).await.unwrap().id;
+    let kids: Vec<_> = (0..=budget)
+        .map(|_| exec("visits", "kids").with_parent(root.clone()))
+        .collect();
+    let alone = CancelRequest::because("first").with_scope(CancelScope::Execution);
+    for kid in b.create(kids).await.unwrap() {
+        b.cancel(&kid.id, alone.clone()).await.unwrap();
+    }
+    b.cancel(&root, alone).await.unwrap();
+    let other = b.create_one(exec("visits", "roots")).await.unwrap().id;
+    assert_eq!(root.partition(), other.partition());
+
+    let parts = b
+        .cancel_units(
+            &[root.clone(), other.clone()],
+            &CancelRequest::because("bulk"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(parts[0].as_ref().ok(), Some(&CancelPart::Finished));
+    assert_eq!(parts[1].as_ref().ok(), Some(&CancelPart::NotReached));
+    assert_eq!(b.describe(&other).await.unwrap().state, State::Waiting);
+}
+
+/// A unit of cancels, and then one of replays, leave exactly the keys
+/// (records, indexes, counts, histories, cascade queue) the single calls
+/// leave when made one after another on a twin deployment built by the
+/// same calls: every id is changed by the single call's routine, refused
+/// ids change nothing, and a cancelled descendant keeps the reason naming
+/// its own ancestor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_leave_the_keys_single_calls_leave() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let (unit_prefix, single_prefix) = (RedisServer::unique_prefix(), RedisServer::unique_prefix());
+    let (units, units_clock) =
+        connect_with_clock(&url_with(server, &unit_prefix, "partitions=1")).await;
+    let (single, single_clock) =
+        connect_with_clock(&url_with(server, &single_prefix, "partitions=1")).await;
+    let u = twin_flow(&units, &units_clock).await;
+    let s = twin_flow(&single, &single_clock).await;
+    let compare = |what: &str| {
+        let (a, b) = (
+            partition_keys(server, &unit_prefix, &u),
+            partition_keys(server, &single_prefix, &s),
+        );
+        let differ: Vec<_> = a
+            .keys()
+            .chain(b.keys())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| format!("{k}:\n  unit   {:?}\n  single {:?}", a.get(k), b.get(k)))
+            .collect();
+        assert!(differ.is_empty(), "after {what}:\n{}", differ.join("\n"));
+        assert!(a.len() > 20, "{what}: {} keys", a.len());
+    };
+    compare("building the twins");
+
+    // Running, cancelled before, completed, gone, waiting with a child and
+    // a dependent, delayed: the last cancel releases the root.
+    let order = [3, 7, 6, 8, 1, 2];
+    let request = CancelRequest::because("tidy");
+    let ids: Vec<ExecutionId> = order.iter().map(|&i| u[i].clone()).collect();
+    let parts = units.cancel_units(&ids, &request).await.unwrap();
+    let mut kinds = Vec::new();
+    for (p, &i) in parts.iter().zip(&order) {
+        let single_answer = single.cancel(&s[i], request.clone()).await;
+        kinds.push(match (p, &single_answer) {
+            (Ok(baton_core::CancelPart::Cancelled), Ok(_)) => "cancelled",
+            (Ok(baton_core::CancelPart::Finished), Ok(_)) => "finished",
+            (Err(EngineError::Conflict { .. }), Err(EngineError::Conflict { .. })) => "conflict",
+            (Err(EngineError::NotFound { .. }), Err(EngineError::NotFound { .. })) => "not found",
+            other => panic!("id {i}: {other:?}"),
+        });
+    }
+    assert_eq!(
+        kinds,
+        [
+            "cancelled",
+            "finished",
+            "conflict",
+            "not found",
+            "cancelled",
+            "cancelled"
+        ]
+    );
+    let root = units.describe(&u[0]).await.unwrap();
+    assert_eq!(root.state, State::Waiting, "its last child ended");
+    let below = units.describe(&u[5]).await.unwrap();
+    assert_eq!(
+        below.cancel_reason,
+        Some(baton_core::raw::rules::cascade_reason(
+            &baton_core::Limits::default(),
+            &u[1],
+            Some("tidy")
+        ))
+    );
+    compare("the cancels");
+
+    units_clock.advance(Duration::from_millis(5));
+    single_clock.advance(Duration::from_millis(5));
+    // Running before, waiting with its child, the waiting root, gone, the
+    // child cancelled by the cascade, completed, delayed.
+    let order = [3, 1, 0, 8, 5, 6, 2];
+    let ids: Vec<ExecutionId> = order.iter().map(|&i| u[i].clone()).collect();
+    let answers = units.replay_units(&ids).await.unwrap();
+    let mut kinds = Vec::new();
+    for (a, &i) in answers.iter().zip(&order) {
+        let single_answer = single.replay(&s[i]).await;
+        kinds.push(match (a, &single_answer) {
+            (Ok(()), Ok(_)) => "replayed",
+            (Err(EngineError::Conflict { .. }), Err(EngineError::Conflict { .. })) => "conflict",
+            (Err(EngineError::NotFound { .. }), Err(EngineError::NotFound { .. })) => "not found",
+            other => panic!("id {i}: {other:?}"),
+        });
+    }
+    assert_eq!(
+        kinds,
+        [
+            "replayed",
+            "replayed",
+            "conflict",
+            "not found",
+            "replayed",
+            "conflict",
+            "replayed"
+        ]
+    );
+    compare("the replays");
 }

@@ -493,6 +493,46 @@ pub trait AdminBackend: EngineBackend {
     /// `Unavailable`.
     async fn audit(&self, ids: &[ExecutionId], detail: &str) -> Result<()>;
 
+    /// One atomic unit of a bulk cancel: each of `ids` (all of one
+    /// partition, at most
+    /// [`raw::bulk::MAX_UNIT_IDS`](crate::raw::bulk::MAX_UNIT_IDS)), in
+    /// order, is cancelled exactly as [`cancel`](Self::cancel) with
+    /// `request` would (fenced worker, cascade by scope, wake-ups, history),
+    /// until the unit's cancels and cascades have changed
+    /// `Limits::cascade_budget` executions; ids after that answer
+    /// [`CancelPart::NotReached`](crate::CancelPart::NotReached). An id
+    /// refused leaves nothing of its own changed and the others go on.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL` (each id in a savepoint on SQL).
+    ///
+    /// # Errors
+    /// The call: `InvalidInput` (ids of several partitions, too many, of
+    /// another deployment, a reason too long), `Contention` (the unit as a
+    /// whole met a conflicting writer: ask again), `Unavailable`. Per id:
+    /// `NotFound`, `Conflict`.
+    async fn cancel_units(
+        &self,
+        ids: &[ExecutionId],
+        request: &crate::CancelRequest,
+    ) -> Result<Vec<Result<crate::CancelPart>>>;
+
+    /// One atomic unit of a bulk replay: each of `ids` (all of one
+    /// partition, at most
+    /// [`raw::bulk::MAX_UNIT_IDS`](crate::raw::bulk::MAX_UNIT_IDS)), in
+    /// order, is replayed exactly as [`replay`](Self::replay) would. An id
+    /// refused leaves nothing of its own changed and the others go on.
+    ///
+    /// # Atomicity
+    /// One transaction / one `FCALL` (each id in a savepoint on SQL).
+    ///
+    /// # Errors
+    /// The call: `InvalidInput` (ids of several partitions, too many, of
+    /// another deployment), `Contention` (ask again), `Unavailable`. Per
+    /// id: `NotFound`, `Conflict` (not failed, cancelled, expired or
+    /// skipped), `Contention` (the partition's cascade queue holds work).
+    async fn replay_units(&self, ids: &[ExecutionId]) -> Result<Vec<Result<()>>>;
+
     /// One atomic unit of deletes, for [`delete`](Self::delete) and bulk
     /// deletes: for each of `ids` (all of one partition, at most
     /// [`raw::delete::MAX_UNIT_IDS`](crate::raw::delete::MAX_UNIT_IDS)), in
@@ -526,10 +566,12 @@ pub trait AdminBackend: EngineBackend {
     /// change and why.
     ///
     /// # Atomicity
-    /// Cancels and replays: one transaction / `FCALL` per execution, as the
-    /// single call. Deletes: the page's executions of one partition share
-    /// units ([`delete_units`](Self::delete_units)). Not atomic across
-    /// executions. Walking `next_cursor` reaches every
+    /// The page's executions of one partition share units: cancels and
+    /// replays through [`cancel_units`](Self::cancel_units) and
+    /// [`replay_units`](Self::replay_units) (at most
+    /// [`raw::bulk::MAX_UNIT_IDS`](crate::raw::bulk::MAX_UNIT_IDS) each,
+    /// each execution changed as the single call would), deletes through
+    /// [`delete_units`](Self::delete_units). Not atomic across units. Walking `next_cursor` reaches every
     /// execution that matched throughout.
     ///
     /// # Errors

@@ -23,6 +23,23 @@ pub struct DeletePart {
     pub cancelled: bool,
 }
 
+/// What one unit of a bulk cancel
+/// ([`AdminBackend::cancel_units`](crate::AdminBackend::cancel_units)) did
+/// to one execution it was asked to cancel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelPart {
+    /// It had not finished and is now cancelled (its tree with it, as the
+    /// scope says).
+    Cancelled,
+    /// It had already been cancelled: nothing to do (with scope `tree`,
+    /// its unfinished descendants are cancelled all the same). One that
+    /// finished otherwise answers `Conflict`, as `cancel` does.
+    Finished,
+    /// Not reached: the unit spent its cascade budget on the ids before
+    /// it; ask again in another unit.
+    NotReached,
+}
+
 /// What [`AdminBackend::delete`](crate::AdminBackend::delete) did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeleteReport {

@@ -19,7 +19,7 @@ pub use deps::{DependencyMode, DependencyPolicy, Upstream, UpstreamFailure};
 pub use engine::{Ownership, PartitionOwner, ScanReport};
 pub use events::{EventKind, ExecutionEvent};
 pub use flow::{CancelRequest, CancelScope, Cancellation, Tree, TreeNode};
-pub use manage::{DeletePart, DeleteReport, RetentionRule};
+pub use manage::{CancelPart, DeletePart, DeleteReport, RetentionRule};
 pub use ops::{Explanation, LaneInfo, PauseOutcome, QueueFacts, WorkerInfo};
 pub use prepare::PreparedExecution;
 pub use read::{

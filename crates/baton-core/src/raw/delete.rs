@@ -63,7 +63,7 @@ pub fn check_unit(
                 "ids",
                 id,
                 format!(
-                    "one unit deletes in one partition ({}); this id is in partition {}",
+                    "one unit works in one partition ({}); this id is in partition {}",
                     first.partition(),
                     id.partition()
                 ),

@@ -401,6 +401,21 @@ macro_rules! implement_backend_by_modules {
                 crate::manage::delete_units(self, ids, force).await
             }
 
+            async fn cancel_units(
+                &self,
+                ids: &[$crate::ExecutionId],
+                request: &$crate::CancelRequest,
+            ) -> $crate::Result<::std::vec::Vec<$crate::Result<$crate::CancelPart>>> {
+                crate::manage::cancel_units(self, ids, request).await
+            }
+
+            async fn replay_units(
+                &self,
+                ids: &[$crate::ExecutionId],
+            ) -> $crate::Result<::std::vec::Vec<$crate::Result<()>>> {
+                crate::manage::replay_units(self, ids).await
+            }
+
             async fn events(
                 &self,
                 id: &$crate::ExecutionId,

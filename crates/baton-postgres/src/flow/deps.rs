@@ -183,18 +183,20 @@ pub(crate) async fn lock_root_of(conn: &mut PgConnection, id: &ExecutionId) -> R
 /// completed and when it finished), every one with `has_dependents` and
 /// its flow's root locked: their dependents are told, `budget` dependents
 /// visited for each, and what is left is queued for the cascade pass.
+/// Answers how many dependents were visited in all.
 pub(crate) async fn dependents_finished(
     conn: &mut PgConnection,
     partitions: PartitionCount,
     budget: usize,
     channel: &str,
     finished: Vec<(ExecutionId, bool, Timestamp)>,
-) -> Result<()> {
+) -> Result<usize> {
     let Some((_, _, first)) = finished.first() else {
-        return Ok(());
+        return Ok(0);
     };
     let mut store = Store::new(conn, partitions, *first, channel);
     let mut left = Vec::new();
+    let mut visited = 0;
     for (id, completed, at) in finished {
         store.now = at;
         let told = cascade::dependents(
@@ -203,10 +205,12 @@ pub(crate) async fn dependents_finished(
             budget,
         )
         .await?;
+        visited += told.visited;
         left.extend(told.to_queue());
     }
     store.flush().await?;
-    queue(conn, &left).await
+    queue(conn, &left).await?;
+    Ok(visited)
 }
 
 /// The dependents of `upstream` above `after`, as `dependents_after`

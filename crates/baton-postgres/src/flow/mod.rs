@@ -55,6 +55,24 @@ pub(crate) async fn cancel_in(
     scope: CancelScope,
     now: Timestamp,
 ) -> Result<Cancellation> {
+    let (cancellation, _acted, _visited) = cancel_acting(b, tx, id, reason, scope, now).await?;
+    Ok(cancellation)
+}
+
+/// [`cancel_in`], also answering whether it cancelled the execution itself
+/// (false: it had already been cancelled), and how many children and
+/// dependents it visited (its own dependents told, and with scope tree
+/// the walk below: cancelled or not, what a unit of cancels charges).
+/// Judged under the execution's row lock, so a concurrent cancel that
+/// committed first is seen.
+pub(crate) async fn cancel_acting(
+    b: &PostgresBackend,
+    tx: &mut PgConnection,
+    id: &ExecutionId,
+    reason: Option<String>,
+    scope: CancelScope,
+    now: Timestamp,
+) -> Result<(Cancellation, bool, u64)> {
     // The flow's root first, then the parent, then the execution (see
     // `deps`): a cancel may tell dependents, and counts its parent down.
     let (p, u) = ([part(id.partition())], [id.uuid()]);
@@ -62,7 +80,8 @@ pub(crate) async fn cancel_in(
     let row = b.lock_row(tx, id).await?;
     let mut snapshot = b.snapshot(&row)?;
     let mut told = Vec::new();
-    if rules::cancel_acts(&snapshot)? {
+    let acted = rules::cancel_acts(&snapshot)?;
+    if acted {
         if read::has_dependents(&row)? {
             told.push((id.clone(), false, now));
         }
@@ -81,16 +100,18 @@ pub(crate) async fn cancel_in(
     }
     let budget = b.inner.limits.cascade_budget;
     let channel = &b.inner.channel;
-    dependents_finished(tx, b.inner.partitions, budget, channel, told).await?;
+    let told = dependents_finished(tx, b.inner.partitions, budget, channel, told).await?;
     let mut walked = cascade::CascadeWalk::default();
     if scope == CancelScope::Tree {
         walked = cancel_walk(b, tx, id, reason.as_deref(), now).await?;
     }
-    Ok(Cancellation {
+    let visited = (told + walked.visited) as u64;
+    let cancellation = Cancellation {
         snapshot,
         cascaded: walked.cancelled,
         cascade_pending: pending(&walked),
-    })
+    };
+    Ok((cancellation, acted, visited))
 }
 
 /// Cancels the unfinished descendants of a finished execution `id`, as a

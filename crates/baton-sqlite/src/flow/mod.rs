@@ -53,6 +53,20 @@ pub(crate) async fn cancel_in(
     reason: Option<String>,
     now: Timestamp,
 ) -> Result<(Cancellation, Vec<(String, String)>)> {
+    let (cancellation, wake, _) = cancel_walked(b, tx, id, scope, reason, now).await?;
+    Ok((cancellation, wake))
+}
+
+/// [`cancel_in`], also answering how many children and dependents its
+/// tree walk visited (what a unit of cancels charges against its budget).
+pub(crate) async fn cancel_walked(
+    b: &SqliteBackend,
+    tx: &mut SqliteConnection,
+    id: &ExecutionId,
+    scope: CancelScope,
+    reason: Option<String>,
+    now: Timestamp,
+) -> Result<(Cancellation, Vec<(String, String)>, usize)> {
     let snap = b.snapshot_in(tx, id).await?;
     let mut wake = Vec::new();
     if rules::cancel_acts(&snap)? {
@@ -81,7 +95,7 @@ pub(crate) async fn cancel_in(
         cascaded: walked.cancelled,
         cascade_pending: !walked.left.is_empty() || !walked.dependents_left.is_empty(),
     };
-    Ok((cancellation, wake))
+    Ok((cancellation, wake, walked.visited))
 }
 
 /// Cancels the unfinished descendants of a finished execution `id`, as a

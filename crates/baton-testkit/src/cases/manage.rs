@@ -2,7 +2,7 @@
 //! deletes by filter.
 
 use super::prelude::*;
-use baton_core::{BulkAction, BulkRequest, CancelScope, DeletePart, DeleteReport};
+use baton_core::{BulkAction, BulkRequest, CancelPart, CancelScope, DeletePart, DeleteReport};
 
 async fn delete(ctx: &Ctx, id: &ExecutionId, force: bool) -> DeleteReport {
     ok(ctx.backend.delete(id, force).await, "delete")
@@ -403,4 +403,220 @@ pub async fn bulk_delete_by_filter_with_preview_limit_and_cursor(h: &dyn Harness
     );
     assert_eq!(ctx.list_ids(&filter).await, vec![ids[1].clone()]);
     assert_eq!(ctx.state(&kept).await, State::Cancelled, "another lane");
+}
+
+/// `cancel_units` and `replay_units` act on each id of one partition as
+/// the single call would, in one unit: a refused id changes nothing of its
+/// own and the others go on; an id after the unit spent its cascade budget
+/// is not reached; ids of two partitions or too many are refused whole.
+pub async fn cancel_and_replay_units_answer_each_id(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let b = &ctx.backend;
+    // Children live in their parent's partition: one unit's worth.
+    let root = ctx.create_waiting().await;
+    let mut kids = Vec::new();
+    for i in 0..4 {
+        kids.push(
+            ctx.create_id(
+                ctx.new_exec("kid", format!("{i}").as_bytes())
+                    .with_parent(root.clone()),
+            )
+            .await,
+        );
+    }
+    let (a, done, gone, c) = (&kids[0], &kids[1], &kids[2], &kids[3]);
+    ctx.cancel(done, Some("earlier")).await;
+    ctx.cancel(gone, None).await;
+    ok(b.delete(gone, false).await, "delete");
+    ctx.advance(5);
+    let parts = ok(
+        b.cancel_units(
+            &[a.clone(), done.clone(), gone.clone(), c.clone()],
+            &CancelRequest::because("tidy"),
+        )
+        .await,
+        "cancel_units",
+    );
+    assert_eq!(parts.len(), 4);
+    assert_eq!(parts[0].as_ref().ok(), Some(&CancelPart::Cancelled));
+    assert_eq!(parts[1].as_ref().ok(), Some(&CancelPart::Finished));
+    assert!(
+        matches!(parts[2], Err(EngineError::NotFound { .. })),
+        "{:?}",
+        parts[2]
+    );
+    assert_eq!(parts[3].as_ref().ok(), Some(&CancelPart::Cancelled));
+    for id in [a, c] {
+        let snap = ctx.describe(id).await;
+        assert_eq!(snap.state, State::Cancelled);
+        assert_eq!(snap.cancel_reason.as_deref(), Some("tidy"));
+        assert_eq!(snap.finished_at, Some(ctx.now()));
+    }
+    assert_eq!(
+        ctx.describe(done).await.cancel_reason.as_deref(),
+        Some("earlier"),
+        "a finished one keeps its own end"
+    );
+
+    let answers = ok(
+        b.replay_units(&[a.clone(), root.clone(), gone.clone(), c.clone()])
+            .await,
+        "replay_units",
+    );
+    assert_eq!(answers.len(), 4);
+    assert!(answers[0].is_ok(), "{:?}", answers[0]);
+    assert!(
+        matches!(answers[1], Err(EngineError::Conflict { .. })),
+        "a waiting root is not replayed: {:?}",
+        answers[1]
+    );
+    assert!(
+        matches!(answers[2], Err(EngineError::NotFound { .. })),
+        "{:?}",
+        answers[2]
+    );
+    assert!(answers[3].is_ok(), "{:?}", answers[3]);
+    for id in [a, c] {
+        let snap = ctx.describe(id).await;
+        assert_eq!(snap.state, State::Waiting);
+        assert_eq!(snap.finished_at, None);
+    }
+    assert_eq!(ctx.describe(&root).await.state, State::Waiting);
+    assert_eq!(ctx.describe(done).await.state, State::Cancelled);
+
+    // Refused whole: ids of two partitions, or too many.
+    let mut elsewhere = ctx.create_waiting().await;
+    while elsewhere.partition() == root.partition() {
+        elsewhere = ctx.create_waiting().await;
+    }
+    expect_invalid(
+        b.cancel_units(
+            &[a.clone(), elsewhere.clone()],
+            &CancelRequest::because("x"),
+        )
+        .await,
+        "ids of two partitions",
+    );
+    expect_invalid(
+        b.replay_units(&[a.clone(), elsewhere.clone()]).await,
+        "ids of two partitions",
+    );
+    let many = vec![a.clone(); baton_core::raw::bulk::MAX_UNIT_IDS + 1];
+    expect_invalid(
+        b.cancel_units(&many, &CancelRequest::because("x")).await,
+        "too many ids",
+    );
+    expect_invalid(b.replay_units(&many).await, "too many ids");
+    assert_eq!(
+        ctx.describe(a).await.state,
+        State::Waiting,
+        "nothing changed"
+    );
+
+    // A tree cancel that spends the unit's budget leaves the ids after it
+    // unreached; asked again, they are cancelled.
+    let budget = ctx.limits().cascade_budget;
+    // A child of `root`, so every id below shares its partition.
+    let big = ctx
+        .create_id(ctx.new_exec("big", b"").with_parent(root.clone()))
+        .await;
+    let news: Vec<NewExecution> = (0..budget + 10)
+        .map(|i| {
+            ctx.new_exec("leaf", format!("{i}").as_bytes())
+                .with_parent(big.clone())
+        })
+        .collect();
+    let leaves = ctx.create_chunked(news).await;
+    let other = ctx
+        .create_id(ctx.new_exec("other", b"").with_parent(big.clone()))
+        .await;
+    let parts = ok(
+        b.cancel_units(
+            &[big.clone(), other.clone()],
+            &CancelRequest::because("big"),
+        )
+        .await,
+        "cancel_units over budget",
+    );
+    assert_eq!(parts[0].as_ref().ok(), Some(&CancelPart::Cancelled));
+    assert_eq!(
+        parts[1].as_ref().ok(),
+        Some(&CancelPart::NotReached),
+        "the budget was spent on the big tree"
+    );
+    ctx.cascade_all(big.partition()).await;
+    for leaf in [&leaves[0], &leaves[budget + 9], &other] {
+        assert_eq!(ctx.describe(leaf).await.state, State::Cancelled);
+    }
+    let parts = ok(
+        b.cancel_units(
+            std::slice::from_ref(&other),
+            &CancelRequest::because("again"),
+        )
+        .await,
+        "cancel_units again",
+    );
+    assert_eq!(parts[0].as_ref().ok(), Some(&CancelPart::Finished));
+    // What a walk visits counts, cancelled or not: a tree cancel of the
+    // already cancelled `big` visits a budget of finished leaves, so the
+    // id after it is not reached in that unit.
+    let late = ctx
+        .create_id(ctx.new_exec("late", b"").with_parent(root.clone()))
+        .await;
+    let parts = ok(
+        b.cancel_units(
+            &[big.clone(), late.clone()],
+            &CancelRequest::because("visit"),
+        )
+        .await,
+        "cancel_units of a finished big tree",
+    );
+    assert_eq!(parts[0].as_ref().ok(), Some(&CancelPart::Finished));
+    assert_eq!(
+        parts[1].as_ref().ok(),
+        Some(&CancelPart::NotReached),
+        "the walk over finished leaves spent the budget"
+    );
+    assert_eq!(ctx.describe(&late).await.state, State::Waiting);
+
+    // A bulk tree cancel of a parent and its child (one page, one unit):
+    // the child cancelled by its parent's cascade counts as changed, as
+    // the preview counted it, and carries the audit event.
+    ok(b.set_history(&ctx.ns, true).await, "set_history");
+    let fam = lane("family");
+    let parent = ctx.create_id(ctx.new_in(&fam, "p", b"")).await;
+    let child = ctx
+        .create_id(ctx.new_in(&fam, "c", b"").with_parent(parent.clone()))
+        .await;
+    let request = BulkRequest {
+        action: BulkAction::Cancel(CancelRequest::because("family")),
+        filter: ListFilter::namespace(ctx.ns.clone()).with_lane(fam.clone()),
+        ids: Vec::new(),
+        limit: 100,
+        dry_run: true,
+        cursor: None,
+        actor: Some("ana".into()),
+    };
+    let preview = ok(b.bulk(request.clone()).await, "bulk dry run");
+    assert_eq!((preview.matched, preview.changed), (2, 2));
+    let report = ok(
+        b.bulk(BulkRequest {
+            dry_run: false,
+            ..request
+        })
+        .await,
+        "bulk cancel",
+    );
+    assert_eq!((report.matched, report.changed), (2, 2), "{report:?}");
+    assert!(report.skipped.is_empty(), "{report:?}");
+    for id in [&parent, &child] {
+        assert_eq!(ctx.describe(id).await.state, State::Cancelled);
+        let events = ok(b.events(id, 0, 100).await, "events");
+        assert_eq!(
+            events.last().map(|e| e.event),
+            Some(baton_core::EventKind::Audit),
+            "{id}: {events:?}"
+        );
+    }
+    ok(b.set_history(&ctx.ns, false).await, "set_history");
 }
