@@ -1097,3 +1097,168 @@ async fn every_backend_deletes_identically() {
     assert_eq!(first[6], serde_json::json!([3, 1, 2]));
     assert_agree(&results);
 }
+
+/// Retention rules and bulk units: the rules listed after sets and a
+/// replace (and the refusal text of a bad keep), which executions a trim
+/// removes under a namespace rule, a lane rule and the default (with the
+/// passes' next due times), and the answers of a bulk tree cancel and of
+/// units of cancels and replays.
+async fn retention_and_units_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
+    use baton_core::{BulkAction, BulkRequest, CancelPart, ListFilter};
+    let minute = Duration::from_secs(60);
+    let ns = Namespace::new("parity").unwrap();
+    let mail = Lane::new("mail").unwrap();
+    let mut seen = Vec::new();
+    seen.push(serde_json::json!([
+        b.set_retention(&ns, None, 10 * minute)
+            .await
+            .unwrap()
+            .map(|d| d.as_millis() as u64),
+        b.set_retention(&ns, Some(&mail), 60 * minute)
+            .await
+            .unwrap()
+            .map(|d| d.as_millis() as u64),
+        b.set_retention(&ns, None, 20 * minute)
+            .await
+            .unwrap()
+            .map(|d| d.as_millis() as u64),
+    ]));
+    seen.push(Value::from(
+        b.set_retention(&ns, None, Duration::ZERO)
+            .await
+            .unwrap_err()
+            .to_string(),
+    ));
+    let rules: Vec<Value> = b
+        .retention_rules()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            serde_json::json!([
+                r.namespace.as_str(),
+                r.lane.as_ref().map(Lane::as_str),
+                r.keep.as_millis() as u64
+            ])
+        })
+        .collect();
+    seen.push(Value::from(rules));
+    let main = b.create(vec![exec("kept")]).await.unwrap()[0].id.clone();
+    let mut in_mail = exec("kept");
+    in_mail.lane = mail.clone();
+    let lane_ruled = b.create(vec![in_mail]).await.unwrap()[0].id.clone();
+    for id in [&main, &lane_ruled] {
+        b.cancel(id, CancelRequest::default()).await.unwrap();
+    }
+    // The default (30 min) lies between the two rules.
+    for step in [20, 20] {
+        clock.advance(step * minute);
+        let mut trimmed = 0;
+        let mut next = Vec::new();
+        for p in b.partitions().iter() {
+            let r = b.trim_terminal(p, 30 * minute, 100).await.unwrap();
+            trimmed += r.processed;
+            next.extend(r.next_due.map(|t| t.to_string()));
+        }
+        next.sort();
+        let mut alive = Vec::new();
+        for id in [&main, &lane_ruled] {
+            alive.push(b.describe(id).await.is_ok());
+        }
+        seen.push(serde_json::json!([trimmed, next, alive]));
+    }
+    // Units: a root with three children, one already cancelled.
+    let root = b.create(vec![exec("root")]).await.unwrap()[0].id.clone();
+    let mut kids = Vec::new();
+    for _ in 0..3 {
+        kids.push(
+            b.create(vec![exec("kid").with_parent(root.clone())])
+                .await
+                .unwrap()[0]
+                .id
+                .clone(),
+        );
+    }
+    b.cancel(&kids[0], CancelRequest::because("early"))
+        .await
+        .unwrap();
+    let parts = b
+        .cancel_units(&kids, &CancelRequest::because("unit"))
+        .await
+        .unwrap();
+    seen.push(Value::from(
+        parts
+            .iter()
+            .map(|p| match p {
+                Ok(CancelPart::Cancelled) => "cancelled".to_string(),
+                Ok(CancelPart::Finished) => "finished".to_string(),
+                Ok(CancelPart::NotReached) => "not reached".to_string(),
+                Err(e) => e.to_string().replace(&root.to_string(), "#root"),
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let mut ids = kids.clone();
+    ids.push(root.clone());
+    let replays = b.replay_units(&ids).await.unwrap();
+    let place = |text: String| {
+        let mut text = text;
+        for (i, id) in ids.iter().enumerate() {
+            text = text.replace(&id.to_string(), &format!("#{i}"));
+        }
+        text
+    };
+    seen.push(Value::from(
+        replays
+            .into_iter()
+            .map(|r| r.map_or_else(|e| place(e.to_string()), |()| "replayed".into()))
+            .collect::<Vec<_>>(),
+    ));
+    let bulk = b
+        .bulk(BulkRequest {
+            action: BulkAction::Cancel(CancelRequest::because("bulk")),
+            filter: ListFilter::namespace(ns.clone()).with_state(baton_core::State::Waiting),
+            ids: Vec::new(),
+            limit: 100,
+            dry_run: false,
+            cursor: None,
+            actor: None,
+        })
+        .await
+        .unwrap();
+    seen.push(serde_json::json!([
+        bulk.matched,
+        bulk.changed,
+        bulk.skipped.len()
+    ]));
+    seen
+}
+
+#[tokio::test]
+async fn every_backend_retains_and_acts_in_units_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for (name, backend, clock) in backends(dir.path()).await {
+        results.push((
+            name,
+            retention_and_units_history(backend.as_ref(), &clock).await,
+        ));
+    }
+    let (_, first) = &results[0];
+    assert_eq!(first[0], serde_json::json!([null, null, 600_000]));
+    assert_eq!(
+        first[3][0], 1,
+        "the namespace rule trims at 20 min: {}",
+        first[3]
+    );
+    assert_eq!(first[3][2], serde_json::json!([false, true]));
+    assert_eq!(
+        first[4][2],
+        serde_json::json!([false, true]),
+        "the lane rule keeps 60 min"
+    );
+    assert_eq!(
+        first[5],
+        serde_json::json!(["finished", "cancelled", "cancelled"])
+    );
+    assert_agree(&results);
+}
