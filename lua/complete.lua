@@ -13,7 +13,8 @@
 --   not in the reply: the backend reads it with a plain MGET sent before
 --   this call; the third value is '', or for a child or an execution with
 --   dependents the woken-lanes reply of a parent or dependents it
---   released), 'conflict', state, reason, 'lost', reason, '',
+--   released, and for a run holding limit slots the reply carrying their
+--   release), 'conflict', state, reason, 'lost', reason, '',
 --   'not_found', '', '' or 'corrupt', message, ''. A replay with the same
 --   result answers 'ok'. (Flat, because a table per item is a measurable
 --   share of the call; only the complete of a child or of an execution with
@@ -51,6 +52,13 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   local lid = lane_id(h)
   batch.counts[lid .. '/running'] = (batch.counts[lid .. '/running'] or 0) - 1
   batch.counts[lid .. '/completed'] = (batch.counts[lid .. '/completed'] or 0) + 1
+  -- The one end of a run made without move(): it releases the run's limit
+  -- slots itself (the reply's third value carries the release then).
+  local released = nil
+  if h.lh and release_on('running', 'completed') then
+    released = {}
+    release_slots(base, uuid, h, released)
+  end
   h.st, h.res, h.fa, h.ua, h[a .. 'e'], h[a .. 'o'] = 'completed', result, snow, snow, snow, 'completed'
   drop_lease(h)
   record_transition(base, uuid, h, 'running', nil)
@@ -60,11 +68,11 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   local packed = cmsgpack.pack(h)
   if not batch.dirty[uuid] then batch.order[#batch.order + 1] = uuid end
   batch.dirty[uuid] = packed
-  if h.fl or h.hd then
+  if h.fl or h.hd or released then
     -- A parent waiting for its children may be released, and dependents
     -- (told once the batch's records are written), and their lanes woken:
     -- the reply's third value carries the woken lanes then.
-    local woken = {}
+    local woken = released or {}
     if h.fl then child_finished(base, h, woken, batch) end
     if h.hd then batch.told[#batch.told + 1] = { uuid, snow, woken } end
     batch.woke = true

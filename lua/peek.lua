@@ -10,15 +10,17 @@
 -- ARGV[3]: want (1..)
 -- ARGV[4]: worker's capabilities, comma separated ('' = none)
 -- ARGV[5]: lane count L, ARGV[6..5+L]: lanes (those paused in this
--- partition's `lp:<ns>` are skipped, and never reported empty)
--- Returns: { seq, empty_lanes, member... }: the lanes (as <ns>/<lane>) without
---   waiting work in this partition, the partition's sequence at this
---   instant, and up to `want` claim-order members, first first.
+-- partition's `lp:<ns>` are skipped, and never reported empty; those a
+-- limit covers are skipped too, as baton_claim skips them)
+-- Returns: { seq, empty_lanes, limited_lanes, member... }: the partition's
+--   sequence at this instant, the lanes (as <ns>/<lane>) without waiting
+--   work in this partition, those a limit covers that hold waiting work
+--   here, and up to `want` claim-order members, first first.
 redis.register_function {
   function_name = 'baton_peek',
   callback = function(keys, args)
-    local base, _, lanes, members = choose(keys, args)
-    local reply = { seq(base), empties(base, lanes) }
+    local base, _, lanes, members, _, _, limited = choose(keys, args)
+    local reply = { seq(base), empties(base, lanes), with_work(base, limited) }
     for i = 1, #members do reply[#reply + 1] = members[i] end
     return reply
   end,

@@ -2,7 +2,9 @@
 -- become waiting, earliest run_at first.
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: now (ms), ARGV[2]: limit
--- Returns: { processed, next_due|'', woken }
+-- Returns: { processed, next_due|'', woken }; woken also hands out up to 100
+--   limit releases recorded in `lrel` that their caller never applied (it
+--   stopped between its call and applying them), for the backend to apply.
 redis.register_function('baton_promote', function(keys, args)
   local base = keys[1]
   local now = tonumber(args[1])
@@ -17,6 +19,12 @@ redis.register_function('baton_promote', function(keys, args)
     else
       redis.call('ZREM', base .. ':delayed', uuid)
     end
+  end
+  local pending = redis.call('HSCAN', base .. ':lrel', 0, 'COUNT', 100)[2]
+  if #pending > 0 then
+    local released = {}
+    for i = 1, #pending, 2 do released[#released + 1] = '!' .. pending[i + 1] .. ' ' .. pending[i] end
+    woken.released = released
   end
   return { #due, first_score(base .. ':delayed'), woken_reply(base, woken) }
 end)

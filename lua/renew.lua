@@ -4,7 +4,8 @@
 -- ARGV[4..]: per lease: uuid, attempt, nonce (16 hex digits)
 -- Returns: one status per lease, in order: 'renewed', 'cancelled', 'paused'
 --   or 'lost' ('cancelled' / 'paused' when a cancel / pause ended the
---   lease's own attempt).
+--   lease's own attempt); 'renewed <ns>' for a run holding limit slots, whose
+--   holder the backend then extends in B:{lim:<ns>} (baton_limit_renew).
 redis.register_function('baton_renew', function(keys, args)
   local base = keys[1]
   local now = tonumber(args[1])
@@ -20,7 +21,7 @@ redis.register_function('baton_renew', function(keys, args)
       h.le = expires
       save(base, uuid, h)
       redis.call('ZADD', base .. ':leases', expires, uuid)
-      out[#out + 1] = 'renewed'
+      if h.lh then out[#out + 1] = 'renewed ' .. h.ns else out[#out + 1] = 'renewed' end
     else
       out[#out + 1] = renew_refusal(h, att, nonce)
     end

@@ -46,6 +46,7 @@ redis.register_function('baton_suspend', function(keys, args)
   hand_back(h, s(now))
   h.wp, h.wc, h.wo = args[5], args[6], args[8]
   if args[7] == '' then h.wt = nil else h.wt = args[7] end
-  move(base, uuid, h, 'suspended', {})
-  return { 'ok', { 0 }, save(base, uuid, h), 'suspended' }
+  local woken = {}
+  move(base, uuid, h, 'suspended', woken)
+  return { 'ok', released_reply(woken), save(base, uuid, h), 'suspended' }
 end)

@@ -25,6 +25,7 @@ redis.register_function('baton_wait_children', function(keys, args)
   end
   if (tonumber(h.oc) or 0) == 0 then return { 'ok', { 0 }, cmsgpack.pack(h) } end
   hand_back(h, s(now))
-  move(base, uuid, h, 'blocked', {})
-  return { 'ok', { 0 }, save(base, uuid, h) }
+  local woken = {}
+  move(base, uuid, h, 'blocked', woken)
+  return { 'ok', released_reply(woken), save(base, uuid, h) }
 end)

@@ -66,6 +66,7 @@
 mod error;
 mod flow;
 mod json;
+mod limits;
 mod list;
 mod memory;
 mod ops;
@@ -82,6 +83,10 @@ use serde_json::value::RawValue;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, static_field};
 pub use flow::{CancelAnswer, ChildrenQuery, TreeAnswer, TreeItem, TreeQuery};
 pub use json::{JsonText, MAX_JSON_DEPTH, check_json};
+pub use limits::{
+    LimitAnswer, LimitBody, LimitChangeAnswer, LimitKeyAnswer, LimitUsageAnswer, LimitUsageQuery,
+    LimitsAnswer, LimitsQuery, RateBody,
+};
 pub use list::{
     BulkAnswer, BulkBody, BulkFilterBody, BulkSkipped, DescribeManyAnswer, DescribeManyBody,
     ListAnswer, ListQuery, parse_states,

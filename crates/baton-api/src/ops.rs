@@ -119,7 +119,7 @@ pub struct ExplainAnswer {
     pub state: baton_core::State,
     /// The reason code (`children`, `dependencies`, `signals`, `timer`,
     /// `paused`, `delayed`, `leased`, `lane_paused`, `no_capable_worker`,
-    /// `queued`); `null` once it finished.
+    /// `limited`, `queued`); `null` once it finished.
     pub waiting_on: Option<String>,
     /// The same as a sentence.
     pub detail: String,

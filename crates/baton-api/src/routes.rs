@@ -84,6 +84,14 @@ pub enum Route {
     RemoveRetention,
     /// `GET /v1/retention`: every retention rule.
     Retention,
+    /// `PUT /v1/limits/{name}`: set a limit (a cap and/or a rate per key).
+    SetLimit,
+    /// `DELETE /v1/limits/{name}`: remove a limit.
+    RemoveLimit,
+    /// `GET /v1/limits`: the limits (of one namespace, or all).
+    Limits,
+    /// `GET /v1/limits/{name}/usage`: how the keys of a limit stand now.
+    LimitUsage,
     /// `POST /v1/executions/{id}/cancel`: cancel it, and by default its
     /// non-terminal descendants.
     Cancel,
@@ -177,7 +185,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in the order of the contract.
-    pub const ALL: [Route; 51] = [
+    pub const ALL: [Route; 55] = [
         Route::Submit,
         Route::SubmitBatch,
         Route::List,
@@ -193,6 +201,10 @@ impl Route {
         Route::SetRetention,
         Route::RemoveRetention,
         Route::Retention,
+        Route::SetLimit,
+        Route::RemoveLimit,
+        Route::Limits,
+        Route::LimitUsage,
         Route::Cancel,
         Route::Children,
         Route::Tree,
@@ -247,6 +259,8 @@ impl Route {
             | Route::Events
             | Route::History
             | Route::Retention
+            | Route::Limits
+            | Route::LimitUsage
             | Route::Lanes
             | Route::Stats
             | Route::Health
@@ -280,10 +294,13 @@ impl Route {
             | Route::SetPriority
             | Route::SetTag
             | Route::SetHistory
-            | Route::SetRetention => Method::Put,
-            Route::ClearState | Route::RemoveTag | Route::Delete | Route::RemoveRetention => {
-                Method::Delete
-            }
+            | Route::SetRetention
+            | Route::SetLimit => Method::Put,
+            Route::ClearState
+            | Route::RemoveTag
+            | Route::Delete
+            | Route::RemoveRetention
+            | Route::RemoveLimit => Method::Delete,
         }
     }
 
@@ -323,6 +340,9 @@ impl Route {
             Route::SetHistory | Route::History => "/v1/namespaces/{namespace}/history",
             Route::SetRetention | Route::RemoveRetention => "/v1/retention/{namespace}",
             Route::Retention => "/v1/retention",
+            Route::SetLimit | Route::RemoveLimit => "/v1/limits/{name}",
+            Route::Limits => "/v1/limits",
+            Route::LimitUsage => "/v1/limits/{name}/usage",
             Route::Pause => "/v1/executions/{id}/pause",
             Route::Resume => "/v1/executions/{id}/resume",
             Route::Replay => "/v1/executions/{id}/replay",
@@ -355,6 +375,10 @@ impl Route {
             Route::SetRetention => "setRetention",
             Route::RemoveRetention => "removeRetention",
             Route::Retention => "retention",
+            Route::SetLimit => "setLimit",
+            Route::RemoveLimit => "removeLimit",
+            Route::Limits => "limits",
+            Route::LimitUsage => "limitUsage",
             Route::Cancel => "cancel",
             Route::Children => "children",
             Route::Tree => "tree",

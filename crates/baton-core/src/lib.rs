@@ -29,17 +29,17 @@ pub use model::{
     AttemptRecord, BulkAction, BulkReport, BulkRequest, CancelPart, CancelRequest, CancelScope,
     Cancellation, ChangeMark, Claim, ClaimRequest, CreateOutcome, DeletePart, DeleteReport,
     DependencyMode, DependencyPolicy, EventKind, ExecutionEvent, ExecutionSnapshot, Explanation,
-    Failure, LaneInfo, ListCursor, ListFilter, ListPage, NewExecution, NewSignal, OnTimeout,
-    Ownership, Page, PartitionOwner, Pause, PauseOutcome, ProgressFrame, QueueFacts, RenewOutcome,
-    RenewRequest, RenewStatus, RetentionRule, ScanReport, Signal, SignalOutcome, StateCounts,
-    StateEntry, StepOutcome, StepRecord, StepStatus, SuspendOutcome, SuspendRequest, Suspension,
-    Tree, TreeNode, Upstream, UpstreamFailure, WaitCondition, WaitEnded, WaitReason, WaitingOn,
-    WorkerInfo,
+    Failure, LaneInfo, Limit, LimitKey, LimitUsage, LimitedBy, ListCursor, ListFilter, ListPage,
+    NewExecution, NewSignal, OnTimeout, Ownership, Page, PartitionOwner, Pause, PauseOutcome,
+    ProgressFrame, QueueFacts, Rate, RenewOutcome, RenewRequest, RenewStatus, RetentionRule,
+    ScanReport, Signal, SignalOutcome, StateCounts, StateEntry, StepOutcome, StepRecord,
+    StepStatus, SuspendOutcome, SuspendRequest, Suspension, Tree, TreeNode, Upstream,
+    UpstreamFailure, WaitCondition, WaitEnded, WaitReason, WaitingOn, WorkerInfo,
 };
 pub use names::{
-    CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAG_VALUE_LEN,
-    MAX_TAGS, Namespace, NodeId, SignalName, StateKey, StepName, TagKey, WorkerId,
-    validate_tag_value,
+    CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, LimitName, MAX_CAPABILITIES,
+    MAX_TAG_VALUE_LEN, MAX_TAGS, Namespace, NodeId, SignalName, StateKey, StepName, TagKey,
+    WorkerId, validate_tag_value,
 };
 pub use policy::{Backoff, Limits, RetryDecision, RetryPolicy};
 pub use state::{AttemptOutcome, State};

@@ -138,6 +138,17 @@ name_type!(
     Namespace, "namespace", 64, simple, "A-Z a-z 0-9 _ - ."
 );
 name_type!(
+    /// The name of a limit (deployment-wide: a name names one limit, of
+    /// one namespace).
+    ///
+    /// ```
+    /// use baton_core::LimitName;
+    /// assert!(LimitName::new("per-tenant").is_ok());
+    /// assert!(LimitName::new("a/b").is_err());
+    /// ```
+    LimitName, "limit", 64, simple, "A-Z a-z 0-9 _ - ."
+);
+name_type!(
     /// A named queue inside a namespace; workers claim from lanes.
     ///
     /// ```

@@ -31,7 +31,15 @@ type Key = (String, String);
 #[derive(Debug, Default)]
 pub struct Wakeups {
     waiters: Mutex<HashMap<Key, Vec<Weak<Notify>>>>,
+    /// Lanes whose last claim passed over work a limit held back, with
+    /// when their waiters claim again: a slot that frees (a run ending
+    /// anywhere) or a rate window that moves wakes nobody.
+    held: Mutex<HashMap<Key, tokio::time::Instant>>,
 }
+
+/// How soon a claimer whose last claim found work held back by a limit
+/// claims again while it waits for work.
+pub const LIMITED_RECHECK: Duration = Duration::from_millis(100);
 
 impl Wakeups {
     /// Wakes every claimer waiting on `lane` of `namespace`.
@@ -68,8 +76,6 @@ impl Wakeups {
         map.clear();
     }
 
-    /// Parks until one of `lanes` of `namespace` is notified or `timeout`
-    /// passes.
     /// [`Wakeups::wait`] for typed names: what every backend's
     /// `wait_for_work` does for waiters of this process.
     pub async fn wait_for(
@@ -82,7 +88,44 @@ impl Wakeups {
         self.wait(namespace.as_str(), &lanes, timeout).await;
     }
 
+    /// Records that a claim of `lanes` of `namespace` passed over waiting
+    /// work because a limit had no room: waiters on those lanes claim
+    /// again within [`LIMITED_RECHECK`] instead of waiting for a wake-up
+    /// (a backend calls it from its claim).
+    pub fn held_back(&self, namespace: &str, lanes: &[&str]) {
+        let Ok(mut held) = self.held.lock() else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        held.retain(|_, until| *until > now);
+        for lane in lanes {
+            held.insert(
+                (namespace.to_owned(), (*lane).to_owned()),
+                now + LIMITED_RECHECK,
+            );
+        }
+    }
+
+    /// How long a wait on `lanes` of `namespace` may last, at most
+    /// `timeout`: shorter while one of them holds back limited work.
+    fn wait_bound(&self, namespace: &str, lanes: &[&str], timeout: Duration) -> Duration {
+        let Ok(held) = self.held.lock() else {
+            return timeout;
+        };
+        let now = tokio::time::Instant::now();
+        lanes
+            .iter()
+            .filter_map(|lane| held.get(&(namespace.to_owned(), (*lane).to_owned())))
+            .filter(|until| **until > now)
+            .map(|until| *until - now)
+            .fold(timeout, Duration::min)
+    }
+
+    /// Parks until one of `lanes` of `namespace` is notified or `timeout`
+    /// passes (sooner while one of them holds back limited work, see
+    /// [`held_back`](Self::held_back)).
     pub async fn wait(&self, namespace: &str, lanes: &[&str], timeout: Duration) {
+        let timeout = self.wait_bound(namespace, lanes, timeout);
         let me = Arc::new(Notify::new());
         if let Ok(mut map) = self.waiters.lock() {
             for lane in lanes {

@@ -1,4 +1,10 @@
 //! `claim` and `wait_for_work`.
+//!
+//! A claim is one statement (`sql/claim.sql`) unless a limit covers one of
+//! its lanes: the statement then takes nothing and says so (`limited`),
+//! and the claim goes through `limits::claim`, which chooses the work
+//! under the limits and claims it through the statement's shared tail.
+//! Either way, the executions taken are read back the same way here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -6,9 +12,11 @@ use std::time::Duration;
 use baton_core::raw::rules;
 use baton_core::{
     Claim, ClaimRequest, EngineError, ExecutionId, Lane, LeaseToken, Namespace, Result, Signal,
-    Upstream,
+    Timestamp, Upstream,
 };
-use sqlx::postgres::PgRow;
+use sqlx::Postgres;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
 
 use crate::errors::map;
 use crate::read::{self, col};
@@ -25,21 +33,23 @@ pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<
     let caps: Vec<&str> = request.capabilities.iter().map(|c| c.as_str()).collect();
     let caps_json =
         serde_json::to_string(&caps).map_err(|e| EngineError::corruption(e.to_string()))?;
-    let nonces: Vec<i64> = (0..request.max)
-        .map(|_| LeaseToken::random_nonce() as i64)
-        .collect();
-    let rows = sqlx::query(sql::CLAIM)
+    let rows = leasing(sql::CLAIM, &request, now, expires)
         .bind(request.namespace.as_str())
-        .bind(lanes)
-        .bind(now.as_millis())
-        .bind(caps_json)
+        .bind(&lanes)
+        .bind(&caps_json)
         .bind(i64::try_from(request.max).unwrap_or(i64::MAX))
-        .bind(request.worker_id.as_str())
-        .bind(expires.as_millis())
-        .bind(nonces)
         .fetch_all(&b.inner.pool)
         .await
         .map_err(map)?;
+    let limited = match rows.first() {
+        Some(row) => col::<bool>(row, "limited")?,
+        None => false,
+    };
+    let rows = if limited {
+        crate::limits::claim(b, &request, &lanes, &caps_json, now, expires).await?
+    } else {
+        claimed_rows(rows)?
+    };
     let mut upstream = upstreams(b, &rows).await?;
     let mut consumed = consumed_signals(b, &rows).await?;
     let mut claims = Vec::with_capacity(rows.len());
@@ -75,6 +85,38 @@ pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<
     }
     // RETURNING order is unspecified; hand work out in claim order.
     Ok(rules::order_claims(claims))
+}
+
+/// The claim statement `statement` (a head of `sql/` ending with
+/// `sql/claim_tail.sql`) with the tail's parameters bound: the instant,
+/// the worker, the lease's expiry and one fresh nonce per execution the
+/// claim may take. The head's parameters follow.
+pub(crate) fn leasing<'q>(
+    statement: &'q str,
+    request: &'q ClaimRequest,
+    now: Timestamp,
+    expires: Timestamp,
+) -> Query<'q, Postgres, PgArguments> {
+    let nonces: Vec<i64> = (0..request.max)
+        .map(|_| LeaseToken::random_nonce() as i64)
+        .collect();
+    sqlx::query(statement)
+        .bind(now.as_millis())
+        .bind(request.worker_id.as_str())
+        .bind(expires.as_millis())
+        .bind(nonces)
+}
+
+/// The rows of the executions a claim statement took: its answer without
+/// the row that only carries `limited` when it took nothing.
+pub(crate) fn claimed_rows(rows: Vec<PgRow>) -> Result<Vec<PgRow>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if col::<Option<uuid::Uuid>>(&row, "uuid")?.is_some() {
+            out.push(row);
+        }
+    }
+    Ok(out)
 }
 
 /// The upstream executions of the claimed executions that have

@@ -104,6 +104,23 @@
 //!   after them, so a rule that lengthens the keep protects an execution
 //!   whatever keep it was stamped with (see `scan::trim_in`).
 //!
+//! ## Limits
+//! Limits are rows of `limits`; a key's running count is the number of
+//! `running` executions counted under it, read when a claim needs it (no
+//! counter, no trigger), so a run's slot is free in the transaction that
+//! moves it out of `running`, however it ends. The claim statement probes
+//! `limits` for its namespace and lanes: a claim no limit covers stays that
+//! one statement; one a limit covers takes nothing there and goes through
+//! one transaction that locks the covering limits `FOR UPDATE` in name
+//! order (limited claimers sharing a limit serialise there, which makes a
+//! cap exact under concurrent claimers and processes), counts, reads
+//! candidates in claim order past the keys without room, and claims what
+//! the limits admit through the statement's shared tail. `set_limit` and
+//! `remove_limit` take the table in ACCESS EXCLUSIVE mode, so they wait
+//! for the claims in flight and every claim after them judges by the new
+//! limits; claims of the whole deployment pause for that short
+//! transaction (see `limits`).
+//!
 //! ## Time
 //! Every stored instant is BIGINT milliseconds from the injected
 //! [`Clock`](baton_core::Clock); the server's `now()` is never used, so
@@ -118,6 +135,7 @@ mod create;
 mod errors;
 mod flow;
 mod lease;
+mod limits;
 mod manage;
 mod memory;
 mod migrate;
@@ -147,7 +165,18 @@ pub use migrate::latest_version as latest_schema_version;
 mod sql {
     pub const CREATE: &str = include_str!("../sql/create.sql");
     pub const EXISTING_KEYS: &str = include_str!("../sql/existing_keys.sql");
-    pub const CLAIM: &str = include_str!("../sql/claim.sql");
+    /// The claim statement: its head picks the work, the shared tail
+    /// leases it.
+    pub const CLAIM: &str = concat!(
+        include_str!("../sql/claim.sql"),
+        include_str!("../sql/claim_tail.sql")
+    );
+    /// The claim of the executions a limited claim chose, ending as
+    /// [`CLAIM`] does.
+    pub const CLAIM_CHOSEN: &str = concat!(
+        include_str!("../sql/claim_chosen.sql"),
+        include_str!("../sql/claim_tail.sql")
+    );
     pub const RENEW: &str = include_str!("../sql/renew.sql");
     pub const COMPLETE: &str = include_str!("../sql/complete.sql");
     pub const COMPLETE_MANY: &str = include_str!("../sql/complete_many.sql");

@@ -16,7 +16,7 @@
 //! [`rules::judge_state`], [`rules::status_version`] and
 //! [`rules::first_kept_frame`]; each write is one transaction. Memory
 //! changes no state and no `updated_at`; the claim reads the done steps
-//! (see `sql/claim.sql`), the trim deletes everything with the execution.
+//! (see `sql/claim_tail.sql`), the trim deletes everything with the execution.
 //!
 //! `wait_for_change` is woken by `NOTIFY` (see [`wait_for_change`]).
 

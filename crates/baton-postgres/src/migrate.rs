@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retention per namespace and lane",
         include_str!("../../../migrations/postgres/0012_retention.sql"),
     ),
+    (
+        13,
+        "limits",
+        include_str!("../../../migrations/postgres/0013_limits.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -211,7 +216,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 12);
+        assert_eq!(super::latest_version(), 13);
     }
 
     /// Version 11 on a schema holding executions: one that existed before

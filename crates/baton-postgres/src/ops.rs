@@ -307,6 +307,7 @@ pub(crate) async fn explain(b: &PostgresBackend, id: &ExecutionId) -> Result<Exp
             workers: workers(b, &snapshot.namespace, Page::MAX_LIMIT).await?,
             ahead: u64::try_from(ahead).unwrap_or(0),
             lane_paused: lane_paused(b, &snapshot.namespace, &snapshot.lane).await?,
+            limited: crate::limits::limited(b, &snapshot, b.now()).await?,
         }
     } else {
         QueueFacts::default()

@@ -6,7 +6,9 @@
 //! - `baton_work_<schema>`: writers that make work `waiting` call
 //!   `pg_notify(channel, 'namespace lane')` inside their statement; the
 //!   first `wait_for_work` starts the listener, which wakes the parked
-//!   claimers of that lane ([`Wakeups`]).
+//!   claimers of that lane ([`Wakeups`]). `set_limit` and `remove_limit`
+//!   send `namespace lane`, or `namespace` alone for a limit of every
+//!   lane, which wakes every claimer of the process.
 //! - `baton_changed_<schema>`: a trigger of migration 0008 sends the id of
 //!   a watched execution whose state, custom status or progress changed,
 //!   or that was trimmed; the first `wait_for_change` starts the listener,
@@ -37,8 +39,12 @@ pub trait Hears: Send + Sync + 'static {
 
 impl Hears for Wakeups {
     fn heard(&self, payload: &str) {
-        if let Some((namespace, lane)) = payload.split_once(' ') {
-            self.notify(namespace, lane);
+        match payload.split_once(' ') {
+            Some((namespace, lane)) => self.notify(namespace, lane),
+            // A namespace alone: a limit of every lane of it changed. The
+            // registry wakes per lane only, so every claimer looks again
+            // (a wake-up is a hint; a needless one costs a claim).
+            None => self.notify_all(),
         }
     }
 

@@ -12,7 +12,10 @@
 //! retention rules (the keep stamped per row of a batch, the count of
 //! rules judged alone under concurrent writers), and the units of bulk
 //! cancels and replays (ids refused one by one, concurrent cancels and
-//! units, a deadlock answered `Contention` for the unit as a whole).
+//! units, a deadlock answered `Contention` for the unit as a whole), and
+//! limits (a cap held by claimers of separate instances, a limit set while
+//! claims run, migration 13 on a schema at version 12, wake-ups when a
+//! limit is removed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -104,7 +107,7 @@ async fn partition_count_is_recorded_and_enforced() {
     );
     assert_eq!(
         first.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     );
 }
 
@@ -126,7 +129,7 @@ async fn concurrent_first_starts_migrate_once() {
         let backend = start.await.unwrap().unwrap();
         assert_eq!(
             backend.applied_migrations().await.unwrap(),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
         );
     }
 }
@@ -2711,4 +2714,353 @@ async fn a_deadlocked_unit_answers_contention_and_is_asked_again() {
             }
         }
     }
+}
+
+/// A limit of `namespace` capping every lane's executions at `cap` per
+/// `tenant` tag.
+fn tenant_cap(name: &str, namespace: &str, cap: u32) -> baton_core::Limit {
+    baton_core::Limit {
+        name: baton_core::LimitName::new(name).unwrap(),
+        namespace: Namespace::new(namespace).unwrap(),
+        lane: None,
+        key: "tag:tenant".parse().unwrap(),
+        max_running: Some(cap),
+        rate: None,
+    }
+}
+
+fn tenant_exec(ns: &str, lane: &str, tenant: &str) -> NewExecution {
+    exec(ns, lane).with_tag(baton_core::TagKey::new("tenant").unwrap(), tenant)
+}
+
+/// How many executions of `tenant` run now under the limit `name`.
+async fn running_of(b: &PostgresBackend, name: &baton_core::LimitName, tenant: &str) -> u64 {
+    b.limit_usage(name, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|u| u.key_value == tenant)
+        .map_or(0, |u| u.running)
+}
+
+/// Eight claimers, each through an instance (and pool) of its own, over
+/// two lanes one limit covers, start together round after round: together
+/// they never run more of the key than its cap, and each round takes
+/// exactly the slots the completions before it freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cap_holds_for_claimers_of_separate_instances() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let mut instances = Vec::new();
+    for _ in 0..8 {
+        instances.push(open(&url).await);
+    }
+    let limit = tenant_cap("racing-cap", "racing", 3);
+    assert_eq!(instances[0].set_limit(&limit).await.unwrap(), None);
+    let batch = (0..60)
+        .map(|i| tenant_exec("racing", if i % 2 == 0 { "a" } else { "b" }, "acme"))
+        .collect();
+    instances[0].create(batch).await.unwrap();
+    let mut running: Vec<baton_core::Claim> = Vec::new();
+    for round in 0..6 {
+        let start = Arc::new(tokio::sync::Barrier::new(instances.len()));
+        let claimers: Vec<_> = instances
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let (b, start) = (b.clone(), start.clone());
+                tokio::spawn(async move {
+                    let request = ClaimRequest::new(
+                        Namespace::new("racing").unwrap(),
+                        Lane::new(if i % 2 == 0 { "a" } else { "b" }).unwrap(),
+                        WorkerId::new(format!("w{i}")).unwrap(),
+                        3,
+                    );
+                    start.wait().await;
+                    b.claim(request).await.unwrap()
+                })
+            })
+            .collect();
+        for claimer in claimers {
+            running.extend(claimer.await.unwrap());
+        }
+        assert_eq!(running.len(), 3, "round {round}: the cap holds");
+        assert_eq!(running_of(&instances[0], &limit.name, "acme").await, 3);
+        for claim in running.drain(..round % 3 + 1) {
+            instances[round % 8]
+                .complete(&claim.lease, Vec::new())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A limit set while claimers of another instance keep claiming applies
+/// from the moment `set_limit` answered: the key already runs more than
+/// the cap, and nothing more of it is claimed afterwards; once those runs
+/// ended, the claimers take exactly the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_set_while_claims_run_applies_once_it_answered() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let operator = open(&url).await;
+    let claimer = open(&url).await;
+    operator
+        .create(
+            (0..200)
+                .map(|_| tenant_exec("late", "main", "acme"))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let claimed = Arc::new(std::sync::Mutex::new(Vec::<baton_core::Claim>::new()));
+    let start_claimers = |stop: Arc<std::sync::atomic::AtomicBool>| {
+        (0..4)
+            .map(|i| {
+                let (b, claimed, stop) = (claimer.clone(), claimed.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let request = ClaimRequest::new(
+                        Namespace::new("late").unwrap(),
+                        Lane::new("main").unwrap(),
+                        WorkerId::new(format!("w{i}")).unwrap(),
+                        2,
+                    );
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let claims = b.claim(request.clone()).await.unwrap();
+                        claimed.lock().unwrap().extend(claims);
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let claimers = start_claimers(stop.clone());
+    for _ in 0..3_000 {
+        if claimed.lock().unwrap().len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let limit = tenant_cap("late-cap", "late", 2);
+    assert_eq!(operator.set_limit(&limit).await.unwrap(), None);
+    let at_set = running_of(&operator, &limit.name, "acme").await;
+    assert!(at_set >= 6, "claims ran before the limit: {at_set}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        running_of(&operator, &limit.name, "acme").await,
+        at_set,
+        "nothing claimed once set_limit answered"
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for c in claimers {
+        c.await.unwrap();
+    }
+    let before: Vec<_> = std::mem::take(&mut *claimed.lock().unwrap());
+    assert_eq!(before.len() as u64, at_set, "every run was claimed before");
+    for claim in &before {
+        operator.complete(&claim.lease, Vec::new()).await.unwrap();
+    }
+    assert_eq!(running_of(&operator, &limit.name, "acme").await, 0);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let claimers = start_claimers(stop.clone());
+    for _ in 0..3_000 {
+        if claimed.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for c in claimers {
+        c.await.unwrap();
+    }
+    assert_eq!(claimed.lock().unwrap().len(), 2, "exactly the cap");
+    assert_eq!(running_of(&operator, &limit.name, "acme").await, 2);
+}
+
+/// Migration 13 on a schema at version 12 (its tables dropped and its
+/// record removed, as sqlx's bookkeeping would hold it before the
+/// upgrade): the next start applies it alone, no limit exists, and a limit
+/// set then counts the executions that ran before.
+#[tokio::test]
+async fn version_13_applies_on_a_schema_at_version_12() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let url = server.schema_url(&schema);
+    let before = open(&url).await;
+    before
+        .create(vec![
+            tenant_exec("upgrade", "main", "acme"),
+            tenant_exec("upgrade", "main", "acme"),
+        ])
+        .await
+        .unwrap();
+    let ran = claim_one(&before, "upgrade", "main").await;
+    before.close().await;
+    let mut conn = connect_raw(server).await;
+    sqlx::raw_sql(&format!(
+        "DROP TABLE {schema}.limit_windows; DROP TABLE {schema}.limits; \
+         DELETE FROM {schema}._sqlx_migrations WHERE version = 13"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let after = open(&url).await;
+    assert_eq!(
+        after.applied_migrations().await.unwrap(),
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    );
+    assert_eq!(after.limits(None).await.unwrap(), vec![]);
+    let limit = tenant_cap("upgrade-cap", "upgrade", 1);
+    assert_eq!(after.set_limit(&limit).await.unwrap(), None);
+    let request = ClaimRequest::new(
+        Namespace::new("upgrade").unwrap(),
+        Lane::new("main").unwrap(),
+        WorkerId::new("w").unwrap(),
+        5,
+    );
+    assert!(after.claim(request.clone()).await.unwrap().is_empty());
+    assert_eq!(running_of(&after, &limit.name, "acme").await, 1);
+    after.complete(&ran.lease, Vec::new()).await.unwrap();
+    assert_eq!(after.claim(request).await.unwrap().len(), 1);
+}
+
+/// A limit of every lane removed through one instance wakes a claimer
+/// parked on another (the notification names the namespace alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_removed_wakes_claimers_of_another_instance() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let operator = open(&url).await;
+    let claimer = open(&url).await;
+    let (ns, lane) = (Namespace::new("held").unwrap(), Lane::new("main").unwrap());
+    let limit = tenant_cap("held-cap", "held", 0);
+    operator.set_limit(&limit).await.unwrap();
+    let id = claimer
+        .create_one(tenant_exec("held", "main", "acme"))
+        .await
+        .unwrap()
+        .id;
+    let request = ClaimRequest::new(ns.clone(), lane.clone(), WorkerId::new("w").unwrap(), 10);
+    assert!(claimer.claim(request.clone()).await.unwrap().is_empty());
+    let mut waiter = {
+        let (b, ns, lane) = (claimer.clone(), ns.clone(), lane.clone());
+        tokio::spawn(async move {
+            b.wait_for_work(&ns, &[lane], Duration::from_secs(3_600))
+                .await
+        })
+    };
+    // Remove (and set again) until the waiter returns, so the test does
+    // not depend on when its LISTEN began: nothing else wakes the lane.
+    for _ in 0..600 {
+        assert!(operator.remove_limit(&limit.name).await.unwrap().is_some());
+        if let Ok(joined) = tokio::time::timeout(Duration::from_millis(50), &mut waiter).await {
+            joined.unwrap().unwrap();
+            let claims = claimer.claim(request).await.unwrap();
+            assert_eq!(claims.len(), 1);
+            assert_eq!(claims[0].id, id);
+            return;
+        }
+        operator.set_limit(&limit).await.unwrap();
+    }
+    waiter.abort();
+    panic!("the waiter was never woken by the other instance's limit removals");
+}
+
+/// `set_limit` waits for a claim statement in flight that read no limit:
+/// a claim held up inside its statement (its attempt row waits for another
+/// session's) keeps `set_limit` from answering until it committed, so once
+/// `set_limit` answered every run it did not judge is already counted, and
+/// nothing more of the key is claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_limit_waits_for_a_claim_in_flight() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let url = server.schema_url(&schema);
+    let operator = open(&url).await;
+    let claimer = open(&url).await;
+    operator
+        .create(
+            (0..3)
+                .map(|_| tenant_exec("inflight", "main", "acme"))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let request = ClaimRequest::new(
+        Namespace::new("inflight").unwrap(),
+        Lane::new("main").unwrap(),
+        WorkerId::new("w").unwrap(),
+        3,
+    );
+    assert_eq!(claimer.claim(request.clone()).await.unwrap().len(), 3);
+    let next = operator
+        .create_one(tenant_exec("inflight", "main", "acme"))
+        .await
+        .unwrap()
+        .id;
+    operator
+        .create_one(tenant_exec("inflight", "main", "acme"))
+        .await
+        .unwrap();
+    let mut watch = connect_raw(server).await;
+    let mut holder = connect_raw(server).await;
+    let mut held = sqlx::Connection::begin(&mut holder).await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *held)
+        .await
+        .unwrap();
+    // The attempt the claim of `next` opens, written first and not
+    // committed: the claim's insert waits for this session.
+    sqlx::query(&format!(
+        "INSERT INTO {schema}.attempts (partition, execution_uuid, number, worker_id, nonce, \
+         started_at) VALUES ($1, $2, 1, 'holder', 0, 0)"
+    ))
+    .bind(i16::try_from(next.partition().get()).unwrap())
+    .bind(next.uuid())
+    .execute(&mut *held)
+    .await
+    .unwrap();
+    let claim = {
+        let (b, mut one) = (claimer.clone(), request.clone());
+        one.max = 1;
+        tokio::spawn(async move { b.claim(one).await })
+    };
+    await_waiters(&mut watch, pid, 1).await;
+    let limit = tenant_cap("inflight-cap", "inflight", 2);
+    let mut set = {
+        let (b, limit) = (operator.clone(), limit.clone());
+        tokio::spawn(async move { b.set_limit(&limit).await })
+    };
+    await_waiters(&mut watch, pid, 2).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut set)
+            .await
+            .is_err(),
+        "set_limit answered while a claim that read no limit was in flight"
+    );
+    held.rollback().await.unwrap();
+    let taken = claim.await.unwrap().unwrap();
+    assert_eq!(
+        taken.len(),
+        1,
+        "the claim in flight judged without the limit"
+    );
+    assert_eq!(taken[0].id, next);
+    assert_eq!(set.await.unwrap().unwrap(), None);
+    assert_eq!(running_of(&operator, &limit.name, "acme").await, 4);
+    assert!(claimer.claim(request).await.unwrap().is_empty());
 }

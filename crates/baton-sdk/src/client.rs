@@ -504,6 +504,69 @@ impl Client {
         self.transport.retention_rules().await
     }
 
+    /// Sets `limit` (of any namespace; names are deployment-wide) and
+    /// answers the limit it replaced: claims then take an execution only
+    /// while every limit covering it has room for its key (see
+    /// [`baton_core::AdminBackend::set_limit`]).
+    ///
+    /// # Errors
+    /// `InvalidInput` ([`baton_core::Limit::check`], too many limits),
+    /// `Unavailable`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: baton_sdk::Client) -> baton_core::Result<()> {
+    /// use baton_core::Limit;
+    /// client
+    ///     .set_limit(&Limit {
+    ///         name: "per-tenant".parse()?,
+    ///         namespace: client.namespace().clone(),
+    ///         lane: None,
+    ///         key: "tag:tenant".parse()?,
+    ///         max_running: Some(5),
+    ///         rate: None,
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_limit(&self, limit: &baton_core::Limit) -> Result<Option<baton_core::Limit>> {
+        limit.check()?;
+        self.transport.set_limit(limit).await
+    }
+
+    /// Removes the limit named `name`; answers it, `None` when there was
+    /// none.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub async fn remove_limit(
+        &self,
+        name: &baton_core::LimitName,
+    ) -> Result<Option<baton_core::Limit>> {
+        self.transport.remove_limit(name).await
+    }
+
+    /// The limits of `namespace` (every namespace's when `None`), by
+    /// namespace then name.
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    pub async fn limits(&self, namespace: Option<&Namespace>) -> Result<Vec<baton_core::Limit>> {
+        self.transport.limits_of(namespace).await
+    }
+
+    /// How the keys of the limit named `name` stand now (running, claims in
+    /// the rate's window), by key value, at most `limit` keys.
+    ///
+    /// # Errors
+    /// `InvalidInput` (no limit has this name), `Unavailable`.
+    pub async fn limit_usage(
+        &self,
+        name: &baton_core::LimitName,
+        limit: usize,
+    ) -> Result<Vec<baton_core::LimitUsage>> {
+        self.transport.limit_usage(name, limit).await
+    }
+
     /// The history of execution `id`: its events numbered above `after`,
     /// oldest first, at most `limit` (`1..=1000`) — every change of state
     /// with its time, attempt, worker and detail, signals delivered and

@@ -385,6 +385,47 @@ impl Transport {
         }
     }
 
+    pub(crate) async fn set_limit(
+        &self,
+        limit: &baton_core::Limit,
+    ) -> Result<Option<baton_core::Limit>> {
+        match self {
+            Transport::Direct(b) => b.set_limit(limit).await,
+            Transport::Http(h) => h.set_limit(limit).await,
+        }
+    }
+
+    pub(crate) async fn remove_limit(
+        &self,
+        name: &baton_core::LimitName,
+    ) -> Result<Option<baton_core::Limit>> {
+        match self {
+            Transport::Direct(b) => b.remove_limit(name).await,
+            Transport::Http(h) => h.remove_limit(name).await,
+        }
+    }
+
+    pub(crate) async fn limits_of(
+        &self,
+        namespace: Option<&Namespace>,
+    ) -> Result<Vec<baton_core::Limit>> {
+        match self {
+            Transport::Direct(b) => b.limits(namespace).await,
+            Transport::Http(h) => h.limits(namespace).await,
+        }
+    }
+
+    pub(crate) async fn limit_usage(
+        &self,
+        name: &baton_core::LimitName,
+        limit: usize,
+    ) -> Result<Vec<baton_core::LimitUsage>> {
+        match self {
+            Transport::Direct(b) => b.limit_usage(name, limit).await,
+            Transport::Http(h) => h.limit_usage(name, limit).await,
+        }
+    }
+
     pub(crate) async fn history_enabled(&self, namespace: &Namespace) -> Result<bool> {
         match self {
             Transport::Direct(b) => b.history_enabled(namespace).await,

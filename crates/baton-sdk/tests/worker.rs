@@ -138,6 +138,35 @@ async fn client_calls(env: Env) {
     assert_eq!(c.remove_retention(Some(&mail)).await.unwrap(), Some(day));
     assert_eq!(c.remove_retention(Some(&mail)).await.unwrap(), None);
     assert_eq!(c.remove_retention(None).await.unwrap(), Some(7 * day));
+    let limit = baton_core::Limit {
+        name: format!("{}-cap", c.namespace()).parse().unwrap(),
+        namespace: c.namespace().clone(),
+        lane: Some(mail.clone()),
+        key: baton_core::LimitKey::Kind,
+        max_running: Some(3),
+        rate: None,
+    };
+    assert_eq!(c.set_limit(&limit).await.unwrap(), None);
+    assert_eq!(c.set_limit(&limit).await.unwrap(), Some(limit.clone()));
+    assert_eq!(
+        c.limits(Some(c.namespace())).await.unwrap(),
+        vec![limit.clone()]
+    );
+    assert_eq!(c.limit_usage(&limit.name, 10).await.unwrap(), vec![]);
+    let bad = baton_core::Limit {
+        max_running: None,
+        ..limit.clone()
+    };
+    assert!(c.set_limit(&bad).await.is_err());
+    assert_eq!(
+        c.remove_limit(&limit.name).await.unwrap(),
+        Some(limit.clone())
+    );
+    assert_eq!(c.remove_limit(&limit.name).await.unwrap(), None);
+    assert!(
+        c.limit_usage(&limit.name, 10).await.is_err(),
+        "unknown limit"
+    );
     let batch = (0..3)
         .map(|i| c.execution("echo", &json!({"n": i})))
         .collect::<Result<Vec<_>, _>>()

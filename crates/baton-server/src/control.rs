@@ -11,7 +11,7 @@ use baton_core::TagKey;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{ApiJson, ApiQuery, IdAnd, IdPath, LanePath, NamespacePath};
+use crate::extract::{ApiJson, ApiQuery, IdAnd, IdPath, LanePath, LimitPath, NamespacePath};
 
 /// `PUT /v1/executions/{id}/priority`: the snapshot with its new priority.
 pub(crate) async fn set_priority(
@@ -252,6 +252,95 @@ pub(crate) async fn retention(
     let rules = state.backend().retention_rules().await?;
     Ok(Json(baton_api::RetentionRulesAnswer {
         items: rules.iter().map(baton_api::RetentionAnswer::from).collect(),
+    }))
+}
+
+/// `PUT /v1/limits/{name}` `{"namespace", "lane", "key", "max_running",
+/// "rate": {"count", "per_ms"}}`: `{"name", "limit", "previous"}`.
+pub(crate) async fn set_limit(
+    State(state): State<AppState>,
+    LimitPath(name): LimitPath,
+    ApiJson(body): ApiJson<baton_api::LimitBody>,
+) -> ApiResult<Json<baton_api::LimitChangeAnswer>> {
+    let limit = body.limit(name.as_str())?;
+    let previous = state.backend().set_limit(&limit).await?;
+    tracing::info!(
+        target: "baton::audit",
+        op = "set_limit",
+        limit = %name,
+        namespace = %limit.namespace,
+        lane = limit.lane.as_ref().map_or("*", baton_core::Lane::as_str),
+        key = %limit.key,
+        max_running = limit.max_running,
+        rate_count = limit.rate.map(|r| r.count),
+        rate_per_ms = limit.rate.map(|r| r.per.as_millis() as u64),
+        replaced = previous.is_some(),
+        "limit set"
+    );
+    Ok(Json(baton_api::LimitChangeAnswer {
+        name: name.to_string(),
+        limit: Some(baton_api::LimitAnswer::from(&limit)),
+        previous: previous.as_ref().map(baton_api::LimitAnswer::from),
+    }))
+}
+
+/// `DELETE /v1/limits/{name}`: `{"name", "limit": null, "previous"}`
+/// (`previous` null: there was no such limit).
+pub(crate) async fn remove_limit(
+    State(state): State<AppState>,
+    LimitPath(name): LimitPath,
+) -> ApiResult<Json<baton_api::LimitChangeAnswer>> {
+    let previous = state.backend().remove_limit(&name).await?;
+    tracing::info!(
+        target: "baton::audit",
+        op = "remove_limit",
+        limit = %name,
+        removed = previous.is_some(),
+        "limit removed"
+    );
+    Ok(Json(baton_api::LimitChangeAnswer {
+        name: name.to_string(),
+        limit: None,
+        previous: previous.as_ref().map(baton_api::LimitAnswer::from),
+    }))
+}
+
+/// `GET /v1/limits?namespace=`: `{"items": [{"name", "namespace", "lane",
+/// "key", "max_running", "rate"}…]}`.
+pub(crate) async fn limits(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<baton_api::LimitsQuery>,
+) -> ApiResult<Json<baton_api::LimitsAnswer>> {
+    let namespace: Option<baton_core::Namespace> =
+        q.namespace.as_deref().map(str::parse).transpose()?;
+    let limits = state.backend().limits(namespace.as_ref()).await?;
+    Ok(Json(baton_api::LimitsAnswer {
+        items: limits.iter().map(baton_api::LimitAnswer::from).collect(),
+    }))
+}
+
+/// `GET /v1/limits/{name}/usage?limit=`: `{"name", "items": [{"key_value",
+/// "running", "window_claims"}…]}`; `400` (field `limit`) when no limit
+/// has the name.
+pub(crate) async fn limit_usage(
+    State(state): State<AppState>,
+    LimitPath(name): LimitPath,
+    ApiQuery(q): ApiQuery<baton_api::LimitUsageQuery>,
+) -> ApiResult<Json<baton_api::LimitUsageAnswer>> {
+    let backend = state.backend();
+    let usage = backend
+        .limit_usage(&name, q.limit.unwrap_or(baton_core::Page::DEFAULT_LIMIT))
+        .await?;
+    Ok(Json(baton_api::LimitUsageAnswer {
+        name: name.to_string(),
+        items: usage
+            .into_iter()
+            .map(|u| baton_api::LimitKeyAnswer {
+                key_value: u.key_value,
+                running: u.running,
+                window_claims: u.window_claims,
+            })
+            .collect(),
     }))
 }
 

@@ -145,6 +145,19 @@ impl<S: Send + Sync> FromRequestParts<S> for NamespacePath {
     }
 }
 
+/// The `{name}` segment of a limit's path.
+#[derive(Debug)]
+pub struct LimitPath(pub baton_core::LimitName);
+
+impl<S: Send + Sync> FromRequestParts<S> for LimitPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let text = one_segment(parts, state).await?;
+        Ok(LimitPath(baton_core::LimitName::new(text)?))
+    }
+}
+
 async fn one_segment<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<String, ApiError> {
     Path::<String>::from_request_parts(parts, state)
         .await

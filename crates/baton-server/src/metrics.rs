@@ -228,9 +228,74 @@ async fn render(state: &AppState) -> String {
             let _ = writeln!(out, "{name} {}", load(value));
         }
     }
+    counter(
+        &mut out,
+        "baton_claims_limited_total",
+        "Waiting executions claims in this process passed over because a limit had no room for their key.",
+        baton_core::raw::counters::passed_by_limits_total(),
+    );
     lane_gauges(state, &mut out).await;
+    limit_gauges(state, &mut out).await;
     requests(m, &mut out);
     out
+}
+
+/// Keys of limits reported per scrape at most, so a scrape stays bounded
+/// however many tenants a limit counts.
+const MAX_LIMIT_KEYS: usize = 1_000;
+
+/// `baton_limit_running` and `baton_limit_window_claims` per limit and key
+/// with runs or recent claims, read from the backend at scrape time.
+async fn limit_gauges(state: &AppState, out: &mut String) {
+    let backend = state.backend();
+    let Ok(limits) = backend.limits(None).await else {
+        return;
+    };
+    let mut running = String::new();
+    let mut window = String::new();
+    let mut left = MAX_LIMIT_KEYS;
+    for limit in &limits {
+        if left == 0 {
+            break;
+        }
+        let Ok(usage) = backend
+            .limit_usage(&limit.name, left.min(Page::MAX_LIMIT))
+            .await
+        else {
+            continue;
+        };
+        left = left.saturating_sub(usage.len());
+        for u in usage {
+            let labels = format!(
+                "namespace=\"{}\",limit=\"{}\",key=\"{}\"",
+                label(limit.namespace.as_str()),
+                label(limit.name.as_str()),
+                label(&u.key_value)
+            );
+            let _ = writeln!(running, "baton_limit_running{{{labels}}} {}", u.running);
+            if limit.rate.is_some() {
+                let _ = writeln!(
+                    window,
+                    "baton_limit_window_claims{{{labels}}} {}",
+                    u.window_claims
+                );
+            }
+        }
+    }
+    head(
+        out,
+        "baton_limit_running",
+        "gauge",
+        "Executions running now per limit and key (keys with runs or recent claims).",
+    );
+    out.push_str(&running);
+    head(
+        out,
+        "baton_limit_window_claims",
+        "gauge",
+        "Claims per limit and key in the rate's window ending now.",
+    );
+    out.push_str(&window);
 }
 
 async fn lane_gauges(state: &AppState, out: &mut String) {

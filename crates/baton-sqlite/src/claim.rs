@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use baton_core::raw::rules;
+use baton_core::raw::rules::{self, Admission};
 use baton_core::{
     Claim, ClaimRequest, EngineError, Lane, LeaseToken, Namespace, Result, Timestamp,
 };
@@ -22,6 +22,9 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     let caps_json =
         serde_json::to_string(&caps).map_err(|e| EngineError::corruption(e.to_string()))?;
 
+    let mut tx = b.begin().await?;
+    let limits = crate::limits::of_namespace(&mut tx, &request.namespace).await?;
+    let admission = Admission::new(limits, &request.namespace, &request.lanes, now);
     let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
         "UPDATE executions SET state = 'running', attempts = attempts + 1, lease_nonce = random(), worker_id = ",
     );
@@ -30,32 +33,36 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
         .push_bind(expires.as_millis())
         .push(", updated_at = ")
         .push_bind(now.as_millis())
-        .push(" WHERE uuid IN (SELECT e.uuid FROM executions e WHERE e.state = 'waiting' AND e.namespace = ")
-        .push_bind(request.namespace.as_str())
-        .push(" AND e.lane IN (");
-    let mut lanes = qb.separated(", ");
-    for lane in &request.lanes {
-        lanes.push_bind(lane.as_str());
+        .push(" WHERE uuid IN (");
+    if admission.is_empty() {
+        qb.push("SELECT e.uuid FROM executions e WHERE ");
+        push_eligible(&mut qb, &request, now, &caps_json);
+        qb.push(" ORDER BY e.priority DESC, e.ready_at, e.uuid LIMIT ")
+            .push_bind(request.max as i64)
+            .push(")");
+    } else {
+        let (chosen, held_back) =
+            crate::limits::admit(&mut tx, admission, &request, now, &caps_json).await?;
+        if held_back {
+            let lanes: Vec<&str> = request.lanes.iter().map(Lane::as_str).collect();
+            b.inner.wake.held_back(request.namespace.as_str(), &lanes);
+        }
+        if chosen.is_empty() {
+            tx.commit().await.map_err(map)?;
+            return Ok(Vec::new());
+        }
+        let mut ids = qb.separated(", ");
+        for uuid in chosen {
+            ids.push_bind(uuid);
+        }
+        // Read in this transaction (the one writer): still waiting.
+        qb.push(")");
     }
-    // A paused lane is skipped; the subquery reads an empty table in the
-    // common case.
-    qb.push(") AND e.lane NOT IN (SELECT p.lane FROM paused_lanes p WHERE p.namespace = ")
-        .push_bind(request.namespace.as_str())
-        .push(") AND (e.deadline IS NULL OR e.deadline > ")
-        .push_bind(now.as_millis())
-        .push(
-            ") AND (e.required_caps = '[]' OR NOT EXISTS (SELECT 1 FROM json_each(e.required_caps) r \
-             WHERE r.value NOT IN (SELECT value FROM json_each(",
-        )
-        .push_bind(caps_json.as_str())
-        .push(")))) ORDER BY e.priority DESC, e.ready_at, e.uuid LIMIT ")
-        .push_bind(request.max as i64)
-        .push(
-            ") RETURNING uuid, partition, namespace, lane, kind, payload, attempts, lease_nonce, \
-             deadline, tags, priority, ready_at, deps_total, wait_log, step_count",
-        );
+    qb.push(
+        " RETURNING uuid, partition, namespace, lane, kind, payload, attempts, lease_nonce, \
+         deadline, tags, priority, ready_at, deps_total, wait_log, step_count",
+    );
 
-    let mut tx = b.begin().await?;
     let rows: Vec<SqliteRow> = qb.build().fetch_all(&mut *tx).await.map_err(map)?;
     if rows.is_empty() {
         tx.commit().await.map_err(map)?;
@@ -129,6 +136,37 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     qb.build().execute(&mut *tx).await.map_err(map)?;
     tx.commit().await.map_err(map)?;
     Ok(claims)
+}
+
+/// Pushes the conditions that make an execution `e` claimable by
+/// `request` now: waiting in its namespace and one of its lanes, the lane
+/// not paused, before its deadline, and every capability it requires
+/// offered (`caps_json`: the request's capabilities as a JSON array).
+pub(crate) fn push_eligible<'a>(
+    qb: &mut QueryBuilder<'a, Sqlite>,
+    request: &'a ClaimRequest,
+    now: Timestamp,
+    caps_json: &'a str,
+) {
+    qb.push("e.state = 'waiting' AND e.namespace = ")
+        .push_bind(request.namespace.as_str())
+        .push(" AND e.lane IN (");
+    let mut lanes = qb.separated(", ");
+    for lane in &request.lanes {
+        lanes.push_bind(lane.as_str());
+    }
+    // A paused lane is skipped; the subquery reads an empty table in the
+    // common case.
+    qb.push(") AND e.lane NOT IN (SELECT p.lane FROM paused_lanes p WHERE p.namespace = ")
+        .push_bind(request.namespace.as_str())
+        .push(") AND (e.deadline IS NULL OR e.deadline > ")
+        .push_bind(now.as_millis())
+        .push(
+            ") AND (e.required_caps = '[]' OR NOT EXISTS (SELECT 1 FROM json_each(e.required_caps) r \
+             WHERE r.value NOT IN (SELECT value FROM json_each(",
+        )
+        .push_bind(caps_json)
+        .push("))))");
 }
 
 pub(crate) async fn wait_for_work(

@@ -44,6 +44,7 @@ mod create;
 mod errors;
 mod flow;
 mod lease;
+mod limits;
 mod manage;
 mod memory;
 mod migrate;

@@ -74,6 +74,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "retention per namespace and lane",
         include_str!("../../../migrations/sqlite/0012_retention.sql"),
     ),
+    (
+        13,
+        "limits",
+        include_str!("../../../migrations/sqlite/0013_limits.sql"),
+    ),
 ];
 
 /// The schema version this build expects.

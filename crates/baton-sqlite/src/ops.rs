@@ -252,11 +252,13 @@ pub(crate) async fn explain(b: &SqliteBackend, id: &ExecutionId) -> Result<Expla
         .await
         .map_err(map)?;
         let lane_paused = lane_paused(&mut conn, &snapshot.namespace, &snapshot.lane).await?;
+        let limited = crate::limits::limited(&mut conn, &snapshot, b.now()).await?;
         drop(conn);
         QueueFacts {
             workers: workers(b, &snapshot.namespace, Page::MAX_LIMIT).await?,
             ahead: u64::try_from(ahead).unwrap_or(0),
             lane_paused,
+            limited,
         }
     } else {
         QueueFacts::default()

@@ -263,6 +263,14 @@ macro_rules! __with_cases {
             terminal_executions_ignore_every_scanner,
             scans_of_empty_partitions_report_nothing,
             scans_reject_invalid_partition_and_zero_limit,
+            // limits
+            limits_are_set_listed_and_removed,
+            a_cap_holds_under_concurrent_claimers,
+            every_end_of_a_run_frees_its_slot,
+            a_rate_spaces_claims,
+            a_key_without_room_never_holds_back_another,
+            a_limit_set_later_counts_what_runs_and_removal_frees,
+            two_limits_on_one_execution_both_hold,
             // reads
             describe_full_lifecycle,
             attempts_empty_before_first_claim,

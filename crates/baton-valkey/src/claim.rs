@@ -5,6 +5,19 @@ use crate::*;
 use baton_core::Upstream;
 use baton_core::raw::{rules, stored};
 
+/// What a claim took in one partition (each with its member, for claim
+/// order across partitions), and the lanes (`<ns>/<lane>`) a limit covers
+/// that hold waiting work there, which it left to the limited path.
+pub(crate) type Taken = (Vec<(String, Claim)>, Vec<String>);
+
+/// Fresh lease nonces for `n` claims, and their text as the claim
+/// functions take them.
+pub(crate) fn nonces(n: usize) -> (Vec<u64>, String) {
+    let nonces: Vec<u64> = (0..n).map(|_| LeaseToken::random_nonce()).collect();
+    let text = nonces.iter().map(|n| hex_nonce(*n)).collect();
+    (nonces, text)
+}
+
 impl ValkeyBackend {
     pub(crate) async fn claim_in(
         &self,
@@ -13,20 +26,36 @@ impl ValkeyBackend {
         common: &[String],
         request: &ClaimRequest,
         expires: Timestamp,
-    ) -> Result<Vec<(String, Claim)>> {
+    ) -> Result<Taken> {
         let mut c = Server::fcall("baton_claim", &self.base(partition));
         c.arg(&common[0]).arg(&common[1]).arg(want);
         for a in &common[2..] {
             c.arg(a);
         }
-        let nonces: Vec<u64> = (0..want).map(|_| LeaseToken::random_nonce()).collect();
-        let nonce_text: String = nonces.iter().map(|n| hex_nonce(*n)).collect();
+        let (nonces, nonce_text) = nonces(want);
         c.arg(request.worker_id.as_str())
             .arg(expires.as_millis())
             .arg(nonce_text);
-        let mut items = array(self.run(&c).await?)?.into_iter();
+        let reply = self.run(&c).await?;
+        self.claimed(partition, reply, &nonces, request, expires)
+            .await
+    }
+
+    /// Reads the reply of `baton_claim` or `baton_limit_claim` in
+    /// `partition` (`nonces`: those the call was given, in order), then the
+    /// payloads and what else the claimed executions need.
+    pub(crate) async fn claimed(
+        &self,
+        partition: u16,
+        reply: Value,
+        nonces: &[u64],
+        request: &ClaimRequest,
+        expires: Timestamp,
+    ) -> Result<Taken> {
+        let mut items = array(reply)?.into_iter();
         let (seq, empties) = seq_empties(&mut items)?;
         self.drop_hints(partition, seq, empties);
+        let limited = lane_list(&mut items)?;
         let flat: Vec<Value> = items.collect();
         if !flat.len().is_multiple_of(CLAIM_ENTRY) {
             return Err(read::corrupt("a short claim entry"));
@@ -37,7 +66,7 @@ impl ValkeyBackend {
             entries.push(flat.by_ref().take(CLAIM_ENTRY).collect::<Vec<_>>());
         }
         if entries.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), limited));
         }
         // Payloads are immutable and live as long as their record, so they
         // are read after the claim, straight from their keys; so are the
@@ -201,11 +230,13 @@ impl ValkeyBackend {
             };
             out.push((member, claim));
         }
-        Ok(out)
+        Ok((out, limited))
     }
 
     /// Peeks partitions (each with its own `want`): their claim-order
-    /// members, first first. Lanes found empty are dropped from the hints.
+    /// members, first first, and the lanes a limit covers that hold waiting
+    /// work there (left out of the members). Lanes found empty are dropped
+    /// from the hints.
     ///
     /// Most partitions are read with plain commands: the unconditional
     /// waiting sets are already in claim order. Only a partition holding
@@ -215,7 +246,7 @@ impl ValkeyBackend {
         &self,
         wants: &[(u16, usize)],
         common: &[String],
-    ) -> Result<BTreeMap<u16, Vec<String>>> {
+    ) -> Result<BTreeMap<u16, (Vec<String>, Vec<String>)>> {
         let (ns, lanes) = (&common[1], &common[4..]);
         let looks = try_join_all(
             wants
@@ -240,15 +271,17 @@ impl ValkeyBackend {
     }
 
     /// One partition's first `want` unconditional waiting members over
-    /// `lanes`, read with plain commands; None when a lane also has
-    /// conditional waiting work there (the caller asks `baton_peek`).
+    /// `lanes`, read with plain commands, and the lanes a limit covers with
+    /// waiting work there (whose members are left out, as `baton_claim`
+    /// leaves them out); None when a lane also has conditional waiting work
+    /// there (the caller asks `baton_peek`).
     pub(crate) async fn look(
         &self,
         partition: u16,
         want: usize,
         ns: &str,
         lanes: &[String],
-    ) -> Result<Option<Vec<String>>> {
+    ) -> Result<Option<(Vec<String>, Vec<String>)>> {
         let base = self.base(partition);
         let mut pipe = redis::pipe();
         // The sequence first: a lane seen empty after it cannot lose a hint
@@ -257,6 +290,12 @@ impl ValkeyBackend {
         // The lanes paused here are left out, as `baton_claim` leaves them
         // out (and never reported empty: their hints stay for the resume).
         pipe.cmd("HMGET").arg(format!("{base}:lp:{ns}")).arg(lanes);
+        // The lanes a limit covers here ('' for every lane): their work is
+        // the limited path's.
+        pipe.cmd("HMGET")
+            .arg(format!("{base}:lim:{ns}"))
+            .arg("")
+            .arg(lanes);
         for lane in lanes {
             pipe.cmd("ZRANGE")
                 .arg(format!("{base}:w:{ns}/{lane}"))
@@ -272,22 +311,30 @@ impl ValkeyBackend {
         };
         let seq = opt_int(&next()?)?.unwrap_or(0);
         let paused = array(next()?)?;
-        if paused.len() != lanes.len() {
+        let covered = array(next()?)?;
+        if paused.len() != lanes.len() || covered.len() != lanes.len() + 1 {
             return Err(read::corrupt("HMGET answered a different number of lanes"));
         }
+        let every = covered[0] != Value::Nil;
         let mut members = Vec::new();
         let mut empties = Vec::new();
+        let mut limited = Vec::new();
         let mut conditional = false;
-        for (lane, paused) in lanes.iter().zip(paused) {
+        for ((lane, paused), covered) in lanes.iter().zip(paused).zip(&covered[1..]) {
             let found = array(next()?)?;
             let has_conditional = int(&next()?)? > 0;
             if paused != Value::Nil {
                 continue;
             }
-            conditional |= has_conditional;
             if found.is_empty() && !has_conditional {
                 empties.push(format!("{ns}/{lane}"));
+                continue;
             }
+            if every || *covered != Value::Nil {
+                limited.push(format!("{ns}/{lane}"));
+                continue;
+            }
+            conditional |= has_conditional;
             for m in found {
                 members.push(text(&m)?.to_owned());
             }
@@ -300,7 +347,7 @@ impl ValkeyBackend {
             members.sort();
             members.truncate(want);
         }
-        Ok(Some(members))
+        Ok(Some((members, limited)))
     }
 
     /// Peeks partitions through `baton_peek`, which checks conditions.
@@ -308,7 +355,7 @@ impl ValkeyBackend {
         &self,
         wants: &[(u16, usize)],
         common: &[String],
-    ) -> Result<BTreeMap<u16, Vec<String>>> {
+    ) -> Result<BTreeMap<u16, (Vec<String>, Vec<String>)>> {
         let calls: Vec<Cmd> = wants
             .iter()
             .map(|(p, want)| {
@@ -326,10 +373,11 @@ impl ValkeyBackend {
             let mut items = array(reply)?.into_iter();
             let (seq, empties) = seq_empties(&mut items)?;
             self.drop_hints(*p, seq, empties);
+            let limited = lane_list(&mut items)?;
             let members = items
                 .map(|m| text(&m).map(str::to_owned))
                 .collect::<Result<Vec<_>>>()?;
-            out.insert(*p, members);
+            out.insert(*p, (members, limited));
         }
         Ok(out)
     }
@@ -374,6 +422,9 @@ pub(crate) async fn claim(b: &ValkeyBackend, request: ClaimRequest) -> Result<Ve
     let mut common = vec![now.as_millis().to_string(), ns.to_owned(), caps.join(",")];
     common.push(lanes.len().to_string());
     common.extend(lanes.iter().map(|l| (*l).to_owned()));
+    // The lanes a limit covers with waiting work, per partition, as the
+    // peeks and claims found them: claimed through the limited path after.
+    let mut limited: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
     let plan: Vec<(u16, usize)> = if candidates.len() == 1 {
         candidates.iter().map(|p| (*p, request.max)).collect()
     } else {
@@ -389,7 +440,11 @@ pub(crate) async fn claim(b: &ValkeyBackend, request: ClaimRequest) -> Result<Ve
             .max(request.max.div_ceil(n).saturating_mul(2))
             .min(request.max);
         let first: Vec<(u16, usize)> = candidates.iter().map(|p| (*p, narrow)).collect();
-        let mut seen = b.peek(&first, &common).await?;
+        let mut seen: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+        for (p, (members, lanes)) in b.peek(&first, &common).await? {
+            seen.insert(p, members);
+            limited.entry(p).or_default().extend(lanes);
+        }
         let cutoff = |seen: &BTreeMap<u16, Vec<String>>| -> Option<String> {
             let mut all: Vec<&String> = seen.values().flatten().collect();
             all.sort();
@@ -409,7 +464,9 @@ pub(crate) async fn claim(b: &ValkeyBackend, request: ClaimRequest) -> Result<Ve
                 .map(|(p, _)| (*p, request.max))
                 .collect();
             if !again.is_empty() {
-                seen.extend(b.peek(&again, &common).await?);
+                for (p, (members, _)) in b.peek(&again, &common).await? {
+                    seen.insert(p, members);
+                }
             }
         }
         let mut members: Vec<(&String, u16)> = seen
@@ -428,7 +485,31 @@ pub(crate) async fn claim(b: &ValkeyBackend, request: ClaimRequest) -> Result<Ve
             .map(|(p, want)| b.claim_in(*p, *want, &common, &request, expires)),
     )
     .await?;
-    let mut claims: Vec<(String, Claim)> = results.into_iter().flatten().collect();
+    let mut claims: Vec<(String, Claim)> = Vec::new();
+    for ((p, _), (taken, lanes)) in plan.iter().zip(results) {
+        claims.extend(taken);
+        limited.entry(*p).or_default().extend(lanes);
+    }
+    limited.retain(|_, lanes| !lanes.is_empty());
+    // Work of lanes a limit covers is claimed only through the limited
+    // path (the claims above skipped it): only when some holds waiting work
+    // and the claim has room left, so a namespace without limits never pays
+    // for it.
+    if claims.len() < request.max && !limited.is_empty() {
+        let want = request.max - claims.len();
+        // The claims above took place: a failure of the limited path must
+        // not drop them (their runs would hold leases nobody works on).
+        match crate::limits::claim_limited(b, &request, now, expires, limited, want).await {
+            Ok(more) => claims.extend(more),
+            Err(e) if claims.is_empty() => return Err(e),
+            Err(e) => tracing::warn!(
+                error = %e,
+                namespace = ns,
+                claimed = claims.len(),
+                "the limited path of a claim failed; answering the claims it has"
+            ),
+        }
+    }
     claims.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(claims.into_iter().map(|(_, c)| c).collect())
 }
@@ -446,7 +527,19 @@ pub(crate) async fn wait_for_work(
 /// Values per claimed execution in a `baton_claim` reply.
 const CLAIM_ENTRY: usize = 10;
 
-fn seq_empties(items: &mut std::vec::IntoIter<Value>) -> Result<(i64, Vec<String>)> {
+/// The next item of a claim or peek reply: a list of lanes (`<ns>/<lane>`).
+pub(crate) fn lane_list(items: &mut std::vec::IntoIter<Value>) -> Result<Vec<String>> {
+    array(
+        items
+            .next()
+            .ok_or_else(|| read::corrupt("a claim reply without its limited lanes"))?,
+    )?
+    .iter()
+    .map(|v| text(v).map(str::to_owned))
+    .collect()
+}
+
+pub(crate) fn seq_empties(items: &mut std::vec::IntoIter<Value>) -> Result<(i64, Vec<String>)> {
     let seq = int(&items
         .next()
         .ok_or_else(|| read::corrupt("empty claim reply"))?)?;

@@ -5,15 +5,39 @@ use crate::*;
 
 impl ValkeyBackend {
     /// Raises the hints of woken lanes and wakes their claimers, here and in
-    /// every other process. Awaited before the call that woke them answers,
-    /// so a claim made after it sees the hint. Every call that announces
-    /// runs [`detached`](crate::detached), so announcing is never cut short.
+    /// every other process, then applies the limit releases among them.
+    /// Awaited before the call that woke them answers, so a claim made
+    /// after it sees the hint. Every call that announces runs
+    /// [`detached`](crate::detached), so announcing is never cut short.
+    ///
+    /// Applying releases is best effort: the call that recorded them has
+    /// committed, and each stays in its partition's `lrel` until applied,
+    /// which the next promote pass of that partition hands out again. A
+    /// failure there is logged, never answered, and holds back no hint.
     pub(crate) async fn announce(&self, woken: Vec<Woken>) -> Result<()> {
         if woken.is_empty() {
             return Ok(());
         }
+        let (released, woken): (Vec<Woken>, Vec<Woken>) =
+            woken.into_iter().partition(|w| w.released.is_some());
+        let raised = self.raise_hints(&woken).await;
+        if !released.is_empty()
+            && let Err(e) = crate::limits::apply_releases(self, released).await
+        {
+            tracing::warn!(
+                error = %e,
+                "applying limit releases failed; the promote pass applies them"
+            );
+        }
+        raised
+    }
+
+    async fn raise_hints(&self, woken: &[Woken]) -> Result<()> {
+        if woken.is_empty() {
+            return Ok(());
+        }
         let mut calls = Vec::with_capacity(woken.len() * 2);
-        for w in &woken {
+        for w in woken {
             let mut zadd = redis::cmd("ZADD");
             zadd.arg(self.hint_key(&w.lane_id))
                 .arg("GT")
@@ -27,7 +51,7 @@ impl ValkeyBackend {
         try_join_all(calls.iter().map(|c| self.inner.server.raw(c))).await?;
         // Local claimers are woken only now: woken earlier, they could read
         // the hint before it is raised and go back to sleep.
-        for w in &woken {
+        for w in woken {
             if let Some((ns, lane)) = w.lane_id.split_once('/') {
                 self.inner.wake.notify(ns, lane);
             }
@@ -55,16 +79,32 @@ impl ValkeyBackend {
         });
     }
 
+    /// A function's woken reply: lanes, then the limit releases it recorded
+    /// (`!<ns>/<lane> <holder>`; no lane id starts with `!`).
     pub(crate) fn woken_from(&self, partition: u16, v: Value) -> Result<Vec<Woken>> {
         let (seq, lanes) = seq_and_lanes(v)?;
-        Ok(lanes
+        lanes
             .into_iter()
-            .map(|lane_id| Woken {
-                partition,
-                seq,
-                lane_id,
+            .map(|entry| match entry.strip_prefix('!') {
+                None => Ok(Woken {
+                    partition,
+                    seq,
+                    lane_id: entry,
+                    released: None,
+                }),
+                Some(release) => {
+                    let (lane_id, holder) = release
+                        .split_once(' ')
+                        .ok_or_else(|| read::corrupt(format_args!("a limit release {entry:?}")))?;
+                    Ok(Woken {
+                        partition,
+                        seq,
+                        lane_id: lane_id.to_owned(),
+                        released: Some(holder.to_owned()),
+                    })
+                }
             })
-            .collect())
+            .collect()
     }
 
     /// Raises the hints of every lane with waiting work in `partition`, at

@@ -148,15 +148,41 @@ pub(crate) async fn renew(b: &ValkeyBackend, request: RenewRequest) -> Result<Ve
         crate::ops::saw_renew(b, &request, now),
         try_join_all(calls.iter().map(|(_, c)| b.run(c)))
     );
+    // Runs holding limit slots: their slots lapse later too.
+    let mut held: Vec<(String, String)> = Vec::new();
     for ((positions, _), reply) in calls.iter().zip(replies?) {
         for (&i, status) in positions.iter().zip(array(reply)?) {
-            statuses[i] = match text(&status)? {
+            let status = text(&status)?;
+            statuses[i] = match status {
                 "renewed" => RenewStatus::Renewed,
                 "cancelled" => RenewStatus::Cancelled,
                 "paused" => RenewStatus::Paused,
-                _ => RenewStatus::Lost,
+                _ => match status.strip_prefix("renewed ") {
+                    Some(ns) => {
+                        let lease = &request.leases[i];
+                        held.push((
+                            ns.to_owned(),
+                            format!(
+                                "{}:{}",
+                                lease.execution_id().uuid().simple(),
+                                lease.attempt()
+                            ),
+                        ));
+                        RenewStatus::Renewed
+                    }
+                    None => RenewStatus::Lost,
+                },
             };
         }
+    }
+    // The leases are renewed whatever happens here, so the call answers
+    // them: a failure leaves those slots lapsing at their previous lapse
+    // (the former expiry plus the grace) unless the next renew extends them
+    // before it (see "Limits" in the crate's documentation).
+    if !held.is_empty()
+        && let Err(e) = crate::limits::extend_holders(b, held, expires).await
+    {
+        tracing::warn!(error = %e, "extending the limit slots of renewed runs failed");
     }
     Ok(rules::renew_outcomes(request.leases, statuses, expires))
 }

@@ -127,6 +127,105 @@
 //! in force then (`rules::trim_verdict`): one not due yet moves to where
 //! that rule's keep places it, and is read again then.
 //!
+//! ## Limits
+//! A limit's cap must hold across partitions and on a cluster, where the
+//! end of a run (in its partition's slot) and its key's count (elsewhere)
+//! cannot be one `FCALL`. So the slots are reservations kept in a slot of
+//! their own per namespace (library generation 15; `limits`, and the key
+//! schema in `lua/common.lua`):
+//! - **Keys.** `{lim:<ns>}:def` (name → definition), `:gen` (bumped by
+//!   every change), `:hold` (holder `<uuid>:<attempt>` → when its slots
+//!   lapse) and `:hk` (holder → the sets it is counted in), per limit and
+//!   key value `:r:<limit>/<value>` (its holders) and `:q:<limit>/<value>`
+//!   (its rate window's claims), and per limit `:v:<limit>` (its key values
+//!   with runs or claims). `{ctl}:limits` names each limit's namespace.
+//!   Every partition holds a copy of the lanes of a namespace some limit
+//!   covers (`lim:<ns>`: lanes, `''` for every lane, and the generation it
+//!   was written for), and `lrel`, the releases its ends recorded.
+//! - **A claim.** `baton_claim` (and the peek before it) skips the lanes its
+//!   partition's copy names and answers those that hold work, so a process
+//!   with any view of the limits never takes their work unjudged. Only then
+//!   the backend claims that work through the limited path, in rounds: peek
+//!   each partition's candidates in claim order (`baton_limit_peek`,
+//!   passing over key values already known to have no room), admit them in
+//!   one call on `{lim:<ns>}` (`baton_limit_admit`: drops lapsed holders,
+//!   judges each as `rules::Admission` does, and adds a holder scored by
+//!   the lease's expiry plus [`LIMIT_LAPSE_GRACE`] to each of its keys and
+//!   the claim to each rate's window), claim exactly the admitted in their
+//!   partitions (`baton_limit_claim`: only if still waiting at the attempt
+//!   admitted with the tags admitted, and the copy's generation is the
+//!   admission's; it marks the record `lh`), and give back the slots (and
+//!   window claims) of those it could not claim (`baton_limit_release`). A
+//!   candidate already held is passed by, so two claimers never share a
+//!   holder; so is one already in a window of its keys (an admission read
+//!   before its claim took place, whose give-back would erase the window
+//!   entry of that claim). Work of keys without room is read past, never
+//!   waited behind, but a claim reads at most 20,000 index entries of
+//!   limited work: work behind a deeper backlog of such keys waits until
+//!   the backlog shrinks.
+//! - **Releases.** Every move out of `running` (`move` and the complete of
+//!   `baton_complete`, mirroring `rules::release_on`) of a run marked `lh`
+//!   records its release in the partition's `lrel` in the same `FCALL` and
+//!   lists it in the woken part of the reply; the backend applies it in
+//!   `{lim:<ns>}` before the call answers (complete, fail, release,
+//!   suspend, wait for children, cancel, revoke, pause, delete, and the
+//!   reclaim, expire and cascade passes alike), then deletes the record
+//!   and wakes the run's lane. A release whose caller stopped in between
+//!   is handed out again by the next promote pass of its partition (a
+//!   scheduler tick). The holder is the backstop: it lapses at its lease's
+//!   expiry plus the grace, and a renew extends it (`baton_renew` answers
+//!   `renewed <ns>` for a run holding slots and the backend sends
+//!   `baton_limit_renew`).
+//! - **Exact.** The admission counts every live holder and adds holders in
+//!   the same atomic call, and a holder exists from before its claim until
+//!   its release or lapse: the cap is never exceeded, under any number of
+//!   claimers, on a single server or a cluster. A slot may stay taken
+//!   after its run ended until the release is applied: at most a scheduler
+//!   tick after a crash between the end and applying it, or a lease (plus
+//!   the grace) when the release record is lost too. `set_limit` writes the
+//!   definition marked as adopting (the limit holds its work back
+//!   meanwhile, and `explain` says `limited`), then every partition's copy
+//!   (from then on only the limited path takes the work), then counts what
+//!   already runs (`baton_limit_running`, `baton_limit_adopt`,
+//!   `baton_limit_mark`, freeing what ended meanwhile and extending what a
+//!   renew extended meanwhile), and only then puts the limit in force
+//!   (`baton_limit_enforce`, only while the definition and the generation
+//!   are still the ones it wrote: a writer that outlived its lock never
+//!   brings back a limit removed since); a claim admitted before the
+//!   change and claiming after the copies were rewritten is refused by the
+//!   generation (its slots go back). Limit writers take a `{ctl}` lock.
+//! - **Tags.** A run counts under the key values its claim was judged by
+//!   until it ends: a `set_tag` on a running run holding slots does not
+//!   move it to another key (the SQL backends count a running run by its
+//!   current tags, so the two may differ until the run ends). A `set_tag`
+//!   between a claim's peek and its claim makes the claim pass the
+//!   execution by (its slots go back; the next claim judges the new tags).
+//! - **Failures.** A claim never drops claims that took place: when its
+//!   limited path fails part way (the namespace's node briefly
+//!   unreachable), it answers what it claimed and logs the failure; only a
+//!   claim that took nothing answers the error. Slots admitted to a
+//!   partition whose claim failed stay taken (whether it claimed is
+//!   unknown) until they lapse. Applying releases and extending the slots
+//!   of renewed runs are best effort after a call that committed: a failure
+//!   is logged, and the release is applied by the promote pass, the
+//!   extension by the next renew (else the slots lapse at the earlier
+//!   expiry plus the grace). A `set_limit` or `remove_limit` that answers
+//!   an error may have rewritten only some partitions' copies, so the
+//!   change holds only in part until the call is repeated and succeeds.
+//! - **Cost.** A namespace without limits pays one `HMGET` of an absent key
+//!   inside each `baton_claim` (and one command in the peek's pipeline):
+//!   no extra call. A claim of limited work costs the plain claim's calls,
+//!   then per round a peek per partition with limited work, one admission
+//!   and a claim per partition admitted to (a give-back only after a
+//!   race). An end of a run holding slots costs one `baton_limit_release`
+//!   and, together, an `HDEL` and a `PUBLISH`; a renew of one, one
+//!   `baton_limit_renew` per namespace. Work of limited and unlimited
+//!   lanes in one claim is taken unlimited first, so claim order holds
+//!   within each, not across them.
+//! - **Cluster.** Each call still touches one slot: a namespace's limits
+//!   are one slot, so all claims of a limited namespace meet at one node
+//!   for their admission (one call per claim round, whatever its size).
+//!
 //! ## Durability
 //! An acknowledged call has been applied by the server; whether it survives
 //! a server crash depends on the server's persistence: none (lost on
@@ -148,6 +247,7 @@ mod flow;
 mod hints;
 mod lease;
 mod library;
+mod limits;
 mod manage;
 mod memory;
 mod ops;
@@ -176,6 +276,7 @@ use uuid::Uuid;
 pub use config::ValkeyConfig;
 use conn::{Conn, Server};
 pub use library::GENERATION as LIBRARY_GENERATION;
+pub use limits::LIMIT_LAPSE_GRACE;
 use read::{Fields, array, bytes, int, opt_int, seq_and_lanes, text};
 
 /// How often the promote pass of a partition also repairs claim hints.
@@ -241,11 +342,15 @@ impl std::fmt::Debug for ValkeyBackend {
     }
 }
 
-/// One woken lane of a partition: raise its hint and wake its claimers.
+/// One woken lane of a partition: raise its hint and wake its claimers; or,
+/// with `released`, the end of a run in that lane that held limit slots:
+/// apply its release (see `limits`).
 struct Woken {
     partition: u16,
     seq: i64,
     lane_id: String,
+    /// The holder (`<uuid>:<attempt>`) whose slots to release.
+    released: Option<String>,
 }
 
 /// How often a cluster call is retried (slot moves, a lost node) before it

@@ -47,7 +47,17 @@ use baton_core::{EngineError, Result};
 /// each of up to `raw::bulk::MAX_UNIT_IDS` ids of one partition exactly as
 /// `baton_cancel` and `baton_replay` do (one routine each, `cancel_one` and
 /// `replay_one`), a unit's cancels stopping at the cascade budget.
-pub const GENERATION: u32 = 14;
+/// Generation 15 added limits: the namespace slot `{lim:<ns>}` and its
+/// functions (`baton_limit_admit`, `_release`, `_renew`, `_adopt`,
+/// `_define`, `_enforce`), the partition's copy of the limited lanes
+/// `lim:<ns>` (written by `baton_limit_lanes`, skipped by `baton_claim` and
+/// `baton_peek`, whose replies gained the list of limited lanes with work),
+/// `baton_limit_peek`, `baton_limit_claim`, `baton_limit_running` and
+/// `baton_limit_mark`, the record field `lh` and the partition's release
+/// hash `lrel`, written by every end of a run holding slots and handed out
+/// in woken replies (and by `baton_promote`), and the renew answer
+/// `renewed <ns>`.
+pub const GENERATION: u32 = 15;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[
@@ -120,6 +130,50 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     ("delete.lua", include_str!("../../../lua/delete.lua")),
     ("audit.lua", include_str!("../../../lua/audit.lua")),
+    (
+        "limit_peek.lua",
+        include_str!("../../../lua/limit_peek.lua"),
+    ),
+    (
+        "limit_admit.lua",
+        include_str!("../../../lua/limit_admit.lua"),
+    ),
+    (
+        "limit_claim.lua",
+        include_str!("../../../lua/limit_claim.lua"),
+    ),
+    (
+        "limit_release.lua",
+        include_str!("../../../lua/limit_release.lua"),
+    ),
+    (
+        "limit_renew.lua",
+        include_str!("../../../lua/limit_renew.lua"),
+    ),
+    (
+        "limit_running.lua",
+        include_str!("../../../lua/limit_running.lua"),
+    ),
+    (
+        "limit_adopt.lua",
+        include_str!("../../../lua/limit_adopt.lua"),
+    ),
+    (
+        "limit_mark.lua",
+        include_str!("../../../lua/limit_mark.lua"),
+    ),
+    (
+        "limit_lanes.lua",
+        include_str!("../../../lua/limit_lanes.lua"),
+    ),
+    (
+        "limit_define.lua",
+        include_str!("../../../lua/limit_define.lua"),
+    ),
+    (
+        "limit_enforce.lua",
+        include_str!("../../../lua/limit_enforce.lua"),
+    ),
 ];
 
 const PLACEHOLDER: &str = "__BATON_LIBRARY_VERSION__";
@@ -287,6 +341,13 @@ mod tests {
         // replay would find no function.
         assert_eq!(
             judge(Some("13:0123456789abcdef"), &lib).unwrap(),
+            Verdict::Replace
+        );
+        // A server still holding the library before limits (generation 14)
+        // gets this one: its claims would take the work of limited lanes
+        // without judging it, and its ends release no slot.
+        assert_eq!(
+            judge(Some("14:0123456789abcdef"), &lib).unwrap(),
             Verdict::Replace
         );
         assert_eq!(judge(Some("garbage"), &lib).unwrap(), Verdict::Replace);

@@ -75,7 +75,7 @@ fn unit_parts(
     let mut woken = b.woken_from(partition.get(), woken)?;
     // A lane emptied and woken again within the unit is announced once.
     let mut seen = BTreeSet::new();
-    woken.retain(|w| seen.insert(w.lane_id.clone()));
+    woken.retain(|w| seen.insert((w.lane_id.clone(), w.released.clone())));
     let parts: Vec<Value> = reply.collect();
     if parts.len() != ids {
         return Err(read::corrupt(format_args!(
@@ -277,37 +277,37 @@ fn stored_keep(v: &Value) -> Result<Option<Duration>> {
     Ok(opt_int(v)?.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
 }
 
-/// How long a retention writer holds [`RetentionLock`] at most (a writer
-/// that died holding it is passed by after this).
-const RETENTION_LOCK_MS: u64 = 30_000;
+/// How long a writer holds a [`ControlLock`] at most (a writer that died
+/// holding it is passed by after this).
+const CONTROL_LOCK_MS: u64 = 30_000;
 
-/// The lock one retention writer holds while it writes every partition
-/// (`{ctl}:retention-lock`, `SET NX PX`): two writers interleaving their
-/// partition-by-partition writes would leave partitions with different
-/// rules for good.
-struct RetentionLock {
+/// The lock one writer of settings copied to every partition holds while it
+/// writes them (`{ctl}:<name>`, `SET NX PX`; `retention-lock` for the
+/// retention rules): two writers interleaving their partition-by-partition
+/// writes would leave partitions with different copies for good.
+struct ControlLock {
     key: String,
     token: String,
 }
 
-impl RetentionLock {
-    /// Takes the lock, or answers `Contention` when another writer holds
-    /// it (retry shortly).
-    async fn take(b: &ValkeyBackend) -> Result<RetentionLock> {
-        let key = format!("{}:retention-lock", b.ctl());
+impl ControlLock {
+    /// Takes the lock `name`, or answers `Contention` with `busy` when
+    /// another writer holds it (retry shortly).
+    async fn take(b: &ValkeyBackend, name: &str, busy: &str) -> Result<ControlLock> {
+        let key = format!("{}:{name}", b.ctl());
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut c = redis::cmd("SET");
         c.arg(&key)
             .arg(&token)
             .arg("NX")
             .arg("PX")
-            .arg(RETENTION_LOCK_MS);
+            .arg(CONTROL_LOCK_MS);
         if matches!(b.run(&c).await?, Value::Nil) {
             return Err(EngineError::Contention {
-                message: "another retention rule is being written; try again in a moment".into(),
+                message: busy.to_owned(),
             });
         }
-        Ok(RetentionLock { key, token })
+        Ok(ControlLock { key, token })
     }
 
     /// Releases the lock if it is still this writer's.
@@ -325,13 +325,31 @@ impl RetentionLock {
     }
 }
 
-/// Runs `write` under the [`RetentionLock`], releasing it after (also when
-/// the write failed).
+/// Runs `write` under the retention rules' [`ControlLock`], releasing it
+/// after (also when the write failed).
 async fn locked<T>(
     b: &ValkeyBackend,
     write: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
-    let lock = RetentionLock::take(b).await?;
+    locked_by(
+        b,
+        "retention-lock",
+        "another retention rule is being written; try again in a moment",
+        write,
+    )
+    .await
+}
+
+/// Runs `write` under the [`ControlLock`] `name` (`busy`: the `Contention`
+/// message while another writer holds it), releasing it after (also when
+/// the write failed).
+pub(crate) async fn locked_by<T>(
+    b: &ValkeyBackend,
+    name: &str,
+    busy: &str,
+    write: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let lock = ControlLock::take(b, name, busy).await?;
     let out = write.await;
     let released = lock.release(b).await;
     let out = out?;
@@ -339,7 +357,7 @@ async fn locked<T>(
     Ok(out)
 }
 
-/// Under the [`RetentionLock`], the rule is checked against the first
+/// Under the retention [`ControlLock`], the rule is checked against the first
 /// partition's copy (how many rules it holds, whether it holds this one),
 /// then written to every partition's `ret`, one after another in
 /// partition order, each with a plain command, as `set_history` writes its
@@ -394,7 +412,7 @@ async fn write_retention(
 }
 
 /// Removes the rule's field from every partition's `ret`, in partition
-/// order, under the [`RetentionLock`] (as [`set_retention`]); answers the
+/// order, under the retention [`ControlLock`] (as [`set_retention`]); answers the
 /// keep the first partition that held it had, so a call that completes an
 /// earlier one that failed part way still answers it.
 pub(crate) async fn remove_retention(

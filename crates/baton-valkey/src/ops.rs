@@ -277,15 +277,17 @@ pub(crate) async fn explain(b: &ValkeyBackend, id: &ExecutionId) -> Result<Expla
         paused
             .arg(lane_flags(b, id.partition().get(), &snapshot.namespace))
             .arg(snapshot.lane.as_str());
-        let (workers, ahead, paused) = tokio::try_join!(
+        let (workers, ahead, paused, limited) = tokio::try_join!(
             workers(b, &snapshot.namespace, Page::MAX_LIMIT),
             queued_before(b, &snapshot.namespace, &snapshot.lane, &own),
             b.run(&paused),
+            crate::limits::limited(b, &snapshot, b.now()),
         )?;
         QueueFacts {
             workers,
             ahead: ahead.min(QueueFacts::MAX_AHEAD),
             lane_paused: int(&paused)? == 1,
+            limited,
         }
     } else {
         QueueFacts::default()

@@ -2278,3 +2278,356 @@ end"#;
         );
     }
 }
+
+// ----------------------------------------------------------------- limits
+
+/// `release_on` (inside `move`, and the complete of `baton_complete`)
+/// answers what the rule does for every pair of states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_on_mirrors_the_rule() {
+    let states = [
+        State::Waiting,
+        State::Delayed,
+        State::Running,
+        State::Blocked,
+        State::Suspended,
+        State::Paused,
+        State::Completed,
+        State::Failed,
+        State::Cancelled,
+        State::Expired,
+        State::Skipped,
+    ];
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for from in states {
+        for to in states {
+            cases.push(json!({ "from": from.as_str(), "to": to.as_str() }));
+            expected.push(rules::release_on(from, to).to_string());
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  out[i] = tostring(release_on(c.from, c.to))
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    assert_eq!(lua, expected);
+}
+
+/// A limit as the library holds it (see `stored_limits`): absent fields for
+/// none, never JSON null.
+fn lua_limit(l: &baton_core::Limit) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("name".into(), json!(l.name.as_str()));
+    m.insert(
+        "lane".into(),
+        json!(l.lane.as_ref().map_or("", Lane::as_str)),
+    );
+    m.insert("key".into(), json!(l.key.to_string()));
+    if let Some(max) = l.max_running {
+        m.insert("max".into(), json!(max));
+    }
+    if let Some(rate) = l.rate {
+        m.insert("rc".into(), json!(rate.count));
+        m.insert("rp".into(), json!(rate.per.as_millis()));
+    }
+    Value::Object(m)
+}
+
+fn limit(
+    name: &str,
+    key: &str,
+    lane: Option<&str>,
+    max_running: Option<u32>,
+    rate: Option<(u32, u64)>,
+) -> baton_core::Limit {
+    baton_core::Limit {
+        name: name.parse().unwrap(),
+        namespace: Namespace::new("n").unwrap(),
+        lane: lane.map(|l| Lane::new(l).unwrap()),
+        key: key.parse().unwrap(),
+        max_running,
+        rate: rate.map(|(count, per)| baton_core::Rate {
+            count,
+            per: Duration::from_millis(per),
+        }),
+    }
+}
+
+fn tag_map(pairs: &[(&str, &str)]) -> BTreeMap<baton_core::TagKey, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (baton_core::TagKey::new(*k).unwrap(), (*v).to_owned()))
+        .collect()
+}
+
+/// `limit_key_value` answers what the rule does over limits of every key
+/// and lane and executions with and without the tags they count by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_key_value_mirrors_the_rule() {
+    let limits = [
+        limit("t", "tag:tenant", None, Some(1), None),
+        limit("k", "kind", None, Some(1), None),
+        limit("l", "lane", None, Some(1), None),
+        limit("ta", "tag:tenant", Some("a"), Some(1), None),
+        limit("kb", "kind", Some("b"), Some(1), None),
+        limit("r", "tag:re:gion", None, Some(1), None),
+    ];
+    let tag_sets: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("tenant", "acme")],
+        &[("tenant", "acme"), ("re:gion", "eu/west")],
+        &[("other", "x")],
+    ];
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for l in &limits {
+        for lane in ["a", "b"] {
+            for kind in ["job", "mail.send"] {
+                for tags in tag_sets {
+                    let tags = tag_map(tags);
+                    let (lane, kind) = (Lane::new(lane).unwrap(), Kind::new(kind).unwrap());
+                    expected.push(
+                        rules::limit_key_value(l, &lane, &kind, &tags)
+                            .unwrap_or("none")
+                            .to_owned(),
+                    );
+                    let tags: BTreeMap<String, String> =
+                        tags.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                    cases.push(json!({
+                        "limit": lua_limit(l), "lane": lane.as_str(), "kind": kind.as_str(),
+                        "tags": tags,
+                    }));
+                }
+            }
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  out[i] = limit_key_value(c.limit, c.lane, c.kind, c.tags) or 'none'
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for what in ["none", "acme", "job", "b", "eu/west"] {
+        assert!(
+            expected.iter().any(|e| e == what),
+            "the table reaches {what}"
+        );
+    }
+}
+
+/// `window_room` answers what the rule does over windows filling, full and
+/// emptying, at instants on and around their edges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_room_mirrors_the_rule() {
+    let mut next = xorshift(0x5eed_1111);
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for _ in 0..400 {
+        let count = 1 + next(4) as u32;
+        let per = [1u64, 10, 1_000, 86_400_000][next(4)];
+        let now = T + next(3_000) as i64;
+        let len = next(7);
+        let mut window: Vec<i64> = (0..len)
+            .map(|_| {
+                let back = [
+                    0,
+                    1,
+                    per as i64 - 1,
+                    per as i64,
+                    per as i64 + 1,
+                    next(2_000) as i64,
+                ];
+                now - back[next(back.len())]
+            })
+            .collect();
+        window.sort_unstable();
+        let rate = baton_core::Rate {
+            count,
+            per: Duration::from_millis(per),
+        };
+        let (inside, until) = rules::window_room(&window, rate, Timestamp::from_millis(now));
+        expected.push(format!(
+            "{inside}|{}",
+            until.map_or("-".to_owned(), |t| t.as_millis().to_string())
+        ));
+        cases.push(json!({ "window": window, "count": count, "per": per, "now": now }));
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local inside, until_ms = window_room(c.window, c.count, c.per, c.now)
+  local u = '-'
+  if until_ms then u = s(until_ms) end
+  out[i] = s(inside) .. '|' .. u
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    assert!(expected.iter().any(|e| e.ends_with('-')));
+    assert!(expected.iter().any(|e| !e.ends_with('-')));
+}
+
+/// The admission of `baton_limit_admit` (`admission`, `admission_admit`,
+/// `admission_blocked` in common.lua) answers what `rules::Admission` does:
+/// for random sets of limits (caps, rates, both, a cap of 0, limits of one
+/// lane), random running counts and windows, and random candidates in
+/// order, each candidate's verdict (admitted, or the limit, key, running
+/// count, cap or end of window that holds it back) and the keys without
+/// room after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_mirrors_the_rule() {
+    let pool = [
+        limit("a-cap", "tag:tenant", None, Some(2), None),
+        limit("b-kind", "kind", None, Some(1), None),
+        limit("c-rate", "lane", Some("a"), None, Some((2, 1_000))),
+        limit("d-zero", "tag:region", Some("b"), Some(0), None),
+        limit("e-both", "tag:tenant", None, Some(3), Some((3, 500))),
+    ];
+    let values = |key: &str| -> &'static [&'static str] {
+        match key {
+            "tag:tenant" => &["t1", "t2"],
+            "kind" => &["x", "y"],
+            "lane" => &["a", "b"],
+            _ => &["r1"],
+        }
+    };
+    let namespace = Namespace::new("n").unwrap();
+    let lanes = [Lane::new("a").unwrap(), Lane::new("b").unwrap()];
+    let mut next = xorshift(0xad_0155);
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for subset in 1..(1usize << pool.len()) {
+        for _ in 0..6 {
+            let limits: Vec<baton_core::Limit> = pool
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| subset & (1 << i) != 0)
+                .map(|(_, l)| l.clone())
+                .collect();
+            let now = T + next(1_000) as i64;
+            let mut admission = rules::Admission::new(
+                limits.clone(),
+                &namespace,
+                &lanes,
+                Timestamp::from_millis(now),
+            );
+            let mut state = Vec::new();
+            for l in &limits {
+                for v in values(&l.key.to_string()) {
+                    if next(2) == 0 {
+                        continue;
+                    }
+                    let running = next(4) as u64;
+                    let window: Vec<i64> = (0..next(4)).map(|_| now - next(1_200) as i64).collect();
+                    admission.set_running(&l.name, v, running);
+                    admission.set_window(&l.name, v, window.clone());
+                    state.push(json!({
+                        "name": l.name.as_str(), "value": v, "running": running, "window": window,
+                    }));
+                }
+            }
+            let mut candidates = Vec::new();
+            let mut verdicts = Vec::new();
+            for _ in 0..8 {
+                let lane = ["a", "b"][next(2)];
+                let kind = ["x", "y"][next(2)];
+                let mut tags = Vec::new();
+                if next(3) > 0 {
+                    tags.push(("tenant", ["t1", "t2"][next(2)]));
+                }
+                if next(2) == 0 {
+                    tags.push(("region", "r1"));
+                }
+                let tags = tag_map(&tags);
+                let why =
+                    admission.admit(&Lane::new(lane).unwrap(), &Kind::new(kind).unwrap(), &tags);
+                verdicts.push(match why {
+                    None => "ok".to_owned(),
+                    Some(w) => format!(
+                        "{}|{}|{}|{}|{}",
+                        w.limit,
+                        w.key_value,
+                        w.running,
+                        w.max_running.map_or("-".to_owned(), |m| m.to_string()),
+                        w.until
+                            .map_or("-".to_owned(), |t| t.as_millis().to_string())
+                    ),
+                });
+                let tags: BTreeMap<String, String> =
+                    tags.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                candidates.push(json!({ "lane": lane, "kind": kind, "tags": tags }));
+            }
+            for (l, blocked) in admission.blocked() {
+                verdicts.push(match blocked {
+                    rules::Blocked::Every => format!("{}:every", l.name),
+                    rules::Blocked::Keys(keys) => format!("{}:{}", l.name, keys.join(",")),
+                });
+            }
+            expected.push(verdicts.join(";"));
+            cases.push(json!({
+                "limits": limits.iter().map(lua_limit).collect::<Vec<_>>(),
+                "now": now, "state": state, "candidates": candidates,
+            }));
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  local adm = admission(c.limits, c.now, nil)
+  for _, st in ipairs(c.state) do
+    for j, l in ipairs(c.limits) do
+      if l.name == st.name then
+        local held = admission_state(adm, j, st.value)
+        held.running = st.running
+        local w = {}
+        for _, t in ipairs(st.window) do w[#w + 1] = t end
+        table.sort(w)
+        held.window = w
+      end
+    end
+  end
+  local parts = {}
+  for _, cand in ipairs(c.candidates) do
+    local why = admission_admit(adm, cand.lane, cand.kind, cand.tags)
+    if why then
+      local max, until_ms = '-', '-'
+      if why.max then max = s(why.max) end
+      if why.until_ms then until_ms = s(why.until_ms) end
+      parts[#parts + 1] = why.limit .. '|' .. why.value .. '|' .. s(why.running) .. '|' .. max ..
+        '|' .. until_ms
+    else
+      parts[#parts + 1] = 'ok'
+    end
+  end
+  for _, b in ipairs(admission_blocked(adm)) do
+    if b.every then
+      parts[#parts + 1] = b.limit.name .. ':every'
+    else
+      parts[#parts + 1] = b.limit.name .. ':' .. table.concat(b.values, ',')
+    end
+  end
+  out[i] = table.concat(parts, ';')
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for what in [
+        "ok", "a-cap|", "b-kind|", "c-rate|", "d-zero|", "e-both|", ":every",
+    ] {
+        assert!(
+            expected.iter().any(|e| e.contains(what)),
+            "the table reaches {what}"
+        );
+    }
+}

@@ -11,7 +11,16 @@
 //! partition (off: nothing written), an execution written before it had
 //! one keeping none, a forced delete removing what its cancel changed,
 //! units of cancels and replays leaving the keys their single calls leave,
-//! and URL parsing.
+//! the keys of a limit (all in its namespace's slot), a holder lapsing at
+//! its expiry when its release is lost, a renew extending a holder, a
+//! release left in its partition applied by the promote pass, a claim
+//! admitted before a limit changed (or an execution retagged since its
+//! admission) taking nothing, a stale admission leaving the window entry of
+//! the claim it missed alone, a mark answering the lease a renew extended,
+//! a limit removed while it adopted staying removed, `explain` while a
+//! limit counts what runs, a value index naming every set of a limit, calls
+//! that committed answering when the limit slot cannot be reached, and URL
+//! parsing.
 //!
 //! The shared servers come from the test kit (each test under a key prefix
 //! of its own); the library-versioning tests start a private
@@ -26,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_core::{
-    AdminBackend, CancelRequest, ClaimRequest, EngineBackend, EngineBackendExt, EngineError,
+    AdminBackend, CancelRequest, ClaimRequest, Clock, EngineBackend, EngineBackendExt, EngineError,
     ExecutionId, ExecutionSnapshot, Failure, IdempotencyKey, Kind, Lane, ListFilter, ManualClock,
     Namespace, NewExecution, NodeId, Page, PartitionCount, State, StateCounts, Timestamp, WorkerId,
 };
@@ -4211,4 +4220,990 @@ async fn units_leave_the_keys_single_calls_leave() {
         ]
     );
     compare("the replays");
+}
+
+// ----------------------------------------------------------------- limits
+
+/// A cap of `max` per `key` over every lane of namespace `n`.
+fn cap_limit(n: &str, name: &str, key: &str, max: u32) -> baton_core::Limit {
+    baton_core::Limit {
+        name: baton_core::LimitName::new(name).unwrap(),
+        namespace: ns(n),
+        lane: None,
+        key: key.parse().unwrap(),
+        max_running: Some(max),
+        rate: None,
+    }
+}
+
+/// The keys of the deployment under `prefix` whose names hold `part`,
+/// sorted (standalone servers only: one node answers KEYS for all).
+fn keys_with(server: &RedisServer, prefix: &str, part: &str) -> Vec<String> {
+    let mut keys = resp_texts(&server.command(&["KEYS", &format!("{prefix}:*")]).unwrap());
+    keys.retain(|k| k.contains(part));
+    keys.sort();
+    keys
+}
+
+/// A ZSCORE as an integer, None when the member is absent.
+fn zscore(server: &RedisServer, key: &str, member: &str) -> Option<i64> {
+    match server.command(&["ZSCORE", key, member]).unwrap() {
+        RespValue::Nil => None,
+        v => Some(resp_text(&v).parse().unwrap()),
+    }
+}
+
+/// Completes the run of `claim` with `baton_complete` itself, as a process
+/// that stops right after its call would: the release of its slots stays
+/// recorded in its partition (`lrel`), applied by nobody. Answers the
+/// reply's woken part.
+fn complete_without_release(
+    server: &RedisServer,
+    prefix: &str,
+    claim: &baton_core::Claim,
+    now: Timestamp,
+) -> Vec<String> {
+    let base = format!("{prefix}:{{p:{}}}", claim.id.partition().get());
+    let uuid = claim.id.uuid().simple().to_string();
+    let reply = server
+        .command(&[
+            "FCALL",
+            "baton_complete",
+            "1",
+            &base,
+            "1",
+            &uuid,
+            &claim.attempt.to_string(),
+            &format!("{:016x}", claim.lease.nonce()),
+            "done",
+            &now.as_millis().to_string(),
+            "100",
+        ])
+        .unwrap();
+    let RespValue::Array(items) = reply else {
+        panic!("baton_complete answered {reply:?}");
+    };
+    assert_eq!(resp_text(&items[0]), "ok");
+    let RespValue::Array(woken) = &items[2] else {
+        panic!("baton_complete answered no woken part: {items:?}");
+    };
+    // The partition's sequence, then lanes and releases.
+    woken[1..].iter().map(resp_text).collect()
+}
+
+/// The lapse grace in milliseconds.
+fn grace_ms() -> i64 {
+    i64::try_from(baton_valkey::LIMIT_LAPSE_GRACE.as_millis()).unwrap()
+}
+
+/// Everything a limit keeps lives in its namespace's slot (`{lim:<ns>}`),
+/// beside the index of names in `{ctl}` and each partition's copy of the
+/// limited lanes: a definition, the generation, holders (scored by when
+/// they lapse: the lease's expiry plus the grace) with their sets, the
+/// key's runs, its rate window and the value index. A claim of work no
+/// limit counts holds nothing; an end drains its release at once (no
+/// holder, nothing left in `lrel`); removing the limit leaves only the
+/// generation behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_keeps_its_state_in_the_slot_of_its_namespace() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "lk";
+    let mut limit = cap_limit(n, "tenants", "tag:tenant", 1);
+    limit.rate = Some(baton_core::Rate {
+        count: 10,
+        per: Duration::from_secs(1),
+    });
+    assert_eq!(backend.set_limit(&limit).await.unwrap(), None);
+    for _ in 0..2 {
+        backend
+            .create_one(
+                exec(n, "main").with_tag(baton_core::TagKey::new("tenant").unwrap(), "acme"),
+            )
+            .await
+            .unwrap();
+    }
+    let untagged = backend.create_one(exec(n, "main")).await.unwrap().id;
+    let claims = backend
+        .claim(claim_request(n, &["main"], "w", 10).with_lease_ttl(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 2, "one of acme (its cap), and the untagged");
+    let acme = claims.iter().find(|c| c.id != untagged).unwrap();
+    let holder = format!("{}:1", acme.id.uuid().simple());
+    let lim = format!("{prefix}:{{lim:{n}}}");
+    let now = clock.now().as_millis();
+    let lapse = now + 60_000 + grace_ms();
+
+    let partitions: Vec<String> = (0..4)
+        .map(|p| format!("{prefix}:{{p:{p}}}:lim:{n}"))
+        .collect();
+    let mut expected: Vec<String> = [
+        format!("{lim}:def"),
+        format!("{lim}:gen"),
+        format!("{lim}:hk"),
+        format!("{lim}:hold"),
+        format!("{lim}:q:tenants/acme"),
+        format!("{lim}:r:tenants/acme"),
+        format!("{lim}:v:tenants"),
+        format!("{prefix}:{{ctl}}:limits"),
+    ]
+    .into_iter()
+    .chain(partitions.iter().cloned())
+    .collect();
+    expected.sort();
+    assert_eq!(keys_with(server, &prefix, "lim"), expected);
+    // Every key of the namespace's limits carries its hash tag.
+    for key in keys_with(server, &prefix, "{lim:") {
+        assert!(key.starts_with(&format!("{lim}:")), "{key}");
+    }
+    assert_eq!(zscore(server, &format!("{lim}:hold"), &holder), Some(lapse));
+    assert_eq!(
+        zscore(server, &format!("{lim}:r:tenants/acme"), &holder),
+        Some(lapse)
+    );
+    assert_eq!(
+        zscore(server, &format!("{lim}:q:tenants/acme"), &holder),
+        Some(now),
+        "the claim's instant in the window"
+    );
+    assert_eq!(
+        resp_text(
+            &server
+                .command(&["HGET", &format!("{lim}:hk"), &holder])
+                .unwrap()
+        ),
+        "tenants/acme"
+    );
+    assert_eq!(
+        resp_int(&server.command(&["ZCARD", &format!("{lim}:hold")]).unwrap()),
+        1,
+        "the untagged run holds nothing"
+    );
+    for copy in &partitions {
+        let fields = resp_texts(&server.command(&["HKEYS", copy]).unwrap());
+        assert_eq!(
+            fields.into_iter().collect::<BTreeSet<_>>(),
+            ["", "#"].into_iter().map(String::from).collect(),
+            "{copy}: every lane, and the generation"
+        );
+    }
+
+    backend.complete(&acme.lease, b"".to_vec()).await.unwrap();
+    assert_eq!(
+        resp_int(
+            &server
+                .command(&[
+                    "EXISTS",
+                    &format!("{lim}:hold"),
+                    &format!("{lim}:hk"),
+                    &format!("{lim}:r:tenants/acme")
+                ])
+                .unwrap()
+        ),
+        0,
+        "the release was applied by the complete"
+    );
+    assert!(keys_with(server, &prefix, "lrel").is_empty());
+    let usage = backend.limit_usage(&limit.name, 10).await.unwrap();
+    assert_eq!(
+        usage,
+        vec![baton_core::LimitUsage {
+            name: limit.name.clone(),
+            key_value: "acme".into(),
+            running: 0,
+            window_claims: 1,
+        }]
+    );
+
+    assert!(backend.remove_limit(&limit.name).await.unwrap().is_some());
+    assert_eq!(
+        keys_with(server, &prefix, "lim"),
+        vec![format!("{lim}:gen")]
+    );
+}
+
+/// A run whose release never reaches the limit slot (its process stopped
+/// between the end and applying the release, and the record of it in the
+/// partition was lost too) holds its slot until its lease's expiry plus
+/// the grace, and not a millisecond longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_lapses_at_its_expiry_when_its_release_is_lost() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "lapse";
+    backend
+        .set_limit(&cap_limit(n, "one", "lane", 1))
+        .await
+        .unwrap();
+    backend
+        .create_one(exec(n, "main").with_priority(1))
+        .await
+        .unwrap();
+    let second = backend.create_one(exec(n, "main")).await.unwrap().id;
+    let ttl = Duration::from_secs(1);
+    let request = claim_request(n, &["main"], "w", 10).with_lease_ttl(ttl);
+    let first = backend.claim(request.clone()).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let holder = format!("{}:1", first[0].id.uuid().simple());
+    let lapse = clock.now().as_millis() + 1_000 + grace_ms();
+    let woken = complete_without_release(server, &prefix, &first[0], clock.now());
+    assert!(
+        woken.contains(&format!("!{n}/main {holder}")),
+        "the reply carries the release: {woken:?}"
+    );
+    let lrel = format!("{prefix}:{{p:{}}}:lrel", first[0].id.partition().get());
+    assert_eq!(
+        resp_text(&server.command(&["HGET", &lrel, &holder]).unwrap()),
+        format!("{n}/main")
+    );
+    server.command(&["DEL", &lrel]).unwrap();
+    assert!(backend.claim(request.clone()).await.unwrap().is_empty());
+    clock.advance(Duration::from_millis(
+        u64::try_from(lapse - clock.now().as_millis() - 1).unwrap(),
+    ));
+    assert!(
+        backend.claim(request.clone()).await.unwrap().is_empty(),
+        "a millisecond before the lapse"
+    );
+    clock.advance(Duration::from_millis(1));
+    let next = backend.claim(request).await.unwrap();
+    assert_eq!(
+        next.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        vec![&second]
+    );
+    assert_eq!(
+        zscore(server, &format!("{prefix}:{{lim:{n}}}:hold"), &holder),
+        None,
+        "the lapsed holder is gone"
+    );
+}
+
+/// A renew of a run holding slots extends them with its lease: they lapse
+/// the grace after the new expiry, not the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renew_extends_the_slots_of_its_run() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "renewed";
+    backend
+        .set_limit(&cap_limit(n, "one", "lane", 1))
+        .await
+        .unwrap();
+    backend
+        .create_one(exec(n, "main").with_priority(1))
+        .await
+        .unwrap();
+    let second = backend.create_one(exec(n, "main")).await.unwrap().id;
+    let ttl = Duration::from_secs(1);
+    let request = claim_request(n, &["main"], "w", 10).with_lease_ttl(ttl);
+    let start = clock.now().as_millis();
+    let first = backend.claim(request.clone()).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let holder = format!("{}:1", first[0].id.uuid().simple());
+    let hold = format!("{prefix}:{{lim:{n}}}:hold");
+    let set = format!("{prefix}:{{lim:{n}}}:r:one/main");
+    assert_eq!(
+        zscore(server, &hold, &holder),
+        Some(start + 1_000 + grace_ms())
+    );
+
+    clock.advance(Duration::from_millis(900));
+    let renewed = backend
+        .renew(baton_core::RenewRequest {
+            worker_id: WorkerId::new("w").unwrap(),
+            lease_ttl: ttl,
+            leases: vec![first[0].lease.clone()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(renewed[0].status, baton_core::RenewStatus::Renewed);
+    let lapse = start + 1_900 + grace_ms();
+    assert_eq!(zscore(server, &hold, &holder), Some(lapse));
+    assert_eq!(zscore(server, &set, &holder), Some(lapse));
+
+    // Past the first lapse: still held.
+    clock.advance(Duration::from_millis(
+        u64::try_from(start + 1_000 + grace_ms() + 1 - clock.now().as_millis()).unwrap(),
+    ));
+    assert!(backend.claim(request.clone()).await.unwrap().is_empty());
+    clock.advance(Duration::from_millis(
+        u64::try_from(lapse - clock.now().as_millis()).unwrap(),
+    ));
+    let next = backend.claim(request).await.unwrap();
+    assert_eq!(
+        next.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        vec![&second]
+    );
+}
+
+/// A release recorded in its partition but never applied (the process that
+/// ended the run stopped first) keeps the slot taken until the promote pass
+/// of that partition hands it out and the backend applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_left_behind_is_applied_by_the_promote_pass() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "drained";
+    backend
+        .set_limit(&cap_limit(n, "one", "lane", 1))
+        .await
+        .unwrap();
+    backend
+        .create_one(exec(n, "main").with_priority(1))
+        .await
+        .unwrap();
+    let second = backend.create_one(exec(n, "main")).await.unwrap().id;
+    let request = claim_request(n, &["main"], "w", 10).with_lease_ttl(Duration::from_secs(60));
+    let first = backend.claim(request.clone()).await.unwrap();
+    assert_eq!(first.len(), 1);
+    complete_without_release(server, &prefix, &first[0], clock.now());
+    let partition = first[0].id.partition();
+    let lrel = format!("{prefix}:{{p:{}}}:lrel", partition.get());
+    assert_eq!(resp_int(&server.command(&["HLEN", &lrel]).unwrap()), 1);
+    assert!(
+        backend.claim(request.clone()).await.unwrap().is_empty(),
+        "the slot stays taken until the release is applied"
+    );
+    backend.promote_due(partition, 100).await.unwrap();
+    assert_eq!(resp_int(&server.command(&["EXISTS", &lrel]).unwrap()), 0);
+    let next = backend.claim(request).await.unwrap();
+    assert_eq!(
+        next.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        vec![&second]
+    );
+}
+
+/// A claim admitted by the limits as they were before a limit changed, and
+/// claiming after every partition's copy was rewritten, takes nothing: the
+/// copy's generation is no longer the admission's (the claimer gives its
+/// slots back and the next claim is judged by the new limits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_admitted_before_a_limit_changed_takes_nothing() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "gen";
+    backend
+        .set_limit(&cap_limit(n, "tenants", "tag:tenant", 5))
+        .await
+        .unwrap();
+    let id = backend
+        .create_one(exec(n, "main").with_tag(baton_core::TagKey::new("tenant").unwrap(), "acme"))
+        .await
+        .unwrap()
+        .id;
+    let uuid = id.uuid().simple().to_string();
+    let holder = format!("{uuid}:1");
+    let lim = format!("{prefix}:{{lim:{n}}}");
+    let now = clock.now().as_millis().to_string();
+    let expires = (clock.now().as_millis() + 60_000).to_string();
+    let admitted = server
+        .command(&[
+            "FCALL",
+            "baton_limit_admit",
+            "1",
+            &lim,
+            &now,
+            &expires,
+            "1",
+            &holder,
+            "main",
+            "job",
+            r#"{"tenant":"acme"}"#,
+        ])
+        .unwrap();
+    let RespValue::Array(items) = admitted else {
+        panic!("baton_limit_admit answered {admitted:?}");
+    };
+    let generation = resp_text(&items[0]);
+    assert_eq!(items[1], RespValue::Array(vec![RespValue::Integer(1)]));
+
+    backend
+        .set_limit(&cap_limit(n, "kinds", "kind", 1))
+        .await
+        .unwrap();
+    let base = format!("{prefix}:{{p:{}}}", id.partition().get());
+    let claim = |generation: &str| {
+        server
+            .command(&[
+                "FCALL",
+                "baton_limit_claim",
+                "1",
+                &base,
+                &now,
+                n,
+                "",
+                "w",
+                &expires,
+                generation,
+                "0123456789abcdef",
+                &uuid,
+                "1",
+                "1",
+                r#"{"tenant":"acme"}"#,
+            ])
+            .unwrap()
+    };
+    let RespValue::Array(refused) = claim(&generation) else {
+        panic!("baton_limit_claim answered no array");
+    };
+    assert_eq!(refused.len(), 3, "nothing claimed: {refused:?}");
+    assert_eq!(backend.describe(&id).await.unwrap().state, State::Waiting);
+    // The claimer gives the slots back; the next claim takes it.
+    server
+        .command(&[
+            "FCALL",
+            "baton_limit_release",
+            "1",
+            &lim,
+            "unclaimed",
+            &holder,
+        ])
+        .unwrap();
+    let claims = backend
+        .claim(claim_request(n, &["main"], "w", 10))
+        .await
+        .unwrap();
+    assert_eq!(claims.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&id]);
+}
+
+/// `FCALL name 1 key args...` on `server`.
+fn fcall(server: &RedisServer, name: &str, key: &str, args: &[&str]) -> RespValue {
+    let mut command = vec!["FCALL", name, "1", key];
+    command.extend_from_slice(args);
+    server
+        .command(&command)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Replaces `key` with a string, so every function that reads it as a hash,
+/// set or list fails (WRONGTYPE): a stand-in for a node that cannot answer.
+fn break_key(server: &RedisServer, key: &str) {
+    server.command(&["DEL", key]).unwrap();
+    server.command(&["SET", key, "broken"]).unwrap();
+}
+
+/// A claim whose limited path fails part way answers the claims it made:
+/// those of work no limit covers when the admission fails, and those of
+/// the partitions whose claims went through when one partition's fails.
+/// Only a claim that took nothing answers the error. The slots admitted to
+/// the failing partition stay taken (whether it claimed is unknown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_limited_claim_answers_the_claims_it_made() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, _clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "lfail";
+    let lim = format!("{prefix}:{{lim:{n}}}");
+    let mut limit = cap_limit(n, "kinds", "kind", 100);
+    limit.lane = Some(lane("lim"));
+    backend.set_limit(&limit).await.unwrap();
+    // Records keep a history, so a claim of one writes its event list.
+    backend.set_history(&ns(n), true).await.unwrap();
+
+    // The admission fails: the free lane's claim stands.
+    let free = backend.create_one(exec(n, "free")).await.unwrap().id;
+    let mut limited = vec![backend.create_one(exec(n, "lim")).await.unwrap().id];
+    break_key(server, &format!("{lim}:hold"));
+    let both = claim_request(n, &["free", "lim"], "w", 10);
+    let claims = backend.claim(both.clone()).await.unwrap();
+    assert_eq!(
+        claims.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        vec![&free]
+    );
+    assert!(
+        backend
+            .claim(claim_request(n, &["lim"], "w", 10))
+            .await
+            .is_err(),
+        "a claim that took nothing answers the error"
+    );
+    server.command(&["DEL", &format!("{lim}:hold")]).unwrap();
+
+    // One partition's claim fails: the others' stand.
+    let first = backend
+        .create_one(exec(n, "lim").with_priority(10))
+        .await
+        .unwrap()
+        .id;
+    for _ in 0..6 {
+        limited.push(backend.create_one(exec(n, "lim")).await.unwrap().id);
+    }
+    let broken = first.partition();
+    let elsewhere: BTreeSet<&ExecutionId> = limited
+        .iter()
+        .filter(|id| id.partition() != broken)
+        .collect();
+    assert!(!elsewhere.is_empty());
+    break_key(
+        server,
+        &format!(
+            "{prefix}:{{p:{}}}:ev:{}",
+            broken.get(),
+            first.uuid().simple()
+        ),
+    );
+    let claims = backend
+        .claim(claim_request(n, &["lim"], "w", 100))
+        .await
+        .unwrap();
+    // The failing partition's claim takes nothing there (its first
+    // execution fails it before any write).
+    let got: BTreeSet<&ExecutionId> = claims.iter().map(|c| &c.id).collect();
+    assert_eq!(got, elsewhere);
+    assert_eq!(
+        backend.describe(&first).await.unwrap().state,
+        State::Waiting
+    );
+    assert!(
+        zscore(
+            server,
+            &format!("{lim}:hold"),
+            &format!("{}:1", first.uuid().simple())
+        )
+        .is_some(),
+        "the slots admitted to the failing partition stay taken"
+    );
+}
+
+/// An execution whose tags changed between its admission and its claim is
+/// not claimed: the admission judged keys it may no longer count under.
+/// Its slots go back and the next claim judges its new tags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_passes_by_an_execution_retagged_since_its_admission() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "retag";
+    let limit = cap_limit(n, "tenants", "tag:tenant", 1);
+    backend.set_limit(&limit).await.unwrap();
+    let tenant = baton_core::TagKey::new("tenant").unwrap();
+    let id = backend
+        .create_one(exec(n, "main").with_tag(tenant.clone(), "acme"))
+        .await
+        .unwrap()
+        .id;
+    let uuid = id.uuid().simple().to_string();
+    let holder = format!("{uuid}:1");
+    let lim = format!("{prefix}:{{lim:{n}}}");
+    let now = clock.now().as_millis().to_string();
+    let expires = (clock.now().as_millis() + 60_000).to_string();
+    let judged = r#"{"tenant":"acme"}"#;
+    let RespValue::Array(admitted) = fcall(
+        server,
+        "baton_limit_admit",
+        &lim,
+        &[&now, &expires, "1", &holder, "main", "job", judged],
+    ) else {
+        panic!("baton_limit_admit answered no array");
+    };
+    assert_eq!(admitted[1], RespValue::Array(vec![RespValue::Integer(1)]));
+    let generation = resp_text(&admitted[0]);
+
+    backend
+        .set_tag(&id, tenant, Some("globex".into()))
+        .await
+        .unwrap();
+    let base = format!("{prefix}:{{p:{}}}", id.partition().get());
+    let RespValue::Array(refused) = fcall(
+        server,
+        "baton_limit_claim",
+        &base,
+        &[
+            &now,
+            n,
+            "",
+            "w",
+            &expires,
+            &generation,
+            "0123456789abcdef",
+            &uuid,
+            "1",
+            "1",
+            judged,
+        ],
+    ) else {
+        panic!("baton_limit_claim answered no array");
+    };
+    assert_eq!(refused.len(), 3, "nothing claimed: {refused:?}");
+    assert_eq!(backend.describe(&id).await.unwrap().state, State::Waiting);
+    fcall(server, "baton_limit_release", &lim, &["unclaimed", &holder]);
+    let claims = backend
+        .claim(claim_request(n, &["main"], "w", 10))
+        .await
+        .unwrap();
+    assert_eq!(claims.iter().map(|c| &c.id).collect::<Vec<_>>(), vec![&id]);
+    let usage = backend.limit_usage(&limit.name, 10).await.unwrap();
+    assert_eq!(
+        usage
+            .iter()
+            .map(|u| (u.key_value.as_str(), u.running))
+            .collect::<Vec<_>>(),
+        vec![("globex", 1)],
+        "counted under its tag of now"
+    );
+}
+
+/// An admission read before the claim of the same attempt took place (the
+/// claim ran and ended since) admits nothing: the holder is already in its
+/// key's rate window, and that entry keeps the claim's instant (an
+/// admission would move it, and its give-back erase it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_admission_leaves_the_window_entry_of_the_claim_alone() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "stale";
+    let mut limit = cap_limit(n, "tenants", "tag:tenant", 5);
+    limit.rate = Some(baton_core::Rate {
+        count: 10,
+        per: Duration::from_secs(60),
+    });
+    backend.set_limit(&limit).await.unwrap();
+    let tags = r#"{"tenant":"acme"}"#;
+    let id = backend
+        .create_one(exec(n, "main").with_tag(baton_core::TagKey::new("tenant").unwrap(), "acme"))
+        .await
+        .unwrap()
+        .id;
+    let claimed_at = clock.now().as_millis();
+    let claims = backend
+        .claim(claim_request(n, &["main"], "w", 10))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    backend
+        .complete(&claims[0].lease, b"".to_vec())
+        .await
+        .unwrap();
+    let holder = format!("{}:1", id.uuid().simple());
+    let lim = format!("{prefix}:{{lim:{n}}}");
+    let window = format!("{lim}:q:tenants/acme");
+    assert_eq!(zscore(server, &window, &holder), Some(claimed_at));
+
+    clock.advance(Duration::from_secs(1));
+    let now = clock.now().as_millis().to_string();
+    let lapse = (clock.now().as_millis() + 60_000).to_string();
+    let RespValue::Array(admitted) = fcall(
+        server,
+        "baton_limit_admit",
+        &lim,
+        &[&now, &lapse, "1", &holder, "main", "job", tags],
+    ) else {
+        panic!("baton_limit_admit answered no array");
+    };
+    assert_eq!(admitted[1], RespValue::Array(vec![]), "nothing admitted");
+    assert_eq!(zscore(server, &window, &holder), Some(claimed_at));
+    assert_eq!(zscore(server, &format!("{lim}:hold"), &holder), None);
+    let usage = backend.limit_usage(&limit.name, 10).await.unwrap();
+    assert_eq!(usage.len(), 1);
+    assert_eq!((usage[0].running, usage[0].window_claims), (0, 1));
+}
+
+/// A run set_limit counts is marked with its lease as it is then: a renew
+/// between the read that counted it and the mark extended the lease but
+/// not the slots (it held none yet), so the mark answers the new expiry
+/// and the slots are extended to it (`baton_limit_renew` keeps the later
+/// lapse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mark_of_an_adopted_run_answers_the_lease_a_renew_extended() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "mark";
+    let id = backend.create_one(exec(n, "main")).await.unwrap().id;
+    let ttl = Duration::from_secs(1);
+    let start = clock.now().as_millis();
+    let claims = backend
+        .claim(claim_request(n, &["main"], "w", 10).with_lease_ttl(ttl))
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    let uuid = id.uuid().simple().to_string();
+    let holder = format!("{uuid}:1");
+    let base = format!("{prefix}:{{p:{}}}", id.partition().get());
+    let lim = format!("{prefix}:{{lim:{n}}}");
+    let RespValue::Array(running) = fcall(server, "baton_limit_running", &base, &[n, ""]) else {
+        panic!("baton_limit_running answered no array");
+    };
+    assert_eq!(resp_text(&running[5]), (start + 1_000).to_string());
+
+    clock.advance(Duration::from_millis(500));
+    let renewed = backend
+        .renew(baton_core::RenewRequest {
+            worker_id: WorkerId::new("w").unwrap(),
+            lease_ttl: ttl,
+            leases: vec![claims[0].lease.clone()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(renewed[0].status, baton_core::RenewStatus::Renewed);
+
+    let first_lapse = (start + 1_000 + grace_ms()).to_string();
+    fcall(
+        server,
+        "baton_limit_adopt",
+        &lim,
+        &["one", &holder, &first_lapse, "main"],
+    );
+    let mark = fcall(server, "baton_limit_mark", &base, &[&uuid, "1"]);
+    let expires = (start + 1_500).to_string();
+    assert_eq!(
+        mark,
+        RespValue::Array(vec![
+            RespValue::Array(vec![]),
+            RespValue::Array(vec![
+                RespValue::Bulk(holder.clone().into_bytes()),
+                RespValue::Bulk(expires.into_bytes()),
+            ]),
+        ])
+    );
+    let lapse = start + 1_500 + grace_ms();
+    fcall(
+        server,
+        "baton_limit_renew",
+        &lim,
+        &[&lapse.to_string(), &holder],
+    );
+    assert_eq!(zscore(server, &format!("{lim}:hold"), &holder), Some(lapse));
+    assert_eq!(
+        zscore(server, &format!("{lim}:r:one/main"), &holder),
+        Some(lapse)
+    );
+}
+
+/// After a call committed, a failure to apply its limit releases or to
+/// extend its slots does not turn it into an error: the renew answers the
+/// renewed lease and the complete its snapshot; the release stays recorded
+/// in the partition until the promote pass applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_call_answers_even_when_its_limit_slots_cannot_be_reached() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, _clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "besteffort";
+    backend
+        .set_limit(&cap_limit(n, "one", "lane", 1))
+        .await
+        .unwrap();
+    backend
+        .create_one(exec(n, "main").with_priority(1))
+        .await
+        .unwrap();
+    let second = backend.create_one(exec(n, "main")).await.unwrap().id;
+    let request = claim_request(n, &["main"], "w", 10).with_lease_ttl(Duration::from_secs(60));
+    let first = backend.claim(request.clone()).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let holder = format!("{}:1", first[0].id.uuid().simple());
+    let hk = format!("{prefix}:{{lim:{n}}}:hk");
+    break_key(server, &hk);
+
+    let renewed = backend
+        .renew(baton_core::RenewRequest {
+            worker_id: WorkerId::new("w").unwrap(),
+            lease_ttl: Duration::from_secs(60),
+            leases: vec![first[0].lease.clone()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(renewed[0].status, baton_core::RenewStatus::Renewed);
+    let done = backend
+        .complete(&first[0].lease, b"".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(done.state, State::Completed);
+    let lrel = format!("{prefix}:{{p:{}}}:lrel", first[0].id.partition().get());
+    assert_eq!(
+        resp_text(&server.command(&["HGET", &lrel, &holder]).unwrap()),
+        format!("{n}/main"),
+        "the release waits in its partition"
+    );
+    assert!(backend.claim(request.clone()).await.unwrap().is_empty());
+
+    server.command(&["DEL", &hk]).unwrap();
+    server.command(&["HSET", &hk, &holder, "one/main"]).unwrap();
+    backend
+        .promote_due(first[0].id.partition(), 100)
+        .await
+        .unwrap();
+    assert_eq!(resp_int(&server.command(&["EXISTS", &lrel]).unwrap()), 0);
+    let next = backend.claim(request).await.unwrap();
+    assert_eq!(
+        next.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        vec![&second]
+    );
+}
+
+/// set_limit puts its limit in force only while the stored definition is
+/// still the adopting one it wrote, at the generation that write answered:
+/// a limit removed (or rewritten) meanwhile is never brought back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_removed_while_it_adopted_stays_removed() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let _backend = connect(&url_with(server, &prefix, "partitions=4")).await;
+    let lim = format!("{prefix}:{{lim:enforce}}");
+    let def = format!("{lim}:def");
+    let adopting = r#"{"lane":"","key":"lane","max":1,"ad":9999999999999}"#;
+    let in_force = r#"{"lane":"","key":"lane","max":1}"#;
+    let define = |name: &str, text: &str, forget: &str| {
+        resp_int(&fcall(
+            server,
+            "baton_limit_define",
+            &lim,
+            &[name, text, forget],
+        ))
+        .to_string()
+    };
+    let enforce = |generation: &str| {
+        resp_int(&fcall(
+            server,
+            "baton_limit_enforce",
+            &lim,
+            &["late", adopting, generation, in_force],
+        ))
+    };
+
+    let generation = define("late", adopting, "0");
+    define("late", "", "1");
+    assert_eq!(enforce(&generation), 0);
+    assert_eq!(
+        server.command(&["HGET", &def, "late"]).unwrap(),
+        RespValue::Nil
+    );
+
+    let generation = define("late", adopting, "0");
+    define("other", in_force, "0");
+    assert_eq!(enforce(&generation), 0, "the generation moved on");
+    assert_eq!(
+        resp_text(&server.command(&["HGET", &def, "late"]).unwrap()),
+        adopting
+    );
+
+    let generation = define("late", adopting, "0");
+    assert_eq!(enforce(&generation), 1);
+    assert_eq!(
+        resp_text(&server.command(&["HGET", &def, "late"]).unwrap()),
+        in_force
+    );
+}
+
+/// While set_limit still counts what runs, the limit holds its work back,
+/// and `explain` says so (`limited`, without a cap of 0 to wait for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_says_limited_while_a_limit_counts_what_runs() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "counting";
+    backend
+        .set_limit(&cap_limit(n, "one", "lane", 5))
+        .await
+        .unwrap();
+    let id = backend.create_one(exec(n, "main")).await.unwrap().id;
+    let until = clock.now().as_millis() + 1_000;
+    server
+        .command(&[
+            "HSET",
+            &format!("{prefix}:{{lim:{n}}}:def"),
+            "one",
+            &format!(r#"{{"lane":"","key":"lane","max":5,"ad":{until}}}"#),
+        ])
+        .unwrap();
+    let request = claim_request(n, &["main"], "w", 10);
+    assert!(backend.claim(request.clone()).await.unwrap().is_empty());
+    let why = backend.explain(&id).await.unwrap();
+    assert_eq!(why.reason, Some("limited"), "{}", why.detail);
+    assert!(why.detail.contains("holds"), "{}", why.detail);
+
+    clock.advance(Duration::from_secs(1));
+    let why = backend.explain(&id).await.unwrap();
+    assert_ne!(why.reason, Some("limited"), "{}", why.detail);
+    assert_eq!(backend.claim(request).await.unwrap().len(), 1);
+}
+
+/// The value index of a limit names every key value with a runs or window
+/// set: a value whose entry passed is dropped only once its sets hold
+/// nothing live (here a window lengthened after its claim still holds it),
+/// so usage reports it and removing the limit leaves none of its sets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_value_index_names_every_set_a_limit_keeps() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "index";
+    let tenant = baton_core::TagKey::new("tenant").unwrap();
+    let mut limit = cap_limit(n, "tenants", "tag:tenant", 5);
+    limit.rate = Some(baton_core::Rate {
+        count: 10,
+        per: Duration::from_secs(30),
+    });
+    backend.set_limit(&limit).await.unwrap();
+    backend
+        .create_one(exec(n, "main").with_tag(tenant.clone(), "acme"))
+        .await
+        .unwrap();
+    let request = claim_request(n, &["main"], "w", 10).with_lease_ttl(Duration::from_secs(1));
+    let claims = backend.claim(request.clone()).await.unwrap();
+    assert_eq!(claims.len(), 1);
+    backend
+        .complete(&claims[0].lease, b"".to_vec())
+        .await
+        .unwrap();
+
+    limit.rate = Some(baton_core::Rate {
+        count: 10,
+        per: Duration::from_secs(60),
+    });
+    backend.set_limit(&limit).await.unwrap();
+    clock.advance(Duration::from_secs(31));
+    backend
+        .create_one(exec(n, "main").with_tag(tenant, "globex"))
+        .await
+        .unwrap();
+    assert_eq!(backend.claim(request).await.unwrap().len(), 1);
+    let usage = backend.limit_usage(&limit.name, 10).await.unwrap();
+    assert_eq!(
+        usage
+            .iter()
+            .map(|u| (u.key_value.as_str(), u.running, u.window_claims))
+            .collect::<Vec<_>>(),
+        vec![("acme", 0, 1), ("globex", 1, 1)]
+    );
+
+    assert!(backend.remove_limit(&limit.name).await.unwrap().is_some());
+    let mut sets = keys_with(server, &prefix, "{lim:");
+    sets.retain(|k| [":r:", ":q:", ":v:"].iter().any(|part| k.contains(part)));
+    assert!(sets.is_empty(), "{sets:?}");
 }

@@ -9,6 +9,7 @@ mod bulk;
 mod control;
 mod flow;
 mod follow;
+mod limits;
 mod serve;
 mod show;
 mod table;
@@ -300,6 +301,11 @@ enum Command {
     /// --retention`); list or remove such rules.
     #[command(subcommand)]
     Retention(RetentionCommand),
+    /// Cap how many executions of one key (a tag's value, the kind, the
+    /// lane) run at once and how many start per window; list, inspect or
+    /// remove limits.
+    #[command(subcommand)]
+    Limit(limits::LimitCommand),
     /// List the lanes of a namespace with executions or paused: whether
     /// each is paused, and its executions per state.
     Lanes {
@@ -743,6 +749,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         Command::Retention(RetentionCommand::Remove { namespace, lane }) => {
             control::remove_retention(backend.as_ref(), &namespace, lane.as_deref(), json).await
         }
+        Command::Limit(command) => limits::run(backend.as_ref(), command, json).await,
         Command::Lanes { namespace } => control::lanes(backend.as_ref(), &namespace, json).await,
         Command::Workers { namespace, limit } => {
             control::workers(backend.as_ref(), &namespace, limit, json).await

@@ -242,7 +242,7 @@ fn migrate_reports_the_schema_version() {
     let cli = Cli::new();
     let m = cli.json(&["migrate"]);
     assert_eq!(m["backend"], "sqlite");
-    assert_eq!(m["schema_version"], 12);
+    assert_eq!(m["schema_version"], 13);
     assert_eq!(m["partitions"], 16);
     assert!(cli.dir.path().join("baton.db").exists());
 }
@@ -1023,6 +1023,106 @@ fn retention_rules_are_set_listed_and_removed() {
         cli.json(&["retention", "list"])["items"],
         serde_json::json!([])
     );
+}
+
+/// `baton limit set|list|usage|rm`: limits as a table and as JSON, a
+/// replaced limit named, claims held at the cap, bad input refused with a
+/// hint.
+#[test]
+fn limits_are_set_listed_used_and_removed() {
+    let cli = Cli::new();
+    assert!(
+        cli.ok(&["limit", "list"]).contains("no limits"),
+        "none at first"
+    );
+    let out = cli.ok(&[
+        "limit",
+        "set",
+        "tenants",
+        "--key",
+        "tag:tenant",
+        "--max-running",
+        "1",
+    ]);
+    assert!(
+        out.contains("limit tenants on namespace default, per tag:tenant: at most 1 running"),
+        "{out}"
+    );
+    let out = cli.ok(&[
+        "limit",
+        "set",
+        "tenants",
+        "--key",
+        "tag:tenant",
+        "--max-running",
+        "1",
+        "--rate",
+        "5/1s",
+    ]);
+    assert!(out.contains("at most 5 claims per 1s (was:"), "{out}");
+    let table = cli.ok(&["limit", "list"]);
+    for word in [
+        "NAME",
+        "MAX RUNNING",
+        "RATE",
+        "tenants",
+        "tag:tenant",
+        "(all)",
+        "5/1s",
+    ] {
+        assert!(table.contains(word), "{word} in {table}");
+    }
+    assert_eq!(
+        cli.json(&["limit", "list", "--namespace", "default"])["items"],
+        serde_json::json!([{"name": "tenants", "namespace": "default", "lane": null,
+            "key": "tag:tenant", "max_running": 1, "rate": {"count": 5, "per_ms": 1000}}])
+    );
+    for _ in 0..2 {
+        cli.ok(&["submit", "job", "--lane", "capped", "--tag", "tenant=acme"]);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use baton_core::{ClaimRequest, EngineBackend, Lane, Namespace, WorkerId};
+        let (b, _claim) = cli.claim_one("capped", "w").await;
+        let request = ClaimRequest::new(
+            Namespace::new("default").unwrap(),
+            Lane::new("capped").unwrap(),
+            WorkerId::new("w").unwrap(),
+            5,
+        );
+        assert_eq!(
+            b.claim(request).await.unwrap().len(),
+            0,
+            "the cap of 1 holds"
+        );
+        b.close().await;
+    });
+    let usage = cli.ok(&["limit", "usage", "tenants"]);
+    for word in ["KEY", "RUNNING", "CLAIMS IN WINDOW", "acme"] {
+        assert!(usage.contains(word), "{word} in {usage}");
+    }
+    assert_eq!(
+        cli.json(&["limit", "usage", "tenants"])["items"],
+        serde_json::json!([{"key_value": "acme", "running": 1, "window_claims": 1}])
+    );
+    let (_, err) = cli.fails(&["limit", "set", "x", "--key", "kind"]);
+    assert!(err.contains("neither max_running nor rate"), "{err}");
+    let (_, err) = cli.fails(&["limit", "set", "x", "--key", "kind", "--rate", "fast"]);
+    assert!(err.contains("COUNT/WINDOW"), "{err}");
+    let (_, err) = cli.fails(&["limit", "set", "x", "--key", "color", "--max-running", "1"]);
+    assert!(err.contains("tag:<key>"), "{err}");
+    assert!(
+        cli.ok(&["limit", "rm", "tenants"])
+            .contains("removed limit tenants")
+    );
+    assert!(
+        cli.ok(&["limit", "rm", "tenants"])
+            .contains("nothing changed")
+    );
+    assert_eq!(cli.json(&["limit", "list"])["items"], serde_json::json!([]));
 }
 
 /// `baton events ID`: the history as a table, and as JSON.

@@ -126,6 +126,7 @@ on_every_backend!(
     delete_and_bulk_delete_over_http,
     the_history_of_an_execution_over_http,
     retention_rules_over_http,
+    limits_over_http,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -2133,6 +2134,126 @@ fn retention_rules_over_http(b: Bk) {
     let all = s.request("DELETE", "/v1/retention/retained", None);
     assert_eq!(all.json()["previous_ms"], 2_592_000_000u64, "{}", all.body);
     assert_eq!(ours(&s), Vec::<Value>::new());
+}
+
+/// `PUT`, `GET` and `DELETE /v1/limits…`: a limit is set (answering the
+/// one replaced), listed by namespace, refused when malformed; claims over
+/// HTTP honour its cap, `explain` says `limited`, the usage and the
+/// metrics count the runs per key; removing it frees the rest.
+fn limits_over_http(b: Bk) {
+    let s = Server::start(&b);
+    let put = |body: Value| s.request("PUT", "/v1/limits/http-tenants", Some(&body));
+    let limit = json!({"namespace": "limited", "lane": null, "key": "tag:tenant",
+        "max_running": 2, "rate": null});
+    let a = put(limit.clone());
+    assert_eq!(a.status, 200, "{}", a.body);
+    let mut expected = limit.clone();
+    expected["name"] = json!("http-tenants");
+    assert_eq!(
+        a.json(),
+        json!({"name": "http-tenants", "limit": expected, "previous": null})
+    );
+    assert_eq!(put(limit.clone()).json()["previous"], expected);
+    for bad in [
+        json!({"namespace": "limited", "key": "tag:tenant"}),
+        json!({"namespace": "limited", "key": "color", "max_running": 1}),
+        json!({"namespace": "limited", "key": "kind", "rate": {"count": 0, "per_ms": 1000}}),
+        json!({"namespace": "limited", "key": "kind", "rate": {"count": 1, "per_ms": 0}}),
+        json!({"namespace": "a b", "key": "kind", "max_running": 1}),
+        json!({"namespace": "limited", "key": "kind", "max_running": 1, "color": "red"}),
+    ] {
+        put(bad.clone()).error(400, "invalid_input");
+    }
+    s.request(
+        "PUT",
+        "/v1/limits/bad%20name",
+        Some(&json!({"namespace": "limited", "key": "kind", "max_running": 1})),
+    )
+    .error(400, "invalid_input");
+    let listed = s.get("/v1/limits?namespace=limited").json();
+    assert_eq!(listed, json!({"items": [expected.clone()]}));
+
+    let ids: Vec<String> = (0..4)
+        .map(|_| {
+            s.submit(json!({"kind": "k", "lane": "work", "namespace": "limited",
+                "tags": {"tenant": "acme"}}))
+        })
+        .collect();
+    let claims = s.claim(
+        "work",
+        json!({"worker_id": "w", "namespace": "limited", "max": 10}),
+    );
+    assert_eq!(claims.len(), 2, "the cap of 2 holds over HTTP");
+    let waiting: Vec<&String> = ids
+        .iter()
+        .filter(|id| s.describe(&encoded(id))["state"] == "waiting")
+        .collect();
+    assert_eq!(waiting.len(), 2);
+    let why = s
+        .get(&format!("/v1/executions/{}/explain", encoded(waiting[0])))
+        .json();
+    assert_eq!(why["waiting_on"], "limited", "{why}");
+    assert!(
+        why["detail"].as_str().unwrap().contains("http-tenants"),
+        "{why}"
+    );
+    let usage = s.get("/v1/limits/http-tenants/usage").json();
+    assert_eq!(
+        usage,
+        json!({"name": "http-tenants", "items": [{"key_value": "acme", "running": 2, "window_claims": 0}]})
+    );
+    s.get("/v1/limits/nobody/usage").error(400, "invalid_input");
+    let metrics = s.get("/metrics").body;
+    assert!(
+        metrics.contains(
+            "baton_limit_running{namespace=\"limited\",limit=\"http-tenants\",key=\"acme\"} 2"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("baton_claims_limited_total "), "{metrics}");
+
+    // A claim parked for work the cap holds back takes it soon after a
+    // run ends (no submission wakes it).
+    std::thread::scope(|scope| {
+        let parked = scope.spawn(|| {
+            let start = Instant::now();
+            let got = s.claim(
+                "work",
+                json!({"worker_id": "w2", "namespace": "limited", "max": 10, "wait_ms": 20000}),
+            );
+            (got, start.elapsed())
+        });
+        thread::sleep(Duration::from_millis(300));
+        let lease = claims[0]["lease"]["token"].as_str().unwrap();
+        let id = claims[0]["id"].as_str().unwrap();
+        s.ok(
+            &format!("/v1/executions/{}/complete", encoded(id)),
+            json!({"lease": lease, "result": null}),
+        );
+        let (got, took) = parked.join().unwrap();
+        assert_eq!(got.len(), 1, "one slot freed: {got:?}");
+        assert!(
+            took < Duration::from_secs(15),
+            "the freed slot did not reach the parked claim ({took:?})"
+        );
+    });
+
+    let gone = s.request("DELETE", "/v1/limits/http-tenants", None);
+    assert_eq!(
+        gone.json(),
+        json!({"name": "http-tenants", "limit": null, "previous": expected})
+    );
+    let again = s.request("DELETE", "/v1/limits/http-tenants", None);
+    assert_eq!(again.json()["previous"], Value::Null, "{}", again.body);
+    assert_eq!(
+        s.get("/v1/limits?namespace=limited").json(),
+        json!({"items": []})
+    );
+    let rest = s.claim(
+        "work",
+        json!({"worker_id": "w", "namespace": "limited", "max": 10}),
+    );
+    assert_eq!(rest.len(), 1, "removed: the rest is claimed");
 }
 
 /// `POST /v1/executions/bulk/cancel` and `/bulk/replay`: a dry run counts,

@@ -480,6 +480,68 @@ pub trait AdminBackend: EngineBackend {
     /// `Corruption`, `Unavailable`.
     async fn retention_rules(&self) -> Result<Vec<crate::RetentionRule>>;
 
+    /// Sets `limit` (replacing the limit of that name, which may have
+    /// belonged to another namespace); answers the limit it replaced.
+    /// Claims judge waiting work against the limits in force when they
+    /// run, from its stored lane, kind and tags: a limit applies at once
+    /// to work already waiting and counts what already runs (a cap below
+    /// what runs lets the runs finish and claims nothing of the key until
+    /// it has room).
+    ///
+    /// A claim in a lane a limit covers takes an execution only while
+    /// every limit covering it has room for its key
+    /// ([`rules::Admission`](crate::raw::rules::Admission)); it reads past
+    /// skipped work, so a key without room never holds back another key's.
+    /// A run's slot is free as the run leaves `running`, in the same
+    /// transaction or `FCALL` as every way a run ends
+    /// ([`rules::release_on`](crate::raw::rules::release_on)); see the
+    /// backend's documentation for how Valkey keeps the count.
+    ///
+    /// # Atomicity
+    /// One transaction on SQL, which waits for claims in progress (the
+    /// claims after it judge by the new limit). Valkey: see its crate
+    /// documentation.
+    ///
+    /// # Idempotency
+    /// Setting the same limit again changes nothing.
+    ///
+    /// # Errors
+    /// `InvalidInput` ([`Limit::check`](crate::Limit::check), or a new
+    /// limit beyond [`Limit::MAX_LIMITS`](crate::Limit::MAX_LIMITS)),
+    /// `Unavailable`.
+    async fn set_limit(&self, limit: &crate::Limit) -> Result<Option<crate::Limit>>;
+
+    /// Removes the limit named `name`; answers it, `None` when there was
+    /// none. Its keys' work is claimed as the other limits allow at once.
+    ///
+    /// # Atomicity
+    /// As [`set_limit`](Self::set_limit).
+    ///
+    /// # Errors
+    /// `Unavailable`.
+    async fn remove_limit(&self, name: &crate::LimitName) -> Result<Option<crate::Limit>>;
+
+    /// The limits of `namespace` (every namespace's when `None`), by
+    /// namespace then name
+    /// ([`rules::sort_limits`](crate::raw::rules::sort_limits)).
+    ///
+    /// # Errors
+    /// `Corruption`, `Unavailable`.
+    async fn limits(&self, namespace: Option<&Namespace>) -> Result<Vec<crate::Limit>>;
+
+    /// How the keys of the limit named `name` stand now: each key with
+    /// executions running or claims in the rate's window, by key value, at
+    /// most `limit` of them (up to [`Page::MAX_LIMIT`](crate::Page::MAX_LIMIT)).
+    ///
+    /// # Errors
+    /// `InvalidInput` (no limit has this name; `limit` out of range),
+    /// `Corruption`, `Unavailable`.
+    async fn limit_usage(
+        &self,
+        name: &crate::LimitName,
+        limit: usize,
+    ) -> Result<Vec<crate::LimitUsage>>;
+
     /// Records an `audit` event with `detail` in the history of each of
     /// `ids` (at most [`Page::MAX_LIMIT`](crate::Page::MAX_LIMIT), any
     /// partitions; an id that names no execution any more is passed

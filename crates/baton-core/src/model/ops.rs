@@ -35,8 +35,8 @@ pub struct Explanation {
     /// `dependencies`, `signals`, `timer`, `paused`, `delayed`, `leased`),
     /// and for a waiting execution `lane_paused` (an operator paused its
     /// lane), `no_capable_worker` (no live worker claims its lane with the
-    /// capabilities it requires) or `queued` (it is next, or behind others
-    /// of its lane); `None` once it finished.
+    /// capabilities it requires), `limited` (a limit has no room for its
+    /// key now) or `queued` (it is next, or behind others of its lane); `None` once it finished.
     pub reason: Option<&'static str>,
     /// The same as a sentence naming the numbers, names and times.
     pub detail: String,
@@ -54,6 +54,9 @@ pub struct QueueFacts {
     pub ahead: u64,
     /// Whether its lane is paused.
     pub lane_paused: bool,
+    /// The limit holding it back now, if any
+    /// ([`Admission::check`](crate::raw::rules::Admission::check)).
+    pub limited: Option<crate::LimitedBy>,
 }
 
 impl QueueFacts {

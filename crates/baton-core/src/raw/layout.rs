@@ -19,6 +19,7 @@
 /// | `scan` | `promote_due`, `reclaim_expired_leases`, `expire_deadlines`, `trim_terminal` |
 /// | `ownership` | `sync_ownership`, `release_ownership`, `partition_owners` |
 /// | `manage` | `delete_units`, `events`, `audit`, `set_history`, `history_enabled` |
+/// | `limits` | `set_limit`, `remove_limit`, `limits`, `limit_usage` |
 /// | `admin` | `describe`, `list`, `counts`, `namespaces`, `attempts`, `describe_many` |
 ///
 /// The calling crate depends on `async-trait`.
@@ -462,6 +463,35 @@ macro_rules! implement_backend_by_modules {
                 &self,
             ) -> $crate::Result<::std::vec::Vec<$crate::RetentionRule>> {
                 crate::manage::retention_rules(self).await
+            }
+
+            async fn set_limit(
+                &self,
+                limit: &$crate::Limit,
+            ) -> $crate::Result<::std::option::Option<$crate::Limit>> {
+                crate::limits::set_limit(self, limit).await
+            }
+
+            async fn remove_limit(
+                &self,
+                name: &$crate::LimitName,
+            ) -> $crate::Result<::std::option::Option<$crate::Limit>> {
+                crate::limits::remove_limit(self, name).await
+            }
+
+            async fn limits(
+                &self,
+                namespace: ::std::option::Option<&$crate::Namespace>,
+            ) -> $crate::Result<::std::vec::Vec<$crate::Limit>> {
+                crate::limits::limits(self, namespace).await
+            }
+
+            async fn limit_usage(
+                &self,
+                name: &$crate::LimitName,
+                limit: usize,
+            ) -> $crate::Result<::std::vec::Vec<$crate::LimitUsage>> {
+                crate::limits::limit_usage(self, name, limit).await
             }
 
             async fn children(

@@ -16,6 +16,7 @@
 
 pub mod bulk;
 pub mod cascade;
+pub mod counters;
 pub mod delete;
 mod layout;
 pub mod rules;

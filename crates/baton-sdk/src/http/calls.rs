@@ -807,6 +807,111 @@ impl HttpTransport {
             .collect()
     }
 
+    /// `PUT /v1/limits/{name}`; answers the limit replaced.
+    pub(crate) async fn set_limit(
+        &self,
+        limit: &baton_core::Limit,
+    ) -> Result<Option<baton_core::Limit>> {
+        let op = Op {
+            name: "set_limit",
+            id: None,
+        };
+        let route = Route::SetLimit;
+        let answer = baton_api::LimitAnswer::from(limit);
+        let body = baton_api::LimitBody {
+            namespace: answer.namespace,
+            lane: answer.lane,
+            key: answer.key,
+            max_running: answer.max_running,
+            rate: answer.rate,
+        };
+        let answer: baton_api::LimitChangeAnswer = self
+            .call(
+                route,
+                &route.path_with(&encode(limit.name.as_str())),
+                Some(&body),
+                op,
+            )
+            .await?;
+        answer
+            .previous
+            .as_ref()
+            .map(baton_api::LimitAnswer::limit)
+            .transpose()
+    }
+
+    /// `DELETE /v1/limits/{name}`; answers the limit removed.
+    pub(crate) async fn remove_limit(
+        &self,
+        name: &baton_core::LimitName,
+    ) -> Result<Option<baton_core::Limit>> {
+        let op = Op {
+            name: "remove_limit",
+            id: None,
+        };
+        let route = Route::RemoveLimit;
+        let answer: baton_api::LimitChangeAnswer = self
+            .call(
+                route,
+                &route.path_with(&encode(name.as_str())),
+                None::<&()>,
+                op,
+            )
+            .await?;
+        answer
+            .previous
+            .as_ref()
+            .map(baton_api::LimitAnswer::limit)
+            .transpose()
+    }
+
+    /// `GET /v1/limits?namespace=`.
+    pub(crate) async fn limits(
+        &self,
+        namespace: Option<&baton_core::Namespace>,
+    ) -> Result<Vec<baton_core::Limit>> {
+        let op = Op {
+            name: "limits",
+            id: None,
+        };
+        let route = Route::Limits;
+        let path = match namespace {
+            Some(ns) => format!("{}?namespace={}", route.path(), encode(ns.as_str())),
+            None => route.path().to_owned(),
+        };
+        let answer: baton_api::LimitsAnswer = self.call(route, &path, None::<&()>, op).await?;
+        answer
+            .items
+            .iter()
+            .map(baton_api::LimitAnswer::limit)
+            .collect()
+    }
+
+    /// `GET /v1/limits/{name}/usage?limit=`.
+    pub(crate) async fn limit_usage(
+        &self,
+        name: &baton_core::LimitName,
+        limit: usize,
+    ) -> Result<Vec<baton_core::LimitUsage>> {
+        let op = Op {
+            name: "limit_usage",
+            id: None,
+        };
+        let route = Route::LimitUsage;
+        let path = format!("{}?limit={limit}", route.path_with(&encode(name.as_str())));
+        let answer: baton_api::LimitUsageAnswer = self.call(route, &path, None::<&()>, op).await?;
+        Ok(answer
+            .items
+            .into_iter()
+            .map(|k| baton_core::LimitUsage {
+                name: name.clone(),
+                key_value: k.key_value,
+                running: k.running,
+                window_claims: k.window_claims,
+            })
+            .collect())
+    }
+
     /// `GET /v1/executions/{id}/events?after=&limit=`.
     pub(crate) async fn events(
         &self,

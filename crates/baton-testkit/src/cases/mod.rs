@@ -17,6 +17,7 @@ mod fail;
 mod flows;
 mod idempotency;
 mod input;
+mod limits;
 mod manage;
 mod memory;
 mod misc;
@@ -43,6 +44,7 @@ pub use fail::*;
 pub use flows::*;
 pub use idempotency::*;
 pub use input::*;
+pub use limits::*;
 pub use manage::*;
 pub use memory::*;
 pub use misc::*;
@@ -73,6 +75,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("flows.rs"),
     include_str!("idempotency.rs"),
     include_str!("input.rs"),
+    include_str!("limits.rs"),
     include_str!("manage.rs"),
     include_str!("memory.rs"),
     include_str!("misc.rs"),

@@ -27,6 +27,10 @@
 //!   under a bound, so the figure is what the backend sustains end to end,
 //!   not how fast a queue can grow. The first tenth of the run is warm-up
 //!   and not counted.
+//! - `limited`: `steady` with a limit on: executions are tagged with one
+//!   of `--tenants` tenants in turn, and a limit caps each tenant at
+//!   `--limit-cap` running (removed after the run). What the limited claim
+//!   path costs beside `steady`.
 //! - `latency`: open-loop offered load at `--rate R` executions per second
 //!   for `--duration S` seconds. Each execution is stamped with the time it
 //!   was *due*, not the time it was sent, so a stalled submitter shows up as
@@ -42,7 +46,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use baton_core::{AdminBackend, EngineError, Kind, Lane, Namespace, NewExecution};
+use baton_core::{
+    AdminBackend, EngineError, Kind, Lane, Limit, LimitName, Namespace, NewExecution, TagKey,
+};
 use clap::{Args, ValueEnum};
 use tokio::sync::Notify;
 
@@ -73,6 +79,8 @@ enum Scenario {
     Steady,
     /// Open-loop load at R per second; submit→start and submit→complete percentiles.
     Latency,
+    /// Steady, with executions spread over tenants and a cap per tenant.
+    Limited,
 }
 
 impl Scenario {
@@ -81,6 +89,7 @@ impl Scenario {
             Scenario::Drain => "drain",
             Scenario::Steady => "steady",
             Scenario::Latency => "latency",
+            Scenario::Limited => "limited",
         }
     }
 }
@@ -88,7 +97,7 @@ impl Scenario {
 /// Flags of `baton bench`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// drain, steady or latency.
+    /// drain, steady, latency or limited.
     #[arg(long, value_enum, default_value_t = Scenario::Steady)]
     scenario: Scenario,
     /// Executions to submit and drain (drain).
@@ -115,6 +124,12 @@ pub(crate) struct BenchArgs {
     /// Executions per create call (drain, steady).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
     submit_batch: u64,
+    /// Tenants the executions are spread over, in turn (limited).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    tenants: u64,
+    /// Most executions of one tenant running at once (limited).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    limit_cap: u32,
     /// Record the event history of the run's executions (off by default,
     /// as for any namespace): what the history costs.
     #[arg(long)]
@@ -129,6 +144,10 @@ struct Shared {
     lane: Lane,
     kind: Kind,
     payload_bytes: usize,
+    /// Tenants executions are tagged with in turn; `None`: untagged.
+    tenants: Option<u64>,
+    /// The next tenant's turn.
+    turn: AtomicU64,
     epoch: Instant,
     submitted: AtomicU64,
     completed: AtomicU64,
@@ -149,12 +168,19 @@ impl Shared {
     fn execution(&self, stamp_us: u64) -> NewExecution {
         let mut payload = vec![b'x'; self.payload_bytes];
         payload[..STAMP_BYTES].copy_from_slice(&stamp_us.to_le_bytes());
-        NewExecution::new(
+        let new = NewExecution::new(
             self.namespace.clone(),
             self.lane.clone(),
             self.kind.clone(),
             payload,
-        )
+        );
+        match (self.tenants, TagKey::new("tenant")) {
+            (Some(n), Ok(key)) => {
+                let t = self.turn.fetch_add(1, Ordering::Relaxed) % n.max(1);
+                new.with_tag(key, format!("t{t}"))
+            }
+            _ => new,
+        }
     }
 
     fn note_completed(&self) {
@@ -230,6 +256,8 @@ pub(crate) async fn run(
         lane: Lane::new("bench")?,
         kind: Kind::new("bench.noop")?,
         payload_bytes: usize::try_from(args.payload_bytes).map_err(internal)?,
+        tenants: (args.scenario == Scenario::Limited).then_some(args.tenants),
+        turn: AtomicU64::new(0),
         epoch: Instant::now(),
         submitted: AtomicU64::new(0),
         completed: AtomicU64::new(0),
@@ -242,13 +270,27 @@ pub(crate) async fn run(
     if args.history {
         shared.backend.set_history(&shared.namespace, true).await?;
     }
+    let limit = Limit {
+        name: LimitName::new(format!("bench-{suffix}"))?,
+        namespace: shared.namespace.clone(),
+        lane: None,
+        key: "tag:tenant".parse()?,
+        max_running: Some(args.limit_cap),
+        rate: None,
+    };
+    if args.scenario == Scenario::Limited {
+        shared.backend.set_limit(&limit).await?;
+    }
     let progress = Progress::start(shared.clone(), args.scenario);
     let outcome = match args.scenario {
         Scenario::Drain => drain(&shared, &args).await,
-        Scenario::Steady => steady(&shared, &args).await,
+        Scenario::Steady | Scenario::Limited => steady(&shared, &args).await,
         Scenario::Latency => latency(&shared, &args).await,
     };
     progress.stop().await;
+    if args.scenario == Scenario::Limited {
+        shared.backend.remove_limit(&limit.name).await?;
+    }
     let report = outcome?;
     let doc = report.json(&shared, &args);
     if json_out {

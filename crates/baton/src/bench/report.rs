@@ -85,6 +85,8 @@ impl Report {
             "submit_batch": if args.scenario == Scenario::Latency { Value::Null } else { json!(args.submit_batch) },
             "payload_bytes": args.payload_bytes,
             "rate": if args.scenario == Scenario::Latency { json!(args.rate) } else { Value::Null },
+            "tenants": if args.scenario == Scenario::Limited { json!(args.tenants) } else { Value::Null },
+            "limit_cap": if args.scenario == Scenario::Limited { json!(args.limit_cap) } else { Value::Null },
             "duration_s": round3(self.seconds),
             "throughput_per_sec": round1(per_sec(self.counted, self.seconds)),
             "submit_per_sec": round1(self.submit_per_sec),

@@ -277,7 +277,8 @@ pub fn replay_deadline(deadline: Option<Timestamp>, now: Timestamp) -> Option<Ti
 /// for a waiting execution, whether its lane is paused (`lane_paused`),
 /// whether a live worker (`facts.workers`) claims its
 /// lane offering every capability it requires — `no_capable_worker`
-/// otherwise — and else how many are ahead of it (`queued`); nothing for a
+/// otherwise — whether a limit holds it back (`limited`, from
+/// `facts.limited`) and else how many are ahead of it (`queued`); nothing for a
 /// finished one, only what became of it.
 pub fn explain(
     snapshot: ExecutionSnapshot,
@@ -354,6 +355,9 @@ fn reason_of(
                 needed.join(", ")
             ),
         );
+    }
+    if let Some(why) = &facts.limited {
+        return (Some("limited"), super::limited_detail(why));
     }
     let detail = match facts.ahead {
         0 => format!("eligible and next in lane {lane}; a live worker should claim it soon"),

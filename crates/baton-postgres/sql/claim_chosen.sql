@@ -1,0 +1,14 @@
+-- claim_chosen: leases and opens attempts for the executions a limited
+-- claim chose (src/limits.rs), in its transaction, which read them waiting
+-- and holds their row locks (`FOR UPDATE SKIP LOCKED`); this head, then
+-- claim_tail.sql, so they are claimed exactly as claim.sql claims.
+--
+-- $1 now, $2 worker id, $3 lease expiry, $4 one fresh nonce per execution
+-- (see claim_tail.sql); $5 their partitions, $6 their uuids.
+WITH gate AS (
+    SELECT false AS limited
+),
+picked AS (
+    SELECT q.partition, q.uuid
+    FROM UNNEST($5::int2[], $6::uuid[]) AS q(partition, uuid)
+),
