@@ -1262,3 +1262,116 @@ async fn every_backend_retains_and_acts_in_units_identically() {
     );
     assert_agree(&results);
 }
+
+/// Limits: the same limits listed, the same claims taken under a cap per
+/// tenant and a rate per kind, the same usage and the same `explain`
+/// sentences for held-back work, the same claims after a run ends and
+/// after the window moves, and the same answers to a removal.
+async fn limits_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
+    use baton_core::{Limit, Rate, TagKey};
+    let ns = Namespace::new("parity").unwrap();
+    let tenant = TagKey::new("tenant").unwrap();
+    let cap = Limit {
+        name: "parity-tenants".parse().unwrap(),
+        namespace: ns.clone(),
+        lane: None,
+        key: "tag:tenant".parse().unwrap(),
+        max_running: Some(1),
+        rate: None,
+    };
+    let rate = Limit {
+        name: "parity-kinds".parse().unwrap(),
+        namespace: ns.clone(),
+        lane: Some(Lane::new("main").unwrap()),
+        key: "kind".parse().unwrap(),
+        max_running: None,
+        rate: Some(Rate {
+            count: 2,
+            per: Duration::from_millis(1_000),
+        }),
+    };
+    let mut seen = Vec::new();
+    for limit in [&cap, &rate] {
+        seen.push(Value::from(b.set_limit(limit).await.unwrap().is_some()));
+    }
+    seen.push(
+        serde_json::to_value(
+            b.limits(Some(&ns))
+                .await
+                .unwrap()
+                .iter()
+                .map(baton_api::LimitAnswer::from)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap(),
+    );
+    let mut ids = Vec::new();
+    for (i, (kind, who)) in [
+        ("a", Some("t1")),
+        ("a", Some("t1")),
+        ("a", Some("t2")),
+        ("b", None),
+        ("a", None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut e = exec(kind).with_priority(10 - i as i32);
+        if let Some(who) = who {
+            e = e.with_tag(tenant.clone(), who);
+        }
+        ids.push(b.create(vec![e]).await.unwrap()[0].id.clone());
+    }
+    let place = |id: &ExecutionId| ids.iter().position(|x| x == id);
+    let claims = b.claim(claim(10)).await.unwrap();
+    seen.push(Value::from(
+        claims.iter().map(|c| place(&c.id)).collect::<Vec<_>>(),
+    ));
+    for name in [&cap.name, &rate.name] {
+        let usage = b.limit_usage(name, 100).await.unwrap();
+        seen.push(serde_json::json!(
+            usage
+                .iter()
+                .map(|u| (u.key_value.clone(), u.running, u.window_claims))
+                .collect::<Vec<_>>()
+        ));
+    }
+    for id in &ids {
+        let why = b.explain(id).await.unwrap();
+        seen.push(serde_json::json!([why.reason, why.detail]));
+    }
+    clock.advance(Duration::from_millis(10));
+    b.complete(&claims[0].lease, b"1".to_vec()).await.unwrap();
+    let next = b.claim(claim(10)).await.unwrap();
+    seen.push(Value::from(
+        next.iter().map(|c| place(&c.id)).collect::<Vec<_>>(),
+    ));
+    clock.advance(Duration::from_millis(1_000));
+    let later = b.claim(claim(10)).await.unwrap();
+    seen.push(Value::from(
+        later.iter().map(|c| place(&c.id)).collect::<Vec<_>>(),
+    ));
+    for name in [&cap.name, &rate.name, &cap.name] {
+        seen.push(Value::from(b.remove_limit(name).await.unwrap().is_some()));
+    }
+    seen.push(Value::from(
+        b.limit_usage(&cap.name, 10).await.unwrap_err().to_string(),
+    ));
+    seen
+}
+
+#[tokio::test]
+async fn every_backend_limits_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for (name, backend, clock) in backends(dir.path()).await {
+        results.push((name, limits_history(backend.as_ref(), &clock).await));
+    }
+    let (_, first) = &results[0];
+    // t1's first and t2's (kind a, 2 per second), then b; t1's second waits
+    // for its tenant's slot, the untagged a for the window.
+    assert_eq!(first[3], serde_json::json!([0, 2, 3]), "{first:?}");
+    assert_eq!(first[6 + 1][0], "limited", "{first:?}");
+    assert_eq!(first[6 + 4][0], "limited", "{first:?}");
+    assert_agree(&results);
+}
