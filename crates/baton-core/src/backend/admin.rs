@@ -508,7 +508,8 @@ pub trait AdminBackend: EngineBackend {
     /// # Errors
     /// `InvalidInput` ([`Limit::check`](crate::Limit::check), or a new
     /// limit beyond [`Limit::MAX_LIMITS`](crate::Limit::MAX_LIMITS)),
-    /// `Unavailable`.
+    /// `Contention` (another writer of limits, or claims, held what it
+    /// needed for too long: nothing changed, retry), `Unavailable`.
     async fn set_limit(&self, limit: &crate::Limit) -> Result<Option<crate::Limit>>;
 
     /// Removes the limit named `name`; answers it, `None` when there was
@@ -518,7 +519,7 @@ pub trait AdminBackend: EngineBackend {
     /// As [`set_limit`](Self::set_limit).
     ///
     /// # Errors
-    /// `Unavailable`.
+    /// `Contention` (as for `set_limit`), `Unavailable`.
     async fn remove_limit(&self, name: &crate::LimitName) -> Result<Option<crate::Limit>>;
 
     /// The limits of `namespace` (every namespace's when `None`), by
