@@ -136,6 +136,18 @@
 --                                      <ns>/<lane>, written where a run that holds
 --                                      slots ends (release_slots); the backend applies
 --                                      them in B:{lim:<ns>} and deletes them
+--   B:{p:N}:ses                 HASH  (library generation 16) the session locks of
+--                                      the sessions whose work this partition
+--                                      holds: <ns>/<session> -> '<worker>|<expires
+--                                      ms>|<idle ms>' (idle: how long the worker
+--                                      keeps the session past its last claim or
+--                                      renew of the session's work). Taken by the
+--                                      claim of the session's work (take), extended
+--                                      by renews, dropped by the reclaim of its
+--                                      worker's run and by the reclaim pass's
+--                                      sweep once lapsed
+--   B:{p:N}:sesx                ZSET  (library generation 16) expires ms ->
+--                                      <ns>/<session>: the sweep's index of `ses`
 --   B:{ctl}:nodes / :owners / :oexp    partition ownership (one slot)
 --   B:{ctl}:limits              HASH  limit name -> its namespace (library generation 15)
 --
@@ -165,7 +177,10 @@
 --   B:{w:<ns>}:workers          HASH  worker id -> a MessagePack map l (lanes of its
 --                                      last claim, comma separated), c (its
 --                                      capabilities, likewise), s (last seen ms), n
---                                      (leases its last renew presented)
+--                                      (leases its last renew presented), v (the
+--                                      version range of its last claim, as
+--                                      VersionRange::to_stored; absent before
+--                                      library generation 16: any)
 --   B:{w:<ns>}:seen             ZSET  last seen ms -> worker id (the same `s`): who
 --                                      is live, and who is stale enough to forget
 --   B:{wk:<worker>}:ns          SET   the namespaces the worker claimed from, so a
@@ -227,6 +242,11 @@
 -- reads the root as due but the rule says not yet, or its flow still runs.
 -- Finished, a root with kp sits in `kept`, one without in `done`. Members
 -- carry no kp: they go with their root.
+-- An execution submitted with a session (library generation 16) holds ses
+-- (its name; created in the session's partition, its idempotency key
+-- scoped by it: see idem_field), one with a handler version ver (as given)
+-- and vk (its sort key, baton_core::Version::sort_key); either puts its
+-- waiting work in the lane's `wx:` set. Records without them have neither.
 -- A running execution whose claim took limit slots (library generation 15)
 -- holds lh ('1'); the move that ends the run records the release and drops
 -- it (release_slots). Without it an end writes nothing for limits.
@@ -383,8 +403,21 @@ end
 
 local function lane_id(h) return h.ns .. '/' .. h.lane end
 
+-- The `idem` field of idempotency key `ik` in namespace `ns`, lane `lane`
+-- and session `ses` (nil: none). Neither a lane nor a session holds a
+-- space or a '/', so the forms never meet: a key without a session keeps
+-- the field it always had.
+local function idem_field(ns, lane, ses, ik)
+  if ses then return ns .. '/' .. lane .. ' ' .. ses .. ' ' .. ik end
+  return ns .. '/' .. lane .. '/' .. ik
+end
+
+-- Work with conditions a claim must check one by one (capabilities, a
+-- deadline, a session, a version) waits in the lane's `wx:` set, so the
+-- plain `w:` set is claimed and peeked without reading records.
 local function conditional(h)
   return (h.caps ~= nil and h.caps ~= '[]') or (h.dl ~= nil and h.dl ~= '')
+    or h.ses ~= nil or h.vk ~= nil
 end
 
 local function waiting_key(base, h)
@@ -1133,6 +1166,114 @@ local function caps_ok(caps, offered)
   return true
 end
 
+-- Sessions (library generation 16). A session's lock lives in the
+-- partition that holds the session's work (every execution of a session is
+-- created in baton_core::raw::rules::session_partition), so the call that
+-- claims the work checks and takes the lock, on a cluster too (see the key
+-- schema: `ses` and `sesx`). A lock is a table: worker, expires (ms), idle
+-- (ms: how long its worker keeps the session after its last claim or renew
+-- of the session's work).
+
+-- The `ses` field of session `ses` of namespace `ns`.
+local function session_field(ns, ses) return ns .. '/' .. ses end
+
+-- The stored lock of session field `field`, or nil. A worker id holds no
+-- '|', so the value splits at its last two.
+local function session_lock(base, field)
+  local v = redis.call('HGET', base .. ':ses', field)
+  if not v then return nil end
+  local w, e, i = string.match(v, '^(.+)|(%d+)|(%d+)$')
+  if not w then error('session lock ' .. field .. ' holds ' .. v) end
+  return { worker = w, expires = tonumber(e), idle = tonumber(i) }
+end
+
+-- Whether `worker` may claim work of a session whose lock is `lock` (nil:
+-- none) at `now` (ms).
+-- Mirrors baton_core::raw::rules::session_claimable.
+local function session_claimable(lock, worker, now)
+  if not lock then return true end
+  return lock.worker == worker or lock.expires <= now
+end
+
+-- When a session lock lapses after a claim or renew at `now` under a lease
+-- until `lease_expires` by a worker keeping idle sessions `idle` ms, the
+-- lock lapsing at `current` before (nil: new, or another worker's); ms.
+-- Mirrors baton_core::raw::rules::session_lock_until.
+local function session_lock_until(current, now, lease_expires, idle)
+  local t = now + idle
+  if lease_expires > t then t = lease_expires end
+  if current and current > t then t = current end
+  return t
+end
+
+-- Whether a claim accepting the version keys `min`..`max` (nil: open) may
+-- take an execution whose version key is `key` (nil: no version). Every
+-- key has the same length, digits and dots alike in place, so text order
+-- is version order.
+-- Mirrors baton_core::raw::rules::version_key_accepted.
+local function version_key_accepted(key, min, max)
+  if not key then return true end
+  return (min == nil or key >= min) and (max == nil or key <= max)
+end
+
+-- Writes the lock of session field `field` for `worker` after a claim or
+-- renew at `now` of the session's work under a lease until `expires`
+-- (ms), keeping it `idle` ms once idle; `lock` is the lock stored before.
+local function hold_session(base, field, lock, worker, now, expires, idle)
+  local current = nil
+  if lock and lock.worker == worker then current = lock.expires end
+  local t = s(session_lock_until(current, now, expires, idle))
+  redis.call('HSET', base .. ':ses', field, worker .. '|' .. t .. '|' .. s(idle))
+  redis.call('ZADD', base .. ':sesx', t, field)
+end
+
+-- Drops the lock of session field `field` when `worker` holds it.
+local function release_session(base, field, worker)
+  local lock = session_lock(base, field)
+  if lock and lock.worker == worker then
+    redis.call('HDEL', base .. ':ses', field)
+    redis.call('ZREM', base .. ':sesx', field)
+  end
+end
+
+-- Drops the locks lapsed by `now` (ms), earliest first, at most `max`. An
+-- index entry behind its lock (one written again since) is scored anew.
+local function sweep_sessions(base, now, max)
+  local due = redis.call('ZRANGEBYSCORE', base .. ':sesx', '-inf', s(now), 'LIMIT', 0, max)
+  for _, field in ipairs(due) do
+    local lock = session_lock(base, field)
+    if lock and lock.expires > now then
+      redis.call('ZADD', base .. ':sesx', s(lock.expires), field)
+    else
+      redis.call('HDEL', base .. ':ses', field)
+      redis.call('ZREM', base .. ':sesx', field)
+    end
+  end
+  return #due
+end
+
+-- What a claim brings to the routing checks: `vmin`, `vmax` (version keys,
+-- '' for an open end), the worker, and a cache of the session locks read.
+local function routing(vmin, vmax, worker)
+  if vmin == '' then vmin = nil end
+  if vmax == '' then vmax = nil end
+  return { vmin = vmin, vmax = vmax, worker = worker, locks = {} }
+end
+
+-- Whether the claim of `route` may take the loaded execution `h` at `now`
+-- by its version and session (its lock read once per call).
+local function routable(base, route, h, now)
+  if not version_key_accepted(h.vk, route.vmin, route.vmax) then return false end
+  if not h.ses then return true end
+  local field = session_field(h.ns, h.ses)
+  local lock = route.locks[field]
+  if lock == nil then
+    lock = session_lock(base, field) or false
+    route.locks[field] = lock
+  end
+  return session_claimable(lock or nil, route.worker, now)
+end
+
 -- The next due score of a zset as an integer reply element, or ''.
 local function first_score(key)
   local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
@@ -1142,10 +1283,10 @@ end
 
 -- Choosing work (shared by baton_peek and baton_claim). ARGV layout of
 -- both: now, namespace, want, capabilities (comma separated), lane count L,
--- L lanes.
+-- L lanes; each caller passes its routing (see routing()).
 
 -- Up to `want` eligible members of zset `key`, in claim order.
-local function eligible(base, key, conditional_set, want, now, offered)
+local function eligible(base, key, conditional_set, want, now, offered, route)
   if not conditional_set then
     return redis.call('ZRANGE', key, 0, want - 1)
   end
@@ -1157,7 +1298,8 @@ local function eligible(base, key, conditional_set, want, now, offered)
     for _, m in ipairs(ms) do
       local h = load(base, string.sub(m, 25))
       local dl = h and tsnum(h.dl)
-      if h and (dl == nil or dl > now) and caps_ok(h.caps, offered) then
+      if h and (dl == nil or dl > now) and caps_ok(h.caps, offered)
+        and routable(base, route, h, now) then
         out[#out + 1] = m
         if #out >= want then return out end
       end
@@ -1200,7 +1342,7 @@ end
 -- (the backend claims their work through baton_limit_claim): `limited`
 -- lists those, as <ns>/<lane>, and `lanes` holds them too, so an empty one
 -- is still reported empty.
-local function choose(keys, args)
+local function choose(keys, args, route)
   local base = keys[1]
   local now = tonumber(args[1])
   local ns = args[2]
@@ -1225,7 +1367,7 @@ local function choose(keys, args)
     lanes[#lanes + 1] = lid
     for _, cond in ipairs({ false, true }) do
       local key = base .. (cond and ':wx:' or ':w:') .. lid
-      local l = eligible(base, key, cond, want, now, offered)
+      local l = eligible(base, key, cond, want, now, offered, route)
       if #l > 0 then
         lists[#lists + 1] = l
         sets[#sets + 1] = key
@@ -1277,19 +1419,37 @@ end
 -- claim took limit slots for it }): each still waiting is claimed, in order,
 -- for `worker` until `expires` (ms text) at `snow`, and the k-th claimed
 -- takes the k-th nonce of `nonces` (16 hex digits each), as the backend
--- pairs them. Writes records, indexes and counts; answers the ten reply
--- values per claimed execution that baton_claim describes, flat.
-local function take(base, ns, items, worker, expires, nonces, snow)
+-- pairs them. One of a session another worker holds stays waiting; one of
+-- a session is claimed with the session's lock, kept `idle` ms past the
+-- claim (see hold_session). Writes records, indexes, counts and locks;
+-- answers the CLAIM_ENTRY reply values per claimed execution that
+-- baton_claim describes, flat.
+local CLAIM_ENTRY = 12
+
+local function take(base, ns, items, worker, expires, nonces, snow, idle)
   local removed, adds, counts, writes = {}, {}, {}, {}
   local reply = {}
+  local now, until_ms = tonumber(snow), tonumber(expires)
   for i = 1, #items do
     local it = items[i]
     local m, h, uuid = it.m, it.h, it.uuid
-    push(removed, it.set, m)
-    if h and h.st == 'waiting' then
+    local blocked = false
+    if h and h.st == 'waiting' and h.ses then
+      local field = session_field(h.ns, h.ses)
+      local lock = session_lock(base, field)
+      if session_claimable(lock, worker, now) then
+        hold_session(base, field, lock, worker, now, until_ms, idle)
+      else
+        blocked = true
+      end
+    end
+    -- An entry of work still waiting for its session stays; any other
+    -- leaves its set: claimed, or without its waiting execution.
+    if not blocked then push(removed, it.set, m) end
+    if h and h.st == 'waiting' and not blocked then
       local att = NEXT_ATTEMPT[h.att] or s(tonumber(h.att) + 1)
       local a = 'a' .. att
-      local k = #reply / 10 + 1
+      local k = #reply / CLAIM_ENTRY + 1
       local nonce = string.sub(nonces, (k - 1) * 16 + 1, k * 16)
       h.st, h.att, h.wid, h.ln, h.le, h.ua = 'running', att, worker, nonce, expires, snow
       h[a .. 'w'], h[a .. 'n'], h[a .. 's'] = worker, nonce, snow
@@ -1306,8 +1466,8 @@ local function take(base, ns, items, worker, expires, nonces, snow)
       reply[r + 5], reply[r + 6], reply[r + 7], reply[r + 8] = att, h.dl or '', h.tags or '{}',
         h.deps or ''
       reply[r + 9], reply[r + 10] = h.wl or '', h.sn or ''
+      reply[r + 11], reply[r + 12] = h.ses or '', h.ver or ''
     end
-    -- Otherwise an index entry without its waiting execution: dropped.
   end
   if #writes > 0 then redis.call('MSET', unpack(writes)) end
   for set, members in pairs(removed) do redis.call('ZREM', set, unpack(members)) end
@@ -1881,7 +2041,7 @@ end
 local function remove_execution(base, uuid, h, now)
   leave(base, uuid, h)
   if h.ik then
-    local field = h.ns .. '/' .. h.lane .. '/' .. h.ik
+    local field = idem_field(h.ns, h.lane, h.ses, h.ik)
     if redis.call('HGET', base .. ':idem', field) == uuid then
       redis.call('HDEL', base .. ':idem', field)
     end

@@ -1,8 +1,9 @@
 -- baton_create: creates one partition's share of a create batch.
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: item count n
--- ARGV[2..]: per item, 10 values: uuid ns lane state member caps
---   idempotency_key run_at deadline ('' = none) record, where member is the
+-- ARGV[2..]: per item, 12 values: uuid ns lane state member caps
+--   idempotency_key run_at deadline ('' = none) record session version_key
+--   ('' = none; the record holds them too, as ses and vk), where member is the
 --   claim-order member of a waiting execution (see member() in common.lua;
 --   computed by the backend), record the execution as stored (a MessagePack
 --   map of text fields, encoded by the backend), and the values before it
@@ -42,10 +43,11 @@
 -- Returns: { woken, outcome... } where woken = { seq, lane... } (lanes whose
 --   waiting set turned non-empty) and each outcome is three values (flat):
 --   uuid, state, created (1|0).
---   An item whose idempotency key exists, or whose child key exists among
+--   An item whose idempotency key exists (in its namespace, lane and
+--   session: see idem_field), or whose child key exists among
 --   its parent's children, answers the existing uuid and state (and the
 --   payload written for it is deleted).
-local CREATE_FIELDS = 10
+local CREATE_FIELDS = 12
 
 redis.register_function('baton_create', function(keys, args)
   local base = keys[1]
@@ -108,12 +110,15 @@ redis.register_function('baton_create', function(keys, args)
     local o = 2 + i * CREATE_FIELDS
     local uuid, ns, lane = args[o], args[o + 1], args[o + 2]
     local ik = args[o + 6]
+    local ses, vk = args[o + 10], args[o + 11]
+    if ses == '' then ses = nil end
+    if vk == '' then vk = nil end
     local par, ck, rt = '', '', ''
     local f = flow[i]
     if f then par, ck, rt = f[1], f[2], f[3] end
     local existing = false
     if ik ~= '' then
-      local field = ns .. '/' .. lane .. '/' .. ik
+      local field = idem_field(ns, lane, ses, ik)
       existing = redis.call('HGET', base .. ':idem', field)
       if not existing then redis.call('HSET', base .. ':idem', field, uuid) end
     elseif ck ~= '' then
@@ -126,7 +131,7 @@ redis.register_function('baton_create', function(keys, args)
       out[k + 1], out[k + 2], out[k + 3] = existing, (prior and prior.st) or '', 0
       unused[#unused + 1] = base .. ':p:' .. uuid
     else
-      local h = { ns = ns, lane = lane, st = args[o + 3], caps = args[o + 5] }
+      local h = { ns = ns, lane = lane, st = args[o + 3], caps = args[o + 5], ses = ses, vk = vk }
       local record = args[o + 9]
       -- The record as a table, only when this call changes it (packed
       -- again below).

@@ -2,7 +2,8 @@
 -- namespace's limit slot admitted (baton_limit_admit), each only while it
 -- is still waiting at the attempt it was admitted for with the tags it was
 -- judged by (a tag changed since may change its keys), eligible (deadline,
--- capabilities) and its lane not paused; one admitted with slots is marked
+-- capabilities, version, and its session not held by another worker: see
+-- take) and its lane not paused; one admitted with slots is marked
 -- as holding them (lh), so the end of its run releases them. Nothing is
 -- claimed when the partition's copy of the namespace's limited lanes was
 -- written for another limit generation than the admission judged by (a
@@ -13,7 +14,8 @@
 -- comma separated ('' = none), ARGV[4]: worker id, ARGV[5]: lease expiry
 -- (ms), ARGV[6]: the limit generation of the admission, ARGV[7]: nonces
 -- of 16 hex digits, concatenated (the k-th claimed takes the k-th),
--- then per execution in claim order four values: uuid, the attempt its
+-- ARGV[8], ARGV[9]: the version keys the claim accepts ('' = open end),
+-- ARGV[10]: session idle (ms), then per execution in claim order four values: uuid, the attempt its
 -- claim starts, '1' when it holds slots (else '0'), its tags as the
 -- admission judged them (the JSON text baton_limit_peek answered)
 -- Returns: { seq, empty_lanes, {}, entry... } as baton_claim answers them,
@@ -26,9 +28,10 @@ redis.register_function('baton_limit_claim', function(keys, args)
   for name in string.gmatch(args[3], '[^,]+') do offered[name] = true end
   local gen = redis.call('HGET', base .. ':lim:' .. ns, '#')
   local items, lanes, seen = {}, {}, {}
+  local route = routing(args[8], args[9], args[4])
   if not gen or gen == args[6] then
     local named = {}
-    for i = 8, #args - 3, 4 do named[#named + 1] = { uuid = args[i], att = args[i + 1],
+    for i = 11, #args - 3, 4 do named[#named + 1] = { uuid = args[i], att = args[i + 1],
       held = args[i + 2] == '1', tags = args[i + 3] } end
     local lane_names = {}
     for _, n in ipairs(named) do
@@ -45,7 +48,8 @@ redis.register_function('baton_limit_claim', function(keys, args)
       local dl = h and tsnum(h.dl)
       if h and h.ns == ns and h.st == 'waiting' and open[h.lane]
         and (NEXT_ATTEMPT[h.att] or s(tonumber(h.att) + 1)) == n.att and (h.tags or '{}') == n.tags
-        and (dl == nil or dl > now) and caps_ok(h.caps, offered) then
+        and (dl == nil or dl > now) and caps_ok(h.caps, offered)
+        and version_key_accepted(h.vk, route.vmin, route.vmax) then
         items[#items + 1] = { m = member(h, n.uuid), set = waiting_key(base, h), uuid = n.uuid,
           h = h, held = n.held }
       end
@@ -55,7 +59,8 @@ redis.register_function('baton_limit_claim', function(keys, args)
       if open[lane] then lanes[#lanes + 1] = ns .. '/' .. lane end
     end
   end
-  local reply = take(base, ns, items, args[4], s(tonumber(args[5])), args[7], s(now))
+  local reply = take(base, ns, items, args[4], s(tonumber(args[5])), args[7], s(now),
+    tonumber(args[10]))
   local e = empties(base, lanes)
   for i = 1, #e do redis.call('SREM', base .. ':lanes', e[i]) end
   local head = { seq(base), e, {} }

@@ -16,7 +16,9 @@
 -- ARGV[7+L]: budget: most index entries read
 -- ARGV[8+L]: passed-over limit count B, then per limit: lane ('' every
 -- lane), key ('kind', 'lane' or 'tag:<k>'), value count n (-1: every
--- value), n values
+-- value), n values; then the version keys the claim accepts, lowest and
+-- highest ('' = open end), and the claiming worker: work of another
+-- version, or of a session another worker holds, is no candidate
 -- Returns: { seq, empty_lanes, last, exhausted, read, candidate... }: the
 --   partition's sequence and the lanes (as <ns>/<lane>) without waiting
 --   work here, as baton_peek answers them; the last member read ('' none);
@@ -53,6 +55,7 @@ redis.register_function {
       end
       passed[#passed + 1] = spec
     end
+    local route = routing(args[i], args[i + 1], args[i + 2])
     names = unpaused_lanes(base, ns, names)
     local lanes, sources = {}, {}
     for _, name in ipairs(names) do
@@ -95,7 +98,8 @@ redis.register_function {
       local uuid = string.sub(bm, 25)
       local h = load(base, uuid)
       local dl = h and tsnum(h.dl)
-      if h and h.st == 'waiting' and (dl == nil or dl > now) and caps_ok(h.caps, offered) then
+      if h and h.st == 'waiting' and (dl == nil or dl > now) and caps_ok(h.caps, offered)
+        and routable(base, route, h, now) then
         local tags = nil
         local skip = false
         for _, spec in ipairs(passed) do

@@ -12,6 +12,9 @@
 -- ARGV[5]: lane count L, ARGV[6..5+L]: lanes (those paused in this
 -- partition's `lp:<ns>` are skipped, and never reported empty; those a
 -- limit covers are skipped too, as baton_claim skips them)
+-- ARGV[6+L], ARGV[7+L]: the version keys the claim accepts ('' = open
+-- end); ARGV[8+L]: the claiming worker (work of a session another worker
+-- holds is passed over, as baton_claim passes it over)
 -- Returns: { seq, empty_lanes, limited_lanes, member... }: the partition's
 --   sequence at this instant, the lanes (as <ns>/<lane>) without waiting
 --   work in this partition, those a limit covers that hold waiting work
@@ -19,7 +22,9 @@
 redis.register_function {
   function_name = 'baton_peek',
   callback = function(keys, args)
-    local base, _, lanes, members, _, _, limited = choose(keys, args)
+    local nlanes = tonumber(args[5])
+    local route = routing(args[6 + nlanes], args[7 + nlanes], args[8 + nlanes])
+    local base, _, lanes, members, _, _, limited = choose(keys, args, route)
     local reply = { seq(base), empties(base, lanes), with_work(base, limited) }
     for i = 1, #members do reply[#reply + 1] = members[i] end
     return reply

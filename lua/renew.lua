@@ -6,6 +6,8 @@
 --   or 'lost' ('cancelled' / 'paused' when a cancel / pause ended the
 --   lease's own attempt); 'renewed <ns>' for a run holding limit slots, whose
 --   holder the backend then extends in B:{lim:<ns>} (baton_limit_renew).
+-- A renewed run of a session extends the session's lock when its worker
+--   holds it, to session_lock_until with the idle time stored with the lock.
 redis.register_function('baton_renew', function(keys, args)
   local base = keys[1]
   local now = tonumber(args[1])
@@ -21,6 +23,13 @@ redis.register_function('baton_renew', function(keys, args)
       h.le = expires
       save(base, uuid, h)
       redis.call('ZADD', base .. ':leases', expires, uuid)
+      if h.ses then
+        local field = session_field(h.ns, h.ses)
+        local lock = session_lock(base, field)
+        if lock and lock.worker == worker then
+          hold_session(base, field, lock, worker, now, tonumber(expires), lock.idle)
+        end
+      end
       if h.lh then out[#out + 1] = 'renewed ' .. h.ns else out[#out + 1] = 'renewed' end
     else
       out[#out + 1] = renew_refusal(h, att, nonce)

@@ -1375,3 +1375,146 @@ async fn every_backend_limits_identically() {
     assert_eq!(first[6 + 4][0], "limited", "{first:?}");
     assert_agree(&results);
 }
+
+/// Routing: the same claims for workers of two version ranges and for a
+/// session held by one of them, the same snapshots' session and version,
+/// the same `explain` sentences, the same worker ranges, the same claims
+/// once the lock lapses, and the same idempotency answers per session.
+async fn routing_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value> {
+    use baton_core::{SessionName, Version, VersionRange};
+    let v = |t: &str| t.parse::<Version>().unwrap();
+    let s = |t: &str| SessionName::new(t).unwrap();
+    let mut ids = Vec::new();
+    for (version, session) in [
+        (Some("1.5"), None),
+        (Some("2.0"), None),
+        (None, None),
+        (None, Some("s1")),
+        (None, Some("s1")),
+        (Some("2"), Some("s2")),
+    ] {
+        let mut e = exec("job");
+        if let Some(version) = version {
+            e = e.with_version(v(version));
+        }
+        if let Some(session) = session {
+            e = e.with_session(s(session));
+        }
+        ids.push(b.create(vec![e]).await.unwrap()[0].id.clone());
+        clock.advance(Duration::from_millis(1));
+    }
+    let place = |id: &ExecutionId| ids.iter().position(|x| x == id);
+    let as_worker = |who: &str, max: usize, range: VersionRange| {
+        ClaimRequest::new(
+            Namespace::new("parity").unwrap(),
+            Lane::new("main").unwrap(),
+            WorkerId::new(who).unwrap(),
+            max,
+        )
+        .with_lease_ttl(Duration::from_secs(10))
+        .with_versions(range)
+    };
+    let mut seen = Vec::new();
+    let old = b
+        .claim(as_worker(
+            "old",
+            3,
+            VersionRange::between(None, Some(v("1.999"))),
+        ))
+        .await
+        .unwrap();
+    let new = b
+        .claim(as_worker(
+            "new",
+            10,
+            VersionRange::between(Some(v("2")), None),
+        ))
+        .await
+        .unwrap();
+    for claims in [&old, &new] {
+        seen.push(serde_json::json!(
+            claims
+                .iter()
+                .map(|c| (
+                    place(&c.id),
+                    c.session.as_ref().map(|s| s.to_string()),
+                    c.version.as_ref().map(|v| v.to_string())
+                ))
+                .collect::<Vec<_>>()
+        ));
+    }
+    for id in &ids {
+        let snap = b.describe(id).await.unwrap();
+        let why = b.explain(id).await.unwrap();
+        seen.push(serde_json::json!([
+            snap.session.map(|s| s.to_string()),
+            snap.version.map(|v| v.to_string()),
+            why.reason,
+            why.detail
+        ]));
+    }
+    let workers = b
+        .workers(&Namespace::new("parity").unwrap(), 10)
+        .await
+        .unwrap();
+    seen.push(serde_json::json!(
+        workers
+            .iter()
+            .map(|w| (w.worker_id.to_string(), w.versions.to_string()))
+            .collect::<Vec<_>>()
+    ));
+    for c in &old {
+        b.complete(&c.lease, b"1".to_vec()).await.unwrap();
+    }
+    let held = b
+        .claim(as_worker("new", 10, VersionRange::any()))
+        .await
+        .unwrap();
+    seen.push(Value::from(held.len()));
+    clock.advance(Duration::from_millis(30_000));
+    let taken = b
+        .claim(as_worker("new", 10, VersionRange::any()))
+        .await
+        .unwrap();
+    seen.push(Value::from(
+        taken.iter().map(|c| place(&c.id)).collect::<Vec<_>>(),
+    ));
+    let mut created = Vec::new();
+    for session in [Some("s1"), Some("s1"), Some("s2"), None, None] {
+        let mut e = exec("keyed").with_idempotency_key("k".parse().unwrap());
+        if let Some(session) = session {
+            e = e.with_session(s(session));
+        }
+        created.push(b.create(vec![e]).await.unwrap()[0].created);
+    }
+    seen.push(Value::from(created));
+    seen
+}
+
+#[tokio::test]
+async fn every_backend_routes_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for (name, backend, clock) in backends(dir.path()).await {
+        results.push((name, routing_history(backend.as_ref(), &clock).await));
+    }
+    let (_, first) = &results[0];
+    assert_eq!(
+        first[0],
+        serde_json::json!([[0, null, "1.5"], [2, null, null], [3, "s1", null]]),
+        "{first:?}"
+    );
+    assert_eq!(
+        first[1],
+        serde_json::json!([[1, null, "2.0"], [5, "s2", "2"]]),
+        "s1 is old's: {first:?}"
+    );
+    assert_eq!(first[2 + 4][2], "session_owned_by", "{first:?}");
+    assert_eq!(first[9], Value::from(0), "old keeps s1 for its idle time");
+    assert_eq!(first[10], serde_json::json!([4]));
+    assert_eq!(
+        first[11],
+        serde_json::json!([true, false, true, true, false])
+    );
+    assert_agree(&results);
+}

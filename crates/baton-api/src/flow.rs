@@ -286,6 +286,8 @@ mod tests {
         let at: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
         let root = ExecutionId::generate(PartitionCount::DEFAULT);
         ExecutionSnapshot {
+            session: None,
+            version: None,
             id: ExecutionId::generate_in(root.partition(), PartitionCount::DEFAULT).unwrap(),
             namespace: Namespace::new("ns").unwrap(),
             lane: Lane::new("l").unwrap(),

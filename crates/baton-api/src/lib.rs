@@ -114,7 +114,7 @@ pub use wait::{
 };
 pub use worker::{
     ClaimAnswer, ClaimBody, ClaimedExecution, CompleteBody, FailBody, Lease, RenewAnswer,
-    RenewBody, RenewedLease, UpstreamBody, WaitChildrenBody,
+    RenewBody, RenewedLease, UpstreamBody, VersionRangeBody, WaitChildrenBody,
 };
 
 /// The namespace or lane a request that names none uses.

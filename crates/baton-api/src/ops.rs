@@ -68,6 +68,10 @@ pub struct WorkerAnswer {
     pub last_seen: Timestamp,
     /// How many leases its last recorded renew presented.
     pub leases: u32,
+    /// The handler versions of its last recorded claim (`{}`: every
+    /// version).
+    #[serde(default)]
+    pub versions: crate::VersionRangeBody,
 }
 
 impl From<&WorkerInfo> for WorkerAnswer {
@@ -78,6 +82,7 @@ impl From<&WorkerInfo> for WorkerAnswer {
             capabilities: w.capabilities.clone(),
             last_seen: w.last_seen,
             leases: w.leases,
+            versions: (&w.versions).into(),
         }
     }
 }
@@ -86,6 +91,7 @@ impl WorkerAnswer {
     /// The `baton-core` record, in `namespace` (the one asked for).
     pub fn into_info(self, namespace: Namespace) -> WorkerInfo {
         WorkerInfo {
+            versions: self.versions.into_range(),
             worker_id: self.worker_id,
             namespace,
             lanes: self.lanes,

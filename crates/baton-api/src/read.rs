@@ -112,6 +112,12 @@ pub struct Snapshot {
     /// The number of its last progress frame (0: none).
     #[serde(default)]
     pub progress_seq: u64,
+    /// Its session; `null` when none.
+    #[serde(default)]
+    pub session: Option<baton_core::SessionName>,
+    /// The handler version it was written for; `null` when none.
+    #[serde(default)]
+    pub version: Option<baton_core::Version>,
     /// The attempts, oldest first; only with `?attempts=true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_history: Option<Vec<Attempt>>,
@@ -208,6 +214,8 @@ impl From<&ExecutionSnapshot> for Snapshot {
             custom_status: s.custom_status.as_deref().map(JsonText::from_bytes),
             status_version: s.status_version,
             progress_seq: s.progress_seq,
+            session: s.session.clone(),
+            version: s.version.clone(),
             attempt_history: None,
         }
     }
@@ -236,6 +244,8 @@ impl Snapshot {
         };
         let root = self.root.unwrap_or_else(|| self.id.clone());
         Ok(ExecutionSnapshot {
+            session: self.session,
+            version: self.version,
             root,
             id: self.id,
             namespace: self.namespace,
@@ -428,6 +438,8 @@ mod tests {
         let at: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
         let id = ExecutionId::generate(PartitionCount::DEFAULT);
         ExecutionSnapshot {
+            session: None,
+            version: None,
             id: id.clone(),
             namespace: Namespace::new("ns").unwrap(),
             lane: Lane::new("l").unwrap(),

@@ -85,6 +85,14 @@ pub struct SubmitBody {
     /// When the dependencies count as met; `all_of` / `skip` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependency_policy: Option<DependencyPolicyBody>,
+    /// The session it belongs to: the worker holding the session's lock
+    /// alone claims it. Not with `parent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<baton_core::SessionName>,
+    /// The handler version it was written for (`2`, `2.1`, `2.1.7`): only
+    /// claims whose version range contains it take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<baton_core::Version>,
 }
 
 /// The `dependency_policy` object of a submission:
@@ -272,6 +280,12 @@ impl SubmitBody {
         if let Some(p) = &self.dependency_policy {
             new = new.with_dependency_policy(p.resolve()?);
         }
+        if let Some(s) = self.session {
+            new = new.with_session(s);
+        }
+        if let Some(v) = self.version {
+            new = new.with_version(v);
+        }
         Ok(new.with_dependencies(self.depends_on))
     }
 
@@ -301,6 +315,8 @@ impl SubmitBody {
             child_key: new.child_key.clone(),
             depends_on: new.depends_on.clone(),
             dependency_policy: (!new.depends_on.is_empty()).then(|| new.dependency_policy.into()),
+            session: new.session.clone(),
+            version: new.version.clone(),
         })
     }
 }

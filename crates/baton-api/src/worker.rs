@@ -59,6 +59,50 @@ pub struct ClaimBody {
     /// without this field accept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lanes: Vec<Lane>,
+    /// The handler versions the worker runs; absent takes every version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<VersionRangeBody>,
+    /// How long the worker keeps a session after its last claim or renew
+    /// of the session's work, in milliseconds; 30 000 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_idle_ms: Option<u64>,
+}
+
+/// A range of handler versions, both ends inclusive and optional:
+/// `{"min": "2", "max": "2.999"}`.
+///
+/// ```
+/// use baton_api::VersionRangeBody;
+/// let body: VersionRangeBody = serde_json::from_str(r#"{"min": "2"}"#).unwrap();
+/// let range = body.into_range();
+/// assert!(range.accepts(Some(&"3.1".parse().unwrap())));
+/// assert!(!range.accepts(Some(&"1.9".parse().unwrap())));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionRangeBody {
+    /// Lowest version accepted; absent: no lower bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<baton_core::Version>,
+    /// Highest version accepted; absent: no upper bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<baton_core::Version>,
+}
+
+impl VersionRangeBody {
+    /// The range this body names.
+    pub fn into_range(self) -> baton_core::VersionRange {
+        baton_core::VersionRange::between(self.min, self.max)
+    }
+}
+
+impl From<&baton_core::VersionRange> for VersionRangeBody {
+    fn from(r: &baton_core::VersionRange) -> Self {
+        VersionRangeBody {
+            min: r.min.clone(),
+            max: r.max.clone(),
+        }
+    }
 }
 
 impl ClaimBody {
@@ -75,6 +119,9 @@ impl ClaimBody {
             max,
             lease_ms: request.lease_ttl.as_millis() as u64,
             wait_ms: wait.as_millis() as u64,
+            versions: (!request.versions.is_any()).then(|| (&request.versions).into()),
+            session_idle_ms: (request.session_idle != baton_core::DEFAULT_SESSION_IDLE)
+                .then_some(request.session_idle.as_millis() as u64),
         }
     }
 
@@ -94,6 +141,12 @@ impl ClaimBody {
         )
         .with_capabilities(self.capabilities)
         .with_lease_ttl(Duration::from_millis(self.lease_ms));
+        if let Some(v) = self.versions {
+            request = request.with_versions(v.into_range());
+        }
+        if let Some(ms) = self.session_idle_ms {
+            request = request.with_session_idle(Duration::from_millis(ms));
+        }
         for more in self.lanes {
             if !request.lanes.contains(&more) {
                 request = request.with_lane(more);
@@ -150,6 +203,12 @@ pub struct ClaimedExecution {
     /// absent when none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub steps: BTreeMap<baton_core::StepName, JsonText>,
+    /// Its session, which the worker now holds; absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<baton_core::SessionName>,
+    /// The handler version it was written for; absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<baton_core::Version>,
 }
 
 /// One upstream execution's outcome in a claim.
@@ -200,6 +259,8 @@ impl From<&Claim> for ClaimedExecution {
             waits: c.waits.clone(),
             signals: c.signals.iter().map(crate::SignalBody::from).collect(),
             steps: crate::memory::steps_json(&c.steps),
+            session: c.session.clone(),
+            version: c.version.clone(),
         }
     }
 }
@@ -211,6 +272,8 @@ impl ClaimedExecution {
     /// None today; kept fallible for fields that may need checking.
     pub fn into_claim(self) -> Result<Claim> {
         Ok(Claim {
+            session: self.session,
+            version: self.version,
             id: self.id,
             namespace: self.namespace,
             lane: self.lane,
@@ -436,6 +499,8 @@ mod tests {
     fn a_claim_round_trips() {
         let id = ExecutionId::generate(PartitionCount::DEFAULT);
         let claim = Claim {
+            session: None,
+            version: None,
             id: id.clone(),
             namespace: Namespace::new("n").unwrap(),
             lane: Lane::new("l").unwrap(),

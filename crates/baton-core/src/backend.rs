@@ -178,10 +178,14 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     ///   written.
     /// - A new execution is `delayed` when its start time is in the future,
     ///   else `waiting`.
-    /// - An item whose `idempotency_key` already exists in the same namespace
-    ///   and lane (including earlier in the same batch) creates nothing and
-    ///   answers the existing id with `created: false` and its current state.
-    ///   Dedup lasts as long as the first execution is retained.
+    /// - An item whose `idempotency_key` already exists in the same namespace,
+    ///   lane and session (no session counts as one; including earlier in the
+    ///   same batch) creates nothing and answers the existing id with
+    ///   `created: false` and its current state. Dedup lasts as long as the
+    ///   first execution is retained.
+    /// - An execution with a session is created in the session's partition
+    ///   ([`rules::session_partition`](crate::raw::rules::session_partition)),
+    ///   where its lock lives.
     /// - Answers one [`CreateOutcome`] per item, in request order.
     ///
     /// # Atomicity
@@ -208,6 +212,17 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     ///   one, an attempt record is opened for `worker_id`, and a fresh lease
     ///   expiring at `now + lease_ttl` is returned.
     /// - An execution is handed to at most one claimer at a time.
+    /// - Versions: an execution with a version is taken only by a claim
+    ///   whose `versions` range accepts it; one without, by every claim.
+    /// - Sessions: an execution with a session is taken only while nobody
+    ///   holds the session's lock, the lock lapsed, or the claiming worker
+    ///   holds it ([`rules::session_claimable`](crate::raw::rules::session_claimable)).
+    ///   Claiming it takes the lock for the worker until
+    ///   [`rules::session_lock_until`](crate::raw::rules::session_lock_until)
+    ///   (the lease expiry or `session_idle` from now, whichever is later),
+    ///   in the claim's atomic unit: two workers never hold one session.
+    ///   Work of a session another worker holds is passed over, never
+    ///   waited for.
     /// - No eligible work answers an empty list at once (see
     ///   [`wait_for_work`](Self::wait_for_work) for waiting).
     ///
@@ -241,7 +256,10 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     /// backends and pipelined per partition on Valkey.
     ///
     /// Renewing changes only the lease expiry; `updated_at` (the time of the
-    /// last state change) stays.
+    /// last state change) stays. A renewed run of a session extends the
+    /// session's lock its worker holds, in the same unit, to
+    /// [`rules::session_lock_until`](crate::raw::rules::session_lock_until)
+    /// with the idle time of the worker's latest claim of the session's work.
     ///
     /// # Idempotency
     /// Repeating a renew moves the expiry again; harmless.
@@ -611,7 +629,10 @@ pub trait EngineBackend: Send + Sync + std::fmt::Debug + 'static {
     /// The attempt is closed as `lease_expired` with an error naming the
     /// worker; it counts as a failed, retryable attempt: the retry policy
     /// decides `waiting`, `delayed` or `failed`, exactly as
-    /// [`fail`](Self::fail) would.
+    /// [`fail`](Self::fail) would. A reclaimed run of a session releases
+    /// the session's lock when the run's worker holds it (a worker whose
+    /// lease lapsed is taken for dead: another takes the session over), and
+    /// the pass drops the partition's lapsed session locks.
     ///
     /// # Atomicity
     /// One transaction / one `FCALL`.

@@ -27,19 +27,20 @@ pub use id::{ExecutionId, LeaseToken, PartitionCount, PartitionId};
 pub use long_poll::{LongPoll, MIN_CLAIM_SPACING, claim_waiting};
 pub use model::{
     AttemptRecord, BulkAction, BulkReport, BulkRequest, CancelPart, CancelRequest, CancelScope,
-    Cancellation, ChangeMark, Claim, ClaimRequest, CreateOutcome, DeletePart, DeleteReport,
-    DependencyMode, DependencyPolicy, EventKind, ExecutionEvent, ExecutionSnapshot, Explanation,
-    Failure, LaneInfo, Limit, LimitKey, LimitUsage, LimitedBy, ListCursor, ListFilter, ListPage,
-    NewExecution, NewSignal, OnTimeout, Ownership, Page, PartitionOwner, Pause, PauseOutcome,
-    ProgressFrame, QueueFacts, Rate, RenewOutcome, RenewRequest, RenewStatus, RetentionRule,
-    ScanReport, Signal, SignalOutcome, StateCounts, StateEntry, StepOutcome, StepRecord,
-    StepStatus, SuspendOutcome, SuspendRequest, Suspension, Tree, TreeNode, Upstream,
-    UpstreamFailure, WaitCondition, WaitEnded, WaitReason, WaitingOn, WorkerInfo,
+    Cancellation, ChangeMark, Claim, ClaimRequest, CreateOutcome, DEFAULT_SESSION_IDLE, DeletePart,
+    DeleteReport, DependencyMode, DependencyPolicy, EventKind, ExecutionEvent, ExecutionSnapshot,
+    Explanation, Failure, LaneInfo, Limit, LimitKey, LimitUsage, LimitedBy, ListCursor, ListFilter,
+    ListPage, MAX_SESSION_IDLE, MIN_SESSION_IDLE, NewExecution, NewSignal, OnTimeout, Ownership,
+    Page, PartitionOwner, Pause, PauseOutcome, ProgressFrame, QueueFacts, Rate, RenewOutcome,
+    RenewRequest, RenewStatus, RetentionRule, ScanReport, SessionLock, Signal, SignalOutcome,
+    StateCounts, StateEntry, StepOutcome, StepRecord, StepStatus, SuspendOutcome, SuspendRequest,
+    Suspension, Tree, TreeNode, Upstream, UpstreamFailure, Version, VersionRange, WaitCondition,
+    WaitEnded, WaitReason, WaitingOn, WorkerInfo,
 };
 pub use names::{
     CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, LimitName, MAX_CAPABILITIES,
-    MAX_TAG_VALUE_LEN, MAX_TAGS, Namespace, NodeId, SignalName, StateKey, StepName, TagKey,
-    WorkerId, validate_tag_value,
+    MAX_TAG_VALUE_LEN, MAX_TAGS, Namespace, NodeId, SessionName, SignalName, StateKey, StepName,
+    TagKey, WorkerId, validate_tag_value,
 };
 pub use policy::{Backoff, Limits, RetryDecision, RetryPolicy};
 pub use state::{AttemptOutcome, State};

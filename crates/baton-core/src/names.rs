@@ -260,6 +260,18 @@ name_type!(
     /// ```
     ChildKey, "child_key", 256, printable, "any printable character"
 );
+name_type!(
+    /// A session: executions that carry the same session (in one namespace)
+    /// go to the worker that owns it while its lock is live, so a worker
+    /// keeping per-session state in memory sees all of the session's work.
+    ///
+    /// ```
+    /// use baton_core::SessionName;
+    /// assert!(SessionName::new("chat/user@42").is_ok());
+    /// assert!(SessionName::new("two words").is_err());
+    /// ```
+    SessionName, "session", 128, worker_chars, "A-Z a-z 0-9 _ - . : @ /"
+);
 
 impl NodeId {
     /// A random node id, `node-<16 hex digits>`, for processes that were

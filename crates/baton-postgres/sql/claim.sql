@@ -1,9 +1,11 @@
--- claim: picks, leases and opens attempts for up to $8 executions, in one
+-- claim: picks, leases and opens attempts for up to $9 executions, in one
 -- statement (this head, then claim_tail.sql).
 --
 -- $1 now, $2 worker id, $3 lease expiry, $4 one fresh nonce per possible
--- claim (see claim_tail.sql); $5 namespace, $6 lanes (distinct), $7 the
--- worker's capabilities as a JSON array, $8 max.
+-- claim, $5 the worker's session idle time in ms (see claim_tail.sql); $6
+-- namespace, $7 lanes (distinct), $8 the worker's capabilities as a JSON
+-- array, $9 max, $10 and $11 the sort keys of the lowest and highest
+-- versions the worker runs (NULL: open).
 --
 -- Limits first (`gate`): when a limit of the namespace covers one of the
 -- lanes asked for, the statement takes nothing and answers `limited`, and
@@ -18,9 +20,17 @@
 --
 -- Per lane, the claim index gives waiting executions in claim order (a Merge
 -- Append over the hash children); rows another claimer holds are skipped, not
--- waited for. The lanes' candidates are merged and cut to $8.
+-- waited for. The lanes' candidates are merged and cut to $9.
 --
--- A lane an operator paused (a row of `paused_lanes`) is dropped from $6
+-- Routing filters the candidates as the index gives them: a versioned
+-- execution outside $10..$11 is passed over (one without a version is
+-- not), and so is one whose session another worker holds by the
+-- statement's snapshot (one primary-key probe of `sessions`, only for rows
+-- with a session). The snapshot can be behind a lock taken since: the
+-- tail takes the locks of the sessions picked and claims only the work of
+-- those it got.
+--
+-- A lane an operator paused (a row of `paused_lanes`) is dropped from $7
 -- before any execution is read: one primary-key probe per lane asked for,
 -- into a table that is empty in the common case. The statement reads
 -- `paused_lanes` in its own snapshot (READ COMMITTED, taken when it
@@ -30,30 +40,37 @@
 WITH gate AS (
     SELECT EXISTS (
         SELECT 1 FROM limits m
-        WHERE m.namespace = $5 AND (m.lane = '' OR m.lane = ANY($6::text[]))
+        WHERE m.namespace = $6 AND (m.lane = '' OR m.lane = ANY($7::text[]))
     ) AS limited
 ),
 lanes AS (
     SELECT l.lane
-    FROM UNNEST($6::text[]) AS l(lane)
+    FROM UNNEST($7::text[]) AS l(lane)
     WHERE NOT (SELECT g.limited FROM gate g)
-      AND NOT EXISTS (SELECT 1 FROM paused_lanes p WHERE p.namespace = $5 AND p.lane = l.lane)
+      AND NOT EXISTS (SELECT 1 FROM paused_lanes p WHERE p.namespace = $6 AND p.lane = l.lane)
 ),
 picked AS (
-    SELECT c.partition, c.uuid
+    SELECT c.partition, c.uuid, c.namespace, c.session
     FROM lanes l
     CROSS JOIN LATERAL (
-        SELECT e.partition, e.uuid, e.priority, e.ready_at
+        SELECT e.partition, e.uuid, e.namespace, e.session, e.priority, e.ready_at
         FROM executions e
-        WHERE e.namespace = $5
+        WHERE e.namespace = $6
           AND e.lane = l.lane
           AND e.state = 'waiting'
           AND (e.deadline IS NULL OR e.deadline > $1)
-          AND e.required_caps <@ $7::jsonb
+          AND e.required_caps <@ $8::jsonb
+          AND (e.version_key IS NULL
+               OR (($10::text IS NULL OR e.version_key >= $10)
+                   AND ($11::text IS NULL OR e.version_key <= $11)))
+          AND (e.session IS NULL
+               OR NOT EXISTS (SELECT 1 FROM sessions s
+                              WHERE s.namespace = e.namespace AND s.session = e.session
+                                AND s.worker_id <> $2 AND s.expires_at > $1))
         ORDER BY e.priority DESC, e.ready_at, e.uuid
-        LIMIT $8
+        LIMIT $9
         FOR UPDATE OF e SKIP LOCKED
     ) c
     ORDER BY c.priority DESC, c.ready_at, c.uuid
-    LIMIT $8
+    LIMIT $9
 ),

@@ -1,8 +1,20 @@
 -- The shared end of claim.sql and claim_chosen.sql: leases the `picked`
--- executions to worker $2 until $3 (at $1), each with a nonce of $4, opens
--- their attempts, and answers them with `gate.limited`. The answer always
--- has a row: a claim that took nothing answers one whose execution
--- columns are NULL, so the caller learns `limited` either way.
+-- executions (partition, uuid, namespace, session) to worker $2 until $3
+-- (at $1), each with a nonce of $4, opens their attempts, and answers them
+-- with `gate.limited`. The answer always has a row: a claim that took
+-- nothing answers one whose execution columns are NULL, so the caller
+-- learns `limited` either way.
+--
+-- Sessions (`locks`): the lock of every session among the picked rows is
+-- taken or extended for $2, in session order (one lock order for every
+-- claimer, so two never deadlock), until the later of the lease expiry
+-- and $5 ms from now, never shrinking a lock $2 holds
+-- (`rules::session_lock_until`). The upsert's conflict clause waits for a
+-- concurrent claimer that inserted or updated the lock and then judges the
+-- latest row, not the statement's snapshot: it takes the lock only when
+-- $2 holds it or it lapsed (`rules::session_claimable`). A picked row
+-- whose session it did not get stays waiting (its row lock goes with the
+-- statement); rows without a session never read `sessions`.
 --
 -- Each claimed row comes with the names and outputs of its done steps
 -- (`step_names`, `step_outputs`, aligned by name; NULL without any). Only
@@ -13,8 +25,26 @@
 -- under the row lock, and a row is claimable only once a later writer took
 -- that lock to end the lease, so the statement's snapshot, in which the row
 -- was already waiting, holds them all.
+locks AS (
+    INSERT INTO sessions AS s (namespace, session, partition, worker_id, expires_at, idle_ms)
+    SELECT w.namespace, w.session, w.partition, $2, GREATEST($1 + $5, $3), $5
+    FROM (SELECT DISTINCT namespace, session, partition FROM picked
+          WHERE session IS NOT NULL) w
+    ORDER BY w.namespace, w.session
+    ON CONFLICT (namespace, session) DO UPDATE
+    SET worker_id = excluded.worker_id,
+        expires_at = CASE WHEN s.worker_id = excluded.worker_id
+                          THEN GREATEST(s.expires_at, excluded.expires_at)
+                          ELSE excluded.expires_at END,
+        idle_ms = excluded.idle_ms
+    WHERE s.worker_id = excluded.worker_id OR s.expires_at <= $1
+    RETURNING s.namespace, s.session
+),
 numbered AS (
-    SELECT partition, uuid, row_number() OVER () AS n FROM picked
+    SELECT p.partition, p.uuid, row_number() OVER () AS n
+    FROM picked p
+    WHERE p.session IS NULL
+       OR EXISTS (SELECT 1 FROM locks k WHERE k.namespace = p.namespace AND k.session = p.session)
 ),
 claimed AS (
     UPDATE executions e

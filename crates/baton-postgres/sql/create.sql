@@ -11,6 +11,8 @@
 -- (a dependent whose upstreams already decided is written finished).
 -- $31, $32: the edges (dependent, upstream) of the batch; an edge's ends
 -- live in one partition (one flow).
+-- $33, $34, $35: session, version and version sort key per execution (NULL
+-- without).
 --
 -- Idempotency keys are taken first (ON CONFLICT DO NOTHING waits for a
 -- concurrent inserter of the same key and then skips it); only executions
@@ -33,12 +35,12 @@ WITH input AS (
         $12::bigint[], $13::bigint[], $14::double precision[], $15::boolean[],
         $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[],
         $23::text[], $24::text[], $25::text[], $26::integer[], $27::integer[],
-        $28::integer[], $29::bigint[], $30::text[]
+        $28::integer[], $29::bigint[], $30::text[], $33::text[], $34::text[], $35::text[]
     ) AS i(partition, uuid, namespace, lane, kind, state, priority, payload, tags,
            required_caps, max_attempts, backoff_initial_ms, backoff_max_ms,
            backoff_multiplier, backoff_jitter, idempotency_key, parent, run_at,
            ready_at, deadline, root, child_key, dep_policy, deps_total, deps_done,
-           deps_bad, finished_at, last_error)
+           deps_bad, finished_at, last_error, session, version, version_key)
 ),
 kept AS (
     SELECT h.namespace FROM namespace_history h
@@ -49,12 +51,12 @@ retained AS MATERIALIZED (
     WHERE r.namespace IN (SELECT i.namespace FROM input i)
 ),
 taken AS (
-    INSERT INTO idempotency_keys (namespace, lane, key, partition, uuid)
-    SELECT namespace, lane, idempotency_key, partition, uuid
+    INSERT INTO idempotency_keys (namespace, lane, session, key, partition, uuid)
+    SELECT namespace, lane, COALESCE(session, ''), idempotency_key, partition, uuid
     FROM input
     WHERE idempotency_key IS NOT NULL
     -- One lock order for every writer, so two batches never deadlock.
-    ORDER BY namespace, lane, idempotency_key
+    ORDER BY namespace, lane, COALESCE(session, ''), idempotency_key
     ON CONFLICT DO NOTHING
     RETURNING uuid
 ),
@@ -64,7 +66,8 @@ inserted AS (
         required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms,
         backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
         created_at, updated_at, run_at, ready_at, deadline, dep_policy, deps_total,
-        deps_done, deps_bad, finished_at, last_error, history, keep_ms)
+        deps_done, deps_bad, finished_at, last_error, history, keep_ms, session, version,
+        version_key)
     SELECT partition, uuid, namespace, lane, kind, state, priority, payload, tags::jsonb,
            required_caps::jsonb, 0, max_attempts, backoff_initial_ms, backoff_max_ms,
            backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
@@ -75,7 +78,8 @@ inserted AS (
                (SELECT r.keep_ms FROM retained r
                 WHERE r.namespace = input.namespace AND r.lane IN (input.lane, '')
                 ORDER BY r.lane DESC LIMIT 1)
-           END
+           END,
+           session, version, version_key
     FROM input
     WHERE idempotency_key IS NULL OR uuid IN (SELECT uuid FROM taken)
     RETURNING uuid, namespace, lane, state, partition, parent, finished_at

@@ -34,12 +34,13 @@ gone_edges AS (
 gone AS (
     DELETE FROM executions
     WHERE partition = $1 AND uuid = ANY($2::uuid[])
-    RETURNING uuid, namespace, lane, idempotency_key
+    RETURNING uuid, namespace, lane, session, idempotency_key
 ),
 gone_keys AS (
     DELETE FROM idempotency_keys k
     USING gone g
-    WHERE k.namespace = g.namespace AND k.lane = g.lane AND k.key = g.idempotency_key
+    WHERE k.namespace = g.namespace AND k.lane = g.lane
+      AND k.session = COALESCE(g.session, '') AND k.key = g.idempotency_key
       AND k.uuid = g.uuid
 )
 SELECT (SELECT count(*) FROM gone) AS processed

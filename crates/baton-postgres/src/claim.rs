@@ -33,11 +33,14 @@ pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<
     let caps: Vec<&str> = request.capabilities.iter().map(|c| c.as_str()).collect();
     let caps_json =
         serde_json::to_string(&caps).map_err(|e| EngineError::corruption(e.to_string()))?;
+    let (min, max) = rules::version_bounds(&request.versions);
     let rows = leasing(sql::CLAIM, &request, now, expires)
         .bind(request.namespace.as_str())
         .bind(&lanes)
         .bind(&caps_json)
         .bind(i64::try_from(request.max).unwrap_or(i64::MAX))
+        .bind(min)
+        .bind(max)
         .fetch_all(&b.inner.pool)
         .await
         .map_err(map)?;
@@ -66,6 +69,8 @@ pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<
             rules::parse_wait_log(&format!("execution {}", snap.id), &log)?
         };
         let claim = Claim {
+            session: snap.session,
+            version: snap.version,
             namespace: snap.namespace,
             lane: snap.lane,
             kind: snap.kind,
@@ -89,8 +94,9 @@ pub(crate) async fn claim(b: &PostgresBackend, request: ClaimRequest) -> Result<
 
 /// The claim statement `statement` (a head of `sql/` ending with
 /// `sql/claim_tail.sql`) with the tail's parameters bound: the instant,
-/// the worker, the lease's expiry and one fresh nonce per execution the
-/// claim may take. The head's parameters follow.
+/// the worker, the lease's expiry, one fresh nonce per execution the
+/// claim may take and the worker's session idle time. The head's
+/// parameters follow.
 pub(crate) fn leasing<'q>(
     statement: &'q str,
     request: &'q ClaimRequest,
@@ -105,6 +111,7 @@ pub(crate) fn leasing<'q>(
         .bind(request.worker_id.as_str())
         .bind(expires.as_millis())
         .bind(nonces)
+        .bind(i64::try_from(request.session_idle.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The rows of the executions a claim statement took: its answer without

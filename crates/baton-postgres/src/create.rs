@@ -66,6 +66,9 @@ impl PostgresBackend {
             .bind(a.last_error)
             .bind(a.downstream)
             .bind(a.upstream)
+            .bind(a.session)
+            .bind(a.version)
+            .bind(a.version_key)
             .fetch_one(&mut *conn)
             .await
             .map_err(map)?;
@@ -81,15 +84,18 @@ impl PostgresBackend {
     ) -> Result<HashMap<usize, (ExecutionId, State)>> {
         let mut namespaces = Vec::with_capacity(rows.len());
         let mut lanes = Vec::with_capacity(rows.len());
+        let mut sessions = Vec::with_capacity(rows.len());
         let mut keys = Vec::with_capacity(rows.len());
         for r in rows {
             namespaces.push(r.new.namespace.as_str());
             lanes.push(r.new.lane.as_str());
+            sessions.push(stored_session(r));
             keys.push(r.new.idempotency_key.as_ref().map_or("", |k| k.as_str()));
         }
         let found = sqlx::query(sql::EXISTING_KEYS)
             .bind(namespaces)
             .bind(lanes)
+            .bind(sessions)
             .bind(keys)
             .fetch_all(&mut *conn)
             .await
@@ -267,6 +273,12 @@ struct Plan {
     created: Vec<usize>,
 }
 
+/// The session an item's idempotency key is scoped by, as
+/// `idempotency_keys` stores it: empty for no session.
+fn stored_session(r: &PreparedExecution) -> &str {
+    r.new.session.as_ref().map_or("", |s| s.as_str())
+}
+
 /// The parent and child key of an item, when it has both.
 fn child_key_of(r: &PreparedExecution) -> Option<(&ExecutionId, &str)> {
     match (&r.new.parent, &r.new.child_key) {
@@ -291,7 +303,7 @@ async fn create_keyed(
     // execution; then an idempotency key seen earlier answers its first
     // item. Stored idempotency keys are found by the insert below.
     let mut first_child: HashMap<(&ExecutionId, &str), usize> = HashMap::new();
-    let mut first_of: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut first_of: HashMap<(&str, &str, &str, &str), usize> = HashMap::new();
     let mut repeat_of: Vec<Option<usize>> = Vec::with_capacity(rows.len());
     let mut answers: HashMap<usize, CreateOutcome> = HashMap::with_capacity(rows.len());
     let mut pending: Vec<usize> = Vec::with_capacity(rows.len());
@@ -316,7 +328,12 @@ async fn create_keyed(
             }
         }
         if let Some(key) = &r.new.idempotency_key {
-            let k = (r.new.namespace.as_str(), r.new.lane.as_str(), key.as_str());
+            let k = (
+                r.new.namespace.as_str(),
+                r.new.lane.as_str(),
+                stored_session(r),
+                key.as_str(),
+            );
             if let Some(&first) = first_of.get(&k) {
                 repeat_of.push(Some(first));
                 continue;
@@ -413,6 +430,9 @@ struct CreateArrays<'a> {
     last_error: Vec<Option<String>>,
     downstream: Vec<Uuid>,
     upstream: Vec<Uuid>,
+    session: Vec<Option<&'a str>>,
+    version: Vec<Option<&'a str>>,
+    version_key: Vec<Option<String>>,
 }
 
 impl<'a> CreateArrays<'a> {
@@ -443,6 +463,10 @@ impl<'a> CreateArrays<'a> {
         self.child_key
             .push(n.child_key.as_ref().map(|k| k.as_str()));
         self.run_at.push(r.run_at.map(Timestamp::as_millis));
+        self.session.push(n.session.as_ref().map(|s| s.as_str()));
+        self.version.push(n.version.as_ref().map(|v| v.as_str()));
+        self.version_key
+            .push(n.version.as_ref().map(baton_core::Version::sort_key));
         // Eligible at once: ready now; else when the start time comes.
         self.ready_at.push(r.run_at.unwrap_or(now).as_millis());
         self.deadline.push(n.deadline.map(Timestamp::as_millis));

@@ -437,7 +437,8 @@ async fn admit(
 
 /// The candidate read of a limited claim: the waiting work `sql/claim.sql`
 /// would pick (its lanes not paused, before its deadline, every capability
-/// it requires offered), per lane through the claim index and merged in
+/// it requires offered, its version accepted, its session not held by
+/// another worker), per lane through the claim index and merged in
 /// claim order, after `after`, without the work of keys `admission` knows
 /// to have no room; at most `fetch` rows, locked `SKIP LOCKED`.
 fn candidates<'a>(
@@ -467,6 +468,31 @@ fn candidates<'a>(
         .push(") AND e.required_caps <@ ")
         .push_bind(caps_json)
         .push("::jsonb");
+    let (min, max) = rules::version_bounds(&request.versions);
+    if min.is_some() || max.is_some() {
+        qb.push(" AND (e.version_key IS NULL OR (");
+        match &min {
+            Some(min) => qb.push("e.version_key >= ").push_bind(min.clone()),
+            None => qb.push("true"),
+        };
+        qb.push(" AND ");
+        match &max {
+            Some(max) => qb.push("e.version_key <= ").push_bind(max.clone()),
+            None => qb.push("true"),
+        };
+        qb.push("))");
+    }
+    // Work of a session another worker holds by this snapshot is passed
+    // over; the claim's tail takes the locks and claims only the work of
+    // the sessions it got.
+    qb.push(
+        " AND (e.session IS NULL OR NOT EXISTS (SELECT 1 FROM sessions s \
+         WHERE s.namespace = e.namespace AND s.session = e.session AND s.worker_id <> ",
+    )
+    .push_bind(request.worker_id.as_str())
+    .push(" AND s.expires_at > ")
+    .push_bind(now.as_millis())
+    .push("))");
     if let Some(after) = after {
         // The first bound is a range of the claim index; the second places
         // the row after the last one read within its priority.

@@ -91,6 +91,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "limits",
         include_str!("../../../migrations/postgres/0013_limits.sql"),
     ),
+    (
+        14,
+        "routing",
+        include_str!("../../../migrations/postgres/0014_routing.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -216,7 +221,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 13);
+        assert_eq!(super::latest_version(), 14);
     }
 
     /// Version 11 on a schema holding executions: one that existed before
@@ -382,6 +387,107 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(due, Some(old), "read by the default's range");
+        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// Version 14 on a schema holding an execution with an idempotency key
+    /// and a recorded worker: the execution has no session or version, its
+    /// key belongs to no session (and the same key may now be taken in a
+    /// session), the worker accepts every version, and no session is held.
+    #[tokio::test]
+    async fn version_14_leaves_work_from_before_without_sessions_or_versions() {
+        let Some(server) = baton_testkit::servers::postgres().await else {
+            return;
+        };
+        let schema = baton_testkit::servers::PostgresServer::unique_schema();
+        let mut conn = PgConnection::connect(server.url()).await.unwrap();
+        sqlx::raw_sql(&format!(
+            "CREATE SCHEMA {schema}; SET search_path = {schema}"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 13) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        let old = uuid::Uuid::from_u128(1);
+        sqlx::query(
+            "INSERT INTO executions (partition, uuid, namespace, lane, kind, state, priority, \
+             payload, tags, required_caps, attempts, max_attempts, backoff_initial_ms, \
+             backoff_max_ms, backoff_multiplier, backoff_jitter, created_at, updated_at, \
+             ready_at, idempotency_key) \
+             VALUES (3, $1, 'n', 'l', 'k', 'waiting', 0, '', '{}', '[]', 0, 3, 0, 0, 1.0, \
+             false, 5, 5, 5, 'once')",
+        )
+        .bind(old)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO idempotency_keys (namespace, lane, key, partition, uuid) \
+             VALUES ('n', 'l', 'once', 3, $1)",
+        )
+        .bind(old)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO workers (namespace, worker_id, lanes, capabilities, last_seen) \
+             VALUES ('n', 'w', '{l}', '{}', 5)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let (_, _, v14) = super::MIGRATIONS[13];
+        sqlx::raw_sql(v14).execute(&mut conn).await.unwrap();
+        let routing: (Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT session, version, version_key FROM executions \
+             WHERE partition = 3 AND uuid = $1",
+        )
+        .bind(old)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(routing, (None, None, None));
+        let key_session: String = sqlx::query_scalar(
+            "SELECT session FROM idempotency_keys WHERE namespace = 'n' AND key = 'once'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(key_session, "", "a key from before belongs to no session");
+        let insert_key = "INSERT INTO idempotency_keys (namespace, lane, session, key, partition, \
+             uuid) VALUES ('n', 'l', $1, 'once', 3, $2) ON CONFLICT DO NOTHING";
+        let taken = |session: &'static str| {
+            sqlx::query(insert_key)
+                .bind(session)
+                .bind(uuid::Uuid::from_u128(2))
+        };
+        let again = taken("").execute(&mut conn).await.unwrap();
+        assert_eq!(
+            again.rows_affected(),
+            0,
+            "the key is taken without a session"
+        );
+        let in_session = taken("chat").execute(&mut conn).await.unwrap();
+        assert_eq!(in_session.rows_affected(), 1, "and free in a session");
+        let versions: String =
+            sqlx::query_scalar("SELECT versions FROM workers WHERE worker_id = 'w'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(versions, "", "a worker from before accepts every version");
+        let held: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(held, 0);
         sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
             .execute(&mut conn)
             .await

@@ -25,7 +25,8 @@ use baton_core::raw::stored::{in_range, parse as parsed};
 use baton_core::{
     AttemptOutcome, CancelScope, ClaimRequest, EngineError, EventKind, ExecutionId,
     ExecutionSnapshot, Explanation, Lane, LaneInfo, Namespace, Page, PartitionCount, PartitionId,
-    PauseOutcome, QueueFacts, RenewRequest, Result, State, TagKey, Timestamp, WorkerInfo,
+    PauseOutcome, QueueFacts, RenewRequest, Result, SessionLock, State, TagKey, Timestamp,
+    WorkerInfo,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -177,8 +178,9 @@ async fn revoke_in(
     b.snapshot(row)
 }
 
-/// A `workers` row: worker id, lanes, capabilities, last seen, leases.
-type WorkerRow = (String, Vec<String>, Vec<String>, i64, i32);
+/// A `workers` row: worker id, lanes, capabilities, last seen, leases,
+/// versions.
+type WorkerRow = (String, Vec<String>, Vec<String>, i64, i32, String);
 
 pub(crate) async fn workers(
     b: &PostgresBackend,
@@ -188,7 +190,7 @@ pub(crate) async fn workers(
     Page::first(limit).validate()?;
     let since = b.now().saturating_sub(b.inner.limits.worker_ttl);
     let rows: Vec<WorkerRow> = sqlx::query_as(
-        "SELECT worker_id, lanes, capabilities, last_seen, leases FROM workers \
+        "SELECT worker_id, lanes, capabilities, last_seen, leases, versions FROM workers \
          WHERE namespace = $1 AND last_seen > $2 ORDER BY worker_id LIMIT $3",
     )
     .bind(namespace.as_str())
@@ -198,9 +200,10 @@ pub(crate) async fn workers(
     .await
     .map_err(map)?;
     rows.into_iter()
-        .map(|(worker, lanes, caps, last_seen, leases)| {
+        .map(|(worker, lanes, caps, last_seen, leases, versions)| {
             let ctx = format!("worker {worker}");
             Ok(WorkerInfo {
+                versions: baton_core::VersionRange::from_stored(&ctx, &versions)?,
                 worker_id: parsed("worker_id", &ctx, &worker)?,
                 namespace: namespace.clone(),
                 lanes: lanes
@@ -244,9 +247,10 @@ pub(crate) async fn saw_claim(b: &PostgresBackend, request: &ClaimRequest, now: 
                  WHERE last_seen < $6 AND NOT (namespace = $1 AND worker_id = $2) \
                  FOR UPDATE SKIP LOCKED) \
          ) \
-         INSERT INTO workers (namespace, worker_id, lanes, capabilities, last_seen) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (namespace, worker_id) DO UPDATE SET \
+         INSERT INTO workers (namespace, worker_id, lanes, capabilities, last_seen, versions) \
+         VALUES ($1, $2, $3, $4, $5, $7) ON CONFLICT (namespace, worker_id) DO UPDATE SET \
              lanes = excluded.lanes, capabilities = excluded.capabilities, \
+             versions = excluded.versions, \
              last_seen = GREATEST(workers.last_seen, excluded.last_seen)",
     )
     .bind(request.namespace.as_str())
@@ -255,6 +259,7 @@ pub(crate) async fn saw_claim(b: &PostgresBackend, request: &ClaimRequest, now: 
     .bind(caps)
     .bind(now.as_millis())
     .bind(stale.as_millis())
+    .bind(request.versions.to_stored())
     .execute(&b.inner.pool)
     .await;
     if let Err(e) = written {
@@ -304,6 +309,7 @@ pub(crate) async fn explain(b: &PostgresBackend, id: &ExecutionId) -> Result<Exp
         .await
         .map_err(map)?;
         QueueFacts {
+            session_owner: session_owner(b, &snapshot).await?,
             workers: workers(b, &snapshot.namespace, Page::MAX_LIMIT).await?,
             ahead: u64::try_from(ahead).unwrap_or(0),
             lane_paused: lane_paused(b, &snapshot.namespace, &snapshot.lane).await?,
@@ -313,6 +319,35 @@ pub(crate) async fn explain(b: &PostgresBackend, id: &ExecutionId) -> Result<Exp
         QueueFacts::default()
     };
     Ok(rules::explain(snapshot, &facts))
+}
+
+/// The live lock of `snap`'s session, whoever holds it (`None` without a
+/// session, or when nobody holds it now).
+async fn session_owner(
+    b: &PostgresBackend,
+    snap: &ExecutionSnapshot,
+) -> Result<Option<SessionLock>> {
+    let Some(session) = &snap.session else {
+        return Ok(None);
+    };
+    let found: Option<(String, i64)> = sqlx::query_as(
+        "SELECT worker_id, expires_at FROM sessions \
+         WHERE namespace = $1 AND session = $2 AND expires_at > $3",
+    )
+    .bind(snap.namespace.as_str())
+    .bind(session.as_str())
+    .bind(b.now().as_millis())
+    .fetch_optional(&b.inner.pool)
+    .await
+    .map_err(map)?;
+    found
+        .map(|(worker, expires_at)| {
+            Ok(SessionLock {
+                worker_id: parsed("worker_id", &format!("session {session}"), &worker)?,
+                expires_at: Timestamp::from_millis(expires_at),
+            })
+        })
+        .transpose()
 }
 
 /// Whether an operator paused `lane` of `namespace`.

@@ -114,6 +114,14 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
     };
     let current = state(ctx, &col::<String>(row, "state")?)?;
     let snapshot = ExecutionSnapshot {
+        session: baton_core::raw::rules::stored_session(
+            ctx,
+            col::<Option<String>>(row, "session")?.as_deref(),
+        )?,
+        version: baton_core::raw::rules::stored_version(
+            ctx,
+            col::<Option<String>>(row, "version")?.as_deref(),
+        )?,
         namespace: parsed::<Namespace>("namespace", ctx, &col::<String>(row, "namespace")?)?,
         lane: parsed::<Lane>("lane", ctx, &col::<String>(row, "lane")?)?,
         kind: parsed::<Kind>("kind", ctx, &col::<String>(row, "kind")?)?,

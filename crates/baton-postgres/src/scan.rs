@@ -79,8 +79,10 @@ pub(crate) async fn reclaim_expired_leases(
     .await
     .map_err(map)?;
     let mut settle = SettleArrays::default();
+    let mut released = ReleasedSessions::default();
     for row in &rows {
         let snap = b.snapshot(row)?;
+        released.push(&snap);
         let error = format!(
             "lease expired: worker {} did not renew attempt {} before {}",
             snap.worker_id.as_ref().map(|w| w.as_str()).unwrap_or("?"),
@@ -110,6 +112,9 @@ pub(crate) async fn reclaim_expired_leases(
             }
         }
     }
+    // Last in the transaction: the session locks are the only rows it
+    // waits for that claimers hold, and they wait for nothing it holds.
+    released.run(&mut tx, partition, limit, now).await?;
     let next: Option<i64> = sqlx::query_scalar(
         "SELECT lease_expires_at FROM executions WHERE partition = $1 AND state = 'running' \
          ORDER BY lease_expires_at LIMIT 1",
@@ -126,6 +131,72 @@ pub(crate) async fn reclaim_expired_leases(
         processed: rows.len() as u64,
         next_due: next.map(Timestamp::from_millis),
     })
+}
+
+/// The sessions of the runs a reclaim pass settles, with the workers
+/// whose leases lapsed.
+#[derive(Default)]
+struct ReleasedSessions {
+    namespaces: Vec<String>,
+    sessions: Vec<String>,
+    workers: Vec<String>,
+}
+
+impl ReleasedSessions {
+    fn push(&mut self, snap: &baton_core::ExecutionSnapshot) {
+        if let (Some(session), Some(worker)) = (&snap.session, &snap.worker_id) {
+            self.namespaces.push(snap.namespace.to_string());
+            self.sessions.push(session.to_string());
+            self.workers.push(worker.to_string());
+        }
+    }
+
+    /// Deletes the locks the reclaimed runs' workers hold on their
+    /// sessions (a worker whose lease lapsed is taken for dead), and up to
+    /// `limit` locks of `partition` that lapsed by `now`; one statement.
+    ///
+    /// The rows are locked in session order first, as claims take them.
+    /// A lock a claimer took over while this waited is judged again as it
+    /// is now by the delete (which re-reads a row changed since its
+    /// snapshot), so a lock taken anew is never dropped.
+    async fn run(
+        self,
+        tx: &mut PgConnection,
+        partition: PartitionId,
+        limit: i64,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "WITH dead AS ( \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
+                     AS d(namespace, session, worker_id)), \
+             lapsed AS ( \
+                 SELECT namespace, session FROM sessions \
+                 WHERE partition = $4 AND expires_at <= $5 \
+                 ORDER BY expires_at LIMIT $6), \
+             locked AS MATERIALIZED ( \
+                 SELECT s.namespace, s.session FROM sessions s \
+                 WHERE (s.namespace, s.session) IN ( \
+                     SELECT namespace, session FROM dead \
+                     UNION SELECT namespace, session FROM lapsed) \
+                 ORDER BY s.namespace, s.session FOR UPDATE) \
+             DELETE FROM sessions s USING locked l \
+             WHERE s.namespace = l.namespace AND s.session = l.session \
+               AND (s.expires_at <= $5 OR EXISTS ( \
+                   SELECT 1 FROM dead d WHERE d.namespace = s.namespace \
+                   AND d.session = s.session AND d.worker_id = s.worker_id))",
+        )
+        .bind(self.namespaces)
+        .bind(self.sessions)
+        .bind(self.workers)
+        .bind(part(partition))
+        .bind(now.as_millis())
+        .bind(limit)
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+        Ok(())
+    }
 }
 
 pub(crate) async fn expire_deadlines(

@@ -15,7 +15,10 @@
 //! units, a deadlock answered `Contention` for the unit as a whole), and
 //! limits (a cap held by claimers of separate instances, a limit set while
 //! claims run, migration 13 on a schema at version 12, wake-ups when a
-//! limit is removed).
+//! limit is removed), and sessions (claimers of separate instances never
+//! share one, on the fast and the limited path; a renew extends a lock by
+//! its stored idle time; the reclaim pass releases a dead worker's
+//! sessions and sweeps lapsed locks within its limit).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -107,7 +110,7 @@ async fn partition_count_is_recorded_and_enforced() {
     );
     assert_eq!(
         first.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
     );
 }
 
@@ -129,7 +132,7 @@ async fn concurrent_first_starts_migrate_once() {
         let backend = start.await.unwrap().unwrap();
         assert_eq!(
             backend.applied_migrations().await.unwrap(),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
         );
     }
 }
@@ -2917,7 +2920,7 @@ async fn version_13_applies_on_a_schema_at_version_12() {
     let after = open(&url).await;
     assert_eq!(
         after.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
     );
     assert_eq!(after.limits(None).await.unwrap(), vec![]);
     let limit = tenant_cap("upgrade-cap", "upgrade", 1);
@@ -3063,4 +3066,340 @@ async fn set_limit_waits_for_a_claim_in_flight() {
     assert_eq!(set.await.unwrap().unwrap(), None);
     assert_eq!(running_of(&operator, &limit.name, "acme").await, 4);
     assert!(claimer.claim(request).await.unwrap().is_empty());
+}
+
+const CLOCK_START_MS: i64 = 2_251_000_000_000;
+
+fn session_exec(ns: &str, session: &str) -> NewExecution {
+    exec(ns, "main").with_session(baton_core::SessionName::new(session).unwrap())
+}
+
+/// A backend on its own schema whose clock the test moves, from the
+/// instant `CLOCK_START_MS`.
+async fn open_clocked(url: &str) -> (PostgresBackend, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(baton_core::Timestamp::from_millis(
+        CLOCK_START_MS,
+    )));
+    let backend = PostgresBackend::open(
+        PostgresConfig::from_url(url)
+            .unwrap()
+            .with_clock(clock.clone()),
+    )
+    .await
+    .unwrap();
+    (backend, clock)
+}
+
+/// The stored lock of `session` in namespace `ns`: (worker, expiry, idle).
+async fn session_row(
+    server: &PostgresServer,
+    schema: &str,
+    ns: &str,
+    session: &str,
+) -> Option<(String, i64, i64)> {
+    let mut conn = connect_raw(server).await;
+    sqlx::query_as(&format!(
+        "SELECT worker_id, expires_at, idle_ms FROM {schema}.sessions \
+         WHERE namespace = $1 AND session = $2"
+    ))
+    .bind(ns)
+    .bind(session)
+    .fetch_optional(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// Session names of namespace `ns` whose work and locks live in
+/// `partition`.
+fn sessions_in(
+    ns: &str,
+    partition: baton_core::PartitionId,
+    count: PartitionCount,
+    n: usize,
+) -> Vec<String> {
+    let namespace = Namespace::new(ns).unwrap();
+    (0..)
+        .map(|i| format!("s{i}"))
+        .filter(|s| {
+            let session = baton_core::SessionName::new(s).unwrap();
+            baton_core::raw::rules::session_partition(&namespace, &session, count) == partition
+        })
+        .take(n)
+        .collect()
+}
+
+/// Eight claimers, each through an instance (and pool) of its own, start
+/// together round after round over 30 sessions of 4 executions, none
+/// completing, then take what is left one after the other: every
+/// execution is claimed once, every session's runs belong to one worker,
+/// and that worker holds the session's lock. With `limited`, a limit
+/// covering the namespace (with room for everything) sends every claim
+/// through the limited path.
+async fn claimers_of_separate_instances_never_share_a_session(limited: bool) {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let url = server.schema_url(&schema);
+    let mut instances = Vec::new();
+    for _ in 0..8 {
+        instances.push(open(&url).await);
+    }
+    if limited {
+        let limit = tenant_cap("roomy", "sessions", 1_000);
+        instances[0].set_limit(&limit).await.unwrap();
+    }
+    // A session's executions next to each other in claim order, so
+    // claimers starting together pick executions of one session that
+    // nobody holds yet.
+    let batch = (0..30)
+        .flat_map(|s| (0..4).map(move |_| session_exec("sessions", &format!("chat-{s}"))))
+        .map(|e| e.with_tag(baton_core::TagKey::new("tenant").unwrap(), "acme"))
+        .collect();
+    instances[0].create(batch).await.unwrap();
+    let request = |i: usize| {
+        ClaimRequest::new(
+            Namespace::new("sessions").unwrap(),
+            Lane::new("main").unwrap(),
+            WorkerId::new(format!("w{i}")).unwrap(),
+            3,
+        )
+    };
+    let mut claims: Vec<(usize, baton_core::Claim)> = Vec::new();
+    for _round in 0..6 {
+        let start = Arc::new(tokio::sync::Barrier::new(instances.len()));
+        let claimers: Vec<_> = instances
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let (b, start, request) = (b.clone(), start.clone(), request(i));
+                tokio::spawn(async move {
+                    start.wait().await;
+                    (i, b.claim(request).await.unwrap())
+                })
+            })
+            .collect();
+        for claimer in claimers {
+            let (i, taken) = claimer.await.unwrap();
+            claims.extend(taken.into_iter().map(|c| (i, c)));
+        }
+    }
+    for (i, b) in instances.iter().enumerate() {
+        loop {
+            let taken = b.claim(request(i)).await.unwrap();
+            if taken.is_empty() {
+                break;
+            }
+            claims.extend(taken.into_iter().map(|c| (i, c)));
+        }
+    }
+    let ids: std::collections::BTreeSet<_> = claims.iter().map(|(_, c)| c.id.clone()).collect();
+    assert_eq!(ids.len(), claims.len(), "an execution was claimed twice");
+    assert_eq!(claims.len(), 120, "every execution was claimed");
+    let mut owners: std::collections::BTreeMap<String, std::collections::BTreeSet<usize>> =
+        std::collections::BTreeMap::new();
+    for (i, c) in &claims {
+        let session = c.session.as_ref().expect("a claim names its session");
+        owners.entry(session.to_string()).or_default().insert(*i);
+    }
+    assert_eq!(owners.len(), 30);
+    for (session, workers) in &owners {
+        assert_eq!(workers.len(), 1, "session {session} ran on {workers:?}");
+        let holder = workers.iter().next().map(|i| format!("w{i}"));
+        let (worker, _, _) = session_row(server, &schema, "sessions", session)
+            .await
+            .unwrap();
+        assert_eq!(Some(worker), holder, "session {session}'s lock");
+    }
+    let mut conn = connect_raw(server).await;
+    let shared: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM (SELECT session FROM {schema}.executions \
+         WHERE state = 'running' GROUP BY session HAVING count(DISTINCT worker_id) > 1) s"
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(shared, 0, "no session runs on two workers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claimers_of_separate_instances_never_share_a_session_on_the_fast_path() {
+    claimers_of_separate_instances_never_share_a_session(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claimers_of_separate_instances_never_share_a_session_under_a_limit() {
+    claimers_of_separate_instances_never_share_a_session(true).await;
+}
+
+/// A claim stores the session's lock until the later of the lease and the
+/// idle time, with the idle time; a renew extends it to the later of the
+/// lock, the stored idle time from now and the new lease, and never
+/// shrinks it; a renew of another worker's lease leaves the lock alone.
+#[tokio::test]
+async fn a_renew_extends_the_session_lock_by_its_stored_idle_time() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let (b, clock) = open_clocked(&server.schema_url(&schema)).await;
+    let t0 = CLOCK_START_MS;
+    b.create(vec![
+        session_exec("renew", "long"),
+        session_exec("renew", "short"),
+    ])
+    .await
+    .unwrap();
+    let claim = |session_idle_ms: u64| {
+        ClaimRequest::new(
+            Namespace::new("renew").unwrap(),
+            Lane::new("main").unwrap(),
+            WorkerId::new("w").unwrap(),
+            2,
+        )
+        .with_lease_ttl(Duration::from_secs(10))
+        .with_session_idle(Duration::from_millis(session_idle_ms))
+    };
+    let taken = b.claim(claim(60_000)).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    for session in ["long", "short"] {
+        assert_eq!(
+            session_row(server, &schema, "renew", session).await,
+            Some(("w".to_owned(), t0 + 60_000, 60_000))
+        );
+    }
+    // The short session's lock as a claim with a 1 s idle time took it.
+    let mut conn = connect_raw(server).await;
+    sqlx::query(&format!(
+        "UPDATE {schema}.sessions SET expires_at = $1, idle_ms = 1000 WHERE session = 'short'"
+    ))
+    .bind(t0 + 10_000)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    clock.advance(Duration::from_secs(8));
+    let leases: Vec<_> = taken.iter().map(|c| c.lease.clone()).collect();
+    let renewed = b
+        .renew(baton_core::RenewRequest {
+            worker_id: WorkerId::new("w").unwrap(),
+            lease_ttl: Duration::from_secs(10),
+            leases: leases.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        renewed
+            .iter()
+            .all(|r| r.status == baton_core::RenewStatus::Renewed)
+    );
+    assert_eq!(
+        session_row(server, &schema, "renew", "long").await,
+        Some(("w".to_owned(), t0 + 68_000, 60_000)),
+        "now + the stored idle time"
+    );
+    assert_eq!(
+        session_row(server, &schema, "renew", "short").await,
+        Some(("w".to_owned(), t0 + 18_000, 1_000)),
+        "the new lease"
+    );
+    // Another worker presenting the leases renews nothing and moves no lock.
+    clock.advance(Duration::from_secs(1));
+    b.renew(baton_core::RenewRequest {
+        worker_id: WorkerId::new("other").unwrap(),
+        lease_ttl: Duration::from_secs(600),
+        leases,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        session_row(server, &schema, "renew", "short").await,
+        Some(("w".to_owned(), t0 + 18_000, 1_000))
+    );
+}
+
+/// The reclaim pass of a session's partition drops the lock of a worker
+/// whose lease lapsed, however long its idle time, and the partition's
+/// lapsed locks, at most as many as the pass's limit; a live lock and the
+/// lapsed locks of other partitions stay.
+#[tokio::test]
+async fn the_reclaim_pass_releases_dead_workers_sessions_and_sweeps_lapsed_locks() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let (b, clock) = open_clocked(&server.schema_url(&schema)).await;
+    let count = b.partitions();
+    let (home, away) = (
+        baton_core::PartitionId(1),
+        baton_core::PartitionId(2 % count.get()),
+    );
+    let here = sessions_in("sweep", home, count, 5);
+    let there = sessions_in("sweep", away, count, 1);
+    let claim = |worker: &str, lease_s: u64, idle_s: u64| {
+        ClaimRequest::new(
+            Namespace::new("sweep").unwrap(),
+            Lane::new("main").unwrap(),
+            WorkerId::new(worker).unwrap(),
+            1,
+        )
+        .with_lease_ttl(Duration::from_secs(lease_s))
+        .with_session_idle(Duration::from_secs(idle_s))
+    };
+    // Three short locks of finished work here and one there; a live lock
+    // here (idle an hour); a dead worker's run here (idle an hour too).
+    for s in here[..3].iter().chain(&there) {
+        b.create_one(session_exec("sweep", s)).await.unwrap();
+        let taken = b.claim(claim("done", 5, 1)).await.unwrap();
+        b.complete(&taken[0].lease, Vec::new()).await.unwrap();
+    }
+    b.create_one(session_exec("sweep", &here[3])).await.unwrap();
+    let live = b.claim(claim("live", 3_600, 3_600)).await.unwrap();
+    b.create_one(session_exec("sweep", &here[4])).await.unwrap();
+    let dead = b.claim(claim("dead", 5, 3_600)).await.unwrap();
+    assert_eq!(dead[0].session.as_ref().unwrap().as_str(), here[4]);
+    clock.advance(Duration::from_secs(10));
+
+    let report = b.reclaim_expired_leases(home, 2).await.unwrap();
+    assert_eq!(report.processed, 1, "the dead worker's run");
+    assert_eq!(session_row(server, &schema, "sweep", &here[4]).await, None);
+    let lapsed_left = {
+        let mut left = 0;
+        for s in &here[..3] {
+            left += usize::from(session_row(server, &schema, "sweep", s).await.is_some());
+        }
+        left
+    };
+    assert_eq!(
+        lapsed_left, 1,
+        "two lapsed locks swept, as the limit allows"
+    );
+    b.reclaim_expired_leases(home, 2).await.unwrap();
+    for s in &here[..3] {
+        assert_eq!(session_row(server, &schema, "sweep", s).await, None);
+    }
+    assert_eq!(
+        session_row(server, &schema, "sweep", &here[3])
+            .await
+            .map(|r| r.0),
+        Some("live".to_owned())
+    );
+    assert!(
+        session_row(server, &schema, "sweep", &there[0])
+            .await
+            .is_some(),
+        "another partition's lock waits for its own pass"
+    );
+    // The dead worker's session is free: another worker takes its work
+    // once the retry is due.
+    clock.advance(Duration::from_secs(600));
+    b.promote_due(home, 100).await.unwrap();
+    let taken = b.claim(claim("heir", 60, 60)).await.unwrap();
+    assert_eq!(taken[0].id, dead[0].id);
+    assert_eq!(
+        session_row(server, &schema, "sweep", &here[4])
+            .await
+            .map(|r| r.0),
+        Some("heir".to_owned())
+    );
+    assert!(live[0].session.is_some());
 }

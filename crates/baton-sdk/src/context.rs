@@ -148,6 +148,8 @@ struct ContextInner {
     attempt: u32,
     deadline: Option<Timestamp>,
     tags: BTreeMap<TagKey, String>,
+    session: Option<baton_core::SessionName>,
+    version: Option<baton_core::Version>,
     upstream: BTreeMap<ExecutionId, Upstream>,
     lease: LeaseToken,
     stop: StopToken,
@@ -182,6 +184,8 @@ impl Context {
                 attempt: claim.attempt,
                 deadline: claim.deadline,
                 tags: claim.tags.clone(),
+                session: claim.session.clone(),
+                version: claim.version.clone(),
                 upstream: claim.upstream.clone(),
                 lease: claim.lease.clone(),
                 stop,
@@ -230,6 +234,18 @@ impl Context {
     /// The execution's tags.
     pub fn tags(&self) -> &BTreeMap<TagKey, String> {
         &self.inner.tags
+    }
+
+    /// The execution's session, if it has one: this worker holds the
+    /// session while it runs (and for its idle time after), so state kept
+    /// in memory per session sees the session's next work too.
+    pub fn session(&self) -> Option<&baton_core::SessionName> {
+        self.inner.session.as_ref()
+    }
+
+    /// The handler version the execution was written for, if given.
+    pub fn version(&self) -> Option<&baton_core::Version> {
+        self.inner.version.as_ref()
     }
 
     /// The outcomes of the executions this one depends on (state and

@@ -1213,6 +1213,83 @@ async fn operators_pause_resume_and_replay(env: Env) {
     env.stop().await;
 }
 
+/// Two workers in a rolling deploy: one runs versions up to 1.999, the
+/// other from 2; each runs only what its range accepts (work without a
+/// version goes to either). A session's executions all run on the worker
+/// that took its first one, and the handler sees its session.
+async fn versions_and_sessions_route_work(env: Env) {
+    let c = &env.client;
+    let mut ids = Vec::new();
+    for (name, version) in [("old", "1.5"), ("new", "2.0"), ("new", "2.3"), ("old", "1")] {
+        let e = c
+            .execution("job", name)
+            .unwrap()
+            .with_version(version.parse().unwrap());
+        ids.push(c.submit_execution(e).await.unwrap().id);
+    }
+    for i in 0..6 {
+        let e = c
+            .execution("chat", &i)
+            .unwrap()
+            .with_session(baton_core::SessionName::new("room-7").unwrap());
+        ids.push(c.submit_execution(e).await.unwrap().id);
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let start = |id: &str, min: Option<&str>, max: Option<&str>| {
+        let jobs = seen.clone();
+        let chats = seen.clone();
+        let me = id.to_owned();
+        let me2 = id.to_owned();
+        Worker::builder(c)
+            .worker_id(id)
+            .versions(min, max)
+            .session_idle(Duration::from_secs(60))
+            .concurrency(2)
+            .handler("job", move |_ctx: Context, name: String| {
+                let jobs = jobs.clone();
+                let me = me.clone();
+                async move {
+                    jobs.lock().unwrap().push((me, name));
+                    Ok::<_, HandlerError>(())
+                }
+            })
+            .handler("chat", move |ctx: Context, _i: u32| {
+                let chats = chats.clone();
+                let me = me2.clone();
+                async move {
+                    let session = ctx.session().map(|s| s.to_string()).unwrap_or_default();
+                    chats.lock().unwrap().push((me, session));
+                    Ok::<_, HandlerError>(())
+                }
+            })
+            .start()
+            .unwrap()
+    };
+    let old = start("old-worker", None, Some("1.999"));
+    let new = start("new-worker", Some("2"), None);
+    for id in &ids {
+        done(c, id).await;
+    }
+    old.shutdown(BOUND).await;
+    new.shutdown(BOUND).await;
+    let seen = seen.lock().unwrap().clone();
+    let jobs: Vec<_> = seen
+        .iter()
+        .filter(|(_, n)| n == "old" || n == "new")
+        .collect();
+    assert_eq!(jobs.len(), 4);
+    for (worker, name) in jobs {
+        assert_eq!(worker.as_str(), format!("{name}-worker"), "{seen:?}");
+    }
+    let chats: Vec<_> = seen.iter().filter(|(_, s)| s == "room-7").collect();
+    assert_eq!(chats.len(), 6, "{seen:?}");
+    assert!(
+        chats.iter().all(|(w, _)| w == &chats[0].0),
+        "one worker ran the session: {seen:?}"
+    );
+    env.stop().await;
+}
+
 macro_rules! on_every_transport {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1255,4 +1332,5 @@ on_every_transport!(
     handlers_wait_for_their_children,
     dependents_read_their_upstream_results,
     cancel_reaches_the_flow,
+    versions_and_sessions_route_work,
 );

@@ -60,7 +60,7 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     }
     qb.push(
         " RETURNING uuid, partition, namespace, lane, kind, payload, attempts, lease_nonce, \
-         deadline, tags, priority, ready_at, deps_total, wait_log, step_count",
+         deadline, tags, priority, ready_at, deps_total, wait_log, step_count, session, version",
     );
 
     let rows: Vec<SqliteRow> = qb.build().fetch_all(&mut *tx).await.map_err(map)?;
@@ -72,6 +72,7 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     let mut with_deps = std::collections::HashSet::new();
     let mut wait_logs = std::collections::HashMap::new();
     let mut with_steps = std::collections::HashSet::new();
+    let mut sessions = std::collections::BTreeSet::new();
     for row in &rows {
         let id = read::execution_id(row, b.inner.partitions)?;
         let ctx = format!("execution {id}");
@@ -91,7 +92,17 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
         if !log.is_empty() {
             wait_logs.insert(id.clone(), log);
         }
+        let session =
+            rules::stored_session(&ctx, col::<Option<String>>(row, "session")?.as_deref())?;
+        if let Some(s) = &session {
+            sessions.insert(s.clone());
+        }
         let claim = Claim {
+            version: rules::stored_version(
+                &ctx,
+                col::<Option<String>>(row, "version")?.as_deref(),
+            )?,
+            session,
             namespace: request.namespace.clone(),
             lane: col::<String>(row, "lane")?
                 .parse()
@@ -134,14 +145,55 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
             .push_bind(now.as_millis());
     });
     qb.build().execute(&mut *tx).await.map_err(map)?;
+    if !sessions.is_empty() {
+        take_sessions(b, &mut tx, &request, &sessions, now, expires).await?;
+    }
     tx.commit().await.map_err(map)?;
     Ok(claims)
 }
 
+/// Takes (or extends) the locks of `sessions` for the claiming worker:
+/// the claim chose only work of sessions free, lapsed or already its own,
+/// in this transaction (the one writer), so the lock is the worker's.
+async fn take_sessions(
+    b: &SqliteBackend,
+    tx: &mut sqlx::SqliteConnection,
+    request: &ClaimRequest,
+    sessions: &std::collections::BTreeSet<baton_core::SessionName>,
+    now: Timestamp,
+    lease_expires: Timestamp,
+) -> Result<()> {
+    let until = rules::session_lock_until(None, now, lease_expires, request.session_idle);
+    let idle = request.session_idle.as_millis() as i64;
+    let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+        "INSERT INTO sessions (namespace, session, partition, worker_id, expires_at, idle_ms) ",
+    );
+    qb.push_values(sessions, |mut v, s| {
+        let p = rules::session_partition(&request.namespace, s, b.inner.partitions);
+        v.push_bind(request.namespace.as_str())
+            .push_bind(s.as_str())
+            .push_bind(i64::from(p.get()))
+            .push_bind(request.worker_id.as_str())
+            .push_bind(until.as_millis())
+            .push_bind(idle);
+    });
+    // The same worker's lock never shrinks; another's (lapsed) is replaced.
+    qb.push(
+        " ON CONFLICT (namespace, session) DO UPDATE SET \
+         expires_at = CASE WHEN sessions.worker_id = excluded.worker_id \
+         THEN MAX(sessions.expires_at, excluded.expires_at) ELSE excluded.expires_at END, \
+         worker_id = excluded.worker_id, idle_ms = excluded.idle_ms",
+    );
+    qb.build().execute(&mut *tx).await.map_err(map)?;
+    Ok(())
+}
+
 /// Pushes the conditions that make an execution `e` claimable by
 /// `request` now: waiting in its namespace and one of its lanes, the lane
-/// not paused, before its deadline, and every capability it requires
-/// offered (`caps_json`: the request's capabilities as a JSON array).
+/// not paused, before its deadline, every capability it requires offered
+/// (`caps_json`: the request's capabilities as a JSON array), its version
+/// in the request's range, and its session (if any) not held by another
+/// worker.
 pub(crate) fn push_eligible<'a>(
     qb: &mut QueryBuilder<'a, Sqlite>,
     request: &'a ClaimRequest,
@@ -167,6 +219,27 @@ pub(crate) fn push_eligible<'a>(
         )
         .push_bind(caps_json)
         .push("))))");
+    let (min, max) = rules::version_bounds(&request.versions);
+    if let Some(min) = min {
+        qb.push(" AND (e.version_key IS NULL OR e.version_key >= ")
+            .push_bind(min)
+            .push(")");
+    }
+    if let Some(max) = max {
+        qb.push(" AND (e.version_key IS NULL OR e.version_key <= ")
+            .push_bind(max)
+            .push(")");
+    }
+    // Work of a session another worker holds is passed over; a lapsed lock
+    // is nobody's.
+    qb.push(
+        " AND (e.session IS NULL OR NOT EXISTS (SELECT 1 FROM sessions s \
+         WHERE s.namespace = e.namespace AND s.session = e.session AND s.worker_id <> ",
+    )
+    .push_bind(request.worker_id.as_str())
+    .push(" AND s.expires_at > ")
+    .push_bind(now.as_millis())
+    .push("))");
 }
 
 pub(crate) async fn wait_for_work(

@@ -31,7 +31,7 @@ pub(crate) async fn create(
     let state_of = |r: &PreparedExecution| start_of.get(&r.id).map_or(r.state, |s| s.state());
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut fresh: Vec<&PreparedExecution> = Vec::with_capacity(rows.len());
-    let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut seen: HashMap<(&str, &str, &str, &str), usize> = HashMap::new();
     let mut seen_children: HashMap<(&ExecutionId, &str), usize> = HashMap::new();
     for row in &rows {
         if let (Some(parent), Some(key)) = (&row.new.parent, &row.new.child_key) {
@@ -62,6 +62,7 @@ pub(crate) async fn create(
             let k = (
                 row.new.namespace.as_str(),
                 row.new.lane.as_str(),
+                row.new.session.as_ref().map_or("", |s| s.as_str()),
                 key.as_str(),
             );
             if let Some(&first) = seen.get(&k) {
@@ -74,11 +75,13 @@ pub(crate) async fn create(
             }
             let existing = sqlx::query(
                 "SELECT uuid, partition, state FROM executions \
-                 WHERE namespace = ? AND lane = ? AND idempotency_key = ?",
+                 WHERE namespace = ? AND lane = ? AND COALESCE(session, '') = ? \
+                 AND idempotency_key = ?",
             )
             .bind(k.0)
             .bind(k.1)
             .bind(k.2)
+            .bind(k.3)
             .fetch_optional(&mut *tx)
             .await
             .map_err(map)?;
@@ -140,7 +143,7 @@ pub(crate) async fn create(
             n.lane.as_str(),
         )
     };
-    // 33 bound columns per row; 400 rows stay under SQLite's 32766
+    // 36 bound columns per row; 400 rows stay under SQLite's 32766
     // variable limit with room to spare.
     for chunk in fresh.chunks(400) {
         // The dependency columns only for chunks that hold a dependent: the
@@ -151,7 +154,7 @@ pub(crate) async fn create(
             "INSERT INTO executions (uuid, partition, namespace, lane, kind, state, priority, payload, \
              tags, required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, \
              backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root, created_at, updated_at, \
-             run_at, ready_at, deadline",
+             run_at, ready_at, deadline, session, version, version_key",
         );
         if with_deps {
             qb.push(", finished_at, last_error, dep_policy, deps_total, deps_done, deps_bad");
@@ -198,7 +201,10 @@ pub(crate) async fn create(
                 .push_bind(now.as_millis())
                 .push_bind(r.run_at.map(Timestamp::as_millis))
                 .push_bind(r.run_at.unwrap_or(now).as_millis())
-                .push_bind(n.deadline.map(Timestamp::as_millis));
+                .push_bind(n.deadline.map(Timestamp::as_millis))
+                .push_bind(n.session.as_ref().map(|s| s.as_str()))
+                .push_bind(n.version.as_ref().map(|v| v.as_str()))
+                .push_bind(n.version.as_ref().map(|v| v.sort_key()));
             if with_deps {
                 b.push_bind(state.is_terminal().then_some(now.as_millis()))
                     .push_bind(

@@ -132,10 +132,11 @@ pub(crate) async fn renew(b: &SqliteBackend, request: RenewRequest) -> Result<Ve
             statuses.push(RenewStatus::Lost);
             continue;
         }
-        let renewed = sqlx::query(
+        let renewed: Option<(String, Option<String>)> = sqlx::query_as(
             "UPDATE executions SET lease_expires_at = ? \
              WHERE uuid = ? AND state = 'running' AND attempts = ? AND lease_nonce = ? \
-             AND worker_id = ? AND lease_expires_at > ? AND (deadline IS NULL OR deadline > ?)",
+             AND worker_id = ? AND lease_expires_at > ? AND (deadline IS NULL OR deadline > ?) \
+             RETURNING namespace, session",
         )
         .bind(expires.as_millis())
         .bind(blob(id))
@@ -144,11 +145,26 @@ pub(crate) async fn renew(b: &SqliteBackend, request: RenewRequest) -> Result<Ve
         .bind(request.worker_id.as_str())
         .bind(now.as_millis())
         .bind(now.as_millis())
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(map)?
-        .rows_affected()
-            == 1;
+        .map_err(map)?;
+        if let Some((namespace, Some(session))) = &renewed {
+            // The worker's lock on the session lasts its idle time past
+            // this renew, or the new lease's end if later.
+            sqlx::query(
+                "UPDATE sessions SET expires_at = MAX(expires_at, ? + idle_ms, ?) \
+                 WHERE namespace = ? AND session = ? AND worker_id = ?",
+            )
+            .bind(now.as_millis())
+            .bind(expires.as_millis())
+            .bind(namespace)
+            .bind(session)
+            .bind(request.worker_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        }
+        let renewed = renewed.is_some();
         let status = if renewed {
             RenewStatus::Renewed
         } else {

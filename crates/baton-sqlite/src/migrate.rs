@@ -79,6 +79,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "limits",
         include_str!("../../../migrations/sqlite/0013_limits.sql"),
     ),
+    (
+        14,
+        "sessions and handler versions",
+        include_str!("../../../migrations/sqlite/0014_routing.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -368,6 +373,73 @@ mod tests {
             .execute(&mut conn)
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn version_14_keeps_keys_deduplicating_and_scopes_them_by_session() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 13) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        let id = |low: u128| uuid::Uuid::from_u128(0x0190f0e4_0000_7000_8000_000000000000 + low);
+        let insert = |session: &str| {
+            format!(
+                "INSERT INTO executions (uuid, partition, namespace, lane, kind, state, \
+                 priority, payload, tags, required_caps, attempts, max_attempts, \
+                 backoff_initial_ms, backoff_max_ms, backoff_multiplier, backoff_jitter, \
+                 created_at, updated_at, ready_at, idempotency_key{session}) \
+                 VALUES (?, 3, 'n', 'l', 'k', 'waiting', 0, x'', '{{}}', '[]', 0, 3, 0, 0, 1.0, 0, \
+                 1, 1, 1, 'key'{})",
+                if session.is_empty() { "" } else { ", 's1'" }
+            )
+        };
+        sqlx::query(&insert(""))
+            .bind(id(1).as_bytes().to_vec())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (_, _, v14) = super::MIGRATIONS[13];
+        sqlx::raw_sql(v14).execute(&mut conn).await.unwrap();
+        let again = sqlx::query(&insert(""))
+            .bind(id(2).as_bytes().to_vec())
+            .execute(&mut conn)
+            .await;
+        assert!(again.is_err(), "an older key still deduplicates");
+        sqlx::query(&insert(", session"))
+            .bind(id(3).as_bytes().to_vec())
+            .execute(&mut conn)
+            .await
+            .expect("the same key in a session is another execution");
+        let twice = sqlx::query(&insert(", session"))
+            .bind(id(4).as_bytes().to_vec())
+            .execute(&mut conn)
+            .await;
+        assert!(twice.is_err(), "and deduplicates within it");
+        let session: Option<String> =
+            sqlx::query_scalar("SELECT session FROM executions WHERE uuid = ?")
+                .bind(id(1).as_bytes().to_vec())
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(session, None);
+        sqlx::query(
+            "INSERT INTO workers (namespace, worker_id, lanes, capabilities, last_seen) \
+             VALUES ('n', 'w', '[]', '[]', 1)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let versions: String = sqlx::query_scalar("SELECT versions FROM workers")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            versions, "",
+            "a worker recorded without a range takes every version"
+        );
     }
 
     #[tokio::test]

@@ -119,8 +119,8 @@ pub(crate) async fn workers(
     Page::first(limit).validate()?;
     let since = b.now().saturating_sub(b.inner.limits.worker_ttl);
     let mut conn = b.inner.reader.acquire().await.map_err(map)?;
-    let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
-        "SELECT worker_id, lanes, capabilities, last_seen, leases FROM workers \
+    let rows: Vec<(String, String, String, i64, i64, String)> = sqlx::query_as(
+        "SELECT worker_id, lanes, capabilities, last_seen, leases, versions FROM workers \
          WHERE namespace = ? AND last_seen > ? ORDER BY worker_id LIMIT ?",
     )
     .bind(namespace.as_str())
@@ -130,13 +130,14 @@ pub(crate) async fn workers(
     .await
     .map_err(map)?;
     rows.into_iter()
-        .map(|(worker, lanes, caps, last_seen, leases)| {
+        .map(|(worker, lanes, caps, last_seen, leases, versions)| {
             let ctx = format!("worker {worker}");
             let names = |what: &str, raw: &str| -> Result<Vec<String>> {
                 serde_json::from_str(raw)
                     .map_err(|e| EngineError::corruption(format!("{ctx}: {what}: {e}")))
             };
             Ok(WorkerInfo {
+                versions: baton_core::VersionRange::from_stored(&ctx, &versions)?,
                 worker_id: parsed("worker_id", &ctx, &worker)?,
                 namespace: namespace.clone(),
                 lanes: names("lanes", &lanes)?
@@ -171,9 +172,10 @@ pub(crate) async fn saw_claim(b: &SqliteBackend, request: &ClaimRequest, now: Ti
             serde_json::to_string(&caps).map_err(|e| EngineError::corruption(e.to_string()))?;
         let mut tx = b.begin().await?;
         sqlx::query(
-            "INSERT INTO workers (namespace, worker_id, lanes, capabilities, last_seen) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (namespace, worker_id) DO UPDATE SET \
+            "INSERT INTO workers (namespace, worker_id, lanes, capabilities, last_seen, versions) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, worker_id) DO UPDATE SET \
              lanes = excluded.lanes, capabilities = excluded.capabilities, \
+             versions = excluded.versions, \
              last_seen = MAX(last_seen, excluded.last_seen)",
         )
         .bind(request.namespace.as_str())
@@ -181,6 +183,7 @@ pub(crate) async fn saw_claim(b: &SqliteBackend, request: &ClaimRequest, now: Ti
         .bind(lanes)
         .bind(caps)
         .bind(now.as_millis())
+        .bind(request.versions.to_stored())
         .execute(&mut *tx)
         .await
         .map_err(map)?;
@@ -253,8 +256,10 @@ pub(crate) async fn explain(b: &SqliteBackend, id: &ExecutionId) -> Result<Expla
         .map_err(map)?;
         let lane_paused = lane_paused(&mut conn, &snapshot.namespace, &snapshot.lane).await?;
         let limited = crate::limits::limited(&mut conn, &snapshot, b.now()).await?;
+        let session_owner = session_owner(&mut conn, &snapshot, b.now()).await?;
         drop(conn);
         QueueFacts {
+            session_owner,
             workers: workers(b, &snapshot.namespace, Page::MAX_LIMIT).await?,
             ahead: u64::try_from(ahead).unwrap_or(0),
             lane_paused,
@@ -547,4 +552,32 @@ pub(crate) async fn replay_in(
         .map_err(map)?;
     }
     b.snapshot_in(&mut *tx, id).await
+}
+
+/// The live lock of `snap`'s session, if it has a session someone holds.
+async fn session_owner(
+    conn: &mut sqlx::SqliteConnection,
+    snap: &baton_core::ExecutionSnapshot,
+    now: Timestamp,
+) -> Result<Option<baton_core::SessionLock>> {
+    let Some(session) = &snap.session else {
+        return Ok(None);
+    };
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT worker_id, expires_at FROM sessions \
+         WHERE namespace = ? AND session = ? AND expires_at > ?",
+    )
+    .bind(snap.namespace.as_str())
+    .bind(session.as_str())
+    .bind(now.as_millis())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    row.map(|(worker, until)| {
+        Ok(baton_core::SessionLock {
+            worker_id: parsed("worker_id", &format!("session {session}"), &worker)?,
+            expires_at: Timestamp::from_millis(until),
+        })
+    })
+    .transpose()
 }

@@ -29,7 +29,7 @@ macro_rules! execution_columns {
     deadline, finished_at, worker_id, lease_expires_at, result, last_error, cancel_reason, \
     open_children, dep_policy, deps_total, deps_done, deps_bad, has_dependents, \
     wait_points, wait_condition, wait_timeout_at, on_timeout, \
-    custom_status, status_version, progress_seq, paused_from, paused_via"
+    custom_status, status_version, progress_seq, paused_from, paused_via, session, version"
     };
 }
 
@@ -130,6 +130,8 @@ pub fn snapshot(
     };
     let worker_id: Option<String> = col(row, "worker_id")?;
     let snapshot = ExecutionSnapshot {
+        session: rules::stored_session(ctx, col::<Option<String>>(row, "session")?.as_deref())?,
+        version: rules::stored_version(ctx, col::<Option<String>>(row, "version")?.as_deref())?,
         namespace: parsed::<Namespace>("namespace", ctx, &col::<String>(row, "namespace")?)?,
         lane: parsed::<Lane>("lane", ctx, &col::<String>(row, "lane")?)?,
         kind: parsed::<Kind>("kind", ctx, &col::<String>(row, "kind")?)?,

@@ -83,6 +83,19 @@ pub(crate) async fn reclaim_expired_leases(
                 .map(|t| t.to_string())
                 .unwrap_or_default()
         );
+        // A worker whose lease lapsed is taken for dead: its session goes
+        // to the next claimer at once.
+        if let (Some(session), Some(worker)) = (&snap.session, &snap.worker_id) {
+            sqlx::query(
+                "DELETE FROM sessions WHERE namespace = ? AND session = ? AND worker_id = ?",
+            )
+            .bind(snap.namespace.as_str())
+            .bind(session.as_str())
+            .bind(worker.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+        }
         let released = b
             .apply_failure(
                 &mut tx,
@@ -95,6 +108,18 @@ pub(crate) async fn reclaim_expired_leases(
         parents.extend(released);
         woken.push((snap.namespace, snap.lane));
     }
+    // Lapsed session locks of the partition are nobody's: drop them (a
+    // claim would replace them anyway; this keeps the table to live ones).
+    sqlx::query(
+        "DELETE FROM sessions WHERE (namespace, session) IN (SELECT namespace, session \
+         FROM sessions WHERE partition = ? AND expires_at <= ? LIMIT ?)",
+    )
+    .bind(i64::from(partition.get()))
+    .bind(now.as_millis())
+    .bind(limit)
+    .execute(&mut *tx)
+    .await
+    .map_err(map)?;
     let next: Option<i64> = sqlx::query_scalar(
         "SELECT MIN(lease_expires_at) FROM executions WHERE partition = ? AND state = 'running'",
     )

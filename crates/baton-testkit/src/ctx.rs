@@ -507,6 +507,8 @@ pub fn expected_snapshot(
     run_at: Option<Timestamp>,
 ) -> ExecutionSnapshot {
     ExecutionSnapshot {
+        session: new.session.clone(),
+        version: new.version.clone(),
         id: id.clone(),
         namespace: new.namespace.clone(),
         lane: new.lane.clone(),

@@ -271,6 +271,14 @@ macro_rules! __with_cases {
             a_key_without_room_never_holds_back_another,
             a_limit_set_later_counts_what_runs_and_removal_frees,
             two_limits_on_one_execution_both_hold,
+            // routing
+            versions_route_claims_to_compatible_workers,
+            a_session_goes_to_the_worker_that_holds_it,
+            a_session_lock_renews_with_its_worker_and_lapses_when_idle,
+            a_dead_workers_session_is_taken_over,
+            concurrent_claimers_never_share_a_session,
+            idempotency_keys_dedupe_within_a_session,
+            explain_names_session_owners_and_incompatible_versions,
             // reads
             describe_full_lifecycle,
             attempts_empty_before_first_claim,

@@ -18,6 +18,18 @@ pub(crate) fn nonces(n: usize) -> (Vec<u64>, String) {
     (nonces, text)
 }
 
+/// The version keys `request` accepts, lowest and highest, as the claim
+/// functions take them ('' for an open end).
+pub(crate) fn version_args(request: &ClaimRequest) -> (String, String) {
+    let (min, max) = rules::version_bounds(&request.versions);
+    (min.unwrap_or_default(), max.unwrap_or_default())
+}
+
+/// How long `request`'s worker keeps an idle session, in ms.
+pub(crate) fn idle_ms(request: &ClaimRequest) -> u64 {
+    u64::try_from(request.session_idle.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl ValkeyBackend {
     pub(crate) async fn claim_in(
         &self,
@@ -33,9 +45,13 @@ impl ValkeyBackend {
             c.arg(a);
         }
         let (nonces, nonce_text) = nonces(want);
+        let (vmin, vmax) = version_args(request);
         c.arg(request.worker_id.as_str())
             .arg(expires.as_millis())
-            .arg(nonce_text);
+            .arg(nonce_text)
+            .arg(vmin)
+            .arg(vmax)
+            .arg(idle_ms(request));
         let reply = self.run(&c).await?;
         self.claimed(partition, reply, &nonces, request, expires)
             .await
@@ -203,6 +219,8 @@ impl ValkeyBackend {
                 None => BTreeMap::new(),
             };
             let claim = Claim {
+                session: rules::stored_session(&ctx, non_empty(text(&f[10])?))?,
+                version: rules::stored_version(&ctx, non_empty(text(&f[11])?))?,
                 namespace: request.namespace.clone(),
                 lane: text(&f[2])?
                     .parse()
@@ -246,6 +264,7 @@ impl ValkeyBackend {
         &self,
         wants: &[(u16, usize)],
         common: &[String],
+        request: &ClaimRequest,
     ) -> Result<BTreeMap<u16, (Vec<String>, Vec<String>)>> {
         let (ns, lanes) = (&common[1], &common[4..]);
         let looks = try_join_all(
@@ -265,7 +284,7 @@ impl ValkeyBackend {
             }
         }
         if !conditional.is_empty() {
-            out.extend(self.peek_conditional(&conditional, common).await?);
+            out.extend(self.peek_conditional(&conditional, common, request).await?);
         }
         Ok(out)
     }
@@ -355,7 +374,9 @@ impl ValkeyBackend {
         &self,
         wants: &[(u16, usize)],
         common: &[String],
+        request: &ClaimRequest,
     ) -> Result<BTreeMap<u16, (Vec<String>, Vec<String>)>> {
+        let (vmin, vmax) = version_args(request);
         let calls: Vec<Cmd> = wants
             .iter()
             .map(|(p, want)| {
@@ -364,6 +385,7 @@ impl ValkeyBackend {
                 for a in &common[2..] {
                     c.arg(a);
                 }
+                c.arg(&vmin).arg(&vmax).arg(request.worker_id.as_str());
                 c
             })
             .collect();
@@ -441,7 +463,7 @@ pub(crate) async fn claim(b: &ValkeyBackend, request: ClaimRequest) -> Result<Ve
             .min(request.max);
         let first: Vec<(u16, usize)> = candidates.iter().map(|p| (*p, narrow)).collect();
         let mut seen: BTreeMap<u16, Vec<String>> = BTreeMap::new();
-        for (p, (members, lanes)) in b.peek(&first, &common).await? {
+        for (p, (members, lanes)) in b.peek(&first, &common, &request).await? {
             seen.insert(p, members);
             limited.entry(p).or_default().extend(lanes);
         }
@@ -464,7 +486,7 @@ pub(crate) async fn claim(b: &ValkeyBackend, request: ClaimRequest) -> Result<Ve
                 .map(|(p, _)| (*p, request.max))
                 .collect();
             if !again.is_empty() {
-                for (p, (members, _)) in b.peek(&again, &common).await? {
+                for (p, (members, _)) in b.peek(&again, &common, &request).await? {
                     seen.insert(p, members);
                 }
             }
@@ -525,7 +547,12 @@ pub(crate) async fn wait_for_work(
 }
 
 /// Values per claimed execution in a `baton_claim` reply.
-const CLAIM_ENTRY: usize = 10;
+const CLAIM_ENTRY: usize = 12;
+
+/// A reply's text with '' read as none.
+fn non_empty(t: &str) -> Option<&str> {
+    (!t.is_empty()).then_some(t)
+}
 
 /// The next item of a claim or peek reply: a list of lanes (`<ns>/<lane>`).
 pub(crate) fn lane_list(items: &mut std::vec::IntoIter<Value>) -> Result<Vec<String>> {

@@ -23,16 +23,19 @@ async fn create_now(
     let roots = check_parents(b, &rows).await?;
     let mut upstreams = check_dependencies(b, &rows, &roots).await?;
     // Placement: a child stays in its parent's partition (its id was made
-    // there); a submission with an idempotency key goes where its key
-    // lives; the rest of the call goes to one partition, the next in this
+    // there); a submission with a session goes to the session's partition,
+    // where its lock lives (so one claim call checks and takes it), and its
+    // idempotency key with it; another with an idempotency key goes where
+    // its key lives; the rest of the call goes to one partition, the next in this
     // instance's rotation, so a batch is one function call and its
     // executions are claimed and completed together.
     let together = b.next_placement();
     let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
     for (i, r) in rows.iter_mut().enumerate() {
-        let p = match &r.new.parent {
-            Some(parent) => parent.partition().get(),
-            None => idempotency_partition(&r.new, count).unwrap_or(together),
+        let p = match (&r.new.parent, &r.new.session) {
+            (Some(parent), _) => parent.partition().get(),
+            (None, Some(s)) => rules::session_partition(&r.new.namespace, s, count).get(),
+            (None, None) => idempotency_partition(&r.new, count).unwrap_or(together),
         };
         if r.id.partition().get() != p {
             r.id = ExecutionId::generate_in(PartitionId(p), count)?;
@@ -105,6 +108,14 @@ async fn create_now(
                 if let Some(k) = &n.child_key {
                     fields.push(("ck", k.as_str().as_bytes()));
                 }
+                let version_key = n.version.as_ref().map(|v| v.sort_key());
+                if let Some(s) = &n.session {
+                    fields.push(("ses", s.as_str().as_bytes()));
+                }
+                if let (Some(v), Some(k)) = (&n.version, &version_key) {
+                    fields.push(("ver", v.as_str().as_bytes()));
+                    fields.push(("vk", k.as_bytes()));
+                }
                 let root = n
                     .parent
                     .as_ref()
@@ -157,7 +168,9 @@ async fn create_now(
                     .arg(n.idempotency_key.as_ref().map(|k| k.as_str()).unwrap_or(""))
                     .arg(&run_at)
                     .arg(&deadline)
-                    .arg(record);
+                    .arg(record)
+                    .arg(n.session.as_ref().map(|s| s.as_str()).unwrap_or(""))
+                    .arg(version_key.as_deref().unwrap_or(""));
             }
             // The children of the call, after the items (see create.lua).
             let children: Vec<(usize, &ExecutionId)> = positions

@@ -226,6 +226,27 @@
 //!   are one slot, so all claims of a limited namespace meet at one node
 //!   for their admission (one call per claim round, whatever its size).
 //!
+//! ## Routing
+//! Sessions and handler versions (library generation 16). A record holds
+//! its session (`ses`), version (`ver`) and the version's sort key (`vk`);
+//! work with either waits in its lane's conditional set (`wx:`), so work
+//! without them is claimed as before. A claim passes its version keys and
+//! each candidate's `vk` is compared as text.
+//! - **Exact sessions.** Every execution of a session is created in
+//!   `rules::session_partition`, and its lock lives in that partition's
+//!   hash `ses` (`<ns>/<session>` → `<worker>|<expires ms>|<idle ms>`, with
+//!   `sesx` indexing expiries): the `FCALL` that claims the session's work
+//!   checks the lock and takes it (`take` in `common.lua`, shared by
+//!   `baton_claim` and `baton_limit_claim`), so two workers never hold one
+//!   session, on a cluster too. Work of a session another worker holds
+//!   stays waiting and is read past.
+//! - **Lifetime.** `baton_renew` extends the lock its worker holds;
+//!   `baton_reclaim` releases the lock of a reclaimed run's worker and
+//!   sweeps lapsed locks (a lapsed lock also yields to any claim).
+//! - **Idempotency.** A key within a session has the field `<ns>/<lane>
+//!   <session> <key>` in the partition's `idem` (which is the session's);
+//!   a key without one keeps `<ns>/<lane>/<key>`.
+//!
 //! ## Durability
 //! An acknowledged call has been applied by the server; whether it survives
 //! a server crash depends on the server's persistence: none (lost on

@@ -57,7 +57,15 @@ use baton_core::{EngineError, Result};
 /// hash `lrel`, written by every end of a run holding slots and handed out
 /// in woken replies (and by `baton_promote`), and the renew answer
 /// `renewed <ns>`.
-pub const GENERATION: u32 = 15;
+/// Generation 16 added routing: the record fields `ses`, `ver` and `vk`
+/// (two more values per `baton_create` item; such work waits in `wx:`),
+/// idempotency fields scoped by the session, the partition's session locks
+/// `ses` and `sesx` (taken by every claim of a session's work, extended by
+/// `baton_renew`, released and swept by `baton_reclaim`), the version and
+/// session arguments of `baton_claim`, `baton_peek`, `baton_limit_peek` and
+/// `baton_limit_claim`, two more values per claim entry (session and
+/// version) and the version range `v` of a registry entry.
+pub const GENERATION: u32 = 16;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[

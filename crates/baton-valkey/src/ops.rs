@@ -30,7 +30,7 @@
 use baton_core::raw::rules;
 use baton_core::raw::stored::parse as parsed;
 use baton_core::{
-    CancelScope, Explanation, LaneInfo, PauseOutcome, QueueFacts, TagKey, WorkerInfo,
+    CancelScope, Explanation, LaneInfo, PauseOutcome, QueueFacts, SessionLock, TagKey, WorkerInfo,
     validate_tag_value,
 };
 
@@ -134,6 +134,7 @@ fn decode_worker(namespace: &Namespace, worker: &str, raw: &[u8]) -> Result<Work
             .collect())
     };
     Ok(WorkerInfo {
+        versions: baton_core::VersionRange::from_stored(ctx, f.opt_str(ctx, "v")?.unwrap_or(""))?,
         worker_id: parsed("worker_id", ctx, worker)?,
         namespace: namespace.clone(),
         lanes: names("l")?
@@ -179,7 +180,8 @@ pub(crate) async fn saw_claim(b: &ValkeyBackend, request: &ClaimRequest, now: Ti
         .arg(caps.into_iter().collect::<Vec<_>>().join(","))
         .arg(now.as_millis())
         .arg(now.saturating_sub(forget).as_millis())
-        .arg(FORGET_BATCH);
+        .arg(FORGET_BATCH)
+        .arg(request.versions.to_stored());
     // The worker's namespaces live as long as its entries may.
     let set = b.worker_namespaces(request.worker_id.as_str());
     let mut remember = redis::pipe();
@@ -277,13 +279,16 @@ pub(crate) async fn explain(b: &ValkeyBackend, id: &ExecutionId) -> Result<Expla
         paused
             .arg(lane_flags(b, id.partition().get(), &snapshot.namespace))
             .arg(snapshot.lane.as_str());
-        let (workers, ahead, paused, limited) = tokio::try_join!(
+        let now = b.now();
+        let (workers, ahead, paused, limited, session_owner) = tokio::try_join!(
             workers(b, &snapshot.namespace, Page::MAX_LIMIT),
             queued_before(b, &snapshot.namespace, &snapshot.lane, &own),
             b.run(&paused),
-            crate::limits::limited(b, &snapshot, b.now()),
+            crate::limits::limited(b, &snapshot, now),
+            session_owner(b, id, &snapshot, now),
         )?;
         QueueFacts {
+            session_owner,
             workers,
             ahead: ahead.min(QueueFacts::MAX_AHEAD),
             lane_paused: int(&paused)? == 1,
@@ -293,6 +298,43 @@ pub(crate) async fn explain(b: &ValkeyBackend, id: &ExecutionId) -> Result<Expla
         QueueFacts::default()
     };
     Ok(rules::explain(snapshot, &facts))
+}
+
+/// The live lock of the session of `snapshot` (execution `id`), whoever
+/// holds it: it lives in the execution's own partition (the session's).
+async fn session_owner(
+    b: &ValkeyBackend,
+    id: &ExecutionId,
+    snapshot: &ExecutionSnapshot,
+    now: Timestamp,
+) -> Result<Option<SessionLock>> {
+    let Some(session) = &snapshot.session else {
+        return Ok(None);
+    };
+    let mut c = redis::cmd("HGET");
+    c.arg(format!("{}:ses", b.base(id.partition().get())))
+        .arg(format!("{}/{session}", snapshot.namespace));
+    let raw = b.inner.server.raw(&c).await?;
+    if raw == Value::Nil {
+        return Ok(None);
+    }
+    let lock = decode_session_lock(&format!("session {session}"), text(&raw)?)?;
+    Ok((lock.expires_at > now).then_some(lock))
+}
+
+/// A stored session lock, `<worker>|<expires ms>|<idle ms>` (see
+/// common.lua).
+pub(crate) fn decode_session_lock(ctx: &str, raw: &str) -> Result<SessionLock> {
+    let bad = || EngineError::corruption(format!("{ctx}: lock {raw:?}"));
+    let mut parts = raw.rsplitn(3, '|');
+    let (Some(_idle), Some(expires), Some(worker)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    Ok(SessionLock {
+        worker_id: parsed("worker_id", ctx, worker)?,
+        expires_at: Timestamp::from_millis(expires.parse().map_err(|_| bad())?),
+    })
 }
 
 /// How many members of the lane's waiting sets, plain and conditional, of

@@ -213,6 +213,8 @@ pub fn snapshot(id: ExecutionId, f: &Fields) -> Result<ExecutionSnapshot> {
     let state = f.state(ctx)?;
     let (custom_status, status_version) = custom_status(ctx, f)?;
     let snapshot = ExecutionSnapshot {
+        session: rules::stored_session(ctx, f.opt_str(ctx, "ses")?)?,
+        version: rules::stored_version(ctx, f.opt_str(ctx, "ver")?)?,
         namespace: f.parsed::<Namespace>(ctx, "ns")?,
         lane: f.parsed::<Lane>(ctx, "lane")?,
         kind: f.parsed::<Kind>(ctx, "kind")?,

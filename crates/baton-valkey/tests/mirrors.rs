@@ -52,6 +52,8 @@ fn snapshot(
     retry: RetryPolicy,
 ) -> ExecutionSnapshot {
     ExecutionSnapshot {
+        session: None,
+        version: None,
         id: id.clone(),
         namespace: Namespace::new("n").unwrap(),
         lane: Lane::new("l").unwrap(),
@@ -2629,5 +2631,114 @@ end"#;
             expected.iter().any(|e| e.contains(what)),
             "the table reaches {what}"
         );
+    }
+}
+
+/// `session_claimable`, `session_lock_until` and `version_key_accepted`
+/// (how every claim judges and takes a session's lock, and filters by
+/// version) answer as the rules do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_helpers_mirror_the_routing_rules() {
+    use baton_core::{SessionLock, Version, VersionRange, WorkerId};
+    let worker = |w: &str| WorkerId::new(w).unwrap();
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    // Claimable: no lock, a lock of the claimer, of another worker, live
+    // or lapsed (expiry at, before and after now).
+    for holder in [None, Some("a"), Some("b")] {
+        for expires in [T - 1, T, T + 1] {
+            let lock = holder.map(|h| SessionLock {
+                worker_id: worker(h),
+                expires_at: Timestamp::from_millis(expires),
+            });
+            cases.push(json!({
+                "op": "claimable",
+                "holder": holder.unwrap_or(""),
+                "expires": expires,
+                "worker": "a",
+                "now": T,
+            }));
+            expected.push(
+                rules::session_claimable(lock.as_ref(), &worker("a"), Timestamp::from_millis(T))
+                    .to_string(),
+            );
+        }
+    }
+    // Lock until: each of the three the latest, and ties.
+    for current in [None, Some(T), Some(T + 90_000)] {
+        for lease in [T + 10_000, T + 30_000, T + 60_000] {
+            for idle in [1_000u64, 30_000, 3_600_000] {
+                cases.push(json!({
+                    "op": "until",
+                    "current": current.map_or(-1, |c| c),
+                    "now": T,
+                    "lease": lease,
+                    "idle": idle,
+                }));
+                let until = rules::session_lock_until(
+                    current.map(Timestamp::from_millis),
+                    Timestamp::from_millis(T),
+                    Timestamp::from_millis(lease),
+                    Duration::from_millis(idle),
+                );
+                expected.push(until.as_millis().to_string());
+            }
+        }
+    }
+    // Versions against ranges, by sort keys.
+    let v = |t: &str| t.parse::<Version>().unwrap();
+    let versions = [
+        None,
+        Some("1"),
+        Some("2"),
+        Some("2.0.1"),
+        Some("2.10"),
+        Some("3.999999999"),
+    ];
+    let ends = [None, Some("2"), Some("2.5"), Some("2.10.0.0"), Some("3")];
+    for version in versions {
+        for min in ends {
+            for max in ends {
+                let range = VersionRange::between(min.map(v), max.map(v));
+                let (kmin, kmax) = rules::version_bounds(&range);
+                let key = version.map(|t| v(t).sort_key());
+                cases.push(json!({
+                    "op": "version",
+                    "key": key.clone().unwrap_or_default(),
+                    "min": kmin.clone().unwrap_or_default(),
+                    "max": kmax.clone().unwrap_or_default(),
+                }));
+                let accepted =
+                    rules::version_key_accepted(key.as_deref(), kmin.as_deref(), kmax.as_deref());
+                assert_eq!(
+                    accepted,
+                    range.accepts(version.map(v).as_ref()),
+                    "{version:?} in {range}"
+                );
+                expected.push(accepted.to_string());
+            }
+        }
+    }
+    let driver = r#"
+for _, c in ipairs(cases) do
+  local function opt(x) if x == '' then return nil end return x end
+  if c.op == 'claimable' then
+    local lock = nil
+    if c.holder ~= '' then lock = { worker = c.holder, expires = c.expires } end
+    out[#out + 1] = tostring(session_claimable(lock, c.worker, c.now))
+  elseif c.op == 'until' then
+    local current = nil
+    if c.current >= 0 then current = c.current end
+    out[#out + 1] = s(session_lock_until(current, c.now, c.lease, c.idle))
+  else
+    out[#out + 1] = tostring(version_key_accepted(opt(c.key), opt(c.min), opt(c.max)))
+  end
+end
+"#;
+    let Some(answers) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for ((case, want), got) in cases.iter().zip(&expected).zip(&answers) {
+        assert_eq!(got, want, "{case}");
     }
 }

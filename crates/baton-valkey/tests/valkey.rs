@@ -1347,6 +1347,8 @@ async fn a_create_refuses_a_parent_gone_since_it_was_read() {
             "",
             "",
             "record",
+            "", // no session
+            "", // no version
             "1",
             "0",
             &missing,
@@ -1761,6 +1763,8 @@ async fn a_create_refuses_an_upstream_gone_since_it_was_read() {
         .arg("")
         .arg("")
         .arg(record)
+        .arg("") // no session
+        .arg("") // no version
         .arg(1) // one child: position 0
         .arg(0)
         .arg(&root_uuid)
@@ -5206,4 +5210,367 @@ async fn the_value_index_names_every_set_a_limit_keeps() {
     let mut sets = keys_with(server, &prefix, "{lim:");
     sets.retain(|k| [":r:", ":q:", ":v:"].iter().any(|part| k.contains(part)));
     assert!(sets.is_empty(), "{sets:?}");
+}
+
+// ------------------------------------------------------------- routing
+
+fn session(name: &str) -> baton_core::SessionName {
+    baton_core::SessionName::new(name).unwrap()
+}
+
+fn resp_opt_text(v: &RespValue) -> Option<String> {
+    match v {
+        RespValue::Nil => None,
+        other => Some(resp_text(other)),
+    }
+}
+
+/// A session's work is created in its partition, where the claim that
+/// takes it writes the lock (`ses`, `sesx`: worker, expiry, idle); a renew
+/// extends it, a claim by another worker passes the work over, the reclaim
+/// of the holder's run releases it, and the reclaim pass sweeps a lapsed
+/// one. Versions filter claims, and both travel with claims and snapshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_locks_live_beside_their_work() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "partitions=8")).await;
+    let t0 = clock.now();
+    let count = PartitionCount::new(8).unwrap();
+    let chat = session("chat/1");
+    let p = baton_core::raw::rules::session_partition(&ns("rt"), &chat, count);
+    let version: baton_core::Version = "2.1".parse().unwrap();
+    let made = backend
+        .create(
+            (0..3)
+                .map(|_| {
+                    exec("rt", "l")
+                        .with_session(chat.clone())
+                        .with_version(version.clone())
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    for o in &made {
+        assert_eq!(
+            o.id.partition(),
+            p,
+            "a session's work lives in its partition"
+        );
+        let snap = backend.describe(&o.id).await.unwrap();
+        assert_eq!(snap.session.as_ref(), Some(&chat));
+        assert_eq!(snap.version.as_ref().map(|v| v.as_str()), Some("2.1"));
+    }
+    let base = format!("{prefix}:{{p:{}}}", p.get());
+    let field = "rt/chat/1";
+    let lock = || {
+        resp_opt_text(
+            &server
+                .command(&["HGET", &format!("{base}:ses"), field])
+                .unwrap(),
+        )
+    };
+    let indexed = || {
+        resp_opt_text(
+            &server
+                .command(&["ZSCORE", &format!("{base}:sesx"), field])
+                .unwrap(),
+        )
+    };
+
+    // A worker of other versions takes nothing.
+    let v3 = baton_core::VersionRange::between(Some("3".parse().unwrap()), None);
+    let other = claim_request("rt", &["l"], "c", 10).with_versions(v3);
+    assert!(backend.claim(other).await.unwrap().is_empty());
+    assert_eq!(lock(), None, "a claim that took nothing holds no session");
+
+    // Worker a takes two: the lock is its own for the idle time (longer
+    // than the lease).
+    let take = |worker: &str, max: usize| {
+        claim_request("rt", &["l"], worker, max)
+            .with_versions(baton_core::VersionRange::between(
+                Some("2".parse().unwrap()),
+                Some("2.999".parse().unwrap()),
+            ))
+            .with_session_idle(Duration::from_secs(60))
+    };
+    let a = backend.claim(take("a", 2)).await.unwrap();
+    assert_eq!(a.len(), 2);
+    for c in &a {
+        assert_eq!(c.session.as_ref(), Some(&chat));
+        assert_eq!(c.version.as_ref(), Some(&version));
+    }
+    let until = t0.as_millis() + 60_000;
+    assert_eq!(lock(), Some(format!("a|{until}|60000")));
+    assert_eq!(indexed(), Some(until.to_string()));
+
+    // Another worker passes the session's work over; its holder takes it.
+    assert!(backend.claim(take("b", 10)).await.unwrap().is_empty());
+    let more = backend.claim(take("a", 10)).await.unwrap();
+    assert_eq!(more.len(), 1);
+
+    // A renew 20 s on extends the lock to 60 s past it.
+    clock.advance(Duration::from_secs(20));
+    let renewed = backend
+        .renew(baton_core::RenewRequest {
+            worker_id: WorkerId::new("a").unwrap(),
+            lease_ttl: Duration::from_secs(30),
+            leases: a.iter().chain(&more).map(|c| c.lease.clone()).collect(),
+        })
+        .await
+        .unwrap();
+    assert!(
+        renewed
+            .iter()
+            .all(|r| r.status == baton_core::RenewStatus::Renewed),
+        "{renewed:?}"
+    );
+    let until = t0.as_millis() + 80_000;
+    assert_eq!(lock(), Some(format!("a|{until}|60000")));
+    assert_eq!(indexed(), Some(until.to_string()));
+
+    // a's leases lapse: the reclaim of its runs releases the session, and
+    // b takes it over.
+    clock.advance(Duration::from_secs(31));
+    backend.reclaim_expired_leases(p, 100).await.unwrap();
+    assert_eq!(
+        lock(),
+        None,
+        "a reclaimed run releases its worker's session"
+    );
+    assert_eq!(indexed(), None);
+    // Their retries are due after the backoff.
+    clock.advance(Duration::from_secs(2));
+    backend.promote_due(p, 100).await.unwrap();
+    let b = backend.claim(take("b", 10)).await.unwrap();
+    assert_eq!(b.len(), 3, "the session's work went back to waiting");
+    let now = clock.now().as_millis();
+    assert_eq!(lock(), Some(format!("b|{}|60000", now + 60_000)));
+
+    // b finishes; its lock lapses and the next reclaim pass sweeps it.
+    for c in &b {
+        backend.complete(&c.lease, Vec::new()).await.unwrap();
+    }
+    assert!(
+        lock().is_some(),
+        "a finished run keeps its session for the idle time"
+    );
+    clock.advance(Duration::from_secs(61));
+    backend.reclaim_expired_leases(p, 100).await.unwrap();
+    assert_eq!(lock(), None, "the pass drops lapsed locks");
+    assert_eq!(indexed(), None);
+}
+
+/// An idempotency key dedupes within its session: the same key in two
+/// sessions and without one names three executions, and the field of a
+/// key without a session is the one it always was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_scoped_by_session() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "partitions=4")).await;
+    let key = IdempotencyKey::new("order 7/charge").unwrap();
+    let with = |s: Option<&str>| {
+        let e = exec("ik", "l").with_idempotency_key(key.clone());
+        match s {
+            Some(s) => e.with_session(session(s)),
+            None => e,
+        }
+    };
+    let first = backend
+        .create(vec![
+            with(None),
+            with(Some("s1")),
+            with(Some("s2")),
+            with(Some("s1")),
+        ])
+        .await
+        .unwrap();
+    assert!(first[0].created && first[1].created && first[2].created);
+    assert!(!first[3].created);
+    assert_eq!(first[3].id, first[1].id);
+    let ids: BTreeSet<_> = first.iter().map(|o| o.id.clone()).collect();
+    assert_eq!(ids.len(), 3);
+    let again = backend
+        .create(vec![with(None), with(Some("s2"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        (again[0].id.clone(), again[0].created),
+        (first[0].id.clone(), false)
+    );
+    assert_eq!(
+        (again[1].id.clone(), again[1].created),
+        (first[2].id.clone(), false)
+    );
+    let field = |id: &ExecutionId, f: &str| {
+        let idem = format!("{prefix}:{{p:{}}}:idem", id.partition().get());
+        resp_opt_text(&server.command(&["HGET", &idem, f]).unwrap())
+    };
+    assert_eq!(
+        field(&first[0].id, "ik/l/order 7/charge"),
+        Some(first[0].id.uuid().simple().to_string())
+    );
+    assert_eq!(
+        field(&first[1].id, "ik/l s1 order 7/charge"),
+        Some(first[1].id.uuid().simple().to_string())
+    );
+}
+
+/// Workers claiming at once over 30 sessions of 4 executions each never
+/// split a session: every session's work goes to one worker.
+async fn sessions_are_never_split(server: &RedisServer) {
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "partitions=8")).await;
+    let mut work = Vec::new();
+    for round in 0..4 {
+        for s in 0..30 {
+            work.push(
+                exec("split", "l")
+                    .with_session(session(&format!("s{s}")))
+                    .with_priority(round),
+            );
+        }
+    }
+    backend.create(work).await.unwrap();
+    let workers = (0..6).map(|w| {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            let mut got: Vec<(String, String)> = Vec::new();
+            let worker = format!("w{w}");
+            let mut empty = 0;
+            while empty < 3 {
+                let claims = backend
+                    .claim(
+                        claim_request("split", &["l"], &worker, 3)
+                            .with_session_idle(Duration::from_secs(600)),
+                    )
+                    .await
+                    .unwrap();
+                if claims.is_empty() {
+                    empty += 1;
+                    tokio::task::yield_now().await;
+                }
+                for c in claims {
+                    got.push((c.session.unwrap().to_string(), worker.clone()));
+                }
+            }
+            got
+        })
+    });
+    let mut by_session: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut total = 0;
+    for w in workers {
+        for (s, worker) in w.await.unwrap() {
+            by_session.entry(s).or_default().insert(worker);
+            total += 1;
+        }
+    }
+    assert_eq!(total, 120, "every execution was claimed once");
+    assert_eq!(by_session.len(), 30);
+    for (s, holders) in by_session {
+        assert_eq!(holders.len(), 1, "session {s} went to {holders:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_never_split_between_concurrent_workers() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    sessions_are_never_split(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_never_split_between_concurrent_workers_on_a_cluster() {
+    let Some(server) = servers::valkey_cluster().await else {
+        return;
+    };
+    sessions_are_never_split(server).await;
+}
+
+/// The registry keeps each worker's version range, and `explain` names the
+/// worker holding a waiting execution's session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_keep_their_versions_and_explain_names_the_session_owner() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "partitions=4")).await;
+    let s = session("room-9");
+    let made = backend
+        .create(vec![
+            exec("ex", "l").with_session(s.clone()),
+            exec("ex", "l").with_session(s.clone()),
+        ])
+        .await
+        .unwrap();
+    let range = baton_core::VersionRange::between(Some("1.2".parse().unwrap()), None);
+    let got = backend
+        .claim(claim_request("ex", &["l"], "owner", 1).with_versions(range.clone()))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let workers = backend.workers(&ns("ex"), 10).await.unwrap();
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].versions, range);
+    let waiting = made.iter().find(|o| o.id != got[0].id).unwrap();
+    let why = backend.explain(&waiting.id).await.unwrap();
+    assert_eq!(why.reason, Some("session_owned_by"), "{}", why.detail);
+    assert!(why.detail.contains("owner"), "{}", why.detail);
+}
+
+/// The limited path honours sessions and versions as the plain claim
+/// does: it passes over work of another worker's session and of versions
+/// outside the claim's range, and takes the lock when it claims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limited_path_honours_sessions_and_versions() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "lroute";
+    backend
+        .set_limit(&cap_limit(n, "kinds", "kind", 10))
+        .await
+        .unwrap();
+    let s = session("desk-3");
+    let made = backend
+        .create(vec![
+            exec(n, "l").with_session(s.clone()),
+            exec(n, "l").with_session(s.clone()),
+            exec(n, "l").with_version("5".parse().unwrap()),
+        ])
+        .await
+        .unwrap();
+    let upto4 = baton_core::VersionRange::between(None, Some("4".parse().unwrap()));
+    let a = backend
+        .claim(claim_request(n, &["l"], "a", 1).with_versions(upto4.clone()))
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].session.as_ref(), Some(&s));
+    let b = backend
+        .claim(claim_request(n, &["l"], "b", 10).with_versions(upto4))
+        .await
+        .unwrap();
+    assert!(
+        b.is_empty(),
+        "b took {:?}",
+        b.iter().map(|c| &c.id).collect::<Vec<_>>()
+    );
+    let a_more = backend
+        .claim(claim_request(n, &["l"], "a", 10))
+        .await
+        .unwrap();
+    let got: BTreeSet<_> = a.iter().chain(&a_more).map(|c| c.id.clone()).collect();
+    let all: BTreeSet<_> = made.iter().map(|o| o.id.clone()).collect();
+    assert_eq!(got, all);
 }

@@ -92,7 +92,14 @@ pub(crate) async fn workers(
         });
         return Ok(());
     }
-    let mut t = Table::new(["WORKER", "LANES", "CAPABILITIES", "LEASES", "LAST SEEN"]);
+    let mut t = Table::new([
+        "WORKER",
+        "LANES",
+        "CAPABILITIES",
+        "VERSIONS",
+        "LEASES",
+        "LAST SEEN",
+    ]);
     for w in &list {
         let lanes: Vec<&str> = w.lanes.iter().map(|l| l.as_str()).collect();
         let caps: Vec<&str> = w.capabilities.iter().map(|c| c.as_str()).collect();
@@ -103,6 +110,11 @@ pub(crate) async fn workers(
                 "-".into()
             } else {
                 caps.join(",")
+            },
+            if w.versions.is_any() {
+                "any".into()
+            } else {
+                w.versions.to_string()
             },
             w.leases.to_string(),
             w.last_seen.to_string(),

@@ -443,6 +443,14 @@ struct SubmitArgs {
     /// A capability the worker must offer; repeatable.
     #[arg(long = "capability")]
     capabilities: Vec<String>,
+    /// The session it belongs to: the worker holding the session runs it
+    /// (the idempotency key then deduplicates within the session).
+    #[arg(long)]
+    session: Option<String>,
+    /// The handler version it was written for (`2`, `2.1`): only workers
+    /// whose version range contains it claim it.
+    #[arg(long = "version", value_name = "VERSION")]
+    handler_version: Option<String>,
     /// The parent execution (same namespace); the child lives in its
     /// parent's partition and is cancelled with it.
     #[arg(long)]
@@ -849,6 +857,12 @@ async fn submit(backend: &dyn AdminBackend, a: SubmitArgs, json: bool) -> CliRes
     }
     for c in a.capabilities {
         new = new.with_capability(CapabilityName::new(c)?);
+    }
+    if let Some(s) = a.session {
+        new = new.with_session(baton_core::SessionName::new(s)?);
+    }
+    if let Some(v) = a.handler_version {
+        new = new.with_version(baton_core::Version::new(&v)?);
     }
     if let Some(p) = a.parent {
         new = new.with_parent(p.parse::<ExecutionId>()?);

@@ -183,6 +183,12 @@ fn print_snapshot(s: &ExecutionSnapshot) {
     if let Some(k) = &s.idempotency_key {
         rows.push(("idempotency_key", k.to_string()));
     }
+    if let Some(session) = &s.session {
+        rows.push(("session", session.to_string()));
+    }
+    if let Some(v) = &s.version {
+        rows.push(("version", v.to_string()));
+    }
     if let Some(p) = &s.parent {
         rows.push(("parent", p.to_string()));
         rows.push(("root", s.root.to_string()));

@@ -242,7 +242,7 @@ fn migrate_reports_the_schema_version() {
     let cli = Cli::new();
     let m = cli.json(&["migrate"]);
     assert_eq!(m["backend"], "sqlite");
-    assert_eq!(m["schema_version"], 13);
+    assert_eq!(m["schema_version"], 14);
     assert_eq!(m["partitions"], 16);
     assert!(cli.dir.path().join("baton.db").exists());
 }
@@ -1174,4 +1174,51 @@ fn events_show_the_history() {
             .starts_with("bulk cancel by cli:"),
         "{out}"
     );
+}
+
+/// `baton submit --session --version` reach the execution; `describe`
+/// shows them; `workers` shows a worker's version range; a malformed
+/// version is refused with exit code 2.
+#[test]
+fn sessions_and_versions_are_submitted_and_shown() {
+    let cli = Cli::new();
+    let id = cli.json(&[
+        "submit",
+        "chat",
+        "--lane",
+        "rooms",
+        "--session",
+        "room-7",
+        "--version",
+        "2.1",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let snap = cli.json(&["describe", &id]);
+    assert_eq!(
+        (snap["session"].clone(), snap["version"].clone()),
+        (serde_json::json!("room-7"), serde_json::json!("2.1"))
+    );
+    let text = cli.ok(&["describe", &id]);
+    assert!(text.contains("room-7") && text.contains("2.1"), "{text}");
+    let (code, err) = cli.fails(&["submit", "chat", "--version", "v2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("version"), "{err}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let claimed = rt.block_on(async {
+        let (b, claim) = cli.claim_one("rooms", "room-worker").await;
+        b.close().await;
+        claim
+    });
+    assert_eq!(claimed.id.to_string(), id);
+    assert_eq!(
+        claimed.session.map(|s| s.to_string()),
+        Some("room-7".into())
+    );
+    let text = cli.ok(&["workers"]);
+    assert!(text.contains("VERSIONS") && text.contains("any"), "{text}");
 }

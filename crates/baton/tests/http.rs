@@ -127,6 +127,7 @@ on_every_backend!(
     the_history_of_an_execution_over_http,
     retention_rules_over_http,
     limits_over_http,
+    sessions_and_versions_over_http,
 );
 
 /// A `baton serve` process; killed when dropped.
@@ -2506,4 +2507,97 @@ fn the_history_of_an_execution_over_http(b: Bk) {
     );
     assert_eq!(gone.status, 200, "{}", gone.body);
     s.get(&path).error(404, "not_found");
+}
+
+fn sessions_and_versions_over_http(b: Bk) {
+    let s = Server::start(&b);
+    let ns = "routed";
+    let submit = |extra: Value| {
+        let mut body = json!({"kind": "k", "lane": "chat", "namespace": ns});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        s.submit(body)
+    };
+    let first = submit(json!({"session": "chat-1"}));
+    let second = submit(json!({"session": "chat-1"}));
+    let versioned = submit(json!({"version": "2.1"}));
+    let d = s.describe(&encoded(&first));
+    assert_eq!(
+        (d["session"].clone(), d["version"].clone()),
+        (json!("chat-1"), Value::Null)
+    );
+    assert_eq!(s.describe(&encoded(&versioned))["version"], "2.1");
+
+    let a = s.claim(
+        "chat",
+        json!({"worker_id": "a", "namespace": ns, "max": 1,
+        "versions": {"max": "1.999"}, "session_idle_ms": 60000}),
+    );
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0]["id"], first.as_str());
+    assert_eq!(a[0]["session"], "chat-1");
+    let b_claims = s.claim(
+        "chat",
+        json!({"worker_id": "b", "namespace": ns, "max": 10,
+        "versions": {"min": "3"}}),
+    );
+    assert!(
+        b_claims.is_empty(),
+        "chat-1 is a's, 2.1 is below 3: {b_claims:?}"
+    );
+    let why = s
+        .get(&format!("/v1/executions/{}/explain", encoded(&second)))
+        .json();
+    assert_eq!(why["waiting_on"], "session_owned_by", "{why}");
+    assert!(
+        why["detail"].as_str().unwrap().contains("worker a"),
+        "{why}"
+    );
+    let why = s
+        .get(&format!("/v1/executions/{}/explain", encoded(&versioned)))
+        .json();
+    assert_eq!(why["waiting_on"], "no_compatible_worker", "{why}");
+    let workers = s.get(&format!("/v1/workers?namespace={ns}")).json();
+    let ranges: Vec<Value> = workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["versions"].clone())
+        .collect();
+    assert_eq!(ranges, vec![json!({"max": "1.999"}), json!({"min": "3"})]);
+    let c = s.claim(
+        "chat",
+        json!({"worker_id": "c", "namespace": ns, "max": 10,
+        "versions": {"min": "2", "max": "2.1"}}),
+    );
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0]["id"], versioned.as_str());
+    assert_eq!(c[0]["version"], "2.1");
+    let a_again = s.claim(
+        "chat",
+        json!({"worker_id": "a", "namespace": ns, "max": 10}),
+    );
+    assert_eq!(a_again.len(), 1);
+    assert_eq!(a_again[0]["id"], second.as_str());
+
+    for bad in [
+        json!({"kind": "k", "session": "two words"}),
+        json!({"kind": "k", "version": "v2"}),
+        json!({"kind": "k", "version": "1.02"}),
+        json!({"kind": "k", "session": "s", "parent": first}),
+    ] {
+        s.post("/v1/executions", bad.clone())
+            .error(400, "invalid_input");
+    }
+    s.post(
+        "/v1/lanes/chat/claim",
+        json!({"worker_id": "d", "versions": {"min": "3", "max": "2"}}),
+    )
+    .error(400, "invalid_input");
+    s.post(
+        "/v1/lanes/chat/claim",
+        json!({"worker_id": "d", "session_idle_ms": 10}),
+    )
+    .error(400, "invalid_input");
 }

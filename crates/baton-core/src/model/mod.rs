@@ -10,6 +10,7 @@ mod manage;
 mod ops;
 mod prepare;
 mod read;
+mod routing;
 mod steps;
 mod submit;
 mod wait;
@@ -27,6 +28,9 @@ pub use prepare::PreparedExecution;
 pub use read::{
     AttemptRecord, ExecutionSnapshot, ListCursor, ListFilter, ListPage, Page, Pause, StateCounts,
     WaitReason, WaitingOn,
+};
+pub use routing::{
+    DEFAULT_SESSION_IDLE, MAX_SESSION_IDLE, MIN_SESSION_IDLE, SessionLock, Version, VersionRange,
 };
 pub use steps::{ChangeMark, ProgressFrame, StateEntry, StepOutcome, StepRecord, StepStatus};
 pub use submit::{CreateOutcome, NewExecution};

@@ -23,6 +23,8 @@ pub struct WorkerInfo {
     pub last_seen: Timestamp,
     /// How many leases its last renew presented (0 before any).
     pub leases: u32,
+    /// The handler versions of its last claim.
+    pub versions: crate::model::VersionRange,
 }
 
 /// Why an execution is not running now, for a person: the answer of
@@ -35,8 +37,10 @@ pub struct Explanation {
     /// `dependencies`, `signals`, `timer`, `paused`, `delayed`, `leased`),
     /// and for a waiting execution `lane_paused` (an operator paused its
     /// lane), `no_capable_worker` (no live worker claims its lane with the
-    /// capabilities it requires), `limited` (a limit has no room for its
-    /// key now) or `queued` (it is next, or behind others of its lane); `None` once it finished.
+    /// capabilities it requires), `no_compatible_worker` (none of those
+    /// accepts its version), `limited` (a limit has no room for its key
+    /// now), `session_owned_by` (another worker holds its session) or
+    /// `queued` (it is next, or behind others of its lane); `None` once it finished.
     pub reason: Option<&'static str>,
     /// The same as a sentence naming the numbers, names and times.
     pub detail: String,
@@ -57,6 +61,8 @@ pub struct QueueFacts {
     /// The limit holding it back now, if any
     /// ([`Admission::check`](crate::raw::rules::Admission::check)).
     pub limited: Option<crate::LimitedBy>,
+    /// The live lock of its session, if it has one and a worker holds it.
+    pub session_owner: Option<crate::model::SessionLock>,
 }
 
 impl QueueFacts {

@@ -85,9 +85,14 @@ impl PreparedExecution {
                 .map_err(|e| e.in_batch(i))?;
             // A flow lives in one partition: a child is created where its
             // parent is (and so, by induction, where its root is).
-            let id = match &new.parent {
-                Some(parent) => ExecutionId::generate_in(parent.partition(), partitions)?,
-                None => ExecutionId::generate(partitions),
+            // A session's work lives where its lock does.
+            let id = match (&new.parent, &new.session) {
+                (Some(parent), _) => ExecutionId::generate_in(parent.partition(), partitions)?,
+                (None, Some(session)) => ExecutionId::generate_in(
+                    crate::raw::rules::session_partition(&new.namespace, session, partitions),
+                    partitions,
+                )?,
+                (None, None) => ExecutionId::generate(partitions),
             };
             let json = |r: serde_json::Result<String>| {
                 r.map_err(|e| EngineError::corruption(format!("encoding item {i}: {e}")))

@@ -87,6 +87,10 @@ pub struct ExecutionSnapshot {
     pub status_version: u64,
     /// The number of its last progress frame (0: none appended).
     pub progress_seq: u64,
+    /// Its session, if it was given one.
+    pub session: Option<crate::names::SessionName>,
+    /// The handler version it was written for, if given.
+    pub version: Option<crate::model::Version>,
 }
 
 /// What keeps a `blocked` execution from running, as stored.

@@ -10,7 +10,7 @@ use crate::error::EngineError;
 use crate::id::ExecutionId;
 use crate::names::{
     CapabilityName, ChildKey, IdempotencyKey, Kind, Lane, MAX_CAPABILITIES, MAX_TAGS, Namespace,
-    TagKey, validate_tag_value,
+    SessionName, TagKey, validate_tag_value,
 };
 use crate::policy::{Limits, RetryPolicy};
 use crate::state::State;
@@ -58,7 +58,9 @@ pub struct NewExecution {
     pub deadline: Option<Timestamp>,
     /// Attempts and backoff.
     pub retry: RetryPolicy,
-    /// Deduplicates submissions within the namespace and lane.
+    /// Deduplicates submissions within the namespace and lane (and the
+    /// session, for one with a `session`: the same key in two sessions
+    /// names two executions).
     pub idempotency_key: Option<IdempotencyKey>,
     /// Free-form labels, filterable in `list`.
     pub tags: BTreeMap<TagKey, String>,
@@ -83,6 +85,14 @@ pub struct NewExecution {
     /// When the dependencies count as met, and what happens when they no
     /// longer can be. Ignored without `depends_on`.
     pub dependency_policy: DependencyPolicy,
+    /// The session it belongs to: while a worker holds the session's lock,
+    /// only that worker's claims take it (see [`SessionName`]). A child
+    /// runs in its flow's partition, so a child takes no session.
+    pub session: Option<SessionName>,
+    /// The handler version it was written for: only claims whose
+    /// [`VersionRange`](crate::VersionRange) accepts it take it; without
+    /// one, every claim may.
+    pub version: Option<crate::model::Version>,
 }
 
 impl NewExecution {
@@ -106,7 +116,21 @@ impl NewExecution {
             child_key: None,
             depends_on: Vec::new(),
             dependency_policy: DependencyPolicy::default(),
+            session: None,
+            version: None,
         }
+    }
+
+    /// Sets the session (see [`session`](Self::session)).
+    pub fn with_session(mut self, session: SessionName) -> Self {
+        self.session = Some(session);
+        self
+    }
+
+    /// Sets the handler version (see [`version`](Self::version)).
+    pub fn with_version(mut self, version: crate::model::Version) -> Self {
+        self.version = Some(version);
+        self
     }
 
     /// Sets the priority.
@@ -203,6 +227,14 @@ impl NewExecution {
             ));
         }
         self.validate_dependencies(limits)?;
+        if let (Some(session), Some(_)) = (&self.session, &self.parent) {
+            return Err(EngineError::invalid(
+                "session",
+                session,
+                "a child runs in its flow's partition and cannot join a session; set the \
+                 session on the flow's root, or submit the work without a parent",
+            ));
+        }
         if self.delay_ms < 0 {
             return Err(EngineError::invalid(
                 "delay_ms",

@@ -29,6 +29,14 @@ pub struct ClaimRequest {
     pub max: usize,
     /// Lease length, within [`Limits::min_lease`]..=[`Limits::max_lease`].
     pub lease_ttl: Duration,
+    /// The handler versions the worker runs: it only receives executions
+    /// without a version or with one in this range. Open by default.
+    pub versions: crate::model::VersionRange,
+    /// How long the worker keeps a session after its last claim or renew
+    /// of the session's work, within
+    /// [`MIN_SESSION_IDLE`](crate::MIN_SESSION_IDLE)..=[`MAX_SESSION_IDLE`](crate::MAX_SESSION_IDLE);
+    /// [`DEFAULT_SESSION_IDLE`](crate::DEFAULT_SESSION_IDLE) unless set.
+    pub session_idle: Duration,
 }
 
 impl ClaimRequest {
@@ -45,7 +53,21 @@ impl ClaimRequest {
             capabilities: BTreeSet::new(),
             max,
             lease_ttl: Duration::from_secs(30),
+            versions: crate::model::VersionRange::any(),
+            session_idle: crate::model::DEFAULT_SESSION_IDLE,
         }
+    }
+
+    /// Sets the accepted handler versions.
+    pub fn with_versions(mut self, versions: crate::model::VersionRange) -> Self {
+        self.versions = versions;
+        self
+    }
+
+    /// Sets how long the worker keeps a session once idle.
+    pub fn with_session_idle(mut self, idle: Duration) -> Self {
+        self.session_idle = idle;
+        self
     }
 
     /// Adds a lane.
@@ -82,6 +104,15 @@ impl ClaimRequest {
                 "capabilities",
                 self.capabilities.len(),
                 format!("a worker may offer at most {MAX_CAPABILITIES} capabilities"),
+            ));
+        }
+        self.versions.check()?;
+        let idle = self.session_idle;
+        if !(crate::model::MIN_SESSION_IDLE..=crate::model::MAX_SESSION_IDLE).contains(&idle) {
+            return Err(EngineError::invalid(
+                "session_idle_ms",
+                idle.as_millis(),
+                "a worker keeps an idle session between 1000 ms and 3600000 ms",
             ));
         }
         Ok(())
@@ -126,6 +157,10 @@ pub struct Claim {
     /// replays instead of running them again. Empty for an execution that
     /// recorded none.
     pub steps: BTreeMap<crate::names::StepName, Vec<u8>>,
+    /// The execution's session, if any: the claiming worker now owns it.
+    pub session: Option<crate::names::SessionName>,
+    /// The handler version it was written for, if any.
+    pub version: Option<crate::model::Version>,
 }
 
 /// One heartbeat: renew every lease a worker holds.

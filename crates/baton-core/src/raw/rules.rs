@@ -398,6 +398,7 @@ mod limits;
 mod memory;
 mod ops;
 mod retention;
+mod routing;
 mod steps;
 mod waits;
 pub use deployment::*;
@@ -408,6 +409,7 @@ pub use limits::*;
 pub use memory::*;
 pub use ops::*;
 pub use retention::*;
+pub use routing::*;
 pub use steps::*;
 pub use waits::*;
 

@@ -57,12 +57,13 @@ impl Sightings {
 
 impl Sightings {
     /// [`due`](Self::due) for the worker of a claim: recorded by namespace
-    /// and worker, with its lanes and capabilities, every sixth of `ttl`.
+    /// and worker, with its lanes, capabilities and version range, every
+    /// sixth of `ttl` (at once when one of those changed).
     pub fn claim_due(&self, request: &crate::ClaimRequest, now: Timestamp, ttl: Duration) -> bool {
         let key = format!("{}/{}", request.namespace, request.worker_id);
         let mut lanes: Vec<&str> = request.lanes.iter().map(|l| l.as_str()).collect();
         lanes.sort_unstable();
-        let facts = hash_of(&(lanes, &request.capabilities));
+        let facts = hash_of(&(lanes, &request.capabilities, request.versions.to_stored()));
         self.due(&key, facts, now, ttl / 6)
     }
 

@@ -65,6 +65,8 @@ pub struct WorkerBuilder {
     lanes: Vec<String>,
     worker_id: Option<String>,
     capabilities: Vec<String>,
+    versions: (Option<String>, Option<String>),
+    session_idle: Option<Duration>,
     concurrency: usize,
     lease: Duration,
     claim_wait: Option<Duration>,
@@ -93,6 +95,8 @@ impl WorkerBuilder {
             lanes: Vec::new(),
             worker_id: None,
             capabilities: Vec::new(),
+            versions: (None, None),
+            session_idle: None,
             concurrency: 1,
             lease: Duration::from_secs(30),
             claim_wait: None,
@@ -124,6 +128,24 @@ impl WorkerBuilder {
     /// Offers a capability: executions requiring it may be claimed.
     pub fn capability(mut self, capability: impl Into<String>) -> Self {
         self.capabilities.push(capability.into());
+        self
+    }
+
+    /// The handler versions this worker runs, both ends inclusive (`None`:
+    /// open): it takes executions without a version and those whose version
+    /// is in the range. By default every version. A rolling deploy starts
+    /// the new handlers with `versions(Some("2"), None)` beside old workers
+    /// with `versions(None, Some("1.999"))`.
+    pub fn versions(mut self, min: Option<&str>, max: Option<&str>) -> Self {
+        self.versions = (min.map(str::to_owned), max.map(str::to_owned));
+        self
+    }
+
+    /// How long this worker keeps a session after its last claim or renew
+    /// of the session's work (default 30 s): the session's next execution
+    /// within that time comes back here.
+    pub fn session_idle(mut self, idle: Duration) -> Self {
+        self.session_idle = Some(idle);
         self
     }
 
@@ -204,8 +226,10 @@ impl WorkerBuilder {
     /// Tokio runtime.
     ///
     /// # Errors
-    /// `InvalidInput` for a malformed namespace, lane, worker id or
-    /// capability, too many lanes, or a lease outside the backend's limits.
+    /// `InvalidInput` for a malformed namespace, lane, worker id,
+    /// capability or version, too many lanes, a version range whose lowest
+    /// end is above its highest, a session idle time out of range, or a
+    /// lease outside the backend's limits.
     pub fn start(self) -> Result<Worker> {
         let namespace = Namespace::new(self.namespace)?;
         let mut names = self.lanes;
@@ -231,9 +255,16 @@ impl WorkerBuilder {
         let Some(first) = lanes.first().cloned() else {
             return Err(EngineError::invalid("lanes", 0, "name at least one lane"));
         };
+        let version = |v: Option<String>| v.map(|v| baton_core::Version::new(&v)).transpose();
+        let versions =
+            baton_core::VersionRange::between(version(self.versions.0)?, version(self.versions.1)?);
         let mut request = ClaimRequest::new(namespace, first, worker_id.clone(), batch)
             .with_capabilities(capabilities)
-            .with_lease_ttl(self.lease);
+            .with_lease_ttl(self.lease)
+            .with_versions(versions);
+        if let Some(idle) = self.session_idle {
+            request = request.with_session_idle(idle);
+        }
         for lane in lanes.into_iter().skip(1) {
             request = request.with_lane(lane);
         }

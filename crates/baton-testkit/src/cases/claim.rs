@@ -26,6 +26,8 @@ pub async fn claim_returns_claim_fields(h: &dyn Harness) {
     let claim = &claims[0];
     let expires = ctx.after(45_000);
     let expected = Claim {
+        session: None,
+        version: None,
         id: id.clone(),
         namespace: ctx.ns.clone(),
         lane: ctx.lane(),

@@ -25,6 +25,7 @@ mod ops;
 mod ownership;
 mod pause;
 mod renew;
+mod routing;
 mod scan;
 mod steps;
 mod tree;
@@ -52,6 +53,7 @@ pub use ops::*;
 pub use ownership::*;
 pub use pause::*;
 pub use renew::*;
+pub use routing::*;
 pub use scan::*;
 pub use steps::*;
 pub use tree::*;
@@ -83,6 +85,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("ownership.rs"),
     include_str!("pause.rs"),
     include_str!("renew.rs"),
+    include_str!("routing.rs"),
     include_str!("scan.rs"),
     include_str!("steps.rs"),
     include_str!("tree.rs"),

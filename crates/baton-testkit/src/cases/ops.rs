@@ -223,6 +223,7 @@ pub async fn workers_are_registered_by_claims_and_renews(h: &dyn Harness) {
         listed,
         vec![
             WorkerInfo {
+                versions: baton_core::VersionRange::any(),
                 worker_id: worker(DEFAULT_WORKER),
                 namespace: ctx.ns.clone(),
                 lanes: [ctx.lane(), other_lane].into_iter().collect(),
@@ -231,6 +232,7 @@ pub async fn workers_are_registered_by_claims_and_renews(h: &dyn Harness) {
                 leases: 0,
             },
             WorkerInfo {
+                versions: baton_core::VersionRange::any(),
                 worker_id: worker("w2-idle"),
                 namespace: ctx.ns.clone(),
                 lanes: [ctx.lane()].into_iter().collect(),

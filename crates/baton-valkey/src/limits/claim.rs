@@ -298,6 +298,8 @@ async fn peek(
             }
         }
     }
+    let (vmin, vmax) = crate::claim::version_args(request);
+    c.arg(vmin).arg(vmax).arg(request.worker_id.as_str());
     let mut items = array(b.run(&c).await?)?.into_iter();
     let (seq, empties) = crate::claim::seq_empties(&mut items)?;
     b.drop_hints(part.partition, seq, empties);
@@ -425,6 +427,8 @@ async fn claim_named(
         .arg(expires.as_millis())
         .arg(generation)
         .arg(nonce_text);
+    let (vmin, vmax) = crate::claim::version_args(request);
+    c.arg(vmin).arg(vmax).arg(crate::claim::idle_ms(request));
     for (cand, held) in items {
         c.arg(&cand.uuid)
             .arg(&cand.attempt)

@@ -41,9 +41,10 @@ pub(crate) struct WorkerArgs {
     lanes: Vec<String>,
     /// Shell command run per execution (`sh -c CMD`): payload on stdin,
     /// result on stdout. BATON_EXECUTION_ID, BATON_KIND, BATON_ATTEMPT and
-    /// BATON_LANE are set in its environment, and BATON_UPSTREAM_FILE (a
-    /// JSON file of the upstream outcomes) for an execution with
-    /// dependencies. It runs in a process group of
+    /// BATON_LANE are set in its environment, BATON_SESSION and
+    /// BATON_VERSION for an execution with a session or a version, and
+    /// BATON_UPSTREAM_FILE (a JSON file of the upstream outcomes) for an
+    /// execution with dependencies. It runs in a process group of
     /// its own; when the execution is cancelled, its lease lost, or the
     /// worker stops or dies, the whole group gets SIGTERM, then SIGKILL 5 s
     /// later.
@@ -64,6 +65,17 @@ pub(crate) struct WorkerArgs {
     /// Identity recorded on attempts (default: host, pid and a random suffix).
     #[arg(long, env = "BATON_WORKER_ID")]
     worker_id: Option<String>,
+    /// Lowest handler version this worker runs (inclusive); executions
+    /// without a version run anywhere.
+    #[arg(long, value_name = "VERSION")]
+    min_version: Option<String>,
+    /// Highest handler version this worker runs (inclusive).
+    #[arg(long, value_name = "VERSION")]
+    max_version: Option<String>,
+    /// How long the worker keeps a session after its last claim or renew
+    /// of the session's work, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    session_idle_ms: u64,
 }
 
 /// Runs the worker until SIGINT or SIGTERM, then shuts it down gracefully.
@@ -88,7 +100,10 @@ pub(crate) async fn run(backend: &str, args: &WorkerArgs) -> CliResult<()> {
     if let Some(id) = &args.worker_id {
         builder = builder.worker_id(id.clone());
     }
-    let worker = builder.start()?;
+    let worker = builder
+        .versions(args.min_version.as_deref(), args.max_version.as_deref())
+        .session_idle(Duration::from_millis(args.session_idle_ms))
+        .start()?;
     tracing::info!(
         "baton worker {}: claiming from {:?} with concurrency {}",
         worker.worker_id(),
@@ -158,6 +173,12 @@ async fn run_command(
     let mut command_line = tokio::process::Command::new("sh");
     if let Some(file) = &upstream {
         command_line.env("BATON_UPSTREAM_FILE", &file.0);
+    }
+    if let Some(session) = ctx.session() {
+        command_line.env("BATON_SESSION", session.as_str());
+    }
+    if let Some(version) = ctx.version() {
+        command_line.env("BATON_VERSION", version.as_str());
     }
     let mut child = command_line
         .arg("-c")

@@ -277,8 +277,11 @@ pub fn replay_deadline(deadline: Option<Timestamp>, now: Timestamp) -> Option<Ti
 /// for a waiting execution, whether its lane is paused (`lane_paused`),
 /// whether a live worker (`facts.workers`) claims its
 /// lane offering every capability it requires — `no_capable_worker`
-/// otherwise — whether a limit holds it back (`limited`, from
-/// `facts.limited`) and else how many are ahead of it (`queued`); nothing for a
+/// otherwise — whether one of those accepts its version
+/// (`no_compatible_worker` otherwise), whether a limit holds it back
+/// (`limited`, from `facts.limited`), whether another worker owns its
+/// session (`session_owned_by`, from `facts.session_owner`) and else how
+/// many are ahead of it (`queued`); nothing for a
 /// finished one, only what became of it.
 pub fn explain(
     snapshot: ExecutionSnapshot,
@@ -356,8 +359,31 @@ fn reason_of(
             ),
         );
     }
+    let capable: Vec<&&crate::model::WorkerInfo> =
+        serving.iter().filter(|w| missing(w).is_empty()).collect();
+    if let Some(version) = &snap.version
+        && capable.iter().all(|w| !w.versions.accepts(Some(version)))
+    {
+        let ranges: Vec<String> = capable.iter().map(|w| w.versions.to_string()).collect();
+        return (
+            Some("no_compatible_worker"),
+            format!(
+                "eligible, but none of the {} live worker{} of lane {lane} runs version \
+                 {version} (they accept {})",
+                capable.len(),
+                if capable.len() == 1 { "" } else { "s" },
+                ranges.join(", ")
+            ),
+        );
+    }
     if let Some(why) = &facts.limited {
         return (Some("limited"), super::limited_detail(why));
+    }
+    if let (Some(session), Some(lock)) = (&snap.session, &facts.session_owner) {
+        return (
+            Some("session_owned_by"),
+            super::session_detail(session, lock),
+        );
     }
     let detail = match facts.ahead {
         0 => format!("eligible and next in lane {lane}; a live worker should claim it soon"),

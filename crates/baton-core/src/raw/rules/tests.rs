@@ -19,6 +19,8 @@ fn id() -> ExecutionId {
 
 fn running(id: &ExecutionId, attempt: u32) -> ExecutionSnapshot {
     ExecutionSnapshot {
+        session: None,
+        version: None,
         id: id.clone(),
         namespace: Namespace::new("n").unwrap(),
         lane: Lane::new("l").unwrap(),
@@ -298,6 +300,8 @@ fn pages_end_where_the_overfetch_says() {
 #[test]
 fn claims_go_out_by_priority_then_readiness_then_id() {
     let claim = |id: &ExecutionId| Claim {
+        session: None,
+        version: None,
         id: id.clone(),
         namespace: Namespace::new("n").unwrap(),
         lane: Lane::new("l").unwrap(),
