@@ -10,7 +10,9 @@
 -- Returns: { 'ok', woken, record }, { 'not_found' } or
 --   { 'conflict', state, reason } for an execution that is not running.
 -- Its check mirrors baton_core::raw::rules::check_revoke, its error
--- baton_core::raw::rules::revoke_failure.
+-- baton_core::raw::rules::revoke_failure. A revoked run of a session
+-- releases the session's lock when the run's worker holds it, as a reclaim
+-- does.
 redis.register_function('baton_revoke', function(keys, args)
   local base, uuid = keys[1], args[1]
   local now = tonumber(args[2])
@@ -20,6 +22,7 @@ redis.register_function('baton_revoke', function(keys, args)
   if why then return { 'conflict', h.st, why } end
   local err = clip(revoke_error(h), tonumber(args[3]))
   local woken = {}
+  if h.ses and h.wid then release_session(base, session_field(h.ns, h.ses), h.wid) end
   apply_failure(base, uuid, h, 'lease_expired', err, true, nil, now, woken)
   local record = save(base, uuid, h)
   if woken.told then tell_dependents(base, tonumber(args[4]), s(now), woken) end

@@ -172,6 +172,19 @@ async fn revoke_in(
     let mut settle = SettleArrays::default();
     settle.push(&snap, released, &failure, &b.inner.limits, now);
     let rows = settle.run(b, tx, AttemptOutcome::LeaseExpired, now).await?;
+    // As a reclaim does: the revoked worker's session goes to the next
+    // claimer (the session row after the execution's, the claim's order).
+    if let (Some(session), Some(worker)) = (&snap.session, &snap.worker_id) {
+        sqlx::query(
+            "DELETE FROM sessions WHERE namespace = $1 AND session = $2 AND worker_id = $3",
+        )
+        .bind(snap.namespace.as_str())
+        .bind(session.as_str())
+        .bind(worker.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+    }
     let row = rows
         .first()
         .ok_or_else(|| EngineError::corruption(format!("execution {id}: a locked row vanished")))?;

@@ -276,6 +276,7 @@ macro_rules! __with_cases {
             a_session_goes_to_the_worker_that_holds_it,
             a_session_lock_renews_with_its_worker_and_lapses_when_idle,
             a_dead_workers_session_is_taken_over,
+            a_revoked_run_hands_its_session_over,
             concurrent_claimers_never_share_a_session,
             idempotency_keys_dedupe_within_a_session,
             explain_names_session_owners_and_incompatible_versions,

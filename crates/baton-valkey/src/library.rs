@@ -61,7 +61,8 @@ use baton_core::{EngineError, Result};
 /// (two more values per `baton_create` item; such work waits in `wx:`),
 /// idempotency fields scoped by the session, the partition's session locks
 /// `ses` and `sesx` (taken by every claim of a session's work, extended by
-/// `baton_renew`, released and swept by `baton_reclaim`), the version and
+/// `baton_renew`, released by `baton_reclaim` and `baton_revoke`, swept by
+/// `baton_reclaim`), the version and
 /// session arguments of `baton_claim`, `baton_peek`, `baton_limit_peek` and
 /// `baton_limit_claim`, two more values per claim entry (session and
 /// version) and the version range `v` of a registry entry.

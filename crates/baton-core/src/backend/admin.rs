@@ -158,7 +158,10 @@ pub trait AdminBackend: EngineBackend {
     ///
     /// # Behavior
     /// Checked by [`rules::check_revoke`](crate::raw::rules::check_revoke):
-    /// an execution that is not running is a `Conflict`.
+    /// an execution that is not running is a `Conflict`. A revoked run of a
+    /// session releases the session's lock when the run's worker holds it,
+    /// as a reclaim does: an operator revokes a wedged worker's lease, and
+    /// the session goes to the next claimer rather than back to it.
     ///
     /// # Atomicity
     /// One transaction / one `FCALL`, with everything a failed attempt

@@ -444,3 +444,40 @@ pub async fn explain_names_session_owners_and_incompatible_versions(h: &dyn Harn
         e.detail
     );
 }
+
+/// An operator's revoke of a session's run releases the session when the
+/// run's worker holds it, as a reclaim does: the next claimer takes the
+/// session (the wedged worker does not get it back).
+pub async fn a_revoked_run_hands_its_session_over(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let s = session("wedged");
+    let one = ctx
+        .create_id(
+            ctx.new_exec("one", b"")
+                .with_session(s.clone())
+                .with_retry(no_backoff(3)),
+        )
+        .await;
+    ctx.advance(1);
+    let two = ctx
+        .create_id(ctx.new_exec("two", b"").with_session(s.clone()))
+        .await;
+    let a = ctx.claim(claim_as(&ctx, "a", 1, 30_000, 60_000)).await;
+    assert_eq!(ids(&a), set_of(&[&one]));
+    assert!(
+        ctx.claim(claim_as(&ctx, "b", 10, 30_000, 30_000))
+            .await
+            .is_empty(),
+        "a holds the session"
+    );
+    let revoked = ok(ctx.backend.revoke(&one).await, "revoke");
+    assert_eq!(revoked.state, State::Waiting);
+    let b = ctx.claim(claim_as(&ctx, "b", 10, 30_000, 30_000)).await;
+    assert_eq!(ids(&b), set_of(&[&one, &two]), "b takes the session over");
+    assert!(
+        ctx.claim(claim_as(&ctx, "a", 10, 30_000, 30_000))
+            .await
+            .is_empty(),
+        "b holds it now"
+    );
+}
