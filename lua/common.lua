@@ -1233,7 +1233,19 @@ local function release_session(base, field, worker)
   if lock and lock.worker == worker then
     redis.call('HDEL', base .. ':ses', field)
     redis.call('ZREM', base .. ':sesx', field)
+    return true
   end
+  return false
+end
+
+-- Reports lane `lid` in `woken` (once) after a session lock was released:
+-- claimers parked on a lane that was not empty (it held the session's work
+-- they could not take) learn it holds work for them now.
+local function wake_released(woken, lid)
+  for i = 1, #woken do
+    if woken[i] == lid then return end
+  end
+  woken[#woken + 1] = lid
 end
 
 -- Drops the locks lapsed by `now` (ms), earliest first, at most `max`. An

@@ -21,8 +21,10 @@ redis.register_function('baton_reclaim', function(keys, args)
       local err = 'lease expired: worker ' .. (h.wid or '?') .. ' did not renew attempt ' ..
         h.att .. ' before ' .. fmt_ts(h.le)
       if #err > max_err then err = string.sub(err, 1, max_err) end
-      if h.ses and h.wid then release_session(base, session_field(h.ns, h.ses), h.wid) end
+      local released = h.ses and h.wid and
+        release_session(base, session_field(h.ns, h.ses), h.wid)
       apply_failure(base, uuid, h, 'lease_expired', err, true, nil, now, woken)
+      if released then wake_released(woken, lane_id(h)) end
       save(base, uuid, h)
       if woken.told then tell_dependents(base, tonumber(args[4]), s(now), woken) end
     else

@@ -22,8 +22,10 @@ redis.register_function('baton_revoke', function(keys, args)
   if why then return { 'conflict', h.st, why } end
   local err = clip(revoke_error(h), tonumber(args[3]))
   local woken = {}
-  if h.ses and h.wid then release_session(base, session_field(h.ns, h.ses), h.wid) end
+  local released = h.ses and h.wid and
+    release_session(base, session_field(h.ns, h.ses), h.wid)
   apply_failure(base, uuid, h, 'lease_expired', err, true, nil, now, woken)
+  if released then wake_released(woken, lane_id(h)) end
   local record = save(base, uuid, h)
   if woken.told then tell_dependents(base, tonumber(args[4]), s(now), woken) end
   return { 'ok', woken_reply(base, woken), record }

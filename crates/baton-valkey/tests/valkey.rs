@@ -5574,3 +5574,51 @@ async fn the_limited_path_honours_sessions_and_versions() {
     let all: BTreeSet<_> = made.iter().map(|o| o.id.clone()).collect();
     assert_eq!(got, all);
 }
+
+/// A revoke that releases a session wakes claimers parked on its lane,
+/// although the lane was not empty (it held the session's work they could
+/// not take): the parked wait ends long before its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_session_wakes_parked_claimers() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "partitions=4")).await;
+    let held = session("held");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let e = exec("wr", "l").with_session(held.clone());
+        ids.push(backend.create_one(e).await.unwrap().id);
+    }
+    let a = ClaimRequest::new(ns("wr"), lane("l"), WorkerId::new("a").unwrap(), 1);
+    let taken = backend.claim(a).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let b = ClaimRequest::new(ns("wr"), lane("l"), WorkerId::new("b").unwrap(), 10);
+    assert!(
+        backend.claim(b.clone()).await.unwrap().is_empty(),
+        "a holds it"
+    );
+    let started = Instant::now();
+    let waiter = {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            backend
+                .wait_for_work(&ns("wr"), &[lane("l")], Duration::from_secs(30))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    backend.revoke(&taken[0].id).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .expect("the release woke the parked claimer before its 30 s timeout")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let claimed = backend.claim(b).await.unwrap();
+    assert!(
+        claimed.iter().any(|c| c.id == ids[1]),
+        "b takes the session: {claimed:?}"
+    );
+}
