@@ -404,9 +404,10 @@ end
 local function lane_id(h) return h.ns .. '/' .. h.lane end
 
 -- The `idem` field of idempotency key `ik` in namespace `ns`, lane `lane`
--- and session `ses` (nil: none). Neither a lane nor a session holds a
--- space or a '/', so the forms never meet: a key without a session keeps
--- the field it always had.
+-- and session `ses` (nil: none). Neither a namespace nor a lane holds a
+-- space or a '/', so what follows the lane ('/' or ' ') tells the two
+-- forms apart and they never meet: a key without a session keeps the
+-- field it always had.
 local function idem_field(ns, lane, ses, ik)
   if ses then return ns .. '/' .. lane .. ' ' .. ses .. ' ' .. ik end
   return ns .. '/' .. lane .. '/' .. ik

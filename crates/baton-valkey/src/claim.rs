@@ -258,8 +258,9 @@ impl ValkeyBackend {
     ///
     /// Most partitions are read with plain commands: the unconditional
     /// waiting sets are already in claim order. Only a partition holding
-    /// waiting work with capability or deadline conditions for one of the
-    /// lanes is asked through `baton_peek`, which checks them.
+    /// waiting work with conditions (capabilities, a deadline, a session,
+    /// a version) for one of the lanes is asked through `baton_peek`,
+    /// which checks them.
     pub(crate) async fn peek(
         &self,
         wants: &[(u16, usize)],
