@@ -152,6 +152,26 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     Ok(claims)
 }
 
+/// Releases the session of the running execution `snap` when its worker
+/// holds the session's lock (a reclaim or a revoke ends the run: the
+/// worker is taken for dead or wedged, and the next claimer takes the
+/// session).
+pub(crate) async fn release_session(
+    tx: &mut sqlx::SqliteConnection,
+    snap: &baton_core::ExecutionSnapshot,
+) -> Result<()> {
+    if let (Some(session), Some(worker)) = (&snap.session, &snap.worker_id) {
+        sqlx::query("DELETE FROM sessions WHERE namespace = ? AND session = ? AND worker_id = ?")
+            .bind(snap.namespace.as_str())
+            .bind(session.as_str())
+            .bind(worker.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+    }
+    Ok(())
+}
+
 /// Takes (or extends) the locks of `sessions` for the claiming worker:
 /// the claim chose only work of sessions free, lapsed or already its own,
 /// in this transaction (the one writer), so the lock is the worker's.

@@ -95,15 +95,7 @@ pub(crate) async fn revoke(b: &SqliteBackend, id: &ExecutionId) -> Result<Execut
     let mut tx = b.begin().await?;
     let snap = b.snapshot_in(&mut tx, id).await?;
     rules::check_revoke(id, snap.state)?;
-    if let (Some(session), Some(worker)) = (&snap.session, &snap.worker_id) {
-        sqlx::query("DELETE FROM sessions WHERE namespace = ? AND session = ? AND worker_id = ?")
-            .bind(snap.namespace.as_str())
-            .bind(session.as_str())
-            .bind(worker.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-    }
+    crate::claim::release_session(&mut tx, &snap).await?;
     let failure = rules::revoke_failure(&snap);
     let parents = b
         .apply_failure(&mut tx, &snap, AttemptOutcome::LeaseExpired, failure, now)

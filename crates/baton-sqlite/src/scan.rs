@@ -85,17 +85,7 @@ pub(crate) async fn reclaim_expired_leases(
         );
         // A worker whose lease lapsed is taken for dead: its session goes
         // to the next claimer at once.
-        if let (Some(session), Some(worker)) = (&snap.session, &snap.worker_id) {
-            sqlx::query(
-                "DELETE FROM sessions WHERE namespace = ? AND session = ? AND worker_id = ?",
-            )
-            .bind(snap.namespace.as_str())
-            .bind(session.as_str())
-            .bind(worker.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(map)?;
-        }
+        crate::claim::release_session(&mut tx, &snap).await?;
         let released = b
             .apply_failure(
                 &mut tx,

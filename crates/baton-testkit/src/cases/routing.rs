@@ -28,6 +28,24 @@ fn claim_as(ctx: &Ctx, who: &str, max: usize, lease_ms: u64, idle_ms: u64) -> Cl
         .with_session_idle(ms(idle_ms))
 }
 
+/// Two executions of session `name`, the second eligible 1 ms after the
+/// first (so claim order is theirs); the first retries at once.
+async fn two_of_session(ctx: &Ctx, name: &str) -> (SessionName, ExecutionId, ExecutionId) {
+    let s = session(name);
+    let one = ctx
+        .create_id(
+            ctx.new_exec("one", b"")
+                .with_session(s.clone())
+                .with_retry(no_backoff(3)),
+        )
+        .await;
+    ctx.advance(1);
+    let two = ctx
+        .create_id(ctx.new_exec("two", b"").with_session(s.clone()))
+        .await;
+    (s, one, two)
+}
+
 fn ids(claims: &[Claim]) -> BTreeSet<ExecutionId> {
     claims.iter().map(|c| c.id.clone()).collect()
 }
@@ -180,14 +198,7 @@ pub async fn a_session_goes_to_the_worker_that_holds_it(h: &dyn Harness) {
 /// worker takes the session.
 pub async fn a_session_lock_renews_with_its_worker_and_lapses_when_idle(h: &dyn Harness) {
     let ctx = Ctx::new(h).await;
-    let s = session("renewed");
-    let one = ctx
-        .create_id(ctx.new_exec("one", b"").with_session(s.clone()))
-        .await;
-    ctx.advance(1);
-    let two = ctx
-        .create_id(ctx.new_exec("two", b"").with_session(s.clone()))
-        .await;
+    let (s, one, two) = two_of_session(&ctx, "renewed").await;
     let t0 = ctx.now();
     let a = ctx.claim(claim_as(&ctx, "a", 1, 10_000, 5_000)).await;
     assert_eq!(ids(&a), set_of(&[&one]));
@@ -251,18 +262,7 @@ pub async fn a_session_lock_renews_with_its_worker_and_lapses_when_idle(h: &dyn 
 /// reclaim of another worker's run leaves the lock alone.
 pub async fn a_dead_workers_session_is_taken_over(h: &dyn Harness) {
     let ctx = Ctx::new(h).await;
-    let s = session("orphan");
-    let one = ctx
-        .create_id(
-            ctx.new_exec("one", b"")
-                .with_session(s.clone())
-                .with_retry(no_backoff(3)),
-        )
-        .await;
-    ctx.advance(1);
-    let two = ctx
-        .create_id(ctx.new_exec("two", b"").with_session(s.clone()))
-        .await;
+    let (s, one, two) = two_of_session(&ctx, "orphan").await;
     let a = ctx.claim(claim_as(&ctx, "a", 1, 5_000, 60_000)).await;
     assert_eq!(ids(&a), set_of(&[&one]));
     ctx.advance(6_000);
@@ -285,6 +285,26 @@ pub async fn a_dead_workers_session_is_taken_over(h: &dyn Harness) {
             .await
             .is_empty(),
         "b holds the session now"
+    );
+    // b dies too; its lock lapses with its leases and c takes the session
+    // before the pass reclaims b's runs: that reclaim leaves c's lock.
+    let three = ctx
+        .create_id(ctx.new_exec("three", b"").with_session(s.clone()))
+        .await;
+    ctx.advance(30_000);
+    let c = ctx.claim(claim_as(&ctx, "c", 1, 30_000, 30_000)).await;
+    assert_eq!(ids(&c), set_of(&[&three]));
+    assert_eq!(ctx.reclaim_all().await, 2, "b's two runs");
+    assert!(
+        ctx.claim(claim_as(&ctx, "d", 10, 30_000, 30_000))
+            .await
+            .is_empty(),
+        "reclaiming b's runs left c's lock"
+    );
+    let c_again = ctx.claim(claim_as(&ctx, "c", 10, 30_000, 30_000)).await;
+    assert!(
+        c_again.iter().any(|x| x.id == one),
+        "c takes the retried run: {c_again:?}"
     );
 }
 
@@ -426,14 +446,7 @@ pub async fn explain_names_session_owners_and_incompatible_versions(h: &dyn Harn
         VersionRange::any()
     );
 
-    let s = session("owned");
-    let one = ctx
-        .create_id(ctx.new_exec("one", b"").with_session(s.clone()))
-        .await;
-    ctx.advance(1);
-    let two = ctx
-        .create_id(ctx.new_exec("two", b"").with_session(s.clone()))
-        .await;
+    let (s, one, two) = two_of_session(&ctx, "owned").await;
     let a = ctx.claim(claim_as(&ctx, "holder", 1, 30_000, 30_000)).await;
     assert_eq!(ids(&a), set_of(&[&one]));
     let e = explain(two.clone()).await;
@@ -450,18 +463,7 @@ pub async fn explain_names_session_owners_and_incompatible_versions(h: &dyn Harn
 /// session (the wedged worker does not get it back).
 pub async fn a_revoked_run_hands_its_session_over(h: &dyn Harness) {
     let ctx = Ctx::new(h).await;
-    let s = session("wedged");
-    let one = ctx
-        .create_id(
-            ctx.new_exec("one", b"")
-                .with_session(s.clone())
-                .with_retry(no_backoff(3)),
-        )
-        .await;
-    ctx.advance(1);
-    let two = ctx
-        .create_id(ctx.new_exec("two", b"").with_session(s.clone()))
-        .await;
+    let (s, one, two) = two_of_session(&ctx, "wedged").await;
     let a = ctx.claim(claim_as(&ctx, "a", 1, 30_000, 60_000)).await;
     assert_eq!(ids(&a), set_of(&[&one]));
     assert!(
