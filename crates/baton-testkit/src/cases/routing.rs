@@ -446,7 +446,7 @@ pub async fn explain_names_session_owners_and_incompatible_versions(h: &dyn Harn
         VersionRange::any()
     );
 
-    let (s, one, two) = two_of_session(&ctx, "owned").await;
+    let (_, one, two) = two_of_session(&ctx, "owned").await;
     let a = ctx.claim(claim_as(&ctx, "holder", 1, 30_000, 30_000)).await;
     assert_eq!(ids(&a), set_of(&[&one]));
     let e = explain(two.clone()).await;
@@ -463,7 +463,7 @@ pub async fn explain_names_session_owners_and_incompatible_versions(h: &dyn Harn
 /// session (the wedged worker does not get it back).
 pub async fn a_revoked_run_hands_its_session_over(h: &dyn Harness) {
     let ctx = Ctx::new(h).await;
-    let (s, one, two) = two_of_session(&ctx, "wedged").await;
+    let (_, one, two) = two_of_session(&ctx, "wedged").await;
     let a = ctx.claim(claim_as(&ctx, "a", 1, 30_000, 60_000)).await;
     assert_eq!(ids(&a), set_of(&[&one]));
     assert!(
