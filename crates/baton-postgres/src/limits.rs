@@ -372,23 +372,47 @@ async fn claim_in(
     if chosen.is_empty() {
         return Ok(Vec::new());
     }
-    write_windows(tx, &admission).await?;
-    let (partitions, uuids): (Vec<i16>, Vec<Uuid>) = chosen.into_iter().unzip();
+    let partitions: Vec<i16> = chosen.iter().map(|c| c.partition).collect();
+    let uuids: Vec<Uuid> = chosen.iter().map(|c| c.uuid).collect();
     let rows = crate::claim::leasing(sql::CLAIM_CHOSEN, request, now, expires)
         .bind(partitions)
         .bind(uuids)
         .fetch_all(&mut *tx)
         .await
         .map_err(map)?;
-    crate::claim::claimed_rows(rows)
+    let rows = crate::claim::claimed_rows(rows)?;
+    // A chosen execution whose session another claimer took after the
+    // candidate read stays waiting: its admission is given back, so the
+    // stored windows count only the claims that happened.
+    if rows.len() < chosen.len() {
+        let taken = rows
+            .iter()
+            .map(|r| col::<Uuid>(r, "uuid"))
+            .collect::<Result<std::collections::HashSet<Uuid>>>()?;
+        for c in chosen.iter().filter(|c| !taken.contains(&c.uuid)) {
+            admission.give_back(&c.lane, &c.kind, &c.tags);
+        }
+    }
+    write_windows(tx, &admission).await?;
+    Ok(rows)
+}
+
+/// An execution a limited claim chose: where it lives, and what its
+/// admission counted it under.
+struct Chosen {
+    partition: i16,
+    uuid: Uuid,
+    lane: Lane,
+    kind: Kind,
+    tags: std::collections::BTreeMap<baton_core::TagKey, String>,
 }
 
 /// Chooses, in claim order, the executions the claim takes under
 /// `admission`: reads candidates in pages after the last one read (a
 /// candidate skipped once stays skipped: the claim only takes room),
 /// locking them `SKIP LOCKED`, and passes over the keys known to have
-/// none. Answers their partitions and uuids, and how many candidates it
-/// passed over for want of room.
+/// none. Answers them (with what their admission counted them under),
+/// and how many candidates it passed over for want of room.
 async fn admit(
     tx: &mut PgConnection,
     admission: &mut Admission,
@@ -396,7 +420,7 @@ async fn admit(
     lanes: &[&str],
     caps_json: &str,
     now: Timestamp,
-) -> Result<(Vec<(i16, Uuid)>, u64)> {
+) -> Result<(Vec<Chosen>, u64)> {
     let want = request.max;
     let mut chosen = Vec::with_capacity(want);
     let mut passed = 0u64;
@@ -421,7 +445,13 @@ async fn admit(
                 uuid,
             });
             if admission.admit(&lane, &kind, &tags).is_none() {
-                chosen.push((col::<i16>(row, "partition")?, uuid));
+                chosen.push(Chosen {
+                    partition: col::<i16>(row, "partition")?,
+                    uuid,
+                    lane,
+                    kind,
+                    tags,
+                });
                 if chosen.len() == want {
                     return Ok((chosen, passed));
                 }

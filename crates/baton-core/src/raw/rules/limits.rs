@@ -323,6 +323,29 @@ impl Admission {
         None
     }
 
+    /// Gives back what [`admit`](Self::admit) took for an execution of
+    /// `lane` and `kind` with `tags` that the claim did not get after all
+    /// (another claimer took its session meanwhile): one running less
+    /// under each of its keys and this claim's instant out of each rate's
+    /// window, so the windows stored count only claims that happened.
+    pub fn give_back(&mut self, lane: &Lane, kind: &Kind, tags: &BTreeMap<TagKey, String>) {
+        let now = self.now.as_millis();
+        for i in 0..self.limits.len() {
+            let Some(value) = limit_key_value(&self.limits[i], lane, kind, tags) else {
+                continue;
+            };
+            let rate = self.limits[i].rate;
+            if let Some(state) = self.keys.get_mut(&(i, value.to_owned())) {
+                state.running = state.running.saturating_sub(1);
+                if rate.is_some()
+                    && let Some(at) = state.window.iter().rposition(|t| *t == now)
+                {
+                    state.window.remove(at);
+                }
+            }
+        }
+    }
+
     /// The keys without room now, by limit: a candidate read may pass over
     /// their work (it would be skipped).
     pub fn blocked(&self) -> Vec<(&Limit, Blocked<'_>)> {
@@ -462,6 +485,40 @@ mod tests {
             Timestamp::from_millis(0),
         );
         assert!(none.is_empty(), "a limit of another namespace is dropped");
+    }
+
+    #[test]
+    fn giving_back_an_admission_returns_its_room() {
+        let ns: Namespace = "ns".parse().unwrap();
+        let lane: Lane = "main".parse().unwrap();
+        let kind: Kind = "k".parse().unwrap();
+        let mut a = Admission::new(
+            [
+                limit("cap", "tag:tenant", Some(1), None),
+                limit("rate", "kind", None, Some((2, 1_000))),
+            ],
+            &ns,
+            std::slice::from_ref(&lane),
+            Timestamp::from_millis(5_000),
+        );
+        a.set_window(&"rate".parse().unwrap(), "k", vec![4_500]);
+        assert_eq!(a.admit(&lane, &kind, &tags(Some("acme"))), None);
+        assert!(a.admit(&lane, &kind, &tags(Some("acme"))).is_some());
+        assert_eq!(
+            a.windows(),
+            vec![(&"rate".parse().unwrap(), "k", &[4_500, 5_000][..])]
+        );
+        a.give_back(&lane, &kind, &tags(Some("acme")));
+        assert_eq!(
+            a.windows(),
+            vec![(&"rate".parse().unwrap(), "k", &[4_500][..])],
+            "the window keeps only claims that happened"
+        );
+        assert_eq!(
+            a.admit(&lane, &kind, &tags(Some("acme"))),
+            None,
+            "the cap's slot is free again"
+        );
     }
 
     #[test]
