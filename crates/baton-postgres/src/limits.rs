@@ -785,33 +785,19 @@ pub(crate) async fn limit_usage(
     };
     let mut counted = CountedBy::default();
     counted.push(&found, None);
-    let mut by_key: BTreeMap<String, (u64, u32)> = BTreeMap::new();
-    for (_, value, n) in count_running(&mut conn, &found.namespace, &counted).await? {
-        by_key.entry(value).or_default().0 = n;
-    }
-    if let Some(rate) = found.rate {
-        let windows: Vec<(String, Vec<i64>)> =
-            sqlx::query_as("SELECT key_value, claims FROM limit_windows WHERE name = $1")
-                .bind(found.name.as_str())
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(map)?;
-        for (value, mut claims) in windows {
-            claims.sort_unstable();
-            let (inside, _) = rules::window_room(&claims, rate, now);
-            if inside > 0 {
-                by_key.entry(value).or_default().1 = u32::try_from(inside).unwrap_or(u32::MAX);
-            }
-        }
-    }
-    Ok(by_key
+    let running = count_running(&mut conn, &found.namespace, &counted)
+        .await?
         .into_iter()
-        .take(limit)
-        .map(|(key_value, (running, window_claims))| LimitUsage {
-            name: found.name.clone(),
-            key_value,
-            running,
-            window_claims,
-        })
-        .collect())
+        .map(|(_, value, n)| (value, n));
+    let windows: Vec<(String, Vec<i64>)> = if found.rate.is_some() {
+        sqlx::query_as("SELECT key_value, claims FROM limit_windows WHERE name = $1")
+            .bind(found.name.as_str())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map)?
+    } else {
+        Vec::new()
+    };
+    let usage = rules::limit_usage(&found, running, windows, now);
+    Ok(usage.into_iter().take(limit).collect())
 }

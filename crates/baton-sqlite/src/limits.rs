@@ -475,7 +475,7 @@ async fn read_usage(
     now: Timestamp,
 ) -> Result<Vec<LimitUsage>> {
     let rows = running_rows(conn, &limit.namespace, std::slice::from_ref(&limit)).await?;
-    let mut by_key: BTreeMap<String, (u64, u32)> = BTreeMap::new();
+    let mut running = Vec::with_capacity(rows.len());
     for row in &rows {
         let ctx = "a running execution";
         let lane: Lane = col::<String>(row, "lane")?
@@ -486,32 +486,21 @@ async fn read_usage(
             .map_err(|_| EngineError::corruption(format!("{ctx}: kind")))?;
         let tags = read::tags(ctx, &col::<String>(row, "tags")?)?;
         if let Some(value) = rules::limit_key_value(&limit, &lane, &kind, &tags) {
-            by_key.entry(value.to_owned()).or_default().0 += 1;
+            running.push((value.to_owned(), 1));
         }
     }
-    if let Some(rate) = limit.rate {
-        let windows: Vec<(String, String)> =
+    let mut windows = Vec::new();
+    if limit.rate.is_some() {
+        let stored: Vec<(String, String)> =
             sqlx::query_as("SELECT key_value, claims FROM limit_windows WHERE name = ?")
                 .bind(limit.name.as_str())
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(map)?;
-        for (value, claims) in windows {
+        for (value, claims) in stored {
             let ctx = format!("limit {} key {value:?}", limit.name);
-            let window = rules::parse_window(&ctx, &claims)?;
-            let (inside, _) = rules::window_room(&window, rate, now);
-            if inside > 0 {
-                by_key.entry(value).or_default().1 = u32::try_from(inside).unwrap_or(u32::MAX);
-            }
+            windows.push((value, rules::parse_window(&ctx, &claims)?));
         }
     }
-    Ok(by_key
-        .into_iter()
-        .map(|(key_value, (running, window_claims))| LimitUsage {
-            name: limit.name.clone(),
-            key_value,
-            running,
-            window_claims,
-        })
-        .collect())
+    Ok(rules::limit_usage(&limit, running, windows, now))
 }

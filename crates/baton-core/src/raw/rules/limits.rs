@@ -408,6 +408,43 @@ pub enum Blocked<'a> {
     Keys(Vec<&'a str>),
 }
 
+/// What `limit_usage` answers for `limit` at `now`: every key value with
+/// runs (`running`: a key value and how many run under it; a value may
+/// come more than once, its counts add up) or with claims still inside the
+/// rate's window (`windows`: a key value and its stored claim instants, in
+/// any order), by key value.
+pub fn limit_usage(
+    limit: &Limit,
+    running: impl IntoIterator<Item = (String, u64)>,
+    windows: impl IntoIterator<Item = (String, Vec<i64>)>,
+    now: Timestamp,
+) -> Vec<crate::model::LimitUsage> {
+    let mut by_key: BTreeMap<String, (u64, u32)> = BTreeMap::new();
+    for (value, n) in running {
+        by_key.entry(value).or_default().0 += n;
+    }
+    if let Some(rate) = limit.rate {
+        for (value, mut claims) in windows {
+            claims.sort_unstable();
+            let (inside, _) = window_room(&claims, rate, now);
+            if inside > 0 {
+                by_key.entry(value).or_default().1 = u32::try_from(inside).unwrap_or(u32::MAX);
+            }
+        }
+    }
+    by_key
+        .into_iter()
+        .map(
+            |(key_value, (running, window_claims))| crate::model::LimitUsage {
+                name: limit.name.clone(),
+                key_value,
+                running,
+                window_claims,
+            },
+        )
+        .collect()
+}
+
 /// The sentence `explain` says about an execution a limit holds back.
 pub fn limited_detail(why: &LimitedBy) -> String {
     match (why.max_running, why.until) {
