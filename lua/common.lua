@@ -123,14 +123,26 @@
 --                                      baton_create and baton_trim read their own
 --                                      partition's copy
 --   B:{p:N}:lim:<ns>            HASH  (library generation 15) the lanes of namespace
---                                      <ns> some limit covers: lane -> '1', '' -> '1'
---                                      when a limit covers every lane, and '#' -> the
+--                                      <ns> some limit with a cap or a rate covers:
+--                                      lane -> '1', '' -> '1' when one covers every
+--                                      lane, and '#' -> the
 --                                      namespace's limit generation (see
 --                                      baton_limit_claim). Replaced whole by
 --                                      baton_limit_lanes on every partition in turn
 --                                      by set_limit and remove_limit; baton_claim and
 --                                      baton_peek skip those lanes (the backend claims
---                                      their work through the limited path)
+--                                      their work through the limited path).
+--                                      Library generation 17 adds the fair limits'
+--                                      key specs: f:<lane> -> the key ('kind',
+--                                      'lane' or 'tag:<k>') of the fair limit
+--                                      ordering <lane>, f: -> that of every lane
+--                                      without a field of its own (see fair_place);
+--                                      they mark no lane limited
+--   B:{p:N}:fk:<ns>/<lane>/<key> ZSET (library generation 17) score 0, the
+--                                      members (as in w: and wx:) of the waiting
+--                                      work of key <key> of a lane a fair limit
+--                                      orders: its latest turn per priority is
+--                                      one reversed BYLEX range
 --   B:{p:N}:lrel                HASH  (library generation 15) releases of limit slots
 --                                      not yet applied: holder (<uuid>:<attempt>) ->
 --                                      <ns>/<lane>, written where a run that holds
@@ -247,6 +259,10 @@
 -- scoped by it: see idem_field), one with a handler version ver (as given)
 -- and vk (its sort key, baton_core::Version::sort_key); either puts its
 -- waiting work in the lane's `wx:` set. Records without them have neither.
+-- A waiting execution of a lane a fair limit orders (library generation 17)
+-- holds fk, the key it took its turn under (its rd is that turn), and is
+-- listed in that key's fk: set until it leaves `waiting`; fk goes then.
+-- Records without it sit in no per-key set.
 -- A running execution whose claim took limit slots (library generation 15)
 -- holds lh ('1'); the move that ends the run records the release and drops
 -- it (release_slots). Without it an end writes nothing for limits.
@@ -642,11 +658,127 @@ local function release_slots(base, uuid, h, woken)
   list[#list + 1] = '!' .. lid .. ' ' .. holder
 end
 
+-- Fair turns (library generation 17): in a lane a fair limit orders, the
+-- ready time `rd` of an execution entering `waiting` (or changing priority
+-- while waiting) becomes its turn, and it is listed under its key in the
+-- per-key set `fk:<ns>/<lane>/<key>` (the same members as the waiting
+-- sets) while it waits; its record holds the key as `fk`. Turns are given
+-- per partition: a key's work spreads over the partitions, and a claim
+-- merges the partitions' sets in member order, so each partition's turns
+-- alternate the keys with work there.
+
+-- The key spec ('kind', 'lane' or 'tag:<k>') of the fair limit ordering
+-- lane `lane` of namespace `ns` in this partition's copy (`lim:<ns>`:
+-- f:<lane>, else f: for every lane), or nil: one HMGET of a key that is
+-- absent unless the namespace has limits. `cache` (nil, or a table per
+-- call) keeps what the call read.
+local function fair_spec(base, ns, lane, cache)
+  local lid = ns .. '/' .. lane
+  local spec = cache and cache[lid]
+  if spec == nil then
+    local r = redis.call('HMGET', base .. ':lim:' .. ns, 'f:' .. lane, 'f:')
+    spec = r[1] or r[2] or false
+    if cache then cache[lid] = spec end
+  end
+  return spec or nil
+end
+
+-- The key an execution of `lane` and `kind` with `tags` (a table) takes
+-- turns under by a fair limit counting by `spec`: the limit's key value,
+-- '' without the tag it counts by.
+-- Mirrors baton_core::raw::rules::fair_key.
+local function fair_key_value(spec, lane, kind, tags)
+  if spec == 'kind' then return kind end
+  if spec == 'lane' then return lane end
+  local tag = string.match(spec, '^tag:(.+)$')
+  if not tag then error('fair limit with key ' .. tostring(spec)) end
+  local v = tags[tag]
+  if type(v) ~= 'string' then return '' end
+  return v
+end
+
+-- The turn of an execution entering `waiting`: after its key's latest
+-- waiting turn `last` at its priority, never before the lane's head `head`
+-- at its priority; `ready` with neither (each nil when none).
+-- Mirrors baton_core::raw::rules::fair_turn.
+local function fair_turn(head, last, ready)
+  if last then
+    local after = last + 1
+    if head and head > after then return head end
+    return after
+  end
+  if head then return head end
+  return ready
+end
+
+-- The ready time (or turn) a waiting-set member holds.
+local function member_rd(m)
+  return tonumber(string.sub(m, 9, 24), 16)
+end
+
+local function fair_set(base, h, key)
+  return base .. ':fk:' .. lane_id(h) .. '/' .. key
+end
+
+-- Gives `h` (entering `waiting`, or waiting with a new priority; in none
+-- of the sets) its turn when a fair limit orders its lane: sets h.rd and
+-- h.fk and answers its per-key set; else clears h.fk and answers nil. The
+-- other waiting work of the lane at its priority is read from the sets:
+-- the first member of each waiting set past the priority's prefix (the
+-- head) and the last of its key's set (its key's latest turn).
+local function fair_place(base, h, cache)
+  local spec = fair_spec(base, h.ns, h.lane, cache)
+  if not spec then
+    h.fk = nil
+    return nil
+  end
+  local tags = {}
+  if h.tags and string.sub(spec, 1, 4) == 'tag:' then tags = cjson.decode(h.tags) end
+  local key = fair_key_value(spec, h.lane, h.kind, tags)
+  local set = fair_set(base, h, key)
+  local prefix = string.format('%08x', 2147483647 - tonumber(h.pri))
+  -- Members are hex after the prefix: all of them sort below prefix .. 'g'.
+  local lo, hi = '[' .. prefix, '(' .. prefix .. 'g'
+  local last = redis.call('ZRANGE', set, hi, lo, 'BYLEX', 'REV', 'LIMIT', 0, 1)[1]
+  local head = nil
+  local lid = lane_id(h)
+  for _, infix in ipairs({ ':w:', ':wx:' }) do
+    local first = redis.call('ZRANGE', base .. infix .. lid, lo, hi, 'BYLEX', 'LIMIT', 0, 1)[1]
+    if first then
+      local rd = member_rd(first)
+      if head == nil or rd < head then head = rd end
+    end
+  end
+  h.rd = s(fair_turn(head, last and member_rd(last), tonumber(h.rd)))
+  h.fk = key
+  return set
+end
+
+-- Puts waiting `h` in its lane's waiting set (and, in a fair lane, its
+-- key's set) at its turn; answers its member.
+local function queue(base, uuid, h, cache)
+  local set = fair_place(base, h, cache)
+  local m = member(h, uuid)
+  redis.call('ZADD', waiting_key(base, h), 0, m)
+  if set then redis.call('ZADD', set, 0, m) end
+  return m
+end
+
+-- Takes waiting `h` out of its waiting set and its key's set.
+local function unqueue(base, uuid, h)
+  local m = member(h, uuid)
+  redis.call('ZREM', waiting_key(base, h), m)
+  if h.fk then
+    redis.call('ZREM', fair_set(base, h, h.fk), m)
+    h.fk = nil
+  end
+end
+
 -- Removes an execution from the index of its current state.
 local function leave(base, uuid, h)
   local st = h.st
   if st == 'waiting' then
-    redis.call('ZREM', waiting_key(base, h), member(h, uuid))
+    unqueue(base, uuid, h)
     local lid = lane_id(h)
     if lane_empty(base, lid) then redis.call('SREM', base .. ':lanes', lid) end
   elseif st == 'delayed' then
@@ -673,7 +805,12 @@ local function enter(base, uuid, h, woken)
       redis.call('SADD', base .. ':lanes', lid)
       woken[#woken + 1] = lid
     end
-    redis.call('ZADD', waiting_key(base, h), 0, member(h, uuid))
+    local cache = woken.fair
+    if not cache then
+      cache = {}
+      woken.fair = cache
+    end
+    queue(base, uuid, h, cache)
   elseif st == 'delayed' then
     redis.call('ZADD', base .. ':delayed', s(h.ra), uuid)
   elseif st == 'running' then
@@ -1460,6 +1597,10 @@ local function take(base, ns, items, worker, expires, nonces, snow, idle)
     -- leaves its set: claimed, or without its waiting execution.
     if not blocked then push(removed, it.set, m) end
     if h and h.st == 'waiting' and not blocked then
+      if h.fk then
+        push(removed, fair_set(base, h, h.fk), m)
+        h.fk = nil
+      end
       local att = NEXT_ATTEMPT[h.att] or s(tonumber(h.att) + 1)
       local a = 'a' .. att
       local k = #reply / CLAIM_ENTRY + 1
@@ -2267,11 +2408,14 @@ local function stored_limits(lim, now)
   local out = {}
   for i = 1, #raw, 2 do
     local d = cjson.decode(raw[i + 1])
-    local limit = {
-      name = raw[i], lane = d.lane or '', key = d.key, max = d.max, rc = d.rc, rp = d.rp,
-    }
-    if d.ad and d.ad > now then limit.max = 0 end
-    out[#out + 1] = limit
+    -- A limit with neither cap nor rate (fair only) holds nothing back.
+    if d.max ~= nil or d.rc ~= nil then
+      local limit = {
+        name = raw[i], lane = d.lane or '', key = d.key, max = d.max, rc = d.rc, rp = d.rp,
+      }
+      if d.ad and d.ad > now then limit.max = 0 end
+      out[#out + 1] = limit
+    end
   end
   return out
 end

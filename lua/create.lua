@@ -7,7 +7,10 @@
 --   claim-order member of a waiting execution (see member() in common.lua;
 --   computed by the backend), record the execution as stored (a MessagePack
 --   map of text fields, encoded by the backend), and the values before it
---   are what the indexes need
+--   are what the indexes need. In a lane a fair limit orders (this
+--   partition's copy `lim:<ns>` names its key spec: see fair_place in
+--   common.lua) a waiting item's member is computed here instead, from its
+--   turn, which replaces rd in its record (with fk, its key).
 -- ARGV[2 + 10n]: m, how many items are children (0 for a batch outside
 --   flows, so it pays nothing for them), then m × 4 values: the item's
 --   position (from 0), its parent's uuid, its child key ('' = none), its
@@ -104,6 +107,8 @@ redis.register_function('baton_create', function(keys, args)
   local histories, firsts = {}, {}
   -- The keep of the rule covering each namespace and lane of the call.
   local keeps = {}
+  -- The fair limit's key spec of each namespace and lane of the call.
+  local fairs = {}
   local adds, counts, was_empty, lanes, writes, created, unused = {}, {}, {}, {}, {}, {}, {}
   local opened, children, upstreams = {}, {}, {}
   for i = 0, n - 1 do
@@ -187,6 +192,20 @@ redis.register_function('baton_create', function(keys, args)
           rec.kp = s(keep)
         end
       end
+      -- In a lane a fair limit orders, a waiting item takes its turn now,
+      -- each after the items before it (every waiting item of such a lane
+      -- is placed here, so each sees the ones placed before it).
+      local lid = lane_id(h)
+      local queued = false
+      if h.st == 'waiting' and fair_spec(base, ns, lane, fairs) then
+        if was_empty[lid] == nil then
+          was_empty[lid] = lane_empty(base, lid)
+          lanes[#lanes + 1] = lid
+        end
+        rec = rec or cmsgpack.unpack(record)
+        queue(base, uuid, rec, fairs)
+        queued = true
+      end
       if rec then record = cmsgpack.pack(rec) end
       created[uuid] = h
       writes[#writes + 1] = base .. ':e:' .. uuid
@@ -200,9 +219,8 @@ redis.register_function('baton_create', function(keys, args)
         push(adds, base .. ':tr:' .. rt, 0, uuid)
         if not finished then opened[rt] = (opened[rt] or 0) + 1 end
       end
-      local lid = lane_id(h)
       counts[lid .. '/' .. h.st] = (counts[lid .. '/' .. h.st] or 0) + 1
-      if h.st == 'waiting' then
+      if h.st == 'waiting' and not queued then
         if was_empty[lid] == nil then
           was_empty[lid] = lane_empty(base, lid)
           lanes[#lanes + 1] = lid

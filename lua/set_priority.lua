@@ -2,7 +2,9 @@
 -- finished. A waiting one is reordered among its lane at once: its member
 -- in the waiting set is replaced by one with the new priority and the same
 -- ready time, so it keeps its place in time among equal priorities. No
--- state change: `ua` does not move. A change is recorded in its history
+-- state change: `ua` does not move. In a lane a fair limit orders, it takes
+-- a turn at its new priority instead (its ready time is its turn: see
+-- fair_place in common.lua). A change is recorded in its history
 -- (an event 'priority_changed').
 -- KEYS[1]: the partition base B:{p:N}
 -- ARGV[1]: uuid, ARGV[2]: the priority, ARGV[3]: now (ms), ARGV[4]: the
@@ -20,10 +22,9 @@ redis.register_function('baton_set_priority', function(keys, args)
   local pri = tonumber(args[2])
   if tonumber(h.pri) == pri then return { 'ok', { 0 }, cmsgpack.pack(h) } end
   if h.st == 'waiting' then
-    local key = waiting_key(base, h)
-    redis.call('ZREM', key, member(h, uuid))
+    unqueue(base, uuid, h)
     h.pri = s(pri)
-    redis.call('ZADD', key, 0, member(h, uuid))
+    queue(base, uuid, h, nil)
   else
     h.pri = s(pri)
   end

@@ -1278,6 +1278,7 @@ async fn limits_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value>
         key: "tag:tenant".parse().unwrap(),
         max_running: Some(1),
         rate: None,
+        fair: false,
     };
     let rate = Limit {
         name: "parity-kinds".parse().unwrap(),
@@ -1289,6 +1290,7 @@ async fn limits_history(b: &dyn AdminBackend, clock: &ManualClock) -> Vec<Value>
             count: 2,
             per: Duration::from_millis(1_000),
         }),
+        fair: false,
     };
     let mut seen = Vec::new();
     for limit in [&cap, &rate] {
@@ -1373,6 +1375,86 @@ async fn every_backend_limits_identically() {
     assert_eq!(first[3], serde_json::json!([0, 2, 3]), "{first:?}");
     assert_eq!(first[6 + 1][0], "limited", "{first:?}");
     assert_eq!(first[6 + 4][0], "limited", "{first:?}");
+    assert_agree(&results);
+}
+
+/// Fairness: the same fair limit answered, and the same rounds of claims
+/// over keys of uneven backlog (the kinds of each claim, sorted: ties
+/// within a turn are broken by id, which differs between runs). The work
+/// shares its root's partition, so Valkey's per-partition turns are the
+/// lane's.
+async fn fairness_history(b: &dyn AdminBackend) -> Vec<Value> {
+    use baton_core::Limit;
+    let ns = Namespace::new("parity").unwrap();
+    let limit = Limit {
+        name: "parity-turns".parse().unwrap(),
+        namespace: ns.clone(),
+        lane: Some(Lane::new("main").unwrap()),
+        key: "kind".parse().unwrap(),
+        max_running: None,
+        rate: None,
+        fair: true,
+    };
+    let mut seen = vec![Value::from(b.set_limit(&limit).await.unwrap().is_some())];
+    seen.push(
+        serde_json::to_value(
+            b.limits(Some(&ns))
+                .await
+                .unwrap()
+                .iter()
+                .map(baton_api::LimitAnswer::from)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap(),
+    );
+    let root = NewExecution::new(
+        ns.clone(),
+        Lane::new("roots").unwrap(),
+        Kind::new("root").unwrap(),
+        b"{}".to_vec(),
+    );
+    let root = b.create(vec![root]).await.unwrap()[0].id.clone();
+    for (kind, n) in [("a", 4), ("b", 2), ("c", 1)] {
+        let batch = (0..n)
+            .map(|_| exec(kind).with_parent(root.clone()))
+            .collect();
+        b.create(batch).await.unwrap();
+    }
+    for _ in 0..3 {
+        let mut kinds: Vec<String> = b
+            .claim(claim(3))
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.kind.to_string())
+            .collect();
+        kinds.sort();
+        seen.push(Value::from(kinds));
+    }
+    seen.push(Value::from(
+        b.remove_limit(&limit.name).await.unwrap().is_some(),
+    ));
+    seen
+}
+
+#[tokio::test]
+async fn every_backend_takes_fair_turns_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Vec::new();
+    for (name, backend, _clock) in backends(dir.path()).await {
+        results.push((name, fairness_history(backend.as_ref()).await));
+    }
+    let (_, first) = &results[0];
+    assert_eq!(first[1][0]["fair"], true, "{first:?}");
+    assert_eq!(
+        first[2..5].to_vec(),
+        vec![
+            serde_json::json!(["a", "b", "c"]),
+            serde_json::json!(["a", "a", "b"]),
+            serde_json::json!(["a"]),
+        ],
+        "one of each key per round: {first:?}"
+    );
     assert_agree(&results);
 }
 

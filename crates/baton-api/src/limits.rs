@@ -30,6 +30,9 @@ pub struct LimitBody {
     /// How many claims of one key a window allows; `null`: no rate.
     #[serde(default)]
     pub rate: Option<RateBody>,
+    /// Whether claims take turns between its keys; absent: `false`.
+    #[serde(default)]
+    pub fair: bool,
 }
 
 impl LimitBody {
@@ -46,6 +49,7 @@ impl LimitBody {
                 count: r.count,
                 per: std::time::Duration::from_millis(r.per_ms),
             }),
+            fair: self.fair,
         };
         limit.check()?;
         Ok(limit)
@@ -67,6 +71,9 @@ pub struct LimitAnswer {
     pub max_running: Option<u32>,
     /// The rate; `null`: none.
     pub rate: Option<RateBody>,
+    /// Whether claims take turns between its keys.
+    #[serde(default)]
+    pub fair: bool,
 }
 
 impl From<&baton_core::Limit> for LimitAnswer {
@@ -81,6 +88,7 @@ impl From<&baton_core::Limit> for LimitAnswer {
                 count: r.count,
                 per_ms: r.per.as_millis() as u64,
             }),
+            fair: limit.fair,
         }
     }
 }
@@ -95,6 +103,7 @@ impl LimitAnswer {
             key: self.key.clone(),
             max_running: self.max_running,
             rate: self.rate,
+            fair: self.fair,
         }
         .limit(&self.name)
     }

@@ -7,16 +7,18 @@
 -- array, $9 max, $10 and $11 the sort keys of the lowest and highest
 -- versions the worker runs (NULL: open).
 --
--- Limits first (`gate`): when a limit of the namespace covers one of the
--- lanes asked for, the statement takes nothing and answers `limited`, and
--- the claim goes through the limited path (src/limits.rs), which judges
--- each candidate against the limits. One probe of `limits_by_namespace`,
--- an empty range in the common case, so a claim no limit covers stays this
--- one statement. Reading `limits` holds its ACCESS SHARE lock until the
--- statement ends: `set_limit` (ACCESS EXCLUSIVE) waits for a claim in
--- flight, and a claim starting after it took its lock waits for it and
--- then reads the new limits (the statement's snapshot is taken once its
--- locks are held).
+-- Limits first (`gate`): when a limit of the namespace that may hold work
+-- back (one with a cap or a rate) covers one of the lanes asked for, the
+-- statement takes nothing and answers `limited`, and the claim goes
+-- through the limited path (src/limits.rs), which judges each candidate
+-- against the limits. A limit that is only fair holds nothing back: its
+-- turns are already the claim order (`ready_at`, migration 0015). One
+-- probe of `limits_by_namespace`, an empty range in the common case, so a
+-- claim no limit covers stays this one statement. Reading `limits` holds
+-- its ACCESS SHARE lock until the statement ends: `set_limit` (ACCESS
+-- EXCLUSIVE) waits for a claim in flight, and a claim starting after it
+-- took its lock waits for it and then reads the new limits (the
+-- statement's snapshot is taken once its locks are held).
 --
 -- Per lane, the claim index gives waiting executions in claim order (a Merge
 -- Append over the hash children); rows another claimer holds are skipped, not
@@ -41,6 +43,7 @@ WITH gate AS (
     SELECT EXISTS (
         SELECT 1 FROM limits m
         WHERE m.namespace = $6 AND (m.lane = '' OR m.lane = ANY($7::text[]))
+          AND (m.max_running IS NOT NULL OR m.rate_count IS NOT NULL)
     ) AS limited
 ),
 lanes AS (

@@ -8,14 +8,20 @@
 //! out of `running`, however it ends, and a limit set later counts what
 //! already runs. Rate windows live in `limit_windows`.
 //!
+//! Fair limits order work rather than hold it back: the turns are given
+//! by a trigger as work enters `waiting` (migration 0015), and claims
+//! read work in turn order whichever path they take. A limit that is only
+//! fair (neither cap nor rate) therefore never sends a claim down the
+//! limited path below, nor is it locked by one.
+//!
 //! Locks. The claim statement (`sql/claim.sql`) reads `limits` and takes
-//! nothing when a limit covers one of its lanes; the claim then goes
-//! through [`claim`] here, one transaction that:
-//! 1. locks the namespace's limits covering the claim's lanes `FOR UPDATE`
-//!    in name order: limited claimers sharing a limit serialise on its row
-//!    for the length of their transaction (one lock order for all of them,
-//!    so they never deadlock), which is what makes a cap exact under
-//!    concurrent claimers;
+//! nothing when a limit with a cap or a rate covers one of its lanes; the
+//! claim then goes through [`claim`] here, one transaction that:
+//! 1. locks the namespace's limits with a cap or a rate covering the
+//!    claim's lanes `FOR UPDATE` in name order: limited claimers sharing a
+//!    limit serialise on its row for the length of their transaction (one
+//!    lock order for all of them, so they never deadlock), which is what
+//!    makes a cap exact under concurrent claimers;
 //! 2. counts the running executions per key and reads the windows, in
 //!    statements whose snapshots (READ COMMITTED) are taken after the lock
 //!    was granted, so they see every earlier claimer's commit;
@@ -31,7 +37,8 @@
 //! they wait for the claim statements and limited claims in flight (both
 //! hold a lock on the table until they end), and every claim after them
 //! judges by the new limits. That lock also stops every claim of the
-//! deployment for the length of their short transaction.
+//! deployment for the length of their short transaction, and every move of
+//! work into `waiting` (the turn trigger reads `limits` too).
 
 use std::collections::BTreeMap;
 
@@ -49,7 +56,8 @@ use crate::errors::map;
 use crate::read::{self, col};
 use crate::{PostgresBackend, finish, sql};
 
-const LIMIT_COLUMNS: &str = "name, namespace, lane, key, max_running, rate_count, rate_per_ms";
+const LIMIT_COLUMNS: &str =
+    "name, namespace, lane, key, max_running, rate_count, rate_per_ms, fair";
 
 fn limit_from(row: &PgRow) -> Result<Limit> {
     rules::stored_limit(
@@ -60,6 +68,7 @@ fn limit_from(row: &PgRow) -> Result<Limit> {
         col::<Option<i32>>(row, "max_running")?.map(i64::from),
         col::<Option<i32>>(row, "rate_count")?.map(i64::from),
         col::<Option<i64>>(row, "rate_per_ms")?,
+        col::<bool>(row, "fair")?,
     )
 }
 
@@ -346,6 +355,7 @@ async fn claim_in(
     let locked = sqlx::query(&format!(
         "SELECT {LIMIT_COLUMNS} FROM limits \
          WHERE namespace = $1 AND (lane = '' OR lane = ANY($2::text[])) \
+         AND (max_running IS NOT NULL OR rate_count IS NOT NULL) \
          ORDER BY name FOR UPDATE"
     ))
     .bind(request.namespace.as_str())
@@ -686,11 +696,11 @@ async fn set_limit_in(
         forget_windows(tx, &limit.name).await?;
     }
     sqlx::query(
-        "INSERT INTO limits (name, namespace, lane, key, max_running, rate_count, rate_per_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO UPDATE SET \
+        "INSERT INTO limits (name, namespace, lane, key, max_running, rate_count, rate_per_ms, \
+         fair) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO UPDATE SET \
          namespace = excluded.namespace, lane = excluded.lane, key = excluded.key, \
          max_running = excluded.max_running, rate_count = excluded.rate_count, \
-         rate_per_ms = excluded.rate_per_ms",
+         rate_per_ms = excluded.rate_per_ms, fair = excluded.fair",
     )
     .bind(limit.name.as_str())
     .bind(limit.namespace.as_str())
@@ -707,14 +717,28 @@ async fn set_limit_in(
             .map(|r| i32::try_from(r.count).unwrap_or(i32::MAX)),
     )
     .bind(limit.rate.map(|r| millis(r.per)))
+    .bind(limit.fair)
     .execute(&mut *tx)
     .await
     .map_err(map)?;
+    sync_fair_triggers(tx).await?;
     if let Some(p) = &previous {
         announce(tx, channel, p).await?;
     }
     announce(tx, channel, limit).await?;
     Ok(previous)
+}
+
+/// Creates the fair-turn triggers with the deployment's first fair limit
+/// and drops them with its last (`baton_sync_fair_triggers`, migration
+/// 0015), so a deployment without one pays nothing per move into
+/// `waiting`.
+async fn sync_fair_triggers(tx: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT baton_sync_fair_triggers()")
+        .execute(&mut *tx)
+        .await
+        .map_err(map)?;
+    Ok(())
 }
 
 /// One transaction under the table's lock, as [`set_limit`].
@@ -745,6 +769,7 @@ async fn remove_limit_in(
     .map(limit_from)
     .transpose()?;
     forget_windows(tx, name).await?;
+    sync_fair_triggers(tx).await?;
     if let Some(r) = &removed {
         announce(tx, channel, r).await?;
     }

@@ -96,6 +96,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "routing",
         include_str!("../../../migrations/postgres/0014_routing.sql"),
     ),
+    (
+        15,
+        "fair limits",
+        include_str!("../../../migrations/postgres/0015_fairness.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -221,7 +226,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 14);
+        assert_eq!(super::latest_version(), 15);
     }
 
     /// Version 11 on a schema holding executions: one that existed before
@@ -488,6 +493,112 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(held, 0);
+        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// Version 15 on a schema at version 14 holding a limit and a waiting
+    /// execution: the limit is not fair, the execution keeps its place
+    /// (its `ready_at`) and has no fair key; once a fair limit exists, an
+    /// execution entering `waiting` later in its lane is stamped with its
+    /// key and takes its turn at the lane's head, while one of another
+    /// namespace keeps the time it became ready.
+    #[tokio::test]
+    async fn version_15_keeps_work_from_before_in_its_place() {
+        let Some(server) = baton_testkit::servers::postgres().await else {
+            return;
+        };
+        let schema = baton_testkit::servers::PostgresServer::unique_schema();
+        let mut conn = PgConnection::connect(server.url()).await.unwrap();
+        sqlx::raw_sql(&format!(
+            "CREATE SCHEMA {schema}; SET search_path = {schema}"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 14) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        let insert = "INSERT INTO executions (partition, uuid, namespace, lane, kind, state, \
+             priority, payload, tags, required_caps, attempts, max_attempts, \
+             backoff_initial_ms, backoff_max_ms, backoff_multiplier, backoff_jitter, \
+             created_at, updated_at, ready_at) \
+             VALUES (3, $1, $2, 'l', 'k', 'waiting', 0, '', $3::jsonb, '[]', 0, 3, 0, 0, \
+             1.0, false, $4, $4, $4)";
+        let old = uuid::Uuid::from_u128(1);
+        sqlx::query(insert)
+            .bind(old)
+            .bind("n")
+            .bind(r#"{"tenant": "big"}"#)
+            .bind(5_i64)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO limits (name, namespace, lane, key, max_running) \
+             VALUES ('cap', 'n', '', 'kind', 4)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let (_, _, v15) = super::MIGRATIONS[14];
+        sqlx::raw_sql(v15).execute(&mut conn).await.unwrap();
+        let fair: bool = sqlx::query_scalar("SELECT fair FROM limits WHERE name = 'cap'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert!(!fair, "a limit from before is not fair");
+        type Turn = (i64, Option<String>);
+        let turn = |id: uuid::Uuid| {
+            sqlx::query_as::<_, Turn>(
+                "SELECT ready_at, fair_key FROM executions WHERE partition = 3 AND uuid = $1",
+            )
+            .bind(id)
+        };
+        assert_eq!(turn(old).fetch_one(&mut conn).await.unwrap(), (5, None));
+        sqlx::raw_sql(
+            "INSERT INTO limits (name, namespace, lane, key, fair) \
+             VALUES ('turns', 'n', '', 'tag:tenant', true); \
+             SELECT baton_sync_fair_triggers();",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let (late, other) = (uuid::Uuid::from_u128(2), uuid::Uuid::from_u128(3));
+        for (id, ns) in [(late, "n"), (other, "elsewhere")] {
+            sqlx::query(insert)
+                .bind(id)
+                .bind(ns)
+                .bind(r#"{"tenant": "small"}"#)
+                .bind(9_i64)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            turn(late).fetch_one(&mut conn).await.unwrap(),
+            (5, Some("small".to_owned())),
+            "a new key starts at the lane's head"
+        );
+        assert_eq!(
+            turn(other).fetch_one(&mut conn).await.unwrap(),
+            (9, None),
+            "another namespace has no fair limit"
+        );
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 \
+             AND tablename = 'executions' AND indexname = 'executions_fair_turns'",
+        )
+        .bind(&schema)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(indexes, vec!["executions_fair_turns"]);
         sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
             .execute(&mut conn)
             .await

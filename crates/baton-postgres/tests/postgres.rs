@@ -18,7 +18,11 @@
 //! limit is removed), and sessions (claimers of separate instances never
 //! share one, on the fast and the limited path; a renew extends a lock by
 //! its stored idle time; the reclaim pass releases a dead worker's
-//! sessions and sweeps lapsed locks within its limit).
+//! sessions and sweeps lapsed locks within its limit), and fair limits
+//! (concurrent creators of one key each given turns that still take
+//! turns with another key; work of a namespace without fair limits left
+//! in ready order, unstamped; a fair-only limit never taking a claim down
+//! the limited path).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -110,7 +114,7 @@ async fn partition_count_is_recorded_and_enforced() {
     );
     assert_eq!(
         first.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
     );
 }
 
@@ -132,7 +136,7 @@ async fn concurrent_first_starts_migrate_once() {
         let backend = start.await.unwrap().unwrap();
         assert_eq!(
             backend.applied_migrations().await.unwrap(),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
         );
     }
 }
@@ -2729,6 +2733,7 @@ fn tenant_cap(name: &str, namespace: &str, cap: u32) -> baton_core::Limit {
         key: "tag:tenant".parse().unwrap(),
         max_running: Some(cap),
         rate: None,
+        fair: false,
     }
 }
 
@@ -2889,8 +2894,9 @@ async fn a_limit_set_while_claims_run_applies_once_it_answered() {
 
 /// Migration 13 on a schema at version 12 (its tables dropped and its
 /// record removed, as sqlx's bookkeeping would hold it before the
-/// upgrade): the next start applies it alone, no limit exists, and a limit
-/// set then counts the executions that ran before.
+/// upgrade; migration 15, which adds to its table, undone the same way):
+/// the next start applies them alone, no limit exists, and a limit set
+/// then counts the executions that ran before.
 #[tokio::test]
 async fn version_13_applies_on_a_schema_at_version_12() {
     let Some(server) = servers::postgres().await else {
@@ -2911,7 +2917,12 @@ async fn version_13_applies_on_a_schema_at_version_12() {
     let mut conn = connect_raw(server).await;
     sqlx::raw_sql(&format!(
         "DROP TABLE {schema}.limit_windows; DROP TABLE {schema}.limits; \
-         DELETE FROM {schema}._sqlx_migrations WHERE version = 13"
+         DROP TRIGGER IF EXISTS executions_fair_created ON {schema}.executions; \
+         DROP TRIGGER IF EXISTS executions_fair_moved ON {schema}.executions; \
+         DROP FUNCTION {schema}.baton_sync_fair_triggers(); \
+         DROP FUNCTION {schema}.baton_fair_turn(); \
+         ALTER TABLE {schema}.executions DROP COLUMN fair_key; \
+         DELETE FROM {schema}._sqlx_migrations WHERE version IN (13, 15)"
     ))
     .execute(&mut conn)
     .await
@@ -2920,7 +2931,7 @@ async fn version_13_applies_on_a_schema_at_version_12() {
     let after = open(&url).await;
     assert_eq!(
         after.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
     );
     assert_eq!(after.limits(None).await.unwrap(), vec![]);
     let limit = tenant_cap("upgrade-cap", "upgrade", 1);
@@ -3402,4 +3413,338 @@ async fn the_reclaim_pass_releases_dead_workers_sessions_and_sweeps_lapsed_locks
         Some("heir".to_owned())
     );
     assert!(live[0].session.is_some());
+}
+
+/// A fair-only limit of `namespace` taking turns by the `tenant` tag.
+fn tenant_turns(name: &str, namespace: &str) -> baton_core::Limit {
+    baton_core::Limit {
+        max_running: None,
+        fair: true,
+        ..tenant_cap(name, namespace, 0)
+    }
+}
+
+/// The stored turn (`ready_at`) and fair key of every execution of
+/// namespace `ns`, by id.
+async fn turns_of(
+    server: &PostgresServer,
+    schema: &str,
+    ns: &str,
+) -> std::collections::BTreeMap<uuid::Uuid, (i64, Option<String>)> {
+    let mut conn = connect_raw(server).await;
+    let rows: Vec<(uuid::Uuid, i64, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT uuid, ready_at, fair_key FROM {schema}.executions WHERE namespace = $1"
+    ))
+    .bind(ns)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    rows.into_iter().map(|(u, r, k)| (u, (r, k))).collect()
+}
+
+/// Eight creators, each through an instance of its own, submit batches of
+/// one key into a fair lane at once: none fails, every execution is
+/// stamped with the key, and each batch holds turns of its own (a
+/// statement sees the rows it wrote before); concurrent batches may share
+/// turns (ties go by id). A key that comes after them starts at the head
+/// and takes turns with them: its three executions are claimed within the
+/// first rounds, not after the eighty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creators_of_one_key_each_get_turns() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let url = server.schema_url(&schema);
+    let mut instances = Vec::new();
+    for _ in 0..8 {
+        instances.push(open(&url).await);
+    }
+    let limit = tenant_turns("racing-turns", "racing");
+    assert_eq!(instances[0].set_limit(&limit).await.unwrap(), None);
+    let start = Arc::new(tokio::sync::Barrier::new(instances.len()));
+    let creators: Vec<_> = instances
+        .iter()
+        .map(|b| {
+            let (b, start) = (b.clone(), start.clone());
+            tokio::spawn(async move {
+                let batch = (0..10)
+                    .map(|_| tenant_exec("racing", "main", "big"))
+                    .collect();
+                start.wait().await;
+                b.create(batch).await.unwrap()
+            })
+        })
+        .collect();
+    let mut batches = Vec::new();
+    for creator in creators {
+        let created = creator.await.unwrap();
+        assert_eq!(created.len(), 10);
+        batches.push(created.into_iter().map(|o| o.id).collect::<Vec<_>>());
+    }
+    let turns = turns_of(server, &schema, "racing").await;
+    assert_eq!(turns.len(), 80);
+    for batch in &batches {
+        let mut own: Vec<i64> = batch
+            .iter()
+            .map(|id| {
+                let (turn, key) = &turns[&id.uuid()];
+                assert_eq!(key.as_deref(), Some("big"), "{id} is stamped");
+                *turn
+            })
+            .collect();
+        own.sort_unstable();
+        own.dedup();
+        assert_eq!(own.len(), 10, "one batch, ten turns: {own:?}");
+    }
+    let head = turns.values().map(|t| t.0).min().unwrap();
+
+    let small: Vec<uuid::Uuid> = instances[1]
+        .create(
+            (0..3)
+                .map(|_| tenant_exec("racing", "main", "small"))
+                .collect(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id.uuid())
+        .collect();
+    let turns = turns_of(server, &schema, "racing").await;
+    let mut small_turns: Vec<i64> = small.iter().map(|u| turns[u].0).collect();
+    small_turns.sort_unstable();
+    assert_eq!(small_turns, vec![head, head + 1, head + 2]);
+
+    let request = ClaimRequest::new(
+        Namespace::new("racing").unwrap(),
+        Lane::new("main").unwrap(),
+        WorkerId::new("w").unwrap(),
+        100,
+    );
+    let claims = instances[2].claim(request).await.unwrap();
+    assert_eq!(claims.len(), 83);
+    let at: Vec<usize> = claims
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| small.contains(&c.id.uuid()))
+        .map(|(i, _)| i)
+        .collect();
+    // At most eight executions of `big` (one per batch) share a turn.
+    assert!(
+        at.len() == 3 && at.iter().all(|i| *i < 27),
+        "the newcomer is served in the first rounds: {at:?}"
+    );
+}
+
+/// In a deployment where another namespace has a fair limit, work of a
+/// namespace with only a cap is never stamped and keeps the order it
+/// became ready in: created and retried work keeps the time of its move
+/// as `ready_at`, reprioritised work keeps its own, and claims take it in
+/// that order. The fair
+/// namespace's work, created at the same instant, is stamped and takes
+/// successive turns.
+#[tokio::test]
+async fn a_namespace_without_fair_limits_keeps_ready_order() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let (b, clock) = open_clocked(&server.schema_url(&schema)).await;
+    b.set_limit(&tenant_turns("fair-turns", "fairns"))
+        .await
+        .unwrap();
+    b.set_limit(&tenant_cap("plain-cap", "plain", 10))
+        .await
+        .unwrap();
+    let retry = baton_core::RetryPolicy::attempts(3);
+    let t0 = CLOCK_START_MS;
+    let first: Vec<baton_core::ExecutionId> = b
+        .create(
+            (0..3)
+                .map(|_| tenant_exec("plain", "main", "acme").with_retry(retry))
+                .collect(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    let fair: Vec<_> = b
+        .create(
+            (0..2)
+                .map(|_| tenant_exec("fairns", "main", "acme"))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    clock.advance(Duration::from_millis(5));
+    let second = b
+        .create_one(tenant_exec("plain", "main", "acme"))
+        .await
+        .unwrap()
+        .id;
+    let turns = turns_of(server, &schema, "plain").await;
+    assert_eq!(turns.len(), 4);
+    assert!(turns.values().all(|(_, key)| key.is_none()), "{turns:?}");
+    for id in &first {
+        assert_eq!(turns[&id.uuid()].0, t0);
+    }
+    assert_eq!(turns[&second.uuid()].0, t0 + 5);
+    let fair_turns = turns_of(server, &schema, "fairns").await;
+    let mut stamped: Vec<(i64, Option<String>)> = fair
+        .iter()
+        .map(|o| fair_turns[&o.id.uuid()].clone())
+        .collect();
+    stamped.sort();
+    let acme = Some("acme".to_owned());
+    assert_eq!(stamped, vec![(t0, acme.clone()), (t0 + 1, acme)]);
+
+    // A retry at t0 + 10 stamps the time of its move; a change of
+    // priority at t0 + 12 keeps the time the execution became ready.
+    clock.advance(Duration::from_millis(5));
+    let claimed = claim_one(&b, "plain", "main").await;
+    let retried = b
+        .fail(
+            &claimed.lease,
+            baton_core::Failure::retry_after("again", Duration::ZERO),
+        )
+        .await
+        .unwrap();
+    assert_eq!(retried.state, State::Waiting);
+    clock.advance(Duration::from_millis(2));
+    let raised = first.iter().find(|id| **id != claimed.id).unwrap().clone();
+    b.set_priority(&raised, 1).await.unwrap();
+    let turns = turns_of(server, &schema, "plain").await;
+    assert!(turns.values().all(|(_, key)| key.is_none()), "{turns:?}");
+    assert_eq!(turns[&claimed.id.uuid()].0, t0 + 10, "{turns:?}");
+    assert_eq!(turns[&raised.uuid()].0, t0, "{turns:?}");
+    let request = ClaimRequest::new(
+        Namespace::new("plain").unwrap(),
+        Lane::new("main").unwrap(),
+        WorkerId::new("w").unwrap(),
+        10,
+    );
+    let order: Vec<uuid::Uuid> = b
+        .claim(request)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id.uuid())
+        .collect();
+    let mut rest: Vec<(i64, uuid::Uuid)> = turns
+        .iter()
+        .filter(|(u, _)| **u != raised.uuid())
+        .map(|(u, t)| (t.0, *u))
+        .collect();
+    rest.sort();
+    let expected: Vec<uuid::Uuid> = std::iter::once(raised.uuid())
+        .chain(rest.into_iter().map(|(_, u)| u))
+        .collect();
+    assert_eq!(order, expected, "by priority, then ready time, then id");
+    assert_eq!(order.last(), Some(&claimed.id.uuid()), "the retry is last");
+}
+
+/// How many of the two fair-turn triggers `schema`'s `executions` has.
+async fn fair_triggers(conn: &mut sqlx::PgConnection, schema: &str) -> i64 {
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = '{schema}.executions'::regclass \
+         AND tgname IN ('executions_fair_created', 'executions_fair_moved')"
+    ))
+    .fetch_one(conn)
+    .await
+    .unwrap()
+}
+
+/// The fair-turn triggers exist only while the deployment holds a fair
+/// limit: none after migrating or with a cap alone, both with the first
+/// fair limit (and still with two), none once the last fair one goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fair_triggers_exist_only_with_a_fair_limit() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let b = open(&server.schema_url(&schema)).await;
+    let mut conn = connect_raw(server).await;
+    assert_eq!(
+        fair_triggers(&mut conn, &schema).await,
+        0,
+        "none after migrating"
+    );
+    b.set_limit(&tenant_cap("trig-cap", "trig", 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        fair_triggers(&mut conn, &schema).await,
+        0,
+        "a cap alone adds none"
+    );
+    let (one, two) = (
+        tenant_turns("trig-a", "trig"),
+        tenant_turns("trig-b", "other"),
+    );
+    b.set_limit(&one).await.unwrap();
+    assert_eq!(
+        fair_triggers(&mut conn, &schema).await,
+        2,
+        "the first fair limit adds them"
+    );
+    b.set_limit(&two).await.unwrap();
+    b.remove_limit(&one.name).await.unwrap();
+    assert_eq!(
+        fair_triggers(&mut conn, &schema).await,
+        2,
+        "one fair limit is left"
+    );
+    b.set_limit(&baton_core::Limit {
+        fair: false,
+        max_running: Some(1),
+        ..two.clone()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        fair_triggers(&mut conn, &schema).await,
+        0,
+        "the last fair one became a cap"
+    );
+    b.close().await;
+}
+
+/// A fair-only limit orders work but never holds it back, so claims of the
+/// lanes it covers take the path of claims without limits: they take work
+/// while another transaction holds the limit's row (a limited claim would
+/// wait for it), and `explain` never names the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fair_only_limit_never_takes_claims_down_the_limited_path() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let b = open(&server.schema_url(&schema)).await;
+    let limit = tenant_turns("only-turns", "onlyfair");
+    b.set_limit(&limit).await.unwrap();
+    assert_eq!(b.limits(None).await.unwrap(), vec![limit.clone()]);
+    let id = b
+        .create_one(tenant_exec("onlyfair", "main", "acme"))
+        .await
+        .unwrap()
+        .id;
+    let explained = b.explain(&id).await.unwrap();
+    assert_ne!(explained.reason, Some("limited"), "{explained:?}");
+    let mut holder = connect_raw(server).await;
+    sqlx::raw_sql(&format!(
+        "BEGIN; SELECT 1 FROM {schema}.limits WHERE name = 'only-turns' FOR UPDATE"
+    ))
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    let claim = tokio::time::timeout(Duration::from_secs(10), claim_one(&b, "onlyfair", "main"))
+        .await
+        .expect("the claim does not wait for the limit's row");
+    assert_eq!(claim.id, id);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
 }

@@ -524,6 +524,7 @@ impl Client {
     ///         key: "tag:tenant".parse()?,
     ///         max_running: Some(5),
     ///         rate: None,
+    ///         fair: true,
     ///     })
     ///     .await?;
     /// # Ok(()) }

@@ -145,6 +145,7 @@ async fn client_calls(env: Env) {
         key: baton_core::LimitKey::Kind,
         max_running: Some(3),
         rate: None,
+        fair: true,
     };
     assert_eq!(c.set_limit(&limit).await.unwrap(), None);
     assert_eq!(c.set_limit(&limit).await.unwrap(), Some(limit.clone()));
@@ -155,6 +156,7 @@ async fn client_calls(env: Env) {
     assert_eq!(c.limit_usage(&limit.name, 10).await.unwrap(), vec![]);
     let bad = baton_core::Limit {
         max_running: None,
+        fair: false,
         ..limit.clone()
     };
     assert!(c.set_limit(&bad).await.is_err());

@@ -25,7 +25,8 @@ use crate::read::{self, col};
 /// (the verdict never depends on the list).
 const MAX_PASSED_KEYS: usize = 500;
 
-const LIMIT_COLUMNS: &str = "name, namespace, lane, key, max_running, rate_count, rate_per_ms";
+const LIMIT_COLUMNS: &str =
+    "name, namespace, lane, key, max_running, rate_count, rate_per_ms, fair";
 
 fn limit_from(row: &SqliteRow) -> Result<Limit> {
     rules::stored_limit(
@@ -36,6 +37,7 @@ fn limit_from(row: &SqliteRow) -> Result<Limit> {
         col(row, "max_running")?,
         col(row, "rate_count")?,
         col(row, "rate_per_ms")?,
+        col::<i64>(row, "fair")? != 0,
     )
 }
 
@@ -383,11 +385,11 @@ pub(crate) async fn set_limit(b: &SqliteBackend, limit: &Limit) -> Result<Option
         forget_windows(&mut tx, &limit.name).await?;
     }
     sqlx::query(
-        "INSERT INTO limits (name, namespace, lane, key, max_running, rate_count, rate_per_ms) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
+        "INSERT INTO limits (name, namespace, lane, key, max_running, rate_count, rate_per_ms, \
+         fair) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
          namespace = excluded.namespace, lane = excluded.lane, key = excluded.key, \
          max_running = excluded.max_running, rate_count = excluded.rate_count, \
-         rate_per_ms = excluded.rate_per_ms",
+         rate_per_ms = excluded.rate_per_ms, fair = excluded.fair",
     )
     .bind(limit.name.as_str())
     .bind(limit.namespace.as_str())
@@ -400,6 +402,7 @@ pub(crate) async fn set_limit(b: &SqliteBackend, limit: &Limit) -> Result<Option
             .rate
             .map(|r| i64::try_from(r.per.as_millis()).unwrap_or(i64::MAX)),
     )
+    .bind(i64::from(limit.fair))
     .execute(&mut *tx)
     .await
     .map_err(map)?;

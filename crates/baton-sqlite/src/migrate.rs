@@ -84,6 +84,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sessions and handler versions",
         include_str!("../../../migrations/sqlite/0014_routing.sql"),
     ),
+    (
+        15,
+        "fair limits",
+        include_str!("../../../migrations/sqlite/0015_fairness.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -440,6 +445,101 @@ mod tests {
             versions, "",
             "a worker recorded without a range takes every version"
         );
+    }
+
+    #[tokio::test]
+    async fn version_15_keeps_limits_and_gives_turns_row_by_row() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 14) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        sqlx::query(
+            "INSERT INTO limits (name, namespace, lane, key, max_running) \
+             VALUES ('cap', 'n', '', 'kind', 2)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let (_, _, v15) = super::MIGRATIONS[14];
+        sqlx::raw_sql(v15).execute(&mut conn).await.unwrap();
+        let fair: i64 = sqlx::query_scalar("SELECT fair FROM limits WHERE name = 'cap'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(fair, 0, "an older limit is not fair");
+        sqlx::query(
+            "INSERT INTO limits (name, namespace, lane, key, fair) \
+             VALUES ('turns', 'n', 'l', 'tag:tenant', 1)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        // One statement inserting many rows: each row's turn sees the rows
+        // inserted before it.
+        let row = |n: u128, state: &str, tenant: &str| {
+            let uuid = uuid::Uuid::from_u128(0x0190f0e4_0000_7000_8000_000000000000 + n);
+            let tags = if tenant.is_empty() {
+                "{}".to_owned()
+            } else {
+                format!("{{\"tenant\":\"{tenant}\"}}")
+            };
+            format!(
+                "(x'{}', 3, 'n', 'l', 'k', '{state}', 0, x'', '{tags}', '[]', 0, 3, 0, 0, 1.0, 0, \
+                 100, 100, 100, 400)",
+                uuid.simple()
+            )
+        };
+        let insert = |rows: Vec<String>| {
+            format!(
+                "INSERT INTO executions (uuid, partition, namespace, lane, kind, state, \
+                 priority, payload, tags, required_caps, attempts, max_attempts, \
+                 backoff_initial_ms, backoff_max_ms, backoff_multiplier, backoff_jitter, \
+                 created_at, updated_at, ready_at, run_at) VALUES {}",
+                rows.join(", ")
+            )
+        };
+        let batch = (1..=4).map(|n| row(n, "waiting", "a")).collect();
+        sqlx::raw_sql(&insert(batch))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let delayed = vec![
+            row(5, "delayed", "b"),
+            row(6, "delayed", "b"),
+            row(7, "delayed", ""),
+        ];
+        sqlx::raw_sql(&insert(delayed))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        // One statement promoting several rows: successive turns per key.
+        sqlx::query(
+            "UPDATE executions SET state = 'waiting', ready_at = 500 WHERE state = 'delayed'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let turns: Vec<(Option<String>, i64)> =
+            sqlx::query_as("SELECT fair_key, ready_at FROM executions ORDER BY ready_at, fair_key")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let expected: Vec<(Option<String>, i64)> = [
+            ("", 100),
+            ("a", 100),
+            ("b", 100),
+            ("a", 101),
+            ("b", 101),
+            ("a", 102),
+            ("a", 103),
+        ]
+        .iter()
+        .map(|(k, t)| (Some((*k).to_owned()), *t))
+        .collect();
+        assert_eq!(turns, expected);
     }
 
     #[tokio::test]

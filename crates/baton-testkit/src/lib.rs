@@ -271,6 +271,12 @@ macro_rules! __with_cases {
             a_key_without_room_never_holds_back_another,
             a_limit_set_later_counts_what_runs_and_removal_frees,
             two_limits_on_one_execution_both_hold,
+            // fairness
+            a_fair_limit_rotates_between_keys,
+            fair_turns_order_work_within_a_priority,
+            a_fair_key_without_room_loses_its_turn,
+            a_retried_execution_queues_behind_its_own_key,
+            a_fair_limit_set_later_orders_new_work,
             // routing
             versions_route_claims_to_compatible_workers,
             a_session_goes_to_the_worker_that_holds_it,

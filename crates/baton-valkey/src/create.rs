@@ -29,13 +29,45 @@ async fn create_now(
     // its key lives; the rest of the call goes to one partition, the next in this
     // instance's rotation, so a batch is one function call and its
     // executions are claimed and completed together.
+    //
+    // Except in a lane a fair limit orders: turns are given per partition
+    // and claims merge the partitions in turn order, so a key whose work
+    // sat in one partition would hold one turn per round against a turn
+    // per partition of a key spread over all of them. There the call's
+    // executions are dealt over the partitions one by one from the same
+    // starting point, so every key's work spreads like the others'.
     let together = b.next_placement();
+    let mut fair_views: BTreeMap<String, Arc<Vec<baton_core::Limit>>> = BTreeMap::new();
+    for r in &rows {
+        let ns = r.new.namespace.as_str();
+        if r.new.parent.is_none()
+            && r.new.session.is_none()
+            && r.new.idempotency_key.is_none()
+            && !fair_views.contains_key(ns)
+        {
+            fair_views.insert(ns.to_owned(), crate::limits::fair_limits(b, ns).await?);
+        }
+    }
+    let fair_lane = |n: &NewExecution| {
+        fair_views
+            .get(n.namespace.as_str())
+            .is_some_and(|fair| rules::fair_limit(fair, &n.lane).is_some())
+    };
+    let mut dealt: u32 = 0;
     let mut groups: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
     for (i, r) in rows.iter_mut().enumerate() {
         let p = match (&r.new.parent, &r.new.session) {
             (Some(parent), _) => parent.partition().get(),
             (None, Some(s)) => rules::session_partition(&r.new.namespace, s, count).get(),
-            (None, None) => idempotency_partition(&r.new, count).unwrap_or(together),
+            (None, None) => match idempotency_partition(&r.new, count) {
+                Some(p) => p,
+                None if fair_lane(&r.new) => {
+                    let p = (u32::from(together) + dealt) % u32::from(count.get());
+                    dealt += 1;
+                    p as u16
+                }
+                None => together,
+            },
         };
         if r.id.partition().get() != p {
             r.id = ExecutionId::generate_in(PartitionId(p), count)?;

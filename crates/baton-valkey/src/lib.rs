@@ -226,6 +226,44 @@
 //!   are one slot, so all claims of a limited namespace meet at one node
 //!   for their admission (one call per claim round, whatever its size).
 //!
+//! ## Fair limits
+//! A fair limit orders the claims of the lanes it covers by turns
+//! (`rules::fair_turn`; library generation 17): whenever an execution
+//! enters `waiting` there — `enter()` in `lua/common.lua`, which every move
+//! into `waiting` goes through, plus `baton_create` and
+//! `baton_set_priority`, which place waiting work themselves — its ready
+//! time `rd`, and so its waiting-set member, becomes its turn: right after
+//! the latest turn of its key's waiting work at its priority, never before
+//! the lane's head at that priority.
+//! - **Keys.** Each partition's copy of a namespace's limits (`lim:<ns>`)
+//!   names the key spec of the fair limit ordering a lane (`f:<lane>`, and
+//!   `f:` for every lane without its own; `rules::fair_limit` picks the
+//!   first by name), beside the limited lanes, which only limits with a cap
+//!   or a rate mark: a fair-only limit leaves its work on the plain claim
+//!   path. The waiting work of a key sits, besides its waiting set, in
+//!   `fk:<ns>/<lane>/<key>` (same members, score 0), so its latest turn at
+//!   a priority is one reversed `BYLEX` range over the priority's prefix,
+//!   and the head the first member of each waiting set past that prefix.
+//!   The record keeps its key (`fk`) while it waits, so whatever takes it
+//!   out of `waiting` (`leave()`, or `take()` for a claim) finds the set,
+//!   even after the limit changed or went.
+//! - **Per partition.** Turns are given within a partition, and a claim
+//!   merges the partitions' waiting sets in member order, so the
+//!   partitions' turns compose into fairness across them to within each
+//!   key's share of each partition: a key with work in every partition
+//!   holds a turn per partition per round. So a create call deals the work
+//!   of a fair lane over the partitions one by one (elsewhere a call's work
+//!   goes to one partition): a tenant submitting one batch spreads like a
+//!   tenant submitting many (the instance's view of a namespace's fair
+//!   limits is at most a second old). Work of one flow shares its root's
+//!   partition, so its turns are exact.
+//! - **Cost.** A lane no fair limit covers pays one `HMGET` of the
+//!   namespace's copy per call that moves work into `waiting` there (an
+//!   absent key without limits; read once per lane and call), and nothing
+//!   on a claim. A move into `waiting` of a fair lane costs three ranges
+//!   and one more `ZADD` (a claim one more `ZREM`); its create is placed
+//!   item by item rather than in one batched `ZADD`.
+//!
 //! ## Routing
 //! Sessions and handler versions (library generation 16). A record holds
 //! its session (`ses`), version (`ver`) and the version's sort key (`vk`);
@@ -336,10 +374,17 @@ struct Inner {
     hint_repaired: Mutex<HashMap<u16, Instant>>,
     /// Where the next create call places its executions (see `create`).
     placement: AtomicU32,
+    /// The fair limits of each namespace as this instance last read them,
+    /// and when: creates spread the work of fair lanes over the
+    /// partitions (see `create`).
+    fair_views: Mutex<HashMap<String, FairView>>,
     /// Which worker sightings this instance wrote, so claims and renews
     /// write the registry only now and then (see `ops`).
     sightings: baton_core::raw::Sightings,
 }
+
+/// A namespace's fair limits by name, and when they were read.
+type FairView = (Instant, Arc<Vec<baton_core::Limit>>);
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -472,6 +517,7 @@ impl ValkeyBackend {
                 // Instances start at different places, so that several
                 // submitting processes do not fill the same partition.
                 placement: AtomicU32::new(rand_start()),
+                fair_views: Mutex::new(HashMap::new()),
                 sightings: baton_core::raw::Sightings::default(),
             }),
         })

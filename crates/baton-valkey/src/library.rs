@@ -66,7 +66,15 @@ use baton_core::{EngineError, Result};
 /// session arguments of `baton_claim`, `baton_peek`, `baton_limit_peek` and
 /// `baton_limit_claim`, two more values per claim entry (session and
 /// version) and the version range `v` of a registry entry.
-pub const GENERATION: u32 = 16;
+/// Generation 17 added fair turns: the fair key specs in the partition's
+/// copy `lim:<ns>` (fields `f:<lane>` and `f:`, after a count of limited
+/// lanes in `baton_limit_lanes`' arguments), the per-key sets
+/// `fk:<ns>/<lane>/<key>` and the record field `fk`, kept by every move
+/// into and out of `waiting`, by `baton_create`, `baton_set_priority` and
+/// every claim. A generation-16 library mixed in would take work out of
+/// the waiting sets without leaving the per-key sets, so turns would queue
+/// behind work long gone.
+pub const GENERATION: u32 = 17;
 
 /// The library files, in load order; `common.lua` holds shared helpers.
 const SOURCES: &[(&str, &str)] = &[

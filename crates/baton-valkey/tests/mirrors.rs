@@ -2355,6 +2355,7 @@ fn limit(
             count,
             per: Duration::from_millis(per),
         }),
+        fair: false,
     }
 }
 
@@ -2740,5 +2741,114 @@ end
     };
     for ((case, want), got) in cases.iter().zip(&expected).zip(&answers) {
         assert_eq!(got, want, "{case}");
+    }
+}
+
+/// `fair_turn` answers what the rule does with and without a head and a
+/// key's last turn, on either side of each other and of the ready time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fair_turn_mirrors_the_rule() {
+    let mut next = xorshift(0x5eed_fa17);
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for _ in 0..500 {
+        let mut pick = || match next(4) {
+            0 => None,
+            _ => Some(T + next(20) as i64 - 10),
+        };
+        let (head, last) = (pick(), pick());
+        let ready = T + next(40) as i64 - 20;
+        let mut case = serde_json::Map::new();
+        if let Some(h) = head {
+            case.insert("head".into(), json!(h));
+        }
+        if let Some(l) = last {
+            case.insert("last".into(), json!(l));
+        }
+        case.insert("ready".into(), json!(ready));
+        cases.push(Value::Object(case));
+        expected.push(rules::fair_turn(head, last, ready).to_string());
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  out[i] = string.format('%d', fair_turn(c.head, c.last, c.ready))
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    // The table reaches every arm: after the key's last, at the head, and
+    // at the ready time.
+    let reaches = |f: &dyn Fn(&Value, i64) -> bool| {
+        cases
+            .iter()
+            .zip(&expected)
+            .any(|(c, e)| f(c, e.parse().unwrap()))
+    };
+    assert!(reaches(&|c, e| c
+        .get("last")
+        .is_some_and(|l| l.as_i64() == Some(e - 1))));
+    assert!(reaches(&|c, e| c
+        .get("last")
+        .is_some_and(|l| l.as_i64() < Some(e - 1))));
+    assert!(reaches(
+        &|c, e| c.get("last").is_none() && c.get("head").is_some_and(|h| h.as_i64() == Some(e))
+    ));
+    assert!(reaches(&|c, e| c.get("last").is_none()
+        && c.get("head").is_none()
+        && c["ready"].as_i64() == Some(e)));
+}
+
+/// `fair_key_value` answers the key `fair_key` does, over fair limits of
+/// every key and executions with and without the tag they count by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fair_key_value_mirrors_the_rule() {
+    let limits = [
+        limit("t", "tag:tenant", None, None, None),
+        limit("k", "kind", None, None, None),
+        limit("l", "lane", Some("a"), None, None),
+        limit("r", "tag:re:gion", None, None, None),
+    ];
+    let tag_sets: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("tenant", "acme")],
+        &[("tenant", "acme"), ("re:gion", "eu/west")],
+        &[("other", "x")],
+    ];
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for mut l in limits {
+        l.fair = true;
+        for kind in ["job", "mail.send"] {
+            for tags in tag_sets {
+                let tags = tag_map(tags);
+                let (lane, kind) = (Lane::new("a").unwrap(), Kind::new(kind).unwrap());
+                expected.push(rules::fair_key(&l, &lane, &kind, &tags).to_owned());
+                let tags: BTreeMap<String, String> =
+                    tags.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                cases.push(json!({
+                    "spec": l.key.to_string(), "lane": lane.as_str(), "kind": kind.as_str(),
+                    "tags": tags,
+                }));
+            }
+        }
+    }
+    let driver = r#"
+for i, c in ipairs(cases) do
+  out[i] = fair_key_value(c.spec, c.lane, c.kind, c.tags)
+end"#;
+    let Some(lua) = run_lua(driver, &cases).await else {
+        return;
+    };
+    for (i, (rust, lua)) in expected.iter().zip(&lua).enumerate() {
+        assert_eq!(rust, lua, "case {i}: {}", cases[i]);
+    }
+    for what in ["", "acme", "job", "a", "eu/west"] {
+        assert!(
+            expected.iter().any(|e| e == what),
+            "the table reaches {what:?}"
+        );
     }
 }

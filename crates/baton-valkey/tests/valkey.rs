@@ -19,7 +19,9 @@
 //! the claim it missed alone, a mark answering the lease a renew extended,
 //! a limit removed while it adopted staying removed, `explain` while a
 //! limit counts what runs, a value index naming every set of a limit, calls
-//! that committed answering when the limit slot cannot be reached, and URL
+//! that committed answering when the limit slot cannot be reached, the
+//! per-key sets of fair turns (only in fair lanes, holding exactly the
+//! waiting work), fair shares of claims across partitions, and URL
 //! parsing.
 //!
 //! The shared servers come from the test kit (each test under a key prefix
@@ -386,13 +388,15 @@ async fn concurrent_first_starts_agree_on_a_cluster() {
 
 /// A server that lost the function library (a restart without persistence,
 /// `FUNCTION FLUSH`) gets it back from the first call that misses it: every
-/// kind of call made right after a flush succeeds.
+/// kind of call made right after a flush succeeds. On a server of its own:
+/// a flush of the shared one would pull the library from under other tests
+/// running at the same time.
 #[tokio::test]
 async fn the_library_is_reloaded_after_a_flush() {
-    let Some(server) = servers::valkey().await else {
+    let Some(server) = PrivateRedis::start_valkey_with(&["--appendonly", "no"]) else {
         return;
     };
-    let backend = connect(&url_with(server, &RedisServer::unique_prefix(), "")).await;
+    let backend = connect(&format!("{}?prefix=flush", server.url())).await;
     let first = backend.create_one(exec("flush", "main")).await.unwrap();
     let claimed = backend
         .claim(claim_request("flush", &["main"], "w", 1))
@@ -750,6 +754,12 @@ async fn the_key_schema_never_crosses_cluster_slots() {
     // `kept`, and the trim a minute later reads them there.
     backend
         .set_retention(&ns(n), Some(&lane("a")), Duration::from_secs(1))
+        .await
+        .unwrap();
+    // A fair limit over every lane: turns and their per-key sets ride along
+    // every path below.
+    backend
+        .set_limit(&fair_limit(n, "csafe-turns", None, "lane"))
         .await
         .unwrap();
     let lanes = ["a", "b", "c", "d"];
@@ -4237,6 +4247,7 @@ fn cap_limit(n: &str, name: &str, key: &str, max: u32) -> baton_core::Limit {
         key: key.parse().unwrap(),
         max_running: Some(max),
         rate: None,
+        fair: false,
     }
 }
 
@@ -5621,4 +5632,311 @@ async fn a_released_session_wakes_parked_claimers() {
         claimed.iter().any(|c| c.id == ids[1]),
         "b takes the session: {claimed:?}"
     );
+}
+
+// ------------------------------------------------------------ fair limits
+
+/// A fair limit (no cap, no rate) of namespace `n` by `key`, over `lane_name`
+/// or every lane.
+fn fair_limit(n: &str, name: &str, lane_name: Option<&str>, key: &str) -> baton_core::Limit {
+    baton_core::Limit {
+        name: baton_core::LimitName::new(name).unwrap(),
+        namespace: ns(n),
+        lane: lane_name.map(lane),
+        key: key.parse().unwrap(),
+        max_running: None,
+        rate: None,
+        fair: true,
+    }
+}
+
+fn tenant() -> baton_core::TagKey {
+    baton_core::TagKey::new("tenant").unwrap()
+}
+
+/// The per-key sets of fair turns under `prefix` (standalone servers only):
+/// `<ns>/<lane>/<key>` -> how many members all partitions' sets hold.
+fn fair_sets(server: &RedisServer, prefix: &str) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    for key in keys_with(server, prefix, ":fk:") {
+        let name = key.split_once(":fk:").unwrap().1.to_owned();
+        *out.entry(name).or_default() += resp_int(&server.command(&["ZCARD", &key]).unwrap());
+    }
+    out
+}
+
+/// The partition `p`'s copy of the limits of namespace `n`, field -> value.
+fn limit_copy(server: &RedisServer, prefix: &str, p: u16, n: &str) -> BTreeMap<String, String> {
+    let key = format!("{prefix}:{{p:{p}}}:lim:{n}");
+    let flat = resp_texts(&server.command(&["HGETALL", &key]).unwrap());
+    flat.chunks(2)
+        .map(|kv| (kv[0].clone(), kv[1].clone()))
+        .collect()
+}
+
+/// A fair-only limit marks no lane limited in the partitions' copies (its
+/// work keeps the plain claim path) but names its key spec there; only the
+/// lanes it orders get per-key sets, one per key (untagged work under
+/// `""`), holding exactly the waiting work: a priority edit replaces its
+/// member, a cancel and a claim take it out, a retry puts it back, and
+/// once the work is claimed no set is left. Removing the limit drops the
+/// copies, and later work gets no set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fair_turns_keep_per_key_sets_only_for_fair_lanes() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "partitions=4")).await;
+    let n = "fk";
+    let fair = fair_limit(n, "fk-turns", Some("fair"), "tag:tenant");
+    let mut capped = cap_limit(n, "fk-capped", "kind", 5);
+    capped.lane = Some(lane("capped"));
+    backend.set_limit(&fair).await.unwrap();
+    backend.set_limit(&capped).await.unwrap();
+    assert_eq!(
+        backend.limits(Some(&ns(n))).await.unwrap(),
+        vec![capped.clone(), fair.clone()],
+        "both kept as given, fair included"
+    );
+    for p in 0..4 {
+        let copy = limit_copy(server, &prefix, p, n);
+        let fields: BTreeSet<&str> = copy.keys().map(String::as_str).collect();
+        assert_eq!(
+            fields,
+            BTreeSet::from(["#", "capped", "f:fair"]),
+            "partition {p}: only the capped lane is limited: {copy:?}"
+        );
+        assert_eq!(copy["f:fair"], "tag:tenant");
+    }
+    let mut ids = BTreeMap::<&str, Vec<ExecutionId>>::new();
+    for (t, count) in [("a", 3), ("b", 2), ("", 1)] {
+        for _ in 0..count {
+            let mut new = exec(n, "fair").with_retry(baton_core::RetryPolicy::attempts(3));
+            if !t.is_empty() {
+                new = new.with_tag(tenant(), t);
+            }
+            ids.entry(t)
+                .or_default()
+                .push(backend.create_one(new).await.unwrap().id);
+        }
+    }
+    for lane_name in ["plain", "plain", "capped"] {
+        backend
+            .create_one(exec(n, lane_name).with_tag(tenant(), "a"))
+            .await
+            .unwrap();
+    }
+    let expect = |a: i64, b: i64, none: i64| -> BTreeMap<String, i64> {
+        [("fk/fair/a", a), ("fk/fair/b", b), ("fk/fair/", none)]
+            .into_iter()
+            .filter(|(_, c)| *c > 0)
+            .map(|(k, c)| (k.to_owned(), c))
+            .collect()
+    };
+    assert_eq!(fair_sets(server, &prefix), expect(3, 2, 1));
+    backend.set_priority(&ids["a"][1], 7).await.unwrap();
+    assert_eq!(
+        fair_sets(server, &prefix),
+        expect(3, 2, 1),
+        "a priority edit replaces its member"
+    );
+    backend
+        .cancel(&ids["b"][0], CancelRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(fair_sets(server, &prefix), expect(3, 1, 1), "a cancel");
+    let claimed = backend
+        .claim(claim_request(n, &["fair"], "w", 1))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].id, ids["a"][1], "the raised priority first");
+    assert_eq!(fair_sets(server, &prefix), expect(2, 1, 1), "a claim");
+    let snap = backend
+        .fail(
+            &claimed[0].lease,
+            Failure::retry_after("again", Duration::ZERO),
+        )
+        .await
+        .unwrap();
+    assert_eq!(snap.state, State::Waiting);
+    assert_eq!(fair_sets(server, &prefix), expect(3, 1, 1), "a retry");
+    let rest = claim_up_to(&backend, n, &["fair"], "w", usize::MAX).await;
+    assert_eq!(rest.len(), 5);
+    assert_eq!(
+        fair_sets(server, &prefix),
+        BTreeMap::new(),
+        "no set outlives the waiting work"
+    );
+    backend.remove_limit(&fair.name).await.unwrap();
+    backend.remove_limit(&capped.name).await.unwrap();
+    for p in 0..4 {
+        assert_eq!(limit_copy(server, &prefix, p, n), BTreeMap::new());
+    }
+    backend
+        .create_one(exec(n, "fair").with_tag(tenant(), "a"))
+        .await
+        .unwrap();
+    assert_eq!(fair_sets(server, &prefix), BTreeMap::new());
+}
+
+/// A fair limit with a cap marks every lane limited in the partitions'
+/// copies (its work takes the limited path) besides naming its key spec,
+/// and the limited path's claims take work out of the per-key sets as the
+/// plain path's do: each round of claims takes one of each kind with room
+/// (the cap holds one run per kind), and the sets end empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_fair_limit_claims_through_the_limited_path() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    let prefix = RedisServer::unique_prefix();
+    let backend = connect(&url_with(server, &prefix, "partitions=2")).await;
+    let n = "cf";
+    let limit = baton_core::Limit {
+        max_running: Some(1),
+        ..fair_limit(n, "cf-kinds", None, "kind")
+    };
+    backend.set_limit(&limit).await.unwrap();
+    for p in 0..2 {
+        let copy = limit_copy(server, &prefix, p, n);
+        let fields: BTreeSet<&str> = copy.keys().map(String::as_str).collect();
+        assert_eq!(fields, BTreeSet::from(["#", "", "f:"]), "{copy:?}");
+        assert_eq!(copy["f:"], "kind");
+    }
+    for (kind, count) in [("x", 3), ("y", 2)] {
+        for _ in 0..count {
+            let new = NewExecution::new(ns(n), lane("l"), Kind::new(kind).unwrap(), b"{}".to_vec());
+            backend.create_one(new).await.unwrap();
+        }
+    }
+    let sets = |x: i64, y: i64| -> BTreeMap<String, i64> {
+        [("cf/l/x", x), ("cf/l/y", y)]
+            .into_iter()
+            .filter(|(_, c)| *c > 0)
+            .map(|(k, c)| (k.to_owned(), c))
+            .collect()
+    };
+    assert_eq!(fair_sets(server, &prefix), sets(3, 2));
+    for (x, y) in [(2, 1), (1, 0), (0, 0)] {
+        let claims = backend
+            .claim(claim_request(n, &["l"], "w", 10))
+            .await
+            .unwrap();
+        let kinds: BTreeSet<&str> = claims.iter().map(|c| c.kind.as_str()).collect();
+        let expected: BTreeSet<&str> = if y > 0 || x == 1 {
+            BTreeSet::from(["x", "y"])
+        } else {
+            BTreeSet::from(["x"])
+        };
+        assert_eq!(kinds, expected, "one per kind with work");
+        assert_eq!(claims.len(), expected.len());
+        assert_eq!(fair_sets(server, &prefix), sets(x, y));
+        for c in &claims {
+            backend.complete(&c.lease, b"ok".to_vec()).await.unwrap();
+        }
+    }
+}
+
+/// One tenant submits a hundred times more than each of nine others, at
+/// the default sixteen partitions: 1,600 executions in sixteen calls of a
+/// hundred (each call's work lands in one partition, the next in the
+/// instance's rotation), then, a millisecond later, sixteen per small
+/// tenant, one per call with the tenants in turn (so the rotation spreads
+/// each small tenant's work over the partitions). Answers the tenants of
+/// the first `n` claims (ten per claim) and the most work one small tenant
+/// has in one partition.
+async fn one_big_tenant_and_nine_small(
+    server: &RedisServer,
+    fair: bool,
+    n: usize,
+) -> (Vec<String>, usize) {
+    let prefix = RedisServer::unique_prefix();
+    let (backend, clock) = connect_with_clock(&url_with(server, &prefix, "")).await;
+    let namespace = "shares";
+    if fair {
+        let limit = fair_limit(namespace, "shares-tenants", None, "tag:tenant");
+        backend.set_limit(&limit).await.unwrap();
+    }
+    for _ in 0..16 {
+        let batch = (0..100)
+            .map(|_| exec(namespace, "l").with_tag(tenant(), "big"))
+            .collect();
+        backend.create(batch).await.unwrap();
+    }
+    clock.advance(Duration::from_millis(1));
+    // Each small tenant submits its sixteen in one call: in a fair lane a
+    // call's work is dealt over the partitions, so it spreads like the big
+    // tenant's instead of sitting in one partition.
+    let mut placed: BTreeMap<(String, u16), usize> = BTreeMap::new();
+    for s in 0..9 {
+        let t = format!("small{s}");
+        let batch = (0..16)
+            .map(|_| exec(namespace, "l").with_tag(tenant(), &t))
+            .collect();
+        for outcome in backend.create(batch).await.unwrap() {
+            *placed
+                .entry((t.clone(), outcome.id.partition().get()))
+                .or_default() += 1;
+        }
+    }
+    let most = placed.values().copied().max().unwrap();
+    let mut order = Vec::new();
+    while order.len() < n {
+        let claims = backend
+            .claim(claim_request(namespace, &["l"], "w", 10))
+            .await
+            .unwrap();
+        assert!(!claims.is_empty(), "work left after {} claims", order.len());
+        order.extend(claims.iter().map(|c| c.tags[&tenant()].clone()));
+    }
+    (order, most)
+}
+
+/// Fairness across partitions: turns are given per partition and claims
+/// merge the partitions in turn order, so while every tenant has work the
+/// big tenant is served about as often as each small one — at most once
+/// per partition per turn a small tenant holds there — instead of its
+/// whole backlog first (which is what the same submissions get without
+/// the fair limit).
+async fn fair_shares_across_partitions(server: &RedisServer, control: bool) {
+    let total = 1_600 + 9 * 16;
+    let (order, most) = one_big_tenant_and_nine_small(server, true, total).await;
+    let last_small = order.iter().rposition(|t| t != "big").unwrap();
+    let window = &order[..=last_small];
+    let big = window.iter().filter(|t| *t == "big").count();
+    assert!(
+        big <= 16 * most,
+        "the big tenant had {big} claims while the small ones had work \
+         (at most {most} of a small tenant's in one partition)"
+    );
+    // Each small tenant had its 16 claims in the window: the big one's
+    // share is at most `most` times theirs.
+    assert_eq!(
+        most, 1,
+        "each small tenant's call was dealt over the partitions"
+    );
+    if control {
+        let (order, _) = one_big_tenant_and_nine_small(server, false, 160).await;
+        assert!(
+            order.iter().all(|t| t == "big"),
+            "without the limit the backlog comes first: {order:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fair_limit_shares_claims_across_partitions() {
+    let Some(server) = servers::valkey().await else {
+        return;
+    };
+    fair_shares_across_partitions(server, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fair_limit_shares_claims_across_partitions_on_a_cluster() {
+    let Some(server) = servers::valkey_cluster().await else {
+        return;
+    };
+    fair_shares_across_partitions(server, false).await;
 }

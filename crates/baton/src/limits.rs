@@ -14,9 +14,10 @@ pub(crate) enum LimitCommand {
     /// Set a limit: claims take an execution of the namespace (of --lane
     /// only, when given) only while the limit has room for its key — at
     /// most --max-running of the key running at once, at most --rate
-    /// claims of it per window. It applies at once to waiting work and
-    /// counts what already runs; work without room stays waiting
-    /// (`baton explain` says limited) and never holds back other keys.
+    /// claims of it per window — and, with --fair, take turns between the
+    /// keys. It applies at once to waiting work and counts what already
+    /// runs; work without room stays waiting (`baton explain` says
+    /// limited) and never holds back other keys.
     Set {
         /// The limit's name (deployment-wide; setting it again replaces
         /// it).
@@ -38,6 +39,12 @@ pub(crate) enum LimitCommand {
         /// as 100/1s or 5/1m.
         #[arg(long)]
         rate: Option<String>,
+        /// Share claims out between the keys: work of a key with a deep
+        /// backlog waits its turn behind other keys' work (within one
+        /// priority) instead of ahead of it. May stand alone (no cap, no
+        /// rate).
+        #[arg(long)]
+        fair: bool,
     },
     /// List the limits (of --namespace only, when given).
     List {
@@ -103,6 +110,9 @@ fn bounds(limit: &Limit) -> String {
             baton_core::format_duration(rate.per)
         ));
     }
+    if limit.fair {
+        parts.push("keys take turns".to_owned());
+    }
     parts.join(", ")
 }
 
@@ -120,6 +130,7 @@ pub(crate) async fn run(
             key,
             max_running,
             rate,
+            fair,
         } => {
             let limit = Limit {
                 name: LimitName::new(name)?,
@@ -128,6 +139,7 @@ pub(crate) async fn run(
                 key: key.parse()?,
                 max_running,
                 rate: rate.as_deref().map(parse_rate).transpose()?,
+                fair,
             };
             limit.check()?;
             let previous = backend.set_limit(&limit).await?;
@@ -154,7 +166,15 @@ pub(crate) async fn run(
                 });
                 return Ok(());
             }
-            let mut t = Table::new(["NAME", "NAMESPACE", "LANE", "KEY", "MAX RUNNING", "RATE"]);
+            let mut t = Table::new([
+                "NAME",
+                "NAMESPACE",
+                "LANE",
+                "KEY",
+                "MAX RUNNING",
+                "RATE",
+                "FAIR",
+            ]);
             for l in &limits {
                 t.row([
                     l.name.to_string(),
@@ -168,6 +188,7 @@ pub(crate) async fn run(
                         || "-".into(),
                         |r| format!("{}/{}", r.count, baton_core::format_duration(r.per)),
                     ),
+                    if l.fair { "yes" } else { "-" }.to_owned(),
                 ]);
             }
             t.print_or("no limits: claims take work as it comes (baton limit set adds one)");

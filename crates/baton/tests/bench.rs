@@ -122,6 +122,43 @@ fn latency_measures_every_offered_execution() {
     assert_eq!(doc["submitted"], 100);
 }
 
+/// One tenant submits 100 times each other's share, first: with the fair
+/// limit every tenant gets about a tenth of the claims while all have
+/// work; without it the heavy tenant takes them all.
+#[test]
+fn fair_shares_claims_between_tenants() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--scenario",
+            "fair",
+            "--executions",
+            "2180",
+            "--workers",
+            "1",
+            "--claim-batch",
+            "10",
+            "--payload-bytes",
+            "64",
+        ];
+        args.extend_from_slice(extra);
+        bench("sqlite::memory:", &args)
+    };
+    let doc = run(&[]);
+    assert_common(&doc, "fair");
+    assert_eq!(doc["executions"], 2180, "20 per light tenant, 2000 heavy");
+    let f = &doc["fairness"];
+    assert_eq!(f["fair_limit"], true, "{doc}");
+    for key in ["heavy_share", "light_share_min", "light_share_max"] {
+        let share = f[key].as_f64().unwrap();
+        assert!((0.08..=0.12).contains(&share), "{key} {share}: {doc}");
+    }
+    assert!(f["light_done_at_max"].as_f64().unwrap() < 0.2, "{doc}");
+    let baseline = run(&["--without-fair-limit"]);
+    let f = &baseline["fairness"];
+    assert_eq!(f["fair_limit"], false);
+    assert!(f["heavy_share"].as_f64().unwrap() > 0.9, "{baseline}");
+}
+
 #[test]
 fn runs_on_one_database_do_not_see_each_other() {
     let dir = tempfile::tempdir().unwrap();

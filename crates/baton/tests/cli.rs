@@ -242,7 +242,7 @@ fn migrate_reports_the_schema_version() {
     let cli = Cli::new();
     let m = cli.json(&["migrate"]);
     assert_eq!(m["backend"], "sqlite");
-    assert_eq!(m["schema_version"], 14);
+    assert_eq!(m["schema_version"], 15);
     assert_eq!(m["partitions"], 16);
     assert!(cli.dir.path().join("baton.db").exists());
 }
@@ -1075,7 +1075,8 @@ fn limits_are_set_listed_used_and_removed() {
     assert_eq!(
         cli.json(&["limit", "list", "--namespace", "default"])["items"],
         serde_json::json!([{"name": "tenants", "namespace": "default", "lane": null,
-            "key": "tag:tenant", "max_running": 1, "rate": {"count": 5, "per_ms": 1000}}])
+            "key": "tag:tenant", "max_running": 1, "rate": {"count": 5, "per_ms": 1000},
+            "fair": false}])
     );
     for _ in 0..2 {
         cli.ok(&["submit", "job", "--lane", "capped", "--tag", "tenant=acme"]);
@@ -1110,6 +1111,23 @@ fn limits_are_set_listed_used_and_removed() {
     );
     let (_, err) = cli.fails(&["limit", "set", "x", "--key", "kind"]);
     assert!(err.contains("neither max_running nor rate"), "{err}");
+    assert!(err.contains("fair"), "the hint names --fair too: {err}");
+    // A fair-only limit: keys take turns; shown in the table and as JSON.
+    let out = cli.ok(&["limit", "set", "turns", "--key", "kind", "--fair"]);
+    assert!(
+        out.contains("limit turns on namespace default, per kind: keys take turns"),
+        "{out}"
+    );
+    let table = cli.ok(&["limit", "list"]);
+    assert!(table.contains("FAIR") && table.contains("yes"), "{table}");
+    assert_eq!(
+        cli.json(&["limit", "list"])["items"][1]["fair"],
+        serde_json::json!(true)
+    );
+    assert!(
+        cli.ok(&["limit", "rm", "turns"])
+            .contains("removed limit turns")
+    );
     let (_, err) = cli.fails(&["limit", "set", "x", "--key", "kind", "--rate", "fast"]);
     assert!(err.contains("COUNT/WINDOW"), "{err}");
     let (_, err) = cli.fails(&["limit", "set", "x", "--key", "color", "--max-running", "1"]);

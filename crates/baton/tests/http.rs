@@ -2145,7 +2145,7 @@ fn limits_over_http(b: Bk) {
     let s = Server::start(&b);
     let put = |body: Value| s.request("PUT", "/v1/limits/http-tenants", Some(&body));
     let limit = json!({"namespace": "limited", "lane": null, "key": "tag:tenant",
-        "max_running": 2, "rate": null});
+        "max_running": 2, "rate": null, "fair": false});
     let a = put(limit.clone());
     assert_eq!(a.status, 200, "{}", a.body);
     let mut expected = limit.clone();
@@ -2173,6 +2173,23 @@ fn limits_over_http(b: Bk) {
     .error(400, "invalid_input");
     let listed = s.get("/v1/limits?namespace=limited").json();
     assert_eq!(listed, json!({"items": [expected.clone()]}));
+    // A fair-only limit (no cap, no rate) is accepted and answered as
+    // fair; `fair` defaults to false when a body leaves it out.
+    let turns = json!({"namespace": "limited-fair", "lane": "work", "key": "kind",
+        "max_running": null, "rate": null, "fair": true});
+    let a = s.request("PUT", "/v1/limits/http-turns", Some(&turns));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["limit"]["fair"], json!(true));
+    let mut turns_expected = turns.clone();
+    turns_expected["name"] = json!("http-turns");
+    assert_eq!(
+        s.get("/v1/limits?namespace=limited-fair").json(),
+        json!({"items": [turns_expected]})
+    );
+    assert_eq!(
+        s.request("DELETE", "/v1/limits/http-turns", None).status,
+        200
+    );
 
     let ids: Vec<String> = (0..4)
         .map(|_| {

@@ -83,6 +83,11 @@ impl Rate {
 /// A named limit of one namespace (and optionally one lane): claims take an
 /// execution only while every limit that covers it has room for its key.
 ///
+/// A *fair* limit also shares claims out between its keys: work of a key
+/// that submitted a lot waits its turn behind the others instead of ahead
+/// of them (see [`fair`](Self::fair)). A limit may be fair only, with
+/// neither cap nor rate.
+///
 /// ```
 /// use baton_core::{Limit, LimitKey, Rate};
 /// use std::time::Duration;
@@ -93,6 +98,7 @@ impl Rate {
 ///     key: "tag:tenant".parse().unwrap(),
 ///     max_running: Some(5),
 ///     rate: Some(Rate { count: 100, per: Duration::from_secs(1) }),
+///     fair: true,
 /// };
 /// assert!(limit.check().is_ok());
 /// ```
@@ -111,6 +117,17 @@ pub struct Limit {
     pub max_running: Option<u32>,
     /// How many claims of one key a window allows; `None`: no rate.
     pub rate: Option<Rate>,
+    /// Whether claims take turns between its keys. Each execution entering
+    /// `waiting` in a lane the limit covers is given a turn: right after
+    /// the key's own waiting work at its priority, and never before the
+    /// lane's current head — so a key with a deep backlog is served one
+    /// execution per round while others have work, and a key that arrives
+    /// late starts at the head rather than behind everyone. Priority still
+    /// comes first: turns order work within one priority. An execution
+    /// without the key's tag takes turns as the key `""`. When several fair
+    /// limits cover a lane, the first by name decides; work already
+    /// waiting when a fair limit is set keeps its place.
+    pub fair: bool,
 }
 
 impl Limit {
@@ -120,15 +137,16 @@ impl Limit {
     /// The largest cap a limit may name.
     pub const MAX_RUNNING: u32 = 1_000_000;
 
-    /// `InvalidInput` unless the limit names a cap or a rate (or both)
-    /// within bounds.
+    /// `InvalidInput` unless the limit names a cap, a rate or fairness (or
+    /// several), each within bounds.
     pub fn check(&self) -> Result<(), EngineError> {
-        if self.max_running.is_none() && self.rate.is_none() {
+        if !self.holds_back() && !self.fair {
             return Err(EngineError::invalid(
                 "max_running",
                 "null",
                 format!(
-                    "limit {} names neither max_running nor rate; give one (or both)",
+                    "limit {} names neither max_running nor rate and is not fair; \
+                     give a cap, a rate or fair (or several)",
                     self.name
                 ),
             ));
@@ -160,6 +178,13 @@ impl Limit {
             }
         }
         Ok(())
+    }
+
+    /// Whether the limit may hold work back (it names a cap or a rate): a
+    /// limit that is only fair orders work but never keeps it waiting, so
+    /// claims in its lanes take the path of claims without limits.
+    pub fn holds_back(&self) -> bool {
+        self.max_running.is_some() || self.rate.is_some()
     }
 
     /// Whether the limit covers work of `lane` (its own lane, or every lane

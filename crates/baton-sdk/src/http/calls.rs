@@ -824,6 +824,7 @@ impl HttpTransport {
             key: answer.key,
             max_running: answer.max_running,
             rate: answer.rate,
+            fair: answer.fair,
         };
         let answer: baton_api::LimitChangeAnswer = self
             .call(

@@ -20,6 +20,7 @@ fn cap(ctx: &Ctx, suffix: &str, key: &str, max_running: u32) -> Limit {
         key: key.parse().expect("valid limit key"),
         max_running: Some(max_running),
         rate: None,
+        fair: false,
     }
 }
 
@@ -325,6 +326,7 @@ pub async fn a_rate_spaces_claims(h: &dyn Harness) {
             count: 3,
             per: Duration::from_secs(1),
         }),
+        fair: false,
     };
     set(&ctx, &limit).await;
     let ids = ctx

@@ -14,6 +14,7 @@ mod deadline;
 mod deps;
 mod events;
 mod fail;
+mod fairness;
 mod flows;
 mod idempotency;
 mod input;
@@ -42,6 +43,7 @@ pub use deadline::*;
 pub use deps::*;
 pub use events::*;
 pub use fail::*;
+pub use fairness::*;
 pub use flows::*;
 pub use idempotency::*;
 pub use input::*;
@@ -77,6 +79,7 @@ pub(crate) const SOURCES: &[&str] = &[
     include_str!("flows.rs"),
     include_str!("idempotency.rs"),
     include_str!("input.rs"),
+    include_str!("fairness.rs"),
     include_str!("limits.rs"),
     include_str!("manage.rs"),
     include_str!("memory.rs"),

@@ -70,6 +70,9 @@ fn definition(limit: &Limit, adopting_until: Option<i64>) -> String {
         d.insert("rc".into(), Json::from(rate.count));
         d.insert("rp".into(), Json::from(window_ms(rate.per)));
     }
+    if limit.fair {
+        d.insert("fair".into(), Json::from(true));
+    }
     if let Some(until) = adopting_until {
         d.insert("ad".into(), Json::from(until));
     }
@@ -98,6 +101,7 @@ fn stored_definition(name: &str, namespace: &str, text: &str) -> Result<(Limit, 
         number("max")?,
         number("rc")?,
         number("rp")?,
+        d.get("fair").and_then(Json::as_bool).unwrap_or(false),
     )?;
     Ok((limit, number("ad")?))
 }
@@ -111,6 +115,36 @@ async fn read_definitions(b: &ValkeyBackend, namespace: &str) -> Result<Vec<(Lim
         .into_iter()
         .map(|(name, def)| stored_definition(text(&name)?, namespace, text(&def)?))
         .collect()
+}
+
+/// How long an instance trusts its view of a namespace's fair limits when
+/// placing submissions: a limit set or removed meanwhile changes only how
+/// a few batches spread over the partitions, never their turns.
+const FAIR_VIEW_TTL: Duration = Duration::from_secs(1);
+
+/// The fair limits of `namespace`, by name, as read at most
+/// [`FAIR_VIEW_TTL`] ago (one `HGETALL` of the namespace's limit slot per
+/// namespace and second otherwise).
+pub(crate) async fn fair_limits(b: &ValkeyBackend, namespace: &str) -> Result<Arc<Vec<Limit>>> {
+    let now = Instant::now();
+    if let Ok(views) = b.inner.fair_views.lock()
+        && let Some((at, view)) = views.get(namespace)
+        && now.duration_since(*at) < FAIR_VIEW_TTL
+    {
+        return Ok(view.clone());
+    }
+    let mut fair: Vec<Limit> = read_definitions(b, namespace)
+        .await?
+        .into_iter()
+        .map(|(l, _)| l)
+        .filter(|l| l.fair)
+        .collect();
+    rules::sort_limits(&mut fair);
+    let view = Arc::new(fair);
+    if let Ok(mut views) = b.inner.fair_views.lock() {
+        views.insert(namespace.to_owned(), (now, view.clone()));
+    }
+    Ok(view)
 }
 
 /// The limit `name` of the slot of `namespace`, if stored.
@@ -154,9 +188,12 @@ async fn define(
     int(&b.run(&c).await?)
 }
 
-/// Rewrites every partition's copy of the lanes of `namespace` its limits
-/// cover (with the generation `generation`), from the limits stored now:
-/// once this answers, no `baton_claim` takes their work.
+/// Rewrites every partition's copy of the limits of `namespace` (with the
+/// generation `generation`), from the limits stored now: the lanes its
+/// limits with a cap or a rate cover (once this answers, no `baton_claim`
+/// takes their work) and the key spec of the fair limit ordering each lane
+/// (`rules::fair_limit`: per lane a fair limit of its own names, and `''`
+/// for every other lane), which every move into `waiting` there reads.
 ///
 /// Every partition is written even when one fails, and the failed ones are
 /// tried once more; an error after that means some partitions still hold
@@ -164,24 +201,34 @@ async fn define(
 /// is answered for the caller to repeat the whole call, which rewrites
 /// them all.
 async fn write_copies(b: &ValkeyBackend, namespace: &str, generation: i64) -> Result<()> {
-    let limits = read_definitions(b, namespace).await?;
-    let lanes: BTreeSet<&str> = if limits.iter().any(|(l, _)| l.lane.is_none()) {
+    let mut limits: Vec<Limit> = read_definitions(b, namespace)
+        .await?
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
+    rules::sort_limits(&mut limits);
+    let holding: Vec<&Limit> = limits.iter().filter(|l| l.holds_back()).collect();
+    let lanes: BTreeSet<&str> = if holding.iter().any(|l| l.lane.is_none()) {
         [""].into_iter().collect()
     } else {
-        limits
+        holding
             .iter()
-            .filter_map(|(l, _)| l.lane.as_ref().map(Lane::as_str))
+            .filter_map(|l| l.lane.as_ref().map(Lane::as_str))
             .collect()
     };
+    let fair = fair_specs(&limits);
     let calls: Vec<Cmd> = b
         .inner
         .partitions
         .iter()
         .map(|p| {
             let mut c = Server::fcall("baton_limit_lanes", &b.base(p.get()));
-            c.arg(namespace).arg(generation);
+            c.arg(namespace).arg(generation).arg(lanes.len());
             for lane in &lanes {
                 c.arg(*lane);
+            }
+            for (lane, spec) in &fair {
+                c.arg(*lane).arg(spec);
             }
             c
         })
@@ -211,6 +258,30 @@ async fn write_copies(b: &ValkeyBackend, namespace: &str, generation: i64) -> Re
         }
     }
     Ok(())
+}
+
+/// The fair key specs of a namespace's `limits` (sorted by name) as its
+/// partitions' copies hold them: `("", spec)` of the first fair limit over
+/// every lane, if any, for each lane without an entry of its own; and
+/// `(lane, spec)` for each lane some fair limit names by itself
+/// (`rules::fair_limit` of that lane, which weighs the limits over every
+/// lane too).
+fn fair_specs(limits: &[Limit]) -> Vec<(&str, String)> {
+    let mut out = Vec::new();
+    if let Some(all) = limits.iter().find(|l| l.fair && l.lane.is_none()) {
+        out.push(("", all.key.to_string()));
+    }
+    let named: BTreeSet<&Lane> = limits
+        .iter()
+        .filter(|l| l.fair)
+        .filter_map(|l| l.lane.as_ref())
+        .collect();
+    for lane in named {
+        if let Some(l) = rules::fair_limit(limits, lane) {
+            out.push((lane.as_str(), l.key.to_string()));
+        }
+    }
+    out
 }
 
 /// Counts the runs of `limit`'s namespace (and lane) that already run
@@ -391,10 +462,22 @@ async fn write(b: &ValkeyBackend, limit: &Limit) -> Result<Option<Limit>> {
         let generation = define(b, old, name, "", true).await?;
         write_copies(b, old, generation).await?;
     }
-    // Keys counted under another key or lane mean something else now.
+    // Keys counted under another key or lane mean something else now, and
+    // a limit that no longer holds back counts nothing.
     let forget = previous.as_ref().is_some_and(|(p, _)| {
-        p.namespace == limit.namespace && (p.key != limit.key || p.lane != limit.lane)
+        p.namespace == limit.namespace
+            && (p.key != limit.key || p.lane != limit.lane || !limit.holds_back())
     });
+    if !limit.holds_back() {
+        // Fair only: nothing to count, nothing to hold back meanwhile.
+        let generation = define(b, ns, name, &definition(limit, None), forget).await?;
+        let mut index = redis::cmd("HSET");
+        index.arg(b.limit_index()).arg(name).arg(ns);
+        b.run(&index).await?;
+        write_copies(b, ns, generation).await?;
+        wake(b, &limit.namespace, limit.lane.as_ref()).await?;
+        return Ok(previous.map(|(p, _)| p));
+    }
     let until = b.now().as_millis().saturating_add(ADOPT_MS);
     let adopting = definition(limit, Some(until));
     let generation = define(b, ns, name, &adopting, forget).await?;
@@ -551,7 +634,7 @@ pub(crate) async fn limited(
     // does (as `stored_limits` of the admission reads it).
     let mut counting: BTreeSet<LimitName> = BTreeSet::new();
     let limits = limits.into_iter().map(|(mut l, adopting)| {
-        if adopting.is_some_and(|until| until > now_ms) {
+        if l.holds_back() && adopting.is_some_and(|until| until > now_ms) {
             l.max_running = Some(0);
             counting.insert(l.name.clone());
         }

@@ -31,6 +31,13 @@
 //!   of `--tenants` tenants in turn, and a limit caps each tenant at
 //!   `--limit-cap` running (removed after the run). What the limited claim
 //!   path costs beside `steady`.
+//! - `fair`: a backlog where one tenant submitted `--heavy-factor` times
+//!   (100) as many executions as each of `--tenants - 1` others, and first,
+//!   drained under a fair limit by tenant (`--without-fair-limit`: the same
+//!   backlog without one, the baseline). Reports each tenant's share of the
+//!   claims while every tenant still had work (the goal: one in
+//!   `--tenants` each) and when the light tenants' last executions were
+//!   claimed, as a fraction of the run.
 //! - `latency`: open-loop offered load at `--rate R` executions per second
 //!   for `--duration S` seconds. Each execution is stamped with the time it
 //!   was *due*, not the time it was sent, so a stalled submitter shows up as
@@ -81,6 +88,8 @@ enum Scenario {
     Latency,
     /// Steady, with executions spread over tenants and a cap per tenant.
     Limited,
+    /// Drain a backlog one tenant dominates, with a fair limit by tenant.
+    Fair,
 }
 
 impl Scenario {
@@ -90,6 +99,7 @@ impl Scenario {
             Scenario::Steady => "steady",
             Scenario::Latency => "latency",
             Scenario::Limited => "limited",
+            Scenario::Fair => "fair",
         }
     }
 }
@@ -97,10 +107,10 @@ impl Scenario {
 /// Flags of `baton bench`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// drain, steady, latency or limited.
+    /// drain, steady, latency, limited or fair.
     #[arg(long, value_enum, default_value_t = Scenario::Steady)]
     scenario: Scenario,
-    /// Executions to submit and drain (drain).
+    /// Executions to submit and drain (drain, fair).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     executions: u64,
     /// Concurrent workers, each claiming in batches.
@@ -124,12 +134,21 @@ pub(crate) struct BenchArgs {
     /// Executions per create call (drain, steady).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
     submit_batch: u64,
-    /// Tenants the executions are spread over, in turn (limited).
+    /// Tenants the executions are spread over (limited: in turn; fair: the
+    /// first takes --heavy-factor times each other's share).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     tenants: u64,
     /// Most executions of one tenant running at once (limited).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     limit_cap: u32,
+    /// How many times as many executions the first tenant submits as each
+    /// other tenant (fair).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    heavy_factor: u64,
+    /// Run the fair scenario's backlog without the fair limit: the
+    /// baseline to compare with.
+    #[arg(long)]
+    without_fair_limit: bool,
     /// Record the event history of the run's executions (off by default,
     /// as for any namespace): what the history costs.
     #[arg(long)]
@@ -157,6 +176,9 @@ struct Shared {
     done: Notify,
     stop_submitting: AtomicBool,
     stop_working: AtomicBool,
+    /// The tenant (its index) of each claim, in the order workers got
+    /// them (fair only).
+    claimed_tenants: Option<std::sync::Mutex<Vec<u32>>>,
 }
 
 impl Shared {
@@ -266,6 +288,8 @@ pub(crate) async fn run(
         done: Notify::new(),
         stop_submitting: AtomicBool::new(false),
         stop_working: AtomicBool::new(false),
+        claimed_tenants: (args.scenario == Scenario::Fair)
+            .then(|| std::sync::Mutex::new(Vec::new())),
     });
     if args.history {
         shared.backend.set_history(&shared.namespace, true).await?;
@@ -277,18 +301,29 @@ pub(crate) async fn run(
         key: "tag:tenant".parse()?,
         max_running: Some(args.limit_cap),
         rate: None,
+        fair: false,
     };
-    if args.scenario == Scenario::Limited {
-        shared.backend.set_limit(&limit).await?;
+    let limit = match args.scenario {
+        Scenario::Limited => Some(limit),
+        Scenario::Fair if !args.without_fair_limit => Some(Limit {
+            max_running: None,
+            fair: true,
+            ..limit
+        }),
+        _ => None,
+    };
+    if let Some(limit) = &limit {
+        shared.backend.set_limit(limit).await?;
     }
     let progress = Progress::start(shared.clone(), args.scenario);
     let outcome = match args.scenario {
         Scenario::Drain => drain(&shared, &args).await,
         Scenario::Steady | Scenario::Limited => steady(&shared, &args).await,
         Scenario::Latency => latency(&shared, &args).await,
+        Scenario::Fair => fair(&shared, &args).await,
     };
     progress.stop().await;
-    if args.scenario == Scenario::Limited {
+    if let Some(limit) = &limit {
         shared.backend.remove_limit(&limit.name).await?;
     }
     let report = outcome?;

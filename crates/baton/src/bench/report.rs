@@ -60,6 +60,8 @@ pub(super) struct Report {
     pub(super) submit_per_sec: f64,
     pub(super) drain_per_sec: Option<f64>,
     pub(super) samples: Samples,
+    /// The fair scenario's figures (see `scenarios::fairness`).
+    pub(super) fairness: Option<Value>,
 }
 
 impl Report {
@@ -72,7 +74,7 @@ impl Report {
             }
         };
         let caps = shared.backend.capabilities();
-        json!({
+        let mut doc = json!({
             "backend": caps.backend,
             "durable": caps.durable,
             "scenario": args.scenario.as_str(),
@@ -85,7 +87,7 @@ impl Report {
             "submit_batch": if args.scenario == Scenario::Latency { Value::Null } else { json!(args.submit_batch) },
             "payload_bytes": args.payload_bytes,
             "rate": if args.scenario == Scenario::Latency { json!(args.rate) } else { Value::Null },
-            "tenants": if args.scenario == Scenario::Limited { json!(args.tenants) } else { Value::Null },
+            "tenants": if matches!(args.scenario, Scenario::Limited | Scenario::Fair) { json!(args.tenants) } else { Value::Null },
             "limit_cap": if args.scenario == Scenario::Limited { json!(args.limit_cap) } else { Value::Null },
             "duration_s": round3(self.seconds),
             "throughput_per_sec": round1(per_sec(self.counted, self.seconds)),
@@ -99,7 +101,12 @@ impl Report {
             "complete_p95_ms": ms(&self.samples.complete, 0.95),
             "complete_p99_ms": ms(&self.samples.complete, 0.99),
             "retries": shared.retries.load(Ordering::Relaxed),
-        })
+        });
+        if let (Some(fairness), Some(map)) = (&self.fairness, doc.as_object_mut()) {
+            map.insert("heavy_factor".into(), json!(args.heavy_factor));
+            map.insert("fairness".into(), fairness.clone());
+        }
+        doc
     }
 }
 
@@ -145,6 +152,20 @@ pub(super) fn print_table(doc: &Value) {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) => t.row([key.to_string(), s.clone(), unit.to_string()]),
             Some(v) => t.row([key.to_string(), v.to_string(), unit.to_string()]),
+        }
+    }
+    if let Some(f) = doc.get("fairness") {
+        for (key, unit) in [
+            ("fair_limit", ""),
+            ("claims_while_all_had_work", "claims"),
+            ("heavy_share", "of claims while all had work"),
+            ("light_share_min", "of claims while all had work"),
+            ("light_share_max", "of claims while all had work"),
+            ("light_done_at_max", "of the run: last light tenant served"),
+        ] {
+            if let Some(v) = f.get(key) {
+                t.row([key.to_string(), v.to_string(), unit.to_string()]);
+            }
         }
     }
     t.print_or("no figures");

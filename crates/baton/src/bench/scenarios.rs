@@ -1,4 +1,4 @@
-//! The three scenarios and the workers and submitters they run.
+//! The scenarios and the workers and submitters they run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +46,17 @@ pub(super) async fn work(shared: Arc<Shared>, request: ClaimRequest) -> CliResul
             continue;
         }
         let started = shared.now_us();
+        if let Some(order) = &shared.claimed_tenants {
+            let tenants = claims.iter().map(|c| {
+                c.tags
+                    .iter()
+                    .find(|(k, _)| k.as_str() == "tenant")
+                    .and_then(|(_, t)| t.strip_prefix('t'))
+                    .and_then(|t| t.parse::<u32>().ok())
+                    .unwrap_or(u32::MAX)
+            });
+            order.lock().map_err(internal)?.extend(tenants);
+        }
         for claim in claims {
             let submitted = stamp(&claim.payload);
             samples
@@ -134,6 +145,7 @@ pub(super) async fn drain(shared: &Arc<Shared>, args: &BenchArgs) -> CliResult<R
         submit_per_sec: per_sec(total, submit_secs),
         drain_per_sec: Some(per_sec(total, drain_secs)),
         samples,
+        fairness: None,
     })
 }
 
@@ -183,6 +195,7 @@ pub(super) async fn steady(shared: &Arc<Shared>, args: &BenchArgs) -> CliResult<
         submit_per_sec: per_sec(submitted, window),
         drain_per_sec: None,
         samples,
+        fairness: None,
     })
 }
 
@@ -238,5 +251,107 @@ pub(super) async fn latency(shared: &Arc<Shared>, args: &BenchArgs) -> CliResult
         submit_per_sec: per_sec(offered, submit_secs),
         drain_per_sec: None,
         samples,
+        fairness: None,
+    })
+}
+
+/// The fair scenario: tenant 0 submits `heavy_factor` times as many
+/// executions as each other tenant, all before them; then the workers
+/// drain the backlog, noting the tenant of every claim.
+pub(super) async fn fair(shared: &Arc<Shared>, args: &BenchArgs) -> CliResult<Report> {
+    let tenants = args.tenants.max(2);
+    let light = (args.executions / (args.heavy_factor + tenants - 1)).max(1);
+    let key = baton_core::TagKey::new("tenant")?;
+    let began = Instant::now();
+    for t in 0..tenants {
+        let mut left = if t == 0 {
+            light * args.heavy_factor
+        } else {
+            light
+        };
+        while left > 0 {
+            let n = left.min(args.submit_batch);
+            let stamp_us = shared.now_us();
+            let items = (0..n)
+                .map(|_| {
+                    shared
+                        .execution(stamp_us)
+                        .with_tag(key.clone(), format!("t{t}"))
+                })
+                .collect();
+            shared.create(items).await?;
+            left -= n;
+        }
+    }
+    let submit_secs = began.elapsed().as_secs_f64();
+    let total = shared.submitted.load(Ordering::Relaxed);
+    shared.target.store(total, Ordering::Relaxed);
+    let drain_began = Instant::now();
+    let workers = spawn_workers(shared, args)?;
+    shared.wait_done().await;
+    let drain_secs = drain_began.elapsed().as_secs_f64();
+    let samples = stop_workers(shared, workers).await?;
+    let order = match &shared.claimed_tenants {
+        Some(order) => std::mem::take(&mut *order.lock().map_err(internal)?),
+        None => Vec::new(),
+    };
+    let submitted: Vec<u64> = (0..tenants)
+        .map(|t| {
+            if t == 0 {
+                light * args.heavy_factor
+            } else {
+                light
+            }
+        })
+        .collect();
+    Ok(Report {
+        counted: total,
+        seconds: submit_secs + drain_secs,
+        submit_per_sec: per_sec(total, submit_secs),
+        drain_per_sec: Some(per_sec(total, drain_secs)),
+        samples,
+        fairness: Some(fairness(&order, &submitted, !args.without_fair_limit)),
+    })
+}
+
+/// The fair scenario's figures from the tenants of the claims in order
+/// (`order`) and how many each submitted (`submitted`, the heavy tenant
+/// first): each tenant's share of the claims while every tenant still had
+/// work, and when each light tenant's last execution was claimed, as a
+/// fraction of all claims.
+pub(super) fn fairness(order: &[u32], submitted: &[u64], fair_limit: bool) -> serde_json::Value {
+    let mut left = submitted.to_vec();
+    let mut counts = vec![0u64; submitted.len()];
+    let mut while_all = None;
+    let mut done_at = vec![None; submitted.len()];
+    for (i, t) in order.iter().enumerate() {
+        let Some(t) = usize::try_from(*t).ok().filter(|t| *t < left.len()) else {
+            continue;
+        };
+        if while_all.is_none() {
+            counts[t] += 1;
+        }
+        left[t] = left[t].saturating_sub(1);
+        if left[t] == 0 {
+            done_at[t] = Some((i + 1) as f64 / order.len().max(1) as f64);
+            if while_all.is_none() {
+                while_all = Some(i + 1);
+            }
+        }
+    }
+    let prefix = while_all.unwrap_or(order.len()).max(1) as f64;
+    let shares: Vec<f64> = counts.iter().map(|c| round3(*c as f64 / prefix)).collect();
+    let light: Vec<f64> = shares.iter().skip(1).copied().collect();
+    let light_done: Vec<f64> = done_at.iter().skip(1).map(|d| d.unwrap_or(1.0)).collect();
+    let max = |v: &[f64]| v.iter().copied().fold(f64::MIN, f64::max);
+    let min = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+    serde_json::json!({
+        "fair_limit": fair_limit,
+        "claims_while_all_had_work": while_all.unwrap_or(order.len()),
+        "shares_while_all_had_work": shares,
+        "heavy_share": shares.first().copied().unwrap_or(0.0),
+        "light_share_min": round3(min(&light)),
+        "light_share_max": round3(max(&light)),
+        "light_done_at_max": round3(max(&light_done)),
     })
 }

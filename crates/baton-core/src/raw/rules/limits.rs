@@ -37,6 +37,63 @@ pub fn limit_key_value<'a>(
     }
 }
 
+/// The fair limit that orders work of `lane` among `limits` (a
+/// namespace's, in name order as [`sort_limits`] leaves them): the first
+/// fair one covering the lane.
+pub fn fair_limit<'a>(limits: &'a [Limit], lane: &Lane) -> Option<&'a Limit> {
+    limits.iter().find(|l| l.fair && l.covers(lane))
+}
+
+/// The key an execution of `lane` and `kind` with `tags` takes turns under
+/// by the fair limit `limit`: the limit's key value, or `""` when the
+/// execution lacks the tag the limit counts by (such work takes turns as
+/// one key rather than going unordered).
+pub fn fair_key<'a>(
+    limit: &Limit,
+    lane: &'a Lane,
+    kind: &'a Kind,
+    tags: &'a BTreeMap<TagKey, String>,
+) -> &'a str {
+    limit_key_value(limit, lane, kind, tags).unwrap_or("")
+}
+
+/// The turn of an execution entering `waiting` in a lane a fair limit
+/// orders, in the unit of `ready_at` (milliseconds): the order key claims
+/// sort it by within its priority, in place of the time it became ready.
+///
+/// - `last`: the latest turn among the waiting work of its key in its lane
+///   at its priority (not counting itself);
+/// - `head`: the earliest turn (or ready time) among all waiting work of
+///   its lane at its priority (not counting itself);
+/// - `ready`: when it became ready (now, for most moves).
+///
+/// A key with waiting work queues right after its own last turn, so a key
+/// that submitted a thousand executions holds a thousand successive turns
+/// while a key with one holds one, and claims in turn order alternate
+/// between them. A key without waiting work starts at the lane's head (a
+/// key that arrives late is served in the next round, not after the whole
+/// backlog, and a key that was idle earns no credit for it); in an empty
+/// lane, at `ready`. Ties are broken by the execution's id, as ties of
+/// `ready_at` always were.
+///
+/// ```
+/// use baton_core::raw::rules::fair_turn;
+/// // The lane is empty: the first execution's turn is when it is ready.
+/// assert_eq!(fair_turn(None, None, 1_000), 1_000);
+/// // Its key's next execution queues after it...
+/// assert_eq!(fair_turn(Some(1_000), Some(1_000), 1_000), 1_001);
+/// // ...while another key's first starts at the head.
+/// assert_eq!(fair_turn(Some(1_000), None, 5_000), 1_000);
+/// ```
+pub fn fair_turn(head: Option<i64>, last: Option<i64>, ready: i64) -> i64 {
+    match (last, head) {
+        (Some(last), Some(head)) => last.saturating_add(1).max(head),
+        (Some(last), None) => last.saturating_add(1),
+        (None, Some(head)) => head,
+        (None, None) => ready,
+    }
+}
+
 /// Whether a change of an execution from `from` to `to` ends a run, and so
 /// frees the slot it held under every limit: leaving `running` in any way
 /// (complete, fail, retry, cancel, expire, reclaim, revoke, suspend,
@@ -74,6 +131,8 @@ pub fn no_such_limit(name: &LimitName) -> EngineError {
 /// A stored limit read back (`lane` empty for every lane, absent cap or
 /// rate as `None`): `Corruption` when a value is not one `set_limit`
 /// writes.
+// One argument per stored column, as every backend reads them.
+#[allow(clippy::too_many_arguments)]
 pub fn stored_limit(
     name: &str,
     namespace: &str,
@@ -82,6 +141,7 @@ pub fn stored_limit(
     max_running: Option<i64>,
     rate_count: Option<i64>,
     rate_per_ms: Option<i64>,
+    fair: bool,
 ) -> Result<Limit, EngineError> {
     let bad = |what: String| EngineError::corruption(format!("limit {name:?}: {what}"));
     let limit = Limit {
@@ -106,6 +166,7 @@ pub fn stored_limit(
             }),
             _ => return Err(bad("a rate with only one of count and window".into())),
         },
+        fair,
     };
     limit.check().map_err(|e| bad(e.to_string()))?;
     Ok(limit)
@@ -195,7 +256,11 @@ impl Admission {
     ) -> Self {
         let limits = limits
             .into_iter()
-            .filter(|l| &l.namespace == namespace && lanes.iter().any(|lane| l.covers(lane)))
+            .filter(|l| {
+                l.holds_back()
+                    && &l.namespace == namespace
+                    && lanes.iter().any(|lane| l.covers(lane))
+            })
             .collect();
         Admission {
             limits,
@@ -479,6 +544,7 @@ mod tests {
                 count,
                 per: Duration::from_millis(ms),
             }),
+            fair: false,
         }
     }
 
@@ -600,10 +666,67 @@ mod tests {
 
     #[test]
     fn stored_limits_are_read_back_or_refused() {
-        let l = stored_limit("a", "ns", "", "kind", Some(3), Some(5), Some(1000)).unwrap();
+        let l = stored_limit("a", "ns", "", "kind", Some(3), Some(5), Some(1000), false).unwrap();
         assert_eq!(l, limit("a", "kind", Some(3), Some((5, 1000))));
-        assert!(stored_limit("a", "ns", "", "kind", None, None, None).is_err());
-        assert!(stored_limit("a", "ns", "", "kind", Some(1), Some(5), None).is_err());
-        assert!(stored_limit("a", "ns", "", "color", Some(1), None, None).is_err());
+        assert!(stored_limit("a", "ns", "", "kind", None, None, None, false).is_err());
+        let fair = stored_limit("a", "ns", "", "kind", None, None, None, true).unwrap();
+        assert!(fair.fair && !fair.holds_back());
+        assert!(stored_limit("a", "ns", "", "kind", Some(1), Some(5), None, false).is_err());
+        assert!(stored_limit("a", "ns", "", "color", Some(1), None, None, false).is_err());
+    }
+
+    #[test]
+    fn a_fair_only_limit_never_holds_work_back() {
+        let ns: Namespace = "ns".parse().unwrap();
+        let lane: Lane = "main".parse().unwrap();
+        let mut fair = limit("fair", "tag:tenant", None, None);
+        fair.fair = true;
+        let mut capped = limit("capped", "kind", Some(2), None);
+        capped.fair = true;
+        let a = Admission::new(
+            [fair.clone()],
+            &ns,
+            std::slice::from_ref(&lane),
+            Timestamp::from_millis(0),
+        );
+        assert!(a.is_empty(), "claims take the path without limits");
+        let both = [capped.clone(), fair.clone()];
+        assert_eq!(fair_limit(&both, &lane), Some(&capped), "first by name");
+        let mut other = fair.clone();
+        other.lane = Some("other".parse().unwrap());
+        assert_eq!(fair_limit(std::slice::from_ref(&other), &lane), None);
+        let kind: Kind = "job".parse().unwrap();
+        let mut tags = BTreeMap::new();
+        assert_eq!(fair_key(&fair, &lane, &kind, &tags), "");
+        tags.insert("tenant".parse().unwrap(), "acme".to_owned());
+        assert_eq!(fair_key(&fair, &lane, &kind, &tags), "acme");
+        assert_eq!(fair_key(&capped, &lane, &kind, &tags), "job");
+    }
+
+    #[test]
+    fn fair_turns_alternate_between_keys() {
+        // Ten executions of `a`, then two of `b` and of `c`, placed one by
+        // one as a backend does: each key queues after its own last, a new
+        // key starts at the head.
+        let mut placed: Vec<(i64, &str)> = Vec::new();
+        let place = |key: &'static str, placed: &mut Vec<(i64, &str)>| {
+            let head = placed.iter().map(|p| p.0).min();
+            let last = placed.iter().filter(|p| p.1 == key).map(|p| p.0).max();
+            placed.push((fair_turn(head, last, 7_000), key));
+        };
+        for _ in 0..10 {
+            place("a", &mut placed);
+        }
+        for key in ["b", "c", "b", "c"] {
+            place(key, &mut placed);
+        }
+        placed.sort();
+        let order: Vec<&str> = placed.iter().map(|p| p.1).collect();
+        assert_eq!(&order[..3], ["a", "b", "c"]);
+        assert_eq!(&order[3..6], ["a", "b", "c"]);
+        assert!(order[6..].iter().all(|k| *k == "a"));
+        assert_eq!(placed[0].0, 7_000, "an empty lane starts at ready");
+        // A key whose work ran ahead of the head never queues before it.
+        assert_eq!(fair_turn(Some(50), Some(10), 99), 50);
     }
 }
