@@ -37,12 +37,12 @@ CREATE INDEX executions_fair_turns
 -- same turn (neither sees the other's uncommitted rows); the tie is broken
 -- by id as every tie of `ready_at` is, so no lock is taken for it.
 --
--- Cost: without a fair limit in the deployment the triggers do not exist
--- (see baton_sync_fair_triggers below). With one, the WHEN clauses keep
--- every other write — claims, renewals, completions — from calling the
--- function; a move into `waiting` of a namespace without fair limits pays
--- one call and one probe of `limits_by_namespace` (a subquery may not
--- stand in a WHEN clause, so that probe cannot move there). Reading `limits` takes its ACCESS SHARE lock until the moving
+-- Cost without fair limits: the WHEN clauses (evaluated before a call is
+-- queued) keep every other write — claims, renewals, completions — from
+-- calling the function at all; a move into `waiting` pays one call and one
+-- probe of `limits_by_namespace` (the table holds at most 100 rows). A
+-- subquery may not stand in a WHEN clause, so that probe cannot move
+-- there. Reading `limits` takes its ACCESS SHARE lock until the moving
 -- transaction ends: `set_limit` (ACCESS EXCLUSIVE, 3 s at most) waits for
 -- those in flight, and moves after it wait for it and see the new limits.
 --
@@ -95,42 +95,15 @@ BEGIN
 END
 $$;
 
--- The triggers exist only while some limit of the deployment is fair:
--- without one, every move into `waiting` would still pay a plpgsql call
--- and a probe of `limits` per row (a tenth of steady throughput,
--- measured). `set_limit` and `remove_limit` call this in their
--- transaction, under their ACCESS EXCLUSIVE lock on `limits` (so two
--- never race), and it creates them with the first fair limit and drops
--- them with the last. The DDL takes SHARE ROW EXCLUSIVE on `executions`:
--- it waits for the writes in flight (under the caller's lock timeout) and
--- the writes after it see the triggers as they are then. Work that moved
--- into `waiting` before keeps its place, as the rule says. Row triggers on
--- the partitioned parent are cloned to every child.
-CREATE FUNCTION baton_sync_fair_triggers() RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    any_fair boolean;
-    present boolean;
-BEGIN
-    SELECT EXISTS (SELECT 1 FROM limits l WHERE l.fair) INTO any_fair;
-    SELECT EXISTS (
-        SELECT 1 FROM pg_trigger t
-        WHERE t.tgrelid = 'executions'::regclass AND t.tgname = 'executions_fair_created'
-    ) INTO present;
-    IF any_fair AND NOT present THEN
-        EXECUTE 'CREATE TRIGGER executions_fair_created
-            BEFORE INSERT ON executions
-            FOR EACH ROW
-            WHEN (NEW.state = ''waiting'')
-            EXECUTE FUNCTION baton_fair_turn()';
-        EXECUTE 'CREATE TRIGGER executions_fair_moved
-            BEFORE UPDATE OF state, priority ON executions
-            FOR EACH ROW
-            WHEN (NEW.state = ''waiting'' AND (OLD.state <> ''waiting'' OR OLD.priority <> NEW.priority))
-            EXECUTE FUNCTION baton_fair_turn()';
-    ELSIF present AND NOT any_fair THEN
-        EXECUTE 'DROP TRIGGER executions_fair_created ON executions';
-        EXECUTE 'DROP TRIGGER IF EXISTS executions_fair_moved ON executions';
-    END IF;
-END
-$$;
+-- Row triggers on the partitioned parent are cloned to every child.
+CREATE TRIGGER executions_fair_created
+    BEFORE INSERT ON executions
+    FOR EACH ROW
+    WHEN (NEW.state = 'waiting')
+    EXECUTE FUNCTION baton_fair_turn();
+
+CREATE TRIGGER executions_fair_moved
+    BEFORE UPDATE OF state, priority ON executions
+    FOR EACH ROW
+    WHEN (NEW.state = 'waiting' AND (OLD.state <> 'waiting' OR OLD.priority <> NEW.priority))
+    EXECUTE FUNCTION baton_fair_turn();

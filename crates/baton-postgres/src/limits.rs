@@ -721,24 +721,11 @@ async fn set_limit_in(
     .execute(&mut *tx)
     .await
     .map_err(map)?;
-    sync_fair_triggers(tx).await?;
     if let Some(p) = &previous {
         announce(tx, channel, p).await?;
     }
     announce(tx, channel, limit).await?;
     Ok(previous)
-}
-
-/// Creates the fair-turn triggers with the deployment's first fair limit
-/// and drops them with its last (`baton_sync_fair_triggers`, migration
-/// 0015), so a deployment without one pays nothing per move into
-/// `waiting`.
-async fn sync_fair_triggers(tx: &mut PgConnection) -> Result<()> {
-    sqlx::query("SELECT baton_sync_fair_triggers()")
-        .execute(&mut *tx)
-        .await
-        .map_err(map)?;
-    Ok(())
 }
 
 /// One transaction under the table's lock, as [`set_limit`].
@@ -769,7 +756,6 @@ async fn remove_limit_in(
     .map(limit_from)
     .transpose()?;
     forget_windows(tx, name).await?;
-    sync_fair_triggers(tx).await?;
     if let Some(r) = &removed {
         announce(tx, channel, r).await?;
     }

@@ -563,8 +563,7 @@ mod tests {
         assert_eq!(turn(old).fetch_one(&mut conn).await.unwrap(), (5, None));
         sqlx::raw_sql(
             "INSERT INTO limits (name, namespace, lane, key, fair) \
-             VALUES ('turns', 'n', '', 'tag:tenant', true); \
-             SELECT baton_sync_fair_triggers();",
+             VALUES ('turns', 'n', '', 'tag:tenant', true)",
         )
         .execute(&mut conn)
         .await

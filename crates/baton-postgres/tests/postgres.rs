@@ -2917,9 +2917,8 @@ async fn version_13_applies_on_a_schema_at_version_12() {
     let mut conn = connect_raw(server).await;
     sqlx::raw_sql(&format!(
         "DROP TABLE {schema}.limit_windows; DROP TABLE {schema}.limits; \
-         DROP TRIGGER IF EXISTS executions_fair_created ON {schema}.executions; \
-         DROP TRIGGER IF EXISTS executions_fair_moved ON {schema}.executions; \
-         DROP FUNCTION {schema}.baton_sync_fair_triggers(); \
+         DROP TRIGGER executions_fair_created ON {schema}.executions; \
+         DROP TRIGGER executions_fair_moved ON {schema}.executions; \
          DROP FUNCTION {schema}.baton_fair_turn(); \
          ALTER TABLE {schema}.executions DROP COLUMN fair_key; \
          DELETE FROM {schema}._sqlx_migrations WHERE version IN (13, 15)"
@@ -3642,73 +3641,6 @@ async fn a_namespace_without_fair_limits_keeps_ready_order() {
         .collect();
     assert_eq!(order, expected, "by priority, then ready time, then id");
     assert_eq!(order.last(), Some(&claimed.id.uuid()), "the retry is last");
-}
-
-/// How many of the two fair-turn triggers `schema`'s `executions` has.
-async fn fair_triggers(conn: &mut sqlx::PgConnection, schema: &str) -> i64 {
-    sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM pg_trigger WHERE tgrelid = '{schema}.executions'::regclass \
-         AND tgname IN ('executions_fair_created', 'executions_fair_moved')"
-    ))
-    .fetch_one(conn)
-    .await
-    .unwrap()
-}
-
-/// The fair-turn triggers exist only while the deployment holds a fair
-/// limit: none after migrating or with a cap alone, both with the first
-/// fair limit (and still with two), none once the last fair one goes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fair_triggers_exist_only_with_a_fair_limit() {
-    let Some(server) = servers::postgres().await else {
-        return;
-    };
-    let schema = PostgresServer::unique_schema();
-    let b = open(&server.schema_url(&schema)).await;
-    let mut conn = connect_raw(server).await;
-    assert_eq!(
-        fair_triggers(&mut conn, &schema).await,
-        0,
-        "none after migrating"
-    );
-    b.set_limit(&tenant_cap("trig-cap", "trig", 3))
-        .await
-        .unwrap();
-    assert_eq!(
-        fair_triggers(&mut conn, &schema).await,
-        0,
-        "a cap alone adds none"
-    );
-    let (one, two) = (
-        tenant_turns("trig-a", "trig"),
-        tenant_turns("trig-b", "other"),
-    );
-    b.set_limit(&one).await.unwrap();
-    assert_eq!(
-        fair_triggers(&mut conn, &schema).await,
-        2,
-        "the first fair limit adds them"
-    );
-    b.set_limit(&two).await.unwrap();
-    b.remove_limit(&one.name).await.unwrap();
-    assert_eq!(
-        fair_triggers(&mut conn, &schema).await,
-        2,
-        "one fair limit is left"
-    );
-    b.set_limit(&baton_core::Limit {
-        fair: false,
-        max_running: Some(1),
-        ..two.clone()
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        fair_triggers(&mut conn, &schema).await,
-        0,
-        "the last fair one became a cap"
-    );
-    b.close().await;
 }
 
 /// A fair-only limit orders work but never holds it back, so claims of the
