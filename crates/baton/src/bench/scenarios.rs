@@ -106,6 +106,21 @@ pub(super) async fn join_submitters(mut set: JoinSet<Result<(), EngineError>>) -
     Ok(())
 }
 
+/// Drains the `total` executions submitted with the workers; answers the
+/// seconds it took and the workers' samples.
+async fn drain_backlog(
+    shared: &Arc<Shared>,
+    args: &BenchArgs,
+    total: u64,
+) -> CliResult<(f64, Samples)> {
+    shared.target.store(total, Ordering::Relaxed);
+    let began = Instant::now();
+    let workers = spawn_workers(shared, args)?;
+    shared.wait_done().await;
+    let seconds = began.elapsed().as_secs_f64();
+    Ok((seconds, stop_workers(shared, workers).await?))
+}
+
 pub(super) async fn drain(shared: &Arc<Shared>, args: &BenchArgs) -> CliResult<Report> {
     let total = args.executions;
     let batch = args.submit_batch;
@@ -133,12 +148,7 @@ pub(super) async fn drain(shared: &Arc<Shared>, args: &BenchArgs) -> CliResult<R
     join_submitters(submitters).await?;
     let submit_secs = began.elapsed().as_secs_f64();
 
-    shared.target.store(total, Ordering::Relaxed);
-    let drain_began = Instant::now();
-    let workers = spawn_workers(shared, args)?;
-    shared.wait_done().await;
-    let drain_secs = drain_began.elapsed().as_secs_f64();
-    let samples = stop_workers(shared, workers).await?;
+    let (drain_secs, samples) = drain_backlog(shared, args, total).await?;
     Ok(Report {
         counted: total,
         seconds: submit_secs + drain_secs,
@@ -285,12 +295,7 @@ pub(super) async fn fair(shared: &Arc<Shared>, args: &BenchArgs) -> CliResult<Re
     }
     let submit_secs = began.elapsed().as_secs_f64();
     let total = shared.submitted.load(Ordering::Relaxed);
-    shared.target.store(total, Ordering::Relaxed);
-    let drain_began = Instant::now();
-    let workers = spawn_workers(shared, args)?;
-    shared.wait_done().await;
-    let drain_secs = drain_began.elapsed().as_secs_f64();
-    let samples = stop_workers(shared, workers).await?;
+    let (drain_secs, samples) = drain_backlog(shared, args, total).await?;
     let order = match &shared.claimed_tenants {
         Some(order) => std::mem::take(&mut *order.lock().map_err(internal)?),
         None => Vec::new(),
