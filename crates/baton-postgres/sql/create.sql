@@ -26,7 +26,11 @@
 -- lane's rule, else its namespace's, else NULL for the default; migration
 -- 0012): the rules of the batch's namespaces are read once, and a row
 -- looks among them only when there are any, so a deployment without rules
--- pays one read of an empty table per batch.
+-- pays one read of an empty table per batch. A waiting row of a lane a
+-- fair limit covers is marked with an empty `fair_key`, so that it calls
+-- the fair-turn trigger, which gives its key and its turn (migration
+-- 0016); the fair limits of the batch's namespaces are read once, and
+-- without any no row calls it.
 WITH input AS (
     SELECT *
     FROM UNNEST(
@@ -50,6 +54,10 @@ retained AS MATERIALIZED (
     SELECT r.namespace, r.lane, r.keep_ms FROM retention_rules r
     WHERE r.namespace IN (SELECT i.namespace FROM input i)
 ),
+fairs AS MATERIALIZED (
+    SELECT l.namespace, l.lane FROM limits l
+    WHERE l.fair AND l.namespace IN (SELECT i.namespace FROM input i)
+),
 taken AS (
     INSERT INTO idempotency_keys (namespace, lane, session, key, partition, uuid)
     SELECT namespace, lane, COALESCE(session, ''), idempotency_key, partition, uuid
@@ -67,7 +75,7 @@ inserted AS (
         backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
         created_at, updated_at, run_at, ready_at, deadline, dep_policy, deps_total,
         deps_done, deps_bad, finished_at, last_error, history, keep_ms, session, version,
-        version_key)
+        version_key, fair_key)
     SELECT partition, uuid, namespace, lane, kind, state, priority, payload, tags::jsonb,
            required_caps::jsonb, 0, max_attempts, backoff_initial_ms, backoff_max_ms,
            backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
@@ -79,7 +87,12 @@ inserted AS (
                 WHERE r.namespace = input.namespace AND r.lane IN (input.lane, '')
                 ORDER BY r.lane DESC LIMIT 1)
            END,
-           session, version, version_key
+           session, version, version_key,
+           CASE WHEN state = 'waiting' AND EXISTS (SELECT 1 FROM fairs) THEN
+               (SELECT '' FROM fairs f
+                WHERE f.namespace = input.namespace AND f.lane IN (input.lane, '')
+                LIMIT 1)
+           END
     FROM input
     WHERE idempotency_key IS NULL OR uuid IN (SELECT uuid FROM taken)
     RETURNING uuid, namespace, lane, state, partition, parent, finished_at

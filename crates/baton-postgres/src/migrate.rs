@@ -101,6 +101,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fair limits",
         include_str!("../../../migrations/postgres/0015_fairness.sql"),
     ),
+    (
+        16,
+        "fair turns only for marked submissions",
+        include_str!("../../../migrations/postgres/0016_fair_gate.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -226,7 +231,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 15);
+        assert_eq!(super::latest_version(), 16);
     }
 
     /// Version 11 on a schema holding executions: one that existed before
@@ -598,6 +603,95 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(indexes, vec!["executions_fair_turns"]);
+        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// Version 16 on a schema at version 15 with a fair limit: a row
+    /// inserted as `waiting` calls the fair-turn function only when the
+    /// inserting statement marked it (an empty `fair_key`), as `create.sql`
+    /// does in a covered lane; an unmarked row keeps its `ready_at` and no
+    /// key. A move into `waiting` by update still takes its turn unmarked.
+    #[tokio::test]
+    async fn version_16_gives_turns_to_marked_submissions_only() {
+        let Some(server) = baton_testkit::servers::postgres().await else {
+            return;
+        };
+        let schema = baton_testkit::servers::PostgresServer::unique_schema();
+        let mut conn = PgConnection::connect(server.url()).await.unwrap();
+        sqlx::raw_sql(&format!(
+            "CREATE SCHEMA {schema}; SET search_path = {schema}"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 15) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        sqlx::raw_sql(
+            "INSERT INTO limits (name, namespace, lane, key, fair) \
+             VALUES ('turns', 'n', '', 'tag:tenant', true)",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let insert = "INSERT INTO executions (partition, uuid, namespace, lane, kind, state, \
+             priority, payload, tags, required_caps, attempts, max_attempts, \
+             backoff_initial_ms, backoff_max_ms, backoff_multiplier, backoff_jitter, \
+             created_at, updated_at, ready_at, run_at, fair_key) \
+             VALUES (3, $1, 'n', 'l', 'k', $2, 0, '', $3::jsonb, '[]', 0, 3, 0, 0, \
+             1.0, false, $4, $4, $4, $4, $5)";
+        let row = |id: u128,
+                   state: &'static str,
+                   tenant: &'static str,
+                   at: i64,
+                   mark: Option<&'static str>| {
+            sqlx::query(insert)
+                .bind(uuid::Uuid::from_u128(id))
+                .bind(state)
+                .bind(format!(r#"{{"tenant": "{tenant}"}}"#))
+                .bind(at)
+                .bind(mark)
+        };
+        row(1, "waiting", "big", 5, Some(""))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (_, _, v16) = super::MIGRATIONS[15];
+        sqlx::raw_sql(v16).execute(&mut conn).await.unwrap();
+        row(2, "waiting", "big", 9, Some(""))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        row(3, "waiting", "big", 9, None)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        row(4, "delayed", "big", 9, None)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql("UPDATE executions SET state = 'waiting' WHERE uuid = '00000000-0000-0000-0000-000000000004'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let turns: Vec<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT ready_at, fair_key FROM executions WHERE partition = 3 ORDER BY uuid",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let big = || Some("big".to_owned());
+        assert_eq!(
+            turns,
+            vec![(5, big()), (6, big()), (9, None), (7, big()),],
+            "marked and moved rows take turns after the key's last; the unmarked insert does not"
+        );
         sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
             .execute(&mut conn)
             .await

@@ -114,7 +114,7 @@ async fn partition_count_is_recorded_and_enforced() {
     );
     assert_eq!(
         first.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
     );
 }
 
@@ -136,7 +136,7 @@ async fn concurrent_first_starts_migrate_once() {
         let backend = start.await.unwrap().unwrap();
         assert_eq!(
             backend.applied_migrations().await.unwrap(),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
         );
     }
 }
@@ -2921,7 +2921,7 @@ async fn version_13_applies_on_a_schema_at_version_12() {
          DROP TRIGGER executions_fair_moved ON {schema}.executions; \
          DROP FUNCTION {schema}.baton_fair_turn(); \
          ALTER TABLE {schema}.executions DROP COLUMN fair_key; \
-         DELETE FROM {schema}._sqlx_migrations WHERE version IN (13, 15)"
+         DELETE FROM {schema}._sqlx_migrations WHERE version IN (13, 15, 16)"
     ))
     .execute(&mut conn)
     .await
@@ -2930,7 +2930,7 @@ async fn version_13_applies_on_a_schema_at_version_12() {
     let after = open(&url).await;
     assert_eq!(
         after.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
     );
     assert_eq!(after.limits(None).await.unwrap(), vec![]);
     let limit = tenant_cap("upgrade-cap", "upgrade", 1);

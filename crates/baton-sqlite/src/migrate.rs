@@ -89,6 +89,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fair limits",
         include_str!("../../../migrations/sqlite/0015_fairness.sql"),
     ),
+    (
+        16,
+        "fair turns only for marked submissions",
+        include_str!("../../../migrations/sqlite/0016_fair_gate.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
