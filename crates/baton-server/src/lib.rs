@@ -53,6 +53,7 @@ mod flows;
 mod memory;
 mod metrics;
 mod ops;
+mod ui;
 mod waitpoint;
 mod waits;
 mod worker;
@@ -104,6 +105,9 @@ pub struct ServerConfig {
     /// The keys waitpoint tokens are signed with; without them a suspend
     /// answers no tokens and signals need the API token.
     pub waitpoint_keys: Option<WaitpointKeys>,
+    /// Serve the dashboard under `/ui` (and redirect `/` there). Default
+    /// true.
+    pub ui: bool,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +118,7 @@ impl Default for ServerConfig {
             max_wait: Duration::from_secs(60),
             recheck: Duration::from_secs(1),
             waitpoint_keys: None,
+            ui: true,
         }
     }
 }
@@ -128,6 +133,12 @@ impl ServerConfig {
     /// Signs and verifies waitpoint tokens with `keys`.
     pub fn with_waitpoint_keys(mut self, keys: WaitpointKeys) -> Self {
         self.waitpoint_keys = Some(keys);
+        self
+    }
+
+    /// Serves the dashboard under `/ui` or leaves it out.
+    pub fn with_ui(mut self, ui: bool) -> Self {
+        self.ui = ui;
         self
     }
 
@@ -147,6 +158,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_wait", &self.max_wait)
             .field("recheck", &self.recheck)
             .field("waitpoint_keys", &self.waitpoint_keys)
+            .field("ui", &self.ui)
             .finish()
     }
 }
@@ -165,6 +177,7 @@ struct Inner {
     body_limit: usize,
     engine: Option<Arc<SchedulerMetrics>>,
     metrics: HttpMetrics,
+    rates: ui::Rates,
     draining: watch::Sender<bool>,
 }
 
@@ -200,6 +213,7 @@ impl AppState {
                 body_limit,
                 engine,
                 metrics: HttpMetrics::default(),
+                rates: ui::Rates::default(),
                 draining,
             }),
         }
@@ -233,6 +247,10 @@ impl AppState {
 
     fn metrics(&self) -> &HttpMetrics {
         &self.inner.metrics
+    }
+
+    fn rates(&self) -> &ui::Rates {
+        &self.inner.rates
     }
 
     fn engine_metrics(&self) -> Option<&SchedulerMetrics> {
@@ -327,9 +345,13 @@ pub fn router(state: AppState) -> Router {
     }
     let protected =
         protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    public
+    let mut app = public
         .merge(protected)
-        .fallback(no_route)
+        .route_layer(middleware::from_fn(refuse_cross_site));
+    if state.config().ui {
+        app = app.merge(ui::router(state.clone()));
+    }
+    app.fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -386,6 +408,48 @@ fn bearer_matches(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
     state.config().api_token.as_ref().is_some_and(|expected| {
         bearer(headers).is_some_and(|t| same_secret(t.as_bytes(), expected.as_bytes()))
     })
+}
+
+/// Why a browser's request comes from another site, if it does: its
+/// `Sec-Fetch-Site` says `cross-site` or `same-site`, or its `Origin` is
+/// not `http(s)://` and the `Host` it was sent to. Programs that are not
+/// browsers send neither header and are never refused.
+pub(crate) fn cross_site(headers: &axum::http::HeaderMap) -> Option<&'static str> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("");
+        if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
+            return Some("the browser sent it from another site (Sec-Fetch-Site)");
+        }
+    }
+    let origin = headers.get(header::ORIGIN)?;
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let same = match (origin.to_str().ok(), host) {
+        (Some(origin), Some(host)) => {
+            let origin = origin.to_ascii_lowercase();
+            let host = host.to_ascii_lowercase();
+            origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                == Some(host.as_str())
+        }
+        _ => false,
+    };
+    (!same).then_some("the browser sent it from another origin (Origin is not this server)")
+}
+
+/// Refuses (`403 forbidden`) a request that changes something when a
+/// browser sent it from another site: without a token the API takes a body
+/// of any content type, so a page elsewhere could post a `text/plain` JSON
+/// body without a preflight.
+async fn refuse_cross_site(req: Request, next: Next) -> Response {
+    let safe = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !safe && let Some(why) = cross_site(req.headers()) {
+        return ApiError::forbidden(why).into_response();
+    }
+    next.run(req).await
 }
 
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
