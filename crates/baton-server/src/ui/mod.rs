@@ -180,7 +180,6 @@ pub(crate) fn ok(page: &impl Template) -> UiResult {
 /// Every `/ui` route but the assets and the unlock form: the cross-site
 /// refusal of POSTs, then the token when the server has one.
 async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    state.rates().touch(&state);
     if req.method() != Method::GET
         && req.method() != Method::HEAD
         && let Some(why) = crate::cross_site(req.headers())
@@ -194,6 +193,8 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         return html(StatusCode::FORBIDDEN, &page);
     }
     if state.config().api_token.is_none() || crate::bearer_matches(&state, req.headers()) {
+        // Only a served request keeps the sampler going, never a refused one.
+        state.rates().touch(&state);
         return next.run(req).await;
     }
     let asked = req.method() == Method::GET || req.method() == Method::HEAD;

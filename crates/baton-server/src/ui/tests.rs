@@ -546,7 +546,7 @@ async fn the_overview_lists_lanes_with_every_state() {
     // The worker registry records claims.
     let a = ui.page("/ui").await;
     assert_eq!(a.status, StatusCode::OK);
-    assert!(a.body.contains("<table id=\"lanes\">"));
+    assert!(a.body.contains("<table id=\"lanes\" class=\"cards\">"));
     assert!(
         a.body
             .contains("<tr data-lane=\"emails\" data-namespace=\"default\">")
