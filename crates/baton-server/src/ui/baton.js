@@ -127,7 +127,10 @@
     if ((form.getAttribute("method") || "get").toLowerCase() === "post") {
       load(url.href, { method: "POST", body: params.toString(), push: true });
     } else {
-      url.search = params.toString();
+      // Empty fields mean "any": leave them out of the address.
+      const kept = new URLSearchParams();
+      for (const [k, v] of params) if (v !== "") kept.append(k, v);
+      url.search = kept.toString();
       load(url.href, { push: true });
     }
   });
