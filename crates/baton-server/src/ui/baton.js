@@ -12,12 +12,16 @@
   };
   let timer = null;
   let busy = false;
+  // Each load takes a number; an answer that arrives after a later load
+  // started is dropped, so a slow refresh never undoes a click.
+  let latest = 0;
 
   // Fetches `url` (with the token when one is stored) and swaps the title,
   // the nav and <main> of the answer into this page.
   async function load(url, opts = {}) {
     if (busy && opts.background) return;
     busy = true;
+    const mine = ++latest;
     const token = store.get();
     const headers = {};
     if (token) headers.Authorization = "Bearer " + token;
@@ -31,8 +35,9 @@
         cache: "no-store",
         redirect: "follow",
       });
-      if (res.status === 401) store.forget();
       const text = await res.text();
+      if (mine !== latest) return;
+      if (res.status === 401) store.forget();
       const doc = new DOMParser().parseFromString(text, "text/html");
       const main = doc.querySelector("main");
       if (!main) { if (!opts.background) location.assign(url); return; }

@@ -60,6 +60,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
             "/ui/bulk/{action}",
             get(actions::confirm_bulk).post(actions::act_bulk),
         )
+        .route("/ui/{*rest}", get(no_page))
         .route_layer(middleware::from_fn_with_state(state, guard));
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))
@@ -219,6 +220,15 @@ fn locked(message: &'static str) -> Response {
         HeaderValue::from_static("Bearer realm=\"baton\""),
     );
     response
+}
+
+/// Any other `/ui` address: the error page (with the headers), not the
+/// API's JSON.
+async fn no_page(State(state): State<AppState>, headers: axum::http::HeaderMap) -> UiError {
+    UiError::new(
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such dashboard page"),
+        crate::bearer_matches(&state, &headers),
+    )
 }
 
 /// `POST /ui/unlock`: where the token form posts when the script does not

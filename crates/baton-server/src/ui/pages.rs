@@ -626,6 +626,10 @@ pub(crate) async fn executions(
     }
     let typed = |k: &str| form.typed.get(k).cloned().unwrap_or_default();
     let filter = form.filter_string();
+    let mut all = all;
+    if !all.contains(&ns) {
+        all.push(ns.clone());
+    }
     let page = Executions {
         chrome,
         namespaces: choices(&all, &ns),

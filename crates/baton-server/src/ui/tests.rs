@@ -215,6 +215,8 @@ async fn request_text_is_escaped_on_every_page() {
         format!("/ui/bulk/replay?state=failed&reason={bad}"),
         format!("/ui/lanes/{bad}/pause"),
         format!("/ui/executions/{bad}"),
+        format!("{}?done={bad}", detail(&failed)),
+        format!("{}?events_after={bad}", detail(&failed)),
     ];
     let mut seen_escaped = 0;
     for uri in &pages {
@@ -250,6 +252,7 @@ async fn every_answer_has_the_security_headers() {
         "/ui/lanes/emails/pause".to_owned(),
         "/ui/bulk/cancel?lane=emails".to_owned(),
         "/ui/executions/nope".to_owned(),
+        "/ui/no/such/page".to_owned(),
         urls.css.clone(),
         urls.js.clone(),
         urls.icon.clone(),
