@@ -500,6 +500,7 @@ struct Executions {
     finished_before: String,
     parent: String,
     idempotency_key: String,
+    more_open: bool,
     limits: Vec<Choice>,
     rows: Vec<Row>,
     next_href: Option<String>,
@@ -649,6 +650,15 @@ pub(crate) async fn executions(
         finished_before: typed("finished_before"),
         parent: typed("parent"),
         idempotency_key: typed("idempotency_key"),
+        more_open: [
+            "created_before",
+            "finished_after",
+            "finished_before",
+            "parent",
+            "idempotency_key",
+        ]
+        .iter()
+        .any(|k| form.typed.contains_key(*k)),
         limits,
         rows,
         next_href,
