@@ -790,3 +790,43 @@ async fn lanes_pause_and_resume_in_two_steps() {
     let lanes = ui.api("GET", "/v1/lanes", Value::Null).await;
     assert_eq!(lanes["lanes"][0]["paused"], false);
 }
+
+#[tokio::test]
+async fn the_overview_charts_what_the_sampler_saw() {
+    use super::rates::Sample;
+    use baton_core::{Lane, Namespace};
+    let backend = baton_sqlite::SqliteBackend::connect("sqlite::memory:")
+        .await
+        .unwrap();
+    let state = AppState::new(Arc::new(backend), ServerConfig::default());
+    let ui = Ui {
+        app: router(state.clone()),
+        token: None,
+    };
+    ui.submit(json!({"kind": "k", "lane": "emails"})).await;
+    let claim = ui.claim("emails").await;
+    ui.complete(&claim).await;
+    // Samples that agree with the backend (one completed in lane emails),
+    // so the sampler's own first sample, whenever it lands, changes
+    // nothing.
+    let key = (
+        Namespace::new("default").unwrap(),
+        Lane::new("emails").unwrap(),
+    );
+    let now = Timestamp::now_system();
+    for (ago, completed) in [(120, 0), (30, 1)] {
+        state.rates().record(Sample {
+            at: now.saturating_sub(std::time::Duration::from_secs(ago)),
+            totals: [(key.clone(), (completed, 0))].into_iter().collect(),
+        });
+    }
+    let a = ui.page("/ui").await;
+    assert!(
+        a.body.contains("this minute: 1 completed, 0 failed"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("<rect class=\"ok\""));
+    assert!(a.body.contains("id=\"rate-5m\">0.0%<"), "{}", a.body);
+    assert!(!a.body.contains("(collecting…)"));
+}
