@@ -302,6 +302,8 @@ struct Overview {
     lanes: Vec<LaneRow>,
     workers: Vec<WorkerRow>,
     chart: String,
+    peak: u64,
+    finished: (u64, u64),
     collecting: bool,
     rate5: String,
     rate15: String,
@@ -434,6 +436,16 @@ pub(crate) async fn overview(
         lanes,
         workers,
         collecting: samples.len() < 2,
+        peak: buckets
+            .iter()
+            .flatten()
+            .map(|(c, f)| c + f)
+            .max()
+            .unwrap_or(0),
+        finished: buckets
+            .iter()
+            .flatten()
+            .fold((0, 0), |(c, f), (bc, bf)| (c + bc, f + bf)),
         chart: rates::chart(&buckets),
         rate5: rates::percent(rates::failure_rate(
             &samples,
