@@ -185,13 +185,7 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         && req.method() != Method::HEAD
         && let Some(why) = crate::cross_site(req.headers())
     {
-        let page = ErrorPage {
-            chrome: Chrome::new(false),
-            status: 403,
-            code: "forbidden".into(),
-            message: format!("refused: {why}"),
-        };
-        return html(StatusCode::FORBIDDEN, &page);
+        return refused(why);
     }
     if state.config().api_token.is_none() || crate::bearer_matches(&state, req.headers()) {
         // Only a served request keeps the sampler going, never a refused one.
@@ -205,6 +199,17 @@ async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Respo
         "The token was refused: enter the server's API token (BATON_API_TOKEN)."
     };
     locked(message)
+}
+
+/// `403` for a POST a browser sent from another site.
+fn refused(why: &str) -> Response {
+    let page = ErrorPage {
+        chrome: Chrome::new(false),
+        status: 403,
+        code: "forbidden".into(),
+        message: format!("refused: {why}"),
+    };
+    html(StatusCode::FORBIDDEN, &page)
 }
 
 fn locked(message: &'static str) -> Response {
@@ -236,13 +241,7 @@ async fn no_page(State(state): State<AppState>, headers: axum::http::HeaderMap) 
 /// field); with a token set it says the dashboard needs JavaScript.
 async fn unlock(State(state): State<AppState>, req: Request) -> Response {
     if let Some(why) = crate::cross_site(req.headers()) {
-        let page = ErrorPage {
-            chrome: Chrome::new(false),
-            status: 403,
-            code: "forbidden".into(),
-            message: format!("refused: {why}"),
-        };
-        return html(StatusCode::FORBIDDEN, &page);
+        return refused(why);
     }
     if state.config().api_token.is_none() {
         return Redirect::to("/ui").into_response();
