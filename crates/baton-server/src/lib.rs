@@ -33,6 +33,13 @@
 //! Errors are `{"error": {"code", "message", "field"?, "state"?}}`; see
 //! [`ApiError`] and [`baton_api::ErrorBody`].
 //!
+//! Beside the API, outside its contract: the dashboard, HTML pages under
+//! `/ui` rendered from the askama templates in `templates/` (RFC 0012; `/`
+//! redirects there; [`ServerConfig::ui`] leaves it out). A request that
+//! changes something and that a browser sent from another site (its
+//! `Origin` or `Sec-Fetch-Site` says so) is refused with `403 forbidden`,
+//! on the API as on the dashboard.
+//!
 //! ```no_run
 //! # async fn demo(backend: std::sync::Arc<dyn baton_core::AdminBackend>) -> std::io::Result<()> {
 //! use baton_server::{AppState, ServerConfig};
