@@ -419,8 +419,11 @@ fn bearer_matches(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
 
 /// Why a browser's request comes from another site, if it does: its
 /// `Sec-Fetch-Site` says `cross-site` or `same-site`, or its `Origin` is
-/// not `http(s)://` and the `Host` it was sent to. Programs that are not
-/// browsers send neither header and are never refused.
+/// not `http(s)://` and the `Host` it was sent to (or, behind a proxy that
+/// rewrites `Host`, the `X-Forwarded-Host` the proxy passed on: a page on
+/// another site cannot add that header without a preflight, which this
+/// server never answers). Programs that are not browsers send neither
+/// `Origin` nor `Sec-Fetch-Site` and are never refused.
 pub(crate) fn cross_site(headers: &axum::http::HeaderMap) -> Option<&'static str> {
     if let Some(site) = headers.get("sec-fetch-site") {
         let site = site.to_str().unwrap_or("");
@@ -428,19 +431,18 @@ pub(crate) fn cross_site(headers: &axum::http::HeaderMap) -> Option<&'static str
             return Some("the browser sent it from another site (Sec-Fetch-Site)");
         }
     }
-    let origin = headers.get(header::ORIGIN)?;
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let same = match (origin.to_str().ok(), host) {
-        (Some(origin), Some(host)) => {
-            let origin = origin.to_ascii_lowercase();
-            let host = host.to_ascii_lowercase();
-            origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                == Some(host.as_str())
-        }
-        _ => false,
+    let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or("");
+    let origin = origin.to_ascii_lowercase();
+    let Some(origin_host) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return Some("the browser sent it from another origin (Origin is not this server)");
     };
+    let same = [header::HOST.as_str(), "x-forwarded-host"]
+        .iter()
+        .filter_map(|name| headers.get(*name)?.to_str().ok())
+        .any(|host| host.trim().eq_ignore_ascii_case(origin_host));
     (!same).then_some("the browser sent it from another origin (Origin is not this server)")
 }
 
@@ -501,6 +503,67 @@ mod tests {
         assert!(!same_secret(b"s3cretX", b"s3cret"));
         assert!(!same_secret(b"S3cret", b"s3cret"));
         assert!(!same_secret(b"", b"s3cret"));
+    }
+
+    #[test]
+    fn cross_site_requests_are_told_apart() {
+        let judge = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = axum::http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, axum::http::HeaderValue::from_static(v));
+            }
+            cross_site(&h).is_some()
+        };
+        // Programs: no browser headers.
+        assert!(!judge(&[]));
+        assert!(!judge(&[("host", "baton:7420")]));
+        // The server's own pages.
+        assert!(!judge(&[
+            ("host", "baton:7420"),
+            ("origin", "http://baton:7420")
+        ]));
+        assert!(!judge(&[
+            ("host", "Baton:7420"),
+            ("origin", "https://baton:7420")
+        ]));
+        assert!(!judge(&[
+            ("host", "baton:7420"),
+            ("sec-fetch-site", "same-origin")
+        ]));
+        assert!(!judge(&[
+            ("host", "baton:7420"),
+            ("sec-fetch-site", "none")
+        ]));
+        // Behind a proxy that rewrote Host.
+        assert!(!judge(&[
+            ("host", "127.0.0.1:7420"),
+            ("x-forwarded-host", "baton.example.com"),
+            ("origin", "https://baton.example.com"),
+        ]));
+        // Other sites.
+        assert!(judge(&[
+            ("host", "baton:7420"),
+            ("origin", "http://evil.example")
+        ]));
+        assert!(judge(&[
+            ("host", "baton:7420"),
+            ("origin", "http://baton:7421")
+        ]));
+        assert!(judge(&[
+            ("host", "baton:7420"),
+            ("origin", "http://baton:7420.evil")
+        ]));
+        assert!(judge(&[("host", "baton:7420"), ("origin", "null")]));
+        assert!(judge(&[("origin", "http://baton:7420")]));
+        assert!(judge(&[
+            ("host", "baton:7420"),
+            ("sec-fetch-site", "cross-site")
+        ]));
+        assert!(judge(&[
+            ("host", "baton:7420"),
+            ("origin", "http://baton:7420"),
+            ("sec-fetch-site", "same-site"),
+        ]));
     }
 
     #[test]
