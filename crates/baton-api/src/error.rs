@@ -108,7 +108,7 @@ impl ErrorBody {
     ///   `state` is an answer this client cannot trust: `Unavailable`.
     /// - `invalid_input` becomes `InvalidInput` naming the field
     ///   ([`static_field`]), `"request"` when the field is absent or unknown.
-    /// - `unauthorized` and `configuration` become `Configuration`,
+    /// - `unauthorized`, `forbidden` and `configuration` become `Configuration`,
     ///   `unsupported` `Unsupported`, `corruption` `Corruption`.
     /// - anything else, `Unavailable`: retry later.
     ///
@@ -163,6 +163,7 @@ impl ErrorBody {
             (ErrorCode::Unauthorized, _) => EngineError::Configuration {
                 message: format!("{message} (set the client's API token)"),
             },
+            (ErrorCode::Forbidden, _) => EngineError::Configuration { message },
             (ErrorCode::Corruption, _) => EngineError::corruption(message),
             (ErrorCode::Configuration, _) => EngineError::Configuration { message },
             _ => EngineError::unavailable(format!("{operation} answered {status}: {message}")),
@@ -176,6 +177,7 @@ impl ErrorBody {
 /// |------|--------|
 /// | `invalid_input` | 400 (413 when the body is over the size limit) |
 /// | `unauthorized` | 401 |
+/// | `forbidden` | 403 |
 /// | `not_found` | 404 |
 /// | `method_not_allowed` | 405 |
 /// | `lease_lost`, `conflict` | 409 |
@@ -196,6 +198,10 @@ pub enum ErrorCode {
     InvalidInput,
     /// `unauthorized`: missing or wrong bearer token.
     Unauthorized,
+    /// `forbidden`: a browser sent the request from another site (its
+    /// `Origin` or `Sec-Fetch-Site` says so); send it from the server's
+    /// own origin, or from a program that is not a browser.
+    Forbidden,
     /// `not_found`: unknown execution or route.
     NotFound,
     /// `method_not_allowed`: the route exists with another method.
@@ -220,9 +226,10 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every known code.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::InvalidInput,
         ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::LeaseLost,
@@ -238,6 +245,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidInput => "invalid_input",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::LeaseLost => "lease_lost",
@@ -256,6 +264,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidInput => 400,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::LeaseLost | ErrorCode::Conflict => 409,

@@ -7,7 +7,7 @@ use baton_api::{
     ExplainAnswer, LaneAnswer, LaneBody, LanePauseAnswer, LanesAnswer, PauseAnswer, PriorityBody,
     ScopeBody, Snapshot, TagBody, WorkerAnswer, WorkersAnswer, WorkersQuery,
 };
-use baton_core::TagKey;
+use baton_core::{CancelScope, ExecutionId, Lane, Namespace, PauseOutcome, TagKey};
 
 use crate::AppState;
 use crate::error::ApiResult;
@@ -82,7 +82,7 @@ pub(crate) async fn pause(
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<ScopeBody>,
 ) -> ApiResult<Json<PauseAnswer>> {
-    let out = state.backend().pause(&id, body.scope()).await?;
+    let out = pause_one(&state, &id, body.scope(), "http").await?;
     Ok(Json(PauseAnswer::from(&out)))
 }
 
@@ -92,7 +92,7 @@ pub(crate) async fn resume(
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<ScopeBody>,
 ) -> ApiResult<Json<PauseAnswer>> {
-    let out = state.backend().resume(&id, body.scope()).await?;
+    let out = resume_one(&state, &id, body.scope(), "http").await?;
     Ok(Json(PauseAnswer::from(&out)))
 }
 
@@ -101,8 +101,63 @@ pub(crate) async fn replay(
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> ApiResult<Json<Snapshot>> {
-    let snap = state.backend().replay(&id).await?;
+    let snap = replay_one(&state, &id, "http").await?;
     Ok(Json(Snapshot::from(&snap)))
+}
+
+/// Pauses `id` as `actor` asked, with an audit line; the API route and the
+/// dashboard both call it, so they cannot drift.
+pub(crate) async fn pause_one(
+    state: &AppState,
+    id: &ExecutionId,
+    scope: CancelScope,
+    actor: &str,
+) -> ApiResult<PauseOutcome> {
+    let out = state.backend().pause(id, scope).await?;
+    tracing::info!(target: "baton::audit", op = "pause", actor, %id, %scope, cascaded = out.cascaded, "pause call");
+    Ok(out)
+}
+
+/// Resumes `id` as `actor` asked, with an audit line.
+pub(crate) async fn resume_one(
+    state: &AppState,
+    id: &ExecutionId,
+    scope: CancelScope,
+    actor: &str,
+) -> ApiResult<PauseOutcome> {
+    let out = state.backend().resume(id, scope).await?;
+    tracing::info!(target: "baton::audit", op = "resume", actor, %id, %scope, cascaded = out.cascaded, "resume call");
+    Ok(out)
+}
+
+/// Replays `id` as `actor` asked, with an audit line.
+pub(crate) async fn replay_one(
+    state: &AppState,
+    id: &ExecutionId,
+    actor: &str,
+) -> ApiResult<baton_core::ExecutionSnapshot> {
+    let snap = state.backend().replay(id).await?;
+    tracing::info!(target: "baton::audit", op = "replay", actor, %id, "replay call");
+    Ok(snap)
+}
+
+/// Pauses (`pause`) or resumes a lane as `actor` asked, with an audit
+/// line; answers whether it changed.
+pub(crate) async fn lane_one(
+    state: &AppState,
+    ns: &Namespace,
+    lane: &Lane,
+    pause: bool,
+    actor: &str,
+) -> ApiResult<bool> {
+    let changed = if pause {
+        state.backend().pause_lane(ns, lane).await?
+    } else {
+        state.backend().resume_lane(ns, lane).await?
+    };
+    let op = if pause { "pause_lane" } else { "resume_lane" };
+    tracing::info!(target: "baton::audit", op, actor, namespace = %ns, %lane, changed, "lane call");
+    Ok(changed)
 }
 
 /// `DELETE /v1/executions/{id}?force=`: `{"id", "deleted", "cancelled"}`;
@@ -352,7 +407,7 @@ pub(crate) async fn pause_lane(
     ApiJson(body): ApiJson<LaneBody>,
 ) -> ApiResult<Json<LanePauseAnswer>> {
     let ns = body.namespace()?;
-    let changed = state.backend().pause_lane(&ns, &lane).await?;
+    let changed = lane_one(&state, &ns, &lane, true, "http").await?;
     Ok(Json(LanePauseAnswer {
         lane,
         paused: true,
@@ -368,7 +423,7 @@ pub(crate) async fn resume_lane(
     ApiJson(body): ApiJson<LaneBody>,
 ) -> ApiResult<Json<LanePauseAnswer>> {
     let ns = body.namespace()?;
-    let changed = state.backend().resume_lane(&ns, &lane).await?;
+    let changed = lane_one(&state, &ns, &lane, false, "http").await?;
     Ok(Json(LanePauseAnswer {
         lane,
         paused: false,

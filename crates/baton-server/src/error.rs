@@ -72,6 +72,17 @@ impl ApiError {
         )
     }
 
+    /// `403 forbidden`: a browser sent the request from another site.
+    pub fn forbidden(why: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden.as_str(),
+            format!(
+                "refused: {why}; call the API from the server's own origin or from a program that is not a browser"
+            ),
+        )
+    }
+
     /// `401` for a waitpoint token that is missing its keys, malformed,
     /// forged, expired, or for another execution or waitpoint.
     pub fn bad_waitpoint_token() -> Self {

@@ -173,6 +173,16 @@ async fn bulk(
     mut request: baton_core::BulkRequest,
 ) -> ApiResult<Json<baton_api::BulkAnswer>> {
     request.actor = Some(actor(headers)?);
+    let report = bulk_as(&state, request).await?;
+    Ok(Json(baton_api::BulkAnswer::from(&report)))
+}
+
+/// One bulk call as `request.actor` asked, logged as an audit line: what
+/// the API routes and the dashboard both call.
+pub(crate) async fn bulk_as(
+    state: &AppState,
+    request: baton_core::BulkRequest,
+) -> ApiResult<baton_core::BulkReport> {
     state.metrics().saw_namespace(&request.filter.namespace);
     let op = request.action.name();
     let (namespace, dry_run) = (request.filter.namespace.clone(), request.dry_run);
@@ -197,7 +207,7 @@ async fn bulk(
         more = report.next_cursor.is_some(),
         "bulk call"
     );
-    Ok(Json(baton_api::BulkAnswer::from(&report)))
+    Ok(report)
 }
 
 /// `GET /v1/stats?namespace=`: `{"lanes": {"<lane>": {<state>: n, …}}}`.

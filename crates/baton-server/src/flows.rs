@@ -5,6 +5,8 @@ use axum::Json;
 use axum::extract::State;
 use baton_api::{CancelAnswer, CancelBody, ChildrenQuery, ListAnswer, TreeAnswer, TreeQuery};
 
+use baton_core::{CancelRequest, Cancellation, ExecutionId};
+
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiQuery, IdPath};
@@ -19,8 +21,30 @@ pub(crate) async fn cancel(
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<CancelBody>,
 ) -> ApiResult<Json<CancelAnswer>> {
-    let out = state.backend().cancel(&id, body.into_request()).await?;
+    let out = cancel_one(&state, &id, body.into_request(), "http").await?;
     Ok(Json(CancelAnswer::from(&out)))
+}
+
+/// Cancels `id` as `actor` (`http`, `ui`) asked, with an audit line: what
+/// the API route and the dashboard both call.
+pub(crate) async fn cancel_one(
+    state: &AppState,
+    id: &ExecutionId,
+    request: CancelRequest,
+    actor: &str,
+) -> ApiResult<Cancellation> {
+    let scope = request.scope;
+    let out = state.backend().cancel(id, request).await?;
+    tracing::info!(
+        target: "baton::audit",
+        op = "cancel",
+        actor,
+        %id,
+        %scope,
+        cascaded = out.cascaded,
+        "cancel call"
+    );
+    Ok(out)
 }
 
 /// `GET /v1/executions/{id}/children?cursor=&limit=`: one page of its

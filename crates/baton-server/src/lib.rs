@@ -33,6 +33,13 @@
 //! Errors are `{"error": {"code", "message", "field"?, "state"?}}`; see
 //! [`ApiError`] and [`baton_api::ErrorBody`].
 //!
+//! Beside the API, outside its contract: the dashboard, HTML pages under
+//! `/ui` rendered from the askama templates in `templates/` (RFC 0012; `/`
+//! redirects there; [`ServerConfig::ui`] leaves it out). A request that
+//! changes something and that a browser sent from another site (its
+//! `Origin` or `Sec-Fetch-Site` says so) is refused with `403 forbidden`,
+//! on the API as on the dashboard.
+//!
 //! ```no_run
 //! # async fn demo(backend: std::sync::Arc<dyn baton_core::AdminBackend>) -> std::io::Result<()> {
 //! use baton_server::{AppState, ServerConfig};
@@ -53,6 +60,7 @@ mod flows;
 mod memory;
 mod metrics;
 mod ops;
+mod ui;
 mod waitpoint;
 mod waits;
 mod worker;
@@ -104,6 +112,9 @@ pub struct ServerConfig {
     /// The keys waitpoint tokens are signed with; without them a suspend
     /// answers no tokens and signals need the API token.
     pub waitpoint_keys: Option<WaitpointKeys>,
+    /// Serve the dashboard under `/ui` (and redirect `/` there). Default
+    /// true.
+    pub ui: bool,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +125,7 @@ impl Default for ServerConfig {
             max_wait: Duration::from_secs(60),
             recheck: Duration::from_secs(1),
             waitpoint_keys: None,
+            ui: true,
         }
     }
 }
@@ -128,6 +140,12 @@ impl ServerConfig {
     /// Signs and verifies waitpoint tokens with `keys`.
     pub fn with_waitpoint_keys(mut self, keys: WaitpointKeys) -> Self {
         self.waitpoint_keys = Some(keys);
+        self
+    }
+
+    /// Serves the dashboard under `/ui` or leaves it out.
+    pub fn with_ui(mut self, ui: bool) -> Self {
+        self.ui = ui;
         self
     }
 
@@ -147,6 +165,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_wait", &self.max_wait)
             .field("recheck", &self.recheck)
             .field("waitpoint_keys", &self.waitpoint_keys)
+            .field("ui", &self.ui)
             .finish()
     }
 }
@@ -165,6 +184,7 @@ struct Inner {
     body_limit: usize,
     engine: Option<Arc<SchedulerMetrics>>,
     metrics: HttpMetrics,
+    rates: ui::Rates,
     draining: watch::Sender<bool>,
 }
 
@@ -200,6 +220,7 @@ impl AppState {
                 body_limit,
                 engine,
                 metrics: HttpMetrics::default(),
+                rates: ui::Rates::default(),
                 draining,
             }),
         }
@@ -233,6 +254,10 @@ impl AppState {
 
     fn metrics(&self) -> &HttpMetrics {
         &self.inner.metrics
+    }
+
+    fn rates(&self) -> &ui::Rates {
+        &self.inner.rates
     }
 
     fn engine_metrics(&self) -> Option<&SchedulerMetrics> {
@@ -327,9 +352,13 @@ pub fn router(state: AppState) -> Router {
     }
     let protected =
         protected.route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    public
+    let mut app = public
         .merge(protected)
-        .fallback(no_route)
+        .route_layer(middleware::from_fn(refuse_cross_site));
+    if state.config().ui {
+        app = app.merge(ui::router(state.clone()));
+    }
+    app.fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -388,6 +417,50 @@ fn bearer_matches(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
     })
 }
 
+/// Why a browser's request comes from another site, if it does: its
+/// `Sec-Fetch-Site` says `cross-site` or `same-site`, or its `Origin` is
+/// not `http(s)://` and the `Host` it was sent to (or, behind a proxy that
+/// rewrites `Host`, the `X-Forwarded-Host` the proxy passed on: a page on
+/// another site cannot add that header without a preflight, which this
+/// server never answers). Programs that are not browsers send neither
+/// `Origin` nor `Sec-Fetch-Site` and are never refused.
+pub(crate) fn cross_site(headers: &axum::http::HeaderMap) -> Option<&'static str> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("");
+        if site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site") {
+            return Some("the browser sent it from another site (Sec-Fetch-Site)");
+        }
+    }
+    let origin = headers.get(header::ORIGIN)?.to_str().unwrap_or("");
+    let origin = origin.to_ascii_lowercase();
+    let Some(origin_host) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return Some("the browser sent it from another origin (Origin is not this server)");
+    };
+    let same = [header::HOST.as_str(), "x-forwarded-host"]
+        .iter()
+        .filter_map(|name| headers.get(*name)?.to_str().ok())
+        .any(|host| host.trim().eq_ignore_ascii_case(origin_host));
+    (!same).then_some("the browser sent it from another origin (Origin is not this server)")
+}
+
+/// Refuses (`403 forbidden`) a request that changes something when a
+/// browser sent it from another site: without a token the API takes a body
+/// of any content type, so a page elsewhere could post a `text/plain` JSON
+/// body without a preflight.
+async fn refuse_cross_site(req: Request, next: Next) -> Response {
+    let safe = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !safe && let Some(why) = cross_site(req.headers()) {
+        return ApiError::forbidden(why).into_response();
+    }
+    next.run(req).await
+}
+
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if state.config().api_token.is_some() && !bearer_matches(&state, req.headers()) {
         return ApiError::unauthorized().into_response();
@@ -430,6 +503,67 @@ mod tests {
         assert!(!same_secret(b"s3cretX", b"s3cret"));
         assert!(!same_secret(b"S3cret", b"s3cret"));
         assert!(!same_secret(b"", b"s3cret"));
+    }
+
+    #[test]
+    fn cross_site_requests_are_told_apart() {
+        let judge = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = axum::http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, axum::http::HeaderValue::from_static(v));
+            }
+            cross_site(&h).is_some()
+        };
+        // Programs: no browser headers.
+        assert!(!judge(&[]));
+        assert!(!judge(&[("host", "baton:7420")]));
+        // The server's own pages.
+        assert!(!judge(&[
+            ("host", "baton:7420"),
+            ("origin", "http://baton:7420")
+        ]));
+        assert!(!judge(&[
+            ("host", "Baton:7420"),
+            ("origin", "https://baton:7420")
+        ]));
+        assert!(!judge(&[
+            ("host", "baton:7420"),
+            ("sec-fetch-site", "same-origin")
+        ]));
+        assert!(!judge(&[
+            ("host", "baton:7420"),
+            ("sec-fetch-site", "none")
+        ]));
+        // Behind a proxy that rewrote Host.
+        assert!(!judge(&[
+            ("host", "127.0.0.1:7420"),
+            ("x-forwarded-host", "baton.example.com"),
+            ("origin", "https://baton.example.com"),
+        ]));
+        // Other sites.
+        assert!(judge(&[
+            ("host", "baton:7420"),
+            ("origin", "http://evil.example")
+        ]));
+        assert!(judge(&[
+            ("host", "baton:7420"),
+            ("origin", "http://baton:7421")
+        ]));
+        assert!(judge(&[
+            ("host", "baton:7420"),
+            ("origin", "http://baton:7420.evil")
+        ]));
+        assert!(judge(&[("host", "baton:7420"), ("origin", "null")]));
+        assert!(judge(&[("origin", "http://baton:7420")]));
+        assert!(judge(&[
+            ("host", "baton:7420"),
+            ("sec-fetch-site", "cross-site")
+        ]));
+        assert!(judge(&[
+            ("host", "baton:7420"),
+            ("origin", "http://baton:7420"),
+            ("sec-fetch-site", "same-site"),
+        ]));
     }
 
     #[test]

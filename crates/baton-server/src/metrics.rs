@@ -27,10 +27,10 @@ const BUCKETS: [f64; 14] = [
 /// Namespaces the per-lane gauges cover: the first this many the backend
 /// holds (ascending), plus up to this many more that requests used; more
 /// are not reported, so a scrape stays bounded however many tenants exist.
-const MAX_NAMESPACES: usize = 64;
+pub(crate) const MAX_NAMESPACES: usize = 64;
 
 /// Lanes per namespace whose oldest waiting execution is looked up per scrape.
-const MAX_AGE_LOOKUPS: usize = 256;
+pub(crate) const MAX_AGE_LOOKUPS: usize = 256;
 
 #[derive(Debug, Default)]
 struct Histogram {
@@ -77,6 +77,14 @@ impl HttpMetrics {
         {
             set.insert(ns.clone());
         }
+    }
+
+    /// The namespaces requests used (at most [`MAX_NAMESPACES`]).
+    pub(crate) fn seen_namespaces(&self) -> BTreeSet<Namespace> {
+        self.namespaces
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     fn record(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
@@ -299,12 +307,7 @@ async fn limit_gauges(state: &AppState, out: &mut String) {
 }
 
 async fn lane_gauges(state: &AppState, out: &mut String) {
-    let mut namespaces = state
-        .metrics()
-        .namespaces
-        .lock()
-        .map(|s| s.clone())
-        .unwrap_or_default();
+    let mut namespaces = state.metrics().seen_namespaces();
     if let Ok(default) = Namespace::new("default") {
         namespaces.insert(default);
     }
@@ -322,7 +325,7 @@ async fn lane_gauges(state: &AppState, out: &mut String) {
     }
     let mut depth = String::new();
     let mut by_state = String::new();
-    let mut age = String::new();
+    let mut age_out = String::new();
     for ns in &namespaces {
         let counts = match backend.counts(ns).await {
             Ok(c) => c,
@@ -351,22 +354,15 @@ async fn lane_gauges(state: &AppState, out: &mut String) {
                 continue;
             }
             lookups += 1;
-            // The waiting execution with the lowest id (the oldest created);
-            // its last state change is when it became waiting. Close to the
-            // true oldest waiting age at the price of one indexed read.
-            let filter = ListFilter::namespace(ns.clone())
-                .with_lane(lane.clone())
-                .with_state(ExecState::Waiting);
-            match backend.list(&filter, Page::first(1)).await {
-                Ok(page) => {
-                    if let Some(first) = page.items.first() {
-                        let secs = now.duration_since(first.updated_at).as_secs_f64();
-                        let _ = writeln!(
-                            age,
-                            "baton_queue_oldest_waiting_age_seconds{{{labels}}} {secs:.3}"
-                        );
-                    }
+            match oldest_waiting(backend.as_ref(), ns, lane, now).await {
+                Ok(Some(age)) => {
+                    let secs = age.as_secs_f64();
+                    let _ = writeln!(
+                        age_out,
+                        "baton_queue_oldest_waiting_age_seconds{{{labels}}} {secs:.3}"
+                    );
                 }
+                Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(namespace = %ns, lane = %lane, error = %e, "metrics: cannot read the oldest waiting execution");
                     up = 0;
@@ -401,7 +397,28 @@ async fn lane_gauges(state: &AppState, out: &mut String) {
         "gauge",
         "How long the oldest waiting execution of a lane has been waiting.",
     );
-    out.push_str(&age);
+    out.push_str(&age_out);
+}
+
+/// How long the oldest waiting execution of a lane has waited, `None` when
+/// none waits: the waiting execution with the lowest id (the oldest
+/// created), whose last state change is when it became waiting. Close to
+/// the true oldest waiting age at the price of one indexed read; what the
+/// metrics gauge and the dashboard show.
+pub(crate) async fn oldest_waiting(
+    backend: &dyn baton_core::AdminBackend,
+    ns: &Namespace,
+    lane: &baton_core::Lane,
+    now: Timestamp,
+) -> baton_core::Result<Option<Duration>> {
+    let filter = ListFilter::namespace(ns.clone())
+        .with_lane(lane.clone())
+        .with_state(ExecState::Waiting);
+    let page = backend.list(&filter, Page::first(1)).await?;
+    Ok(page
+        .items
+        .first()
+        .map(|first| now.duration_since(first.updated_at)))
 }
 
 fn requests(m: &HttpMetrics, out: &mut String) {

@@ -51,6 +51,10 @@ pub(crate) struct ServeArgs {
     /// milliseconds (default 60000, at least 100).
     #[arg(long, env = "BATON_TRIM_SWEEP_MS")]
     trim_sweep_ms: Option<u64>,
+    /// Serve the dashboard at /ui (and redirect / there); --ui=false
+    /// leaves it out and serves the API alone.
+    #[arg(long, env = "BATON_UI", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    ui: bool,
 }
 
 /// A retention: a duration of at least one second (`7d`, `36h`, `90m`).
@@ -115,7 +119,7 @@ pub(crate) async fn run(
         hint: None,
         code: 1,
     })?;
-    let mut config = ServerConfig::default();
+    let mut config = ServerConfig::default().with_ui(args.ui);
     match std::env::var(TOKEN_ENV) {
         Ok(token) if !token.is_empty() => config = config.with_api_token(token),
         _ => {}
@@ -145,8 +149,15 @@ pub(crate) async fn run(
     let engine_backend: Arc<dyn EngineBackend> = backend.clone();
     let engine = Scheduler::start(engine_backend, engine_config);
     let state = AppState::new(backend.clone(), config).with_engine_metrics(engine.metrics());
+    // The address comes first and ends at a comma: tests and scripts read
+    // it from this line.
+    let dashboard = if args.ui {
+        format!(", dashboard at http://{addr}/ui")
+    } else {
+        String::new()
+    };
     tracing::info!(
-        "baton serve: listening on http://{addr}, backend {} ({} partitions){auth}",
+        "baton serve: listening on http://{addr}{dashboard}, backend {} ({} partitions){auth}",
         baton_core::raw::url::redact(backend_url),
         backend.partitions().get(),
     );

@@ -2618,3 +2618,55 @@ fn sessions_and_versions_over_http(b: Bk) {
     )
     .error(400, "invalid_input");
 }
+
+/// The dashboard is served at `/ui` (the same on every backend, so on
+/// SQLite only): `/` redirects there, `BATON_UI=false` leaves it out, and a
+/// browser's cross-site POST is refused on the API as on the dashboard.
+#[test]
+fn the_dashboard_is_served_and_cross_site_posts_are_refused() {
+    let s = Server::start(&Bk::Sqlite);
+    let root = s.get("/");
+    assert_eq!(root.status, 303);
+    assert_eq!(root.header("location"), Some("/ui"));
+    let ui = s.get("/ui");
+    assert_eq!(ui.status, 200);
+    assert!(
+        ui.body.contains("<title>Overview · Baton</title>"),
+        "{}",
+        ui.body
+    );
+    assert!(ui.header("content-security-policy").is_some());
+    let id = s.ok("/v1/executions", json!({"kind": "k"}))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let evil = [("Origin", "http://evil.example")];
+    let body = json!({"reason": "csrf"}).to_string();
+    let a = s
+        .try_request(
+            "POST",
+            &format!("/v1/executions/{}/cancel", encoded(&id)),
+            Some(body.as_bytes()),
+            &evil,
+        )
+        .unwrap();
+    a.error(403, "forbidden");
+    let a = s
+        .try_request(
+            "POST",
+            &format!("/ui/executions/{}/cancel", encoded(&id)),
+            Some(b"reason=csrf"),
+            &[("Sec-Fetch-Site", "cross-site")],
+        )
+        .unwrap();
+    assert_eq!(a.status, 403);
+    assert_eq!(
+        s.get(&format!("/v1/executions/{}", encoded(&id))).json()["state"],
+        "waiting"
+    );
+
+    let off = Server::start_with(&Bk::Sqlite, &[("BATON_UI", "false")]);
+    assert_eq!(off.get("/ui").status, 404);
+    assert_eq!(off.get("/").status, 404);
+    assert_eq!(off.get("/healthz").status, 200);
+}
