@@ -97,7 +97,11 @@ impl Server {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split(',').next().unwrap_or_default().to_owned();
+                    // `HOST:PORT`, up to a comma, a space or a path.
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| !matches!(c, ',' | ' ' | '/' | ')'))
+                        .collect();
                     let _ = tx.send(Ok(addr));
                 } else {
                     eprintln!("[baton serve] {line}");
