@@ -701,7 +701,7 @@ fn the_dashboard_in_a_browser_with_a_token() -> Result<()> {
     )?;
     let dry = s.ok(
         "/v1/executions/bulk/cancel",
-        json!({"filter": {"namespace": "default", "lane": "emails", "state": ["waiting"]}, "dry_run": true}),
+        json!({"filter": {"namespace": "default", "lane": "emails", "state": "waiting"}, "dry_run": true}),
     );
     assert_eq!(dry["matched"], 6, "{dry}");
     let shown = browser.eval(
