@@ -131,6 +131,12 @@ fn chromium_drives_a_page_over_the_pipe() -> Result<()> {
         requested.contains(&format!("GET {}/healthz", server.base())),
         "{requested:?}"
     );
+    let types: Vec<&str> = browser
+        .requests()
+        .iter()
+        .map(|r| r.resource_type.as_str())
+        .collect();
+    assert_eq!(types, ["Document", "Fetch"]);
 
     // A form: fill, a real mouse click on the button, a script reacting.
     let page = "<!doctype html><title>t</title>\
@@ -844,7 +850,13 @@ fn the_dashboard_in_a_browser_with_a_token() -> Result<()> {
             request.url
         );
     }
-    assert!(browser.requests().len() > 10, "{:?}", browser.requests());
+    // The script fetched the pages with the token as a bearer header.
+    let bearer_fetches = browser
+        .requests()
+        .iter()
+        .filter(|r| r.resource_type == "Fetch" && r.authorization.as_deref() == Some(&bearer))
+        .count();
+    assert!(bearer_fetches >= 10, "{:?}", browser.requests());
     for url in browser.urls_seen() {
         assert!(!url.contains(&token), "the page was at {url}");
     }
@@ -933,6 +945,26 @@ fn the_dashboard_works_without_a_token_and_without_javascript() -> Result<()> {
     );
     swap(&mut browser, |b| b.click(&link), &detail_ready(first))?;
     assert_eq!(browser.text("#state-badge")?.trim(), "waiting");
+    let scripted: Vec<&cdp::Request> = browser
+        .requests()
+        .iter()
+        .filter(|r| r.resource_type == "Fetch" || r.resource_type == "XHR")
+        .collect();
+    assert!(
+        scripted.is_empty(),
+        "requests from scripts with JS off: {scripted:?}"
+    );
+    let documents = browser
+        .requests()
+        .iter()
+        .filter(|r| r.resource_type == "Document" && r.url.starts_with(&base))
+        .count();
+    assert_eq!(
+        documents,
+        4,
+        "overview, executions, filtered, detail: {:?}",
+        browser.requests()
+    );
 
     let cross_site = s
         .send(

@@ -54,6 +54,10 @@ fn fail<T>(message: impl Into<String>) -> Result<T> {
 pub struct Request {
     pub method: String,
     pub url: String,
+    /// `Document`, `Stylesheet`, `Script`, `Fetch`, …
+    pub resource_type: String,
+    /// The `Authorization` header the page set, if any.
+    pub authorization: Option<String>,
 }
 
 /// The most events kept unconsumed; older ones are dropped.
@@ -294,6 +298,14 @@ impl Browser {
             "Network.requestWillBeSent" => self.requests.push(Request {
                 method: text(&params["request"]["method"]),
                 url: text(&params["request"]["url"]),
+                resource_type: text(&params["type"]),
+                authorization: params["request"]["headers"]
+                    .as_object()
+                    .and_then(|h| {
+                        h.iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                    })
+                    .map(|(_, v)| text(v)),
             }),
             "Page.frameNavigated" if params["frame"].get("parentId").is_none() => {
                 self.urls_seen.push(text(&params["frame"]["url"]));
