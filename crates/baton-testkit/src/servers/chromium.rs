@@ -30,9 +30,6 @@ pub struct Chromium {
     pub path: PathBuf,
     /// What `--version` printed, e.g. `Chromium 156.0.8078.129`.
     pub version: String,
-    /// True for the full browser (`chromium`), which needs `--headless`;
-    /// the headless shell is headless anyway and ignores it.
-    pub full_browser: bool,
 }
 
 static FOUND: OnceLock<Result<Chromium, String>> = OnceLock::new();
@@ -64,21 +61,14 @@ pub fn chromium() -> Option<&'static Chromium> {
 /// then `chromium` on `PATH`; the first that answers `--version` wins.
 pub fn find_chromium() -> Result<Chromium, String> {
     if let Some(path) = std::env::var_os(CHROMIUM_VAR).filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        let full = is_full_browser(&path);
-        return check(&path, full).map_err(|e| format!("{CHROMIUM_VAR}: {e}"));
+        return check(Path::new(&path)).map_err(|e| format!("{CHROMIUM_VAR}: {e}"));
     }
-    let mut candidates: Vec<(PathBuf, bool)> = Vec::new();
-    candidates.extend(
-        on_path("chromium-headless-shell")
-            .into_iter()
-            .map(|p| (p, false)),
-    );
-    candidates.push((PathBuf::from(DEBIAN_HEADLESS_SHELL), false));
-    candidates.extend(on_path("chromium").into_iter().map(|p| (p, true)));
+    let mut candidates = on_path("chromium-headless-shell");
+    candidates.push(PathBuf::from(DEBIAN_HEADLESS_SHELL));
+    candidates.extend(on_path("chromium"));
     let mut problems = Vec::new();
-    for (path, full) in candidates.into_iter().filter(|(p, _)| p.is_file()) {
-        match check(&path, full) {
+    for path in candidates.into_iter().filter(|p| p.is_file()) {
+        match check(&path) {
             Ok(found) => return Ok(found),
             Err(e) => problems.push(e),
         }
@@ -93,16 +83,9 @@ pub fn find_chromium() -> Result<Chromium, String> {
     }
 }
 
-/// A binary named like the full browser rather than the headless shell.
-fn is_full_browser(path: &Path) -> bool {
-    !path
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().contains("headless"))
-}
-
 /// Runs `<path> --version` and expects `Chromium <version>` (or
 /// `Google Chrome …`, `HeadlessChrome …`) with a zero exit.
-fn check(path: &Path, full_browser: bool) -> Result<Chromium, String> {
+fn check(path: &Path) -> Result<Chromium, String> {
     let output = Command::new(path)
         .arg("--version")
         .stdin(Stdio::null())
@@ -118,7 +101,6 @@ fn check(path: &Path, full_browser: bool) -> Result<Chromium, String> {
         Some(version) if output.status.success() => Ok(Chromium {
             path: path.to_owned(),
             version: version.to_owned(),
-            full_browser,
         }),
         _ => Err(format!(
             "{} --version did not report a Chromium version ({}: {:?})",
@@ -138,21 +120,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_full_browser_is_told_apart_from_the_headless_shell() {
-        assert!(is_full_browser(Path::new("/usr/bin/chromium")));
-        assert!(is_full_browser(Path::new("/opt/chrome/chrome")));
-        assert!(!is_full_browser(Path::new(DEBIAN_HEADLESS_SHELL)));
-        assert!(!is_full_browser(Path::new(
-            "/usr/local/bin/chromium-headless-shell"
-        )));
-    }
-
-    #[test]
     fn a_binary_without_a_version_is_refused_with_its_output() {
         // `true` runs and prints nothing: no version, so not a Chromium.
-        let err = check(Path::new("/bin/true"), true).unwrap_err();
+        let err = check(Path::new("/bin/true")).unwrap_err();
         assert!(err.contains("did not report a Chromium version"), "{err}");
-        let err = check(Path::new("/nonexistent/chromium"), true).unwrap_err();
+        let err = check(Path::new("/nonexistent/chromium")).unwrap_err();
         assert!(err.contains("cannot run"), "{err}");
     }
 }

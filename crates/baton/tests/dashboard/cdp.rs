@@ -116,6 +116,7 @@ impl Browser {
             .arg("--remote-debugging-pipe")
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args([
+                // The full browser needs it; the headless shell ignores it.
                 "--headless",
                 "--no-sandbox",
                 "--no-first-run",
@@ -308,7 +309,10 @@ impl Browser {
                     .map(|(_, v)| text(v)),
             }),
             "Page.frameNavigated" if params["frame"].get("parentId").is_none() => {
-                self.urls_seen.push(text(&params["frame"]["url"]));
+                // The URL comes without its fragment, which is apart.
+                let frame = &params["frame"];
+                self.urls_seen
+                    .push(text(&frame["url"]) + &text(&frame["urlFragment"]));
             }
             "Page.navigatedWithinDocument" => self.urls_seen.push(text(&params["url"])),
             "Log.entryAdded" => {
