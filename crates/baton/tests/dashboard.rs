@@ -65,9 +65,10 @@ fn screenshot(browser: &mut Browser, name: &str, width: u32, height: u32) -> Res
     let png = std::fs::read(&path).expect("the screenshot was written");
     assert_eq!(png.len(), written);
     assert_eq!(png_size(&png), (width, height), "{}", path.display());
-    // A blank page of that size compresses to well under this.
+    // Chromium's PNG of a blank page is about 5 KB at 1280×900 and under
+    // 3 KB at 390×844; these pages, full of text, are several times that.
     assert!(
-        png.len() > 2_000,
+        png.len() > 10_000,
         "{} is only {} bytes",
         path.display(),
         png.len()
@@ -76,8 +77,8 @@ fn screenshot(browser: &mut Browser, name: &str, width: u32, height: u32) -> Res
 }
 
 /// The smoke test of the driver, with no dashboard: Chromium loads a page
-/// of `baton serve` over the pipe, a script reads it, the mouse and the
-/// keyboard helpers work on a form, scripts can be turned off, and a
+/// of `baton serve` over the pipe, a script reads it, the fill, check
+/// and mouse-click helpers work on a form, scripts can be turned off, and a
 /// screenshot is written.
 #[test]
 fn chromium_drives_a_page_over_the_pipe() -> Result<()> {
