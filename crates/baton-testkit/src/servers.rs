@@ -11,7 +11,12 @@
 //! Every kind is started at most once per test run, by the first test
 //! process that asks, shared by all the others, and stopped a few seconds
 //! after the last one exits.
+//!
+//! [`chromium()`] is no server: it finds the headless Chromium the
+//! dashboard's browser tests drive, and skips or fails like the servers
+//! when there is none.
 
+mod chromium;
 mod postgres;
 mod private;
 mod private_pg;
@@ -20,6 +25,7 @@ mod redis_binaries;
 mod redis_nodes;
 mod resp;
 
+pub use chromium::{CHROMIUM_VAR, Chromium, DEBIAN_HEADLESS_SHELL, chromium, find_chromium};
 pub use postgres::{PostgresServer, postgres};
 pub use private::PrivateRedis;
 pub use private_pg::PrivatePostgres;

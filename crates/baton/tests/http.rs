@@ -5,14 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+use common::server::{Server, encoded};
 
 /// The backend a test's server runs on.
 #[derive(Clone, Debug)]
@@ -130,279 +133,19 @@ on_every_backend!(
     sessions_and_versions_over_http,
 );
 
-/// A `baton serve` process; killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-    /// The backend URL it serves.
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-/// One HTTP answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-
-    /// Asserts the contract's error body and answers its message.
-    fn error(&self, status: u16, code: &str) -> String {
-        assert_eq!(self.status, status, "body: {}", self.body);
-        let v = self.json();
-        assert_eq!(v["error"]["code"], code, "body: {}", self.body);
-        let message = v["error"]["message"].as_str().unwrap().to_owned();
-        assert!(!message.is_empty());
-        message
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 impl Server {
     fn start(b: &Bk) -> Server {
         Server::start_with(b, &[])
     }
 
-    /// Starts `baton serve --listen 127.0.0.1:0` and reads the bound address
-    /// from its start-up log line.
+    /// Starts `baton serve --listen 127.0.0.1:0` on `b` with `env` added
+    /// (see [`Server::launch`]).
     fn start_with(b: &Bk, env: &[(&str, &str)]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let url = match b {
-            Bk::Sqlite => format!("sqlite://{}", dir.path().join("baton.db").display()),
-            Bk::Postgres(url) | Bk::Valkey(url) => url.clone(),
-        };
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0"])
-            .env("BATON_BACKEND", &url)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("BATON_API_TOKEN")
-            .env_remove("BATON_LISTEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        // Keeps draining stderr so the server never blocks on a full pipe.
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split(',').next().unwrap_or_default().to_owned();
-                    let _ = tx.send(Ok(addr));
-                } else {
-                    eprintln!("[baton serve] {line}");
-                }
-            }
-            let _ = tx.send(Err("baton serve exited before listening".to_owned()));
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Ok(addr)) => addr,
-            Ok(Err(e)) => panic!("{e}"),
-            Err(e) => {
-                let _ = child.kill();
-                panic!("baton serve did not log its address: {e}");
-            }
-        };
-        let server = Server {
-            child,
-            addr,
-            url,
-            _dir: dir,
-        };
-        let start = Instant::now();
-        loop {
-            if let Ok(a) = server.try_request("GET", "/healthz", None, &[])
-                && a.status == 200
-            {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "/healthz never answered"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn try_request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-        headers: &[(&str, &str)],
-    ) -> std::io::Result<Answer> {
-        let mut stream = TcpStream::connect(&self.addr)?;
-        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        let expect_continue = headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("expect"));
-        if let Some(b) = body {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                b.len()
-            ));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes())?;
-        // With `Expect: 100-continue` the body is only sent if the server
-        // asks for it; these tests use it for bodies the server refuses.
-        if let (Some(b), false) = (body, expect_continue) {
-            stream.write_all(b)?;
-        }
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw)?;
-        Ok(parse_answer(&raw))
-    }
-
-    fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
-        let bytes = body.map(|b| serde_json::to_vec(b).unwrap());
-        self.try_request(method, path, bytes.as_deref(), &[])
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
-    }
-
-    fn get(&self, path: &str) -> Answer {
-        self.request("GET", path, None)
-    }
-
-    fn post(&self, path: &str, body: Value) -> Answer {
-        self.request("POST", path, Some(&body))
-    }
-
-    /// POST answering 200 or 201, as JSON.
-    fn ok(&self, path: &str, body: Value) -> Value {
-        let a = self.post(path, body);
-        assert!(
-            a.status == 200 || a.status == 201,
-            "POST {path}: {} {}",
-            a.status,
-            a.body
-        );
-        a.json()
-    }
-
-    fn describe(&self, id: &str) -> Value {
-        let a = self.get(&format!("/v1/executions/{id}?attempts=true"));
-        assert_eq!(a.status, 200, "{}", a.body);
-        a.json()
-    }
-
-    fn submit(&self, body: Value) -> String {
-        self.ok("/v1/executions", body)["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    fn claim(&self, lane: &str, body: Value) -> Vec<Value> {
-        self.ok(&format!("/v1/lanes/{lane}/claim"), body)["claims"]
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    /// Sends SIGTERM to the server process.
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits (bounded) for the server to exit, and answers its status.
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "baton serve did not exit after SIGTERM"
-            );
-            thread::sleep(Duration::from_millis(50));
+        match b {
+            Bk::Sqlite => Server::launch(None, env),
+            Bk::Postgres(url) | Bk::Valkey(url) => Server::launch(Some(url), env),
         }
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn parse_answer(raw: &[u8]) -> Answer {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("no end of headers");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-    });
-    if chunked {
-        body = dechunk(&body);
-    }
-    Answer {
-        status,
-        headers,
-        body: String::from_utf8(body).unwrap(),
-    }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size_text = std::str::from_utf8(&data[..eol]).unwrap();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
-        data = &data[eol + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-}
-
-/// `{p:3}-…` with the braces percent-encoded.
-fn encoded(id: &str) -> String {
-    id.replace('{', "%7B").replace('}', "%7D")
 }
 
 fn claim_one(s: &Server, lane: &str, extra: Value) -> (String, String) {
