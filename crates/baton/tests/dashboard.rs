@@ -428,7 +428,6 @@ fn detail_ready(id: &str) -> String {
 /// The whole dashboard in Chromium with an API token (RFC 0012, browser
 /// test steps 1–9).
 #[test]
-#[ignore = "needs the dashboard (branch ui)"]
 fn the_dashboard_in_a_browser_with_a_token() -> Result<()> {
     let Some(mut browser) = browser("token") else {
         return Ok(());
@@ -893,7 +892,6 @@ fn the_dashboard_in_a_browser_with_a_token() -> Result<()> {
 /// the overview renders, the filter form works as a GET, links lead to the
 /// detail, and a cross-site POST is still refused.
 #[test]
-#[ignore = "needs the dashboard (branch ui)"]
 fn the_dashboard_works_without_a_token_and_without_javascript() -> Result<()> {
     let Some(mut browser) = browser("no-js") else {
         return Ok(());
