@@ -1,6 +1,6 @@
-// BullMQ on Valkey or Redis, steady (see common.mjs).
+// BullMQ on Valkey or Redis (see common.mjs).
 //
-//   node bullmq.mjs --url redis://127.0.0.1:6379 [--workers 4] [--concurrency 50]
+//   node bullmq.mjs --url redis://127.0.0.1:6379 [--workers 4] [--concurrency 50] [--scenario latency --rate R]
 //
 // Tuned as BullMQ's documentation recommends for throughput: several
 // Worker instances with a high `concurrency`, bulk adds (`addBulk`, one
@@ -8,7 +8,7 @@
 // (`removeOnComplete`), as most deployments keep it; failed ones are kept.
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
-import { args, steady } from "./common.mjs";
+import { args, run } from "./common.mjs";
 
 const opts = args({ url: "redis://127.0.0.1:6379", workers: 4, concurrency: 50, keep: 1000 });
 const url = new URL(opts.url);
@@ -29,15 +29,13 @@ const queue = new Queue(name, {
 });
 const workers = [];
 
-await steady("bullmq", opts, {
-  async submit(n, payload) {
-    const jobs = [];
-    for (let i = 0; i < n; i++) jobs.push({ name: "noop", data: { p: payload } });
-    await queue.addBulk(jobs);
+await run("bullmq", opts, {
+  async submit(jobs) {
+    await queue.addBulk(jobs.map((data) => ({ name: "noop", data })));
   },
-  async start(onCompleted) {
+  async start(onStarted, onCompleted) {
     for (let w = 0; w < opts.workers; w++) {
-      const worker = new Worker(name, async () => null, {
+      const worker = new Worker(name, async (job) => onStarted(job.data), {
         connection: connect(),
         concurrency: opts.concurrency,
       });

@@ -1,4 +1,4 @@
-// graphile-worker on Postgres, steady (see common.mjs).
+// graphile-worker on Postgres (see common.mjs).
 //
 //   node graphile.mjs --url postgres://… [--concurrency 10] [--local-queue 200]
 //
@@ -7,8 +7,8 @@
 // batches) and batched completions (`completeJobBatchDelay`), bulk adds
 // (`addJobs`). graphile-worker deletes a job when it completes: it keeps
 // no result and no history of attempts (see README.md, fairness notes).
-import { Logger, makeWorkerUtils, run } from "graphile-worker";
-import { args, steady } from "./common.mjs";
+import { Logger, makeWorkerUtils, run as runWorker } from "graphile-worker";
+import { args, run } from "./common.mjs";
 
 const opts = args({ url: "", concurrency: 10, localQueue: 200, completeDelay: 0 });
 // Its default logger prints a line per job; only warnings and errors here.
@@ -19,21 +19,19 @@ const utils = await makeWorkerUtils({ connectionString: opts.url, logger });
 await utils.migrate();
 let runner;
 
-await steady("graphile-worker", opts, {
-  async submit(n, payload) {
-    const jobs = [];
-    for (let i = 0; i < n; i++) jobs.push({ identifier: "noop", payload: { p: payload } });
-    await utils.addJobs(jobs);
+await run("graphile-worker", opts, {
+  async submit(jobs) {
+    await utils.addJobs(jobs.map((payload) => ({ identifier: "noop", payload })));
   },
-  async start(onCompleted) {
-    runner = await run({
+  async start(onStarted, onCompleted) {
+    runner = await runWorker({
       connectionString: opts.url,
       concurrency: opts.concurrency,
       maxPoolSize: opts.concurrency + 2,
       noHandleSignals: true,
       logger,
       pollInterval: 1000,
-      taskList: { noop: async () => {} },
+      taskList: { noop: async (payload) => onStarted(payload) },
       preset: {
         worker: {
           localQueue: { size: opts.localQueue },

@@ -1,4 +1,4 @@
-// pg-boss on Postgres, steady (see common.mjs).
+// pg-boss on Postgres (see common.mjs).
 //
 //   node pgboss.mjs --url postgres://… [--workers 4] [--batch-size 100]
 //
@@ -9,7 +9,7 @@
 // wake-ups, bulk inserts (`insert`). pg-boss keeps completed jobs (with
 // their output) until its retention deletes them.
 import { PgBoss } from "pg-boss";
-import { args, steady } from "./common.mjs";
+import { args, run } from "./common.mjs";
 
 const opts = args({ url: "", workers: 4, batchSize: 100 });
 const boss = new PgBoss({ connectionString: opts.url, useListenNotify: true, max: opts.workers + 6 });
@@ -18,13 +18,11 @@ await boss.start();
 const name = "steady";
 await boss.createQueue(name, { notify: true });
 
-await steady("pg-boss", opts, {
-  async submit(n, payload) {
-    const jobs = [];
-    for (let i = 0; i < n; i++) jobs.push({ data: { p: payload } });
-    await boss.insert(name, jobs);
+await run("pg-boss", opts, {
+  async submit(jobs) {
+    await boss.insert(name, jobs.map((data) => ({ data })));
   },
-  async start(onCompleted) {
+  async start(onStarted, onCompleted) {
     await boss.work(
       name,
       {
@@ -34,6 +32,7 @@ await steady("pg-boss", opts, {
         pollingIntervalSeconds: 0.5,
       },
       async (jobs) => {
+        for (const job of jobs) onStarted(job.data);
         // pg-boss completes the batch when this returns; counted here,
         // a batch per worker early at most.
         onCompleted(jobs.length);

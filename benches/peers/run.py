@@ -2,6 +2,7 @@
 """Baton beside the job queues users compare it with, on the same servers.
 
     benches/peers/run.py BATON_BIN [--runs 5] [--duration 8] [--backends postgres,valkey,redis]
+                         [--scenarios steady,latency] [--rate postgres=3000,...]
 
 Runs `baton bench --scenario steady` and each peer's steady loop
 (common.mjs: 2 producers x batches of 100, 1 KiB payloads, no-op handler,
@@ -19,7 +20,12 @@ server CPU (Postgres: the postmaster's process tree from /proc, exited
 backends included; Valkey/Redis: `INFO cpu`), and rows written
 (`pg_stat_user_tables`) and WAL records (`pg_stat_wal`), or commands
 processed (`INFO stats`). Prints one JSON line per run and a Markdown
-table of medians and Baton/peer ratios at the end. Nothing else should run
+table of medians and Baton/peer ratios at the end.
+
+`--scenarios latency` then offers every system the same open-loop load
+(`--scenario latency`: jobs stamped with the instant they were due) and
+reports submit→start percentiles: by default at half of Baton's median
+steady throughput on that backend in this run, or at `--rate BACKEND=R`. Nothing else should run
 meanwhile; see README.md.
 """
 
@@ -162,17 +168,19 @@ class KeyValue:
             self.proc = None
 
 
-def run_one(system, backend, server, db, baton, duration):
+def run_one(system, backend, server, db, baton, duration, scenario, rate):
     """Runs one system once; answers its report and the server's work."""
     url = server.url(db)
+    load = ["--scenario", scenario, "--duration", str(duration)]
+    if scenario == "latency":
+        load += ["--rate", str(int(rate))]
     if system == "baton":
         subprocess.run([baton, "--backend", url, "migrate"], check=True, stdout=subprocess.DEVNULL)
         before = server.counters(db)
-        cmd = [baton, "--backend", url, "--json", "bench", "--scenario", "steady",
-               "--duration", str(duration), "--workers", "4"]
+        cmd = [baton, "--backend", url, "--json", "bench", *load, "--workers", "4"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     else:
-        cmd = [NODE, os.path.join(HERE, SCRIPTS[system]), "--url", url, "--duration", str(duration)]
+        cmd = [NODE, os.path.join(HERE, SCRIPTS[system]), "--url", url, *load]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # The peer says "ready" on stderr once its schema is made and its
         # workers are connected; the server is measured from there.
@@ -188,12 +196,16 @@ def run_one(system, backend, server, db, baton, duration):
     after = server.counters(db)
     report = json.loads(out.strip().splitlines()[-1])
     n = max(report["executions"], 1)
-    row = {"backend": backend, "system": system, "throughput_per_sec": report["throughput_per_sec"],
-           "executions": report["executions"],
+    row = {"backend": backend, "system": system, "scenario": scenario,
+           "throughput_per_sec": report["throughput_per_sec"], "executions": report["executions"],
            "server_cpu_us_per_exec": round((after["cpu_s"] - before["cpu_s"]) * 1e6 / n, 1)}
     for key in ("wal_records", "rows", "commands"):
         if key in after:
             row[f"{key}_per_exec"] = round((after[key] - before[key]) / n, 2)
+    if scenario == "latency":
+        row["rate"] = int(rate)
+        for key in ("p50_ms", "p95_ms", "p99_ms"):
+            row[key] = report[key]
     return row
 
 
@@ -203,8 +215,16 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--duration", type=float, default=8)
     parser.add_argument("--backends", default="postgres,valkey,redis")
+    parser.add_argument("--scenarios", default="steady", help="steady, latency or both (steady,latency)")
+    parser.add_argument("--rate", default="", help="latency load per backend: postgres=3000,valkey=5000")
     args = parser.parse_args()
     backends = args.backends.split(",")
+    scenarios = args.scenarios.split(",")
+    rates = {k: float(v) for k, v in (kv.split("=") for kv in args.rate.split(",") if kv)}
+    for backend in backends:
+        if "latency" in scenarios and backend not in rates and "steady" not in scenarios:
+            sys.exit(f"run.py: the latency load on {backend} is half of Baton's steady throughput in the "
+                     f"same run: add steady to --scenarios, or give --rate {backend}=R")
     baton = os.path.abspath(args.baton)
     if not os.path.exists(NODE):
         print("run.py: installing the peers from the npm registry (npm ci, one time)", file=sys.stderr)
@@ -224,29 +244,38 @@ def main():
         if "redis" in backends:
             binary = shutil.which("redis-server") or "/usr/bin/redis-server"
             servers["redis"] = KeyValue(binary, work, "redis")
-        for i in range(args.runs):
-            for backend in backends:
-                systems = ["baton"] + PEERS[backend]
-                k = i % len(systems)
-                for system in systems[k:] + systems[:k]:
-                    server = servers[backend]
-                    db = None
-                    if backend == "postgres":
-                        db = f"r{i}_{system.replace('-', '_')}"
-                        server.sql(f"CREATE DATABASE {db}")
-                    else:
-                        server.start()
-                    row = run_one(system, backend, server, db, baton, args.duration)
-                    row["run"] = i + 1
-                    print(json.dumps(row), flush=True)
-                    rows.append(row)
-                    if db:
-                        server.sql(f"DROP DATABASE {db} WITH (FORCE)")
+        for scenario in scenarios:
+            for i in range(args.runs):
+                for backend in backends:
+                    rate = None
+                    if scenario == "latency":
+                        rate = rates.get(backend) or statistics.median(
+                            r["throughput_per_sec"] for r in rows
+                            if r["backend"] == backend and r["system"] == "baton" and r["scenario"] == "steady") / 2
+                    systems = ["baton"] + PEERS[backend]
+                    k = i % len(systems)
+                    for system in systems[k:] + systems[:k]:
+                        server = servers[backend]
+                        db = None
+                        if backend == "postgres":
+                            db = f"r{i}_{scenario}_{system.replace('-', '_')}"
+                            server.sql(f"CREATE DATABASE {db}")
+                        else:
+                            server.start()
+                        row = run_one(system, backend, server, db, baton, args.duration, scenario, rate)
+                        row["run"] = i + 1
+                        print(json.dumps(row), flush=True)
+                        rows.append(row)
+                        if db:
+                            server.sql(f"DROP DATABASE {db} WITH (FORCE)")
     finally:
         for server in servers.values():
             server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    summarize(rows, backends)
+    if "steady" in scenarios:
+        summarize([r for r in rows if r["scenario"] == "steady"], backends)
+    if "latency" in scenarios:
+        summarize_latency([r for r in rows if r["scenario"] == "latency"], backends)
 
 
 def summarize(rows, backends):
@@ -267,6 +296,21 @@ def summarize(rows, backends):
             print(f"| {backend} | {system} | {len(runs)} | {med:,.0f} [{min(tput):,.0f}–{max(tput):,.0f}] | {ratio} "
                   f"| {cell('server_cpu_us_per_exec')} | {cell('rows_per_exec')} | {cell('wal_records_per_exec')} "
                   f"| {cell('commands_per_exec')} |")
+
+
+def summarize_latency(rows, backends):
+    print()
+    print("| backend | system | runs | offered/s | submit→start p50 ms, median [range] | p95 ms | p99 ms |")
+    print("|---|---|---|---|---|---|---|")
+    for backend in backends:
+        for system in ["baton"] + PEERS[backend]:
+            runs = [r for r in rows if r["backend"] == backend and r["system"] == system]
+            p50 = [r["p50_ms"] for r in runs if r["p50_ms"] is not None]
+            if not p50:
+                continue
+            med = lambda key: statistics.median(r[key] for r in runs if r[key] is not None)  # noqa: E731
+            print(f"| {backend} | {system} | {len(runs)} | {runs[0]['rate']:,} | {med('p50_ms'):.1f} "
+                  f"[{min(p50):.1f}–{max(p50):.1f}] | {med('p95_ms'):.1f} | {med('p99_ms'):.1f} |")
 
 
 if __name__ == "__main__":

@@ -234,6 +234,29 @@ mod tests {
         assert_eq!(super::latest_version(), 16);
     }
 
+    /// A connection to `server` whose search_path is a new schema (named
+    /// in the answer) migrated to `version`.
+    async fn schema_at(
+        server: &baton_testkit::servers::PostgresServer,
+        version: i64,
+    ) -> (String, PgConnection) {
+        let schema = baton_testkit::servers::PostgresServer::unique_schema();
+        let mut conn = PgConnection::connect(server.url()).await.unwrap();
+        sqlx::raw_sql(&format!(
+            "CREATE SCHEMA {schema}; SET search_path = {schema}"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for (v, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= version) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {v}: {e}"));
+        }
+        (schema, conn)
+    }
+
     /// Version 11 on a schema holding executions: one that existed before
     /// keeps no history (its changes write no event), nor does a new one
     /// created without it; one created with it starts with `created` and
@@ -243,20 +266,7 @@ mod tests {
         let Some(server) = baton_testkit::servers::postgres().await else {
             return;
         };
-        let schema = baton_testkit::servers::PostgresServer::unique_schema();
-        let mut conn = PgConnection::connect(server.url()).await.unwrap();
-        sqlx::raw_sql(&format!(
-            "CREATE SCHEMA {schema}; SET search_path = {schema}"
-        ))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 10) {
-            sqlx::raw_sql(sql)
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
-        }
+        let (schema, mut conn) = schema_at(server, 10).await;
         let columns = "partition, uuid, namespace, lane, kind, state, priority, payload, tags, \
             required_caps, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, \
             backoff_multiplier, backoff_jitter, created_at, updated_at, ready_at";
@@ -335,20 +345,7 @@ mod tests {
         let Some(server) = baton_testkit::servers::postgres().await else {
             return;
         };
-        let schema = baton_testkit::servers::PostgresServer::unique_schema();
-        let mut conn = PgConnection::connect(server.url()).await.unwrap();
-        sqlx::raw_sql(&format!(
-            "CREATE SCHEMA {schema}; SET search_path = {schema}"
-        ))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 11) {
-            sqlx::raw_sql(sql)
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
-        }
+        let (schema, mut conn) = schema_at(server, 11).await;
         let old = uuid::Uuid::from_u128(1);
         sqlx::query(
             "INSERT INTO executions (partition, uuid, namespace, lane, kind, state, priority, \
@@ -412,20 +409,7 @@ mod tests {
         let Some(server) = baton_testkit::servers::postgres().await else {
             return;
         };
-        let schema = baton_testkit::servers::PostgresServer::unique_schema();
-        let mut conn = PgConnection::connect(server.url()).await.unwrap();
-        sqlx::raw_sql(&format!(
-            "CREATE SCHEMA {schema}; SET search_path = {schema}"
-        ))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 13) {
-            sqlx::raw_sql(sql)
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
-        }
+        let (schema, mut conn) = schema_at(server, 13).await;
         let old = uuid::Uuid::from_u128(1);
         sqlx::query(
             "INSERT INTO executions (partition, uuid, namespace, lane, kind, state, priority, \
@@ -515,20 +499,7 @@ mod tests {
         let Some(server) = baton_testkit::servers::postgres().await else {
             return;
         };
-        let schema = baton_testkit::servers::PostgresServer::unique_schema();
-        let mut conn = PgConnection::connect(server.url()).await.unwrap();
-        sqlx::raw_sql(&format!(
-            "CREATE SCHEMA {schema}; SET search_path = {schema}"
-        ))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 14) {
-            sqlx::raw_sql(sql)
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
-        }
+        let (schema, mut conn) = schema_at(server, 14).await;
         let insert = "INSERT INTO executions (partition, uuid, namespace, lane, kind, state, \
              priority, payload, tags, required_caps, attempts, max_attempts, \
              backoff_initial_ms, backoff_max_ms, backoff_multiplier, backoff_jitter, \
@@ -619,20 +590,7 @@ mod tests {
         let Some(server) = baton_testkit::servers::postgres().await else {
             return;
         };
-        let schema = baton_testkit::servers::PostgresServer::unique_schema();
-        let mut conn = PgConnection::connect(server.url()).await.unwrap();
-        sqlx::raw_sql(&format!(
-            "CREATE SCHEMA {schema}; SET search_path = {schema}"
-        ))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 15) {
-            sqlx::raw_sql(sql)
-                .execute(&mut conn)
-                .await
-                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
-        }
+        let (schema, mut conn) = schema_at(server, 15).await;
         sqlx::raw_sql(
             "INSERT INTO limits (name, namespace, lane, key, fair) \
              VALUES ('turns', 'n', '', 'tag:tenant', true)",
