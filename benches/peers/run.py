@@ -34,6 +34,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -218,6 +219,8 @@ def main():
     parser.add_argument("--scenarios", default="steady", help="steady, latency or both (steady,latency)")
     parser.add_argument("--rate", default="", help="latency load per backend: postgres=3000,valkey=5000")
     args = parser.parse_args()
+    # A TERM (a timeout, a kill) still stops the servers and removes them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("run.py: terminated"))
     backends = args.backends.split(",")
     scenarios = args.scenarios.split(",")
     rates = {k: float(v) for k, v in (kv.split("=") for kv in args.rate.split(",") if kv)}
