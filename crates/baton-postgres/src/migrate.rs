@@ -257,6 +257,14 @@ mod tests {
         (schema, conn)
     }
 
+    /// Removes a schema made by [`schema_at`].
+    async fn drop_schema(conn: &mut PgConnection, schema: &str) {
+        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(conn)
+            .await
+            .unwrap();
+    }
+
     /// Version 11 on a schema holding executions: one that existed before
     /// keeps no history (its changes write no event), nor does a new one
     /// created without it; one created with it starts with `created` and
@@ -331,10 +339,7 @@ mod tests {
                 (with, 2, 9, state("waiting"), state("delayed")),
             ]
         );
-        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        drop_schema(&mut conn, &schema).await;
     }
 
     /// Version 12 on a schema holding executions: one finished before
@@ -394,10 +399,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(due, Some(old), "read by the default's range");
-        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        drop_schema(&mut conn, &schema).await;
     }
 
     /// Version 14 on a schema holding an execution with an idempotency key
@@ -482,10 +484,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(held, 0);
-        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        drop_schema(&mut conn, &schema).await;
     }
 
     /// Version 15 on a schema at version 14 holding a limit and a waiting
@@ -574,10 +573,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(indexes, vec!["executions_fair_turns"]);
-        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        drop_schema(&mut conn, &schema).await;
     }
 
     /// Version 16 on a schema at version 15 with a fair limit: a row
@@ -650,9 +646,6 @@ mod tests {
             vec![(5, big()), (6, big()), (9, None), (7, big()),],
             "marked and moved rows take turns after the key's last; the unmarked insert does not"
         );
-        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        drop_schema(&mut conn, &schema).await;
     }
 }
