@@ -2,7 +2,9 @@
 --
 -- $1..$20: one array per column, one element per execution (the caller has
 -- already dropped repeats of an idempotency key within the batch).
--- $21: now (ms). $22: the wake-up channel. $23: the root of each child
+-- $21: the instant each execution was submitted (ms): the clock reading
+-- of the call it came in, as concurrent calls may share the statement
+-- (src/combine_create.rs). $22: the wake-up channel. $23: the root of each child
 -- (NULL for executions without a parent). $24: the child key of each child
 -- (NULL without one; the caller has already answered keys that exist and
 -- dropped repeats within the batch, under a lock per parent and key).
@@ -37,13 +39,13 @@ WITH input AS (
         $1::smallint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
         $7::integer[], $8::bytea[], $9::text[], $10::text[], $11::integer[],
         $12::bigint[], $13::bigint[], $14::double precision[], $15::boolean[],
-        $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[],
+        $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[],
         $23::text[], $24::text[], $25::text[], $26::integer[], $27::integer[],
         $28::integer[], $29::bigint[], $30::text[], $33::text[], $34::text[], $35::text[]
     ) AS i(partition, uuid, namespace, lane, kind, state, priority, payload, tags,
            required_caps, max_attempts, backoff_initial_ms, backoff_max_ms,
            backoff_multiplier, backoff_jitter, idempotency_key, parent, run_at,
-           ready_at, deadline, root, child_key, dep_policy, deps_total, deps_done,
+           ready_at, deadline, submitted_at, root, child_key, dep_policy, deps_total, deps_done,
            deps_bad, finished_at, last_error, session, version, version_key)
 ),
 kept AS (
@@ -79,7 +81,7 @@ inserted AS (
     SELECT partition, uuid, namespace, lane, kind, state, priority, payload, tags::jsonb,
            required_caps::jsonb, 0, max_attempts, backoff_initial_ms, backoff_max_ms,
            backoff_multiplier, backoff_jitter, idempotency_key, parent, child_key, root,
-           $21, $21, run_at, ready_at, deadline, dep_policy, deps_total, deps_done,
+           submitted_at, submitted_at, run_at, ready_at, deadline, dep_policy, deps_total, deps_done,
            deps_bad, finished_at, last_error, namespace IN (SELECT k.namespace FROM kept k),
            -- A lane's rule sorts after its namespace's ('', the empty lane).
            CASE WHEN EXISTS (SELECT 1 FROM retained) THEN

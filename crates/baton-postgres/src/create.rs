@@ -33,46 +33,33 @@ impl PostgresBackend {
                     .map(|r| r.to_string()),
             );
         }
-        let inserted: Vec<Uuid> = sqlx::query_scalar(sql::CREATE)
-            .bind(a.partition)
-            .bind(a.uuid)
-            .bind(a.namespace)
-            .bind(a.lane)
-            .bind(a.kind)
-            .bind(a.state)
-            .bind(a.priority)
-            .bind(a.payload)
-            .bind(a.tags)
-            .bind(a.caps)
-            .bind(a.max_attempts)
-            .bind(a.backoff_initial_ms)
-            .bind(a.backoff_max_ms)
-            .bind(a.backoff_multiplier)
-            .bind(a.backoff_jitter)
-            .bind(a.idempotency_key)
-            .bind(a.parent)
-            .bind(a.run_at)
-            .bind(a.ready_at)
-            .bind(a.deadline)
-            .bind(now.as_millis())
-            .bind(&self.inner.channel)
-            .bind(a.root)
-            .bind(a.child_key)
-            .bind(a.dep_policy)
-            .bind(a.deps_total)
-            .bind(a.deps_done)
-            .bind(a.deps_bad)
-            .bind(a.finished_at)
-            .bind(a.last_error)
-            .bind(a.downstream)
-            .bind(a.upstream)
-            .bind(a.session)
-            .bind(a.version)
-            .bind(a.version_key)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(map)?;
+        let inserted = run_create(conn, &self.inner.channel, a).await?;
         Ok(inserted.into_iter().collect())
+    }
+
+    /// Writes `rows` (none with a key, a parent or dependencies) in one
+    /// statement shared with the concurrent calls of this instance
+    /// (`combine_create.rs`); answers them back once committed.
+    async fn create_combined(
+        &self,
+        rows: Vec<PreparedExecution>,
+        now: Timestamp,
+    ) -> Result<Vec<PreparedExecution>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let queued = self
+            .inner
+            .creator
+            .send(crate::combine_create::Pending { rows, now, reply });
+        if queued.is_err() {
+            return Err(EngineError::unavailable(
+                "the Postgres create queue has stopped; is the runtime shutting down?",
+            ));
+        }
+        answer.await.map_err(|_| {
+            EngineError::unavailable(
+                "the Postgres create queue dropped a call; is the runtime shutting down?",
+            )
+        })?
     }
 
     /// The executions owning the idempotency keys of `rows`, by index into
@@ -196,7 +183,7 @@ pub(crate) async fn create(
 ) -> Result<Vec<CreateOutcome>> {
     let limits = &b.inner.limits;
     let now = b.now();
-    let rows = PreparedExecution::prepare_batch(executions, limits, now, b.inner.partitions)?;
+    let mut rows = PreparedExecution::prepare_batch(executions, limits, now, b.inner.partitions)?;
     // Items with keys to deduplicate, or parents to check, are written in
     // a transaction: a parent is read under a row lock, so it cannot be
     // trimmed between the check and the insert of its child.
@@ -214,18 +201,16 @@ pub(crate) async fn create(
         .await;
         finish(tx, outcome).await?
     } else {
-        // Nothing to deduplicate: one statement, atomic by construction.
-        let batch: Vec<&PreparedExecution> = rows.iter().collect();
-        let mut conn = b.inner.pool.acquire().await.map_err(map)?;
-        let starts = HashMap::new();
-        b.insert_batch(&mut conn, &batch, &HashMap::new(), &starts, now)
-            .await?;
+        // Nothing to deduplicate: one statement, atomic by construction,
+        // shared with the concurrent calls of this instance that queued
+        // meanwhile.
+        rows = b.create_combined(rows, now).await?;
         let plan = Plan {
             repeat_of: vec![None; rows.len()],
             answers: HashMap::new(),
             created: (0..rows.len()).collect(),
         };
-        (plan, starts)
+        (plan, HashMap::new())
     };
     let Plan {
         repeat_of,
@@ -397,6 +382,72 @@ async fn create_keyed(
     })
 }
 
+/// Runs `sql/create.sql` over the column arrays `a`; answers the uuids
+/// inserted.
+async fn run_create(
+    conn: &mut PgConnection,
+    channel: &str,
+    a: CreateArrays<'_>,
+) -> Result<Vec<Uuid>> {
+    sqlx::query_scalar(sql::CREATE)
+        .bind(a.partition)
+        .bind(a.uuid)
+        .bind(a.namespace)
+        .bind(a.lane)
+        .bind(a.kind)
+        .bind(a.state)
+        .bind(a.priority)
+        .bind(a.payload)
+        .bind(a.tags)
+        .bind(a.caps)
+        .bind(a.max_attempts)
+        .bind(a.backoff_initial_ms)
+        .bind(a.backoff_max_ms)
+        .bind(a.backoff_multiplier)
+        .bind(a.backoff_jitter)
+        .bind(a.idempotency_key)
+        .bind(a.parent)
+        .bind(a.run_at)
+        .bind(a.ready_at)
+        .bind(a.deadline)
+        .bind(a.submitted_at)
+        .bind(channel)
+        .bind(a.root)
+        .bind(a.child_key)
+        .bind(a.dep_policy)
+        .bind(a.deps_total)
+        .bind(a.deps_done)
+        .bind(a.deps_bad)
+        .bind(a.finished_at)
+        .bind(a.last_error)
+        .bind(a.downstream)
+        .bind(a.upstream)
+        .bind(a.session)
+        .bind(a.version)
+        .bind(a.version_key)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map)
+}
+
+/// Inserts the executions of several `create` calls without keys, parents
+/// or dependencies in one statement, each with its call's clock reading
+/// (see `combine_create.rs`).
+pub(crate) async fn insert_unkeyed(
+    conn: &mut PgConnection,
+    channel: &str,
+    calls: &[(&[PreparedExecution], Timestamp)],
+) -> Result<()> {
+    let mut a = CreateArrays::default();
+    for (rows, now) in calls {
+        for r in rows.iter() {
+            a.push(r, None, *now);
+            a.root.push(None);
+        }
+    }
+    run_create(conn, channel, a).await.map(drop)
+}
+
 /// Column arrays of a create batch, bound to `sql/create.sql`.
 #[derive(Default)]
 struct CreateArrays<'a> {
@@ -422,6 +473,7 @@ struct CreateArrays<'a> {
     run_at: Vec<Option<i64>>,
     ready_at: Vec<i64>,
     deadline: Vec<Option<i64>>,
+    submitted_at: Vec<i64>,
     dep_policy: Vec<Option<String>>,
     deps_total: Vec<i32>,
     deps_done: Vec<i32>,
@@ -470,6 +522,7 @@ impl<'a> CreateArrays<'a> {
         // Eligible at once: ready now; else when the start time comes.
         self.ready_at.push(r.run_at.unwrap_or(now).as_millis());
         self.deadline.push(n.deadline.map(Timestamp::as_millis));
+        self.submitted_at.push(now.as_millis());
         let count = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
         match start {
             Some(s) => {

@@ -34,6 +34,10 @@
 //! - Concurrent `complete` calls of one instance are write-combined into one
 //!   statement (one commit for many completes); a lease that is not live
 //!   falls back to the per-call path, which classifies it under a row lock.
+//! - Concurrent `create` calls without keys, parents or dependencies are
+//!   combined too, with at most four statements running per instance: a
+//!   lone call is written at once, and calls arriving under load share the
+//!   next statement.
 //! - Idempotency keys live in their own table whose primary key is the
 //!   dedup scope; `ON CONFLICT DO NOTHING` makes concurrent creates with one
 //!   key create exactly one execution.
@@ -130,6 +134,7 @@ mod admin;
 mod backend;
 mod claim;
 mod combine;
+mod combine_create;
 mod config;
 mod create;
 mod errors;
@@ -215,6 +220,8 @@ struct Inner {
     /// The worker registry writes this process made (see `ops`).
     sightings: baton_core::raw::Sightings,
     completer: tokio::sync::mpsc::UnboundedSender<combine::Pending>,
+    /// Queue of the combined creates (`combine_create`).
+    creator: tokio::sync::mpsc::UnboundedSender<combine_create::Pending>,
 }
 
 impl Drop for Inner {
@@ -313,6 +320,7 @@ impl PostgresBackend {
                         budget: config.limits.cascade_budget,
                     },
                 ),
+                creator: combine_create::start(pool.clone(), channel.clone()),
                 pool,
                 listener: wake::Listener::new(listen_pool(), channel.clone(), wake.clone()),
                 changes: wake::Listener::new(listen_pool(), changed_channel, watchers.clone()),

@@ -106,6 +106,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fair turns only for marked submissions",
         include_str!("../../../migrations/postgres/0016_fair_gate.sql"),
     ),
+    (
+        17,
+        "one CHECK constraint per hot table",
+        include_str!("../../../migrations/postgres/0017_lean_checks.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -231,7 +236,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 16);
+        assert_eq!(super::latest_version(), 17);
     }
 
     /// A connection to `server` whose search_path is a new schema (named
@@ -646,6 +651,103 @@ mod tests {
             vec![(5, big()), (6, big()), (9, None), (7, big()),],
             "marked and moved rows take turns after the key's last; the unmarked insert does not"
         );
+        drop_schema(&mut conn, &schema).await;
+    }
+
+    /// Version 17 leaves one CHECK constraint on `executions` and one on
+    /// `attempts` (on the parents and every child), and they still refuse
+    /// every row whose state disagrees with its other columns. Applying it
+    /// again changes nothing.
+    #[tokio::test]
+    async fn version_17_keeps_the_rules_that_tie_columns_together() {
+        let Some(server) = baton_testkit::servers::postgres().await else {
+            return;
+        };
+        let (schema, mut conn) = schema_at(server, 16).await;
+        let (_, _, v17) = super::MIGRATIONS[16];
+        sqlx::raw_sql(v17).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql(v17).execute(&mut conn).await.unwrap();
+        let checks: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT c.relname::text, count(*) FROM pg_constraint k \
+             JOIN pg_class c ON c.oid = k.conrelid \
+             WHERE k.contype = 'c' AND c.relnamespace = current_schema()::regnamespace \
+               AND (c.relname LIKE 'executions%' OR c.relname LIKE 'attempts%') \
+             GROUP BY 1 ORDER BY 1",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            checks.len(),
+            18,
+            "both parents and their 8 children each: {checks:?}"
+        );
+        assert!(checks.iter().all(|(_, n)| *n == 1), "{checks:?}");
+
+        let insert = |id: u128, columns: &str, values: &str| {
+            format!(
+                "INSERT INTO executions (partition, uuid, namespace, lane, kind, priority, \
+                 payload, tags, required_caps, attempts, max_attempts, backoff_initial_ms, \
+                 backoff_max_ms, backoff_multiplier, backoff_jitter, created_at, updated_at, \
+                 ready_at, {columns}) VALUES (3, '{}', 'n', 'l', 'k', 0, '', '{{}}', '[]', 0, 3, \
+                 0, 0, 1.0, false, 1, 1, 1, {values})",
+                uuid::Uuid::from_u128(id)
+            )
+        };
+        let accepted = [
+            insert(1, "state", "'waiting'"),
+            insert(2, "state, run_at", "'delayed', 5"),
+            insert(
+                3,
+                "state, worker_id, lease_nonce, lease_expires_at",
+                "'running', 'w', 7, 9",
+            ),
+            insert(4, "state, finished_at, result", "'completed', 5, 'r'"),
+            insert(5, "state, paused_from", "'paused', 'waiting'"),
+        ];
+        for sql in &accepted {
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+        let refused = [
+            ("an unknown state", insert(10, "state", "'done'")),
+            ("running without a lease", insert(11, "state", "'running'")),
+            (
+                "running without a nonce",
+                insert(12, "state, worker_id, lease_expires_at", "'running', 'w', 9"),
+            ),
+            (
+                "a lease while waiting",
+                insert(13, "state, worker_id, lease_nonce, lease_expires_at", "'waiting', 'w', 7, 9"),
+            ),
+            ("an end state without a finish time", insert(14, "state", "'failed'")),
+            ("a finish time while waiting", insert(15, "state, finished_at", "'waiting', 5")),
+            ("delayed without a due time", insert(16, "state", "'delayed'")),
+            ("paused without its origin", insert(17, "state", "'paused'")),
+            (
+                "a result when not completed",
+                insert(18, "state, finished_at, result", "'failed', 5, 'r'"),
+            ),
+            (
+                "an attempt ended without an outcome",
+                "INSERT INTO attempts (partition, execution_uuid, number, worker_id, nonce, \
+                 started_at, ended_at) VALUES (3, gen_random_uuid(), 1, 'w', 1, 1, 2)"
+                    .to_owned(),
+            ),
+            (
+                "an unknown outcome",
+                "INSERT INTO attempts (partition, execution_uuid, number, worker_id, nonce, \
+                 started_at, ended_at, outcome) VALUES (3, gen_random_uuid(), 1, 'w', 1, 1, 2, 'won')"
+                    .to_owned(),
+            ),
+        ];
+        for (what, sql) in &refused {
+            let err = sqlx::raw_sql(sql).execute(&mut conn).await.unwrap_err();
+            let code = err
+                .as_database_error()
+                .and_then(|e| e.code())
+                .unwrap_or_default();
+            assert_eq!(code, "23514", "{what} must be refused: {err}");
+        }
         drop_schema(&mut conn, &schema).await;
     }
 }

@@ -22,7 +22,9 @@
 //! (concurrent creators of one key each given turns that still take
 //! turns with another key; work of a namespace without fair limits left
 //! in ready order, unstamped; a fair-only limit never taking a claim down
-//! the limited path).
+//! the limited path), and combined creates (at most four statements of an
+//! instance running, the calls queued behind them sharing one, a refused
+//! row's error reaching its own call only).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -114,7 +116,7 @@ async fn partition_count_is_recorded_and_enforced() {
     );
     assert_eq!(
         first.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]
     );
 }
 
@@ -136,7 +138,7 @@ async fn concurrent_first_starts_migrate_once() {
         let backend = start.await.unwrap().unwrap();
         assert_eq!(
             backend.applied_migrations().await.unwrap(),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]
         );
     }
 }
@@ -2930,7 +2932,7 @@ async fn version_13_applies_on_a_schema_at_version_12() {
     let after = open(&url).await;
     assert_eq!(
         after.applied_migrations().await.unwrap(),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]
     );
     assert_eq!(after.limits(None).await.unwrap(), vec![]);
     let limit = tenant_cap("upgrade-cap", "upgrade", 1);
@@ -3679,4 +3681,166 @@ async fn a_fair_only_limit_never_takes_claims_down_the_limited_path() {
         .execute(&mut holder)
         .await
         .unwrap();
+}
+
+/// Runs one `create` per kind of `kinds` while another transaction holds
+/// `retention_rules` (every create statement reads it, so statements wait
+/// for the lock): the first four calls one by one until each statement
+/// waits, which takes every running slot of the instance, then the rest
+/// at once, which queue; releases the lock once they have had time to
+/// queue, and answers each call's outcome, in order.
+async fn creates_behind_a_lock(
+    backend: &PostgresBackend,
+    server: &PostgresServer,
+    schema: &str,
+    ns: &str,
+    kinds: &[&str],
+) -> Vec<Result<baton_core::CreateOutcome, EngineError>> {
+    let mut holder = <sqlx::PgConnection as sqlx::Connection>::connect(server.url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "BEGIN; LOCK TABLE {schema}.retention_rules IN ACCESS EXCLUSIVE MODE"
+    ))
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    // Another connection watches: in the holder's transaction the activity
+    // view would stay the snapshot of its first read.
+    let mut watcher = <sqlx::PgConnection as sqlx::Connection>::connect(server.url())
+        .await
+        .unwrap();
+    let spawn = |kind: &str| {
+        let b = backend.clone();
+        let e = NewExecution::new(
+            Namespace::new(ns).unwrap(),
+            Lane::new("main").unwrap(),
+            Kind::new(kind).unwrap(),
+            b"{}".to_vec(),
+        );
+        tokio::spawn(async move { b.create_one(e).await })
+    };
+    let mut calls = Vec::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        calls.push(spawn(kind));
+        if i >= 4 {
+            continue;
+        }
+        // Liveness bound, not timing: a statement waits at once.
+        let mut waiting = 0;
+        for _ in 0..600 {
+            waiting = sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = 'baton' AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+            if waiting > i as i64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            waiting,
+            i as i64 + 1,
+            "call {i}'s statement waits for the lock"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE application_name = 'baton' AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(&mut watcher)
+    .await
+    .unwrap();
+    assert_eq!(
+        waiting, 4,
+        "at most four create statements of one instance run at once"
+    );
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    let mut out = Vec::new();
+    for call in calls {
+        out.push(call.await.unwrap());
+    }
+    out
+}
+
+/// Concurrent creates without keys share statements once four are
+/// running: 24 one-execution calls queued behind a lock are written by
+/// fewer than 24 statements, and every call is answered with its own
+/// execution. A call whose row the database refuses, among calls that
+/// queued with it, gets the error; the others are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_creates_share_statements_and_keep_their_own_errors() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let backend = open(&server.schema_url(&schema)).await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(server.url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "SET search_path = {schema}; \
+         CREATE TABLE create_statements (n integer NOT NULL); \
+         INSERT INTO create_statements VALUES (0); \
+         CREATE FUNCTION count_create() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN UPDATE create_statements SET n = n + 1; RETURN NULL; END $$; \
+         CREATE TRIGGER count_create AFTER INSERT ON executions \
+           FOR EACH STATEMENT EXECUTE FUNCTION count_create(); \
+         CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN IF NEW.kind = 'poison' THEN \
+                RAISE EXCEPTION 'poison' USING ERRCODE = 'check_violation'; \
+              END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON executions \
+           FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let kinds = vec!["job"; 24];
+    let outcomes = creates_behind_a_lock(&backend, server, &schema, "shared", &kinds).await;
+    let mut ids = std::collections::HashSet::new();
+    for o in &outcomes {
+        let o = o.as_ref().unwrap();
+        assert!(o.created);
+        assert_eq!(o.state, State::Waiting);
+        assert!(ids.insert(o.id.clone()), "one execution per call");
+    }
+    for id in &ids {
+        assert_eq!(backend.describe(id).await.unwrap().state, State::Waiting);
+    }
+    let statements: i32 = sqlx::query_scalar("SELECT n FROM create_statements")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        statements == 5,
+        "24 queued calls took {statements} statements"
+    );
+
+    let mut kinds = vec!["job"; 24];
+    kinds[20] = "poison";
+    // The poisoned call queues with 19 others behind the four running.
+    let outcomes = creates_behind_a_lock(&backend, server, &schema, "poisoned", &kinds).await;
+    for (i, o) in outcomes.iter().enumerate() {
+        match (i, o) {
+            (20, Err(EngineError::Corruption { message })) => {
+                assert!(message.contains("poison"), "{message}")
+            }
+            (20, other) => panic!("the refused call must get its error: {other:?}"),
+            (_, Ok(o)) => assert!(o.created),
+            (_, Err(e)) => panic!("call {i} was not refused but failed: {e}"),
+        }
+    }
+    let written: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM executions WHERE namespace = 'poisoned' AND kind = 'job'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(written, 23);
 }

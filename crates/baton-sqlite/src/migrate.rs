@@ -94,6 +94,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fair turns only for marked submissions",
         include_str!("../../../migrations/sqlite/0016_fair_gate.sql"),
     ),
+    (
+        17,
+        "one CHECK constraint per hot table (Postgres only)",
+        include_str!("../../../migrations/sqlite/0017_lean_checks.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
