@@ -1,20 +1,30 @@
-//! Write-combining for `complete`, the one hot-path call the trait takes per
-//! execution.
+//! The writer task: write-combining for `complete` and `create`, the
+//! hot-path calls the trait takes per execution and per submission.
 //!
 //! Every write goes through the one writer connection, and every
 //! transaction costs a `BEGIN IMMEDIATE`, a `COMMIT` (with `synchronous=FULL`
 //! a WAL flush) and the hand-offs to sqlx's connection thread. Concurrent
-//! `complete` calls of one backend instance are therefore queued to one
-//! task that runs whatever has queued in one transaction: under load a
-//! commit carries many completes, and a lone call is run at once. Each
-//! complete is judged on its own lease exactly as it would be alone, with its
-//! caller's clock reading, and is answered only after the commit.
+//! `complete` and `create` calls of one backend instance are therefore
+//! queued to one task that runs whatever has queued in one transaction:
+//! under load a commit carries many completes and submissions, and a lone
+//! call is run at once. Each complete is judged on its own lease exactly as
+//! it would be alone; each create checks its own keys, parents and
+//! upstreams as it would alone, after the batch's completes and in queue
+//! order among its creates (a later one sees what an earlier one wrote:
+//! the calls were concurrent, so any order is one they could have had);
+//! each keeps its caller's clock reading, and each is
+//! answered only after the commit. A call refused for what it asked (a
+//! stale lease, a missing parent…) is answered so and wrote nothing; a
+//! database error rolls the whole transaction back and every caller is
+//! told, to retry.
 
 use std::collections::HashMap;
 use std::sync::Weak;
 
-use baton_core::raw::rules;
-use baton_core::{AttemptOutcome, EngineError, ExecutionSnapshot, LeaseToken, Result, Timestamp};
+use baton_core::raw::{PreparedExecution, rules};
+use baton_core::{
+    AttemptOutcome, CreateOutcome, EngineError, ExecutionSnapshot, LeaseToken, Result, Timestamp,
+};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,8 +32,28 @@ use crate::errors::map;
 use crate::read;
 use crate::{Inner, SqliteBackend, blob};
 
-/// Most completes in one transaction.
+/// Most calls in one transaction.
 const MAX_BATCH: usize = 256;
+
+/// One queued write.
+#[derive(Debug)]
+pub enum Job {
+    /// A `complete`.
+    Complete(Pending),
+    /// A `create`.
+    Create(Submission),
+}
+
+/// One queued create.
+#[derive(Debug)]
+pub struct Submission {
+    /// Its executions, prepared and validated.
+    pub rows: Vec<PreparedExecution>,
+    /// The caller's clock reading.
+    pub now: Timestamp,
+    /// The answer.
+    pub reply: oneshot::Sender<Result<Vec<CreateOutcome>>>,
+}
 
 /// One queued complete.
 #[derive(Debug)]
@@ -38,8 +68,9 @@ pub struct Pending {
     pub reply: oneshot::Sender<Result<baton_core::ExecutionSnapshot>>,
 }
 
-/// Errors after which the transaction may hold half of one complete's
-/// writes: the whole batch is rolled back and every caller told.
+/// Errors after which the transaction may hold half of one call's writes:
+/// the whole batch is rolled back and every caller told. The others are
+/// refusals, answered before the call wrote anything.
 fn aborts(e: &EngineError) -> bool {
     !matches!(
         e,
@@ -52,9 +83,9 @@ fn aborts(e: &EngineError) -> bool {
 
 /// Starts the combining task; it ends when the backend is dropped (its
 /// sender with it).
-pub fn start(mut rx: mpsc::UnboundedReceiver<Pending>, backend: Weak<Inner>) {
+pub fn start(mut rx: mpsc::UnboundedReceiver<Job>, backend: Weak<Inner>) {
     tokio::spawn(async move {
-        let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+        let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
         while baton_core::raw::recv_batch(&mut rx, &mut batch, MAX_BATCH).await {
             let Some(inner) = backend.upgrade() else {
                 return;
@@ -64,26 +95,38 @@ pub fn start(mut rx: mpsc::UnboundedReceiver<Pending>, backend: Weak<Inner>) {
     });
 }
 
-async fn run(backend: &SqliteBackend, batch: Vec<Pending>) {
-    let fail_all = |batch: Vec<Pending>, e: EngineError| {
+async fn run(backend: &SqliteBackend, jobs: Vec<Job>) {
+    let mut batch = Vec::new();
+    let mut creates = Vec::new();
+    for job in jobs {
+        match job {
+            Job::Complete(p) => batch.push(p),
+            Job::Create(s) => creates.push(s),
+        }
+    }
+    let fail_all = |batch: Vec<Pending>, creates: Vec<Submission>, e: EngineError| {
         for p in batch {
             let _ = p.reply.send(Err(e.clone()));
+        }
+        for s in creates {
+            let _ = s.reply.send(Err(e.clone()));
         }
     };
     let mut tx = match backend.begin().await {
         Ok(tx) => tx,
-        Err(e) => return fail_all(batch, e),
+        Err(e) => return fail_all(batch, creates, e),
     };
     // Every live lease completes in two statements for the whole batch;
     // the rest (and a second complete of one execution) are classified one
     // by one below, as they would be alone.
-    // Lanes of parents whose last child completed, woken after commit.
+    // Lanes of parents whose last child completed, and lanes that received
+    // new work, woken after commit.
     let mut wake = Vec::new();
     let mut done = match backend.complete_live(&mut tx, &batch, &mut wake).await {
         Ok(done) => done,
         Err(e) => {
             let _ = tx.rollback().await;
-            return fail_all(batch, e);
+            return fail_all(batch, creates, e);
         }
     };
     let mut answers = Vec::with_capacity(batch.len());
@@ -100,19 +143,35 @@ async fn run(backend: &SqliteBackend, batch: Vec<Pending>) {
         {
             let e = e.clone();
             let _ = tx.rollback().await;
-            return fail_all(batch, e);
+            return fail_all(batch, creates, e);
         }
         answers.push(answer);
     }
+    let mut created = Vec::with_capacity(creates.len());
+    for s in &creates {
+        let answer = crate::create::create_in(backend, &mut tx, &s.rows, s.now, &mut wake).await;
+        if let Err(e) = &answer
+            && aborts(e)
+        {
+            let e = e.clone();
+            let _ = tx.rollback().await;
+            return fail_all(batch, creates, e);
+        }
+        created.push(answer);
+    }
     if let Err(e) = tx.commit().await {
-        return fail_all(batch, crate::errors::map(e));
+        return fail_all(batch, creates, crate::errors::map(e));
     }
     backend.wake_all(wake);
     backend.finished_some();
     for (p, answer) in batch.into_iter().zip(answers) {
         let _ = p.reply.send(answer);
     }
+    for (s, answer) in creates.into_iter().zip(created) {
+        let _ = s.reply.send(answer);
+    }
 }
+
 impl SqliteBackend {
     /// Completes, inside the caller's transaction, every queued complete
     /// whose lease is live (the conditions `check_lease` calls live), in

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use baton_core::raw::{PreparedExecution, rules};
-use baton_core::{CreateOutcome, ExecutionId, NewExecution, Result, State, Timestamp};
+use baton_core::{CreateOutcome, EngineError, ExecutionId, NewExecution, Result, State, Timestamp};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::errors::map;
@@ -17,10 +17,33 @@ pub(crate) async fn create(
     let limits = &b.inner.limits;
     let now = b.now();
     let rows = PreparedExecution::prepare_batch(executions, limits, now, b.inner.partitions)?;
+    // Written by the writer task, in a transaction shared with the writes
+    // that queued with it (`combine.rs`).
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let closed = || EngineError::unavailable("the SQLite backend is closing");
+    let job = crate::combine::Job::Create(crate::combine::Submission { rows, now, reply });
+    b.inner.writes.send(job).map_err(|_| closed())?;
+    answer.await.map_err(|_| closed())?
+}
 
-    let mut tx = b.begin().await?;
-    let roots = check_parents(b, &mut tx, &rows).await?;
-    let starts = crate::flow::check_dependencies(b, &mut tx, &rows, &roots).await?;
+/// The body of a create, in the writer task's transaction (not committed
+/// here); the lanes that received waiting work go to `wake`, to be woken
+/// after the commit.
+///
+/// Every refusal it answers (`InvalidInput`, `NotFound`, `Conflict`: a
+/// parent or upstream that does not allow the call) is found before its
+/// first write, so a refused call leaves the shared transaction as it
+/// found it; an error after a write is a database error, and the writer
+/// task rolls the whole transaction back.
+pub(crate) async fn create_in(
+    b: &SqliteBackend,
+    tx: &mut SqliteConnection,
+    rows: &[PreparedExecution],
+    now: Timestamp,
+    wake: &mut Vec<(String, String)>,
+) -> Result<Vec<CreateOutcome>> {
+    let roots = check_parents(b, &mut *tx, rows).await?;
+    let starts = crate::flow::check_dependencies(b, &mut *tx, rows, &roots).await?;
     // What each new execution starts as: what its dependencies decide, if
     // it has any.
     let start_of: HashMap<&ExecutionId, rules::DependencyStart> = rows
@@ -33,7 +56,7 @@ pub(crate) async fn create(
     let mut fresh: Vec<&PreparedExecution> = Vec::with_capacity(rows.len());
     let mut seen: HashMap<(&str, &str, &str, &str), usize> = HashMap::new();
     let mut seen_children: HashMap<(&ExecutionId, &str), usize> = HashMap::new();
-    for row in &rows {
+    for row in rows {
         if let (Some(parent), Some(key)) = (&row.new.parent, &row.new.child_key) {
             let k = (parent, key.as_str());
             if let Some(&first) = seen_children.get(&k) {
@@ -254,7 +277,7 @@ pub(crate) async fn create(
         .copied()
         .filter(|r| !r.new.depends_on.is_empty())
         .collect();
-    crate::flow::write_edges(&mut tx, &dependents).await?;
+    crate::flow::write_edges(&mut *tx, &dependents).await?;
     // Every new child is open for its parent until it finishes (one its
     // dependencies finished at create never was).
     let mut parents: std::collections::BTreeMap<&ExecutionId, i64> =
@@ -272,12 +295,9 @@ pub(crate) async fn create(
             .await
             .map_err(map)?;
     }
-    tx.commit().await.map_err(map)?;
     for r in &fresh {
         if state_of(r) == State::Waiting {
-            b.inner
-                .wake
-                .notify(r.new.namespace.as_str(), r.new.lane.as_str());
+            wake.push((r.new.namespace.to_string(), r.new.lane.to_string()));
         }
     }
     Ok(outcomes)

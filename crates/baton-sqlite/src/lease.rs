@@ -203,7 +203,10 @@ pub(crate) async fn complete(
         reply,
     };
     let closed = || EngineError::unavailable("the SQLite backend is closing");
-    b.inner.completer.send(pending).map_err(|_| closed())?;
+    b.inner
+        .writes
+        .send(combine::Job::Complete(pending))
+        .map_err(|_| closed())?;
     answer.await.map_err(|_| closed())?
 }
 

@@ -25,7 +25,9 @@
 //!   [`Contention`](EngineError::Contention).
 //! - Reads use a separate pool and see the last committed state (WAL).
 //! - One operation is one transaction; claims and creates are batched into
-//!   a few multi-row statements.
+//!   a few multi-row statements. Concurrent completes and creates of one
+//!   instance go to one writer task, which runs whatever has queued in one
+//!   transaction (each call judged as it would be alone).
 //!
 //! ## Durability
 //! `synchronous=FULL` by default: an acknowledged call survives a crash of
@@ -79,7 +81,8 @@ pub struct SqliteBackend {
 }
 
 struct Inner {
-    completer: tokio::sync::mpsc::UnboundedSender<combine::Pending>,
+    /// The writer task's queue (`combine`): completes and creates.
+    writes: tokio::sync::mpsc::UnboundedSender<combine::Job>,
     writer: SqlitePool,
     reader: SqlitePool,
     partitions: PartitionCount,
@@ -170,9 +173,9 @@ impl SqliteBackend {
                 .map_err(map)?,
         };
         let partitions = record_partitions(&writer, config.partitions).await?;
-        let (completer, queue) = tokio::sync::mpsc::unbounded_channel();
+        let (writes, queue) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
-            completer,
+            writes,
             writer,
             reader,
             partitions,
