@@ -15,7 +15,7 @@
 //! uses its caller's own clock reading, and is acknowledged only after the
 //! statement committed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 use sqlx::postgres::{PgPool, PgRow};
@@ -84,20 +84,20 @@ async fn flush(pool: &PgPool, flow: &Flow, mut batch: Vec<Pending>) {
     // A stable lock order keeps concurrent multi-row writers from deadlocking.
     batch.sort_by_key(|p| (p.partition, p.uuid));
     // Executions outside flows, without dependents: one statement.
-    let mut rows = match complete_many(pool.acquire().await, &batch, false, &[]).await {
+    let rows = match complete_many(pool.acquire().await, &batch, false, &[]).await {
         Ok(rows) => rows,
         Err(e) => {
             tracing::debug!(error = %e, size = batch.len(), "combined complete failed; callers retry alone");
             Vec::new()
         }
     };
-    let mut answered = answer(&mut batch, &mut rows);
+    let mut answered = answer(&mut batch, rows);
     // Children and executions with dependents left: completed together in
     // one transaction that also counts their parents down (and releases a
     // parent's last wait) and tells their dependents.
     if !batch.is_empty() {
         match complete_children(pool, flow, &batch).await {
-            Ok(mut rows) => answered.extend(answer(&mut batch, &mut rows)),
+            Ok(rows) => answered.extend(answer(&mut batch, rows)),
             Err(e) => {
                 tracing::debug!(error = %e, size = batch.len(), "combined complete of children failed; callers retry alone");
             }
@@ -114,16 +114,23 @@ async fn flush(pool: &PgPool, flow: &Flow, mut batch: Vec<Pending>) {
 }
 
 /// Pairs the rows answered with their pending completes, taking both out.
-fn answer(batch: &mut Vec<Pending>, rows: &mut Vec<PgRow>) -> Vec<(Pending, PgRow)> {
-    let mut out = Vec::with_capacity(rows.len());
+fn answer(batch: &mut Vec<Pending>, rows: Vec<PgRow>) -> Vec<(Pending, PgRow)> {
+    // One lookup per complete, not a scan of the rows: batches hold
+    // hundreds of completes. A row that names no execution answers nobody.
+    let mut by_id: HashMap<(i16, Uuid), PgRow> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        if let (Ok(partition), Ok(uuid)) = (
+            row.try_get::<i16, _>("partition"),
+            row.try_get::<Uuid, _>("uuid"),
+        ) {
+            by_id.insert((partition, uuid), row);
+        }
+    }
+    let mut out = Vec::with_capacity(by_id.len());
     let mut rest = Vec::with_capacity(batch.len());
     for p in batch.drain(..) {
-        let found = rows.iter().position(|r| {
-            r.try_get::<i16, _>("partition").ok() == Some(p.partition)
-                && r.try_get::<Uuid, _>("uuid").ok() == Some(p.uuid)
-        });
-        match found {
-            Some(i) => out.push((p, rows.swap_remove(i))),
+        match by_id.remove(&(p.partition, p.uuid)) {
+            Some(row) => out.push((p, row)),
             None => rest.push(p),
         }
     }

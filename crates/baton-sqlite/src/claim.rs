@@ -22,8 +22,34 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     let caps_json =
         serde_json::to_string(&caps).map_err(|e| EngineError::corruption(e.to_string()))?;
 
-    let mut tx = b.begin().await?;
-    let limits = crate::limits::of_namespace(&mut tx, &request.namespace).await?;
+    // Run by the writer task, in a transaction shared with the writes
+    // that queued with it (`combine.rs`).
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let closed = || EngineError::unavailable("the SQLite backend is closing");
+    let job = crate::combine::Job::Claim(crate::combine::ClaimJob {
+        request,
+        now,
+        expires,
+        caps_json,
+        reply,
+    });
+    b.inner.writes.send(job).map_err(|_| closed())?;
+    answer.await.map_err(|_| closed())?
+}
+
+/// The body of a claim, in the writer task's transaction (not committed
+/// here). Every error it answers is a database error (or a row the
+/// database should not hold), after which the writer task rolls the whole
+/// transaction back.
+pub(crate) async fn claim_in(
+    b: &SqliteBackend,
+    tx: &mut sqlx::SqliteConnection,
+    request: &ClaimRequest,
+    now: Timestamp,
+    expires: Timestamp,
+    caps_json: &str,
+) -> Result<Vec<Claim>> {
+    let limits = crate::limits::of_namespace(&mut *tx, &request.namespace).await?;
     let admission = Admission::new(limits, &request.namespace, &request.lanes, now);
     let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
         "UPDATE executions SET state = 'running', attempts = attempts + 1, lease_nonce = random(), worker_id = ",
@@ -36,19 +62,18 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
         .push(" WHERE uuid IN (");
     if admission.is_empty() {
         qb.push("SELECT e.uuid FROM executions e WHERE ");
-        push_eligible(&mut qb, &request, now, &caps_json);
+        push_eligible(&mut qb, request, now, caps_json);
         qb.push(" ORDER BY e.priority DESC, e.ready_at, e.uuid LIMIT ")
             .push_bind(request.max as i64)
             .push(")");
     } else {
         let (chosen, held_back) =
-            crate::limits::admit(&mut tx, admission, &request, now, &caps_json).await?;
+            crate::limits::admit(&mut *tx, admission, request, now, caps_json).await?;
         if held_back {
             let lanes: Vec<&str> = request.lanes.iter().map(Lane::as_str).collect();
             b.inner.wake.held_back(request.namespace.as_str(), &lanes);
         }
         if chosen.is_empty() {
-            tx.commit().await.map_err(map)?;
             return Ok(Vec::new());
         }
         let mut ids = qb.separated(", ");
@@ -65,7 +90,6 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
 
     let rows: Vec<SqliteRow> = qb.build().fetch_all(&mut *tx).await.map_err(map)?;
     if rows.is_empty() {
-        tx.commit().await.map_err(map)?;
         return Ok(Vec::new());
     }
     let mut claims = Vec::with_capacity(rows.len());
@@ -126,12 +150,12 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     }
     // RETURNING order is unspecified; hand work out in claim order.
     let mut claims = rules::order_claims(claims);
-    crate::flow::upstream_results(b, &mut tx, &mut claims, &with_deps).await?;
+    crate::flow::upstream_results(b, &mut *tx, &mut claims, &with_deps).await?;
     if !wait_logs.is_empty() {
-        crate::wait::claimed_waits(&mut tx, &mut claims, &wait_logs).await?;
+        crate::wait::claimed_waits(&mut *tx, &mut claims, &wait_logs).await?;
     }
     if !with_steps.is_empty() {
-        crate::memory::claimed_steps(&mut tx, &mut claims, &with_steps).await?;
+        crate::memory::claimed_steps(&mut *tx, &mut claims, &with_steps).await?;
     }
 
     let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
@@ -146,9 +170,8 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
     });
     qb.build().execute(&mut *tx).await.map_err(map)?;
     if !sessions.is_empty() {
-        take_sessions(b, &mut tx, &request, &sessions, now, expires).await?;
+        take_sessions(b, &mut *tx, request, &sessions, now, expires).await?;
     }
-    tx.commit().await.map_err(map)?;
     Ok(claims)
 }
 

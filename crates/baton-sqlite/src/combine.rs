@@ -1,19 +1,21 @@
-//! The writer task: write-combining for `complete` and `create`, the
-//! hot-path calls the trait takes per execution and per submission.
+//! The writer task: the hot-path writes of one backend instance (`claim`,
+//! `complete`, `create`) run by one task, whatever has queued in one
+//! transaction.
 //!
 //! Every write goes through the one writer connection, and every
 //! transaction costs a `BEGIN IMMEDIATE`, a `COMMIT` (with `synchronous=FULL`
 //! a WAL flush) and the hand-offs to sqlx's connection thread. Concurrent
-//! `complete` and `create` calls of one backend instance are therefore
-//! queued to one task that runs whatever has queued in one transaction:
-//! under load a commit carries many completes and submissions, and a lone
-//! call is run at once. Each complete is judged on its own lease exactly as
-//! it would be alone; each create checks its own keys, parents and
-//! upstreams as it would alone, after the batch's completes and in queue
-//! order among its creates (a later one sees what an earlier one wrote:
-//! the calls were concurrent, so any order is one they could have had);
-//! each keeps its caller's clock reading, and each is
-//! answered only after the commit. A call refused for what it asked (a
+//! claims, completes and creates are therefore queued to this task, which
+//! runs each batch in one transaction: under load a commit carries many
+//! calls, and a lone call is run at once.
+//!
+//! Within a batch the completes run first (every live lease in two
+//! statements, the rest one by one), then the creates in queue order, then
+//! the claims in queue order (so they can take work created just before).
+//! The calls were concurrent, so this is an order they could have had;
+//! each is judged on its own as it would be alone (its lease, its keys,
+//! parents and upstreams, its limits), with its caller's clock reading,
+//! and answered only after the commit. A call refused for what it asked (a
 //! stale lease, a missing parent…) is answered so and wrote nothing; a
 //! database error rolls the whole transaction back and every caller is
 //! told, to retry.
@@ -42,6 +44,23 @@ pub enum Job {
     Complete(Pending),
     /// A `create`.
     Create(Submission),
+    /// A `claim`.
+    Claim(ClaimJob),
+}
+
+/// One queued claim.
+#[derive(Debug)]
+pub struct ClaimJob {
+    /// The request, validated.
+    pub request: baton_core::ClaimRequest,
+    /// The caller's clock reading.
+    pub now: Timestamp,
+    /// When the leases it takes expire.
+    pub expires: Timestamp,
+    /// The request's capabilities as a JSON array.
+    pub caps_json: String,
+    /// The answer.
+    pub reply: oneshot::Sender<Result<Vec<baton_core::Claim>>>,
 }
 
 /// One queued create.
@@ -98,23 +117,29 @@ pub fn start(mut rx: mpsc::UnboundedReceiver<Job>, backend: Weak<Inner>) {
 async fn run(backend: &SqliteBackend, jobs: Vec<Job>) {
     let mut batch = Vec::new();
     let mut creates = Vec::new();
+    let mut claims = Vec::new();
     for job in jobs {
         match job {
             Job::Complete(p) => batch.push(p),
             Job::Create(s) => creates.push(s),
+            Job::Claim(c) => claims.push(c),
         }
     }
-    let fail_all = |batch: Vec<Pending>, creates: Vec<Submission>, e: EngineError| {
-        for p in batch {
-            let _ = p.reply.send(Err(e.clone()));
-        }
-        for s in creates {
-            let _ = s.reply.send(Err(e.clone()));
-        }
-    };
+    let fail_all =
+        |batch: Vec<Pending>, creates: Vec<Submission>, claims: Vec<ClaimJob>, e: EngineError| {
+            for p in batch {
+                let _ = p.reply.send(Err(e.clone()));
+            }
+            for s in creates {
+                let _ = s.reply.send(Err(e.clone()));
+            }
+            for c in claims {
+                let _ = c.reply.send(Err(e.clone()));
+            }
+        };
     let mut tx = match backend.begin().await {
         Ok(tx) => tx,
-        Err(e) => return fail_all(batch, creates, e),
+        Err(e) => return fail_all(batch, creates, claims, e),
     };
     // Every live lease completes in two statements for the whole batch;
     // the rest (and a second complete of one execution) are classified one
@@ -126,7 +151,7 @@ async fn run(backend: &SqliteBackend, jobs: Vec<Job>) {
         Ok(done) => done,
         Err(e) => {
             let _ = tx.rollback().await;
-            return fail_all(batch, creates, e);
+            return fail_all(batch, creates, claims, e);
         }
     };
     let mut answers = Vec::with_capacity(batch.len());
@@ -143,7 +168,7 @@ async fn run(backend: &SqliteBackend, jobs: Vec<Job>) {
         {
             let e = e.clone();
             let _ = tx.rollback().await;
-            return fail_all(batch, creates, e);
+            return fail_all(batch, creates, claims, e);
         }
         answers.push(answer);
     }
@@ -155,12 +180,27 @@ async fn run(backend: &SqliteBackend, jobs: Vec<Job>) {
         {
             let e = e.clone();
             let _ = tx.rollback().await;
-            return fail_all(batch, creates, e);
+            return fail_all(batch, creates, claims, e);
         }
         created.push(answer);
     }
+    // Claims last: they can take work created in this transaction.
+    let mut claimed = Vec::with_capacity(claims.len());
+    for c in &claims {
+        let answer =
+            crate::claim::claim_in(backend, &mut tx, &c.request, c.now, c.expires, &c.caps_json)
+                .await;
+        if let Err(e) = &answer
+            && aborts(e)
+        {
+            let e = e.clone();
+            let _ = tx.rollback().await;
+            return fail_all(batch, creates, claims, e);
+        }
+        claimed.push(answer);
+    }
     if let Err(e) = tx.commit().await {
-        return fail_all(batch, creates, crate::errors::map(e));
+        return fail_all(batch, creates, claims, crate::errors::map(e));
     }
     backend.wake_all(wake);
     backend.finished_some();
@@ -169,6 +209,9 @@ async fn run(backend: &SqliteBackend, jobs: Vec<Job>) {
     }
     for (s, answer) in creates.into_iter().zip(created) {
         let _ = s.reply.send(answer);
+    }
+    for (c, answer) in claims.into_iter().zip(claimed) {
+        let _ = c.reply.send(answer);
     }
 }
 

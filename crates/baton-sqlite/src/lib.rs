@@ -25,9 +25,9 @@
 //!   [`Contention`](EngineError::Contention).
 //! - Reads use a separate pool and see the last committed state (WAL).
 //! - One operation is one transaction; claims and creates are batched into
-//!   a few multi-row statements. Concurrent completes and creates of one
-//!   instance go to one writer task, which runs whatever has queued in one
-//!   transaction (each call judged as it would be alone).
+//!   a few multi-row statements. Concurrent claims, completes and creates
+//!   of one instance go to one writer task, which runs whatever has queued
+//!   in one transaction (each call judged as it would be alone).
 //!
 //! ## Durability
 //! `synchronous=FULL` by default: an acknowledged call survives a crash of
@@ -81,7 +81,7 @@ pub struct SqliteBackend {
 }
 
 struct Inner {
-    /// The writer task's queue (`combine`): completes and creates.
+    /// The writer task's queue (`combine`): claims, completes and creates.
     writes: tokio::sync::mpsc::UnboundedSender<combine::Job>,
     writer: SqlitePool,
     reader: SqlitePool,

@@ -1,5 +1,6 @@
-//! The writer task: concurrent creates and completes of one instance share
-//! transactions, and each call is still judged as it would be alone.
+//! The writer task: concurrent claims, completes and creates of one
+//! instance share transactions, and each call is still judged as it would
+//! be alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -125,4 +126,41 @@ async fn completes_and_creates_sent_at_once_all_land() {
         let o = c.await.unwrap().unwrap();
         assert_eq!(backend.describe(&o.id).await.unwrap().state, State::Waiting);
     }
+}
+
+/// Claims sent at once, sharing the writer's transactions, never take one
+/// execution twice: 10 claims of up to 10 over 50 waiting executions take
+/// the 50 once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_sent_at_once_take_each_execution_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = open(&dir).await;
+    let ns = Namespace::new("claims").unwrap();
+    backend
+        .create((0..50).map(|_| exec("claims")).collect())
+        .await
+        .unwrap();
+    let calls: Vec<_> = (0..10)
+        .map(|i| {
+            let b = backend.clone();
+            let request = ClaimRequest::new(
+                ns.clone(),
+                Lane::new("main").unwrap(),
+                WorkerId::new(format!("w{i}")).unwrap(),
+                10,
+            );
+            tokio::spawn(async move { b.claim(request).await })
+        })
+        .collect();
+    let mut taken = std::collections::HashSet::new();
+    for call in calls {
+        for claim in call.await.unwrap().unwrap() {
+            assert!(taken.insert(claim.id.clone()), "{} claimed twice", claim.id);
+            assert_eq!(
+                backend.describe(&claim.id).await.unwrap().state,
+                State::Running
+            );
+        }
+    }
+    assert_eq!(taken.len(), 50);
 }
