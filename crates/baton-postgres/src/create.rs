@@ -184,6 +184,7 @@ pub(crate) async fn create(
     let limits = &b.inner.limits;
     let now = b.now();
     let mut rows = PreparedExecution::prepare_batch(executions, limits, now, b.inner.partitions)?;
+    place(b, &mut rows)?;
     // Items with keys to deduplicate, or parents to check, are written in
     // a transaction: a parent is read under a row lock, so it cannot be
     // trimmed between the check and the insert of its child.
@@ -246,6 +247,38 @@ pub(crate) async fn create(
         });
     }
     Ok(outcomes)
+}
+
+/// Places the executions of one call that belong to no flow and no
+/// session in one partition, the next of this instance's rotation (a
+/// child, and so every dependent, stays in its parent's partition, and
+/// work of a session in the session's partition, as `prepare_batch` made
+/// them; an item naming upstreams without a parent is left as it is, for
+/// the create to refuse).
+///
+/// Postgres pays per statement for every partition child a statement
+/// writes (it opens the child's indexes and builds its constraint and
+/// trigger expressions), and the work of one call is claimed and
+/// completed together, in claim order: kept in one child, the call's
+/// create, and most claims and completes of its work, write one child
+/// instead of all eight. The rotation spreads calls over the partitions
+/// as the random ids spread executions.
+fn place(b: &PostgresBackend, rows: &mut [PreparedExecution]) -> Result<()> {
+    let count = b.inner.partitions;
+    let n = u32::from(count.get());
+    let together = baton_core::PartitionId(
+        (b.inner
+            .placement
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % n) as u16,
+    );
+    for r in rows.iter_mut() {
+        let free = r.new.parent.is_none() && r.new.session.is_none() && r.new.depends_on.is_empty();
+        if free && r.id.partition() != together {
+            r.id = ExecutionId::generate_in(together, count)?;
+        }
+    }
+    Ok(())
 }
 
 /// What a create decided for each item of its batch (by index).

@@ -37,7 +37,10 @@
 //! - Concurrent `create` calls without keys, parents or dependencies are
 //!   combined too, with at most four statements running per instance: a
 //!   lone call is written at once, and calls arriving under load share the
-//!   next statement.
+//!   next statement. A call's executions outside flows and sessions are
+//!   placed in one partition (calls take the partitions in turn), so its
+//!   statements, and the claims and completes of its work, write one
+//!   partition child rather than all eight.
 //! - Idempotency keys live in their own table whose primary key is the
 //!   dedup scope; `ON CONFLICT DO NOTHING` makes concurrent creates with one
 //!   key create exactly one execution.
@@ -222,6 +225,9 @@ struct Inner {
     completer: tokio::sync::mpsc::UnboundedSender<combine::Pending>,
     /// Queue of the combined creates (`combine_create`).
     creator: tokio::sync::mpsc::UnboundedSender<combine_create::Pending>,
+    /// The rotation of partitions that create calls place their
+    /// executions in (`create::place`).
+    placement: std::sync::atomic::AtomicU32,
 }
 
 impl Drop for Inner {
@@ -321,6 +327,10 @@ impl PostgresBackend {
                     },
                 ),
                 creator: combine_create::start(pool.clone(), channel.clone()),
+                // Instances start at different points of the rotation.
+                placement: std::sync::atomic::AtomicU32::new(
+                    (baton_core::LeaseToken::random_nonce() & 0xffff_ffff) as u32,
+                ),
                 pool,
                 listener: wake::Listener::new(listen_pool(), channel.clone(), wake.clone()),
                 changes: wake::Listener::new(listen_pool(), changed_channel, watchers.clone()),

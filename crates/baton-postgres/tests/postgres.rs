@@ -24,7 +24,9 @@
 //! in ready order, unstamped; a fair-only limit never taking a claim down
 //! the limited path), and combined creates (at most four statements of an
 //! instance running, the calls queued behind them sharing one, a refused
-//! row's error reaching its own call only).
+//! row's error reaching its own call only), and placement (a call's
+//! executions outside flows and sessions in one partition, calls in
+//! turn).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -3843,4 +3845,53 @@ async fn queued_creates_share_statements_and_keep_their_own_errors() {
     .await
     .unwrap();
     assert_eq!(written, 23);
+}
+
+/// A create call's executions outside flows and sessions land in one
+/// partition, and the next call's in the next partition; a child stays in
+/// its parent's partition and a session's work in the session's.
+#[tokio::test]
+async fn a_call_places_its_executions_in_one_partition_in_turn() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let backend = open(&server.schema_url(&PostgresServer::unique_schema())).await;
+    // The default partition count, recorded by the first start.
+    let count = PartitionCount::new(16).unwrap();
+    let mut previous: Option<u16> = None;
+    for _ in 0..3 {
+        let created = backend
+            .create((0..20).map(|_| exec("placed", "main")).collect())
+            .await
+            .unwrap();
+        let p = created[0].id.partition().get();
+        assert!(
+            created.iter().all(|c| c.id.partition().get() == p),
+            "one partition per call"
+        );
+        if let Some(before) = previous {
+            assert_eq!(
+                p,
+                (before + 1) % count.get(),
+                "the next call takes the next partition"
+            );
+        }
+        previous = Some(p);
+    }
+    let parent = backend.create_one(exec("placed", "main")).await.unwrap().id;
+    let session = baton_core::SessionName::new("s-1").unwrap();
+    let ns = Namespace::new("placed").unwrap();
+    let mixed = backend
+        .create(vec![
+            exec("placed", "main").with_parent(parent.clone()),
+            exec("placed", "main").with_session(session.clone()),
+            exec("placed", "main"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(mixed[0].id.partition(), parent.partition());
+    assert_eq!(
+        mixed[1].id.partition(),
+        baton_core::raw::rules::session_partition(&ns, &session, count)
+    );
 }
