@@ -31,8 +31,12 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use crate::create::insert_unkeyed;
 use crate::errors::map;
 
-/// Most create statements of one instance running at once.
-pub const IN_FLIGHT: usize = 4;
+/// Most create statements of one instance running at once: two keep one
+/// statement running while the next gathers the calls that arrive; more
+/// would only split calls that could share a statement (measured: with
+/// four, the same steady throughput and slightly more server time per
+/// execution at half load).
+pub const IN_FLIGHT: usize = 2;
 
 /// Rows past which no further call joins a statement.
 const MAX_ROWS: usize = 1_000;

@@ -35,7 +35,7 @@
 //!   statement (one commit for many completes); a lease that is not live
 //!   falls back to the per-call path, which classifies it under a row lock.
 //! - Concurrent `create` calls without keys, parents or dependencies are
-//!   combined too, with at most four statements running per instance: a
+//!   combined too, with at most two statements running per instance: a
 //!   lone call is written at once, and calls arriving under load share the
 //!   next statement. A call's executions outside flows and sessions are
 //!   placed in one partition (calls take the partitions in turn), so its
