@@ -100,6 +100,11 @@ fn aborts(e: &EngineError) -> bool {
     )
 }
 
+/// The error to roll the whole batch back with, when `answer` is one.
+fn aborting<T>(answer: &Result<T>) -> Option<EngineError> {
+    answer.as_ref().err().filter(|e| aborts(e)).cloned()
+}
+
 /// Starts the combining task; it ends when the backend is dropped (its
 /// sender with it).
 pub fn start(mut rx: mpsc::UnboundedReceiver<Job>, backend: Weak<Inner>) {
@@ -163,10 +168,7 @@ async fn run(backend: &SqliteBackend, jobs: Vec<Job>) {
         let answer = backend
             .complete_in(&mut tx, &p.lease, &p.result, p.now, &mut wake)
             .await;
-        if let Err(e) = &answer
-            && aborts(e)
-        {
-            let e = e.clone();
+        if let Some(e) = aborting(&answer) {
             let _ = tx.rollback().await;
             return fail_all(batch, creates, claims, e);
         }
@@ -175,10 +177,7 @@ async fn run(backend: &SqliteBackend, jobs: Vec<Job>) {
     let mut created = Vec::with_capacity(creates.len());
     for s in &creates {
         let answer = crate::create::create_in(backend, &mut tx, &s.rows, s.now, &mut wake).await;
-        if let Err(e) = &answer
-            && aborts(e)
-        {
-            let e = e.clone();
+        if let Some(e) = aborting(&answer) {
             let _ = tx.rollback().await;
             return fail_all(batch, creates, claims, e);
         }
@@ -190,10 +189,7 @@ async fn run(backend: &SqliteBackend, jobs: Vec<Job>) {
         let answer =
             crate::claim::claim_in(backend, &mut tx, &c.request, c.now, c.expires, &c.caps_json)
                 .await;
-        if let Err(e) = &answer
-            && aborts(e)
-        {
-            let e = e.clone();
+        if let Some(e) = aborting(&answer) {
             let _ = tx.rollback().await;
             return fail_all(batch, creates, claims, e);
         }
