@@ -265,13 +265,7 @@ pub(crate) async fn create(
 /// as the random ids spread executions.
 fn place(b: &PostgresBackend, rows: &mut [PreparedExecution]) -> Result<()> {
     let count = b.inner.partitions;
-    let n = u32::from(count.get());
-    let together = baton_core::PartitionId(
-        (b.inner
-            .placement
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            % n) as u16,
-    );
+    let together = b.inner.placement.next(count);
     for r in rows.iter_mut() {
         let free = r.new.parent.is_none() && r.new.session.is_none() && r.new.depends_on.is_empty();
         if free && r.id.partition() != together {

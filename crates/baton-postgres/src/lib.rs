@@ -227,7 +227,7 @@ struct Inner {
     creator: tokio::sync::mpsc::UnboundedSender<combine_create::Pending>,
     /// The rotation of partitions that create calls place their
     /// executions in (`create::place`).
-    placement: std::sync::atomic::AtomicU32,
+    placement: baton_core::raw::Placement,
 }
 
 impl Drop for Inner {
@@ -327,10 +327,7 @@ impl PostgresBackend {
                     },
                 ),
                 creator: combine_create::start(pool.clone(), channel.clone()),
-                // Instances start at different points of the rotation.
-                placement: std::sync::atomic::AtomicU32::new(
-                    (baton_core::LeaseToken::random_nonce() & 0xffff_ffff) as u32,
-                ),
+                placement: baton_core::raw::Placement::default(),
                 pool,
                 listener: wake::Listener::new(listen_pool(), channel.clone(), wake.clone()),
                 changes: wake::Listener::new(listen_pool(), changed_channel, watchers.clone()),

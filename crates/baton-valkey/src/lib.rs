@@ -317,7 +317,6 @@ mod wait;
 mod wake;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -373,7 +372,7 @@ struct Inner {
     completer: tokio::sync::mpsc::UnboundedSender<combine::Pending>,
     hint_repaired: Mutex<HashMap<u16, Instant>>,
     /// Where the next create call places its executions (see `create`).
-    placement: AtomicU32,
+    placement: baton_core::raw::Placement,
     /// The fair limits of each namespace as this instance last read them,
     /// and when: creates spread the work of fair lanes over the
     /// partitions (see `create`).
@@ -514,9 +513,7 @@ impl ValkeyBackend {
                 change_listener: std::sync::Mutex::new(None),
                 listen_node: config.nodes[0].clone(),
                 hint_repaired: Mutex::new(HashMap::new()),
-                // Instances start at different places, so that several
-                // submitting processes do not fill the same partition.
-                placement: AtomicU32::new(rand_start()),
+                placement: baton_core::raw::Placement::default(),
                 fair_views: Mutex::new(HashMap::new()),
                 sightings: baton_core::raw::Sightings::default(),
             }),
@@ -536,8 +533,7 @@ impl ValkeyBackend {
     /// The partition the next create call places its executions in: the
     /// partitions in turn, one call each.
     fn next_placement(&self) -> u16 {
-        let n = u32::from(self.inner.partitions.get());
-        (self.inner.placement.fetch_add(1, Ordering::Relaxed) % n) as u16
+        self.inner.placement.next(self.inner.partitions).get()
     }
 
     fn now(&self) -> Timestamp {
@@ -582,12 +578,6 @@ impl ValkeyBackend {
 fn claim_member(priority: i32, ready_at_ms: i64, uuid: &str) -> String {
     let rank = i64::from(i32::MAX) - i64::from(priority);
     format!("{rank:08x}{:016x}{uuid}", ready_at_ms.max(0))
-}
-
-/// A starting point for the placement rotation that differs between
-/// processes and instances (the low bits of a fresh lease nonce).
-fn rand_start() -> u32 {
-    (LeaseToken::random_nonce() & 0xffff_ffff) as u32
 }
 
 /// The partition a submission with an idempotency key lives in: a function

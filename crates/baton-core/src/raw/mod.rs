@@ -19,6 +19,7 @@ pub mod cascade;
 pub mod counters;
 pub mod delete;
 mod layout;
+mod placement;
 pub mod rules;
 mod sightings;
 pub mod stored;
@@ -26,6 +27,7 @@ pub mod url;
 
 pub use crate::model::PreparedExecution;
 pub use crate::wake::{Wakeups, Watch, Watchers, deadline_in, recv_batch, wait_for_change};
+pub use placement::Placement;
 pub use sightings::Sightings;
 
 /// `describe_many` as a loop of `describe` (the provided method): checks
