@@ -24,17 +24,16 @@ pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Ve
 
     // Run by the writer task, in a transaction shared with the writes
     // that queued with it (`combine.rs`).
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let closed = || EngineError::unavailable("the SQLite backend is closing");
-    let job = crate::combine::Job::Claim(crate::combine::ClaimJob {
-        request,
-        now,
-        expires,
-        caps_json,
-        reply,
-    });
-    b.inner.writes.send(job).map_err(|_| closed())?;
-    answer.await.map_err(|_| closed())?
+    crate::combine::through_writer(b, |reply| {
+        crate::combine::Job::Claim(crate::combine::ClaimJob {
+            request,
+            now,
+            expires,
+            caps_json,
+            reply,
+        })
+    })
+    .await
 }
 
 /// The body of a claim, in the writer task's transaction (not committed

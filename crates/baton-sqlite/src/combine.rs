@@ -100,6 +100,22 @@ fn aborts(e: &EngineError) -> bool {
     )
 }
 
+/// Queues the job `make` builds around its reply channel to the writer
+/// task of `backend`, and waits for the answer.
+pub(crate) async fn through_writer<T>(
+    backend: &SqliteBackend,
+    make: impl FnOnce(oneshot::Sender<Result<T>>) -> Job,
+) -> Result<T> {
+    let (reply, answer) = oneshot::channel();
+    let closed = || EngineError::unavailable("the SQLite backend is closing");
+    backend
+        .inner
+        .writes
+        .send(make(reply))
+        .map_err(|_| closed())?;
+    answer.await.map_err(|_| closed())?
+}
+
 /// The error to roll the whole batch back with, when `answer` is one.
 fn aborting<T>(answer: &Result<T>) -> Option<EngineError> {
     answer.as_ref().err().filter(|e| aborts(e)).cloned()

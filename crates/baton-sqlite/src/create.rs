@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use baton_core::raw::{PreparedExecution, rules};
-use baton_core::{CreateOutcome, EngineError, ExecutionId, NewExecution, Result, State, Timestamp};
+use baton_core::{CreateOutcome, ExecutionId, NewExecution, Result, State, Timestamp};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::errors::map;
@@ -19,11 +19,10 @@ pub(crate) async fn create(
     let rows = PreparedExecution::prepare_batch(executions, limits, now, b.inner.partitions)?;
     // Written by the writer task, in a transaction shared with the writes
     // that queued with it (`combine.rs`).
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let closed = || EngineError::unavailable("the SQLite backend is closing");
-    let job = crate::combine::Job::Create(crate::combine::Submission { rows, now, reply });
-    b.inner.writes.send(job).map_err(|_| closed())?;
-    answer.await.map_err(|_| closed())?
+    crate::combine::through_writer(b, |reply| {
+        crate::combine::Job::Create(crate::combine::Submission { rows, now, reply })
+    })
+    .await
 }
 
 /// The body of a create, in the writer task's transaction (not committed

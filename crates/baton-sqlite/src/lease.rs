@@ -2,7 +2,7 @@
 
 use baton_core::raw::rules;
 use baton_core::{
-    AttemptOutcome, EngineError, ExecutionId, ExecutionSnapshot, Failure, LeaseToken, RenewOutcome,
+    AttemptOutcome, ExecutionId, ExecutionSnapshot, Failure, LeaseToken, RenewOutcome,
     RenewRequest, RenewStatus, Result, State, Timestamp,
 };
 use sqlx::SqliteConnection;
@@ -195,19 +195,16 @@ pub(crate) async fn complete(
 ) -> Result<ExecutionSnapshot> {
     b.inner.limits.check_payload("result", result.len())?;
     b.check_id(lease.execution_id())?;
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let pending = combine::Pending {
-        lease: lease.clone(),
-        result,
-        now: b.now(),
-        reply,
-    };
-    let closed = || EngineError::unavailable("the SQLite backend is closing");
-    b.inner
-        .writes
-        .send(combine::Job::Complete(pending))
-        .map_err(|_| closed())?;
-    answer.await.map_err(|_| closed())?
+    let now = b.now();
+    combine::through_writer(b, |reply| {
+        combine::Job::Complete(combine::Pending {
+            lease: lease.clone(),
+            result,
+            now,
+            reply,
+        })
+    })
+    .await
 }
 
 pub(crate) async fn fail(
