@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use baton_core::raw::rules;
 use baton_core::{
     AttemptRecord, EngineError, ExecutionId, ExecutionSnapshot, Lane, ListFilter, ListPage,
-    Namespace, Page, Result, StateCounts,
+    Namespace, Page, Result, State, StateCounts,
 };
 use sqlx::{Postgres, QueryBuilder};
 
@@ -29,9 +29,49 @@ pub(crate) async fn describe(b: &PostgresBackend, id: &ExecutionId) -> Result<Ex
 pub(crate) async fn list(b: &PostgresBackend, filter: &ListFilter, page: Page) -> Result<ListPage> {
     filter.check(b.inner.partitions)?;
     page.validate()?;
-    let mut qb: QueryBuilder<'_, Postgres> =
-        QueryBuilder::new("SELECT * FROM executions WHERE namespace = ");
-    qb.push_bind(filter.namespace.as_str());
+    // `executions_by_namespace` holds every row but the running ones, in
+    // id order; running rows (as many as there are leases) come from
+    // `executions_leases`, and the two ordered reads are merged.
+    let any_state = filter.states.is_empty();
+    let branches = [
+        (
+            any_state || filter.states.iter().any(|s| *s != State::Running),
+            "state <> 'running'",
+        ),
+        (
+            any_state || filter.states.contains(&State::Running),
+            "state = 'running'",
+        ),
+    ];
+    let limit = page.limit as i64 + 1;
+    let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new("");
+    let mut read = 0;
+    for (_, rows) in branches.iter().filter(|(wanted, _)| *wanted) {
+        if read > 0 {
+            qb.push(" UNION ALL ");
+        }
+        qb.push("(SELECT * FROM executions WHERE ")
+            .push(rows)
+            .push(" AND namespace = ")
+            .push_bind(filter.namespace.as_str());
+        push_filter(&mut qb, filter, &page);
+        qb.push(" ORDER BY uuid LIMIT ").push_bind(limit).push(")");
+        read += 1;
+    }
+    if read > 1 {
+        qb.push(" ORDER BY uuid LIMIT ").push_bind(limit);
+    }
+    let rows = qb.build().fetch_all(&b.inner.pool).await.map_err(map)?;
+    let items = rows
+        .iter()
+        .map(|r| b.snapshot(r))
+        .collect::<Result<Vec<_>>>()?;
+    let (items, next_cursor) = rules::page_from_overfetch(items, page.limit, |s| &s.id);
+    Ok(ListPage { items, next_cursor })
+}
+
+/// The list's conditions after the namespace, and the page's cursor.
+fn push_filter<'a>(qb: &mut QueryBuilder<'a, Postgres>, filter: &'a ListFilter, page: &Page) {
     if let Some(lane) = &filter.lane {
         qb.push(" AND lane = ").push_bind(lane.as_str());
     }
@@ -70,26 +110,23 @@ pub(crate) async fn list(b: &PostgresBackend, filter: &ListFilter, page: Page) -
             .push_bind(value.as_str())
             .push("::text)");
     }
-    if let Some(cursor) = page.cursor {
+    if let Some(cursor) = &page.cursor {
         qb.push(" AND uuid > ").push_bind(cursor.after_uuid());
     }
-    qb.push(" ORDER BY uuid LIMIT ")
-        .push_bind(page.limit as i64 + 1);
-    let rows = qb.build().fetch_all(&b.inner.pool).await.map_err(map)?;
-    let items = rows
-        .iter()
-        .map(|r| b.snapshot(r))
-        .collect::<Result<Vec<_>>>()?;
-    let (items, next_cursor) = rules::page_from_overfetch(items, page.limit, |s| &s.id);
-    Ok(ListPage { items, next_cursor })
 }
 
 pub(crate) async fn counts(
     b: &PostgresBackend,
     namespace: &Namespace,
 ) -> Result<BTreeMap<Lane, StateCounts>> {
+    // Every state but running from `executions_by_namespace` (it carries
+    // lane and state), running from `executions_leases`.
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT lane, state, count(*) FROM executions WHERE namespace = $1 GROUP BY lane, state",
+        "SELECT lane, state, count(*) FROM executions \
+         WHERE namespace = $1 AND state <> 'running' GROUP BY lane, state \
+         UNION ALL \
+         SELECT lane, state, count(*) FROM executions \
+         WHERE namespace = $1 AND state = 'running' GROUP BY lane, state",
     )
     .bind(namespace.as_str())
     .fetch_all(&b.inner.pool)
@@ -100,15 +137,23 @@ pub(crate) async fn counts(
 
 pub(crate) async fn namespaces(b: &PostgresBackend, limit: usize) -> Result<Vec<Namespace>> {
     Page::first(limit).validate()?;
-    // One index probe per namespace (executions_by_namespace), not a
-    // scan of every execution: each step asks for the next name up.
+    // One probe of `executions_by_namespace` per namespace, not a scan of
+    // every execution: each step asks for the next name up. That index
+    // holds no running rows, so the namespaces of running executions (as
+    // many as there are leases) are added from `executions_leases`.
     let names: Vec<(String,)> = sqlx::query_as(
         "WITH RECURSIVE ns(name) AS ( \
-           SELECT MIN(namespace) FROM executions \
+           SELECT MIN(namespace) FROM executions WHERE state <> 'running' \
            UNION ALL \
-           SELECT (SELECT MIN(namespace) FROM executions WHERE namespace > ns.name) \
+           SELECT (SELECT MIN(namespace) FROM executions \
+                   WHERE state <> 'running' AND namespace > ns.name) \
            FROM ns WHERE ns.name IS NOT NULL \
-         ) SELECT name FROM ns WHERE name IS NOT NULL LIMIT $1",
+         ) \
+         SELECT name FROM ( \
+           (SELECT name FROM ns WHERE name IS NOT NULL LIMIT $1) \
+           UNION \
+           SELECT namespace FROM executions WHERE state = 'running' \
+         ) n ORDER BY name LIMIT $1",
     )
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(&b.inner.pool)

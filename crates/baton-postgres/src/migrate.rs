@@ -111,6 +111,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one CHECK constraint per hot table",
         include_str!("../../../migrations/postgres/0017_lean_checks.sql"),
     ),
+    (
+        18,
+        "one admin index without running rows",
+        include_str!("../../../migrations/postgres/0018_admin_index.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -236,7 +241,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 17);
+        assert_eq!(super::latest_version(), 18);
     }
 
     /// A connection to `server` whose search_path is a new schema (named
@@ -748,6 +753,50 @@ mod tests {
                 .unwrap_or_default();
             assert_eq!(code, "23514", "{what} must be refused: {err}");
         }
+        drop_schema(&mut conn, &schema).await;
+    }
+
+    /// Version 18 leaves one index for the admin reads, keyed by
+    /// namespace and id, carrying lane and state, without running rows,
+    /// on the parent and every child; the per-lane, per-state index is
+    /// gone. Applying it again changes nothing.
+    #[tokio::test]
+    async fn version_18_keeps_one_admin_index_without_running_rows() {
+        let Some(server) = baton_testkit::servers::postgres().await else {
+            return;
+        };
+        let (schema, mut conn) = schema_at(server, 17).await;
+        let (_, _, v18) = super::MIGRATIONS[17];
+        sqlx::raw_sql(v18).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql(v18).execute(&mut conn).await.unwrap();
+        let defs: Vec<(String, String)> = sqlx::query_as(
+            "SELECT c.relname::text, pg_get_indexdef(c.oid) FROM pg_class c \
+             WHERE c.relkind IN ('i', 'I') AND c.relnamespace = current_schema()::regnamespace \
+               AND pg_get_indexdef(c.oid) LIKE '%(namespace, %' \
+               AND pg_get_indexdef(c.oid) LIKE '% ON %executions%' \
+             ORDER BY 1",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let admin: Vec<&(String, String)> = defs
+            .iter()
+            .filter(|(_, def)| !def.contains("priority") && !def.contains("idempotency"))
+            .collect();
+        assert_eq!(admin.len(), 9, "the parent and its 8 children: {defs:#?}");
+        for (name, def) in &admin {
+            assert!(
+                def.ends_with(
+                    "(namespace, uuid) INCLUDE (lane, state) WHERE (state <> 'running'::text)"
+                ),
+                "{name}: {def}"
+            );
+        }
+        assert!(
+            defs.iter()
+                .all(|(_, def)| !def.contains("(namespace, lane, state)")),
+            "the per-lane, per-state index is gone: {defs:#?}"
+        );
         drop_schema(&mut conn, &schema).await;
     }
 }

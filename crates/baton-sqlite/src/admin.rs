@@ -84,17 +84,31 @@ pub(crate) async fn list(b: &SqliteBackend, filter: &ListFilter, page: Page) -> 
     Ok(ListPage { items, next_cursor })
 }
 
+/// Per lane and state, each from the index that holds those rows: the
+/// planner would otherwise read a namespace's every row through
+/// `executions_by_namespace` to find its running ones.
+const COUNTS: &str = "\
+    SELECT lane, state, COUNT(*) FROM executions INDEXED BY executions_by_lane_state \
+    WHERE namespace = ?1 AND state NOT IN ('waiting', 'running') GROUP BY lane, state \
+    UNION ALL \
+    SELECT lane, 'waiting', COUNT(*) FROM executions INDEXED BY executions_claim \
+    WHERE namespace = ?1 AND state = 'waiting' GROUP BY lane \
+    UNION ALL \
+    SELECT lane, 'running', COUNT(*) FROM executions INDEXED BY executions_leases \
+    WHERE namespace = ?1 AND state = 'running' GROUP BY lane";
+
 pub(crate) async fn counts(
     b: &SqliteBackend,
     namespace: &Namespace,
 ) -> Result<BTreeMap<Lane, StateCounts>> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT lane, state, COUNT(*) FROM executions WHERE namespace = ? GROUP BY lane, state",
-    )
-    .bind(namespace.as_str())
-    .fetch_all(&b.inner.reader)
-    .await
-    .map_err(map)?;
+    // `executions_by_lane_state` holds neither waiting nor running rows
+    // (every claim would write it twice): waiting ones are counted from
+    // `executions_claim`, running ones from `executions_leases`.
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(COUNTS)
+        .bind(namespace.as_str())
+        .fetch_all(&b.inner.reader)
+        .await
+        .map_err(map)?;
     rules::tally_rows(namespace, rows)
 }
 
@@ -162,4 +176,45 @@ pub(crate) async fn describe_many(
         .map(|r| read::snapshot(r, b.inner.partitions))
         .collect::<Result<Vec<_>>>()?;
     Ok(baton_core::raw::in_order_of(ids, found))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use sqlx::{Connection, SqliteConnection};
+
+    /// `counts` reads each state's rows from an index that holds only
+    /// those: waiting from the claim index, running from the leases
+    /// index, the rest from `executions_by_lane_state`, which holds
+    /// neither waiting nor running rows.
+    #[tokio::test]
+    async fn counts_reads_the_index_of_each_state() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        for (version, _, sql) in crate::migrate::MIGRATIONS.iter() {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {}", super::COUNTS))
+                .bind("n")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let plan: Vec<String> = plan.into_iter().map(|r| r.3).collect();
+        let reads: Vec<&String> = plan.iter().filter(|l| l.contains(" executions")).collect();
+        assert_eq!(reads.len(), 3, "{plan:#?}");
+        for (line, index) in reads.iter().zip([
+            "COVERING INDEX executions_by_lane_state",
+            "COVERING INDEX executions_claim",
+            "INDEX executions_leases",
+        ]) {
+            assert!(
+                line.ends_with(index) || line.contains(&format!("{index} ")),
+                "{plan:#?}"
+            );
+        }
+    }
 }

@@ -94,34 +94,29 @@ fn push_key<'a>(qb: &mut QueryBuilder<'a, Sqlite>, limit: &'a Limit) {
     }
 }
 
-/// The running executions of `namespace` that `limits` may count: of
-/// their lanes when every one names a lane (an index range per lane),
-/// else every running execution of the deployment filtered by namespace
-/// (the partial index of running executions: as many rows as run, never
-/// the namespace's finished history).
+/// The running executions of `namespace` that `limits` may count (of
+/// their lanes when every one names a lane): every running execution of
+/// the deployment, read through the partial index of running executions
+/// (as many rows as run, never the namespace's finished history) and
+/// filtered.
 async fn running_rows(
     conn: &mut SqliteConnection,
     namespace: &Namespace,
     limits: &[Limit],
 ) -> Result<Vec<SqliteRow>> {
     let lanes: Option<Vec<&Lane>> = limits.iter().map(|l| l.lane.as_ref()).collect();
-    let mut qb: QueryBuilder<'_, Sqlite> =
-        QueryBuilder::new("SELECT uuid, lane, kind, tags FROM executions ");
-    match &lanes {
-        Some(lanes) if !lanes.is_empty() => {
-            qb.push("WHERE state = 'running' AND namespace = ")
-                .push_bind(namespace.as_str())
-                .push(" AND lane IN (");
-            let mut list = qb.separated(", ");
-            for lane in lanes {
-                list.push_bind(lane.as_str());
-            }
-            qb.push(")");
+    let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
+        "SELECT uuid, lane, kind, tags FROM executions INDEXED BY executions_leases \
+         WHERE state = 'running' AND namespace = ",
+    );
+    qb.push_bind(namespace.as_str());
+    if let Some(lanes) = lanes.filter(|l| !l.is_empty()) {
+        qb.push(" AND lane IN (");
+        let mut list = qb.separated(", ");
+        for lane in lanes {
+            list.push_bind(lane.as_str());
         }
-        _ => {
-            qb.push("INDEXED BY executions_leases WHERE state = 'running' AND namespace = ")
-                .push_bind(namespace.as_str());
-        }
+        qb.push(")");
     }
     qb.build().fetch_all(&mut *conn).await.map_err(map)
 }

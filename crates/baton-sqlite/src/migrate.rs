@@ -99,6 +99,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one CHECK constraint per hot table (Postgres only)",
         include_str!("../../../migrations/sqlite/0017_lean_checks.sql"),
     ),
+    (
+        18,
+        "the per-lane, per-state index without waiting and running rows",
+        include_str!("../../../migrations/sqlite/0018_admin_index.sql"),
+    ),
 ];
 
 /// The schema version this build expects.

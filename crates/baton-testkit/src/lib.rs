@@ -295,6 +295,7 @@ macro_rules! __with_cases {
             list_rejects_invalid_page,
             counts_per_lane_and_state,
             namespaces_hold_their_executions_until_trimmed,
+            reads_include_running_executions,
             capabilities_and_partitions_are_consistent,
             // bad input
             malformed_ids_and_names_are_rejected,

@@ -528,6 +528,107 @@ pub async fn namespaces_hold_their_executions_until_trimmed(h: &dyn Harness) {
     );
 }
 
+/// Running executions are read like any other: a namespace whose only
+/// execution runs is among `namespaces`; `list` walks running and other
+/// executions together in id order with pages of one, under no state
+/// filter, running only, and running with another state; `counts` counts
+/// them in their lane.
+pub async fn reads_include_running_executions(h: &dyn Harness) {
+    let ctx = Ctx::new(h).await;
+    let busy = ctx.other_namespace();
+    let only = ctx
+        .create_id(NewExecution::new(
+            busy.clone(),
+            ctx.lane(),
+            kind("job"),
+            vec![],
+        ))
+        .await;
+    let taken = ctx
+        .claim(ClaimRequest::new(busy.clone(), ctx.lane(), worker("w1"), 1))
+        .await;
+    assert_eq!(taken[0].id, only);
+    let names = ok(ctx.backend.namespaces(1000).await, "namespaces");
+    assert!(
+        names.contains(&busy),
+        "a namespace whose only execution runs is listed: {names:?}"
+    );
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(names, sorted, "ascending, once each");
+    assert_eq!(
+        ctx.list_ids(&ListFilter::namespace(busy.clone())).await,
+        vec![only.clone()]
+    );
+
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(ctx.create_id(ctx.new_exec("job", b"")).await);
+    }
+    let running: Vec<ExecutionId> = ctx
+        .claim(ClaimRequest::new(
+            ctx.ns.clone(),
+            ctx.lane(),
+            worker("w1"),
+            3,
+        ))
+        .await
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(running.len(), 3);
+    ids.sort();
+    let mut waiting: Vec<ExecutionId> = ids
+        .iter()
+        .filter(|i| !running.contains(i))
+        .cloned()
+        .collect();
+    waiting.sort();
+    let mut running_sorted = running.clone();
+    running_sorted.sort();
+    let all = ListFilter::namespace(ctx.ns.clone());
+    let walked: Vec<ExecutionId> = ctx
+        .list_all(&all, 1)
+        .await
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(
+        walked, ids,
+        "every execution once, in id order, pages of one"
+    );
+    let walked: Vec<ExecutionId> = ctx
+        .list_all(&all.clone().with_state(State::Running), 1)
+        .await
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(walked, running_sorted, "running only");
+    assert_eq!(
+        ctx.list_ids(&all.clone().with_states([State::Running, State::Waiting]))
+            .await,
+        ids,
+        "running and waiting"
+    );
+    assert_eq!(
+        ctx.list_ids(&all.clone().with_state(State::Waiting)).await,
+        waiting,
+        "waiting only"
+    );
+    assert_eq!(
+        ctx.counts().await,
+        BTreeMap::from([(
+            ctx.lane(),
+            StateCounts {
+                waiting: 3,
+                running: 3,
+                ..StateCounts::default()
+            }
+        )])
+    );
+}
+
 /// Lists `filter`, expecting `expected` in order, and checks
 /// `ListFilter::matches` agrees on each of `all`.
 async fn check_filter(
