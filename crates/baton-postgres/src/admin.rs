@@ -62,11 +62,20 @@ pub(crate) async fn list(b: &PostgresBackend, filter: &ListFilter, page: Page) -
         qb.push(" ORDER BY uuid LIMIT ").push_bind(limit);
     }
     let rows = qb.build().fetch_all(&b.inner.pool).await.map_err(map)?;
+    page_of(b, &rows, page.limit)
+}
+
+/// A page of snapshots from rows read one past `limit`.
+pub(crate) fn page_of(
+    b: &PostgresBackend,
+    rows: &[sqlx::postgres::PgRow],
+    limit: usize,
+) -> Result<ListPage> {
     let items = rows
         .iter()
         .map(|r| b.snapshot(r))
         .collect::<Result<Vec<_>>>()?;
-    let (items, next_cursor) = rules::page_from_overfetch(items, page.limit, |s| &s.id);
+    let (items, next_cursor) = rules::page_from_overfetch(items, limit, |s| &s.id);
     Ok(ListPage { items, next_cursor })
 }
 

@@ -54,12 +54,7 @@ pub(crate) async fn children(
         }
     }
     .map_err(map)?;
-    let items = rows
-        .iter()
-        .map(|r| b.snapshot(r))
-        .collect::<Result<Vec<_>>>()?;
-    let (items, next_cursor) = rules::page_from_overfetch(items, page.limit, |s| &s.id);
-    Ok(ListPage { items, next_cursor })
+    crate::admin::page_of(b, &rows, page.limit)
 }
 
 pub(crate) async fn tree(b: &PostgresBackend, id: &ExecutionId, limit: usize) -> Result<Tree> {
