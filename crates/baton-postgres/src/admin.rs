@@ -33,7 +33,7 @@ pub(crate) async fn list(b: &PostgresBackend, filter: &ListFilter, page: Page) -
     // id order; running rows (as many as there are leases) come from
     // `executions_leases`, and the two ordered reads are merged.
     let any_state = filter.states.is_empty();
-    let branches = [
+    let reads: Vec<&str> = [
         (
             any_state || filter.states.iter().any(|s| *s != State::Running),
             "state <> 'running'",
@@ -42,12 +42,14 @@ pub(crate) async fn list(b: &PostgresBackend, filter: &ListFilter, page: Page) -
             any_state || filter.states.contains(&State::Running),
             "state = 'running'",
         ),
-    ];
+    ]
+    .into_iter()
+    .filter_map(|(wanted, rows)| wanted.then_some(rows))
+    .collect();
     let limit = page.limit as i64 + 1;
     let mut qb: QueryBuilder<'_, Postgres> = QueryBuilder::new("");
-    let mut read = 0;
-    for (_, rows) in branches.iter().filter(|(wanted, _)| *wanted) {
-        if read > 0 {
+    for (i, rows) in reads.iter().enumerate() {
+        if i > 0 {
             qb.push(" UNION ALL ");
         }
         qb.push("(SELECT * FROM executions WHERE ")
@@ -56,9 +58,8 @@ pub(crate) async fn list(b: &PostgresBackend, filter: &ListFilter, page: Page) -
             .push_bind(filter.namespace.as_str());
         push_filter(&mut qb, filter, &page);
         qb.push(" ORDER BY uuid LIMIT ").push_bind(limit).push(")");
-        read += 1;
     }
-    if read > 1 {
+    if reads.len() > 1 {
         qb.push(" ORDER BY uuid LIMIT ").push_bind(limit);
     }
     let rows = qb.build().fetch_all(&b.inner.pool).await.map_err(map)?;

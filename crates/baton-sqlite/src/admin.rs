@@ -84,9 +84,12 @@ pub(crate) async fn list(b: &SqliteBackend, filter: &ListFilter, page: Page) -> 
     Ok(ListPage { items, next_cursor })
 }
 
-/// Per lane and state, each from the index that holds those rows: the
-/// planner would otherwise read a namespace's every row through
-/// `executions_by_namespace` to find its running ones.
+/// Per lane and state, each from the index that holds those rows:
+/// `executions_by_lane_state` holds neither waiting nor running rows (every
+/// claim would write it twice), so waiting ones come from
+/// `executions_claim` and running ones from `executions_leases`. Named with
+/// `INDEXED BY`: the planner would otherwise read a namespace's every row
+/// through `executions_by_namespace` to find its running ones.
 const COUNTS: &str = "\
     SELECT lane, state, COUNT(*) FROM executions INDEXED BY executions_by_lane_state \
     WHERE namespace = ?1 AND state NOT IN ('waiting', 'running') GROUP BY lane, state \
@@ -101,9 +104,6 @@ pub(crate) async fn counts(
     b: &SqliteBackend,
     namespace: &Namespace,
 ) -> Result<BTreeMap<Lane, StateCounts>> {
-    // `executions_by_lane_state` holds neither waiting nor running rows
-    // (every claim would write it twice): waiting ones are counted from
-    // `executions_claim`, running ones from `executions_leases`.
     let rows: Vec<(String, String, i64)> = sqlx::query_as(COUNTS)
         .bind(namespace.as_str())
         .fetch_all(&b.inner.reader)
