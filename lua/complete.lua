@@ -63,8 +63,8 @@ local function complete_one(base, uuid, attempt, nonce, result, snow, batch)
   drop_lease(h)
   record_transition(base, uuid, h, 'running', nil)
   -- The one terminal transition made without enter(): it tells waiting
-  -- readers itself.
-  announce_change(base, uuid, tonumber(snow))
+  -- readers itself, when the partition has any (see baton_complete).
+  if batch.watched then announce_change(base, uuid, tonumber(snow)) end
   local packed = cmsgpack.pack(h)
   if not batch.dirty[uuid] then batch.order[#batch.order + 1] = uuid end
   batch.dirty[uuid] = packed
@@ -85,8 +85,12 @@ end
 redis.register_function('baton_complete', function(keys, args)
   local base = keys[1]
   local n = tonumber(args[1])
+  -- An empty zset does not exist, so one EXISTS tells whether any reader
+  -- waits for an execution of this partition: without one, no item pays
+  -- for a lookup of its own (most calls, and most of the work).
   local batch = { leases = {}, deadlines = {}, adds = {}, counts = {}, records = {}, dirty = {},
-    order = {}, done = base .. ':done', kept = base .. ':kept', told = {} }
+    order = {}, done = base .. ':done', kept = base .. ':kept', told = {},
+    watched = redis.call('EXISTS', base .. ':watch') == 1 }
   local rkeys, ulist, seen = {}, {}, {}
   for i = 0, n - 1 do
     local uuid = args[2 + i * 5]

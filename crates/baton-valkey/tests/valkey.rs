@@ -2599,6 +2599,103 @@ async fn only_changes_of_watched_executions_are_published() {
     }
 }
 
+/// How many `ZSCORE`s the private server ran since its statistics were
+/// reset (commands inside functions count as their own).
+async fn zscores(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_zscore:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+async fn reset_stats(conn: &mut redis::aio::MultiplexedConnection) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// Completions look for readers once per call: a batch of completions
+/// nobody watches makes no lookup per execution, and one of a watched
+/// execution still tells its reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_nobody_watches_look_for_no_reader_each() {
+    use baton_core::ChangeMark;
+    let Some(server) = PrivateRedis::start() else {
+        return;
+    };
+    let backend = connect(&format!("{}?prefix=quiet", server.url())).await;
+    let mut conn = conn(&server).await;
+    for _ in 0..20 {
+        backend.create_one(exec("quiet", "main")).await.unwrap();
+    }
+    let claims = claim_up_to(&backend, "quiet", &["main"], "w", 20).await;
+    assert_eq!(claims.len(), 20);
+    reset_stats(&mut conn).await;
+    let done = futures_util::future::join_all(
+        claims
+            .iter()
+            .map(|c| backend.complete(&c.lease, b"{}".to_vec())),
+    )
+    .await;
+    for snap in done {
+        assert_eq!(snap.unwrap().state, State::Completed);
+    }
+    assert_eq!(zscores(&mut conn).await, 0, "a lookup per completion");
+
+    let watched = backend.create_one(exec("quiet", "main")).await.unwrap().id;
+    let lease = claim_up_to(&backend, "quiet", &["main"], "w", 1).await[0]
+        .lease
+        .clone();
+    let seen = ChangeMark::of(&backend.describe(&watched).await.unwrap());
+    let waiter = {
+        let backend = backend.clone();
+        let watched = watched.clone();
+        tokio::spawn(async move {
+            backend
+                .wait_for_change(&watched, seen, Duration::from_secs(30))
+                .await
+        })
+    };
+    let mark = format!("quiet:{{p:{}}}:watch", watched.partition().get());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let marked: Option<String> = redis::cmd("ZSCORE")
+            .arg(&mark)
+            .arg(watched.uuid().simple().to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if marked.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the waiter never marked {watched}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    reset_stats(&mut conn).await;
+    backend.complete(&lease, b"{}".to_vec()).await.unwrap();
+    assert_eq!(
+        zscores(&mut conn).await,
+        1,
+        "the watched completion looks once"
+    );
+    let woke = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("the completion wakes the reader")
+        .unwrap()
+        .unwrap();
+    assert_eq!(woke.state, State::Completed);
+}
+
 /// A reader waiting in one instance is woken by changes made through
 /// another (two instances share nothing but the server, like two
 /// processes): a status, a frame and the completion. Only the instance that
