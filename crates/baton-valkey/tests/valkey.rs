@@ -2519,12 +2519,44 @@ async fn memory_keys_hold_only_what_lives() {
     );
 }
 
+/// Starts a reader of `id` waiting up to 30 s for a change from what it is
+/// now, and answers once its mark is in the partition's `watch` set
+/// (`command` runs a command on the server the backend uses).
+async fn park_reader(
+    backend: &ValkeyBackend,
+    prefix: &str,
+    id: &ExecutionId,
+    command: impl Fn(&[&str]) -> Result<RespValue, String>,
+) -> tokio::task::JoinHandle<baton_core::Result<ExecutionSnapshot>> {
+    use baton_core::ChangeMark;
+    let seen = ChangeMark::of(&backend.describe(id).await.unwrap());
+    let waiter = {
+        let backend = backend.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            backend
+                .wait_for_change(&id, seen, Duration::from_secs(30))
+                .await
+        })
+    };
+    let mark = format!("{prefix}:{{p:{}}}:watch", id.partition().get());
+    let member = id.uuid().simple().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while matches!(
+        command(&["ZSCORE", &mark, &member]).unwrap(),
+        RespValue::Nil
+    ) {
+        assert!(Instant::now() < deadline, "the waiter never marked {id}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    waiter
+}
+
 /// A change nobody watches publishes nothing (a terminal transition, a
 /// status, a frame, a cancel); a change of a watched execution publishes
 /// its id on `<prefix>:changed`, once, and wakes its reader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_changes_of_watched_executions_are_published() {
-    use baton_core::ChangeMark;
     use futures_util::StreamExt;
     let Some(server) = servers::valkey().await else {
         return;
@@ -2553,29 +2585,7 @@ async fn only_changes_of_watched_executions_are_published() {
     }
 
     let watched = backend.create_one(exec("pub", "main")).await.unwrap().id;
-    let seen = ChangeMark::of(&backend.describe(&watched).await.unwrap());
-    let waiter = {
-        let backend = backend.clone();
-        let watched = watched.clone();
-        tokio::spawn(async move {
-            backend
-                .wait_for_change(&watched, seen, Duration::from_secs(30))
-                .await
-        })
-    };
-    let mark = format!("{prefix}:{{p:{}}}:watch", watched.partition().get());
-    let member = watched.uuid().simple().to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while matches!(
-        server.command(&["ZSCORE", &mark, &member]).unwrap(),
-        RespValue::Nil
-    ) {
-        assert!(
-            Instant::now() < deadline,
-            "the waiter never marked {watched}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let waiter = park_reader(&backend, &prefix, &watched, |c| server.command(c)).await;
     backend
         .cancel(&watched, CancelRequest::because("stop"))
         .await
@@ -2626,7 +2636,6 @@ async fn reset_stats(conn: &mut redis::aio::MultiplexedConnection) {
 /// execution still tells its reader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_nobody_watches_look_for_no_reader_each() {
-    use baton_core::ChangeMark;
     let Some(server) = PrivateRedis::start() else {
         return;
     };
@@ -2653,34 +2662,7 @@ async fn completions_nobody_watches_look_for_no_reader_each() {
     let lease = claim_up_to(&backend, "quiet", &["main"], "w", 1).await[0]
         .lease
         .clone();
-    let seen = ChangeMark::of(&backend.describe(&watched).await.unwrap());
-    let waiter = {
-        let backend = backend.clone();
-        let watched = watched.clone();
-        tokio::spawn(async move {
-            backend
-                .wait_for_change(&watched, seen, Duration::from_secs(30))
-                .await
-        })
-    };
-    let mark = format!("quiet:{{p:{}}}:watch", watched.partition().get());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let marked: Option<String> = redis::cmd("ZSCORE")
-            .arg(&mark)
-            .arg(watched.uuid().simple().to_string())
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if marked.is_some() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the waiter never marked {watched}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let waiter = park_reader(&backend, "quiet", &watched, |c| server.command(c)).await;
     reset_stats(&mut conn).await;
     backend.complete(&lease, b"{}".to_vec()).await.unwrap();
     assert_eq!(
