@@ -2472,28 +2472,8 @@ async fn memory_keys_hold_only_what_lives() {
     assert_eq!(ChangeMark::of(&waited), other_seen);
     backend.complete(&lease, b"{}".to_vec()).await.unwrap();
     clock.advance(Duration::from_secs(60));
-    let seen = ChangeMark::of(&backend.describe(&id).await.unwrap());
-    assert!(seen.terminal);
-    let parked = {
-        let backend = backend.clone();
-        let id = id.clone();
-        tokio::spawn(async move {
-            backend
-                .wait_for_change(&id, seen, Duration::from_secs(30))
-                .await
-        })
-    };
-    let mark = format!("{base}:watch");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while matches!(
-        server
-            .command(&["ZSCORE", &mark, &uuid.to_string()])
-            .unwrap(),
-        RespValue::Nil
-    ) {
-        assert!(Instant::now() < deadline, "the waiter never marked {id}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(ChangeMark::of(&backend.describe(&id).await.unwrap()).terminal);
+    let parked = park_reader(&backend, &prefix, &id, |c| server.command(c)).await;
     let watched: BTreeSet<_> = [id.partition(), other.partition()].into();
     assert_eq!(keys("watch").len(), watched.len());
     for p in backend.partitions().iter() {
