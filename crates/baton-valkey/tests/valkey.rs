@@ -2591,24 +2591,16 @@ async fn only_changes_of_watched_executions_are_published() {
 
 /// How many `ZSCORE`s the private server ran since its statistics were
 /// reset (commands inside functions count as their own).
-async fn zscores(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .unwrap();
+fn zscores(server: &PrivateRedis) -> u64 {
+    let stats = resp_text(&server.command(&["INFO", "commandstats"]).unwrap());
     stats
         .lines()
         .find_map(|l| l.strip_prefix("cmdstat_zscore:calls="))
         .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
 }
 
-async fn reset_stats(conn: &mut redis::aio::MultiplexedConnection) {
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(conn)
-        .await
-        .unwrap();
+fn reset_stats(server: &PrivateRedis) {
+    server.command(&["CONFIG", "RESETSTAT"]).unwrap();
 }
 
 /// Completions look for readers once per call: a batch of completions
@@ -2620,13 +2612,12 @@ async fn completions_nobody_watches_look_for_no_reader_each() {
         return;
     };
     let backend = connect(&format!("{}?prefix=quiet", server.url())).await;
-    let mut conn = conn(&server).await;
     for _ in 0..20 {
         backend.create_one(exec("quiet", "main")).await.unwrap();
     }
     let claims = claim_up_to(&backend, "quiet", &["main"], "w", 20).await;
     assert_eq!(claims.len(), 20);
-    reset_stats(&mut conn).await;
+    reset_stats(&server);
     let done = futures_util::future::join_all(
         claims
             .iter()
@@ -2636,20 +2627,16 @@ async fn completions_nobody_watches_look_for_no_reader_each() {
     for snap in done {
         assert_eq!(snap.unwrap().state, State::Completed);
     }
-    assert_eq!(zscores(&mut conn).await, 0, "a lookup per completion");
+    assert_eq!(zscores(&server), 0, "a lookup per completion");
 
     let watched = backend.create_one(exec("quiet", "main")).await.unwrap().id;
     let lease = claim_up_to(&backend, "quiet", &["main"], "w", 1).await[0]
         .lease
         .clone();
     let waiter = park_reader(&backend, "quiet", &watched, |c| server.command(c)).await;
-    reset_stats(&mut conn).await;
+    reset_stats(&server);
     backend.complete(&lease, b"{}".to_vec()).await.unwrap();
-    assert_eq!(
-        zscores(&mut conn).await,
-        1,
-        "the watched completion looks once"
-    );
+    assert_eq!(zscores(&server), 1, "the watched completion looks once");
     let woke = tokio::time::timeout(Duration::from_secs(5), waiter)
         .await
         .expect("the completion wakes the reader")
