@@ -33,6 +33,7 @@ import argparse
 import glob
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -64,6 +65,19 @@ def wait_port(port, what, seconds=20):
         except OSError:
             time.sleep(0.1)
     sys.exit(f"run.py: {what} did not listen on 127.0.0.1:{port} within {seconds} s")
+
+
+def children_cpu_seconds():
+    """CPU of every child this script has reaped so far (the client runs)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def process_cpu_seconds(pid):
+    """CPU a live process has used so far, all of its threads."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:13]) / CLK_TCK
 
 
 def as_postgres(cmd):
@@ -175,13 +189,16 @@ def run_one(system, backend, server, db, baton, duration, scenario, rate):
     load = ["--scenario", scenario, "--duration", str(duration)]
     if scenario == "latency":
         load += ["--rate", str(int(rate))]
+    setup_s = 0.0
     if system == "baton":
         subprocess.run([baton, "--backend", url, "migrate"], check=True, stdout=subprocess.DEVNULL)
         before = server.counters(db)
         cmd = [baton, "--backend", url, "--json", "bench", *load, "--workers", "4"]
+        client_before = children_cpu_seconds()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     else:
         cmd = [NODE, os.path.join(HERE, SCRIPTS[system]), "--url", url, *load]
+        client_before = children_cpu_seconds()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # The peer says "ready" on stderr once its schema is made and its
         # workers are connected; the server is measured from there.
@@ -189,8 +206,10 @@ def run_one(system, backend, server, db, baton, duration, scenario, rate):
             if line.strip() == "ready":
                 break
             sys.stderr.write(f"{system}: {line}")
+        setup_s = process_cpu_seconds(proc.pid)
         before = server.counters(db)
     out, _ = proc.communicate(timeout=duration + 120)
+    client_s = children_cpu_seconds() - client_before - setup_s
     if proc.returncode != 0:
         sys.exit(f"run.py: {' '.join(cmd)} failed with {proc.returncode}")
     time.sleep(1.2)
@@ -199,7 +218,8 @@ def run_one(system, backend, server, db, baton, duration, scenario, rate):
     n = max(report["executions"], 1)
     row = {"backend": backend, "system": system, "scenario": scenario,
            "throughput_per_sec": report["throughput_per_sec"], "executions": report["executions"],
-           "server_cpu_us_per_exec": round((after["cpu_s"] - before["cpu_s"]) * 1e6 / n, 1)}
+           "server_cpu_us_per_exec": round((after["cpu_s"] - before["cpu_s"]) * 1e6 / n, 1),
+           "client_cpu_us_per_exec": round(client_s * 1e6 / n, 1)}
     for key in ("wal_records", "rows", "commands"):
         if key in after:
             row[f"{key}_per_exec"] = round((after[key] - before[key]) / n, 2)
@@ -284,8 +304,8 @@ def main():
 def summarize(rows, backends):
     print()
     print("| backend | system | runs | throughput/s, median [range] | Baton / system "
-          "| server CPU µs/exec | rows/exec | WAL records/exec | commands/exec |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| server CPU µs/exec | client CPU µs/exec | rows/exec | WAL records/exec | commands/exec |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for backend in backends:
         of = lambda system: [r for r in rows if r["backend"] == backend and r["system"] == system]  # noqa: E731
         baton = statistics.median(r["throughput_per_sec"] for r in of("baton"))
@@ -297,7 +317,7 @@ def summarize(rows, backends):
                                 if key in runs[0] else "–")
             ratio = "–" if system == "baton" else f"{baton / med:.2f}×"
             print(f"| {backend} | {system} | {len(runs)} | {med:,.0f} [{min(tput):,.0f}–{max(tput):,.0f}] | {ratio} "
-                  f"| {cell('server_cpu_us_per_exec')} | {cell('rows_per_exec')} | {cell('wal_records_per_exec')} "
+                  f"| {cell('server_cpu_us_per_exec')} | {cell('client_cpu_us_per_exec')} | {cell('rows_per_exec')} | {cell('wal_records_per_exec')} "
                   f"| {cell('commands_per_exec')} |")
 
 

@@ -4,12 +4,9 @@
 -- partition); closes their open attempts. The caller checks the row count.
 --
 -- $1 partition, $2 uuids, $3 now, $4 reason.
-WITH closed AS (
-    UPDATE attempts
-    SET ended_at = $3, outcome = 'cancelled'
-    WHERE partition = $1 AND execution_uuid = ANY($2::uuid[]) AND outcome IS NULL
-)
 UPDATE executions
 SET state = 'cancelled', cancel_reason = $4, finished_at = $3, updated_at = $3,
-    worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL
+    worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL,
+    attempt_ended_at = CASE WHEN attempt_started_at IS NOT NULL AND attempt_outcome IS NULL THEN $3 ELSE attempt_ended_at END,
+    attempt_outcome = CASE WHEN attempt_started_at IS NOT NULL AND attempt_outcome IS NULL THEN 'cancelled' ELSE attempt_outcome END
 WHERE partition = $1 AND uuid = ANY($2::uuid[]) AND finished_at IS NULL

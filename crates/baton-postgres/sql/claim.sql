@@ -53,10 +53,14 @@ lanes AS (
       AND NOT EXISTS (SELECT 1 FROM paused_lanes p WHERE p.namespace = $6 AND p.lane = l.lane)
 ),
 picked AS (
-    SELECT c.partition, c.uuid, c.namespace, c.session
+    SELECT c.partition, c.uuid, c.namespace, c.session, c.attempts, c.attempt_worker,
+           c.attempt_nonce, c.attempt_started_at, c.attempt_ended_at, c.attempt_outcome,
+           c.attempt_error
     FROM lanes l
     CROSS JOIN LATERAL (
-        SELECT e.partition, e.uuid, e.namespace, e.session, e.priority, e.ready_at
+        SELECT e.partition, e.uuid, e.namespace, e.session, e.priority, e.ready_at,
+               e.attempts, e.attempt_worker, e.attempt_nonce, e.attempt_started_at,
+               e.attempt_ended_at, e.attempt_outcome, e.attempt_error
         FROM executions e
         WHERE e.namespace = $6
           AND e.lane = l.lane

@@ -10,7 +10,9 @@ WITH gate AS (
     SELECT false AS limited
 ),
 picked AS (
-    SELECT q.partition, q.uuid, e.namespace, e.session
+    SELECT q.partition, q.uuid, e.namespace, e.session, e.attempts, e.attempt_worker,
+           e.attempt_nonce, e.attempt_started_at, e.attempt_ended_at, e.attempt_outcome,
+           e.attempt_error
     FROM UNNEST($6::int2[], $7::uuid[]) AS q(partition, uuid)
     JOIN executions e ON e.partition = q.partition AND e.uuid = q.uuid
 ),

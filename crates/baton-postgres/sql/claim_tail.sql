@@ -1,9 +1,14 @@
 -- The shared end of claim.sql and claim_chosen.sql: leases the `picked`
--- executions (partition, uuid, namespace, session) to worker $2 until $3
--- (at $1), each with a nonce of $4, opens their attempts, and answers them
--- with `gate.limited`. The answer always has a row: a claim that took
--- nothing answers one whose execution columns are NULL, so the caller
--- learns `limited` either way.
+-- executions (partition, uuid, namespace, session, and their last attempt
+-- as read under the row lock) to worker $2 until $3 (at $1), each with a
+-- nonce of $4, opens their attempts, and answers them with `gate.limited`.
+-- The answer always has a row: a claim that took nothing answers one whose
+-- execution columns are NULL, so the caller learns `limited` either way.
+--
+-- An execution's last attempt lives in its row (migration 0019): opening
+-- attempt n + 1 overwrites the row's `attempt_*` columns, so attempt n,
+-- ended before the execution could wait again, is first copied into
+-- `attempts` (`archived`). A first attempt copies nothing.
 --
 -- Sessions (`locks`): the lock of every session among the picked rows is
 -- taken or extended for $2, in session order (one lock order for every
@@ -53,14 +58,25 @@ claimed AS (
         worker_id = $2,
         lease_nonce = ($4::bigint[])[n.n],
         lease_expires_at = $3,
-        updated_at = $1
+        updated_at = $1,
+        attempt_worker = $2,
+        attempt_nonce = ($4::bigint[])[n.n],
+        attempt_started_at = $1,
+        attempt_ended_at = NULL,
+        attempt_outcome = NULL,
+        attempt_error = NULL
     FROM numbered n
     WHERE e.partition = n.partition AND e.uuid = n.uuid
     RETURNING e.*
 ),
-opened AS (
-    INSERT INTO attempts (partition, execution_uuid, number, worker_id, nonce, started_at)
-    SELECT partition, uuid, attempts, $2, lease_nonce, $1 FROM claimed
+archived AS (
+    INSERT INTO attempts (partition, execution_uuid, number, worker_id, nonce, started_at,
+                          ended_at, outcome, error)
+    SELECT p.partition, p.uuid, p.attempts, p.attempt_worker, p.attempt_nonce,
+           p.attempt_started_at, p.attempt_ended_at, p.attempt_outcome, p.attempt_error
+    FROM picked p
+    WHERE p.attempt_started_at IS NOT NULL
+      AND EXISTS (SELECT 1 FROM claimed c WHERE c.partition = p.partition AND c.uuid = p.uuid)
 )
 SELECT g.limited, c.*, st.step_names, st.step_outputs
 FROM gate g

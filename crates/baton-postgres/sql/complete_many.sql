@@ -14,8 +14,8 @@
 -- transaction locked; one with dependents not among them gained its first
 -- dependent since, and is left to its caller.
 --
--- The attempts closed are those of executions this statement updated; the
--- update holds the row lock every writer of an execution takes first.
+-- The attempt closed is the running one, which lives in the execution row
+-- (migration 0019): the same update closes it.
 WITH req AS (
     SELECT *
     FROM UNNEST($1::smallint[], $2::uuid[], $3::integer[], $4::bigint[], $5::bigint[],
@@ -25,7 +25,8 @@ WITH req AS (
 done AS (
     UPDATE executions e
     SET state = 'completed', result = r.result, finished_at = r.now, updated_at = r.now,
-        worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL
+        worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL,
+        attempt_ended_at = r.now, attempt_outcome = 'completed'
     FROM req r
     WHERE e.partition = r.partition AND e.uuid = r.uuid
       AND e.state = 'running' AND e.attempts = r.number AND e.lease_nonce = r.nonce
@@ -37,12 +38,5 @@ done AS (
                ELSE e.parent IS NULL AND NOT e.has_dependents
           END
     RETURNING e.*
-),
-closed AS (
-    UPDATE attempts a
-    SET ended_at = d.finished_at, outcome = 'completed'
-    FROM done d
-    WHERE a.partition = d.partition AND a.execution_uuid = d.uuid AND a.number = d.attempts
-      AND a.outcome IS NULL
 )
 SELECT * FROM done

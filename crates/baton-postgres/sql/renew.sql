@@ -54,6 +54,6 @@ SELECT r.ord,
        a.nonce,
        a.outcome
 FROM req r
-LEFT JOIN attempts a
+LEFT JOIN attempt_history a
        ON a.partition = r.partition AND a.execution_uuid = r.uuid AND a.number = r.number
 ORDER BY r.ord

@@ -1,7 +1,8 @@
 -- fail and reclaim_expired_leases: closes the open attempt of each execution
 -- with outcome $9 and its error, and applies the retry decision the caller
 -- computed. The caller holds the row locks (SELECT … FOR UPDATE earlier in
--- the same transaction), so this statement sees every committed attempt.
+-- the same transaction). The open attempt lives in the execution row
+-- (migration 0019), so the update that settles the execution closes it.
 --
 -- $1..$7: partition, uuid, new state, run_at, ready_at (NULL: keep), finished_at
 -- and error per execution. $8 now, $9 attempt outcome, $10 the wake-up
@@ -11,12 +12,6 @@ WITH s AS (
     FROM UNNEST($1::smallint[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[],
                 $6::bigint[], $7::text[])
         AS s(partition, uuid, state, run_at, ready_at, finished_at, error)
-),
-closed AS (
-    UPDATE attempts a
-    SET ended_at = $8, outcome = $9, error = s.error
-    FROM s
-    WHERE a.partition = s.partition AND a.execution_uuid = s.uuid AND a.outcome IS NULL
 ),
 settled AS (
     UPDATE executions e
@@ -28,7 +23,10 @@ settled AS (
         updated_at = $8,
         worker_id = NULL,
         lease_nonce = NULL,
-        lease_expires_at = NULL
+        lease_expires_at = NULL,
+        attempt_ended_at = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL THEN $8 ELSE e.attempt_ended_at END,
+        attempt_outcome = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL THEN $9 ELSE e.attempt_outcome END,
+        attempt_error = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL THEN s.error ELSE e.attempt_error END
     FROM s
     WHERE e.partition = s.partition AND e.uuid = s.uuid
     RETURNING e.*

@@ -182,7 +182,7 @@ pub(crate) async fn attempts(b: &PostgresBackend, id: &ExecutionId) -> Result<Ve
         "SELECT a.*, e.uuid IS NOT NULL AS found \
          FROM (SELECT 1) one \
          LEFT JOIN executions e ON e.partition = $1 AND e.uuid = $2 \
-         LEFT JOIN attempts a ON a.partition = $1 AND a.execution_uuid = $2 \
+         LEFT JOIN attempt_history a ON a.partition = $1 AND a.execution_uuid = $2 \
          ORDER BY a.number",
         "number",
     )

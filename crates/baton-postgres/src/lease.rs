@@ -47,7 +47,7 @@ impl PostgresBackend {
             return Ok((verdict?, snap, has_dependents));
         }
         let attempt = sqlx::query(
-            "SELECT nonce, outcome FROM attempts \
+            "SELECT nonce, outcome FROM attempt_history \
              WHERE partition = $1 AND execution_uuid = $2 AND number = $3",
         )
         .bind(part(id.partition()))

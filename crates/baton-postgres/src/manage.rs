@@ -341,7 +341,7 @@ pub(crate) async fn events(
              SELECT ev.seq, ev.at, ev.kind, ev.from_state, ev.to_state, ev.attempt, \
                     ev.worker_id, ev.detail, a.outcome \
              FROM events ev \
-             LEFT JOIN attempts a ON a.partition = $1 AND a.execution_uuid = $2 \
+             LEFT JOIN attempt_history a ON a.partition = $1 AND a.execution_uuid = $2 \
                                  AND a.number = ev.attempt \
              WHERE ev.partition = $1 AND ev.uuid = $2 AND ev.seq > $3 \
              ORDER BY ev.seq LIMIT $4) v ON true \

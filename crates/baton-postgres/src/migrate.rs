@@ -116,6 +116,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one admin index without running rows",
         include_str!("../../../migrations/postgres/0018_admin_index.sql"),
     ),
+    (
+        19,
+        "the last attempt in the execution row",
+        include_str!("../../../migrations/postgres/0019_last_attempt.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -241,7 +246,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 18);
+        assert_eq!(super::latest_version(), 19);
     }
 
     /// A connection to `server` whose search_path is a new schema (named
@@ -796,6 +801,125 @@ mod tests {
             defs.iter()
                 .all(|(_, def)| !def.contains("(namespace, lane, state)")),
             "the per-lane, per-state index is gone: {defs:#?}"
+        );
+        drop_schema(&mut conn, &schema).await;
+    }
+
+    /// Version 19 moves each execution's last attempt from `attempts` into
+    /// its row, leaves the earlier ones where they were, and
+    /// `attempt_history` answers every attempt as `attempts` did before.
+    /// Applying it again changes nothing.
+    #[tokio::test]
+    async fn version_19_moves_the_last_attempt_into_the_row() {
+        let Some(server) = baton_testkit::servers::postgres().await else {
+            return;
+        };
+        let (schema, mut conn) = schema_at(server, 18).await;
+        let running = uuid::Uuid::from_u128(1);
+        let waiting = uuid::Uuid::from_u128(2);
+        let never = uuid::Uuid::from_u128(3);
+        let execution = |id: uuid::Uuid, attempts: i32, more: &str, values: &str| {
+            format!(
+                "INSERT INTO executions (partition, uuid, namespace, lane, kind, priority, \
+                 payload, tags, required_caps, attempts, max_attempts, backoff_initial_ms, \
+                 backoff_max_ms, backoff_multiplier, backoff_jitter, created_at, updated_at, \
+                 ready_at, {more}) VALUES (3, '{id}', 'n', 'l', 'k', 0, '', '{{}}', '[]', \
+                 {attempts}, 3, 0, 0, 1.0, false, 1, 1, 1, {values})"
+            )
+        };
+        let setup = [
+            execution(
+                running,
+                2,
+                "state, worker_id, lease_nonce, lease_expires_at",
+                "'running', 'w2', 22, 99",
+            ),
+            execution(waiting, 1, "state", "'waiting'"),
+            execution(never, 0, "state", "'waiting'"),
+            format!(
+                "INSERT INTO attempts (partition, execution_uuid, number, worker_id, nonce, \
+                 started_at, ended_at, outcome, error) VALUES \
+                 (3, '{running}', 1, 'w1', 11, 10, 20, 'failed', 'boom'), \
+                 (3, '{running}', 2, 'w2', 22, 30, NULL, NULL, NULL), \
+                 (3, '{waiting}', 1, 'w1', 33, 40, 50, 'lease_expired', 'late')"
+            ),
+        ];
+        for sql in &setup {
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+        type Attempt = (
+            uuid::Uuid,
+            i32,
+            String,
+            i64,
+            i64,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        );
+        let history = |table: &'static str| {
+            format!(
+                "SELECT execution_uuid, number, worker_id, nonce, started_at, ended_at, \
+                 outcome, error FROM {table} ORDER BY execution_uuid, number"
+            )
+        };
+        let before: Vec<Attempt> = sqlx::query_as(&history("attempts"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(before.len(), 3);
+
+        let (_, _, v19) = super::MIGRATIONS[18];
+        sqlx::raw_sql(v19).execute(&mut conn).await.unwrap();
+        sqlx::raw_sql(v19).execute(&mut conn).await.unwrap();
+
+        let after: Vec<Attempt> = sqlx::query_as(&history("attempt_history"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(after, before, "the history reads as it did");
+        let kept: Vec<(uuid::Uuid, i32)> = sqlx::query_as(
+            "SELECT execution_uuid, number FROM attempts ORDER BY execution_uuid, number",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(kept, vec![(running, 1)], "only earlier attempts stay apart");
+        type InRow = (uuid::Uuid, Option<String>, Option<i64>, Option<String>);
+        let rows: Vec<InRow> = sqlx::query_as(
+            "SELECT uuid, attempt_worker, attempt_started_at, attempt_outcome \
+                 FROM executions ORDER BY uuid",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (running, Some("w2".to_owned()), Some(30), None),
+                (
+                    waiting,
+                    Some("w1".to_owned()),
+                    Some(40),
+                    Some("lease_expired".to_owned())
+                ),
+                (never, None, None, None),
+            ]
+        );
+        let refused = sqlx::raw_sql(
+            "UPDATE executions SET attempt_outcome = 'won', attempt_ended_at = 1 \
+             WHERE uuid = '00000000-0000-0000-0000-000000000002'",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+        let code = refused
+            .as_database_error()
+            .and_then(|e| e.code())
+            .unwrap_or_default();
+        assert_eq!(
+            code, "23514",
+            "an unknown outcome in the row is refused: {refused}"
         );
         drop_schema(&mut conn, &schema).await;
     }

@@ -188,7 +188,7 @@ pub fn snapshot(row: &PgRow, partitions: PartitionCount) -> Result<ExecutionSnap
     Ok(snapshot)
 }
 
-/// One attempt from a row of `attempts`.
+/// One attempt from a row of `attempt_history` (the columns of `attempts`).
 pub fn attempt(row: &PgRow, id: &ExecutionId) -> Result<AttemptRecord, EngineError> {
     let ctx = format!("execution {id} attempt");
     let ctx = ctx.as_str();

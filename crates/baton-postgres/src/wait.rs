@@ -56,24 +56,20 @@ async fn release_in(
 ) -> Result<(ExecutionSnapshot, bool)> {
     let id = lease.execution_id();
     match b.check_lease(tx, lease, now).await? {
-        (rules::LeaseVerdict::Live, snap) => {
+        (rules::LeaseVerdict::Live, _) => {
             let row = sqlx::query(
-                "WITH closed AS ( \
-                     UPDATE attempts SET ended_at = $3, outcome = 'released' \
-                     WHERE partition = $1 AND execution_uuid = $2 AND number = $4 \
-                       AND outcome IS NULL), \
-                 released AS ( \
+                "WITH released AS ( \
                      UPDATE executions SET state = 'waiting', released = released + 1, \
                          ready_at = $3, updated_at = $3, worker_id = NULL, lease_nonce = NULL, \
-                         lease_expires_at = NULL \
+                         lease_expires_at = NULL, attempt_ended_at = $3, \
+                         attempt_outcome = 'released' \
                      WHERE partition = $1 AND uuid = $2 RETURNING *), \
-                 woken AS (SELECT pg_notify($5, namespace || ' ' || lane) FROM released) \
+                 woken AS (SELECT pg_notify($4, namespace || ' ' || lane) FROM released) \
                  SELECT released.*, (SELECT count(*) FROM woken) AS woken FROM released",
             )
             .bind(part(id.partition()))
             .bind(id.uuid())
             .bind(now.as_millis())
-            .bind(attempt_number(snap.attempts))
             .bind(&b.inner.channel)
             .fetch_one(&mut *tx)
             .await
@@ -153,19 +149,15 @@ async fn suspend_in(
         }
     }
     let row = sqlx::query(
-        "WITH closed AS ( \
-             UPDATE attempts SET ended_at = $3, outcome = 'released' \
-             WHERE partition = $1 AND execution_uuid = $2 AND number = $4 \
-               AND outcome IS NULL) \
-         UPDATE executions SET state = 'suspended', released = released + 1, \
+        "UPDATE executions SET state = 'suspended', released = released + 1, \
              updated_at = $3, worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL, \
-             wait_points = $5, wait_condition = $6, wait_timeout_at = $7, on_timeout = $8 \
+             attempt_ended_at = $3, attempt_outcome = 'released', \
+             wait_points = $4, wait_condition = $5, wait_timeout_at = $6, on_timeout = $7 \
          WHERE partition = $1 AND uuid = $2 RETURNING *",
     )
     .bind(part(id.partition()))
     .bind(id.uuid())
     .bind(now.as_millis())
-    .bind(attempt_number(snap.attempts))
     .bind(rules::format_waitpoints(&request.waitpoints))
     .bind(request.condition.as_str())
     .bind(request.timeout.map(|t| now.saturating_add(t).as_millis()))
@@ -586,9 +578,4 @@ async fn resume(
 fn next_wait(ctx: &str, log: &str) -> Result<i32> {
     i32::try_from(log.len() + 1)
         .map_err(|_| EngineError::corruption(format!("{ctx}: a wait log of {} waits", log.len())))
-}
-
-/// An attempt number as Postgres binds it.
-fn attempt_number(attempts: u32) -> i32 {
-    i32::try_from(attempts).unwrap_or(i32::MAX)
 }

@@ -119,7 +119,7 @@ async fn partition_count_is_recorded_and_enforced() {
     assert_eq!(
         first.applied_migrations().await.unwrap(),
         [
-            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19
         ]
     );
 }
@@ -143,7 +143,7 @@ async fn concurrent_first_starts_migrate_once() {
         assert_eq!(
             backend.applied_migrations().await.unwrap(),
             [
-                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19
             ]
         );
     }
@@ -2939,7 +2939,7 @@ async fn version_13_applies_on_a_schema_at_version_12() {
     assert_eq!(
         after.applied_migrations().await.unwrap(),
         [
-            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19
         ]
     );
     assert_eq!(after.limits(None).await.unwrap(), vec![]);
@@ -3002,8 +3002,8 @@ async fn a_limit_removed_wakes_claimers_of_another_instance() {
 }
 
 /// `set_limit` waits for a claim statement in flight that read no limit:
-/// a claim held up inside its statement (its attempt row waits for another
-/// session's) keeps `set_limit` from answering until it committed, so once
+/// a claim held up inside its statement (its session lock waits for another
+/// connection's uncommitted one) keeps `set_limit` from answering until it committed, so once
 /// `set_limit` answered every run it did not judge is already counted, and
 /// nothing more of the key is claimed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -3031,7 +3031,10 @@ async fn set_limit_waits_for_a_claim_in_flight() {
     );
     assert_eq!(claimer.claim(request.clone()).await.unwrap().len(), 3);
     let next = operator
-        .create_one(tenant_exec("inflight", "main", "acme"))
+        .create_one(
+            tenant_exec("inflight", "main", "acme")
+                .with_session(baton_core::SessionName::new("held").unwrap()),
+        )
         .await
         .unwrap()
         .id;
@@ -3046,14 +3049,14 @@ async fn set_limit_waits_for_a_claim_in_flight() {
         .fetch_one(&mut *held)
         .await
         .unwrap();
-    // The attempt the claim of `next` opens, written first and not
-    // committed: the claim's insert waits for this session.
+    // The lock of `next`'s session, taken first and not committed: the
+    // claim (which cannot see it yet, so picks `next`) waits inside its
+    // statement for this connection when it takes the lock.
     sqlx::query(&format!(
-        "INSERT INTO {schema}.attempts (partition, execution_uuid, number, worker_id, nonce, \
-         started_at) VALUES ($1, $2, 1, 'holder', 0, 0)"
+        "INSERT INTO {schema}.sessions (namespace, session, partition, worker_id, \
+         expires_at, idle_ms) VALUES ('inflight', 'held', $1, 'holder', 0, 1)"
     ))
     .bind(i16::try_from(next.partition().get()).unwrap())
-    .bind(next.uuid())
     .execute(&mut *held)
     .await
     .unwrap();

@@ -104,6 +104,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "the per-lane, per-state index without waiting and running rows",
         include_str!("../../../migrations/sqlite/0018_admin_index.sql"),
     ),
+    (
+        19,
+        "the last attempt in the execution row (Postgres only)",
+        include_str!("../../../migrations/sqlite/0019_last_attempt.sql"),
+    ),
 ];
 
 /// The schema version this build expects.

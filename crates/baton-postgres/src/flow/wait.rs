@@ -128,19 +128,15 @@ async fn wait_children_in(
                 return Ok(snap);
             }
             let row = sqlx::query(
-                "WITH closed AS ( \
-                     UPDATE attempts SET ended_at = $3, outcome = 'released' \
-                     WHERE partition = $1 AND execution_uuid = $2 AND number = $4 \
-                       AND outcome IS NULL) \
-                 UPDATE executions SET state = 'blocked', released = released + 1, \
+                "UPDATE executions SET state = 'blocked', released = released + 1, \
                      updated_at = $3, worker_id = NULL, lease_nonce = NULL, \
-                     lease_expires_at = NULL \
+                     lease_expires_at = NULL, attempt_ended_at = $3, \
+                     attempt_outcome = 'released' \
                  WHERE partition = $1 AND uuid = $2 RETURNING *",
             )
             .bind(part(id.partition()))
             .bind(id.uuid())
             .bind(now.as_millis())
-            .bind(i32::try_from(snap.attempts).unwrap_or(i32::MAX))
             .fetch_one(&mut *tx)
             .await
             .map_err(map)?;
