@@ -8,7 +8,8 @@
 --
 -- Now the attempt numbered `attempts` (the last one, open or ended) is kept
 -- in the execution row's `attempt_*` columns, and `attempts` holds only the
--- earlier ones: a claim that starts attempt n + 1 first copies attempt n
+-- earlier ones (and every attempt of an execution that had finished before
+-- this migration; see below): a claim that starts attempt n + 1 first copies attempt n
 -- from the row into `attempts`, in the same statement. An execution that
 -- runs once writes no attempt row at all; one that retries writes one per
 -- retry, as before. Closing an attempt (complete, fail, reclaim, cancel,
@@ -20,9 +21,13 @@
 -- filter it by execution, and Postgres pushes the filter into both halves
 -- (a primary-key probe each).
 --
--- This migration moves the last attempt of every existing execution into
--- its row and deletes it from `attempts`: it rewrites every execution that
--- ever ran, once, holding writes on both tables while it does. Running it
+-- This migration moves the last attempt of every unfinished execution
+-- into its row and deletes it from `attempts`, so the running ones close
+-- theirs where every writer now looks. Finished executions keep all their
+-- attempts in `attempts` and nothing in the row: none of them has an open
+-- attempt, `attempt_history` reads them whole, and a replayed one starts
+-- its next attempt in the row with nothing to copy out. So the migration
+-- rewrites only the live executions, not the finished history. Running it
 -- again changes nothing.
 ALTER TABLE executions
     ADD COLUMN IF NOT EXISTS attempt_worker     text,
@@ -41,7 +46,7 @@ SET attempt_worker = a.worker_id,
     attempt_error = a.error
 FROM attempts a
 WHERE a.partition = e.partition AND a.execution_uuid = e.uuid AND a.number = e.attempts
-  AND e.attempt_started_at IS NULL;
+  AND e.finished_at IS NULL AND e.attempt_started_at IS NULL;
 
 DELETE FROM attempts a
 USING executions e

@@ -805,10 +805,11 @@ mod tests {
         drop_schema(&mut conn, &schema).await;
     }
 
-    /// Version 19 moves each execution's last attempt from `attempts` into
-    /// its row, leaves the earlier ones where they were, and
-    /// `attempt_history` answers every attempt as `attempts` did before.
-    /// Applying it again changes nothing.
+    /// Version 19 moves each unfinished execution's last attempt from
+    /// `attempts` into its row, leaves the earlier ones and every attempt
+    /// of a finished execution where they were, and `attempt_history`
+    /// answers every attempt as `attempts` did before. Applying it again
+    /// changes nothing.
     #[tokio::test]
     async fn version_19_moves_the_last_attempt_into_the_row() {
         let Some(server) = baton_testkit::servers::postgres().await else {
@@ -818,6 +819,7 @@ mod tests {
         let running = uuid::Uuid::from_u128(1);
         let waiting = uuid::Uuid::from_u128(2);
         let never = uuid::Uuid::from_u128(3);
+        let done = uuid::Uuid::from_u128(4);
         let execution = |id: uuid::Uuid, attempts: i32, more: &str, values: &str| {
             format!(
                 "INSERT INTO executions (partition, uuid, namespace, lane, kind, priority, \
@@ -836,12 +838,19 @@ mod tests {
             ),
             execution(waiting, 1, "state", "'waiting'"),
             execution(never, 0, "state", "'waiting'"),
+            execution(
+                done,
+                1,
+                "state, finished_at, result",
+                "'completed', 60, 'r'",
+            ),
             format!(
                 "INSERT INTO attempts (partition, execution_uuid, number, worker_id, nonce, \
                  started_at, ended_at, outcome, error) VALUES \
                  (3, '{running}', 1, 'w1', 11, 10, 20, 'failed', 'boom'), \
                  (3, '{running}', 2, 'w2', 22, 30, NULL, NULL, NULL), \
-                 (3, '{waiting}', 1, 'w1', 33, 40, 50, 'lease_expired', 'late')"
+                 (3, '{waiting}', 1, 'w1', 33, 40, 50, 'lease_expired', 'late'), \
+                 (3, '{done}', 1, 'w3', 44, 55, 60, 'completed', NULL)"
             ),
         ];
         for sql in &setup {
@@ -867,7 +876,7 @@ mod tests {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-        assert_eq!(before.len(), 3);
+        assert_eq!(before.len(), 4);
 
         let (_, _, v19) = super::MIGRATIONS[18];
         sqlx::raw_sql(v19).execute(&mut conn).await.unwrap();
@@ -884,7 +893,11 @@ mod tests {
         .fetch_all(&mut conn)
         .await
         .unwrap();
-        assert_eq!(kept, vec![(running, 1)], "only earlier attempts stay apart");
+        assert_eq!(
+            kept,
+            vec![(running, 1), (done, 1)],
+            "earlier attempts, and a finished execution's, stay apart"
+        );
         type InRow = (uuid::Uuid, Option<String>, Option<i64>, Option<String>);
         let rows: Vec<InRow> = sqlx::query_as(
             "SELECT uuid, attempt_worker, attempt_started_at, attempt_outcome \
@@ -904,6 +917,7 @@ mod tests {
                     Some("lease_expired".to_owned())
                 ),
                 (never, None, None, None),
+                (done, None, None, None),
             ]
         );
         let refused = sqlx::raw_sql(
