@@ -2957,6 +2957,110 @@ async fn version_13_applies_on_a_schema_at_version_12() {
     assert_eq!(after.claim(request).await.unwrap().len(), 1);
 }
 
+/// Migration 19 on a schema at version 18 (the attempts moved back into
+/// `attempts`, the row's columns and the view dropped, its record
+/// removed): every attempt reads as before the upgrade; a run in flight
+/// then completes through its lease; a failed execution replayed later
+/// keeps its first attempt in `attempts` and its second in its row, and
+/// its history reads both in order.
+#[tokio::test]
+async fn version_19_applies_on_a_schema_at_version_18() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let schema = PostgresServer::unique_schema();
+    let url = server.schema_url(&schema);
+    let before = open(&url).await;
+    before
+        .create(vec![exec("upgrade", "main"), exec("upgrade", "main")])
+        .await
+        .unwrap();
+    let done = claim_one(&before, "upgrade", "main").await;
+    before
+        .fail(&done.lease, baton_core::Failure::permanent("boom"))
+        .await
+        .unwrap();
+    let running = claim_one(&before, "upgrade", "main").await;
+    let ids = [done.id.clone(), running.id.clone()];
+    let mut history = Vec::new();
+    for id in &ids {
+        history.push(before.attempts(id).await.unwrap());
+    }
+    before.close().await;
+    let mut conn = connect_raw(server).await;
+    sqlx::raw_sql(&format!(
+        "SET search_path = {schema}; \
+         INSERT INTO attempts (partition, execution_uuid, number, worker_id, nonce, \
+             started_at, ended_at, outcome, error) \
+         SELECT partition, uuid, attempts, attempt_worker, attempt_nonce, attempt_started_at, \
+             attempt_ended_at, attempt_outcome, attempt_error \
+         FROM executions WHERE attempt_started_at IS NOT NULL; \
+         DROP VIEW attempt_history; \
+         ALTER TABLE executions DROP COLUMN attempt_worker, DROP COLUMN attempt_nonce, \
+             DROP COLUMN attempt_started_at, DROP COLUMN attempt_ended_at, \
+             DROP COLUMN attempt_outcome, DROP COLUMN attempt_error; \
+         DELETE FROM _sqlx_migrations WHERE version = 19"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let in_table: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {schema}.attempts"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        in_table, 2,
+        "at version 18 every attempt is a row of attempts"
+    );
+
+    let after = open(&url).await;
+    assert_eq!(
+        after.applied_migrations().await.unwrap(),
+        [
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19
+        ]
+    );
+    for (id, was) in ids.iter().zip(&history) {
+        assert_eq!(
+            &after.attempts(id).await.unwrap(),
+            was,
+            "{id} reads as before"
+        );
+    }
+    let kept: Vec<uuid::Uuid> =
+        sqlx::query_scalar(&format!("SELECT execution_uuid FROM {schema}.attempts"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        kept,
+        vec![done.id.uuid()],
+        "the failed execution keeps its attempt apart; the running one's moved to its row"
+    );
+
+    after.complete(&running.lease, b"2".to_vec()).await.unwrap();
+    let ran = after.attempts(&running.id).await.unwrap();
+    assert_eq!(ran.len(), 1);
+    assert_eq!(ran[0].outcome, Some(baton_core::AttemptOutcome::Completed));
+
+    after.replay(&done.id).await.unwrap();
+    let again = claim_one(&after, "upgrade", "main").await;
+    assert_eq!(again.id, done.id);
+    after.complete(&again.lease, b"3".to_vec()).await.unwrap();
+    let replayed = after.attempts(&done.id).await.unwrap();
+    assert_eq!(
+        replayed
+            .iter()
+            .map(|a| (a.number, a.outcome))
+            .collect::<Vec<_>>(),
+        vec![
+            (1, Some(baton_core::AttemptOutcome::Failed)),
+            (2, Some(baton_core::AttemptOutcome::Completed)),
+        ]
+    );
+    assert_eq!(replayed[0], history[0][0], "the first attempt is unchanged");
+}
+
 /// A limit of every lane removed through one instance wakes a claimer
 /// parked on another (the notification names the namespace alone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
