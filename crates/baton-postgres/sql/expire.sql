@@ -7,8 +7,10 @@ WITH expired AS (
     UPDATE executions
     SET state = 'expired', finished_at = $3, updated_at = $3,
         worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL,
-        attempt_ended_at = CASE WHEN attempt_started_at IS NOT NULL AND attempt_outcome IS NULL THEN $3 ELSE attempt_ended_at END,
-        attempt_outcome = CASE WHEN attempt_started_at IS NOT NULL AND attempt_outcome IS NULL THEN 'expired' ELSE attempt_outcome END
+        attempt_ended_at = CASE WHEN attempt_started_at IS NOT NULL AND attempt_outcome IS NULL
+                                THEN $3 ELSE attempt_ended_at END,
+        attempt_outcome = CASE WHEN attempt_started_at IS NOT NULL AND attempt_outcome IS NULL
+                               THEN 'expired' ELSE attempt_outcome END
     WHERE partition = $1 AND uuid = ANY($2::uuid[])
     RETURNING uuid
 )

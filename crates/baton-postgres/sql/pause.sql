@@ -16,8 +16,10 @@ UPDATE executions e
 SET state = 'paused', paused_from = v.paused_from, paused_via = $5, updated_at = $4,
     released = e.released + CASE WHEN e.state = 'running' THEN 1 ELSE 0 END,
     worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL,
-    attempt_ended_at = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL THEN $4 ELSE e.attempt_ended_at END,
-    attempt_outcome = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL THEN 'paused' ELSE e.attempt_outcome END
+    attempt_ended_at = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL
+                            THEN $4 ELSE e.attempt_ended_at END,
+    attempt_outcome = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL
+                           THEN 'paused' ELSE e.attempt_outcome END
 FROM UNNEST($2::uuid[], $3::text[]) AS v(uuid, paused_from)
 WHERE e.partition = $1 AND e.uuid = ANY($2::uuid[]) AND e.uuid = v.uuid
   AND e.finished_at IS NULL AND e.state <> 'paused'

@@ -24,9 +24,12 @@ settled AS (
         worker_id = NULL,
         lease_nonce = NULL,
         lease_expires_at = NULL,
-        attempt_ended_at = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL THEN $8 ELSE e.attempt_ended_at END,
-        attempt_outcome = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL THEN $9 ELSE e.attempt_outcome END,
-        attempt_error = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL THEN s.error ELSE e.attempt_error END
+        attempt_ended_at = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL
+                                THEN $8 ELSE e.attempt_ended_at END,
+        attempt_outcome = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL
+                               THEN $9 ELSE e.attempt_outcome END,
+        attempt_error = CASE WHEN e.attempt_started_at IS NOT NULL AND e.attempt_outcome IS NULL
+                             THEN s.error ELSE e.attempt_error END
     FROM s
     WHERE e.partition = s.partition AND e.uuid = s.uuid
     RETURNING e.*
