@@ -20,8 +20,9 @@ server CPU (Postgres: the postmaster's process tree from /proc, exited
 backends included; Valkey/Redis: `INFO cpu`), and rows written
 (`pg_stat_user_tables`) and WAL records (`pg_stat_wal`), or commands
 processed (`INFO stats`); and the client's CPU per execution (`baton
-bench` or the peer's Node.js process, as reaped by this script). Prints one JSON line per run and a Markdown
-table of medians and Baton/peer ratios at the end.
+bench` or the peer's Node.js process, as reaped by this script). Prints
+one JSON line per run and a Markdown table of medians and Baton/peer
+ratios at the end.
 
 `--scenarios latency` then offers every system the same open-loop load
 (`--scenario latency`: jobs stamped with the instant they were due) and
