@@ -121,6 +121,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "the last attempt in the execution row",
         include_str!("../../../migrations/postgres/0019_last_attempt.sql"),
     ),
+    (
+        20,
+        "the last attempt in the execution row (SQLite only; Postgres has it since 19)",
+        include_str!("../../../migrations/postgres/0020_sqlite_last_attempt.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -246,7 +251,7 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_like_sqlite() {
-        assert_eq!(super::latest_version(), 19);
+        assert_eq!(super::latest_version(), 20);
     }
 
     /// A connection to `server` whose search_path is a new schema (named

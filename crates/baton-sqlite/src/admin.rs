@@ -139,7 +139,7 @@ pub(crate) async fn attempts(b: &SqliteBackend, id: &ExecutionId) -> Result<Vec<
     let rows = sqlx::query(concat!(
         "SELECT ",
         attempt_columns!(),
-        " FROM attempts WHERE execution_uuid = ? ORDER BY number"
+        " FROM attempt_history WHERE execution_uuid = ? ORDER BY number"
     ))
     .bind(blob(id))
     .fetch_all(&mut *conn)

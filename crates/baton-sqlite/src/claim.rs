@@ -9,9 +9,9 @@ use baton_core::{
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite};
 
+use crate::SqliteBackend;
 use crate::errors::map;
 use crate::read::{self, col};
-use crate::{SqliteBackend, blob};
 
 pub(crate) async fn claim(b: &SqliteBackend, request: ClaimRequest) -> Result<Vec<Claim>> {
     request.validate(&b.inner.limits)?;
@@ -50,40 +50,67 @@ pub(crate) async fn claim_in(
 ) -> Result<Vec<Claim>> {
     let limits = crate::limits::of_namespace(&mut *tx, &request.namespace).await?;
     let admission = Admission::new(limits, &request.namespace, &request.lanes, now);
+    // The chosen rows are numbered, and row n takes the nth nonce of a
+    // text of fixed-width fields drawn here: its lease and its attempt
+    // carry the same nonce because both read one deterministic expression
+    // (`random()` written twice would draw twice wherever the planner
+    // flattens the subquery). Opening the attempt in the row archives the
+    // attempt before it (the trigger `executions_attempt_archived`).
+    let (chosen, held_back) = if admission.is_empty() {
+        (None, false)
+    } else {
+        let (chosen, held_back) =
+            crate::limits::admit(&mut *tx, admission, request, now, caps_json).await?;
+        (Some(chosen), held_back)
+    };
+    if held_back {
+        let lanes: Vec<&str> = request.lanes.iter().map(Lane::as_str).collect();
+        b.inner.wake.held_back(request.namespace.as_str(), &lanes);
+    }
+    if chosen.as_ref().is_some_and(|c| c.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let slots = chosen.as_ref().map_or(request.max, Vec::len);
+    let nonces = nonce_fields(slots);
     let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-        "UPDATE executions SET state = 'running', attempts = attempts + 1, lease_nonce = random(), worker_id = ",
+        "UPDATE executions SET state = 'running', attempts = attempts + 1, \
+         lease_nonce = c.nonce, attempt_nonce = c.nonce, worker_id = ",
     );
     qb.push_bind(request.worker_id.as_str())
+        .push(", attempt_worker = ")
+        .push_bind(request.worker_id.as_str())
         .push(", lease_expires_at = ")
         .push_bind(expires.as_millis())
         .push(", updated_at = ")
         .push_bind(now.as_millis())
-        .push(" WHERE uuid IN (");
-    if admission.is_empty() {
-        qb.push("SELECT e.uuid FROM executions e WHERE ");
-        push_eligible(&mut qb, request, now, caps_json);
-        qb.push(" ORDER BY e.priority DESC, e.ready_at, e.uuid LIMIT ")
-            .push_bind(request.max as i64)
-            .push(")");
-    } else {
-        let (chosen, held_back) =
-            crate::limits::admit(&mut *tx, admission, request, now, caps_json).await?;
-        if held_back {
-            let lanes: Vec<&str> = request.lanes.iter().map(Lane::as_str).collect();
-            b.inner.wake.held_back(request.namespace.as_str(), &lanes);
+        .push(", attempt_started_at = ")
+        .push_bind(now.as_millis())
+        .push(
+            ", attempt_ended_at = NULL, attempt_outcome = NULL, attempt_error = NULL \
+             FROM (SELECT picked.uuid AS picked_uuid, CAST(substr(",
+        )
+        .push_bind(nonces)
+        .push(", row_number() OVER () * 20 - 19, 20) AS INTEGER) AS nonce FROM (");
+    match chosen {
+        None => {
+            qb.push("SELECT e.uuid FROM executions e WHERE ");
+            push_eligible(&mut qb, request, now, caps_json);
+            qb.push(" ORDER BY e.priority DESC, e.ready_at, e.uuid LIMIT ")
+                .push_bind(request.max as i64);
         }
-        if chosen.is_empty() {
-            return Ok(Vec::new());
+        Some(chosen) => {
+            // Read in this transaction (the one writer): still waiting.
+            qb.push("SELECT e.uuid FROM executions e WHERE e.uuid IN (");
+            let mut ids = qb.separated(", ");
+            for uuid in chosen {
+                ids.push_bind(uuid);
+            }
+            qb.push(")");
         }
-        let mut ids = qb.separated(", ");
-        for uuid in chosen {
-            ids.push_bind(uuid);
-        }
-        // Read in this transaction (the one writer): still waiting.
-        qb.push(")");
     }
     qb.push(
-        " RETURNING uuid, partition, namespace, lane, kind, payload, attempts, lease_nonce, \
+        ") AS picked) AS c WHERE executions.uuid = c.picked_uuid \
+         RETURNING uuid, partition, namespace, lane, kind, payload, attempts, lease_nonce, \
          deadline, tags, priority, ready_at, deps_total, wait_log, step_count, session, version",
     );
 
@@ -157,21 +184,21 @@ pub(crate) async fn claim_in(
         crate::memory::claimed_steps(&mut *tx, &mut claims, &with_steps).await?;
     }
 
-    let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-        "INSERT INTO attempts (execution_uuid, number, worker_id, nonce, started_at) ",
-    );
-    qb.push_values(&claims, |mut b, c| {
-        b.push_bind(blob(&c.id))
-            .push_bind(i64::from(c.attempt))
-            .push_bind(request.worker_id.as_str())
-            .push_bind(c.lease.nonce() as i64)
-            .push_bind(now.as_millis());
-    });
-    qb.build().execute(&mut *tx).await.map_err(map)?;
     if !sessions.is_empty() {
         take_sessions(b, &mut *tx, request, &sessions, now, expires).await?;
     }
     Ok(claims)
+}
+
+/// `n` fresh lease nonces as one text of 20-character fields (a signed
+/// 64-bit integer in decimal, right-aligned), for a statement to cut the
+/// nth out with `substr` and read it back with `CAST(… AS INTEGER)`.
+fn nonce_fields(n: usize) -> String {
+    let mut text = String::with_capacity(n * 20);
+    for _ in 0..n {
+        text.push_str(&format!("{:>20}", LeaseToken::random_nonce() as i64));
+    }
+    text
 }
 
 /// Releases the session of the running execution `snap` when its worker

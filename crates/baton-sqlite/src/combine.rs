@@ -9,8 +9,8 @@
 //! runs each batch in one transaction: under load a commit carries many
 //! calls, and a lone call is run at once.
 //!
-//! Within a batch the completes run first (every live lease in two
-//! statements, the rest one by one), then the creates in queue order, then
+//! Within a batch the completes run first (every live lease in one
+//! statement, the rest one by one), then the creates in queue order, then
 //! the claims in queue order (so they can take work created just before).
 //! The calls were concurrent, so this is an order they could have had;
 //! each is judged on its own as it would be alone (its lease, its keys,
@@ -162,7 +162,7 @@ async fn run(backend: &SqliteBackend, jobs: Vec<Job>) {
         Ok(tx) => tx,
         Err(e) => return fail_all(batch, creates, claims, e),
     };
-    // Every live lease completes in two statements for the whole batch;
+    // Every live lease completes in one statement for the whole batch;
     // the rest (and a second complete of one execution) are classified one
     // by one below, as they would be alone.
     // Lanes of parents whose last child completed, and lanes that received
@@ -230,7 +230,8 @@ async fn run(backend: &SqliteBackend, jobs: Vec<Job>) {
 impl SqliteBackend {
     /// Completes, inside the caller's transaction, every queued complete
     /// whose lease is live (the conditions `check_lease` calls live), in
-    /// two statements per chunk; answers their snapshots by position in
+    /// one statement per chunk (the attempt closes in the execution row it
+    /// rewrites); answers their snapshots by position in
     /// `batch`. Only the first complete of each execution takes part.
     pub(crate) async fn complete_live(
         &self,
@@ -251,7 +252,8 @@ impl SqliteBackend {
             let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
                 "UPDATE executions SET state = 'completed', result = v.column4, \
                  finished_at = v.column5, updated_at = v.column5, worker_id = NULL, \
-                 lease_nonce = NULL, lease_expires_at = NULL FROM (",
+                 lease_nonce = NULL, lease_expires_at = NULL, attempt_ended_at = v.column5, \
+                 attempt_outcome = 'completed' FROM (",
             );
             qb.push_values(chunk, |mut b, (_, p)| {
                 b.push_bind(blob(p.lease.execution_id()))
@@ -268,13 +270,12 @@ impl SqliteBackend {
                 execution_columns!()
             ));
             let rows = qb.build().fetch_all(&mut *tx).await.map_err(map)?;
-            let mut completed: Vec<(usize, &Pending)> = Vec::with_capacity(rows.len());
             for row in &rows {
                 let snap = read::snapshot(row, self.inner.partitions)?;
                 if read::has_dependents(row)? {
                     upstreams.push((snap.id.clone(), true));
                 }
-                let Some(&(i, p)) = chunk
+                let Some(&(i, _)) = chunk
                     .iter()
                     .find(|(_, p)| p.lease.execution_id() == &snap.id)
                 else {
@@ -283,25 +284,8 @@ impl SqliteBackend {
                         snap.id
                     )));
                 };
-                completed.push((i, p));
                 done.insert(i, snap);
             }
-            if completed.is_empty() {
-                continue;
-            }
-            let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-                "UPDATE attempts SET ended_at = v.column3, outcome = 'completed' FROM (",
-            );
-            qb.push_values(&completed, |mut b, (_, p)| {
-                b.push_bind(blob(p.lease.execution_id()))
-                    .push_bind(i64::from(p.lease.attempt()))
-                    .push_bind(p.now.as_millis());
-            });
-            qb.push(
-                ") AS v WHERE attempts.execution_uuid = v.column1 AND attempts.number = v.column2 \
-                 AND attempts.outcome IS NULL",
-            );
-            qb.build().execute(&mut *tx).await.map_err(map)?;
         }
         // Children that completed count as finished for their parents, one
         // update per parent.
@@ -345,7 +329,8 @@ impl SqliteBackend {
         // and is classified below, in the same transaction.
         let done = sqlx::query(concat!(
             "UPDATE executions SET state = 'completed', result = ?1, finished_at = ?2, updated_at = ?2, \
-             worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL \
+             worker_id = NULL, lease_nonce = NULL, lease_expires_at = NULL, \
+             attempt_ended_at = ?2, attempt_outcome = 'completed' \
              WHERE uuid = ?3 AND state = 'running' AND attempts = ?4 AND lease_nonce = ?5 \
              AND lease_expires_at > ?2 AND (deadline IS NULL OR deadline > ?2) RETURNING ",
             execution_columns!()
@@ -361,15 +346,6 @@ impl SqliteBackend {
         if let Some(row) = done {
             let snap = read::snapshot(&row, self.inner.partitions)?;
             let has = read::has_dependents(&row)?;
-            Self::close_attempt(
-                tx,
-                id,
-                lease.attempt(),
-                AttemptOutcome::Completed,
-                None,
-                now,
-            )
-            .await?;
             let parent = snap.parent.as_ref();
             let state = baton_core::State::Completed;
             wake.extend(crate::flow::finished(self, tx, id, parent, state, Some(has), now).await?);

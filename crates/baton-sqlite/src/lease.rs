@@ -12,7 +12,10 @@ use crate::read::{self, col};
 use crate::{SqliteBackend, blob, combine};
 
 impl SqliteBackend {
-    /// Closes the open attempt `number` of `id` with `outcome`.
+    /// Closes the open attempt `number` of `id` with `outcome`. An open
+    /// attempt is always the execution's last, kept in its row: whether or
+    /// not the lease columns are cleared yet, the statement finds it by its
+    /// number.
     pub(crate) async fn close_attempt(
         conn: &mut SqliteConnection,
         id: &ExecutionId,
@@ -22,8 +25,9 @@ impl SqliteBackend {
         now: Timestamp,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE attempts SET ended_at = ?, outcome = ?, error = ? \
-             WHERE execution_uuid = ? AND number = ? AND outcome IS NULL",
+            "UPDATE executions SET attempt_ended_at = ?, attempt_outcome = ?, attempt_error = ? \
+             WHERE uuid = ? AND attempts = ? AND attempt_started_at IS NOT NULL \
+             AND attempt_outcome IS NULL",
         )
         .bind(now.as_millis())
         .bind(outcome.as_str())
@@ -102,7 +106,7 @@ impl SqliteBackend {
         let snap = self.snapshot_in(conn, id).await?;
         let row = sqlx::query(
             "SELECT (SELECT lease_nonce FROM executions WHERE uuid = ?1) AS lease_nonce, \
-             a.nonce, a.outcome FROM (SELECT 1) LEFT JOIN attempts a \
+             a.nonce, a.outcome FROM (SELECT 1) LEFT JOIN attempt_history a \
              ON a.execution_uuid = ?1 AND a.number = ?2",
         )
         .bind(blob(id))
@@ -169,7 +173,7 @@ pub(crate) async fn renew(b: &SqliteBackend, request: RenewRequest) -> Result<Ve
             RenewStatus::Renewed
         } else {
             let attempt = sqlx::query(
-                "SELECT nonce, outcome FROM attempts WHERE execution_uuid = ? AND number = ?",
+                "SELECT nonce, outcome FROM attempt_history WHERE execution_uuid = ? AND number = ?",
             )
             .bind(blob(id))
             .bind(i64::from(lease.attempt()))

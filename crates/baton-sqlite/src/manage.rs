@@ -298,11 +298,14 @@ pub(crate) async fn events(
         Option<String>,
         Option<String>,
     );
+    // The view is joined on the execution's id as a constant: SQLite then
+    // reads it with a key probe per half; joined on `e.uuid` it would build
+    // the whole view first.
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT e.seq, e.at, e.kind, e.from_state, e.to_state, e.attempt, e.worker_id, \
-         e.detail, a.outcome FROM events e LEFT JOIN attempts a \
-         ON a.execution_uuid = e.uuid AND a.number = e.attempt \
-         WHERE e.uuid = ? AND e.seq > ? ORDER BY e.seq LIMIT ?",
+         e.detail, a.outcome FROM events e LEFT JOIN attempt_history a \
+         ON a.execution_uuid = ?1 AND a.number = e.attempt \
+         WHERE e.uuid = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3",
     )
     .bind(blob(id))
     .bind(i64::try_from(after).unwrap_or(i64::MAX))

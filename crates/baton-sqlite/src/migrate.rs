@@ -109,6 +109,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "the last attempt in the execution row (Postgres only)",
         include_str!("../../../migrations/sqlite/0019_last_attempt.sql"),
     ),
+    (
+        20,
+        "the last attempt in the execution row",
+        include_str!("../../../migrations/sqlite/0020_sqlite_last_attempt.sql"),
+    ),
 ];
 
 /// The schema version this build expects.
@@ -646,5 +651,188 @@ mod tests {
             ],
             "an execution from before keeps no history; one created with it on records every change"
         );
+    }
+
+    /// Version 20 moves the last attempt of every unfinished execution into
+    /// its row: the history reads as before, earlier attempts and a
+    /// finished execution's stay in `attempts`, the row refuses what
+    /// `attempts` refuses, and opening the next attempt in the row archives
+    /// the one it replaces.
+    #[tokio::test]
+    async fn version_20_moves_the_last_attempt_into_the_row() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.unwrap();
+        for (version, _, sql) in super::MIGRATIONS.iter().filter(|m| m.0 <= 19) {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .unwrap_or_else(|e| panic!("migration {version}: {e}"));
+        }
+        let id = |n: u128| uuid::Uuid::from_u128(n).simple().to_string();
+        let (running, waiting, never, done) = (id(1), id(2), id(3), id(4));
+        let execution = |uuid: &str, attempts: i64, more: &str, values: &str| {
+            format!(
+                "INSERT INTO executions (uuid, partition, namespace, lane, kind, priority, \
+                 payload, tags, required_caps, attempts, max_attempts, backoff_initial_ms, \
+                 backoff_max_ms, backoff_multiplier, backoff_jitter, created_at, updated_at, \
+                 ready_at, {more}) VALUES (x'{uuid}', 3, 'n', 'l', 'k', 0, x'', '{{}}', '[]', \
+                 {attempts}, 3, 0, 0, 1.0, 0, 1, 1, 1, {values})"
+            )
+        };
+        let setup = [
+            execution(
+                &running,
+                2,
+                "state, worker_id, lease_nonce, lease_expires_at",
+                "'running', 'w2', 22, 99",
+            ),
+            execution(&waiting, 1, "state", "'waiting'"),
+            execution(&never, 0, "state", "'waiting'"),
+            execution(
+                &done,
+                1,
+                "state, finished_at, result",
+                "'completed', 60, x'72'",
+            ),
+            format!(
+                "INSERT INTO attempts (execution_uuid, number, worker_id, nonce, started_at, \
+                 ended_at, outcome, error) VALUES \
+                 (x'{running}', 1, 'w1', 11, 10, 20, 'failed', 'boom'), \
+                 (x'{running}', 2, 'w2', 22, 30, NULL, NULL, NULL), \
+                 (x'{waiting}', 1, 'w1', 33, 40, 50, 'lease_expired', 'late'), \
+                 (x'{done}', 1, 'w3', 44, 55, 60, 'completed', NULL)"
+            ),
+        ];
+        for sql in &setup {
+            sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        }
+        type Attempt = (
+            Vec<u8>,
+            i64,
+            String,
+            i64,
+            i64,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        );
+        let history = |table: &'static str| {
+            format!(
+                "SELECT execution_uuid, number, worker_id, nonce, started_at, ended_at, \
+                 outcome, error FROM {table} ORDER BY execution_uuid, number"
+            )
+        };
+        let before: Vec<Attempt> = sqlx::query_as(&history("attempts"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(before.len(), 4);
+
+        let (_, _, v20) = super::MIGRATIONS[19];
+        sqlx::raw_sql(v20).execute(&mut conn).await.unwrap();
+
+        let after: Vec<Attempt> = sqlx::query_as(&history("attempt_history"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(after, before, "the history reads as it did");
+        let kept: Vec<(Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT execution_uuid, number FROM attempts ORDER BY execution_uuid, number",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let key = |n: u128| uuid::Uuid::from_u128(n).as_bytes().to_vec();
+        assert_eq!(
+            kept,
+            vec![(key(1), 1), (key(4), 1)],
+            "earlier attempts, and a finished execution's, stay apart"
+        );
+        type InRow = (Vec<u8>, Option<String>, Option<i64>, Option<String>);
+        let rows: Vec<InRow> = sqlx::query_as(
+            "SELECT uuid, attempt_worker, attempt_started_at, attempt_outcome \
+             FROM executions ORDER BY uuid",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (key(1), Some("w2".to_owned()), Some(30), None),
+                (
+                    key(2),
+                    Some("w1".to_owned()),
+                    Some(40),
+                    Some("lease_expired".to_owned())
+                ),
+                (key(3), None, None, None),
+                (key(4), None, None, None),
+            ]
+        );
+        for (what, bad) in [
+            (
+                "an unknown outcome",
+                "attempt_outcome = 'won', attempt_ended_at = 1",
+            ),
+            ("an outcome without an end", "attempt_outcome = 'failed'"),
+            ("a worker without a start", "attempt_started_at = NULL"),
+            ("a worker without a nonce", "attempt_nonce = NULL"),
+        ] {
+            let refused = sqlx::raw_sql(&format!(
+                "UPDATE executions SET {bad} WHERE uuid = x'{running}'"
+            ))
+            .execute(&mut conn)
+            .await;
+            assert!(refused.is_err(), "{what} is refused");
+        }
+
+        // A claim of the waiting execution opens attempt 2 in the row; the
+        // trigger keeps attempt 1 in `attempts`, unchanged.
+        sqlx::raw_sql(&format!(
+            "UPDATE executions SET state = 'running', attempts = 2, worker_id = 'w4', \
+             lease_nonce = 77, lease_expires_at = 200, attempt_worker = 'w4', \
+             attempt_nonce = 77, attempt_started_at = 100, attempt_ended_at = NULL, \
+             attempt_outcome = NULL, attempt_error = NULL WHERE uuid = x'{waiting}'"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let of_waiting: Vec<Attempt> = sqlx::query_as(
+            "SELECT execution_uuid, number, worker_id, nonce, started_at, ended_at, outcome, \
+             error FROM attempt_history WHERE execution_uuid = ?1 ORDER BY number",
+        )
+        .bind(key(2))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            of_waiting,
+            vec![
+                (
+                    key(2),
+                    1,
+                    "w1".to_owned(),
+                    33,
+                    40,
+                    Some(50),
+                    Some("lease_expired".to_owned()),
+                    Some("late".to_owned())
+                ),
+                (key(2), 2, "w4".to_owned(), 77, 100, None, None, None),
+            ]
+        );
+        // Closing the attempt in the row archives nothing.
+        sqlx::raw_sql(&format!(
+            "UPDATE executions SET attempt_ended_at = 150, attempt_outcome = 'completed' \
+             WHERE uuid = x'{waiting}'"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let archived: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(archived, 3);
     }
 }

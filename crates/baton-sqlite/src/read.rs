@@ -33,7 +33,8 @@ macro_rules! execution_columns {
     };
 }
 
-/// Columns of `attempts` that [`attempt`] reads, as a literal for `concat!`.
+/// Columns of `attempt_history` (and of `attempts`) that [`attempt`] reads,
+/// as a literal for `concat!`.
 macro_rules! attempt_columns {
     () => {
         "number, worker_id, started_at, ended_at, outcome, error"

@@ -157,8 +157,9 @@ pub(crate) async fn expire_deadlines(
     for (uuid, _, state, attempts, parent, _) in &rows {
         if state == "running" {
             sqlx::query(
-                "UPDATE attempts SET ended_at = ?, outcome = 'expired' \
-                 WHERE execution_uuid = ? AND number = ? AND outcome IS NULL",
+                "UPDATE executions SET attempt_ended_at = ?, attempt_outcome = 'expired' \
+                 WHERE uuid = ? AND attempts = ? AND attempt_started_at IS NOT NULL \
+                 AND attempt_outcome IS NULL",
             )
             .bind(now.as_millis())
             .bind(uuid.as_slice())

@@ -164,3 +164,65 @@ async fn claims_sent_at_once_take_each_execution_once() {
     }
     assert_eq!(taken.len(), 50);
 }
+
+/// The claim gives each execution its own nonce, and the lease and the
+/// attempt it opens in the execution row carry the same one: 10 claims
+/// sent at once over 50 executions, then every running row read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_give_the_lease_and_its_attempt_one_nonce_each() {
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().unwrap();
+    let backend = open(&dir).await;
+    let ns = Namespace::new("nonces").unwrap();
+    backend
+        .create((0..50).map(|_| exec("nonces")).collect())
+        .await
+        .unwrap();
+    let calls: Vec<_> = (0..10)
+        .map(|i| {
+            let b = backend.clone();
+            let request = ClaimRequest::new(
+                ns.clone(),
+                Lane::new("main").unwrap(),
+                WorkerId::new(format!("w{i}")).unwrap(),
+                10,
+            );
+            tokio::spawn(async move { b.claim(request).await })
+        })
+        .collect();
+    let mut leases = std::collections::HashMap::new();
+    for call in calls {
+        for claim in call.await.unwrap().unwrap() {
+            leases.insert(claim.id.uuid().as_bytes().to_vec(), claim.lease.nonce());
+        }
+    }
+    assert_eq!(leases.len(), 50);
+    let distinct: std::collections::HashSet<u64> = leases.values().copied().collect();
+    assert_eq!(distinct.len(), 50, "every lease has a nonce of its own");
+
+    let url = format!("sqlite://{}", dir.path().join("writer.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let rows: Vec<(Vec<u8>, i64, i64, String, i64)> = sqlx::query_as(
+        "SELECT uuid, lease_nonce, attempt_nonce, attempt_worker, attempts \
+         FROM executions WHERE state = 'running'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 50);
+    for (uuid, lease_nonce, attempt_nonce, worker, attempts) in rows {
+        assert_eq!(
+            lease_nonce, attempt_nonce,
+            "one nonce for lease and attempt"
+        );
+        assert_eq!(leases[&uuid], lease_nonce as u64, "the claim answered it");
+        assert!(worker.starts_with('w'));
+        assert_eq!(attempts, 1);
+    }
+    let archived: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(archived, 0, "a first attempt writes no attempt row");
+}

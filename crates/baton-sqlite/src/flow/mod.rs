@@ -372,9 +372,11 @@ impl CascadeStore for Store<'_> {
             .collect();
         if !running.is_empty() {
             let mut qb: QueryBuilder<'_, Sqlite> =
-                QueryBuilder::new("UPDATE attempts SET ended_at = ");
-            qb.push_bind(now)
-                .push(", outcome = 'cancelled' WHERE outcome IS NULL AND execution_uuid IN (");
+                QueryBuilder::new("UPDATE executions SET attempt_ended_at = ");
+            qb.push_bind(now).push(
+                ", attempt_outcome = 'cancelled' WHERE attempt_started_at IS NOT NULL \
+                 AND attempt_outcome IS NULL AND uuid IN (",
+            );
             let mut list = qb.separated(", ");
             for m in &running {
                 list.push_bind(blob(&m.id));
