@@ -51,7 +51,7 @@ pub(crate) async fn claim_in(
     let limits = crate::limits::of_namespace(&mut *tx, &request.namespace).await?;
     let admission = Admission::new(limits, &request.namespace, &request.lanes, now);
     // The chosen rows are numbered, and row n takes the nth nonce of a
-    // text of fixed-width fields drawn here: its lease and its attempt
+    // blob of fixed-width fields drawn here: its lease and its attempt
     // carry the same nonce because both read one deterministic expression
     // (`random()` written twice would draw twice wherever the planner
     // flattens the subquery). Opening the attempt in the row archives the
@@ -190,15 +190,17 @@ pub(crate) async fn claim_in(
     Ok(claims)
 }
 
-/// `n` fresh lease nonces as one text of 20-character fields (a signed
-/// 64-bit integer in decimal, right-aligned), for a statement to cut the
-/// nth out with `substr` and read it back with `CAST(… AS INTEGER)`.
-fn nonce_fields(n: usize) -> String {
-    let mut text = String::with_capacity(n * 20);
+/// `n` fresh lease nonces as 20-byte fields of one blob (a signed 64-bit
+/// integer in ASCII decimal, right-aligned), for a statement to cut the
+/// nth out with `substr` and read it back with `CAST(… AS INTEGER)`. A
+/// blob rather than a text: `substr` of a blob counts bytes, where one of
+/// a text walks its characters from the start for every row.
+fn nonce_fields(n: usize) -> Vec<u8> {
+    let mut fields = Vec::with_capacity(n * 20);
     for _ in 0..n {
-        text.push_str(&format!("{:>20}", LeaseToken::random_nonce() as i64));
+        fields.extend_from_slice(format!("{:>20}", LeaseToken::random_nonce() as i64).as_bytes());
     }
-    text
+    fields
 }
 
 /// Releases the session of the running execution `snap` when its worker
