@@ -135,16 +135,30 @@ async fn completes_and_creates_sent_at_once_all_land() {
 async fn claims_sent_at_once_take_each_execution_once() {
     let dir = tempfile::tempdir().unwrap();
     let backend = open(&dir).await;
-    let ns = Namespace::new("claims").unwrap();
+    let mut taken = std::collections::HashSet::new();
+    for claim in fifty_claimed_at_once(&backend, "claims").await {
+        assert!(taken.insert(claim.id.clone()), "{} claimed twice", claim.id);
+        assert_eq!(
+            backend.describe(&claim.id).await.unwrap().state,
+            State::Running
+        );
+    }
+    assert_eq!(taken.len(), 50);
+}
+
+/// 50 executions created in namespace `ns`, then 10 claims of up to 10
+/// sent at once by workers `w0`..`w9`: every claim they answered.
+async fn fifty_claimed_at_once(backend: &SqliteBackend, ns: &str) -> Vec<baton_core::Claim> {
     backend
-        .create((0..50).map(|_| exec("claims")).collect())
+        .create((0..50).map(|_| exec(ns)).collect())
         .await
         .unwrap();
+    let namespace = Namespace::new(ns).unwrap();
     let calls: Vec<_> = (0..10)
         .map(|i| {
             let b = backend.clone();
             let request = ClaimRequest::new(
-                ns.clone(),
+                namespace.clone(),
                 Lane::new("main").unwrap(),
                 WorkerId::new(format!("w{i}")).unwrap(),
                 10,
@@ -152,17 +166,11 @@ async fn claims_sent_at_once_take_each_execution_once() {
             tokio::spawn(async move { b.claim(request).await })
         })
         .collect();
-    let mut taken = std::collections::HashSet::new();
+    let mut claims = Vec::new();
     for call in calls {
-        for claim in call.await.unwrap().unwrap() {
-            assert!(taken.insert(claim.id.clone()), "{} claimed twice", claim.id);
-            assert_eq!(
-                backend.describe(&claim.id).await.unwrap().state,
-                State::Running
-            );
-        }
+        claims.extend(call.await.unwrap().unwrap());
     }
-    assert_eq!(taken.len(), 50);
+    claims
 }
 
 /// The claim gives each execution its own nonce, and the lease and the
@@ -174,28 +182,9 @@ async fn claims_give_the_lease_and_its_attempt_one_nonce_each() {
 
     let dir = tempfile::tempdir().unwrap();
     let backend = open(&dir).await;
-    let ns = Namespace::new("nonces").unwrap();
-    backend
-        .create((0..50).map(|_| exec("nonces")).collect())
-        .await
-        .unwrap();
-    let calls: Vec<_> = (0..10)
-        .map(|i| {
-            let b = backend.clone();
-            let request = ClaimRequest::new(
-                ns.clone(),
-                Lane::new("main").unwrap(),
-                WorkerId::new(format!("w{i}")).unwrap(),
-                10,
-            );
-            tokio::spawn(async move { b.claim(request).await })
-        })
-        .collect();
     let mut leases = std::collections::HashMap::new();
-    for call in calls {
-        for claim in call.await.unwrap().unwrap() {
-            leases.insert(claim.id.uuid().as_bytes().to_vec(), claim.lease.nonce());
-        }
+    for claim in fifty_claimed_at_once(&backend, "nonces").await {
+        leases.insert(claim.id.uuid().as_bytes().to_vec(), claim.lease.nonce());
     }
     assert_eq!(leases.len(), 50);
     let distinct: std::collections::HashSet<u64> = leases.values().copied().collect();
