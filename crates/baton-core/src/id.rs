@@ -387,6 +387,25 @@ impl LeaseToken {
         Uuid::new_v4().as_u64_pair().0
     }
 
+    /// `n` fresh random nonces, drawn from the operating system at once (a
+    /// claim asks for one per execution it may take, and one draw each
+    /// would be a system call each). Should the one draw fail, each is
+    /// drawn as [`LeaseToken::random_nonce`] draws it.
+    pub fn random_nonces(n: usize) -> Vec<u64> {
+        let mut bytes = vec![0u8; n * 8];
+        if getrandom::fill(&mut bytes).is_err() {
+            return (0..n).map(|_| Self::random_nonce()).collect();
+        }
+        bytes
+            .chunks_exact(8)
+            .map(|c| {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(c);
+                u64::from_le_bytes(word)
+            })
+            .collect()
+    }
+
     /// The execution this lease is for.
     pub fn execution_id(&self) -> &ExecutionId {
         &self.id

@@ -103,8 +103,9 @@ pub(crate) fn leasing<'q>(
     now: Timestamp,
     expires: Timestamp,
 ) -> Query<'q, Postgres, PgArguments> {
-    let nonces: Vec<i64> = (0..request.max)
-        .map(|_| LeaseToken::random_nonce() as i64)
+    let nonces: Vec<i64> = LeaseToken::random_nonces(request.max)
+        .into_iter()
+        .map(|n| n as i64)
         .collect();
     sqlx::query(statement)
         .bind(now.as_millis())

@@ -197,8 +197,8 @@ pub(crate) async fn claim_in(
 /// a text walks its characters from the start for every row.
 fn nonce_fields(n: usize) -> Vec<u8> {
     let mut fields = Vec::with_capacity(n * 20);
-    for _ in 0..n {
-        fields.extend_from_slice(format!("{:>20}", LeaseToken::random_nonce() as i64).as_bytes());
+    for nonce in LeaseToken::random_nonces(n) {
+        fields.extend_from_slice(format!("{:>20}", nonce as i64).as_bytes());
     }
     fields
 }

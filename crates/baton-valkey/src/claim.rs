@@ -13,7 +13,7 @@ pub(crate) type Taken = (Vec<(String, Claim)>, Vec<String>);
 /// Fresh lease nonces for `n` claims, and their text as the claim
 /// functions take them.
 pub(crate) fn nonces(n: usize) -> (Vec<u64>, String) {
-    let nonces: Vec<u64> = (0..n).map(|_| LeaseToken::random_nonce()).collect();
+    let nonces = LeaseToken::random_nonces(n);
     let text = nonces.iter().map(|n| hex_nonce(*n)).collect();
     (nonces, text)
 }

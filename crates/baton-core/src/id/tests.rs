@@ -95,3 +95,17 @@ fn lease_tokens_reject_garbage() {
         assert!(bad.parse::<LeaseToken>().is_err(), "{bad}");
     }
 }
+
+#[test]
+fn nonces_drawn_at_once_are_as_many_as_asked_and_differ() {
+    assert!(LeaseToken::random_nonces(0).is_empty());
+    let nonces = LeaseToken::random_nonces(1_000);
+    assert_eq!(nonces.len(), 1_000);
+    let distinct: std::collections::HashSet<u64> = nonces.iter().copied().collect();
+    assert_eq!(distinct.len(), 1_000, "64 random bits each: no repeats");
+    // Every bit position takes both values somewhere in a thousand draws.
+    let (ones, zeros) = nonces
+        .iter()
+        .fold((0u64, 0u64), |(o, z), n| (o | n, z | !n));
+    assert_eq!((ones, zeros), (u64::MAX, u64::MAX));
+}
