@@ -2962,21 +2962,7 @@ async fn version_19_applies_on_a_schema_at_version_18() {
     let schema = PostgresServer::unique_schema();
     let url = server.schema_url(&schema);
     let before = open(&url).await;
-    before
-        .create(vec![exec("upgrade", "main"), exec("upgrade", "main")])
-        .await
-        .unwrap();
-    let done = claim_one(&before, "upgrade", "main").await;
-    before
-        .fail(&done.lease, baton_core::Failure::permanent("boom"))
-        .await
-        .unwrap();
-    let running = claim_one(&before, "upgrade", "main").await;
-    let ids = [done.id.clone(), running.id.clone()];
-    let mut history = Vec::new();
-    for id in &ids {
-        history.push(before.attempts(id).await.unwrap());
-    }
+    let wrote = baton_testkit::upgrade::attempts_before_an_upgrade(&before, "upgrade").await;
     before.close().await;
     let mut conn = connect_raw(server).await;
     sqlx::raw_sql(&format!(
@@ -3006,13 +2992,6 @@ async fn version_19_applies_on_a_schema_at_version_18() {
 
     let after = open(&url).await;
     assert_eq!(after.applied_migrations().await.unwrap(), every_version());
-    for (id, was) in ids.iter().zip(&history) {
-        assert_eq!(
-            &after.attempts(id).await.unwrap(),
-            was,
-            "{id} reads as before"
-        );
-    }
     let kept: Vec<uuid::Uuid> =
         sqlx::query_scalar(&format!("SELECT execution_uuid FROM {schema}.attempts"))
             .fetch_all(&mut conn)
@@ -3020,31 +2999,10 @@ async fn version_19_applies_on_a_schema_at_version_18() {
             .unwrap();
     assert_eq!(
         kept,
-        vec![done.id.uuid()],
+        vec![wrote.failed.id.uuid()],
         "the failed execution keeps its attempt apart; the running one's moved to its row"
     );
-
-    after.complete(&running.lease, b"2".to_vec()).await.unwrap();
-    let ran = after.attempts(&running.id).await.unwrap();
-    assert_eq!(ran.len(), 1);
-    assert_eq!(ran[0].outcome, Some(baton_core::AttemptOutcome::Completed));
-
-    after.replay(&done.id).await.unwrap();
-    let again = claim_one(&after, "upgrade", "main").await;
-    assert_eq!(again.id, done.id);
-    after.complete(&again.lease, b"3".to_vec()).await.unwrap();
-    let replayed = after.attempts(&done.id).await.unwrap();
-    assert_eq!(
-        replayed
-            .iter()
-            .map(|a| (a.number, a.outcome))
-            .collect::<Vec<_>>(),
-        vec![
-            (1, Some(baton_core::AttemptOutcome::Failed)),
-            (2, Some(baton_core::AttemptOutcome::Completed)),
-        ]
-    );
-    assert_eq!(replayed[0], history[0][0], "the first attempt is unchanged");
+    baton_testkit::upgrade::attempts_after_an_upgrade(&after, &wrote).await;
 }
 
 /// A limit of every lane removed through one instance wakes a claimer

@@ -3,10 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use baton_core::{
-    AdminBackend, AttemptOutcome, ClaimRequest, EngineBackend, Failure, Kind, Lane, Namespace,
-    NewExecution, WorkerId,
-};
 use baton_sqlite::{Location, SqliteBackend, SqliteConfig};
 use sqlx::Connection;
 
@@ -14,27 +10,6 @@ async fn open(path: &std::path::Path) -> SqliteBackend {
     SqliteBackend::open(SqliteConfig::new(Location::File(path.to_owned())))
         .await
         .unwrap()
-}
-
-fn exec() -> NewExecution {
-    NewExecution::new(
-        Namespace::new("upgrade").unwrap(),
-        Lane::new("main").unwrap(),
-        Kind::new("job").unwrap(),
-        b"{}".to_vec(),
-    )
-}
-
-async fn claim_one(b: &SqliteBackend) -> baton_core::Claim {
-    let request = ClaimRequest::new(
-        Namespace::new("upgrade").unwrap(),
-        Lane::new("main").unwrap(),
-        WorkerId::new("w").unwrap(),
-        1,
-    );
-    let mut claims = b.claim(request).await.unwrap();
-    assert_eq!(claims.len(), 1, "one execution to claim");
-    claims.remove(0)
 }
 
 /// Migration 20 on a database at version 19 (the attempts moved back into
@@ -48,18 +23,7 @@ async fn version_20_applies_on_a_database_at_version_19() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("upgrade.db");
     let before = open(&path).await;
-    before.create(vec![exec(), exec()]).await.unwrap();
-    let done = claim_one(&before).await;
-    before
-        .fail(&done.lease, Failure::permanent("boom"))
-        .await
-        .unwrap();
-    let running = claim_one(&before).await;
-    let ids = [done.id.clone(), running.id.clone()];
-    let mut history = Vec::new();
-    for id in &ids {
-        history.push(before.attempts(id).await.unwrap());
-    }
+    let wrote = baton_testkit::upgrade::attempts_before_an_upgrade(&before, "upgrade").await;
     before.close().await;
 
     let url = format!("sqlite://{}", path.display());
@@ -97,42 +61,15 @@ async fn version_20_applies_on_a_database_at_version_19() {
     let after = open(&path).await;
     let every: Vec<i64> = (1..=baton_sqlite::latest_schema_version()).collect();
     assert_eq!(after.applied_migrations().await.unwrap(), every);
-    for (id, was) in ids.iter().zip(&history) {
-        assert_eq!(
-            &after.attempts(id).await.unwrap(),
-            was,
-            "{id} reads as before"
-        );
-    }
     let kept: Vec<Vec<u8>> = sqlx::query_scalar("SELECT execution_uuid FROM attempts")
         .fetch_all(&mut conn)
         .await
         .unwrap();
     assert_eq!(
         kept,
-        vec![done.id.uuid().as_bytes().to_vec()],
+        vec![wrote.failed.id.uuid().as_bytes().to_vec()],
         "the failed execution keeps its attempt apart; the running one's moved to its row"
     );
 
-    after.complete(&running.lease, b"2".to_vec()).await.unwrap();
-    let ran = after.attempts(&running.id).await.unwrap();
-    assert_eq!(ran.len(), 1);
-    assert_eq!(ran[0].outcome, Some(AttemptOutcome::Completed));
-
-    after.replay(&done.id).await.unwrap();
-    let again = claim_one(&after).await;
-    assert_eq!(again.id, done.id);
-    after.complete(&again.lease, b"3".to_vec()).await.unwrap();
-    let replayed = after.attempts(&done.id).await.unwrap();
-    assert_eq!(
-        replayed
-            .iter()
-            .map(|a| (a.number, a.outcome))
-            .collect::<Vec<_>>(),
-        vec![
-            (1, Some(AttemptOutcome::Failed)),
-            (2, Some(AttemptOutcome::Completed)),
-        ]
-    );
-    assert_eq!(replayed[0], history[0][0], "the first attempt is unchanged");
+    baton_testkit::upgrade::attempts_after_an_upgrade(&after, &wrote).await;
 }

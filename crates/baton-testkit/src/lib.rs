@@ -41,6 +41,7 @@ mod ctx;
 mod expect;
 pub mod scale;
 pub mod servers;
+pub mod upgrade;
 
 pub use ctx::{Ctx, DEFAULT_LANE, DEFAULT_WORKER, START, expected_snapshot};
 pub use expect::{
