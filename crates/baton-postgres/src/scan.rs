@@ -26,14 +26,13 @@ pub(crate) async fn promote_due(
         .bind(part(partition))
         .bind(now.as_millis())
         .bind(limit)
-        .bind(&b.inner.channel)
         .fetch_one(&b.inner.pool)
         .await
         .map_err(map)?;
     let processed: i64 = col(&row, "processed")?;
     for lane in col::<Vec<String>>(&row, "lanes")? {
         if let Some((namespace, lane)) = lane.split_once(' ') {
-            b.inner.wake.notify(namespace, lane);
+            b.woke(namespace, lane);
         }
     }
     Ok(ScanReport {

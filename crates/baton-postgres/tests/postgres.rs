@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    AdminBackend, CancelRequest, ChildKey, ClaimRequest, DependencyMode, DependencyPolicy,
+    AdminBackend, CancelRequest, ChildKey, ClaimRequest, Clock, DependencyMode, DependencyPolicy,
     EngineBackend, EngineBackendExt, EngineError, Kind, Lane, ManualClock, Namespace, NewExecution,
     PartitionCount, State, UpstreamFailure, WorkerId,
 };
@@ -96,6 +96,61 @@ async fn wait_for_work_wakes_on_submissions_of_another_instance() {
     }
     waiter.abort();
     panic!("the waiter was never woken by the other instance's submissions");
+}
+
+/// Delayed work that comes due wakes a claimer of another instance: the
+/// scheduler pass that promotes it announces its lane once it committed.
+/// The submissions are delayed, so nothing but the promotion can wake the
+/// waiter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_through_one_instance_wakes_claimers_of_another() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let waiter_side = open(&url).await;
+    let (scheduler, clock) = open_clocked(&url).await;
+    let ns = Namespace::new("promote").unwrap();
+    let mut waiter = {
+        let b = waiter_side.clone();
+        let ns = ns.clone();
+        tokio::spawn(async move {
+            b.wait_for_work(
+                &ns,
+                &[Lane::new("main").unwrap()],
+                Duration::from_secs(3_600),
+            )
+            .await
+        })
+    };
+    for round in 0..600 {
+        let due = clock.now().saturating_add(Duration::from_secs(1));
+        let made = scheduler
+            .create_one(exec("promote", "main").with_run_at(due))
+            .await
+            .unwrap();
+        assert_eq!(made.state, State::Delayed, "round {round}");
+        // Nothing but the promotion may wake the waiter: a delayed
+        // submission announces nothing.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), &mut waiter)
+                .await
+                .is_err(),
+            "the waiter was woken by a delayed submission (round {round})"
+        );
+        clock.advance(Duration::from_secs(2));
+        let report = scheduler
+            .promote_due(made.id.partition(), 100)
+            .await
+            .unwrap();
+        assert_eq!(report.processed, 1, "round {round}");
+        if let Ok(joined) = tokio::time::timeout(Duration::from_millis(50), &mut waiter).await {
+            joined.unwrap().unwrap();
+            return;
+        }
+    }
+    waiter.abort();
+    panic!("the waiter was never woken by the other instance's promotions");
 }
 
 /// The first start records the partition count; later starts without one
