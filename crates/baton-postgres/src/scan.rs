@@ -124,7 +124,7 @@ pub(crate) async fn reclaim_expired_leases(
     .map_err(map)?;
     tx.commit().await.map_err(map)?;
     for (ns, lane) in &woken {
-        b.inner.wake.notify(ns.as_str(), lane.as_str());
+        b.woke(ns.as_str(), lane.as_str());
     }
     Ok(ScanReport {
         processed: rows.len() as u64,

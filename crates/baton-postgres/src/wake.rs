@@ -8,9 +8,10 @@
 //!   listener, which wakes the parked claimers of that lane
 //!   ([`Wakeups`]). `set_limit` and `remove_limit` send `namespace lane`,
 //!   or `namespace` alone for a limit of every lane, which wakes every
-//!   claimer of the process. Submissions, the hottest of these writers,
-//!   announce their lanes after they committed, through the
-//!   [`Announcer`]; the rarer writers still call `pg_notify` inside their
+//!   claimer of the process. Writers announce the lanes they made work
+//!   waiting in after they committed, through the [`Announcer`]; only
+//!   the completions and failures that release work in flows (parents,
+//!   dependents) and limit changes still call `pg_notify` inside their
 //!   statement.
 //! - `baton_changed_<schema>`: a trigger of migration 0008 sends the id of
 //!   a watched execution whose state, custom status or progress changed,

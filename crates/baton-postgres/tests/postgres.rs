@@ -153,6 +153,78 @@ async fn a_promotion_through_one_instance_wakes_claimers_of_another() {
     panic!("the waiter was never woken by the other instance's promotions");
 }
 
+/// A failure retried at once makes its work `waiting` again and wakes a
+/// claimer of another instance once it committed. Each round submits and
+/// claims before the waiter starts, so only the failure can wake it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_retried_at_once_wakes_claimers_of_another_instance() {
+    let Some(server) = servers::postgres().await else {
+        return;
+    };
+    let url = server.schema_url(&PostgresServer::unique_schema());
+    let waiter_side = open(&url).await;
+    let worker = open(&url).await;
+    let ns = Namespace::new("retry").unwrap();
+    let at_once = baton_core::RetryPolicy {
+        max_attempts: 2,
+        backoff: baton_core::Backoff {
+            initial_ms: 0,
+            max_ms: 0,
+            multiplier: 1.0,
+            jitter: false,
+        },
+    };
+    for round in 0..20 {
+        worker
+            .create_one(exec("retry", "main").with_retry(at_once))
+            .await
+            .unwrap();
+        let request = ClaimRequest::new(
+            ns.clone(),
+            Lane::new("main").unwrap(),
+            WorkerId::new("w").unwrap(),
+            1,
+        );
+        let claim = worker.claim(request).await.unwrap().pop().unwrap();
+        let mut waiter = {
+            let b = waiter_side.clone();
+            let ns = ns.clone();
+            tokio::spawn(async move {
+                b.wait_for_work(
+                    &ns,
+                    &[Lane::new("main").unwrap()],
+                    Duration::from_secs(3_600),
+                )
+                .await
+            })
+        };
+        // The waiter starts listening before it parks; give it the time,
+        // and check it is still waiting (nothing else wakes this lane).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if waiter.is_finished() {
+            // Woken early (the listener's first connection wakes every
+            // waiter): try again.
+            continue;
+        }
+        let failed = worker
+            .fail(&claim.lease, baton_core::Failure::retryable("again"))
+            .await
+            .unwrap();
+        assert_eq!(failed.state, State::Waiting, "round {round}");
+        match tokio::time::timeout(Duration::from_secs(10), &mut waiter).await {
+            Ok(joined) => {
+                joined.unwrap().unwrap();
+                return;
+            }
+            Err(_) => {
+                waiter.abort();
+                panic!("round {round}: the other instance's retried failure woke nobody");
+            }
+        }
+    }
+    panic!("the waiter returned early in every round");
+}
+
 /// The first start records the partition count; later starts without one
 /// use it, and a different one is a configuration error.
 #[tokio::test]
