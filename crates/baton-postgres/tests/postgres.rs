@@ -60,6 +60,24 @@ fn every_version() -> Vec<i64> {
     (1..=baton_postgres::latest_schema_version()).collect()
 }
 
+/// A claimer parked on `lane` of `ns` through `b`, with an hour's
+/// timeout: it returns only when woken.
+fn parked(
+    b: &PostgresBackend,
+    ns: &str,
+    lane: &str,
+) -> tokio::task::JoinHandle<baton_core::Result<()>> {
+    let (b, ns, lane) = (
+        b.clone(),
+        Namespace::new(ns).unwrap(),
+        Lane::new(lane).unwrap(),
+    );
+    tokio::spawn(async move {
+        b.wait_for_work(&ns, &[lane], Duration::from_secs(3_600))
+            .await
+    })
+}
+
 /// A claimer waiting through one instance is woken by a submission through
 /// another: two instances share nothing but the database, like two
 /// processes.
@@ -72,19 +90,7 @@ async fn wait_for_work_wakes_on_submissions_of_another_instance() {
     let waiter_side = open(&url).await;
     let submitter = open(&url).await;
     assert!(waiter_side.capabilities().cross_process_wakeups);
-    let ns = Namespace::new("wake").unwrap();
-    let mut waiter = {
-        let b = waiter_side.clone();
-        let ns = ns.clone();
-        tokio::spawn(async move {
-            b.wait_for_work(
-                &ns,
-                &[Lane::new("main").unwrap()],
-                Duration::from_secs(3_600),
-            )
-            .await
-        })
-    };
+    let mut waiter = parked(&waiter_side, "wake", "main");
     // Submit until the waiter returns, so the test does not depend on when
     // its LISTEN began; the bound is liveness, not timing.
     for _ in 0..600 {
@@ -110,19 +116,7 @@ async fn a_promotion_through_one_instance_wakes_claimers_of_another() {
     let url = server.schema_url(&PostgresServer::unique_schema());
     let waiter_side = open(&url).await;
     let (scheduler, clock) = open_clocked(&url).await;
-    let ns = Namespace::new("promote").unwrap();
-    let mut waiter = {
-        let b = waiter_side.clone();
-        let ns = ns.clone();
-        tokio::spawn(async move {
-            b.wait_for_work(
-                &ns,
-                &[Lane::new("main").unwrap()],
-                Duration::from_secs(3_600),
-            )
-            .await
-        })
-    };
+    let mut waiter = parked(&waiter_side, "promote", "main");
     for round in 0..600 {
         let due = clock.now().saturating_add(Duration::from_secs(1));
         let made = scheduler
@@ -186,18 +180,7 @@ async fn a_failure_retried_at_once_wakes_claimers_of_another_instance() {
             1,
         );
         let claim = worker.claim(request).await.unwrap().pop().unwrap();
-        let mut waiter = {
-            let b = waiter_side.clone();
-            let ns = ns.clone();
-            tokio::spawn(async move {
-                b.wait_for_work(
-                    &ns,
-                    &[Lane::new("main").unwrap()],
-                    Duration::from_secs(3_600),
-                )
-                .await
-            })
-        };
+        let mut waiter = parked(&waiter_side, "retry", "main");
         // The waiter starts listening before it parks; give it the time,
         // and check it is still waiting (nothing else wakes this lane).
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1010,17 +993,7 @@ async fn a_signal_that_resumes_wakes_claimers_of_another_instance() {
     for _ in 0..100 {
         suspended.push(create_suspended(&signaller, "sig", request.clone()).await);
     }
-    let mut waiter = {
-        let b = waiter_side.clone();
-        tokio::spawn(async move {
-            b.wait_for_work(
-                &Namespace::new("wait").unwrap(),
-                &[Lane::new("sig").unwrap()],
-                Duration::from_secs(3_600),
-            )
-            .await
-        })
-    };
+    let mut waiter = parked(&waiter_side, "wait", "sig");
     // Resume one after the other until the waiter returns, so the test does
     // not depend on when its LISTEN began; the bound is liveness, not
     // timing.
@@ -1888,13 +1861,7 @@ async fn a_lane_pause_holds_claims_of_another_instance_and_its_resume_wakes_them
     assert!(operator.pause_lane(&ns, &lane).await.unwrap());
     let request = ClaimRequest::new(ns.clone(), lane.clone(), WorkerId::new("w").unwrap(), 10);
     assert!(claimer.claim(request.clone()).await.unwrap().is_empty());
-    let mut waiter = {
-        let (b, ns, lane) = (claimer.clone(), ns.clone(), lane.clone());
-        tokio::spawn(async move {
-            b.wait_for_work(&ns, &[lane], Duration::from_secs(3_600))
-                .await
-        })
-    };
+    let mut waiter = parked(&claimer, "lanes", "held");
     // Resume (and pause again) until the waiter returns, so the test does
     // not depend on when its LISTEN began: nothing else wakes the lane.
     for _ in 0..600 {
@@ -3152,13 +3119,7 @@ async fn a_limit_removed_wakes_claimers_of_another_instance() {
         .id;
     let request = ClaimRequest::new(ns.clone(), lane.clone(), WorkerId::new("w").unwrap(), 10);
     assert!(claimer.claim(request.clone()).await.unwrap().is_empty());
-    let mut waiter = {
-        let (b, ns, lane) = (claimer.clone(), ns.clone(), lane.clone());
-        tokio::spawn(async move {
-            b.wait_for_work(&ns, &[lane], Duration::from_secs(3_600))
-                .await
-        })
-    };
+    let mut waiter = parked(&claimer, "held", "main");
     // Remove (and set again) until the waiter returns, so the test does
     // not depend on when its LISTEN began: nothing else wakes the lane.
     for _ in 0..600 {
