@@ -10,9 +10,9 @@
 //!   or `namespace` alone for a limit of every lane, which wakes every
 //!   claimer of the process. Writers announce the lanes they made work
 //!   waiting in after they committed, through the [`Announcer`]; only
-//!   the completions and failures that release work in flows (parents,
-//!   dependents) and limit changes still call `pg_notify` inside their
-//!   statement.
+//!   the releases inside flows' walks (a parent whose last child
+//!   finished, dependents whose upstreams decided) and limit changes
+//!   still call `pg_notify` inside their statement.
 //! - `baton_changed_<schema>`: a trigger of migration 0008 sends the id of
 //!   a watched execution whose state, custom status or progress changed,
 //!   or that was trimmed; the first `wait_for_change` starts the listener,
@@ -20,14 +20,14 @@
 //!   that never waits for a change never opens this connection.
 //!
 //! Notifications are delivered on commit and never for a rolled-back
-//! change (an announcement is sent only once its write committed). They are hints: a lost one (connection drop, listener restart)
-//! only delays a waiter until its timeout, and a reconnect wakes every
-//! waiter so none sleeps on a notification it may have missed.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! change (an announcement is sent only once its write committed). They are
+//! hints: a lost one (connection drop, listener restart) only delays a
+//! waiter until its timeout, and a reconnect wakes every waiter so none
+//! sleeps on a notification it may have missed.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
 use baton_core::raw::{Wakeups, Watchers};
 use baton_core::{EngineError, ExecutionId, Result};
@@ -253,8 +253,8 @@ impl Announcer {
     /// Announces that `lane` of `namespace` has waiting work; call it once
     /// the write that made the work waiting has committed.
     pub fn announce(&self, namespace: &str, lane: &str) {
-        // The task ends only with the announcer; a send cannot fail while
-        // `self` lives.
+        // A send fails only once the task ended, when the pool closed:
+        // nothing could be announced then anyway.
         let _ = self.queue.send(format!("{namespace} {lane}"));
     }
 }
