@@ -4,24 +4,23 @@
 -- already dropped repeats of an idempotency key within the batch).
 -- $21: the instant each execution was submitted (ms): the clock reading
 -- of the call it came in, as concurrent calls may share the statement
--- (src/combine_create.rs). $22: the root of each child (NULL for
--- executions without a parent). $23: the child key of each child
+-- (src/combine_create.rs). $22: the wake-up channel. $23: the root of each child
+-- (NULL for executions without a parent). $24: the child key of each child
 -- (NULL without one; the caller has already answered keys that exist and
 -- dropped repeats within the batch, under a lock per parent and key).
--- $24..$29: dependency policy (NULL without dependencies), counters (total,
+-- $25..$30: dependency policy (NULL without dependencies), counters (total,
 -- completed, finished otherwise), finished_at and last_error per execution
 -- (a dependent whose upstreams already decided is written finished).
--- $30, $31: the edges (dependent, upstream) of the batch; an edge's ends
+-- $31, $32: the edges (dependent, upstream) of the batch; an edge's ends
 -- live in one partition (one flow).
--- $32, $33, $34: session, version and version sort key per execution (NULL
+-- $33, $34, $35: session, version and version sort key per execution (NULL
 -- without).
 --
 -- Idempotency keys are taken first (ON CONFLICT DO NOTHING waits for a
 -- concurrent inserter of the same key and then skips it); only executions
 -- without a key or whose key was taken here are inserted. Answers the uuids
 -- inserted; the caller looks up the owners of the keys it did not get.
--- Lanes that received waiting work are announced by the caller once the
--- transaction committed (src/wake.rs, `Announcer`), not from inside it.
+-- Lanes that received waiting work are notified (delivered on commit).
 -- Parents count their new unfinished children as open. An execution keeps
 -- its event history if its namespace does now (`namespace_history`, read
 -- once per namespace of the batch; migration 0011). Each is stamped with
@@ -41,8 +40,8 @@ WITH input AS (
         $7::integer[], $8::bytea[], $9::text[], $10::text[], $11::integer[],
         $12::bigint[], $13::bigint[], $14::double precision[], $15::boolean[],
         $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[],
-        $22::text[], $23::text[], $24::text[], $25::integer[], $26::integer[],
-        $27::integer[], $28::bigint[], $29::text[], $32::text[], $33::text[], $34::text[]
+        $23::text[], $24::text[], $25::text[], $26::integer[], $27::integer[],
+        $28::integer[], $29::bigint[], $30::text[], $33::text[], $34::text[], $35::text[]
     ) AS i(partition, uuid, namespace, lane, kind, state, priority, payload, tags,
            required_caps, max_attempts, backoff_initial_ms, backoff_max_ms,
            backoff_multiplier, backoff_jitter, idempotency_key, parent, run_at,
@@ -114,8 +113,13 @@ opened AS (
 edges AS (
     INSERT INTO dependencies (partition, downstream, upstream, counted)
     SELECT i.partition, e.downstream, e.upstream, u.finished_at IS NOT NULL
-    FROM UNNEST($30::uuid[], $31::uuid[]) AS e(downstream, upstream)
+    FROM UNNEST($31::uuid[], $32::uuid[]) AS e(downstream, upstream)
     JOIN inserted i ON i.uuid = e.downstream
     JOIN executions u ON u.partition = i.partition AND u.uuid = e.upstream
+),
+woken AS (
+    SELECT pg_notify($22, namespace || ' ' || lane)
+    FROM (SELECT DISTINCT namespace, lane FROM inserted WHERE state = 'waiting') w
 )
-SELECT ARRAY(SELECT uuid FROM inserted) AS inserted
+SELECT ARRAY(SELECT uuid FROM inserted) AS inserted,
+       (SELECT count(*) FROM woken) AS woken

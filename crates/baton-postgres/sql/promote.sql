@@ -1,9 +1,7 @@
 -- promote_due: delayed → waiting for up to $3 executions of partition $1
 -- whose run_at has come, earliest first, in one statement.
 --
--- $1 partition, $2 now, $3 limit. Answers the lanes (`namespace lane`)
--- that got waiting work, which the caller announces once this statement
--- committed (src/wake.rs, `Announcer`).
+-- $1 partition, $2 now, $3 limit, $4 the wake-up channel.
 --
 -- Rows another transaction holds are skipped; they stay in next_due, which
 -- is then at or before now ("run again"). next_due excludes the rows promoted
@@ -25,8 +23,12 @@ promoted AS (
 ),
 lanes AS (
     SELECT DISTINCT namespace, lane FROM promoted
+),
+woken AS (
+    SELECT pg_notify($4, namespace || ' ' || lane) FROM lanes
 )
 SELECT (SELECT count(*) FROM promoted) AS processed,
+       (SELECT count(*) FROM woken) AS woken,
        ARRAY(SELECT namespace || ' ' || lane FROM lanes) AS lanes,
        (SELECT run_at FROM executions
         WHERE partition = $1 AND state = 'delayed' AND uuid NOT IN (SELECT uuid FROM due)

@@ -5,9 +5,8 @@
 -- (migration 0019), so the update that settles the execution closes it.
 --
 -- $1..$7: partition, uuid, new state, run_at, ready_at (NULL: keep), finished_at
--- and error per execution. $8 now, $9 attempt outcome. The caller
--- announces the lanes of executions that went back to `waiting` once the
--- transaction committed.
+-- and error per execution. $8 now, $9 attempt outcome, $10 the wake-up
+-- channel, notified for lanes that got waiting work back.
 WITH s AS (
     SELECT *
     FROM UNNEST($1::smallint[], $2::uuid[], $3::text[], $4::bigint[], $5::bigint[],
@@ -34,5 +33,9 @@ settled AS (
     FROM s
     WHERE e.partition = s.partition AND e.uuid = s.uuid
     RETURNING e.*
+),
+woken AS (
+    SELECT pg_notify($10, namespace || ' ' || lane)
+    FROM (SELECT DISTINCT namespace, lane FROM settled WHERE state = 'waiting') w
 )
-SELECT * FROM settled
+SELECT settled.*, (SELECT count(*) FROM woken) AS woken FROM settled

@@ -54,7 +54,7 @@ pub struct Pending {
 
 /// Starts the combining task on the current runtime; it ends when the
 /// returned sender (the backend) is dropped.
-pub fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
+pub fn start(pool: PgPool, channel: String) -> mpsc::UnboundedSender<Pending> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
     tokio::spawn(async move {
         let running = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -79,8 +79,9 @@ pub fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
                 }
             }
             let pool = pool.clone();
+            let channel = channel.clone();
             tokio::spawn(async move {
-                flush(&pool, calls).await;
+                flush(&pool, &channel, calls).await;
                 drop(slot);
             });
         }
@@ -90,8 +91,8 @@ pub fn start(pool: PgPool) -> mpsc::UnboundedSender<Pending> {
 
 /// Writes `calls` in one statement, or call by call when that statement
 /// was refused, and answers each.
-async fn flush(pool: &PgPool, calls: Vec<Pending>) {
-    let together = write(pool, &calls).await;
+async fn flush(pool: &PgPool, channel: &str, calls: Vec<Pending>) {
+    let together = write(pool, channel, &calls).await;
     match together {
         Ok(()) => {
             for call in calls {
@@ -105,7 +106,7 @@ async fn flush(pool: &PgPool, calls: Vec<Pending>) {
         }
         Err(_) => {
             for call in calls {
-                let alone = write(pool, std::slice::from_ref(&call)).await;
+                let alone = write(pool, channel, std::slice::from_ref(&call)).await;
                 let _ = call.reply.send(alone.map(|()| call.rows));
             }
         }
@@ -113,9 +114,9 @@ async fn flush(pool: &PgPool, calls: Vec<Pending>) {
 }
 
 /// One statement for the rows of `calls`.
-async fn write(pool: &PgPool, calls: &[Pending]) -> Result<()> {
+async fn write(pool: &PgPool, channel: &str, calls: &[Pending]) -> Result<()> {
     let mut conn = pool.acquire().await.map_err(map)?;
     let parts: Vec<(&[PreparedExecution], Timestamp)> =
         calls.iter().map(|c| (c.rows.as_slice(), c.now)).collect();
-    insert_unkeyed(&mut conn, &parts).await
+    insert_unkeyed(&mut conn, channel, &parts).await
 }

@@ -33,7 +33,7 @@ impl PostgresBackend {
                     .map(|r| r.to_string()),
             );
         }
-        let inserted = run_create(conn, a).await?;
+        let inserted = run_create(conn, &self.inner.channel, a).await?;
         Ok(inserted.into_iter().collect())
     }
 
@@ -218,7 +218,6 @@ pub(crate) async fn create(
         mut answers,
         created,
     } = plan;
-    let mut woken = std::collections::BTreeSet::new();
     for &i in &created {
         let r = &rows[i];
         let state = starts.get(&r.id).map_or(r.state, DependencyStart::state);
@@ -231,11 +230,10 @@ pub(crate) async fn create(
             },
         );
         if state == State::Waiting {
-            woken.insert((r.new.namespace.as_str(), r.new.lane.as_str()));
+            b.inner
+                .wake
+                .notify(r.new.namespace.as_str(), r.new.lane.as_str());
         }
-    }
-    for (namespace, lane) in woken {
-        b.woke(namespace, lane);
     }
     let mut outcomes = Vec::with_capacity(rows.len());
     for (i, repeat) in repeat_of.iter().enumerate() {
@@ -413,7 +411,11 @@ async fn create_keyed(
 
 /// Runs `sql/create.sql` over the column arrays `a`; answers the uuids
 /// inserted.
-async fn run_create(conn: &mut PgConnection, a: CreateArrays<'_>) -> Result<Vec<Uuid>> {
+async fn run_create(
+    conn: &mut PgConnection,
+    channel: &str,
+    a: CreateArrays<'_>,
+) -> Result<Vec<Uuid>> {
     sqlx::query_scalar(sql::CREATE)
         .bind(a.partition)
         .bind(a.uuid)
@@ -436,6 +438,7 @@ async fn run_create(conn: &mut PgConnection, a: CreateArrays<'_>) -> Result<Vec<
         .bind(a.ready_at)
         .bind(a.deadline)
         .bind(a.submitted_at)
+        .bind(channel)
         .bind(a.root)
         .bind(a.child_key)
         .bind(a.dep_policy)
@@ -459,6 +462,7 @@ async fn run_create(conn: &mut PgConnection, a: CreateArrays<'_>) -> Result<Vec<
 /// (see `combine_create.rs`).
 pub(crate) async fn insert_unkeyed(
     conn: &mut PgConnection,
+    channel: &str,
     calls: &[(&[PreparedExecution], Timestamp)],
 ) -> Result<()> {
     let mut a = CreateArrays::default();
@@ -468,7 +472,7 @@ pub(crate) async fn insert_unkeyed(
             a.root.push(None);
         }
     }
-    run_create(conn, a).await.map(drop)
+    run_create(conn, channel, a).await.map(drop)
 }
 
 /// Column arrays of a create batch, bound to `sql/create.sql`.

@@ -296,7 +296,9 @@ pub(crate) async fn fail(
     let outcome = b.fail_locked(&mut tx, lease, &failure, now).await;
     let snap = finish(tx, outcome).await?;
     if snap.state == State::Waiting {
-        b.woke(snap.namespace.as_str(), snap.lane.as_str());
+        b.inner
+            .wake
+            .notify(snap.namespace.as_str(), snap.lane.as_str());
     }
     Ok(snap)
 }
@@ -358,6 +360,7 @@ impl SettleArrays {
             .bind(self.error)
             .bind(now.as_millis())
             .bind(outcome.as_str())
+            .bind(channel)
             .fetch_all(&mut *conn)
             .await
             .map_err(map)?;

@@ -216,8 +216,6 @@ struct Inner {
     durable: bool,
     wake: Arc<baton_core::raw::Wakeups>,
     listener: wake::Listener,
-    /// Wake-ups for other processes, sent after the writes commit.
-    announcer: wake::Announcer,
     /// Readers waiting for executions to change (`wait_for_change`), woken
     /// by `changes`.
     watchers: Arc<baton_core::raw::Watchers>,
@@ -328,8 +326,7 @@ impl PostgresBackend {
                         budget: config.limits.cascade_budget,
                     },
                 ),
-                creator: combine_create::start(pool.clone()),
-                announcer: wake::Announcer::start(pool.clone(), channel.clone()),
+                creator: combine_create::start(pool.clone(), channel.clone()),
                 placement: baton_core::raw::Placement::default(),
                 pool,
                 listener: wake::Listener::new(listen_pool(), channel.clone(), wake.clone()),
@@ -367,14 +364,6 @@ impl PostgresBackend {
 
     fn now(&self) -> Timestamp {
         self.inner.clock.now()
-    }
-
-    /// Work of `lane` in `namespace` became waiting in a write that has
-    /// committed: wakes this process's claimers of the lane at once and
-    /// announces it to the other processes (`wake::Announcer`).
-    fn woke(&self, namespace: &str, lane: &str) {
-        self.inner.wake.notify(namespace, lane);
-        self.inner.announcer.announce(namespace, lane);
     }
 
     async fn begin(&self) -> Result<Tx> {

@@ -682,8 +682,10 @@ pub(crate) async fn replay_units(
     let mut tx = b.begin().await?;
     let outcome = replay_units_in(b, &mut tx, partition, ids, now).await;
     let (out, lanes) = finish(tx, outcome).await?;
+    // The statements notified every process at commit; this one's parked
+    // claimers are woken here at once, as after `replay`.
     for (namespace, lane) in lanes {
-        b.woke(namespace.as_str(), lane.as_str());
+        b.inner.wake.notify(namespace.as_str(), lane.as_str());
     }
     Ok(out)
 }

@@ -134,9 +134,12 @@ pub(crate) async fn revoke(b: &PostgresBackend, id: &ExecutionId) -> Result<Exec
     let mut tx = b.begin().await?;
     let outcome = revoke_in(b, &mut tx, id, now).await;
     let snap = finish(tx, outcome).await?;
-    // Committed: the lane's claimers are woken and told, as `fail` does.
+    // The settle statement notifies other processes; waiters of this one
+    // are woken here, as `fail` does.
     if snap.state == State::Waiting {
-        b.woke(snap.namespace.as_str(), snap.lane.as_str());
+        b.inner
+            .wake
+            .notify(snap.namespace.as_str(), snap.lane.as_str());
     }
     Ok(snap)
 }
@@ -410,14 +413,15 @@ pub(crate) async fn pause_rows(
 /// Resumes the paused executions `uuids` of `partition`, locked by the
 /// caller, each to [`rules::resume_target`] judged on what it holds now: a
 /// suspended one whose buffered signals satisfy its wait consumes them and
-/// is `waiting`; a `waiting` one is eligible from now. Answers the lanes
-/// to wake (and announce) after commit.
+/// is `waiting`; a `waiting` one is eligible from now, its lane notified
+/// at commit. Answers the lanes to wake in this instance after commit.
 pub(crate) async fn resume_rows(
     conn: &mut PgConnection,
     partitions: PartitionCount,
     partition: PartitionId,
     uuids: &[Uuid],
     now: Timestamp,
+    channel: &str,
 ) -> Result<Vec<WokenLane>> {
     if uuids.is_empty() {
         return Ok(Vec::new());
@@ -480,14 +484,17 @@ pub(crate) async fn resume_rows(
              WHERE e.partition = $1 AND e.uuid = ANY($2::uuid[]) AND e.uuid = v.uuid \
                AND e.state = 'paused' \
              RETURNING e.namespace, e.lane, e.state), \
-         lanes AS (SELECT DISTINCT namespace, lane FROM resumed WHERE state = 'waiting') \
+         lanes AS (SELECT DISTINCT namespace, lane FROM resumed WHERE state = 'waiting'), \
+         woken AS (SELECT pg_notify($5, namespace || ' ' || lane) FROM lanes) \
          SELECT (SELECT count(*) FROM resumed) AS resumed, \
+                (SELECT count(*) FROM woken) AS woken, \
                 ARRAY(SELECT namespace || ' ' || lane FROM lanes) AS lanes",
     )
     .bind(part(partition))
     .bind(&resumed)
     .bind(now.as_millis())
     .bind(&targets)
+    .bind(channel)
     .fetch_one(&mut *conn)
     .await
     .map_err(map)?;
@@ -574,8 +581,10 @@ pub(crate) async fn resume(
     let mut tx = b.begin().await?;
     let outcome = resume_in(b, &mut tx, id, scope, now).await;
     let (out, woken) = finish(tx, outcome).await?;
+    // The resumes notified every process at commit; this one's parked
+    // claimers are woken here at once.
     for (namespace, lane) in &woken {
-        b.woke(namespace, lane);
+        b.inner.wake.notify(namespace, lane);
     }
     Ok(out)
 }
@@ -596,8 +605,8 @@ async fn resume_in(
     let mut snapshot = snap.clone();
     let mut woken = Vec::new();
     if rules::resume_in_scope(id, snap.state, scope)? {
-        let partitions = b.inner.partitions;
-        let lanes = resume_rows(tx, partitions, id.partition(), &[id.uuid()], now).await?;
+        let (partitions, channel) = (b.inner.partitions, b.inner.channel.as_str());
+        let lanes = resume_rows(tx, partitions, id.partition(), &[id.uuid()], now, channel).await?;
         woken.extend(lanes);
         snapshot = b.snapshot(&b.lock_row(tx, id).await?)?;
     }
@@ -638,22 +647,28 @@ pub(crate) async fn pause_lane(
     Ok(added == 1)
 }
 
-/// One statement; once it committed, the lane's claimers of every process
-/// are woken (they were left parked while it was paused).
+/// One statement, which also notifies the lane's claimers of every
+/// process at commit (they were left parked while it was paused).
 pub(crate) async fn resume_lane(
     b: &PostgresBackend,
     namespace: &Namespace,
     lane: &Lane,
 ) -> Result<bool> {
-    let removed = sqlx::query("DELETE FROM paused_lanes WHERE namespace = $1 AND lane = $2")
-        .bind(namespace.as_str())
-        .bind(lane.as_str())
-        .execute(&b.inner.pool)
-        .await
-        .map_err(map)?
-        .rows_affected();
+    let (removed, _woken): (i64, i64) = sqlx::query_as(
+        "WITH gone AS ( \
+             DELETE FROM paused_lanes WHERE namespace = $1 AND lane = $2 \
+             RETURNING namespace, lane), \
+         woken AS (SELECT pg_notify($3, namespace || ' ' || lane) FROM gone) \
+         SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM woken)",
+    )
+    .bind(namespace.as_str())
+    .bind(lane.as_str())
+    .bind(&b.inner.channel)
+    .fetch_one(&b.inner.pool)
+    .await
+    .map_err(map)?;
     if removed == 1 {
-        b.woke(namespace.as_str(), lane.as_str());
+        b.inner.wake.notify(namespace.as_str(), lane.as_str());
     }
     Ok(removed == 1)
 }
@@ -679,7 +694,11 @@ pub(crate) async fn replay(b: &PostgresBackend, id: &ExecutionId) -> Result<Exec
     let mut tx = b.begin().await?;
     let outcome = replay_in(b, &mut tx, id, now).await;
     let snap = finish(tx, outcome).await?;
-    b.woke(snap.namespace.as_str(), snap.lane.as_str());
+    // The statement notified every process at commit; this one's parked
+    // claimers are woken here at once.
+    b.inner
+        .wake
+        .notify(snap.namespace.as_str(), snap.lane.as_str());
     Ok(snap)
 }
 
@@ -712,13 +731,15 @@ pub(crate) async fn replay_in(
              UPDATE executions SET state = 'waiting', released = attempts, finished_at = NULL, \
                  trim_at = NULL, cancel_reason = NULL, deadline = $3, ready_at = $4, \
                  updated_at = $4, has_dependents = false \
-             WHERE partition = $1 AND uuid = $2 RETURNING *) \
-         SELECT * FROM replayed",
+             WHERE partition = $1 AND uuid = $2 RETURNING *), \
+         woken AS (SELECT pg_notify($5, namespace || ' ' || lane) FROM replayed) \
+         SELECT replayed.*, (SELECT count(*) FROM woken) AS woken FROM replayed",
     )
     .bind(part(id.partition()))
     .bind(id.uuid())
     .bind(deadline.map(Timestamp::as_millis))
     .bind(now.as_millis())
+    .bind(&b.inner.channel)
     .fetch_one(&mut *tx)
     .await
     .map_err(map)?;

@@ -26,13 +26,14 @@ pub(crate) async fn promote_due(
         .bind(part(partition))
         .bind(now.as_millis())
         .bind(limit)
+        .bind(&b.inner.channel)
         .fetch_one(&b.inner.pool)
         .await
         .map_err(map)?;
     let processed: i64 = col(&row, "processed")?;
     for lane in col::<Vec<String>>(&row, "lanes")? {
         if let Some((namespace, lane)) = lane.split_once(' ') {
-            b.woke(namespace, lane);
+            b.inner.wake.notify(namespace, lane);
         }
     }
     Ok(ScanReport {
@@ -124,7 +125,7 @@ pub(crate) async fn reclaim_expired_leases(
     .map_err(map)?;
     tx.commit().await.map_err(map)?;
     for (ns, lane) in &woken {
-        b.woke(ns.as_str(), lane.as_str());
+        b.inner.wake.notify(ns.as_str(), lane.as_str());
     }
     Ok(ScanReport {
         processed: rows.len() as u64,

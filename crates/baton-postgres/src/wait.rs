@@ -12,8 +12,8 @@
 //! Release and suspend close the attempt as `released`, like
 //! `wait_children` (no attempt is consumed). A resume (by a signal or a
 //! timeout) makes the execution `waiting`, eligible now, and tells the
-//! claimers of its lane once the transaction committed: this instance's
-//! at once, the other processes' through the announcer (`wake.rs`).
+//! claimers of its lane: `pg_notify` in the transaction (delivered at
+//! commit, to every process) and this instance's parked claimers at once.
 
 use baton_core::raw::rules::{self, SignalAdmission, TimeoutVerdict};
 use baton_core::raw::stored::in_range;
@@ -39,7 +39,9 @@ pub(crate) async fn release(b: &PostgresBackend, lease: &LeaseToken) -> Result<E
     let outcome = release_in(b, &mut tx, lease, now).await;
     let (snap, woken) = finish(tx, outcome).await?;
     if woken {
-        b.woke(snap.namespace.as_str(), snap.lane.as_str());
+        b.inner
+            .wake
+            .notify(snap.namespace.as_str(), snap.lane.as_str());
     }
     Ok(snap)
 }
@@ -61,12 +63,14 @@ async fn release_in(
                          ready_at = $3, updated_at = $3, worker_id = NULL, lease_nonce = NULL, \
                          lease_expires_at = NULL, attempt_ended_at = $3, \
                          attempt_outcome = 'released' \
-                     WHERE partition = $1 AND uuid = $2 RETURNING *) \
-                 SELECT * FROM released",
+                     WHERE partition = $1 AND uuid = $2 RETURNING *), \
+                 woken AS (SELECT pg_notify($4, namespace || ' ' || lane) FROM released) \
+                 SELECT released.*, (SELECT count(*) FROM woken) AS woken FROM released",
             )
             .bind(part(id.partition()))
             .bind(id.uuid())
             .bind(now.as_millis())
+            .bind(&b.inner.channel)
             .fetch_one(&mut *tx)
             .await
             .map_err(map)?;
@@ -176,7 +180,7 @@ pub(crate) async fn signal(
     let outcome = signal_in(b, &mut tx, id, &signal, now).await;
     let (answer, woken) = finish(tx, outcome).await?;
     if let Some((namespace, lane)) = woken {
-        b.woke(&namespace, &lane);
+        b.inner.wake.notify(&namespace, &lane);
     }
     Ok(answer)
 }
@@ -249,7 +253,7 @@ async fn signal_in(
     };
     let log = read::wait_log(&row)?;
     consume(tx, id, &ctx, &seqs, next_wait(&ctx, &log)?).await?;
-    let lane = resume(tx, id, WaitEnded::Signalled, now).await?;
+    let lane = resume(b, tx, id, WaitEnded::Signalled, now).await?;
     Ok((SignalOutcome::Resumed, Some(lane)))
 }
 
@@ -264,7 +268,7 @@ pub(crate) async fn timeout_due(
     let outcome = timeout_in(b, &mut tx, partition, bound, now).await;
     let (report, woken) = finish(tx, outcome).await?;
     for (namespace, lane) in &woken {
-        b.woke(namespace, lane);
+        b.inner.wake.notify(namespace, lane);
     }
     Ok(report)
 }
@@ -350,7 +354,7 @@ async fn timeout_in(
                     let log = read::wait_log(&row)?;
                     consume(tx, id, &ctx, &seqs, next_wait(&ctx, &log)?).await?;
                 }
-                woken.push(resume(tx, id, WaitEnded::TimedOut, now).await?);
+                woken.push(resume(b, tx, id, WaitEnded::TimedOut, now).await?);
             }
             TimeoutVerdict::Fail(error) => {
                 let error = b.inner.limits.clip_text(error);
@@ -536,28 +540,33 @@ async fn consume(
 }
 
 /// Ends the wait of suspended `id` (`how`, logged) and makes it `waiting`,
-/// eligible now; answers its lane, to be woken (and announced) after the
-/// commit.
+/// eligible now; its lane is notified at commit and answered, to wake this
+/// instance's claimers after the commit.
 async fn resume(
+    b: &PostgresBackend,
     conn: &mut PgConnection,
     id: &ExecutionId,
     how: WaitEnded,
     now: Timestamp,
 ) -> Result<WokenLane> {
-    let row: Option<(String, String)> = sqlx::query_as(
-        "UPDATE executions SET state = 'waiting', wait_log = wait_log || $3, \
-             ready_at = $4, updated_at = $4 \
-         WHERE partition = $1 AND uuid = $2 AND state = 'suspended' \
-         RETURNING namespace, lane",
+    let row: Option<(String, String, i64)> = sqlx::query_as(
+        "WITH resumed AS ( \
+             UPDATE executions SET state = 'waiting', wait_log = wait_log || $3, \
+                 ready_at = $4, updated_at = $4 \
+             WHERE partition = $1 AND uuid = $2 AND state = 'suspended' \
+             RETURNING namespace, lane), \
+         woken AS (SELECT pg_notify($5, namespace || ' ' || lane) FROM resumed) \
+         SELECT namespace, lane, (SELECT count(*) FROM woken) FROM resumed",
     )
     .bind(part(id.partition()))
     .bind(id.uuid())
     .bind(rules::wait_log_letter(how).to_string())
     .bind(now.as_millis())
+    .bind(&b.inner.channel)
     .fetch_optional(&mut *conn)
     .await
     .map_err(map)?;
-    let (namespace, lane) = row.ok_or_else(|| {
+    let (namespace, lane, _) = row.ok_or_else(|| {
         EngineError::corruption(format!(
             "execution {id}: a locked, suspended execution could not resume"
         ))

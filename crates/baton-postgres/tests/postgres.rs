@@ -105,9 +105,9 @@ async fn wait_for_work_wakes_on_submissions_of_another_instance() {
 }
 
 /// Delayed work that comes due wakes a claimer of another instance: the
-/// scheduler pass that promotes it announces its lane once it committed.
-/// The submissions are delayed, so nothing but the promotion can wake the
-/// waiter.
+/// scheduler pass that promotes it tells the lane's claimers of every
+/// process when it commits. The submissions are delayed, so nothing but
+/// the promotion can wake the waiter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promotion_through_one_instance_wakes_claimers_of_another() {
     let Some(server) = servers::postgres().await else {

@@ -160,8 +160,8 @@ fn pending(walked: &cascade::CascadeWalk) -> bool {
 /// Walks the subtree below `id` doing `action` (a pause or a resume) in
 /// the caller's transaction, which holds the flow's root (see `ops`):
 /// `cascade_budget` children visited, the rest queued for the cascade
-/// pass. Answers the walk and the lanes to wake (and announce) after the
-/// commit.
+/// pass. Answers the walk and the lanes to wake in this instance after
+/// commit (every process is notified at commit).
 pub(crate) async fn walk_tree(
     b: &PostgresBackend,
     tx: &mut PgConnection,
@@ -348,8 +348,8 @@ struct Store<'c> {
     /// Parents of dependents the walk finished (skipped or failed), with
     /// when: counted down by `flush`, in one lock order.
     finished: Vec<(String, Timestamp)>,
-    /// Lanes a resume made work `waiting` in, to wake (and announce) after
-    /// the commit.
+    /// Lanes a resume made work `waiting` in (notified at commit), to wake
+    /// this instance's claimers after commit.
     woken: Vec<crate::ops::WokenLane>,
 }
 
@@ -532,9 +532,15 @@ impl CascadeStore for Store<'_> {
                 .push(m.id.uuid());
         }
         for (partition, uuids) in by_partition {
-            let woken =
-                crate::ops::resume_rows(self.conn, self.partitions, partition, &uuids, self.now)
-                    .await?;
+            let woken = crate::ops::resume_rows(
+                self.conn,
+                self.partitions,
+                partition,
+                &uuids,
+                self.now,
+                self.channel,
+            )
+            .await?;
             self.woken.extend(woken);
         }
         Ok(())
