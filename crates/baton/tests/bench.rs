@@ -44,6 +44,18 @@ fn assert_common(doc: &Value, scenario: &str) {
     );
     assert!(0.0 <= p50 && p50 <= p95 && p95 <= p99, "{doc}");
     assert!(number(doc, "complete_p50_ms") >= p50, "{doc}");
+    // The calls' own times: every completed execution went through a
+    // claim call that took work and a complete call, so both were timed.
+    let (claim50, claim99) = (
+        number(doc, "claim_call_p50_ms"),
+        number(doc, "claim_call_p99_ms"),
+    );
+    assert!(0.0 < claim50 && claim50 <= claim99, "{doc}");
+    let (complete50, complete99) = (
+        number(doc, "complete_call_p50_ms"),
+        number(doc, "complete_call_p99_ms"),
+    );
+    assert!(0.0 < complete50 && complete50 <= complete99, "{doc}");
     assert_eq!(doc["payload_bytes"], 64);
 }
 
@@ -94,6 +106,7 @@ fn steady_runs_submitters_and_workers_together() {
         ],
     );
     assert_common(&doc, "steady");
+    assert!(doc["create_call_p50_ms"].is_null(), "{doc}");
     let (submitted, completed) = (number(&doc, "submitted"), number(&doc, "executions"));
     assert!(completed > 0.0 && completed <= submitted, "{doc}");
     assert!(doc["drain_per_sec"].is_null());
@@ -120,6 +133,12 @@ fn latency_measures_every_offered_execution() {
     assert_eq!(doc["rate"], 200);
     assert_eq!(doc["executions"], 100);
     assert_eq!(doc["submitted"], 100);
+    // The submitter's create calls are timed in this scenario alone.
+    let (create50, create99) = (
+        number(&doc, "create_call_p50_ms"),
+        number(&doc, "create_call_p99_ms"),
+    );
+    assert!(0.0 < create50 && create50 <= create99, "{doc}");
 }
 
 /// One tenant submits 100 times each other's share, first: with the fair

@@ -46,7 +46,13 @@
 //! Latency is measured from submit to the moment the worker holds the claim
 //! (`p50_ms`…, "submit→start") and from submit to the end of `complete`
 //! (`complete_p50_ms`…). In `drain` and `steady` these include time queued
-//! behind other work; `latency` is the scenario that measures them.
+//! behind other work; `latency` is the scenario that measures them. To
+//! tell where a slow start or completion spent its time, the calls are
+//! timed too: each `claim` call that took work, from its start to its
+//! answer (`claim_call_p50_ms`, `claim_call_p99_ms`), each `complete`
+//! call (`complete_call_p50_ms`, `complete_call_p99_ms`) and, in
+//! `latency`, each `create` call of the submitter (`create_call_p50_ms`,
+//! `create_call_p99_ms`; `null` in the other scenarios).
 
 use std::future::Future;
 use std::sync::Arc;

@@ -19,6 +19,13 @@ use super::*;
 pub(super) struct Samples {
     pub(super) start: Histogram<u64>,
     pub(super) complete: Histogram<u64>,
+    /// How long each `claim` call that took work ran.
+    pub(super) claim_call: Histogram<u64>,
+    /// How long each `complete` call ran.
+    pub(super) complete_call: Histogram<u64>,
+    /// How long each `create` call of the latency scenario's submitter ran
+    /// (empty in the other scenarios).
+    pub(super) create_call: Histogram<u64>,
 }
 
 impl Samples {
@@ -26,12 +33,20 @@ impl Samples {
         Ok(Samples {
             start: histogram()?,
             complete: histogram()?,
+            claim_call: histogram()?,
+            complete_call: histogram()?,
+            create_call: histogram()?,
         })
     }
 
     pub(super) fn merge(&mut self, other: &Samples) -> CliResult<()> {
         self.start.add(&other.start).map_err(internal)?;
         self.complete.add(&other.complete).map_err(internal)?;
+        self.claim_call.add(&other.claim_call).map_err(internal)?;
+        self.complete_call
+            .add(&other.complete_call)
+            .map_err(internal)?;
+        self.create_call.add(&other.create_call).map_err(internal)?;
         Ok(())
     }
 }
@@ -100,6 +115,12 @@ impl Report {
             "complete_p50_ms": ms(&self.samples.complete, 0.50),
             "complete_p95_ms": ms(&self.samples.complete, 0.95),
             "complete_p99_ms": ms(&self.samples.complete, 0.99),
+            "claim_call_p50_ms": ms(&self.samples.claim_call, 0.50),
+            "claim_call_p99_ms": ms(&self.samples.claim_call, 0.99),
+            "complete_call_p50_ms": ms(&self.samples.complete_call, 0.50),
+            "complete_call_p99_ms": ms(&self.samples.complete_call, 0.99),
+            "create_call_p50_ms": ms(&self.samples.create_call, 0.50),
+            "create_call_p99_ms": ms(&self.samples.create_call, 0.99),
             "retries": shared.retries.load(Ordering::Relaxed),
         });
         if let (Some(fairness), Some(map)) = (&self.fairness, doc.as_object_mut()) {
@@ -127,7 +148,7 @@ pub(super) fn round3(x: f64) -> f64 {
 }
 
 pub(super) fn print_table(doc: &Value) {
-    const ROWS: [(&str, &str); 17] = [
+    const ROWS: [(&str, &str); 20] = [
         ("backend", ""),
         ("scenario", ""),
         ("executions", ""),
@@ -144,6 +165,9 @@ pub(super) fn print_table(doc: &Value) {
         ("p99_ms", "ms submit→start"),
         ("complete_p50_ms", "ms submit→complete"),
         ("complete_p99_ms", "ms submit→complete"),
+        ("claim_call_p99_ms", "ms per claim call that took work"),
+        ("complete_call_p99_ms", "ms per complete call"),
+        ("create_call_p99_ms", "ms per create call (latency)"),
         ("retries", ""),
     ];
     let mut t = Table::new(["FIGURE", "VALUE", "UNIT"]);

@@ -33,11 +33,17 @@ pub(super) fn spawn_workers(
 pub(super) async fn work(shared: Arc<Shared>, request: ClaimRequest) -> CliResult<Samples> {
     let mut samples = Samples::new()?;
     let lanes = std::slice::from_ref(&shared.lane);
-    let mut completing: JoinSet<Result<u64, EngineError>> = JoinSet::new();
+    let mut completing: JoinSet<Result<(u64, u64), EngineError>> = JoinSet::new();
     while !shared.stop_working.load(Ordering::Relaxed) {
+        let asked = Instant::now();
         let claims = shared
             .retrying(|| shared.backend.claim(request.clone()))
             .await?;
+        if !claims.is_empty() {
+            samples
+                .claim_call
+                .saturating_record(micros(asked.elapsed()));
+        }
         if claims.is_empty() {
             shared
                 .backend
@@ -65,24 +71,35 @@ pub(super) async fn work(shared: Arc<Shared>, request: ClaimRequest) -> CliResul
             completing.spawn(complete(shared.clone(), claim.lease, submitted));
         }
         while let Some(done) = completing.join_next().await {
-            let finished_after = done.map_err(internal)??;
+            let (finished_after, call) = done.map_err(internal)??;
             samples.complete.saturating_record(finished_after);
+            samples.complete_call.saturating_record(call);
             shared.note_completed();
         }
     }
     Ok(samples)
 }
 
-/// Completes one claim; answers the microseconds from submit to completion.
+/// Completes one claim; answers the microseconds from submit to
+/// completion, and those the `complete` call took.
 pub(super) async fn complete(
     shared: Arc<Shared>,
     lease: LeaseToken,
     submitted: u64,
-) -> Result<u64, EngineError> {
+) -> Result<(u64, u64), EngineError> {
+    let began = Instant::now();
     shared
         .retrying(|| shared.backend.complete(&lease, b"null".to_vec()))
         .await?;
-    Ok(shared.now_us().saturating_sub(submitted))
+    Ok((
+        shared.now_us().saturating_sub(submitted),
+        micros(began.elapsed()),
+    ))
+}
+
+/// A duration in whole microseconds, saturating.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Stops the workers and merges their samples.
@@ -214,7 +231,8 @@ pub(super) async fn latency(shared: &Arc<Shared>, args: &BenchArgs) -> CliResult
     let rate = args.rate;
     let workers = spawn_workers(shared, args)?;
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_CREATES));
-    let mut creates: JoinSet<Result<(), EngineError>> = JoinSet::new();
+    let mut creates: JoinSet<Result<u64, EngineError>> = JoinSet::new();
+    let mut create_calls = histogram()?;
     let began = Instant::now();
     let began_us = shared.now_us();
     let mut offered: u64 = 0;
@@ -235,26 +253,30 @@ pub(super) async fn latency(shared: &Arc<Shared>, args: &BenchArgs) -> CliResult
             let permit = in_flight.clone().acquire_owned().await.map_err(internal)?;
             let shared = shared.clone();
             creates.spawn(async move {
+                let sent = Instant::now();
                 let out = shared.create(items).await;
                 drop(permit);
-                out
+                out.map(|()| micros(sent.elapsed()))
             });
         }
         while let Some(joined) = creates.try_join_next() {
-            joined.map_err(internal)??;
+            create_calls.saturating_record(joined.map_err(internal)??);
         }
         if elapsed >= duration {
             break;
         }
     }
-    join_submitters(creates).await?;
+    while let Some(joined) = creates.join_next().await {
+        create_calls.saturating_record(joined.map_err(internal)??);
+    }
     let submit_secs = began.elapsed().as_secs_f64();
     // Every offered execution is measured: wait for the tail to complete.
     shared.target.store(offered, Ordering::Relaxed);
     shared.done.notify_one();
     shared.wait_done().await;
     let seconds = began.elapsed().as_secs_f64();
-    let samples = stop_workers(shared, workers).await?;
+    let mut samples = stop_workers(shared, workers).await?;
+    samples.create_call = create_calls;
     Ok(Report {
         counted: offered,
         seconds,
