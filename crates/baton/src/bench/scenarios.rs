@@ -35,15 +35,10 @@ pub(super) async fn work(shared: Arc<Shared>, request: ClaimRequest) -> CliResul
     let lanes = std::slice::from_ref(&shared.lane);
     let mut completing: JoinSet<Result<(u64, u64), EngineError>> = JoinSet::new();
     while !shared.stop_working.load(Ordering::Relaxed) {
-        let asked = Instant::now();
+        let asked = shared.now_us();
         let claims = shared
             .retrying(|| shared.backend.claim(request.clone()))
             .await?;
-        if !claims.is_empty() {
-            samples
-                .claim_call
-                .saturating_record(micros(asked.elapsed()));
-        }
         if claims.is_empty() {
             shared
                 .backend
@@ -52,6 +47,9 @@ pub(super) async fn work(shared: Arc<Shared>, request: ClaimRequest) -> CliResul
             continue;
         }
         let started = shared.now_us();
+        samples
+            .claim_call
+            .saturating_record(started.saturating_sub(asked));
         if let Some(order) = &shared.claimed_tenants {
             let tenants = claims.iter().map(|c| {
                 c.tags
@@ -87,19 +85,12 @@ pub(super) async fn complete(
     lease: LeaseToken,
     submitted: u64,
 ) -> Result<(u64, u64), EngineError> {
-    let began = Instant::now();
+    let began = shared.now_us();
     shared
         .retrying(|| shared.backend.complete(&lease, b"null".to_vec()))
         .await?;
-    Ok((
-        shared.now_us().saturating_sub(submitted),
-        micros(began.elapsed()),
-    ))
-}
-
-/// A duration in whole microseconds, saturating.
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    let ended = shared.now_us();
+    Ok((ended.saturating_sub(submitted), ended.saturating_sub(began)))
 }
 
 /// Stops the workers and merges their samples.
@@ -253,10 +244,10 @@ pub(super) async fn latency(shared: &Arc<Shared>, args: &BenchArgs) -> CliResult
             let permit = in_flight.clone().acquire_owned().await.map_err(internal)?;
             let shared = shared.clone();
             creates.spawn(async move {
-                let sent = Instant::now();
+                let sent = shared.now_us();
                 let out = shared.create(items).await;
                 drop(permit);
-                out.map(|()| micros(sent.elapsed()))
+                out.map(|()| shared.now_us().saturating_sub(sent))
             });
         }
         while let Some(joined) = creates.try_join_next() {
