@@ -16,6 +16,16 @@
 --
 -- The attempt closed is the running one, which lives in the execution row
 -- (migration 0019): the same update closes it.
+--
+-- Each lease is found by its primary key, one probe per lease (the
+-- combiner's connection leaves the planner no other plan: src/combine.rs,
+-- `PLANNER`). The rows are running ones, yet the statement does not say
+-- `state = 'running'`: that condition matches the predicate of
+-- `executions_leases`, and a nested loop reading that index (every
+-- running row of the partition, and the entries of rows that ended since
+-- the last vacuum) for each lease would still be open to the planner. A
+-- matching nonce says the same: `executions_valid` holds a nonce exactly
+-- while running.
 WITH req AS (
     SELECT *
     FROM UNNEST($1::smallint[], $2::uuid[], $3::integer[], $4::bigint[], $5::bigint[],
@@ -29,7 +39,7 @@ done AS (
         attempt_ended_at = r.now, attempt_outcome = 'completed'
     FROM req r
     WHERE e.partition = r.partition AND e.uuid = r.uuid
-      AND e.state = 'running' AND e.attempts = r.number AND e.lease_nonce = r.nonce
+      AND e.attempts = r.number AND e.lease_nonce = r.nonce
       AND e.lease_expires_at > r.now
       AND (e.deadline IS NULL OR e.deadline > r.now)
       AND CASE WHEN $7

@@ -25,8 +25,9 @@ pub struct PostgresConfig {
     pub limits: Limits,
     /// The clock every time decision reads.
     pub clock: SharedClock,
-    /// Most connections the pool opens (the `LISTEN` connection comes on top).
-    /// Default 10.
+    /// Most connections the pool opens. Three more come on top, each opened
+    /// when first needed: two `LISTEN` connections (wake-ups, change
+    /// notices) and the complete combiner's own. Default 10.
     pub max_connections: u32,
     /// How long a call waits for a connection — a free one, or a new one
     /// while the server cannot be reached — before answering

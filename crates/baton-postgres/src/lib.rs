@@ -309,6 +309,13 @@ impl PostgresBackend {
                 .max_lifetime(None)
                 .connect_lazy_with(options.clone())
         };
+        // The complete combiner writes on a connection of its own, planned
+        // with `combine::PLANNER` (one batch at a time, so one connection).
+        let completer_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_lazy_with(options.clone().options(combine::PLANNER));
         let channel = format!("baton_work_{}", config.schema);
         // The name migration 0008's trigger sends on: derived from the
         // schema it fires in (at most 14 + 48 characters, within the 63 a
@@ -319,7 +326,7 @@ impl PostgresBackend {
         Ok(PostgresBackend {
             inner: Arc::new(Inner {
                 completer: combine::start(
-                    pool.clone(),
+                    completer_pool,
                     combine::Flow {
                         channel: channel.clone(),
                         partitions,
