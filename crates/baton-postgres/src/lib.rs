@@ -151,6 +151,7 @@ mod ops;
 mod ownership;
 mod read;
 mod scan;
+mod stats;
 mod wait;
 mod wake;
 
@@ -228,12 +229,16 @@ struct Inner {
     /// The rotation of partitions that create calls place their
     /// executions in (`create::place`).
     placement: baton_core::raw::Placement,
+    /// The task keeping the statistics of a growing `executions` current
+    /// (`stats`).
+    statistics: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.listener.stop();
         self.changes.stop();
+        self.statistics.abort();
     }
 }
 
@@ -335,6 +340,7 @@ impl PostgresBackend {
                 ),
                 creator: combine_create::start(pool.clone(), channel.clone()),
                 placement: baton_core::raw::Placement::default(),
+                statistics: stats::start(pool.clone(), &config.schema),
                 pool,
                 listener: wake::Listener::new(listen_pool(), channel.clone(), wake.clone()),
                 changes: wake::Listener::new(listen_pool(), changed_channel, watchers.clone()),
