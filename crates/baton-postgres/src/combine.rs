@@ -309,26 +309,12 @@ mod tests {
         let Some(server) = baton_testkit::servers::postgres().await else {
             return;
         };
-        let schema = baton_testkit::servers::PostgresServer::unique_schema();
-        let mut conn = PgConnection::connect(server.url()).await.unwrap();
-        sqlx::raw_sql(&format!("SET search_path = {schema}"))
+        let (schema, mut conn) = crate::testing::migrated_schema(server).await;
+        let rows = crate::testing::finished_rows(1, 600, "'\\x00'");
+        sqlx::raw_sql(&format!("{rows}; ANALYZE executions"))
             .execute(&mut conn)
             .await
             .unwrap();
-        crate::migrate::run(&mut conn, &schema).await.unwrap();
-        sqlx::raw_sql(
-            "INSERT INTO executions (partition, uuid, namespace, lane, kind, state, priority,
-                 payload, tags, required_caps, attempts, max_attempts, backoff_initial_ms,
-                 backoff_max_ms, backoff_multiplier, backoff_jitter, created_at, updated_at,
-                 ready_at, finished_at, result)
-             SELECT (g % 64)::smallint, md5(g::text)::uuid, 'n', 'l', 'k', 'completed', 0,
-                 '\\x00', '{}', '[]', 0, 3, 0, 0, 1.0, false, g, g, g, g, '\\x00'
-             FROM generate_series(1, 600) g;
-             ANALYZE executions;",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
 
         let (scans, _) = batch_plan(server.url(), &schema, &[]).await;
         assert!(
@@ -344,9 +330,6 @@ mod tests {
         }
         assert_eq!(joins, ["Nested Loop"], "{joins:?}");
 
-        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        crate::testing::drop_schema(&mut conn, &schema).await;
     }
 }

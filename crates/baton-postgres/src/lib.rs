@@ -152,6 +152,8 @@ mod ownership;
 mod read;
 mod scan;
 mod stats;
+#[cfg(test)]
+mod testing;
 mod wait;
 mod wake;
 

@@ -121,7 +121,6 @@ mod tests {
     use std::str::FromStr;
     use std::time::{Duration, Instant};
 
-    use sqlx::Connection;
     use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 
     use super::{MIN_PAGES, start};
@@ -145,24 +144,8 @@ mod tests {
         let Some(server) = baton_testkit::servers::postgres().await else {
             return;
         };
-        let schema = baton_testkit::servers::PostgresServer::unique_schema();
-        let mut conn = PgConnection::connect(server.url()).await.unwrap();
-        sqlx::raw_sql(&format!("SET search_path = {schema}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        crate::migrate::run(&mut conn, &schema).await.unwrap();
-        let insert = |from: i32, to: i32, payload: &str| {
-            format!(
-                "INSERT INTO executions (partition, uuid, namespace, lane, kind, state,
-                     priority, payload, tags, required_caps, attempts, max_attempts,
-                     backoff_initial_ms, backoff_max_ms, backoff_multiplier, backoff_jitter,
-                     created_at, updated_at, ready_at, finished_at, result)
-                 SELECT (g % 64)::smallint, md5(g::text)::uuid, 'n', 'l', 'k', 'completed', 0,
-                     {payload}, '{{}}', '[]', 0, 3, 0, 0, 1.0, false, g, g, g, g, '\\x00'
-                 FROM generate_series({from}, {to}) g"
-            )
-        };
+        let (schema, mut conn) = crate::testing::migrated_schema(server).await;
+        let insert = crate::testing::finished_rows;
         // Autovacuum left out, so that only the task can analyze them.
         sqlx::raw_sql(
             "DO $$ DECLARE c regclass; BEGIN
@@ -221,9 +204,6 @@ mod tests {
                 .all(|(_, pages)| i64::from(*pages) >= MIN_PAGES),
             "every child's statistics describe it as it is now: {grown:?}"
         );
-        sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        crate::testing::drop_schema(&mut conn, &schema).await;
     }
 }
