@@ -86,12 +86,25 @@ pub fn start(pool: PgPool, schema: &str) -> JoinHandle<()> {
     })
 }
 
-/// One comparison, and the analyzes it calls for, in one transaction that
-/// holds the deployment's advisory lock (or does nothing without it).
+/// One comparison: a single read while nothing has outgrown its
+/// statistics (every pass but a few in a deployment's life). Otherwise the
+/// analyzes, in one transaction that holds the deployment's advisory lock
+/// (or nothing is done: another instance is at it), compared again under
+/// it.
 async fn pass(pool: &PgPool, lock: &str) -> Result<(), sqlx::Error> {
+    if grown(pool).await?.is_empty() {
+        return Ok(());
+    }
     let mut tx = pool.begin().await?;
     analyze_grown(&mut tx, lock).await?;
     tx.commit().await
+}
+
+async fn grown<'c>(conn: impl sqlx::PgExecutor<'c>) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(GROWN)
+        .bind(MIN_PAGES)
+        .fetch_all(conn)
+        .await
 }
 
 async fn analyze_grown(conn: &mut PgConnection, lock: &str) -> Result<(), sqlx::Error> {
@@ -103,11 +116,7 @@ async fn analyze_grown(conn: &mut PgConnection, lock: &str) -> Result<(), sqlx::
     if !mine {
         return Ok(());
     }
-    let grown: Vec<String> = sqlx::query_scalar(GROWN)
-        .bind(MIN_PAGES)
-        .fetch_all(&mut *conn)
-        .await?;
-    for child in grown {
+    for child in grown(&mut *conn).await? {
         // A name read from the catalog, quoted by `regclass`.
         let analyze = format!("ANALYZE {child}");
         sqlx::query(&analyze).execute(&mut *conn).await?;
